@@ -1,0 +1,44 @@
+//! Rewind benchmarks and the `rewind-loadgen` load generator.
+//!
+//! `rewind-loadgen` speaks the agent side of the wire protocol (HELLO, BATCH, TAG; it reads
+//! WELCOME, ACK and ERROR) with a deterministic workload, so the master target can be measured and
+//! its output checked byte for byte:
+//!
+//! - [`model`]: where record `seq` goes (disk, offset): a pure function of the workload.
+//! - [`pool`]: what record `seq` holds: a slice of a pregenerated data pool.
+//! - [`batch`]: turns records into BATCH frames without extra copies.
+//! - [`wire`]: connect, HELLO, send and read frames (also used by tests to send bad frames).
+//! - [`session`]: one connection: pipelined sends, an ACK reader thread, the in-flight window.
+//! - [`run`]: the `run` command: the workload sent through a session, reconnecting on loss.
+//! - [`verify`]: the `verify` command: a dumped view compared with the model image.
+//! - [`image`]: the `image` command: a real disk image replicated as records.
+//! - [`state`]: the durable "highest acked seq" file.
+//! - [`units`]: sizes, disks and addresses as given on the command line.
+//! - [`stats`]: percentiles.
+
+pub mod batch;
+pub mod error;
+pub mod image;
+pub mod model;
+pub mod pool;
+pub mod run;
+pub mod session;
+pub mod state;
+pub mod stats;
+pub mod units;
+pub mod verify;
+pub mod wire;
+
+pub use error::{Error, Result};
+pub use model::{Model, Pattern, Workload};
+pub use pool::{DataPool, Payload};
+pub use units::{parse_size, Addr, DiskSpec};
+pub use wire::{connect, hello, read_frame, read_message, send_frame, send_message, send_raw, Conn};
+
+/// Milliseconds since the Unix epoch, for batch and tag timestamps.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

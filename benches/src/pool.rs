@@ -1,0 +1,209 @@
+//! The data pool: what a record holds.
+//!
+//! Generating fresh random bytes for every record would make the load generator slower than the
+//! target it measures. Instead a pool (64 MiB by default) is generated once from the seed, and
+//! record `seq` holds the slice of the pool at a position that is a hash of (seed, seq). The same
+//! seed and payload kind always give the same pool, so `verify` can rebuild any record.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::model::hash3;
+
+/// Default pool size. Never change it: recorded runs are verified against this.
+pub const POOL_LEN: usize = 64 << 20;
+
+/// Record positions in the pool are multiples of this.
+const POOL_ALIGN: usize = 512;
+
+/// Salts keep the hashes of different uses apart. Never change them.
+const SALT_POOL_FILL: u64 = 0x706f_6f6c_6669_6c6c; // "poolfill"
+const SALT_POOL_POS: u64 = 0x706f_6f6c_706f_7321; // "poolpos!"
+
+/// Compressible pool mix, per 4 KiB block, in percent: all zero, text-like (with a zero tail),
+/// or random. Tuned so zstd -1 compresses batches of it about 3:1, like an ext4 image.
+const ZERO_BLOCK_PCT: u32 = 30;
+const TEXT_BLOCK_PCT: u32 = 48;
+
+/// What record payloads look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// Incompressible random bytes.
+    Random,
+    /// A mix of zero runs, text-like words and random bytes: about 3:1 with zstd -1.
+    Compressible,
+}
+
+impl FromStr for Payload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "random" => Ok(Payload::Random),
+            "compressible" => Ok(Payload::Compressible),
+            _ => Err(format!("payload {s:?}: expected random or compressible")),
+        }
+    }
+}
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Payload::Random => "random",
+            Payload::Compressible => "compressible",
+        })
+    }
+}
+
+/// A pregenerated block of bytes that record data is sliced from.
+pub struct DataPool {
+    seed: u64,
+    bytes: Vec<u8>,
+}
+
+impl DataPool {
+    /// The standard pool ([`POOL_LEN`] bytes) for this seed and payload.
+    pub fn new(seed: u64, payload: Payload) -> DataPool {
+        DataPool::with_len(seed, payload, POOL_LEN)
+    }
+
+    /// A pool of `len` bytes (rounded up to 4 KiB); tests use small ones.
+    pub fn with_len(seed: u64, payload: Payload, len: usize) -> DataPool {
+        let len = len.max(4096).div_ceil(4096) * 4096;
+        let mut bytes = vec![0u8; len];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ SALT_POOL_FILL);
+        match payload {
+            Payload::Random => rng.fill_bytes(&mut bytes),
+            Payload::Compressible => fill_compressible(&mut rng, &mut bytes),
+        }
+        DataPool { seed, bytes }
+    }
+
+    /// Pool size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Always false: a pool has at least 4 KiB.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Where the data of record `seq` (of `len` bytes) starts in the pool.
+    ///
+    /// Panics if `len` exceeds the pool (callers validate record sizes first).
+    pub fn position(&self, seq: u64, len: usize) -> usize {
+        assert!(len <= self.bytes.len(), "record of {len} bytes exceeds the data pool");
+        let slots = ((self.bytes.len() - len) / POOL_ALIGN + 1) as u64;
+        (hash3(self.seed, SALT_POOL_POS, seq) % slots) as usize * POOL_ALIGN
+    }
+
+    /// The data of record `seq`, `len` bytes.
+    pub fn record_data(&self, seq: u64, len: usize) -> &[u8] {
+        let pos = self.position(seq, len);
+        &self.bytes[pos..pos + len]
+    }
+}
+
+/// Fills `out` (a multiple of 4 KiB) with ext4-like content.
+fn fill_compressible(rng: &mut Xoshiro256PlusPlus, out: &mut [u8]) {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_/.";
+    const SEPARATORS: &[u8] = b"        \n=:,";
+    let vocab: Vec<Vec<u8>> = (0..1024)
+        .map(|_| {
+            let n = rng.gen_range(2..=12);
+            (0..n)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())])
+                .collect()
+        })
+        .collect();
+    for block in out.chunks_mut(4096) {
+        let r = rng.gen_range(0..100);
+        if r < ZERO_BLOCK_PCT {
+            continue; // already zero
+        }
+        if r >= ZERO_BLOCK_PCT + TEXT_BLOCK_PCT {
+            rng.fill_bytes(block);
+            continue;
+        }
+        // Text-like words up to a random length, then a zero tail (like a partly used block).
+        let used = rng.gen_range(1024..=block.len());
+        let mut i = 0;
+        while i < used {
+            let w = &vocab[rng.gen_range(0..vocab.len())];
+            let n = w.len().min(used - i);
+            block[i..i + n].copy_from_slice(&w[..n]);
+            i += n;
+            if i < used {
+                block[i] = SEPARATORS[rng.gen_range(0..SEPARATORS.len())];
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ratio(pool: &DataPool, record_len: usize, batch_bytes: usize) -> f64 {
+        let mut raw = Vec::new();
+        let mut seq = 1;
+        while raw.len() < batch_bytes * 4 {
+            raw.extend_from_slice(pool.record_data(seq, record_len));
+            seq += 1;
+        }
+        let mut compressed = 0;
+        for chunk in raw.chunks(batch_bytes) {
+            compressed += zstd::bulk::compress(chunk, 1).unwrap().len();
+        }
+        raw.len() as f64 / compressed as f64
+    }
+
+    #[test]
+    fn pool_is_deterministic_and_seed_dependent() {
+        let a = DataPool::with_len(7, Payload::Random, 1 << 20);
+        let b = DataPool::with_len(7, Payload::Random, 1 << 20);
+        let c = DataPool::with_len(8, Payload::Random, 1 << 20);
+        assert_eq!(a.bytes, b.bytes);
+        assert_ne!(a.bytes, c.bytes);
+        assert_eq!(a.record_data(5, 4096), b.record_data(5, 4096));
+        let d = DataPool::with_len(7, Payload::Compressible, 1 << 20);
+        let e = DataPool::with_len(7, Payload::Compressible, 1 << 20);
+        assert_eq!(d.bytes, e.bytes);
+    }
+
+    #[test]
+    fn positions_stay_in_the_pool_and_aligned() {
+        let pool = DataPool::with_len(1, Payload::Random, 1 << 20);
+        for seq in 1..10_000 {
+            for len in [512, 4096, 65536, 1 << 20] {
+                let p = pool.position(seq, len);
+                assert!(p + len <= pool.len());
+                assert_eq!(p % POOL_ALIGN, 0);
+            }
+        }
+        // Different seqs mostly land in different places.
+        let distinct: std::collections::HashSet<usize> =
+            (1..1000).map(|s| pool.position(s, 4096)).collect();
+        assert!(distinct.len() > 900, "{}", distinct.len());
+    }
+
+    #[test]
+    fn random_payload_does_not_compress() {
+        let pool = DataPool::with_len(3, Payload::Random, 16 << 20);
+        let r = ratio(&pool, 4096, 1 << 20);
+        assert!(r < 1.05, "ratio {r}");
+    }
+
+    #[test]
+    fn compressible_payload_is_about_three_to_one() {
+        let pool = DataPool::with_len(3, Payload::Compressible, 16 << 20);
+        for len in [4096, 65536, 1 << 20] {
+            let r = ratio(&pool, len, 4 << 20);
+            assert!((2.5..3.6).contains(&r), "record {len}: ratio {r}");
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The connection to the target and frame-level IO.
+//!
+//! These are public so integration tests can drive a target by hand, including with frames that
+//! are wrong on purpose ([`send_raw`]).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use rewind_formats::{
+    encode_frame, FrameHeader, FrameKind, Hello, Message, Welcome, FRAME_HEADER_LEN,
+};
+
+use crate::error::{Error, Result};
+use crate::units::Addr;
+
+/// A connection to the target over TCP or a unix socket.
+#[derive(Debug)]
+pub enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    /// A second handle on the same socket (one thread reads while another writes).
+    pub fn try_clone(&self) -> io::Result<Conn> {
+        Ok(match self {
+            Conn::Tcp(s) => Conn::Tcp(s.try_clone()?),
+            Conn::Unix(s) => Conn::Unix(s.try_clone()?),
+        })
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.shutdown(how),
+            Conn::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.set_read_timeout(timeout),
+            Conn::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.write(buf),
+            Conn::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.flush(),
+            Conn::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// Maps a socket error: timeouts are [`Error::Timeout`], the rest [`Error::ConnectionLost`].
+fn socket_error(what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            Error::Timeout(format!("{what}: {e}"))
+        }
+        _ => Error::ConnectionLost(format!("{what}: {e}")),
+    }
+}
+
+/// Connects to the target. Failures are [`Error::ConnectionLost`] so reconnect loops retry them.
+pub fn connect(addr: &Addr) -> Result<Conn> {
+    let what = format!("connect to {addr}");
+    match addr {
+        Addr::Tcp(hp) => {
+            let s = TcpStream::connect(hp.as_str()).map_err(socket_error(&what))?;
+            s.set_nodelay(true).map_err(socket_error(&what))?;
+            Ok(Conn::Tcp(s))
+        }
+        Addr::Unix(p) => Ok(Conn::Unix(
+            UnixStream::connect(p).map_err(socket_error(&what))?,
+        )),
+    }
+}
+
+/// Writes bytes as they are (for tests that send malformed frames).
+pub fn send_raw(w: &mut impl Write, bytes: &[u8]) -> Result<()> {
+    w.write_all(bytes).map_err(socket_error("send"))
+}
+
+/// Sends one frame of `kind` carrying `payload`.
+pub fn send_frame(w: &mut impl Write, kind: FrameKind, payload: &[u8]) -> Result<()> {
+    w.write_all(&encode_frame(kind, payload))
+        .map_err(socket_error("send frame"))
+}
+
+/// Sends one message.
+pub fn send_message(w: &mut impl Write, msg: &Message) -> Result<()> {
+    w.write_all(&msg.to_frame())
+        .map_err(socket_error("send message"))
+}
+
+/// Reads one whole frame. `Ok(None)` when the peer closed cleanly between frames.
+pub fn read_frame(r: &mut impl Read) -> Result<Option<(FrameKind, Vec<u8>)>> {
+    let mut hdr = [0u8; FRAME_HEADER_LEN];
+    let mut got = 0;
+    while got < hdr.len() {
+        match r.read(&mut hdr[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => {
+                return Err(Error::ConnectionLost(format!(
+                    "closed inside a frame header ({got} of {FRAME_HEADER_LEN} bytes)"
+                )))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(socket_error("read frame header")(e)),
+        }
+    }
+    let header = FrameHeader::decode(&hdr).map_err(|source| Error::Decode {
+        what: "frame header",
+        source,
+    })?;
+    let mut payload = vec![0u8; header.payload_len as usize];
+    r.read_exact(&mut payload)
+        .map_err(socket_error("read frame payload"))?;
+    header
+        .verify_payload(&payload)
+        .map_err(|source| Error::Decode {
+            what: "frame payload",
+            source,
+        })?;
+    Ok(Some((header.kind, payload)))
+}
+
+/// Reads and decodes one message. `Ok(None)` when the peer closed cleanly between frames.
+pub fn read_message(r: &mut impl Read) -> Result<Option<Message>> {
+    let Some((kind, payload)) = read_frame(r)? else {
+        return Ok(None);
+    };
+    Message::decode(kind, &payload)
+        .map(Some)
+        .map_err(|source| Error::Decode {
+            what: "message",
+            source,
+        })
+}
+
+/// Sends HELLO and waits for WELCOME. An ERROR answer is [`Error::Remote`].
+pub fn hello(conn: &mut Conn, hello: &Hello) -> Result<Welcome> {
+    send_message(conn, &Message::Hello(hello.clone()))?;
+    match read_message(conn)? {
+        Some(Message::Welcome(w)) => Ok(w),
+        Some(Message::Error(e)) => Err(Error::Remote {
+            code: e.code,
+            message: e.message,
+        }),
+        Some(other) => Err(Error::Protocol(format!(
+            "expected WELCOME, got {:?}",
+            other.kind()
+        ))),
+        None => Err(Error::ConnectionLost(
+            "the target closed the connection before WELCOME".into(),
+        )),
+    }
+}

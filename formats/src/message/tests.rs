@@ -1,0 +1,282 @@
+use super::*;
+use crate::frame::decode_frame;
+
+fn samples() -> Vec<Message> {
+    vec![
+        Message::Hello(Hello {
+            agent: "host-a".into(),
+            groups: vec![
+                HelloGroup {
+                    group: "web".into(),
+                    generation: 3,
+                    last_acked: Seq(99),
+                    disks: vec![
+                        DiskInfo {
+                            disk: "sda".into(),
+                            size_bytes: 1 << 30,
+                        },
+                        DiskInfo {
+                            disk: "sdb".into(),
+                            size_bytes: 512,
+                        },
+                    ],
+                },
+                HelloGroup {
+                    group: "db".into(),
+                    generation: 0,
+                    last_acked: Seq(0),
+                    disks: vec![],
+                },
+            ],
+        }),
+        Message::Welcome(Welcome {
+            groups: vec![
+                WelcomeGroup {
+                    group: "web".into(),
+                    generation: 3,
+                    status: ResumeStatus::Resume,
+                    durable: Seq(97),
+                },
+                WelcomeGroup {
+                    group: "db".into(),
+                    generation: 1,
+                    status: ResumeStatus::ResyncNeeded,
+                    durable: Seq(0),
+                },
+            ],
+        }),
+        Message::Batch(Batch {
+            group: "web".into(),
+            generation: 3,
+            first_seq: Seq(100),
+            record_count: 2,
+            timestamp_ms: 1_700_000_000_000,
+            uncompressed_len: 64,
+            compressed: vec![1, 2, 3],
+        }),
+        Message::Tag(Tag {
+            group: "web".into(),
+            generation: 3,
+            tag: TagInfo {
+                seq: Seq(101),
+                kind: TagKind::AppConsistent,
+                timestamp_ms: 5,
+                name: "pre-upgrade".into(),
+            },
+        }),
+        Message::Ack(Ack {
+            group: "web".into(),
+            durable: Seq(101),
+        }),
+        Message::Hashes(Hashes {
+            group: "web".into(),
+            disk: 1,
+            offset: 65536,
+            block_size: 65536,
+            hashes: vec![1, u64::MAX, 0],
+        }),
+        Message::Control(Control {
+            group: "web".into(),
+            op: ControlOp::TagRequest,
+            arg: "before patch Tuesday".into(),
+        }),
+        Message::Error(ErrorMsg {
+            code: ErrorCode::SeqGap,
+            message: "expected seq 102, got 105".into(),
+        }),
+    ]
+}
+
+#[test]
+fn every_message_round_trips_through_a_frame() {
+    for m in samples() {
+        let frame = m.to_frame();
+        let (kind, payload, used) = decode_frame(&frame).unwrap().unwrap();
+        assert_eq!(used, frame.len());
+        assert_eq!(kind, m.kind());
+        assert_eq!(Message::decode(kind, payload), Ok(m));
+    }
+}
+
+#[test]
+fn trailing_bytes_are_refused_for_every_kind() {
+    for m in samples() {
+        let mut p = m.encode_payload();
+        p.push(0);
+        assert!(
+            matches!(
+                Message::decode(m.kind(), &p),
+                Err(DecodeError::Invalid { .. })
+            ),
+            "{:?}",
+            m.kind()
+        );
+    }
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    for m in samples() {
+        let p = m.encode_payload();
+        for cut in 0..p.len() {
+            assert!(
+                Message::decode(m.kind(), &p[..cut]).is_err(),
+                "{:?} cut {cut}",
+                m.kind()
+            );
+        }
+    }
+}
+
+#[test]
+fn ack_layout_is_as_documented() {
+    let m = Message::Ack(Ack {
+        group: "g".into(),
+        durable: Seq(0x0102_0304),
+    });
+    assert_eq!(m.encode_payload(), vec![1, b'g', 4, 3, 2, 1, 0, 0, 0, 0]);
+}
+
+#[test]
+fn error_codes_map_to_wire_values_and_back() {
+    assert_eq!(ErrorCode::Protocol.as_u16(), 1);
+    assert_eq!(ErrorCode::Internal.as_u16(), 12);
+    assert_eq!(ErrorCode::Other(77).as_u16(), 77);
+    for v in 0..=20u16 {
+        assert_eq!(ErrorCode::from_u16(v).as_u16(), v);
+    }
+    assert_eq!(ErrorCode::from_u16(0), ErrorCode::Other(0));
+    assert_eq!(ErrorCode::from_u16(13), ErrorCode::Other(13));
+    assert_eq!(ErrorCode::from_u16(8), ErrorCode::SeqGap);
+}
+
+fn hello_with(disks: Vec<DiskInfo>, groups: usize) -> Vec<u8> {
+    // Every group is named "g": two groups make a duplicate.
+    let g = |_| HelloGroup {
+        group: "g".into(),
+        generation: 1,
+        last_acked: Seq(0),
+        disks: disks.clone(),
+    };
+    Message::Hello(Hello {
+        agent: "a".into(),
+        groups: (0..groups).map(g).collect(),
+    })
+    .encode_payload()
+}
+
+#[test]
+fn hello_checks_disk_sizes_and_duplicates() {
+    let d = |n: &str, s| DiskInfo {
+        disk: n.into(),
+        size_bytes: s,
+    };
+    assert!(Message::decode(FrameKind::Hello, &hello_with(vec![d("a", 512)], 1)).is_ok());
+    for bad in [
+        hello_with(vec![d("a", 0)], 1),
+        hello_with(vec![d("a", 513)], 1),
+        hello_with(vec![d("a", 512), d("a", 1024)], 1),
+        hello_with(vec![d("a", 512)], 2),
+    ] {
+        assert!(matches!(
+            Message::decode(FrameKind::Hello, &bad),
+            Err(DecodeError::Invalid { .. })
+        ));
+    }
+}
+
+#[test]
+fn hello_count_cannot_force_a_big_allocation() {
+    // agent "a", then 65535 groups announced but no bytes for them.
+    let p = [1, b'a', 0xff, 0xff];
+    assert!(matches!(
+        Message::decode(FrameKind::Hello, &p),
+        Err(DecodeError::TooLarge { .. })
+    ));
+}
+
+fn batch(f: impl Fn(&mut Batch)) -> Result<Message, DecodeError> {
+    let mut b = Batch {
+        group: "g".into(),
+        generation: 1,
+        first_seq: Seq(1),
+        record_count: 1,
+        timestamp_ms: 0,
+        uncompressed_len: 16,
+        compressed: vec![0; 4],
+    };
+    f(&mut b);
+    Message::decode(FrameKind::Batch, &Message::Batch(b).encode_payload())
+}
+
+#[test]
+fn batch_header_fields_are_checked() {
+    assert!(batch(|_| {}).is_ok());
+    assert!(batch(|b| b.first_seq = Seq(0)).is_err());
+    assert!(batch(|b| b.record_count = 0).is_err());
+    assert!(batch(|b| b.record_count = MAX_BATCH_RECORDS + 1).is_err());
+    assert!(batch(|b| {
+        b.first_seq = Seq(u64::MAX);
+        b.uncompressed_len = 32;
+        b.record_count = 2;
+    })
+    .is_err());
+    assert!(batch(|b| b.first_seq = Seq(u64::MAX)).is_ok());
+    assert!(batch(|b| b.uncompressed_len = MAX_BATCH_UNCOMPRESSED + 1).is_err());
+    assert!(batch(|b| b.uncompressed_len = 15).is_err());
+}
+
+fn hashes(f: impl Fn(&mut Hashes)) -> Result<Message, DecodeError> {
+    let mut h = Hashes {
+        group: "g".into(),
+        disk: 0,
+        offset: 0,
+        block_size: 4096,
+        hashes: vec![1, 2],
+    };
+    f(&mut h);
+    Message::decode(FrameKind::Hashes, &Message::Hashes(h).encode_payload())
+}
+
+#[test]
+fn hashes_fields_are_checked() {
+    assert!(hashes(|_| {}).is_ok());
+    assert!(hashes(|h| h.offset = 100).is_err());
+    assert!(hashes(|h| h.block_size = 0).is_err());
+    assert!(hashes(|h| h.block_size = 1000).is_err());
+    assert!(hashes(|h| h.offset = u64::MAX - 511).is_err());
+    assert!(hashes(|h| {
+        h.offset = u64::MAX - 511;
+        h.hashes.clear()
+    })
+    .is_ok());
+}
+
+#[test]
+fn unknown_enum_values_are_invalid() {
+    let mut p = Message::Control(Control {
+        group: "g".into(),
+        op: ControlOp::Drain,
+        arg: String::new(),
+    })
+    .encode_payload();
+    p[2] = 9;
+    assert!(matches!(
+        Message::decode(FrameKind::Control, &p),
+        Err(DecodeError::Invalid { .. })
+    ));
+    let mut p = Message::Welcome(Welcome {
+        groups: vec![WelcomeGroup {
+            group: "g".into(),
+            generation: 0,
+            status: ResumeStatus::Resume,
+            durable: Seq(0),
+        }],
+    })
+    .encode_payload();
+    p[12] = 2;
+    assert!(matches!(
+        Message::decode(FrameKind::Welcome, &p),
+        Err(DecodeError::Invalid { .. })
+    ));
+}

@@ -1,0 +1,219 @@
+use super::*;
+use crate::tag::TagKind;
+
+fn recs(data: &[u8]) -> Vec<RecordRef<'_>> {
+    vec![
+        RecordRef {
+            disk: 0,
+            kind: RecordKind::Data,
+            offset: 8192,
+            len: data.len() as u32,
+            data,
+        },
+        RecordRef {
+            disk: 1,
+            kind: RecordKind::Trim,
+            offset: 0,
+            len: 4096,
+            data: &[],
+        },
+        RecordRef {
+            disk: 1,
+            kind: RecordKind::Data,
+            offset: 512,
+            len: 512,
+            data: &data[..512],
+        },
+    ]
+}
+
+fn build(data: &[u8]) -> (Vec<u8>, ChunkHeader) {
+    let r = recs(data);
+    let mut out = vec![0xee; records_chunk_len(&r)];
+    let h = write_records_chunk(&mut out, Seq(50), 9, 4, &r);
+    (out, h)
+}
+
+#[test]
+fn records_chunk_round_trips_and_is_laid_out_in_blocks() {
+    let data: Vec<u8> = (0..5000u32).map(|i| i as u8).collect::<Vec<_>>()[..4608].to_vec();
+    let (out, h) = build(&data);
+    // header block + 2 blocks for 4608 bytes + 1 block for 512 bytes.
+    assert_eq!(out.len(), 4 * BLOCK);
+    assert_eq!(&out[0..4], b"RWJC");
+    assert_eq!(h.header_len_padded, BLOCK as u64);
+    assert_eq!(h.first_seq, Seq(50));
+    assert_eq!(h.last_seq, Seq(52));
+    assert_eq!(h.records[0].data_pos, BLOCK as u64);
+    assert_eq!(h.records[1].data_pos, 0);
+    assert_eq!(h.records[2].data_pos, 3 * BLOCK as u64);
+    assert_eq!(decode_chunk_header(&out), Ok(h.clone()));
+    // Only header_len bytes are needed.
+    let p = peek_chunk(&out).unwrap();
+    assert_eq!(p.header_len as usize, 64 + 3 * 32);
+    assert_eq!(p.total_len, out.len() as u64);
+    assert_eq!(
+        decode_chunk_header(&out[..p.header_len as usize]),
+        Ok(h.clone())
+    );
+    // Padding was zeroed even though the buffer started as 0xee.
+    assert!(out[p.header_len as usize..BLOCK].iter().all(|&b| b == 0));
+    assert!(out[BLOCK + 4608..3 * BLOCK].iter().all(|&b| b == 0));
+    assert!(out[3 * BLOCK + 512..].iter().all(|&b| b == 0));
+    for rec in &h.records {
+        let at = rec.data_pos as usize;
+        assert_eq!(verify_record_data(rec, &out[at..]), Ok(()));
+    }
+    assert_eq!(&out[BLOCK..BLOCK + 4608], &data[..]);
+}
+
+#[test]
+fn data_damage_is_found_by_the_record_crc() {
+    let (mut out, h) = build(&[7; 1024]);
+    out[BLOCK + 3] ^= 1;
+    assert_eq!(
+        verify_record_data(&h.records[0], &out[BLOCK..]),
+        Err(DecodeError::PayloadChecksum)
+    );
+    assert!(matches!(
+        verify_record_data(&h.records[0], &out[BLOCK..BLOCK + 10]),
+        Err(DecodeError::Truncated { .. })
+    ));
+    assert_eq!(verify_record_data(&h.records[1], &[]), Ok(()));
+}
+
+#[test]
+fn every_header_byte_is_covered() {
+    let (out, _) = build(&[7; 1024]);
+    let header_len = peek_chunk(&out).unwrap().header_len as usize;
+    for i in 0..header_len {
+        for bit in [0x01, 0x80] {
+            let mut b = out.clone();
+            b[i] ^= bit;
+            assert!(decode_chunk_header(&b).is_err(), "byte {i} bit {bit:#x}");
+        }
+    }
+}
+
+#[test]
+fn torn_header_is_truncated_not_a_panic() {
+    let (out, _) = build(&[7; 1024]);
+    let header_len = 64 + 3 * 32;
+    for cut in 0..header_len {
+        assert!(decode_chunk_header(&out[..cut]).is_err());
+    }
+    assert!(decode_chunk_header(&out[..header_len]).is_ok());
+}
+
+fn refix(b: &mut [u8]) {
+    let header_len = le_u32(b, 8) as usize;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&b[..60]), &b[64..header_len]);
+    b[60..64].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn inconsistent_entries_are_invalid_even_with_a_good_crc() {
+    let (good, _) = build(&[7; 1024]);
+    let cases: Vec<(&str, Box<dyn Fn(&mut [u8])>)> = vec![
+        ("seq gap", Box::new(|b| b[64 + 32] = 99)),
+        ("reserved", Box::new(|b| b[64 + 11] = 1)),
+        ("unknown kind", Box::new(|b| b[64 + 10] = 7)),
+        ("len not sector multiple", Box::new(|b| b[64 + 12] = 1)),
+        ("trim with data pos", Box::new(|b| b[64 + 32 + 28] = 1)),
+        ("data inside header", Box::new(|b| b[64 + 28] = 0)),
+        ("data past total_len", Box::new(|b| b[64 + 28] = 9)),
+        ("overlapping data", Box::new(|b| b[64 + 64 + 28] = 1)),
+        ("prefix reserved", Box::new(|b| b[56] = 1)),
+        ("total_len unaligned", Box::new(|b| b[48] = 1)),
+        ("entry_count disagrees", Box::new(|b| b[12] = 2)),
+        ("last_seq disagrees", Box::new(|b| b[24] = 60)),
+        (
+            "first_seq zero",
+            Box::new(|b| {
+                b[16..24].fill(0);
+                b[24..32].copy_from_slice(&2u64.to_le_bytes());
+            }),
+        ),
+    ];
+    for (what, f) in cases {
+        let mut b = good.clone();
+        f(&mut b);
+        refix(&mut b);
+        assert!(
+            matches!(decode_chunk_header(&b), Err(DecodeError::Invalid { .. })),
+            "{what}: {:?}",
+            decode_chunk_header(&b)
+        );
+    }
+}
+
+#[test]
+fn prefix_damage_kinds() {
+    let (good, _) = build(&[7; 512]);
+    let mut b = good.clone();
+    b[0] = b'X';
+    assert!(matches!(peek_chunk(&b), Err(DecodeError::BadMagic { .. })));
+    let mut b = good.clone();
+    b[4] = 2;
+    assert_eq!(peek_chunk(&b), Err(DecodeError::UnsupportedVersion(2)));
+    let mut b = good.clone();
+    b[6] = 3;
+    assert_eq!(peek_chunk(&b), Err(DecodeError::UnknownKind(3)));
+    let mut b = good.clone();
+    b[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(peek_chunk(&b), Err(DecodeError::TooLarge { .. })));
+    let mut b = good.clone();
+    b[48..56].copy_from_slice(&(MAX_CHUNK_LEN + BLOCK as u64).to_le_bytes());
+    assert!(matches!(peek_chunk(&b), Err(DecodeError::TooLarge { .. })));
+    let mut b = good;
+    b[40] ^= 1;
+    assert_eq!(decode_chunk_header(&b), Err(DecodeError::HeaderChecksum));
+}
+
+#[test]
+fn tag_chunk_round_trips() {
+    let tag = TagInfo {
+        seq: Seq(77),
+        kind: TagKind::Failover,
+        timestamp_ms: 1234,
+        name: "planned-failover-1".into(),
+    };
+    assert_eq!(tag_chunk_len(&tag), BLOCK);
+    let mut out = vec![0xaa; BLOCK];
+    let h = write_tag_chunk(&mut out, 99, 5, &tag);
+    assert_eq!(h.first_seq, Seq(77));
+    assert_eq!(h.last_seq, Seq(77));
+    assert_eq!(h.tag.as_ref(), Some(&tag));
+    assert_eq!(decode_chunk_header(&out), Ok(h));
+    let long = TagInfo {
+        name: "n".repeat(255),
+        ..tag
+    };
+    assert_eq!(tag_chunk_len(&long), BLOCK);
+    let mut out = vec![0; BLOCK];
+    let h = write_tag_chunk(&mut out, 99, 5, &long);
+    assert_eq!(decode_chunk_header(&out), Ok(h));
+}
+
+#[test]
+fn extents_and_summaries() {
+    let (_, h) = build(&[7; 512]);
+    let s = h.summary(BLOCK as u64 * 3);
+    assert_eq!(s.pos, BLOCK as u64 * 3);
+    assert_eq!(
+        (s.first_seq, s.last_seq, s.kind),
+        (Seq(50), Seq(52), ChunkKind::Records)
+    );
+    let e = h.records[0].extent(BLOCK as u64 * 3);
+    assert_eq!(e.data_pos, BLOCK as u64 * 4);
+    assert_eq!(e.seq, Seq(50));
+    assert_eq!(h.records[1].extent(BLOCK as u64 * 3).data_pos, 0);
+}
+
+#[test]
+#[should_panic(expected = "records_chunk_len")]
+fn wrong_buffer_length_panics() {
+    let r = recs(&[0; 512]);
+    let mut out = vec![0; records_chunk_len(&r) - 1];
+    write_records_chunk(&mut out, Seq(1), 0, 0, &r);
+}

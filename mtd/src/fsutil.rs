@@ -1,0 +1,37 @@
+//! Small file-system helpers for durable publication of files.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use crate::store::{Result, StoreError};
+
+/// fsync a directory so that entries created, renamed or removed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io("fsync directory", dir))
+}
+
+/// Publish `bytes` at `path` atomically: write `path.tmp`, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(StoreError::io("create", &tmp))?;
+    f.write_all(bytes).map_err(StoreError::io("write", &tmp))?;
+    f.sync_all().map_err(StoreError::io("fsync", &tmp))?;
+    fs::rename(&tmp, path).map_err(StoreError::io("rename into place", path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Remove stray `*.tmp` files left by a crash during `write_atomic`.
+pub fn remove_stray_tmp(dir: &Path) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(StoreError::io("read directory", dir))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "tmp") {
+            tracing::info!(path = %p.display(), "removing stray temporary file");
+            fs::remove_file(&p).map_err(StoreError::io("remove", &p))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! rewind-mtd: the master target. It receives agents' delta streams, keeps every replicated disk as
+//! a base image plus a journal of its recent history, and reads any point in the retention window.
+
+pub mod aligned;
+pub mod dump;
+pub mod fsutil;
+pub mod inspect;
+pub mod server;
+pub mod store;
+pub mod view;

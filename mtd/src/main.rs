@@ -1,0 +1,118 @@
+//! `rewind-mtd`: parse arguments, call the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use rewind_mtd::store::engine::EngineKind;
+use rewind_mtd::store::points::PointSpec;
+use rewind_mtd::store::writer::WriterConfig;
+use rewind_mtd::store::{Store, StoreOptions};
+
+#[derive(Parser)]
+#[command(name = "rewind-mtd", version, about = "Rewind master target daemon")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Accept agent sessions and keep their replicas.
+    Serve {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// TCP address for agents (plain TCP: use on loopback or a trusted link until TLS lands).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Unix socket for agents on this host.
+        #[arg(long)]
+        unix: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "uring")]
+        io_engine: EngineKind,
+        /// Retention window for groups created by a first HELLO (e.g. 24h, 30m).
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        retention: Duration,
+        /// Seal a journal segment at this size.
+        #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+        segment_size: u64,
+        /// Seal an open segment after this long even if not full (so it can expire and merge).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        seal_after: Duration,
+        /// How often the merger looks for expired segments.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        merge_interval: Duration,
+        /// Write the bound address here once listening.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Write one disk of a group, as of a point, to a raw image file.
+    Dump {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        disk: String,
+        /// latest | seq:N | tag:NAME | latest-app-consistent | RFC 3339 time | -15m
+        #[arg(long, default_value = "latest")]
+        at: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Report groups, disks, segments, points, retention horizon and index size (offline).
+    Inspect {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Serve { data_dir, listen, unix, io_engine, retention, segment_size, seal_after, merge_interval, ready_file } => {
+            let opts = StoreOptions {
+                engine: io_engine,
+                writer: WriterConfig { segment_size, seal_after, ..WriterConfig::default() },
+                default_retention: retention,
+                merge_interval,
+            };
+            let store = Store::open(&data_dir, opts).with_context(|| format!("opening store {}", data_dir.display()))?;
+            let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
+            rt.block_on(rewind_mtd::server::serve(
+                store,
+                rewind_mtd::server::ServeOptions { listen, unix, ready_file },
+            ))
+        }
+        Cmd::Dump { data_dir, group, disk, at, output } => {
+            let store = Store::open_readonly(&data_dir).with_context(|| format!("opening store {}", data_dir.display()))?;
+            let spec = PointSpec::parse(&at)?;
+            let view = store.view(&group, &disk, &spec).with_context(|| format!("opening {group}/{disk} at {at}"))?;
+            let size = rewind_mtd::dump::dump(&view, &output)?;
+            eprintln!("wrote {group}/{disk} at seq {} ({size} bytes) to {}", view.seq().0, output.display());
+            Ok(())
+        }
+        Cmd::Inspect { data_dir, json } => {
+            let store = Store::open_readonly(&data_dir).with_context(|| format!("opening store {}", data_dir.display()))?;
+            let report = rewind_mtd::inspect::report(&store);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", rewind_mtd::inspect::render(&report));
+            }
+            Ok(())
+        }
+    }
+}

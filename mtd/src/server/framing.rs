@@ -1,0 +1,70 @@
+//! Reading and writing whole frames on an async byte stream.
+
+use rewind_formats::frame::{FrameHeader, FrameKind, FRAME_HEADER_LEN};
+use rewind_formats::message::{ErrorCode, Message};
+use rewind_formats::DecodeError;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Why reading a frame stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("connection closed")]
+    Closed,
+    #[error("connection cut mid-frame after {got} of {want} bytes")]
+    CutMidFrame { got: usize, want: usize },
+    #[error("bad frame: {0}")]
+    Bad(#[from] DecodeError),
+    #[error("read failed: {0}")]
+    Io(std::io::Error),
+}
+
+impl ReadError {
+    /// The ERROR code to tell the peer, if the connection can still carry one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ReadError::Bad(DecodeError::HeaderChecksum | DecodeError::PayloadChecksum) => Some(ErrorCode::BadChecksum),
+            ReadError::Bad(_) => Some(ErrorCode::Protocol),
+            _ => None,
+        }
+    }
+}
+
+/// Read into `buf` completely; distinguishes a clean close (nothing read) from a cut.
+async fn fill<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8], before: usize, want: usize) -> Result<(), ReadError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]).await {
+            Ok(0) if got == 0 && before == 0 => return Err(ReadError::Closed),
+            Ok(0) => return Err(ReadError::CutMidFrame { got: before + got, want }),
+            Ok(n) => got += n,
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Read and verify one frame, then decode its message.
+pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ReadError> {
+    let mut hdr = [0u8; FRAME_HEADER_LEN];
+    fill(r, &mut hdr, 0, FRAME_HEADER_LEN).await?;
+    let h = FrameHeader::decode(&hdr)?;
+    let want = FRAME_HEADER_LEN + h.payload_len as usize;
+    // payload_len is capped by FrameHeader::decode (MAX_FRAME_PAYLOAD), so this allocation is bounded.
+    let mut payload = vec![0u8; h.payload_len as usize];
+    fill(r, &mut payload, FRAME_HEADER_LEN, want).await?;
+    h.verify_payload(&payload)?;
+    Ok(Message::decode(h.kind, &payload)?)
+}
+
+pub fn kind_name(kind: FrameKind) -> &'static str {
+    match kind {
+        FrameKind::Hello => "HELLO",
+        FrameKind::Welcome => "WELCOME",
+        FrameKind::Batch => "BATCH",
+        FrameKind::Tag => "TAG",
+        FrameKind::Ack => "ACK",
+        FrameKind::Hashes => "HASHES",
+        FrameKind::Control => "CONTROL",
+        FrameKind::Error => "ERROR",
+    }
+}

@@ -1,0 +1,88 @@
+//! The agent-facing server: TCP and unix-socket listeners feeding sessions.
+
+pub mod framing;
+mod session;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::store::Store;
+
+pub struct ServeOptions {
+    /// TCP address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: Option<String>,
+    pub unix: Option<PathBuf>,
+    /// Written with the bound TCP address (or the socket path) once listening, for scripts and tests.
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Serve until SIGINT or SIGTERM.
+pub async fn serve(store: Arc<Store>, opts: ServeOptions) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let signalled = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+            _ = term.recv() => tracing::info!("terminated; stopping"),
+        }
+    };
+    serve_until(store, opts, signalled).await
+}
+
+/// Serve until `shutdown` completes (tests run the server in-process this way).
+pub async fn serve_until(store: Arc<Store>, opts: ServeOptions, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let mut ready = Vec::new();
+    if let Some(addr) = &opts.listen {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let local = l.local_addr()?;
+        tracing::info!(%local, "listening for agents on TCP");
+        ready.push(local.to_string());
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok((s, peer)) => {
+                        let _ = s.set_nodelay(true);
+                        tokio::spawn(session::run(store.clone(), s, peer.to_string()));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                }
+            }
+        });
+    }
+    if let Some(path) = &opts.unix {
+        if path.exists() {
+            std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+        }
+        let l = UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+        tracing::info!(path = %path.display(), "listening for agents on a unix socket");
+        ready.push(format!("unix:{}", path.display()));
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                match l.accept().await {
+                    Ok((s, _)) => {
+                        n += 1;
+                        tokio::spawn(session::run(store.clone(), s, format!("unix#{n}")));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                }
+            }
+        });
+    }
+    if ready.is_empty() {
+        anyhow::bail!("nothing to listen on: give --listen and/or --unix");
+    }
+    if let Some(rf) = &opts.ready_file {
+        let text = ready.join("\n") + "\n";
+        crate::fsutil::write_atomic(rf, text.as_bytes()).with_context(|| format!("writing ready file {}", rf.display()))?;
+    }
+    shutdown.await;
+    if let Some(path) = &opts.unix {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! One agent session: HELLO/WELCOME, then batches and tags in, ACKs out.
+//!
+//! Every batch is checked completely (generation, seq continuity, checksums, decompression, every
+//! record's disk and bounds) before anything of it goes to the writer, so a bad batch applies nothing.
+//! ACKs are driven by the group's durable seq, which the writer advances only after fdatasync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rewind_formats::message::{Ack, Batch, ErrorCode, ErrorMsg, Hello, Message, Tag, Welcome};
+use rewind_formats::segment::{records_chunk_len, tag_chunk_len, write_records_chunk, write_tag_chunk};
+use rewind_formats::Seq;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::framing::{kind_name, read_message, ReadError};
+use crate::aligned::AlignedBuf;
+use crate::store::group::Group;
+use crate::store::writer::AppendReq;
+use crate::store::Store;
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a session ended early; `code` is sent to the peer in an ERROR frame when there is one.
+#[derive(Debug)]
+struct Fault {
+    code: Option<ErrorCode>,
+    message: String,
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Fault {
+    Fault { code: Some(code), message: message.into() }
+}
+
+impl From<ReadError> for Fault {
+    fn from(e: ReadError) -> Fault {
+        Fault { code: e.code(), message: e.to_string() }
+    }
+}
+
+/// A group this session feeds.
+struct Fed {
+    group: Arc<Group>,
+    generation: u64,
+    /// Seq the next batch must start at.
+    next_seq: Seq,
+    disk_sizes: Vec<u64>,
+}
+
+/// Releases the group for other sessions when the session ends.
+struct Claim(Arc<Group>);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        *self.0.session.lock().expect("session lock") = None;
+    }
+}
+
+/// Aborts the ACK tasks when the session ends.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+pub async fn run<S>(store: Arc<Store>, stream: S, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
+    let sender = tokio::spawn(async move {
+        while let Some(frame) = out_rx.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let result = serve(&store, &mut rd, &out_tx, &peer).await;
+    match result {
+        Ok(()) => tracing::info!(%peer, "session closed by peer"),
+        Err(f) => {
+            tracing::warn!(%peer, code = ?f.code, "closing session: {}", f.message);
+            if let Some(code) = f.code {
+                let _ = out_tx.send(Message::Error(ErrorMsg { code, message: f.message }).to_frame()).await;
+            }
+        }
+    }
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), sender).await;
+}
+
+async fn serve<R: AsyncRead + Unpin>(
+    store: &Arc<Store>,
+    rd: &mut R,
+    out: &mpsc::Sender<Vec<u8>>,
+    peer: &str,
+) -> Result<(), Fault> {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_message(rd)).await {
+        Err(_) => return Err(refuse(ErrorCode::Protocol, "no HELLO within 30 s")),
+        Ok(Err(ReadError::Closed)) => return Ok(()),
+        Ok(r) => match r? {
+            Message::Hello(h) => h,
+            other => return Err(refuse(ErrorCode::Protocol, format!("expected HELLO, got {}", kind_name(other.kind())))),
+        },
+    };
+    let (fed, _claims, welcome) = welcome(store, &hello, peer)?;
+    tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "session started");
+    out.send(Message::Welcome(welcome).to_frame()).await.map_err(|_| closed())?;
+    let _acks = Tasks(fed.iter().map(|f| spawn_acks(f.group.clone(), f.next_seq, out.clone())).collect());
+    let mut fed = fed;
+
+    loop {
+        if let Some(why) = store.health.failed() {
+            return Err(refuse(ErrorCode::StoreFailed, why));
+        }
+        let msg = match read_message(rd).await {
+            Ok(m) => m,
+            Err(ReadError::Closed) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        match msg {
+            Message::Batch(b) => {
+                let f = find(&mut fed, &b.group)?;
+                let req = check_batch(f, &b)?;
+                store.append(req).await.map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
+                f.next_seq = Seq(b.last_seq().0 + 1);
+            }
+            Message::Tag(t) => {
+                let f = find(&mut fed, &t.group)?;
+                let req = check_tag(f, &t)?;
+                store.append(req).await.map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
+            }
+            Message::Error(e) => {
+                return Err(Fault { code: None, message: format!("agent reported {:?}: {}", e.code, e.message) });
+            }
+            other => {
+                return Err(refuse(ErrorCode::Protocol, format!("unexpected {} frame from an agent", kind_name(other.kind()))));
+            }
+        }
+    }
+}
+
+fn closed() -> Fault {
+    Fault { code: None, message: "peer went away".into() }
+}
+
+type Welcomed = (Vec<Fed>, Vec<Claim>, Welcome);
+
+fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcomed, Fault> {
+    if hello.groups.is_empty() {
+        return Err(refuse(ErrorCode::Protocol, "HELLO names no group"));
+    }
+    let mut fed = Vec::new();
+    let mut claims = Vec::new();
+    let mut groups = Vec::new();
+    for hg in &hello.groups {
+        if hello.groups.iter().filter(|o| o.group == hg.group).count() > 1 {
+            return Err(refuse(ErrorCode::Protocol, format!("HELLO names group {} twice", hg.group)));
+        }
+        let (group, wg) = store.hello_group(hg).map_err(|r| refuse(r.code, r.message))?;
+        {
+            let mut holder = group.session.lock().expect("session lock");
+            if let Some(other) = holder.as_ref() {
+                return Err(refuse(ErrorCode::Busy, format!("group {} is being fed by another session ({other})", hg.group)));
+            }
+            *holder = Some(peer.to_string());
+        }
+        claims.push(Claim(group.clone()));
+        let disk_sizes = hg.disks.iter().map(|d| d.size_bytes).collect();
+        fed.push(Fed { group, generation: wg.generation, next_seq: Seq(wg.durable.0 + 1), disk_sizes });
+        groups.push(wg);
+    }
+    Ok((fed, claims, Welcome { groups }))
+}
+
+fn find<'a>(fed: &'a mut [Fed], group: &str) -> Result<&'a mut Fed, Fault> {
+    fed.iter_mut()
+        .find(|f| f.group.name == group)
+        .ok_or_else(|| refuse(ErrorCode::UnknownGroup, format!("group {group} was not named in this session's HELLO")))
+}
+
+/// Validate a batch completely and encode it as a journal chunk.
+fn check_batch(f: &Fed, b: &Batch) -> Result<AppendReq, Fault> {
+    let g = &f.group.name;
+    if b.generation != f.generation {
+        return Err(refuse(
+            ErrorCode::StaleGeneration,
+            format!("batch for group {g} has generation {}; the session is at {}", b.generation, f.generation),
+        ));
+    }
+    if b.first_seq != f.next_seq {
+        return Err(refuse(
+            ErrorCode::SeqGap,
+            format!("batch for group {g} starts at seq {}; expected {}", b.first_seq.0, f.next_seq.0),
+        ));
+    }
+    let records = b.decode_records().map_err(|e| refuse(ErrorCode::Protocol, format!("batch for group {g} at seq {}: {e}", b.first_seq.0)))?;
+    let refs: Vec<_> = records.iter().collect();
+    for (i, r) in refs.iter().enumerate() {
+        let seq = b.first_seq.0 + i as u64;
+        let Some(&size) = f.disk_sizes.get(usize::from(r.disk)) else {
+            return Err(refuse(
+                ErrorCode::UnknownDisk,
+                format!("record seq {seq} of group {g} names disk index {}; the group has {} disks", r.disk, f.disk_sizes.len()),
+            ));
+        };
+        if r.offset.checked_add(u64::from(r.len)).is_none_or(|end| end > size) {
+            return Err(refuse(
+                ErrorCode::OutOfRange,
+                format!("record seq {seq} of group {g} disk #{} offset {} length {} is past the disk end ({size} bytes)", r.disk, r.offset, r.len),
+            ));
+        }
+    }
+    let len = records_chunk_len(&refs);
+    let mut buf = AlignedBuf::zeroed(len);
+    let header = write_records_chunk(&mut buf[..len], b.first_seq, b.timestamp_ms, f.generation, &refs);
+    Ok(AppendReq { group: f.group.clone(), buf, header })
+}
+
+fn check_tag(f: &Fed, t: &Tag) -> Result<AppendReq, Fault> {
+    let g = &f.group.name;
+    if t.generation != f.generation {
+        return Err(refuse(ErrorCode::StaleGeneration, format!("tag for group {g} has generation {}; the session is at {}", t.generation, f.generation)));
+    }
+    if t.tag.seq.0 == 0 || t.tag.seq >= f.next_seq {
+        return Err(refuse(
+            ErrorCode::SeqGap,
+            format!("tag {} of group {g} labels seq {}, which has not been sent (next is {})", t.tag.name, t.tag.seq.0, f.next_seq.0),
+        ));
+    }
+    let len = tag_chunk_len(&t.tag);
+    let mut buf = AlignedBuf::zeroed(len);
+    let header = write_tag_chunk(&mut buf[..len], t.tag.timestamp_ms, f.generation, &t.tag);
+    Ok(AppendReq { group: f.group.clone(), buf, header })
+}
+
+/// Send an ACK whenever the group's durable seq moves past what this session last acknowledged.
+fn spawn_acks(group: Arc<Group>, next_seq: Seq, out: mpsc::Sender<Vec<u8>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut rx = group.subscribe_durable();
+        let mut acked = Seq(next_seq.0 - 1);
+        loop {
+            let durable = *rx.borrow_and_update();
+            if durable > acked {
+                acked = durable;
+                let ack = Message::Ack(Ack { group: group.name.clone(), durable });
+                if out.send(ack.to_frame()).await.is_err() {
+                    return;
+                }
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}

@@ -1,0 +1,46 @@
+//! IO engines for the journal writer: io_uring, or plain synchronous syscalls.
+//!
+//! Both run the same writer logic; the engine only decides how a set of positioned writes and the
+//! fdatasyncs that make them durable reach the kernel. Tests run both.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::aligned::AlignedBuf;
+
+mod sync;
+mod uring;
+
+pub use sync::SyncEngine;
+pub use uring::UringEngine;
+
+/// One positioned write of a whole buffer.
+pub struct WriteOp<'a> {
+    pub fd: RawFd,
+    pub buf: &'a AlignedBuf,
+    pub offset: u64,
+}
+
+pub trait IoEngine: Send {
+    /// Write every buffer completely at its offset. On error, no write is still in flight when
+    /// this returns (the buffers may be reused or freed).
+    fn write_all(&mut self, ops: &[WriteOp<'_>]) -> io::Result<()>;
+    /// fdatasync each file; all must succeed.
+    fn sync_all(&mut self, fds: &[RawFd]) -> io::Result<()>;
+    fn name(&self) -> &'static str;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum EngineKind {
+    Uring,
+    Sync,
+}
+
+/// Build the chosen engine. io_uring is probed for the opcodes we use; if the kernel refuses, the
+/// error says so (the caller may pick `sync` explicitly).
+pub fn make_engine(kind: EngineKind) -> io::Result<Box<dyn IoEngine>> {
+    Ok(match kind {
+        EngineKind::Uring => Box::new(UringEngine::new(256)?),
+        EngineKind::Sync => Box::new(SyncEngine),
+    })
+}

@@ -1,0 +1,348 @@
+//! A protection group's replica: manifest, base images, journal segments, indexes and points.
+//!
+//! The state behind the `RwLock` is what readers see. The writer publishes a chunk into it only
+//! after the chunk is durable, so a view never reads bytes that a crash could take back.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rewind_formats::message::TagInfo;
+use rewind_formats::segment::{ChunkHeader, ChunkKind, SegmentFooter};
+use rewind_formats::{RecordKind, Seq};
+use tokio::sync::watch;
+
+use super::index::{DiskIndex, Source};
+use super::manifest::Manifest;
+use super::points::Points;
+use super::segment_file::{self, LoadMode, LoadedSegment};
+use super::{Result, StoreError};
+use crate::fsutil;
+
+/// What the group keeps about one journal segment.
+#[derive(Debug)]
+pub struct SegmentMeta {
+    pub id: u64,
+    pub path: PathBuf,
+    /// Read handle; readers clone the Arc so a merged-away segment stays readable until they finish.
+    pub file: Arc<File>,
+    pub first_seq: Seq,
+    pub last_seq: Seq,
+    pub len_bytes: u64,
+    pub sealed: bool,
+    /// Newest source timestamp in the segment: the segment expires when this leaves the window.
+    pub newest_ms: u64,
+    pub chunks: usize,
+}
+
+#[derive(Debug)]
+pub struct GroupState {
+    pub manifest: Manifest,
+    pub segments: BTreeMap<u64, SegmentMeta>,
+    pub indexes: Vec<DiskIndex>,
+    pub points: Points,
+    pub durable: Seq,
+    pub bases: Vec<Arc<File>>,
+}
+
+impl GroupState {
+    pub fn horizon(&self) -> Seq {
+        Seq(self.manifest.horizon_seq)
+    }
+
+    pub fn journal_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.len_bytes).sum()
+    }
+
+    pub fn segment_file(&self, id: u64) -> Option<Arc<File>> {
+        self.segments.get(&id).map(|s| s.file.clone())
+    }
+}
+
+/// Views pin the seqs they read: the merger never moves the horizon past the oldest pin.
+#[derive(Default, Debug)]
+struct Pins {
+    counts: BTreeMap<u64, usize>,
+    /// Horizon the merger is moving to; views older than this are refused from now on.
+    merging_to: u64,
+}
+
+pub struct Group {
+    pub name: String,
+    pub dir: PathBuf,
+    pub state: RwLock<GroupState>,
+    pins: Mutex<Pins>,
+    /// Newest durable seq, for sessions to turn into ACK frames.
+    durable_tx: watch::Sender<Seq>,
+    /// The peer whose session currently feeds this group (one at a time).
+    pub session: Mutex<Option<String>>,
+    /// Serialises manifest updates (sessions, merger).
+    pub manifest_lock: Mutex<()>,
+}
+
+pub fn base_path(dir: &Path, disk: &str) -> PathBuf {
+    dir.join("base").join(format!("{disk}.img"))
+}
+
+pub fn journal_dir(dir: &Path) -> PathBuf {
+    dir.join("journal")
+}
+
+impl Group {
+    /// Create a new group on disk: directories, sparse base images, manifest (published last, so a
+    /// crash part way leaves a directory without a manifest, which loading skips and reports).
+    pub fn create(dir: PathBuf, manifest: Manifest) -> Result<Arc<Group>> {
+        fs::create_dir_all(dir.join("base")).map_err(StoreError::io("create directory", &dir))?;
+        fs::create_dir_all(journal_dir(&dir)).map_err(StoreError::io("create directory", &dir))?;
+        for d in &manifest.disks {
+            let p = base_path(&dir, &d.name);
+            let f = File::create(&p).map_err(StoreError::io("create base image", &p))?;
+            f.set_len(d.size_bytes).map_err(StoreError::io("size base image", &p))?;
+            f.sync_all().map_err(StoreError::io("fsync", &p))?;
+        }
+        fsutil::sync_dir(&dir.join("base"))?;
+        manifest.store(&dir)?;
+        if let Some(parent) = dir.parent() {
+            fsutil::sync_dir(parent)?;
+        }
+        Self::load(dir, LoadMode::Repair)
+    }
+
+    /// Load a group: manifest, base images, every segment (repairing in `Repair` mode), and rebuild
+    /// indexes and points. Returns the group and the segments already merged into the base but not
+    /// yet deleted (a merge interrupted by a crash), which the caller finishes.
+    pub fn load(dir: PathBuf, mode: LoadMode) -> Result<Arc<Group>> {
+        let manifest = Manifest::load(&dir)?;
+        let name = manifest.group.clone();
+        if mode == LoadMode::Repair {
+            fsutil::remove_stray_tmp(&dir)?;
+        }
+        let mut bases = Vec::new();
+        for d in &manifest.disks {
+            let p = base_path(&dir, &d.name);
+            let f = match mode {
+                LoadMode::Repair => OpenOptions::new().read(true).write(true).open(&p),
+                LoadMode::ReadOnly => File::open(&p),
+            }
+            .map_err(StoreError::io("open base image", &p))?;
+            bases.push(Arc::new(f));
+        }
+        let mut state = GroupState {
+            indexes: manifest.disks.iter().map(|_| DiskIndex::default()).collect(),
+            durable: Seq(manifest.horizon_seq),
+            manifest,
+            segments: BTreeMap::new(),
+            points: Points::default(),
+            bases,
+        };
+        for (id, path) in list_segments(&journal_dir(&dir))? {
+            let seg = segment_file::load_segment(&path, mode)?;
+            if seg.footer.chunks.is_empty() {
+                if mode == LoadMode::Repair {
+                    tracing::info!(segment = %path.display(), "removing empty segment");
+                    fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
+                }
+                continue;
+            }
+            add_segment(&mut state, id, seg)?;
+        }
+        let durable = state.durable;
+        Ok(Arc::new(Group {
+            name,
+            dir,
+            state: RwLock::new(state),
+            pins: Mutex::new(Pins::default()),
+            durable_tx: watch::channel(durable).0,
+            session: Mutex::new(None),
+            manifest_lock: Mutex::new(()),
+        }))
+    }
+
+    pub fn durable(&self) -> Seq {
+        *self.durable_tx.borrow()
+    }
+
+    pub fn subscribe_durable(&self) -> watch::Receiver<Seq> {
+        self.durable_tx.subscribe()
+    }
+
+    pub fn next_segment_id(&self) -> u64 {
+        let st = self.state.read().expect("group lock");
+        st.segments.keys().next_back().map_or(1, |id| id + 1)
+    }
+
+    /// Make a durable chunk visible: index its records, note its time and tag, advance durable.
+    /// Called by the writer, in seq order, only after the chunk's fdatasync completed.
+    pub fn publish(&self, segment_id: u64, pos: u64, h: &ChunkHeader) {
+        let mut st = self.state.write().expect("group lock");
+        publish_chunk(&mut st, segment_id, pos, h);
+        if let Some(meta) = st.segments.get_mut(&segment_id) {
+            meta.len_bytes = meta.len_bytes.max(pos + h.total_len);
+        }
+        let durable = st.durable;
+        drop(st);
+        self.durable_tx.send_replace(durable);
+    }
+
+    /// Register a new, still empty, open segment (its header is durable).
+    pub fn add_open_segment(&self, meta: SegmentMeta) {
+        self.state.write().expect("group lock").segments.insert(meta.id, meta);
+    }
+
+    /// Record that a segment was sealed (its footer is durable).
+    pub fn mark_sealed(&self, segment_id: u64, len_bytes: u64) {
+        let mut st = self.state.write().expect("group lock");
+        if let Some(meta) = st.segments.get_mut(&segment_id) {
+            meta.sealed = true;
+            meta.len_bytes = len_bytes;
+        }
+    }
+
+    /// Pin `seq` for a view; refused if the merger has moved or is moving the horizon past it.
+    pub fn pin(self: &Arc<Self>, seq: Seq) -> Result<PinGuard> {
+        let mut pins = self.pins.lock().expect("pins lock");
+        let st = self.state.read().expect("group lock");
+        let horizon = st.manifest.horizon_seq.max(pins.merging_to);
+        if seq.0 < horizon {
+            return Err(StoreError::PointTooOld {
+                spec: format!("seq:{}", seq.0),
+                horizon,
+                detail: "the journal up to the horizon is merged into the base image".into(),
+            });
+        }
+        *pins.counts.entry(seq.0).or_default() += 1;
+        Ok(PinGuard { group: self.clone(), seq })
+    }
+
+    /// Claim a new horizon for a merge, at most `wanted` and never past the oldest pin.
+    pub fn claim_merge_horizon(&self, wanted: Seq) -> Seq {
+        let mut pins = self.pins.lock().expect("pins lock");
+        let oldest_pin = pins.counts.keys().next().copied().unwrap_or(u64::MAX);
+        let h = wanted.0.min(oldest_pin);
+        pins.merging_to = pins.merging_to.max(h);
+        Seq(h)
+    }
+
+    pub fn oldest_pin(&self) -> Option<Seq> {
+        self.pins.lock().expect("pins lock").counts.keys().next().map(|s| Seq(*s))
+    }
+}
+
+/// Held by a view for as long as it exists.
+pub struct PinGuard {
+    group: Arc<Group>,
+    seq: Seq,
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        let mut pins = self.group.pins.lock().expect("pins lock");
+        if let Some(n) = pins.counts.get_mut(&self.seq.0) {
+            *n -= 1;
+            if *n == 0 {
+                pins.counts.remove(&self.seq.0);
+            }
+        }
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(StoreError::io("read directory", dir))? {
+        let e = e.map_err(StoreError::io("read directory", dir))?;
+        if let Some(id) = e.file_name().to_str().and_then(segment_file::parse_segment_file_name) {
+            out.push((id, e.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Add a loaded segment's chunks to the state (segments are added in id order, so seq order).
+fn add_segment(st: &mut GroupState, id: u64, seg: LoadedSegment) -> Result<()> {
+    let file = File::open(&seg.path).map_err(StoreError::io("open segment", &seg.path))?;
+    let first_seq = seg.footer.chunks.first().map_or(seg.header.first_seq, |c| c.first_seq);
+    let last_seq = seg.last_seq().unwrap_or(Seq(0));
+    let horizon = st.horizon();
+    st.segments.insert(
+        id,
+        SegmentMeta {
+            id,
+            path: seg.path.clone(),
+            file: Arc::new(file),
+            first_seq,
+            last_seq,
+            len_bytes: seg.file_len,
+            sealed: seg.sealed,
+            newest_ms: seg.footer.chunks.iter().map(|c| c.timestamp_ms).max().unwrap_or(0),
+            chunks: seg.footer.chunks.len(),
+        },
+    );
+    apply_footer(st, id, &seg.footer, horizon)?;
+    st.durable = st.durable.max(last_seq);
+    Ok(())
+}
+
+fn apply_footer(st: &mut GroupState, id: u64, footer: &SegmentFooter, horizon: Seq) -> Result<()> {
+    let ndisks = st.indexes.len();
+    for e in &footer.extents {
+        if e.seq <= horizon {
+            continue; // already in the base image (merge finished but segment not yet deleted)
+        }
+        let disk = usize::from(e.disk);
+        if disk >= ndisks {
+            return Err(StoreError::Invalid {
+                what: "segment",
+                why: format!("segment {id} names disk index {disk} but group {} has {ndisks} disks", st.manifest.group),
+            });
+        }
+        let source = match e.kind {
+            RecordKind::Data => Source::Segment { segment_id: id, pos: e.data_pos },
+            RecordKind::Zero | RecordKind::Trim => Source::Zero,
+        };
+        st.indexes[disk].insert(e.offset, e.len, e.seq, source);
+    }
+    for c in &footer.chunks {
+        if c.kind == ChunkKind::Records && c.last_seq >= horizon {
+            st.points.record_time(c.last_seq, c.timestamp_ms);
+        }
+    }
+    for t in &footer.tags {
+        if t.seq >= horizon {
+            st.points.add_tag(t.clone());
+        }
+    }
+    Ok(())
+}
+
+fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &ChunkHeader) {
+    match h.kind {
+        ChunkKind::Records => {
+            for r in &h.records {
+                let source = match r.kind {
+                    RecordKind::Data => Source::Segment { segment_id, pos: pos + r.data_pos },
+                    RecordKind::Zero | RecordKind::Trim => Source::Zero,
+                };
+                st.indexes[usize::from(r.disk)].insert(r.offset, r.len, r.seq, source);
+            }
+            st.points.record_time(h.last_seq, h.timestamp_ms);
+            st.durable = st.durable.max(h.last_seq);
+        }
+        ChunkKind::Tag => {
+            if let Some(t) = &h.tag {
+                st.points.add_tag(t.clone());
+            }
+        }
+    }
+    if let Some(meta) = st.segments.get_mut(&segment_id) {
+        meta.last_seq = meta.last_seq.max(h.last_seq);
+        meta.newest_ms = meta.newest_ms.max(h.timestamp_ms);
+        meta.chunks += 1;
+    }
+}
+
+/// A tag as the store keeps it (for listing).
+pub fn tag_list(st: &GroupState) -> Vec<TagInfo> {
+    st.points.tags().to_vec()
+}

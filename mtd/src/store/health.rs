@@ -1,0 +1,63 @@
+//! Store health: whether writes are flowing, paused for space, or stopped for good.
+//!
+//! ENOSPC pauses acknowledgements until space is freed (nothing is dropped). An fsync or EIO failure
+//! is fatal for the store: after a failed fsync the kernel may have dropped dirty pages, so retrying
+//! could acknowledge data that is not on disk.
+
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum HealthState {
+    Ok,
+    NoSpace { detail: String },
+    Failed { detail: String },
+}
+
+#[derive(Debug)]
+pub struct Health(Mutex<HealthState>);
+
+impl Default for Health {
+    fn default() -> Self {
+        Health(Mutex::new(HealthState::Ok))
+    }
+}
+
+impl Health {
+    pub fn get(&self) -> HealthState {
+        self.0.lock().expect("health lock").clone()
+    }
+
+    pub fn failed(&self) -> Option<String> {
+        match &*self.0.lock().expect("health lock") {
+            HealthState::Failed { detail } => Some(detail.clone()),
+            _ => None,
+        }
+    }
+
+    /// Report that writes are paused for lack of space (logged once per episode).
+    pub fn no_space(&self, detail: String) {
+        let mut s = self.0.lock().expect("health lock");
+        if matches!(*s, HealthState::Ok) {
+            tracing::error!("no space left: {detail}; replication is paused and nothing is acknowledged until space is freed");
+            *s = HealthState::NoSpace { detail };
+        }
+    }
+
+    /// Writes flow again after a pause.
+    pub fn recovered(&self) {
+        let mut s = self.0.lock().expect("health lock");
+        if matches!(*s, HealthState::NoSpace { .. }) {
+            tracing::warn!("space available again: replication resumes");
+            *s = HealthState::Ok;
+        }
+    }
+
+    pub fn fail(&self, detail: String) {
+        let mut s = self.0.lock().expect("health lock");
+        if !matches!(*s, HealthState::Failed { .. }) {
+            tracing::error!("store failed, accepting no more writes: {detail}");
+            *s = HealthState::Failed { detail };
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The group manifest: the few facts about a group that are not in its journal.
+//!
+//! JSON (serde), published atomically. The horizon is written here *before* the merger changes the
+//! base image, so after a crash no view can be opened at a point the half-merged base no longer holds.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Result, StoreError};
+use crate::fsutil;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DiskManifest {
+    pub name: String,
+    pub size_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub version: u32,
+    pub group: String,
+    pub disks: Vec<DiskManifest>,
+    pub generation: u64,
+    pub retention_ms: u64,
+    /// Every record with seq <= horizon is in the base images; views of older points are refused.
+    pub horizon_seq: u64,
+    /// Source timestamp of the horizon seq (0 if none merged yet).
+    pub horizon_ms: u64,
+    pub created_ms: u64,
+}
+
+pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "group.json";
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&path).map_err(StoreError::io("read", &path))?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Manifest { path: path.clone(), why: e.to_string() })?;
+        if m.version != MANIFEST_VERSION {
+            return Err(StoreError::Manifest { path, why: format!("unsupported version {}", m.version) });
+        }
+        Ok(m)
+    }
+
+    pub fn store(&self, dir: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        fsutil::write_atomic(&dir.join(MANIFEST_FILE), &bytes)
+    }
+
+    pub fn disk_index(&self, name: &str) -> Option<usize> {
+        self.disks.iter().position(|d| d.name == name)
+    }
+}

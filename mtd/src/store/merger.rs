@@ -1,0 +1,151 @@
+//! The merger: folds journal segments that left the retention window into the base images.
+//!
+//! Order of durable steps, so that a crash at any point loses nothing and exposes nothing stale:
+//! 1. the manifest's horizon moves to the last seq being merged (views older than it are refused
+//!    from now on; it never passes a seq a view has pinned);
+//! 2. the segments' records are written into the base images in seq order, and the bases fdatasynced;
+//! 3. the segments leave the in-memory state (index pruned) and their files are deleted.
+//!
+//! Replaying a segment into the base is idempotent, so after a crash between 1 and 3 start-up simply
+//! merges the segments at or below the horizon again.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use rewind_formats::segment::FooterExtent;
+use rewind_formats::{RecordKind, Seq};
+
+use super::group::{journal_dir, Group};
+use super::segment_file::{load_segment, LoadMode};
+use super::{Result, StoreError};
+use crate::fsutil;
+
+/// A segment chosen for merging.
+struct Candidate {
+    id: u64,
+    last_seq: Seq,
+    newest_ms: u64,
+}
+
+/// Merge every sealed segment whose newest record is older than the retention window (and that no
+/// view pins). Returns the new horizon if it moved.
+pub fn merge_expired(group: &Arc<Group>, now_ms: u64) -> Result<Option<Seq>> {
+    let candidates: Vec<Candidate> = {
+        let st = group.state.read().expect("group lock");
+        let cutoff = now_ms.saturating_sub(st.manifest.retention_ms);
+        st.segments
+            .values()
+            .take_while(|s| s.sealed && s.newest_ms < cutoff)
+            .map(|s| Candidate { id: s.id, last_seq: s.last_seq, newest_ms: s.newest_ms })
+            .collect()
+    };
+    let Some(wanted) = candidates.last().map(|c| c.last_seq) else { return Ok(None) };
+    let allowed = group.claim_merge_horizon(wanted);
+    let chosen: Vec<&Candidate> = candidates.iter().filter(|c| c.last_seq <= allowed).collect();
+    let Some(last) = chosen.last() else { return Ok(None) };
+    let horizon = last.last_seq;
+    let horizon_ms = last.newest_ms;
+    let ids: Vec<u64> = chosen.iter().map(|c| c.id).collect();
+    merge_segments(group, &ids, horizon, horizon_ms)?;
+    Ok(Some(horizon))
+}
+
+/// Finish a merge that a crash interrupted: segments at or below the manifest's horizon.
+pub fn finish_interrupted(group: &Arc<Group>) -> Result<()> {
+    let (ids, horizon, horizon_ms) = {
+        let st = group.state.read().expect("group lock");
+        let h = st.horizon();
+        let ids: Vec<u64> = st.segments.values().filter(|s| s.last_seq <= h).map(|s| s.id).collect();
+        (ids, h, st.manifest.horizon_ms)
+    };
+    if ids.is_empty() {
+        return Ok(());
+    }
+    tracing::warn!(group = %group.name, segments = ?ids, "finishing a merge interrupted by a crash");
+    merge_segments(group, &ids, horizon, horizon_ms)
+}
+
+fn merge_segments(group: &Arc<Group>, ids: &[u64], horizon: Seq, horizon_ms: u64) -> Result<()> {
+    // 1. Move the horizon first, durably.
+    {
+        let _l = group.manifest_lock.lock().expect("manifest lock");
+        let mut m = group.state.read().expect("group lock").manifest.clone();
+        if m.horizon_seq < horizon.0 {
+            m.horizon_seq = horizon.0;
+            m.horizon_ms = horizon_ms;
+            m.store(&group.dir)?;
+            group.state.write().expect("group lock").manifest = m;
+        }
+    }
+    // 2. Replay the records into the base images.
+    let (paths, bases) = {
+        let st = group.state.read().expect("group lock");
+        let paths: Vec<_> = ids.iter().filter_map(|id| st.segments.get(id).map(|s| s.path.clone())).collect();
+        (paths, st.bases.clone())
+    };
+    let mut bytes = 0u64;
+    for path in &paths {
+        let seg = load_segment(path, LoadMode::ReadOnly)?;
+        let file = File::open(path).map_err(StoreError::io("open segment", path))?;
+        let mut extents: Vec<FooterExtent> = seg.footer.extents.clone();
+        extents.sort_unstable_by_key(|e| e.seq);
+        bytes += replay(&file, path, &extents, &bases)?;
+    }
+    for (i, b) in bases.iter().enumerate() {
+        b.sync_data().map_err(StoreError::io("fdatasync base image", group.dir.join(format!("base #{i}"))))?;
+    }
+    // 3. Drop the merged segments from memory, then from disk.
+    {
+        let mut st = group.state.write().expect("group lock");
+        for id in ids {
+            st.segments.remove(id);
+        }
+        for ix in &mut st.indexes {
+            ix.prune_upto(horizon);
+        }
+        st.points.prune_before(horizon);
+        st.durable = st.durable.max(horizon);
+    }
+    for path in &paths {
+        std::fs::remove_file(path).map_err(StoreError::io("remove merged segment", path))?;
+    }
+    fsutil::sync_dir(&journal_dir(&group.dir))?;
+    tracing::info!(group = %group.name, horizon = horizon.0, segments = ids.len(), bytes, "merged expired journal into the base images");
+    Ok(())
+}
+
+/// Write extents (in seq order) into the base images. Returns bytes written.
+fn replay(seg: &File, path: &std::path::Path, extents: &[FooterExtent], bases: &[Arc<File>]) -> Result<u64> {
+    let mut buf = Vec::new();
+    let mut bytes = 0;
+    for e in extents {
+        let base = bases.get(usize::from(e.disk)).ok_or_else(|| StoreError::Invalid {
+            what: "segment",
+            why: format!("{} names disk index {} that the group lacks", path.display(), e.disk),
+        })?;
+        match e.kind {
+            RecordKind::Data => {
+                buf.resize(e.len as usize, 0);
+                seg.read_exact_at(&mut buf, e.data_pos).map_err(StoreError::io("read segment", path))?;
+                base.write_all_at(&buf, e.offset).map_err(StoreError::io("write base image", path))?;
+                bytes += u64::from(e.len);
+            }
+            RecordKind::Zero | RecordKind::Trim => {
+                nix::fcntl::fallocate(
+                    base.as_raw_fd(),
+                    nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                    e.offset as i64,
+                    i64::from(e.len),
+                )
+                .map_err(|errno| StoreError::Io {
+                    op: "punch hole in base image",
+                    path: path.to_path_buf(),
+                    source: errno.into(),
+                })?;
+            }
+        }
+    }
+    Ok(bytes)
+}

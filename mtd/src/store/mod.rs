@@ -1,0 +1,325 @@
+//! The master target's store: every replicated group with its journal, base images and points.
+//!
+//! On disk:
+//! ```text
+//! DATA_DIR/LOCK                                  flock'd by the serving daemon
+//! DATA_DIR/groups/GROUP/group.json               manifest (disks, generation, retention, horizon)
+//! DATA_DIR/groups/GROUP/base/DISK.img            base image: the disk as of the horizon (sparse)
+//! DATA_DIR/groups/GROUP/journal/seg-NNNNNNNN.rwj journal segments, every record since the horizon
+//! ```
+
+pub mod engine;
+mod error;
+pub mod group;
+pub mod health;
+pub mod index;
+pub mod manifest;
+pub mod merger;
+pub mod points;
+pub mod segment_file;
+pub mod writer;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use rewind_formats::message::{ErrorCode, HelloGroup, ResumeStatus, WelcomeGroup};
+use rewind_formats::Seq;
+use tokio::sync::mpsc;
+
+pub use error::{Result, StoreError};
+
+use self::engine::EngineKind;
+use self::group::Group;
+use self::health::Health;
+use self::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
+use self::points::{now_ms, PointSpec};
+use self::segment_file::LoadMode;
+use self::writer::{AppendReq, Writer, WriterConfig, WriterMsg};
+use crate::view::View;
+
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub engine: EngineKind,
+    pub writer: WriterConfig,
+    /// Retention window given to groups created by a first HELLO.
+    pub default_retention: Duration,
+    pub merge_interval: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            engine: EngineKind::Uring,
+            writer: WriterConfig::default(),
+            default_retention: Duration::from_secs(24 * 3600),
+            merge_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why a HELLO was refused: the code for the ERROR frame and a message for the peer and the log.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+pub struct Store {
+    pub dir: PathBuf,
+    mode: LoadMode,
+    groups: RwLock<BTreeMap<String, Arc<Group>>>,
+    pub health: Arc<Health>,
+    writer_tx: Option<mpsc::Sender<WriterMsg>>,
+    opts: StoreOptions,
+    _lock: Option<nix::fcntl::Flock<File>>,
+}
+
+impl Store {
+    /// Open (or create) a data directory for serving: takes its lock, repairs torn segment tails,
+    /// finishes interrupted merges, and starts the writer and merger threads.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
+        let groups_dir = dir.join("groups");
+        fs::create_dir_all(&groups_dir).map_err(StoreError::io("create data directory", &groups_dir))?;
+        let lock = lock_dir(dir)?;
+        let groups = load_groups(&groups_dir, LoadMode::Repair)?;
+        for g in groups.values() {
+            merger::finish_interrupted(g)?;
+        }
+        let engine = engine::make_engine(opts.engine)
+            .map_err(StoreError::io("set up the io engine for", dir))?;
+        let health = Arc::new(Health::default());
+        let (tx, rx) = mpsc::channel(64);
+        let writer = Writer::new(engine, opts.writer.clone(), health.clone());
+        std::thread::Builder::new()
+            .name("rewind-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(StoreError::io("spawn writer thread for", dir))?;
+        let store = Arc::new(Store {
+            dir: dir.to_path_buf(),
+            mode: LoadMode::Repair,
+            groups: RwLock::new(groups),
+            health,
+            writer_tx: Some(tx.clone()),
+            opts,
+            _lock: Some(lock),
+        });
+        spawn_ticker(tx.downgrade());
+        spawn_merger(Arc::downgrade(&store), store.opts.merge_interval);
+        Ok(store)
+    }
+
+    /// Open a data directory for reading only (inspect, dump): nothing on disk is changed.
+    pub fn open_readonly(dir: &Path) -> Result<Store> {
+        let groups_dir = dir.join("groups");
+        if !groups_dir.is_dir() {
+            return Err(StoreError::Invalid {
+                what: "data directory",
+                why: format!("{} holds no rewind store (no groups/ directory)", dir.display()),
+            });
+        }
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            mode: LoadMode::ReadOnly,
+            groups: RwLock::new(load_groups(&groups_dir, LoadMode::ReadOnly)?),
+            health: Arc::new(Health::default()),
+            writer_tx: None,
+            opts: StoreOptions::default(),
+            _lock: None,
+        })
+    }
+
+    pub fn groups(&self) -> Vec<Arc<Group>> {
+        self.groups.read().expect("groups lock").values().cloned().collect()
+    }
+
+    pub fn group(&self, name: &str) -> Result<Arc<Group>> {
+        self.groups.read().expect("groups lock").get(name).cloned().ok_or_else(|| StoreError::UnknownGroup(name.into()))
+    }
+
+    /// Check a HELLO's group against the store (creating it on first contact) and say where the
+    /// agent resumes.
+    pub fn hello_group(&self, hg: &HelloGroup) -> std::result::Result<(Arc<Group>, WelcomeGroup), Refusal> {
+        let refuse = |code, message: String| Refusal { code, message };
+        if self.mode != LoadMode::Repair {
+            return Err(refuse(ErrorCode::Internal, "store is read-only".into()));
+        }
+        check_hello_shape(hg).map_err(|m| refuse(ErrorCode::Protocol, m))?;
+        let mut groups = self.groups.write().expect("groups lock");
+        let group = match groups.get(&hg.group) {
+            Some(g) => g.clone(),
+            None => {
+                let manifest = Manifest {
+                    version: MANIFEST_VERSION,
+                    group: hg.group.clone(),
+                    disks: hg.disks.iter().map(|d| DiskManifest { name: d.disk.clone(), size_bytes: d.size_bytes }).collect(),
+                    generation: hg.generation,
+                    retention_ms: self.opts.default_retention.as_millis() as u64,
+                    horizon_seq: 0,
+                    horizon_ms: 0,
+                    created_ms: now_ms(),
+                };
+                let g = Group::create(self.dir.join("groups").join(&hg.group), manifest)
+                    .map_err(|e| refuse(ErrorCode::StoreFailed, format!("creating group {}: {e}", hg.group)))?;
+                tracing::info!(group = %hg.group, disks = hg.disks.len(), "created group");
+                groups.insert(hg.group.clone(), g.clone());
+                g
+            }
+        };
+        drop(groups);
+        let st = group.state.read().expect("group lock");
+        let m = &st.manifest;
+        if hg.disks.len() != m.disks.len() {
+            return Err(refuse(
+                ErrorCode::UnknownDisk,
+                format!("group {} has {} disks at the target; the agent named {}", hg.group, m.disks.len(), hg.disks.len()),
+            ));
+        }
+        for (d, md) in hg.disks.iter().zip(&m.disks) {
+            if d.disk != md.name {
+                return Err(refuse(
+                    ErrorCode::UnknownDisk,
+                    format!("group {} has no disk {} (its disks are {:?})", hg.group, d.disk, m.disks.iter().map(|d| &d.name).collect::<Vec<_>>()),
+                ));
+            }
+            if d.size_bytes != md.size_bytes {
+                return Err(refuse(
+                    ErrorCode::WrongDiskSize,
+                    format!("disk {}/{} is {} bytes at the target; the agent says {}", hg.group, d.disk, md.size_bytes, d.size_bytes),
+                ));
+            }
+        }
+        if hg.generation < m.generation {
+            return Err(refuse(
+                ErrorCode::StaleGeneration,
+                format!("group {} is at generation {}; generation {} is stale (fenced)", hg.group, m.generation, hg.generation),
+            ));
+        }
+        if hg.generation > m.generation {
+            return Err(refuse(
+                ErrorCode::StaleGeneration,
+                format!("group {} is at generation {}; the agent's generation {} is unknown here", hg.group, m.generation, hg.generation),
+            ));
+        }
+        let durable = st.durable;
+        let status = if hg.last_acked > durable {
+            tracing::warn!(group = %hg.group, agent_acked = hg.last_acked.0, durable = durable.0, "agent holds acks for seqs the target does not have: resync needed");
+            ResumeStatus::ResyncNeeded
+        } else {
+            ResumeStatus::Resume
+        };
+        let welcome = WelcomeGroup { group: hg.group.clone(), generation: m.generation, status, durable };
+        drop(st);
+        Ok((group, welcome))
+    }
+
+    /// Queue a chunk for the writer (waits while the writer's queue is full: backpressure).
+    pub async fn append(&self, req: AppendReq) -> Result<()> {
+        if let Some(why) = self.health.failed() {
+            return Err(StoreError::Failed(why));
+        }
+        let tx = self.writer_tx.as_ref().ok_or_else(|| StoreError::Failed("store is read-only".into()))?;
+        tx.send(WriterMsg::Append(req)).await.map_err(|_| StoreError::Failed("journal writer stopped".into()))
+    }
+
+    /// The seq a point spec names in a group.
+    pub fn resolve(&self, group: &str, spec: &PointSpec) -> Result<Seq> {
+        let g = self.group(group)?;
+        let st = g.state.read().expect("group lock");
+        st.points.resolve(spec, st.durable, st.horizon())
+    }
+
+    /// A read view of one disk of a group at a point.
+    pub fn view(&self, group: &str, disk: &str, spec: &PointSpec) -> Result<View> {
+        let g = self.group(group)?;
+        let (disk_ix, seq) = {
+            let st = g.state.read().expect("group lock");
+            let ix = st.manifest.disk_index(disk).ok_or_else(|| StoreError::UnknownDisk { group: group.into(), disk: disk.into() })?;
+            (ix, st.points.resolve(spec, st.durable, st.horizon())?)
+        };
+        View::new(g, disk_ix, seq)
+    }
+}
+
+fn check_hello_shape(hg: &HelloGroup) -> std::result::Result<(), String> {
+    if hg.group.starts_with('.') {
+        return Err(format!("group name {:?} may not start with a dot", hg.group));
+    }
+    if hg.disks.is_empty() {
+        return Err(format!("group {} has no disks", hg.group));
+    }
+    for (i, d) in hg.disks.iter().enumerate() {
+        if d.disk.starts_with('.') {
+            return Err(format!("disk name {:?} may not start with a dot", d.disk));
+        }
+        if hg.disks[..i].iter().any(|o| o.disk == d.disk) {
+            return Err(format!("group {} names disk {} twice", hg.group, d.disk));
+        }
+        if d.size_bytes == 0 || d.size_bytes % rewind_formats::SECTOR != 0 {
+            return Err(format!("disk {}/{} size {} is not a positive multiple of 512", hg.group, d.disk, d.size_bytes));
+        }
+    }
+    Ok(())
+}
+
+/// Take the data directory's lock for as long as the returned guard lives (one daemon per store).
+fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>> {
+    let path = dir.join("LOCK");
+    let f = File::create(&path).map_err(StoreError::io("create lock file", &path))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| StoreError::Locked(dir.to_path_buf()))
+}
+
+fn load_groups(groups_dir: &Path, mode: LoadMode) -> Result<BTreeMap<String, Arc<Group>>> {
+    let mut out = BTreeMap::new();
+    let mut entries: Vec<_> = fs::read_dir(groups_dir)
+        .map_err(StoreError::io("read directory", groups_dir))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    entries.sort();
+    for dir in entries {
+        if !dir.join(manifest::MANIFEST_FILE).exists() {
+            tracing::warn!(dir = %dir.display(), "group directory without a manifest (a creation interrupted by a crash); ignoring it");
+            continue;
+        }
+        let g = Group::load(dir, mode)?;
+        tracing::info!(group = %g.name, durable = g.durable().0, "loaded group");
+        out.insert(g.name.clone(), g);
+    }
+    Ok(out)
+}
+
+fn spawn_ticker(tx: mpsc::WeakSender<WriterMsg>) {
+    std::thread::Builder::new()
+        .name("rewind-ticker".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let Some(tx) = tx.upgrade() else { return };
+            if tx.blocking_send(WriterMsg::Tick).is_err() {
+                return;
+            }
+        })
+        .expect("spawn ticker thread");
+}
+
+fn spawn_merger(store: Weak<Store>, interval: Duration) {
+    std::thread::Builder::new()
+        .name("rewind-merger".into())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(store) = store.upgrade() else { return };
+            if store.health.failed().is_some() {
+                continue;
+            }
+            for g in store.groups() {
+                if let Err(e) = merger::merge_expired(&g, now_ms()) {
+                    tracing::error!(group = %g.name, error = %e, "merge failed; will retry");
+                }
+            }
+        })
+        .expect("spawn merger thread");
+}

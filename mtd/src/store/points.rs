@@ -1,0 +1,235 @@
+//! Recovery points: parsing point specs and resolving them to a seq.
+//!
+//! Every seq is a crash-consistent point. Tags name some of them. Wall-clock time is resolved to a
+//! seq once, through a small table of (last seq of a chunk, source timestamp), and everything else
+//! works by seq.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rewind_formats::message::{TagInfo, TagKind};
+use rewind_formats::Seq;
+
+use super::StoreError;
+
+/// How a user names a point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PointSpec {
+    Latest,
+    Seq(Seq),
+    Tag(String),
+    LatestAppConsistent,
+    /// Unix milliseconds, from an RFC 3339 time or a relative one (`-15m`) resolved at parse time.
+    Time(u64),
+}
+
+impl PointSpec {
+    /// Parse `latest`, `seq:N`, `tag:NAME`, `latest-app-consistent`, an RFC 3339 time, or `-15m`.
+    pub fn parse(s: &str) -> Result<PointSpec, StoreError> {
+        Self::parse_at(s, SystemTime::now())
+    }
+
+    /// As `parse`, with "now" given (relative times are relative to it).
+    pub fn parse_at(s: &str, now: SystemTime) -> Result<PointSpec, StoreError> {
+        let bad = |why: String| StoreError::BadPoint { spec: s.to_string(), why };
+        let s_trim = s.trim();
+        if s_trim == "latest" {
+            return Ok(PointSpec::Latest);
+        }
+        if s_trim == "latest-app-consistent" {
+            return Ok(PointSpec::LatestAppConsistent);
+        }
+        if let Some(n) = s_trim.strip_prefix("seq:") {
+            return n.parse().map(|n| PointSpec::Seq(Seq(n))).map_err(|e| bad(format!("{e}")));
+        }
+        if let Some(name) = s_trim.strip_prefix("tag:") {
+            if name.is_empty() {
+                return Err(bad("empty tag name".into()));
+            }
+            return Ok(PointSpec::Tag(name.to_string()));
+        }
+        if let Some(rel) = s_trim.strip_prefix('-') {
+            let d = humantime::parse_duration(rel).map_err(|e| bad(format!("{e}")))?;
+            let t = now.checked_sub(d).ok_or_else(|| bad("before the epoch".into()))?;
+            return Ok(PointSpec::Time(unix_ms(t)));
+        }
+        match humantime::parse_rfc3339_weak(s_trim) {
+            Ok(t) => Ok(PointSpec::Time(unix_ms(t))),
+            Err(_) => Err(bad(
+                "expected latest, latest-app-consistent, seq:N, tag:NAME, an RFC 3339 time \
+                 (2026-11-26T10:00:00Z) or a relative time (-15m)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PointSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PointSpec::Latest => write!(f, "latest"),
+            PointSpec::LatestAppConsistent => write!(f, "latest-app-consistent"),
+            PointSpec::Seq(s) => write!(f, "seq:{}", s.0),
+            PointSpec::Tag(n) => write!(f, "tag:{n}"),
+            PointSpec::Time(ms) => write!(f, "{}", format_ms(*ms)),
+        }
+    }
+}
+
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
+pub fn format_ms(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// The points a group holds: a time table and its tags, both in seq order.
+#[derive(Default, Debug, Clone)]
+pub struct Points {
+    /// (last seq of a chunk, source timestamp in unix ms), seq ascending.
+    times: Vec<(Seq, u64)>,
+    tags: Vec<TagInfo>,
+}
+
+impl Points {
+    pub fn record_time(&mut self, last_seq: Seq, timestamp_ms: u64) {
+        self.times.push((last_seq, timestamp_ms));
+    }
+
+    pub fn add_tag(&mut self, tag: TagInfo) {
+        self.tags.push(tag);
+    }
+
+    pub fn tags(&self) -> &[TagInfo] {
+        &self.tags
+    }
+
+    /// Oldest and newest (seq, time) entries still held.
+    pub fn time_range(&self) -> Option<((Seq, u64), (Seq, u64))> {
+        Some((*self.times.first()?, *self.times.last()?))
+    }
+
+    /// Drop what the base image now holds: times before `horizon` and tags older than it.
+    pub fn prune_before(&mut self, horizon: Seq) {
+        self.times.retain(|(s, _)| *s >= horizon);
+        self.tags.retain(|t| t.seq >= horizon);
+    }
+
+    /// The seq a spec names, given the newest durable seq and the retention horizon.
+    pub fn resolve(&self, spec: &PointSpec, durable: Seq, horizon: Seq) -> Result<Seq, StoreError> {
+        let seq = match spec {
+            PointSpec::Latest => durable,
+            PointSpec::Seq(s) => {
+                if *s > durable {
+                    return Err(StoreError::PointNotFound {
+                        spec: spec.to_string(),
+                        why: format!("the newest durable seq is {}", durable.0),
+                    });
+                }
+                *s
+            }
+            PointSpec::Tag(name) => self
+                .tags
+                .iter()
+                .rev()
+                .find(|t| &t.name == name)
+                .map(|t| t.seq)
+                .ok_or_else(|| StoreError::PointNotFound {
+                    spec: spec.to_string(),
+                    why: "no tag of that name in the retention window".into(),
+                })?,
+            PointSpec::LatestAppConsistent => self
+                .tags
+                .iter()
+                .rev()
+                .find(|t| t.kind == TagKind::AppConsistent)
+                .map(|t| t.seq)
+                .ok_or_else(|| StoreError::PointNotFound {
+                    spec: spec.to_string(),
+                    why: "no app-consistent tag in the retention window".into(),
+                })?,
+            PointSpec::Time(ms) => {
+                let i = self.times.partition_point(|(_, t)| *t <= *ms);
+                if i == 0 {
+                    let oldest = self.times.first().map(|(s, t)| (s.0, format_ms(*t)));
+                    return Err(match oldest {
+                        Some((s, t)) => StoreError::PointTooOld {
+                            spec: spec.to_string(),
+                            horizon: horizon.0,
+                            detail: format!("the oldest retained point is seq:{s} at {t}"),
+                        },
+                        None => StoreError::PointNotFound {
+                            spec: spec.to_string(),
+                            why: "the group holds no timed points".into(),
+                        },
+                    });
+                }
+                self.times[i - 1].0
+            }
+        };
+        if seq < horizon {
+            return Err(StoreError::PointTooOld {
+                spec: spec.to_string(),
+                horizon: horizon.0,
+                detail: format!("seq {} was merged into the base image", seq.0),
+            });
+        }
+        Ok(seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        let now = UNIX_EPOCH + Duration::from_secs(10_000);
+        assert_eq!(PointSpec::parse_at("latest", now).unwrap(), PointSpec::Latest);
+        assert_eq!(PointSpec::parse_at("seq:42", now).unwrap(), PointSpec::Seq(Seq(42)));
+        assert_eq!(PointSpec::parse_at("tag:v1", now).unwrap(), PointSpec::Tag("v1".into()));
+        assert_eq!(
+            PointSpec::parse_at("latest-app-consistent", now).unwrap(),
+            PointSpec::LatestAppConsistent
+        );
+        assert_eq!(PointSpec::parse_at("-15m", now).unwrap(), PointSpec::Time(10_000_000 - 900_000));
+        assert_eq!(
+            PointSpec::parse_at("1970-01-01T00:00:10Z", now).unwrap(),
+            PointSpec::Time(10_000)
+        );
+        assert!(PointSpec::parse_at("yesterday", now).is_err());
+        assert!(PointSpec::parse_at("seq:x", now).is_err());
+    }
+
+    #[test]
+    fn resolves_and_refuses_too_old() {
+        let mut p = Points::default();
+        p.record_time(Seq(10), 1000);
+        p.record_time(Seq(20), 2000);
+        p.add_tag(TagInfo { seq: Seq(15), kind: TagKind::AppConsistent, timestamp_ms: 1500, name: "a".into() });
+        p.add_tag(TagInfo { seq: Seq(18), kind: TagKind::User, timestamp_ms: 1800, name: "b".into() });
+        let d = Seq(20);
+        assert_eq!(p.resolve(&PointSpec::Latest, d, Seq(0)).unwrap(), Seq(20));
+        assert_eq!(p.resolve(&PointSpec::Time(1999), d, Seq(0)).unwrap(), Seq(10));
+        assert_eq!(p.resolve(&PointSpec::Time(5000), d, Seq(0)).unwrap(), Seq(20));
+        assert_eq!(p.resolve(&PointSpec::LatestAppConsistent, d, Seq(0)).unwrap(), Seq(15));
+        assert_eq!(p.resolve(&PointSpec::Tag("b".into()), d, Seq(0)).unwrap(), Seq(18));
+        assert!(matches!(
+            p.resolve(&PointSpec::Time(10), d, Seq(0)),
+            Err(StoreError::PointTooOld { .. })
+        ));
+        assert!(matches!(
+            p.resolve(&PointSpec::Seq(Seq(5)), d, Seq(10)),
+            Err(StoreError::PointTooOld { .. })
+        ));
+        assert!(matches!(
+            p.resolve(&PointSpec::Seq(Seq(21)), d, Seq(0)),
+            Err(StoreError::PointNotFound { .. })
+        ));
+    }
+}

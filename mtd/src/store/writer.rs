@@ -1,0 +1,331 @@
+//! The journal writer: one thread per store that owns the IO engine.
+//!
+//! Sessions send it encoded chunks over a bounded channel. It takes everything queued (group commit),
+//! places each chunk at the end of its group's open segment, writes them all, fdatasyncs each touched
+//! segment once, and only then publishes the chunks to readers and advances the durable seq that
+//! sessions acknowledge. Segments are sealed when full or old.
+//!
+//! Failure policy: ENOSPC pauses (the same writes are retried at the same positions until space is
+//! freed; nothing is acknowledged meanwhile). Any other write or fsync error fails the store for good.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rewind_formats::segment::{ChunkHeader, SegmentFooter, SegmentHeader};
+use rewind_formats::BLOCK;
+use tokio::sync::mpsc;
+
+use super::engine::{IoEngine, WriteOp};
+use super::group::{journal_dir, Group, SegmentMeta};
+use super::health::Health;
+use super::points::now_ms;
+use super::segment_file::{self, add_chunk_to_footer};
+use super::{Result, StoreError};
+use crate::aligned::AlignedBuf;
+use crate::fsutil;
+
+pub enum WriterMsg {
+    Append(AppendReq),
+    /// Periodic wake-up: seal segments that have been open too long.
+    Tick,
+}
+
+/// One encoded chunk (records or tag) for a group, ready to append.
+pub struct AppendReq {
+    pub group: Arc<Group>,
+    pub buf: AlignedBuf,
+    pub header: ChunkHeader,
+}
+
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub segment_size: u64,
+    pub seal_after: Duration,
+    /// Preallocate segments in steps of this many bytes (writes into a sized file are faster, and
+    /// ENOSPC then shows up at allocation, before any chunk is half written).
+    pub prealloc_step: u64,
+    /// Most bytes taken into one group commit.
+    pub max_commit_bytes: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            segment_size: 256 << 20,
+            seal_after: Duration::from_secs(60),
+            prealloc_step: 64 << 20,
+            max_commit_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The group's segment currently being appended to.
+struct OpenSegment {
+    id: u64,
+    path: PathBuf,
+    /// O_DIRECT (where the file system allows it) read-write handle for chunk appends.
+    direct: File,
+    end: u64,
+    allocated: u64,
+    opened: Instant,
+    footer: SegmentFooter,
+}
+
+pub struct Writer {
+    engine: Box<dyn IoEngine>,
+    cfg: WriterConfig,
+    health: Arc<Health>,
+    open: HashMap<String, OpenSegment>,
+    groups: HashMap<String, Arc<Group>>,
+}
+
+/// Where one request goes.
+struct Placed {
+    req: AppendReq,
+    segment_id: u64,
+    pos: u64,
+    fd: RawFd,
+}
+
+impl Writer {
+    pub fn new(engine: Box<dyn IoEngine>, cfg: WriterConfig, health: Arc<Health>) -> Writer {
+        Writer { engine, cfg, health, open: HashMap::new(), groups: HashMap::new() }
+    }
+
+    /// The thread body: runs until every sender is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
+        tracing::info!(engine = self.engine.name(), "journal writer started");
+        while let Some(first) = rx.blocking_recv() {
+            let mut reqs = Vec::new();
+            let mut bytes = 0usize;
+            let mut tick = false;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    WriterMsg::Append(r) => {
+                        bytes += r.buf.len();
+                        reqs.push(r);
+                    }
+                    WriterMsg::Tick => tick = true,
+                }
+                if bytes < self.cfg.max_commit_bytes {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if let Some(why) = self.health.failed() {
+                tracing::debug!(dropped = reqs.len(), "store failed ({why}); dropping writes");
+                continue;
+            }
+            if !reqs.is_empty() {
+                if let Err(e) = self.commit(reqs) {
+                    self.health.fail(e.to_string());
+                    continue;
+                }
+            }
+            if tick {
+                if let Err(e) = self.seal_old() {
+                    self.health.fail(e.to_string());
+                }
+            }
+        }
+        tracing::info!("journal writer stopped");
+    }
+
+    /// Group commit: place, write, fdatasync, publish, then seal what is full.
+    fn commit(&mut self, reqs: Vec<AppendReq>) -> Result<()> {
+        let mut placed = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            let p = self.place(req)?;
+            placed.push(p);
+        }
+        let mut fds: Vec<RawFd> = placed.iter().map(|p| p.fd).collect();
+        fds.sort_unstable();
+        fds.dedup();
+
+        self.retry_on_enospc("append to journal", |engine| {
+            let ops: Vec<WriteOp<'_>> =
+                placed.iter().map(|p| WriteOp { fd: p.fd, buf: &p.req.buf, offset: p.pos }).collect();
+            engine.write_all(&ops)
+        })
+        .inspect_err(|_| leak(&mut placed))?;
+        self.retry_on_enospc("fdatasync journal", |engine| engine.sync_all(&fds))
+            .inspect_err(|_| leak(&mut placed))?;
+
+        let mut touched: Vec<String> = Vec::new();
+        for p in &placed {
+            let og = self.open.get_mut(&p.req.group.name).expect("placed group has an open segment");
+            add_chunk_to_footer(&mut og.footer, &p.req.header, p.pos);
+            p.req.group.publish(p.segment_id, p.pos, &p.req.header);
+            if !touched.contains(&p.req.group.name) {
+                touched.push(p.req.group.name.clone());
+            }
+        }
+        for name in touched {
+            let full = self.open.get(&name).is_some_and(|og| og.end >= self.cfg.segment_size);
+            if full {
+                self.seal(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run an IO step; on ENOSPC report the pause and retry every second until it succeeds.
+    /// Any other error is fatal (an fsync error in particular is never retried).
+    fn retry_on_enospc(
+        &mut self,
+        what: &'static str,
+        mut f: impl FnMut(&mut dyn IoEngine) -> io::Result<()>,
+    ) -> Result<()> {
+        loop {
+            match f(self.engine.as_mut()) {
+                Ok(()) => {
+                    self.health.recovered();
+                    return Ok(());
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    self.health.no_space(format!("{what}: {e}"));
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    return Err(StoreError::Io { op: what, path: PathBuf::from("journal"), source: e });
+                }
+            }
+        }
+    }
+
+    /// Reserve space for a request at the end of its group's open segment.
+    fn place(&mut self, req: AppendReq) -> Result<Placed> {
+        let name = req.group.name.clone();
+        if !self.open.contains_key(&name) {
+            let og = self.open_segment(&req.group, &req.header)?;
+            self.open.insert(name.clone(), og);
+            self.groups.insert(name.clone(), req.group.clone());
+        }
+        let len = req.buf.len() as u64;
+        let need = self.open[&name].end + len;
+        if need > self.open[&name].allocated {
+            let step = self.cfg.prealloc_step.max(len);
+            let (fd, from, path) = {
+                let og = &self.open[&name];
+                (og.direct.as_raw_fd(), og.allocated, og.path.clone())
+            };
+            let new_alloc = need.max(from + step).div_ceil(BLOCK as u64) * BLOCK as u64;
+            self.retry_on_enospc("preallocate journal segment", |_| {
+                nix::fcntl::fallocate(fd, nix::fcntl::FallocateFlags::empty(), from as i64, (new_alloc - from) as i64)
+                    .map_err(io::Error::from)
+            })
+            .map_err(|e| match e {
+                StoreError::Io { op, source, .. } => StoreError::Io { op, path, source },
+                e => e,
+            })?;
+            self.open.get_mut(&name).expect("open").allocated = new_alloc;
+        }
+        let og = self.open.get_mut(&name).expect("open");
+        let pos = og.end;
+        og.end += len;
+        Ok(Placed { segment_id: og.id, pos, fd: og.direct.as_raw_fd(), req })
+    }
+
+    /// Create the next segment of a group: header written and durable, directory entry durable.
+    fn open_segment(&mut self, group: &Arc<Group>, first: &ChunkHeader) -> Result<OpenSegment> {
+        let id = group.next_segment_id();
+        let dir = journal_dir(&group.dir);
+        let path = dir.join(segment_file::segment_file_name(id));
+        let generation = first.generation;
+        let header = SegmentHeader {
+            segment_id: id,
+            group: group.name.clone(),
+            generation,
+            first_seq: first.first_seq,
+            created_ms: now_ms(),
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StoreError::io("create segment", &path))?;
+        let hdr = header.encode();
+        self.retry_on_enospc("write segment header", |_| file.write_all_at(&hdr, 0))?;
+        file.sync_all().map_err(StoreError::io("fsync", &path))?;
+        fsutil::sync_dir(&dir)?;
+        let direct = open_direct(&path)?;
+        let read = File::open(&path).map_err(StoreError::io("open segment", &path))?;
+        group.add_open_segment(SegmentMeta {
+            id,
+            path: path.clone(),
+            file: Arc::new(read),
+            first_seq: first.first_seq,
+            last_seq: rewind_formats::Seq(0),
+            len_bytes: BLOCK as u64,
+            sealed: false,
+            newest_ms: 0,
+            chunks: 0,
+        });
+        tracing::debug!(group = %group.name, segment = id, "opened journal segment");
+        Ok(OpenSegment {
+            id,
+            path,
+            direct,
+            end: BLOCK as u64,
+            allocated: BLOCK as u64,
+            opened: Instant::now(),
+            footer: SegmentFooter::default(),
+        })
+    }
+
+    /// Seal a group's open segment: footer written and durable; the next chunk opens a new one.
+    fn seal(&mut self, name: &str) -> Result<()> {
+        let Some(mut og) = self.open.remove(name) else { return Ok(()) };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&og.path)
+            .map_err(StoreError::io("open segment", &og.path))?;
+        let len = segment_file::seal(&file, &og.path, og.end, &mut og.footer)?;
+        if let Some(g) = self.groups.get(name) {
+            g.mark_sealed(og.id, len);
+        }
+        tracing::debug!(group = name, segment = og.id, len, "sealed journal segment");
+        Ok(())
+    }
+
+    fn seal_old(&mut self) -> Result<()> {
+        let old: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, og)| og.opened.elapsed() >= self.cfg.seal_after && !og.footer.chunks.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in old {
+            self.seal(&name)?;
+        }
+        Ok(())
+    }
+}
+
+/// After a failed engine call, writes may still be in flight in the kernel: never free their buffers.
+fn leak(placed: &mut Vec<Placed>) {
+    for p in placed.drain(..) {
+        std::mem::forget(p.req.buf);
+    }
+}
+
+/// Open for O_DIRECT appends; file systems without O_DIRECT (tmpfs) get a buffered handle, which
+/// is still correct because every commit ends in fdatasync.
+fn open_direct(path: &std::path::Path) -> Result<File> {
+    match OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path) {
+        Ok(f) => Ok(f),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::warn!(path = %path.display(), "O_DIRECT not supported here; using buffered writes");
+            OpenOptions::new().read(true).write(true).open(path).map_err(StoreError::io("open segment", path))
+        }
+        Err(e) => Err(StoreError::Io { op: "open segment", path: path.to_path_buf(), source: e }),
+    }
+}
