@@ -71,7 +71,10 @@ impl BatchBuilder {
     ) -> Result<Vec<u8>> {
         assert!(self.count > 0, "empty batch");
         let name = group.as_bytes();
-        assert!(name.len() <= rewind_formats::MAX_NAME_LEN, "group name too long");
+        assert!(
+            name.len() <= rewind_formats::MAX_NAME_LEN,
+            "group name too long"
+        );
         let bound = zstd::zstd_safe::compress_bound(self.raw.len());
         out.clear();
         out.reserve(FRAME_HEADER_LEN + 1 + name.len() + 36 + bound);
@@ -113,9 +116,27 @@ mod tests {
         let data_a = vec![0xabu8; 4096];
         let data_b: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
         let records = [
-            RecordRef { disk: 0, kind: RecordKind::Data, offset: 8192, len: 4096, data: &data_a },
-            RecordRef { disk: 1, kind: RecordKind::Zero, offset: 1 << 20, len: 65536, data: &[] },
-            RecordRef { disk: 1, kind: RecordKind::Data, offset: 512, len: 8192, data: &data_b },
+            RecordRef {
+                disk: 0,
+                kind: RecordKind::Data,
+                offset: 8192,
+                len: 4096,
+                data: &data_a,
+            },
+            RecordRef {
+                disk: 1,
+                kind: RecordKind::Zero,
+                offset: 1 << 20,
+                len: 65536,
+                data: &[],
+            },
+            RecordRef {
+                disk: 1,
+                kind: RecordKind::Data,
+                offset: 512,
+                len: 8192,
+                data: &data_b,
+            },
         ];
         let mut b = BatchBuilder::new(1).unwrap();
         for r in &records {

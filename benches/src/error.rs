@@ -30,7 +30,11 @@ pub enum Error {
     ConnectionLost(String),
     /// The target resumed below a seq it had acknowledged: acknowledged data was lost.
     #[error("target lost acknowledged data: group {group} resumes at durable seq {durable} but seq {acked} was acked")]
-    LostAck { group: String, durable: u64, acked: u64 },
+    LostAck {
+        group: String,
+        durable: u64,
+        acked: u64,
+    },
     /// Waited too long for something (an ack, a reconnect).
     #[error("timed out: {0}")]
     Timeout(String),

@@ -246,10 +246,10 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
         seconds: 0.0,
     };
     let flush = |builder: &mut BatchBuilder,
-                     session: &mut Session,
-                     first: &mut u64,
-                     next: u64,
-                     bytes: &mut u64|
+                 session: &mut Session,
+                 first: &mut u64,
+                 next: u64,
+                 bytes: &mut u64|
      -> Result<()> {
         if builder.is_empty() {
             return Ok(());
@@ -277,11 +277,23 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
         batch_bytes += rec.data.len() as u64;
         next += 1;
         if builder.raw_len() as u64 >= cfg.batch_bytes {
-            flush(&mut builder, &mut session, &mut batch_first, next, &mut batch_bytes)?;
+            flush(
+                &mut builder,
+                &mut session,
+                &mut batch_first,
+                next,
+                &mut batch_bytes,
+            )?;
         }
         Ok(())
     })?;
-    flush(&mut builder, &mut session, &mut batch_first, next, &mut batch_bytes)?;
+    flush(
+        &mut builder,
+        &mut session,
+        &mut batch_first,
+        next,
+        &mut batch_bytes,
+    )?;
     let last = next - 1;
     if summary.records > 0 {
         summary.first_seq = durable + 1;
@@ -353,7 +365,10 @@ mod tests {
         );
         for (kind, off, len, data) in &recs {
             assert_eq!(*kind, RecordKind::Data);
-            assert_eq!(&img[*off as usize..*off as usize + *len as usize], &data[..]);
+            assert_eq!(
+                &img[*off as usize..*off as usize + *len as usize],
+                &data[..]
+            );
         }
     }
 

@@ -14,7 +14,7 @@
 //! - [`image`]: the `image` command: a real disk image replicated as records.
 //! - [`state`]: the durable "highest acked seq" file.
 //! - [`units`]: sizes, disks and addresses as given on the command line.
-//! - [`stats`]: percentiles.
+//! - [`stats`]: percentiles of ack latencies.
 
 pub mod batch;
 pub mod error;
@@ -33,7 +33,9 @@ pub use error::{Error, Result};
 pub use model::{Model, Pattern, Workload};
 pub use pool::{DataPool, Payload};
 pub use units::{parse_size, Addr, DiskSpec};
-pub use wire::{connect, hello, read_frame, read_message, send_frame, send_message, send_raw, Conn};
+pub use wire::{
+    connect, hello, read_frame, read_message, send_frame, send_message, send_raw, Conn,
+};
 
 /// Milliseconds since the Unix epoch, for batch and tag timestamps.
 pub fn now_ms() -> u64 {

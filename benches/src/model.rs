@@ -89,10 +89,15 @@ impl Workload {
     /// Checks that every record is valid on the wire and fits its disk.
     pub fn validate(&self) -> Result<()> {
         if self.disks.is_empty() {
-            return Err(Error::Invalid("the workload needs at least one --disk".into()));
+            return Err(Error::Invalid(
+                "the workload needs at least one --disk".into(),
+            ));
         }
         if self.disks.len() > usize::from(u16::MAX) + 1 {
-            return Err(Error::Invalid(format!("{} disks: at most 65536", self.disks.len())));
+            return Err(Error::Invalid(format!(
+                "{} disks: at most 65536",
+                self.disks.len()
+            )));
         }
         let rs = u64::from(self.record_size);
         if rs == 0 || rs % SECTOR != 0 || self.record_size > MAX_RECORD_LEN {
@@ -199,8 +204,14 @@ mod tests {
             pattern,
             record_size: 4096,
             disks: vec![
-                DiskSpec { name: "sda".into(), size_bytes: 1 << 20 },
-                DiskSpec { name: "sdb".into(), size_bytes: (1 << 20) + 4096 + 512 },
+                DiskSpec {
+                    name: "sda".into(),
+                    size_bytes: 1 << 20,
+                },
+                DiskSpec {
+                    name: "sdb".into(),
+                    size_bytes: (1 << 20) + 4096 + 512,
+                },
             ],
             payload: Payload::Random,
         }
@@ -211,13 +222,37 @@ mod tests {
         let w = workload(Pattern::Seq);
         assert_eq!(w.placement(1), Placement { disk: 0, offset: 0 });
         assert_eq!(w.placement(2), Placement { disk: 1, offset: 0 });
-        assert_eq!(w.placement(3), Placement { disk: 0, offset: 4096 });
-        assert_eq!(w.placement(4), Placement { disk: 1, offset: 4096 });
+        assert_eq!(
+            w.placement(3),
+            Placement {
+                disk: 0,
+                offset: 4096
+            }
+        );
+        assert_eq!(
+            w.placement(4),
+            Placement {
+                disk: 1,
+                offset: 4096
+            }
+        );
         // sda has 256 slots: its 257th record (seq 513) wraps to offset 0.
-        assert_eq!(w.placement(511), Placement { disk: 0, offset: 255 * 4096 });
+        assert_eq!(
+            w.placement(511),
+            Placement {
+                disk: 0,
+                offset: 255 * 4096
+            }
+        );
         assert_eq!(w.placement(513), Placement { disk: 0, offset: 0 });
         // sdb has 257 slots (the 512-byte tail is never written).
-        assert_eq!(w.placement(514), Placement { disk: 1, offset: 256 * 4096 });
+        assert_eq!(
+            w.placement(514),
+            Placement {
+                disk: 1,
+                offset: 256 * 4096
+            }
+        );
         assert_eq!(w.placement(516), Placement { disk: 1, offset: 0 });
     }
 
@@ -231,7 +266,10 @@ mod tests {
                 let d = &w.disks[usize::from(p.disk)];
                 assert_eq!(u64::from(p.disk), (seq - 1) % 2);
                 assert_eq!(p.offset % 4096, 0);
-                assert!(p.offset + 4096 <= d.size_bytes, "{pattern} seq {seq}: {p:?}");
+                assert!(
+                    p.offset + 4096 <= d.size_bytes,
+                    "{pattern} seq {seq}: {p:?}"
+                );
             }
         }
     }
@@ -247,7 +285,11 @@ mod tests {
         let pc: Vec<_> = (1..2000).map(|s| c.placement(s)).collect();
         assert_eq!(pa, pb);
         assert_ne!(pa, pc);
-        let slots: HashSet<u64> = pa.iter().filter(|p| p.disk == 0).map(|p| p.offset).collect();
+        let slots: HashSet<u64> = pa
+            .iter()
+            .filter(|p| p.disk == 0)
+            .map(|p| p.offset)
+            .collect();
         // 1000 draws over 256 slots should reach nearly all of them.
         assert!(slots.len() > 240, "{}", slots.len());
     }

@@ -25,8 +25,8 @@ const SALT_POOL_POS: u64 = 0x706f_6f6c_706f_7321; // "poolpos!"
 
 /// Compressible pool mix, per 4 KiB block, in percent: all zero, text-like (with a zero tail),
 /// or random. Tuned so zstd -1 compresses batches of it about 3:1, like an ext4 image.
-const ZERO_BLOCK_PCT: u32 = 30;
-const TEXT_BLOCK_PCT: u32 = 48;
+const ZERO_BLOCK_PCT: u32 = 31;
+const TEXT_BLOCK_PCT: u32 = 49;
 
 /// What record payloads look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +95,10 @@ impl DataPool {
     ///
     /// Panics if `len` exceeds the pool (callers validate record sizes first).
     pub fn position(&self, seq: u64, len: usize) -> usize {
-        assert!(len <= self.bytes.len(), "record of {len} bytes exceeds the data pool");
+        assert!(
+            len <= self.bytes.len(),
+            "record of {len} bytes exceeds the data pool"
+        );
         let slots = ((self.bytes.len() - len) / POOL_ALIGN + 1) as u64;
         (hash3(self.seed, SALT_POOL_POS, seq) % slots) as usize * POOL_ALIGN
     }
@@ -185,10 +188,10 @@ mod tests {
                 assert_eq!(p % POOL_ALIGN, 0);
             }
         }
-        // Different seqs mostly land in different places.
+        // 999 draws over 2041 positions: about 790 distinct ones if uniform.
         let distinct: std::collections::HashSet<usize> =
             (1..1000).map(|s| pool.position(s, 4096)).collect();
-        assert!(distinct.len() > 900, "{}", distinct.len());
+        assert!((740..840).contains(&distinct.len()), "{}", distinct.len());
     }
 
     #[test]
@@ -203,6 +206,7 @@ mod tests {
         let pool = DataPool::with_len(3, Payload::Compressible, 16 << 20);
         for len in [4096, 65536, 1 << 20] {
             let r = ratio(&pool, len, 4 << 20);
+            eprintln!("compressible, record {len}: zstd -1 ratio {r:.2}");
             assert!((2.5..3.6).contains(&r), "record {len}: ratio {r}");
         }
     }

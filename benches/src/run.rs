@@ -117,10 +117,7 @@ pub fn build_hello(
 }
 
 /// Connects, says HELLO and returns the connection with the group's durable seq.
-pub fn open(
-    addr: &Addr,
-    hello_msg: &Hello,
-) -> Result<(Conn, u64)> {
+pub fn open(addr: &Addr, hello_msg: &Hello) -> Result<(Conn, u64)> {
     let group = &hello_msg.groups[0].group;
     let mut conn = connect(addr)?;
     // A target that never answers HELLO must not hang us.
@@ -331,7 +328,17 @@ fn pump(
             std::thread::Builder::new()
                 .name(format!("batch-{worker}"))
                 .spawn_scoped(s, move || {
-                    produce(cfg, model, tx, free, start, total, rpb, worker as u64, threads as u64)
+                    produce(
+                        cfg,
+                        model,
+                        tx,
+                        free,
+                        start,
+                        total,
+                        rpb,
+                        worker as u64,
+                        threads as u64,
+                    )
                 })
                 .map_err(Error::io("spawn a batch producer thread"))?;
         }

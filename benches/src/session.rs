@@ -243,7 +243,6 @@ impl Session {
                 st.inflight_bytes == 0 || st.inflight_bytes + data_bytes <= max
             })?;
             let at = Instant::now();
-            self.first_send.get_or_insert(at);
             st.pending.push_back(Sent {
                 last_seq,
                 data_bytes,
@@ -251,6 +250,8 @@ impl Session {
             });
             st.inflight_bytes += data_bytes;
             st.highest_sent = st.highest_sent.max(last_seq);
+            drop(st);
+            self.first_send.get_or_insert(at);
         }
         self.write(frame, "send BATCH")?;
         self.batches += 1;

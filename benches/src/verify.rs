@@ -184,8 +184,14 @@ mod tests {
             pattern,
             record_size: 4096,
             disks: vec![
-                DiskSpec { name: "a".into(), size_bytes: 256 << 10 },
-                DiskSpec { name: "b".into(), size_bytes: (128 << 10) + 1024 },
+                DiskSpec {
+                    name: "a".into(),
+                    size_bytes: 256 << 10,
+                },
+                DiskSpec {
+                    name: "b".into(),
+                    size_bytes: (128 << 10) + 1024,
+                },
             ],
             payload: Payload::Random,
         };
@@ -244,7 +250,10 @@ mod tests {
         std::fs::write(&path, &img[..4096]).unwrap();
         assert!(matches!(
             verify_image(&m, 0, 10, &path).unwrap(),
-            VerifyOutcome::SizeMismatch { expected: 262144, found: 4096 }
+            VerifyOutcome::SizeMismatch {
+                expected: 262144,
+                found: 4096
+            }
         ));
         assert!(verify_image(&m, 2, 10, &path).is_err());
     }

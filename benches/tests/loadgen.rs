@@ -19,8 +19,14 @@ fn workload(pattern: Pattern, payload: Payload) -> Workload {
         pattern,
         record_size: 4096,
         disks: vec![
-            DiskSpec { name: "sda".into(), size_bytes: 1 << 20 },
-            DiskSpec { name: "sdb".into(), size_bytes: 512 << 10 },
+            DiskSpec {
+                name: "sda".into(),
+                size_bytes: 1 << 20,
+            },
+            DiskSpec {
+                name: "sdb".into(),
+                size_bytes: 512 << 10,
+            },
         ],
         payload,
     }
@@ -70,7 +76,11 @@ fn run_replicates_the_model_and_tags() {
         assert_eq!(s.bytes, 3 << 20);
         assert_eq!(s.batches, 48);
         assert_eq!(s.tags, 7);
-        assert!(s.wire_bytes < s.bytes / 2, "compressible: {} wire bytes", s.wire_bytes);
+        assert!(
+            s.wire_bytes < s.bytes / 2,
+            "compressible: {} wire bytes",
+            s.wire_bytes
+        );
         assert!(s.seconds > 0.0 && s.mb_per_s > 0.0);
         assert_eq!(target.durable("g1"), 768);
         let tags = target.tags("g1");
@@ -79,7 +89,11 @@ fn run_replicates_the_model_and_tags() {
         assert_eq!(tags[6].seq.0, 700);
         assert!(tags.iter().all(|t| t.kind == TagKind::User));
         for disk in 0..2 {
-            assert_eq!(target.disk("g1", disk), replay_image(&model, disk, 768), "{pattern}");
+            assert_eq!(
+                target.disk("g1", disk),
+                replay_image(&model, disk, 768),
+                "{pattern}"
+            );
         }
     }
 }
@@ -135,7 +149,14 @@ fn target_behind_the_state_file_is_reported_as_lost_data() {
     cfg.state = Some(state);
     let err = run_with_model(&cfg, &small_model(w)).unwrap_err();
     assert!(
-        matches!(err, Error::LostAck { durable: 0, acked: 40, .. }),
+        matches!(
+            err,
+            Error::LostAck {
+                durable: 0,
+                acked: 40,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -161,8 +182,8 @@ fn remote_errors_are_reported() {
 
 #[test]
 fn hand_made_frames_through_the_library() {
-    use rewind_benches::{connect, hello, read_message, send_raw};
     use rewind_benches::run::build_hello;
+    use rewind_benches::{connect, hello, read_message, send_raw};
     use rewind_formats::{encode_frame, FrameKind, Message};
 
     let target = FakeTarget::start();
@@ -185,7 +206,10 @@ fn hand_made_frames_through_the_library() {
     let mut conn = connect(&target.addr.parse().unwrap()).unwrap();
     frame[13] ^= 0xff;
     send_raw(&mut conn, &frame).unwrap();
-    assert!(matches!(read_message(&mut conn).unwrap(), Some(Message::Error(_))));
+    assert!(matches!(
+        read_message(&mut conn).unwrap(),
+        Some(Message::Error(_))
+    ));
 }
 
 #[test]
@@ -246,22 +270,52 @@ fn run_and_verify_through_the_binary() {
     let target = FakeTarget::start();
     let dir = tempfile::tempdir().unwrap();
     let flags = [
-        "--disk", "a:1MiB", "--disk", "b:1MiB", "--seed", "77", "--pattern", "random",
-        "--record-size", "8KiB", "--payload", "compressible",
+        "--disk",
+        "a:1MiB",
+        "--disk",
+        "b:1MiB",
+        "--seed",
+        "77",
+        "--pattern",
+        "random",
+        "--record-size",
+        "8KiB",
+        "--payload",
+        "compressible",
     ];
     let out = Command::new(bin())
-        .args(["run", "--connect", &target.addr, "--group", "gb", "--total", "2MiB", "--json"])
+        .args([
+            "run",
+            "--connect",
+            &target.addr,
+            "--group",
+            "gb",
+            "--total",
+            "2MiB",
+            "--json",
+        ])
         .args(["--batch-bytes", "64KiB"])
         .args(flags)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let j: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(j["acked_seq"], 256);
     assert_eq!(j["records"], 256);
-    for key in ["bytes", "seconds", "mb_per_s", "records_per_s", "ack_latency_p50_ms", "ack_latency_p99_ms"] {
+    for key in [
+        "bytes",
+        "seconds",
+        "mb_per_s",
+        "records_per_s",
+        "ack_latency_p50_ms",
+        "ack_latency_p99_ms",
+    ] {
         assert!(j[key].is_number(), "{key} in {stdout}");
     }
 
@@ -271,13 +325,25 @@ fn run_and_verify_through_the_binary() {
     std::fs::write(&img, &bytes).unwrap();
     let verify = |seq: &str| {
         Command::new(bin())
-            .args(["verify", "--image", img.to_str().unwrap(), "--disk-index", "1", "--seq", seq])
+            .args([
+                "verify",
+                "--image",
+                img.to_str().unwrap(),
+                "--disk-index",
+                "1",
+                "--seq",
+                seq,
+            ])
             .args(flags)
             .output()
             .unwrap()
     };
     let ok = verify("256");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(!verify("254").status.success());
     let model = Model::new(workload_from_flags()).unwrap();
     let (off, writer) = match verify_image(&model, 1, 256, &img).unwrap() {
@@ -304,8 +370,14 @@ fn workload_from_flags() -> Workload {
         pattern: Pattern::Random,
         record_size: 8192,
         disks: vec![
-            DiskSpec { name: "a".into(), size_bytes: 1 << 20 },
-            DiskSpec { name: "b".into(), size_bytes: 1 << 20 },
+            DiskSpec {
+                name: "a".into(),
+                size_bytes: 1 << 20,
+            },
+            DiskSpec {
+                name: "b".into(),
+                size_bytes: 1 << 20,
+            },
         ],
         payload: Payload::Compressible,
     }
@@ -318,25 +390,55 @@ fn verify_binary_against_a_replayed_image() {
         seed: 3,
         pattern: Pattern::Seq,
         record_size: 65536,
-        disks: vec![DiskSpec { name: "sda".into(), size_bytes: 2 << 20 }],
+        disks: vec![DiskSpec {
+            name: "sda".into(),
+            size_bytes: 2 << 20,
+        }],
         payload: Payload::Random,
     };
     let model = Model::new(w).unwrap();
     let img = dir.path().join("sda.img");
     std::fs::write(&img, replay_image(&model, 0, 45)).unwrap(); // wraps once (32 slots)
     let out = Command::new(bin())
-        .args(["verify", "--image", img.to_str().unwrap(), "--disk-index", "0", "--seq", "45"])
-        .args(["--disk", "sda:2MiB", "--seed", "3", "--record-size", "64KiB"])
+        .args([
+            "verify",
+            "--image",
+            img.to_str().unwrap(),
+            "--disk-index",
+            "0",
+            "--seq",
+            "45",
+        ])
+        .args([
+            "--disk",
+            "sda:2MiB",
+            "--seed",
+            "3",
+            "--record-size",
+            "64KiB",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("match"));
 }
 
 #[test]
 fn bad_arguments_fail_cleanly() {
     let out = Command::new(bin())
-        .args(["run", "--connect", "tcp:127.0.0.1:1", "--group", "g", "--disk", "sda:1MiB"])
+        .args([
+            "run",
+            "--connect",
+            "tcp:127.0.0.1:1",
+            "--group",
+            "g",
+            "--disk",
+            "sda:1MiB",
+        ])
         .args(["--record-size", "1000"])
         .output()
         .unwrap();

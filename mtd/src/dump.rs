@@ -21,7 +21,8 @@ pub fn dump(view: &View, out: &Path) -> Result<u64> {
         .open(out)
         .with_context(|| format!("creating {}", out.display()))?;
     let size = view.size_bytes();
-    f.set_len(size).with_context(|| format!("sizing {} to {size} bytes", out.display()))?;
+    f.set_len(size)
+        .with_context(|| format!("sizing {} to {size} bytes", out.display()))?;
     let bar = ProgressBar::new(size);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
@@ -31,15 +32,22 @@ pub fn dump(view: &View, out: &Path) -> Result<u64> {
     let mut off = 0u64;
     while off < size {
         let n = CHUNK.min((size - off) as usize);
-        view.read_at(&mut buf[..n], off)
-            .with_context(|| format!("reading disk {}/{} at offset {off}", view.group().name, view.disk_name()))?;
+        view.read_at(&mut buf[..n], off).with_context(|| {
+            format!(
+                "reading disk {}/{} at offset {off}",
+                view.group().name,
+                view.disk_name()
+            )
+        })?;
         if buf[..n].iter().any(|&b| b != 0) {
-            f.write_all_at(&buf[..n], off).with_context(|| format!("writing {} at offset {off}", out.display()))?;
+            f.write_all_at(&buf[..n], off)
+                .with_context(|| format!("writing {} at offset {off}", out.display()))?;
         }
         off += n as u64;
         bar.set_position(off);
     }
-    f.sync_all().with_context(|| format!("fsync {}", out.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", out.display()))?;
     bar.finish_and_clear();
     Ok(size)
 }

@@ -83,7 +83,10 @@ pub fn report(store: &Store) -> Report {
         groups.push(GroupReport {
             name: g.name.clone(),
             generation: st.manifest.generation,
-            retention: humantime::format_duration(std::time::Duration::from_millis(st.manifest.retention_ms)).to_string(),
+            retention: humantime::format_duration(std::time::Duration::from_millis(
+                st.manifest.retention_ms,
+            ))
+            .to_string(),
             horizon_seq: st.manifest.horizon_seq,
             durable_seq: st.durable.0,
             journal_bytes: st.journal_bytes(),
@@ -102,17 +105,31 @@ pub fn report(store: &Store) -> Report {
                     chunks: s.chunks,
                 })
                 .collect(),
-            oldest_point: range.map(|((s, t), _)| PointReport { seq: s.0, time: format_ms(t) }),
-            newest_point: range.map(|(_, (s, t))| PointReport { seq: s.0, time: format_ms(t) }),
+            oldest_point: range.map(|((s, t), _)| PointReport {
+                seq: s.0,
+                time: format_ms(t),
+            }),
+            newest_point: range.map(|(_, (s, t))| PointReport {
+                seq: s.0,
+                time: format_ms(t),
+            }),
             tags: st
                 .points
                 .tags()
                 .iter()
-                .map(|t| TagReport { name: t.name.clone(), seq: t.seq.0, kind: t.kind, time: format_ms(t.timestamp_ms) })
+                .map(|t| TagReport {
+                    name: t.name.clone(),
+                    seq: t.seq.0,
+                    kind: t.kind,
+                    time: format_ms(t.timestamp_ms),
+                })
                 .collect(),
         });
     }
-    Report { data_dir: store.dir.display().to_string(), groups }
+    Report {
+        data_dir: store.dir.display().to_string(),
+        groups,
+    }
 }
 
 /// Human-readable form of the report.
@@ -128,18 +145,45 @@ pub fn render(r: &Report) -> String {
             "\ngroup {}  generation {}  retention {}  durable seq {}  horizon seq {}",
             g.name, g.generation, g.retention, g.durable_seq, g.horizon_seq
         );
-        let _ = writeln!(o, "  journal {} bytes in {} segments; index {} extents, {} bytes", g.journal_bytes, g.segments.len(), g.extents, g.index_bytes);
-        let _ = writeln!(o, "  {:<16} {:>16} {:>10} {:>12}", "DISK", "SIZE", "EXTENTS", "INDEX BYTES");
+        let _ = writeln!(
+            o,
+            "  journal {} bytes in {} segments; index {} extents, {} bytes",
+            g.journal_bytes,
+            g.segments.len(),
+            g.extents,
+            g.index_bytes
+        );
+        let _ = writeln!(
+            o,
+            "  {:<16} {:>16} {:>10} {:>12}",
+            "DISK", "SIZE", "EXTENTS", "INDEX BYTES"
+        );
         for d in &g.disks {
-            let _ = writeln!(o, "  {:<16} {:>16} {:>10} {:>12}", d.name, d.size_bytes, d.extents, d.index_bytes);
+            let _ = writeln!(
+                o,
+                "  {:<16} {:>16} {:>10} {:>12}",
+                d.name, d.size_bytes, d.extents, d.index_bytes
+            );
         }
-        let _ = writeln!(o, "  {:<10} {:>12} {:>12} {:>14} {:>8} {:>7}", "SEGMENT", "FIRST SEQ", "LAST SEQ", "BYTES", "STATE", "CHUNKS");
+        let _ = writeln!(
+            o,
+            "  {:<10} {:>12} {:>12} {:>14} {:>8} {:>7}",
+            "SEGMENT", "FIRST SEQ", "LAST SEQ", "BYTES", "STATE", "CHUNKS"
+        );
         for s in &g.segments {
-            let _ = writeln!(o, "  {:<10} {:>12} {:>12} {:>14} {:>8} {:>7}", s.id, s.first_seq, s.last_seq, s.bytes, s.state, s.chunks);
+            let _ = writeln!(
+                o,
+                "  {:<10} {:>12} {:>12} {:>14} {:>8} {:>7}",
+                s.id, s.first_seq, s.last_seq, s.bytes, s.state, s.chunks
+            );
         }
         match (&g.oldest_point, &g.newest_point) {
             (Some(a), Some(b)) => {
-                let _ = writeln!(o, "  points: every seq from {} ({}) to {} ({})", a.seq, a.time, b.seq, b.time);
+                let _ = writeln!(
+                    o,
+                    "  points: every seq from {} ({}) to {} ({})",
+                    a.seq, a.time, b.seq, b.time
+                );
             }
             _ => {
                 let _ = writeln!(o, "  points: none in the journal");
@@ -148,7 +192,10 @@ pub fn render(r: &Report) -> String {
         if !g.tags.is_empty() {
             let _ = writeln!(o, "  {:<24} {:>12} {:<16} TIME", "TAG", "SEQ", "KIND");
             for t in &g.tags {
-                let kind = serde_json::to_value(t.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+                let kind = serde_json::to_value(t.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
                 let _ = writeln!(o, "  {:<24} {:>12} {:<16} {}", t.name, t.seq, kind, t.time);
             }
         }

@@ -56,7 +56,7 @@ enum Cmd {
         #[arg(long)]
         disk: String,
         /// latest | seq:N | tag:NAME | latest-app-consistent | RFC 3339 time | -15m
-        #[arg(long, default_value = "latest")]
+        #[arg(long, default_value = "latest", allow_hyphen_values = true)]
         at: String,
         #[arg(short, long)]
         output: PathBuf,
@@ -82,30 +82,64 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().cmd {
-        Cmd::Serve { data_dir, listen, unix, io_engine, retention, segment_size, seal_after, merge_interval, ready_file } => {
+        Cmd::Serve {
+            data_dir,
+            listen,
+            unix,
+            io_engine,
+            retention,
+            segment_size,
+            seal_after,
+            merge_interval,
+            ready_file,
+        } => {
             let opts = StoreOptions {
                 engine: io_engine,
-                writer: WriterConfig { segment_size, seal_after, ..WriterConfig::default() },
+                writer: WriterConfig {
+                    segment_size,
+                    seal_after,
+                    prealloc_step: segment_size.min(64 << 20),
+                    ..WriterConfig::default()
+                },
                 default_retention: retention,
                 merge_interval,
             };
-            let store = Store::open(&data_dir, opts).with_context(|| format!("opening store {}", data_dir.display()))?;
+            let store = Store::open(&data_dir, opts)
+                .with_context(|| format!("opening store {}", data_dir.display()))?;
             let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
             rt.block_on(rewind_mtd::server::serve(
                 store,
-                rewind_mtd::server::ServeOptions { listen, unix, ready_file },
+                rewind_mtd::server::ServeOptions {
+                    listen,
+                    unix,
+                    ready_file,
+                },
             ))
         }
-        Cmd::Dump { data_dir, group, disk, at, output } => {
-            let store = Store::open_readonly(&data_dir).with_context(|| format!("opening store {}", data_dir.display()))?;
+        Cmd::Dump {
+            data_dir,
+            group,
+            disk,
+            at,
+            output,
+        } => {
+            let store = Store::open_readonly(&data_dir)
+                .with_context(|| format!("opening store {}", data_dir.display()))?;
             let spec = PointSpec::parse(&at)?;
-            let view = store.view(&group, &disk, &spec).with_context(|| format!("opening {group}/{disk} at {at}"))?;
+            let view = store
+                .view(&group, &disk, &spec)
+                .with_context(|| format!("opening {group}/{disk} at {at}"))?;
             let size = rewind_mtd::dump::dump(&view, &output)?;
-            eprintln!("wrote {group}/{disk} at seq {} ({size} bytes) to {}", view.seq().0, output.display());
+            eprintln!(
+                "wrote {group}/{disk} at seq {} ({size} bytes) to {}",
+                view.seq().0,
+                output.display()
+            );
             Ok(())
         }
         Cmd::Inspect { data_dir, json } => {
-            let store = Store::open_readonly(&data_dir).with_context(|| format!("opening store {}", data_dir.display()))?;
+            let store = Store::open_readonly(&data_dir)
+                .with_context(|| format!("opening store {}", data_dir.display()))?;
             let report = rewind_mtd::inspect::report(&store);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

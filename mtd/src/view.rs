@@ -29,7 +29,14 @@ impl View {
             let d = &st.manifest.disks[disk];
             (d.name.clone(), d.size_bytes)
         };
-        Ok(View { group, disk, disk_name, seq, size_bytes, _pin: pin })
+        Ok(View {
+            group,
+            disk,
+            disk_name,
+            seq,
+            size_bytes,
+            _pin: pin,
+        })
     }
 
     pub fn seq(&self) -> Seq {
@@ -50,8 +57,10 @@ impl View {
 
     /// Fill `buf` with the disk's bytes at `offset` as of the view's seq.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        let end = offset.checked_add(buf.len() as u64).filter(|e| *e <= self.size_bytes).ok_or_else(|| {
-            StoreError::Invalid {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|e| *e <= self.size_bytes)
+            .ok_or_else(|| StoreError::Invalid {
                 what: "read",
                 why: format!(
                     "disk {}/{} offset {offset} length {} is past its end ({} bytes)",
@@ -60,8 +69,7 @@ impl View {
                     buf.len(),
                     self.size_bytes
                 ),
-            }
-        })?;
+            })?;
         // Resolve under the lock, read after releasing it; cloned file handles stay valid even if
         // the merger deletes a segment meanwhile.
         let (pieces, files, base) = {
@@ -71,10 +79,15 @@ impl View {
             for p in &pieces {
                 if let Source::Segment { segment_id, .. } = p.source {
                     if !files.iter().any(|(id, _)| *id == segment_id) {
-                        let f = st.segment_file(segment_id).ok_or_else(|| StoreError::Invalid {
-                            what: "index",
-                            why: format!("group {} refers to missing segment {segment_id}", self.group.name),
-                        })?;
+                        let f = st
+                            .segment_file(segment_id)
+                            .ok_or_else(|| StoreError::Invalid {
+                                what: "index",
+                                why: format!(
+                                    "group {} refers to missing segment {segment_id}",
+                                    self.group.name
+                                ),
+                            })?;
                         files.push((segment_id, f));
                     }
                 }
@@ -86,10 +99,16 @@ impl View {
             let out = &mut buf[lo..lo + p.len as usize];
             match p.source {
                 Source::Zero => out.fill(0),
-                Source::Base => read_full(&base, out, p.offset).map_err(|e| self.read_error("base image", p.offset, e))?,
+                Source::Base => read_full(&base, out, p.offset)
+                    .map_err(|e| self.read_error("base image", p.offset, e))?,
                 Source::Segment { segment_id, pos } => {
-                    let f = &files.iter().find(|(id, _)| *id == segment_id).expect("collected").1;
-                    f.read_exact_at(out, pos).map_err(|e| self.read_error("journal segment", p.offset, e))?;
+                    let f = &files
+                        .iter()
+                        .find(|(id, _)| *id == segment_id)
+                        .expect("collected")
+                        .1;
+                    f.read_exact_at(out, pos)
+                        .map_err(|e| self.read_error("journal segment", p.offset, e))?;
                 }
             }
         }
@@ -99,7 +118,11 @@ impl View {
     fn read_error(&self, what: &str, offset: u64, source: std::io::Error) -> StoreError {
         StoreError::Io {
             op: "read",
-            path: format!("{} of disk {}/{} at offset {offset}", what, self.group.name, self.disk_name).into(),
+            path: format!(
+                "{} of disk {}/{} at offset {offset}",
+                what, self.group.name, self.disk_name
+            )
+            .into(),
             source,
         }
     }

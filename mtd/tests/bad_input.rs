@@ -86,14 +86,23 @@ fn hello(group: &str, generation: u64, size: u64) -> Message {
             group: group.into(),
             generation,
             last_acked: Seq(0),
-            disks: vec![DiskInfo { disk: "sda".into(), size_bytes: size }],
+            disks: vec![DiskInfo {
+                disk: "sda".into(),
+                size_bytes: size,
+            }],
         }],
     })
 }
 
 fn batch(group: &str, generation: u64, first: u64, disk: u16, offset: u64, fill: u8) -> Message {
     let data = vec![fill; 4096];
-    let recs = [RecordRef { disk, kind: RecordKind::Data, offset, len: 4096, data: &data }];
+    let recs = [RecordRef {
+        disk,
+        kind: RecordKind::Data,
+        offset,
+        len: 4096,
+        data: &data,
+    }];
     Message::Batch(Batch::build(group, generation, Seq(first), 1_000, &recs, 1))
 }
 
@@ -128,46 +137,82 @@ fn bad_input_is_refused_and_applies_nothing() {
         c.wait_ack(1);
     }
     let cases: Vec<(&str, ErrorCode, Box<dyn Fn(&mut Conn)>)> = vec![
-        ("bad payload crc", ErrorCode::BadChecksum, Box::new(|c: &mut Conn| {
-            let mut f = batch("victim", 5, 2, 0, 4096, 1).to_frame();
-            let last = f.len() - 1;
-            f[last] ^= 0xff;
-            c.send(&f);
-        })),
-        ("bad header crc", ErrorCode::BadChecksum, Box::new(|c: &mut Conn| {
-            let mut f = batch("victim", 5, 2, 0, 4096, 1).to_frame();
-            f[8] ^= 0x01;
-            c.send(&f);
-        })),
-        ("oversized length", ErrorCode::Protocol, Box::new(|c: &mut Conn| {
-            let mut h = FrameHeader::for_payload(FrameKind::Batch, b"x").encode();
-            h[8..12].copy_from_slice(&(1u32 << 30).to_le_bytes());
-            let crc = crc32c::crc32c(&h[..20]);
-            h[20..24].copy_from_slice(&crc.to_le_bytes());
-            c.send(&h);
-        })),
-        ("unknown kind", ErrorCode::Protocol, Box::new(|c: &mut Conn| {
-            let mut f = encode_frame(FrameKind::Ack, b"");
-            f[6..8].copy_from_slice(&99u16.to_le_bytes());
-            let crc = crc32c::crc32c(&f[..20]);
-            f[20..24].copy_from_slice(&crc.to_le_bytes());
-            c.send(&f);
-        })),
-        ("offset past the disk end", ErrorCode::OutOfRange, Box::new(|c: &mut Conn| {
-            c.send_msg(&batch("victim", 5, 2, 0, DISK, 1));
-        })),
-        ("record for an unknown disk", ErrorCode::UnknownDisk, Box::new(|c: &mut Conn| {
-            c.send_msg(&batch("victim", 5, 2, 3, 0, 1));
-        })),
-        ("seq gap", ErrorCode::SeqGap, Box::new(|c: &mut Conn| {
-            c.send_msg(&batch("victim", 5, 7, 0, 0, 1));
-        })),
-        ("batch for a group not in HELLO", ErrorCode::UnknownGroup, Box::new(|c: &mut Conn| {
-            c.send_msg(&batch("good", 1, 2, 0, 0, 1));
-        })),
-        ("garbage bytes", ErrorCode::Protocol, Box::new(|c: &mut Conn| {
-            c.send(&[0x5a; 100]);
-        })),
+        (
+            "bad payload crc",
+            ErrorCode::BadChecksum,
+            Box::new(|c: &mut Conn| {
+                let mut f = batch("victim", 5, 2, 0, 4096, 1).to_frame();
+                let last = f.len() - 1;
+                f[last] ^= 0xff;
+                c.send(&f);
+            }),
+        ),
+        (
+            "bad header crc",
+            ErrorCode::BadChecksum,
+            Box::new(|c: &mut Conn| {
+                let mut f = batch("victim", 5, 2, 0, 4096, 1).to_frame();
+                f[8] ^= 0x01;
+                c.send(&f);
+            }),
+        ),
+        (
+            "oversized length",
+            ErrorCode::Protocol,
+            Box::new(|c: &mut Conn| {
+                let mut h = FrameHeader::for_payload(FrameKind::Batch, b"x").encode();
+                h[8..12].copy_from_slice(&(1u32 << 30).to_le_bytes());
+                let crc = crc32c::crc32c(&h[..20]);
+                h[20..24].copy_from_slice(&crc.to_le_bytes());
+                c.send(&h);
+            }),
+        ),
+        (
+            "unknown kind",
+            ErrorCode::Protocol,
+            Box::new(|c: &mut Conn| {
+                let mut f = encode_frame(FrameKind::Ack, b"");
+                f[6..8].copy_from_slice(&99u16.to_le_bytes());
+                let crc = crc32c::crc32c(&f[..20]);
+                f[20..24].copy_from_slice(&crc.to_le_bytes());
+                c.send(&f);
+            }),
+        ),
+        (
+            "offset past the disk end",
+            ErrorCode::OutOfRange,
+            Box::new(|c: &mut Conn| {
+                c.send_msg(&batch("victim", 5, 2, 0, DISK, 1));
+            }),
+        ),
+        (
+            "record for an unknown disk",
+            ErrorCode::UnknownDisk,
+            Box::new(|c: &mut Conn| {
+                c.send_msg(&batch("victim", 5, 2, 3, 0, 1));
+            }),
+        ),
+        (
+            "seq gap",
+            ErrorCode::SeqGap,
+            Box::new(|c: &mut Conn| {
+                c.send_msg(&batch("victim", 5, 7, 0, 0, 1));
+            }),
+        ),
+        (
+            "batch for a group not in HELLO",
+            ErrorCode::UnknownGroup,
+            Box::new(|c: &mut Conn| {
+                c.send_msg(&batch("good", 1, 2, 0, 0, 1));
+            }),
+        ),
+        (
+            "garbage bytes",
+            ErrorCode::Protocol,
+            Box::new(|c: &mut Conn| {
+                c.send(&[0x5a; 100]);
+            }),
+        ),
     ];
     for (name, code, bad) in &cases {
         let mut c = Conn::open(&d);
@@ -206,9 +251,19 @@ fn bad_input_is_refused_and_applies_nothing() {
     good_step(&mut good);
 
     let log = d.log_text();
-    for reason in ["checksum", "too large", "unknown kind", "past the disk end", "disk index 3", "expected 2", "mid-frame", "stale"] {
+    for reason in [
+        "checksum",
+        "too large",
+        "unknown kind",
+        "past the disk end",
+        "disk index 3",
+        "expected 2",
+        "mid-frame",
+        "stale",
+    ] {
         assert!(
-            log.lines().any(|l| l.contains("closing session") && l.contains("peer") && l.contains(reason)),
+            log.lines()
+                .any(|l| l.contains("closing session") && l.contains("peer") && l.contains(reason)),
             "no log line naming the peer and {reason:?}:\n{log}"
         );
     }

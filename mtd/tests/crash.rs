@@ -15,7 +15,11 @@ const ROUNDS: usize = 20;
 fn acked(state: &Path) -> u64 {
     let text = std::fs::read_to_string(state).unwrap_or_default();
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-        if let Some(n) = v.as_u64().or_else(|| v["acked"].as_u64()).or_else(|| v["acked_seq"].as_u64()) {
+        if let Some(n) = v
+            .as_u64()
+            .or_else(|| v["acked"].as_u64())
+            .or_else(|| v["acked_seq"].as_u64())
+        {
             return n;
         }
     }
@@ -37,7 +41,16 @@ fn crash_rounds(engine: &str) {
     let state = work.path().join("loadgen.state");
     let mut lg = Proc::spawn(
         wl.run_cmd(&d.connect_arg(), "4GiB")
-            .args(["--reconnect", "--reconnect-timeout", "60s", "--batch-bytes", "256KiB", "--tag-every", "1000", "--state"])
+            .args([
+                "--reconnect",
+                "--reconnect-timeout",
+                "60s",
+                "--batch-bytes",
+                "256KiB",
+                "--tag-every",
+                "1000",
+                "--state",
+            ])
             .arg(&state),
     );
     let mut rng = rand::thread_rng();
@@ -51,9 +64,14 @@ fn crash_rounds(engine: &str) {
         }
         d.restart();
         // Everything acknowledged before the kill must have survived it.
-        let durable = group_json(&inspect(&d.data_dir), "crash")["durable_seq"].as_u64().unwrap();
+        let durable = group_json(&inspect(&d.data_dir), "crash")["durable_seq"]
+            .as_u64()
+            .unwrap();
         let a = *acked_before_kill.last().unwrap();
-        assert!(durable >= a, "round {round}: target durable seq {durable} < acknowledged seq {a}");
+        assert!(
+            durable >= a,
+            "round {round}: target durable seq {durable} < acknowledged seq {a}"
+        );
     }
     // Let it make progress after the last restart, then stop everything.
     let before = acked(&state);
@@ -67,23 +85,43 @@ fn crash_rounds(engine: &str) {
     }));
     let final_acked = acked(&state);
     d.kill9();
-    assert!(final_acked > before, "no progress after the last restart (acked stayed {before})");
-    assert!(acked_before_kill.iter().any(|&a| a > 0), "nothing was ever acknowledged");
+    assert!(
+        final_acked > before,
+        "no progress after the last restart (acked stayed {before})"
+    );
+    assert!(
+        acked_before_kill.iter().any(|&a| a > 0),
+        "nothing was ever acknowledged"
+    );
 
     let report = inspect(&d.data_dir);
     let g = group_json(&report, "crash");
     let durable = g["durable_seq"].as_u64().unwrap();
-    assert!(durable >= final_acked, "durable {durable} < acked {final_acked}");
+    assert!(
+        durable >= final_acked,
+        "durable {durable} < acked {final_acked}"
+    );
 
     // Several points: every acked-before-kill seq sampled, the final acked seq, and a tag.
-    let mut seqs: Vec<u64> = vec![final_acked, durable, acked_before_kill[ROUNDS / 2], acked_before_kill[0]];
+    let mut seqs: Vec<u64> = vec![
+        final_acked,
+        durable,
+        acked_before_kill[ROUNDS / 2],
+        acked_before_kill[0],
+    ];
     seqs.retain(|&s| s > 0);
     seqs.dedup();
     for seq in seqs {
         for (i, disk) in ["sda", "sdb"].iter().enumerate() {
             let img = work.path().join(format!("{disk}-{seq}.img"));
-            assert_ok(&dump(&d.data_dir, "crash", disk, &format!("seq:{seq}"), &img), "dump");
-            assert_ok(&wl.verify(&img, i, seq), &format!("verify {disk} at seq {seq}"));
+            assert_ok(
+                &dump(&d.data_dir, "crash", disk, &format!("seq:{seq}"), &img),
+                "dump",
+            );
+            assert_ok(
+                &wl.verify(&img, i, seq),
+                &format!("verify {disk} at seq {seq}"),
+            );
             std::fs::remove_file(&img).unwrap();
         }
     }
@@ -91,11 +129,24 @@ fn crash_rounds(engine: &str) {
         let name = tag["name"].as_str().unwrap();
         let seq = tag["seq"].as_u64().unwrap();
         let img = work.path().join("tag.img");
-        assert_ok(&dump(&d.data_dir, "crash", "sda", &format!("tag:{name}"), &img), "dump tag");
+        assert_ok(
+            &dump(&d.data_dir, "crash", "sda", &format!("tag:{name}"), &img),
+            "dump tag",
+        );
         assert_ok(&wl.verify(&img, 0, seq), "verify tag point");
     }
     let log = d.log_text();
-    assert_eq!(log.matches("listening for agents").count(), ROUNDS + 1, "daemon restarts");
+    for l in log
+        .lines()
+        .filter(|l| l.contains("closing session") || l.contains("truncat") || l.contains("WARN"))
+    {
+        eprintln!("daemon: {l}");
+    }
+    assert_eq!(
+        log.matches("listening for agents").count(),
+        ROUNDS + 1,
+        "daemon restarts"
+    );
 }
 
 #[test]

@@ -64,7 +64,9 @@ impl FakeTarget {
     }
 
     pub fn disk(&self, group: &str, disk: usize) -> Vec<u8> {
-        self.state.lock().unwrap().groups[group].disks[disk].1.clone()
+        self.state.lock().unwrap().groups[group].disks[disk]
+            .1
+            .clone()
     }
 
     pub fn durable(&self, group: &str) -> u64 {
@@ -106,13 +108,11 @@ fn serve(mut conn: TcpStream, st: &Mutex<TargetState>) {
                 tags: Vec::new(),
             });
             if hg.generation < g.generation {
+                let m = format!("group {} is at generation {}", hg.group, g.generation);
                 drop(s);
-                return refuse(
-                    &mut conn,
-                    ErrorCode::StaleGeneration,
-                    format!("group {} is at generation {}", hg.group, g.generation),
-                );
+                return refuse(&mut conn, ErrorCode::StaleGeneration, m);
             }
+            g.generation = hg.generation;
             welcome.groups.push(WelcomeGroup {
                 group: hg.group.clone(),
                 generation: hg.generation,

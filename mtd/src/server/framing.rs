@@ -22,7 +22,9 @@ impl ReadError {
     /// The ERROR code to tell the peer, if the connection can still carry one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            ReadError::Bad(DecodeError::HeaderChecksum | DecodeError::PayloadChecksum) => Some(ErrorCode::BadChecksum),
+            ReadError::Bad(DecodeError::HeaderChecksum | DecodeError::PayloadChecksum) => {
+                Some(ErrorCode::BadChecksum)
+            }
             ReadError::Bad(_) => Some(ErrorCode::Protocol),
             _ => None,
         }
@@ -30,12 +32,22 @@ impl ReadError {
 }
 
 /// Read into `buf` completely; distinguishes a clean close (nothing read) from a cut.
-async fn fill<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8], before: usize, want: usize) -> Result<(), ReadError> {
+async fn fill<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+    before: usize,
+    want: usize,
+) -> Result<(), ReadError> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]).await {
             Ok(0) if got == 0 && before == 0 => return Err(ReadError::Closed),
-            Ok(0) => return Err(ReadError::CutMidFrame { got: before + got, want }),
+            Ok(0) => {
+                return Err(ReadError::CutMidFrame {
+                    got: before + got,
+                    want,
+                })
+            }
             Ok(n) => got += n,
             Err(e) => return Err(ReadError::Io(e)),
         }

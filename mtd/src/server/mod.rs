@@ -32,10 +32,16 @@ pub async fn serve(store: Arc<Store>, opts: ServeOptions) -> Result<()> {
 }
 
 /// Serve until `shutdown` completes (tests run the server in-process this way).
-pub async fn serve_until(store: Arc<Store>, opts: ServeOptions, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+pub async fn serve_until(
+    store: Arc<Store>,
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let mut ready = Vec::new();
     if let Some(addr) = &opts.listen {
-        let l = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let l = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
         let local = l.local_addr()?;
         tracing::info!(%local, "listening for agents on TCP");
         ready.push(local.to_string());
@@ -54,9 +60,11 @@ pub async fn serve_until(store: Arc<Store>, opts: ServeOptions, shutdown: impl s
     }
     if let Some(path) = &opts.unix {
         if path.exists() {
-            std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing stale socket {}", path.display()))?;
         }
-        let l = UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+        let l =
+            UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
         tracing::info!(path = %path.display(), "listening for agents on a unix socket");
         ready.push(format!("unix:{}", path.display()));
         let store = store.clone();
@@ -78,7 +86,8 @@ pub async fn serve_until(store: Arc<Store>, opts: ServeOptions, shutdown: impl s
     }
     if let Some(rf) = &opts.ready_file {
         let text = ready.join("\n") + "\n";
-        crate::fsutil::write_atomic(rf, text.as_bytes()).with_context(|| format!("writing ready file {}", rf.display()))?;
+        crate::fsutil::write_atomic(rf, text.as_bytes())
+            .with_context(|| format!("writing ready file {}", rf.display()))?;
     }
     shutdown.await;
     if let Some(path) = &opts.unix {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rewind_formats::message::{Ack, Batch, ErrorCode, ErrorMsg, Hello, Message, Tag, Welcome};
-use rewind_formats::segment::{records_chunk_len, tag_chunk_len, write_records_chunk, write_tag_chunk};
+use rewind_formats::segment::{
+    records_chunk_len, tag_chunk_len, write_records_chunk, write_tag_chunk,
+};
 use rewind_formats::Seq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -21,6 +23,7 @@ use crate::store::writer::AppendReq;
 use crate::store::Store;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a session ended early; `code` is sent to the peer in an ERROR frame when there is one.
 #[derive(Debug)]
@@ -30,12 +33,18 @@ struct Fault {
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Fault {
-    Fault { code: Some(code), message: message.into() }
+    Fault {
+        code: Some(code),
+        message: message.into(),
+    }
 }
 
 impl From<ReadError> for Fault {
     fn from(e: ReadError) -> Fault {
-        Fault { code: e.code(), message: e.to_string() }
+        Fault {
+            code: e.code(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -88,7 +97,15 @@ where
         Err(f) => {
             tracing::warn!(%peer, code = ?f.code, "closing session: {}", f.message);
             if let Some(code) = f.code {
-                let _ = out_tx.send(Message::Error(ErrorMsg { code, message: f.message }).to_frame()).await;
+                let _ = out_tx
+                    .send(
+                        Message::Error(ErrorMsg {
+                            code,
+                            message: f.message,
+                        })
+                        .to_frame(),
+                    )
+                    .await;
             }
         }
     }
@@ -107,13 +124,24 @@ async fn serve<R: AsyncRead + Unpin>(
         Ok(Err(ReadError::Closed)) => return Ok(()),
         Ok(r) => match r? {
             Message::Hello(h) => h,
-            other => return Err(refuse(ErrorCode::Protocol, format!("expected HELLO, got {}", kind_name(other.kind())))),
+            other => {
+                return Err(refuse(
+                    ErrorCode::Protocol,
+                    format!("expected HELLO, got {}", kind_name(other.kind())),
+                ))
+            }
         },
     };
-    let (fed, _claims, welcome) = welcome(store, &hello, peer)?;
+    let (fed, _claims, welcome) = welcome(store, &hello, peer).await?;
     tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "session started");
-    out.send(Message::Welcome(welcome).to_frame()).await.map_err(|_| closed())?;
-    let _acks = Tasks(fed.iter().map(|f| spawn_acks(f.group.clone(), f.next_seq, out.clone())).collect());
+    out.send(Message::Welcome(welcome).to_frame())
+        .await
+        .map_err(|_| closed())?;
+    let _acks = Tasks(
+        fed.iter()
+            .map(|f| spawn_acks(f.group.clone(), f.next_seq, out.clone()))
+            .collect(),
+    );
     let mut fed = fed;
 
     loop {
@@ -129,31 +157,47 @@ async fn serve<R: AsyncRead + Unpin>(
             Message::Batch(b) => {
                 let f = find(&mut fed, &b.group)?;
                 let req = check_batch(f, &b)?;
-                store.append(req).await.map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
+                f.group.note_queued(b.last_seq());
+                store
+                    .append(req)
+                    .await
+                    .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
                 f.next_seq = Seq(b.last_seq().0 + 1);
             }
             Message::Tag(t) => {
                 let f = find(&mut fed, &t.group)?;
                 let req = check_tag(f, &t)?;
-                store.append(req).await.map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
+                store
+                    .append(req)
+                    .await
+                    .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
             }
             Message::Error(e) => {
-                return Err(Fault { code: None, message: format!("agent reported {:?}: {}", e.code, e.message) });
+                return Err(Fault {
+                    code: None,
+                    message: format!("agent reported {:?}: {}", e.code, e.message),
+                });
             }
             other => {
-                return Err(refuse(ErrorCode::Protocol, format!("unexpected {} frame from an agent", kind_name(other.kind()))));
+                return Err(refuse(
+                    ErrorCode::Protocol,
+                    format!("unexpected {} frame from an agent", kind_name(other.kind())),
+                ));
             }
         }
     }
 }
 
 fn closed() -> Fault {
-    Fault { code: None, message: "peer went away".into() }
+    Fault {
+        code: None,
+        message: "peer went away".into(),
+    }
 }
 
 type Welcomed = (Vec<Fed>, Vec<Claim>, Welcome);
 
-fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcomed, Fault> {
+async fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcomed, Fault> {
     if hello.groups.is_empty() {
         return Err(refuse(ErrorCode::Protocol, "HELLO names no group"));
     }
@@ -162,19 +206,54 @@ fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcomed, Fa
     let mut groups = Vec::new();
     for hg in &hello.groups {
         if hello.groups.iter().filter(|o| o.group == hg.group).count() > 1 {
-            return Err(refuse(ErrorCode::Protocol, format!("HELLO names group {} twice", hg.group)));
+            return Err(refuse(
+                ErrorCode::Protocol,
+                format!("HELLO names group {} twice", hg.group),
+            ));
         }
-        let (group, wg) = store.hello_group(hg).map_err(|r| refuse(r.code, r.message))?;
+        let (group, wg) = store
+            .hello_group(hg)
+            .map_err(|r| refuse(r.code, r.message))?;
         {
             let mut holder = group.session.lock().expect("session lock");
             if let Some(other) = holder.as_ref() {
-                return Err(refuse(ErrorCode::Busy, format!("group {} is being fed by another session ({other})", hg.group)));
+                return Err(refuse(
+                    ErrorCode::Busy,
+                    format!(
+                        "group {} is being fed by another session ({other})",
+                        hg.group
+                    ),
+                ));
             }
             *holder = Some(peer.to_string());
         }
         claims.push(Claim(group.clone()));
+        // A previous session's batches may still be in the writer's queue: resume after them.
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, group.drained()).await;
+        let mut wg = wg;
+        match drained {
+            Ok(durable) => wg.durable = durable,
+            Err(_) => {
+                let why = store
+                    .health
+                    .failed()
+                    .unwrap_or_else(|| "the journal writer is not keeping up".into());
+                return Err(refuse(
+                    ErrorCode::Busy,
+                    format!(
+                        "group {} still has queued writes from an earlier session: {why}",
+                        hg.group
+                    ),
+                ));
+            }
+        }
         let disk_sizes = hg.disks.iter().map(|d| d.size_bytes).collect();
-        fed.push(Fed { group, generation: wg.generation, next_seq: Seq(wg.durable.0 + 1), disk_sizes });
+        fed.push(Fed {
+            group,
+            generation: wg.generation,
+            next_seq: Seq(wg.durable.0 + 1),
+            disk_sizes,
+        });
         groups.push(wg);
     }
     Ok((fed, claims, Welcome { groups }))
@@ -183,7 +262,12 @@ fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcomed, Fa
 fn find<'a>(fed: &'a mut [Fed], group: &str) -> Result<&'a mut Fed, Fault> {
     fed.iter_mut()
         .find(|f| f.group.name == group)
-        .ok_or_else(|| refuse(ErrorCode::UnknownGroup, format!("group {group} was not named in this session's HELLO")))
+        .ok_or_else(|| {
+            refuse(
+                ErrorCode::UnknownGroup,
+                format!("group {group} was not named in this session's HELLO"),
+            )
+        })
 }
 
 /// Validate a batch completely and encode it as a journal chunk.
@@ -192,26 +276,44 @@ fn check_batch(f: &Fed, b: &Batch) -> Result<AppendReq, Fault> {
     if b.generation != f.generation {
         return Err(refuse(
             ErrorCode::StaleGeneration,
-            format!("batch for group {g} has generation {}; the session is at {}", b.generation, f.generation),
+            format!(
+                "batch for group {g} has generation {}; the session is at {}",
+                b.generation, f.generation
+            ),
         ));
     }
     if b.first_seq != f.next_seq {
         return Err(refuse(
             ErrorCode::SeqGap,
-            format!("batch for group {g} starts at seq {}; expected {}", b.first_seq.0, f.next_seq.0),
+            format!(
+                "batch for group {g} starts at seq {}; expected {}",
+                b.first_seq.0, f.next_seq.0
+            ),
         ));
     }
-    let records = b.decode_records().map_err(|e| refuse(ErrorCode::Protocol, format!("batch for group {g} at seq {}: {e}", b.first_seq.0)))?;
+    let records = b.decode_records().map_err(|e| {
+        refuse(
+            ErrorCode::Protocol,
+            format!("batch for group {g} at seq {}: {e}", b.first_seq.0),
+        )
+    })?;
     let refs: Vec<_> = records.iter().collect();
     for (i, r) in refs.iter().enumerate() {
         let seq = b.first_seq.0 + i as u64;
         let Some(&size) = f.disk_sizes.get(usize::from(r.disk)) else {
             return Err(refuse(
                 ErrorCode::UnknownDisk,
-                format!("record seq {seq} of group {g} names disk index {}; the group has {} disks", r.disk, f.disk_sizes.len()),
+                format!(
+                    "record seq {seq} of group {g} names disk index {}; the group has {} disks",
+                    r.disk,
+                    f.disk_sizes.len()
+                ),
             ));
         };
-        if r.offset.checked_add(u64::from(r.len)).is_none_or(|end| end > size) {
+        if r.offset
+            .checked_add(u64::from(r.len))
+            .is_none_or(|end| end > size)
+        {
             return Err(refuse(
                 ErrorCode::OutOfRange,
                 format!("record seq {seq} of group {g} disk #{} offset {} length {} is past the disk end ({size} bytes)", r.disk, r.offset, r.len),
@@ -220,25 +322,48 @@ fn check_batch(f: &Fed, b: &Batch) -> Result<AppendReq, Fault> {
     }
     let len = records_chunk_len(&refs);
     let mut buf = AlignedBuf::zeroed(len);
-    let header = write_records_chunk(&mut buf[..len], b.first_seq, b.timestamp_ms, f.generation, &refs);
-    Ok(AppendReq { group: f.group.clone(), buf, header })
+    let header = write_records_chunk(
+        &mut buf[..len],
+        b.first_seq,
+        b.timestamp_ms,
+        f.generation,
+        &refs,
+    );
+    Ok(AppendReq {
+        group: f.group.clone(),
+        buf,
+        header,
+    })
 }
 
 fn check_tag(f: &Fed, t: &Tag) -> Result<AppendReq, Fault> {
     let g = &f.group.name;
     if t.generation != f.generation {
-        return Err(refuse(ErrorCode::StaleGeneration, format!("tag for group {g} has generation {}; the session is at {}", t.generation, f.generation)));
+        return Err(refuse(
+            ErrorCode::StaleGeneration,
+            format!(
+                "tag for group {g} has generation {}; the session is at {}",
+                t.generation, f.generation
+            ),
+        ));
     }
     if t.tag.seq.0 == 0 || t.tag.seq >= f.next_seq {
         return Err(refuse(
             ErrorCode::SeqGap,
-            format!("tag {} of group {g} labels seq {}, which has not been sent (next is {})", t.tag.name, t.tag.seq.0, f.next_seq.0),
+            format!(
+                "tag {} of group {g} labels seq {}, which has not been sent (next is {})",
+                t.tag.name, t.tag.seq.0, f.next_seq.0
+            ),
         ));
     }
     let len = tag_chunk_len(&t.tag);
     let mut buf = AlignedBuf::zeroed(len);
     let header = write_tag_chunk(&mut buf[..len], t.tag.timestamp_ms, f.generation, &t.tag);
-    Ok(AppendReq { group: f.group.clone(), buf, header })
+    Ok(AppendReq {
+        group: f.group.clone(),
+        buf,
+        header,
+    })
 }
 
 /// Send an ACK whenever the group's durable seq moves past what this session last acknowledged.
@@ -250,7 +375,10 @@ fn spawn_acks(group: Arc<Group>, next_seq: Seq, out: mpsc::Sender<Vec<u8>>) -> J
             let durable = *rx.borrow_and_update();
             if durable > acked {
                 acked = durable;
-                let ack = Message::Ack(Ack { group: group.name.clone(), durable });
+                let ack = Message::Ack(Ack {
+                    group: group.name.clone(),
+                    durable,
+                });
                 if out.send(ack.to_frame()).await.is_err() {
                     return;
                 }

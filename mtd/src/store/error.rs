@@ -33,7 +33,11 @@ pub enum StoreError {
     #[error("no point {spec}: {why}")]
     PointNotFound { spec: String, why: String },
     #[error("point {spec} is older than the retention horizon (seq {horizon}): {detail}")]
-    PointTooOld { spec: String, horizon: u64, detail: String },
+    PointTooOld {
+        spec: String,
+        horizon: u64,
+        detail: String,
+    },
     #[error("data directory {0} is in use by another rewind-mtd")]
     Locked(PathBuf),
     #[error("store failed earlier and accepts no more writes: {0}")]

@@ -79,6 +79,9 @@ pub struct Group {
     pub session: Mutex<Option<String>>,
     /// Serialises manifest updates (sessions, merger).
     pub manifest_lock: Mutex<()>,
+    /// Highest seq handed to the writer. A new session resumes only once durable reaches it, so a
+    /// batch still queued from a session that just ended is never accepted twice.
+    queued: std::sync::atomic::AtomicU64,
 }
 
 pub fn base_path(dir: &Path, disk: &str) -> PathBuf {
@@ -98,7 +101,8 @@ impl Group {
         for d in &manifest.disks {
             let p = base_path(&dir, &d.name);
             let f = File::create(&p).map_err(StoreError::io("create base image", &p))?;
-            f.set_len(d.size_bytes).map_err(StoreError::io("size base image", &p))?;
+            f.set_len(d.size_bytes)
+                .map_err(StoreError::io("size base image", &p))?;
             f.sync_all().map_err(StoreError::io("fsync", &p))?;
         }
         fsutil::sync_dir(&dir.join("base"))?;
@@ -129,7 +133,11 @@ impl Group {
             bases.push(Arc::new(f));
         }
         let mut state = GroupState {
-            indexes: manifest.disks.iter().map(|_| DiskIndex::default()).collect(),
+            indexes: manifest
+                .disks
+                .iter()
+                .map(|_| DiskIndex::default())
+                .collect(),
             durable: Seq(manifest.horizon_seq),
             manifest,
             segments: BTreeMap::new(),
@@ -156,11 +164,33 @@ impl Group {
             durable_tx: watch::channel(durable).0,
             session: Mutex::new(None),
             manifest_lock: Mutex::new(()),
+            queued: std::sync::atomic::AtomicU64::new(durable.0),
         }))
     }
 
     pub fn durable(&self) -> Seq {
         *self.durable_tx.borrow()
+    }
+
+    /// Note that chunks up to `seq` are queued for the writer.
+    pub fn note_queued(&self, seq: Seq) {
+        self.queued
+            .fetch_max(seq.0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Wait until everything queued for this group is durable (or the wait is cancelled).
+    pub async fn drained(&self) -> Seq {
+        let target = Seq(self.queued.load(std::sync::atomic::Ordering::SeqCst));
+        let mut rx = self.durable_tx.subscribe();
+        loop {
+            let d = *rx.borrow_and_update();
+            if d >= target {
+                return d;
+            }
+            if rx.changed().await.is_err() {
+                return d;
+            }
+        }
     }
 
     pub fn subscribe_durable(&self) -> watch::Receiver<Seq> {
@@ -187,7 +217,11 @@ impl Group {
 
     /// Register a new, still empty, open segment (its header is durable).
     pub fn add_open_segment(&self, meta: SegmentMeta) {
-        self.state.write().expect("group lock").segments.insert(meta.id, meta);
+        self.state
+            .write()
+            .expect("group lock")
+            .segments
+            .insert(meta.id, meta);
     }
 
     /// Record that a segment was sealed (its footer is durable).
@@ -212,7 +246,10 @@ impl Group {
             });
         }
         *pins.counts.entry(seq.0).or_default() += 1;
-        Ok(PinGuard { group: self.clone(), seq })
+        Ok(PinGuard {
+            group: self.clone(),
+            seq,
+        })
     }
 
     /// Claim a new horizon for a merge, at most `wanted` and never past the oldest pin.
@@ -225,7 +262,13 @@ impl Group {
     }
 
     pub fn oldest_pin(&self) -> Option<Seq> {
-        self.pins.lock().expect("pins lock").counts.keys().next().map(|s| Seq(*s))
+        self.pins
+            .lock()
+            .expect("pins lock")
+            .counts
+            .keys()
+            .next()
+            .map(|s| Seq(*s))
     }
 }
 
@@ -251,7 +294,11 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for e in fs::read_dir(dir).map_err(StoreError::io("read directory", dir))? {
         let e = e.map_err(StoreError::io("read directory", dir))?;
-        if let Some(id) = e.file_name().to_str().and_then(segment_file::parse_segment_file_name) {
+        if let Some(id) = e
+            .file_name()
+            .to_str()
+            .and_then(segment_file::parse_segment_file_name)
+        {
             out.push((id, e.path()));
         }
     }
@@ -262,7 +309,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 /// Add a loaded segment's chunks to the state (segments are added in id order, so seq order).
 fn add_segment(st: &mut GroupState, id: u64, seg: LoadedSegment) -> Result<()> {
     let file = File::open(&seg.path).map_err(StoreError::io("open segment", &seg.path))?;
-    let first_seq = seg.footer.chunks.first().map_or(seg.header.first_seq, |c| c.first_seq);
+    let first_seq = seg.first_seq().unwrap_or(seg.header.first_seq);
     let last_seq = seg.last_seq().unwrap_or(Seq(0));
     let horizon = st.horizon();
     st.segments.insert(
@@ -275,7 +322,13 @@ fn add_segment(st: &mut GroupState, id: u64, seg: LoadedSegment) -> Result<()> {
             last_seq,
             len_bytes: seg.file_len,
             sealed: seg.sealed,
-            newest_ms: seg.footer.chunks.iter().map(|c| c.timestamp_ms).max().unwrap_or(0),
+            newest_ms: seg
+                .footer
+                .chunks
+                .iter()
+                .map(|c| c.timestamp_ms)
+                .max()
+                .unwrap_or(0),
             chunks: seg.footer.chunks.len(),
         },
     );
@@ -294,11 +347,17 @@ fn apply_footer(st: &mut GroupState, id: u64, footer: &SegmentFooter, horizon: S
         if disk >= ndisks {
             return Err(StoreError::Invalid {
                 what: "segment",
-                why: format!("segment {id} names disk index {disk} but group {} has {ndisks} disks", st.manifest.group),
+                why: format!(
+                    "segment {id} names disk index {disk} but group {} has {ndisks} disks",
+                    st.manifest.group
+                ),
             });
         }
         let source = match e.kind {
-            RecordKind::Data => Source::Segment { segment_id: id, pos: e.data_pos },
+            RecordKind::Data => Source::Segment {
+                segment_id: id,
+                pos: e.data_pos,
+            },
             RecordKind::Zero | RecordKind::Trim => Source::Zero,
         };
         st.indexes[disk].insert(e.offset, e.len, e.seq, source);
@@ -321,7 +380,10 @@ fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &ChunkHeader
         ChunkKind::Records => {
             for r in &h.records {
                 let source = match r.kind {
-                    RecordKind::Data => Source::Segment { segment_id, pos: pos + r.data_pos },
+                    RecordKind::Data => Source::Segment {
+                        segment_id,
+                        pos: pos + r.data_pos,
+                    },
                     RecordKind::Zero | RecordKind::Trim => Source::Zero,
                 };
                 st.indexes[usize::from(r.disk)].insert(r.offset, r.len, r.seq, source);
@@ -336,7 +398,9 @@ fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &ChunkHeader
         }
     }
     if let Some(meta) = st.segments.get_mut(&segment_id) {
-        meta.last_seq = meta.last_seq.max(h.last_seq);
+        if h.kind == ChunkKind::Records {
+            meta.last_seq = meta.last_seq.max(h.last_seq);
+        }
         meta.newest_ms = meta.newest_ms.max(h.timestamp_ms);
         meta.chunks += 1;
     }

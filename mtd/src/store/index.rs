@@ -56,14 +56,20 @@ impl DiskIndex {
     /// Add a record. Callers insert in seq order, which keeps every version list sorted.
     pub fn insert(&mut self, offset: u64, len: u32, seq: Seq, source: Source) {
         let (segment, pos) = match source {
-            Source::Segment { segment_id, pos } => {
-                (u32::try_from(segment_id).expect("segment ids stay below 2^32"), pos)
-            }
+            Source::Segment { segment_id, pos } => (
+                u32::try_from(segment_id).expect("segment ids stay below 2^32"),
+                pos,
+            ),
             Source::Zero | Source::Base => (ZERO_SEGMENT, 0),
         };
         let versions = self.by_start.entry(offset).or_default();
         debug_assert!(versions.last().is_none_or(|v| v.seq < seq.0));
-        versions.push(Version { seq: seq.0, pos, segment, len });
+        versions.push(Version {
+            seq: seq.0,
+            pos,
+            segment,
+            len,
+        });
         self.max_len = self.max_len.max(u64::from(len));
         self.extents += 1;
     }
@@ -106,9 +112,17 @@ impl DiskIndex {
                 let source = if v.segment == ZERO_SEGMENT {
                     Source::Zero
                 } else {
-                    Source::Segment { segment_id: u64::from(v.segment), pos: v.pos + (ps - cs) }
+                    Source::Segment {
+                        segment_id: u64::from(v.segment),
+                        pos: v.pos + (ps - cs),
+                    }
                 };
-                pieces.push(Piece { offset: ps, len: pe - ps, source, seq: Seq(seq) });
+                pieces.push(Piece {
+                    offset: ps,
+                    len: pe - ps,
+                    source,
+                    seq: Seq(seq),
+                });
                 if us < ps {
                     next.push((us, ps));
                 }
@@ -119,7 +133,12 @@ impl DiskIndex {
             uncovered = next;
         }
         for (us, ue) in uncovered {
-            pieces.push(Piece { offset: us, len: ue - us, source: Source::Base, seq: Seq(0) });
+            pieces.push(Piece {
+                offset: us,
+                len: ue - us,
+                source: Source::Base,
+                seq: Seq(0),
+            });
         }
         pieces.sort_unstable_by_key(|p| p.offset);
         pieces
@@ -167,13 +186,36 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                Piece { offset: 0, len: 4096, source: seg(0), seq: Seq(1) },
-                Piece { offset: 4096, len: 4096, source: seg(100_000), seq: Seq(2) },
-                Piece { offset: 8192, len: 4096, source: Source::Base, seq: Seq(0) },
+                Piece {
+                    offset: 0,
+                    len: 4096,
+                    source: seg(0),
+                    seq: Seq(1)
+                },
+                Piece {
+                    offset: 4096,
+                    len: 4096,
+                    source: seg(100_000),
+                    seq: Seq(2)
+                },
+                Piece {
+                    offset: 8192,
+                    len: 4096,
+                    source: Source::Base,
+                    seq: Seq(0)
+                },
             ]
         );
         let p = ix.lookup(4096, 8192, Seq(1));
-        assert_eq!(p, vec![Piece { offset: 4096, len: 4096, source: seg(4096), seq: Seq(1) }]);
+        assert_eq!(
+            p,
+            vec![Piece {
+                offset: 4096,
+                len: 4096,
+                source: seg(4096),
+                seq: Seq(1)
+            }]
+        );
     }
 
     #[test]
@@ -183,7 +225,15 @@ mod tests {
         ix.insert(0, 4096, Seq(2), Source::Zero);
         let p = ix.lookup(0, 8192, Seq(5));
         assert_eq!(p[0].source, Source::Zero);
-        assert_eq!(p[1], Piece { offset: 4096, len: 4096, source: seg(4096), seq: Seq(1) });
+        assert_eq!(
+            p[1],
+            Piece {
+                offset: 4096,
+                len: 4096,
+                source: seg(4096),
+                seq: Seq(1)
+            }
+        );
     }
 
     #[test]

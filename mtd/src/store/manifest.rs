@@ -37,10 +37,15 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
         let bytes = std::fs::read(&path).map_err(StoreError::io("read", &path))?;
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Manifest { path: path.clone(), why: e.to_string() })?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StoreError::Manifest {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
         if m.version != MANIFEST_VERSION {
-            return Err(StoreError::Manifest { path, why: format!("unsupported version {}", m.version) });
+            return Err(StoreError::Manifest {
+                path,
+                why: format!("unsupported version {}", m.version),
+            });
         }
         Ok(m)
     }

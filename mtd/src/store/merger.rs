@@ -38,13 +38,24 @@ pub fn merge_expired(group: &Arc<Group>, now_ms: u64) -> Result<Option<Seq>> {
         st.segments
             .values()
             .take_while(|s| s.sealed && s.newest_ms < cutoff)
-            .map(|s| Candidate { id: s.id, last_seq: s.last_seq, newest_ms: s.newest_ms })
+            .map(|s| Candidate {
+                id: s.id,
+                last_seq: s.last_seq,
+                newest_ms: s.newest_ms,
+            })
             .collect()
     };
-    let Some(wanted) = candidates.last().map(|c| c.last_seq) else { return Ok(None) };
+    let Some(wanted) = candidates.last().map(|c| c.last_seq) else {
+        return Ok(None);
+    };
     let allowed = group.claim_merge_horizon(wanted);
-    let chosen: Vec<&Candidate> = candidates.iter().filter(|c| c.last_seq <= allowed).collect();
-    let Some(last) = chosen.last() else { return Ok(None) };
+    let chosen: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.last_seq <= allowed)
+        .collect();
+    let Some(last) = chosen.last() else {
+        return Ok(None);
+    };
     let horizon = last.last_seq;
     let horizon_ms = last.newest_ms;
     let ids: Vec<u64> = chosen.iter().map(|c| c.id).collect();
@@ -57,7 +68,12 @@ pub fn finish_interrupted(group: &Arc<Group>) -> Result<()> {
     let (ids, horizon, horizon_ms) = {
         let st = group.state.read().expect("group lock");
         let h = st.horizon();
-        let ids: Vec<u64> = st.segments.values().filter(|s| s.last_seq <= h).map(|s| s.id).collect();
+        let ids: Vec<u64> = st
+            .segments
+            .values()
+            .filter(|s| s.last_seq <= h)
+            .map(|s| s.id)
+            .collect();
         (ids, h, st.manifest.horizon_ms)
     };
     if ids.is_empty() {
@@ -82,7 +98,10 @@ fn merge_segments(group: &Arc<Group>, ids: &[u64], horizon: Seq, horizon_ms: u64
     // 2. Replay the records into the base images.
     let (paths, bases) = {
         let st = group.state.read().expect("group lock");
-        let paths: Vec<_> = ids.iter().filter_map(|id| st.segments.get(id).map(|s| s.path.clone())).collect();
+        let paths: Vec<_> = ids
+            .iter()
+            .filter_map(|id| st.segments.get(id).map(|s| s.path.clone()))
+            .collect();
         (paths, st.bases.clone())
     };
     let mut bytes = 0u64;
@@ -94,7 +113,10 @@ fn merge_segments(group: &Arc<Group>, ids: &[u64], horizon: Seq, horizon_ms: u64
         bytes += replay(&file, path, &extents, &bases)?;
     }
     for (i, b) in bases.iter().enumerate() {
-        b.sync_data().map_err(StoreError::io("fdatasync base image", group.dir.join(format!("base #{i}"))))?;
+        b.sync_data().map_err(StoreError::io(
+            "fdatasync base image",
+            group.dir.join(format!("base #{i}")),
+        ))?;
     }
     // 3. Drop the merged segments from memory, then from disk.
     {
@@ -117,25 +139,39 @@ fn merge_segments(group: &Arc<Group>, ids: &[u64], horizon: Seq, horizon_ms: u64
 }
 
 /// Write extents (in seq order) into the base images. Returns bytes written.
-fn replay(seg: &File, path: &std::path::Path, extents: &[FooterExtent], bases: &[Arc<File>]) -> Result<u64> {
+fn replay(
+    seg: &File,
+    path: &std::path::Path,
+    extents: &[FooterExtent],
+    bases: &[Arc<File>],
+) -> Result<u64> {
     let mut buf = Vec::new();
     let mut bytes = 0;
     for e in extents {
-        let base = bases.get(usize::from(e.disk)).ok_or_else(|| StoreError::Invalid {
-            what: "segment",
-            why: format!("{} names disk index {} that the group lacks", path.display(), e.disk),
-        })?;
+        let base = bases
+            .get(usize::from(e.disk))
+            .ok_or_else(|| StoreError::Invalid {
+                what: "segment",
+                why: format!(
+                    "{} names disk index {} that the group lacks",
+                    path.display(),
+                    e.disk
+                ),
+            })?;
         match e.kind {
             RecordKind::Data => {
                 buf.resize(e.len as usize, 0);
-                seg.read_exact_at(&mut buf, e.data_pos).map_err(StoreError::io("read segment", path))?;
-                base.write_all_at(&buf, e.offset).map_err(StoreError::io("write base image", path))?;
+                seg.read_exact_at(&mut buf, e.data_pos)
+                    .map_err(StoreError::io("read segment", path))?;
+                base.write_all_at(&buf, e.offset)
+                    .map_err(StoreError::io("write base image", path))?;
                 bytes += u64::from(e.len);
             }
             RecordKind::Zero | RecordKind::Trim => {
                 nix::fcntl::fallocate(
                     base.as_raw_fd(),
-                    nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                    nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                        | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
                     e.offset as i64,
                     i64::from(e.len),
                 )

@@ -82,7 +82,8 @@ impl Store {
     /// finishes interrupted merges, and starts the writer and merger threads.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
         let groups_dir = dir.join("groups");
-        fs::create_dir_all(&groups_dir).map_err(StoreError::io("create data directory", &groups_dir))?;
+        fs::create_dir_all(&groups_dir)
+            .map_err(StoreError::io("create data directory", &groups_dir))?;
         let lock = lock_dir(dir)?;
         let groups = load_groups(&groups_dir, LoadMode::Repair)?;
         for g in groups.values() {
@@ -117,7 +118,10 @@ impl Store {
         if !groups_dir.is_dir() {
             return Err(StoreError::Invalid {
                 what: "data directory",
-                why: format!("{} holds no rewind store (no groups/ directory)", dir.display()),
+                why: format!(
+                    "{} holds no rewind store (no groups/ directory)",
+                    dir.display()
+                ),
             });
         }
         Ok(Store {
@@ -132,16 +136,29 @@ impl Store {
     }
 
     pub fn groups(&self) -> Vec<Arc<Group>> {
-        self.groups.read().expect("groups lock").values().cloned().collect()
+        self.groups
+            .read()
+            .expect("groups lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn group(&self, name: &str) -> Result<Arc<Group>> {
-        self.groups.read().expect("groups lock").get(name).cloned().ok_or_else(|| StoreError::UnknownGroup(name.into()))
+        self.groups
+            .read()
+            .expect("groups lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownGroup(name.into()))
     }
 
     /// Check a HELLO's group against the store (creating it on first contact) and say where the
     /// agent resumes.
-    pub fn hello_group(&self, hg: &HelloGroup) -> std::result::Result<(Arc<Group>, WelcomeGroup), Refusal> {
+    pub fn hello_group(
+        &self,
+        hg: &HelloGroup,
+    ) -> std::result::Result<(Arc<Group>, WelcomeGroup), Refusal> {
         let refuse = |code, message: String| Refusal { code, message };
         if self.mode != LoadMode::Repair {
             return Err(refuse(ErrorCode::Internal, "store is read-only".into()));
@@ -154,15 +171,28 @@ impl Store {
                 let manifest = Manifest {
                     version: MANIFEST_VERSION,
                     group: hg.group.clone(),
-                    disks: hg.disks.iter().map(|d| DiskManifest { name: d.disk.clone(), size_bytes: d.size_bytes }).collect(),
+                    disks: hg
+                        .disks
+                        .iter()
+                        .map(|d| DiskManifest {
+                            name: d.disk.clone(),
+                            size_bytes: d.size_bytes,
+                        })
+                        .collect(),
                     generation: hg.generation,
                     retention_ms: self.opts.default_retention.as_millis() as u64,
                     horizon_seq: 0,
                     horizon_ms: 0,
                     created_ms: now_ms(),
                 };
-                let g = Group::create(self.dir.join("groups").join(&hg.group), manifest)
-                    .map_err(|e| refuse(ErrorCode::StoreFailed, format!("creating group {}: {e}", hg.group)))?;
+                let g = Group::create(self.dir.join("groups").join(&hg.group), manifest).map_err(
+                    |e| {
+                        refuse(
+                            ErrorCode::StoreFailed,
+                            format!("creating group {}: {e}", hg.group),
+                        )
+                    },
+                )?;
                 tracing::info!(group = %hg.group, disks = hg.disks.len(), "created group");
                 groups.insert(hg.group.clone(), g.clone());
                 g
@@ -174,33 +204,52 @@ impl Store {
         if hg.disks.len() != m.disks.len() {
             return Err(refuse(
                 ErrorCode::UnknownDisk,
-                format!("group {} has {} disks at the target; the agent named {}", hg.group, m.disks.len(), hg.disks.len()),
+                format!(
+                    "group {} has {} disks at the target; the agent named {}",
+                    hg.group,
+                    m.disks.len(),
+                    hg.disks.len()
+                ),
             ));
         }
         for (d, md) in hg.disks.iter().zip(&m.disks) {
             if d.disk != md.name {
                 return Err(refuse(
                     ErrorCode::UnknownDisk,
-                    format!("group {} has no disk {} (its disks are {:?})", hg.group, d.disk, m.disks.iter().map(|d| &d.name).collect::<Vec<_>>()),
+                    format!(
+                        "group {} has no disk {} (its disks are {:?})",
+                        hg.group,
+                        d.disk,
+                        m.disks.iter().map(|d| &d.name).collect::<Vec<_>>()
+                    ),
                 ));
             }
             if d.size_bytes != md.size_bytes {
                 return Err(refuse(
                     ErrorCode::WrongDiskSize,
-                    format!("disk {}/{} is {} bytes at the target; the agent says {}", hg.group, d.disk, md.size_bytes, d.size_bytes),
+                    format!(
+                        "disk {}/{} is {} bytes at the target; the agent says {}",
+                        hg.group, d.disk, md.size_bytes, d.size_bytes
+                    ),
                 ));
             }
         }
         if hg.generation < m.generation {
             return Err(refuse(
                 ErrorCode::StaleGeneration,
-                format!("group {} is at generation {}; generation {} is stale (fenced)", hg.group, m.generation, hg.generation),
+                format!(
+                    "group {} is at generation {}; generation {} is stale (fenced)",
+                    hg.group, m.generation, hg.generation
+                ),
             ));
         }
         if hg.generation > m.generation {
             return Err(refuse(
                 ErrorCode::StaleGeneration,
-                format!("group {} is at generation {}; the agent's generation {} is unknown here", hg.group, m.generation, hg.generation),
+                format!(
+                    "group {} is at generation {}; the agent's generation {} is unknown here",
+                    hg.group, m.generation, hg.generation
+                ),
             ));
         }
         let durable = st.durable;
@@ -210,7 +259,12 @@ impl Store {
         } else {
             ResumeStatus::Resume
         };
-        let welcome = WelcomeGroup { group: hg.group.clone(), generation: m.generation, status, durable };
+        let welcome = WelcomeGroup {
+            group: hg.group.clone(),
+            generation: m.generation,
+            status,
+            durable,
+        };
         drop(st);
         Ok((group, welcome))
     }
@@ -220,8 +274,13 @@ impl Store {
         if let Some(why) = self.health.failed() {
             return Err(StoreError::Failed(why));
         }
-        let tx = self.writer_tx.as_ref().ok_or_else(|| StoreError::Failed("store is read-only".into()))?;
-        tx.send(WriterMsg::Append(req)).await.map_err(|_| StoreError::Failed("journal writer stopped".into()))
+        let tx = self
+            .writer_tx
+            .as_ref()
+            .ok_or_else(|| StoreError::Failed("store is read-only".into()))?;
+        tx.send(WriterMsg::Append(req))
+            .await
+            .map_err(|_| StoreError::Failed("journal writer stopped".into()))
     }
 
     /// The seq a point spec names in a group.
@@ -236,7 +295,13 @@ impl Store {
         let g = self.group(group)?;
         let (disk_ix, seq) = {
             let st = g.state.read().expect("group lock");
-            let ix = st.manifest.disk_index(disk).ok_or_else(|| StoreError::UnknownDisk { group: group.into(), disk: disk.into() })?;
+            let ix = st
+                .manifest
+                .disk_index(disk)
+                .ok_or_else(|| StoreError::UnknownDisk {
+                    group: group.into(),
+                    disk: disk.into(),
+                })?;
             (ix, st.points.resolve(spec, st.durable, st.horizon())?)
         };
         View::new(g, disk_ix, seq)
@@ -245,7 +310,10 @@ impl Store {
 
 fn check_hello_shape(hg: &HelloGroup) -> std::result::Result<(), String> {
     if hg.group.starts_with('.') {
-        return Err(format!("group name {:?} may not start with a dot", hg.group));
+        return Err(format!(
+            "group name {:?} may not start with a dot",
+            hg.group
+        ));
     }
     if hg.disks.is_empty() {
         return Err(format!("group {} has no disks", hg.group));
@@ -258,7 +326,10 @@ fn check_hello_shape(hg: &HelloGroup) -> std::result::Result<(), String> {
             return Err(format!("group {} names disk {} twice", hg.group, d.disk));
         }
         if d.size_bytes == 0 || d.size_bytes % rewind_formats::SECTOR != 0 {
-            return Err(format!("disk {}/{} size {} is not a positive multiple of 512", hg.group, d.disk, d.size_bytes));
+            return Err(format!(
+                "disk {}/{} size {} is not a positive multiple of 512",
+                hg.group, d.disk, d.size_bytes
+            ));
         }
     }
     Ok(())

@@ -31,7 +31,10 @@ impl PointSpec {
 
     /// As `parse`, with "now" given (relative times are relative to it).
     pub fn parse_at(s: &str, now: SystemTime) -> Result<PointSpec, StoreError> {
-        let bad = |why: String| StoreError::BadPoint { spec: s.to_string(), why };
+        let bad = |why: String| StoreError::BadPoint {
+            spec: s.to_string(),
+            why,
+        };
         let s_trim = s.trim();
         if s_trim == "latest" {
             return Ok(PointSpec::Latest);
@@ -40,7 +43,10 @@ impl PointSpec {
             return Ok(PointSpec::LatestAppConsistent);
         }
         if let Some(n) = s_trim.strip_prefix("seq:") {
-            return n.parse().map(|n| PointSpec::Seq(Seq(n))).map_err(|e| bad(format!("{e}")));
+            return n
+                .parse()
+                .map(|n| PointSpec::Seq(Seq(n)))
+                .map_err(|e| bad(format!("{e}")));
         }
         if let Some(name) = s_trim.strip_prefix("tag:") {
             if name.is_empty() {
@@ -50,7 +56,9 @@ impl PointSpec {
         }
         if let Some(rel) = s_trim.strip_prefix('-') {
             let d = humantime::parse_duration(rel).map_err(|e| bad(format!("{e}")))?;
-            let t = now.checked_sub(d).ok_or_else(|| bad("before the epoch".into()))?;
+            let t = now
+                .checked_sub(d)
+                .ok_or_else(|| bad("before the epoch".into()))?;
             return Ok(PointSpec::Time(unix_ms(t)));
         }
         match humantime::parse_rfc3339_weak(s_trim) {
@@ -77,7 +85,9 @@ impl fmt::Display for PointSpec {
 }
 
 pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn now_ms() -> u64 {
@@ -190,14 +200,26 @@ mod tests {
     #[test]
     fn parses_every_form() {
         let now = UNIX_EPOCH + Duration::from_secs(10_000);
-        assert_eq!(PointSpec::parse_at("latest", now).unwrap(), PointSpec::Latest);
-        assert_eq!(PointSpec::parse_at("seq:42", now).unwrap(), PointSpec::Seq(Seq(42)));
-        assert_eq!(PointSpec::parse_at("tag:v1", now).unwrap(), PointSpec::Tag("v1".into()));
+        assert_eq!(
+            PointSpec::parse_at("latest", now).unwrap(),
+            PointSpec::Latest
+        );
+        assert_eq!(
+            PointSpec::parse_at("seq:42", now).unwrap(),
+            PointSpec::Seq(Seq(42))
+        );
+        assert_eq!(
+            PointSpec::parse_at("tag:v1", now).unwrap(),
+            PointSpec::Tag("v1".into())
+        );
         assert_eq!(
             PointSpec::parse_at("latest-app-consistent", now).unwrap(),
             PointSpec::LatestAppConsistent
         );
-        assert_eq!(PointSpec::parse_at("-15m", now).unwrap(), PointSpec::Time(10_000_000 - 900_000));
+        assert_eq!(
+            PointSpec::parse_at("-15m", now).unwrap(),
+            PointSpec::Time(10_000_000 - 900_000)
+        );
         assert_eq!(
             PointSpec::parse_at("1970-01-01T00:00:10Z", now).unwrap(),
             PointSpec::Time(10_000)
@@ -211,14 +233,37 @@ mod tests {
         let mut p = Points::default();
         p.record_time(Seq(10), 1000);
         p.record_time(Seq(20), 2000);
-        p.add_tag(TagInfo { seq: Seq(15), kind: TagKind::AppConsistent, timestamp_ms: 1500, name: "a".into() });
-        p.add_tag(TagInfo { seq: Seq(18), kind: TagKind::User, timestamp_ms: 1800, name: "b".into() });
+        p.add_tag(TagInfo {
+            seq: Seq(15),
+            kind: TagKind::AppConsistent,
+            timestamp_ms: 1500,
+            name: "a".into(),
+        });
+        p.add_tag(TagInfo {
+            seq: Seq(18),
+            kind: TagKind::User,
+            timestamp_ms: 1800,
+            name: "b".into(),
+        });
         let d = Seq(20);
         assert_eq!(p.resolve(&PointSpec::Latest, d, Seq(0)).unwrap(), Seq(20));
-        assert_eq!(p.resolve(&PointSpec::Time(1999), d, Seq(0)).unwrap(), Seq(10));
-        assert_eq!(p.resolve(&PointSpec::Time(5000), d, Seq(0)).unwrap(), Seq(20));
-        assert_eq!(p.resolve(&PointSpec::LatestAppConsistent, d, Seq(0)).unwrap(), Seq(15));
-        assert_eq!(p.resolve(&PointSpec::Tag("b".into()), d, Seq(0)).unwrap(), Seq(18));
+        assert_eq!(
+            p.resolve(&PointSpec::Time(1999), d, Seq(0)).unwrap(),
+            Seq(10)
+        );
+        assert_eq!(
+            p.resolve(&PointSpec::Time(5000), d, Seq(0)).unwrap(),
+            Seq(20)
+        );
+        assert_eq!(
+            p.resolve(&PointSpec::LatestAppConsistent, d, Seq(0))
+                .unwrap(),
+            Seq(15)
+        );
+        assert_eq!(
+            p.resolve(&PointSpec::Tag("b".into()), d, Seq(0)).unwrap(),
+            Seq(18)
+        );
         assert!(matches!(
             p.resolve(&PointSpec::Time(10), d, Seq(0)),
             Err(StoreError::PointTooOld { .. })

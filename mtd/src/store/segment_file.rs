@@ -29,7 +29,10 @@ pub fn segment_file_name(id: u64) -> String {
 }
 
 pub fn parse_segment_file_name(name: &str) -> Option<u64> {
-    name.strip_prefix("seg-")?.strip_suffix(".rwj")?.parse().ok()
+    name.strip_prefix("seg-")?
+        .strip_suffix(".rwj")?
+        .parse()
+        .ok()
 }
 
 /// Everything a segment contributes to a group's in-memory state.
@@ -45,8 +48,24 @@ pub struct LoadedSegment {
 }
 
 impl LoadedSegment {
+    /// Newest record seq in the segment. Tag chunks do not count: a tag labels an earlier seq, so
+    /// a segment ending in a tag still holds records up to the chunk before it.
     pub fn last_seq(&self) -> Option<Seq> {
-        self.footer.chunks.last().map(|c| c.last_seq)
+        self.footer
+            .chunks
+            .iter()
+            .filter(|c| c.kind == ChunkKind::Records)
+            .map(|c| c.last_seq)
+            .max()
+    }
+
+    pub fn first_seq(&self) -> Option<Seq> {
+        self.footer
+            .chunks
+            .iter()
+            .filter(|c| c.kind == ChunkKind::Records)
+            .map(|c| c.first_seq)
+            .min()
     }
 }
 
@@ -55,11 +74,17 @@ fn corrupt<'a>(
     path: &'a Path,
     offset: u64,
 ) -> impl FnOnce(rewind_formats::DecodeError) -> StoreError + 'a {
-    move |source| StoreError::Corrupt { what, path: path.to_path_buf(), offset, source }
+    move |source| StoreError::Corrupt {
+        what,
+        path: path.to_path_buf(),
+        offset,
+        source,
+    }
 }
 
 fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
-    file.read_exact_at(buf, offset).map_err(StoreError::io("read", path))
+    file.read_exact_at(buf, offset)
+        .map_err(StoreError::io("read", path))
 }
 
 /// Load one segment. In `Repair` mode a torn or unwritten tail is truncated (with a log line) and an
@@ -75,7 +100,10 @@ pub fn load_segment(path: &Path, mode: LoadMode) -> Result<LoadedSegment> {
     if file_len < BLOCK as u64 {
         return Err(StoreError::Invalid {
             what: "segment",
-            why: format!("{} is {file_len} bytes, shorter than its header", path.display()),
+            why: format!(
+                "{} is {file_len} bytes, shorter than its header",
+                path.display()
+            ),
         });
     }
     read_exact_at(&file, path, &mut block, 0)?;
@@ -129,8 +157,11 @@ pub fn load_segment(path: &Path, mode: LoadMode) -> Result<LoadedSegment> {
 fn footer_offset(file: &File, path: &Path, file_len: u64) -> Result<u64> {
     let mut trailer = [0u8; TRAILER_LEN];
     read_exact_at(file, path, &mut trailer, file_len - TRAILER_LEN as u64)?;
-    let t = SegmentFooter::decode_trailer(&trailer, file_len)
-        .map_err(corrupt("segment trailer", path, file_len - TRAILER_LEN as u64))?;
+    let t = SegmentFooter::decode_trailer(&trailer, file_len).map_err(corrupt(
+        "segment trailer",
+        path,
+        file_len - TRAILER_LEN as u64,
+    ))?;
     Ok(t.footer_offset)
 }
 
@@ -164,7 +195,11 @@ fn read_footer(file: &File, path: &Path, file_len: u64) -> Result<Option<Segment
 /// Walk the chunks from the first block, verifying each header and every record's data. Returns the
 /// rebuilt footer, the end of the last valid chunk, and why the walk stopped before the end of file
 /// (None when it stopped at a zero block, i.e. unwritten space, or exactly at the end).
-fn scan_chunks(file: &File, path: &Path, file_len: u64) -> Result<(SegmentFooter, u64, Option<String>)> {
+fn scan_chunks(
+    file: &File,
+    path: &Path,
+    file_len: u64,
+) -> Result<(SegmentFooter, u64, Option<String>)> {
     let mut footer = SegmentFooter::default();
     let mut pos = BLOCK as u64;
     let mut stop = None;
@@ -182,7 +217,10 @@ fn scan_chunks(file: &File, path: &Path, file_len: u64) -> Result<(SegmentFooter
             }
         };
         if pos + p.total_len > file_len {
-            stop = Some(format!("chunk of {} bytes runs past the end of the file", p.total_len));
+            stop = Some(format!(
+                "chunk of {} bytes runs past the end of the file",
+                p.total_len
+            ));
             break;
         }
         let mut chunk = vec![0u8; p.total_len as usize];
@@ -215,7 +253,10 @@ fn scan_chunks(file: &File, path: &Path, file_len: u64) -> Result<(SegmentFooter
     Ok((footer, pos, stop))
 }
 
-fn verify_chunk_data(h: &ChunkHeader, chunk: &[u8]) -> std::result::Result<(), rewind_formats::DecodeError> {
+fn verify_chunk_data(
+    h: &ChunkHeader,
+    chunk: &[u8],
+) -> std::result::Result<(), rewind_formats::DecodeError> {
     for r in &h.records {
         if r.kind == RecordKind::Data {
             let start = r.data_pos as usize;
@@ -239,14 +280,20 @@ pub fn add_chunk_to_footer(footer: &mut SegmentFooter, h: &ChunkHeader, pos: u64
         footer.tags.push(tag.clone());
     }
     if h.kind == ChunkKind::Records {
-        footer.extents.extend(h.records.iter().map(|r| FooterExtent {
-            disk: r.disk,
-            kind: r.kind,
-            offset: r.offset,
-            len: r.len,
-            seq: r.seq,
-            data_pos: if r.kind == RecordKind::Data { pos + r.data_pos } else { 0 },
-        }));
+        footer
+            .extents
+            .extend(h.records.iter().map(|r| FooterExtent {
+                disk: r.disk,
+                kind: r.kind,
+                offset: r.offset,
+                len: r.len,
+                seq: r.seq,
+                data_pos: if r.kind == RecordKind::Data {
+                    pos + r.data_pos
+                } else {
+                    0
+                },
+            }));
     }
 }
 
@@ -259,9 +306,12 @@ pub fn sort_extents(extents: &mut [FooterExtent]) {
 pub fn seal(file: &File, path: &Path, data_end: u64, footer: &mut SegmentFooter) -> Result<u64> {
     sort_extents(&mut footer.extents);
     let bytes = footer.encode(data_end);
-    file.write_all_at(&bytes, data_end).map_err(StoreError::io("write footer", path))?;
+    file.write_all_at(&bytes, data_end)
+        .map_err(StoreError::io("write footer", path))?;
     let len = data_end + bytes.len() as u64;
-    file.set_len(len).map_err(StoreError::io("truncate", path))?;
-    file.sync_data().map_err(StoreError::io("fdatasync", path))?;
+    file.set_len(len)
+        .map_err(StoreError::io("truncate", path))?;
+    file.sync_data()
+        .map_err(StoreError::io("fdatasync", path))?;
     Ok(len)
 }

@@ -95,7 +95,13 @@ struct Placed {
 
 impl Writer {
     pub fn new(engine: Box<dyn IoEngine>, cfg: WriterConfig, health: Arc<Health>) -> Writer {
-        Writer { engine, cfg, health, open: HashMap::new(), groups: HashMap::new() }
+        Writer {
+            engine,
+            cfg,
+            health,
+            open: HashMap::new(),
+            groups: HashMap::new(),
+        }
     }
 
     /// The thread body: runs until every sender is gone.
@@ -119,7 +125,10 @@ impl Writer {
                 }
             }
             if let Some(why) = self.health.failed() {
-                tracing::debug!(dropped = reqs.len(), "store failed ({why}); dropping writes");
+                tracing::debug!(
+                    dropped = reqs.len(),
+                    "store failed ({why}); dropping writes"
+                );
                 continue;
             }
             if !reqs.is_empty() {
@@ -148,18 +157,29 @@ impl Writer {
         fds.sort_unstable();
         fds.dedup();
 
+        // Write and fdatasync as one step: if either reports ENOSPC, both are redone (rewriting the
+        // same bytes at the same positions is harmless), so a retried fsync never vouches for data
+        // that an earlier failed one may have dropped.
         self.retry_on_enospc("append to journal", |engine| {
-            let ops: Vec<WriteOp<'_>> =
-                placed.iter().map(|p| WriteOp { fd: p.fd, buf: &p.req.buf, offset: p.pos }).collect();
-            engine.write_all(&ops)
+            let ops: Vec<WriteOp<'_>> = placed
+                .iter()
+                .map(|p| WriteOp {
+                    fd: p.fd,
+                    buf: &p.req.buf,
+                    offset: p.pos,
+                })
+                .collect();
+            engine.write_all(&ops)?;
+            engine.sync_all(&fds)
         })
         .inspect_err(|_| leak(&mut placed))?;
-        self.retry_on_enospc("fdatasync journal", |engine| engine.sync_all(&fds))
-            .inspect_err(|_| leak(&mut placed))?;
 
         let mut touched: Vec<String> = Vec::new();
         for p in &placed {
-            let og = self.open.get_mut(&p.req.group.name).expect("placed group has an open segment");
+            let og = self
+                .open
+                .get_mut(&p.req.group.name)
+                .expect("placed group has an open segment");
             add_chunk_to_footer(&mut og.footer, &p.req.header, p.pos);
             p.req.group.publish(p.segment_id, p.pos, &p.req.header);
             if !touched.contains(&p.req.group.name) {
@@ -167,7 +187,10 @@ impl Writer {
             }
         }
         for name in touched {
-            let full = self.open.get(&name).is_some_and(|og| og.end >= self.cfg.segment_size);
+            let full = self
+                .open
+                .get(&name)
+                .is_some_and(|og| og.end >= self.cfg.segment_size);
             if full {
                 self.seal(&name)?;
             }
@@ -193,7 +216,11 @@ impl Writer {
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 Err(e) => {
-                    return Err(StoreError::Io { op: what, path: PathBuf::from("journal"), source: e });
+                    return Err(StoreError::Io {
+                        op: what,
+                        path: PathBuf::from("journal"),
+                        source: e,
+                    });
                 }
             }
         }
@@ -217,8 +244,13 @@ impl Writer {
             };
             let new_alloc = need.max(from + step).div_ceil(BLOCK as u64) * BLOCK as u64;
             self.retry_on_enospc("preallocate journal segment", |_| {
-                nix::fcntl::fallocate(fd, nix::fcntl::FallocateFlags::empty(), from as i64, (new_alloc - from) as i64)
-                    .map_err(io::Error::from)
+                nix::fcntl::fallocate(
+                    fd,
+                    nix::fcntl::FallocateFlags::empty(),
+                    from as i64,
+                    (new_alloc - from) as i64,
+                )
+                .map_err(io::Error::from)
             })
             .map_err(|e| match e {
                 StoreError::Io { op, source, .. } => StoreError::Io { op, path, source },
@@ -229,7 +261,12 @@ impl Writer {
         let og = self.open.get_mut(&name).expect("open");
         let pos = og.end;
         og.end += len;
-        Ok(Placed { segment_id: og.id, pos, fd: og.direct.as_raw_fd(), req })
+        Ok(Placed {
+            segment_id: og.id,
+            pos,
+            fd: og.direct.as_raw_fd(),
+            req,
+        })
     }
 
     /// Create the next segment of a group: header written and durable, directory entry durable.
@@ -282,7 +319,9 @@ impl Writer {
 
     /// Seal a group's open segment: footer written and durable; the next chunk opens a new one.
     fn seal(&mut self, name: &str) -> Result<()> {
-        let Some(mut og) = self.open.remove(name) else { return Ok(()) };
+        let Some(mut og) = self.open.remove(name) else {
+            return Ok(());
+        };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -300,7 +339,9 @@ impl Writer {
         let old: Vec<String> = self
             .open
             .iter()
-            .filter(|(_, og)| og.opened.elapsed() >= self.cfg.seal_after && !og.footer.chunks.is_empty())
+            .filter(|(_, og)| {
+                og.opened.elapsed() >= self.cfg.seal_after && !og.footer.chunks.is_empty()
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for name in old {
@@ -320,12 +361,25 @@ fn leak(placed: &mut Vec<Placed>) {
 /// Open for O_DIRECT appends; file systems without O_DIRECT (tmpfs) get a buffered handle, which
 /// is still correct because every commit ends in fdatasync.
 fn open_direct(path: &std::path::Path) -> Result<File> {
-    match OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path) {
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
         Ok(f) => Ok(f),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             tracing::warn!(path = %path.display(), "O_DIRECT not supported here; using buffered writes");
-            OpenOptions::new().read(true).write(true).open(path).map_err(StoreError::io("open segment", path))
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(StoreError::io("open segment", path))
         }
-        Err(e) => Err(StoreError::Io { op: "open segment", path: path.to_path_buf(), source: e }),
+        Err(e) => Err(StoreError::Io {
+            op: "open segment",
+            path: path.to_path_buf(),
+            source: e,
+        }),
     }
 }

@@ -24,7 +24,10 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("rewind-test-").tempdir_in("/var/tmp").expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("rewind-test-")
+        .tempdir_in("/var/tmp")
+        .expect("temp dir")
 }
 
 /// A `rewind-mtd serve` process on a unix socket that stays the same across restarts.
@@ -58,7 +61,11 @@ impl Daemon {
         assert!(self.child.is_none(), "daemon still running");
         let ready = self.data_dir.with_extension("ready");
         let _ = fs::remove_file(&ready);
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(bin("rewind-mtd"))
             .arg("serve")
             .arg("--data-dir")
@@ -79,9 +86,16 @@ impl Daemon {
         let t0 = Instant::now();
         while !ready.exists() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("rewind-mtd exited early ({status}); log:\n{}", self.log_text());
+                panic!(
+                    "rewind-mtd exited early ({status}); log:\n{}",
+                    self.log_text()
+                );
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "rewind-mtd did not become ready; log:\n{}", self.log_text());
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "rewind-mtd did not become ready; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -104,7 +118,10 @@ impl Daemon {
     /// SIGTERM and wait.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let t0 = Instant::now();
             while c.try_wait().unwrap().is_none() {
                 if t0.elapsed() > Duration::from_secs(20) {
@@ -141,7 +158,10 @@ impl Proc {
                 self.0 = None;
                 return s;
             }
-            assert!(t0.elapsed() < limit, "process did not finish within {limit:?}");
+            assert!(
+                t0.elapsed() < limit,
+                "process did not finish within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -158,7 +178,9 @@ impl Drop for Proc {
 
 /// Run a command to completion, returning its output (panics with stderr if it cannot start).
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
 pub fn run_ok(cmd: &mut Command) -> Output {
@@ -175,18 +197,36 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 
 /// `rewind-mtd inspect --json` as a serde_json value.
 pub fn inspect(data_dir: &Path) -> serde_json::Value {
-    let out = run_ok(Command::new(bin("rewind-mtd")).args(["inspect", "--json", "--data-dir"]).arg(data_dir));
+    let out = run_ok(
+        Command::new(bin("rewind-mtd"))
+            .args(["inspect", "--json", "--data-dir"])
+            .arg(data_dir),
+    );
     serde_json::from_slice(&out.stdout).expect("inspect json")
 }
 
 pub fn group_json<'a>(report: &'a serde_json::Value, group: &str) -> &'a serde_json::Value {
-    report["groups"].as_array().expect("groups").iter().find(|g| g["name"] == group).expect("group in report")
+    report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == group)
+        .expect("group in report")
 }
 
 /// Dump a view to a file; returns the command's output (for error cases too).
 pub fn dump(data_dir: &Path, group: &str, disk: &str, at: &str, out: &Path) -> Output {
     run(Command::new(bin("rewind-mtd"))
-        .args(["dump", "--group", group, "--disk", disk, "--at", at, "--data-dir"])
+        .args([
+            "dump",
+            "--group",
+            group,
+            "--disk",
+            disk,
+            "--at",
+            at,
+            "--data-dir",
+        ])
         .arg(data_dir)
         .arg("-o")
         .arg(out))
@@ -225,7 +265,16 @@ impl Workload {
 
     pub fn run_cmd(&self, connect: &str, total: &str) -> Command {
         let mut c = Command::new(bin("rewind-loadgen"));
-        c.args(["run", "--connect", connect, "--group", &self.group, "--total", total]).args(self.args());
+        c.args([
+            "run",
+            "--connect",
+            connect,
+            "--group",
+            &self.group,
+            "--total",
+            total,
+        ])
+        .args(self.args());
         c
     }
 
@@ -234,7 +283,12 @@ impl Workload {
         run(Command::new(bin("rewind-loadgen"))
             .args(["verify", "--image"])
             .arg(image)
-            .args(["--disk-index", &index.to_string(), "--seq", &seq.to_string()])
+            .args([
+                "--disk-index",
+                &index.to_string(),
+                "--seq",
+                &seq.to_string(),
+            ])
             .args(self.args()))
     }
 }

@@ -114,7 +114,8 @@ fn refix(b: &mut [u8]) {
 #[test]
 fn inconsistent_entries_are_invalid_even_with_a_good_crc() {
     let (good, _) = build(&[7; 1024]);
-    let cases: Vec<(&str, Box<dyn Fn(&mut [u8])>)> = vec![
+    type Patch = Box<dyn Fn(&mut [u8])>;
+    let cases: Vec<(&str, Patch)> = vec![
         ("seq gap", Box::new(|b| b[64 + 32] = 99)),
         ("reserved", Box::new(|b| b[64 + 11] = 1)),
         ("unknown kind", Box::new(|b| b[64 + 10] = 7)),

@@ -18,10 +18,17 @@ impl IoEngine for SyncEngine {
         for op in ops {
             let mut done = 0usize;
             while done < op.buf.len() {
-                let n = nix::sys::uio::pwrite(borrow(op.fd), &op.buf[done..], (op.offset + done as u64) as i64)
-                    .map_err(io::Error::from)?;
+                let n = nix::sys::uio::pwrite(
+                    borrow(op.fd),
+                    &op.buf[done..],
+                    (op.offset + done as u64) as i64,
+                )
+                .map_err(io::Error::from)?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::WriteZero, "pwrite wrote nothing"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "pwrite wrote nothing",
+                    ));
                 }
                 done += n;
             }

@@ -28,7 +28,10 @@ impl UringEngine {
         let ring = IoUring::new(entries)?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
-        for (code, name) in [(opcode::Write::CODE, "WRITE"), (opcode::Fsync::CODE, "FSYNC")] {
+        for (code, name) in [
+            (opcode::Write::CODE, "WRITE"),
+            (opcode::Fsync::CODE, "FSYNC"),
+        ] {
             if !probe.is_supported(code) {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
@@ -62,7 +65,10 @@ impl UringEngine {
             loop {
                 match self.ring.submit_and_wait(1) {
                     Ok(_) => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted || e.raw_os_error() == Some(libc::EBUSY) => {
+                    Err(e)
+                        if e.kind() == io::ErrorKind::Interrupted
+                            || e.raw_os_error() == Some(libc::EBUSY) =>
+                    {
                         continue
                     }
                     // Entries may still be in flight: the caller treats this as fatal for the store
@@ -70,7 +76,11 @@ impl UringEngine {
                     Err(e) => return Err(e),
                 }
             }
-            let done: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+            let done: Vec<(u64, i32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
             for (ud, res) in done {
                 in_flight -= 1;
                 on_done(ud, res, queue);
@@ -91,7 +101,12 @@ fn write_sqe(op: &WriteOp<'_>, done: usize, user_data: u64) -> io_uring::squeue:
 impl IoEngine for UringEngine {
     fn write_all(&mut self, ops: &[WriteOp<'_>]) -> io::Result<()> {
         let mut pending: Vec<Pending> = (0..ops.len()).map(|op| Pending { op, done: 0 }).collect();
-        let mut queue: Vec<_> = ops.iter().enumerate().rev().map(|(i, op)| write_sqe(op, 0, i as u64)).collect();
+        let mut queue: Vec<_> = ops
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, op)| write_sqe(op, 0, i as u64))
+            .collect();
         let mut first_err: Option<io::Error> = None;
         self.drive(&mut queue, |ud, res, queue| {
             let p = &mut pending[ud as usize];
@@ -100,7 +115,10 @@ impl IoEngine for UringEngine {
                 return;
             }
             if res == 0 {
-                first_err.get_or_insert(io::Error::new(io::ErrorKind::WriteZero, "io_uring write wrote nothing"));
+                first_err.get_or_insert(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "io_uring write wrote nothing",
+                ));
                 return;
             }
             p.done += res as usize;
@@ -120,7 +138,10 @@ impl IoEngine for UringEngine {
             .iter()
             .enumerate()
             .map(|(i, &fd)| {
-                opcode::Fsync::new(types::Fd(fd)).flags(types::FsyncFlags::DATASYNC).build().user_data(i as u64)
+                opcode::Fsync::new(types::Fd(fd))
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build()
+                    .user_data(i as u64)
             })
             .collect();
         let mut first_err: Option<io::Error> = None;

@@ -1,0 +1,527 @@
+//! Golden vectors: files in `tests/vectors/` written by version 1 of each layout, which every
+//! later version of this crate must still read.
+//!
+//! Each file decodes to the constants below. A file is never rewritten: when a layout changes,
+//! its version is bumped, the new version's files are added beside the old ones (`-v2` before
+//! `.bin`), and the old files keep their checks here.
+//!
+//! To write files that are missing (only when adding a vector):
+//! `cargo test -p rewind-formats --test golden -- --ignored write_missing_vectors`
+
+use std::path::{Path, PathBuf};
+
+use rewind_formats::*;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+}
+
+fn read(name: &str) -> Vec<u8> {
+    let p = dir().join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("golden vector {}: {e}", p.display()))
+}
+
+// ---- expected values (version 1) ----
+
+const T0: u64 = 1_764_115_200_000; // 2025-11-26T00:00:00Z in ms
+
+fn data_a() -> Vec<u8> {
+    (0..1024u32).map(|i| (i * 31 + 7) as u8).collect()
+}
+
+fn data_b() -> Vec<u8> {
+    (0..512u32).map(|i| (i ^ 0xa5) as u8).collect()
+}
+
+fn records_a(a: &[u8]) -> Vec<RecordRef<'_>> {
+    vec![
+        RecordRef {
+            disk: 0,
+            kind: RecordKind::Data,
+            offset: 1 << 20,
+            len: 1024,
+            data: a,
+        },
+        RecordRef {
+            disk: 1,
+            kind: RecordKind::Zero,
+            offset: 4096,
+            len: 8192,
+            data: &[],
+        },
+        RecordRef {
+            disk: 0,
+            kind: RecordKind::Trim,
+            offset: 512,
+            len: 512,
+            data: &[],
+        },
+    ]
+}
+
+fn records_b(b: &[u8]) -> Vec<RecordRef<'_>> {
+    vec![RecordRef {
+        disk: 1,
+        kind: RecordKind::Data,
+        offset: 0,
+        len: 512,
+        data: b,
+    }]
+}
+
+fn hello() -> Message {
+    Message::Hello(Hello {
+        agent: "host-01.example".into(),
+        groups: vec![
+            HelloGroup {
+                group: "web".into(),
+                generation: 2,
+                last_acked: Seq(41),
+                disks: vec![
+                    DiskInfo {
+                        disk: "sda".into(),
+                        size_bytes: 10 << 30,
+                    },
+                    DiskInfo {
+                        disk: "sdb".into(),
+                        size_bytes: 512 * 1000,
+                    },
+                ],
+            },
+            HelloGroup {
+                group: "db:main".into(),
+                generation: 0,
+                last_acked: Seq(0),
+                disks: vec![DiskInfo {
+                    disk: "vda".into(),
+                    size_bytes: 1 << 40,
+                }],
+            },
+        ],
+    })
+}
+
+fn welcome() -> Message {
+    Message::Welcome(Welcome {
+        groups: vec![
+            WelcomeGroup {
+                group: "web".into(),
+                generation: 2,
+                status: ResumeStatus::Resume,
+                durable: Seq(40),
+            },
+            WelcomeGroup {
+                group: "db:main".into(),
+                generation: 1,
+                status: ResumeStatus::ResyncNeeded,
+                durable: Seq(0),
+            },
+        ],
+    })
+}
+
+fn tag_info() -> TagInfo {
+    TagInfo {
+        seq: Seq(44),
+        kind: TagKind::AppConsistent,
+        timestamp_ms: T0 + 1500,
+        name: "pre-upgrade_1".into(),
+    }
+}
+
+fn tag() -> Message {
+    Message::Tag(Tag {
+        group: "web".into(),
+        generation: 2,
+        tag: tag_info(),
+    })
+}
+
+fn ack() -> Message {
+    Message::Ack(Ack {
+        group: "web".into(),
+        durable: Seq(44),
+    })
+}
+
+fn hashes() -> Message {
+    Message::Hashes(Hashes {
+        group: "web".into(),
+        disk: 1,
+        offset: 1 << 20,
+        block_size: 65536,
+        hashes: vec![0, 1, 0x0123_4567_89ab_cdef, u64::MAX],
+    })
+}
+
+fn control() -> Message {
+    Message::Control(Control {
+        group: "web".into(),
+        op: ControlOp::TagRequest,
+        arg: "nightly backup ✓".into(),
+    })
+}
+
+fn error() -> Message {
+    Message::Error(ErrorMsg {
+        code: ErrorCode::StaleGeneration,
+        message: "group web: generation 1 < 2".into(),
+    })
+}
+
+fn error_unknown_code() -> Message {
+    Message::Error(ErrorMsg {
+        code: ErrorCode::Other(999),
+        message: String::new(),
+    })
+}
+
+/// The batch's header fields (the compressed bytes come from the file: zstd's output may differ
+/// between zstd versions, the records must not).
+fn batch_fields(compressed: Vec<u8>) -> Batch {
+    Batch {
+        group: "web".into(),
+        generation: 2,
+        first_seq: Seq(41),
+        record_count: 3,
+        timestamp_ms: T0,
+        uncompressed_len: 3 * 16 + 1024,
+        compressed,
+    }
+}
+
+fn segment_header() -> SegmentHeader {
+    SegmentHeader {
+        segment_id: 3,
+        group: "web".into(),
+        generation: 2,
+        first_seq: Seq(41),
+        created_ms: T0 - 60_000,
+    }
+}
+
+const B: u64 = BLOCK as u64;
+
+/// The sealed segment: header, records chunk (seqs 41..=43) at B, records chunk (seq 44) at
+/// 3B, tag chunk (seq 44) at 5B, footer at 6B.
+fn sealed_footer() -> SegmentFooter {
+    SegmentFooter {
+        chunks: vec![
+            ChunkSummary {
+                pos: B,
+                first_seq: Seq(41),
+                last_seq: Seq(43),
+                timestamp_ms: T0,
+                kind: ChunkKind::Records,
+            },
+            ChunkSummary {
+                pos: 3 * B,
+                first_seq: Seq(44),
+                last_seq: Seq(44),
+                timestamp_ms: T0 + 1000,
+                kind: ChunkKind::Records,
+            },
+            ChunkSummary {
+                pos: 5 * B,
+                first_seq: Seq(44),
+                last_seq: Seq(44),
+                timestamp_ms: T0 + 1500,
+                kind: ChunkKind::Tag,
+            },
+        ],
+        tags: vec![tag_info()],
+        extents: vec![
+            FooterExtent {
+                disk: 0,
+                kind: RecordKind::Trim,
+                offset: 512,
+                len: 512,
+                seq: Seq(43),
+                data_pos: 0,
+            },
+            FooterExtent {
+                disk: 0,
+                kind: RecordKind::Data,
+                offset: 1 << 20,
+                len: 1024,
+                seq: Seq(41),
+                data_pos: 2 * B,
+            },
+            FooterExtent {
+                disk: 1,
+                kind: RecordKind::Data,
+                offset: 0,
+                len: 512,
+                seq: Seq(44),
+                data_pos: 4 * B,
+            },
+            FooterExtent {
+                disk: 1,
+                kind: RecordKind::Zero,
+                offset: 4096,
+                len: 8192,
+                seq: Seq(42),
+                data_pos: 0,
+            },
+        ],
+    }
+}
+
+const SEALED_FOOTER_AT: u64 = 6 * B;
+
+// ---- what the current encoders write (used to create missing files, and to notice a layout
+// change that forgot its version bump) ----
+
+fn chunk_a() -> Vec<u8> {
+    let a = data_a();
+    let r = records_a(&a);
+    let mut out = vec![0; records_chunk_len(&r)];
+    write_records_chunk(&mut out, Seq(41), T0, 2, &r);
+    out
+}
+
+fn chunk_b() -> Vec<u8> {
+    let b = data_b();
+    let r = records_b(&b);
+    let mut out = vec![0; records_chunk_len(&r)];
+    write_records_chunk(&mut out, Seq(44), T0 + 1000, 2, &r);
+    out
+}
+
+fn chunk_tag() -> Vec<u8> {
+    let t = tag_info();
+    let mut out = vec![0; tag_chunk_len(&t)];
+    write_tag_chunk(&mut out, T0 + 1500, 2, &t);
+    out
+}
+
+fn sealed_segment() -> Vec<u8> {
+    let mut f = segment_header().encode().to_vec();
+    f.extend(chunk_a());
+    f.extend(chunk_b());
+    f.extend(chunk_tag());
+    assert_eq!(f.len() as u64, SEALED_FOOTER_AT);
+    f.extend(sealed_footer().encode(SEALED_FOOTER_AT));
+    f
+}
+
+fn batch_frame() -> Vec<u8> {
+    let a = data_a();
+    Message::Batch(Batch::build("web", 2, Seq(41), T0, &records_a(&a), 3)).to_frame()
+}
+
+type Make = fn() -> Vec<u8>;
+
+/// Every vector file and how the current code writes it.
+const VECTORS: &[(&str, Make)] = &[
+    ("frame-hello.bin", || hello().to_frame()),
+    ("frame-welcome.bin", || welcome().to_frame()),
+    ("frame-batch.bin", batch_frame),
+    ("frame-tag.bin", || tag().to_frame()),
+    ("frame-ack.bin", || ack().to_frame()),
+    ("frame-hashes.bin", || hashes().to_frame()),
+    ("frame-control.bin", || control().to_frame()),
+    ("frame-error.bin", || error().to_frame()),
+    ("frame-error-unknown-code.bin", || {
+        error_unknown_code().to_frame()
+    }),
+    ("records.bin", || encode_records(&records_a(&data_a()))),
+    ("segment-header.bin", || segment_header().encode().to_vec()),
+    ("chunk-records.bin", chunk_a),
+    ("chunk-tag.bin", chunk_tag),
+    ("footer.bin", || sealed_footer().encode(SEALED_FOOTER_AT)),
+    ("segment-sealed.bin", sealed_segment),
+];
+
+/// Layouts whose bytes the current encoder must reproduce exactly (all but zstd output).
+fn byte_stable(name: &str) -> bool {
+    name != "frame-batch.bin"
+}
+
+// ---- the checks ----
+
+fn decode_one_frame(bytes: &[u8]) -> Message {
+    let (kind, payload, used) = decode_frame(bytes).unwrap().expect("a whole frame");
+    assert_eq!(used, bytes.len(), "one frame per file");
+    Message::decode(kind, payload).unwrap()
+}
+
+#[test]
+fn message_frames_decode_to_their_constants() {
+    for (file, want) in [
+        ("frame-hello.bin", hello()),
+        ("frame-welcome.bin", welcome()),
+        ("frame-tag.bin", tag()),
+        ("frame-ack.bin", ack()),
+        ("frame-hashes.bin", hashes()),
+        ("frame-control.bin", control()),
+        ("frame-error.bin", error()),
+        ("frame-error-unknown-code.bin", error_unknown_code()),
+    ] {
+        assert_eq!(decode_one_frame(&read(file)), want, "{file}");
+    }
+}
+
+#[test]
+fn batch_frame_decodes_to_its_records() {
+    let bytes = read("frame-batch.bin");
+    let Message::Batch(b) = decode_one_frame(&bytes) else {
+        panic!("frame-batch.bin is not a BATCH");
+    };
+    assert_eq!(b, batch_fields(b.compressed.clone()));
+    assert_eq!(b.last_seq(), Seq(43));
+    let a = data_a();
+    let recs = b.decode_records().unwrap();
+    assert_eq!(recs.iter().collect::<Vec<_>>(), records_a(&a));
+    assert_eq!(recs.raw(), &read("records.bin")[..]);
+}
+
+#[test]
+fn raw_records_decode_to_their_constants() {
+    let a = data_a();
+    let recs = parse_records(read("records.bin"), 3).unwrap();
+    assert_eq!(recs.iter().collect::<Vec<_>>(), records_a(&a));
+}
+
+#[test]
+fn segment_header_decodes_to_its_constant() {
+    let b = read("segment-header.bin");
+    assert_eq!(b.len(), BLOCK);
+    assert_eq!(SegmentHeader::decode(&b), Ok(segment_header()));
+}
+
+fn check_records_chunk(chunk: &[u8], first: u64, ts: u64, want: &[RecordRef<'_>]) -> ChunkHeader {
+    let p = peek_chunk(chunk).unwrap();
+    assert_eq!(p.kind, ChunkKind::Records);
+    let h = decode_chunk_header(&chunk[..p.header_len as usize]).unwrap();
+    assert_eq!(h.first_seq, Seq(first));
+    assert_eq!(h.last_seq, Seq(first + want.len() as u64 - 1));
+    assert_eq!((h.timestamp_ms, h.generation), (ts, 2));
+    assert_eq!(h.total_len, chunk.len() as u64);
+    assert_eq!(h.records.len(), want.len());
+    for (i, (rec, w)) in h.records.iter().zip(want).enumerate() {
+        assert_eq!(rec.seq, Seq(first + i as u64));
+        assert_eq!(
+            (rec.disk, rec.kind, rec.offset, rec.len),
+            (w.disk, w.kind, w.offset, w.len)
+        );
+        if rec.kind == RecordKind::Data {
+            let at = rec.data_pos as usize;
+            assert_eq!(&chunk[at..at + rec.len as usize], w.data);
+            verify_record_data(rec, &chunk[at..]).unwrap();
+        }
+    }
+    h
+}
+
+#[test]
+fn records_chunk_decodes_to_its_constants() {
+    let a = data_a();
+    let chunk = read("chunk-records.bin");
+    let h = check_records_chunk(&chunk, 41, T0, &records_a(&a));
+    assert_eq!(h.header_len_padded, B);
+    assert_eq!(h.records[0].data_pos, B);
+    assert_eq!(chunk.len() as u64, 2 * B);
+}
+
+#[test]
+fn tag_chunk_decodes_to_its_constant() {
+    let h = decode_chunk_header(&read("chunk-tag.bin")).unwrap();
+    assert_eq!(h.kind, ChunkKind::Tag);
+    assert_eq!(h.tag, Some(tag_info()));
+    assert_eq!(
+        (h.first_seq, h.last_seq, h.timestamp_ms),
+        (Seq(44), Seq(44), T0 + 1500)
+    );
+}
+
+fn read_footer(file: &[u8], file_len: u64, base: u64) -> SegmentFooter {
+    let t = SegmentFooter::decode_trailer(&file[file.len() - TRAILER_LEN..], file_len).unwrap();
+    let start = (t.footer_offset - base) as usize;
+    SegmentFooter::decode_body(&file[start..start + t.body_len as usize], &t).unwrap()
+}
+
+#[test]
+fn footer_decodes_to_its_constant() {
+    let f = read("footer.bin");
+    let file_len = SEALED_FOOTER_AT + f.len() as u64;
+    assert_eq!(read_footer(&f, file_len, SEALED_FOOTER_AT), sealed_footer());
+}
+
+#[test]
+fn sealed_segment_reads_both_ways() {
+    let seg = read("segment-sealed.bin");
+    assert_eq!(seg.len() % BLOCK, 0);
+    assert_eq!(SegmentHeader::decode(&seg), Ok(segment_header()));
+    // The fast way: trailer, then footer.
+    let footer = read_footer(&seg, seg.len() as u64, 0);
+    assert_eq!(footer, sealed_footer());
+    // The recovery way: walk the chunks and rebuild the same index.
+    let mut pos = B;
+    let mut chunks = Vec::new();
+    let mut extents = Vec::new();
+    let mut tags = Vec::new();
+    while pos < SEALED_FOOTER_AT {
+        let h = decode_chunk_header(&seg[pos as usize..]).unwrap();
+        for rec in &h.records {
+            let at = (pos + rec.data_pos) as usize;
+            verify_record_data(rec, &seg[at..]).unwrap();
+            extents.push(rec.extent(pos));
+        }
+        tags.extend(h.tag.clone());
+        chunks.push(h.summary(pos));
+        pos += h.total_len;
+    }
+    assert_eq!(pos, SEALED_FOOTER_AT);
+    let mut rebuilt = SegmentFooter {
+        chunks,
+        tags,
+        extents,
+    };
+    rebuilt.sort_extents();
+    assert_eq!(rebuilt, footer);
+    // The data the footer points at.
+    let e = footer.extents.iter().find(|e| e.seq == Seq(44)).unwrap();
+    assert_eq!(&seg[e.data_pos as usize..][..512], &data_b()[..]);
+}
+
+#[test]
+fn current_encoders_still_write_version_1_bytes() {
+    // If this fails, a layout changed: bump its version, keep reading the old files, and add
+    // new files for the new version instead of rewriting these.
+    for (name, make) in VECTORS {
+        if byte_stable(name) {
+            assert!(
+                read(name) == make(),
+                "{name}: the encoder no longer writes these bytes"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_vector_file_is_listed() {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".bin"))
+        .collect();
+    names.sort();
+    let mut listed: Vec<String> = VECTORS.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(names, listed);
+}
+
+/// Writes the vector files that do not exist yet; never touches an existing one.
+#[test]
+#[ignore = "writes files; run by hand when adding a vector"]
+fn write_missing_vectors() {
+    std::fs::create_dir_all(dir()).unwrap();
+    for (name, make) in VECTORS {
+        let p = dir().join(name);
+        if !p.exists() {
+            std::fs::write(&p, make()).unwrap();
+            eprintln!("wrote {}", p.display());
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! A full disk pauses acknowledgements and says so; once space is freed replication resumes and
+//! nothing is lost. Runs on a small ext4 file system in a loop-mounted image (needs root).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A loop-mounted file system, unmounted (and its loop device released) on drop.
+struct LoopMount(PathBuf);
+
+impl LoopMount {
+    fn new(image: &Path, mnt: &Path, size_mib: u64) -> LoopMount {
+        let f = std::fs::File::create(image).unwrap();
+        f.set_len(size_mib << 20).unwrap();
+        run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
+        std::fs::create_dir_all(mnt).unwrap();
+        run_ok(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(image)
+                .arg(mnt),
+        );
+        LoopMount(mnt.to_path_buf())
+    }
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        let ok = run(Command::new("umount").arg(&self.0)).status.success();
+        if !ok {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.0));
+        }
+    }
+}
+
+fn acked(state: &Path) -> u64 {
+    let text = std::fs::read_to_string(state).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v["acked"].as_u64())
+                .or_else(|| v["acked_seq"].as_u64())
+        })
+        .unwrap_or_else(|| text.trim().parse().unwrap_or(0))
+}
+
+#[test]
+fn full_disk_pauses_then_resumes_losing_nothing() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED full_disk_pauses_then_resumes_losing_nothing: needs root to loop-mount a small file system");
+        return;
+    }
+    let work = tempdir();
+    let mnt = work.path().join("mnt");
+    let _fs = LoopMount::new(&work.path().join("small.img"), &mnt, 96);
+    let st = nix::sys::statvfs::statvfs(&mnt).unwrap();
+    let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
+    let filler = mnt.join("filler");
+    let keep_free = 6u64 << 20;
+    run_ok(
+        Command::new("fallocate")
+            .args(["-l", &(avail - keep_free).to_string()])
+            .arg(&filler),
+    );
+
+    let mut d = Daemon::start(&mnt, "uring", &["--segment-size", "2MiB"]);
+    let wl = Workload {
+        group: "full".into(),
+        disks: vec!["sda:32MiB".into()],
+        seed: 9,
+        pattern: "seq",
+        record_size: "64KiB",
+        payload: "random",
+    };
+    let state = work.path().join("state");
+    let total_records = (24u64 << 20) / (64 << 10);
+    let mut lg = Proc::spawn(
+        wl.run_cmd(&d.connect_arg(), "24MiB")
+            .args(["--batch-bytes", "512KiB", "--state"])
+            .arg(&state),
+    );
+
+    let t0 = Instant::now();
+    while !d.log_text().contains("no space left") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no ENOSPC report; log:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let paused_at = acked(&state);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        acked(&state),
+        paused_at,
+        "acknowledgements must pause while the disk is full"
+    );
+    assert!(
+        paused_at < total_records,
+        "everything fit; the test did not fill the disk"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    let status = lg.wait_timeout(Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "load generator failed after space was freed; log:\n{}",
+        d.log_text()
+    );
+    assert_eq!(acked(&state), total_records);
+    let log = d.log_text();
+    assert!(log.contains("replication resumes"), "{log}");
+    assert!(!log.contains("store failed"), "{log}");
+    d.stop();
+
+    let img = work.path().join("latest.img");
+    assert_ok(&dump(&d.data_dir, "full", "sda", "latest", &img), "dump");
+    assert_ok(&wl.verify(&img, 0, total_records), "verify after the pause");
+    drop(d);
+}

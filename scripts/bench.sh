@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Rewind benchmarks: measure rewind-mtd against fio baselines taken in the same run, on the same
+# filesystem, and print one "bar" line per target ratio.
+#
+#   scripts/bench.sh apply [SIZE]    durable-apply throughput (SIZE default 256MiB)
+#   scripts/bench.sh crash           (hook for the crash test; not yet)
+#
+# Environment: BENCH_RUNS (default 3: median reported), BENCH_TMP (default /var/tmp),
+# BENCH_RAND_SECONDS (fio random-write time cap, default 3), CARGO_TARGET_DIR (default target/).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUNS=${BENCH_RUNS:-3}
+TMP_BASE=${BENCH_TMP:-/var/tmp}
+RAND_SECONDS=${BENCH_RAND_SECONDS:-3}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+
+usage() {
+    cat <<USAGE
+usage: scripts/bench.sh COMMAND [ARGS]
+
+commands:
+  apply [SIZE]   rewind-mtd durable-apply throughput against fio on the same filesystem
+                 (SIZE default 256MiB; use 2GiB or more for real measurements)
+  crash          kill -9 the daemon under load and check every acked write survived (not yet)
+  agent          agent capture overhead (not yet)
+  views          view read throughput against qemu-nbd / nbdkit (not yet)
+  failover       failover timings (not yet)
+
+environment: BENCH_RUNS=$RUNS BENCH_TMP=$TMP_BASE BENCH_RAND_SECONDS=$RAND_SECONDS
+USAGE
+}
+
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Scratch directory and processes, cleaned up on any exit.
+
+WORK=""
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    if [[ -n "$WORK" && -d "$WORK" ]]; then
+        rm -rf -- "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+make_workdir() {
+    mkdir -p "$TMP_BASE"
+    WORK=$(mktemp -d "$TMP_BASE/rewind-bench.XXXXXX")
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools and binaries.
+
+need_tool() { # need_tool COMMAND PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    log "installing $2"
+    if [[ $(id -u) -eq 0 ]]; then
+        { apt-get install -y "$2" >/dev/null 2>&1 ||
+            { apt-get update >/dev/null 2>&1 && apt-get install -y "$2" >/dev/null 2>&1; }; } ||
+            die "could not install $2"
+    else
+        die "$1 is missing; install the $2 package"
+    fi
+    command -v "$1" >/dev/null 2>&1 || die "$1 still missing after installing $2"
+}
+
+build() {
+    log "building release binaries (cargo build --release -p rewind-mtd -p rewind-benches)"
+    (cd "$ROOT" && cargo build --release -p rewind-mtd -p rewind-benches) >&2 ||
+        die "release build failed"
+    MTD=$TARGET_DIR/release/rewind-mtd
+    LOADGEN=$TARGET_DIR/release/rewind-loadgen
+    [[ -x "$MTD" ]] || die "$MTD not found after the build"
+    [[ -x "$LOADGEN" ]] || die "$LOADGEN not found after the build"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Small numeric helpers (awk, so fractions work).
+
+to_bytes() { # 256MiB -> 268435456
+    local s=$1 n u
+    n=$(echo "$s" | sed -E 's/^([0-9]+).*/\1/')
+    u=$(echo "$s" | sed -E 's/^[0-9]+//' | tr '[:upper:]' '[:lower:]')
+    [[ "$n" =~ ^[0-9]+$ ]] || die "bad size $s"
+    case "$u" in
+        "" | b) echo "$n" ;;
+        k | kib) echo $((n << 10)) ;;
+        m | mib) echo $((n << 20)) ;;
+        g | gib) echo $((n << 30)) ;;
+        t | tib) echo $((n << 40)) ;;
+        *) die "bad size unit in $s (use KiB, MiB, GiB)" ;;
+    esac
+}
+
+med() { # med FILE: median of the numbers in FILE, one a line (lower middle for even counts)
+    if [[ ! -s "$1" ]]; then
+        echo "n/a"
+        return
+    fi
+    sort -g "$1" | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else print v[int((NR + 1) / 2)] }'
+}
+
+fmt() { # fmt NUMBER [DECIMALS]
+    awk -v x="$1" -v d="${2:-0}" 'BEGIN { if (x == "n/a" || x == "") print "n/a"; else printf "%.*f\n", d, x }'
+}
+
+ratio() { # ratio A B -> A/B with two decimals
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'
+}
+
+# ---------------------------------------------------------------------------------------------
+# fio baselines.
+
+fio_json() { # fio_json OUTFILE fio-args...
+    local out=$1
+    shift
+    fio --output-format=json --output="$out" "$@" >/dev/null 2>"$out.err" ||
+        die "fio failed: $(cat "$out.err")"
+}
+
+# fio_run RUN: sequential 1 MiB QD32 writes of SIZE, then random 4 KiB QD64 writes over the same
+# (now fully written) file, capped at RAND_SECONDS. Appends to $WORK/fio-seq.mbs, fio-rand.mbs,
+# fio-rand.iops.
+fio_run() {
+    local r=$1 file=$WORK/fio.dat
+    rm -f "$file"
+    fio_json "$WORK/fio-seq-$r.json" --name=seq1m --filename="$file" --ioengine=io_uring \
+        --direct=1 --rw=write --bs=1M --iodepth=32 --size="$SIZE_BYTES" --end_fsync=1
+    jq '.jobs[0].write.bw_bytes / 1e6' "$WORK/fio-seq-$r.json" >>"$WORK/fio-seq.mbs"
+    fio_json "$WORK/fio-rand-$r.json" --name=rand4k --filename="$file" --ioengine=io_uring \
+        --direct=1 --rw=randwrite --bs=4k --iodepth=64 --size="$SIZE_BYTES" \
+        --runtime="$RAND_SECONDS" --randrepeat=0 --end_fsync=1
+    jq '.jobs[0].write.bw_bytes / 1e6' "$WORK/fio-rand-$r.json" >>"$WORK/fio-rand.mbs"
+    jq '.jobs[0].write.iops' "$WORK/fio-rand-$r.json" >>"$WORK/fio-rand.iops"
+    rm -f "$file"
+}
+
+# ---------------------------------------------------------------------------------------------
+# The daemon, fed by rewind-loadgen.
+
+MTD_PID=""
+MTD_ADDR=""
+
+start_mtd() { # start_mtd DATA_DIR LOG
+    local dir=$1 logf=$2 ready=$1.ready i
+    mkdir -p "$dir"
+    rm -f "$ready"
+    "$MTD" serve --data-dir "$dir" --listen 127.0.0.1:0 --io-engine uring \
+        --ready-file "$ready" >"$logf" 2>&1 &
+    MTD_PID=$!
+    PIDS+=("$MTD_PID")
+    for i in $(seq 1 300); do
+        if [[ -s "$ready" ]]; then
+            MTD_ADDR=$(head -n1 "$ready" | tr -d '[:space:]')
+            [[ -n "$MTD_ADDR" ]] && return 0
+        fi
+        kill -0 "$MTD_PID" 2>/dev/null || die "rewind-mtd exited during start-up: $(tail -n 20 "$logf")"
+        sleep 0.1
+    done
+    die "rewind-mtd did not become ready within 30s: $(tail -n 20 "$logf")"
+}
+
+stop_mtd() {
+    local i
+    [[ -n "$MTD_PID" ]] || return 0
+    kill -TERM "$MTD_PID" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 "$MTD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$MTD_PID" 2>/dev/null; then
+        log "rewind-mtd (pid $MTD_PID) ignored SIGTERM for 10s; killing it"
+        kill -KILL "$MTD_PID" 2>/dev/null || true
+    fi
+    wait "$MTD_PID" 2>/dev/null || true
+    MTD_PID=""
+}
+
+cpu_ticks() { # utime + stime of a pid, in clock ticks
+    awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+# mtd_run NAME RUN loadgen-workload-args...: one fresh daemon, one loadgen run. Appends the
+# MB/s, CPU s/GiB, ack latencies and index figures to $WORK/NAME.*.
+mtd_run() {
+    local name=$1 r=$2
+    shift 2
+    local dir=$WORK/mtd-$name-$r out=$WORK/loadgen-$name-$r.json cpu0 cpu1 hz bytes
+    start_mtd "$dir" "$WORK/mtd-$name-$r.log"
+    cpu0=$(cpu_ticks "$MTD_PID")
+    if ! "$LOADGEN" run --connect "tcp:$MTD_ADDR" --group bench --seed "$r" --json "$@" \
+        >"$out" 2>"$out.err"; then
+        die "rewind-loadgen ($name run $r) failed: $(tail -n 5 "$out.err"); daemon log: $(tail -n 10 "$WORK/mtd-$name-$r.log")"
+    fi
+    cpu1=$(cpu_ticks "$MTD_PID")
+    stop_mtd
+    hz=$(getconf CLK_TCK)
+    bytes=$(jq '.bytes' "$out")
+    jq '.mb_per_s' "$out" >>"$WORK/$name.mbs"
+    jq '.ack_latency_p50_ms' "$out" >>"$WORK/$name.p50"
+    jq '.ack_latency_p99_ms' "$out" >>"$WORK/$name.p99"
+    awk -v c=$((cpu1 - cpu0)) -v hz="$hz" -v b="$bytes" \
+        'BEGIN { printf "%.3f\n", (c / hz) / (b / 1073741824) }' >>"$WORK/$name.cpu"
+    # Index memory per extent, if the daemon's inspector reports it.
+    local inspect=$WORK/inspect-$name-$r.json ib ex
+    if "$MTD" inspect --data-dir "$dir" --json >"$inspect" 2>/dev/null; then
+        ib=$(jq '[.. | objects | .index_bytes? // empty | numbers] | add // empty' "$inspect" 2>/dev/null || true)
+        ex=$(jq '[.. | objects | .extents? // empty | numbers] | add // empty' "$inspect" 2>/dev/null || true)
+        if [[ -n "$ib" && -n "$ex" && "$ex" != 0 ]]; then
+            awk -v a="$ib" -v b="$ex" 'BEGIN { printf "%.1f\n", a / b }' >>"$WORK/$name.idx"
+        fi
+    fi
+    rm -rf -- "$dir"
+}
+
+cmd_apply() {
+    local size=${1:-256MiB} r
+    SIZE_BYTES=$(to_bytes "$size")
+    ((SIZE_BYTES >= 16 << 20)) || die "SIZE must be at least 16MiB"
+    ((SIZE_BYTES % (1 << 20) == 0)) || die "SIZE must be a multiple of 1MiB"
+    local rand_total=$((SIZE_BYTES / 4))
+    need_tool fio fio
+    need_tool jq jq
+    build
+    make_workdir
+    log "scratch dir $WORK ($(df -h --output=source,fstype "$WORK" | tail -n1 | tr -s ' '))"
+
+    for r in $(seq 1 "$RUNS"); do
+        log "run $r/$RUNS: fio"
+        fio_run "$r"
+        log "run $r/$RUNS: rewind-mtd seq 1MiB"
+        mtd_run seq1m "$r" --disk "sda:$SIZE_BYTES" --pattern seq --record-size 1MiB \
+            --total "$SIZE_BYTES" --payload random
+        log "run $r/$RUNS: rewind-mtd random 4KiB"
+        mtd_run rand4k "$r" --disk "sda:$SIZE_BYTES" --pattern random --record-size 4KiB \
+            --total "$rand_total" --payload random
+        log "run $r/$RUNS: rewind-mtd seq 1MiB compressible"
+        mtd_run comp1m "$r" --disk "sda:$SIZE_BYTES" --pattern seq --record-size 1MiB \
+            --total "$SIZE_BYTES" --payload compressible --threads 2
+    done
+
+    local fio_seq fio_rand fio_iops seq rand comp
+    fio_seq=$(med "$WORK/fio-seq.mbs")
+    fio_rand=$(med "$WORK/fio-rand.mbs")
+    fio_iops=$(med "$WORK/fio-rand.iops")
+    seq=$(med "$WORK/seq1m.mbs")
+    rand=$(med "$WORK/rand4k.mbs")
+    comp=$(med "$WORK/comp1m.mbs")
+    local idx="n/a"
+    if [[ -s "$WORK/seq1m.idx" || -s "$WORK/rand4k.idx" ]]; then
+        idx="$(med "$WORK/seq1m.idx") (seq 1MiB), $(med "$WORK/rand4k.idx") (rand 4KiB)"
+    fi
+
+    echo
+    echo "apply benchmark: SIZE=$size, $RUNS runs each (median), scratch on $(df --output=fstype "$WORK" | tail -n1)"
+    printf '%-44s %12s %12s %8s\n' "measurement" "MB/s" "fio MB/s" "ratio"
+    printf '%-44s %12s %12s %8s\n' "fio seq write 1MiB QD32 (io_uring, direct)" "$(fmt "$fio_seq")" "" ""
+    printf '%-44s %12s %12s %8s\n' "fio rand write 4KiB QD64 ($(fmt "$fio_iops") IOPS)" "$(fmt "$fio_rand")" "" ""
+    printf '%-44s %12s %12s %8s\n' "mtd apply seq 1MiB, random payload" "$(fmt "$seq")" "$(fmt "$fio_seq")" "$(ratio "$seq" "$fio_seq")x"
+    printf '%-44s %12s %12s %8s\n' "mtd apply rand 4KiB, random payload" "$(fmt "$rand")" "$(fmt "$fio_rand")" "$(ratio "$rand" "$fio_rand")x"
+    printf '%-44s %12s %12s %8s\n' "mtd apply seq 1MiB, compressible (~3:1)" "$(fmt "$comp")" "$(fmt "$fio_seq")" "$(ratio "$comp" "$fio_seq")x"
+    echo
+    printf '%-44s %12s %12s %12s\n' "daemon" "seq 1MiB" "rand 4KiB" "compressible"
+    printf '%-44s %12s %12s %12s\n' "CPU seconds per GiB applied" \
+        "$(med "$WORK/seq1m.cpu")" "$(med "$WORK/rand4k.cpu")" "$(med "$WORK/comp1m.cpu")"
+    printf '%-44s %12s %12s %12s\n' "ack latency p50 (ms)" \
+        "$(fmt "$(med "$WORK/seq1m.p50")" 2)" "$(fmt "$(med "$WORK/rand4k.p50")" 2)" "$(fmt "$(med "$WORK/comp1m.p50")" 2)"
+    printf '%-44s %12s %12s %12s\n' "ack latency p99 (ms)" \
+        "$(fmt "$(med "$WORK/seq1m.p99")" 2)" "$(fmt "$(med "$WORK/rand4k.p99")" 2)" "$(fmt "$(med "$WORK/comp1m.p99")" 2)"
+    echo "index memory per extent (bytes): $idx"
+    echo
+    echo "bar apply-seq-1m: $(ratio "$seq" "$fio_seq")x (want >= 0.8)"
+    echo "bar apply-rand-4k: $(ratio "$rand" "$fio_rand")x (want >= 2)"
+}
+
+# The crash test: the lead fills this in (rewind-loadgen run --reconnect --state FILE against a
+# daemon that is kill -9'd and restarted, then rewind-mtd dump + rewind-loadgen verify).
+cmd_crash() {
+    die "crash: not yet"
+}
+
+main() {
+    local cmd=${1:-}
+    [[ $# -gt 0 ]] && shift
+    case "$cmd" in
+        apply) cmd_apply "$@" ;;
+        crash) cmd_crash "$@" ;;
+        agent | views | failover) die "$cmd: not yet" ;;
+        "" | -h | --help | help) usage ;;
+        *)
+            usage >&2
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"

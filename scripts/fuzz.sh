@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Fuzz the rewind-formats decoders with cargo fuzz (libFuzzer), on the stable toolchain.
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 30 seconds each for frame, batch, segment
+#   FUZZ_CMIN=1 scripts/fuzz.sh 60            ... then minimise each corpus (cargo fuzz cmin)
+#
+# Targets run one after another (the machines have 2 cores, shared with builds). Each keeps its
+# corpus in formats/fuzz/corpus/<target>/ (committed, replayed by `cargo test` through
+# formats/tests/fuzz_corpus.rs); an empty corpus is seeded from formats/tests/vectors/. A crash
+# leaves its input in formats/fuzz/artifacts/<target>/: fix the bug, keep the file (the replay
+# test runs it from then on).
+#
+# Stable toolchain: cargo fuzz's default AddressSanitizer build needs `-Zsanitizer`, a nightly
+# flag. This crate forbids unsafe code, so ASan would add little; we build with
+# `--sanitizer none`, and set RUSTC_BOOTSTRAP=1 so that whatever unstable flag cargo fuzz
+# still passes (-Zbuild-std is not used) is accepted by the stable rustc.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fuzz="$root/formats/fuzz"
+vectors="$root/formats/tests/vectors"
+
+secs="${1:-30}"
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(frame batch segment)
+fi
+case "$secs" in
+    ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;;
+esac
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz.sh: installing cargo-fuzz from crates.io" >&2
+    cargo install --locked cargo-fuzz
+fi
+
+export RUSTC_BOOTSTRAP=1
+# Leave a core for the other builds on the machine.
+nice_cmd=(nice -n 10)
+
+# Seeds: the golden vectors, cut to what each target reads.
+seed() {
+    local t="$1" dir="$fuzz/corpus/$1"
+    mkdir -p "$dir"
+    if [ -n "$(ls -A "$dir")" ]; then
+        return
+    fi
+    echo "fuzz.sh: seeding corpus/$t from tests/vectors" >&2
+    case "$t" in
+        frame)
+            cp "$vectors"/frame-*.bin "$dir"/ ;;
+        batch)
+            # A BATCH payload (the frame minus its 24-byte header) ...
+            tail -c +25 "$vectors/frame-batch.bin" >"$dir/seed-batch-payload.bin"
+            # ... and a record count (u32 LE) followed by an uncompressed record payload.
+            { printf '\003\000\000\000'; cat "$vectors/records.bin"; } >"$dir/seed-records.bin" ;;
+        segment)
+            cp "$vectors"/segment-header.bin "$vectors"/chunk-*.bin "$vectors"/footer.bin "$dir"/ ;;
+        *)
+            echo "fuzz.sh: no seeds for target $t" >&2 ;;
+    esac
+}
+
+max_len() {
+    case "$1" in
+        segment) echo 32768 ;;
+        *) echo 8192 ;;
+    esac
+}
+
+cd "$fuzz"
+for t in "${targets[@]}"; do
+    seed "$t"
+    mkdir -p "artifacts/$t"
+    echo "fuzz.sh: fuzzing $t for ${secs}s" >&2
+    "${nice_cmd[@]}" cargo fuzz run --sanitizer none "$t" "corpus/$t" -- \
+        -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1
+    if [ "${FUZZ_CMIN:-0}" = 1 ]; then
+        echo "fuzz.sh: minimising corpus/$t" >&2
+        "${nice_cmd[@]}" cargo fuzz cmin --sanitizer none "$t" "corpus/$t" -- \
+            -max_len="$(max_len "$t")"
+    fi
+    echo "fuzz.sh: corpus/$t holds $(ls "corpus/$t" | wc -l) inputs" >&2
+done

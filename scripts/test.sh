@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up a fresh machine of this kind and run the whole Rewind test suite.
+# Run as root: some tests loop-mount small file systems. Everything the tests need is installed here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: run as root (tests loop-mount file systems); root-only tests will skip" >&2
+fi
+
+# Packages the tests use: fio (benchmark baselines), e2fsprogs (mkfs.ext4, e2fsck),
+# util-linux (losetup, mount, fallocate), fuse3, qemu-utils (qemu-img).
+pkgs=(fio e2fsprogs util-linux fuse3 qemu-utils)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
+
+# One build profile for everything: the dev profile (opt-level 1), shared by all crates' tests.
+# --workspace builds every binary (rewind-mtd, rewind-loadgen) that the process-level tests run.
+cargo build --workspace --all-targets
+cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
