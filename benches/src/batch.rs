@@ -2,11 +2,19 @@
 //!
 //! `Message::Batch(Batch::build(..)).to_frame()` copies the compressed bytes twice and allocates
 //! three buffers per batch; at a few GB/s that makes the load generator the bottleneck. The
-//! [`BatchBuilder`] encodes records into one reused buffer and compresses straight into the frame
-//! buffer behind a header it fills in afterwards. The bytes are the same layout as
-//! `rewind-formats` defines (a test checks that the formats decoder reads them back exactly).
+//! [`BatchBuilder`] writes a frame in the layout `rewind-formats` defines (a test checks that its
+//! decoder reads the frames back exactly) with fewer copies:
+//!
+//! - [`Compression::Zstd`]: records are encoded into one reused buffer and compressed straight
+//!   into the frame buffer behind a header filled in afterwards.
+//! - [`Compression::Store`]: records are written straight into the frame as a zstd frame of raw
+//!   (stored) blocks, RFC 8878 section 3.1.1.2. That is what zstd itself emits for incompressible
+//!   data, so the target does the same work, while the load generator skips zstd's futile search
+//!   and two copies: one copy per byte instead of three.
 
+use std::fmt;
 use std::io::Cursor;
+use std::str::FromStr;
 
 use rewind_formats::{FrameHeader, FrameKind, RecordRef, Seq, FRAME_HEADER_LEN};
 
@@ -15,33 +23,170 @@ use crate::error::{Error, Result};
 /// Bytes of a record header in a batch's uncompressed payload.
 pub const RECORD_HEADER_LEN: usize = 16;
 
-/// Accumulates records, then emits one BATCH frame.
+/// Batch message fields after the group name: generation, first_seq, record_count,
+/// timestamp_ms, uncompressed_len, compressed_len.
+const BATCH_FIXED_LEN: usize = 8 + 8 + 4 + 8 + 4 + 4;
+
+/// zstd frame magic (RFC 8878 3.1.1).
+const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+/// Frame header descriptor: 4-byte content size (flag 2), single segment (no window
+/// descriptor), no checksum, no dictionary.
+const ZSTD_FHD_SINGLE_FCS4: u8 = (2 << 6) | (1 << 5);
+/// Magic, descriptor, 4-byte content size.
+const ZSTD_FRAME_HEADER_LEN: usize = 4 + 1 + 4;
+/// Block header: 3 bytes, little-endian: last flag, type (0 = raw), size.
+const ZSTD_BLOCK_HEADER_LEN: usize = 3;
+/// Largest block (Block_Maximum_Size).
+const ZSTD_MAX_BLOCK: usize = 128 << 10;
+
+/// How record payloads are packed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// zstd at this level.
+    Zstd(i32),
+    /// A zstd frame of stored (raw) blocks: no compression, minimal CPU.
+    Store,
+}
+
+impl FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "store" => Ok(Compression::Store),
+            "zstd" => Ok(Compression::Zstd(1)),
+            _ => match s.strip_prefix("zstd:").map(str::parse) {
+                Some(Ok(level)) => Ok(Compression::Zstd(level)),
+                _ => Err(format!(
+                    "compression {s:?}: expected zstd, zstd:LEVEL or store"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::Zstd(l) => write!(f, "zstd:{l}"),
+            Compression::Store => f.write_str("store"),
+        }
+    }
+}
+
+enum Mode {
+    Zstd {
+        raw: Vec<u8>,
+        compressor: Box<zstd::bulk::Compressor<'static>>,
+    },
+    Store {
+        /// The frame being written: prefix, zstd frame header, blocks so far.
+        frame: Vec<u8>,
+        /// Where the current block's header sits in `frame`.
+        block_header: usize,
+        block_len: usize,
+    },
+}
+
+/// Accumulates records of one group, then emits one BATCH frame.
 pub struct BatchBuilder {
-    raw: Vec<u8>,
+    group: String,
+    generation: u64,
+    mode: Mode,
     count: u32,
-    compressor: zstd::bulk::Compressor<'static>,
+    raw_len: usize,
 }
 
 impl BatchBuilder {
-    /// A builder compressing at zstd `level`.
-    pub fn new(level: i32) -> Result<BatchBuilder> {
-        let compressor =
-            zstd::bulk::Compressor::new(level).map_err(Error::io(format!("zstd level {level}")))?;
-        Ok(BatchBuilder {
-            raw: Vec::new(),
+    /// A builder for batches of `group` at `generation`.
+    pub fn new(group: &str, generation: u64, compression: Compression) -> Result<BatchBuilder> {
+        assert!(
+            group.len() <= rewind_formats::MAX_NAME_LEN,
+            "group name too long"
+        );
+        let mode = match compression {
+            Compression::Zstd(level) => Mode::Zstd {
+                raw: Vec::new(),
+                compressor: Box::new(
+                    zstd::bulk::Compressor::new(level)
+                        .map_err(Error::io(format!("zstd level {level}")))?,
+                ),
+            },
+            Compression::Store => Mode::Store {
+                frame: Vec::new(),
+                block_header: 0,
+                block_len: 0,
+            },
+        };
+        let mut b = BatchBuilder {
+            group: group.to_string(),
+            generation,
+            mode,
             count: 0,
-            compressor,
-        })
+            raw_len: 0,
+        };
+        b.reset(Vec::new());
+        Ok(b)
+    }
+
+    /// Bytes before the compressed data: frame header, group name, fixed batch fields.
+    fn prefix_len(&self) -> usize {
+        FRAME_HEADER_LEN + 1 + self.group.len() + BATCH_FIXED_LEN
+    }
+
+    fn reset(&mut self, mut buf: Vec<u8>) {
+        let prefix = self.prefix_len();
+        self.count = 0;
+        self.raw_len = 0;
+        match &mut self.mode {
+            Mode::Zstd { raw, .. } => raw.clear(),
+            Mode::Store {
+                frame,
+                block_header,
+                block_len,
+            } => {
+                buf.clear();
+                buf.resize(prefix + ZSTD_FRAME_HEADER_LEN + ZSTD_BLOCK_HEADER_LEN, 0);
+                *frame = buf;
+                *block_header = prefix + ZSTD_FRAME_HEADER_LEN;
+                *block_len = 0;
+            }
+        }
+    }
+
+    fn write(&mut self, mut bytes: &[u8]) {
+        self.raw_len += bytes.len();
+        match &mut self.mode {
+            Mode::Zstd { raw, .. } => raw.extend_from_slice(bytes),
+            Mode::Store {
+                frame,
+                block_header,
+                block_len,
+            } => {
+                while !bytes.is_empty() {
+                    if *block_len == ZSTD_MAX_BLOCK {
+                        put_block_header(frame, *block_header, false, *block_len);
+                        *block_header = frame.len();
+                        frame.extend_from_slice(&[0; ZSTD_BLOCK_HEADER_LEN]);
+                        *block_len = 0;
+                    }
+                    let take = bytes.len().min(ZSTD_MAX_BLOCK - *block_len);
+                    frame.extend_from_slice(&bytes[..take]);
+                    *block_len += take;
+                    bytes = &bytes[take..];
+                }
+            }
+        }
     }
 
     /// Appends one record (header, then data for data records).
     pub fn push(&mut self, rec: &RecordRef<'_>) {
-        self.raw.extend_from_slice(&rec.disk.to_le_bytes());
-        self.raw.push(rec.kind as u8);
-        self.raw.push(0);
-        self.raw.extend_from_slice(&rec.len.to_le_bytes());
-        self.raw.extend_from_slice(&rec.offset.to_le_bytes());
-        self.raw.extend_from_slice(rec.data);
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        h[0..2].copy_from_slice(&rec.disk.to_le_bytes());
+        h[2] = rec.kind as u8;
+        h[4..8].copy_from_slice(&rec.len.to_le_bytes());
+        h[8..16].copy_from_slice(&rec.offset.to_le_bytes());
+        self.write(&h);
+        self.write(rec.data);
         self.count += 1;
     }
 
@@ -52,58 +197,76 @@ impl BatchBuilder {
 
     /// Uncompressed payload bytes so far (headers and data).
     pub fn raw_len(&self) -> usize {
-        self.raw.len()
+        self.raw_len
     }
 
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
-    /// Emits the BATCH frame (header + payload) of the records pushed so far into `out` (reusing
-    /// its allocation) and starts a new batch. Must not be called when empty.
-    pub fn finish(
-        &mut self,
-        mut out: Vec<u8>,
-        group: &str,
-        generation: u64,
-        first_seq: Seq,
-        timestamp_ms: u64,
-    ) -> Result<Vec<u8>> {
+    /// Emits the BATCH frame (header + payload) of the records pushed so far and starts a new
+    /// batch; `spare` is an old frame whose allocation is reused. Must not be called when empty.
+    pub fn finish(&mut self, spare: Vec<u8>, first_seq: Seq, timestamp_ms: u64) -> Result<Vec<u8>> {
         assert!(self.count > 0, "empty batch");
-        let name = group.as_bytes();
-        assert!(
-            name.len() <= rewind_formats::MAX_NAME_LEN,
-            "group name too long"
-        );
-        let bound = zstd::zstd_safe::compress_bound(self.raw.len());
-        out.clear();
-        out.reserve(FRAME_HEADER_LEN + 1 + name.len() + 36 + bound);
-        out.resize(FRAME_HEADER_LEN, 0);
-        out.push(name.len() as u8);
-        out.extend_from_slice(name);
-        out.extend_from_slice(&generation.to_le_bytes());
-        out.extend_from_slice(&first_seq.0.to_le_bytes());
-        out.extend_from_slice(&self.count.to_le_bytes());
-        out.extend_from_slice(&timestamp_ms.to_le_bytes());
-        out.extend_from_slice(&(self.raw.len() as u32).to_le_bytes());
-        let len_pos = out.len();
-        out.extend_from_slice(&[0; 4]);
-        let start = out.len();
-        let compressed = {
-            let mut cursor = Cursor::new(&mut out);
-            cursor.set_position(start as u64);
-            self.compressor
-                .compress_to_buffer(&self.raw, &mut cursor)
-                .map_err(Error::io("zstd compression of a batch"))?
+        let prefix = self.prefix_len();
+        let raw_len = self.raw_len;
+        let mut out = match &mut self.mode {
+            Mode::Zstd { raw, compressor } => {
+                let mut out = spare;
+                out.clear();
+                out.reserve(prefix + zstd::zstd_safe::compress_bound(raw.len()));
+                out.resize(prefix, 0);
+                let mut cursor = Cursor::new(&mut out);
+                cursor.set_position(prefix as u64);
+                compressor
+                    .compress_to_buffer(raw.as_slice(), &mut cursor)
+                    .map_err(Error::io("zstd compression of a batch"))?;
+                out
+            }
+            Mode::Store {
+                frame,
+                block_header,
+                block_len,
+            } => {
+                put_block_header(frame, *block_header, true, *block_len);
+                let z = prefix;
+                frame[z..z + 4].copy_from_slice(&ZSTD_MAGIC.to_le_bytes());
+                frame[z + 4] = ZSTD_FHD_SINGLE_FCS4;
+                frame[z + 5..z + 9].copy_from_slice(&(raw_len as u32).to_le_bytes());
+                std::mem::replace(frame, spare)
+            }
         };
-        debug_assert_eq!(out.len(), start + compressed);
-        out[len_pos..len_pos + 4].copy_from_slice(&(compressed as u32).to_le_bytes());
+        let compressed = out.len() - prefix;
+        let mut w = FRAME_HEADER_LEN;
+        let mut put = |bytes: &[u8]| {
+            out[w..w + bytes.len()].copy_from_slice(bytes);
+            w += bytes.len();
+        };
+        put(&[self.group.len() as u8]);
+        put(self.group.as_bytes());
+        put(&self.generation.to_le_bytes());
+        put(&first_seq.0.to_le_bytes());
+        put(&self.count.to_le_bytes());
+        put(&timestamp_ms.to_le_bytes());
+        put(&(raw_len as u32).to_le_bytes());
+        put(&(compressed as u32).to_le_bytes());
+        debug_assert_eq!(w, prefix);
         let header = FrameHeader::for_payload(FrameKind::Batch, &out[FRAME_HEADER_LEN..]);
         out[..FRAME_HEADER_LEN].copy_from_slice(&header.encode());
-        self.raw.clear();
-        self.count = 0;
+        // Store mode got `spare` as its next frame buffer; reset prepares it.
+        let next = match &mut self.mode {
+            Mode::Store { frame, .. } => std::mem::take(frame),
+            Mode::Zstd { .. } => Vec::new(),
+        };
+        self.reset(next);
         Ok(out)
     }
+}
+
+fn put_block_header(frame: &mut [u8], at: usize, last: bool, len: usize) {
+    // bit 0: last block; bits 1-2: type 0 (raw); bits 3..24: size.
+    let v = (len as u32) << 3 | u32::from(last);
+    frame[at..at + 3].copy_from_slice(&v.to_le_bytes()[..3]);
 }
 
 #[cfg(test)]
@@ -111,10 +274,22 @@ mod tests {
     use super::*;
     use rewind_formats::{decode_frame, Batch, Message, RecordKind};
 
+    fn decode(frame: &[u8]) -> Batch {
+        let (kind, payload, used) = decode_frame(frame).unwrap().unwrap();
+        assert_eq!(kind, FrameKind::Batch);
+        assert_eq!(used, frame.len());
+        match Message::decode(kind, payload).unwrap() {
+            Message::Batch(b) => b,
+            other => panic!("not a batch: {other:?}"),
+        }
+    }
+
     #[test]
     fn frames_decode_with_rewind_formats() {
         let data_a = vec![0xabu8; 4096];
         let data_b: Vec<u8> = (0..8192u32).map(|i| (i * 7) as u8).collect();
+        // Crosses several 128 KiB zstd blocks in store mode.
+        let data_c: Vec<u8> = (0..(300u32 << 10)).map(|i| (i % 251) as u8).collect();
         let records = [
             RecordRef {
                 disk: 0,
@@ -137,43 +312,118 @@ mod tests {
                 len: 8192,
                 data: &data_b,
             },
+            RecordRef {
+                disk: 2,
+                kind: RecordKind::Data,
+                offset: 1 << 30,
+                len: 300 << 10,
+                data: &data_c,
+            },
         ];
-        let mut b = BatchBuilder::new(1).unwrap();
-        for r in &records {
-            b.push(r);
+        for compression in [
+            Compression::Zstd(1),
+            Compression::Zstd(-3),
+            Compression::Store,
+        ] {
+            let mut b = BatchBuilder::new("g1", 3, compression).unwrap();
+            for r in &records {
+                b.push(r);
+            }
+            assert_eq!(b.record_count(), 4);
+            let frame = b.finish(Vec::new(), Seq(10), 1234).unwrap();
+            assert!(b.is_empty());
+
+            let batch = decode(&frame);
+            assert_eq!(batch.group, "g1");
+            assert_eq!(batch.generation, 3);
+            assert_eq!(batch.first_seq, Seq(10));
+            assert_eq!(batch.record_count, 4);
+            assert_eq!(batch.timestamp_ms, 1234);
+            assert_eq!(batch.last_seq(), Seq(13));
+            let decoded = batch.decode_records().unwrap();
+            let got: Vec<RecordRef<'_>> = decoded.iter().collect();
+            assert_eq!(got, records, "{compression}");
+
+            // Same uncompressed payload as the reference encoder.
+            let reference = Batch::build("g1", 3, Seq(10), 1234, &records, 1);
+            assert_eq!(reference.uncompressed_len, batch.uncompressed_len);
+            let plain = zstd::bulk::decompress(&reference.compressed, 1 << 20).unwrap();
+            let ours = zstd::bulk::decompress(&batch.compressed, 1 << 20).unwrap();
+            assert_eq!(plain, ours);
+
+            // The builder is reusable and reuses the buffer it is given.
+            for n in 1..=3 {
+                for r in &records[..n] {
+                    b.push(r);
+                }
+                let f = b.finish(frame.clone(), Seq(14), 1235).unwrap();
+                let batch = decode(&f);
+                assert_eq!(batch.record_count, n as u32);
+                let d = batch.decode_records().unwrap();
+                assert_eq!(d.iter().collect::<Vec<_>>(), records[..n]);
+            }
         }
-        assert_eq!(b.record_count(), 3);
-        let frame = b.finish(Vec::new(), "g1", 3, Seq(10), 1234).unwrap();
-        assert!(b.is_empty());
+    }
 
-        let (kind, payload, used) = decode_frame(&frame).unwrap().unwrap();
-        assert_eq!(kind, FrameKind::Batch);
-        assert_eq!(used, frame.len());
-        let Message::Batch(batch) = Message::decode(kind, payload).unwrap() else {
-            panic!("not a batch");
+    #[test]
+    fn store_blocks_at_exact_boundaries() {
+        // Payloads that end exactly on 128 KiB block boundaries: zero records are 16 bytes each;
+        // 31 records of 512 bytes plus one of 224 or 480 sectors make 32 headers + 255 or 511
+        // sectors = 1 or 2 blocks.
+        let sector = vec![1u8; 512];
+        let big = vec![2u8; 480 * 512];
+        let zero = |i: u64| RecordRef {
+            disk: 0,
+            kind: RecordKind::Zero,
+            offset: i * 512,
+            len: 512,
+            data: &[],
         };
-        assert_eq!(batch.group, "g1");
-        assert_eq!(batch.generation, 3);
-        assert_eq!(batch.first_seq, Seq(10));
-        assert_eq!(batch.record_count, 3);
-        assert_eq!(batch.timestamp_ms, 1234);
-        assert_eq!(batch.last_seq(), Seq(12));
-        let decoded = batch.decode_records().unwrap();
-        let got: Vec<RecordRef<'_>> = decoded.iter().collect();
-        assert_eq!(got, records);
-
-        // Same uncompressed payload as the reference encoder.
-        let reference = Batch::build("g1", 3, Seq(10), 1234, &records, 1);
-        assert_eq!(reference.uncompressed_len, batch.uncompressed_len);
-
-        // The builder is reusable and reuses the buffer it is given.
-        b.push(&records[0]);
-        let frame2 = b.finish(frame, "g1", 3, Seq(13), 1235).unwrap();
-        let (_, payload, _) = decode_frame(&frame2).unwrap().unwrap();
-        let Message::Batch(batch) = Message::decode(FrameKind::Batch, payload).unwrap() else {
-            panic!("not a batch");
+        let data = |i: u64, d: &'static [u8]| RecordRef {
+            disk: 0,
+            kind: RecordKind::Data,
+            offset: i << 20,
+            len: d.len() as u32,
+            data: d,
         };
-        assert_eq!(batch.record_count, 1);
-        assert_eq!(batch.decode_records().unwrap().get(0), records[0]);
+        let sector: &'static [u8] = Box::leak(sector.into_boxed_slice());
+        let big: &'static [u8] = Box::leak(big.into_boxed_slice());
+        let cases: Vec<Vec<RecordRef<'static>>> = vec![
+            (0..8192).map(zero).collect(),
+            (0..16384).map(zero).collect(),
+            (0..31)
+                .map(|i| data(i, sector))
+                .chain([data(99, &big[..224 * 512])])
+                .collect(),
+            (0..31)
+                .map(|i| data(i, sector))
+                .chain([data(99, big)])
+                .collect(),
+            (0..31)
+                .map(|i| data(i, sector))
+                .chain([data(99, big), zero(7)])
+                .collect(),
+        ];
+        for records in cases {
+            let mut b = BatchBuilder::new("g", 1, Compression::Store).unwrap();
+            for r in &records {
+                b.push(r);
+            }
+            let batch = decode(&b.finish(Vec::new(), Seq(1), 0).unwrap());
+            let d = batch.decode_records().unwrap();
+            assert_eq!(d.iter().collect::<Vec<_>>(), records);
+        }
+    }
+
+    #[test]
+    fn compression_names() {
+        assert_eq!("store".parse::<Compression>().unwrap(), Compression::Store);
+        assert_eq!("zstd".parse::<Compression>().unwrap(), Compression::Zstd(1));
+        assert_eq!(
+            "zstd:-5".parse::<Compression>().unwrap(),
+            Compression::Zstd(-5)
+        );
+        assert!("lz4".parse::<Compression>().is_err());
+        assert_eq!(Compression::Zstd(3).to_string(), "zstd:3");
     }
 }

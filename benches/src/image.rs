@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rewind_formats::{RecordKind, RecordRef, Seq, Tag, TagInfo, TagKind, SECTOR};
 
-use crate::batch::BatchBuilder;
+use crate::batch::{BatchBuilder, Compression};
 use crate::error::{Error, Result};
 use crate::run::{build_hello, open};
 use crate::session::{Session, SessionLimits};
@@ -37,7 +37,7 @@ pub struct ImageConfig {
     /// Tag name; default `image-<seq>`.
     pub tag: Option<String>,
     pub generation: u64,
-    pub level: i32,
+    pub compression: Compression,
     pub batch_bytes: u64,
     pub max_inflight_bytes: u64,
     pub ack_timeout: Duration,
@@ -231,7 +231,7 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
         None,
     )?;
     let started = Instant::now();
-    let mut builder = BatchBuilder::new(cfg.level)?;
+    let mut builder = BatchBuilder::new(&cfg.group, cfg.generation, cfg.compression)?;
     let mut next = durable + 1;
     let mut batch_first = next;
     let mut batch_bytes = 0u64;
@@ -254,13 +254,7 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
         if builder.is_empty() {
             return Ok(());
         }
-        let frame = builder.finish(
-            Vec::new(),
-            &cfg.group,
-            cfg.generation,
-            Seq(*first),
-            crate::now_ms(),
-        )?;
+        let frame = builder.finish(Vec::new(), Seq(*first), crate::now_ms())?;
         session.send_batch(&frame, next - 1, *bytes)?;
         *first = next;
         *bytes = 0;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rewind_formats::{DiskInfo, Hello, HelloGroup, ResumeStatus, Seq, Tag, TagInfo, TagKind};
 
-use crate::batch::{BatchBuilder, RECORD_HEADER_LEN};
+use crate::batch::{BatchBuilder, Compression, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::model::{Model, Workload};
 use crate::session::{Session, SessionLimits, SessionStats};
@@ -43,7 +43,7 @@ pub struct RunConfig {
     pub batch_bytes: u64,
     /// Send a user TAG `t<seq>` at every multiple of this seq (0: never).
     pub tag_every: u64,
-    pub level: i32,
+    pub compression: Compression,
     pub state: Option<PathBuf>,
     pub reconnect: bool,
     pub reconnect_timeout: Duration,
@@ -80,6 +80,7 @@ pub struct RunSummary {
     pub record_size: u32,
     pub pattern: String,
     pub payload: String,
+    pub compression: String,
 }
 
 /// Records per batch for this record size and batch size.
@@ -295,6 +296,7 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
         record_size: w.record_size,
         pattern: w.pattern.to_string(),
         payload: w.payload.to_string(),
+        compression: cfg.compression.to_string(),
     })
 }
 
@@ -391,7 +393,7 @@ fn produce(
     worker: u64,
     threads: u64,
 ) {
-    let mut builder = match BatchBuilder::new(cfg.level) {
+    let mut builder = match BatchBuilder::new(&cfg.group, cfg.generation, cfg.compression) {
         Ok(b) => b,
         Err(e) => {
             let _ = tx.send(Err(e));
@@ -414,7 +416,7 @@ fn produce(
             .pop()
             .unwrap_or_default();
         let built = builder
-            .finish(buf, &cfg.group, cfg.generation, Seq(first), crate::now_ms())
+            .finish(buf, Seq(first), crate::now_ms())
             .map(|frame| Built {
                 frame,
                 first_seq: first,

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::FakeTarget;
+use rewind_benches::batch::Compression;
 use rewind_benches::image::{send_image, ImageConfig};
 use rewind_benches::run::{run, run_with_model, RunConfig};
 use rewind_benches::verify::{replay_image, verify_image, VerifyOutcome};
@@ -42,7 +43,7 @@ fn config(target: &FakeTarget, w: Workload, total: u64) -> RunConfig {
         total_bytes: total,
         batch_bytes: 64 << 10,
         tag_every: 0,
-        level: 1,
+        compression: Compression::Zstd(1),
         state: None,
         reconnect: false,
         reconnect_timeout: Duration::from_secs(10),
@@ -69,6 +70,9 @@ fn run_replicates_the_model_and_tags() {
         let model = small_model(w.clone());
         let mut cfg = config(&target, w, 3 << 20); // 768 records: wraps sdb
         cfg.tag_every = 100;
+        if pattern == Pattern::Random {
+            cfg.compression = Compression::Store;
+        }
         let s = run_with_model(&cfg, &model).unwrap();
         assert_eq!(s.first_seq, 1);
         assert_eq!(s.acked_seq, 768);
@@ -76,11 +80,19 @@ fn run_replicates_the_model_and_tags() {
         assert_eq!(s.bytes, 3 << 20);
         assert_eq!(s.batches, 48);
         assert_eq!(s.tags, 7);
-        assert!(
-            s.wire_bytes < s.bytes / 2,
-            "compressible: {} wire bytes",
-            s.wire_bytes
-        );
+        if cfg.compression == Compression::Store {
+            assert!(
+                s.wire_bytes > s.bytes,
+                "stored: {} wire bytes",
+                s.wire_bytes
+            );
+        } else {
+            assert!(
+                s.wire_bytes < s.bytes / 2,
+                "compressible: {} wire bytes",
+                s.wire_bytes
+            );
+        }
         assert!(s.seconds > 0.0 && s.mb_per_s > 0.0);
         assert_eq!(target.durable("g1"), 768);
         let tags = target.tags("g1");
@@ -233,7 +245,7 @@ fn image_mode_sends_full_then_incremental_and_tags() {
         since: None,
         tag: Some("v1".into()),
         generation: 1,
-        level: 1,
+        compression: Compression::Zstd(1),
         batch_bytes: 128 << 10,
         max_inflight_bytes: 1 << 20,
         ack_timeout: Duration::from_secs(20),

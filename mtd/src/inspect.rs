@@ -105,8 +105,14 @@ pub fn report(store: &Store) -> Report {
                     chunks: s.chunks,
                 })
                 .collect(),
+            // Every seq from the first one in the journal is a point; the time table has a time
+            // per chunk, so the oldest point's time is its chunk's.
             oldest_point: range.map(|((s, t), _)| PointReport {
-                seq: s.0,
+                seq: st
+                    .segments
+                    .values()
+                    .next()
+                    .map_or(s.0, |seg| seg.first_seq.0),
                 time: format_ms(t),
             }),
             newest_point: range.map(|(_, (s, t))| PointReport {

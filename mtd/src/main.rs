@@ -75,13 +75,21 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // The daemon logs its work; the offline tools only warnings (their output is the point).
+    let default_level = if matches!(cli.cmd, Cmd::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().cmd {
+    match cli.cmd {
         Cmd::Serve {
             data_dir,
             listen,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rewind_benches::batch::Compression;
 use rewind_benches::image::{send_image, ImageConfig};
 use rewind_benches::run::{run, RunConfig};
 use rewind_benches::verify::verify_image;
@@ -46,6 +47,15 @@ struct WorkloadArgs {
     payload: Payload,
 }
 
+impl SendArgs {
+    fn compression(&self) -> Compression {
+        match self.compression.as_str() {
+            "store" => Compression::Store,
+            _ => Compression::Zstd(self.level),
+        }
+    }
+}
+
 impl WorkloadArgs {
     fn workload(&self) -> anyhow::Result<Workload> {
         let record_size = u32::try_from(self.record_size).context("--record-size too large")?;
@@ -78,6 +88,10 @@ struct SendArgs {
     /// zstd level.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     level: i32,
+    /// zstd | store (stored zstd blocks: what zstd makes of incompressible data, at a fraction
+    /// of the load generator's CPU).
+    #[arg(long, default_value = "zstd", value_parser = ["zstd", "store"])]
+    compression: String,
     /// Most record bytes sent but not acked.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
     max_inflight: u64,
@@ -160,6 +174,7 @@ fn main() -> ExitCode {
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().cmd {
         Cmd::Run(a) => {
+            let compression = a.send.compression();
             let cfg = RunConfig {
                 addr: a.send.connect,
                 agent: a.send.agent,
@@ -169,7 +184,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 total_bytes: a.total,
                 batch_bytes: a.send.batch_bytes,
                 tag_every: a.tag_every,
-                level: a.send.level,
+                compression,
                 state: a.state,
                 reconnect: a.reconnect,
                 reconnect_timeout: a.reconnect_timeout,
@@ -218,6 +233,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Image(a) => {
+            let compression = a.send.compression();
             let cfg = ImageConfig {
                 addr: a.send.connect,
                 agent: a.send.agent,
@@ -227,7 +243,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 since: a.since,
                 tag: a.tag,
                 generation: a.send.generation,
-                level: a.send.level,
+                compression,
                 batch_bytes: a.send.batch_bytes,
                 max_inflight_bytes: a.send.max_inflight,
                 ack_timeout: a.send.ack_timeout,

@@ -320,7 +320,12 @@ fn add_segment(st: &mut GroupState, id: u64, seg: LoadedSegment) -> Result<()> {
             file: Arc::new(file),
             first_seq,
             last_seq,
-            len_bytes: seg.file_len,
+            // An unsealed segment read offline may carry preallocated space past its data.
+            len_bytes: if seg.sealed {
+                seg.file_len
+            } else {
+                seg.data_end
+            },
             sealed: seg.sealed,
             newest_ms: seg
                 .footer
@@ -409,4 +414,58 @@ fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &ChunkHeader
 /// A tag as the store keeps it (for listing).
 pub fn tag_list(st: &GroupState) -> Vec<TagInfo> {
     st.points.tags().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::manifest::{DiskManifest, MANIFEST_VERSION};
+
+    fn group() -> (tempfile::TempDir, Arc<Group>) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            group: "g".into(),
+            disks: vec![DiskManifest {
+                name: "sda".into(),
+                size_bytes: 1 << 20,
+            }],
+            generation: 1,
+            retention_ms: 1000,
+            horizon_seq: 0,
+            horizon_ms: 0,
+            created_ms: 0,
+        };
+        let g = Group::create(dir.path().join("g"), m).unwrap();
+        (dir, g)
+    }
+
+    #[test]
+    fn pins_hold_back_the_merge_horizon() {
+        let (_dir, g) = group();
+        let pin = g.pin(Seq(5)).unwrap();
+        assert_eq!(
+            g.claim_merge_horizon(Seq(10)),
+            Seq(5),
+            "merge stops at the oldest pin"
+        );
+        assert!(
+            g.pin(Seq(3)).is_err(),
+            "a view older than a claimed horizon is refused"
+        );
+        assert!(g.pin(Seq(5)).is_ok());
+        drop(pin);
+        assert_eq!(g.oldest_pin(), None);
+        assert_eq!(g.claim_merge_horizon(Seq(10)), Seq(10));
+        assert!(matches!(g.pin(Seq(9)), Err(StoreError::PointTooOld { .. })));
+    }
+
+    #[test]
+    fn load_of_a_new_group_is_empty_and_zero() {
+        let (_dir, g) = group();
+        assert_eq!(g.durable(), Seq(0));
+        let st = g.state.read().unwrap();
+        assert_eq!(st.bases[0].metadata().unwrap().len(), 1 << 20);
+        assert!(st.segments.is_empty());
+    }
 }
