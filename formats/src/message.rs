@@ -188,6 +188,7 @@ pub struct ErrorMsg {
 
 /// Why an ERROR was sent. Wire u16: 1..=12 in declaration order; any other value decodes to
 /// `Other(n)`, so that a newer peer's new codes still reach an older one as errors.
+/// (`Other(n)` with n in 1..=12 encodes as the named code; build codes with `from_u16`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     Protocol,
@@ -206,37 +207,40 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    const KNOWN: [ErrorCode; 12] = [
-        ErrorCode::Protocol,
-        ErrorCode::BadChecksum,
-        ErrorCode::UnknownGroup,
-        ErrorCode::UnknownDisk,
-        ErrorCode::StaleGeneration,
-        ErrorCode::WrongDiskSize,
-        ErrorCode::OutOfRange,
-        ErrorCode::SeqGap,
-        ErrorCode::Busy,
-        ErrorCode::NoSpace,
-        ErrorCode::StoreFailed,
-        ErrorCode::Internal,
-    ];
-
     /// The wire value.
     pub fn as_u16(self) -> u16 {
         match self {
+            ErrorCode::Protocol => 1,
+            ErrorCode::BadChecksum => 2,
+            ErrorCode::UnknownGroup => 3,
+            ErrorCode::UnknownDisk => 4,
+            ErrorCode::StaleGeneration => 5,
+            ErrorCode::WrongDiskSize => 6,
+            ErrorCode::OutOfRange => 7,
+            ErrorCode::SeqGap => 8,
+            ErrorCode::Busy => 9,
+            ErrorCode::NoSpace => 10,
+            ErrorCode::StoreFailed => 11,
+            ErrorCode::Internal => 12,
             ErrorCode::Other(n) => n,
-            known => {
-                let i = ErrorCode::KNOWN.iter().position(|k| *k == known);
-                // Every variant but Other is in KNOWN.
-                i.map_or(0, |i| i as u16 + 1)
-            }
         }
     }
 
     /// The code for a wire value; never fails.
     pub fn from_u16(v: u16) -> ErrorCode {
         match v {
-            1..=12 => ErrorCode::KNOWN[usize::from(v) - 1],
+            1 => ErrorCode::Protocol,
+            2 => ErrorCode::BadChecksum,
+            3 => ErrorCode::UnknownGroup,
+            4 => ErrorCode::UnknownDisk,
+            5 => ErrorCode::StaleGeneration,
+            6 => ErrorCode::WrongDiskSize,
+            7 => ErrorCode::OutOfRange,
+            8 => ErrorCode::SeqGap,
+            9 => ErrorCode::Busy,
+            10 => ErrorCode::NoSpace,
+            11 => ErrorCode::StoreFailed,
+            12 => ErrorCode::Internal,
             n => ErrorCode::Other(n),
         }
     }
