@@ -14,6 +14,9 @@ use rewind_formats::{RecordKind, RecordRef, Seq};
 
 const DISK: u64 = 1 << 20;
 
+/// Sends one kind of bad input on an open session.
+type BadSender = Box<dyn Fn(&mut Conn)>;
+
 struct Conn(UnixStream);
 
 impl Conn {
@@ -136,7 +139,7 @@ fn bad_input_is_refused_and_applies_nothing() {
         c.send_msg(&batch("victim", 5, 1, 0, 0, 0xaa));
         c.wait_ack(1);
     }
-    let cases: Vec<(&str, ErrorCode, Box<dyn Fn(&mut Conn)>)> = vec![
+    let cases: Vec<(&str, ErrorCode, BadSender)> = vec![
         (
             "bad payload crc",
             ErrorCode::BadChecksum,

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use rand::Rng;
 
-const ROUNDS: usize = 20;
+/// Kill/restart rounds per engine: 20 in the suite; `scripts/bench.sh crash` asks for more.
+fn rounds() -> usize {
+    std::env::var("REWIND_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+}
 
 /// The highest seq the load generator saw acknowledged (its --state file).
 fn acked(state: &Path) -> u64 {
@@ -27,6 +30,7 @@ fn acked(state: &Path) -> u64 {
 }
 
 fn crash_rounds(engine: &str) {
+    let rounds = rounds();
     let work = tempdir();
     let wl = Workload {
         group: "crash".into(),
@@ -55,7 +59,7 @@ fn crash_rounds(engine: &str) {
     );
     let mut rng = rand::thread_rng();
     let mut acked_before_kill = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
         d.kill9();
         acked_before_kill.push(acked(&state));
@@ -106,7 +110,7 @@ fn crash_rounds(engine: &str) {
     let mut seqs: Vec<u64> = vec![
         final_acked,
         durable,
-        acked_before_kill[ROUNDS / 2],
+        acked_before_kill[rounds / 2],
         acked_before_kill[0],
     ];
     seqs.retain(|&s| s > 0);
@@ -144,7 +148,7 @@ fn crash_rounds(engine: &str) {
     }
     assert_eq!(
         log.matches("listening for agents").count(),
-        ROUNDS + 1,
+        rounds + 1,
         "daemon restarts"
     );
 }

@@ -94,7 +94,7 @@ impl DiskIndex {
                 }
             }
         }
-        candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
 
         let mut uncovered = vec![(start, end)];
         let mut pieces = Vec::new();

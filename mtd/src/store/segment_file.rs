@@ -168,7 +168,7 @@ fn footer_offset(file: &File, path: &Path, file_len: u64) -> Result<u64> {
 /// The footer of a sealed segment, or None if there is none or it does not verify (then the caller
 /// scans; a bad footer is worth a warning, never a lost segment).
 fn read_footer(file: &File, path: &Path, file_len: u64) -> Result<Option<SegmentFooter>> {
-    if file_len < (BLOCK + TRAILER_LEN) as u64 || file_len % BLOCK as u64 != 0 {
+    if file_len < (BLOCK + TRAILER_LEN) as u64 || !file_len.is_multiple_of(BLOCK as u64) {
         return Ok(None);
     }
     let mut trailer = [0u8; TRAILER_LEN];
