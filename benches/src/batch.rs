@@ -263,6 +263,236 @@ impl BatchBuilder {
     }
 }
 
+/// One consecutive piece of a [`PartsFrame`].
+#[derive(Clone, Copy, Debug)]
+enum Piece<'a> {
+    /// A range of the frame's own small buffer (headers).
+    Meta { start: usize, end: usize },
+    /// Record data where it lies.
+    Data(&'a [u8]),
+}
+
+/// A stored-mode BATCH frame whose record data is not copied: a small buffer of headers plus
+/// references to the data, for a vectored write ([`crate::wire::write_all_parts`]).
+#[derive(Debug)]
+pub struct PartsFrame<'a> {
+    meta: Vec<u8>,
+    pieces: Vec<Piece<'a>>,
+    len: usize,
+}
+
+impl<'a> PartsFrame<'a> {
+    /// The frame's bytes, in order.
+    pub fn parts(&self) -> Vec<&[u8]> {
+        self.pieces
+            .iter()
+            .map(|p| match *p {
+                Piece::Meta { start, end } => &self.meta[start..end],
+                Piece::Data(d) => d,
+            })
+            .collect()
+    }
+
+    /// Total frame length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The frame in one buffer (tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.parts().concat()
+    }
+}
+
+/// Record data shorter than this is copied into a [`PartsFrame`]'s own buffer: the kernel's cost
+/// per writev segment on a TCP socket is far above the cost of copying a few KiB.
+const MIN_REFERENCED_DATA: usize = 32 << 10;
+
+/// Builds [`PartsFrame`]s: the same bytes as [`Compression::Store`], without copying large data.
+pub struct PartsBuilder<'a> {
+    group: String,
+    generation: u64,
+    frame: PartsFrame<'a>,
+    block_header: usize,
+    block_len: usize,
+    count: u32,
+    raw_len: usize,
+}
+
+impl<'a> PartsBuilder<'a> {
+    pub fn new(group: &str, generation: u64) -> PartsBuilder<'a> {
+        assert!(
+            group.len() <= rewind_formats::MAX_NAME_LEN,
+            "group name too long"
+        );
+        let mut b = PartsBuilder {
+            group: group.to_string(),
+            generation,
+            frame: PartsFrame {
+                meta: Vec::new(),
+                pieces: Vec::new(),
+                len: 0,
+            },
+            block_header: 0,
+            block_len: 0,
+            count: 0,
+            raw_len: 0,
+        };
+        b.reset();
+        b
+    }
+
+    fn prefix_len(&self) -> usize {
+        FRAME_HEADER_LEN + 1 + self.group.len() + BATCH_FIXED_LEN
+    }
+
+    fn reset(&mut self) {
+        let prefix = self.prefix_len();
+        self.frame = PartsFrame {
+            meta: Vec::with_capacity(4096),
+            pieces: Vec::new(),
+            len: 0,
+        };
+        self.add_meta(&vec![0; prefix + ZSTD_FRAME_HEADER_LEN]);
+        self.block_header = self.frame.meta.len();
+        self.add_meta(&[0; ZSTD_BLOCK_HEADER_LEN]);
+        self.block_len = 0;
+        self.count = 0;
+        self.raw_len = 0;
+    }
+
+    fn add_meta(&mut self, bytes: &[u8]) {
+        let f = &mut self.frame;
+        let start = f.meta.len();
+        f.meta.extend_from_slice(bytes);
+        let end = f.meta.len();
+        f.len += bytes.len();
+        match f.pieces.last_mut() {
+            Some(Piece::Meta { end: e, .. }) if *e == start => *e = end,
+            _ => f.pieces.push(Piece::Meta { start, end }),
+        }
+    }
+
+    /// Room left in the current stored block, starting a new block when it is full.
+    fn block_room(&mut self) -> usize {
+        if self.block_len == ZSTD_MAX_BLOCK {
+            put_block_header(
+                &mut self.frame.meta,
+                self.block_header,
+                false,
+                self.block_len,
+            );
+            self.block_header = self.frame.meta.len();
+            self.add_meta(&[0; ZSTD_BLOCK_HEADER_LEN]);
+            self.block_len = 0;
+        }
+        ZSTD_MAX_BLOCK - self.block_len
+    }
+
+    /// Appends bytes by copying them, splitting at block boundaries.
+    fn write_copy(&mut self, mut h: &[u8]) {
+        self.raw_len += h.len();
+        while !h.is_empty() {
+            let take = h.len().min(self.block_room());
+            self.add_meta(&h[..take]);
+            self.block_len += take;
+            h = &h[take..];
+        }
+    }
+
+    /// Appends record data (referenced, or copied if small), splitting at block boundaries.
+    fn write_data(&mut self, mut data: &'a [u8]) {
+        if data.len() < MIN_REFERENCED_DATA {
+            return self.write_copy(data);
+        }
+        self.raw_len += data.len();
+        while !data.is_empty() {
+            let take = data.len().min(self.block_room());
+            self.frame.pieces.push(Piece::Data(&data[..take]));
+            self.frame.len += take;
+            self.block_len += take;
+            data = &data[take..];
+        }
+    }
+
+    /// Appends one record; its data is referenced, not copied, unless it is small.
+    pub fn push(&mut self, rec: &RecordRef<'a>) {
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        h[0..2].copy_from_slice(&rec.disk.to_le_bytes());
+        h[2] = rec.kind as u8;
+        h[4..8].copy_from_slice(&rec.len.to_le_bytes());
+        h[8..16].copy_from_slice(&rec.offset.to_le_bytes());
+        self.write_copy(&h);
+        self.write_data(rec.data);
+        self.count += 1;
+    }
+
+    pub fn record_count(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Completes the frame (headers and checksum) and starts a new one.
+    pub fn finish(&mut self, first_seq: Seq, timestamp_ms: u64) -> PartsFrame<'a> {
+        assert!(self.count > 0, "empty batch");
+        let prefix = self.prefix_len();
+        let raw_len = self.raw_len as u32;
+        let compressed = (self.frame.len - prefix) as u32;
+        let count = self.count;
+        put_block_header(
+            &mut self.frame.meta,
+            self.block_header,
+            true,
+            self.block_len,
+        );
+        let m = &mut self.frame.meta;
+        let mut w = FRAME_HEADER_LEN;
+        let mut put = |bytes: &[u8]| {
+            m[w..w + bytes.len()].copy_from_slice(bytes);
+            w += bytes.len();
+        };
+        put(&[self.group.len() as u8]);
+        put(self.group.as_bytes());
+        put(&self.generation.to_le_bytes());
+        put(&first_seq.0.to_le_bytes());
+        put(&count.to_le_bytes());
+        put(&timestamp_ms.to_le_bytes());
+        put(&raw_len.to_le_bytes());
+        put(&compressed.to_le_bytes());
+        put(&ZSTD_MAGIC.to_le_bytes());
+        put(&[ZSTD_FHD_SINGLE_FCS4]);
+        put(&raw_len.to_le_bytes());
+        let mut frame = std::mem::replace(
+            &mut self.frame,
+            PartsFrame {
+                meta: Vec::new(),
+                pieces: Vec::new(),
+                len: 0,
+            },
+        );
+        let crc = frame.parts().iter().fold((0u32, 0usize), |(crc, at), p| {
+            // Skip the frame header (the first 24 bytes, all in the first meta piece).
+            let skip = FRAME_HEADER_LEN.saturating_sub(at).min(p.len());
+            (crc32c::crc32c_append(crc, &p[skip..]), at + p.len())
+        });
+        let header = FrameHeader {
+            kind: FrameKind::Batch,
+            payload_len: (frame.len - FRAME_HEADER_LEN) as u32,
+            payload_crc: crc.0,
+        };
+        frame.meta[..FRAME_HEADER_LEN].copy_from_slice(&header.encode());
+        self.reset();
+        frame
+    }
+}
+
 fn put_block_header(frame: &mut [u8], at: usize, last: bool, len: usize) {
     // bit 0: last block; bits 1-2: type 0 (raw); bits 3..24: size.
     let v = (len as u32) << 3 | u32::from(last);
@@ -412,6 +642,55 @@ mod tests {
             let batch = decode(&b.finish(Vec::new(), Seq(1), 0).unwrap());
             let d = batch.decode_records().unwrap();
             assert_eq!(d.iter().collect::<Vec<_>>(), records);
+        }
+    }
+
+    #[test]
+    fn parts_frames_equal_stored_frames() {
+        let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 31 % 251) as u8).collect();
+        let small: Vec<u8> = (0..4096u32).map(|i| (i % 13) as u8).collect();
+        let cases: Vec<Vec<RecordRef<'_>>> = vec![
+            vec![RecordRef {
+                disk: 0,
+                kind: RecordKind::Data,
+                offset: 0,
+                len: 1 << 20,
+                data: &big,
+            }],
+            (0..1000)
+                .map(|i| RecordRef {
+                    disk: (i % 3) as u16,
+                    kind: RecordKind::Data,
+                    offset: i * 4096,
+                    len: 4096,
+                    data: &small,
+                })
+                .collect(),
+            (0..8192)
+                .map(|i| RecordRef {
+                    disk: 0,
+                    kind: RecordKind::Zero,
+                    offset: i * 512,
+                    len: 512,
+                    data: &[],
+                })
+                .collect(),
+        ];
+        let mut pb = PartsBuilder::new("grp", 7);
+        let mut sb = BatchBuilder::new("grp", 7, Compression::Store).unwrap();
+        for records in &cases {
+            for r in records {
+                pb.push(r);
+                sb.push(r);
+            }
+            assert_eq!(pb.record_count(), records.len() as u32);
+            let parts = pb.finish(Seq(5), 99);
+            let stored = sb.finish(Vec::new(), Seq(5), 99).unwrap();
+            assert_eq!(parts.len(), stored.len());
+            assert_eq!(parts.to_vec(), stored);
+            assert!(pb.is_empty());
+            let d = decode(&parts.to_vec()).decode_records().unwrap();
+            assert_eq!(d.iter().collect::<Vec<_>>(), *records);
         }
     }
 

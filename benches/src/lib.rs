@@ -6,7 +6,8 @@
 //!
 //! - [`model`]: where record `seq` goes (disk, offset): a pure function of the workload.
 //! - [`pool`]: what record `seq` holds: a slice of a pregenerated data pool.
-//! - [`batch`]: turns records into BATCH frames without extra copies.
+//! - [`batch`]: turns records into BATCH frames with as few copies as possible (none of the
+//!   record data of large stored records: those go from the pool to the socket by writev).
 //! - [`wire`]: connect, HELLO, send and read frames (also used by tests to send bad frames).
 //! - [`session`]: one connection: pipelined sends, an ACK reader thread, the in-flight window.
 //! - [`run`]: the `run` command: the workload sent through a session, reconnecting on loss.

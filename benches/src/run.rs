@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rewind_formats::{DiskInfo, Hello, HelloGroup, ResumeStatus, Seq, Tag, TagInfo, TagKind};
 
-use crate::batch::{BatchBuilder, Compression, RECORD_HEADER_LEN};
+use crate::batch::{BatchBuilder, Compression, PartsBuilder, PartsFrame, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::model::{Model, Workload};
 use crate::session::{Session, SessionLimits, SessionStats};
@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub threads: usize,
     /// Give up when acks stop advancing for this long.
     pub ack_timeout: Duration,
+    /// Stop sending this long after the first send (then wait for the acks), even if `total`
+    /// is not reached.
+    pub duration: Option<Duration>,
 }
 
 /// The run's result (the `--json` line).
@@ -201,6 +204,7 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
     let mut tags = 0;
     let mut lost_at: Option<Instant> = None;
     let mut backoff = Duration::from_millis(50);
+    let mut deadline = None;
     loop {
         let hello_msg = build_hello(&cfg.agent, &cfg.group, cfg.generation, acked, &disks);
         let (conn, durable) = match open(&cfg.addr, &hello_msg) {
@@ -249,7 +253,18 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
             limits.clone(),
             hook,
         )?;
-        let res = pump(cfg, model, &mut session, durable + 1, total, rpb, &mut tags);
+        let res = pump(
+            cfg,
+            model,
+            &mut session,
+            Span {
+                start: durable + 1,
+                total,
+                rpb,
+            },
+            &mut deadline,
+            &mut tags,
+        );
         let stats = if res.is_ok() {
             session.finish()
         } else {
@@ -301,28 +316,49 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
 }
 
 /// A batch ready to send.
-struct Built {
-    frame: Vec<u8>,
+struct Built<'a> {
+    frame: Wire<'a>,
     first_seq: u64,
     last_seq: u64,
 }
 
-/// Sends seqs `start..=total` over `session` and waits for the last ack.
+/// A frame in one buffer, or (stored mode) in parts that reference the data pool.
+enum Wire<'a> {
+    Buf(Vec<u8>),
+    Parts(PartsFrame<'a>),
+}
+
+/// Either builder, per the configured compression.
+enum Builder<'a> {
+    Zstd(BatchBuilder),
+    Parts(PartsBuilder<'a>),
+}
+
+/// The seqs one session sends: `start..=total`, `rpb` records per batch.
+#[derive(Clone, Copy)]
+struct Span {
+    start: u64,
+    total: u64,
+    rpb: u64,
+}
+
+/// Sends seqs `start..=total` over `session` (or until the deadline, which the first send
+/// sets if the run has a duration) and waits for the last ack.
 fn pump(
     cfg: &RunConfig,
     model: &Model,
     session: &mut Session,
-    start: u64,
-    total: u64,
-    rpb: u64,
+    span: Span,
+    deadline: &mut Option<Instant>,
     tags: &mut u64,
 ) -> Result<()> {
+    let Span { start, total, rpb } = span;
     let threads = cfg.threads.max(1);
     let nbatches = (total - start + 1).div_ceil(rpb);
     let record_size = u64::from(model.workload().record_size);
     let free: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        let mut queues: Vec<Receiver<Result<Built>>> = Vec::with_capacity(threads);
+        let mut queues: Vec<Receiver<Result<Built<'_>>>> = Vec::with_capacity(threads);
         for worker in 0..threads {
             let (tx, rx) = sync_channel(QUEUE_DEPTH);
             queues.push(rx);
@@ -344,17 +380,30 @@ fn pump(
                 })
                 .map_err(Error::io("spawn a batch producer thread"))?;
         }
+        let mut last_sent = start - 1;
         for k in 0..nbatches {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
             let built = queues[(k % threads as u64) as usize]
                 .recv()
                 .map_err(|_| Error::Invalid("a batch producer thread stopped".into()))??;
             let n = built.last_seq - built.first_seq + 1;
-            session.send_batch(&built.frame, built.last_seq, n * record_size)?;
-            {
-                let mut f = free.lock().unwrap_or_else(|e| e.into_inner());
-                if f.len() < FREE_BUFFERS {
-                    f.push(built.frame);
+            match built.frame {
+                Wire::Buf(frame) => {
+                    session.send_batch(&frame, built.last_seq, n * record_size)?;
+                    let mut f = free.lock().unwrap_or_else(|e| e.into_inner());
+                    if f.len() < FREE_BUFFERS {
+                        f.push(frame);
+                    }
                 }
+                Wire::Parts(frame) => {
+                    session.send_batch_parts(&frame.parts(), built.last_seq, n * record_size)?;
+                }
+            }
+            last_sent = built.last_seq;
+            if deadline.is_none() {
+                *deadline = cfg.duration.map(|d| Instant::now() + d);
             }
             if cfg.tag_every > 0 {
                 let mut t = built.first_seq.div_ceil(cfg.tag_every) * cfg.tag_every;
@@ -376,16 +425,16 @@ fn pump(
         }
         // Dropping the queues stops the producers if we leave early.
         drop(queues);
-        session.wait_durable(total)
+        session.wait_durable(last_sent)
     })
 }
 
 /// Builds batches `worker, worker + threads, ...` and queues them in that order.
 #[allow(clippy::too_many_arguments)]
-fn produce(
+fn produce<'a>(
     cfg: &RunConfig,
-    model: &Model,
-    tx: SyncSender<Result<Built>>,
+    model: &'a Model,
+    tx: SyncSender<Result<Built<'a>>>,
     free: &Mutex<Vec<Vec<u8>>>,
     start: u64,
     total: u64,
@@ -393,12 +442,15 @@ fn produce(
     worker: u64,
     threads: u64,
 ) {
-    let mut builder = match BatchBuilder::new(&cfg.group, cfg.generation, cfg.compression) {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = tx.send(Err(e));
-            return;
-        }
+    let mut builder = match cfg.compression {
+        Compression::Store => Builder::Parts(PartsBuilder::new(&cfg.group, cfg.generation)),
+        c => match BatchBuilder::new(&cfg.group, cfg.generation, c) {
+            Ok(b) => Builder::Zstd(b),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        },
     };
     let mut k = worker;
     loop {
@@ -407,21 +459,30 @@ fn produce(
             return;
         }
         let last = (first + rpb - 1).min(total);
-        for seq in first..=last {
-            builder.push(&model.record(seq));
-        }
-        let buf = free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default();
-        let built = builder
-            .finish(buf, Seq(first), crate::now_ms())
-            .map(|frame| Built {
-                frame,
-                first_seq: first,
-                last_seq: last,
-            });
+        let frame = match &mut builder {
+            Builder::Parts(b) => {
+                for seq in first..=last {
+                    b.push(&model.record(seq));
+                }
+                Ok(Wire::Parts(b.finish(Seq(first), crate::now_ms())))
+            }
+            Builder::Zstd(b) => {
+                for seq in first..=last {
+                    b.push(&model.record(seq));
+                }
+                let buf = free
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop()
+                    .unwrap_or_default();
+                b.finish(buf, Seq(first), crate::now_ms()).map(Wire::Buf)
+            }
+        };
+        let built = frame.map(|frame| Built {
+            frame,
+            first_seq: first,
+            last_seq: last,
+        });
         let failed = built.is_err();
         if tx.send(built).is_err() || failed {
             return;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rewind_formats::{ErrorCode, Message, Tag};
 
 use crate::error::{Error, Result};
-use crate::wire::{read_message, send_message, Conn};
+use crate::wire::{read_message, send_message, write_all_parts, Conn};
 
 /// Called from the reader thread with the new durable seq after each ACK that advances it.
 pub type AckHook = Box<dyn FnMut(u64) + Send>;
@@ -237,6 +237,17 @@ impl Session {
     /// Sends one BATCH frame covering seqs up to `last_seq` with `data_bytes` of records, first
     /// waiting for window space.
     pub fn send_batch(&mut self, frame: &[u8], last_seq: u64, data_bytes: u64) -> Result<()> {
+        self.send_batch_parts(&[frame], last_seq, data_bytes)
+    }
+
+    /// [`Session::send_batch`] for a frame given as consecutive parts (written with writev,
+    /// so record data can go from where it lies straight to the socket).
+    pub fn send_batch_parts(
+        &mut self,
+        parts: &[&[u8]],
+        last_seq: u64,
+        data_bytes: u64,
+    ) -> Result<()> {
         let max = self.limits.max_inflight_bytes;
         {
             let mut st = self.wait_until("waiting for in-flight window", |st| {
@@ -253,7 +264,7 @@ impl Session {
             drop(st);
             self.first_send.get_or_insert(at);
         }
-        self.write(frame, "send BATCH")?;
+        self.write(parts, "send BATCH")?;
         self.batches += 1;
         Ok(())
     }
@@ -264,7 +275,7 @@ impl Session {
             return Err(c.to_error());
         }
         let frame = Message::Tag(tag.clone()).to_frame();
-        self.write(&frame, "send TAG")
+        self.write(&[&frame], "send TAG")
     }
 
     /// Sends any message as is (tests).
@@ -274,9 +285,8 @@ impl Session {
         })
     }
 
-    fn write(&mut self, frame: &[u8], what: &str) -> Result<()> {
-        use std::io::Write;
-        if let Err(e) = self.conn.write_all(frame) {
+    fn write(&mut self, parts: &[&[u8]], what: &str) -> Result<()> {
+        if let Err(e) = write_all_parts(&mut self.conn, parts) {
             // The reader usually learns why first (an ERROR frame, or EOF): give it a moment,
             // since its reason is the better answer.
             let st = self.shared.lock();
@@ -290,7 +300,7 @@ impl Session {
                 .get_or_insert_with(|| Closed::Lost(format!("{what}: {e}")));
             return Err(closed.to_error());
         }
-        self.wire_bytes += frame.len() as u64;
+        self.wire_bytes += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         Ok(())
     }
 

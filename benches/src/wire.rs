@@ -95,6 +95,50 @@ pub fn connect(addr: &Addr) -> Result<Conn> {
     }
 }
 
+/// Most slices handed to one writev (Linux's IOV_MAX).
+const MAX_IOV: usize = 1024;
+
+/// Writes `parts` back to back with as few writev calls as possible.
+pub fn write_all_parts(w: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
+    let mut i = 0; // first part not fully written
+    let mut skip = 0; // bytes of parts[i] already written
+    let mut iov: Vec<io::IoSlice<'_>> = Vec::with_capacity(parts.len().min(MAX_IOV));
+    while i < parts.len() {
+        if parts[i].len() == skip {
+            i += 1;
+            skip = 0;
+            continue;
+        }
+        iov.clear();
+        iov.push(io::IoSlice::new(&parts[i][skip..]));
+        iov.extend(
+            parts[i + 1..]
+                .iter()
+                .filter(|p| !p.is_empty())
+                .take(MAX_IOV - 1)
+                .map(|p| io::IoSlice::new(p)),
+        );
+        let mut n = match w.write_vectored(&iov) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while n > 0 {
+            let left = parts[i].len() - skip;
+            if n < left {
+                skip += n;
+                n = 0;
+            } else {
+                n -= left;
+                i += 1;
+                skip = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes bytes as they are (for tests that send malformed frames).
 pub fn send_raw(w: &mut impl Write, bytes: &[u8]) -> Result<()> {
     w.write_all(bytes).map_err(socket_error("send"))
@@ -174,5 +218,72 @@ pub fn hello(conn: &mut Conn, hello: &Hello) -> Result<Welcome> {
         None => Err(Error::ConnectionLost(
             "the target closed the connection before WELCOME".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `max` bytes per call, like a busy socket.
+    struct Trickle {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[io::IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            assert!(bufs.len() <= MAX_IOV);
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.max - n);
+                self.out.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.max {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn parts_are_written_whole_and_in_order() {
+        let data: Vec<u8> = (0..60_000u32).map(|i| (i % 253) as u8).collect();
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut at = 0;
+        for (k, len) in (0..3000).map(|k| (k, k % 37)).collect::<Vec<_>>() {
+            let len = if k % 500 == 0 { 0 } else { len };
+            parts.push(&data[at..at + len]);
+            at += len;
+        }
+        for max in [1, 7, 1000, usize::MAX / 2] {
+            let mut w = Trickle {
+                out: Vec::new(),
+                max,
+                calls: 0,
+            };
+            write_all_parts(&mut w, &parts).unwrap();
+            assert_eq!(w.out, data[..at], "max {max}");
+            if max > at {
+                assert!(w.calls <= 3, "{} calls", w.calls); // 3000 parts / 1024 per call
+            }
+        }
+        let mut w = Trickle {
+            out: Vec::new(),
+            max: 10,
+            calls: 0,
+        };
+        write_all_parts(&mut w, &[]).unwrap();
+        write_all_parts(&mut w, &[&[], &[]]).unwrap();
+        assert!(w.out.is_empty());
     }
 }

@@ -50,6 +50,7 @@ fn config(target: &FakeTarget, w: Workload, total: u64) -> RunConfig {
         max_inflight_bytes: 256 << 10,
         threads: 2,
         ack_timeout: Duration::from_secs(20),
+        duration: None,
     }
 }
 
@@ -108,6 +109,21 @@ fn run_replicates_the_model_and_tags() {
             );
         }
     }
+}
+
+#[test]
+fn duration_bounds_the_run() {
+    let target = FakeTarget::start();
+    let w = workload(Pattern::Random, Payload::Random);
+    let model = small_model(w.clone());
+    let mut cfg = config(&target, w, 1 << 40);
+    cfg.duration = Some(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let s = run_with_model(&cfg, &model).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(s.records > 0 && s.acked_seq == s.records, "{s:?}");
+    assert_eq!(target.durable("g1"), s.acked_seq);
+    assert_eq!(target.disk("g1", 0), replay_image(&model, 0, s.acked_seq));
 }
 
 #[test]

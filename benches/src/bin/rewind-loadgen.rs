@@ -123,6 +123,9 @@ struct RunArgs {
     reconnect: bool,
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     reconnect_timeout: Duration,
+    /// Stop sending this long after the first send, even before --total (e.g. 5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
     /// Threads that build and compress batches.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -191,6 +194,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 max_inflight_bytes: a.send.max_inflight,
                 threads: a.threads,
                 ack_timeout: a.send.ack_timeout,
+                duration: a.duration,
             };
             let s = run(&cfg).with_context(|| format!("run against {}", cfg.addr))?;
             if a.send.json {
