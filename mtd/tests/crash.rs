@@ -11,7 +11,10 @@ use rand::Rng;
 
 /// Kill/restart rounds per engine: 20 in the suite; `scripts/bench.sh crash` asks for more.
 fn rounds() -> usize {
-    std::env::var("REWIND_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+    std::env::var("REWIND_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
 }
 
 /// The highest seq the load generator saw acknowledged (its --state file).

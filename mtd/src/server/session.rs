@@ -321,7 +321,7 @@ fn check_batch(f: &Fed, b: &Batch) -> Result<AppendReq, Fault> {
         }
     }
     let len = records_chunk_len(&refs);
-    let mut buf = AlignedBuf::zeroed(len);
+    let mut buf = AlignedBuf::from_pool(len);
     let header = write_records_chunk(
         &mut buf[..len],
         b.first_seq,
