@@ -21,9 +21,7 @@ struct Conn(UnixStream);
 
 impl Conn {
     fn open(d: &Daemon) -> Conn {
-        let s = UnixStream::connect(&d.sock).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Conn(s)
+        Conn::reopen(&d.sock)
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -47,13 +45,37 @@ impl Conn {
         Some(Message::decode(h.kind, &payload).unwrap())
     }
 
+    /// HELLO, retrying while the daemon still holds the group for a session this test just closed
+    /// (it notices the close asynchronously), as a real agent reconnecting would.
     fn hello(&mut self, group: &str, generation: u64, size: u64) -> Option<Welcome> {
-        self.send_msg(&hello(group, generation, size));
-        match self.recv()? {
-            Message::Welcome(w) => Some(w),
-            Message::Error(e) => panic!("unexpected ERROR {:?}: {}", e.code, e.message),
-            other => panic!("unexpected {other:?}"),
+        let t0 = std::time::Instant::now();
+        loop {
+            self.send_msg(&hello(group, generation, size));
+            match self.recv()? {
+                Message::Welcome(w) => return Some(w),
+                Message::Error(e)
+                    if e.code == ErrorCode::Busy && t0.elapsed() < Duration::from_secs(10) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let path = self
+                        .0
+                        .peer_addr()
+                        .unwrap()
+                        .as_pathname()
+                        .unwrap()
+                        .to_path_buf();
+                    *self = Conn::reopen(&path);
+                }
+                Message::Error(e) => panic!("unexpected ERROR {:?}: {}", e.code, e.message),
+                other => panic!("unexpected {other:?}"),
+            }
         }
+    }
+
+    fn reopen(sock: &std::path::Path) -> Conn {
+        let s = UnixStream::connect(sock).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Conn(s)
     }
 
     /// Expect an ERROR with this code, then the connection closed.
