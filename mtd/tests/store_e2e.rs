@@ -54,9 +54,15 @@ fn stream_points_and_retention(engine: &str) {
     assert_eq!(g["durable_seq"], 512);
     assert_eq!(g["extents"], 512);
     assert!(g["index_bytes"].as_u64().unwrap() > 0);
+    // 2 MiB of records into 1 MiB segments: a segment that reached the size is sealed (a group
+    // commit may overshoot the size, so how many segments there are depends on timing).
     assert!(
-        g["segments"].as_array().unwrap().len() >= 2,
-        "1 MiB segments must have rotated: {g}"
+        g["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["state"] == "sealed"),
+        "a full segment must have been sealed: {g}"
     );
     let tags: Vec<&str> = g["tags"]
         .as_array()
