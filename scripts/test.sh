@@ -25,4 +25,13 @@ command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolcha
 # One build profile for everything: the dev profile (opt-level 1), shared by all crates' tests.
 # --workspace builds every binary (rewind-mtd, rewind-loadgen) that the process-level tests run.
 cargo build --workspace --all-targets
-cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
+log=$(mktemp /tmp/rewind-test.XXXXXX.log)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole suite (cargo prints one per test binary, the last often a doc-test
+# binary with nothing in it).
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+echo "suite: $passed passed, $failed failed"
+exit "$status"
