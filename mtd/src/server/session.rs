@@ -150,14 +150,21 @@ async fn serve<R: AsyncRead + Unpin>(
         }
         let msg = match read_message(rd).await {
             Ok(m) => m,
-            Err(ReadError::Closed) => return Ok(()),
+            Err(ReadError::Closed) => {
+                // Close only once everything this agent sent is durable, so that seeing the
+                // close tells it its trailing tags are safe.
+                for f in &fed {
+                    let _ = tokio::time::timeout(DRAIN_TIMEOUT, f.group.drained()).await;
+                }
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         };
         match msg {
             Message::Batch(b) => {
                 let f = find(&mut fed, &b.group)?;
                 let req = check_batch(f, &b)?;
-                f.group.note_queued(b.last_seq());
+                f.group.note_queued();
                 store
                     .append(req)
                     .await
@@ -167,6 +174,7 @@ async fn serve<R: AsyncRead + Unpin>(
             Message::Tag(t) => {
                 let f = find(&mut fed, &t.group)?;
                 let req = check_tag(f, &t)?;
+                f.group.note_queued();
                 store
                     .append(req)
                     .await

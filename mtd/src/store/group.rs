@@ -79,9 +79,12 @@ pub struct Group {
     pub session: Mutex<Option<String>>,
     /// Serialises manifest updates (sessions, merger).
     pub manifest_lock: Mutex<()>,
-    /// Highest seq handed to the writer. A new session resumes only once durable reaches it, so a
-    /// batch still queued from a session that just ended is never accepted twice.
-    queued: std::sync::atomic::AtomicU64,
+    /// Chunks (batches and tags) handed to the writer, and chunks published after fdatasync. A new
+    /// session resumes only once they are equal, so a batch still queued from a session that just
+    /// ended is never accepted twice; a session that ends cleanly waits the same way, so an agent
+    /// that sees the close knows its trailing tags are durable.
+    queued_chunks: std::sync::atomic::AtomicU64,
+    published_chunks: std::sync::atomic::AtomicU64,
 }
 
 pub fn base_path(dir: &Path, disk: &str) -> PathBuf {
@@ -164,7 +167,8 @@ impl Group {
             durable_tx: watch::channel(durable).0,
             session: Mutex::new(None),
             manifest_lock: Mutex::new(()),
-            queued: std::sync::atomic::AtomicU64::new(durable.0),
+            queued_chunks: std::sync::atomic::AtomicU64::new(0),
+            published_chunks: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -172,20 +176,22 @@ impl Group {
         *self.durable_tx.borrow()
     }
 
-    /// Note that chunks up to `seq` are queued for the writer.
-    pub fn note_queued(&self, seq: Seq) {
-        self.queued
-            .fetch_max(seq.0, std::sync::atomic::Ordering::SeqCst);
+    /// Note that one more chunk is queued for the writer (call before queueing it).
+    pub fn note_queued(&self) {
+        self.queued_chunks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Wait until everything queued for this group is durable (or the wait is cancelled).
+    /// Wait until every chunk queued so far for this group is durable and published; returns the
+    /// durable seq then.
     pub async fn drained(&self) -> Seq {
-        let target = Seq(self.queued.load(std::sync::atomic::Ordering::SeqCst));
+        use std::sync::atomic::Ordering::SeqCst;
+        let target = self.queued_chunks.load(SeqCst);
         let mut rx = self.durable_tx.subscribe();
         loop {
             let d = *rx.borrow_and_update();
-            if d >= target {
-                return d;
+            if self.published_chunks.load(SeqCst) >= target {
+                return self.durable();
             }
             if rx.changed().await.is_err() {
                 return d;
@@ -212,6 +218,9 @@ impl Group {
         }
         let durable = st.durable;
         drop(st);
+        self.published_chunks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // send_replace wakes waiters even when durable did not move (a tag chunk).
         self.durable_tx.send_replace(durable);
     }
 
