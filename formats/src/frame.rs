@@ -54,6 +54,20 @@ impl FrameKind {
         self as u16
     }
 
+    /// The kind's name as logs and error messages spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameKind::Hello => "HELLO",
+            FrameKind::Welcome => "WELCOME",
+            FrameKind::Batch => "BATCH",
+            FrameKind::Tag => "TAG",
+            FrameKind::Ack => "ACK",
+            FrameKind::Hashes => "HASHES",
+            FrameKind::Control => "CONTROL",
+            FrameKind::Error => "ERROR",
+        }
+    }
+
     /// The kind with this wire value, if this version knows it.
     pub fn from_u16(v: u16) -> Option<FrameKind> {
         FrameKind::ALL.into_iter().find(|k| k.as_u16() == v)

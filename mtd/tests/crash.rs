@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,21 +14,6 @@ fn rounds() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20)
-}
-
-/// The highest seq the load generator saw acknowledged (its --state file).
-fn acked(state: &Path) -> u64 {
-    let text = std::fs::read_to_string(state).unwrap_or_default();
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-        if let Some(n) = v
-            .as_u64()
-            .or_else(|| v["acked"].as_u64())
-            .or_else(|| v["acked_seq"].as_u64())
-        {
-            return n;
-        }
-    }
-    text.trim().parse().unwrap_or(0)
 }
 
 fn crash_rounds(engine: &str) {

@@ -37,18 +37,6 @@ impl Drop for LoopMount {
     }
 }
 
-fn acked(state: &Path) -> u64 {
-    let text = std::fs::read_to_string(state).unwrap_or_default();
-    serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| {
-            v.as_u64()
-                .or_else(|| v["acked"].as_u64())
-                .or_else(|| v["acked_seq"].as_u64())
-        })
-        .unwrap_or_else(|| text.trim().parse().unwrap_or(0))
-}
-
 #[test]
 fn full_disk_pauses_then_resumes_losing_nothing() {
     if !nix::unistd::geteuid().is_root() {

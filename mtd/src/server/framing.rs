@@ -1,6 +1,6 @@
 //! Reading and writing whole frames on an async byte stream.
 
-use rewind_formats::frame::{FrameHeader, FrameKind, FRAME_HEADER_LEN};
+use rewind_formats::frame::{FrameHeader, FRAME_HEADER_LEN};
 use rewind_formats::message::{ErrorCode, Message};
 use rewind_formats::DecodeError;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -66,17 +66,4 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, Re
     fill(r, &mut payload, FRAME_HEADER_LEN, want).await?;
     h.verify_payload(&payload)?;
     Ok(Message::decode(h.kind, &payload)?)
-}
-
-pub fn kind_name(kind: FrameKind) -> &'static str {
-    match kind {
-        FrameKind::Hello => "HELLO",
-        FrameKind::Welcome => "WELCOME",
-        FrameKind::Batch => "BATCH",
-        FrameKind::Tag => "TAG",
-        FrameKind::Ack => "ACK",
-        FrameKind::Hashes => "HASHES",
-        FrameKind::Control => "CONTROL",
-        FrameKind::Error => "ERROR",
-    }
 }

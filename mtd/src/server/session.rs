@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rewind_formats::message::{Ack, Batch, ErrorCode, ErrorMsg, Hello, Message, Tag, Welcome};
+use rewind_formats::message::{
+    Ack, Batch, ErrorCode, ErrorMsg, Hello, Message, ResumeStatus, Tag, Welcome, WelcomeGroup,
+};
 use rewind_formats::segment::{
     records_chunk_len, tag_chunk_len, write_records_chunk, write_tag_chunk,
 };
@@ -16,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::framing::{kind_name, read_message, ReadError};
+use super::framing::{read_message, ReadError};
 use crate::aligned::AlignedBuf;
 use crate::store::group::Group;
 use crate::store::writer::AppendReq;
@@ -127,7 +129,7 @@ async fn serve<R: AsyncRead + Unpin>(
             other => {
                 return Err(refuse(
                     ErrorCode::Protocol,
-                    format!("expected HELLO, got {}", kind_name(other.kind())),
+                    format!("expected HELLO, got {}", other.kind().name()),
                 ))
             }
         },
@@ -189,7 +191,7 @@ async fn serve<R: AsyncRead + Unpin>(
             other => {
                 return Err(refuse(
                     ErrorCode::Protocol,
-                    format!("unexpected {} frame from an agent", kind_name(other.kind())),
+                    format!("unexpected {} frame from an agent", other.kind().name()),
                 ));
             }
         }
@@ -219,7 +221,7 @@ async fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcom
                 format!("HELLO names group {} twice", hg.group),
             ));
         }
-        let (group, wg) = store
+        let (group, generation) = store
             .hello_group(hg)
             .map_err(|r| refuse(r.code, r.message))?;
         {
@@ -237,10 +239,8 @@ async fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcom
         }
         claims.push(Claim(group.clone()));
         // A previous session's batches may still be in the writer's queue: resume after them.
-        let drained = tokio::time::timeout(DRAIN_TIMEOUT, group.drained()).await;
-        let mut wg = wg;
-        match drained {
-            Ok(durable) => wg.durable = durable,
+        let durable = match tokio::time::timeout(DRAIN_TIMEOUT, group.drained()).await {
+            Ok(durable) => durable,
             Err(_) => {
                 let why = store
                     .health
@@ -254,15 +254,27 @@ async fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcom
                     ),
                 ));
             }
-        }
+        };
+        let status = if hg.last_acked > durable {
+            tracing::warn!(group = %hg.group, agent_acked = hg.last_acked.0, durable = durable.0,
+                "agent holds acks for seqs the target does not have: resync needed");
+            ResumeStatus::ResyncNeeded
+        } else {
+            ResumeStatus::Resume
+        };
         let disk_sizes = hg.disks.iter().map(|d| d.size_bytes).collect();
         fed.push(Fed {
             group,
-            generation: wg.generation,
-            next_seq: Seq(wg.durable.0 + 1),
+            generation,
+            next_seq: Seq(durable.0 + 1),
             disk_sizes,
         });
-        groups.push(wg);
+        groups.push(WelcomeGroup {
+            group: hg.group.clone(),
+            generation,
+            status,
+            durable,
+        });
     }
     Ok((fed, claims, Welcome { groups }))
 }

@@ -8,7 +8,6 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use rewind_formats::message::TagInfo;
 use rewind_formats::segment::{ChunkHeader, ChunkKind, SegmentFooter};
 use rewind_formats::{RecordKind, Seq};
 use tokio::sync::watch;
@@ -418,11 +417,6 @@ fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &ChunkHeader
         meta.newest_ms = meta.newest_ms.max(h.timestamp_ms);
         meta.chunks += 1;
     }
-}
-
-/// A tag as the store keeps it (for listing).
-pub fn tag_list(st: &GroupState) -> Vec<TagInfo> {
-    st.points.tags().to_vec()
 }
 
 #[cfg(test)]

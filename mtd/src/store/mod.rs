@@ -25,8 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use rewind_formats::message::{ErrorCode, HelloGroup, ResumeStatus, WelcomeGroup};
-use rewind_formats::Seq;
+use rewind_formats::message::{ErrorCode, HelloGroup};
 use tokio::sync::mpsc;
 
 pub use error::{Result, StoreError};
@@ -153,12 +152,9 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownGroup(name.into()))
     }
 
-    /// Check a HELLO's group against the store (creating it on first contact) and say where the
-    /// agent resumes.
-    pub fn hello_group(
-        &self,
-        hg: &HelloGroup,
-    ) -> std::result::Result<(Arc<Group>, WelcomeGroup), Refusal> {
+    /// Check a HELLO's group against the store (creating it on first contact); returns the group
+    /// and its generation. Where the agent resumes is decided once queued writes are durable.
+    pub fn hello_group(&self, hg: &HelloGroup) -> std::result::Result<(Arc<Group>, u64), Refusal> {
         let refuse = |code, message: String| Refusal { code, message };
         if self.mode != LoadMode::Repair {
             return Err(refuse(ErrorCode::Internal, "store is read-only".into()));
@@ -252,21 +248,9 @@ impl Store {
                 ),
             ));
         }
-        let durable = st.durable;
-        let status = if hg.last_acked > durable {
-            tracing::warn!(group = %hg.group, agent_acked = hg.last_acked.0, durable = durable.0, "agent holds acks for seqs the target does not have: resync needed");
-            ResumeStatus::ResyncNeeded
-        } else {
-            ResumeStatus::Resume
-        };
-        let welcome = WelcomeGroup {
-            group: hg.group.clone(),
-            generation: m.generation,
-            status,
-            durable,
-        };
+        let generation = m.generation;
         drop(st);
-        Ok((group, welcome))
+        Ok((group, generation))
     }
 
     /// Queue a chunk for the writer (waits while the writer's queue is full: backpressure).
@@ -281,13 +265,6 @@ impl Store {
         tx.send(WriterMsg::Append(req))
             .await
             .map_err(|_| StoreError::Failed("journal writer stopped".into()))
-    }
-
-    /// The seq a point spec names in a group.
-    pub fn resolve(&self, group: &str, spec: &PointSpec) -> Result<Seq> {
-        let g = self.group(group)?;
-        let st = g.state.read().expect("group lock");
-        st.points.resolve(spec, st.durable, st.horizon())
     }
 
     /// A read view of one disk of a group at a point.

@@ -293,6 +293,13 @@ impl Workload {
     }
 }
 
+/// The highest seq the load generator saw acknowledged (its `--state` file; 0 before the first).
+pub fn acked(state: &Path) -> u64 {
+    rewind_benches::state::read_state(state)
+        .expect("load generator state file")
+        .unwrap_or(0)
+}
+
 pub fn assert_ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
