@@ -75,8 +75,19 @@ pub fn batch(data: &[u8]) {
     if let Some((count, raw)) = data.split_first_chunk::<4>() {
         check_records(raw, u32::from_le_bytes(*count));
     }
-    if let Ok(Message::Batch(b)) = Message::decode(FrameKind::Batch, data) {
-        check_batch(&b);
+    // The in-place decoder (what the daemon uses) must agree with the owned one, byte for byte.
+    let in_place = crate::message::BatchRef::decode(data);
+    match Message::decode(FrameKind::Batch, data) {
+        Ok(Message::Batch(b)) => {
+            let r = in_place.expect("BatchRef decodes whatever Message::decode does");
+            assert_eq!(r.to_owned(), b);
+            assert_eq!(r.decode_records().ok(), b.decode_records().ok());
+            check_batch(&b);
+        }
+        _ => assert!(
+            in_place.is_err(),
+            "BatchRef accepted what Message::decode refused"
+        ),
     }
     // The same bytes as the compressed stream of a plausible batch, to reach zstd itself.
     if let Some((head, compressed)) = data.split_first_chunk::<4>() {

@@ -111,6 +111,41 @@ pub struct Batch {
     pub compressed: Vec<u8>,
 }
 
+/// A BATCH decoded in place: the compressed records stay in the frame's payload, so the receiver
+/// does not copy megabytes per batch. Same fields and checks as [`Batch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchRef<'a> {
+    pub group: String,
+    pub generation: u64,
+    pub first_seq: Seq,
+    pub record_count: u32,
+    pub timestamp_ms: u64,
+    pub uncompressed_len: u32,
+    pub compressed: &'a [u8],
+}
+
+impl<'a> BatchRef<'a> {
+    /// Decodes a BATCH payload without copying its records. Never panics; rejects trailing bytes.
+    pub fn decode(payload: &'a [u8]) -> Result<BatchRef<'a>, DecodeError> {
+        let mut r = Reader::new(payload);
+        let b = read_batch(&mut r)?;
+        r.finish(message_name(FrameKind::Batch))?;
+        Ok(b)
+    }
+
+    pub fn to_owned(&self) -> Batch {
+        Batch {
+            group: self.group.clone(),
+            generation: self.generation,
+            first_seq: self.first_seq,
+            record_count: self.record_count,
+            timestamp_ms: self.timestamp_ms,
+            uncompressed_len: self.uncompressed_len,
+            compressed: self.compressed.to_vec(),
+        }
+    }
+}
+
 /// agent -> target: a recovery point tag.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tag {
@@ -343,7 +378,7 @@ impl Message {
         let msg = match kind {
             FrameKind::Hello => Message::Hello(read_hello(&mut r)?),
             FrameKind::Welcome => Message::Welcome(read_welcome(&mut r)?),
-            FrameKind::Batch => Message::Batch(read_batch(&mut r)?),
+            FrameKind::Batch => Message::Batch(read_batch(&mut r)?.to_owned()),
             FrameKind::Tag => Message::Tag(Tag {
                 group: r.name("group name")?,
                 generation: r.u64()?,
@@ -473,7 +508,7 @@ fn read_welcome(r: &mut Reader<'_>) -> Result<Welcome, DecodeError> {
 /// Bytes of a record header; every record takes at least this much of the uncompressed payload.
 const RECORD_HEADER_MIN: u64 = 16;
 
-fn read_batch(r: &mut Reader<'_>) -> Result<Batch, DecodeError> {
+fn read_batch<'a>(r: &mut Reader<'a>) -> Result<BatchRef<'a>, DecodeError> {
     let group = r.name("group name")?;
     let generation = r.u64()?;
     let first_seq = Seq(r.u64()?);
@@ -520,8 +555,8 @@ fn read_batch(r: &mut Reader<'_>) -> Result<Batch, DecodeError> {
             format!("{uncompressed_len} bytes cannot hold {record_count} records"),
         ));
     }
-    let compressed = r.bytes(compressed_len as usize)?.to_vec();
-    Ok(Batch {
+    let compressed = r.bytes(compressed_len as usize)?;
+    Ok(BatchRef {
         group,
         generation,
         first_seq,

@@ -17,7 +17,7 @@
 //! [`MAX_BATCH_UNCOMPRESSED`]) and must produce exactly that many bytes.
 
 use crate::bytes::{Reader, Writer};
-use crate::message::Batch;
+use crate::message::{Batch, BatchRef};
 use crate::{DecodeError, Seq, MAX_BATCH_RECORDS, MAX_BATCH_UNCOMPRESSED, MAX_RECORD_LEN, SECTOR};
 
 /// Bytes of a record header.
@@ -139,6 +139,18 @@ pub(crate) fn check_data_matches(i: usize, r: &RecordRef<'_>) {
     }
 }
 
+impl BatchRef<'_> {
+    /// As [`Batch::decode_records`], reading the compressed bytes in place.
+    pub fn decode_records(&self) -> Result<DecodedRecords, DecodeError> {
+        decompress_records(self.compressed, self.uncompressed_len, self.record_count)
+    }
+
+    /// As [`Batch::last_seq`].
+    pub fn last_seq(&self) -> Seq {
+        last_seq(self.first_seq, self.record_count)
+    }
+}
+
 impl Batch {
     /// Builds a batch: encodes `records` (seqs `first_seq..`) and compresses them with zstd at
     /// `level` (1..=22; 0 means zstd's default).
@@ -184,46 +196,21 @@ impl Batch {
     /// parses the records; checks that the payload decompresses to exactly `uncompressed_len`
     /// bytes, that it holds `record_count` valid records and nothing after them.
     pub fn decode_records(&self) -> Result<DecodedRecords, DecodeError> {
-        check_count(self.record_count)?;
-        if self.uncompressed_len > MAX_BATCH_UNCOMPRESSED {
-            return Err(DecodeError::too_large(
-                "batch uncompressed_len",
-                u64::from(self.uncompressed_len),
-                u64::from(MAX_BATCH_UNCOMPRESSED),
-            ));
-        }
-        let want = self.uncompressed_len as usize;
-        if want < self.record_count as usize * RECORD_HEADER_LEN {
-            return Err(DecodeError::invalid(
-                "batch uncompressed_len",
-                format!("{want} bytes cannot hold {} records", self.record_count),
-            ));
-        }
-        let mut raw = Vec::with_capacity(want);
-        let mut z =
-            zstd::bulk::Decompressor::new().map_err(|e| DecodeError::Decompress(e.to_string()))?;
-        // decompress_to_buffer writes into the Vec's spare capacity and fails if the frame
-        // holds more: the announced length bounds the memory a hostile batch can take.
-        let got = z
-            .decompress_to_buffer(&self.compressed, &mut raw)
-            .map_err(|e| DecodeError::Decompress(e.to_string()))?;
-        if got != want {
-            return Err(DecodeError::Decompress(format!(
-                "decompressed to {got} bytes, batch says {want}"
-            )));
-        }
-        parse_records(raw, self.record_count)
+        decompress_records(&self.compressed, self.uncompressed_len, self.record_count)
     }
 
     /// The seq of the last record: `first_seq + record_count - 1` (saturating, so a batch that
     /// was built by hand with a bad count cannot make this panic).
     pub fn last_seq(&self) -> Seq {
-        Seq(self
-            .first_seq
-            .0
-            .saturating_add(u64::from(self.record_count))
-            .saturating_sub(1))
+        last_seq(self.first_seq, self.record_count)
     }
+}
+
+fn last_seq(first_seq: Seq, record_count: u32) -> Seq {
+    Seq(first_seq
+        .0
+        .saturating_add(u64::from(record_count))
+        .saturating_sub(1))
 }
 
 fn check_count(record_count: u32) -> Result<(), DecodeError> {
@@ -300,6 +287,43 @@ impl DecodedRecords {
             data,
         }
     }
+}
+
+/// Decompresses a batch's records (never more than `uncompressed_len` bytes) and parses them.
+fn decompress_records(
+    compressed: &[u8],
+    uncompressed_len: u32,
+    record_count: u32,
+) -> Result<DecodedRecords, DecodeError> {
+    check_count(record_count)?;
+    if uncompressed_len > MAX_BATCH_UNCOMPRESSED {
+        return Err(DecodeError::too_large(
+            "batch uncompressed_len",
+            u64::from(uncompressed_len),
+            u64::from(MAX_BATCH_UNCOMPRESSED),
+        ));
+    }
+    let want = uncompressed_len as usize;
+    if want < record_count as usize * RECORD_HEADER_LEN {
+        return Err(DecodeError::invalid(
+            "batch uncompressed_len",
+            format!("{want} bytes cannot hold {} records", record_count),
+        ));
+    }
+    let mut raw = Vec::with_capacity(want);
+    let mut z =
+        zstd::bulk::Decompressor::new().map_err(|e| DecodeError::Decompress(e.to_string()))?;
+    // decompress_to_buffer writes into the Vec's spare capacity and fails if the frame
+    // holds more: the announced length bounds the memory a hostile batch can take.
+    let got = z
+        .decompress_to_buffer(compressed, &mut raw)
+        .map_err(|e| DecodeError::Decompress(e.to_string()))?;
+    if got != want {
+        return Err(DecodeError::Decompress(format!(
+            "decompressed to {got} bytes, batch says {want}"
+        )));
+    }
+    parse_records(raw, record_count)
 }
 
 /// Parses an already-decompressed record payload holding exactly `record_count` records

@@ -1,6 +1,6 @@
 //! Reading and writing whole frames on an async byte stream.
 
-use rewind_formats::frame::{FrameHeader, FRAME_HEADER_LEN};
+use rewind_formats::frame::{FrameHeader, FrameKind, FRAME_HEADER_LEN};
 use rewind_formats::message::{ErrorCode, Message};
 use rewind_formats::DecodeError;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -55,15 +55,29 @@ async fn fill<R: AsyncRead + Unpin>(
     Ok(())
 }
 
-/// Read and verify one frame, then decode its message.
-pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ReadError> {
+/// Read and verify one frame into `payload` (reused across frames, so a session does not allocate
+/// and zero megabytes per batch); returns its kind and payload length.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    payload: &mut Vec<u8>,
+) -> Result<(FrameKind, usize), ReadError> {
     let mut hdr = [0u8; FRAME_HEADER_LEN];
     fill(r, &mut hdr, 0, FRAME_HEADER_LEN).await?;
     let h = FrameHeader::decode(&hdr)?;
-    let want = FRAME_HEADER_LEN + h.payload_len as usize;
-    // payload_len is capped by FrameHeader::decode (MAX_FRAME_PAYLOAD), so this allocation is bounded.
-    let mut payload = vec![0u8; h.payload_len as usize];
-    fill(r, &mut payload, FRAME_HEADER_LEN, want).await?;
-    h.verify_payload(&payload)?;
-    Ok(Message::decode(h.kind, &payload)?)
+    let len = h.payload_len as usize;
+    let want = FRAME_HEADER_LEN + len;
+    // payload_len is capped by FrameHeader::decode (MAX_FRAME_PAYLOAD), so this is bounded.
+    if payload.len() < len {
+        payload.resize(len, 0);
+    }
+    fill(r, &mut payload[..len], FRAME_HEADER_LEN, want).await?;
+    h.verify_payload(&payload[..len])?;
+    Ok((h.kind, len))
+}
+
+/// Read, verify and decode one message.
+pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ReadError> {
+    let mut payload = Vec::new();
+    let (kind, len) = read_frame(r, &mut payload).await?;
+    Ok(Message::decode(kind, &payload[..len])?)
 }

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rewind_formats::frame::FrameKind;
 use rewind_formats::message::{
-    Ack, Batch, ErrorCode, ErrorMsg, Hello, Message, ResumeStatus, Tag, Welcome, WelcomeGroup,
+    Ack, BatchRef, ErrorCode, ErrorMsg, Hello, Message, ResumeStatus, Tag, Welcome, WelcomeGroup,
 };
 use rewind_formats::segment::{
     records_chunk_len, tag_chunk_len, write_records_chunk, write_tag_chunk,
@@ -18,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::framing::{read_message, ReadError};
+use super::framing::{read_frame, read_message, ReadError};
 use crate::aligned::AlignedBuf;
 use crate::store::group::Group;
 use crate::store::writer::AppendReq;
@@ -145,13 +146,14 @@ async fn serve<R: AsyncRead + Unpin>(
             .collect(),
     );
     let mut fed = fed;
+    let mut payload = Vec::new();
 
     loop {
         if let Some(why) = store.health.failed() {
             return Err(refuse(ErrorCode::StoreFailed, why));
         }
-        let msg = match read_message(rd).await {
-            Ok(m) => m,
+        let (kind, len) = match read_frame(rd, &mut payload).await {
+            Ok(frame) => frame,
             Err(ReadError::Closed) => {
                 // Close only once everything this agent sent is durable, so that seeing the
                 // close tells it its trailing tags are safe.
@@ -162,17 +164,21 @@ async fn serve<R: AsyncRead + Unpin>(
             }
             Err(e) => return Err(e.into()),
         };
-        match msg {
-            Message::Batch(b) => {
-                let f = find(&mut fed, &b.group)?;
-                let req = check_batch(f, &b)?;
-                f.group.note_queued();
-                store
-                    .append(req)
-                    .await
-                    .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
-                f.next_seq = Seq(b.last_seq().0 + 1);
-            }
+        let payload = &payload[..len];
+        if kind == FrameKind::Batch {
+            // Batches are decoded in place: their records are read straight from the payload.
+            let b = BatchRef::decode(payload).map_err(ReadError::from)?;
+            let f = find(&mut fed, &b.group)?;
+            let req = check_batch(f, &b)?;
+            f.group.note_queued();
+            store
+                .append(req)
+                .await
+                .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
+            f.next_seq = Seq(b.last_seq().0 + 1);
+            continue;
+        }
+        match Message::decode(kind, payload).map_err(ReadError::from)? {
             Message::Tag(t) => {
                 let f = find(&mut fed, &t.group)?;
                 let req = check_tag(f, &t)?;
@@ -291,7 +297,7 @@ fn find<'a>(fed: &'a mut [Fed], group: &str) -> Result<&'a mut Fed, Fault> {
 }
 
 /// Validate a batch completely and encode it as a journal chunk.
-fn check_batch(f: &Fed, b: &Batch) -> Result<AppendReq, Fault> {
+fn check_batch(f: &Fed, b: &BatchRef<'_>) -> Result<AppendReq, Fault> {
     let g = &f.group.name;
     if b.generation != f.generation {
         return Err(refuse(

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use rewind_formats::Seq;
+use smallvec::SmallVec;
 
 /// Where one piece of a disk range is read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +45,13 @@ struct Version {
 
 const ZERO_SEGMENT: u32 = u32::MAX;
 
+/// The versions at one start offset, oldest first. Almost always one, which this keeps inline:
+/// no allocation per extent, and less memory.
+type Versions = SmallVec<[Version; 1]>;
+
 #[derive(Default, Debug)]
 pub struct DiskIndex {
-    by_start: BTreeMap<u64, Vec<Version>>,
+    by_start: BTreeMap<u64, Versions>,
     /// Longest record ever inserted: bounds how far before a range a covering extent can start.
     max_len: u64,
     extents: usize,
@@ -160,11 +165,17 @@ impl DiskIndex {
         self.extents
     }
 
-    /// Estimated heap bytes: versions plus B-tree entries (key, Vec header, node overhead).
+    /// Estimated heap bytes: B-tree entries (key, inline versions, node overhead) plus the
+    /// versions that spilled to the heap.
     pub fn memory_bytes(&self) -> usize {
-        let per_key = std::mem::size_of::<u64>() + std::mem::size_of::<Vec<Version>>() + 16;
-        let versions: usize = self.by_start.values().map(|v| v.capacity()).sum();
-        self.by_start.len() * per_key + versions * std::mem::size_of::<Version>()
+        let per_key = std::mem::size_of::<u64>() + std::mem::size_of::<Versions>() + 16;
+        let spilled: usize = self
+            .by_start
+            .values()
+            .filter(|v| v.spilled())
+            .map(|v| v.capacity())
+            .sum();
+        self.by_start.len() * per_key + spilled * std::mem::size_of::<Version>()
     }
 }
 
