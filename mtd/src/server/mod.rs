@@ -5,6 +5,7 @@ mod session;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::{TcpListener, UnixListener};
@@ -51,6 +52,15 @@ pub async fn serve_until(
                 match l.accept().await {
                     Ok((s, peer)) => {
                         let _ = s.set_nodelay(true);
+                        // A peer that vanished without a FIN (host crash, cut link) would hold
+                        // its groups forever; keepalive ends such a session within ~25 s.
+                        let ka = socket2::TcpKeepalive::new()
+                            .with_time(Duration::from_secs(10))
+                            .with_interval(Duration::from_secs(5))
+                            .with_retries(3);
+                        if let Err(e) = socket2::SockRef::from(&s).set_tcp_keepalive(&ka) {
+                            tracing::warn!(%peer, error = %e, "cannot enable TCP keepalive");
+                        }
                         tokio::spawn(session::run(store.clone(), s, peer.to_string()));
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
