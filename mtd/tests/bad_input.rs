@@ -45,30 +45,12 @@ impl Conn {
         Some(Message::decode(h.kind, &payload).unwrap())
     }
 
-    /// HELLO, retrying while the daemon still holds the group for a session this test just closed
-    /// (it notices the close asynchronously), as a real agent reconnecting would.
     fn hello(&mut self, group: &str, generation: u64, size: u64) -> Option<Welcome> {
-        let t0 = std::time::Instant::now();
-        loop {
-            self.send_msg(&hello(group, generation, size));
-            match self.recv()? {
-                Message::Welcome(w) => return Some(w),
-                Message::Error(e)
-                    if e.code == ErrorCode::Busy && t0.elapsed() < Duration::from_secs(10) =>
-                {
-                    std::thread::sleep(Duration::from_millis(50));
-                    let path = self
-                        .0
-                        .peer_addr()
-                        .unwrap()
-                        .as_pathname()
-                        .unwrap()
-                        .to_path_buf();
-                    *self = Conn::reopen(&path);
-                }
-                Message::Error(e) => panic!("unexpected ERROR {:?}: {}", e.code, e.message),
-                other => panic!("unexpected {other:?}"),
-            }
+        self.send_msg(&hello(group, generation, size));
+        match self.recv()? {
+            Message::Welcome(w) => Some(w),
+            Message::Error(e) => panic!("unexpected ERROR {:?}: {}", e.code, e.message),
+            other => panic!("unexpected {other:?}"),
         }
     }
 
@@ -259,10 +241,14 @@ fn bad_input_is_refused_and_applies_nothing() {
     let mut c = Conn::open(&d);
     c.send_msg(&hello("victim", 6, DISK));
     c.expect_error(ErrorCode::StaleGeneration);
-    // A second session for a busy group.
+    // Another agent's session for a busy group.
     let mut c = Conn::open(&d);
-    c.send_msg(&hello("good", 1, DISK));
-    c.expect_error(ErrorCode::Busy);
+    let mut other = hello("good", 1, DISK);
+    if let Message::Hello(h) = &mut other {
+        h.agent = "other-agent".into();
+    }
+    c.send_msg(&other);
+    assert!(c.expect_error(ErrorCode::Busy).contains("test-agent"));
 
     // Connection cut mid-frame: nothing applied, and the group is free again afterwards.
     {
@@ -293,8 +279,15 @@ fn bad_input_is_refused_and_applies_nothing() {
         );
     }
 
+    // The same agent reconnecting (its old connection not yet seen dead) takes the group over:
+    // the old session is stopped with an ERROR, the new one resumes at the durable seq.
+    let mut again = Conn::open(&d);
+    let w = again.hello("good", 1, DISK).expect("welcome");
+    assert_eq!(w.groups[0].durable.0, good_seq);
+    assert!(good.expect_error(ErrorCode::Busy).contains("superseded"));
+
     // The victim's one good write reads back; nothing else landed.
-    drop(good);
+    drop(again);
     let img = work.path().join("victim.img");
     assert_ok(&dump(&d.data_dir, "victim", "sda", "latest", &img), "dump");
     let bytes = std::fs::read(&img).unwrap();

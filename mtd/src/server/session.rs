@@ -16,17 +16,18 @@ use rewind_formats::segment::{
 };
 use rewind_formats::Seq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use super::framing::{read_frame, read_message, ReadError};
 use crate::aligned::AlignedBuf;
-use crate::store::group::Group;
+use crate::store::group::{Group, Holder};
 use crate::store::writer::AppendReq;
 use crate::store::Store;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+const SUPERSEDE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a session ended early; `code` is sent to the peer in an ERROR frame when there is one.
 #[derive(Debug)]
@@ -61,11 +62,20 @@ struct Fed {
 }
 
 /// Releases the group for other sessions when the session ends.
-struct Claim(Arc<Group>);
+struct Claim {
+    group: Arc<Group>,
+    stop: Arc<Notify>,
+}
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        *self.0.session.lock().expect("session lock") = None;
+        let mut holder = self.group.session.lock().expect("session lock");
+        if holder
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(&h.stop, &self.stop))
+        {
+            *holder = None;
+        }
     }
 }
 
@@ -135,7 +145,8 @@ async fn serve<R: AsyncRead + Unpin>(
             }
         },
     };
-    let (fed, _claims, welcome) = welcome(store, &hello, peer).await?;
+    let stop = Arc::new(Notify::new());
+    let (fed, _claims, welcome) = welcome(store, &hello, peer, &stop).await?;
     tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "session started");
     out.send(Message::Welcome(welcome).to_frame())
         .await
@@ -152,7 +163,13 @@ async fn serve<R: AsyncRead + Unpin>(
         if let Some(why) = store.health.failed() {
             return Err(refuse(ErrorCode::StoreFailed, why));
         }
-        let (kind, len) = match read_frame(rd, &mut payload).await {
+        let frame = tokio::select! {
+            r = read_frame(rd, &mut payload) => r,
+            _ = stop.notified() => {
+                return Err(refuse(ErrorCode::Busy, "superseded: the same agent opened a new session"));
+            }
+        };
+        let (kind, len) = match frame {
             Ok(frame) => frame,
             Err(ReadError::Closed) => {
                 // Close only once everything this agent sent is durable, so that seeing the
@@ -213,7 +230,58 @@ fn closed() -> Fault {
 
 type Welcomed = (Vec<Fed>, Vec<Claim>, Welcome);
 
-async fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcomed, Fault> {
+/// Take a group for this session. If the same agent still holds it through an older connection
+/// (it reconnected before the daemon saw the old one die), that session is told to stop and this
+/// one takes over; another agent's session makes this one Busy.
+async fn claim(
+    group: &Arc<Group>,
+    agent: &str,
+    peer: &str,
+    stop: &Arc<Notify>,
+) -> Result<(), Fault> {
+    let t0 = std::time::Instant::now();
+    let mut asked = false;
+    loop {
+        {
+            let mut holder = group.session.lock().expect("session lock");
+            match holder.as_ref() {
+                None => {
+                    *holder = Some(Holder {
+                        peer: peer.to_string(),
+                        agent: agent.to_string(),
+                        stop: stop.clone(),
+                    });
+                    return Ok(());
+                }
+                Some(h) if h.agent == agent && t0.elapsed() < SUPERSEDE_TIMEOUT => {
+                    if !asked {
+                        tracing::info!(group = %group.name, %agent, old_peer = %h.peer, new_peer = %peer,
+                            "agent reconnected: stopping its older session");
+                        h.stop.notify_one();
+                        asked = true;
+                    }
+                }
+                Some(h) => {
+                    return Err(refuse(
+                        ErrorCode::Busy,
+                        format!(
+                            "group {} is being fed by agent {} ({})",
+                            group.name, h.agent, h.peer
+                        ),
+                    ));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn welcome(
+    store: &Arc<Store>,
+    hello: &Hello,
+    peer: &str,
+    stop: &Arc<Notify>,
+) -> Result<Welcomed, Fault> {
     if hello.groups.is_empty() {
         return Err(refuse(ErrorCode::Protocol, "HELLO names no group"));
     }
@@ -231,19 +299,12 @@ async fn welcome(store: &Arc<Store>, hello: &Hello, peer: &str) -> Result<Welcom
             .hello_group(hg)
             .map_err(|r| refuse(r.code, r.message))?;
         {
-            let mut holder = group.session.lock().expect("session lock");
-            if let Some(other) = holder.as_ref() {
-                return Err(refuse(
-                    ErrorCode::Busy,
-                    format!(
-                        "group {} is being fed by another session ({other})",
-                        hg.group
-                    ),
-                ));
-            }
-            *holder = Some(peer.to_string());
+            claim(&group, &hello.agent, peer, stop).await?;
         }
-        claims.push(Claim(group.clone()));
+        claims.push(Claim {
+            group: group.clone(),
+            stop: stop.clone(),
+        });
         // A previous session's batches may still be in the writer's queue: resume after them.
         let durable = match tokio::time::timeout(DRAIN_TIMEOUT, group.drained()).await {
             Ok(durable) => durable,

@@ -74,8 +74,8 @@ pub struct Group {
     pins: Mutex<Pins>,
     /// Newest durable seq, for sessions to turn into ACK frames.
     durable_tx: watch::Sender<Seq>,
-    /// The peer whose session currently feeds this group (one at a time).
-    pub session: Mutex<Option<String>>,
+    /// The session currently feeding this group (one at a time).
+    pub session: Mutex<Option<Holder>>,
     /// Serialises manifest updates (sessions, merger).
     pub manifest_lock: Mutex<()>,
     /// Chunks (batches and tags) handed to the writer, and chunks published after fdatasync. A new
@@ -278,6 +278,14 @@ impl Group {
             .next()
             .map(|s| Seq(*s))
     }
+}
+
+/// The session feeding a group: who it is, and how to ask it to stop (when the same agent
+/// reconnects before the daemon noticed its old connection die).
+pub struct Holder {
+    pub peer: String,
+    pub agent: String,
+    pub stop: Arc<tokio::sync::Notify>,
 }
 
 /// Held by a view for as long as it exists.
