@@ -9,10 +9,7 @@ use std::time::Duration;
 
 use rewind_formats::frame::FrameKind;
 use rewind_formats::message::{
-    Ack, BatchRef, ErrorCode, ErrorMsg, Hello, Message, ResumeStatus, Tag, Welcome, WelcomeGroup,
-};
-use rewind_formats::segment::{
-    records_chunk_len, tag_chunk_len, write_records_chunk, write_tag_chunk,
+    Ack, BatchRef, ErrorCode, ErrorMsg, Hello, Message, ResumeStatus, Welcome, WelcomeGroup,
 };
 use rewind_formats::Seq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -20,9 +17,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use super::framing::{read_frame, read_message, ReadError};
-use crate::aligned::AlignedBuf;
 use crate::store::group::{Group, Holder};
-use crate::store::writer::AppendReq;
+use crate::store::ingest::Feed;
 use crate::store::Store;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,6 +39,12 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Fault {
     }
 }
 
+impl From<crate::store::Refusal> for Fault {
+    fn from(r: crate::store::Refusal) -> Fault {
+        refuse(r.code, r.message)
+    }
+}
+
 impl From<ReadError> for Fault {
     fn from(e: ReadError) -> Fault {
         Fault {
@@ -50,15 +52,6 @@ impl From<ReadError> for Fault {
             message: e.to_string(),
         }
     }
-}
-
-/// A group this session feeds.
-struct Fed {
-    group: Arc<Group>,
-    generation: u64,
-    /// Seq the next batch must start at.
-    next_seq: Seq,
-    disk_sizes: Vec<u64>,
 }
 
 /// Releases the group for other sessions when the session ends.
@@ -186,7 +179,7 @@ async fn serve<R: AsyncRead + Unpin>(
             // Batches are decoded in place: their records are read straight from the payload.
             let b = BatchRef::decode(payload).map_err(ReadError::from)?;
             let f = find(&mut fed, &b.group)?;
-            let req = check_batch(f, &b)?;
+            let req = f.batch_chunk(&b)?;
             f.group.note_queued();
             store
                 .append(req)
@@ -198,7 +191,7 @@ async fn serve<R: AsyncRead + Unpin>(
         match Message::decode(kind, payload).map_err(ReadError::from)? {
             Message::Tag(t) => {
                 let f = find(&mut fed, &t.group)?;
-                let req = check_tag(f, &t)?;
+                let req = f.tag_chunk(&t)?;
                 f.group.note_queued();
                 store
                     .append(req)
@@ -228,7 +221,7 @@ fn closed() -> Fault {
     }
 }
 
-type Welcomed = (Vec<Fed>, Vec<Claim>, Welcome);
+type Welcomed = (Vec<Feed>, Vec<Claim>, Welcome);
 
 /// Take a group for this session. If the same agent still holds it through an older connection
 /// (it reconnected before the daemon saw the old one die), that session is told to stop and this
@@ -330,7 +323,7 @@ async fn welcome(
             ResumeStatus::Resume
         };
         let disk_sizes = hg.disks.iter().map(|d| d.size_bytes).collect();
-        fed.push(Fed {
+        fed.push(Feed {
             group,
             generation,
             next_seq: Seq(durable.0 + 1),
@@ -346,7 +339,7 @@ async fn welcome(
     Ok((fed, claims, Welcome { groups }))
 }
 
-fn find<'a>(fed: &'a mut [Fed], group: &str) -> Result<&'a mut Fed, Fault> {
+fn find<'a>(fed: &'a mut [Feed], group: &str) -> Result<&'a mut Feed, Fault> {
     fed.iter_mut()
         .find(|f| f.group.name == group)
         .ok_or_else(|| {
@@ -355,102 +348,6 @@ fn find<'a>(fed: &'a mut [Fed], group: &str) -> Result<&'a mut Fed, Fault> {
                 format!("group {group} was not named in this session's HELLO"),
             )
         })
-}
-
-/// Validate a batch completely and encode it as a journal chunk.
-fn check_batch(f: &Fed, b: &BatchRef<'_>) -> Result<AppendReq, Fault> {
-    let g = &f.group.name;
-    if b.generation != f.generation {
-        return Err(refuse(
-            ErrorCode::StaleGeneration,
-            format!(
-                "batch for group {g} has generation {}; the session is at {}",
-                b.generation, f.generation
-            ),
-        ));
-    }
-    if b.first_seq != f.next_seq {
-        return Err(refuse(
-            ErrorCode::SeqGap,
-            format!(
-                "batch for group {g} starts at seq {}; expected {}",
-                b.first_seq.0, f.next_seq.0
-            ),
-        ));
-    }
-    let records = b.decode_records().map_err(|e| {
-        refuse(
-            ErrorCode::Protocol,
-            format!("batch for group {g} at seq {}: {e}", b.first_seq.0),
-        )
-    })?;
-    let refs: Vec<_> = records.iter().collect();
-    for (i, r) in refs.iter().enumerate() {
-        let seq = b.first_seq.0 + i as u64;
-        let Some(&size) = f.disk_sizes.get(usize::from(r.disk)) else {
-            return Err(refuse(
-                ErrorCode::UnknownDisk,
-                format!(
-                    "record seq {seq} of group {g} names disk index {}; the group has {} disks",
-                    r.disk,
-                    f.disk_sizes.len()
-                ),
-            ));
-        };
-        if r.offset
-            .checked_add(u64::from(r.len))
-            .is_none_or(|end| end > size)
-        {
-            return Err(refuse(
-                ErrorCode::OutOfRange,
-                format!("record seq {seq} of group {g} disk #{} offset {} length {} is past the disk end ({size} bytes)", r.disk, r.offset, r.len),
-            ));
-        }
-    }
-    let len = records_chunk_len(&refs);
-    let mut buf = AlignedBuf::from_pool(len);
-    let header = write_records_chunk(
-        &mut buf[..len],
-        b.first_seq,
-        b.timestamp_ms,
-        f.generation,
-        &refs,
-    );
-    Ok(AppendReq {
-        group: f.group.clone(),
-        buf,
-        header,
-    })
-}
-
-fn check_tag(f: &Fed, t: &Tag) -> Result<AppendReq, Fault> {
-    let g = &f.group.name;
-    if t.generation != f.generation {
-        return Err(refuse(
-            ErrorCode::StaleGeneration,
-            format!(
-                "tag for group {g} has generation {}; the session is at {}",
-                t.generation, f.generation
-            ),
-        ));
-    }
-    if t.tag.seq.0 == 0 || t.tag.seq >= f.next_seq {
-        return Err(refuse(
-            ErrorCode::SeqGap,
-            format!(
-                "tag {} of group {g} labels seq {}, which has not been sent (next is {})",
-                t.tag.name, t.tag.seq.0, f.next_seq.0
-            ),
-        ));
-    }
-    let len = tag_chunk_len(&t.tag);
-    let mut buf = AlignedBuf::zeroed(len);
-    let header = write_tag_chunk(&mut buf[..len], t.tag.timestamp_ms, f.generation, &t.tag);
-    Ok(AppendReq {
-        group: f.group.clone(),
-        buf,
-        header,
-    })
 }
 
 /// Send an ACK whenever the group's durable seq moves past what this session last acknowledged.

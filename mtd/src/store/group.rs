@@ -27,7 +27,11 @@ pub struct SegmentMeta {
     /// Read handle; readers clone the Arc so a merged-away segment stays readable until they finish.
     pub file: Arc<File>,
     pub first_seq: Seq,
+    /// Newest record seq in the segment (0 if it holds only tags).
     pub last_seq: Seq,
+    /// Newest seq the segment mentions, tags included: it is merged away only once the horizon
+    /// reaches this, so a segment holding only a tag is never mistaken for an already-merged one.
+    pub max_seq: Seq,
     pub len_bytes: u64,
     pub sealed: bool,
     /// Newest source timestamp in the segment: the segment expires when this leaves the window.
@@ -146,6 +150,9 @@ impl Group {
             points: Points::default(),
             bases,
         };
+        for t in &state.manifest.horizon_tags {
+            state.points.add_tag(t.clone());
+        }
         for (id, path) in list_segments(&journal_dir(&dir))? {
             let seg = segment_file::load_segment(&path, mode)?;
             if seg.footer.chunks.is_empty() {
@@ -260,13 +267,17 @@ impl Group {
         })
     }
 
-    /// Claim a new horizon for a merge, at most `wanted` and never past the oldest pin.
-    pub fn claim_merge_horizon(&self, wanted: Seq) -> Seq {
+    /// Claim a merge horizon. `prefix_horizons[i]` is the horizon that merging the oldest i+1
+    /// expired segments would reach (non-decreasing: merges take whole segments, oldest first).
+    /// Takes the longest prefix that passes no pinned view and returns its length and horizon;
+    /// views older than that horizon are refused from now on.
+    pub fn claim_merge(&self, prefix_horizons: &[Seq]) -> Option<(usize, Seq)> {
         let mut pins = self.pins.lock().expect("pins lock");
         let oldest_pin = pins.counts.keys().next().copied().unwrap_or(u64::MAX);
-        let h = wanted.0.min(oldest_pin);
-        pins.merging_to = pins.merging_to.max(h);
-        Seq(h)
+        let n = prefix_horizons.partition_point(|h| h.0 <= oldest_pin);
+        let h = *prefix_horizons.get(n.checked_sub(1)?)?;
+        pins.merging_to = pins.merging_to.max(h.0);
+        Some((n, h))
     }
 
     pub fn oldest_pin(&self) -> Option<Seq> {
@@ -336,6 +347,13 @@ fn add_segment(st: &mut GroupState, id: u64, seg: LoadedSegment) -> Result<()> {
             file: Arc::new(file),
             first_seq,
             last_seq,
+            max_seq: seg
+                .footer
+                .chunks
+                .iter()
+                .map(|c| c.last_seq)
+                .max()
+                .unwrap_or(Seq(0)),
             // An unsealed segment read offline may carry preallocated space past its data.
             len_bytes: if seg.sealed {
                 seg.file_len
@@ -422,6 +440,7 @@ fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &ChunkHeader
         if h.kind == ChunkKind::Records {
             meta.last_seq = meta.last_seq.max(h.last_seq);
         }
+        meta.max_seq = meta.max_seq.max(h.last_seq);
         meta.newest_ms = meta.newest_ms.max(h.timestamp_ms);
         meta.chunks += 1;
     }
@@ -445,6 +464,7 @@ mod tests {
             retention_ms: 1000,
             horizon_seq: 0,
             horizon_ms: 0,
+            horizon_tags: Vec::new(),
             created_ms: 0,
         };
         let g = Group::create(dir.path().join("g"), m).unwrap();
@@ -456,10 +476,11 @@ mod tests {
         let (_dir, g) = group();
         let pin = g.pin(Seq(5)).unwrap();
         assert_eq!(
-            g.claim_merge_horizon(Seq(10)),
-            Seq(5),
-            "merge stops at the oldest pin"
+            g.claim_merge(&[Seq(4), Seq(10)]),
+            Some((1, Seq(4))),
+            "merge stops before the segment holding the oldest pin"
         );
+        assert_eq!(g.claim_merge(&[Seq(6)]), None);
         assert!(
             g.pin(Seq(3)).is_err(),
             "a view older than a claimed horizon is refused"
@@ -467,7 +488,7 @@ mod tests {
         assert!(g.pin(Seq(5)).is_ok());
         drop(pin);
         assert_eq!(g.oldest_pin(), None);
-        assert_eq!(g.claim_merge_horizon(Seq(10)), Seq(10));
+        assert_eq!(g.claim_merge(&[Seq(10)]), Some((1, Seq(10))));
         assert!(matches!(g.pin(Seq(9)), Err(StoreError::PointTooOld { .. })));
     }
 

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use rewind_formats::message::TagInfo;
 use serde::{Deserialize, Serialize};
 
 use super::{Result, StoreError};
@@ -27,6 +28,10 @@ pub struct Manifest {
     pub horizon_seq: u64,
     /// Source timestamp of the horizon seq (0 if none merged yet).
     pub horizon_ms: u64,
+    /// Tags that label the horizon seq itself: the oldest retained point keeps its names after
+    /// the segments that held them are merged away.
+    #[serde(default)]
+    pub horizon_tags: Vec<TagInfo>,
     pub created_ms: u64,
 }
 

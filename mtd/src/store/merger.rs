@@ -22,44 +22,32 @@ use super::segment_file::{load_segment, LoadMode};
 use super::{Result, StoreError};
 use crate::fsutil;
 
-/// A segment chosen for merging.
-struct Candidate {
-    id: u64,
-    last_seq: Seq,
-    newest_ms: u64,
-}
-
-/// Merge every sealed segment whose newest record is older than the retention window (and that no
-/// view pins). Returns the new horizon if it moved.
+/// Merge the oldest sealed segments whose newest record is older than the retention window, as
+/// far as no view pins. Merges take whole segments, oldest first, so the base always holds one
+/// exact point. Returns the new horizon if it moved.
 pub fn merge_expired(group: &Arc<Group>, now_ms: u64) -> Result<Option<Seq>> {
-    let candidates: Vec<Candidate> = {
+    // (segment id, horizon after merging up to and including it, newest timestamp so far)
+    let expired: Vec<(u64, Seq, u64)> = {
         let st = group.state.read().expect("group lock");
         let cutoff = now_ms.saturating_sub(st.manifest.retention_ms);
+        let (mut horizon, mut newest) = (st.horizon(), st.manifest.horizon_ms);
         st.segments
             .values()
             .take_while(|s| s.sealed && s.newest_ms < cutoff)
-            .map(|s| Candidate {
-                id: s.id,
-                last_seq: s.last_seq,
-                newest_ms: s.newest_ms,
+            .map(|s| {
+                // A segment holding only a tag mentions an older seq than the one before it.
+                horizon = horizon.max(s.max_seq);
+                newest = newest.max(s.newest_ms);
+                (s.id, horizon, newest)
             })
             .collect()
     };
-    let Some(wanted) = candidates.last().map(|c| c.last_seq) else {
+    let prefix_horizons: Vec<Seq> = expired.iter().map(|e| e.1).collect();
+    let Some((n, horizon)) = group.claim_merge(&prefix_horizons) else {
         return Ok(None);
     };
-    let allowed = group.claim_merge_horizon(wanted);
-    let chosen: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| c.last_seq <= allowed)
-        .collect();
-    let Some(last) = chosen.last() else {
-        return Ok(None);
-    };
-    let horizon = last.last_seq;
-    let horizon_ms = last.newest_ms;
-    let ids: Vec<u64> = chosen.iter().map(|c| c.id).collect();
-    merge_segments(group, &ids, horizon, horizon_ms)?;
+    let ids: Vec<u64> = expired[..n].iter().map(|e| e.0).collect();
+    merge_segments(group, &ids, horizon, expired[n - 1].2)?;
     Ok(Some(horizon))
 }
 
@@ -71,7 +59,7 @@ pub fn finish_interrupted(group: &Arc<Group>) -> Result<()> {
         let ids: Vec<u64> = st
             .segments
             .values()
-            .filter(|s| s.last_seq <= h)
+            .filter(|s| s.max_seq <= h)
             .map(|s| s.id)
             .collect();
         (ids, h, st.manifest.horizon_ms)
@@ -87,10 +75,24 @@ fn merge_segments(group: &Arc<Group>, ids: &[u64], horizon: Seq, horizon_ms: u64
     // 1. Move the horizon first, durably.
     {
         let _l = group.manifest_lock.lock().expect("manifest lock");
-        let mut m = group.state.read().expect("group lock").manifest.clone();
-        if m.horizon_seq < horizon.0 {
-            m.horizon_seq = horizon.0;
-            m.horizon_ms = horizon_ms;
+        let st = group.state.read().expect("group lock");
+        let mut m = st.manifest.clone();
+        let horizon_tags = st
+            .points
+            .tags()
+            .iter()
+            .filter(|t| t.seq == horizon)
+            .cloned()
+            .collect();
+        drop(st);
+        // The tags at the horizon are saved even when the horizon does not move: a segment
+        // holding only a tag at the horizon is merged (deleted) like any other.
+        if m.horizon_seq < horizon.0 || m.horizon_tags != horizon_tags {
+            if m.horizon_seq < horizon.0 {
+                m.horizon_seq = horizon.0;
+                m.horizon_ms = horizon_ms;
+            }
+            m.horizon_tags = horizon_tags;
             m.store(&group.dir)?;
             group.state.write().expect("group lock").manifest = m;
         }

@@ -13,6 +13,7 @@ mod error;
 pub mod group;
 pub mod health;
 pub mod index;
+pub mod ingest;
 pub mod manifest;
 pub mod merger;
 pub mod points;
@@ -179,6 +180,7 @@ impl Store {
                     retention_ms: self.opts.default_retention.as_millis() as u64,
                     horizon_seq: 0,
                     horizon_ms: 0,
+                    horizon_tags: Vec::new(),
                     created_ms: now_ms(),
                 };
                 let g = Group::create(self.dir.join("groups").join(&hg.group), manifest).map_err(

@@ -111,8 +111,18 @@ impl Points {
         self.times.push((last_seq, timestamp_ms));
     }
 
+    /// Add a tag (in seq order). The same tag may be found twice at start-up, in the manifest's
+    /// horizon tags and in a segment a crash kept from being deleted: it is kept once.
     pub fn add_tag(&mut self, tag: TagInfo) {
-        self.tags.push(tag);
+        if !self
+            .tags
+            .iter()
+            .rev()
+            .take_while(|t| t.seq >= tag.seq)
+            .any(|t| *t == tag)
+        {
+            self.tags.push(tag);
+        }
     }
 
     pub fn tags(&self) -> &[TagInfo] {

@@ -300,6 +300,7 @@ impl Writer {
             file: Arc::new(read),
             first_seq: first.first_seq,
             last_seq: rewind_formats::Seq(0),
+            max_seq: rewind_formats::Seq(0),
             len_bytes: BLOCK as u64,
             sealed: false,
             newest_ms: 0,
