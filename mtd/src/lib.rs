@@ -2,9 +2,15 @@
 //! a base image plus a journal of its recent history, and reads any point in the retention window.
 
 pub mod aligned;
+pub mod control;
+pub mod daemon;
 pub mod dump;
+pub mod exports;
 pub mod fsutil;
+pub mod fusetree;
 pub mod inspect;
+pub mod nbd;
+pub mod overlay;
 pub mod server;
 pub mod store;
 pub mod view;

@@ -43,7 +43,20 @@ enum Cmd {
         /// How often the merger looks for expired segments.
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         merge_interval: Duration,
-        /// Write the bound address here once listening.
+        /// NBD exports on TCP ("none" for no TCP listener).
+        #[arg(long, default_value = "127.0.0.1:10809")]
+        nbd_listen: String,
+        /// NBD exports on a unix socket.
+        #[arg(long)]
+        nbd_unix: Option<PathBuf>,
+        /// Mount the FUSE view tree here (GROUP/DISK/latest.img, at/POINT.img, overlays/NAME.img).
+        #[arg(long)]
+        views: Option<PathBuf>,
+        /// The control API's unix socket (what the `rewind` CLI talks to).
+        #[arg(long, default_value = "/run/rewind/mtd.sock")]
+        control: PathBuf,
+        /// Write the bound addresses here once listening (agents' first, then `nbd ADDR`,
+        /// `views PATH`, `control PATH`).
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
@@ -99,6 +112,10 @@ fn main() -> Result<()> {
             segment_size,
             seal_after,
             merge_interval,
+            nbd_listen,
+            nbd_unix,
+            views,
+            control,
             ready_file,
         } => {
             let opts = StoreOptions {
@@ -116,11 +133,20 @@ fn main() -> Result<()> {
             let store = Store::open(&data_dir, opts)
                 .with_context(|| format!("opening store {}", data_dir.display()))?;
             let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
-            rt.block_on(rewind_mtd::server::serve(
+            if let Some(dir) = control.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            rt.block_on(rewind_mtd::daemon::run(
                 store,
-                rewind_mtd::server::ServeOptions {
-                    listen,
-                    unix,
+                rewind_mtd::daemon::DaemonOptions {
+                    agents: rewind_mtd::server::AgentListeners { listen, unix },
+                    nbd: rewind_mtd::nbd::NbdOptions {
+                        listen: Some(nbd_listen).filter(|l| l != "none"),
+                        unix: nbd_unix,
+                    },
+                    views,
+                    control: Some(control),
                     ready_file,
                 },
             ))

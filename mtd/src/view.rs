@@ -141,3 +141,104 @@ fn read_full(f: &std::fs::File, out: &mut [u8], pos: u64) -> std::io::Result<()>
     }
     Ok(())
 }
+
+/// What a range of a disk holds, for NBD block status and FUSE's SEEK_DATA: data, or zeroes that
+/// cost nothing to read (a zero or trim record, or a hole in the sparse base image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allocation {
+    Data,
+    Zero,
+}
+
+/// One run of a disk with the same allocation, `[offset, offset + len)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub offset: u64,
+    pub len: u64,
+    pub allocation: Allocation,
+}
+
+impl View {
+    /// The allocation of `[offset, offset + len)` (clipped to the disk), adjacent runs merged.
+    pub fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
+        let end = offset.saturating_add(len).min(self.size_bytes);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let (pieces, base) = {
+            let st = self.group.state.read().expect("group lock");
+            (
+                st.indexes[self.disk].lookup(offset, end, self.seq),
+                st.bases[self.disk].clone(),
+            )
+        };
+        let mut out: Vec<Extent> = Vec::new();
+        for p in pieces {
+            match p.source {
+                Source::Zero => push_extent(&mut out, p.offset, p.len, Allocation::Zero),
+                Source::Segment { .. } => push_extent(&mut out, p.offset, p.len, Allocation::Data),
+                Source::Base => {
+                    for (o, l, a) in sparse_runs(&base, p.offset, p.len)
+                        .map_err(|e| self.read_error("base image", p.offset, e))?
+                    {
+                        push_extent(&mut out, o, l, a);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Append a run, merging it into the previous one when both have the same allocation.
+pub fn push_extent(out: &mut Vec<Extent>, offset: u64, len: u64, allocation: Allocation) {
+    if len == 0 {
+        return;
+    }
+    if let Some(last) = out.last_mut() {
+        if last.allocation == allocation && last.offset + last.len == offset {
+            last.len += len;
+            return;
+        }
+    }
+    out.push(Extent {
+        offset,
+        len,
+        allocation,
+    });
+}
+
+/// Data and hole runs of a sparse file in `[offset, offset + len)`, by SEEK_DATA / SEEK_HOLE. Bytes
+/// past the end of the file are holes.
+pub fn sparse_runs(
+    f: &std::fs::File,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<Vec<(u64, u64, Allocation)>> {
+    use nix::unistd::{lseek, Whence};
+    use std::os::fd::AsRawFd;
+    let end = offset + len;
+    let mut out = Vec::new();
+    let mut pos = offset;
+    while pos < end {
+        let data = match lseek(f.as_raw_fd(), pos as i64, Whence::SeekData) {
+            Ok(d) => (d as u64).min(end),
+            Err(nix::errno::Errno::ENXIO) => end,
+            Err(e) => return Err(e.into()),
+        };
+        if data > pos {
+            out.push((pos, data - pos, Allocation::Zero));
+        }
+        if data >= end {
+            break;
+        }
+        let hole = match lseek(f.as_raw_fd(), data as i64, Whence::SeekHole) {
+            Ok(h) => (h as u64).min(end),
+            Err(nix::errno::Errno::ENXIO) => end,
+            Err(e) => return Err(e.into()),
+        };
+        out.push((data, hole - data, Allocation::Data));
+        pos = hole;
+    }
+    Ok(out)
+}

@@ -31,7 +31,7 @@ fn crash_rounds(engine: &str) {
     let mut d = Daemon::start(work.path(), engine, &["--segment-size", "4MiB"]);
     let state = work.path().join("loadgen.state");
     let mut lg = Proc::spawn(
-        wl.run_cmd(&d.connect_arg(), "4GiB")
+        wl.run_cmd(&d.connect_arg(), "1TiB")
             .args([
                 "--reconnect",
                 "--reconnect-timeout",

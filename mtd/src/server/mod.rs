@@ -12,32 +12,15 @@ use tokio::net::{TcpListener, UnixListener};
 
 use crate::store::Store;
 
-pub struct ServeOptions {
+pub struct AgentListeners {
     /// TCP address to listen on (`127.0.0.1:0` picks a free port).
     pub listen: Option<String>,
     pub unix: Option<PathBuf>,
-    /// Written with the bound TCP address (or the socket path) once listening, for scripts and tests.
-    pub ready_file: Option<PathBuf>,
 }
 
-/// Serve until SIGINT or SIGTERM.
-pub async fn serve(store: Arc<Store>, opts: ServeOptions) -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let signalled = async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-            _ = term.recv() => tracing::info!("terminated; stopping"),
-        }
-    };
-    serve_until(store, opts, signalled).await
-}
-
-/// Serve until `shutdown` completes (tests run the server in-process this way).
-pub async fn serve_until(
-    store: Arc<Store>,
-    opts: ServeOptions,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+/// Bind the agent listeners and accept sessions in the background. Returns the bound addresses
+/// (`HOST:PORT`, `unix:PATH`).
+pub async fn start(store: Arc<Store>, opts: &AgentListeners) -> Result<Vec<String>> {
     let mut ready = Vec::new();
     if let Some(addr) = &opts.listen {
         let l = TcpListener::bind(addr)
@@ -92,16 +75,7 @@ pub async fn serve_until(
         });
     }
     if ready.is_empty() {
-        anyhow::bail!("nothing to listen on: give --listen and/or --unix");
+        anyhow::bail!("nothing to listen on for agents: give --listen and/or --unix");
     }
-    if let Some(rf) = &opts.ready_file {
-        let text = ready.join("\n") + "\n";
-        crate::fsutil::write_atomic(rf, text.as_bytes())
-            .with_context(|| format!("writing ready file {}", rf.display()))?;
-    }
-    shutdown.await;
-    if let Some(path) = &opts.unix {
-        let _ = std::fs::remove_file(path);
-    }
-    Ok(())
+    Ok(ready)
 }

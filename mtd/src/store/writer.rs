@@ -282,15 +282,28 @@ impl Writer {
             first_seq: first.first_seq,
             created_ms: now_ms(),
         };
+        // Written under a temporary name and renamed once its header is durable: a kill -9 between
+        // create and header write must not leave a headerless segment that start-up rejects. A
+        // temporary file left by such a kill has this same id (ids come from the named segments),
+        // so it is replaced here.
+        let tmp = path.with_extension("rwj.tmp");
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {
+                tracing::info!(path = %tmp.display(), "removed a segment left half-created by a crash")
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("remove stale segment", &tmp)(e)),
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(&path)
-            .map_err(StoreError::io("create segment", &path))?;
+            .open(&tmp)
+            .map_err(StoreError::io("create segment", &tmp))?;
         let hdr = header.encode();
         self.retry_on_enospc("write segment header", |_| file.write_all_at(&hdr, 0))?;
-        file.sync_all().map_err(StoreError::io("fsync", &path))?;
+        file.sync_all().map_err(StoreError::io("fsync", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(StoreError::io("rename segment into place", &path))?;
         fsutil::sync_dir(&dir)?;
         let direct = open_direct(&path)?;
         let read = File::open(&path).map_err(StoreError::io("open segment", &path))?;

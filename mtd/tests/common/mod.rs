@@ -35,6 +35,12 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub data_dir: PathBuf,
     pub sock: PathBuf,
+    /// NBD on this unix socket (and TCP on a free loopback port: see `nbd_tcp`).
+    pub nbd_sock: PathBuf,
+    /// The control API socket (for the `rewind` CLI: `--control` or REWIND_CONTROL).
+    pub control: PathBuf,
+    /// The FUSE view tree, when started with `with_views`.
+    pub views: Option<PathBuf>,
     pub log: PathBuf,
     pub args: Vec<String>,
     pub starts: usize,
@@ -48,6 +54,12 @@ impl Daemon {
             child: None,
             data_dir: work.join("data"),
             sock: work.join("mtd.sock"),
+            nbd_sock: work.join("nbd.sock"),
+            control: work.join("control.sock"),
+            views: extra
+                .iter()
+                .position(|a| *a == "--views")
+                .map(|i| PathBuf::from(extra[i + 1])),
             log: work.join("mtd.log"),
             args,
             starts: 0,
@@ -74,6 +86,11 @@ impl Daemon {
             .arg(&self.sock)
             .arg("--ready-file")
             .arg(&ready)
+            .arg("--nbd-unix")
+            .arg(&self.nbd_sock)
+            .args(["--nbd-listen", "127.0.0.1:0"])
+            .arg("--control")
+            .arg(&self.control)
             .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -87,8 +104,8 @@ impl Daemon {
         while !ready.exists() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
-                    "rewind-mtd exited early ({status}); log:\n{}",
-                    self.log_text()
+                    "rewind-mtd exited early ({status}); last lines of its log:\n{}",
+                    self.log_tail(30)
                 );
             }
             assert!(
@@ -113,6 +130,38 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // A killed daemon leaves its FUSE tree mounted but dead.
+        if let Some(v) = &self.views {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(v)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    /// The lines of the ready file (agents' addresses, `nbd ADDR`, `views PATH`, `control PATH`).
+    pub fn ready_lines(&self) -> Vec<String> {
+        fs::read_to_string(self.data_dir.with_extension("ready"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The NBD TCP address (`127.0.0.1:PORT`).
+    pub fn nbd_tcp(&self) -> String {
+        self.ready_lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("nbd "))
+            .find(|a| !a.starts_with("unix:"))
+            .expect("daemon reports an NBD TCP address")
+            .to_string()
+    }
+
+    /// `nbd+unix:///EXPORT?socket=...` for an export name.
+    pub fn nbd_uri(&self, export: &str) -> String {
+        format!("nbd+unix:///{export}?socket={}", self.nbd_sock.display())
     }
 
     /// SIGTERM and wait.
@@ -135,10 +184,19 @@ impl Daemon {
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The last `n` lines of the log: what a failure report needs, without pages of start-ups.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
 }
 
 impl Drop for Daemon {
+    /// A clean stop first, so the daemon unmounts and detaches what it made; then make sure.
     fn drop(&mut self) {
+        self.stop();
         self.kill9();
     }
 }

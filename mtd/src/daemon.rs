@@ -1,0 +1,82 @@
+//! `rewind-mtd serve`: the store plus everything that faces the outside — agent listeners, the NBD
+//! server, the FUSE view tree and the control API — started in order and stopped in reverse.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::control::{self, Control};
+use crate::exports::Exports;
+use crate::fusetree::FuseTree;
+use crate::nbd::{self, NbdOptions};
+use crate::overlay::Overlays;
+use crate::server::{self, AgentListeners};
+use crate::store::Store;
+
+pub struct DaemonOptions {
+    pub agents: AgentListeners,
+    pub nbd: NbdOptions,
+    /// Where to mount the FUSE view tree (none: no tree, and no `attach`/`mount`).
+    pub views: Option<PathBuf>,
+    /// Unix socket of the control API.
+    pub control: Option<PathBuf>,
+    /// Written once everything listens: one address per line, agents' first, then
+    /// `nbd ADDR`, `views PATH`, `control PATH`.
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Run until SIGINT or SIGTERM, then stop cleanly: unmount what `rewind mount` mounted, detach
+/// loop devices, unmount the view tree.
+pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
+    // Overlays pin their points: open them before the merger's first pass.
+    let overlays = Arc::new(Overlays::load(store.clone()).context("opening overlays")?);
+    let exports = Exports::new(store.clone(), overlays);
+
+    let mut ready = server::start(store.clone(), &opts.agents).await?;
+    for addr in nbd::start(exports.clone(), &opts.nbd).await? {
+        ready.push(format!("nbd {addr}"));
+    }
+    let tree = match &opts.views {
+        Some(root) => {
+            let exports = exports.clone();
+            let root = root.clone();
+            let tree =
+                tokio::task::spawn_blocking(move || FuseTree::mount(exports, &root)).await??;
+            ready.push(format!("views {}", tree.root().display()));
+            Some(tree)
+        }
+        None => None,
+    };
+    let control = Control::new(
+        exports.clone(),
+        tree.as_ref().map(|t| t.root().to_path_buf()),
+    )?;
+    if let Some(path) = &opts.control {
+        control::start(control.clone(), path).await?;
+        ready.push(format!("control {}", path.display()));
+    }
+    if let Some(rf) = &opts.ready_file {
+        let text = ready.join("\n") + "\n";
+        crate::fsutil::write_atomic(rf, text.as_bytes())
+            .with_context(|| format!("writing ready file {}", rf.display()))?;
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = term.recv() => tracing::info!("terminated; stopping"),
+    }
+    let c = control.clone();
+    tokio::task::spawn_blocking(move || c.release_all()).await?;
+    if let Some(tree) = tree {
+        tokio::task::spawn_blocking(move || drop(tree)).await?;
+    }
+    for p in [&opts.agents.unix, &opts.nbd.unix, &opts.control]
+        .into_iter()
+        .flatten()
+    {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}
