@@ -3,18 +3,18 @@
 use std::fmt::Write as _;
 
 use rewind_formats::message::TagKind;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::points::format_ms;
 use crate::store::Store;
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Report {
     pub data_dir: String,
     pub groups: Vec<GroupReport>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct GroupReport {
     pub name: String,
     pub generation: u64,
@@ -31,7 +31,7 @@ pub struct GroupReport {
     pub tags: Vec<TagReport>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct DiskReport {
     pub name: String,
     pub size_bytes: u64,
@@ -39,23 +39,23 @@ pub struct DiskReport {
     pub index_bytes: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct SegmentReport {
     pub id: u64,
     pub first_seq: u64,
     pub last_seq: u64,
     pub bytes: u64,
-    pub state: &'static str,
+    pub state: String,
     pub chunks: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct PointReport {
     pub seq: u64,
     pub time: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct TagReport {
     pub name: String,
     pub seq: u64,
@@ -101,7 +101,7 @@ pub fn report(store: &Store) -> Report {
                     first_seq: s.first_seq.0,
                     last_seq: s.last_seq.0,
                     bytes: s.len_bytes,
-                    state: if s.sealed { "sealed" } else { "open" },
+                    state: if s.sealed { "sealed" } else { "open" }.to_string(),
                     chunks: s.chunks,
                 })
                 .collect(),

@@ -2,6 +2,7 @@
 //! a base image plus a journal of its recent history, and reads any point in the retention window.
 
 pub mod aligned;
+pub mod client;
 pub mod control;
 pub mod daemon;
 pub mod dump;

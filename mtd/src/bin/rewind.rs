@@ -1,1 +1,356 @@
-fn main() {}
+//! `rewind`: the admin CLI. It talks to `rewind-mtd`'s control API; tables by default, `--json`
+//! for scripts.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use rewind_mtd::client::{Client, DEFAULT_CONTROL};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "rewind",
+    version,
+    about = "Rewind admin CLI (talks to rewind-mtd)"
+)]
+struct Cli {
+    /// The control API socket of rewind-mtd.
+    #[arg(long, global = true, env = "REWIND_CONTROL", default_value = DEFAULT_CONTROL)]
+    control: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Protection groups, their disks, durable seq and retention horizon.
+    Groups,
+    /// Recovery points of a group: oldest and newest seq and time, tags, app-consistent marks.
+    Points { group: String },
+    /// Writable overlays over recovery points.
+    Overlay {
+        #[command(subcommand)]
+        cmd: OverlayCmd,
+    },
+    /// Attach a loop device to GROUP/DISK[@POINT] (or @overlay:NAME); prints the device.
+    Attach {
+        export: String,
+        /// Writable, through a throwaway overlay (the point itself never changes).
+        #[arg(long)]
+        writable: bool,
+        /// Scan partitions (-P): /dev/loopNp1 ...
+        #[arg(long, short = 'P')]
+        partitions: bool,
+    },
+    /// Detach a loop device made by `rewind attach`.
+    Detach { device: String },
+    /// Loop devices and mounts made by `rewind attach` and `rewind mount`.
+    Attachments,
+    /// Mount GROUP/DISK[@POINT] at DIR through a throwaway overlay (so a filesystem journal can
+    /// replay; the point itself never changes).
+    Mount {
+        export: String,
+        dir: PathBuf,
+        #[arg(long)]
+        partition: Option<u32>,
+        /// Mount options, as for mount -o.
+        #[arg(short = 'o', long)]
+        options: Option<String>,
+    },
+    /// Unmount a `rewind mount`, detach its loop device and drop its overlay.
+    Umount { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum OverlayCmd {
+    /// Make overlay NAME over GROUP/DISK[@POINT] (exported as GROUP/DISK@overlay:NAME).
+    Create {
+        name: String,
+        export: String,
+    },
+    List,
+    Delete {
+        name: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(&cli) {
+        eprintln!("rewind: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let c = Client::new(&cli.control)?;
+    let out = match &cli.cmd {
+        Cmd::Groups => {
+            let v = c.get("/v1/groups")?;
+            print_or(cli, &v, || groups_table(&v))
+        }
+        Cmd::Points { group } => {
+            let v = c.get(&format!("/v1/groups/{group}/points"))?;
+            print_or(cli, &v, || points_table(&v))
+        }
+        Cmd::Overlay { cmd } => match cmd {
+            OverlayCmd::Create { name, export } => {
+                let v = c.post("/v1/overlays", json!({ "name": name, "export": export }))?;
+                print_or(cli, &v, || {
+                    format!(
+                        "overlay {} over {}/{} at seq {}: export {}/{}@overlay:{}\n",
+                        s(&v["name"]),
+                        s(&v["group"]),
+                        s(&v["disk"]),
+                        v["seq"],
+                        s(&v["group"]),
+                        s(&v["disk"]),
+                        s(&v["name"])
+                    )
+                })
+            }
+            OverlayCmd::List => {
+                let v = c.get("/v1/overlays")?;
+                print_or(cli, &v, || overlays_table(&v))
+            }
+            OverlayCmd::Delete { name } => {
+                let v = c.delete(&format!("/v1/overlays/{name}"))?;
+                print_or(cli, &v, || format!("deleted overlay {name}\n"))
+            }
+        },
+        Cmd::Attach {
+            export,
+            writable,
+            partitions,
+        } => {
+            let v = c.post(
+                "/v1/attachments",
+                json!({ "export": export, "writable": writable, "partitions": partitions }),
+            )?;
+            print_or(cli, &v, || {
+                let mut o = format!("{}\n", s(&v["device"]));
+                for p in v["partitions"].as_array().into_iter().flatten() {
+                    o += &format!("{}\n", s(p));
+                }
+                o
+            })
+        }
+        Cmd::Detach { device } => {
+            let v = c.post("/v1/detach", json!({ "device": device }))?;
+            print_or(cli, &v, || format!("detached {device}\n"))
+        }
+        Cmd::Attachments => {
+            let v = c.get("/v1/attachments")?;
+            print_or(cli, &v, || attachments_table(&v))
+        }
+        Cmd::Mount {
+            export,
+            dir,
+            partition,
+            options,
+        } => {
+            let dir = std::path::absolute(dir)?;
+            let v = c.post(
+                "/v1/mounts",
+                json!({ "export": export, "dir": dir, "partition": partition, "options": options }),
+            )?;
+            print_or(cli, &v, || {
+                format!(
+                    "mounted {export} at {} (device {}, throwaway overlay {})\n",
+                    dir.display(),
+                    s(&v["device"]),
+                    s(&v["overlay"])
+                )
+            })
+        }
+        Cmd::Umount { dir } => {
+            let dir = std::path::absolute(dir)?;
+            let v = c.post("/v1/umount", json!({ "dir": dir }))?;
+            print_or(cli, &v, || {
+                format!(
+                    "unmounted {} and detached {}\n",
+                    dir.display(),
+                    s(&v["device"])
+                )
+            })
+        }
+    };
+    print!("{out}");
+    Ok(())
+}
+
+fn print_or(cli: &Cli, v: &Value, table: impl FnOnce() -> String) -> String {
+    if cli.json {
+        serde_json::to_string_pretty(v).expect("json") + "\n"
+    } else {
+        table()
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(x) => x.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l += c;
+            } else {
+                l += &format!("{c:<width$}  ", width = w[i]);
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out += &line(r);
+    }
+    out
+}
+
+fn bytes(v: &Value) -> String {
+    let n = v.as_u64().unwrap_or(0) as f64;
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = n;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < units.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{x:.1} {}", units[u])
+    }
+}
+
+fn groups_table(v: &Value) -> String {
+    let rows = v["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let disks: Vec<String> = g["disks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| format!("{} ({})", s(&d["name"]), bytes(&d["size_bytes"])))
+                .collect();
+            vec![
+                s(&g["name"]),
+                disks.join(", "),
+                s(&g["durable_seq"]),
+                s(&g["newest_point"]["time"]),
+                s(&g["horizon_seq"]),
+                s(&g["retention"]),
+                bytes(&g["journal_bytes"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "GROUP",
+            "DISKS",
+            "DURABLE",
+            "NEWEST",
+            "HORIZON",
+            "RETENTION",
+            "JOURNAL",
+        ],
+        rows,
+    )
+}
+
+fn points_table(v: &Value) -> String {
+    let mut out = format!(
+        "group {}: every seq from {} ({}) to {} ({}) is a crash-consistent point; retention horizon seq {}\n",
+        s(&v["group"]),
+        s(&v["oldest"]["seq"]),
+        s(&v["oldest"]["time"]),
+        s(&v["newest"]["seq"]),
+        s(&v["newest"]["time"]),
+        s(&v["horizon_seq"]),
+    );
+    if let Some(t) = v["latest_app_consistent"].as_object() {
+        out += &format!(
+            "latest app-consistent: tag:{} (seq {})\n",
+            s(&t["name"]),
+            s(&t["seq"])
+        );
+    }
+    let rows: Vec<Vec<String>> = v["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            vec![
+                format!("tag:{}", s(&t["name"])),
+                s(&t["seq"]),
+                s(&t["time"]),
+                s(&t["kind"]),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out += "no tags\n";
+    } else {
+        out += &table(&["POINT", "SEQ", "TIME", "KIND"], rows);
+    }
+    out
+}
+
+fn overlays_table(v: &Value) -> String {
+    let rows = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            vec![
+                s(&o["name"]),
+                format!("{}/{}", s(&o["group"]), s(&o["disk"])),
+                format!("{} (seq {})", s(&o["point"]), s(&o["seq"])),
+                bytes(&o["used_bytes"]),
+                s(&o["users"]),
+            ]
+        })
+        .collect();
+    table(&["OVERLAY", "DISK", "POINT", "WRITTEN", "USERS"], rows)
+}
+
+fn attachments_table(v: &Value) -> String {
+    let rows = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            vec![
+                s(&a["device"]),
+                s(&a["export"]),
+                if a["writable"].as_bool() == Some(true) {
+                    "rw".into()
+                } else {
+                    "ro".into()
+                },
+                s(&a["mountpoint"]),
+            ]
+        })
+        .collect();
+    table(&["DEVICE", "EXPORT", "MODE", "MOUNTED AT"], rows)
+}

@@ -1,27 +1,67 @@
 //! The control API: HTTP+JSON on a unix socket, used by the `rewind` CLI.
+//!
+//! Routes (all JSON; errors are `{"error": "..."}` with a 4xx/5xx status):
+//! - `GET /v1/groups`: groups, disks, segments, points, tags, horizon (the `inspect` report)
+//! - `GET /v1/groups/{group}/points`: the recovery points of one group
+//! - `GET|POST /v1/overlays`, `DELETE /v1/overlays/{name}`
+//! - `GET|POST /v1/attachments`, `POST /v1/detach`
+//! - `POST /v1/mounts`, `POST /v1/umount`
+
+pub mod attach;
+mod routes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::exports::Exports;
+use attach::Attachments;
 
 pub struct Control {
     pub exports: Arc<Exports>,
+    /// The view tree's mount point (attach and mount need it).
     pub views: Option<PathBuf>,
+    pub attachments: Attachments,
 }
 
 impl Control {
     pub fn new(exports: Arc<Exports>, views: Option<PathBuf>) -> Result<Arc<Control>> {
-        Ok(Arc::new(Control { exports, views }))
+        let attachments = Attachments::load(&exports.store.dir)?;
+        Ok(Arc::new(Control {
+            exports,
+            views,
+            attachments,
+        }))
     }
 
-    /// Unmount, detach and drop everything `attach` and `mount` made.
-    pub fn release_all(&self) {}
+    /// Unmount, detach and drop everything `attach` and `mount` made (daemon shutdown).
+    pub fn release_all(&self) {
+        attach::release_all(&self.exports, &self.attachments);
+    }
 }
 
+/// Serve the API on a unix socket in the background. A socket that another live daemon answers on
+/// is an error, not something to take over.
 pub async fn start(control: Arc<Control>, path: &Path) -> Result<()> {
-    let _ = (control, path);
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            anyhow::bail!(
+                "another rewind-mtd serves the control API at {}; give this one --control PATH",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("listening on {}", path.display()))?;
+    tracing::info!(path = %path.display(), "control API listening");
+    let app = routes::router(control);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "control API stopped");
+        }
+    });
     Ok(())
 }

@@ -12,6 +12,9 @@ pub fn bin(name: &str) -> PathBuf {
     if name == "rewind-mtd" {
         return PathBuf::from(env!("CARGO_BIN_EXE_rewind-mtd"));
     }
+    if name == "rewind" {
+        return PathBuf::from(env!("CARGO_BIN_EXE_rewind"));
+    }
     let exe = std::env::current_exe().expect("test exe path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
@@ -157,6 +160,13 @@ impl Daemon {
             .find(|a| !a.starts_with("unix:"))
             .expect("daemon reports an NBD TCP address")
             .to_string()
+    }
+
+    /// The `rewind` CLI pointed at this daemon.
+    pub fn rewind(&self) -> Command {
+        let mut c = Command::new(bin("rewind"));
+        c.arg("--control").arg(&self.control);
+        c
     }
 
     /// `nbd+unix:///EXPORT?socket=...` for an export name.

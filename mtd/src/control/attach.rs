@@ -1,0 +1,374 @@
+//! Loop devices over the view tree's files, and filesystems mounted from them.
+//!
+//! `rewind attach` puts a loop device over `GROUP/DISK/.../X.img`; `rewind mount` adds a throwaway
+//! overlay (so ext4/xfs can replay their journals without changing the point) and mounts it. The
+//! daemon keeps the list in `DATA_DIR/attachments.json` so that after a crash the next start can
+//! detach what the dead FUSE tree left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::exports::{ExportName, Exports, Target};
+use crate::fusetree::export_path;
+use crate::store::points::now_ms;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attachment {
+    /// `/dev/loopN`.
+    pub device: String,
+    /// What it shows: an export name.
+    pub export: String,
+    /// The view-tree file under the loop device.
+    pub file: PathBuf,
+    pub writable: bool,
+    /// Partition devices (`/dev/loopNp1` ...), when attached with partition scanning.
+    #[serde(default)]
+    pub partitions: Vec<String>,
+    /// The throwaway overlay made for this attachment, dropped with it.
+    #[serde(default)]
+    pub overlay: Option<String>,
+    /// Where `rewind mount` mounted it.
+    #[serde(default)]
+    pub mountpoint: Option<PathBuf>,
+    pub created_ms: u64,
+}
+
+pub struct Attachments {
+    file: PathBuf,
+    list: Mutex<Vec<Attachment>>,
+}
+
+/// Run a command; on failure the error carries its stderr.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            format!("{cmd:?}").replace('"', ""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl Attachments {
+    /// Load the list, and clean up what a previous daemon left (its view tree is gone, so its
+    /// loop devices and mounts are dead).
+    pub fn load(data_dir: &Path) -> Result<Attachments> {
+        let file = data_dir.join("attachments.json");
+        let old: Vec<Attachment> = match std::fs::read(&file) {
+            Ok(b) => {
+                serde_json::from_slice(&b).with_context(|| format!("reading {}", file.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        };
+        for a in &old {
+            tracing::warn!(device = %a.device, export = %a.export, "cleaning up an attachment left by a previous run");
+            if let Some(m) = &a.mountpoint {
+                let _ = run(Command::new("umount").arg("-l").arg(m));
+            }
+            if backing_file(&a.device).as_deref() == Some(a.file.as_path()) {
+                let _ = run(Command::new("losetup").arg("-d").arg(&a.device));
+            }
+        }
+        let me = Attachments {
+            file,
+            list: Mutex::new(Vec::new()),
+        };
+        me.save(&[])?;
+        Ok(me)
+    }
+
+    fn save(&self, list: &[Attachment]) -> Result<()> {
+        let json = serde_json::to_vec_pretty(list)?;
+        crate::fsutil::write_atomic(&self.file, &json)?;
+        Ok(())
+    }
+
+    pub fn list(&self) -> Vec<Attachment> {
+        self.list.lock().expect("attachments lock").clone()
+    }
+
+    fn add(&self, a: Attachment) -> Result<()> {
+        let mut l = self.list.lock().expect("attachments lock");
+        l.push(a);
+        self.save(&l)
+    }
+
+    fn remove(&self, device: &str) -> Result<Option<Attachment>> {
+        let mut l = self.list.lock().expect("attachments lock");
+        let Some(i) = l.iter().position(|a| a.device == device) else {
+            return Ok(None);
+        };
+        let a = l.remove(i);
+        self.save(&l)?;
+        Ok(Some(a))
+    }
+
+    fn find_mount(&self, dir: &Path) -> Option<Attachment> {
+        self.list
+            .lock()
+            .expect("attachments lock")
+            .iter()
+            .find(|a| a.mountpoint.as_deref() == Some(dir))
+            .cloned()
+    }
+}
+
+/// The file a loop device is attached to, if any.
+fn backing_file(device: &str) -> Option<PathBuf> {
+    let name = Path::new(device).file_name()?.to_str()?;
+    let s = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).ok()?;
+    Some(PathBuf::from(s.trim()))
+}
+
+/// A throwaway overlay's name: unique, and recognisable in `rewind overlay list`.
+fn throwaway_name(kind: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{kind}-{}-{n}", now_ms())
+}
+
+/// Attach a loop device to an export's view-tree file. `writable` on anything but an overlay
+/// makes a throwaway overlay over the point first.
+pub fn attach(
+    exports: &Exports,
+    views: &Path,
+    atts: &Attachments,
+    export: &str,
+    writable: bool,
+    partitions: bool,
+    mountpoint: Option<PathBuf>,
+) -> Result<Attachment> {
+    let mut name = ExportName::parse(export)?;
+    let mut overlay = None;
+    let is_overlay = matches!(name.target, Target::Overlay(_));
+    if writable && !is_overlay {
+        let point = match &name.target {
+            Target::Point(p) => p.clone(),
+            _ => "latest".to_string(),
+        };
+        let oname = throwaway_name(if mountpoint.is_some() {
+            "mount"
+        } else {
+            "attach"
+        });
+        exports
+            .overlays
+            .create(&oname, &name.group, &name.disk, &point, true)?;
+        name.target = Target::Overlay(oname.clone());
+        overlay = Some(oname);
+    } else {
+        // Resolve now, so a bad name or a too-old point is a clear error rather than a losetup
+        // failure on a missing file.
+        exports.open_parsed(&name)?;
+    }
+    let writable = writable || is_overlay;
+    let file = export_path(views, &name);
+    let result = (|| {
+        let mut cmd = Command::new("losetup");
+        cmd.args(["--find", "--show", "--direct-io=on"]);
+        if !writable {
+            cmd.arg("--read-only");
+        }
+        if partitions {
+            cmd.arg("--partscan");
+        }
+        cmd.arg(&file);
+        let device = run(&mut cmd)?;
+        let parts = if partitions {
+            partition_devices(&device)
+        } else {
+            Vec::new()
+        };
+        Ok::<_, anyhow::Error>((device, parts))
+    })();
+    let (device, parts) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            if let Some(o) = &overlay {
+                drop_overlay(exports, o);
+            }
+            return Err(e);
+        }
+    };
+    let a = Attachment {
+        device,
+        export: name.to_string(),
+        file,
+        writable,
+        partitions: parts,
+        overlay,
+        mountpoint,
+        created_ms: now_ms(),
+    };
+    atts.add(a.clone())?;
+    tracing::info!(device = %a.device, export = %a.export, writable, "attached loop device");
+    Ok(a)
+}
+
+/// Partition devices appear in sysfs right after a partition scan.
+fn partition_devices(device: &str) -> Vec<String> {
+    let Some(name) = Path::new(device).file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = std::fs::read_dir(format!("/sys/block/{name}"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with(name) && n.len() > name.len())
+        .map(|n| format!("/dev/{n}"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Detach a loop device this daemon attached, and drop its throwaway overlay.
+pub fn detach(exports: &Exports, atts: &Attachments, device: &str) -> Result<Attachment> {
+    let a = atts
+        .list()
+        .into_iter()
+        .find(|a| a.device == device)
+        .with_context(|| {
+            format!("{device} was not attached by rewind (see `rewind attachments`)")
+        })?;
+    if let Some(m) = &a.mountpoint {
+        bail!(
+            "{device} is mounted at {}; use `rewind umount {}`",
+            m.display(),
+            m.display()
+        );
+    }
+    release(exports, atts, &a)?;
+    Ok(a)
+}
+
+fn release(exports: &Exports, atts: &Attachments, a: &Attachment) -> Result<()> {
+    if let Some(m) = &a.mountpoint {
+        run(Command::new("umount").arg(m))
+            .with_context(|| format!("unmounting {}", m.display()))?;
+    }
+    if backing_file(&a.device).as_deref() == Some(a.file.as_path()) {
+        run(Command::new("losetup").arg("-d").arg(&a.device))?;
+    }
+    atts.remove(&a.device)?;
+    if let Some(o) = &a.overlay {
+        drop_overlay(exports, o);
+    }
+    tracing::info!(device = %a.device, export = %a.export, "detached loop device");
+    Ok(())
+}
+
+/// Delete a throwaway overlay. The loop device closes its file asynchronously (FUSE release
+/// arrives after losetup returns), so wait a little for the last user to go.
+fn drop_overlay(exports: &Exports, name: &str) {
+    let t0 = Instant::now();
+    loop {
+        match exports.overlays.delete(name) {
+            Ok(()) => return,
+            Err(e) if t0.elapsed() < Duration::from_secs(10) => {
+                tracing::debug!(overlay = name, error = %e, "waiting to delete throwaway overlay");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => {
+                tracing::error!(overlay = name, error = %e, "cannot delete throwaway overlay");
+                return;
+            }
+        }
+    }
+}
+
+/// Mount an export at `dir` through a throwaway overlay (the point itself never changes).
+pub fn mount(
+    exports: &Exports,
+    views: &Path,
+    atts: &Attachments,
+    export: &str,
+    dir: &Path,
+    partition: Option<u32>,
+    options: Option<&str>,
+) -> Result<Attachment> {
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("mount point {}", dir.display()))?;
+    if !dir.is_dir() {
+        bail!("mount point {} is not a directory", dir.display());
+    }
+    if atts.find_mount(&dir).is_some() {
+        bail!("{} already has a rewind mount", dir.display());
+    }
+    let a = attach(
+        exports,
+        views,
+        atts,
+        export,
+        true,
+        partition.is_some(),
+        Some(dir.clone()),
+    )?;
+    let dev = match partition {
+        None => a.device.clone(),
+        Some(n) => {
+            let want = format!("{}p{n}", a.device);
+            if !a.partitions.contains(&want) {
+                let found = a.partitions.join(", ");
+                let mut b = a.clone();
+                b.mountpoint = None;
+                let _ = release(exports, atts, &b);
+                bail!(
+                    "{export} has no partition {n} (found: {})",
+                    if found.is_empty() { "none" } else { &found }
+                );
+            }
+            want
+        }
+    };
+    let mut cmd = Command::new("mount");
+    if let Some(o) = options {
+        cmd.args(["-o", o]);
+    }
+    cmd.arg(&dev).arg(&dir);
+    if let Err(e) = run(&mut cmd) {
+        let mut b = a.clone();
+        b.mountpoint = None;
+        let _ = release(exports, atts, &b);
+        bail!("cannot mount {export} (is there a filesystem on it? try --partition N): {e}");
+    }
+    tracing::info!(export, dir = %dir.display(), device = %dev, "mounted");
+    Ok(a)
+}
+
+/// Unmount a `rewind mount`, detach its loop device and drop its overlay.
+pub fn umount(exports: &Exports, atts: &Attachments, dir: &Path) -> Result<Attachment> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let a = atts
+        .find_mount(&dir)
+        .with_context(|| format!("{} is not a rewind mount", dir.display()))?;
+    release(exports, atts, &a)?;
+    Ok(a)
+}
+
+/// Release everything (daemon shutdown), newest first.
+pub fn release_all(exports: &Exports, atts: &Attachments) {
+    let mut l = atts.list();
+    l.reverse();
+    for a in l {
+        if let Err(e) = release(exports, atts, &a) {
+            tracing::error!(device = %a.device, error = %e, "cannot release attachment; trying a lazy unmount");
+            if let Some(m) = &a.mountpoint {
+                let _ = run(Command::new("umount").arg("-l").arg(m));
+            }
+            let _ = run(Command::new("losetup").arg("-d").arg(&a.device));
+            let _ = atts.remove(&a.device);
+        }
+    }
+}
