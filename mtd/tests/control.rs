@@ -94,6 +94,13 @@ fn groups_points_and_overlays() {
     assert_eq!(list[0]["name"], "t1");
     assert_eq!(list[0]["seq"], o["seq"]);
 
+    // Retention can change at run time, durably.
+    run_ok(d.rewind().args(["retention", "web", "2h"]));
+    let bad = run(d.rewind().args(["retention", "web", "soon"]));
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("bad retention"), "{}", stderr(&bad));
+    assert_eq!(group_json(&inspect(&d.data_dir), "web")["retention"], "2h");
+
     run_ok(d.rewind().args(["overlay", "delete", "t1"]));
     assert!(!work.path().join("data/overlays/t1").exists());
     let gone = run(d.rewind().args(["overlay", "delete", "t1"]));

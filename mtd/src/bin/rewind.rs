@@ -31,6 +31,8 @@ enum Cmd {
     Groups,
     /// Recovery points of a group: oldest and newest seq and time, tags, app-consistent marks.
     Points { group: String },
+    /// Change a group's retention window (e.g. 24h); older history is merged into the base.
+    Retention { group: String, retention: String },
     /// Writable overlays over recovery points.
     Overlay {
         #[command(subcommand)]
@@ -96,6 +98,15 @@ fn run(cli: &Cli) -> Result<()> {
         Cmd::Points { group } => {
             let v = c.get(&format!("/v1/groups/{group}/points"))?;
             print_or(cli, &v, || points_table(&v))
+        }
+        Cmd::Retention { group, retention } => {
+            let v = c.post(
+                &format!("/v1/groups/{group}/retention"),
+                json!({ "retention": retention }),
+            )?;
+            print_or(cli, &v, || {
+                format!("group {group}: retention {}\n", s(&v["retention"]))
+            })
         }
         Cmd::Overlay { cmd } => match cmd {
             OverlayCmd::Create { name, export } => {

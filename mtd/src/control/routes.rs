@@ -70,6 +70,7 @@ pub fn router(control: Arc<Control>) -> Router {
     Router::new()
         .route("/v1/groups", get(groups))
         .route("/v1/groups/{group}/points", get(points))
+        .route("/v1/groups/{group}/retention", post(retention))
         .route("/v1/overlays", get(overlays).post(overlay_create))
         .route("/v1/overlays/{name}", delete(overlay_delete))
         .route("/v1/attachments", get(attachments).post(attach_one))
@@ -130,6 +131,32 @@ async fn points(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<Poi
     })
     .await?;
     Ok(Json(r))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct RetentionRequest {
+    /// A duration: `24h`, `30m`, `7days`.
+    pub retention: String,
+}
+
+async fn retention(
+    State(c): Ctl,
+    UrlPath(group): UrlPath<String>,
+    Json(req): Json<RetentionRequest>,
+) -> ApiResult<Value> {
+    let d = humantime::parse_duration(&req.retention).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("bad retention {:?}: {e} (e.g. 24h, 30m)", req.retention),
+        )
+    })?;
+    blocking(move || {
+        let g = c.exports.store.group(&group)?;
+        g.set_retention(d.as_millis() as u64)?;
+        Ok(json!({ "group": group, "retention": humantime::format_duration(d).to_string() }))
+    })
+    .await
+    .map(Json)
 }
 
 async fn overlays(State(c): Ctl) -> ApiResult<Vec<crate::overlay::OverlayInfo>> {

@@ -249,6 +249,17 @@ impl Group {
     }
 
     /// Pin `seq` for a view; refused if the merger has moved or is moving the horizon past it.
+    /// Change the retention window; durable in the manifest before it takes effect.
+    pub fn set_retention(&self, retention_ms: u64) -> Result<()> {
+        let _l = self.manifest_lock.lock().expect("manifest lock");
+        let mut m = self.state.read().expect("group lock").manifest.clone();
+        m.retention_ms = retention_ms;
+        m.store(&self.dir)?;
+        self.state.write().expect("group lock").manifest = m;
+        tracing::info!(group = %self.name, retention_ms, "retention changed");
+        Ok(())
+    }
+
     pub fn pin(self: &Arc<Self>, seq: Seq) -> Result<PinGuard> {
         let mut pins = self.pins.lock().expect("pins lock");
         let st = self.state.read().expect("group lock");
