@@ -72,6 +72,9 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     if let Some(tree) = tree {
         tokio::task::spawn_blocking(move || drop(tree)).await?;
     }
+    // Writes since a client's last flush keep their data (NBD clients still connected, for one).
+    let ex = exports.clone();
+    tokio::task::spawn_blocking(move || ex.overlays.flush_all()).await?;
     for p in [&opts.agents.unix, &opts.nbd.unix, &opts.control]
         .into_iter()
         .flatten()

@@ -502,6 +502,16 @@ impl Overlays {
             .collect()
     }
 
+    /// Flush every overlay (daemon shutdown: writes since a client's last flush keep their data).
+    pub fn flush_all(&self) {
+        let all: Vec<Arc<Overlay>> = self.map.lock().expect("overlays lock").values().cloned().collect();
+        for o in all {
+            if let Err(e) = o.flush() {
+                tracing::error!(overlay = %o.meta.name, error = %e, "cannot flush overlay");
+            }
+        }
+    }
+
     /// Delete an overlay and its data. Refused while anything (an NBD client, an open FUSE file,
     /// a loop device) still uses it.
     pub fn delete(&self, name: &str) -> Result<()> {
