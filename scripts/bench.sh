@@ -4,6 +4,7 @@
 #
 #   scripts/bench.sh apply [SIZE]    durable-apply throughput (SIZE default 256MiB)
 #   scripts/bench.sh crash [ROUNDS]  the kill -9 crash test at length (default 100 rounds)
+#   scripts/bench.sh views [SIZE] [RECORDS]  reading points: NBD, FUSE + loop, first block
 #
 # Environment: BENCH_RUNS (default 3: median reported), BENCH_TMP (default /var/tmp),
 # BENCH_RAND_SECONDS (random-write time cap for fio and the daemon, default 20), CARGO_TARGET_DIR (default target/).
@@ -28,7 +29,10 @@ commands:
   crash [ROUNDS] kill -9 the daemon under load ROUNDS times (default 100) per io engine and check
                  that every acknowledged write survived
   agent          agent capture overhead (not yet)
-  views          view read throughput against qemu-nbd / nbdkit (not yet)
+  views [SIZE] [RECORDS]
+                 nbdcopy of a view against qemu-nbd on the same bytes (merged, 10% and 50% in the
+                 journal), FUSE+loop sequential read against a plain loop device, and the time to
+                 open a point and read its first block with RECORDS (default 1000000) in the journal
   failover       failover timings (not yet)
 
 environment: BENCH_RUNS=$RUNS BENCH_TMP=$TMP_BASE BENCH_RAND_SECONDS=$RAND_SECONDS
@@ -165,6 +169,7 @@ start_mtd() { # start_mtd DATA_DIR LOG
     mkdir -p "$dir"
     rm -f "$ready"
     "$MTD" serve --data-dir "$dir" --listen 127.0.0.1:0 --io-engine uring \
+        --nbd-listen none --control "$dir.control.sock" \
         --ready-file "$ready" >"$logf" 2>&1 &
     MTD_PID=$!
     PIDS+=("$MTD_PID")
@@ -326,6 +331,173 @@ cmd_apply() {
     echo "bar apply-rand-4k: $(ratio "$rand" "$fio_rand")x (want >= 2)"
 }
 
+# ---------------------------------------------------------------------------------------------
+# Views: reading recovery points through NBD and through the FUSE tree + loop, against qemu-nbd and
+# a plain loop device serving the same bytes from a raw file.
+
+VIEWS_PID=""
+VIEWS_DIR=""
+VLOOPS=()
+
+views_cleanup() {
+    local d
+    for d in "${VLOOPS[@]+"${VLOOPS[@]}"}"; do
+        losetup -d "$d" 2>/dev/null || true
+    done
+    VLOOPS=()
+    if [[ -n "$VIEWS_PID" ]] && kill -0 "$VIEWS_PID" 2>/dev/null; then
+        kill -TERM "$VIEWS_PID" 2>/dev/null || true
+        wait "$VIEWS_PID" 2>/dev/null || true
+    fi
+    if [[ -n "$VIEWS_DIR" ]] && mountpoint -q "$VIEWS_DIR" 2>/dev/null; then
+        umount -l "$VIEWS_DIR" 2>/dev/null || true
+    fi
+    cleanup
+}
+
+rw() { "$REWIND" --control "$WORK/control.sock" "$@"; }
+
+now_s() { date +%s.%N; }
+
+# nbdcopy_mbs URI: read a whole export into null:, MB/s.
+nbdcopy_mbs() {
+    local t0 t1
+    t0=$(now_s)
+    nbdcopy "$1" null: || die "nbdcopy $1 failed"
+    t1=$(now_s)
+    awk -v b="$SIZE_BYTES" -v a="$t0" -v z="$t1" 'BEGIN { printf "%.1f\n", b / (z - a) / 1e6 }'
+}
+
+# fio_read_mbs DEVICE: sequential 1 MiB direct reads of a block device, MB/s.
+fio_read_mbs() {
+    fio --output-format=json --name=seqread --filename="$1" --ioengine=io_uring --direct=1 \
+        --rw=read --bs=1M --iodepth=16 --size="$SIZE_BYTES" --readonly 2>"$WORK/fio-read.err" |
+        jq '.jobs[0].read.bw_bytes / 1e6' || die "fio read of $1 failed: $(cat "$WORK/fio-read.err")"
+}
+
+# nbd_vs_qemu LABEL: nbdcopy of bench/sda (latest) against qemu-nbd serving a dump of the same
+# point, RUNS times each, alternating. Appends to $WORK/LABEL.ratio.
+nbd_vs_qemu() {
+    local label=$1 r qpid raw=$WORK/raw.img qsock=$WORK/qemu-nbd.sock ours theirs
+    "$MTD" dump --data-dir "$WORK/data" --group bench --disk sda --at latest -o "$raw" 2>/dev/null ||
+        die "dump failed"
+    rm -f "$qsock"
+    qemu-nbd --read-only --format=raw --persistent --shared=16 --cache=none --aio=io_uring \
+        --socket="$qsock" "$raw" &
+    qpid=$!
+    PIDS+=("$qpid")
+    for r in $(seq 1 100); do [[ -S "$qsock" ]] && break; sleep 0.05; done
+    [[ -S "$qsock" ]] || die "qemu-nbd did not start"
+    for r in $(seq 1 "$RUNS"); do
+        ours=$(nbdcopy_mbs "nbd+unix:///bench/sda?socket=$WORK/nbd.sock")
+        theirs=$(nbdcopy_mbs "nbd+unix:///?socket=$qsock")
+        echo "$ours" >>"$WORK/$label.ours"
+        echo "$theirs" >>"$WORK/$label.theirs"
+        ratio "$ours" "$theirs" >>"$WORK/$label.ratio"
+        log "$label run $r: rewind $ours MB/s, qemu-nbd $theirs MB/s"
+    done
+    kill -TERM "$qpid" 2>/dev/null || true
+    wait "$qpid" 2>/dev/null || true
+    rm -f "$raw"
+}
+
+journal_bytes() { rw --json groups | jq '[.groups[] | select(.name == "bench") | .journal_bytes] | add'; }
+
+cmd_views() {
+    local size=${1:-256MiB} records=${2:-1000000} r dev base_dev t0 t1
+    SIZE_BYTES=$(to_bytes "$size")
+    ((SIZE_BYTES >= 16 << 20)) || die "SIZE must be at least 16MiB"
+    ((SIZE_BYTES % (1 << 20) == 0)) || die "SIZE must be a multiple of 1MiB"
+    need_tool fio fio
+    need_tool jq jq
+    need_tool nbdcopy libnbd-bin
+    need_tool qemu-nbd qemu-utils
+    build
+    REWIND=$TARGET_DIR/release/rewind
+    make_workdir
+    trap views_cleanup EXIT
+    VIEWS_DIR=$WORK/views
+    log "scratch dir $WORK"
+
+    # A daemon whose new groups keep 1 s of history, so the first full write merges into the base.
+    rm -f "$WORK/ready"
+    "$MTD" serve --data-dir "$WORK/data" --unix "$WORK/agents.sock" --nbd-listen none \
+        --nbd-unix "$WORK/nbd.sock" --views "$VIEWS_DIR" --control "$WORK/control.sock" \
+        --retention 1s --seal-after 1s --merge-interval 200ms --ready-file "$WORK/ready" \
+        >"$WORK/mtd.log" 2>&1 &
+    VIEWS_PID=$!
+    for r in $(seq 1 300); do [[ -s "$WORK/ready" ]] && break; sleep 0.1; done
+    [[ -s "$WORK/ready" ]] || die "rewind-mtd did not start: $(tail -n 20 "$WORK/mtd.log")"
+
+    local lg=("$LOADGEN" run --connect "unix:$WORK/agents.sock" --group bench --disk "sda:$SIZE_BYTES"
+        --pattern seq --record-size 1MiB --payload random --compression store)
+    log "writing $size and waiting for it to merge into the base image"
+    "${lg[@]}" --total "$SIZE_BYTES" >/dev/null 2>"$WORK/lg.err" || die "loadgen: $(tail -n 5 "$WORK/lg.err")"
+    for r in $(seq 1 600); do [[ $(journal_bytes) == 0 ]] && break; sleep 0.2; done
+    [[ $(journal_bytes) == 0 ]] || die "the journal did not merge"
+    rw retention bench 24h >/dev/null
+
+    log "nbdcopy, latest right after merge"
+    nbd_vs_qemu merged
+
+    log "sequential read through FUSE + loop against a loop device over the same raw file"
+    "$MTD" dump --data-dir "$WORK/data" --group bench --disk sda --at latest -o "$WORK/raw.img" 2>/dev/null
+    dev=$(rw attach bench/sda | head -n1)
+    VLOOPS+=("$dev")
+    base_dev=$(losetup --find --show --read-only --direct-io=on "$WORK/raw.img")
+    VLOOPS+=("$base_dev")
+    for r in $(seq 1 "$RUNS"); do
+        local ours theirs
+        ours=$(fio_read_mbs "$dev")
+        theirs=$(fio_read_mbs "$base_dev")
+        ratio "$ours" "$theirs" >>"$WORK/loop.ratio"
+        echo "$ours" >>"$WORK/loop.ours"
+        echo "$theirs" >>"$WORK/loop.theirs"
+        log "loop run $r: FUSE+loop $ours MB/s, plain loop $theirs MB/s"
+    done
+    rw detach "$dev" >/dev/null
+    losetup -d "$base_dev"
+    VLOOPS=()
+    rm -f "$WORK/raw.img"
+
+    log "10% of the disk in the journal"
+    "${lg[@]}" --total $((SIZE_BYTES + SIZE_BYTES / 10)) >/dev/null 2>"$WORK/lg.err" || die "loadgen: $(tail -n 5 "$WORK/lg.err")"
+    nbd_vs_qemu journal10
+    log "50% of the disk in the journal"
+    "${lg[@]}" --total $((SIZE_BYTES + SIZE_BYTES / 2)) >/dev/null 2>"$WORK/lg.err" || die "loadgen: $(tail -n 5 "$WORK/lg.err")"
+    nbd_vs_qemu journal50
+
+    log "first block of a point with $records records in the journal"
+    local fb_size=$((records * 4096 / 8))
+    "$LOADGEN" run --connect "unix:$WORK/agents.sock" --group fb --disk "sda:$fb_size" \
+        --pattern random --record-size 4KiB --payload random --compression store \
+        --total $((records * 4096)) >/dev/null 2>"$WORK/lg.err" || die "loadgen: $(tail -n 5 "$WORK/lg.err")"
+    rw retention fb 24h >/dev/null
+    for r in $(seq 1 $((RUNS * 3))); do
+        local s=$(((RANDOM * 32768 + RANDOM) % records + 1))
+        t0=$(now_s)
+        dd if="$VIEWS_DIR/fb/sda/at/seq:$s.img" of=/dev/null bs=4096 count=1 iflag=direct status=none ||
+            die "reading the first block of fb/sda at seq:$s failed"
+        t1=$(now_s)
+        awk -v a="$t0" -v z="$t1" 'BEGIN { printf "%.2f\n", (z - a) * 1000 }' >>"$WORK/first.ms"
+    done
+    local extents
+    extents=$(rw --json groups | jq '[.groups[] | select(.name == "fb") | .extents] | add')
+
+    echo
+    echo "views benchmark: SIZE=$size, $RUNS runs each (median)"
+    printf '%-52s %12s %12s %8s\n' "measurement" "rewind" "baseline" "ratio"
+    printf '%-52s %12s %12s %8s\n' "nbdcopy latest after merge (MB/s) vs qemu-nbd" "$(med "$WORK/merged.ours")" "$(med "$WORK/merged.theirs")" "$(med "$WORK/merged.ratio")x"
+    printf '%-52s %12s %12s %8s\n' "nbdcopy latest, 10% in journal (MB/s) vs qemu-nbd" "$(med "$WORK/journal10.ours")" "$(med "$WORK/journal10.theirs")" "$(med "$WORK/journal10.ratio")x"
+    printf '%-52s %12s %12s %8s\n' "nbdcopy latest, 50% in journal (MB/s) vs qemu-nbd" "$(med "$WORK/journal50.ours")" "$(med "$WORK/journal50.theirs")" "$(med "$WORK/journal50.ratio")x"
+    printf '%-52s %12s %12s %8s\n' "seq read 1MiB, FUSE+loop vs loop over raw (MB/s)" "$(med "$WORK/loop.ours")" "$(med "$WORK/loop.theirs")" "$(med "$WORK/loop.ratio")x"
+    echo "first block of a random point, $extents extents in the journal: $(med "$WORK/first.ms") ms (median of $((RUNS * 3)))"
+    echo
+    echo "bar nbdcopy-merged: $(med "$WORK/merged.ratio")x (want >= 1.0)"
+    echo "bar fuse-loop-seq-read: $(med "$WORK/loop.ratio")x (want >= 0.8)"
+    echo "bar first-block-ms: $(med "$WORK/first.ms") (want < 50)"
+}
+
 # The crash test, at length: mtd/tests/crash.rs (rewind-loadgen run --reconnect --state FILE
 # against a daemon that is kill -9'd and restarted ROUNDS times, then rewind-mtd dump and
 # rewind-loadgen verify at several acked points), with both io engines.
@@ -346,7 +518,8 @@ main() {
     case "$cmd" in
         apply) cmd_apply "$@" ;;
         crash) cmd_crash "$@" ;;
-        agent | views | failover) die "$cmd: not yet" ;;
+        views) cmd_views "$@" ;;
+        agent | failover) die "$cmd: not yet" ;;
         "" | -h | --help | help) usage ;;
         *)
             usage >&2

@@ -8,9 +8,10 @@ if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh: run as root (tests loop-mount file systems); root-only tests will skip" >&2
 fi
 
-# Packages the tests use: fio (benchmark baselines), e2fsprogs (mkfs.ext4, e2fsck),
-# util-linux (losetup, mount, fallocate), fuse3, qemu-utils (qemu-img).
-pkgs=(fio e2fsprogs util-linux fuse3 qemu-utils)
+# Packages the tests use: fio (baselines, and its nbd engine), e2fsprogs (mkfs.ext4, e2fsck),
+# util-linux (losetup, mount, fallocate), fuse3, qemu-utils (qemu-img, qemu-io, qemu-nbd),
+# libnbd-bin (nbdinfo, nbdcopy) and python3-libnbd (nbdsh), jq.
+pkgs=(fio e2fsprogs util-linux fuse3 qemu-utils libnbd-bin python3-libnbd jq)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -21,6 +22,13 @@ if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
+# fsx (file system exerciser) runs on overlay files of the view tree.
+if ! command -v fsx >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/fsx" ]; then
+  echo "installing: fsx (cargo install fsx)"
+  cargo install --locked -q fsx
+fi
+# In the suite a missing tool fails its test rather than skipping it.
+export REWIND_REQUIRE_TOOLS=1
 
 # One build profile for everything: the dev profile (opt-level 1), shared by all crates' tests.
 # --workspace builds every binary (rewind-mtd, rewind-loadgen) that the process-level tests run.

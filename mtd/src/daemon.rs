@@ -37,6 +37,10 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     for addr in nbd::start(exports.clone(), &opts.nbd).await? {
         ready.push(format!("nbd {addr}"));
     }
+    // Before the tree is mounted: a previous daemon's loop devices and mounts are found by their
+    // backing files' paths, which stop naming the views directory once the tree mount (dead
+    // after a kill -9) is detached to make way for the new one.
+    let control = Control::new(exports.clone(), opts.views.clone())?;
     let tree = match &opts.views {
         Some(root) => {
             let exports = exports.clone();
@@ -48,10 +52,6 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
         }
         None => None,
     };
-    let control = Control::new(
-        exports.clone(),
-        tree.as_ref().map(|t| t.root().to_path_buf()),
-    )?;
     if let Some(path) = &opts.control {
         control::start(control.clone(), path).await?;
         ready.push(format!("control {}", path.display()));

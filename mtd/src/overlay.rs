@@ -504,7 +504,13 @@ impl Overlays {
 
     /// Flush every overlay (daemon shutdown: writes since a client's last flush keep their data).
     pub fn flush_all(&self) {
-        let all: Vec<Arc<Overlay>> = self.map.lock().expect("overlays lock").values().cloned().collect();
+        let all: Vec<Arc<Overlay>> = self
+            .map
+            .lock()
+            .expect("overlays lock")
+            .values()
+            .cloned()
+            .collect();
         for o in all {
             if let Err(e) = o.flush() {
                 tracing::error!(overlay = %o.meta.name, error = %e, "cannot flush overlay");

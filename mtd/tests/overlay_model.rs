@@ -67,7 +67,10 @@ fn check(overlays: &Overlays, model: &[u8]) {
     for e in o.extents(0, DISK).unwrap() {
         if e.allocation == Allocation::Zero {
             let r = &model[e.offset as usize..(e.offset + e.len) as usize];
-            assert!(r.iter().all(|&b| b == 0), "extent {e:?} reported zero but holds data");
+            assert!(
+                r.iter().all(|&b| b == 0),
+                "extent {e:?} reported zero but holds data"
+            );
         }
     }
 }
@@ -95,7 +98,11 @@ fn overlay_matches_model() {
                         model[offset as usize..offset as usize + len].fill(byte);
                     }
                     Op::Zero { offset, len } => {
-                        overlays.get("x").unwrap().write_zeroes(offset, len).unwrap();
+                        overlays
+                            .get("x")
+                            .unwrap()
+                            .write_zeroes(offset, len)
+                            .unwrap();
                         model[offset as usize..(offset + len) as usize].fill(0);
                     }
                     Op::Flush => {
@@ -118,7 +125,11 @@ fn overlay_matches_model() {
             check(&overlays, &model);
             // The point under the overlay never changed.
             let v = store
-                .view("m", "sda", &rewind_mtd::store::points::PointSpec::parse("seq:300").unwrap())
+                .view(
+                    "m",
+                    "sda",
+                    &rewind_mtd::store::points::PointSpec::parse("seq:300").unwrap(),
+                )
                 .unwrap();
             let mut buf = vec![0u8; DISK as usize];
             v.read_at(&mut buf, 0).unwrap();
@@ -136,7 +147,9 @@ fn delete_in_use_and_throwaway() {
     let (work, _) = replicated();
     let store = Arc::new(Store::open_readonly(&work.path().join("data")).unwrap());
     let overlays = Overlays::load(store.clone()).unwrap();
-    let o = overlays.create("busy", "m", "sda", "latest", false).unwrap();
+    let o = overlays
+        .create("busy", "m", "sda", "latest", false)
+        .unwrap();
     let e = overlays.delete("busy").unwrap_err().to_string();
     assert!(e.contains("in use"), "{e}");
     drop(o);

@@ -134,6 +134,13 @@ impl Points {
         Some((*self.times.first()?, *self.times.last()?))
     }
 
+    /// The source time of `seq`: that of the chunk holding it (the first entry at or after it), or
+    /// the newest time held when `seq` is past the table. None when no time is held.
+    pub fn time_of(&self, seq: Seq) -> Option<u64> {
+        let i = self.times.partition_point(|(s, _)| *s < seq);
+        self.times.get(i).or(self.times.last()).map(|(_, t)| *t)
+    }
+
     /// Drop what the base image now holds: times before `horizon` and tags older than it.
     pub fn prune_before(&mut self, horizon: Seq) {
         self.times.retain(|(s, _)| *s >= horizon);

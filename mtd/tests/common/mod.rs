@@ -133,14 +133,6 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // A killed daemon leaves its FUSE tree mounted but dead.
-        if let Some(v) = &self.views {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(v)
-                .stderr(Stdio::null())
-                .status();
-        }
     }
 
     /// The lines of the ready file (agents' addresses, `nbd ADDR`, `views PATH`, `control PATH`).
@@ -208,6 +200,15 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
         self.kill9();
+        // A killed daemon leaves its FUSE tree mounted but dead. (Not in kill9: a restarted
+        // daemon must find the dead tree itself, to clean up what was attached over it.)
+        if let Some(v) = &self.views {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(v)
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

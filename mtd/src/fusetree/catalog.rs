@@ -1,0 +1,159 @@
+//! What the tree shows, asked of the store and the overlays every time (nothing is cached here:
+//! new groups, tags and overlays appear at once, and the kernel's own caching is kept short).
+
+use std::sync::Arc;
+
+use rewind_formats::message::TagKind;
+use rewind_formats::Seq;
+
+use crate::exports::Exports;
+use crate::overlay::OverlayMeta;
+use crate::store::group::Group;
+use crate::store::points::PointSpec;
+use crate::store::{Result, StoreError};
+
+/// The name `at/` lists for the newest app-consistent point.
+pub const LATEST_APP_CONSISTENT: &str = "latest-app-consistent";
+
+/// A point a name resolved to.
+#[derive(Clone, Copy, Debug)]
+pub struct Point {
+    pub seq: u64,
+    /// Source time of the point (unix ms), when the group holds times.
+    pub time_ms: Option<u64>,
+    pub size_bytes: u64,
+}
+
+pub struct Catalog {
+    pub exports: Arc<Exports>,
+}
+
+impl Catalog {
+    pub fn new(exports: Arc<Exports>) -> Catalog {
+        Catalog { exports }
+    }
+
+    fn group(&self, group: &str) -> Option<Arc<Group>> {
+        self.exports.store.group(group).ok()
+    }
+
+    pub fn groups(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .exports
+            .store
+            .groups()
+            .iter()
+            .map(|g| g.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The newest point's time of a group (None for an unknown group or one without times).
+    pub fn group_time(&self, group: &str) -> Option<Option<u64>> {
+        let g = self.group(group)?;
+        let st = g.state.read().expect("group lock");
+        Some(st.points.time_of(st.durable))
+    }
+
+    /// The disks of a group with their sizes, in manifest order.
+    pub fn disks(&self, group: &str) -> Option<Vec<(String, u64)>> {
+        let g = self.group(group)?;
+        let st = g.state.read().expect("group lock");
+        Some(
+            st.manifest
+                .disks
+                .iter()
+                .map(|d| (d.name.clone(), d.size_bytes))
+                .collect(),
+        )
+    }
+
+    pub fn disk_size(&self, group: &str, disk: &str) -> Option<u64> {
+        self.disks(group)?
+            .into_iter()
+            .find(|(d, _)| d == disk)
+            .map(|(_, s)| s)
+    }
+
+    /// Resolve a point spec of one disk, as an open would (without pinning it).
+    pub fn point(&self, group: &str, disk: &str, spec: &str) -> Result<Point> {
+        let spec = PointSpec::parse(spec)?;
+        let g = self.exports.store.group(group)?;
+        let st = g.state.read().expect("group lock");
+        let size_bytes = st
+            .manifest
+            .disks
+            .iter()
+            .find(|d| d.name == disk)
+            .map(|d| d.size_bytes)
+            .ok_or_else(|| StoreError::UnknownDisk {
+                group: group.into(),
+                disk: disk.into(),
+            })?;
+        let seq = st.points.resolve(&spec, st.durable, st.horizon())?;
+        Ok(Point {
+            seq: seq.0,
+            time_ms: st.points.time_of(seq),
+            size_bytes,
+        })
+    }
+
+    /// The source time of a seq of a group.
+    pub fn time_of(&self, group: &str, seq: u64) -> Option<u64> {
+        let g = self.group(group)?;
+        let st = g.state.read().expect("group lock");
+        st.points.time_of(Seq(seq))
+    }
+
+    /// What `at/` lists: `tag:NAME` for every tag in the window (once per name), then
+    /// `latest-app-consistent` when there is an app-consistent tag.
+    pub fn listed_points(&self, group: &str) -> Vec<String> {
+        let Some(g) = self.group(group) else {
+            return Vec::new();
+        };
+        let st = g.state.read().expect("group lock");
+        let mut out: Vec<String> = Vec::new();
+        let mut app = false;
+        for t in st.points.tags() {
+            app |= t.kind == TagKind::AppConsistent;
+            // A name that cannot be a file name is still reachable through NBD and the CLI.
+            if t.name.contains('/') || t.name.contains('\0') || t.name.len() > 240 {
+                continue;
+            }
+            let name = format!("tag:{}", t.name);
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        if app {
+            out.push(LATEST_APP_CONSISTENT.to_string());
+        }
+        out
+    }
+
+    /// The overlays over one disk, by name.
+    pub fn overlays(&self, group: &str, disk: &str) -> Vec<OverlayMeta> {
+        let mut v: Vec<OverlayMeta> = self
+            .exports
+            .overlays
+            .list()
+            .into_iter()
+            .map(|o| o.meta)
+            .filter(|m| m.group == group && m.disk == disk)
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// One overlay over one disk. (Through `list`, which takes no reference to the overlay: a
+    /// reference held even briefly would make a concurrent `overlay delete` see it in use.)
+    pub fn overlay(&self, group: &str, disk: &str, name: &str) -> Option<OverlayMeta> {
+        self.exports
+            .overlays
+            .list()
+            .into_iter()
+            .map(|o| o.meta)
+            .find(|m| m.name == name && m.group == group && m.disk == disk)
+    }
+}
