@@ -359,6 +359,10 @@ rw() { "$REWIND" --control "$WORK/control.sock" "$@"; }
 
 now_s() { date +%s.%N; }
 
+# Every read run starts cold, ours and the baseline alike: both read through the page cache, and
+# a file read just before (the dump, the previous run) would otherwise be served from memory.
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
 # nbdcopy_mbs URI: read a whole export into null:, MB/s.
 nbdcopy_mbs() {
     local t0 t1
@@ -382,14 +386,16 @@ nbd_vs_qemu() {
     "$MTD" dump --data-dir "$WORK/data" --group bench --disk sda --at latest -o "$raw" 2>/dev/null ||
         die "dump failed"
     rm -f "$qsock"
-    qemu-nbd --read-only --format=raw --persistent --shared=16 --cache=none --aio=io_uring \
+    qemu-nbd --read-only --format=raw --persistent --shared=16 --aio=io_uring \
         --socket="$qsock" "$raw" &
     qpid=$!
     PIDS+=("$qpid")
     for r in $(seq 1 100); do [[ -S "$qsock" ]] && break; sleep 0.05; done
     [[ -S "$qsock" ]] || die "qemu-nbd did not start"
     for r in $(seq 1 "$RUNS"); do
+        drop_caches
         ours=$(nbdcopy_mbs "nbd+unix:///bench/sda?socket=$WORK/nbd.sock")
+        drop_caches
         theirs=$(nbdcopy_mbs "nbd+unix:///?socket=$qsock")
         echo "$ours" >>"$WORK/$label.ours"
         echo "$theirs" >>"$WORK/$label.theirs"
@@ -399,6 +405,23 @@ nbd_vs_qemu() {
     kill -TERM "$qpid" 2>/dev/null || true
     wait "$qpid" 2>/dev/null || true
     rm -f "$raw"
+}
+
+# views_start RETENTION: (re)start the daemon with NBD, the view tree and the control API.
+views_start() {
+    local r
+    if [[ -n "$VIEWS_PID" ]]; then
+        kill -TERM "$VIEWS_PID" 2>/dev/null || true
+        wait "$VIEWS_PID" 2>/dev/null || true
+    fi
+    rm -f "$WORK/ready"
+    "$MTD" serve --data-dir "$WORK/data" --unix "$WORK/agents.sock" --nbd-listen none \
+        --nbd-unix "$WORK/nbd.sock" --views "$VIEWS_DIR" --control "$WORK/control.sock" \
+        --retention "$1" --seal-after 1s --merge-interval 200ms --ready-file "$WORK/ready" \
+        >>"$WORK/mtd.log" 2>&1 &
+    VIEWS_PID=$!
+    for r in $(seq 1 600); do [[ -s "$WORK/ready" ]] && break; sleep 0.1; done
+    [[ -s "$WORK/ready" ]] || die "rewind-mtd did not start: $(tail -n 20 "$WORK/mtd.log")"
 }
 
 journal_bytes() { rw --json groups | jq '[.groups[] | select(.name == "bench") | .journal_bytes] | add'; }
@@ -420,14 +443,7 @@ cmd_views() {
     log "scratch dir $WORK"
 
     # A daemon whose new groups keep 1 s of history, so the first full write merges into the base.
-    rm -f "$WORK/ready"
-    "$MTD" serve --data-dir "$WORK/data" --unix "$WORK/agents.sock" --nbd-listen none \
-        --nbd-unix "$WORK/nbd.sock" --views "$VIEWS_DIR" --control "$WORK/control.sock" \
-        --retention 1s --seal-after 1s --merge-interval 200ms --ready-file "$WORK/ready" \
-        >"$WORK/mtd.log" 2>&1 &
-    VIEWS_PID=$!
-    for r in $(seq 1 300); do [[ -s "$WORK/ready" ]] && break; sleep 0.1; done
-    [[ -s "$WORK/ready" ]] || die "rewind-mtd did not start: $(tail -n 20 "$WORK/mtd.log")"
+    views_start 1s
 
     local lg=("$LOADGEN" run --connect "unix:$WORK/agents.sock" --group bench --disk "sda:$SIZE_BYTES"
         --pattern seq --record-size 1MiB --payload random --compression store)
@@ -448,7 +464,9 @@ cmd_views() {
     VLOOPS+=("$base_dev")
     for r in $(seq 1 "$RUNS"); do
         local ours theirs
+        drop_caches
         ours=$(fio_read_mbs "$dev")
+        drop_caches
         theirs=$(fio_read_mbs "$base_dev")
         ratio "$ours" "$theirs" >>"$WORK/loop.ratio"
         echo "$ours" >>"$WORK/loop.ours"
@@ -468,13 +486,14 @@ cmd_views() {
     nbd_vs_qemu journal50
 
     log "first block of a point with $records records in the journal"
+    views_start 24h
     local fb_size=$((records * 4096 / 8))
     "$LOADGEN" run --connect "unix:$WORK/agents.sock" --group fb --disk "sda:$fb_size" \
         --pattern random --record-size 4KiB --payload random --compression store \
         --total $((records * 4096)) >/dev/null 2>"$WORK/lg.err" || die "loadgen: $(tail -n 5 "$WORK/lg.err")"
-    rw retention fb 24h >/dev/null
     for r in $(seq 1 $((RUNS * 3))); do
         local s=$(((RANDOM * 32768 + RANDOM) % records + 1))
+        drop_caches
         t0=$(now_s)
         dd if="$VIEWS_DIR/fb/sda/at/seq:$s.img" of=/dev/null bs=4096 count=1 iflag=direct status=none ||
             die "reading the first block of fb/sda at seq:$s failed"
@@ -490,7 +509,7 @@ cmd_views() {
     printf '%-52s %12s %12s %8s\n' "nbdcopy latest after merge (MB/s) vs qemu-nbd" "$(med "$WORK/merged.ours")" "$(med "$WORK/merged.theirs")" "$(med "$WORK/merged.ratio")x"
     printf '%-52s %12s %12s %8s\n' "nbdcopy latest, 10% in journal (MB/s) vs qemu-nbd" "$(med "$WORK/journal10.ours")" "$(med "$WORK/journal10.theirs")" "$(med "$WORK/journal10.ratio")x"
     printf '%-52s %12s %12s %8s\n' "nbdcopy latest, 50% in journal (MB/s) vs qemu-nbd" "$(med "$WORK/journal50.ours")" "$(med "$WORK/journal50.theirs")" "$(med "$WORK/journal50.ratio")x"
-    printf '%-52s %12s %12s %8s\n' "seq read 1MiB, FUSE+loop vs loop over raw (MB/s)" "$(med "$WORK/loop.ours")" "$(med "$WORK/loop.theirs")" "$(med "$WORK/loop.ratio")x"
+    printf '%-52s %12s %12s %8s\n' "seq read 1MiB, FUSE+loop vs loop over raw (MB/s)" "$(fmt "$(med "$WORK/loop.ours")" 1)" "$(fmt "$(med "$WORK/loop.theirs")" 1)" "$(med "$WORK/loop.ratio")x"
     echo "first block of a random point, $extents extents in the journal: $(med "$WORK/first.ms") ms (median of $((RUNS * 3)))"
     echo
     echo "bar nbdcopy-merged: $(med "$WORK/merged.ratio")x (want >= 1.0)"
