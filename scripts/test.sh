@@ -9,9 +9,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Packages the tests use: fio (baselines, and its nbd engine), e2fsprogs (mkfs.ext4, e2fsck),
-# util-linux (losetup, mount, fallocate), fuse3, qemu-utils (qemu-img, qemu-io, qemu-nbd),
+# util-linux (losetup, mount, fallocate), fdisk (sfdisk), fuse3, qemu-utils (qemu-img, qemu-io, qemu-nbd),
 # libnbd-bin (nbdinfo, nbdcopy) and python3-libnbd (nbdsh), jq.
-pkgs=(fio e2fsprogs util-linux fuse3 qemu-utils libnbd-bin python3-libnbd jq)
+pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd jq)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -297,3 +297,69 @@ fn killed_daemon_is_cleaned_up_by_the_next_start() {
     assert!(dir.join("report.txt").exists());
     run_ok(d.rewind().arg("umount").arg(&dir));
 }
+
+/// A partitioned disk: `attach -P` lists the partition devices and `mount --partition 1` mounts
+/// the filesystem inside.
+#[test]
+fn partitions() {
+    let work = tempdir();
+    let views = work.path().join("views");
+    let d = Daemon::start(work.path(), "sync", &["--views", views.to_str().unwrap()]);
+    let disk = work.path().join("disk.img");
+    run_ok(Command::new("truncate").args(["-s", "64M"]).arg(&disk));
+    let mut sf = Command::new("sfdisk");
+    sf.args(["-q", "-X", "gpt"]).arg(&disk).stdin(std::process::Stdio::piped());
+    let mut child = sf.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"1MiB,40MiB,L\n,,L\n").unwrap();
+    assert!(child.wait().unwrap().success(), "sfdisk failed");
+    // mkfs.ext4 into partition 1 through a partition-scanned loop device of our own.
+    let src = stdout(&run_ok(Command::new("losetup").args(["--find", "--show", "-P"]).arg(&disk)));
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+    let src_guard = Detach(src.clone());
+    // This kernel has no partition-table parsers: add the partitions with BLKPG.
+    if !Path::new(&format!("{src}p1")).exists() {
+        run_ok(Command::new("partx").arg("-a").arg(&src));
+    }
+    run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(format!("{src}p1")));
+    let srcdir = work.path().join("src");
+    std::fs::create_dir_all(&srcdir).unwrap();
+    {
+        run_ok(Command::new("mount").arg(format!("{src}p1")).arg(&srcdir));
+        let _g = MountGuard(srcdir.clone());
+        std::fs::write(srcdir.join("inside.txt"), "partition one\n").unwrap();
+    }
+    drop(src_guard);
+    run_ok(
+        Command::new(bin("rewind-loadgen"))
+            .args(["image", "--connect", &d.connect_arg(), "--group", "p", "--disk", "sda"])
+            .arg("--file")
+            .arg(&disk)
+            .args(["--tag", "t"]),
+    );
+
+    let out = stdout(&run_ok(d.rewind().args(["attach", "-P", "p/sda@tag:t"])));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "device and two partitions: {out}");
+    assert_eq!(lines[1], format!("{}p1", lines[0]));
+    assert_eq!(lines[2], format!("{}p2", lines[0]));
+    run_ok(d.rewind().args(["detach", lines[0]]));
+
+    let dir = work.path().join("m");
+    std::fs::create_dir_all(&dir).unwrap();
+    let _g = MountGuard(dir.clone());
+    let no = run(d.rewind().args(["mount", "p/sda", "--partition", "3"]).arg(&dir));
+    assert!(stderr(&no).contains("has no partition 3"), "{}", stderr(&no));
+    run_ok(d.rewind().args(["mount", "p/sda@tag:t", "--partition", "1"]).arg(&dir));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("inside.txt")).unwrap(),
+        "partition one\n"
+    );
+    run_ok(d.rewind().arg("umount").arg(&dir));
+    assert!(loops_under(&views).is_empty());
+}

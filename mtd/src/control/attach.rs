@@ -185,7 +185,17 @@ pub fn attach(
         cmd.arg(&file);
         let device = run(&mut cmd)?;
         let parts = if partitions {
-            partition_devices(&device)
+            let mut parts = partition_devices(&device);
+            if parts.is_empty() {
+                // Kernels built without partition-table parsers (this one: no MSDOS/EFI
+                // partition support) find nothing at the scan; partx reads the table itself and
+                // adds the partitions with BLKPG.
+                if let Err(e) = run(Command::new("partx").arg("-a").arg(&device)) {
+                    tracing::debug!(device = %device, error = %e, "partx found no partitions");
+                }
+                parts = partition_devices(&device);
+            }
+            parts
         } else {
             Vec::new()
         };
@@ -258,6 +268,10 @@ fn release(exports: &Exports, atts: &Attachments, a: &Attachment) -> Result<()> 
             .with_context(|| format!("unmounting {}", m.display()))?;
     }
     if backing_file(&a.device).as_deref() == Some(a.file.as_path()) {
+        if !a.partitions.is_empty() {
+            // Partitions added with BLKPG are not always dropped with the device.
+            let _ = run(Command::new("partx").arg("-d").arg(&a.device));
+        }
         run(Command::new("losetup").arg("-d").arg(&a.device))?;
     }
     atts.remove(&a.device)?;
