@@ -169,7 +169,7 @@ start_mtd() { # start_mtd DATA_DIR LOG
     mkdir -p "$dir"
     rm -f "$ready"
     "$MTD" serve --data-dir "$dir" --listen 127.0.0.1:0 --io-engine uring \
-        --nbd-listen none --control "$dir.control.sock" \
+        --nbd-listen none --nbd-unix none --control "$dir.control.sock" \
         --ready-file "$ready" >"$logf" 2>&1 &
     MTD_PID=$!
     PIDS+=("$MTD_PID")

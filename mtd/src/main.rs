@@ -1,6 +1,6 @@
 //! `rewind-mtd`: parse arguments, call the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -46,9 +46,9 @@ enum Cmd {
         /// NBD exports on TCP ("none" for no TCP listener).
         #[arg(long, default_value = "127.0.0.1:10809")]
         nbd_listen: String,
-        /// NBD exports on a unix socket.
-        #[arg(long)]
-        nbd_unix: Option<PathBuf>,
+        /// NBD exports on a unix socket ("none" for no unix listener).
+        #[arg(long, default_value = "/run/rewind/nbd.sock")]
+        nbd_unix: String,
         /// Mount the FUSE view tree here (GROUP/DISK/latest.img, at/POINT.img, overlays/NAME.img).
         #[arg(long)]
         views: Option<PathBuf>,
@@ -133,9 +133,12 @@ fn main() -> Result<()> {
             let store = Store::open(&data_dir, opts)
                 .with_context(|| format!("opening store {}", data_dir.display()))?;
             let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
-            if let Some(dir) = control.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
+            let nbd_unix = Some(PathBuf::from(nbd_unix)).filter(|p| p != Path::new("none"));
+            for sock in [Some(&control), nbd_unix.as_ref()].into_iter().flatten() {
+                if let Some(dir) = sock.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
             }
             rt.block_on(rewind_mtd::daemon::run(
                 store,
