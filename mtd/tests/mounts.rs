@@ -308,13 +308,24 @@ fn partitions() {
     let disk = work.path().join("disk.img");
     run_ok(Command::new("truncate").args(["-s", "64M"]).arg(&disk));
     let mut sf = Command::new("sfdisk");
-    sf.args(["-q", "-X", "gpt"]).arg(&disk).stdin(std::process::Stdio::piped());
+    sf.args(["-q", "-X", "gpt"])
+        .arg(&disk)
+        .stdin(std::process::Stdio::piped());
     let mut child = sf.spawn().unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"1MiB,40MiB,L\n,,L\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"1MiB,40MiB,L\n,,L\n")
+        .unwrap();
     assert!(child.wait().unwrap().success(), "sfdisk failed");
     // mkfs.ext4 into partition 1 through a partition-scanned loop device of our own.
-    let src = stdout(&run_ok(Command::new("losetup").args(["--find", "--show", "-P"]).arg(&disk)));
+    let src = stdout(&run_ok(
+        Command::new("losetup")
+            .args(["--find", "--show", "-P"])
+            .arg(&disk),
+    ));
     struct Detach(String);
     impl Drop for Detach {
         fn drop(&mut self) {
@@ -326,7 +337,11 @@ fn partitions() {
     if !Path::new(&format!("{src}p1")).exists() {
         run_ok(Command::new("partx").arg("-a").arg(&src));
     }
-    run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(format!("{src}p1")));
+    run_ok(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(format!("{src}p1")),
+    );
     let srcdir = work.path().join("src");
     std::fs::create_dir_all(&srcdir).unwrap();
     {
@@ -337,7 +352,15 @@ fn partitions() {
     drop(src_guard);
     run_ok(
         Command::new(bin("rewind-loadgen"))
-            .args(["image", "--connect", &d.connect_arg(), "--group", "p", "--disk", "sda"])
+            .args([
+                "image",
+                "--connect",
+                &d.connect_arg(),
+                "--group",
+                "p",
+                "--disk",
+                "sda",
+            ])
             .arg("--file")
             .arg(&disk)
             .args(["--tag", "t"]),
@@ -353,9 +376,20 @@ fn partitions() {
     let dir = work.path().join("m");
     std::fs::create_dir_all(&dir).unwrap();
     let _g = MountGuard(dir.clone());
-    let no = run(d.rewind().args(["mount", "p/sda", "--partition", "3"]).arg(&dir));
-    assert!(stderr(&no).contains("has no partition 3"), "{}", stderr(&no));
-    run_ok(d.rewind().args(["mount", "p/sda@tag:t", "--partition", "1"]).arg(&dir));
+    let no = run(d
+        .rewind()
+        .args(["mount", "p/sda", "--partition", "3"])
+        .arg(&dir));
+    assert!(
+        stderr(&no).contains("has no partition 3"),
+        "{}",
+        stderr(&no)
+    );
+    run_ok(
+        d.rewind()
+            .args(["mount", "p/sda@tag:t", "--partition", "1"])
+            .arg(&dir),
+    );
     assert_eq!(
         std::fs::read_to_string(dir.join("inside.txt")).unwrap(),
         "partition one\n"
