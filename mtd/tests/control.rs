@@ -168,7 +168,14 @@ fn clear_errors() {
     // A second daemon may not take over a live control socket.
     let work2 = tempdir();
     let out = run(std::process::Command::new(bin("rewind-mtd"))
-        .args(["serve", "--nbd-listen", "none", "--nbd-unix", "none", "--unix"])
+        .args([
+            "serve",
+            "--nbd-listen",
+            "none",
+            "--nbd-unix",
+            "none",
+            "--unix",
+        ])
         .arg(work2.path().join("a.sock"))
         .arg("--data-dir")
         .arg(work2.path().join("data"))
