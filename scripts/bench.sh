@@ -168,7 +168,7 @@ start_mtd() { # start_mtd DATA_DIR LOG
     local dir=$1 logf=$2 ready=$1.ready i
     mkdir -p "$dir"
     rm -f "$ready"
-    "$MTD" serve --data-dir "$dir" --listen 127.0.0.1:0 --io-engine uring \
+    "$MTD" serve --data-dir "$dir" --listen 127.0.0.1:0 --insecure --io-engine uring \
         --nbd-listen none --nbd-unix none --control "$dir.control.sock" \
         --ready-file "$ready" >"$logf" 2>&1 &
     MTD_PID=$!

@@ -238,6 +238,9 @@ pub enum ErrorCode {
     NoSpace,
     StoreFailed,
     Internal,
+    /// The agent may not feed this group: it belongs to another agent identity, or the HELLO
+    /// names an agent other than the one its certificate is for.
+    Forbidden,
     Other(u16),
 }
 
@@ -257,6 +260,7 @@ impl ErrorCode {
             ErrorCode::NoSpace => 10,
             ErrorCode::StoreFailed => 11,
             ErrorCode::Internal => 12,
+            ErrorCode::Forbidden => 13,
             ErrorCode::Other(n) => n,
         }
     }
@@ -276,6 +280,7 @@ impl ErrorCode {
             10 => ErrorCode::NoSpace,
             11 => ErrorCode::StoreFailed,
             12 => ErrorCode::Internal,
+            13 => ErrorCode::Forbidden,
             n => ErrorCode::Other(n),
         }
     }

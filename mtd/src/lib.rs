@@ -14,4 +14,5 @@ pub mod nbd;
 pub mod overlay;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod view;

@@ -23,9 +23,15 @@ enum Cmd {
     Serve {
         #[arg(long)]
         data_dir: PathBuf,
-        /// TCP address for agents (plain TCP: use on loopback or a trusted link until TLS lands).
+        /// TCP address for agents: mutual TLS with --tls-dir, or plain with --insecure on loopback.
         #[arg(long)]
         listen: Option<String>,
+        /// CA directory made by `rewind-mtd ca init`: agents must present a certificate from it.
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
+        /// Accept plain TCP (no TLS) on a loopback --listen address.
+        #[arg(long)]
+        insecure: bool,
         /// Unix socket for agents on this host.
         #[arg(long)]
         unix: Option<PathBuf>,
@@ -74,12 +80,40 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// The site CA: make it (`init`) and issue agent certificates (`issue`).
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
     /// Report groups, disks, segments, points, retention horizon and index size (offline).
     Inspect {
         #[arg(long)]
         data_dir: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// Make the site CA and this target's server certificate.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// A DNS name or address agents connect to (repeat; localhost, 127.0.0.1 and the host
+        /// name are always included).
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
+    /// Issue a certificate for an agent; its name is the identity that owns its groups.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        agent: String,
+        /// Where to write NAME.crt and NAME.key (default DIR/agents).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -106,6 +140,8 @@ fn main() -> Result<()> {
         Cmd::Serve {
             data_dir,
             listen,
+            tls_dir,
+            insecure,
             unix,
             io_engine,
             retention,
@@ -129,6 +165,10 @@ fn main() -> Result<()> {
                 default_retention: retention,
                 merge_interval,
             };
+            let tls = tls_dir
+                .map(|d| rewind_mtd::tls::server_config(&d))
+                .transpose()
+                .context("loading the TLS files")?;
             keep_freed_memory();
             let store = Store::open(&data_dir, opts)
                 .with_context(|| format!("opening store {}", data_dir.display()))?;
@@ -143,7 +183,12 @@ fn main() -> Result<()> {
             rt.block_on(rewind_mtd::daemon::run(
                 store,
                 rewind_mtd::daemon::DaemonOptions {
-                    agents: rewind_mtd::server::AgentListeners { listen, unix },
+                    agents: rewind_mtd::server::AgentListeners {
+                        listen,
+                        unix,
+                        tls,
+                        insecure,
+                    },
                     nbd: rewind_mtd::nbd::NbdOptions {
                         listen: Some(nbd_listen).filter(|l| l != "none"),
                         unix: nbd_unix,
@@ -175,6 +220,28 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Cmd::Ca { cmd } => match cmd {
+            CaCmd::Init { dir, names } => {
+                for p in rewind_mtd::tls::ca::init(&dir, &names)? {
+                    println!("wrote {}", p.display());
+                }
+                println!(
+                    "serve with: rewind-mtd serve --tls-dir {} --listen HOST:PORT ...",
+                    dir.display()
+                );
+                Ok(())
+            }
+            CaCmd::Issue { dir, agent, out } => {
+                let (c, k) = rewind_mtd::tls::ca::issue(&dir, &agent, out.as_deref())?;
+                println!("wrote {}", c.display());
+                println!("wrote {}", k.display());
+                println!(
+                    "give the agent these and {}",
+                    dir.join(rewind_mtd::tls::ca::CA_CERT).display()
+                );
+                Ok(())
+            }
+        },
         Cmd::Inspect { data_dir, json } => {
             let store = Store::open_readonly(&data_dir)
                 .with_context(|| format!("opening store {}", data_dir.display()))?;

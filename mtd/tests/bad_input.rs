@@ -241,14 +241,15 @@ fn bad_input_is_refused_and_applies_nothing() {
     let mut c = Conn::open(&d);
     c.send_msg(&hello("victim", 6, DISK));
     c.expect_error(ErrorCode::StaleGeneration);
-    // Another agent's session for a busy group.
+    // Another agent may not feed a group that belongs to this one (busy or not).
     let mut c = Conn::open(&d);
     let mut other = hello("good", 1, DISK);
     if let Message::Hello(h) = &mut other {
         h.agent = "other-agent".into();
     }
     c.send_msg(&other);
-    assert!(c.expect_error(ErrorCode::Busy).contains("test-agent"));
+    let e = c.expect_error(ErrorCode::Forbidden);
+    assert!(e.contains("belongs to agent test-agent"), "{e}");
 
     // Connection cut mid-frame: nothing applied, and the group is free again afterwards.
     {

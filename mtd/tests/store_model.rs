@@ -103,7 +103,7 @@ impl Harness {
                 })
                 .collect(),
         };
-        let (group, generation) = store.hello_group(&hg).expect("hello");
+        let (group, generation) = store.hello_group(&hg, "model").expect("hello");
         let durable = self.rt.block_on(group.drained());
         assert_eq!(
             durable.0 as usize,

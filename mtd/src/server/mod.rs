@@ -16,7 +16,14 @@ pub struct AgentListeners {
     /// TCP address to listen on (`127.0.0.1:0` picks a free port).
     pub listen: Option<String>,
     pub unix: Option<PathBuf>,
+    /// Mutual TLS on the TCP listener (`rewind-mtd ca init` makes the files).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Plain TCP without TLS: allowed only on a loopback address.
+    pub insecure: bool,
 }
+
+/// A TLS handshake that has not finished by then is dropped (a stalled peer holds nothing).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bind the agent listeners and accept sessions in the background. Returns the bound addresses
 /// (`HOST:PORT`, `unix:PATH`).
@@ -27,7 +34,13 @@ pub async fn start(store: Arc<Store>, opts: &AgentListeners) -> Result<Vec<Strin
             .await
             .with_context(|| format!("listening on {addr}"))?;
         let local = l.local_addr()?;
-        tracing::info!(%local, "listening for agents on TCP");
+        if opts.tls.is_none() && !(opts.insecure && local.ip().is_loopback()) {
+            anyhow::bail!(
+                "refusing plain TCP for agents on {local}: give --tls-dir (made by `rewind-mtd ca init`), or --insecure on a loopback address"
+            );
+        }
+        let tls = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+        tracing::info!(%local, tls = tls.is_some(), "listening for agents on TCP");
         ready.push(local.to_string());
         let store = store.clone();
         tokio::spawn(async move {
@@ -44,7 +57,46 @@ pub async fn start(store: Arc<Store>, opts: &AgentListeners) -> Result<Vec<Strin
                         if let Err(e) = socket2::SockRef::from(&s).set_tcp_keepalive(&ka) {
                             tracing::warn!(%peer, error = %e, "cannot enable TCP keepalive");
                         }
-                        tokio::spawn(session::run(store.clone(), s, peer.to_string()));
+                        match &tls {
+                            None => {
+                                tokio::spawn(session::run(
+                                    store.clone(),
+                                    s,
+                                    peer.to_string(),
+                                    None,
+                                ));
+                            }
+                            Some(acceptor) => {
+                                let acceptor = acceptor.clone();
+                                let store = store.clone();
+                                tokio::spawn(async move {
+                                    let hs = tokio::time::timeout(
+                                        TLS_HANDSHAKE_TIMEOUT,
+                                        acceptor.accept(s),
+                                    )
+                                    .await;
+                                    let stream = match hs {
+                                        Ok(Ok(stream)) => stream,
+                                        Ok(Err(e)) => {
+                                            tracing::warn!(%peer, error = %e, "TLS handshake refused");
+                                            return;
+                                        }
+                                        Err(_) => {
+                                            tracing::warn!(%peer, "TLS handshake timed out");
+                                            return;
+                                        }
+                                    };
+                                    let identity = crate::tls::peer_identity(stream.get_ref().1);
+                                    let Some(identity) = identity else {
+                                        tracing::warn!(%peer, "client certificate has no common name; closing");
+                                        return;
+                                    };
+                                    tracing::info!(%peer, agent = %identity, "TLS session authenticated");
+                                    session::run(store, stream, peer.to_string(), Some(identity))
+                                        .await;
+                                });
+                            }
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 }
@@ -67,7 +119,7 @@ pub async fn start(store: Arc<Store>, opts: &AgentListeners) -> Result<Vec<Strin
                 match l.accept().await {
                     Ok((s, _)) => {
                         n += 1;
-                        tokio::spawn(session::run(store.clone(), s, format!("unix#{n}")));
+                        tokio::spawn(session::run(store.clone(), s, format!("unix#{n}"), None));
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 }

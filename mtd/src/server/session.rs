@@ -83,7 +83,9 @@ impl Drop for Tasks {
     }
 }
 
-pub async fn run<S>(store: Arc<Store>, stream: S, peer: String)
+/// Serve one agent connection. `identity` is the agent name its TLS certificate proves (None on
+/// a unix socket or an `--insecure` loopback listener, where the HELLO's name is taken as given).
+pub async fn run<S>(store: Arc<Store>, stream: S, peer: String, identity: Option<String>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -97,7 +99,7 @@ where
         }
         let _ = wr.shutdown().await;
     });
-    let result = serve(&store, &mut rd, &out_tx, &peer).await;
+    let result = serve(&store, &mut rd, &out_tx, &peer, identity.as_deref()).await;
     match result {
         Ok(()) => tracing::info!(%peer, "session closed by peer"),
         Err(f) => {
@@ -124,6 +126,7 @@ async fn serve<R: AsyncRead + Unpin>(
     rd: &mut R,
     out: &mpsc::Sender<Vec<u8>>,
     peer: &str,
+    identity: Option<&str>,
 ) -> Result<(), Fault> {
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_message(rd)).await {
         Err(_) => return Err(refuse(ErrorCode::Protocol, "no HELLO within 30 s")),
@@ -138,6 +141,17 @@ async fn serve<R: AsyncRead + Unpin>(
             }
         },
     };
+    if let Some(id) = identity {
+        if hello.agent != id {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                format!(
+                    "the certificate is for agent {id} but the HELLO says {}",
+                    hello.agent
+                ),
+            ));
+        }
+    }
     let stop = Arc::new(Notify::new());
     let (fed, _claims, welcome) = welcome(store, &hello, peer, &stop).await?;
     tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "session started");
@@ -289,7 +303,7 @@ async fn welcome(
             ));
         }
         let (group, generation) = store
-            .hello_group(hg)
+            .hello_group(hg, &hello.agent)
             .map_err(|r| refuse(r.code, r.message))?;
         {
             claim(&group, &hello.agent, peer, stop).await?;

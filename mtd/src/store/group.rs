@@ -249,6 +249,17 @@ impl Group {
     }
 
     /// Pin `seq` for a view; refused if the merger has moved or is moving the horizon past it.
+    /// Record the agent that owns the group (groups made before owners were recorded).
+    pub fn set_owner(&self, agent: &str) -> Result<()> {
+        let _l = self.manifest_lock.lock().expect("manifest lock");
+        let mut m = self.state.read().expect("group lock").manifest.clone();
+        m.owner = Some(agent.to_string());
+        m.store(&self.dir)?;
+        self.state.write().expect("group lock").manifest = m;
+        tracing::info!(group = %self.name, agent, "group adopted by its agent");
+        Ok(())
+    }
+
     /// Change the retention window; durable in the manifest before it takes effect.
     pub fn set_retention(&self, retention_ms: u64) -> Result<()> {
         let _l = self.manifest_lock.lock().expect("manifest lock");
@@ -477,6 +488,7 @@ mod tests {
             horizon_ms: 0,
             horizon_tags: Vec::new(),
             created_ms: 0,
+            owner: None,
         };
         let g = Group::create(dir.path().join("g"), m).unwrap();
         (dir, g)

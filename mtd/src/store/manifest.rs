@@ -33,6 +33,10 @@ pub struct Manifest {
     #[serde(default)]
     pub horizon_tags: Vec<TagInfo>,
     pub created_ms: u64,
+    /// The agent identity that created the group (its certificate's name over TLS); only it may
+    /// feed the group. Groups made before owners were recorded are adopted by their next agent.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 pub const MANIFEST_VERSION: u32 = 1;

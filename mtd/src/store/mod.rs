@@ -155,7 +155,11 @@ impl Store {
 
     /// Check a HELLO's group against the store (creating it on first contact); returns the group
     /// and its generation. Where the agent resumes is decided once queued writes are durable.
-    pub fn hello_group(&self, hg: &HelloGroup) -> std::result::Result<(Arc<Group>, u64), Refusal> {
+    pub fn hello_group(
+        &self,
+        hg: &HelloGroup,
+        agent: &str,
+    ) -> std::result::Result<(Arc<Group>, u64), Refusal> {
         let refuse = |code, message: String| Refusal { code, message };
         if self.mode != LoadMode::Repair {
             return Err(refuse(ErrorCode::Internal, "store is read-only".into()));
@@ -182,6 +186,7 @@ impl Store {
                     horizon_ms: 0,
                     horizon_tags: Vec::new(),
                     created_ms: now_ms(),
+                    owner: Some(agent.to_string()),
                 };
                 let g = Group::create(self.dir.join("groups").join(&hg.group), manifest).map_err(
                     |e| {
@@ -197,6 +202,33 @@ impl Store {
             }
         };
         drop(groups);
+        let owner = group
+            .state
+            .read()
+            .expect("group lock")
+            .manifest
+            .owner
+            .clone();
+        match owner {
+            Some(o) if o != agent => {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "group {} belongs to agent {o}; agent {agent} may not write to it",
+                        hg.group
+                    ),
+                ))
+            }
+            Some(_) => {}
+            None => {
+                group.set_owner(agent).map_err(|e| {
+                    refuse(
+                        ErrorCode::StoreFailed,
+                        format!("recording the owner of group {}: {e}", hg.group),
+                    )
+                })?;
+            }
+        }
         let st = group.state.read().expect("group lock");
         let m = &st.manifest;
         if hg.disks.len() != m.disks.len() {
