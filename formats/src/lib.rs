@@ -15,6 +15,7 @@ mod bytes;
 pub mod error;
 pub mod frame;
 pub mod fuzzing;
+pub mod hash;
 pub mod magic;
 pub mod message;
 pub mod name;

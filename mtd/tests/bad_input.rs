@@ -295,3 +295,62 @@ fn bad_input_is_refused_and_applies_nothing() {
     assert!(bytes[..4096].iter().all(|&b| b == 0xaa));
     assert!(bytes[4096..].iter().all(|&b| b == 0));
 }
+
+/// Resync's target half: HASHES from an agent is answered with the target's own hashes of the
+/// same range, as of everything the agent sent; a range past the end or too large is refused.
+#[test]
+fn hashes_are_answered_with_the_targets_hashes() {
+    use rewind_formats::hash::block_hash;
+    let work = tempdir();
+    let d = Daemon::start(work.path(), "sync", &[]);
+    let mut c = Conn::open(&d);
+    c.hello("h", 1, DISK).unwrap();
+    // Blocks 1 and 5 written (the batch is not waited for: HASHES must see it anyway).
+    c.send_msg(&batch("h", 1, 1, 0, 4096, 0x11));
+    c.send_msg(&batch("h", 1, 2, 0, 5 * 4096, 0x55));
+    let mut disk = vec![0u8; 8 * 4096];
+    disk[4096..8192].fill(0x11);
+    disk[5 * 4096..6 * 4096].fill(0x55);
+    // The agent's view: block 1 the same, block 5 different, block 7 different.
+    let mut mine = disk.clone();
+    mine[5 * 4096] = 0;
+    mine[7 * 4096] = 9;
+    let req = Hashes {
+        group: "h".into(),
+        disk: 0,
+        offset: 0,
+        block_size: 4096,
+        hashes: mine.chunks(4096).map(block_hash).collect(),
+    };
+    c.send_msg(&Message::Hashes(req.clone()));
+    let reply = loop {
+        match c.recv() {
+            Some(Message::Hashes(h)) => break h,
+            Some(Message::Ack(_)) => continue,
+            other => panic!("expected HASHES, got {other:?}"),
+        }
+    };
+    let want: Vec<u64> = disk.chunks(4096).map(block_hash).collect();
+    assert_eq!(reply.hashes, want);
+    assert_eq!((reply.offset, reply.block_size, reply.disk), (0, 4096, 0));
+    let differ: Vec<usize> = (0..8)
+        .filter(|&i| req.hashes[i] != reply.hashes[i])
+        .collect();
+    assert_eq!(differ, vec![5, 7]);
+
+    // Past the end of the disk: refused, nothing else changes.
+    let mut bad = req.clone();
+    bad.offset = DISK - 4096;
+    c.send_msg(&Message::Hashes(bad));
+    assert!(c
+        .expect_error(ErrorCode::OutOfRange)
+        .contains("past the end"));
+    let mut c = Conn::open(&d);
+    c.hello("h", 1, DISK).unwrap();
+    let mut big = req;
+    big.block_size = 1 << 20;
+    big.hashes = vec![0; 65];
+    c.send_msg(&Message::Hashes(big));
+    assert!(c.expect_error(ErrorCode::OutOfRange).contains("blocks of"));
+    assert_eq!(durable(&d, "h", 1), 2);
+}

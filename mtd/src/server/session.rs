@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rewind_formats::frame::FrameKind;
 use rewind_formats::message::{
-    Ack, BatchRef, ErrorCode, ErrorMsg, Hello, Message, ResumeStatus, Welcome, WelcomeGroup,
+    Ack, BatchRef, ErrorCode, ErrorMsg, Hashes, Hello, Message, ResumeStatus, Welcome, WelcomeGroup,
 };
 use rewind_formats::Seq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::framing::{read_frame, read_message, ReadError};
 use crate::store::group::{Group, Holder};
 use crate::store::ingest::Feed;
+use crate::store::points::PointSpec;
 use crate::store::Store;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -212,6 +213,19 @@ async fn serve<R: AsyncRead + Unpin>(
                     .await
                     .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
             }
+            Message::Hashes(h) => {
+                let f = find(&mut fed, &h.group)?;
+                let group = f.group.clone();
+                // Answer as of everything this agent has sent so far.
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, group.drained()).await;
+                let store = store.clone();
+                let reply = tokio::task::spawn_blocking(move || target_hashes(&store, &group, &h))
+                    .await
+                    .map_err(|e| refuse(ErrorCode::Internal, e.to_string()))??;
+                out.send(Message::Hashes(reply).to_frame())
+                    .await
+                    .map_err(|_| closed())?;
+            }
             Message::Error(e) => {
                 return Err(Fault {
                     code: None,
@@ -351,6 +365,59 @@ async fn welcome(
         });
     }
     Ok((fed, claims, Welcome { groups }))
+}
+
+/// The most bytes one HASHES request may cover: the target reads all of them to answer.
+const MAX_HASHES_SPAN: u64 = 64 << 20;
+
+/// The target's hashes of the range an agent's HASHES names (resync: the agent then sends the
+/// blocks whose hashes differ).
+fn target_hashes(store: &Store, group: &Group, h: &Hashes) -> Result<Hashes, Fault> {
+    let bad = |why: String| {
+        refuse(
+            ErrorCode::OutOfRange,
+            format!("HASHES for group {} disk {}: {why}", h.group, h.disk),
+        )
+    };
+    let (disk_name, size) = {
+        let st = group.state.read().expect("group lock");
+        let d = st
+            .manifest
+            .disks
+            .get(h.disk as usize)
+            .ok_or_else(|| bad("no such disk".into()))?;
+        (d.name.clone(), d.size_bytes)
+    };
+    let bs = h.block_size as u64;
+    let span = bs * h.hashes.len() as u64;
+    if h.hashes.is_empty() || span > MAX_HASHES_SPAN {
+        return Err(bad(format!(
+            "{} blocks of {bs} bytes (want 1 block up to {MAX_HASHES_SPAN} bytes)",
+            h.hashes.len()
+        )));
+    }
+    if h.offset.checked_add(span).is_none_or(|end| end > size) {
+        return Err(bad(format!(
+            "offset {} + {span} bytes is past the end ({size} bytes)",
+            h.offset
+        )));
+    }
+    let view = store
+        .view(&h.group, &disk_name, &PointSpec::Latest)
+        .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
+    let mut buf = vec![0u8; span as usize];
+    view.read_at(&mut buf, h.offset)
+        .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
+    Ok(Hashes {
+        group: h.group.clone(),
+        disk: h.disk,
+        offset: h.offset,
+        block_size: h.block_size,
+        hashes: buf
+            .chunks(bs as usize)
+            .map(rewind_formats::hash::block_hash)
+            .collect(),
+    })
 }
 
 fn find<'a>(fed: &'a mut [Feed], group: &str) -> Result<&'a mut Feed, Fault> {
