@@ -1,5 +1,38 @@
-//! The Rewind source agent: write capture, change tracking, sync and streaming.
+//! The Rewind source agent: write capture, initial sync and streaming to the master target.
 //!
-//! Not built yet: the agent issue builds it on the wire protocol in `rewind-formats`.
-//! Until then the load generator in `benches/` (`rewind-loadgen`) speaks the protocol in its place.
+//! ```text
+//! workload -> /dev/loopN (LINKS_DIR/GROUP/DISK) -> FUSE file (capture::fuse)
+//!   -> capture: pwrite O_DIRECT to the backing disk, record with a group-wide seq (queue)
+//!   -> sender: BATCH frames (zstd) to rewind-mtd, ACKs free the queue
+//! sync: reads each disk under range locks (rangelock) and queues it like writes
+//! status.json and control.sock in the state dir: `rewind-agent status` / `tag`
+//! ```
+//!
+//! Limits of this version (the agent issue has the rest):
+//! - Unacknowledged records live only in memory (bounded by `max_queue_bytes`): when the queue
+//!   is full, writers wait (a target outage longer than the queue stalls the workload), and an
+//!   agent crash loses them. The disk spool and the persisted dirty-region bitmap come next.
+//! - An agent restarted against a target that has the group, after a completed sync, resumes
+//!   numbering after the target's durable seq but cannot know what changed while it was down
+//!   (bitmap and HASHES resync come later). An agent that died mid-sync syncs again in full.
+//! - Plain connections only (unix socket or loopback TCP); no TLS, no bandwidth limit, no
+//!   scheduled tags, no TOML config file yet (`Settings` is ready to be deserialised).
+//! - Tags are sent in order after the records they label; one written to a connection that then
+//!   breaks before the target's ACK is resent and could be stored twice.
+
+pub mod agent;
+pub mod aligned;
+pub mod capture;
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod inflight;
+pub mod queue;
+pub mod rangelock;
+pub mod sender;
+pub mod status;
+pub mod sync;
+pub mod wire;
+
+pub use error::{Error, Result};
 pub use rewind_formats as formats;

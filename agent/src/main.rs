@@ -1,0 +1,23 @@
+//! `rewind-agent`: parses arguments and calls the library (subcommands live in `cli/`).
+
+mod cli;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::main(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rewind-agent: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! The sender: one thread that keeps a session with the target, streams the queue in seq order
+//! as zstd-compressed BATCH frames (and TAG frames), and frees records as ACKs arrive.
+//!
+//! Each session starts with HELLO (the disks and their sizes, the last seq we saw acked) and
+//! WELCOME (the target's durable seq). Everything after the durable seq is sent again, so a
+//! broken connection loses nothing: the sender reconnects with exponential backoff and resumes.
+//! A second thread per session reads ACKs; it never blocks the sender.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rewind_formats::{
+    Batch, DiskInfo, Hello, HelloGroup, Message, RecordRef, ResumeStatus, Seq, Tag, TagInfo,
+};
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::queue::{Entry, Queue};
+use crate::wire::{read_message, Conn};
+
+/// Largest batch: records and their data (uncompressed). Big enough to amortise a frame, small
+/// enough that an ACK frees memory often.
+const BATCH_MAX_BYTES: u64 = 8 << 20;
+const BATCH_MAX_RECORDS: usize = 4096;
+/// Most batches compressed at once.
+const MAX_COMPRESSORS: usize = 4;
+/// How long the sender waits for new records before checking for stop or a dead session.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// The generation this agent announces for a new group (persisted generations come with
+/// failover, later).
+pub const GENERATION: u64 = 1;
+
+/// What the rest of the agent sees of the link.
+#[derive(Default)]
+pub struct Link {
+    pub connected: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+    /// The target's durable seq at the first WELCOME of this run (the sync decision uses it).
+    pub first_durable: OnceLock<u64>,
+    stop: AtomicBool,
+}
+
+impl Link {
+    fn set_error(&self, e: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = e;
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+pub struct Sender {
+    settings: Arc<Settings>,
+    disks: Vec<DiskInfo>,
+    queue: Arc<Queue>,
+    link: Arc<Link>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Sender {
+    pub fn spawn(
+        settings: Arc<Settings>,
+        disks: Vec<DiskInfo>,
+        queue: Arc<Queue>,
+        link: Arc<Link>,
+    ) -> Result<JoinHandle<()>> {
+        let s = Sender {
+            settings,
+            disks,
+            queue,
+            link,
+        };
+        std::thread::Builder::new()
+            .name("sender".into())
+            .spawn(move || s.run())
+            .map_err(Error::path("starting the sender thread", "-"))
+    }
+
+    /// Asks the sender to end its session and return.
+    pub fn stop(link: &Link, queue: &Queue) {
+        link.stop.store(true, Ordering::SeqCst);
+        queue.poke();
+    }
+
+    fn run(self) {
+        let mut backoff = BACKOFF_MIN;
+        while !self.link.stop.load(Ordering::SeqCst) {
+            let t0 = Instant::now();
+            let r = self.session();
+            self.link.connected.store(false, Ordering::SeqCst);
+            if self.link.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            match r {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(group = %self.settings.group, target = %self.settings.target,
+                        error = %e, retry_in_ms = backoff.as_millis() as u64, "session with the target ended");
+                    self.link.set_error(Some(e.to_string()));
+                }
+            }
+            // A session that lasted a while was healthy: start the backoff over.
+            if t0.elapsed() > BACKOFF_MAX * 3 {
+                backoff = BACKOFF_MIN;
+            }
+            let until = Instant::now() + backoff;
+            while Instant::now() < until && !self.link.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn session(&self) -> Result<()> {
+        let s = &self.settings;
+        let addr = s.target.to_string();
+        let mut conn = Conn::connect(&s.target)?;
+        let io_err = |e: std::io::Error| Error::Connection {
+            addr: addr.clone(),
+            why: e.to_string(),
+        };
+        conn.set_read_timeout(Some(WELCOME_TIMEOUT))
+            .map_err(io_err)?;
+        let st = self.queue.stats();
+        let hello = Hello {
+            agent: s.agent.clone(),
+            groups: vec![HelloGroup {
+                group: s.group.clone(),
+                generation: GENERATION,
+                last_acked: Seq(st.base.map_or(0, |b| b + st.acked_seq)),
+                disks: self.disks.clone(),
+            }],
+        };
+        conn.write_all(&Message::Hello(hello).to_frame())
+            .map_err(io_err)?;
+        let welcome = match read_message(&mut conn, &addr)? {
+            Some(Message::Welcome(w)) => w,
+            Some(Message::Error(e)) => {
+                return Err(Error::Remote {
+                    code: e.code,
+                    message: e.message,
+                })
+            }
+            Some(other) => {
+                return Err(Error::Protocol(format!(
+                    "expected WELCOME, got {}",
+                    other.kind().name()
+                )))
+            }
+            None => {
+                return Err(Error::Connection {
+                    addr,
+                    why: "closed before WELCOME".into(),
+                })
+            }
+        };
+        let Some(wg) = welcome.groups.iter().find(|g| g.group == s.group) else {
+            return Err(Error::Protocol(format!(
+                "WELCOME does not mention group {}",
+                s.group
+            )));
+        };
+        if wg.status == ResumeStatus::ResyncNeeded {
+            return Err(Error::Protocol(format!(
+                "the target needs a resync of group {} (durable seq {}); resync is not \
+                 implemented yet",
+                s.group, wg.durable
+            )));
+        }
+        let generation = wg.generation;
+        let durable = wg.durable.0;
+        // first_durable before the base: the sync thread wakes on the base and reads it.
+        let _ = self.link.first_durable.set(durable);
+        let base = self.queue.set_base(durable);
+        let st = self.queue.stats();
+        if durable < base + st.acked_seq {
+            return Err(Error::Protocol(format!(
+                "the target's durable seq {durable} is behind seq {} it acknowledged before: it \
+                 lost data; a resync is needed (not implemented yet)",
+                base + st.acked_seq
+            )));
+        }
+        if !self.queue.ack(durable - base) {
+            return Err(Error::Protocol(format!(
+                "the target's durable seq {durable} is beyond the last seq {} recorded",
+                base + st.last_seq
+            )));
+        }
+        self.queue.rewind_cursor();
+        conn.set_read_timeout(None).map_err(io_err)?;
+        tracing::info!(group = %s.group, target = %addr, durable, base, "session started");
+
+        let dead = Arc::new(AtomicBool::new(false));
+        let reader = self.spawn_reader(&conn, base, Arc::clone(&dead))?;
+        self.link.connected.store(true, Ordering::SeqCst);
+        self.link.set_error(None);
+        let r = self.stream(&mut conn, base, generation, &dead);
+        conn.shutdown();
+        let reader_err = reader.join().unwrap_or(None);
+        match (r, reader_err) {
+            // The reader usually knows better why the session died (an ERROR from the target).
+            (Err(_), Some(e)) | (Ok(()), Some(e)) => Err(e),
+            (r, None) => r,
+        }
+    }
+
+    fn stream(&self, conn: &mut Conn, base: u64, generation: u64, dead: &AtomicBool) -> Result<()> {
+        let s = &self.settings;
+        // Compression is the sender's main cost (one core does a few hundred MB/s at level 1):
+        // when several batches are ready, they are compressed in parallel, then sent in order.
+        let parallel = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_COMPRESSORS);
+        loop {
+            if self.link.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            if dead.load(Ordering::SeqCst) {
+                return Err(Error::Connection {
+                    addr: s.target.to_string(),
+                    why: "the connection closed".into(),
+                });
+            }
+            let first = self
+                .queue
+                .next_batch(BATCH_MAX_RECORDS, BATCH_MAX_BYTES, IDLE_WAIT);
+            if first.is_empty() {
+                continue;
+            }
+            let mut groups = vec![first];
+            while groups.len() < parallel {
+                let more =
+                    self.queue
+                        .next_batch(BATCH_MAX_RECORDS, BATCH_MAX_BYTES, Duration::ZERO);
+                if more.is_empty() {
+                    break;
+                }
+                groups.push(more);
+            }
+            let frames: Vec<Vec<u8>> = if groups.len() == 1 {
+                vec![self.frame(&groups[0], base, generation)]
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = groups
+                        .iter()
+                        .map(|g| scope.spawn(move || self.frame(g, base, generation)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("a compression thread panicked"))
+                        .collect()
+                })
+            };
+            for (group, frame) in groups.iter().zip(&frames) {
+                conn.write_all(frame).map_err(|e| Error::Connection {
+                    addr: s.target.to_string(),
+                    why: format!("sending: {e}"),
+                })?;
+                if matches!(group.first(), Some(Entry::Tag { .. })) {
+                    self.queue.collect_sent_tags();
+                }
+            }
+        }
+    }
+
+    /// The frame for one group of entries from [`Queue::next_batch`]: a TAG, or a BATCH.
+    fn frame(&self, entries: &[Entry], base: u64, generation: u64) -> Vec<u8> {
+        let s = &self.settings;
+        match &entries[0] {
+            Entry::Tag { seq, tag } => Message::Tag(Tag {
+                group: s.group.clone(),
+                generation,
+                tag: TagInfo {
+                    seq: Seq(base + seq),
+                    kind: tag.kind,
+                    timestamp_ms: tag.timestamp_ms,
+                    name: tag.name.clone(),
+                },
+            })
+            .to_frame(),
+            Entry::Record { seq, .. } => {
+                let refs: Vec<RecordRef<'_>> = entries
+                    .iter()
+                    .filter_map(|e| match e {
+                        Entry::Record { record, .. } => Some(RecordRef {
+                            disk: record.disk,
+                            kind: record.kind,
+                            offset: record.offset,
+                            len: record.len,
+                            data: record.data.as_deref().unwrap_or(&[]),
+                        }),
+                        Entry::Tag { .. } => None,
+                    })
+                    .collect();
+                let batch = Batch::build(
+                    &s.group,
+                    generation,
+                    Seq(base + seq),
+                    now_ms(),
+                    &refs,
+                    s.level,
+                );
+                Message::Batch(batch).to_frame()
+            }
+        }
+    }
+
+    /// The ACK reader: applies ACKs to the queue; returns why the session ended, if not cleanly.
+    fn spawn_reader(
+        &self,
+        conn: &Conn,
+        base: u64,
+        dead: Arc<AtomicBool>,
+    ) -> Result<JoinHandle<Option<Error>>> {
+        let addr = self.settings.target.to_string();
+        let mut rconn = conn.try_clone().map_err(|e| Error::Connection {
+            addr: addr.clone(),
+            why: format!("cloning the socket: {e}"),
+        })?;
+        let queue = Arc::clone(&self.queue);
+        let group = self.settings.group.clone();
+        std::thread::Builder::new()
+            .name("ack-reader".into())
+            .spawn(move || {
+                let why = loop {
+                    match read_message(&mut rconn, &addr) {
+                        Ok(Some(Message::Ack(a))) if a.group == group => {
+                            let ok = a.durable.0 >= base && queue.ack(a.durable.0 - base);
+                            if !ok {
+                                break Some(Error::Protocol(format!(
+                                    "ACK for seq {} outside what was sent (base {base})",
+                                    a.durable.0
+                                )));
+                            }
+                        }
+                        Ok(Some(Message::Error(e))) => {
+                            break Some(Error::Remote {
+                                code: e.code,
+                                message: e.message,
+                            })
+                        }
+                        Ok(Some(Message::Control(c))) => {
+                            tracing::info!(group = %c.group, op = ?c.op, "CONTROL from the target ignored (not implemented yet)");
+                        }
+                        Ok(Some(other)) => {
+                            tracing::debug!(kind = other.kind().name(), "unexpected frame ignored");
+                        }
+                        Ok(None) => break None,
+                        Err(e) => break Some(e),
+                    }
+                };
+                dead.store(true, Ordering::SeqCst);
+                queue.poke();
+                why
+            })
+            .map_err(Error::path("starting the ack reader thread", "-"))
+    }
+}

@@ -1,0 +1,87 @@
+//! The status file (`STATE_DIR/status.json`): what `rewind-agent status` prints and what tests
+//! and monitoring poll. Rewritten a few times a second by the running agent (write a temporary
+//! file, rename it over the old one: readers never see half a file).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const FILE: &str = "status.json";
+
+/// How the initial sync stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncState {
+    /// Waiting for the first WELCOME to decide.
+    Pending,
+    Running,
+    /// Read completely, waiting for the target to acknowledge it.
+    Acking,
+    Done,
+    /// The target already had the group and this state dir had a completed sync.
+    NotNeeded,
+    Failed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub group: String,
+    pub target: String,
+    pub pid: u32,
+    pub updated_ms: u64,
+    pub connected: bool,
+    pub last_error: Option<String>,
+    /// Last seq recorded (wire numbering once the target's base is known).
+    pub last_seq: u64,
+    /// Last seq the target acknowledged as durable.
+    pub acked_seq: u64,
+    /// Everything recorded (records and tags) is acknowledged by the target.
+    pub caught_up: bool,
+    /// Captured data held in memory, waiting to be sent or acknowledged.
+    pub queued_bytes: u64,
+    pub sync: SyncState,
+    /// Bytes of disk scanned per second by the initial sync (holes and zeros count: this is
+    /// how fast the sync gets through the disks), averaged since it started.
+    #[serde(default)]
+    pub sync_bytes_per_sec: Option<u64>,
+    pub disks: Vec<DiskStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DiskStatus {
+    pub name: String,
+    /// The backing device or image file.
+    pub path: PathBuf,
+    /// The loop device the workload uses.
+    pub device: PathBuf,
+    /// The link to it (`LINKS_DIR/GROUP/DISK`).
+    pub link: PathBuf,
+    pub size_bytes: u64,
+    /// Initial sync progress, 0..=100 (100 when no sync was needed).
+    pub sync_percent: f64,
+    /// Data bytes the sync has queued (holes and zeros are skipped).
+    pub sync_sent_bytes: u64,
+}
+
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(FILE)
+}
+
+pub fn write(state_dir: &Path, status: &Status) -> Result<()> {
+    let p = path(state_dir);
+    let tmp = state_dir.join(format!("{FILE}.tmp"));
+    let text = serde_json::to_vec_pretty(status).expect("status serialises");
+    std::fs::write(&tmp, text).map_err(Error::path("writing", &tmp))?;
+    std::fs::rename(&tmp, &p).map_err(Error::path("renaming into place", &p))
+}
+
+pub fn read(state_dir: &Path) -> Result<Status> {
+    let p = path(state_dir);
+    let text = std::fs::read(&p).map_err(Error::path("reading the agent status", &p))?;
+    serde_json::from_slice(&text).map_err(|e| Error::Config {
+        what: "status file",
+        why: format!("{}: {e}", p.display()),
+    })
+}

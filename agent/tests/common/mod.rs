@@ -1,0 +1,477 @@
+//! Test harness: a real `rewind-mtd serve` and a real `rewind-agent run` as processes, and
+//! guards that undo everything a test set up (mounts, loop devices, FUSE mounts, processes, by
+//! pid) even when it fails.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rewind_agent::status::{self, Status, SyncState};
+
+/// A binary of this workspace: the agent's own, or rewind-mtd from the same target dir.
+pub fn bin(name: &str) -> PathBuf {
+    if name == "rewind-agent" {
+        return PathBuf::from(env!("CARGO_BIN_EXE_rewind-agent"));
+    }
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: build the workspace first (`cargo build --workspace` or `cargo test --workspace`)",
+        p.display()
+    );
+    p
+}
+
+/// Skips (loudly) when the machine cannot run these tests.
+pub fn can_run() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let fuse = Path::new("/dev/fuse").exists();
+    let tools = ["losetup", "mkfs.ext4", "e2fsck", "fsfreeze", "fio"]
+        .iter()
+        .all(|t| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {t}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    if !(root && fuse && tools) {
+        eprintln!(
+            "SKIPPED: needs root ({root}), /dev/fuse ({fuse}) and losetup, mkfs.ext4, e2fsck, fsfreeze, fio ({tools})"
+        );
+        return false;
+    }
+    true
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rewind-agent-test-")
+        .tempdir_in("/var/tmp")
+        .expect("temp dir")
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{shown}: {e}"));
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn sigterm_and_wait(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let t0 = Instant::now();
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `rewind-mtd serve` on a unix socket in `work`, with no NBD TCP listener and its own NBD and
+/// control sockets (so parallel tests never collide).
+pub struct Mtd {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub sock: PathBuf,
+    pub control: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Mtd {
+    pub fn start(work: &Path) -> Mtd {
+        let mut m = Mtd {
+            child: None,
+            data_dir: work.join("mtd-data"),
+            sock: work.join("mtd.sock"),
+            control: work.join("mtd-control.sock"),
+            log: work.join("mtd.log"),
+        };
+        m.restart();
+        m
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let ready = self.data_dir.with_extension("ready");
+        let _ = fs::remove_file(&ready);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("mtd log");
+        let child = Command::new(bin("rewind-mtd"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--unix")
+            .arg(&self.sock)
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(["--nbd-listen", "none"])
+            .arg("--nbd-unix")
+            .arg(self.data_dir.with_extension("nbd.sock"))
+            .arg("--control")
+            .arg(&self.control)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rewind-mtd");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while !ready.exists() {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("rewind-mtd exited early ({s}):\n{}", self.log_text());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "rewind-mtd not ready"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn target(&self) -> String {
+        format!("unix:{}", self.sock.display())
+    }
+
+    /// SIGTERM and wait (it drains what it received first).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            assert!(
+                sigterm_and_wait(&mut c, Duration::from_secs(30)).is_some(),
+                "rewind-mtd did not stop on SIGTERM"
+            );
+        }
+    }
+
+    /// kill -9 (a crash of the target).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `rewind-mtd dump` of a point of a disk to `out` (the daemon must be stopped).
+    pub fn dump(&self, group: &str, disk: &str, at: &str, out: &Path) {
+        run(Command::new(bin("rewind-mtd"))
+            .arg("dump")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--group", group, "--disk", disk, "--at", at])
+            .arg("-o")
+            .arg(out));
+    }
+}
+
+impl Drop for Mtd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            sigterm_and_wait(&mut c, Duration::from_secs(20));
+        }
+    }
+}
+
+/// `rewind-agent run` protecting `disks` of `group`, with its mount, links and state under `work`.
+pub struct Agent {
+    child: Option<Child>,
+    pub state: PathBuf,
+    pub mount_dir: PathBuf,
+    pub links: PathBuf,
+    pub log: PathBuf,
+    pub group: String,
+    /// Loop devices seen in the status file: detached on drop if the agent left them behind.
+    devices: Vec<PathBuf>,
+    /// Stopped and cleaned up already: a later drop must not touch the mount dir, which a new
+    /// agent on the same work dir may be using.
+    done: bool,
+}
+
+impl Agent {
+    pub fn start(
+        work: &Path,
+        group: &str,
+        disks: &[(&str, &Path)],
+        target: &str,
+        extra: &[&str],
+    ) -> Agent {
+        let state = work.join("agent-state");
+        fs::create_dir_all(&state).expect("state dir");
+        let mut a = Agent {
+            child: None,
+            state,
+            mount_dir: work.join("agent-mnt"),
+            links: work.join("links"),
+            log: work.join("agent.log"),
+            group: group.to_string(),
+            devices: Vec::new(),
+            done: false,
+        };
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&a.log)
+            .expect("agent log");
+        let mut cmd = Command::new(bin("rewind-agent"));
+        cmd.arg("run")
+            .args([
+                "--group",
+                group,
+                "--target",
+                target,
+                "--agent-name",
+                "test-agent",
+            ])
+            .arg("--state-dir")
+            .arg(&a.state)
+            .arg("--mount-dir")
+            .arg(&a.mount_dir)
+            .arg("--links-dir")
+            .arg(&a.links)
+            .args(extra);
+        for (name, path) in disks {
+            cmd.arg("--disk").arg(format!("{name}={}", path.display()));
+        }
+        a.child = Some(
+            cmd.env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn rewind-agent"),
+        );
+        // Ready once the status file names every disk's device.
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = a.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("rewind-agent exited early ({s}):\n{}", a.log_text());
+            }
+            let pid = a.child.as_ref().unwrap().id();
+            if let Ok(st) = status::read(&a.state) {
+                // (A status file left by an earlier agent on this state dir does not count.)
+                if st.pid == pid
+                    && st.disks.len() == disks.len()
+                    && st.disks.iter().all(|d| !d.device.as_os_str().is_empty())
+                {
+                    a.devices = st.disks.iter().map(|d| d.device.clone()).collect();
+                    break;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "agent not ready:\n{}",
+                a.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        a
+    }
+
+    pub fn status(&self) -> Status {
+        status::read(&self.state).expect("agent status")
+    }
+
+    /// The workload's device for `disk` (the link the agent made).
+    pub fn link(&self, disk: &str) -> PathBuf {
+        self.links.join(&self.group).join(disk)
+    }
+
+    /// Waits until the target acknowledged everything recorded and the initial sync is settled
+    /// (done, not needed, or failed), as seen in a status written after this call.
+    pub fn wait_caught_up(&self, limit: Duration) -> Status {
+        let since = rewind_agent::sender::now_ms();
+        let t0 = Instant::now();
+        loop {
+            if let Ok(st) = status::read(&self.state) {
+                let settled = !matches!(
+                    st.sync,
+                    SyncState::Pending | SyncState::Running | SyncState::Acking
+                );
+                if st.updated_ms > since && st.caught_up && st.acked_seq == st.last_seq && settled {
+                    return st;
+                }
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "agent did not catch up within {limit:?}: {:?}\n{}",
+                status::read(&self.state).ok(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `rewind-agent tag`; returns the tag's seq.
+    pub fn tag(&self, name: &str, freeze: &[&Path]) -> u64 {
+        let mut cmd = Command::new(bin("rewind-agent"));
+        cmd.arg("tag").arg("--state-dir").arg(&self.state).args([
+            "--name",
+            name,
+            "--group",
+            &self.group,
+        ]);
+        for f in freeze {
+            cmd.arg("--freeze").arg(f);
+        }
+        let out = run(&mut cmd);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("tag {name} at seq ")))
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no seq in tag output: {text}"))
+    }
+
+    /// SIGTERM: the agent detaches, unmounts, drains and exits 0 when everything was acked.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let s = sigterm_and_wait(&mut c, Duration::from_secs(60))
+                .unwrap_or_else(|| panic!("rewind-agent did not stop:\n{}", self.log_text()));
+            self.done = true;
+            assert!(
+                s.success(),
+                "rewind-agent exited with {s}:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Agent {
+    /// kill -9 (a crash of the agent), then detach what it left behind, as an operator would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.cleanup();
+    }
+
+    fn cleanup(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        // Whatever a killed agent left behind: its loop devices and FUSE mount.
+        for d in &self.devices {
+            let still = Command::new("losetup").arg(d).output().is_ok_and(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stdout)
+                        .contains(&*self.mount_dir.to_string_lossy())
+            });
+            if still {
+                let _ = Command::new("losetup").arg("-d").arg(d).status();
+            }
+        }
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.mount_dir)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            sigterm_and_wait(&mut c, Duration::from_secs(20));
+        }
+        self.cleanup();
+    }
+}
+
+/// A mounted filesystem, unmounted on drop.
+pub struct Mount(pub Option<PathBuf>);
+
+impl Mount {
+    pub fn new(dev: &Path, at: &Path) -> Mount {
+        fs::create_dir_all(at).expect("mount point");
+        run(Command::new("mount").arg(dev).arg(at));
+        Mount(Some(at.to_path_buf()))
+    }
+
+    pub fn umount(&mut self) {
+        if let Some(p) = self.0.take() {
+            run(Command::new("umount").arg(&p));
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            // A frozen filesystem cannot be unmounted: thaw first (harmless if not frozen).
+            let _ = Command::new("fsfreeze")
+                .arg("-u")
+                .arg(&p)
+                .stderr(Stdio::null())
+                .status();
+            if !Command::new("umount")
+                .arg(&p)
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                let _ = Command::new("umount").arg("-l").arg(&p).status();
+            }
+        }
+    }
+}
+
+/// Asserts two files are equal byte for byte (cmp).
+pub fn assert_same(a: &Path, b: &Path) {
+    let out = Command::new("cmp").arg(a).arg(b).output().expect("cmp");
+    assert!(
+        out.status.success(),
+        "{} and {} differ: {}",
+        a.display(),
+        b.display(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+}
+
+/// `e2fsck -fn` is clean.
+pub fn assert_fsck_clean(img: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(img)
+        .output()
+        .expect("e2fsck");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn {} is not clean ({}):\n{}{}",
+        img.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
