@@ -31,6 +31,12 @@ pub enum TagKind {
     User = 2,
     /// A failover marker (the last seq before a planned failover).
     Failover = 3,
+    /// A full or partial resync starts: its seq is the first record of the resync, and the
+    /// points from there until the matching `SyncEnd` are not recoverable (the disk at the
+    /// target is a mix of old and new blocks). Named `initial-sync` or `resync`.
+    SyncBegin = 4,
+    /// The resync's last record: the point at this seq is consistent again.
+    SyncEnd = 5,
 }
 
 impl TagKind {
@@ -45,6 +51,8 @@ impl TagKind {
             1 => Some(TagKind::AppConsistent),
             2 => Some(TagKind::User),
             3 => Some(TagKind::Failover),
+            4 => Some(TagKind::SyncBegin),
+            5 => Some(TagKind::SyncEnd),
             _ => None,
         }
     }

@@ -28,7 +28,9 @@ pub fn tag_kind() -> impl Strategy<Value = TagKind> {
     prop_oneof![
         Just(TagKind::AppConsistent),
         Just(TagKind::User),
-        Just(TagKind::Failover)
+        Just(TagKind::Failover),
+        Just(TagKind::SyncBegin),
+        Just(TagKind::SyncEnd)
     ]
 }
 
