@@ -29,6 +29,26 @@ pub struct GroupReport {
     pub oldest_point: Option<PointReport>,
     pub newest_point: Option<PointReport>,
     pub tags: Vec<TagReport>,
+    /// Resyncs (initial sync, bitmap resync): the points inside them are not recoverable.
+    #[serde(default)]
+    pub not_recoverable: Vec<UnrecoverableReport>,
+    /// No resync is running: the newest point is recoverable.
+    #[serde(default = "yes")]
+    pub consistent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct UnrecoverableReport {
+    /// `initial-sync` or `resync`.
+    pub name: String,
+    pub from_seq: u64,
+    /// The resync's last record (recoverable again from here); none while it runs.
+    pub to_seq: Option<u64>,
+    pub started: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -119,6 +139,18 @@ pub fn report(store: &Store) -> Report {
                 seq: s.0,
                 time: format_ms(t),
             }),
+            not_recoverable: st
+                .points
+                .not_recoverable()
+                .into_iter()
+                .map(|w| UnrecoverableReport {
+                    name: w.begin.name.clone(),
+                    from_seq: w.begin.seq.0,
+                    to_seq: w.end.map(|e| e.0),
+                    started: format_ms(w.begin.timestamp_ms),
+                })
+                .collect(),
+            consistent: st.points.consistent(),
             tags: st
                 .points
                 .tags()
@@ -194,6 +226,17 @@ pub fn render(r: &Report) -> String {
             _ => {
                 let _ = writeln!(o, "  points: none in the journal");
             }
+        }
+        for w in &g.not_recoverable {
+            let _ = writeln!(
+                o,
+                "  not recoverable: {} from seq {} to {} (started {})",
+                w.name,
+                w.from_seq,
+                w.to_seq
+                    .map_or("now (running)".to_string(), |e| e.to_string()),
+                w.started
+            );
         }
         if !g.tags.is_empty() {
             let _ = writeln!(o, "  {:<24} {:>12} {:<16} TIME", "TAG", "SEQ", "KIND");

@@ -102,6 +102,19 @@ fn hello(group: &str, generation: u64, size: u64) -> Message {
 }
 
 fn batch(group: &str, generation: u64, first: u64, disk: u16, offset: u64, fill: u8) -> Message {
+    batch_at(group, generation, first, disk, offset, fill, 1_000)
+}
+
+/// One 4 KiB record at `offset` filled with `fill`, stamped `timestamp_ms`.
+fn batch_at(
+    group: &str,
+    generation: u64,
+    first: u64,
+    disk: u16,
+    offset: u64,
+    fill: u8,
+    timestamp_ms: u64,
+) -> Message {
     let data = vec![fill; 4096];
     let recs = [RecordRef {
         disk,
@@ -110,7 +123,14 @@ fn batch(group: &str, generation: u64, first: u64, disk: u16, offset: u64, fill:
         len: 4096,
         data: &data,
     }];
-    Message::Batch(Batch::build(group, generation, Seq(first), 1_000, &recs, 1))
+    Message::Batch(Batch::build(
+        group,
+        generation,
+        Seq(first),
+        timestamp_ms,
+        &recs,
+        1,
+    ))
 }
 
 /// The durable seq a fresh session is welcomed with.
@@ -353,4 +373,155 @@ fn hashes_are_answered_with_the_targets_hashes() {
     c.send_msg(&Message::Hashes(big));
     assert!(c.expect_error(ErrorCode::OutOfRange).contains("blocks of"));
     assert_eq!(durable(&d, "h", 1), 2);
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A batch stamped now (retention counts from the source time).
+fn batch_now(
+    group: &str,
+    generation: u64,
+    first: u64,
+    disk: u16,
+    offset: u64,
+    fill: u8,
+) -> Message {
+    batch_at(group, generation, first, disk, offset, fill, now_ms())
+}
+
+fn sync_tag(group: &str, seq: u64, kind: TagKind, name: &str) -> Message {
+    Message::Tag(Tag {
+        group: group.into(),
+        generation: 1,
+        tag: TagInfo {
+            seq: Seq(seq),
+            kind,
+            timestamp_ms: now_ms(),
+            name: name.into(),
+        },
+    })
+}
+
+fn dump_err(d: &Daemon, at: &str) -> Option<String> {
+    let img = d.data_dir.with_extension("img");
+    let out = dump(&d.data_dir, "r", "sda", at, &img);
+    let _ = std::fs::remove_file(&img);
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Points inside a resync (between its sync-begin and sync-end tags) are refused as not
+/// recoverable, everywhere a point is named; an unfinished resync makes the group inconsistent,
+/// also after its start has been merged into the base and the daemon restarted.
+#[test]
+fn resync_windows_are_not_recoverable() {
+    let work = tempdir();
+    let mut d = Daemon::start(
+        work.path(),
+        "sync",
+        &[
+            "--retention",
+            "1h",
+            "--seal-after",
+            "300ms",
+            "--merge-interval",
+            "100ms",
+            "--segment-size",
+            "1MiB",
+        ],
+    );
+    let mut c = Conn::open(&d);
+    c.hello("r", 1, DISK).unwrap();
+    c.send_msg(&batch_now("r", 1, 1, 0, 0, 1));
+    c.send_msg(&batch_now("r", 1, 2, 0, 4096, 2));
+    // An initial sync of seqs 3..=5.
+    c.send_msg(&batch_now("r", 1, 3, 0, 8192, 3));
+    c.send_msg(&sync_tag("r", 3, TagKind::SyncBegin, "initial-sync"));
+    c.send_msg(&batch_now("r", 1, 4, 0, 12288, 4));
+    c.send_msg(&batch_now("r", 1, 5, 0, 16384, 5));
+    c.send_msg(&sync_tag("r", 5, TagKind::SyncEnd, "initial-sync"));
+    c.send_msg(&batch_now("r", 1, 6, 0, 0, 6));
+    c.wait_ack(6);
+    let g = group_json(&inspect(&d.data_dir), "r").clone();
+    assert_eq!(g["consistent"], true);
+    assert_eq!(g["not_recoverable"][0]["from_seq"], 3);
+    assert_eq!(g["not_recoverable"][0]["to_seq"], 5);
+    for ok in ["seq:2", "seq:5", "seq:6", "latest"] {
+        assert_eq!(dump_err(&d, ok), None, "{ok}");
+    }
+    for bad in ["seq:3", "seq:4"] {
+        let e = dump_err(&d, bad).expect("refused");
+        assert!(
+            e.contains("not recoverable") && e.contains("initial-sync from seq 3 to 5"),
+            "{e}"
+        );
+    }
+    // The API says the same, and an overlay cannot be made there.
+    let p: serde_json::Value =
+        serde_json::from_slice(&run_ok(d.rewind().args(["--json", "points", "r"])).stdout).unwrap();
+    assert_eq!(p["not_recoverable"][0]["to_seq"], 5, "{p}");
+    assert!(
+        p["tags"].as_array().unwrap().is_empty(),
+        "sync markers are not named points"
+    );
+    let o = run(d.rewind().args(["overlay", "create", "x", "r/sda@seq:4"]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not recoverable"));
+
+    // A resync that has not finished: from its start on nothing is recoverable.
+    c.send_msg(&batch_now("r", 1, 7, 0, 4096, 7));
+    c.send_msg(&sync_tag("r", 7, TagKind::SyncBegin, "resync"));
+    c.send_msg(&batch_now("r", 1, 8, 0, 8192, 8));
+    c.wait_ack(8);
+    let e = dump_err(&d, "latest").expect("latest refused mid-resync");
+    assert!(
+        e.contains("resync that began at seq 7 and has not finished"),
+        "{e}"
+    );
+    assert_eq!(dump_err(&d, "seq:6"), None);
+    let text =
+        String::from_utf8_lossy(&run_ok(d.rewind().args(["points", "r"])).stdout).into_owned();
+    assert!(text.contains("NOT CONSISTENT"), "{text}");
+
+    // Let retention merge past the resync's start , restart:
+    // still not consistent.
+    drop(c);
+    run_ok(d.rewind().args(["retention", "r", "1s"]));
+    let t0 = std::time::Instant::now();
+    while group_json(&inspect(&d.data_dir), "r")["horizon_seq"]
+        .as_u64()
+        .unwrap()
+        < 8
+    {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no merge"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    d.stop();
+    d.restart();
+    let g = group_json(&inspect(&d.data_dir), "r").clone();
+    assert_eq!(g["consistent"], false, "{g}");
+    assert_eq!(g["not_recoverable"][0]["from_seq"], 7);
+    assert!(dump_err(&d, "latest").is_some());
+    // The resync finishes: consistent again.
+    let mut c = Conn::open(&d);
+    c.hello("r", 1, DISK).unwrap();
+    c.send_msg(&batch_now("r", 1, 9, 0, 12288, 9));
+    c.send_msg(&sync_tag("r", 9, TagKind::SyncEnd, "resync"));
+    c.wait_ack(9);
+    drop(c);
+    let t0 = std::time::Instant::now();
+    while group_json(&inspect(&d.data_dir), "r")["consistent"] != true {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "tag not durable"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(dump_err(&d, "latest"), None);
 }

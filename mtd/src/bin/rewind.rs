@@ -272,6 +272,11 @@ fn groups_table(v: &Value) -> String {
                 s(&g["horizon_seq"]),
                 s(&g["retention"]),
                 bytes(&g["journal_bytes"]),
+                if g["consistent"].as_bool() == Some(false) {
+                    "resyncing".into()
+                } else {
+                    "consistent".into()
+                },
             ]
         })
         .collect();
@@ -284,6 +289,7 @@ fn groups_table(v: &Value) -> String {
             "HORIZON",
             "RETENTION",
             "JOURNAL",
+            "STATE",
         ],
         rows,
     )
@@ -299,6 +305,22 @@ fn points_table(v: &Value) -> String {
         s(&v["newest"]["time"]),
         s(&v["horizon_seq"]),
     );
+    if v["consistent"].as_bool() == Some(false) {
+        out += "NOT CONSISTENT: a resync is running; points from its start on are not recoverable until it ends\n";
+    }
+    for w in v["not_recoverable"].as_array().into_iter().flatten() {
+        out += &format!(
+            "not recoverable: seq {} to {} ({}, started {})\n",
+            s(&w["from_seq"]),
+            if w["to_seq"].is_null() {
+                "now".to_string()
+            } else {
+                format!("{} (exclusive)", s(&w["to_seq"]))
+            },
+            s(&w["name"]),
+            s(&w["started"])
+        );
+    }
     if let Some(t) = v["latest_app_consistent"].as_object() {
         out += &format!(
             "latest app-consistent: tag:{} (seq {})\n",

@@ -50,6 +50,7 @@ fn store_status(e: &StoreError, msg: String) -> ApiError {
         StoreError::PointNotFound { .. } => StatusCode::NOT_FOUND,
         StoreError::BadPoint { .. } | StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
         StoreError::PointTooOld { .. } => StatusCode::GONE,
+        StoreError::NotRecoverable { .. } => StatusCode::CONFLICT,
         StoreError::ReadOnly(_) => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -96,7 +97,12 @@ pub struct PointsReport {
     pub oldest: Option<PointReport>,
     pub newest: Option<PointReport>,
     pub latest_app_consistent: Option<TagReport>,
+    /// Named points (resync markers are reported as `not_recoverable` instead).
     pub tags: Vec<TagReport>,
+    /// Seq ranges inside a resync: not recoverable.
+    pub not_recoverable: Vec<inspect::UnrecoverableReport>,
+    /// No resync is running.
+    pub consistent: bool,
 }
 
 async fn points(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<PointsReport> {
@@ -126,7 +132,19 @@ async fn points(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<Poi
             oldest: g.oldest_point,
             newest: g.newest_point,
             latest_app_consistent,
-            tags: g.tags,
+            tags: g
+                .tags
+                .into_iter()
+                .filter(|t| {
+                    !matches!(
+                        t.kind,
+                        rewind_formats::message::TagKind::SyncBegin
+                            | rewind_formats::message::TagKind::SyncEnd
+                    )
+                })
+                .collect(),
+            not_recoverable: g.not_recoverable,
+            consistent: g.consistent,
         })
     })
     .await?;

@@ -17,7 +17,8 @@ pub fn errno(e: &StoreError) -> Errno {
         | StoreError::UnknownDisk { .. }
         | StoreError::BadPoint { .. }
         | StoreError::PointNotFound { .. }
-        | StoreError::PointTooOld { .. } => Errno::ENOENT,
+        | StoreError::PointTooOld { .. }
+        | StoreError::NotRecoverable { .. } => Errno::ENOENT,
         StoreError::Locked(_) => Errno::EBUSY,
         StoreError::ReadOnly(_) => Errno::EROFS,
         StoreError::Invalid { .. } => Errno::EINVAL,

@@ -19,7 +19,6 @@ use tokio::task::JoinHandle;
 use super::framing::{read_frame, read_message, ReadError};
 use crate::store::group::{Group, Holder};
 use crate::store::ingest::Feed;
-use crate::store::points::PointSpec;
 use crate::store::Store;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -218,8 +217,7 @@ async fn serve<R: AsyncRead + Unpin>(
                 let group = f.group.clone();
                 // Answer as of everything this agent has sent so far.
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, group.drained()).await;
-                let store = store.clone();
-                let reply = tokio::task::spawn_blocking(move || target_hashes(&store, &group, &h))
+                let reply = tokio::task::spawn_blocking(move || target_hashes(group, &h))
                     .await
                     .map_err(|e| refuse(ErrorCode::Internal, e.to_string()))??;
                 out.send(Message::Hashes(reply).to_frame())
@@ -372,21 +370,21 @@ const MAX_HASHES_SPAN: u64 = 64 << 20;
 
 /// The target's hashes of the range an agent's HASHES names (resync: the agent then sends the
 /// blocks whose hashes differ).
-fn target_hashes(store: &Store, group: &Group, h: &Hashes) -> Result<Hashes, Fault> {
+fn target_hashes(group: Arc<Group>, h: &Hashes) -> Result<Hashes, Fault> {
     let bad = |why: String| {
         refuse(
             ErrorCode::OutOfRange,
             format!("HASHES for group {} disk {}: {why}", h.group, h.disk),
         )
     };
-    let (disk_name, size) = {
+    let (size, durable) = {
         let st = group.state.read().expect("group lock");
         let d = st
             .manifest
             .disks
             .get(h.disk as usize)
             .ok_or_else(|| bad("no such disk".into()))?;
-        (d.name.clone(), d.size_bytes)
+        (d.size_bytes, st.durable)
     };
     let bs = h.block_size as u64;
     let span = bs * h.hashes.len() as u64;
@@ -402,8 +400,9 @@ fn target_hashes(store: &Store, group: &Group, h: &Hashes) -> Result<Hashes, Fau
             h.offset
         )));
     }
-    let view = store
-        .view(&h.group, &disk_name, &PointSpec::Latest)
+    // The newest state as it is, even mid-resync (when it is not a recoverable point): that is
+    // exactly what the resync compares against.
+    let view = crate::view::View::new(group, h.disk as usize, durable)
         .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
     let mut buf = vec![0u8; span as usize];
     view.read_at(&mut buf, h.offset)

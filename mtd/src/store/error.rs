@@ -42,6 +42,8 @@ pub enum StoreError {
     Locked(PathBuf),
     #[error("store failed earlier and accepts no more writes: {0}")]
     Failed(String),
+    #[error("point {spec} is not recoverable: {why}")]
+    NotRecoverable { spec: String, why: String },
     #[error("read-only: {0}")]
     ReadOnly(String),
     #[error("invalid {what}: {why}")]

@@ -77,13 +77,7 @@ fn merge_segments(group: &Arc<Group>, ids: &[u64], horizon: Seq, horizon_ms: u64
         let _l = group.manifest_lock.lock().expect("manifest lock");
         let st = group.state.read().expect("group lock");
         let mut m = st.manifest.clone();
-        let horizon_tags = st
-            .points
-            .tags()
-            .iter()
-            .filter(|t| t.seq == horizon)
-            .cloned()
-            .collect();
+        let horizon_tags = st.points.kept_at_horizon(horizon);
         drop(st);
         // The tags at the horizon are saved even when the horizon does not move: a segment
         // holding only a tag at the horizon is merged (deleted) like any other.

@@ -141,10 +141,51 @@ impl Points {
         self.times.get(i).or(self.times.last()).map(|(_, t)| *t)
     }
 
-    /// Drop what the base image now holds: times before `horizon` and tags older than it.
+    /// Drop what the base image now holds: times before `horizon` and tags older than it, except
+    /// the start of a resync still open at the horizon (the points after it stay unrecoverable).
     pub fn prune_before(&mut self, horizon: Seq) {
         self.times.retain(|(s, _)| *s >= horizon);
-        self.tags.retain(|t| t.seq >= horizon);
+        let keep = self.open_sync_begins(horizon);
+        self.tags.retain(|t| t.seq >= horizon || keep.contains(t));
+    }
+
+    /// Sync-begin tags before `at` whose resync had not ended by then.
+    fn open_sync_begins(&self, at: Seq) -> Vec<TagInfo> {
+        self.not_recoverable()
+            .into_iter()
+            .filter(|w| w.begin.seq < at && w.end.is_none_or(|e| e > at))
+            .map(|w| w.begin)
+            .collect()
+    }
+
+    /// The tags a merge to `horizon` must keep in the manifest: those at the horizon itself, and
+    /// the start of a resync still open there.
+    pub fn kept_at_horizon(&self, horizon: Seq) -> Vec<TagInfo> {
+        let mut kept = self.open_sync_begins(horizon);
+        kept.extend(self.tags.iter().filter(|t| t.seq == horizon).cloned());
+        kept
+    }
+
+    /// The seq ranges that are not recoverable: from each resync's first record up to (not
+    /// including) its last, where the disk is a mix of old and new blocks. An open resync runs to
+    /// the newest seq.
+    pub fn not_recoverable(&self) -> Vec<Unrecoverable> {
+        let mut out: Vec<Unrecoverable> = Vec::new();
+        for t in &self.tags {
+            match t.kind {
+                TagKind::SyncBegin => out.push(Unrecoverable {
+                    begin: t.clone(),
+                    end: None,
+                }),
+                TagKind::SyncEnd => {
+                    if let Some(w) = out.iter_mut().rev().find(|w| w.end.is_none()) {
+                        w.end = Some(t.seq);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     /// The seq a spec names, given the newest durable seq and the retention horizon.
@@ -206,7 +247,40 @@ impl Points {
                 detail: format!("seq {} was merged into the base image", seq.0),
             });
         }
+        if let Some(w) = self
+            .not_recoverable()
+            .into_iter()
+            .find(|w| w.begin.seq <= seq && w.end.is_none_or(|e| seq < e))
+        {
+            return Err(StoreError::NotRecoverable {
+                spec: spec.to_string(),
+                why: match w.end {
+                    Some(e) => format!(
+                        "seq {} falls inside the {} from seq {} to {}; pick a point before seq {} or from seq {} on",
+                        seq.0, w.begin.name, w.begin.seq.0, e.0, w.begin.seq.0, e.0
+                    ),
+                    None => format!(
+                        "seq {} falls inside the {} that began at seq {} and has not finished; pick a point before seq {} or wait for it to finish",
+                        seq.0, w.begin.name, w.begin.seq.0, w.begin.seq.0
+                    ),
+                },
+            });
+        }
         Ok(seq)
+    }
+}
+
+/// A range of seqs during a resync: `[begin.seq, end)`, open-ended while the resync runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unrecoverable {
+    pub begin: TagInfo,
+    pub end: Option<Seq>,
+}
+
+impl Points {
+    /// Whether every point from here on is recoverable (no resync is running).
+    pub fn consistent(&self) -> bool {
+        self.not_recoverable().iter().all(|w| w.end.is_some())
     }
 }
 
