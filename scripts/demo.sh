@@ -4,8 +4,8 @@
 # export the latest over NBD for qemu.
 # Run as root (it loop-mounts images). Everything it makes is removed at the end, even on failure.
 #
-# Until the source agent lands, `rewind-loadgen image` plays the agent: it sends the disk image's
-# blocks (then only the changed ones) over the real wire protocol and tags each state.
+# The source agent (rewind-agent) protects a disk image on this host: the workload (mkfs, files)
+# uses the protected device /dev/loopN it serves, and every write streams to the target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,18 +17,23 @@ done
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "build"
-cargo build --release -q -p rewind-mtd -p rewind-benches
+cargo build --release -q -p rewind-mtd -p rewind-agent
 bin=$PWD/target/release
 rewind() { "$bin/rewind" --control "$work/control.sock" "$@"; }
 
 work=$(mktemp -d /var/tmp/rewind-demo.XXXXXX)
 mtd_pid=
+agent_pid=
 mounts=()
 cleanup() {
   for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+  # On SIGTERM the agent detaches its loop device and unmounts its capture files (run directly,
+  # not through a function: $! must be the agent itself).
+  if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null || true; fi
+  mountpoint -q "$work/agent-mnt" 2>/dev/null && umount -l "$work/agent-mnt"
   # On SIGTERM the daemon unmounts what `rewind mount` mounted, detaches its loop devices and
   # unmounts its view tree.
-  [ -n "$mtd_pid" ] && kill "$mtd_pid" 2>/dev/null && wait "$mtd_pid" 2>/dev/null
+  if [ -n "$mtd_pid" ]; then kill "$mtd_pid" 2>/dev/null; wait "$mtd_pid" 2>/dev/null || true; fi
   mountpoint -q "$work/views" 2>/dev/null && umount -l "$work/views"
   rm -rf "$work"
 }
@@ -43,34 +48,43 @@ for _ in $(seq 100); do [ -e "$work/ready" ] && break; sleep 0.1; done
 [ -e "$work/ready" ] || { cat "$work/mtd.log"; exit 1; }
 sed 's/^/listening: /' "$work/ready"
 
-mount_img() { # image dir [opts]
-  mkdir -p "$2"; mount -o "loop${3:+,$3}" "$1" "$2"; mounts+=("$2")
+agent() { "$bin/rewind-agent" "$@"; }
+mount_dev() { # device dir
+  mkdir -p "$2"; mount "$1" "$2"; mounts+=("$2")
 }
-umount_img() {
+umount_dev() {
   umount "$1"; local keep=(); for m in "${mounts[@]}"; do [ "$m" != "$1" ] && keep+=("$m"); done; mounts=("${keep[@]}")
 }
 
-step "make a demo disk: 256 MiB ext4 with some files"
+step "protect a demo disk (a 256 MiB image) with the agent (rewind-agent run)"
 disk=$work/disk.img
 truncate -s 256M "$disk"
-mkfs.ext4 -q -F -L demo "$disk"
-mount_img "$disk" "$work/src"
+mkdir -p "$work/agent"
+"$bin/rewind-agent" run --group demo --disk "sda=$disk" --target "unix:$work/mtd.sock" --state-dir "$work/agent" \
+  --mount-dir "$work/agent-mnt" --links-dir "$work/dev" 2> "$work/agent.log" &
+agent_pid=$!
+for _ in $(seq 100); do [ -e "$work/dev/demo/sda" ] && break; sleep 0.1; done
+[ -e "$work/dev/demo/sda" ] || { cat "$work/agent.log"; exit 1; }
+dev=$(readlink -f "$work/dev/demo/sda")
+echo "protected device: $work/dev/demo/sda -> $dev"
+
+step "on the protected device: mkfs.ext4, write files, tag v1 (fsfreeze around the tag)"
+mkfs.ext4 -q -F -L demo "$dev"
+mount_dev "$dev" "$work/src"
 echo "quarterly numbers: 42" > "$work/src/report.txt"
 echo "hello from the protected host" > "$work/src/hello.txt"
 cp -r /usr/share/doc/util-linux "$work/src/docs" 2>/dev/null || mkdir "$work/src/docs"
-umount_img "$work/src"
+agent tag --state-dir "$work/agent" --name v1 --freeze "$work/src"
 
-step "replicate it and tag the point v1"
-"$bin/rewind-loadgen" image --connect "unix:$work/mtd.sock" --group demo --disk sda --file "$disk" --tag v1
-cp --sparse=always "$disk" "$work/prev.img"
-
-step "on the source: delete report.txt, write notes.txt; replicate the changes, tag v2"
-mount_img "$disk" "$work/src"
+step "delete report.txt, write notes.txt, tag v2"
 rm "$work/src/report.txt"
 echo "report.txt was deleted by mistake" > "$work/src/notes.txt"
-umount_img "$work/src"
-"$bin/rewind-loadgen" image --connect "unix:$work/mtd.sock" --group demo --disk sda --file "$disk" \
-  --since "$work/prev.img" --tag v2
+agent tag --state-dir "$work/agent" --name v2 --freeze "$work/src"
+umount_dev "$work/src"
+for _ in $(seq 300); do
+  agent status --state-dir "$work/agent" --json | grep -q '"caught_up": *true' && break; sleep 0.1
+done
+agent status --state-dir "$work/agent"
 
 step "recovery points at the target (rewind groups, rewind points)"
 rewind groups
