@@ -5,6 +5,7 @@
 #   scripts/bench.sh apply [SIZE]    durable-apply throughput (SIZE default 256MiB)
 #   scripts/bench.sh crash [ROUNDS]  the kill -9 crash test at length (default 100 rounds)
 #   scripts/bench.sh views [SIZE] [RECORDS]  reading points: NBD, FUSE + loop, first block
+#   scripts/bench.sh agent [SIZE]            the agent: write overhead, lag, initial sync
 #
 # Environment: BENCH_RUNS (default 3: median reported), BENCH_TMP (default /var/tmp),
 # BENCH_RAND_SECONDS (random-write time cap for fio and the daemon, default 20), CARGO_TARGET_DIR (default target/).
@@ -28,7 +29,9 @@ commands:
                  (SIZE default 256MiB, the quick CI-sized run; use 4GiB for real measurements)
   crash [ROUNDS] kill -9 the daemon under load ROUNDS times (default 100) per io engine and check
                  that every acknowledged write survived
-  agent          agent capture overhead (not yet)
+  agent [SIZE]   rewind-agent: fio write overhead against a plain loop device, replication lag
+                 at 50 MB/s, initial sync of a half-full ext4 image against zstd -1 -T1
+                 (SIZE default 1GiB; the issue's measuring size for the sync is 4GiB)
   views [SIZE] [RECORDS]
                  nbdcopy of a view against qemu-nbd on the same bytes (merged, 10% and 50% in the
                  journal), FUSE+loop sequential read against a plain loop device, and the time to
@@ -517,6 +520,181 @@ cmd_views() {
     echo "bar first-block-ms: $(med "$WORK/first.ms") (want < 50)"
 }
 
+# ---------------------------------------------------------------------------------------------
+# The source agent: write overhead against a plain loop device, replication lag, initial sync rate.
+
+AGENT_PIDS=()
+AGENT_MOUNTS=()
+
+agent_cleanup() {
+    local p m
+    for p in "${AGENT_PIDS[@]+"${AGENT_PIDS[@]}"}"; do
+        kill -TERM "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    for m in "${AGENT_MOUNTS[@]+"${AGENT_MOUNTS[@]}"}"; do
+        mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null
+    done
+    for d in "${VLOOPS[@]+"${VLOOPS[@]}"}"; do losetup -d "$d" 2>/dev/null || true; done
+    cleanup
+}
+
+AGENT_PID=""
+# agent_start NAME IMAGE: protect IMAGE as group NAME disk sda; sets AGENT_PID, AGENT_STATE, AGENT_DEV.
+agent_start() {
+    local name=$1 img=$2 i
+    AGENT_STATE=$WORK/agent-$name
+    mkdir -p "$AGENT_STATE"
+    "$AGENT" run --group "$name" --disk "sda=$img" --target "unix:$WORK/agents.sock" \
+        --state-dir "$AGENT_STATE" --mount-dir "$WORK/agent-mnt-$name" --links-dir "$WORK/dev" \
+        2>"$WORK/agent-$name.log" &
+    AGENT_PID=$!
+    AGENT_PIDS+=("$AGENT_PID")
+    AGENT_MOUNTS+=("$WORK/agent-mnt-$name")
+    for i in $(seq 1 300); do [[ -e "$WORK/dev/$name/sda" ]] && break; sleep 0.05; done
+    [[ -e "$WORK/dev/$name/sda" ]] || die "rewind-agent did not start: $(tail -n 5 "$WORK/agent-$name.log")"
+    AGENT_DEV=$(readlink -f "$WORK/dev/$name/sda")
+}
+
+agent_stop() {
+    kill -TERM "$AGENT_PID" 2>/dev/null || true
+    wait "$AGENT_PID" 2>/dev/null || true
+}
+
+agent_status() { jq -r "$1" "$AGENT_STATE/status.json" 2>/dev/null || echo ""; }
+
+# wait_synced LIMIT_S: until the initial sync is done (or not needed) and everything is acked.
+wait_synced() {
+    local i s
+    for i in $(seq 1 $(($1 * 20))); do
+        s=$(agent_status '.sync + " " + (.caught_up | tostring)')
+        [[ "$s" == "done true" || "$s" == "not-needed true" ]] && return 0
+        sleep 0.05
+    done
+    die "the agent did not finish its sync within $1 s (status: $s)"
+}
+
+# fio_write_mbs DEVICE MODE: 10 s of direct writes (seq: 1 MiB QD32, rand: 4 KiB QD64), MB/s.
+fio_write_mbs() {
+    local args=(--rw=write --bs=1M --iodepth=32)
+    [[ $2 == rand ]] && args=(--rw=randwrite --bs=4k --iodepth=64)
+    fio --output-format=json --name=w --filename="$1" --ioengine=libaio --direct=1 "${args[@]}" \
+        --time_based --runtime="${AGENT_FIO_SECONDS:-10}" --size="$SIZE_BYTES" 2>"$WORK/fio.err" |
+        jq '.jobs[0].write.bw_bytes / 1e6' || die "fio on $1 failed: $(cat "$WORK/fio.err")"
+}
+
+cmd_agent() {
+    local size=${1:-1GiB} r t0 t1 plain_dev
+    SIZE_BYTES=$(to_bytes "$size")
+    ((SIZE_BYTES >= 64 << 20)) || die "SIZE must be at least 64MiB"
+    need_tool fio fio
+    need_tool jq jq
+    need_tool zstd zstd
+    log "building release binaries (cargo build --release -p rewind-mtd -p rewind-agent)"
+    (cd "$ROOT" && cargo build --release -p rewind-mtd -p rewind-agent) >&2 || die "build failed"
+    MTD=$TARGET_DIR/release/rewind-mtd
+    AGENT=$TARGET_DIR/release/rewind-agent
+    make_workdir
+    trap agent_cleanup EXIT
+    "$MTD" serve --data-dir "$WORK/data" --unix "$WORK/agents.sock" --nbd-listen none --nbd-unix none \
+        --control "$WORK/control.sock" --ready-file "$WORK/ready" >"$WORK/mtd.log" 2>&1 &
+    PIDS+=($!)
+    for r in $(seq 1 300); do [[ -s "$WORK/ready" ]] && break; sleep 0.1; done
+    [[ -s "$WORK/ready" ]] || die "rewind-mtd did not start: $(tail -n 20 "$WORK/mtd.log")"
+
+    log "initial sync of a $size ext4 image, half full, against zstd -1 -T1 on the same bytes"
+    local img=$WORK/sync.img mnt=$WORK/fill
+    truncate -s "$SIZE_BYTES" "$img"
+    mkfs.ext4 -q -F "$img"
+    mkdir -p "$mnt"
+    mount -o loop "$img" "$mnt"
+    AGENT_MOUNTS+=("$mnt")
+    r=0
+    while (($(df --output=pcent "$mnt" | tail -n1 | tr -dc 0-9) < 50)); do
+        cp -a /usr/lib "$mnt/copy-$r" 2>/dev/null || break
+        r=$((r + 1))
+    done
+    log "filled to $(df --output=pcent "$mnt" | tail -n1 | tr -d ' ')"
+    umount "$mnt"
+    drop_caches
+    t0=$(now_s)
+    zstd -1 -T1 -c "$img" >/dev/null
+    t1=$(now_s)
+    local zstd_mbs
+    zstd_mbs=$(awk -v b="$SIZE_BYTES" -v a="$t0" -v z="$t1" 'BEGIN { printf "%.1f\n", b / (z - a) / 1e6 }')
+    drop_caches
+    t0=$(now_s)
+    agent_start sync "$img"
+    wait_synced 600
+    t1=$(now_s)
+    agent_stop
+    local sync_mbs
+    sync_mbs=$(awk -v b="$SIZE_BYTES" -v a="$t0" -v z="$t1" 'BEGIN { printf "%.1f\n", b / (z - a) / 1e6 }')
+    log "initial sync $sync_mbs MB/s of disk, zstd -1 -T1 $zstd_mbs MB/s"
+    rm -f "$img"
+
+    log "write overhead: fio on the protected device against a plain loop device (direct-io)"
+    truncate -s "$SIZE_BYTES" "$WORK/prot.img" "$WORK/plain.img"
+    agent_start prot "$WORK/prot.img"
+    wait_synced 120
+    plain_dev=$(losetup --find --show --direct-io=on "$WORK/plain.img")
+    VLOOPS+=("$plain_dev")
+    for r in $(seq 1 "$RUNS"); do
+        for mode in seq rand; do
+            local ours theirs
+            theirs=$(fio_write_mbs "$plain_dev" "$mode")
+            ours=$(fio_write_mbs "$AGENT_DEV" "$mode")
+            echo "$ours" >>"$WORK/w-$mode.ours"
+            echo "$theirs" >>"$WORK/w-$mode.theirs"
+            ratio "$ours" "$theirs" >>"$WORK/w-$mode.ratio"
+            log "$mode run $r: protected $ours MB/s, plain loop $theirs MB/s"
+        done
+    done
+
+    log "replication lag under 50 MB/s of writes (status samples every 50 ms)"
+    wait_synced 300
+    local samples=$WORK/lag.samples
+    (while :; do agent_status '"\(.updated_ms) \(.last_seq) \(.acked_seq)"'; sleep 0.05; done) >"$samples" &
+    local sampler=$!
+    PIDS+=("$sampler")
+    fio --name=lag --filename="$AGENT_DEV" --ioengine=libaio --direct=1 --rw=randwrite --bs=64k \
+        --iodepth=8 --rate=50m --time_based --runtime="${AGENT_LAG_SECONDS:-20}" \
+        --size="$SIZE_BYTES" >/dev/null 2>"$WORK/fio.err" || die "fio failed: $(cat "$WORK/fio.err")"
+    wait_synced 60
+    sleep 0.3
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    # For each sample's newest recorded seq: how long until a sample shows it acknowledged.
+    sort -u -n "$samples" | awk '
+        NF == 3 { t[NR] = $1; last[NR] = $2; acked[NR] = $3; n = NR }
+        END {
+            j = 1
+            for (i = 1; i <= n; i++) {
+                if (last[i] == 0) continue
+                while (j <= n && (acked[j] < last[i] || t[j] < t[i])) j++
+                if (j > n) break
+                print t[j] - t[i]
+            }
+        }' | sort -n >"$WORK/lag.ms"
+    local p50 p99
+    p50=$(awk '{ v[NR] = $1 } END { if (NR) print v[int(NR * 0.5) + (NR * 0.5 > int(NR * 0.5))]; else print "n/a" }' "$WORK/lag.ms")
+    p99=$(awk '{ v[NR] = $1 } END { if (NR) { k = int(NR * 0.99); if (k < NR * 0.99) k++; if (k < 1) k = 1; print v[k] } else print "n/a" }' "$WORK/lag.ms")
+    agent_stop
+
+    echo
+    echo "agent benchmark: SIZE=$size, $RUNS runs each (median)"
+    printf '%-52s %12s %12s %8s\n' "measurement" "agent" "baseline" "ratio"
+    printf '%-52s %12s %12s %8s\n' "seq write 1MiB QD32 (MB/s) vs plain loop" "$(med "$WORK/w-seq.ours")" "$(med "$WORK/w-seq.theirs")" "$(med "$WORK/w-seq.ratio")x"
+    printf '%-52s %12s %12s %8s\n' "rand write 4KiB QD64 (MB/s) vs plain loop" "$(med "$WORK/w-rand.ours")" "$(med "$WORK/w-rand.theirs")" "$(med "$WORK/w-rand.ratio")x"
+    printf '%-52s %12s %12s %8s\n' "initial sync, half-full ext4 (MB/s of disk) vs zstd -1 -T1" "$sync_mbs" "$zstd_mbs" "$(ratio "$sync_mbs" "$zstd_mbs")x"
+    echo "replication lag at 50 MB/s: p50 ${p50} ms, p99 ${p99} ms ($(wc -l <"$WORK/lag.ms") samples; status is written every 200 ms, so each figure is good to about 200 ms)"
+    echo
+    echo "bar agent-seq-write: $(med "$WORK/w-seq.ratio")x (want >= 0.8)"
+    echo "bar agent-rand-write-4k: $(med "$WORK/w-rand.ratio")x (want >= 0.5)"
+    echo "bar agent-lag-p99-ms: $p99 (want < 1000)"
+    echo "bar agent-initial-sync: $(ratio "$sync_mbs" "$zstd_mbs")x (want >= 0.7)"
+}
+
 # The crash test, at length: mtd/tests/crash.rs (rewind-loadgen run --reconnect --state FILE
 # against a daemon that is kill -9'd and restarted ROUNDS times, then rewind-mtd dump and
 # rewind-loadgen verify at several acked points), with both io engines.
@@ -538,7 +716,8 @@ main() {
         apply) cmd_apply "$@" ;;
         crash) cmd_crash "$@" ;;
         views) cmd_views "$@" ;;
-        agent | failover) die "$cmd: not yet" ;;
+        agent) cmd_agent "$@" ;;
+        failover) die "$cmd: not yet" ;;
         "" | -h | --help | help) usage ;;
         *)
             usage >&2
