@@ -35,3 +35,28 @@ pub fn remove_stray_tmp(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Before binding a unix socket: remove a socket file left by a daemon that died (binding would
+/// fail on it), but refuse one a live server answers on, and anything that is not a socket.
+/// `what` names the socket and `flag` the option that moves it, for the error.
+pub async fn remove_stale_socket(path: &Path, what: &str, flag: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = path.symlink_metadata() else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        anyhow::bail!(
+            "{what} socket path {} exists and is not a socket; remove it or choose another {flag}",
+            path.display()
+        );
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        anyhow::bail!(
+            "another rewind-mtd serves the {what} socket {}; give this one another {flag}",
+            path.display()
+        );
+    }
+    std::fs::remove_file(path)
+        .with_context(|| format!("removing stale {what} socket {}", path.display()))
+}

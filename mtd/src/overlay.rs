@@ -113,19 +113,29 @@ impl Overlay {
         )
     }
 
-    /// Read `buf.len()` bytes at `offset`: overlay blocks from `data.img`, the rest from the point.
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.check_range(offset, buf.len() as u64)?;
+    /// `[offset, end)` cut into runs of blocks that are all in the overlay or all not:
+    /// `(start, run_end, in_overlay)`.
+    fn runs(&self, offset: u64, end: u64) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
         let mut pos = offset;
-        let end = offset + buf.len() as u64;
-        while pos < end {
-            // A run of blocks that are all in the overlay, or all not.
+        std::iter::from_fn(move || {
+            if pos >= end {
+                return None;
+            }
             let inside = self.has(pos / OVERLAY_BLOCK);
             let mut run_end = (pos / OVERLAY_BLOCK + 1) * OVERLAY_BLOCK;
             while run_end < end && self.has(run_end / OVERLAY_BLOCK) == inside {
                 run_end += OVERLAY_BLOCK;
             }
-            let run_end = run_end.min(end);
+            let run = (pos, run_end.min(end), inside);
+            pos = run.1;
+            Some(run)
+        })
+    }
+
+    /// Read `buf.len()` bytes at `offset`: overlay blocks from `data.img`, the rest from the point.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
+        for (pos, run_end, inside) in self.runs(offset, offset + buf.len() as u64) {
             let out = &mut buf[(pos - offset) as usize..(run_end - offset) as usize];
             if inside {
                 self.data
@@ -134,7 +144,6 @@ impl Overlay {
             } else {
                 self.view.read_at(out, pos)?;
             }
-            pos = run_end;
         }
         Ok(())
     }
@@ -257,14 +266,7 @@ impl Overlay {
     pub fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
         let end = offset.saturating_add(len).min(self.meta.size_bytes);
         let mut out = Vec::new();
-        let mut pos = offset;
-        while pos < end {
-            let inside = self.has(pos / OVERLAY_BLOCK);
-            let mut run_end = (pos / OVERLAY_BLOCK + 1) * OVERLAY_BLOCK;
-            while run_end < end && self.has(run_end / OVERLAY_BLOCK) == inside {
-                run_end += OVERLAY_BLOCK;
-            }
-            let run_end = run_end.min(end);
+        for (pos, run_end, inside) in self.runs(offset, end) {
             if inside {
                 for (o, l, a) in sparse_runs(&self.data, pos, run_end - pos)
                     .map_err(self.io_error("seek", pos))?
@@ -276,7 +278,6 @@ impl Overlay {
                     push_extent(&mut out, e.offset, e.len, e.allocation);
                 }
             }
-            pos = run_end;
         }
         Ok(out)
     }

@@ -44,6 +44,16 @@ fn crash_rounds(engine: &str) {
             ])
             .arg(&state),
     );
+    // The group exists (and something is acknowledged) before the first kill: on a loaded
+    // machine the load generator may take a while to connect.
+    let t0 = Instant::now();
+    while acked(&state) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "nothing acknowledged in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut rng = rand::thread_rng();
     let mut acked_before_kill = Vec::new();
     for round in 0..rounds {

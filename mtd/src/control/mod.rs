@@ -44,16 +44,7 @@ impl Control {
 /// Serve the API on a unix socket in the background. A socket that another live daemon answers on
 /// is an error, not something to take over.
 pub async fn start(control: Arc<Control>, path: &Path) -> Result<()> {
-    if path.exists() {
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            anyhow::bail!(
-                "another rewind-mtd serves the control API at {}; give this one --control PATH",
-                path.display()
-            );
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing stale socket {}", path.display()))?;
-    }
+    crate::fsutil::remove_stale_socket(path, "control API", "--control").await?;
     let listener = tokio::net::UnixListener::bind(path)
         .with_context(|| format!("listening on {}", path.display()))?;
     tracing::info!(path = %path.display(), "control API listening");

@@ -68,7 +68,7 @@ pub async fn start(exports: Arc<Exports>, opts: &NbdOptions) -> Result<Vec<Strin
         });
     }
     if let Some(path) = &opts.unix {
-        remove_stale_socket(path).await?;
+        crate::fsutil::remove_stale_socket(path, "NBD", "--nbd-unix").await?;
         let l = UnixListener::bind(path)
             .with_context(|| format!("NBD: listening on {}", path.display()))?;
         tracing::info!(path = %path.display(), "NBD listening on a unix socket");
@@ -91,29 +91,6 @@ pub async fn start(exports: Arc<Exports>, opts: &NbdOptions) -> Result<Vec<Strin
         });
     }
     Ok(bound)
-}
-
-/// Remove a socket file left by a daemon that died (binding would fail on it), but not one a live
-/// server answers on, and nothing that is not a socket.
-async fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = path.symlink_metadata() else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        anyhow::bail!(
-            "NBD socket path {} exists and is not a socket; remove it or choose another --nbd-unix",
-            path.display()
-        );
-    }
-    if UnixStream::connect(path).await.is_ok() {
-        anyhow::bail!(
-            "another server listens on the NBD socket {}; give this one another --nbd-unix",
-            path.display()
-        );
-    }
-    std::fs::remove_file(path)
-        .with_context(|| format!("removing stale NBD socket {}", path.display()))
 }
 
 /// Streams that split into independently owned halves (so the reader and the writer can be

@@ -104,10 +104,7 @@ pub async fn start(store: Arc<Store>, opts: &AgentListeners) -> Result<Vec<Strin
         });
     }
     if let Some(path) = &opts.unix {
-        if path.exists() {
-            std::fs::remove_file(path)
-                .with_context(|| format!("removing stale socket {}", path.display()))?;
-        }
+        crate::fsutil::remove_stale_socket(path, "agent", "--unix").await?;
         let l =
             UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
         tracing::info!(path = %path.display(), "listening for agents on a unix socket");
