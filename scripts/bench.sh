@@ -609,11 +609,8 @@ cmd_agent() {
     mkdir -p "$mnt"
     mount -o loop "$img" "$mnt"
     AGENT_MOUNTS+=("$mnt")
-    r=0
-    while (($(df --output=pcent "$mnt" | tail -n1 | tr -dc 0-9) < 50)); do
-        cp -a /usr/lib "$mnt/copy-$r" 2>/dev/null || break
-        r=$((r + 1))
-    done
+    # Real file bytes (a tar of /usr/lib, cut at half the disk), as compressible as a system disk.
+    tar -cf - -C /usr/lib . 2>/dev/null | head -c $((SIZE_BYTES / 2)) >"$mnt/usr-lib.tar" || true
     log "filled to $(df --output=pcent "$mnt" | tail -n1 | tr -d ' ')"
     umount "$mnt"
     drop_caches

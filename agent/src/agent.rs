@@ -15,8 +15,9 @@ use crate::aligned::Pool;
 use crate::capture::backing::Backing;
 use crate::capture::fuse::CaptureMount;
 use crate::capture::loopdev::LoopDev;
+use crate::capture::uring::UringWriter;
 use crate::capture::Capture;
-use crate::config::Settings;
+use crate::config::{IoEngine, Settings};
 use crate::error::{Error, Result};
 use crate::inflight::InFlight;
 use crate::queue::Queue;
@@ -27,6 +28,9 @@ use crate::sync::SyncProgress;
 use crate::{control, status, sync};
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
+/// io_uring entries: the most captured writes in flight to the backing disks at once (the
+/// kernel sends at most `max_background` async direct IO requests, plus one per FUSE thread).
+const URING_ENTRIES: u32 = 256;
 
 /// State the background threads share with the status writer.
 struct Shared {
@@ -81,7 +85,7 @@ impl Agent {
         let disks = settings
             .disks
             .iter()
-            .map(|d| Backing::open(&d.name, &d.path))
+            .map(|d| Backing::open(&d.name, &d.path).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let infos: Vec<DiskInfo> = disks
             .iter()
@@ -91,12 +95,28 @@ impl Agent {
             })
             .collect();
         let queue = Arc::new(Queue::new(settings.max_queue_bytes));
+        let uring = match settings.io_engine {
+            IoEngine::Sync => None,
+            IoEngine::Uring => match UringWriter::new(URING_ENTRIES) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    tracing::warn!(error = %e, "capture: io_uring is not available; using \
+                        synchronous writes (slower: pass --io-engine sync to silence this)");
+                    None
+                }
+            },
+        };
+        tracing::info!(
+            engine = if uring.is_some() { "io_uring" } else { "sync" },
+            "capture: backing write engine"
+        );
         let capture = Arc::new(Capture {
             disks,
             queue: Arc::clone(&queue),
             locks: Arc::new(RangeLocks::new()),
-            inflight: InFlight::default(),
+            inflight: Arc::new(InFlight::default()),
             pool: Pool::new(),
+            uring,
         });
         let shared = Arc::new(Shared {
             settings: Arc::clone(&settings),
@@ -257,7 +277,15 @@ fn sync_thread(sh: &Shared) {
     set(SyncState::Running);
     sh.sync_times.lock().expect("sync times lock").0 = Some(Instant::now());
     tracing::info!(group = %settings.group, fresh, "initial sync started");
-    let result = sync::run(&sh.capture, &sh.progress, fresh);
+    let unfinished = match sync::begin(&settings.state_dir, &settings.group, fresh) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(group = %settings.group, error = %e, "initial sync: recording its start");
+            set(SyncState::Failed);
+            return;
+        }
+    };
+    let result = sync::run(&sh.capture, &sh.progress, fresh, unfinished);
     sh.sync_times.lock().expect("sync times lock").1 = Some(Instant::now());
     let last = match result {
         Ok(last) => last,

@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// The fastest zstd level accepted (negative levels trade ratio for speed).
+pub const MIN_LEVEL: i32 = -7;
+
 /// Largest number of disks in one group (record `disk` is a u16 on the wire; we want far fewer).
 pub const MAX_DISKS: usize = 64;
 
@@ -26,7 +29,7 @@ pub struct Settings {
     pub target: TargetAddr,
     /// Status file, control socket and markers live here.
     pub state_dir: PathBuf,
-    /// zstd level for batches (1..=22).
+    /// zstd level for batches (1..=22, or -7..=-1 for zstd's fast levels).
     pub level: i32,
     /// The FUSE capture files are served here (one file per disk).
     pub mount_dir: PathBuf,
@@ -34,8 +37,23 @@ pub struct Settings {
     pub links_dir: PathBuf,
     /// Most bytes of captured data held in memory unacknowledged; writers block beyond it.
     pub max_queue_bytes: u64,
-    /// fuser threads serving the capture files (they block on disk IO, so more than the cores).
+    /// fuser threads serving the capture files.
     pub fuse_threads: usize,
+    /// How captured writes reach the backing disks.
+    #[serde(default)]
+    pub io_engine: IoEngine,
+}
+
+/// The backing-disk write engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoEngine {
+    /// io_uring: FUSE threads submit and return; a completion thread finishes each write. Falls
+    /// back to `sync` (with a warning) where the kernel has no io_uring.
+    #[default]
+    Uring,
+    /// A synchronous O_DIRECT pwrite on the FUSE thread (the queue depth is the thread count).
+    Sync,
 }
 
 /// One protected disk: a name and the block device or image file behind it.
@@ -169,10 +187,13 @@ impl Settings {
                 });
             }
         }
-        if !(1..=22).contains(&self.level) {
+        if !(MIN_LEVEL..=22).contains(&self.level) || self.level == 0 {
             return Err(Error::Config {
                 what: "--level",
-                why: format!("{} is not a zstd level in 1..=22", self.level),
+                why: format!(
+                    "{} is not a zstd level in 1..=22 (or {MIN_LEVEL}..=-1, zstd's fast levels)",
+                    self.level
+                ),
             });
         }
         if self.max_queue_bytes < 16 << 20 {

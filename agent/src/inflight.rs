@@ -5,53 +5,68 @@
 //! with different bytes than the source. So a write waits while an overlapping one is in flight:
 //! for any bytes, the order of pwrites is the order of seqs. Writes that do not overlap (nearly
 //! all of them) pass straight through; the table is as long as the queue depth.
+//!
+//! A claim owns a reference to its table, so it can travel with an asynchronous write to the
+//! thread that completes it, and is released there once the write's seq is assigned.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 #[derive(Default)]
 pub struct InFlight {
-    ranges: Mutex<Vec<(u16, u64, u64)>>,
+    ranges: Mutex<Table>,
     done: Condvar,
 }
 
+#[derive(Default)]
+struct Table {
+    ranges: Vec<(u16, u64, u64)>,
+    /// Claims waiting: a release wakes them only if there are any (saves a futex call per
+    /// write, as nearly all writes never wait).
+    waiting: usize,
+}
+
 /// A write's claim on its range; released when dropped.
-pub struct Claim<'a> {
-    table: &'a InFlight,
+pub struct Claim {
+    table: Arc<InFlight>,
     range: (u16, u64, u64),
 }
 
 impl InFlight {
     /// Claims `[offset, offset + len)` of `disk`, waiting while an overlapping claim is held.
-    pub fn claim(&self, disk: u16, offset: u64, len: u64) -> Claim<'_> {
+    pub fn claim(self: &Arc<Self>, disk: u16, offset: u64, len: u64) -> Claim {
         let end = offset.saturating_add(len);
         let overlaps = |r: &(u16, u64, u64)| r.0 == disk && r.1 < end && offset < r.2;
-        let mut ranges = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
-        while ranges.iter().any(overlaps) {
-            ranges = self.done.wait(ranges).unwrap_or_else(|e| e.into_inner());
+        let mut t = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        while t.ranges.iter().any(overlaps) {
+            t.waiting += 1;
+            t = self.done.wait(t).unwrap_or_else(|e| e.into_inner());
+            t.waiting -= 1;
         }
-        ranges.push((disk, offset, end));
+        t.ranges.push((disk, offset, end));
         Claim {
-            table: self,
+            table: Arc::clone(self),
             range: (disk, offset, end),
         }
     }
 }
 
-impl Drop for Claim<'_> {
+impl Drop for Claim {
     fn drop(&mut self) {
-        let mut ranges = self.table.ranges.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = ranges.iter().position(|r| *r == self.range) {
-            ranges.swap_remove(i);
+        let mut t = self.table.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = t.ranges.iter().position(|r| *r == self.range) {
+            t.ranges.swap_remove(i);
         }
-        drop(ranges);
-        self.table.done.notify_all();
+        let wake = t.waiting > 0;
+        drop(t);
+        if wake {
+            self.table.done.notify_all();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]

@@ -10,7 +10,8 @@
 //! waits until acknowledgements free space (a disk spool that takes over instead is a later step,
 //! so today a long outage stalls the workload once memory is full).
 //!
-//! Tags sit in the stream after the record whose seq they name; they take no seq of their own.
+//! Tags sit in the stream after the record whose seq they name (usually right after the last
+//! record so far; [`Queue::push_tag_at`] can name an earlier one); they take no seq of their own.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -86,6 +87,8 @@ struct Inner {
     /// Tags with an id below this have left the queue (sent and their seq acked).
     tags_done_below: u64,
     stopping: bool,
+    /// Threads waiting on `changed`.
+    waiting: usize,
 }
 
 /// Counters for the status file.
@@ -121,6 +124,7 @@ impl Queue {
                 next_tag_id: 1,
                 tags_done_below: 1,
                 stopping: false,
+                waiting: 0,
             }),
             space: Condvar::new(),
             changed: Condvar::new(),
@@ -132,9 +136,49 @@ impl Queue {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Waits on `changed` (up to `timeout`), counted so that a push wakes only when someone
+    /// waits (a futex call saved per captured write).
+    fn wait_changed<'a>(
+        &self,
+        mut st: MutexGuard<'a, Inner>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, Inner> {
+        st.waiting += 1;
+        let mut st = match timeout {
+            None => self.changed.wait(st).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                self.changed
+                    .wait_timeout(st, t)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        };
+        st.waiting -= 1;
+        st
+    }
+
     /// Appends a record and returns its local seq. Waits while the queue is full (a record
     /// larger than the whole limit still goes in once the queue is empty).
     pub fn push(&self, record: Record) -> Result<u64> {
+        let (_st, seq) = self.push_locked(record)?;
+        Ok(seq)
+    }
+
+    /// Like [`Queue::push`], and a tag naming the record's seq goes in right after it, with
+    /// nothing in between (a sync's begin mark names its first record this way).
+    pub fn push_tagged(
+        &self,
+        record: Record,
+        name: &str,
+        kind: TagKind,
+        timestamp_ms: u64,
+    ) -> Result<u64> {
+        let (mut st, seq) = self.push_locked(record)?;
+        Self::append_tag(&mut st, seq, name, kind, timestamp_ms);
+        Ok(seq)
+    }
+
+    fn push_locked(&self, record: Record) -> Result<(MutexGuard<'_, Inner>, u64)> {
         let bytes = record.mem_bytes();
         let mut st = self.lock();
         while !st.stopping && st.queued_bytes > 0 && st.queued_bytes + bytes > self.max_bytes {
@@ -150,8 +194,50 @@ impl Queue {
             seq,
             record: Arc::new(record),
         });
+        if st.waiting > 0 {
+            self.changed.notify_all();
+        }
+        Ok((st, seq))
+    }
+
+    fn append_tag(st: &mut Inner, seq: u64, name: &str, kind: TagKind, timestamp_ms: u64) -> u64 {
+        let id = st.next_tag_id;
+        st.next_tag_id += 1;
+        st.entries.push_back(Entry::Tag {
+            seq,
+            tag: PendingTag {
+                id,
+                name: name.to_string(),
+                kind,
+                timestamp_ms,
+            },
+        });
+        id
+    }
+
+    /// Appends a tag naming local seq `seq`, a record already in the stream (or sent and
+    /// acknowledged: the target takes tags for any seq it has). Records after `seq` may precede
+    /// it in the stream. Returns the tag's id.
+    pub fn push_tag_at(
+        &self,
+        seq: u64,
+        name: &str,
+        kind: TagKind,
+        timestamp_ms: u64,
+    ) -> Result<u64> {
+        let mut st = self.lock();
+        if st.stopping {
+            return Err(Error::Stopping);
+        }
+        if seq == 0 || seq > st.last_seq {
+            return Err(Error::Config {
+                what: "tag",
+                why: format!("seq {seq} has not been recorded (last is {})", st.last_seq),
+            });
+        }
+        let id = Self::append_tag(&mut st, seq, name, kind, timestamp_ms);
         self.changed.notify_all();
-        Ok(seq)
+        Ok(id)
     }
 
     /// Appends a tag naming the state after everything recorded so far. Returns its id and
@@ -172,18 +258,8 @@ impl Queue {
                 why: "nothing has been written to the group yet: there is no point to tag".into(),
             });
         }
-        let id = st.next_tag_id;
-        st.next_tag_id += 1;
         let seq = st.last_seq;
-        st.entries.push_back(Entry::Tag {
-            seq,
-            tag: PendingTag {
-                id,
-                name: name.to_string(),
-                kind,
-                timestamp_ms,
-            },
-        });
+        let id = Self::append_tag(&mut st, seq, name, kind, timestamp_ms);
         self.changed.notify_all();
         Ok((id, st.base.map(|b| b + seq)))
     }
@@ -210,8 +286,23 @@ impl Queue {
             if let Some(b) = st.base {
                 return Ok(b);
             }
-            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = self.wait_changed(st, None);
         }
+    }
+
+    /// Waits up to `wait` for entries to send; returns how many there are (0: none, or the
+    /// queue stopped).
+    pub fn wait_unsent(&self, wait: Duration) -> usize {
+        let deadline = Instant::now() + wait;
+        let mut st = self.lock();
+        while st.cursor >= st.entries.len() && !st.stopping {
+            let now = Instant::now();
+            if now >= deadline {
+                return 0;
+            }
+            st = self.wait_changed(st, Some(deadline - now));
+        }
+        st.entries.len().saturating_sub(st.cursor)
     }
 
     /// The next entries to send: consecutive records (at most `max_records`, about `max_bytes`
@@ -224,11 +315,7 @@ impl Queue {
             if now >= deadline {
                 return Vec::new();
             }
-            st = self
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.wait_changed(st, Some(deadline - now));
         }
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -317,11 +404,7 @@ impl Queue {
             if st.stopping || now >= deadline {
                 return false;
             }
-            st = self
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.wait_changed(st, Some(deadline - now));
         }
     }
 
@@ -337,11 +420,7 @@ impl Queue {
             if now >= deadline {
                 return false;
             }
-            st = self
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.wait_changed(st, Some(deadline - now));
         }
     }
 
@@ -413,6 +492,37 @@ mod tests {
         assert!(!q.ack(4), "ack beyond the last seq");
         assert!(q.ack(3));
         assert_eq!(q.stats().queued_bytes, 0);
+        assert!(q.wait_drained(Duration::ZERO));
+    }
+
+    #[test]
+    fn tags_at_a_given_seq() {
+        let q = Queue::new(1 << 20);
+        q.set_base(0);
+        assert_eq!(q.push(rec(4096)).unwrap(), 1);
+        assert_eq!(
+            q.push_tagged(rec(4096), "s", TagKind::SyncBegin, 0)
+                .unwrap(),
+            2
+        );
+        assert_eq!(q.push(rec(4096)).unwrap(), 3);
+        q.push_tag_at(2, "s", TagKind::SyncEnd, 0).unwrap();
+        assert!(q.push_tag_at(4, "s", TagKind::SyncEnd, 0).is_err());
+        assert!(q.push_tag_at(0, "s", TagKind::SyncEnd, 0).is_err());
+        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert_eq!(b.len(), 2, "records up to the begin tag");
+        let t = q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert!(
+            matches!(t.as_slice(), [Entry::Tag { seq: 2, tag }] if tag.kind == TagKind::SyncBegin)
+        );
+        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert!(matches!(b.as_slice(), [Entry::Record { seq: 3, .. }]));
+        let t = q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert!(
+            matches!(t.as_slice(), [Entry::Tag { seq: 2, tag }] if tag.kind == TagKind::SyncEnd)
+        );
+        assert!(q.ack(3));
+        q.collect_sent_tags();
         assert!(q.wait_drained(Duration::ZERO));
     }
 

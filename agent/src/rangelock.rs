@@ -7,23 +7,42 @@
 //! later seq itself: the replica never ends with the sync's stale copy on top.
 //!
 //! Writes do not exclude each other (they share the lock), so capture stays parallel. Locks are
-//! striped: a fixed array of RwLocks indexed by (disk, chunk); unrelated chunks that share a
-//! stripe only wait on each other while a sync holds one. Several stripes are always taken in
-//! ascending order, so two lockers never deadlock.
+//! striped: a fixed array of reader counts and writer flags indexed by (disk, chunk); unrelated
+//! chunks that share a stripe only wait on each other while a sync holds one. A write takes all
+//! its stripes at once, so two lockers never deadlock.
 
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Bytes per lock chunk; also the initial sync's read size.
 pub const CHUNK: u64 = 1 << 20;
 const STRIPES: usize = 4096;
 
-pub struct RangeLocks {
-    stripes: Vec<RwLock<()>>,
+#[derive(Clone, Copy, Default)]
+struct Stripe {
+    /// Writes holding this stripe shared.
+    readers: u32,
+    /// The sync holds it, or waits for its readers to leave (new readers wait meanwhile).
+    writer: bool,
 }
 
-/// Shared locks on the stripes of one range.
-pub struct ReadGuards<'a> {
-    _guards: Vec<RwLockReadGuard<'a, ()>>,
+/// The stripes' states under one mutex: a write takes all its stripes at once (no partial
+/// holds, so no lock order to get wrong), and a guard can be released on another thread (an
+/// asynchronous write's completion).
+pub struct RangeLocks {
+    stripes: Mutex<Vec<Stripe>>,
+    changed: Condvar,
+}
+
+/// Shared locks on the stripes of one range; released when dropped, on any thread.
+pub struct ReadGuards {
+    locks: Arc<RangeLocks>,
+    stripes: Vec<usize>,
+}
+
+/// The exclusive lock of one sync chunk.
+pub struct ChunkGuard<'a> {
+    locks: &'a RangeLocks,
+    stripe: usize,
 }
 
 impl Default for RangeLocks {
@@ -35,8 +54,13 @@ impl Default for RangeLocks {
 impl RangeLocks {
     pub fn new() -> RangeLocks {
         RangeLocks {
-            stripes: (0..STRIPES).map(|_| RwLock::new(())).collect(),
+            stripes: Mutex::new(vec![Stripe::default(); STRIPES]),
+            changed: Condvar::new(),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Stripe>> {
+        self.stripes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn stripe(disk: u16, chunk: u64) -> usize {
@@ -61,20 +85,64 @@ impl RangeLocks {
     }
 
     /// Shared locks for a captured write (or zeroing) of `[offset, offset + len)`.
-    pub fn read(&self, disk: u16, offset: u64, len: u64) -> ReadGuards<'_> {
+    pub fn read(self: &Arc<Self>, disk: u16, offset: u64, len: u64) -> ReadGuards {
+        let stripes = Self::stripes_of(disk, offset, len);
+        if !stripes.is_empty() {
+            let mut st = self.lock();
+            while stripes.iter().any(|&i| st[i].writer) {
+                st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            for &i in &stripes {
+                st[i].readers += 1;
+            }
+        }
         ReadGuards {
-            _guards: Self::stripes_of(disk, offset, len)
-                .into_iter()
-                .map(|i| self.stripes[i].read().unwrap_or_else(|e| e.into_inner()))
-                .collect(),
+            locks: Arc::clone(self),
+            stripes,
         }
     }
 
-    /// The exclusive lock of one sync chunk (chunk index `chunk` of `disk`).
-    pub fn chunk(&self, disk: u16, chunk: u64) -> RwLockWriteGuard<'_, ()> {
-        self.stripes[Self::stripe(disk, chunk)]
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+    /// The exclusive lock of one sync chunk (chunk index `chunk` of `disk`): new writes to its
+    /// stripe wait from now on, and this waits for the ones holding it to finish.
+    pub fn chunk(&self, disk: u16, chunk: u64) -> ChunkGuard<'_> {
+        let i = Self::stripe(disk, chunk);
+        let mut st = self.lock();
+        while st[i].writer {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st[i].writer = true;
+        while st[i].readers > 0 {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        ChunkGuard {
+            locks: self,
+            stripe: i,
+        }
+    }
+}
+
+impl Drop for ReadGuards {
+    fn drop(&mut self) {
+        if self.stripes.is_empty() {
+            return;
+        }
+        let mut st = self.locks.lock();
+        let mut wake = false;
+        for &i in &self.stripes {
+            st[i].readers -= 1;
+            wake |= st[i].writer && st[i].readers == 0;
+        }
+        drop(st);
+        if wake {
+            self.locks.changed.notify_all();
+        }
+    }
+}
+
+impl Drop for ChunkGuard<'_> {
+    fn drop(&mut self) {
+        self.locks.lock()[self.stripe].writer = false;
+        self.locks.changed.notify_all();
     }
 }
 
@@ -98,10 +166,23 @@ mod tests {
 
     #[test]
     fn a_sync_chunk_excludes_writes_to_it_only() {
-        let l = RangeLocks::new();
-        let _w = l.chunk(0, 3);
+        let l = Arc::new(RangeLocks::new());
+        let w = l.chunk(0, 3);
         // Another chunk's write proceeds.
         let _r = l.read(0, 5 * CHUNK, 4096);
-        assert!(l.stripes[RangeLocks::stripe(0, 3)].try_read().is_err());
+        let l2 = Arc::clone(&l);
+        let t = std::thread::spawn(move || drop(l2.read(0, 3 * CHUNK + 4096, 4096)));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!t.is_finished(), "a write to the sync's chunk waits");
+        drop(w);
+        t.join().unwrap();
+        // A chunk lock waits for the writes holding its stripe, released on another thread.
+        let r = l.read(0, 3 * CHUNK, 4096);
+        let l2 = Arc::clone(&l);
+        let t = std::thread::spawn(move || drop(l2.chunk(0, 3)));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!t.is_finished(), "the sync waits for the write");
+        std::thread::spawn(move || drop(r)).join().unwrap();
+        t.join().unwrap();
     }
 }

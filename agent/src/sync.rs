@@ -11,12 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rewind_formats::RecordKind;
+use rewind_formats::{RecordKind, TagKind};
 
 use crate::capture::Capture;
 use crate::error::{Error, Result};
 use crate::queue::Record;
 use crate::rangelock::CHUNK;
+use crate::sender::now_ms;
+
+/// The name of the SyncBegin and SyncEnd tags around an initial sync.
+pub const SYNC_TAG: &str = "initial-sync";
 
 /// Zero detection granularity.
 const BLOCK: usize = 4096;
@@ -36,11 +40,23 @@ pub fn marker(state_dir: &Path, group: &str) -> PathBuf {
 }
 
 /// Copies every disk into the stream; returns the last local seq it queued (0 if none).
+/// The first record is followed by a SyncBegin tag at its seq, and the last by a SyncEnd tag at
+/// its seq (neither if no record was sent), so the target knows which points lie inside the
+/// sync and are not recoverable.
 ///
 /// `fresh`: the target holds nothing for the group, so zeros and holes need not travel. Otherwise
 /// (a sync restarted after the agent died) the target may hold older data anywhere, so zero
 /// ranges are sent as zero records (no data).
-pub fn run(capture: &Capture, progress: &[Arc<SyncProgress>], fresh: bool) -> Result<u64> {
+///
+/// `unfinished`: syncs that earlier agent runs began and never finished (see [`begin`]); each
+/// may have left a SyncBegin open at the target, and the target pairs a SyncEnd with the newest
+/// open SyncBegin, so that many more SyncEnds close them all at this sync's end.
+pub fn run(
+    capture: &Capture,
+    progress: &[Arc<SyncProgress>],
+    fresh: bool,
+    unfinished: u64,
+) -> Result<u64> {
     let mut last = 0;
     for (i, d) in capture.disks.iter().enumerate() {
         tracing::info!(disk = %d.name, size = d.size_bytes, "initial sync: starting");
@@ -91,13 +107,30 @@ pub fn run(capture: &Capture, progress: &[Arc<SyncProgress>], fresh: bool) -> Re
                         data: None,
                     }
                 };
-                last = capture.queue.push(record)?;
+                last = if last == 0 {
+                    // The first record: the target's points from here until SyncEnd are not
+                    // recoverable (the replica mixes old and new blocks).
+                    capture
+                        .queue
+                        .push_tagged(record, SYNC_TAG, TagKind::SyncBegin, now_ms())?
+                } else {
+                    capture.queue.push(record)?
+                };
             }
             drop(_lock);
             chunk += 1;
             p.done_bytes.store(end, Ordering::Relaxed);
         }
         tracing::info!(disk = %d.name, data_bytes = p.sent_bytes.load(Ordering::Relaxed), "initial sync: disk read");
+    }
+    if last > 0 {
+        // (Distinct timestamps: the target keeps identical tags once.)
+        let now = now_ms();
+        for k in 0..=unfinished {
+            capture
+                .queue
+                .push_tag_at(last, SYNC_TAG, TagKind::SyncEnd, now + k)?;
+        }
     }
     Ok(last)
 }
@@ -116,10 +149,36 @@ fn runs(buf: &[u8]) -> Vec<(usize, usize, bool)> {
     runs
 }
 
+/// The file counting syncs of `group` begun and not finished.
+fn begun_file(state_dir: &Path, group: &str) -> PathBuf {
+    state_dir.join(format!("{group}.sync-begun"))
+}
+
+/// Records that a sync begins; returns how many earlier ones began and never finished (0 when
+/// `fresh`: the target holds nothing, so no SyncBegin of theirs is open there).
+pub fn begin(state_dir: &Path, group: &str, fresh: bool) -> Result<u64> {
+    let f = begun_file(state_dir, group);
+    let before = if fresh {
+        0
+    } else {
+        std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    std::fs::write(&f, format!("{}\n", before + 1)).map_err(Error::path("writing", &f))?;
+    Ok(before)
+}
+
 /// Writes the marker (after the sync's records are acknowledged).
 pub fn mark_done(state_dir: &Path, group: &str) -> Result<()> {
     let m = marker(state_dir, group);
-    std::fs::write(&m, b"initial sync complete\n").map_err(Error::path("writing", &m))
+    std::fs::write(&m, b"initial sync complete\n").map_err(Error::path("writing", &m))?;
+    let f = begun_file(state_dir, group);
+    match std::fs::remove_file(&f) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::path("removing", &f)(e)),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -241,6 +241,37 @@ fn initial_sync_is_correct_under_concurrent_writes() {
     let latest = w.join("latest.img");
     mtd.dump("g2", "d0", "latest", &latest);
     assert_same(&latest, &img);
+
+    // The sync is bracketed by SyncBegin and SyncEnd tags (points inside are not recoverable).
+    let out = run(Command::new(bin("rewind-mtd"))
+        .arg("inspect")
+        .arg("--data-dir")
+        .arg(&mtd.data_dir)
+        .arg("--json"));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
+    let group = report["groups"]
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["name"] == "g2"))
+        .unwrap_or_else(|| panic!("no group g2 in {report}"));
+    let tag_seq = |kind: &str| {
+        let found: Vec<u64> = group["tags"]
+            .as_array()
+            .expect("tags list")
+            .iter()
+            .filter(|t| t["kind"] == kind && t["name"] == "initial-sync")
+            .map(|t| t["seq"].as_u64().expect("tag seq"))
+            .collect();
+        assert_eq!(found.len(), 1, "one {kind} tag: {}", group["tags"]);
+        found[0]
+    };
+    let begin = tag_seq("sync-begin");
+    let end = tag_seq("sync-end");
+    assert!(begin >= 1 && begin <= end, "begin {begin}, end {end}");
+    assert!(
+        end <= st.last_seq,
+        "end {end} after the last seq {}",
+        st.last_seq
+    );
 }
 
 /// fio at queue depth 64 over a small region with `norandommap`: many writes to the same blocks
@@ -248,6 +279,16 @@ fn initial_sync_is_correct_under_concurrent_writes() {
 /// byte for byte (overlapping writes are recorded in the order they hit the disk).
 #[test]
 fn overlapping_parallel_writes_replicate_exactly() {
+    overlapping_parallel_writes(&[]);
+}
+
+/// The same with the synchronous write engine.
+#[test]
+fn overlapping_parallel_writes_replicate_exactly_sync_engine() {
+    overlapping_parallel_writes(&["--io-engine", "sync"]);
+}
+
+fn overlapping_parallel_writes(extra: &[&str]) {
     if !can_run() {
         return;
     }
@@ -256,7 +297,7 @@ fn overlapping_parallel_writes_replicate_exactly() {
     let img = w.join("disk.img");
     make_image(&img);
     let mut mtd = Mtd::start(w);
-    let mut agent = Agent::start(w, "g5", &[("d0", &img)], &mtd.target(), &[]);
+    let mut agent = Agent::start(w, "g5", &[("d0", &img)], &mtd.target(), extra);
     let dev = agent.link("d0");
     for bs in ["4k", "64k"] {
         run(Command::new("fio")

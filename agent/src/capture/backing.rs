@@ -77,6 +77,11 @@ impl Backing {
         })
     }
 
+    /// The O_DIRECT descriptor (for the io_uring writer); valid while `self` lives.
+    pub fn direct_fd(&self) -> std::os::fd::RawFd {
+        self.direct.as_raw_fd()
+    }
+
     /// Writes all of `buf` (page-aligned memory) at `offset`.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         match self.direct.write_all_at(buf, offset) {

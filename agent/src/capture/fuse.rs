@@ -78,14 +78,17 @@ impl CaptureFs {
 
     /// Logs a failed operation and turns it into the errno the workload sees.
     fn fail(&self, e: &Error) -> Errno {
-        tracing::error!(error = %e, "capture: request failed");
-        match e {
-            Error::DiskIo { source, .. } => {
-                Errno::from_i32(source.raw_os_error().unwrap_or(libc::EIO))
-            }
-            Error::Stopping => Errno::EIO,
-            _ => Errno::EIO,
-        }
+        errno(e)
+    }
+}
+
+/// Logs a failed operation and turns it into the errno the workload sees.
+fn errno(e: &Error) -> Errno {
+    tracing::error!(error = %e, "capture: request failed");
+    match e {
+        Error::DiskIo { source, .. } => Errno::from_i32(source.raw_os_error().unwrap_or(libc::EIO)),
+        Error::Stopping => Errno::EIO,
+        _ => Errno::EIO,
     }
 }
 
@@ -203,10 +206,16 @@ impl Filesystem for CaptureFs {
         let Some(d) = self.disk_of(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        match self.capture.write(d, offset, data) {
-            Ok(()) => reply.written(data.len() as u32),
-            Err(e) => reply.error(self.fail(&e)),
-        }
+        // The reply travels with the write and is sent once it is on disk and recorded.
+        self.capture.write_async(
+            d,
+            offset,
+            data,
+            Box::new(move |r| match r {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(&e)),
+            }),
+        );
     }
 
     fn flush(

@@ -4,11 +4,20 @@
 //! The workload's block device is a loop device ([`loopdev`]) over a FUSE file per disk
 //! ([`fuse`]); the FUSE handlers call [`Capture`], which does the IO on the [`backing::Backing`]
 //! disk and records it in the [`Queue`].
+//!
+//! Writes go through one of two engines. With [`uring::UringWriter`] (the default) the handler
+//! submits the write and returns; the completion records it, releases its claims and replies.
+//! The synchronous engine does a pwrite on the handler's thread. Either way a write's seq is
+//! assigned once its data is on the backing disk, while it still holds its in-flight claim, so a
+//! later overlapping write (which waits for that claim) gets a later seq and reaches the disk
+//! later; and the reply comes only after both.
 
 pub mod backing;
 pub mod fuse;
 pub mod loopdev;
+pub mod uring;
 
+use std::io;
 use std::sync::Arc;
 
 use rewind_formats::{RecordKind, MAX_RECORD_LEN, SECTOR};
@@ -19,19 +28,25 @@ use crate::inflight::InFlight;
 use crate::queue::{Queue, Record};
 use crate::rangelock::RangeLocks;
 use backing::Backing;
+use uring::UringWriter;
+
+/// Called once an asynchronous write is finished: the bytes written, or why it failed.
+pub type WriteDone = Box<dyn FnOnce(Result<u32>) + Send>;
 
 /// The capture path of one group, shared by fuser's threads.
 pub struct Capture {
-    pub disks: Vec<Backing>,
+    pub disks: Vec<Arc<Backing>>,
     pub queue: Arc<Queue>,
     pub locks: Arc<RangeLocks>,
-    pub inflight: InFlight,
+    pub inflight: Arc<InFlight>,
     pub pool: Arc<Pool>,
+    /// The io_uring engine; `None`: synchronous pwrites on the FUSE threads.
+    pub uring: Option<UringWriter>,
 }
 
 impl Capture {
     fn check(&self, disk: usize, offset: u64, len: u64) -> Result<&Backing> {
-        let d = &self.disks[disk];
+        let d: &Backing = &self.disks[disk];
         if !offset.is_multiple_of(SECTOR) || !len.is_multiple_of(SECTOR) {
             return Err(Error::DiskIo {
                 disk: d.name.clone(),
@@ -79,6 +94,44 @@ impl Capture {
         Ok(())
     }
 
+    /// Writes `data` at `offset` of disk `disk` and records it, then calls `done` (on another
+    /// thread, or on this one with the synchronous engine or an early error). The data is copied
+    /// before this returns.
+    pub fn write_async(&self, disk: usize, offset: u64, data: &[u8], done: WriteDone) {
+        let len = data.len();
+        let uring = match &self.uring {
+            Some(u) if len > 0 && len <= MAX_RECORD_LEN as usize => u,
+            _ => return done(self.write(disk, offset, data).map(|()| len as u32)),
+        };
+        let d = match self.check(disk, offset, len as u64) {
+            Ok(_) => Arc::clone(&self.disks[disk]),
+            Err(e) => return done(Err(e)),
+        };
+        let mut buf = self.pool.get(len);
+        buf.copy_from_slice(data);
+        // As in `write`: the in-flight claim first, then the sync's range locks. Both travel
+        // with the write and are released on completion, after the seq is assigned.
+        let claim = self.inflight.claim(disk as u16, offset, len as u64);
+        let locks = self.locks.read(disk as u16, offset, len as u64);
+        let queue = Arc::clone(&self.queue);
+        let fd = d.direct_fd();
+        let finish = move |buf: AlignedBuf, r: io::Result<usize>| {
+            let r = complete(&d, &buf, offset, r).and_then(|()| {
+                queue.push(Record {
+                    disk: disk as u16,
+                    kind: RecordKind::Data,
+                    offset,
+                    len: len as u32,
+                    data: Some(buf),
+                })
+            });
+            drop(locks);
+            drop(claim);
+            done(r.map(|_| len as u32));
+        };
+        uring.write(fd, offset, buf, Box::new(finish));
+    }
+
     /// Reads `len` bytes at `offset` (cut at the end of the disk) into a pooled buffer.
     pub fn read(&self, disk: usize, offset: u64, len: u32) -> Result<AlignedBuf> {
         let d = &self.disks[disk];
@@ -114,8 +167,32 @@ impl Capture {
         Ok(())
     }
 
-    /// Flush: the backing disk makes everything written so far durable.
+    /// Flush: every write submitted before completes, then the backing disk makes everything
+    /// written so far durable.
     pub fn flush(&self, disk: usize) -> Result<()> {
+        if let Some(u) = &self.uring {
+            u.wait_submitted();
+        }
         self.disks[disk].sync()
+    }
+}
+
+/// Checks an io_uring write's result; a short write is finished, and a refused one (EINVAL:
+/// O_DIRECT alignment the device does not accept) redone, synchronously.
+fn complete(d: &Backing, buf: &[u8], offset: u64, r: io::Result<usize>) -> Result<()> {
+    match r {
+        Ok(n) if n == buf.len() => Ok(()),
+        Ok(0) => Err(Error::disk(&d.name, "write", offset)(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "io_uring write wrote nothing",
+        ))),
+        Ok(n) if n < buf.len() => d.write_at(&buf[n..], offset + n as u64),
+        Ok(n) => Err(Error::disk(&d.name, "write", offset)(io::Error::other(
+            format!("io_uring wrote {n} bytes of {}", buf.len()),
+        ))),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EAGAIN)) => {
+            d.write_at(buf, offset)
+        }
+        Err(e) => Err(Error::disk(&d.name, "write", offset)(e)),
     }
 }

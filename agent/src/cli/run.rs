@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use rewind_agent::agent::Agent;
-use rewind_agent::config::{DiskSpec, Settings, TargetAddr};
+use rewind_agent::config::{DiskSpec, IoEngine, Settings, TargetAddr};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -27,8 +27,8 @@ pub struct RunArgs {
     /// State directory (status file, control socket, sync marker); must exist
     #[arg(long)]
     state_dir: PathBuf,
-    /// zstd compression level (1..=22)
-    #[arg(long, default_value_t = 1)]
+    /// zstd compression level (1..=22; -7..=-1 are zstd's faster, lighter levels)
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     level: i32,
     /// Where the FUSE capture files are mounted [default: /run/rewind/agent/GROUP]
     #[arg(long)]
@@ -42,10 +42,15 @@ pub struct RunArgs {
     /// Most MiB of captured data kept in memory unacknowledged; writers wait beyond it
     #[arg(long, default_value_t = 256)]
     max_queue_mib: u64,
-    /// Threads serving the FUSE capture files (each does one synchronous pwrite at a time, so
-    /// this is the backing disk's queue depth)
-    #[arg(long, default_value_t = 32)]
-    fuse_threads: usize,
+    /// Threads serving the FUSE capture files [default: 8 with io_uring; 32 with
+    /// `--io-engine sync`, where each does one pwrite at a time, so this is the backing disk's
+    /// queue depth]
+    #[arg(long)]
+    fuse_threads: Option<usize>,
+    /// How captured writes reach the backing disks: io_uring, or synchronous pwrites (for
+    /// kernels without io_uring)
+    #[arg(long, value_enum, default_value_t = IoEngine::Uring)]
+    io_engine: IoEngine,
     /// On stop, how long to wait for the target to acknowledge what is queued (seconds)
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
@@ -82,7 +87,11 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         level: a.level,
         links_dir: a.links_dir,
         max_queue_bytes: a.max_queue_mib << 20,
-        fuse_threads: a.fuse_threads,
+        fuse_threads: a.fuse_threads.unwrap_or(match a.io_engine {
+            IoEngine::Uring => 8,
+            IoEngine::Sync => 32,
+        }),
+        io_engine: a.io_engine,
     };
     // Block the stop signals before any thread starts, so every thread inherits the mask and
     // the main thread alone takes them with sigwait.

@@ -167,8 +167,8 @@ impl Points {
     }
 
     /// The seq ranges that are not recoverable: from each resync's first record up to (not
-    /// including) its last, where the disk is a mix of old and new blocks. An open resync runs to
-    /// the newest seq.
+    /// including) the last record of the next resync to finish, where the disk is a mix of old and
+    /// new blocks. An open resync runs to the newest seq.
     pub fn not_recoverable(&self) -> Vec<Unrecoverable> {
         let mut out: Vec<Unrecoverable> = Vec::new();
         for t in &self.tags {
@@ -177,8 +177,11 @@ impl Points {
                     begin: t.clone(),
                     end: None,
                 }),
+                // A finished sync leaves the whole disk consistent: it closes every resync still
+                // open (one that an agent crash cut short is superseded by the one that ran to
+                // the end).
                 TagKind::SyncEnd => {
-                    if let Some(w) = out.iter_mut().rev().find(|w| w.end.is_none()) {
+                    for w in out.iter_mut().filter(|w| w.end.is_none()) {
                         w.end = Some(t.seq);
                     }
                 }
