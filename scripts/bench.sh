@@ -547,7 +547,7 @@ agent_start() {
     mkdir -p "$AGENT_STATE"
     "$AGENT" run --group "$name" --disk "sda=$img" --target "unix:$WORK/agents.sock" \
         --state-dir "$AGENT_STATE" --mount-dir "$WORK/agent-mnt-$name" --links-dir "$WORK/dev" \
-        2>"$WORK/agent-$name.log" &
+        >"$WORK/agent-$name.out" 2>"$WORK/agent-$name.log" &
     AGENT_PID=$!
     AGENT_PIDS+=("$AGENT_PID")
     AGENT_MOUNTS+=("$WORK/agent-mnt-$name")
@@ -681,8 +681,8 @@ cmd_agent() {
     echo
     echo "agent benchmark: SIZE=$size, $RUNS runs each (median)"
     printf '%-52s %12s %12s %8s\n' "measurement" "agent" "baseline" "ratio"
-    printf '%-52s %12s %12s %8s\n' "seq write 1MiB QD32 (MB/s) vs plain loop" "$(med "$WORK/w-seq.ours")" "$(med "$WORK/w-seq.theirs")" "$(med "$WORK/w-seq.ratio")x"
-    printf '%-52s %12s %12s %8s\n' "rand write 4KiB QD64 (MB/s) vs plain loop" "$(med "$WORK/w-rand.ours")" "$(med "$WORK/w-rand.theirs")" "$(med "$WORK/w-rand.ratio")x"
+    printf '%-52s %12s %12s %8s\n' "seq write 1MiB QD32 (MB/s) vs plain loop" "$(fmt "$(med "$WORK/w-seq.ours")" 1)" "$(fmt "$(med "$WORK/w-seq.theirs")" 1)" "$(med "$WORK/w-seq.ratio")x"
+    printf '%-52s %12s %12s %8s\n' "rand write 4KiB QD64 (MB/s) vs plain loop" "$(fmt "$(med "$WORK/w-rand.ours")" 1)" "$(fmt "$(med "$WORK/w-rand.theirs")" 1)" "$(med "$WORK/w-rand.ratio")x"
     printf '%-52s %12s %12s %8s\n' "initial sync, half-full ext4 (MB/s of disk) vs zstd -1 -T1" "$sync_mbs" "$zstd_mbs" "$(ratio "$sync_mbs" "$zstd_mbs")x"
     echo "replication lag at 50 MB/s: p50 ${p50} ms, p99 ${p99} ms ($(wc -l <"$WORK/lag.ms") samples; status is written every 200 ms, so each figure is good to about 200 ms)"
     echo
