@@ -696,3 +696,80 @@ fn dead_tree_is_replaced_and_a_busy_tree_detached_at_stop() {
     assert!(mounted(&views));
     assert_eq!(names(&views), ["web01"]);
 }
+
+/// Points read through the tree (and through a loop device over one) stay exact while the load
+/// generator keeps streaming into the same group.
+#[test]
+fn points_read_exactly_while_replication_streams() {
+    if !is_root("points_read_exactly_while_replication_streams") {
+        return;
+    }
+    let work = tempdir();
+    let (d, views) = start(work.path(), &[]);
+    let wl = workload("live", &["sda:8MiB"]);
+    run_ok(
+        wl.run_cmd(&d.connect_arg(), "2MiB")
+            .args(["--tag-every", "128"]),
+    );
+    let state = work.path().join("lg.state");
+    let mut lg = Proc::spawn(
+        wl.run_cmd(&d.connect_arg(), "1TiB")
+            .args(["--tag-every", "128", "--max-inflight", "8MiB", "--state"])
+            .arg(&state),
+    );
+    let sda = views.join("live/sda");
+    let t256 = sda.join("at/tag:t256.img");
+    let dev = run_ok(
+        Command::new("losetup")
+            .args(["--find", "--show", "--read-only", "--direct-io=on"])
+            .arg(&t256),
+    );
+    let dev = String::from_utf8_lossy(&dev.stdout).trim().to_string();
+    struct Detach(String);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+    let _detach = Detach(dev.clone());
+    let copy = work.path().join("copy.img");
+    let t0 = Instant::now();
+    while acked(&state) <= 512 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the stream did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = acked(&state);
+    for round in 0..5 {
+        assert_ok(
+            &wl.verify(&t256, 0, 256),
+            &format!("round {round}: tag:t256.img"),
+        );
+        assert_ok(
+            &wl.verify(&sda.join("at/seq:300.img"), 0, 300),
+            &format!("round {round}: seq:300.img"),
+        );
+        run_ok(
+            Command::new("dd")
+                .arg(format!("if={dev}"))
+                .arg(format!("of={}", copy.display()))
+                .args(["bs=1M", "iflag=direct", "status=none"]),
+        );
+        assert_ok(
+            &wl.verify(&copy, 0, 256),
+            &format!("round {round}: loop device"),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = acked(&state);
+    drop(lg.0.take().map(|mut c| {
+        let _ = c.kill();
+        c.wait()
+    }));
+    assert!(
+        after > before,
+        "replication went on meanwhile: acked {before} -> {after}"
+    );
+}
