@@ -277,15 +277,7 @@ fn sync_thread(sh: &Shared) {
     set(SyncState::Running);
     sh.sync_times.lock().expect("sync times lock").0 = Some(Instant::now());
     tracing::info!(group = %settings.group, fresh, "initial sync started");
-    let unfinished = match sync::begin(&settings.state_dir, &settings.group, fresh) {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::error!(group = %settings.group, error = %e, "initial sync: recording its start");
-            set(SyncState::Failed);
-            return;
-        }
-    };
-    let result = sync::run(&sh.capture, &sh.progress, fresh, unfinished);
+    let result = sync::run(&sh.capture, &sh.progress, fresh);
     sh.sync_times.lock().expect("sync times lock").1 = Some(Instant::now());
     let last = match result {
         Ok(last) => last,

@@ -21,9 +21,6 @@
 //!   scheduled tags, no TOML config file yet (`Settings` is ready to be deserialised).
 //! - Tags are sent in order after the records they label; one written to a connection that then
 //!   breaks before the target's ACK is resent and could be stored twice.
-//! - A sync restarted after a crash closes the SyncBegin its predecessors left open by sending
-//!   one extra SyncEnd per unfinished sync (counted in `GROUP.sync-begun` in the state dir),
-//!   because the target pairs each SyncEnd with the newest open SyncBegin.
 //! - Write overhead (agent/bench-overhead.sh, 2 vCPUs, target on the same host): random 4 KiB
 //!   writes reach about 0.4x a plain loop device, sequential 1 MiB about 0.1x. Once the memory
 //!   queue is full, throughput is what the sender can compress (zstd level 1, one core: about

@@ -46,17 +46,9 @@ pub fn marker(state_dir: &Path, group: &str) -> PathBuf {
 ///
 /// `fresh`: the target holds nothing for the group, so zeros and holes need not travel. Otherwise
 /// (a sync restarted after the agent died) the target may hold older data anywhere, so zero
-/// ranges are sent as zero records (no data).
-///
-/// `unfinished`: syncs that earlier agent runs began and never finished (see [`begin`]); each
-/// may have left a SyncBegin open at the target, and the target pairs a SyncEnd with the newest
-/// open SyncBegin, so that many more SyncEnds close them all at this sync's end.
-pub fn run(
-    capture: &Capture,
-    progress: &[Arc<SyncProgress>],
-    fresh: bool,
-    unfinished: u64,
-) -> Result<u64> {
+/// ranges are sent as zero records (no data). A SyncBegin that a dead sync left open at the
+/// target is closed by this sync's SyncEnd: the target closes every open window at a SyncEnd.
+pub fn run(capture: &Capture, progress: &[Arc<SyncProgress>], fresh: bool) -> Result<u64> {
     let mut last = 0;
     for (i, d) in capture.disks.iter().enumerate() {
         tracing::info!(disk = %d.name, size = d.size_bytes, "initial sync: starting");
@@ -124,13 +116,9 @@ pub fn run(
         tracing::info!(disk = %d.name, data_bytes = p.sent_bytes.load(Ordering::Relaxed), "initial sync: disk read");
     }
     if last > 0 {
-        // (Distinct timestamps: the target keeps identical tags once.)
-        let now = now_ms();
-        for k in 0..=unfinished {
-            capture
-                .queue
-                .push_tag_at(last, SYNC_TAG, TagKind::SyncEnd, now + k)?;
-        }
+        capture
+            .queue
+            .push_tag_at(last, SYNC_TAG, TagKind::SyncEnd, now_ms())?;
     }
     Ok(last)
 }
@@ -149,36 +137,10 @@ fn runs(buf: &[u8]) -> Vec<(usize, usize, bool)> {
     runs
 }
 
-/// The file counting syncs of `group` begun and not finished.
-fn begun_file(state_dir: &Path, group: &str) -> PathBuf {
-    state_dir.join(format!("{group}.sync-begun"))
-}
-
-/// Records that a sync begins; returns how many earlier ones began and never finished (0 when
-/// `fresh`: the target holds nothing, so no SyncBegin of theirs is open there).
-pub fn begin(state_dir: &Path, group: &str, fresh: bool) -> Result<u64> {
-    let f = begun_file(state_dir, group);
-    let before = if fresh {
-        0
-    } else {
-        std::fs::read_to_string(&f)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    std::fs::write(&f, format!("{}\n", before + 1)).map_err(Error::path("writing", &f))?;
-    Ok(before)
-}
-
 /// Writes the marker (after the sync's records are acknowledged).
 pub fn mark_done(state_dir: &Path, group: &str) -> Result<()> {
     let m = marker(state_dir, group);
-    std::fs::write(&m, b"initial sync complete\n").map_err(Error::path("writing", &m))?;
-    let f = begun_file(state_dir, group);
-    match std::fs::remove_file(&f) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::path("removing", &f)(e)),
-        _ => Ok(()),
-    }
+    std::fs::write(&m, b"initial sync complete\n").map_err(Error::path("writing", &m))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use rewind_formats::message::TagKind;
 use serde::{Deserialize, Serialize};
 
+use crate::store::group::Group;
 use crate::store::points::format_ms;
 use crate::store::Store;
 
@@ -84,8 +85,15 @@ pub struct TagReport {
 }
 
 pub fn report(store: &Store) -> Report {
-    let mut groups = Vec::new();
-    for g in store.groups() {
+    Report {
+        data_dir: store.dir.display().to_string(),
+        groups: store.groups().iter().map(|g| group_report(g)).collect(),
+    }
+}
+
+/// One group's part of the report.
+pub fn group_report(g: &Group) -> GroupReport {
+    {
         let st = g.state.read().expect("group lock");
         let disks: Vec<DiskReport> = st
             .manifest
@@ -100,7 +108,7 @@ pub fn report(store: &Store) -> Report {
             })
             .collect();
         let range = st.points.time_range();
-        groups.push(GroupReport {
+        GroupReport {
             name: g.name.clone(),
             generation: st.manifest.generation,
             retention: humantime::format_duration(std::time::Duration::from_millis(
@@ -162,11 +170,7 @@ pub fn report(store: &Store) -> Report {
                     time: format_ms(t.timestamp_ms),
                 })
                 .collect(),
-        });
-    }
-    Report {
-        data_dir: store.dir.display().to_string(),
-        groups,
+        }
     }
 }
 

@@ -67,6 +67,15 @@ impl Overlay {
         self.meta.size_bytes
     }
 
+    /// As listed by the control API; `self` is one of the overlay table's own handles.
+    pub fn info(self: &Arc<Self>) -> OverlayInfo {
+        OverlayInfo {
+            meta: self.meta.clone(),
+            used_bytes: self.used_bytes(),
+            users: Arc::strong_count(self) - 1,
+        }
+    }
+
     pub fn view(&self) -> &View {
         &self.view
     }
@@ -484,10 +493,7 @@ impl Overlays {
             .expect("overlays lock")
             .get(name)
             .cloned()
-            .ok_or_else(|| StoreError::Invalid {
-                what: "overlay",
-                why: format!("no overlay named {name} (see `rewind overlay list`)"),
-            })
+            .ok_or_else(|| StoreError::UnknownOverlay(name.into()))
     }
 
     pub fn list(&self) -> Vec<OverlayInfo> {
@@ -495,11 +501,7 @@ impl Overlays {
             .lock()
             .expect("overlays lock")
             .values()
-            .map(|o| OverlayInfo {
-                meta: o.meta.clone(),
-                used_bytes: o.used_bytes(),
-                users: Arc::strong_count(o) - 1,
-            })
+            .map(Overlay::info)
             .collect()
     }
 
@@ -523,17 +525,14 @@ impl Overlays {
     /// a loop device) still uses it.
     pub fn delete(&self, name: &str) -> Result<()> {
         let mut map = self.map.lock().expect("overlays lock");
-        let o = map.get(name).ok_or_else(|| StoreError::Invalid {
-            what: "overlay",
-            why: format!("no overlay named {name} (see `rewind overlay list`)"),
-        })?;
+        let o = map
+            .get(name)
+            .ok_or_else(|| StoreError::UnknownOverlay(name.into()))?;
         let users = Arc::strong_count(o) - 1;
         if users > 0 {
-            return Err(StoreError::Invalid {
-                what: "overlay",
-                why: format!(
-                    "{name} is in use ({users} open export(s), file(s) or loop device(s)); disconnect or `rewind detach` first"
-                ),
+            return Err(StoreError::OverlayInUse {
+                name: name.into(),
+                users,
             });
         }
         let o = map.remove(name).expect("present");

@@ -47,7 +47,8 @@ impl From<StoreError> for ApiError {
 fn store_status(e: &StoreError, msg: String) -> ApiError {
     let code = match e {
         StoreError::UnknownGroup(_) | StoreError::UnknownDisk { .. } => StatusCode::NOT_FOUND,
-        StoreError::PointNotFound { .. } => StatusCode::NOT_FOUND,
+        StoreError::PointNotFound { .. } | StoreError::UnknownOverlay(_) => StatusCode::NOT_FOUND,
+        StoreError::OverlayInUse { .. } => StatusCode::CONFLICT,
         StoreError::BadPoint { .. } | StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
         StoreError::PointTooOld { .. } => StatusCode::GONE,
         StoreError::NotRecoverable { .. } => StatusCode::CONFLICT,
@@ -107,13 +108,8 @@ pub struct PointsReport {
 
 async fn points(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<PointsReport> {
     let r = blocking(move || {
-        c.exports.store.group(&group)?;
-        let report = inspect::report(&c.exports.store);
-        let g = report
-            .groups
-            .into_iter()
-            .find(|g| g.name == group)
-            .ok_or(StoreError::UnknownGroup(group))?;
+        let group = c.exports.store.group(&group)?;
+        let g = inspect::group_report(&group);
         let latest_app_consistent = g
             .tags
             .iter()
@@ -204,16 +200,14 @@ async fn overlay_create(
                         .into(),
                 )),
             };
-        let name = req.name.clone();
-        c.exports
+        let o = c
+            .exports
             .overlays
             .create(&req.name, &n.group, &n.disk, &point, false)?;
-        c.exports
-            .overlays
-            .list()
-            .into_iter()
-            .find(|o| o.meta.name == name)
-            .ok_or_else(|| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "overlay vanished".into()))
+        // The table holds one handle; this one is ours, not a user's.
+        let mut info = o.info();
+        info.users -= 1;
+        Ok(info)
     })
     .await?;
     Ok(Json(info))
@@ -231,15 +225,7 @@ async fn overlay_delete(State(c): Ctl, UrlPath(name): UrlPath<String>) -> ApiRes
                 format!("overlay {name} is attached to a loop device; `rewind detach` it first"),
             ));
         }
-        c.exports.overlays.delete(&name).map_err(|e| match e {
-            StoreError::Invalid { ref why, .. } if why.contains("in use") => {
-                ApiError(StatusCode::CONFLICT, e.to_string())
-            }
-            StoreError::Invalid { ref why, .. } if why.contains("no overlay") => {
-                ApiError(StatusCode::NOT_FOUND, e.to_string())
-            }
-            e => e.into(),
-        })?;
+        c.exports.overlays.delete(&name)?;
         Ok(json!({ "deleted": name }))
     })
     .await

@@ -18,7 +18,9 @@ pub fn errno(e: &StoreError) -> Errno {
         | StoreError::BadPoint { .. }
         | StoreError::PointNotFound { .. }
         | StoreError::PointTooOld { .. }
-        | StoreError::NotRecoverable { .. } => Errno::ENOENT,
+        | StoreError::NotRecoverable { .. }
+        | StoreError::UnknownOverlay(_) => Errno::ENOENT,
+        StoreError::OverlayInUse { .. } => Errno::EBUSY,
         StoreError::Locked(_) => Errno::EBUSY,
         StoreError::ReadOnly(_) => Errno::EROFS,
         StoreError::Invalid { .. } => Errno::EINVAL,

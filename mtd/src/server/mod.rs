@@ -67,34 +67,12 @@ pub async fn start(store: Arc<Store>, opts: &AgentListeners) -> Result<Vec<Strin
                                 ));
                             }
                             Some(acceptor) => {
-                                let acceptor = acceptor.clone();
-                                let store = store.clone();
-                                tokio::spawn(async move {
-                                    let hs = tokio::time::timeout(
-                                        TLS_HANDSHAKE_TIMEOUT,
-                                        acceptor.accept(s),
-                                    )
-                                    .await;
-                                    let stream = match hs {
-                                        Ok(Ok(stream)) => stream,
-                                        Ok(Err(e)) => {
-                                            tracing::warn!(%peer, error = %e, "TLS handshake refused");
-                                            return;
-                                        }
-                                        Err(_) => {
-                                            tracing::warn!(%peer, "TLS handshake timed out");
-                                            return;
-                                        }
-                                    };
-                                    let identity = crate::tls::peer_identity(stream.get_ref().1);
-                                    let Some(identity) = identity else {
-                                        tracing::warn!(%peer, "client certificate has no common name; closing");
-                                        return;
-                                    };
-                                    tracing::info!(%peer, agent = %identity, "TLS session authenticated");
-                                    session::run(store, stream, peer.to_string(), Some(identity))
-                                        .await;
-                                });
+                                tokio::spawn(tls_session(
+                                    store.clone(),
+                                    acceptor.clone(),
+                                    s,
+                                    peer.to_string(),
+                                ));
                             }
                         }
                     }
@@ -127,4 +105,31 @@ pub async fn start(store: Arc<Store>, opts: &AgentListeners) -> Result<Vec<Strin
         anyhow::bail!("nothing to listen on for agents: give --listen and/or --unix");
     }
     Ok(ready)
+}
+
+/// Finish the TLS handshake (bounded in time), take the agent identity from the verified client
+/// certificate, then run the session.
+async fn tls_session(
+    store: Arc<Store>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    s: tokio::net::TcpStream,
+    peer: String,
+) {
+    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let Some(identity) = crate::tls::peer_identity(stream.get_ref().1) else {
+        tracing::warn!(%peer, "client certificate has no common name; closing");
+        return;
+    };
+    tracing::info!(%peer, agent = %identity, "TLS session authenticated");
+    session::run(store, stream, peer, Some(identity)).await;
 }

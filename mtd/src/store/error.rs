@@ -44,6 +44,10 @@ pub enum StoreError {
     Failed(String),
     #[error("point {spec} is not recoverable: {why}")]
     NotRecoverable { spec: String, why: String },
+    #[error("no overlay named {0} (see `rewind overlay list`)")]
+    UnknownOverlay(String),
+    #[error("overlay {name} is in use ({users} open export(s), file(s) or loop device(s)); disconnect or `rewind detach` first")]
+    OverlayInUse { name: String, users: usize },
     #[error("read-only: {0}")]
     ReadOnly(String),
     #[error("invalid {what}: {why}")]
