@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rewind_formats::DiskInfo;
+use rewind_formats::{DiskInfo, TagKind};
 
 use crate::aligned::Pool;
 use crate::capture::backing::Backing;
@@ -18,16 +18,24 @@ use crate::capture::loopdev::LoopDev;
 use crate::capture::uring::UringWriter;
 use crate::capture::Capture;
 use crate::config::{IoEngine, Settings};
+use crate::dirty::DirtyMap;
 use crate::error::{Error, Result};
 use crate::inflight::InFlight;
 use crate::queue::Queue;
 use crate::rangelock::RangeLocks;
 use crate::sender::{now_ms, Link, Sender};
+use crate::spool::Spool;
 use crate::status::{DiskStatus, Status, SyncState};
-use crate::sync::SyncProgress;
-use crate::{control, status, sync};
+use crate::sync::{Outcome, Pass, SyncProgress, RESYNC_TAG, SYNC_TAG};
+use crate::{control, status};
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
+/// How often acknowledged regions are cleared in the dirty-region map, and how long after
+/// their acknowledgement (a region written again soon stays dirty: no fdatasync to set it).
+const CLEAR_INTERVAL: Duration = Duration::from_secs(1);
+const CLEAR_DELAY_PASSES: usize = 2;
+/// How often the sync thread looks for bitmap mode while idle.
+const IDLE_POLL: Duration = Duration::from_millis(100);
 /// io_uring entries: the most captured writes in flight to the backing disks at once (the
 /// kernel sends at most `max_background` async direct IO requests, plus one per FUSE thread).
 const URING_ENTRIES: u32 = 256;
@@ -38,7 +46,12 @@ struct Shared {
     queue: Arc<Queue>,
     link: Arc<Link>,
     capture: Arc<Capture>,
+    dirty: Arc<DirtyMap>,
+    /// The dirty-region map was found valid at start (else every region is compared).
+    dirty_valid: bool,
     sync_state: Mutex<SyncState>,
+    /// The tag name of the pass running or last run (`initial-sync` or `resync`).
+    sync_kind: Mutex<Option<&'static str>>,
     /// When the sync started reading, and when it finished (for its rate).
     sync_times: Mutex<(Option<Instant>, Option<Instant>)>,
     progress: Vec<Arc<SyncProgress>>,
@@ -94,7 +107,28 @@ impl Agent {
                 size_bytes: d.size_bytes,
             })
             .collect();
-        let queue = Arc::new(Queue::new(settings.max_queue_bytes));
+        let sizes: Vec<u64> = disks.iter().map(|d| d.size_bytes).collect();
+        let (dirty, dirty_valid) = DirtyMap::open(
+            &settings.state_dir.join(format!("{}.dirty", settings.group)),
+            &sizes,
+        )?;
+        let spool = match settings.spool_bytes {
+            0 => None,
+            n => Some(Spool::create(
+                &settings.state_dir.join(format!("{}.spool", settings.group)),
+                n,
+            )?),
+        };
+        let queue = Arc::new(Queue::new(settings.max_queue_bytes, spool));
+        let pinned = dirty.stats().pinned;
+        if pinned > 0 || window_file(&settings).exists() {
+            // Regions that may differ from the target (a crash, or no map): the target's points
+            // are not consistent from the first record this run sends until they are resynced.
+            let name = if dirty_valid { RESYNC_TAG } else { SYNC_TAG };
+            tracing::info!(group = %settings.group, regions = pinned, kind = name,
+                "regions to compare with the target");
+            open_window(&window_file(&settings), &queue, name)?;
+        }
         let uring = match settings.io_engine {
             IoEngine::Sync => None,
             IoEngine::Uring => match UringWriter::new(URING_ENTRIES) {
@@ -116,6 +150,7 @@ impl Agent {
             locks: Arc::new(RangeLocks::new()),
             inflight: Arc::new(InFlight::default()),
             pool: Pool::new(),
+            dirty: Arc::clone(&dirty),
             uring,
         });
         let shared = Arc::new(Shared {
@@ -123,7 +158,10 @@ impl Agent {
             queue: Arc::clone(&queue),
             link: Arc::new(Link::default()),
             capture: Arc::clone(&capture),
+            dirty,
+            dirty_valid,
             sync_state: Mutex::new(SyncState::Pending),
+            sync_kind: Mutex::new(None),
             sync_times: Mutex::new((None, None)),
             progress: (0..infos.len())
                 .map(|_| Arc::new(SyncProgress::default()))
@@ -179,6 +217,16 @@ impl Agent {
         let sh = Arc::clone(&shared);
         agent.threads.push(
             std::thread::Builder::new()
+                .name("dirty-clear".into())
+                .spawn(move || clear_thread(&sh))
+                .map_err(Error::path(
+                    "starting the dirty-map thread for",
+                    &settings.state_dir,
+                ))?,
+        );
+        let sh = Arc::clone(&shared);
+        agent.threads.push(
+            std::thread::Builder::new()
                 .name("status".into())
                 .spawn(move || {
                     while !sh.stop.load(Ordering::SeqCst) {
@@ -220,12 +268,23 @@ impl Agent {
             let st = self.shared.queue.stats();
             tracing::warn!(
                 queued_bytes = st.queued_bytes,
+                spooled_bytes = st.spooled_bytes,
                 last_seq = st.last_seq,
                 acked_seq = st.acked_seq,
-                "stopping with unacknowledged records: they are lost (no spool yet)"
+                "stopping with unacknowledged records: their regions stay dirty and are \
+                 resynced at the next start"
             );
         }
         self.stop_threads();
+        let acked = self.shared.queue.stats().acked_seq;
+        if let Err(e) = self
+            .shared
+            .dirty
+            .clear_acked(acked)
+            .and_then(|_| self.shared.dirty.sync())
+        {
+            tracing::warn!(error = %e, "saving the dirty-region map");
+        }
         write_status(&self.shared);
         drained
     }
@@ -256,56 +315,185 @@ impl Drop for Agent {
     }
 }
 
-/// Decides whether an initial sync is needed, runs it, and marks it done once acknowledged.
+/// The window file: a resync window may be open at the target (this run or an earlier one
+/// opened it, and its SyncEnd is not acknowledged yet).
+fn window_file(settings: &Settings) -> PathBuf {
+    settings
+        .state_dir
+        .join(format!("{}.window", settings.group))
+}
+
+/// Keeps the target level with the disks: the initial sync, the partial resync of the regions
+/// a crash left dirty, and the resync after bitmap mode. Each pass sits in a window (SyncBegin to
+/// SyncEnd) whose points the target reports as not recoverable.
 fn sync_thread(sh: &Shared) {
     let set = |s| *sh.sync_state.lock().expect("sync state lock") = s;
     if sh.queue.wait_base().is_err() {
         return;
     }
-    let durable = sh.link.first_durable.get().copied().unwrap_or(0);
     let settings = &sh.settings;
-    let marker = sync::marker(&settings.state_dir, &settings.group);
-    if durable > 0 && marker.exists() {
-        tracing::warn!(group = %settings.group, durable,
-            "the target has this group and a sync completed before: no initial sync. Changes made \
-             while the agent was not running are not detected (dirty bitmap and resync come later)");
-        set(SyncState::NotNeeded);
-        return;
-    }
-    let fresh = durable == 0;
-    let _ = std::fs::remove_file(&marker);
-    set(SyncState::Running);
-    sh.sync_times.lock().expect("sync times lock").0 = Some(Instant::now());
-    tracing::info!(group = %settings.group, fresh, "initial sync started");
-    let result = sync::run(&sh.capture, &sh.progress, fresh);
-    sh.sync_times.lock().expect("sync times lock").1 = Some(Instant::now());
-    let last = match result {
-        Ok(last) => last,
-        Err(Error::Stopping) => return,
-        Err(e) => {
-            tracing::error!(group = %settings.group, error = %e, "initial sync failed");
+    let durable = sh.link.first_durable.get().copied().unwrap_or(0);
+    let mut fresh = durable == 0;
+    let window = window_file(settings);
+    let mut name = if fresh || !sh.dirty_valid {
+        SYNC_TAG
+    } else {
+        RESYNC_TAG
+    };
+    if fresh {
+        // The target has nothing: every region is sent (no compare needed).
+        if let Err(e) = sh.dirty.pin_all() {
+            tracing::error!(group = %settings.group, error = %e, "initial sync cannot start");
             set(SyncState::Failed);
             return;
         }
-    };
-    set(SyncState::Acking);
-    while sh.queue.stats().acked_seq < last {
+    }
+    // A window an earlier run left open at the target is closed by this run's SyncEnd.
+    let mut ran = window.exists();
+    loop {
         if sh.stop.load(Ordering::SeqCst) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        if sh.queue.overflowing() {
+            set(SyncState::Bitmap);
+            tracing::warn!(group = %settings.group, "bitmap mode: waiting for the target to \
+                catch up, then the dirty regions are resynced");
+            if let Err(e) = open_window(&window, &sh.queue, RESYNC_TAG) {
+                tracing::error!(error = %e, "recording the resync window");
+            }
+            name = RESYNC_TAG;
+            while !sh.queue.end_overflow() {
+                if sh.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(IDLE_POLL);
+            }
+            ran = true;
+        }
+        let regions = sh.dirty.pinned();
+        if regions.is_empty() {
+            if ran {
+                if !close_window(sh, &window, name) {
+                    continue; // bitmap mode or stopping
+                }
+                tracing::info!(group = %settings.group, kind = name,
+                    "sync complete and acknowledged: the target's latest point is consistent");
+                set(SyncState::Done);
+                ran = false;
+            } else if *sh.sync_state.lock().expect("sync state lock") == SyncState::Pending {
+                tracing::info!(group = %settings.group, "no region differs from the target: no sync needed");
+                set(SyncState::NotNeeded);
+            }
+            while !sh.queue.overflowing() && !sh.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(IDLE_POLL);
+            }
+            continue;
+        }
+        if let Err(e) = open_window(&window, &sh.queue, name) {
+            tracing::error!(error = %e, "recording the resync window");
+        }
+        ran = true;
+        set(SyncState::Running);
+        *sh.sync_kind.lock().expect("sync kind lock") = Some(name);
+        *sh.sync_times.lock().expect("sync times lock") = (Some(Instant::now()), None);
+        let bytes = regions.len() as u64 * crate::dirty::REGION;
+        tracing::info!(group = %settings.group, kind = name, fresh, regions = regions.len(), bytes,
+            "sync pass started");
+        let pass = Pass {
+            capture: &sh.capture,
+            dirty: &sh.dirty,
+            hashes: &sh.link.hashes,
+            progress: &sh.progress,
+            stop: &sh.stop,
+        };
+        let result = pass.run(&regions, fresh);
+        sh.sync_times.lock().expect("sync times lock").1 = Some(Instant::now());
+        let sent: u64 = sh
+            .progress
+            .iter()
+            .map(|p| p.sent_bytes.load(Ordering::Relaxed))
+            .sum();
+        match result {
+            Ok(Outcome::Done) => {
+                tracing::info!(group = %settings.group, kind = name, sent_bytes = sent, "sync pass done");
+                fresh = false;
+            }
+            Ok(Outcome::Overflow) => {
+                tracing::warn!(group = %settings.group, kind = name, "sync pass cut short by bitmap mode");
+                fresh = false;
+            }
+            Err(Error::Stopping) => return,
+            Err(e) => {
+                tracing::error!(group = %settings.group, error = %e, "sync pass failed; retrying in 5 s");
+                set(SyncState::Failed);
+                for _ in 0..50 {
+                    if sh.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(IDLE_POLL);
+                }
+            }
+        }
     }
-    if let Err(e) = sync::mark_done(&settings.state_dir, &settings.group) {
-        tracing::error!(error = %e, "recording the completed sync");
+}
+
+/// Opens a resync window: durably noted first, so a crash before its SyncEnd is acknowledged
+/// closes it at the next start.
+fn open_window(file: &std::path::Path, queue: &Queue, name: &str) -> Result<()> {
+    queue.open_window(name);
+    if !file.exists() {
+        let f = File::create(file).map_err(Error::path("creating", file))?;
+        f.sync_all().map_err(Error::path("syncing", file))?;
     }
-    tracing::info!(group = %settings.group, "initial sync complete and acknowledged");
-    set(SyncState::Done);
+    Ok(())
+}
+
+/// Closes the window and waits for its SyncEnd to be acknowledged. False if bitmap mode began
+/// or the agent is stopping first.
+fn close_window(sh: &Shared, file: &std::path::Path, name: &str) -> bool {
+    let id = match sh.queue.close_window(name) {
+        Some(id) => Some(id),
+        // No record since the window opened: the SyncEnd names the last seq there is (a
+        // window an earlier run left open at the target ends here too).
+        None => match sh.queue.push_tag(name, TagKind::SyncEnd, now_ms()) {
+            Ok((id, _)) => Some(id),
+            Err(_) => None, // nothing was ever written: the target has no window open
+        },
+    };
+    *sh.sync_state.lock().expect("sync state lock") = SyncState::Acking;
+    if let Some(id) = id {
+        while !sh.queue.wait_tag(id, IDLE_POLL) {
+            if sh.stop.load(Ordering::SeqCst) || sh.queue.overflowing() {
+                return false;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(file);
+    true
+}
+
+/// Clears acknowledged regions from the dirty-region map, a few seconds after their
+/// acknowledgement.
+fn clear_thread(sh: &Shared) {
+    let mut acked_history = std::collections::VecDeque::new();
+    while !sh.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(CLEAR_INTERVAL);
+        acked_history.push_back(sh.queue.stats().acked_seq);
+        if acked_history.len() <= CLEAR_DELAY_PASSES {
+            continue;
+        }
+        let acked = acked_history.pop_front().expect("history is not empty");
+        if let Err(e) = sh.dirty.clear_acked(acked) {
+            tracing::warn!(error = %e, "clearing the dirty-region map");
+        }
+    }
 }
 
 fn write_status(sh: &Shared) {
     let q = sh.queue.stats();
     let base = q.base.unwrap_or(0);
     let sync_state = *sh.sync_state.lock().expect("sync state lock");
+    let dirty = sh.dirty.stats();
     let devices = sh.devices.lock().expect("devices lock").clone();
     let disks = sh
         .capture
@@ -315,10 +503,12 @@ fn write_status(sh: &Shared) {
         .map(|(i, d)| {
             let p = &sh.progress[i];
             let done = p.done_bytes.load(Ordering::Relaxed);
+            let total = p.total_bytes.load(Ordering::Relaxed);
             let percent = match sync_state {
-                SyncState::NotNeeded => 100.0,
+                SyncState::NotNeeded | SyncState::Done => 100.0,
                 SyncState::Pending => 0.0,
-                _ => (done as f64 * 100.0 / d.size_bytes as f64).min(100.0),
+                _ if total == 0 => 100.0,
+                _ => (done as f64 * 100.0 / total as f64).min(100.0),
             };
             let (device, link) = devices.get(i).cloned().unwrap_or_default();
             DiskStatus {
@@ -358,7 +548,18 @@ fn write_status(sh: &Shared) {
         acked_seq: base + q.acked_seq,
         caught_up: q.base.is_some() && q.entries == 0,
         queued_bytes: q.queued_bytes,
+        spooled_bytes: q.spooled_bytes,
+        spool_capacity_bytes: q.spool_capacity,
+        bitmap_mode: q.overflow,
+        dropped_writes: q.dropped,
+        dirty_regions: dirty.dirty,
+        pinned_regions: dirty.pinned,
         sync: sync_state,
+        sync_kind: sh
+            .sync_kind
+            .lock()
+            .expect("sync kind lock")
+            .map(str::to_string),
         sync_bytes_per_sec,
         disks,
     };

@@ -42,6 +42,10 @@ pub struct Settings {
     /// How captured writes reach the backing disks.
     #[serde(default)]
     pub io_engine: IoEngine,
+    /// Most bytes of captured data spooled to `STATE_DIR/GROUP.spool` when memory is full
+    /// (0: no spool; bitmap mode as soon as memory is full).
+    #[serde(default)]
+    pub spool_bytes: u64,
 }
 
 /// The backing-disk write engine.

@@ -6,9 +6,16 @@
 //! learns at its first WELCOME where the target stands (`base`, its durable seq) and the wire seq
 //! of local seq `s` is `base + s`. That lets capture start before the target is reachable.
 //!
-//! The queue is bounded by the bytes of data it holds: a writer that would go over the limit
-//! waits until acknowledgements free space (a disk spool that takes over instead is a later step,
-//! so today a long outage stalls the workload once memory is full).
+//! Memory is bounded by the bytes of data the queue holds. A captured write that does not fit
+//! goes to the disk spool ([`crate::spool`]); one that fits in neither is dropped from the
+//! stream and the queue enters *bitmap mode*: every later write is dropped too (their regions
+//! are pinned in the dirty-region map) until the stream has drained and the resync has taken
+//! over ([`Queue::end_overflow`]). The workload never waits for the link. The sync and resync
+//! wait for memory instead ([`Queue::push_wait`]): they pace themselves to the link.
+//!
+//! A resync's window (the points where the target mixes old and new blocks) is opened with
+//! [`Queue::open_window`]: the next record recorded, whoever records it, carries a SyncBegin
+//! tag; [`Queue::close_window`] puts the SyncEnd after the last record.
 //!
 //! Tags sit in the stream after the record whose seq they name (usually right after the last
 //! record so far; [`Queue::push_tag_at`] can name an earlier one); they take no seq of their own.
@@ -21,6 +28,7 @@ use rewind_formats::{RecordKind, TagKind};
 
 use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
+use crate::spool::Spool;
 
 /// One captured write or sync copy (zero-range records carry no data).
 pub struct Record {
@@ -28,11 +36,31 @@ pub struct Record {
     pub kind: RecordKind,
     pub offset: u64,
     pub len: u32,
-    /// `len` bytes for [`RecordKind::Data`], `None` otherwise.
+    /// `len` bytes for [`RecordKind::Data`] in memory, `None` otherwise.
     pub data: Option<AlignedBuf>,
+    /// Where a [`RecordKind::Data`] record's bytes are in the spool, when not in memory.
+    pub spooled: Option<u64>,
 }
 
 impl Record {
+    /// A record whose data is in memory (or that has none).
+    pub fn new(
+        disk: u16,
+        kind: RecordKind,
+        offset: u64,
+        len: u32,
+        data: Option<AlignedBuf>,
+    ) -> Record {
+        Record {
+            disk,
+            kind,
+            offset,
+            len,
+            data,
+            spooled: None,
+        }
+    }
+
     /// Bytes this record holds in memory (its data; the header is noise).
     pub fn mem_bytes(&self) -> u64 {
         self.data.as_ref().map_or(0, |d| d.len() as u64)
@@ -86,6 +114,17 @@ struct Inner {
     next_tag_id: u64,
     /// Tags with an id below this have left the queue (sent and their seq acked).
     tags_done_below: u64,
+    spool: Option<Spool>,
+    /// Bitmap mode: records are dropped until [`Queue::end_overflow`].
+    overflow: bool,
+    /// Records dropped in this run (bitmap mode).
+    dropped: u64,
+    /// The next record recorded opens a resync window with a SyncBegin tag of this name.
+    pending_begin: Option<String>,
+    /// A SyncBegin went into the stream and its SyncEnd not yet.
+    window_open: bool,
+    /// [`Queue::poke`] was called: the sender's next wait returns at once.
+    kicked: bool,
     stopping: bool,
     /// Threads waiting on `changed`.
     waiting: usize,
@@ -99,6 +138,29 @@ pub struct QueueStats {
     pub base: Option<u64>,
     pub queued_bytes: u64,
     pub entries: usize,
+    pub spooled_bytes: u64,
+    pub spool_capacity: u64,
+    pub overflow: bool,
+    pub dropped: u64,
+    pub window_open: bool,
+}
+
+/// What became of a captured write offered to the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// Recorded with this local seq.
+    Seq(u64),
+    /// Dropped (bitmap mode): its regions must be resynced.
+    Dropped,
+}
+
+impl Pushed {
+    pub fn seq(self) -> Option<u64> {
+        match self {
+            Pushed::Seq(s) => Some(s),
+            Pushed::Dropped => None,
+        }
+    }
 }
 
 /// The bounded, ordered stream shared by the capture threads, the sync and the sender.
@@ -109,11 +171,14 @@ pub struct Queue {
     /// Signalled when entries are added, acks arrive, or the queue stops.
     changed: Condvar,
     max_bytes: u64,
+    /// The spool file, for reading spooled records without the lock.
+    spool_file: Option<Arc<std::fs::File>>,
 }
 
 impl Queue {
-    pub fn new(max_bytes: u64) -> Queue {
+    pub fn new(max_bytes: u64, spool: Option<Spool>) -> Queue {
         Queue {
+            spool_file: spool.as_ref().map(Spool::reader),
             inner: Mutex::new(Inner {
                 entries: VecDeque::new(),
                 cursor: 0,
@@ -123,6 +188,12 @@ impl Queue {
                 queued_bytes: 0,
                 next_tag_id: 1,
                 tags_done_below: 1,
+                spool,
+                overflow: false,
+                dropped: 0,
+                pending_begin: None,
+                window_open: false,
+                kicked: false,
                 stopping: false,
                 waiting: 0,
             }),
@@ -157,47 +228,137 @@ impl Queue {
         st
     }
 
-    /// Appends a record and returns its local seq. Waits while the queue is full (a record
-    /// larger than the whole limit still goes in once the queue is empty).
-    pub fn push(&self, record: Record) -> Result<u64> {
-        let (_st, seq) = self.push_locked(record)?;
-        Ok(seq)
-    }
-
-    /// Like [`Queue::push`], and a tag naming the record's seq goes in right after it, with
-    /// nothing in between (a sync's begin mark names its first record this way).
-    pub fn push_tagged(
-        &self,
-        record: Record,
-        name: &str,
-        kind: TagKind,
-        timestamp_ms: u64,
-    ) -> Result<u64> {
-        let (mut st, seq) = self.push_locked(record)?;
-        Self::append_tag(&mut st, seq, name, kind, timestamp_ms);
-        Ok(seq)
-    }
-
-    fn push_locked(&self, record: Record) -> Result<(MutexGuard<'_, Inner>, u64)> {
+    /// Offers a captured write: recorded in memory, or in the spool when memory is full, or
+    /// dropped (bitmap mode) when both are. Never waits.
+    pub fn push(&self, mut record: Record) -> Result<Pushed> {
         let bytes = record.mem_bytes();
         let mut st = self.lock();
-        while !st.stopping && st.queued_bytes > 0 && st.queued_bytes + bytes > self.max_bytes {
-            st = self.space.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
         if st.stopping {
             return Err(Error::Stopping);
         }
+        if !st.overflow && st.queued_bytes > 0 && st.queued_bytes + bytes > self.max_bytes {
+            let pos = match (&mut st.spool, &record.data) {
+                (Some(spool), Some(data)) => spool.put(data),
+                _ => None,
+            };
+            match pos {
+                Some(pos) => {
+                    record.spooled = Some(pos);
+                    record.data = None;
+                }
+                None => {
+                    tracing::warn!(
+                        queued_bytes = st.queued_bytes,
+                        spooled_bytes = st.spool.as_ref().map_or(0, Spool::used),
+                        "memory queue and spool are full: bitmap mode (writes are tracked as \
+                         dirty regions and resynced once the target has caught up)"
+                    );
+                    st.overflow = true;
+                }
+            }
+        }
+        if st.overflow {
+            st.dropped += 1;
+            return Ok(Pushed::Dropped);
+        }
+        Ok(Pushed::Seq(self.append(&mut st, record)))
+    }
+
+    /// Records a sync or resync copy, waiting while memory is full (the sync goes at the link's
+    /// pace and never spools). `None`: bitmap mode; the region stays pinned for a later pass.
+    pub fn push_wait(&self, record: Record) -> Result<Option<u64>> {
+        let bytes = record.mem_bytes();
+        let mut st = self.lock();
+        loop {
+            if st.stopping {
+                return Err(Error::Stopping);
+            }
+            if st.overflow {
+                return Ok(None);
+            }
+            if st.queued_bytes == 0 || st.queued_bytes + bytes <= self.max_bytes {
+                break;
+            }
+            st = self.space.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        Ok(Some(self.append(&mut st, record)))
+    }
+
+    fn append(&self, st: &mut Inner, record: Record) -> u64 {
         st.last_seq += 1;
         let seq = st.last_seq;
-        st.queued_bytes += bytes;
+        st.queued_bytes += record.mem_bytes();
         st.entries.push_back(Entry::Record {
             seq,
             record: Arc::new(record),
         });
+        if let Some(name) = st.pending_begin.take() {
+            Self::append_tag(st, seq, &name, TagKind::SyncBegin, crate::sender::now_ms());
+            st.window_open = true;
+        }
         if st.waiting > 0 {
             self.changed.notify_all();
         }
-        Ok((st, seq))
+        seq
+    }
+
+    /// A resync starts: the next record opens its window (SyncBegin `name`), unless one is
+    /// open already.
+    pub fn open_window(&self, name: &str) {
+        let mut st = self.lock();
+        if !st.window_open && st.pending_begin.is_none() {
+            st.pending_begin = Some(name.to_string());
+        }
+    }
+
+    /// The resync is complete: a SyncEnd after the last record closes the window. Returns
+    /// the tag's id, if one was needed (no record since [`Queue::open_window`]: none).
+    pub fn close_window(&self, name: &str) -> Option<u64> {
+        let mut st = self.lock();
+        st.pending_begin = None;
+        if !st.window_open {
+            return None;
+        }
+        st.window_open = false;
+        let seq = st.last_seq;
+        let id = Self::append_tag(
+            &mut st,
+            seq,
+            name,
+            TagKind::SyncEnd,
+            crate::sender::now_ms(),
+        );
+        self.changed.notify_all();
+        Some(id)
+    }
+
+    /// Whether the queue is in bitmap mode.
+    pub fn overflowing(&self) -> bool {
+        self.lock().overflow
+    }
+
+    /// Leaves bitmap mode once everything recorded is acknowledged (the resync takes over from
+    /// here; the caller opens its window first). False if not drained yet.
+    pub fn end_overflow(&self) -> bool {
+        let mut st = self.lock();
+        if !st.entries.is_empty() {
+            return false;
+        }
+        st.overflow = false;
+        true
+    }
+
+    /// The last local seq assigned.
+    pub fn last_seq(&self) -> u64 {
+        self.lock().last_seq
+    }
+
+    /// The bytes of a spooled record.
+    pub fn read_spooled(&self, record: &Record) -> std::io::Result<Vec<u8>> {
+        let (Some(file), Some(pos)) = (&self.spool_file, record.spooled) else {
+            return Err(std::io::Error::other("the record is not spooled"));
+        };
+        crate::spool::read(file, pos, record.len as usize)
     }
 
     fn append_tag(st: &mut Inner, seq: u64, name: &str, kind: TagKind, timestamp_ms: u64) -> u64 {
@@ -295,13 +456,14 @@ impl Queue {
     pub fn wait_unsent(&self, wait: Duration) -> usize {
         let deadline = Instant::now() + wait;
         let mut st = self.lock();
-        while st.cursor >= st.entries.len() && !st.stopping {
+        while st.cursor >= st.entries.len() && !st.stopping && !st.kicked {
             let now = Instant::now();
             if now >= deadline {
                 return 0;
             }
             st = self.wait_changed(st, Some(deadline - now));
         }
+        st.kicked = false;
         st.entries.len().saturating_sub(st.cursor)
     }
 
@@ -328,7 +490,7 @@ impl Queue {
                 }
                 Entry::Tag { .. } => break,
                 Entry::Record { record, .. } => {
-                    let b = record.mem_bytes();
+                    let b = u64::from(record.len) * u64::from(record.kind == RecordKind::Data);
                     if !out.is_empty() && (out.len() >= max_records || bytes + b > max_bytes) {
                         break;
                     }
@@ -370,7 +532,12 @@ impl Queue {
             let e = st.entries.pop_front().expect("front exists");
             st.cursor = st.cursor.saturating_sub(1);
             match e {
-                Entry::Record { record, .. } => st.queued_bytes -= record.mem_bytes(),
+                Entry::Record { record, .. } => {
+                    st.queued_bytes -= record.mem_bytes();
+                    if let (Some(pos), Some(spool)) = (record.spooled, st.spool.as_mut()) {
+                        spool.free(pos, u64::from(record.len));
+                    }
+                }
                 Entry::Tag { tag, .. } => st.tags_done_below = tag.id + 1,
             }
         }
@@ -432,9 +599,11 @@ impl Queue {
         self.changed.notify_all();
     }
 
-    /// Wakes the sender (its session ended) without changing anything.
+    /// Wakes the sender (its session ended, or HASHES requests wait) without changing
+    /// anything.
     pub fn poke(&self) {
-        let _st = self.lock();
+        let mut st = self.lock();
+        st.kicked = true;
         self.changed.notify_all();
     }
 
@@ -446,6 +615,11 @@ impl Queue {
             base: st.base,
             queued_bytes: st.queued_bytes,
             entries: st.entries.len(),
+            spooled_bytes: st.spool.as_ref().map_or(0, Spool::used),
+            spool_capacity: st.spool.as_ref().map_or(0, Spool::capacity),
+            overflow: st.overflow,
+            dropped: st.dropped,
+            window_open: st.window_open || st.pending_begin.is_some(),
         }
     }
 }
@@ -455,26 +629,30 @@ mod tests {
     use super::*;
 
     fn rec(len: usize) -> Record {
-        Record {
-            disk: 0,
-            kind: RecordKind::Data,
-            offset: 0,
-            len: len as u32,
-            data: Some(AlignedBuf::new(len)),
-        }
+        Record::new(
+            0,
+            RecordKind::Data,
+            0,
+            len as u32,
+            Some(AlignedBuf::new(len)),
+        )
+    }
+
+    fn seq(p: Result<Pushed>) -> u64 {
+        p.unwrap().seq().expect("recorded")
     }
 
     #[test]
     fn seqs_batches_tags_and_acks() {
-        let q = Queue::new(1 << 20);
+        let q = Queue::new(1 << 20, None);
         assert!(q.push_tag("early", TagKind::User, 0).is_err());
-        assert_eq!(q.push(rec(4096)).unwrap(), 1);
-        assert_eq!(q.push(rec(4096)).unwrap(), 2);
-        let (id, seq) = q.push_tag("t", TagKind::User, 0).unwrap();
-        assert_eq!(seq, None, "no base yet");
+        assert_eq!(seq(q.push(rec(4096))), 1);
+        assert_eq!(seq(q.push(rec(4096))), 2);
+        let (id, s) = q.push_tag("t", TagKind::User, 0).unwrap();
+        assert_eq!(s, None, "no base yet");
         assert_eq!(q.set_base(10), 10);
         assert_eq!(q.set_base(20), 10, "only the first base counts");
-        assert_eq!(q.push(rec(4096)).unwrap(), 3);
+        assert_eq!(seq(q.push(rec(4096))), 3);
         let b = q.next_batch(100, 1 << 20, Duration::ZERO);
         assert_eq!(b.len(), 2, "records up to the tag");
         let t = q.next_batch(100, 1 << 20, Duration::ZERO);
@@ -496,19 +674,19 @@ mod tests {
     }
 
     #[test]
-    fn tags_at_a_given_seq() {
-        let q = Queue::new(1 << 20);
+    fn a_window_opens_at_the_next_record_and_closes_after_the_last() {
+        let q = Queue::new(1 << 20, None);
         q.set_base(0);
-        assert_eq!(q.push(rec(4096)).unwrap(), 1);
-        assert_eq!(
-            q.push_tagged(rec(4096), "s", TagKind::SyncBegin, 0)
-                .unwrap(),
-            2
-        );
-        assert_eq!(q.push(rec(4096)).unwrap(), 3);
-        q.push_tag_at(2, "s", TagKind::SyncEnd, 0).unwrap();
-        assert!(q.push_tag_at(4, "s", TagKind::SyncEnd, 0).is_err());
-        assert!(q.push_tag_at(0, "s", TagKind::SyncEnd, 0).is_err());
+        assert_eq!(seq(q.push(rec(4096))), 1);
+        q.open_window("resync");
+        q.open_window("resync"); // once
+        assert_eq!(q.push_wait(rec(4096)).unwrap(), Some(2));
+        assert_eq!(seq(q.push(rec(4096))), 3);
+        q.push_tag_at(2, "u", TagKind::User, 0).unwrap();
+        assert!(q.push_tag_at(4, "u", TagKind::User, 0).is_err());
+        assert!(q.push_tag_at(0, "u", TagKind::User, 0).is_err());
+        assert!(q.close_window("resync").is_some());
+        assert!(q.close_window("resync").is_none(), "closed already");
         let b = q.next_batch(100, 1 << 20, Duration::ZERO);
         assert_eq!(b.len(), 2, "records up to the begin tag");
         let t = q.next_batch(100, 1 << 20, Duration::ZERO);
@@ -518,25 +696,68 @@ mod tests {
         let b = q.next_batch(100, 1 << 20, Duration::ZERO);
         assert!(matches!(b.as_slice(), [Entry::Record { seq: 3, .. }]));
         let t = q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert!(matches!(t.as_slice(), [Entry::Tag { seq: 2, tag }] if tag.kind == TagKind::User));
+        let t = q.next_batch(100, 1 << 20, Duration::ZERO);
         assert!(
-            matches!(t.as_slice(), [Entry::Tag { seq: 2, tag }] if tag.kind == TagKind::SyncEnd)
+            matches!(t.as_slice(), [Entry::Tag { seq: 3, tag }] if tag.kind == TagKind::SyncEnd)
         );
         assert!(q.ack(3));
         q.collect_sent_tags();
         assert!(q.wait_drained(Duration::ZERO));
+        // A window with no record in it leaves no tags.
+        q.open_window("resync");
+        assert!(q.close_window("resync").is_none());
     }
 
     #[test]
-    fn a_full_queue_blocks_writers_until_acked() {
-        let q = Arc::new(Queue::new(8192));
-        q.push(rec(4096)).unwrap();
-        q.push(rec(4096)).unwrap();
+    fn full_memory_spills_to_the_spool_then_bitmap_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::create(&dir.path().join("g.spool"), 8192).unwrap();
+        let q = Arc::new(Queue::new(8192, Some(spool)));
+        q.set_base(0);
+        let mut r = rec(4096);
+        r.data.as_mut().unwrap()[0] = 7;
+        assert_eq!(seq(q.push(rec(4096))), 1);
+        assert_eq!(seq(q.push(rec(4096))), 2);
+        assert_eq!(seq(q.push(r)), 3, "spooled");
+        assert_eq!(seq(q.push(rec(4096))), 4, "spooled");
+        let st = q.stats();
+        assert_eq!((st.queued_bytes, st.spooled_bytes), (8192, 8192));
+        assert_eq!(q.push(rec(4096)).unwrap(), Pushed::Dropped, "both full");
+        assert!(q.overflowing());
+        // The sync waits for memory; in bitmap mode it is turned away at once.
+        assert_eq!(q.push_wait(rec(4096)).unwrap(), None);
+        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert_eq!(b.len(), 4);
+        let Entry::Record { record, .. } = &b[2] else {
+            panic!("a record")
+        };
+        assert!(record.data.is_none());
+        assert_eq!(q.read_spooled(record).unwrap()[0], 7);
+        assert!(!q.end_overflow(), "not drained yet");
+        assert!(q.ack(4));
+        assert_eq!(q.stats().spooled_bytes, 0);
+        assert_eq!(
+            q.push(rec(4096)).unwrap(),
+            Pushed::Dropped,
+            "bitmap mode lasts until the resync takes over"
+        );
+        assert!(q.end_overflow());
+        assert_eq!(seq(q.push(rec(4096))), 5);
+        assert_eq!(q.stats().dropped, 2);
+    }
+
+    #[test]
+    fn the_sync_waits_for_memory() {
+        let q = Arc::new(Queue::new(8192, None));
+        q.push_wait(rec(4096)).unwrap();
+        q.push_wait(rec(4096)).unwrap();
         let q2 = Arc::clone(&q);
-        let t = std::thread::spawn(move || q2.push(rec(4096)).unwrap());
+        let t = std::thread::spawn(move || q2.push_wait(rec(4096)).unwrap());
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!t.is_finished(), "the third write waits for space");
+        assert!(!t.is_finished(), "the third copy waits for space");
         q.next_batch(10, 1 << 20, Duration::ZERO);
         q.ack(1);
-        assert_eq!(t.join().unwrap(), 3);
+        assert_eq!(t.join().unwrap(), Some(3));
     }
 }

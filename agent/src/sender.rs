@@ -13,11 +13,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rewind_formats::{
-    Batch, DiskInfo, Hello, HelloGroup, Message, RecordRef, ResumeStatus, Seq, Tag, TagInfo,
+    Batch, DiskInfo, Hashes, Hello, HelloGroup, Message, RecordKind, RecordRef, ResumeStatus, Seq,
+    Tag, TagInfo,
 };
 
 use crate::config::Settings;
 use crate::error::{Error, Result};
+use crate::hashclient::HashRequests;
 use crate::queue::{Entry, Queue};
 use crate::wire::{read_message, Conn};
 
@@ -48,6 +50,8 @@ pub struct Link {
     pub last_error: Mutex<Option<String>>,
     /// The target's durable seq at the first WELCOME of this run (the sync decision uses it).
     pub first_durable: OnceLock<u64>,
+    /// The resync's HASHES requests, sent by the sender and answered to the ACK reader.
+    pub hashes: HashRequests,
     stop: AtomicBool,
 }
 
@@ -217,6 +221,7 @@ impl Sender {
         let r = self.stream(&mut conn, base, generation, &dead);
         conn.shutdown();
         let reader_err = reader.join().unwrap_or(None);
+        self.link.hashes.session_ended();
         match (r, reader_err) {
             // The reader usually knows better why the session died (an ERROR from the target).
             (Err(_), Some(e)) | (Ok(()), Some(e)) => Err(e),
@@ -241,6 +246,7 @@ impl Sender {
                     why: "the connection closed".into(),
                 });
             }
+            self.send_hash_requests(conn)?;
             let unsent = self.queue.wait_unsent(IDLE_WAIT);
             if unsent == 0 {
                 continue;
@@ -265,7 +271,7 @@ impl Sender {
                 groups.push(more);
             }
             let frames: Vec<Vec<u8>> = if groups.len() == 1 {
-                vec![self.frame(&groups[0], base, generation)]
+                vec![self.frame(&groups[0], base, generation)?]
             } else {
                 std::thread::scope(|scope| {
                     let handles: Vec<_> = groups
@@ -275,8 +281,8 @@ impl Sender {
                     handles
                         .into_iter()
                         .map(|h| h.join().expect("a compression thread panicked"))
-                        .collect()
-                })
+                        .collect::<Result<Vec<_>>>()
+                })?
             };
             for (group, frame) in groups.iter().zip(&frames) {
                 conn.write_all(frame).map_err(|e| Error::Connection {
@@ -290,10 +296,33 @@ impl Sender {
         }
     }
 
+    /// Sends the resync's pending HASHES requests (the target answers with its own hashes).
+    fn send_hash_requests(&self, conn: &mut Conn) -> Result<()> {
+        if !self.link.hashes.has_unsent() {
+            return Ok(());
+        }
+        for r in self.link.hashes.take_unsent() {
+            let frame = Message::Hashes(Hashes {
+                group: self.settings.group.clone(),
+                disk: r.disk,
+                offset: r.offset,
+                block_size: r.block_size,
+                // The target answers with as many hashes as asked for; ours are not needed.
+                hashes: vec![0; r.blocks as usize],
+            })
+            .to_frame();
+            conn.write_all(&frame).map_err(|e| Error::Connection {
+                addr: self.settings.target.to_string(),
+                why: format!("sending: {e}"),
+            })?;
+        }
+        Ok(())
+    }
+
     /// The frame for one group of entries from [`Queue::next_batch`]: a TAG, or a BATCH.
-    fn frame(&self, entries: &[Entry], base: u64, generation: u64) -> Vec<u8> {
+    fn frame(&self, entries: &[Entry], base: u64, generation: u64) -> Result<Vec<u8>> {
         let s = &self.settings;
-        match &entries[0] {
+        Ok(match &entries[0] {
             Entry::Tag { seq, tag } => Message::Tag(Tag {
                 group: s.group.clone(),
                 generation,
@@ -306,15 +335,36 @@ impl Sender {
             })
             .to_frame(),
             Entry::Record { seq, .. } => {
+                // Spooled records' bytes come from the spool file.
+                let mut spooled: Vec<Option<Vec<u8>>> = Vec::with_capacity(entries.len());
+                for e in entries {
+                    spooled.push(match e {
+                        Entry::Record { record, .. }
+                            if record.kind == RecordKind::Data && record.data.is_none() =>
+                        {
+                            Some(self.queue.read_spooled(record).map_err(|e| {
+                                Error::Protocol(format!(
+                                    "reading a spooled record (disk {} offset {}): {e}",
+                                    record.disk, record.offset
+                                ))
+                            })?)
+                        }
+                        _ => None,
+                    });
+                }
                 let refs: Vec<RecordRef<'_>> = entries
                     .iter()
-                    .filter_map(|e| match e {
+                    .zip(&spooled)
+                    .filter_map(|(e, sp)| match e {
                         Entry::Record { record, .. } => Some(RecordRef {
                             disk: record.disk,
                             kind: record.kind,
                             offset: record.offset,
                             len: record.len,
-                            data: record.data.as_deref().unwrap_or(&[]),
+                            data: match sp {
+                                Some(bytes) => bytes,
+                                None => record.data.as_deref().unwrap_or(&[]),
+                            },
                         }),
                         Entry::Tag { .. } => None,
                     })
@@ -329,7 +379,7 @@ impl Sender {
                 );
                 Message::Batch(batch).to_frame()
             }
-        }
+        })
     }
 
     /// The ACK reader: applies ACKs to the queue; returns why the session ended, if not cleanly.
@@ -345,6 +395,7 @@ impl Sender {
             why: format!("cloning the socket: {e}"),
         })?;
         let queue = Arc::clone(&self.queue);
+        let link = Arc::clone(&self.link);
         let group = self.settings.group.clone();
         std::thread::Builder::new()
             .name("ack-reader".into())
@@ -358,6 +409,11 @@ impl Sender {
                                     "ACK for seq {} outside what was sent (base {base})",
                                     a.durable.0
                                 )));
+                            }
+                        }
+                        Ok(Some(Message::Hashes(h))) if h.group == group => {
+                            if !link.hashes.answer(h) {
+                                tracing::debug!("a HASHES answer nobody asked for: ignored");
                             }
                         }
                         Ok(Some(Message::Error(e))) => {

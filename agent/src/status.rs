@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 pub const FILE: &str = "status.json";
 
-/// How the initial sync stands.
+/// How the sync (initial sync or resync) stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SyncState {
@@ -20,8 +20,12 @@ pub enum SyncState {
     /// Read completely, waiting for the target to acknowledge it.
     Acking,
     Done,
-    /// The target already had the group and this state dir had a completed sync.
+    /// The target already had the group and no region may differ.
     NotNeeded,
+    /// Memory and spool were full: writes are tracked as dirty regions until the target has
+    /// caught up, then resynced.
+    Bitmap,
+    /// The last pass failed (retried).
     Failed,
 }
 
@@ -41,7 +45,27 @@ pub struct Status {
     pub caught_up: bool,
     /// Captured data held in memory, waiting to be sent or acknowledged.
     pub queued_bytes: u64,
+    /// Captured data in the disk spool.
+    #[serde(default)]
+    pub spooled_bytes: u64,
+    #[serde(default)]
+    pub spool_capacity_bytes: u64,
+    /// Memory and spool are full: writes are not streamed, only tracked (see [`SyncState::Bitmap`]).
+    #[serde(default)]
+    pub bitmap_mode: bool,
+    /// Writes dropped from the stream in bitmap mode since the agent started.
+    #[serde(default)]
+    pub dropped_writes: u64,
+    /// Regions (1 MiB) that may differ from the target: written and not yet acknowledged.
+    #[serde(default)]
+    pub dirty_regions: u64,
+    /// Regions waiting for a compare with the target.
+    #[serde(default)]
+    pub pinned_regions: u64,
     pub sync: SyncState,
+    /// `initial-sync` or `resync`: the pass running or last run.
+    #[serde(default)]
+    pub sync_kind: Option<String>,
     /// Bytes of disk scanned per second by the initial sync (holes and zeros count: this is
     /// how fast the sync gets through the disks), averaged since it started.
     #[serde(default)]
@@ -59,9 +83,10 @@ pub struct DiskStatus {
     /// The link to it (`LINKS_DIR/GROUP/DISK`).
     pub link: PathBuf,
     pub size_bytes: u64,
-    /// Initial sync progress, 0..=100 (100 when no sync was needed).
+    /// Progress of the current sync pass over its regions, 0..=100 (100 when none runs).
     pub sync_percent: f64,
-    /// Data bytes the sync has queued (holes and zeros are skipped).
+    /// Data bytes every sync pass of this run has queued (holes, zeros and blocks equal at the
+    /// target are not sent).
     pub sync_sent_bytes: u64,
 }
 

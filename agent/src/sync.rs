@@ -1,146 +1,226 @@
-//! Initial sync: copy every disk to the target while the workload keeps writing.
+//! Sync and resync: bring the target's copy of the pinned regions (see [`crate::dirty`]) level
+//! with the disks while the workload keeps writing.
 //!
-//! Runs when the target has nothing for the group (durable seq 0 at the first WELCOME) or when
-//! this state directory has no record of a completed sync (an agent that died mid-sync starts it
-//! over). Each disk is read in [`CHUNK`]s; holes (SEEK_DATA) and all-zero 4 KiB blocks are
-//! skipped (the target's base reads as zeros). A chunk is read and queued while holding its
-//! range lock exclusively, which orders it against captured writes (see [`crate::rangelock`]).
-//! The queue's memory bound paces the sync to what the link can take.
+//! - A *fresh* pass (the target holds nothing for the group: the initial sync) sends every
+//!   region's data; holes (SEEK_DATA) and all-zero 4 KiB blocks are skipped, as the target's
+//!   base reads as zeros.
+//! - A *compare* pass (after an agent crash, a host reboot, bitmap mode, or a state dir the
+//!   target does not know) asks the target for its block hashes of each region (HASHES) and
+//!   sends only the blocks that differ. The same component serves reverse replication.
+//!
+//! A region is read, compared and queued while holding its range lock exclusively, which
+//! orders the copy against captured writes (see [`crate::rangelock`]): the copy gets a seq later
+//! than every write it contains and earlier than every write it does not.
+//!
+//! Why the target's hashes may be from any moment: the answer reflects the target's state at
+//! some seq `p` no later than the last seq `q` recorded when the region is read. Every record
+//! in `(p, q]` is still queued and will be applied after that state. If the target's block
+//! equals the local block, applying those records (each sets bytes to what the local block now
+//! holds, or leaves bytes that were already equal) ends with the local block; if it differs,
+//! the copy queued after `q` overwrites it. Either way the target ends equal.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use rewind_formats::{RecordKind, TagKind};
+use rewind_formats::hash::block_hash;
+use rewind_formats::RecordKind;
 
 use crate::capture::Capture;
+use crate::dirty::{DirtyMap, Pinned, REGION};
 use crate::error::{Error, Result};
+use crate::hashclient::{HashRequest, HashRequests};
 use crate::queue::Record;
-use crate::rangelock::CHUNK;
-use crate::sender::now_ms;
 
 /// The name of the SyncBegin and SyncEnd tags around an initial sync.
 pub const SYNC_TAG: &str = "initial-sync";
+/// The name of the SyncBegin and SyncEnd tags around a partial resync.
+pub const RESYNC_TAG: &str = "resync";
 
-/// Zero detection granularity.
+/// Compare granularity: the target's hashes are of 4 KiB blocks.
 const BLOCK: usize = 4096;
+/// HASHES requests in flight ahead of the region being compared.
+const PIPELINE: usize = 16;
+/// How often a wait for an answer checks for stop and bitmap mode.
+const POLL: Duration = Duration::from_millis(100);
 
-/// Progress of one disk's sync, read by the status writer.
+/// Progress of one disk's current pass, read by the status writer.
 #[derive(Default)]
 pub struct SyncProgress {
-    /// Bytes of the disk scanned so far.
+    /// Bytes of this pass's regions done.
     pub done_bytes: AtomicU64,
-    /// Bytes of data queued (not holes or zeros).
+    /// Bytes of the regions this pass covers.
+    pub total_bytes: AtomicU64,
+    /// Bytes of data queued by every pass of this run (holes, zeros and equal blocks are not).
     pub sent_bytes: AtomicU64,
 }
 
-/// The marker that says a sync of `group` completed and was acknowledged.
-pub fn marker(state_dir: &Path, group: &str) -> PathBuf {
-    state_dir.join(format!("{group}.synced"))
+/// How a pass ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every region was compared and queued.
+    Done,
+    /// Bitmap mode began: the regions not done stay pinned for the next pass.
+    Overflow,
 }
 
-/// Copies every disk into the stream; returns the last local seq it queued (0 if none).
-/// The first record is followed by a SyncBegin tag at its seq, and the last by a SyncEnd tag at
-/// its seq (neither if no record was sent), so the target knows which points lie inside the
-/// sync and are not recoverable.
-///
-/// `fresh`: the target holds nothing for the group, so zeros and holes need not travel. Otherwise
-/// (a sync restarted after the agent died) the target may hold older data anywhere, so zero
-/// ranges are sent as zero records (no data). A SyncBegin that a dead sync left open at the
-/// target is closed by this sync's SyncEnd: the target closes every open window at a SyncEnd.
-pub fn run(capture: &Capture, progress: &[Arc<SyncProgress>], fresh: bool) -> Result<u64> {
-    let mut last = 0;
-    for (i, d) in capture.disks.iter().enumerate() {
-        tracing::info!(disk = %d.name, size = d.size_bytes, "initial sync: starting");
-        let p = &progress[i];
-        let mut chunk = 0u64;
-        while chunk * CHUNK < d.size_bytes {
-            let start = chunk * CHUNK;
-            let end = (start + CHUNK).min(d.size_bytes);
-            // Skip whole chunks of holes without reading them (or taking their lock: a hole
-            // that a write fills meanwhile gets that write's own record).
-            match d.next_data(start) {
-                _ if !fresh => {}
-                None => {
-                    p.done_bytes.store(d.size_bytes, Ordering::Relaxed);
-                    break;
-                }
-                Some(data) if data >= end => {
-                    chunk = data / CHUNK;
-                    p.done_bytes.store(chunk * CHUNK, Ordering::Relaxed);
-                    continue;
-                }
-                Some(_) => {}
-            }
-            let len = (end - start) as usize;
-            let _lock = capture.locks.chunk(i as u16, chunk);
-            let mut buf = capture.pool.get(len);
-            d.read_at(&mut buf, start)?;
-            for (off, run_len, nonzero) in runs(&buf) {
-                let record = if nonzero {
-                    let mut data = capture.pool.get(run_len);
-                    data.copy_from_slice(&buf[off..off + run_len]);
-                    p.sent_bytes.fetch_add(run_len as u64, Ordering::Relaxed);
-                    Record {
-                        disk: i as u16,
-                        kind: RecordKind::Data,
-                        offset: start + off as u64,
-                        len: run_len as u32,
-                        data: Some(data),
-                    }
-                } else if fresh {
-                    continue;
-                } else {
-                    Record {
-                        disk: i as u16,
-                        kind: RecordKind::Zero,
-                        offset: start + off as u64,
-                        len: run_len as u32,
-                        data: None,
-                    }
-                };
-                last = if last == 0 {
-                    // The first record: the target's points from here until SyncEnd are not
-                    // recoverable (the replica mixes old and new blocks).
-                    capture
-                        .queue
-                        .push_tagged(record, SYNC_TAG, TagKind::SyncBegin, now_ms())?
-                } else {
-                    capture.queue.push(record)?
-                };
-            }
-            drop(_lock);
-            chunk += 1;
-            p.done_bytes.store(end, Ordering::Relaxed);
-        }
-        tracing::info!(disk = %d.name, data_bytes = p.sent_bytes.load(Ordering::Relaxed), "initial sync: disk read");
-    }
-    if last > 0 {
-        capture
-            .queue
-            .push_tag_at(last, SYNC_TAG, TagKind::SyncEnd, now_ms())?;
-    }
-    Ok(last)
+/// What a pass works with.
+pub struct Pass<'a> {
+    pub capture: &'a Capture,
+    pub dirty: &'a DirtyMap,
+    pub hashes: &'a HashRequests,
+    pub progress: &'a [Arc<SyncProgress>],
+    pub stop: &'a AtomicBool,
 }
 
-/// `(offset, len, nonzero)` of the runs of blocks that are all zero or not (a tail shorter than
-/// a block counts as a block); the runs cover `buf` in order.
-fn runs(buf: &[u8]) -> Vec<(usize, usize, bool)> {
-    let mut runs: Vec<(usize, usize, bool)> = Vec::new();
-    for (i, block) in buf.chunks(BLOCK).enumerate() {
-        let nonzero = block.iter().any(|&b| b != 0);
-        match runs.last_mut() {
-            Some((_, l, nz)) if *nz == nonzero => *l += block.len(),
-            _ => runs.push((i * BLOCK, block.len(), nonzero)),
+impl Pass<'_> {
+    fn region_len(&self, p: &Pinned) -> u64 {
+        let size = self.capture.disks[p.disk as usize].size_bytes;
+        (size - p.region * REGION).min(REGION)
+    }
+
+    /// Block size of a region's compare: 4 KiB, or a sector where the disk's end is not
+    /// 4 KiB-aligned.
+    fn block_size(&self, p: &Pinned) -> u32 {
+        if self.region_len(p).is_multiple_of(BLOCK as u64) {
+            BLOCK as u32
+        } else {
+            rewind_formats::SECTOR as u32
         }
     }
-    runs
+
+    fn request(&self, p: &Pinned) {
+        let bs = self.block_size(p);
+        self.hashes.request(HashRequest {
+            disk: p.disk,
+            offset: p.region * REGION,
+            block_size: bs,
+            blocks: (self.region_len(p) / u64::from(bs)) as u32,
+        });
+    }
+
+    /// Brings `regions` level with the disks: `fresh` sends data without asking the target.
+    pub fn run(&self, regions: &[Pinned], fresh: bool) -> Result<Outcome> {
+        for p in self.progress {
+            p.done_bytes.store(0, Ordering::Relaxed);
+            p.total_bytes.store(0, Ordering::Relaxed);
+        }
+        for r in regions {
+            self.progress[r.disk as usize]
+                .total_bytes
+                .fetch_add(self.region_len(r), Ordering::Relaxed);
+        }
+        let mut asked = 0;
+        for (i, r) in regions.iter().enumerate() {
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(Error::Stopping);
+            }
+            let theirs = if fresh {
+                None
+            } else {
+                while asked < regions.len() && asked < i + PIPELINE {
+                    self.request(&regions[asked]);
+                    asked += 1;
+                }
+                self.capture.queue.poke();
+                match self.wait_answer(r)? {
+                    Some(h) => Some(h),
+                    None => return Ok(Outcome::Overflow),
+                }
+            };
+            if !self.region(r, theirs.as_deref())? {
+                return Ok(Outcome::Overflow);
+            }
+            self.progress[r.disk as usize]
+                .done_bytes
+                .fetch_add(self.region_len(r), Ordering::Relaxed);
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// The target's hashes of `r`; `None` if bitmap mode began meanwhile (the link is so slow
+    /// that answers would come after everything queued before them).
+    fn wait_answer(&self, r: &Pinned) -> Result<Option<Vec<u64>>> {
+        loop {
+            if let Some(h) = self.hashes.wait(r.disk, r.region * REGION, POLL) {
+                return Ok(Some(h));
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(Error::Stopping);
+            }
+            if self.capture.queue.overflowing() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Compares and queues one region; false when bitmap mode turned the copy away.
+    fn region(&self, p: &Pinned, theirs: Option<&[u64]>) -> Result<bool> {
+        let disk = p.disk as usize;
+        let d = &self.capture.disks[disk];
+        let start = p.region * REGION;
+        let len = self.region_len(p);
+        let q = &self.capture.queue;
+        // A fresh pass skips holes without reading them (or taking the lock: a hole that a
+        // write fills meanwhile gets that write's own record, with a later seq).
+        if theirs.is_none() && d.next_data(start).is_none_or(|data| data >= start + len) {
+            self.dirty.unpin(*p, q.last_seq());
+            return Ok(true);
+        }
+        let _lock = self.capture.locks.chunk(p.disk, p.region);
+        let mut buf = self.capture.pool.get(len as usize);
+        d.read_at(&mut buf, start)?;
+        let bs = self.block_size(p) as usize;
+        let mut last = None;
+        for (off, run_len, kind) in runs(&buf, bs, theirs) {
+            let data = (kind == RecordKind::Data).then(|| {
+                let mut b = self.capture.pool.get(run_len);
+                b.copy_from_slice(&buf[off..off + run_len]);
+                b
+            });
+            let record = Record::new(p.disk, kind, start + off as u64, run_len as u32, data);
+            match q.push_wait(record)? {
+                Some(seq) => last = Some(seq),
+                None => return Ok(false),
+            }
+            if kind == RecordKind::Data {
+                self.progress[disk]
+                    .sent_bytes
+                    .fetch_add(run_len as u64, Ordering::Relaxed);
+            }
+        }
+        // Nothing differed: clean once everything recorded so far is acknowledged.
+        self.dirty.unpin(*p, last.unwrap_or_else(|| q.last_seq()));
+        Ok(true)
+    }
 }
 
-/// Writes the marker (after the sync's records are acknowledged).
-pub fn mark_done(state_dir: &Path, group: &str) -> Result<()> {
-    let m = marker(state_dir, group);
-    std::fs::write(&m, b"initial sync complete\n").map_err(Error::path("writing", &m))
+/// The runs of `buf` to send, as `(offset, len, kind)`: with `theirs` (the target's hashes of
+/// its `bs`-byte blocks), the blocks that differ, zero records for all-zero ones; without (a
+/// fresh target, which reads as zeros), the blocks that are not all zero. Adjacent blocks of the
+/// same kind are merged.
+fn runs(buf: &[u8], bs: usize, theirs: Option<&[u64]>) -> Vec<(usize, usize, RecordKind)> {
+    let mut out: Vec<(usize, usize, RecordKind)> = Vec::new();
+    for (i, block) in buf.chunks(bs).enumerate() {
+        let zero = block.iter().all(|&b| b == 0);
+        let send = match theirs {
+            Some(h) => h.get(i) != Some(&block_hash(block)),
+            None => !zero,
+        };
+        if !send {
+            continue;
+        }
+        let kind = if zero {
+            RecordKind::Zero
+        } else {
+            RecordKind::Data
+        };
+        match out.last_mut() {
+            Some((o, l, k)) if *k == kind && *o + *l == i * bs => *l += block.len(),
+            _ => out.push((i * bs, block.len(), kind)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -148,21 +228,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zero_blocks_are_skipped_and_runs_merged() {
+    fn fresh_runs_skip_zero_blocks_and_merge() {
         let mut b = vec![0u8; 5 * BLOCK + 512];
         b[BLOCK] = 1;
         b[2 * BLOCK + 5] = 1;
         b[4 * BLOCK + 9] = 1;
         b[5 * BLOCK + 1] = 1;
         assert_eq!(
-            runs(&b),
+            runs(&b, BLOCK, None),
             vec![
-                (0, BLOCK, false),
-                (BLOCK, 2 * BLOCK, true),
-                (3 * BLOCK, BLOCK, false),
-                (4 * BLOCK, BLOCK + 512, true)
+                (BLOCK, 2 * BLOCK, RecordKind::Data),
+                (4 * BLOCK, BLOCK + 512, RecordKind::Data)
             ]
         );
-        assert_eq!(runs(&[0u8; 8192]), vec![(0, 8192, false)]);
+        assert!(runs(&[0u8; 8192], BLOCK, None).is_empty());
+    }
+
+    #[test]
+    fn compare_runs_send_what_differs() {
+        let mut ours = vec![0u8; 4 * BLOCK];
+        ours[..BLOCK].fill(1);
+        ours[2 * BLOCK..3 * BLOCK].fill(2);
+        let mut target = ours.clone();
+        target[BLOCK] = 9; // block 1: theirs has data, ours is zero
+        target[2 * BLOCK] = 9; // block 2 differs
+        let theirs: Vec<u64> = target.chunks(BLOCK).map(block_hash).collect();
+        assert_eq!(
+            runs(&ours, BLOCK, Some(&theirs)),
+            vec![
+                (BLOCK, BLOCK, RecordKind::Zero),
+                (2 * BLOCK, BLOCK, RecordKind::Data)
+            ]
+        );
+        let same: Vec<u64> = ours.chunks(BLOCK).map(block_hash).collect();
+        assert!(runs(&ours, BLOCK, Some(&same)).is_empty());
     }
 }

@@ -83,3 +83,112 @@ fn target_crash_and_restart_converges() {
     assert_same(&latest, &img);
     assert_fsck_clean(&latest);
 }
+
+/// Writes `mib` MiB of incompressible data through `dev` with O_DIRECT, in 1 MiB writes, from
+/// offset `at_mib` MiB; returns how long the writes took.
+fn write_random(dev: &std::path::Path, at_mib: u64, mib: u64, seed: u64) -> Duration {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dev)
+        .expect("open the protected device");
+    let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
+    let mut x = seed | 1;
+    let t0 = Instant::now();
+    for i in 0..mib {
+        for b in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all_at(&buf, (at_mib + i) << 20).expect("write");
+    }
+    t0.elapsed()
+}
+
+/// The target is down while the workload writes more than the memory queue holds: the rest
+/// goes to the spool, nothing is dropped, and the agent catches up once the target is back.
+#[test]
+fn target_outage_spools_then_catches_up() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let img = w.join("disk.img");
+    fs::File::create(&img).unwrap().set_len(256 << 20).unwrap();
+    let mut mtd = Mtd::start(w);
+    let opts = ["--max-queue-mib", "16", "--spool-mib", "128"];
+    let agent = Agent::start(w, "g6", &[("d0", &img)], &mtd.target(), &opts);
+    agent.wait_caught_up(Duration::from_secs(60));
+    mtd.stop();
+    write_random(&agent.link("d0"), 0, 64, 1);
+    let st = agent.status();
+    assert!(!st.bitmap_mode && st.dropped_writes == 0, "{st:?}");
+    assert!(
+        st.spooled_bytes >= 32 << 20,
+        "the spool holds what memory could not: {st:?}"
+    );
+    assert!(fs::metadata(agent.state.join("g6.spool")).unwrap().len() >= 32 << 20);
+    mtd.restart();
+    let st = agent.wait_caught_up(Duration::from_secs(120));
+    assert_eq!((st.spooled_bytes, st.dropped_writes), (0, 0), "{st:?}");
+    drop(agent);
+    mtd.stop();
+    let latest = w.join("latest.img");
+    mtd.dump("g6", "d0", "latest", &latest);
+    assert_same(&latest, &img);
+}
+
+/// With a spool too small for the outage, the agent goes to bitmap mode (the workload keeps its
+/// speed; writes are tracked as dirty regions), then resyncs those regions once the target is
+/// back, and converges; the target reports the points of the resync as not recoverable.
+#[test]
+fn tiny_spool_goes_to_bitmap_mode_and_converges() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let img = w.join("disk.img");
+    fs::File::create(&img).unwrap().set_len(256 << 20).unwrap();
+    let mut mtd = Mtd::start(w);
+    let opts = ["--max-queue-mib", "16", "--spool-mib", "8"];
+    let agent = Agent::start(w, "g7", &[("d0", &img)], &mtd.target(), &opts);
+    agent.wait_caught_up(Duration::from_secs(60));
+    write_random(&agent.link("d0"), 200, 4, 9);
+    agent.wait_caught_up(Duration::from_secs(60));
+    mtd.stop();
+    write_random(&agent.link("d0"), 0, 96, 2);
+    std::thread::sleep(Duration::from_millis(400));
+    let st = agent.status();
+    assert!(st.bitmap_mode && st.dropped_writes > 0, "{st:?}");
+    assert_eq!(st.sync, rewind_agent::status::SyncState::Bitmap, "{st:?}");
+    assert!(st.pinned_regions > 0, "{st:?}");
+    mtd.restart();
+    // Writes go on while the resync runs.
+    write_random(&agent.link("d0"), 150, 8, 3);
+    let st = agent.wait_caught_up(Duration::from_secs(180));
+    assert!(!st.bitmap_mode && st.pinned_regions == 0, "{st:?}");
+    assert_eq!(st.sync_kind.as_deref(), Some("resync"), "{st:?}");
+    assert!(
+        st.disks[0].sync_sent_bytes < 128 << 20,
+        "only the dropped regions were resent: {st:?}"
+    );
+    let points = run(Command::new(bin("rewind"))
+        .arg("--control")
+        .arg(&mtd.control)
+        .args(["points", "g7", "--json"]));
+    let text = String::from_utf8_lossy(&points.stdout);
+    assert!(
+        text.contains("resync"),
+        "the resync window is reported: {text}"
+    );
+    drop(agent);
+    mtd.stop();
+    let latest = w.join("latest.img");
+    mtd.dump("g7", "d0", "latest", &latest);
+    assert_same(&latest, &img);
+}

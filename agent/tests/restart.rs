@@ -1,7 +1,8 @@
-//! The agent crashes (kill -9) in the middle of its initial sync and starts again: with no record
-//! of a completed sync it syncs again (sending zero ranges too, since the target holds a partial
-//! copy), continuing the target's seq numbering; then a clean restart needs no sync at all. After
-//! each phase the target at latest equals the source byte for byte.
+//! The agent crashes (kill -9) and starts again. Its dirty-region map says which regions may
+//! differ from the target: mid-sync, the regions not yet acknowledged; mid-stream, the regions
+//! whose writes were in flight. The restart compares only those with the target (HASHES) and
+//! sends only what differs, continuing the target's seq numbering; a clean restart needs no
+//! sync at all. After each phase the target at latest equals the source byte for byte.
 
 mod common;
 
@@ -76,7 +77,7 @@ fn crash_mid_sync_then_restarts_converge() {
     agent.kill9();
     eprintln!("crashed in the middle of the sync: {crashed_mid_sync}");
 
-    // Restart: no completed sync recorded, so it syncs again, zeros included.
+    // Restart: the regions the target had not acknowledged are compared and resent.
     drop(agent);
     let mut agent = Agent::start(w, "g4", &[("d0", &img)], &mtd.target(), &[]);
     write_through(&agent.link("d0"), 2, 50);
@@ -105,5 +106,101 @@ fn crash_mid_sync_then_restarts_converge() {
     mtd.stop();
     let latest = w.join("latest2.img");
     mtd.dump("g4", "d0", "latest", &latest);
+    assert_same(&latest, &img);
+}
+
+/// kill -9 of the agent while the stream is behind (a slow, high zstd level): the writes in
+/// flight are in the dirty-region map, so the restart compares only those regions with the
+/// target and sends only what differs, far less than the disk.
+#[test]
+fn crash_mid_stream_resyncs_only_the_regions_in_flight() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let img = w.join("disk.img");
+    {
+        let f = fs::File::create(&img).unwrap();
+        f.set_len(DISK_SIZE).unwrap();
+        let chunk: Vec<u8> = (0..(1u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for k in 0..128u64 {
+            f.write_all_at(&chunk, k << 21).unwrap();
+        }
+    }
+    let mut mtd = Mtd::start(w);
+    let mut agent = Agent::start(w, "g5", &[("d0", &img)], &mtd.target(), &[]);
+    let synced = agent.wait_caught_up(Duration::from_secs(120));
+    assert_eq!(synced.sync, SyncState::Done, "{synced:?}");
+    agent.stop();
+    drop(agent);
+
+    // Slow the stream down so writes pile up unacknowledged, then crash.
+    let slow = ["--max-queue-mib", "16", "--level", "19"];
+    let mut agent = Agent::start(w, "g5", &[("d0", &img)], &mtd.target(), &slow);
+    let st = agent.wait_caught_up(Duration::from_secs(30));
+    assert_eq!(
+        st.sync,
+        SyncState::NotNeeded,
+        "a clean stop leaves nothing dirty: {st:?}"
+    );
+    // 24 MiB in 1 MiB writes over 24 regions.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(agent.link("d0"))
+        .expect("open the protected device");
+    let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for i in 0..24u64 {
+        // Incompressible, so zstd -19 keeps the stream behind.
+        for b in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all_at(&buf, (64 + i) << 20).expect("write");
+    }
+    drop(f);
+    let written = rewind_agent::sender::now_ms();
+    let st = loop {
+        let st = agent.status();
+        if st.updated_ms > written {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        st.last_seq > st.acked_seq,
+        "writes are in flight at the crash: {st:?}"
+    );
+    agent.kill9();
+    drop(agent);
+
+    let agent = Agent::start(w, "g5", &[("d0", &img)], &mtd.target(), &[]);
+    let first = agent.status();
+    assert!(
+        first.dirty_regions > 0 && first.dirty_regions <= 24,
+        "only the regions in flight are dirty: {first:?}"
+    );
+    let st = agent.wait_caught_up(Duration::from_secs(120));
+    assert_eq!(st.sync, SyncState::Done, "{st:?}");
+    assert_eq!(st.sync_kind.as_deref(), Some("resync"), "{st:?}");
+    let resent = st.disks[0].sync_sent_bytes;
+    assert!(
+        resent <= 24 << 20,
+        "resent {resent} bytes: far below the disk's {DISK_SIZE}"
+    );
+    eprintln!(
+        "regions compared: {}, bytes resent: {resent}",
+        first.dirty_regions
+    );
+    drop(agent);
+    mtd.stop();
+    let latest = w.join("latest.img");
+    mtd.dump("g5", "d0", "latest", &latest);
     assert_same(&latest, &img);
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use rewind_formats::{RecordKind, MAX_RECORD_LEN, SECTOR};
 
 use crate::aligned::{AlignedBuf, Pool};
+use crate::dirty::DirtyMap;
 use crate::error::{Error, Result};
 use crate::inflight::InFlight;
 use crate::queue::{Queue, Record};
@@ -40,6 +41,8 @@ pub struct Capture {
     pub locks: Arc<RangeLocks>,
     pub inflight: Arc<InFlight>,
     pub pool: Arc<Pool>,
+    /// Regions that may differ from the target: marked before each write reaches the disk.
+    pub dirty: Arc<DirtyMap>,
     /// The io_uring engine; `None`: synchronous pwrites on the FUSE threads.
     pub uring: Option<UringWriter>,
 }
@@ -82,14 +85,11 @@ impl Capture {
             // waits for no claim, so this order cannot deadlock).
             let _claim = self.inflight.claim(disk as u16, off, piece.len() as u64);
             let _locks = self.locks.read(disk as u16, off, piece.len() as u64);
+            let mark = self.dirty.mark(disk, off, piece.len() as u64)?;
             d.write_at(&buf, off)?;
-            self.queue.push(Record {
-                disk: disk as u16,
-                kind: RecordKind::Data,
-                offset: off,
-                len: piece.len() as u32,
-                data: Some(buf),
-            })?;
+            let len = piece.len() as u32;
+            let record = Record::new(disk as u16, RecordKind::Data, off, len, Some(buf));
+            mark.recorded(self.queue.push(record)?.seq());
         }
         Ok(())
     }
@@ -113,17 +113,19 @@ impl Capture {
         // with the write and are released on completion, after the seq is assigned.
         let claim = self.inflight.claim(disk as u16, offset, len as u64);
         let locks = self.locks.read(disk as u16, offset, len as u64);
+        let mark = match self.dirty.mark(disk, offset, len as u64) {
+            Ok(m) => m,
+            Err(e) => return done(Err(e)),
+        };
         let queue = Arc::clone(&self.queue);
         let fd = d.direct_fd();
         let finish = move |buf: AlignedBuf, r: io::Result<usize>| {
             let r = complete(&d, &buf, offset, r).and_then(|()| {
-                queue.push(Record {
-                    disk: disk as u16,
-                    kind: RecordKind::Data,
-                    offset,
-                    len: len as u32,
-                    data: Some(buf),
-                })
+                let record =
+                    Record::new(disk as u16, RecordKind::Data, offset, len as u32, Some(buf));
+                let pushed = queue.push(record)?;
+                mark.recorded(pushed.seq());
+                Ok(())
             });
             drop(locks);
             drop(claim);
@@ -151,19 +153,18 @@ impl Capture {
         }
         let _claim = self.inflight.claim(disk as u16, offset, len);
         let _locks = self.locks.read(disk as u16, offset, len);
+        let mark = self.dirty.mark(disk, offset, len)?;
         d.zero(offset, len, punch)?;
         let mut at = offset;
+        let mut last = Some(0);
         while at < offset + len {
             let n = (offset + len - at).min(u64::from(MAX_RECORD_LEN));
-            self.queue.push(Record {
-                disk: disk as u16,
-                kind: RecordKind::Zero,
-                offset: at,
-                len: n as u32,
-                data: None,
-            })?;
+            let record = Record::new(disk as u16, RecordKind::Zero, at, n as u32, None);
+            // One record dropped (bitmap mode) pins the whole range.
+            last = last.zip(self.queue.push(record)?.seq()).map(|(_, s)| s);
             at += n;
         }
+        mark.recorded(last);
         Ok(())
     }
 

@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Most MiB of captured data kept in memory unacknowledged; writers wait beyond it
     #[arg(long, default_value_t = 256)]
     max_queue_mib: u64,
+    /// Most MiB of captured data spooled to disk (STATE_DIR/GROUP.spool) once memory is
+    /// full; beyond it, bitmap mode (dirty regions, resynced when the target catches up)
+    #[arg(long, default_value_t = 1024)]
+    spool_mib: u64,
     /// Threads serving the FUSE capture files [default: 8 with io_uring; 32 with
     /// `--io-engine sync`, where each does one pwrite at a time, so this is the backing disk's
     /// queue depth]
@@ -92,6 +96,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             IoEngine::Sync => 32,
         }),
         io_engine: a.io_engine,
+        spool_bytes: a.spool_mib << 20,
     };
     // Block the stop signals before any thread starts, so every thread inherits the mask and
     // the main thread alone takes them with sigwait.
