@@ -18,8 +18,12 @@ use rewind_agent::status::SyncState;
 const DISK_SIZE: u64 = 256 << 20;
 
 fn make_image(path: &Path) {
+    make_image_of(path, DISK_SIZE);
+}
+
+fn make_image_of(path: &Path, size: u64) {
     let f = fs::File::create(path).expect("image");
-    f.set_len(DISK_SIZE).expect("size image");
+    f.set_len(size).expect("size image");
 }
 
 /// Writes `len` bytes of pseudo-random data (seeded) into `path` at `offset`.
@@ -54,7 +58,7 @@ fn fio_verify(file: &Path) {
         .arg(format!("--filename={}", file.display())));
 }
 
-/// mkfs.ext4 on the protected device, files written and deleted, fio with crc32c verify, a tag
+/// A 1 GiB image: mkfs.ext4 on the protected device, files written and deleted, fio with crc32c verify, a tag
 /// taken while frozen (with a copy of the source at that moment), more writes, a second tag with
 /// `--freeze`, umount; once the agent reports caught up, the target's dumps at the first tag and
 /// at latest equal the source at those moments byte for byte, and e2fsck is clean on both tags.
@@ -66,7 +70,7 @@ fn ext4_fio_and_tags_replicate_byte_for_byte() {
     let work = tempdir();
     let w = work.path();
     let img = w.join("disk.img");
-    make_image(&img);
+    make_image_of(&img, 1 << 30);
     let mut mtd = Mtd::start(w);
     let mut agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), &[]);
     let dev = agent.link("d0");
