@@ -554,6 +554,9 @@ fn write_status(sh: &Shared) {
         dropped_writes: q.dropped,
         dirty_regions: dirty.dirty,
         pinned_regions: dirty.pinned,
+        lag_ms_p50: q.lag_ms.map(|l| l.0),
+        lag_ms_p99: q.lag_ms.map(|l| l.1),
+        lag_ms_max: q.lag_ms.map(|l| l.2),
         sync: sync_state,
         sync_kind: sh
             .sync_kind

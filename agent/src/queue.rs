@@ -30,6 +30,9 @@ use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::spool::Spool;
 
+/// How far back the replication lag figures look.
+pub const LAG_WINDOW: Duration = Duration::from_secs(10);
+
 /// One captured write or sync copy (zero-range records carry no data).
 pub struct Record {
     pub disk: u16,
@@ -40,6 +43,9 @@ pub struct Record {
     pub data: Option<AlignedBuf>,
     /// Where a [`RecordKind::Data`] record's bytes are in the spool, when not in memory.
     pub spooled: Option<u64>,
+    /// When it was recorded (its write complete on the backing disk): the lag is measured
+    /// from here to the target's acknowledgement.
+    pub recorded_at: Instant,
 }
 
 impl Record {
@@ -58,6 +64,7 @@ impl Record {
             len,
             data,
             spooled: None,
+            recorded_at: Instant::now(),
         }
     }
 
@@ -125,6 +132,8 @@ struct Inner {
     window_open: bool,
     /// [`Queue::poke`] was called: the sender's next wait returns at once.
     kicked: bool,
+    /// Replication lag samples of the last [`LAG_WINDOW`]: (when acknowledged, ms).
+    lag: VecDeque<(Instant, u32)>,
     stopping: bool,
     /// Threads waiting on `changed`.
     waiting: usize,
@@ -143,6 +152,9 @@ pub struct QueueStats {
     pub overflow: bool,
     pub dropped: u64,
     pub window_open: bool,
+    /// Replication lag over the last [`LAG_WINDOW`] (ms from a write's completion on the
+    /// source to the target's acknowledgement): p50, p99, max; `None` without acks.
+    pub lag_ms: Option<(u32, u32, u32)>,
 }
 
 /// What became of a captured write offered to the queue.
@@ -194,6 +206,7 @@ impl Queue {
                 pending_begin: None,
                 window_open: false,
                 kicked: false,
+                lag: VecDeque::new(),
                 stopping: false,
                 waiting: 0,
             }),
@@ -521,6 +534,7 @@ impl Queue {
     }
 
     fn free_acked(st: &mut Inner) {
+        let mut oldest: Option<Instant> = None;
         while let Some(e) = st.entries.front() {
             let done = match e {
                 Entry::Record { seq, .. } => *seq <= st.acked,
@@ -533,12 +547,26 @@ impl Queue {
             st.cursor = st.cursor.saturating_sub(1);
             match e {
                 Entry::Record { record, .. } => {
+                    oldest.get_or_insert(record.recorded_at);
                     st.queued_bytes -= record.mem_bytes();
                     if let (Some(pos), Some(spool)) = (record.spooled, st.spool.as_mut()) {
                         spool.free(pos, u64::from(record.len));
                     }
                 }
                 Entry::Tag { tag, .. } => st.tags_done_below = tag.id + 1,
+            }
+        }
+        // One sample per acknowledgement: its oldest record's wait (the worst in it).
+        if let Some(t) = oldest {
+            let now = Instant::now();
+            let ms = now.duration_since(t).as_millis().min(u128::from(u32::MAX)) as u32;
+            st.lag.push_back((now, ms));
+            while st
+                .lag
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > LAG_WINDOW)
+            {
+                st.lag.pop_front();
             }
         }
     }
@@ -620,8 +648,19 @@ impl Queue {
             overflow: st.overflow,
             dropped: st.dropped,
             window_open: st.window_open || st.pending_begin.is_some(),
+            lag_ms: lag_percentiles(&st.lag),
         }
     }
+}
+
+fn lag_percentiles(samples: &VecDeque<(Instant, u32)>) -> Option<(u32, u32, u32)> {
+    let mut v: Vec<u32> = samples.iter().map(|(_, ms)| *ms).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1];
+    Some((at(0.5), at(0.99), v[v.len() - 1]))
 }
 
 #[cfg(test)]

@@ -62,6 +62,15 @@ pub struct Status {
     /// Regions waiting for a compare with the target.
     #[serde(default)]
     pub pinned_regions: u64,
+    /// Replication lag over the last 10 s, in ms from a write's completion on the source to
+    /// the target's acknowledgement (each acknowledgement counts its oldest record): p50, p99
+    /// and max; absent when nothing was acknowledged in that time.
+    #[serde(default)]
+    pub lag_ms_p50: Option<u32>,
+    #[serde(default)]
+    pub lag_ms_p99: Option<u32>,
+    #[serde(default)]
+    pub lag_ms_max: Option<u32>,
     pub sync: SyncState,
     /// `initial-sync` or `resync`: the pass running or last run.
     #[serde(default)]

@@ -29,19 +29,32 @@ pub fn status(state_dir: &Path, json: bool) -> Result<ExitCode> {
         println!("  last error: {e}");
     }
     println!(
-        "  seq {} recorded, {} acknowledged{}; {} bytes queued",
+        "  seq {} recorded, {} acknowledged{}; {} bytes queued in memory, {} of {} in the spool",
         st.last_seq,
         st.acked_seq,
         if st.caught_up { " (caught up)" } else { "" },
-        st.queued_bytes
+        st.queued_bytes,
+        st.spooled_bytes,
+        st.spool_capacity_bytes,
     );
+    if let (Some(p50), Some(p99), Some(max)) = (st.lag_ms_p50, st.lag_ms_p99, st.lag_ms_max) {
+        println!("  lag (last 10 s): p50 {p50} ms, p99 {p99} ms, max {max} ms");
+    }
+    if st.bitmap_mode {
+        println!(
+            "  BITMAP MODE: memory and spool full; {} writes tracked as dirty regions, resynced \
+             once the target catches up",
+            st.dropped_writes
+        );
+    }
+    println!(
+        "  dirty regions: {} (1 MiB each), {} waiting for a compare with the target",
+        st.dirty_regions, st.pinned_regions
+    );
+    let kind = st.sync_kind.as_deref().unwrap_or("sync");
     match st.sync_bytes_per_sec {
-        Some(rate) => println!(
-            "  initial sync: {:?} ({:.1} MB/s)",
-            st.sync,
-            rate as f64 / 1e6
-        ),
-        None => println!("  initial sync: {:?}", st.sync),
+        Some(rate) => println!("  {kind}: {:?} ({:.1} MB/s)", st.sync, rate as f64 / 1e6),
+        None => println!("  {kind}: {:?}", st.sync),
     }
     for d in &st.disks {
         println!(
