@@ -533,7 +533,8 @@ fn write_status(sh: &Shared) {
                 .unwrap_or_else(Instant::now)
                 .duration_since(start)
                 .as_secs_f64();
-            (secs > 0.0).then(|| (scanned as f64 / secs) as u64)
+            // (A pass over holes ends in microseconds: no meaningful rate.)
+            (secs >= 0.1).then(|| (scanned as f64 / secs) as u64)
         }
         _ => None,
     };

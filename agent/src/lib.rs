@@ -1,31 +1,34 @@
-//! The Rewind source agent: write capture, initial sync and streaming to the master target.
+//! The Rewind source agent: write capture, sync and resync, and streaming to the master target.
 //!
 //! ```text
 //! workload -> /dev/loopN (LINKS_DIR/GROUP/DISK) -> FUSE file (capture::fuse)
-//!   -> capture: O_DIRECT write to the backing disk (io_uring, capture::uring; or a synchronous
-//!      pwrite with --io-engine sync), then record with a group-wide seq (queue) and reply
-//!   -> sender: BATCH frames (zstd) to rewind-mtd, ACKs free the queue
-//! sync: reads each disk under range locks (rangelock) and queues it like writes, between
-//!   SyncBegin and SyncEnd tags (the target's points inside are not recoverable)
-//! status.json and control.sock in the state dir: `rewind-agent status` / `tag`
+//!   -> capture: mark the region in the dirty-region map (dirty; fdatasync on a 0->1 change),
+//!      O_DIRECT write to the backing disk (io_uring, capture::uring; or a synchronous pwrite
+//!      with --io-engine sync), then record with a group-wide seq (queue) and reply
+//!   -> queue: memory, then the disk spool (spool) when memory is full, then bitmap mode
+//!      (writes dropped from the stream, their regions pinned for a resync)
+//!   -> sender: BATCH frames (zstd) to rewind-mtd; ACKs free the queue, and the regions they
+//!      cover are cleared from the dirty-region map a few seconds later
+//! sync: the initial sync (every region, holes and zeros skipped) and the resync (pinned
+//!   regions compared by block hash with the target: HASHES, hashclient) read under range locks
+//!   (rangelock) and queue copies like writes, between SyncBegin and SyncEnd tags (the target's
+//!   points inside are not recoverable)
+//! STATE_DIR: status.json, control.sock (`rewind-agent status` / `tag`), GROUP.dirty (the
+//!   dirty-region map), GROUP.spool, GROUP.window (a resync window may be open at the target)
 //! ```
 //!
+//! What a crash costs: the dirty-region map holds every region with a write not yet
+//! acknowledged (set durably before the write reaches the disk), so an agent crash or a host
+//! reboot is followed by a compare of those regions only. The spool is not replayed (the map
+//! covers it). Changes made to a backing disk while no agent runs are not seen; a state dir
+//! without a valid map compares every region.
+//!
 //! Limits of this version (the agent issue has the rest):
-//! - Unacknowledged records live only in memory (bounded by `max_queue_bytes`): when the queue
-//!   is full, writers wait (a target outage longer than the queue stalls the workload), and an
-//!   agent crash loses them. The disk spool and the persisted dirty-region bitmap come next.
-//! - An agent restarted against a target that has the group, after a completed sync, resumes
-//!   numbering after the target's durable seq but cannot know what changed while it was down
-//!   (bitmap and HASHES resync come later). An agent that died mid-sync syncs again in full.
-//! - Plain connections only (unix socket or loopback TCP); no TLS, no bandwidth limit, no
-//!   scheduled tags, no TOML config file yet (`Settings` is ready to be deserialised).
 //! - Tags are sent in order after the records they label; one written to a connection that then
 //!   breaks before the target's ACK is resent and could be stored twice.
-//! - Write overhead (agent/bench-overhead.sh, 2 vCPUs, target on the same host): random 4 KiB
-//!   writes reach about 0.4x a plain loop device, sequential 1 MiB about 0.1x. Once the memory
-//!   queue is full, throughput is what the sender can compress (zstd level 1, one core: about
-//!   350 MB/s) and the target can store, on the same two cores; lower `--level` (down to -7)
-//!   helps; a spool would absorb bursts.
+//! - Write overhead (`scripts/bench.sh agent`, 2 vCPUs, target on the same host): see the README.
+//!   Capture costs CPU per write (FUSE round trip, copy, zstd, the target's apply on the same
+//!   cores); the workload never waits for the link: past memory and spool, bitmap mode.
 
 pub mod agent;
 pub mod aligned;

@@ -125,7 +125,7 @@ fn target_outage_spools_then_catches_up() {
     agent.wait_caught_up(Duration::from_secs(60));
     mtd.stop();
     write_random(&agent.link("d0"), 0, 64, 1);
-    let st = agent.status();
+    let st = agent.fresh_status();
     assert!(!st.bitmap_mode && st.dropped_writes == 0, "{st:?}");
     assert!(
         st.spooled_bytes >= 32 << 20,
@@ -162,8 +162,7 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
     agent.wait_caught_up(Duration::from_secs(60));
     mtd.stop();
     write_random(&agent.link("d0"), 0, 96, 2);
-    std::thread::sleep(Duration::from_millis(400));
-    let st = agent.status();
+    let st = agent.fresh_status();
     assert!(st.bitmap_mode && st.dropped_writes > 0, "{st:?}");
     assert_eq!(st.sync, rewind_agent::status::SyncState::Bitmap, "{st:?}");
     assert!(st.pinned_regions > 0, "{st:?}");

@@ -165,14 +165,7 @@ fn crash_mid_stream_resyncs_only_the_regions_in_flight() {
         f.write_all_at(&buf, (64 + i) << 20).expect("write");
     }
     drop(f);
-    let written = rewind_agent::sender::now_ms();
-    let st = loop {
-        let st = agent.status();
-        if st.updated_ms > written {
-            break st;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let st = agent.fresh_status();
     assert!(
         st.last_seq > st.acked_seq,
         "writes are in flight at the crash: {st:?}"

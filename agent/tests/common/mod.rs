@@ -299,6 +299,24 @@ impl Agent {
         status::read(&self.state).expect("agent status")
     }
 
+    /// The first status written after this call (the agent rewrites it every 200 ms).
+    pub fn fresh_status(&self) -> Status {
+        let since = rewind_agent::sender::now_ms();
+        let t0 = Instant::now();
+        loop {
+            if let Ok(st) = status::read(&self.state) {
+                if st.updated_ms > since {
+                    return st;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "the agent stopped writing its status"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The workload's device for `disk` (the link the agent made).
     pub fn link(&self, disk: &str) -> PathBuf {
         self.links.join(&self.group).join(disk)
@@ -313,8 +331,9 @@ impl Agent {
             if let Ok(st) = status::read(&self.state) {
                 let settled = !matches!(
                     st.sync,
-                    SyncState::Pending | SyncState::Running | SyncState::Acking
-                );
+                    SyncState::Pending | SyncState::Running | SyncState::Acking | SyncState::Bitmap
+                ) && !st.bitmap_mode
+                    && st.pinned_regions == 0;
                 if st.updated_ms > since && st.caught_up && st.acked_seq == st.last_seq && settled {
                     return st;
                 }
