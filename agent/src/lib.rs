@@ -8,6 +8,8 @@
 //! sync: reads each disk under range locks (rangelock) and queues it like writes, between
 //!   SyncBegin and SyncEnd tags (the target's points inside are not recoverable)
 //! status.json and control.sock in the state dir: `rewind-agent status` / `tag`
+//! settings: flags and/or a TOML file (config_file); ratelimit caps the sender's bandwidth;
+//!   schedule inserts `auto-*` tags every N seconds, freezing filesystems around them (freeze)
 //! ```
 //!
 //! Limits of this version (the agent issue has the rest):
@@ -17,8 +19,7 @@
 //! - An agent restarted against a target that has the group, after a completed sync, resumes
 //!   numbering after the target's durable seq but cannot know what changed while it was down
 //!   (bitmap and HASHES resync come later). An agent that died mid-sync syncs again in full.
-//! - Plain connections only (unix socket or loopback TCP); no TLS, no bandwidth limit, no
-//!   scheduled tags, no TOML config file yet (`Settings` is ready to be deserialised).
+//! - Plain connections only (unix socket or loopback TCP); no TLS yet.
 //! - Tags are sent in order after the records they label; one written to a connection that then
 //!   breaks before the target's ACK is resent and could be stored twice.
 //! - Write overhead (agent/bench-overhead.sh, 2 vCPUs, target on the same host): random 4 KiB
@@ -31,11 +32,15 @@ pub mod agent;
 pub mod aligned;
 pub mod capture;
 pub mod config;
+pub mod config_file;
 pub mod control;
 pub mod error;
+pub mod freeze;
 pub mod inflight;
 pub mod queue;
 pub mod rangelock;
+pub mod ratelimit;
+pub mod schedule;
 pub mod sender;
 pub mod status;
 pub mod sync;

@@ -19,6 +19,7 @@ use rewind_formats::{
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::queue::{Entry, Queue};
+use crate::ratelimit::RateLimit;
 use crate::wire::{read_message, Conn};
 
 /// Largest batch: records and their data (uncompressed). Big enough to amortise a frame, small
@@ -69,6 +70,7 @@ pub struct Sender {
     disks: Vec<DiskInfo>,
     queue: Arc<Queue>,
     link: Arc<Link>,
+    limit: RateLimit,
 }
 
 pub fn now_ms() -> u64 {
@@ -85,6 +87,7 @@ impl Sender {
         link: Arc<Link>,
     ) -> Result<JoinHandle<()>> {
         let s = Sender {
+            limit: RateLimit::new(settings.bandwidth_bytes_per_sec),
             settings,
             disks,
             queue,
@@ -279,6 +282,7 @@ impl Sender {
                 })
             };
             for (group, frame) in groups.iter().zip(&frames) {
+                self.limit.take(frame.len() as u64);
                 conn.write_all(frame).map_err(|e| Error::Connection {
                     addr: s.target.to_string(),
                     why: format!("sending: {e}"),

@@ -1,5 +1,6 @@
 //! Command line: `run`, `status`, `tag`.
 
+mod progress;
 mod run;
 mod status;
 mod tag;
