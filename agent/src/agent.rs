@@ -27,7 +27,7 @@ use crate::sender::{now_ms, Link, Sender};
 use crate::spool::Spool;
 use crate::status::{DiskStatus, Status, SyncState};
 use crate::sync::{Outcome, Pass, SyncProgress, RESYNC_TAG, SYNC_TAG};
-use crate::{control, status};
+use crate::{control, schedule, status};
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 /// How often acknowledged regions are cleared in the dirty-region map, and how long after
@@ -65,6 +65,8 @@ pub struct Agent {
     loops: Vec<LoopDev>,
     sender: Option<JoinHandle<()>>,
     threads: Vec<JoinHandle<()>>,
+    /// Stops the tag schedule thread (its own flag: `Shared::stop` is not behind an Arc).
+    schedule_stop: Arc<AtomicBool>,
     /// Held for the agent's life: a second agent on the same state dir is refused.
     _lock: File,
 }
@@ -175,6 +177,7 @@ impl Agent {
             loops: Vec::new(),
             sender: None,
             threads: Vec::new(),
+            schedule_stop: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
         // From here on, a failure drops `agent`, which undoes what was set up.
@@ -239,6 +242,10 @@ impl Agent {
                     &settings.state_dir,
                 ))?,
         );
+        let stop = Arc::clone(&agent.schedule_stop);
+        if let Some(t) = schedule::spawn(Arc::clone(&settings), Arc::clone(&queue), stop)? {
+            agent.threads.push(t);
+        }
         Ok(agent)
     }
 
@@ -291,6 +298,7 @@ impl Agent {
 
     fn stop_threads(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        self.schedule_stop.store(true, Ordering::SeqCst);
         Sender::stop(&self.shared.link, &self.shared.queue);
         self.shared.queue.stop();
         if let Some(s) = self.sender.take() {

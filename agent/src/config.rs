@@ -1,5 +1,5 @@
-//! The agent's settings: one struct, filled from flags today and from `--config FILE` (TOML)
-//! later, which is why it derives `Deserialize` and holds no clap types.
+//! The agent's settings: one struct, filled from flags and `--config FILE` (TOML, merged in
+//! `config_file`); it derives `Deserialize` and holds no clap types.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -46,6 +46,15 @@ pub struct Settings {
     /// (0: no spool; bitmap mode as soon as memory is full).
     #[serde(default)]
     pub spool_bytes: u64,
+    /// Most bytes per second sent to the target (BATCH frames); `None` is unlimited.
+    #[serde(default)]
+    pub bandwidth_bytes_per_sec: Option<u64>,
+    /// Insert an `auto-YYYYMMDD-HHMMSS` tag this often (seconds); `None` is never.
+    #[serde(default)]
+    pub tag_every_secs: Option<u64>,
+    /// Mounted filesystems frozen (fsfreeze), in order, around each scheduled tag.
+    #[serde(default)]
+    pub tag_freeze: Vec<PathBuf>,
 }
 
 /// The backing-disk write engine.
@@ -62,6 +71,7 @@ pub enum IoEngine {
 
 /// One protected disk: a name and the block device or image file behind it.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct DiskSpec {
     pub name: String,
     pub path: PathBuf,
@@ -205,6 +215,33 @@ impl Settings {
                 what: "max queue bytes",
                 why: "at least 16 MiB (two full-size sync chunks and a write)".into(),
             });
+        }
+        if self.bandwidth_bytes_per_sec == Some(0) {
+            return Err(Error::Config {
+                what: "--bandwidth-mib",
+                why: "0 would never send anything; leave it out for no limit".into(),
+            });
+        }
+        if self.tag_every_secs == Some(0) {
+            return Err(Error::Config {
+                what: "--tag-every",
+                why: "at least 1 second".into(),
+            });
+        }
+        if !self.tag_freeze.is_empty() && self.tag_every_secs.is_none() {
+            // Said rather than ignored: the operator expects app-consistent tags to be taken.
+            return Err(Error::Config {
+                what: "--tag-freeze",
+                why: "freezes around scheduled tags: give --tag-every (tag_every_secs) too".into(),
+            });
+        }
+        for mp in &self.tag_freeze {
+            if !mp.is_absolute() {
+                return Err(Error::Config {
+                    what: "--tag-freeze",
+                    why: format!("{}: give the mount point as an absolute path", mp.display()),
+                });
+            }
         }
         Ok(())
     }

@@ -15,6 +15,8 @@
 //!   points inside are not recoverable)
 //! STATE_DIR: status.json, control.sock (`rewind-agent status` / `tag`), GROUP.dirty (the
 //!   dirty-region map), GROUP.spool, GROUP.window (a resync window may be open at the target)
+//! settings: flags and/or a TOML file (config_file); ratelimit caps the sender's bandwidth;
+//!   schedule inserts `auto-*` tags every N seconds, freezing filesystems around them (freeze)
 //! ```
 //!
 //! What a crash costs: the dirty-region map holds every region with a write not yet
@@ -34,13 +36,17 @@ pub mod agent;
 pub mod aligned;
 pub mod capture;
 pub mod config;
+pub mod config_file;
 pub mod control;
 pub mod dirty;
 pub mod error;
+pub mod freeze;
 pub mod hashclient;
 pub mod inflight;
 pub mod queue;
 pub mod rangelock;
+pub mod ratelimit;
+pub mod schedule;
 pub mod sender;
 pub mod spool;
 pub mod status;

@@ -21,6 +21,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::hashclient::HashRequests;
 use crate::queue::{Entry, Queue};
+use crate::ratelimit::RateLimit;
 use crate::wire::{read_message, Conn};
 
 /// Largest batch: records and their data (uncompressed). Big enough to amortise a frame, small
@@ -73,6 +74,7 @@ pub struct Sender {
     disks: Vec<DiskInfo>,
     queue: Arc<Queue>,
     link: Arc<Link>,
+    limit: RateLimit,
 }
 
 pub fn now_ms() -> u64 {
@@ -89,6 +91,7 @@ impl Sender {
         link: Arc<Link>,
     ) -> Result<JoinHandle<()>> {
         let s = Sender {
+            limit: RateLimit::new(settings.bandwidth_bytes_per_sec),
             settings,
             disks,
             queue,
@@ -285,6 +288,7 @@ impl Sender {
                 })?
             };
             for (group, frame) in groups.iter().zip(&frames) {
+                self.limit.take(frame.len() as u64);
                 conn.write_all(frame).map_err(|e| Error::Connection {
                     addr: s.target.to_string(),
                     why: format!("sending: {e}"),

@@ -2,102 +2,128 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use rewind_agent::agent::Agent;
-use rewind_agent::config::{DiskSpec, IoEngine, Settings, TargetAddr};
+use rewind_agent::config::{DiskSpec, IoEngine};
+use rewind_agent::config_file::{RunConfig, RunOptions};
+
+use super::progress;
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// TOML settings file (not implemented yet: use the flags)
+    /// TOML settings file (see agent/agent.example.toml); flags given here override it
     #[arg(long)]
     config: Option<PathBuf>,
     /// The protection group
     #[arg(long)]
-    group: String,
+    group: Option<String>,
     /// A disk of the group: NAME=PATH (a block device or an image file); repeat for more
-    #[arg(long = "disk", value_name = "NAME=PATH", required = true)]
+    #[arg(long = "disk", value_name = "NAME=PATH")]
     disks: Vec<String>,
     /// The master target: unix:PATH or tcp:HOST:PORT (loopback only until TLS lands)
     #[arg(long)]
-    target: String,
+    target: Option<String>,
     /// State directory (status file, control socket, sync marker); must exist
     #[arg(long)]
-    state_dir: PathBuf,
-    /// zstd compression level (1..=22; -7..=-1 are zstd's faster, lighter levels)
-    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
-    level: i32,
+    state_dir: Option<PathBuf>,
+    /// zstd compression level (1..=22; -7..=-1 are zstd's faster, lighter levels) [default: 1]
+    #[arg(long, allow_negative_numbers = true)]
+    level: Option<i32>,
     /// Where the FUSE capture files are mounted [default: /run/rewind/agent/GROUP]
     #[arg(long)]
     mount_dir: Option<PathBuf>,
-    /// LINKS_DIR/GROUP/DISK links to each disk's loop device
-    #[arg(long, default_value = "/dev/rewind")]
-    links_dir: PathBuf,
+    /// LINKS_DIR/GROUP/DISK links to each disk's loop device [default: /dev/rewind]
+    #[arg(long)]
+    links_dir: Option<PathBuf>,
     /// This agent's name towards the target [default: the host name]
     #[arg(long)]
     agent_name: Option<String>,
-    /// Most MiB of captured data kept in memory unacknowledged; writers wait beyond it
-    #[arg(long, default_value_t = 256)]
-    max_queue_mib: u64,
+    /// Most MiB of captured data kept in memory unacknowledged (then the spool)
+    /// [default: 256]
+    #[arg(long)]
+    max_queue_mib: Option<u64>,
     /// Most MiB of captured data spooled to disk (STATE_DIR/GROUP.spool) once memory is
     /// full; beyond it, bitmap mode (dirty regions, resynced when the target catches up)
-    #[arg(long, default_value_t = 1024)]
-    spool_mib: u64,
+    /// [default: 1024]
+    #[arg(long, value_name = "MIB")]
+    spool_mib: Option<u64>,
     /// Threads serving the FUSE capture files [default: 8 with io_uring; 32 with
     /// `--io-engine sync`, where each does one pwrite at a time, so this is the backing disk's
     /// queue depth]
     #[arg(long)]
     fuse_threads: Option<usize>,
     /// How captured writes reach the backing disks: io_uring, or synchronous pwrites (for
-    /// kernels without io_uring)
-    #[arg(long, value_enum, default_value_t = IoEngine::Uring)]
-    io_engine: IoEngine,
+    /// kernels without io_uring) [default: uring]
+    #[arg(long, value_enum)]
+    io_engine: Option<IoEngine>,
     /// On stop, how long to wait for the target to acknowledge what is queued (seconds)
-    #[arg(long, default_value_t = 30)]
-    drain_timeout: u64,
+    /// [default: 30]
+    #[arg(long)]
+    drain_timeout: Option<u64>,
+    /// Most MiB per second sent to the target [default: no limit]
+    #[arg(long, value_name = "MIB")]
+    bandwidth_mib: Option<u64>,
+    /// Insert a tag named auto-YYYYMMDD-HHMMSS (UTC) every SECONDS [default: never]
+    #[arg(long, value_name = "SECONDS")]
+    tag_every: Option<u64>,
+    /// Freeze this mounted filesystem around each scheduled tag (app-consistent tags); repeat
+    /// for more (frozen in order, thawed in reverse)
+    #[arg(long, value_name = "MOUNTPOINT")]
+    tag_freeze: Vec<PathBuf>,
+}
+
+impl RunArgs {
+    /// The flags as a settings layer (what was not given stays empty).
+    fn options(self) -> Result<RunOptions> {
+        Ok(RunOptions {
+            agent_name: self.agent_name,
+            group: self.group,
+            target: self.target,
+            state_dir: self.state_dir,
+            level: self.level,
+            mount_dir: self.mount_dir,
+            links_dir: self.links_dir,
+            max_queue_mib: self.max_queue_mib,
+            spool_mib: self.spool_mib,
+            fuse_threads: self.fuse_threads,
+            io_engine: self.io_engine,
+            drain_timeout: self.drain_timeout,
+            bandwidth_mib: self.bandwidth_mib,
+            tag_every_secs: self.tag_every,
+            tag_freeze: self.tag_freeze,
+            disks: self
+                .disks
+                .iter()
+                .map(|d| DiskSpec::parse(d))
+                .collect::<Result<Vec<_>, _>>()?,
+        })
+    }
+}
+
+fn host_name() -> rewind_agent::Result<String> {
+    let p = "/proc/sys/kernel/hostname";
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| rewind_agent::Error::Config {
+            what: "agent name",
+            why: format!(
+                "reading the host name from {p}: {e}; pass --agent-name or set agent_name"
+            ),
+        })
 }
 
 pub fn run(a: RunArgs) -> Result<ExitCode> {
-    if let Some(c) = &a.config {
-        bail!(
-            "--config {}: configuration files are not implemented yet; pass the settings as flags",
-            c.display()
-        );
-    }
-    let agent_name = match a.agent_name {
-        Some(n) => n,
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .context("reading the host name (or pass --agent-name)")?
-            .trim()
-            .to_string(),
+    let file = match &a.config {
+        Some(path) => RunOptions::load(path)?,
+        None => RunOptions::default(),
     };
-    let disks = a
-        .disks
-        .iter()
-        .map(|d| DiskSpec::parse(d))
-        .collect::<Result<Vec<_>, _>>()?;
-    let settings = Settings {
-        agent: agent_name,
-        mount_dir: a
-            .mount_dir
-            .unwrap_or_else(|| PathBuf::from("/run/rewind/agent").join(&a.group)),
-        group: a.group,
-        disks,
-        target: TargetAddr::parse(&a.target)?,
-        state_dir: a.state_dir,
-        level: a.level,
-        links_dir: a.links_dir,
-        max_queue_bytes: a.max_queue_mib << 20,
-        fuse_threads: a.fuse_threads.unwrap_or(match a.io_engine {
-            IoEngine::Uring => 8,
-            IoEngine::Sync => 32,
-        }),
-        io_engine: a.io_engine,
-        spool_bytes: a.spool_mib << 20,
-    };
+    let RunConfig {
+        settings,
+        drain_timeout,
+    } = file.overridden_by(a.options()?).into_config(host_name)?;
     // Block the stop signals before any thread starts, so every thread inherits the mask and
     // the main thread alone takes them with sigwait.
     let mut signals = SigSet::empty();
@@ -105,14 +131,17 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     signals.add(Signal::SIGTERM);
     signals.thread_block().context("blocking SIGINT/SIGTERM")?;
     let group = settings.group.clone();
+    let state_dir = settings.state_dir.clone();
     let agent =
         Agent::start(settings).with_context(|| format!("starting protection of group {group}"))?;
     for (d, dev) in a_disks(&agent) {
         println!("{d} {}", dev.display());
     }
+    let bar = progress::spawn(state_dir);
     let sig = signals.wait().context("waiting for a stop signal")?;
+    drop(bar);
     tracing::info!(signal = ?sig, "stopping");
-    let drained = agent.shutdown(Duration::from_secs(a.drain_timeout));
+    let drained = agent.shutdown(drain_timeout);
     Ok(if drained {
         ExitCode::SUCCESS
     } else {

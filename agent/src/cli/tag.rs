@@ -1,12 +1,13 @@
 //! `rewind-agent tag`: freeze, tag at one seq, thaw (always), then wait for the target.
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
 use rewind_agent::control::{self, Request};
 use rewind_agent::formats::TagKind;
+use rewind_agent::freeze;
 
 #[derive(Args)]
 pub struct TagArgs {
@@ -29,36 +30,6 @@ pub struct TagArgs {
     timeout: u64,
 }
 
-fn fsfreeze(flag: &str, mp: &PathBuf) -> Result<()> {
-    let out = Command::new("fsfreeze")
-        .arg(flag)
-        .arg(mp)
-        .output()
-        .with_context(|| format!("running fsfreeze {flag} {}", mp.display()))?;
-    if !out.status.success() {
-        bail!(
-            "fsfreeze {flag} {}: {}",
-            mp.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Thaws what was frozen; reports the first failure but tries every one.
-fn thaw(frozen: &[PathBuf]) -> Result<()> {
-    let mut first = Ok(());
-    for mp in frozen.iter().rev() {
-        if let Err(e) = fsfreeze("-u", mp) {
-            eprintln!("rewind-agent: {e:#}");
-            if first.is_ok() {
-                first = Err(e);
-            }
-        }
-    }
-    first
-}
-
 pub fn tag(a: TagArgs) -> Result<ExitCode> {
     if let Some(g) = &a.group {
         let st = rewind_agent::status::read(&a.state_dir)?;
@@ -75,30 +46,20 @@ pub fn tag(a: TagArgs) -> Result<ExitCode> {
     } else {
         TagKind::AppConsistent
     };
-    let mut frozen = Vec::new();
-    let mut result = Ok(None);
-    for mp in &a.freeze {
-        match fsfreeze("-f", mp) {
-            Ok(()) => frozen.push(mp.clone()),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-    }
-    if result.is_ok() {
-        result = control::call(
+    // Thaw whatever happened: a filesystem left frozen stalls its applications.
+    let (frozen, froze) = freeze::freeze(&a.freeze);
+    let result = froze.map_err(anyhow::Error::from).and_then(|()| {
+        control::call(
             &a.state_dir,
             &Request::Tag {
                 name: a.name.clone(),
                 kind,
             },
         )
-        .map(Some)
-        .map_err(anyhow::Error::from);
-    }
-    let thawed = thaw(&frozen);
-    let reply = result?.expect("a reply when no error");
+        .map_err(anyhow::Error::from)
+    });
+    let thawed = freeze::thaw(&frozen);
+    let reply = result?;
     thawed?;
     if !reply.ok {
         bail!("{}", reply.error.unwrap_or_else(|| "tag refused".into()));

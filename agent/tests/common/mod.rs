@@ -388,6 +388,90 @@ impl Agent {
 }
 
 impl Agent {
+    /// Like [`Agent::start`], but every setting comes from a TOML file written to
+    /// `work/agent.toml` (the same paths as `start`, then `more_toml`, then the disks) and the
+    /// command line is `run --config FILE` plus `extra`.
+    pub fn start_with_config(
+        work: &Path,
+        group: &str,
+        disks: &[(&str, &Path)],
+        target: &str,
+        more_toml: &str,
+        extra: &[&str],
+    ) -> Agent {
+        let state = work.join("agent-state");
+        fs::create_dir_all(&state).expect("state dir");
+        let mut a = Agent {
+            child: None,
+            state,
+            mount_dir: work.join("agent-mnt"),
+            links: work.join("links"),
+            log: work.join("agent.log"),
+            group: group.to_string(),
+            devices: Vec::new(),
+            done: false,
+        };
+        // (Rust's Debug quoting of these plain paths is valid TOML.)
+        let mut toml = format!(
+            "agent_name = \"test-agent\"\ngroup = {group:?}\ntarget = {target:?}\n\
+             state_dir = {:?}\nmount_dir = {:?}\nlinks_dir = {:?}\n{more_toml}\n",
+            a.state, a.mount_dir, a.links
+        );
+        for (name, path) in disks {
+            toml += &format!("\n[[disk]]\nname = {name:?}\npath = {path:?}\n");
+        }
+        let config = work.join("agent.toml");
+        fs::write(&config, toml).expect("write the agent config");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&a.log)
+            .expect("agent log");
+        a.child = Some(
+            Command::new(bin("rewind-agent"))
+                .arg("run")
+                .arg("--config")
+                .arg(&config)
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn rewind-agent"),
+        );
+        a.wait_ready(disks.len());
+        a
+    }
+
+    /// Waits until this agent's status file names every disk's device.
+    fn wait_ready(&mut self, disks: usize) {
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("rewind-agent exited early ({s}):\n{}", self.log_text());
+            }
+            let pid = self.child.as_ref().unwrap().id();
+            if let Ok(st) = status::read(&self.state) {
+                if st.pid == pid
+                    && st.disks.len() == disks
+                    && st.disks.iter().all(|d| !d.device.as_os_str().is_empty())
+                {
+                    self.devices = st.disks.iter().map(|d| d.device.clone()).collect();
+                    return;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "agent not ready:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Agent {
     /// kill -9 (a crash of the agent), then detach what it left behind, as an operator would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,0 +1,380 @@
+//! `rewind-agent run --config FILE`: the TOML file's keys, and how they merge with flags.
+//!
+//! The file and the command line each fill a [`RunOptions`] (every field optional, named as in
+//! the file). A flag given on the command line wins over the file; defaults apply only after
+//! merging, so a default flag value can never hide a file's setting. See `agent.example.toml`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{DiskSpec, IoEngine, Settings, TargetAddr};
+use crate::error::{Error, Result};
+
+pub const DEFAULT_LEVEL: i32 = 1;
+pub const DEFAULT_LINKS_DIR: &str = "/dev/rewind";
+/// The mount dir defaults to this joined with the group name.
+pub const DEFAULT_MOUNT_ROOT: &str = "/run/rewind/agent";
+pub const DEFAULT_MAX_QUEUE_MIB: u64 = 256;
+pub const DEFAULT_SPOOL_MIB: u64 = 1024;
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
+/// io_uring threads only submit, so few are needed.
+pub const DEFAULT_FUSE_THREADS_URING: usize = 8;
+/// With synchronous writes each thread does one pwrite at a time: this is the queue depth.
+pub const DEFAULT_FUSE_THREADS_SYNC: usize = 32;
+
+/// Every `run` setting, each optional: one layer (the file, or the flags).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    pub agent_name: Option<String>,
+    pub group: Option<String>,
+    /// `unix:PATH` or `tcp:HOST:PORT`.
+    pub target: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub level: Option<i32>,
+    pub mount_dir: Option<PathBuf>,
+    pub links_dir: Option<PathBuf>,
+    pub max_queue_mib: Option<u64>,
+    /// MiB of disk spool behind the memory queue (0: none).
+    pub spool_mib: Option<u64>,
+    pub fuse_threads: Option<usize>,
+    pub io_engine: Option<IoEngine>,
+    /// Seconds.
+    pub drain_timeout: Option<u64>,
+    /// MiB per second.
+    pub bandwidth_mib: Option<u64>,
+    pub tag_every_secs: Option<u64>,
+    /// Empty means "not given" (flags then leave the file's list alone).
+    #[serde(default)]
+    pub tag_freeze: Vec<PathBuf>,
+    /// `[[disk]]` tables in the file; empty means "not given".
+    #[serde(default, rename = "disk")]
+    pub disks: Vec<DiskSpec>,
+}
+
+/// What `run` needs once the layers are merged and defaults applied.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub settings: Settings,
+    /// On stop, how long to wait for the target to acknowledge what is queued.
+    pub drain_timeout: Duration,
+}
+
+impl RunOptions {
+    /// Reads and parses a settings file.
+    pub fn load(path: &Path) -> Result<RunOptions> {
+        let text = std::fs::read_to_string(path).map_err(Error::path("reading", path))?;
+        RunOptions::parse(&text, path)
+    }
+
+    /// Parses a settings file's text; errors name `origin` and (from toml) the line and column.
+    pub fn parse(text: &str, origin: &Path) -> Result<RunOptions> {
+        toml::from_str(text).map_err(|e| Error::Config {
+            what: "--config",
+            why: format!("{}: {e}", origin.display()),
+        })
+    }
+
+    /// `self` (the file) with every setting that `flags` gives replaced by the flag's.
+    pub fn overridden_by(self, flags: RunOptions) -> RunOptions {
+        // Lists are replaced whole, not appended to: `--disk` on the command line describes the
+        // group, it does not add to the file's disks.
+        RunOptions {
+            agent_name: flags.agent_name.or(self.agent_name),
+            group: flags.group.or(self.group),
+            target: flags.target.or(self.target),
+            state_dir: flags.state_dir.or(self.state_dir),
+            level: flags.level.or(self.level),
+            mount_dir: flags.mount_dir.or(self.mount_dir),
+            links_dir: flags.links_dir.or(self.links_dir),
+            max_queue_mib: flags.max_queue_mib.or(self.max_queue_mib),
+            spool_mib: flags.spool_mib.or(self.spool_mib),
+            fuse_threads: flags.fuse_threads.or(self.fuse_threads),
+            io_engine: flags.io_engine.or(self.io_engine),
+            drain_timeout: flags.drain_timeout.or(self.drain_timeout),
+            bandwidth_mib: flags.bandwidth_mib.or(self.bandwidth_mib),
+            tag_every_secs: flags.tag_every_secs.or(self.tag_every_secs),
+            tag_freeze: or_list(flags.tag_freeze, self.tag_freeze),
+            disks: or_list(flags.disks, self.disks),
+        }
+    }
+
+    /// Applies defaults, checks that the required settings are there, and validates.
+    /// `host_name` is asked only when no agent name is given.
+    pub fn into_config(self, host_name: impl FnOnce() -> Result<String>) -> Result<RunConfig> {
+        let group = required(self.group, "group", "--group", "group = \"NAME\"")?;
+        let target = required(self.target, "target", "--target", "target = \"unix:PATH\"")?;
+        let state_dir = required(
+            self.state_dir,
+            "state dir",
+            "--state-dir",
+            "state_dir = \"DIR\"",
+        )?;
+        if self.disks.is_empty() {
+            return Err(Error::Config {
+                what: "disk",
+                why: "missing: pass --disk NAME=PATH or add a [[disk]] table (name = \"...\", \
+                      path = \"...\") to the config file"
+                    .into(),
+            });
+        }
+        let agent = match self.agent_name {
+            Some(n) => n,
+            None => host_name()?,
+        };
+        let mib = |what: &'static str, n: u64| {
+            n.checked_mul(1 << 20).ok_or_else(|| Error::Config {
+                what,
+                why: format!("{n} MiB is too large"),
+            })
+        };
+        let io_engine = self.io_engine.unwrap_or_default();
+        let settings = Settings {
+            agent,
+            mount_dir: self
+                .mount_dir
+                .unwrap_or_else(|| Path::new(DEFAULT_MOUNT_ROOT).join(&group)),
+            group,
+            disks: self.disks,
+            target: TargetAddr::parse(&target)?,
+            state_dir,
+            level: self.level.unwrap_or(DEFAULT_LEVEL),
+            links_dir: self
+                .links_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_LINKS_DIR)),
+            max_queue_bytes: mib(
+                "max queue MiB",
+                self.max_queue_mib.unwrap_or(DEFAULT_MAX_QUEUE_MIB),
+            )?,
+            spool_bytes: self
+                .spool_mib
+                .unwrap_or(DEFAULT_SPOOL_MIB)
+                .checked_mul(1 << 20)
+                .ok_or_else(|| Error::Config {
+                    what: "spool MiB",
+                    why: "too large".into(),
+                })?,
+            fuse_threads: self.fuse_threads.unwrap_or(match io_engine {
+                IoEngine::Uring => DEFAULT_FUSE_THREADS_URING,
+                IoEngine::Sync => DEFAULT_FUSE_THREADS_SYNC,
+            }),
+            io_engine,
+            bandwidth_bytes_per_sec: self
+                .bandwidth_mib
+                .map(|n| mib("bandwidth MiB/s", n))
+                .transpose()?,
+            tag_every_secs: self.tag_every_secs,
+            tag_freeze: self.tag_freeze,
+        };
+        settings.validate()?;
+        Ok(RunConfig {
+            settings,
+            drain_timeout: Duration::from_secs(
+                self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
+            ),
+        })
+    }
+}
+
+fn or_list<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
+    if flag.is_empty() {
+        file
+    } else {
+        flag
+    }
+}
+
+/// A setting that has no default: the error says which flag or key gives it.
+fn required<T>(v: Option<T>, what: &'static str, flag: &str, key: &str) -> Result<T> {
+    v.ok_or_else(|| Error::Config {
+        what,
+        why: format!("missing: pass {flag} or set `{key}` in the config file (--config)"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../agent.example.toml");
+
+    fn no_host() -> Result<String> {
+        panic!("the host name is not needed when agent_name is set")
+    }
+
+    #[test]
+    fn the_example_parses_and_makes_settings() {
+        let o = RunOptions::parse(EXAMPLE, Path::new("agent.example.toml")).unwrap();
+        let c = o.into_config(no_host).unwrap();
+        assert_eq!(c.settings.group, "db");
+        assert_eq!(c.settings.disks.len(), 2);
+        assert_eq!(c.settings.disks[1].name, "logs");
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let text = r#"
+            agent_name = "a1"
+            group = "g"
+            target = "unix:/run/rewind/mtd.sock"
+            state_dir = "/var/lib/rewind-agent/g"
+            level = -3
+            mount_dir = "/run/m"
+            links_dir = "/dev/rw"
+            max_queue_mib = 64
+            fuse_threads = 4
+            io_engine = "sync"
+            drain_timeout = 5
+            bandwidth_mib = 10
+            tag_every_secs = 900
+            tag_freeze = ["/srv/db", "/srv/logs"]
+
+            [[disk]]
+            name = "d0"
+            path = "/dev/vdb"
+        "#;
+        let c = RunOptions::parse(text, Path::new("t.toml"))
+            .unwrap()
+            .into_config(no_host)
+            .unwrap();
+        let s = &c.settings;
+        assert_eq!(s.agent, "a1");
+        assert_eq!(s.target, TargetAddr::Unix("/run/rewind/mtd.sock".into()));
+        assert_eq!(s.level, -3);
+        assert_eq!(s.mount_dir, PathBuf::from("/run/m"));
+        assert_eq!(s.links_dir, PathBuf::from("/dev/rw"));
+        assert_eq!(s.max_queue_bytes, 64 << 20);
+        assert_eq!(s.fuse_threads, 4);
+        assert_eq!(s.io_engine, IoEngine::Sync);
+        assert_eq!(s.bandwidth_bytes_per_sec, Some(10 << 20));
+        assert_eq!(s.tag_every_secs, Some(900));
+        assert_eq!(s.tag_freeze.len(), 2);
+        assert_eq!(
+            s.disks,
+            vec![DiskSpec {
+                name: "d0".into(),
+                path: "/dev/vdb".into()
+            }]
+        );
+        assert_eq!(c.drain_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_file_and_line() {
+        let text = "group = \"g\"\ntarget = \"unix:/x\"\nbandwith_mib = 3\n";
+        let e = RunOptions::parse(text, Path::new("/etc/rewind/agent.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/etc/rewind/agent.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("bandwith_mib"), "{e}");
+
+        // In a disk table too.
+        let text = "[[disk]]\nname = \"d\"\npath = \"/x\"\nsize = 3\n";
+        let e = RunOptions::parse(text, Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4") && e.contains("size"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_come_last() {
+        let file = RunOptions::parse(
+            r#"
+            agent_name = "file-agent"
+            group = "g"
+            target = "unix:/file.sock"
+            state_dir = "/s"
+            level = 9
+            tag_every_secs = 60
+            [[disk]]
+            name = "d0"
+            path = "/dev/vdb"
+            "#,
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        let flags = RunOptions {
+            target: Some("unix:/flag.sock".into()),
+            bandwidth_mib: Some(2),
+            disks: vec![DiskSpec::parse("x=/dev/vdc").unwrap()],
+            ..RunOptions::default()
+        };
+        let s = file
+            .overridden_by(flags)
+            .into_config(no_host)
+            .unwrap()
+            .settings;
+        assert_eq!(s.target, TargetAddr::Unix("/flag.sock".into()));
+        assert_eq!(s.agent, "file-agent");
+        assert_eq!(
+            s.level, 9,
+            "a file value is not hidden by the flag's default"
+        );
+        assert_eq!(s.tag_every_secs, Some(60));
+        assert_eq!(s.bandwidth_bytes_per_sec, Some(2 << 20));
+        assert_eq!(s.disks[0].name, "x", "--disk replaces the file's disks");
+        assert_eq!(s.mount_dir, PathBuf::from("/run/rewind/agent/g"));
+        assert_eq!(s.fuse_threads, DEFAULT_FUSE_THREADS_URING);
+    }
+
+    #[test]
+    fn a_missing_setting_names_its_flag_and_key() {
+        let file = RunOptions::parse(
+            "target = \"unix:/x\"\nstate_dir = \"/s\"\n[[disk]]\nname = \"d\"\npath = \"/x\"\n",
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        let e = file.into_config(no_host).unwrap_err().to_string();
+        assert!(e.contains("--group") && e.contains("group = "), "{e}");
+
+        let e = RunOptions {
+            group: Some("g".into()),
+            target: Some("unix:/x".into()),
+            state_dir: Some("/s".into()),
+            ..RunOptions::default()
+        }
+        .into_config(no_host)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--disk") && e.contains("[[disk]]"), "{e}");
+    }
+
+    #[test]
+    fn new_settings_are_validated() {
+        let base = || RunOptions {
+            agent_name: Some("a".into()),
+            group: Some("g".into()),
+            target: Some("unix:/x".into()),
+            state_dir: Some("/s".into()),
+            disks: vec![DiskSpec::parse("d=/x").unwrap()],
+            ..RunOptions::default()
+        };
+        let err = |o: RunOptions| o.into_config(no_host).unwrap_err().to_string();
+        let e = err(RunOptions {
+            tag_every_secs: Some(0),
+            ..base()
+        });
+        assert!(e.contains("--tag-every"), "{e}");
+        let e = err(RunOptions {
+            bandwidth_mib: Some(0),
+            ..base()
+        });
+        assert!(e.contains("--bandwidth-mib"), "{e}");
+        let e = err(RunOptions {
+            tag_freeze: vec!["/srv".into()],
+            ..base()
+        });
+        assert!(e.contains("--tag-every"), "{e}");
+        let e = err(RunOptions {
+            tag_every_secs: Some(5),
+            tag_freeze: vec!["srv".into()],
+            ..base()
+        });
+        assert!(e.contains("absolute"), "{e}");
+        assert!(base().into_config(no_host).is_ok());
+    }
+}

@@ -1,0 +1,190 @@
+//! Scheduled tags (`--tag-every`, `--tag-freeze`): every N seconds, freeze the listed
+//! filesystems, insert a tag named `auto-YYYYMMDD-HHMMSS` (UTC), thaw.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rewind_formats::TagKind;
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::freeze;
+use crate::queue::Queue;
+use crate::sender::now_ms;
+
+/// How often a sleeping scheduler looks at `stop` (so shutdown never waits a whole period).
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Starts the scheduler thread; `Ok(None)` when no schedule is set. It ends soon after `stop`
+/// is set, or when the queue is stopping.
+pub fn spawn(
+    settings: Arc<Settings>,
+    queue: Arc<Queue>,
+    stop: Arc<AtomicBool>,
+) -> Result<Option<JoinHandle<()>>> {
+    let Some(every) = settings.tag_every_secs else {
+        return Ok(None);
+    };
+    let period = Duration::from_secs(every.max(1));
+    std::thread::Builder::new()
+        .name("tag-schedule".into())
+        .spawn(move || {
+            // The period runs from the end of one tag to the next (not on a fixed clock), so
+            // a slow freeze never makes two tags in the same second (their names would clash).
+            while sleep_unless_stopped(period, &stop) {
+                if !tag_once(&settings.tag_freeze, &queue) {
+                    return;
+                }
+            }
+        })
+        .map(Some)
+        .map_err(Error::path("starting the tag schedule thread", "-"))
+}
+
+/// Sleeps `d` in small steps; false as soon as `stop` is set.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
+    let until = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep(STOP_POLL.min(until - now));
+    }
+}
+
+/// One scheduled tag. Returns false when the agent is stopping.
+fn tag_once(mountpoints: &[PathBuf], queue: &Queue) -> bool {
+    let now = now_ms();
+    let name = auto_name(now / 1000);
+    let (frozen, froze) = freeze::freeze(mountpoints);
+    let pushed = match froze {
+        Ok(()) => {
+            let kind = if frozen.is_empty() {
+                TagKind::User
+            } else {
+                TagKind::AppConsistent
+            };
+            Some(queue.push_tag(&name, kind, now).map(|r| (r, kind)))
+        }
+        // No tag: an app-consistent tag would be a lie, and every seq is already a
+        // crash-consistent point on the target.
+        Err(e) => {
+            tracing::warn!(tag = %name, error = %e, "scheduled tag skipped: freezing failed");
+            None
+        }
+    };
+    let thawed = freeze::thaw(&frozen);
+    match pushed {
+        Some(Ok(((id, seq), kind))) => {
+            tracing::info!(tag = %name, ?kind, id, seq, frozen = frozen.len(),
+                thawed = thawed.is_ok(), "scheduled tag queued");
+        }
+        Some(Err(Error::Stopping)) => return false,
+        // Before the first write there is nothing to tag: wait for the next period.
+        Some(Err(e)) => tracing::info!(tag = %name, reason = %e, "scheduled tag not taken"),
+        None => {}
+    }
+    true
+}
+
+/// `auto-YYYYMMDD-HHMMSS` for a unix time in seconds, in UTC.
+pub fn auto_name(unix_secs: u64) -> String {
+    let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
+    let s = unix_secs % 86_400;
+    format!(
+        "auto-{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// Year, month, day of a day count since 1970-01-01 (proleptic Gregorian; Howard Hinnant's
+/// `civil_from_days`, which counts in 400-year eras starting on March 1st so that leap days
+/// fall at the end of each year).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1st
+    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_names_are_utc_calendar_times() {
+        assert_eq!(auto_name(0), "auto-19700101-000000");
+        // 2000-02-29 23:59:59 (a leap day in a year divisible by 400).
+        assert_eq!(auto_name(951_868_799), "auto-20000229-235959");
+        assert_eq!(auto_name(951_868_800), "auto-20000301-000000");
+        // 2026-11-26 10:37:59.
+        assert_eq!(auto_name(1_795_689_479), "auto-20261126-103759");
+        // 2100 is not a leap year.
+        assert_eq!(auto_name(4_107_542_400), "auto-21000301-000000");
+        assert!(rewind_formats::validate_name(&auto_name(1_795_689_479)).is_ok());
+    }
+
+    #[test]
+    fn stop_ends_the_sleep_quickly() {
+        let stop = AtomicBool::new(true);
+        let t0 = Instant::now();
+        assert!(!sleep_unless_stopped(Duration::from_secs(60), &stop));
+        assert!(t0.elapsed() < Duration::from_millis(50));
+        let go = AtomicBool::new(false);
+        assert!(sleep_unless_stopped(Duration::from_millis(10), &go));
+    }
+
+    #[test]
+    fn a_schedule_tags_once_writes_exist_and_stops() {
+        let settings = Settings {
+            agent: "a".into(),
+            group: "g".into(),
+            disks: vec![],
+            target: crate::config::TargetAddr::Unix("/x".into()),
+            state_dir: "/s".into(),
+            level: 1,
+            mount_dir: "/m".into(),
+            links_dir: "/l".into(),
+            max_queue_bytes: 16 << 20,
+            fuse_threads: 1,
+            io_engine: Default::default(),
+            bandwidth_bytes_per_sec: None,
+            tag_every_secs: Some(1),
+            tag_freeze: vec![],
+            spool_bytes: 0,
+        };
+        let queue = Arc::new(Queue::new(16 << 20, None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut none = settings.clone();
+        none.tag_every_secs = None;
+        assert!(spawn(Arc::new(none), Arc::clone(&queue), Arc::clone(&stop))
+            .unwrap()
+            .is_none());
+        // Nothing written yet: the first period passes without a tag, and without ending.
+        let h = spawn(Arc::new(settings), Arc::clone(&queue), Arc::clone(&stop))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1300));
+        assert_eq!(queue.stats().entries, 0);
+        assert!(!h.is_finished());
+        stop.store(true, Ordering::SeqCst);
+        let t0 = Instant::now();
+        h.join().unwrap();
+        assert!(t0.elapsed() < Duration::from_millis(500));
+    }
+}
