@@ -4,7 +4,8 @@
 //! workload -> /dev/loopN (LINKS_DIR/GROUP/DISK) -> FUSE file (capture::fuse)
 //!   -> capture: O_DIRECT write to the backing disk (io_uring, capture::uring; or a synchronous
 //!      pwrite with --io-engine sync), then record with a group-wide seq (queue) and reply
-//!   -> sender: BATCH frames (zstd) to rewind-mtd, ACKs free the queue
+//!   -> sender: BATCH frames (zstd) to rewind-mtd (unix socket or mutual TLS), ACKs free the
+//!      queue
 //! sync: reads each disk under range locks (rangelock) and queues it like writes, between
 //!   SyncBegin and SyncEnd tags (the target's points inside are not recoverable)
 //! status.json and control.sock in the state dir: `rewind-agent status` / `tag`
@@ -17,8 +18,10 @@
 //! - An agent restarted against a target that has the group, after a completed sync, resumes
 //!   numbering after the target's durable seq but cannot know what changed while it was down
 //!   (bitmap and HASHES resync come later). An agent that died mid-sync syncs again in full.
-//! - Plain connections only (unix socket or loopback TCP); no TLS, no bandwidth limit, no
-//!   scheduled tags, no TOML config file yet (`Settings` is ready to be deserialised).
+//! - The transport is a unix socket, mutual TLS over TCP (the site CA and this agent's
+//!   certificate from `rewind-mtd ca`; see `wire`), or plain TCP only with `--insecure` to a
+//!   loopback address. No bandwidth limit, no scheduled tags, no TOML config file yet
+//!   (`Settings` is ready to be deserialised).
 //! - Tags are sent in order after the records they label; one written to a connection that then
 //!   breaks before the target's ACK is resent and could be stored twice.
 //! - Write overhead (agent/bench-overhead.sh, 2 vCPUs, target on the same host): random 4 KiB

@@ -23,7 +23,7 @@ pub struct Args {
 enum Cmd {
     /// Protect a group of disks and replicate them to the target (until SIGTERM / SIGINT; exits
     /// 3 if the target had not acknowledged everything within --drain-timeout)
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Print the running agent's status (from STATE_DIR/status.json)
     Status {
         #[arg(long)]
@@ -38,7 +38,7 @@ enum Cmd {
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     match args.cmd {
-        Cmd::Run(a) => run::run(a),
+        Cmd::Run(a) => run::run(*a),
         Cmd::Status { state_dir, json } => status::status(&state_dir, json),
         Cmd::Tag(a) => tag::tag(a),
     }

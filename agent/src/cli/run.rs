@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use rewind_agent::agent::Agent;
-use rewind_agent::config::{DiskSpec, IoEngine, Settings, TargetAddr};
+use rewind_agent::config::{DiskSpec, IoEngine, Settings, TargetAddr, TlsFiles};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -21,9 +21,25 @@ pub struct RunArgs {
     /// A disk of the group: NAME=PATH (a block device or an image file); repeat for more
     #[arg(long = "disk", value_name = "NAME=PATH", required = true)]
     disks: Vec<String>,
-    /// The master target: unix:PATH or tcp:HOST:PORT (loopback only until TLS lands)
+    /// The master target: unix:PATH or tcp:HOST:PORT (TCP needs TLS, or --insecure on loopback)
     #[arg(long)]
     target: String,
+    /// TLS files in the layout `rewind-mtd ca` writes: DIR/ca.crt, DIR/agents/AGENT.crt and
+    /// DIR/agents/AGENT.key (AGENT: the agent name); --tls-ca/--tls-cert/--tls-key override one
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
+    /// The site CA certificate (the only root the target's certificate may chain to)
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// This agent's certificate (its common name must be the agent name)
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// This agent's private key
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Plain TCP without TLS, allowed only to a loopback target (tests, an SSH tunnel)
+    #[arg(long)]
+    insecure: bool,
     /// State directory (status file, control socket, sync marker); must exist
     #[arg(long)]
     state_dir: PathBuf,
@@ -63,7 +79,7 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             c.display()
         );
     }
-    let agent_name = match a.agent_name {
+    let agent_name = match a.agent_name.clone() {
         Some(n) => n,
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .context("reading the host name (or pass --agent-name)")?
@@ -75,7 +91,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         .iter()
         .map(|d| DiskSpec::parse(d))
         .collect::<Result<Vec<_>, _>>()?;
-    let settings = Settings {
+    let tls = tls_files(&a, &agent_name)?;
+    let mut settings = Settings {
         agent: agent_name,
         mount_dir: a
             .mount_dir
@@ -92,7 +109,12 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
             IoEngine::Sync => 32,
         }),
         io_engine: a.io_engine,
+        tls,
+        insecure: a.insecure,
+        tls_client: None,
     };
+    // The TLS files are read now: a missing or bad one fails the start, not the first connect.
+    settings.load_tls()?;
     // Block the stop signals before any thread starts, so every thread inherits the mask and
     // the main thread alone takes them with sigwait.
     let mut signals = SigSet::empty();
@@ -112,6 +134,25 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
+    })
+}
+
+/// The TLS files from --tls-dir and/or --tls-ca/--tls-cert/--tls-key (each overriding its file
+/// of the directory); none of them: no TLS.
+fn tls_files(a: &RunArgs, agent: &str) -> Result<Option<TlsFiles>> {
+    let from_dir = a.tls_dir.as_deref().map(|d| TlsFiles::in_dir(d, agent));
+    let (ca, cert, key) = (a.tls_ca.clone(), a.tls_cert.clone(), a.tls_key.clone());
+    Ok(match from_dir {
+        Some(d) => Some(TlsFiles {
+            ca: ca.unwrap_or(d.ca),
+            cert: cert.unwrap_or(d.cert),
+            key: key.unwrap_or(d.key),
+        }),
+        None => match (ca, cert, key) {
+            (None, None, None) => None,
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+            _ => bail!("TLS: give --tls-dir, or all three of --tls-ca, --tls-cert and --tls-key"),
+        },
     })
 }
 
