@@ -404,7 +404,9 @@ impl TlsConn {
             return e;
         }
         let why = match e.kind() {
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe => {
                 "the target closed the TLS session before answering (did it refuse this \
                  agent's certificate? see the target's log)"
                     .to_string()
@@ -472,13 +474,27 @@ impl Write for TlsConn {
         loop {
             {
                 let mut c = sh.lock();
-                // (rustls takes plaintext up to its buffer limit, so after a flush at least
-                // some of it.)
-                if taken == 0 && !buf.is_empty() && sh.push(&mut c)? {
-                    taken = c.writer().write(buf)?;
-                }
-                if sh.push(&mut c)? && (taken > 0 || buf.is_empty()) {
-                    return Ok(taken);
+                let mut step = |c: &mut ClientConnection| -> io::Result<bool> {
+                    // (rustls takes plaintext up to its buffer limit, so after a flush at
+                    // least some of it.)
+                    if taken == 0 && !buf.is_empty() && sh.push(c)? {
+                        taken = c.writer().write(buf)?;
+                    }
+                    Ok(sh.push(c)? && (taken > 0 || buf.is_empty()))
+                };
+                match step(&mut c) {
+                    Ok(true) => return Ok(taken),
+                    Ok(false) => {}
+                    Err(e) if sh.got_data.load(Ordering::Relaxed) => return Err(e),
+                    // Before any answer, a broken pipe usually means the target refused the
+                    // session: its alert, if it is there to read, says why.
+                    Err(e) => {
+                        let e = match sh.pull(&mut c) {
+                            Err(alert) => alert,
+                            Ok(_) => e,
+                        };
+                        return Err(self.explain(e));
+                    }
                 }
             }
             wait(&sh.sock, Wait::Write, None)?;
