@@ -3,11 +3,12 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::wire::TlsClient;
 
 /// The fastest zstd level accepted (negative levels trade ratio for speed).
 pub const MIN_LEVEL: i32 = -7;
@@ -55,6 +56,40 @@ pub struct Settings {
     /// Mounted filesystems frozen (fsfreeze), in order, around each scheduled tag.
     #[serde(default)]
     pub tag_freeze: Vec<PathBuf>,
+    /// Mutual TLS to a `tcp:` target: the site CA and this agent's certificate and key.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Plain TCP without TLS (loopback targets only: a test or an SSH tunnel).
+    #[serde(default)]
+    pub insecure: bool,
+    /// The TLS client built from `tls` by [`Settings::load_tls`] (once, at start: a missing or
+    /// bad file fails the start, not the first connect).
+    #[serde(skip)]
+    pub tls_client: Option<TlsClient>,
+}
+
+/// The files of a TLS identity, as `rewind-mtd ca init` and `ca issue` write them.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The site CA (`ca.crt`): the only root the target's certificate may chain to.
+    pub ca: PathBuf,
+    /// This agent's certificate (`agents/NAME.crt`); its common name is the agent's identity.
+    pub cert: PathBuf,
+    /// Its private key (`agents/NAME.key`).
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files in a directory laid out like `rewind-mtd ca` writes it: `DIR/ca.crt`,
+    /// `DIR/agents/AGENT.crt`, `DIR/agents/AGENT.key`.
+    pub fn in_dir(dir: &Path, agent: &str) -> TlsFiles {
+        TlsFiles {
+            ca: dir.join("ca.crt"),
+            cert: dir.join("agents").join(format!("{agent}.crt")),
+            key: dir.join("agents").join(format!("{agent}.key")),
+        }
+    }
 }
 
 /// The backing-disk write engine.
@@ -77,12 +112,18 @@ pub struct DiskSpec {
     pub path: PathBuf,
 }
 
-/// The target's address. Plain connections only, until TLS lands.
+/// The target's address. Whether a TCP target may be reached (TLS, or `--insecure` on
+/// loopback) is [`Settings::validate`]'s call.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub enum TargetAddr {
     Unix(PathBuf),
-    Tcp(SocketAddr),
+    /// `host` as given (a name or an address, without brackets): the name the target's
+    /// certificate must carry.
+    Tcp {
+        host: String,
+        addr: SocketAddr,
+    },
 }
 
 impl TryFrom<String> for TargetAddr {
@@ -96,14 +137,13 @@ impl fmt::Display for TargetAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TargetAddr::Unix(p) => write!(f, "unix:{}", p.display()),
-            TargetAddr::Tcp(a) => write!(f, "tcp:{a}"),
+            TargetAddr::Tcp { addr, .. } => write!(f, "tcp:{addr}"),
         }
     }
 }
 
 impl TargetAddr {
-    /// `unix:PATH` or `tcp:HOST:PORT`. TCP is accepted only to loopback addresses: the data
-    /// would otherwise cross a network in clear text, and TLS is not built yet.
+    /// `unix:PATH` or `tcp:HOST:PORT` (`HOST` a name, an IPv4 address or `[IPv6]`).
     pub fn parse(s: &str) -> Result<TargetAddr> {
         let bad = |why: String| Error::Config {
             what: "--target",
@@ -118,6 +158,10 @@ impl TargetAddr {
         let Some(hp) = s.strip_prefix("tcp:") else {
             return Err(bad(format!("{s:?}: expected unix:PATH or tcp:HOST:PORT")));
         };
+        let host = match hp.rsplit_once(':') {
+            Some((h, _)) if !h.is_empty() => h.trim_start_matches('[').trim_end_matches(']'),
+            _ => return Err(bad(format!("{hp:?}: expected HOST:PORT"))),
+        };
         let addrs: Vec<SocketAddr> = hp
             .to_socket_addrs()
             .map_err(|e| bad(format!("{hp}: {e}")))?
@@ -125,14 +169,18 @@ impl TargetAddr {
         let Some(addr) = addrs.first().copied() else {
             return Err(bad(format!("{hp} resolves to no address")));
         };
-        if !addrs.iter().all(|a| is_loopback(a.ip())) {
-            return Err(bad(format!(
-                "{hp} is not a loopback address: plain TCP would send disk contents in clear \
-                 text, and TLS is not implemented yet; use a unix socket or a loopback address \
-                 (with an SSH tunnel or similar for a remote target)"
-            )));
+        Ok(TargetAddr::Tcp {
+            host: host.to_string(),
+            addr,
+        })
+    }
+
+    /// A TCP target whose every address is loopback (a name resolving also elsewhere is not).
+    fn is_loopback(&self) -> bool {
+        match self {
+            TargetAddr::Unix(_) => true,
+            TargetAddr::Tcp { addr, .. } => is_loopback(addr.ip()),
         }
-        Ok(TargetAddr::Tcp(addr))
     }
 }
 
@@ -243,6 +291,62 @@ impl Settings {
                 });
             }
         }
+        self.validate_transport()
+    }
+
+    /// TLS for TCP targets; plain TCP only when asked for (`--insecure`) and on loopback; unix
+    /// sockets are plain (their file permissions guard them), so TLS files with one are a mistake.
+    fn validate_transport(&self) -> Result<()> {
+        let bad = |why: String| Error::Config {
+            what: "--target",
+            why,
+        };
+        let t = &self.target;
+        match t {
+            TargetAddr::Unix(_) if self.tls.is_some() => Err(bad(format!(
+                "{t} is a unix socket, which is never TLS: drop the TLS files, or use a \
+                 tcp:HOST:PORT target"
+            ))),
+            TargetAddr::Unix(_) if self.insecure => Err(bad(format!(
+                "--insecure is for plain TCP; {t} is a unix socket (drop --insecure)"
+            ))),
+            TargetAddr::Unix(_) => Ok(()),
+            TargetAddr::Tcp { .. } if self.tls.is_some() && self.insecure => Err(bad(format!(
+                "{t}: both TLS files and --insecure given; choose one"
+            ))),
+            TargetAddr::Tcp { .. } if self.tls.is_some() => {
+                if self.tls_client.is_none() {
+                    return Err(Error::Config {
+                        what: "TLS",
+                        why: "the certificate files were not loaded (Settings::load_tls)".into(),
+                    });
+                }
+                Ok(())
+            }
+            TargetAddr::Tcp { .. } if self.insecure && t.is_loopback() => Ok(()),
+            TargetAddr::Tcp { .. } if self.insecure => Err(bad(format!(
+                "{t} is not a loopback address: --insecure (plain TCP) is allowed only to \
+                 loopback, as disk contents would cross the network in clear text; give \
+                 --tls-dir (or --tls-ca, --tls-cert and --tls-key) for TLS"
+            ))),
+            TargetAddr::Tcp { .. } if t.is_loopback() => Err(bad(format!(
+                "{t}: TCP needs TLS: give --tls-dir (or --tls-ca, --tls-cert and --tls-key); \
+                 for plain TCP to a loopback target, --insecure"
+            ))),
+            TargetAddr::Tcp { .. } => Err(bad(format!(
+                "{t}: TCP needs TLS (disk contents would cross the network in clear text): \
+                 give --tls-dir DIR (the target's `rewind-mtd ca` directory, or a copy with \
+                 ca.crt and agents/AGENT.crt/.key), or --tls-ca, --tls-cert and --tls-key"
+            ))),
+        }
+    }
+
+    /// Reads and checks the TLS files (if any) and builds the client once; call before
+    /// [`Settings::validate`] (`Agent::start`).
+    pub fn load_tls(&mut self) -> Result<()> {
+        if let (Some(files), None) = (&self.tls, &self.tls_client) {
+            self.tls_client = Some(TlsClient::load(files)?);
+        }
         Ok(())
     }
 }
@@ -252,25 +356,110 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_parse_and_remote_tcp_is_refused() {
+    fn targets_parse() {
         assert_eq!(
             TargetAddr::parse("unix:/run/x.sock").unwrap(),
             TargetAddr::Unix("/run/x.sock".into())
         );
-        assert!(matches!(
+        assert_eq!(
             TargetAddr::parse("tcp:127.0.0.1:7000").unwrap(),
-            TargetAddr::Tcp(_)
-        ));
+            TargetAddr::Tcp {
+                host: "127.0.0.1".into(),
+                addr: "127.0.0.1:7000".parse().unwrap()
+            }
+        );
         assert!(matches!(
             TargetAddr::parse("tcp:[::1]:7000").unwrap(),
-            TargetAddr::Tcp(_)
+            TargetAddr::Tcp { host, .. } if host == "::1"
         ));
-        let e = TargetAddr::parse("tcp:192.0.2.1:7000")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("TLS"), "{e}");
+        assert!(matches!(
+            TargetAddr::parse("tcp:localhost:7000").unwrap(),
+            TargetAddr::Tcp { host, .. } if host == "localhost"
+        ));
+        // A remote address parses; whether it may be used is validate's call.
+        assert!(TargetAddr::parse("tcp:192.0.2.1:7000").is_ok());
+        assert_eq!(
+            TargetAddr::parse("tcp:192.0.2.1:7000").unwrap().to_string(),
+            "tcp:192.0.2.1:7000"
+        );
         assert!(TargetAddr::parse("http://x").is_err());
         assert!(TargetAddr::parse("unix:").is_err());
+        assert!(TargetAddr::parse("tcp::7000").is_err());
+        assert!(TargetAddr::parse("tcp:7000").is_err());
+    }
+
+    fn settings(target: &str) -> Settings {
+        Settings {
+            agent: "a".into(),
+            group: "g".into(),
+            disks: vec![DiskSpec::parse("d0=/dev/null").unwrap()],
+            target: TargetAddr::parse(target).unwrap(),
+            state_dir: "/tmp".into(),
+            level: 1,
+            mount_dir: "/tmp/m".into(),
+            links_dir: "/tmp/l".into(),
+            max_queue_bytes: 64 << 20,
+            fuse_threads: 1,
+            io_engine: IoEngine::Sync,
+            spool_bytes: 0,
+            bandwidth_bytes_per_sec: None,
+            tag_every_secs: None,
+            tag_freeze: vec![],
+            tls: None,
+            insecure: false,
+            tls_client: None,
+        }
+    }
+
+    fn refused(s: &Settings) -> String {
+        s.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn transport_rules() {
+        assert!(settings("unix:/run/x.sock").validate().is_ok());
+        // TCP without TLS: refused, saying what to do.
+        let e = refused(&settings("tcp:192.0.2.1:7000"));
+        assert!(e.contains("TLS") && e.contains("--tls-dir"), "{e}");
+        let e = refused(&settings("tcp:127.0.0.1:7000"));
+        assert!(e.contains("--insecure") && e.contains("--tls-dir"), "{e}");
+        // --insecure: loopback only.
+        let mut s = settings("tcp:127.0.0.1:7000");
+        s.insecure = true;
+        assert!(s.validate().is_ok());
+        let mut s = settings("tcp:[::1]:7000");
+        s.insecure = true;
+        assert!(s.validate().is_ok());
+        let mut s = settings("tcp:192.0.2.1:7000");
+        s.insecure = true;
+        let e = refused(&s);
+        assert!(e.contains("not a loopback address"), "{e}");
+        // TLS files with a unix target, or with --insecure: a mistake, said so.
+        let files = TlsFiles::in_dir(Path::new("/etc/rewind"), "a");
+        assert_eq!(files.cert, Path::new("/etc/rewind/agents/a.crt"));
+        let mut s = settings("unix:/run/x.sock");
+        s.tls = Some(files.clone());
+        assert!(refused(&s).contains("never TLS"));
+        let mut s = settings("tcp:192.0.2.1:7000");
+        s.tls = Some(files.clone());
+        s.insecure = true;
+        assert!(refused(&s).contains("choose one"));
+        // TLS files given but not loaded: never a silent plain connection.
+        let mut s = settings("tcp:192.0.2.1:7000");
+        s.tls = Some(files);
+        assert!(refused(&s).contains("not loaded"));
+    }
+
+    #[test]
+    fn missing_tls_files_are_named() {
+        let mut s = settings("tcp:192.0.2.1:7000");
+        s.tls = Some(TlsFiles::in_dir(Path::new("/nonexistent/ca-dir"), "a"));
+        let e = s.load_tls().unwrap_err();
+        let text = format!(
+            "{e}: {}",
+            std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+        );
+        assert!(text.contains("/nonexistent/ca-dir/ca.crt"), "{text}");
     }
 
     #[test]

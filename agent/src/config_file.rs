@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{DiskSpec, IoEngine, Settings, TargetAddr};
+use crate::config::{DiskSpec, IoEngine, Settings, TargetAddr, TlsFiles};
 use crate::error::{Error, Result};
 
 pub const DEFAULT_LEVEL: i32 = 1;
@@ -52,6 +52,14 @@ pub struct RunOptions {
     /// `[[disk]]` tables in the file; empty means "not given".
     #[serde(default, rename = "disk")]
     pub disks: Vec<DiskSpec>,
+    /// TLS files in the layout `rewind-mtd ca` writes (DIR/ca.crt, DIR/agents/AGENT.crt/.key);
+    /// `tls_ca`, `tls_cert` and `tls_key` override one each, or give all three without it.
+    pub tls_dir: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Plain TCP to a loopback target.
+    pub insecure: Option<bool>,
 }
 
 /// What `run` needs once the layers are merged and defaults applied.
@@ -98,12 +106,22 @@ impl RunOptions {
             tag_every_secs: flags.tag_every_secs.or(self.tag_every_secs),
             tag_freeze: or_list(flags.tag_freeze, self.tag_freeze),
             disks: or_list(flags.disks, self.disks),
+            tls_dir: flags.tls_dir.or(self.tls_dir),
+            tls_ca: flags.tls_ca.or(self.tls_ca),
+            tls_cert: flags.tls_cert.or(self.tls_cert),
+            tls_key: flags.tls_key.or(self.tls_key),
+            insecure: flags.insecure.or(self.insecure),
         }
     }
 
     /// Applies defaults, checks that the required settings are there, and validates.
     /// `host_name` is asked only when no agent name is given.
     pub fn into_config(self, host_name: impl FnOnce() -> Result<String>) -> Result<RunConfig> {
+        let agent_name = match &self.agent_name {
+            Some(n) => n.clone(),
+            None => host_name()?,
+        };
+        let tls = self.tls_files(&agent_name)?;
         let group = required(self.group, "group", "--group", "group = \"NAME\"")?;
         let target = required(self.target, "target", "--target", "target = \"unix:PATH\"")?;
         let state_dir = required(
@@ -120,10 +138,7 @@ impl RunOptions {
                     .into(),
             });
         }
-        let agent = match self.agent_name {
-            Some(n) => n,
-            None => host_name()?,
-        };
+        let agent = agent_name;
         let mib = |what: &'static str, n: u64| {
             n.checked_mul(1 << 20).ok_or_else(|| Error::Config {
                 what,
@@ -131,7 +146,7 @@ impl RunOptions {
             })
         };
         let io_engine = self.io_engine.unwrap_or_default();
-        let settings = Settings {
+        let mut settings = Settings {
             agent,
             mount_dir: self
                 .mount_dir
@@ -167,13 +182,49 @@ impl RunOptions {
                 .transpose()?,
             tag_every_secs: self.tag_every_secs,
             tag_freeze: self.tag_freeze,
+            tls,
+            insecure: self.insecure.unwrap_or(false),
+            tls_client: None,
         };
+        // The TLS files are read now: a missing or bad one fails the start, not the first connect.
+        settings.load_tls()?;
         settings.validate()?;
         Ok(RunConfig {
             settings,
             drain_timeout: Duration::from_secs(
                 self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
             ),
+        })
+    }
+}
+
+impl RunOptions {
+    /// The TLS files named by `tls_dir` and/or `tls_ca`, `tls_cert`, `tls_key`.
+    fn tls_files(&self, agent: &str) -> Result<Option<TlsFiles>> {
+        let from_dir = self.tls_dir.as_deref().map(|d| TlsFiles::in_dir(d, agent));
+        let (ca, cert, key) = (
+            self.tls_ca.clone(),
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+        );
+        Ok(match from_dir {
+            Some(d) => Some(TlsFiles {
+                ca: ca.unwrap_or(d.ca),
+                cert: cert.unwrap_or(d.cert),
+                key: key.unwrap_or(d.key),
+            }),
+            None => {
+                match (ca, cert, key) {
+                    (None, None, None) => None,
+                    (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+                    _ => return Err(Error::Config {
+                        what: "TLS",
+                        why: "give --tls-dir (tls_dir), or all three of --tls-ca, --tls-cert and \
+                              --tls-key (tls_ca, tls_cert, tls_key)"
+                            .into(),
+                    }),
+                }
+            }
         })
     }
 }

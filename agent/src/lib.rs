@@ -7,7 +7,8 @@
 //!      with --io-engine sync), then record with a group-wide seq (queue) and reply
 //!   -> queue: memory, then the disk spool (spool) when memory is full, then bitmap mode
 //!      (writes dropped from the stream, their regions pinned for a resync)
-//!   -> sender: BATCH frames (zstd) to rewind-mtd; ACKs free the queue, and the regions they
+//!   -> sender: BATCH frames (zstd) to rewind-mtd (unix socket or mutual
+//!      TLS, wire); ACKs free the queue, and the regions they
 //!      cover are cleared from the dirty-region map a few seconds later
 //! sync: the initial sync (every region, holes and zeros skipped) and the resync (pinned
 //!   regions compared by block hash with the target: HASHES, hashclient) read under range locks
@@ -26,6 +27,9 @@
 //! without a valid map compares every region.
 //!
 //! Limits of this version (the agent issue has the rest):
+//! - The transport is a unix socket, mutual TLS over TCP (the site CA and this agent's
+//!   certificate from `rewind-mtd ca`; see `wire`), or plain TCP only with `--insecure` to a
+//!   loopback address.
 //! - Tags are sent in order after the records they label; one written to a connection that then
 //!   breaks before the target's ACK is resent and could be stored twice.
 //! - Write overhead (`scripts/bench.sh agent`, 2 vCPUs, target on the same host): see the README.

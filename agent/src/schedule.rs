@@ -167,6 +167,9 @@ mod tests {
             tag_every_secs: Some(1),
             tag_freeze: vec![],
             spool_bytes: 0,
+            tls: None,
+            insecure: false,
+            tls_client: None,
         };
         let queue = Arc::new(Queue::new(16 << 20, None));
         let stop = Arc::new(AtomicBool::new(false));

@@ -141,7 +141,7 @@ impl Sender {
     fn session(&self) -> Result<()> {
         let s = &self.settings;
         let addr = s.target.to_string();
-        let mut conn = Conn::connect(&s.target)?;
+        let mut conn = Conn::connect(&s.target, s.tls_client.as_ref())?;
         let io_err = |e: std::io::Error| Error::Connection {
             addr: addr.clone(),
             why: e.to_string(),

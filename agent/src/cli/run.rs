@@ -23,9 +23,25 @@ pub struct RunArgs {
     /// A disk of the group: NAME=PATH (a block device or an image file); repeat for more
     #[arg(long = "disk", value_name = "NAME=PATH")]
     disks: Vec<String>,
-    /// The master target: unix:PATH or tcp:HOST:PORT (loopback only until TLS lands)
+    /// The master target: unix:PATH or tcp:HOST:PORT (TCP needs TLS, or --insecure on loopback)
     #[arg(long)]
     target: Option<String>,
+    /// TLS files in the layout `rewind-mtd ca` writes: DIR/ca.crt, DIR/agents/AGENT.crt and
+    /// DIR/agents/AGENT.key (AGENT: the agent name); --tls-ca/--tls-cert/--tls-key override one
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
+    /// The site CA certificate (the only root the target's certificate may chain to)
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// This agent's certificate (its common name must be the agent name)
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// This agent's private key
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Plain TCP without TLS, allowed only to a loopback target (tests, an SSH tunnel)
+    #[arg(long)]
+    insecure: bool,
     /// State directory (status file, control socket, sync marker); must exist
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -94,6 +110,11 @@ impl RunArgs {
             bandwidth_mib: self.bandwidth_mib,
             tag_every_secs: self.tag_every,
             tag_freeze: self.tag_freeze,
+            tls_dir: self.tls_dir,
+            tls_ca: self.tls_ca,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            insecure: self.insecure.then_some(true),
             disks: self
                 .disks
                 .iter()
@@ -149,6 +170,8 @@ pub fn run(a: RunArgs) -> Result<ExitCode> {
     })
 }
 
+/// The TLS files from --tls-dir and/or --tls-ca/--tls-cert/--tls-key (each overriding its file
+/// of the directory); none of them: no TLS.
 fn a_disks(agent: &Agent) -> Vec<(String, PathBuf)> {
     agent
         .disk_names()

@@ -89,14 +89,19 @@ fn sigterm_and_wait(child: &mut Child, limit: Duration) -> Option<std::process::
     }
 }
 
-/// `rewind-mtd serve` on a unix socket in `work`, with no NBD TCP listener and its own NBD and
-/// control sockets (so parallel tests never collide).
+/// `rewind-mtd serve` on a unix socket in `work` (or, with [`Mtd::start_tls`], on TLS over
+/// loopback TCP), with no NBD TCP listener and its own NBD and control sockets (so parallel tests
+/// never collide).
 pub struct Mtd {
     child: Option<Child>,
     pub data_dir: PathBuf,
     pub sock: PathBuf,
     pub control: PathBuf,
     pub log: PathBuf,
+    /// `--tls-dir`: serve agents on 127.0.0.1 (a free port) with TLS instead of the unix socket.
+    pub tls_dir: Option<PathBuf>,
+    /// The TCP address from the ready file (TLS only).
+    pub tcp: Option<String>,
 }
 
 impl Mtd {
@@ -107,6 +112,24 @@ impl Mtd {
             sock: work.join("mtd.sock"),
             control: work.join("mtd-control.sock"),
             log: work.join("mtd.log"),
+            tls_dir: None,
+            tcp: None,
+        };
+        m.restart();
+        m
+    }
+
+    /// Like [`Mtd::start`], but agents connect with mutual TLS to 127.0.0.1 (a free port, read
+    /// from the ready file), with the CA directory `tls_dir` (`rewind-mtd ca init`).
+    pub fn start_tls(work: &Path, tls_dir: &Path) -> Mtd {
+        let mut m = Mtd {
+            child: None,
+            data_dir: work.join("mtd-data"),
+            sock: work.join("mtd.sock"),
+            control: work.join("mtd-control.sock"),
+            log: work.join("mtd.log"),
+            tls_dir: Some(tls_dir.to_path_buf()),
+            tcp: None,
         };
         m.restart();
         m
@@ -121,12 +144,16 @@ impl Mtd {
             .append(true)
             .open(&self.log)
             .expect("mtd log");
-        let child = Command::new(bin("rewind-mtd"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--unix")
-            .arg(&self.sock)
+        let mut cmd = Command::new(bin("rewind-mtd"));
+        cmd.arg("serve").arg("--data-dir").arg(&self.data_dir);
+        match &self.tls_dir {
+            None => cmd.arg("--unix").arg(&self.sock),
+            Some(d) => cmd
+                .arg("--tls-dir")
+                .arg(d)
+                .args(["--listen", "127.0.0.1:0"]),
+        };
+        let child = cmd
             .arg("--ready-file")
             .arg(&ready)
             .args(["--nbd-listen", "none"])
@@ -152,10 +179,24 @@ impl Mtd {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        if self.tls_dir.is_some() {
+            // The agents' listeners come first in the ready file: here the one TCP address.
+            let text = fs::read_to_string(&ready).expect("ready file");
+            let first = text.lines().next().unwrap_or_default();
+            assert!(
+                first.starts_with("127.0.0.1:"),
+                "ready file {}: {text:?}",
+                ready.display()
+            );
+            self.tcp = Some(first.to_string());
+        }
     }
 
     pub fn target(&self) -> String {
-        format!("unix:{}", self.sock.display())
+        match &self.tcp {
+            Some(a) => format!("tcp:{a}"),
+            None => format!("unix:{}", self.sock.display()),
+        }
     }
 
     /// SIGTERM and wait (it drains what it received first).
