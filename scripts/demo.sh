@@ -5,7 +5,8 @@
 # Run as root (it loop-mounts images). Everything it makes is removed at the end, even on failure.
 #
 # The source agent (rewind-agent) protects a disk image on this host: the workload (mkfs, files)
-# uses the protected device /dev/loopN it serves, and every write streams to the target.
+# uses the protected device /dev/loopN it serves, and every write streams to the target over
+# mutual TLS (a site CA made here for the demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,14 +40,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "start the master target (rewind-mtd serve)"
-"$bin/rewind-mtd" serve --data-dir "$work/data" --unix "$work/mtd.sock" --ready-file "$work/ready" \
+step "the site CA, and a certificate for the demo agent (rewind-mtd ca init / ca issue)"
+"$bin/rewind-mtd" ca init --dir "$work/ca"
+"$bin/rewind-mtd" ca issue --dir "$work/ca" --agent demo-host
+
+step "start the master target (rewind-mtd serve), agents over mutual TLS"
+"$bin/rewind-mtd" serve --data-dir "$work/data" --listen 127.0.0.1:0 --tls-dir "$work/ca" --ready-file "$work/ready" \
   --views "$work/views" --nbd-unix "$work/nbd.sock" --nbd-listen none --control "$work/control.sock" \
   2> "$work/mtd.log" &
 mtd_pid=$!
 for _ in $(seq 100); do [ -e "$work/ready" ] && break; sleep 0.1; done
 [ -e "$work/ready" ] || { cat "$work/mtd.log"; exit 1; }
 sed 's/^/listening: /' "$work/ready"
+target=tcp:$(head -n 1 "$work/ready")
 
 agent() { "$bin/rewind-agent" "$@"; }
 mount_dev() { # device dir
@@ -60,8 +66,9 @@ step "protect a demo disk (a 256 MiB image) with the agent (rewind-agent run)"
 disk=$work/disk.img
 truncate -s 256M "$disk"
 mkdir -p "$work/agent"
-"$bin/rewind-agent" run --group demo --disk "sda=$disk" --target "unix:$work/mtd.sock" --state-dir "$work/agent" \
-  --mount-dir "$work/agent-mnt" --links-dir "$work/dev" 2> "$work/agent.log" &
+"$bin/rewind-agent" run --group demo --disk "sda=$disk" --target "$target" --tls-dir "$work/ca" \
+  --agent-name demo-host --state-dir "$work/agent" --mount-dir "$work/agent-mnt" --links-dir "$work/dev" \
+  2> "$work/agent.log" &
 agent_pid=$!
 for _ in $(seq 100); do [ -e "$work/dev/demo/sda" ] && break; sleep 0.1; done
 [ -e "$work/dev/demo/sda" ] || { cat "$work/agent.log"; exit 1; }

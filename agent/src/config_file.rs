@@ -117,11 +117,12 @@ impl RunOptions {
     /// Applies defaults, checks that the required settings are there, and validates.
     /// `host_name` is asked only when no agent name is given.
     pub fn into_config(self, host_name: impl FnOnce() -> Result<String>) -> Result<RunConfig> {
-        let agent_name = match &self.agent_name {
-            Some(n) => n.clone(),
-            None => host_name()?,
+        let tls_names = TlsNames {
+            dir: self.tls_dir.clone(),
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
         };
-        let tls = self.tls_files(&agent_name)?;
         let group = required(self.group, "group", "--group", "group = \"NAME\"")?;
         let target = required(self.target, "target", "--target", "target = \"unix:PATH\"")?;
         let state_dir = required(
@@ -138,7 +139,11 @@ impl RunOptions {
                     .into(),
             });
         }
-        let agent = agent_name;
+        let agent = match self.agent_name {
+            Some(n) => n,
+            None => host_name()?,
+        };
+        let tls = tls_names.files(&agent)?;
         let mib = |what: &'static str, n: u64| {
             n.checked_mul(1 << 20).ok_or_else(|| Error::Config {
                 what,
@@ -198,15 +203,19 @@ impl RunOptions {
     }
 }
 
-impl RunOptions {
+/// The TLS settings as given: a directory and/or single files.
+struct TlsNames {
+    dir: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl TlsNames {
     /// The TLS files named by `tls_dir` and/or `tls_ca`, `tls_cert`, `tls_key`.
-    fn tls_files(&self, agent: &str) -> Result<Option<TlsFiles>> {
-        let from_dir = self.tls_dir.as_deref().map(|d| TlsFiles::in_dir(d, agent));
-        let (ca, cert, key) = (
-            self.tls_ca.clone(),
-            self.tls_cert.clone(),
-            self.tls_key.clone(),
-        );
+    fn files(self, agent: &str) -> Result<Option<TlsFiles>> {
+        let from_dir = self.dir.as_deref().map(|d| TlsFiles::in_dir(d, agent));
+        let (ca, cert, key) = (self.ca, self.cert, self.key);
         Ok(match from_dir {
             Some(d) => Some(TlsFiles {
                 ca: ca.unwrap_or(d.ca),

@@ -20,7 +20,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(StoreError::io("write", &tmp))?;
     f.sync_all().map_err(StoreError::io("fsync", &tmp))?;
     fs::rename(&tmp, path).map_err(StoreError::io("rename into place", path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    // A bare file name's parent is "" (the current directory).
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sync_dir(dir)
 }
 
 /// Remove stray `*.tmp` files left by a crash during `write_atomic`.
