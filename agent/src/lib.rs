@@ -47,6 +47,7 @@ pub mod error;
 pub mod freeze;
 pub mod hashclient;
 pub mod inflight;
+pub mod levels;
 pub mod queue;
 pub mod rangelock;
 pub mod ratelimit;

@@ -20,6 +20,7 @@ use rewind_formats::{
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::hashclient::HashRequests;
+use crate::levels::Levels;
 use crate::queue::{Entry, Queue};
 use crate::ratelimit::RateLimit;
 use crate::wire::{read_message, Conn};
@@ -75,6 +76,7 @@ pub struct Sender {
     queue: Arc<Queue>,
     link: Arc<Link>,
     limit: RateLimit,
+    levels: Levels,
 }
 
 pub fn now_ms() -> u64 {
@@ -92,6 +94,7 @@ impl Sender {
     ) -> Result<JoinHandle<()>> {
         let s = Sender {
             limit: RateLimit::new(settings.bandwidth_bytes_per_sec),
+            levels: Levels::new(settings.level),
             settings,
             disks,
             queue,
@@ -373,13 +376,19 @@ impl Sender {
                         Entry::Tag { .. } => None,
                     })
                     .collect();
+                let level = self.levels.next();
                 let batch = Batch::build(
                     &s.group,
                     generation,
                     Seq(base + seq),
                     now_ms(),
                     &refs,
-                    s.level,
+                    level,
+                );
+                self.levels.observe(
+                    level,
+                    batch.uncompressed_len as usize,
+                    batch.compressed.len(),
                 );
                 Message::Batch(batch).to_frame()
             }
