@@ -43,6 +43,10 @@ pub struct Settings {
     /// How captured writes reach the backing disks.
     #[serde(default)]
     pub io_engine: IoEngine,
+    /// Compress every batch at `level`, rather than only while the link is the bottleneck
+    /// (see [`crate::levels`]).
+    #[serde(default)]
+    pub fixed_level: bool,
     /// Most bytes of captured data spooled to `STATE_DIR/GROUP.spool` when memory is full
     /// (0: no spool; bitmap mode as soon as memory is full).
     #[serde(default)]
@@ -401,6 +405,7 @@ mod tests {
             max_queue_bytes: 64 << 20,
             fuse_threads: 1,
             io_engine: IoEngine::Sync,
+            fixed_level: false,
             spool_bytes: 0,
             bandwidth_bytes_per_sec: None,
             tag_every_secs: None,

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub target: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub level: Option<i32>,
+    /// Compress every batch at `level` (default: only while the link is the bottleneck).
+    pub fixed_level: Option<bool>,
     pub mount_dir: Option<PathBuf>,
     pub links_dir: Option<PathBuf>,
     pub max_queue_mib: Option<u64>,
@@ -95,6 +97,7 @@ impl RunOptions {
             target: flags.target.or(self.target),
             state_dir: flags.state_dir.or(self.state_dir),
             level: flags.level.or(self.level),
+            fixed_level: flags.fixed_level.or(self.fixed_level),
             mount_dir: flags.mount_dir.or(self.mount_dir),
             links_dir: flags.links_dir.or(self.links_dir),
             max_queue_mib: flags.max_queue_mib.or(self.max_queue_mib),
@@ -161,6 +164,7 @@ impl RunOptions {
             target: TargetAddr::parse(&target)?,
             state_dir,
             level: self.level.unwrap_or(DEFAULT_LEVEL),
+            fixed_level: self.fixed_level.unwrap_or(false),
             links_dir: self
                 .links_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_LINKS_DIR)),

@@ -167,6 +167,7 @@ mod tests {
             tag_every_secs: Some(1),
             tag_freeze: vec![],
             spool_bytes: 0,
+            fixed_level: false,
             tls: None,
             insecure: false,
             tls_client: None,

@@ -94,7 +94,7 @@ impl Sender {
     ) -> Result<JoinHandle<()>> {
         let s = Sender {
             limit: RateLimit::new(settings.bandwidth_bytes_per_sec),
-            levels: Levels::new(settings.level),
+            levels: Levels::new(settings.level, !settings.fixed_level),
             settings,
             disks,
             queue,
@@ -276,7 +276,7 @@ impl Sender {
                 }
                 groups.push(more);
             }
-            let frames: Vec<Vec<u8>> = if groups.len() == 1 {
+            let frames: Vec<(Vec<u8>, usize)> = if groups.len() == 1 {
                 vec![self.frame(&groups[0], base, generation)?]
             } else {
                 std::thread::scope(|scope| {
@@ -290,12 +290,16 @@ impl Sender {
                         .collect::<Result<Vec<_>>>()
                 })?
             };
-            for (group, frame) in groups.iter().zip(&frames) {
+            for (group, (frame, raw)) in groups.iter().zip(&frames) {
+                // The time spent waiting on the link tells the level chooser whether
+                // compression would pay (see levels).
+                let t = Instant::now();
                 self.limit.take(frame.len() as u64);
                 conn.write_all(frame).map_err(|e| Error::Connection {
                     addr: s.target.to_string(),
                     why: format!("sending: {e}"),
                 })?;
+                self.levels.sent(*raw, frame.len(), t.elapsed());
                 if matches!(group.first(), Some(Entry::Tag { .. })) {
                     self.queue.collect_sent_tags();
                 }
@@ -326,21 +330,25 @@ impl Sender {
         Ok(())
     }
 
-    /// The frame for one group of entries from [`Queue::next_batch`]: a TAG, or a BATCH.
-    fn frame(&self, entries: &[Entry], base: u64, generation: u64) -> Result<Vec<u8>> {
+    /// The frame for one group of entries from [`Queue::next_batch`]: a TAG, or a BATCH; and
+    /// the batch's uncompressed size (0 for a tag).
+    fn frame(&self, entries: &[Entry], base: u64, generation: u64) -> Result<(Vec<u8>, usize)> {
         let s = &self.settings;
         Ok(match &entries[0] {
-            Entry::Tag { seq, tag } => Message::Tag(Tag {
-                group: s.group.clone(),
-                generation,
-                tag: TagInfo {
-                    seq: Seq(base + seq),
-                    kind: tag.kind,
-                    timestamp_ms: tag.timestamp_ms,
-                    name: tag.name.clone(),
-                },
-            })
-            .to_frame(),
+            Entry::Tag { seq, tag } => (
+                Message::Tag(Tag {
+                    group: s.group.clone(),
+                    generation,
+                    tag: TagInfo {
+                        seq: Seq(base + seq),
+                        kind: tag.kind,
+                        timestamp_ms: tag.timestamp_ms,
+                        name: tag.name.clone(),
+                    },
+                })
+                .to_frame(),
+                0,
+            ),
             Entry::Record { seq, .. } => {
                 // Spooled records' bytes come from the spool file.
                 let mut spooled: Vec<Option<Vec<u8>>> = Vec::with_capacity(entries.len());
@@ -385,12 +393,9 @@ impl Sender {
                     &refs,
                     level,
                 );
-                self.levels.observe(
-                    level,
-                    batch.uncompressed_len as usize,
-                    batch.compressed.len(),
-                );
-                Message::Batch(batch).to_frame()
+                let raw = batch.uncompressed_len as usize;
+                self.levels.compressed(level, raw, batch.compressed.len());
+                (Message::Batch(batch).to_frame(), raw)
             }
         })
     }

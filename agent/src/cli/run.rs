@@ -48,6 +48,11 @@ pub struct RunArgs {
     /// zstd compression level (1..=22; -7..=-1 are zstd's faster, lighter levels) [default: 1]
     #[arg(long, allow_negative_numbers = true)]
     level: Option<i32>,
+    /// Compress every batch at --level; by default the level is used only while the link is
+    /// the bottleneck, and batches go at zstd's fastest setting while it has room (saving the
+    /// workload's CPU)
+    #[arg(long)]
+    fixed_level: bool,
     /// Where the FUSE capture files are mounted [default: /run/rewind/agent/GROUP]
     #[arg(long)]
     mount_dir: Option<PathBuf>,
@@ -100,6 +105,7 @@ impl RunArgs {
             target: self.target,
             state_dir: self.state_dir,
             level: self.level,
+            fixed_level: self.fixed_level.then_some(true),
             mount_dir: self.mount_dir,
             links_dir: self.links_dir,
             max_queue_mib: self.max_queue_mib,
