@@ -465,7 +465,9 @@ fn close_window(sh: &Shared, file: &std::path::Path, name: &str) -> bool {
         // window an earlier run left open at the target ends here too).
         None => match sh.queue.push_tag(name, TagKind::SyncEnd, now_ms()) {
             Ok((id, _)) => Some(id),
-            Err(_) => None, // nothing was ever written: the target has no window open
+            Err(Error::Stopping) => return false,
+            // Nothing was ever written: the target has no window open.
+            Err(_) => None,
         },
     };
     *sh.sync_state.lock().expect("sync state lock") = SyncState::Acking;

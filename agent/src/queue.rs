@@ -17,8 +17,9 @@
 //! [`Queue::open_window`]: the next record recorded, whoever records it, carries a SyncBegin
 //! tag; [`Queue::close_window`] puts the SyncEnd after the last record.
 //!
-//! Tags sit in the stream after the record whose seq they name (usually right after the last
-//! record so far; [`Queue::push_tag_at`] can name an earlier one); they take no seq of their own.
+//! Tags sit in the stream after the record whose seq they name (the last record so far); they
+//! take no seq of their own. A user's tag is refused in bitmap mode and while a sync window is
+//! open: the point it would name is not the state it stands for, or not recoverable.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -389,31 +390,6 @@ impl Queue {
         id
     }
 
-    /// Appends a tag naming local seq `seq`, a record already in the stream (or sent and
-    /// acknowledged: the target takes tags for any seq it has). Records after `seq` may precede
-    /// it in the stream. Returns the tag's id.
-    pub fn push_tag_at(
-        &self,
-        seq: u64,
-        name: &str,
-        kind: TagKind,
-        timestamp_ms: u64,
-    ) -> Result<u64> {
-        let mut st = self.lock();
-        if st.stopping {
-            return Err(Error::Stopping);
-        }
-        if seq == 0 || seq > st.last_seq {
-            return Err(Error::Config {
-                what: "tag",
-                why: format!("seq {seq} has not been recorded (last is {})", st.last_seq),
-            });
-        }
-        let id = Self::append_tag(&mut st, seq, name, kind, timestamp_ms);
-        self.changed.notify_all();
-        Ok(id)
-    }
-
     /// Appends a tag naming the state after everything recorded so far. Returns its id and
     /// its wire seq, if known yet (not before the first WELCOME, see the module docs).
     pub fn push_tag(
@@ -425,6 +401,26 @@ impl Queue {
         let mut st = self.lock();
         if st.stopping {
             return Err(Error::Stopping);
+        }
+        let marks_a_sync = matches!(kind, TagKind::SyncBegin | TagKind::SyncEnd);
+        if !marks_a_sync && st.overflow {
+            // The tag would label the last recorded seq, but writes since were dropped: the
+            // target's state there is not what the tag stands for.
+            return Err(Error::Config {
+                what: "tag",
+                why: "the agent is in bitmap mode (memory and spool full; writes are not being \
+                      streamed): no point can be tagged until the target has caught up and the \
+                      resync is done (see `rewind-agent status`)"
+                    .into(),
+            });
+        }
+        if !marks_a_sync && (st.window_open || st.pending_begin.is_some()) {
+            return Err(Error::Config {
+                what: "tag",
+                why: "a sync is running: the target's copy is not consistent until it completes, \
+                      so a tag now would not be recoverable (see `rewind-agent status`)"
+                    .into(),
+            });
         }
         if st.last_seq == 0 && st.base.unwrap_or(0) == 0 {
             return Err(Error::Config {
@@ -721,9 +717,8 @@ mod tests {
         q.open_window("resync"); // once
         assert_eq!(q.push_wait(rec(4096)).unwrap(), Some(2));
         assert_eq!(seq(q.push(rec(4096))), 3);
-        q.push_tag_at(2, "u", TagKind::User, 0).unwrap();
-        assert!(q.push_tag_at(4, "u", TagKind::User, 0).is_err());
-        assert!(q.push_tag_at(0, "u", TagKind::User, 0).is_err());
+        let e = q.push_tag("u", TagKind::User, 0).unwrap_err().to_string();
+        assert!(e.contains("sync is running"), "{e}");
         assert!(q.close_window("resync").is_some());
         assert!(q.close_window("resync").is_none(), "closed already");
         let b = q.next_batch(100, 1 << 20, Duration::ZERO);
@@ -734,8 +729,6 @@ mod tests {
         );
         let b = q.next_batch(100, 1 << 20, Duration::ZERO);
         assert!(matches!(b.as_slice(), [Entry::Record { seq: 3, .. }]));
-        let t = q.next_batch(100, 1 << 20, Duration::ZERO);
-        assert!(matches!(t.as_slice(), [Entry::Tag { seq: 2, tag }] if tag.kind == TagKind::User));
         let t = q.next_batch(100, 1 << 20, Duration::ZERO);
         assert!(
             matches!(t.as_slice(), [Entry::Tag { seq: 3, tag }] if tag.kind == TagKind::SyncEnd)
@@ -764,6 +757,8 @@ mod tests {
         assert_eq!((st.queued_bytes, st.spooled_bytes), (8192, 8192));
         assert_eq!(q.push(rec(4096)).unwrap(), Pushed::Dropped, "both full");
         assert!(q.overflowing());
+        let e = q.push_tag("t", TagKind::User, 0).unwrap_err().to_string();
+        assert!(e.contains("bitmap mode"), "{e}");
         // The sync waits for memory; in bitmap mode it is turned away at once.
         assert_eq!(q.push_wait(rec(4096)).unwrap(), None);
         let b = q.next_batch(100, 1 << 20, Duration::ZERO);

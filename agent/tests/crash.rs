@@ -77,7 +77,7 @@ fn kill9_at_random_moments_then_converge() {
     };
     let mut total_writes = 0;
     for round in 0..rounds {
-        let slow = ["--level", "19", "--max-queue-mib", "16"];
+        let slow = ["--level", "19", "--fixed-level", "--max-queue-mib", "16"];
         let extra: &[&str] = if round % 2 == 1 { &slow } else { &[] };
         let mut agent = Agent::start(w, "gc", &[("d0", &img)], &mtd.target(), extra);
         let stop = Arc::new(AtomicBool::new(false));

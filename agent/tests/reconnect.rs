@@ -166,6 +166,17 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
     assert!(st.bitmap_mode && st.dropped_writes > 0, "{st:?}");
     assert_eq!(st.sync, rewind_agent::status::SyncState::Bitmap, "{st:?}");
     assert!(st.pinned_regions > 0, "{st:?}");
+    // No tag now: the point it would name lacks the dropped writes.
+    let out = Command::new(bin("rewind-agent"))
+        .arg("tag")
+        .arg("--state-dir")
+        .arg(&agent.state)
+        .args(["--name", "during-bitmap-mode", "--no-wait"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bitmap mode"), "{err}");
     mtd.restart();
     // Writes go on while the resync runs.
     write_random(&agent.link("d0"), 150, 8, 3);

@@ -57,7 +57,7 @@ fn crash_mid_sync_then_restarts_converge() {
         }
     }
     let mut mtd = Mtd::start(w);
-    let slow = ["--max-queue-mib", "16", "--level", "19"];
+    let slow = ["--max-queue-mib", "16", "--level", "19", "--fixed-level"];
     let mut agent = Agent::start(w, "g4", &[("d0", &img)], &mtd.target(), &slow);
     let t0 = Instant::now();
     let mut crashed_mid_sync = false;
@@ -138,7 +138,7 @@ fn crash_mid_stream_resyncs_only_the_regions_in_flight() {
     drop(agent);
 
     // Slow the stream down so writes pile up unacknowledged, then crash.
-    let slow = ["--max-queue-mib", "16", "--level", "19"];
+    let slow = ["--max-queue-mib", "16", "--level", "19", "--fixed-level"];
     let mut agent = Agent::start(w, "g5", &[("d0", &img)], &mtd.target(), &slow);
     let st = agent.wait_caught_up(Duration::from_secs(30));
     assert_eq!(
