@@ -598,8 +598,9 @@ cmd_agent() {
     AGENT=$TARGET_DIR/release/rewind-agent
     make_workdir
     trap agent_cleanup EXIT
+    # A short retention keeps the journal (gigabytes a second of overhead runs) within the disk.
     "$MTD" serve --data-dir "$WORK/data" --unix "$WORK/agents.sock" --nbd-listen none --nbd-unix none \
-        --control "$WORK/control.sock" --ready-file "$WORK/ready" >"$WORK/mtd.log" 2>&1 &
+        --control "$WORK/control.sock" --ready-file "$WORK/ready" --retention 1m >"$WORK/mtd.log" 2>&1 &
     PIDS+=($!)
     for r in $(seq 1 300); do [[ -s "$WORK/ready" ]] && break; sleep 0.1; done
     [[ -s "$WORK/ready" ]] || die "rewind-mtd did not start: $(tail -n 20 "$WORK/mtd.log")"
