@@ -206,6 +206,7 @@ impl Agent {
             infos,
             Arc::clone(&queue),
             Arc::clone(&shared.link),
+            Arc::clone(&shared.dirty),
         )?);
         let sh = Arc::clone(&shared);
         agent.threads.push(
@@ -283,13 +284,18 @@ impl Agent {
             );
         }
         self.stop_threads();
-        let acked = self.shared.queue.stats().acked_seq;
-        if let Err(e) = self
-            .shared
-            .dirty
-            .clear_acked(acked)
-            .and_then(|_| self.shared.dirty.sync())
-        {
+        // As in the clear thread: the acknowledged seq first, then the regions it covers.
+        let q = self.shared.queue.stats();
+        let saved = match q.base {
+            Some(base) => write_acked(
+                &acked_file(&self.shared.settings),
+                base.wrapping_add(q.acked_seq),
+            )
+            .and_then(|()| self.shared.dirty.clear_acked(q.acked_seq))
+            .map(|_| ()),
+            None => Ok(()),
+        };
+        if let Err(e) = saved.and_then(|()| self.shared.dirty.sync()) {
             tracing::warn!(error = %e, "saving the dirty-region map");
         }
         write_status(&self.shared);
@@ -348,8 +354,16 @@ fn sync_thread(sh: &Shared) {
     } else {
         RESYNC_TAG
     };
-    if fresh {
-        // The target has nothing: every region is sent (no compare needed).
+    // Regions were cleared here once the target acknowledged them: if it no longer has what
+    // it acknowledged, any region may differ.
+    let acked_before = read_acked(&acked_file(settings));
+    let lost = !fresh && acked_before.is_some_and(|a| durable < a);
+    if lost {
+        tracing::error!(group = %settings.group, durable, acked_before, "the target lost \
+            acknowledged data since the last run: every region will be compared with it");
+    }
+    if fresh || lost {
+        // Fresh: the target has nothing, every region is sent (no compare needed).
         if let Err(e) = sh.dirty.pin_all() {
             tracing::error!(group = %settings.group, error = %e, "initial sync cannot start");
             set(SyncState::Failed);
@@ -361,6 +375,16 @@ fn sync_thread(sh: &Shared) {
     loop {
         if sh.stop.load(Ordering::SeqCst) {
             return;
+        }
+        if sh.link.target_lost.swap(0, Ordering::SeqCst) > 0 {
+            // The sender renumbered the stream (Queue::rebase), opened the window and pinned
+            // every region; the window is recorded here.
+            if let Err(e) = open_window(&window, &sh.queue, RESYNC_TAG) {
+                tracing::error!(error = %e, "recording the resync window");
+            }
+            name = RESYNC_TAG;
+            fresh = false;
+            ran = true;
         }
         if sh.queue.overflowing() {
             set(SyncState::Bitmap);
@@ -392,7 +416,10 @@ fn sync_thread(sh: &Shared) {
                 tracing::info!(group = %settings.group, "no region differs from the target: no sync needed");
                 set(SyncState::NotNeeded);
             }
-            while !sh.queue.overflowing() && !sh.stop.load(Ordering::SeqCst) {
+            while !sh.queue.overflowing()
+                && sh.link.target_lost.load(Ordering::SeqCst) == 0
+                && !sh.stop.load(Ordering::SeqCst)
+            {
                 std::thread::sleep(IDLE_POLL);
             }
             continue;
@@ -482,17 +509,58 @@ fn close_window(sh: &Shared, file: &std::path::Path, name: &str) -> bool {
     true
 }
 
+/// `STATE_DIR/GROUP.acked`: the last wire seq the target acknowledged, written before any
+/// region it covers is cleared from the dirty-region map. A target whose durable seq is below
+/// it at the next start has lost acknowledged data.
+fn acked_file(settings: &Settings) -> PathBuf {
+    settings.state_dir.join(format!("{}.acked", settings.group))
+}
+
+fn read_acked(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn write_acked(path: &std::path::Path, seq: u64) -> Result<()> {
+    let tmp = path.with_extension("acked.tmp");
+    let f = File::create(&tmp).map_err(Error::path("creating", &tmp))?;
+    std::io::Write::write_all(&mut &f, format!("{seq}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(Error::path("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(Error::path("renaming into place", path))?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::path("syncing", dir))
+}
+
 /// Clears acknowledged regions from the dirty-region map, a few seconds after their
 /// acknowledgement.
 fn clear_thread(sh: &Shared) {
+    let path = acked_file(&sh.settings);
+    let mut written = None;
     let mut acked_history = std::collections::VecDeque::new();
     while !sh.stop.load(Ordering::SeqCst) {
         std::thread::sleep(CLEAR_INTERVAL);
-        acked_history.push_back(sh.queue.stats().acked_seq);
+        let q = sh.queue.stats();
+        acked_history.push_back(q.acked_seq);
+        // First the acknowledged seq, durably; only then regions it covers may be cleared.
+        if let Some(base) = q.base {
+            let wire = base.wrapping_add(q.acked_seq);
+            if written != Some(wire) {
+                if let Err(e) = write_acked(&path, wire) {
+                    tracing::warn!(error = %e, "recording the acknowledged seq");
+                    continue;
+                }
+                written = Some(wire);
+            }
+        }
         if acked_history.len() <= CLEAR_DELAY_PASSES {
             continue;
         }
         let acked = acked_history.pop_front().expect("history is not empty");
+        if written.is_none() {
+            continue;
+        }
         if let Err(e) = sh.dirty.clear_acked(acked) {
             tracing::warn!(error = %e, "clearing the dirty-region map");
         }
@@ -555,8 +623,8 @@ fn write_status(sh: &Shared) {
         updated_ms: now_ms(),
         connected: sh.link.connected.load(Ordering::SeqCst),
         last_error: sh.link.error(),
-        last_seq: base + q.last_seq,
-        acked_seq: base + q.acked_seq,
+        last_seq: base.wrapping_add(q.last_seq),
+        acked_seq: base.wrapping_add(q.acked_seq),
         caught_up: q.base.is_some() && q.entries == 0,
         queued_bytes: q.queued_bytes,
         spooled_bytes: q.spooled_bytes,

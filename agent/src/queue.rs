@@ -431,7 +431,7 @@ impl Queue {
         let seq = st.last_seq;
         let id = Self::append_tag(&mut st, seq, name, kind, timestamp_ms);
         self.changed.notify_all();
-        Ok((id, st.base.map(|b| b + seq)))
+        Ok((id, st.base.map(|b| b.wrapping_add(seq))))
     }
 
     /// Sets the wire seq of local seq 0; only the first call counts. Returns the base in force.
@@ -440,6 +440,36 @@ impl Queue {
         let b = *st.base.get_or_insert(base);
         self.changed.notify_all();
         b
+    }
+
+    /// The target lost acknowledged records: from now on local seq `acked + 1` (the first one
+    /// not acknowledged) goes out as `durable + 1`. Tags naming acknowledged seqs leave (the
+    /// states they name are gone at the target). Returns the new base (wire = base + local,
+    /// modulo 2^64: the base may have to be "negative").
+    pub fn rebase(&self, durable: u64) -> u64 {
+        let mut st = self.lock();
+        let base = durable.wrapping_sub(st.acked);
+        st.base = Some(base);
+        let acked = st.acked;
+        let before = st.entries.len();
+        let cursor = st.cursor;
+        let mut kept = VecDeque::with_capacity(before);
+        for (i, e) in std::mem::take(&mut st.entries).into_iter().enumerate() {
+            if matches!(&e, Entry::Tag { seq, .. } if *seq <= acked) {
+                if i < cursor {
+                    st.cursor -= 1;
+                }
+                tracing::warn!(
+                    seq = e.seq(),
+                    "a tag for a state the target lost is dropped"
+                );
+                continue;
+            }
+            kept.push_back(e);
+        }
+        st.entries = kept;
+        self.changed.notify_all();
+        base
     }
 
     pub fn base(&self) -> Option<u64> {

@@ -18,11 +18,13 @@ use rewind_formats::{
 };
 
 use crate::config::Settings;
+use crate::dirty::DirtyMap;
 use crate::error::{Error, Result};
 use crate::hashclient::HashRequests;
 use crate::levels::Levels;
 use crate::queue::{Entry, Queue};
 use crate::ratelimit::RateLimit;
+use crate::sync::RESYNC_TAG;
 use crate::wire::{read_message, Conn};
 
 /// Largest batch: records and their data (uncompressed). Big enough to amortise a frame, small
@@ -54,6 +56,9 @@ pub struct Link {
     pub first_durable: OnceLock<u64>,
     /// The resync's HASHES requests, sent by the sender and answered to the ACK reader.
     pub hashes: HashRequests,
+    /// Set (to the target's durable seq, at least 1) when the target turned out to have lost
+    /// acknowledged records; the sync thread takes it and compares every region.
+    pub target_lost: std::sync::atomic::AtomicU64,
     stop: AtomicBool,
 }
 
@@ -77,6 +82,8 @@ pub struct Sender {
     link: Arc<Link>,
     limit: RateLimit,
     levels: Levels,
+    /// Every region is pinned here when the target turns out to have lost data.
+    dirty: Arc<DirtyMap>,
 }
 
 pub fn now_ms() -> u64 {
@@ -91,8 +98,10 @@ impl Sender {
         disks: Vec<DiskInfo>,
         queue: Arc<Queue>,
         link: Arc<Link>,
+        dirty: Arc<DirtyMap>,
     ) -> Result<JoinHandle<()>> {
         let s = Sender {
+            dirty,
             limit: RateLimit::new(settings.bandwidth_bytes_per_sec),
             levels: Levels::new(settings.level, !settings.fixed_level),
             settings,
@@ -157,7 +166,7 @@ impl Sender {
             groups: vec![HelloGroup {
                 group: s.group.clone(),
                 generation: GENERATION,
-                last_acked: Seq(st.base.map_or(0, |b| b + st.acked_seq)),
+                last_acked: Seq(st.base.map_or(0, |b| b.wrapping_add(st.acked_seq))),
                 disks: self.disks.clone(),
             }],
         };
@@ -190,30 +199,32 @@ impl Sender {
                 s.group
             )));
         };
-        if wg.status == ResumeStatus::ResyncNeeded {
-            return Err(Error::Protocol(format!(
-                "the target needs a resync of group {} (durable seq {}); resync is not \
-                 implemented yet",
-                s.group, wg.durable
-            )));
-        }
         let generation = wg.generation;
         let durable = wg.durable.0;
         // first_durable before the base: the sync thread wakes on the base and reads it.
         let _ = self.link.first_durable.set(durable);
-        let base = self.queue.set_base(durable);
+        let mut base = self.queue.set_base(durable);
         let st = self.queue.stats();
-        if durable < base + st.acked_seq {
-            return Err(Error::Protocol(format!(
-                "the target's durable seq {durable} is behind seq {} it acknowledged before: it \
-                 lost data; a resync is needed (not implemented yet)",
-                base + st.acked_seq
-            )));
+        let acked = base.wrapping_add(st.acked_seq);
+        if wg.status == ResumeStatus::ResyncNeeded || durable < acked {
+            // The target lost records it had acknowledged (restored from an older copy, say).
+            // Renumber so that what is queued follows its durable seq, and have every region
+            // compared with it: the lost records' regions may be clean here.
+            tracing::error!(group = %s.group, durable, acked, "the target lost acknowledged \
+                data: every region will be compared with it");
+            base = self.queue.rebase(durable);
+            // Before anything more is streamed: the next record opens the window, and every
+            // region waits for a compare (the sync thread runs it and records the window).
+            self.queue.open_window(RESYNC_TAG);
+            self.dirty.pin_all()?;
+            self.link
+                .target_lost
+                .store(durable.max(1), Ordering::SeqCst);
         }
-        if !self.queue.ack(durable - base) {
+        if !self.queue.ack(durable.wrapping_sub(base)) {
             return Err(Error::Protocol(format!(
                 "the target's durable seq {durable} is beyond the last seq {} recorded",
-                base + st.last_seq
+                base.wrapping_add(st.last_seq)
             )));
         }
         self.queue.rewind_cursor();
@@ -340,7 +351,7 @@ impl Sender {
                     group: s.group.clone(),
                     generation,
                     tag: TagInfo {
-                        seq: Seq(base + seq),
+                        seq: Seq(base.wrapping_add(*seq)),
                         kind: tag.kind,
                         timestamp_ms: tag.timestamp_ms,
                         name: tag.name.clone(),
@@ -388,7 +399,7 @@ impl Sender {
                 let batch = Batch::build(
                     &s.group,
                     generation,
-                    Seq(base + seq),
+                    Seq(base.wrapping_add(*seq)),
                     now_ms(),
                     &refs,
                     level,
@@ -421,7 +432,7 @@ impl Sender {
                 let why = loop {
                     match read_message(&mut rconn, &addr) {
                         Ok(Some(Message::Ack(a))) if a.group == group => {
-                            let ok = a.durable.0 >= base && queue.ack(a.durable.0 - base);
+                            let ok = queue.ack(a.durable.0.wrapping_sub(base));
                             if !ok {
                                 break Some(Error::Protocol(format!(
                                     "ACK for seq {} outside what was sent (base {base})",

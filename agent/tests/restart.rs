@@ -197,3 +197,93 @@ fn crash_mid_stream_resyncs_only_the_regions_in_flight() {
     mtd.dump("g5", "d0", "latest", &latest);
     assert_same(&latest, &img);
 }
+
+/// Writes `mib` MiB of pseudo-random data through `dev` at `at_mib` MiB.
+fn write_mib(dev: &Path, at_mib: u64, mib: u64, seed: u64) {
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dev)
+        .expect("open the protected device");
+    let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
+    let mut x = seed | 1;
+    for i in 0..mib {
+        for b in buf.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all_at(&buf, (at_mib + i) << 20).expect("write");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    run(std::process::Command::new("cp")
+        .args(["-a", "--sparse=always"])
+        .arg(from)
+        .arg(to));
+}
+
+/// The target loses data it had acknowledged (its data dir restored from an older copy): the
+/// agent notices (the target's durable seq is below what it acknowledged), renumbers its stream
+/// after the target's, compares every region and converges, both while it runs and, from the
+/// acknowledged seq it keeps in its state dir, across its own restart.
+#[test]
+fn a_target_that_lost_acknowledged_data_is_resynced() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let img = w.join("disk.img");
+    fs::File::create(&img).unwrap().set_len(DISK_SIZE).unwrap();
+    let mut mtd = Mtd::start(w);
+    let mut agent = Agent::start(w, "gl", &[("d0", &img)], &mtd.target(), &[]);
+    write_mib(&agent.link("d0"), 0, 8, 1);
+    agent.wait_caught_up(Duration::from_secs(60));
+    mtd.stop();
+    let old = w.join("mtd-data.old");
+    copy_dir(&mtd.data_dir, &old);
+    mtd.restart();
+    write_mib(&agent.link("d0"), 64, 8, 2);
+    let before = agent.wait_caught_up(Duration::from_secs(60));
+
+    // The target goes back to its older copy while the agent runs.
+    mtd.stop();
+    fs::remove_dir_all(&mtd.data_dir).unwrap();
+    copy_dir(&old, &mtd.data_dir);
+    mtd.restart();
+    let st = agent.wait_caught_up(Duration::from_secs(120));
+    assert_eq!(
+        st.sync_kind.as_deref(),
+        Some("resync"),
+        "{st:?}\n{}",
+        agent.log_text()
+    );
+    assert!(
+        st.disks[0].sync_sent_bytes >= 8 << 20,
+        "the lost 8 MiB were sent again: {st:?} (before: {before:?})"
+    );
+    assert!(agent.log_text().contains("lost acknowledged"));
+    agent.stop();
+    drop(agent);
+    mtd.stop();
+    let latest = w.join("latest.img");
+    mtd.dump("gl", "d0", "latest", &latest);
+    assert_same(&latest, &img);
+
+    // Again while the agent is down: its state dir remembers what was acknowledged.
+    fs::remove_dir_all(&mtd.data_dir).unwrap();
+    copy_dir(&old, &mtd.data_dir);
+    mtd.restart();
+    let agent = Agent::start(w, "gl", &[("d0", &img)], &mtd.target(), &[]);
+    let st = agent.wait_caught_up(Duration::from_secs(120));
+    assert_eq!(st.sync_kind.as_deref(), Some("resync"), "{st:?}");
+    assert!(st.disks[0].sync_sent_bytes >= 8 << 20, "{st:?}");
+    drop(agent);
+    mtd.stop();
+    fs::remove_file(&latest).unwrap();
+    mtd.dump("gl", "d0", "latest", &latest);
+    assert_same(&latest, &img);
+}

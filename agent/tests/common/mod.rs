@@ -363,8 +363,9 @@ impl Agent {
         self.links.join(&self.group).join(disk)
     }
 
-    /// Waits until the target acknowledged everything recorded and the initial sync is settled
-    /// (done, not needed, or failed), as seen in a status written after this call.
+    /// Waits until the agent is connected, the target acknowledged everything recorded, and the
+    /// sync is settled (done, not needed, or failed), as seen in a status written after this
+    /// call.
     pub fn wait_caught_up(&self, limit: Duration) -> Status {
         let since = rewind_agent::sender::now_ms();
         let t0 = Instant::now();
@@ -375,7 +376,12 @@ impl Agent {
                     SyncState::Pending | SyncState::Running | SyncState::Acking | SyncState::Bitmap
                 ) && !st.bitmap_mode
                     && st.pinned_regions == 0;
-                if st.updated_ms > since && st.caught_up && st.acked_seq == st.last_seq && settled {
+                if st.updated_ms > since
+                    && st.connected
+                    && st.caught_up
+                    && st.acked_seq == st.last_seq
+                    && settled
+                {
                     return st;
                 }
             }
