@@ -8,14 +8,15 @@
 //!   at [`INCOMPRESSIBLE`] of its size or more, the next batches use zstd's fastest setting
 //!   (which stores such data nearly as is, at memcpy-like speed); every [`RETRY_EVERY`] batches
 //!   one tries the configured level again, to notice when the data compresses again.
-//! - With `adaptive` on (the default), the configured level is used while the link is the
+//! - The configured level is used while the link is the
 //!   bottleneck, and the fastest setting while it is not. The sender measures how long it waits
 //!   on the link (the bandwidth limit and socket writes that block on a full send buffer) in each
 //!   [`WINDOW`]. Compressing: it goes fast once waiting at the fast level's byte count would
 //!   still take under [`RELAX_BELOW`] of the window (the wait scales with bytes sent). Fast: it
 //!   goes back to the configured level once it waits [`BUSY_ABOVE`] of the window.
 //!
-//! Every batch is a zstd frame either way: the target sees no difference.
+//! With `adaptive` off (`--fixed-level`), every batch goes at the configured level. Every batch
+//! is a zstd frame either way: the target sees no difference.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -73,6 +74,9 @@ impl Levels {
 
     /// The level for the next batch.
     pub fn next(&self) -> i32 {
+        if !self.adaptive {
+            return self.configured;
+        }
         let mut st = self.lock();
         if !st.link_bound {
             return FAST_LEVEL;
@@ -145,7 +149,14 @@ mod tests {
 
     #[test]
     fn incompressible_data_skips_and_retries() {
-        let l = Levels::new(1, false);
+        let fixed = Levels::new(1, false);
+        fixed.compressed(1, 1000, 990);
+        assert_eq!(fixed.next(), 1, "a fixed level stays fixed");
+        let l = Levels::new(1, true);
+        l.sent(0, 0, WINDOW);
+        std::thread::sleep(WINDOW);
+        l.sent(0, 0, WINDOW);
+        assert!(l.link_bound(), "a busy link: the configured level");
         assert_eq!(l.next(), 1);
         l.compressed(1, 1000, 400);
         assert_eq!(l.next(), 1, "compressible: stays");

@@ -15,7 +15,9 @@
 //!   (rangelock) and queue copies like writes, between SyncBegin and SyncEnd tags (the target's
 //!   points inside are not recoverable)
 //! STATE_DIR: status.json, control.sock (`rewind-agent status` / `tag`), GROUP.dirty (the
-//!   dirty-region map), GROUP.spool, GROUP.window (a resync window may be open at the target)
+//!   dirty-region map), GROUP.spool, GROUP.window (a resync window may be open at the target),
+//!   GROUP.acked (the last seq the target acknowledged: a target found below it lost data, and
+//!   every region is compared with it)
 //! settings: flags and/or a TOML file (config_file); ratelimit caps the sender's bandwidth;
 //!   schedule inserts `auto-*` tags every N seconds, freezing filesystems around them (freeze)
 //! ```

@@ -326,3 +326,40 @@ fn overlapping_parallel_writes(extra: &[&str]) {
     mtd.dump("g5", "d0", "latest", &latest);
     assert_same(&latest, &img);
 }
+
+/// A tag asked for while the initial sync runs waits for it (a point inside the sync would
+/// not be recoverable), then lands on a recoverable point equal to the source.
+#[test]
+fn a_tag_during_the_initial_sync_waits_for_it() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let img = w.join("disk.img");
+    make_image(&img);
+    for k in 0..4u64 {
+        write_random(&img, k * (16 << 20), 8 << 20, k + 7);
+    }
+    let mut mtd = Mtd::start(w);
+    // Level 19 on incompressible data: a sync of a few seconds.
+    let slow = ["--level", "19", "--fixed-level", "--max-queue-mib", "16"];
+    let mut agent = Agent::start(w, "gt", &[("d0", &img)], &mtd.target(), &slow);
+    let st = agent.fresh_status();
+    assert!(
+        matches!(st.sync, SyncState::Pending | SyncState::Running),
+        "the tag is asked for during the sync: {st:?}"
+    );
+    agent.tag("after-sync", &[]);
+    let st = agent.status();
+    assert!(
+        matches!(st.sync, SyncState::Done),
+        "the tag waited for the sync: {st:?}"
+    );
+    agent.wait_caught_up(Duration::from_secs(120));
+    agent.stop();
+    mtd.stop();
+    let at = w.join("after-sync.img");
+    mtd.dump("gt", "d0", "tag:after-sync", &at);
+    assert_same(&at, &img);
+}
