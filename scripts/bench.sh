@@ -589,6 +589,12 @@ cmd_agent() {
     local size=${1:-1GiB} r t0 t1 plain_dev
     SIZE_BYTES=$(to_bytes "$size")
     ((SIZE_BYTES >= 64 << 20)) || die "SIZE must be at least 64MiB"
+    # Images, spool, the target's bases and a journal that keeps every overhead run (a short
+    # retention would have the target merging during the runs): about 12 times SIZE.
+    local free_kb
+    free_kb=$(df -Pk "$TMP_BASE" | awk 'NR == 2 { print $4 }')
+    ((free_kb * 1024 >= 12 * SIZE_BYTES)) ||
+        die "bench agent $size needs about $((12 * SIZE_BYTES >> 30)) GiB free in $TMP_BASE; $((free_kb >> 20)) GiB are"
     need_tool fio fio
     need_tool jq jq
     need_tool zstd zstd
@@ -598,9 +604,8 @@ cmd_agent() {
     AGENT=$TARGET_DIR/release/rewind-agent
     make_workdir
     trap agent_cleanup EXIT
-    # A short retention keeps the journal (gigabytes a second of overhead runs) within the disk.
     "$MTD" serve --data-dir "$WORK/data" --unix "$WORK/agents.sock" --nbd-listen none --nbd-unix none \
-        --control "$WORK/control.sock" --ready-file "$WORK/ready" --retention 1m >"$WORK/mtd.log" 2>&1 &
+        --control "$WORK/control.sock" --ready-file "$WORK/ready" >"$WORK/mtd.log" 2>&1 &
     PIDS+=($!)
     for r in $(seq 1 300); do [[ -s "$WORK/ready" ]] && break; sleep 0.1; done
     [[ -s "$WORK/ready" ]] || die "rewind-mtd did not start: $(tail -n 20 "$WORK/mtd.log")"
