@@ -158,7 +158,10 @@ impl Agent {
         let shared = Arc::new(Shared {
             settings: Arc::clone(&settings),
             queue: Arc::clone(&queue),
-            link: Arc::new(Link::default()),
+            link: Arc::new(Link {
+                acked_before: read_acked(&acked_file(&settings)),
+                ..Link::default()
+            }),
             capture: Arc::clone(&capture),
             dirty,
             dirty_valid,
@@ -354,15 +357,8 @@ fn sync_thread(sh: &Shared) {
     } else {
         RESYNC_TAG
     };
-    // Regions were cleared here once the target acknowledged them: if it no longer has what
-    // it acknowledged, any region may differ.
-    let acked_before = read_acked(&acked_file(settings));
-    let lost = !fresh && acked_before.is_some_and(|a| durable < a);
-    if lost {
-        tracing::error!(group = %settings.group, durable, acked_before, "the target lost \
-            acknowledged data since the last run: every region will be compared with it");
-    }
-    if fresh || lost {
+    // (A target that lost acknowledged data is found by the sender: see `target_lost` below.)
+    if fresh {
         // Fresh: the target has nothing, every region is sent (no compare needed).
         if let Err(e) = sh.dirty.pin_all() {
             tracing::error!(group = %settings.group, error = %e, "initial sync cannot start");
@@ -418,6 +414,7 @@ fn sync_thread(sh: &Shared) {
             }
             while !sh.queue.overflowing()
                 && sh.link.target_lost.load(Ordering::SeqCst) == 0
+                && sh.dirty.pinned_count() == 0
                 && !sh.stop.load(Ordering::SeqCst)
             {
                 std::thread::sleep(IDLE_POLL);
@@ -500,7 +497,10 @@ fn close_window(sh: &Shared, file: &std::path::Path, name: &str) -> bool {
     *sh.sync_state.lock().expect("sync state lock") = SyncState::Acking;
     if let Some(id) = id {
         while !sh.queue.wait_tag(id, IDLE_POLL) {
-            if sh.stop.load(Ordering::SeqCst) || sh.queue.overflowing() {
+            if sh.stop.load(Ordering::SeqCst)
+                || sh.queue.overflowing()
+                || sh.link.target_lost.load(Ordering::SeqCst) > 0
+            {
                 return false;
             }
         }
@@ -547,11 +547,13 @@ fn clear_thread(sh: &Shared) {
         if let Some(base) = q.base {
             let wire = base.wrapping_add(q.acked_seq);
             if written != Some(wire) {
-                if let Err(e) = write_acked(&path, wire) {
-                    tracing::warn!(error = %e, "recording the acknowledged seq");
-                    continue;
+                match write_acked(&path, wire) {
+                    Ok(()) => written = Some(wire),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "recording the acknowledged seq");
+                        written = None;
+                    }
                 }
-                written = Some(wire);
             }
         }
         if acked_history.len() <= CLEAR_DELAY_PASSES {

@@ -21,6 +21,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
@@ -40,6 +41,9 @@ struct Region {
     pin_gen: u32,
     /// The last local seq recorded for this region: clean once the target acknowledged it.
     last_seq: u64,
+    /// The `written_gen` that wrote this region's bit as set: the bit is durable once `durable`
+    /// reaches it. A writer that finds the bit set already still waits for that.
+    set_gen: u64,
 }
 
 struct State {
@@ -47,14 +51,26 @@ struct State {
     bits: Vec<u8>,
     /// Per disk: its first byte in `bits`, and its regions.
     disks: Vec<(usize, Vec<Region>)>,
-    /// Bumped at every write of newly set bits; `synced` tells how far fdatasync got.
+    /// Bumped at every write of newly set bits; `durable` tells how far fdatasync got.
     written_gen: u64,
+    /// Regions pinned (kept as a count: the sync thread polls it).
+    pinned: u64,
 }
 
 impl State {
     fn bit(&self, disk: usize, r: usize) -> bool {
         let i = self.disks[disk].0 + r / 8;
         self.bits[i] & (1 << (r % 8)) != 0
+    }
+
+    /// Pins region `r` of `disk` (again: a new pin generation).
+    fn pin(&mut self, disk: usize, r: usize) {
+        let reg = &mut self.disks[disk].1[r];
+        if !reg.pinned {
+            self.pinned += 1;
+        }
+        reg.pinned = true;
+        reg.pin_gen = reg.pin_gen.wrapping_add(1);
     }
 
     fn set_bit(&mut self, disk: usize, r: usize, on: bool) {
@@ -72,9 +88,10 @@ pub struct DirtyMap {
     file: File,
     header_len: u64,
     state: Mutex<State>,
-    /// The last `written_gen` made durable; held while syncing (one fdatasync at a time,
-    /// covering every write before it).
-    synced: Mutex<u64>,
+    /// Held while syncing: one fdatasync at a time, covering every write before it.
+    syncing: Mutex<()>,
+    /// The last `written_gen` made durable.
+    durable: AtomicU64,
 }
 
 /// A pinned region, as the resync sees it.
@@ -159,6 +176,7 @@ impl DirtyMap {
             },
             disks,
             written_gen: 0,
+            pinned: 0,
         };
         for d in 0..state.disks.len() {
             for r in 0..state.disks[d].1.len() {
@@ -166,7 +184,7 @@ impl DirtyMap {
                     state.set_bit(d, r, true);
                 }
                 if state.bit(d, r) {
-                    state.disks[d].1[r].pinned = true;
+                    state.pin(d, r);
                 }
             }
         }
@@ -175,7 +193,8 @@ impl DirtyMap {
             file,
             header_len: head.len() as u64,
             state: Mutex::new(state),
-            synced: Mutex::new(0),
+            syncing: Mutex::new(()),
+            durable: AtomicU64::new(0),
         };
         if !valid {
             map.file
@@ -204,40 +223,55 @@ impl DirtyMap {
 
     /// Waits until every bit written up to `gen` is durable.
     fn sync_to(&self, gen: u64) -> Result<()> {
-        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
-        if *synced >= gen {
+        if self.durable.load(Ordering::Acquire) >= gen {
+            return Ok(());
+        }
+        let _one = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
+        if self.durable.load(Ordering::Acquire) >= gen {
             return Ok(());
         }
         let target = self.lock().written_gen;
+        // A failed fdatasync leaves `durable` where it was: every later mark of these regions
+        // tries again rather than trusting bits that may not be on disk.
         self.file
             .sync_data()
             .map_err(Error::path("syncing the dirty-region map", &self.path))?;
-        *synced = target;
+        self.durable.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }
 
     /// Marks the regions of `[offset, offset + len)` of `disk` dirty, durably, before a write
-    /// to them.
+    /// to them: it returns once every one of their bits is on disk (set by this call or by an
+    /// earlier one whose fdatasync may still be running).
     pub fn mark(self: &Arc<Self>, disk: usize, offset: u64, len: u64) -> Result<Marked> {
         let first = (offset / REGION) as usize;
         let last = ((offset + len.max(1) - 1) / REGION) as usize;
         let mut st = self.lock();
-        let mut newly = false;
-        for r in first..=last {
-            st.disks[disk].1[r].pending += 1;
-            if !st.bit(disk, r) {
+        let newly: Vec<usize> = (first..=last).filter(|&r| !st.bit(disk, r)).collect();
+        if !newly.is_empty() {
+            for &r in &newly {
                 st.set_bit(disk, r, true);
-                newly = true;
+            }
+            if let Err(e) = self.write_bits_range(&st, disk, first, last) {
+                for &r in &newly {
+                    st.set_bit(disk, r, false);
+                }
+                return Err(e);
+            }
+            st.written_gen += 1;
+            let gen = st.written_gen;
+            for &r in &newly {
+                st.disks[disk].1[r].set_gen = gen;
             }
         }
-        let gen = if newly {
-            self.write_bits_range(&st, disk, first, last)?;
-            st.written_gen += 1;
-            st.written_gen
-        } else {
-            0
-        };
+        let mut need = 0;
+        for r in first..=last {
+            let reg = &mut st.disks[disk].1[r];
+            reg.pending += 1;
+            need = need.max(reg.set_gen);
+        }
         drop(st);
+        // From here the mark counts: an error below drops it, which pins its regions.
         let marked = Marked {
             map: Arc::clone(self),
             disk,
@@ -245,9 +279,7 @@ impl DirtyMap {
             last,
             done: false,
         };
-        if gen > 0 {
-            self.sync_to(gen)?;
-        }
+        self.sync_to(need)?;
         Ok(marked)
     }
 
@@ -267,9 +299,7 @@ impl DirtyMap {
         let mut st = self.lock();
         let mut newly = false;
         for r in first..=last {
-            let reg = &mut st.disks[disk].1[r];
-            reg.pinned = true;
-            reg.pin_gen = reg.pin_gen.wrapping_add(1);
+            st.pin(disk, r);
             if !st.bit(disk, r) {
                 st.set_bit(disk, r, true);
                 newly = true;
@@ -279,6 +309,10 @@ impl DirtyMap {
             self.write_bits_range(&st, disk, first, last)?;
             st.written_gen += 1;
             let gen = st.written_gen;
+            for r in first..=last {
+                let reg = &mut st.disks[disk].1[r];
+                reg.set_gen = reg.set_gen.max(gen);
+            }
             drop(st);
             self.sync_to(gen)?;
         }
@@ -291,14 +325,17 @@ impl DirtyMap {
         for d in 0..st.disks.len() {
             for r in 0..st.disks[d].1.len() {
                 st.set_bit(d, r, true);
-                let reg = &mut st.disks[d].1[r];
-                reg.pinned = true;
-                reg.pin_gen = reg.pin_gen.wrapping_add(1);
+                st.pin(d, r);
             }
         }
         self.write_bits(&st)?;
         st.written_gen += 1;
         let gen = st.written_gen;
+        for d in 0..st.disks.len() {
+            for reg in st.disks[d].1.iter_mut() {
+                reg.set_gen = gen;
+            }
+        }
         drop(st);
         self.sync_to(gen)
     }
@@ -330,6 +367,7 @@ impl DirtyMap {
         if reg.pinned && reg.pin_gen == p.gen {
             reg.pinned = false;
             reg.last_seq = reg.last_seq.max(seq);
+            st.pinned -= 1;
         }
     }
 
@@ -356,14 +394,16 @@ impl DirtyMap {
 
     pub fn stats(&self) -> DirtyStats {
         let st = self.lock();
-        let mut s = DirtyStats::default();
-        for (d, (_, regions)) in st.disks.iter().enumerate() {
-            for (r, reg) in regions.iter().enumerate() {
-                s.dirty += u64::from(st.bit(d, r));
-                s.pinned += u64::from(reg.pinned);
-            }
+        let dirty = st.bits.iter().map(|b| u64::from(b.count_ones())).sum();
+        DirtyStats {
+            dirty,
+            pinned: st.pinned,
         }
-        s
+    }
+
+    /// How many regions wait for a compare (cheap: a counter).
+    pub fn pinned_count(&self) -> u64 {
+        self.lock().pinned
     }
 
     /// Makes every bit written so far durable (at shutdown).
@@ -387,14 +427,13 @@ impl Marked {
         self.done = true;
         let mut st = self.map.lock();
         for r in self.first..=self.last {
-            let reg = &mut st.disks[self.disk].1[r];
-            reg.pending -= 1;
+            st.disks[self.disk].1[r].pending -= 1;
             match seq {
-                Some(s) => reg.last_seq = reg.last_seq.max(s),
-                None => {
-                    reg.pinned = true;
-                    reg.pin_gen = reg.pin_gen.wrapping_add(1);
+                Some(s) => {
+                    let reg = &mut st.disks[self.disk].1[r];
+                    reg.last_seq = reg.last_seq.max(s);
                 }
+                None => st.pin(self.disk, r),
             }
         }
     }

@@ -22,9 +22,13 @@ pub struct HashRequest {
 
 #[derive(Default)]
 struct Inner {
+    /// The current pass: answers to an earlier pass's requests are dropped (they may predate
+    /// bitmap mode or a target that lost data, where the resync's reasoning does not hold).
+    pass: u64,
     to_send: VecDeque<HashRequest>,
-    sent: Vec<HashRequest>,
-    answers: HashMap<(u16, u64), Vec<u64>>,
+    /// Sent and not answered, oldest first, with the pass that asked.
+    sent: VecDeque<(HashRequest, u64)>,
+    answers: HashMap<(u16, u64), Result<Vec<u64>, String>>,
 }
 
 #[derive(Default)]
@@ -38,13 +42,27 @@ impl HashRequests {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A new resync pass: nothing asked before counts any more.
+    pub fn new_pass(&self) {
+        let mut st = self.lock();
+        st.pass += 1;
+        st.to_send.clear();
+        st.answers.clear();
+    }
+
     /// Asks for the target's hashes of a range (the sender sends it at its next turn).
     pub fn request(&self, r: HashRequest) {
         self.lock().to_send.push_back(r);
     }
 
-    /// Waits up to `timeout` for the answer to the request at (`disk`, `offset`).
-    pub fn wait(&self, disk: u16, offset: u64, timeout: Duration) -> Option<Vec<u64>> {
+    /// Waits up to `timeout` for the answer to the request at (`disk`, `offset`): the hashes,
+    /// or why the answer is unusable.
+    pub fn wait(
+        &self,
+        disk: u16,
+        offset: u64,
+        timeout: Duration,
+    ) -> Option<Result<Vec<u64>, String>> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         loop {
@@ -71,36 +89,56 @@ impl HashRequests {
     /// The sender's side: the requests to send now (they count as sent from here).
     pub fn take_unsent(&self) -> Vec<HashRequest> {
         let mut st = self.lock();
+        let pass = st.pass;
         let out: Vec<HashRequest> = st.to_send.drain(..).collect();
-        st.sent.extend_from_slice(&out);
+        st.sent.extend(out.iter().map(|r| (*r, pass)));
         out
     }
 
-    /// The ACK reader's side: an answer arrived. False if nothing asked for it.
+    /// The ACK reader's side: an answer arrived (answers come in the order asked). False if
+    /// nothing asked for it.
     pub fn answer(&self, h: Hashes) -> bool {
         let mut st = self.lock();
         let Some(i) = st
             .sent
             .iter()
-            .position(|r| r.disk == h.disk && r.offset == h.offset)
+            .position(|(r, _)| r.disk == h.disk && r.offset == h.offset)
         else {
             return false;
         };
-        let r = st.sent.swap_remove(i);
-        if h.hashes.len() != r.blocks as usize || h.block_size != r.block_size {
-            return false;
+        let (r, pass) = st.sent.remove(i).expect("found above");
+        if pass != st.pass {
+            return true; // an earlier pass's: dropped
         }
-        st.answers.insert((h.disk, h.offset), h.hashes);
+        let answer = if h.hashes.len() != r.blocks as usize || h.block_size != r.block_size {
+            Err(format!(
+                "the target answered HASHES for disk {} offset {} with {} hashes of {} bytes; \
+                 {} of {} were asked for",
+                r.disk,
+                r.offset,
+                h.hashes.len(),
+                h.block_size,
+                r.blocks,
+                r.block_size
+            ))
+        } else {
+            Ok(h.hashes)
+        };
+        st.answers.insert((h.disk, h.offset), answer);
         self.answered.notify_all();
         true
     }
 
-    /// The session ended: what was sent and not answered is sent again on the next one.
+    /// The session ended: what this pass sent and was not answered is sent again on the next
+    /// one (an earlier pass's requests are forgotten).
     pub fn session_ended(&self) {
         let mut st = self.lock();
-        let sent: Vec<HashRequest> = st.sent.drain(..).collect();
-        for r in sent.into_iter().rev() {
-            st.to_send.push_front(r);
+        let pass = st.pass;
+        let sent: Vec<(HashRequest, u64)> = st.sent.drain(..).collect();
+        for (r, p) in sent.into_iter().rev() {
+            if p == pass {
+                st.to_send.push_front(r);
+            }
         }
     }
 }
@@ -137,8 +175,38 @@ mod tests {
         assert_eq!(h.take_unsent(), vec![b], "only the unanswered one again");
         assert!(!h.answer(reply(&a)), "a stray answer is refused");
         assert!(h.answer(reply(&b)));
-        assert_eq!(h.wait(0, 0, Duration::ZERO), Some(vec![7, 7]));
-        assert_eq!(h.wait(0, 8192, Duration::ZERO), Some(vec![7, 7]));
+        assert_eq!(h.wait(0, 0, Duration::ZERO), Some(Ok(vec![7, 7])));
+        assert_eq!(h.wait(0, 8192, Duration::ZERO), Some(Ok(vec![7, 7])));
         assert_eq!(h.wait(0, 8192, Duration::ZERO), None);
+        // A wrong answer is an error for the pass, not a wait forever.
+        h.request(a);
+        h.take_unsent();
+        assert!(h.answer(Hashes {
+            hashes: vec![1],
+            ..reply(&a)
+        }));
+        assert!(matches!(h.wait(0, 0, Duration::ZERO), Some(Err(_))));
+    }
+
+    #[test]
+    fn an_earlier_pass_answers_are_dropped() {
+        let h = HashRequests::default();
+        let a = HashRequest {
+            disk: 0,
+            offset: 0,
+            block_size: 4096,
+            blocks: 2,
+        };
+        h.request(a);
+        h.take_unsent();
+        h.new_pass();
+        h.request(a);
+        h.take_unsent();
+        let mut stale = reply(&a);
+        stale.hashes = vec![1, 1];
+        assert!(h.answer(stale), "the first answer is the first request's");
+        assert_eq!(h.wait(0, 0, Duration::ZERO), None, "and is dropped");
+        assert!(h.answer(reply(&a)));
+        assert_eq!(h.wait(0, 0, Duration::ZERO), Some(Ok(vec![7, 7])));
     }
 }

@@ -11,7 +11,8 @@
 //! stream and the queue enters *bitmap mode*: every later write is dropped too (their regions
 //! are pinned in the dirty-region map) until the stream has drained and the resync has taken
 //! over ([`Queue::end_overflow`]). The workload never waits for the link. The sync and resync
-//! wait for memory instead ([`Queue::push_wait`]): they pace themselves to the link.
+//! wait for memory instead ([`Queue::wait_for_space`], before taking a region's lock, then
+//! [`Queue::push_copy`]): they pace themselves to the link.
 //!
 //! A resync's window (the points where the target mixes old and new blocks) is opened with
 //! [`Queue::open_window`]: the next record recorded, whoever records it, carries a SyncBegin
@@ -30,6 +31,9 @@ use rewind_formats::{RecordKind, TagKind};
 use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::spool::Spool;
+
+/// What an entry costs in memory besides its data (the record, its Arc, the deque slot).
+pub const ENTRY_OVERHEAD: u64 = 128;
 
 /// How far back the replication lag figures look.
 pub const LAG_WINDOW: Duration = Duration::from_secs(10);
@@ -69,9 +73,11 @@ impl Record {
         }
     }
 
-    /// Bytes this record holds in memory (its data; the header is noise).
+    /// Bytes this record holds in memory: its data, and [`ENTRY_OVERHEAD`] for the entry
+    /// itself (so records without data in memory, zero ranges and spooled ones, are bounded
+    /// too).
     pub fn mem_bytes(&self) -> u64 {
-        self.data.as_ref().map_or(0, |d| d.len() as u64)
+        ENTRY_OVERHEAD + self.data.as_ref().map_or(0, |d| d.len() as u64)
     }
 }
 
@@ -120,8 +126,10 @@ struct Inner {
     base: Option<u64>,
     queued_bytes: u64,
     next_tag_id: u64,
-    /// Tags with an id below this have left the queue (sent and their seq acked).
-    tags_done_below: u64,
+    /// Ids of the tags in the queue (a tag leaves once sent and its seq acknowledged).
+    tags_queued: std::collections::BTreeSet<u64>,
+    /// Ids of tags dropped by [`Queue::rebase`] (they never reach the target).
+    tags_dropped: std::collections::BTreeSet<u64>,
     spool: Option<Spool>,
     /// Bitmap mode: records are dropped until [`Queue::end_overflow`].
     overflow: bool,
@@ -200,7 +208,8 @@ impl Queue {
                 base: None,
                 queued_bytes: 0,
                 next_tag_id: 1,
-                tags_done_below: 1,
+                tags_queued: Default::default(),
+                tags_dropped: Default::default(),
                 spool,
                 overflow: false,
                 dropped: 0,
@@ -268,6 +277,8 @@ impl Queue {
                          dirty regions and resynced once the target has caught up)"
                     );
                     st.overflow = true;
+                    // A sync waiting for memory gives up now (its copies would be dropped).
+                    self.space.notify_all();
                 }
             }
         }
@@ -278,22 +289,34 @@ impl Queue {
         Ok(Pushed::Seq(self.append(&mut st, record)))
     }
 
-    /// Records a sync or resync copy, waiting while memory is full (the sync goes at the link's
-    /// pace and never spools). `None`: bitmap mode; the region stays pinned for a later pass.
-    pub fn push_wait(&self, record: Record) -> Result<Option<u64>> {
-        let bytes = record.mem_bytes();
+    /// Waits until `bytes` more fit in memory (the sync goes at the link's pace and never
+    /// spools). False in bitmap mode: the copy would be turned away. Called before taking a
+    /// region's lock, so captured writes never wait for the link behind a sync.
+    pub fn wait_for_space(&self, bytes: u64) -> Result<bool> {
         let mut st = self.lock();
         loop {
             if st.stopping {
                 return Err(Error::Stopping);
             }
             if st.overflow {
-                return Ok(None);
+                return Ok(false);
             }
             if st.queued_bytes == 0 || st.queued_bytes + bytes <= self.max_bytes {
-                break;
+                return Ok(true);
             }
             st = self.space.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Records a sync or resync copy without waiting (after [`Queue::wait_for_space`]: memory
+    /// may go over its bound by one region). `None`: bitmap mode; the region stays pinned.
+    pub fn push_copy(&self, record: Record) -> Result<Option<u64>> {
+        let mut st = self.lock();
+        if st.stopping {
+            return Err(Error::Stopping);
+        }
+        if st.overflow {
+            return Ok(None);
         }
         Ok(Some(self.append(&mut st, record)))
     }
@@ -323,6 +346,50 @@ impl Queue {
         if !st.window_open && st.pending_begin.is_none() {
             st.pending_begin = Some(name.to_string());
         }
+    }
+
+    /// Opens a window that starts at the first record not yet acknowledged: after a target
+    /// lost data, or at the first contact with an empty target, everything queued goes out
+    /// again (or for the first time) and belongs inside the window. The SyncBegin goes right
+    /// after that record, or on the next record when none is queued. Call before the session
+    /// rewinds its cursor (the tag may land among entries sent before).
+    pub fn open_window_at_unacked(&self, name: &str) {
+        let mut st = self.lock();
+        st.pending_begin = None;
+        let first = st.acked + 1;
+        let begun = st.entries.iter().any(
+            |e| matches!(e, Entry::Tag { seq, tag } if *seq == first && tag.kind == TagKind::SyncBegin),
+        );
+        if begun {
+            // The window already starts there (the first record carried it).
+            st.window_open = true;
+            return;
+        }
+        let at = st
+            .entries
+            .iter()
+            .position(|e| matches!(e, Entry::Record { seq, .. } if *seq == first));
+        match at {
+            Some(i) => {
+                let tag = Self::new_tag(
+                    &mut st,
+                    first,
+                    name,
+                    TagKind::SyncBegin,
+                    crate::sender::now_ms(),
+                );
+                st.entries.insert(i + 1, tag);
+                if st.cursor > i {
+                    st.cursor += 1;
+                }
+                st.window_open = true;
+            }
+            None => {
+                st.window_open = false;
+                st.pending_begin = Some(name.to_string());
+            }
+        }
+        self.changed.notify_all();
     }
 
     /// The resync is complete: a SyncEnd after the last record closes the window. Returns
@@ -375,10 +442,11 @@ impl Queue {
         crate::spool::read(file, pos, record.len as usize)
     }
 
-    fn append_tag(st: &mut Inner, seq: u64, name: &str, kind: TagKind, timestamp_ms: u64) -> u64 {
+    fn new_tag(st: &mut Inner, seq: u64, name: &str, kind: TagKind, timestamp_ms: u64) -> Entry {
         let id = st.next_tag_id;
         st.next_tag_id += 1;
-        st.entries.push_back(Entry::Tag {
+        st.tags_queued.insert(id);
+        Entry::Tag {
             seq,
             tag: PendingTag {
                 id,
@@ -386,7 +454,16 @@ impl Queue {
                 kind,
                 timestamp_ms,
             },
-        });
+        }
+    }
+
+    fn append_tag(st: &mut Inner, seq: u64, name: &str, kind: TagKind, timestamp_ms: u64) -> u64 {
+        let e = Self::new_tag(st, seq, name, kind, timestamp_ms);
+        let id = match &e {
+            Entry::Tag { tag, .. } => tag.id,
+            Entry::Record { .. } => unreachable!("new_tag makes tags"),
+        };
+        st.entries.push_back(e);
         id
     }
 
@@ -455,7 +532,13 @@ impl Queue {
         let cursor = st.cursor;
         let mut kept = VecDeque::with_capacity(before);
         for (i, e) in std::mem::take(&mut st.entries).into_iter().enumerate() {
-            if matches!(&e, Entry::Tag { seq, .. } if *seq <= acked) {
+            if let Entry::Tag { seq, tag } = &e {
+                if *seq > acked {
+                    kept.push_back(e);
+                    continue;
+                }
+                st.tags_queued.remove(&tag.id);
+                st.tags_dropped.insert(tag.id);
                 if i < cursor {
                     st.cursor -= 1;
                 }
@@ -579,7 +662,9 @@ impl Queue {
                         spool.free(pos, u64::from(record.len));
                     }
                 }
-                Entry::Tag { tag, .. } => st.tags_done_below = tag.id + 1,
+                Entry::Tag { tag, .. } => {
+                    st.tags_queued.remove(&tag.id);
+                }
             }
         }
         // One sample per acknowledgement: its oldest record's wait (the worst in it).
@@ -606,19 +691,23 @@ impl Queue {
     /// After a send: tags that were just sent and whose seq is already acknowledged can go.
     pub fn collect_sent_tags(&self) {
         let mut st = self.lock();
-        let before = st.tags_done_below;
+        let before = st.tags_queued.len();
         Self::free_acked(&mut st);
-        if st.tags_done_below != before {
+        if st.tags_queued.len() != before {
             self.changed.notify_all();
         }
     }
 
-    /// Waits until tag `id` has been sent and its seq acknowledged. False on timeout or stop.
+    /// Waits until tag `id` has been sent and its seq acknowledged. False on timeout, stop, or
+    /// if the tag was dropped (the target lost the state it named).
     pub fn wait_tag(&self, id: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         loop {
-            if st.tags_done_below > id {
+            if st.tags_dropped.contains(&id) {
+                return false;
+            }
+            if id < st.next_tag_id && !st.tags_queued.contains(&id) {
                 return true;
             }
             let now = Instant::now();
@@ -745,7 +834,7 @@ mod tests {
         assert_eq!(seq(q.push(rec(4096))), 1);
         q.open_window("resync");
         q.open_window("resync"); // once
-        assert_eq!(q.push_wait(rec(4096)).unwrap(), Some(2));
+        assert_eq!(q.push_copy(rec(4096)).unwrap(), Some(2));
         assert_eq!(seq(q.push(rec(4096))), 3);
         let e = q.push_tag("u", TagKind::User, 0).unwrap_err().to_string();
         assert!(e.contains("sync is running"), "{e}");
@@ -775,7 +864,7 @@ mod tests {
     fn full_memory_spills_to_the_spool_then_bitmap_mode() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::create(&dir.path().join("g.spool"), 8192).unwrap();
-        let q = Arc::new(Queue::new(8192, Some(spool)));
+        let q = Arc::new(Queue::new(2 * (4096 + ENTRY_OVERHEAD), Some(spool)));
         q.set_base(0);
         let mut r = rec(4096);
         r.data.as_mut().unwrap()[0] = 7;
@@ -784,13 +873,17 @@ mod tests {
         assert_eq!(seq(q.push(r)), 3, "spooled");
         assert_eq!(seq(q.push(rec(4096))), 4, "spooled");
         let st = q.stats();
-        assert_eq!((st.queued_bytes, st.spooled_bytes), (8192, 8192));
+        assert_eq!(
+            (st.queued_bytes, st.spooled_bytes),
+            (2 * (4096 + ENTRY_OVERHEAD) + 2 * ENTRY_OVERHEAD, 8192)
+        );
         assert_eq!(q.push(rec(4096)).unwrap(), Pushed::Dropped, "both full");
         assert!(q.overflowing());
         let e = q.push_tag("t", TagKind::User, 0).unwrap_err().to_string();
         assert!(e.contains("bitmap mode"), "{e}");
         // The sync waits for memory; in bitmap mode it is turned away at once.
-        assert_eq!(q.push_wait(rec(4096)).unwrap(), None);
+        assert!(!q.wait_for_space(4096).unwrap());
+        assert_eq!(q.push_copy(rec(4096)).unwrap(), None);
         let b = q.next_batch(100, 1 << 20, Duration::ZERO);
         assert_eq!(b.len(), 4);
         let Entry::Record { record, .. } = &b[2] else {
@@ -812,16 +905,69 @@ mod tests {
     }
 
     #[test]
-    fn the_sync_waits_for_memory() {
-        let q = Arc::new(Queue::new(8192, None));
-        q.push_wait(rec(4096)).unwrap();
-        q.push_wait(rec(4096)).unwrap();
+    fn the_sync_waits_for_memory_and_gives_up_in_bitmap_mode() {
+        let one = 4096 + ENTRY_OVERHEAD;
+        let q = Arc::new(Queue::new(2 * one, None));
+        q.push_copy(rec(4096)).unwrap();
+        q.push_copy(rec(4096)).unwrap();
         let q2 = Arc::clone(&q);
-        let t = std::thread::spawn(move || q2.push_wait(rec(4096)).unwrap());
+        let t = std::thread::spawn(move || q2.wait_for_space(one).unwrap());
         std::thread::sleep(Duration::from_millis(50));
         assert!(!t.is_finished(), "the third copy waits for space");
         q.next_batch(10, 1 << 20, Duration::ZERO);
         q.ack(1);
-        assert_eq!(t.join().unwrap(), Some(3));
+        assert!(t.join().unwrap());
+        assert_eq!(q.push_copy(rec(4096)).unwrap(), Some(3));
+        // A wait for space ends when bitmap mode begins (no spool: the next capture overflows).
+        let q2 = Arc::clone(&q);
+        let t = std::thread::spawn(move || q2.wait_for_space(one).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!t.is_finished());
+        assert_eq!(q.push(rec(4096)).unwrap(), Pushed::Dropped);
+        assert!(!t.join().unwrap(), "bitmap mode: the copy is not wanted");
+    }
+
+    #[test]
+    fn a_rebase_renumbers_and_the_window_starts_at_the_first_unacknowledged_record() {
+        let q = Queue::new(1 << 20, None);
+        q.set_base(10);
+        assert_eq!(seq(q.push(rec(4096))), 1);
+        q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert!(q.ack(1));
+        // A tag of seq 1, not sent yet.
+        let (lost_tag, _) = q.push_tag("t", TagKind::User, 0).unwrap();
+        assert_eq!(seq(q.push(rec(4096))), 2);
+        assert_eq!(seq(q.push(rec(4096))), 3);
+        // The target is back at wire seq 5: local 2 must go out as 6.
+        let base = q.rebase(5);
+        assert_eq!(base.wrapping_add(2), 6);
+        assert!(
+            !q.wait_tag(lost_tag, Duration::ZERO),
+            "a tag of a lost state is dropped"
+        );
+        q.open_window_at_unacked("resync");
+        q.open_window_at_unacked("resync"); // once
+        q.rewind_cursor();
+        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert!(matches!(b.as_slice(), [Entry::Record { seq: 2, .. }]));
+        let t = q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert!(
+            matches!(t.as_slice(), [Entry::Tag { seq: 2, tag }] if tag.kind == TagKind::SyncBegin)
+        );
+        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        assert!(matches!(b.as_slice(), [Entry::Record { seq: 3, .. }]));
+        assert!(q.next_batch(100, 1 << 20, Duration::ZERO).is_empty());
+        // A wrapped base works too (a target far behind this run's numbering).
+        let q = Queue::new(1 << 20, None);
+        q.set_base(0);
+        for _ in 0..5 {
+            q.push(rec(4096)).unwrap();
+        }
+        while !q.next_batch(100, 1 << 20, Duration::ZERO).is_empty() {}
+        assert!(q.ack(4));
+        let base = q.rebase(1);
+        assert_eq!(base.wrapping_add(5), 2);
+        assert!(q.ack(2u64.wrapping_sub(base)));
+        assert!(q.wait_drained(Duration::ZERO));
     }
 }

@@ -63,6 +63,14 @@ fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
 fn tag_once(mountpoints: &[PathBuf], queue: &Queue) -> bool {
     let now = now_ms();
     let name = auto_name(now / 1000);
+    // Not while a sync runs or in bitmap mode: the tag would be refused, so freezing the
+    // workload's filesystems would be for nothing.
+    let q = queue.stats();
+    if q.window_open || q.overflow {
+        tracing::info!(tag = %name, "scheduled tag skipped: a sync is running or the agent is \
+            in bitmap mode (the point would not be recoverable)");
+        return true;
+    }
     let (frozen, froze) = freeze::freeze(mountpoints);
     let pushed = match froze {
         Ok(()) => {

@@ -24,7 +24,7 @@ use crate::hashclient::HashRequests;
 use crate::levels::Levels;
 use crate::queue::{Entry, Queue};
 use crate::ratelimit::RateLimit;
-use crate::sync::RESYNC_TAG;
+use crate::sync::{RESYNC_TAG, SYNC_TAG};
 use crate::wire::{read_message, Conn};
 
 /// Largest batch: records and their data (uncompressed). Big enough to amortise a frame, small
@@ -59,7 +59,10 @@ pub struct Link {
     /// Set (to the target's durable seq, at least 1) when the target turned out to have lost
     /// acknowledged records; the sync thread takes it and compares every region.
     pub target_lost: std::sync::atomic::AtomicU64,
-    stop: AtomicBool,
+    /// The last seq the target acknowledged in an earlier run (STATE_DIR/GROUP.acked, read at
+    /// start before anything rewrites it).
+    pub acked_before: Option<u64>,
+    pub(crate) stop: AtomicBool,
 }
 
 impl Link {
@@ -201,25 +204,43 @@ impl Sender {
         };
         let generation = wg.generation;
         let durable = wg.durable.0;
+        let first = self.link.first_durable.get().is_none();
+        let st = self.queue.stats();
+        // Has the target lost records it acknowledged? In this run (its durable seq is below
+        // what it acknowledged, or it says so), or since the last run (below the seq kept in
+        // the state dir).
+        let lost_now = wg.status == ResumeStatus::ResyncNeeded
+            || st
+                .base
+                .is_some_and(|b| durable < b.wrapping_add(st.acked_seq));
+        let lost_before =
+            first && durable > 0 && self.link.acked_before.is_some_and(|a| durable < a);
+        if lost_now || lost_before {
+            tracing::error!(group = %s.group, durable, acked_before = self.link.acked_before,
+                "the target lost acknowledged data: every region will be compared with it");
+            // Before anything is renumbered or cleared: if this fails, the next session finds
+            // the loss again.
+            self.dirty.pin_all()?;
+        }
         // first_durable before the base: the sync thread wakes on the base and reads it.
         let _ = self.link.first_durable.set(durable);
-        let mut base = self.queue.set_base(durable);
-        let st = self.queue.stats();
-        let acked = base.wrapping_add(st.acked_seq);
-        if wg.status == ResumeStatus::ResyncNeeded || durable < acked {
-            // The target lost records it had acknowledged (restored from an older copy, say).
-            // Renumber so that what is queued follows its durable seq, and have every region
-            // compared with it: the lost records' regions may be clean here.
-            tracing::error!(group = %s.group, durable, acked, "the target lost acknowledged \
-                data: every region will be compared with it");
-            base = self.queue.rebase(durable);
-            // Before anything more is streamed: the next record opens the window, and every
-            // region waits for a compare (the sync thread runs it and records the window).
-            self.queue.open_window(RESYNC_TAG);
-            self.dirty.pin_all()?;
+        let base = if lost_now && st.base.is_some() {
+            // Renumber so that what is queued follows the target's durable seq.
+            self.queue.rebase(durable)
+        } else {
+            self.queue.set_base(durable)
+        };
+        if lost_now || lost_before {
+            // Everything queued goes out again inside the window; the sync thread runs the
+            // compare and records the window.
+            self.queue.open_window_at_unacked(RESYNC_TAG);
             self.link
                 .target_lost
                 .store(durable.max(1), Ordering::SeqCst);
+        } else if first && durable == 0 {
+            // An empty target: what was captured before this first contact is part of the
+            // initial sync's window too.
+            self.queue.open_window_at_unacked(SYNC_TAG);
         }
         if !self.queue.ack(durable.wrapping_sub(base)) {
             return Err(Error::Protocol(format!(

@@ -110,6 +110,8 @@ impl Pass<'_> {
                 .total_bytes
                 .fetch_add(self.region_len(r), Ordering::Relaxed);
         }
+        // Answers to an earlier pass (cut short by bitmap mode, say) are not for this one.
+        self.hashes.new_pass();
         let mut asked = 0;
         for (i, r) in regions.iter().enumerate() {
             if self.stop.load(Ordering::SeqCst) {
@@ -142,8 +144,10 @@ impl Pass<'_> {
     /// that answers would come after everything queued before them).
     fn wait_answer(&self, r: &Pinned) -> Result<Option<Vec<u64>>> {
         loop {
-            if let Some(h) = self.hashes.wait(r.disk, r.region * REGION, POLL) {
-                return Ok(Some(h));
+            match self.hashes.wait(r.disk, r.region * REGION, POLL) {
+                Some(Ok(h)) => return Ok(Some(h)),
+                Some(Err(why)) => return Err(Error::Protocol(why)),
+                None => {}
             }
             if self.stop.load(Ordering::SeqCst) {
                 return Err(Error::Stopping);
@@ -167,6 +171,11 @@ impl Pass<'_> {
             self.dirty.unpin(*p, q.last_seq());
             return Ok(true);
         }
+        // Memory first, outside the lock: captured writes to this region must never wait for
+        // the link behind the sync.
+        if !q.wait_for_space(len)? {
+            return Ok(false);
+        }
         let _lock = self.capture.locks.chunk(p.disk, p.region);
         let mut buf = self.capture.pool.get(len as usize);
         d.read_at(&mut buf, start)?;
@@ -179,7 +188,7 @@ impl Pass<'_> {
                 b
             });
             let record = Record::new(p.disk, kind, start + off as u64, run_len as u32, data);
-            match q.push_wait(record)? {
+            match q.push_copy(record)? {
                 Some(seq) => last = Some(seq),
                 None => return Ok(false),
             }
