@@ -28,6 +28,26 @@ use crate::error::{Error, Result};
 /// How long a connect may take (and, separately, the TLS handshake after it).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A silent peer (a network cut, a target host that died) is given up on after about this long:
+/// TCP keepalive probes an idle connection, and unacknowledged sent data times out. Without it
+/// an idle session would look connected for ever, and a busy one would hang in a write for the
+/// kernel's retransmission timeout (many minutes) before reconnecting.
+const DEAD_PEER_AFTER: Duration = Duration::from_secs(30);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 4;
+
+fn detect_dead_peer(s: &TcpStream) -> io::Result<()> {
+    let sock = socket2::SockRef::from(s);
+    sock.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_PROBES),
+    )?;
+    sock.set_tcp_user_timeout(Some(DEAD_PEER_AFTER))
+}
+
 pub enum Conn {
     Tcp(TcpStream),
     Unix(UnixStream),
@@ -46,6 +66,7 @@ impl Conn {
             TargetAddr::Tcp { host, addr: a } => {
                 let s = TcpStream::connect_timeout(a, CONNECT_TIMEOUT).map_err(lost)?;
                 s.set_nodelay(true).map_err(lost)?;
+                detect_dead_peer(&s).map_err(lost)?;
                 match tls {
                     None => Ok(Conn::Tcp(s)),
                     Some(t) => Ok(Conn::Tls(TlsConn::handshake(
@@ -713,5 +734,19 @@ mod tests {
             "{e}"
         );
         server.join().unwrap();
+    }
+
+    #[test]
+    fn tcp_connections_give_up_on_a_silent_peer() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = TargetAddr::parse(&format!("tcp:{}", l.local_addr().unwrap())).unwrap();
+        let conn = Conn::connect(&addr, None).unwrap();
+        let Conn::Tcp(s) = &conn else {
+            panic!("a plain TCP connection")
+        };
+        let sock = socket2::SockRef::from(s);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.keepalive_time().unwrap(), KEEPALIVE_IDLE);
+        assert_eq!(sock.tcp_user_timeout().unwrap(), Some(DEAD_PEER_AFTER));
     }
 }
