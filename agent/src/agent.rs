@@ -27,7 +27,7 @@ use crate::sender::{now_ms, Link, Sender};
 use crate::spool::Spool;
 use crate::status::{DiskStatus, Status, SyncState};
 use crate::sync::{Outcome, Pass, SyncProgress, RESYNC_TAG, SYNC_TAG};
-use crate::{control, schedule, status};
+use crate::{control, schedule, statefile, status};
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 /// How often acknowledged regions are cleared in the dirty-region map, and how long after
@@ -39,6 +39,9 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// io_uring entries: the most captured writes in flight to the backing disks at once (the
 /// kernel sends at most `max_background` async direct IO requests, plus one per FUSE thread).
 const URING_ENTRIES: u32 = 256;
+
+/// A background thread's work, given the shared state.
+type ThreadBody = fn(&Shared);
 
 /// State the background threads share with the status writer.
 struct Shared {
@@ -56,7 +59,8 @@ struct Shared {
     sync_times: Mutex<(Option<Instant>, Option<Instant>)>,
     progress: Vec<Arc<SyncProgress>>,
     devices: Mutex<Vec<(PathBuf, PathBuf)>>,
-    stop: AtomicBool,
+    /// Set at shutdown; every background thread (the tag schedule too) watches it.
+    stop: Arc<AtomicBool>,
 }
 
 pub struct Agent {
@@ -65,8 +69,6 @@ pub struct Agent {
     loops: Vec<LoopDev>,
     sender: Option<JoinHandle<()>>,
     threads: Vec<JoinHandle<()>>,
-    /// Stops the tag schedule thread (its own flag: `Shared::stop` is not behind an Arc).
-    schedule_stop: Arc<AtomicBool>,
     /// Held for the agent's life: a second agent on the same state dir is refused.
     _lock: File,
 }
@@ -172,7 +174,7 @@ impl Agent {
                 .map(|_| Arc::new(SyncProgress::default()))
                 .collect(),
             devices: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
         });
         let mut agent = Agent {
             shared: Arc::clone(&shared),
@@ -180,7 +182,6 @@ impl Agent {
             loops: Vec::new(),
             sender: None,
             threads: Vec::new(),
-            schedule_stop: Arc::new(AtomicBool::new(false)),
             _lock: lock,
         };
         // From here on, a failure drops `agent`, which undoes what was set up.
@@ -211,42 +212,21 @@ impl Agent {
             Arc::clone(&shared.link),
             Arc::clone(&shared.dirty),
         )?);
-        let sh = Arc::clone(&shared);
-        agent.threads.push(
-            std::thread::Builder::new()
-                .name("sync".into())
-                .spawn(move || sync_thread(&sh))
-                .map_err(Error::path(
-                    "starting the sync thread for",
-                    &settings.state_dir,
-                ))?,
-        );
-        let sh = Arc::clone(&shared);
-        agent.threads.push(
-            std::thread::Builder::new()
-                .name("dirty-clear".into())
-                .spawn(move || clear_thread(&sh))
-                .map_err(Error::path(
-                    "starting the dirty-map thread for",
-                    &settings.state_dir,
-                ))?,
-        );
-        let sh = Arc::clone(&shared);
-        agent.threads.push(
-            std::thread::Builder::new()
-                .name("status".into())
-                .spawn(move || {
-                    while !sh.stop.load(Ordering::SeqCst) {
-                        write_status(&sh);
-                        std::thread::sleep(STATUS_INTERVAL);
-                    }
-                })
-                .map_err(Error::path(
-                    "starting the status thread for",
-                    &settings.state_dir,
-                ))?,
-        );
-        let stop = Arc::clone(&agent.schedule_stop);
+        let threads: [(&str, ThreadBody); 3] = [
+            ("sync", sync_thread),
+            ("dirty-clear", clear_thread),
+            ("status", status_thread),
+        ];
+        for (name, body) in threads {
+            let sh = Arc::clone(&shared);
+            agent.threads.push(
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || body(&sh))
+                    .map_err(Error::path("starting a thread for", &settings.state_dir))?,
+            );
+        }
+        let stop = Arc::clone(&shared.stop);
         if let Some(t) = schedule::spawn(Arc::clone(&settings), Arc::clone(&queue), stop)? {
             agent.threads.push(t);
         }
@@ -307,7 +287,6 @@ impl Agent {
 
     fn stop_threads(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        self.schedule_stop.store(true, Ordering::SeqCst);
         Sender::stop(&self.shared.link, &self.shared.queue);
         self.shared.queue.stop();
         if let Some(s) = self.sender.take() {
@@ -474,8 +453,7 @@ fn sync_thread(sh: &Shared) {
 fn open_window(file: &std::path::Path, queue: &Queue, name: &str) -> Result<()> {
     queue.open_window(name);
     if !file.exists() {
-        let f = File::create(file).map_err(Error::path("creating", file))?;
-        f.sync_all().map_err(Error::path("syncing", file))?;
+        statefile::replace(file, b"", true)?;
     }
     Ok(())
 }
@@ -521,16 +499,7 @@ fn read_acked(path: &std::path::Path) -> Option<u64> {
 }
 
 fn write_acked(path: &std::path::Path, seq: u64) -> Result<()> {
-    let tmp = path.with_extension("acked.tmp");
-    let f = File::create(&tmp).map_err(Error::path("creating", &tmp))?;
-    std::io::Write::write_all(&mut &f, format!("{seq}\n").as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(Error::path("writing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(Error::path("renaming into place", path))?;
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::path("syncing", dir))
+    statefile::replace(path, format!("{seq}\n").as_bytes(), true)
 }
 
 /// Clears acknowledged regions from the dirty-region map, a few seconds after their
@@ -566,6 +535,13 @@ fn clear_thread(sh: &Shared) {
         if let Err(e) = sh.dirty.clear_acked(acked) {
             tracing::warn!(error = %e, "clearing the dirty-region map");
         }
+    }
+}
+
+fn status_thread(sh: &Shared) {
+    while !sh.stop.load(Ordering::SeqCst) {
+        write_status(sh);
+        std::thread::sleep(STATUS_INTERVAL);
     }
 }
 

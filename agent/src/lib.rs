@@ -56,6 +56,7 @@ pub mod ratelimit;
 pub mod schedule;
 pub mod sender;
 pub mod spool;
+pub mod statefile;
 pub mod status;
 pub mod sync;
 pub mod wire;

@@ -104,11 +104,9 @@ pub fn path(state_dir: &Path) -> PathBuf {
 }
 
 pub fn write(state_dir: &Path, status: &Status) -> Result<()> {
-    let p = path(state_dir);
-    let tmp = state_dir.join(format!("{FILE}.tmp"));
     let text = serde_json::to_vec_pretty(status).expect("status serialises");
-    std::fs::write(&tmp, text).map_err(Error::path("writing", &tmp))?;
-    std::fs::rename(&tmp, &p).map_err(Error::path("renaming into place", &p))
+    // Rewritten five times a second: not synced (a crash only loses a stale status).
+    crate::statefile::replace(&path(state_dir), &text, false)
 }
 
 pub fn read(state_dir: &Path) -> Result<Status> {

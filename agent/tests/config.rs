@@ -21,16 +21,7 @@ fn make_image(path: &Path) {
 
 /// A file of `len` pseudo-random (incompressible) bytes.
 fn random_file(path: &Path, len: usize, seed: u64) {
-    let mut x = seed | 1;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect();
-    fs::write(path, data).expect("random file");
+    fs::write(path, Rng::new(seed).bytes(len)).expect("random file");
 }
 
 /// `dd` of `src` onto the protected device at `seek_mib`, with O_DIRECT (no page cache between
@@ -85,10 +76,7 @@ fn an_agent_configured_by_file_replicates() {
     dd(&data, &agent.link("d0"), 5);
     agent.wait_caught_up(Duration::from_secs(60));
     agent.stop();
-    mtd.stop();
-    let latest = w.join("latest.img");
-    mtd.dump("gcfg", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("gcfg", "d0", &img);
 }
 
 /// `tag_every_secs = 1`: after about three seconds of running, the target holds at least two
@@ -144,10 +132,7 @@ fn time_to_ack(work: &Path, data: &Path, extra: &[&str]) -> Duration {
     agent.wait_caught_up(Duration::from_secs(60));
     let took = written.elapsed();
     agent.stop();
-    mtd.stop();
-    let latest = work.join("latest.img");
-    mtd.dump("gbw", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("gbw", "d0", &img);
     took
 }
 

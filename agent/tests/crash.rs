@@ -21,6 +21,7 @@ const DISK_SIZE: u64 = 128 << 20;
 /// Writes pseudo-random blocks (4 KiB to 256 KiB) through `dev` until it fails (the agent was
 /// killed) or `stop` is set; returns how many writes completed.
 fn writer(dev: PathBuf, seed: u64, stop: Arc<AtomicBool>) -> u64 {
+    // (The agent may be killed before the device opens: then nothing was written.)
     let Ok(f) = fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_DIRECT)
@@ -29,13 +30,8 @@ fn writer(dev: PathBuf, seed: u64, stop: Arc<AtomicBool>) -> u64 {
         return 0;
     };
     let mut buf = rewind_agent::aligned::AlignedBuf::new(256 << 10);
-    let mut x = seed | 1;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Rng::new(seed);
+    let mut next = || rng.next_u64();
     let mut done = 0;
     while !stop.load(Ordering::SeqCst) {
         let blocks = 1 + (next() % 64) as usize;
@@ -111,8 +107,5 @@ fn kill9_at_random_moments_then_converge() {
         first.pinned_regions, st.disks[0].sync_sent_bytes
     );
     drop(agent);
-    mtd.stop();
-    let latest = w.join("latest.img");
-    mtd.dump("gc", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("gc", "d0", &img);
 }

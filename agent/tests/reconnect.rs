@@ -77,35 +77,8 @@ fn target_crash_and_restart_converges() {
 
     agent.wait_caught_up(Duration::from_secs(120));
     agent.stop();
-    mtd.stop();
-    let latest = w.join("latest.img");
-    mtd.dump("g3", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    let latest = mtd.stop_and_check_latest("g3", "d0", &img);
     assert_fsck_clean(&latest);
-}
-
-/// Writes `mib` MiB of incompressible data through `dev` with O_DIRECT, in 1 MiB writes, from
-/// offset `at_mib` MiB; returns how long the writes took.
-fn write_random(dev: &std::path::Path, at_mib: u64, mib: u64, seed: u64) -> Duration {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(dev)
-        .expect("open the protected device");
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
-    let mut x = seed | 1;
-    let t0 = Instant::now();
-    for i in 0..mib {
-        for b in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.copy_from_slice(&x.to_le_bytes());
-        }
-        f.write_all_at(&buf, (at_mib + i) << 20).expect("write");
-    }
-    t0.elapsed()
 }
 
 /// The target is down while the workload writes more than the memory queue holds: the rest
@@ -124,7 +97,7 @@ fn target_outage_spools_then_catches_up() {
     let agent = Agent::start(w, "g6", &[("d0", &img)], &mtd.target(), &opts);
     agent.wait_caught_up(Duration::from_secs(60));
     mtd.stop();
-    write_random(&agent.link("d0"), 0, 64, 1);
+    write_random_mib(&agent.link("d0"), 0, 64, 1);
     let st = agent.fresh_status();
     assert!(!st.bitmap_mode && st.dropped_writes == 0, "{st:?}");
     assert!(
@@ -136,10 +109,7 @@ fn target_outage_spools_then_catches_up() {
     let st = agent.wait_caught_up(Duration::from_secs(120));
     assert_eq!((st.spooled_bytes, st.dropped_writes), (0, 0), "{st:?}");
     drop(agent);
-    mtd.stop();
-    let latest = w.join("latest.img");
-    mtd.dump("g6", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("g6", "d0", &img);
 }
 
 /// With a spool too small for the outage, the agent goes to bitmap mode (the workload keeps its
@@ -158,10 +128,10 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
     let opts = ["--max-queue-mib", "16", "--spool-mib", "8"];
     let agent = Agent::start(w, "g7", &[("d0", &img)], &mtd.target(), &opts);
     agent.wait_caught_up(Duration::from_secs(60));
-    write_random(&agent.link("d0"), 200, 4, 9);
+    write_random_mib(&agent.link("d0"), 200, 4, 9);
     agent.wait_caught_up(Duration::from_secs(60));
     mtd.stop();
-    write_random(&agent.link("d0"), 0, 96, 2);
+    write_random_mib(&agent.link("d0"), 0, 96, 2);
     let st = agent.fresh_status();
     assert!(st.bitmap_mode && st.dropped_writes > 0, "{st:?}");
     assert_eq!(st.sync, rewind_agent::status::SyncState::Bitmap, "{st:?}");
@@ -179,7 +149,7 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
     assert!(err.contains("bitmap mode"), "{err}");
     mtd.restart();
     // Writes go on while the resync runs.
-    write_random(&agent.link("d0"), 150, 8, 3);
+    write_random_mib(&agent.link("d0"), 150, 8, 3);
     let st = agent.wait_caught_up(Duration::from_secs(180));
     assert!(!st.bitmap_mode && st.pinned_regions == 0, "{st:?}");
     assert_eq!(st.sync_kind.as_deref(), Some("resync"), "{st:?}");
@@ -197,8 +167,5 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
         "the resync window is reported: {text}"
     );
     drop(agent);
-    mtd.stop();
-    let latest = w.join("latest.img");
-    mtd.dump("g7", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("g7", "d0", &img);
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,15 +28,7 @@ fn make_image_of(path: &Path, size: u64) {
 
 /// Writes `len` bytes of pseudo-random data (seeded) into `path` at `offset`.
 fn write_random(path: &Path, offset: u64, len: usize, seed: u64) {
-    let mut x = seed | 1;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = Rng::new(seed).bytes(len);
     let f = fs::OpenOptions::new().write(true).open(path).expect("open");
     f.write_all_at(&data, offset).expect("write");
 }
@@ -117,11 +109,7 @@ fn ext4_fio_and_tags_replicate_byte_for_byte() {
     assert_eq!(st.sync, SyncState::Done);
     assert_eq!(st.disks[0].sync_percent, 100.0);
     agent.stop();
-    mtd.stop();
-
-    let latest = w.join("latest.img");
-    mtd.dump("g1", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    let latest = mtd.stop_and_check_latest("g1", "d0", &img);
     let d1 = w.join("t1.img");
     mtd.dump("g1", "d0", "tag:t1", &d1);
     assert_same(&d1, &at_t1);
@@ -170,18 +158,12 @@ fn initial_sync_is_correct_under_concurrent_writes() {
         let state = agent.state.clone();
         let dev = dev.clone();
         std::thread::spawn(move || {
-            let f = fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(&dev)
-                .expect("open the protected device");
+            let f = open_direct(&dev);
             let mut buf = rewind_agent::aligned::AlignedBuf::new(64 << 10);
-            let mut x: u64 = 0x9e3779b97f4a7c15;
+            let mut rng = Rng::new(0x9e3779b97f4a7c15);
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = rng.next_u64();
                 buf.fill((x >> 24) as u8);
                 buf[..8].copy_from_slice(&n.to_le_bytes());
                 let off = (x % (DISK_SIZE / 4096 - 16)) * 4096;
@@ -241,10 +223,7 @@ fn initial_sync_is_correct_under_concurrent_writes() {
         "zeros and holes are skipped: {st:?}"
     );
     agent.stop();
-    mtd.stop();
-    let latest = w.join("latest.img");
-    mtd.dump("g2", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("g2", "d0", &img);
 
     // The sync is bracketed by SyncBegin and SyncEnd tags (points inside are not recoverable).
     let out = run(Command::new(bin("rewind-mtd"))
@@ -321,10 +300,7 @@ fn overlapping_parallel_writes(extra: &[&str]) {
     }
     agent.wait_caught_up(Duration::from_secs(120));
     agent.stop();
-    mtd.stop();
-    let latest = w.join("latest.img");
-    mtd.dump("g5", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("g5", "d0", &img);
 }
 
 /// A tag asked for while the initial sync runs waits for it (a point inside the sync would

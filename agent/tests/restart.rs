@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,11 +18,7 @@ const DISK_SIZE: u64 = 256 << 20;
 
 /// Direct writes of a recognisable pattern through the protected device.
 fn write_through(dev: &Path, seed: u64, count: u64) {
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(dev)
-        .expect("open the protected device");
+    let f = open_direct(dev);
     let mut buf = rewind_agent::aligned::AlignedBuf::new(128 << 10);
     for i in 0..count {
         buf.fill((seed * 31 + i) as u8);
@@ -43,15 +39,7 @@ fn crash_mid_sync_then_restarts_converge() {
         let f = fs::File::create(&img).unwrap();
         f.set_len(DISK_SIZE).unwrap();
         // Incompressible data over most of the disk, so the sync takes a while at a high level.
-        let mut x: u64 = 88172645463325252;
-        let chunk: Vec<u8> = (0..(1 << 20))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let chunk = Rng::new(88172645463325252).bytes(1 << 20);
         for k in 0..200u64 {
             f.write_all_at(&chunk, k << 20).unwrap();
         }
@@ -85,10 +73,7 @@ fn crash_mid_sync_then_restarts_converge() {
     assert_eq!(st.sync, SyncState::Done, "{st:?}");
     agent.stop();
     drop(agent);
-    mtd.stop();
-    let latest = w.join("latest1.img");
-    mtd.dump("g4", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("g4", "d0", &img);
 
     // A clean restart: the target has the group and the sync completed, so none is needed;
     // seqs continue after the target's.
@@ -103,10 +88,7 @@ fn crash_mid_sync_then_restarts_converge() {
         "{before:?} -> {after:?}"
     );
     agent.stop();
-    mtd.stop();
-    let latest = w.join("latest2.img");
-    mtd.dump("g4", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("g4", "d0", &img);
 }
 
 /// kill -9 of the agent while the stream is behind (a slow, high zstd level): the writes in
@@ -146,25 +128,9 @@ fn crash_mid_stream_resyncs_only_the_regions_in_flight() {
         SyncState::NotNeeded,
         "a clean stop leaves nothing dirty: {st:?}"
     );
-    // 24 MiB in 1 MiB writes over 24 regions.
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(agent.link("d0"))
-        .expect("open the protected device");
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    for i in 0..24u64 {
-        // Incompressible, so zstd -19 keeps the stream behind.
-        for b in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.copy_from_slice(&x.to_le_bytes());
-        }
-        f.write_all_at(&buf, (64 + i) << 20).expect("write");
-    }
-    drop(f);
+    // 24 MiB in 1 MiB writes over 24 regions; incompressible, so zstd -19 keeps the stream
+    // behind.
+    write_random_mib(&agent.link("d0"), 64, 24, 0x9e3779b97f4a7c15);
     let st = agent.fresh_status();
     assert!(
         st.last_seq > st.acked_seq,
@@ -192,30 +158,7 @@ fn crash_mid_stream_resyncs_only_the_regions_in_flight() {
         first.dirty_regions
     );
     drop(agent);
-    mtd.stop();
-    let latest = w.join("latest.img");
-    mtd.dump("g5", "d0", "latest", &latest);
-    assert_same(&latest, &img);
-}
-
-/// Writes `mib` MiB of pseudo-random data through `dev` at `at_mib` MiB.
-fn write_mib(dev: &Path, at_mib: u64, mib: u64, seed: u64) {
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(dev)
-        .expect("open the protected device");
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
-    let mut x = seed | 1;
-    for i in 0..mib {
-        for b in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.copy_from_slice(&x.to_le_bytes());
-        }
-        f.write_all_at(&buf, (at_mib + i) << 20).expect("write");
-    }
+    mtd.stop_and_check_latest("g5", "d0", &img);
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -240,13 +183,13 @@ fn a_target_that_lost_acknowledged_data_is_resynced() {
     fs::File::create(&img).unwrap().set_len(DISK_SIZE).unwrap();
     let mut mtd = Mtd::start(w);
     let mut agent = Agent::start(w, "gl", &[("d0", &img)], &mtd.target(), &[]);
-    write_mib(&agent.link("d0"), 0, 8, 1);
+    write_random_mib(&agent.link("d0"), 0, 8, 1);
     agent.wait_caught_up(Duration::from_secs(60));
     mtd.stop();
     let old = w.join("mtd-data.old");
     copy_dir(&mtd.data_dir, &old);
     mtd.restart();
-    write_mib(&agent.link("d0"), 64, 8, 2);
+    write_random_mib(&agent.link("d0"), 64, 8, 2);
     let before = agent.wait_caught_up(Duration::from_secs(60));
 
     // The target goes back to its older copy while the agent runs.
@@ -268,10 +211,7 @@ fn a_target_that_lost_acknowledged_data_is_resynced() {
     assert!(agent.log_text().contains("lost acknowledged"));
     agent.stop();
     drop(agent);
-    mtd.stop();
-    let latest = w.join("latest.img");
-    mtd.dump("gl", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("gl", "d0", &img);
 
     // Again while the agent is down: its state dir remembers what was acknowledged.
     fs::remove_dir_all(&mtd.data_dir).unwrap();
@@ -282,8 +222,5 @@ fn a_target_that_lost_acknowledged_data_is_resynced() {
     assert_eq!(st.sync_kind.as_deref(), Some("resync"), "{st:?}");
     assert!(st.disks[0].sync_sent_bytes >= 8 << 20, "{st:?}");
     drop(agent);
-    mtd.stop();
-    fs::remove_file(&latest).unwrap();
-    mtd.dump("gl", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("gl", "d0", &img);
 }

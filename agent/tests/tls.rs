@@ -126,9 +126,7 @@ fn replicates_over_mutual_tls() {
         log.contains("TLS session authenticated"),
         "the target saw a TLS session:\n{log}"
     );
-    let latest = w.join("latest.img");
-    mtd.dump("g1", "d0", "latest", &latest);
-    assert_same(&latest, &img);
+    mtd.stop_and_check_latest("g1", "d0", &img);
 }
 
 /// Certificates from another CA on either side: the agent keeps running (capturing, retrying),

@@ -89,6 +89,61 @@ fn sigterm_and_wait(child: &mut Child, limit: Duration) -> Option<std::process::
     }
 }
 
+/// A xorshift64 generator: cheap, seeded, incompressible test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.fill(&mut v);
+        v
+    }
+}
+
+/// Opens a protected device (or any file) for O_DIRECT writes: no page cache between a write
+/// and its capture.
+pub fn open_direct(dev: &Path) -> fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dev)
+        .unwrap_or_else(|e| panic!("opening {} for direct writes: {e}", dev.display()))
+}
+
+/// Writes `mib` MiB of incompressible data (seeded) through `dev` with O_DIRECT, in 1 MiB
+/// writes from `at_mib` MiB; returns how long the writes took.
+pub fn write_random_mib(dev: &Path, at_mib: u64, mib: u64, seed: u64) -> Duration {
+    use std::os::unix::fs::FileExt;
+    let f = open_direct(dev);
+    let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
+    let mut rng = Rng::new(seed);
+    let t0 = Instant::now();
+    for i in 0..mib {
+        rng.fill(&mut buf);
+        f.write_all_at(&buf, (at_mib + i) << 20).expect("write");
+    }
+    t0.elapsed()
+}
+
 /// `rewind-mtd serve` on a unix socket in `work` (or, with [`Mtd::start_tls`], on TLS over
 /// loopback TCP), with no NBD TCP listener and its own NBD and control sockets (so parallel tests
 /// never collide).
@@ -221,6 +276,19 @@ impl Mtd {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Stops the target, dumps `group/disk` at latest beside its data dir, and asserts it
+    /// equals `source` byte for byte. Returns the dump's path.
+    pub fn stop_and_check_latest(&mut self, group: &str, disk: &str, source: &Path) -> PathBuf {
+        self.stop();
+        let latest = self
+            .data_dir
+            .with_extension(format!("{group}-{disk}-latest.img"));
+        let _ = fs::remove_file(&latest);
+        self.dump(group, disk, "latest", &latest);
+        assert_same(&latest, source);
+        latest
+    }
+
     /// `rewind-mtd dump` of a point of a disk to `out` (the daemon must be stopped).
     pub fn dump(&self, group: &str, disk: &str, at: &str, out: &Path) {
         run(Command::new(bin("rewind-mtd"))
@@ -257,16 +325,11 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn start(
-        work: &Path,
-        group: &str,
-        disks: &[(&str, &Path)],
-        target: &str,
-        extra: &[&str],
-    ) -> Agent {
+    /// The agent's paths under `work`; not started yet.
+    fn in_work(work: &Path, group: &str) -> Agent {
         let state = work.join("agent-state");
         fs::create_dir_all(&state).expect("state dir");
-        let mut a = Agent {
+        Agent {
             child: None,
             state,
             mount_dir: work.join("agent-mnt"),
@@ -275,12 +338,58 @@ impl Agent {
             group: group.to_string(),
             devices: Vec::new(),
             done: false,
-        };
+        }
+    }
+
+    /// Spawns `cmd` (a `rewind-agent run`), logging to `self.log`, and waits until its status
+    /// file names every disk's device.
+    fn launch(&mut self, mut cmd: Command, disks: usize) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&a.log)
+            .open(&self.log)
             .expect("agent log");
+        self.child = Some(
+            cmd.env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn rewind-agent"),
+        );
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("rewind-agent exited early ({s}):\n{}", self.log_text());
+            }
+            let pid = self.child.as_ref().unwrap().id();
+            if let Ok(st) = status::read(&self.state) {
+                // (A status file left by an earlier agent on this state dir does not count.)
+                if st.pid == pid
+                    && st.disks.len() == disks
+                    && st.disks.iter().all(|d| !d.device.as_os_str().is_empty())
+                {
+                    self.devices = st.disks.iter().map(|d| d.device.clone()).collect();
+                    return;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "agent not ready:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn start(
+        work: &Path,
+        group: &str,
+        disks: &[(&str, &Path)],
+        target: &str,
+        extra: &[&str],
+    ) -> Agent {
+        let mut a = Agent::in_work(work, group);
         let mut cmd = Command::new(bin("rewind-agent"));
         cmd.arg("run")
             .args([
@@ -301,38 +410,7 @@ impl Agent {
         for (name, path) in disks {
             cmd.arg("--disk").arg(format!("{name}={}", path.display()));
         }
-        a.child = Some(
-            cmd.env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn rewind-agent"),
-        );
-        // Ready once the status file names every disk's device.
-        let t0 = Instant::now();
-        loop {
-            if let Some(s) = a.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("rewind-agent exited early ({s}):\n{}", a.log_text());
-            }
-            let pid = a.child.as_ref().unwrap().id();
-            if let Ok(st) = status::read(&a.state) {
-                // (A status file left by an earlier agent on this state dir does not count.)
-                if st.pid == pid
-                    && st.disks.len() == disks.len()
-                    && st.disks.iter().all(|d| !d.device.as_os_str().is_empty())
-                {
-                    a.devices = st.disks.iter().map(|d| d.device.clone()).collect();
-                    break;
-                }
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "agent not ready:\n{}",
-                a.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        a.launch(cmd, disks.len());
         a
     }
 
@@ -446,18 +524,7 @@ impl Agent {
         more_toml: &str,
         extra: &[&str],
     ) -> Agent {
-        let state = work.join("agent-state");
-        fs::create_dir_all(&state).expect("state dir");
-        let mut a = Agent {
-            child: None,
-            state,
-            mount_dir: work.join("agent-mnt"),
-            links: work.join("links"),
-            log: work.join("agent.log"),
-            group: group.to_string(),
-            devices: Vec::new(),
-            done: false,
-        };
+        let mut a = Agent::in_work(work, group);
         // (Rust's Debug quoting of these plain paths is valid TOML.)
         let mut toml = format!(
             "agent_name = \"test-agent\"\ngroup = {group:?}\ntarget = {target:?}\n\
@@ -469,52 +536,10 @@ impl Agent {
         }
         let config = work.join("agent.toml");
         fs::write(&config, toml).expect("write the agent config");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&a.log)
-            .expect("agent log");
-        a.child = Some(
-            Command::new(bin("rewind-agent"))
-                .arg("run")
-                .arg("--config")
-                .arg(&config)
-                .args(extra)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn rewind-agent"),
-        );
-        a.wait_ready(disks.len());
+        let mut cmd = Command::new(bin("rewind-agent"));
+        cmd.arg("run").arg("--config").arg(&config).args(extra);
+        a.launch(cmd, disks.len());
         a
-    }
-
-    /// Waits until this agent's status file names every disk's device.
-    fn wait_ready(&mut self, disks: usize) {
-        let t0 = Instant::now();
-        loop {
-            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("rewind-agent exited early ({s}):\n{}", self.log_text());
-            }
-            let pid = self.child.as_ref().unwrap().id();
-            if let Ok(st) = status::read(&self.state) {
-                if st.pid == pid
-                    && st.disks.len() == disks
-                    && st.disks.iter().all(|d| !d.device.as_os_str().is_empty())
-                {
-                    self.devices = st.disks.iter().map(|d| d.device.clone()).collect();
-                    return;
-                }
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "agent not ready:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 
