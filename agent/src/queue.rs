@@ -555,10 +555,6 @@ impl Queue {
         base
     }
 
-    pub fn base(&self) -> Option<u64> {
-        self.lock().base
-    }
-
     /// Waits until the base is known (or the queue stops).
     pub fn wait_base(&self) -> Result<u64> {
         let mut st = self.lock();
