@@ -34,13 +34,14 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     let exports = Exports::new(store.clone(), overlays);
 
     let mut ready = server::start(store.clone(), &opts.agents).await?;
-    for addr in nbd::start(exports.clone(), &opts.nbd).await? {
+    let nbd_addrs = nbd::start(exports.clone(), &opts.nbd).await?;
+    for addr in &nbd_addrs {
         ready.push(format!("nbd {addr}"));
     }
     // Before the tree is mounted: a previous daemon's loop devices and mounts are found by their
     // backing files' paths, which stop naming the views directory once the tree mount (dead
     // after a kill -9) is detached to make way for the new one.
-    let control = Control::new(exports.clone(), opts.views.clone())?;
+    let control = Control::new(exports.clone(), opts.views.clone(), nbd_addrs)?;
     let tree = match &opts.views {
         Some(root) => {
             let exports = exports.clone();
@@ -52,6 +53,9 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
         }
         None => None,
     };
+    // Failovers' loop devices and reverse agents need the tree.
+    let c = control.clone();
+    tokio::task::spawn_blocking(move || c.failovers.resume()).await?;
     if let Some(path) = &opts.control {
         control::start(control.clone(), path).await?;
         ready.push(format!("control {}", path.display()));

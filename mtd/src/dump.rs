@@ -13,6 +13,16 @@ use crate::view::View;
 const CHUNK: usize = 1 << 20;
 const READERS: usize = 8;
 
+/// A byte-count progress bar (indicatif hides it when stderr is not a terminal).
+pub fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("static template"),
+    );
+    bar
+}
+
 /// Copy the view into `out` (created or truncated, sized to the disk). All-zero chunks are left as
 /// holes, so the image is sparse. Shows a progress bar when stderr is a terminal.
 pub fn dump(view: &View, out: &Path) -> Result<u64> {
@@ -25,11 +35,7 @@ pub fn dump(view: &View, out: &Path) -> Result<u64> {
     let size = view.size_bytes();
     f.set_len(size)
         .with_context(|| format!("sizing {} to {size} bytes", out.display()))?;
-    let bar = ProgressBar::new(size);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("static template"),
-    );
+    let bar = progress_bar(size);
     // Several readers at once: a journal of small random writes is read with one pread per
     // piece, mostly from disk, so the device's queue depth, not one thread, sets the pace.
     let next = AtomicU64::new(0);

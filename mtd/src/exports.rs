@@ -1,7 +1,8 @@
 //! Exports: what NBD clients, FUSE files and loop devices read and write.
 //!
 //! An export name is `GROUP/DISK` (latest, read-only), `GROUP/DISK@POINT` (any point spec,
-//! read-only) or `GROUP/DISK@overlay:NAME` (read-write). Opening one gives a `Volume`, the single
+//! read-only) or `GROUP/DISK@overlay:NAME` (read-write); `GROUP/DISK@test` and `GROUP/DISK@live`
+//! name the overlays of a test failover and of a promotion. Opening one gives a `Volume`, the single
 //! read/write path that NBD and FUSE share. A read-only volume is frozen at the seq it resolved to
 //! when opened, and pins it for as long as it is open.
 
@@ -46,6 +47,8 @@ impl ExportName {
         }
         let target = match at {
             None | Some("latest") => Target::Latest,
+            Some("test") => Target::Overlay(test_overlay_name(group, disk)),
+            Some("live") => Target::Overlay(live_overlay_name(group, disk)),
             Some(a) => match a.strip_prefix("overlay:") {
                 Some(o) => Target::Overlay(o.to_string()),
                 None => {
@@ -71,6 +74,21 @@ impl std::fmt::Display for ExportName {
             Target::Overlay(o) => write!(f, "@overlay:{o}"),
         }
     }
+}
+
+/// Group and disk names may hold ':', which overlay names may not.
+fn overlay_part(s: &str) -> String {
+    s.replace(':', "_")
+}
+
+/// The overlay behind `GROUP/DISK@test`: the disk of a test failover.
+pub fn test_overlay_name(group: &str, disk: &str) -> String {
+    format!("failover-test.{}.{}", overlay_part(group), overlay_part(disk))
+}
+
+/// The overlay behind `GROUP/DISK@live`: the live disk of a promoted group.
+pub fn live_overlay_name(group: &str, disk: &str) -> String {
+    format!("live.{}.{}", overlay_part(group), overlay_part(disk))
 }
 
 /// An open export.
@@ -215,6 +233,10 @@ mod tests {
         let n = ExportName::parse("web/sda@overlay:t1").unwrap();
         assert_eq!(n.target, Target::Overlay("t1".into()));
         assert_eq!(n.to_string(), "web/sda@overlay:t1");
+        let n = ExportName::parse("web/sda@live").unwrap();
+        assert_eq!(n.target, Target::Overlay("live.web.sda".into()));
+        let n = ExportName::parse("a:b/sda@test").unwrap();
+        assert_eq!(n.target, Target::Overlay("failover-test.a_b.sda".into()));
         assert!(ExportName::parse("web").is_err());
         assert!(ExportName::parse("web/").is_err());
         assert!(ExportName::parse("web/sda/x").is_err());

@@ -2,14 +2,17 @@
 //! a base image plus a journal of its recent history, and reads any point in the retention window.
 
 pub mod aligned;
+pub mod cli;
 pub mod client;
 pub mod control;
 pub mod daemon;
 pub mod dump;
 pub mod exports;
+pub mod failover;
 pub mod fsutil;
 pub mod fusetree;
 pub mod inspect;
+pub mod jobs;
 pub mod nbd;
 pub mod overlay;
 pub mod server;

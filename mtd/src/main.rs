@@ -66,6 +66,21 @@ enum Cmd {
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
+    /// Make a group from existing disks (the old source disks after a failover), with the daemon
+    /// stopped: replication into it then only sends the blocks that differ (`rewind adopt` does
+    /// the same through a running daemon).
+    Adopt {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        group: String,
+        /// NAME=PATH, a raw image or block device; repeat per disk.
+        #[arg(long = "disk", required = true)]
+        disks: Vec<String>,
+        /// Retention window of the new group.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        retention: Duration,
+    },
     /// Write one disk of a group, as of a point, to a raw image file.
     Dump {
         #[arg(long)]
@@ -199,6 +214,12 @@ fn main() -> Result<()> {
                 },
             ))
         }
+        Cmd::Adopt {
+            data_dir,
+            group,
+            disks,
+            retention,
+        } => rewind_mtd::failover::adopt::offline(&data_dir, &group, &disks, retention),
         Cmd::Dump {
             data_dir,
             group,

@@ -157,6 +157,8 @@ pub struct Mtd {
     pub tls_dir: Option<PathBuf>,
     /// The TCP address from the ready file (TLS only).
     pub tcp: Option<String>,
+    /// More `serve` flags (`--views DIR`, ...).
+    pub extra: Vec<String>,
 }
 
 impl Mtd {
@@ -169,6 +171,23 @@ impl Mtd {
             log: work.join("mtd.log"),
             tls_dir: None,
             tcp: None,
+            extra: Vec::new(),
+        };
+        m.restart();
+        m
+    }
+
+    /// Like [`Mtd::start`], with more `serve` flags.
+    pub fn start_with(work: &Path, extra: &[&str]) -> Mtd {
+        let mut m = Mtd {
+            child: None,
+            data_dir: work.join("mtd-data"),
+            sock: work.join("mtd.sock"),
+            control: work.join("mtd-control.sock"),
+            log: work.join("mtd.log"),
+            tls_dir: None,
+            tcp: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         m.restart();
         m
@@ -185,6 +204,7 @@ impl Mtd {
             log: work.join("mtd.log"),
             tls_dir: Some(tls_dir.to_path_buf()),
             tcp: None,
+            extra: Vec::new(),
         };
         m.restart();
         m
@@ -216,6 +236,7 @@ impl Mtd {
             .arg(self.data_dir.with_extension("nbd.sock"))
             .arg("--control")
             .arg(&self.control)
+            .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -649,4 +670,45 @@ pub fn assert_fsck_clean(img: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+impl Mtd {
+    /// The NBD unix socket.
+    pub fn nbd_sock(&self) -> PathBuf {
+        self.data_dir.with_extension("nbd.sock")
+    }
+
+    /// The `rewind` CLI against this daemon; the output of a successful run.
+    pub fn rewind(&self, args: &[&str]) -> String {
+        let out = run(Command::new(bin("rewind"))
+            .arg("--control")
+            .arg(&self.control)
+            .args(args));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// `rewind --json ...`, parsed.
+    pub fn rewind_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let text = self.rewind(&a);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("rewind {args:?}: {e}: {text}"))
+    }
+
+    /// A `rewind` command that must fail: its stderr.
+    pub fn rewind_fails(&self, args: &[&str]) -> String {
+        let out = Command::new(bin("rewind"))
+            .arg("--control")
+            .arg(&self.control)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rewind");
+        assert!(
+            !out.status.success(),
+            "rewind {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
 }

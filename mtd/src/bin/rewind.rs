@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use rewind_mtd::cli::failover::{self, FailoverCmd};
 use rewind_mtd::client::{Client, DEFAULT_CONTROL};
 use serde_json::{json, Value};
 
@@ -65,6 +66,48 @@ enum Cmd {
     },
     /// Unmount a `rewind mount`, detach its loop device and drop its overlay.
     Umount { dir: PathBuf },
+    /// Test, planned and unplanned failover, change of point, commit.
+    Failover {
+        #[command(subcommand)]
+        cmd: FailoverCmd,
+    },
+    /// Protect a committed failover's live disks and replicate them to another site.
+    Reverse {
+        group: String,
+        /// The other site's rewind-mtd agent listener: HOST:PORT, tcp:HOST:PORT or unix:PATH.
+        #[arg(long)]
+        to: Option<String>,
+        /// Stop reverse replication.
+        #[arg(long)]
+        stop: bool,
+        #[arg(long)]
+        agent_name: Option<String>,
+        /// TLS files for the agent (`rewind-mtd ca` layout of the other site's CA).
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
+        /// Plain TCP to a loopback address.
+        #[arg(long)]
+        insecure: bool,
+        /// Where the protected devices appear [default: /dev/rewind].
+        #[arg(long)]
+        links_dir: Option<PathBuf>,
+    },
+    /// Make a replica from existing disks (the old source disks, or --from-live: this site's live
+    /// disks), so replication into it only sends blocks that differ.
+    Adopt {
+        group: String,
+        /// NAME=PATH, a raw image or block device; repeat per disk.
+        #[arg(long = "disk")]
+        disks: Vec<String>,
+        #[arg(long)]
+        from_live: bool,
+        #[arg(long)]
+        retention: Option<String>,
+    },
+    /// A job of the control API (failovers run as jobs): follow it to its end.
+    Job { id: u64 },
+    /// Recent jobs.
+    Jobs,
 }
 
 #[derive(Subcommand)]
@@ -189,9 +232,62 @@ fn run(cli: &Cli) -> Result<()> {
                 )
             })
         }
+        Cmd::Failover { cmd } => failover::run(&c, cli.json, cmd)?,
+        Cmd::Reverse {
+            group,
+            to,
+            stop,
+            agent_name,
+            tls_dir,
+            insecure,
+            links_dir,
+        } => failover::reverse(
+            &c,
+            cli.json,
+            group,
+            to.as_deref(),
+            *stop,
+            json!({ "agent_name": agent_name, "tls_dir": tls_dir, "insecure": insecure, "links_dir": links_dir }),
+        )?,
+        Cmd::Adopt {
+            group,
+            disks,
+            from_live,
+            retention,
+        } => failover::adopt(&c, cli.json, group, disks, *from_live, retention.as_deref())?,
+        Cmd::Job { id } => {
+            let v = rewind_mtd::cli::job::follow(&c, &json!({ "id": id }), cli.json)?;
+            serde_json::to_string_pretty(&v)? + "\n"
+        }
+        Cmd::Jobs => {
+            let v = c.get("/v1/jobs")?;
+            print_or(cli, &v, || jobs_table(&v))
+        }
     };
     print!("{out}");
     Ok(())
+}
+
+fn jobs_table(v: &Value) -> String {
+    let rows = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|j| {
+            vec![
+                s(&j["id"]),
+                s(&j["kind"]),
+                s(&j["group"]),
+                s(&j["state"]),
+                format!("{:.0}%", j["percent"].as_f64().unwrap_or(0.0)),
+                j["error"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| s(&j["message"])),
+            ]
+        })
+        .collect();
+    table(&["ID", "KIND", "GROUP", "STATE", "DONE", "MESSAGE"], rows)
 }
 
 fn print_or(cli: &Cli, v: &Value, table: impl FnOnce() -> String) -> String {

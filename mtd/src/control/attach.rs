@@ -284,7 +284,7 @@ fn release(exports: &Exports, atts: &Attachments, a: &Attachment) -> Result<()> 
 
 /// Delete a throwaway overlay. The loop device closes its file asynchronously (FUSE release
 /// arrives after losetup returns), so wait a little for the last user to go.
-fn drop_overlay(exports: &Exports, name: &str) {
+pub(crate) fn drop_overlay(exports: &Exports, name: &str) {
     let t0 = Instant::now();
     loop {
         match exports.overlays.delete(name) {

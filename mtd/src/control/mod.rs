@@ -6,8 +6,13 @@
 //! - `GET|POST /v1/overlays`, `DELETE /v1/overlays/{name}`
 //! - `GET|POST /v1/attachments`, `POST /v1/detach`
 //! - `POST /v1/mounts`, `POST /v1/umount`
+//! - failover (`control/failover.rs`): `GET /v1/jobs[/{id}]`, `GET /v1/failover`,
+//!   `GET /v1/groups/{group}/failover`, `POST /v1/groups/{group}/failover/{configure,test,cleanup,
+//!   planned,unplanned,change-point,commit}`, `POST|DELETE /v1/groups/{group}/reverse`,
+//!   `POST /v1/groups/{group}/adopt`
 
 pub mod attach;
+mod failover;
 mod routes;
 
 use std::path::{Path, PathBuf};
@@ -16,27 +21,43 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::exports::Exports;
+use crate::failover::Failovers;
 use attach::Attachments;
 
 pub struct Control {
     pub exports: Arc<Exports>,
     /// The view tree's mount point (attach and mount need it).
     pub views: Option<PathBuf>,
-    pub attachments: Attachments,
+    pub attachments: Arc<Attachments>,
+    pub failovers: Arc<Failovers>,
 }
 
 impl Control {
-    pub fn new(exports: Arc<Exports>, views: Option<PathBuf>) -> Result<Arc<Control>> {
-        let attachments = Attachments::load(&exports.store.dir)?;
+    /// `nbd`: the NBD server's bound addresses (failovers hand out URIs on the first).
+    pub fn new(
+        exports: Arc<Exports>,
+        views: Option<PathBuf>,
+        nbd: Vec<String>,
+    ) -> Result<Arc<Control>> {
+        let attachments = Arc::new(Attachments::load(&exports.store.dir)?);
+        let failovers = Failovers::load(
+            exports.clone(),
+            views.clone(),
+            attachments.clone(),
+            nbd,
+        )?;
         Ok(Arc::new(Control {
             exports,
             views,
             attachments,
+            failovers,
         }))
     }
 
-    /// Unmount, detach and drop everything `attach` and `mount` made (daemon shutdown).
+    /// Stop reverse agents and boot commands, then unmount, detach and drop everything
+    /// `attach`, `mount` and failovers made (daemon shutdown).
     pub fn release_all(&self) {
+        self.failovers.shutdown();
         attach::release_all(&self.exports, &self.attachments);
     }
 }

@@ -20,7 +20,7 @@ use crate::store::StoreError;
 type Ctl = State<Arc<Control>>;
 
 /// An error with the status it maps to; the body says what to do.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -60,7 +60,7 @@ fn store_status(e: &StoreError, msg: String) -> ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -79,6 +79,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/detach", post(detach_one))
         .route("/v1/mounts", post(mount_one))
         .route("/v1/umount", post(umount_one))
+        .merge(super::failover::router())
         .with_state(control)
 }
 

@@ -164,6 +164,12 @@ impl Group {
             }
             add_segment(&mut state, id, seg)?;
         }
+        if let Some(end) = state.manifest.history_end {
+            let gone = cut_history(&mut state, Seq(end));
+            if mode == LoadMode::Repair {
+                remove_segment_files(&gone);
+            }
+        }
         let durable = state.durable;
         Ok(Arc::new(Group {
             name,
@@ -248,7 +254,25 @@ impl Group {
         }
     }
 
-    /// Pin `seq` for a view; refused if the merger has moved or is moving the horizon past it.
+    /// Discard the history after `end` (failover commit): persisted in the manifest first, then
+    /// the points after it disappear and the segments holding only later records are deleted.
+    /// Nothing feeds the group any more (it is fenced), so nothing can land after `end`.
+    pub fn discard_after(&self, end: Seq) -> Result<()> {
+        let _l = self.manifest_lock.lock().expect("manifest lock");
+        let mut m = self.state.read().expect("group lock").manifest.clone();
+        m.history_end = Some(end.0);
+        m.store(&self.dir)?;
+        let mut st = self.state.write().expect("group lock");
+        st.manifest = m;
+        let gone = cut_history(&mut st, end);
+        let durable = st.durable;
+        drop(st);
+        remove_segment_files(&gone);
+        self.durable_tx.send_replace(durable);
+        tracing::info!(group = %self.name, end = end.0, segments = gone.len(), "history after the committed point discarded");
+        Ok(())
+    }
+
     /// Record the agent that owns the group (groups made before owners were recorded).
     pub fn set_owner(&self, agent: &str) -> Result<()> {
         let _l = self.manifest_lock.lock().expect("manifest lock");
@@ -310,6 +334,32 @@ impl Group {
             .keys()
             .next()
             .map(|s| Seq(*s))
+    }
+}
+
+/// Cap a group's state at `end`: durable, points, and the segments whose records all come after
+/// it (returned, for the caller to delete). Index versions after `end` stay but are never read:
+/// every view reads as of a seq at or before the durable one.
+fn cut_history(st: &mut GroupState, end: Seq) -> Vec<PathBuf> {
+    st.durable = st.durable.min(end);
+    st.points.truncate_after(end);
+    let ids: Vec<u64> = st
+        .segments
+        .values()
+        .filter(|s| s.first_seq > end && s.sealed)
+        .map(|s| s.id)
+        .collect();
+    ids.iter()
+        .filter_map(|id| st.segments.remove(id))
+        .map(|s| s.path)
+        .collect()
+}
+
+fn remove_segment_files(paths: &[PathBuf]) {
+    for p in paths {
+        if let Err(e) = fs::remove_file(p) {
+            tracing::warn!(segment = %p.display(), error = %e, "cannot remove a discarded segment");
+        }
     }
 }
 
@@ -489,6 +539,8 @@ mod tests {
             horizon_tags: Vec::new(),
             created_ms: 0,
             owner: None,
+            history_end: None,
+            adopted: false,
         };
         let g = Group::create(dir.path().join("g"), m).unwrap();
         (dir, g)

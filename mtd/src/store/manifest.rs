@@ -37,6 +37,15 @@ pub struct Manifest {
     /// feed the group. Groups made before owners were recorded are adopted by their next agent.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Set by `rewind failover commit`: the history after this seq is discarded (the records
+    /// still in a segment that straddles it are never shown again).
+    #[serde(default)]
+    pub history_end: Option<u64>,
+    /// Set by adopt: the base images are a copy of disks that may differ from the source in any
+    /// block, so the first agent must compare every block (never a fresh initial sync, which
+    /// skips zero blocks). Cleared once a resync has run to its end.
+    #[serde(default)]
+    pub adopted: bool,
 }
 
 pub const MANIFEST_VERSION: u32 = 1;

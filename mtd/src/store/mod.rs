@@ -187,6 +187,8 @@ impl Store {
                     horizon_tags: Vec::new(),
                     created_ms: now_ms(),
                     owner: Some(agent.to_string()),
+                    history_end: None,
+                    adopted: false,
                 };
                 let g = Group::create(self.dir.join("groups").join(&hg.group), manifest).map_err(
                     |e| {
@@ -287,6 +289,50 @@ impl Store {
         Ok((group, generation))
     }
 
+    /// The retention given to new groups.
+    pub fn default_retention_ms(&self) -> u64 {
+        self.opts.default_retention.as_millis() as u64
+    }
+
+    /// Move a group built in `built` (adopt) into `DATA_DIR/groups` and load it. With `replace`,
+    /// a group of the same name (idle: no agent feeds it) is replaced, and its directory deleted
+    /// once the new one is in place.
+    pub fn install_group(&self, name: &str, built: &Path, replace: bool) -> Result<Arc<Group>> {
+        let groups_dir = self.dir.join("groups");
+        let dest = groups_dir.join(name);
+        let mut groups = self.groups.write().expect("groups lock");
+        if let Some(old) = groups.get(name) {
+            if !replace {
+                return Err(StoreError::Invalid {
+                    what: "group",
+                    why: format!("group {name} already exists"),
+                });
+            }
+            if let Some(h) = old.session.lock().expect("session lock").as_ref() {
+                return Err(StoreError::Invalid {
+                    what: "group",
+                    why: format!("group {name} is being fed by agent {} ({})", h.agent, h.peer),
+                });
+            }
+        }
+        let trash = self.dir.join(format!("replaced-{name}-{}", now_ms()));
+        if dest.exists() {
+            fs::rename(&dest, &trash).map_err(StoreError::io("move aside", &dest))?;
+        }
+        fs::rename(built, &dest).map_err(StoreError::io("move into place", &dest))?;
+        crate::fsutil::sync_dir(&groups_dir)?;
+        let g = Group::load(dest, LoadMode::Repair)?;
+        groups.insert(name.to_string(), g.clone());
+        drop(groups);
+        if trash.exists() {
+            if let Err(e) = fs::remove_dir_all(&trash) {
+                tracing::warn!(dir = %trash.display(), error = %e, "cannot remove the replaced group");
+            }
+        }
+        tracing::info!(group = name, replace, "installed an adopted group");
+        Ok(g)
+    }
+
     /// Queue a chunk for the writer (waits while the writer's queue is full: backpressure).
     pub async fn append(&self, req: AppendReq) -> Result<()> {
         if let Some(why) = self.health.failed() {
@@ -347,7 +393,7 @@ fn check_hello_shape(hg: &HelloGroup) -> std::result::Result<(), String> {
 }
 
 /// Take the data directory's lock for as long as the returned guard lives (one daemon per store).
-fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>> {
+pub fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>> {
     let path = dir.join("LOCK");
     let f = File::create(&path).map_err(StoreError::io("create lock file", &path))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)

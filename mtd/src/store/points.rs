@@ -149,6 +149,12 @@ impl Points {
         self.tags.retain(|t| t.seq >= horizon || keep.contains(t));
     }
 
+    /// Forget every point after `end` (failover commit discards that history).
+    pub fn truncate_after(&mut self, end: Seq) {
+        self.times.retain(|(s, _)| *s <= end);
+        self.tags.retain(|t| t.seq <= end);
+    }
+
     /// Sync-begin tags before `at` whose resync had not ended by then.
     fn open_sync_begins(&self, at: Seq) -> Vec<TagInfo> {
         self.not_recoverable()

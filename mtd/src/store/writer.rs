@@ -229,6 +229,16 @@ impl Writer {
     /// Reserve space for a request at the end of its group's open segment.
     fn place(&mut self, req: AppendReq) -> Result<Placed> {
         let name = req.group.name.clone();
+        if self
+            .groups
+            .get(&name)
+            .is_some_and(|g| !Arc::ptr_eq(g, &req.group))
+        {
+            // The group was replaced (adopted anew): its open segment belongs to a deleted
+            // directory and is forgotten, not sealed.
+            self.open.remove(&name);
+            self.groups.remove(&name);
+        }
         if !self.open.contains_key(&name) {
             let og = self.open_segment(&req.group, &req.header)?;
             self.open.insert(name.clone(), og);

@@ -1,0 +1,5 @@
+//! Parts of the `rewind` CLI that follow jobs: failover, reverse replication, adoption (and
+//! recovery plans). The simple request/answer commands live in `src/bin/rewind.rs`.
+
+pub mod failover;
+pub mod job;

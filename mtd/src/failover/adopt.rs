@@ -1,0 +1,307 @@
+//! Adoption: a replica whose base images are a copy of disks that already exist here — the old
+//! source disks at the original site, or this site's live disks after a failback — so the first
+//! agent to replicate into it compares block hashes and sends only what differs.
+//!
+//! The group is built in a directory of its own and moved into `DATA_DIR/groups` only once
+//! complete (base images fsynced, manifest last). Its manifest says `adopted`: until the first
+//! record arrives the target answers HELLO with "resync needed", which makes the agent compare
+//! every block instead of running a fresh initial sync (which skips zero blocks: wrong over a
+//! base that is not empty). Its generation is 0 until the first agent names one.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::disks;
+use super::{Failovers, Refused};
+use crate::jobs::{Job, JobInfo};
+use crate::store::group::{base_path, journal_dir};
+use crate::store::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
+use crate::store::points::now_ms;
+
+const CHUNK: usize = 1 << 20;
+
+/// Where an adopted disk's bytes come from.
+pub struct Source {
+    pub name: String,
+    pub size_bytes: u64,
+    pub read_at: Box<dyn Fn(&mut [u8], u64) -> std::io::Result<()> + Send>,
+}
+
+/// A raw image file or block device as a source.
+pub fn file_source(name: &str, path: &Path) -> Result<Source> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let size = if f.metadata()?.file_type().is_file() {
+        f.metadata()?.len()
+    } else {
+        // A block device: its size is where a seek to the end lands.
+        use std::io::Seek;
+        let mut f2 = &f;
+        f2.seek(std::io::SeekFrom::End(0))?
+    };
+    if size == 0 || size % 512 != 0 {
+        bail!(
+            "{}: size {size} is not a positive multiple of 512",
+            path.display()
+        );
+    }
+    let path = path.to_path_buf();
+    Ok(Source {
+        name: name.into(),
+        size_bytes: size,
+        read_at: Box::new(move |buf, off| {
+            f.read_exact_at(buf, off)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        }),
+    })
+}
+
+/// Build a complete adopted group in `dir` (which must not exist). `progress(done, total)`.
+pub fn build_group_dir(
+    dir: &Path,
+    group: &str,
+    sources: &[Source],
+    retention_ms: u64,
+    progress: &dyn Fn(u64, u64),
+) -> Result<()> {
+    rewind_formats::validate_name(group).map_err(|e| anyhow::anyhow!("group name: {e}"))?;
+    if sources.is_empty() {
+        bail!("adopting group {group}: no disks given");
+    }
+    if dir.exists() {
+        bail!("{} already exists", dir.display());
+    }
+    fs::create_dir_all(dir.join("base"))?;
+    fs::create_dir_all(journal_dir(dir))?;
+    let total: u64 = sources.iter().map(|s| s.size_bytes).sum();
+    let mut done = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    for s in sources {
+        rewind_formats::validate_name(&s.name).map_err(|e| anyhow::anyhow!("disk name: {e}"))?;
+        let p = base_path(dir, &s.name);
+        let out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .with_context(|| format!("creating {}", p.display()))?;
+        out.set_len(s.size_bytes)?;
+        let mut off = 0u64;
+        while off < s.size_bytes {
+            let n = (s.size_bytes - off).min(CHUNK as u64) as usize;
+            (s.read_at)(&mut buf[..n], off)
+                .with_context(|| format!("reading disk {} at offset {off}", s.name))?;
+            // The base is sparse: zero chunks stay holes.
+            if buf[..n].iter().any(|b| *b != 0) {
+                out.write_all_at(&buf[..n], off)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            off += n as u64;
+            done += n as u64;
+            progress(done, total);
+        }
+        out.sync_all()
+            .with_context(|| format!("fsync {}", p.display()))?;
+    }
+    crate::fsutil::sync_dir(&dir.join("base"))?;
+    let m = Manifest {
+        version: MANIFEST_VERSION,
+        group: group.into(),
+        disks: sources
+            .iter()
+            .map(|s| DiskManifest {
+                name: s.name.clone(),
+                size_bytes: s.size_bytes,
+            })
+            .collect(),
+        generation: 0,
+        retention_ms,
+        horizon_seq: 0,
+        horizon_ms: 0,
+        horizon_tags: Vec::new(),
+        created_ms: now_ms(),
+        owner: None,
+        history_end: None,
+        adopted: true,
+        fenced_reason: None,
+    };
+    m.store(dir)?;
+    crate::fsutil::sync_dir(dir)?;
+    Ok(())
+}
+
+/// A scratch directory for building a group, outside `groups/` so a crash never leaves a
+/// half-built group to be loaded.
+pub fn building_dir(data_dir: &Path, group: &str) -> PathBuf {
+    data_dir.join("adopting").join(group)
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AdoptRequest {
+    /// NAME=PATH: raw images or block devices to adopt as a new group's disks.
+    #[serde(default)]
+    pub disks: Vec<String>,
+    /// Adopt this site's live disks of the (committed, failed-over) group instead.
+    #[serde(default)]
+    pub from_live: bool,
+    /// Retention of the new group [default: the daemon's].
+    #[serde(default)]
+    pub retention: Option<String>,
+}
+
+impl Failovers {
+    pub fn adopt(self: &Arc<Self>, group: &str, req: AdoptRequest) -> Result<JobInfo> {
+        let retention_ms = match &req.retention {
+            Some(r) => humantime::parse_duration(r)
+                .map_err(|e| Refused::Invalid(format!("bad retention {r:?}: {e}")))?
+                .as_millis() as u64,
+            None => self.store().default_retention_ms(),
+        };
+        let me = self.clone();
+        let g = group.to_string();
+        if req.from_live {
+            if !req.disks.is_empty() {
+                return Err(Refused::Invalid("give disks or from_live, not both".into()).into());
+            }
+            self.check_group(group)?;
+            let s = self.get(group);
+            match &s.promotion {
+                Some(p) if p.committed => {}
+                _ => {
+                    return Err(Refused::Conflict(format!(
+                        "group {group} has no committed failover here: only live disks of a committed failover can be adopted"
+                    ))
+                    .into())
+                }
+            }
+            return Ok(self
+                .jobs
+                .spawn("adopt-live", group, move |job| me.adopt_live(&g, retention_ms, job))?);
+        }
+        if req.disks.is_empty() {
+            return Err(Refused::Invalid("adopt needs disks (NAME=PATH) or from_live".into()).into());
+        }
+        if self.store().group(group).is_ok() {
+            return Err(Refused::Conflict(format!(
+                "group {group} already exists here; adopt makes a new group"
+            ))
+            .into());
+        }
+        let mut sources = Vec::new();
+        for d in &req.disks {
+            let (name, path) = d
+                .split_once('=')
+                .ok_or_else(|| Refused::Invalid(format!("disk {d:?}: want NAME=PATH")))?;
+            sources.push(file_source(name, Path::new(path)).map_err(|e| Refused::Invalid(format!("{e:#}")))?);
+        }
+        Ok(self.jobs.spawn("adopt", group, move |job| {
+            let dir = building_dir(&me.store().dir, &g);
+            let _ = fs::remove_dir_all(&dir);
+            build_group_dir(&dir, &g, &sources, retention_ms, &|d, t| {
+                job.progress(d as f64 * 95.0 / t as f64, "copying the disks into the base");
+            })?;
+            me.store().install_group(&g, &dir, false)?;
+            Ok(json!({ "group": g, "adopted": req.disks }))
+        })?)
+    }
+
+    /// Replace the group by one whose base is this site's live disks: the way back after a
+    /// failback, when the other site becomes the source again.
+    fn adopt_live(&self, group: &str, retention_ms: u64, job: &Job) -> Result<serde_json::Value> {
+        let mut s = self.get(group);
+        if let Some(r) = s.reverse.take() {
+            job.progress(2.0, "stopping reverse replication");
+            if let Some(pid) = r.pid {
+                super::reverse::stop_agent(self, pid);
+            }
+        }
+        let p = s.promotion.clone().context("promotion vanished")?;
+        self.stop_boot(&p.set);
+        job.progress(5.0, "detaching the live disks");
+        for d in &p.set.disks {
+            if let Some(dev) = &d.loop_device {
+                crate::control::attach::detach(&self.exports, &self.attachments, dev)?;
+            }
+        }
+        let mut sources = Vec::new();
+        for d in &p.set.disks {
+            let o = self.exports.overlays.get(&d.overlay)?;
+            sources.push(Source {
+                name: d.disk.clone(),
+                size_bytes: o.size_bytes(),
+                read_at: Box::new(move |buf, off| {
+                    o.read_at(buf, off).map_err(std::io::Error::other)
+                }),
+            });
+        }
+        let dir = building_dir(&self.store().dir, group);
+        let _ = fs::remove_dir_all(&dir);
+        build_group_dir(&dir, group, &sources, retention_ms, &|d, t| {
+            job.progress(5.0 + d as f64 * 85.0 / t as f64, "copying the live disks into the base");
+        })?;
+        drop(sources);
+        job.progress(92.0, "replacing the group");
+        let detached: Vec<_> = p
+            .set
+            .disks
+            .iter()
+            .cloned()
+            .map(|mut d| {
+                d.loop_device = None;
+                d
+            })
+            .collect();
+        disks::drop_disks(self, &detached);
+        self.store().install_group(group, &dir, true)?;
+        s.promotion = None;
+        self.put(s)?;
+        Ok(json!({ "group": group, "adopted_live_seq": p.set.seq }))
+    }
+}
+
+/// `rewind-mtd adopt`: build the group with the daemon stopped (the data directory's lock is
+/// taken), with a progress bar.
+pub fn offline(
+    data_dir: &Path,
+    group: &str,
+    disks: &[String],
+    retention: std::time::Duration,
+) -> Result<()> {
+    fs::create_dir_all(data_dir.join("groups"))?;
+    let _lock = crate::store::lock_dir(data_dir).with_context(|| {
+        format!(
+            "{} is in use by a running rewind-mtd: use `rewind adopt {group} --disk ...` through it",
+            data_dir.display()
+        )
+    })?;
+    let dest = data_dir.join("groups").join(group);
+    if dest.exists() {
+        bail!("group {group} already exists in {}", data_dir.display());
+    }
+    let mut sources = Vec::new();
+    for d in disks {
+        let (name, path) = d
+            .split_once('=')
+            .with_context(|| format!("disk {d:?}: want NAME=PATH"))?;
+        sources.push(file_source(name, Path::new(path))?);
+    }
+    let total: u64 = sources.iter().map(|s| s.size_bytes).sum();
+    let bar = crate::dump::progress_bar(total);
+    let dir = building_dir(data_dir, group);
+    let _ = fs::remove_dir_all(&dir);
+    build_group_dir(&dir, group, &sources, retention.as_millis() as u64, &|d, _| {
+        bar.set_position(d)
+    })?;
+    fs::rename(&dir, &dest).with_context(|| format!("moving into {}", dest.display()))?;
+    crate::fsutil::sync_dir(&data_dir.join("groups"))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "adopted {} disk(s) as group {group}: the first agent compares block hashes and sends only what differs",
+        sources.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! Failover operations of the master target: test failover, planned and unplanned failover
+//! (promotion), change of point, commit, reverse replication and adoption.
+//!
+//! Each operation checks what it can up front (so a refused one changes nothing), then runs as a
+//! job (`crate::jobs`) with progress. What a group's failovers left in place is kept in
+//! `DATA_DIR/failover/GROUP.json` (`state`).
+//!
+//! - Test failover: writable overlays of one point (`GROUP/DISK@test`), loop devices, and the
+//!   configured boot command; replication goes on meanwhile. Cleanup discards them.
+//! - Promotion (planned: the agent drains first; unplanned: a chosen point): the group's
+//!   generation is bumped (the old source is fenced), and live disks (`GROUP/DISK@live`) are made.
+//! - Commit: the point becomes permanent and the history after it is discarded.
+//! - Reverse: an agent here protects the live disks and replicates them to another site.
+//! - Adopt: a replica whose base is a copy of existing disks (the old source, or the live disks
+//!   here), so the first replication into it only compares and sends what differs.
+
+pub mod adopt;
+pub mod boot;
+mod disks;
+mod promote;
+pub mod reverse;
+pub mod state;
+mod test_failover;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+
+use crate::control::attach::Attachments;
+use crate::exports::Exports;
+use crate::jobs::Jobs;
+use crate::store::points::PointSpec;
+use crate::store::Store;
+use boot::BootProcesses;
+use state::GroupFailover;
+
+/// Why an operation was refused before it changed anything (maps to a 4xx answer).
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The group's state does not allow it (a second promotion, commit without a failover...).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub struct Failovers {
+    pub exports: Arc<Exports>,
+    pub views: Option<PathBuf>,
+    pub attachments: Arc<Attachments>,
+    pub jobs: Arc<Jobs>,
+    pub boots: BootProcesses,
+    /// `DATA_DIR/failover`.
+    dir: PathBuf,
+    /// The NBD server's bound addresses (`HOST:PORT`, `unix:PATH`), for the URIs handed out.
+    nbd: Vec<String>,
+    /// For the async parts (draining the agent) called from job threads.
+    rt: tokio::runtime::Handle,
+    state: Mutex<BTreeMap<String, GroupFailover>>,
+}
+
+impl Failovers {
+    /// Load the groups' failover state and bring back what a restart took away: the loop
+    /// devices of test failovers and live disks, and reverse-replication agents.
+    pub fn load(
+        exports: Arc<Exports>,
+        views: Option<PathBuf>,
+        attachments: Arc<Attachments>,
+        nbd: Vec<String>,
+    ) -> Result<Arc<Failovers>> {
+        let dir = exports.store.dir.join("failover");
+        let mut map = BTreeMap::new();
+        for s in state::load_all(&dir)? {
+            map.insert(s.group.clone(), s);
+        }
+        Ok(Arc::new(Failovers {
+            exports,
+            views,
+            attachments,
+            jobs: Arc::new(Jobs::default()),
+            boots: BootProcesses::default(),
+            dir,
+            nbd,
+            rt: tokio::runtime::Handle::current(),
+            state: Mutex::new(map),
+        }))
+    }
+
+    /// After the view tree is mounted: re-attach loop devices and restart reverse agents.
+    pub fn resume(&self) {
+        for g in self.groups() {
+            let mut s = self.get(&g);
+            let changed = s.test.is_some() || s.promotion.is_some() || s.reverse.is_some();
+            for set in [
+                s.test.as_mut(),
+                s.promotion.as_mut().map(|p| &mut p.set),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                // Boot processes died with the previous daemon's NBD server, or are not ours.
+                set.boot = None;
+                if let Err(e) = disks::reattach(self, &g, set) {
+                    tracing::error!(group = %g, error = %e, "cannot re-attach a failover's loop devices");
+                }
+            }
+            if let Some(r) = s.reverse.as_mut() {
+                match reverse::spawn_agent(self, &g, r) {
+                    Ok(pid) => r.pid = Some(pid),
+                    Err(e) => {
+                        tracing::error!(group = %g, error = %e, "cannot restart reverse replication");
+                        r.pid = None;
+                    }
+                }
+            }
+            if changed {
+                if let Err(e) = self.put(s) {
+                    tracing::error!(group = %g, error = %e, "cannot save failover state");
+                }
+            }
+        }
+    }
+
+    /// Daemon shutdown: stop reverse agents (they write through this daemon's loop devices) and
+    /// boot commands, before the loop devices and the view tree go away.
+    pub fn shutdown(&self) {
+        for g in self.groups() {
+            if let Some(r) = self.get(&g).reverse {
+                if let Some(pid) = r.pid {
+                    reverse::stop_agent(self, pid);
+                }
+            }
+        }
+        self.boots.stop_all();
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.exports.store
+    }
+
+    fn groups(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .expect("failover lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The group's failover state (empty if none).
+    pub fn get(&self, group: &str) -> GroupFailover {
+        self.state
+            .lock()
+            .expect("failover lock")
+            .get(group)
+            .cloned()
+            .unwrap_or_else(|| GroupFailover {
+                group: group.into(),
+                ..Default::default()
+            })
+    }
+
+    pub fn list(&self) -> Vec<GroupFailover> {
+        self.state
+            .lock()
+            .expect("failover lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Persist, then publish, a group's new state.
+    fn put(&self, s: GroupFailover) -> Result<()> {
+        state::save(&self.dir, &s)?;
+        let mut map = self.state.lock().expect("failover lock");
+        if s.is_empty() {
+            map.remove(&s.group);
+        } else {
+            map.insert(s.group.clone(), s);
+        }
+        Ok(())
+    }
+
+    /// Set (or clear, with None) the boot command the group's failovers run.
+    pub fn configure(&self, group: &str, boot: Option<String>) -> Result<GroupFailover> {
+        self.store().group(group)?;
+        let mut s = self.get(group);
+        s.boot = boot
+            .filter(|c| !c.trim().is_empty())
+            .map(|command| state::BootConfig { command });
+        self.put(s.clone())?;
+        Ok(s)
+    }
+
+    /// The group must exist: every operation starts here.
+    fn check_group(&self, group: &str) -> Result<(), Refused> {
+        self.store().group(group).map(|_| ()).map_err(|e| {
+            Refused::NotFound(format!("{e} (see `rewind groups`)"))
+        })
+    }
+
+    /// The seq a point names in a group, refused (with what to pick instead) if it is not
+    /// recoverable, too old or unknown.
+    fn resolve(&self, group: &str, point: &str) -> Result<u64, Refused> {
+        let spec = PointSpec::parse(point).map_err(|e| Refused::Invalid(e.to_string()))?;
+        let g = self
+            .store()
+            .group(group)
+            .map_err(|e| Refused::NotFound(e.to_string()))?;
+        let st = g.state.read().expect("group lock");
+        let seq = st
+            .points
+            .resolve(&spec, st.durable, st.horizon())
+            .map_err(|e| Refused::Conflict(format!("group {group}: {e}")))?;
+        if seq.0 == 0 {
+            return Err(Refused::Conflict(format!(
+                "group {group} holds no replicated data yet: nothing to fail over to"
+            )));
+        }
+        Ok(seq.0)
+    }
+
+    /// The NBD URI of an export, on the first address the NBD server listens on.
+    fn nbd_uri(&self, export: &str) -> Option<String> {
+        let addr = self.nbd.first()?;
+        Some(match addr.strip_prefix("unix:") {
+            Some(path) => format!("nbd+unix:///{export}?socket={path}"),
+            None => format!("nbd://{addr}/{export}"),
+        })
+    }
+
+    fn boot_log(&self, group: &str, what: &str) -> PathBuf {
+        self.dir.join(format!("{group}.{what}.boot.log"))
+    }
+}

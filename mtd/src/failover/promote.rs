@@ -1,0 +1,234 @@
+//! Promotion: the group becomes live at this site. Planned failover first has the source agent
+//! drain (no write is lost); unplanned failover takes a chosen point when the source is gone.
+//! Either way the group's generation is bumped, which fences the old source agent, and live
+//! disks (`GROUP/DISK@live`) are made over the point. Until commit another point may be chosen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rewind_formats::Seq;
+use serde_json::{json, Value};
+
+use super::disks::{self, SetKind};
+use super::state::{Promotion, PromotionKind};
+use super::{Failovers, Refused};
+use crate::jobs::{Job, JobInfo};
+use crate::store::points::format_ms;
+use crate::store::points::now_ms;
+
+/// The tag that marks the last seq before a planned failover.
+pub const PLANNED_TAG: &str = "planned-failover";
+/// How long a planned failover waits for the agent to send everything it holds.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Failovers {
+    fn check_promotable(&self, group: &str) -> Result<(), Refused> {
+        self.check_group(group)?;
+        let s = self.get(group);
+        if let Some(p) = &s.promotion {
+            return Err(Refused::Conflict(format!(
+                "group {group} is already promoted ({:?} failover at seq {}, generation {}); a second promotion is refused{}",
+                p.kind,
+                p.set.seq,
+                p.generation,
+                if p.committed {
+                    ""
+                } else {
+                    "; `rewind failover change-point` picks another point before commit"
+                }
+            )));
+        }
+        if let Some(t) = &s.test {
+            return Err(Refused::Conflict(format!(
+                "group {group} has a test failover (at seq {}); `rewind failover cleanup {group}` first",
+                t.seq
+            )));
+        }
+        Ok(())
+    }
+
+    /// Planned failover: drain the agent, then promote at its `planned-failover` tag.
+    pub fn planned(self: &Arc<Self>, group: &str) -> Result<JobInfo> {
+        self.check_promotable(group)?;
+        {
+            let g = self.store().group(group)?;
+            if !g.state.read().expect("group lock").points.consistent() {
+                return Err(Refused::Conflict(format!(
+                    "group {group} is in the middle of a resync (its newest points are not recoverable); \
+                     wait until `rewind points {group}` shows it consistent, then retry"
+                ))
+                .into());
+            }
+            if g.session.lock().expect("session lock").is_none() {
+                return Err(Refused::Conflict(format!(
+                    "the source agent of group {group} is not connected: a planned failover needs it to drain; \
+                     if the source is gone run `rewind failover unplanned {group} --point latest`"
+                ))
+                .into());
+            }
+        }
+        let me = self.clone();
+        let g = group.to_string();
+        Ok(self
+            .jobs
+            .spawn("failover-planned", group, move |job| me.run_planned(&g, job))?)
+    }
+
+    fn run_planned(&self, group: &str, job: &Job) -> Result<Value> {
+        job.progress(5.0, "asking the source agent to drain");
+        let tag = format!("{PLANNED_TAG}");
+        let seq = self
+            .rt
+            .block_on(crate::server::drain::drain(
+                self.store(),
+                group,
+                &tag,
+                DRAIN_TIMEOUT,
+            ))
+            .with_context(|| format!("draining the source agent of group {group}"))?;
+        job.progress(40.0, format!("drained: {tag} at seq {seq} is durable"));
+        let reason = format!("planned failover at seq {seq}, {}", format_ms(now_ms()));
+        self.promote(group, PromotionKind::Planned, &format!("seq:{seq}"), seq, &reason, job)
+    }
+
+    /// Unplanned failover to `point` (the source is gone).
+    pub fn unplanned(self: &Arc<Self>, group: &str, point: &str) -> Result<JobInfo> {
+        self.check_promotable(group)?;
+        // Checked now so a bad point changes nothing; resolved again once the source is fenced.
+        self.resolve(group, point)?;
+        let me = self.clone();
+        let g = group.to_string();
+        let point = point.to_string();
+        Ok(self
+            .jobs
+            .spawn("failover-unplanned", group, move |job| {
+                job.progress(5.0, "fencing the source");
+                let reason = format!("unplanned failover to {point}, {}", format_ms(now_ms()));
+                let generation = me.fence(&g, &reason)?;
+                let seq = me.resolve(&g, &point)?;
+                me.make_live(&g, PromotionKind::Unplanned, &point, seq, generation, job)
+            })?)
+    }
+
+    /// Bump the group's generation (the source agent is refused from now on) and wait until
+    /// everything it sent before is durable.
+    fn fence(&self, group: &str, reason: &str) -> Result<u64> {
+        let g = self.store().group(group)?;
+        let generation = g.fence(reason)?;
+        self.rt.block_on(g.drained());
+        Ok(generation)
+    }
+
+    fn promote(
+        &self,
+        group: &str,
+        kind: PromotionKind,
+        point: &str,
+        seq: u64,
+        reason: &str,
+        job: &Job,
+    ) -> Result<Value> {
+        job.progress(50.0, "fencing the source");
+        let generation = self.fence(group, reason)?;
+        self.make_live(group, kind, point, seq, generation, job)
+    }
+
+    fn make_live(
+        &self,
+        group: &str,
+        kind: PromotionKind,
+        point: &str,
+        seq: u64,
+        generation: u64,
+        job: &Job,
+    ) -> Result<Value> {
+        let mut set = disks::make_set(self, group, SetKind::Live, point, seq, job, (55.0, 85.0))?;
+        if let Err(e) = self.start_boot(group, "live", &mut set, job) {
+            // The group stays fenced: the live disks are what is wanted, only the boot failed.
+            tracing::error!(group, error = %e, "boot command failed to start");
+        }
+        let p = Promotion {
+            kind,
+            set,
+            generation,
+            committed: false,
+        };
+        let mut s = self.get(group);
+        s.promotion = Some(p.clone());
+        self.put(s)?;
+        Ok(json!({ "group": group, "promotion": p }))
+    }
+
+    /// Before commit: make the live disks over another point (their writes so far are dropped).
+    pub fn change_point(self: &Arc<Self>, group: &str, point: &str) -> Result<JobInfo> {
+        self.check_group(group)?;
+        let s = self.get(group);
+        let Some(p) = &s.promotion else {
+            return Err(Refused::Conflict(format!(
+                "group {group} is not failed over: nothing to change (`rewind failover unplanned {group} --point P`)"
+            ))
+            .into());
+        };
+        if p.committed {
+            return Err(Refused::Conflict(format!(
+                "group {group}'s failover to seq {} is committed: its point is permanent",
+                p.set.seq
+            ))
+            .into());
+        }
+        let seq = self.resolve(group, point)?;
+        disks::check_unused(self, &p.set).map_err(|e| Refused::Conflict(format!("{e:#}")))?;
+        let me = self.clone();
+        let g = group.to_string();
+        let point = point.to_string();
+        Ok(self.jobs.spawn("failover-change-point", group, move |job| {
+            let mut s = me.get(&g);
+            let mut p = s.promotion.take().context("promotion vanished")?;
+            job.progress(10.0, "dropping the live disks of the old point");
+            me.stop_boot(&p.set);
+            disks::drop_disks(&me, &p.set.disks);
+            p.set = disks::make_set(&me, &g, SetKind::Live, &point, seq, job, (40.0, 85.0))?;
+            if let Err(e) = me.start_boot(&g, "live", &mut p.set, job) {
+                tracing::error!(group = %g, error = %e, "boot command failed to start");
+            }
+            s.promotion = Some(p.clone());
+            me.put(s)?;
+            Ok(json!({ "group": g, "promotion": p }))
+        })?)
+    }
+
+    /// Make the promoted point permanent and discard the group's history after it.
+    pub fn commit(self: &Arc<Self>, group: &str) -> Result<JobInfo> {
+        self.check_group(group)?;
+        let s = self.get(group);
+        match &s.promotion {
+            None => {
+                return Err(Refused::Conflict(format!(
+                    "group {group} has no failover to commit (`rewind failover planned|unplanned {group}` first)"
+                ))
+                .into())
+            }
+            Some(p) if p.committed => {
+                return Err(Refused::Conflict(format!(
+                    "group {group}'s failover to seq {} is already committed",
+                    p.set.seq
+                ))
+                .into())
+            }
+            Some(_) => {}
+        }
+        let me = self.clone();
+        let g = group.to_string();
+        Ok(self.jobs.spawn("failover-commit", group, move |job| {
+            let mut s = me.get(&g);
+            let p = s.promotion.as_mut().context("promotion vanished")?;
+            job.progress(20.0, format!("discarding the history after seq {}", p.set.seq));
+            me.store().group(&g)?.discard_after(Seq(p.set.seq))?;
+            p.committed = true;
+            let p = p.clone();
+            me.put(s)?;
+            Ok(json!({ "group": g, "promotion": p }))
+        })?)
+    }
+}
