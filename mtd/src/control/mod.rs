@@ -3,6 +3,9 @@
 //! Routes (all JSON; errors are `{"error": "..."}` with a 4xx/5xx status):
 //! - `GET /v1/groups`: groups, disks, segments, points, tags, horizon (the `inspect` report)
 //! - `GET /v1/groups/{group}/points`: the recovery points of one group
+//! - `POST /v1/groups/{group}/drain` `{"tag", "timeout_secs"}`: the agent stops writes, sends
+//!   everything and tags its last seq; answers `{"seq"}` once the tag is durable
+//! - `POST /v1/groups/{group}/fence` `{"reason"}`: bump the generation, refuse the old source
 //! - `GET|POST /v1/overlays`, `DELETE /v1/overlays/{name}`
 //! - `GET|POST /v1/attachments`, `POST /v1/detach`
 //! - `POST /v1/mounts`, `POST /v1/umount`
@@ -13,6 +16,7 @@
 
 pub mod attach;
 mod failover;
+mod drain;
 mod routes;
 
 use std::path::{Path, PathBuf};

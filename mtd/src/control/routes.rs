@@ -58,7 +58,7 @@ fn store_status(e: &StoreError, msg: String) -> ApiError {
     ApiError(code, msg)
 }
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+pub type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -73,6 +73,8 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/groups", get(groups))
         .route("/v1/groups/{group}/points", get(points))
         .route("/v1/groups/{group}/retention", post(retention))
+        .route("/v1/groups/{group}/drain", post(super::drain::drain_group))
+        .route("/v1/groups/{group}/fence", post(super::drain::fence_group))
         .route("/v1/overlays", get(overlays).post(overlay_create))
         .route("/v1/overlays/{name}", delete(overlay_delete))
         .route("/v1/attachments", get(attachments).post(attach_one))

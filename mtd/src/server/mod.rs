@@ -1,5 +1,6 @@
 //! The agent-facing server: TCP and unix-socket listeners feeding sessions.
 
+pub mod drain;
 pub mod framing;
 mod session;
 

@@ -13,11 +13,11 @@ use rewind_formats::message::{
 };
 use rewind_formats::Seq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::framing::{read_frame, read_message, ReadError};
-use crate::store::group::{Group, Holder};
+use crate::store::group::{Group, Holder, SessionEnd, StopSignal};
 use crate::store::ingest::Feed;
 use crate::store::Store;
 
@@ -30,13 +30,22 @@ const SUPERSEDE_TIMEOUT: Duration = Duration::from_secs(10);
 struct Fault {
     code: Option<ErrorCode>,
     message: String,
+    /// The agent ended the session with an ERROR frame; `message` carries its text.
+    by_agent: bool,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> Fault {
     Fault {
         code: Some(code),
         message: message.into(),
+        by_agent: false,
     }
+}
+
+/// What the group's holder gets of this session: its outgoing frames and its end.
+struct SessionLink {
+    out: mpsc::Sender<Vec<u8>>,
+    ended: watch::Receiver<Option<SessionEnd>>,
 }
 
 impl From<crate::store::Refusal> for Fault {
@@ -50,6 +59,7 @@ impl From<ReadError> for Fault {
         Fault {
             code: e.code(),
             message: e.to_string(),
+            by_agent: false,
         }
     }
 }
@@ -57,7 +67,7 @@ impl From<ReadError> for Fault {
 /// Releases the group for other sessions when the session ends.
 struct Claim {
     group: Arc<Group>,
-    stop: Arc<Notify>,
+    stop: Arc<StopSignal>,
 }
 
 impl Drop for Claim {
@@ -99,7 +109,24 @@ where
         }
         let _ = wr.shutdown().await;
     });
-    let result = serve(&store, &mut rd, &out_tx, &peer, identity.as_deref()).await;
+    // Whoever waits on this session (a drain) learns here that it ended, and why.
+    let (ended_tx, ended_rx) = watch::channel(None);
+    let session = SessionLink {
+        out: out_tx.clone(),
+        ended: ended_rx,
+    };
+    let result = serve(&store, &mut rd, &session, &peer, identity.as_deref()).await;
+    let end = match &result {
+        Ok(()) => SessionEnd {
+            message: "the agent closed the session".into(),
+            by_agent: false,
+        },
+        Err(f) => SessionEnd {
+            message: f.message.clone(),
+            by_agent: f.by_agent,
+        },
+    };
+    ended_tx.send_replace(Some(end));
     match result {
         Ok(()) => tracing::info!(%peer, "session closed by peer"),
         Err(f) => {
@@ -117,6 +144,8 @@ where
             }
         }
     }
+    // The writer task ends once every sender of its channel is gone.
+    drop(session);
     drop(out_tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), sender).await;
 }
@@ -124,10 +153,11 @@ where
 async fn serve<R: AsyncRead + Unpin>(
     store: &Arc<Store>,
     rd: &mut R,
-    out: &mpsc::Sender<Vec<u8>>,
+    session: &SessionLink,
     peer: &str,
     identity: Option<&str>,
 ) -> Result<(), Fault> {
+    let out = &session.out;
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_message(rd)).await {
         Err(_) => return Err(refuse(ErrorCode::Protocol, "no HELLO within 30 s")),
         Ok(Err(ReadError::Closed)) => return Ok(()),
@@ -152,8 +182,8 @@ async fn serve<R: AsyncRead + Unpin>(
             ));
         }
     }
-    let stop = Arc::new(Notify::new());
-    let (fed, _claims, welcome) = welcome(store, &hello, peer, &stop).await?;
+    let stop = Arc::new(StopSignal::default());
+    let (fed, _claims, welcome) = welcome(store, &hello, peer, &stop, session).await?;
     tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "session started");
     out.send(Message::Welcome(welcome).to_frame())
         .await
@@ -172,9 +202,7 @@ async fn serve<R: AsyncRead + Unpin>(
         }
         let frame = tokio::select! {
             r = read_frame(rd, &mut payload) => r,
-            _ = stop.notified() => {
-                return Err(refuse(ErrorCode::Busy, "superseded: the same agent opened a new session"));
-            }
+            (code, why) = stop.stopped() => return Err(refuse(code, why)),
         };
         let (kind, len) = match frame {
             Ok(frame) => frame,
@@ -193,6 +221,7 @@ async fn serve<R: AsyncRead + Unpin>(
             // Batches are decoded in place: their records are read straight from the payload.
             let b = BatchRef::decode(payload).map_err(ReadError::from)?;
             let f = find(&mut fed, &b.group)?;
+            check_not_fenced(f)?;
             let req = f.batch_chunk(&b)?;
             f.group.note_queued();
             store
@@ -205,6 +234,7 @@ async fn serve<R: AsyncRead + Unpin>(
         match Message::decode(kind, payload).map_err(ReadError::from)? {
             Message::Tag(t) => {
                 let f = find(&mut fed, &t.group)?;
+                check_not_fenced(f)?;
                 let req = f.tag_chunk(&t)?;
                 f.group.note_queued();
                 store
@@ -228,6 +258,7 @@ async fn serve<R: AsyncRead + Unpin>(
                 return Err(Fault {
                     code: None,
                     message: format!("agent reported {:?}: {}", e.code, e.message),
+                    by_agent: true,
                 });
             }
             other => {
@@ -244,7 +275,27 @@ fn closed() -> Fault {
     Fault {
         code: None,
         message: "peer went away".into(),
+        by_agent: false,
     }
+}
+
+/// A group fenced while this session feeds it takes nothing more from it (the session is also
+/// told to stop; this closes the gap until it notices).
+fn check_not_fenced(f: &Feed) -> Result<(), Fault> {
+    let st = f.group.state.read().expect("group lock");
+    let m = &st.manifest;
+    if m.generation != f.generation {
+        return Err(refuse(
+            ErrorCode::StaleGeneration,
+            crate::store::group::fenced_message(
+                &f.group.name,
+                m.fenced_reason.as_deref(),
+                f.generation,
+                m.generation,
+            ),
+        ));
+    }
+    Ok(())
 }
 
 type Welcomed = (Vec<Feed>, Vec<Claim>, Welcome);
@@ -256,7 +307,8 @@ async fn claim(
     group: &Arc<Group>,
     agent: &str,
     peer: &str,
-    stop: &Arc<Notify>,
+    stop: &Arc<StopSignal>,
+    session: &SessionLink,
 ) -> Result<(), Fault> {
     let t0 = std::time::Instant::now();
     let mut asked = false;
@@ -269,6 +321,8 @@ async fn claim(
                         peer: peer.to_string(),
                         agent: agent.to_string(),
                         stop: stop.clone(),
+                        out: session.out.clone(),
+                        ended: session.ended.clone(),
                     });
                     return Ok(());
                 }
@@ -276,7 +330,10 @@ async fn claim(
                     if !asked {
                         tracing::info!(group = %group.name, %agent, old_peer = %h.peer, new_peer = %peer,
                             "agent reconnected: stopping its older session");
-                        h.stop.notify_one();
+                        h.stop.stop(
+                            ErrorCode::Busy,
+                            "superseded: the same agent opened a new session".into(),
+                        );
                         asked = true;
                     }
                 }
@@ -299,7 +356,8 @@ async fn welcome(
     store: &Arc<Store>,
     hello: &Hello,
     peer: &str,
-    stop: &Arc<Notify>,
+    stop: &Arc<StopSignal>,
+    session: &SessionLink,
 ) -> Result<Welcomed, Fault> {
     if hello.groups.is_empty() {
         return Err(refuse(ErrorCode::Protocol, "HELLO names no group"));
@@ -318,7 +376,7 @@ async fn welcome(
             .hello_group(hg, &hello.agent)
             .map_err(|r| refuse(r.code, r.message))?;
         {
-            claim(&group, &hello.agent, peer, stop).await?;
+            claim(&group, &hello.agent, peer, stop, session).await?;
         }
         claims.push(Claim {
             group: group.clone(),

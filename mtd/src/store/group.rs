@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use rewind_formats::segment::{ChunkHeader, ChunkKind, SegmentFooter};
 use rewind_formats::{RecordKind, Seq};
-use tokio::sync::watch;
+use rewind_formats::message::{ControlOp, ErrorCode, Message};
+use tokio::sync::{mpsc, watch};
 
 use super::index::{DiskIndex, Source};
 use super::manifest::Manifest;
@@ -295,6 +296,63 @@ impl Group {
         Ok(())
     }
 
+    /// Send a CONTROL frame to the agent session currently feeding this group.
+    pub fn send_control(&self, op: ControlOp, arg: &str) -> std::result::Result<(), String> {
+        let out = self
+            .session
+            .lock()
+            .expect("session lock")
+            .as_ref()
+            .map(|h| h.out.clone())
+            .ok_or_else(|| format!("no agent is connected for group {}", self.name))?;
+        let frame = Message::Control(rewind_formats::message::Control {
+            group: self.name.clone(),
+            op,
+            arg: arg.to_string(),
+        })
+        .to_frame();
+        // try_send: never wait on a session whose writer is stuck; its queue holds 256 frames.
+        out.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => format!(
+                "the session of group {} is not draining its outgoing frames (queue full)",
+                self.name
+            ),
+            mpsc::error::TrySendError::Closed(_) => {
+                format!("no agent is connected for group {}", self.name)
+            }
+        })
+    }
+
+    /// Fence the group's current source: bump the generation (durable in the manifest before
+    /// anything else), record why, and end the session feeding the group with a StaleGeneration
+    /// ERROR. From then on HELLOs with the old generation are refused with the reason. Returns the
+    /// new generation.
+    ///
+    /// A batch the old session had already queued for the writer may still become durable after
+    /// this returns: wait for [`Group::drained`] before reading the group's latest state.
+    pub fn fence(&self, reason: &str) -> Result<u64> {
+        let (old, new) = {
+            let _l = self.manifest_lock.lock().expect("manifest lock");
+            let mut m = self.state.read().expect("group lock").manifest.clone();
+            let old = m.generation;
+            m.generation += 1;
+            m.fenced_reason = Some(reason.to_string());
+            m.store(&self.dir)?;
+            let new = m.generation;
+            self.state.write().expect("group lock").manifest = m;
+            (old, new)
+        };
+        tracing::warn!(group = %self.name, old_generation = old, generation = new, reason,
+            "group fenced: its source agent is refused from now on");
+        if let Some(h) = self.session.lock().expect("session lock").as_ref() {
+            h.stop.stop(
+                ErrorCode::StaleGeneration,
+                fenced_message(&self.name, Some(reason), old, new),
+            );
+        }
+        Ok(new)
+    }
+
     pub fn pin(self: &Arc<Self>, seq: Seq) -> Result<PinGuard> {
         let mut pins = self.pins.lock().expect("pins lock");
         let st = self.state.read().expect("group lock");
@@ -363,12 +421,70 @@ fn remove_segment_files(paths: &[PathBuf]) {
     }
 }
 
-/// The session feeding a group: who it is, and how to ask it to stop (when the same agent
-/// reconnects before the daemon noticed its old connection die).
+/// The session feeding a group: who it is, how to send it a frame, how to ask it to stop (when
+/// the same agent reconnects before the daemon noticed its old connection die, or when the group
+/// is fenced), and how to learn that it ended.
 pub struct Holder {
     pub peer: String,
     pub agent: String,
-    pub stop: Arc<tokio::sync::Notify>,
+    pub stop: Arc<StopSignal>,
+    /// The session's outgoing frames (its writer task sends them in order).
+    pub out: mpsc::Sender<Vec<u8>>,
+    /// Becomes `Some(why)` when the session ends (a dropped sender means the same).
+    pub ended: watch::Receiver<Option<SessionEnd>>,
+}
+
+/// How a session ended, for whoever waits on it (a drain).
+#[derive(Clone, Debug)]
+pub struct SessionEnd {
+    pub message: String,
+    /// The agent sent an ERROR frame: `message` is its text.
+    pub by_agent: bool,
+}
+
+/// Asks a session to end with an ERROR of a given code: the session sends it and closes.
+#[derive(Default)]
+pub struct StopSignal {
+    notify: tokio::sync::Notify,
+    why: Mutex<Option<(ErrorCode, String)>>,
+}
+
+impl StopSignal {
+    /// Ask the session to end. The first reason given wins.
+    pub fn stop(&self, code: ErrorCode, message: String) {
+        self.why
+            .lock()
+            .expect("stop lock")
+            .get_or_insert((code, message));
+        // notify_one keeps a permit if the session is not waiting right now.
+        self.notify.notify_one();
+    }
+
+    /// Resolves once `stop` was called.
+    pub async fn stopped(&self) -> (ErrorCode, String) {
+        loop {
+            if let Some(w) = self.why.lock().expect("stop lock").clone() {
+                return w;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// What an agent at a stale generation is told (the HELLO refusal and the end of a fenced
+/// session say the same). Agents recognise fencing by the word "fenced" in a StaleGeneration
+/// ERROR.
+pub fn fenced_message(group: &str, reason: Option<&str>, agent_gen: u64, group_gen: u64) -> String {
+    match reason {
+        Some(r) => format!(
+            "group {group} was failed over ({r}): this agent (generation {agent_gen}) is fenced; \
+             the group is at generation {group_gen}"
+        ),
+        None => format!(
+            "group {group} is at generation {group_gen}; this agent (generation {agent_gen}) is \
+             stale (fenced)"
+        ),
+    }
 }
 
 /// Held by a view for as long as it exists.
@@ -541,6 +657,7 @@ mod tests {
             owner: None,
             history_end: None,
             adopted: false,
+            fenced_reason: None,
         };
         let g = Group::create(dir.path().join("g"), m).unwrap();
         (dir, g)

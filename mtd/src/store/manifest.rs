@@ -43,9 +43,13 @@ pub struct Manifest {
     pub history_end: Option<u64>,
     /// Set by adopt: the base images are a copy of disks that may differ from the source in any
     /// block, so the first agent must compare every block (never a fresh initial sync, which
-    /// skips zero blocks). Cleared once a resync has run to its end.
+    /// skips zero blocks): the target answers "resync needed" while it holds no record yet.
     #[serde(default)]
     pub adopted: bool,
+    /// Why the generation was last bumped by a fence (a failover): told to agents of an older
+    /// generation when they are refused.
+    #[serde(default)]
+    pub fenced_reason: Option<String>,
 }
 
 pub const MANIFEST_VERSION: u32 = 1;

@@ -189,6 +189,7 @@ impl Store {
                     owner: Some(agent.to_string()),
                     history_end: None,
                     adopted: false,
+                    fenced_reason: None,
                 };
                 let g = Group::create(self.dir.join("groups").join(&hg.group), manifest).map_err(
                     |e| {
@@ -269,9 +270,11 @@ impl Store {
         if hg.generation < m.generation {
             return Err(refuse(
                 ErrorCode::StaleGeneration,
-                format!(
-                    "group {} is at generation {}; generation {} is stale (fenced)",
-                    hg.group, m.generation, hg.generation
+                group::fenced_message(
+                    &hg.group,
+                    m.fenced_reason.as_deref(),
+                    hg.generation,
+                    m.generation,
                 ),
             ));
         }
