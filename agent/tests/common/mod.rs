@@ -466,32 +466,7 @@ impl Agent {
     /// sync is settled (done, not needed, or failed), as seen in a status written after this
     /// call.
     pub fn wait_caught_up(&self, limit: Duration) -> Status {
-        let since = rewind_agent::sender::now_ms();
-        let t0 = Instant::now();
-        loop {
-            if let Ok(st) = status::read(&self.state) {
-                let settled = !matches!(
-                    st.sync,
-                    SyncState::Pending | SyncState::Running | SyncState::Acking | SyncState::Bitmap
-                ) && !st.bitmap_mode
-                    && st.pinned_regions == 0;
-                if st.updated_ms > since
-                    && st.connected
-                    && st.caught_up
-                    && st.acked_seq == st.last_seq
-                    && settled
-                {
-                    return st;
-                }
-            }
-            assert!(
-                t0.elapsed() < limit,
-                "agent did not catch up within {limit:?}: {:?}\n{}",
-                status::read(&self.state).ok(),
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_caught_up_at(&self.state, limit, &|| self.log_text())
     }
 
     /// `rewind-agent tag`; returns the tag's seq.
@@ -710,5 +685,36 @@ impl Mtd {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stderr).to_string()
+    }
+}
+
+/// [`Agent::wait_caught_up`] for any agent's state dir (one this harness did not start: a
+/// reverse-replication agent run by rewind-mtd, say); `log` is shown on failure.
+pub fn wait_caught_up_at(state: &Path, limit: Duration, log: &dyn Fn() -> String) -> Status {
+    let since = rewind_agent::sender::now_ms();
+    let t0 = Instant::now();
+    loop {
+        if let Ok(st) = status::read(state) {
+            let settled = !matches!(
+                st.sync,
+                SyncState::Pending | SyncState::Running | SyncState::Acking | SyncState::Bitmap
+            ) && !st.bitmap_mode
+                && st.pinned_regions == 0;
+            if st.updated_ms > since
+                && st.connected
+                && st.caught_up
+                && st.acked_seq == st.last_seq
+                && settled
+            {
+                return st;
+            }
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "agent did not catch up within {limit:?}: {:?}\n{}",
+            status::read(state).ok(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

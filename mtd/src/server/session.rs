@@ -399,7 +399,10 @@ async fn welcome(
                 ));
             }
         };
-        let status = if hg.last_acked > durable {
+        let status = if group.adopt_pending() {
+            tracing::info!(group = %hg.group, "adopted group: the agent compares every block");
+            ResumeStatus::ResyncNeeded
+        } else if hg.last_acked > durable {
             tracing::warn!(group = %hg.group, agent_acked = hg.last_acked.0, durable = durable.0,
                 "agent holds acks for seqs the target does not have: resync needed");
             ResumeStatus::ResyncNeeded

@@ -285,6 +285,24 @@ impl Group {
         Ok(())
     }
 
+    /// Record the generation an adopted group takes from its first agent.
+    pub fn set_generation(&self, generation: u64) -> Result<()> {
+        let _l = self.manifest_lock.lock().expect("manifest lock");
+        let mut m = self.state.read().expect("group lock").manifest.clone();
+        m.generation = generation;
+        m.store(&self.dir)?;
+        self.state.write().expect("group lock").manifest = m;
+        tracing::info!(group = %self.name, generation, "adopted group takes its first agent's generation");
+        Ok(())
+    }
+
+    /// Whether the group is adopted and still holds no record: its first agent must compare
+    /// every block (the base is a copy of other disks, not empty).
+    pub fn adopt_pending(&self) -> bool {
+        let st = self.state.read().expect("group lock");
+        st.manifest.adopted && st.durable.0 == 0
+    }
+
     /// Change the retention window; durable in the manifest before it takes effect.
     pub fn set_retention(&self, retention_ms: u64) -> Result<()> {
         let _l = self.manifest_lock.lock().expect("manifest lock");

@@ -267,6 +267,18 @@ impl Store {
                 ));
             }
         }
+        if m.adopted && m.generation == 0 {
+            // An adopted group takes the generation of the first agent to feed it (the one
+            // reverse replication runs with the promotion's generation).
+            drop(st);
+            group.set_generation(hg.generation).map_err(|e| {
+                refuse(
+                    ErrorCode::StoreFailed,
+                    format!("recording the generation of group {}: {e}", hg.group),
+                )
+            })?;
+            return Ok((group, hg.generation));
+        }
         if hg.generation < m.generation {
             return Err(refuse(
                 ErrorCode::StaleGeneration,

@@ -1,0 +1,127 @@
+//! The whole round trip between two sites, each a real `rewind-mtd`: protect a disk at site A
+//! into site B, planned failover to B, commit, reverse replication from B back to A (A adopted
+//! the old source disk, so only differences travel), failback (planned failover back to A),
+//! and reverse replication again from A to B (B adopts its own live disk). Byte-for-byte
+//! comparisons at each step; the resent bytes show only changes travel.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const MIB: u64 = 1 << 20;
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+fn site(work: &Path, name: &str) -> Mtd {
+    let dir = work.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    let views = dir.join("views");
+    Mtd::start_with(&dir, &["--views", views.to_str().unwrap()])
+}
+
+fn live_loop(r: &Value) -> PathBuf {
+    PathBuf::from(
+        r["promotion"]["set"]["disks"][0]["loop_device"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no live loop device: {r}")),
+    )
+}
+
+/// The reverse agent rewind-mtd runs for `group`: its state dir.
+fn reverse_state(mtd: &Mtd, group: &str) -> PathBuf {
+    mtd.data_dir
+        .join("failover")
+        .join(format!("{group}.reverse"))
+}
+
+fn reverse_log(mtd: &Mtd, group: &str) -> String {
+    fs::read_to_string(reverse_state(mtd, group).join("agent.log")).unwrap_or_default()
+}
+
+/// Read a whole device into a file (to compare it after the device is gone).
+fn copy_out(dev: &Path, out: &Path) {
+    fs::write(out, fs::read(dev).expect("read device")).unwrap();
+}
+
+#[test]
+fn failover_reverse_failback_and_reverse_again() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let mut a = site(w, "site-a");
+    let mut b = site(w, "site-b");
+    let src = w.join("src.img");
+    fs::File::create(&src)
+        .and_then(|f| f.set_len(64 * MIB))
+        .unwrap();
+    fs::create_dir_all(w.join("source")).unwrap();
+    let mut agent = Agent::start(&w.join("source"), "vm1", &[("root", &src)], &b.target(), &[]);
+    let dev = agent.link("root");
+    write_random_mib(&dev, 0, 24, 1);
+    agent.wait_caught_up(CATCH_UP);
+
+    // 1. Planned failover to B: nothing lost.
+    let r = b.rewind_json(&["failover", "planned", "vm1"]);
+    let live_b = live_loop(&r);
+    assert_same(&live_b, &src);
+    b.rewind(&["failover", "commit", "vm1"]);
+    agent.kill9();
+    drop(agent);
+
+    // 2. A adopts the old source disk; B replicates its live disk back to A.
+    a.rewind(&["adopt", "vm1", "--disk", &format!("root={}", src.display())]);
+    let links_b = w.join("links-b");
+    let rv = b.rewind_json(&[
+        "reverse",
+        "vm1",
+        "--to",
+        &a.target(),
+        "--links-dir",
+        links_b.to_str().unwrap(),
+    ]);
+    assert!(rv["devices"].is_array(), "{rv}");
+    let dev_b = links_b.join("vm1").join("root");
+    let st = wait_caught_up_at(&reverse_state(&b, "vm1"), CATCH_UP, &|| reverse_log(&b, "vm1"));
+    let sent: u64 = st.disks.iter().map(|d| d.sync_sent_bytes).sum();
+    eprintln!("reverse replication's first compare sent {sent} bytes");
+    assert_eq!(st.sync_kind.as_deref(), Some("resync"), "{st:?}");
+    assert!(sent < MIB, "the adopted copy was equal, yet {sent} bytes were resent");
+    // The workload now runs at B, through the protected device.
+    write_random_mib(&dev_b, 30, 4, 2);
+    wait_caught_up_at(&reverse_state(&b, "vm1"), CATCH_UP, &|| reverse_log(&b, "vm1"));
+
+    // 3. Failback: planned failover back to A.
+    let r = a.rewind_json(&["failover", "planned", "vm1"]);
+    let live_a = live_loop(&r);
+    assert_same(&live_a, &dev_b);
+    a.rewind(&["failover", "commit", "vm1"]);
+
+    // 4. Reverse again: B adopts its live disk, A replicates its live disk to B.
+    b.rewind(&["adopt", "vm1", "--from-live"]);
+    let links_a = w.join("links-a");
+    a.rewind_json(&[
+        "reverse",
+        "vm1",
+        "--to",
+        &b.target(),
+        "--links-dir",
+        links_a.to_str().unwrap(),
+    ]);
+    let dev_a = links_a.join("vm1").join("root");
+    let st = wait_caught_up_at(&reverse_state(&a, "vm1"), CATCH_UP, &|| reverse_log(&a, "vm1"));
+    let sent: u64 = st.disks.iter().map(|d| d.sync_sent_bytes).sum();
+    eprintln!("reverse replication after failback sent {sent} bytes at its first compare");
+    assert!(sent < MIB, "B adopted an equal copy, yet {sent} bytes were resent");
+    write_random_mib(&dev_a, 40, 4, 3);
+    wait_caught_up_at(&reverse_state(&a, "vm1"), CATCH_UP, &|| reverse_log(&a, "vm1"));
+    let final_a = w.join("final-a.img");
+    copy_out(&dev_a, &final_a);
+    a.stop();
+    b.stop_and_check_latest("vm1", "root", &final_a);
+}
