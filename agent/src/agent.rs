@@ -19,6 +19,7 @@ use crate::capture::uring::UringWriter;
 use crate::capture::Capture;
 use crate::config::{IoEngine, Settings};
 use crate::dirty::DirtyMap;
+use crate::drain::DrainState;
 use crate::error::{Error, Result};
 use crate::inflight::InFlight;
 use crate::queue::Queue;
@@ -27,7 +28,7 @@ use crate::sender::{now_ms, Link, Sender};
 use crate::spool::Spool;
 use crate::status::{DiskStatus, Status, SyncState};
 use crate::sync::{Outcome, Pass, SyncProgress, RESYNC_TAG, SYNC_TAG};
-use crate::{control, schedule, statefile, status};
+use crate::{control, drain, schedule, statefile, status};
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 /// How often acknowledged regions are cleared in the dirty-region map, and how long after
@@ -98,6 +99,15 @@ impl Agent {
     pub fn start(settings: Settings) -> Result<Agent> {
         settings.validate()?;
         let lock = lock_state_dir(&settings)?;
+        if let Some(reason) = drain::read_fenced(&settings.state_dir, &settings.group) {
+            let e = Error::Fenced {
+                group: settings.group.clone(),
+                reason,
+                path: drain::fenced_file(&settings.state_dir, &settings.group),
+            };
+            tracing::error!(group = %settings.group, "refusing to start: {e}");
+            return Err(e);
+        }
         let settings = Arc::new(settings);
         let disks = settings
             .disks
@@ -148,7 +158,12 @@ impl Agent {
             engine = if uring.is_some() { "io_uring" } else { "sync" },
             "capture: backing write engine"
         );
+        let link = Arc::new(Link {
+            acked_before: read_acked(&acked_file(&settings)),
+            ..Link::default()
+        });
         let capture = Arc::new(Capture {
+            gate: Arc::clone(&link.gate),
             disks,
             queue: Arc::clone(&queue),
             locks: Arc::new(RangeLocks::new()),
@@ -160,10 +175,7 @@ impl Agent {
         let shared = Arc::new(Shared {
             settings: Arc::clone(&settings),
             queue: Arc::clone(&queue),
-            link: Arc::new(Link {
-                acked_before: read_acked(&acked_file(&settings)),
-                ..Link::default()
-            }),
+            link,
             capture: Arc::clone(&capture),
             dirty,
             dirty_valid,
@@ -212,10 +224,11 @@ impl Agent {
             Arc::clone(&shared.link),
             Arc::clone(&shared.dirty),
         )?);
-        let threads: [(&str, ThreadBody); 3] = [
+        let threads: [(&str, ThreadBody); 4] = [
             ("sync", sync_thread),
             ("dirty-clear", clear_thread),
             ("status", status_thread),
+            ("drain", drain_thread),
         ];
         for (name, body) in threads {
             let sh = Arc::clone(&shared);
@@ -254,6 +267,12 @@ impl Agent {
     pub fn shutdown(mut self, drain: Duration) -> bool {
         self.loops.clear();
         self.mount = None;
+        // A fenced agent has no target to send to any more.
+        let drain = if self.shared.link.fenced().is_some() {
+            Duration::ZERO
+        } else {
+            drain
+        };
         let drained = self.shared.queue.wait_drained(drain);
         if !drained {
             let st = self.shared.queue.stats();
@@ -448,6 +467,128 @@ fn sync_thread(sh: &Shared) {
     }
 }
 
+/// Does the drains the target asks for (see [`crate::drain`]): refuse new writes, let the
+/// admitted ones be recorded, let a running sync finish, tag the last seq (Failover), and wait
+/// for the target to acknowledge the tag. A drain that cannot be done is answered with an ERROR
+/// and writes are admitted again (no failover follows it).
+fn drain_thread(sh: &Shared) {
+    while !sh.stop.load(Ordering::SeqCst) {
+        let Some((tag, epoch, resend)) = sh.link.drain.next(IDLE_POLL) else {
+            continue;
+        };
+        let group = &sh.settings.group;
+        if resend {
+            tracing::info!(%group, %tag, "drain asked again: its tag is sent again");
+        } else {
+            tracing::warn!(%group, %tag, "DRAIN: writes are refused from now on; sending \
+                everything captured, then tagging the last seq");
+        }
+        match drain_once(sh, &tag, epoch) {
+            Ok(seq) => {
+                sh.link.drain.done(epoch, &tag, seq);
+                tracing::warn!(%group, %tag, seq, "DRAINED: the target holds every write up to \
+                    the tag; writes stay refused");
+            }
+            Err(DrainEnd::Superseded) => {
+                tracing::info!(%group, %tag, "drain given up by the target or replaced");
+            }
+            Err(DrainEnd::Stopping) => return,
+            Err(DrainEnd::Failed(why)) => {
+                sh.link.drain.failed(epoch, &sh.link.gate);
+                tracing::error!(%group, %tag, %why, "drain failed: writes are accepted again");
+                sh.link.send_error(
+                    rewind_formats::ErrorCode::Internal,
+                    format!("drain {tag}: {why}"),
+                    &sh.queue,
+                );
+            }
+        }
+    }
+}
+
+enum DrainEnd {
+    /// The target gave the drain up (Resume), or the agent was fenced.
+    Superseded,
+    Stopping,
+    Failed(String),
+}
+
+/// How long a tag the queue refuses (other than for a sync or bitmap mode) is retried before
+/// the drain fails.
+const DRAIN_TAG_RETRY: Duration = Duration::from_secs(2);
+
+fn drain_once(sh: &Shared, tag: &str, epoch: u64) -> std::result::Result<u64, DrainEnd> {
+    let link = &sh.link;
+    // Checked between every wait: a Resume or a fence ends this drain, shutdown too.
+    let check = || {
+        if sh.stop.load(Ordering::SeqCst) {
+            Err(DrainEnd::Stopping)
+        } else if !link.drain.current(epoch) || link.fenced().is_some() {
+            Err(DrainEnd::Superseded)
+        } else {
+            Ok(())
+        }
+    };
+    if !link.drain.begin(epoch, &link.gate, tag) {
+        return Err(DrainEnd::Superseded);
+    }
+    // Writes admitted before the gate closed finish and are recorded: the tag goes after them.
+    while !link.gate.wait_idle(IDLE_POLL) {
+        check()?;
+    }
+    // A tag inside a sync (or with writes dropped in bitmap mode) would not be recoverable: as
+    // `rewind-agent tag` does, wait for it to finish. With writes refused, it does.
+    let mut said = false;
+    loop {
+        check()?;
+        let state = *sh.sync_state.lock().expect("sync state lock");
+        let busy = sh.queue.overflowing()
+            || sh.dirty.pinned_count() > 0
+            || link.target_lost.load(Ordering::SeqCst) > 0
+            || matches!(
+                state,
+                SyncState::Pending
+                    | SyncState::Running
+                    | SyncState::Acking
+                    | SyncState::Bitmap
+                    | SyncState::Failed
+            );
+        if !busy {
+            break;
+        }
+        if !said {
+            tracing::info!(group = %sh.settings.group, ?state, "drain: waiting for the sync to finish");
+            said = true;
+        }
+        std::thread::sleep(IDLE_POLL);
+    }
+    // The queue refuses a tag while a sync window is still open (its end not yet queued):
+    // retried; any other refusal for a while fails the drain.
+    let t0 = Instant::now();
+    let (id, seq) = loop {
+        check()?;
+        match sh.queue.push_tag(tag, TagKind::Failover, now_ms()) {
+            Ok(r) => break r,
+            Err(Error::Stopping) => return Err(DrainEnd::Stopping),
+            Err(e) if t0.elapsed() > DRAIN_TAG_RETRY => {
+                return Err(DrainEnd::Failed(e.to_string()))
+            }
+            Err(_) => std::thread::sleep(IDLE_POLL),
+        }
+    };
+    let Some(seq) = seq else {
+        // (A drain comes from a session, which set the base: not expected.)
+        return Err(DrainEnd::Failed(
+            "the tag has no seq: the agent has not reached the target".into(),
+        ));
+    };
+    tracing::info!(group = %sh.settings.group, tag, seq, "drain: tag queued after the last captured write");
+    while !sh.queue.wait_tag(id, IDLE_POLL) {
+        check()?;
+    }
+    Ok(seq)
+}
+
 /// Opens a resync window: durably noted first, so a crash before its SyncEnd is acknowledged
 /// closes it at the next start.
 fn open_window(file: &std::path::Path, queue: &Queue, name: &str) -> Result<()> {
@@ -621,6 +762,16 @@ fn write_status(sh: &Shared) {
             .expect("sync kind lock")
             .map(str::to_string),
         sync_bytes_per_sec,
+        generation: sh.settings.generation,
+        draining: match sh.link.drain.state() {
+            DrainState::Draining { tag } => Some(tag),
+            _ => None,
+        },
+        drained: match sh.link.drain.state() {
+            DrainState::Drained { tag, seq } => Some(status::Drained { tag, seq }),
+            _ => None,
+        },
+        fenced: sh.link.fenced(),
         disks,
     };
     if let Err(e) = status::write(&sh.settings.state_dir, &st) {

@@ -32,6 +32,11 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// zstd level for batches (1..=22, or -7..=-1 for zstd's fast levels).
     pub level: i32,
+    /// The group's generation this agent announces in HELLO: 1 for a first protection; the
+    /// bumped generation for reverse replication from a promoted replica. The target refuses
+    /// any other.
+    #[serde(default = "default_generation")]
+    pub generation: u64,
     /// The FUSE capture files are served here (one file per disk).
     pub mount_dir: PathBuf,
     /// `LINKS_DIR/GROUP/DISK` links to each disk's loop device.
@@ -70,6 +75,10 @@ pub struct Settings {
     /// bad file fails the start, not the first connect).
     #[serde(skip)]
     pub tls_client: Option<TlsClient>,
+}
+
+fn default_generation() -> u64 {
+    1
 }
 
 /// The files of a TLS identity, as `rewind-mtd ca init` and `ca issue` write them.
@@ -226,6 +235,12 @@ impl Settings {
         };
         name("agent name", &self.agent)?;
         name("group name", &self.group)?;
+        if self.generation == 0 {
+            return Err(Error::Config {
+                what: "--generation",
+                why: "generations start at 1".into(),
+            });
+        }
         if self.disks.is_empty() {
             return Err(Error::Config {
                 what: "--disk",
@@ -400,6 +415,7 @@ mod tests {
             target: TargetAddr::parse(target).unwrap(),
             state_dir: "/tmp".into(),
             level: 1,
+            generation: 1,
             mount_dir: "/tmp/m".into(),
             links_dir: "/tmp/l".into(),
             max_queue_bytes: 64 << 20,

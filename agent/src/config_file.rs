@@ -13,6 +13,7 @@ use crate::config::{DiskSpec, IoEngine, Settings, TargetAddr, TlsFiles};
 use crate::error::{Error, Result};
 
 pub const DEFAULT_LEVEL: i32 = 1;
+pub const DEFAULT_GENERATION: u64 = 1;
 pub const DEFAULT_LINKS_DIR: &str = "/dev/rewind";
 /// The mount dir defaults to this joined with the group name.
 pub const DEFAULT_MOUNT_ROOT: &str = "/run/rewind/agent";
@@ -36,6 +37,9 @@ pub struct RunOptions {
     pub level: Option<i32>,
     /// Compress every batch at `level` (default: only while the link is the bottleneck).
     pub fixed_level: Option<bool>,
+    /// The group's generation announced in HELLO (default 1; reverse replication runs with the
+    /// generation the failover bumped the group to).
+    pub generation: Option<u64>,
     pub mount_dir: Option<PathBuf>,
     pub links_dir: Option<PathBuf>,
     pub max_queue_mib: Option<u64>,
@@ -98,6 +102,7 @@ impl RunOptions {
             state_dir: flags.state_dir.or(self.state_dir),
             level: flags.level.or(self.level),
             fixed_level: flags.fixed_level.or(self.fixed_level),
+            generation: flags.generation.or(self.generation),
             mount_dir: flags.mount_dir.or(self.mount_dir),
             links_dir: flags.links_dir.or(self.links_dir),
             max_queue_mib: flags.max_queue_mib.or(self.max_queue_mib),
@@ -165,6 +170,7 @@ impl RunOptions {
             state_dir,
             level: self.level.unwrap_or(DEFAULT_LEVEL),
             fixed_level: self.fixed_level.unwrap_or(false),
+            generation: self.generation.unwrap_or(DEFAULT_GENERATION),
             links_dir: self
                 .links_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_LINKS_DIR)),

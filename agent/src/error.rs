@@ -54,6 +54,21 @@ pub enum Error {
         #[source]
         source: DecodeError,
     },
+    /// Writes are refused: the group is drained for a failover, or fenced (it failed over).
+    #[error("writes are refused: {0}")]
+    ReadOnly(String),
+    /// The group failed over: this host is no longer its source (STATE_DIR/GROUP.fenced).
+    #[error(
+        "group {group} was failed over and this host is no longer its source: {reason} \
+         (recorded in {}); to protect this host again (after failback), start with a fresh \
+         state dir or remove that file",
+        path.display()
+    )]
+    Fenced {
+        group: String,
+        reason: String,
+        path: PathBuf,
+    },
     /// The agent is shutting down.
     #[error("the agent is stopping")]
     Stopping,

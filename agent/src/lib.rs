@@ -45,6 +45,7 @@ pub mod config;
 pub mod config_file;
 pub mod control;
 pub mod dirty;
+pub mod drain;
 pub mod error;
 pub mod freeze;
 pub mod hashclient;

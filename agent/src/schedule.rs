@@ -166,6 +166,7 @@ mod tests {
             target: crate::config::TargetAddr::Unix("/x".into()),
             state_dir: "/s".into(),
             level: 1,
+            generation: 1,
             mount_dir: "/m".into(),
             links_dir: "/l".into(),
             max_queue_bytes: 16 << 20,

@@ -13,12 +13,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rewind_formats::{
-    Batch, DiskInfo, Hashes, Hello, HelloGroup, Message, RecordKind, RecordRef, ResumeStatus, Seq,
-    Tag, TagInfo,
+    Batch, ControlOp, DiskInfo, ErrorCode, ErrorMsg, Hashes, Hello, HelloGroup, Message,
+    RecordKind, RecordRef, ResumeStatus, Seq, Tag, TagInfo,
 };
 
 use crate::config::Settings;
 use crate::dirty::DirtyMap;
+use crate::drain::{self, DrainCtl, WriteGate};
 use crate::error::{Error, Result};
 use crate::hashclient::HashRequests;
 use crate::levels::Levels;
@@ -43,9 +44,6 @@ const LINGER_RECORDS: usize = 256;
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// The generation this agent announces for a new group (persisted generations come with
-/// failover, later).
-pub const GENERATION: u64 = 1;
 
 /// What the rest of the agent sees of the link.
 #[derive(Default)]
@@ -62,6 +60,15 @@ pub struct Link {
     /// The last seq the target acknowledged in an earlier run (STATE_DIR/GROUP.acked, read at
     /// start before anything rewrites it).
     pub acked_before: Option<u64>,
+    /// Closed by a drain or a fence; shared with the capture.
+    pub gate: Arc<WriteGate>,
+    /// Drain requests from the target, done by the agent's drain thread.
+    pub drain: DrainCtl,
+    /// Set once the target fenced this agent: the reason. The sender has stopped for good.
+    pub fenced: Mutex<Option<String>>,
+    /// Frames for the sender to send in this session (answers to CONTROL: an ERROR, after which
+    /// the session ends).
+    pub(crate) outbox: Mutex<Vec<Message>>,
     pub(crate) stop: AtomicBool,
 }
 
@@ -75,6 +82,27 @@ impl Link {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub fn fenced(&self) -> Option<String> {
+        self.fenced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Tell the target (in the current session) that something it asked for cannot be done;
+    /// the session then ends, as after any ERROR. `queue` is poked to wake the sender.
+    pub fn send_error(&self, code: ErrorCode, message: String, queue: &Queue) {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Message::Error(ErrorMsg { code, message }));
+        queue.poke();
+    }
+
+    fn take_outbox(&self) -> Vec<Message> {
+        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -133,6 +161,10 @@ impl Sender {
             if self.link.stop.load(Ordering::SeqCst) {
                 break;
             }
+            if let Some(reason) = r.as_ref().err().and_then(drain::is_fencing) {
+                self.fenced(reason);
+                return;
+            }
             match r {
                 Ok(()) => {}
                 Err(e) => {
@@ -153,8 +185,29 @@ impl Sender {
         }
     }
 
+    /// The target refused this agent for good: the group failed over. Writes stay refused, the
+    /// reason is kept in the state dir (a restart refuses to run as the group's source), and
+    /// the sender does not reconnect.
+    fn fenced(&self, reason: &str) {
+        let s = &self.settings;
+        self.link
+            .gate
+            .fence(&format!("group {} was failed over: {reason}", s.group));
+        *self.link.fenced.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        self.link.set_error(Some(format!("fenced: {reason}")));
+        let file = drain::fenced_file(&s.state_dir, &s.group);
+        if let Err(e) = crate::statefile::replace(&file, format!("{reason}\n").as_bytes(), true) {
+            tracing::error!(error = %e, file = %file.display(), "recording the fence");
+        }
+        tracing::error!(group = %s.group, target = %s.target, %reason, file = %file.display(),
+            "FENCED: the target no longer takes this agent as the group's source (the group \
+             failed over); not reconnecting, and the disks refuse writes (EROFS)");
+    }
+
     fn session(&self) -> Result<()> {
         let s = &self.settings;
+        // An answer meant for an earlier session is not this one's business.
+        self.link.take_outbox();
         let addr = s.target.to_string();
         let mut conn = Conn::connect(&s.target, s.tls_client.as_ref())?;
         let io_err = |e: std::io::Error| Error::Connection {
@@ -168,7 +221,7 @@ impl Sender {
             agent: s.agent.clone(),
             groups: vec![HelloGroup {
                 group: s.group.clone(),
-                generation: GENERATION,
+                generation: s.generation,
                 last_acked: Seq(st.base.map_or(0, |b| b.wrapping_add(st.acked_seq))),
                 disks: self.disks.clone(),
             }],
@@ -285,6 +338,7 @@ impl Sender {
                 });
             }
             self.send_hash_requests(conn)?;
+            self.send_outbox(conn)?;
             let unsent = self.queue.wait_unsent(IDLE_WAIT);
             if unsent == 0 {
                 continue;
@@ -337,6 +391,24 @@ impl Sender {
                 }
             }
         }
+    }
+
+    /// Sends the answers to CONTROL frames; an ERROR ends the session (as the protocol says).
+    fn send_outbox(&self, conn: &mut Conn) -> Result<()> {
+        for m in self.link.take_outbox() {
+            conn.write_all(&m.to_frame())
+                .map_err(|e| Error::Connection {
+                    addr: self.settings.target.to_string(),
+                    why: format!("sending: {e}"),
+                })?;
+            if let Message::Error(e) = m {
+                return Err(Error::Protocol(format!(
+                    "told the target {:?}: {}",
+                    e.code, e.message
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Sends the resync's pending HASHES requests (the target answers with its own hashes).
@@ -472,9 +544,7 @@ impl Sender {
                                 message: e.message,
                             })
                         }
-                        Ok(Some(Message::Control(c))) => {
-                            tracing::info!(group = %c.group, op = ?c.op, "CONTROL from the target ignored (not implemented yet)");
-                        }
+                        Ok(Some(Message::Control(c))) => control(&link, &queue, &group, c),
                         Ok(Some(other)) => {
                             tracing::debug!(kind = other.kind().name(), "unexpected frame ignored");
                         }
@@ -487,5 +557,59 @@ impl Sender {
                 why
             })
             .map_err(Error::path("starting the ack reader thread", "-"))
+    }
+}
+
+/// A CONTROL frame from the target: recorded for the thread that does it, or refused with an
+/// ERROR (which ends the session, so the target's waiter learns at once).
+fn control(link: &Link, queue: &Queue, group: &str, c: rewind_formats::Control) {
+    if c.group != group {
+        link.send_error(
+            ErrorCode::UnknownGroup,
+            format!(
+                "CONTROL {:?} for group {}: this agent serves group {group}",
+                c.op, c.group
+            ),
+            queue,
+        );
+        return;
+    }
+    match c.op {
+        ControlOp::Drain => {
+            let r = rewind_formats::validate_name(&c.arg)
+                .map_err(|e| format!("drain: bad tag name {:?}: {e}", c.arg))
+                .and_then(|()| {
+                    if link.fenced().is_some() {
+                        return Err("drain: this agent is fenced".to_string());
+                    }
+                    link.drain
+                        .request(&c.arg)
+                        .map_err(|e| format!("drain: {e}"))
+                });
+            match r {
+                Ok(()) => {
+                    tracing::info!(group, tag = %c.arg, "the target asks for a drain");
+                }
+                Err(why) => {
+                    tracing::warn!(group, %why, "drain refused");
+                    link.send_error(ErrorCode::Busy, why, queue);
+                }
+            }
+        }
+        ControlOp::Resume => {
+            if link.drain.resume(&link.gate) {
+                tracing::warn!(
+                    group,
+                    "the target gave up the drain: writes are accepted again"
+                );
+            }
+        }
+        op => {
+            tracing::info!(
+                group,
+                ?op,
+                "CONTROL from the target ignored (not implemented)"
+            );
+        }
     }
 }

@@ -79,7 +79,27 @@ pub struct Status {
     /// how fast the sync gets through the disks), averaged since it started.
     #[serde(default)]
     pub sync_bytes_per_sec: Option<u64>,
+    /// The group's generation this agent announces.
+    #[serde(default)]
+    pub generation: u64,
+    /// A drain asked for by the target is in progress (writes refused): its tag name.
+    #[serde(default)]
+    pub draining: Option<String>,
+    /// The drain is done: its tag is acknowledged by the target; writes stay refused.
+    #[serde(default)]
+    pub drained: Option<Drained>,
+    /// The target fenced this agent (the group failed over): the reason. Writes are refused
+    /// and the agent does not reconnect.
+    #[serde(default)]
+    pub fenced: Option<String>,
     pub disks: Vec<DiskStatus>,
+}
+
+/// A finished drain: its Failover tag and the seq it marks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drained {
+    pub tag: String,
+    pub seq: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

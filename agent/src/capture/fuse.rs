@@ -84,6 +84,12 @@ impl CaptureFs {
 
 /// Logs a failed operation and turns it into the errno the workload sees.
 fn errno(e: &Error) -> Errno {
+    if let Error::ReadOnly(_) = e {
+        // Expected after a drain or a fence, possibly for every write of a busy workload:
+        // the drain and the fence are logged once, where they happen.
+        tracing::debug!(error = %e, "capture: write refused");
+        return Errno::EROFS;
+    }
     tracing::error!(error = %e, "capture: request failed");
     match e {
         Error::DiskIo { source, .. } => Errno::from_i32(source.raw_os_error().unwrap_or(libc::EIO)),

@@ -24,6 +24,7 @@ use rewind_formats::{RecordKind, MAX_RECORD_LEN, SECTOR};
 
 use crate::aligned::{AlignedBuf, Pool};
 use crate::dirty::DirtyMap;
+use crate::drain::WriteGate;
 use crate::error::{Error, Result};
 use crate::inflight::InFlight;
 use crate::queue::{Queue, Record};
@@ -45,6 +46,9 @@ pub struct Capture {
     pub dirty: Arc<DirtyMap>,
     /// The io_uring engine; `None`: synchronous pwrites on the FUSE threads.
     pub uring: Option<UringWriter>,
+    /// Closed by a drain or a fence: new writes are refused (EROFS), and a drain waits for the
+    /// ones admitted before to be recorded.
+    pub gate: Arc<WriteGate>,
 }
 
 impl Capture {
@@ -71,6 +75,12 @@ impl Capture {
 
     /// Writes `data` at `offset` of disk `disk` and records it. Returns once both are done.
     pub fn write(&self, disk: usize, offset: u64, data: &[u8]) -> Result<()> {
+        let _pass = self.gate.enter()?;
+        self.write_admitted(disk, offset, data)
+    }
+
+    /// [`Capture::write`] for a write the gate has admitted.
+    fn write_admitted(&self, disk: usize, offset: u64, data: &[u8]) -> Result<()> {
         let d = self.check(disk, offset, data.len() as u64)?;
         if data.is_empty() {
             return Ok(());
@@ -99,9 +109,19 @@ impl Capture {
     /// before this returns.
     pub fn write_async(&self, disk: usize, offset: u64, data: &[u8], done: WriteDone) {
         let len = data.len();
+        // Admitted writes finish (and are recorded) even once the gate closes: the pass travels
+        // with the write and is dropped after its record is queued.
+        let pass = match self.gate.enter() {
+            Ok(p) => p,
+            Err(e) => return done(Err(e)),
+        };
         let uring = match &self.uring {
             Some(u) if len > 0 && len <= MAX_RECORD_LEN as usize => u,
-            _ => return done(self.write(disk, offset, data).map(|()| len as u32)),
+            _ => {
+                let r = self.write_admitted(disk, offset, data).map(|()| len as u32);
+                drop(pass);
+                return done(r);
+            }
         };
         let d = match self.check(disk, offset, len as u64) {
             Ok(_) => Arc::clone(&self.disks[disk]),
@@ -129,6 +149,7 @@ impl Capture {
             });
             drop(locks);
             drop(claim);
+            drop(pass);
             done(r.map(|_| len as u32));
         };
         uring.write(fd, offset, buf, Box::new(finish));
@@ -147,6 +168,7 @@ impl Capture {
 
     /// Discards or zeroes `[offset, offset + len)` and records it as zero records.
     pub fn zero(&self, disk: usize, offset: u64, len: u64, punch: bool) -> Result<()> {
+        let _pass = self.gate.enter()?;
         let d = self.check(disk, offset, len)?;
         if len == 0 {
             return Ok(());

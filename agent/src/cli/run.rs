@@ -53,6 +53,11 @@ pub struct RunArgs {
     /// workload's CPU)
     #[arg(long)]
     fixed_level: bool,
+    /// The group's generation to announce to the target: 1 for a first protection; after a
+    /// failover, reverse replication from the promoted replica runs with the group's bumped
+    /// generation [default: 1]
+    #[arg(long)]
+    generation: Option<u64>,
     /// Where the FUSE capture files are mounted [default: /run/rewind/agent/GROUP]
     #[arg(long)]
     mount_dir: Option<PathBuf>,
@@ -106,6 +111,7 @@ impl RunArgs {
             state_dir: self.state_dir,
             level: self.level,
             fixed_level: self.fixed_level.then_some(true),
+            generation: self.generation,
             mount_dir: self.mount_dir,
             links_dir: self.links_dir,
             max_queue_mib: self.max_queue_mib,

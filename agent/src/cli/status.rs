@@ -25,6 +25,21 @@ pub fn status(state_dir: &Path, json: bool) -> Result<ExitCode> {
         },
         if alive { "" } else { "; agent not running" }
     );
+    if let Some(reason) = &st.fenced {
+        println!("  fenced: {reason}");
+        println!(
+            "  (the group failed over: this agent no longer replicates it; writes are refused)"
+        );
+    }
+    if let Some(tag) = &st.draining {
+        println!("  draining for tag {tag}: writes refused, sending everything captured");
+    }
+    if let Some(d) = &st.drained {
+        println!(
+            "  drained: tag {} at seq {} acknowledged by the target; writes refused",
+            d.tag, d.seq
+        );
+    }
     if let Some(e) = &st.last_error {
         println!("  last error: {e}");
     }

@@ -718,3 +718,129 @@ pub fn wait_caught_up_at(state: &Path, limit: Duration, log: &dyn Fn() -> String
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+impl Mtd {
+    /// POST `body` (JSON) to the control API at `path` (curl over the unix socket); returns the
+    /// HTTP status and the body.
+    pub fn control_post(&self, path: &str, body: &str) -> (u16, String) {
+        self.control_call("POST", path, Some(body))
+    }
+
+    /// GET from the control API at `path`; returns the HTTP status and the body.
+    pub fn control_get(&self, path: &str) -> (u16, String) {
+        self.control_call("GET", path, None)
+    }
+
+    fn control_call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "300", "-X", method])
+            .arg("--unix-socket")
+            .arg(&self.control)
+            .args(["-w", "\n%{http_code}"]);
+        if let Some(b) = body {
+            cmd.args(["-H", "Content-Type: application/json", "-d", b]);
+        }
+        cmd.arg(format!("http://localhost{path}"));
+        let out = run(&mut cmd);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        let code = code
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no HTTP status in curl output {text:?}"));
+        (code, body.to_string())
+    }
+}
+
+impl Agent {
+    /// Runs `rewind-agent run` as [`Agent::start`] would, expecting it to refuse to start (exit
+    /// non-zero within 30 s); returns what it printed and logged. Panics if it starts (the agent
+    /// is then stopped and cleaned up on drop).
+    pub fn start_refused(
+        work: &Path,
+        group: &str,
+        disks: &[(&str, &Path)],
+        target: &str,
+        extra: &[&str],
+    ) -> String {
+        let mut a = Agent::in_work(work, group);
+        let out_path = work.join("agent-refused.out");
+        let out = fs::File::create(&out_path).expect("agent output file");
+        let mut cmd = Command::new(bin("rewind-agent"));
+        cmd.arg("run")
+            .args([
+                "--group",
+                group,
+                "--target",
+                target,
+                "--agent-name",
+                "test-agent",
+            ])
+            .arg("--state-dir")
+            .arg(&a.state)
+            .arg("--mount-dir")
+            .arg(&a.mount_dir)
+            .arg("--links-dir")
+            .arg(&a.links)
+            .args(extra);
+        for (name, path) in disks {
+            cmd.arg("--disk").arg(format!("{name}={}", path.display()));
+        }
+        a.child = Some(
+            cmd.env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("dup"))
+                .stderr(out)
+                .spawn()
+                .expect("spawn rewind-agent"),
+        );
+        let t0 = Instant::now();
+        loop {
+            if let Some(s) = a.child.as_mut().unwrap().try_wait().unwrap() {
+                a.child = None;
+                a.done = true;
+                let text = fs::read_to_string(&out_path).unwrap_or_default();
+                assert!(
+                    !s.success(),
+                    "rewind-agent exited 0 instead of refusing:\n{text}"
+                );
+                return text;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "rewind-agent did not refuse to start:\n{}",
+                fs::read_to_string(&out_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits up to `limit` for a status (written after this call) that satisfies `ok`.
+    pub fn wait_status(&self, limit: Duration, ok: impl Fn(&Status) -> bool) -> Status {
+        let since = rewind_agent::sender::now_ms();
+        let t0 = Instant::now();
+        loop {
+            if let Ok(st) = status::read(&self.state) {
+                if st.updated_ms > since && ok(&st) {
+                    return st;
+                }
+            }
+            assert!(
+                t0.elapsed() < limit,
+                "agent status not as expected within {limit:?}: {:?}\n{}",
+                status::read(&self.state).ok(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One 4 KiB O_DIRECT write of `byte` at `offset` of `dev`: how the workload sees a write.
+pub fn try_write_direct(dev: &Path, offset: u64, byte: u8) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let f = open_direct(dev);
+    let mut buf = rewind_agent::aligned::AlignedBuf::new(4096);
+    buf.fill(byte);
+    f.write_all_at(&buf, offset)
+}

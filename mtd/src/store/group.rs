@@ -8,9 +8,9 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use rewind_formats::message::{ControlOp, ErrorCode, Message};
 use rewind_formats::segment::{ChunkHeader, ChunkKind, SegmentFooter};
 use rewind_formats::{RecordKind, Seq};
-use rewind_formats::message::{ControlOp, ErrorCode, Message};
 use tokio::sync::{mpsc, watch};
 
 use super::index::{DiskIndex, Source};
@@ -700,6 +700,43 @@ mod tests {
         assert_eq!(g.oldest_pin(), None);
         assert_eq!(g.claim_merge(&[Seq(10)]), Some((1, Seq(10))));
         assert!(matches!(g.pin(Seq(9)), Err(StoreError::PointTooOld { .. })));
+    }
+
+    #[test]
+    fn fence_bumps_the_generation_durably_and_stops_the_session() {
+        let (_dir, g) = group();
+        let stop = Arc::new(StopSignal::default());
+        let (out, _rx) = mpsc::channel(4);
+        let (_end_tx, ended) = watch::channel(None);
+        *g.session.lock().unwrap() = Some(Holder {
+            peer: "p".into(),
+            agent: "a".into(),
+            stop: stop.clone(),
+            out,
+            ended,
+        });
+        g.send_control(ControlOp::Drain, "pf").unwrap();
+        assert_eq!(g.fence("planned failover at seq 7").unwrap(), 2);
+        let (code, why) = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(stop.stopped());
+        assert_eq!(code, ErrorCode::StaleGeneration);
+        assert!(
+            why.contains("fenced") && why.contains("planned failover at seq 7"),
+            "{why}"
+        );
+        let m = Manifest::load(&g.dir).unwrap();
+        assert_eq!(m.generation, 2);
+        assert_eq!(
+            m.fenced_reason.as_deref(),
+            Some("planned failover at seq 7")
+        );
+        *g.session.lock().unwrap() = None;
+        assert_eq!(
+            g.send_control(ControlOp::Drain, "pf").unwrap_err(),
+            "no agent is connected for group g"
+        );
     }
 
     #[test]
