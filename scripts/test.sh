@@ -10,16 +10,29 @@ fi
 
 # Packages the tests use: fio (baselines, and its nbd engine), e2fsprogs (mkfs.ext4, e2fsck),
 # util-linux (losetup, mount, fallocate), fdisk (sfdisk), fuse3, qemu-utils (qemu-img, qemu-io, qemu-nbd),
-# libnbd-bin (nbdinfo, nbdcopy) and python3-libnbd (nbdsh), jq.
-pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd jq)
+# libnbd-bin (nbdinfo, nbdcopy) and python3-libnbd (nbdsh), jq; for the test VM (scripts/vm-image.sh,
+# scripts/vm-rootfs.sh) qemu-system-x86 and busybox-static.
+pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd jq busybox-static qemu-system-x86)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
-  echo "installing: ${missing[*]}"
+  install=()
+  for p in "${missing[@]}"; do
+    [ "$p" = qemu-utils ] || install+=("$p")
+  done
+  # Debian 12's qemu-system-x86 (7.2) cannot sit beside a newer backported qemu-utils: installed
+  # alone it removes it. Install both from bookworm in one call (downgrading qemu-utils if need be),
+  # so qemu-img, qemu-io and qemu-nbd stay installed, at the version of the emulator.
+  apt_opts=()
+  if [[ " ${missing[*]} " == *" qemu-"* ]]; then
+    install+=(qemu-utils/bookworm)
+    apt_opts=(--allow-downgrades)
+  fi
+  echo "installing: ${install[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_opts[@]}" "${install[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
 # fsx (file system exerciser) runs on overlay files of the view tree.
@@ -29,6 +42,10 @@ if ! command -v fsx >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/fsx" ]
 fi
 # In the suite a missing tool fails its test rather than skipping it.
 export REWIND_REQUIRE_TOOLS=1
+
+# The test VM's kernel and initramfs (cached in /var/cache/rewind-vm): built once here, so tests
+# that boot VMs do not all wait on the first one to download the kernel package.
+scripts/vm-image.sh
 
 # One build profile for everything: the dev profile (opt-level 1), shared by all crates' tests.
 # --workspace builds every binary (rewind-mtd, rewind-loadgen) that the process-level tests run.

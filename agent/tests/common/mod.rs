@@ -3,6 +3,7 @@
 //! pid) even when it fails.
 #![allow(dead_code)]
 
+pub mod vm;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
