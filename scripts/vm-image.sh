@@ -35,17 +35,17 @@ fi
 work=$(mktemp -d "$out/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# The newest 6.1.0-N-amd64 image (not cloud, not rt); the -unsigned package holds the same kernel
-# and modules without the Secure Boot signature. An old package list may name a version the
-# mirror no longer has: refresh the lists once and try again.
+# The newest 6.1.0-N-amd64 image (not cloud, not rt), -unsigned if offered (it sorts last): the
+# same kernel and modules as the signed package, without the Secure Boot signature. An old package
+# list may name a version the mirror no longer has: refresh the lists once and try again.
 pick_kernel() {
-  apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' | awk '{print $1}' | sort -V | tail -n 1
+  apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64(-unsigned)?$' | awk '{print $1}' | sort -V | tail -n 1
 }
 pkg=$(pick_kernel)
 if [ -z "$pkg" ] || ! (cd "$work" && apt-get download -q "$pkg" >/dev/null 2>&1); then
   apt-get update -qq
   pkg=$(pick_kernel)
-  [ -n "$pkg" ] || { echo "vm-image.sh: apt offers no linux-image-6.1.0-*-amd64-unsigned" >&2; exit 1; }
+  [ -n "$pkg" ] || { echo "vm-image.sh: apt offers no linux-image-6.1.0-*-amd64" >&2; exit 1; }
   (cd "$work" && apt-get download -q "$pkg" >/dev/null)
 fi
 deb=$(ls "$work"/"$pkg"_*.deb)
