@@ -348,7 +348,8 @@ fn sync_thread(sh: &Shared) {
     }
     let settings = &sh.settings;
     let durable = sh.link.first_durable.get().copied().unwrap_or(0);
-    let mut fresh = durable == 0;
+    // An adopted target (resync needed, nothing durable) holds a copy of other disks: compare.
+    let mut fresh = durable == 0 && !sh.link.compare_all.load(Ordering::SeqCst);
     let window = window_file(settings);
     let mut name = if fresh || !sh.dirty_valid {
         SYNC_TAG

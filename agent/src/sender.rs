@@ -57,6 +57,10 @@ pub struct Link {
     /// Set (to the target's durable seq, at least 1) when the target turned out to have lost
     /// acknowledged records; the sync thread takes it and compares every region.
     pub target_lost: std::sync::atomic::AtomicU64,
+    /// Set before `first_durable` when the first WELCOME says "resync needed" with nothing
+    /// durable: an adopted replica (a copy of other disks). The sync thread must then compare
+    /// every block, never run a fresh initial sync (which skips zero blocks).
+    pub compare_all: AtomicBool,
     /// The last seq the target acknowledged in an earlier run (STATE_DIR/GROUP.acked, read at
     /// start before anything rewrites it).
     pub acked_before: Option<u64>,
@@ -276,6 +280,9 @@ impl Sender {
             self.dirty.pin_all()?;
         }
         // first_durable before the base: the sync thread wakes on the base and reads it.
+        if first && durable == 0 && wg.status == ResumeStatus::ResyncNeeded {
+            self.link.compare_all.store(true, Ordering::SeqCst);
+        }
         let _ = self.link.first_durable.set(durable);
         let base = if lost_now && st.base.is_some() {
             // Renumber so that what is queued follows the target's durable seq.
