@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod jobs;
 pub mod nbd;
 pub mod overlay;
+pub mod plan;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -1,0 +1,85 @@
+//! Child processes of a run: every command (boot, hook, health check) runs as `sh -c` in its own
+//! process group, so that stopping it also stops whatever it started (qemu under a wrapper
+//! script), and stopping never touches a process that is not ours: we signal the group whose id
+//! is our child's pid, never anything found by name.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// How often waits look at a child, the clock and the cancel flag.
+pub const POLL: Duration = Duration::from_millis(50);
+/// How long a process group gets between SIGTERM and SIGKILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(3);
+
+/// `sh -c CMD` in a new process group (its id is the child's pid), stdin from /dev/null.
+pub fn shell(cmd: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(cmd).stdin(Stdio::null()).process_group(0);
+    c
+}
+
+/// Send `sig` to the process group led by `pid`. A group that no longer exists is not an error.
+pub fn signal_group(pid: u32, sig: Signal) {
+    match killpg(Pid::from_raw(pid as i32), sig) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(e) => tracing::warn!(pid, signal = %sig, error = %e, "signalling a process group"),
+    }
+}
+
+/// Whether any process of the group led by `pid` still exists.
+pub fn group_alive(pid: u32) -> bool {
+    killpg(Pid::from_raw(pid as i32), None::<Signal>).is_ok()
+}
+
+/// Stop a child's process group: SIGTERM, then SIGKILL to whatever is left after `grace`, and reap
+/// the child. The group is signalled even when the child itself has exited, because what it
+/// started in the background may still run.
+pub fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    let pid = child.id();
+    signal_group(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        let exited = matches!(child.try_wait(), Ok(Some(_)));
+        if exited && !group_alive(pid) {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    signal_group(pid, Signal::SIGKILL);
+    child.wait().ok()
+}
+
+pub enum Finished {
+    Exited(ExitStatus),
+    TimedOut,
+    Cancelled,
+}
+
+/// Run a command to its end, or until `deadline` or `cancelled`, which stop its process group.
+pub fn run_until(
+    cmd: &mut Command,
+    deadline: Option<Instant>,
+    cancelled: &AtomicBool,
+) -> std::io::Result<Finished> {
+    let mut child = cmd.spawn()?;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Finished::Exited(status));
+        }
+        if cancelled.load(Ordering::SeqCst) {
+            terminate(&mut child, TERM_GRACE);
+            return Ok(Finished::Cancelled);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            terminate(&mut child, TERM_GRACE);
+            return Ok(Finished::TimedOut);
+        }
+        std::thread::sleep(POLL);
+    }
+}
