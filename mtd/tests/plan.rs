@@ -254,6 +254,24 @@ fn validation_errors_point_at_the_culprit() {
     ));
     assert!(e.starts_with("t.toml:9:16: "), "{e}");
 
+    let e = parse_err(&one_machine(
+        "name = \"m\"\ngroup = \"db\"\nboot = \"b\"\nhealth = { console = \"x\" }\n\
+         [[boot_group.machine]]\nname = \"n\"\ngroup = \"db\"\nboot = \"b\"\n\
+         health = { console = \"x\" }\n",
+    ));
+    assert!(e.starts_with("t.toml:11:9: "), "{e}");
+    assert!(
+        e.contains("\"db\" is already booted by machine \"m\""),
+        "{e}"
+    );
+
+    let e = parse_err(&format!(
+        "{}[[boot_group]]\nname = \"a\"\n",
+        one_machine("name = \"m\"\ngroup = \"db\"\nboot = \"b\"\nhealth = { console = \"x\" }\n")
+    ));
+    assert!(e.contains("boot group \"a\" is defined twice"), "{e}");
+    assert!(e.starts_with("t.toml:10:8: "), "{e}");
+
     let e = parse_err("name = \"x\"\n");
     assert!(e.starts_with("t.toml:1:1: "), "{e}");
     assert!(e.contains("no machines"), "{e}");

@@ -96,7 +96,7 @@ impl Source {
 struct RawPlan {
     name: Spanned<String>,
     #[serde(default)]
-    boot_group: Vec<Spanned<RawBootGroup>>,
+    boot_group: Vec<RawBootGroup>,
 }
 
 #[derive(Deserialize)]
@@ -145,36 +145,15 @@ impl Plan {
         }
         let mut boot_groups: Vec<BootGroup> = Vec::new();
         for g in raw.boot_group {
-            let span = g.span();
-            let g = g.into_inner();
+            let name_at = g.name.span().start;
             let bg = boot_group(&source, g)?;
             if boot_groups.iter().any(|o| o.name == bg.name) {
                 return Err(source.error(
-                    span.start,
+                    name_at,
                     format!("boot group {:?} is defined twice", bg.name),
                 ));
             }
-            for m in &bg.machines {
-                let other = boot_groups.iter().flat_map(|o| &o.machines);
-                let earlier = bg.machines.iter().take_while(|o| !std::ptr::eq(*o, m));
-                if let Some(o) = other.chain(earlier).find(|o| o.name == m.name) {
-                    return Err(source.error(
-                        m.name_span.start,
-                        format!("machine {:?} is defined twice", o.name),
-                    ));
-                }
-                let other = boot_groups.iter().flat_map(|o| &o.machines);
-                let earlier = bg.machines.iter().take_while(|o| !std::ptr::eq(*o, m));
-                if let Some(o) = other.chain(earlier).find(|o| o.group == m.group) {
-                    return Err(source.error(
-                        m.group_span.start,
-                        format!(
-                            "protection group {:?} is already booted by machine {:?}",
-                            m.group, o.name
-                        ),
-                    ));
-                }
-            }
+            unique_machines(&source, &boot_groups, &bg)?;
             boot_groups.push(bg);
         }
         if boot_groups.iter().all(|g| g.machines.is_empty()) {
@@ -229,6 +208,33 @@ impl Plan {
     pub fn path(&self) -> &Path {
         &self.source.path
     }
+}
+
+/// A machine name is used once in a plan (it names the console log), and a protection group is
+/// booted by one machine only (two would share, or promote twice, the same disks).
+fn unique_machines(source: &Source, before: &[BootGroup], bg: &BootGroup) -> Result<(), PlanError> {
+    for (i, m) in bg.machines.iter().enumerate() {
+        let mut earlier = before
+            .iter()
+            .flat_map(|o| &o.machines)
+            .chain(&bg.machines[..i]);
+        if let Some(o) = earlier.clone().find(|o| o.name == m.name) {
+            return Err(source.error(
+                m.name_span.start,
+                format!("machine {:?} is defined twice", o.name),
+            ));
+        }
+        if let Some(o) = earlier.find(|o| o.group == m.group) {
+            return Err(source.error(
+                m.group_span.start,
+                format!(
+                    "protection group {:?} is already booted by machine {:?}",
+                    m.group, o.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn boot_group(source: &Source, g: RawBootGroup) -> Result<BootGroup, PlanError> {
