@@ -709,3 +709,19 @@ fn is_zombie(pid: u32) -> bool {
         })
         .unwrap_or(false)
 }
+
+#[test]
+fn cleanup_kills_a_boot_command_that_ignores_sigterm() {
+    let dir = tempdir();
+    let boot = "trap '' TERM; echo login:; while :; do sleep 0.1; done";
+    let text = two_groups(boot, "{ console = \"login:\" }", 10);
+    let (_ops, guard) = start(&text, Mode::Test, dir.path());
+    let s = wait(&guard.0);
+    assert_eq!(s.state, RunState::Succeeded, "{s:#?}");
+    let pids: Vec<u32> = ["m1", "ok1", "m2"].iter().map(|m| pid_of(&s, m)).collect();
+    let t = Instant::now();
+    guard.0.cleanup().unwrap();
+    // SIGKILL after the grace period, for every group at once rather than one after another.
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert!(pids.iter().all(|p| gone(*p)), "{pids:?}");
+}

@@ -37,22 +37,33 @@ pub fn group_alive(pid: u32) -> bool {
     killpg(Pid::from_raw(pid as i32), None::<Signal>).is_ok()
 }
 
-/// Stop a child's process group: SIGTERM, then SIGKILL to whatever is left after `grace`, and reap
-/// the child. The group is signalled even when the child itself has exited, because what it
-/// started in the background may still run.
-pub fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
-    let pid = child.id();
-    signal_group(pid, Signal::SIGTERM);
+/// Stop children's process groups: SIGTERM to every group, then SIGKILL to whatever is left
+/// after `grace`, and reap the children. A group is signalled even when its child has exited,
+/// because what the child started in the background may still run. (Its id cannot have been
+/// reused while any process of the group lives; once none does, the signal finds nothing.)
+pub fn terminate_all(children: &mut [Child], grace: Duration) {
+    for c in children.iter() {
+        signal_group(c.id(), Signal::SIGTERM);
+    }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
-        let exited = matches!(child.try_wait(), Ok(Some(_)));
-        if exited && !group_alive(pid) {
+        let all_gone = children
+            .iter_mut()
+            .all(|c| matches!(c.try_wait(), Ok(Some(_))) && !group_alive(c.id()));
+        if all_gone {
             break;
         }
         std::thread::sleep(POLL);
     }
-    signal_group(pid, Signal::SIGKILL);
-    child.wait().ok()
+    for c in children.iter_mut() {
+        signal_group(c.id(), Signal::SIGKILL);
+        let _ = c.wait();
+    }
+}
+
+/// [`terminate_all`] for one child.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    terminate_all(std::slice::from_mut(child), grace)
 }
 
 pub enum Finished {

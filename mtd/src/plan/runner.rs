@@ -186,11 +186,9 @@ impl PlanRun {
             let _ = t.join();
         }
         let mut boots = std::mem::take(&mut *self.boots.lock().expect("plan boots lock"));
-        for child in &mut boots {
-            let pid = child.id();
-            let status = process::terminate(child, process::TERM_GRACE);
-            tracing::info!(pid, ?status, "plan cleanup: boot process stopped");
-        }
+        let pids: Vec<u32> = boots.iter().map(|c| c.id()).collect();
+        process::terminate_all(&mut boots, process::TERM_GRACE);
+        tracing::info!(?pids, "plan cleanup: boot process groups stopped");
         let mut failures = Vec::new();
         if self.mode == Mode::Test {
             let groups = self.prepared.lock().expect("plan prepared lock").clone();
