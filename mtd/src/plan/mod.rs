@@ -9,6 +9,8 @@
 //!
 //! # The file
 //!
+//! A complete example (also in `example.toml`, which a test parses):
+//!
 //! ```toml
 //! name = "shop"                                  # required
 //!
@@ -67,6 +69,9 @@ mod process;
 mod runner;
 mod status;
 mod template;
+
+#[cfg(test)]
+mod tests;
 
 pub use file::{BootGroup, Health, Machine, Plan, PlanError, DEFAULT_TIMEOUT_SECS};
 pub use ops::{Mode, PlanOps, PreparedDisk};
