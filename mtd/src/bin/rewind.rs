@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use rewind_mtd::cli::failover::{self, FailoverCmd};
+use rewind_mtd::cli::plan::PlanCmd;
 use rewind_mtd::client::{Client, DEFAULT_CONTROL};
 use serde_json::{json, Value};
 
@@ -103,6 +104,11 @@ enum Cmd {
         from_live: bool,
         #[arg(long)]
         retention: Option<String>,
+    },
+    /// Recovery plans: run, status, continue past a manual step, cleanup.
+    Plan {
+        #[command(subcommand)]
+        cmd: PlanCmd,
     },
     /// A job of the control API (failovers run as jobs): follow it to its end.
     Job { id: u64 },
@@ -255,6 +261,7 @@ fn run(cli: &Cli) -> Result<()> {
             from_live,
             retention,
         } => failover::adopt(&c, cli.json, group, disks, *from_live, retention.as_deref())?,
+        Cmd::Plan { cmd } => rewind_mtd::cli::plan::run(&c, cli.json, cmd)?,
         Cmd::Job { id } => {
             let v = rewind_mtd::cli::job::follow(&c, &json!({ "id": id }), cli.json)?;
             serde_json::to_string_pretty(&v)? + "\n"

@@ -3,3 +3,4 @@
 
 pub mod failover;
 pub mod job;
+pub mod plan;

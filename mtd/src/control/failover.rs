@@ -123,7 +123,7 @@ async fn test(
     body: Option<Json<PointRequest>>,
 ) -> ApiResult<JobInfo> {
     let point = body.and_then(|b| b.0.point);
-    job_op(move || c.failovers.test(&group, point)).await
+    job_op(move || c.failovers.test(&group, point, true)).await
 }
 
 async fn cleanup(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<JobInfo> {
@@ -131,7 +131,7 @@ async fn cleanup(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<Jo
 }
 
 async fn planned(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<JobInfo> {
-    job_op(move || c.failovers.planned(&group)).await
+    job_op(move || c.failovers.planned(&group, true)).await
 }
 
 fn need_point(p: Option<String>) -> Result<String, ApiError> {
@@ -149,7 +149,7 @@ async fn unplanned(
     Json(req): Json<PointRequest>,
 ) -> ApiResult<JobInfo> {
     let point = need_point(req.point)?;
-    job_op(move || c.failovers.unplanned(&group, &point)).await
+    job_op(move || c.failovers.unplanned(&group, &point, true)).await
 }
 
 async fn change_point(

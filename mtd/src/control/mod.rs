@@ -13,9 +13,12 @@
 //!   `GET /v1/groups/{group}/failover`, `POST /v1/groups/{group}/failover/{configure,test,cleanup,
 //!   planned,unplanned,change-point,commit}`, `POST|DELETE /v1/groups/{group}/reverse`,
 //!   `POST /v1/groups/{group}/adopt`
+//! - recovery plans (`control/plans.rs`): `POST /v1/plans/run`, `GET /v1/plans/current`,
+//!   `POST /v1/plans/continue`, `POST /v1/plans/cleanup`
 
 pub mod attach;
 mod failover;
+mod plans;
 mod drain;
 mod routes;
 
@@ -34,6 +37,8 @@ pub struct Control {
     pub views: Option<PathBuf>,
     pub attachments: Arc<Attachments>,
     pub failovers: Arc<Failovers>,
+    /// The recovery plan run last (one at a time).
+    pub plan: std::sync::Mutex<Option<Arc<crate::plan::PlanRun>>>,
 }
 
 impl Control {
@@ -55,12 +60,22 @@ impl Control {
             views,
             attachments,
             failovers,
+            plan: std::sync::Mutex::new(None),
         }))
     }
 
     /// Stop reverse agents and boot commands, then unmount, detach and drop everything
     /// `attach`, `mount` and failovers made (daemon shutdown).
     pub fn release_all(&self) {
+        // A test-mode plan's machines use the test disks: stop them first.
+        let run = self.plan.lock().expect("plan lock").clone();
+        if let Some(run) = run {
+            if run.status().mode == crate::plan::Mode::Test {
+                if let Err(e) = run.cleanup() {
+                    tracing::error!(error = %e, "cleaning up the recovery plan");
+                }
+            }
+        }
         self.failovers.shutdown();
         attach::release_all(&self.exports, &self.attachments);
     }

@@ -82,6 +82,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/mounts", post(mount_one))
         .route("/v1/umount", post(umount_one))
         .merge(super::failover::router())
+        .merge(super::plans::router())
         .with_state(control)
 }
 

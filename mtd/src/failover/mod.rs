@@ -17,6 +17,7 @@
 pub mod adopt;
 pub mod boot;
 mod disks;
+pub mod plan_ops;
 mod promote;
 pub mod reverse;
 pub mod state;

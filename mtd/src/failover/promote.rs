@@ -49,7 +49,7 @@ impl Failovers {
     }
 
     /// Planned failover: drain the agent, then promote at its `planned-failover` tag.
-    pub fn planned(self: &Arc<Self>, group: &str) -> Result<JobInfo> {
+    pub fn planned(self: &Arc<Self>, group: &str, run_boot: bool) -> Result<JobInfo> {
         self.check_promotable(group)?;
         {
             let g = self.store().group(group)?;
@@ -72,28 +72,35 @@ impl Failovers {
         let g = group.to_string();
         Ok(self
             .jobs
-            .spawn("failover-planned", group, move |job| me.run_planned(&g, job))?)
+            .spawn("failover-planned", group, move |job| me.run_planned(&g, run_boot, job))?)
     }
 
-    fn run_planned(&self, group: &str, job: &Job) -> Result<Value> {
+    fn run_planned(&self, group: &str, run_boot: bool, job: &Job) -> Result<Value> {
         job.progress(5.0, "asking the source agent to drain");
-        let tag = format!("{PLANNED_TAG}");
         let seq = self
             .rt
             .block_on(crate::server::drain::drain(
                 self.store(),
                 group,
-                &tag,
+                PLANNED_TAG,
                 DRAIN_TIMEOUT,
             ))
             .with_context(|| format!("draining the source agent of group {group}"))?;
-        job.progress(40.0, format!("drained: {tag} at seq {seq} is durable"));
+        job.progress(40.0, format!("drained: {PLANNED_TAG} at seq {seq} is durable"));
         let reason = format!("planned failover at seq {seq}, {}", format_ms(now_ms()));
-        self.promote(group, PromotionKind::Planned, &format!("seq:{seq}"), seq, &reason, job)
+        job.progress(50.0, "fencing the source");
+        let generation = self.fence(group, &reason)?;
+        let point = format!("seq:{seq}");
+        self.make_live(group, PromotionKind::Planned, &point, seq, generation, run_boot, job)
     }
 
     /// Unplanned failover to `point` (the source is gone).
-    pub fn unplanned(self: &Arc<Self>, group: &str, point: &str) -> Result<JobInfo> {
+    pub fn unplanned(
+        self: &Arc<Self>,
+        group: &str,
+        point: &str,
+        run_boot: bool,
+    ) -> Result<JobInfo> {
         self.check_promotable(group)?;
         // Checked now so a bad point changes nothing; resolved again once the source is fenced.
         self.resolve(group, point)?;
@@ -107,7 +114,7 @@ impl Failovers {
                 let reason = format!("unplanned failover to {point}, {}", format_ms(now_ms()));
                 let generation = me.fence(&g, &reason)?;
                 let seq = me.resolve(&g, &point)?;
-                me.make_live(&g, PromotionKind::Unplanned, &point, seq, generation, job)
+                me.make_live(&g, PromotionKind::Unplanned, &point, seq, generation, run_boot, job)
             })?)
     }
 
@@ -120,20 +127,6 @@ impl Failovers {
         Ok(generation)
     }
 
-    fn promote(
-        &self,
-        group: &str,
-        kind: PromotionKind,
-        point: &str,
-        seq: u64,
-        reason: &str,
-        job: &Job,
-    ) -> Result<Value> {
-        job.progress(50.0, "fencing the source");
-        let generation = self.fence(group, reason)?;
-        self.make_live(group, kind, point, seq, generation, job)
-    }
-
     fn make_live(
         &self,
         group: &str,
@@ -141,12 +134,16 @@ impl Failovers {
         point: &str,
         seq: u64,
         generation: u64,
+        run_boot: bool,
         job: &Job,
     ) -> Result<Value> {
         let mut set = disks::make_set(self, group, SetKind::Live, point, seq, job, (55.0, 85.0))?;
-        if let Err(e) = self.start_boot(group, "live", &mut set, job) {
-            // The group stays fenced: the live disks are what is wanted, only the boot failed.
-            tracing::error!(group, error = %e, "boot command failed to start");
+        if run_boot {
+            if let Err(e) = self.start_boot(group, "live", &mut set, job) {
+                // The group stays fenced: the live disks are what is wanted, only the boot
+                // failed (the job's result shows no boot process).
+                tracing::error!(group, error = %e, "boot command failed to start");
+            }
         }
         let p = Promotion {
             kind,

@@ -13,8 +13,14 @@ use super::{boot, Failovers, Refused};
 use crate::jobs::{Job, JobInfo};
 
 impl Failovers {
-    /// Start a test failover of `group` at `point` (default: latest).
-    pub fn test(self: &Arc<Self>, group: &str, point: Option<String>) -> Result<JobInfo> {
+    /// Start a test failover of `group` at `point` (default: latest); `run_boot`: start the
+    /// group's configured boot command (a recovery plan boots its machines itself).
+    pub fn test(
+        self: &Arc<Self>,
+        group: &str,
+        point: Option<String>,
+        run_boot: bool,
+    ) -> Result<JobInfo> {
         self.check_group(group)?;
         let s = self.get(group);
         if let Some(t) = &s.test {
@@ -37,12 +43,26 @@ impl Failovers {
         let g = group.to_string();
         Ok(self
             .jobs
-            .spawn("failover-test", group, move |job| me.run_test(&g, &point, seq, job))?)
+            .spawn("failover-test", group, move |job| {
+                me.run_test(&g, &point, seq, run_boot, job)
+            })?)
     }
 
-    fn run_test(&self, group: &str, point: &str, seq: u64, job: &Job) -> Result<Value> {
+    fn run_test(
+        &self,
+        group: &str,
+        point: &str,
+        seq: u64,
+        run_boot: bool,
+        job: &Job,
+    ) -> Result<Value> {
         let mut set = disks::make_set(self, group, SetKind::Test, point, seq, job, (0.0, 80.0))?;
-        if let Err(e) = self.start_boot(group, "test", &mut set, job) {
+        let booted = if run_boot {
+            self.start_boot(group, "test", &mut set, job)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = booted {
             disks::drop_disks(self, &set.disks);
             return Err(e);
         }

@@ -1,0 +1,119 @@
+//! Control routes of recovery plans: run one (the daemon runs one plan at a time), follow its
+//! status, continue past a manual step, clean up.
+//!
+//! - `POST /v1/plans/run` `{"path", "text", "mode", "point"}`: the CLI sends the file's text and
+//!   its path (for `PATH:LINE:COL` errors); a bad plan is a 400 and changes nothing.
+//! - `GET /v1/plans/current`, `POST /v1/plans/continue`, `POST /v1/plans/cleanup`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use super::routes::{blocking, ApiError};
+use super::Control;
+use crate::failover::plan_ops::FailoverPlanOps;
+use crate::plan::{Mode, Plan, PlanRun, RunState, RunStatus};
+use crate::store::points::now_ms;
+
+type Ctl = State<Arc<Control>>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+pub fn router() -> Router<Arc<Control>> {
+    Router::new()
+        .route("/v1/plans/run", post(run))
+        .route("/v1/plans/current", get(current))
+        .route("/v1/plans/continue", post(continue_run))
+        .route("/v1/plans/cleanup", post(cleanup))
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct RunRequest {
+    pub path: PathBuf,
+    pub text: String,
+    pub mode: String,
+    #[serde(default)]
+    pub point: Option<String>,
+}
+
+fn conflict(msg: String) -> ApiError {
+    ApiError(StatusCode::CONFLICT, msg)
+}
+
+fn current_run(c: &Control) -> Result<Arc<PlanRun>, ApiError> {
+    c.plan
+        .lock()
+        .expect("plan lock")
+        .clone()
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no recovery plan has run".into()))
+}
+
+async fn run(State(c): Ctl, Json(req): Json<RunRequest>) -> ApiResult<RunStatus> {
+    blocking(move || {
+        let mode: Mode = req
+            .mode
+            .parse()
+            .map_err(|e: String| ApiError(StatusCode::BAD_REQUEST, e))?;
+        let mut slot = c.plan.lock().expect("plan lock");
+        if let Some(prev) = slot.as_ref() {
+            let st = prev.status();
+            let done = st.state == RunState::Cleaned
+                || (st.state == RunState::Succeeded && st.mode != Mode::Test);
+            if !done {
+                return Err(conflict(format!(
+                    "recovery plan {} ({} mode) is {:?}: `rewind plan cleanup` first",
+                    st.plan, st.mode, st.state
+                )));
+            }
+        }
+        let plan = Plan::parse(&req.path, &req.text)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let log_dir = c
+            .exports
+            .store
+            .dir
+            .join("plans")
+            .join(format!("{}-{}", plan.name, now_ms()));
+        let ops = Arc::new(FailoverPlanOps(c.failovers.clone()));
+        let run = PlanRun::start(plan, ops, mode, req.point, &log_dir)
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+        let st = run.status();
+        *slot = Some(run);
+        Ok(st)
+    })
+    .await
+    .map(Json)
+}
+
+async fn current(State(c): Ctl) -> ApiResult<RunStatus> {
+    let run = current_run(&c)?;
+    Ok(Json(run.status()))
+}
+
+async fn continue_run(State(c): Ctl) -> ApiResult<RunStatus> {
+    let run = current_run(&c)?;
+    run.continue_run().map_err(|e| conflict(format!("{e:#}")))?;
+    Ok(Json(run.status()))
+}
+
+async fn cleanup(State(c): Ctl) -> ApiResult<RunStatus> {
+    let run = current_run(&c)?;
+    blocking(move || {
+        let st = run.status();
+        if st.mode != Mode::Test && st.state == RunState::Succeeded {
+            return Err(conflict(format!(
+                "recovery plan {} ran in {} mode and succeeded: its machines are production now; stop them yourself",
+                st.plan, st.mode
+            )));
+        }
+        run.cleanup()
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+        Ok(run.status())
+    })
+    .await
+    .map(Json)
+}
