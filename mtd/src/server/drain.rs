@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rewind_formats::message::{ControlOp, TagKind};
+use rewind_formats::message::{Control, ControlOp, Message, TagKind};
 
 use crate::store::group::{Group, SessionEnd};
 use crate::store::Store;
@@ -63,12 +63,20 @@ pub async fn drain(
     // Tags of this name already here do not count: only one the agent sends for this drain (an
     // agent already drained under this name sends the tag again, at the same seq).
     let before = failover_tags(&g, tag);
-    let mut ended = match g.session.lock().expect("session lock").as_ref() {
-        Some(h) => h.ended.clone(),
+    let mut durable = g.subscribe_durable();
+    // The session asked and the session watched are the same one: both taken under one lock.
+    let (out, mut ended) = match g.session.lock().expect("session lock").as_ref() {
+        Some(h) => (h.out.clone(), h.ended.clone()),
         None => return Err(DrainError::NotConnected(group.into())),
     };
-    let mut durable = g.subscribe_durable();
-    g.send_control(ControlOp::Drain, tag)
+    let frame = Message::Control(Control {
+        group: group.into(),
+        op: ControlOp::Drain,
+        arg: tag.into(),
+    })
+    .to_frame();
+    // try_send, as Group::send_control: a session that takes no frames is as good as gone.
+    out.try_send(frame)
         .map_err(|_| DrainError::NotConnected(group.into()))?;
     tracing::info!(group, tag, "drain requested from the agent");
     let wait = async {
