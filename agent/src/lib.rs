@@ -18,6 +18,10 @@
 //!   dirty-region map), GROUP.spool, GROUP.window (a resync window may be open at the target),
 //!   GROUP.acked (the last seq the target acknowledged: a target found below it lost data, and
 //!   every region is compared with it)
+//! drain: CONTROL Drain from the target closes the capture to new writes (EROFS), lets the
+//!   admitted ones be recorded and a sync finish, and tags the last seq (Failover); a
+//!   StaleGeneration "fenced" refusal stops the sender for good, writes stay refused, and
+//!   STATE_DIR/GROUP.fenced keeps the agent from starting again as the group's source
 //! settings: flags and/or a TOML file (config_file); ratelimit caps the sender's bandwidth;
 //!   schedule inserts `auto-*` tags every N seconds, freezing filesystems around them (freeze)
 //! ```

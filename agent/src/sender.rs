@@ -4,7 +4,12 @@
 //! Each session starts with HELLO (the disks and their sizes, the last seq we saw acked) and
 //! WELCOME (the target's durable seq). Everything after the durable seq is sent again, so a
 //! broken connection loses nothing: the sender reconnects with exponential backoff and resumes.
-//! A second thread per session reads ACKs; it never blocks the sender.
+//! A second thread per session reads ACKs; it never blocks the sender. It also takes the
+//! target's CONTROL frames: a drain is recorded for the agent's drain thread (see [`crate::drain`]),
+//! and one that cannot be done is answered with an ERROR, which the sender sends.
+//!
+//! A StaleGeneration refusal that says "fenced" (the group failed over) ends the sender for good:
+//! see `Sender::fenced`.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -409,10 +414,13 @@ impl Sender {
                     why: format!("sending: {e}"),
                 })?;
             if let Message::Error(e) = m {
-                return Err(Error::Protocol(format!(
-                    "told the target {:?}: {}",
-                    e.code, e.message
-                )));
+                return Err(Error::Connection {
+                    addr: self.settings.target.to_string(),
+                    why: format!(
+                        "closed after refusing the target's request ({:?}: {})",
+                        e.code, e.message
+                    ),
+                });
             }
         }
         Ok(())
