@@ -282,6 +282,7 @@ mod tests {
         assert_eq!(c.settings.disks.len(), 2);
         assert_eq!(c.settings.disks[1].name, "logs");
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        assert_eq!(c.settings.generation, 1, "generation 1 unless told");
     }
 
     #[test]
@@ -292,6 +293,7 @@ mod tests {
             target = "unix:/run/rewind/mtd.sock"
             state_dir = "/var/lib/rewind-agent/g"
             level = -3
+            generation = 3
             mount_dir = "/run/m"
             links_dir = "/dev/rw"
             max_queue_mib = 64
@@ -314,6 +316,7 @@ mod tests {
         assert_eq!(s.agent, "a1");
         assert_eq!(s.target, TargetAddr::Unix("/run/rewind/mtd.sock".into()));
         assert_eq!(s.level, -3);
+        assert_eq!(s.generation, 3);
         assert_eq!(s.mount_dir, PathBuf::from("/run/m"));
         assert_eq!(s.links_dir, PathBuf::from("/dev/rw"));
         assert_eq!(s.max_queue_bytes, 64 << 20);
