@@ -493,6 +493,11 @@ fn drain_thread(sh: &Shared) {
             Err(DrainEnd::Superseded) => {
                 tracing::info!(%group, %tag, "drain given up by the target or replaced");
             }
+            Err(DrainEnd::Fenced) => {
+                // Nothing more to send: the drain ends here (writes stay refused: fenced).
+                sh.link.drain.failed(epoch, &sh.link.gate);
+                tracing::warn!(%group, %tag, "drain ended: the agent was fenced");
+            }
             Err(DrainEnd::Stopping) => return,
             Err(DrainEnd::Failed(why)) => {
                 sh.link.drain.failed(epoch, &sh.link.gate);
@@ -508,8 +513,10 @@ fn drain_thread(sh: &Shared) {
 }
 
 enum DrainEnd {
-    /// The target gave the drain up (Resume), or the agent was fenced.
+    /// The target gave the drain up (Resume) or asked for another.
     Superseded,
+    /// The target fenced the agent (the group failed over).
+    Fenced,
     Stopping,
     Failed(String),
 }
@@ -524,7 +531,9 @@ fn drain_once(sh: &Shared, tag: &str, epoch: u64) -> std::result::Result<u64, Dr
     let check = || {
         if sh.stop.load(Ordering::SeqCst) {
             Err(DrainEnd::Stopping)
-        } else if !link.drain.current(epoch) || link.fenced().is_some() {
+        } else if link.fenced().is_some() {
+            Err(DrainEnd::Fenced)
+        } else if !link.drain.current(epoch) {
             Err(DrainEnd::Superseded)
         } else {
             Ok(())

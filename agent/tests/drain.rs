@@ -468,3 +468,49 @@ fn a_drain_during_the_initial_sync_waits_for_it() {
     mtd.dump(GROUP, "d0", "tag:pf-sync", &dump);
     assert_same(&dump, &img);
 }
+
+/// What a planned failover does to the source: drain, then fence. The agent reports both, stays
+/// read-only, and does not come back.
+#[test]
+fn drain_then_fence_leaves_the_source_drained_and_fenced() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let mtd = Mtd::start(work.path());
+    let (mut agent, img) = protected(work.path(), &mtd, &[]);
+    let (code, body) = mtd.control_post(
+        &format!("/v1/groups/{GROUP}/drain"),
+        r#"{"tag": "planned-failover", "timeout_secs": 60}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    let seq = seq_of(&body);
+    let reason = format!("planned failover at seq {seq}");
+    let (code, body) = mtd.control_post(
+        &format!("/v1/groups/{GROUP}/fence"),
+        &serde_json::json!({ "reason": reason }).to_string(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let st = agent.wait_status(Duration::from_secs(20), |s| s.fenced.is_some());
+    assert!(
+        st.fenced.as_deref().unwrap().contains(&reason),
+        "{:?}",
+        st.fenced
+    );
+    assert_eq!(
+        st.drained.map(|d| (d.tag, d.seq)),
+        Some(("planned-failover".to_string(), seq))
+    );
+    assert_eq!(st.draining, None);
+    let e = try_write_direct(&agent.link("d0"), 0, 0x33).expect_err("a write after the failover");
+    assert!(is_refused(&e), "{e}");
+    // A drain now finds no agent.
+    let (code, body) = mtd.control_post(
+        &format!("/v1/groups/{GROUP}/drain"),
+        r#"{"tag": "again", "timeout_secs": 5}"#,
+    );
+    assert_eq!(code, 409, "{body}");
+    agent.stop();
+    let out = Agent::start_refused(work.path(), GROUP, &[("d0", &img)], &mtd.target(), &[]);
+    assert!(out.contains(&reason), "{out}");
+}
