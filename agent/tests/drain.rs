@@ -514,3 +514,40 @@ fn drain_then_fence_leaves_the_source_drained_and_fenced() {
     let out = Agent::start_refused(work.path(), GROUP, &[("d0", &img)], &mtd.target(), &[]);
     assert!(out.contains(&reason), "{out}");
 }
+
+/// The agent dies while it drains: the target's drain fails at once (502) instead of waiting
+/// for its timeout.
+#[test]
+fn a_drain_fails_when_the_session_ends_first() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let mtd = Arc::new(Mtd::start(work.path()));
+    let (mut agent, _img) = protected(work.path(), &mtd, &["--bandwidth-mib", "2"]);
+    // About 6 s of sending at 2 MiB/s before the tag can go.
+    write_random_mib(&agent.link("d0"), 8, 12, 8);
+    let drain = {
+        let mtd = Arc::clone(&mtd);
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let r = mtd.control_post(
+                &format!("/v1/groups/{GROUP}/drain"),
+                r#"{"tag": "pf-dead", "timeout_secs": 60}"#,
+            );
+            (r, t0.elapsed())
+        })
+    };
+    agent.wait_status(Duration::from_secs(10), |s| s.draining.is_some());
+    agent.kill9();
+    let ((code, body), took) = drain.join().expect("drain thread");
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body.contains("ended before the drain tag arrived"),
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "the failed drain took {took:?}"
+    );
+}

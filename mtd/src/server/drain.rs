@@ -15,6 +15,9 @@ use rewind_formats::message::{Control, ControlOp, Message, TagKind};
 use crate::store::group::{Group, SessionEnd};
 use crate::store::Store;
 
+/// How long the drain request may wait for room in the session's frame queue.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
     #[error("no such group {0}")]
@@ -75,9 +78,24 @@ pub async fn drain(
         arg: tag.into(),
     })
     .to_frame();
-    // try_send, as Group::send_control: a session that takes no frames is as good as gone.
-    out.try_send(frame)
-        .map_err(|_| DrainError::NotConnected(group.into()))?;
+    // The session's frame queue is short and drained by its writer; a session that takes no
+    // frame for a while is stuck.
+    match tokio::time::timeout(SEND_TIMEOUT, out.send(frame)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(DrainError::NotConnected(group.into())),
+        Err(_) => {
+            return Err(DrainError::SessionEnded {
+                group: group.into(),
+                why: format!(
+                    "the session took no frame for {} s (is the agent reading?)",
+                    SEND_TIMEOUT.as_secs()
+                ),
+            })
+        }
+    }
+    // A held sender would keep the session's writer, and so its connection, open after the
+    // session ends.
+    drop(out);
     tracing::info!(group, tag, "drain requested from the agent");
     let wait = async {
         loop {
