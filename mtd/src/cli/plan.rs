@@ -66,7 +66,8 @@ pub fn run(c: &Client, json_out: bool, cmd: &PlanCmd) -> Result<String> {
     } else {
         summary(&st)
     };
-    if st.state == RunState::Failed {
+    let followed = matches!(cmd, PlanCmd::Run { detach: false, .. } | PlanCmd::Continue);
+    if followed && st.state == RunState::Failed {
         print!("{out}");
         bail!(
             "recovery plan {} failed: {} (`rewind plan cleanup` stops what it started)",
