@@ -6,6 +6,7 @@
 #   scripts/bench.sh crash [ROUNDS]  the kill -9 crash test at length (default 100 rounds)
 #   scripts/bench.sh views [SIZE] [RECORDS]  reading points: NBD, FUSE + loop, first block
 #   scripts/bench.sh agent [SIZE]            the agent: write overhead, lag, initial sync
+#   scripts/bench.sh failover [RUNS]         test failover to readable exports, two-VM plan RTO
 #
 # Environment: BENCH_RUNS (default 3: median reported), BENCH_TMP (default /var/tmp),
 # BENCH_RAND_SECONDS (random-write time cap for fio and the daemon, default 20), CARGO_TARGET_DIR (default target/).
@@ -36,7 +37,10 @@ commands:
                  nbdcopy of a view against qemu-nbd on the same bytes (merged, 10% and 50% in the
                  journal), FUSE+loop sequential read against a plain loop device, and the time to
                  open a point and read its first block with RECORDS (default 1000000) in the journal
-  failover       failover timings (not yet)
+  failover [RUNS]
+                 time from \`rewind failover test\` to a readable NBD export (against qemu-nbd
+                 on the source image), and the RTO of a two-VM recovery plan in test mode
+                 (against the same boots from plain image files)
 
 environment: BENCH_RUNS=$RUNS BENCH_TMP=$TMP_BASE BENCH_RAND_SECONDS=$RAND_SECONDS
 USAGE
@@ -527,6 +531,11 @@ AGENT_PIDS=()
 AGENT_MOUNTS=()
 
 agent_cleanup() {
+    agent_stop_all
+    cleanup
+}
+
+agent_stop_all() {
     local p m
     for p in "${AGENT_PIDS[@]+"${AGENT_PIDS[@]}"}"; do
         kill -TERM "$p" 2>/dev/null || true
@@ -536,7 +545,6 @@ agent_cleanup() {
         mountpoint -q "$m" 2>/dev/null && umount -l "$m" 2>/dev/null
     done
     for d in "${VLOOPS[@]+"${VLOOPS[@]}"}"; do losetup -d "$d" 2>/dev/null || true; done
-    cleanup
 }
 
 AGENT_PID=""
@@ -720,6 +728,9 @@ cmd_crash() {
         --nocapture --test-threads=1
 }
 
+# shellcheck source=scripts/bench-failover.sh
+source "$ROOT/scripts/bench-failover.sh"
+
 main() {
     local cmd=${1:-}
     [[ $# -gt 0 ]] && shift
@@ -728,7 +739,7 @@ main() {
         crash) cmd_crash "$@" ;;
         views) cmd_views "$@" ;;
         agent) cmd_agent "$@" ;;
-        failover) die "$cmd: not yet" ;;
+        failover) cmd_failover "$@" ;;
         "" | -h | --help | help) usage ;;
         *)
             usage >&2

@@ -186,9 +186,23 @@ impl Failovers {
         Ok(())
     }
 
-    /// Set (or clear, with None) the boot command the group's failovers run.
+    /// Set (or clear, with None) the boot command the group's failovers run. Its placeholders
+    /// are checked now, against the group's disks.
     pub fn configure(&self, group: &str, boot: Option<String>) -> Result<GroupFailover> {
-        self.store().group(group)?;
+        let g = self.store().group(group)?;
+        if let Some(cmd) = &boot {
+            let t = crate::plan::BootCommand::parse(cmd)
+                .map_err(|(at, m)| Refused::Invalid(format!("boot command, at byte {at}: {m}")))?;
+            let st = g.state.read().expect("group lock");
+            for d in t.disks() {
+                if st.manifest.disk_index(d).is_none() {
+                    return Err(Refused::Invalid(format!(
+                        "boot command: group {group} has no disk {d}"
+                    ))
+                    .into());
+                }
+            }
+        }
         let mut s = self.get(group);
         s.boot = boot
             .filter(|c| !c.trim().is_empty())

@@ -65,10 +65,10 @@ mod file;
 mod hooks;
 mod machine;
 mod ops;
-mod process;
+pub mod process;
 mod runner;
 mod status;
-mod template;
+pub mod template;
 
 #[cfg(test)]
 mod tests;
