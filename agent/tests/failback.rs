@@ -61,7 +61,13 @@ fn failover_reverse_failback_and_reverse_again() {
         .and_then(|f| f.set_len(64 * MIB))
         .unwrap();
     fs::create_dir_all(w.join("source")).unwrap();
-    let mut agent = Agent::start(&w.join("source"), "vm1", &[("root", &src)], &b.target(), &[]);
+    let mut agent = Agent::start(
+        &w.join("source"),
+        "vm1",
+        &[("root", &src)],
+        &b.target(),
+        &[],
+    );
     let dev = agent.link("root");
     write_random_mib(&dev, 0, 24, 1);
     agent.wait_caught_up(CATCH_UP);
@@ -87,14 +93,21 @@ fn failover_reverse_failback_and_reverse_again() {
     ]);
     assert!(rv["devices"].is_array(), "{rv}");
     let dev_b = links_b.join("vm1").join("root");
-    let st = wait_caught_up_at(&reverse_state(&b, "vm1"), CATCH_UP, &|| reverse_log(&b, "vm1"));
+    let st = wait_caught_up_at(&reverse_state(&b, "vm1"), CATCH_UP, &|| {
+        reverse_log(&b, "vm1")
+    });
     let sent: u64 = st.disks.iter().map(|d| d.sync_sent_bytes).sum();
     eprintln!("reverse replication's first compare sent {sent} bytes");
     assert_eq!(st.sync_kind.as_deref(), Some("resync"), "{st:?}");
-    assert!(sent < MIB, "the adopted copy was equal, yet {sent} bytes were resent");
+    assert!(
+        sent < MIB,
+        "the adopted copy was equal, yet {sent} bytes were resent"
+    );
     // The workload now runs at B, through the protected device.
     write_random_mib(&dev_b, 30, 4, 2);
-    wait_caught_up_at(&reverse_state(&b, "vm1"), CATCH_UP, &|| reverse_log(&b, "vm1"));
+    wait_caught_up_at(&reverse_state(&b, "vm1"), CATCH_UP, &|| {
+        reverse_log(&b, "vm1")
+    });
 
     // 3. Failback: planned failover back to A.
     let r = a.rewind_json(&["failover", "planned", "vm1"]);
@@ -114,12 +127,19 @@ fn failover_reverse_failback_and_reverse_again() {
         links_a.to_str().unwrap(),
     ]);
     let dev_a = links_a.join("vm1").join("root");
-    let st = wait_caught_up_at(&reverse_state(&a, "vm1"), CATCH_UP, &|| reverse_log(&a, "vm1"));
+    let st = wait_caught_up_at(&reverse_state(&a, "vm1"), CATCH_UP, &|| {
+        reverse_log(&a, "vm1")
+    });
     let sent: u64 = st.disks.iter().map(|d| d.sync_sent_bytes).sum();
     eprintln!("reverse replication after failback sent {sent} bytes at its first compare");
-    assert!(sent < MIB, "B adopted an equal copy, yet {sent} bytes were resent");
+    assert!(
+        sent < MIB,
+        "B adopted an equal copy, yet {sent} bytes were resent"
+    );
     write_random_mib(&dev_a, 40, 4, 3);
-    wait_caught_up_at(&reverse_state(&a, "vm1"), CATCH_UP, &|| reverse_log(&a, "vm1"));
+    wait_caught_up_at(&reverse_state(&a, "vm1"), CATCH_UP, &|| {
+        reverse_log(&a, "vm1")
+    });
     let final_a = w.join("final-a.img");
     copy_out(&dev_a, &final_a);
     a.stop();

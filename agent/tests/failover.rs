@@ -82,7 +82,11 @@ fn test_failover_while_replication_goes_on() {
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
     {
         let mut m = Mount::new(&dev, &work.path().join("m-src"));
-        fs::write(work.path().join("m-src/marker"), b"before the test failover\n").unwrap();
+        fs::write(
+            work.path().join("m-src/marker"),
+            b"before the test failover\n",
+        )
+        .unwrap();
         m.umount();
     }
     agent.wait_caught_up(CATCH_UP);
@@ -200,7 +204,11 @@ fn planned_failover_loses_nothing_and_fences_the_source() {
     // The old source is fenced: it says so, and a restart of it is refused.
     let t0 = Instant::now();
     while !agent.log_text().contains("fenced") {
-        assert!(t0.elapsed() < Duration::from_secs(30), "{}", agent.log_text());
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{}",
+            agent.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -244,11 +252,17 @@ fn unplanned_failover_change_point_and_commit() {
     assert!(e.contains("not failed over"), "{e}");
     let e = mtd.rewind_fails(&["failover", "test", "nosuchgroup"]);
     assert!(e.contains("nosuchgroup"), "{e}");
-    assert_eq!(mtd.rewind_json(&["failover", "status"]), Value::Array(vec![]));
+    assert_eq!(
+        mtd.rewind_json(&["failover", "status"]),
+        Value::Array(vec![])
+    );
     // Planned failover needs the agent.
     agent.stop();
     let e = mtd.rewind_fails(&["failover", "planned", "app"]);
-    assert!(e.contains("not connected") && e.contains("unplanned"), "{e}");
+    assert!(
+        e.contains("not connected") && e.contains("unplanned"),
+        "{e}"
+    );
     assert_eq!(mtd.rewind_json(&["overlay", "list"]), Value::Array(vec![]));
 
     let r = mtd.rewind_json(&["failover", "unplanned", "app", "--point", "tag:t1"]);
@@ -311,7 +325,10 @@ fn failover_to_a_point_inside_the_initial_sync_is_refused() {
             "{args:?}: {e}"
         );
     }
-    assert_eq!(mtd.rewind_json(&["failover", "status"]), Value::Array(vec![]));
+    assert_eq!(
+        mtd.rewind_json(&["failover", "status"]),
+        Value::Array(vec![])
+    );
     assert_eq!(mtd.rewind_json(&["overlay", "list"]), Value::Array(vec![]));
     agent.kill9();
 }

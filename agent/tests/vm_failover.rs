@@ -108,7 +108,10 @@ fn test_failover_boots_the_vm_and_a_plan_of_two_vms_reports_its_rto() {
     let log = PathBuf::from(r["test"]["boot"]["log"].as_str().expect("boot log"));
     let console = wait_file_contains(&log, "rewind-vm: healthy", BOOT_LIMIT);
     eprintln!("test failover to a healthy VM: {:?}", t0.elapsed());
-    assert!(console.contains("rewind-vm: marker=marker-of-vm1"), "{console}");
+    assert!(
+        console.contains("rewind-vm: marker=marker-of-vm1"),
+        "{console}"
+    );
     assert!(console.contains("rewind-vm: boot-count=1"), "{console}");
     // Replication goes on while the test VM runs.
     write_random_mib(&a1.link("root"), 50, 4, 9);
@@ -122,7 +125,10 @@ fn test_failover_boots_the_vm_and_a_plan_of_two_vms_reports_its_rto() {
     let st = mtd.rewind_json(&["plan", "run", plan.to_str().unwrap(), "--mode", "test"]);
     assert_eq!(st["state"], "succeeded", "{st:#}");
     let rto = st["rto_ms"].as_u64().expect("rto");
-    eprintln!("bar rto-test-plan: {:.1} s (want < 30)", rto as f64 / 1000.0);
+    eprintln!(
+        "bar rto-test-plan: {:.1} s (want < 30)",
+        rto as f64 / 1000.0
+    );
     let m1 = &st["machines"][0];
     let m2 = &st["machines"][1];
     let m1_healthy = m1["healthy_ms"].as_u64().unwrap();
@@ -134,7 +140,10 @@ fn test_failover_boots_the_vm_and_a_plan_of_two_vms_reports_its_rto() {
         .expect("m2 prepared")["started_ms"]
         .as_u64()
         .unwrap();
-    assert!(m2_prepare >= m1_healthy, "vm2 started before vm1 was healthy: {st:#}");
+    assert!(
+        m2_prepare >= m1_healthy,
+        "vm2 started before vm1 was healthy: {st:#}"
+    );
     for (m, marker) in [(m1, "marker-of-vm1"), (m2, "marker-of-vm2")] {
         let c = fs::read_to_string(m["console_log"].as_str().unwrap()).unwrap();
         assert!(c.contains(&format!("rewind-vm: marker={marker}")), "{c}");
@@ -178,7 +187,9 @@ fn live_loop(r: &Value) -> PathBuf {
 }
 
 fn reverse_state(mtd: &Mtd, group: &str) -> PathBuf {
-    mtd.data_dir.join("failover").join(format!("{group}.reverse"))
+    mtd.data_dir
+        .join("failover")
+        .join(format!("{group}.reverse"))
 }
 
 #[test]
@@ -207,7 +218,14 @@ fn vm_round_trip_planned_failover_reverse_failback() {
     // Reverse: A adopts the old source disk; the VM runs at B on the protected live disk.
     a.rewind(&["adopt", "vm1", "--disk", &format!("root={}", src.display())]);
     let links_b = w.join("links-b");
-    b.rewind(&["reverse", "vm1", "--to", &a.target(), "--links-dir", links_b.to_str().unwrap()]);
+    b.rewind(&[
+        "reverse",
+        "vm1",
+        "--to",
+        &a.target(),
+        "--links-dir",
+        links_b.to_str().unwrap(),
+    ]);
     let dev_b = links_b.join("vm1/root");
     let st = wait_caught_up_at(&reverse_state(&b, "vm1"), CATCH_UP, &String::new);
     let first: u64 = st.disks.iter().map(|d| d.sync_sent_bytes).sum();
@@ -225,7 +243,14 @@ fn vm_round_trip_planned_failover_reverse_failback() {
     // Reverse again: B adopts its live disk; the VM runs at A, protected towards B.
     b.rewind(&["adopt", "vm1", "--from-live"]);
     let links_a = w.join("links-a");
-    a.rewind(&["reverse", "vm1", "--to", &b.target(), "--links-dir", links_a.to_str().unwrap()]);
+    a.rewind(&[
+        "reverse",
+        "vm1",
+        "--to",
+        &b.target(),
+        "--links-dir",
+        links_a.to_str().unwrap(),
+    ]);
     let dev_a = links_a.join("vm1/root");
     let st = wait_caught_up_at(&reverse_state(&a, "vm1"), CATCH_UP, &String::new);
     let second: u64 = st.disks.iter().map(|d| d.sync_sent_bytes).sum();

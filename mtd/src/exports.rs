@@ -83,7 +83,11 @@ fn overlay_part(s: &str) -> String {
 
 /// The overlay behind `GROUP/DISK@test`: the disk of a test failover.
 pub fn test_overlay_name(group: &str, disk: &str) -> String {
-    format!("failover-test.{}.{}", overlay_part(group), overlay_part(disk))
+    format!(
+        "failover-test.{}.{}",
+        overlay_part(group),
+        overlay_part(disk)
+    )
 }
 
 /// The overlay behind `GROUP/DISK@live`: the live disk of a promoted group.

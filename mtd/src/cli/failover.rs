@@ -111,7 +111,10 @@ pub fn describe(v: &Value) -> String {
         }
         out += &format!(
             "{what} disks of {} at seq {} (point {}):\n",
-            v["group"].as_str().or(v["state"]["group"].as_str()).unwrap_or("?"),
+            v["group"]
+                .as_str()
+                .or(v["state"]["group"].as_str())
+                .unwrap_or("?"),
             set["seq"],
             set["point"].as_str().unwrap_or("?")
         );

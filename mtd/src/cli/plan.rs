@@ -104,7 +104,10 @@ fn follow(c: &Client, quiet: bool) -> Result<RunStatus> {
 
 fn step_line(st: &RunStatus, i: usize) -> String {
     let s = &st.steps[i];
-    let at = s.ended_ms.unwrap_or(s.started_ms).saturating_sub(st.started_ms);
+    let at = s
+        .ended_ms
+        .unwrap_or(s.started_ms)
+        .saturating_sub(st.started_ms);
     let who = [s.boot_group.as_deref(), s.machine.as_deref()]
         .into_iter()
         .flatten()
@@ -144,7 +147,10 @@ fn summary(st: &RunStatus) -> String {
         );
     }
     if let Some(r) = st.rto_ms {
-        out += &format!("RTO: {:.1} s (start to every machine healthy)\n", r as f64 / 1000.0);
+        out += &format!(
+            "RTO: {:.1} s (start to every machine healthy)\n",
+            r as f64 / 1000.0
+        );
     }
     if st.state == RunState::Waiting {
         out += &format!(

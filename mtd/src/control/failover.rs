@@ -48,7 +48,10 @@ pub fn router() -> Router<Arc<Control>> {
         .route("/v1/groups/{group}/failover/cleanup", post(cleanup))
         .route("/v1/groups/{group}/failover/planned", post(planned))
         .route("/v1/groups/{group}/failover/unplanned", post(unplanned))
-        .route("/v1/groups/{group}/failover/change-point", post(change_point))
+        .route(
+            "/v1/groups/{group}/failover/change-point",
+            post(change_point),
+        )
         .route("/v1/groups/{group}/failover/commit", post(commit))
         .route(
             "/v1/groups/{group}/reverse",

@@ -17,9 +17,9 @@
 //!   `POST /v1/plans/continue`, `POST /v1/plans/cleanup`
 
 pub mod attach;
+mod drain;
 mod failover;
 mod plans;
-mod drain;
 mod routes;
 
 use std::path::{Path, PathBuf};
@@ -49,12 +49,7 @@ impl Control {
         nbd: Vec<String>,
     ) -> Result<Arc<Control>> {
         let attachments = Arc::new(Attachments::load(&exports.store.dir)?);
-        let failovers = Failovers::load(
-            exports.clone(),
-            views.clone(),
-            attachments.clone(),
-            nbd,
-        )?;
+        let failovers = Failovers::load(exports.clone(), views.clone(), attachments.clone(), nbd)?;
         Ok(Arc::new(Control {
             exports,
             views,

@@ -26,11 +26,14 @@ use crate::store::points::now_ms;
 
 const CHUNK: usize = 1 << 20;
 
+/// Reads `buf.len()` bytes at an offset of a disk.
+pub type ReadAt = Box<dyn Fn(&mut [u8], u64) -> std::io::Result<()> + Send>;
+
 /// Where an adopted disk's bytes come from.
 pub struct Source {
     pub name: String,
     pub size_bytes: u64,
-    pub read_at: Box<dyn Fn(&mut [u8], u64) -> std::io::Result<()> + Send>,
+    pub read_at: ReadAt,
 }
 
 /// A raw image file or block device as a source.
@@ -178,12 +181,14 @@ impl Failovers {
                     .into())
                 }
             }
-            return Ok(self
-                .jobs
-                .spawn("adopt-live", group, move |job| me.adopt_live(&g, retention_ms, job))?);
+            return Ok(self.jobs.spawn("adopt-live", group, move |job| {
+                me.adopt_live(&g, retention_ms, job)
+            })?);
         }
         if req.disks.is_empty() {
-            return Err(Refused::Invalid("adopt needs disks (NAME=PATH) or from_live".into()).into());
+            return Err(
+                Refused::Invalid("adopt needs disks (NAME=PATH) or from_live".into()).into(),
+            );
         }
         if self.store().group(group).is_ok() {
             return Err(Refused::Conflict(format!(
@@ -196,13 +201,19 @@ impl Failovers {
             let (name, path) = d
                 .split_once('=')
                 .ok_or_else(|| Refused::Invalid(format!("disk {d:?}: want NAME=PATH")))?;
-            sources.push(file_source(name, Path::new(path)).map_err(|e| Refused::Invalid(format!("{e:#}")))?);
+            sources.push(
+                file_source(name, Path::new(path))
+                    .map_err(|e| Refused::Invalid(format!("{e:#}")))?,
+            );
         }
         Ok(self.jobs.spawn("adopt", group, move |job| {
             let dir = building_dir(&me.store().dir, &g);
             let _ = fs::remove_dir_all(&dir);
             build_group_dir(&dir, &g, &sources, retention_ms, &|d, t| {
-                job.progress(d as f64 * 95.0 / t as f64, "copying the disks into the base");
+                job.progress(
+                    d as f64 * 95.0 / t as f64,
+                    "copying the disks into the base",
+                );
             })?;
             me.store().install_group(&g, &dir, false)?;
             Ok(json!({ "group": g, "adopted": req.disks }))
@@ -241,7 +252,10 @@ impl Failovers {
         let dir = building_dir(&self.store().dir, group);
         let _ = fs::remove_dir_all(&dir);
         build_group_dir(&dir, group, &sources, retention_ms, &|d, t| {
-            job.progress(5.0 + d as f64 * 85.0 / t as f64, "copying the live disks into the base");
+            job.progress(
+                5.0 + d as f64 * 85.0 / t as f64,
+                "copying the live disks into the base",
+            );
         })?;
         drop(sources);
         job.progress(92.0, "replacing the group");
@@ -293,9 +307,13 @@ pub fn offline(
     let bar = crate::dump::progress_bar(total);
     let dir = building_dir(data_dir, group);
     let _ = fs::remove_dir_all(&dir);
-    build_group_dir(&dir, group, &sources, retention.as_millis() as u64, &|d, _| {
-        bar.set_position(d)
-    })?;
+    build_group_dir(
+        &dir,
+        group,
+        &sources,
+        retention.as_millis() as u64,
+        &|d, _| bar.set_position(d),
+    )?;
     fs::rename(&dir, &dest).with_context(|| format!("moving into {}", dest.display()))?;
     crate::fsutil::sync_dir(&data_dir.join("groups"))?;
     bar.finish_and_clear();

@@ -34,7 +34,11 @@ pub fn substitute(cmd: &str, group: &str, disks: &[FailoverDisk]) -> Result<Stri
         let d = disks.iter().find(|d| d.disk == name).with_context(|| {
             format!(
                 "boot command: group {group} has no disk {name} (its disks: {})",
-                disks.iter().map(|d| d.disk.as_str()).collect::<Vec<_>>().join(", ")
+                disks
+                    .iter()
+                    .map(|d| d.disk.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?;
         if d.nbd_uri.is_none() && cmd.contains(&format!("{{nbd:{name}}}")) {
@@ -92,7 +96,10 @@ impl BootProcesses {
     /// process this daemon started (so the pid is surely still its own) is signalled.
     pub fn stop_within(&self, pid: u32, grace: Duration) {
         let Some(mut child) = self.children.lock().expect("boot lock").remove(&pid) else {
-            tracing::warn!(pid, "process not started by this daemon run; not signalling it");
+            tracing::warn!(
+                pid,
+                "process not started by this daemon run; not signalling it"
+            );
             return;
         };
         process::terminate(&mut child, grace);
@@ -162,9 +169,7 @@ mod tests {
         b.stop(p.pid);
         assert!(!b.running(p.pid));
         // The group is gone: signalling it fails.
-        assert!(
-            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(p.pid as i32), None).is_err()
-        );
+        assert!(nix::sys::signal::killpg(nix::unistd::Pid::from_raw(p.pid as i32), None).is_err());
         assert!(std::fs::read_to_string(dir.join("log"))
             .unwrap()
             .contains("started"));

@@ -57,7 +57,10 @@ pub fn make_set(
     };
     let step = (p1 - p0) / names.len().max(1) as f64;
     for (i, disk) in names.iter().enumerate() {
-        job.progress(p0 + step * i as f64, format!("making {group}/{disk}@{}", kind.suffix()));
+        job.progress(
+            p0 + step * i as f64,
+            format!("making {group}/{disk}@{}", kind.suffix()),
+        );
         match make_disk(f, group, disk, kind, seq) {
             Ok(d) => set.disks.push(d),
             Err(e) => {
@@ -69,7 +72,13 @@ pub fn make_set(
     Ok(set)
 }
 
-fn make_disk(f: &Failovers, group: &str, disk: &str, kind: SetKind, seq: u64) -> Result<FailoverDisk> {
+fn make_disk(
+    f: &Failovers,
+    group: &str,
+    disk: &str,
+    kind: SetKind,
+    seq: u64,
+) -> Result<FailoverDisk> {
     let overlay = kind.overlay(group, disk);
     f.exports
         .overlays

@@ -96,12 +96,9 @@ impl Failovers {
         for g in self.groups() {
             let mut s = self.get(&g);
             let changed = s.test.is_some() || s.promotion.is_some() || s.reverse.is_some();
-            for set in [
-                s.test.as_mut(),
-                s.promotion.as_mut().map(|p| &mut p.set),
-            ]
-            .into_iter()
-            .flatten()
+            for set in [s.test.as_mut(), s.promotion.as_mut().map(|p| &mut p.set)]
+                .into_iter()
+                .flatten()
             {
                 // Boot processes died with the previous daemon's NBD server, or are not ours.
                 set.boot = None;
@@ -213,9 +210,10 @@ impl Failovers {
 
     /// The group must exist: every operation starts here.
     fn check_group(&self, group: &str) -> Result<(), Refused> {
-        self.store().group(group).map(|_| ()).map_err(|e| {
-            Refused::NotFound(format!("{e} (see `rewind groups`)"))
-        })
+        self.store()
+            .group(group)
+            .map(|_| ())
+            .map_err(|e| Refused::NotFound(format!("{e} (see `rewind groups`)")))
     }
 
     /// The seq a point names in a group, refused (with what to pick instead) if it is not

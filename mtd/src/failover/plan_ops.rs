@@ -41,7 +41,10 @@ impl PlanOps for FailoverPlanOps {
         let (job, set) = match mode {
             Mode::Test => (f.test(group, point.map(str::to_string), false)?, "test"),
             Mode::Planned => (f.planned(group, false)?, "promotion"),
-            Mode::Unplanned => (f.unplanned(group, point.unwrap_or("latest"), false)?, "promotion"),
+            Mode::Unplanned => (
+                f.unplanned(group, point.unwrap_or("latest"), false)?,
+                "promotion",
+            ),
         };
         let v = f.wait_job(&job)?;
         let set = if set == "test" {
@@ -58,7 +61,9 @@ impl PlanOps for FailoverPlanOps {
                 Ok(PreparedDisk {
                     disk: d["disk"].as_str().unwrap_or_default().to_string(),
                     nbd_uri: d["nbd_uri"].as_str().map(str::to_string).ok_or_else(|| {
-                        anyhow::anyhow!("this rewind-mtd serves no NBD: {{nbd:...}} cannot be filled")
+                        anyhow::anyhow!(
+                            "this rewind-mtd serves no NBD: {{nbd:...}} cannot be filled"
+                        )
                     })?,
                     loop_device: d["loop_device"].as_str().map(str::to_string),
                 })

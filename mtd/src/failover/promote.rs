@@ -70,9 +70,9 @@ impl Failovers {
         }
         let me = self.clone();
         let g = group.to_string();
-        Ok(self
-            .jobs
-            .spawn("failover-planned", group, move |job| me.run_planned(&g, run_boot, job))?)
+        Ok(self.jobs.spawn("failover-planned", group, move |job| {
+            me.run_planned(&g, run_boot, job)
+        })?)
     }
 
     fn run_planned(&self, group: &str, run_boot: bool, job: &Job) -> Result<Value> {
@@ -86,12 +86,22 @@ impl Failovers {
                 DRAIN_TIMEOUT,
             ))
             .with_context(|| format!("draining the source agent of group {group}"))?;
-        job.progress(40.0, format!("drained: {PLANNED_TAG} at seq {seq} is durable"));
+        job.progress(
+            40.0,
+            format!("drained: {PLANNED_TAG} at seq {seq} is durable"),
+        );
         let reason = format!("planned failover at seq {seq}, {}", format_ms(now_ms()));
         job.progress(50.0, "fencing the source");
         let generation = self.fence(group, &reason)?;
         let point = format!("seq:{seq}");
-        self.make_live(group, PromotionKind::Planned, &point, seq, generation, run_boot, job)
+        self.make_live(
+            group,
+            PromotionKind::Planned,
+            (&point, seq),
+            generation,
+            run_boot,
+            job,
+        )
     }
 
     /// Unplanned failover to `point` (the source is gone).
@@ -107,15 +117,20 @@ impl Failovers {
         let me = self.clone();
         let g = group.to_string();
         let point = point.to_string();
-        Ok(self
-            .jobs
-            .spawn("failover-unplanned", group, move |job| {
-                job.progress(5.0, "fencing the source");
-                let reason = format!("unplanned failover to {point}, {}", format_ms(now_ms()));
-                let generation = me.fence(&g, &reason)?;
-                let seq = me.resolve(&g, &point)?;
-                me.make_live(&g, PromotionKind::Unplanned, &point, seq, generation, run_boot, job)
-            })?)
+        Ok(self.jobs.spawn("failover-unplanned", group, move |job| {
+            job.progress(5.0, "fencing the source");
+            let reason = format!("unplanned failover to {point}, {}", format_ms(now_ms()));
+            let generation = me.fence(&g, &reason)?;
+            let seq = me.resolve(&g, &point)?;
+            me.make_live(
+                &g,
+                PromotionKind::Unplanned,
+                (&point, seq),
+                generation,
+                run_boot,
+                job,
+            )
+        })?)
     }
 
     /// Bump the group's generation (the source agent is refused from now on) and wait until
@@ -127,12 +142,12 @@ impl Failovers {
         Ok(generation)
     }
 
+    /// Make the live disks of a fenced group at `(point, seq)`, and record the promotion.
     fn make_live(
         &self,
         group: &str,
         kind: PromotionKind,
-        point: &str,
-        seq: u64,
+        (point, seq): (&str, u64),
         generation: u64,
         run_boot: bool,
         job: &Job,
@@ -179,20 +194,22 @@ impl Failovers {
         let me = self.clone();
         let g = group.to_string();
         let point = point.to_string();
-        Ok(self.jobs.spawn("failover-change-point", group, move |job| {
-            let mut s = me.get(&g);
-            let mut p = s.promotion.take().context("promotion vanished")?;
-            job.progress(10.0, "dropping the live disks of the old point");
-            me.stop_boot(&p.set);
-            disks::drop_disks(&me, &p.set.disks);
-            p.set = disks::make_set(&me, &g, SetKind::Live, &point, seq, job, (40.0, 85.0))?;
-            if let Err(e) = me.start_boot(&g, "live", &mut p.set, job) {
-                tracing::error!(group = %g, error = %e, "boot command failed to start");
-            }
-            s.promotion = Some(p.clone());
-            me.put(s)?;
-            Ok(json!({ "group": g, "promotion": p }))
-        })?)
+        Ok(self
+            .jobs
+            .spawn("failover-change-point", group, move |job| {
+                let mut s = me.get(&g);
+                let mut p = s.promotion.take().context("promotion vanished")?;
+                job.progress(10.0, "dropping the live disks of the old point");
+                me.stop_boot(&p.set);
+                disks::drop_disks(&me, &p.set.disks);
+                p.set = disks::make_set(&me, &g, SetKind::Live, &point, seq, job, (40.0, 85.0))?;
+                if let Err(e) = me.start_boot(&g, "live", &mut p.set, job) {
+                    tracing::error!(group = %g, error = %e, "boot command failed to start");
+                }
+                s.promotion = Some(p.clone());
+                me.put(s)?;
+                Ok(json!({ "group": g, "promotion": p }))
+            })?)
     }
 
     /// Make the promoted point permanent and discard the group's history after it.
@@ -220,7 +237,10 @@ impl Failovers {
         Ok(self.jobs.spawn("failover-commit", group, move |job| {
             let mut s = me.get(&g);
             let p = s.promotion.as_mut().context("promotion vanished")?;
-            job.progress(20.0, format!("discarding the history after seq {}", p.set.seq));
+            job.progress(
+                20.0,
+                format!("discarding the history after seq {}", p.set.seq),
+            );
             me.store().group(&g)?.discard_after(Seq(p.set.seq))?;
             p.committed = true;
             let p = p.clone();

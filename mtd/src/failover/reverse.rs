@@ -86,7 +86,11 @@ impl Failovers {
             )
             .into());
         }
-        if p.set.boot.as_ref().is_some_and(|b| self.boots.running(b.pid)) {
+        if p.set
+            .boot
+            .as_ref()
+            .is_some_and(|b| self.boots.running(b.pid))
+        {
             return Err(Refused::Conflict(format!(
                 "group {group}'s boot command is running on the live disks directly; stop it first: after reverse, boot from the protected devices (LINKS_DIR/{group}/DISK) so every write is replicated"
             ))
@@ -144,10 +148,9 @@ impl Failovers {
     pub fn reverse_stop(self: &Arc<Self>, group: &str) -> Result<JobInfo> {
         self.check_group(group)?;
         if self.get(group).reverse.is_none() {
-            return Err(Refused::Conflict(format!(
-                "group {group} is not replicating in reverse"
-            ))
-            .into());
+            return Err(
+                Refused::Conflict(format!("group {group} is not replicating in reverse")).into(),
+            );
         }
         let me = self.clone();
         let g = group.to_string();

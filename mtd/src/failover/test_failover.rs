@@ -41,11 +41,9 @@ impl Failovers {
         let seq = self.resolve(group, &point)?;
         let me = self.clone();
         let g = group.to_string();
-        Ok(self
-            .jobs
-            .spawn("failover-test", group, move |job| {
-                me.run_test(&g, &point, seq, run_boot, job)
-            })?)
+        Ok(self.jobs.spawn("failover-test", group, move |job| {
+            me.run_test(&g, &point, seq, run_boot, job)
+        })?)
     }
 
     fn run_test(

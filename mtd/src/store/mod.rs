@@ -326,7 +326,10 @@ impl Store {
             if let Some(h) = old.session.lock().expect("session lock").as_ref() {
                 return Err(StoreError::Invalid {
                     what: "group",
-                    why: format!("group {name} is being fed by agent {} ({})", h.agent, h.peer),
+                    why: format!(
+                        "group {name} is being fed by agent {} ({})",
+                        h.agent, h.peer
+                    ),
                 });
             }
         }
