@@ -7,40 +7,13 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 const CATCH_UP: Duration = Duration::from_secs(120);
-
-fn site(work: &Path, name: &str) -> Mtd {
-    let dir = work.join(name);
-    fs::create_dir_all(&dir).unwrap();
-    let views = dir.join("views");
-    Mtd::start_with(&dir, &["--views", views.to_str().unwrap()])
-}
-
-fn live_loop(r: &Value) -> PathBuf {
-    PathBuf::from(
-        r["promotion"]["set"]["disks"][0]["loop_device"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no live loop device: {r}")),
-    )
-}
-
-/// The reverse agent rewind-mtd runs for `group`: its state dir.
-fn reverse_state(mtd: &Mtd, group: &str) -> PathBuf {
-    mtd.data_dir
-        .join("failover")
-        .join(format!("{group}.reverse"))
-}
-
-fn reverse_log(mtd: &Mtd, group: &str) -> String {
-    fs::read_to_string(reverse_state(mtd, group).join("agent.log")).unwrap_or_default()
-}
 
 /// Read a whole device into a file (to compare it after the device is gone).
 fn copy_out(dev: &Path, out: &Path) {

@@ -23,14 +23,6 @@ fn make_disk(path: &Path, mib: u64) {
         .expect("disk image");
 }
 
-/// A target with a view tree (loop devices need it) under `work/NAME`.
-fn target(work: &Path, name: &str) -> Mtd {
-    let dir = work.join(name);
-    fs::create_dir_all(&dir).unwrap();
-    let views = dir.join("views");
-    Mtd::start_with(&dir, &["--views", views.to_str().unwrap()])
-}
-
 fn disk_of<'a>(result: &'a Value, set: &str) -> &'a Value {
     let set = match set {
         "test" => &result["test"],
@@ -74,7 +66,7 @@ fn test_failover_while_replication_goes_on() {
         return;
     }
     let work = tempdir();
-    let mut mtd = target(work.path(), "dr");
+    let mut mtd = site(work.path(), "dr");
     let src = work.path().join("src.img");
     make_disk(&src, 64);
     let agent = Agent::start(work.path(), "web", &[("root", &src)], &mtd.target(), &[]);
@@ -142,7 +134,7 @@ fn planned_failover_loses_nothing_and_fences_the_source() {
         return;
     }
     let work = tempdir();
-    let mut mtd = target(work.path(), "dr");
+    let mut mtd = site(work.path(), "dr");
     let src = work.path().join("src.img");
     make_disk(&src, 64);
     let mut agent = Agent::start(work.path(), "db", &[("data", &src)], &mtd.target(), &[]);
@@ -229,7 +221,7 @@ fn unplanned_failover_change_point_and_commit() {
         return;
     }
     let work = tempdir();
-    let mut mtd = target(work.path(), "dr");
+    let mut mtd = site(work.path(), "dr");
     let src = work.path().join("src.img");
     make_disk(&src, 32);
     let mut agent = Agent::start(work.path(), "app", &[("d", &src)], &mtd.target(), &[]);
@@ -297,7 +289,7 @@ fn failover_to_a_point_inside_the_initial_sync_is_refused() {
         return;
     }
     let work = tempdir();
-    let mtd = target(work.path(), "dr");
+    let mtd = site(work.path(), "dr");
     let src = work.path().join("src.img");
     make_disk(&src, 64);
     // Random data everywhere, sent at 2 MiB/s: the initial sync takes about half a minute.

@@ -18,13 +18,6 @@ use serde_json::Value;
 const CATCH_UP: Duration = Duration::from_secs(120);
 const BOOT_LIMIT: Duration = Duration::from_secs(90);
 
-fn site(work: &Path, name: &str) -> Mtd {
-    let dir = work.join(name);
-    fs::create_dir_all(&dir).unwrap();
-    let views = dir.join("views");
-    Mtd::start_with(&dir, &["--views", views.to_str().unwrap()])
-}
-
 /// A protected VM root disk: the image, its agent, and the marker written through the
 /// protected device.
 fn protected_vm(work: &Path, mtd: &Mtd, group: &str, marker: &str) -> (PathBuf, Agent) {
@@ -176,20 +169,6 @@ fn boot_once(drive: &Path) -> String {
         .unwrap_or_else(|e| panic!("{e}"));
     v.wait_exit(BOOT_LIMIT).expect("the VM powers off");
     v.console()
-}
-
-fn live_loop(r: &Value) -> PathBuf {
-    PathBuf::from(
-        r["promotion"]["set"]["disks"][0]["loop_device"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no live loop device: {r}")),
-    )
-}
-
-fn reverse_state(mtd: &Mtd, group: &str) -> PathBuf {
-    mtd.data_dir
-        .join("failover")
-        .join(format!("{group}.reverse"))
 }
 
 #[test]

@@ -412,28 +412,34 @@ impl Agent {
         extra: &[&str],
     ) -> Agent {
         let mut a = Agent::in_work(work, group);
+        let cmd = a.run_command(disks, target, extra);
+        a.launch(cmd, disks.len());
+        a
+    }
+
+    /// The `rewind-agent run` command line for this agent's paths.
+    fn run_command(&self, disks: &[(&str, &Path)], target: &str, extra: &[&str]) -> Command {
         let mut cmd = Command::new(bin("rewind-agent"));
         cmd.arg("run")
             .args([
                 "--group",
-                group,
+                &self.group,
                 "--target",
                 target,
                 "--agent-name",
                 "test-agent",
             ])
             .arg("--state-dir")
-            .arg(&a.state)
+            .arg(&self.state)
             .arg("--mount-dir")
-            .arg(&a.mount_dir)
+            .arg(&self.mount_dir)
             .arg("--links-dir")
-            .arg(&a.links)
+            .arg(&self.links)
             .args(extra);
         for (name, path) in disks {
             cmd.arg("--disk").arg(format!("{name}={}", path.display()));
         }
-        a.launch(cmd, disks.len());
-        a
+        cmd
     }
 
     pub fn status(&self) -> Status {
@@ -767,26 +773,7 @@ impl Agent {
         let mut a = Agent::in_work(work, group);
         let out_path = work.join("agent-refused.out");
         let out = fs::File::create(&out_path).expect("agent output file");
-        let mut cmd = Command::new(bin("rewind-agent"));
-        cmd.arg("run")
-            .args([
-                "--group",
-                group,
-                "--target",
-                target,
-                "--agent-name",
-                "test-agent",
-            ])
-            .arg("--state-dir")
-            .arg(&a.state)
-            .arg("--mount-dir")
-            .arg(&a.mount_dir)
-            .arg("--links-dir")
-            .arg(&a.links)
-            .args(extra);
-        for (name, path) in disks {
-            cmd.arg("--disk").arg(format!("{name}={}", path.display()));
-        }
+        let mut cmd = a.run_command(disks, target, extra);
         a.child = Some(
             cmd.env("RUST_LOG", "info")
                 .stdin(Stdio::null())
@@ -844,4 +831,33 @@ pub fn try_write_direct(dev: &Path, offset: u64, byte: u8) -> std::io::Result<()
     let mut buf = rewind_agent::aligned::AlignedBuf::new(4096);
     buf.fill(byte);
     f.write_all_at(&buf, offset)
+}
+
+/// A target with a view tree (failover's loop devices need one) under `work/NAME`.
+pub fn site(work: &Path, name: &str) -> Mtd {
+    let dir = work.join(name);
+    fs::create_dir_all(&dir).expect("site dir");
+    let views = dir.join("views");
+    Mtd::start_with(&dir, &["--views", views.to_str().expect("utf-8 path")])
+}
+
+/// The first live disk's loop device in a promotion's job result.
+pub fn live_loop(r: &serde_json::Value) -> PathBuf {
+    PathBuf::from(
+        r["promotion"]["set"]["disks"][0]["loop_device"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no live loop device: {r}")),
+    )
+}
+
+/// The state dir of the reverse-replication agent `mtd` runs for `group`.
+pub fn reverse_state(mtd: &Mtd, group: &str) -> PathBuf {
+    mtd.data_dir
+        .join("failover")
+        .join(format!("{group}.reverse"))
+}
+
+/// That agent's log.
+pub fn reverse_log(mtd: &Mtd, group: &str) -> String {
+    fs::read_to_string(reverse_state(mtd, group).join("agent.log")).unwrap_or_default()
 }
