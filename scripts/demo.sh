@@ -116,4 +116,13 @@ rewind umount "$work/latest"
 step "export the latest point over NBD and compare it with the source disk (qemu-img compare)"
 qemu-img compare -f raw -F raw "nbd+unix:///demo/sda?socket=$work/nbd.sock" "$disk"
 
+step "test failover at v1 (writable copies over NBD and loop devices; replication goes on), cleanup"
+rewind failover test demo --point tag:v1
+rewind failover cleanup demo
+
+step "planned failover: the agent drains and is fenced; demo/sda@live equals the source disk"
+rewind failover planned demo
+qemu-img compare -f raw -F raw "nbd+unix:///demo/sda@live?socket=$work/nbd.sock" "$disk"
+agent status --state-dir "$work/agent" | grep -i -e fenced -e drained || true
+
 step "done: cleaning up"

@@ -59,7 +59,16 @@ pub fn terminate_all(children: &mut [Child], grace: Duration) {
         signal_group(c.id(), Signal::SIGKILL);
         let _ = c.wait();
     }
+    // The rest of a group dies asynchronously (and lingers as zombies until init reaps them):
+    // return once it is gone, so that "stopped" means stopped, but never wait long.
+    let deadline = Instant::now() + KILL_SETTLE;
+    while children.iter().any(|c| group_alive(c.id())) && Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
 }
+
+/// How long the processes of a SIGKILLed group may take to disappear.
+const KILL_SETTLE: Duration = Duration::from_secs(3);
 
 /// [`terminate_all`] for one child.
 pub fn terminate(child: &mut Child, grace: Duration) {
