@@ -437,6 +437,11 @@ fn sync_thread(sh: &Shared) {
             progress: &sh.progress,
             stop: &sh.stop,
         };
+        if sh.link.compare_all.load(Ordering::SeqCst) && sh.queue.last_seq() == 0 {
+            if let Err(e) = pass.resend_first_block() {
+                tracing::warn!(group = %settings.group, error = %e, "cannot give the adopted target its first record");
+            }
+        }
         let result = pass.run(&regions, fresh);
         sh.sync_times.lock().expect("sync times lock").1 = Some(Instant::now());
         let sent: u64 = sh

@@ -140,6 +140,24 @@ impl Pass<'_> {
         Ok(Outcome::Done)
     }
 
+    /// An adopted target (its base a copy of other disks) holds no record yet. Sending the
+    /// first block of the first disk again gives it a first record, so a compare that finds
+    /// nothing different still leaves it a point (and the end of "adopted": otherwise every
+    /// reconnect would compare everything again, and a drain would have nothing to tag).
+    pub fn resend_first_block(&self) -> Result<()> {
+        let q = &self.capture.queue;
+        let d = &self.capture.disks[0];
+        let len = d.size_bytes.min(BLOCK as u64);
+        if !q.wait_for_space(len)? {
+            return Ok(());
+        }
+        let _lock = self.capture.locks.chunk(0, 0);
+        let mut buf = self.capture.pool.get(len as usize);
+        d.read_at(&mut buf, 0)?;
+        q.push_copy(Record::new(0, RecordKind::Data, 0, len as u32, Some(buf)))?;
+        Ok(())
+    }
+
     /// The target's hashes of `r`; `None` if bitmap mode began meanwhile (the link is so slow
     /// that answers would come after everything queued before them).
     fn wait_answer(&self, r: &Pinned) -> Result<Option<Vec<u64>>> {

@@ -118,3 +118,96 @@ fn failover_reverse_failback_and_reverse_again() {
     a.stop();
     b.stop_and_check_latest("vm1", "root", &final_a);
 }
+
+/// Reverse replication outlives its daemon: a clean restart and a kill -9 of the site running
+/// it. Each time the agent comes back over the re-attached live disk (a leftover agent from the
+/// killed daemon is stopped first), and the other site's copy stays equal to the disk.
+#[test]
+fn reverse_replication_survives_restarts_of_its_daemon() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let mut a = site(w, "site-a");
+    let mut b = site(w, "site-b");
+    let src = w.join("src.img");
+    fs::File::create(&src)
+        .and_then(|f| f.set_len(32 * MIB))
+        .unwrap();
+    fs::create_dir_all(w.join("source")).unwrap();
+    let mut agent = Agent::start(&w.join("source"), "db", &[("d", &src)], &b.target(), &[]);
+    write_random_mib(&agent.link("d"), 0, 8, 1);
+    agent.wait_caught_up(CATCH_UP);
+    b.rewind_json(&["failover", "planned", "db"]);
+    b.rewind(&["failover", "commit", "db"]);
+    agent.kill9();
+    drop(agent);
+    a.rewind(&["adopt", "db", "--disk", &format!("d={}", src.display())]);
+    let links_b = w.join("links-b");
+    let reverse = [
+        "reverse",
+        "db",
+        "--to",
+        &a.target(),
+        "--links-dir",
+        links_b.to_str().unwrap(),
+    ];
+    b.rewind(&reverse);
+    // A second start is refused while the first runs.
+    let e = b.rewind_fails(&reverse);
+    assert!(e.contains("already replicating"), "{e}");
+    let dev_b = links_b.join("db/d");
+    let state = reverse_state(&b, "db");
+    write_random_mib(&dev_b, 10, 2, 2);
+    flush(&dev_b);
+    wait_caught_up_at(&state, CATCH_UP, &|| reverse_log(&b, "db"));
+
+    let pid = wait_caught_up_at(&state, CATCH_UP, &String::new).pid;
+    b.stop();
+    b.restart();
+    let pid = wait_new_agent(&state, pid);
+    write_random_mib(&dev_b, 14, 2, 3);
+    flush(&dev_b);
+    wait_caught_up_at(&state, CATCH_UP, &|| reverse_log(&b, "db"));
+
+    b.kill9();
+    b.restart();
+    wait_new_agent(&state, pid);
+    write_random_mib(&dev_b, 18, 2, 4);
+    flush(&dev_b);
+    wait_caught_up_at(&state, CATCH_UP, &|| reverse_log(&b, "db"));
+    let final_b = w.join("final-b.img");
+    copy_out(&dev_b, &final_b);
+    b.stop();
+    a.stop_and_check_latest("db", "d", &final_b);
+}
+
+/// Waits until an agent other than `old_pid` runs on `state` with its devices up (the daemon
+/// restarts its reverse agent); its pid.
+fn wait_new_agent(state: &Path, old_pid: u32) -> u32 {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Ok(st) = rewind_agent::status::read(state) {
+            if st.pid != old_pid && st.connected && st.disks.iter().all(|d| d.link.exists()) {
+                return st.pid;
+            }
+        }
+        assert!(
+            t0.elapsed() < CATCH_UP,
+            "no new reverse agent on {}",
+            state.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// fsync the protected device, as a workload does before it counts on its writes: the live
+/// disk under it (an overlay at the target) keeps them across a crash of its daemon from then on.
+fn flush(dev: &Path) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(dev)
+        .and_then(|f| f.sync_all())
+        .unwrap_or_else(|e| panic!("fsync {}: {e}", dev.display()));
+}

@@ -852,9 +852,12 @@ pub fn live_loop(r: &serde_json::Value) -> PathBuf {
 
 /// The state dir of the reverse-replication agent `mtd` runs for `group`.
 pub fn reverse_state(mtd: &Mtd, group: &str) -> PathBuf {
-    mtd.data_dir
-        .join("failover")
-        .join(format!("{group}.reverse"))
+    let st = mtd.rewind_json(&["failover", "status", group]);
+    PathBuf::from(
+        st["state"]["reverse"]["state_dir"]
+            .as_str()
+            .unwrap_or_else(|| panic!("group {group} has no reverse replication: {st}")),
+    )
 }
 
 /// That agent's log.

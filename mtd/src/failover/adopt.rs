@@ -172,14 +172,32 @@ impl Failovers {
             }
             self.check_group(group)?;
             let s = self.get(group);
-            match &s.promotion {
-                Some(p) if p.committed => {}
+            let p = match &s.promotion {
+                Some(p) if p.committed => p,
                 _ => {
                     return Err(Refused::Conflict(format!(
                         "group {group} has no committed failover here: only live disks of a committed failover can be adopted"
                     ))
                     .into())
                 }
+            };
+            // The live disks stop being disks once adopted: only after the workload moved away
+            // (failback fenced the reverse agent), or with nothing using them.
+            match &s.reverse {
+                Some(r) => {
+                    let fenced = self
+                        .reverse_status(group)
+                        .is_some_and(|v| v["fenced"].is_string());
+                    if !fenced {
+                        return Err(Refused::Conflict(format!(
+                            "group {group} replicates in reverse to {} and its agent is not fenced: the workload still runs here;                              fail back first (`rewind failover planned {group}` at the other site) or `rewind reverse {group} --stop`",
+                            r.target
+                        ))
+                        .into());
+                    }
+                }
+                None => disks::check_unused(self, &p.set)
+                    .map_err(|e| Refused::Conflict(format!("{e:#}")))?,
             }
             return Ok(self.jobs.spawn("adopt-live", group, move |job| {
                 me.adopt_live(&g, retention_ms, job)
@@ -229,6 +247,7 @@ impl Failovers {
             if let Some(pid) = r.pid {
                 super::reverse::stop_agent(self, pid);
             }
+            super::reverse::remove_state_dir(&r);
         }
         let p = s.promotion.clone().context("promotion vanished")?;
         self.stop_boot(&p.set);
@@ -259,6 +278,8 @@ impl Failovers {
         })?;
         drop(sources);
         job.progress(92.0, "replacing the group");
+        // Installed before the live disks are dropped: a failure here leaves them as they were.
+        self.store().install_group(group, &dir, true)?;
         let detached: Vec<_> = p
             .set
             .disks
@@ -270,7 +291,6 @@ impl Failovers {
             })
             .collect();
         disks::drop_disks(self, &detached);
-        self.store().install_group(group, &dir, true)?;
         s.promotion = None;
         self.put(s)?;
         Ok(json!({ "group": group, "adopted_live_seq": p.set.seq }))

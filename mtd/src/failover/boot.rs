@@ -65,6 +65,7 @@ impl BootProcesses {
         tracing::info!(pid, command, log = %log.display(), "boot command started");
         Ok(BootProcess {
             pid,
+            started: start_time(pid),
             command: command.into(),
             log: log.into(),
         })
@@ -129,6 +130,45 @@ impl BootProcesses {
     }
 }
 
+/// A process's start time in clock ticks since boot (/proc/PID/stat field 22): with the pid, it
+/// names one process, never a later one that reused the pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (which may hold spaces), field 3 (state) comes first.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Stop the process group of a process an earlier daemon run started (it survived a kill -9 of
+/// that daemon): only if `pid` is still that process (same start time). SIGTERM, then SIGKILL
+/// after `grace`.
+pub fn stop_leftover(pid: u32, started: Option<u64>, grace: Duration) {
+    let (Some(started), Some(now)) = (started, start_time(pid)) else {
+        return;
+    };
+    if now != started {
+        return;
+    }
+    tracing::warn!(
+        pid,
+        "stopping a process left running by an earlier daemon run"
+    );
+    process::signal_group(pid, nix::sys::signal::Signal::SIGTERM);
+    let t0 = std::time::Instant::now();
+    while process::group_alive(pid) && t0.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+    let t0 = std::time::Instant::now();
+    while process::group_alive(pid) && t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +206,7 @@ mod tests {
             .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         assert!(b.running(p.pid));
+        assert!(p.started.is_some() && p.started == start_time(p.pid));
         b.stop(p.pid);
         assert!(!b.running(p.pid));
         // The group is gone: signalling it fails.

@@ -26,6 +26,7 @@ mod test_failover;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -91,33 +92,75 @@ impl Failovers {
         }))
     }
 
-    /// After the view tree is mounted: re-attach loop devices and restart reverse agents.
+    /// After the view tree is mounted: drop failover disks no state names (a crash between
+    /// making them and recording them), re-attach loop devices and restart reverse agents.
     pub fn resume(&self) {
+        self.drop_orphans();
         for g in self.groups() {
             let mut s = self.get(&g);
-            let changed = s.test.is_some() || s.promotion.is_some() || s.reverse.is_some();
             for set in [s.test.as_mut(), s.promotion.as_mut().map(|p| &mut p.set)]
                 .into_iter()
                 .flatten()
             {
-                // Boot processes died with the previous daemon's NBD server, or are not ours.
-                set.boot = None;
+                // A boot command the previous daemon started lost its disks with it.
+                if let Some(b) = set.boot.take() {
+                    boot::stop_leftover(b.pid, b.started, Duration::from_secs(5));
+                }
                 if let Err(e) = disks::reattach(self, &g, set) {
                     tracing::error!(group = %g, error = %e, "cannot re-attach a failover's loop devices");
                 }
             }
-            if let Some(r) = s.reverse.as_mut() {
-                match reverse::spawn_agent(self, &g, r) {
-                    Ok(pid) => r.pid = Some(pid),
+            if let Some(r) = &s.reverse {
+                // An agent the previous daemon started (a kill -9 leaves it running) holds the
+                // state dir and writes to a loop device whose file is gone: stop it first.
+                if let Some(pid) = r.pid {
+                    boot::stop_leftover(pid, r.pid_started, Duration::from_secs(10));
+                }
+            }
+            // Recorded before the reverse agent starts: it takes its disks from this state.
+            if let Err(e) = self.put(s.clone()) {
+                tracing::error!(group = %g, error = %e, "cannot save failover state");
+                continue;
+            }
+            if let Some(mut r) = s.reverse.take() {
+                match reverse::spawn_agent(self, &g, &r) {
+                    Ok(pid) => {
+                        r.pid = Some(pid);
+                        r.pid_started = boot::start_time(pid);
+                    }
                     Err(e) => {
                         tracing::error!(group = %g, error = %e, "cannot restart reverse replication");
                         r.pid = None;
                     }
                 }
-            }
-            if changed {
-                if let Err(e) = self.put(s) {
+                if let Err(e) = self.update(&g, |s| s.reverse = Some(r)) {
                     tracing::error!(group = %g, error = %e, "cannot save failover state");
+                }
+            }
+        }
+    }
+
+    /// Overlays named like a test failover's or a live disk that no group's state records were
+    /// made by an operation a crash cut short: nothing refers to them, and a retry needs the name.
+    fn drop_orphans(&self) {
+        let known: Vec<String> = self
+            .list()
+            .iter()
+            .flat_map(|s| {
+                [s.test.as_ref(), s.promotion.as_ref().map(|p| &p.set)]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|set| set.disks.iter().map(|d| d.overlay.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for o in self.exports.overlays.list() {
+            let name = &o.meta.name;
+            let ours = name.starts_with("failover-test.") || name.starts_with("live.");
+            if ours && !known.contains(name) {
+                tracing::warn!(overlay = %name, "removing a failover disk no failover records (left by a crash)");
+                if let Err(e) = self.exports.overlays.delete(name) {
+                    tracing::error!(overlay = %name, error = %e, "cannot remove it");
                 }
             }
         }
@@ -183,6 +226,24 @@ impl Failovers {
         Ok(())
     }
 
+    /// Change a group's state under the lock, and persist it (for changes outside the group's
+    /// job, which could otherwise overwrite the job's own update).
+    fn update(&self, group: &str, f: impl FnOnce(&mut GroupFailover)) -> Result<GroupFailover> {
+        let mut map = self.state.lock().expect("failover lock");
+        let mut s = map.get(group).cloned().unwrap_or_else(|| GroupFailover {
+            group: group.into(),
+            ..Default::default()
+        });
+        f(&mut s);
+        state::save(&self.dir, &s)?;
+        if s.is_empty() {
+            map.remove(group);
+        } else {
+            map.insert(group.into(), s.clone());
+        }
+        Ok(s)
+    }
+
     /// Set (or clear, with None) the boot command the group's failovers run. Its placeholders
     /// are checked now, against the group's disks.
     pub fn configure(&self, group: &str, boot: Option<String>) -> Result<GroupFailover> {
@@ -200,12 +261,10 @@ impl Failovers {
                 }
             }
         }
-        let mut s = self.get(group);
-        s.boot = boot
+        let boot = boot
             .filter(|c| !c.trim().is_empty())
             .map(|command| state::BootConfig { command });
-        self.put(s.clone())?;
-        Ok(s)
+        self.update(group, |s| s.boot = boot)
     }
 
     /// The group must exist: every operation starts here.

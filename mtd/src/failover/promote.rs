@@ -77,15 +77,23 @@ impl Failovers {
 
     fn run_planned(&self, group: &str, run_boot: bool, job: &Job) -> Result<Value> {
         job.progress(5.0, "asking the source agent to drain");
-        let seq = self
-            .rt
-            .block_on(crate::server::drain::drain(
-                self.store(),
-                group,
-                PLANNED_TAG,
-                DRAIN_TIMEOUT,
-            ))
-            .with_context(|| format!("draining the source agent of group {group}"))?;
+        let drained = self.rt.block_on(crate::server::drain::drain(
+            self.store(),
+            group,
+            PLANNED_TAG,
+            DRAIN_TIMEOUT,
+        ));
+        let seq = match drained {
+            Ok(seq) => seq,
+            Err(e) => {
+                // No promotion follows: the source must take writes again, now or when its
+                // agent next connects.
+                self.store().group(group)?.resume_source(PLANNED_TAG);
+                return Err(anyhow::Error::new(e).context(format!(
+                    "draining the source agent of group {group} (asked to resume writes)"
+                )));
+            }
+        };
         job.progress(
             40.0,
             format!("drained: {PLANNED_TAG} at seq {seq} is durable"),
@@ -112,8 +120,10 @@ impl Failovers {
         run_boot: bool,
     ) -> Result<JobInfo> {
         self.check_promotable(group)?;
-        // Checked now so a bad point changes nothing; resolved again once the source is fenced.
-        self.resolve(group, point)?;
+        // Resolved now, so a bad point changes nothing. `latest` is resolved again once the
+        // source is fenced (its last writes count); any other point stays what it named now (a
+        // relative time would move, and could fail, after the fence).
+        let first = self.resolve(group, point)?;
         let me = self.clone();
         let g = group.to_string();
         let point = point.to_string();
@@ -121,7 +131,11 @@ impl Failovers {
             job.progress(5.0, "fencing the source");
             let reason = format!("unplanned failover to {point}, {}", format_ms(now_ms()));
             let generation = me.fence(&g, &reason)?;
-            let seq = me.resolve(&g, &point)?;
+            let seq = if point == "latest" {
+                me.resolve(&g, &point).unwrap_or(first)
+            } else {
+                first
+            };
             me.make_live(
                 &g,
                 PromotionKind::Unplanned,
@@ -199,6 +213,8 @@ impl Failovers {
             .spawn("failover-change-point", group, move |job| {
                 let mut s = me.get(&g);
                 let mut p = s.promotion.take().context("promotion vanished")?;
+                // Checked again here: a client may have connected since the request.
+                disks::check_unused(&me, &p.set)?;
                 job.progress(10.0, "dropping the live disks of the old point");
                 me.stop_boot(&p.set);
                 disks::drop_disks(&me, &p.set.disks);

@@ -23,7 +23,7 @@ use crate::jobs::JobInfo;
 use crate::store::points::now_ms;
 
 /// How long an agent may take to stop cleanly (it waits for the target's acks first).
-const STOP_GRACE: Duration = Duration::from_secs(40);
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(40);
 /// How long the agent may take to put up its capture devices.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -102,7 +102,17 @@ impl Failovers {
         } else {
             format!("tcp:{}", req.to)
         };
-        let state_dir = self.dir.join(format!("{group}.reverse"));
+        // One state dir per generation: the agent of an earlier reverse (fenced at failback, its
+        // spool and acked seq from another stream) never lends its state to a new one.
+        let state_dir = self.dir.join(format!("{group}.reverse-g{}", p.generation));
+        if state_dir.exists() {
+            return Err(Refused::Conflict(format!(
+                "{} exists: reverse replication already ran at generation {} (`rewind reverse {group} --stop` removes it)",
+                state_dir.display(),
+                p.generation
+            ))
+            .into());
+        }
         let mut extra = Vec::new();
         if let Some(t) = &req.tls_dir {
             extra.push("--tls-dir".to_string());
@@ -125,6 +135,7 @@ impl Failovers {
             extra_args: extra,
             generation: p.generation,
             pid: None,
+            pid_started: None,
             started_ms: now_ms(),
         };
         let me = self.clone();
@@ -135,12 +146,23 @@ impl Failovers {
                 .with_context(|| format!("creating {}", r.state_dir.display()))?;
             let pid = spawn_agent(&me, &g, &r)?;
             r.pid = Some(pid);
+            r.pid_started = super::boot::start_time(pid);
             let mut s = me.get(&g);
             s.reverse = Some(r.clone());
             me.put(s)?;
             job.progress(50.0, "waiting for the protected devices");
-            let links = wait_links(&me, &g, &r, pid)?;
-            Ok(json!({ "group": g, "reverse": r, "devices": links }))
+            match wait_links(&me, &g, &r, pid) {
+                Ok(links) => Ok(json!({ "group": g, "reverse": r, "devices": links })),
+                Err(e) => {
+                    // Undone, so that a retry starts clean.
+                    me.boots.stop_within(pid, STOP_GRACE);
+                    let mut s = me.get(&g);
+                    s.reverse = None;
+                    me.put(s)?;
+                    let _ = std::fs::remove_dir_all(&r.state_dir);
+                    Err(e)
+                }
+            }
         })?)
     }
 
@@ -162,6 +184,7 @@ impl Failovers {
                 me.boots.stop_within(pid, STOP_GRACE);
             }
             me.put(s)?;
+            remove_state_dir(&r);
             Ok(json!({ "group": g, "stopped": r }))
         })?)
     }
@@ -209,6 +232,13 @@ pub fn spawn_agent(f: &Failovers, group: &str, r: &Reverse) -> Result<u32> {
     let pid = f.boots.spawn(cmd, &r.state_dir.join("agent.log"))?;
     tracing::info!(group, pid, target = %r.target, "reverse replication agent started");
     Ok(pid)
+}
+
+/// A stopped reverse agent's state (spool, dirty map, acked seq) is of no use to another one.
+pub(super) fn remove_state_dir(r: &Reverse) {
+    if let Err(e) = std::fs::remove_dir_all(&r.state_dir) {
+        tracing::warn!(dir = %r.state_dir.display(), error = %e, "cannot remove the reverse agent's state");
+    }
 }
 
 /// Stop a reverse agent at daemon shutdown.

@@ -38,6 +38,10 @@ pub struct DiskSet {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BootProcess {
     pub pid: u32,
+    /// The process's start time (/proc/PID/stat), so a later daemon can tell it is still the
+    /// same process before it signals the pid (a kill -9 of the daemon leaves it running).
+    #[serde(default)]
+    pub started: Option<u64>,
     pub command: String,
     pub log: PathBuf,
 }
@@ -72,6 +76,9 @@ pub struct Reverse {
     pub extra_args: Vec<String>,
     pub generation: u64,
     pub pid: Option<u32>,
+    /// The agent's start time (/proc/PID/stat): see [`BootProcess::started`].
+    #[serde(default)]
+    pub pid_started: Option<u64>,
     pub started_ms: u64,
 }
 

@@ -188,6 +188,18 @@ async fn serve<R: AsyncRead + Unpin>(
     out.send(Message::Welcome(welcome).to_frame())
         .await
         .map_err(|_| closed())?;
+    // A failed planned failover left the agent drained while it was away: writes again.
+    for f in &fed {
+        if let Some(tag) = f.group.take_resume_owed() {
+            tracing::info!(group = %f.group.name, "telling the agent to resume writes after a failed drain");
+            let resume = Message::Control(rewind_formats::message::Control {
+                group: f.group.name.clone(),
+                op: rewind_formats::message::ControlOp::Resume,
+                arg: tag,
+            });
+            out.send(resume.to_frame()).await.map_err(|_| closed())?;
+        }
+    }
     let _acks = Tasks(
         fed.iter()
             .map(|f| spawn_acks(f.group.clone(), f.next_seq, out.clone()))
@@ -221,9 +233,8 @@ async fn serve<R: AsyncRead + Unpin>(
             // Batches are decoded in place: their records are read straight from the payload.
             let b = BatchRef::decode(payload).map_err(ReadError::from)?;
             let f = find(&mut fed, &b.group)?;
-            check_not_fenced(f)?;
             let req = f.batch_chunk(&b)?;
-            f.group.note_queued();
+            admit(f)?;
             store
                 .append(req)
                 .await
@@ -234,9 +245,8 @@ async fn serve<R: AsyncRead + Unpin>(
         match Message::decode(kind, payload).map_err(ReadError::from)? {
             Message::Tag(t) => {
                 let f = find(&mut fed, &t.group)?;
-                check_not_fenced(f)?;
                 let req = f.tag_chunk(&t)?;
-                f.group.note_queued();
+                admit(f)?;
                 store
                     .append(req)
                     .await
@@ -277,6 +287,16 @@ fn closed() -> Fault {
         message: "peer went away".into(),
         by_agent: false,
     }
+}
+
+/// Admit a checked chunk for the writer: not fenced, and counted as queued, both under the
+/// manifest lock that `Group::fence` takes, so a fence either refuses the chunk or finds it
+/// counted (and `drained()` after the fence waits for it).
+fn admit(f: &Feed) -> Result<(), Fault> {
+    let _l = f.group.manifest_lock.lock().expect("manifest lock");
+    check_not_fenced(f)?;
+    f.group.note_queued();
+    Ok(())
 }
 
 /// A group fenced while this session feeds it takes nothing more from it (the session is also

@@ -81,6 +81,9 @@ pub struct Group {
     durable_tx: watch::Sender<Seq>,
     /// The session currently feeding this group (one at a time).
     pub session: Mutex<Option<Holder>>,
+    /// A Resume a failed planned failover could not deliver (the session was gone): sent at the
+    /// agent's next session, so a drain never leaves the source read-only by mistake.
+    resume_owed: Mutex<Option<String>>,
     /// Serialises manifest updates (sessions, merger).
     pub manifest_lock: Mutex<()>,
     /// Chunks (batches and tags) handed to the writer, and chunks published after fdatasync. A new
@@ -179,6 +182,7 @@ impl Group {
             pins: Mutex::new(Pins::default()),
             durable_tx: watch::channel(durable).0,
             session: Mutex::new(None),
+            resume_owed: Mutex::new(None),
             manifest_lock: Mutex::new(()),
             queued_chunks: std::sync::atomic::AtomicU64::new(0),
             published_chunks: std::sync::atomic::AtomicU64::new(0),
@@ -339,6 +343,20 @@ impl Group {
                 format!("no agent is connected for group {}", self.name)
             }
         })
+    }
+
+    /// Tell the source agent to take writes again after a drain that no promotion follows: now
+    /// if it is connected, else at its next session (see `take_resume_owed`).
+    pub fn resume_source(&self, tag: &str) {
+        if let Err(e) = self.send_control(ControlOp::Resume, tag) {
+            tracing::warn!(group = %self.name, error = %e, "resume owed to the agent at its next session");
+            *self.resume_owed.lock().expect("resume lock") = Some(tag.to_string());
+        }
+    }
+
+    /// The resume a failed drain still owes the agent (taken once).
+    pub fn take_resume_owed(&self) -> Option<String> {
+        self.resume_owed.lock().expect("resume lock").take()
     }
 
     /// Fence the group's current source: bump the generation (durable in the manifest before
