@@ -82,6 +82,10 @@ fn failover_reverse_failback_and_reverse_again() {
         reverse_log(&b, "vm1")
     });
 
+    // The live disk is in use here: adopting it is refused, and changes nothing.
+    let e = b.rewind_fails(&["adopt", "vm1", "--from-live"]);
+    assert!(e.contains("not fenced"), "{e}");
+
     // 3. Failback: planned failover back to A.
     let r = a.rewind_json(&["failover", "planned", "vm1"]);
     let live_a = live_loop(&r);
