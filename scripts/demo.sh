@@ -123,6 +123,9 @@ rewind failover cleanup demo
 step "planned failover: the agent drains and is fenced; demo/sda@live equals the source disk"
 rewind failover planned demo
 qemu-img compare -f raw -F raw "nbd+unix:///demo/sda@live?socket=$work/nbd.sock" "$disk"
-agent status --state-dir "$work/agent" | grep -i -e fenced -e drained || true
+for _ in $(seq 100); do
+  agent status --state-dir "$work/agent" --json | grep -q '"fenced": *"' && break; sleep 0.1
+done
+agent status --state-dir "$work/agent" | grep -e "fenced:" -e "drained:"
 
 step "done: cleaning up"
