@@ -349,9 +349,11 @@ fn sync_thread(sh: &Shared) {
     let settings = &sh.settings;
     let durable = sh.link.first_durable.get().copied().unwrap_or(0);
     // An adopted target (resync needed, nothing durable) holds a copy of other disks: compare.
-    let mut fresh = durable == 0 && !sh.link.compare_all.load(Ordering::SeqCst);
+    let compare_all = sh.link.compare_all.load(Ordering::SeqCst);
+    let mut fresh = durable == 0 && !compare_all;
     let window = window_file(settings);
-    let mut name = if fresh || !sh.dirty_valid {
+    // (Into an adopted target every pass is a compare: a resync, whatever the local state.)
+    let mut name = if (fresh || !sh.dirty_valid) && !compare_all {
         SYNC_TAG
     } else {
         RESYNC_TAG

@@ -99,13 +99,25 @@ pub fn live_overlay_name(group: &str, disk: &str) -> String {
 pub enum Volume {
     ReadOnly(View),
     Overlay(Arc<Overlay>),
+    /// An overlay read through NBD while only its loop device may write it (reverse replication).
+    OverlayReadOnly(Arc<Overlay>),
 }
 
 impl Volume {
     pub fn size_bytes(&self) -> u64 {
         match self {
             Volume::ReadOnly(v) => v.size_bytes(),
-            Volume::Overlay(o) => o.size_bytes(),
+            Volume::Overlay(o) | Volume::OverlayReadOnly(o) => o.size_bytes(),
+        }
+    }
+
+    /// As an NBD client gets it: read-only if the overlay says so.
+    pub fn for_nbd(self) -> Volume {
+        match self {
+            Volume::Overlay(o) if o.nbd_read_only.load(std::sync::atomic::Ordering::SeqCst) => {
+                Volume::OverlayReadOnly(o)
+            }
+            v => v,
         }
     }
 
@@ -117,20 +129,24 @@ impl Volume {
     pub fn seq(&self) -> u64 {
         match self {
             Volume::ReadOnly(v) => v.seq().0,
-            Volume::Overlay(o) => o.meta.seq,
+            Volume::Overlay(o) | Volume::OverlayReadOnly(o) => o.meta.seq,
         }
     }
 
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         match self {
             Volume::ReadOnly(v) => v.read_at(buf, offset),
-            Volume::Overlay(o) => o.read_at(buf, offset),
+            Volume::Overlay(o) | Volume::OverlayReadOnly(o) => o.read_at(buf, offset),
         }
     }
 
     fn overlay(&self, op: &str) -> Result<&Overlay> {
         match self {
             Volume::Overlay(o) => Ok(o),
+            Volume::OverlayReadOnly(o) => Err(StoreError::ReadOnly(format!(
+                "{op} on overlay {}: it is a live disk under reverse replication; write through the protected device (LINKS_DIR/{}/{})",
+                o.meta.name, o.meta.group, o.meta.disk
+            ))),
             Volume::ReadOnly(v) => Err(StoreError::ReadOnly(format!(
                 "{op} on {}/{} at seq {}: recovery points are read-only; write to an overlay (`rewind overlay create`)",
                 v.group().name,
@@ -152,7 +168,7 @@ impl Volume {
 
     pub fn flush(&self) -> Result<()> {
         match self {
-            Volume::ReadOnly(_) => Ok(()),
+            Volume::ReadOnly(_) | Volume::OverlayReadOnly(_) => Ok(()),
             Volume::Overlay(o) => o.flush(),
         }
     }
@@ -160,7 +176,7 @@ impl Volume {
     pub fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
         match self {
             Volume::ReadOnly(v) => v.extents(offset, len),
-            Volume::Overlay(o) => o.extents(offset, len),
+            Volume::Overlay(o) | Volume::OverlayReadOnly(o) => o.extents(offset, len),
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct Overlay {
     /// Bitmap pages changed since the last flush.
     dirty_pages: Mutex<BTreeSet<usize>>,
     stripes: Vec<Mutex<()>>,
+    /// NBD clients get it read-only: a live disk under reverse replication is written only
+    /// through its loop device, by the agent that replicates every write.
+    pub nbd_read_only: std::sync::atomic::AtomicBool,
 }
 
 impl Overlay {
@@ -424,6 +427,7 @@ impl Overlays {
             bits,
             dirty_pages: Mutex::new(BTreeSet::new()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            nbd_read_only: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -123,6 +123,7 @@ impl Failovers {
                 continue;
             }
             if let Some(mut r) = s.reverse.take() {
+                reverse::agent_only(self, &g, true);
                 match reverse::spawn_agent(self, &g, &r) {
                     Ok(pid) => {
                         r.pid = Some(pid);

@@ -144,7 +144,14 @@ impl Failovers {
             job.progress(10.0, format!("starting the agent towards {}", r.target));
             std::fs::create_dir_all(&r.state_dir)
                 .with_context(|| format!("creating {}", r.state_dir.display()))?;
-            let pid = spawn_agent(&me, &g, &r)?;
+            agent_only(&me, &g, true);
+            let pid = match spawn_agent(&me, &g, &r) {
+                Ok(pid) => pid,
+                Err(e) => {
+                    agent_only(&me, &g, false);
+                    return Err(e);
+                }
+            };
             r.pid = Some(pid);
             r.pid_started = super::boot::start_time(pid);
             let mut s = me.get(&g);
@@ -156,6 +163,7 @@ impl Failovers {
                 Err(e) => {
                     // Undone, so that a retry starts clean.
                     me.boots.stop_within(pid, STOP_GRACE);
+                    agent_only(&me, &g, false);
                     let mut s = me.get(&g);
                     s.reverse = None;
                     me.put(s)?;
@@ -184,6 +192,7 @@ impl Failovers {
                 me.boots.stop_within(pid, STOP_GRACE);
             }
             me.put(s)?;
+            agent_only(&me, &g, false);
             remove_state_dir(&r);
             Ok(json!({ "group": g, "stopped": r }))
         })?)
@@ -232,6 +241,20 @@ pub fn spawn_agent(f: &Failovers, group: &str, r: &Reverse) -> Result<u32> {
     let pid = f.boots.spawn(cmd, &r.state_dir.join("agent.log"))?;
     tracing::info!(group, pid, target = %r.target, "reverse replication agent started");
     Ok(pid)
+}
+
+/// While reverse replication runs, NBD clients get the live disks read-only: every write must
+/// go through the agent (the loop devices under it), or it would never reach the other site.
+pub(super) fn agent_only(f: &Failovers, group: &str, on: bool) {
+    let Some(p) = f.get(group).promotion else {
+        return;
+    };
+    for d in &p.set.disks {
+        if let Ok(o) = f.exports.overlays.get(&d.overlay) {
+            o.nbd_read_only
+                .store(on, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// A stopped reverse agent's state (spool, dirty map, acked seq) is of no use to another one.

@@ -272,7 +272,7 @@ impl State {
         let exports = exports.clone();
         let owned = name.to_string();
         // Opening resolves points and reads the store: not on a tokio worker.
-        let v = tokio::task::spawn_blocking(move || exports.open(&owned))
+        let v = tokio::task::spawn_blocking(move || exports.open(&owned).map(Volume::for_nbd))
             .await
             .map_err(|e| StoreError::Failed(format!("opening export: {e}")))??;
         self.opened = Some((name.to_string(), v));
