@@ -76,23 +76,23 @@ impl std::fmt::Display for ExportName {
     }
 }
 
-/// Group and disk names may hold ':', which overlay names may not.
-fn overlay_part(s: &str) -> String {
-    s.replace(':', "_")
+/// `GROUP.DISK` in the overlay alphabet, one name per pair: '_' and ':' (which overlay names
+/// may not hold) are escaped, and the group's length comes first, since both names may hold '.'
+/// (group `a.b` disk `c` and group `a` disk `b.c` stay apart).
+fn overlay_part(group: &str, disk: &str) -> String {
+    let esc = |s: &str| s.replace('_', "_u").replace(':', "_c");
+    let g = esc(group);
+    format!("{}.{g}.{}", g.len(), esc(disk))
 }
 
 /// The overlay behind `GROUP/DISK@test`: the disk of a test failover.
 pub fn test_overlay_name(group: &str, disk: &str) -> String {
-    format!(
-        "failover-test.{}.{}",
-        overlay_part(group),
-        overlay_part(disk)
-    )
+    format!("failover-test.{}", overlay_part(group, disk))
 }
 
 /// The overlay behind `GROUP/DISK@live`: the live disk of a promoted group.
 pub fn live_overlay_name(group: &str, disk: &str) -> String {
-    format!("live.{}.{}", overlay_part(group), overlay_part(disk))
+    format!("live.{}", overlay_part(group, disk))
 }
 
 /// An open export.
@@ -254,9 +254,18 @@ mod tests {
         assert_eq!(n.target, Target::Overlay("t1".into()));
         assert_eq!(n.to_string(), "web/sda@overlay:t1");
         let n = ExportName::parse("web/sda@live").unwrap();
-        assert_eq!(n.target, Target::Overlay("live.web.sda".into()));
+        assert_eq!(n.target, Target::Overlay("live.3.web.sda".into()));
         let n = ExportName::parse("a:b/sda@test").unwrap();
-        assert_eq!(n.target, Target::Overlay("failover-test.a_b.sda".into()));
+        assert_eq!(n.target, Target::Overlay("failover-test.4.a_cb.sda".into()));
+        // Distinct pairs, distinct overlays.
+        assert_ne!(live_overlay_name("a.b", "c"), live_overlay_name("a", "b.c"));
+        assert_ne!(live_overlay_name("a:b", "c"), live_overlay_name("a_b", "c"));
+        for n in [
+            live_overlay_name("a:b_c", "d.e"),
+            test_overlay_name("x", "y:z"),
+        ] {
+            crate::overlay::check_overlay_name(&n).unwrap();
+        }
         assert!(ExportName::parse("web").is_err());
         assert!(ExportName::parse("web/").is_err());
         assert!(ExportName::parse("web/sda/x").is_err());

@@ -343,3 +343,53 @@ pub fn offline(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreOptions};
+
+    #[test]
+    fn a_built_group_is_sparse_adopted_and_installed_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let img = dir.path().join("disk.img");
+        let mut bytes = vec![0u8; 4 << 20];
+        bytes[(2 << 20) + 5] = 7;
+        fs::write(&img, &bytes).unwrap();
+        let src = file_source("sda", &img).unwrap();
+        // Built, then the daemon died before the install's renames were done: one half-moved
+        // replaced group too.
+        let built = building_dir(&data, "g");
+        build_group_dir(&built, "g", &[src], 60_000, &|_, _| {}).unwrap();
+        fs::create_dir_all(data.join("groups")).unwrap();
+        fs::create_dir_all(data.join("replaced-g-1/base")).unwrap();
+        let base = base_path(&built, "sda");
+        assert_eq!(fs::read(&base).unwrap(), bytes);
+        // Zero chunks stay holes.
+        use std::os::unix::fs::MetadataExt;
+        assert!(fs::metadata(&base).unwrap().blocks() * 512 < 2 << 20);
+
+        let store = Store::open(&data, StoreOptions::default()).unwrap();
+        let g = store.group("g").expect("installed at open");
+        let st = g.state.read().unwrap();
+        assert!(st.manifest.adopted);
+        assert_eq!(st.manifest.generation, 0);
+        assert_eq!(st.manifest.owner, None);
+        drop(st);
+        assert!(g.adopt_pending());
+        assert!(!data.join("replaced-g-1").exists());
+        assert!(!built.exists());
+    }
+
+    #[test]
+    fn bad_sources_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("odd.img");
+        fs::write(&img, vec![1u8; 1000]).unwrap();
+        let e = file_source("sda", &img).err().unwrap().to_string();
+        assert!(e.contains("multiple of 512"), "{e}");
+        let e = file_source("sda", &dir.path().join("nope")).err().unwrap();
+        assert!(format!("{e:#}").contains("nope"), "{e:#}");
+    }
+}

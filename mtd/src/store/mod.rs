@@ -85,6 +85,7 @@ impl Store {
         fs::create_dir_all(&groups_dir)
             .map_err(StoreError::io("create data directory", &groups_dir))?;
         let lock = lock_dir(dir)?;
+        finish_installs(dir)?;
         let groups = load_groups(&groups_dir, LoadMode::Repair)?;
         for g in groups.values() {
             merger::finish_interrupted(g)?;
@@ -405,6 +406,35 @@ fn check_hello_shape(hg: &HelloGroup) -> std::result::Result<(), String> {
                 "disk {}/{} size {} is not a positive multiple of 512",
                 hg.group, d.disk, d.size_bytes
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Finish what a crash cut short in [`Store::install_group`] (or an offline adopt): a complete
+/// built group (its manifest, written last, exists) in `DATA_DIR/adopting/G` while `groups/G`
+/// does not is moved into place; the directories of replaced groups are removed.
+fn finish_installs(dir: &Path) -> Result<()> {
+    let groups_dir = dir.join("groups");
+    if let Ok(entries) = fs::read_dir(dir.join("adopting")) {
+        for e in entries.flatten() {
+            let built = e.path();
+            let dest = groups_dir.join(e.file_name());
+            if built.join(manifest::MANIFEST_FILE).exists() && !dest.exists() {
+                tracing::warn!(group = %dest.display(), "finishing the install of an adopted group a crash cut short");
+                fs::rename(&built, &dest).map_err(StoreError::io("move into place", &dest))?;
+                crate::fsutil::sync_dir(&groups_dir)?;
+            }
+        }
+    }
+    for e in fs::read_dir(dir)
+        .map_err(StoreError::io("read directory", dir))?
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().starts_with("replaced-") {
+            let p = e.path();
+            tracing::info!(dir = %p.display(), "removing a replaced group");
+            fs::remove_dir_all(&p).map_err(StoreError::io("remove", &p))?;
         }
     }
     Ok(())
