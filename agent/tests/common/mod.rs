@@ -164,48 +164,30 @@ pub struct Mtd {
 
 impl Mtd {
     pub fn start(work: &Path) -> Mtd {
-        let mut m = Mtd {
-            child: None,
-            data_dir: work.join("mtd-data"),
-            sock: work.join("mtd.sock"),
-            control: work.join("mtd-control.sock"),
-            log: work.join("mtd.log"),
-            tls_dir: None,
-            tcp: None,
-            extra: Vec::new(),
-        };
-        m.restart();
-        m
+        Mtd::start_with(work, &[])
     }
 
     /// Like [`Mtd::start`], with more `serve` flags.
     pub fn start_with(work: &Path, extra: &[&str]) -> Mtd {
-        let mut m = Mtd {
-            child: None,
-            data_dir: work.join("mtd-data"),
-            sock: work.join("mtd.sock"),
-            control: work.join("mtd-control.sock"),
-            log: work.join("mtd.log"),
-            tls_dir: None,
-            tcp: None,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        m.restart();
-        m
+        Mtd::launch(work, None, extra)
     }
 
     /// Like [`Mtd::start`], but agents connect with mutual TLS to 127.0.0.1 (a free port, read
     /// from the ready file), with the CA directory `tls_dir` (`rewind-mtd ca init`).
     pub fn start_tls(work: &Path, tls_dir: &Path) -> Mtd {
+        Mtd::launch(work, Some(tls_dir), &[])
+    }
+
+    fn launch(work: &Path, tls_dir: Option<&Path>, extra: &[&str]) -> Mtd {
         let mut m = Mtd {
             child: None,
             data_dir: work.join("mtd-data"),
             sock: work.join("mtd.sock"),
             control: work.join("mtd-control.sock"),
             log: work.join("mtd.log"),
-            tls_dir: Some(tls_dir.to_path_buf()),
+            tls_dir: tls_dir.map(Path::to_path_buf),
             tcp: None,
-            extra: Vec::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         m.restart();
         m
