@@ -9,6 +9,9 @@
 #   only once the first is healthy), against booting the same two VMs one after the other
 #   straight from copies of their image files.
 
+# since T0: seconds from T0 (a now_s reading) until now, to the millisecond.
+since() { awk -v a="$1" -v z="$(now_s)" 'BEGIN { printf "%.3f\n", z - a }'; }
+
 # qemu_cmd DRIVE: the test VM's qemu command line (as agent/tests/common/vm.rs runs it).
 qemu_cmd() {
     printf "qemu-system-x86_64 -accel tcg -M q35 -m 512 -smp 1 -nographic -no-reboot -kernel %s -initrd %s -append 'console=ttyS0 panic=-1 quiet' -drive 'file=%s,format=raw,if=virtio,cache=none'" \
@@ -17,7 +20,7 @@ qemu_cmd() {
 
 # boot_to_healthy IMAGE: seconds from qemu's start to the VM's healthy line (the VM is killed).
 boot_to_healthy() {
-    local out=$WORK/boot.out pid t0 t1 i
+    local out=$WORK/boot.out pid t0 took i
     : >"$out"
     t0=$(now_s)
     setsid sh -c "exec $(qemu_cmd "$1")" </dev/null >"$out" 2>&1 &
@@ -28,11 +31,11 @@ boot_to_healthy() {
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
-    t1=$(now_s)
+    took=$(since "$t0")
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     grep -q "rewind-vm: healthy" "$out" || die "the VM on $1 did not boot: $(tail -n 5 "$out")"
-    awk -v a="$t0" -v z="$t1" 'BEGIN { printf "%.2f\n", z - a }'
+    echo "$took"
 }
 
 # read_first_block URI: until a 4 KiB read of the export succeeds (up to 10 s).
@@ -53,7 +56,7 @@ failover_cleanup() {
 }
 
 cmd_failover() {
-    local runs=${1:-$RUNS} r t0 t1 vm uri qpid qsock
+    local runs=${1:-$RUNS} r t0 vm uri qpid qsock
     [[ "$runs" =~ ^[0-9]+$ && "$runs" -gt 0 ]] || die "failover: RUNS must be a positive number"
     need_tool jq jq
     need_tool qemu-io qemu-utils
@@ -82,8 +85,7 @@ cmd_failover() {
         t0=$(now_s)
         uri=$(rw --json failover test vm1 | jq -r '.test.disks[0].nbd_uri')
         read_first_block "$uri"
-        t1=$(now_s)
-        awk -v a="$t0" -v z="$t1" 'BEGIN { printf "%.3f\n", z - a }' >>"$WORK/ft.ours"
+        since "$t0" >>"$WORK/ft.ours"
         rw failover cleanup vm1 >/dev/null
         rm -f "$qsock"
         t0=$(now_s)
@@ -91,10 +93,9 @@ cmd_failover() {
         qpid=$!
         PIDS+=("$qpid")
         read_first_block "nbd+unix:///?socket=$qsock"
-        t1=$(now_s)
+        since "$t0" >>"$WORK/ft.theirs"
         kill -TERM "$qpid" 2>/dev/null || true
         wait "$qpid" 2>/dev/null || true
-        awk -v a="$t0" -v z="$t1" 'BEGIN { printf "%.3f\n", z - a }' >>"$WORK/ft.theirs"
         log "run $r: rewind $(tail -n1 "$WORK/ft.ours") s, qemu-nbd $(tail -n1 "$WORK/ft.theirs") s"
     done
 

@@ -200,10 +200,7 @@ impl Failovers {
             .expect("failover lock")
             .get(group)
             .cloned()
-            .unwrap_or_else(|| GroupFailover {
-                group: group.into(),
-                ..Default::default()
-            })
+            .unwrap_or_else(|| empty(group))
     }
 
     pub fn list(&self) -> Vec<GroupFailover> {
@@ -217,24 +214,15 @@ impl Failovers {
 
     /// Persist, then publish, a group's new state.
     fn put(&self, s: GroupFailover) -> Result<()> {
-        state::save(&self.dir, &s)?;
-        let mut map = self.state.lock().expect("failover lock");
-        if s.is_empty() {
-            map.remove(&s.group);
-        } else {
-            map.insert(s.group.clone(), s);
-        }
-        Ok(())
+        let group = s.group.clone();
+        self.update(&group, move |cur| *cur = s).map(|_| ())
     }
 
     /// Change a group's state under the lock, and persist it (for changes outside the group's
     /// job, which could otherwise overwrite the job's own update).
     fn update(&self, group: &str, f: impl FnOnce(&mut GroupFailover)) -> Result<GroupFailover> {
         let mut map = self.state.lock().expect("failover lock");
-        let mut s = map.get(group).cloned().unwrap_or_else(|| GroupFailover {
-            group: group.into(),
-            ..Default::default()
-        });
+        let mut s = map.get(group).cloned().unwrap_or_else(|| empty(group));
         f(&mut s);
         state::save(&self.dir, &s)?;
         if s.is_empty() {
@@ -308,5 +296,13 @@ impl Failovers {
 
     fn boot_log(&self, group: &str, what: &str) -> PathBuf {
         self.dir.join(format!("{group}.{what}.boot.log"))
+    }
+}
+
+/// The state of a group no failover has touched.
+fn empty(group: &str) -> GroupFailover {
+    GroupFailover {
+        group: group.into(),
+        ..Default::default()
     }
 }
