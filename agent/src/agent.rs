@@ -123,13 +123,13 @@ impl Agent {
             .collect();
         let sizes: Vec<u64> = disks.iter().map(|d| d.size_bytes).collect();
         let (dirty, dirty_valid) = DirtyMap::open(
-            &settings.state_dir.join(format!("{}.dirty", settings.group)),
+            &statefile::group_file(&settings.state_dir, &settings.group, "dirty"),
             &sizes,
         )?;
         let spool = match settings.spool_bytes {
             0 => None,
             n => Some(Spool::create(
-                &settings.state_dir.join(format!("{}.spool", settings.group)),
+                &statefile::group_file(&settings.state_dir, &settings.group, "spool"),
                 n,
             )?),
         };
@@ -333,9 +333,7 @@ impl Drop for Agent {
 /// The window file: a resync window may be open at the target (this run or an earlier one
 /// opened it, and its SyncEnd is not acknowledged yet).
 fn window_file(settings: &Settings) -> PathBuf {
-    settings
-        .state_dir
-        .join(format!("{}.window", settings.group))
+    statefile::group_file(&settings.state_dir, &settings.group, "window")
 }
 
 /// Keeps the target level with the disks: the initial sync, the partial resync of the regions
@@ -649,7 +647,7 @@ fn close_window(sh: &Shared, file: &std::path::Path, name: &str) -> bool {
 /// region it covers is cleared from the dirty-region map. A target whose durable seq is below
 /// it at the next start has lost acknowledged data.
 fn acked_file(settings: &Settings) -> PathBuf {
-    settings.state_dir.join(format!("{}.acked", settings.group))
+    statefile::group_file(&settings.state_dir, &settings.group, "acked")
 }
 
 fn read_acked(path: &std::path::Path) -> Option<u64> {
@@ -752,6 +750,12 @@ fn write_status(sh: &Shared) {
         }
         _ => None,
     };
+    // One snapshot of the drain for both fields.
+    let (draining, drained) = match sh.link.drain.state() {
+        DrainState::Draining { tag } => (Some(tag), None),
+        DrainState::Drained { tag, seq } => (None, Some(status::Drained { tag, seq })),
+        _ => (None, None),
+    };
     let st = Status {
         group: sh.settings.group.clone(),
         target: sh.settings.target.to_string(),
@@ -780,14 +784,8 @@ fn write_status(sh: &Shared) {
             .map(str::to_string),
         sync_bytes_per_sec,
         generation: sh.settings.generation,
-        draining: match sh.link.drain.state() {
-            DrainState::Draining { tag } => Some(tag),
-            _ => None,
-        },
-        drained: match sh.link.drain.state() {
-            DrainState::Drained { tag, seq } => Some(status::Drained { tag, seq }),
-            _ => None,
-        },
+        draining,
+        drained,
         fenced: sh.link.fenced(),
         disks,
     };

@@ -178,14 +178,7 @@ impl RunOptions {
                 "max queue MiB",
                 self.max_queue_mib.unwrap_or(DEFAULT_MAX_QUEUE_MIB),
             )?,
-            spool_bytes: self
-                .spool_mib
-                .unwrap_or(DEFAULT_SPOOL_MIB)
-                .checked_mul(1 << 20)
-                .ok_or_else(|| Error::Config {
-                    what: "spool MiB",
-                    why: "too large".into(),
-                })?,
+            spool_bytes: mib("spool MiB", self.spool_mib.unwrap_or(DEFAULT_SPOOL_MIB))?,
             fuse_threads: self.fuse_threads.unwrap_or(match io_engine {
                 IoEngine::Uring => DEFAULT_FUSE_THREADS_URING,
                 IoEngine::Sync => DEFAULT_FUSE_THREADS_SYNC,

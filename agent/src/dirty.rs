@@ -348,12 +348,20 @@ impl DirtyMap {
     pub fn clear_acked(&self, acked: u64) -> Result<usize> {
         let mut st = self.lock();
         let mut cleared = 0;
+        // Writers wait for this lock: look only at the set bits (a byte at a time), not at
+        // every region of every disk.
         for d in 0..st.disks.len() {
-            for r in 0..st.disks[d].1.len() {
-                let reg = st.disks[d].1[r];
-                if st.bit(d, r) && !reg.pinned && reg.pending == 0 && reg.last_seq <= acked {
-                    st.set_bit(d, r, false);
-                    cleared += 1;
+            let (first, n) = (st.disks[d].0, st.disks[d].1.len());
+            for byte in 0..n.div_ceil(8) {
+                if st.bits[first + byte] == 0 {
+                    continue;
+                }
+                for r in byte * 8..(byte * 8 + 8).min(n) {
+                    let reg = st.disks[d].1[r];
+                    if st.bit(d, r) && !reg.pinned && reg.pending == 0 && reg.last_seq <= acked {
+                        st.set_bit(d, r, false);
+                        cleared += 1;
+                    }
                 }
             }
         }

@@ -90,6 +90,7 @@ impl WriteGate {
         }
     }
 
+    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         self.lock().closed.is_some()
     }
@@ -255,7 +256,7 @@ impl DrainCtl {
 
 /// `STATE_DIR/GROUP.fenced`: the target fenced this agent for the group (it failed over).
 pub fn fenced_file(state_dir: &Path, group: &str) -> PathBuf {
-    state_dir.join(format!("{group}.fenced"))
+    crate::statefile::group_file(state_dir, group, "fenced")
 }
 
 /// The reason in a fenced file, if there is one.

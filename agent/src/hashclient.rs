@@ -81,11 +81,6 @@ impl HashRequests {
         }
     }
 
-    /// Whether requests wait to be sent.
-    pub fn has_unsent(&self) -> bool {
-        !self.lock().to_send.is_empty()
-    }
-
     /// The sender's side: the requests to send now (they count as sent from here).
     pub fn take_unsent(&self) -> Vec<HashRequest> {
         let mut st = self.lock();

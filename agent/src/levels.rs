@@ -138,6 +138,7 @@ impl Levels {
     }
 
     /// Whether batches currently go at the configured level for the link's sake.
+    #[cfg(test)]
     pub fn link_bound(&self) -> bool {
         self.lock().link_bound
     }

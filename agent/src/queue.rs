@@ -586,17 +586,10 @@ impl Queue {
     }
 
     /// The next entries to send: consecutive records (at most `max_records`, about `max_bytes`
-    /// of data) or a single tag. Waits up to `wait` for something to send.
-    pub fn next_batch(&self, max_records: usize, max_bytes: u64, wait: Duration) -> Vec<Entry> {
-        let deadline = Instant::now() + wait;
+    /// of data) or a single tag; empty when nothing waits (the sender waits with
+    /// `wait_unsent`).
+    pub fn next_batch(&self, max_records: usize, max_bytes: u64) -> Vec<Entry> {
         let mut st = self.lock();
-        while st.cursor >= st.entries.len() && !st.stopping {
-            let now = Instant::now();
-            if now >= deadline {
-                return Vec::new();
-            }
-            st = self.wait_changed(st, Some(deadline - now));
-        }
         let mut out = Vec::new();
         let mut bytes = 0;
         while let Some(e) = st.entries.get(st.cursor) {
@@ -748,7 +741,9 @@ impl Queue {
 
     pub fn stats(&self) -> QueueStats {
         let st = self.lock();
-        QueueStats {
+        // The samples are copied under the lock (every write takes it) and sorted after.
+        let lag: Vec<u32> = st.lag.iter().map(|(_, ms)| *ms).collect();
+        let mut stats = QueueStats {
             last_seq: st.last_seq,
             acked_seq: st.acked,
             base: st.base,
@@ -759,13 +754,15 @@ impl Queue {
             overflow: st.overflow,
             dropped: st.dropped,
             window_open: st.window_open || st.pending_begin.is_some(),
-            lag_ms: lag_percentiles(&st.lag),
-        }
+            lag_ms: None,
+        };
+        drop(st);
+        stats.lag_ms = lag_percentiles(lag);
+        stats
     }
 }
 
-fn lag_percentiles(samples: &VecDeque<(Instant, u32)>) -> Option<(u32, u32, u32)> {
-    let mut v: Vec<u32> = samples.iter().map(|(_, ms)| *ms).collect();
+fn lag_percentiles(mut v: Vec<u32>) -> Option<(u32, u32, u32)> {
     if v.is_empty() {
         return None;
     }
@@ -803,19 +800,19 @@ mod tests {
         assert_eq!(q.set_base(10), 10);
         assert_eq!(q.set_base(20), 10, "only the first base counts");
         assert_eq!(seq(q.push(rec(4096))), 3);
-        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let b = q.next_batch(100, 1 << 20);
         assert_eq!(b.len(), 2, "records up to the tag");
-        let t = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let t = q.next_batch(100, 1 << 20);
         assert!(matches!(t.as_slice(), [Entry::Tag { seq: 2, .. }]));
         assert!(q.ack(2));
         assert!(!q.wait_tag(id, Duration::ZERO) || q.stats().entries == 1);
         q.collect_sent_tags();
         assert!(q.wait_tag(id, Duration::ZERO));
         // A reconnect resends what is not acked.
-        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let b = q.next_batch(100, 1 << 20);
         assert_eq!(b.len(), 1);
         q.rewind_cursor();
-        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let b = q.next_batch(100, 1 << 20);
         assert!(matches!(b.as_slice(), [Entry::Record { seq: 3, .. }]));
         assert!(!q.ack(4), "ack beyond the last seq");
         assert!(q.ack(3));
@@ -836,15 +833,15 @@ mod tests {
         assert!(e.contains("sync is running"), "{e}");
         assert!(q.close_window("resync").is_some());
         assert!(q.close_window("resync").is_none(), "closed already");
-        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let b = q.next_batch(100, 1 << 20);
         assert_eq!(b.len(), 2, "records up to the begin tag");
-        let t = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let t = q.next_batch(100, 1 << 20);
         assert!(
             matches!(t.as_slice(), [Entry::Tag { seq: 2, tag }] if tag.kind == TagKind::SyncBegin)
         );
-        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let b = q.next_batch(100, 1 << 20);
         assert!(matches!(b.as_slice(), [Entry::Record { seq: 3, .. }]));
-        let t = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let t = q.next_batch(100, 1 << 20);
         assert!(
             matches!(t.as_slice(), [Entry::Tag { seq: 3, tag }] if tag.kind == TagKind::SyncEnd)
         );
@@ -880,7 +877,7 @@ mod tests {
         // The sync waits for memory; in bitmap mode it is turned away at once.
         assert!(!q.wait_for_space(4096).unwrap());
         assert_eq!(q.push_copy(rec(4096)).unwrap(), None);
-        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let b = q.next_batch(100, 1 << 20);
         assert_eq!(b.len(), 4);
         let Entry::Record { record, .. } = &b[2] else {
             panic!("a record")
@@ -910,7 +907,7 @@ mod tests {
         let t = std::thread::spawn(move || q2.wait_for_space(one).unwrap());
         std::thread::sleep(Duration::from_millis(50));
         assert!(!t.is_finished(), "the third copy waits for space");
-        q.next_batch(10, 1 << 20, Duration::ZERO);
+        q.next_batch(10, 1 << 20);
         q.ack(1);
         assert!(t.join().unwrap());
         assert_eq!(q.push_copy(rec(4096)).unwrap(), Some(3));
@@ -928,7 +925,7 @@ mod tests {
         let q = Queue::new(1 << 20, None);
         q.set_base(10);
         assert_eq!(seq(q.push(rec(4096))), 1);
-        q.next_batch(100, 1 << 20, Duration::ZERO);
+        q.next_batch(100, 1 << 20);
         assert!(q.ack(1));
         // A tag of seq 1, not sent yet.
         let (lost_tag, _) = q.push_tag("t", TagKind::User, 0).unwrap();
@@ -944,22 +941,22 @@ mod tests {
         q.open_window_at_unacked("resync");
         q.open_window_at_unacked("resync"); // once
         q.rewind_cursor();
-        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let b = q.next_batch(100, 1 << 20);
         assert!(matches!(b.as_slice(), [Entry::Record { seq: 2, .. }]));
-        let t = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let t = q.next_batch(100, 1 << 20);
         assert!(
             matches!(t.as_slice(), [Entry::Tag { seq: 2, tag }] if tag.kind == TagKind::SyncBegin)
         );
-        let b = q.next_batch(100, 1 << 20, Duration::ZERO);
+        let b = q.next_batch(100, 1 << 20);
         assert!(matches!(b.as_slice(), [Entry::Record { seq: 3, .. }]));
-        assert!(q.next_batch(100, 1 << 20, Duration::ZERO).is_empty());
+        assert!(q.next_batch(100, 1 << 20).is_empty());
         // A wrapped base works too (a target far behind this run's numbering).
         let q = Queue::new(1 << 20, None);
         q.set_base(0);
         for _ in 0..5 {
             q.push(rec(4096)).unwrap();
         }
-        while !q.next_batch(100, 1 << 20, Duration::ZERO).is_empty() {}
+        while !q.next_batch(100, 1 << 20).is_empty() {}
         assert!(q.ack(4));
         let base = q.rebase(1);
         assert_eq!(base.wrapping_add(5), 2);

@@ -358,17 +358,13 @@ impl Sender {
             if unsent < LINGER_RECORDS {
                 std::thread::sleep(LINGER);
             }
-            let first = self
-                .queue
-                .next_batch(BATCH_MAX_RECORDS, BATCH_MAX_BYTES, Duration::ZERO);
+            let first = self.queue.next_batch(BATCH_MAX_RECORDS, BATCH_MAX_BYTES);
             if first.is_empty() {
                 continue;
             }
             let mut groups = vec![first];
             while groups.len() < parallel {
-                let more =
-                    self.queue
-                        .next_batch(BATCH_MAX_RECORDS, BATCH_MAX_BYTES, Duration::ZERO);
+                let more = self.queue.next_batch(BATCH_MAX_RECORDS, BATCH_MAX_BYTES);
                 if more.is_empty() {
                     break;
                 }
@@ -393,10 +389,7 @@ impl Sender {
                 // compression would pay (see levels).
                 let t = Instant::now();
                 self.limit.take(frame.len() as u64);
-                conn.write_all(frame).map_err(|e| Error::Connection {
-                    addr: s.target.to_string(),
-                    why: format!("sending: {e}"),
-                })?;
+                self.send(conn, frame)?;
                 self.levels.sent(*raw, frame.len(), t.elapsed());
                 if matches!(group.first(), Some(Entry::Tag { .. })) {
                     self.queue.collect_sent_tags();
@@ -408,11 +401,7 @@ impl Sender {
     /// Sends the answers to CONTROL frames; an ERROR ends the session (as the protocol says).
     fn send_outbox(&self, conn: &mut Conn) -> Result<()> {
         for m in self.link.take_outbox() {
-            conn.write_all(&m.to_frame())
-                .map_err(|e| Error::Connection {
-                    addr: self.settings.target.to_string(),
-                    why: format!("sending: {e}"),
-                })?;
+            self.send(conn, &m.to_frame())?;
             if let Message::Error(e) = m {
                 return Err(Error::Connection {
                     addr: self.settings.target.to_string(),
@@ -428,9 +417,6 @@ impl Sender {
 
     /// Sends the resync's pending HASHES requests (the target answers with its own hashes).
     fn send_hash_requests(&self, conn: &mut Conn) -> Result<()> {
-        if !self.link.hashes.has_unsent() {
-            return Ok(());
-        }
         for r in self.link.hashes.take_unsent() {
             let frame = Message::Hashes(Hashes {
                 group: self.settings.group.clone(),
@@ -441,12 +427,17 @@ impl Sender {
                 hashes: vec![0; r.blocks as usize],
             })
             .to_frame();
-            conn.write_all(&frame).map_err(|e| Error::Connection {
-                addr: self.settings.target.to_string(),
-                why: format!("sending: {e}"),
-            })?;
+            self.send(conn, &frame)?;
         }
         Ok(())
+    }
+
+    /// Writes one frame; a failure is the connection's.
+    fn send(&self, conn: &mut Conn, frame: &[u8]) -> Result<()> {
+        conn.write_all(frame).map_err(|e| Error::Connection {
+            addr: self.settings.target.to_string(),
+            why: format!("sending: {e}"),
+        })
     }
 
     /// The frame for one group of entries from [`Queue::next_batch`]: a TAG, or a BATCH; and

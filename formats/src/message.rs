@@ -184,6 +184,18 @@ pub struct Control {
     pub arg: String,
 }
 
+impl Control {
+    /// The frame of a CONTROL message for `group`.
+    pub fn frame(group: &str, op: ControlOp, arg: &str) -> Vec<u8> {
+        Message::Control(Control {
+            group: group.into(),
+            op,
+            arg: arg.into(),
+        })
+        .to_frame()
+    }
+}
+
 /// What a CONTROL message asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u16)]

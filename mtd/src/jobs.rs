@@ -149,6 +149,17 @@ impl Jobs {
         Ok(info)
     }
 
+    /// Wait (polling) until job `id` ends; None if there is no such job.
+    pub fn wait(&self, id: u64) -> Option<JobInfo> {
+        loop {
+            let j = self.get(id)?;
+            if j.state != JobState::Running {
+                return Some(j);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn get(&self, id: u64) -> Option<JobInfo> {
         self.map
             .lock()
@@ -173,14 +184,7 @@ mod tests {
     use std::time::Duration;
 
     fn wait(jobs: &Jobs, id: u64) -> JobInfo {
-        for _ in 0..500 {
-            let i = jobs.get(id).unwrap();
-            if i.state != JobState::Running {
-                return i;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("job {id} did not end");
+        jobs.wait(id).expect("the job exists")
     }
 
     #[test]

@@ -11,31 +11,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::routes::{blocking, ApiError};
+use super::routes::{blocking, ApiError, ApiResult, Ctl};
 use super::Control;
 use crate::failover::adopt::AdoptRequest;
 use crate::failover::reverse::ReverseRequest;
-use crate::failover::Refused;
-use crate::jobs::{Busy, JobInfo};
-
-type Ctl = State<Arc<Control>>;
-type ApiResult<T> = Result<Json<T>, ApiError>;
-
-/// Map an operation's refusal to its status; anything else goes through the store mapping.
-pub fn op_error(e: anyhow::Error) -> ApiError {
-    if let Some(r) = e.downcast_ref::<Refused>() {
-        let code = match r {
-            Refused::Conflict(_) => StatusCode::CONFLICT,
-            Refused::NotFound(_) => StatusCode::NOT_FOUND,
-            Refused::Invalid(_) => StatusCode::BAD_REQUEST,
-        };
-        return ApiError(code, r.to_string());
-    }
-    if e.downcast_ref::<Busy>().is_some() {
-        return ApiError(StatusCode::CONFLICT, format!("{e:#}"));
-    }
-    ApiError::from(e)
-}
+use crate::jobs::JobInfo;
 
 pub fn router() -> Router<Arc<Control>> {
     Router::new()
@@ -106,7 +86,7 @@ async fn configure(
     Json(req): Json<ConfigureRequest>,
 ) -> ApiResult<Value> {
     blocking(move || {
-        let s = c.failovers.configure(&group, req.boot).map_err(op_error)?;
+        let s = c.failovers.configure(&group, req.boot)?;
         Ok(json!(s))
     })
     .await
@@ -117,7 +97,7 @@ async fn configure(
 async fn job_op(
     f: impl FnOnce() -> anyhow::Result<JobInfo> + Send + 'static,
 ) -> ApiResult<JobInfo> {
-    blocking(move || f().map_err(op_error)).await.map(Json)
+    blocking(move || Ok(f()?)).await.map(Json)
 }
 
 async fn test(

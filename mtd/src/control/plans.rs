@@ -14,14 +14,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::routes::{blocking, ApiError};
+use super::routes::{blocking, ApiError, ApiResult, Ctl};
 use super::Control;
 use crate::failover::plan_ops::FailoverPlanOps;
 use crate::plan::{Mode, Plan, PlanRun, RunState, RunStatus};
 use crate::store::points::now_ms;
-
-type Ctl = State<Arc<Control>>;
-type ApiResult<T> = Result<Json<T>, ApiError>;
 
 pub fn router() -> Router<Arc<Control>> {
     Router::new()

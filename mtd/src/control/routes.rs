@@ -14,10 +14,12 @@ use serde_json::{json, Value};
 
 use super::{attach, Control};
 use crate::exports::{ExportName, Target};
+use crate::failover::Refused;
 use crate::inspect::{self, PointReport, TagReport};
+use crate::jobs::Busy;
 use crate::store::StoreError;
 
-type Ctl = State<Arc<Control>>;
+pub type Ctl = State<Arc<Control>>;
 
 /// An error with the status it maps to; the body says what to do.
 pub struct ApiError(pub StatusCode, pub String);
@@ -30,6 +32,18 @@ impl IntoResponse for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
+        // A failover operation refused before it changed anything, or a group busy with a job.
+        if let Some(r) = e.downcast_ref::<Refused>() {
+            let code = match r {
+                Refused::Conflict(_) => StatusCode::CONFLICT,
+                Refused::NotFound(_) => StatusCode::NOT_FOUND,
+                Refused::Invalid(_) => StatusCode::BAD_REQUEST,
+            };
+            return ApiError(code, r.to_string());
+        }
+        if e.downcast_ref::<Busy>().is_some() {
+            return ApiError(StatusCode::CONFLICT, format!("{e:#}"));
+        }
         match e.downcast_ref::<StoreError>() {
             Some(se) => store_status(se, format!("{e:#}")),
             None => ApiError(StatusCode::BAD_REQUEST, format!("{e:#}")),

@@ -22,14 +22,7 @@ use crate::plan::{process, BootCommand, PreparedDisk};
 pub fn substitute(cmd: &str, group: &str, disks: &[FailoverDisk]) -> Result<String> {
     let t = BootCommand::parse(cmd)
         .map_err(|(at, m)| anyhow::anyhow!("boot command {cmd:?}, at byte {at}: {m}"))?;
-    let prepared: Vec<PreparedDisk> = disks
-        .iter()
-        .map(|d| PreparedDisk {
-            disk: d.disk.clone(),
-            nbd_uri: d.nbd_uri.clone().unwrap_or_default(),
-            loop_device: d.loop_device.clone(),
-        })
-        .collect();
+    let prepared: Vec<PreparedDisk> = disks.iter().map(prepared).collect();
     for name in t.disks() {
         let d = disks.iter().find(|d| d.disk == name).with_context(|| {
             format!(
@@ -51,6 +44,15 @@ pub fn substitute(cmd: &str, group: &str, disks: &[FailoverDisk]) -> Result<Stri
         disks: &prepared,
     })
     .map_err(|m| anyhow::anyhow!("boot command: {m}"))
+}
+
+/// A failover disk as boot command templates see it (no NBD: an empty URI).
+pub fn prepared(d: &FailoverDisk) -> PreparedDisk {
+    PreparedDisk {
+        disk: d.disk.clone(),
+        nbd_uri: d.nbd_uri.clone().unwrap_or_default(),
+        loop_device: d.loop_device.clone(),
+    }
 }
 
 /// Boot processes this daemon started, kept so they can be reaped.
@@ -157,16 +159,7 @@ pub fn stop_leftover(pid: u32, started: Option<u64>, grace: Duration) {
         pid,
         "stopping a process left running by an earlier daemon run"
     );
-    process::signal_group(pid, nix::sys::signal::Signal::SIGTERM);
-    let t0 = std::time::Instant::now();
-    while process::group_alive(pid) && t0.elapsed() < grace {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
-    let t0 = std::time::Instant::now();
-    while process::group_alive(pid) && t0.elapsed() < Duration::from_secs(3) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    process::terminate_group(pid, grace);
 }
 
 #[cfg(test)]

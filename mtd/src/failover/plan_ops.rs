@@ -3,7 +3,6 @@
 //! failover), without the group's own boot command (the plan boots its machines itself).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 
@@ -17,20 +16,17 @@ pub struct FailoverPlanOps(pub Arc<Failovers>);
 impl Failovers {
     /// Wait for a job to end; its result, or its error.
     pub fn wait_job(&self, job: &JobInfo) -> Result<serde_json::Value> {
-        loop {
-            let Some(j) = self.jobs.get(job.id) else {
-                bail!("job {} vanished", job.id);
-            };
-            match j.state {
-                JobState::Running => std::thread::sleep(Duration::from_millis(20)),
-                JobState::Succeeded => return Ok(j.result.unwrap_or_default()),
-                JobState::Failed => bail!(
-                    "{} of group {}: {}",
-                    j.kind,
-                    j.group,
-                    j.error.unwrap_or_default()
-                ),
-            }
+        let Some(j) = self.jobs.wait(job.id) else {
+            bail!("job {} vanished", job.id);
+        };
+        match j.state {
+            JobState::Failed => bail!(
+                "{} of group {}: {}",
+                j.kind,
+                j.group,
+                j.error.unwrap_or_default()
+            ),
+            _ => Ok(j.result.unwrap_or_default()),
         }
     }
 }
@@ -38,37 +34,23 @@ impl Failovers {
 impl PlanOps for FailoverPlanOps {
     fn prepare(&self, group: &str, mode: Mode, point: Option<&str>) -> Result<Vec<PreparedDisk>> {
         let f = &self.0;
-        let (job, set) = match mode {
-            Mode::Test => (f.test(group, point.map(str::to_string), false)?, "test"),
-            Mode::Planned => (f.planned(group, false)?, "promotion"),
-            Mode::Unplanned => (
-                f.unplanned(group, point.unwrap_or("latest"), false)?,
-                "promotion",
-            ),
+        let job = match mode {
+            Mode::Test => f.test(group, point.map(str::to_string), false)?,
+            Mode::Planned => f.planned(group, false)?,
+            Mode::Unplanned => f.unplanned(group, point.unwrap_or("latest"), false)?,
         };
-        let v = f.wait_job(&job)?;
-        let set = if set == "test" {
-            &v["test"]
-        } else {
-            &v["promotion"]["set"]
-        };
-        let disks = set["disks"]
-            .as_array()
-            .ok_or_else(|| anyhow::anyhow!("the failover of group {group} made no disks: {v}"))?;
-        disks
-            .iter()
-            .map(|d| {
-                Ok(PreparedDisk {
-                    disk: d["disk"].as_str().unwrap_or_default().to_string(),
-                    nbd_uri: d["nbd_uri"].as_str().map(str::to_string).ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "this rewind-mtd serves no NBD: {{nbd:...}} cannot be filled"
-                        )
-                    })?,
-                    loop_device: d["loop_device"].as_str().map(str::to_string),
-                })
-            })
-            .collect()
+        f.wait_job(&job)?;
+        // The job recorded its disks before it succeeded (one job per group at a time).
+        let s = f.get(group);
+        let set = match mode {
+            Mode::Test => s.test,
+            Mode::Planned | Mode::Unplanned => s.promotion.map(|p| p.set),
+        }
+        .ok_or_else(|| anyhow::anyhow!("the failover of group {group} recorded no disks"))?;
+        if set.disks.iter().any(|d| d.nbd_uri.is_none()) {
+            bail!("this rewind-mtd serves no NBD: {{nbd:...}} cannot be filled");
+        }
+        Ok(set.disks.iter().map(super::boot::prepared).collect())
     }
 
     fn cleanup(&self, group: &str, mode: Mode) -> Result<()> {

@@ -59,12 +59,28 @@ pub fn terminate_all(children: &mut [Child], grace: Duration) {
         signal_group(c.id(), Signal::SIGKILL);
         let _ = c.wait();
     }
-    // The rest of a group dies asynchronously (and lingers as zombies until init reaps them):
-    // return once it is gone, so that "stopped" means stopped, but never wait long.
+    settle(children.iter().map(|c| c.id()));
+}
+
+/// The rest of a SIGKILLed group dies asynchronously (and lingers as zombies until init reaps
+/// them): return once it is gone, so that "stopped" means stopped, but never wait long.
+fn settle(pids: impl Iterator<Item = u32> + Clone) {
     let deadline = Instant::now() + KILL_SETTLE;
-    while children.iter().any(|c| group_alive(c.id())) && Instant::now() < deadline {
+    while pids.clone().any(group_alive) && Instant::now() < deadline {
         std::thread::sleep(POLL);
     }
+}
+
+/// Stop the process group led by `pid` when it is not our child (an earlier daemon run started
+/// it): SIGTERM, SIGKILL after `grace` if any of it is left, then wait for it to be gone.
+pub fn terminate_group(pid: u32, grace: Duration) {
+    signal_group(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while group_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(POLL);
+    }
+    signal_group(pid, Signal::SIGKILL);
+    settle(std::iter::once(pid));
 }
 
 /// How long the processes of a SIGKILLed group may take to disappear.

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rewind_formats::message::{Control, ControlOp, Message, TagKind};
+use rewind_formats::message::{Control, ControlOp, TagKind};
 
 use crate::store::group::{Group, SessionEnd};
 use crate::store::Store;
@@ -72,12 +72,7 @@ pub async fn drain(
         Some(h) => (h.out.clone(), h.ended.clone()),
         None => return Err(DrainError::NotConnected(group.into())),
     };
-    let frame = Message::Control(Control {
-        group: group.into(),
-        op: ControlOp::Drain,
-        arg: tag.into(),
-    })
-    .to_frame();
+    let frame = Control::frame(group, ControlOp::Drain, tag);
     // The session's frame queue is short and drained by its writer; a session that takes no
     // frame for a while is stuck.
     match tokio::time::timeout(SEND_TIMEOUT, out.send(frame)).await {

@@ -192,12 +192,12 @@ async fn serve<R: AsyncRead + Unpin>(
     for f in &fed {
         if let Some(tag) = f.group.take_resume_owed() {
             tracing::info!(group = %f.group.name, "telling the agent to resume writes after a failed drain");
-            let resume = Message::Control(rewind_formats::message::Control {
-                group: f.group.name.clone(),
-                op: rewind_formats::message::ControlOp::Resume,
-                arg: tag,
-            });
-            out.send(resume.to_frame()).await.map_err(|_| closed())?;
+            let resume = rewind_formats::message::Control::frame(
+                &f.group.name,
+                rewind_formats::message::ControlOp::Resume,
+                &tag,
+            );
+            out.send(resume).await.map_err(|_| closed())?;
         }
     }
     let _acks = Tasks(
@@ -289,19 +289,12 @@ fn closed() -> Fault {
     }
 }
 
-/// Admit a checked chunk for the writer: not fenced, and counted as queued, both under the
-/// manifest lock that `Group::fence` takes, so a fence either refuses the chunk or finds it
-/// counted (and `drained()` after the fence waits for it).
+/// Admit a checked chunk for the writer: a group fenced while this session feeds it takes
+/// nothing more from it (the session is also told to stop; this closes the gap until it
+/// notices). The chunk is counted as queued while the group lock is still held: `Group::fence`
+/// publishes the new generation under that lock, so a fence either refuses the chunk or finds
+/// it counted (and `drained()` after the fence waits for it).
 fn admit(f: &Feed) -> Result<(), Fault> {
-    let _l = f.group.manifest_lock.lock().expect("manifest lock");
-    check_not_fenced(f)?;
-    f.group.note_queued();
-    Ok(())
-}
-
-/// A group fenced while this session feeds it takes nothing more from it (the session is also
-/// told to stop; this closes the gap until it notices).
-fn check_not_fenced(f: &Feed) -> Result<(), Fault> {
     let st = f.group.state.read().expect("group lock");
     let m = &st.manifest;
     if m.generation != f.generation {
@@ -315,6 +308,7 @@ fn check_not_fenced(f: &Feed) -> Result<(), Fault> {
             ),
         ));
     }
+    f.group.note_queued();
     Ok(())
 }
 

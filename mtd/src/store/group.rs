@@ -8,7 +8,7 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use rewind_formats::message::{ControlOp, ErrorCode, Message};
+use rewind_formats::message::{ControlOp, ErrorCode};
 use rewind_formats::segment::{ChunkHeader, ChunkKind, SegmentFooter};
 use rewind_formats::{RecordKind, Seq};
 use tokio::sync::{mpsc, watch};
@@ -263,12 +263,8 @@ impl Group {
     /// the points after it disappear and the segments holding only later records are deleted.
     /// Nothing feeds the group any more (it is fenced), so nothing can land after `end`.
     pub fn discard_after(&self, end: Seq) -> Result<()> {
-        let _l = self.manifest_lock.lock().expect("manifest lock");
-        let mut m = self.state.read().expect("group lock").manifest.clone();
-        m.history_end = Some(end.0);
-        m.store(&self.dir)?;
+        self.update_manifest(|m| m.history_end = Some(end.0))?;
         let mut st = self.state.write().expect("group lock");
-        st.manifest = m;
         let gone = cut_history(&mut st, end);
         let durable = st.durable;
         drop(st);
@@ -278,24 +274,27 @@ impl Group {
         Ok(())
     }
 
-    /// Record the agent that owns the group (groups made before owners were recorded).
-    pub fn set_owner(&self, agent: &str) -> Result<()> {
+    /// Change the manifest: durable on disk before anyone reads the change; one change at a
+    /// time. Returns the new manifest.
+    fn update_manifest(&self, f: impl FnOnce(&mut Manifest)) -> Result<Manifest> {
         let _l = self.manifest_lock.lock().expect("manifest lock");
         let mut m = self.state.read().expect("group lock").manifest.clone();
-        m.owner = Some(agent.to_string());
+        f(&mut m);
         m.store(&self.dir)?;
-        self.state.write().expect("group lock").manifest = m;
+        self.state.write().expect("group lock").manifest = m.clone();
+        Ok(m)
+    }
+
+    /// Record the agent that owns the group (groups made before owners were recorded).
+    pub fn set_owner(&self, agent: &str) -> Result<()> {
+        self.update_manifest(|m| m.owner = Some(agent.to_string()))?;
         tracing::info!(group = %self.name, agent, "group adopted by its agent");
         Ok(())
     }
 
     /// Record the generation an adopted group takes from its first agent.
     pub fn set_generation(&self, generation: u64) -> Result<()> {
-        let _l = self.manifest_lock.lock().expect("manifest lock");
-        let mut m = self.state.read().expect("group lock").manifest.clone();
-        m.generation = generation;
-        m.store(&self.dir)?;
-        self.state.write().expect("group lock").manifest = m;
+        self.update_manifest(|m| m.generation = generation)?;
         tracing::info!(group = %self.name, generation, "adopted group takes its first agent's generation");
         Ok(())
     }
@@ -309,11 +308,7 @@ impl Group {
 
     /// Change the retention window; durable in the manifest before it takes effect.
     pub fn set_retention(&self, retention_ms: u64) -> Result<()> {
-        let _l = self.manifest_lock.lock().expect("manifest lock");
-        let mut m = self.state.read().expect("group lock").manifest.clone();
-        m.retention_ms = retention_ms;
-        m.store(&self.dir)?;
-        self.state.write().expect("group lock").manifest = m;
+        self.update_manifest(|m| m.retention_ms = retention_ms)?;
         tracing::info!(group = %self.name, retention_ms, "retention changed");
         Ok(())
     }
@@ -327,12 +322,7 @@ impl Group {
             .as_ref()
             .map(|h| h.out.clone())
             .ok_or_else(|| format!("no agent is connected for group {}", self.name))?;
-        let frame = Message::Control(rewind_formats::message::Control {
-            group: self.name.clone(),
-            op,
-            arg: arg.to_string(),
-        })
-        .to_frame();
+        let frame = rewind_formats::message::Control::frame(&self.name, op, arg);
         // try_send: never wait on a session whose writer is stuck; its queue holds 256 frames.
         out.try_send(frame).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => format!(
@@ -367,17 +357,13 @@ impl Group {
     /// A batch the old session had already queued for the writer may still become durable after
     /// this returns: wait for [`Group::drained`] before reading the group's latest state.
     pub fn fence(&self, reason: &str) -> Result<u64> {
-        let (old, new) = {
-            let _l = self.manifest_lock.lock().expect("manifest lock");
-            let mut m = self.state.read().expect("group lock").manifest.clone();
-            let old = m.generation;
-            m.generation += 1;
-            m.fenced_reason = Some(reason.to_string());
-            m.store(&self.dir)?;
-            let new = m.generation;
-            self.state.write().expect("group lock").manifest = m;
-            (old, new)
-        };
+        let new = self
+            .update_manifest(|m| {
+                m.generation += 1;
+                m.fenced_reason = Some(reason.to_string());
+            })?
+            .generation;
+        let old = new - 1;
         tracing::warn!(group = %self.name, old_generation = old, generation = new, reason,
             "group fenced: its source agent is refused from now on");
         if let Some(h) = self.session.lock().expect("session lock").as_ref() {
