@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use crate::access::LocalAccess;
 use crate::control::{self, Control};
 use crate::exports::Exports;
 use crate::fusetree::FuseTree;
@@ -21,6 +22,8 @@ pub struct DaemonOptions {
     pub views: Option<PathBuf>,
     /// Unix socket of the control API.
     pub control: Option<PathBuf>,
+    /// Who may connect to the unix sockets (agents, NBD, control).
+    pub access: Arc<LocalAccess>,
     /// Written once everything listens: one address per line, agents' first, then
     /// `nbd ADDR`, `views PATH`, `control PATH`.
     pub ready_file: Option<PathBuf>,
@@ -33,8 +36,8 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     let overlays = Arc::new(Overlays::load(store.clone()).context("opening overlays")?);
     let exports = Exports::new(store.clone(), overlays);
 
-    let mut ready = server::start(store.clone(), &opts.agents).await?;
-    let nbd_addrs = nbd::start(exports.clone(), &opts.nbd).await?;
+    let mut ready = server::start(store.clone(), &opts.agents, &opts.access).await?;
+    let nbd_addrs = nbd::start(exports.clone(), &opts.nbd, &opts.access).await?;
     for addr in &nbd_addrs {
         ready.push(format!("nbd {addr}"));
     }
@@ -57,7 +60,7 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     let c = control.clone();
     tokio::task::spawn_blocking(move || c.failovers.resume()).await?;
     if let Some(path) = &opts.control {
-        control::start(control.clone(), path).await?;
+        control::start(control.clone(), path, &opts.access).await?;
         ready.push(format!("control {}", path.display()));
     }
     if let Some(rf) = &opts.ready_file {

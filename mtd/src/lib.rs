@@ -1,6 +1,7 @@
 //! rewind-mtd: the master target. It receives agents' delta streams, keeps every replicated disk as
 //! a base image plus a journal of its recent history, and reads any point in the retention window.
 
+pub mod access;
 pub mod aligned;
 pub mod cli;
 pub mod client;

@@ -61,6 +61,10 @@ enum Cmd {
         /// The control API's unix socket (what the `rewind` CLI talks to).
         #[arg(long, default_value = "/run/rewind/mtd.sock")]
         control: PathBuf,
+        /// Members of this group may connect to the daemon's unix sockets (mode 0660, owner
+        /// root); created as a system group if missing. Nobody else may.
+        #[arg(long, default_value = rewind_mtd::access::DEFAULT_GROUP)]
+        access_group: String,
         /// Write the bound addresses here once listening (agents' first, then `nbd ADDR`,
         /// `views PATH`, `control PATH`).
         #[arg(long)]
@@ -167,6 +171,7 @@ fn main() -> Result<()> {
             nbd_unix,
             views,
             control,
+            access_group,
             ready_file,
         } => {
             let opts = StoreOptions {
@@ -188,11 +193,14 @@ fn main() -> Result<()> {
             let store = Store::open(&data_dir, opts)
                 .with_context(|| format!("opening store {}", data_dir.display()))?;
             let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
+            let access = rewind_mtd::access::LocalAccess::init(&access_group)?;
             let nbd_unix = Some(PathBuf::from(nbd_unix)).filter(|p| p != Path::new("none"));
-            for sock in [Some(&control), nbd_unix.as_ref()].into_iter().flatten() {
+            for sock in [Some(&control), nbd_unix.as_ref(), unix.as_ref()]
+                .into_iter()
+                .flatten()
+            {
                 if let Some(dir) = sock.parent() {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
+                    access.ensure_socket_dir(dir)?;
                 }
             }
             rt.block_on(rewind_mtd::daemon::run(
@@ -210,6 +218,7 @@ fn main() -> Result<()> {
                     },
                     views,
                     control: Some(control),
+                    access,
                     ready_file,
                 },
             ))

@@ -25,8 +25,9 @@ mod routes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
+use crate::access::LocalAccess;
 use crate::exports::Exports;
 use crate::failover::Failovers;
 use attach::Attachments;
@@ -78,10 +79,8 @@ impl Control {
 
 /// Serve the API on a unix socket in the background. A socket that another live daemon answers on
 /// is an error, not something to take over.
-pub async fn start(control: Arc<Control>, path: &Path) -> Result<()> {
-    crate::fsutil::remove_stale_socket(path, "control API", "--control").await?;
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("listening on {}", path.display()))?;
+pub async fn start(control: Arc<Control>, path: &Path, access: &LocalAccess) -> Result<()> {
+    let listener = access.bind(path, "control API", "--control").await?;
     tracing::info!(path = %path.display(), "control API listening");
     let app = routes::router(control);
     tokio::spawn(async move {

@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+
+use crate::access::LocalAccess;
 
 use crate::exports::Exports;
 
@@ -39,7 +41,11 @@ pub struct NbdOptions {
 
 /// Bind the listeners and serve clients in the background. Returns the bound addresses
 /// (`HOST:PORT` for TCP, `unix:PATH`).
-pub async fn start(exports: Arc<Exports>, opts: &NbdOptions) -> Result<Vec<String>> {
+pub async fn start(
+    exports: Arc<Exports>,
+    opts: &NbdOptions,
+    access: &LocalAccess,
+) -> Result<Vec<String>> {
     let mut bound = Vec::new();
     if let Some(addr) = &opts.listen {
         let l = TcpListener::bind(addr)
@@ -68,9 +74,7 @@ pub async fn start(exports: Arc<Exports>, opts: &NbdOptions) -> Result<Vec<Strin
         });
     }
     if let Some(path) = &opts.unix {
-        crate::fsutil::remove_stale_socket(path, "NBD", "--nbd-unix").await?;
-        let l = UnixListener::bind(path)
-            .with_context(|| format!("NBD: listening on {}", path.display()))?;
+        let l = access.bind(path, "NBD", "--nbd-unix").await?;
         tracing::info!(path = %path.display(), "NBD listening on a unix socket");
         bound.push(format!("unix:{}", path.display()));
         let exports = exports.clone();

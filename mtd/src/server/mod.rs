@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::TcpListener;
+
+use crate::access::LocalAccess;
 
 use crate::store::Store;
 
@@ -28,7 +30,11 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bind the agent listeners and accept sessions in the background. Returns the bound addresses
 /// (`HOST:PORT`, `unix:PATH`).
-pub async fn start(store: Arc<Store>, opts: &AgentListeners) -> Result<Vec<String>> {
+pub async fn start(
+    store: Arc<Store>,
+    opts: &AgentListeners,
+    access: &LocalAccess,
+) -> Result<Vec<String>> {
     let mut ready = Vec::new();
     if let Some(addr) = &opts.listen {
         let l = TcpListener::bind(addr)
@@ -83,9 +89,7 @@ pub async fn start(store: Arc<Store>, opts: &AgentListeners) -> Result<Vec<Strin
         });
     }
     if let Some(path) = &opts.unix {
-        crate::fsutil::remove_stale_socket(path, "agent", "--unix").await?;
-        let l =
-            UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+        let l = access.bind(path, "agent", "--unix").await?;
         tracing::info!(path = %path.display(), "listening for agents on a unix socket");
         ready.push(format!("unix:{}", path.display()));
         let store = store.clone();
