@@ -44,7 +44,13 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     // Before the tree is mounted: a previous daemon's loop devices and mounts are found by their
     // backing files' paths, which stop naming the views directory once the tree mount (dead
     // after a kill -9) is detached to make way for the new one.
-    let control = Control::new(exports.clone(), opts.views.clone(), nbd_addrs)?;
+    // Boot commands run as root without NBD certificates: only addresses that need none.
+    let boot_nbd: Vec<String> = nbd_addrs
+        .iter()
+        .filter(|a| a.starts_with("unix:") || opts.nbd.tls.is_none())
+        .cloned()
+        .collect();
+    let control = Control::new(exports.clone(), opts.views.clone(), boot_nbd)?;
     let tree = match &opts.views {
         Some(root) => {
             let exports = exports.clone();

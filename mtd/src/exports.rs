@@ -99,84 +99,151 @@ pub fn live_overlay_name(group: &str, disk: &str) -> String {
 pub enum Volume {
     ReadOnly(View),
     Overlay(Arc<Overlay>),
-    /// An overlay read through NBD while only its loop device may write it (reverse replication).
-    OverlayReadOnly(Arc<Overlay>),
+    /// An overlay an NBD client may only read: a live disk under reverse replication (only its
+    /// loop device may write it), or a client not authorised to write its group.
+    OverlayReadOnly(Arc<Overlay>, ReadOnlyWhy),
+    /// An overlay as an NBD client writes it: writable until reverse replication starts on it
+    /// (`set_nbd_read_only`), read-only from then on, even for connections opened before.
+    Nbd(Arc<Overlay>),
+}
+
+/// Why an overlay is read-only for an NBD client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOnlyWhy {
+    ReverseReplication,
+    NotAuthorised,
+}
+
+/// NBD writes to overlays hold this for reading across their check of `nbd_read_only` and the
+/// write itself; `set_nbd_read_only` takes it for writing once, so that when it returns no NBD
+/// write that saw the flag clear is still going on (reverse replication starts after that and
+/// so sees every write NBD made).
+static NBD_WRITES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Make NBD clients' access to overlay `o` read-only (`on`) or writable again. Connections already
+/// open get the change at their next write. Returns once no NBD write is in progress on it.
+pub fn set_nbd_read_only(o: &Overlay, on: bool) {
+    o.nbd_read_only
+        .store(on, std::sync::atomic::Ordering::SeqCst);
+    drop(NBD_WRITES.write().unwrap_or_else(|e| e.into_inner()));
 }
 
 impl Volume {
     pub fn size_bytes(&self) -> u64 {
         match self {
             Volume::ReadOnly(v) => v.size_bytes(),
-            Volume::Overlay(o) | Volume::OverlayReadOnly(o) => o.size_bytes(),
+            Volume::Overlay(o) | Volume::OverlayReadOnly(o, _) | Volume::Nbd(o) => o.size_bytes(),
         }
     }
 
-    /// As an NBD client gets it: read-only if the overlay says so.
-    pub fn for_nbd(self) -> Volume {
+    /// As an NBD client gets it: writable only when `may_write` (the client's grants) and the
+    /// overlay is not under reverse replication; a read-only point stays as it is.
+    pub fn for_nbd(self, may_write: bool) -> Volume {
         match self {
-            Volume::Overlay(o) if o.nbd_read_only.load(std::sync::atomic::Ordering::SeqCst) => {
-                Volume::OverlayReadOnly(o)
+            Volume::Overlay(o) if !may_write => {
+                Volume::OverlayReadOnly(o, ReadOnlyWhy::NotAuthorised)
             }
+            Volume::Overlay(o) if o.nbd_read_only.load(std::sync::atomic::Ordering::SeqCst) => {
+                Volume::OverlayReadOnly(o, ReadOnlyWhy::ReverseReplication)
+            }
+            Volume::Overlay(o) => Volume::Nbd(o),
             v => v,
         }
     }
 
+    /// Writable when opened (an NBD overlay may become read-only later: its writes then fail).
     pub fn writable(&self) -> bool {
-        matches!(self, Volume::Overlay(_))
+        match self {
+            Volume::Overlay(_) => true,
+            Volume::Nbd(o) => !o.nbd_read_only.load(std::sync::atomic::Ordering::SeqCst),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a read-only point of the store (a view that pins its seq), as opposed
+    /// to an overlay (which pins its point for as long as it exists anyway).
+    pub fn is_point(&self) -> bool {
+        matches!(self, Volume::ReadOnly(_))
     }
 
     /// The seq the volume's point is frozen at.
     pub fn seq(&self) -> u64 {
         match self {
             Volume::ReadOnly(v) => v.seq().0,
-            Volume::Overlay(o) | Volume::OverlayReadOnly(o) => o.meta.seq,
+            Volume::Overlay(o) | Volume::OverlayReadOnly(o, _) | Volume::Nbd(o) => o.meta.seq,
         }
     }
 
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         match self {
             Volume::ReadOnly(v) => v.read_at(buf, offset),
-            Volume::Overlay(o) | Volume::OverlayReadOnly(o) => o.read_at(buf, offset),
+            Volume::Overlay(o) | Volume::OverlayReadOnly(o, _) | Volume::Nbd(o) => {
+                o.read_at(buf, offset)
+            }
         }
     }
 
-    fn overlay(&self, op: &str) -> Result<&Overlay> {
+    fn read_only(&self, op: &str) -> StoreError {
         match self {
-            Volume::Overlay(o) => Ok(o),
-            Volume::OverlayReadOnly(o) => Err(StoreError::ReadOnly(format!(
-                "{op} on overlay {}: it is a live disk under reverse replication; write through the protected device (LINKS_DIR/{}/{})",
-                o.meta.name, o.meta.group, o.meta.disk
-            ))),
-            Volume::ReadOnly(v) => Err(StoreError::ReadOnly(format!(
+            Volume::OverlayReadOnly(o, ReadOnlyWhy::NotAuthorised) => StoreError::ReadOnly(format!(
+                "{op} on overlay {}: this client may read group {} but not write it",
+                o.meta.name, o.meta.group
+            )),
+            Volume::OverlayReadOnly(o, ReadOnlyWhy::ReverseReplication) | Volume::Nbd(o) => {
+                StoreError::ReadOnly(format!(
+                    "{op} on overlay {}: it is a live disk under reverse replication; write through the protected device (LINKS_DIR/{}/{})",
+                    o.meta.name, o.meta.group, o.meta.disk
+                ))
+            }
+            Volume::ReadOnly(v) => StoreError::ReadOnly(format!(
                 "{op} on {}/{} at seq {}: recovery points are read-only; write to an overlay (`rewind overlay create`)",
                 v.group().name,
                 v.disk_name(),
                 v.seq().0
-            ))),
+            )),
+            Volume::Overlay(o) => StoreError::ReadOnly(format!("{op} on overlay {}", o.meta.name)),
+        }
+    }
+
+    /// Run a write on the overlay, if this volume may write it (now: see `set_nbd_read_only`).
+    fn write(&self, op: &str, f: impl FnOnce(&Overlay) -> Result<()>) -> Result<()> {
+        match self {
+            Volume::Overlay(o) => f(o),
+            Volume::Nbd(o) => {
+                let _gate = NBD_WRITES.read().unwrap_or_else(|e| e.into_inner());
+                if o.nbd_read_only.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(self.read_only(op));
+                }
+                f(o)
+            }
+            _ => Err(self.read_only(op)),
         }
     }
 
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.overlay("write")?.write_at(buf, offset)
+        self.write("write", |o| o.write_at(buf, offset))
     }
 
     /// Zero a range (NBD WRITE_ZEROES and TRIM both end here: a trimmed overlay block reads as
     /// zeroes, which NBD allows).
     pub fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
-        self.overlay("write zeroes")?.write_zeroes(offset, len)
+        self.write("write zeroes", |o| o.write_zeroes(offset, len))
     }
 
     pub fn flush(&self) -> Result<()> {
         match self {
-            Volume::ReadOnly(_) | Volume::OverlayReadOnly(_) => Ok(()),
-            Volume::Overlay(o) => o.flush(),
+            Volume::ReadOnly(_) | Volume::OverlayReadOnly(..) => Ok(()),
+            // Flushing makes earlier writes durable; harmless under reverse replication.
+            Volume::Overlay(o) | Volume::Nbd(o) => o.flush(),
         }
     }
 
     pub fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
         match self {
             Volume::ReadOnly(v) => v.extents(offset, len),
-            Volume::Overlay(o) | Volume::OverlayReadOnly(o) => o.extents(offset, len),
+            Volume::Overlay(o) | Volume::OverlayReadOnly(o, _) | Volume::Nbd(o) => {
+                o.extents(offset, len)
+            }
         }
     }
 }
@@ -212,13 +279,9 @@ impl Exports {
             Target::Overlay(o) => {
                 let ov = self.overlays.get(o)?;
                 if ov.meta.group != n.group || ov.meta.disk != n.disk {
-                    return Err(StoreError::Invalid {
-                        what: "export name",
-                        why: format!(
-                            "overlay {o} is over {}/{}, not {}/{}",
-                            ov.meta.group, ov.meta.disk, n.group, n.disk
-                        ),
-                    });
+                    // Not "it is over G/D": a client that may read this group only must not
+                    // learn where another group's overlays are. Same answer as no such overlay.
+                    return Err(StoreError::UnknownOverlay(o.clone()));
                 }
                 Ok(Volume::Overlay(ov))
             }

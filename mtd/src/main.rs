@@ -17,6 +17,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Accept agent sessions and keep their replicas.
@@ -49,12 +51,44 @@ enum Cmd {
         /// How often the merger looks for expired segments.
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         merge_interval: Duration,
-        /// NBD exports on TCP ("none" for no TCP listener).
-        #[arg(long, default_value = "127.0.0.1:10809")]
-        nbd_listen: String,
-        /// NBD exports on a unix socket ("none" for no unix listener).
+        /// NBD exports on TCP (off by default; "none" for off). TCP needs TLS: --nbd-tls-dir and
+        /// --nbd-clients (or --nbd-insecure on a loopback address, for tests).
+        #[arg(long)]
+        nbd_listen: Option<String>,
+        /// NBD exports on a unix socket ("none" for no unix listener): root may read and write
+        /// every export, members of the access group read them all.
         #[arg(long, default_value = "/run/rewind/nbd.sock")]
         nbd_unix: String,
+        /// CA directory made by `rewind-mtd ca init`: NBD clients on TCP must negotiate STARTTLS
+        /// and present a certificate from it.
+        #[arg(long)]
+        nbd_tls_dir: Option<PathBuf>,
+        /// TOML file naming what each NBD client certificate may read and write:
+        /// `[clients.NAME] read = ["GROUP" or "*"], write = ["GROUP"]`. Unnamed certificates get
+        /// nothing.
+        #[arg(long)]
+        nbd_clients: Option<PathBuf>,
+        /// TESTS ONLY: plain NBD on a loopback --nbd-listen address, no TLS; every local user may
+        /// then read and write every export over it.
+        #[arg(long)]
+        nbd_insecure: bool,
+        /// Members of the access group may also open writable NBD exports (overlays, @test,
+        /// @live) on the unix socket.
+        #[arg(long)]
+        nbd_group_writable: bool,
+        /// Connections per NBD listener; more are closed at once.
+        #[arg(long, default_value_t = 256)]
+        nbd_max_conns: usize,
+        /// An NBD client must finish its handshake (TLS included) within this.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        nbd_handshake_timeout: Duration,
+        /// Close a read-only NBD connection idle this long ("0" for never).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        nbd_idle_timeout: Duration,
+        /// Longest an NBD client may hold a read-only point open ("0" for no limit): past it the
+        /// point is released so retention can merge, and the client's requests fail with EIO.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        nbd_max_point_age: Duration,
         /// Mount the FUSE view tree here (GROUP/DISK/latest.img, at/POINT.img, overlays/NAME.img).
         #[arg(long)]
         views: Option<PathBuf>,
@@ -169,6 +203,14 @@ fn main() -> Result<()> {
             merge_interval,
             nbd_listen,
             nbd_unix,
+            nbd_tls_dir,
+            nbd_clients,
+            nbd_insecure,
+            nbd_group_writable,
+            nbd_max_conns,
+            nbd_handshake_timeout,
+            nbd_idle_timeout,
+            nbd_max_point_age,
             views,
             control,
             access_group,
@@ -189,6 +231,17 @@ fn main() -> Result<()> {
                 .map(|d| rewind_mtd::tls::server_config(&d))
                 .transpose()
                 .context("loading the TLS files")?;
+            let nbd_tls = nbd_tls_dir
+                .map(|d| rewind_mtd::tls::server_config(&d))
+                .transpose()
+                .context("loading the NBD TLS files (--nbd-tls-dir)")?;
+            let nbd_clients = nbd_clients
+                .map(|p| rewind_mtd::nbd::clients::Clients::load(&p).map(std::sync::Arc::new))
+                .transpose()?;
+            if nbd_max_conns == 0 {
+                anyhow::bail!("--nbd-max-conns 0 would refuse every NBD client");
+            }
+            let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
             keep_freed_memory();
             let store = Store::open(&data_dir, opts)
                 .with_context(|| format!("opening store {}", data_dir.display()))?;
@@ -213,8 +266,18 @@ fn main() -> Result<()> {
                         insecure,
                     },
                     nbd: rewind_mtd::nbd::NbdOptions {
-                        listen: Some(nbd_listen).filter(|l| l != "none"),
+                        listen: nbd_listen.filter(|l| l != "none"),
                         unix: nbd_unix,
+                        tls: nbd_tls,
+                        clients: nbd_clients,
+                        insecure: nbd_insecure,
+                        group_writable: nbd_group_writable,
+                        limits: rewind_mtd::nbd::Limits {
+                            max_conns: nbd_max_conns,
+                            handshake: nbd_handshake_timeout,
+                            idle: nonzero(nbd_idle_timeout),
+                            max_point_age: nonzero(nbd_max_point_age),
+                        },
                     },
                     views,
                     control: Some(control),

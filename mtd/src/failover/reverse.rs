@@ -251,8 +251,7 @@ pub(super) fn agent_only(f: &Failovers, group: &str, on: bool) {
     };
     for d in &p.set.disks {
         if let Ok(o) = f.exports.overlays.get(&d.overlay) {
-            o.nbd_read_only
-                .store(on, std::sync::atomic::Ordering::SeqCst);
+            crate::exports::set_nbd_read_only(&o, on);
         }
     }
 }

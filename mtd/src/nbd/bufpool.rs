@@ -3,8 +3,10 @@
 //! A fresh `vec![0; 256 KiB]` per READ costs a zeroing pass (or, for large sizes, page faults on
 //! first touch) that is comparable to the read itself from the page cache. Buffers come in
 //! power-of-two size classes and go back to their class when dropped; the pool keeps at most
-//! `MAX_CACHED_BYTES`, so an idle connection holds little.
+//! `MAX_CACHED_BYTES`, and all pools together at most `MAX_CACHED_BYTES_ALL`, so idle connections
+//! hold little, however many there are.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Smallest class (4 KiB).
@@ -14,6 +16,9 @@ const MAX_SHIFT: u32 = 25;
 const CLASSES: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
 /// Cached (idle) bytes kept per connection: enough for nbdcopy's 64 x 256 KiB in flight.
 const MAX_CACHED_BYTES: usize = 16 << 20;
+/// Cached bytes across every connection's pool.
+const MAX_CACHED_BYTES_ALL: usize = 256 << 20;
+static CACHED_ALL: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Default)]
 struct Free {
@@ -60,6 +65,7 @@ impl BufPool {
             let b = f.classes[class].pop();
             if let Some(b) = &b {
                 f.cached_bytes -= b.len();
+                CACHED_ALL.fetch_sub(b.len(), Ordering::Relaxed);
             }
             b
         };
@@ -76,15 +82,28 @@ impl BufPool {
             return;
         };
         let mut f = self.free.lock().expect("buffer pool lock");
-        if f.cached_bytes + data.len() <= MAX_CACHED_BYTES {
-            f.cached_bytes += data.len();
-            f.classes[class].push(data);
+        if f.cached_bytes + data.len() > MAX_CACHED_BYTES {
+            return;
         }
+        let all = CACHED_ALL.fetch_add(data.len(), Ordering::Relaxed);
+        if all + data.len() > MAX_CACHED_BYTES_ALL {
+            CACHED_ALL.fetch_sub(data.len(), Ordering::Relaxed);
+            return;
+        }
+        f.cached_bytes += data.len();
+        f.classes[class].push(data);
     }
 
     #[cfg(test)]
     fn cached_bytes(&self) -> usize {
         self.free.lock().unwrap().cached_bytes
+    }
+}
+
+impl Drop for BufPool {
+    fn drop(&mut self) {
+        let f = self.free.get_mut().unwrap_or_else(|e| e.into_inner());
+        CACHED_ALL.fetch_sub(f.cached_bytes, Ordering::Relaxed);
     }
 }
 

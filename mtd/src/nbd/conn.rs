@@ -1,7 +1,7 @@
 //! One client connection in transmission: the export it chose and what was negotiated.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::exports::Volume;
 
@@ -11,9 +11,12 @@ use super::proto::*;
 pub struct Conn {
     /// Who, for logs (`127.0.0.1:PORT` or `unix#N`).
     pub peer: String,
+    /// Who, for authorisation and logs (`root`, `uid N`, `cert NAME`).
+    pub who: String,
     /// The export name as the client gave it.
     pub export: String,
-    pub volume: Volume,
+    /// The open export; `None` once released (a point held past `--nbd-max-point-age`).
+    pub volume: RwLock<Option<Arc<Volume>>>,
     pub size: u64,
     pub writable: bool,
     /// Structured replies were negotiated.
@@ -22,6 +25,26 @@ pub struct Conn {
     pub base_allocation: bool,
     pub pool: Arc<BufPool>,
     pub stats: Stats,
+}
+
+impl Conn {
+    /// The open export, unless it was released.
+    pub fn volume(&self) -> Option<Arc<Volume>> {
+        self.volume
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Let go of the export (and its pin, once the requests running on it finish). Returns
+    /// whether it was still held.
+    pub fn release(&self) -> bool {
+        self.volume
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some()
+    }
 }
 
 #[derive(Default)]

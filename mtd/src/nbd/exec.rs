@@ -3,6 +3,7 @@
 //! `validate` is cheap and runs on the reader task, so a bad request is answered without a trip
 //! to a blocking thread. `execute` does disk IO and must only run on a blocking thread.
 
+use crate::exports::Volume;
 use crate::store::StoreError;
 use crate::view::Allocation;
 
@@ -113,6 +114,7 @@ pub fn validate(c: &Conn, r: &Request) -> Result<(), Failure> {
 /// The NBD error value for a store error.
 pub fn errno_of(e: &StoreError) -> u32 {
     match e {
+        // EPERM: NBD has no EROFS; a write refused because the export is (now) read-only.
         StoreError::ReadOnly(_) => EPERM,
         StoreError::Invalid { .. } => EINVAL,
         StoreError::Io { source, .. } => match source.raw_os_error() {
@@ -125,7 +127,22 @@ pub fn errno_of(e: &StoreError) -> u32 {
 
 /// Run a validated request. Blocking: call from a blocking thread only.
 pub fn execute(c: &Conn, r: &Request, payload: Option<Buf>) -> Body {
-    let v = &c.volume;
+    let Some(v) = c.volume() else {
+        // Logged once, when the point was released; every later request would flood the log.
+        return refused(
+            c,
+            r,
+            (
+                EIO,
+                format!(
+                    "{}: this connection held its point past the server's maximum point age \
+                     (--nbd-max-point-age); retention has moved on: reconnect for a newer point",
+                    c.export
+                ),
+            ),
+        );
+    };
+    let v = &*v;
     let fua = || {
         if r.flags & CMD_FLAG_FUA != 0 {
             v.flush()
@@ -157,7 +174,7 @@ pub fn execute(c: &Conn, r: &Request, payload: Option<Buf>) -> Body {
         CMD_TRIM => v.write_zeroes(r.offset, r.len as u64).and_then(|()| fua()),
         CMD_WRITE_ZEROES => {
             if r.flags & CMD_FLAG_NO_HOLE != 0 {
-                write_zero_bytes(c, r.offset, r.len as u64)
+                write_zero_bytes(v, r.offset, r.len as u64)
             } else {
                 // Punching holes: fast, so FAST_ZERO requests take this path too.
                 v.write_zeroes(r.offset, r.len as u64)
@@ -165,7 +182,7 @@ pub fn execute(c: &Conn, r: &Request, payload: Option<Buf>) -> Body {
             .and_then(|()| fua())
         }
         CMD_BLOCK_STATUS => {
-            return match block_status(c, r) {
+            return match block_status(v, r) {
                 Ok(d) => Body::Status(d),
                 Err(e) => failure(c, r, (errno_of(&e), e.to_string())),
             }
@@ -179,39 +196,39 @@ pub fn execute(c: &Conn, r: &Request, payload: Option<Buf>) -> Body {
 }
 
 /// Zeroes written as data (NO_HOLE: the client wants the range provisioned).
-fn write_zero_bytes(c: &Conn, offset: u64, len: u64) -> crate::store::Result<()> {
+fn write_zero_bytes(v: &Volume, offset: u64, len: u64) -> crate::store::Result<()> {
     let chunk = len.min(1 << 20) as usize;
     let zeroes = vec![0u8; chunk];
     let end = offset + len;
     let mut pos = offset;
     while pos < end {
         let n = ((end - pos) as usize).min(chunk);
-        c.volume.write_at(&zeroes[..n], pos)?;
+        v.write_at(&zeroes[..n], pos)?;
         pos += n as u64;
     }
     Ok(())
 }
 
 /// `base:allocation` descriptors for the request: Data -> 0, Zero -> HOLE|ZERO.
-fn block_status(c: &Conn, r: &Request) -> crate::store::Result<Vec<(u32, u32)>> {
+fn block_status(v: &Volume, r: &Request) -> crate::store::Result<Vec<(u32, u32)>> {
     if r.flags & CMD_FLAG_REQ_ONE != 0 {
-        return Ok(vec![first_extent(c, r.offset, r.len as u64)?]);
+        return Ok(vec![first_extent(v, r.offset, r.len as u64)?]);
     }
     let mut out = Vec::new();
-    describe(c, r.offset, r.len as u64, MAX_DESCRIPTORS, &mut out)?;
+    describe(v, r.offset, r.len as u64, MAX_DESCRIPTORS, &mut out)?;
     Ok(out)
 }
 
 /// Descriptors for `[offset, offset + len)`, at most `max`, appended to `out` (merged with its
 /// last one when the status is the same).
 fn describe(
-    c: &Conn,
+    v: &Volume,
     offset: u64,
     len: u64,
     max: usize,
     out: &mut Vec<(u32, u32)>,
 ) -> crate::store::Result<()> {
-    let extents = c.volume.extents(offset, len)?;
+    let extents = v.extents(offset, len)?;
     let end = offset + len;
     let mut pos = offset;
     for e in extents {
@@ -247,14 +264,14 @@ fn describe(
 /// `extents` grows with the range, and qemu asks about everything up to the end of the disk one
 /// extent at a time, so look through a small window first and widen it only while the first
 /// extent runs on.
-fn first_extent(c: &Conn, offset: u64, len: u64) -> crate::store::Result<(u32, u32)> {
+fn first_extent(v: &Volume, offset: u64, len: u64) -> crate::store::Result<(u32, u32)> {
     let mut window = 256u64 << 10;
     let mut run: Option<(u64, u32)> = None;
     loop {
         let from = offset + run.map_or(0, |r| r.0);
         let w = window.min(offset + len - from);
         let mut d = Vec::with_capacity(2);
-        describe(c, from, w, 2, &mut d)?;
+        describe(v, from, w, 2, &mut d)?;
         let (first_len, flags) = (d[0].0 as u64, d[0].1);
         match &mut run {
             None => run = Some((first_len, flags)),

@@ -1,5 +1,9 @@
 //! The fixed newstyle handshake: option haggling until the client picks an export (NBD_OPT_GO or
-//! NBD_OPT_EXPORT_NAME) or leaves.
+//! NBD_OPT_EXPORT_NAME), asks for TLS (NBD_OPT_STARTTLS), or leaves.
+//!
+//! Where TLS is required, every option but STARTTLS and ABORT is answered NBD_REP_ERR_TLS_REQD
+//! (NBD_OPT_EXPORT_NAME, which has no error reply, is hung up on) until the client has upgraded;
+//! only then do its grants come into play.
 //!
 //! Every option error is answered and the connection stays usable for the next option, except
 //! where the protocol leaves no way to answer (a failed NBD_OPT_EXPORT_NAME, unknown client
@@ -9,9 +13,10 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::exports::{Exports, Volume};
+use crate::exports::{ExportName, Exports, Volume};
 use crate::store::StoreError;
 
+use super::clients::Grants;
 use super::conn::transmission_flags;
 use super::proto::*;
 
@@ -38,12 +43,37 @@ struct State {
     opened: Option<(String, Volume)>,
 }
 
-/// Run the handshake on `s`. `Ok(None)`: the client aborted or must be hung up on (logged here).
-pub async fn negotiate<S>(
-    s: &mut S,
-    exports: &Arc<Exports>,
-    peer: &str,
-) -> std::io::Result<Option<Negotiated>>
+/// How STARTTLS stands on this connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    /// Not offered (the unix socket, `--nbd-insecure` TCP): STARTTLS is unsupported.
+    Off,
+    /// Required and not yet done: only STARTTLS and ABORT are served (NBD's "forced TLS").
+    Required,
+    /// Negotiated: the stream is encrypted now.
+    Done,
+}
+
+/// What the option haggling ended with.
+pub enum Outcome {
+    /// The client chose an export.
+    Go(Negotiated),
+    /// NBD_OPT_STARTTLS was acknowledged: upgrade the stream, then haggle again with `Tls::Done`.
+    StartTls,
+    /// The client left or must be hung up on (logged here).
+    Closed,
+}
+
+/// What a connection may see and do, for the option haggling.
+pub struct Ctx<'a> {
+    pub exports: &'a Arc<Exports>,
+    pub grants: &'a Grants,
+    pub peer: &'a str,
+}
+
+/// Send the greeting and read the client's flags. `Ok(None)`: unknown flags (hung up, logged);
+/// `Ok(Some(no_zeroes))` otherwise.
+pub async fn greet<S>(s: &mut S, peer: &str) -> std::io::Result<Option<bool>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -63,9 +93,23 @@ where
         );
         return Ok(None);
     }
+    Ok(Some(client_flags & FLAG_C_NO_ZEROES != 0))
+}
+
+/// Haggle over options on `s` until the client picks an export, asks for TLS, or leaves.
+pub async fn options<S>(
+    s: &mut S,
+    ctx: &Ctx<'_>,
+    no_zeroes: bool,
+    tls: Tls,
+) -> std::io::Result<Outcome>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (exports, peer) = (ctx.exports, ctx.peer);
     let mut st = State {
         structured: false,
-        no_zeroes: client_flags & FLAG_C_NO_ZEROES != 0,
+        no_zeroes,
         meta_export: None,
         opened: None,
     };
@@ -74,14 +118,14 @@ where
         let magic = s.read_u64().await?;
         if magic != IHAVEOPT {
             tracing::warn!(peer, magic, "nbd option with a bad magic; closing");
-            return Ok(None);
+            return Ok(Outcome::Closed);
         }
         let opt = s.read_u32().await?;
         let len = s.read_u32().await?;
         if len > MAX_OPT_DATA {
             if len > MAX_OPT_SKIP || opt == OPT_EXPORT_NAME {
                 tracing::warn!(peer, opt, len, "nbd option too large; closing");
-                return Ok(None);
+                return Ok(Outcome::Closed);
             }
             tokio::io::copy(&mut (&mut *s).take(len as u64), &mut tokio::io::sink()).await?;
             put_error(&mut out, opt, REP_ERR_TOO_BIG, "option data too large");
@@ -91,18 +135,36 @@ where
         let mut data = vec![0u8; len as usize];
         s.read_exact(&mut data).await?;
         out.clear();
+        if tls == Tls::Required && !matches!(opt, OPT_STARTTLS | OPT_ABORT) {
+            if opt == OPT_EXPORT_NAME {
+                // No error reply exists for it: the protocol says hang up.
+                tracing::info!(
+                    peer,
+                    "nbd client asked for an export before STARTTLS; closing"
+                );
+                return Ok(Outcome::Closed);
+            }
+            put_error(
+                &mut out,
+                opt,
+                REP_ERR_TLS_REQD,
+                "this server requires TLS: negotiate NBD_OPT_STARTTLS first",
+            );
+            send(s, &mut out).await?;
+            continue;
+        }
         match opt {
             OPT_EXPORT_NAME => {
                 let Ok(name) = String::from_utf8(data) else {
                     tracing::warn!(peer, "nbd export name is not UTF-8; closing");
-                    return Ok(None);
+                    return Ok(Outcome::Closed);
                 };
-                match st.open(exports, &name).await {
+                match st.open(ctx, &name).await {
                     Ok(()) => {}
                     Err(e) => {
                         // NBD_OPT_EXPORT_NAME has no error reply: hanging up is all we can do.
-                        tracing::warn!(peer, export = %name, error = %e, "nbd export unavailable; closing");
-                        return Ok(None);
+                        tracing::warn!(peer, who = %ctx.grants.who, export = %name, error = %e, "nbd export unavailable; closing");
+                        return Ok(Outcome::Closed);
                     }
                 }
                 let (_, volume) = st.opened.take().expect("just opened");
@@ -114,7 +176,7 @@ where
                 }
                 send(s, &mut out).await?;
                 let base_allocation = st.meta_export.as_deref() == Some(name.as_str());
-                return Ok(Some(Negotiated {
+                return Ok(Outcome::Go(Negotiated {
                     export: name,
                     volume,
                     structured: st.structured,
@@ -126,27 +188,36 @@ where
                 // The client may already have closed its end; that is fine.
                 let _ = send(s, &mut out).await;
                 tracing::debug!(peer, "nbd client aborted the handshake");
-                return Ok(None);
+                return Ok(Outcome::Closed);
             }
             OPT_LIST => {
                 if len != 0 {
                     put_error(&mut out, opt, REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
                 } else {
-                    list(exports, &mut out, opt);
+                    list(exports, ctx.grants, &mut out, opt);
                 }
             }
-            OPT_STARTTLS => {
-                put_error(
+            OPT_STARTTLS => match tls {
+                Tls::Required if len == 0 => {
+                    put_opt_reply(&mut out, opt, REP_ACK, &[]);
+                    send(s, &mut out).await?;
+                    return Ok(Outcome::StartTls);
+                }
+                Tls::Required => {
+                    put_error(&mut out, opt, REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data")
+                }
+                Tls::Done => put_error(&mut out, opt, REP_ERR_INVALID, "TLS is already on"),
+                Tls::Off => put_error(
                     &mut out,
                     opt,
                     REP_ERR_UNSUP,
-                    "TLS is not supported by this server",
-                );
-            }
+                    "TLS is not offered on this listener (the unix socket checks the peer's uid instead)",
+                ),
+            },
             OPT_INFO | OPT_GO => {
-                if let Some(n) = st.info_or_go(exports, opt, &data, &mut out, peer).await {
+                if let Some(n) = st.info_or_go(ctx, opt, &data, &mut out).await {
                     send(s, &mut out).await?;
-                    return Ok(Some(n));
+                    return Ok(Outcome::Go(n));
                 }
             }
             OPT_STRUCTURED_REPLY => {
@@ -163,7 +234,7 @@ where
                 }
             }
             OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
-                st.meta_context(exports, opt, &data, &mut out).await;
+                st.meta_context(ctx, opt, &data, &mut out).await;
             }
             _ => {
                 put_error(
@@ -189,11 +260,13 @@ fn put_error(out: &mut Vec<u8>, opt: u32, kind: u32, msg: &str) {
     put_opt_reply(out, opt, kind, clip_str(msg).as_bytes());
 }
 
-/// NBD_OPT_LIST: the latest export of every disk, and every overlay.
-fn list(exports: &Exports, out: &mut Vec<u8>, opt: u32) {
+/// NBD_OPT_LIST: the latest export of every disk, and every overlay, of the groups the client
+/// may read (others do not exist, as far as it can tell).
+fn list(exports: &Exports, grants: &Grants, out: &mut Vec<u8>, opt: u32) {
     let mut entries: Vec<(String, String)> = exports
         .list()
         .into_iter()
+        .filter(|(g, _, _)| grants.may_read(g))
         .map(|(g, d, size)| {
             (
                 format!("{g}/{d}"),
@@ -203,10 +276,18 @@ fn list(exports: &Exports, out: &mut Vec<u8>, opt: u32) {
         .collect();
     for o in exports.overlays.list() {
         let m = &o.meta;
+        if !grants.may_read(&m.group) {
+            continue;
+        }
+        let rw = if grants.may_write(&m.group) {
+            "writable"
+        } else {
+            "read-only for you"
+        };
         entries.push((
             format!("{}/{}@overlay:{}", m.group, m.disk, m.name),
             format!(
-                "overlay {} over {}/{} at seq {} ({} bytes, writable)",
+                "overlay {} over {}/{} at seq {} ({} bytes, {rw})",
                 m.name, m.group, m.disk, m.seq, m.size_bytes
             ),
         ));
@@ -262,19 +343,27 @@ fn describe(name: &str, v: &Volume) -> String {
 }
 
 impl State {
-    /// Open `name` unless it is the export already open.
-    async fn open(&mut self, exports: &Arc<Exports>, name: &str) -> Result<(), StoreError> {
+    /// Open `name` unless it is the export already open. A group the client may not read is
+    /// unknown to it, with the very error a group that does not exist gets; an overlay it may
+    /// read but not write opens read-only.
+    async fn open(&mut self, ctx: &Ctx<'_>, name: &str) -> Result<(), StoreError> {
         if matches!(&self.opened, Some((n, _)) if n == name) {
             return Ok(());
         }
         // Drop the previous one first: it may pin a point we no longer need.
         self.opened = None;
-        let exports = exports.clone();
-        let owned = name.to_string();
+        let parsed = ExportName::parse(name)?;
+        if !ctx.grants.may_read(&parsed.group) {
+            return Err(StoreError::UnknownGroup(parsed.group));
+        }
+        let may_write = ctx.grants.may_write(&parsed.group);
+        let exports = ctx.exports.clone();
         // Opening resolves points and reads the store: not on a tokio worker.
-        let v = tokio::task::spawn_blocking(move || exports.open(&owned).map(Volume::for_nbd))
-            .await
-            .map_err(|e| StoreError::Failed(format!("opening export: {e}")))??;
+        let v = tokio::task::spawn_blocking(move || {
+            exports.open_parsed(&parsed).map(|v| v.for_nbd(may_write))
+        })
+        .await
+        .map_err(|e| StoreError::Failed(format!("opening export: {e}")))??;
         self.opened = Some((name.to_string(), v));
         Ok(())
     }
@@ -282,12 +371,12 @@ impl State {
     /// NBD_OPT_INFO and NBD_OPT_GO. Returns the negotiated export for a successful GO.
     async fn info_or_go(
         &mut self,
-        exports: &Arc<Exports>,
+        ctx: &Ctx<'_>,
         opt: u32,
         data: &[u8],
         out: &mut Vec<u8>,
-        peer: &str,
     ) -> Option<Negotiated> {
+        let peer = ctx.peer;
         let mut c = Cursor(data);
         let parsed = (|| {
             let name = c.string()?;
@@ -307,8 +396,8 @@ impl State {
             );
             return None;
         };
-        if let Err(e) = self.open(exports, &name).await {
-            tracing::info!(peer, export = %name, error = %e, "nbd client asked for an unavailable export");
+        if let Err(e) = self.open(ctx, &name).await {
+            tracing::info!(peer, who = %ctx.grants.who, export = %name, error = %e, "nbd client asked for an unavailable export");
             put_error(out, opt, REP_ERR_UNKNOWN, &format!("export {name:?}: {e}"));
             return None;
         }
@@ -355,13 +444,7 @@ impl State {
     }
 
     /// NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: we know `base:allocation`.
-    async fn meta_context(
-        &mut self,
-        exports: &Arc<Exports>,
-        opt: u32,
-        data: &[u8],
-        out: &mut Vec<u8>,
-    ) {
+    async fn meta_context(&mut self, ctx: &Ctx<'_>, opt: u32, data: &[u8], out: &mut Vec<u8>) {
         let set = opt == OPT_SET_META_CONTEXT;
         if set {
             // A SET replaces the selection, even when it fails.
@@ -395,7 +478,7 @@ impl State {
             );
             return;
         };
-        if let Err(e) = self.open(exports, &name).await {
+        if let Err(e) = self.open(ctx, &name).await {
             put_error(out, opt, REP_ERR_UNKNOWN, &format!("export {name:?}: {e}"));
             return;
         }

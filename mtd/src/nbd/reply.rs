@@ -39,6 +39,8 @@ pub struct Reply {
 pub struct Permits {
     pub _slot: OwnedSemaphorePermit,
     pub _bytes: Option<OwnedSemaphorePermit>,
+    /// The same bytes, from the pool shared by every connection.
+    pub _global: Option<OwnedSemaphorePermit>,
 }
 
 /// Payloads up to this size are copied into the batch buffer (cheaper than a separate write).
@@ -177,6 +179,7 @@ mod tests {
         Permits {
             _slot: Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap(),
             _bytes: None,
+            _global: None,
         }
     }
 

@@ -1,10 +1,16 @@
 //! The transmission phase: a reader task decodes requests and runs each on a blocking thread;
 //! replies go back, in whatever order they finish, through the single writer (`reply::run`).
 //!
-//! Two semaphores bound what a client can make us hold: at most `MAX_IN_FLIGHT` requests, and at
-//! most `MAX_IN_FLIGHT_BYTES` of READ/WRITE payload, per connection. The reader takes the permits
-//! before it reads a WRITE's payload or starts a READ, and the writer drops them once the reply
-//! is on the wire.
+//! Semaphores bound what a client can make us hold: at most `MAX_IN_FLIGHT` requests, and at
+//! most `MAX_IN_FLIGHT_BYTES` of READ/WRITE payload (BLOCK_STATUS replies count too), per
+//! connection, and payload bytes across all connections (`Limits::payload`, so that many clients
+//! together cannot take more either). The reader takes the permits before it reads a WRITE's
+//! payload or starts a READ, and the writer drops them once the reply is on the wire: a client
+//! past its bound waits, it never makes us allocate more.
+//!
+//! Deadlines: a read-only connection that sends nothing for `idle` while nothing of it is in
+//! flight is closed, and any connection whose reader cannot get a permit for `idle` (its client
+//! stopped reading replies) is closed, writer and all, which frees what it held.
 
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -12,7 +18,8 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use tokio::sync::mpsc::{self, UnboundedSender};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use super::conn::{Conn, Stats};
 use super::exec;
@@ -22,7 +29,17 @@ use super::reply::{self, Body, Permits, Reply};
 pub const MAX_IN_FLIGHT: usize = 64;
 /// Payload bytes in flight, counted in `BYTE_UNIT`s.
 const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
-const BYTE_UNIT: u32 = 64 << 10;
+pub const BYTE_UNIT: u32 = 64 << 10;
+/// What a BLOCK_STATUS reply may take (`exec::MAX_DESCRIPTORS` descriptors of 8 bytes).
+const BLOCK_STATUS_BYTES: u32 = 512 << 10;
+
+/// Bounds shared by a connection's reader and the listener.
+pub struct Bounds {
+    /// Payload bytes in flight across all connections, in `BYTE_UNIT`s.
+    pub payload: Arc<Semaphore>,
+    /// See the module doc; `None`: no deadline.
+    pub idle: Option<std::time::Duration>,
+}
 /// Read buffer: many request headers per syscall; large WRITE payloads bypass it.
 const READ_BUFFER: usize = 256 << 10;
 
@@ -36,26 +53,35 @@ enum End {
     ReadError(io::Error),
     /// The writer failed (the client stopped reading or went away).
     WriterGone,
+    /// Nothing from a read-only client for the idle deadline.
+    Idle,
+    /// The client stopped reading replies: its requests could not get permits in time.
+    Stalled,
 }
 
 /// Serve requests until the client disconnects; logs the end of the connection.
-pub async fn run<R, W>(conn: Arc<Conn>, reader: R, writer: W)
+pub async fn run<R, W>(conn: Arc<Conn>, reader: R, writer: W, bounds: &Bounds)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (tx, rx) = mpsc::unbounded_channel::<Reply>();
     let writer = tokio::spawn(reply::run(writer, rx, conn.structured));
-    let end = read_loop(&conn, reader, &tx).await;
+    let end = read_loop(&conn, reader, &tx, bounds).await;
     // Requests still running hold their own senders: the writer finishes once they all replied.
     drop(tx);
+    if matches!(end, End::Stalled) {
+        // Its client reads nothing: the writer would wait forever, holding the permits.
+        writer.abort();
+    }
     let write_result = writer.await;
     if conn.writable {
         // Make what the client wrote durable when it leaves, flush or not (nbdcopy, for one,
         // does not flush unless asked): an overlay's bitmap is otherwise only in memory until
         // the next flush, and a daemon stop would lose it.
         let c = conn.clone();
-        let error = match tokio::task::spawn_blocking(move || c.volume.flush()).await {
+        let flush = move || c.volume().map_or(Ok(()), |v| v.flush());
+        let error = match tokio::task::spawn_blocking(flush).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(e) => Some(e.to_string()),
@@ -76,6 +102,7 @@ where
     let write_error = match write_result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.to_string()),
+        Err(_) if matches!(end, End::Stalled) => None,
         Err(e) => Some(format!("writer task failed: {e}")),
     };
     match (&end, &write_error) {
@@ -88,6 +115,18 @@ where
             errors,
             clean = matches!(end, End::Disconnect),
             "nbd client disconnected"
+        ),
+        (End::Idle, _) => tracing::info!(
+            peer = %conn.peer,
+            export = %conn.export,
+            requests,
+            "nbd client idle past the deadline (--nbd-idle-timeout); closed"
+        ),
+        (End::Stalled, _) => tracing::warn!(
+            peer = %conn.peer,
+            export = %conn.export,
+            requests,
+            "nbd client stopped reading replies; closed"
         ),
         (End::BadMagic, _) => tracing::warn!(
             peer = %conn.peer,
@@ -113,20 +152,61 @@ where
     }
 }
 
+/// Wait for `permits` from `sem`, for at most `limit`.
+async fn acquire(
+    sem: &Arc<Semaphore>,
+    permits: u32,
+    limit: Option<std::time::Duration>,
+) -> Option<OwnedSemaphorePermit> {
+    let fut = sem.clone().acquire_many_owned(permits);
+    let permit = match limit {
+        Some(d) => tokio::time::timeout(d, fut).await.ok()?,
+        None => fut.await,
+    };
+    Some(permit.expect("semaphore never closed"))
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     conn: &Arc<Conn>,
     reader: R,
     tx: &UnboundedSender<Reply>,
+    bounds: &Bounds,
 ) -> End {
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let bytes = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BYTES / BYTE_UNIT as usize));
+    // Writable connections are a VM's disk, for one: idle for hours is normal there, and closing
+    // it would fail the guest's next IO. They are bounded by the connection cap and by who may
+    // write at all.
+    let idle = bounds.idle.filter(|_| !conn.writable);
     loop {
         let mut hdr = [0u8; REQUEST_LEN];
-        match reader.read_exact(&mut hdr).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return End::Eof,
-            Err(e) => return End::ReadError(e),
+        let read = async {
+            match reader.read_exact(&mut hdr).await {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some(End::Eof),
+                Err(e) => Some(End::ReadError(e)),
+            }
+        };
+        let ended = match idle {
+            None => read.await,
+            Some(d) => {
+                tokio::pin!(read);
+                let mut deadline = Instant::now() + d;
+                loop {
+                    match tokio::time::timeout_at(deadline, &mut read).await {
+                        Ok(r) => break r,
+                        // Busy with its requests, not idle.
+                        Err(_) if slots.available_permits() < MAX_IN_FLIGHT => {
+                            deadline = Instant::now() + d;
+                        }
+                        Err(_) => return End::Idle,
+                    }
+                }
+            }
+        };
+        if let Some(end) = ended {
+            return end;
         }
         let Some(req) = Request::decode(&hdr) else {
             return End::BadMagic;
@@ -138,28 +218,30 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return End::WriterGone;
         }
         Stats::add(&conn.stats.requests, 1);
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
+        let Some(slot) = acquire(&slots, 1, bounds.idle).await else {
+            return End::Stalled;
+        };
         let payload_len = match req.cmd {
             CMD_READ | CMD_WRITE => req.len.min(MAX_PAYLOAD),
+            CMD_BLOCK_STATUS => BLOCK_STATUS_BYTES,
             _ => 0,
         };
-        let bytes_permit = match payload_len.div_ceil(BYTE_UNIT) {
-            0 => None,
-            units => Some(
-                bytes
-                    .clone()
-                    .acquire_many_owned(units)
-                    .await
-                    .expect("semaphore never closed"),
-            ),
+        let (bytes_permit, global_permit) = match payload_len.div_ceil(BYTE_UNIT) {
+            0 => (None, None),
+            units => {
+                let Some(mine) = acquire(&bytes, units, bounds.idle).await else {
+                    return End::Stalled;
+                };
+                let Some(all) = acquire(&bounds.payload, units, bounds.idle).await else {
+                    return End::Stalled;
+                };
+                (Some(mine), Some(all))
+            }
         };
         let permits = Permits {
             _slot: slot,
             _bytes: bytes_permit,
+            _global: global_permit,
         };
         let payload = if req.cmd == CMD_WRITE {
             if req.len > MAX_PAYLOAD {
