@@ -81,6 +81,13 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
+        // Plain TCP is what some tests exercise (nbd.rs); tests that give their own
+        // --nbd-listen (TLS) get only theirs.
+        let nbd_tcp: &[&str] = if self.args.iter().any(|a| a == "--nbd-listen") {
+            &[]
+        } else {
+            &["--nbd-listen", "127.0.0.1:0", "--nbd-insecure"]
+        };
         let child = Command::new(bin("rewind-mtd"))
             .arg("serve")
             .arg("--data-dir")
@@ -91,8 +98,7 @@ impl Daemon {
             .arg(&ready)
             .arg("--nbd-unix")
             .arg(&self.nbd_sock)
-            // Plain TCP is what some tests exercise (nbd.rs); the unix socket is the default.
-            .args(["--nbd-listen", "127.0.0.1:0", "--nbd-insecure"])
+            .args(nbd_tcp)
             .arg("--control")
             .arg(&self.control)
             .args(&self.args)
