@@ -452,14 +452,22 @@ fn tls_clients_get_what_the_clients_file_grants() {
         "the write must fail for want of the grant: {}",
         text(&out)
     );
-    // @test likewise (the overlay a test failover would make).
-    let test_overlay = rewind_mtd::exports::test_overlay_name("g", "sda");
-    assert_ok(
-        &run(d
-            .rewind()
-            .args(["overlay", "create", &test_overlay, "g/sda"])),
-        "overlay create (test)",
+    // @test likewise. The test failover that makes it hands its boot command the unix socket
+    // (root needs no certificate there), not the TLS port.
+    let out = run(d.rewind().args(["--json", "failover", "test", "g"]));
+    assert_ok(&out, "failover test");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let boot_uri = r["test"]["disks"][0]["nbd_uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        boot_uri.starts_with("nbd+unix:///g/sda@test?socket="),
+        "{r}"
     );
+    let via_boot = work.path().join("via-boot-uri.img");
+    assert_ok(&read_export(&boot_uri, &via_boot), "nbdcopy the boot URI");
+    assert!(std::fs::read(&via_boot).unwrap() == std::fs::read(&want).unwrap());
     let out = run(tool("nbdinfo").args(["--json", &nbds(&addr, "g/sda@test", &reader)]));
     assert_ok(&out, "nbdinfo @test as reader");
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -545,9 +553,15 @@ fn connection_cap_and_handshake_deadline() {
             "4",
             "--nbd-handshake-timeout",
             "2s",
+            "--nbd-idle-timeout",
+            "3s",
         ],
     );
     replicate(&d);
+    assert_ok(
+        &run(d.rewind().args(["overlay", "create", "o1", "g/sda"])),
+        "overlay create",
+    );
     // Four silent clients take every slot.
     let t0 = Instant::now();
     let mut silent: Vec<_> = (0..4)
@@ -583,6 +597,43 @@ fn connection_cap_and_handshake_deadline() {
         waited >= Duration::from_millis(1900) && waited < Duration::from_secs(6),
         "closed after {waited:?}, want about 2 s"
     );
+    // An idle read-only client is closed at the idle deadline; an idle writer (a VM's disk) is
+    // not.
+    let opened = |export: &str| {
+        let mut r = unix_raw(&d.nbd_sock);
+        r.greet();
+        r.opt(OPT_GO, &go_data(export));
+        loop {
+            let (kind, _) = r.opt_reply(OPT_GO);
+            assert!(kind < (1 << 31), "GO {export} refused: {kind:#x}");
+            if kind == REP_ACK {
+                break r;
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let mut reader = opened("g/sda");
+    let mut writer = opened("g/sda@overlay:o1");
+    assert!(reader.closed(), "an idle reader was kept");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2900) && waited < Duration::from_secs(8),
+        "idle reader closed after {waited:?}, want about 3 s"
+    );
+    writer
+        .0
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    let e = writer.0.read(&mut b).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the idle writer was closed"
+    );
+    assert!(d.log_text().contains("idle past the deadline"));
+    drop(writer);
+
     // Slots are back: a real client works.
     assert_ok(
         &run(tool("nbdinfo").arg(d.nbd_uri("g/sda"))),
