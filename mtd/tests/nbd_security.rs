@@ -634,6 +634,34 @@ fn connection_cap_and_handshake_deadline() {
     assert!(d.log_text().contains("idle past the deadline"));
     drop(writer);
 
+    // A client that sends reads and never reads the replies holds what they fill until the
+    // same deadline, then loses the connection (its replies, its buffers).
+    let mut greedy = opened("g/sda");
+    let mut m = Vec::new();
+    for h in 0..200u64 {
+        m.extend_from_slice(&0x2560_9513u32.to_be_bytes());
+        m.extend_from_slice(&0u16.to_be_bytes());
+        m.extend_from_slice(&0u16.to_be_bytes()); // READ
+        m.extend_from_slice(&h.to_be_bytes());
+        m.extend_from_slice(&0u64.to_be_bytes());
+        m.extend_from_slice(&(1u32 << 20).to_be_bytes());
+    }
+    greedy.0.write_all(&m).unwrap();
+    wait_for("the stalled client closed", Duration::from_secs(15), || {
+        d.log_text().contains("stopped reading replies")
+    });
+    // What was sent before the close drains, then EOF.
+    greedy
+        .0
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = Vec::new();
+    greedy
+        .0
+        .read_to_end(&mut sink)
+        .expect("the server closed the connection");
+    assert!(sink.len() < 200 << 20, "every reply was sent");
+
     // Slots are back: a real client works.
     assert_ok(
         &run(tool("nbdinfo").arg(d.nbd_uri("g/sda"))),
