@@ -5,6 +5,12 @@
 //! name the overlays of a test failover and of a promotion. Opening one gives a `Volume`, the single
 //! read/write path that NBD and FUSE share. A read-only volume is frozen at the seq it resolved to
 //! when opened, and pins it for as long as it is open.
+//!
+//! NBD clients get overlays through `Volume::for_nbd`: read-only when the client may not write
+//! the group, or while reverse replication runs; otherwise writable until `set_nbd_read_only`
+//! turns them read-only, open connections included. An overlay named under another group than
+//! the export name says is refused as unknown, so a client learns nothing about groups it may
+//! not read.
 
 use std::sync::Arc;
 
