@@ -328,6 +328,7 @@ impl Writer {
             sealed: false,
             newest_ms: 0,
             chunks: 0,
+            padding_bytes: 0,
         });
         tracing::debug!(group = %group.name, segment = id, "opened journal segment");
         Ok(OpenSegment {
