@@ -332,7 +332,11 @@ mod text_fields {
     fn an_over_long_fence_reason_is_cut_not_a_panic() {
         check(&"x".repeat(5000));
         // A multi-byte char straddling the limit is dropped whole.
-        check(&format!("{}é{}", "a".repeat(MAX_MESSAGE_LEN - 1), "b".repeat(10)));
+        check(&format!(
+            "{}é{}",
+            "a".repeat(MAX_MESSAGE_LEN - 1),
+            "b".repeat(10)
+        ));
         check(&"€".repeat(3000));
         check("");
     }
