@@ -62,6 +62,16 @@ impl Default for StoreOptions {
     }
 }
 
+/// Why a group was not deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// Something uses the group (`by` says what): nothing was changed.
+    #[error("group {group} is in use: {by}")]
+    InUse { group: String, by: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Why a HELLO was refused: the code for the ERROR frame and a message for the peer and the log.
 #[derive(Debug, Clone)]
 pub struct Refusal {
@@ -365,6 +375,83 @@ impl Store {
         Ok(g)
     }
 
+    /// Delete a group: refused while a session feeds it or a view pins it (an NBD connection, a
+    /// FUSE file, an overlay); the caller checks what the store does not know of (attachments,
+    /// failover state) first. The group leaves the table, the writer seals and forgets its open
+    /// segment, then its directory is renamed out of `groups/` (durably: from then on it is gone,
+    /// whatever happens) and removed. A crash before the rename leaves the whole group; after
+    /// it, the next start removes what is left (`deleted-*`).
+    pub fn delete_group(&self, name: &str) -> Result<(), DeleteError> {
+        rewind_formats::validate_name(name).map_err(|e| StoreError::Invalid {
+            what: "group name",
+            why: e.to_string(),
+        })?;
+        if name.starts_with('.') {
+            return Err(StoreError::Invalid {
+                what: "group name",
+                why: format!("{name:?} may not start with a dot"),
+            }
+            .into());
+        }
+        if self.mode != LoadMode::Repair {
+            return Err(StoreError::ReadOnly("the store is open read-only".into()).into());
+        }
+        let in_use = |by: String| DeleteError::InUse {
+            group: name.to_string(),
+            by,
+        };
+        let mut groups = self.groups.write().expect("groups lock");
+        let g = groups
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownGroup(name.into()))?;
+        if let Some(h) = g.session.lock().expect("session lock").as_ref() {
+            return Err(in_use(format!(
+                "agent {} is connected and feeding it ({}); stop the agent first",
+                h.agent, h.peer
+            )));
+        }
+        if let Some(seq) = g.oldest_pin() {
+            return Err(in_use(format!(
+                "a view of it at seq {} is open (an NBD connection, a FUSE file or an overlay);                  close it first",
+                seq.0
+            )));
+        }
+        groups.remove(name);
+        drop(groups);
+        let restore = |e: StoreError| {
+            self.groups
+                .write()
+                .expect("groups lock")
+                .insert(name.to_string(), g.clone());
+            e
+        };
+        if let Some(tx) = &self.writer_tx {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            tx.blocking_send(WriterMsg::Forget {
+                group: name.to_string(),
+                done: done_tx,
+            })
+            .map_err(|_| restore(StoreError::Failed("journal writer stopped".into())))?;
+            done_rx
+                .recv()
+                .map_err(|_| restore(StoreError::Failed("journal writer stopped".into())))?
+                .map_err(restore)?;
+        }
+        let groups_dir = self.dir.join("groups");
+        let trash = self.dir.join(format!("deleted-{name}-{}", now_ms()));
+        fs::rename(&g.dir, &trash)
+            .map_err(StoreError::io("move aside", &g.dir))
+            .map_err(restore)?;
+        crate::fsutil::sync_dir(&groups_dir)?;
+        crate::fsutil::sync_dir(&self.dir)?;
+        tracing::warn!(group = name, "group deleted");
+        if let Err(e) = fs::remove_dir_all(&trash) {
+            tracing::warn!(dir = %trash.display(), error = %e, "cannot remove a deleted group's directory; the next start retries");
+        }
+        Ok(())
+    }
+
     /// Queue a chunk for the writer (waits while the writer's queue is full: backpressure).
     pub async fn append(&self, req: AppendReq) -> Result<()> {
         if let Some(why) = self.health.failed() {
@@ -541,7 +628,8 @@ fn finish_installs(dir: &Path) -> Result<()> {
         .map_err(StoreError::io("read directory", dir))?
         .flatten()
     {
-        if e.file_name().to_string_lossy().starts_with("replaced-") {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("replaced-") || n.starts_with("deleted-") {
             let p = e.path();
             tracing::info!(dir = %p.display(), "removing a replaced group");
             fs::remove_dir_all(&p).map_err(StoreError::io("remove", &p))?;
