@@ -538,17 +538,34 @@ impl StopSignal {
 /// What an agent at a stale generation is told (the HELLO refusal and the end of a fenced
 /// session say the same). Agents recognise fencing by the word "fenced" in a StaleGeneration
 /// ERROR.
+/// A reason (typed by an operator) is cut to [`MAX_REASON_LEN`] bytes here, so that the whole
+/// message, with the word agents look for, fits an ERROR frame's text.
 pub fn fenced_message(group: &str, reason: Option<&str>, agent_gen: u64, group_gen: u64) -> String {
     match reason {
         Some(r) => format!(
-            "group {group} was failed over ({r}): this agent (generation {agent_gen}) is fenced; \
-             the group is at generation {group_gen}"
+            "group {group} was failed over, this agent (generation {agent_gen}) is fenced; \
+             the group is at generation {group_gen} ({})",
+            cut_reason(r)
         ),
         None => format!(
             "group {group} is at generation {group_gen}; this agent (generation {agent_gen}) is \
              stale (fenced)"
         ),
     }
+}
+
+/// The most bytes of a fence reason that a fenced message quotes.
+pub const MAX_REASON_LEN: usize = 1024;
+
+fn cut_reason(r: &str) -> std::borrow::Cow<'_, str> {
+    if r.len() <= MAX_REASON_LEN {
+        return r.into();
+    }
+    let mut end = MAX_REASON_LEN;
+    while !r.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &r[..end], r.len()).into()
 }
 
 /// Held by a view for as long as it exists.
