@@ -17,6 +17,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: the size of `Serve` (many flags) costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Accept agent sessions and keep their replicas.
