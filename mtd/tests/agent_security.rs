@@ -587,10 +587,15 @@ fn group_delete_is_refused_while_in_use_and_works_when_idle() {
     );
     api.delete("/v1/overlays/o1").expect("delete overlay");
 
-    // Names are checked before they reach a path.
+    // Names are checked before they reach a path, by the CLI and by the route.
     let o = delete("..");
     assert!(!o.status.success());
+    for bad in ["..", "..%2F..%2Fdata", "del%2F..%2F..", "%2E%2E"] {
+        let r = api.delete(&format!("/v1/groups/{bad}"));
+        assert!(r.is_err(), "DELETE /v1/groups/{bad} was accepted: {r:?}");
+    }
     assert!(d.data_dir.join("groups/del").is_dir());
+    assert!(d.data_dir.join("LOCK").exists());
 
     run_ok(d.rewind().args(["group", "delete", "del"]));
     assert!(!d.data_dir.join("groups/del").exists());
@@ -608,4 +613,63 @@ fn group_delete_is_refused_while_in_use_and_works_when_idle() {
     );
     // The name is free again: a new group starts empty.
     assert_eq!(durable(&d, "b", "del"), 0);
+}
+
+#[test]
+fn insecure_says_for_tests_only_on_both_sides() {
+    let mtd = run_ok(Command::new(bin("rewind-mtd")).args(["serve", "--help"]));
+    let agent = run_ok(Command::new(bin("rewind-agent")).args(["run", "--help"]));
+    for (who, out) in [("rewind-mtd serve", mtd), ("rewind-agent run", agent)] {
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        let line = help
+            .split("\n      --insecure\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{who} --help has no --insecure:\n{help}"));
+        assert!(
+            line[..line.len().min(200)].contains("FOR TESTS ONLY"),
+            "{who} --help: {line}"
+        );
+    }
+}
+
+#[test]
+fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
+    let work = tempdir();
+    let d = Daemon::start(work.path(), "sync", &[]);
+    let open_fds = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
+        .unwrap()
+        .count();
+    let limit = open_fds + 8;
+    run_ok(Command::new("prlimit").args([
+        "--pid",
+        &d.pid().to_string(),
+        &format!("--nofile={limit}:{limit}"),
+    ]));
+    let before = d.log_text().matches("accept failed").count();
+    // More connections than descriptors: the rest wait in the backlog while accept fails.
+    let conns: Vec<UnixStream> = (0..40)
+        .filter_map(|_| UnixStream::connect(&d.sock).ok())
+        .collect();
+    assert!(conns.len() > 8, "could not queue connections");
+    std::thread::sleep(Duration::from_secs(3));
+    let lines = d.log_text().matches("accept failed").count() - before;
+    assert!(
+        (1..=3).contains(&lines),
+        "{lines} 'accept failed' lines in 3 s (a busy loop logs thousands)"
+    );
+    drop(conns);
+    // Once descriptors are free (the idle ones also meet the HELLO deadline) it serves again.
+    let t0 = Instant::now();
+    loop {
+        let mut c = Conn::open(&d);
+        c.0.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        c.send(&hello("a", "back"));
+        match c.recv() {
+            Some(Message::Welcome(_)) => break,
+            other => assert!(
+                t0.elapsed() < Duration::from_secs(40),
+                "not serving again: {other:?}"
+            ),
+        }
+    }
 }
