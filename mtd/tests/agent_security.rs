@@ -573,6 +573,41 @@ fn group_delete_is_refused_while_in_use_and_works_when_idle() {
     drop(c);
     std::thread::sleep(Duration::from_millis(300));
 
+    // An open NBD connection holds a view of the group.
+    let connected = work.path().join("nbd-connected");
+    {
+        let mut nbd = Command::new("nbdsh");
+        nbd.env(
+            "PATH",
+            format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
+        )
+        .args([
+            "-u",
+            &d.nbd_uri("del/sda"),
+            "-c",
+            &format!(
+                "import time; open({:?}, 'w').write('x'); time.sleep(30)",
+                connected.display().to_string()
+            ),
+        ]);
+        let _nbd = Proc::spawn(&mut nbd);
+        let t0 = Instant::now();
+        while !connected.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "nbdsh did not connect"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let o = delete("del");
+        assert!(
+            !o.status.success() && err(&o).contains("view"),
+            "not refused for the open NBD connection: {}",
+            err(&o)
+        );
+        assert!(d.data_dir.join("groups/del").is_dir());
+    }
+
     let api = rewind_mtd::client::Client::new(&d.control).unwrap();
     api.post(
         "/v1/overlays",
