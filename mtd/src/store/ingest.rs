@@ -195,3 +195,87 @@ fn show_ms(ms: u64) -> String {
         _ => format!("{ms} ms after 1970"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
+
+    fn feed() -> (tempfile::TempDir, Feed) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            group: "g".into(),
+            disks: vec![DiskManifest {
+                name: "sda".into(),
+                size_bytes: 1 << 20,
+            }],
+            generation: 1,
+            retention_ms: 1000,
+            horizon_seq: 0,
+            horizon_ms: 0,
+            horizon_tags: Vec::new(),
+            created_ms: 0,
+            owner: None,
+            history_end: None,
+            adopted: false,
+            fenced_reason: None,
+        };
+        let group = Group::create(dir.path().join("g"), m).unwrap();
+        let f = Feed {
+            group,
+            generation: 1,
+            next_seq: Seq(1),
+            disk_sizes: vec![1 << 20],
+        };
+        (dir, f)
+    }
+
+    fn header(records: u32, timestamp_ms: u64) -> BatchRef<'static> {
+        BatchRef {
+            group: "g".into(),
+            generation: 1,
+            first_seq: Seq(1),
+            record_count: records,
+            timestamp_ms,
+            uncompressed_len: records * 16,
+            compressed: &[],
+        }
+    }
+
+    #[test]
+    fn batches_ahead_of_the_clock_are_refused_with_both_times() {
+        let (_d, f) = feed();
+        let q = Quotas::default();
+        let now = 1_764_000_000_000; // 2025-11-24
+        let skew = q.max_clock_skew.as_millis() as u64;
+        assert!(f.check_quotas(&header(1, now + skew), &q, now).is_ok());
+        assert!(
+            f.check_quotas(&header(1, 0), &q, now).is_ok(),
+            "old is fine"
+        );
+        let r = f
+            .check_quotas(&header(1, now + skew + 1), &q, now)
+            .unwrap_err();
+        assert_eq!(r.code, ErrorCode::OutOfRange);
+        assert!(r.message.contains("2025-11-24"), "{}", r.message);
+        let r = f.check_quotas(&header(1, u64::MAX), &q, now).unwrap_err();
+        assert!(r.message.contains("ms after 1970"), "{}", r.message);
+    }
+
+    #[test]
+    fn the_index_quota_counts_pending_records() {
+        let (_d, f) = feed();
+        let q = Quotas {
+            max_index_bytes_per_group: Quotas::index_cost(1000),
+            ..Quotas::default()
+        };
+        assert!(f.check_quotas(&header(1000, 0), &q, 0).is_ok());
+        assert!(f.check_quotas(&header(1001, 0), &q, 0).is_err());
+        f.group.add_pending(600, 0);
+        assert!(f.check_quotas(&header(400, 0), &q, 0).is_ok());
+        let r = f.check_quotas(&header(401, 0), &q, 0).unwrap_err();
+        assert_eq!(r.code, ErrorCode::NoSpace);
+        assert!(r.message.contains("--max-index-bytes-per-group"));
+    }
+}
