@@ -420,9 +420,14 @@ async fn welcome(
         }
     }
     // Every group is checked (owner, quotas, disks) before any is created.
-    let admitted = store
-        .admit_hello(hello, &hello.agent, quotas)
-        .map_err(|r| refuse(r.code, r.message))?;
+    // Creating groups makes files and fsyncs them: never on a tokio worker.
+    let admitted = {
+        let (store, hello, quotas) = (store.clone(), hello.clone(), quotas.clone());
+        tokio::task::spawn_blocking(move || store.admit_hello(&hello, &hello.agent, &quotas))
+            .await
+            .map_err(|e| refuse(ErrorCode::Internal, format!("admitting the HELLO: {e}")))?
+            .map_err(|r| refuse(r.code, r.message))?
+    };
     let mut fed = Vec::new();
     let mut claims = Vec::new();
     let mut groups = Vec::new();
