@@ -68,7 +68,8 @@ pub struct Settings {
     /// Mutual TLS to a `tcp:` target: the site CA and this agent's certificate and key.
     #[serde(default)]
     pub tls: Option<TlsFiles>,
-    /// Plain TCP without TLS (loopback targets only: a test or an SSH tunnel).
+    /// Plain TCP without TLS, for tests only (loopback targets only): the target cannot tell
+    /// this agent from any other local user claiming its name.
     #[serde(default)]
     pub insecure: bool,
     /// The TLS client built from `tls` by [`Settings::load_tls`] (once, at start: a missing or
@@ -342,7 +343,11 @@ impl Settings {
                 }
                 Ok(())
             }
-            TargetAddr::Tcp { .. } if self.insecure && t.is_loopback() => Ok(()),
+            TargetAddr::Tcp { .. } if self.insecure && t.is_loopback() => {
+                tracing::warn!(target = %t, "--insecure: plain TCP to the target, FOR TESTS ONLY: \
+                    nothing proves this agent's identity; any local user could claim its name");
+                Ok(())
+            }
             TargetAddr::Tcp { .. } if self.insecure => Err(bad(format!(
                 "{t} is not a loopback address: --insecure (plain TCP) is allowed only to \
                  loopback, as disk contents would cross the network in clear text; give \

@@ -22,6 +22,12 @@ use crate::{DecodeError, FRAME_MAGIC, FRAME_VERSION, MAX_FRAME_PAYLOAD};
 /// Bytes in a frame header.
 pub const FRAME_HEADER_LEN: usize = 24;
 
+/// The largest payload a receiver accepts as a session's first frame (the HELLO), before it knows
+/// who is on the other end: a bare header announcing [`MAX_FRAME_PAYLOAD`] must not make it
+/// allocate 64 MiB for a peer that has proven nothing. A HELLO at the target's default quotas (64
+/// groups of 64 disks, every name 255 bytes) takes about 1.05 MiB; this leaves room above that.
+pub const MAX_HELLO_PAYLOAD: usize = 2 << 20;
+
 /// What a frame's payload holds. The wire value is the discriminant (u16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u16)]
@@ -153,6 +159,25 @@ impl FrameHeader {
             payload_len,
             payload_crc: le_u32(bytes, 12),
         })
+    }
+
+    /// Checks the header of a session's first frame: it must be a HELLO no longer than
+    /// [`MAX_HELLO_PAYLOAD`] (checked before the payload is read or allocated).
+    pub fn check_first(&self) -> Result<(), DecodeError> {
+        if self.kind != FrameKind::Hello {
+            return Err(DecodeError::invalid(
+                "first frame",
+                format!("{} before HELLO", self.kind.name()),
+            ));
+        }
+        if self.payload_len as usize > MAX_HELLO_PAYLOAD {
+            return Err(DecodeError::too_large(
+                "HELLO payload",
+                u64::from(self.payload_len),
+                MAX_HELLO_PAYLOAD as u64,
+            ));
+        }
+        Ok(())
     }
 
     /// Checks that `payload` has the announced length and crc.
@@ -297,6 +322,18 @@ mod tests {
             }),
             Err(DecodeError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn first_frame_must_be_a_small_hello() {
+        let mut h = FrameHeader::for_payload(FrameKind::Hello, b"x");
+        assert_eq!(h.check_first(), Ok(()));
+        h.payload_len = MAX_HELLO_PAYLOAD as u32;
+        assert_eq!(h.check_first(), Ok(()));
+        h.payload_len = MAX_HELLO_PAYLOAD as u32 + 1;
+        assert!(matches!(h.check_first(), Err(DecodeError::TooLarge { .. })));
+        let b = FrameHeader::for_payload(FrameKind::Batch, b"x");
+        assert!(matches!(b.check_first(), Err(DecodeError::Invalid { .. })));
     }
 
     #[test]

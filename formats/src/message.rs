@@ -315,10 +315,13 @@ impl Message {
 
     /// The payload bytes.
     ///
+    /// Texts (ERROR message, CONTROL arg) over [`MAX_MESSAGE_LEN`] bytes are cut to fit
+    /// ([`truncate_text`]).
+    ///
     /// # Panics
-    /// If a name is over 255 bytes, a text over [`MAX_MESSAGE_LEN`] bytes, or a list longer than
-    /// its count field can say: such a value has no encoding. Validate input before building
-    /// messages from it ([`crate::validate_name`]).
+    /// If a name is over 255 bytes, or a list longer than its count field can say: such a value
+    /// has no encoding. Validate input before building messages from it
+    /// ([`crate::validate_name`]).
     pub fn encode_payload(&self) -> Vec<u8> {
         let mut w = Writer::new();
         match self {
@@ -379,11 +382,11 @@ impl Message {
             Message::Control(m) => {
                 w.name(&m.group);
                 w.u16(m.op.as_u16());
-                w.long_str(&m.arg);
+                w.long_str(truncate_text(&m.arg));
             }
             Message::Error(m) => {
                 w.u16(m.code.as_u16());
-                w.long_str(&m.message);
+                w.long_str(truncate_text(&m.message));
             }
         }
         w.into_vec()
@@ -423,6 +426,21 @@ impl Message {
     pub fn to_frame(&self) -> Vec<u8> {
         encode_frame(self.kind(), &self.encode_payload())
     }
+}
+
+/// The longest prefix of `s` that fits a `text` field ([`MAX_MESSAGE_LEN`] bytes), cut on a char
+/// boundary. Texts (error messages, control arguments) are built from reasons and names that
+/// come from elsewhere (a fence reason typed by an operator, a path): an over-long one is sent
+/// shortened, never panics the sender, so the peer is still told why a session ends.
+pub fn truncate_text(s: &str) -> &str {
+    if s.len() <= MAX_MESSAGE_LEN {
+        return s;
+    }
+    let mut end = MAX_MESSAGE_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn message_name(kind: FrameKind) -> &'static str {

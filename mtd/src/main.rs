@@ -17,7 +17,7 @@ struct Cli {
     cmd: Cmd,
 }
 
-// Parsed once at start: the size of the largest variant does not matter.
+// Parsed once per run: the size of `Serve` (many flags) costs nothing worth boxing for.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
@@ -31,12 +31,39 @@ enum Cmd {
         /// CA directory made by `rewind-mtd ca init`: agents must present a certificate from it.
         #[arg(long)]
         tls_dir: Option<PathBuf>,
-        /// Accept plain TCP (no TLS) on a loopback --listen address.
+        /// FOR TESTS ONLY: accept plain TCP (no TLS) on a loopback --listen address. Any local
+        /// user can then connect and claim to be any agent.
         #[arg(long)]
         insecure: bool,
-        /// Unix socket for agents on this host.
+        /// Unix socket for agents on this host (root and --agent-uid only).
         #[arg(long)]
         unix: Option<PathBuf>,
+        /// A uid besides root that may speak for agents on --unix (repeat). Other members of
+        /// the access group are refused there.
+        #[arg(long = "agent-uid")]
+        agent_uids: Vec<u32>,
+        /// Open agent connections per listener; more are closed at once.
+        #[arg(long, default_value_t = rewind_mtd::server::DEFAULT_MAX_CONNS)]
+        max_agent_conns: usize,
+        /// Groups one agent may own; a HELLO that would create more is refused whole.
+        #[arg(long, default_value_t = 64)]
+        max_groups_per_agent: usize,
+        /// Disks in one group.
+        #[arg(long, default_value_t = 64)]
+        max_disks_per_group: usize,
+        /// Largest disk an agent may declare (an overlay keeps 1 bit per 4 KiB in memory).
+        #[arg(long, default_value = "8TiB", value_parser = parse_bytes)]
+        max_disk_size: u64,
+        /// Estimated extent-index memory of one group's unmerged journal; batches past it are
+        /// refused until the merger frees some.
+        #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+        max_index_bytes_per_group: u64,
+        /// Journal bytes one group may spend padding records smaller than 4 KiB to a block.
+        #[arg(long, default_value = "4GiB", value_parser = parse_bytes)]
+        max_padding_bytes_per_group: u64,
+        /// How far ahead of this host's clock a batch may be stamped.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        max_clock_skew: Duration,
         #[arg(long, value_enum, default_value = "uring")]
         io_engine: EngineKind,
         /// Retention window for groups created by a first HELLO (e.g. 24h, 30m).
@@ -196,6 +223,14 @@ fn main() -> Result<()> {
             tls_dir,
             insecure,
             unix,
+            agent_uids,
+            max_agent_conns,
+            max_groups_per_agent,
+            max_disks_per_group,
+            max_disk_size,
+            max_index_bytes_per_group,
+            max_padding_bytes_per_group,
+            max_clock_skew,
             io_engine,
             retention,
             segment_size,
@@ -264,6 +299,16 @@ fn main() -> Result<()> {
                         unix,
                         tls,
                         insecure,
+                        agent_uids,
+                        max_conns: max_agent_conns,
+                        quotas: rewind_mtd::store::quota::Quotas {
+                            max_groups_per_agent,
+                            max_disks_per_group,
+                            max_disk_size,
+                            max_index_bytes_per_group,
+                            max_padding_bytes_per_group,
+                            max_clock_skew,
+                        },
                     },
                     nbd: rewind_mtd::nbd::NbdOptions {
                         listen: nbd_listen.filter(|l| l != "none"),

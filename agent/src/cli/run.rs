@@ -39,7 +39,8 @@ pub struct RunArgs {
     /// This agent's private key
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
-    /// Plain TCP without TLS, allowed only to a loopback target (tests, an SSH tunnel)
+    /// FOR TESTS ONLY: plain TCP without TLS, allowed only to a loopback target; nothing proves
+    /// the agent's identity, so any local user could claim its name
     #[arg(long)]
     insecure: bool,
     /// State directory (status file, control socket, sync marker); must exist

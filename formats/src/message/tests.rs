@@ -281,3 +281,72 @@ fn unknown_enum_values_are_invalid() {
         Err(DecodeError::Invalid { .. })
     ));
 }
+
+/// Every text field: any string, however long and whatever its characters, encodes without a
+/// panic, decodes, and comes back as its longest prefix that fits (cut on a char boundary).
+mod text_fields {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn texts(s: &str) -> Vec<Message> {
+        vec![
+            Message::Error(ErrorMsg {
+                code: ErrorCode::StaleGeneration,
+                message: s.into(),
+            }),
+            Message::Control(Control {
+                group: "g".into(),
+                op: ControlOp::Drain,
+                arg: s.into(),
+            }),
+        ]
+    }
+
+    fn text_of(m: &Message) -> &str {
+        match m {
+            Message::Error(e) => &e.message,
+            Message::Control(c) => &c.arg,
+            _ => unreachable!(),
+        }
+    }
+
+    fn check(s: &str) {
+        for m in texts(s) {
+            let frame = m.to_frame();
+            let (kind, payload, _) = decode_frame(&frame).unwrap().unwrap();
+            let back = Message::decode(kind, payload).unwrap();
+            let got = text_of(&back);
+            assert!(got.len() <= MAX_MESSAGE_LEN);
+            assert!(s.starts_with(got));
+            if s.len() <= MAX_MESSAGE_LEN {
+                assert_eq!(got, s);
+            } else {
+                // The longest prefix: one more char would not fit.
+                let next = s[got.len()..].chars().next().unwrap();
+                assert!(got.len() + next.len_utf8() > MAX_MESSAGE_LEN);
+            }
+        }
+    }
+
+    #[test]
+    fn an_over_long_fence_reason_is_cut_not_a_panic() {
+        check(&"x".repeat(5000));
+        // A multi-byte char straddling the limit is dropped whole.
+        check(&format!(
+            "{}é{}",
+            "a".repeat(MAX_MESSAGE_LEN - 1),
+            "b".repeat(10)
+        ));
+        check(&"€".repeat(3000));
+        check("");
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_encodes(s in any::<String>(), pad in 0usize..6000, c in any::<char>()) {
+            let mut t: String = std::iter::repeat_n(c, pad / c.len_utf8().max(1)).collect();
+            t.push_str(&s);
+            check(&t);
+        }
+    }
+}

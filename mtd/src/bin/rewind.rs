@@ -114,6 +114,11 @@ enum Cmd {
     Job { id: u64 },
     /// Recent jobs.
     Jobs,
+    /// Operations on a whole group (`rewind group delete G`).
+    Group {
+        #[command(subcommand)]
+        cmd: rewind_mtd::cli::group::GroupCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -262,6 +267,7 @@ fn run(cli: &Cli) -> Result<()> {
             retention,
         } => failover::adopt(&c, cli.json, group, disks, *from_live, retention.as_deref())?,
         Cmd::Plan { cmd } => rewind_mtd::cli::plan::run(&c, cli.json, cmd)?,
+        Cmd::Group { cmd } => rewind_mtd::cli::group::run(&c, cli.json, cmd)?,
         Cmd::Job { id } => {
             let v = rewind_mtd::cli::job::follow(&c, &json!({ "id": id }), cli.json)?;
             serde_json::to_string_pretty(&v)? + "\n"

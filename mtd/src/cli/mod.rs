@@ -2,5 +2,6 @@
 //! recovery plans). The simple request/answer commands live in `src/bin/rewind.rs`.
 
 pub mod failover;
+pub mod group;
 pub mod job;
 pub mod plan;

@@ -2,6 +2,7 @@
 //!
 //! Routes (all JSON; errors are `{"error": "..."}` with a 4xx/5xx status):
 //! - `GET /v1/groups`: groups, disks, segments, points, tags, horizon (the `inspect` report)
+//! - `DELETE /v1/groups/{group}`: delete an idle group (`control/groups.rs`)
 //! - `GET /v1/groups/{group}/points`: the recovery points of one group
 //! - `POST /v1/groups/{group}/drain` `{"tag", "timeout_secs"}`: the agent stops writes, sends
 //!   everything and tags its last seq; answers `{"seq"}` once the tag is durable
@@ -19,6 +20,7 @@
 pub mod attach;
 mod drain;
 mod failover;
+mod groups;
 mod plans;
 mod routes;
 

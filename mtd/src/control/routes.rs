@@ -85,6 +85,7 @@ pub async fn blocking<T: Send + 'static>(
 pub fn router(control: Arc<Control>) -> Router {
     Router::new()
         .route("/v1/groups", get(groups))
+        .route("/v1/groups/{group}", delete(super::groups::delete_group))
         .route("/v1/groups/{group}/points", get(points))
         .route("/v1/groups/{group}/retention", post(retention))
         .route("/v1/groups/{group}/drain", post(super::drain::drain_group))

@@ -75,9 +75,28 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok((h.kind, len))
 }
 
-/// Read, verify and decode one message.
-pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ReadError> {
+/// Read, verify and decode a session's first frame, which must be a HELLO of at most
+/// [`rewind_formats::frame::MAX_HELLO_PAYLOAD`] bytes. Nothing is known of the peer yet, so the header is checked before
+/// any payload is read, and the payload buffer grows with the bytes that actually arrive instead
+/// of being sized from the header: a bare header costs the target 24 bytes, not megabytes.
+pub async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ReadError> {
+    let mut hdr = [0u8; FRAME_HEADER_LEN];
+    fill(r, &mut hdr, 0, FRAME_HEADER_LEN).await?;
+    let h = FrameHeader::decode(&hdr)?;
+    h.check_first()?;
+    let len = h.payload_len as usize;
     let mut payload = Vec::new();
-    let (kind, len) = read_frame(r, &mut payload).await?;
-    Ok(Message::decode(kind, &payload[..len])?)
+    let got = r
+        .take(len as u64)
+        .read_to_end(&mut payload)
+        .await
+        .map_err(ReadError::Io)?;
+    if got < len {
+        return Err(ReadError::CutMidFrame {
+            got: FRAME_HEADER_LEN + got,
+            want: FRAME_HEADER_LEN + len,
+        });
+    }
+    h.verify_payload(&payload)?;
+    Ok(Message::decode(h.kind, &payload)?)
 }

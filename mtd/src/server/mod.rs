@@ -8,11 +8,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use anyhow::{Context, Result};
-use tokio::net::TcpListener;
+use rewind_formats::message::{ErrorCode, ErrorMsg, Message};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::LocalAccess;
-
+use crate::store::quota::Quotas;
 use crate::store::Store;
 
 pub struct AgentListeners {
@@ -21,9 +26,22 @@ pub struct AgentListeners {
     pub unix: Option<PathBuf>,
     /// Mutual TLS on the TCP listener (`rewind-mtd ca init` makes the files).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Plain TCP without TLS: allowed only on a loopback address.
+    /// Plain TCP without TLS, for tests only: allowed only on a loopback address, and then any
+    /// local user can claim to be any agent.
     pub insecure: bool,
+    /// Besides root, the uids that may speak for agents on the unix socket (`--agent-uid`).
+    /// Members of the access group that are not one of them are refused: the socket's mode lets
+    /// them connect (the group also serves NBD and the control API), but the HELLO's agent name
+    /// is all that identifies an agent there, so only trusted uids may say one.
+    pub agent_uids: Vec<u32>,
+    /// Open connections per listener (`--max-agent-conns`); more are closed at once.
+    pub max_conns: usize,
+    /// What one agent may make the target hold.
+    pub quotas: Quotas,
 }
+
+/// Default of `--max-agent-conns`.
+pub const DEFAULT_MAX_CONNS: usize = 1024;
 
 /// A TLS handshake that has not finished by then is dropped (a stalled peer holds nothing).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +54,7 @@ pub async fn start(
     access: &LocalAccess,
 ) -> Result<Vec<String>> {
     let mut ready = Vec::new();
+    let quotas = Arc::new(opts.quotas.clone());
     if let Some(addr) = &opts.listen {
         let l = TcpListener::bind(addr)
             .await
@@ -46,63 +65,91 @@ pub async fn start(
                 "refusing plain TCP for agents on {local}: give --tls-dir (made by `rewind-mtd ca init`), or --insecure on a loopback address"
             );
         }
+        if opts.tls.is_none() {
+            tracing::warn!(%local, "--insecure: plain TCP for agents, FOR TESTS ONLY: any local user can connect and claim to be any agent");
+        }
         let tls = opts.tls.clone().map(tokio_rustls::TlsAcceptor::from);
         tracing::info!(%local, tls = tls.is_some(), "listening for agents on TCP");
         ready.push(local.to_string());
         let store = store.clone();
+        let quotas = quotas.clone();
+        let slots = Arc::new(Semaphore::new(opts.max_conns));
         tokio::spawn(async move {
+            let mut backoff = Backoff::default();
             loop {
-                match l.accept().await {
-                    Ok((s, peer)) => {
-                        let _ = s.set_nodelay(true);
-                        // A peer that vanished without a FIN (host crash, cut link) would hold
-                        // its groups forever; keepalive ends such a session within ~25 s.
-                        let ka = socket2::TcpKeepalive::new()
-                            .with_time(Duration::from_secs(10))
-                            .with_interval(Duration::from_secs(5))
-                            .with_retries(3);
-                        if let Err(e) = socket2::SockRef::from(&s).set_tcp_keepalive(&ka) {
-                            tracing::warn!(%peer, error = %e, "cannot enable TCP keepalive");
-                        }
-                        match &tls {
-                            None => {
-                                tokio::spawn(session::run(
-                                    store.clone(),
-                                    s,
-                                    peer.to_string(),
-                                    None,
-                                ));
-                            }
-                            Some(acceptor) => {
-                                tokio::spawn(tls_session(
-                                    store.clone(),
-                                    acceptor.clone(),
-                                    s,
-                                    peer.to_string(),
-                                ));
-                            }
-                        }
+                let (s, peer) = match l.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        backoff.failed(&e).await;
+                        continue;
                     }
-                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                };
+                backoff.ok();
+                let Some(slot) = take_slot(&slots, &peer.to_string()) else {
+                    continue;
+                };
+                let _ = s.set_nodelay(true);
+                // A peer that vanished without a FIN (host crash, cut link) would hold
+                // its groups forever; keepalive ends such a session within ~25 s.
+                let ka = socket2::TcpKeepalive::new()
+                    .with_time(Duration::from_secs(10))
+                    .with_interval(Duration::from_secs(5))
+                    .with_retries(3);
+                if let Err(e) = socket2::SockRef::from(&s).set_tcp_keepalive(&ka) {
+                    tracing::warn!(%peer, error = %e, "cannot enable TCP keepalive");
+                }
+                let (store, quotas) = (store.clone(), quotas.clone());
+                match &tls {
+                    None => {
+                        tokio::spawn(async move {
+                            session::run(store, quotas, s, peer.to_string(), None).await;
+                            drop(slot);
+                        });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            tls_session(store, quotas, acceptor, s, peer.to_string()).await;
+                            drop(slot);
+                        });
+                    }
                 }
             }
         });
     }
     if let Some(path) = &opts.unix {
         let l = access.bind(path, "agent", "--unix").await?;
-        tracing::info!(path = %path.display(), "listening for agents on a unix socket");
+        tracing::info!(path = %path.display(), agent_uids = ?opts.agent_uids, "listening for agents on a unix socket");
         ready.push(format!("unix:{}", path.display()));
         let store = store.clone();
+        let access = access.clone();
+        let uids = opts.agent_uids.clone();
+        let slots = Arc::new(Semaphore::new(opts.max_conns));
         tokio::spawn(async move {
             let mut n = 0u64;
+            let mut backoff = Backoff::default();
             loop {
-                match l.accept().await {
-                    Ok((s, _)) => {
-                        n += 1;
-                        tokio::spawn(session::run(store.clone(), s, format!("unix#{n}"), None));
+                let s = match l.accept().await {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        backoff.failed(&e).await;
+                        continue;
                     }
-                    Err(e) => tracing::warn!(error = %e, "accept failed"),
-                }
+                };
+                backoff.ok();
+                n += 1;
+                let peer = format!("unix#{n}");
+                let Some(slot) = take_slot(&slots, &peer) else {
+                    continue;
+                };
+                let Some(peer) = unix_peer(&access, &uids, s, peer) else {
+                    continue;
+                };
+                let (store, quotas) = (store.clone(), quotas.clone());
+                tokio::spawn(async move {
+                    session::run(store, quotas, peer.0, peer.1, None).await;
+                    drop(slot);
+                });
             }
         });
     }
@@ -112,10 +159,97 @@ pub async fn start(
     Ok(ready)
 }
 
+/// Who may speak for an agent on the unix socket: root, or a uid given by `--agent-uid`. Returns
+/// the stream and its peer label, or None (the refusal logged, and told to the peer when it
+/// passed the socket's own check, in an ERROR frame sent in the background).
+fn unix_peer(
+    access: &LocalAccess,
+    uids: &[u32],
+    s: UnixStream,
+    label: String,
+) -> Option<(UnixStream, String)> {
+    let peer = match access.check(&s) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(peer = %label, "agent socket: refused: {e}");
+            return None;
+        }
+    };
+    let label = format!("{label} (uid {} pid {})", peer.uid, peer.pid);
+    if peer.uid == 0 || uids.contains(&peer.uid) {
+        return Some((s, label));
+    }
+    let why = format!(
+        "uid {} may not speak for agents on this socket: only root and the uids given by          --agent-uid may",
+        peer.uid
+    );
+    tracing::warn!(peer = %label, "agent socket: refused: {why}");
+    tokio::spawn(async move {
+        let mut s = s;
+        let frame = Message::Error(ErrorMsg {
+            code: ErrorCode::Forbidden,
+            message: why,
+        })
+        .to_frame();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.write_all(&frame)).await;
+        let _ = s.shutdown().await;
+    });
+    None
+}
+
+/// A slot of a listener's connection cap, or None (the connection is closed, and the refusal
+/// logged at most once a second).
+fn take_slot(slots: &Arc<Semaphore>, peer: &str) -> Option<OwnedSemaphorePermit> {
+    match slots.clone().try_acquire_owned() {
+        Ok(p) => Some(p),
+        Err(_) => {
+            static LAST: AtomicU64 = AtomicU64::new(0);
+            let now = crate::store::points::now_ms();
+            if now.saturating_sub(LAST.swap(now, Ordering::Relaxed)) >= 1000 {
+                tracing::warn!(%peer, "agent listener at its connection cap (--max-agent-conns): closing new connections");
+            }
+            None
+        }
+    }
+}
+
+/// Waiting after a failed accept. Out of descriptors (EMFILE, ENFILE) accept fails at once,
+/// again and again: without a pause the loop spins and logs at disk speed. The pause grows from
+/// 100 ms to 1 s while failures go on, and the log says so once every 10 s with a count.
+#[derive(Default)]
+struct Backoff {
+    delay: Option<Duration>,
+    failures: u64,
+    last_log: Option<std::time::Instant>,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(1);
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    async fn failed(&mut self, e: &std::io::Error) {
+        self.failures += 1;
+        if self.last_log.is_none_or(|t| t.elapsed() >= Self::LOG_EVERY) {
+            tracing::warn!(error = %e, failures = self.failures, "accept failed; backing off");
+            self.last_log = Some(std::time::Instant::now());
+            self.failures = 0;
+        }
+        let d = self.delay.map_or(Self::FIRST, |d| (d * 2).min(Self::MAX));
+        self.delay = Some(d);
+        tokio::time::sleep(d).await;
+    }
+
+    fn ok(&mut self) {
+        self.delay = None;
+    }
+}
+
 /// Finish the TLS handshake (bounded in time), take the agent identity from the verified client
 /// certificate, then run the session.
 async fn tls_session(
     store: Arc<Store>,
+    quotas: Arc<Quotas>,
     acceptor: tokio_rustls::TlsAcceptor,
     s: tokio::net::TcpStream,
     peer: String,
@@ -136,5 +270,5 @@ async fn tls_session(
         return;
     };
     tracing::info!(%peer, agent = %identity, "TLS session authenticated");
-    session::run(store, stream, peer, Some(identity)).await;
+    session::run(store, quotas, stream, peer, Some(identity)).await;
 }

@@ -16,12 +16,15 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::framing::{read_frame, read_message, ReadError};
+use super::framing::{read_frame, read_hello, ReadError};
 use crate::store::group::{Group, Holder, SessionEnd, StopSignal};
 use crate::store::ingest::Feed;
+use crate::store::quota::Quotas;
 use crate::store::Store;
 
-const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection that has not sent a valid HELLO by then is closed: until it does, it is nobody,
+/// and it holds a descriptor and a slot of the listener's connection cap.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 const SUPERSEDE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,8 +98,13 @@ impl Drop for Tasks {
 
 /// Serve one agent connection. `identity` is the agent name its TLS certificate proves (None on
 /// a unix socket or an `--insecure` loopback listener, where the HELLO's name is taken as given).
-pub async fn run<S>(store: Arc<Store>, stream: S, peer: String, identity: Option<String>)
-where
+pub async fn run<S>(
+    store: Arc<Store>,
+    quotas: Arc<Quotas>,
+    stream: S,
+    peer: String,
+    identity: Option<String>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -115,7 +123,15 @@ where
         out: out_tx.clone(),
         ended: ended_rx,
     };
-    let result = serve(&store, &mut rd, &session, &peer, identity.as_deref()).await;
+    let result = serve(
+        &store,
+        &quotas,
+        &mut rd,
+        &session,
+        &peer,
+        identity.as_deref(),
+    )
+    .await;
     let end = match &result {
         Ok(()) => SessionEnd {
             message: "the agent closed the session".into(),
@@ -152,14 +168,20 @@ where
 
 async fn serve<R: AsyncRead + Unpin>(
     store: &Arc<Store>,
+    quotas: &Quotas,
     rd: &mut R,
     session: &SessionLink,
     peer: &str,
     identity: Option<&str>,
 ) -> Result<(), Fault> {
     let out = &session.out;
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_message(rd)).await {
-        Err(_) => return Err(refuse(ErrorCode::Protocol, "no HELLO within 30 s")),
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(rd)).await {
+        Err(_) => {
+            return Err(refuse(
+                ErrorCode::Protocol,
+                format!("no HELLO within {} s", HELLO_TIMEOUT.as_secs()),
+            ))
+        }
         Ok(Err(ReadError::Closed)) => return Ok(()),
         Ok(r) => match r? {
             Message::Hello(h) => h,
@@ -183,7 +205,7 @@ async fn serve<R: AsyncRead + Unpin>(
         }
     }
     let stop = Arc::new(StopSignal::default());
-    let (fed, _claims, welcome) = welcome(store, &hello, peer, &stop, session).await?;
+    let (fed, _claims, welcome) = welcome(store, quotas, &hello, peer, &stop, session).await?;
     tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "session started");
     out.send(Message::Welcome(welcome).to_frame())
         .await
@@ -233,8 +255,12 @@ async fn serve<R: AsyncRead + Unpin>(
             // Batches are decoded in place: their records are read straight from the payload.
             let b = BatchRef::decode(payload).map_err(ReadError::from)?;
             let f = find(&mut fed, &b.group)?;
+            // The quotas that the header alone decides, before the records are decompressed.
+            f.check_quotas(&b, quotas, crate::store::points::now_ms())?;
             let req = f.batch_chunk(&b)?;
+            let padding = f.check_padding(&req, quotas)?;
             admit(f)?;
+            f.group.add_pending(u64::from(b.record_count), padding);
             store
                 .append(req)
                 .await
@@ -351,13 +377,21 @@ async fn claim(
                         asked = true;
                     }
                 }
-                Some(h) => {
+                Some(h) if h.agent == agent => {
                     return Err(refuse(
                         ErrorCode::Busy,
                         format!(
-                            "group {} is being fed by agent {} ({})",
-                            group.name, h.agent, h.peer
+                            "group {} is still fed by an older session of this agent ({})",
+                            group.name, h.peer
                         ),
+                    ));
+                }
+                Some(_) => {
+                    // Another agent's session (a group without an owner, adopted): say so
+                    // without naming it.
+                    return Err(refuse(
+                        ErrorCode::Busy,
+                        format!("group {} is being fed by another agent", group.name),
                     ));
                 }
             }
@@ -368,6 +402,7 @@ async fn claim(
 
 async fn welcome(
     store: &Arc<Store>,
+    quotas: &Quotas,
     hello: &Hello,
     peer: &str,
     stop: &Arc<StopSignal>,
@@ -376,9 +411,6 @@ async fn welcome(
     if hello.groups.is_empty() {
         return Err(refuse(ErrorCode::Protocol, "HELLO names no group"));
     }
-    let mut fed = Vec::new();
-    let mut claims = Vec::new();
-    let mut groups = Vec::new();
     for hg in &hello.groups {
         if hello.groups.iter().filter(|o| o.group == hg.group).count() > 1 {
             return Err(refuse(
@@ -386,12 +418,21 @@ async fn welcome(
                 format!("HELLO names group {} twice", hg.group),
             ));
         }
-        let (group, generation) = store
-            .hello_group(hg, &hello.agent)
-            .map_err(|r| refuse(r.code, r.message))?;
-        {
-            claim(&group, &hello.agent, peer, stop, session).await?;
-        }
+    }
+    // Every group is checked (owner, quotas, disks) before any is created.
+    // Creating groups makes files and fsyncs them: never on a tokio worker.
+    let admitted = {
+        let (store, hello, quotas) = (store.clone(), hello.clone(), quotas.clone());
+        tokio::task::spawn_blocking(move || store.admit_hello(&hello, &hello.agent, &quotas))
+            .await
+            .map_err(|e| refuse(ErrorCode::Internal, format!("admitting the HELLO: {e}")))?
+            .map_err(|r| refuse(r.code, r.message))?
+    };
+    let mut fed = Vec::new();
+    let mut claims = Vec::new();
+    let mut groups = Vec::new();
+    for (hg, (group, generation)) in hello.groups.iter().zip(admitted) {
+        claim(&group, &hello.agent, peer, stop, session).await?;
         claims.push(Claim {
             group: group.clone(),
             stop: stop.clone(),

@@ -38,6 +38,8 @@ pub struct SegmentMeta {
     /// Newest source timestamp in the segment: the segment expires when this leaves the window.
     pub newest_ms: u64,
     pub chunks: usize,
+    /// Journal bytes spent padding sub-block data records to whole blocks (`quota::padding_of`).
+    pub padding_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -61,6 +63,16 @@ impl GroupState {
 
     pub fn segment_file(&self, id: u64) -> Option<Arc<File>> {
         self.segments.get(&id).map(|s| s.file.clone())
+    }
+
+    /// Records in the group's index (journal not merged yet).
+    pub fn extents(&self) -> u64 {
+        self.indexes.iter().map(|ix| ix.extents() as u64).sum()
+    }
+
+    /// Padding bytes in the group's journal segments.
+    pub fn padding_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.padding_bytes).sum()
     }
 }
 
@@ -92,6 +104,16 @@ pub struct Group {
     /// that sees the close knows its trailing tags are durable.
     queued_chunks: std::sync::atomic::AtomicU64,
     published_chunks: std::sync::atomic::AtomicU64,
+    /// Records and padding bytes admitted but not yet published (queued for the writer): the
+    /// quotas count them, so a fast sender cannot outrun the check by keeping the queue full.
+    pending: Mutex<Pending>,
+}
+
+/// What batches admitted to the writer but not yet published will add (see `Group::pending`).
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Pending {
+    pub records: u64,
+    pub padding_bytes: u64,
 }
 
 pub fn base_path(dir: &Path, disk: &str) -> PathBuf {
@@ -186,11 +208,24 @@ impl Group {
             manifest_lock: Mutex::new(()),
             queued_chunks: std::sync::atomic::AtomicU64::new(0),
             published_chunks: std::sync::atomic::AtomicU64::new(0),
+            pending: Mutex::new(Pending::default()),
         }))
     }
 
     pub fn durable(&self) -> Seq {
         *self.durable_tx.borrow()
+    }
+
+    /// Admitted but unpublished records and padding (for the quotas).
+    pub fn pending(&self) -> Pending {
+        *self.pending.lock().expect("pending lock")
+    }
+
+    /// Count a records chunk as pending until `publish` sees it (call before queueing it).
+    pub fn add_pending(&self, records: u64, padding_bytes: u64) {
+        let mut p = self.pending.lock().expect("pending lock");
+        p.records += records;
+        p.padding_bytes += padding_bytes;
     }
 
     /// Note that one more chunk is queued for the writer (call before queueing it).
@@ -230,6 +265,13 @@ impl Group {
     pub fn publish(&self, segment_id: u64, pos: u64, h: &ChunkHeader) {
         let mut st = self.state.write().expect("group lock");
         publish_chunk(&mut st, segment_id, pos, h);
+        {
+            // Now in the index and the segment's padding: no longer pending. (Chunks queued
+            // without admission, e.g. by tests, were never counted: saturate.)
+            let mut p = self.pending.lock().expect("pending lock");
+            p.records = p.records.saturating_sub(h.records.len() as u64);
+            p.padding_bytes = p.padding_bytes.saturating_sub(super::quota::padding_of(h));
+        }
         if let Some(meta) = st.segments.get_mut(&segment_id) {
             meta.len_bytes = meta.len_bytes.max(pos + h.total_len);
         }
@@ -496,17 +538,34 @@ impl StopSignal {
 /// What an agent at a stale generation is told (the HELLO refusal and the end of a fenced
 /// session say the same). Agents recognise fencing by the word "fenced" in a StaleGeneration
 /// ERROR.
+/// A reason (typed by an operator) is cut to [`MAX_REASON_LEN`] bytes here, so that the whole
+/// message, with the word agents look for, fits an ERROR frame's text.
 pub fn fenced_message(group: &str, reason: Option<&str>, agent_gen: u64, group_gen: u64) -> String {
     match reason {
         Some(r) => format!(
-            "group {group} was failed over ({r}): this agent (generation {agent_gen}) is fenced; \
-             the group is at generation {group_gen}"
+            "group {group} was failed over, this agent (generation {agent_gen}) is fenced; \
+             the group is at generation {group_gen} ({})",
+            cut_reason(r)
         ),
         None => format!(
             "group {group} is at generation {group_gen}; this agent (generation {agent_gen}) is \
              stale (fenced)"
         ),
     }
+}
+
+/// The most bytes of a fence reason that a fenced message quotes.
+pub const MAX_REASON_LEN: usize = 1024;
+
+fn cut_reason(r: &str) -> std::borrow::Cow<'_, str> {
+    if r.len() <= MAX_REASON_LEN {
+        return r.into();
+    }
+    let mut end = MAX_REASON_LEN;
+    while !r.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &r[..end], r.len()).into()
 }
 
 /// Held by a view for as long as it exists.
@@ -579,6 +638,13 @@ fn add_segment(st: &mut GroupState, id: u64, seg: LoadedSegment) -> Result<()> {
                 .max()
                 .unwrap_or(0),
             chunks: seg.footer.chunks.len(),
+            padding_bytes: seg
+                .footer
+                .extents
+                .iter()
+                .filter(|e| e.kind == RecordKind::Data)
+                .map(|e| super::quota::pad(u64::from(e.len)))
+                .sum(),
         },
     );
     apply_footer(st, id, &seg.footer, horizon)?;
@@ -653,6 +719,7 @@ fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &ChunkHeader
         meta.max_seq = meta.max_seq.max(h.last_seq);
         meta.newest_ms = meta.newest_ms.max(h.timestamp_ms);
         meta.chunks += 1;
+        meta.padding_bytes += super::quota::padding_of(h);
     }
 }
 

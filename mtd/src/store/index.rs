@@ -45,6 +45,15 @@ struct Version {
 
 const ZERO_SEGMENT: u32 = u32::MAX;
 
+/// Upper estimate of the memory one record adds: a B-tree entry (key, inline version, node
+/// overhead), or a version spilled to the heap, plus its extent in the open segment's footer
+/// that the writer keeps until it seals. What the index quota counts (see `store::quota`).
+pub const EXTENT_COST_BYTES: usize = std::mem::size_of::<u64>()
+    + std::mem::size_of::<Versions>()
+    + 16
+    + std::mem::size_of::<Version>()
+    + std::mem::size_of::<rewind_formats::segment::FooterExtent>();
+
 /// The versions at one start offset, oldest first. Almost always one, which this keeps inline:
 /// no allocation per extent, and less memory.
 type Versions = SmallVec<[Version; 1]>;

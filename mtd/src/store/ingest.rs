@@ -10,6 +10,7 @@ use rewind_formats::segment::{
 use rewind_formats::Seq;
 
 use super::group::Group;
+use super::quota::{padding_of, Quotas};
 use super::writer::AppendReq;
 use super::Refusal;
 use crate::aligned::AlignedBuf;
@@ -28,6 +29,66 @@ pub struct Feed {
 }
 
 impl Feed {
+    /// The quotas a batch's header decides, checked before anything of it is decompressed:
+    /// its time may not be further ahead of `now_ms` (the target's clock) than the allowed skew,
+    /// and its records may not take the group's index past its memory quota.
+    pub fn check_quotas(&self, b: &BatchRef<'_>, q: &Quotas, now_ms: u64) -> Result<(), Refusal> {
+        let g = &self.group.name;
+        let skew_ms = q.max_clock_skew.as_millis() as u64;
+        if b.timestamp_ms > now_ms.saturating_add(skew_ms) {
+            return Err(refuse(
+                ErrorCode::OutOfRange,
+                format!(
+                    "batch for group {g} at seq {} is stamped {} but the target's clock says {}:                      more than {} ahead (--max-clock-skew); check the agent's clock",
+                    b.first_seq.0,
+                    show_ms(b.timestamp_ms),
+                    show_ms(now_ms),
+                    humantime::format_duration(q.max_clock_skew),
+                ),
+            ));
+        }
+        let extents = self.group.state.read().expect("group lock").extents();
+        let records = extents + self.group.pending().records + u64::from(b.record_count);
+        let bytes = Quotas::index_cost(records);
+        if bytes > q.max_index_bytes_per_group {
+            return Err(refuse(
+                ErrorCode::NoSpace,
+                format!(
+                    "batch for group {g} at seq {} ({} records) would take the group's index to                      about {} MiB, over its quota of {} MiB (--max-index-bytes-per-group); nothing                      of it was applied. It frees as the journal is merged into the base; write                      fewer, larger records or shorten the retention",
+                    b.first_seq.0,
+                    b.record_count,
+                    bytes >> 20,
+                    q.max_index_bytes_per_group >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The padding quota, for a checked chunk: returns the padding bytes it adds (see
+    /// [`padding_of`]: why records smaller than a block are accepted and counted).
+    pub fn check_padding(&self, req: &AppendReq, q: &Quotas) -> Result<u64, Refusal> {
+        let padding = padding_of(&req.header);
+        if padding == 0 {
+            return Ok(0);
+        }
+        let held = self.group.state.read().expect("group lock").padding_bytes();
+        let total = held + self.group.pending().padding_bytes + padding;
+        if total > q.max_padding_bytes_per_group {
+            return Err(refuse(
+                ErrorCode::NoSpace,
+                format!(
+                    "batch for group {} at seq {} holds records smaller than a block ({} B) that                      would take the group's journal padding to {total} bytes, over its quota of                      {} bytes (--max-padding-bytes-per-group); nothing of it was applied",
+                    self.group.name,
+                    req.header.first_seq.0,
+                    rewind_formats::BLOCK,
+                    q.max_padding_bytes_per_group
+                ),
+            ));
+        }
+        Ok(padding)
+    }
+
     /// Validate a batch completely (generation, seq continuity, decompression, every record's
     /// disk and bounds) and encode it as a journal chunk. Nothing of a bad batch gets through.
     pub fn batch_chunk(&self, b: &BatchRef<'_>) -> Result<AppendReq, Refusal> {
@@ -124,5 +185,97 @@ impl Feed {
             buf,
             header,
         })
+    }
+}
+
+/// A wall-clock time in ms as RFC 3339 (or the raw number if it is out of range).
+fn show_ms(ms: u64) -> String {
+    match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)) {
+        Some(t) if ms < 253_402_300_799_000 => humantime::format_rfc3339_millis(t).to_string(),
+        _ => format!("{ms} ms after 1970"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
+
+    fn feed() -> (tempfile::TempDir, Feed) {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            group: "g".into(),
+            disks: vec![DiskManifest {
+                name: "sda".into(),
+                size_bytes: 1 << 20,
+            }],
+            generation: 1,
+            retention_ms: 1000,
+            horizon_seq: 0,
+            horizon_ms: 0,
+            horizon_tags: Vec::new(),
+            created_ms: 0,
+            owner: None,
+            history_end: None,
+            adopted: false,
+            fenced_reason: None,
+        };
+        let group = Group::create(dir.path().join("g"), m).unwrap();
+        let f = Feed {
+            group,
+            generation: 1,
+            next_seq: Seq(1),
+            disk_sizes: vec![1 << 20],
+        };
+        (dir, f)
+    }
+
+    fn header(records: u32, timestamp_ms: u64) -> BatchRef<'static> {
+        BatchRef {
+            group: "g".into(),
+            generation: 1,
+            first_seq: Seq(1),
+            record_count: records,
+            timestamp_ms,
+            uncompressed_len: records * 16,
+            compressed: &[],
+        }
+    }
+
+    #[test]
+    fn batches_ahead_of_the_clock_are_refused_with_both_times() {
+        let (_d, f) = feed();
+        let q = Quotas::default();
+        let now = 1_764_000_000_000; // 2025-11-24
+        let skew = q.max_clock_skew.as_millis() as u64;
+        assert!(f.check_quotas(&header(1, now + skew), &q, now).is_ok());
+        assert!(
+            f.check_quotas(&header(1, 0), &q, now).is_ok(),
+            "old is fine"
+        );
+        let r = f
+            .check_quotas(&header(1, now + skew + 1), &q, now)
+            .unwrap_err();
+        assert_eq!(r.code, ErrorCode::OutOfRange);
+        assert!(r.message.contains("2025-11-24"), "{}", r.message);
+        let r = f.check_quotas(&header(1, u64::MAX), &q, now).unwrap_err();
+        assert!(r.message.contains("ms after 1970"), "{}", r.message);
+    }
+
+    #[test]
+    fn the_index_quota_counts_pending_records() {
+        let (_d, f) = feed();
+        let q = Quotas {
+            max_index_bytes_per_group: Quotas::index_cost(1000),
+            ..Quotas::default()
+        };
+        assert!(f.check_quotas(&header(1000, 0), &q, 0).is_ok());
+        assert!(f.check_quotas(&header(1001, 0), &q, 0).is_err());
+        f.group.add_pending(600, 0);
+        assert!(f.check_quotas(&header(400, 0), &q, 0).is_ok());
+        let r = f.check_quotas(&header(401, 0), &q, 0).unwrap_err();
+        assert_eq!(r.code, ErrorCode::NoSpace);
+        assert!(r.message.contains("--max-index-bytes-per-group"));
     }
 }

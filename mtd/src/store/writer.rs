@@ -34,6 +34,12 @@ pub enum WriterMsg {
     Append(AppendReq),
     /// Periodic wake-up: seal segments that have been open too long.
     Tick,
+    /// A group is being deleted: seal its open segment (after every chunk queued before this
+    /// message) and forget it; then answer. Nothing is queued for it afterwards.
+    Forget {
+        group: String,
+        done: std::sync::mpsc::Sender<Result<()>>,
+    },
 }
 
 /// One encoded chunk (records or tag) for a group, ready to append.
@@ -111,6 +117,7 @@ impl Writer {
             let mut reqs = Vec::new();
             let mut bytes = 0usize;
             let mut tick = false;
+            let mut forgets = Vec::new();
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
@@ -119,6 +126,7 @@ impl Writer {
                         reqs.push(r);
                     }
                     WriterMsg::Tick => tick = true,
+                    WriterMsg::Forget { group, done } => forgets.push((group, done)),
                 }
                 if bytes < self.cfg.max_commit_bytes {
                     next = rx.try_recv().ok();
@@ -129,13 +137,27 @@ impl Writer {
                     dropped = reqs.len(),
                     "store failed ({why}); dropping writes"
                 );
+                for (_, done) in forgets {
+                    let _ = done.send(Err(StoreError::Failed(why.clone())));
+                }
                 continue;
             }
             if !reqs.is_empty() {
                 if let Err(e) = self.commit(reqs) {
                     self.health.fail(e.to_string());
+                    for (_, done) in forgets {
+                        let _ = done.send(Err(StoreError::Failed(e.to_string())));
+                    }
                     continue;
                 }
+            }
+            for (group, done) in forgets {
+                let r = self.seal(&group);
+                self.groups.remove(&group);
+                if let Err(e) = &r {
+                    self.health.fail(e.to_string());
+                }
+                let _ = done.send(r);
             }
             if tick {
                 if let Err(e) = self.seal_old() {
@@ -328,6 +350,7 @@ impl Writer {
             sealed: false,
             newest_ms: 0,
             chunks: 0,
+            padding_bytes: 0,
         });
         tracing::debug!(group = %group.name, segment = id, "opened journal segment");
         Ok(OpenSegment {
