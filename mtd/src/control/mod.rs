@@ -17,8 +17,11 @@
 //!   `POST /v1/plans/continue`, `POST /v1/plans/cleanup`
 
 pub mod attach;
+mod authorize;
 mod drain;
 mod failover;
+pub mod limits;
+pub mod names;
 mod plans;
 mod routes;
 
@@ -79,11 +82,20 @@ impl Control {
 
 /// Serve the API on a unix socket in the background. A socket that another live daemon answers on
 /// is an error, not something to take over.
-pub async fn start(control: Arc<Control>, path: &Path, access: &LocalAccess) -> Result<()> {
+///
+/// Every connection's peer is checked (`SO_PEERCRED`): root may do everything; members of the
+/// access group may only read (GET); anybody else, and a member asking for a change, gets a 403
+/// (the API runs boot commands as root).
+pub async fn start(control: Arc<Control>, path: &Path, access: &Arc<LocalAccess>) -> Result<()> {
     let listener = access.bind(path, "control API", "--control").await?;
     tracing::info!(path = %path.display(), "control API listening");
-    let app = routes::router(control);
+    let app = routes::router(control).layer(axum::middleware::from_fn(authorize::authorize));
+    let listener = authorize::CheckedListener {
+        inner: listener,
+        access: access.clone(),
+    };
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<authorize::Caller>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "control API stopped");
         }
