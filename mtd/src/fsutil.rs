@@ -100,3 +100,36 @@ pub async fn remove_stale_socket(path: &Path, what: &str, flag: &str) -> anyhow:
     std::fs::remove_file(path)
         .with_context(|| format!("removing stale {what} socket {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A symlink planted at `NAME.tmp` is removed, not followed: its target keeps its contents and
+    /// the published file is a private regular file.
+    #[test]
+    fn write_atomic_does_not_follow_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("state.json");
+        std::os::unix::fs::symlink(&victim, dir.path().join("state.tmp")).unwrap();
+        write_atomic(&path, b"{}").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read(&path).unwrap(), b"{}");
+        assert!(!dir.path().join("state.tmp").exists());
+    }
+
+    #[test]
+    fn an_open_directory_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        make_private_dir(dir.path()).unwrap();
+        let mode = fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

@@ -44,10 +44,10 @@ enum Cmd {
         #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
         segment_size: u64,
         /// Seal an open segment after this long even if not full (so it can expire and merge).
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = rewind_mtd::control::limits::parse_interval)]
         seal_after: Duration,
         /// How often the merger looks for expired segments.
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "1s", value_parser = rewind_mtd::control::limits::parse_interval)]
         merge_interval: Duration,
         /// NBD exports on TCP ("none" for no TCP listener).
         #[arg(long, default_value = "127.0.0.1:10809")]

@@ -31,11 +31,17 @@ pub fn retention_ms(s: &str) -> Result<u64, String> {
     parse_retention(s).map(|d| d.as_millis() as u64)
 }
 
-/// `now + d`, or an error that says what the duration was for, instead of a panic.
-pub fn deadline(what: &str, d: Duration) -> Result<std::time::Instant, String> {
-    std::time::Instant::now()
-        .checked_add(d)
-        .ok_or_else(|| format!("{what}: {d:?} is too long"))
+/// Parse an interval of the daemon (`--seal-after`, `--merge-interval`): positive and at most
+/// [`MAX_TIMEOUT`], so that `now + interval` never overflows.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("bad interval {s:?}: {e}"))?;
+    if d.is_zero() || d > MAX_TIMEOUT {
+        return Err(format!(
+            "bad interval {s:?}: give more than 0 and at most {}",
+            humantime::format_duration(MAX_TIMEOUT)
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -60,7 +66,8 @@ mod tests {
             assert!(e.contains("retention"), "{bad}: {e}");
         }
         assert!(retention_ms("3650days").is_ok());
-        assert!(deadline("x", Duration::MAX).is_err());
-        assert!(deadline("x", MAX_TIMEOUT).is_ok());
+        assert!(parse_interval("60s").is_ok());
+        assert!(parse_interval("18446744073709551615s").is_err());
+        assert!(parse_interval("0s").is_err());
     }
 }

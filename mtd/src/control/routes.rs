@@ -259,6 +259,12 @@ async fn attachments(State(c): Ctl) -> ApiResult<Vec<attach::Attachment>> {
     Ok(Json(c.attachments.list()))
 }
 
+/// An export name from a request body, its names checked before anything else is.
+fn valid_export(export: &str) -> Result<(), ApiError> {
+    let n = ExportName::parse(export)?;
+    Ok(super::names::check_export(&n)?)
+}
+
 fn views(c: &Control) -> Result<PathBuf, ApiError> {
     c.views.clone().ok_or_else(|| {
         ApiError(
@@ -281,6 +287,7 @@ async fn attach_one(
     State(c): Ctl,
     Json(req): Json<AttachRequest>,
 ) -> ApiResult<attach::Attachment> {
+    valid_export(&req.export)?;
     let a = blocking(move || {
         let v = views(&c)?;
         Ok(attach::attach(
@@ -321,6 +328,7 @@ pub struct MountRequest {
 }
 
 async fn mount_one(State(c): Ctl, Json(req): Json<MountRequest>) -> ApiResult<attach::Attachment> {
+    valid_export(&req.export)?;
     let a = blocking(move || {
         let v = views(&c)?;
         Ok(attach::mount(

@@ -179,6 +179,9 @@ impl Failovers {
             ))
         })?;
         check(NameKind::Agent, &agent)?;
+        for d in &req.disks {
+            disk_source(d)?;
+        }
         let retention_ms = match &req.retention {
             Some(r) => crate::control::limits::retention_ms(r).map_err(Refused::Invalid)?,
             None => self.store().default_retention_ms(),
