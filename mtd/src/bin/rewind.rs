@@ -8,9 +8,7 @@ use clap::{Parser, Subcommand};
 use rewind_mtd::cli::failover::{self, FailoverCmd};
 use rewind_mtd::cli::plan::PlanCmd;
 use rewind_mtd::client::{Client, DEFAULT_CONTROL};
-use rewind_mtd::control::names::{
-    parse_agent, parse_disk_source, parse_export, parse_group, parse_overlay,
-};
+use rewind_mtd::control::names::{parse_agent, parse_disk_source, parse_group, parse_overlay};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -54,7 +52,6 @@ enum Cmd {
     },
     /// Attach a loop device to GROUP/DISK[@POINT] (or @overlay:NAME); prints the device.
     Attach {
-        #[arg(value_parser = parse_export)]
         export: String,
         /// Writable, through a throwaway overlay (the point itself never changes).
         #[arg(long)]
@@ -70,7 +67,6 @@ enum Cmd {
     /// Mount GROUP/DISK[@POINT] at DIR through a throwaway overlay (so a filesystem journal can
     /// replay; the point itself never changes).
     Mount {
-        #[arg(value_parser = parse_export)]
         export: String,
         dir: PathBuf,
         #[arg(long)]
@@ -143,7 +139,6 @@ enum OverlayCmd {
     Create {
         #[arg(value_parser = parse_overlay)]
         name: String,
-        #[arg(value_parser = parse_export)]
         export: String,
     },
     List,
@@ -166,7 +161,24 @@ fn main() {
     }
 }
 
+/// The names in an export argument, checked before anything is sent (a malformed export is left
+/// to the daemon, whose answer says what it expects).
+fn check_export_names(export: &str) -> Result<()> {
+    if let Ok(n) = rewind_mtd::exports::ExportName::parse(export) {
+        rewind_mtd::control::names::check_export(&n)
+            .map_err(|e| anyhow::anyhow!("export {export:?}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<()> {
+    match &cli.cmd {
+        Cmd::Attach { export, .. } | Cmd::Mount { export, .. } => check_export_names(export)?,
+        Cmd::Overlay {
+            cmd: OverlayCmd::Create { export, .. },
+        } => check_export_names(export)?,
+        _ => {}
+    }
     let c = Client::new(&cli.control)?;
     let out = match &cli.cmd {
         Cmd::Groups => {
