@@ -198,6 +198,12 @@ impl RunOptions {
         settings.load_tls()?;
         settings.validate()?;
         check_names(&settings)?;
+        if let Some(t) = settings.tag_every_secs.filter(|t| *t > MAX_TAG_EVERY_SECS) {
+            return Err(Error::Config {
+                what: "--tag-every",
+                why: format!("{t}: at most {MAX_TAG_EVERY_SECS} seconds (31 days)"),
+            });
+        }
         let drain_secs = self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS);
         if drain_secs == 0 || drain_secs > MAX_DRAIN_TIMEOUT_SECS {
             return Err(Error::Config {
@@ -262,6 +268,9 @@ fn required<T>(v: Option<T>, what: &'static str, flag: &str, key: &str) -> Resul
         why: format!("missing: pass {flag} or set `{key}` in the config file (--config)"),
     })
 }
+
+/// The longest tag period (31 days): the schedule's deadline must not overflow.
+const MAX_TAG_EVERY_SECS: u64 = 31 * 24 * 3600;
 
 /// The longest drain a config may ask for (a day): its deadline must not overflow.
 const MAX_DRAIN_TIMEOUT_SECS: u64 = 24 * 3600;
@@ -509,6 +518,11 @@ mod tests {
             ..base()
         });
         assert!(e.contains("drain_timeout"), "{e}");
+        let e = err(RunOptions {
+            tag_every_secs: Some(u64::MAX),
+            ..base()
+        });
+        assert!(e.contains("--tag-every"), "{e}");
         let ok = RunOptions {
             group: Some("g".repeat(48)),
             agent_name: Some("a".repeat(64)),

@@ -556,13 +556,22 @@ fn an_adopted_group_is_owned_by_the_named_agent() {
         record_size: "4KiB",
         payload: "random",
     };
-    let out = run(&mut wl
+    let out = run(wl
         .run_cmd(&d.connect_arg(), "64KiB")
         .args(["--agent", "intruder"]));
     assert!(
         !out.status.success(),
         "another agent replicated into the adopted group"
     );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("forbidden") || e.contains("Forbidden"),
+        "not refused as not the owner: {e}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("groups/old/group.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["owner"], "site-a-agent");
 }
 
 struct Unmount(PathBuf);
