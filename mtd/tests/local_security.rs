@@ -507,6 +507,12 @@ fn the_view_tree_is_for_root_and_the_access_group() {
         "a member cannot read: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Reading is all a member may do with a point.
+    let out = run(Who::Member
+        .command("dd")
+        .args(["if=/dev/zero", "bs=4096", "count=1", "conv=notrunc"])
+        .arg(format!("of={}", img.display())));
+    assert!(!out.status.success(), "a member wrote to a point's image");
 }
 
 /// Adopted groups had no owner (the first certificate to say HELLO took them): the agent named

@@ -52,6 +52,18 @@ const DIR_MODE: u16 = 0o750;
 const IMAGE_MODE: u16 = 0o440;
 /// An overlay's image: writable by root and the access group.
 const OVERLAY_MODE: u16 = 0o660;
+/// A live disk (`GROUP/DISK@live`, overlay `live.*`): the production disk after a failover, written
+/// by its loop device (through which reverse replication captures every write) or root only;
+/// the access group reads it.
+const LIVE_MODE: u16 = 0o640;
+
+fn overlay_mode(name: &str) -> u16 {
+    if name.starts_with("live.") {
+        LIVE_MODE
+    } else {
+        OVERLAY_MODE
+    }
+}
 
 thread_local! {
     /// Each fuser thread reads into its own buffer, reused across requests.
@@ -124,15 +136,23 @@ impl TreeFs {
             Node::Disk(d) | Node::At(d) | Node::Overlays(d) => Ok(dir(disk_time(d)?)),
             Node::Image(d, Image::Overlay(name)) => {
                 match self.catalog.overlay(&d.group, &d.disk, name) {
-                    Some(m) => {
-                        Ok(self.attr(ino, node, m.size_bytes, Some(m.created_ms), OVERLAY_MODE))
-                    }
+                    Some(m) => Ok(self.attr(
+                        ino,
+                        node,
+                        m.size_bytes,
+                        Some(m.created_ms),
+                        overlay_mode(name),
+                    )),
                     None => match open {
                         // Not listed any more while open: cannot happen (an overlay in use is not
                         // deleted), but the open file keeps working regardless.
-                        Some(h) => {
-                            Ok(self.attr(ino, node, h.volume.size_bytes(), None, OVERLAY_MODE))
-                        }
+                        Some(h) => Ok(self.attr(
+                            ino,
+                            node,
+                            h.volume.size_bytes(),
+                            None,
+                            overlay_mode(name),
+                        )),
                         None => Err(Errno::ENOENT),
                     },
                 }
