@@ -1,5 +1,9 @@
 //! The control API: HTTP+JSON on a unix socket, used by the `rewind` CLI.
 //!
+//! Who may do what (`authorize`): root everything; members of the access group (`rewind`) only
+//! GET; anybody else nothing (403). Names in paths and bodies are checked by `names` before they
+//! reach a path (400).
+//!
 //! Routes (all JSON; errors are `{"error": "..."}` with a 4xx/5xx status):
 //! - `GET /v1/groups`: groups, disks, segments, points, tags, horizon (the `inspect` report)
 //! - `GET /v1/groups/{group}/points`: the recovery points of one group
