@@ -289,6 +289,27 @@ fn path_names_are_refused_before_touching_anything() {
     assert_eq!(listing(&d.data_dir), before, "the data directory changed");
     assert_eq!(group_names(&d), vec!["web".to_string()]);
 
+    // A plan's name makes its log directory's name: `../../x` would put it outside the data dir.
+    let plan = |name: &str, timeout: &str| {
+        let text = format!(
+            "name = \"{name}\"\n[[boot_group]]\nname = \"a\"\n[[boot_group.machine]]\n\
+             name = \"m\"\ngroup = \"web\"\nboot = \"true\"\nhealth = {{ command = \"true\" }}\n\
+             timeout_secs = {timeout}\n"
+        );
+        serde_json::json!({ "path": "p.toml", "text": text, "mode": "test" }).to_string()
+    };
+    for (body, want) in [
+        (plan("../../planned", "5"), "plan name"),
+        (plan("p", "86401"), "timeout_secs must be at most"),
+    ] {
+        let (st, text) = http(Who::Root, &d.control, "POST", "/v1/plans/run", &body);
+        assert_eq!(st, 400, "{text}");
+        assert!(text.contains(want), "{text}");
+    }
+    let outside = |e: std::fs::DirEntry| e.file_name().to_string_lossy().starts_with("planned");
+    assert!(!work.path().read_dir().unwrap().any(|e| outside(e.unwrap())));
+    assert_eq!(listing(&d.data_dir), before, "the data directory changed");
+
     // The CLI refuses before sending anything.
     for args in [
         vec!["adopt", "..", "--agent", "a1", "--disk", "sda=/x"],
@@ -379,6 +400,15 @@ fn over_long_names_are_refused_with_their_limit() {
     };
     let out = run(&mut wl.run_cmd(&d.connect_arg(), "64KiB"));
     assert!(!out.status.success(), "a 49-byte group replicated");
+    let long_disk = Workload {
+        group: "g2".into(),
+        disks: vec![format!("{}:1MiB", "d".repeat(49))],
+        ..wl.clone()
+    };
+    let out = run(&mut long_disk.run_cmd(&d.connect_arg(), "64KiB"));
+    assert!(!out.status.success(), "a 49-byte disk replicated");
+    assert_eq!(group_names(&d), vec!["web".to_string()]);
+    assert!(!d.data_dir.join("groups/g2").exists());
     // A 48-byte group (and 48-byte disk) replicates, and its test failover names fit.
     let g48 = "g_".repeat(24);
     let wl = Workload {
