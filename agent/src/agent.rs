@@ -82,6 +82,7 @@ fn lock_state_dir(settings: &Settings) -> Result<File> {
             why: format!("{} does not exist or is not a directory", dir.display()),
         });
     }
+    crate::statefile::make_private_dir(dir)?;
     let p = dir.join("agent.lock");
     let f = File::create(&p).map_err(Error::path("creating", &p))?;
     // SAFETY: flock on a descriptor we own; no memory is involved.

@@ -197,11 +197,23 @@ impl RunOptions {
         // The TLS files are read now: a missing or bad one fails the start, not the first connect.
         settings.load_tls()?;
         settings.validate()?;
+        check_names(&settings)?;
+        if let Some(t) = settings.tag_every_secs.filter(|t| *t > MAX_TAG_EVERY_SECS) {
+            return Err(Error::Config {
+                what: "--tag-every",
+                why: format!("{t}: at most {MAX_TAG_EVERY_SECS} seconds (31 days)"),
+            });
+        }
+        let drain_secs = self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS);
+        if drain_secs == 0 || drain_secs > MAX_DRAIN_TIMEOUT_SECS {
+            return Err(Error::Config {
+                what: "drain_timeout",
+                why: format!("{drain_secs}: give 1 to {MAX_DRAIN_TIMEOUT_SECS} seconds"),
+            });
+        }
         Ok(RunConfig {
             settings,
-            drain_timeout: Duration::from_secs(
-                self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
-            ),
+            drain_timeout: Duration::from_secs(drain_secs),
         })
     }
 }
@@ -255,6 +267,30 @@ fn required<T>(v: Option<T>, what: &'static str, flag: &str, key: &str) -> Resul
         what,
         why: format!("missing: pass {flag} or set `{key}` in the config file (--config)"),
     })
+}
+
+/// The longest tag period (31 days): the schedule's deadline must not overflow.
+const MAX_TAG_EVERY_SECS: u64 = 31 * 24 * 3600;
+
+/// The longest drain a config may ask for (a day): its deadline must not overflow.
+const MAX_DRAIN_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// Each name against its own kind's limit (`rewind_formats::name`), so that whatever the config
+/// file or flags say, the target accepts the names and every later use fits.
+fn check_names(s: &Settings) -> Result<()> {
+    use rewind_formats::NameKind;
+    let check = |kind: NameKind, n: &str| {
+        rewind_formats::validate_name_of(kind, n).map_err(|e| Error::Config {
+            what: kind.what(),
+            why: format!("{n:?}: {e}"),
+        })
+    };
+    check(NameKind::Agent, &s.agent)?;
+    check(NameKind::Group, &s.group)?;
+    for d in &s.disks {
+        check(NameKind::Disk, &d.name)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -442,5 +478,56 @@ mod tests {
         });
         assert!(e.contains("absolute"), "{e}");
         assert!(base().into_config(no_host).is_ok());
+    }
+
+    /// Names from the config file are checked against their kind's limit (a 49-byte group could
+    /// replicate but never fail over); path steps are refused.
+    #[test]
+    fn names_fit_their_limits() {
+        let base = || RunOptions {
+            agent_name: Some("a".into()),
+            group: Some("g".into()),
+            target: Some("unix:/x".into()),
+            state_dir: Some("/s".into()),
+            disks: vec![DiskSpec::parse("d=/x").unwrap()],
+            ..RunOptions::default()
+        };
+        let err = |o: RunOptions| o.into_config(no_host).unwrap_err().to_string();
+        let e = err(RunOptions {
+            group: Some("g".repeat(49)),
+            ..base()
+        });
+        assert!(e.contains("group name") && e.contains("48"), "{e}");
+        let e = err(RunOptions {
+            agent_name: Some("a".repeat(65)),
+            ..base()
+        });
+        assert!(e.contains("agent name") && e.contains("64"), "{e}");
+        let e = err(RunOptions {
+            disks: vec![DiskSpec::parse(&format!("{}=/x", "d".repeat(49))).unwrap()],
+            ..base()
+        });
+        assert!(e.contains("disk name") && e.contains("48"), "{e}");
+        let e = err(RunOptions {
+            group: Some("..".into()),
+            ..base()
+        });
+        assert!(e.contains("reserved"), "{e}");
+        let e = err(RunOptions {
+            drain_timeout: Some(u64::MAX),
+            ..base()
+        });
+        assert!(e.contains("drain_timeout"), "{e}");
+        let e = err(RunOptions {
+            tag_every_secs: Some(u64::MAX),
+            ..base()
+        });
+        assert!(e.contains("--tag-every"), "{e}");
+        let ok = RunOptions {
+            group: Some("g".repeat(48)),
+            agent_name: Some("a".repeat(64)),
+            ..base()
+        };
+        assert!(ok.into_config(no_host).is_ok());
     }
 }

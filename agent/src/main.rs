@@ -5,6 +5,9 @@ mod cli;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Before anything is created: the spool and state files hold captured writes.
+    // SAFETY: umask only changes this process's file-creation mask; no memory is involved.
+    unsafe { libc::umask(0o077) };
     let args = cli::Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -41,14 +41,21 @@ pub struct Spool {
 
 impl Spool {
     /// Creates (or empties) the spool file.
+    /// The file is 0600 and never opened through a symlink: it holds captured writes in plain
+    /// text (a spool left by an older version is made 0600 too).
     pub fn create(path: &Path, capacity: u64) -> Result<Spool> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .mode(0o600)
             .open(path)
             .map_err(Error::path("creating the spool", path))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(Error::path("chmod 0600", path))?;
         Ok(Spool {
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -149,6 +156,26 @@ pub fn read(file: &File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Captured writes are private: 0600 whatever the umask, also over an older, open spool; a
+    /// symlink at the spool's name is refused.
+    #[test]
+    fn the_spool_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.spool");
+        std::fs::write(&p, b"old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _s = Spool::create(&p, 10).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let link = dir.path().join("h.spool");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(Spool::create(&link, 10).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
 
     #[test]
     fn a_ring_in_fifo_order() {

@@ -54,7 +54,14 @@ fn failover_reverse_failback_and_reverse_again() {
     drop(agent);
 
     // 2. A adopts the old source disk; B replicates its live disk back to A.
-    a.rewind(&["adopt", "vm1", "--disk", &format!("root={}", src.display())]);
+    a.rewind(&[
+        "adopt",
+        "vm1",
+        "--agent",
+        "rewind-reverse-vm1",
+        "--disk",
+        &format!("root={}", src.display()),
+    ]);
     let links_b = w.join("links-b");
     let rv = b.rewind_json(&[
         "reverse",
@@ -98,7 +105,13 @@ fn failover_reverse_failback_and_reverse_again() {
     run(std::process::Command::new("qemu-io").args(["-f", "raw", "-r", "-c", "read 0 4k", &uri]));
 
     // The live disk is in use here: adopting it is refused, and changes nothing.
-    let e = b.rewind_fails(&["adopt", "vm1", "--from-live"]);
+    let e = b.rewind_fails(&[
+        "adopt",
+        "vm1",
+        "--agent",
+        "rewind-reverse-vm1",
+        "--from-live",
+    ]);
     assert!(e.contains("not fenced"), "{e}");
 
     // 3. Failback: planned failover back to A.
@@ -108,7 +121,13 @@ fn failover_reverse_failback_and_reverse_again() {
     a.rewind(&["failover", "commit", "vm1"]);
 
     // 4. Reverse again: B adopts its live disk, A replicates its live disk to B.
-    b.rewind(&["adopt", "vm1", "--from-live"]);
+    b.rewind(&[
+        "adopt",
+        "vm1",
+        "--agent",
+        "rewind-reverse-vm1",
+        "--from-live",
+    ]);
     let links_a = w.join("links-a");
     a.rewind_json(&[
         "reverse",
@@ -162,7 +181,14 @@ fn reverse_replication_survives_restarts_of_its_daemon() {
     b.rewind(&["failover", "commit", "db"]);
     agent.kill9();
     drop(agent);
-    a.rewind(&["adopt", "db", "--disk", &format!("d={}", src.display())]);
+    a.rewind(&[
+        "adopt",
+        "db",
+        "--agent",
+        "rewind-reverse-db",
+        "--disk",
+        &format!("d={}", src.display()),
+    ]);
     let links_b = w.join("links-b");
     let reverse = [
         "reverse",

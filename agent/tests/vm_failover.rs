@@ -195,7 +195,14 @@ fn vm_round_trip_planned_failover_reverse_failback() {
     drop(agent);
 
     // Reverse: A adopts the old source disk; the VM runs at B on the protected live disk.
-    a.rewind(&["adopt", "vm1", "--disk", &format!("root={}", src.display())]);
+    a.rewind(&[
+        "adopt",
+        "vm1",
+        "--agent",
+        "rewind-reverse-vm1",
+        "--disk",
+        &format!("root={}", src.display()),
+    ]);
     let links_b = w.join("links-b");
     b.rewind(&[
         "reverse",
@@ -220,7 +227,13 @@ fn vm_round_trip_planned_failover_reverse_failback() {
     a.rewind(&["failover", "commit", "vm1"]);
 
     // Reverse again: B adopts its live disk; the VM runs at A, protected towards B.
-    b.rewind(&["adopt", "vm1", "--from-live"]);
+    b.rewind(&[
+        "adopt",
+        "vm1",
+        "--agent",
+        "rewind-reverse-vm1",
+        "--from-live",
+    ]);
     let links_a = w.join("links-a");
     a.rewind(&[
         "reverse",

@@ -1,27 +1,104 @@
-//! Names of groups, disks, agents and tags.
+//! Names of groups, disks, agents, tags and plans.
 //!
-//! A name is 1..=[`MAX_NAME_LEN`] bytes drawn from `[A-Za-z0-9._:-]`. The alphabet is small on
-//! purpose: names become file names, URL path segments and log fields, and none of those should
-//! need quoting or be able to hold a `/`; for the same reason `.` and `..` are refused.
+//! A name is drawn from `[A-Za-z0-9._:-]`. The alphabet is small on purpose: names become file
+//! names, URL path segments and log fields, and none of those should need quoting or be able to
+//! hold a `/`; for the same reason `.` and `..` are refused.
+//!
+//! Each kind of name has its own maximum length ([`NameKind::max_len`]), chosen so that every
+//! later use of the name fits:
+//! - group and disk names ([`MAX_GROUP_LEN`], [`MAX_DISK_LEN`]): a failover's overlay is named
+//!   `failover-test.LEN.GROUP.DISK` with `_` and `:` escaped to two characters, and must fit an
+//!   overlay name (and its temporary directory name) under the file-name limit of 255 bytes; the
+//!   reverse agent of a group is named `rewind-reverse-GROUP`, which must fit an agent name;
+//! - agent names ([`MAX_AGENT_LEN`]): host names, which are at most 64 bytes;
+//! - tag names ([`MAX_TAG_LEN`]): `tag:NAME.img` in the view tree must fit a file name.
+//!
+//! [`crate::MAX_NAME_LEN`] (255) stays the representation limit of the u8 length prefix, so
+//! files written before these limits still decode. The wire decoders check a group or disk name
+//! against its own limit (see [`check_name`]): a HELLO cannot create a group that could never fail
+//! over.
 
 use crate::{DecodeError, MAX_NAME_LEN};
 
-/// Checks that `s` is a valid group, disk, agent or tag name.
-pub fn validate_name(s: &str) -> Result<(), DecodeError> {
-    check_name("name", s)
+/// Longest group name, in bytes.
+pub const MAX_GROUP_LEN: usize = 48;
+/// Longest disk name, in bytes.
+pub const MAX_DISK_LEN: usize = 48;
+/// Longest agent name, in bytes (a host name's limit).
+pub const MAX_AGENT_LEN: usize = 64;
+/// Longest tag name accepted from now on, in bytes.
+pub const MAX_TAG_LEN: usize = 128;
+/// Longest recovery plan name, in bytes.
+pub const MAX_PLAN_LEN: usize = 64;
+
+/// What a name names: each kind has its own maximum length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameKind {
+    Group,
+    Disk,
+    Agent,
+    Tag,
+    Plan,
+    /// A name with only the representation limit (the access group, old files).
+    Any,
 }
 
-/// [`validate_name`] with the field's own name in the error.
+impl NameKind {
+    pub fn max_len(self) -> usize {
+        match self {
+            NameKind::Group => MAX_GROUP_LEN,
+            NameKind::Disk => MAX_DISK_LEN,
+            NameKind::Agent => MAX_AGENT_LEN,
+            NameKind::Tag => MAX_TAG_LEN,
+            NameKind::Plan => MAX_PLAN_LEN,
+            NameKind::Any => MAX_NAME_LEN,
+        }
+    }
+
+    /// The field name errors use.
+    pub fn what(self) -> &'static str {
+        match self {
+            NameKind::Group => "group name",
+            NameKind::Disk => "disk name",
+            NameKind::Agent => "agent name",
+            NameKind::Tag => "tag name",
+            NameKind::Plan => "plan name",
+            NameKind::Any => "name",
+        }
+    }
+}
+
+/// Checks that `s` is a valid name of any kind (only the representation limit of 255 bytes):
+/// prefer [`validate`] with the name's kind.
+pub fn validate_name(s: &str) -> Result<(), DecodeError> {
+    check(NameKind::Any.what(), NameKind::Any.max_len(), s)
+}
+
+/// Checks that `s` is a valid name of kind `kind`: the one check every entry point (wire, control
+/// API, CLI, config and plan files) applies before a name reaches a path.
+pub fn validate(kind: NameKind, s: &str) -> Result<(), DecodeError> {
+    check(kind.what(), kind.max_len(), s)
+}
+
+/// The wire decoders' check of a name field. Group and disk names get their own limits (the
+/// decoders name those fields "group name" and "disk name"); other fields (tags, agents, and the
+/// group name in a segment header, which was written before the limits) keep the representation
+/// limit so stored data still decodes.
 pub(crate) fn check_name(what: &'static str, s: &str) -> Result<(), DecodeError> {
+    let max = match what {
+        "group name" => MAX_GROUP_LEN,
+        "disk name" => MAX_DISK_LEN,
+        _ => MAX_NAME_LEN,
+    };
+    check(what, max, s)
+}
+
+fn check(what: &'static str, max: usize, s: &str) -> Result<(), DecodeError> {
     if s.is_empty() {
         return Err(DecodeError::invalid(what, "empty"));
     }
-    if s.len() > MAX_NAME_LEN {
-        return Err(DecodeError::too_large(
-            what,
-            s.len() as u64,
-            MAX_NAME_LEN as u64,
-        ));
+    if s.len() > max {
+        return Err(DecodeError::too_large(what, s.len() as u64, max as u64));
     }
     if s == "." || s == ".." {
         // Allowed by the alphabet, but a name becomes a file name: never a path step.
@@ -49,6 +126,15 @@ mod tests {
         for n in ["a", "web01", "sda", "db.prod:vg-1_x", &"x".repeat(255)] {
             assert_eq!(validate_name(n), Ok(()), "{n}");
         }
+        for kind in [
+            NameKind::Group,
+            NameKind::Disk,
+            NameKind::Agent,
+            NameKind::Tag,
+            NameKind::Plan,
+        ] {
+            assert_eq!(validate(kind, &"x".repeat(kind.max_len())), Ok(()));
+        }
     }
 
     #[test]
@@ -62,9 +148,44 @@ mod tests {
             "..\\x",
             ".",
             "..",
+            "../x",
+            "..%2F..%2Fx",
             &"x".repeat(256),
         ] {
             assert!(validate_name(n).is_err(), "{n:?}");
+            assert!(validate(NameKind::Group, n).is_err(), "{n:?}");
         }
+    }
+
+    #[test]
+    fn each_kind_has_its_limit() {
+        for kind in [
+            NameKind::Group,
+            NameKind::Disk,
+            NameKind::Agent,
+            NameKind::Tag,
+            NameKind::Plan,
+        ] {
+            let e = validate(kind, &"x".repeat(kind.max_len() + 1))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(kind.what()), "{e}");
+            assert!(e.contains(&kind.max_len().to_string()), "{e}");
+        }
+        // The wire's group and disk fields use the same limits; others only the representation's.
+        assert!(check_name("group name", &"g".repeat(MAX_GROUP_LEN + 1)).is_err());
+        assert!(check_name("disk name", &"d".repeat(MAX_DISK_LEN + 1)).is_err());
+        assert!(check_name("tag name", &"t".repeat(MAX_NAME_LEN)).is_ok());
+        assert!(check_name("segment group name", &"g".repeat(MAX_NAME_LEN)).is_ok());
+    }
+
+    #[test]
+    fn a_groups_reverse_agent_name_is_an_agent_name() {
+        // `rewind-reverse-GROUP` (mtd's failover/reverse.rs) must be a valid agent name.
+        let g = "g".repeat(MAX_GROUP_LEN);
+        assert_eq!(
+            validate(NameKind::Agent, &format!("rewind-reverse-{g}")),
+            Ok(())
+        );
     }
 }

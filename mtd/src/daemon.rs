@@ -55,8 +55,9 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
         Some(root) => {
             let exports = exports.clone();
             let root = root.clone();
+            let gid = opts.access.gid();
             let tree =
-                tokio::task::spawn_blocking(move || FuseTree::mount(exports, &root)).await??;
+                tokio::task::spawn_blocking(move || FuseTree::mount(exports, &root, gid)).await??;
             ready.push(format!("views {}", tree.root().display()));
             Some(tree)
         }

@@ -67,16 +67,16 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "uring")]
         io_engine: EngineKind,
         /// Retention window for groups created by a first HELLO (e.g. 24h, 30m).
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "24h", value_parser = rewind_mtd::control::limits::parse_retention)]
         retention: Duration,
         /// Seal a journal segment at this size.
         #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
         segment_size: u64,
         /// Seal an open segment after this long even if not full (so it can expire and merge).
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = rewind_mtd::control::limits::parse_interval)]
         seal_after: Duration,
         /// How often the merger looks for expired segments.
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "1s", value_parser = rewind_mtd::control::limits::parse_interval)]
         merge_interval: Duration,
         /// NBD exports on TCP (off by default; "none" for off). TCP needs TLS: --nbd-tls-dir and
         /// --nbd-clients (or --nbd-insecure on a loopback address, for tests).
@@ -137,14 +137,17 @@ enum Cmd {
     Adopt {
         #[arg(long)]
         data_dir: PathBuf,
-        #[arg(long)]
+        #[arg(long, value_parser = rewind_mtd::control::names::parse_group)]
         group: String,
         /// NAME=PATH, a raw image or block device; repeat per disk.
-        #[arg(long = "disk", required = true)]
+        #[arg(long = "disk", required = true, value_parser = rewind_mtd::control::names::parse_disk_source)]
         disks: Vec<String>,
         /// Retention window of the new group.
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "24h", value_parser = rewind_mtd::control::limits::parse_retention)]
         retention: Duration,
+        /// The agent that will replicate into the group: it owns the group.
+        #[arg(long, value_parser = rewind_mtd::control::names::parse_agent)]
+        agent: String,
     },
     /// Write one disk of a group, as of a point, to a raw image file.
     Dump {
@@ -202,6 +205,10 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> Result<()> {
+    // Before anything is created: replica data, overlays, state and logs are private unless made
+    // otherwise on purpose (sockets are chmodded by `access`, the view tree has its own modes).
+    // SAFETY: umask only changes this process's file-creation mask; no memory is involved.
+    unsafe { libc::umask(0o077) };
     let cli = Cli::parse();
     // The daemon logs its work; the offline tools only warnings (their output is the point).
     let default_level = if matches!(cli.cmd, Cmd::Serve { .. }) {
@@ -336,7 +343,8 @@ fn main() -> Result<()> {
             group,
             disks,
             retention,
-        } => rewind_mtd::failover::adopt::offline(&data_dir, &group, &disks, retention),
+            agent,
+        } => rewind_mtd::failover::adopt::offline(&data_dir, &group, &agent, &disks, retention),
         Cmd::Dump {
             data_dir,
             group,

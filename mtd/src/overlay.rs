@@ -299,10 +299,15 @@ fn bitmap_len(size_bytes: u64) -> usize {
     size_bytes.div_ceil(OVERLAY_BLOCK).div_ceil(8) as usize
 }
 
+/// Longest overlay name: its directory is built as `.NAME.tmp`, which must fit a file name (255
+/// bytes), and every failover overlay name built from a valid group and disk name fits it (see
+/// the test `failover_overlay_names_fit`).
+pub const MAX_OVERLAY_NAME_LEN: usize = 240;
+
 /// Overlay names go into paths and export names: keep them to a safe alphabet.
 pub fn check_overlay_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= MAX_OVERLAY_NAME_LEN
         && !name.starts_with('.')
         && name
             .chars()
@@ -312,7 +317,9 @@ pub fn check_overlay_name(name: &str) -> Result<()> {
     } else {
         Err(StoreError::Invalid {
             what: "overlay name",
-            why: format!("{name:?}: use letters, digits, '-', '_' and '.' (not first), up to 128"),
+            why: format!(
+                "{name:?}: use letters, digits, '-', '_' and '.' (not first), up to {MAX_OVERLAY_NAME_LEN}"
+            ),
         })
     }
 }
@@ -556,4 +563,32 @@ fn read_meta(dir: &Path) -> Result<OverlayMeta> {
         path: p,
         why: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exports::{live_overlay_name, test_overlay_name};
+    use rewind_formats::name::{MAX_DISK_LEN, MAX_GROUP_LEN};
+
+    /// The longest group and disk names, made of the characters the overlay name escapes to two
+    /// (`_`, `:`), still give failover overlay names that are valid overlay names: a group that
+    /// replicates can always fail over.
+    #[test]
+    fn failover_overlay_names_fit() {
+        for c in ["_", ":", "x"] {
+            let g = c.repeat(MAX_GROUP_LEN);
+            let d = c.repeat(MAX_DISK_LEN);
+            for n in [test_overlay_name(&g, &d), live_overlay_name(&g, &d)] {
+                check_overlay_name(&n).unwrap();
+                // Its temporary directory name is a file name too.
+                assert!(format!(".{n}.tmp").len() <= 255, "{n}");
+            }
+        }
+        assert!(check_overlay_name(&"o".repeat(MAX_OVERLAY_NAME_LEN)).is_ok());
+        assert!(check_overlay_name(&"o".repeat(MAX_OVERLAY_NAME_LEN + 1)).is_err());
+        for bad in ["", ".x", "a/b", "..", "a:b"] {
+            assert!(check_overlay_name(bad).is_err(), "{bad:?}");
+        }
+    }
 }

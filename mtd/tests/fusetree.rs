@@ -198,17 +198,18 @@ fn tree_lists_groups_disks_and_points_and_reads_them_exactly() {
     );
     assert!(names(&sda.join("overlays")).is_empty());
 
-    // Metadata: read-only images of the disk's size, directories 0555, times of the points.
+    // Metadata: read-only images of the disk's size, directories 0750 and images 0440 (root and
+    // the access group only), times of the points.
     let now = SystemTime::now();
     for dir in [&views, &g, &sda, &sda.join("at"), &sda.join("overlays")] {
         let m = fs::metadata(dir).unwrap();
         assert!(m.is_dir());
-        assert_eq!(m.permissions().mode() & 0o7777, 0o555, "{}", dir.display());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o750, "{}", dir.display());
     }
     let latest = fs::metadata(sda.join("latest.img")).unwrap();
     assert!(latest.is_file());
     assert_eq!(latest.len(), 8 << 20);
-    assert_eq!(latest.permissions().mode() & 0o7777, 0o444);
+    assert_eq!(latest.permissions().mode() & 0o7777, 0o440);
     assert_eq!(
         fs::metadata(g.join("sdb/latest.img")).unwrap().len(),
         4 << 20
@@ -226,10 +227,10 @@ fn tree_lists_groups_disks_and_points_and_reads_them_exactly() {
     let ls = run_ok(Command::new("ls").arg("-lR").arg(&views));
     let ls = String::from_utf8_lossy(&ls.stdout);
     assert!(
-        ls.contains("-r--r--r-- 1 root root 8388608") && ls.contains("tag:t384.img"),
+        ls.contains("-r--r----- 1 root rewind 8388608") && ls.contains("tag:t384.img"),
         "{ls}"
     );
-    assert!(ls.contains("dr-xr-xr-x"), "{ls}");
+    assert!(ls.contains("drwxr-x---"), "{ls}");
 
     // Contents: the same bytes as dumps of the same points, and what the model says.
     let dumped = work.path().join("dump.img");
@@ -531,7 +532,7 @@ fn overlay_file_survives_fsx() {
     assert_eq!(names(&ovdir), ["t1.img"]);
     let m = fs::metadata(&file).unwrap();
     assert_eq!(m.len(), 8 << 20);
-    assert_eq!(m.permissions().mode() & 0o7777, 0o644);
+    assert_eq!(m.permissions().mode() & 0o7777, 0o660);
     assert_same_files(&file, &views.join("web01/sda/at/tag:t256.img"));
     // Its size is fixed: a truncate to another size is refused, to the same size allowed.
     let f = fs::OpenOptions::new().write(true).open(&file).unwrap();

@@ -15,6 +15,15 @@ pub fn name() -> impl Strategy<Value = String> {
     .prop_filter("reserved names", |s| s != "." && s != "..")
 }
 
+/// A group or disk name: these have their own, shorter limit (`rewind_formats::name`).
+pub fn group_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[A-Za-z0-9._:-]{1,24}",
+        1 => "[a-z]{48}",
+    ]
+    .prop_filter("reserved names", |s| s != "." && s != "..")
+}
+
 pub fn text() -> impl Strategy<Value = String> {
     // Up to 200 chars of any Unicode: at most 800 bytes, under MAX_MESSAGE_LEN.
     ".{0,200}"
@@ -44,7 +53,7 @@ pub fn tag_info() -> impl Strategy<Value = TagInfo> {
 }
 
 fn disks() -> impl Strategy<Value = Vec<DiskInfo>> {
-    btree_map(name(), 1..(u64::MAX / SECTOR), 0..4).prop_map(|m: BTreeMap<String, u64>| {
+    btree_map(group_name(), 1..(u64::MAX / SECTOR), 0..4).prop_map(|m: BTreeMap<String, u64>| {
         m.into_iter()
             .map(|(disk, sectors)| DiskInfo {
                 disk,
@@ -56,7 +65,7 @@ fn disks() -> impl Strategy<Value = Vec<DiskInfo>> {
 
 pub fn hello() -> impl Strategy<Value = Hello> {
     let group = (any::<u64>(), any::<u64>(), disks());
-    (name(), btree_map(name(), group, 0..4)).prop_map(|(agent, groups)| Hello {
+    (name(), btree_map(group_name(), group, 0..4)).prop_map(|(agent, groups)| Hello {
         agent,
         groups: groups
             .into_iter()
@@ -72,15 +81,14 @@ pub fn hello() -> impl Strategy<Value = Hello> {
 
 pub fn welcome() -> impl Strategy<Value = Welcome> {
     let status = prop_oneof![Just(ResumeStatus::Resume), Just(ResumeStatus::ResyncNeeded)];
-    let group =
-        (name(), any::<u64>(), status, any::<u64>()).prop_map(|(group, generation, status, d)| {
-            WelcomeGroup {
-                group,
-                generation,
-                status,
-                durable: Seq(d),
-            }
-        });
+    let group = (group_name(), any::<u64>(), status, any::<u64>()).prop_map(
+        |(group, generation, status, d)| WelcomeGroup {
+            group,
+            generation,
+            status,
+            durable: Seq(d),
+        },
+    );
     vec(group, 0..5).prop_map(|groups| Welcome { groups })
 }
 
@@ -145,7 +153,7 @@ pub fn refs(r: &[OwnedRecord]) -> Vec<RecordRef<'_>> {
 
 pub fn batch() -> impl Strategy<Value = (Batch, Vec<OwnedRecord>)> {
     (
-        name(),
+        group_name(),
         any::<u64>(),
         1..u64::MAX / 2,
         any::<u64>(),
@@ -170,17 +178,19 @@ pub fn message() -> impl Strategy<Value = Message> {
         hello().prop_map(Message::Hello),
         welcome().prop_map(Message::Welcome),
         batch().prop_map(|(b, _)| Message::Batch(b)),
-        (name(), any::<u64>(), tag_info()).prop_map(|(group, generation, tag)| Message::Tag(Tag {
-            group,
-            generation,
-            tag
-        })),
-        (name(), any::<u64>()).prop_map(|(group, d)| Message::Ack(Ack {
+        (group_name(), any::<u64>(), tag_info()).prop_map(|(group, generation, tag)| Message::Tag(
+            Tag {
+                group,
+                generation,
+                tag
+            }
+        )),
+        (group_name(), any::<u64>()).prop_map(|(group, d)| Message::Ack(Ack {
             group,
             durable: Seq(d)
         })),
         (
-            name(),
+            group_name(),
             any::<u16>(),
             0..(u64::MAX / SECTOR / 2),
             1u32..=256,
@@ -193,7 +203,7 @@ pub fn message() -> impl Strategy<Value = Message> {
                 block_size: bs * SECTOR as u32,
                 hashes,
             })),
-        (name(), control_op, text()).prop_map(|(group, op, arg)| Message::Control(Control {
+        (group_name(), control_op, text()).prop_map(|(group, op, arg)| Message::Control(Control {
             group,
             op,
             arg

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use rewind_mtd::cli::failover::{self, FailoverCmd};
 use rewind_mtd::cli::plan::PlanCmd;
 use rewind_mtd::client::{Client, DEFAULT_CONTROL};
+use rewind_mtd::control::names::{parse_agent, parse_disk_source, parse_group, parse_overlay};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -32,9 +33,18 @@ enum Cmd {
     /// Protection groups, their disks, durable seq and retention horizon.
     Groups,
     /// Recovery points of a group: oldest and newest seq and time, tags, app-consistent marks.
-    Points { group: String },
+    Points {
+        #[arg(value_parser = parse_group)]
+        #[arg(value_parser = parse_group)]
+        group: String,
+    },
     /// Change a group's retention window (e.g. 24h); older history is merged into the base.
-    Retention { group: String, retention: String },
+    Retention {
+        #[arg(value_parser = parse_group)]
+        group: String,
+        #[arg(value_parser = parse_retention)]
+        retention: String,
+    },
     /// Writable overlays over recovery points.
     Overlay {
         #[command(subcommand)]
@@ -61,7 +71,8 @@ enum Cmd {
         dir: PathBuf,
         #[arg(long)]
         partition: Option<u32>,
-        /// Mount options, as for mount -o.
+        /// Mount options, as for mount -o. Mounts are nosuid,nodev,noexec unless these say
+        /// otherwise (`-o exec`, `-o suid`, `-o dev`).
         #[arg(short = 'o', long)]
         options: Option<String>,
     },
@@ -74,6 +85,7 @@ enum Cmd {
     },
     /// Protect a committed failover's live disks and replicate them to another site.
     Reverse {
+        #[arg(value_parser = parse_group)]
         group: String,
         /// The other site's rewind-mtd agent listener: HOST:PORT, tcp:HOST:PORT or unix:PATH.
         #[arg(long)]
@@ -81,7 +93,7 @@ enum Cmd {
         /// Stop reverse replication.
         #[arg(long)]
         stop: bool,
-        #[arg(long)]
+        #[arg(long, value_parser = parse_agent)]
         agent_name: Option<String>,
         /// TLS files for the agent (`rewind-mtd ca` layout of the other site's CA).
         #[arg(long)]
@@ -96,14 +108,19 @@ enum Cmd {
     /// Make a replica from existing disks (the old source disks, or --from-live: this site's live
     /// disks), so replication into it only sends blocks that differ.
     Adopt {
+        #[arg(value_parser = parse_group)]
         group: String,
         /// NAME=PATH, a raw image or block device; repeat per disk.
-        #[arg(long = "disk")]
+        #[arg(long = "disk", value_parser = parse_disk_source)]
         disks: Vec<String>,
         #[arg(long)]
         from_live: bool,
-        #[arg(long)]
+        #[arg(long, value_parser = parse_retention)]
         retention: Option<String>,
+        /// The agent that will replicate into the group: it owns the group, and no other
+        /// agent's HELLO is accepted for it.
+        #[arg(long, value_parser = parse_agent)]
+        agent: String,
     },
     /// Recovery plans: run, status, continue past a manual step, cleanup.
     Plan {
@@ -125,13 +142,20 @@ enum Cmd {
 enum OverlayCmd {
     /// Make overlay NAME over GROUP/DISK[@POINT] (exported as GROUP/DISK@overlay:NAME).
     Create {
+        #[arg(value_parser = parse_overlay)]
         name: String,
         export: String,
     },
     List,
     Delete {
+        #[arg(value_parser = parse_overlay)]
         name: String,
     },
+}
+
+/// For clap: a retention window the daemon accepts (checked here for a clear error first).
+fn parse_retention(s: &str) -> Result<String, String> {
+    rewind_mtd::control::limits::parse_retention(s).map(|_| s.to_string())
 }
 
 fn main() {
@@ -142,7 +166,24 @@ fn main() {
     }
 }
 
+/// The names in an export argument, checked before anything is sent (a malformed export is left
+/// to the daemon, whose answer says what it expects).
+fn check_export_names(export: &str) -> Result<()> {
+    if let Ok(n) = rewind_mtd::exports::ExportName::parse(export) {
+        rewind_mtd::control::names::check_export(&n)
+            .map_err(|e| anyhow::anyhow!("export {export:?}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<()> {
+    match &cli.cmd {
+        Cmd::Attach { export, .. } | Cmd::Mount { export, .. } => check_export_names(export)?,
+        Cmd::Overlay {
+            cmd: OverlayCmd::Create { export, .. },
+        } => check_export_names(export)?,
+        _ => {}
+    }
     let c = Client::new(&cli.control)?;
     let out = match &cli.cmd {
         Cmd::Groups => {
@@ -265,7 +306,16 @@ fn run(cli: &Cli) -> Result<()> {
             disks,
             from_live,
             retention,
-        } => failover::adopt(&c, cli.json, group, disks, *from_live, retention.as_deref())?,
+            agent,
+        } => failover::adopt(
+            &c,
+            cli.json,
+            group,
+            agent,
+            disks,
+            *from_live,
+            retention.as_deref(),
+        )?,
         Cmd::Plan { cmd } => rewind_mtd::cli::plan::run(&c, cli.json, cmd)?,
         Cmd::Group { cmd } => rewind_mtd::cli::group::run(&c, cli.json, cmd)?,
         Cmd::Job { id } => {

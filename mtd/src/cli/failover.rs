@@ -8,37 +8,54 @@ use serde_json::{json, Value};
 
 use super::job::follow;
 use crate::client::Client;
+use crate::control::names::parse_group;
 
 #[derive(Subcommand)]
 pub enum FailoverCmd {
     /// Writable copies of one point of every disk (GROUP/DISK@test over NBD, loop devices), and
     /// the configured boot command; replication goes on.
     Test {
+        #[arg(value_parser = parse_group)]
         group: String,
         /// latest (default), latest-app-consistent, tag:NAME, a time, -15m, seq:N
         #[arg(long)]
         point: Option<String>,
     },
     /// Discard a test failover.
-    Cleanup { group: String },
+    Cleanup {
+        #[arg(value_parser = parse_group)]
+        #[arg(value_parser = parse_group)]
+        group: String,
+    },
     /// Drain the source agent, then promote at its planned-failover tag (no data lost).
-    Planned { group: String },
+    Planned {
+        #[arg(value_parser = parse_group)]
+        #[arg(value_parser = parse_group)]
+        group: String,
+    },
     /// Promote a chosen point when the source is gone.
     Unplanned {
+        #[arg(value_parser = parse_group)]
         group: String,
         #[arg(long)]
         point: String,
     },
     /// Before commit: make the live disks over another point.
     ChangePoint {
+        #[arg(value_parser = parse_group)]
         group: String,
         #[arg(long)]
         point: String,
     },
     /// Make the promoted point permanent and discard the later history.
-    Commit { group: String },
+    Commit {
+        #[arg(value_parser = parse_group)]
+        #[arg(value_parser = parse_group)]
+        group: String,
+    },
     /// Set the boot command failovers run ({nbd:DISK}, {loop:DISK}, {group}); --clear removes it.
     Configure {
+        #[arg(value_parser = parse_group)]
         group: String,
         #[arg(long, conflicts_with = "clear")]
         boot: Option<String>,
@@ -46,7 +63,11 @@ pub enum FailoverCmd {
         clear: bool,
     },
     /// What the group's failovers left in place (test disks, live disks, reverse replication).
-    Status { group: Option<String> },
+    Status {
+        #[arg(value_parser = parse_group)]
+        #[arg(value_parser = parse_group)]
+        group: Option<String>,
+    },
 }
 
 /// Run a failover subcommand; returns what to print.
@@ -200,6 +221,7 @@ pub fn adopt(
     c: &Client,
     json_out: bool,
     group: &str,
+    agent: &str,
     disks: &[String],
     from_live: bool,
     retention: Option<&str>,
@@ -216,7 +238,7 @@ pub fn adopt(
         .collect();
     let job = c.post(
         &format!("/v1/groups/{group}/adopt"),
-        json!({ "disks": disks, "from_live": from_live, "retention": retention }),
+        json!({ "disks": disks, "from_live": from_live, "retention": retention, "agent": agent }),
     )?;
     let v = follow(c, &job, json_out)?;
     Ok(if json_out {

@@ -149,6 +149,8 @@ pub fn attach(
     mountpoint: Option<PathBuf>,
 ) -> Result<Attachment> {
     let mut name = ExportName::parse(export)?;
+    // The names become a path under the view tree.
+    super::names::check_export(&name)?;
     let mut overlay = None;
     let is_overlay = matches!(name.target, Target::Overlay(_));
     if writable && !is_overlay {
@@ -301,6 +303,19 @@ pub(crate) fn drop_overlay(exports: &Exports, name: &str) {
     }
 }
 
+/// The safe defaults of `rewind mount`: a replica's filesystem comes from the protected machine,
+/// whose set-uid programs and device nodes must not work here.
+pub const SAFE_MOUNT_OPTIONS: &str = "nosuid,nodev,noexec";
+
+/// The `-o` of a `rewind mount`: the safe defaults first, then the caller's options, which
+/// mount(8) applies after them (so `exec`, `suid` or `dev` relax a default explicitly).
+pub fn mount_options(user: Option<&str>) -> String {
+    match user.map(str::trim).filter(|o| !o.is_empty()) {
+        Some(o) => format!("{SAFE_MOUNT_OPTIONS},{o}"),
+        None => SAFE_MOUNT_OPTIONS.to_string(),
+    }
+}
+
 /// Mount an export at `dir` through a throwaway overlay (the point itself never changes).
 pub fn mount(
     exports: &Exports,
@@ -347,9 +362,7 @@ pub fn mount(
         }
     };
     let mut cmd = Command::new("mount");
-    if let Some(o) = options {
-        cmd.args(["-o", o]);
-    }
+    cmd.args(["-o", &mount_options(options)]);
     cmd.arg(&dev).arg(&dir);
     if let Err(e) = run(&mut cmd) {
         let mut b = a.clone();
@@ -384,5 +397,21 @@ pub fn release_all(exports: &Exports, atts: &Attachments) {
             let _ = run(Command::new("losetup").arg("-d").arg(&a.device));
             let _ = atts.remove(&a.device);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_are_nosuid_nodev_noexec_unless_relaxed() {
+        assert_eq!(mount_options(None), "nosuid,nodev,noexec");
+        assert_eq!(mount_options(Some(" ")), "nosuid,nodev,noexec");
+        // The caller's options come last: mount(8) lets them override the defaults.
+        assert_eq!(
+            mount_options(Some("ro,exec")),
+            "nosuid,nodev,noexec,ro,exec"
+        );
     }
 }

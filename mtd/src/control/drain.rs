@@ -5,17 +5,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::names::GroupName;
 use super::routes::{blocking, ApiError, ApiResult};
 use super::Control;
 use crate::server::drain::{self, DrainError};
+use rewind_formats::{NameKind, MAX_MESSAGE_LEN};
 
 /// How long a drain waits when the request does not say.
 const DEFAULT_TIMEOUT_SECS: u64 = 60;
+/// The longest drain a request may ask for (a day): a deadline is `now + timeout`, which must not
+/// overflow, and no drain needs more.
+const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
 #[derive(Serialize, Deserialize)]
 pub struct DrainRequest {
@@ -33,10 +38,18 @@ pub struct DrainReply {
 
 pub async fn drain_group(
     State(c): State<Arc<Control>>,
-    UrlPath(group): UrlPath<String>,
+    GroupName(group): GroupName,
     Json(req): Json<DrainRequest>,
 ) -> ApiResult<DrainReply> {
-    let timeout = Duration::from_secs(req.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS));
+    let secs = req.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
+    if secs == 0 || secs > MAX_TIMEOUT_SECS {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("timeout_secs {secs}: give 1 to {MAX_TIMEOUT_SECS} seconds"),
+        ));
+    }
+    super::names::check(NameKind::Tag, &req.tag)?;
+    let timeout = Duration::from_secs(secs);
     let seq = drain::drain(&c.exports.store, &group, &req.tag, timeout)
         .await
         .map_err(|e| {
@@ -65,9 +78,19 @@ pub struct FenceReply {
 
 pub async fn fence_group(
     State(c): State<Arc<Control>>,
-    UrlPath(group): UrlPath<String>,
+    GroupName(group): GroupName,
     Json(req): Json<FenceRequest>,
 ) -> ApiResult<FenceReply> {
+    // The reason travels in an ERROR frame's text (at most MAX_MESSAGE_LEN bytes).
+    if req.reason.len() > MAX_MESSAGE_LEN {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "reason of {} bytes: at most {MAX_MESSAGE_LEN}",
+                req.reason.len()
+            ),
+        ));
+    }
     let generation = blocking(move || {
         let g = c.exports.store.group(&group)?;
         Ok(g.fence(&req.reason)?)

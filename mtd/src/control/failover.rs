@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::names::GroupName;
 use super::routes::{blocking, ApiError, ApiResult, Ctl};
 use super::Control;
 use crate::failover::adopt::AdoptRequest;
@@ -56,7 +57,7 @@ async fn list(State(c): Ctl) -> ApiResult<Value> {
     Ok(Json(json!(c.failovers.list())))
 }
 
-async fn show(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<Value> {
+async fn show(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<Value> {
     blocking(move || {
         c.exports.store.group(&group)?;
         Ok(json!({
@@ -82,7 +83,7 @@ pub struct ConfigureRequest {
 
 async fn configure(
     State(c): Ctl,
-    UrlPath(group): UrlPath<String>,
+    GroupName(group): GroupName,
     Json(req): Json<ConfigureRequest>,
 ) -> ApiResult<Value> {
     blocking(move || {
@@ -102,18 +103,18 @@ async fn job_op(
 
 async fn test(
     State(c): Ctl,
-    UrlPath(group): UrlPath<String>,
+    GroupName(group): GroupName,
     body: Option<Json<PointRequest>>,
 ) -> ApiResult<JobInfo> {
     let point = body.and_then(|b| b.0.point);
     job_op(move || c.failovers.test(&group, point, true)).await
 }
 
-async fn cleanup(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<JobInfo> {
+async fn cleanup(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<JobInfo> {
     job_op(move || c.failovers.cleanup(&group)).await
 }
 
-async fn planned(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<JobInfo> {
+async fn planned(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<JobInfo> {
     job_op(move || c.failovers.planned(&group, true)).await
 }
 
@@ -128,7 +129,7 @@ fn need_point(p: Option<String>) -> Result<String, ApiError> {
 
 async fn unplanned(
     State(c): Ctl,
-    UrlPath(group): UrlPath<String>,
+    GroupName(group): GroupName,
     Json(req): Json<PointRequest>,
 ) -> ApiResult<JobInfo> {
     let point = need_point(req.point)?;
@@ -137,32 +138,32 @@ async fn unplanned(
 
 async fn change_point(
     State(c): Ctl,
-    UrlPath(group): UrlPath<String>,
+    GroupName(group): GroupName,
     Json(req): Json<PointRequest>,
 ) -> ApiResult<JobInfo> {
     let point = need_point(req.point)?;
     job_op(move || c.failovers.change_point(&group, &point)).await
 }
 
-async fn commit(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<JobInfo> {
+async fn commit(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<JobInfo> {
     job_op(move || c.failovers.commit(&group)).await
 }
 
 async fn reverse(
     State(c): Ctl,
-    UrlPath(group): UrlPath<String>,
+    GroupName(group): GroupName,
     Json(req): Json<ReverseRequest>,
 ) -> ApiResult<JobInfo> {
     job_op(move || c.failovers.reverse(&group, req)).await
 }
 
-async fn reverse_stop(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<JobInfo> {
+async fn reverse_stop(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<JobInfo> {
     job_op(move || c.failovers.reverse_stop(&group)).await
 }
 
 async fn adopt(
     State(c): Ctl,
-    UrlPath(group): UrlPath<String>,
+    GroupName(group): GroupName,
     Json(req): Json<AdoptRequest>,
 ) -> ApiResult<JobInfo> {
     job_op(move || c.failovers.adopt(&group, req)).await

@@ -1,5 +1,9 @@
 //! The control API: HTTP+JSON on a unix socket, used by the `rewind` CLI.
 //!
+//! Who may do what (`authorize`): root everything; members of the access group (`rewind`) only
+//! GET; anybody else nothing (403). Names in paths and bodies are checked by `names` before they
+//! reach a path (400).
+//!
 //! Routes (all JSON; errors are `{"error": "..."}` with a 4xx/5xx status):
 //! - `GET /v1/groups`: groups, disks, segments, points, tags, horizon (the `inspect` report)
 //! - `DELETE /v1/groups/{group}`: delete an idle group (`control/groups.rs`)
@@ -18,9 +22,12 @@
 //!   `POST /v1/plans/continue`, `POST /v1/plans/cleanup`
 
 pub mod attach;
+mod authorize;
 mod drain;
 mod failover;
 mod groups;
+pub mod limits;
+pub mod names;
 mod plans;
 mod routes;
 
@@ -81,11 +88,20 @@ impl Control {
 
 /// Serve the API on a unix socket in the background. A socket that another live daemon answers on
 /// is an error, not something to take over.
-pub async fn start(control: Arc<Control>, path: &Path, access: &LocalAccess) -> Result<()> {
+///
+/// Every connection's peer is checked (`SO_PEERCRED`): root may do everything; members of the
+/// access group may only read (GET); anybody else, and a member asking for a change, gets a 403
+/// (the API runs boot commands as root).
+pub async fn start(control: Arc<Control>, path: &Path, access: &Arc<LocalAccess>) -> Result<()> {
     let listener = access.bind(path, "control API", "--control").await?;
     tracing::info!(path = %path.display(), "control API listening");
-    let app = routes::router(control);
+    let app = routes::router(control).layer(axum::middleware::from_fn(authorize::authorize));
+    let listener = authorize::CheckedListener {
+        inner: listener,
+        access: access.clone(),
+    };
     tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<authorize::Caller>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "control API stopped");
         }

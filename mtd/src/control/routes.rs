@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::names::{GroupName, OverlayPath};
 use super::{attach, Control};
 use crate::exports::{ExportName, Target};
 use crate::failover::Refused;
@@ -48,6 +49,12 @@ impl From<anyhow::Error> for ApiError {
             Some(se) => store_status(se, format!("{e:#}")),
             None => ApiError(StatusCode::BAD_REQUEST, format!("{e:#}")),
         }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(e: Refused) -> Self {
+        ApiError::from(anyhow::Error::from(e))
     }
 }
 
@@ -125,7 +132,7 @@ pub struct PointsReport {
     pub consistent: bool,
 }
 
-async fn points(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<PointsReport> {
+async fn points(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<PointsReport> {
     let r = blocking(move || {
         let group = c.exports.store.group(&group)?;
         let g = inspect::group_report(&group);
@@ -174,17 +181,14 @@ pub struct RetentionRequest {
 
 async fn retention(
     State(c): Ctl,
-    UrlPath(group): UrlPath<String>,
+    GroupName(group): GroupName,
     Json(req): Json<RetentionRequest>,
 ) -> ApiResult<Value> {
-    let d = humantime::parse_duration(&req.retention).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("bad retention {:?}: {e} (e.g. 24h, 30m)", req.retention),
-        )
-    })?;
+    let d = super::limits::parse_retention(&req.retention)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     blocking(move || {
         let g = c.exports.store.group(&group)?;
+        // Cannot truncate: parse_retention caps it far below u64::MAX ms.
         g.set_retention(d.as_millis() as u64)?;
         Ok(json!({ "group": group, "retention": humantime::format_duration(d).to_string() }))
     })
@@ -209,6 +213,7 @@ async fn overlay_create(
 ) -> ApiResult<crate::overlay::OverlayInfo> {
     let info = blocking(move || {
         let n = ExportName::parse(&req.export)?;
+        super::names::check_export(&n)?;
         let point =
             match n.target {
                 Target::Latest => "latest".to_string(),
@@ -232,7 +237,7 @@ async fn overlay_create(
     Ok(Json(info))
 }
 
-async fn overlay_delete(State(c): Ctl, UrlPath(name): UrlPath<String>) -> ApiResult<Value> {
+async fn overlay_delete(State(c): Ctl, OverlayPath(name): OverlayPath) -> ApiResult<Value> {
     blocking(move || {
         if c.attachments
             .list()
@@ -253,6 +258,12 @@ async fn overlay_delete(State(c): Ctl, UrlPath(name): UrlPath<String>) -> ApiRes
 
 async fn attachments(State(c): Ctl) -> ApiResult<Vec<attach::Attachment>> {
     Ok(Json(c.attachments.list()))
+}
+
+/// An export name from a request body, its names checked before anything else is.
+fn valid_export(export: &str) -> Result<(), ApiError> {
+    let n = ExportName::parse(export)?;
+    Ok(super::names::check_export(&n)?)
 }
 
 fn views(c: &Control) -> Result<PathBuf, ApiError> {
@@ -277,6 +288,7 @@ async fn attach_one(
     State(c): Ctl,
     Json(req): Json<AttachRequest>,
 ) -> ApiResult<attach::Attachment> {
+    valid_export(&req.export)?;
     let a = blocking(move || {
         let v = views(&c)?;
         Ok(attach::attach(
@@ -317,6 +329,7 @@ pub struct MountRequest {
 }
 
 async fn mount_one(State(c): Ctl, Json(req): Json<MountRequest>) -> ApiResult<attach::Attachment> {
+    valid_export(&req.export)?;
     let a = blocking(move || {
         let v = views(&c)?;
         Ok(attach::mount(

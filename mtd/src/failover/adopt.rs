@@ -19,10 +19,12 @@ use serde_json::json;
 
 use super::disks;
 use super::{Failovers, Refused};
+use crate::control::names::{check, disk_source};
 use crate::jobs::{Job, JobInfo};
 use crate::store::group::{base_path, journal_dir};
 use crate::store::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
 use crate::store::points::now_ms;
+use rewind_formats::NameKind;
 
 const CHUNK: usize = 1 << 20;
 
@@ -65,14 +67,20 @@ pub fn file_source(name: &str, path: &Path) -> Result<Source> {
 }
 
 /// Build a complete adopted group in `dir` (which must not exist). `progress(done, total)`.
+/// `owner`: the agent that will replicate into it (its HELLO is the only one accepted).
 pub fn build_group_dir(
     dir: &Path,
     group: &str,
+    owner: &str,
     sources: &[Source],
     retention_ms: u64,
     progress: &dyn Fn(u64, u64),
 ) -> Result<()> {
-    rewind_formats::validate_name(group).map_err(|e| anyhow::anyhow!("group name: {e}"))?;
+    check(NameKind::Group, group)?;
+    check(NameKind::Agent, owner)?;
+    for s in sources {
+        check(NameKind::Disk, &s.name)?;
+    }
     if sources.is_empty() {
         bail!("adopting group {group}: no disks given");
     }
@@ -85,7 +93,6 @@ pub fn build_group_dir(
     let mut done = 0u64;
     let mut buf = vec![0u8; CHUNK];
     for s in sources {
-        rewind_formats::validate_name(&s.name).map_err(|e| anyhow::anyhow!("disk name: {e}"))?;
         let p = base_path(dir, &s.name);
         let out = OpenOptions::new()
             .write(true)
@@ -127,7 +134,7 @@ pub fn build_group_dir(
         horizon_ms: 0,
         horizon_tags: Vec::new(),
         created_ms: now_ms(),
-        owner: None,
+        owner: Some(owner.into()),
         history_end: None,
         adopted: true,
         fenced_reason: None,
@@ -138,9 +145,11 @@ pub fn build_group_dir(
 }
 
 /// A scratch directory for building a group, outside `groups/` so a crash never leaves a
-/// half-built group to be loaded.
-pub fn building_dir(data_dir: &Path, group: &str) -> PathBuf {
-    data_dir.join("adopting").join(group)
+/// half-built group to be loaded. The name is checked here too: the directory is removed before
+/// a build, and `..` would name the data directory itself.
+pub fn building_dir(data_dir: &Path, group: &str) -> Result<PathBuf> {
+    check(NameKind::Group, group)?;
+    Ok(data_dir.join("adopting").join(group))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -154,14 +163,27 @@ pub struct AdoptRequest {
     /// Retention of the new group [default: the daemon's].
     #[serde(default)]
     pub retention: Option<String>,
+    /// The agent that will replicate into the group: it owns it, and no other agent's HELLO is
+    /// accepted for it. Required.
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 impl Failovers {
     pub fn adopt(self: &Arc<Self>, group: &str, req: AdoptRequest) -> Result<JobInfo> {
+        // Names first: the job removes a scratch directory named after the group.
+        check(NameKind::Group, group)?;
+        let agent = req.agent.clone().ok_or_else(|| {
+            Refused::Invalid(format!(
+                "adopting {group}: name the agent that will replicate into it (--agent NAME); it owns the group"
+            ))
+        })?;
+        check(NameKind::Agent, &agent)?;
+        for d in &req.disks {
+            disk_source(d)?;
+        }
         let retention_ms = match &req.retention {
-            Some(r) => humantime::parse_duration(r)
-                .map_err(|e| Refused::Invalid(format!("bad retention {r:?}: {e}")))?
-                .as_millis() as u64,
+            Some(r) => crate::control::limits::retention_ms(r).map_err(Refused::Invalid)?,
             None => self.store().default_retention_ms(),
         };
         let me = self.clone();
@@ -200,7 +222,7 @@ impl Failovers {
                     .map_err(|e| Refused::Conflict(format!("{e:#}")))?,
             }
             return Ok(self.jobs.spawn("adopt-live", group, move |job| {
-                me.adopt_live(&g, retention_ms, job)
+                me.adopt_live(&g, &agent, retention_ms, job)
             })?);
         }
         if req.disks.is_empty() {
@@ -216,18 +238,16 @@ impl Failovers {
         }
         let mut sources = Vec::new();
         for d in &req.disks {
-            let (name, path) = d
-                .split_once('=')
-                .ok_or_else(|| Refused::Invalid(format!("disk {d:?}: want NAME=PATH")))?;
+            let (name, path) = disk_source(d)?;
             sources.push(
                 file_source(name, Path::new(path))
                     .map_err(|e| Refused::Invalid(format!("{e:#}")))?,
             );
         }
+        let dir = building_dir(&me.store().dir, &g)?;
         Ok(self.jobs.spawn("adopt", group, move |job| {
-            let dir = building_dir(&me.store().dir, &g);
             let _ = fs::remove_dir_all(&dir);
-            build_group_dir(&dir, &g, &sources, retention_ms, &|d, t| {
+            build_group_dir(&dir, &g, &agent, &sources, retention_ms, &|d, t| {
                 job.progress(
                     d as f64 * 95.0 / t as f64,
                     "copying the disks into the base",
@@ -240,7 +260,14 @@ impl Failovers {
 
     /// Replace the group by one whose base is this site's live disks: the way back after a
     /// failback, when the other site becomes the source again.
-    fn adopt_live(&self, group: &str, retention_ms: u64, job: &Job) -> Result<serde_json::Value> {
+    fn adopt_live(
+        &self,
+        group: &str,
+        agent: &str,
+        retention_ms: u64,
+        job: &Job,
+    ) -> Result<serde_json::Value> {
+        let dir = building_dir(&self.store().dir, group)?;
         let mut s = self.get(group);
         if let Some(r) = s.reverse.take() {
             job.progress(2.0, "stopping reverse replication");
@@ -268,9 +295,8 @@ impl Failovers {
                 }),
             });
         }
-        let dir = building_dir(&self.store().dir, group);
         let _ = fs::remove_dir_all(&dir);
-        build_group_dir(&dir, group, &sources, retention_ms, &|d, t| {
+        build_group_dir(&dir, group, agent, &sources, retention_ms, &|d, t| {
             job.progress(
                 5.0 + d as f64 * 85.0 / t as f64,
                 "copying the live disks into the base",
@@ -297,14 +323,35 @@ impl Failovers {
     }
 }
 
+/// A retention window given as a Duration (already parsed by clap), in milliseconds.
+fn check_retention(d: std::time::Duration) -> Result<u64> {
+    if d.is_zero() || d > crate::control::limits::MAX_RETENTION {
+        bail!(
+            "retention {}: give more than 0 and at most {}",
+            humantime::format_duration(d),
+            humantime::format_duration(crate::control::limits::MAX_RETENTION)
+        );
+    }
+    Ok(d.as_millis() as u64)
+}
+
 /// `rewind-mtd adopt`: build the group with the daemon stopped (the data directory's lock is
 /// taken), with a progress bar.
 pub fn offline(
     data_dir: &Path,
     group: &str,
+    agent: &str,
     disks: &[String],
     retention: std::time::Duration,
 ) -> Result<()> {
+    // Names before anything touches a path.
+    check(NameKind::Group, group)?;
+    check(NameKind::Agent, agent)?;
+    let mut parsed = Vec::new();
+    for d in disks {
+        parsed.push(disk_source(d)?);
+    }
+    let retention_ms = check_retention(retention)?;
     fs::create_dir_all(data_dir.join("groups"))?;
     let _lock = crate::store::lock_dir(data_dir).with_context(|| {
         format!(
@@ -317,23 +364,16 @@ pub fn offline(
         bail!("group {group} already exists in {}", data_dir.display());
     }
     let mut sources = Vec::new();
-    for d in disks {
-        let (name, path) = d
-            .split_once('=')
-            .with_context(|| format!("disk {d:?}: want NAME=PATH"))?;
+    for (name, path) in parsed {
         sources.push(file_source(name, Path::new(path))?);
     }
     let total: u64 = sources.iter().map(|s| s.size_bytes).sum();
     let bar = crate::dump::progress_bar(total);
-    let dir = building_dir(data_dir, group);
+    let dir = building_dir(data_dir, group)?;
     let _ = fs::remove_dir_all(&dir);
-    build_group_dir(
-        &dir,
-        group,
-        &sources,
-        retention.as_millis() as u64,
-        &|d, _| bar.set_position(d),
-    )?;
+    build_group_dir(&dir, group, agent, &sources, retention_ms, &|d, _| {
+        bar.set_position(d)
+    })?;
     fs::rename(&dir, &dest).with_context(|| format!("moving into {}", dest.display()))?;
     crate::fsutil::sync_dir(&data_dir.join("groups"))?;
     bar.finish_and_clear();
@@ -360,8 +400,8 @@ mod tests {
         let src = file_source("sda", &img).unwrap();
         // Built, then the daemon died before the install's renames were done: one half-moved
         // replaced group too.
-        let built = building_dir(&data, "g");
-        build_group_dir(&built, "g", &[src], 60_000, &|_, _| {}).unwrap();
+        let built = building_dir(&data, "g").unwrap();
+        build_group_dir(&built, "g", "a1", &[src], 60_000, &|_, _| {}).unwrap();
         fs::create_dir_all(data.join("groups")).unwrap();
         fs::create_dir_all(data.join("replaced-g-1/base")).unwrap();
         let base = base_path(&built, "sda");
@@ -375,7 +415,7 @@ mod tests {
         let st = g.state.read().unwrap();
         assert!(st.manifest.adopted);
         assert_eq!(st.manifest.generation, 0);
-        assert_eq!(st.manifest.owner, None);
+        assert_eq!(st.manifest.owner.as_deref(), Some("a1"));
         drop(st);
         assert!(g.adopt_pending());
         assert!(!data.join("replaced-g-1").exists());

@@ -97,6 +97,9 @@ impl Failovers {
             .into());
         }
         disks::check_unused(self, &p.set).map_err(|e| Refused::Conflict(format!("{e:#}")))?;
+        if let Some(a) = &req.agent_name {
+            crate::control::names::check(rewind_formats::NameKind::Agent, a)?;
+        }
         let target = if req.to.starts_with("tcp:") || req.to.starts_with("unix:") {
             req.to.clone()
         } else {

@@ -45,6 +45,26 @@ const FALLOC_FL_KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
 const FALLOC_FL_PUNCH_HOLE: i32 = libc::FALLOC_FL_PUNCH_HOLE;
 const FALLOC_FL_ZERO_RANGE: i32 = libc::FALLOC_FL_ZERO_RANGE;
 
+/// Modes of the tree: owner root, group the access group, no access for anybody else (replica
+/// data is as private as the data directory).
+const DIR_MODE: u16 = 0o750;
+/// A point's image: read-only.
+const IMAGE_MODE: u16 = 0o440;
+/// An overlay's image: writable by root and the access group.
+const OVERLAY_MODE: u16 = 0o660;
+/// A live disk (`GROUP/DISK@live`, overlay `live.*`): the production disk after a failover, written
+/// by its loop device (through which reverse replication captures every write) or root only;
+/// the access group reads it.
+const LIVE_MODE: u16 = 0o640;
+
+fn overlay_mode(name: &str) -> u16 {
+    if name.starts_with("live.") {
+        LIVE_MODE
+    } else {
+        OVERLAY_MODE
+    }
+}
+
 thread_local! {
     /// Each fuser thread reads into its own buffer, reused across requests.
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -61,13 +81,15 @@ pub struct TreeFs {
 }
 
 impl TreeFs {
-    pub fn new(catalog: Catalog) -> TreeFs {
+    /// `gid`: the access group, which may read the tree (and write overlays); nobody else may
+    /// (the kernel enforces the modes: the tree is mounted with `default_permissions`).
+    pub fn new(catalog: Catalog, gid: u32) -> TreeFs {
         TreeFs {
             catalog,
             inodes: Inodes::new(),
             handles: Handles::default(),
             uid: nix::unistd::geteuid().as_raw(),
-            gid: nix::unistd::getegid().as_raw(),
+            gid,
             mounted: SystemTime::now(),
         }
     }
@@ -101,7 +123,7 @@ impl TreeFs {
     /// A node's attributes as of now; ENOENT when it no longer exists (or its point no longer
     /// resolves). With an open handle, an image shows the point the handle is frozen at.
     fn attr_of(&self, ino: u64, node: &Node, open: Option<&Handle>) -> Result<FileAttr, Errno> {
-        let dir = |time: Option<u64>| self.attr(ino, node, 0, time, 0o555);
+        let dir = |time: Option<u64>| self.attr(ino, node, 0, time, DIR_MODE);
         let disk_time = |d: &Disk| {
             self.catalog
                 .disk_size(&d.group, &d.disk)
@@ -114,11 +136,23 @@ impl TreeFs {
             Node::Disk(d) | Node::At(d) | Node::Overlays(d) => Ok(dir(disk_time(d)?)),
             Node::Image(d, Image::Overlay(name)) => {
                 match self.catalog.overlay(&d.group, &d.disk, name) {
-                    Some(m) => Ok(self.attr(ino, node, m.size_bytes, Some(m.created_ms), 0o644)),
+                    Some(m) => Ok(self.attr(
+                        ino,
+                        node,
+                        m.size_bytes,
+                        Some(m.created_ms),
+                        overlay_mode(name),
+                    )),
                     None => match open {
                         // Not listed any more while open: cannot happen (an overlay in use is not
                         // deleted), but the open file keeps working regardless.
-                        Some(h) => Ok(self.attr(ino, node, h.volume.size_bytes(), None, 0o644)),
+                        Some(h) => Ok(self.attr(
+                            ino,
+                            node,
+                            h.volume.size_bytes(),
+                            None,
+                            overlay_mode(name),
+                        )),
                         None => Err(Errno::ENOENT),
                     },
                 }
@@ -126,14 +160,14 @@ impl TreeFs {
             Node::Image(d, image) => {
                 if let Some(h) = open {
                     let time = self.catalog.time_of(&d.group, h.volume.seq());
-                    return Ok(self.attr(ino, node, h.volume.size_bytes(), time, 0o444));
+                    return Ok(self.attr(ino, node, h.volume.size_bytes(), time, IMAGE_MODE));
                 }
                 let spec = match image {
                     Image::Point(s) => s.as_str(),
                     _ => "latest",
                 };
                 match self.catalog.point(&d.group, &d.disk, spec) {
-                    Ok(p) => Ok(self.attr(ino, node, p.size_bytes, p.time_ms, 0o444)),
+                    Ok(p) => Ok(self.attr(ino, node, p.size_bytes, p.time_ms, IMAGE_MODE)),
                     Err(e) => {
                         tracing::debug!(group = %d.group, disk = %d.disk, spec, error = %e, "view tree: point no longer resolves");
                         Err(errno(&e))

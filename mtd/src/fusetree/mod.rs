@@ -39,14 +39,19 @@ pub struct FuseTree {
 
 impl FuseTree {
     /// Mount the tree at `root` (made if missing). Blocks until the kernel has initialised it.
-    pub fn mount(exports: Arc<Exports>, root: &Path) -> Result<FuseTree> {
+    /// `gid`: the access group; it (and root) may read the tree, nobody else.
+    pub fn mount(exports: Arc<Exports>, root: &Path, gid: u32) -> Result<FuseTree> {
         let mounted = mountpoint::prepare(root)?;
-        let fs = fs::TreeFs::new(catalog::Catalog::new(exports));
+        let fs = fs::TreeFs::new(catalog::Catalog::new(exports), gid);
         let mut config = Config::default();
         config.mount_options = vec![
             MountOption::FSName("rewind".into()),
+            // The kernel checks the modes and the group the tree shows: without this option,
+            // allow_other would let every local user read replicas.
             MountOption::DefaultPermissions,
             MountOption::NoExec,
+            MountOption::NoSuid,
+            MountOption::NoDev,
         ];
         config.acl = SessionACL::All;
         config.n_threads = Some(THREADS);

@@ -3,6 +3,7 @@
 //! Every error is `PATH:LINE:COL: message`. Syntax and type errors carry toml's span; validation
 //! errors point at the key or table at fault, which is why the raw schema keeps `Spanned` values.
 
+use rewind_formats::NameKind;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -143,6 +144,9 @@ impl Plan {
         if name.is_empty() {
             return Err(source.error(raw.name.span().start, "the plan's name is empty"));
         }
+        // The name makes the run's log directory name.
+        rewind_formats::validate_name_of(NameKind::Plan, &name)
+            .map_err(|e| source.error(raw.name.span().start, format!("plan name {name:?}: {e}")))?;
         let mut boot_groups: Vec<BootGroup> = Vec::new();
         for g in raw.boot_group {
             let name_at = g.name.span().start;
@@ -273,10 +277,19 @@ fn machine(source: &Source, m: Spanned<RawMachine>) -> Result<Machine, PlanError
             ),
         ));
     }
+    if let Err(e) = rewind_formats::validate_name_of(NameKind::Plan, &name) {
+        return Err(source.error(m.name.span().start, format!("machine name {name:?}: {e}")));
+    }
     if m.group.get_ref().trim().is_empty() {
         return Err(source.error(
             m.group.span().start,
             format!("machine {name:?}: empty group"),
+        ));
+    }
+    if let Err(e) = rewind_formats::validate_name_of(NameKind::Group, m.group.get_ref()) {
+        return Err(source.error(
+            m.group.span().start,
+            format!("machine {name:?}: group {:?}: {e}", m.group.get_ref()),
         ));
     }
     let boot_span = m.boot.span();
@@ -328,6 +341,15 @@ fn machine(source: &Source, m: Spanned<RawMachine>) -> Result<Machine, PlanError
             return Err(source.error(
                 t.span().start,
                 format!("machine {name:?}: timeout_secs must be at least 1"),
+            ))
+        }
+        Some(t) if *t.get_ref() > crate::control::limits::MAX_TIMEOUT.as_secs() => {
+            return Err(source.error(
+                t.span().start,
+                format!(
+                    "machine {name:?}: timeout_secs must be at most {}",
+                    crate::control::limits::MAX_TIMEOUT.as_secs()
+                ),
             ))
         }
         Some(t) => *t.get_ref(),

@@ -241,7 +241,10 @@ impl PlanRun {
 
 /// Poll `done` until it holds or `limit` passes.
 fn wait_until(limit: Duration, done: impl Fn() -> bool) {
-    let end = Instant::now() + limit;
+    // Plan files cap their timeouts; saturate anyway rather than panic.
+    let end = Instant::now()
+        .checked_add(limit)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
     while !done() && Instant::now() < end {
         std::thread::sleep(POLL);
     }

@@ -96,6 +96,7 @@ impl Store {
         let groups_dir = dir.join("groups");
         fs::create_dir_all(&groups_dir)
             .map_err(StoreError::io("create data directory", &groups_dir))?;
+        crate::fsutil::make_private_dir(dir).map_err(StoreError::io("chmod 0700", dir))?;
         let lock = lock_dir(dir)?;
         finish_installs(dir)?;
         let groups = load_groups(&groups_dir, LoadMode::Repair)?;
