@@ -19,6 +19,7 @@
 pub mod attach;
 mod drain;
 mod failover;
+pub mod fuzzing;
 mod plans;
 mod routes;
 

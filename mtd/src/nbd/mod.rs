@@ -17,6 +17,7 @@
 mod bufpool;
 mod conn;
 mod exec;
+pub mod fuzzing;
 mod handshake;
 pub mod proto;
 mod reply;
