@@ -170,7 +170,7 @@ pub fn hex(b: &[u8]) -> String {
 
 fn unhex(s: &str) -> Result<Vec<u8>> {
     let s = s.trim();
-    if s.is_empty() || s.len() % 2 != 0 || s.len() > 64 {
+    if s.is_empty() || s.len() & 1 != 0 || s.len() > 64 {
         bail!("serial {s:?}: expected an even number of hex digits (see `rewind-mtd ca list`)");
     }
     (0..s.len())
