@@ -530,3 +530,38 @@ fn renewal_keeps_ownership_and_the_old_serial_can_be_revoked() {
     assert_ne!(serial_of(&site.join("server.crt")), before);
     assert_days(&site.join("server.crt"), 365);
 }
+
+#[test]
+fn certificates_from_before_the_register_can_be_revoked_and_renewed() {
+    let work = tempdir();
+    let site = work.path().join("ca");
+    ca_init(&site, &[]);
+    issue_agent(&site, "old1");
+    issue_agent(&site, "old2");
+    // As a CA directory made before issued.json existed.
+    std::fs::remove_file(site.join("issued.json")).unwrap();
+    let serial = serial_of(&site.join("agents/old1.crt"));
+    run_ok(mtd().args(["ca", "revoke", "old1", "--dir"]).arg(&site));
+    let crl = run_ok(
+        std::process::Command::new("openssl")
+            .args(["crl", "-noout", "-text", "-in"])
+            .arg(site.join("crl.pem")),
+    );
+    let text = String::from_utf8_lossy(&crl.stdout).to_ascii_lowercase();
+    assert!(text.contains(&serial), "{serial} not in the CRL:\n{text}");
+    // The CRL verifies against the CA.
+    assert_ok(
+        &run(std::process::Command::new("openssl")
+            .args(["crl", "-noout", "-CAfile"])
+            .arg(site.join("ca.crt"))
+            .arg("-in")
+            .arg(site.join("crl.pem"))),
+        "openssl crl -CAfile",
+    );
+    let before = serial_of(&site.join("agents/old2.crt"));
+    run_ok(mtd().args(["ca", "renew", "old2", "--dir"]).arg(&site));
+    assert_eq!(
+        serials_of(&site, "old2"),
+        [before, serial_of(&site.join("agents/old2.crt"))]
+    );
+}

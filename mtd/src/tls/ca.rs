@@ -307,6 +307,35 @@ impl CaDir {
         }
     }
 
+    /// The register, with `agents/NAME.crt` added (and saved) if it was issued before the
+    /// register existed, so that it can be renewed and revoked like the others.
+    fn register_with_legacy(&self, name: &str) -> Result<Register> {
+        let mut reg = self.register()?;
+        let path = self.dir.join("agents").join(format!("{name}.crt"));
+        if reg.certificates.iter().any(|c| c.name == name) || !path.exists() {
+            return Ok(reg);
+        }
+        let pem = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let (_, p) = x509_parser::pem::parse_x509_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+        let cert = p
+            .parse_x509()
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+        let time = |t: x509_parser::time::ASN1Time| {
+            rfc3339(UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64))
+        };
+        reg.certificates.push(Issued {
+            serial: hex(cert.raw_serial()),
+            name: name.to_string(),
+            kind: Kind::Agent,
+            not_before: time(cert.validity().not_before),
+            not_after: time(cert.validity().not_after),
+            revoked: None,
+        });
+        self.save(&reg)?;
+        Ok(reg)
+    }
+
     fn save(&self, r: &Register) -> Result<()> {
         let mut text = serde_json::to_vec_pretty(r)?;
         text.push(b'\n');
@@ -507,7 +536,7 @@ pub fn issue(
 pub fn renew(dir: &Path, name: &str, out: Option<&Path>, days: u32) -> Result<IssuedFiles> {
     check_cert_name(name)?;
     let ca = CaDir::open(dir)?;
-    let reg = ca.register()?;
+    let reg = ca.register_with_legacy(name)?;
     let kind = match reg
         .certificates
         .iter()
@@ -515,8 +544,6 @@ pub fn renew(dir: &Path, name: &str, out: Option<&Path>, days: u32) -> Result<Is
         .find(|c| c.name == name && matches!(c.kind, Kind::Agent | Kind::Client))
     {
         Some(c) => c.kind,
-        // Certificates issued before the register existed: agents', by their file.
-        None if dir.join("agents").join(format!("{name}.crt")).exists() => Kind::Agent,
         None => bail!(
             "no certificate was issued to {name} in {} (see `rewind-mtd ca list`; \
              `ca issue` makes a first one)",
@@ -635,13 +662,12 @@ pub enum RevokeWhat {
 /// one again is not an error: the CRL is rewritten all the same).
 pub fn revoke(dir: &Path, what: &RevokeWhat) -> Result<Vec<Issued>> {
     let ca = CaDir::open(dir)?;
-    let mut reg = ca.register()?;
-    let what = match what {
+    let (what, mut reg) = match what {
         RevokeWhat::Name(n) => {
             check_cert_name(n)?;
-            RevokeWhat::Name(n.clone())
+            (RevokeWhat::Name(n.clone()), ca.register_with_legacy(n)?)
         }
-        RevokeWhat::Serial(s) => RevokeWhat::Serial(normalise_serial(s)?),
+        RevokeWhat::Serial(s) => (RevokeWhat::Serial(normalise_serial(s)?), ca.register()?),
     };
     let matches = |c: &Issued| match &what {
         RevokeWhat::Name(n) => c.name == *n && matches!(c.kind, Kind::Agent | Kind::Client),
