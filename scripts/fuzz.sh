@@ -11,9 +11,9 @@
 # Targets run one after another (the machines have 2 cores, shared with builds). Each keeps its
 # corpus in <crate>/fuzz/corpus/<target>/ (committed, replayed by `cargo test` through
 # formats/tests/fuzz_corpus.rs and mtd/tests/fuzz_corpus.rs); an empty formats corpus is seeded
-# from formats/tests/vectors/, the mtd corpora hold handcrafted seeds (seed-*). A crash leaves its
-# input in <crate>/fuzz/artifacts/<target>/: fix the bug, keep the file (the replay test runs it
-# from then on).
+# from formats/tests/vectors/, an mtd one from the handcrafted mtd/fuzz/seeds/<target>/. A crash
+# leaves its input in <crate>/fuzz/artifacts/<target>/: fix the bug, keep the file (the replay
+# test runs it from then on).
 #
 # The NBD targets run the real handshake and request code against a small store (one group
 # `g`, one 1 MiB disk `d`) made in a temporary directory, removed after each target.
@@ -71,7 +71,7 @@ seed() {
     if [ -n "$(ls -A "$dir")" ]; then
         return
     fi
-    echo "fuzz.sh: seeding corpus/$t from tests/vectors" >&2
+    echo "fuzz.sh: seeding corpus/$t" >&2
     case "$t" in
         frame)
             cp "$vectors"/frame-*.bin "$dir"/ ;;
@@ -82,6 +82,9 @@ seed() {
             { printf '\003\000\000\000'; cat "$vectors/records.bin"; } >"$dir/seed-records.bin" ;;
         segment)
             cp "$vectors"/segment-header.bin "$vectors"/chunk-*.bin "$vectors"/footer.bin "$dir"/ ;;
+        nbd_handshake|nbd_request|control_body)
+            # Handcrafted, kept apart from the corpus (which cmin renames and prunes).
+            cp "$root/mtd/fuzz/seeds/$t"/* "$dir"/ ;;
         *)
             echo "fuzz.sh: no seeds for target $t" >&2 ;;
     esac
@@ -111,8 +114,10 @@ for t in "${targets[@]}"; do
     fi
     if [ "${FUZZ_CMIN:-0}" = 1 ]; then
         echo "fuzz.sh: minimising corpus/$t" >&2
+        # Edges only (-use_counters=0): keeping one input per covered edge, rather than one per
+        # hit-count bucket, keeps the committed corpus small (a few hundred KB per target).
         TMPDIR="$scratch" "${nice_cmd[@]}" cargo fuzz cmin --sanitizer "$sanitizer" "$t" "corpus/$t" -- \
-            -max_len="$(max_len "$t")"
+            -max_len="$(max_len "$t")" -use_counters=0
     fi
     rm -rf "$scratch"
     echo "fuzz.sh: corpus/$t holds $(ls "corpus/$t" | wc -l) inputs" >&2

@@ -1,4 +1,4 @@
-//! Replays the committed fuzz corpus of `mtd/fuzz` (and any crash artifacts) through the same
+//! Replays the committed fuzz corpus of `mtd/fuzz` (its seeds, and any crash artifacts) through the same
 //! code the fuzz targets run (`rewind_mtd::nbd::fuzzing`, `rewind_mtd::control::fuzzing`), so
 //! every input the fuzzer kept, and every crash it found, is checked by plain `cargo test`.
 
@@ -49,6 +49,8 @@ fn corpus_and_artifacts_replay_without_panics() {
     for name in TARGETS {
         let n = replay(name, &h, &fuzz_dir().join("corpus").join(name));
         assert!(n > 0, "no corpus files for fuzz target {name}");
+        let n = replay(name, &h, &fuzz_dir().join("seeds").join(name));
+        assert!(n > 0, "no seeds for fuzz target {name}");
         replay(name, &h, &fuzz_dir().join("artifacts").join(name));
     }
 }
@@ -72,8 +74,9 @@ fn every_fuzz_target_is_replayed() {
 fn the_harness_serves_g_d() {
     let tmp = common::tempdir();
     let h = Harness::new(&tmp.path().join("data"));
-    assert!(h.negotiates(&std::fs::read(fuzz_dir().join("corpus/nbd_handshake/seed-go")).unwrap()));
-    assert!(!h.negotiates(
-        &std::fs::read(fuzz_dir().join("corpus/nbd_handshake/seed-go-missing")).unwrap()
-    ));
+    let seed = |f: &str| std::fs::read(fuzz_dir().join("seeds/nbd_handshake").join(f)).unwrap();
+    assert!(h.negotiates(&seed("seed-go")));
+    assert!(h.negotiates(&seed("seed-export-name")));
+    assert!(!h.negotiates(&seed("seed-go-missing")));
+    assert!(!h.negotiates(&seed("seed-list-abort")));
 }
