@@ -565,3 +565,110 @@ fn certificates_from_before_the_register_can_be_revoked_and_renewed() {
         [before, serial_of(&site.join("agents/old2.crt"))]
     );
 }
+
+/// The files `ca issue --client` writes are what qemu and libnbd load: against qemu-nbd (GnuTLS,
+/// verifying client certificates, presenting this CA's server certificate), qemu-img with
+/// `tls-creds-x509,dir=` and nbdinfo with `tls-certificates=` connect; the same layout from
+/// another CA is refused. (qemu checks the key usage of its own certificate: this is what caught
+/// certificates without key encipherment.)
+#[test]
+fn client_certificates_work_with_qemu_and_libnbd() {
+    let work = tempdir();
+    let site = work.path().join("ca");
+    ca_init(&site, &[]);
+    let good = work.path().join("good");
+    run_ok(
+        mtd()
+            .args(["ca", "issue", "--client", "hv01", "--dir"])
+            .arg(&site)
+            .arg("--out")
+            .arg(&good),
+    );
+    let rogue = work.path().join("rogue");
+    ca_init(&rogue, &[]);
+    let bad = work.path().join("bad");
+    run_ok(
+        mtd()
+            .args(["ca", "issue", "--client", "hv01", "--dir"])
+            .arg(&rogue)
+            .arg("--out")
+            .arg(&bad),
+    );
+    // The attacker even has the right CA certificate, just not a certificate it signed.
+    std::fs::copy(site.join("ca.crt"), bad.join("ca-cert.pem")).unwrap();
+
+    // qemu-nbd's server side: this CA's server certificate, in qemu's layout.
+    let srv = work.path().join("srv");
+    std::fs::create_dir(&srv).unwrap();
+    for (from, to) in [
+        ("ca.crt", "ca-cert.pem"),
+        ("server.crt", "server-cert.pem"),
+        ("server.key", "server-key.pem"),
+    ] {
+        std::fs::copy(site.join(from), srv.join(to)).unwrap();
+    }
+    let disk = work.path().join("disk.img");
+    std::fs::write(&disk, vec![0x5a; 1 << 20]).unwrap();
+    let sock = work.path().join("nbd.sock");
+    let _server = Proc::spawn(
+        std::process::Command::new("qemu-nbd")
+            .arg("--persistent")
+            .arg("-k")
+            .arg(&sock)
+            .arg("--object")
+            .arg(format!(
+                "tls-creds-x509,id=tls0,endpoint=server,dir={},verify-peer=on",
+                srv.display()
+            ))
+            .args(["--tls-creds", "tls0", "-f", "raw", "--read-only"])
+            .arg(&disk),
+    );
+    let t0 = std::time::Instant::now();
+    while !sock.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "qemu-nbd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let qemu_img = |dir: &Path| {
+        run(std::process::Command::new("qemu-img")
+            .args(["info", "--object"])
+            .arg(format!(
+                "tls-creds-x509,id=tls0,endpoint=client,dir={}",
+                dir.display()
+            ))
+            .arg("--image-opts")
+            .arg(format!(
+                "driver=nbd,path={},tls-creds=tls0,tls-hostname=localhost",
+                sock.display()
+            )))
+    };
+    let nbdinfo = |dir: &Path| {
+        run(std::process::Command::new("nbdinfo")
+            .env(
+                "PATH",
+                format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
+            )
+            .arg("--size")
+            .arg(format!(
+                "nbds+unix:///?socket={}&tls-certificates={}",
+                sock.display(),
+                dir.display()
+            )))
+    };
+    let out = qemu_img(&good);
+    assert_ok(&out, "qemu-img info over TLS with the issued client files");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 MiB"));
+    let out = nbdinfo(&good);
+    assert_ok(&out, "nbdinfo over TLS with the issued client files");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
+    assert!(
+        !qemu_img(&bad).status.success(),
+        "qemu-img with another CA's certificate"
+    );
+    assert!(
+        !nbdinfo(&bad).status.success(),
+        "nbdinfo with another CA's certificate"
+    );
+}

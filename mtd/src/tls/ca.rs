@@ -358,6 +358,16 @@ impl CaDir {
     }
 }
 
+/// Key usages of every end-entity certificate. qemu's tls-creds-x509 refuses a certificate whose
+/// key usage lacks key encipherment ("usage does not permit key encipherment"), whatever the key
+/// type, so it is there next to the digital signature TLS actually uses.
+fn leaf_key_usages() -> Vec<KeyUsagePurpose> {
+    vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ]
+}
+
 fn dn(cn: &str, ou: Option<&str>) -> DistinguishedName {
     let mut d = DistinguishedName::new();
     d.push(DnType::OrganizationName, "Rewind");
@@ -477,6 +487,7 @@ fn server_cert(
     p.distinguished_name = dn("rewind-mtd", None);
     p.subject_alt_names = all.iter().map(|n| san(n)).collect::<Result<_>>()?;
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.key_usages = leaf_key_usages();
     let rec = stamp(&mut p, "rewind-mtd", Kind::Server, days, Some(ca_expiry))?;
     let cert = p.signed_by(&key, ca_cert, ca_key)?;
     Ok((cert, key, rec))
@@ -606,7 +617,7 @@ fn make(
         p.subject_alt_names = vec![san(&format!("{name}.{san_kind}.rewind"))?];
     }
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.key_usages = leaf_key_usages();
     let record = stamp(&mut p, name, kind, days, Some(ca_expiry))?;
     let cert = p.signed_by(&key, &ca_cert, &ca_key)?;
 
