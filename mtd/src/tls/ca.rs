@@ -760,3 +760,46 @@ pub fn list(dir: &Path) -> Result<Vec<Issued>> {
     let ca = CaDir::open(dir)?;
     Ok(ca.register()?.certificates)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_normalised_and_checked() {
+        assert_eq!(normalise_serial("4F:3A:00:01").unwrap(), "4f3a0001");
+        assert_eq!(normalise_serial(" 0x4f3a ").unwrap(), "4f3a");
+        for bad in ["", "4", "zz", "4f3", "0x", &"ab".repeat(33)] {
+            assert!(normalise_serial(bad).is_err(), "{bad:?} accepted");
+        }
+        let s = new_serial().unwrap();
+        assert_eq!(s.len(), 16);
+        // Positive, no leading zero byte: the hex is the same as x509 parsers print it.
+        assert!(s[0] & 0x80 == 0 && s[0] != 0);
+        assert_eq!(unhex(&hex(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn certificate_names_are_checked() {
+        for ok in ["web01", "a", "db-01.site_b", &"n".repeat(MAX_CERT_NAME)] {
+            assert!(check_cert_name(ok).is_ok(), "{ok:?} refused");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a b",
+            &"n".repeat(MAX_CERT_NAME + 1),
+        ] {
+            assert!(check_cert_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_days("--days", 0).is_err());
+        assert!(check_days("--days", MAX_DAYS + 1).is_err());
+        assert_eq!(
+            check_days("--days", 1).unwrap(),
+            Duration::from_secs(86_400)
+        );
+    }
+}
