@@ -111,7 +111,9 @@ pub fn peer_kind(conn: &rustls::ServerConnection) -> Option<ca::Kind> {
 }
 
 /// Common name and serial (hex) of a certificate, for log lines; placeholders if it does not
-/// parse.
+/// parse. The name may come from an unverified certificate (a refusal before the chain was
+/// checked): it is cut to a common name's length and anything but printable ASCII replaced, so
+/// it cannot forge log lines.
 fn describe(cert: &CertificateDer<'_>) -> (String, String) {
     match x509_parser::parse_x509_certificate(cert.as_ref()) {
         Ok((_, c)) => (
@@ -122,6 +124,7 @@ fn describe(cert: &CertificateDer<'_>) -> (String, String) {
                 .unwrap_or("(no common name)")
                 .chars()
                 .take(ca::MAX_CERT_NAME)
+                .map(|c| if c.is_ascii_graphic() { c } else { '?' })
                 .collect(),
             ca::hex(c.raw_serial()),
         ),
