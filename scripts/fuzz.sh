@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Fuzz the rewind-formats decoders with cargo fuzz (libFuzzer), on the stable toolchain.
+# Fuzz with cargo fuzz (libFuzzer), on the stable toolchain: the rewind-formats decoders
+# (formats/fuzz: frame, batch, segment) and what the target daemon parses from clients
+# (mtd/fuzz: nbd_handshake, nbd_request, control_body).
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 30 seconds each for frame, batch, segment
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 30 seconds each for every target
 #   FUZZ_CMIN=1 scripts/fuzz.sh 60            ... then minimise each corpus (cargo fuzz cmin)
 #   FUZZ_CMIN=1 scripts/fuzz.sh 0             only minimise (0 seconds: no fuzzing)
 #   FUZZ_SANITIZER=address scripts/fuzz.sh    build with AddressSanitizer instead (see below)
 #
 # Targets run one after another (the machines have 2 cores, shared with builds). Each keeps its
-# corpus in formats/fuzz/corpus/<target>/ (committed, replayed by `cargo test` through
-# formats/tests/fuzz_corpus.rs); an empty corpus is seeded from formats/tests/vectors/. A crash
-# leaves its input in formats/fuzz/artifacts/<target>/: fix the bug, keep the file (the replay
+# corpus in <crate>/fuzz/corpus/<target>/ (committed, replayed by `cargo test` through
+# formats/tests/fuzz_corpus.rs and mtd/tests/fuzz_corpus.rs); an empty formats corpus is seeded
+# from formats/tests/vectors/, an mtd one from the handcrafted mtd/fuzz/seeds/<target>/. A crash
+# leaves its input in <crate>/fuzz/artifacts/<target>/: fix the bug, keep the file (the replay
 # test runs it from then on).
+#
+# The NBD targets run the real handshake and request code against a small store (one group
+# `g`, one 1 MiB disk `d`) made in a temporary directory, removed after each target.
 #
 # Stable toolchain: `cargo fuzz` defaults to AddressSanitizer, which it turns on with
 # `-Zsanitizer=address`, a nightly-only flag, so on stable it fails with "the option `Z` is only
@@ -22,15 +28,26 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-fuzz="$root/formats/fuzz"
 vectors="$root/formats/tests/vectors"
 
 secs="${1:-30}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(frame batch segment)
+    targets=(frame batch segment nbd_handshake nbd_request control_body)
 fi
+
+# The cargo-fuzz project that holds a target.
+project() {
+    case "$1" in
+        frame|batch|segment) echo "$root/formats/fuzz" ;;
+        nbd_handshake|nbd_request|control_body) echo "$root/mtd/fuzz" ;;
+        *) echo "fuzz.sh: unknown target $1" >&2; exit 2 ;;
+    esac
+}
+for t in "${targets[@]}"; do
+    project "$t" >/dev/null
+done
 case "$secs" in
     ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;;
 esac
@@ -49,12 +66,12 @@ nice_cmd=(nice -n 10)
 
 # Seeds: the golden vectors, cut to what each target reads.
 seed() {
-    local t="$1" dir="$fuzz/corpus/$1"
+    local t="$1" dir="$(project "$1")/corpus/$1"
     mkdir -p "$dir"
     if [ -n "$(ls -A "$dir")" ]; then
         return
     fi
-    echo "fuzz.sh: seeding corpus/$t from tests/vectors" >&2
+    echo "fuzz.sh: seeding corpus/$t" >&2
     case "$t" in
         frame)
             cp "$vectors"/frame-*.bin "$dir"/ ;;
@@ -65,6 +82,9 @@ seed() {
             { printf '\003\000\000\000'; cat "$vectors/records.bin"; } >"$dir/seed-records.bin" ;;
         segment)
             cp "$vectors"/segment-header.bin "$vectors"/chunk-*.bin "$vectors"/footer.bin "$dir"/ ;;
+        nbd_handshake|nbd_request|control_body)
+            # Handcrafted, kept apart from the corpus (which cmin renames and prunes).
+            cp "$root/mtd/fuzz/seeds/$t"/* "$dir"/ ;;
         *)
             echo "fuzz.sh: no seeds for target $t" >&2 ;;
     esac
@@ -73,24 +93,32 @@ seed() {
 max_len() {
     case "$1" in
         segment) echo 32768 ;;
+        nbd_handshake) echo 16384 ;;
+        nbd_request) echo 1793 ;;  # the mode byte and 64 request headers
         *) echo 8192 ;;
     esac
 }
 
-cd "$fuzz"
 for t in "${targets[@]}"; do
+    cd "$(project "$t")"
     seed "$t"
+    # The mtd targets make their store under $TMPDIR: one per target, removed afterwards.
+    scratch="$(mktemp -d "${TMPDIR:-/tmp}/rewind-fuzz-XXXXXX")"
+    trap 'rm -rf "$scratch"' EXIT
     mkdir -p "artifacts/$t"
     if [ "$secs" -gt 0 ]; then
         echo "fuzz.sh: fuzzing $t for ${secs}s" >&2
-        "${nice_cmd[@]}" cargo fuzz run --sanitizer "$sanitizer" "$t" "corpus/$t" -- \
+        TMPDIR="$scratch" "${nice_cmd[@]}" cargo fuzz run --sanitizer "$sanitizer" "$t" "corpus/$t" -- \
             -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=10 -rss_limit_mb=2048 \
             -print_final_stats=1
     fi
     if [ "${FUZZ_CMIN:-0}" = 1 ]; then
         echo "fuzz.sh: minimising corpus/$t" >&2
-        "${nice_cmd[@]}" cargo fuzz cmin --sanitizer "$sanitizer" "$t" "corpus/$t" -- \
-            -max_len="$(max_len "$t")"
+        # Edges only (-use_counters=0): keeping one input per covered edge, rather than one per
+        # hit-count bucket, keeps the committed corpus small (a few hundred KB per target).
+        TMPDIR="$scratch" "${nice_cmd[@]}" cargo fuzz cmin --sanitizer "$sanitizer" "$t" "corpus/$t" -- \
+            -max_len="$(max_len "$t")" -use_counters=0
     fi
+    rm -rf "$scratch"
     echo "fuzz.sh: corpus/$t holds $(ls "corpus/$t" | wc -l) inputs" >&2
 done

@@ -183,20 +183,70 @@ enum CaCmd {
     Init {
         #[arg(long)]
         dir: PathBuf,
-        /// A DNS name or address agents connect to (repeat; localhost, 127.0.0.1 and the host
-        /// name are always included).
+        /// A DNS name or address agents and NBD clients connect to (repeat; localhost,
+        /// 127.0.0.1 and the host name are always included).
         #[arg(long = "name")]
         names: Vec<String>,
+        /// Validity of the server certificate, in days.
+        #[arg(long, default_value_t = rewind_mtd::tls::ca::DEFAULT_DAYS)]
+        days: u32,
+        /// Validity of the CA, in days (no certificate it issues outlives it).
+        #[arg(long, default_value_t = rewind_mtd::tls::ca::DEFAULT_CA_DAYS)]
+        ca_days: u32,
     },
-    /// Issue a certificate for an agent; its name is the identity that owns its groups.
+    /// Issue a certificate for an agent (its name owns its groups) or an NBD client.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["agent", "client"])))]
     Issue {
         #[arg(long)]
         dir: PathBuf,
+        /// An agent's certificate: NAME.crt and NAME.key in --out (default DIR/agents).
         #[arg(long)]
-        agent: String,
-        /// Where to write NAME.crt and NAME.key (default DIR/agents).
+        agent: Option<String>,
+        /// An NBD client's certificate: ca-cert.pem, client-cert.pem and client-key.pem in
+        /// --out (default DIR/clients/NAME), as qemu's tls-creds-x509 and libnbd read them.
+        #[arg(long)]
+        client: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Validity in days.
+        #[arg(long, default_value_t = rewind_mtd::tls::ca::DEFAULT_DAYS)]
+        days: u32,
+    },
+    /// Issue NAME a new certificate (new key and serial, same name: it keeps owning its
+    /// groups), replacing its files; or, with --server, this target's (restart it then). The old
+    /// certificate stays valid until revoked (`ca revoke --serial OLD`) or expired.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["name", "server"])))]
+    Renew {
+        #[arg(long)]
+        dir: PathBuf,
+        name: Option<String>,
+        #[arg(long)]
+        server: bool,
+        /// With --server: names and addresses for the new server certificate (as `ca init`).
+        #[arg(long = "server-name", requires = "server")]
+        server_names: Vec<String>,
+        #[arg(long, conflicts_with = "server")]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = rewind_mtd::tls::ca::DEFAULT_DAYS)]
+        days: u32,
+    },
+    /// Revoke every certificate issued to NAME, or one by --serial, and rewrite DIR/crl.pem;
+    /// the target refuses them from its next handshake on.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["name", "serial"])))]
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        name: Option<String>,
+        /// The serial, in hex as `ca list` shows it.
+        #[arg(long)]
+        serial: Option<String>,
+    },
+    /// List the certificates issued (serial, kind, name, expiry, revocation).
+    List {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -366,28 +416,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Cmd::Ca { cmd } => match cmd {
-            CaCmd::Init { dir, names } => {
-                for p in rewind_mtd::tls::ca::init(&dir, &names)? {
-                    println!("wrote {}", p.display());
-                }
-                println!(
-                    "serve with: rewind-mtd serve --tls-dir {} --listen HOST:PORT ...",
-                    dir.display()
-                );
-                Ok(())
-            }
-            CaCmd::Issue { dir, agent, out } => {
-                let (c, k) = rewind_mtd::tls::ca::issue(&dir, &agent, out.as_deref())?;
-                println!("wrote {}", c.display());
-                println!("wrote {}", k.display());
-                println!(
-                    "give the agent these and {}",
-                    dir.join(rewind_mtd::tls::ca::CA_CERT).display()
-                );
-                Ok(())
-            }
-        },
+        Cmd::Ca { cmd } => ca(cmd),
         Cmd::Inspect { data_dir, json } => {
             let store = Store::open_readonly(&data_dir)
                 .with_context(|| format!("opening store {}", data_dir.display()))?;
@@ -400,6 +429,133 @@ fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn ca(cmd: CaCmd) -> Result<()> {
+    use rewind_mtd::tls::ca;
+    let issued = |f: &ca::IssuedFiles| {
+        println!(
+            "issued {} certificate {} serial {} valid until {}",
+            f.record.kind, f.record.name, f.record.serial, f.record.not_after
+        );
+        for p in [Some(&f.cert), Some(&f.key), f.ca.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            println!("wrote {}", p.display());
+        }
+    };
+    match cmd {
+        CaCmd::Init {
+            dir,
+            names,
+            days,
+            ca_days,
+        } => {
+            for p in ca::init(&dir, &names, ca::Validity { ca_days, days })? {
+                println!("wrote {}", p.display());
+            }
+            println!(
+                "serve with: rewind-mtd serve --tls-dir {} --listen HOST:PORT ...",
+                dir.display()
+            );
+        }
+        CaCmd::Issue {
+            dir,
+            agent,
+            client,
+            out,
+            days,
+        } => {
+            let (kind, name) = match (agent, client) {
+                (Some(a), None) => (ca::Kind::Agent, a),
+                (None, Some(c)) => (ca::Kind::Client, c),
+                _ => anyhow::bail!("give one of --agent NAME and --client NAME"),
+            };
+            let f = ca::issue(&dir, kind, &name, out.as_deref(), days)?;
+            issued(&f);
+            if kind == ca::Kind::Agent {
+                println!(
+                    "give the agent these and {}",
+                    dir.join(ca::CA_CERT).display()
+                );
+            } else if let Some(parent) = f.cert.parent() {
+                println!(
+                    "qemu: --object tls-creds-x509,id=tls0,endpoint=client,dir={}; \
+                     nbdinfo/nbdcopy: nbds://HOST/EXPORT?tls-certificates={}",
+                    parent.display(),
+                    parent.display()
+                );
+            }
+        }
+        CaCmd::Renew {
+            dir,
+            name,
+            server,
+            server_names,
+            out,
+            days,
+        } => {
+            if server {
+                let f = ca::renew_server(&dir, &server_names, days)?;
+                issued(&f);
+                println!("restart rewind-mtd serve to present it");
+            } else {
+                let name = name.context("give NAME or --server")?;
+                let f = ca::renew(&dir, &name, out.as_deref(), days)?;
+                issued(&f);
+                println!(
+                    "the old certificate of {name} stays valid: once the new one is in place, \
+                     `rewind-mtd ca revoke --dir {} --serial OLD`",
+                    dir.display()
+                );
+            }
+        }
+        CaCmd::Revoke { dir, name, serial } => {
+            let what = match (name, serial) {
+                (Some(n), None) => ca::RevokeWhat::Name(n),
+                (None, Some(s)) => ca::RevokeWhat::Serial(s),
+                _ => anyhow::bail!("give NAME or --serial SERIAL"),
+            };
+            let newly = ca::revoke(&dir, &what)?;
+            for c in &newly {
+                println!(
+                    "revoked {} certificate {} serial {}",
+                    c.kind, c.name, c.serial
+                );
+            }
+            if newly.is_empty() {
+                println!("already revoked");
+            }
+            println!(
+                "wrote {}: the target refuses them from its next handshake on \
+                 (sessions already open continue until they reconnect)",
+                dir.join(ca::CRL).display()
+            );
+        }
+        CaCmd::List { dir, json } => {
+            let all = ca::list(&dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!(
+                    "{:<32}  {:<6}  {:<20}  {:<20}  REVOKED",
+                    "SERIAL", "KIND", "NAME", "NOT AFTER"
+                );
+                for c in all {
+                    println!(
+                        "{:<32}  {:<6}  {:<20}  {:<20}  {}",
+                        c.serial,
+                        c.kind.to_string(),
+                        c.name,
+                        c.not_after,
+                        c.revoked.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Batches are megabytes each; by default glibc serves such sizes with fresh mmaps and returns them

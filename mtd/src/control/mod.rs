@@ -25,6 +25,7 @@ pub mod attach;
 mod authorize;
 mod drain;
 mod failover;
+pub mod fuzzing;
 mod groups;
 pub mod limits;
 pub mod names;

@@ -64,6 +64,7 @@ mod bufpool;
 pub mod clients;
 mod conn;
 mod exec;
+pub mod fuzzing;
 mod handshake;
 pub mod proto;
 mod reply;

@@ -1,32 +1,241 @@
-//! The site's certificate authority: `rewind-mtd ca init` and `rewind-mtd ca issue`.
+//! The site's certificate authority: `rewind-mtd ca init|issue|renew|revoke|list`.
 //!
-//! A CA directory holds `ca.crt`/`ca.key` (the site CA), `server.crt`/`server.key` (this
-//! target, signed by the CA) and, once issued, `agents/NAME.crt`/`agents/NAME.key`. An agent's
-//! identity is the common name of its certificate; the target accepts agents only with a
-//! certificate from its CA.
+//! A CA directory (mode 0700) holds:
+//! - `ca.crt`/`ca.key`: the site CA (10 years by default);
+//! - `server.crt`/`server.key`: this target, signed by the CA (a year by default);
+//! - `agents/NAME.crt`/`agents/NAME.key`: agent certificates (a year by default);
+//! - `clients/NAME/{ca-cert,client-cert,client-key}.pem`: NBD client certificates, in the layout
+//!   qemu (`--object tls-creds-x509,dir=...`) and libnbd (`nbd_set_tls_certificates`) read;
+//! - `issued.json`: every certificate issued (serial, name, kind, validity, revocation);
+//! - `crl.pem`: the revocation list, signed by the CA, rewritten by every `ca revoke`; the target
+//!   re-reads it at the next handshake (see [`super::RevocationCheck`]).
+//!
+//! A certificate's identity is its common name; its kind (agent or NBD client) is its
+//! organisational unit, so that an NBD client certificate is never mistaken for an agent's. A name
+//! belongs to one kind: issuing a client certificate under an agent's name is refused.
+//!
+//! Every command takes an exclusive lock on the directory (`.lock`), and every file is written
+//! whole to a temporary name, synced and renamed (a crash leaves the old file or the new one).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
+    SerialNumber,
 };
+use serde::{Deserialize, Serialize};
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
 pub const SERVER_CERT: &str = "server.crt";
 pub const SERVER_KEY: &str = "server.key";
+/// The revocation list (PEM), rewritten by `ca revoke`.
+pub const CRL: &str = "crl.pem";
+/// The record of every certificate issued.
+pub const ISSUED: &str = "issued.json";
+/// File names of an NBD client's directory, as qemu's tls-creds-x509 and libnbd expect them.
+pub const CLIENT_CA: &str = "ca-cert.pem";
+pub const CLIENT_CERT: &str = "client-cert.pem";
+pub const CLIENT_KEY: &str = "client-key.pem";
 
-/// Write a file only if it does not exist; keys are readable by their owner only.
+/// Validity of agent, client and server certificates unless `--days` says otherwise.
+pub const DEFAULT_DAYS: u32 = 365;
+/// Validity of the CA itself unless `--ca-days` says otherwise.
+pub const DEFAULT_CA_DAYS: u32 = 3650;
+/// Upper bound for any `--days` (keeps the date arithmetic far from overflow).
+pub const MAX_DAYS: u32 = 36_500;
+/// X.509 caps a common name at 64 characters (ub-common-name).
+pub const MAX_CERT_NAME: usize = 64;
+/// Certificates start being valid this long before they are made, so that a target whose clock
+/// is a little behind the CA's accepts them at once.
+const BACKDATE: Duration = Duration::from_secs(3600);
+
+/// Organisational units marking a certificate's kind.
+pub const OU_AGENT: &str = "agent";
+pub const OU_CLIENT: &str = "nbd-client";
+
+/// What a certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Ca,
+    Server,
+    Agent,
+    Client,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Ca => "ca",
+            Kind::Server => "server",
+            Kind::Agent => "agent",
+            Kind::Client => "client",
+        })
+    }
+}
+
+/// One certificate in `issued.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Issued {
+    /// Lower-case hex of the serial number's bytes (what `ca list` shows and `--serial` takes).
+    pub serial: String,
+    pub name: String,
+    pub kind: Kind,
+    /// RFC 3339, UTC.
+    pub not_before: String,
+    pub not_after: String,
+    /// When it was revoked (RFC 3339), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Register {
+    /// Number of the last CRL written (CRL numbers must increase).
+    #[serde(default)]
+    crl_number: u64,
+    certificates: Vec<Issued>,
+}
+
+/// Validity periods, in days.
+#[derive(Clone, Copy, Debug)]
+pub struct Validity {
+    pub ca_days: u32,
+    pub days: u32,
+}
+
+impl Default for Validity {
+    fn default() -> Self {
+        Validity {
+            ca_days: DEFAULT_CA_DAYS,
+            days: DEFAULT_DAYS,
+        }
+    }
+}
+
+fn check_days(what: &str, days: u32) -> Result<Duration> {
+    if days == 0 || days > MAX_DAYS {
+        bail!("{what} {days}: give 1 to {MAX_DAYS} days");
+    }
+    Ok(Duration::from_secs(u64::from(days) * 86_400))
+}
+
+/// A name for a certificate: one of the project's names ([`rewind_formats::validate_name`]),
+/// short enough for a common name.
+pub fn check_cert_name(name: &str) -> Result<()> {
+    rewind_formats::validate_name(name).with_context(|| format!("certificate name {name:?}"))?;
+    if name.len() > MAX_CERT_NAME {
+        bail!(
+            "certificate name {:?}...: {} characters, at most {MAX_CERT_NAME}",
+            &name[..MAX_CERT_NAME],
+            name.len()
+        );
+    }
+    Ok(())
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// rcgen takes `time::OffsetDateTime`; build one from a `SystemTime` without naming the type
+/// (mtd does not depend on `time` itself).
+macro_rules! x509_time {
+    ($t:expr) => {
+        rcgen::date_time_ymd(1970, 1, 1) + ($t).duration_since(UNIX_EPOCH).unwrap_or_default()
+    };
+}
+
+/// A random serial: 16 bytes, the top bit clear (a positive DER integer, no padding byte) and the
+/// next one set (no leading zero byte), so its hex is the same everywhere it is printed.
+fn new_serial() -> Result<Vec<u8>> {
+    let mut b = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .context("reading /dev/urandom for a serial number")?;
+    b[0] = (b[0] & 0x7f) | 0x40;
+    Ok(b.to_vec())
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>> {
+    let s = s.trim();
+    if s.is_empty() || s.len() & 1 != 0 || s.len() > 64 {
+        bail!("serial {s:?}: expected an even number of hex digits (see `rewind-mtd ca list`)");
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16)
+                .with_context(|| format!("serial {s:?}: not hex (see `rewind-mtd ca list`)"))
+        })
+        .collect()
+}
+
+/// Normalise a serial as typed by a user (`AB:CD`, `abcd`, `0xabcd`) to the register's form.
+pub fn normalise_serial(s: &str) -> Result<String> {
+    let s = s.trim();
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    let digits: String = s.chars().filter(|c| *c != ':').collect();
+    Ok(hex(&unhex(&digits.to_ascii_lowercase())?))
+}
+
+/// Write `text` to `path` atomically: a new temporary file (never following a symlink), synced,
+/// then renamed over `path`, then the directory synced.
+fn write_atomic(path: &Path, text: &[u8], mode: u32) -> Result<()> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no directory", path.display()))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
+    let res = (|| -> Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(text)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        Ok(())
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
+/// Write a file only if it does not exist (never following a symlink).
 fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(text.as_bytes())
@@ -34,9 +243,137 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn dn(cn: &str) -> DistinguishedName {
+fn make_dir(dir: &Path, mode: u32) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// The CA directory, locked for one command (released when dropped).
+struct CaDir {
+    dir: PathBuf,
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+impl CaDir {
+    fn lock(dir: &Path) -> Result<CaDir> {
+        let path = dir.join(".lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(CaDir {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// Lock an existing CA directory (one with a CA key).
+    fn open(dir: &Path) -> Result<CaDir> {
+        if !dir.join(CA_KEY).exists() {
+            bail!(
+                "{} holds no CA (make it first with `rewind-mtd ca init --dir {}`)",
+                dir.display(),
+                dir.display()
+            );
+        }
+        CaDir::lock(dir)
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.join(f)
+    }
+
+    fn read(&self, f: &str) -> Result<String> {
+        fs::read_to_string(self.path(f))
+            .with_context(|| format!("reading {}", self.path(f).display()))
+    }
+
+    fn register(&self) -> Result<Register> {
+        let p = self.path(ISSUED);
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Register::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+        }
+    }
+
+    /// The register, with `agents/NAME.crt` added (and saved) if it was issued before the
+    /// register existed, so that it can be renewed and revoked like the others.
+    fn register_with_legacy(&self, name: &str) -> Result<Register> {
+        let mut reg = self.register()?;
+        let path = self.dir.join("agents").join(format!("{name}.crt"));
+        if reg.certificates.iter().any(|c| c.name == name) || !path.exists() {
+            return Ok(reg);
+        }
+        let pem = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let (_, p) = x509_parser::pem::parse_x509_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+        let cert = p
+            .parse_x509()
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+        let time = |t: x509_parser::time::ASN1Time| {
+            rfc3339(UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64))
+        };
+        reg.certificates.push(Issued {
+            serial: hex(cert.raw_serial()),
+            name: name.to_string(),
+            kind: Kind::Agent,
+            not_before: time(cert.validity().not_before),
+            not_after: time(cert.validity().not_after),
+            revoked: None,
+        });
+        self.save(&reg)?;
+        Ok(reg)
+    }
+
+    fn save(&self, r: &Register) -> Result<()> {
+        let mut text = serde_json::to_vec_pretty(r)?;
+        text.push(b'\n');
+        write_atomic(&self.path(ISSUED), &text, 0o600)
+    }
+
+    /// The CA as rcgen needs it to sign: rebuilt from its PEM and key (same subject, same key,
+    /// so what it signs verifies against ca.crt), and its expiry.
+    fn signer(&self) -> Result<(rcgen::Certificate, KeyPair, SystemTime)> {
+        let key = KeyPair::from_pem(&self.read(CA_KEY)?).context("parsing the CA key")?;
+        let pem = self.read(CA_CERT)?;
+        let cert = CertificateParams::from_ca_cert_pem(&pem)
+            .context("parsing the CA certificate")?
+            .self_signed(&key)?;
+        let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
+        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| anyhow::anyhow!("parsing the CA certificate: {e}"))?;
+        let secs = parsed.validity().not_after.timestamp().max(0) as u64;
+        Ok((cert, key, UNIX_EPOCH + Duration::from_secs(secs)))
+    }
+}
+
+/// Key usages of every end-entity certificate. qemu's tls-creds-x509 refuses a certificate whose
+/// key usage lacks key encipherment ("usage does not permit key encipherment"), whatever the key
+/// type, so it is there next to the digital signature TLS actually uses.
+fn leaf_key_usages() -> Vec<KeyUsagePurpose> {
+    vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ]
+}
+
+fn dn(cn: &str, ou: Option<&str>) -> DistinguishedName {
     let mut d = DistinguishedName::new();
     d.push(DnType::OrganizationName, "Rewind");
+    if let Some(ou) = ou {
+        d.push(DnType::OrganizationalUnitName, ou);
+    }
     d.push(DnType::CommonName, cn);
     d
 }
@@ -52,24 +389,91 @@ fn san(name: &str) -> Result<SanType> {
     })?))
 }
 
+/// Fill in serial and validity; the end is capped at the CA's own expiry (a certificate cannot
+/// outlive its issuer usefully). Returns the register entry.
+fn stamp(
+    p: &mut CertificateParams,
+    name: &str,
+    kind: Kind,
+    days: u32,
+    ca_expiry: Option<SystemTime>,
+) -> Result<Issued> {
+    let now = SystemTime::now();
+    let not_before = now - BACKDATE;
+    let mut not_after = now + check_days("--days", days)?;
+    if let Some(cap) = ca_expiry {
+        if not_after > cap {
+            eprintln!(
+                "note: the CA expires on {}: the certificate for {name} ends then, not in {days} days",
+                rfc3339(cap)
+            );
+            not_after = cap;
+        }
+    }
+    let serial = new_serial()?;
+    p.serial_number = Some(SerialNumber::from_slice(&serial));
+    p.not_before = x509_time!(not_before);
+    p.not_after = x509_time!(not_after);
+    Ok(Issued {
+        serial: hex(&serial),
+        name: name.to_string(),
+        kind,
+        not_before: rfc3339(not_before),
+        not_after: rfc3339(not_after),
+        revoked: None,
+    })
+}
+
 /// Make the site CA and this target's server certificate in `dir` (refuses to overwrite).
-/// `names` are the DNS names and addresses agents will connect to.
-pub fn init(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// `names` are the DNS names and addresses agents and NBD clients will connect to.
+pub fn init(dir: &Path, names: &[String], validity: Validity) -> Result<Vec<PathBuf>> {
+    check_days("--ca-days", validity.ca_days)?;
+    check_days("--days", validity.days)?;
+    make_dir(dir, 0o700)?;
+    let ca_dir = CaDir::lock(dir)?;
     if dir.join(CA_KEY).exists() {
         bail!(
-            "{} already holds a CA; issue agent certificates with `rewind-mtd ca issue`",
+            "{} already holds a CA; issue certificates with `rewind-mtd ca issue`",
             dir.display()
         );
     }
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::default();
-    ca.distinguished_name = dn("Rewind site CA");
+    ca.distinguished_name = dn("Rewind site CA", None);
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca.not_after = rcgen::date_time_ymd(2046, 1, 1);
+    let ca_rec = stamp(&mut ca, "Rewind site CA", Kind::Ca, validity.ca_days, None)?;
+    let ca_expiry = humantime::parse_rfc3339(&ca_rec.not_after)?;
     let ca_cert = ca.self_signed(&ca_key)?;
 
+    let (server_cert, server_key, server_rec) =
+        server_cert(names, validity.days, &ca_cert, &ca_key, ca_expiry)?;
+
+    let out = vec![
+        dir.join(CA_CERT),
+        dir.join(CA_KEY),
+        dir.join(SERVER_CERT),
+        dir.join(SERVER_KEY),
+    ];
+    // The key last: its presence is what says "this directory holds a CA".
+    write_new(&out[0], &ca_cert.pem(), 0o644)?;
+    write_new(&out[2], &server_cert.pem(), 0o644)?;
+    write_new(&out[3], &server_key.serialize_pem(), 0o600)?;
+    ca_dir.save(&Register {
+        crl_number: 0,
+        certificates: vec![ca_rec, server_rec],
+    })?;
+    write_new(&out[1], &ca_key.serialize_pem(), 0o600)?;
+    Ok(out)
+}
+
+fn server_cert(
+    names: &[String],
+    days: u32,
+    ca_cert: &rcgen::Certificate,
+    ca_key: &KeyPair,
+    ca_expiry: SystemTime,
+) -> Result<(rcgen::Certificate, KeyPair, Issued)> {
     let mut all: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     if let Ok(h) = nix::unistd::gethostname() {
         if let Some(h) = h.to_str() {
@@ -78,69 +482,324 @@ pub fn init(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>> {
     }
     all.extend(names.iter().cloned());
     all.dedup();
-    let server_key = KeyPair::generate()?;
-    let mut server = CertificateParams::default();
-    server.distinguished_name = dn("rewind-mtd");
-    server.subject_alt_names = all.iter().map(|n| san(n)).collect::<Result<_>>()?;
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    server.not_after = rcgen::date_time_ymd(2046, 1, 1);
-    let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key)?;
-
-    let out = vec![
-        dir.join(CA_CERT),
-        dir.join(CA_KEY),
-        dir.join(SERVER_CERT),
-        dir.join(SERVER_KEY),
-    ];
-    write_new(&out[0], &ca_cert.pem(), 0o644)?;
-    write_new(&out[1], &ca_key.serialize_pem(), 0o600)?;
-    write_new(&out[2], &server_cert.pem(), 0o644)?;
-    write_new(&out[3], &server_key.serialize_pem(), 0o600)?;
-    Ok(out)
-}
-
-/// Issue a certificate for agent `name`, signed by the CA in `dir`. Returns the certificate and
-/// key paths (under `out`, default `dir/agents`).
-pub fn issue(dir: &Path, name: &str, out: Option<&Path>) -> Result<(PathBuf, PathBuf)> {
-    if name.is_empty()
-        || name.len() > 64
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        bail!("agent name {name:?}: use letters, digits, '-', '_' and '.', up to 64");
-    }
-    let read = |f: &str| {
-        fs::read_to_string(dir.join(f)).with_context(|| {
-            format!(
-                "reading {} (make the CA first with `rewind-mtd ca init --dir {}`)",
-                dir.join(f).display(),
-                dir.display()
-            )
-        })
-    };
-    let ca_key = KeyPair::from_pem(&read(CA_KEY)?).context("parsing the CA key")?;
-    // rcgen signs with a Certificate object: rebuild the CA's from its PEM and key (same
-    // subject, same key, so what it signs verifies against ca.crt).
-    let ca_cert = CertificateParams::from_ca_cert_pem(&read(CA_CERT)?)
-        .context("parsing the CA certificate")?
-        .self_signed(&ca_key)?;
     let key = KeyPair::generate()?;
     let mut p = CertificateParams::default();
-    p.distinguished_name = dn(name);
-    p.subject_alt_names = vec![san(&format!("{name}.agent.rewind"))?];
+    p.distinguished_name = dn("rewind-mtd", None);
+    p.subject_alt_names = all.iter().map(|n| san(n)).collect::<Result<_>>()?;
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    p.key_usages = leaf_key_usages();
+    let rec = stamp(&mut p, "rewind-mtd", Kind::Server, days, Some(ca_expiry))?;
+    let cert = p.signed_by(&key, ca_cert, ca_key)?;
+    Ok((cert, key, rec))
+}
+
+/// Where a certificate's files go: `(directory, cert file, key file, CA copy if any)`.
+fn layout(dir: &Path, kind: Kind, name: &str, out: Option<&Path>) -> (PathBuf, PathBuf, PathBuf) {
+    match kind {
+        Kind::Client => {
+            let d = out
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| dir.join("clients").join(name));
+            (d.clone(), d.join(CLIENT_CERT), d.join(CLIENT_KEY))
+        }
+        _ => {
+            let d = out
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| dir.join("agents"));
+            (
+                d.clone(),
+                d.join(format!("{name}.crt")),
+                d.join(format!("{name}.key")),
+            )
+        }
+    }
+}
+
+/// What `issue` and `renew` wrote.
+#[derive(Debug)]
+pub struct IssuedFiles {
+    pub record: Issued,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA certificate copied next to them (NBD clients' layout).
+    pub ca: Option<PathBuf>,
+}
+
+/// Issue a certificate for agent or NBD client `name`, signed by the CA in `dir`. Agents' files
+/// go to `out` (default `dir/agents`) as NAME.crt/NAME.key; a client's to `out` (default
+/// `dir/clients/NAME`) as ca-cert.pem, client-cert.pem, client-key.pem. Refuses to overwrite
+/// (that is `renew`) and to give a name of one kind to the other.
+pub fn issue(
+    dir: &Path,
+    kind: Kind,
+    name: &str,
+    out: Option<&Path>,
+    days: u32,
+) -> Result<IssuedFiles> {
+    check_cert_name(name)?;
+    let ca = CaDir::open(dir)?;
+    make(&ca, kind, name, out, days, false)
+}
+
+/// Issue `name` a new certificate (new key, new serial, same name and kind: it keeps owning
+/// what the old one owned), replacing its files. The old certificate stays valid until it
+/// expires or is revoked (`ca revoke --serial OLD`), so agents can be switched one by one.
+pub fn renew(dir: &Path, name: &str, out: Option<&Path>, days: u32) -> Result<IssuedFiles> {
+    check_cert_name(name)?;
+    let ca = CaDir::open(dir)?;
+    let reg = ca.register_with_legacy(name)?;
+    let kind = match reg
+        .certificates
+        .iter()
+        .rev()
+        .find(|c| c.name == name && matches!(c.kind, Kind::Agent | Kind::Client))
+    {
+        Some(c) => c.kind,
+        None => bail!(
+            "no certificate was issued to {name} in {} (see `rewind-mtd ca list`; \
+             `ca issue` makes a first one)",
+            dir.display()
+        ),
+    };
+    make(&ca, kind, name, out, days, true)
+}
+
+fn make(
+    ca: &CaDir,
+    kind: Kind,
+    name: &str,
+    out: Option<&Path>,
+    days: u32,
+    replace: bool,
+) -> Result<IssuedFiles> {
+    check_days("--days", days)?;
+    let mut reg = ca.register()?;
+    if let Some(other) = reg
+        .certificates
+        .iter()
+        .find(|c| c.name == name && matches!(c.kind, Kind::Agent | Kind::Client) && c.kind != kind)
+    {
+        bail!(
+            "{name} is already the name of an {} certificate (serial {}): use another name for \
+             the {kind}",
+            other.kind,
+            other.serial
+        );
+    }
+    if kind == Kind::Client && ca.dir.join("agents").join(format!("{name}.crt")).exists() {
+        bail!("{name} is already the name of an agent certificate: use another name");
+    }
+    let (out_dir, cert_path, key_path) = layout(&ca.dir, kind, name, out);
+    if !replace {
+        for p in [&cert_path, &key_path] {
+            if p.exists() {
+                bail!(
+                    "{} exists: `rewind-mtd ca renew --dir {} {name}` issues a new certificate",
+                    p.display(),
+                    ca.dir.display()
+                );
+            }
+        }
+    }
+    let (ca_cert, ca_key, ca_expiry) = ca.signer()?;
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::default();
+    let (ou, san_kind) = match kind {
+        Kind::Client => (OU_CLIENT, "client"),
+        _ => (OU_AGENT, "agent"),
+    };
+    p.distinguished_name = dn(name, Some(ou));
+    // A DNS-style alternative name where the name allows one (':' and '_' are not DNS).
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+    {
+        p.subject_alt_names = vec![san(&format!("{name}.{san_kind}.rewind"))?];
+    }
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    p.not_after = rcgen::date_time_ymd(2046, 1, 1);
+    p.key_usages = leaf_key_usages();
+    let record = stamp(&mut p, name, kind, days, Some(ca_expiry))?;
     let cert = p.signed_by(&key, &ca_cert, &ca_key)?;
-    let out = out
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| dir.join("agents"));
-    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let (c, k) = (
-        out.join(format!("{name}.crt")),
-        out.join(format!("{name}.key")),
-    );
-    write_new(&c, &cert.pem(), 0o644)?;
-    write_new(&k, &key.serialize_pem(), 0o600)?;
-    Ok((c, k))
+
+    make_dir(&out_dir, if kind == Kind::Client { 0o700 } else { 0o755 })?;
+    // The key first: a reader that sees the new certificate also finds its key.
+    write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
+    let ca_copy = if kind == Kind::Client {
+        let p = out_dir.join(CLIENT_CA);
+        write_atomic(&p, ca.read(CA_CERT)?.as_bytes(), 0o644)?;
+        Some(p)
+    } else {
+        None
+    };
+    reg.certificates.push(record.clone());
+    ca.save(&reg)?;
+    Ok(IssuedFiles {
+        record,
+        cert: cert_path,
+        key: key_path,
+        ca: ca_copy,
+    })
+}
+
+/// Renew this target's own certificate (the daemon reads it at start: restart it afterwards).
+pub fn renew_server(dir: &Path, names: &[String], days: u32) -> Result<IssuedFiles> {
+    let ca = CaDir::open(dir)?;
+    let mut reg = ca.register()?;
+    let (ca_cert, ca_key, ca_expiry) = ca.signer()?;
+    let (cert, key, record) = server_cert(names, days, &ca_cert, &ca_key, ca_expiry)?;
+    write_atomic(&ca.path(SERVER_KEY), key.serialize_pem().as_bytes(), 0o600)?;
+    write_atomic(&ca.path(SERVER_CERT), cert.pem().as_bytes(), 0o644)?;
+    reg.certificates.push(record.clone());
+    ca.save(&reg)?;
+    Ok(IssuedFiles {
+        record,
+        cert: ca.path(SERVER_CERT),
+        key: ca.path(SERVER_KEY),
+        ca: None,
+    })
+}
+
+/// Which certificates `revoke` revokes.
+#[derive(Debug, Clone)]
+pub enum RevokeWhat {
+    /// Every agent or client certificate issued to this name.
+    Name(String),
+    /// One certificate, by serial (hex, as `ca list` shows it).
+    Serial(String),
+}
+
+/// Revoke certificates and rewrite `crl.pem`. Returns the certificates newly revoked (revoking
+/// one again is not an error: the CRL is rewritten all the same).
+pub fn revoke(dir: &Path, what: &RevokeWhat) -> Result<Vec<Issued>> {
+    let ca = CaDir::open(dir)?;
+    let (what, mut reg) = match what {
+        RevokeWhat::Name(n) => {
+            check_cert_name(n)?;
+            (RevokeWhat::Name(n.clone()), ca.register_with_legacy(n)?)
+        }
+        RevokeWhat::Serial(s) => (RevokeWhat::Serial(normalise_serial(s)?), ca.register()?),
+    };
+    let matches = |c: &Issued| match &what {
+        RevokeWhat::Name(n) => c.name == *n && matches!(c.kind, Kind::Agent | Kind::Client),
+        RevokeWhat::Serial(s) => c.serial == *s,
+    };
+    let found: Vec<&Issued> = reg.certificates.iter().filter(|c| matches(c)).collect();
+    if found.is_empty() {
+        match &what {
+            RevokeWhat::Name(n) => bail!(
+                "no agent or client certificate was issued to {n} in {} (see `rewind-mtd ca list`)",
+                dir.display()
+            ),
+            RevokeWhat::Serial(s) => bail!(
+                "no certificate with serial {s} in {} (see `rewind-mtd ca list`)",
+                dir.display()
+            ),
+        }
+    }
+    if let Some(c) = found
+        .iter()
+        .find(|c| matches!(c.kind, Kind::Ca | Kind::Server))
+    {
+        bail!(
+            "serial {} is the {} certificate: make a new CA (`ca init` in a new directory) or \
+             renew the server's (`ca renew --server`) instead",
+            c.serial,
+            c.kind
+        );
+    }
+    let now = rfc3339(SystemTime::now());
+    let mut newly = Vec::new();
+    for c in reg.certificates.iter_mut().filter(|c| matches(c)) {
+        if c.revoked.is_none() {
+            c.revoked = Some(now.clone());
+            newly.push(c.clone());
+        }
+    }
+    reg.crl_number += 1;
+    write_crl(&ca, &reg)?;
+    ca.save(&reg)?;
+    Ok(newly)
+}
+
+/// Sign and write `crl.pem` listing every revoked certificate of the register.
+fn write_crl(ca: &CaDir, reg: &Register) -> Result<()> {
+    let (ca_cert, ca_key, ca_expiry) = ca.signer()?;
+    let now = SystemTime::now();
+    let mut revoked = Vec::new();
+    for c in &reg.certificates {
+        let Some(when) = &c.revoked else { continue };
+        let t = humantime::parse_rfc3339(when)
+            .with_context(|| format!("revocation time {when:?} of serial {}", c.serial))?;
+        revoked.push(rcgen::RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&unhex(&c.serial)?),
+            revocation_time: x509_time!(t),
+            reason_code: None,
+            invalidity_date: None,
+        });
+    }
+    // The target ignores nextUpdate (a CRL stays in force until replaced); other readers get
+    // the CA's expiry, after which nothing it signed is valid anyway.
+    let next = ca_expiry.max(now + Duration::from_secs(86_400));
+    let params = CertificateRevocationListParams {
+        this_update: x509_time!(now),
+        next_update: x509_time!(next),
+        crl_number: SerialNumber::from(reg.crl_number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let crl = params
+        .signed_by(&ca_cert, &ca_key)
+        .context("signing the revocation list")?;
+    write_atomic(&ca.path(CRL), crl.pem()?.as_bytes(), 0o644)
+}
+
+/// Every certificate issued from `dir` (oldest first).
+pub fn list(dir: &Path) -> Result<Vec<Issued>> {
+    let ca = CaDir::open(dir)?;
+    Ok(ca.register()?.certificates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_normalised_and_checked() {
+        assert_eq!(normalise_serial("4F:3A:00:01").unwrap(), "4f3a0001");
+        assert_eq!(normalise_serial(" 0x4f3a ").unwrap(), "4f3a");
+        for bad in ["", "4", "zz", "4f3", "0x", &"ab".repeat(33)] {
+            assert!(normalise_serial(bad).is_err(), "{bad:?} accepted");
+        }
+        let s = new_serial().unwrap();
+        assert_eq!(s.len(), 16);
+        // Positive, no leading zero byte: the hex is the same as x509 parsers print it.
+        assert!(s[0] & 0x80 == 0 && s[0] != 0);
+        assert_eq!(unhex(&hex(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn certificate_names_are_checked() {
+        for ok in ["web01", "a", "db-01.site_b", &"n".repeat(MAX_CERT_NAME)] {
+            assert!(check_cert_name(ok).is_ok(), "{ok:?} refused");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            "a b",
+            &"n".repeat(MAX_CERT_NAME + 1),
+        ] {
+            assert!(check_cert_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(check_days("--days", 0).is_err());
+        assert!(check_days("--days", MAX_DAYS + 1).is_err());
+        assert_eq!(
+            check_days("--days", 1).unwrap(),
+            Duration::from_secs(86_400)
+        );
+    }
 }
