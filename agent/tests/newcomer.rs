@@ -376,3 +376,61 @@ fn reverse_state_of(site: &RelSite, group: &str) -> PathBuf {
             .unwrap_or_else(|| panic!("group {group} has no reverse replication: {st}")),
     )
 }
+
+/// A site started without `--views` can be failed over to, but its live disks are NBD-only and
+/// reverse replication is impossible: the promotion says so. The job's progress lines come out
+/// before its result when stdout and stderr share one file.
+#[test]
+fn promotion_without_a_view_tree_warns_and_progress_comes_first() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let group = unique_group("nv");
+    let _left = Leftovers {
+        dir: w.to_path_buf(),
+        token: group.clone(),
+    };
+    let mut dr = RelSite::start(w, "dr", false);
+    let src = w.join("src.img");
+    make_disk(&src, 16);
+    let mut agent = Agent::start(w, &group, &[("d", &src)], &dr.target(), &[]);
+    write_random_mib(&agent.link("d"), 0, 4, 1);
+    agent.wait_caught_up(CATCH_UP);
+
+    // stdout and stderr into one file, as `rewind ... >out 2>&1` does.
+    let out_path = w.join("planned.out");
+    let out = fs::File::create(&out_path).unwrap();
+    let st = dr
+        .rewind_cmd(&["failover", "planned", &group])
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .status()
+        .expect("rewind failover planned");
+    let text = fs::read_to_string(&out_path).unwrap();
+    assert!(st.success(), "{text}\n{}", dr.log_text());
+    let progress = text
+        .find("asking the source agent to drain")
+        .unwrap_or_else(|| panic!("no progress line in:\n{text}"));
+    let result = text
+        .find("live disks of")
+        .unwrap_or_else(|| panic!("no result in:\n{text}"));
+    assert!(progress < result, "progress after the result:\n{text}");
+    assert!(
+        text.contains("no view tree") && text.contains("--views"),
+        "no word about the missing view tree:\n{text}"
+    );
+    let st = dr.rewind_json(&["failover", "status", &group]);
+    assert!(
+        st["state"]["promotion"]["set"]["disks"][0]["loop_device"].is_null(),
+        "{st}"
+    );
+    agent.kill9();
+    drop(agent);
+    // Reverse replication is refused, as the promotion said.
+    dr.rewind(&["failover", "commit", &group]);
+    let e = dr.rewind_fails(&["reverse", &group, "--to", "unix:/nonexistent.sock"]);
+    assert!(e.contains("--views"), "{e}");
+    dr.stop();
+}
