@@ -434,3 +434,63 @@ fn promotion_without_a_view_tree_warns_and_progress_comes_first() {
     assert!(e.contains("--views"), "{e}");
     dr.stop();
 }
+
+/// An agent protecting an empty disk: the initial sync sends nothing, so `rewind points` says
+/// the group has no points yet (and why) rather than a range of dashes; and while the regions
+/// the sync covered wait for the clear pass, `rewind-agent status` says they are acknowledged
+/// rather than showing "caught up" beside dirty regions with no word.
+#[test]
+fn empty_disk_points_and_status_after_the_initial_sync() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let group = unique_group("empty");
+    let _left = Leftovers {
+        dir: w.to_path_buf(),
+        token: group.clone(),
+    };
+    let mut dr = RelSite::start(w, "dr", false);
+    let src = w.join("src.img");
+    make_disk(&src, 64);
+    let mut agent = Agent::start(w, &group, &[("d", &src)], &dr.target(), &[]);
+    // Look at the status while dirty regions wait for their clear pass after catching up.
+    let t0 = Instant::now();
+    let mut seen = None;
+    while seen.is_none() && t0.elapsed() < CATCH_UP {
+        let out = Command::new(bin("rewind-agent"))
+            .arg("status")
+            .arg("--state-dir")
+            .arg(&agent.state)
+            .output()
+            .expect("rewind-agent status");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let dirty = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("dirty regions: "))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if text.contains("(caught up)") && dirty.is_some_and(|n| n > 0) {
+            seen = Some(text);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = seen.expect("never saw the agent caught up with dirty regions left");
+    let line = text
+        .lines()
+        .find(|l| l.contains("dirty regions"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("acknowledged") && line.contains("clear"),
+        "caught up, with dirty regions and no word why:\n{text}"
+    );
+    agent.wait_caught_up(CATCH_UP);
+    let points = dr.rewind(&["points", &group]);
+    assert!(
+        points.contains("no points yet") && points.contains("empty"),
+        "{points}"
+    );
+    agent.stop();
+    dr.stop();
+}

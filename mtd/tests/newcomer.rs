@@ -189,3 +189,33 @@ fn overlay_file_survives_fsx_with_map_operations() {
         .arg(&file));
     assert_ok_out(&out, "fsx with map operations");
 }
+
+/// On a daemon without a view tree, a bad point spec is what `rewind attach` and `rewind mount`
+/// report: the request is wrong whatever the daemon's setup.
+#[test]
+fn attach_reports_a_bad_point_spec_before_the_missing_view_tree() {
+    if !is_root("attach_reports_a_bad_point_spec_before_the_missing_view_tree") {
+        return;
+    }
+    let work = tempdir();
+    let d = Daemon::start(work.path(), "sync", &[]);
+    for args in [
+        vec!["attach", "web/sda@yesterday"],
+        vec!["mount", "web/sda@yesterday", work.path().to_str().unwrap()],
+    ] {
+        let out = run(d.rewind().args(&args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains("yesterday") && !err.contains("view tree"),
+            "{args:?}: {err}"
+        );
+    }
+    // A good spec on the same daemon is told about the view tree.
+    let out = run(d.rewind().args(["attach", "web/sda@latest"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("view tree") && err.contains("--views"),
+        "{err}"
+    );
+}

@@ -277,6 +277,8 @@ async fn attach_one(
     Json(req): Json<AttachRequest>,
 ) -> ApiResult<attach::Attachment> {
     let a = blocking(move || {
+        // A bad name or point spec is wrong whatever the daemon's setup: said first.
+        ExportName::parse(&req.export)?;
         let v = views(&c)?;
         Ok(attach::attach(
             &c.exports,
@@ -317,6 +319,8 @@ pub struct MountRequest {
 
 async fn mount_one(State(c): Ctl, Json(req): Json<MountRequest>) -> ApiResult<attach::Attachment> {
     let a = blocking(move || {
+        // A bad name or point spec is wrong whatever the daemon's setup: said first.
+        ExportName::parse(&req.export)?;
         let v = views(&c)?;
         Ok(attach::mount(
             &c.exports,
