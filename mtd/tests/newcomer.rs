@@ -219,3 +219,42 @@ fn attach_reports_a_bad_point_spec_before_the_missing_view_tree() {
         "{err}"
     );
 }
+
+/// `rewind detach` of a loop device someone still has open: `losetup -d` only marks it for
+/// clearing, so the detach did not happen. It is refused after a bounded wait, naming who holds
+/// it, and the attachment stays listed; once the holder lets go the kernel clears the device and
+/// a second detach drops the record.
+#[test]
+fn detach_of_a_held_loop_device_says_who_holds_it() {
+    if !is_root("detach_of_a_held_loop_device_says_who_holds_it") {
+        return;
+    }
+    let work = tempdir();
+    let (d, _views) = daemon_with_overlay(work.path());
+    let out = run_ok(d.rewind().args(["attach", "web01/sda@tag:t256"]));
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(dev.starts_with("/dev/loop"), "{dev}");
+    let holder = fs::File::open(&dev).unwrap();
+    let out = run(d.rewind().args(["detach", &dev]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "detach of a held device succeeded");
+    let me = format!("open by pid {}", std::process::id());
+    assert!(err.contains(&dev) && err.contains(&me), "{err}");
+    assert!(
+        !d.log_text().contains("detached loop device"),
+        "a detach that did not happen was logged:\n{}",
+        d.log_tail(20)
+    );
+    let list = run_ok(d.rewind().args(["--json", "attachments"]));
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&dev));
+    drop(holder);
+    let t0 = std::time::Instant::now();
+    let name = dev.trim_start_matches("/dev/");
+    while Path::new(&format!("/sys/block/{name}/loop")).exists() {
+        assert!(t0.elapsed().as_secs() < 10, "{dev} not cleared after close");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    run_ok(d.rewind().args(["detach", &dev]));
+    let list = run_ok(d.rewind().args(["--json", "attachments"]));
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(&dev));
+}
