@@ -308,6 +308,17 @@ fn main() -> Result<()> {
             access_group,
             ready_file,
         } => {
+            // Every path from the command line, absolute from here on (see `canonical`).
+            let data_dir = canonical(&data_dir)?;
+            let tls_dir = tls_dir.as_deref().map(canonical).transpose()?;
+            let unix = unix.as_deref().map(canonical).transpose()?;
+            let nbd_unix = match nbd_unix.as_str() {
+                "none" => nbd_unix,
+                p => canonical(Path::new(p))?.to_string_lossy().into_owned(),
+            };
+            let views = views.as_deref().map(canonical).transpose()?;
+            let control = canonical(&control)?;
+            let ready_file = ready_file.as_deref().map(canonical).transpose()?;
             let opts = StoreOptions {
                 engine: io_engine,
                 writer: WriterConfig {
@@ -556,6 +567,26 @@ fn ca(cmd: CaCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The absolute, symlink-free form of a path flag. The daemon hands these paths to the kernel
+/// (a loop device reports its backing file by its absolute path), to the processes it starts and
+/// to clients, and compares them with what those report later: a relative `--views views` made
+/// every such comparison fail. The path itself may not exist yet (a socket, a new data dir) or
+/// may be a dead FUSE mount: then its parent is made canonical and the name joined to it.
+fn canonical(p: &Path) -> Result<PathBuf> {
+    if let Ok(c) = p.canonicalize() {
+        return Ok(c);
+    }
+    let abs = std::path::absolute(p).with_context(|| format!("making {} absolute", p.display()))?;
+    let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
+        return Ok(abs);
+    };
+    Ok(match parent.canonicalize() {
+        Ok(parent) => parent.join(name),
+        // Its parent is made later (`/run/rewind` for the sockets): absolute is what matters.
+        Err(_) => abs,
+    })
 }
 
 /// Batches are megabytes each; by default glibc serves such sizes with fresh mmaps and returns them

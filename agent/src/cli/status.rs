@@ -62,9 +62,19 @@ pub fn status(state_dir: &Path, json: bool) -> Result<ExitCode> {
             st.dropped_writes
         );
     }
+    // Caught up, the unpinned dirty regions are acknowledged already: a pass every second
+    // clears them a few seconds later (see `dirty`). Said, so "caught up" beside them is not a
+    // contradiction.
+    let acked = st.dirty_regions.saturating_sub(st.pinned_regions);
     println!(
-        "  dirty regions: {} (1 MiB each), {} waiting for a compare with the target",
-        st.dirty_regions, st.pinned_regions
+        "  dirty regions: {} (1 MiB each{}), {} waiting for a compare with the target",
+        st.dirty_regions,
+        if st.caught_up && acked > 0 {
+            format!("; {acked} acknowledged, clearing within a few seconds")
+        } else {
+            String::new()
+        },
+        st.pinned_regions
     );
     let kind = st.sync_kind.as_deref().unwrap_or("sync");
     match st.sync_bytes_per_sec {

@@ -455,6 +455,13 @@ fn groups_table(v: &Value) -> String {
 }
 
 fn points_table(v: &Value) -> String {
+    if v["newest"].is_null() {
+        return format!(
+            "group {} has no points yet: nothing has been replicated into it (the initial sync \
+             of an empty disk sends nothing; the first write makes the first point)\n",
+            s(&v["group"])
+        );
+    }
     let mut out = format!(
         "group {}: every seq from {} ({}) to {} ({}) is a crash-consistent point; retention horizon seq {}\n",
         s(&v["group"]),

@@ -179,6 +179,9 @@ pub fn describe(v: &Value) -> String {
             );
         }
     }
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        out += &format!("warning: {}\n", w.as_str().unwrap_or("?"));
+    }
     if let Some(devs) = v["devices"].as_array() {
         out += "boot the workload from the protected devices:\n";
         for d in devs {

@@ -75,7 +75,7 @@ impl Attachments {
             if let Some(m) = &a.mountpoint {
                 let _ = run(Command::new("umount").arg("-l").arg(m));
             }
-            if backing_file(&a.device).as_deref() == Some(a.file.as_path()) {
+            if backs(&a.device, &a.file) {
                 let _ = run(Command::new("losetup").arg("-d").arg(&a.device));
             }
         }
@@ -269,19 +269,123 @@ fn release(exports: &Exports, atts: &Attachments, a: &Attachment) -> Result<()> 
         run(Command::new("umount").arg(m))
             .with_context(|| format!("unmounting {}", m.display()))?;
     }
-    if backing_file(&a.device).as_deref() == Some(a.file.as_path()) {
+    let detached = backs(&a.device, &a.file);
+    if detached {
         if !a.partitions.is_empty() {
             // Partitions added with BLKPG are not always dropped with the device.
             let _ = run(Command::new("partx").arg("-d").arg(&a.device));
         }
         run(Command::new("losetup").arg("-d").arg(&a.device))?;
+        wait_detached(&a.device, &a.file, DETACH_WAIT)?;
     }
     atts.remove(&a.device)?;
     if let Some(o) = &a.overlay {
         drop_overlay(exports, o);
     }
-    tracing::info!(device = %a.device, export = %a.export, "detached loop device");
+    if detached {
+        tracing::info!(device = %a.device, export = %a.export, "detached loop device");
+    } else {
+        tracing::warn!(
+            device = %a.device,
+            export = %a.export,
+            file = %a.file.display(),
+            now = ?backing_file(&a.device),
+            "loop device was no longer attached to this file (detached by someone else?); nothing to detach"
+        );
+    }
     Ok(())
+}
+
+/// How long a detached loop device may stay bound while its last users close it.
+const DETACH_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether loop `device` is attached to `file`. The kernel reports the backing file by its
+/// absolute path as seen at attach time; `file` may be spelled differently (relative, through a
+/// symlink), so a path that differs is compared by device and inode too.
+fn backs(device: &str, file: &Path) -> bool {
+    let Some(back) = backing_file(device) else {
+        return false;
+    };
+    if back == file || std::path::absolute(file).is_ok_and(|f| f == back) {
+        return true;
+    }
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(&back), std::fs::metadata(file)) {
+        (Ok(b), Ok(f)) => b.dev() == f.dev() && b.ino() == f.ino(),
+        _ => false,
+    }
+}
+
+/// After `losetup -d`: the kernel only marks a device that is still open for clearing and
+/// detaches it at the last close, so `losetup -d` succeeding does not mean it is gone. Wait up
+/// to `limit` for that; if it is still attached then, say what holds it.
+fn wait_detached(device: &str, file: &Path, limit: Duration) -> Result<()> {
+    let t0 = Instant::now();
+    while backs(device, file) {
+        if t0.elapsed() >= limit {
+            bail!(
+                "loop device {device} is still attached to {} {limit:?} after `losetup -d`: {}",
+                file.display(),
+                holders(device)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// What keeps a loop device open: mounts of it or its partitions, devices stacked on it, and
+/// processes with it open.
+fn holders(device: &str) -> String {
+    let name = Path::new(device)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let mut what = Vec::new();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for l in mounts.lines() {
+        let mut f = l.split_whitespace();
+        if let (Some(src), Some(at)) = (f.next(), f.next()) {
+            if src == device || src.strip_prefix(device).is_some_and(|r| r.starts_with('p')) {
+                what.push(format!("{src} is mounted at {at}"));
+            }
+        }
+    }
+    for e in std::fs::read_dir(format!("/sys/block/{name}/holders"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        what.push(format!(
+            "/dev/{} is stacked on it",
+            e.file_name().to_string_lossy()
+        ));
+    }
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = p.file_name().to_string_lossy().to_string();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let open = std::fs::read_dir(p.path().join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|t| {
+                    let t = t.to_string_lossy();
+                    t == device || t.strip_prefix(device).is_some_and(|r| r.starts_with('p'))
+                })
+            });
+        if open {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            what.push(format!("open by pid {pid} ({})", comm.trim()));
+        }
+    }
+    if what.is_empty() {
+        "nothing visible holds it (no mount, holder or open file)".to_string()
+    } else {
+        format!("held: {}", what.join("; "))
+    }
 }
 
 /// Delete a throwaway overlay. The loop device closes its file asynchronously (FUSE release

@@ -290,6 +290,8 @@ async fn attach_one(
 ) -> ApiResult<attach::Attachment> {
     valid_export(&req.export)?;
     let a = blocking(move || {
+        // A bad name or point spec is wrong whatever the daemon's setup: said first.
+        ExportName::parse(&req.export)?;
         let v = views(&c)?;
         Ok(attach::attach(
             &c.exports,
@@ -331,6 +333,8 @@ pub struct MountRequest {
 async fn mount_one(State(c): Ctl, Json(req): Json<MountRequest>) -> ApiResult<attach::Attachment> {
     valid_export(&req.export)?;
     let a = blocking(move || {
+        // A bad name or point spec is wrong whatever the daemon's setup: said first.
+        ExportName::parse(&req.export)?;
         let v = views(&c)?;
         Ok(attach::mount(
             &c.exports,

@@ -183,7 +183,19 @@ impl Failovers {
         let mut s = self.get(group);
         s.promotion = Some(p.clone());
         self.put(s)?;
-        Ok(json!({ "group": group, "promotion": p }))
+        Ok(json!({ "group": group, "promotion": p, "warnings": self.live_warnings(group) }))
+    }
+
+    /// What a promotion here cannot do, said when it happens rather than at `rewind reverse`.
+    fn live_warnings(&self, group: &str) -> Vec<String> {
+        if self.views.is_some() {
+            return Vec::new();
+        }
+        let w = format!(
+            "no view tree: live disks are NBD-only; reverse replication needs --views              (restart rewind-mtd serve with --views DIR before `rewind reverse {group}`)"
+        );
+        tracing::warn!(group, "{w}");
+        vec![w]
     }
 
     /// Before commit: make the live disks over another point (their writes so far are dropped).
@@ -224,7 +236,7 @@ impl Failovers {
                 }
                 s.promotion = Some(p.clone());
                 me.put(s)?;
-                Ok(json!({ "group": g, "promotion": p }))
+                Ok(json!({ "group": g, "promotion": p, "warnings": me.live_warnings(&g) }))
             })?)
     }
 

@@ -333,6 +333,16 @@ impl Filesystem for TreeFs {
             let _ = config.set_max_write(nearest);
         }
         let _ = config.add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS);
+        // Files are opened FOPEN_DIRECT_IO, which refuses shared mmap (ENODEV) unless the kernel
+        // may map them anyway (protocol 7.39+). Mapped pages are read and written back through
+        // the same read and write handlers, and the kernel writes dirty pages back before a
+        // direct read or write of the same range, so the file stays coherent for its users.
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP) {
+            tracing::warn!(
+                ?missing,
+                "view tree: kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP; view files cannot be mapped"
+            );
+        }
         let _ = config.set_max_background(MAX_BACKGROUND);
         let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
         Ok(())

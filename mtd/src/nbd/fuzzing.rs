@@ -25,6 +25,7 @@ use crate::overlay::Overlays;
 use crate::store::engine::EngineKind;
 use crate::store::{Store, StoreOptions};
 
+use super::handshake::{Outcome, Tls};
 use super::proto::{Request, REQUEST_LEN};
 
 /// One handshake may not take longer than this (a client that stops sending ends in EOF here,
@@ -96,16 +97,27 @@ impl Harness {
                 let mut sink = Vec::new();
                 let _ = from_server.read_to_end(&mut sink).await;
             });
-            let r = tokio::time::timeout(
-                HANDSHAKE_LIMIT,
-                super::handshake::negotiate(&mut server, &exports, "fuzz"),
-            )
+            // As root on the unix socket: every export, no TLS (the widest option surface).
+            let grants = super::clients::Grants::all("fuzz");
+            let ctx = super::handshake::Ctx {
+                exports: &exports,
+                grants: &grants,
+                peer: "fuzz",
+            };
+            let r = tokio::time::timeout(HANDSHAKE_LIMIT, async {
+                match super::handshake::greet(&mut server, "fuzz").await? {
+                    Some(no_zeroes) => {
+                        super::handshake::options(&mut server, &ctx, no_zeroes, Tls::Off).await
+                    }
+                    None => Ok(Outcome::Closed),
+                }
+            })
             .await;
             drop(server);
             writer.abort();
             let _ = reader.await;
             match r {
-                Ok(Ok(Some(n))) => {
+                Ok(Ok(Outcome::Go(n))) => {
                     // What was agreed must be coherent with what exists.
                     assert!(n.export.starts_with("g/d"), "negotiated {:?}", n.export);
                     assert_eq!(n.volume.size_bytes(), 1 << 20);
@@ -122,16 +134,17 @@ impl Harness {
         let Some((&mode, rest)) = data.split_first() else {
             return;
         };
-        let volume = match self.exports.open("g/d").map(Volume::for_nbd) {
+        let volume = match self.exports.open("g/d").map(|v| Volume::for_nbd(v, false)) {
             Ok(v) => v,
             Err(e) => panic!("opening g/d: {e}"),
         };
         let conn = super::conn::Conn {
             peer: "fuzz".into(),
+            who: "fuzz".into(),
             export: "g/d".into(),
             size: volume.size_bytes(),
             writable: volume.writable(),
-            volume,
+            volume: std::sync::RwLock::new(Some(Arc::new(volume))),
             structured: mode & 1 != 0,
             base_allocation: mode & 2 != 0,
             pool: super::bufpool::BufPool::new(),
