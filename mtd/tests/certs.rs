@@ -672,3 +672,49 @@ fn client_certificates_work_with_qemu_and_libnbd() {
         "nbdinfo with another CA's certificate"
     );
 }
+
+#[test]
+fn an_nbd_client_certificate_cannot_speak_as_an_agent() {
+    let work = tempdir();
+    let site = work.path().join("ca");
+    ca_init(&site, &[]);
+    issue_agent(&site, "web01");
+    let out_dir = work.path().join("reader");
+    run_ok(
+        mtd()
+            .args(["ca", "issue", "--client", "reader", "--out"])
+            .arg(&out_dir)
+            .arg("--dir")
+            .arg(&site),
+    );
+    let (d, addr) = tls_daemon(work.path(), &site);
+    let reader = client_cfg(
+        &site,
+        &out_dir.join("client-cert.pem"),
+        &out_dir.join("client-key.pem"),
+    );
+    // Its certificate chains to the site CA, so the TLS handshake itself succeeds; the session
+    // must still be refused before any group is made.
+    let r = session(&addr, reader, "reader", "stolen");
+    assert!(r.is_err(), "an NBD client certificate got an agent session");
+    assert!(
+        d.log_text()
+            .contains("an NBD client certificate tried to speak as an agent"),
+        "{}",
+        d.log_tail(20)
+    );
+    let report = inspect(&d.data_dir);
+    let groups: Vec<_> = report["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| g["name"].clone())
+        .collect();
+    assert!(
+        !groups.contains(&serde_json::json!("stolen")),
+        "a group was made for the client certificate: {groups:?}"
+    );
+    // The agent's own certificate still works.
+    let (c, k) = agent_files(&site, "web01");
+    session(&addr, client_cfg(&site, &c, &k), "web01", "g1").expect("agent session");
+}
