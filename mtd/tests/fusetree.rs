@@ -532,7 +532,7 @@ fn overlay_file_survives_fsx() {
     assert_eq!(names(&ovdir), ["t1.img"]);
     let m = fs::metadata(&file).unwrap();
     assert_eq!(m.len(), 8 << 20);
-    assert_eq!(m.permissions().mode() & 0o7777, 0o660);
+    assert_eq!(m.permissions().mode() & 0o7777, 0o640);
     assert_same_files(&file, &views.join("web01/sda/at/tag:t256.img"));
     // Its size is fixed: a truncate to another size is refused, to the same size allowed.
     let f = fs::OpenOptions::new().write(true).open(&file).unwrap();

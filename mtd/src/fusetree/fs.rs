@@ -50,20 +50,11 @@ const FALLOC_FL_ZERO_RANGE: i32 = libc::FALLOC_FL_ZERO_RANGE;
 const DIR_MODE: u16 = 0o750;
 /// A point's image: read-only.
 const IMAGE_MODE: u16 = 0o440;
-/// An overlay's image: writable by root and the access group.
-const OVERLAY_MODE: u16 = 0o660;
-/// A live disk (`GROUP/DISK@live`, overlay `live.*`): the production disk after a failover, written
-/// by its loop device (through which reverse replication captures every write) or root only;
-/// the access group reads it.
-const LIVE_MODE: u16 = 0o640;
-
-fn overlay_mode(name: &str) -> u16 {
-    if name.starts_with("live.") {
-        LIVE_MODE
-    } else {
-        OVERLAY_MODE
-    }
-}
+/// An overlay's image, live disks (`GROUP/DISK@live`, overlay `live.*`) included: written by
+/// root only (a live disk through its loop device, where reverse replication captures every
+/// write); the access group reads it, as over NBD, where members write only with
+/// `--nbd-group-writable`: one rule for every transport.
+const OVERLAY_MODE: u16 = 0o640;
 
 thread_local! {
     /// Each fuser thread reads into its own buffer, reused across requests.
@@ -141,7 +132,7 @@ impl TreeFs {
                         node,
                         m.size_bytes,
                         Some(m.created_ms),
-                        overlay_mode(name),
+                        OVERLAY_MODE,
                     )),
                     None => match open {
                         // Not listed any more while open: cannot happen (an overlay in use is not
@@ -151,7 +142,7 @@ impl TreeFs {
                             node,
                             h.volume.size_bytes(),
                             None,
-                            overlay_mode(name),
+                            OVERLAY_MODE,
                         )),
                         None => Err(Errno::ENOENT),
                     },
