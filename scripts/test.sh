@@ -53,7 +53,7 @@ cargo build --workspace --all-targets
 log=$(mktemp /tmp/rewind-test.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole suite (cargo prints one per test binary, the last often a doc-test
 # binary with nothing in it).
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

@@ -323,9 +323,12 @@ fn relative_paths_failback_round_trip_leaves_nothing() {
     agent.kill9();
     drop(agent);
 
+    let reverse_agent = format!("rewind-reverse-{group}");
     a.rewind(&[
         "adopt",
         &group,
+        "--agent",
+        &reverse_agent,
         "--disk",
         &format!("root={}", src.display()),
     ]);
@@ -347,7 +350,7 @@ fn relative_paths_failback_round_trip_leaves_nothing() {
     let r = a.rewind_json(&["failover", "planned", &group]);
     assert_same(&live_loop(&r), &dev_b);
     a.rewind(&["failover", "commit", &group]);
-    b.rewind(&["adopt", &group, "--from-live"]);
+    b.rewind(&["adopt", &group, "--agent", &reverse_agent, "--from-live"]);
     let links_a = w.join("links-a");
     a.rewind_json(&[
         "reverse",

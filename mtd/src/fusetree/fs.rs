@@ -127,23 +127,15 @@ impl TreeFs {
             Node::Disk(d) | Node::At(d) | Node::Overlays(d) => Ok(dir(disk_time(d)?)),
             Node::Image(d, Image::Overlay(name)) => {
                 match self.catalog.overlay(&d.group, &d.disk, name) {
-                    Some(m) => Ok(self.attr(
-                        ino,
-                        node,
-                        m.size_bytes,
-                        Some(m.created_ms),
-                        OVERLAY_MODE,
-                    )),
+                    Some(m) => {
+                        Ok(self.attr(ino, node, m.size_bytes, Some(m.created_ms), OVERLAY_MODE))
+                    }
                     None => match open {
                         // Not listed any more while open: cannot happen (an overlay in use is not
                         // deleted), but the open file keeps working regardless.
-                        Some(h) => Ok(self.attr(
-                            ino,
-                            node,
-                            h.volume.size_bytes(),
-                            None,
-                            OVERLAY_MODE,
-                        )),
+                        Some(h) => {
+                            Ok(self.attr(ino, node, h.volume.size_bytes(), None, OVERLAY_MODE))
+                        }
                         None => Err(Errno::ENOENT),
                     },
                 }
