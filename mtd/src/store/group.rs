@@ -723,33 +723,39 @@ fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &ChunkHeader
     }
 }
 
+/// A one-disk (1 MiB) group `g` in a temporary directory, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_group() -> (tempfile::TempDir, Arc<Group>) {
+    use crate::store::manifest::{DiskManifest, MANIFEST_VERSION};
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manifest {
+        version: MANIFEST_VERSION,
+        group: "g".into(),
+        disks: vec![DiskManifest {
+            name: "sda".into(),
+            size_bytes: 1 << 20,
+        }],
+        generation: 1,
+        retention_ms: 1000,
+        horizon_seq: 0,
+        horizon_ms: 0,
+        horizon_tags: Vec::new(),
+        created_ms: 0,
+        owner: None,
+        history_end: None,
+        adopted: false,
+        fenced_reason: None,
+    };
+    let g = Group::create(dir.path().join("g"), m).unwrap();
+    (dir, g)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::manifest::{DiskManifest, MANIFEST_VERSION};
 
     fn group() -> (tempfile::TempDir, Arc<Group>) {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Manifest {
-            version: MANIFEST_VERSION,
-            group: "g".into(),
-            disks: vec![DiskManifest {
-                name: "sda".into(),
-                size_bytes: 1 << 20,
-            }],
-            generation: 1,
-            retention_ms: 1000,
-            horizon_seq: 0,
-            horizon_ms: 0,
-            horizon_tags: Vec::new(),
-            created_ms: 0,
-            owner: None,
-            history_end: None,
-            adopted: false,
-            fenced_reason: None,
-        };
-        let g = Group::create(dir.path().join("g"), m).unwrap();
-        (dir, g)
+        test_group()
     }
 
     #[test]

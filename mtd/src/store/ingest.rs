@@ -199,29 +199,9 @@ fn show_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
 
     fn feed() -> (tempfile::TempDir, Feed) {
-        let dir = tempfile::tempdir().unwrap();
-        let m = Manifest {
-            version: MANIFEST_VERSION,
-            group: "g".into(),
-            disks: vec![DiskManifest {
-                name: "sda".into(),
-                size_bytes: 1 << 20,
-            }],
-            generation: 1,
-            retention_ms: 1000,
-            horizon_seq: 0,
-            horizon_ms: 0,
-            horizon_tags: Vec::new(),
-            created_ms: 0,
-            owner: None,
-            history_end: None,
-            adopted: false,
-            fenced_reason: None,
-        };
-        let group = Group::create(dir.path().join("g"), m).unwrap();
+        let (dir, group) = crate::store::group::test_group();
         let f = Feed {
             group,
             generation: 1,
