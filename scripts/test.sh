@@ -47,6 +47,13 @@ export REWIND_REQUIRE_TOOLS=1
 # that boot VMs do not all wait on the first one to download the kernel package.
 scripts/vm-image.sh
 
+# Habits the suite holds every change to: formatted, and clippy-clean with warnings denied.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -q -- -D warnings
+
 # One build profile for everything: the dev profile (opt-level 1), shared by all crates' tests.
 # --workspace builds every binary (rewind-mtd, rewind-loadgen) that the process-level tests run.
 cargo build --workspace --all-targets
