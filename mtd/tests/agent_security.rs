@@ -535,8 +535,20 @@ fn an_over_long_fence_reason_reaches_the_agent() {
     c.welcome(&hello("a", "f"));
     c.send(&batch("f", 1, 1, 4096, RecordKind::Data, now_ms()));
     c.wait_ack(1);
-    let reason = "r".repeat(5000);
     let api = rewind_mtd::client::Client::new(&d.control).unwrap();
+    // The API refuses a reason past its limit, and changes nothing...
+    let e = api
+        .post(
+            "/v1/groups/f/fence",
+            serde_json::json!({ "reason": "r".repeat(5000) }),
+        )
+        .expect_err("a 5000-byte reason was accepted");
+    assert!(e.to_string().contains("at most 4096"), "{e}");
+    c.send(&batch("f", 2, 1, 4096, RecordKind::Data, now_ms()));
+    c.wait_ack(2);
+    // ...and the longest reason it takes is still longer than a fenced ERROR can carry whole:
+    // the encoder cuts it, and the session still tells the agent.
+    let reason = "r".repeat(4096);
     api.post(
         "/v1/groups/f/fence",
         serde_json::json!({ "reason": reason }),
