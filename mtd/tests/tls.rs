@@ -4,60 +4,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
+use common::tls_agent::*;
 use common::*;
-use rewind_formats::frame::{FrameHeader, FRAME_HEADER_LEN};
 use rewind_formats::message::*;
 use rewind_formats::{Batch, RecordKind, RecordRef, Seq};
-
-type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-fn connect(addr: &str, cfg: Arc<rustls::ClientConfig>) -> std::io::Result<Tls> {
-    let tcp = TcpStream::connect(addr)?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
-    let mut s = rustls::StreamOwned::new(conn, tcp);
-    // Drive the handshake now, so that a refused certificate shows here.
-    while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock)?;
-    }
-    Ok(s)
-}
-
-fn send(s: &mut Tls, m: &Message) -> std::io::Result<()> {
-    s.write_all(&m.to_frame())?;
-    s.flush()
-}
-
-fn recv(s: &mut Tls) -> Option<Message> {
-    let mut hdr = [0u8; FRAME_HEADER_LEN];
-    s.read_exact(&mut hdr).ok()?;
-    let h = FrameHeader::decode(&hdr).expect("valid frame");
-    let mut payload = vec![0u8; h.payload_len as usize];
-    s.read_exact(&mut payload).ok()?;
-    Some(Message::decode(h.kind, &payload).unwrap())
-}
-
-fn hello(agent: &str, group: &str) -> Message {
-    Message::Hello(Hello {
-        agent: agent.into(),
-        groups: vec![HelloGroup {
-            group: group.into(),
-            generation: 1,
-            last_acked: Seq(0),
-            disks: vec![DiskInfo {
-                disk: "sda".into(),
-                size_bytes: 1 << 20,
-            }],
-        }],
-    })
-}
 
 fn ca(dir: &Path, agents: &[&str]) {
     run_ok(

@@ -2,6 +2,8 @@
 //! (by pid, even when a test fails).
 #![allow(dead_code)]
 
+pub mod tls_agent;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
