@@ -445,16 +445,20 @@ mod tests {
         assert!(e.contains("--disk") && e.contains("[[disk]]"), "{e}");
     }
 
-    #[test]
-    fn new_settings_are_validated() {
-        let base = || RunOptions {
+    /// A complete set of options, for tests that change one field.
+    fn base() -> RunOptions {
+        RunOptions {
             agent_name: Some("a".into()),
             group: Some("g".into()),
             target: Some("unix:/x".into()),
             state_dir: Some("/s".into()),
             disks: vec![DiskSpec::parse("d=/x").unwrap()],
             ..RunOptions::default()
-        };
+        }
+    }
+
+    #[test]
+    fn new_settings_are_validated() {
         let err = |o: RunOptions| o.into_config(no_host).unwrap_err().to_string();
         let e = err(RunOptions {
             tag_every_secs: Some(0),
@@ -484,14 +488,6 @@ mod tests {
     /// replicate but never fail over); path steps are refused.
     #[test]
     fn names_fit_their_limits() {
-        let base = || RunOptions {
-            agent_name: Some("a".into()),
-            group: Some("g".into()),
-            target: Some("unix:/x".into()),
-            state_dir: Some("/s".into()),
-            disks: vec![DiskSpec::parse("d=/x").unwrap()],
-            ..RunOptions::default()
-        };
         let err = |o: RunOptions| o.into_config(no_host).unwrap_err().to_string();
         let e = err(RunOptions {
             group: Some("g".repeat(49)),

@@ -489,17 +489,6 @@ fn ext4_point_checks_clean_and_mounts_read_only() {
     drop(lo);
 }
 
-fn fsx_bin() -> Option<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("fsx")).collect())
-        .unwrap_or_default();
-    candidates.extend(home.map(|h| h.join("bin/fsx")));
-    candidates.into_iter().find(|p| p.is_file())
-}
-
 #[test]
 fn overlay_file_survives_fsx() {
     if !is_root("overlay_file_survives_fsx") {

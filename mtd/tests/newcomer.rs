@@ -139,17 +139,6 @@ fn view_and_overlay_files_can_be_mapped() {
     assert_eq!(fs::read(&point).unwrap(), fs::read(&mapped).unwrap());
 }
 
-fn fsx_bin() -> Option<PathBuf> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("fsx")).collect())
-        .unwrap_or_default();
-    candidates.extend(home.map(|h| h.join("bin/fsx")));
-    candidates.into_iter().find(|p| p.is_file())
-}
-
 #[test]
 fn overlay_file_survives_fsx_with_map_operations() {
     if !is_root("overlay_file_survives_fsx_with_map_operations") {

@@ -387,3 +387,15 @@ pub fn assert_ok(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// fsx (file system exerciser), on PATH or in cargo's bin directory (`cargo install fsx`).
+pub fn fsx_bin() -> Option<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("fsx")).collect())
+        .unwrap_or_default();
+    candidates.extend(home.map(|h| h.join("bin/fsx")));
+    candidates.into_iter().find(|p| p.is_file())
+}
