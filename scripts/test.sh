@@ -47,12 +47,15 @@ export REWIND_REQUIRE_TOOLS=1
 # that boot VMs do not all wait on the first one to download the kernel package.
 scripts/vm-image.sh
 
-# Habits the suite holds every change to: formatted, and clippy-clean with warnings denied.
+# Habits the suite holds every change to: formatted, clippy-clean and rustdoc-clean with warnings
+# denied.
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -q -- -D warnings
+# API docs build without warnings (broken intra-doc links are how moved code shows up).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 
 # One build profile for everything: the dev profile (opt-level 1), shared by all crates' tests.
 # --workspace builds every binary (rewind-mtd, rewind-loadgen) that the process-level tests run.

@@ -27,7 +27,7 @@ pub use error::DecodeError;
 pub use frame::*;
 pub use magic::*;
 pub use message::*;
-pub use name::{validate as validate_name_of, validate_name, NameKind};
+pub use name::{validate as validate_name_of, validate_name, DiskName, GroupName, NameKind};
 pub use records::*;
 pub use segment::*;
 pub use tag::{TagInfo, TagKind};

@@ -15,7 +15,7 @@
 //!
 //! [`crate::MAX_NAME_LEN`] (255) stays the representation limit of the u8 length prefix, so
 //! files written before these limits still decode. The wire decoders check a group or disk name
-//! against its own limit (see [`check_name`]): a HELLO cannot create a group that could never fail
+//! against its own limit (see `check_name`): a HELLO cannot create a group that could never fail
 //! over.
 
 use crate::{DecodeError, MAX_NAME_LEN};
@@ -117,6 +117,86 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
 }
 
+/// Declares a name type that can only hold a valid name of its kind: validated once, where it
+/// enters (wire, control API, CLI, config file), and trusted everywhere after.
+macro_rules! name_type {
+    ($(#[$doc:meta])* $ty:ident, $kind:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $ty(String);
+
+        impl $ty {
+            /// Validates `s` as a name of this kind.
+            pub fn new(s: impl Into<String>) -> Result<$ty, DecodeError> {
+                let s = s.into();
+                validate($kind, &s)?;
+                Ok($ty(s))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $ty {
+            type Error = DecodeError;
+            fn try_from(s: String) -> Result<$ty, DecodeError> {
+                $ty::new(s)
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = DecodeError;
+            fn from_str(s: &str) -> Result<$ty, DecodeError> {
+                $ty::new(s)
+            }
+        }
+
+        impl From<$ty> for String {
+            fn from(n: $ty) -> String {
+                n.0
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $ty {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A consistency group's name (at most [`MAX_GROUP_LEN`] bytes of `[A-Za-z0-9._:-]`).
+    GroupName,
+    NameKind::Group
+);
+name_type!(
+    /// A disk's name within its group (at most [`MAX_DISK_LEN`] bytes of `[A-Za-z0-9._:-]`).
+    DiskName,
+    NameKind::Disk
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +267,16 @@ mod tests {
             validate(NameKind::Agent, &format!("rewind-reverse-{g}")),
             Ok(())
         );
+    }
+
+    #[test]
+    fn typed_names_validate_once() {
+        let g: GroupName = "web".parse().unwrap();
+        assert_eq!(g.as_str(), "web");
+        assert!(GroupName::new("a/b").is_err());
+        assert!(DiskName::new("d".repeat(MAX_DISK_LEN + 1)).is_err());
+        let d: DiskName = serde_json::from_str("\"sda\"").unwrap();
+        assert_eq!(d.to_string(), "sda");
+        assert!(serde_json::from_str::<DiskName>("\"..\"").is_err());
     }
 }

@@ -112,7 +112,7 @@ struct RunArgs {
     /// Bytes of records in the run, counted from seq 1.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     total: u64,
-    /// Send a user TAG t<seq> after every N records (0: never).
+    /// Send a user TAG `t<seq>` after every N records (0: never).
     #[arg(long, default_value_t = 0)]
     tag_every: u64,
     /// Keep the highest acked seq in this file (atomically replaced after acks).
@@ -159,7 +159,7 @@ struct ImageArgs {
     /// Send only the 4 KiB blocks that differ from this older image.
     #[arg(long)]
     since: Option<PathBuf>,
-    /// Name of the app-consistent tag (default image-<seq>).
+    /// Name of the app-consistent tag (default `image-<seq>`).
     #[arg(long)]
     tag: Option<String>,
 }

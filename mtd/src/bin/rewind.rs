@@ -1,6 +1,10 @@
 //! `rewind`: the admin CLI. It talks to `rewind-mtd`'s control API; tables by default, `--json`
 //! for scripts.
 
+// Doc comments here are clap's --help text, where GROUP/DISK[@POINT] is usage syntax, not a
+// rustdoc link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 use std::path::PathBuf;
 
 use anyhow::Result;
