@@ -205,7 +205,7 @@ fn footer(data: &[u8]) {
         };
         check_body(body, &t);
         // And a trailer built from it must decode back.
-        if t.footer_offset % BLOCK as u64 == 0 && t.footer_offset >= BLOCK as u64 {
+        if t.footer_offset.is_multiple_of(BLOCK as u64) && t.footer_offset >= BLOCK as u64 {
             let enc = t.encode();
             let fl = t
                 .footer_offset

@@ -83,7 +83,7 @@ pub(crate) fn check_range(
             format!("{at}: len {len} is not a multiple of {SECTOR} in 1..={MAX_RECORD_LEN}"),
         ));
     }
-    if offset % SECTOR != 0 {
+    if !offset.is_multiple_of(SECTOR) {
         return Err(DecodeError::invalid(
             what,
             format!("{at}: offset {offset} is not a multiple of {SECTOR}"),

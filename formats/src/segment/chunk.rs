@@ -255,7 +255,7 @@ pub fn peek_chunk(prefix: &[u8]) -> Result<ChunkPrefix, DecodeError> {
         ChunkKind::Records => total_len >= padded,
         ChunkKind::Tag => total_len == padded,
     };
-    if !ok_len || total_len % BLOCK as u64 != 0 {
+    if !ok_len || !total_len.is_multiple_of(BLOCK as u64) {
         return Err(DecodeError::invalid(
             "chunk total_len",
             format!("{total_len} for a header of {header_len} bytes"),

@@ -155,7 +155,7 @@ impl SegmentFooter {
     /// If `footer_offset` is not BLOCK-aligned, and as [`SegmentFooter::encode_body`].
     pub fn encode(&self, footer_offset: u64) -> Vec<u8> {
         assert!(
-            footer_offset % BLOCK as u64 == 0,
+            footer_offset.is_multiple_of(BLOCK as u64),
             "footer_offset {footer_offset} is not BLOCK-aligned"
         );
         let mut out = self.encode_body();
@@ -217,7 +217,7 @@ impl SegmentFooter {
                 format!("{} bytes, less than an empty footer", t.body_len),
             ));
         }
-        if t.footer_offset < BLOCK as u64 || t.footer_offset % BLOCK as u64 != 0 {
+        if t.footer_offset < BLOCK as u64 || !t.footer_offset.is_multiple_of(BLOCK as u64) {
             return Err(DecodeError::invalid(
                 "footer_offset",
                 format!(
@@ -230,7 +230,7 @@ impl SegmentFooter {
             .footer_offset
             .checked_add(t.body_len)
             .and_then(|e| e.checked_add(TRAILER_LEN as u64));
-        if end.map_or(true, |e| e > file_len) || file_len % BLOCK as u64 != 0 {
+        if end.is_none_or(|e| e > file_len) || !file_len.is_multiple_of(BLOCK as u64) {
             return Err(DecodeError::invalid(
                 "footer_offset",
                 format!(
@@ -286,7 +286,7 @@ impl SegmentFooter {
         let mut chunks = Vec::with_capacity(n);
         for i in 0..n {
             let c = read_chunk_summary(&mut r)?;
-            let after_prev = chunks.last().map_or(true, |p: &ChunkSummary| c.pos > p.pos);
+            let after_prev = chunks.last().is_none_or(|p: &ChunkSummary| c.pos > p.pos);
             if c.pos < BLOCK as u64 || c.pos % BLOCK as u64 != 0 || c.pos >= limit || !after_prev {
                 return Err(DecodeError::invalid(
                     "footer chunk",
