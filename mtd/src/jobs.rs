@@ -8,37 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
+pub use crate::api::jobs::{JobInfo, JobResult, JobState};
 use crate::store::points::now_ms;
 
 /// Jobs kept after they end, for `GET /v1/jobs`.
 const KEEP_ENDED: usize = 200;
-
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Running,
-    Succeeded,
-    Failed,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct JobInfo {
-    pub id: u64,
-    /// What it does: `failover-test`, `failover-planned`, `commit`, ...
-    pub kind: String,
-    pub group: String,
-    pub state: JobState,
-    pub percent: f64,
-    /// The step it is on (or ended with).
-    pub message: String,
-    pub started_ms: u64,
-    pub ended_ms: Option<u64>,
-    pub result: Option<Value>,
-    pub error: Option<String>,
-}
 
 /// The handle a job's body reports progress through.
 pub struct Job {
@@ -80,7 +54,7 @@ impl Jobs {
         self: &Arc<Self>,
         kind: &str,
         group: &str,
-        body: impl FnOnce(&Job) -> anyhow::Result<Value> + Send + 'static,
+        body: impl FnOnce(&Job) -> anyhow::Result<JobResult> + Send + 'static,
     ) -> Result<JobInfo, Busy> {
         let job = {
             let mut map = self.map.lock().expect("jobs lock");
@@ -195,11 +169,11 @@ mod tests {
             .spawn("slow", "g1", move |j| {
                 j.progress(50.0, "half way");
                 rx.recv().ok();
-                Ok(serde_json::json!({"x": 1}))
+                Ok(JobResult::of("g1"))
             })
             .unwrap();
         std::thread::sleep(Duration::from_millis(50));
-        let busy = jobs.spawn("other", "g1", |_| Ok(Value::Null)).unwrap_err();
+        let busy = jobs.spawn("other", "g1", |_| Ok(JobResult::of("g1"))).unwrap_err();
         assert_eq!(busy.id, a.id);
         assert!(busy.to_string().contains("half way"), "{busy}");
         let b = jobs
@@ -212,7 +186,7 @@ mod tests {
         tx.send(()).unwrap();
         let ai = wait(&jobs, a.id);
         assert_eq!(ai.state, JobState::Succeeded);
-        assert_eq!(ai.result, Some(serde_json::json!({"x": 1})));
+        assert_eq!(ai.result, Some(JobResult::of("g1")));
         assert_eq!(jobs.list().len(), 2);
     }
 }

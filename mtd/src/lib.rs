@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod aligned;
+pub mod api;
 pub mod cli;
 pub mod client;
 pub mod control;

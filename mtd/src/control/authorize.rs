@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::serve::{IncomingStream, Listener};
 use tokio::net::{UnixListener, UnixStream};
 
-use super::routes::ApiError;
+use super::error::ApiError;
 use crate::access::{LocalAccess, Role};
 
 /// Who is on the other end of a control connection.
@@ -95,7 +95,7 @@ pub async fn authorize(
         None => next.run(req).await,
         Some(msg) => {
             tracing::warn!(refused = %msg, "control API request refused");
-            ApiError(StatusCode::FORBIDDEN, msg).into_response()
+            ApiError::Forbidden(msg).into_response()
         }
     }
 }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
 use super::names::GroupName;
-use super::routes::{blocking, ApiError, ApiResult};
+use super::routes::{blocking, ApiResult};
 use super::Control;
-use crate::server::drain::{self, DrainError};
+use crate::api::drain::{DrainReply, DrainRequest, FenceReply, FenceRequest};
+use crate::server::drain;
 use rewind_formats::{NameKind, MAX_MESSAGE_LEN};
 
 /// How long a drain waits when the request does not say.
@@ -22,20 +22,6 @@ const DEFAULT_TIMEOUT_SECS: u64 = 60;
 /// overflow, and no drain needs more.
 const MAX_TIMEOUT_SECS: u64 = 24 * 3600;
 
-#[derive(Serialize, Deserialize)]
-pub struct DrainRequest {
-    /// The name of the Failover tag the agent puts at its last seq.
-    pub tag: String,
-    #[serde(default)]
-    pub timeout_secs: Option<u64>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct DrainReply {
-    /// The seq of the tag: the replica there equals the source.
-    pub seq: u64,
-}
-
 pub async fn drain_group(
     State(c): State<Arc<Control>>,
     GroupName(group): GroupName,
@@ -43,37 +29,14 @@ pub async fn drain_group(
 ) -> ApiResult<DrainReply> {
     let secs = req.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
     if secs == 0 || secs > MAX_TIMEOUT_SECS {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("timeout_secs {secs}: give 1 to {MAX_TIMEOUT_SECS} seconds"),
-        ));
+        return Err(ApiError::BadRequest(format!(
+            "timeout_secs {secs}: give 1 to {MAX_TIMEOUT_SECS} seconds"
+        )));
     }
     super::names::check(NameKind::Tag, &req.tag)?;
     let timeout = Duration::from_secs(secs);
-    let seq = drain::drain(&c.exports.store, &group, &req.tag, timeout)
-        .await
-        .map_err(|e| {
-            let code = match &e {
-                DrainError::UnknownGroup(_) => StatusCode::NOT_FOUND,
-                DrainError::BadTag { .. } => StatusCode::BAD_REQUEST,
-                DrainError::NotConnected(_) | DrainError::Refused { .. } => StatusCode::CONFLICT,
-                DrainError::SessionEnded { .. } => StatusCode::BAD_GATEWAY,
-                DrainError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            };
-            ApiError(code, e.to_string())
-        })?;
+    let seq = drain::drain(&c.exports.store, &group, &req.tag, timeout).await?;
     Ok(Json(DrainReply { seq }))
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct FenceRequest {
-    /// Told to the fenced agent, and to any agent of the old generation that says HELLO.
-    pub reason: String,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct FenceReply {
-    pub generation: u64,
 }
 
 pub async fn fence_group(
@@ -83,13 +46,10 @@ pub async fn fence_group(
 ) -> ApiResult<FenceReply> {
     // The reason travels in an ERROR frame's text (at most MAX_MESSAGE_LEN bytes).
     if req.reason.len() > MAX_MESSAGE_LEN {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "reason of {} bytes: at most {MAX_MESSAGE_LEN}",
-                req.reason.len()
-            ),
-        ));
+        return Err(ApiError::BadRequest(format!(
+            "reason of {} bytes: at most {MAX_MESSAGE_LEN}",
+            req.reason.len()
+        )));
     }
     let generation = blocking(move || {
         let g = c.exports.store.group(&group)?;

@@ -5,18 +5,18 @@
 use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
+use super::error::ApiError;
 use super::names::GroupName;
-use super::routes::{blocking, ApiError, ApiResult, Ctl};
+use super::routes::{blocking, ApiResult, Ctl};
 use super::Control;
-use crate::failover::adopt::AdoptRequest;
-use crate::failover::reverse::ReverseRequest;
-use crate::jobs::JobInfo;
+use crate::api::failover::{
+    AdoptRequest, ConfigureRequest, FailoverShow, GroupFailover, PointRequest, ReverseRequest,
+};
+use crate::api::jobs::JobInfo;
+use crate::failover::FailoverError;
 
 pub fn router() -> Router<Arc<Control>> {
     Router::new()
@@ -50,53 +50,38 @@ async fn job(State(c): Ctl, UrlPath(id): UrlPath<u64>) -> ApiResult<JobInfo> {
         .jobs
         .get(id)
         .map(Json)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id}")))
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
 }
 
-async fn list(State(c): Ctl) -> ApiResult<Value> {
-    Ok(Json(json!(c.failovers.list())))
+async fn list(State(c): Ctl) -> ApiResult<Vec<GroupFailover>> {
+    Ok(Json(c.failovers.list()))
 }
 
-async fn show(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<Value> {
+async fn show(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<FailoverShow> {
     blocking(move || {
         c.exports.store.group(&group)?;
-        Ok(json!({
-            "state": c.failovers.get(&group),
-            "reverse_status": c.failovers.reverse_status(&group),
-        }))
+        Ok(FailoverShow {
+            state: c.failovers.get(&group),
+            reverse_status: c.failovers.reverse_status(&group),
+        })
     })
     .await
     .map(Json)
-}
-
-#[derive(Serialize, Deserialize, Default)]
-pub struct PointRequest {
-    #[serde(default)]
-    pub point: Option<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct ConfigureRequest {
-    /// The boot command (placeholders `{nbd:DISK}`, `{loop:DISK}`, `{group}`); empty clears it.
-    pub boot: Option<String>,
 }
 
 async fn configure(
     State(c): Ctl,
     GroupName(group): GroupName,
     Json(req): Json<ConfigureRequest>,
-) -> ApiResult<Value> {
-    blocking(move || {
-        let s = c.failovers.configure(&group, req.boot)?;
-        Ok(json!(s))
-    })
-    .await
-    .map(Json)
+) -> ApiResult<GroupFailover> {
+    blocking(move || Ok(c.failovers.configure(&group, req.boot)?))
+        .await
+        .map(Json)
 }
 
 /// Run an operation that starts a job, off the async workers (its checks read the store).
 async fn job_op(
-    f: impl FnOnce() -> anyhow::Result<JobInfo> + Send + 'static,
+    f: impl FnOnce() -> Result<JobInfo, FailoverError> + Send + 'static,
 ) -> ApiResult<JobInfo> {
     blocking(move || Ok(f()?)).await.map(Json)
 }
@@ -120,8 +105,7 @@ async fn planned(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<JobInf
 
 fn need_point(p: Option<String>) -> Result<String, ApiError> {
     p.ok_or_else(|| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
+        ApiError::BadRequest(
             "give the point to fail over to: latest, latest-app-consistent, tag:NAME, a time (2026-11-26T10:00:00Z, -15m) or seq:N".into(),
         )
     })

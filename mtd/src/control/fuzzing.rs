@@ -10,15 +10,13 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::drain::{DrainRequest, FenceRequest};
-use super::failover::{ConfigureRequest, PointRequest};
-use super::plans::RunRequest;
-use super::routes::{
-    AttachRequest, DetachRequest, MountRequest, OverlayCreate, RetentionRequest, UmountRequest,
-};
+use crate::api::attachments::{AttachRequest, DetachRequest, MountRequest, UmountRequest};
+use crate::api::drain::{DrainRequest, FenceRequest};
+use crate::api::failover::{AdoptRequest, ConfigureRequest, PointRequest, ReverseRequest};
+use crate::api::groups::RetentionRequest;
+use crate::api::overlays::OverlayCreate;
+use crate::api::plans::RunRequest;
 use crate::exports::ExportName;
-use crate::failover::adopt::AdoptRequest;
-use crate::failover::reverse::ReverseRequest;
 use crate::store::points::PointSpec;
 
 /// Body types, in selector order (`data[0] % BODIES`).

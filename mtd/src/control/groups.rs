@@ -1,28 +1,52 @@
+//! `GET /v1/groups` (the `inspect` report), `POST /v1/groups/{group}/retention`, and
 //! `DELETE /v1/groups/{group}`: delete a group and everything the target holds of it.
 //!
-//! Refused, changing nothing, while anything uses the group: an agent session, an overlay, a loop
+//! A delete is refused, changing nothing, while anything uses the group: an agent session, an overlay, a loop
 //! device or mount, a failover state (test disks, a promotion, reverse replication, a boot
 //! command), an open view (an NBD connection, a FUSE file). The answer says which.
 
 use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
 
-use super::routes::{blocking, ApiError, ApiResult, Ctl};
+use super::error::ApiError;
+use super::names::GroupName;
+use super::routes::{blocking, ApiResult, Ctl};
+use crate::api::groups::{Report, RetentionReply, RetentionRequest};
+use crate::api::Deleted;
+use crate::inspect;
 use crate::store::DeleteError;
 
-pub async fn delete_group(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<Value> {
+pub async fn groups(State(c): Ctl) -> ApiResult<Report> {
+    Ok(Json(
+        blocking(move || Ok(inspect::report(&c.exports.store))).await?,
+    ))
+}
+
+pub async fn retention(
+    State(c): Ctl,
+    GroupName(group): GroupName,
+    Json(req): Json<RetentionRequest>,
+) -> ApiResult<RetentionReply> {
+    let d = super::limits::parse_retention(&req.retention).map_err(ApiError::BadRequest)?;
+    blocking(move || {
+        let g = c.exports.store.group(&group)?;
+        // Cannot truncate: parse_retention caps it far below u64::MAX ms.
+        g.set_retention(d.as_millis() as u64)?;
+        Ok(RetentionReply {
+            group,
+            retention: humantime::format_duration(d).to_string(),
+        })
+    })
+    .await
+    .map(Json)
+}
+
+pub async fn delete_group(State(c): Ctl, UrlPath(group): UrlPath<String>) -> ApiResult<Deleted> {
     blocking(move || {
         // The name reaches a path below: validate it before anything else.
         rewind_formats::validate_name(&group)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("group name: {e}")))?;
-        let busy = |by: String| {
-            ApiError(
-                StatusCode::CONFLICT,
-                format!("group {group} is in use: {by}"),
-            )
-        };
+            .map_err(|e| ApiError::BadRequest(format!("group name: {e}")))?;
+        let busy = |by: String| ApiError::Conflict(format!("group {group} is in use: {by}"));
         let overlays: Vec<String> = c
             .exports
             .overlays
@@ -59,7 +83,7 @@ pub async fn delete_group(State(c): Ctl, UrlPath(group): UrlPath<String>) -> Api
             ));
         }
         match c.exports.store.delete_group(&group) {
-            Ok(()) => Ok(json!({ "deleted": group })),
+            Ok(()) => Ok(Deleted { deleted: group }),
             Err(DeleteError::InUse { by, .. }) => Err(busy(by)),
             Err(DeleteError::Store(e)) => Err(e.into()),
         }

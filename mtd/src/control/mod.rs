@@ -4,7 +4,8 @@
 //! GET; anybody else nothing (403). Names in paths and bodies are checked by `names` before they
 //! reach a path (400).
 //!
-//! Routes (all JSON; errors are `{"error": "..."}` with a 4xx/5xx status):
+//! Routes (all JSON, typed in `crate::api`; errors are `{"error": "..."}` with the status of
+//! their [`error::ApiError`]):
 //! - `GET /v1/groups`: groups, disks, segments, points, tags, horizon (the `inspect` report)
 //! - `DELETE /v1/groups/{group}`: delete an idle group (`control/groups.rs`)
 //! - `GET /v1/groups/{group}/points`: the recovery points of one group
@@ -22,14 +23,18 @@
 //!   `POST /v1/plans/continue`, `POST /v1/plans/cleanup`
 
 pub mod attach;
+mod attachments;
 mod authorize;
 mod drain;
+pub mod error;
 mod failover;
 pub mod fuzzing;
 mod groups;
 pub mod limits;
 pub mod names;
+mod overlays;
 mod plans;
+mod points;
 mod routes;
 
 use std::path::{Path, PathBuf};

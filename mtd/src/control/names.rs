@@ -4,10 +4,9 @@
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use rewind_formats::name::{self, NameKind};
 
-use super::routes::ApiError;
+use super::error::ApiError;
 use crate::exports::{ExportName, Target};
 use crate::failover::Refused;
 
@@ -84,7 +83,7 @@ pub fn check_export(n: &ExportName) -> Result<(), Refused> {
 }
 
 fn bad_request(e: impl std::fmt::Display) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, e.to_string())
+    ApiError::BadRequest(e.to_string())
 }
 
 /// The `{group}` of a route, a valid group name (else 400 before the handler runs).

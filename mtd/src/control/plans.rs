@@ -5,19 +5,18 @@
 //!   its path (for `PATH:LINE:COL` errors); a bad plan is a 400 and changes nothing.
 //! - `GET /v1/plans/current`, `POST /v1/plans/continue`, `POST /v1/plans/cleanup`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 
-use super::routes::{blocking, ApiError, ApiResult, Ctl};
+use super::error::ApiError;
+use super::routes::{blocking, ApiResult, Ctl};
 use super::Control;
 use crate::failover::plan_ops::FailoverPlanOps;
-use crate::plan::{Mode, Plan, PlanRun, RunState, RunStatus};
+use crate::api::plans::{RunRequest, RunState, RunStatus};
+use crate::plan::{Mode, Plan, PlanRun};
 use crate::store::points::now_ms;
 
 pub fn router() -> Router<Arc<Control>> {
@@ -28,17 +27,8 @@ pub fn router() -> Router<Arc<Control>> {
         .route("/v1/plans/cleanup", post(cleanup))
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct RunRequest {
-    pub path: PathBuf,
-    pub text: String,
-    pub mode: String,
-    #[serde(default)]
-    pub point: Option<String>,
-}
-
 fn conflict(msg: String) -> ApiError {
-    ApiError(StatusCode::CONFLICT, msg)
+    ApiError::Conflict(msg)
 }
 
 fn current_run(c: &Control) -> Result<Arc<PlanRun>, ApiError> {
@@ -46,7 +36,7 @@ fn current_run(c: &Control) -> Result<Arc<PlanRun>, ApiError> {
         .lock()
         .expect("plan lock")
         .clone()
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no recovery plan has run".into()))
+        .ok_or_else(|| ApiError::NotFound("no recovery plan has run".into()))
 }
 
 async fn run(State(c): Ctl, Json(req): Json<RunRequest>) -> ApiResult<RunStatus> {
@@ -54,7 +44,7 @@ async fn run(State(c): Ctl, Json(req): Json<RunRequest>) -> ApiResult<RunStatus>
         let mode: Mode = req
             .mode
             .parse()
-            .map_err(|e: String| ApiError(StatusCode::BAD_REQUEST, e))?;
+            .map_err(ApiError::BadRequest)?;
         let mut slot = c.plan.lock().expect("plan lock");
         if let Some(prev) = slot.as_ref() {
             let st = prev.status();
@@ -68,7 +58,7 @@ async fn run(State(c): Ctl, Json(req): Json<RunRequest>) -> ApiResult<RunStatus>
             }
         }
         let plan = Plan::parse(&req.path, &req.text)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let log_dir = c
             .exports
             .store
@@ -77,7 +67,7 @@ async fn run(State(c): Ctl, Json(req): Json<RunRequest>) -> ApiResult<RunStatus>
             .join(format!("{}-{}", plan.name, now_ms()));
         let ops = Arc::new(FailoverPlanOps(c.failovers.clone()));
         let run = PlanRun::start(plan, ops, mode, req.point, &log_dir)
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e:#}")))?;
+            .map_err(|e| ApiError::BadRequest(format!("{e:#}")))?;
         let st = run.status();
         *slot = Some(run);
         Ok(st)
@@ -108,7 +98,7 @@ async fn cleanup(State(c): Ctl) -> ApiResult<RunStatus> {
             )));
         }
         run.cleanup()
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?;
+            .map_err(|e| ApiError::Internal(format!("{e:#}")))?;
         Ok(run.status())
     })
     .await

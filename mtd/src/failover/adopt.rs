@@ -15,12 +15,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::disks;
-use super::{Failovers, Refused};
+use super::{FailoverError, Failovers, Refused};
 use crate::control::names::{check, disk_source};
-use crate::jobs::{Job, JobInfo};
+use crate::jobs::{Job, JobInfo, JobResult};
 use crate::store::group::{base_path, journal_dir};
 use crate::store::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
 use crate::store::points::now_ms;
@@ -170,7 +169,11 @@ pub struct AdoptRequest {
 }
 
 impl Failovers {
-    pub fn adopt(self: &Arc<Self>, group: &str, req: AdoptRequest) -> Result<JobInfo> {
+    pub fn adopt(
+        self: &Arc<Self>,
+        group: &str,
+        req: AdoptRequest,
+    ) -> Result<JobInfo, FailoverError> {
         // Names first: the job removes a scratch directory named after the group.
         check(NameKind::Group, group)?;
         let agent = req.agent.clone().ok_or_else(|| {
@@ -254,7 +257,10 @@ impl Failovers {
                 );
             })?;
             me.store().install_group(&g, &dir, false)?;
-            Ok(json!({ "group": g, "adopted": req.disks }))
+            Ok(JobResult {
+                adopted: Some(req.disks),
+                ..JobResult::of(g)
+            })
         })?)
     }
 
@@ -266,7 +272,7 @@ impl Failovers {
         agent: &str,
         retention_ms: u64,
         job: &Job,
-    ) -> Result<serde_json::Value> {
+    ) -> Result<JobResult> {
         let dir = building_dir(&self.store().dir, group)?;
         let mut s = self.get(group);
         if let Some(r) = s.reverse.take() {
@@ -319,7 +325,10 @@ impl Failovers {
         disks::drop_disks(self, &detached);
         s.promotion = None;
         self.put(s)?;
-        Ok(json!({ "group": group, "adopted_live_seq": p.set.seq }))
+        Ok(JobResult {
+            adopted_live_seq: Some(p.set.seq),
+            ..JobResult::of(group)
+        })
     }
 }
 

@@ -50,6 +50,21 @@ pub enum Refused {
     Invalid(String),
 }
 
+/// Why a failover operation did not start (or, for `configure`, did not change) anything; the
+/// control API answers each kind with its own status.
+#[derive(Debug, thiserror::Error)]
+pub enum FailoverError {
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The group is busy with another job.
+    #[error(transparent)]
+    Busy(#[from] crate::jobs::Busy),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 pub struct Failovers {
     pub exports: Arc<Exports>,
     pub views: Option<PathBuf>,
@@ -235,7 +250,11 @@ impl Failovers {
 
     /// Set (or clear, with None) the boot command the group's failovers run. Its placeholders
     /// are checked now, against the group's disks.
-    pub fn configure(&self, group: &str, boot: Option<String>) -> Result<GroupFailover> {
+    pub fn configure(
+        &self,
+        group: &str,
+        boot: Option<String>,
+    ) -> Result<GroupFailover, FailoverError> {
         let g = self.store().group(group)?;
         if let Some(cmd) = &boot {
             let t = crate::plan::BootCommand::parse(cmd)
@@ -253,7 +272,7 @@ impl Failovers {
         let boot = boot
             .filter(|c| !c.trim().is_empty())
             .map(|command| state::BootConfig { command });
-        self.update(group, |s| s.boot = boot)
+        Ok(self.update(group, |s| s.boot = boot)?)
     }
 
     /// The group must exist: every operation starts here.

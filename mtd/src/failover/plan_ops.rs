@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use super::Failovers;
-use crate::jobs::{JobInfo, JobState};
+use crate::jobs::{JobInfo, JobResult, JobState};
 use crate::plan::{Mode, PlanOps, PreparedDisk};
 
 /// The plan's view of this daemon's failovers.
@@ -15,7 +15,7 @@ pub struct FailoverPlanOps(pub Arc<Failovers>);
 
 impl Failovers {
     /// Wait for a job to end; its result, or its error.
-    pub fn wait_job(&self, job: &JobInfo) -> Result<serde_json::Value> {
+    pub fn wait_job(&self, job: &JobInfo) -> Result<Option<JobResult>> {
         let Some(j) = self.jobs.wait(job.id) else {
             bail!("job {} vanished", job.id);
         };
@@ -26,7 +26,7 @@ impl Failovers {
                 j.group,
                 j.error.unwrap_or_default()
             ),
-            _ => Ok(j.result.unwrap_or_default()),
+            _ => Ok(j.result),
         }
     }
 }

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rewind_formats::Seq;
-use serde_json::{json, Value};
 
 use super::disks::{self, SetKind};
 use super::state::{Promotion, PromotionKind};
-use super::{Failovers, Refused};
-use crate::jobs::{Job, JobInfo};
+use super::{FailoverError, Failovers, Refused};
+use crate::jobs::{Job, JobInfo, JobResult};
 use crate::store::points::format_ms;
 use crate::store::points::now_ms;
 
@@ -49,7 +48,11 @@ impl Failovers {
     }
 
     /// Planned failover: drain the agent, then promote at its `planned-failover` tag.
-    pub fn planned(self: &Arc<Self>, group: &str, run_boot: bool) -> Result<JobInfo> {
+    pub fn planned(
+        self: &Arc<Self>,
+        group: &str,
+        run_boot: bool,
+    ) -> Result<JobInfo, FailoverError> {
         self.check_promotable(group)?;
         {
             let g = self.store().group(group)?;
@@ -75,7 +78,7 @@ impl Failovers {
         })?)
     }
 
-    fn run_planned(&self, group: &str, run_boot: bool, job: &Job) -> Result<Value> {
+    fn run_planned(&self, group: &str, run_boot: bool, job: &Job) -> Result<JobResult> {
         job.progress(5.0, "asking the source agent to drain");
         let drained = self.rt.block_on(crate::server::drain::drain(
             self.store(),
@@ -118,7 +121,7 @@ impl Failovers {
         group: &str,
         point: &str,
         run_boot: bool,
-    ) -> Result<JobInfo> {
+    ) -> Result<JobInfo, FailoverError> {
         self.check_promotable(group)?;
         // Resolved now, so a bad point changes nothing. `latest` is resolved again once the
         // source is fenced (its last writes count); any other point stays what it named now (a
@@ -165,7 +168,7 @@ impl Failovers {
         generation: u64,
         run_boot: bool,
         job: &Job,
-    ) -> Result<Value> {
+    ) -> Result<JobResult> {
         let mut set = disks::make_set(self, group, SetKind::Live, point, seq, job, (55.0, 85.0))?;
         if run_boot {
             if let Err(e) = self.start_boot(group, "live", &mut set, job) {
@@ -183,7 +186,11 @@ impl Failovers {
         let mut s = self.get(group);
         s.promotion = Some(p.clone());
         self.put(s)?;
-        Ok(json!({ "group": group, "promotion": p, "warnings": self.live_warnings(group) }))
+        Ok(JobResult {
+            promotion: Some(p),
+            warnings: Some(self.live_warnings(group)),
+            ..JobResult::of(group)
+        })
     }
 
     /// What a promotion here cannot do, said when it happens rather than at `rewind reverse`.
@@ -199,7 +206,11 @@ impl Failovers {
     }
 
     /// Before commit: make the live disks over another point (their writes so far are dropped).
-    pub fn change_point(self: &Arc<Self>, group: &str, point: &str) -> Result<JobInfo> {
+    pub fn change_point(
+        self: &Arc<Self>,
+        group: &str,
+        point: &str,
+    ) -> Result<JobInfo, FailoverError> {
         self.check_group(group)?;
         let s = self.get(group);
         let Some(p) = &s.promotion else {
@@ -236,12 +247,16 @@ impl Failovers {
                 }
                 s.promotion = Some(p.clone());
                 me.put(s)?;
-                Ok(json!({ "group": g, "promotion": p, "warnings": me.live_warnings(&g) }))
+                Ok(JobResult {
+                    promotion: Some(p),
+                    warnings: Some(me.live_warnings(&g)),
+                    ..JobResult::of(g)
+                })
             })?)
     }
 
     /// Make the promoted point permanent and discard the group's history after it.
-    pub fn commit(self: &Arc<Self>, group: &str) -> Result<JobInfo> {
+    pub fn commit(self: &Arc<Self>, group: &str) -> Result<JobInfo, FailoverError> {
         self.check_group(group)?;
         let s = self.get(group);
         match &s.promotion {
@@ -273,7 +288,10 @@ impl Failovers {
             p.committed = true;
             let p = p.clone();
             me.put(s)?;
-            Ok(json!({ "group": g, "promotion": p }))
+            Ok(JobResult {
+                promotion: Some(p),
+                ..JobResult::of(g)
+            })
         })?)
     }
 }

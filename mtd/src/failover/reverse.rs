@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::disks;
 use super::state::Reverse;
-use super::{Failovers, Refused};
-use crate::jobs::JobInfo;
+use super::{FailoverError, Failovers, Refused};
+use crate::jobs::{JobInfo, JobResult};
 use crate::store::points::now_ms;
 
 /// How long an agent may take to stop cleanly (it waits for the target's acks first).
@@ -58,7 +57,11 @@ fn agent_binary() -> PathBuf {
 }
 
 impl Failovers {
-    pub fn reverse(self: &Arc<Self>, group: &str, req: ReverseRequest) -> Result<JobInfo> {
+    pub fn reverse(
+        self: &Arc<Self>,
+        group: &str,
+        req: ReverseRequest,
+    ) -> Result<JobInfo, FailoverError> {
         self.check_group(group)?;
         let s = self.get(group);
         let Some(p) = &s.promotion else {
@@ -162,7 +165,11 @@ impl Failovers {
             me.put(s)?;
             job.progress(50.0, "waiting for the protected devices");
             match wait_links(&me, &g, &r, pid) {
-                Ok(links) => Ok(json!({ "group": g, "reverse": r, "devices": links })),
+                Ok(links) => Ok(JobResult {
+                    reverse: Some(r),
+                    devices: Some(links),
+                    ..JobResult::of(g)
+                }),
                 Err(e) => {
                     // Undone, so that a retry starts clean.
                     me.boots.stop_within(pid, STOP_GRACE);
@@ -178,7 +185,7 @@ impl Failovers {
     }
 
     /// Stop reverse replication (the agent drains what it holds first).
-    pub fn reverse_stop(self: &Arc<Self>, group: &str) -> Result<JobInfo> {
+    pub fn reverse_stop(self: &Arc<Self>, group: &str) -> Result<JobInfo, FailoverError> {
         self.check_group(group)?;
         if self.get(group).reverse.is_none() {
             return Err(
@@ -197,7 +204,10 @@ impl Failovers {
             me.put(s)?;
             agent_only(&me, &g, false);
             remove_state_dir(&r);
-            Ok(json!({ "group": g, "stopped": r }))
+            Ok(JobResult {
+                stopped: Some(r),
+                ..JobResult::of(g)
+            })
         })?)
     }
 

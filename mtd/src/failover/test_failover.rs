@@ -5,12 +5,11 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use serde_json::{json, Value};
 
 use super::disks::{self, SetKind};
 use super::state::DiskSet;
-use super::{boot, Failovers, Refused};
-use crate::jobs::{Job, JobInfo};
+use super::{boot, FailoverError, Failovers, Refused};
+use crate::jobs::{Job, JobInfo, JobResult};
 
 impl Failovers {
     /// Start a test failover of `group` at `point` (default: latest); `run_boot`: start the
@@ -20,7 +19,7 @@ impl Failovers {
         group: &str,
         point: Option<String>,
         run_boot: bool,
-    ) -> Result<JobInfo> {
+    ) -> Result<JobInfo, FailoverError> {
         self.check_group(group)?;
         let s = self.get(group);
         if let Some(t) = &s.test {
@@ -53,7 +52,7 @@ impl Failovers {
         seq: u64,
         run_boot: bool,
         job: &Job,
-    ) -> Result<Value> {
+    ) -> Result<JobResult> {
         let mut set = disks::make_set(self, group, SetKind::Test, point, seq, job, (0.0, 80.0))?;
         let booted = if run_boot {
             self.start_boot(group, "test", &mut set, job)
@@ -71,7 +70,10 @@ impl Failovers {
             disks::drop_disks(self, &set.disks);
             return Err(e);
         }
-        Ok(json!({ "group": group, "test": set }))
+        Ok(JobResult {
+            test: Some(set),
+            ..JobResult::of(group)
+        })
     }
 
     /// Run the group's configured boot command on a set of disks, if there is one.
@@ -98,7 +100,7 @@ impl Failovers {
     }
 
     /// Discard a test failover: stop its boot command, detach and delete its disks.
-    pub fn cleanup(self: &Arc<Self>, group: &str) -> Result<JobInfo> {
+    pub fn cleanup(self: &Arc<Self>, group: &str) -> Result<JobInfo, FailoverError> {
         self.check_group(group)?;
         if self.get(group).test.is_none() {
             return Err(Refused::Conflict(format!(
@@ -111,14 +113,17 @@ impl Failovers {
         Ok(self.jobs.spawn("failover-cleanup", group, move |job| {
             let mut s = me.get(&g);
             let Some(set) = s.test.take() else {
-                return Ok(json!({ "group": g }));
+                return Ok(JobResult::of(g));
             };
             job.progress(10.0, "stopping the boot command");
             me.stop_boot(&set);
             job.progress(40.0, "detaching and deleting the test disks");
             disks::drop_disks(&me, &set.disks);
             me.put(s)?;
-            Ok(json!({ "group": g, "cleaned": set }))
+            Ok(JobResult {
+                cleaned: Some(set),
+                ..JobResult::of(g)
+            })
         })?)
     }
 }

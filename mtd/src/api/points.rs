@@ -1,0 +1,22 @@
+//! `GET /v1/groups/{group}/points`: the recovery points of one group.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::inspect::{PointReport, TagReport, UnrecoverableReport};
+
+/// Every seq from the oldest to the newest is a crash-consistent point; tags name some of them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PointsReport {
+    pub group: String,
+    pub horizon_seq: u64,
+    pub durable_seq: u64,
+    pub oldest: Option<PointReport>,
+    pub newest: Option<PointReport>,
+    pub latest_app_consistent: Option<TagReport>,
+    /// Named points (resync markers are reported as `not_recoverable` instead).
+    pub tags: Vec<TagReport>,
+    /// Seq ranges inside a resync: not recoverable.
+    pub not_recoverable: Vec<UnrecoverableReport>,
+    /// No resync is running.
+    pub consistent: bool,
+}

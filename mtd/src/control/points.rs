@@ -1,0 +1,45 @@
+//! `GET /v1/groups/{group}/points`: the recovery points of one group.
+
+use axum::extract::State;
+use axum::Json;
+use rewind_formats::message::TagKind;
+
+use super::names::GroupName;
+use super::routes::{blocking, ApiResult, Ctl};
+use crate::api::points::{PointsReport, TagReport};
+use crate::inspect;
+
+pub async fn points(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<PointsReport> {
+    let r = blocking(move || {
+        let group = c.exports.store.group(&group)?;
+        let g = inspect::group_report(&group);
+        let latest_app_consistent = g
+            .tags
+            .iter()
+            .rev()
+            .find(|t| t.kind == TagKind::AppConsistent)
+            .map(|t| TagReport {
+                name: t.name.clone(),
+                seq: t.seq,
+                kind: t.kind,
+                time: t.time.clone(),
+            });
+        Ok(PointsReport {
+            group: g.name,
+            horizon_seq: g.horizon_seq,
+            durable_seq: g.durable_seq,
+            oldest: g.oldest_point,
+            newest: g.newest_point,
+            latest_app_consistent,
+            tags: g
+                .tags
+                .into_iter()
+                .filter(|t| !matches!(t.kind, TagKind::SyncBegin | TagKind::SyncEnd))
+                .collect(),
+            not_recoverable: g.not_recoverable,
+            consistent: g.consistent,
+        })
+    })
+    .await?;
+    Ok(Json(r))
+}
