@@ -1,4 +1,5 @@
-//! A client of the control API over its unix socket (the `rewind` CLI and tests use it).
+//! A client of the control API over its unix socket (the `rewind` CLI and tests use it). It
+//! sends and reads the types of [`crate::api`].
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +8,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::error::ErrorReply;
 
 /// Where the CLI looks for the daemon unless told: `--control`, then `REWIND_CONTROL`, then this.
 pub const DEFAULT_CONTROL: &str = "/run/rewind/mtd.sock";
@@ -29,20 +33,21 @@ impl Client {
         })
     }
 
-    pub fn get(&self, path: &str) -> Result<Value> {
-        self.call(Method::GET, path, None)
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(Method::GET, path, String::new())
     }
 
-    pub fn post(&self, path: &str, body: Value) -> Result<Value> {
-        self.call(Method::POST, path, Some(body))
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
+        let body = serde_json::to_string(body).context("encoding the request")?;
+        self.call(Method::POST, path, body)
     }
 
-    pub fn delete(&self, path: &str) -> Result<Value> {
-        self.call(Method::DELETE, path, None)
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(Method::DELETE, path, String::new())
     }
 
     /// One request on a fresh connection: the CLI makes one or two calls per run.
-    fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: String) -> Result<T> {
         self.rt.block_on(async {
             let stream = tokio::net::UnixStream::connect(&self.socket)
                 .await
@@ -56,35 +61,38 @@ impl Client {
                 .await
                 .context("HTTP handshake with rewind-mtd")?;
             tokio::spawn(conn);
-            let bytes = body.map(|b| b.to_string()).unwrap_or_default();
             let req = Request::builder()
                 .method(method.clone())
                 .uri(path)
                 .header("host", "rewind-mtd")
                 .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(bytes)))?;
+                .body(Full::new(Bytes::from(body)))?;
             let resp = sender
                 .send_request(req)
                 .await
                 .with_context(|| format!("{method} {path}"))?;
             let status = resp.status();
             let body = resp.into_body().collect().await?.to_bytes();
-            let v: Value = if body.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&body).unwrap_or_else(|_| {
-                    Value::String(String::from_utf8_lossy(&body).into_owned())
-                })
-            };
             if !status.is_success() {
-                let msg = v
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string());
-                bail!("{msg}");
+                bail!("{}", error_message(&body));
             }
-            Ok(v)
+            // An empty body reads as JSON null (a reply type that is an Option takes it).
+            let json: &[u8] = if body.is_empty() { b"null" } else { &body };
+            serde_json::from_slice(json)
+                .with_context(|| format!("the daemon's answer to {method} {path}"))
         })
     }
+}
+
+/// What a failed request says: the [`ErrorReply`]'s text; else the body quoted as a JSON string
+/// (a plain-text axum rejection, say), or `null` for an empty one.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(e) = serde_json::from_slice::<ErrorReply>(body) {
+        return e.error;
+    }
+    if body.is_empty() {
+        return "null".into();
+    }
+    let text = String::from_utf8_lossy(body);
+    serde_json::to_string(&text).unwrap_or_else(|_| text.into_owned())
 }

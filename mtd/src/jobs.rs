@@ -173,7 +173,9 @@ mod tests {
             })
             .unwrap();
         std::thread::sleep(Duration::from_millis(50));
-        let busy = jobs.spawn("other", "g1", |_| Ok(JobResult::of("g1"))).unwrap_err();
+        let busy = jobs
+            .spawn("other", "g1", |_| Ok(JobResult::of("g1")))
+            .unwrap_err();
         assert_eq!(busy.id, a.id);
         assert!(busy.to_string().contains("half way"), "{busy}");
         let b = jobs

@@ -15,6 +15,9 @@ use common::*;
 use rewind_formats::frame::{FrameHeader, FrameKind, FRAME_HEADER_LEN};
 use rewind_formats::message::*;
 use rewind_formats::{RecordKind, RecordRef, Seq, MAX_FRAME_PAYLOAD};
+use rewind_mtd::api::drain::{FenceReply, FenceRequest};
+use rewind_mtd::api::overlays::{OverlayCreate, OverlayInfo};
+use rewind_mtd::api::Deleted;
 
 const DISK: u64 = 1 << 20;
 
@@ -538,9 +541,11 @@ fn an_over_long_fence_reason_reaches_the_agent() {
     let api = rewind_mtd::client::Client::new(&d.control).unwrap();
     // The API refuses a reason past its limit, and changes nothing...
     let e = api
-        .post(
+        .post::<FenceReply>(
             "/v1/groups/f/fence",
-            serde_json::json!({ "reason": "r".repeat(5000) }),
+            &FenceRequest {
+                reason: "r".repeat(5000),
+            },
         )
         .expect_err("a 5000-byte reason was accepted");
     assert!(e.to_string().contains("at most 4096"), "{e}");
@@ -549,11 +554,8 @@ fn an_over_long_fence_reason_reaches_the_agent() {
     // ...and the longest reason it takes is still longer than a fenced ERROR can carry whole:
     // the encoder cuts it, and the session still tells the agent.
     let reason = "r".repeat(4096);
-    api.post(
-        "/v1/groups/f/fence",
-        serde_json::json!({ "reason": reason }),
-    )
-    .expect("fence");
+    api.post::<FenceReply>("/v1/groups/f/fence", &FenceRequest { reason })
+        .expect("fence");
     let e = c.error();
     assert_eq!(e.code, ErrorCode::StaleGeneration, "{}", e.message);
     assert!(e.message.contains("fenced"), "{}", e.message);
@@ -621,9 +623,12 @@ fn group_delete_is_refused_while_in_use_and_works_when_idle() {
     }
 
     let api = rewind_mtd::client::Client::new(&d.control).unwrap();
-    api.post(
+    api.post::<OverlayInfo>(
         "/v1/overlays",
-        serde_json::json!({ "name": "o1", "export": "del/sda" }),
+        &OverlayCreate {
+            name: "o1".into(),
+            export: "del/sda".into(),
+        },
     )
     .expect("overlay");
     let o = delete("del");
@@ -632,13 +637,14 @@ fn group_delete_is_refused_while_in_use_and_works_when_idle() {
         d.data_dir.join("groups/del").is_dir(),
         "refused, yet changed"
     );
-    api.delete("/v1/overlays/o1").expect("delete overlay");
+    api.delete::<Deleted>("/v1/overlays/o1")
+        .expect("delete overlay");
 
     // Names are checked before they reach a path, by the CLI and by the route.
     let o = delete("..");
     assert!(!o.status.success());
     for bad in ["..", "..%2F..%2Fdata", "del%2F..%2F..", "%2E%2E"] {
-        let r = api.delete(&format!("/v1/groups/{bad}"));
+        let r = api.delete::<Deleted>(&format!("/v1/groups/{bad}"));
         assert!(r.is_err(), "DELETE /v1/groups/{bad} was accepted: {r:?}");
     }
     assert!(d.data_dir.join("groups/del").is_dir());

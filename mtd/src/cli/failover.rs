@@ -1,12 +1,18 @@
-//! `rewind failover ...`, `rewind reverse`, `rewind adopt` and `rewind job`.
+//! `rewind failover test|cleanup|planned|unplanned|change-point|commit|configure|status`, and
+//! the human summary of a failover's disks that `rewind reverse` shares.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::{json, Value};
 
-use super::job::follow;
+use super::job;
+use super::table::{json_text, wire_name};
+use crate::api::failover::{
+    ConfigureRequest, DiskSet, FailoverShow, GroupFailover, PointRequest, Promotion, Reverse,
+};
+use crate::api::jobs::JobResult;
+use crate::api::Empty;
 use crate::client::Client;
 use crate::control::names::parse_group;
 
@@ -71,182 +77,181 @@ pub enum FailoverCmd {
 }
 
 /// Run a failover subcommand; returns what to print.
-pub fn run(c: &Client, json_out: bool, cmd: &FailoverCmd) -> Result<String> {
-    let op = |path: String, body: Value| -> Result<Value> {
-        let job = c.post(&path, body)?;
-        follow(c, &job, json_out)
+pub fn run(c: &Client, json: bool, cmd: &FailoverCmd) -> Result<String> {
+    let op = |group: &str, op: &str, point: Option<&String>| -> Result<String> {
+        let path = format!("/v1/groups/{group}/failover/{op}");
+        let r = match point {
+            Some(p) => {
+                let req = PointRequest {
+                    point: Some(p.clone()),
+                };
+                job::start(c, &path, &req, json)?
+            }
+            None => job::start(c, &path, &Empty {}, json)?,
+        };
+        if json {
+            json_text(&r)
+        } else {
+            describe_result(&r)
+        }
     };
-    let v = match cmd {
-        FailoverCmd::Test { group, point } => op(
-            format!("/v1/groups/{group}/failover/test"),
-            json!({ "point": point }),
-        )?,
-        FailoverCmd::Cleanup { group } => {
-            op(format!("/v1/groups/{group}/failover/cleanup"), json!({}))?
+    match cmd {
+        FailoverCmd::Test { group, point } => {
+            // `{"point": null}` asks for the latest point.
+            let req = PointRequest {
+                point: point.clone(),
+            };
+            let r = job::start(c, &format!("/v1/groups/{group}/failover/test"), &req, json)?;
+            if json {
+                json_text(&r)
+            } else {
+                describe_result(&r)
+            }
         }
-        FailoverCmd::Planned { group } => {
-            op(format!("/v1/groups/{group}/failover/planned"), json!({}))?
-        }
-        FailoverCmd::Unplanned { group, point } => op(
-            format!("/v1/groups/{group}/failover/unplanned"),
-            json!({ "point": point }),
-        )?,
-        FailoverCmd::ChangePoint { group, point } => op(
-            format!("/v1/groups/{group}/failover/change-point"),
-            json!({ "point": point }),
-        )?,
-        FailoverCmd::Commit { group } => {
-            op(format!("/v1/groups/{group}/failover/commit"), json!({}))?
-        }
+        FailoverCmd::Cleanup { group } => op(group, "cleanup", None),
+        FailoverCmd::Planned { group } => op(group, "planned", None),
+        FailoverCmd::Unplanned { group, point } => op(group, "unplanned", Some(point)),
+        FailoverCmd::ChangePoint { group, point } => op(group, "change-point", Some(point)),
+        FailoverCmd::Commit { group } => op(group, "commit", None),
         FailoverCmd::Configure { group, boot, clear } => {
-            let boot = if *clear { None } else { boot.clone() };
-            c.post(
-                &format!("/v1/groups/{group}/failover/configure"),
-                json!({ "boot": boot }),
-            )?
+            let req = ConfigureRequest {
+                boot: if *clear { None } else { boot.clone() },
+            };
+            let s: GroupFailover =
+                c.post(&format!("/v1/groups/{group}/failover/configure"), &req)?;
+            if json {
+                return json_text(&s);
+            }
+            or_json(describe(&Summary::of_state(&s)), &s)
         }
-        FailoverCmd::Status { group } => match group {
-            Some(g) => c.get(&format!("/v1/groups/{g}/failover"))?,
-            None => c.get("/v1/failover")?,
-        },
-    };
-    if json_out {
-        return Ok(serde_json::to_string_pretty(&v)? + "\n");
+        FailoverCmd::Status { group: Some(g) } => {
+            let show: FailoverShow = c.get(&format!("/v1/groups/{g}/failover"))?;
+            if json {
+                return json_text(&show);
+            }
+            or_json(describe(&Summary::of_state(&show.state)), &show)
+        }
+        // Every group's state: printed as JSON, tables or not (one summary per group would
+        // need a group name on each line).
+        FailoverCmd::Status { group: None } => {
+            let list: Vec<GroupFailover> = c.get("/v1/failover")?;
+            json_text(&list)
+        }
     }
-    Ok(describe(&v))
 }
 
-/// A human summary of a failover result or state: each disk set with its exports and devices.
-pub fn describe(v: &Value) -> String {
+/// The summary of a job's result; its JSON when there is nothing to summarize.
+pub fn describe_result(r: &Option<JobResult>) -> Result<String> {
+    match r {
+        Some(r) => or_json(describe(&Summary::of_result(r)), r),
+        None => json_text(r),
+    }
+}
+
+/// `text`, or the JSON of `v` when the text is empty.
+fn or_json(text: String, v: &impl serde::Serialize) -> Result<String> {
+    if text.is_empty() {
+        json_text(v)
+    } else {
+        Ok(text)
+    }
+}
+
+/// What a human summary shows, from a job's result or a group's failover state.
+struct Summary<'a> {
+    group: &'a str,
+    test: Option<&'a DiskSet>,
+    promotion: Option<&'a Promotion>,
+    /// A test failover's disks that a cleanup discarded.
+    cleaned: Option<&'a DiskSet>,
+    reverse: Option<&'a Reverse>,
+    warnings: &'a [String],
+    /// The devices reverse replication made.
+    devices: Option<&'a [PathBuf]>,
+}
+
+impl<'a> Summary<'a> {
+    fn of_result(r: &'a JobResult) -> Summary<'a> {
+        Summary {
+            group: &r.group,
+            test: r.test.as_ref(),
+            promotion: r.promotion.as_ref(),
+            cleaned: r.cleaned.as_ref(),
+            reverse: r.reverse.as_ref(),
+            warnings: r.warnings.as_deref().unwrap_or_default(),
+            devices: r.devices.as_deref(),
+        }
+    }
+
+    fn of_state(s: &'a GroupFailover) -> Summary<'a> {
+        Summary {
+            group: &s.group,
+            test: s.test.as_ref(),
+            promotion: s.promotion.as_ref(),
+            cleaned: None,
+            reverse: s.reverse.as_ref(),
+            warnings: &[],
+            devices: None,
+        }
+    }
+}
+
+/// A human summary of a failover: each disk set with its exports and devices, the promotion,
+/// reverse replication, warnings, and the devices to boot from. Empty if there is none of it.
+fn describe(s: &Summary) -> String {
     let mut out = String::new();
     let sets = [
-        ("test", &v["test"]),
-        ("live", &v["promotion"]["set"]),
-        ("test", &v["state"]["test"]),
-        ("live", &v["state"]["promotion"]["set"]),
-        ("discarded test", &v["cleaned"]),
+        ("test", s.test),
+        ("live", s.promotion.map(|p| &p.set)),
+        ("discarded test", s.cleaned),
     ];
     for (what, set) in sets {
-        if set.is_null() {
-            continue;
-        }
+        let Some(set) = set else { continue };
         out += &format!(
             "{what} disks of {} at seq {} (point {}):\n",
-            v["group"]
-                .as_str()
-                .or(v["state"]["group"].as_str())
-                .unwrap_or("?"),
-            set["seq"],
-            set["point"].as_str().unwrap_or("?")
+            s.group, set.seq, set.point
         );
-        for d in set["disks"].as_array().into_iter().flatten() {
+        for d in &set.disks {
             out += &format!(
                 "  {}  nbd {}  loop {}\n",
-                d["export"].as_str().unwrap_or("?"),
-                d["nbd_uri"].as_str().unwrap_or("-"),
-                d["loop_device"].as_str().unwrap_or("-")
+                d.export,
+                d.nbd_uri.as_deref().unwrap_or("-"),
+                d.loop_device.as_deref().unwrap_or("-")
             );
         }
-        if let Some(b) = set["boot"].as_object() {
-            out += &format!(
-                "  boot command pid {} (log {})\n",
-                b["pid"],
-                b["log"].as_str().unwrap_or("?")
-            );
+        if let Some(b) = &set.boot {
+            out += &format!("  boot command pid {} (log {})\n", b.pid, b.log.display());
         }
     }
-    for p in [&v["promotion"], &v["state"]["promotion"]] {
-        if !p.is_null() {
-            out += &format!(
-                "promoted ({}), generation {}, {}\n",
-                p["kind"].as_str().unwrap_or("?"),
-                p["generation"],
-                if p["committed"] == true {
-                    "committed"
-                } else {
-                    "not committed (`rewind failover commit`)"
-                }
-            );
-        }
+    if let Some(p) = s.promotion {
+        out += &format!(
+            "promoted ({}), generation {}, {}\n",
+            wire_name(&p.kind),
+            p.generation,
+            if p.committed {
+                "committed"
+            } else {
+                "not committed (`rewind failover commit`)"
+            }
+        );
     }
-    for r in [&v["reverse"], &v["state"]["reverse"]] {
-        if !r.is_null() {
-            out += &format!(
-                "reverse replication to {} (agent pid {}, state {})\n",
-                r["target"].as_str().unwrap_or("?"),
-                r["pid"],
-                r["state_dir"].as_str().unwrap_or("?")
-            );
-        }
+    if let Some(r) = s.reverse {
+        out += &format!(
+            "reverse replication to {} (agent pid {}, state {})\n",
+            r.target,
+            // As JSON prints it: a stopped agent has no pid.
+            r.pid.map_or_else(|| "null".to_string(), |p| p.to_string()),
+            r.state_dir.display()
+        );
     }
-    for w in v["warnings"].as_array().into_iter().flatten() {
-        out += &format!("warning: {}\n", w.as_str().unwrap_or("?"));
+    for w in s.warnings {
+        out += &format!("warning: {w}\n");
     }
-    if let Some(devs) = v["devices"].as_array() {
+    if let Some(devs) = s.devices {
         out += "boot the workload from the protected devices:\n";
         for d in devs {
-            out += &format!("  {}\n", d.as_str().unwrap_or("?"));
+            out += &format!("  {}\n", d.display());
         }
     }
-    if out.is_empty() {
-        out = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
-    }
     out
-}
-
-/// `rewind reverse GROUP --to HOST:PORT`.
-pub fn reverse(
-    c: &Client,
-    json_out: bool,
-    group: &str,
-    to: Option<&str>,
-    stop: bool,
-    body: Value,
-) -> Result<String> {
-    let v = if stop {
-        let job = c.delete(&format!("/v1/groups/{group}/reverse"))?;
-        follow(c, &job, json_out)?
-    } else {
-        let mut body = body;
-        body["to"] = json!(to.ok_or_else(|| anyhow::anyhow!("give --to HOST:PORT (or --stop)"))?);
-        let job = c.post(&format!("/v1/groups/{group}/reverse"), body)?;
-        follow(c, &job, json_out)?
-    };
-    Ok(if json_out {
-        serde_json::to_string_pretty(&v)? + "\n"
-    } else {
-        describe(&v)
-    })
-}
-
-/// `rewind adopt GROUP (--disk NAME=PATH ... | --from-live)`.
-pub fn adopt(
-    c: &Client,
-    json_out: bool,
-    group: &str,
-    agent: &str,
-    disks: &[String],
-    from_live: bool,
-    retention: Option<&str>,
-) -> Result<String> {
-    let disks: Vec<String> = disks
-        .iter()
-        .map(|d| match d.split_once('=') {
-            // The daemon opens the path: make it absolute here.
-            Some((n, p)) => std::path::absolute(PathBuf::from(p))
-                .map(|p| format!("{n}={}", p.display()))
-                .unwrap_or_else(|_| d.clone()),
-            None => d.clone(),
-        })
-        .collect();
-    let job = c.post(
-        &format!("/v1/groups/{group}/adopt"),
-        json!({ "disks": disks, "from_live": from_live, "retention": retention, "agent": agent }),
-    )?;
-    let v = follow(c, &job, json_out)?;
-    Ok(if json_out {
-        serde_json::to_string_pretty(&v)? + "\n"
-    } else {
-        format!("group {group} adopted: the first agent compares block hashes and sends only what differs\n")
-    })
 }

@@ -2,8 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use serde_json::Value;
 
+use super::table::json_or;
+use crate::api::Deleted;
 use crate::client::Client;
 
 #[derive(Subcommand)]
@@ -21,12 +22,8 @@ pub fn run(c: &Client, json: bool, cmd: &GroupCmd) -> Result<String> {
             // Checked here too, so a bad name never becomes part of a request path.
             rewind_formats::validate_name(group)
                 .with_context(|| format!("group name {group:?}"))?;
-            let v: Value = c.delete(&format!("/v1/groups/{group}"))?;
-            Ok(if json {
-                serde_json::to_string_pretty(&v)? + "\n"
-            } else {
-                format!("deleted group {group}\n")
-            })
+            let d: Deleted = c.delete(&format!("/v1/groups/{group}"))?;
+            json_or(json, &d, |_| format!("deleted group {group}\n"))
         }
     }
 }

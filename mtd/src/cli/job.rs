@@ -1,20 +1,24 @@
-//! Following a job of the control API until it ends: a progress bar on a terminal, one line per
-//! step otherwise.
+//! `rewind job ID`, and following a job of the control API until it ends (failovers, reverse
+//! replication and adoption run as jobs): a progress bar on a terminal, one line per step
+//! otherwise.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
+use super::table::json_text;
+use crate::api::jobs::{JobInfo, JobResult, JobState};
 use crate::client::Client;
 
+/// `rewind job ID`: follow the job; print its result as JSON.
+pub fn run(c: &Client, json: bool, id: u64) -> Result<String> {
+    json_text(&follow(c, id, json)?)
+}
+
 /// Poll `GET /v1/jobs/{id}` until the job ends; its result, or its error as an error.
-pub fn follow(c: &Client, job: &Value, quiet: bool) -> Result<Value> {
-    let id = job["id"]
-        .as_u64()
-        .ok_or_else(|| anyhow::anyhow!("the daemon answered without a job id: {job}"))?;
+pub fn follow(c: &Client, id: u64, quiet: bool) -> Result<Option<JobResult>> {
     let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(100);
         b.set_style(
@@ -25,38 +29,48 @@ pub fn follow(c: &Client, job: &Value, quiet: bool) -> Result<Value> {
     });
     let mut last_msg = String::new();
     loop {
-        let v = c.get(&format!("/v1/jobs/{id}"))?;
-        let msg = v["message"].as_str().unwrap_or("").to_string();
-        let pct = v["percent"].as_f64().unwrap_or(0.0);
+        let j: JobInfo = c.get(&format!("/v1/jobs/{id}"))?;
+        let pct = j.percent;
         match &bar {
             Some(b) => {
                 b.set_position(pct as u64);
-                b.set_message(msg.clone());
+                b.set_message(j.message.clone());
             }
-            None if !quiet && msg != last_msg && v["state"] == "running" => {
-                eprintln!("[{pct:>3.0}%] {msg}");
+            None if !quiet && j.message != last_msg && j.state == JobState::Running => {
+                eprintln!("[{pct:>3.0}%] {}", j.message);
             }
             None => {}
         }
-        last_msg = msg;
-        match v["state"].as_str() {
-            Some("running") => std::thread::sleep(Duration::from_millis(100)),
-            Some("succeeded") => {
+        last_msg = j.message;
+        match j.state {
+            JobState::Running => std::thread::sleep(Duration::from_millis(100)),
+            JobState::Succeeded => {
                 if let Some(b) = &bar {
                     b.finish_and_clear();
                 }
-                return Ok(v["result"].clone());
+                return Ok(j.result);
             }
-            _ => {
+            JobState::Failed => {
                 if let Some(b) = &bar {
                     b.abandon();
                 }
                 bail!(
                     "{} failed: {}",
-                    v["kind"].as_str().unwrap_or("job"),
-                    v["error"].as_str().unwrap_or("unknown error")
+                    j.kind,
+                    j.error.as_deref().unwrap_or("unknown error")
                 );
             }
         }
     }
+}
+
+/// Start a job with `POST path` and follow it.
+pub fn start(
+    c: &Client,
+    path: &str,
+    body: &impl serde::Serialize,
+    quiet: bool,
+) -> Result<Option<JobResult>> {
+    let job: JobInfo = c.post(path, body)?;
+    follow(c, job.id, quiet)
 }

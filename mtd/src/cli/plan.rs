@@ -1,15 +1,14 @@
 //! `rewind plan run|status|continue|cleanup`: recovery plans through the daemon, with each
 //! step printed as it ends and the measured RTO at the end.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use serde_json::{json, Value};
 
+use crate::api::plans::{Outcome, RunRequest, RunState, RunStatus};
+use crate::api::Empty;
 use crate::client::Client;
-use crate::plan::{Outcome, RunState, RunStatus};
 
 #[derive(Subcommand)]
 pub enum PlanCmd {
@@ -44,24 +43,28 @@ pub fn run(c: &Client, json_out: bool, cmd: &PlanCmd) -> Result<String> {
         } => {
             let text = std::fs::read_to_string(plan)
                 .with_context(|| format!("reading plan {}", plan.display()))?;
-            let st = decode(c.post(
-                "/v1/plans/run",
-                json!({ "path": display_path(plan), "text": text, "mode": mode, "point": point }),
-            )?)?;
+            let req = RunRequest {
+                path: plan.clone(),
+                text,
+                mode: mode.clone(),
+                point: point.clone(),
+            };
+            let st: RunStatus = c.post("/v1/plans/run", &req)?;
             if *detach {
                 st
             } else {
                 follow(c, json_out)?
             }
         }
-        PlanCmd::Status => decode(c.get("/v1/plans/current")?)?,
+        PlanCmd::Status => c.get("/v1/plans/current")?,
         PlanCmd::Continue => {
-            c.post("/v1/plans/continue", json!({}))?;
+            let _: RunStatus = c.post("/v1/plans/continue", &Empty {})?;
             follow(c, json_out)?
         }
-        PlanCmd::Cleanup => decode(c.post("/v1/plans/cleanup", json!({}))?)?,
+        PlanCmd::Cleanup => c.post("/v1/plans/cleanup", &Empty {})?,
     };
     let out = if json_out {
+        // In the run status's own field order, as this command has always printed it.
         serde_json::to_string_pretty(&st)? + "\n"
     } else {
         summary(&st)
@@ -78,19 +81,11 @@ pub fn run(c: &Client, json_out: bool, cmd: &PlanCmd) -> Result<String> {
     Ok(out)
 }
 
-fn display_path(p: &Path) -> String {
-    p.display().to_string()
-}
-
-fn decode(v: Value) -> Result<RunStatus> {
-    serde_json::from_value(v).context("the daemon's plan status")
-}
-
 /// Print each step once it ends, until the run succeeds, fails, waits or is cleaned up.
 fn follow(c: &Client, quiet: bool) -> Result<RunStatus> {
     let mut shown = 0usize;
     loop {
-        let st = decode(c.get("/v1/plans/current")?)?;
+        let st: RunStatus = c.get("/v1/plans/current")?;
         while !quiet && shown < st.steps.len() && st.steps[shown].outcome != Outcome::Running {
             eprintln!("{}", step_line(&st, shown));
             shown += 1;

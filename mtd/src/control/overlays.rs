@@ -28,16 +28,15 @@ async fn create(State(c): Ctl, Json(req): Json<OverlayCreate>) -> ApiResult<Over
     let info = blocking(move || {
         let n = ExportName::parse(&req.export)?;
         super::names::check_export(&n)?;
-        let point = match n.target {
-            Target::Latest => "latest".to_string(),
-            Target::Point(p) => p,
-            Target::Overlay(_) => {
-                return Err(ApiError::BadRequest(
+        let point =
+            match n.target {
+                Target::Latest => "latest".to_string(),
+                Target::Point(p) => p,
+                Target::Overlay(_) => return Err(ApiError::BadRequest(
                     "an overlay is made over a point (GROUP/DISK@POINT), not over another overlay"
                         .into(),
-                ))
-            }
-        };
+                )),
+            };
         let o = c
             .exports
             .overlays

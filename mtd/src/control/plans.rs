@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use super::error::ApiError;
 use super::routes::{blocking, ApiResult, Ctl};
 use super::Control;
-use crate::failover::plan_ops::FailoverPlanOps;
 use crate::api::plans::{RunRequest, RunState, RunStatus};
+use crate::failover::plan_ops::FailoverPlanOps;
 use crate::plan::{Mode, Plan, PlanRun};
 use crate::store::points::now_ms;
 
@@ -41,10 +41,7 @@ fn current_run(c: &Control) -> Result<Arc<PlanRun>, ApiError> {
 
 async fn run(State(c): Ctl, Json(req): Json<RunRequest>) -> ApiResult<RunStatus> {
     blocking(move || {
-        let mode: Mode = req
-            .mode
-            .parse()
-            .map_err(ApiError::BadRequest)?;
+        let mode: Mode = req.mode.parse().map_err(ApiError::BadRequest)?;
         let mut slot = c.plan.lock().expect("plan lock");
         if let Some(prev) = slot.as_ref() {
             let st = prev.status();
@@ -57,8 +54,8 @@ async fn run(State(c): Ctl, Json(req): Json<RunRequest>) -> ApiResult<RunStatus>
                 )));
             }
         }
-        let plan = Plan::parse(&req.path, &req.text)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let plan =
+            Plan::parse(&req.path, &req.text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let log_dir = c
             .exports
             .store

@@ -27,7 +27,10 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/groups", get(super::groups::groups))
         .route("/v1/groups/{group}", delete(super::groups::delete_group))
         .route("/v1/groups/{group}/points", get(super::points::points))
-        .route("/v1/groups/{group}/retention", post(super::groups::retention))
+        .route(
+            "/v1/groups/{group}/retention",
+            post(super::groups::retention),
+        )
         .route("/v1/groups/{group}/drain", post(super::drain::drain_group))
         .route("/v1/groups/{group}/fence", post(super::drain::fence_group))
         .merge(super::overlays::router())
