@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use rewind_formats::{DiskInfo, TagKind};
 
-use crate::aligned::Pool;
 use crate::capture::backing::Backing;
 use crate::capture::fuse::CaptureMount;
 use crate::capture::loopdev::LoopDev;
@@ -29,6 +28,7 @@ use crate::spool::Spool;
 use crate::status::{DiskStatus, Status, SyncState};
 use crate::sync::{Outcome, Pass, SyncProgress, RESYNC_TAG, SYNC_TAG};
 use crate::{control, drain, schedule, statefile, status};
+use rewind_linux::aligned::Pool;
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 /// How often acknowledged regions are cleared in the dirty-region map, and how long after

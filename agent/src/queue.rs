@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use rewind_formats::{RecordKind, TagKind};
 
-use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::spool::Spool;
+use rewind_linux::aligned::AlignedBuf;
 
 /// What an entry costs in memory besides its data (the record, its Arc, the deque slot).
 pub const ENTRY_OVERHEAD: u64 = 128;

@@ -135,7 +135,7 @@ pub fn open_direct(dev: &Path) -> fs::File {
 pub fn write_random_mib(dev: &Path, at_mib: u64, mib: u64, seed: u64) -> Duration {
     use std::os::unix::fs::FileExt;
     let f = open_direct(dev);
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
+    let mut buf = rewind_linux::aligned::AlignedBuf::new(1 << 20);
     let mut rng = Rng::new(seed);
     let t0 = Instant::now();
     for i in 0..mib {
@@ -810,7 +810,7 @@ impl Agent {
 pub fn try_write_direct(dev: &Path, offset: u64, byte: u8) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let f = open_direct(dev);
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(4096);
+    let mut buf = rewind_linux::aligned::AlignedBuf::new(4096);
     buf.fill(byte);
     f.write_all_at(&buf, offset)
 }

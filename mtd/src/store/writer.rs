@@ -27,8 +27,8 @@ use super::health::Health;
 use super::points::now_ms;
 use super::segment_file::{self, add_chunk_to_footer};
 use super::{Result, StoreError};
-use crate::aligned::AlignedBuf;
 use crate::fsutil;
+use rewind_linux::aligned::AlignedBuf;
 
 pub enum WriterMsg {
     Append(AppendReq),
