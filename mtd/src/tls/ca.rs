@@ -29,6 +29,7 @@ use rcgen::{
     DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
     SerialNumber,
 };
+use rewind_linux::atomic;
 use serde::{Deserialize, Serialize};
 
 pub const CA_CERT: &str = "ca.crt";
@@ -190,43 +191,15 @@ pub fn normalise_serial(s: &str) -> Result<String> {
     Ok(hex(&unhex(&digits.to_ascii_lowercase())?))
 }
 
-/// Write `text` to `path` atomically: a new temporary file (never following a symlink), synced,
-/// then renamed over `path`, then the directory synced.
+/// Write `text` to `path` atomically with `mode`; the temporary name is unique to this call, as
+/// the CLI and a daemon may write the same CA directory at once.
 fn write_atomic(path: &Path, text: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no directory", path.display()))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
-    let res = (|| -> Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text)
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
+    let opts = atomic::Options {
+        mode,
+        durable: true,
+        unique_tmp: true,
+    };
+    Ok(atomic::write_with(path, text, opts)?)
 }
 
 /// Write a file only if it does not exist (never following a symlink).
