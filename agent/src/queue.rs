@@ -330,7 +330,13 @@ impl Queue {
             record: Arc::new(record),
         });
         if let Some(name) = st.pending_begin.take() {
-            Self::append_tag(st, seq, &name, TagKind::SyncBegin, crate::sender::now_ms());
+            Self::append_tag(
+                st,
+                seq,
+                &name,
+                TagKind::SyncBegin,
+                rewind_linux::clock::now_ms(),
+            );
             st.window_open = true;
         }
         if st.waiting > 0 {
@@ -376,7 +382,7 @@ impl Queue {
                     first,
                     name,
                     TagKind::SyncBegin,
-                    crate::sender::now_ms(),
+                    rewind_linux::clock::now_ms(),
                 );
                 st.entries.insert(i + 1, tag);
                 if st.cursor > i {
@@ -407,7 +413,7 @@ impl Queue {
             seq,
             name,
             TagKind::SyncEnd,
-            crate::sender::now_ms(),
+            rewind_linux::clock::now_ms(),
         );
         self.changed.notify_all();
         Some(id)

@@ -254,7 +254,7 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
         if builder.is_empty() {
             return Ok(());
         }
-        let frame = builder.finish(Vec::new(), Seq(*first), crate::now_ms())?;
+        let frame = builder.finish(Vec::new(), Seq(*first), rewind_linux::clock::now_ms())?;
         session.send_batch(&frame, next - 1, *bytes)?;
         *first = next;
         *bytes = 0;
@@ -303,7 +303,7 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
             tag: TagInfo {
                 seq: Seq(last),
                 kind: TagKind::AppConsistent,
-                timestamp_ms: crate::now_ms(),
+                timestamp_ms: rewind_linux::clock::now_ms(),
                 name: name.clone(),
             },
         })?;

@@ -37,11 +37,3 @@ pub use units::{parse_size, Addr, DiskSpec};
 pub use wire::{
     connect, hello, read_frame, read_message, send_frame, send_message, send_raw, Conn,
 };
-
-/// Milliseconds since the Unix epoch, for batch and tag timestamps.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

@@ -414,7 +414,7 @@ fn pump(
                         tag: TagInfo {
                             seq: Seq(t),
                             kind: TagKind::User,
-                            timestamp_ms: crate::now_ms(),
+                            timestamp_ms: rewind_linux::clock::now_ms(),
                             name: format!("t{t}"),
                         },
                     })?;
@@ -464,7 +464,9 @@ fn produce<'a>(
                 for seq in first..=last {
                     b.push(&model.record(seq));
                 }
-                Ok(Wire::Parts(b.finish(Seq(first), crate::now_ms())))
+                Ok(Wire::Parts(
+                    b.finish(Seq(first), rewind_linux::clock::now_ms()),
+                ))
             }
             Builder::Zstd(b) => {
                 for seq in first..=last {
@@ -475,7 +477,8 @@ fn produce<'a>(
                     .unwrap_or_else(|e| e.into_inner())
                     .pop()
                     .unwrap_or_default();
-                b.finish(buf, Seq(first), crate::now_ms()).map(Wire::Buf)
+                b.finish(buf, Seq(first), rewind_linux::clock::now_ms())
+                    .map(Wire::Buf)
             }
         };
         let built = frame.map(|frame| Built {

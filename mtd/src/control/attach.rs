@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::exports::{ExportName, Exports, Target};
 use crate::fusetree::export_path;
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attachment {

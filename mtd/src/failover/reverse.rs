@@ -20,7 +20,7 @@ use super::disks;
 use super::state::Reverse;
 use super::{Failovers, Refused};
 use crate::jobs::JobInfo;
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 /// How long an agent may take to stop cleanly (it waits for the target's acks first).
 pub(super) const STOP_GRACE: Duration = Duration::from_secs(40);

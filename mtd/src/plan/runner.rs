@@ -19,7 +19,7 @@ use super::process;
 use super::status::{
     self, MachineState, MachineStatus, Outcome, RunState, RunStatus, Step, StepKind,
 };
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 pub struct PlanRun {
     pub(crate) plan: Plan,
