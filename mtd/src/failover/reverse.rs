@@ -156,7 +156,7 @@ impl Failovers {
                 }
             };
             r.pid = Some(pid);
-            r.pid_started = super::boot::start_time(pid);
+            r.pid_started = rewind_linux::process::start_time(pid);
             let mut s = me.get(&g);
             s.reverse = Some(r.clone());
             me.put(s)?;
