@@ -1,5 +1,5 @@
-//! The mount point: made ready before mounting (a dead tree left by a killed daemon is detached),
-//! and unmounted at the end.
+//! The mount point: made ready before mounting (a dead tree left by a killed daemon is detached
+//! lazily, a live mount refused).
 
 use std::fs;
 use std::io;
