@@ -14,6 +14,7 @@
 
 pub mod batch;
 mod bytes;
+pub mod dirty_map;
 pub mod error;
 pub mod frame;
 pub mod fuzzing;

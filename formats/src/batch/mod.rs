@@ -8,9 +8,9 @@
 //! - [`BatchBuilder`] with [`Compression::Zstd`]: records are encoded into one reused buffer and
 //!   compressed straight into the frame buffer behind a header filled in afterwards.
 //! - [`BatchBuilder`] with [`Compression::Store`]: records are written straight into the frame as
-//!   a zstd frame of raw (stored) blocks ([`stored`]). That is what zstd itself emits for
-//!   incompressible data, so the target does the same work, while the sender skips zstd's futile
-//!   search and two copies: one copy per byte instead of three.
+//!   a zstd frame of raw (stored) blocks, RFC 8878 section 3.1.1.2. That is what zstd itself
+//!   emits for incompressible data, so the target does the same work, while the sender skips
+//!   zstd's futile search and two copies: one copy per byte instead of three.
 //! - [`PartsBuilder`]: the stored layout without copying large record data at all; the frame is
 //!   a list of slices for one vectored write.
 

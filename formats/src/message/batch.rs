@@ -5,6 +5,8 @@ use crate::bytes::{Reader, Writer};
 use crate::records::RECORD_HEADER_LEN;
 use crate::{DecodeError, Seq, TagInfo, MAX_BATCH_RECORDS, MAX_BATCH_UNCOMPRESSED};
 
+/// agent -> target: consecutive records of one group, zstd-compressed.
+///
 /// Records travel zstd-compressed; `records.rs` encodes/decodes them ([`Batch::build`],
 /// [`Batch::decode_records`]). A decoded Batch has `first_seq >= 1`,
 /// `record_count` in 1..=[`MAX_BATCH_RECORDS`], `uncompressed_len` <= [`MAX_BATCH_UNCOMPRESSED`]
@@ -159,6 +161,7 @@ pub(super) fn read_batch<'a>(r: &mut Reader<'a>) -> Result<BatchRef<'a>, DecodeE
             u64::from(MAX_BATCH_UNCOMPRESSED),
         ));
     }
+    // Every record takes at least its header in the uncompressed payload.
     if u64::from(uncompressed_len) < u64::from(record_count) * RECORD_HEADER_LEN as u64 {
         return Err(DecodeError::invalid(
             "batch uncompressed_len",

@@ -55,8 +55,6 @@ pub enum ResumeStatus {
     ResyncNeeded = 1,
 }
 
-/// agent -> target: consecutive records of one group, zstd-compressed.
-
 impl Hello {
     pub(super) fn write(&self, w: &mut Writer) {
         w.name(&self.agent);

@@ -109,6 +109,7 @@ impl Message {
         Ok(msg)
     }
 
+    /// The whole frame: header + payload (see [`encode_frame`]).
     ///
     /// # Panics
     /// As [`Message::encode_payload`], and if the payload is over [`crate::MAX_FRAME_PAYLOAD`].
