@@ -9,7 +9,9 @@
 //! |       12 |      4 | disk_count  | n                                               |
 //! |       16 |  8 x n | disk sizes  | u64 bytes each, in the group's disk order       |
 //! |  16 + 8n |      4 | header_crc  | crc32c of every byte before it                  |
-//! |  20 + 8n |      - | bitmap      | per disk, ceil(regions / 8) bytes; region r is bit r % 8 (LSB first) of byte r / 8 |
+//! |  20 + 8n |      - | bitmap      | per disk, ceil(regions / 8) bytes (below)       |
+//!
+//! In a disk's bitmap bytes, region r is bit r % 8 (least significant first) of byte r / 8.
 //!
 //! A reader compares the whole header with the one it would write for its disks: any difference
 //! (other disks, a resize, damage, another version) means "every region dirty".

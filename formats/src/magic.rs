@@ -65,7 +65,8 @@ pub const OVERLAY_BITMAP_FILE: &str = "bitmap";
 /// Bytes of disk per overlay bitmap bit.
 pub const OVERLAY_BITMAP_BLOCK: u64 = 4096;
 
-/// Directory of the target's failover state, one JSON file per group (`DATA_DIR/failover/GROUP.json`).
+/// Directory of the target's failover state, one JSON file per group
+/// (`DATA_DIR/failover/GROUP.json`).
 pub const FAILOVER_DIR: &str = "failover";
 /// Extension of a group's failover state file.
 pub const FAILOVER_EXTENSION: &str = "json";
