@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rewind_linux::clock::now_ms;
+
 pub use crate::api::jobs::{JobInfo, JobResult, JobState};
-use crate::store::points::now_ms;
 
 /// Jobs kept after they end, for `GET /v1/jobs`.
 const KEEP_ENDED: usize = 200;

@@ -17,7 +17,7 @@ use super::Control;
 use crate::api::plans::{RunRequest, RunState, RunStatus};
 use crate::failover::plan_ops::FailoverPlanOps;
 use crate::plan::{Mode, Plan, PlanRun};
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 pub fn router() -> Router<Arc<Control>> {
     Router::new()
