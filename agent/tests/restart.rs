@@ -162,10 +162,12 @@ fn crash_mid_stream_resyncs_only_the_regions_in_flight() {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    run(std::process::Command::new("cp")
-        .args(["-a", "--sparse=always"])
-        .arg(from)
-        .arg(to));
+    run_ok(
+        std::process::Command::new("cp")
+            .args(["-a", "--sparse=always"])
+            .arg(from)
+            .arg(to),
+    );
 }
 
 /// The target loses data it had acknowledged (its data dir restored from an older copy): the

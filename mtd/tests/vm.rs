@@ -28,7 +28,7 @@ fn unique_marker(test: &str) -> String {
 fn write_marker(img: &Path, work: &Path, text: &str) {
     let at = work.join("mnt");
     fs::create_dir_all(&at).expect("mount point");
-    run(Command::new("mount").args(["-o", "loop"]).arg(img).arg(&at));
+    run_ok(Command::new("mount").args(["-o", "loop"]).arg(img).arg(&at));
     let mut m = Mount(Some(at.clone()));
     fs::write(at.join("marker"), text).expect("write /marker");
     m.umount();
