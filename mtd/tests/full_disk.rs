@@ -30,10 +30,7 @@ impl LoopMount {
 
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        let ok = run(Command::new("umount").arg(&self.0)).status.success();
-        if !ok {
-            let _ = run(Command::new("umount").arg("-l").arg(&self.0));
-        }
+        umount_or_lazy(&self.0);
     }
 }
 

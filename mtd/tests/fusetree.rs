@@ -13,7 +13,7 @@ use std::fs;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
@@ -85,43 +85,6 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A loop device, detached when dropped.
-struct Loop(String);
-
-impl Loop {
-    /// `losetup --find --show --direct-io=on EXTRA FILE`. Other tests attach loop devices at the
-    /// same time, and two `--find`s may pick the same free device: retried.
-    fn attach(file: &Path, extra: &[&str]) -> Loop {
-        let mut last = String::new();
-        for _ in 0..10 {
-            let out = run(Command::new("losetup")
-                .args(["--find", "--show", "--direct-io=on"])
-                .args(extra)
-                .arg(file));
-            if out.status.success() {
-                return Loop(stdout(&out));
-            }
-            last = String::from_utf8_lossy(&out.stderr).into_owned();
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("losetup {extra:?} {}: {last}", file.display());
-    }
-
-    fn path(&self) -> &Path {
-        Path::new(&self.0)
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup")
-            .arg("-d")
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 /// A mount, unmounted when dropped (lazily if it is busy).
 struct Mounted(PathBuf);
 
@@ -145,14 +108,7 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
+        umount_or_lazy(&self.0);
     }
 }
 
@@ -703,13 +659,7 @@ fn points_read_exactly_while_replication_streams() {
             .arg(&t256),
     );
     let dev = String::from_utf8_lossy(&dev.stdout).trim().to_string();
-    struct Detach(String);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-        }
-    }
-    let _detach = Detach(dev.clone());
+    let _detach = Loop(dev.clone());
     let copy = work.path().join("copy.img");
     let t0 = Instant::now();
     while acked(&state) <= 512 {

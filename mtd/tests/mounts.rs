@@ -334,13 +334,7 @@ fn partitions() {
             .args(["--find", "--show", "-P"])
             .arg(&disk),
     ));
-    struct Detach(String);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-        }
-    }
-    let src_guard = Detach(src.clone());
+    let src_guard = Loop(src.clone());
     // This kernel has no partition-table parsers: add the partitions with BLKPG.
     if !Path::new(&format!("{src}p1")).exists() {
         run_ok(Command::new("partx").arg("-a").arg(&src));

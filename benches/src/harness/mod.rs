@@ -39,10 +39,11 @@ pub use disk::{
     assert_fsck_clean, assert_same, open_direct, try_write_direct, write_random_mib, Rng,
 };
 pub use loadgen::{acked, Workload};
-pub use mounts::{umount_lazy, Mount};
+pub use loopdev::Loop;
+pub use mounts::{umount_lazy, umount_or_lazy, Mount};
 pub use mtd::Mtd;
 pub use mtd_cli::{dump, group_json, inspect};
-pub use procs::{kill_and_reap, sigterm_and_wait, Proc};
+pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
 /// The agent's library, for its status types in tests that have no dependency on it.
 pub use rewind_agent;
 pub use scratch::{can_run, have_tool, tempdir};

@@ -16,6 +16,18 @@ pub fn umount_lazy(at: &Path) {
         .status();
 }
 
+/// `umount`, and `umount -l` when that fails (busy): a failed test must not leave a mount.
+pub fn umount_or_lazy(at: &Path) {
+    let ok = Command::new("umount")
+        .arg(at)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("umount").arg("-l").arg(at).status();
+    }
+}
+
 /// A mounted filesystem, unmounted on drop.
 pub struct Mount(pub Option<PathBuf>);
 
@@ -42,13 +54,7 @@ impl Drop for Mount {
                 .arg(&p)
                 .stderr(Stdio::null())
                 .status();
-            if !Command::new("umount")
-                .arg(&p)
-                .status()
-                .is_ok_and(|s| s.success())
-            {
-                let _ = Command::new("umount").arg("-l").arg(&p).status();
-            }
+            umount_or_lazy(&p);
         }
     }
 }
