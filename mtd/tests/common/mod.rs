@@ -1,8 +1,9 @@
 //! The master target's tests run on the shared test harness (`rewind_benches::harness`, also
 //! used by the agent's tests): the real daemon, CLI, agent and load generator as processes, and
 //! cleanup after them (by pid, even when a test fails). What only these tests need is here.
-#![allow(dead_code)]
 
+// (Only the TLS and certificate tests use it; every other test binary compiles it unused.)
+#[allow(dead_code)]
 pub mod tls_agent;
 
 pub use rewind_benches::harness::*;
