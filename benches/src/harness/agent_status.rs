@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rewind_agent::sender::now_ms;
 use rewind_agent::status::{self, Status, SyncState};
+use rewind_linux::clock::now_ms;
 
 use super::agent::Agent;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rewind_agent::aligned::AlignedBuf;
+use rewind_linux::aligned::AlignedBuf;
 
 /// A xorshift64 generator: cheap, seeded, incompressible test data.
 pub struct Rng(u64);
