@@ -18,17 +18,19 @@ use crate::capture::loopdev::LoopDev;
 use crate::capture::uring::UringWriter;
 use crate::capture::Capture;
 use crate::config::{IoEngine, Settings};
-use crate::dirty::DirtyMap;
 use crate::drain::DrainState;
 use crate::error::{Error, Result};
-use crate::inflight::InFlight;
-use crate::queue::Queue;
-use crate::rangelock::RangeLocks;
-use crate::sender::{now_ms, Link, Sender};
-use crate::spool::Spool;
-use crate::status::{DiskStatus, Status, SyncState};
-use crate::sync::{Outcome, Pass, SyncProgress, RESYNC_TAG, SYNC_TAG};
-use crate::{control, drain, schedule, statefile, status};
+use crate::now_ms;
+use crate::state::status::{DiskStatus, Status, SyncState};
+use crate::state::{files as statefile, status};
+use crate::stream::inflight::InFlight;
+use crate::stream::queue::Queue;
+use crate::stream::sender::{Link, Sender};
+use crate::stream::spool::Spool;
+use crate::sync::dirty::DirtyMap;
+use crate::sync::pass::{Outcome, Pass, SyncProgress, RESYNC_TAG, SYNC_TAG};
+use crate::sync::rangelock::RangeLocks;
+use crate::{control, drain, schedule};
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 /// How often acknowledged regions are cleared in the dirty-region map, and how long after
@@ -82,7 +84,7 @@ fn lock_state_dir(settings: &Settings) -> Result<File> {
             why: format!("{} does not exist or is not a directory", dir.display()),
         });
     }
-    crate::statefile::make_private_dir(dir)?;
+    crate::state::files::make_private_dir(dir)?;
     let p = dir.join("agent.lock");
     let f = File::create(&p).map_err(Error::path("creating", &p))?;
     // SAFETY: flock on a descriptor we own; no memory is involved.
@@ -428,7 +430,7 @@ fn sync_thread(sh: &Shared) {
         set(SyncState::Running);
         *sh.sync_kind.lock().expect("sync kind lock") = Some(name);
         *sh.sync_times.lock().expect("sync times lock") = (Some(Instant::now()), None);
-        let bytes = regions.len() as u64 * crate::dirty::REGION;
+        let bytes = regions.len() as u64 * crate::sync::dirty::REGION;
         tracing::info!(group = %settings.group, kind = name, fresh, regions = regions.len(), bytes,
             "sync pass started");
         let pass = Pass {

@@ -15,8 +15,8 @@ use rewind_formats::TagKind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::queue::Queue;
-use crate::sender::now_ms;
+use crate::now_ms;
+use crate::stream::queue::Queue;
 
 pub const SOCKET: &str = "control.sock";
 

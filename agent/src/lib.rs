@@ -46,25 +46,21 @@ pub mod agent;
 pub mod aligned;
 pub mod capture;
 pub mod config;
-pub mod config_file;
 pub mod control;
-pub mod dirty;
 pub mod drain;
 pub mod error;
 pub mod freeze;
-pub mod hashclient;
-pub mod inflight;
-pub mod levels;
-pub mod queue;
-pub mod rangelock;
-pub mod ratelimit;
 pub mod schedule;
-pub mod sender;
-pub mod spool;
-pub mod statefile;
-pub mod status;
+pub mod state;
+pub mod stream;
 pub mod sync;
-pub mod wire;
 
 pub use error::{Error, Result};
 pub use rewind_formats as formats;
+
+/// Wall-clock milliseconds since the Unix epoch: tag and batch timestamps.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -12,8 +12,8 @@ use rewind_formats::TagKind;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::freeze;
-use crate::queue::Queue;
-use crate::sender::now_ms;
+use crate::now_ms;
+use crate::stream::queue::Queue;
 
 /// How often a sleeping scheduler looks at `stop` (so shutdown never waits a whole period).
 const STOP_POLL: Duration = Duration::from_millis(100);

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use rewind_formats::{RecordKind, MAX_RECORD_LEN, SECTOR};
 
 use crate::aligned::{AlignedBuf, Pool};
-use crate::dirty::DirtyMap;
 use crate::drain::WriteGate;
 use crate::error::{Error, Result};
-use crate::inflight::InFlight;
-use crate::queue::{Queue, Record};
-use crate::rangelock::RangeLocks;
+use crate::stream::inflight::InFlight;
+use crate::stream::queue::{Queue, Record};
+use crate::sync::dirty::DirtyMap;
+use crate::sync::rangelock::RangeLocks;
 use backing::Backing;
 use uring::UringWriter;
 

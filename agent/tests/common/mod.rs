@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rewind_agent::status::{self, Status, SyncState};
+use rewind_agent::state::status::{self, Status, SyncState};
 
 /// A binary of this workspace: the agent's own, or rewind-mtd from the same target dir.
 pub fn bin(name: &str) -> PathBuf {
@@ -430,7 +430,7 @@ impl Agent {
 
     /// The first status written after this call (the agent rewrites it every 200 ms).
     pub fn fresh_status(&self) -> Status {
-        let since = rewind_agent::sender::now_ms();
+        let since = rewind_agent::now_ms();
         let t0 = Instant::now();
         loop {
             if let Ok(st) = status::read(&self.state) {
@@ -680,7 +680,7 @@ impl Mtd {
 /// [`Agent::wait_caught_up`] for any agent's state dir (one this harness did not start: a
 /// reverse-replication agent run by rewind-mtd, say); `log` is shown on failure.
 pub fn wait_caught_up_at(state: &Path, limit: Duration, log: &dyn Fn() -> String) -> Status {
-    let since = rewind_agent::sender::now_ms();
+    let since = rewind_agent::now_ms();
     let t0 = Instant::now();
     loop {
         if let Ok(st) = status::read(state) {
@@ -787,7 +787,7 @@ impl Agent {
 
     /// Waits up to `limit` for a status (written after this call) that satisfies `ok`.
     pub fn wait_status(&self, limit: Duration, ok: impl Fn(&Status) -> bool) -> Status {
-        let since = rewind_agent::sender::now_ms();
+        let since = rewind_agent::now_ms();
         let t0 = Instant::now();
         loop {
             if let Ok(st) = status::read(&self.state) {

@@ -11,7 +11,7 @@
 //!
 //! A region is *pinned* when its contents must be compared with the target before its bit can
 //! clear: every set bit found at start, and every write that could not be queued (the spool
-//! was full: bitmap mode). The resync ([`crate::sync`]) unpins a region once it has queued
+//! was full: bitmap mode). The resync ([`crate::sync::pass`]) unpins a region once it has queued
 //! whatever differed.
 //!
 //! File (`STATE_DIR/GROUP.dirty`): a header (magic, region size, the disks' sizes, crc32c),
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::rangelock::CHUNK;
+use crate::sync::rangelock::CHUNK;
 
 /// Bytes per region: the range lock's chunk, so a resync of a region takes one lock.
 pub const REGION: u64 = CHUNK;

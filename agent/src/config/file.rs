@@ -297,7 +297,7 @@ fn check_names(s: &Settings) -> Result<()> {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../agent.example.toml");
+    const EXAMPLE: &str = include_str!("../../agent.example.toml");
 
     fn no_host() -> Result<String> {
         panic!("the host name is not needed when agent_name is set")

@@ -256,7 +256,7 @@ impl DrainCtl {
 
 /// `STATE_DIR/GROUP.fenced`: the target fenced this agent for the group (it failed over).
 pub fn fenced_file(state_dir: &Path, group: &str) -> PathBuf {
-    crate::statefile::group_file(state_dir, group, "fenced")
+    crate::state::files::group_file(state_dir, group, "fenced")
 }
 
 /// The reason in a fenced file, if there is one.

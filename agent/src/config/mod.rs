@@ -1,5 +1,7 @@
 //! The agent's settings: one struct, filled from flags and `--config FILE` (TOML, merged in
-//! `config_file`); it derives `Deserialize` and holds no clap types.
+//! [`file`]); it derives `Deserialize` and holds no clap types.
+
+pub mod file;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -8,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::wire::TlsClient;
+use crate::stream::wire::TlsClient;
 
 /// The fastest zstd level accepted (negative levels trade ratio for speed).
 pub const MIN_LEVEL: i32 = -7;
@@ -49,7 +51,7 @@ pub struct Settings {
     #[serde(default)]
     pub io_engine: IoEngine,
     /// Compress every batch at `level`, rather than only while the link is the bottleneck
-    /// (see [`crate::levels`]).
+    /// (see [`crate::stream::levels`]).
     #[serde(default)]
     pub fixed_level: bool,
     /// Most bytes of captured data spooled to `STATE_DIR/GROUP.spool` when memory is full

@@ -7,7 +7,7 @@
 //! of local seq `s` is `base + s`. That lets capture start before the target is reachable.
 //!
 //! Memory is bounded by the bytes of data the queue holds. A captured write that does not fit
-//! goes to the disk spool ([`crate::spool`]); one that fits in neither is dropped from the
+//! goes to the disk spool ([`crate::stream::spool`]); one that fits in neither is dropped from the
 //! stream and the queue enters *bitmap mode*: every later write is dropped too (their regions
 //! are pinned in the dirty-region map) until the stream has drained and the resync has taken
 //! over ([`Queue::end_overflow`]). The workload never waits for the link. The sync and resync
@@ -30,7 +30,7 @@ use rewind_formats::{RecordKind, TagKind};
 
 use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
-use crate::spool::Spool;
+use crate::stream::spool::Spool;
 
 /// What an entry costs in memory besides its data (the record, its Arc, the deque slot).
 pub const ENTRY_OVERHEAD: u64 = 128;
@@ -330,7 +330,7 @@ impl Queue {
             record: Arc::new(record),
         });
         if let Some(name) = st.pending_begin.take() {
-            Self::append_tag(st, seq, &name, TagKind::SyncBegin, crate::sender::now_ms());
+            Self::append_tag(st, seq, &name, TagKind::SyncBegin, crate::now_ms());
             st.window_open = true;
         }
         if st.waiting > 0 {
@@ -371,13 +371,7 @@ impl Queue {
             .position(|e| matches!(e, Entry::Record { seq, .. } if *seq == first));
         match at {
             Some(i) => {
-                let tag = Self::new_tag(
-                    &mut st,
-                    first,
-                    name,
-                    TagKind::SyncBegin,
-                    crate::sender::now_ms(),
-                );
+                let tag = Self::new_tag(&mut st, first, name, TagKind::SyncBegin, crate::now_ms());
                 st.entries.insert(i + 1, tag);
                 if st.cursor > i {
                     st.cursor += 1;
@@ -402,13 +396,7 @@ impl Queue {
         }
         st.window_open = false;
         let seq = st.last_seq;
-        let id = Self::append_tag(
-            &mut st,
-            seq,
-            name,
-            TagKind::SyncEnd,
-            crate::sender::now_ms(),
-        );
+        let id = Self::append_tag(&mut st, seq, name, TagKind::SyncEnd, crate::now_ms());
         self.changed.notify_all();
         Some(id)
     }
@@ -439,7 +427,7 @@ impl Queue {
         let (Some(file), Some(pos)) = (&self.spool_file, record.spooled) else {
             return Err(std::io::Error::other("the record is not spooled"));
         };
-        crate::spool::read(file, pos, record.len as usize)
+        crate::stream::spool::read(file, pos, record.len as usize)
     }
 
     fn new_tag(st: &mut Inner, seq: u64, name: &str, kind: TagKind, timestamp_ms: u64) -> Entry {

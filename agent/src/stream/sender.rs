@@ -15,7 +15,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::now_ms;
 
 use rewind_formats::{
     Batch, ControlOp, DiskInfo, ErrorCode, ErrorMsg, Hashes, Hello, HelloGroup, Message,
@@ -23,15 +25,15 @@ use rewind_formats::{
 };
 
 use crate::config::Settings;
-use crate::dirty::DirtyMap;
 use crate::drain::{self, DrainCtl, WriteGate};
 use crate::error::{Error, Result};
-use crate::hashclient::HashRequests;
-use crate::levels::Levels;
-use crate::queue::{Entry, Queue};
-use crate::ratelimit::RateLimit;
-use crate::sync::{RESYNC_TAG, SYNC_TAG};
-use crate::wire::{read_message, Conn};
+use crate::stream::levels::Levels;
+use crate::stream::queue::{Entry, Queue};
+use crate::stream::ratelimit::RateLimit;
+use crate::stream::wire::{read_message, Conn};
+use crate::sync::dirty::DirtyMap;
+use crate::sync::hashclient::HashRequests;
+use crate::sync::pass::{RESYNC_TAG, SYNC_TAG};
 
 /// Largest batch: records and their data (uncompressed). Big enough to amortise a frame, small
 /// enough that an ACK frees memory often.
@@ -126,12 +128,6 @@ pub struct Sender {
     dirty: Arc<DirtyMap>,
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Sender {
     pub fn spawn(
         settings: Arc<Settings>,
@@ -205,7 +201,8 @@ impl Sender {
         *self.link.fenced.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
         self.link.set_error(Some(format!("fenced: {reason}")));
         let file = drain::fenced_file(&s.state_dir, &s.group);
-        if let Err(e) = crate::statefile::replace(&file, format!("{reason}\n").as_bytes(), true) {
+        if let Err(e) = crate::state::files::replace(&file, format!("{reason}\n").as_bytes(), true)
+        {
             tracing::error!(error = %e, file = %file.display(), "recording the fence");
         }
         tracing::error!(group = %s.group, target = %s.target, %reason, file = %file.display(),

@@ -1,4 +1,4 @@
-//! Sync and resync: bring the target's copy of the pinned regions (see [`crate::dirty`]) level
+//! Sync and resync: bring the target's copy of the pinned regions (see [`crate::sync::dirty`]) level
 //! with the disks while the workload keeps writing.
 //!
 //! - A *fresh* pass (the target holds nothing for the group: the initial sync) sends every
@@ -9,7 +9,7 @@
 //!   sends only the blocks that differ. The same component serves reverse replication.
 //!
 //! A region is read, compared and queued while holding its range lock exclusively, which
-//! orders the copy against captured writes (see [`crate::rangelock`]): the copy gets a seq later
+//! orders the copy against captured writes (see [`crate::sync::rangelock`]): the copy gets a seq later
 //! than every write it contains and earlier than every write it does not.
 //!
 //! Why the target's hashes may be from any moment: the answer reflects the target's state at
@@ -27,10 +27,10 @@ use rewind_formats::hash::block_hash;
 use rewind_formats::RecordKind;
 
 use crate::capture::Capture;
-use crate::dirty::{DirtyMap, Pinned, REGION};
 use crate::error::{Error, Result};
-use crate::hashclient::{HashRequest, HashRequests};
-use crate::queue::Record;
+use crate::stream::queue::Record;
+use crate::sync::dirty::{DirtyMap, Pinned, REGION};
+use crate::sync::hashclient::{HashRequest, HashRequests};
 
 /// The name of the SyncBegin and SyncEnd tags around an initial sync.
 pub const SYNC_TAG: &str = "initial-sync";

@@ -126,7 +126,7 @@ pub fn path(state_dir: &Path) -> PathBuf {
 pub fn write(state_dir: &Path, status: &Status) -> Result<()> {
     let text = serde_json::to_vec_pretty(status).expect("status serialises");
     // Rewritten five times a second: not synced (a crash only loses a stale status).
-    crate::statefile::replace(&path(state_dir), &text, false)
+    crate::state::files::replace(&path(state_dir), &text, false)
 }
 
 pub fn read(state_dir: &Path) -> Result<Status> {
