@@ -91,7 +91,7 @@ fn tag_once(mountpoints: &[PathBuf], queue: &Queue) -> bool {
     let thawed = freeze::thaw(&frozen);
     match pushed {
         Some(Ok(((id, seq), kind))) => {
-            tracing::info!(tag = %name, ?kind, id, seq, frozen = frozen.len(),
+            tracing::info!(tag = %name, ?kind, id, seq = seq.map(|s| s.0), frozen = frozen.len(),
                 thawed = thawed.is_ok(), "scheduled tag queued");
         }
         Some(Err(Error::Stopping)) => return false,

@@ -3,8 +3,10 @@
 
 pub mod inflight;
 pub mod levels;
+pub mod link;
 pub mod queue;
 pub mod ratelimit;
 pub mod sender;
+pub mod seq;
 pub mod spool;
 pub mod wire;

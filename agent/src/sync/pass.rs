@@ -19,8 +19,8 @@
 //! holds, or leaves bytes that were already equal) ends with the local block; if it differs,
 //! the copy queued after `q` overwrites it. Either way the target ends equal.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Duration;
 
 use rewind_formats::hash::block_hash;
@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::stream::queue::Record;
 use crate::sync::dirty::{DirtyMap, Pinned, REGION};
 use crate::sync::hashclient::{HashRequest, HashRequests};
+use crate::sync::progress::SyncProgress;
 
 /// The name of the SyncBegin and SyncEnd tags around an initial sync.
 pub const SYNC_TAG: &str = "initial-sync";
@@ -43,17 +44,6 @@ const BLOCK: usize = 4096;
 const PIPELINE: usize = 16;
 /// How often a wait for an answer checks for stop and bitmap mode.
 const POLL: Duration = Duration::from_millis(100);
-
-/// Progress of one disk's current pass, read by the status writer.
-#[derive(Default)]
-pub struct SyncProgress {
-    /// Bytes of this pass's regions done.
-    pub done_bytes: AtomicU64,
-    /// Bytes of the regions this pass covers.
-    pub total_bytes: AtomicU64,
-    /// Bytes of data queued by every pass of this run (holes, zeros and equal blocks are not).
-    pub sent_bytes: AtomicU64,
-}
 
 /// How a pass ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,7 +59,7 @@ pub struct Pass<'a> {
     pub capture: &'a Capture,
     pub dirty: &'a DirtyMap,
     pub hashes: &'a HashRequests,
-    pub progress: &'a [Arc<SyncProgress>],
+    pub progress: &'a [SyncProgress],
     pub stop: &'a AtomicBool,
 }
 
