@@ -101,7 +101,7 @@ impl Agent {
         let lock = state.lock()?;
         if let Some(reason) = state.read_fenced() {
             let e = Error::Fenced {
-                group: settings.group.clone(),
+                group: settings.group.to_string(),
                 reason,
                 path: state.fenced_file(),
             };
@@ -117,7 +117,7 @@ impl Agent {
         let infos: Vec<DiskInfo> = disks
             .iter()
             .map(|d| DiskInfo {
-                disk: d.name.clone(),
+                disk: d.name.to_string(),
                 size_bytes: d.size_bytes,
             })
             .collect();
@@ -163,9 +163,12 @@ impl Agent {
         )?);
         let mut devices = Vec::new();
         for d in &settings.disks {
-            let file = settings.mount_dir.join(&d.name);
+            let file = settings.mount_dir.join(d.name.as_str());
             let mut dev = LoopDev::attach(&file)?;
-            let link = settings.links_dir.join(&settings.group).join(&d.name);
+            let link = settings
+                .links_dir
+                .join(settings.group.as_str())
+                .join(d.name.as_str());
             dev.link(&link)?;
             tracing::info!(group = %settings.group, disk = %d.name, device = %dev.device.display(),
                 link = %link.display(), backing = %d.path.display(), "protecting disk");
@@ -205,7 +208,7 @@ impl Agent {
             .spawn()?,
         );
         let sync = SyncThread {
-            group: settings.group.clone(),
+            group: settings.group.to_string(),
             state: state.clone(),
             capture,
             dirty_valid,
@@ -242,7 +245,7 @@ impl Agent {
         let st = Arc::clone(&stop);
         agent.status = Some(spawn("status", move || writer.run(&st))?);
         let drainer = Drainer {
-            group: settings.group.clone(),
+            group: settings.group.to_string(),
             queue: Arc::clone(&queue),
             dirty,
             sync: sync_status,
@@ -260,7 +263,11 @@ impl Agent {
 
     /// The disks' names, in order.
     pub fn disk_names(&self) -> Vec<String> {
-        self.settings.disks.iter().map(|d| d.name.clone()).collect()
+        self.settings
+            .disks
+            .iter()
+            .map(|d| d.name.to_string())
+            .collect()
     }
 
     /// The loop device of each disk, in order.

@@ -161,7 +161,7 @@ mod tests {
     fn a_schedule_tags_once_writes_exist_and_stops() {
         let settings = Settings {
             agent: "a".into(),
-            group: "g".into(),
+            group: rewind_formats::GroupName::new("g").unwrap(),
             disks: vec![],
             target: crate::config::TargetAddr::Unix("/x".into()),
             state_dir: "/s".into(),

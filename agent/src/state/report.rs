@@ -143,7 +143,7 @@ impl StatusWriter {
         };
         let s = &self.settings;
         Status {
-            group: s.group.clone(),
+            group: s.group.to_string(),
             target: s.target.to_string(),
             pid: std::process::id(),
             updated_ms: now_ms(),

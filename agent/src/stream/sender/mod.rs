@@ -175,7 +175,7 @@ impl Sender {
     fn send_hash_requests(&self, conn: &mut Conn) -> Result<()> {
         for r in self.hashes.take_unsent() {
             let frame = Message::Hashes(Hashes {
-                group: self.settings.group.clone(),
+                group: self.settings.group.to_string(),
                 disk: r.disk,
                 offset: r.offset,
                 block_size: r.block_size,

@@ -29,7 +29,7 @@ impl Sender {
         let queue = Arc::clone(&self.queue);
         let hashes = Arc::clone(&self.hashes);
         let control = self.control.clone();
-        let group = self.settings.group.clone();
+        let group = self.settings.group.to_string();
         std::thread::Builder::new()
             .name("ack-reader".into())
             .spawn(move || {

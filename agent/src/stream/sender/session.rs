@@ -37,7 +37,7 @@ impl Sender {
         let hello = Hello {
             agent: s.agent.clone(),
             groups: vec![HelloGroup {
-                group: s.group.clone(),
+                group: s.group.to_string(),
                 generation: s.generation,
                 last_acked: st.base.map_or(Seq(0), |b| b.wire(st.acked_seq)),
                 disks: self.disks.clone(),
@@ -66,7 +66,7 @@ impl Sender {
                 })
             }
         };
-        let Some(wg) = welcome.groups.iter().find(|g| g.group == s.group) else {
+        let Some(wg) = welcome.groups.iter().find(|g| g.group == *s.group) else {
             return Err(Error::Protocol(format!(
                 "WELCOME does not mention group {}",
                 s.group
