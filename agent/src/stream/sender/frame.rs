@@ -1,6 +1,7 @@
 //! Building the frame for what the queue hands the sender: a TAG, or a compressed BATCH.
 
-use rewind_formats::{Batch, Message, RecordKind, RecordRef, Tag, TagInfo};
+use rewind_formats::batch::{BatchBuilder, Compression};
+use rewind_formats::{Message, RecordKind, RecordRef, Tag, TagInfo};
 
 use crate::error::{Error, Result};
 use crate::now_ms;
@@ -40,52 +41,40 @@ impl Framer<'_> {
                 0,
             ),
             Entry::Record { seq, .. } => {
-                // Spooled records' bytes come from the spool file.
-                let mut spooled: Vec<Option<Vec<u8>>> = Vec::with_capacity(entries.len());
+                let level = self.levels.next();
+                let zstd = |e: std::io::Error| Error::Protocol(format!("zstd level {level}: {e}"));
+                let mut batch = BatchBuilder::new(self.group, generation, Compression::Zstd(level))
+                    .map_err(zstd)?;
                 for e in entries {
-                    spooled.push(match e {
-                        Entry::Record { record, .. }
-                            if record.kind == RecordKind::Data && record.data.is_none() =>
-                        {
-                            Some(self.queue.read_spooled(record).map_err(|e| {
-                                Error::Protocol(format!(
-                                    "reading a spooled record (disk {} offset {}): {e}",
-                                    record.disk, record.offset
-                                ))
-                            })?)
-                        }
-                        _ => None,
+                    let Entry::Record { record, .. } = e else {
+                        continue;
+                    };
+                    // Spooled records' bytes come from the spool file.
+                    let spooled = if record.kind == RecordKind::Data && record.data.is_none() {
+                        Some(self.queue.read_spooled(record).map_err(|e| {
+                            Error::Protocol(format!(
+                                "reading a spooled record (disk {} offset {}): {e}",
+                                record.disk, record.offset
+                            ))
+                        })?)
+                    } else {
+                        None
+                    };
+                    batch.push(&RecordRef {
+                        disk: record.disk,
+                        kind: record.kind,
+                        offset: record.offset,
+                        len: record.len,
+                        data: spooled.as_deref().or(record.data.as_deref()).unwrap_or(&[]),
                     });
                 }
-                let refs: Vec<RecordRef<'_>> = entries
-                    .iter()
-                    .zip(&spooled)
-                    .filter_map(|(e, sp)| match e {
-                        Entry::Record { record, .. } => Some(RecordRef {
-                            disk: record.disk,
-                            kind: record.kind,
-                            offset: record.offset,
-                            len: record.len,
-                            data: match sp {
-                                Some(bytes) => bytes,
-                                None => record.data.as_deref().unwrap_or(&[]),
-                            },
-                        }),
-                        Entry::Tag { .. } => None,
-                    })
-                    .collect();
-                let level = self.levels.next();
-                let batch = Batch::build(
-                    self.group,
-                    generation,
-                    base.wire(*seq),
-                    now_ms(),
-                    &refs,
-                    level,
-                );
-                let raw = batch.uncompressed_len as usize;
-                self.levels.compressed(level, raw, batch.compressed.len());
-                (Message::Batch(batch).to_frame(), raw)
+                let raw = batch.raw_len();
+                let prefix = batch.prefix_len();
+                let frame = batch
+                    .finish(Vec::new(), base.wire(*seq), now_ms())
+                    .map_err(zstd)?;
+                self.levels.compressed(level, raw, frame.len() - prefix);
+                (frame, raw)
             }
         })
     }

@@ -17,7 +17,8 @@ use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use rewind_formats::{FrameHeader, Message, FRAME_HEADER_LEN};
+use rewind_formats::frame::blocking::{self, ReadError};
+use rewind_formats::Message;
 
 use crate::config::TargetAddr;
 use crate::error::{Error, Result};
@@ -142,37 +143,14 @@ impl Write for Conn {
 /// Reads one message; `Ok(None)` when the target closed the connection between frames.
 /// Frames are validated (header checksum, length cap, payload checksum) before decoding.
 pub fn read_message(r: &mut impl Read, addr: &str) -> Result<Option<Message>> {
-    let lost = |e: io::Error| Error::Connection {
-        addr: addr.to_string(),
-        why: e.to_string(),
-    };
-    let mut hdr = [0u8; FRAME_HEADER_LEN];
-    let mut got = 0;
-    while got < hdr.len() {
-        match r.read(&mut hdr[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => return Err(lost(io::ErrorKind::UnexpectedEof.into())),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(lost(e)),
-        }
-    }
-    let header = FrameHeader::decode(&hdr).map_err(|source| Error::Decode {
-        what: "frame header",
-        source,
-    })?;
-    let mut payload = vec![0u8; header.payload_len as usize];
-    r.read_exact(&mut payload).map_err(lost)?;
-    header
-        .verify_payload(&payload)
-        .map_err(|source| Error::Decode {
-            what: "frame payload",
-            source,
-        })?;
-    Message::decode(header.kind, &payload)
-        .map(Some)
-        .map_err(|source| Error::Decode {
-            what: "message",
-            source,
-        })
+    let decode = |what, source| Error::Decode { what, source };
+    blocking::read_message(r).map_err(|e| match e {
+        ReadError::Header(e) => decode("frame header", e),
+        ReadError::Payload(e) => decode("frame payload", e),
+        ReadError::Message(e) => decode("message", e),
+        ReadError::Cut { .. } | ReadError::Io(_) => Error::Connection {
+            addr: addr.to_string(),
+            why: e.to_string(),
+        },
+    })
 }
