@@ -1,5 +1,5 @@
 //! The agent's settings: one struct, filled from flags and `--config FILE` (TOML, merged in
-//! [`file`]); it derives `Deserialize` and holds no clap types.
+//! [`mod@file`]); it derives `Deserialize` and holds no clap types.
 
 pub mod file;
 

@@ -1,7 +1,7 @@
 //! Drain and fencing, as the source agent sees them: all of it lives here.
 //!
 //! Planned failover: the target sends CONTROL Drain (arg: a tag name). The session's reader
-//! records the request ([`control`] into [`DrainCtl`]); the drain thread ([`thread`]) does it.
+//! records the request ([`control()`] into [`DrainCtl`]); the drain thread ([`thread`]) does it.
 //! From that moment the capture refuses new writes ([`WriteGate`]: EROFS), the writes already in
 //! flight finish and are captured, a running sync finishes, and a Failover tag with that name is
 //! queued after the last captured record. Once the target acknowledges it, the replica at the tag
