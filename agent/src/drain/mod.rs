@@ -18,7 +18,7 @@ pub mod request;
 pub mod thread;
 
 pub use control::control;
-pub use gate::{GatePass, WriteGate};
+pub use gate::WriteGate;
 pub use request::{DrainCtl, DrainState};
 
 use crate::error::Error;
