@@ -134,7 +134,11 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
     write_random_mib(&agent.link("d0"), 0, 96, 2);
     let st = agent.fresh_status();
     assert!(st.bitmap_mode && st.dropped_writes > 0, "{st:?}");
-    assert_eq!(st.sync, rewind_agent::status::SyncState::Bitmap, "{st:?}");
+    assert_eq!(
+        st.sync,
+        rewind_agent::state::status::SyncState::Bitmap,
+        "{st:?}"
+    );
     assert!(st.pinned_regions > 0, "{st:?}");
     // No tag now: the point it would name lacks the dropped writes.
     let out = Command::new(bin("rewind-agent"))

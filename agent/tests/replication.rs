@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind_agent::status::SyncState;
+use rewind_agent::state::status::SyncState;
 
 const DISK_SIZE: u64 = 256 << 20;
 
@@ -173,7 +173,7 @@ fn initial_sync_is_correct_under_concurrent_writes() {
                     .expect("write to the protected device");
                 n += 1;
                 if n.is_multiple_of(16) {
-                    if let Ok(st) = rewind_agent::status::read(&state) {
+                    if let Ok(st) = rewind_agent::state::status::read(&state) {
                         if st.sync == SyncState::Running {
                             during.fetch_add(16, Ordering::Relaxed);
                         }

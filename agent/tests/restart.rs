@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind_agent::status::SyncState;
+use rewind_agent::state::status::SyncState;
 
 const DISK_SIZE: u64 = 256 << 20;
 

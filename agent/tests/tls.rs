@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind_agent::status::Status;
+use rewind_agent::state::status::Status;
 
 /// `rewind-mtd ca init --dir DIR` and `ca issue` for each agent.
 fn ca(dir: &Path, agents: &[&str]) {

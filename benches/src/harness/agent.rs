@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rewind_agent::status;
+use rewind_agent::state::status;
 
 use super::bins::bin;
 use super::cmd::run_ok;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rewind_agent::status::{self, Status, SyncState};
+use rewind_agent::state::status::{self, Status, SyncState};
 use rewind_linux::clock::now_ms;
 
 use super::agent::Agent;

@@ -8,8 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub const FILE: &str = "status.json";
-
 /// How the sync (initial sync or resync) stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -120,13 +118,13 @@ pub struct DiskStatus {
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join(FILE)
+    state_dir.join(super::STATUS_FILE)
 }
 
 pub fn write(state_dir: &Path, status: &Status) -> Result<()> {
     let text = serde_json::to_vec_pretty(status).expect("status serialises");
     // Rewritten five times a second: not synced (a crash only loses a stale status).
-    crate::statefile::replace(&path(state_dir), &text, false)
+    super::files::replace(&path(state_dir), &text, false)
 }
 
 pub fn read(state_dir: &Path) -> Result<Status> {

@@ -11,7 +11,7 @@
 //!
 //! A region is *pinned* when its contents must be compared with the target before its bit can
 //! clear: every set bit found at start, and every write that could not be queued (the spool
-//! was full: bitmap mode). The resync ([`crate::sync`]) unpins a region once it has queued
+//! was full: bitmap mode). The resync ([`crate::sync::pass`]) unpins a region once it has queued
 //! whatever differed.
 //!
 //! File (`STATE_DIR/GROUP.dirty`): a header (magic, region size, the disks' sizes, crc32c),
@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::rangelock::CHUNK;
+use crate::stream::seq::LocalSeq;
+use crate::sync::rangelock::CHUNK;
 
 /// Bytes per region: the range lock's chunk, so a resync of a region takes one lock.
 pub const REGION: u64 = CHUNK;
@@ -40,7 +41,7 @@ struct Region {
     /// Bumped at every pin: a resync unpins only the pin it saw.
     pin_gen: u32,
     /// The last local seq recorded for this region: clean once the target acknowledged it.
-    last_seq: u64,
+    last_seq: LocalSeq,
     /// The `written_gen` that wrote this region's bit as set: the bit is durable once `durable`
     /// reaches it. A writer that finds the bit set already still waits for that.
     set_gen: u64,
@@ -333,7 +334,7 @@ impl DirtyMap {
     /// The resync queued what differed in `p` (its last record, or the last seq at the time
     /// when nothing differed, is `seq`): clean once `seq` is acknowledged, unless pinned again
     /// meanwhile.
-    pub fn unpin(&self, p: Pinned, seq: u64) {
+    pub fn unpin(&self, p: Pinned, seq: LocalSeq) {
         let mut st = self.lock();
         let reg = &mut st.disks[p.disk as usize].1[p.region as usize];
         if reg.pinned && reg.pin_gen == p.gen {
@@ -345,7 +346,7 @@ impl DirtyMap {
 
     /// Clears the regions whose every record is acknowledged (local seq `acked`); returns how
     /// many were cleared.
-    pub fn clear_acked(&self, acked: u64) -> Result<usize> {
+    pub fn clear_acked(&self, acked: LocalSeq) -> Result<usize> {
         let mut st = self.lock();
         let mut cleared = 0;
         // Writers wait for this lock: look only at the set bits (a byte at a time), not at
@@ -399,11 +400,11 @@ impl DirtyMap {
 impl Marked {
     /// The write was recorded with local seq `seq`, or (`None`) dropped from the stream: then
     /// its regions are pinned for the resync.
-    pub fn recorded(mut self, seq: Option<u64>) {
+    pub fn recorded(mut self, seq: Option<LocalSeq>) {
         self.finish(seq);
     }
 
-    fn finish(&mut self, seq: Option<u64>) {
+    fn finish(&mut self, seq: Option<LocalSeq>) {
         self.done = true;
         let mut st = self.map.lock();
         for r in self.first..=self.last {
@@ -440,16 +441,24 @@ mod tests {
         assert!(!valid, "a new map");
         assert_eq!(m.stats().pinned, 14, "no map: everything is compared");
         for p in m.pinned() {
-            m.unpin(p, 0);
+            m.unpin(p, LocalSeq(0));
         }
-        assert_eq!(m.clear_acked(0).unwrap(), 14);
+        assert_eq!(m.clear_acked(LocalSeq(0)).unwrap(), 14);
         assert_eq!(m.stats().dirty, 0);
 
         let w = m.mark(0, 2 * REGION - 4096, 8192).unwrap(); // regions 1 and 2
         assert_eq!(m.stats().dirty, 2);
-        assert_eq!(m.clear_acked(100).unwrap(), 0, "pending writes stay dirty");
-        w.recorded(Some(7));
-        assert_eq!(m.clear_acked(6).unwrap(), 0, "seq 7 not acked yet");
+        assert_eq!(
+            m.clear_acked(LocalSeq(100)).unwrap(),
+            0,
+            "pending writes stay dirty"
+        );
+        w.recorded(Some(LocalSeq(7)));
+        assert_eq!(
+            m.clear_acked(LocalSeq(6)).unwrap(),
+            0,
+            "seq 7 not acked yet"
+        );
         let dropped = m.mark(1, 3 * REGION, 512).unwrap();
         dropped.recorded(None);
         drop(m);
@@ -462,12 +471,12 @@ mod tests {
         let first = m.pinned()[0];
         // Pinned again after the resync looked at it (a write that failed midway).
         drop(m.mark(0, REGION, 1).unwrap());
-        m.unpin(first, 3);
+        m.unpin(first, LocalSeq(3));
         assert_eq!(m.stats().pinned, 3, "a stale unpin does not count");
         for p in m.pinned() {
-            m.unpin(p, 3);
+            m.unpin(p, LocalSeq(3));
         }
-        assert_eq!(m.clear_acked(3).unwrap(), 3);
+        assert_eq!(m.clear_acked(LocalSeq(3)).unwrap(), 3);
         drop(m);
 
         // Other disks: everything is dirty again.

@@ -7,7 +7,7 @@
 //! end (the unused end is skipped). The spool is not replayed after a crash: the dirty-region
 //! map covers everything unacknowledged, so the spool needs no fsync and starts empty.
 //!
-//! The ring's state lives under the queue's lock ([`crate::queue`]); reads of spooled data by
+//! The ring's state lives under the queue's lock ([`crate::stream::queue`]); reads of spooled data by
 //! the sender go straight to the file (pread), as a record's bytes are not reused before the
 //! record is acknowledged and freed.
 

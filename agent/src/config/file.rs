@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{DiskSpec, IoEngine, Settings, TargetAddr, TlsFiles};
+use rewind_formats::{DiskName, GroupName, NameKind};
+
+use crate::config::{Disk, DiskSpec, IoEngine, Settings, TargetAddr, TlsFiles};
 use crate::error::{Error, Result};
 
 pub const DEFAULT_LEVEL: i32 = 1;
@@ -159,13 +161,24 @@ impl RunOptions {
             })
         };
         let io_engine = self.io_engine.unwrap_or_default();
+        let group = typed_name(NameKind::Group, group, GroupName::new)?;
+        let disks = self
+            .disks
+            .into_iter()
+            .map(|d| {
+                Ok(Disk {
+                    name: typed_name(NameKind::Disk, d.name, DiskName::new)?,
+                    path: d.path,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut settings = Settings {
             agent,
             mount_dir: self
                 .mount_dir
-                .unwrap_or_else(|| Path::new(DEFAULT_MOUNT_ROOT).join(&group)),
+                .unwrap_or_else(|| Path::new(DEFAULT_MOUNT_ROOT).join(group.as_str())),
             group,
-            disks: self.disks,
+            disks,
             target: TargetAddr::parse(&target)?,
             state_dir,
             level: self.level.unwrap_or(DEFAULT_LEVEL),
@@ -278,7 +291,6 @@ const MAX_DRAIN_TIMEOUT_SECS: u64 = 24 * 3600;
 /// Each name against its own kind's limit (`rewind_formats::name`), so that whatever the config
 /// file or flags say, the target accepts the names and every later use fits.
 fn check_names(s: &Settings) -> Result<()> {
-    use rewind_formats::NameKind;
     let check = |kind: NameKind, n: &str| {
         rewind_formats::validate_name_of(kind, n).map_err(|e| Error::Config {
             what: kind.what(),
@@ -286,18 +298,27 @@ fn check_names(s: &Settings) -> Result<()> {
         })
     };
     check(NameKind::Agent, &s.agent)?;
-    check(NameKind::Group, &s.group)?;
-    for d in &s.disks {
-        check(NameKind::Disk, &d.name)?;
-    }
     Ok(())
+}
+
+/// A group or disk name as given, checked against its kind's limit (the same error
+/// [`check_names`] gives).
+fn typed_name<T>(
+    kind: rewind_formats::NameKind,
+    n: String,
+    new: impl FnOnce(String) -> std::result::Result<T, rewind_formats::DecodeError>,
+) -> Result<T> {
+    new(n.clone()).map_err(|e| Error::Config {
+        what: kind.what(),
+        why: format!("{n:?}: {e}"),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../agent.example.toml");
+    const EXAMPLE: &str = include_str!("../../agent.example.toml");
 
     fn no_host() -> Result<String> {
         panic!("the host name is not needed when agent_name is set")
@@ -307,9 +328,9 @@ mod tests {
     fn the_example_parses_and_makes_settings() {
         let o = RunOptions::parse(EXAMPLE, Path::new("agent.example.toml")).unwrap();
         let c = o.into_config(no_host).unwrap();
-        assert_eq!(c.settings.group, "db");
+        assert_eq!(c.settings.group.as_str(), "db");
         assert_eq!(c.settings.disks.len(), 2);
-        assert_eq!(c.settings.disks[1].name, "logs");
+        assert_eq!(c.settings.disks[1].name.as_str(), "logs");
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert_eq!(c.settings.generation, 1, "generation 1 unless told");
     }
@@ -356,8 +377,8 @@ mod tests {
         assert_eq!(s.tag_freeze.len(), 2);
         assert_eq!(
             s.disks,
-            vec![DiskSpec {
-                name: "d0".into(),
+            vec![Disk {
+                name: DiskName::new("d0").unwrap(),
                 path: "/dev/vdb".into()
             }]
         );
@@ -418,7 +439,11 @@ mod tests {
         );
         assert_eq!(s.tag_every_secs, Some(60));
         assert_eq!(s.bandwidth_bytes_per_sec, Some(2 << 20));
-        assert_eq!(s.disks[0].name, "x", "--disk replaces the file's disks");
+        assert_eq!(
+            s.disks[0].name.as_str(),
+            "x",
+            "--disk replaces the file's disks"
+        );
         assert_eq!(s.mount_dir, PathBuf::from("/run/rewind/agent/g"));
         assert_eq!(s.fuse_threads, DEFAULT_FUSE_THREADS_URING);
     }

@@ -8,12 +8,6 @@ use rewind_linux::atomic;
 
 use crate::error::{Error, Result};
 
-/// A group's file in the state directory: `STATE_DIR/GROUP.EXT` (`dirty`, `spool`, `window`,
-/// `acked`, `fenced`).
-pub fn group_file(state_dir: &Path, group: &str, ext: &str) -> std::path::PathBuf {
-    state_dir.join(format!("{group}.{ext}"))
-}
-
 /// Replaces `path` with `bytes`, a 0600 file (`rewind_linux::atomic`). `durable`: the new
 /// contents survive a power cut once this returns (file and directory fsynced); otherwise only a
 /// process crash.

@@ -3,7 +3,7 @@
 //!
 //! Requests survive a broken session: those sent but not answered go back to be sent again on
 //! the next one. An answer reflects the target's durable state when it read the range, which
-//! is all the resync needs (see [`crate::sync`] for why any such state will do).
+//! is all the resync needs (see [`crate::sync::pass`] for why any such state will do).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};

@@ -1,4 +1,4 @@
-//! Sync and resync: bring the target's copy of the pinned regions (see [`crate::dirty`]) level
+//! Sync and resync: bring the target's copy of the pinned regions (see [`crate::sync::dirty`]) level
 //! with the disks while the workload keeps writing.
 //!
 //! - A *fresh* pass (the target holds nothing for the group: the initial sync) sends every
@@ -9,7 +9,7 @@
 //!   sends only the blocks that differ. The same component serves reverse replication.
 //!
 //! A region is read, compared and queued while holding its range lock exclusively, which
-//! orders the copy against captured writes (see [`crate::rangelock`]): the copy gets a seq later
+//! orders the copy against captured writes (see [`crate::sync::rangelock`]): the copy gets a seq later
 //! than every write it contains and earlier than every write it does not.
 //!
 //! Why the target's hashes may be from any moment: the answer reflects the target's state at
@@ -19,18 +19,19 @@
 //! holds, or leaves bytes that were already equal) ends with the local block; if it differs,
 //! the copy queued after `q` overwrites it. Either way the target ends equal.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Duration;
 
 use rewind_formats::hash::block_hash;
 use rewind_formats::RecordKind;
 
 use crate::capture::Capture;
-use crate::dirty::{DirtyMap, Pinned, REGION};
 use crate::error::{Error, Result};
-use crate::hashclient::{HashRequest, HashRequests};
-use crate::queue::Record;
+use crate::stream::queue::Record;
+use crate::sync::dirty::{DirtyMap, Pinned, REGION};
+use crate::sync::hashclient::{HashRequest, HashRequests};
+use crate::sync::progress::SyncProgress;
 
 /// The name of the SyncBegin and SyncEnd tags around an initial sync.
 pub const SYNC_TAG: &str = "initial-sync";
@@ -43,17 +44,6 @@ const BLOCK: usize = 4096;
 const PIPELINE: usize = 16;
 /// How often a wait for an answer checks for stop and bitmap mode.
 const POLL: Duration = Duration::from_millis(100);
-
-/// Progress of one disk's current pass, read by the status writer.
-#[derive(Default)]
-pub struct SyncProgress {
-    /// Bytes of this pass's regions done.
-    pub done_bytes: AtomicU64,
-    /// Bytes of the regions this pass covers.
-    pub total_bytes: AtomicU64,
-    /// Bytes of data queued by every pass of this run (holes, zeros and equal blocks are not).
-    pub sent_bytes: AtomicU64,
-}
 
 /// How a pass ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,7 +59,7 @@ pub struct Pass<'a> {
     pub capture: &'a Capture,
     pub dirty: &'a DirtyMap,
     pub hashes: &'a HashRequests,
-    pub progress: &'a [Arc<SyncProgress>],
+    pub progress: &'a [SyncProgress],
     pub stop: &'a AtomicBool,
 }
 

@@ -1,5 +1,7 @@
 //! The agent's settings: one struct, filled from flags and `--config FILE` (TOML, merged in
-//! `config_file`); it derives `Deserialize` and holds no clap types.
+//! [`mod@file`]); it derives `Deserialize` and holds no clap types.
+
+pub mod file;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -7,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use rewind_formats::{DiskName, GroupName};
+
 use crate::error::{Error, Result};
-use crate::wire::TlsClient;
+use crate::stream::wire::TlsClient;
 
 /// The fastest zstd level accepted (negative levels trade ratio for speed).
 pub const MIN_LEVEL: i32 = -7;
@@ -23,9 +27,9 @@ pub struct Settings {
     /// This agent's name in HELLO (defaults to the host name).
     pub agent: String,
     /// The protection group.
-    pub group: String,
+    pub group: GroupName,
     /// The group's disks, in order: a record's disk index is the position here.
-    pub disks: Vec<DiskSpec>,
+    pub disks: Vec<Disk>,
     /// Where the master target listens.
     pub target: TargetAddr,
     /// Status file, control socket and markers live here.
@@ -49,7 +53,7 @@ pub struct Settings {
     #[serde(default)]
     pub io_engine: IoEngine,
     /// Compress every batch at `level`, rather than only while the link is the bottleneck
-    /// (see [`crate::levels`]).
+    /// (see [`crate::stream::levels`]).
     #[serde(default)]
     pub fixed_level: bool,
     /// Most bytes of captured data spooled to `STATE_DIR/GROUP.spool` when memory is full
@@ -118,7 +122,16 @@ pub enum IoEngine {
     Sync,
 }
 
-/// One protected disk: a name and the block device or image file behind it.
+/// One protected disk: its name and the block device or image file behind it.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    pub name: DiskName,
+    pub path: PathBuf,
+}
+
+/// A disk as given (`--disk NAME=PATH` or a `[[disk]]` table), its name not checked yet: that
+/// is [`crate::config::file`]'s call, which turns it into a [`Disk`].
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DiskSpec {
@@ -235,7 +248,6 @@ impl Settings {
             })
         };
         name("agent name", &self.agent)?;
-        name("group name", &self.group)?;
         if self.generation == 0 {
             return Err(Error::Config {
                 what: "--generation",
@@ -255,13 +267,7 @@ impl Settings {
             });
         }
         for (i, d) in self.disks.iter().enumerate() {
-            name("disk name", &d.name)?;
-            if d.name.contains('/') || d.name == "." || d.name == ".." {
-                return Err(Error::Config {
-                    what: "--disk",
-                    why: format!("disk name {:?} cannot be a file name", d.name),
-                });
-            }
+            // (A DiskName is never a path step: no `/`, `.` or `..`.)
             if self.disks[..i].iter().any(|o| o.name == d.name) {
                 return Err(Error::Config {
                     what: "--disk",
@@ -415,8 +421,11 @@ mod tests {
     fn settings(target: &str) -> Settings {
         Settings {
             agent: "a".into(),
-            group: "g".into(),
-            disks: vec![DiskSpec::parse("d0=/dev/null").unwrap()],
+            group: GroupName::new("g").unwrap(),
+            disks: vec![Disk {
+                name: DiskName::new("d0").unwrap(),
+                path: "/dev/null".into(),
+            }],
             target: TargetAddr::parse(target).unwrap(),
             state_dir: "/tmp".into(),
             level: 1,

@@ -1,110 +1,12 @@
-//! Drain and fencing, as the source agent sees them.
-//!
-//! Planned failover: the target sends CONTROL Drain (arg: a tag name). From that moment the
-//! capture refuses new writes ([`WriteGate`]: EROFS), the writes already in flight finish and are
-//! captured, a running sync finishes, and a Failover tag with that name is queued after the last
-//! captured record. Once the target acknowledges it, the replica at the tag equals the disks here.
-//! The agent's drain thread (see `agent.rs`) does the work; the session's reader only records
-//! the request here ([`DrainCtl`]).
-//!
-//! Fencing: once the group fails over, the target refuses this agent with a StaleGeneration
-//! ERROR. The agent then stops reconnecting, keeps refusing writes, and leaves
-//! `STATE_DIR/GROUP.fenced` (the reason) so that it does not start again as the group's source.
+//! The drain request: recorded by the session's reader (CONTROL frames), done by the drain
+//! thread, shown in the status file.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use rewind_formats::Seq;
 
-/// Lets writes into the capture while open; once closed, refuses new ones and tells when the
-/// ones already admitted have finished (recorded in the queue, or failed).
-#[derive(Default)]
-pub struct WriteGate {
-    st: Mutex<GateState>,
-    idle: Condvar,
-}
-
-#[derive(Default)]
-struct GateState {
-    /// Why writes are refused (`None`: open).
-    closed: Option<String>,
-    /// Closed for good: the group failed over; `open` does nothing.
-    fenced: bool,
-    /// Writes admitted and not finished.
-    active: u64,
-}
-
-/// One admitted write; dropping it (after the write is recorded or failed) finishes it.
-pub struct GatePass {
-    gate: Arc<WriteGate>,
-}
-
-impl Drop for GatePass {
-    fn drop(&mut self) {
-        let mut st = self.gate.lock();
-        st.active -= 1;
-        if st.active == 0 {
-            self.gate.idle.notify_all();
-        }
-    }
-}
-
-impl WriteGate {
-    fn lock(&self) -> MutexGuard<'_, GateState> {
-        self.st.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Admits a write, or refuses it (`Error::ReadOnly`) once the gate is closed.
-    pub fn enter(self: &Arc<Self>) -> Result<GatePass> {
-        let mut st = self.lock();
-        if let Some(why) = &st.closed {
-            return Err(Error::ReadOnly(why.clone()));
-        }
-        st.active += 1;
-        Ok(GatePass {
-            gate: Arc::clone(self),
-        })
-    }
-
-    /// Refuses writes from now on (a first reason stays: fencing does not hide a drain).
-    pub fn close(&self, why: &str) {
-        let mut st = self.lock();
-        if st.closed.is_none() {
-            st.closed = Some(why.to_string());
-        }
-    }
-
-    /// Refuses writes for good (the group failed over; this agent is fenced).
-    pub fn fence(&self, why: &str) {
-        let mut st = self.lock();
-        st.closed = Some(why.to_string());
-        st.fenced = true;
-    }
-
-    /// Admits writes again (unless fenced).
-    pub fn open(&self) {
-        let mut st = self.lock();
-        if !st.fenced {
-            st.closed = None;
-        }
-    }
-
-    #[cfg(test)]
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed.is_some()
-    }
-
-    /// Waits up to `timeout` until no admitted write is running; true if none is.
-    pub fn wait_idle(&self, timeout: Duration) -> bool {
-        let st = self.lock();
-        let (st, _) = self
-            .idle
-            .wait_timeout_while(st, timeout, |s| s.active > 0)
-            .unwrap_or_else(|e| e.into_inner());
-        st.active == 0
-    }
-}
+use super::gate::WriteGate;
 
 /// Where a drain stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,7 +19,7 @@ pub enum DrainState {
     /// The tag is acknowledged by the target; writes stay refused.
     Drained {
         tag: String,
-        seq: u64,
+        seq: Seq,
     },
 }
 
@@ -232,7 +134,7 @@ impl DrainCtl {
     }
 
     /// The drain of `epoch` is done: its tag is acknowledged at `seq`.
-    pub fn done(&self, epoch: u64, tag: &str, seq: u64) {
+    pub fn done(&self, epoch: u64, tag: &str, seq: Seq) {
         let mut st = self.lock();
         if st.epoch == epoch {
             st.state = DrainState::Drained {
@@ -254,48 +156,9 @@ impl DrainCtl {
     }
 }
 
-/// `STATE_DIR/GROUP.fenced`: the target fenced this agent for the group (it failed over).
-pub fn fenced_file(state_dir: &Path, group: &str) -> PathBuf {
-    crate::statefile::group_file(state_dir, group, "fenced")
-}
-
-/// The reason in a fenced file, if there is one.
-pub fn read_fenced(state_dir: &Path, group: &str) -> Option<String> {
-    let p = fenced_file(state_dir, group);
-    std::fs::read_to_string(p)
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
-/// Whether a refusal from the target fences this agent: a StaleGeneration whose message says
-/// "fenced" (the target says so when the group is at a newer generation; an agent ahead of the
-/// target gets a StaleGeneration without it, and keeps retrying).
-pub fn is_fencing(e: &Error) -> Option<&str> {
-    match e {
-        Error::Remote {
-            code: rewind_formats::ErrorCode::StaleGeneration,
-            message,
-        } if message.contains("fenced") => Some(message),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_closed_gate_refuses_and_waits_for_admitted_writes() {
-        let g = Arc::new(WriteGate::default());
-        let pass = g.enter().unwrap();
-        g.close("drain");
-        assert!(matches!(g.enter(), Err(Error::ReadOnly(_))));
-        assert!(!g.wait_idle(Duration::from_millis(10)));
-        drop(pass);
-        assert!(g.wait_idle(Duration::from_millis(10)));
-        g.open();
-        assert!(g.enter().is_ok());
-    }
 
     #[test]
     fn drain_requests_are_idempotent_by_name() {
@@ -305,12 +168,12 @@ mod tests {
         assert!(d.request("other").is_err());
         let (tag, epoch, resend) = d.next(Duration::ZERO).unwrap();
         assert_eq!((tag.as_str(), resend), ("pf", false));
-        d.done(epoch, "pf", 7);
+        d.done(epoch, "pf", Seq(7));
         assert_eq!(
             d.state(),
             DrainState::Drained {
                 tag: "pf".into(),
-                seq: 7
+                seq: Seq(7)
             }
         );
         d.request("pf").unwrap();
@@ -322,7 +185,7 @@ mod tests {
         assert!(d.resume(&g));
         assert!(!g.is_closed(), "resume admits writes again");
         assert!(d.next(Duration::ZERO).is_none());
-        g.fence("failed over");
+        g.fence("g", "failed over");
         g.open();
         assert!(g.is_closed(), "a fenced gate stays closed");
     }
