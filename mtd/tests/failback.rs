@@ -237,7 +237,7 @@ fn reverse_replication_survives_restarts_of_its_daemon() {
 fn wait_new_agent(state: &Path, old_pid: u32) -> u32 {
     let t0 = std::time::Instant::now();
     loop {
-        if let Ok(st) = rewind_agent::state::status::read(state) {
+        if let Ok(st) = read_status(state) {
             if st.pid != old_pid && st.connected && st.disks.iter().all(|d| d.link.exists()) {
                 return st.pid;
             }

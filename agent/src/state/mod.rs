@@ -25,7 +25,7 @@ use rewind_formats::Seq;
 use crate::error::{Error, Result};
 
 /// The status file's name (see [`status`]).
-pub const STATUS_FILE: &str = "status.json";
+pub const STATUS_FILE: &str = rewind_formats::AGENT_STATUS_FILE;
 /// The control socket's name (see [`crate::control`]).
 pub const CONTROL_SOCKET: &str = "control.sock";
 const LOCK_FILE: &str = "agent.lock";

@@ -30,7 +30,6 @@ use crate::sync::rangelock::CHUNK;
 
 /// Bytes per region: the range lock's chunk, so a resync of a region takes one lock.
 pub const REGION: u64 = CHUNK;
-const MAGIC: &[u8; 8] = b"RWDIRTY1";
 
 #[derive(Clone, Copy, Default)]
 struct Region {
@@ -120,17 +119,9 @@ pub struct Marked {
     done: bool,
 }
 
+/// The map's header (layout in formats: `dirty_map`, FORMATS.md "State files").
 fn header(sizes: &[u64]) -> Vec<u8> {
-    let mut h = Vec::with_capacity(20 + 8 * sizes.len());
-    h.extend_from_slice(MAGIC);
-    h.extend_from_slice(&(REGION as u32).to_le_bytes());
-    h.extend_from_slice(&(sizes.len() as u32).to_le_bytes());
-    for s in sizes {
-        h.extend_from_slice(&s.to_le_bytes());
-    }
-    let crc = crc32c::crc32c(&h);
-    h.extend_from_slice(&crc.to_le_bytes());
-    h
+    rewind_formats::dirty_map::encode_header(REGION as u32, sizes)
 }
 
 fn regions_of(size: u64) -> usize {

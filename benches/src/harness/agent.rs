@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rewind_agent::state::status;
+use super::agent_status::read_status;
 
 use super::bins::bin;
 use super::cmd::run_ok;
@@ -68,7 +68,7 @@ impl Agent {
                 panic!("rewind-agent exited early ({s}):\n{}", self.log_text());
             }
             let pid = self.child.as_ref().unwrap().id();
-            if let Ok(st) = status::read(&self.state) {
+            if let Ok(st) = read_status(&self.state) {
                 // (A status file left by an earlier agent on this state dir does not count.)
                 if st.pid == pid
                     && st.disks.len() == disks

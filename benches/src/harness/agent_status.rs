@@ -5,14 +5,23 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rewind_agent::state::status::{self, Status, SyncState};
+use rewind_formats::agent_status::{Status, SyncState};
+use rewind_formats::AGENT_STATUS_FILE;
 use rewind_linux::clock::now_ms;
 
 use super::agent::Agent;
 
+/// The agent's status file in `state`, parsed (formats owns its layout; an error while the agent
+/// has not written it yet, or is replacing it).
+pub fn read_status(state: &Path) -> Result<Status, String> {
+    let p = state.join(AGENT_STATUS_FILE);
+    let text = std::fs::read(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+    serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
 impl Agent {
     pub fn status(&self) -> Status {
-        status::read(&self.state).expect("agent status")
+        read_status(&self.state).expect("agent status")
     }
 
     /// The first status written after this call.
@@ -20,7 +29,7 @@ impl Agent {
         let since = now_ms();
         let t0 = Instant::now();
         loop {
-            if let Ok(st) = status::read(&self.state) {
+            if let Ok(st) = read_status(&self.state) {
                 if st.updated_ms > since {
                     return st;
                 }
@@ -45,7 +54,7 @@ impl Agent {
         let since = now_ms();
         let t0 = Instant::now();
         loop {
-            if let Ok(st) = status::read(&self.state) {
+            if let Ok(st) = read_status(&self.state) {
                 if st.updated_ms > since && ok(&st) {
                     return st;
                 }
@@ -53,7 +62,7 @@ impl Agent {
             assert!(
                 t0.elapsed() < limit,
                 "agent status not as expected within {limit:?}: {:?}\n{}",
-                status::read(&self.state).ok(),
+                read_status(&self.state).ok(),
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -67,7 +76,7 @@ pub fn wait_caught_up_at(state: &Path, limit: Duration, log: &dyn Fn() -> String
     let since = now_ms();
     let t0 = Instant::now();
     loop {
-        if let Ok(st) = status::read(state) {
+        if let Ok(st) = read_status(state) {
             let settled = !matches!(
                 st.sync,
                 SyncState::Pending | SyncState::Running | SyncState::Acking | SyncState::Bitmap
@@ -85,7 +94,7 @@ pub fn wait_caught_up_at(state: &Path, limit: Duration, log: &dyn Fn() -> String
         assert!(
             t0.elapsed() < limit,
             "agent did not catch up within {limit:?}: {:?}\n{}",
-            status::read(state).ok(),
+            read_status(state).ok(),
             log()
         );
         std::thread::sleep(Duration::from_millis(50));

@@ -32,6 +32,8 @@ pub mod sites;
 pub mod vm;
 
 pub use agent::Agent;
+/// The agent's status file, read (its layout is `rewind_formats::agent_status`).
+pub use agent_status::read_status;
 pub use agent_status::wait_caught_up_at;
 pub use bins::{bin, fsx_bin};
 pub use cmd::{assert_ok, run, run_ok};
@@ -44,7 +46,5 @@ pub use mounts::{umount_lazy, umount_or_lazy, Mount};
 pub use mtd::Mtd;
 pub use mtd_cli::{dump, group_json, inspect};
 pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
-/// The agent's library, for its status types in tests that have no dependency on it.
-pub use rewind_agent;
 pub use scratch::{can_run, have_tool, tempdir};
 pub use sites::{live_loop, reverse_log, reverse_state, site};
