@@ -16,8 +16,10 @@
 //! - [`state`]: the durable "highest acked seq" file.
 //! - [`units`]: sizes, disks and addresses as given on the command line.
 //! - [`stats`]: percentiles of ack latencies.
+//! - [`driver`]: the `rewind-bench` driver behind `scripts/bench.sh`: runs, baselines, bars.
 
 pub mod batch;
+pub mod driver;
 pub mod error;
 pub mod image;
 pub mod model;
