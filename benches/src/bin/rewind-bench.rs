@@ -26,8 +26,8 @@ struct Cli {
 #[derive(Args)]
 struct EnvArgs {
     /// Runs of each measurement (the median is reported).
-    #[arg(long, env = "BENCH_RUNS", default_value_t = 3, global = true)]
-    runs: usize,
+    #[arg(long = "runs", env = "BENCH_RUNS", default_value_t = 3, global = true)]
+    bench_runs: usize,
     /// Where the scratch directory goes.
     #[arg(long, env = "BENCH_TMP", default_value = "/var/tmp", global = true)]
     tmp: PathBuf,
@@ -97,7 +97,7 @@ struct OverheadArgs {
     #[arg(long, env = "WORK_BASE", default_value = "/var/tmp")]
     work_base: PathBuf,
     #[arg(long = "overhead-runs", env = "RUNS", default_value_t = 3)]
-    runs: usize,
+    overhead_runs: usize,
     /// Seconds per fio run.
     #[arg(long, env = "RUNTIME", default_value_t = 10)]
     runtime: u64,
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
     let settings = Settings {
         target_dir: env.target_dir.unwrap_or_else(|| env.root.join("target")),
         root: env.root,
-        runs: env.runs,
+        runs: env.bench_runs,
         tmp_base: env.tmp,
         rand_seconds: env.rand_seconds,
     };
@@ -161,7 +161,7 @@ fn main() -> ExitCode {
                 agent: o.agent,
                 mtd: o.mtd,
                 work_base: o.work_base,
-                runs: o.runs,
+                runs: o.overhead_runs,
                 runtime: o.runtime,
                 size: o.size,
                 agent_args: o.agent_args,
@@ -179,5 +179,14 @@ fn main() -> ExitCode {
             eprintln!("bench: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

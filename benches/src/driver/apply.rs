@@ -3,7 +3,7 @@
 //! index bytes per extent and the load generator's own ceiling (the null target).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -241,14 +241,15 @@ fn mtd_run(
     let log = work.join(format!("mtd-{name}-{run}.log"));
     let daemon = mtd::start_tcp(bins, &dir, &log)?;
     let cpu0 = mtd::cpu_ticks(daemon.pid())?;
-    let out = loadgen(bins, &daemon, run, workload);
-    let out = match out {
-        Ok(out) => out,
-        Err(e) => bail!(
-            "rewind-loadgen ({name} run {run}) failed: {e}; daemon log: {}",
+    let out = loadgen(bins, &daemon, run, workload)?;
+    if !out.status.success() {
+        bail!(
+            "rewind-loadgen ({name} run {run}) failed: {}; daemon log: {}",
+            tools::tail(&String::from_utf8_lossy(&out.stderr), 5),
             tools::tail_file(&log, 10)
-        ),
-    };
+        );
+    }
+    let out: Value = serde_json::from_slice(&out.stdout).context("rewind-loadgen --json")?;
     let cpu1 = mtd::cpu_ticks(daemon.pid())?;
     daemon.stop();
     let get = |k: &str| {
@@ -284,16 +285,15 @@ fn mtd_run(
     Ok(mbs)
 }
 
-/// `rewind-loadgen run --json` against a daemon; its one-line JSON summary.
-fn loadgen(bins: &Bins, daemon: &Daemon, seed: usize, workload: &[String]) -> Result<Value> {
-    let out = tools::output(
-        Command::new(&bins.loadgen)
-            .args(["run", "--connect", &format!("tcp:{}", daemon.addr)])
-            .args(["--group", "bench", "--seed", &seed.to_string(), "--json"])
-            .args(workload),
-        "rewind-loadgen",
-    )?;
-    Ok(serde_json::from_slice(&out.stdout)?)
+/// Runs `rewind-loadgen run --json` against a daemon (its one-line JSON summary on stdout).
+fn loadgen(bins: &Bins, daemon: &Daemon, seed: usize, workload: &[String]) -> Result<Output> {
+    Command::new(&bins.loadgen)
+        .args(["run", "--connect", &format!("tcp:{}", daemon.addr)])
+        .args(["--group", "bench", "--seed", &seed.to_string(), "--json"])
+        .args(workload)
+        .stdin(Stdio::null())
+        .output()
+        .context("running rewind-loadgen")
 }
 
 /// The load generator against a target that acks without storing anything: its own ceiling on

@@ -8,13 +8,16 @@
 //! stop before the target they feed), then mounts, then every other process, then the scratch
 //! directory.
 
+use std::io::Read;
+use std::os::fd::IntoRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -181,22 +184,49 @@ pub fn quiet(cmd: &mut Command) {
         .status();
 }
 
+/// Where the signal handler writes the number of the signal it got (-1 before
+/// [`handle_signals`]).
+static WAKE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: nix::libc::c_int) {
+    let byte = sig as u8;
+    // SAFETY: write(2) is async-signal-safe and `byte` is valid for one byte; a failed write
+    // (no pipe yet) only loses the wake-up.
+    unsafe {
+        nix::libc::write(WAKE.load(Ordering::Relaxed), (&raw const byte).cast(), 1);
+    }
+}
+
 /// Turns SIGINT and SIGTERM into a cleanup and exit 130 or 143, like the script's traps.
 ///
-/// Call before starting any thread: the signals are blocked in every thread and taken by one
-/// waiting thread (child processes start with an empty signal mask, so they still get them).
+/// The handler only wakes a thread (through a pipe) that does the cleanup. Signals are not
+/// blocked instead: child processes would inherit the mask and ignore SIGTERM; handlers, unlike
+/// a mask, fall back to the default in a child.
 pub fn handle_signals() {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    if set.thread_block().is_err() {
+    let Ok((read, write)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
         return;
+    };
+    WAKE.store(write.into_raw_fd(), Ordering::Relaxed);
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only calls write(2), which is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &action) };
     }
     thread::spawn(move || {
-        if let Ok(sig) = set.wait() {
+        let mut sig = [0u8];
+        if std::fs::File::from(read).read_exact(&mut sig).is_ok() {
             super::progress::finish();
             run();
-            std::process::exit(if sig == Signal::SIGINT { 130 } else { 143 });
+            let code = if i32::from(sig[0]) == Signal::SIGINT as i32 {
+                130
+            } else {
+                143
+            };
+            std::process::exit(code);
         }
     });
 }

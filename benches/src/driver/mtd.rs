@@ -200,13 +200,14 @@ impl Rewind {
         serde_json::from_str(&out).with_context(|| format!("rewind {}: not JSON", all.join(" ")))
     }
 
-    /// The sum of `field` over the groups named `group` (jq's `add`: `None` for no groups).
+    /// The sum of `field` over the groups named `group` (jq's `add`: `None` when there is no
+    /// such group or the field is not a number).
     pub fn group_sum(&self, group: &str, field: &str) -> Result<Option<f64>> {
         let groups = self.json(&["groups"])?;
         let mut sum = None;
         for g in groups["groups"].as_array().into_iter().flatten() {
-            if g["name"] == group {
-                sum = Some(sum.unwrap_or(0.0) + g[field].as_f64().unwrap_or(0.0));
+            if let (true, Some(n)) = (g["name"] == group, g[field].as_f64()) {
+                sum = Some(sum.unwrap_or(0.0) + n);
             }
         }
         Ok(sum)
