@@ -36,11 +36,12 @@ use self::engine::EngineKind;
 use self::group::Group;
 use self::health::Health;
 use self::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
-use self::points::{now_ms, PointSpec};
+use self::points::PointSpec;
 use self::quota::Quotas;
 use self::segment_file::LoadMode;
 use self::writer::{AppendReq, Writer, WriterConfig, WriterMsg};
 use crate::view::View;
+use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
