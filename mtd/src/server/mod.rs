@@ -1,8 +1,14 @@
 //! The agent-facing server: TCP and unix-socket listeners feeding sessions.
 
+pub mod admission;
 pub mod drain;
 pub mod framing;
+pub mod ingest;
+mod refusal;
+pub(crate) mod registry;
 mod session;
+
+pub use refusal::Refusal;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! Turning what an agent sends into journal chunks: every check that decides whether a batch or
-//! tag may enter a group's journal, and its encoding for the writer.
+//! tag may enter a group's journal, its encoding for the writer, and where the next batch of
+//! each group must start.
 
 use std::sync::Arc;
 
@@ -9,15 +10,13 @@ use rewind_formats::segment::{
 };
 use rewind_formats::Seq;
 
-use super::group::Group;
-use super::quota::{padding_of, Quotas};
-use super::writer::AppendReq;
-use super::Refusal;
+use super::refusal::{refuse, Refusal};
 use crate::aligned::AlignedBuf;
-
-fn refuse(code: ErrorCode, message: String) -> Refusal {
-    Refusal { code, message }
-}
+use crate::store::group::Group;
+use crate::store::points::now_ms;
+use crate::store::quota::{padding_of, Quotas};
+use crate::store::writer::AppendReq;
+use crate::store::Store;
 
 /// A group as one session feeds it.
 pub struct Feed {
@@ -29,6 +28,35 @@ pub struct Feed {
 }
 
 impl Feed {
+    /// Check a batch completely and queue it for the writer; the next batch must follow it.
+    /// Nothing of a refused batch is queued.
+    pub(crate) async fn batch(
+        &mut self,
+        store: &Store,
+        b: &BatchRef<'_>,
+        q: &Quotas,
+    ) -> Result<(), Refusal> {
+        // The quotas that the header alone decides, before the records are decompressed.
+        self.check_quotas(b, q, now_ms())?;
+        let req = self.batch_chunk(b)?;
+        let padding = self.check_padding(&req, q)?;
+        // A group fenced while this session feeds it takes nothing more from it (the session
+        // is also told to stop; this closes the gap until it notices).
+        self.group.queue_at(self.generation)?;
+        self.group.add_pending(u64::from(b.record_count), padding);
+        store.append(req).await?;
+        self.next_seq = Seq(b.last_seq().0 + 1);
+        Ok(())
+    }
+
+    /// Check a tag and queue it for the writer.
+    pub(crate) async fn tag(&self, store: &Store, t: &Tag) -> Result<(), Refusal> {
+        let req = self.tag_chunk(t)?;
+        self.group.queue_at(self.generation)?;
+        store.append(req).await?;
+        Ok(())
+    }
+
     /// The quotas a batch's header decides, checked before anything of it is decompressed:
     /// its time may not be further ahead of `now_ms` (the target's clock) than the allowed skew,
     /// and its records may not take the group's index past its memory quota.
@@ -47,7 +75,7 @@ impl Feed {
                 ),
             ));
         }
-        let extents = self.group.state.read().expect("group lock").extents();
+        let extents = self.group.extents();
         let records = extents + self.group.pending().records + u64::from(b.record_count);
         let bytes = Quotas::index_cost(records);
         if bytes > q.max_index_bytes_per_group {
@@ -72,7 +100,7 @@ impl Feed {
         if padding == 0 {
             return Ok(0);
         }
-        let held = self.group.state.read().expect("group lock").padding_bytes();
+        let held = self.group.padding_bytes();
         let total = held + self.group.pending().padding_bytes + padding;
         if total > q.max_padding_bytes_per_group {
             return Err(refuse(
@@ -186,6 +214,18 @@ impl Feed {
             header,
         })
     }
+}
+
+/// The feed of `group` among a session's.
+pub(crate) fn find<'a>(fed: &'a mut [Feed], group: &str) -> Result<&'a mut Feed, Refusal> {
+    fed.iter_mut()
+        .find(|f| f.group.name == group)
+        .ok_or_else(|| {
+            refuse(
+                ErrorCode::UnknownGroup,
+                format!("group {group} was not named in this session's HELLO"),
+            )
+        })
 }
 
 /// A wall-clock time in ms as RFC 3339 (or the raw number if it is out of range).
