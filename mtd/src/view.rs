@@ -9,8 +9,8 @@ use std::sync::Arc;
 use rewind_formats::Seq;
 
 use crate::store::group::Group;
-use crate::store::pins::PinGuard;
 use crate::store::index::Source;
+use crate::store::pins::PinGuard;
 use crate::store::{Result, StoreError};
 
 pub struct View {

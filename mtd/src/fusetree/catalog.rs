@@ -69,7 +69,11 @@ impl Catalog {
     /// Resolve a point spec of one disk, as an open would (without pinning it).
     pub fn point(&self, group: &str, disk: &str, spec: &str) -> Result<Point> {
         let spec = PointSpec::parse(spec)?;
-        let p = self.exports.store.group(group)?.resolve_on_disk(disk, &spec)?;
+        let p = self
+            .exports
+            .store
+            .group(group)?
+            .resolve_on_disk(disk, &spec)?;
         Ok(Point {
             seq: p.seq.0,
             time_ms: p.time_ms,

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rewind_formats::message::{
-    ErrorCode, Hello, HelloGroup, ResumeStatus, Welcome, WelcomeGroup,
-};
+use rewind_formats::message::{ErrorCode, Hello, HelloGroup, ResumeStatus, Welcome, WelcomeGroup};
 use rewind_formats::Seq;
 
 use super::ingest::Feed;
@@ -22,9 +20,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What an admitted session feeds, what holds its groups, and the WELCOME to send.
 pub(crate) struct Admitted {
-    pub fed: Vec<Feed>,
-    pub claims: Vec<Claim>,
-    pub welcome: Welcome,
+    pub(crate) fed: Vec<Feed>,
+    pub(crate) claims: Vec<Claim>,
+    pub(crate) welcome: Welcome,
 }
 
 /// The store's request for a HELLO, once its shape is checked against the quotas.
@@ -202,4 +200,174 @@ fn check_shape(hg: &HelloGroup, q: &Quotas) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::testing::{batch, batch_ref, group, hello, runtime, session, store, DISK};
+
+    #[test]
+    fn a_first_hello_creates_its_groups_and_a_second_resumes_them() {
+        let (_d, store) = store();
+        let rt = runtime();
+        let h = hello(
+            "a",
+            vec![group("g", 1, &["sda"]), group("h", 1, &["sda", "sdb"])],
+        );
+        let s = rt.block_on(session(&store, &h)).unwrap();
+        let w = &s.admitted.welcome.groups;
+        assert_eq!(w.len(), 2);
+        assert_eq!((w[0].generation, w[0].durable), (1, Seq(0)));
+        assert_eq!(w[0].status, ResumeStatus::Resume);
+        assert_eq!(s.admitted.fed[1].next_seq, Seq(1));
+        assert_eq!(store.group("h").unwrap().disk_names(), ["sda", "sdb"]);
+        assert_eq!(store.group("g").unwrap().owner().as_deref(), Some("a"));
+        drop(s);
+        // The agent again, after its session ended: the same groups, nothing created twice.
+        let s = rt.block_on(session(&store, &h)).unwrap();
+        assert_eq!(s.admitted.fed.len(), 2);
+        assert_eq!(store.groups().len(), 2);
+    }
+
+    #[test]
+    fn a_hello_must_name_each_group_once_in_a_valid_shape() {
+        let (_d, store) = store();
+        let rt = runtime();
+        let refused = |h: Hello| rt.block_on(session(&store, &h)).err().unwrap();
+        let r = refused(hello("a", vec![]));
+        assert_eq!(
+            (r.code, r.message.as_str()),
+            (ErrorCode::Protocol, "HELLO names no group")
+        );
+        let r = refused(hello(
+            "a",
+            vec![group("g", 1, &["sda"]), group("g", 1, &["sda"])],
+        ));
+        assert_eq!(r.code, ErrorCode::Protocol);
+        assert!(r.message.contains("twice"), "{}", r.message);
+        let r = refused(hello("a", vec![group(".g", 1, &["sda"])]));
+        assert_eq!(r.code, ErrorCode::Protocol);
+        let r = refused(hello("a", vec![group("g", 1, &["sda", "sda"])]));
+        assert!(r.message.contains("names disk sda twice"), "{}", r.message);
+        let mut odd = group("g", 1, &["sda"]);
+        odd.disks[0].size_bytes = 1000;
+        let r = refused(hello("a", vec![odd]));
+        assert!(r.message.contains("multiple of 512"), "{}", r.message);
+        assert!(store.groups().is_empty(), "a refused HELLO creates nothing");
+    }
+
+    #[test]
+    fn wrong_disks_or_sizes_are_refused_and_change_nothing() {
+        let (_d, store) = store();
+        hello_group(&store, &group("g", 1, &["sda"]), "a").unwrap();
+        let rt = runtime();
+        let refused = |hg: HelloGroup| {
+            // A new group beside the bad one: it must not be created either.
+            let h = hello("a", vec![group("new", 1, &["sda"]), hg]);
+            rt.block_on(session(&store, &h)).err().unwrap()
+        };
+        let r = refused(group("g", 1, &["sdb"]));
+        assert_eq!(r.code, ErrorCode::UnknownDisk);
+        assert!(r.message.contains("has no disk sdb"), "{}", r.message);
+        let r = refused(group("g", 1, &["sda", "sdb"]));
+        assert_eq!(r.code, ErrorCode::UnknownDisk);
+        assert!(
+            r.message.contains("has 1 disks at the target"),
+            "{}",
+            r.message
+        );
+        let mut big = group("g", 1, &["sda"]);
+        big.disks[0].size_bytes = 2 * DISK;
+        let r = refused(big);
+        assert_eq!(r.code, ErrorCode::WrongDiskSize);
+        assert!(store.group("new").is_err());
+    }
+
+    #[test]
+    fn another_agents_group_is_refused_without_naming_the_owner() {
+        let (_d, store) = store();
+        hello_group(&store, &group("g", 1, &["sda"]), "owner-a").unwrap();
+        let r = hello_group(&store, &group("g", 1, &["sda"]), "b")
+            .err()
+            .unwrap();
+        assert_eq!(r.code, ErrorCode::Forbidden);
+        assert!(!r.message.contains("owner-a"), "{}", r.message);
+    }
+
+    #[test]
+    fn stale_generations_are_fenced_and_unknown_ones_refused() {
+        let (_d, store) = store();
+        let (g, _) = hello_group(&store, &group("g", 1, &["sda"]), "a").unwrap();
+        assert_eq!(g.fence("planned failover").unwrap(), 2);
+        let r = hello_group(&store, &group("g", 1, &["sda"]), "a")
+            .err()
+            .unwrap();
+        assert_eq!(r.code, ErrorCode::StaleGeneration);
+        assert!(
+            r.message.contains("fenced") && r.message.contains("planned failover"),
+            "{}",
+            r.message
+        );
+        let r = hello_group(&store, &group("g", 3, &["sda"]), "a")
+            .err()
+            .unwrap();
+        assert_eq!(r.code, ErrorCode::StaleGeneration);
+        assert!(r.message.contains("unknown here"), "{}", r.message);
+        assert_eq!(
+            hello_group(&store, &group("g", 2, &["sda"]), "a")
+                .unwrap()
+                .1,
+            2
+        );
+    }
+
+    #[test]
+    fn a_second_session_of_the_same_agent_supersedes_the_first() {
+        let (_d, store) = store();
+        let rt = runtime();
+        let h = hello("a", vec![group("g", 1, &["sda"])]);
+        let first = rt.block_on(session(&store, &h)).unwrap();
+        let second = rt.block_on(async {
+            let release = async {
+                let (code, why) = first.stop.stopped().await;
+                assert_eq!(code, ErrorCode::Busy);
+                assert!(why.contains("superseded"), "{why}");
+                drop(first);
+            };
+            tokio::join!(session(&store, &h), release).0
+        });
+        assert!(second.is_ok());
+        let other = hello("b", vec![group("g", 1, &["sda"])]);
+        let r = rt.block_on(session(&store, &other)).err().unwrap();
+        assert_eq!(r.code, ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn a_new_session_resumes_after_what_is_durable() {
+        let (_d, store) = store();
+        let rt = runtime();
+        let h = hello("a", vec![group("g", 1, &["sda"])]);
+        let mut s = rt.block_on(session(&store, &h)).unwrap();
+        let b = batch(1, 1, 5);
+        let q = Quotas::default();
+        rt.block_on(s.admitted.fed[0].batch(&store, &batch_ref(&b), &q))
+            .unwrap();
+        drop(s);
+        let s = rt.block_on(session(&store, &h)).unwrap();
+        let w = &s.admitted.welcome.groups[0];
+        assert_eq!((w.durable, w.status), (Seq(5), ResumeStatus::Resume));
+        assert_eq!(s.admitted.fed[0].next_seq, Seq(6));
+        drop(s);
+        // An agent that holds acks past what the target has must compare every block.
+        let mut ahead = group("g", 1, &["sda"]);
+        ahead.last_acked = Seq(9);
+        let s = rt
+            .block_on(session(&store, &hello("a", vec![ahead])))
+            .unwrap();
+        assert_eq!(
+            s.admitted.welcome.groups[0].status,
+            ResumeStatus::ResyncNeeded
+        );
+    }
 }

@@ -20,7 +20,7 @@ use crate::store::Store;
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
-pub enum DrainError {
+pub(crate) enum DrainError {
     #[error("no such group {0}")]
     UnknownGroup(String),
     #[error("bad tag name {name:?}: {why}")]
@@ -51,7 +51,7 @@ pub enum DrainError {
 /// `tag` to be durable. Returns the tag's seq: the replica at that seq is the source's last state.
 ///
 /// On a timeout the agent is asked to resume writes (CONTROL Resume), since no promotion follows.
-pub async fn drain(
+pub(crate) async fn drain(
     store: &Arc<Store>,
     group: &str,
     tag: &str,

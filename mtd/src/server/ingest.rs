@@ -60,7 +60,12 @@ impl Feed {
     /// The quotas a batch's header decides, checked before anything of it is decompressed:
     /// its time may not be further ahead of `now_ms` (the target's clock) than the allowed skew,
     /// and its records may not take the group's index past its memory quota.
-    pub fn check_quotas(&self, b: &BatchRef<'_>, q: &Quotas, now_ms: u64) -> Result<(), Refusal> {
+    pub(crate) fn check_quotas(
+        &self,
+        b: &BatchRef<'_>,
+        q: &Quotas,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
         let g = &self.group.name;
         let skew_ms = q.max_clock_skew.as_millis() as u64;
         if b.timestamp_ms > now_ms.saturating_add(skew_ms) {
@@ -95,7 +100,7 @@ impl Feed {
 
     /// The padding quota, for a checked chunk: returns the padding bytes it adds (see
     /// [`padding_of`]: why records smaller than a block are accepted and counted).
-    pub fn check_padding(&self, req: &AppendReq, q: &Quotas) -> Result<u64, Refusal> {
+    pub(crate) fn check_padding(&self, req: &AppendReq, q: &Quotas) -> Result<u64, Refusal> {
         let padding = padding_of(&req.header);
         if padding == 0 {
             return Ok(0);
@@ -297,5 +302,98 @@ mod tests {
         let r = f.check_quotas(&header(401, 0), &q, 0).unwrap_err();
         assert_eq!(r.code, ErrorCode::NoSpace);
         assert!(r.message.contains("--max-index-bytes-per-group"));
+    }
+
+    /// A session's feed of group `g` (one disk) in a fresh store.
+    fn fed() -> (tempfile::TempDir, Arc<Store>, Feed) {
+        use crate::server::testing::{group, store};
+        let (dir, store) = store();
+        let (g, generation) =
+            crate::server::admission::hello_group(&store, &group("g", 1, &["sda"]), "a").unwrap();
+        let f = Feed {
+            group: g,
+            generation,
+            next_seq: Seq(1),
+            disk_sizes: vec![crate::server::testing::DISK],
+        };
+        (dir, store, f)
+    }
+
+    #[test]
+    fn batches_are_taken_in_seq_order_and_a_gap_or_a_repeat_is_refused() {
+        use crate::server::testing::{batch, batch_ref, runtime};
+        let (_d, store, mut f) = fed();
+        let rt = runtime();
+        let q = Quotas::default();
+        let mut send = |first, n| {
+            let b = batch(1, first, n);
+            rt.block_on(f.batch(&store, &batch_ref(&b), &q))
+                .map(|()| f.next_seq)
+        };
+        assert_eq!(send(1, 3).unwrap(), Seq(4));
+        assert_eq!(send(4, 2).unwrap(), Seq(6));
+        let gap = send(8, 1).unwrap_err();
+        assert_eq!(gap.code, ErrorCode::SeqGap);
+        assert!(gap.message.contains("expected 6"), "{}", gap.message);
+        let repeat = send(4, 2).unwrap_err();
+        assert_eq!(repeat.code, ErrorCode::SeqGap);
+        assert_eq!(
+            send(6, 1).unwrap(),
+            Seq(7),
+            "a refused batch changes nothing"
+        );
+        assert_eq!(rt.block_on(f.group.drained()), Seq(6));
+    }
+
+    #[test]
+    fn tags_label_only_seqs_already_sent() {
+        use crate::server::testing::{batch, batch_ref, runtime};
+        use rewind_formats::message::{TagInfo, TagKind};
+        let (_d, store, mut f) = fed();
+        let rt = runtime();
+        let b = batch(1, 1, 2);
+        rt.block_on(f.batch(&store, &batch_ref(&b), &Quotas::default()))
+            .unwrap();
+        let tag = |seq| Tag {
+            group: "g".into(),
+            generation: 1,
+            tag: TagInfo {
+                seq: Seq(seq),
+                kind: TagKind::User,
+                timestamp_ms: 5,
+                name: "t".into(),
+            },
+        };
+        assert_eq!(
+            rt.block_on(f.tag(&store, &tag(3))).unwrap_err().code,
+            ErrorCode::SeqGap
+        );
+        rt.block_on(f.tag(&store, &tag(2))).unwrap();
+        rt.block_on(f.group.drained());
+        assert_eq!(f.group.tags()[0].seq, Seq(2));
+    }
+
+    #[test]
+    fn a_fenced_group_takes_nothing_more_from_its_session() {
+        use crate::server::testing::{batch, batch_ref, runtime};
+        let (_d, store, mut f) = fed();
+        let rt = runtime();
+        f.group.fence("failover").unwrap();
+        let b = batch(1, 1, 1);
+        let r = rt
+            .block_on(f.batch(&store, &batch_ref(&b), &Quotas::default()))
+            .unwrap_err();
+        assert_eq!(r.code, ErrorCode::StaleGeneration);
+        assert!(r.message.contains("fenced"), "{}", r.message);
+        assert_eq!(f.next_seq, Seq(1));
+    }
+
+    #[test]
+    fn a_batch_for_a_group_the_hello_did_not_name_is_refused() {
+        let (_d, _store, f) = fed();
+        let mut fed = vec![f];
+        assert!(find(&mut fed, "g").is_ok());
+        let r = find(&mut fed, "h").err().unwrap();
+        assert_eq!(r.code, ErrorCode::UnknownGroup);
     }
 }

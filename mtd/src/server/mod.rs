@@ -1,12 +1,14 @@
 //! The agent-facing server: TCP and unix-socket listeners feeding sessions.
 
 pub mod admission;
-pub mod drain;
-pub mod framing;
+pub(crate) mod drain;
+pub(crate) mod framing;
 pub mod ingest;
 mod refusal;
 pub(crate) mod registry;
 mod session;
+#[cfg(test)]
+mod testing;
 
 pub use refusal::Refusal;
 
@@ -54,7 +56,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bind the agent listeners and accept sessions in the background. Returns the bound addresses
 /// (`HOST:PORT`, `unix:PATH`).
-pub async fn start(
+pub(crate) async fn start(
     store: Arc<Store>,
     opts: &AgentListeners,
     access: &LocalAccess,

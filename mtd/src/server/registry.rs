@@ -21,19 +21,19 @@ const SUPERSEDE_TIMEOUT: Duration = Duration::from_secs(10);
 /// the same agent reconnects before the daemon noticed its old connection die, or when the group
 /// is fenced), and how to learn that it ended.
 pub(crate) struct Holder {
-    pub peer: String,
-    pub agent: String,
-    pub stop: Arc<StopSignal>,
-    pub link: SessionLink,
+    pub(crate) peer: String,
+    pub(crate) agent: String,
+    pub(crate) stop: Arc<StopSignal>,
+    pub(crate) link: SessionLink,
 }
 
 /// What others get of a session: its outgoing frames and its end.
 #[derive(Clone)]
 pub(crate) struct SessionLink {
     /// The session's outgoing frames (its writer task sends them in order).
-    pub out: mpsc::Sender<Vec<u8>>,
+    pub(crate) out: mpsc::Sender<Vec<u8>>,
     /// Becomes `Some(why)` when the session ends (a dropped sender means the same).
-    pub ended: watch::Receiver<Option<SessionEnd>>,
+    pub(crate) ended: watch::Receiver<Option<SessionEnd>>,
 }
 
 impl Feeder for Holder {
@@ -59,9 +59,9 @@ impl Feeder for Holder {
 /// How a session ended, for whoever waits on it (a drain).
 #[derive(Clone, Debug)]
 pub(crate) struct SessionEnd {
-    pub message: String,
+    pub(crate) message: String,
     /// The agent sent an ERROR frame: `message` is its text.
-    pub by_agent: bool,
+    pub(crate) by_agent: bool,
 }
 
 /// Asks a session to end with an ERROR of a given code: the session sends it and closes.

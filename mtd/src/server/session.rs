@@ -24,7 +24,7 @@ use crate::store::Store;
 
 /// A connection that has not sent a valid HELLO by then is closed: until it does, it is nobody,
 /// and it holds a descriptor and a slot of the listener's connection cap.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a session ended early; `code` is sent to the peer in an ERROR frame when there is one.
@@ -73,7 +73,7 @@ impl Drop for Tasks {
 
 /// Serve one agent connection. `identity` is the agent name its TLS certificate proves (None on
 /// a unix socket or an `--insecure` loopback listener, where the HELLO's name is taken as given).
-pub async fn run<S>(
+pub(crate) async fn run<S>(
     store: Arc<Store>,
     quotas: Arc<Quotas>,
     stream: S,

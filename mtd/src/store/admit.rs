@@ -16,25 +16,25 @@ use super::{Store, StoreError};
 /// Groups an agent asks to feed.
 #[derive(Debug, Clone)]
 pub(crate) struct Admission {
-    pub agent: String,
-    pub groups: Vec<GroupRequest>,
+    pub(crate) agent: String,
+    pub(crate) groups: Vec<GroupRequest>,
     /// How many groups the agent may own in all (`--max-groups-per-agent`).
-    pub max_groups_per_agent: usize,
+    pub(crate) max_groups_per_agent: usize,
 }
 
 /// One group as its feeder describes it.
 #[derive(Debug, Clone)]
 pub(crate) struct GroupRequest {
-    pub group: String,
+    pub(crate) group: String,
     /// Disk names and sizes, in the group's order.
-    pub disks: Vec<(String, u64)>,
-    pub generation: u64,
+    pub(crate) disks: Vec<(String, u64)>,
+    pub(crate) generation: u64,
 }
 
 /// A group opened for feeding, and the generation its feeder runs at.
 pub(crate) struct Admitted {
-    pub group: Arc<Group>,
-    pub generation: u64,
+    pub(crate) group: Arc<Group>,
+    pub(crate) generation: u64,
 }
 
 /// Why groups were not opened. Messages never name another agent: the agent asking learns that
@@ -67,7 +67,9 @@ pub(crate) enum AdmitError {
     /// The request is older than the group: its source was fenced.
     #[error(transparent)]
     Fenced(#[from] Fenced),
-    #[error("group {group} is at generation {have}; the agent's generation {said} is unknown here")]
+    #[error(
+        "group {group} is at generation {have}; the agent's generation {said} is unknown here"
+    )]
     UnknownGeneration { group: String, have: u64, said: u64 },
     // (The run of spaces is in the text agents have always been sent.)
     #[error(
@@ -139,9 +141,7 @@ impl Store {
                 move |source| AdmitError::Failed { doing, source }
             };
             let Some(e) = plan else {
-                let g = self
-                    .create_group(r, agent)
-                    .map_err(failed("creating"))?;
+                let g = self.create_group(r, agent).map_err(failed("creating"))?;
                 groups.insert(r.group.clone(), g.clone());
                 out.push(Admitted {
                     group: g,
@@ -199,7 +199,11 @@ impl Store {
 }
 
 /// Check a request against an existing group, changing nothing.
-fn check_existing(group: &Arc<Group>, r: &GroupRequest, agent: &str) -> Result<Existing, AdmitError> {
+fn check_existing(
+    group: &Arc<Group>,
+    r: &GroupRequest,
+    agent: &str,
+) -> Result<Existing, AdmitError> {
     let m = group.manifest();
     let set_owner = match &m.owner {
         Some(o) if o != agent => {

@@ -8,14 +8,14 @@
 /// form of the message carries it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", fenced_message(.group, .reason.as_deref(), *.agent_generation, *.group_generation))]
-pub struct Fenced {
-    pub group: String,
+pub(crate) struct Fenced {
+    pub(crate) group: String,
     /// Why the group was fenced (the operator's words), when the manifest records it.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// The generation the request came with.
-    pub agent_generation: u64,
+    pub(crate) agent_generation: u64,
     /// The group's generation now.
-    pub group_generation: u64,
+    pub(crate) group_generation: u64,
 }
 
 /// A reason (typed by an operator) is cut to [`MAX_REASON_LEN`] bytes here, so that the whole

@@ -25,63 +25,63 @@ use crate::fsutil;
 
 /// What the group keeps about one journal segment.
 #[derive(Debug)]
-pub struct SegmentMeta {
-    pub id: u64,
-    pub path: PathBuf,
+pub(crate) struct SegmentMeta {
+    pub(crate) id: u64,
+    pub(crate) path: PathBuf,
     /// Read handle; readers clone the Arc so a merged-away segment stays readable until they finish.
-    pub file: Arc<File>,
-    pub first_seq: Seq,
+    pub(crate) file: Arc<File>,
+    pub(crate) first_seq: Seq,
     /// Newest record seq in the segment (0 if it holds only tags).
-    pub last_seq: Seq,
+    pub(crate) last_seq: Seq,
     /// Newest seq the segment mentions, tags included: it is merged away only once the horizon
     /// reaches this, so a segment holding only a tag is never mistaken for an already-merged one.
-    pub max_seq: Seq,
-    pub len_bytes: u64,
-    pub sealed: bool,
+    pub(crate) max_seq: Seq,
+    pub(crate) len_bytes: u64,
+    pub(crate) sealed: bool,
     /// Newest source timestamp in the segment: the segment expires when this leaves the window.
-    pub newest_ms: u64,
-    pub chunks: usize,
+    pub(crate) newest_ms: u64,
+    pub(crate) chunks: usize,
     /// Journal bytes spent padding sub-block data records to whole blocks (`quota::padding_of`).
-    pub padding_bytes: u64,
+    pub(crate) padding_bytes: u64,
 }
 
 #[derive(Debug)]
-pub struct GroupState {
-    pub manifest: Manifest,
-    pub segments: BTreeMap<u64, SegmentMeta>,
-    pub indexes: Vec<DiskIndex>,
-    pub points: Points,
-    pub durable: Seq,
-    pub bases: Vec<Arc<File>>,
+pub(crate) struct GroupState {
+    pub(crate) manifest: Manifest,
+    pub(crate) segments: BTreeMap<u64, SegmentMeta>,
+    pub(crate) indexes: Vec<DiskIndex>,
+    pub(crate) points: Points,
+    pub(crate) durable: Seq,
+    pub(crate) bases: Vec<Arc<File>>,
 }
 
 impl GroupState {
-    pub fn horizon(&self) -> Seq {
+    pub(crate) fn horizon(&self) -> Seq {
         Seq(self.manifest.horizon_seq)
     }
 
-    pub fn journal_bytes(&self) -> u64 {
+    pub(crate) fn journal_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.len_bytes).sum()
     }
 
-    pub fn segment_file(&self, id: u64) -> Option<Arc<File>> {
+    pub(crate) fn segment_file(&self, id: u64) -> Option<Arc<File>> {
         self.segments.get(&id).map(|s| s.file.clone())
     }
 
     /// Records in the group's index (journal not merged yet).
-    pub fn extents(&self) -> u64 {
+    pub(crate) fn extents(&self) -> u64 {
         self.indexes.iter().map(|ix| ix.extents() as u64).sum()
     }
 
     /// Padding bytes in the group's journal segments.
-    pub fn padding_bytes(&self) -> u64 {
+    pub(crate) fn padding_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.padding_bytes).sum()
     }
 }
 
 pub struct Group {
-    pub name: String,
-    pub dir: PathBuf,
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
     /// Only the store takes this lock: others ask the group's methods (`reads.rs`).
     pub(super) state: RwLock<GroupState>,
     pub(super) pins: Mutex<Pins>,
@@ -108,23 +108,23 @@ pub struct Group {
 
 /// What batches admitted to the writer but not yet published will add (see `Group::pending`).
 #[derive(Default, Debug, Clone, Copy)]
-pub struct Pending {
-    pub records: u64,
-    pub padding_bytes: u64,
+pub(crate) struct Pending {
+    pub(crate) records: u64,
+    pub(crate) padding_bytes: u64,
 }
 
-pub fn base_path(dir: &Path, disk: &str) -> PathBuf {
+pub(crate) fn base_path(dir: &Path, disk: &str) -> PathBuf {
     dir.join("base").join(format!("{disk}.img"))
 }
 
-pub fn journal_dir(dir: &Path) -> PathBuf {
+pub(crate) fn journal_dir(dir: &Path) -> PathBuf {
     dir.join("journal")
 }
 
 impl Group {
     /// Create a new group on disk: directories, sparse base images, manifest (published last, so a
     /// crash part way leaves a directory without a manifest, which loading skips and reports).
-    pub fn create(dir: PathBuf, manifest: Manifest) -> Result<Arc<Group>> {
+    pub(crate) fn create(dir: PathBuf, manifest: Manifest) -> Result<Arc<Group>> {
         fs::create_dir_all(dir.join("base")).map_err(StoreError::io("create directory", &dir))?;
         fs::create_dir_all(journal_dir(&dir)).map_err(StoreError::io("create directory", &dir))?;
         for d in &manifest.disks {
@@ -145,7 +145,7 @@ impl Group {
     /// Load a group: manifest, base images, every segment (repairing in `Repair` mode), and rebuild
     /// indexes and points. Returns the group and the segments already merged into the base but not
     /// yet deleted (a merge interrupted by a crash), which the caller finishes.
-    pub fn load(dir: PathBuf, mode: LoadMode) -> Result<Arc<Group>> {
+    pub(crate) fn load(dir: PathBuf, mode: LoadMode) -> Result<Arc<Group>> {
         let manifest = Manifest::load(&dir)?;
         let name = manifest.group.clone();
         if mode == LoadMode::Repair {
@@ -209,17 +209,17 @@ impl Group {
         }))
     }
 
-    pub fn durable(&self) -> Seq {
+    pub(crate) fn durable(&self) -> Seq {
         *self.durable_tx.borrow()
     }
 
     /// Admitted but unpublished records and padding (for the quotas).
-    pub fn pending(&self) -> Pending {
+    pub(crate) fn pending(&self) -> Pending {
         *self.pending.lock().expect("pending lock")
     }
 
     /// Count a records chunk as pending until `publish` sees it (call before queueing it).
-    pub fn add_pending(&self, records: u64, padding_bytes: u64) {
+    pub(crate) fn add_pending(&self, records: u64, padding_bytes: u64) {
         let mut p = self.pending.lock().expect("pending lock");
         p.records += records;
         p.padding_bytes += padding_bytes;
@@ -248,18 +248,18 @@ impl Group {
         }
     }
 
-    pub fn subscribe_durable(&self) -> watch::Receiver<Seq> {
+    pub(crate) fn subscribe_durable(&self) -> watch::Receiver<Seq> {
         self.durable_tx.subscribe()
     }
 
-    pub fn next_segment_id(&self) -> u64 {
+    pub(crate) fn next_segment_id(&self) -> u64 {
         let st = self.state.read().expect("group lock");
         st.segments.keys().next_back().map_or(1, |id| id + 1)
     }
 
     /// Make a durable chunk visible: index its records, note its time and tag, advance durable.
     /// Called by the writer, in seq order, only after the chunk's fdatasync completed.
-    pub fn publish(&self, segment_id: u64, pos: u64, h: &ChunkHeader) {
+    pub(crate) fn publish(&self, segment_id: u64, pos: u64, h: &ChunkHeader) {
         let mut st = self.state.write().expect("group lock");
         publish_chunk(&mut st, segment_id, pos, h);
         {
@@ -281,7 +281,7 @@ impl Group {
     }
 
     /// Register a new, still empty, open segment (its header is durable).
-    pub fn add_open_segment(&self, meta: SegmentMeta) {
+    pub(crate) fn add_open_segment(&self, meta: SegmentMeta) {
         self.state
             .write()
             .expect("group lock")
@@ -290,7 +290,7 @@ impl Group {
     }
 
     /// Record that a segment was sealed (its footer is durable).
-    pub fn mark_sealed(&self, segment_id: u64, len_bytes: u64) {
+    pub(crate) fn mark_sealed(&self, segment_id: u64, len_bytes: u64) {
         let mut st = self.state.write().expect("group lock");
         if let Some(meta) = st.segments.get_mut(&segment_id) {
             meta.sealed = true;
@@ -301,7 +301,7 @@ impl Group {
     /// Discard the history after `end` (failover commit): persisted in the manifest first, then
     /// the points after it disappear and the segments holding only later records are deleted.
     /// Nothing feeds the group any more (it is fenced), so nothing can land after `end`.
-    pub fn discard_after(&self, end: Seq) -> Result<()> {
+    pub(crate) fn discard_after(&self, end: Seq) -> Result<()> {
         self.update_manifest(|m| m.history_end = Some(end.0))?;
         let mut st = self.state.write().expect("group lock");
         let gone = cut_history(&mut st, end);
@@ -325,14 +325,14 @@ impl Group {
     }
 
     /// Record the agent that owns the group (groups made before owners were recorded).
-    pub fn set_owner(&self, agent: &str) -> Result<()> {
+    pub(crate) fn set_owner(&self, agent: &str) -> Result<()> {
         self.update_manifest(|m| m.owner = Some(agent.to_string()))?;
         tracing::info!(group = %self.name, agent, "group adopted by its agent");
         Ok(())
     }
 
     /// Record the generation an adopted group takes from its first agent.
-    pub fn set_generation(&self, generation: u64) -> Result<()> {
+    pub(crate) fn set_generation(&self, generation: u64) -> Result<()> {
         self.update_manifest(|m| m.generation = generation)?;
         tracing::info!(group = %self.name, generation, "adopted group takes its first agent's generation");
         Ok(())
@@ -340,13 +340,13 @@ impl Group {
 
     /// Whether the group is adopted and still holds no record: its first agent must compare
     /// every block (the base is a copy of other disks, not empty).
-    pub fn adopt_pending(&self) -> bool {
+    pub(crate) fn adopt_pending(&self) -> bool {
         let st = self.state.read().expect("group lock");
         st.manifest.adopted && st.durable.0 == 0
     }
 
     /// Change the retention window; durable in the manifest before it takes effect.
-    pub fn set_retention(&self, retention_ms: u64) -> Result<()> {
+    pub(crate) fn set_retention(&self, retention_ms: u64) -> Result<()> {
         self.update_manifest(|m| m.retention_ms = retention_ms)?;
         tracing::info!(group = %self.name, retention_ms, "retention changed");
         Ok(())
@@ -359,7 +359,7 @@ impl Group {
     }
 
     /// The resume a failed drain still owes the agent (taken once).
-    pub fn take_resume_owed(&self) -> Option<String> {
+    pub(crate) fn take_resume_owed(&self) -> Option<String> {
         self.resume_owed.lock().expect("resume lock").take()
     }
 
@@ -369,7 +369,7 @@ impl Group {
     ///
     /// A batch the old session had already queued for the writer may still become durable after
     /// this returns: wait for [`Group::drained`] before reading the group's latest state.
-    pub fn fence(&self, reason: &str) -> Result<u64> {
+    pub(crate) fn fence(&self, reason: &str) -> Result<u64> {
         let new = self
             .update_manifest(|m| {
                 m.generation += 1;

@@ -14,16 +14,16 @@ mod error;
 pub(crate) mod feeder;
 pub(crate) mod fence;
 pub mod group;
-pub mod health;
-pub mod index;
-pub mod manifest;
+pub(crate) mod health;
+pub(crate) mod index;
+pub(crate) mod manifest;
 pub mod merger;
-pub mod pins;
+pub(crate) mod pins;
 pub mod points;
 pub mod quota;
 pub(crate) mod reads;
 mod replay;
-pub mod segment_file;
+pub(crate) mod segment_file;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -66,7 +66,7 @@ impl Default for StoreOptions {
 
 /// Why a group was not deleted.
 #[derive(Debug, thiserror::Error)]
-pub enum DeleteError {
+pub(crate) enum DeleteError {
     /// Something uses the group (`by` says what): nothing was changed.
     #[error("group {group} is in use: {by}")]
     InUse { group: String, by: String },
@@ -78,7 +78,7 @@ pub struct Store {
     pub dir: PathBuf,
     mode: LoadMode,
     groups: RwLock<BTreeMap<String, Arc<Group>>>,
-    pub health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
     writer_tx: Option<mpsc::Sender<WriterMsg>>,
     opts: StoreOptions,
     _lock: Option<nix::fcntl::Flock<File>>,
@@ -163,14 +163,19 @@ impl Store {
     }
 
     /// The retention given to new groups.
-    pub fn default_retention_ms(&self) -> u64 {
+    pub(crate) fn default_retention_ms(&self) -> u64 {
         self.opts.default_retention.as_millis() as u64
     }
 
     /// Move a group built in `built` (adopt) into `DATA_DIR/groups` and load it. With `replace`,
     /// a group of the same name (idle: no agent feeds it) is replaced, and its directory deleted
     /// once the new one is in place.
-    pub fn install_group(&self, name: &str, built: &Path, replace: bool) -> Result<Arc<Group>> {
+    pub(crate) fn install_group(
+        &self,
+        name: &str,
+        built: &Path,
+        replace: bool,
+    ) -> Result<Arc<Group>> {
         let groups_dir = self.dir.join("groups");
         let dest = groups_dir.join(name);
         let mut groups = self.groups.write().expect("groups lock");
@@ -212,7 +217,7 @@ impl Store {
     /// segment, then its directory is renamed out of `groups/` (durably: from then on it is gone,
     /// whatever happens) and removed. A crash before the rename leaves the whole group; after
     /// it, the next start removes what is left (`deleted-*`).
-    pub fn delete_group(&self, name: &str) -> Result<(), DeleteError> {
+    pub(crate) fn delete_group(&self, name: &str) -> Result<(), DeleteError> {
         rewind_formats::validate_name(name).map_err(|e| StoreError::Invalid {
             what: "group name",
             why: e.to_string(),
@@ -345,7 +350,7 @@ fn finish_installs(dir: &Path) -> Result<()> {
 }
 
 /// Take the data directory's lock for as long as the returned guard lives (one daemon per store).
-pub fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>> {
     let path = dir.join("LOCK");
     let f = File::create(&path).map_err(StoreError::io("create lock file", &path))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)

@@ -19,47 +19,47 @@ use super::{Result, StoreError};
 /// cloned file handles stay valid even if the merger deletes a segment meanwhile.
 pub(crate) struct ReadPlan {
     /// The range in pieces, each with where its bytes are.
-    pub pieces: Vec<Piece>,
+    pub(crate) pieces: Vec<Piece>,
     /// The journal segments the pieces name, by id.
-    pub segments: Vec<(u64, Arc<File>)>,
+    pub(crate) segments: Vec<(u64, Arc<File>)>,
     /// The disk's base image.
-    pub base: Arc<File>,
+    pub(crate) base: Arc<File>,
 }
 
 /// A point of one disk a spec resolved to.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DiskPoint {
-    pub seq: Seq,
+    pub(crate) seq: Seq,
     /// Source time of the point, when the group holds times.
-    pub time_ms: Option<u64>,
-    pub size_bytes: u64,
+    pub(crate) time_ms: Option<u64>,
+    pub(crate) size_bytes: u64,
 }
 
 /// A copy of a group's state for reports (`rewind-mtd inspect`).
 pub(crate) struct Snapshot {
-    pub manifest: Manifest,
-    pub durable: Seq,
-    pub journal_bytes: u64,
+    pub(crate) manifest: Manifest,
+    pub(crate) durable: Seq,
+    pub(crate) journal_bytes: u64,
     /// Per disk, in manifest order: extents in the index and the index's memory.
-    pub indexes: Vec<IndexSize>,
-    pub segments: BTreeMap<u64, SegmentSummary>,
-    pub points: Points,
+    pub(crate) indexes: Vec<IndexSize>,
+    pub(crate) segments: BTreeMap<u64, SegmentSummary>,
+    pub(crate) points: Points,
 }
 
 /// The size of one disk's index.
 pub(crate) struct IndexSize {
-    pub extents: usize,
-    pub memory_bytes: usize,
+    pub(crate) extents: usize,
+    pub(crate) memory_bytes: usize,
 }
 
 /// One journal segment, for reports.
 pub(crate) struct SegmentSummary {
-    pub id: u64,
-    pub first_seq: Seq,
-    pub last_seq: Seq,
-    pub len_bytes: u64,
-    pub sealed: bool,
-    pub chunks: usize,
+    pub(crate) id: u64,
+    pub(crate) first_seq: Seq,
+    pub(crate) last_seq: Seq,
+    pub(crate) len_bytes: u64,
+    pub(crate) sealed: bool,
+    pub(crate) chunks: usize,
 }
 
 impl Group {
@@ -70,7 +70,12 @@ impl Group {
 
     /// The agent recorded as the group's owner.
     pub(crate) fn owner(&self) -> Option<String> {
-        self.state.read().expect("group lock").manifest.owner.clone()
+        self.state
+            .read()
+            .expect("group lock")
+            .manifest
+            .owner
+            .clone()
     }
 
     /// The oldest seq a view may read: everything up to it is merged into the base.
@@ -148,7 +153,12 @@ impl Group {
 
     /// The tags in the window, oldest first.
     pub(crate) fn tags(&self) -> Vec<TagInfo> {
-        self.state.read().expect("group lock").points.tags().to_vec()
+        self.state
+            .read()
+            .expect("group lock")
+            .points
+            .tags()
+            .to_vec()
     }
 
     /// The source time of a seq.

@@ -105,7 +105,12 @@ pub(super) fn add_segment(st: &mut GroupState, id: u64, seg: LoadedSegment) -> R
     Ok(())
 }
 
-pub(super) fn apply_footer(st: &mut GroupState, id: u64, footer: &SegmentFooter, horizon: Seq) -> Result<()> {
+pub(super) fn apply_footer(
+    st: &mut GroupState,
+    id: u64,
+    footer: &SegmentFooter,
+    horizon: Seq,
+) -> Result<()> {
     let ndisks = st.indexes.len();
     for e in &footer.extents {
         if e.seq <= horizon {
