@@ -1,4 +1,10 @@
 //! The agent-facing server: TCP and unix-socket listeners feeding sessions.
+//!
+//! Everything that speaks the agent protocol lives here, and the store below speaks none of it:
+//! `admission` turns a HELLO into a typed request to the store and claims the groups,
+//! `ingest` checks each batch and tag and keeps where the next batch must start, `registry`
+//! knows which session feeds which group (and sends it CONTROL frames), and `refusal` is the
+//! one place where the store's typed errors become wire error codes.
 
 pub mod admission;
 pub(crate) mod drain;

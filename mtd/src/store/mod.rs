@@ -1,5 +1,10 @@
 //! The master target's store: every replicated group with its journal, base images and points.
 //!
+//! The store knows nothing of the agent protocol: it takes typed requests (an `admit::Admission`
+//! to open groups for feeding, `writer::AppendReq` chunks) and returns typed errors; the
+//! server (`crate::server`) turns those into frames and wire codes. Only the store takes a
+//! group's state lock: others ask the group (`reads.rs`).
+//!
 //! On disk:
 //! ```text
 //! DATA_DIR/LOCK                                  flock'd by the serving daemon

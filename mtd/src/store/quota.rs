@@ -28,7 +28,7 @@ pub struct Quotas {
     /// (`--max-index-bytes-per-group`).
     pub max_index_bytes_per_group: u64,
     /// Journal bytes one group may spend padding records smaller than a block
-    /// (`--max-padding-bytes-per-group`); see [`padding_of`].
+    /// (`--max-padding-bytes-per-group`); see `padding_of`.
     pub max_padding_bytes_per_group: u64,
     /// How far ahead of the target's clock a batch may be stamped (`--max-clock-skew`): a
     /// segment expires by its newest timestamp, and the merger takes segments oldest first, so
