@@ -24,7 +24,7 @@ fn target_crash_and_restart_converges() {
     let mut mtd = Mtd::start(w);
     let mut agent = Agent::start(w, "g3", &[("d0", &img)], &mtd.target(), &[]);
     let dev = agent.link("d0");
-    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
+    run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
     let mnt = w.join("m");
     let mut mount = Mount::new(&dev, &mnt);
 
@@ -157,10 +157,12 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
         st.disks[0].sync_sent_bytes < 128 << 20,
         "only the dropped regions were resent: {st:?}"
     );
-    let points = run(Command::new(bin("rewind"))
-        .arg("--control")
-        .arg(&mtd.control)
-        .args(["points", "g7", "--json"]));
+    let points = run_ok(
+        Command::new(bin("rewind"))
+            .arg("--control")
+            .arg(&mtd.control)
+            .args(["points", "g7", "--json"]),
+    );
     let text = String::from_utf8_lossy(&points.stdout);
     assert!(
         text.contains("resync"),

@@ -19,7 +19,7 @@ const DISK_SIZE: u64 = 256 << 20;
 /// Direct writes of a recognisable pattern through the protected device.
 fn write_through(dev: &Path, seed: u64, count: u64) {
     let f = open_direct(dev);
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(128 << 10);
+    let mut buf = rewind_linux::aligned::AlignedBuf::new(128 << 10);
     for i in 0..count {
         buf.fill((seed * 31 + i) as u8);
         let off = ((seed * 7919 + i * 104_729) % (DISK_SIZE / 4096 - 32)) * 4096;
@@ -162,10 +162,12 @@ fn crash_mid_stream_resyncs_only_the_regions_in_flight() {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    run(std::process::Command::new("cp")
-        .args(["-a", "--sparse=always"])
-        .arg(from)
-        .arg(to));
+    run_ok(
+        std::process::Command::new("cp")
+            .args(["-a", "--sparse=always"])
+            .arg(from)
+            .arg(to),
+    );
 }
 
 /// The target loses data it had acknowledged (its data dir restored from an older copy): the

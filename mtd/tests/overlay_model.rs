@@ -42,7 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// runs against (opened read-only in this process, as `dump` does).
 fn replicated() -> (tempfile::TempDir, Vec<u8>) {
     let work = tempdir();
-    let mut d = Daemon::start(work.path(), "sync", &[]);
+    let mut d = Mtd::start_engine(work.path(), "sync", &[]);
     let wl = Workload {
         group: "m".into(),
         disks: vec!["sda:1MiB".into()],
@@ -51,8 +51,8 @@ fn replicated() -> (tempfile::TempDir, Vec<u8>) {
         record_size: "4KiB",
         payload: "random",
     };
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "2MiB"));
-    d.stop();
+    run_ok(&mut wl.run_cmd(&d.target(), "2MiB"));
+    d.terminate();
     let img = work.path().join("point.img");
     assert_ok(&dump(&d.data_dir, "m", "sda", "seq:300", &img), "dump");
     let bytes = std::fs::read(&img).unwrap();

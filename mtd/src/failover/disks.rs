@@ -8,7 +8,7 @@ use super::Failovers;
 use crate::control::attach;
 use crate::exports::{live_overlay_name, test_overlay_name};
 use crate::jobs::Job;
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum SetKind {

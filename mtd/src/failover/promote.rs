@@ -15,7 +15,7 @@ use super::state::{Promotion, PromotionKind};
 use super::{Failovers, Refused};
 use crate::jobs::{Job, JobInfo};
 use crate::store::points::format_ms;
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 /// The tag that marks the last seq before a planned failover.
 pub const PLANNED_TAG: &str = "planned-failover";

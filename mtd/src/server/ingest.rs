@@ -11,12 +11,11 @@ use rewind_formats::segment::{
 use rewind_formats::Seq;
 
 use super::refusal::{refuse, Refusal};
-use crate::aligned::AlignedBuf;
 use crate::store::group::Group;
-use crate::store::points::now_ms;
 use crate::store::quota::{padding_of, Quotas};
 use crate::store::writer::AppendReq;
 use crate::store::Store;
+use rewind_linux::clock::now_ms;
 
 /// A group as one session feeds it.
 pub struct Feed {
@@ -174,7 +173,7 @@ impl Feed {
             }
         }
         let len = records_chunk_len(&refs);
-        let mut buf = AlignedBuf::from_pool(len);
+        let mut buf = crate::aligned::pooled(len);
         let header = write_records_chunk(
             &mut buf[..len],
             b.first_seq,
@@ -211,7 +210,7 @@ impl Feed {
             ));
         }
         let len = tag_chunk_len(&t.tag);
-        let mut buf = AlignedBuf::zeroed(len);
+        let mut buf = crate::aligned::zeroed(len);
         let header = write_tag_chunk(&mut buf[..len], t.tag.timestamp_ms, self.generation, &t.tag);
         Ok(AppendReq {
             group: self.group.clone(),

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use super::fence::Fenced;
 use super::group::Group;
 use super::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
-use super::points::now_ms;
 use super::segment_file::LoadMode;
 use super::{Store, StoreError};
+use rewind_linux::clock::now_ms;
 
 /// Groups an agent asks to feed.
 #[derive(Debug, Clone)]

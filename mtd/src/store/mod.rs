@@ -44,10 +44,11 @@ pub use error::{Result, StoreError};
 use self::engine::EngineKind;
 use self::group::Group;
 use self::health::Health;
-use self::points::{now_ms, PointSpec};
+use self::points::PointSpec;
 use self::segment_file::LoadMode;
 use self::writer::{AppendReq, Writer, WriterConfig, WriterMsg};
 use crate::view::View;
+use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {

@@ -62,17 +62,10 @@ impl RelSite {
                 .spawn()
                 .expect("spawn rewind-mtd"),
         );
-        let t0 = Instant::now();
-        while !s.dir.join("ready").exists() {
-            if let Some(st) = s.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("rewind-mtd exited early ({st}):\n{}", s.log_text());
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "rewind-mtd not ready"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = || fs::read_to_string(&s.log).unwrap_or_default();
+        let ready = s.dir.join("ready");
+        let child = s.child.as_mut().unwrap();
+        wait_for_path(child, &ready, Duration::from_secs(60), "rewind-mtd", &log);
         s
     }
 
@@ -125,7 +118,7 @@ impl RelSite {
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             assert!(
-                term_and_wait(&mut c, Duration::from_secs(60)).is_some(),
+                sigterm_and_wait(&mut c, Duration::from_secs(60)).is_some(),
                 "rewind-mtd did not stop on SIGTERM:\n{}",
                 self.log_text()
             );
@@ -136,16 +129,9 @@ impl RelSite {
 impl Drop for RelSite {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            if term_and_wait(&mut c, Duration::from_secs(30)).is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            sigterm_and_wait(&mut c, Duration::from_secs(30));
         }
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.join("views"))
-            .stderr(Stdio::null())
-            .status();
+        umount_lazy(&self.dir.join("views"));
     }
 }
 
@@ -189,7 +175,7 @@ impl Drop for Leftovers {
         }
         for l in mounts_under(&self.dir) {
             if let Some(m) = l.split_whitespace().nth(1) {
-                let _ = Command::new("umount").arg("-l").arg(m).status();
+                umount_lazy(Path::new(m));
             }
         }
     }
@@ -210,23 +196,6 @@ fn assert_nothing_left(dir: &Path, token: &str, logs: &[&RelSite]) {
         loops.is_empty() && mounts.is_empty(),
         "left behind: loop devices {loops:?}, mounts {mounts:?}\n--- daemon logs ---\n{logs}"
     );
-}
-
-/// SIGTERM `child` (by its pid) and wait up to `limit`; its exit status, or None if it is still
-/// running.
-fn term_and_wait(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if let Some(s) = child.try_wait().expect("wait for rewind-mtd") {
-            return Some(s);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 fn make_disk(path: &Path, mib: u64) {

@@ -90,10 +90,7 @@ fn failover_reverse_failback_and_reverse_again() {
     });
 
     // Every write must go through the reverse agent: NBD clients get the live disk read-only.
-    let uri = format!(
-        "nbd+unix:///vm1/root@live?socket={}",
-        b.nbd_sock().display()
-    );
+    let uri = format!("nbd+unix:///vm1/root@live?socket={}", b.nbd_sock.display());
     let w_out = std::process::Command::new("qemu-io")
         .args(["-f", "raw", "-c", "write 0 4k", &uri])
         .output()
@@ -102,7 +99,14 @@ fn failover_reverse_failback_and_reverse_again() {
         !w_out.status.success() || String::from_utf8_lossy(&w_out.stdout).contains("failed"),
         "a write to the live disk over NBD went through: {w_out:?}"
     );
-    run(std::process::Command::new("qemu-io").args(["-f", "raw", "-r", "-c", "read 0 4k", &uri]));
+    run_ok(std::process::Command::new("qemu-io").args([
+        "-f",
+        "raw",
+        "-r",
+        "-c",
+        "read 0 4k",
+        &uri,
+    ]));
 
     // The live disk is in use here: adopting it is refused, and changes nothing.
     let e = b.rewind_fails(&[

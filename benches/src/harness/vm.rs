@@ -11,7 +11,9 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::run;
+use super::cmd::run_ok;
+use super::procs::kill_and_reap;
+use super::scratch::have_tool;
 
 /// Where scripts/vm-image.sh keeps its outputs unless `REWIND_VM_DIR` says otherwise.
 pub const DEFAULT_IMAGE_DIR: &str = "/var/cache/rewind-vm";
@@ -34,6 +36,7 @@ pub struct VmImages {
     pub initrd: PathBuf,
 }
 
+/// The workspace's scripts/ (beside this crate).
 fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts")
 }
@@ -46,11 +49,7 @@ fn missing() -> Vec<String> {
         missing.push("root".to_string());
     }
     for t in TOOLS {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
+        if !have_tool(t) {
             missing.push(t.to_string());
         }
     }
@@ -93,7 +92,7 @@ pub fn images() -> VmImages {
             let dir = std::env::var_os("REWIND_VM_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_IMAGE_DIR));
-            run(Command::new(scripts().join("vm-image.sh")).arg(&dir));
+            run_ok(Command::new(scripts().join("vm-image.sh")).arg(&dir));
             let images = VmImages {
                 vmlinuz: dir.join("vmlinuz"),
                 initrd: dir.join("initrd.cpio.gz"),
@@ -111,9 +110,11 @@ pub fn images() -> VmImages {
 /// Makes an ext4 root filesystem image of `size_mib` MiB at `path` (replacing it) with
 /// scripts/vm-rootfs.sh.
 pub fn make_root(path: &Path, size_mib: u64) {
-    run(Command::new(scripts().join("vm-rootfs.sh"))
-        .arg(path)
-        .arg(size_mib.to_string()));
+    run_ok(
+        Command::new(scripts().join("vm-rootfs.sh"))
+            .arg(path)
+            .arg(size_mib.to_string()),
+    );
 }
 
 /// The qemu command line, one argument per item: the kernel command line gets `extra_append`.
@@ -319,14 +320,7 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // (Not reaped yet, so the pid is still this qemu's.)
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(self.pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            let _ = c.wait();
+            kill_and_reap(&mut c);
         }
         // The pipes close with qemu; a reader still blocked after that (a pipe inherited by
         // some other process) is left alone rather than hanging the test.

@@ -7,7 +7,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::vm::{self, Vm};
 use common::*;
@@ -28,7 +28,7 @@ fn unique_marker(test: &str) -> String {
 fn write_marker(img: &Path, work: &Path, text: &str) {
     let at = work.join("mnt");
     fs::create_dir_all(&at).expect("mount point");
-    run(Command::new("mount").args(["-o", "loop"]).arg(img).arg(&at));
+    run_ok(Command::new("mount").args(["-o", "loop"]).arg(img).arg(&at));
     let mut m = Mount(Some(at.clone()));
     fs::write(at.join("marker"), text).expect("write /marker");
     m.umount();
@@ -111,30 +111,20 @@ impl QemuNbd {
             child,
             sock: sock.to_path_buf(),
         };
-        let t0 = Instant::now();
-        while !q.sock.exists() {
-            if let Some(s) = q.child.try_wait().unwrap() {
-                panic!("qemu-nbd exited early ({s})");
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "qemu-nbd made no socket"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for_path(
+            &mut q.child,
+            &q.sock,
+            Duration::from_secs(10),
+            "qemu-nbd",
+            &String::new,
+        );
         q
     }
 }
 
 impl Drop for QemuNbd {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = self.child.wait();
+        kill_and_reap(&mut self.child);
         let _ = fs::remove_file(&self.sock);
     }
 }
@@ -206,21 +196,7 @@ fn boot_command_runs_through_sh() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("sh -c boot command");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if t0.elapsed() > Duration::from_secs(120) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_or_kill(&mut child, Duration::from_secs(120));
     let console = String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).to_string();
     assert!(
         status.is_some_and(|s| s.success()) && console.contains("rewind-vm: healthy"),

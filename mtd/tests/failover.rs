@@ -71,7 +71,7 @@ fn test_failover_while_replication_goes_on() {
     make_disk(&src, 64);
     let agent = Agent::start(work.path(), "web", &[("root", &src)], &mtd.target(), &[]);
     let dev = agent.link("root");
-    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
+    run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
     {
         let mut m = Mount::new(&dev, &work.path().join("m-src"));
         fs::write(
@@ -110,7 +110,7 @@ fn test_failover_while_replication_goes_on() {
     // The same disk over NBD.
     let uri = disk_of(&r, "test")["nbd_uri"].as_str().unwrap().to_string();
     let via_nbd = work.path().join("via-nbd.img");
-    run(Command::new("nbdcopy").arg(&uri).arg(&via_nbd));
+    run_ok(Command::new("nbdcopy").arg(&uri).arg(&via_nbd));
     assert_same(&via_nbd, &lo);
 
     let e = mtd.rewind_fails(&["failover", "test", "web"]);
@@ -150,7 +150,7 @@ fn planned_failover_loses_nothing_and_fences_the_source() {
         std::thread::spawn(move || {
             use std::os::unix::fs::FileExt;
             let f = open_direct(&dev);
-            let mut buf = rewind_agent::aligned::AlignedBuf::new(64 << 10);
+            let mut buf = rewind_linux::aligned::AlignedBuf::new(64 << 10);
             let mut rng = Rng::new(99);
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
