@@ -298,9 +298,8 @@ impl Exports {
     pub fn list(&self) -> Vec<(String, String, u64)> {
         let mut out = Vec::new();
         for g in self.store.groups() {
-            let st = g.state.read().expect("group lock");
-            for d in &st.manifest.disks {
-                out.push((g.name.clone(), d.name.clone(), d.size_bytes));
+            for (disk, size_bytes) in g.disks() {
+                out.push((g.name.clone(), disk, size_bytes));
             }
         }
         out

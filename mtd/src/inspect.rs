@@ -94,7 +94,7 @@ pub fn report(store: &Store) -> Report {
 /// One group's part of the report.
 pub fn group_report(g: &Group) -> GroupReport {
     {
-        let st = g.state.read().expect("group lock");
+        let st = g.snapshot();
         let disks: Vec<DiskReport> = st
             .manifest
             .disks
@@ -103,8 +103,8 @@ pub fn group_report(g: &Group) -> GroupReport {
             .map(|(d, ix)| DiskReport {
                 name: d.name.clone(),
                 size_bytes: d.size_bytes,
-                extents: ix.extents(),
-                index_bytes: ix.memory_bytes(),
+                extents: ix.extents,
+                index_bytes: ix.memory_bytes,
             })
             .collect();
         let range = st.points.time_range();
@@ -117,7 +117,7 @@ pub fn group_report(g: &Group) -> GroupReport {
             .to_string(),
             horizon_seq: st.manifest.horizon_seq,
             durable_seq: st.durable.0,
-            journal_bytes: st.journal_bytes(),
+            journal_bytes: st.journal_bytes,
             extents: disks.iter().map(|d| d.extents).sum(),
             index_bytes: disks.iter().map(|d| d.index_bytes).sum(),
             disks,

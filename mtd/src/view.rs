@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use rewind_formats::Seq;
 
-use crate::store::group::{Group, PinGuard};
+use crate::store::group::Group;
 use crate::store::index::Source;
+use crate::store::pins::PinGuard;
 use crate::store::{Result, StoreError};
 
 pub struct View {
@@ -24,11 +25,7 @@ pub struct View {
 impl View {
     pub fn new(group: Arc<Group>, disk: usize, seq: Seq) -> Result<View> {
         let pin = group.pin(seq)?;
-        let (disk_name, size_bytes) = {
-            let st = group.state.read().expect("group lock");
-            let d = &st.manifest.disks[disk];
-            (d.name.clone(), d.size_bytes)
-        };
+        let (disk_name, size_bytes) = group.disk(disk);
         Ok(View {
             group,
             disk,
@@ -72,28 +69,8 @@ impl View {
             })?;
         // Resolve under the lock, read after releasing it; cloned file handles stay valid even if
         // the merger deletes a segment meanwhile.
-        let (pieces, files, base) = {
-            let st = self.group.state.read().expect("group lock");
-            let pieces = st.indexes[self.disk].lookup(offset, end, self.seq);
-            let mut files = Vec::new();
-            for p in &pieces {
-                if let Source::Segment { segment_id, .. } = p.source {
-                    if !files.iter().any(|(id, _)| *id == segment_id) {
-                        let f = st
-                            .segment_file(segment_id)
-                            .ok_or_else(|| StoreError::Invalid {
-                                what: "index",
-                                why: format!(
-                                    "group {} refers to missing segment {segment_id}",
-                                    self.group.name
-                                ),
-                            })?;
-                        files.push((segment_id, f));
-                    }
-                }
-            }
-            (pieces, files, st.bases[self.disk].clone())
-        };
+        let plan = self.group.read_plan(self.disk, offset, end, self.seq)?;
+        let (pieces, files, base) = (plan.pieces, plan.segments, plan.base);
         for p in pieces {
             let lo = (p.offset - offset) as usize;
             let out = &mut buf[lo..lo + p.len as usize];
@@ -165,13 +142,7 @@ impl View {
         if offset >= end {
             return Ok(Vec::new());
         }
-        let (pieces, base) = {
-            let st = self.group.state.read().expect("group lock");
-            (
-                st.indexes[self.disk].lookup(offset, end, self.seq),
-                st.bases[self.disk].clone(),
-            )
-        };
+        let (pieces, base) = self.group.extent_plan(self.disk, offset, end, self.seq);
         let mut out: Vec<Extent> = Vec::new();
         for p in pieces {
             match p.source {

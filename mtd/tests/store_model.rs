@@ -9,8 +9,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use rewind_formats::message::{BatchRef, DiskInfo, HelloGroup, Tag, TagInfo, TagKind};
 use rewind_formats::{Batch, RecordKind, RecordRef, Seq};
+use rewind_mtd::server::admission::hello_group;
+use rewind_mtd::server::ingest::Feed;
 use rewind_mtd::store::engine::EngineKind;
-use rewind_mtd::store::ingest::Feed;
 use rewind_mtd::store::points::PointSpec;
 use rewind_mtd::store::writer::WriterConfig;
 use rewind_mtd::store::{merger, Store, StoreError, StoreOptions};
@@ -103,7 +104,7 @@ impl Harness {
                 })
                 .collect(),
         };
-        let (group, generation) = store.hello_group(&hg, "model").expect("hello");
+        let (group, generation) = hello_group(&store, &hg, "model").expect("hello");
         let durable = self.rt.block_on(group.drained());
         assert_eq!(
             durable.0 as usize,
@@ -275,14 +276,7 @@ impl Harness {
 }
 
 fn horizon(store: &Store) -> u64 {
-    store
-        .group("g")
-        .unwrap()
-        .state
-        .read()
-        .unwrap()
-        .manifest
-        .horizon_seq
+    store.group("g").unwrap().horizon().0
 }
 
 fn run(ops: &[Op], engine: EngineKind) {

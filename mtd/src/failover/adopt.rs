@@ -412,11 +412,10 @@ mod tests {
 
         let store = Store::open(&data, StoreOptions::default()).unwrap();
         let g = store.group("g").expect("installed at open");
-        let st = g.state.read().unwrap();
-        assert!(st.manifest.adopted);
-        assert_eq!(st.manifest.generation, 0);
-        assert_eq!(st.manifest.owner.as_deref(), Some("a1"));
-        drop(st);
+        let m = g.manifest();
+        assert!(m.adopted);
+        assert_eq!(m.generation, 0);
+        assert_eq!(m.owner.as_deref(), Some("a1"));
         assert!(g.adopt_pending());
         assert!(!data.join("replaced-g-1").exists());
         assert!(!built.exists());

@@ -240,9 +240,8 @@ impl Failovers {
         if let Some(cmd) = &boot {
             let t = crate::plan::BootCommand::parse(cmd)
                 .map_err(|(at, m)| Refused::Invalid(format!("boot command, at byte {at}: {m}")))?;
-            let st = g.state.read().expect("group lock");
             for d in t.disks() {
-                if st.manifest.disk_index(d).is_none() {
+                if g.disk_index(d).is_none() {
                     return Err(Refused::Invalid(format!(
                         "boot command: group {group} has no disk {d}"
                     ))
@@ -272,10 +271,8 @@ impl Failovers {
             .store()
             .group(group)
             .map_err(|e| Refused::NotFound(e.to_string()))?;
-        let st = g.state.read().expect("group lock");
-        let seq = st
-            .points
-            .resolve(&spec, st.durable, st.horizon())
+        let seq = g
+            .resolve(&spec)
             .map_err(|e| Refused::Conflict(format!("group {group}: {e}")))?;
         if seq.0 == 0 {
             return Err(Refused::Conflict(format!(

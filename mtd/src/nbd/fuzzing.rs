@@ -61,8 +61,7 @@ impl Harness {
                     size_bytes: 1 << 20,
                 }],
             };
-            store
-                .hello_group(&hg, "fuzz")
+            crate::server::admission::hello_group(&store, &hg, "fuzz")
                 .unwrap_or_else(|e| panic!("creating group g: {}", e.message));
         }
         let overlays = Arc::new(Overlays::load(store.clone()).expect("loading overlays"));

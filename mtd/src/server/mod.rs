@@ -1,8 +1,22 @@
 //! The agent-facing server: TCP and unix-socket listeners feeding sessions.
+//!
+//! Everything that speaks the agent protocol lives here, and the store below speaks none of it:
+//! `admission` turns a HELLO into a typed request to the store and claims the groups,
+//! `ingest` checks each batch and tag and keeps where the next batch must start, `registry`
+//! knows which session feeds which group (and sends it CONTROL frames), and `refusal` is the
+//! one place where the store's typed errors become wire error codes.
 
-pub mod drain;
-pub mod framing;
+pub mod admission;
+pub(crate) mod drain;
+pub(crate) mod framing;
+pub mod ingest;
+mod refusal;
+pub(crate) mod registry;
 mod session;
+#[cfg(test)]
+mod testing;
+
+pub use refusal::Refusal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,7 +62,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bind the agent listeners and accept sessions in the background. Returns the bound addresses
 /// (`HOST:PORT`, `unix:PATH`).
-pub async fn start(
+pub(crate) async fn start(
     store: Arc<Store>,
     opts: &AgentListeners,
     access: &LocalAccess,

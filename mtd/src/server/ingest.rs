@@ -1,5 +1,6 @@
 //! Turning what an agent sends into journal chunks: every check that decides whether a batch or
-//! tag may enter a group's journal, and its encoding for the writer.
+//! tag may enter a group's journal, its encoding for the writer, and where the next batch of
+//! each group must start.
 
 use std::sync::Arc;
 
@@ -9,14 +10,12 @@ use rewind_formats::segment::{
 };
 use rewind_formats::Seq;
 
-use super::group::Group;
-use super::quota::{padding_of, Quotas};
-use super::writer::AppendReq;
-use super::Refusal;
-
-fn refuse(code: ErrorCode, message: String) -> Refusal {
-    Refusal { code, message }
-}
+use super::refusal::{refuse, Refusal};
+use crate::store::group::Group;
+use crate::store::quota::{padding_of, Quotas};
+use crate::store::writer::AppendReq;
+use crate::store::Store;
+use rewind_linux::clock::now_ms;
 
 /// A group as one session feeds it.
 pub struct Feed {
@@ -28,10 +27,44 @@ pub struct Feed {
 }
 
 impl Feed {
+    /// Check a batch completely and queue it for the writer; the next batch must follow it.
+    /// Nothing of a refused batch is queued.
+    pub(crate) async fn batch(
+        &mut self,
+        store: &Store,
+        b: &BatchRef<'_>,
+        q: &Quotas,
+    ) -> Result<(), Refusal> {
+        // The quotas that the header alone decides, before the records are decompressed.
+        self.check_quotas(b, q, now_ms())?;
+        let req = self.batch_chunk(b)?;
+        let padding = self.check_padding(&req, q)?;
+        // A group fenced while this session feeds it takes nothing more from it (the session
+        // is also told to stop; this closes the gap until it notices).
+        self.group.queue_at(self.generation)?;
+        self.group.add_pending(u64::from(b.record_count), padding);
+        store.append(req).await?;
+        self.next_seq = Seq(b.last_seq().0 + 1);
+        Ok(())
+    }
+
+    /// Check a tag and queue it for the writer.
+    pub(crate) async fn tag(&self, store: &Store, t: &Tag) -> Result<(), Refusal> {
+        let req = self.tag_chunk(t)?;
+        self.group.queue_at(self.generation)?;
+        store.append(req).await?;
+        Ok(())
+    }
+
     /// The quotas a batch's header decides, checked before anything of it is decompressed:
     /// its time may not be further ahead of `now_ms` (the target's clock) than the allowed skew,
     /// and its records may not take the group's index past its memory quota.
-    pub fn check_quotas(&self, b: &BatchRef<'_>, q: &Quotas, now_ms: u64) -> Result<(), Refusal> {
+    pub(crate) fn check_quotas(
+        &self,
+        b: &BatchRef<'_>,
+        q: &Quotas,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
         let g = &self.group.name;
         let skew_ms = q.max_clock_skew.as_millis() as u64;
         if b.timestamp_ms > now_ms.saturating_add(skew_ms) {
@@ -46,7 +79,7 @@ impl Feed {
                 ),
             ));
         }
-        let extents = self.group.state.read().expect("group lock").extents();
+        let extents = self.group.extents();
         let records = extents + self.group.pending().records + u64::from(b.record_count);
         let bytes = Quotas::index_cost(records);
         if bytes > q.max_index_bytes_per_group {
@@ -66,12 +99,12 @@ impl Feed {
 
     /// The padding quota, for a checked chunk: returns the padding bytes it adds (see
     /// [`padding_of`]: why records smaller than a block are accepted and counted).
-    pub fn check_padding(&self, req: &AppendReq, q: &Quotas) -> Result<u64, Refusal> {
+    pub(crate) fn check_padding(&self, req: &AppendReq, q: &Quotas) -> Result<u64, Refusal> {
         let padding = padding_of(&req.header);
         if padding == 0 {
             return Ok(0);
         }
-        let held = self.group.state.read().expect("group lock").padding_bytes();
+        let held = self.group.padding_bytes();
         let total = held + self.group.pending().padding_bytes + padding;
         if total > q.max_padding_bytes_per_group {
             return Err(refuse(
@@ -187,6 +220,18 @@ impl Feed {
     }
 }
 
+/// The feed of `group` among a session's.
+pub(crate) fn find<'a>(fed: &'a mut [Feed], group: &str) -> Result<&'a mut Feed, Refusal> {
+    fed.iter_mut()
+        .find(|f| f.group.name == group)
+        .ok_or_else(|| {
+            refuse(
+                ErrorCode::UnknownGroup,
+                format!("group {group} was not named in this session's HELLO"),
+            )
+        })
+}
+
 /// A wall-clock time in ms as RFC 3339 (or the raw number if it is out of range).
 fn show_ms(ms: u64) -> String {
     match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)) {
@@ -256,5 +301,98 @@ mod tests {
         let r = f.check_quotas(&header(401, 0), &q, 0).unwrap_err();
         assert_eq!(r.code, ErrorCode::NoSpace);
         assert!(r.message.contains("--max-index-bytes-per-group"));
+    }
+
+    /// A session's feed of group `g` (one disk) in a fresh store.
+    fn fed() -> (tempfile::TempDir, Arc<Store>, Feed) {
+        use crate::server::testing::{group, store};
+        let (dir, store) = store();
+        let (g, generation) =
+            crate::server::admission::hello_group(&store, &group("g", 1, &["sda"]), "a").unwrap();
+        let f = Feed {
+            group: g,
+            generation,
+            next_seq: Seq(1),
+            disk_sizes: vec![crate::server::testing::DISK],
+        };
+        (dir, store, f)
+    }
+
+    #[test]
+    fn batches_are_taken_in_seq_order_and_a_gap_or_a_repeat_is_refused() {
+        use crate::server::testing::{batch, batch_ref, runtime};
+        let (_d, store, mut f) = fed();
+        let rt = runtime();
+        let q = Quotas::default();
+        let mut send = |first, n| {
+            let b = batch(1, first, n);
+            rt.block_on(f.batch(&store, &batch_ref(&b), &q))
+                .map(|()| f.next_seq)
+        };
+        assert_eq!(send(1, 3).unwrap(), Seq(4));
+        assert_eq!(send(4, 2).unwrap(), Seq(6));
+        let gap = send(8, 1).unwrap_err();
+        assert_eq!(gap.code, ErrorCode::SeqGap);
+        assert!(gap.message.contains("expected 6"), "{}", gap.message);
+        let repeat = send(4, 2).unwrap_err();
+        assert_eq!(repeat.code, ErrorCode::SeqGap);
+        assert_eq!(
+            send(6, 1).unwrap(),
+            Seq(7),
+            "a refused batch changes nothing"
+        );
+        assert_eq!(rt.block_on(f.group.drained()), Seq(6));
+    }
+
+    #[test]
+    fn tags_label_only_seqs_already_sent() {
+        use crate::server::testing::{batch, batch_ref, runtime};
+        use rewind_formats::message::{TagInfo, TagKind};
+        let (_d, store, mut f) = fed();
+        let rt = runtime();
+        let b = batch(1, 1, 2);
+        rt.block_on(f.batch(&store, &batch_ref(&b), &Quotas::default()))
+            .unwrap();
+        let tag = |seq| Tag {
+            group: "g".into(),
+            generation: 1,
+            tag: TagInfo {
+                seq: Seq(seq),
+                kind: TagKind::User,
+                timestamp_ms: 5,
+                name: "t".into(),
+            },
+        };
+        assert_eq!(
+            rt.block_on(f.tag(&store, &tag(3))).unwrap_err().code,
+            ErrorCode::SeqGap
+        );
+        rt.block_on(f.tag(&store, &tag(2))).unwrap();
+        rt.block_on(f.group.drained());
+        assert_eq!(f.group.tags()[0].seq, Seq(2));
+    }
+
+    #[test]
+    fn a_fenced_group_takes_nothing_more_from_its_session() {
+        use crate::server::testing::{batch, batch_ref, runtime};
+        let (_d, store, mut f) = fed();
+        let rt = runtime();
+        f.group.fence("failover").unwrap();
+        let b = batch(1, 1, 1);
+        let r = rt
+            .block_on(f.batch(&store, &batch_ref(&b), &Quotas::default()))
+            .unwrap_err();
+        assert_eq!(r.code, ErrorCode::StaleGeneration);
+        assert!(r.message.contains("fenced"), "{}", r.message);
+        assert_eq!(f.next_seq, Seq(1));
+    }
+
+    #[test]
+    fn a_batch_for_a_group_the_hello_did_not_name_is_refused() {
+        let (_d, _store, f) = fed();
+        let mut fed = vec![f];
+        assert!(find(&mut fed, "g").is_ok());
+        let r = find(&mut fed, "h").err().unwrap();
+        assert_eq!(r.code, ErrorCode::UnknownGroup);
     }
 }
