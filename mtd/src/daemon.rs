@@ -8,12 +8,12 @@ use anyhow::{Context, Result};
 
 use crate::access::LocalAccess;
 use crate::control::{self, Control};
-use crate::exports::Exports;
 use crate::fusetree::FuseTree;
 use crate::nbd::{self, NbdOptions};
-use crate::overlay::Overlays;
 use crate::server::{self, AgentListeners};
 use crate::store::Store;
+use crate::views::exports::Exports;
+use crate::views::overlay::Overlays;
 
 pub struct DaemonOptions {
     pub agents: AgentListeners,

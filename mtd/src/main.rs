@@ -9,6 +9,7 @@ use rewind_mtd::store::engine::EngineKind;
 use rewind_mtd::store::points::PointSpec;
 use rewind_mtd::store::writer::WriterConfig;
 use rewind_mtd::store::{Store, StoreOptions};
+use rewind_mtd::views::view::View;
 
 #[derive(Parser)]
 #[command(name = "rewind-mtd", version, about = "Rewind master target daemon")]
@@ -67,16 +68,16 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "uring")]
         io_engine: EngineKind,
         /// Retention window for groups created by a first HELLO (e.g. 24h, 30m).
-        #[arg(long, default_value = "24h", value_parser = rewind_mtd::control::limits::parse_retention)]
+        #[arg(long, default_value = "24h", value_parser = rewind_mtd::limits::parse_retention)]
         retention: Duration,
         /// Seal a journal segment at this size.
         #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
         segment_size: u64,
         /// Seal an open segment after this long even if not full (so it can expire and merge).
-        #[arg(long, default_value = "60s", value_parser = rewind_mtd::control::limits::parse_interval)]
+        #[arg(long, default_value = "60s", value_parser = rewind_mtd::limits::parse_interval)]
         seal_after: Duration,
         /// How often the merger looks for expired segments.
-        #[arg(long, default_value = "1s", value_parser = rewind_mtd::control::limits::parse_interval)]
+        #[arg(long, default_value = "1s", value_parser = rewind_mtd::limits::parse_interval)]
         merge_interval: Duration,
         /// NBD exports on TCP (off by default; "none" for off). TCP needs TLS: --nbd-tls-dir and
         /// --nbd-clients (or --nbd-insecure on a loopback address, for tests).
@@ -137,16 +138,16 @@ enum Cmd {
     Adopt {
         #[arg(long)]
         data_dir: PathBuf,
-        #[arg(long, value_parser = rewind_mtd::control::names::parse_group)]
+        #[arg(long, value_parser = rewind_mtd::names::parse_group)]
         group: String,
         /// NAME=PATH, a raw image or block device; repeat per disk.
-        #[arg(long = "disk", required = true, value_parser = rewind_mtd::control::names::parse_disk_source)]
+        #[arg(long = "disk", required = true, value_parser = rewind_mtd::names::parse_disk_source)]
         disks: Vec<String>,
         /// Retention window of the new group.
-        #[arg(long, default_value = "24h", value_parser = rewind_mtd::control::limits::parse_retention)]
+        #[arg(long, default_value = "24h", value_parser = rewind_mtd::limits::parse_retention)]
         retention: Duration,
         /// The agent that will replicate into the group: it owns the group.
-        #[arg(long, value_parser = rewind_mtd::control::names::parse_agent)]
+        #[arg(long, value_parser = rewind_mtd::names::parse_agent)]
         agent: String,
     },
     /// Write one disk of a group, as of a point, to a raw image file.
@@ -416,10 +417,9 @@ fn main() -> Result<()> {
             let store = Store::open_readonly(&data_dir)
                 .with_context(|| format!("opening store {}", data_dir.display()))?;
             let spec = PointSpec::parse(&at)?;
-            let view = store
-                .view(&group, &disk, &spec)
+            let view = View::open(&store, &group, &disk, &spec)
                 .with_context(|| format!("opening {group}/{disk} at {at}"))?;
-            let size = rewind_mtd::dump::dump(&view, &output)?;
+            let size = rewind_mtd::views::dump::dump(&view, &output)?;
             eprintln!(
                 "wrote {group}/{disk} at seq {} ({size} bytes) to {}",
                 view.seq().0,
@@ -431,11 +431,11 @@ fn main() -> Result<()> {
         Cmd::Inspect { data_dir, json } => {
             let store = Store::open_readonly(&data_dir)
                 .with_context(|| format!("opening store {}", data_dir.display()))?;
-            let report = rewind_mtd::inspect::report(&store);
+            let report = rewind_mtd::views::inspect::report(&store);
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", rewind_mtd::inspect::render(&report));
+                print!("{}", rewind_mtd::views::inspect::render(&report));
             }
             Ok(())
         }

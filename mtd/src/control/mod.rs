@@ -21,13 +21,11 @@
 //! - recovery plans (`control/plans.rs`): `POST /v1/plans/run`, `GET /v1/plans/current`,
 //!   `POST /v1/plans/continue`, `POST /v1/plans/cleanup`
 
-pub mod attach;
 mod authorize;
 mod drain;
 mod failover;
 pub mod fuzzing;
 mod groups;
-pub mod limits;
 pub mod names;
 mod plans;
 mod routes;
@@ -38,9 +36,9 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::access::LocalAccess;
-use crate::exports::Exports;
 use crate::failover::Failovers;
-use attach::Attachments;
+use crate::views::attach::{self, Attachments};
+use crate::views::exports::Exports;
 
 pub struct Control {
     pub exports: Arc<Exports>,

@@ -5,10 +5,10 @@ use anyhow::{Context, Result};
 
 use super::state::{DiskSet, FailoverDisk};
 use super::Failovers;
-use crate::control::attach;
-use crate::exports::{live_overlay_name, test_overlay_name};
 use crate::jobs::Job;
 use crate::store::points::now_ms;
+use crate::views::attach;
+use crate::views::exports::{live_overlay_name, test_overlay_name};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum SetKind {

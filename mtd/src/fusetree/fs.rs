@@ -26,9 +26,9 @@ use super::catalog::Catalog;
 use super::errno::errno;
 use super::handles::{Handle, Handles};
 use super::inodes::{Disk, Image, Inodes, Node};
-use crate::exports::Volume;
 use crate::store::StoreError;
-use crate::view::Allocation;
+use crate::views::exports::Volume;
+use crate::views::view::Allocation;
 
 /// How long the kernel may cache attributes and names (new points and groups show up within it).
 const TTL: Duration = Duration::from_secs(1);

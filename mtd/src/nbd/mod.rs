@@ -10,7 +10,7 @@
 //! - `reply`: reply encoding and the single writer per connection
 //! - `bufpool`, `conn`: payload buffers and per-connection state
 //!
-//! Export names are those of `crate::exports`: `GROUP/DISK`, `GROUP/DISK@POINT`,
+//! Export names are those of `crate::views::exports`: `GROUP/DISK`, `GROUP/DISK@POINT`,
 //! `GROUP/DISK@overlay:NAME`. A connection opens its export once, during the handshake (the
 //! NBD_OPT_INFO, NBD_OPT_SET_META_CONTEXT or NBD_OPT_GO that first names it; the usual
 //! INFO -> GO sequence then describes and serves the same frozen point), and keeps that `Volume`
@@ -82,7 +82,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
 use crate::access::{LocalAccess, Role};
-use crate::exports::Exports;
+use crate::views::exports::Exports;
 
 use clients::{Clients, Grants};
 use handshake::{Ctx, Negotiated, Outcome, Tls};

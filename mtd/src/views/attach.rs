@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::exports::{ExportName, Exports, Target};
 use crate::fusetree::export_path;
 use crate::store::points::now_ms;
+use crate::views::exports::{ExportName, Exports, Target};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attachment {
@@ -150,7 +150,7 @@ pub fn attach(
 ) -> Result<Attachment> {
     let mut name = ExportName::parse(export)?;
     // The names become a path under the view tree.
-    super::names::check_export(&name)?;
+    crate::names::check_export(&name)?;
     let mut overlay = None;
     let is_overlay = matches!(name.target, Target::Overlay(_));
     if writable && !is_overlay {
