@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod fusetree;
 pub mod jobs;
 pub mod limits;
+pub mod listen;
 pub mod names;
 pub mod nbd;
 pub mod plan;

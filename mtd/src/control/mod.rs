@@ -37,6 +37,7 @@ use anyhow::Result;
 
 use crate::access::LocalAccess;
 use crate::failover::Failovers;
+use crate::listen::Acceptor;
 use crate::views::attach::{self, Attachments};
 use crate::views::exports::Exports;
 
@@ -96,7 +97,7 @@ pub async fn start(control: Arc<Control>, path: &Path, access: &Arc<LocalAccess>
     tracing::info!(path = %path.display(), "control API listening");
     let app = routes::router(control).layer(axum::middleware::from_fn(authorize::authorize));
     let listener = authorize::CheckedListener {
-        inner: listener,
+        inner: Acceptor::new(listener, "control API", "unix"),
         access: access.clone(),
     };
     tokio::spawn(async move {
