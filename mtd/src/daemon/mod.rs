@@ -1,5 +1,9 @@
 //! `rewind-mtd serve`: the store plus everything that faces the outside — agent listeners, the NBD
 //! server, the FUSE view tree and the control API — started in order and stopped in reverse.
+//! `args` holds the command line's flags and `serve` turns them into [`DaemonOptions`].
+
+pub mod args;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
