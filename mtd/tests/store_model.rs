@@ -219,7 +219,7 @@ impl Harness {
                     let seq = horizon + ((durable - horizon) as f64 * f) as u64;
                     (
                         seq,
-                        View::open(&store, "g", "sda", &PointSpec::Seq(Seq(seq)))
+                        View::open(store, "g", "sda", &PointSpec::Seq(Seq(seq)))
                             .expect("view within the window"),
                     )
                 });
@@ -248,18 +248,18 @@ impl Harness {
         let h = horizon(store);
         for seq in h..=self.durable() {
             for (i, d) in DISKS.iter().enumerate() {
-                let v = View::open(&store, "g", d, &PointSpec::Seq(Seq(seq))).expect("view");
+                let v = View::open(store, "g", d, &PointSpec::Seq(Seq(seq))).expect("view");
                 self.check_view(&v, i, seq);
             }
         }
         if h > 0 {
-            let err = View::open(&store, "g", "sda", &PointSpec::Seq(Seq(h - 1)))
+            let err = View::open(store, "g", "sda", &PointSpec::Seq(Seq(h - 1)))
                 .err()
                 .expect("older than the horizon");
             assert!(matches!(err, StoreError::PointTooOld { .. }), "{err}");
         }
         for (name, seq) in &self.tags {
-            match View::open(&store, "g", "sdb", &PointSpec::Tag(name.clone())) {
+            match View::open(store, "g", "sdb", &PointSpec::Tag(name.clone())) {
                 Ok(v) => {
                     assert_eq!(v.seq().0, *seq);
                     self.check_view(&v, 1, *seq);
