@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use rewind_formats::{DiskInfo, TagKind};
 
-use crate::aligned::Pool;
 use crate::capture::backing::Backing;
 use crate::capture::fuse::CaptureMount;
 use crate::capture::loopdev::LoopDev;
@@ -24,11 +23,13 @@ use crate::error::{Error, Result};
 use crate::inflight::InFlight;
 use crate::queue::Queue;
 use crate::rangelock::RangeLocks;
-use crate::sender::{now_ms, Link, Sender};
+use crate::sender::{Link, Sender};
 use crate::spool::Spool;
 use crate::status::{DiskStatus, Status, SyncState};
 use crate::sync::{Outcome, Pass, SyncProgress, RESYNC_TAG, SYNC_TAG};
 use crate::{control, drain, schedule, statefile, status};
+use rewind_linux::aligned::Pool;
+use rewind_linux::clock::now_ms;
 
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 /// How often acknowledged regions are cleared in the dirty-region map, and how long after

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::queue::Queue;
-use crate::sender::now_ms;
+use rewind_linux::clock::now_ms;
 
 pub const SOCKET: &str = "control.sock";
 

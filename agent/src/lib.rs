@@ -43,7 +43,6 @@
 //!   cores); the workload never waits for the link: past memory and spool, bitmap mode.
 
 pub mod agent;
-pub mod aligned;
 pub mod capture;
 pub mod config;
 pub mod config_file;

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use rewind_formats::{RecordKind, TagKind};
 
-use crate::aligned::AlignedBuf;
 use crate::error::{Error, Result};
 use crate::spool::Spool;
+use rewind_linux::aligned::AlignedBuf;
 
 /// What an entry costs in memory besides its data (the record, its Arc, the deque slot).
 pub const ENTRY_OVERHEAD: u64 = 128;
@@ -330,7 +330,13 @@ impl Queue {
             record: Arc::new(record),
         });
         if let Some(name) = st.pending_begin.take() {
-            Self::append_tag(st, seq, &name, TagKind::SyncBegin, crate::sender::now_ms());
+            Self::append_tag(
+                st,
+                seq,
+                &name,
+                TagKind::SyncBegin,
+                rewind_linux::clock::now_ms(),
+            );
             st.window_open = true;
         }
         if st.waiting > 0 {
@@ -376,7 +382,7 @@ impl Queue {
                     first,
                     name,
                     TagKind::SyncBegin,
-                    crate::sender::now_ms(),
+                    rewind_linux::clock::now_ms(),
                 );
                 st.entries.insert(i + 1, tag);
                 if st.cursor > i {
@@ -407,7 +413,7 @@ impl Queue {
             seq,
             name,
             TagKind::SyncEnd,
-            crate::sender::now_ms(),
+            rewind_linux::clock::now_ms(),
         );
         self.changed.notify_all();
         Some(id)

@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::freeze;
 use crate::queue::Queue;
-use crate::sender::now_ms;
+use rewind_linux::clock::now_ms;
 
 /// How often a sleeping scheduler looks at `stop` (so shutdown never waits a whole period).
 const STOP_POLL: Duration = Duration::from_millis(100);

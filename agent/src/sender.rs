@@ -15,7 +15,9 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use rewind_linux::clock::now_ms;
 
 use rewind_formats::{
     Batch, ControlOp, DiskInfo, ErrorCode, ErrorMsg, Hashes, Hello, HelloGroup, Message,
@@ -124,12 +126,6 @@ pub struct Sender {
     levels: Levels,
     /// Every region is pinned here when the target turns out to have lost data.
     dirty: Arc<DirtyMap>,
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Sender {

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rewind_formats::{FrameHeader, Message, FRAME_HEADER_LEN};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rewind_linux::pem;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
 use crate::config::{TargetAddr, TlsFiles};
@@ -156,10 +156,6 @@ impl std::fmt::Debug for TlsClient {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(Error::path("reading TLS file", path))
-}
-
 fn bad_file(path: &Path, why: impl std::fmt::Display) -> Error {
     Error::Config {
         what: "TLS file",
@@ -167,15 +163,16 @@ fn bad_file(path: &Path, why: impl std::fmt::Display) -> Error {
     }
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let pem = read_file(path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| bad_file(path, format!("not a PEM certificate file ({e})")))?;
-    if certs.is_empty() {
-        return Err(bad_file(path, "holds no PEM certificate"));
+/// A PEM file that cannot be used, in the agent's error type.
+fn pem_error(e: pem::Error) -> Error {
+    match e {
+        pem::Error::Read { path, source } => Error::path("reading TLS file", path)(source),
+        pem::Error::Bad { path, why } => bad_file(&path, why),
     }
-    Ok(certs)
+}
+
+fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    pem::certs(path).map_err(pem_error)
 }
 
 impl TlsClient {
@@ -190,8 +187,7 @@ impl TlsClient {
                 .map_err(|e| bad_file(&files.ca, format!("not a usable CA certificate: {e}")))?;
         }
         let chain = certs(&files.cert)?;
-        let key = PrivateKeyDer::from_pem_slice(&read_file(&files.key)?)
-            .map_err(|e| bad_file(&files.key, format!("no PEM private key ({e})")))?;
+        let key = pem::key(&files.key).map_err(pem_error)?;
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Config {
@@ -570,6 +566,8 @@ mod tests {
     use std::net::TcpListener;
 
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
     use rustls::server::WebPkiClientVerifier;
 
     use super::*;

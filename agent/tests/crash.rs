@@ -29,7 +29,7 @@ fn writer(dev: PathBuf, seed: u64, stop: Arc<AtomicBool>) -> u64 {
     else {
         return 0;
     };
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(256 << 10);
+    let mut buf = rewind_linux::aligned::AlignedBuf::new(256 << 10);
     let mut rng = Rng::new(seed);
     let mut next = || rng.next_u64();
     let mut done = 0;

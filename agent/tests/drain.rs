@@ -74,7 +74,7 @@ fn drain_under_a_workload_loses_nothing() {
         std::thread::spawn(move || {
             use std::os::unix::fs::FileExt;
             let f = open_direct(&dev);
-            let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
+            let mut buf = rewind_linux::aligned::AlignedBuf::new(1 << 20);
             let mut rng = Rng::new(42);
             let mut ok = 0u64;
             while !stop.load(Ordering::SeqCst) {

@@ -150,7 +150,7 @@ fn planned_failover_loses_nothing_and_fences_the_source() {
         std::thread::spawn(move || {
             use std::os::unix::fs::FileExt;
             let f = open_direct(&dev);
-            let mut buf = rewind_agent::aligned::AlignedBuf::new(64 << 10);
+            let mut buf = rewind_linux::aligned::AlignedBuf::new(64 << 10);
             let mut rng = Rng::new(99);
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {

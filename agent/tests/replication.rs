@@ -159,7 +159,7 @@ fn initial_sync_is_correct_under_concurrent_writes() {
         let dev = dev.clone();
         std::thread::spawn(move || {
             let f = open_direct(&dev);
-            let mut buf = rewind_agent::aligned::AlignedBuf::new(64 << 10);
+            let mut buf = rewind_linux::aligned::AlignedBuf::new(64 << 10);
             let mut rng = Rng::new(0x9e3779b97f4a7c15);
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {

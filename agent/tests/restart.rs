@@ -19,7 +19,7 @@ const DISK_SIZE: u64 = 256 << 20;
 /// Direct writes of a recognisable pattern through the protected device.
 fn write_through(dev: &Path, seed: u64, count: u64) {
     let f = open_direct(dev);
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(128 << 10);
+    let mut buf = rewind_linux::aligned::AlignedBuf::new(128 << 10);
     for i in 0..count {
         buf.fill((seed * 31 + i) as u8);
         let off = ((seed * 7919 + i * 104_729) % (DISK_SIZE / 4096 - 32)) * 4096;

@@ -7,11 +7,8 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use rewind_benches::read_message;
-use rewind_formats::{
-    Ack, FrameHeader, FrameKind, Message, ResumeStatus, Seq, Welcome, WelcomeGroup,
-    FRAME_HEADER_LEN,
-};
+use rewind_formats::frame::blocking::{read_header, read_message};
+use rewind_formats::{Ack, FrameKind, Message, ResumeStatus, Seq, Welcome, WelcomeGroup};
 
 fn serve(mut conn: TcpStream) -> std::io::Result<()> {
     let Ok(Some(Message::Hello(hello))) = read_message(&mut conn) else {
@@ -33,13 +30,10 @@ fn serve(mut conn: TcpStream) -> std::io::Result<()> {
     let group = hello.groups[0].group.clone();
     let mut payload = Vec::new();
     loop {
-        let mut hdr = [0u8; FRAME_HEADER_LEN];
-        if conn.read_exact(&mut hdr).is_err() {
-            return Ok(());
-        }
-        let Ok(h) = FrameHeader::decode(&hdr) else {
+        let Ok(Some(h)) = read_header(&mut conn) else {
             return Ok(());
         };
+        // The payload's checksum is not verified: this target measures the loadgen, not crc32c.
         payload.resize(h.payload_len as usize, 0);
         conn.read_exact(&mut payload)?;
         if h.kind != FrameKind::Batch {

@@ -10,9 +10,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rewind_formats::batch::{BatchBuilder, Compression};
 use rewind_formats::{RecordKind, RecordRef, Seq, Tag, TagInfo, TagKind, SECTOR};
 
-use crate::batch::{BatchBuilder, Compression};
 use crate::error::{Error, Result};
 use crate::run::{build_hello, open};
 use crate::session::{Session, SessionLimits};
@@ -231,7 +231,8 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
         None,
     )?;
     let started = Instant::now();
-    let mut builder = BatchBuilder::new(&cfg.group, cfg.generation, cfg.compression)?;
+    let mut builder = BatchBuilder::new(&cfg.group, cfg.generation, cfg.compression)
+        .map_err(Error::io(format!("zstd level {}", cfg.compression)))?;
     let mut next = durable + 1;
     let mut batch_first = next;
     let mut batch_bytes = 0u64;
@@ -254,7 +255,9 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
         if builder.is_empty() {
             return Ok(());
         }
-        let frame = builder.finish(Vec::new(), Seq(*first), crate::now_ms())?;
+        let frame = builder
+            .finish(Vec::new(), Seq(*first), rewind_linux::clock::now_ms())
+            .map_err(Error::io("zstd compression of a batch"))?;
         session.send_batch(&frame, next - 1, *bytes)?;
         *first = next;
         *bytes = 0;
@@ -303,7 +306,7 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
             tag: TagInfo {
                 seq: Seq(last),
                 kind: TagKind::AppConsistent,
-                timestamp_ms: crate::now_ms(),
+                timestamp_ms: rewind_linux::clock::now_ms(),
                 name: name.clone(),
             },
         })?;

@@ -6,8 +6,9 @@
 //!
 //! - [`model`]: where record `seq` goes (disk, offset): a pure function of the workload.
 //! - [`pool`]: what record `seq` holds: a slice of a pregenerated data pool.
-//! - [`batch`]: turns records into BATCH frames with as few copies as possible (none of the
-//!   record data of large stored records: those go from the pool to the socket by writev).
+//! - [`batch`] (from `rewind-formats`): turns records into BATCH frames with as few copies as
+//!   possible (none of the record data of large stored records: those go from the pool to the
+//!   socket by writev).
 //! - [`wire`]: connect, HELLO, send and read frames (also used by tests to send bad frames).
 //! - [`session`]: one connection: pipelined sends, an ACK reader thread, the in-flight window.
 //! - [`run`]: the `run` command: the workload sent through a session, reconnecting on loss.
@@ -17,7 +18,6 @@
 //! - [`units`]: sizes, disks and addresses as given on the command line.
 //! - [`stats`]: percentiles of ack latencies.
 
-pub mod batch;
 pub mod error;
 pub mod image;
 pub mod model;
@@ -33,15 +33,9 @@ pub mod wire;
 pub use error::{Error, Result};
 pub use model::{Model, Pattern, Workload};
 pub use pool::{DataPool, Payload};
+/// The batch builders live in `rewind-formats`; re-exported for the loadgen's users.
+pub use rewind_formats::batch;
 pub use units::{parse_size, Addr, DiskSpec};
 pub use wire::{
     connect, hello, read_frame, read_message, send_frame, send_message, send_raw, Conn,
 };
-
-/// Milliseconds since the Unix epoch, for batch and tag timestamps.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

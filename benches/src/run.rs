@@ -11,9 +11,11 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rewind_formats::{DiskInfo, Hello, HelloGroup, ResumeStatus, Seq, Tag, TagInfo, TagKind};
+use rewind_formats::batch::{BatchBuilder, Compression, PartsBuilder, PartsFrame};
+use rewind_formats::{
+    DiskInfo, Hello, HelloGroup, ResumeStatus, Seq, Tag, TagInfo, TagKind, RECORD_HEADER_LEN,
+};
 
-use crate::batch::{BatchBuilder, Compression, PartsBuilder, PartsFrame, RECORD_HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::model::{Model, Workload};
 use crate::session::{Session, SessionLimits, SessionStats};
@@ -414,7 +416,7 @@ fn pump(
                         tag: TagInfo {
                             seq: Seq(t),
                             kind: TagKind::User,
-                            timestamp_ms: crate::now_ms(),
+                            timestamp_ms: rewind_linux::clock::now_ms(),
                             name: format!("t{t}"),
                         },
                     })?;
@@ -447,7 +449,7 @@ fn produce<'a>(
         c => match BatchBuilder::new(&cfg.group, cfg.generation, c) {
             Ok(b) => Builder::Zstd(b),
             Err(e) => {
-                let _ = tx.send(Err(e));
+                let _ = tx.send(Err(Error::io(format!("zstd level {c}"))(e)));
                 return;
             }
         },
@@ -464,7 +466,9 @@ fn produce<'a>(
                 for seq in first..=last {
                     b.push(&model.record(seq));
                 }
-                Ok(Wire::Parts(b.finish(Seq(first), crate::now_ms())))
+                Ok(Wire::Parts(
+                    b.finish(Seq(first), rewind_linux::clock::now_ms()),
+                ))
             }
             Builder::Zstd(b) => {
                 for seq in first..=last {
@@ -475,7 +479,9 @@ fn produce<'a>(
                     .unwrap_or_else(|e| e.into_inner())
                     .pop()
                     .unwrap_or_default();
-                b.finish(buf, Seq(first), crate::now_ms()).map(Wire::Buf)
+                b.finish(buf, Seq(first), rewind_linux::clock::now_ms())
+                    .map(Wire::Buf)
+                    .map_err(Error::io("zstd compression of a batch"))
             }
         };
         let built = frame.map(|frame| Built {

@@ -5,11 +5,12 @@
 //! seq that the target did acknowledge. Writes happen on their own thread, coalescing ACKs that
 //! arrive while the previous write is in progress.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+
+use rewind_linux::atomic;
 
 use crate::error::{Error, Result};
 
@@ -28,26 +29,15 @@ pub fn read_state(path: &Path) -> Result<Option<u64>> {
     }
 }
 
-/// Atomically replaces the state file with `seq`.
+/// Atomically replaces the state file with `seq` (durable; mode as `File::create` gives).
 pub fn write_state(path: &Path, seq: u64) -> Result<()> {
-    let what = || format!("write state file {}", path.display());
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = File::create(&tmp).map_err(Error::io(what()))?;
-    f.write_all(format!("{seq}\n").as_bytes())
-        .map_err(Error::io(what()))?;
-    f.sync_all().map_err(Error::io(what()))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(Error::io(what()))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    let opts = atomic::Options {
+        mode: 0o666,
+        durable: true,
+        unique_tmp: false,
     };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(what()))?;
-    Ok(())
+    atomic::write_with(path, format!("{seq}\n").as_bytes(), opts)
+        .map_err(|e| Error::io(format!("write state file {}", path.display()))(e.source))
 }
 
 #[derive(Default)]

@@ -8,9 +8,8 @@ use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use rewind_formats::{
-    encode_frame, FrameHeader, FrameKind, Hello, Message, Welcome, FRAME_HEADER_LEN,
-};
+use rewind_formats::frame::blocking::{self, ReadError};
+use rewind_formats::{encode_frame, FrameKind, Hello, Message, Welcome};
 
 use crate::error::{Error, Result};
 use crate::units::Addr;
@@ -156,50 +155,35 @@ pub fn send_message(w: &mut impl Write, msg: &Message) -> Result<()> {
         .map_err(socket_error("send message"))
 }
 
-/// Reads one whole frame. `Ok(None)` when the peer closed cleanly between frames.
-pub fn read_frame(r: &mut impl Read) -> Result<Option<(FrameKind, Vec<u8>)>> {
-    let mut hdr = [0u8; FRAME_HEADER_LEN];
-    let mut got = 0;
-    while got < hdr.len() {
-        match r.read(&mut hdr[got..]) {
-            Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => {
-                return Err(Error::ConnectionLost(format!(
-                    "closed inside a frame header ({got} of {FRAME_HEADER_LEN} bytes)"
-                )))
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(socket_error("read frame header")(e)),
-        }
-    }
-    let header = FrameHeader::decode(&hdr).map_err(|source| Error::Decode {
-        what: "frame header",
-        source,
-    })?;
-    let mut payload = vec![0u8; header.payload_len as usize];
-    r.read_exact(&mut payload)
-        .map_err(socket_error("read frame payload"))?;
-    header
-        .verify_payload(&payload)
-        .map_err(|source| Error::Decode {
+/// A frame reading error as the loadgen reports it: a cut or failed read is the connection's
+/// ([`Error::ConnectionLost`] or [`Error::Timeout`]), bad bytes are [`Error::Decode`].
+fn read_error(e: ReadError) -> Error {
+    match e {
+        ReadError::Cut { .. } => Error::ConnectionLost(e.to_string()),
+        ReadError::Io(io) => socket_error("read frame")(io),
+        ReadError::Header(source) => Error::Decode {
+            what: "frame header",
+            source,
+        },
+        ReadError::Payload(source) => Error::Decode {
             what: "frame payload",
             source,
-        })?;
-    Ok(Some((header.kind, payload)))
+        },
+        ReadError::Message(source) => Error::Decode {
+            what: "message",
+            source,
+        },
+    }
+}
+
+/// Reads one whole frame. `Ok(None)` when the peer closed cleanly between frames.
+pub fn read_frame(r: &mut impl Read) -> Result<Option<(FrameKind, Vec<u8>)>> {
+    blocking::read_frame(r).map_err(read_error)
 }
 
 /// Reads and decodes one message. `Ok(None)` when the peer closed cleanly between frames.
 pub fn read_message(r: &mut impl Read) -> Result<Option<Message>> {
-    let Some((kind, payload)) = read_frame(r)? else {
-        return Ok(None);
-    };
-    Message::decode(kind, &payload)
-        .map(Some)
-        .map_err(|source| Error::Decode {
-            what: "message",
-            source,
-        })
+    blocking::read_message(r).map_err(read_error)
 }
 
 /// Sends HELLO and waits for WELCOME. An ERROR answer is [`Error::Remote`].

@@ -2,8 +2,10 @@
 //!
 //! Everything on the data path is a hand-written little-endian layout with a magic, a version and
 //! crc32c checksums: wire frames and the messages they carry ([`frame`], [`message`]), a batch's
-//! records ([`records`]) and journal segment files ([`segment`]). `FORMATS.md` beside this crate
-//! draws every layout as a byte table and says what a reader does with each kind of damage.
+//! records ([`records`]) and journal segment files ([`segment`]). [`batch`] builds BATCH frames
+//! with few copies, and [`magic`] also names the state files that live beside the data path.
+//! `FORMATS.md` beside this crate draws every layout as a byte table and says what a reader does
+//! with each kind of damage.
 //!
 //! Decoders never panic on any input: they validate every length and offset before using it,
 //! cap every allocation, and message decoders reject trailing bytes. Encoders trust their input
@@ -11,7 +13,9 @@
 //! at all (a name longer than its length prefix allows, say); each such case is documented.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 mod bytes;
+pub mod dirty_map;
 pub mod error;
 pub mod frame;
 pub mod fuzzing;

@@ -69,6 +69,19 @@ pub struct RecordRef<'a> {
     pub data: &'a [u8],
 }
 
+impl RecordRef<'_> {
+    /// The record's header (the table in the module docs); its data, if any, follows it.
+    pub fn encode_header(&self) -> [u8; RECORD_HEADER_LEN] {
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        h[0..2].copy_from_slice(&self.disk.to_le_bytes());
+        h[2] = self.kind.as_u8();
+        // 3: reserved, zero.
+        h[4..8].copy_from_slice(&self.len.to_le_bytes());
+        h[8..16].copy_from_slice(&self.offset.to_le_bytes());
+        h
+    }
+}
+
 /// Checks a record's range: `len` a multiple of [`SECTOR`] in 1..=[`MAX_RECORD_LEN`], `offset` a
 /// multiple of [`SECTOR`], and `offset + len` without overflow. `at` names the record in errors.
 pub(crate) fn check_range(
@@ -111,11 +124,7 @@ pub fn encode_records(records: &[RecordRef<'_>]) -> Vec<u8> {
     let mut w = Writer::with_capacity(size);
     for (i, r) in records.iter().enumerate() {
         check_data_matches(i, r);
-        w.u16(r.disk);
-        w.u8(r.kind.as_u8());
-        w.u8(0);
-        w.u32(r.len);
-        w.u64(r.offset);
+        w.bytes(&r.encode_header());
         w.bytes(r.data);
     }
     w.into_vec()

@@ -201,14 +201,12 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
 /// Make `dir` 0700 if it is open to anybody else (the data directory of an older version, or
 /// one made under another umask), saying so: replica data is nobody else's business.
 pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(mode) = rewind_linux::atomic::make_private_dir(dir)? {
         tracing::warn!(
             dir = %dir.display(),
             mode = format!("{mode:o}"),
             "the data directory was open to other users; making it 0700"
         );
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }

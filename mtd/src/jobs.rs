@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 /// Jobs kept after they end, for `GET /v1/jobs`.
 const KEEP_ENDED: usize = 200;

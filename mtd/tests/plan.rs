@@ -622,7 +622,7 @@ fn a_manual_step_waits_for_continue() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(run.status().state, RunState::Waiting);
     assert!(!ops.calls().iter().any(|c| c.starts_with("prepare web")));
-    let continued_at = rewind_mtd::store::points::now_ms();
+    let continued_at = rewind_linux::clock::now_ms();
     run.continue_run().unwrap();
     let s = wait(run);
     assert_eq!(s.state, RunState::Succeeded, "{s:#?}");

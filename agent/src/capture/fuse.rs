@@ -19,6 +19,8 @@ use fuser::{
     SessionACL, SessionUnmounter, TimeOrNow, WriteFlags,
 };
 
+use rewind_linux::fuse_mount;
+
 use super::Capture;
 use crate::error::{Error, Result};
 
@@ -350,22 +352,11 @@ pub struct CaptureMount {
 impl CaptureMount {
     /// Mounts the capture files at `dir` (created if missing) served by `threads` threads.
     pub fn mount(capture: Arc<Capture>, dir: &Path, threads: usize) -> Result<CaptureMount> {
-        // A killed agent leaves a dead mount (ENOTCONN) here: detach it first (mounts may be
-        // stacked if it was killed more than once).
-        for _ in 0..16 {
-            match std::fs::metadata(dir) {
-                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                    tracing::info!(dir = %dir.display(), "a dead capture mount is in the way; detaching it");
-                    nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
-                        Error::Mount {
-                            path: dir.to_path_buf(),
-                            source: e.into(),
-                        }
-                    })?;
-                }
-                _ => break,
-            }
-        }
+        // A killed agent leaves a dead mount (ENOTCONN) here: detach it first.
+        fuse_mount::clear_dead(dir, "capture").map_err(|e| Error::Mount {
+            path: dir.to_path_buf(),
+            source: e.into(),
+        })?;
         std::fs::create_dir_all(dir).map_err(Error::path("creating the mount directory", dir))?;
         let fs = CaptureFs {
             capture,
@@ -428,7 +419,7 @@ impl Drop for CaptureMount {
             }
             Err(e) => {
                 tracing::warn!(dir, error = %e, "capture file system busy; detaching it lazily");
-                let _ = nix::mount::umount2(self.dir.as_path(), nix::mount::MntFlags::MNT_DETACH);
+                let _ = fuse_mount::detach(&self.dir);
             }
         }
     }

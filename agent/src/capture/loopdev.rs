@@ -1,7 +1,9 @@
 //! Loop devices over the capture files, and the `/dev/rewind/GROUP/DISK` links to them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use rewind_linux::loopdev;
+use rewind_linux::process::CommandError;
 
 use crate::error::{Error, Result};
 
@@ -11,38 +13,17 @@ pub struct LoopDev {
     link: Option<PathBuf>,
 }
 
-fn run(cmd: &mut Command) -> Result<String> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| Error::Command {
-        command: shown.clone(),
-        why: e.to_string(),
-    })?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            command: shown,
-            why: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
+fn command_error(e: CommandError) -> Error {
+    Error::Command {
+        command: e.command,
+        why: e.why,
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 impl LoopDev {
-    /// `losetup --find --show --direct-io=on FILE`: direct-io mode lets the loop device send
-    /// requests in parallel and keeps its page cache out of the way.
+    /// `losetup --find --show --direct-io=on FILE` ([`loopdev::attach`]).
     pub fn attach(file: &Path) -> Result<LoopDev> {
-        let dev = run(Command::new("losetup")
-            .args(["--find", "--show", "--direct-io=on"])
-            .arg(file))?;
-        if dev.is_empty() {
-            return Err(Error::Command {
-                command: format!("losetup --find --show {}", file.display()),
-                why: "printed no device".into(),
-            });
-        }
+        let dev = loopdev::attach(file, loopdev::Attach::default()).map_err(command_error)?;
         Ok(LoopDev {
             device: PathBuf::from(dev),
             link: None,
@@ -84,7 +65,7 @@ impl Drop for LoopDev {
                 let _ = std::fs::remove_dir(dir); // only if empty
             }
         }
-        if let Err(e) = run(Command::new("losetup").arg("-d").arg(&self.device)) {
+        if let Err(e) = loopdev::detach(&self.device) {
             tracing::warn!(device = %self.device.display(), error = %e, "detaching the loop device");
         }
     }

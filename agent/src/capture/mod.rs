@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use rewind_formats::{RecordKind, MAX_RECORD_LEN, SECTOR};
 
-use crate::aligned::{AlignedBuf, Pool};
 use crate::dirty::DirtyMap;
 use crate::drain::WriteGate;
 use crate::error::{Error, Result};
@@ -30,6 +29,7 @@ use crate::inflight::InFlight;
 use crate::queue::{Queue, Record};
 use crate::rangelock::RangeLocks;
 use backing::Backing;
+use rewind_linux::aligned::{AlignedBuf, Pool};
 use uring::UringWriter;
 
 /// Called once an asynchronous write is finished: the bytes written, or why it failed.

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
-use crate::aligned::AlignedBuf;
+use rewind_linux::aligned::AlignedBuf;
 
 /// What to do once a write completed: gets the buffer back and the bytes written (possibly fewer
 /// than asked) or the error. Runs on the reaper thread.
@@ -300,7 +300,7 @@ fn finish(sh: &Shared, i: usize, res: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aligned::Pool;
+    use rewind_linux::aligned::Pool;
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     use std::os::unix::io::AsRawFd;
     use std::sync::mpsc;

@@ -135,7 +135,7 @@ pub fn open_direct(dev: &Path) -> fs::File {
 pub fn write_random_mib(dev: &Path, at_mib: u64, mib: u64, seed: u64) -> Duration {
     use std::os::unix::fs::FileExt;
     let f = open_direct(dev);
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(1 << 20);
+    let mut buf = rewind_linux::aligned::AlignedBuf::new(1 << 20);
     let mut rng = Rng::new(seed);
     let t0 = Instant::now();
     for i in 0..mib {
@@ -430,7 +430,7 @@ impl Agent {
 
     /// The first status written after this call (the agent rewrites it every 200 ms).
     pub fn fresh_status(&self) -> Status {
-        let since = rewind_agent::sender::now_ms();
+        let since = rewind_linux::clock::now_ms();
         let t0 = Instant::now();
         loop {
             if let Ok(st) = status::read(&self.state) {
@@ -680,7 +680,7 @@ impl Mtd {
 /// [`Agent::wait_caught_up`] for any agent's state dir (one this harness did not start: a
 /// reverse-replication agent run by rewind-mtd, say); `log` is shown on failure.
 pub fn wait_caught_up_at(state: &Path, limit: Duration, log: &dyn Fn() -> String) -> Status {
-    let since = rewind_agent::sender::now_ms();
+    let since = rewind_linux::clock::now_ms();
     let t0 = Instant::now();
     loop {
         if let Ok(st) = status::read(state) {
@@ -787,7 +787,7 @@ impl Agent {
 
     /// Waits up to `limit` for a status (written after this call) that satisfies `ok`.
     pub fn wait_status(&self, limit: Duration, ok: impl Fn(&Status) -> bool) -> Status {
-        let since = rewind_agent::sender::now_ms();
+        let since = rewind_linux::clock::now_ms();
         let t0 = Instant::now();
         loop {
             if let Ok(st) = status::read(&self.state) {
@@ -810,7 +810,7 @@ impl Agent {
 pub fn try_write_direct(dev: &Path, offset: u64, byte: u8) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     let f = open_direct(dev);
-    let mut buf = rewind_agent::aligned::AlignedBuf::new(4096);
+    let mut buf = rewind_linux::aligned::AlignedBuf::new(4096);
     buf.fill(byte);
     f.write_all_at(&buf, offset)
 }

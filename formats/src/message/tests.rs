@@ -1,5 +1,6 @@
 use super::*;
 use crate::frame::decode_frame;
+use crate::{Seq, MAX_BATCH_RECORDS, MAX_BATCH_UNCOMPRESSED};
 
 fn samples() -> Vec<Message> {
     vec![

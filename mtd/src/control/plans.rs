@@ -18,7 +18,7 @@ use super::routes::{blocking, ApiError, ApiResult, Ctl};
 use super::Control;
 use crate::failover::plan_ops::FailoverPlanOps;
 use crate::plan::{Mode, Plan, PlanRun, RunState, RunStatus};
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 pub fn router() -> Router<Arc<Control>> {
     Router::new()

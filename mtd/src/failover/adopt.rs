@@ -24,8 +24,8 @@ use crate::names::{check, disk_source};
 use crate::refused::Refused;
 use crate::store::group::{base_path, journal_dir};
 use crate::store::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
-use crate::store::points::now_ms;
 use rewind_formats::NameKind;
+use rewind_linux::clock::now_ms;
 
 const CHUNK: usize = 1 << 20;
 

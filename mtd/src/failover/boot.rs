@@ -15,7 +15,8 @@ use anyhow::{bail, Context, Result};
 
 use super::state::{BootProcess, FailoverDisk};
 use crate::plan::template::Values;
-use crate::plan::{process, BootCommand, PreparedDisk};
+use crate::plan::{BootCommand, PreparedDisk};
+use rewind_linux::process::{self, start_time};
 
 /// Fill a boot command's placeholders (the recovery plans' template: an unknown placeholder or
 /// disk is an error, so a typo never boots a VM from the wrong disk).
@@ -130,19 +131,6 @@ impl BootProcesses {
             self.stop(pid);
         }
     }
-}
-
-/// A process's start time in clock ticks since boot (/proc/PID/stat field 22): with the pid, it
-/// names one process, never a later one that reused the pid.
-pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (which may hold spaces), field 3 (state) comes first.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
 }
 
 /// Stop the process group of a process an earlier daemon run started (it survived a kill -9 of

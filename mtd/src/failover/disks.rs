@@ -6,9 +6,9 @@ use anyhow::{Context, Result};
 use super::state::{DiskSet, FailoverDisk};
 use super::Failovers;
 use crate::jobs::Job;
-use crate::store::points::now_ms;
 use crate::views::attach;
 use crate::views::exports::{live_overlay_name, test_overlay_name};
+use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum SetKind {

@@ -116,7 +116,7 @@ impl Failovers {
                 match reverse::spawn_agent(self, &g, &r) {
                     Ok(pid) => {
                         r.pid = Some(pid);
-                        r.pid_started = boot::start_time(pid);
+                        r.pid_started = rewind_linux::process::start_time(pid);
                     }
                     Err(e) => {
                         tracing::error!(group = %g, error = %e, "cannot restart reverse replication");

@@ -16,7 +16,7 @@ use super::Failovers;
 use crate::jobs::{Job, JobInfo};
 use crate::refused::Refused;
 use crate::store::points::format_ms;
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 /// The tag that marks the last seq before a planned failover.
 pub const PLANNED_TAG: &str = "planned-failover";

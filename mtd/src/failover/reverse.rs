@@ -21,7 +21,7 @@ use super::state::Reverse;
 use super::Failovers;
 use crate::jobs::JobInfo;
 use crate::refused::Refused;
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
 
 /// How long an agent may take to stop cleanly (it waits for the target's acks first).
 pub(super) const STOP_GRACE: Duration = Duration::from_secs(40);
@@ -157,7 +157,7 @@ impl Failovers {
                 }
             };
             r.pid = Some(pid);
-            r.pid_started = super::boot::start_time(pid);
+            r.pid_started = rewind_linux::process::start_time(pid);
             let mut s = me.get(&g);
             s.reverse = Some(r.clone());
             me.put(s)?;

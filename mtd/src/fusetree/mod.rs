@@ -116,7 +116,7 @@ impl Drop for FuseTree {
                     error = %e,
                     "view tree is busy (loop devices or open files on it); detaching it lazily: its users get IO errors once this daemon exits"
                 );
-                if let Err(e) = mountpoint::detach(&self.mounted) {
+                if let Err(e) = rewind_linux::fuse_mount::detach(&self.mounted) {
                     tracing::error!(root, error = %e, "cannot detach the view tree");
                 }
                 // The threads keep serving the remaining users until the process exits.

@@ -5,8 +5,8 @@ use std::sync::{Arc, RwLock};
 
 use crate::views::exports::Volume;
 
-use super::bufpool::BufPool;
 use super::proto::*;
+use rewind_linux::aligned::Pool;
 
 pub struct Conn {
     /// Who, for logs (`127.0.0.1:PORT` or `unix#N`).
@@ -23,7 +23,7 @@ pub struct Conn {
     pub structured: bool,
     /// `base:allocation` was selected for this export.
     pub base_allocation: bool,
-    pub pool: Arc<BufPool>,
+    pub pool: Arc<Pool>,
     pub stats: Stats,
 }
 

@@ -7,10 +7,10 @@ use crate::store::StoreError;
 use crate::views::exports::Volume;
 use crate::views::view::Allocation;
 
-use super::bufpool::Buf;
 use super::conn::{Conn, Stats};
 use super::proto::*;
 use super::reply::Body;
+use rewind_linux::aligned::AlignedBuf as Buf;
 
 /// An NBD error value and a message.
 pub type Failure = (u32, String);

@@ -147,7 +147,7 @@ impl Harness {
             volume: std::sync::RwLock::new(Some(Arc::new(volume))),
             structured: mode & 1 != 0,
             base_allocation: mode & 2 != 0,
-            pool: super::bufpool::BufPool::new(),
+            pool: super::bufpool::new(),
             stats: Default::default(),
         };
         for chunk in rest.chunks_exact(REQUEST_LEN).take(64) {

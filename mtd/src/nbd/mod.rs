@@ -489,7 +489,7 @@ where
         volume: RwLock::new(Some(Arc::new(n.volume))),
         structured: n.structured,
         base_allocation: n.base_allocation,
-        pool: bufpool::BufPool::new(),
+        pool: bufpool::new(),
         stats: Default::default(),
     });
     let seq = conn.volume().map_or(0, |v| v.seq());

@@ -12,8 +12,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::bufpool::Buf;
 use super::proto::*;
+use rewind_linux::aligned::AlignedBuf as Buf;
 
 /// What a request produced.
 pub enum Body {
@@ -194,7 +194,7 @@ mod tests {
 
     #[test]
     fn structured_read_is_one_offset_data_chunk() {
-        let r = reply(Body::Data(Buf::from_vec(vec![0xab; 100])));
+        let r = reply(Body::Data(Buf::copy_from(&[0xab; 100])));
         let mut out = Vec::new();
         assert!(encode(&r, true, &mut out).is_none());
         assert_eq!(out.len(), STRUCTURED_REPLY_LEN + 8 + 100);
@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn large_payloads_are_not_copied() {
-        let r = reply(Body::Data(Buf::from_vec(vec![1; 1 << 20])));
+        let r = reply(Body::Data(Buf::copy_from(&[1; 1 << 20])));
         let mut out = Vec::new();
         let big = encode(&r, false, &mut out).unwrap();
         assert_eq!(big.len(), 1 << 20);
@@ -234,7 +234,7 @@ mod tests {
     async fn writer_sends_everything_then_shuts_down() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (mut client, server) = tokio::io::duplex(1 << 22);
-        tx.send(reply(Body::Data(Buf::from_vec(vec![7; 100_000]))))
+        tx.send(reply(Body::Data(Buf::copy_from(&[7; 100_000]))))
             .unwrap();
         tx.send(reply(Body::Ok)).unwrap();
         drop(tx);

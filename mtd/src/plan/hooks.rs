@@ -6,9 +6,9 @@ use std::io::Write;
 use std::process::Stdio;
 
 use super::file::BootGroup;
-use super::process::{self, Finished};
 use super::runner::{hooks_log, PlanRun};
 use super::status::{Outcome, StepKind};
+use rewind_linux::process::{self, Finished};
 
 impl PlanRun {
     /// Run one hook to its end; `phase` is "pre" or "post".

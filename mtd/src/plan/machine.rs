@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::console;
 use super::file::{BootGroup, Health, Machine};
-use super::process::{self, Finished, POLL};
 use super::runner::{console_log, health_log, PlanRun};
 use super::status::{MachineState, Outcome, StepKind};
 use super::template::Values;
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
+use rewind_linux::process::{self, Finished, POLL};
 
 /// A command health check is tried this often.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);

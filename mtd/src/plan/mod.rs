@@ -65,7 +65,6 @@ mod file;
 mod hooks;
 mod machine;
 mod ops;
-pub mod process;
 mod runner;
 mod status;
 pub mod template;

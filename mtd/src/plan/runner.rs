@@ -15,11 +15,11 @@ use anyhow::{bail, Context, Result};
 
 use super::file::{BootGroup, Plan};
 use super::ops::{Mode, PlanOps};
-use super::process;
 use super::status::{
     self, MachineState, MachineStatus, Outcome, RunState, RunStatus, Step, StepKind,
 };
-use crate::store::points::now_ms;
+use rewind_linux::clock::now_ms;
+use rewind_linux::process;
 
 pub struct PlanRun {
     pub(crate) plan: Plan,

@@ -191,7 +191,7 @@ fn take_slot(slots: &Arc<Semaphore>, peer: &str) -> Option<OwnedSemaphorePermit>
         Ok(p) => Some(p),
         Err(_) => {
             static LAST: AtomicU64 = AtomicU64::new(0);
-            let now = crate::store::points::now_ms();
+            let now = rewind_linux::clock::now_ms();
             if now.saturating_sub(LAST.swap(now, Ordering::Relaxed)) >= 1000 {
                 tracing::warn!(%peer, "agent listener at its connection cap (--max-agent-conns): closing new connections");
             }

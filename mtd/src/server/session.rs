@@ -256,7 +256,7 @@ async fn serve<R: AsyncRead + Unpin>(
             let b = BatchRef::decode(payload).map_err(ReadError::from)?;
             let f = find(&mut fed, &b.group)?;
             // The quotas that the header alone decides, before the records are decompressed.
-            f.check_quotas(&b, quotas, crate::store::points::now_ms())?;
+            f.check_quotas(&b, quotas, rewind_linux::clock::now_ms())?;
             let req = f.batch_chunk(&b)?;
             let padding = f.check_padding(&req, quotas)?;
             admit(f)?;

@@ -13,7 +13,6 @@ use super::group::Group;
 use super::quota::{padding_of, Quotas};
 use super::writer::AppendReq;
 use super::Refusal;
-use crate::aligned::AlignedBuf;
 
 fn refuse(code: ErrorCode, message: String) -> Refusal {
     Refusal { code, message }
@@ -141,7 +140,7 @@ impl Feed {
             }
         }
         let len = records_chunk_len(&refs);
-        let mut buf = AlignedBuf::from_pool(len);
+        let mut buf = crate::aligned::pooled(len);
         let header = write_records_chunk(
             &mut buf[..len],
             b.first_seq,
@@ -178,7 +177,7 @@ impl Feed {
             ));
         }
         let len = tag_chunk_len(&t.tag);
-        let mut buf = AlignedBuf::zeroed(len);
+        let mut buf = crate::aligned::zeroed(len);
         let header = write_tag_chunk(&mut buf[..len], t.tag.timestamp_ms, self.generation, &t.tag);
         Ok(AppendReq {
             group: self.group.clone(),

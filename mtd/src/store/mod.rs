@@ -36,10 +36,10 @@ use self::engine::EngineKind;
 use self::group::Group;
 use self::health::Health;
 use self::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
-use self::points::now_ms;
 use self::quota::Quotas;
 use self::segment_file::LoadMode;
 use self::writer::{AppendReq, Writer, WriterConfig, WriterMsg};
+use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {

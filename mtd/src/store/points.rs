@@ -59,10 +59,10 @@ impl PointSpec {
             let t = now
                 .checked_sub(d)
                 .ok_or_else(|| bad("before the epoch".into()))?;
-            return Ok(PointSpec::Time(unix_ms(t)));
+            return Ok(PointSpec::Time(rewind_linux::clock::unix_ms(t)));
         }
         match humantime::parse_rfc3339_weak(s_trim) {
-            Ok(t) => Ok(PointSpec::Time(unix_ms(t))),
+            Ok(t) => Ok(PointSpec::Time(rewind_linux::clock::unix_ms(t))),
             Err(_) => Err(bad(
                 "expected latest, latest-app-consistent, seq:N, tag:NAME, an RFC 3339 time \
                  (2026-11-26T10:00:00Z) or a relative time (-15m)"
@@ -82,16 +82,6 @@ impl fmt::Display for PointSpec {
             PointSpec::Time(ms) => write!(f, "{}", format_ms(*ms)),
         }
     }
-}
-
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub fn now_ms() -> u64 {
-    unix_ms(SystemTime::now())
 }
 
 pub fn format_ms(ms: u64) -> String {

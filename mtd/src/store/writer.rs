@@ -24,11 +24,11 @@ use tokio::sync::mpsc;
 use super::engine::{IoEngine, WriteOp};
 use super::group::{journal_dir, Group, SegmentMeta};
 use super::health::Health;
-use super::points::now_ms;
 use super::segment_file::{self, add_chunk_to_footer};
 use super::{Result, StoreError};
-use crate::aligned::AlignedBuf;
 use crate::fsutil;
+use rewind_linux::aligned::AlignedBuf;
+use rewind_linux::clock::now_ms;
 
 pub enum WriterMsg {
     Append(AppendReq),

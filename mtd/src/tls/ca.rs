@@ -17,17 +17,13 @@
 //! Every command takes an exclusive lock on the directory (`.lock`), and every file is written
 //! whole to a temporary name, synced and renamed (a crash leaves the old file or the new one).
 
-use std::fs;
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, ExtendedKeyUsagePurpose,
+    IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 
@@ -96,14 +92,6 @@ pub struct Issued {
     pub revoked: Option<String>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Register {
-    /// Number of the last CRL written (CRL numbers must increase).
-    #[serde(default)]
-    crl_number: u64,
-    certificates: Vec<Issued>,
-}
-
 /// Validity periods, in days.
 #[derive(Clone, Copy, Debug)]
 pub struct Validity {
@@ -141,10 +129,6 @@ pub fn check_cert_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
 /// rcgen takes `time::OffsetDateTime`; build one from a `SystemTime` without naming the type
 /// (mtd does not depend on `time` itself).
 macro_rules! x509_time {
@@ -153,276 +137,14 @@ macro_rules! x509_time {
     };
 }
 
-/// A random serial: 16 bytes, the top bit clear (a positive DER integer, no padding byte) and the
-/// next one set (no leading zero byte), so its hex is the same everywhere it is printed.
-fn new_serial() -> Result<Vec<u8>> {
-    let mut b = [0u8; 16];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .context("reading /dev/urandom for a serial number")?;
-    b[0] = (b[0] & 0x7f) | 0x40;
-    Ok(b.to_vec())
-}
+mod dir;
+mod serial;
+mod x509;
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Result<Vec<u8>> {
-    let s = s.trim();
-    if s.is_empty() || s.len() & 1 != 0 || s.len() > 64 {
-        bail!("serial {s:?}: expected an even number of hex digits (see `rewind-mtd ca list`)");
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&s[i..i + 2], 16)
-                .with_context(|| format!("serial {s:?}: not hex (see `rewind-mtd ca list`)"))
-        })
-        .collect()
-}
-
-/// Normalise a serial as typed by a user (`AB:CD`, `abcd`, `0xabcd`) to the register's form.
-pub fn normalise_serial(s: &str) -> Result<String> {
-    let s = s.trim();
-    let s = s.strip_prefix("0x").unwrap_or(s);
-    let digits: String = s.chars().filter(|c| *c != ':').collect();
-    Ok(hex(&unhex(&digits.to_ascii_lowercase())?))
-}
-
-/// Write `text` to `path` atomically: a new temporary file (never following a symlink), synced,
-/// then renamed over `path`, then the directory synced.
-fn write_atomic(path: &Path, text: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no directory", path.display()))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
-    let res = (|| -> Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text)
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", dir.display()))
-}
-
-/// Write a file only if it does not exist (never following a symlink).
-fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-fn make_dir(dir: &Path, mode: u32) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))
-}
-
-/// The CA directory, locked for one command (released when dropped).
-struct CaDir {
-    dir: PathBuf,
-    _lock: nix::fcntl::Flock<fs::File>,
-}
-
-impl CaDir {
-    fn lock(dir: &Path) -> Result<CaDir> {
-        let path = dir.join(".lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("locking {}", path.display()))?;
-        Ok(CaDir {
-            dir: dir.to_path_buf(),
-            _lock: lock,
-        })
-    }
-
-    /// Lock an existing CA directory (one with a CA key).
-    fn open(dir: &Path) -> Result<CaDir> {
-        if !dir.join(CA_KEY).exists() {
-            bail!(
-                "{} holds no CA (make it first with `rewind-mtd ca init --dir {}`)",
-                dir.display(),
-                dir.display()
-            );
-        }
-        CaDir::lock(dir)
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.dir.join(f)
-    }
-
-    fn read(&self, f: &str) -> Result<String> {
-        fs::read_to_string(self.path(f))
-            .with_context(|| format!("reading {}", self.path(f).display()))
-    }
-
-    fn register(&self) -> Result<Register> {
-        let p = self.path(ISSUED);
-        match fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Register::default()),
-            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
-        }
-    }
-
-    /// The register, with `agents/NAME.crt` added (and saved) if it was issued before the
-    /// register existed, so that it can be renewed and revoked like the others.
-    fn register_with_legacy(&self, name: &str) -> Result<Register> {
-        let mut reg = self.register()?;
-        let path = self.dir.join("agents").join(format!("{name}.crt"));
-        if reg.certificates.iter().any(|c| c.name == name) || !path.exists() {
-            return Ok(reg);
-        }
-        let pem = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let (_, p) = x509_parser::pem::parse_x509_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
-        let cert = p
-            .parse_x509()
-            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
-        let time = |t: x509_parser::time::ASN1Time| {
-            rfc3339(UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64))
-        };
-        reg.certificates.push(Issued {
-            serial: hex(cert.raw_serial()),
-            name: name.to_string(),
-            kind: Kind::Agent,
-            not_before: time(cert.validity().not_before),
-            not_after: time(cert.validity().not_after),
-            revoked: None,
-        });
-        self.save(&reg)?;
-        Ok(reg)
-    }
-
-    fn save(&self, r: &Register) -> Result<()> {
-        let mut text = serde_json::to_vec_pretty(r)?;
-        text.push(b'\n');
-        write_atomic(&self.path(ISSUED), &text, 0o600)
-    }
-
-    /// The CA as rcgen needs it to sign: rebuilt from its PEM and key (same subject, same key,
-    /// so what it signs verifies against ca.crt), and its expiry.
-    fn signer(&self) -> Result<(rcgen::Certificate, KeyPair, SystemTime)> {
-        let key = KeyPair::from_pem(&self.read(CA_KEY)?).context("parsing the CA key")?;
-        let pem = self.read(CA_CERT)?;
-        let cert = CertificateParams::from_ca_cert_pem(&pem)
-            .context("parsing the CA certificate")?
-            .self_signed(&key)?;
-        let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
-        let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| anyhow::anyhow!("parsing the CA certificate: {e}"))?;
-        let secs = parsed.validity().not_after.timestamp().max(0) as u64;
-        Ok((cert, key, UNIX_EPOCH + Duration::from_secs(secs)))
-    }
-}
-
-/// Key usages of every end-entity certificate. qemu's tls-creds-x509 refuses a certificate whose
-/// key usage lacks key encipherment ("usage does not permit key encipherment"), whatever the key
-/// type, so it is there next to the digital signature TLS actually uses.
-fn leaf_key_usages() -> Vec<KeyUsagePurpose> {
-    vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ]
-}
-
-fn dn(cn: &str, ou: Option<&str>) -> DistinguishedName {
-    let mut d = DistinguishedName::new();
-    d.push(DnType::OrganizationName, "Rewind");
-    if let Some(ou) = ou {
-        d.push(DnType::OrganizationalUnitName, ou);
-    }
-    d.push(DnType::CommonName, cn);
-    d
-}
-
-/// Names a user may give for a certificate: DNS names and IP addresses, nothing that would not
-/// parse as either.
-fn san(name: &str) -> Result<SanType> {
-    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
-        return Ok(SanType::IpAddress(ip));
-    }
-    Ok(SanType::DnsName(name.try_into().with_context(|| {
-        format!("{name:?} is neither a DNS name nor an IP address")
-    })?))
-}
-
-/// Fill in serial and validity; the end is capped at the CA's own expiry (a certificate cannot
-/// outlive its issuer usefully). Returns the register entry.
-fn stamp(
-    p: &mut CertificateParams,
-    name: &str,
-    kind: Kind,
-    days: u32,
-    ca_expiry: Option<SystemTime>,
-) -> Result<Issued> {
-    let now = SystemTime::now();
-    let not_before = now - BACKDATE;
-    let mut not_after = now + check_days("--days", days)?;
-    if let Some(cap) = ca_expiry {
-        if not_after > cap {
-            eprintln!(
-                "note: the CA expires on {}: the certificate for {name} ends then, not in {days} days",
-                rfc3339(cap)
-            );
-            not_after = cap;
-        }
-    }
-    let serial = new_serial()?;
-    p.serial_number = Some(SerialNumber::from_slice(&serial));
-    p.not_before = x509_time!(not_before);
-    p.not_after = x509_time!(not_after);
-    Ok(Issued {
-        serial: hex(&serial),
-        name: name.to_string(),
-        kind,
-        not_before: rfc3339(not_before),
-        not_after: rfc3339(not_after),
-        revoked: None,
-    })
-}
+use dir::{make_dir, write_atomic, write_new, CaDir, Register};
+use serial::unhex;
+pub use serial::{hex, normalise_serial};
+use x509::{dn, leaf_key_usages, rfc3339, san, stamp};
 
 /// Make the site CA and this target's server certificate in `dir` (refuses to overwrite).
 /// `names` are the DNS names and addresses agents and NBD clients will connect to.
@@ -764,20 +486,6 @@ pub fn list(dir: &Path) -> Result<Vec<Issued>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn serials_are_normalised_and_checked() {
-        assert_eq!(normalise_serial("4F:3A:00:01").unwrap(), "4f3a0001");
-        assert_eq!(normalise_serial(" 0x4f3a ").unwrap(), "4f3a");
-        for bad in ["", "4", "zz", "4f3", "0x", &"ab".repeat(33)] {
-            assert!(normalise_serial(bad).is_err(), "{bad:?} accepted");
-        }
-        let s = new_serial().unwrap();
-        assert_eq!(s.len(), 16);
-        // Positive, no leading zero byte: the hex is the same as x509 parsers print it.
-        assert!(s[0] & 0x80 == 0 && s[0] != 0);
-        assert_eq!(unhex(&hex(&s)).unwrap(), s);
-    }
 
     #[test]
     fn certificate_names_are_checked() {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use rewind_linux::pem;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
@@ -27,18 +28,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing {}", path.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("{} holds no certificate", path.display());
-    }
-    Ok(certs)
+    Ok(pem::certs(path)?)
 }
 
 fn key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    PrivateKeyDer::from_pem_file(path).with_context(|| format!("reading key {}", path.display()))
+    Ok(pem::key(path)?)
 }
 
 fn roots(ca: &Path) -> Result<RootCertStore> {

@@ -14,8 +14,10 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fusetree::export_path;
-use crate::store::points::now_ms;
 use crate::views::exports::{ExportName, Exports, Target};
+use rewind_linux::clock::now_ms;
+use rewind_linux::loopdev::{self, backing_file, partition_devices};
+use rewind_linux::process::run;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attachment {
@@ -43,21 +45,6 @@ pub struct Attachments {
     list: Mutex<Vec<Attachment>>,
 }
 
-/// Run a command; on failure the error carries its stderr.
-pub fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {:?}", cmd.get_program()))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            format!("{cmd:?}").replace('"', ""),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 impl Attachments {
     /// Load the list, and clean up what a previous daemon left (its view tree is gone, so its
     /// loop devices and mounts are dead).
@@ -76,7 +63,7 @@ impl Attachments {
                 let _ = run(Command::new("umount").arg("-l").arg(m));
             }
             if backs(&a.device, &a.file) {
-                let _ = run(Command::new("losetup").arg("-d").arg(&a.device));
+                let _ = loopdev::detach(&a.device);
             }
         }
         let me = Attachments {
@@ -121,13 +108,6 @@ impl Attachments {
             .find(|a| a.mountpoint.as_deref() == Some(dir))
             .cloned()
     }
-}
-
-/// The file a loop device is attached to, if any.
-fn backing_file(device: &str) -> Option<PathBuf> {
-    let name = Path::new(device).file_name()?.to_str()?;
-    let s = std::fs::read_to_string(format!("/sys/block/{name}/loop/backing_file")).ok()?;
-    Some(PathBuf::from(s.trim()))
 }
 
 /// A throwaway overlay's name: unique, and recognisable in `rewind overlay list`.
@@ -176,23 +156,18 @@ pub fn attach(
     let writable = writable || is_overlay;
     let file = export_path(views, &name);
     let result = (|| {
-        let mut cmd = Command::new("losetup");
-        cmd.args(["--find", "--show", "--direct-io=on"]);
-        if !writable {
-            cmd.arg("--read-only");
-        }
-        if partitions {
-            cmd.arg("--partscan");
-        }
-        cmd.arg(&file);
-        let device = run(&mut cmd)?;
+        let how = loopdev::Attach {
+            read_only: !writable,
+            partscan: partitions,
+        };
+        let device = loopdev::attach(&file, how)?;
         let parts = if partitions {
             let mut parts = partition_devices(&device);
             if parts.is_empty() {
                 // Kernels built without partition-table parsers (this one: no MSDOS/EFI
                 // partition support) find nothing at the scan; partx reads the table itself and
                 // adds the partitions with BLKPG.
-                if let Err(e) = run(Command::new("partx").arg("-a").arg(&device)) {
+                if let Err(e) = loopdev::partx_add(&device) {
                     tracing::debug!(device = %device, error = %e, "partx found no partitions");
                 }
                 parts = partition_devices(&device);
@@ -227,23 +202,6 @@ pub fn attach(
     Ok(a)
 }
 
-/// Partition devices appear in sysfs right after a partition scan.
-fn partition_devices(device: &str) -> Vec<String> {
-    let Some(name) = Path::new(device).file_name().and_then(|n| n.to_str()) else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = std::fs::read_dir(format!("/sys/block/{name}"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| n.starts_with(name) && n.len() > name.len())
-        .map(|n| format!("/dev/{n}"))
-        .collect();
-    out.sort();
-    out
-}
-
 /// Detach a loop device this daemon attached, and drop its throwaway overlay.
 pub fn detach(exports: &Exports, atts: &Attachments, device: &str) -> Result<Attachment> {
     let a = atts
@@ -273,9 +231,9 @@ fn release(exports: &Exports, atts: &Attachments, a: &Attachment) -> Result<()> 
     if detached {
         if !a.partitions.is_empty() {
             // Partitions added with BLKPG are not always dropped with the device.
-            let _ = run(Command::new("partx").arg("-d").arg(&a.device));
+            let _ = loopdev::partx_delete(&a.device);
         }
-        run(Command::new("losetup").arg("-d").arg(&a.device))?;
+        loopdev::detach(&a.device)?;
         wait_detached(&a.device, &a.file, DETACH_WAIT)?;
     }
     atts.remove(&a.device)?;
@@ -498,7 +456,7 @@ pub fn release_all(exports: &Exports, atts: &Attachments) {
             if let Some(m) = &a.mountpoint {
                 let _ = run(Command::new("umount").arg("-l").arg(m));
             }
-            let _ = run(Command::new("losetup").arg("-d").arg(&a.device));
+            let _ = loopdev::detach(&a.device);
             let _ = atts.remove(&a.device);
         }
     }

@@ -21,9 +21,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
-use crate::store::points::{now_ms, PointSpec};
+use crate::store::points::PointSpec;
 use crate::store::{Result, Store, StoreError};
 use crate::views::view::{push_extent, sparse_runs, Extent, View};
+use rewind_linux::clock::now_ms;
 
 /// The overlay's unit of copy-on-write.
 pub const OVERLAY_BLOCK: u64 = 4096;

@@ -6,7 +6,7 @@
 use std::io;
 use std::os::fd::RawFd;
 
-use crate::aligned::AlignedBuf;
+use rewind_linux::aligned::AlignedBuf;
 
 mod sync;
 mod uring;

@@ -1,7 +1,7 @@
-//! Child processes of a run: every command (boot, hook, health check) runs as `sh -c` in its own
-//! process group, so that stopping it also stops whatever it started (qemu under a wrapper
-//! script), and stopping never touches a process that is not ours: we signal the group whose id
-//! is our child's pid, never anything found by name.
+//! Child processes: commands run to their output ([`run`]), and commands (boot, hook, health
+//! check) run as `sh -c` in their own process group, so that stopping one also stops whatever it
+//! started (qemu under a wrapper script), and stopping never touches a process that is not ours:
+//! we signal the group whose id is our child's pid, never anything found by name.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -11,6 +11,49 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+
+/// A command that could not be started or did not succeed.
+#[derive(Debug, thiserror::Error)]
+#[error("{command} failed: {why}")]
+pub struct CommandError {
+    /// The command line as shown in errors (`losetup -d /dev/loop3`).
+    pub command: String,
+    /// The start error, or the exit status and the command's stderr.
+    pub why: String,
+}
+
+/// Run a command to its end; its trimmed stdout, or an error that carries its stderr.
+pub fn run(cmd: &mut Command) -> Result<String, CommandError> {
+    let command = format!("{cmd:?}").replace('"', "");
+    let out = cmd.output().map_err(|e| CommandError {
+        command: command.clone(),
+        why: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(CommandError {
+            command,
+            why: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A process's start time in clock ticks since boot (/proc/PID/stat field 22): with the pid, it
+/// names one process, never a later one that reused the pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (which may hold spaces), field 3 (state) comes first.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
 
 /// How often waits look at a child, the clock and the cancel flag.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -91,6 +134,7 @@ pub fn terminate(child: &mut Child, grace: Duration) {
     terminate_all(std::slice::from_mut(child), grace)
 }
 
+/// How [`run_until`] ended.
 pub enum Finished {
     Exited(ExitStatus),
     TimedOut,
@@ -117,5 +161,21 @@ pub fn run_until(
             return Ok(Finished::TimedOut);
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_returns_stdout_or_stderr() {
+        assert_eq!(
+            run(Command::new("sh").args(["-c", "echo hi"])).unwrap(),
+            "hi"
+        );
+        let e = run(Command::new("sh").args(["-c", "echo oops >&2; exit 3"])).unwrap_err();
+        assert!(e.why.contains("oops"), "{e}");
+        assert!(start_time(std::process::id()).is_some());
     }
 }

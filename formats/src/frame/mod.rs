@@ -14,7 +14,10 @@
 //! |  20 |    4 | header_crc   | crc32c(bytes 0..20)                                |
 //!
 //! The header has its own crc so that a receiver can trust `payload_len` before it allocates
-//! and reads the payload; the payload crc then covers what it read.
+//! and reads the payload; the payload crc then covers what it read. [`blocking`] reads whole
+//! frames from a `std::io::Read`.
+
+pub mod blocking;
 
 use crate::bytes::{le_u16, le_u32};
 use crate::{DecodeError, FRAME_MAGIC, FRAME_VERSION, MAX_FRAME_PAYLOAD};

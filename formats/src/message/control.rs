@@ -1,0 +1,72 @@
+//! CONTROL: the target asks the agent for an operation on a group.
+
+use super::{truncate_text, Message};
+use crate::bytes::{Reader, Writer};
+use crate::DecodeError;
+
+/// target -> agent: an operation on a group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Control {
+    pub group: String,
+    pub op: ControlOp,
+    pub arg: String,
+}
+
+impl Control {
+    /// The frame of a CONTROL message for `group`.
+    pub fn frame(group: &str, op: ControlOp, arg: &str) -> Vec<u8> {
+        Message::Control(Control {
+            group: group.into(),
+            op,
+            arg: arg.into(),
+        })
+        .to_frame()
+    }
+}
+
+/// What a CONTROL message asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ControlOp {
+    Drain = 1,
+    Pause = 2,
+    Resume = 3,
+    TagRequest = 4,
+    Resync = 5,
+}
+
+impl ControlOp {
+    /// The wire value.
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The op with this wire value, if this version knows it.
+    pub fn from_u16(v: u16) -> Option<ControlOp> {
+        match v {
+            1 => Some(ControlOp::Drain),
+            2 => Some(ControlOp::Pause),
+            3 => Some(ControlOp::Resume),
+            4 => Some(ControlOp::TagRequest),
+            5 => Some(ControlOp::Resync),
+            _ => None,
+        }
+    }
+}
+
+impl Control {
+    pub(super) fn write(&self, w: &mut Writer) {
+        w.name(&self.group);
+        w.u16(self.op.as_u16());
+        w.long_str(truncate_text(&self.arg));
+    }
+}
+
+pub(super) fn read_control(r: &mut Reader<'_>) -> Result<Control, DecodeError> {
+    let group = r.name("group name")?;
+    let op_raw = r.u16()?;
+    let op = ControlOp::from_u16(op_raw)
+        .ok_or_else(|| DecodeError::invalid("control op", format!("unknown value {op_raw}")))?;
+    let arg = r.long_str("control arg")?;
+    Ok(Control { group, op, arg })
+}

@@ -1,0 +1,91 @@
+//! ERROR: why a session ends; the sender closes the connection after it.
+
+use super::truncate_text;
+use crate::bytes::{Reader, Writer};
+use crate::DecodeError;
+
+/// Either way: something went wrong; the sender closes the connection after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorMsg {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Why an ERROR was sent. Wire u16: 1..=12 in declaration order; any other value decodes to
+/// `Other(n)`, so that a newer peer's new codes still reach an older one as errors.
+/// (`Other(n)` with n in 1..=12 encodes as the named code; build codes with `from_u16`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    Protocol,
+    BadChecksum,
+    UnknownGroup,
+    UnknownDisk,
+    StaleGeneration,
+    WrongDiskSize,
+    OutOfRange,
+    SeqGap,
+    Busy,
+    NoSpace,
+    StoreFailed,
+    Internal,
+    /// The agent may not feed this group: it belongs to another agent identity, or the HELLO
+    /// names an agent other than the one its certificate is for.
+    Forbidden,
+    Other(u16),
+}
+
+impl ErrorCode {
+    /// The wire value.
+    pub fn as_u16(self) -> u16 {
+        match self {
+            ErrorCode::Protocol => 1,
+            ErrorCode::BadChecksum => 2,
+            ErrorCode::UnknownGroup => 3,
+            ErrorCode::UnknownDisk => 4,
+            ErrorCode::StaleGeneration => 5,
+            ErrorCode::WrongDiskSize => 6,
+            ErrorCode::OutOfRange => 7,
+            ErrorCode::SeqGap => 8,
+            ErrorCode::Busy => 9,
+            ErrorCode::NoSpace => 10,
+            ErrorCode::StoreFailed => 11,
+            ErrorCode::Internal => 12,
+            ErrorCode::Forbidden => 13,
+            ErrorCode::Other(n) => n,
+        }
+    }
+
+    /// The code for a wire value; never fails.
+    pub fn from_u16(v: u16) -> ErrorCode {
+        match v {
+            1 => ErrorCode::Protocol,
+            2 => ErrorCode::BadChecksum,
+            3 => ErrorCode::UnknownGroup,
+            4 => ErrorCode::UnknownDisk,
+            5 => ErrorCode::StaleGeneration,
+            6 => ErrorCode::WrongDiskSize,
+            7 => ErrorCode::OutOfRange,
+            8 => ErrorCode::SeqGap,
+            9 => ErrorCode::Busy,
+            10 => ErrorCode::NoSpace,
+            11 => ErrorCode::StoreFailed,
+            12 => ErrorCode::Internal,
+            13 => ErrorCode::Forbidden,
+            n => ErrorCode::Other(n),
+        }
+    }
+}
+
+impl ErrorMsg {
+    pub(super) fn write(&self, w: &mut Writer) {
+        w.u16(self.code.as_u16());
+        w.long_str(truncate_text(&self.message));
+    }
+
+    pub(super) fn read(r: &mut Reader<'_>) -> Result<ErrorMsg, DecodeError> {
+        Ok(ErrorMsg {
+            code: ErrorCode::from_u16(r.u16()?),
+            message: r.long_str("error message")?,
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! HELLO and WELCOME: how a session starts (who the agent is, where each group resumes).
+
+use std::collections::HashSet;
+
+use super::count_u16;
+use crate::bytes::{Reader, Writer};
+use crate::{DecodeError, Seq, SECTOR};
+
+/// agent -> target, first frame of a session: who I am, my groups and where I stand.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub agent: String,
+    pub groups: Vec<HelloGroup>,
+}
+
+/// One group of a HELLO. Group names are unique within a HELLO.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelloGroup {
+    pub group: String,
+    pub generation: u64,
+    /// The last seq the agent saw acknowledged (0: none).
+    pub last_acked: Seq,
+    /// The group's disks; a record's `disk` is an index into this list. Names unique.
+    pub disks: Vec<DiskInfo>,
+}
+
+/// One protected disk. `size_bytes` is a multiple of [`SECTOR`] and > 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskInfo {
+    pub disk: String,
+    pub size_bytes: u64,
+}
+
+/// target -> agent, answer to HELLO: per group, where to resume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Welcome {
+    pub groups: Vec<WelcomeGroup>,
+}
+
+/// One group of a WELCOME.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WelcomeGroup {
+    pub group: String,
+    pub generation: u64,
+    pub status: ResumeStatus,
+    /// The last seq durable on the target: the agent resumes after it.
+    pub durable: Seq,
+}
+
+/// Whether the agent may resume streaming or must resync the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ResumeStatus {
+    Resume = 0,
+    ResyncNeeded = 1,
+}
+
+impl Hello {
+    pub(super) fn write(&self, w: &mut Writer) {
+        w.name(&self.agent);
+        w.u16(count_u16("HELLO groups", self.groups.len()));
+        for g in &self.groups {
+            w.name(&g.group);
+            w.u64(g.generation);
+            w.u64(g.last_acked.0);
+            w.u16(count_u16("HELLO disks", g.disks.len()));
+            for d in &g.disks {
+                w.name(&d.disk);
+                w.u64(d.size_bytes);
+            }
+        }
+    }
+}
+
+impl Welcome {
+    pub(super) fn write(&self, w: &mut Writer) {
+        w.u16(count_u16("WELCOME groups", self.groups.len()));
+        for g in &self.groups {
+            w.name(&g.group);
+            w.u64(g.generation);
+            w.u8(g.status as u8);
+            w.u64(g.durable.0);
+        }
+    }
+}
+
+// Smallest encodings, used to cap counts before allocating: name = 2 bytes (len + 1 char).
+const HELLO_GROUP_MIN: usize = 2 + 8 + 8 + 2;
+const DISK_MIN: usize = 2 + 8;
+const WELCOME_GROUP_MIN: usize = 2 + 8 + 1 + 8;
+
+pub(super) fn read_hello(r: &mut Reader<'_>) -> Result<Hello, DecodeError> {
+    let agent = r.name("agent name")?;
+    let n = u64::from(r.u16()?);
+    let n = r.count("HELLO groups", n, HELLO_GROUP_MIN)?;
+    let mut groups = Vec::with_capacity(n);
+    let mut group_names = HashSet::with_capacity(n);
+    for _ in 0..n {
+        let group = r.name("group name")?;
+        let generation = r.u64()?;
+        let last_acked = Seq(r.u64()?);
+        let m = u64::from(r.u16()?);
+        let m = r.count("HELLO disks", m, DISK_MIN)?;
+        let mut disks = Vec::with_capacity(m);
+        let mut disk_names = HashSet::with_capacity(m);
+        for _ in 0..m {
+            let disk = r.name("disk name")?;
+            let size_bytes = r.u64()?;
+            if size_bytes == 0 || size_bytes % SECTOR != 0 {
+                return Err(DecodeError::invalid(
+                    "disk size",
+                    format!("disk {disk}: {size_bytes} is not a non-zero multiple of {SECTOR}"),
+                ));
+            }
+            if !disk_names.insert(disk.clone()) {
+                return Err(DecodeError::invalid(
+                    "HELLO disks",
+                    format!("group {group}: disk {disk} listed twice"),
+                ));
+            }
+            disks.push(DiskInfo { disk, size_bytes });
+        }
+        if !group_names.insert(group.clone()) {
+            return Err(DecodeError::invalid(
+                "HELLO groups",
+                format!("group {group} listed twice"),
+            ));
+        }
+        groups.push(HelloGroup {
+            group,
+            generation,
+            last_acked,
+            disks,
+        });
+    }
+    Ok(Hello { agent, groups })
+}
+
+pub(super) fn read_welcome(r: &mut Reader<'_>) -> Result<Welcome, DecodeError> {
+    let n = u64::from(r.u16()?);
+    let n = r.count("WELCOME groups", n, WELCOME_GROUP_MIN)?;
+    let mut groups = Vec::with_capacity(n);
+    for _ in 0..n {
+        let group = r.name("group name")?;
+        let generation = r.u64()?;
+        let status = match r.u8()? {
+            0 => ResumeStatus::Resume,
+            1 => ResumeStatus::ResyncNeeded,
+            v => {
+                return Err(DecodeError::invalid(
+                    "resume status",
+                    format!("unknown value {v}"),
+                ))
+            }
+        };
+        let durable = Seq(r.u64()?);
+        groups.push(WelcomeGroup {
+            group,
+            generation,
+            status,
+            durable,
+        });
+    }
+    Ok(Welcome { groups })
+}
