@@ -820,10 +820,10 @@ fn live_disk_writers_already_connected_turn_read_only() {
     d.terminate();
     // The NBD server in this process, over the replicated store, with the live overlay.
     let store = rewind_mtd::store::Store::open(&d.data_dir, Default::default()).unwrap();
-    let overlays = Arc::new(rewind_mtd::overlay::Overlays::load(store.clone()).unwrap());
-    let live = rewind_mtd::exports::live_overlay_name("g", "sda");
+    let overlays = Arc::new(rewind_mtd::views::overlay::Overlays::load(store.clone()).unwrap());
+    let live = rewind_mtd::views::exports::live_overlay_name("g", "sda");
     let o = overlays.create(&live, "g", "sda", "latest", false).unwrap();
-    let exports = rewind_mtd::exports::Exports::new(store.clone(), overlays.clone());
+    let exports = rewind_mtd::views::exports::Exports::new(store.clone(), overlays.clone());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sock = work.path().join("live-nbd.sock");
     let opts = rewind_mtd::nbd::NbdOptions {
@@ -870,7 +870,7 @@ print("third ok", flush=True)
             .unwrap_or_default()
             .contains("first ok")
     });
-    rewind_mtd::exports::set_nbd_read_only(&o, true);
+    rewind_mtd::views::exports::set_nbd_read_only(&o, true);
     std::fs::write(&flag, "").unwrap();
     wait_for("second write", Duration::from_secs(30), || {
         std::fs::read_to_string(&log)
@@ -880,7 +880,7 @@ print("third ok", flush=True)
     let mut buf = vec![0u8; 4096];
     o.read_at(&mut buf, 0).unwrap();
     assert_eq!(buf, vec![0x11; 4096], "a write went in after the flip");
-    rewind_mtd::exports::set_nbd_read_only(&o, false);
+    rewind_mtd::views::exports::set_nbd_read_only(&o, false);
     std::fs::write(&back, "").unwrap();
     assert!(child.wait_timeout(Duration::from_secs(30)).success());
     let out = std::fs::read_to_string(&log).unwrap();

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use common::*;
 use proptest::prelude::*;
-use rewind_mtd::overlay::Overlays;
 use rewind_mtd::store::Store;
-use rewind_mtd::view::Allocation;
+use rewind_mtd::views::overlay::Overlays;
+use rewind_mtd::views::view::{Allocation, View};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -124,13 +124,13 @@ fn overlay_matches_model() {
             drop(o);
             check(&overlays, &model);
             // The point under the overlay never changed.
-            let v = store
-                .view(
-                    "m",
-                    "sda",
-                    &rewind_mtd::store::points::PointSpec::parse("seq:300").unwrap(),
-                )
-                .unwrap();
+            let v = View::open(
+                &store,
+                "m",
+                "sda",
+                &rewind_mtd::store::points::PointSpec::parse("seq:300").unwrap(),
+            )
+            .unwrap();
             let mut buf = vec![0u8; DISK as usize];
             v.read_at(&mut buf, 0).unwrap();
             assert!(buf == point, "the point under the overlay changed");

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use rewind_mtd::cli::failover::{self, FailoverCmd};
 use rewind_mtd::cli::plan::PlanCmd;
 use rewind_mtd::client::{Client, DEFAULT_CONTROL};
-use rewind_mtd::control::names::{parse_agent, parse_disk_source, parse_group, parse_overlay};
+use rewind_mtd::names::{parse_agent, parse_disk_source, parse_group, parse_overlay};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -159,7 +159,7 @@ enum OverlayCmd {
 
 /// For clap: a retention window the daemon accepts (checked here for a clear error first).
 fn parse_retention(s: &str) -> Result<String, String> {
-    rewind_mtd::control::limits::parse_retention(s).map(|_| s.to_string())
+    rewind_mtd::limits::parse_retention(s).map(|_| s.to_string())
 }
 
 fn main() {
@@ -173,8 +173,8 @@ fn main() {
 /// The names in an export argument, checked before anything is sent (a malformed export is left
 /// to the daemon, whose answer says what it expects).
 fn check_export_names(export: &str) -> Result<()> {
-    if let Ok(n) = rewind_mtd::exports::ExportName::parse(export) {
-        rewind_mtd::control::names::check_export(&n)
+    if let Ok(n) = rewind_mtd::views::exports::ExportName::parse(export) {
+        rewind_mtd::names::check_export(&n)
             .map_err(|e| anyhow::anyhow!("export {export:?}: {e}"))?;
     }
     Ok(())

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::job::follow;
 use crate::client::Client;
-use crate::control::names::parse_group;
+use crate::names::parse_group;
 
 #[derive(Subcommand)]
 pub enum FailoverCmd {

@@ -16,10 +16,10 @@ use super::plans::RunRequest;
 use super::routes::{
     AttachRequest, DetachRequest, MountRequest, OverlayCreate, RetentionRequest, UmountRequest,
 };
-use crate::exports::ExportName;
 use crate::failover::adopt::AdoptRequest;
 use crate::failover::reverse::ReverseRequest;
 use crate::store::points::PointSpec;
+use crate::views::exports::ExportName;
 
 /// Body types, in selector order (`data[0] % BODIES`).
 pub const BODIES: &[&str] = &[

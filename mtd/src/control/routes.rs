@@ -13,12 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::names::{GroupName, OverlayPath};
-use super::{attach, Control};
-use crate::exports::{ExportName, Target};
-use crate::failover::Refused;
-use crate::inspect::{self, PointReport, TagReport};
+use super::Control;
 use crate::jobs::Busy;
+use crate::refused::Refused;
 use crate::store::StoreError;
+use crate::views::attach;
+use crate::views::exports::{ExportName, Target};
+use crate::views::inspect::{self, PointReport, TagReport};
 
 pub type Ctl = State<Arc<Control>>;
 
@@ -184,7 +185,7 @@ async fn retention(
     GroupName(group): GroupName,
     Json(req): Json<RetentionRequest>,
 ) -> ApiResult<Value> {
-    let d = super::limits::parse_retention(&req.retention)
+    let d = crate::limits::parse_retention(&req.retention)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     blocking(move || {
         let g = c.exports.store.group(&group)?;
@@ -196,7 +197,7 @@ async fn retention(
     .map(Json)
 }
 
-async fn overlays(State(c): Ctl) -> ApiResult<Vec<crate::overlay::OverlayInfo>> {
+async fn overlays(State(c): Ctl) -> ApiResult<Vec<crate::views::overlay::OverlayInfo>> {
     Ok(Json(c.exports.overlays.list()))
 }
 
@@ -210,10 +211,10 @@ pub struct OverlayCreate {
 async fn overlay_create(
     State(c): Ctl,
     Json(req): Json<OverlayCreate>,
-) -> ApiResult<crate::overlay::OverlayInfo> {
+) -> ApiResult<crate::views::overlay::OverlayInfo> {
     let info = blocking(move || {
         let n = ExportName::parse(&req.export)?;
-        super::names::check_export(&n)?;
+        crate::names::check_export(&n)?;
         let point =
             match n.target {
                 Target::Latest => "latest".to_string(),
@@ -263,7 +264,7 @@ async fn attachments(State(c): Ctl) -> ApiResult<Vec<attach::Attachment>> {
 /// An export name from a request body, its names checked before anything else is.
 fn valid_export(export: &str) -> Result<(), ApiError> {
     let n = ExportName::parse(export)?;
-    Ok(super::names::check_export(&n)?)
+    Ok(crate::names::check_export(&n)?)
 }
 
 fn views(c: &Control) -> Result<PathBuf, ApiError> {

@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::disks;
-use super::{Failovers, Refused};
-use crate::control::names::{check, disk_source};
+use super::Failovers;
 use crate::jobs::{Job, JobInfo};
+use crate::names::{check, disk_source};
+use crate::refused::Refused;
 use crate::store::group::{base_path, journal_dir};
 use crate::store::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
 use rewind_formats::NameKind;
@@ -183,7 +184,7 @@ impl Failovers {
             disk_source(d)?;
         }
         let retention_ms = match &req.retention {
-            Some(r) => crate::control::limits::retention_ms(r).map_err(Refused::Invalid)?,
+            Some(r) => crate::limits::retention_ms(r).map_err(Refused::Invalid)?,
             None => self.store().default_retention_ms(),
         };
         let me = self.clone();
@@ -281,7 +282,7 @@ impl Failovers {
         job.progress(5.0, "detaching the live disks");
         for d in &p.set.disks {
             if let Some(dev) = &d.loop_device {
-                crate::control::attach::detach(&self.exports, &self.attachments, dev)?;
+                crate::views::attach::detach(&self.exports, &self.attachments, dev)?;
             }
         }
         let mut sources = Vec::new();
@@ -325,11 +326,11 @@ impl Failovers {
 
 /// A retention window given as a Duration (already parsed by clap), in milliseconds.
 fn check_retention(d: std::time::Duration) -> Result<u64> {
-    if d.is_zero() || d > crate::control::limits::MAX_RETENTION {
+    if d.is_zero() || d > crate::limits::MAX_RETENTION {
         bail!(
             "retention {}: give more than 0 and at most {}",
             humantime::format_duration(d),
-            humantime::format_duration(crate::control::limits::MAX_RETENTION)
+            humantime::format_duration(crate::limits::MAX_RETENTION)
         );
     }
     Ok(d.as_millis() as u64)
@@ -368,7 +369,7 @@ pub fn offline(
         sources.push(file_source(name, Path::new(path))?);
     }
     let total: u64 = sources.iter().map(|s| s.size_bytes).sum();
-    let bar = crate::dump::progress_bar(total);
+    let bar = crate::views::dump::progress_bar(total);
     let dir = building_dir(data_dir, group)?;
     let _ = fs::remove_dir_all(&dir);
     build_group_dir(&dir, group, agent, &sources, retention_ms, &|d, _| {

@@ -5,9 +5,9 @@ use anyhow::{Context, Result};
 
 use super::state::{DiskSet, FailoverDisk};
 use super::Failovers;
-use crate::control::attach;
-use crate::exports::{live_overlay_name, test_overlay_name};
 use crate::jobs::Job;
+use crate::views::attach;
+use crate::views::exports::{live_overlay_name, test_overlay_name};
 use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

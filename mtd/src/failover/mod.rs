@@ -30,25 +30,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::control::attach::Attachments;
-use crate::exports::Exports;
 use crate::jobs::Jobs;
+use crate::refused::Refused;
 use crate::store::points::PointSpec;
 use crate::store::Store;
+use crate::views::attach::Attachments;
+use crate::views::exports::Exports;
 use boot::BootProcesses;
 use state::GroupFailover;
-
-/// Why an operation was refused before it changed anything (maps to a 4xx answer).
-#[derive(Debug, thiserror::Error)]
-pub enum Refused {
-    /// The group's state does not allow it (a second promotion, commit without a failover...).
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-}
 
 pub struct Failovers {
     pub exports: Arc<Exports>,

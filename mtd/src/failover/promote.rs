@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 
 use super::disks::{self, SetKind};
 use super::state::{Promotion, PromotionKind};
-use super::{Failovers, Refused};
+use super::Failovers;
 use crate::jobs::{Job, JobInfo};
+use crate::refused::Refused;
 use crate::store::points::format_ms;
 use rewind_linux::clock::now_ms;
 

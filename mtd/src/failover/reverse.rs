@@ -18,8 +18,9 @@ use serde_json::json;
 
 use super::disks;
 use super::state::Reverse;
-use super::{Failovers, Refused};
+use super::Failovers;
 use crate::jobs::JobInfo;
+use crate::refused::Refused;
 use rewind_linux::clock::now_ms;
 
 /// How long an agent may take to stop cleanly (it waits for the target's acks first).
@@ -98,7 +99,7 @@ impl Failovers {
         }
         disks::check_unused(self, &p.set).map_err(|e| Refused::Conflict(format!("{e:#}")))?;
         if let Some(a) = &req.agent_name {
-            crate::control::names::check(rewind_formats::NameKind::Agent, a)?;
+            crate::names::check(rewind_formats::NameKind::Agent, a)?;
         }
         let target = if req.to.starts_with("tcp:") || req.to.starts_with("unix:") {
             req.to.clone()
@@ -254,7 +255,7 @@ pub(super) fn agent_only(f: &Failovers, group: &str, on: bool) {
     };
     for d in &p.set.disks {
         if let Ok(o) = f.exports.overlays.get(&d.overlay) {
-            crate::exports::set_nbd_read_only(&o, on);
+            crate::views::exports::set_nbd_read_only(&o, on);
         }
     }
 }

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use super::disks::{self, SetKind};
 use super::state::DiskSet;
-use super::{boot, Failovers, Refused};
+use super::{boot, Failovers};
 use crate::jobs::{Job, JobInfo};
+use crate::refused::Refused;
 
 impl Failovers {
     /// Start a test failover of `group` at `point` (default: latest); `run_boot`: start the

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use rewind_formats::message::TagKind;
 use rewind_formats::Seq;
 
-use crate::exports::Exports;
-use crate::overlay::OverlayMeta;
 use crate::store::group::Group;
 use crate::store::points::PointSpec;
 use crate::store::Result;
+use crate::views::exports::Exports;
+use crate::views::overlay::OverlayMeta;
 
 /// The name `at/` lists for the newest app-consistent point.
 pub const LATEST_APP_CONSISTENT: &str = "latest-app-consistent";

@@ -20,10 +20,10 @@ use rewind_formats::message::{DiskInfo, HelloGroup};
 use rewind_formats::Seq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::exports::{Exports, Volume};
-use crate::overlay::Overlays;
 use crate::store::engine::EngineKind;
 use crate::store::{Store, StoreOptions};
+use crate::views::exports::{Exports, Volume};
+use crate::views::overlay::Overlays;
 
 use super::handshake::{Outcome, Tls};
 use super::proto::{Request, REQUEST_LEN};

@@ -303,7 +303,7 @@ fn target_hashes(group: Arc<Group>, h: &Hashes) -> Result<Hashes, Fault> {
     }
     // The newest state as it is, even mid-resync (when it is not a recoverable point): that is
     // exactly what the resync compares against.
-    let view = crate::view::View::new(group, h.disk as usize, durable)
+    let view = crate::views::view::View::new(group, h.disk as usize, durable)
         .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
     let mut buf = vec![0u8; span as usize];
     view.read_at(&mut buf, h.offset)

@@ -44,10 +44,8 @@ pub use error::{Result, StoreError};
 use self::engine::EngineKind;
 use self::group::Group;
 use self::health::Health;
-use self::points::PointSpec;
 use self::segment_file::LoadMode;
 use self::writer::{AppendReq, Writer, WriterConfig, WriterMsg};
-use crate::view::View;
 use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Debug)]
@@ -97,7 +95,7 @@ impl Store {
         let groups_dir = dir.join("groups");
         fs::create_dir_all(&groups_dir)
             .map_err(StoreError::io("create data directory", &groups_dir))?;
-        crate::fsutil::make_private_dir(dir).map_err(StoreError::io("chmod 0700", dir))?;
+        crate::access::make_private_dir(dir).map_err(StoreError::io("chmod 0700", dir))?;
         let lock = lock_dir(dir)?;
         finish_installs(dir)?;
         let groups = load_groups(&groups_dir, LoadMode::Repair)?;
@@ -305,23 +303,6 @@ impl Store {
         tx.send(WriterMsg::Append(req))
             .await
             .map_err(|_| StoreError::Failed("journal writer stopped".into()))
-    }
-
-    /// A read view of one disk of a group at a point.
-    pub fn view(&self, group: &str, disk: &str, spec: &PointSpec) -> Result<View> {
-        let g = self.group(group)?;
-        let (disk_ix, seq) = {
-            let st = g.state.read().expect("group lock");
-            let ix = st
-                .manifest
-                .disk_index(disk)
-                .ok_or_else(|| StoreError::UnknownDisk {
-                    group: group.into(),
-                    disk: disk.into(),
-                })?;
-            (ix, st.points.resolve(spec, st.durable, st.horizon())?)
-        };
-        View::new(g, disk_ix, seq)
     }
 }
 

@@ -125,6 +125,19 @@ impl Group {
         st.points.resolve(spec, st.durable, st.horizon())
     }
 
+    /// The index of `disk` and the seq `spec` names, read together (what a view opens).
+    pub(crate) fn resolve_disk_ix(&self, disk: &str, spec: &PointSpec) -> Result<(usize, Seq)> {
+        let st = self.state.read().expect("group lock");
+        let ix = st
+            .manifest
+            .disk_index(disk)
+            .ok_or_else(|| StoreError::UnknownDisk {
+                group: self.name.clone(),
+                disk: disk.into(),
+            })?;
+        Ok((ix, st.points.resolve(spec, st.durable, st.horizon())?))
+    }
+
     /// The point a spec names on one disk, as an open would resolve it (without pinning it).
     pub(crate) fn resolve_on_disk(&self, disk: &str, spec: &PointSpec) -> Result<DiskPoint> {
         let st = self.state.read().expect("group lock");

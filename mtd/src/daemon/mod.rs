@@ -1,5 +1,9 @@
 //! `rewind-mtd serve`: the store plus everything that faces the outside — agent listeners, the NBD
 //! server, the FUSE view tree and the control API — started in order and stopped in reverse.
+//! `args` holds the command line's flags and `serve` turns them into [`DaemonOptions`].
+
+pub mod args;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,12 +12,12 @@ use anyhow::{Context, Result};
 
 use crate::access::LocalAccess;
 use crate::control::{self, Control};
-use crate::exports::Exports;
 use crate::fusetree::FuseTree;
 use crate::nbd::{self, NbdOptions};
-use crate::overlay::Overlays;
 use crate::server::{self, AgentListeners};
 use crate::store::Store;
+use crate::views::exports::Exports;
+use crate::views::overlay::Overlays;
 
 pub struct DaemonOptions {
     pub agents: AgentListeners,

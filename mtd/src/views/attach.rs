@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::exports::{ExportName, Exports, Target};
 use crate::fusetree::export_path;
+use crate::views::exports::{ExportName, Exports, Target};
 use rewind_linux::clock::now_ms;
 use rewind_linux::loopdev::{self, backing_file, partition_devices};
 use rewind_linux::process::run;
@@ -130,7 +130,7 @@ pub fn attach(
 ) -> Result<Attachment> {
     let mut name = ExportName::parse(export)?;
     // The names become a path under the view tree.
-    super::names::check_export(&name)?;
+    crate::names::check_export(&name)?;
     let mut overlay = None;
     let is_overlay = matches!(name.target, Target::Overlay(_));
     if writable && !is_overlay {

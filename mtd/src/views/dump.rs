@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::view::View;
+use crate::views::view::View;
 
 const CHUNK: usize = 1 << 20;
 const READERS: usize = 8;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil;
 use crate::store::points::PointSpec;
 use crate::store::{Result, Store, StoreError};
-use crate::view::{push_extent, sparse_runs, Extent, View};
+use crate::views::view::{push_extent, sparse_runs, Extent, View};
 use rewind_linux::clock::now_ms;
 
 /// The overlay's unit of copy-on-write.
@@ -390,7 +390,7 @@ impl Overlays {
 
     fn open(&self, dir: PathBuf, meta: OverlayMeta) -> Result<Overlay> {
         let spec = PointSpec::parse(&format!("seq:{}", meta.seq))?;
-        let view = self.store.view(&meta.group, &meta.disk, &spec)?;
+        let view = View::open(&self.store, &meta.group, &meta.disk, &spec)?;
         if view.size_bytes() != meta.size_bytes {
             return Err(StoreError::Invalid {
                 what: "overlay",
@@ -450,7 +450,7 @@ impl Overlays {
     ) -> Result<Arc<Overlay>> {
         check_overlay_name(name)?;
         let spec = PointSpec::parse(point)?;
-        let view = self.store.view(group, disk, &spec)?;
+        let view = View::open(&self.store, group, disk, &spec)?;
         let mut map = self.map.lock().expect("overlays lock");
         let dir = self.root.join(name);
         if map.contains_key(name) || dir.exists() {
@@ -569,7 +569,7 @@ fn read_meta(dir: &Path) -> Result<OverlayMeta> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exports::{live_overlay_name, test_overlay_name};
+    use crate::views::exports::{live_overlay_name, test_overlay_name};
     use rewind_formats::name::{MAX_DISK_LEN, MAX_GROUP_LEN};
 
     /// The longest group and disk names, made of the characters the overlay name escapes to two

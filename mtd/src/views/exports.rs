@@ -14,10 +14,10 @@
 
 use std::sync::Arc;
 
-use crate::overlay::{Overlay, Overlays};
 use crate::store::points::PointSpec;
 use crate::store::{Result, Store, StoreError};
-use crate::view::{Extent, View};
+use crate::views::overlay::{Overlay, Overlays};
+use crate::views::view::{Extent, View};
 
 /// What an export name points at.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -272,12 +272,14 @@ impl Exports {
 
     pub fn open_parsed(&self, n: &ExportName) -> Result<Volume> {
         match &n.target {
-            Target::Latest => Ok(Volume::ReadOnly(self.store.view(
+            Target::Latest => Ok(Volume::ReadOnly(View::open(
+                &self.store,
                 &n.group,
                 &n.disk,
                 &PointSpec::Latest,
             )?)),
-            Target::Point(p) => Ok(Volume::ReadOnly(self.store.view(
+            Target::Point(p) => Ok(Volume::ReadOnly(View::open(
+                &self.store,
                 &n.group,
                 &n.disk,
                 &PointSpec::parse(p)?,
@@ -332,7 +334,7 @@ mod tests {
             live_overlay_name("a:b_c", "d.e"),
             test_overlay_name("x", "y:z"),
         ] {
-            crate::overlay::check_overlay_name(&n).unwrap();
+            crate::views::overlay::check_overlay_name(&n).unwrap();
         }
         assert!(ExportName::parse("web").is_err());
         assert!(ExportName::parse("web/").is_err());

@@ -11,7 +11,8 @@ use rewind_formats::Seq;
 use crate::store::group::Group;
 use crate::store::index::Source;
 use crate::store::pins::PinGuard;
-use crate::store::{Result, StoreError};
+use crate::store::points::PointSpec;
+use crate::store::{Result, Store, StoreError};
 
 pub struct View {
     group: Arc<Group>,
@@ -23,6 +24,14 @@ pub struct View {
 }
 
 impl View {
+    /// A read view of one disk of a group at a point. (Opening lives here, not on `Store`, so
+    /// that the store does not depend on the read path built over it.)
+    pub fn open(store: &Store, group: &str, disk: &str, spec: &PointSpec) -> Result<View> {
+        let g = store.group(group)?;
+        let (disk_ix, seq) = g.resolve_disk_ix(disk, spec)?;
+        View::new(g, disk_ix, seq)
+    }
+
     pub fn new(group: Arc<Group>, disk: usize, seq: Seq) -> Result<View> {
         let pin = group.pin(seq)?;
         let (disk_name, size_bytes) = group.disk(disk);
