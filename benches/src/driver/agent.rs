@@ -85,14 +85,7 @@ pub fn run(settings: &Settings, size_arg: &str, durations: &Durations) -> Result
     }
     let agent = Agent::start(&bins, &work, "prot", &work.join("prot.img"), &[])?;
     agent.wait_synced(120)?;
-    let plain = tools::stdout_of(
-        Command::new("losetup")
-            .args(["--find", "--show", "--direct-io=on"])
-            .arg(work.join("plain.img")),
-        "losetup",
-    )?;
-    let plain = plain.trim().to_string();
-    cleanup::add_loop(&plain);
+    let plain = tools::plain_loop(&work.join("plain.img"))?;
     let runs = settings.runs;
     let mut w = [0, 1].map(|_| (Series::raw(), Series::raw(), Series::fixed(2)));
     for run in 1..=runs {

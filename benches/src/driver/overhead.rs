@@ -129,14 +129,7 @@ pub fn run(settings: &Settings, o: &Options) -> Result<()> {
             "dd",
         )?;
     }
-    let plain = tools::stdout_of(
-        Command::new("losetup")
-            .args(["--find", "--show", "--direct-io=on"])
-            .arg(work.join("plain.img")),
-        "losetup",
-    )?;
-    let plain = plain.trim().to_string();
-    cleanup::add_loop(&plain);
+    let plain = tools::plain_loop(&work.join("plain.img"))?;
 
     let ready = work.join("mtd.ready");
     let mtd_log = work.join("mtd.log");

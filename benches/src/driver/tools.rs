@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use super::cleanup;
 use super::progress;
 use super::settings::Settings;
 
@@ -237,4 +238,18 @@ pub fn write_file(path: &Path, text: &str) -> Result<()> {
     let mut f = log_file(path)?;
     f.write_all(text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A plain loop device (direct IO) over `image`, the baseline the protected device is measured
+/// against; detached by the cleanup.
+pub fn plain_loop(image: &Path) -> Result<String> {
+    let dev = stdout_of(
+        Command::new("losetup")
+            .args(["--find", "--show", "--direct-io=on"])
+            .arg(image),
+        "losetup",
+    )?;
+    let dev = dev.trim().to_string();
+    cleanup::add_loop(&dev);
+    Ok(dev)
 }
