@@ -11,14 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rewind_formats::TagKind;
+use rewind_formats::{Seq, TagKind};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::queue::Queue;
-use rewind_linux::clock::now_ms;
-
-pub const SOCKET: &str = "control.sock";
+use crate::now_ms;
+use crate::state::{StateDir, CONTROL_SOCKET};
+use crate::stream::queue::Queue;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
@@ -37,16 +36,12 @@ pub struct Reply {
     #[serde(default)]
     pub id: u64,
     #[serde(default)]
-    pub seq: Option<u64>,
-}
-
-pub fn socket_path(state_dir: &Path) -> PathBuf {
-    state_dir.join(SOCKET)
+    pub seq: Option<Seq>,
 }
 
 /// Listens on the control socket; serves each client on its own thread.
-pub fn serve(state_dir: &Path, queue: Arc<Queue>) -> Result<PathBuf> {
-    let p = socket_path(state_dir);
+pub fn serve(state: &StateDir, queue: Arc<Queue>) -> Result<PathBuf> {
+    let p = state.control_socket();
     let _ = std::fs::remove_file(&p);
     let listener = UnixListener::bind(&p).map_err(Error::path("binding the control socket", &p))?;
     std::thread::Builder::new()
@@ -125,7 +120,7 @@ fn serve_client(conn: UnixStream, queue: &Queue) {
 
 /// A client: one request, one reply.
 pub fn call(state_dir: &Path, req: &Request) -> Result<Reply> {
-    let p = socket_path(state_dir);
+    let p = state_dir.join(CONTROL_SOCKET);
     let mut s = UnixStream::connect(&p).map_err(Error::path(
         "connecting to the agent's control socket (is `rewind-agent run` running with this state dir?)",
         &p,

@@ -2,28 +2,29 @@
 //!
 //! ```text
 //! workload -> /dev/loopN (LINKS_DIR/GROUP/DISK) -> FUSE file (capture::fuse)
-//!   -> capture: mark the region in the dirty-region map (dirty; fdatasync on a 0->1 change),
+//!   -> capture: mark the region in the dirty-region map (sync::dirty; fdatasync on 0->1),
 //!      O_DIRECT write to the backing disk (io_uring, capture::uring; or a synchronous pwrite
-//!      with --io-engine sync), then record with a group-wide seq (queue) and reply
-//!   -> queue: memory, then the disk spool (spool) when memory is full, then bitmap mode
+//!      with --io-engine sync), then record with a group-wide seq (stream::queue) and reply
+//!   -> queue: memory, then the disk spool (stream::spool) when memory is full, then bitmap mode
 //!      (writes dropped from the stream, their regions pinned for a resync)
-//!   -> sender: BATCH frames (zstd) to rewind-mtd (unix socket or mutual
-//!      TLS, wire); ACKs free the queue, and the regions they
+//!   -> sender (stream::sender): BATCH frames (zstd) to rewind-mtd (unix socket or mutual
+//!      TLS, stream::wire); ACKs free the queue, and the regions they
 //!      cover are cleared from the dirty-region map a few seconds later
-//! sync: the initial sync (every region, holes and zeros skipped) and the resync (pinned
-//!   regions compared by block hash with the target: HASHES, hashclient) read under range locks
-//!   (rangelock) and queue copies like writes, between SyncBegin and SyncEnd tags (the target's
-//!   points inside are not recoverable)
-//! STATE_DIR: status.json, control.sock (`rewind-agent status` / `tag`), GROUP.dirty (the
-//!   dirty-region map), GROUP.spool, GROUP.window (a resync window may be open at the target),
-//!   GROUP.acked (the last seq the target acknowledged: a target found below it lost data, and
-//!   every region is compared with it)
-//! drain: CONTROL Drain from the target closes the capture to new writes (EROFS), lets the
-//!   admitted ones be recorded and a sync finish, and tags the last seq (Failover); a
+//! sync (sync::thread, sync::pass): the initial sync (every region, holes and zeros skipped)
+//!   and the resync (pinned regions compared by block hash with the target: HASHES,
+//!   sync::hashclient) read under range locks (sync::rangelock) and queue copies like writes,
+//!   between SyncBegin and SyncEnd tags (the target's points inside are not recoverable)
+//! STATE_DIR (every file named by state::StateDir): status.json, control.sock
+//!   (`rewind-agent status` / `tag`), GROUP.dirty (the dirty-region map), GROUP.spool,
+//!   GROUP.window (a resync window may be open at the target), GROUP.acked (the last seq the
+//!   target acknowledged: a target found below it lost data, and every region is compared)
+//! drain (drain/): CONTROL Drain from the target closes the capture to new writes (EROFS), lets
+//!   the admitted ones be recorded and a sync finish, and tags the last seq (Failover); a
 //!   StaleGeneration "fenced" refusal stops the sender for good, writes stay refused, and
 //!   STATE_DIR/GROUP.fenced keeps the agent from starting again as the group's source
-//! settings: flags and/or a TOML file (config_file); ratelimit caps the sender's bandwidth;
-//!   schedule inserts `auto-*` tags every N seconds, freezing filesystems around them (freeze)
+//! settings (config/): flags and/or a TOML file (config::file); stream::ratelimit caps the
+//!   sender's bandwidth; schedule inserts `auto-*` tags every N seconds, freezing filesystems
+//!   around them (freeze)
 //! ```
 //!
 //! What a crash costs: the dirty-region map holds every region with a write not yet
@@ -45,25 +46,17 @@
 pub mod agent;
 pub mod capture;
 pub mod config;
-pub mod config_file;
 pub mod control;
-pub mod dirty;
 pub mod drain;
 pub mod error;
 pub mod freeze;
-pub mod hashclient;
-pub mod inflight;
-pub mod levels;
-pub mod queue;
-pub mod rangelock;
-pub mod ratelimit;
 pub mod schedule;
-pub mod sender;
-pub mod spool;
-pub mod statefile;
-pub mod status;
+pub mod state;
+pub mod stream;
 pub mod sync;
-pub mod wire;
 
 pub use error::{Error, Result};
 pub use rewind_formats as formats;
+
+/// Wall-clock milliseconds since the Unix epoch: tag and batch timestamps.
+pub use rewind_linux::clock::now_ms;

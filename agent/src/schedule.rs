@@ -12,8 +12,8 @@ use rewind_formats::TagKind;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::freeze;
-use crate::queue::Queue;
-use rewind_linux::clock::now_ms;
+use crate::now_ms;
+use crate::stream::queue::Queue;
 
 /// How often a sleeping scheduler looks at `stop` (so shutdown never waits a whole period).
 const STOP_POLL: Duration = Duration::from_millis(100);
@@ -91,7 +91,7 @@ fn tag_once(mountpoints: &[PathBuf], queue: &Queue) -> bool {
     let thawed = freeze::thaw(&frozen);
     match pushed {
         Some(Ok(((id, seq), kind))) => {
-            tracing::info!(tag = %name, ?kind, id, seq, frozen = frozen.len(),
+            tracing::info!(tag = %name, ?kind, id, seq = seq.map(|s| s.0), frozen = frozen.len(),
                 thawed = thawed.is_ok(), "scheduled tag queued");
         }
         Some(Err(Error::Stopping)) => return false,
@@ -161,7 +161,7 @@ mod tests {
     fn a_schedule_tags_once_writes_exist_and_stops() {
         let settings = Settings {
             agent: "a".into(),
-            group: "g".into(),
+            group: rewind_formats::GroupName::new("g").unwrap(),
             disks: vec![],
             target: crate::config::TargetAddr::Unix("/x".into()),
             state_dir: "/s".into(),

@@ -27,19 +27,23 @@ fn random_file(path: &Path, len: usize, seed: u64) {
 /// `dd` of `src` onto the protected device at `seek_mib`, with O_DIRECT (no page cache between
 /// the write and the capture).
 fn dd(src: &Path, dev: &Path, seek_mib: u64) {
-    run(Command::new("dd")
-        .arg(format!("if={}", src.display()))
-        .arg(format!("of={}", dev.display()))
-        .args(["bs=1M", "oflag=direct", "status=none"])
-        .arg(format!("seek={seek_mib}")));
+    run_ok(
+        Command::new("dd")
+            .arg(format!("if={}", src.display()))
+            .arg(format!("of={}", dev.display()))
+            .args(["bs=1M", "oflag=direct", "status=none"])
+            .arg(format!("seek={seek_mib}")),
+    );
 }
 
 /// Tag names of a group on the running target (`rewind points --json`).
 fn target_tags(mtd: &Mtd, group: &str) -> Vec<String> {
-    let out = run(Command::new(bin("rewind"))
-        .arg("--control")
-        .arg(&mtd.control)
-        .args(["--json", "points", group]));
+    let out = run_ok(
+        Command::new(bin("rewind"))
+            .arg("--control")
+            .arg(&mtd.control)
+            .args(["--json", "points", group]),
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("points JSON");
     v["tags"]
         .as_array()

@@ -117,10 +117,12 @@ fn drain_under_a_workload_loses_nothing() {
     let d = st.drained.expect("drained");
     assert_eq!((d.tag.as_str(), d.seq), ("pf-1", seq));
     assert_eq!(st.draining, None);
-    let text = run(std::process::Command::new(bin("rewind-agent"))
-        .arg("status")
-        .arg("--state-dir")
-        .arg(&agent.state))
+    let text = run_ok(
+        std::process::Command::new(bin("rewind-agent"))
+            .arg("status")
+            .arg("--state-dir")
+            .arg(&agent.state),
+    )
     .stdout;
     let text = String::from_utf8_lossy(&text);
     assert!(
@@ -248,10 +250,12 @@ fn a_fenced_agent_stops_and_refuses_writes_and_restarts() {
     let e = try_write_direct(&agent.link("d0"), 0, 0x55).expect_err("a fenced agent took a write");
     assert!(is_refused(&e), "{e}");
     let text = String::from_utf8_lossy(
-        &run(std::process::Command::new(bin("rewind-agent"))
-            .arg("status")
-            .arg("--state-dir")
-            .arg(&agent.state))
+        &run_ok(
+            std::process::Command::new(bin("rewind-agent"))
+                .arg("status")
+                .arg("--state-dir")
+                .arg(&agent.state),
+        )
         .stdout,
     )
     .to_string();

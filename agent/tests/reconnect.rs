@@ -24,7 +24,7 @@ fn target_crash_and_restart_converges() {
     let mut mtd = Mtd::start(w);
     let mut agent = Agent::start(w, "g3", &[("d0", &img)], &mtd.target(), &[]);
     let dev = agent.link("d0");
-    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
+    run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
     let mnt = w.join("m");
     let mut mount = Mount::new(&dev, &mnt);
 
@@ -134,7 +134,11 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
     write_random_mib(&agent.link("d0"), 0, 96, 2);
     let st = agent.fresh_status();
     assert!(st.bitmap_mode && st.dropped_writes > 0, "{st:?}");
-    assert_eq!(st.sync, rewind_agent::status::SyncState::Bitmap, "{st:?}");
+    assert_eq!(
+        st.sync,
+        rewind_agent::state::status::SyncState::Bitmap,
+        "{st:?}"
+    );
     assert!(st.pinned_regions > 0, "{st:?}");
     // No tag now: the point it would name lacks the dropped writes.
     let out = Command::new(bin("rewind-agent"))
@@ -157,10 +161,12 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
         st.disks[0].sync_sent_bytes < 128 << 20,
         "only the dropped regions were resent: {st:?}"
     );
-    let points = run(Command::new(bin("rewind"))
-        .arg("--control")
-        .arg(&mtd.control)
-        .args(["points", "g7", "--json"]));
+    let points = run_ok(
+        Command::new(bin("rewind"))
+            .arg("--control")
+            .arg(&mtd.control)
+            .args(["points", "g7", "--json"]),
+    );
     let text = String::from_utf8_lossy(&points.stdout);
     assert!(
         text.contains("resync"),

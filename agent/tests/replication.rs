@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind_agent::status::SyncState;
+use rewind_agent::state::status::SyncState;
 
 const DISK_SIZE: u64 = 256 << 20;
 
@@ -34,20 +34,22 @@ fn write_random(path: &Path, offset: u64, len: usize, seed: u64) {
 }
 
 fn fio_verify(file: &Path) {
-    run(Command::new("fio")
-        .args([
-            "--name=verify",
-            "--rw=randwrite",
-            "--bs=4k",
-            "--size=64M",
-            "--ioengine=libaio",
-            "--iodepth=16",
-            "--direct=1",
-            "--verify=crc32c",
-            "--verify_fatal=1",
-            "--verify_state_save=0",
-        ])
-        .arg(format!("--filename={}", file.display())));
+    run_ok(
+        Command::new("fio")
+            .args([
+                "--name=verify",
+                "--rw=randwrite",
+                "--bs=4k",
+                "--size=64M",
+                "--ioengine=libaio",
+                "--iodepth=16",
+                "--direct=1",
+                "--verify=crc32c",
+                "--verify_fatal=1",
+                "--verify_state_save=0",
+            ])
+            .arg(format!("--filename={}", file.display())),
+    );
 }
 
 /// A 1 GiB image: mkfs.ext4 on the protected device, files written and deleted, fio with crc32c verify, a tag
@@ -66,7 +68,7 @@ fn ext4_fio_and_tags_replicate_byte_for_byte() {
     let mut mtd = Mtd::start(w);
     let mut agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), &[]);
     let dev = agent.link("d0");
-    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
+    run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
     let mnt = w.join("m");
     let mut mount = Mount::new(&dev, &mnt);
 
@@ -86,14 +88,14 @@ fn ext4_fio_and_tags_replicate_byte_for_byte() {
         fs::remove_file(mnt.join(format!("file{i}"))).unwrap();
     }
     fio_verify(&mnt.join("fio.dat"));
-    run(Command::new("sync").arg("-f").arg(&mnt));
+    run_ok(Command::new("sync").arg("-f").arg(&mnt));
 
     // Tag 1 while frozen by hand, copying the source at exactly that point.
-    run(Command::new("fsfreeze").arg("-f").arg(&mnt));
+    run_ok(Command::new("fsfreeze").arg("-f").arg(&mnt));
     let at_t1 = w.join("source-at-t1.img");
     let copied = fs::copy(&img, &at_t1);
     let t1 = agent.tag("t1", &[]);
-    run(Command::new("fsfreeze").arg("-u").arg(&mnt));
+    run_ok(Command::new("fsfreeze").arg("-u").arg(&mnt));
     copied.expect("copy the source at t1");
 
     // Keep writing, then tag 2 through the agent's own freeze.
@@ -133,7 +135,7 @@ fn initial_sync_is_correct_under_concurrent_writes() {
     let w = work.path();
     let img = w.join("disk.img");
     make_image(&img);
-    run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+    run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
     for k in 0..12u64 {
         write_random(&img, (k * 19 + 3) << 20, 4 << 20, k + 100);
     }
@@ -171,7 +173,7 @@ fn initial_sync_is_correct_under_concurrent_writes() {
                     .expect("write to the protected device");
                 n += 1;
                 if n.is_multiple_of(16) {
-                    if let Ok(st) = rewind_agent::status::read(&state) {
+                    if let Ok(st) = rewind_agent::state::status::read(&state) {
                         if st.sync == SyncState::Running {
                             during.fetch_add(16, Ordering::Relaxed);
                         }
@@ -226,11 +228,13 @@ fn initial_sync_is_correct_under_concurrent_writes() {
     mtd.stop_and_check_latest("g2", "d0", &img);
 
     // The sync is bracketed by SyncBegin and SyncEnd tags (points inside are not recoverable).
-    let out = run(Command::new(bin("rewind-mtd"))
-        .arg("inspect")
-        .arg("--data-dir")
-        .arg(&mtd.data_dir)
-        .arg("--json"));
+    let out = run_ok(
+        Command::new(bin("rewind-mtd"))
+            .arg("inspect")
+            .arg("--data-dir")
+            .arg(&mtd.data_dir)
+            .arg("--json"),
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
     let group = report["groups"]
         .as_array()
@@ -283,20 +287,22 @@ fn overlapping_parallel_writes(extra: &[&str]) {
     let mut agent = Agent::start(w, "g5", &[("d0", &img)], &mtd.target(), extra);
     let dev = agent.link("d0");
     for bs in ["4k", "64k"] {
-        run(Command::new("fio")
-            .args([
-                "--name=overlap",
-                "--rw=randwrite",
-                "--ioengine=libaio",
-                "--iodepth=64",
-                "--direct=1",
-                "--norandommap",
-                "--randrepeat=0",
-                "--size=4M",
-                "--io_size=48M",
-            ])
-            .arg(format!("--bs={bs}"))
-            .arg(format!("--filename={}", dev.display())));
+        run_ok(
+            Command::new("fio")
+                .args([
+                    "--name=overlap",
+                    "--rw=randwrite",
+                    "--ioengine=libaio",
+                    "--iodepth=64",
+                    "--direct=1",
+                    "--norandommap",
+                    "--randrepeat=0",
+                    "--size=4M",
+                    "--io_size=48M",
+                ])
+                .arg(format!("--bs={bs}"))
+                .arg(format!("--filename={}", dev.display())),
+        );
     }
     agent.wait_caught_up(Duration::from_secs(120));
     agent.stop();

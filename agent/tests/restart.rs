@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind_agent::status::SyncState;
+use rewind_agent::state::status::SyncState;
 
 const DISK_SIZE: u64 = 256 << 20;
 
@@ -162,10 +162,12 @@ fn crash_mid_stream_resyncs_only_the_regions_in_flight() {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    run(std::process::Command::new("cp")
-        .args(["-a", "--sparse=always"])
-        .arg(from)
-        .arg(to));
+    run_ok(
+        std::process::Command::new("cp")
+            .args(["-a", "--sparse=always"])
+            .arg(from)
+            .arg(to),
+    );
 }
 
 /// The target loses data it had acknowledged (its data dir restored from an older copy): the

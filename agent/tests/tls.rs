@@ -11,17 +11,21 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind_agent::status::Status;
+use rewind_agent::state::status::Status;
 
 /// `rewind-mtd ca init --dir DIR` and `ca issue` for each agent.
 fn ca(dir: &Path, agents: &[&str]) {
-    run(Command::new(bin("rewind-mtd"))
-        .args(["ca", "init", "--dir"])
-        .arg(dir));
+    run_ok(
+        Command::new(bin("rewind-mtd"))
+            .args(["ca", "init", "--dir"])
+            .arg(dir),
+    );
     for a in agents {
-        run(Command::new(bin("rewind-mtd"))
-            .args(["ca", "issue", "--agent", a, "--dir"])
-            .arg(dir));
+        run_ok(
+            Command::new(bin("rewind-mtd"))
+                .args(["ca", "issue", "--agent", a, "--dir"])
+                .arg(dir),
+        );
     }
 }
 
@@ -34,12 +38,14 @@ fn image(path: &Path, size: u64) {
 
 /// `dd` through the protected device, bypassing the page cache.
 fn dd(dev: &Path, seek_mib: u64, count_mib: u64) {
-    run(Command::new("dd")
-        .arg("if=/dev/urandom")
-        .arg(format!("of={}", dev.display()))
-        .args(["bs=1M", "oflag=direct", "status=none"])
-        .arg(format!("seek={seek_mib}"))
-        .arg(format!("count={count_mib}")));
+    run_ok(
+        Command::new("dd")
+            .arg("if=/dev/urandom")
+            .arg(format!("of={}", dev.display()))
+            .args(["bs=1M", "oflag=direct", "status=none"])
+            .arg(format!("seek={seek_mib}"))
+            .arg(format!("count={count_mib}")),
+    );
 }
 
 /// Waits until the agent's status reports an error (the target refused it); the agent must
@@ -63,9 +69,11 @@ fn wait_error(agent: &Agent, limit: Duration) -> Status {
 
 /// The groups the (stopped) target's store holds.
 fn groups(data_dir: &Path) -> Vec<String> {
-    let out = run(Command::new(bin("rewind-mtd"))
-        .args(["inspect", "--json", "--data-dir"])
-        .arg(data_dir));
+    let out = run_ok(
+        Command::new(bin("rewind-mtd"))
+            .args(["inspect", "--json", "--data-dir"])
+            .arg(data_dir),
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect json");
     v["groups"]
         .as_array()

@@ -17,8 +17,14 @@
 //! - [`state`]: the durable "highest acked seq" file.
 //! - [`units`]: sizes, disks and addresses as given on the command line.
 //! - [`stats`]: percentiles of ack latencies.
+//! - [`driver`]: the `rewind-bench` driver behind `scripts/bench.sh`: runs, baselines, bars.
+//!
+//! [`harness`] is the test harness of both the agent's and the master target's tests: the
+//! daemons, the CLI and the agent run as processes, and cleaned up after.
 
+pub mod driver;
 pub mod error;
+pub mod harness;
 pub mod image;
 pub mod model;
 pub mod pool;

@@ -1,5 +1,5 @@
 //! Who may use the daemon's unix sockets: root, and members of the access group (`rewind` by
-//! default, `--access-group`).
+//! default, `--access-group`). The data directory is nobody else's ([`make_private_dir`]).
 //!
 //! Every unix socket the daemon serves (agents, NBD, control API) is bound through [`LocalAccess::bind`]:
 //! mode 0660, owner root, group the access group, published by renaming a socket bound under a
@@ -112,7 +112,7 @@ impl LocalAccess {
     /// Bind a unix socket at `path` that only root and the access group may connect to.
     /// `what` names the socket and `flag` the option that moves it, for errors.
     pub async fn bind(&self, path: &Path, what: &str, flag: &str) -> Result<UnixListener> {
-        crate::fsutil::remove_stale_socket(path, what, flag).await?;
+        remove_stale_socket(path, what, flag).await?;
         let name = path
             .file_name()
             .with_context(|| format!("{what} socket path {} has no file name", path.display()))?;
@@ -198,6 +198,43 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Make `dir` 0700 if it is open to anybody else (the data directory of an older version, or
+/// one made under another umask), saying so: replica data is nobody else's business.
+pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    if let Some(mode) = rewind_linux::atomic::make_private_dir(dir)? {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "the data directory was open to other users; making it 0700"
+        );
+    }
+    Ok(())
+}
+
+/// Before binding a unix socket: remove a socket file left by a daemon that died (binding would
+/// fail on it), but refuse one a live server answers on, and anything that is not a socket.
+/// `what` names the socket and `flag` the option that moves it, for the error.
+async fn remove_stale_socket(path: &Path, what: &str, flag: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = path.symlink_metadata() else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        anyhow::bail!(
+            "{what} socket path {} exists and is not a socket; remove it or choose another {flag}",
+            path.display()
+        );
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        anyhow::bail!(
+            "another rewind-mtd serves the {what} socket {}; give this one another {flag}",
+            path.display()
+        );
+    }
+    std::fs::remove_file(path)
+        .with_context(|| format!("removing stale {what} socket {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +280,14 @@ mod tests {
             }
         }
         drop(c);
+    }
+
+    #[test]
+    fn an_open_directory_is_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        make_private_dir(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 }

@@ -24,7 +24,7 @@ const DISK: u64 = 1 << 20;
 struct Conn(UnixStream);
 
 impl Conn {
-    fn open(d: &Daemon) -> Conn {
+    fn open(d: &Mtd) -> Conn {
         let s = UnixStream::connect(&d.sock).expect("connect to the agent socket");
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Conn(s)
@@ -124,7 +124,7 @@ fn batch(group: &str, first: u64, n: usize, len: u32, kind: RecordKind, ts: u64)
     Message::Batch(Batch::build(group, 1, Seq(first), ts, &recs, 1))
 }
 
-fn groups_on_disk(d: &Daemon) -> Vec<String> {
+fn groups_on_disk(d: &Mtd) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(d.data_dir.join("groups"))
         .map(|r| {
             r.flatten()
@@ -136,7 +136,7 @@ fn groups_on_disk(d: &Daemon) -> Vec<String> {
     v
 }
 
-fn durable(d: &Daemon, agent: &str, group: &str) -> u64 {
+fn durable(d: &Mtd, agent: &str, group: &str) -> u64 {
     Conn::open(d).welcome(&hello(agent, group)).groups[0]
         .durable
         .0
@@ -222,7 +222,7 @@ fn traversable(p: &Path) {
 fn only_root_and_agent_uids_speak_for_agents_on_the_unix_socket() {
     let work = tempdir();
     traversable(work.path());
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     let hello = hello("victim", "g").to_frame();
 
     // Not in the access group: the socket's mode refuses the connection itself.
@@ -253,7 +253,7 @@ fn only_root_and_agent_uids_speak_for_agents_on_the_unix_socket() {
     // Allowed with --agent-uid: the same client is welcomed (the check is not a blanket refusal).
     let work2 = tempdir();
     traversable(work2.path());
-    let d2 = Daemon::start(work2.path(), "sync", &["--agent-uid", "65534"]);
+    let d2 = Mtd::start_engine(work2.path(), "sync", &["--agent-uid", "65534"]);
     let (connected, got, why) = as_nobody(&d2.sock, Some("rewind"), &hello);
     assert!(connected, "{why}");
     assert!(
@@ -265,7 +265,7 @@ fn only_root_and_agent_uids_speak_for_agents_on_the_unix_socket() {
 #[test]
 fn another_agent_can_neither_take_nor_write_a_group() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     let mut a = Conn::open(&d);
     a.welcome(&hello("agent-a", "web"));
     a.send(&batch("web", 1, 1, 4096, RecordKind::Data, now_ms()));
@@ -297,7 +297,7 @@ fn another_agent_can_neither_take_nor_write_a_group() {
 #[test]
 fn group_and_disk_quotas_refuse_a_hello_whole() {
     let work = tempdir();
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "sync",
         &["--max-groups-per-agent", "4", "--max-disks-per-group", "2"],
@@ -332,7 +332,7 @@ fn group_and_disk_quotas_refuse_a_hello_whole() {
 #[test]
 fn a_huge_disk_size_is_refused_at_hello() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     let rss0 = vm_rss_kib(d.pid());
     let mut c = Conn::open(&d);
     c.send(&hello_many("a", &["big"], 1, 1 << 60));
@@ -348,7 +348,7 @@ fn a_huge_disk_size_is_refused_at_hello() {
 #[test]
 fn tiny_zero_records_past_the_index_quota_are_refused() {
     let work = tempdir();
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "sync",
         &["--max-index-bytes-per-group", "8MiB"],
@@ -382,7 +382,7 @@ fn tiny_zero_records_past_the_index_quota_are_refused() {
 #[test]
 fn padding_of_sub_block_records_is_bounded() {
     let work = tempdir();
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "sync",
         &["--max-padding-bytes-per-group", "1MiB"],
@@ -421,7 +421,7 @@ fn padding_of_sub_block_records_is_bounded() {
 #[test]
 fn a_batch_stamped_2100_is_refused_and_merging_goes_on() {
     let work = tempdir();
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "sync",
         &[
@@ -472,7 +472,7 @@ fn a_batch_stamped_2100_is_refused_and_merging_goes_on() {
 #[test]
 fn bare_frame_headers_before_hello_allocate_nothing() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     let rss0 = vm_rss_kib(d.pid());
     let header = |len: u32| {
         let mut h = FrameHeader::for_payload(FrameKind::Hello, b"").encode();
@@ -507,7 +507,7 @@ fn bare_frame_headers_before_hello_allocate_nothing() {
 #[test]
 fn hello_deadline_and_connection_cap() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &["--max-agent-conns", "3"]);
+    let d = Mtd::start_engine(work.path(), "sync", &["--max-agent-conns", "3"]);
     let t0 = Instant::now();
     let mut idle: Vec<Conn> = (0..3).map(|_| Conn::open(&d)).collect();
     // Past the cap: closed at once, without a word.
@@ -533,7 +533,7 @@ fn hello_deadline_and_connection_cap() {
 #[test]
 fn an_over_long_fence_reason_reaches_the_agent() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     let mut c = Conn::open(&d);
     c.welcome(&hello("a", "f"));
     c.send(&batch("f", 1, 1, 4096, RecordKind::Data, now_ms()));
@@ -570,12 +570,12 @@ fn an_over_long_fence_reason_reaches_the_agent() {
 #[test]
 fn group_delete_is_refused_while_in_use_and_works_when_idle() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     let mut c = Conn::open(&d);
     c.welcome(&hello("a", "del"));
     c.send(&batch("del", 1, 4, 4096, RecordKind::Data, now_ms()));
     c.wait_ack(4);
-    let delete = |g: &str| run(d.rewind().args(["group", "delete", g]));
+    let delete = |g: &str| run(d.rewind_cmd().args(["group", "delete", g]));
     let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
 
     let o = delete("del");
@@ -650,7 +650,7 @@ fn group_delete_is_refused_while_in_use_and_works_when_idle() {
     assert!(d.data_dir.join("groups/del").is_dir());
     assert!(d.data_dir.join("LOCK").exists());
 
-    run_ok(d.rewind().args(["group", "delete", "del"]));
+    run_ok(d.rewind_cmd().args(["group", "delete", "del"]));
     assert!(!d.data_dir.join("groups/del").exists());
     let leftovers: Vec<_> = std::fs::read_dir(&d.data_dir)
         .unwrap()
@@ -688,7 +688,7 @@ fn insecure_says_for_tests_only_on_both_sides() {
 #[test]
 fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     let open_fds = std::fs::read_dir(format!("/proc/{}/fd", d.pid()))
         .unwrap()
         .count();

@@ -20,7 +20,7 @@ type BadSender = Box<dyn Fn(&mut Conn)>;
 struct Conn(UnixStream);
 
 impl Conn {
-    fn open(d: &Daemon) -> Conn {
+    fn open(d: &Mtd) -> Conn {
         Conn::reopen(&d.sock)
     }
 
@@ -134,7 +134,7 @@ fn batch_at(
 }
 
 /// The durable seq a fresh session is welcomed with.
-fn durable(d: &Daemon, group: &str, generation: u64) -> u64 {
+fn durable(d: &Mtd, group: &str, generation: u64) -> u64 {
     let mut c = Conn::open(d);
     let w = c.hello(group, generation, DISK).expect("welcome");
     w.groups[0].durable.0
@@ -143,7 +143,7 @@ fn durable(d: &Daemon, group: &str, generation: u64) -> u64 {
 #[test]
 fn bad_input_is_refused_and_applies_nothing() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "uring", &[]);
+    let d = Mtd::start_engine(work.path(), "uring", &[]);
 
     // A well-behaved session on another group, kept open through all the bad ones.
     let mut good = Conn::open(&d);
@@ -326,7 +326,7 @@ fn bad_input_is_refused_and_applies_nothing() {
 fn hashes_are_answered_with_the_targets_hashes() {
     use rewind_formats::hash::block_hash;
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     let mut c = Conn::open(&d);
     c.hello("h", 1, DISK).unwrap();
     // Blocks 1 and 5 written (the batch is not waited for: HASHES must see it anyway).
@@ -411,7 +411,7 @@ fn sync_tag(group: &str, seq: u64, kind: TagKind, name: &str) -> Message {
     })
 }
 
-fn dump_err(d: &Daemon, at: &str) -> Option<String> {
+fn dump_err(d: &Mtd, at: &str) -> Option<String> {
     let img = d.data_dir.with_extension("img");
     let out = dump(&d.data_dir, "r", "sda", at, &img);
     let _ = std::fs::remove_file(&img);
@@ -424,7 +424,7 @@ fn dump_err(d: &Daemon, at: &str) -> Option<String> {
 #[test]
 fn resync_windows_are_not_recoverable() {
     let work = tempdir();
-    let mut d = Daemon::start(
+    let mut d = Mtd::start_engine(
         work.path(),
         "sync",
         &[
@@ -466,13 +466,16 @@ fn resync_windows_are_not_recoverable() {
     }
     // The API says the same, and an overlay cannot be made there.
     let p: serde_json::Value =
-        serde_json::from_slice(&run_ok(d.rewind().args(["--json", "points", "r"])).stdout).unwrap();
+        serde_json::from_slice(&run_ok(d.rewind_cmd().args(["--json", "points", "r"])).stdout)
+            .unwrap();
     assert_eq!(p["not_recoverable"][0]["to_seq"], 5, "{p}");
     assert!(
         p["tags"].as_array().unwrap().is_empty(),
         "sync markers are not named points"
     );
-    let o = run(d.rewind().args(["overlay", "create", "x", "r/sda@seq:4"]));
+    let o = run(d
+        .rewind_cmd()
+        .args(["overlay", "create", "x", "r/sda@seq:4"]));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not recoverable"));
 
     // A resync that has not finished: from its start on nothing is recoverable.
@@ -487,13 +490,13 @@ fn resync_windows_are_not_recoverable() {
     );
     assert_eq!(dump_err(&d, "seq:6"), None);
     let text =
-        String::from_utf8_lossy(&run_ok(d.rewind().args(["points", "r"])).stdout).into_owned();
+        String::from_utf8_lossy(&run_ok(d.rewind_cmd().args(["points", "r"])).stdout).into_owned();
     assert!(text.contains("NOT CONSISTENT"), "{text}");
 
     // Let retention merge past the resync's start , restart:
     // still not consistent.
     drop(c);
-    run_ok(d.rewind().args(["retention", "r", "1s"]));
+    run_ok(d.rewind_cmd().args(["retention", "r", "1s"]));
     let t0 = std::time::Instant::now();
     while group_json(&inspect(&d.data_dir), "r")["horizon_seq"]
         .as_u64()
@@ -506,7 +509,7 @@ fn resync_windows_are_not_recoverable() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    d.stop();
+    d.terminate();
     d.restart();
     let g = group_json(&inspect(&d.data_dir), "r").clone();
     assert_eq!(g["consistent"], false, "{g}");

@@ -292,15 +292,15 @@ fn write_block(s: &mut Tls, group: &str, seq: u64, byte: u8) {
     }
 }
 
-fn durable(d: &Daemon, group: &str) -> u64 {
+fn durable(d: &Mtd, group: &str) -> u64 {
     // Inspect reads the store offline: fine for a check of what is durable.
     group_json(&inspect(&d.data_dir), group)["durable_seq"]
         .as_u64()
         .unwrap()
 }
 
-fn tls_daemon(work: &Path, site: &Path) -> (Daemon, String) {
-    let d = Daemon::start(
+fn tls_daemon(work: &Path, site: &Path) -> (Mtd, String) {
+    let d = Mtd::start_engine(
         work,
         "sync",
         &[

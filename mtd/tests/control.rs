@@ -16,7 +16,7 @@ fn stderr(out: &std::process::Output) -> String {
 #[test]
 fn groups_points_and_overlays() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "uring", &[]);
+    let d = Mtd::start_engine(work.path(), "uring", &[]);
     let wl = Workload {
         group: "web".into(),
         disks: vec!["sda:8MiB".into(), "sdb:4MiB".into()],
@@ -25,20 +25,17 @@ fn groups_points_and_overlays() {
         record_size: "4KiB",
         payload: "random",
     };
-    run_ok(
-        wl.run_cmd(&d.connect_arg(), "2MiB")
-            .args(["--tag-every", "100"]),
-    );
+    run_ok(wl.run_cmd(&d.target(), "2MiB").args(["--tag-every", "100"]));
 
     // Groups: table and JSON agree with the offline inspector.
-    let table = run_ok(d.rewind().arg("groups"));
+    let table = run_ok(d.rewind_cmd().arg("groups"));
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.starts_with("GROUP"), "{text}");
     assert!(
         text.contains("web") && text.contains("sda (8.0 MiB)"),
         "{text}"
     );
-    let g = json(&run_ok(d.rewind().args(["--json", "groups"])));
+    let g = json(&run_ok(d.rewind_cmd().args(["--json", "groups"])));
     let offline = inspect(&d.data_dir);
     assert_eq!(
         g["groups"][0]["durable_seq"],
@@ -47,7 +44,7 @@ fn groups_points_and_overlays() {
     assert_eq!(g["groups"][0]["durable_seq"], 512);
 
     // Points: oldest, newest and the tags.
-    let p = json(&run_ok(d.rewind().args(["--json", "points", "web"])));
+    let p = json(&run_ok(d.rewind_cmd().args(["--json", "points", "web"])));
     assert_eq!(p["newest"]["seq"], 512);
     assert_eq!(p["oldest"]["seq"], 1);
     let tags: Vec<&str> = p["tags"]
@@ -57,8 +54,8 @@ fn groups_points_and_overlays() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert!(tags.len() >= 5, "tags: {tags:?}");
-    let text =
-        String::from_utf8_lossy(&run_ok(d.rewind().args(["points", "web"])).stdout).into_owned();
+    let text = String::from_utf8_lossy(&run_ok(d.rewind_cmd().args(["points", "web"])).stdout)
+        .into_owned();
     assert!(
         text.contains("crash-consistent point") && text.contains("tag:"),
         "{text}"
@@ -66,7 +63,7 @@ fn groups_points_and_overlays() {
 
     // Overlays: create at a tag, list, refuse duplicates and bad names, delete.
     let tag = tags[1];
-    let o = json(&run_ok(d.rewind().args([
+    let o = json(&run_ok(d.rewind_cmd().args([
         "--json",
         "overlay",
         "create",
@@ -76,34 +73,36 @@ fn groups_points_and_overlays() {
     assert_eq!(o["name"], "t1");
     assert_eq!(o["seq"], p["tags"][1]["seq"]);
     assert_eq!(o["size_bytes"], 8 << 20);
-    let list = json(&run_ok(d.rewind().args(["--json", "overlay", "list"])));
+    let list = json(&run_ok(d.rewind_cmd().args(["--json", "overlay", "list"])));
     assert_eq!(list.as_array().unwrap().len(), 1);
-    let dup = run(d.rewind().args(["overlay", "create", "t1", "web/sda"]));
+    let dup = run(d.rewind_cmd().args(["overlay", "create", "t1", "web/sda"]));
     assert!(!dup.status.success());
     assert!(stderr(&dup).contains("already exists"), "{}", stderr(&dup));
-    let bad = run(d.rewind().args(["overlay", "create", "../x", "web/sda"]));
+    let bad = run(d
+        .rewind_cmd()
+        .args(["overlay", "create", "../x", "web/sda"]));
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("overlay name"), "{}", stderr(&bad));
     assert!(work.path().join("data/overlays/t1/overlay.json").exists());
 
     // An overlay survives a restart (and keeps its point).
     let mut d = d;
-    d.stop();
+    d.terminate();
     d.restart();
-    let list = json(&run_ok(d.rewind().args(["--json", "overlay", "list"])));
+    let list = json(&run_ok(d.rewind_cmd().args(["--json", "overlay", "list"])));
     assert_eq!(list[0]["name"], "t1");
     assert_eq!(list[0]["seq"], o["seq"]);
 
     // Retention can change at run time, durably.
-    run_ok(d.rewind().args(["retention", "web", "2h"]));
-    let bad = run(d.rewind().args(["retention", "web", "soon"]));
+    run_ok(d.rewind_cmd().args(["retention", "web", "2h"]));
+    let bad = run(d.rewind_cmd().args(["retention", "web", "soon"]));
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("bad retention"), "{}", stderr(&bad));
     assert_eq!(group_json(&inspect(&d.data_dir), "web")["retention"], "2h");
 
-    run_ok(d.rewind().args(["overlay", "delete", "t1"]));
+    run_ok(d.rewind_cmd().args(["overlay", "delete", "t1"]));
     assert!(!work.path().join("data/overlays/t1").exists());
-    let gone = run(d.rewind().args(["overlay", "delete", "t1"]));
+    let gone = run(d.rewind_cmd().args(["overlay", "delete", "t1"]));
     assert!(!gone.status.success());
     assert!(
         stderr(&gone).contains("no overlay named t1"),
@@ -115,7 +114,7 @@ fn groups_points_and_overlays() {
 #[test]
 fn clear_errors() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     let wl = Workload {
         group: "db".into(),
         disks: vec!["sda:4MiB".into()],
@@ -124,7 +123,7 @@ fn clear_errors() {
         record_size: "4KiB",
         payload: "random",
     };
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "1MiB"));
+    run_ok(&mut wl.run_cmd(&d.target(), "1MiB"));
 
     let cases: &[(&[&str], &str)] = &[
         (&["points", "nosuch"], "unknown group nosuch"),
@@ -144,7 +143,7 @@ fn clear_errors() {
         (&["attach", "db/sda"], "--views"),
     ];
     for (args, want) in cases {
-        let out = run(d.rewind().args(*args));
+        let out = run(d.rewind_cmd().args(*args));
         assert!(!out.status.success(), "{args:?} succeeded");
         let e = stderr(&out);
         assert!(e.starts_with("rewind: "), "{args:?}: {e}");

@@ -28,10 +28,10 @@ fn crash_rounds(engine: &str) {
         payload: "compressible",
     };
     eprintln!("crash test ({engine}) seed {}", wl.seed);
-    let mut d = Daemon::start(work.path(), engine, &["--segment-size", "4MiB"]);
+    let mut d = Mtd::start_engine(work.path(), engine, &["--segment-size", "4MiB"]);
     let state = work.path().join("loadgen.state");
     let mut lg = Proc::spawn(
-        wl.run_cmd(&d.connect_arg(), "1TiB")
+        wl.run_cmd(&d.target(), "1TiB")
             .args([
                 "--reconnect",
                 "--reconnect-timeout",
@@ -168,7 +168,7 @@ fn torn_segment_tail_is_truncated_and_logged() {
     use std::os::unix::fs::FileExt;
 
     let work = tempdir();
-    let mut d = Daemon::start(work.path(), "sync", &[]);
+    let mut d = Mtd::start_engine(work.path(), "sync", &[]);
     let wl = Workload {
         group: "torn".into(),
         disks: vec!["sda:4MiB".into()],
@@ -179,10 +179,10 @@ fn torn_segment_tail_is_truncated_and_logged() {
     };
     // 256 records in batches of 16: 16 chunks in one open segment.
     run_ok(
-        wl.run_cmd(&d.connect_arg(), "1MiB")
+        wl.run_cmd(&d.target(), "1MiB")
             .args(["--batch-bytes", "64KiB"]),
     );
-    d.stop();
+    d.terminate();
 
     let seg = d.data_dir.join("groups/torn/journal/seg-00000001.rwj");
     let f = std::fs::OpenOptions::new()
@@ -229,7 +229,7 @@ fn torn_segment_tail_is_truncated_and_logged() {
         "verify up to the torn chunk",
     );
     // The agent resends from there and the replica converges.
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "1MiB"));
+    run_ok(&mut wl.run_cmd(&d.target(), "1MiB"));
     assert_ok(&dump(&d.data_dir, "torn", "sda", "latest", &img), "dump");
     assert_ok(&wl.verify(&img, 0, 256), "verify after resend");
 }

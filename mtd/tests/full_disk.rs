@@ -30,10 +30,7 @@ impl LoopMount {
 
 impl Drop for LoopMount {
     fn drop(&mut self) {
-        let ok = run(Command::new("umount").arg(&self.0)).status.success();
-        if !ok {
-            let _ = run(Command::new("umount").arg("-l").arg(&self.0));
-        }
+        umount_or_lazy(&self.0);
     }
 }
 
@@ -56,7 +53,7 @@ fn full_disk_pauses_then_resumes_losing_nothing() {
             .arg(&filler),
     );
 
-    let mut d = Daemon::start(&mnt, "uring", &["--segment-size", "2MiB"]);
+    let mut d = Mtd::start_engine(&mnt, "uring", &["--segment-size", "2MiB"]);
     let wl = Workload {
         group: "full".into(),
         disks: vec!["sda:32MiB".into()],
@@ -68,7 +65,7 @@ fn full_disk_pauses_then_resumes_losing_nothing() {
     let state = work.path().join("state");
     let total_records = (24u64 << 20) / (64 << 10);
     let mut lg = Proc::spawn(
-        wl.run_cmd(&d.connect_arg(), "24MiB")
+        wl.run_cmd(&d.target(), "24MiB")
             .args(["--batch-bytes", "512KiB", "--state"])
             .arg(&state),
     );
@@ -106,7 +103,7 @@ fn full_disk_pauses_then_resumes_losing_nothing() {
     let log = d.log_text();
     assert!(log.contains("replication resumes"), "{log}");
     assert!(!log.contains("store failed"), "{log}");
-    d.stop();
+    d.terminate();
 
     let img = work.path().join("latest.img");
     assert_ok(&dump(&d.data_dir, "full", "sda", "latest", &img), "dump");

@@ -13,7 +13,7 @@ use std::fs;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
@@ -26,11 +26,11 @@ fn is_root(test: &str) -> bool {
     root
 }
 
-fn start(work: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
+fn start(work: &Path, extra: &[&str]) -> (Mtd, PathBuf) {
     let views = work.join("views");
     let mut args = vec!["--views", views.to_str().unwrap()];
     args.extend_from_slice(extra);
-    let d = Daemon::start(work, "uring", &args);
+    let d = Mtd::start_engine(work, "uring", &args);
     (d, views)
 }
 
@@ -67,7 +67,7 @@ fn assert_same_files(a: &Path, b: &Path) {
     assert_same_bytes(&x, &y, &format!("{} vs {}", a.display(), b.display()));
 }
 
-fn dump_ok(d: &Daemon, group: &str, disk: &str, at: &str, out: &Path) {
+fn dump_ok(d: &Mtd, group: &str, disk: &str, at: &str, out: &Path) {
     assert_ok(
         &dump(&d.data_dir, group, disk, at, out),
         &format!("dump {group}/{disk}@{at}"),
@@ -83,43 +83,6 @@ fn assert_enoent(p: &Path) {
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A loop device, detached when dropped.
-struct Loop(String);
-
-impl Loop {
-    /// `losetup --find --show --direct-io=on EXTRA FILE`. Other tests attach loop devices at the
-    /// same time, and two `--find`s may pick the same free device: retried.
-    fn attach(file: &Path, extra: &[&str]) -> Loop {
-        let mut last = String::new();
-        for _ in 0..10 {
-            let out = run(Command::new("losetup")
-                .args(["--find", "--show", "--direct-io=on"])
-                .args(extra)
-                .arg(file));
-            if out.status.success() {
-                return Loop(stdout(&out));
-            }
-            last = String::from_utf8_lossy(&out.stderr).into_owned();
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("losetup {extra:?} {}: {last}", file.display());
-    }
-
-    fn path(&self) -> &Path {
-        Path::new(&self.0)
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup")
-            .arg("-d")
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status();
-    }
 }
 
 /// A mount, unmounted when dropped (lazily if it is busy).
@@ -145,14 +108,7 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.0)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
+        umount_or_lazy(&self.0);
     }
 }
 
@@ -178,10 +134,7 @@ fn tree_lists_groups_disks_and_points_and_reads_them_exactly() {
 
     // A group that appears after the mount shows up without a remount.
     let wl = workload("web01", &["sda:8MiB", "sdb:4MiB"]);
-    run_ok(
-        wl.run_cmd(&d.connect_arg(), "2MiB")
-            .args(["--tag-every", "128"]),
-    );
+    run_ok(wl.run_cmd(&d.target(), "2MiB").args(["--tag-every", "128"]));
     assert_eq!(names(&views), ["web01"]);
     let g = views.join("web01");
     assert_eq!(names(&g), ["sda", "sdb"]);
@@ -285,7 +238,7 @@ fn tree_lists_groups_disks_and_points_and_reads_them_exactly() {
     let mut held = fs::File::open(sda.join("latest.img")).unwrap();
     let mut first = vec![0u8; 4096];
     held.read_exact(&mut first).unwrap();
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "3MiB"));
+    run_ok(&mut wl.run_cmd(&d.target(), "3MiB"));
     let at768 = work.path().join("at768.img");
     dump_ok(&d, "web01", "sda", "latest", &at768);
     assert_ne!(fs::read(&at512).unwrap(), fs::read(&at768).unwrap());
@@ -323,10 +276,7 @@ fn points_older_than_the_horizon_are_enoent() {
         ],
     );
     let wl = workload("web01", &["sda:8MiB"]);
-    run_ok(
-        wl.run_cmd(&d.connect_arg(), "2MiB")
-            .args(["--tag-every", "128"]),
-    );
+    run_ok(wl.run_cmd(&d.target(), "2MiB").args(["--tag-every", "128"]));
     let at = views.join("web01/sda/at");
     assert!(fs::metadata(at.join("tag:t128.img")).is_ok());
     let t0 = Instant::now();
@@ -362,7 +312,7 @@ fn loop_device_in_direct_io_mode_over_a_point() {
         ..workload("db", &["vda:64MiB"])
     };
     run_ok(
-        wl.run_cmd(&d.connect_arg(), "48MiB")
+        wl.run_cmd(&d.target(), "48MiB")
             .args(["--tag-every", "256"]),
     );
     let dumped = work.path().join("t256.img");
@@ -408,7 +358,7 @@ fn loop_device_in_direct_io_mode_over_a_point() {
 
 /// An ext4 disk replicated twice: tag v1 holds report.txt and hello.txt; at v2 report.txt is gone
 /// and notes.txt exists. Made with mkfs.ext4 -d and debugfs, so nothing is mounted to make it.
-fn replicate_ext4(d: &Daemon, work: &Path) -> PathBuf {
+fn replicate_ext4(d: &Mtd, work: &Path) -> PathBuf {
     let disk = work.join("disk.img");
     let src = work.join("src");
     fs::create_dir_all(&src).unwrap();
@@ -424,7 +374,7 @@ fn replicate_ext4(d: &Daemon, work: &Path) -> PathBuf {
     let image = |extra: &[&str]| {
         run_ok(
             Command::new(bin("rewind-loadgen"))
-                .args(["image", "--connect", &d.connect_arg()])
+                .args(["image", "--connect", &d.target()])
                 .args(["--group", "fs", "--disk", "sda", "--file"])
                 .arg(&disk)
                 .args(extra),
@@ -506,16 +456,13 @@ fn overlay_file_survives_fsx() {
     let work = tempdir();
     let (d, views) = start(work.path(), &[]);
     let wl = workload("web01", &["sda:8MiB"]);
-    run_ok(
-        wl.run_cmd(&d.connect_arg(), "2MiB")
-            .args(["--tag-every", "128"]),
-    );
+    run_ok(wl.run_cmd(&d.target(), "2MiB").args(["--tag-every", "128"]));
     let ovdir = views.join("web01/sda/overlays");
     let file = ovdir.join("t1.img");
     // Overlays come and go without a remount, and with no stale name cached.
     assert_enoent(&file);
     run_ok(
-        d.rewind()
+        d.rewind_cmd()
             .args(["overlay", "create", "t1", "web01/sda@tag:t256"]),
     );
     assert_eq!(names(&ovdir), ["t1.img"]);
@@ -566,7 +513,7 @@ fn overlay_file_survives_fsx() {
         "point under the overlay",
     );
 
-    run_ok(d.rewind().args(["overlay", "delete", "t1"]));
+    run_ok(d.rewind_cmd().args(["overlay", "delete", "t1"]));
     assert_enoent(&file);
     assert!(names(&ovdir).is_empty());
 }
@@ -583,11 +530,11 @@ fn overlay_file_carries_a_filesystem_through_a_loop_device() {
         ..workload("web01", &["sda:64MiB"])
     };
     run_ok(
-        wl.run_cmd(&d.connect_arg(), "16MiB")
+        wl.run_cmd(&d.target(), "16MiB")
             .args(["--tag-every", "128"]),
     );
     run_ok(
-        d.rewind()
+        d.rewind_cmd()
             .args(["overlay", "create", "scratch", "web01/sda@tag:t128"]),
     );
     let file = views.join("web01/sda/overlays/scratch.img");
@@ -623,7 +570,7 @@ fn overlay_file_carries_a_filesystem_through_a_loop_device() {
         &wl.verify(&views.join("web01/sda/at/tag:t128.img"), 0, 128),
         "point under the overlay",
     );
-    let used = stdout(&run_ok(d.rewind().args(["--json", "overlay", "list"])));
+    let used = stdout(&run_ok(d.rewind_cmd().args(["--json", "overlay", "list"])));
     assert!(used.contains("\"scratch\""), "{used}");
 }
 
@@ -642,7 +589,7 @@ fn dead_tree_is_replaced_and_a_busy_tree_detached_at_stop() {
     let work = tempdir();
     let (mut d, views) = start(work.path(), &[]);
     let wl = workload("web01", &["sda:8MiB"]);
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "1MiB"));
+    run_ok(&mut wl.run_cmd(&d.target(), "1MiB"));
     assert!(mounted(&views));
 
     // kill -9 leaves a dead mount (ENOTCONN); the next start detaches it and mounts afresh.
@@ -668,7 +615,7 @@ fn dead_tree_is_replaced_and_a_busy_tree_detached_at_stop() {
     // A stop while a loop device still uses the tree: detached lazily, and the daemon exits.
     let lo = Loop::attach(&views.join("web01/sda/latest.img"), &["--read-only"]);
     let t0 = Instant::now();
-    d.stop();
+    d.terminate();
     assert!(
         t0.elapsed() < Duration::from_secs(15),
         "stop took {:?}",
@@ -697,13 +644,10 @@ fn points_read_exactly_while_replication_streams() {
     let work = tempdir();
     let (d, views) = start(work.path(), &[]);
     let wl = workload("live", &["sda:8MiB"]);
-    run_ok(
-        wl.run_cmd(&d.connect_arg(), "2MiB")
-            .args(["--tag-every", "128"]),
-    );
+    run_ok(wl.run_cmd(&d.target(), "2MiB").args(["--tag-every", "128"]));
     let state = work.path().join("lg.state");
     let mut lg = Proc::spawn(
-        wl.run_cmd(&d.connect_arg(), "1TiB")
+        wl.run_cmd(&d.target(), "1TiB")
             .args(["--tag-every", "128", "--max-inflight", "8MiB", "--state"])
             .arg(&state),
     );
@@ -715,13 +659,7 @@ fn points_read_exactly_while_replication_streams() {
             .arg(&t256),
     );
     let dev = String::from_utf8_lossy(&dev.stdout).trim().to_string();
-    struct Detach(String);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-        }
-    }
-    let _detach = Detach(dev.clone());
+    let _detach = Loop(dev.clone());
     let copy = work.path().join("copy.img");
     let t0 = Instant::now();
     while acked(&state) <= 512 {

@@ -126,7 +126,7 @@ fn listing(dir: &Path) -> BTreeMap<PathBuf, (u32, u64)> {
     out
 }
 
-fn small_group(d: &Daemon, group: &str) {
+fn small_group(d: &Mtd, group: &str) {
     let wl = Workload {
         group: group.into(),
         disks: vec!["sda:4MiB".into()],
@@ -135,10 +135,10 @@ fn small_group(d: &Daemon, group: &str) {
         record_size: "4KiB",
         payload: "random",
     };
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "1MiB"));
+    run_ok(&mut wl.run_cmd(&d.target(), "1MiB"));
 }
 
-fn failover_state(d: &Daemon, group: &str) -> serde_json::Value {
+fn failover_state(d: &Mtd, group: &str) -> serde_json::Value {
     let (st, text) = http(
         Who::Root,
         &d.control,
@@ -151,8 +151,8 @@ fn failover_state(d: &Daemon, group: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap()
 }
 
-fn group_names(d: &Daemon) -> Vec<String> {
-    let out = run_ok(d.rewind().args(["--json", "groups"]));
+fn group_names(d: &Mtd) -> Vec<String> {
+    let out = run_ok(d.rewind_cmd().args(["--json", "groups"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["groups"]
         .as_array()
@@ -170,7 +170,7 @@ fn group_names(d: &Daemon) -> Vec<String> {
 fn the_control_api_checks_every_peer() {
     let work = tempdir();
     traversable(work.path());
-    let d = Daemon::start(work.path(), "uring", &[]);
+    let d = Mtd::start_engine(work.path(), "uring", &[]);
     small_group(&d, "web");
     let meta = std::fs::metadata(&d.control).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o660);
@@ -237,7 +237,7 @@ fn the_control_api_checks_every_peer() {
 #[test]
 fn path_names_are_refused_before_touching_anything() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "uring", &[]);
+    let d = Mtd::start_engine(work.path(), "uring", &[]);
     small_group(&d, "web");
     let victim = work.path().join("victim");
     std::fs::create_dir(&victim).unwrap();
@@ -321,11 +321,11 @@ fn path_names_are_refused_before_touching_anything() {
         vec!["overlay", "delete", "../x"],
         vec!["attach", "../sda"],
     ] {
-        let out = run(d.rewind().args(&args));
+        let out = run(d.rewind_cmd().args(&args));
         assert!(!out.status.success(), "rewind {args:?} succeeded");
     }
     let out = run(d
-        .rewind()
+        .rewind_cmd()
         .args(["adopt", "..", "--agent", "a1", "--disk", "sda=/x"]));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("reserved"), "{e}");
@@ -352,7 +352,7 @@ fn path_names_are_refused_before_touching_anything() {
 #[test]
 fn over_long_names_are_refused_with_their_limit() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "uring", &[]);
+    let d = Mtd::start_engine(work.path(), "uring", &[]);
     small_group(&d, "web");
     let g49 = "g".repeat(49);
     let (st, text) = http(
@@ -364,12 +364,13 @@ fn over_long_names_are_refused_with_their_limit() {
     );
     assert_eq!(st, 400, "{text}");
     assert!(text.contains("48"), "{text}");
-    let out = run(d.rewind().args(["points", &g49]));
+    let out = run(d.rewind_cmd().args(["points", &g49]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("48"));
-    let out = run(d
-        .rewind()
-        .args(["adopt", "g", "--agent", &"a".repeat(65), "--disk", "sda=/x"]));
+    let out =
+        run(d
+            .rewind_cmd()
+            .args(["adopt", "g", "--agent", &"a".repeat(65), "--disk", "sda=/x"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("64"));
     let (st, text) = http(
         Who::Root,
@@ -398,14 +399,14 @@ fn over_long_names_are_refused_with_their_limit() {
         record_size: "4KiB",
         payload: "random",
     };
-    let out = run(&mut wl.run_cmd(&d.connect_arg(), "64KiB"));
+    let out = run(&mut wl.run_cmd(&d.target(), "64KiB"));
     assert!(!out.status.success(), "a 49-byte group replicated");
     let long_disk = Workload {
         group: "g2".into(),
         disks: vec![format!("{}:1MiB", "d".repeat(49))],
         ..wl.clone()
     };
-    let out = run(&mut long_disk.run_cmd(&d.connect_arg(), "64KiB"));
+    let out = run(&mut long_disk.run_cmd(&d.target(), "64KiB"));
     assert!(!out.status.success(), "a 49-byte disk replicated");
     assert_eq!(group_names(&d), vec!["web".to_string()]);
     assert!(!d.data_dir.join("groups/g2").exists());
@@ -416,12 +417,12 @@ fn over_long_names_are_refused_with_their_limit() {
         disks: vec![format!("{}:1MiB", ":".repeat(48))],
         ..wl
     };
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "64KiB"));
+    run_ok(&mut wl.run_cmd(&d.target(), "64KiB"));
     let mut names = group_names(&d);
     names.sort();
     assert_eq!(names, vec![g48.clone(), "web".to_string()]);
-    run_ok(d.rewind().args(["failover", "test", &g48]));
-    run_ok(d.rewind().args(["failover", "cleanup", &g48]));
+    run_ok(d.rewind_cmd().args(["failover", "test", &g48]));
+    run_ok(d.rewind_cmd().args(["failover", "cleanup", &g48]));
 }
 
 /// Retention strings wrapped to milliseconds (2^64 ms became 0); now they are refused, and the
@@ -429,10 +430,10 @@ fn over_long_names_are_refused_with_their_limit() {
 #[test]
 fn retention_overflow_is_refused() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "uring", &[]);
+    let d = Mtd::start_engine(work.path(), "uring", &[]);
     small_group(&d, "web");
-    let retention = |d: &Daemon| {
-        let out = run_ok(d.rewind().args(["--json", "groups"]));
+    let retention = |d: &Mtd| {
+        let out = run_ok(d.rewind_cmd().args(["--json", "groups"]));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["groups"][0]["retention"].clone()
     };
@@ -451,7 +452,7 @@ fn retention_overflow_is_refused() {
             &format!(r#"{{"retention": "{bad}"}}"#),
         );
         assert_eq!(st, 400, "{bad}: {text}");
-        assert!(!run(d.rewind().args(["retention", "web", bad]))
+        assert!(!run(d.rewind_cmd().args(["retention", "web", bad]))
             .status
             .success());
     }
@@ -474,14 +475,14 @@ fn the_data_directory_is_private() {
     let data = work.path().join("data");
     std::fs::create_dir(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut d = Daemon::start(work.path(), "uring", &[]);
+    let mut d = Mtd::start_engine(work.path(), "uring", &[]);
     small_group(&d, "web");
-    run_ok(d.rewind().args(["overlay", "create", "o1", "web/sda"]));
+    run_ok(d.rewind_cmd().args(["overlay", "create", "o1", "web/sda"]));
     run_ok(
-        d.rewind()
+        d.rewind_cmd()
             .args(["failover", "configure", "web", "--boot", "true"]),
     );
-    d.stop();
+    d.terminate();
     assert!(d.log_text().contains("making it 0700"), "{}", d.log_text());
     let all = listing(&data);
     assert!(all.len() > 5, "{all:?}");
@@ -508,7 +509,7 @@ fn the_view_tree_is_for_root_and_the_access_group() {
     let work = tempdir();
     traversable(work.path());
     let views = work.path().join("views");
-    let d = Daemon::start(work.path(), "uring", &["--views", views.to_str().unwrap()]);
+    let d = Mtd::start_engine(work.path(), "uring", &["--views", views.to_str().unwrap()]);
     small_group(&d, "web");
     let img = views.join("web/sda/latest.img");
     let meta = std::fs::metadata(&img).unwrap();
@@ -573,7 +574,7 @@ fn an_adopted_group_is_owned_by_the_named_agent() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--agent"));
 
-    let d = Daemon::start(work.path(), "uring", &[]);
+    let d = Mtd::start_engine(work.path(), "uring", &[]);
     let (st, text) = http(
         Who::Root,
         &d.control,
@@ -593,7 +594,7 @@ fn an_adopted_group_is_owned_by_the_named_agent() {
         payload: "random",
     };
     let out = run(wl
-        .run_cmd(&d.connect_arg(), "64KiB")
+        .run_cmd(&d.target(), "64KiB")
         .args(["--agent", "intruder"]));
     assert!(
         !out.status.success(),
@@ -624,13 +625,13 @@ impl Drop for Unmount {
 fn rewind_mount_is_nosuid_nodev_noexec() {
     let work = tempdir();
     let views = work.path().join("views");
-    let d = Daemon::start(work.path(), "uring", &["--views", views.to_str().unwrap()]);
+    let d = Mtd::start_engine(work.path(), "uring", &["--views", views.to_str().unwrap()]);
     let disk = work.path().join("disk.img");
     run_ok(Command::new("truncate").args(["-s", "16M"]).arg(&disk));
     run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk));
     run_ok(
         Command::new(bin("rewind-loadgen"))
-            .args(["image", "--connect", &d.connect_arg()])
+            .args(["image", "--connect", &d.target()])
             .args(["--group", "fs", "--disk", "sda", "--file"])
             .arg(&disk),
     );
@@ -645,18 +646,22 @@ fn rewind_mount_is_nosuid_nodev_noexec() {
             .map(|l| l.split_whitespace().nth(3).unwrap().to_string())
             .unwrap_or_else(|| panic!("{} is not mounted", dir.display()))
     };
-    run_ok(d.rewind().args(["mount", "fs/sda"]).arg(&dir));
+    run_ok(d.rewind_cmd().args(["mount", "fs/sda"]).arg(&dir));
     let guard = Unmount(dir.clone());
     let o = opts(&dir);
     for want in ["nosuid", "nodev", "noexec"] {
         assert!(o.split(',').any(|x| x == want), "{want} missing: {o}");
     }
-    run_ok(d.rewind().arg("umount").arg(&dir));
+    run_ok(d.rewind_cmd().arg("umount").arg(&dir));
     std::mem::forget(guard);
-    run_ok(d.rewind().args(["mount", "-o", "exec", "fs/sda"]).arg(&dir));
+    run_ok(
+        d.rewind_cmd()
+            .args(["mount", "-o", "exec", "fs/sda"])
+            .arg(&dir),
+    );
     let _guard = Unmount(dir.clone());
     let o = opts(&dir);
     assert!(!o.split(',').any(|x| x == "noexec"), "{o}");
     assert!(o.split(',').any(|x| x == "nosuid"), "{o}");
-    run_ok(d.rewind().arg("umount").arg(&dir));
+    run_ok(d.rewind_cmd().arg("umount").arg(&dir));
 }

@@ -47,7 +47,7 @@ fn mounted(dir: &Path) -> bool {
 }
 
 /// An ext4 disk with report.txt at tag v1, deleted (and notes.txt written) at tag v2.
-fn replicate_ext4(d: &Daemon, work: &Path) -> std::path::PathBuf {
+fn replicate_ext4(d: &Mtd, work: &Path) -> std::path::PathBuf {
     let disk = work.join("disk.img");
     let src = work.join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -69,7 +69,7 @@ fn replicate_ext4(d: &Daemon, work: &Path) -> std::path::PathBuf {
         c.args([
             "image",
             "--connect",
-            &d.connect_arg(),
+            &d.target(),
             "--group",
             "fs",
             "--disk",
@@ -108,15 +108,16 @@ fn replicate_ext4(d: &Daemon, work: &Path) -> std::path::PathBuf {
 fn mount_older_point_beside_latest() {
     let work = tempdir();
     let views = work.path().join("views");
-    let d = Daemon::start(work.path(), "uring", &["--views", views.to_str().unwrap()]);
+    let d = Mtd::start_engine(work.path(), "uring", &["--views", views.to_str().unwrap()]);
     let disk = replicate_ext4(&d, work.path());
 
     // Read-only attach of v1: a clean filesystem.
-    let dev = stdout(&run_ok(d.rewind().args(["attach", "fs/sda@tag:v1"])));
+    let dev = stdout(&run_ok(d.rewind_cmd().args(["attach", "fs/sda@tag:v1"])));
     assert!(dev.starts_with("/dev/loop"), "{dev}");
     let fsck = run(Command::new("e2fsck").arg("-fn").arg(&dev));
     assert!(fsck.status.success(), "e2fsck -fn on v1: {}", stdout(&fsck));
-    let list = String::from_utf8_lossy(&run_ok(d.rewind().arg("attachments")).stdout).into_owned();
+    let list =
+        String::from_utf8_lossy(&run_ok(d.rewind_cmd().arg("attachments")).stdout).into_owned();
     assert!(
         list.contains(&dev) && list.contains("fs/sda@tag:v1") && list.contains("ro"),
         "{list}"
@@ -129,7 +130,7 @@ fn mount_older_point_beside_latest() {
         !w.status.success(),
         "write to a read-only attachment succeeded"
     );
-    run_ok(d.rewind().args(["detach", &dev]));
+    run_ok(d.rewind_cmd().args(["detach", &dev]));
     assert!(loops_under(&views).is_empty());
 
     // Mount v1 beside latest.
@@ -138,8 +139,8 @@ fn mount_older_point_beside_latest() {
     std::fs::create_dir_all(&latest).unwrap();
     let _g1 = MountGuard(v1.clone());
     let _g2 = MountGuard(latest.clone());
-    run_ok(d.rewind().args(["mount", "fs/sda@tag:v1"]).arg(&v1));
-    run_ok(d.rewind().args(["mount", "fs/sda"]).arg(&latest));
+    run_ok(d.rewind_cmd().args(["mount", "fs/sda@tag:v1"]).arg(&v1));
+    run_ok(d.rewind_cmd().args(["mount", "fs/sda"]).arg(&latest));
     assert_eq!(
         std::fs::read_to_string(v1.join("report.txt")).unwrap(),
         "quarterly numbers: 42\n"
@@ -150,17 +151,17 @@ fn mount_older_point_beside_latest() {
     // The mount is writable (a throwaway overlay) and the point never changes.
     std::fs::write(v1.join("scratch.txt"), "x").unwrap();
     let overlays =
-        String::from_utf8_lossy(&run_ok(d.rewind().args(["--json", "overlay", "list"])).stdout)
+        String::from_utf8_lossy(&run_ok(d.rewind_cmd().args(["--json", "overlay", "list"])).stdout)
             .into_owned();
     assert!(overlays.contains("\"throwaway\": true"), "{overlays}");
-    let again = run(d.rewind().args(["mount", "fs/sda"]).arg(&latest));
+    let again = run(d.rewind_cmd().args(["mount", "fs/sda"]).arg(&latest));
     assert!(
         stderr(&again).contains("already has a rewind mount"),
         "{}",
         stderr(&again)
     );
-    run_ok(d.rewind().arg("umount").arg(&v1));
-    run_ok(d.rewind().arg("umount").arg(&latest));
+    run_ok(d.rewind_cmd().arg("umount").arg(&v1));
+    run_ok(d.rewind_cmd().arg("umount").arg(&latest));
     assert!(!mounted(&v1) && !mounted(&latest));
     assert!(
         loops_under(&views).is_empty(),
@@ -168,7 +169,7 @@ fn mount_older_point_beside_latest() {
         loops_under(&views)
     );
     let overlays =
-        String::from_utf8_lossy(&run_ok(d.rewind().args(["--json", "overlay", "list"])).stdout)
+        String::from_utf8_lossy(&run_ok(d.rewind_cmd().args(["--json", "overlay", "list"])).stdout)
             .into_owned();
     assert_eq!(overlays.trim(), "[]");
     let v1img = work.path().join("v1.img");
@@ -178,13 +179,17 @@ fn mount_older_point_beside_latest() {
         .success());
 
     // Writable attach: writes go to a throwaway overlay; the latest point still equals the source.
-    let dev = stdout(&run_ok(d.rewind().args(["attach", "--writable", "fs/sda"])));
+    let dev = stdout(&run_ok(d.rewind_cmd().args([
+        "attach",
+        "--writable",
+        "fs/sda",
+    ])));
     run_ok(
         Command::new("dd")
             .args(["if=/dev/urandom", "bs=1M", "count=4", "oflag=direct"])
             .arg(format!("of={dev}")),
     );
-    run_ok(d.rewind().args(["detach", &dev]));
+    run_ok(d.rewind_cmd().args(["detach", &dev]));
     let latest_img = work.path().join("latest.img");
     assert_ok(
         &dump(&d.data_dir, "fs", "sda", "latest", &latest_img),
@@ -197,7 +202,7 @@ fn mount_older_point_beside_latest() {
 fn bad_input_leaks_nothing() {
     let work = tempdir();
     let views = work.path().join("views");
-    let d = Daemon::start(work.path(), "sync", &["--views", views.to_str().unwrap()]);
+    let d = Mtd::start_engine(work.path(), "sync", &["--views", views.to_str().unwrap()]);
     // Random bytes: not a filesystem.
     let wl = Workload {
         group: "raw".into(),
@@ -207,7 +212,7 @@ fn bad_input_leaks_nothing() {
         record_size: "64KiB",
         payload: "random",
     };
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "8MiB"));
+    run_ok(&mut wl.run_cmd(&d.target(), "8MiB"));
     let dir = work.path().join("m");
     std::fs::create_dir_all(&dir).unwrap();
     let _g = MountGuard(dir.clone());
@@ -222,7 +227,7 @@ fn bad_input_leaks_nothing() {
         (&["attach", "raw/sdq"], "unknown disk sdq"),
     ];
     for (args, want) in cases {
-        let mut c = d.rewind();
+        let mut c = d.rewind_cmd();
         c.args(*args);
         if args[0] == "mount" {
             c.arg(&dir);
@@ -239,16 +244,18 @@ fn bad_input_leaks_nothing() {
             loops_under(&views).is_empty(),
             "{args:?} left a loop device"
         );
-        let o =
-            String::from_utf8_lossy(&run_ok(d.rewind().args(["--json", "overlay", "list"])).stdout)
-                .into_owned();
+        let o = String::from_utf8_lossy(
+            &run_ok(d.rewind_cmd().args(["--json", "overlay", "list"])).stdout,
+        )
+        .into_owned();
         assert_eq!(o.trim(), "[]", "{args:?} left an overlay");
-        let a = String::from_utf8_lossy(&run_ok(d.rewind().args(["--json", "attachments"])).stdout)
-            .into_owned();
+        let a =
+            String::from_utf8_lossy(&run_ok(d.rewind_cmd().args(["--json", "attachments"])).stdout)
+                .into_owned();
         assert_eq!(a.trim(), "[]", "{args:?} left an attachment");
     }
     let out = run(d
-        .rewind()
+        .rewind_cmd()
         .args(["mount", "raw/sda"])
         .arg(work.path().join("nodir")));
     assert!(stderr(&out).contains("mount point"), "{}", stderr(&out));
@@ -258,13 +265,13 @@ fn bad_input_leaks_nothing() {
 fn killed_daemon_is_cleaned_up_by_the_next_start() {
     let work = tempdir();
     let views = work.path().join("views");
-    let mut d = Daemon::start(work.path(), "uring", &["--views", views.to_str().unwrap()]);
+    let mut d = Mtd::start_engine(work.path(), "uring", &["--views", views.to_str().unwrap()]);
     replicate_ext4(&d, work.path());
     let dir = work.path().join("m");
     std::fs::create_dir_all(&dir).unwrap();
     let _g = MountGuard(dir.clone());
-    run_ok(d.rewind().args(["mount", "fs/sda@tag:v1"]).arg(&dir));
-    let dev = stdout(&run_ok(d.rewind().args(["attach", "fs/sda@tag:v2"])));
+    run_ok(d.rewind_cmd().args(["mount", "fs/sda@tag:v1"]).arg(&dir));
+    let dev = stdout(&run_ok(d.rewind_cmd().args(["attach", "fs/sda@tag:v2"])));
     assert!(mounted(&dir));
     // kill -9: the view tree dies under the mount and the loop devices.
     let pid = d.pid();
@@ -286,16 +293,17 @@ fn killed_daemon_is_cleaned_up_by_the_next_start() {
         !backing.trim_end().ends_with("fs/sda/at/tag:v2.img"),
         "{dev} still attached to the old view tree ({backing})"
     );
-    let o = String::from_utf8_lossy(&run_ok(d.rewind().args(["--json", "overlay", "list"])).stdout)
-        .into_owned();
+    let o =
+        String::from_utf8_lossy(&run_ok(d.rewind_cmd().args(["--json", "overlay", "list"])).stdout)
+            .into_owned();
     assert_eq!(o.trim(), "[]", "throwaway overlay survived");
     assert!(d
         .log_text()
         .contains("cleaning up an attachment left by a previous run"));
     // And it works again.
-    run_ok(d.rewind().args(["mount", "fs/sda@tag:v1"]).arg(&dir));
+    run_ok(d.rewind_cmd().args(["mount", "fs/sda@tag:v1"]).arg(&dir));
     assert!(dir.join("report.txt").exists());
-    run_ok(d.rewind().arg("umount").arg(&dir));
+    run_ok(d.rewind_cmd().arg("umount").arg(&dir));
 }
 
 /// A partitioned disk: `attach -P` lists the partition devices and `mount --partition 1` mounts
@@ -304,7 +312,7 @@ fn killed_daemon_is_cleaned_up_by_the_next_start() {
 fn partitions() {
     let work = tempdir();
     let views = work.path().join("views");
-    let d = Daemon::start(work.path(), "sync", &["--views", views.to_str().unwrap()]);
+    let d = Mtd::start_engine(work.path(), "sync", &["--views", views.to_str().unwrap()]);
     let disk = work.path().join("disk.img");
     run_ok(Command::new("truncate").args(["-s", "64M"]).arg(&disk));
     let mut sf = Command::new("sfdisk");
@@ -326,13 +334,7 @@ fn partitions() {
             .args(["--find", "--show", "-P"])
             .arg(&disk),
     ));
-    struct Detach(String);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-        }
-    }
-    let src_guard = Detach(src.clone());
+    let src_guard = Loop(src.clone());
     // This kernel has no partition-table parsers: add the partitions with BLKPG.
     if !Path::new(&format!("{src}p1")).exists() {
         run_ok(Command::new("partx").arg("-a").arg(&src));
@@ -355,7 +357,7 @@ fn partitions() {
             .args([
                 "image",
                 "--connect",
-                &d.connect_arg(),
+                &d.target(),
                 "--group",
                 "p",
                 "--disk",
@@ -366,18 +368,22 @@ fn partitions() {
             .args(["--tag", "t"]),
     );
 
-    let out = stdout(&run_ok(d.rewind().args(["attach", "-P", "p/sda@tag:t"])));
+    let out = stdout(&run_ok(d.rewind_cmd().args([
+        "attach",
+        "-P",
+        "p/sda@tag:t",
+    ])));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "device and two partitions: {out}");
     assert_eq!(lines[1], format!("{}p1", lines[0]));
     assert_eq!(lines[2], format!("{}p2", lines[0]));
-    run_ok(d.rewind().args(["detach", lines[0]]));
+    run_ok(d.rewind_cmd().args(["detach", lines[0]]));
 
     let dir = work.path().join("m");
     std::fs::create_dir_all(&dir).unwrap();
     let _g = MountGuard(dir.clone());
     let no = run(d
-        .rewind()
+        .rewind_cmd()
         .args(["mount", "p/sda", "--partition", "3"])
         .arg(&dir));
     assert!(
@@ -386,7 +392,7 @@ fn partitions() {
         stderr(&no)
     );
     run_ok(
-        d.rewind()
+        d.rewind_cmd()
             .args(["mount", "p/sda@tag:t", "--partition", "1"])
             .arg(&dir),
     );
@@ -394,6 +400,6 @@ fn partitions() {
         std::fs::read_to_string(dir.join("inside.txt")).unwrap(),
         "partition one\n"
     );
-    run_ok(d.rewind().arg("umount").arg(&dir));
+    run_ok(d.rewind_cmd().arg("umount").arg(&dir));
     assert!(loops_under(&views).is_empty());
 }

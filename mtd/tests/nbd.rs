@@ -32,18 +32,15 @@ fn workload() -> Workload {
 }
 
 /// A daemon with 2048 records (8 MiB) of the workload, tagged every 512 (t512 .. t2048).
-fn setup(work: &Path, extra: &[&str]) -> (Daemon, Workload) {
-    let d = Daemon::start(work, "uring", extra);
+fn setup(work: &Path, extra: &[&str]) -> (Mtd, Workload) {
+    let d = Mtd::start_engine(work, "uring", extra);
     let wl = workload();
-    run_ok(
-        wl.run_cmd(&d.connect_arg(), "8MiB")
-            .args(["--tag-every", "512"]),
-    );
+    run_ok(wl.run_cmd(&d.target(), "8MiB").args(["--tag-every", "512"]));
     assert_eq!(durable(&d), 2048);
     (d, wl)
 }
 
-fn durable(d: &Daemon) -> u64 {
+fn durable(d: &Mtd) -> u64 {
     group_json(&inspect(&d.data_dir), "g")["durable_seq"]
         .as_u64()
         .unwrap()
@@ -59,10 +56,10 @@ struct Streamer {
 
 impl Streamer {
     /// Start streaming; returns once the first run is in (so what follows overlaps replication).
-    fn start(d: &Daemon, wl: &Workload) -> Streamer {
+    fn start(d: &Mtd, wl: &Workload) -> Streamer {
         let stop = Arc::new(AtomicBool::new(false));
         let runs = Arc::new(AtomicU64::new(0));
-        let connect = d.connect_arg();
+        let connect = d.target();
         let wl = wl.clone();
         let (s, n) = (stop.clone(), runs.clone());
         let thread = std::thread::spawn(move || {
@@ -95,7 +92,7 @@ impl Streamer {
     }
 
     /// Stop once at least one more run went in since the start, and check the target has it.
-    fn finish(mut self, d: &Daemon) {
+    fn finish(mut self, d: &Mtd) {
         self.wait_runs(2);
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().expect("streamer");
@@ -116,12 +113,12 @@ impl Drop for Streamer {
     }
 }
 
-fn tcp_uri(d: &Daemon, export: &str) -> String {
+fn tcp_uri(d: &Mtd, export: &str) -> String {
     format!("nbd://{}/{export}", d.nbd_tcp())
 }
 
 /// Dump `disk` at `at` into the work dir.
-fn dump_to(d: &Daemon, work: &Path, disk: &str, at: &str) -> PathBuf {
+fn dump_to(d: &Mtd, work: &Path, disk: &str, at: &str) -> PathBuf {
     let img = work.join(format!("{disk}-{}.img", at.replace(':', "-")));
     assert_ok(
         &dump(&d.data_dir, "g", disk, at, &img),
@@ -437,7 +434,7 @@ fn overlays_read_write_with_real_clients() {
     streamer.finish(&d);
 
     // Flushed overlay writes survive a restart.
-    d.stop();
+    d.terminate();
     d.restart();
     nbdcopy_to(&o3, &back);
     same_file(&back, &src);
@@ -449,7 +446,7 @@ fn overlays_read_write_with_real_clients() {
 #[test]
 fn old_and_bad_points_are_refused_with_the_store_message() {
     let work = tempdir();
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "uring",
         &[
@@ -464,7 +461,7 @@ fn old_and_bad_points_are_refused_with_the_store_message() {
         ],
     );
     let wl = workload();
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "4MiB"));
+    run_ok(&mut wl.run_cmd(&d.target(), "4MiB"));
     let t0 = Instant::now();
     while group_json(&inspect(&d.data_dir), "g")["horizon_seq"]
         .as_u64()

@@ -49,7 +49,7 @@ fn text(o: &Output) -> String {
 }
 
 /// 1 MiB written to `g/sda` (4 MiB disk), tagged every 64 records.
-fn replicate(d: &Daemon) -> Workload {
+fn replicate(d: &Mtd) -> Workload {
     let wl = Workload {
         group: "g".into(),
         disks: vec!["sda:4MiB".into()],
@@ -58,10 +58,7 @@ fn replicate(d: &Daemon) -> Workload {
         record_size: "4KiB",
         payload: "random",
     };
-    run_ok(
-        wl.run_cmd(&d.connect_arg(), "1MiB")
-            .args(["--tag-every", "64"]),
-    );
+    run_ok(wl.run_cmd(&d.target(), "1MiB").args(["--tag-every", "64"]));
     wl
 }
 
@@ -71,7 +68,7 @@ fn open_up(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
 }
 
-fn nbd_sock_mode(d: &Daemon) -> u32 {
+fn nbd_sock_mode(d: &Mtd) -> u32 {
     std::fs::metadata(&d.nbd_sock).unwrap().permissions().mode() & 0o777
 }
 
@@ -80,7 +77,7 @@ fn read_export(uri: &str, out: &Path) -> Output {
 }
 
 /// Count the log lines holding `what`.
-fn count(d: &Daemon, what: &str) -> usize {
+fn count(d: &Mtd, what: &str) -> usize {
     d.log_text().lines().filter(|l| l.contains(what)).count()
 }
 
@@ -158,10 +155,10 @@ fn unix_socket_refuses_strangers_and_members_only_read() {
     }
     let work = tempdir();
     open_up(work.path());
-    let d = Daemon::start(work.path(), "sync", &["--nbd-listen", "none"]);
+    let d = Mtd::start_engine(work.path(), "sync", &["--nbd-listen", "none"]);
     replicate(&d);
     assert_ok(
-        &run(d.rewind().args(["overlay", "create", "o1", "g/sda"])),
+        &run(d.rewind_cmd().args(["overlay", "create", "o1", "g/sda"])),
         "overlay create",
     );
     assert_eq!(nbd_sock_mode(&d), 0o660);
@@ -321,7 +318,7 @@ fn tls_clients_get_what_the_clients_file_grants() {
         "[clients.reader]\nread = [\"g\"]\n\n[clients.writer]\nwrite = [\"g\"]\n",
     )
     .unwrap();
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "sync",
         &[
@@ -335,11 +332,11 @@ fn tls_clients_get_what_the_clients_file_grants() {
     );
     replicate(&d);
     assert_ok(
-        &run(d.rewind().args(["overlay", "create", "o1", "g/sda"])),
+        &run(d.rewind_cmd().args(["overlay", "create", "o1", "g/sda"])),
         "overlay create",
     );
     assert_ok(
-        &run(d.rewind().args(["overlay", "create", "o2", "g/sda"])),
+        &run(d.rewind_cmd().args(["overlay", "create", "o2", "g/sda"])),
         "overlay create",
     );
     let addr = d.nbd_tcp();
@@ -454,7 +451,7 @@ fn tls_clients_get_what_the_clients_file_grants() {
     );
     // @test likewise. The test failover that makes it hands its boot command the unix socket
     // (root needs no certificate there), not the TLS port.
-    let out = run(d.rewind().args(["--json", "failover", "test", "g"]));
+    let out = run(d.rewind_cmd().args(["--json", "failover", "test", "g"]));
     assert_ok(&out, "failover test");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let boot_uri = r["test"]["disks"][0]["nbd_uri"]
@@ -543,7 +540,7 @@ fn connection_cap_and_handshake_deadline() {
         return;
     }
     let work = tempdir();
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "sync",
         &[
@@ -559,7 +556,7 @@ fn connection_cap_and_handshake_deadline() {
     );
     replicate(&d);
     assert_ok(
-        &run(d.rewind().args(["overlay", "create", "o1", "g/sda"])),
+        &run(d.rewind_cmd().args(["overlay", "create", "o1", "g/sda"])),
         "overlay create",
     );
     // Four silent clients take every slot.
@@ -675,7 +672,7 @@ fn a_point_held_past_its_maximum_age_gets_eio_and_retention_merges() {
         return;
     }
     let work = tempdir();
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "sync",
         &[
@@ -754,7 +751,7 @@ fn accept_loop_out_of_descriptors_does_not_flood_the_log() {
         return;
     }
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &["--nbd-listen", "none"]);
+    let d = Mtd::start_engine(work.path(), "sync", &["--nbd-listen", "none"]);
     let pid = d.pid();
     let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -818,15 +815,15 @@ fn live_disk_writers_already_connected_turn_read_only() {
         return;
     }
     let work = tempdir();
-    let mut d = Daemon::start(work.path(), "sync", &["--nbd-listen", "none"]);
+    let mut d = Mtd::start_engine(work.path(), "sync", &["--nbd-listen", "none"]);
     replicate(&d);
-    d.stop();
+    d.terminate();
     // The NBD server in this process, over the replicated store, with the live overlay.
     let store = rewind_mtd::store::Store::open(&d.data_dir, Default::default()).unwrap();
-    let overlays = Arc::new(rewind_mtd::overlay::Overlays::load(store.clone()).unwrap());
-    let live = rewind_mtd::exports::live_overlay_name("g", "sda");
+    let overlays = Arc::new(rewind_mtd::views::overlay::Overlays::load(store.clone()).unwrap());
+    let live = rewind_mtd::views::exports::live_overlay_name("g", "sda");
     let o = overlays.create(&live, "g", "sda", "latest", false).unwrap();
-    let exports = rewind_mtd::exports::Exports::new(store.clone(), overlays.clone());
+    let exports = rewind_mtd::views::exports::Exports::new(store.clone(), overlays.clone());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sock = work.path().join("live-nbd.sock");
     let opts = rewind_mtd::nbd::NbdOptions {
@@ -873,7 +870,7 @@ print("third ok", flush=True)
             .unwrap_or_default()
             .contains("first ok")
     });
-    rewind_mtd::exports::set_nbd_read_only(&o, true);
+    rewind_mtd::views::exports::set_nbd_read_only(&o, true);
     std::fs::write(&flag, "").unwrap();
     wait_for("second write", Duration::from_secs(30), || {
         std::fs::read_to_string(&log)
@@ -883,7 +880,7 @@ print("third ok", flush=True)
     let mut buf = vec![0u8; 4096];
     o.read_at(&mut buf, 0).unwrap();
     assert_eq!(buf, vec![0x11; 4096], "a write went in after the flip");
-    rewind_mtd::exports::set_nbd_read_only(&o, false);
+    rewind_mtd::views::exports::set_nbd_read_only(&o, false);
     std::fs::write(&back, "").unwrap();
     assert!(child.wait_timeout(Duration::from_secs(30)).success());
     let out = std::fs::read_to_string(&log).unwrap();

@@ -34,16 +34,13 @@ fn workload(group: &str, disks: &[&str]) -> Workload {
 
 /// A daemon with a view tree holding `web01/sda` (8 MiB) with tags every 128 records, and
 /// an overlay `t1` over tag t256.
-fn daemon_with_overlay(work: &Path) -> (Daemon, PathBuf) {
+fn daemon_with_overlay(work: &Path) -> (Mtd, PathBuf) {
     let views = work.join("views");
-    let d = Daemon::start(work, "uring", &["--views", views.to_str().unwrap()]);
+    let d = Mtd::start_engine(work, "uring", &["--views", views.to_str().unwrap()]);
     let wl = workload("web01", &["sda:8MiB"]);
+    run_ok(wl.run_cmd(&d.target(), "2MiB").args(["--tag-every", "128"]));
     run_ok(
-        wl.run_cmd(&d.connect_arg(), "2MiB")
-            .args(["--tag-every", "128"]),
-    );
-    run_ok(
-        d.rewind()
+        d.rewind_cmd()
             .args(["overlay", "create", "t1", "web01/sda@tag:t256"]),
     );
     (d, views)
@@ -187,12 +184,12 @@ fn attach_reports_a_bad_point_spec_before_the_missing_view_tree() {
         return;
     }
     let work = tempdir();
-    let d = Daemon::start(work.path(), "sync", &[]);
+    let d = Mtd::start_engine(work.path(), "sync", &[]);
     for args in [
         vec!["attach", "web/sda@yesterday"],
         vec!["mount", "web/sda@yesterday", work.path().to_str().unwrap()],
     ] {
-        let out = run(d.rewind().args(&args));
+        let out = run(d.rewind_cmd().args(&args));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(
@@ -201,7 +198,7 @@ fn attach_reports_a_bad_point_spec_before_the_missing_view_tree() {
         );
     }
     // A good spec on the same daemon is told about the view tree.
-    let out = run(d.rewind().args(["attach", "web/sda@latest"]));
+    let out = run(d.rewind_cmd().args(["attach", "web/sda@latest"]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("view tree") && err.contains("--views"),
@@ -220,11 +217,11 @@ fn detach_of_a_held_loop_device_says_who_holds_it() {
     }
     let work = tempdir();
     let (d, _views) = daemon_with_overlay(work.path());
-    let out = run_ok(d.rewind().args(["attach", "web01/sda@tag:t256"]));
+    let out = run_ok(d.rewind_cmd().args(["attach", "web01/sda@tag:t256"]));
     let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(dev.starts_with("/dev/loop"), "{dev}");
     let holder = fs::File::open(&dev).unwrap();
-    let out = run(d.rewind().args(["detach", &dev]));
+    let out = run(d.rewind_cmd().args(["detach", &dev]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "detach of a held device succeeded");
     let me = format!("open by pid {}", std::process::id());
@@ -234,7 +231,7 @@ fn detach_of_a_held_loop_device_says_who_holds_it() {
         "a detach that did not happen was logged:\n{}",
         d.log_tail(20)
     );
-    let list = run_ok(d.rewind().args(["--json", "attachments"]));
+    let list = run_ok(d.rewind_cmd().args(["--json", "attachments"]));
     assert!(String::from_utf8_lossy(&list.stdout).contains(&dev));
     drop(holder);
     let t0 = std::time::Instant::now();
@@ -243,7 +240,7 @@ fn detach_of_a_held_loop_device_says_who_holds_it() {
         assert!(t0.elapsed().as_secs() < 10, "{dev} not cleared after close");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    run_ok(d.rewind().args(["detach", &dev]));
-    let list = run_ok(d.rewind().args(["--json", "attachments"]));
+    run_ok(d.rewind_cmd().args(["detach", &dev]));
+    let list = run_ok(d.rewind_cmd().args(["--json", "attachments"]));
     assert!(!String::from_utf8_lossy(&list.stdout).contains(&dev));
 }

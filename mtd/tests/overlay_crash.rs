@@ -36,7 +36,7 @@ fn qemu_io_ok(uri: &str, cmds: &[&str]) -> String {
 fn flushed_overlay_writes_survive_kill9() {
     let work = tempdir();
     let views = work.path().join("views");
-    let mut d = Daemon::start(work.path(), "uring", &["--views", views.to_str().unwrap()]);
+    let mut d = Mtd::start_engine(work.path(), "uring", &["--views", views.to_str().unwrap()]);
     let wl = Workload {
         group: "g".into(),
         disks: vec!["sda:16MiB".into()],
@@ -45,9 +45,9 @@ fn flushed_overlay_writes_survive_kill9() {
         record_size: "4KiB",
         payload: "random",
     };
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "8MiB"));
+    run_ok(&mut wl.run_cmd(&d.target(), "8MiB"));
     run_ok(
-        d.rewind()
+        d.rewind_cmd()
             .args(["overlay", "create", "c1", "g/sda@seq:1000"]),
     );
     let point = work.path().join("point.img");

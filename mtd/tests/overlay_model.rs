@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use common::*;
 use proptest::prelude::*;
-use rewind_mtd::overlay::Overlays;
 use rewind_mtd::store::Store;
-use rewind_mtd::view::Allocation;
+use rewind_mtd::views::overlay::Overlays;
+use rewind_mtd::views::view::{Allocation, View};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -42,7 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// runs against (opened read-only in this process, as `dump` does).
 fn replicated() -> (tempfile::TempDir, Vec<u8>) {
     let work = tempdir();
-    let mut d = Daemon::start(work.path(), "sync", &[]);
+    let mut d = Mtd::start_engine(work.path(), "sync", &[]);
     let wl = Workload {
         group: "m".into(),
         disks: vec!["sda:1MiB".into()],
@@ -51,8 +51,8 @@ fn replicated() -> (tempfile::TempDir, Vec<u8>) {
         record_size: "4KiB",
         payload: "random",
     };
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "2MiB"));
-    d.stop();
+    run_ok(&mut wl.run_cmd(&d.target(), "2MiB"));
+    d.terminate();
     let img = work.path().join("point.img");
     assert_ok(&dump(&d.data_dir, "m", "sda", "seq:300", &img), "dump");
     let bytes = std::fs::read(&img).unwrap();
@@ -124,13 +124,13 @@ fn overlay_matches_model() {
             drop(o);
             check(&overlays, &model);
             // The point under the overlay never changed.
-            let v = store
-                .view(
-                    "m",
-                    "sda",
-                    &rewind_mtd::store::points::PointSpec::parse("seq:300").unwrap(),
-                )
-                .unwrap();
+            let v = View::open(
+                &store,
+                "m",
+                "sda",
+                &rewind_mtd::store::points::PointSpec::parse("seq:300").unwrap(),
+            )
+            .unwrap();
             let mut buf = vec![0u8; DISK as usize];
             v.read_at(&mut buf, 0).unwrap();
             assert!(buf == point, "the point under the overlay changed");

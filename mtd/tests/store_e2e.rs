@@ -10,7 +10,7 @@ use common::*;
 
 fn stream_points_and_retention(engine: &str) {
     let work = tempdir();
-    let mut d = Daemon::start(
+    let mut d = Mtd::start_engine(
         work.path(),
         engine,
         &[
@@ -34,7 +34,7 @@ fn stream_points_and_retention(engine: &str) {
     };
     // 512 records, tagged every 128: tags t128 .. t512.
     let out = run_ok(
-        wl.run_cmd(&d.connect_arg(), "2MiB")
+        wl.run_cmd(&d.target(), "2MiB")
             .args(["--tag-every", "128", "--json"]),
     );
     let summary: serde_json::Value = serde_json::from_slice(
@@ -137,8 +137,8 @@ fn stream_points_and_retention(engine: &str) {
 
     // More writes after the merge (resume at the durable seq), then latest is still exact,
     // also across a restart that rebuilds the index from footers.
-    run_ok(&mut wl.run_cmd(&d.connect_arg(), "3MiB"));
-    d.stop();
+    run_ok(&mut wl.run_cmd(&d.target(), "3MiB"));
+    d.terminate();
     d.restart();
     assert_ok(
         &dump(&d.data_dir, "web01", "sda", "latest", &img),
@@ -150,7 +150,7 @@ fn stream_points_and_retention(engine: &str) {
     );
     let g = group_json(&inspect(&d.data_dir), "web01").clone();
     assert_eq!(g["durable_seq"], 768);
-    d.stop();
+    d.terminate();
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn stream_points_and_retention_sync() {
 #[test]
 fn second_daemon_on_same_data_dir_is_refused() {
     let work = tempdir();
-    let d = Daemon::start(work.path(), "uring", &[]);
+    let d = Mtd::start_engine(work.path(), "uring", &[]);
     let out = run(Command::new(bin("rewind-mtd"))
         .args(["serve", "--unix"])
         .arg(work.path().join("other.sock"))

@@ -9,11 +9,13 @@ use std::time::Duration;
 use proptest::prelude::*;
 use rewind_formats::message::{BatchRef, DiskInfo, HelloGroup, Tag, TagInfo, TagKind};
 use rewind_formats::{Batch, RecordKind, RecordRef, Seq};
+use rewind_mtd::server::admission::hello_group;
+use rewind_mtd::server::ingest::Feed;
 use rewind_mtd::store::engine::EngineKind;
-use rewind_mtd::store::ingest::Feed;
 use rewind_mtd::store::points::PointSpec;
 use rewind_mtd::store::writer::WriterConfig;
 use rewind_mtd::store::{merger, Store, StoreError, StoreOptions};
+use rewind_mtd::views::view::View;
 
 const SECTOR: usize = 512;
 const DISK_SECTORS: usize = 128; // 64 KiB disks
@@ -103,7 +105,7 @@ impl Harness {
                 })
                 .collect(),
         };
-        let (group, generation) = store.hello_group(&hg, "model").expect("hello");
+        let (group, generation) = hello_group(&store, &hg, "model").expect("hello");
         let durable = self.rt.block_on(group.drained());
         assert_eq!(
             durable.0 as usize,
@@ -218,8 +220,7 @@ impl Harness {
                     let seq = horizon + ((durable - horizon) as f64 * f) as u64;
                     (
                         seq,
-                        store
-                            .view("g", "sda", &PointSpec::Seq(Seq(seq)))
+                        View::open(store, "g", "sda", &PointSpec::Seq(Seq(seq)))
                             .expect("view within the window"),
                     )
                 });
@@ -233,7 +234,7 @@ impl Harness {
         }
     }
 
-    fn check_view(&self, v: &rewind_mtd::view::View, disk: usize, seq: u64) {
+    fn check_view(&self, v: &rewind_mtd::views::view::View, disk: usize, seq: u64) {
         let mut buf = vec![0u8; DISK_SECTORS * SECTOR];
         v.read_at(&mut buf, 0).expect("read view");
         assert!(
@@ -248,19 +249,18 @@ impl Harness {
         let h = horizon(store);
         for seq in h..=self.durable() {
             for (i, d) in DISKS.iter().enumerate() {
-                let v = store.view("g", d, &PointSpec::Seq(Seq(seq))).expect("view");
+                let v = View::open(store, "g", d, &PointSpec::Seq(Seq(seq))).expect("view");
                 self.check_view(&v, i, seq);
             }
         }
         if h > 0 {
-            let err = store
-                .view("g", "sda", &PointSpec::Seq(Seq(h - 1)))
+            let err = View::open(store, "g", "sda", &PointSpec::Seq(Seq(h - 1)))
                 .err()
                 .expect("older than the horizon");
             assert!(matches!(err, StoreError::PointTooOld { .. }), "{err}");
         }
         for (name, seq) in &self.tags {
-            match store.view("g", "sdb", &PointSpec::Tag(name.clone())) {
+            match View::open(store, "g", "sdb", &PointSpec::Tag(name.clone())) {
                 Ok(v) => {
                     assert_eq!(v.seq().0, *seq);
                     self.check_view(&v, 1, *seq);
@@ -275,14 +275,7 @@ impl Harness {
 }
 
 fn horizon(store: &Store) -> u64 {
-    store
-        .group("g")
-        .unwrap()
-        .state
-        .read()
-        .unwrap()
-        .manifest
-        .horizon_seq
+    store.group("g").unwrap().horizon().0
 }
 
 fn run(ops: &[Op], engine: EngineKind) {

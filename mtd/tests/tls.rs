@@ -55,7 +55,7 @@ fn mutual_tls_and_group_ownership() {
         .arg(&site));
     assert!(!again.status.success(), "ca init overwrote a CA");
 
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "uring",
         &[
@@ -176,7 +176,7 @@ fn plain_tcp_only_with_insecure_on_loopback() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ca.crt"));
     // --insecure on loopback serves (the harness stops it).
-    let d = Daemon::start(
+    let d = Mtd::start_engine(
         work.path(),
         "sync",
         &["--listen", "127.0.0.1:0", "--insecure"],

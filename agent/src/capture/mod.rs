@@ -22,12 +22,13 @@ use std::sync::Arc;
 
 use rewind_formats::{RecordKind, MAX_RECORD_LEN, SECTOR};
 
-use crate::dirty::DirtyMap;
 use crate::drain::WriteGate;
 use crate::error::{Error, Result};
-use crate::inflight::InFlight;
-use crate::queue::{Queue, Record};
-use crate::rangelock::RangeLocks;
+use crate::stream::inflight::InFlight;
+use crate::stream::queue::{Queue, Record};
+use crate::stream::seq::LocalSeq;
+use crate::sync::dirty::DirtyMap;
+use crate::sync::rangelock::RangeLocks;
 use backing::Backing;
 use rewind_linux::aligned::{AlignedBuf, Pool};
 use uring::UringWriter;
@@ -178,7 +179,7 @@ impl Capture {
         let mark = self.dirty.mark(disk, offset, len)?;
         d.zero(offset, len, punch)?;
         let mut at = offset;
-        let mut last = Some(0);
+        let mut last = Some(LocalSeq(0));
         while at < offset + len {
             let n = (offset + len - at).min(u64::from(MAX_RECORD_LEN));
             let record = Record::new(disk as u16, RecordKind::Zero, at, n as u32, None);

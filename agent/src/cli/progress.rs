@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
-use rewind_agent::status::{self, Status, SyncState};
+use rewind_agent::state::status::{self, Status, SyncState};
 
 const POLL: Duration = Duration::from_millis(200);
 

@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use rewind_agent::agent::Agent;
+use rewind_agent::config::file::{RunConfig, RunOptions};
 use rewind_agent::config::{DiskSpec, IoEngine};
-use rewind_agent::config_file::{RunConfig, RunOptions};
 
 use super::progress;
 

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use rewind_agent::status;
+use rewind_agent::state::status;
 
 pub fn status(state_dir: &Path, json: bool) -> Result<ExitCode> {
     let st = status::read(state_dir)?;

@@ -10,7 +10,7 @@ use clap::Args;
 use rewind_agent::control::{self, Request};
 use rewind_agent::formats::TagKind;
 use rewind_agent::freeze;
-use rewind_agent::status::SyncState;
+use rewind_agent::state::status::SyncState;
 
 #[derive(Args)]
 pub struct TagArgs {
@@ -37,7 +37,7 @@ pub struct TagArgs {
 
 pub fn tag(a: TagArgs) -> Result<ExitCode> {
     if let Some(g) = &a.group {
-        let st = rewind_agent::status::read(&a.state_dir)?;
+        let st = rewind_agent::state::status::read(&a.state_dir)?;
         if &st.group != g {
             bail!(
                 "the agent with state dir {} serves group {}, not {g}",
@@ -106,7 +106,7 @@ fn wait_for_sync(state_dir: &Path, limit: Duration) -> Result<()> {
     let t0 = Instant::now();
     let mut said = false;
     loop {
-        let st = rewind_agent::status::read(state_dir)?;
+        let st = rewind_agent::state::status::read(state_dir)?;
         let busy = st.bitmap_mode
             || st.pinned_regions > 0
             || matches!(

@@ -5,6 +5,7 @@
 //! ([`PointRequest`] where they take a point), reverse ([`ReverseRequest`]) and adopt
 //! ([`AdoptRequest`]).
 
+use rewind_formats::agent_status::Status;
 use serde::{Deserialize, Serialize};
 
 pub use crate::failover::adopt::AdoptRequest;
@@ -27,10 +28,10 @@ pub struct ConfigureRequest {
 }
 
 /// One group's failover state and, under reverse replication, its agent's status.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FailoverShow {
-    /// The reverse agent's own `status.json`, passed through as it wrote it: the agent owns
-    /// that document's shape.
-    pub reverse_status: Option<serde_json::Value>,
+    /// The reverse agent's own `status.json`, in the shape the agent writes it (the type is
+    /// the formats crate's, shared with the agent).
+    pub reverse_status: Option<Status>,
     pub state: GroupFailover,
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::inspect::{DiskReport, GroupReport, Report, SegmentReport};
+pub use crate::views::inspect::{DiskReport, GroupReport, Report, SegmentReport};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionRequest {

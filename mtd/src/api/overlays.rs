@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::overlay::{OverlayInfo, OverlayMeta};
+pub use crate::views::overlay::{OverlayInfo, OverlayMeta};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OverlayCreate {

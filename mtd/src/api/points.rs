@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::inspect::{PointReport, TagReport, UnrecoverableReport};
+pub use crate::views::inspect::{PointReport, TagReport, UnrecoverableReport};
 
 /// Every seq from the oldest to the newest is a crash-consistent point; tags name some of them.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -14,7 +14,7 @@ use crate::api::failover::{
 use crate::api::jobs::JobResult;
 use crate::api::Empty;
 use crate::client::Client;
-use crate::control::names::parse_group;
+use crate::names::parse_group;
 
 #[derive(Subcommand)]
 pub enum FailoverCmd {

@@ -30,7 +30,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::client::{Client, DEFAULT_CONTROL};
-use crate::control::names::{parse_agent, parse_disk_source, parse_group};
+use crate::names::{parse_agent, parse_disk_source, parse_group};
 use failover::FailoverCmd;
 use group::GroupCmd;
 use overlay::OverlayCmd;
@@ -164,7 +164,7 @@ enum Cmd {
 
 /// For clap: a retention window the daemon accepts (checked here for a clear error first).
 fn parse_retention(s: &str) -> Result<String, String> {
-    crate::control::limits::parse_retention(s).map(|_| s.to_string())
+    crate::limits::parse_retention(s).map(|_| s.to_string())
 }
 
 /// Parse the command line, run it, print what it says; on an error, say it and exit 1.
@@ -182,9 +182,8 @@ pub fn main() {
 /// The names in an export argument, checked before anything is sent (a malformed export is left
 /// to the daemon, whose answer says what it expects).
 fn check_export_names(export: &str) -> Result<()> {
-    if let Ok(n) = crate::exports::ExportName::parse(export) {
-        crate::control::names::check_export(&n)
-            .map_err(|e| anyhow::anyhow!("export {export:?}: {e}"))?;
+    if let Ok(n) = crate::views::exports::ExportName::parse(export) {
+        crate::names::check_export(&n).map_err(|e| anyhow::anyhow!("export {export:?}: {e}"))?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use super::table::{bytes, json_or, table};
 use crate::api::overlays::{OverlayCreate, OverlayInfo};
 use crate::api::Deleted;
 use crate::client::Client;
-use crate::control::names::parse_overlay;
+use crate::names::parse_overlay;
 
 #[derive(Subcommand)]
 pub enum OverlayCmd {

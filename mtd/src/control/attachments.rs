@@ -1,5 +1,5 @@
 //! `GET|POST /v1/attachments`, `POST /v1/detach`, `POST /v1/mounts`, `POST /v1/umount`: loop
-//! devices and mounts of exports (the work is in `attach.rs`).
+//! devices and mounts of exports (the work is in `views/attach.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,11 +10,12 @@ use axum::{Json, Router};
 
 use super::error::ApiError;
 use super::routes::{blocking, ApiResult, Ctl};
-use super::{attach, Control};
+use super::Control;
 use crate::api::attachments::{
     AttachRequest, Attachment, DetachRequest, MountRequest, UmountRequest,
 };
-use crate::exports::ExportName;
+use crate::views::attach;
+use crate::views::exports::ExportName;
 
 pub fn router() -> Router<Arc<Control>> {
     Router::new()
@@ -31,7 +32,7 @@ async fn list(State(c): Ctl) -> ApiResult<Vec<Attachment>> {
 /// An export name from a request body, its names checked before anything else is.
 fn valid_export(export: &str) -> Result<(), ApiError> {
     let n = ExportName::parse(export)?;
-    Ok(super::names::check_export(&n)?)
+    Ok(crate::names::check_export(&n)?)
 }
 
 fn views(c: &Control) -> Result<PathBuf, ApiError> {

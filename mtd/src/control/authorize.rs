@@ -13,6 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::error::ApiError;
 use crate::access::{LocalAccess, Role};
+use crate::listen::Acceptor;
 
 /// Who is on the other end of a control connection.
 #[derive(Clone, Debug)]
@@ -29,7 +30,7 @@ pub enum Caller {
 
 /// The control socket's listener: accepts, and checks each peer as it comes in.
 pub struct CheckedListener {
-    pub inner: UnixListener,
+    pub inner: Acceptor<UnixListener>,
     pub access: Arc<LocalAccess>,
 }
 
@@ -38,26 +39,16 @@ impl Listener for CheckedListener {
     type Addr = Caller;
 
     async fn accept(&mut self) -> (UnixStream, Caller) {
-        loop {
-            match self.inner.accept().await {
-                Ok((s, _)) => {
-                    let caller = match self.access.check(&s) {
-                        Ok(p) if p.role == Role::Root => Caller::Root,
-                        Ok(p) => Caller::Member {
-                            uid: p.uid,
-                            pid: p.pid,
-                        },
-                        Err(r) => Caller::Refused(r.to_string()),
-                    };
-                    return (s, caller);
-                }
-                Err(e) => {
-                    // Out of descriptors, say: do not spin on it.
-                    tracing::error!(error = %e, "control API: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            }
-        }
+        let (s, _) = self.inner.accept().await;
+        let caller = match self.access.check(&s) {
+            Ok(p) if p.role == Role::Root => Caller::Root,
+            Ok(p) => Caller::Member {
+                uid: p.uid,
+                pid: p.pid,
+            },
+            Err(r) => Caller::Refused(r.to_string()),
+        };
+        (s, caller)
     }
 
     fn local_addr(&self) -> std::io::Result<Caller> {

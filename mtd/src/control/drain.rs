@@ -33,7 +33,7 @@ pub async fn drain_group(
             "timeout_secs {secs}: give 1 to {MAX_TIMEOUT_SECS} seconds"
         )));
     }
-    super::names::check(NameKind::Tag, &req.tag)?;
+    crate::names::check(NameKind::Tag, &req.tag)?;
     let timeout = Duration::from_secs(secs);
     let seq = drain::drain(&c.exports.store, &group, &req.tag, timeout).await?;
     Ok(Json(DrainReply { seq }))

@@ -6,8 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::api::error::ErrorReply;
-use crate::failover::{FailoverError, Refused};
+use crate::failover::FailoverError;
 use crate::jobs::Busy;
+use crate::refused::Refused;
 use crate::server::drain::DrainError;
 use crate::store::StoreError;
 
@@ -75,7 +76,7 @@ impl ApiError {
         }
     }
 
-    /// An error of the loop-device and mount code (`control/attach.rs`), which returns
+    /// An error of the loop-device and mount code (`views/attach.rs`), which returns
     /// `anyhow`: the store error or refusal inside it keeps its status; anything else is the
     /// request's fault (a mount point that is not a directory, no filesystem to mount...).
     // Until attach.rs returns a typed error, this is the one place that looks inside anyhow.

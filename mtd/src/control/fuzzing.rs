@@ -16,8 +16,8 @@ use crate::api::failover::{AdoptRequest, ConfigureRequest, PointRequest, Reverse
 use crate::api::groups::RetentionRequest;
 use crate::api::overlays::OverlayCreate;
 use crate::api::plans::RunRequest;
-use crate::exports::ExportName;
 use crate::store::points::PointSpec;
+use crate::views::exports::ExportName;
 
 /// Body types, in selector order (`data[0] % BODIES`).
 pub const BODIES: &[&str] = &[

@@ -13,8 +13,8 @@ use super::names::GroupName;
 use super::routes::{blocking, ApiResult, Ctl};
 use crate::api::groups::{Report, RetentionReply, RetentionRequest};
 use crate::api::Deleted;
-use crate::inspect;
 use crate::store::DeleteError;
+use crate::views::inspect;
 
 pub async fn groups(State(c): Ctl) -> ApiResult<Report> {
     Ok(Json(
@@ -27,7 +27,7 @@ pub async fn retention(
     GroupName(group): GroupName,
     Json(req): Json<RetentionRequest>,
 ) -> ApiResult<RetentionReply> {
-    let d = super::limits::parse_retention(&req.retention).map_err(ApiError::BadRequest)?;
+    let d = crate::limits::parse_retention(&req.retention).map_err(ApiError::BadRequest)?;
     blocking(move || {
         let g = c.exports.store.group(&group)?;
         // Cannot truncate: parse_retention caps it far below u64::MAX ms.

@@ -22,7 +22,6 @@
 //! - recovery plans (`control/plans.rs`): `POST /v1/plans/run`, `GET /v1/plans/current`,
 //!   `POST /v1/plans/continue`, `POST /v1/plans/cleanup`
 
-pub mod attach;
 mod attachments;
 mod authorize;
 mod drain;
@@ -30,7 +29,6 @@ pub mod error;
 mod failover;
 pub mod fuzzing;
 mod groups;
-pub mod limits;
 pub mod names;
 mod overlays;
 mod plans;
@@ -43,9 +41,10 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::access::LocalAccess;
-use crate::exports::Exports;
 use crate::failover::Failovers;
-use attach::Attachments;
+use crate::listen::Acceptor;
+use crate::views::attach::{self, Attachments};
+use crate::views::exports::Exports;
 
 pub struct Control {
     pub exports: Arc<Exports>,
@@ -103,7 +102,7 @@ pub async fn start(control: Arc<Control>, path: &Path, access: &Arc<LocalAccess>
     tracing::info!(path = %path.display(), "control API listening");
     let app = routes::router(control).layer(axum::middleware::from_fn(authorize::authorize));
     let listener = authorize::CheckedListener {
-        inner: listener,
+        inner: Acceptor::new(listener, "control API", "unix"),
         access: access.clone(),
     };
     tokio::spawn(async move {

@@ -12,7 +12,7 @@ use super::routes::{blocking, ApiResult, Ctl};
 use super::Control;
 use crate::api::overlays::{OverlayCreate, OverlayInfo};
 use crate::api::Deleted;
-use crate::exports::{ExportName, Target};
+use crate::views::exports::{ExportName, Target};
 
 pub fn router() -> Router<Arc<Control>> {
     Router::new()
@@ -27,7 +27,7 @@ async fn list(State(c): Ctl) -> ApiResult<Vec<OverlayInfo>> {
 async fn create(State(c): Ctl, Json(req): Json<OverlayCreate>) -> ApiResult<OverlayInfo> {
     let info = blocking(move || {
         let n = ExportName::parse(&req.export)?;
-        super::names::check_export(&n)?;
+        crate::names::check_export(&n)?;
         let point =
             match n.target {
                 Target::Latest => "latest".to_string(),

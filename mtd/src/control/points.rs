@@ -7,7 +7,7 @@ use rewind_formats::message::TagKind;
 use super::names::GroupName;
 use super::routes::{blocking, ApiResult, Ctl};
 use crate::api::points::{PointsReport, TagReport};
-use crate::inspect;
+use crate::views::inspect;
 
 pub async fn points(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<PointsReport> {
     let r = blocking(move || {

@@ -17,9 +17,10 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::disks;
-use super::{FailoverError, Failovers, Refused};
-use crate::control::names::{check, disk_source};
+use super::{FailoverError, Failovers};
 use crate::jobs::{Job, JobInfo, JobResult};
+use crate::names::{check, disk_source};
+use crate::refused::Refused;
 use crate::store::group::{base_path, journal_dir};
 use crate::store::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
 use rewind_formats::NameKind;
@@ -186,7 +187,7 @@ impl Failovers {
             disk_source(d)?;
         }
         let retention_ms = match &req.retention {
-            Some(r) => crate::control::limits::retention_ms(r).map_err(Refused::Invalid)?,
+            Some(r) => crate::limits::retention_ms(r).map_err(Refused::Invalid)?,
             None => self.store().default_retention_ms(),
         };
         let me = self.clone();
@@ -212,7 +213,7 @@ impl Failovers {
                 Some(r) => {
                     let fenced = self
                         .reverse_status(group)
-                        .is_some_and(|v| v["fenced"].is_string());
+                        .is_some_and(|st| st.fenced.is_some());
                     if !fenced {
                         return Err(Refused::Conflict(format!(
                             "group {group} replicates in reverse to {} and its agent is not fenced: the workload still runs here;                              fail back first (`rewind failover planned {group}` at the other site) or `rewind reverse {group} --stop`",
@@ -287,7 +288,7 @@ impl Failovers {
         job.progress(5.0, "detaching the live disks");
         for d in &p.set.disks {
             if let Some(dev) = &d.loop_device {
-                crate::control::attach::detach(&self.exports, &self.attachments, dev)?;
+                crate::views::attach::detach(&self.exports, &self.attachments, dev)?;
             }
         }
         let mut sources = Vec::new();
@@ -334,11 +335,11 @@ impl Failovers {
 
 /// A retention window given as a Duration (already parsed by clap), in milliseconds.
 fn check_retention(d: std::time::Duration) -> Result<u64> {
-    if d.is_zero() || d > crate::control::limits::MAX_RETENTION {
+    if d.is_zero() || d > crate::limits::MAX_RETENTION {
         bail!(
             "retention {}: give more than 0 and at most {}",
             humantime::format_duration(d),
-            humantime::format_duration(crate::control::limits::MAX_RETENTION)
+            humantime::format_duration(crate::limits::MAX_RETENTION)
         );
     }
     Ok(d.as_millis() as u64)
@@ -377,7 +378,7 @@ pub fn offline(
         sources.push(file_source(name, Path::new(path))?);
     }
     let total: u64 = sources.iter().map(|s| s.size_bytes).sum();
-    let bar = crate::dump::progress_bar(total);
+    let bar = crate::views::dump::progress_bar(total);
     let dir = building_dir(data_dir, group)?;
     let _ = fs::remove_dir_all(&dir);
     build_group_dir(&dir, group, agent, &sources, retention_ms, &|d, _| {
@@ -421,11 +422,10 @@ mod tests {
 
         let store = Store::open(&data, StoreOptions::default()).unwrap();
         let g = store.group("g").expect("installed at open");
-        let st = g.state.read().unwrap();
-        assert!(st.manifest.adopted);
-        assert_eq!(st.manifest.generation, 0);
-        assert_eq!(st.manifest.owner.as_deref(), Some("a1"));
-        drop(st);
+        let m = g.manifest();
+        assert!(m.adopted);
+        assert_eq!(m.generation, 0);
+        assert_eq!(m.owner.as_deref(), Some("a1"));
         assert!(g.adopt_pending());
         assert!(!data.join("replaced-g-1").exists());
         assert!(!built.exists());

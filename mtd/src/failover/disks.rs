@@ -5,9 +5,9 @@ use anyhow::{Context, Result};
 
 use super::state::{DiskSet, FailoverDisk};
 use super::Failovers;
-use crate::control::attach;
-use crate::exports::{live_overlay_name, test_overlay_name};
 use crate::jobs::Job;
+use crate::views::attach;
+use crate::views::exports::{live_overlay_name, test_overlay_name};
 use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,11 +43,7 @@ pub fn make_set(
     job: &Job,
     (p0, p1): (f64, f64),
 ) -> Result<DiskSet> {
-    let names: Vec<String> = {
-        let g = f.store().group(group)?;
-        let st = g.state.read().expect("group lock");
-        st.manifest.disks.iter().map(|d| d.name.clone()).collect()
-    };
+    let names = f.store().group(group)?.disk_names();
     let mut set = DiskSet {
         point: point.into(),
         seq,

@@ -30,25 +30,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::control::attach::Attachments;
-use crate::exports::Exports;
 use crate::jobs::Jobs;
+use crate::refused::Refused;
 use crate::store::points::PointSpec;
 use crate::store::Store;
+use crate::views::attach::Attachments;
+use crate::views::exports::Exports;
 use boot::BootProcesses;
 use state::GroupFailover;
-
-/// Why an operation was refused before it changed anything (maps to a 4xx answer).
-#[derive(Debug, thiserror::Error)]
-pub enum Refused {
-    /// The group's state does not allow it (a second promotion, commit without a failover...).
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// Why a failover operation did not start (or, for `configure`, did not change) anything; the
 /// control API answers each kind with its own status.
@@ -259,9 +248,8 @@ impl Failovers {
         if let Some(cmd) = &boot {
             let t = crate::plan::BootCommand::parse(cmd)
                 .map_err(|(at, m)| Refused::Invalid(format!("boot command, at byte {at}: {m}")))?;
-            let st = g.state.read().expect("group lock");
             for d in t.disks() {
-                if st.manifest.disk_index(d).is_none() {
+                if g.disk_index(d).is_none() {
                     return Err(Refused::Invalid(format!(
                         "boot command: group {group} has no disk {d}"
                     ))
@@ -291,10 +279,8 @@ impl Failovers {
             .store()
             .group(group)
             .map_err(|e| Refused::NotFound(e.to_string()))?;
-        let st = g.state.read().expect("group lock");
-        let seq = st
-            .points
-            .resolve(&spec, st.durable, st.horizon())
+        let seq = g
+            .resolve(&spec)
             .map_err(|e| Refused::Conflict(format!("group {group}: {e}")))?;
         if seq.0 == 0 {
             return Err(Refused::Conflict(format!(

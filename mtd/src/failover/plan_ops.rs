@@ -66,8 +66,6 @@ impl PlanOps for FailoverPlanOps {
     }
 
     fn disks(&self, group: &str) -> Result<Vec<String>> {
-        let g = self.0.store().group(group)?;
-        let st = g.state.read().expect("group lock");
-        Ok(st.manifest.disks.iter().map(|d| d.name.clone()).collect())
+        Ok(self.0.store().group(group)?.disk_names())
     }
 }

@@ -11,8 +11,9 @@ use rewind_formats::Seq;
 
 use super::disks::{self, SetKind};
 use super::state::{Promotion, PromotionKind};
-use super::{FailoverError, Failovers, Refused};
+use super::{FailoverError, Failovers};
 use crate::jobs::{Job, JobInfo, JobResult};
+use crate::refused::Refused;
 use crate::store::points::format_ms;
 use rewind_linux::clock::now_ms;
 
@@ -56,14 +57,14 @@ impl Failovers {
         self.check_promotable(group)?;
         {
             let g = self.store().group(group)?;
-            if !g.state.read().expect("group lock").points.consistent() {
+            if !g.consistent() {
                 return Err(Refused::Conflict(format!(
                     "group {group} is in the middle of a resync (its newest points are not recoverable); \
                      wait until `rewind points {group}` shows it consistent, then retry"
                 ))
                 .into());
             }
-            if g.session.lock().expect("session lock").is_none() {
+            if !crate::server::registry::connected(&g) {
                 return Err(Refused::Conflict(format!(
                     "the source agent of group {group} is not connected: a planned failover needs it to drain; \
                      if the source is gone run `rewind failover unplanned {group} --point latest`"
@@ -91,7 +92,8 @@ impl Failovers {
             Err(e) => {
                 // No promotion follows: the source must take writes again, now or when its
                 // agent next connects.
-                self.store().group(group)?.resume_source(PLANNED_TAG);
+                let g = self.store().group(group)?;
+                crate::server::registry::resume_source(&g, PLANNED_TAG);
                 return Err(anyhow::Error::new(e).context(format!(
                     "draining the source agent of group {group} (asked to resume writes)"
                 )));

@@ -17,8 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use super::disks;
 use super::state::Reverse;
-use super::{FailoverError, Failovers, Refused};
+use super::{FailoverError, Failovers};
 use crate::jobs::{JobInfo, JobResult};
+use crate::refused::Refused;
+use rewind_formats::agent_status::Status;
+use rewind_formats::AGENT_STATUS_FILE;
 use rewind_linux::clock::now_ms;
 
 /// How long an agent may take to stop cleanly (it waits for the target's acks first).
@@ -101,7 +104,7 @@ impl Failovers {
         }
         disks::check_unused(self, &p.set).map_err(|e| Refused::Conflict(format!("{e:#}")))?;
         if let Some(a) = &req.agent_name {
-            crate::control::names::check(rewind_formats::NameKind::Agent, a)?;
+            crate::names::check(rewind_formats::NameKind::Agent, a)?;
         }
         let target = if req.to.starts_with("tcp:") || req.to.starts_with("unix:") {
             req.to.clone()
@@ -212,9 +215,9 @@ impl Failovers {
     }
 
     /// The reverse agent's `status.json`, if it wrote one.
-    pub fn reverse_status(&self, group: &str) -> Option<serde_json::Value> {
+    pub fn reverse_status(&self, group: &str) -> Option<Status> {
         let r = self.get(group).reverse?;
-        let b = std::fs::read(r.state_dir.join("status.json")).ok()?;
+        let b = std::fs::read(r.state_dir.join(AGENT_STATUS_FILE)).ok()?;
         serde_json::from_slice(&b).ok()
     }
 }
@@ -264,7 +267,7 @@ pub(super) fn agent_only(f: &Failovers, group: &str, on: bool) {
     };
     for d in &p.set.disks {
         if let Ok(o) = f.exports.overlays.get(&d.overlay) {
-            crate::exports::set_nbd_read_only(&o, on);
+            crate::views::exports::set_nbd_read_only(&o, on);
         }
     }
 }

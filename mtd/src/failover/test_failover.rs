@@ -8,8 +8,9 @@ use anyhow::Result;
 
 use super::disks::{self, SetKind};
 use super::state::DiskSet;
-use super::{boot, FailoverError, Failovers, Refused};
+use super::{boot, FailoverError, Failovers};
 use crate::jobs::{Job, JobInfo, JobResult};
+use crate::refused::Refused;
 
 impl Failovers {
     /// Start a test failover of `group` at `point` (default: latest); `run_boot`: start the

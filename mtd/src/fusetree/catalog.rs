@@ -6,11 +6,11 @@ use std::sync::Arc;
 use rewind_formats::message::TagKind;
 use rewind_formats::Seq;
 
-use crate::exports::Exports;
-use crate::overlay::OverlayMeta;
 use crate::store::group::Group;
 use crate::store::points::PointSpec;
-use crate::store::{Result, StoreError};
+use crate::store::Result;
+use crate::views::exports::Exports;
+use crate::views::overlay::OverlayMeta;
 
 /// The name `at/` lists for the newest app-consistent point.
 pub const LATEST_APP_CONSISTENT: &str = "latest-app-consistent";
@@ -51,22 +51,12 @@ impl Catalog {
 
     /// The newest point's time of a group (None for an unknown group or one without times).
     pub fn group_time(&self, group: &str) -> Option<Option<u64>> {
-        let g = self.group(group)?;
-        let st = g.state.read().expect("group lock");
-        Some(st.points.time_of(st.durable))
+        Some(self.group(group)?.newest_time())
     }
 
     /// The disks of a group with their sizes, in manifest order.
     pub fn disks(&self, group: &str) -> Option<Vec<(String, u64)>> {
-        let g = self.group(group)?;
-        let st = g.state.read().expect("group lock");
-        Some(
-            st.manifest
-                .disks
-                .iter()
-                .map(|d| (d.name.clone(), d.size_bytes))
-                .collect(),
-        )
+        Some(self.group(group)?.disks())
     }
 
     pub fn disk_size(&self, group: &str, disk: &str) -> Option<u64> {
@@ -79,31 +69,21 @@ impl Catalog {
     /// Resolve a point spec of one disk, as an open would (without pinning it).
     pub fn point(&self, group: &str, disk: &str, spec: &str) -> Result<Point> {
         let spec = PointSpec::parse(spec)?;
-        let g = self.exports.store.group(group)?;
-        let st = g.state.read().expect("group lock");
-        let size_bytes = st
-            .manifest
-            .disks
-            .iter()
-            .find(|d| d.name == disk)
-            .map(|d| d.size_bytes)
-            .ok_or_else(|| StoreError::UnknownDisk {
-                group: group.into(),
-                disk: disk.into(),
-            })?;
-        let seq = st.points.resolve(&spec, st.durable, st.horizon())?;
+        let p = self
+            .exports
+            .store
+            .group(group)?
+            .resolve_on_disk(disk, &spec)?;
         Ok(Point {
-            seq: seq.0,
-            time_ms: st.points.time_of(seq),
-            size_bytes,
+            seq: p.seq.0,
+            time_ms: p.time_ms,
+            size_bytes: p.size_bytes,
         })
     }
 
     /// The source time of a seq of a group.
     pub fn time_of(&self, group: &str, seq: u64) -> Option<u64> {
-        let g = self.group(group)?;
-        let st = g.state.read().expect("group lock");
-        st.points.time_of(Seq(seq))
+        self.group(group)?.time_of(Seq(seq))
     }
 
     /// What `at/` lists: `tag:NAME` for every tag in the window (once per name), then
@@ -112,10 +92,9 @@ impl Catalog {
         let Some(g) = self.group(group) else {
             return Vec::new();
         };
-        let st = g.state.read().expect("group lock");
         let mut out: Vec<String> = Vec::new();
         let mut app = false;
-        for t in st.points.tags() {
+        for t in g.tags() {
             app |= t.kind == TagKind::AppConsistent;
             // A name that cannot be a file name is still reachable through NBD and the CLI.
             if t.name.contains('/') || t.name.contains('\0') || t.name.len() > 240 {

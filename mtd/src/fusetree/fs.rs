@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::io;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -22,13 +22,16 @@ use fuser::{
     WriteFlags,
 };
 
+mod attrs;
+mod layout;
+
 use super::catalog::Catalog;
 use super::errno::errno;
 use super::handles::{Handle, Handles};
-use super::inodes::{Disk, Image, Inodes, Node};
-use crate::exports::Volume;
+use super::inodes::{Image, Inodes, Node};
 use crate::store::StoreError;
-use crate::view::Allocation;
+use crate::views::exports::Volume;
+use crate::views::view::Allocation;
 
 /// How long the kernel may cache attributes and names (new points and groups show up within it).
 const TTL: Duration = Duration::from_secs(1);
@@ -44,17 +47,6 @@ const SEEK_WINDOW: u64 = 1 << 30;
 const FALLOC_FL_KEEP_SIZE: i32 = libc::FALLOC_FL_KEEP_SIZE;
 const FALLOC_FL_PUNCH_HOLE: i32 = libc::FALLOC_FL_PUNCH_HOLE;
 const FALLOC_FL_ZERO_RANGE: i32 = libc::FALLOC_FL_ZERO_RANGE;
-
-/// Modes of the tree: owner root, group the access group, no access for anybody else (replica
-/// data is as private as the data directory).
-const DIR_MODE: u16 = 0o750;
-/// A point's image: read-only.
-const IMAGE_MODE: u16 = 0o440;
-/// An overlay's image, live disks (`GROUP/DISK@live`, overlay `live.*`) included: written by
-/// root only (a live disk through its loop device, where reverse replication captures every
-/// write); the access group reads it, as over NBD, where members write only with
-/// `--nbd-group-writable`: one rule for every transport.
-const OVERLAY_MODE: u16 = 0o640;
 
 thread_local! {
     /// Each fuser thread reads into its own buffer, reused across requests.
@@ -84,180 +76,13 @@ impl TreeFs {
             mounted: SystemTime::now(),
         }
     }
-
-    fn attr(&self, ino: u64, node: &Node, size: u64, time_ms: Option<u64>, perm: u16) -> FileAttr {
-        let t = time_ms.map_or(self.mounted, |ms| UNIX_EPOCH + Duration::from_millis(ms));
-        let dir = node.is_dir();
-        FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: t,
-            mtime: t,
-            ctime: t,
-            crtime: t,
-            kind: if dir {
-                FileType::Directory
-            } else {
-                FileType::RegularFile
-            },
-            perm,
-            nlink: if dir { 2 } else { 1 },
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
-        }
-    }
-
-    /// A node's attributes as of now; ENOENT when it no longer exists (or its point no longer
-    /// resolves). With an open handle, an image shows the point the handle is frozen at.
-    fn attr_of(&self, ino: u64, node: &Node, open: Option<&Handle>) -> Result<FileAttr, Errno> {
-        let dir = |time: Option<u64>| self.attr(ino, node, 0, time, DIR_MODE);
-        let disk_time = |d: &Disk| {
-            self.catalog
-                .disk_size(&d.group, &d.disk)
-                .ok_or(Errno::ENOENT)?;
-            self.catalog.group_time(&d.group).ok_or(Errno::ENOENT)
-        };
-        match node {
-            Node::Root => Ok(dir(None)),
-            Node::Group(g) => Ok(dir(self.catalog.group_time(g).ok_or(Errno::ENOENT)?)),
-            Node::Disk(d) | Node::At(d) | Node::Overlays(d) => Ok(dir(disk_time(d)?)),
-            Node::Image(d, Image::Overlay(name)) => {
-                match self.catalog.overlay(&d.group, &d.disk, name) {
-                    Some(m) => {
-                        Ok(self.attr(ino, node, m.size_bytes, Some(m.created_ms), OVERLAY_MODE))
-                    }
-                    None => match open {
-                        // Not listed any more while open: cannot happen (an overlay in use is not
-                        // deleted), but the open file keeps working regardless.
-                        Some(h) => {
-                            Ok(self.attr(ino, node, h.volume.size_bytes(), None, OVERLAY_MODE))
-                        }
-                        None => Err(Errno::ENOENT),
-                    },
-                }
-            }
-            Node::Image(d, image) => {
-                if let Some(h) = open {
-                    let time = self.catalog.time_of(&d.group, h.volume.seq());
-                    return Ok(self.attr(ino, node, h.volume.size_bytes(), time, IMAGE_MODE));
-                }
-                let spec = match image {
-                    Image::Point(s) => s.as_str(),
-                    _ => "latest",
-                };
-                match self.catalog.point(&d.group, &d.disk, spec) {
-                    Ok(p) => Ok(self.attr(ino, node, p.size_bytes, p.time_ms, IMAGE_MODE)),
-                    Err(e) => {
-                        tracing::debug!(group = %d.group, disk = %d.disk, spec, error = %e, "view tree: point no longer resolves");
-                        Err(errno(&e))
-                    }
-                }
-            }
-        }
-    }
 }
 
 fn throwaway(v: &Volume) -> bool {
     matches!(v, Volume::Overlay(o) if o.meta.throwaway)
 }
 
-/// `NAME` of `NAME.img`.
-fn image_stem(name: &str) -> Option<&str> {
-    name.strip_suffix(".img").filter(|s| !s.is_empty())
-}
-
 impl TreeFs {
-    /// The child `name` of directory `parent`, if it exists.
-    fn child(&self, parent: &Node, name: &OsStr) -> Result<Node, Errno> {
-        let name = name.to_str().ok_or(Errno::ENOENT)?;
-        match parent {
-            Node::Root => Ok(Node::Group(name.to_string())),
-            Node::Group(g) => Ok(Node::Disk(Disk {
-                group: g.clone(),
-                disk: name.to_string(),
-            })),
-            Node::Disk(d) => match name {
-                "latest.img" => Ok(Node::Image(d.clone(), Image::Latest)),
-                "at" => Ok(Node::At(d.clone())),
-                "overlays" => Ok(Node::Overlays(d.clone())),
-                _ => Err(Errno::ENOENT),
-            },
-            Node::At(d) => {
-                let spec = image_stem(name).ok_or(Errno::ENOENT)?;
-                // Resolve now, so a bad spec or a point out of the window is ENOENT at lookup,
-                // with the reason in the log.
-                match self.catalog.point(&d.group, &d.disk, spec) {
-                    Ok(p) => {
-                        tracing::debug!(group = %d.group, disk = %d.disk, spec, seq = p.seq, "view tree: point found");
-                        Ok(Node::Image(d.clone(), Image::Point(spec.to_string())))
-                    }
-                    // A name that is no point spec at all is routine (shells probe names):
-                    // debug. A spec that does not resolve is worth telling: info.
-                    Err(e @ StoreError::BadPoint { .. }) => {
-                        tracing::debug!(group = %d.group, disk = %d.disk, name, error = %e, "view tree: not a point spec");
-                        Err(Errno::ENOENT)
-                    }
-                    Err(e) => {
-                        tracing::info!(group = %d.group, disk = %d.disk, name, error = %e, "view tree: no such point");
-                        Err(Errno::ENOENT)
-                    }
-                }
-            }
-            Node::Overlays(d) => {
-                let o = image_stem(name).ok_or(Errno::ENOENT)?;
-                Ok(Node::Image(d.clone(), Image::Overlay(o.to_string())))
-            }
-            Node::Image(..) => Err(Errno::ENOTDIR),
-        }
-    }
-
-    /// A directory's entries (without `.` and `..`).
-    fn entries(&self, node: &Node) -> Result<Vec<(Node, String)>, Errno> {
-        let mut out = Vec::new();
-        match node {
-            Node::Root => {
-                for g in self.catalog.groups() {
-                    out.push((Node::Group(g.clone()), g));
-                }
-            }
-            Node::Group(g) => {
-                for (disk, _) in self.catalog.disks(g).ok_or(Errno::ENOENT)? {
-                    let d = Disk {
-                        group: g.clone(),
-                        disk: disk.clone(),
-                    };
-                    out.push((Node::Disk(d), disk));
-                }
-            }
-            Node::Disk(d) => {
-                self.catalog
-                    .disk_size(&d.group, &d.disk)
-                    .ok_or(Errno::ENOENT)?;
-                out.push((Node::Image(d.clone(), Image::Latest), "latest.img".into()));
-                out.push((Node::At(d.clone()), "at".into()));
-                out.push((Node::Overlays(d.clone()), "overlays".into()));
-            }
-            Node::At(d) => {
-                for spec in self.catalog.listed_points(&d.group) {
-                    let name = format!("{spec}.img");
-                    out.push((Node::Image(d.clone(), Image::Point(spec)), name));
-                }
-            }
-            Node::Overlays(d) => {
-                for m in self.catalog.overlays(&d.group, &d.disk) {
-                    let name = format!("{}.img", m.name);
-                    out.push((Node::Image(d.clone(), Image::Overlay(m.name)), name));
-                }
-            }
-            Node::Image(..) => return Err(Errno::ENOTDIR),
-        }
-        Ok(out)
-    }
-
     fn handle(&self, fh: FileHandle) -> Result<std::sync::Arc<Handle>, Errno> {
         self.handles.get(fh.0).ok_or(Errno::EBADF)
     }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::exports::Volume;
+use crate::views::exports::Volume;
 
 /// An open image file.
 pub struct Handle {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::exports::{ExportName, Target};
+use crate::views::exports::{ExportName, Target};
 
 /// The root directory's inode (FUSE_ROOT_ID).
 pub const ROOT_INO: u64 = 1;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 
-use crate::exports::{ExportName, Exports, Target};
+use crate::views::exports::{ExportName, Exports, Target};
 
 /// fuser threads serving requests; they block on store IO, so more than the cores.
 const THREADS: usize = 8;

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::exports::Volume;
+use crate::views::exports::Volume;
 
 use super::proto::*;
 use rewind_linux::aligned::Pool;

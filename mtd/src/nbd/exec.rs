@@ -3,9 +3,9 @@
 //! `validate` is cheap and runs on the reader task, so a bad request is answered without a trip
 //! to a blocking thread. `execute` does disk IO and must only run on a blocking thread.
 
-use crate::exports::Volume;
 use crate::store::StoreError;
-use crate::view::Allocation;
+use crate::views::exports::Volume;
+use crate::views::view::Allocation;
 
 use super::conn::{Conn, Stats};
 use super::proto::*;

@@ -20,10 +20,10 @@ use rewind_formats::message::{DiskInfo, HelloGroup};
 use rewind_formats::Seq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::exports::{Exports, Volume};
-use crate::overlay::Overlays;
 use crate::store::engine::EngineKind;
 use crate::store::{Store, StoreOptions};
+use crate::views::exports::{Exports, Volume};
+use crate::views::overlay::Overlays;
 
 use super::handshake::{Outcome, Tls};
 use super::proto::{Request, REQUEST_LEN};
@@ -61,8 +61,7 @@ impl Harness {
                     size_bytes: 1 << 20,
                 }],
             };
-            store
-                .hello_group(&hg, "fuzz")
+            crate::server::admission::hello_group(&store, &hg, "fuzz")
                 .unwrap_or_else(|e| panic!("creating group g: {}", e.message));
         }
         let overlays = Arc::new(Overlays::load(store.clone()).expect("loading overlays"));

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::exports::{ExportName, Exports, Volume};
 use crate::store::StoreError;
+use crate::views::exports::{ExportName, Exports, Volume};
 
 use super::clients::Grants;
 use super::conn::transmission_flags;

@@ -10,7 +10,7 @@
 //! - `reply`: reply encoding and the single writer per connection
 //! - `bufpool`, `conn`: payload buffers and per-connection state
 //!
-//! Export names are those of `crate::exports`: `GROUP/DISK`, `GROUP/DISK@POINT`,
+//! Export names are those of `crate::views::exports`: `GROUP/DISK`, `GROUP/DISK@POINT`,
 //! `GROUP/DISK@overlay:NAME`. A connection opens its export once, during the handshake (the
 //! NBD_OPT_INFO, NBD_OPT_SET_META_CONTEXT or NBD_OPT_GO that first names it; the usual
 //! INFO -> GO sequence then describes and serves the same frozen point), and keeps that `Volume`
@@ -54,7 +54,7 @@
 //!   either, the client waits (see `transmission`); cached buffers are bounded likewise;
 //! - a read-only point held open longer than `max_point_age` (`--nbd-max-point-age`) is released:
 //!   retention wins, the connection's requests fail with EIO, and one line is logged;
-//! - accept errors (out of descriptors) back off up to a second and log once per 10 s.
+//! - accept errors (out of descriptors) back off up to a second and log once per 10 s (`listen`).
 //!
 //! A live disk (`G/D@live`) becomes read-only for NBD when reverse replication starts, for
 //! connections already open too (`exports::set_nbd_read_only`: their next write fails with EPERM),
@@ -82,7 +82,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 
 use crate::access::{LocalAccess, Role};
-use crate::exports::Exports;
+use crate::listen::Acceptor;
+use crate::views::exports::Exports;
 
 use clients::{Clients, Grants};
 use handshake::{Ctx, Negotiated, Outcome, Tls};
@@ -130,9 +131,6 @@ impl Default for Limits {
 const MAX_PAYLOAD_ALL: usize = 512 << 20;
 /// A log line that could repeat per connection is written at most this often.
 const LOG_EVERY: Duration = Duration::from_secs(10);
-/// Accept errors: first wait, and the longest.
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A log line written at most once per `LOG_EVERY`; the ones held back are counted.
 #[derive(Default)]
@@ -163,7 +161,6 @@ struct Shared {
     bounds: transmission::Bounds,
     log_refused: LogLimit,
     log_over_cap: LogLimit,
-    log_accept: LogLimit,
     log_handshake: LogLimit,
 }
 
@@ -221,7 +218,6 @@ pub async fn start(
         },
         log_refused: LogLimit::default(),
         log_over_cap: LogLimit::default(),
-        log_accept: LogLimit::default(),
         log_handshake: LogLimit::default(),
     });
     let mut bound = Vec::new();
@@ -233,16 +229,9 @@ pub async fn start(
         let cap = Arc::new(Semaphore::new(opts.limits.max_conns));
         tokio::spawn(async move {
             let mut n = 0u64;
-            let mut backoff = BACKOFF_MIN;
+            let mut l = Acceptor::new(l, "NBD", "unix");
             loop {
-                let s = match l.accept().await {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        backoff = accept_failed(&sh, "unix", &e, backoff).await;
-                        continue;
-                    }
-                };
-                backoff = BACKOFF_MIN;
+                let (s, _) = l.accept().await;
                 n += 1;
                 let peer = format!("unix#{n}");
                 let p = match access.check(&s) {
@@ -280,16 +269,9 @@ pub async fn start(
             .map(|c| (tokio_rustls::TlsAcceptor::from(c), opts.clients.clone()));
         let cap = Arc::new(Semaphore::new(opts.limits.max_conns));
         tokio::spawn(async move {
-            let mut backoff = BACKOFF_MIN;
+            let mut l = Acceptor::new(l, "NBD", "TCP");
             loop {
-                let (s, peer) = match l.accept().await {
-                    Ok(a) => a,
-                    Err(e) => {
-                        backoff = accept_failed(&sh, "TCP", &e, backoff).await;
-                        continue;
-                    }
-                };
-                backoff = BACKOFF_MIN;
+                let (s, peer) = l.accept().await;
                 let peer = peer.to_string();
                 let Some(permit) = admit(&sh, &cap, "TCP", &peer) else {
                     continue;
@@ -342,22 +324,6 @@ fn admit(
             None
         }
     }
-}
-
-/// Log (rate-limited) and wait before accepting again; returns the next wait. Out of file
-/// descriptors, the pending connection stays queued and accept fails again at once: without the
-/// wait this is a busy loop.
-async fn accept_failed(
-    sh: &Shared,
-    listener: &str,
-    e: &std::io::Error,
-    backoff: Duration,
-) -> Duration {
-    if let Some(held) = sh.log_accept.allow() {
-        tracing::warn!(listener, error = %e, not_logged = held, "NBD accept failed; backing off");
-    }
-    tokio::time::sleep(backoff).await;
-    (backoff * 2).min(BACKOFF_MAX)
 }
 
 /// Streams that split into independently owned halves (so the reader and the writer can be

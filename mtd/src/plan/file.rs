@@ -343,12 +343,12 @@ fn machine(source: &Source, m: Spanned<RawMachine>) -> Result<Machine, PlanError
                 format!("machine {name:?}: timeout_secs must be at least 1"),
             ))
         }
-        Some(t) if *t.get_ref() > crate::control::limits::MAX_TIMEOUT.as_secs() => {
+        Some(t) if *t.get_ref() > crate::limits::MAX_TIMEOUT.as_secs() => {
             return Err(source.error(
                 t.span().start,
                 format!(
                     "machine {name:?}: timeout_secs must be at most {}",
-                    crate::control::limits::MAX_TIMEOUT.as_secs()
+                    crate::limits::MAX_TIMEOUT.as_secs()
                 ),
             ))
         }

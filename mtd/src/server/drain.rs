@@ -12,14 +12,15 @@ use std::time::Duration;
 
 use rewind_formats::message::{Control, ControlOp, TagKind};
 
-use crate::store::group::{Group, SessionEnd};
+use super::registry::{self, SessionEnd};
+use crate::store::group::Group;
 use crate::store::Store;
 
 /// How long the drain request may wait for room in the session's frame queue.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
-pub enum DrainError {
+pub(crate) enum DrainError {
     #[error("no such group {0}")]
     UnknownGroup(String),
     #[error("bad tag name {name:?}: {why}")]
@@ -50,7 +51,7 @@ pub enum DrainError {
 /// `tag` to be durable. Returns the tag's seq: the replica at that seq is the source's last state.
 ///
 /// On a timeout the agent is asked to resume writes (CONTROL Resume), since no promotion follows.
-pub async fn drain(
+pub(crate) async fn drain(
     store: &Arc<Store>,
     group: &str,
     tag: &str,
@@ -68,8 +69,8 @@ pub async fn drain(
     let before = failover_tags(&g, tag);
     let mut durable = g.subscribe_durable();
     // The session asked and the session watched are the same one: both taken under one lock.
-    let (out, mut ended) = match g.session.lock().expect("session lock").as_ref() {
-        Some(h) => (h.out.clone(), h.ended.clone()),
+    let (out, mut ended) = match registry::link(&g) {
+        Some(link) => (link.out, link.ended),
         None => return Err(DrainError::NotConnected(group.into())),
     };
     let frame = Control::frame(group, ControlOp::Drain, tag);
@@ -137,7 +138,7 @@ pub async fn drain(
         }
         Err(_) => {
             // No promotion follows a failed drain: let the source take writes again.
-            if let Err(e) = g.send_control(ControlOp::Resume, tag) {
+            if let Err(e) = registry::send_control(&g, ControlOp::Resume, tag) {
                 tracing::warn!(group, error = %e, "cannot ask the agent to resume after a drain timeout");
             }
             let e = DrainError::Timeout {
@@ -167,9 +168,7 @@ fn session_end(group: &str, end: SessionEnd) -> DrainError {
 
 /// The durable Failover tags named `tag`, as (seq, timestamp).
 fn failover_tags(g: &Group, tag: &str) -> HashSet<(u64, u64)> {
-    let st = g.state.read().expect("group lock");
-    st.points
-        .tags()
+    g.tags()
         .iter()
         .filter(|t| t.kind == TagKind::Failover && t.name == tag)
         .map(|t| (t.seq.0, t.timestamp_ms))

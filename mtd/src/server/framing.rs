@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Why reading a frame stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("connection closed")]
     Closed,
     #[error("connection cut mid-frame after {got} of {want} bytes")]
@@ -20,7 +20,7 @@ pub enum ReadError {
 
 impl ReadError {
     /// The ERROR code to tell the peer, if the connection can still carry one.
-    pub fn code(&self) -> Option<ErrorCode> {
+    pub(crate) fn code(&self) -> Option<ErrorCode> {
         match self {
             ReadError::Bad(DecodeError::HeaderChecksum | DecodeError::PayloadChecksum) => {
                 Some(ErrorCode::BadChecksum)
@@ -57,7 +57,7 @@ async fn fill<R: AsyncRead + Unpin>(
 
 /// Read and verify one frame into `payload` (reused across frames, so a session does not allocate
 /// and zero megabytes per batch); returns its kind and payload length.
-pub async fn read_frame<R: AsyncRead + Unpin>(
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     payload: &mut Vec<u8>,
 ) -> Result<(FrameKind, usize), ReadError> {
@@ -79,7 +79,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 /// [`rewind_formats::frame::MAX_HELLO_PAYLOAD`] bytes. Nothing is known of the peer yet, so the header is checked before
 /// any payload is read, and the payload buffer grows with the bytes that actually arrive instead
 /// of being sized from the header: a bare header costs the target 24 bytes, not megabytes.
-pub async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ReadError> {
+pub(crate) async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ReadError> {
     let mut hdr = [0u8; FRAME_HEADER_LEN];
     fill(r, &mut hdr, 0, FRAME_HEADER_LEN).await?;
     let h = FrameHeader::decode(&hdr)?;

@@ -1,8 +1,22 @@
 //! The agent-facing server: TCP and unix-socket listeners feeding sessions.
+//!
+//! Everything that speaks the agent protocol lives here, and the store below speaks none of it:
+//! `admission` turns a HELLO into a typed request to the store and claims the groups,
+//! `ingest` checks each batch and tag and keeps where the next batch must start, `registry`
+//! knows which session feeds which group (and sends it CONTROL frames), and `refusal` is the
+//! one place where the store's typed errors become wire error codes.
 
-pub mod drain;
-pub mod framing;
+pub mod admission;
+pub(crate) mod drain;
+pub(crate) mod framing;
+pub mod ingest;
+mod refusal;
+pub(crate) mod registry;
 mod session;
+#[cfg(test)]
+mod testing;
+
+pub use refusal::Refusal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +31,7 @@ use tokio::net::{TcpListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::LocalAccess;
+use crate::listen::Acceptor;
 use crate::store::quota::Quotas;
 use crate::store::Store;
 
@@ -48,7 +63,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bind the agent listeners and accept sessions in the background. Returns the bound addresses
 /// (`HOST:PORT`, `unix:PATH`).
-pub async fn start(
+pub(crate) async fn start(
     store: Arc<Store>,
     opts: &AgentListeners,
     access: &LocalAccess,
@@ -75,16 +90,9 @@ pub async fn start(
         let quotas = quotas.clone();
         let slots = Arc::new(Semaphore::new(opts.max_conns));
         tokio::spawn(async move {
-            let mut backoff = Backoff::default();
+            let mut l = Acceptor::new(l, "agent", "TCP");
             loop {
-                let (s, peer) = match l.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        backoff.failed(&e).await;
-                        continue;
-                    }
-                };
-                backoff.ok();
+                let (s, peer) = l.accept().await;
                 let Some(slot) = take_slot(&slots, &peer.to_string()) else {
                     continue;
                 };
@@ -127,16 +135,9 @@ pub async fn start(
         let slots = Arc::new(Semaphore::new(opts.max_conns));
         tokio::spawn(async move {
             let mut n = 0u64;
-            let mut backoff = Backoff::default();
+            let mut l = Acceptor::new(l, "agent", "unix");
             loop {
-                let s = match l.accept().await {
-                    Ok((s, _)) => s,
-                    Err(e) => {
-                        backoff.failed(&e).await;
-                        continue;
-                    }
-                };
-                backoff.ok();
+                let (s, _) = l.accept().await;
                 n += 1;
                 let peer = format!("unix#{n}");
                 let Some(slot) = take_slot(&slots, &peer) else {
@@ -210,38 +211,6 @@ fn take_slot(slots: &Arc<Semaphore>, peer: &str) -> Option<OwnedSemaphorePermit>
             }
             None
         }
-    }
-}
-
-/// Waiting after a failed accept. Out of descriptors (EMFILE, ENFILE) accept fails at once,
-/// again and again: without a pause the loop spins and logs at disk speed. The pause grows from
-/// 100 ms to 1 s while failures go on, and the log says so once every 10 s with a count.
-#[derive(Default)]
-struct Backoff {
-    delay: Option<Duration>,
-    failures: u64,
-    last_log: Option<std::time::Instant>,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(1);
-    const LOG_EVERY: Duration = Duration::from_secs(10);
-
-    async fn failed(&mut self, e: &std::io::Error) {
-        self.failures += 1;
-        if self.last_log.is_none_or(|t| t.elapsed() >= Self::LOG_EVERY) {
-            tracing::warn!(error = %e, failures = self.failures, "accept failed; backing off");
-            self.last_log = Some(std::time::Instant::now());
-            self.failures = 0;
-        }
-        let d = self.delay.map_or(Self::FIRST, |d| (d * 2).min(Self::MAX));
-        self.delay = Some(d);
-        tokio::time::sleep(d).await;
-    }
-
-    fn ok(&mut self) {
-        self.delay = None;
     }
 }
 

@@ -8,25 +8,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rewind_formats::frame::FrameKind;
-use rewind_formats::message::{
-    Ack, BatchRef, ErrorCode, ErrorMsg, Hashes, Hello, Message, ResumeStatus, Welcome, WelcomeGroup,
-};
+use rewind_formats::message::{Ack, BatchRef, ErrorCode, ErrorMsg, Hashes, Message};
 use rewind_formats::Seq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::framing::{read_frame, read_hello, ReadError};
-use crate::store::group::{Group, Holder, SessionEnd, StopSignal};
-use crate::store::ingest::Feed;
+use super::ingest::find;
+use super::refusal::Refusal;
+use super::registry::{SessionEnd, SessionLink, StopSignal};
+use crate::store::group::Group;
 use crate::store::quota::Quotas;
 use crate::store::Store;
 
 /// A connection that has not sent a valid HELLO by then is closed: until it does, it is nobody,
 /// and it holds a descriptor and a slot of the listener's connection cap.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
-const SUPERSEDE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a session ended early; `code` is sent to the peer in an ERROR frame when there is one.
 #[derive(Debug)]
@@ -45,14 +44,8 @@ fn refuse(code: ErrorCode, message: impl Into<String>) -> Fault {
     }
 }
 
-/// What the group's holder gets of this session: its outgoing frames and its end.
-struct SessionLink {
-    out: mpsc::Sender<Vec<u8>>,
-    ended: watch::Receiver<Option<SessionEnd>>,
-}
-
-impl From<crate::store::Refusal> for Fault {
-    fn from(r: crate::store::Refusal) -> Fault {
+impl From<Refusal> for Fault {
+    fn from(r: Refusal) -> Fault {
         refuse(r.code, r.message)
     }
 }
@@ -63,24 +56,6 @@ impl From<ReadError> for Fault {
             code: e.code(),
             message: e.to_string(),
             by_agent: false,
-        }
-    }
-}
-
-/// Releases the group for other sessions when the session ends.
-struct Claim {
-    group: Arc<Group>,
-    stop: Arc<StopSignal>,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        let mut holder = self.group.session.lock().expect("session lock");
-        if holder
-            .as_ref()
-            .is_some_and(|h| Arc::ptr_eq(&h.stop, &self.stop))
-        {
-            *holder = None;
         }
     }
 }
@@ -98,7 +73,7 @@ impl Drop for Tasks {
 
 /// Serve one agent connection. `identity` is the agent name its TLS certificate proves (None on
 /// a unix socket or an `--insecure` loopback listener, where the HELLO's name is taken as given).
-pub async fn run<S>(
+pub(crate) async fn run<S>(
     store: Arc<Store>,
     quotas: Arc<Quotas>,
     stream: S,
@@ -205,9 +180,10 @@ async fn serve<R: AsyncRead + Unpin>(
         }
     }
     let stop = Arc::new(StopSignal::default());
-    let (fed, _claims, welcome) = welcome(store, quotas, &hello, peer, &stop, session).await?;
+    let admitted = super::admission::admit(store, quotas, &hello, peer, &stop, session).await?;
+    let (fed, _claims) = (admitted.fed, admitted.claims);
     tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "session started");
-    out.send(Message::Welcome(welcome).to_frame())
+    out.send(Message::Welcome(admitted.welcome).to_frame())
         .await
         .map_err(|_| closed())?;
     // A failed planned failover left the agent drained while it was away: writes again.
@@ -254,30 +230,11 @@ async fn serve<R: AsyncRead + Unpin>(
         if kind == FrameKind::Batch {
             // Batches are decoded in place: their records are read straight from the payload.
             let b = BatchRef::decode(payload).map_err(ReadError::from)?;
-            let f = find(&mut fed, &b.group)?;
-            // The quotas that the header alone decides, before the records are decompressed.
-            f.check_quotas(&b, quotas, rewind_linux::clock::now_ms())?;
-            let req = f.batch_chunk(&b)?;
-            let padding = f.check_padding(&req, quotas)?;
-            admit(f)?;
-            f.group.add_pending(u64::from(b.record_count), padding);
-            store
-                .append(req)
-                .await
-                .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
-            f.next_seq = Seq(b.last_seq().0 + 1);
+            find(&mut fed, &b.group)?.batch(store, &b, quotas).await?;
             continue;
         }
         match Message::decode(kind, payload).map_err(ReadError::from)? {
-            Message::Tag(t) => {
-                let f = find(&mut fed, &t.group)?;
-                let req = f.tag_chunk(&t)?;
-                admit(f)?;
-                store
-                    .append(req)
-                    .await
-                    .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
-            }
+            Message::Tag(t) => find(&mut fed, &t.group)?.tag(store, &t).await?,
             Message::Hashes(h) => {
                 let f = find(&mut fed, &h.group)?;
                 let group = f.group.clone();
@@ -315,172 +272,6 @@ fn closed() -> Fault {
     }
 }
 
-/// Admit a checked chunk for the writer: a group fenced while this session feeds it takes
-/// nothing more from it (the session is also told to stop; this closes the gap until it
-/// notices). The chunk is counted as queued while the group lock is still held: `Group::fence`
-/// publishes the new generation under that lock, so a fence either refuses the chunk or finds
-/// it counted (and `drained()` after the fence waits for it).
-fn admit(f: &Feed) -> Result<(), Fault> {
-    let st = f.group.state.read().expect("group lock");
-    let m = &st.manifest;
-    if m.generation != f.generation {
-        return Err(refuse(
-            ErrorCode::StaleGeneration,
-            crate::store::group::fenced_message(
-                &f.group.name,
-                m.fenced_reason.as_deref(),
-                f.generation,
-                m.generation,
-            ),
-        ));
-    }
-    f.group.note_queued();
-    Ok(())
-}
-
-type Welcomed = (Vec<Feed>, Vec<Claim>, Welcome);
-
-/// Take a group for this session. If the same agent still holds it through an older connection
-/// (it reconnected before the daemon saw the old one die), that session is told to stop and this
-/// one takes over; another agent's session makes this one Busy.
-async fn claim(
-    group: &Arc<Group>,
-    agent: &str,
-    peer: &str,
-    stop: &Arc<StopSignal>,
-    session: &SessionLink,
-) -> Result<(), Fault> {
-    let t0 = std::time::Instant::now();
-    let mut asked = false;
-    loop {
-        {
-            let mut holder = group.session.lock().expect("session lock");
-            match holder.as_ref() {
-                None => {
-                    *holder = Some(Holder {
-                        peer: peer.to_string(),
-                        agent: agent.to_string(),
-                        stop: stop.clone(),
-                        out: session.out.clone(),
-                        ended: session.ended.clone(),
-                    });
-                    return Ok(());
-                }
-                Some(h) if h.agent == agent && t0.elapsed() < SUPERSEDE_TIMEOUT => {
-                    if !asked {
-                        tracing::info!(group = %group.name, %agent, old_peer = %h.peer, new_peer = %peer,
-                            "agent reconnected: stopping its older session");
-                        h.stop.stop(
-                            ErrorCode::Busy,
-                            "superseded: the same agent opened a new session".into(),
-                        );
-                        asked = true;
-                    }
-                }
-                Some(h) if h.agent == agent => {
-                    return Err(refuse(
-                        ErrorCode::Busy,
-                        format!(
-                            "group {} is still fed by an older session of this agent ({})",
-                            group.name, h.peer
-                        ),
-                    ));
-                }
-                Some(_) => {
-                    // Another agent's session (a group without an owner, adopted): say so
-                    // without naming it.
-                    return Err(refuse(
-                        ErrorCode::Busy,
-                        format!("group {} is being fed by another agent", group.name),
-                    ));
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn welcome(
-    store: &Arc<Store>,
-    quotas: &Quotas,
-    hello: &Hello,
-    peer: &str,
-    stop: &Arc<StopSignal>,
-    session: &SessionLink,
-) -> Result<Welcomed, Fault> {
-    if hello.groups.is_empty() {
-        return Err(refuse(ErrorCode::Protocol, "HELLO names no group"));
-    }
-    for hg in &hello.groups {
-        if hello.groups.iter().filter(|o| o.group == hg.group).count() > 1 {
-            return Err(refuse(
-                ErrorCode::Protocol,
-                format!("HELLO names group {} twice", hg.group),
-            ));
-        }
-    }
-    // Every group is checked (owner, quotas, disks) before any is created.
-    // Creating groups makes files and fsyncs them: never on a tokio worker.
-    let admitted = {
-        let (store, hello, quotas) = (store.clone(), hello.clone(), quotas.clone());
-        tokio::task::spawn_blocking(move || store.admit_hello(&hello, &hello.agent, &quotas))
-            .await
-            .map_err(|e| refuse(ErrorCode::Internal, format!("admitting the HELLO: {e}")))?
-            .map_err(|r| refuse(r.code, r.message))?
-    };
-    let mut fed = Vec::new();
-    let mut claims = Vec::new();
-    let mut groups = Vec::new();
-    for (hg, (group, generation)) in hello.groups.iter().zip(admitted) {
-        claim(&group, &hello.agent, peer, stop, session).await?;
-        claims.push(Claim {
-            group: group.clone(),
-            stop: stop.clone(),
-        });
-        // A previous session's batches may still be in the writer's queue: resume after them.
-        let durable = match tokio::time::timeout(DRAIN_TIMEOUT, group.drained()).await {
-            Ok(durable) => durable,
-            Err(_) => {
-                let why = store
-                    .health
-                    .failed()
-                    .unwrap_or_else(|| "the journal writer is not keeping up".into());
-                return Err(refuse(
-                    ErrorCode::Busy,
-                    format!(
-                        "group {} still has queued writes from an earlier session: {why}",
-                        hg.group
-                    ),
-                ));
-            }
-        };
-        let status = if group.adopt_pending() {
-            tracing::info!(group = %hg.group, "adopted group: the agent compares every block");
-            ResumeStatus::ResyncNeeded
-        } else if hg.last_acked > durable {
-            tracing::warn!(group = %hg.group, agent_acked = hg.last_acked.0, durable = durable.0,
-                "agent holds acks for seqs the target does not have: resync needed");
-            ResumeStatus::ResyncNeeded
-        } else {
-            ResumeStatus::Resume
-        };
-        let disk_sizes = hg.disks.iter().map(|d| d.size_bytes).collect();
-        fed.push(Feed {
-            group,
-            generation,
-            next_seq: Seq(durable.0 + 1),
-            disk_sizes,
-        });
-        groups.push(WelcomeGroup {
-            group: hg.group.clone(),
-            generation,
-            status,
-            durable,
-        });
-    }
-    Ok((fed, claims, Welcome { groups }))
-}
-
 /// The most bytes one HASHES request may cover: the target reads all of them to answer.
 const MAX_HASHES_SPAN: u64 = 64 << 20;
 
@@ -493,15 +284,9 @@ fn target_hashes(group: Arc<Group>, h: &Hashes) -> Result<Hashes, Fault> {
             format!("HASHES for group {} disk {}: {why}", h.group, h.disk),
         )
     };
-    let (size, durable) = {
-        let st = group.state.read().expect("group lock");
-        let d = st
-            .manifest
-            .disks
-            .get(h.disk as usize)
-            .ok_or_else(|| bad("no such disk".into()))?;
-        (d.size_bytes, st.durable)
-    };
+    let (size, durable) = group
+        .disk_size_at_durable(h.disk as usize)
+        .ok_or_else(|| bad("no such disk".into()))?;
     let bs = h.block_size as u64;
     let span = bs * h.hashes.len() as u64;
     if h.hashes.is_empty() || span > MAX_HASHES_SPAN {
@@ -518,7 +303,7 @@ fn target_hashes(group: Arc<Group>, h: &Hashes) -> Result<Hashes, Fault> {
     }
     // The newest state as it is, even mid-resync (when it is not a recoverable point): that is
     // exactly what the resync compares against.
-    let view = crate::view::View::new(group, h.disk as usize, durable)
+    let view = crate::views::view::View::new(group, h.disk as usize, durable)
         .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
     let mut buf = vec![0u8; span as usize];
     view.read_at(&mut buf, h.offset)
@@ -533,17 +318,6 @@ fn target_hashes(group: Arc<Group>, h: &Hashes) -> Result<Hashes, Fault> {
             .map(rewind_formats::hash::block_hash)
             .collect(),
     })
-}
-
-fn find<'a>(fed: &'a mut [Feed], group: &str) -> Result<&'a mut Feed, Fault> {
-    fed.iter_mut()
-        .find(|f| f.group.name == group)
-        .ok_or_else(|| {
-            refuse(
-                ErrorCode::UnknownGroup,
-                format!("group {group} was not named in this session's HELLO"),
-            )
-        })
 }
 
 /// Send an ACK whenever the group's durable seq moves past what this session last acknowledged.

@@ -6,16 +6,15 @@
 
 use std::sync::Mutex;
 
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "state", rename_all = "kebab-case")]
-pub enum HealthState {
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum HealthState {
     Ok,
     NoSpace { detail: String },
     Failed { detail: String },
 }
 
 #[derive(Debug)]
-pub struct Health(Mutex<HealthState>);
+pub(crate) struct Health(Mutex<HealthState>);
 
 impl Default for Health {
     fn default() -> Self {
@@ -24,11 +23,7 @@ impl Default for Health {
 }
 
 impl Health {
-    pub fn get(&self) -> HealthState {
-        self.0.lock().expect("health lock").clone()
-    }
-
-    pub fn failed(&self) -> Option<String> {
+    pub(crate) fn failed(&self) -> Option<String> {
         match &*self.0.lock().expect("health lock") {
             HealthState::Failed { detail } => Some(detail.clone()),
             _ => None,
@@ -36,7 +31,7 @@ impl Health {
     }
 
     /// Report that writes are paused for lack of space (logged once per episode).
-    pub fn no_space(&self, detail: String) {
+    pub(crate) fn no_space(&self, detail: String) {
         let mut s = self.0.lock().expect("health lock");
         if matches!(*s, HealthState::Ok) {
             tracing::error!("no space left: {detail}; replication is paused and nothing is acknowledged until space is freed");
@@ -45,7 +40,7 @@ impl Health {
     }
 
     /// Writes flow again after a pause.
-    pub fn recovered(&self) {
+    pub(crate) fn recovered(&self) {
         let mut s = self.0.lock().expect("health lock");
         if matches!(*s, HealthState::NoSpace { .. }) {
             tracing::warn!("space available again: replication resumes");
@@ -53,7 +48,7 @@ impl Health {
         }
     }
 
-    pub fn fail(&self, detail: String) {
+    pub(crate) fn fail(&self, detail: String) {
         let mut s = self.0.lock().expect("health lock");
         if !matches!(*s, HealthState::Failed { .. }) {
             tracing::error!("store failed, accepting no more writes: {detail}");

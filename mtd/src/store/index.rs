@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 
 /// Where one piece of a disk range is read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// The base image at the same offset (state at the retention horizon).
     Base,
     /// Zeroes (a zero or trim record).
@@ -24,12 +24,12 @@ pub enum Source {
 
 /// A contiguous part of a looked-up range with one source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Piece {
-    pub offset: u64,
-    pub len: u64,
-    pub source: Source,
+pub(crate) struct Piece {
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    pub(crate) source: Source,
     /// The seq of the record this piece comes from (0 for the base).
-    pub seq: Seq,
+    pub(crate) seq: Seq,
 }
 
 /// One version of the bytes at a start offset. 24 bytes: this is the bulk of the index memory.
@@ -48,7 +48,7 @@ const ZERO_SEGMENT: u32 = u32::MAX;
 /// Upper estimate of the memory one record adds: a B-tree entry (key, inline version, node
 /// overhead), or a version spilled to the heap, plus its extent in the open segment's footer
 /// that the writer keeps until it seals. What the index quota counts (see `store::quota`).
-pub const EXTENT_COST_BYTES: usize = std::mem::size_of::<u64>()
+pub(crate) const EXTENT_COST_BYTES: usize = std::mem::size_of::<u64>()
     + std::mem::size_of::<Versions>()
     + 16
     + std::mem::size_of::<Version>()
@@ -59,7 +59,7 @@ pub const EXTENT_COST_BYTES: usize = std::mem::size_of::<u64>()
 type Versions = SmallVec<[Version; 1]>;
 
 #[derive(Default, Debug)]
-pub struct DiskIndex {
+pub(crate) struct DiskIndex {
     by_start: BTreeMap<u64, Versions>,
     /// Longest record ever inserted: bounds how far before a range a covering extent can start.
     max_len: u64,
@@ -68,7 +68,7 @@ pub struct DiskIndex {
 
 impl DiskIndex {
     /// Add a record. Callers insert in seq order, which keeps every version list sorted.
-    pub fn insert(&mut self, offset: u64, len: u32, seq: Seq, source: Source) {
+    pub(crate) fn insert(&mut self, offset: u64, len: u32, seq: Seq, source: Source) {
         let (segment, pos) = match source {
             Source::Segment { segment_id, pos } => (
                 u32::try_from(segment_id).expect("segment ids stay below 2^32"),
@@ -89,7 +89,7 @@ impl DiskIndex {
     }
 
     /// The sources of `[start, end)` as of `at`, in offset order, covering the range exactly.
-    pub fn lookup(&self, start: u64, end: u64, at: Seq) -> Vec<Piece> {
+    pub(crate) fn lookup(&self, start: u64, end: u64, at: Seq) -> Vec<Piece> {
         let mut candidates: Vec<(u64, u64, u64, Version)> = Vec::new(); // (seq, start, end, version)
         let lo = start.saturating_sub(self.max_len.saturating_sub(1));
         for (&s, versions) in self.by_start.range(lo..end) {
@@ -159,7 +159,7 @@ impl DiskIndex {
     }
 
     /// Forget every version at or before `horizon`: the base image now holds them.
-    pub fn prune_upto(&mut self, horizon: Seq) {
+    pub(crate) fn prune_upto(&mut self, horizon: Seq) {
         let mut removed = 0;
         self.by_start.retain(|_, versions| {
             let before = versions.len();
@@ -170,13 +170,13 @@ impl DiskIndex {
         self.extents -= removed;
     }
 
-    pub fn extents(&self) -> usize {
+    pub(crate) fn extents(&self) -> usize {
         self.extents
     }
 
     /// Estimated heap bytes: B-tree entries (key, inline versions, node overhead) plus the
     /// versions that spilled to the heap.
-    pub fn memory_bytes(&self) -> usize {
+    pub(crate) fn memory_bytes(&self) -> usize {
         let per_key = std::mem::size_of::<u64>() + std::mem::size_of::<Versions>() + 16;
         let spilled: usize = self
             .by_start

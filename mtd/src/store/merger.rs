@@ -52,7 +52,7 @@ pub fn merge_expired(group: &Arc<Group>, now_ms: u64) -> Result<Option<Seq>> {
 }
 
 /// Finish a merge that a crash interrupted: segments at or below the manifest's horizon.
-pub fn finish_interrupted(group: &Arc<Group>) -> Result<()> {
+pub(crate) fn finish_interrupted(group: &Arc<Group>) -> Result<()> {
     let (ids, horizon, horizon_ms) = {
         let st = group.state.read().expect("group lock");
         let h = st.horizon();

@@ -1,5 +1,10 @@
 //! The master target's store: every replicated group with its journal, base images and points.
 //!
+//! The store knows nothing of the agent protocol: it takes typed requests (an `admit::Admission`
+//! to open groups for feeding, `writer::AppendReq` chunks) and returns typed errors; the
+//! server (`crate::server`) turns those into frames and wire codes. Only the store takes a
+//! group's state lock: others ask the group (`reads.rs`).
+//!
 //! On disk:
 //! ```text
 //! DATA_DIR/LOCK                                  flock'd by the serving daemon
@@ -8,17 +13,22 @@
 //! DATA_DIR/groups/GROUP/journal/seg-NNNNNNNN.rwj journal segments, every record since the horizon
 //! ```
 
+pub(crate) mod admit;
 pub mod engine;
 mod error;
+pub(crate) mod feeder;
+pub(crate) mod fence;
 pub mod group;
-pub mod health;
-pub mod index;
-pub mod ingest;
-pub mod manifest;
+pub(crate) mod health;
+pub(crate) mod index;
+pub(crate) mod manifest;
 pub mod merger;
+pub(crate) mod pins;
 pub mod points;
 pub mod quota;
-pub mod segment_file;
+pub(crate) mod reads;
+mod replay;
+pub(crate) mod segment_file;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -27,7 +37,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use rewind_formats::message::{ErrorCode, Hello, HelloGroup};
 use tokio::sync::mpsc;
 
 pub use error::{Result, StoreError};
@@ -35,12 +44,8 @@ pub use error::{Result, StoreError};
 use self::engine::EngineKind;
 use self::group::Group;
 use self::health::Health;
-use self::manifest::{DiskManifest, Manifest, MANIFEST_VERSION};
-use self::points::PointSpec;
-use self::quota::Quotas;
 use self::segment_file::LoadMode;
 use self::writer::{AppendReq, Writer, WriterConfig, WriterMsg};
-use crate::view::View;
 use rewind_linux::clock::now_ms;
 
 #[derive(Clone, Debug)]
@@ -65,7 +70,7 @@ impl Default for StoreOptions {
 
 /// Why a group was not deleted.
 #[derive(Debug, thiserror::Error)]
-pub enum DeleteError {
+pub(crate) enum DeleteError {
     /// Something uses the group (`by` says what): nothing was changed.
     #[error("group {group} is in use: {by}")]
     InUse { group: String, by: String },
@@ -73,18 +78,11 @@ pub enum DeleteError {
     Store(#[from] StoreError),
 }
 
-/// Why a HELLO was refused: the code for the ERROR frame and a message for the peer and the log.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
 pub struct Store {
     pub dir: PathBuf,
     mode: LoadMode,
     groups: RwLock<BTreeMap<String, Arc<Group>>>,
-    pub health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
     writer_tx: Option<mpsc::Sender<WriterMsg>>,
     opts: StoreOptions,
     _lock: Option<nix::fcntl::Flock<File>>,
@@ -97,7 +95,7 @@ impl Store {
         let groups_dir = dir.join("groups");
         fs::create_dir_all(&groups_dir)
             .map_err(StoreError::io("create data directory", &groups_dir))?;
-        crate::fsutil::make_private_dir(dir).map_err(StoreError::io("chmod 0700", dir))?;
+        crate::access::make_private_dir(dir).map_err(StoreError::io("chmod 0700", dir))?;
         let lock = lock_dir(dir)?;
         finish_installs(dir)?;
         let groups = load_groups(&groups_dir, LoadMode::Repair)?;
@@ -168,177 +166,20 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownGroup(name.into()))
     }
 
-    /// Check a HELLO's group against the store (creating it on first contact) with the default
-    /// quotas; returns the group and its generation. See [`Store::admit_hello`].
-    pub fn hello_group(
-        &self,
-        hg: &HelloGroup,
-        agent: &str,
-    ) -> std::result::Result<(Arc<Group>, u64), Refusal> {
-        let hello = Hello {
-            agent: agent.to_string(),
-            groups: vec![hg.clone()],
-        };
-        let mut out = self.admit_hello(&hello, agent, &Quotas::default())?;
-        Ok(out.remove(0))
-    }
-
-    /// Admit a HELLO: every group it names is checked first (shape, quotas, owner, disks,
-    /// generation) and only when all pass are the missing groups created and anything recorded,
-    /// so a refused HELLO creates and changes nothing. Returns each group and its generation, in
-    /// the HELLO's order. Where the agent resumes is decided once queued writes are durable.
-    ///
-    /// Refusals never name another agent: the agent asking learns that a group is not its own,
-    /// not whose it is.
-    pub fn admit_hello(
-        &self,
-        hello: &Hello,
-        agent: &str,
-        q: &Quotas,
-    ) -> std::result::Result<Vec<(Arc<Group>, u64)>, Refusal> {
-        let refuse = |code, message: String| Refusal { code, message };
-        if self.mode != LoadMode::Repair {
-            return Err(refuse(ErrorCode::Internal, "store is read-only".into()));
-        }
-        for hg in &hello.groups {
-            check_hello_shape(hg, q).map_err(|m| refuse(ErrorCode::Protocol, m))?;
-        }
-        // Held until the new groups are in the table: two HELLOs cannot both pass the group
-        // quota, or both create one name.
-        let mut groups = self.groups.write().expect("groups lock");
-        enum Plan {
-            New,
-            Existing {
-                group: Arc<Group>,
-                set_owner: bool,
-                adopt_generation: bool,
-                generation: u64,
-            },
-        }
-        let mut plans = Vec::with_capacity(hello.groups.len());
-        for hg in &hello.groups {
-            match groups.get(&hg.group) {
-                None => plans.push(Plan::New),
-                Some(g) => {
-                    let (set_owner, adopt_generation, generation) = check_existing(g, hg, agent)?;
-                    plans.push(Plan::Existing {
-                        group: g.clone(),
-                        set_owner,
-                        adopt_generation,
-                        generation,
-                    });
-                }
-            }
-        }
-        let new = plans.iter().filter(|p| matches!(p, Plan::New)).count();
-        if new > 0 {
-            let owned = groups
-                .values()
-                .filter(|g| {
-                    g.state
-                        .read()
-                        .expect("group lock")
-                        .manifest
-                        .owner
-                        .as_deref()
-                        == Some(agent)
-                })
-                .count();
-            if owned + new > q.max_groups_per_agent {
-                return Err(refuse(
-                    ErrorCode::Forbidden,
-                    format!(
-                        "agent {agent} owns {owned} groups and the HELLO would create {new} more;                          at most {} per agent (--max-groups-per-agent)",
-                        q.max_groups_per_agent
-                    ),
-                ));
-            }
-        }
-        let mut out = Vec::with_capacity(plans.len());
-        for (hg, plan) in hello.groups.iter().zip(plans) {
-            match plan {
-                Plan::New => {
-                    let g = self.create_group(hg, agent)?;
-                    groups.insert(hg.group.clone(), g.clone());
-                    out.push((g, hg.generation));
-                }
-                Plan::Existing {
-                    group,
-                    set_owner,
-                    adopt_generation,
-                    generation,
-                } => {
-                    if set_owner {
-                        group.set_owner(agent).map_err(|e| {
-                            refuse(
-                                ErrorCode::StoreFailed,
-                                format!("recording the owner of group {}: {e}", hg.group),
-                            )
-                        })?;
-                    }
-                    if adopt_generation {
-                        // An adopted group takes the generation of the first agent to feed it
-                        // (the one reverse replication runs with the promotion's generation).
-                        group.set_generation(hg.generation).map_err(|e| {
-                            refuse(
-                                ErrorCode::StoreFailed,
-                                format!("recording the generation of group {}: {e}", hg.group),
-                            )
-                        })?;
-                    }
-                    out.push((group, generation));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn create_group(
-        &self,
-        hg: &HelloGroup,
-        agent: &str,
-    ) -> std::result::Result<Arc<Group>, Refusal> {
-        let manifest = Manifest {
-            version: MANIFEST_VERSION,
-            group: hg.group.clone(),
-            disks: hg
-                .disks
-                .iter()
-                .map(|d| DiskManifest {
-                    name: d.disk.clone(),
-                    size_bytes: d.size_bytes,
-                })
-                .collect(),
-            generation: hg.generation,
-            retention_ms: self.opts.default_retention.as_millis() as u64,
-            horizon_seq: 0,
-            horizon_ms: 0,
-            horizon_tags: Vec::new(),
-            created_ms: now_ms(),
-            owner: Some(agent.to_string()),
-            history_end: None,
-            adopted: false,
-            fenced_reason: None,
-        };
-        let g = Group::create(self.dir.join("groups").join(&hg.group), manifest).map_err(|e| {
-            Refusal {
-                code: ErrorCode::StoreFailed,
-                message: format!("creating group {}: {e}", hg.group),
-            }
-        })?;
-        tracing::info!(group = %hg.group, disks = hg.disks.len(), agent, "created group");
-        Ok(g)
-    }
-
     /// The retention given to new groups.
-    pub fn default_retention_ms(&self) -> u64 {
+    pub(crate) fn default_retention_ms(&self) -> u64 {
         self.opts.default_retention.as_millis() as u64
     }
 
     /// Move a group built in `built` (adopt) into `DATA_DIR/groups` and load it. With `replace`,
     /// a group of the same name (idle: no agent feeds it) is replaced, and its directory deleted
     /// once the new one is in place.
-    pub fn install_group(&self, name: &str, built: &Path, replace: bool) -> Result<Arc<Group>> {
+    pub(crate) fn install_group(
+        &self,
+        name: &str,
+        built: &Path,
+        replace: bool,
+    ) -> Result<Arc<Group>> {
         let groups_dir = self.dir.join("groups");
         let dest = groups_dir.join(name);
         let mut groups = self.groups.write().expect("groups lock");
@@ -349,13 +190,10 @@ impl Store {
                     why: format!("group {name} already exists"),
                 });
             }
-            if let Some(h) = old.session.lock().expect("session lock").as_ref() {
+            if let Some((agent, peer)) = old.fed_by() {
                 return Err(StoreError::Invalid {
                     what: "group",
-                    why: format!(
-                        "group {name} is being fed by agent {} ({})",
-                        h.agent, h.peer
-                    ),
+                    why: format!("group {name} is being fed by agent {agent} ({peer})"),
                 });
             }
         }
@@ -383,7 +221,7 @@ impl Store {
     /// segment, then its directory is renamed out of `groups/` (durably: from then on it is gone,
     /// whatever happens) and removed. A crash before the rename leaves the whole group; after
     /// it, the next start removes what is left (`deleted-*`).
-    pub fn delete_group(&self, name: &str) -> Result<(), DeleteError> {
+    pub(crate) fn delete_group(&self, name: &str) -> Result<(), DeleteError> {
         rewind_formats::validate_name(name).map_err(|e| StoreError::Invalid {
             what: "group name",
             why: e.to_string(),
@@ -407,10 +245,9 @@ impl Store {
             .get(name)
             .cloned()
             .ok_or_else(|| StoreError::UnknownGroup(name.into()))?;
-        if let Some(h) = g.session.lock().expect("session lock").as_ref() {
+        if let Some((agent, peer)) = g.fed_by() {
             return Err(in_use(format!(
-                "agent {} is connected and feeding it ({}); stop the agent first",
-                h.agent, h.peer
+                "agent {agent} is connected and feeding it ({peer}); stop the agent first"
             )));
         }
         if let Some(seq) = g.oldest_pin() {
@@ -467,147 +304,6 @@ impl Store {
             .await
             .map_err(|_| StoreError::Failed("journal writer stopped".into()))
     }
-
-    /// A read view of one disk of a group at a point.
-    pub fn view(&self, group: &str, disk: &str, spec: &PointSpec) -> Result<View> {
-        let g = self.group(group)?;
-        let (disk_ix, seq) = {
-            let st = g.state.read().expect("group lock");
-            let ix = st
-                .manifest
-                .disk_index(disk)
-                .ok_or_else(|| StoreError::UnknownDisk {
-                    group: group.into(),
-                    disk: disk.into(),
-                })?;
-            (ix, st.points.resolve(spec, st.durable, st.horizon())?)
-        };
-        View::new(g, disk_ix, seq)
-    }
-}
-
-/// Check a HELLO group against an existing group, changing nothing: returns whether to record
-/// the agent as owner (a group without one), whether it takes the agent's generation (adopted,
-/// never fed), and the generation the session runs at.
-fn check_existing(
-    group: &Group,
-    hg: &HelloGroup,
-    agent: &str,
-) -> std::result::Result<(bool, bool, u64), Refusal> {
-    let refuse = |code, message: String| Refusal { code, message };
-    let st = group.state.read().expect("group lock");
-    let m = &st.manifest;
-    let set_owner = match &m.owner {
-        Some(o) if o != agent => {
-            return Err(refuse(
-                ErrorCode::Forbidden,
-                format!(
-                    "group {} belongs to another agent; agent {agent} may not write to it",
-                    hg.group
-                ),
-            ))
-        }
-        Some(_) => false,
-        None => true,
-    };
-    if hg.disks.len() != m.disks.len() {
-        return Err(refuse(
-            ErrorCode::UnknownDisk,
-            format!(
-                "group {} has {} disks at the target; the agent named {}",
-                hg.group,
-                m.disks.len(),
-                hg.disks.len()
-            ),
-        ));
-    }
-    for (d, md) in hg.disks.iter().zip(&m.disks) {
-        if d.disk != md.name {
-            return Err(refuse(
-                ErrorCode::UnknownDisk,
-                format!(
-                    "group {} has no disk {} (its disks are {:?})",
-                    hg.group,
-                    d.disk,
-                    m.disks.iter().map(|d| &d.name).collect::<Vec<_>>()
-                ),
-            ));
-        }
-        if d.size_bytes != md.size_bytes {
-            return Err(refuse(
-                ErrorCode::WrongDiskSize,
-                format!(
-                    "disk {}/{} is {} bytes at the target; the agent says {}",
-                    hg.group, d.disk, md.size_bytes, d.size_bytes
-                ),
-            ));
-        }
-    }
-    if m.adopted && m.generation == 0 {
-        return Ok((set_owner, true, hg.generation));
-    }
-    if hg.generation < m.generation {
-        return Err(refuse(
-            ErrorCode::StaleGeneration,
-            group::fenced_message(
-                &hg.group,
-                m.fenced_reason.as_deref(),
-                hg.generation,
-                m.generation,
-            ),
-        ));
-    }
-    if hg.generation > m.generation {
-        return Err(refuse(
-            ErrorCode::StaleGeneration,
-            format!(
-                "group {} is at generation {}; the agent's generation {} is unknown here",
-                hg.group, m.generation, hg.generation
-            ),
-        ));
-    }
-    Ok((set_owner, false, m.generation))
-}
-
-fn check_hello_shape(hg: &HelloGroup, q: &Quotas) -> std::result::Result<(), String> {
-    if hg.group.starts_with('.') {
-        return Err(format!(
-            "group name {:?} may not start with a dot",
-            hg.group
-        ));
-    }
-    if hg.disks.is_empty() {
-        return Err(format!("group {} has no disks", hg.group));
-    }
-    if hg.disks.len() > q.max_disks_per_group {
-        return Err(format!(
-            "group {} has {} disks; at most {} per group (--max-disks-per-group)",
-            hg.group,
-            hg.disks.len(),
-            q.max_disks_per_group
-        ));
-    }
-    for (i, d) in hg.disks.iter().enumerate() {
-        if d.disk.starts_with('.') {
-            return Err(format!("disk name {:?} may not start with a dot", d.disk));
-        }
-        if hg.disks[..i].iter().any(|o| o.disk == d.disk) {
-            return Err(format!("group {} names disk {} twice", hg.group, d.disk));
-        }
-        if d.size_bytes == 0 || d.size_bytes % rewind_formats::SECTOR != 0 {
-            return Err(format!(
-                "disk {}/{} size {} is not a positive multiple of 512",
-                hg.group, d.disk, d.size_bytes
-            ));
-        }
-        if d.size_bytes > q.max_disk_size {
-            return Err(format!(
-                "disk {}/{} is declared {} bytes; at most {} (--max-disk-size)",
-                hg.group, d.disk, d.size_bytes, q.max_disk_size
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Finish what a crash cut short in [`Store::install_group`] (or an offline adopt): a complete
@@ -641,7 +337,7 @@ fn finish_installs(dir: &Path) -> Result<()> {
 }
 
 /// Take the data directory's lock for as long as the returned guard lives (one daemon per store).
-pub fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<File>> {
     let path = dir.join("LOCK");
     let f = File::create(&path).map_err(StoreError::io("create lock file", &path))?;
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)

@@ -30,7 +30,7 @@ impl PointSpec {
     }
 
     /// As `parse`, with "now" given (relative times are relative to it).
-    pub fn parse_at(s: &str, now: SystemTime) -> Result<PointSpec, StoreError> {
+    pub(crate) fn parse_at(s: &str, now: SystemTime) -> Result<PointSpec, StoreError> {
         let bad = |why: String| StoreError::BadPoint {
             spec: s.to_string(),
             why,
@@ -84,26 +84,26 @@ impl fmt::Display for PointSpec {
     }
 }
 
-pub fn format_ms(ms: u64) -> String {
+pub(crate) fn format_ms(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 /// The points a group holds: a time table and its tags, both in seq order.
 #[derive(Default, Debug, Clone)]
-pub struct Points {
+pub(crate) struct Points {
     /// (last seq of a chunk, source timestamp in unix ms), seq ascending.
     times: Vec<(Seq, u64)>,
     tags: Vec<TagInfo>,
 }
 
 impl Points {
-    pub fn record_time(&mut self, last_seq: Seq, timestamp_ms: u64) {
+    pub(crate) fn record_time(&mut self, last_seq: Seq, timestamp_ms: u64) {
         self.times.push((last_seq, timestamp_ms));
     }
 
     /// Add a tag (in seq order). The same tag may be found twice at start-up, in the manifest's
     /// horizon tags and in a segment a crash kept from being deleted: it is kept once.
-    pub fn add_tag(&mut self, tag: TagInfo) {
+    pub(crate) fn add_tag(&mut self, tag: TagInfo) {
         if !self
             .tags
             .iter()
@@ -115,32 +115,32 @@ impl Points {
         }
     }
 
-    pub fn tags(&self) -> &[TagInfo] {
+    pub(crate) fn tags(&self) -> &[TagInfo] {
         &self.tags
     }
 
     /// Oldest and newest (seq, time) entries still held.
-    pub fn time_range(&self) -> Option<((Seq, u64), (Seq, u64))> {
+    pub(crate) fn time_range(&self) -> Option<((Seq, u64), (Seq, u64))> {
         Some((*self.times.first()?, *self.times.last()?))
     }
 
     /// The source time of `seq`: that of the chunk holding it (the first entry at or after it), or
     /// the newest time held when `seq` is past the table. None when no time is held.
-    pub fn time_of(&self, seq: Seq) -> Option<u64> {
+    pub(crate) fn time_of(&self, seq: Seq) -> Option<u64> {
         let i = self.times.partition_point(|(s, _)| *s < seq);
         self.times.get(i).or(self.times.last()).map(|(_, t)| *t)
     }
 
     /// Drop what the base image now holds: times before `horizon` and tags older than it, except
     /// the start of a resync still open at the horizon (the points after it stay unrecoverable).
-    pub fn prune_before(&mut self, horizon: Seq) {
+    pub(crate) fn prune_before(&mut self, horizon: Seq) {
         self.times.retain(|(s, _)| *s >= horizon);
         let keep = self.open_sync_begins(horizon);
         self.tags.retain(|t| t.seq >= horizon || keep.contains(t));
     }
 
     /// Forget every point after `end` (failover commit discards that history).
-    pub fn truncate_after(&mut self, end: Seq) {
+    pub(crate) fn truncate_after(&mut self, end: Seq) {
         self.times.retain(|(s, _)| *s <= end);
         self.tags.retain(|t| t.seq <= end);
     }
@@ -156,7 +156,7 @@ impl Points {
 
     /// The tags a merge to `horizon` must keep in the manifest: those at the horizon itself, and
     /// the start of a resync still open there.
-    pub fn kept_at_horizon(&self, horizon: Seq) -> Vec<TagInfo> {
+    pub(crate) fn kept_at_horizon(&self, horizon: Seq) -> Vec<TagInfo> {
         let mut kept = self.open_sync_begins(horizon);
         kept.extend(self.tags.iter().filter(|t| t.seq == horizon).cloned());
         kept
@@ -165,7 +165,7 @@ impl Points {
     /// The seq ranges that are not recoverable: from each resync's first record up to (not
     /// including) the last record of the next resync to finish, where the disk is a mix of old and
     /// new blocks. An open resync runs to the newest seq.
-    pub fn not_recoverable(&self) -> Vec<Unrecoverable> {
+    pub(crate) fn not_recoverable(&self) -> Vec<Unrecoverable> {
         let mut out: Vec<Unrecoverable> = Vec::new();
         for t in &self.tags {
             match t.kind {
@@ -188,7 +188,12 @@ impl Points {
     }
 
     /// The seq a spec names, given the newest durable seq and the retention horizon.
-    pub fn resolve(&self, spec: &PointSpec, durable: Seq, horizon: Seq) -> Result<Seq, StoreError> {
+    pub(crate) fn resolve(
+        &self,
+        spec: &PointSpec,
+        durable: Seq,
+        horizon: Seq,
+    ) -> Result<Seq, StoreError> {
         let seq = match spec {
             PointSpec::Latest => durable,
             PointSpec::Seq(s) => {
@@ -271,14 +276,14 @@ impl Points {
 
 /// A range of seqs during a resync: `[begin.seq, end)`, open-ended while the resync runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unrecoverable {
-    pub begin: TagInfo,
-    pub end: Option<Seq>,
+pub(crate) struct Unrecoverable {
+    pub(crate) begin: TagInfo,
+    pub(crate) end: Option<Seq>,
 }
 
 impl Points {
     /// Whether every point from here on is recoverable (no resync is running).
-    pub fn consistent(&self) -> bool {
+    pub(crate) fn consistent(&self) -> bool {
         self.not_recoverable().iter().all(|w| w.end.is_some())
     }
 }

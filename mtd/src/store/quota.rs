@@ -28,7 +28,7 @@ pub struct Quotas {
     /// (`--max-index-bytes-per-group`).
     pub max_index_bytes_per_group: u64,
     /// Journal bytes one group may spend padding records smaller than a block
-    /// (`--max-padding-bytes-per-group`); see [`padding_of`].
+    /// (`--max-padding-bytes-per-group`); see `padding_of`.
     pub max_padding_bytes_per_group: u64,
     /// How far ahead of the target's clock a batch may be stamped (`--max-clock-skew`): a
     /// segment expires by its newest timestamp, and the merger takes segments oldest first, so
@@ -51,7 +51,7 @@ impl Default for Quotas {
 
 impl Quotas {
     /// Index memory that `records` more records would add (an upper estimate per record).
-    pub fn index_cost(records: u64) -> u64 {
+    pub(crate) fn index_cost(records: u64) -> u64 {
         records.saturating_mul(EXTENT_COST_BYTES as u64)
     }
 }
@@ -65,7 +65,7 @@ impl Quotas {
 /// single sectors. Storing them packed needs a new segment layout. Instead the padding is
 /// charged to a per-group quota: honest small writes fit it for a whole retention window, and a
 /// hostile agent cannot turn a little wire traffic into unbounded journal bytes.
-pub fn padding_of(h: &ChunkHeader) -> u64 {
+pub(crate) fn padding_of(h: &ChunkHeader) -> u64 {
     h.records
         .iter()
         .filter(|r| r.kind == RecordKind::Data)
@@ -74,6 +74,6 @@ pub fn padding_of(h: &ChunkHeader) -> u64 {
 }
 
 /// Padding of one data record of `len` bytes.
-pub fn pad(len: u64) -> u64 {
+pub(crate) fn pad(len: u64) -> u64 {
     len.next_multiple_of(BLOCK as u64) - len
 }

@@ -19,16 +19,16 @@ use super::{Result, StoreError};
 
 /// Whether loading may change the file (the daemon) or must only read it (inspect, dump).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoadMode {
+pub(crate) enum LoadMode {
     Repair,
     ReadOnly,
 }
 
-pub fn segment_file_name(id: u64) -> String {
+pub(crate) fn segment_file_name(id: u64) -> String {
     format!("seg-{id:08}.rwj")
 }
 
-pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     name.strip_prefix("seg-")?
         .strip_suffix(".rwj")?
         .parse()
@@ -37,20 +37,20 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
 
 /// Everything a segment contributes to a group's in-memory state.
 #[derive(Debug)]
-pub struct LoadedSegment {
-    pub header: SegmentHeader,
-    pub path: PathBuf,
+pub(crate) struct LoadedSegment {
+    pub(crate) header: SegmentHeader,
+    pub(crate) path: PathBuf,
     /// End of the last valid chunk (where the footer is or would go).
-    pub data_end: u64,
-    pub file_len: u64,
-    pub sealed: bool,
-    pub footer: SegmentFooter,
+    pub(crate) data_end: u64,
+    pub(crate) file_len: u64,
+    pub(crate) sealed: bool,
+    pub(crate) footer: SegmentFooter,
 }
 
 impl LoadedSegment {
     /// Newest record seq in the segment. Tag chunks do not count: a tag labels an earlier seq, so
     /// a segment ending in a tag still holds records up to the chunk before it.
-    pub fn last_seq(&self) -> Option<Seq> {
+    pub(crate) fn last_seq(&self) -> Option<Seq> {
         self.footer
             .chunks
             .iter()
@@ -59,7 +59,7 @@ impl LoadedSegment {
             .max()
     }
 
-    pub fn first_seq(&self) -> Option<Seq> {
+    pub(crate) fn first_seq(&self) -> Option<Seq> {
         self.footer
             .chunks
             .iter()
@@ -89,7 +89,7 @@ fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], offset: u64) -> Resul
 
 /// Load one segment. In `Repair` mode a torn or unwritten tail is truncated (with a log line) and an
 /// unsealed segment is sealed, so that afterwards every segment on disk is sealed.
-pub fn load_segment(path: &Path, mode: LoadMode) -> Result<LoadedSegment> {
+pub(crate) fn load_segment(path: &Path, mode: LoadMode) -> Result<LoadedSegment> {
     let file = match mode {
         LoadMode::Repair => OpenOptions::new().read(true).write(true).open(path),
         LoadMode::ReadOnly => File::open(path),
@@ -268,7 +268,7 @@ fn verify_chunk_data(
 }
 
 /// Fold one chunk (at file position `pos`) into a footer under construction.
-pub fn add_chunk_to_footer(footer: &mut SegmentFooter, h: &ChunkHeader, pos: u64) {
+pub(crate) fn add_chunk_to_footer(footer: &mut SegmentFooter, h: &ChunkHeader, pos: u64) {
     footer.chunks.push(ChunkSummary {
         pos,
         first_seq: h.first_seq,
@@ -297,13 +297,18 @@ pub fn add_chunk_to_footer(footer: &mut SegmentFooter, h: &ChunkHeader, pos: u64
     }
 }
 
-pub fn sort_extents(extents: &mut [FooterExtent]) {
+pub(crate) fn sort_extents(extents: &mut [FooterExtent]) {
     extents.sort_unstable_by_key(|e| (e.disk, e.offset, e.seq));
 }
 
 /// Write the footer at `data_end` (BLOCK aligned), cut the file there, and make it durable.
 /// Returns the new file length.
-pub fn seal(file: &File, path: &Path, data_end: u64, footer: &mut SegmentFooter) -> Result<u64> {
+pub(crate) fn seal(
+    file: &File,
+    path: &Path,
+    data_end: u64,
+    footer: &mut SegmentFooter,
+) -> Result<u64> {
     sort_extents(&mut footer.extents);
     let bytes = footer.encode(data_end);
     file.write_all_at(&bytes, data_end)

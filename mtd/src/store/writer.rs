@@ -30,7 +30,7 @@ use crate::fsutil;
 use rewind_linux::aligned::AlignedBuf;
 use rewind_linux::clock::now_ms;
 
-pub enum WriterMsg {
+pub(crate) enum WriterMsg {
     Append(AppendReq),
     /// Periodic wake-up: seal segments that have been open too long.
     Tick,
@@ -44,9 +44,9 @@ pub enum WriterMsg {
 
 /// One encoded chunk (records or tag) for a group, ready to append.
 pub struct AppendReq {
-    pub group: Arc<Group>,
-    pub buf: AlignedBuf,
-    pub header: ChunkHeader,
+    pub(crate) group: Arc<Group>,
+    pub(crate) buf: AlignedBuf,
+    pub(crate) header: ChunkHeader,
 }
 
 #[derive(Clone, Debug)]
@@ -83,7 +83,7 @@ struct OpenSegment {
     footer: SegmentFooter,
 }
 
-pub struct Writer {
+pub(crate) struct Writer {
     engine: Box<dyn IoEngine>,
     cfg: WriterConfig,
     health: Arc<Health>,
@@ -100,7 +100,7 @@ struct Placed {
 }
 
 impl Writer {
-    pub fn new(engine: Box<dyn IoEngine>, cfg: WriterConfig, health: Arc<Health>) -> Writer {
+    pub(crate) fn new(engine: Box<dyn IoEngine>, cfg: WriterConfig, health: Arc<Health>) -> Writer {
         Writer {
             engine,
             cfg,
@@ -111,7 +111,7 @@ impl Writer {
     }
 
     /// The thread body: runs until every sender is gone.
-    pub fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) {
         tracing::info!(engine = self.engine.name(), "journal writer started");
         while let Some(first) = rx.blocking_recv() {
             let mut reqs = Vec::new();

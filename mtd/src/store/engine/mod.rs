@@ -11,17 +11,17 @@ use rewind_linux::aligned::AlignedBuf;
 mod sync;
 mod uring;
 
-pub use sync::SyncEngine;
-pub use uring::UringEngine;
+pub(crate) use sync::SyncEngine;
+pub(crate) use uring::UringEngine;
 
 /// One positioned write of a whole buffer.
-pub struct WriteOp<'a> {
-    pub fd: RawFd,
-    pub buf: &'a AlignedBuf,
-    pub offset: u64,
+pub(crate) struct WriteOp<'a> {
+    pub(crate) fd: RawFd,
+    pub(crate) buf: &'a AlignedBuf,
+    pub(crate) offset: u64,
 }
 
-pub trait IoEngine: Send {
+pub(crate) trait IoEngine: Send {
     /// Write every buffer completely at its offset. On error, no write is still in flight when
     /// this returns (the buffers may be reused or freed).
     fn write_all(&mut self, ops: &[WriteOp<'_>]) -> io::Result<()>;
@@ -38,7 +38,7 @@ pub enum EngineKind {
 
 /// Build the chosen engine. io_uring is probed for the opcodes we use; if the kernel refuses, the
 /// error says so (the caller may pick `sync` explicitly).
-pub fn make_engine(kind: EngineKind) -> io::Result<Box<dyn IoEngine>> {
+pub(crate) fn make_engine(kind: EngineKind) -> io::Result<Box<dyn IoEngine>> {
     Ok(match kind {
         EngineKind::Uring => Box::new(UringEngine::new(256)?),
         EngineKind::Sync => Box::new(SyncEngine),

@@ -5,7 +5,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 
 use super::{IoEngine, WriteOp};
 
-pub struct SyncEngine;
+pub(crate) struct SyncEngine;
 
 fn borrow(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: the writer keeps every file it passes here open for the duration of the call; the

@@ -12,7 +12,7 @@ use io_uring::{opcode, types, IoUring, Probe};
 
 use super::{IoEngine, WriteOp};
 
-pub struct UringEngine {
+pub(crate) struct UringEngine {
     ring: IoUring,
     entries: u32,
 }
@@ -24,7 +24,7 @@ struct Pending {
 }
 
 impl UringEngine {
-    pub fn new(entries: u32) -> io::Result<UringEngine> {
+    pub(crate) fn new(entries: u32) -> io::Result<UringEngine> {
         let ring = IoUring::new(entries)?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;

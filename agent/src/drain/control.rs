@@ -1,0 +1,58 @@
+//! The target's CONTROL frames, as the session's reader gets them: a drain or resume is
+//! recorded for the drain thread, anything that cannot be done is refused with an ERROR (which
+//! ends the session, so the target's waiter learns at once).
+
+use rewind_formats::{Control, ControlOp, ErrorCode};
+
+use super::{DrainCtl, WriteGate};
+use crate::stream::link::Outbox;
+
+/// Handles one CONTROL frame for `group` (the group this agent serves).
+pub fn control(c: Control, group: &str, drain: &DrainCtl, gate: &WriteGate, outbox: &Outbox) {
+    if c.group != group {
+        outbox.send_error(
+            ErrorCode::UnknownGroup,
+            format!(
+                "CONTROL {:?} for group {}: this agent serves group {group}",
+                c.op, c.group
+            ),
+        );
+        return;
+    }
+    match c.op {
+        ControlOp::Drain => {
+            let r = rewind_formats::validate_name(&c.arg)
+                .map_err(|e| format!("drain: bad tag name {:?}: {e}", c.arg))
+                .and_then(|()| {
+                    if gate.fenced().is_some() {
+                        return Err("drain: this agent is fenced".to_string());
+                    }
+                    drain.request(&c.arg).map_err(|e| format!("drain: {e}"))
+                });
+            match r {
+                Ok(()) => {
+                    tracing::info!(group, tag = %c.arg, "the target asks for a drain");
+                }
+                Err(why) => {
+                    tracing::warn!(group, %why, "drain refused");
+                    outbox.send_error(ErrorCode::Busy, why);
+                }
+            }
+        }
+        ControlOp::Resume => {
+            if drain.resume(gate) {
+                tracing::warn!(
+                    group,
+                    "the target gave up the drain: writes are accepted again"
+                );
+            }
+        }
+        op => {
+            tracing::info!(
+                group,
+                ?op,
+                "CONTROL from the target ignored (not implemented)"
+            );
+        }
+    }
+}

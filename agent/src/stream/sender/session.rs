@@ -1,0 +1,219 @@
+//! One session with the target: HELLO and WELCOME (where the target stands, and whether it lost
+//! what it acknowledged), then the stream of frames until the connection ends.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rewind_formats::{Hello, HelloGroup, Message, ResumeStatus, Seq};
+
+use super::frame::Framer;
+use super::{
+    Sender, BATCH_MAX_BYTES, BATCH_MAX_RECORDS, IDLE_WAIT, LINGER, LINGER_RECORDS, MAX_COMPRESSORS,
+    WELCOME_TIMEOUT,
+};
+use crate::error::{Error, Result};
+use crate::stream::link::{LinkEvent, SyncEvent};
+use crate::stream::queue::Entry;
+use crate::stream::seq::SeqBase;
+use crate::stream::wire::{read_message, Conn};
+use crate::sync::pass::{RESYNC_TAG, SYNC_TAG};
+
+impl Sender {
+    pub(super) fn session(&self) -> Result<()> {
+        let s = &self.settings;
+        // An answer meant for an earlier session is not this one's business.
+        self.answers.try_iter().for_each(drop);
+        let addr = s.target.to_string();
+        let mut conn = Conn::connect(&s.target, s.tls_client.as_ref())?;
+        let io_err = |e: std::io::Error| Error::Connection {
+            addr: addr.clone(),
+            why: e.to_string(),
+        };
+        conn.set_read_timeout(Some(WELCOME_TIMEOUT))
+            .map_err(io_err)?;
+        let st = self.queue.stats();
+        let hello = Hello {
+            agent: s.agent.clone(),
+            groups: vec![HelloGroup {
+                group: s.group.to_string(),
+                generation: s.generation,
+                last_acked: st.base.map_or(Seq(0), |b| b.wire(st.acked_seq)),
+                disks: self.disks.clone(),
+            }],
+        };
+        conn.write_all(&Message::Hello(hello).to_frame())
+            .map_err(io_err)?;
+        let welcome = match read_message(&mut conn, &addr)? {
+            Some(Message::Welcome(w)) => w,
+            Some(Message::Error(e)) => {
+                return Err(Error::Remote {
+                    code: e.code,
+                    message: e.message,
+                })
+            }
+            Some(other) => {
+                return Err(Error::Protocol(format!(
+                    "expected WELCOME, got {}",
+                    other.kind().name()
+                )))
+            }
+            None => {
+                return Err(Error::Connection {
+                    addr,
+                    why: "closed before WELCOME".into(),
+                })
+            }
+        };
+        let Some(wg) = welcome.groups.iter().find(|g| g.group == *s.group) else {
+            return Err(Error::Protocol(format!(
+                "WELCOME does not mention group {}",
+                s.group
+            )));
+        };
+        let generation = wg.generation;
+        let durable = wg.durable;
+        let st = self.queue.stats();
+        // The base is set at the first WELCOME of this run, and only then.
+        let first = st.base.is_none();
+        // Has the target lost records it acknowledged? In this run (its durable seq is below
+        // what it acknowledged, or it says so), or since the last run (below the seq kept in
+        // the state dir).
+        let lost_now = wg.status == ResumeStatus::ResyncNeeded
+            || st.base.is_some_and(|b| durable < b.wire(st.acked_seq));
+        let lost_before =
+            first && durable > Seq(0) && self.acked_before.is_some_and(|a| durable < a);
+        if lost_now || lost_before {
+            tracing::error!(group = %s.group, %durable, acked_before = self.acked_before.map(|a| a.0),
+                "the target lost acknowledged data: every region will be compared with it");
+            // Before anything is renumbered or cleared: if this fails, the next session finds
+            // the loss again.
+            self.dirty.pin_all()?;
+        }
+        let base = if lost_now && st.base.is_some() {
+            // Renumber so that what is queued follows the target's durable seq.
+            self.queue.rebase(durable)
+        } else {
+            self.queue.set_base(durable)
+        };
+        if first {
+            // The sync thread decides what to do once the base is set.
+            let _ = self.sync_events.send(SyncEvent::Welcomed {
+                durable,
+                compare_all: durable == Seq(0) && wg.status == ResumeStatus::ResyncNeeded,
+            });
+        }
+        if lost_now || lost_before {
+            // Everything queued goes out again inside the window; the sync thread runs the
+            // compare and records the window.
+            self.queue.open_window_at_unacked(RESYNC_TAG);
+            let _ = self.sync_events.send(SyncEvent::TargetLost);
+        } else if first && durable == Seq(0) {
+            // An empty target: what was captured before this first contact is part of the
+            // initial sync's window too.
+            self.queue.open_window_at_unacked(SYNC_TAG);
+        }
+        if !self.queue.ack(base.local(durable)) {
+            return Err(Error::Protocol(format!(
+                "the target's durable seq {durable} is beyond the last seq {} recorded",
+                base.wire(st.last_seq)
+            )));
+        }
+        self.queue.rewind_cursor();
+        conn.set_read_timeout(None).map_err(io_err)?;
+        tracing::info!(group = %s.group, target = %addr, %durable, %base, "session started");
+
+        let dead = Arc::new(AtomicBool::new(false));
+        let reader = self.spawn_reader(&conn, base, Arc::clone(&dead))?;
+        self.link_event(LinkEvent::Connected);
+        let r = self.stream(&mut conn, base, generation, &dead);
+        conn.shutdown();
+        let reader_err = reader.join().unwrap_or(None);
+        self.hashes.session_ended();
+        match (r, reader_err) {
+            // The reader usually knows better why the session died (an ERROR from the target).
+            (Err(_), Some(e)) | (Ok(()), Some(e)) => Err(e),
+            (r, None) => r,
+        }
+    }
+
+    pub(super) fn stream(
+        &self,
+        conn: &mut Conn,
+        base: SeqBase,
+        generation: u64,
+        dead: &AtomicBool,
+    ) -> Result<()> {
+        let s = &self.settings;
+        // Compression is the sender's main cost (one core does a few hundred MB/s at level 1):
+        // when several batches are ready, they are compressed in parallel, then sent in order.
+        let parallel = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_COMPRESSORS);
+        let framer = Framer {
+            group: &s.group,
+            generation,
+            base,
+            queue: &self.queue,
+            levels: &self.levels,
+        };
+        loop {
+            if self.stopping() {
+                return Ok(());
+            }
+            if dead.load(Ordering::SeqCst) {
+                return Err(Error::Connection {
+                    addr: s.target.to_string(),
+                    why: "the connection closed".into(),
+                });
+            }
+            self.send_hash_requests(conn)?;
+            self.send_outbox(conn)?;
+            let unsent = self.queue.wait_unsent(IDLE_WAIT);
+            if unsent == 0 {
+                continue;
+            }
+            if unsent < LINGER_RECORDS {
+                std::thread::sleep(LINGER);
+            }
+            let first = self.queue.next_batch(BATCH_MAX_RECORDS, BATCH_MAX_BYTES);
+            if first.is_empty() {
+                continue;
+            }
+            let mut groups = vec![first];
+            while groups.len() < parallel {
+                let more = self.queue.next_batch(BATCH_MAX_RECORDS, BATCH_MAX_BYTES);
+                if more.is_empty() {
+                    break;
+                }
+                groups.push(more);
+            }
+            let frames: Vec<(Vec<u8>, usize)> = if groups.len() == 1 {
+                vec![framer.frame(&groups[0])?]
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = groups
+                        .iter()
+                        .map(|g| scope.spawn(|| framer.frame(g)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("a compression thread panicked"))
+                        .collect::<Result<Vec<_>>>()
+                })?
+            };
+            for (group, (frame, raw)) in groups.iter().zip(&frames) {
+                // The time spent waiting on the link tells the level chooser whether
+                // compression would pay (see levels).
+                let t = Instant::now();
+                self.limit.take(frame.len() as u64);
+                self.send(conn, frame)?;
+                self.levels.sent(*raw, frame.len(), t.elapsed());
+                if matches!(group.first(), Some(Entry::Tag { .. })) {
+                    self.queue.collect_sent_tags();
+                }
+            }
+        }
+    }
+}

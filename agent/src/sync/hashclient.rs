@@ -1,0 +1,207 @@
+//! HASHES requests to the target, carried by the sender's session: the resync asks for the
+//! target's block hashes of a range and waits for the answer.
+//!
+//! Requests survive a broken session: those sent but not answered go back to be sent again on
+//! the next one. An answer reflects the target's durable state when it read the range, which
+//! is all the resync needs (see [`crate::sync::pass`] for why any such state will do).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rewind_formats::Hashes;
+
+/// One range of one disk: `blocks` blocks of `block_size` bytes from `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HashRequest {
+    pub disk: u16,
+    pub offset: u64,
+    pub block_size: u32,
+    pub blocks: u32,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The current pass: answers to an earlier pass's requests are dropped (they may predate
+    /// bitmap mode or a target that lost data, where the resync's reasoning does not hold).
+    pass: u64,
+    to_send: VecDeque<HashRequest>,
+    /// Sent and not answered, oldest first, with the pass that asked.
+    sent: VecDeque<(HashRequest, u64)>,
+    answers: HashMap<(u16, u64), Result<Vec<u64>, String>>,
+}
+
+#[derive(Default)]
+pub struct HashRequests {
+    inner: Mutex<Inner>,
+    answered: Condvar,
+}
+
+impl HashRequests {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new resync pass: nothing asked before counts any more.
+    pub fn new_pass(&self) {
+        let mut st = self.lock();
+        st.pass += 1;
+        st.to_send.clear();
+        st.answers.clear();
+    }
+
+    /// Asks for the target's hashes of a range (the sender sends it at its next turn).
+    pub fn request(&self, r: HashRequest) {
+        self.lock().to_send.push_back(r);
+    }
+
+    /// Waits up to `timeout` for the answer to the request at (`disk`, `offset`): the hashes,
+    /// or why the answer is unusable.
+    pub fn wait(
+        &self,
+        disk: u16,
+        offset: u64,
+        timeout: Duration,
+    ) -> Option<Result<Vec<u64>, String>> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            if let Some(h) = st.answers.remove(&(disk, offset)) {
+                return Some(h);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self
+                .answered
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The sender's side: the requests to send now (they count as sent from here).
+    pub fn take_unsent(&self) -> Vec<HashRequest> {
+        let mut st = self.lock();
+        let pass = st.pass;
+        let out: Vec<HashRequest> = st.to_send.drain(..).collect();
+        st.sent.extend(out.iter().map(|r| (*r, pass)));
+        out
+    }
+
+    /// The ACK reader's side: an answer arrived (answers come in the order asked). False if
+    /// nothing asked for it.
+    pub fn answer(&self, h: Hashes) -> bool {
+        let mut st = self.lock();
+        let Some(i) = st
+            .sent
+            .iter()
+            .position(|(r, _)| r.disk == h.disk && r.offset == h.offset)
+        else {
+            return false;
+        };
+        let (r, pass) = st.sent.remove(i).expect("found above");
+        if pass != st.pass {
+            return true; // an earlier pass's: dropped
+        }
+        let answer = if h.hashes.len() != r.blocks as usize || h.block_size != r.block_size {
+            Err(format!(
+                "the target answered HASHES for disk {} offset {} with {} hashes of {} bytes; \
+                 {} of {} were asked for",
+                r.disk,
+                r.offset,
+                h.hashes.len(),
+                h.block_size,
+                r.blocks,
+                r.block_size
+            ))
+        } else {
+            Ok(h.hashes)
+        };
+        st.answers.insert((h.disk, h.offset), answer);
+        self.answered.notify_all();
+        true
+    }
+
+    /// The session ended: what this pass sent and was not answered is sent again on the next
+    /// one (an earlier pass's requests are forgotten).
+    pub fn session_ended(&self) {
+        let mut st = self.lock();
+        let pass = st.pass;
+        let sent: Vec<(HashRequest, u64)> = st.sent.drain(..).collect();
+        for (r, p) in sent.into_iter().rev() {
+            if p == pass {
+                st.to_send.push_front(r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(r: &HashRequest) -> Hashes {
+        Hashes {
+            group: "g".into(),
+            disk: r.disk,
+            offset: r.offset,
+            block_size: r.block_size,
+            hashes: vec![7; r.blocks as usize],
+        }
+    }
+
+    #[test]
+    fn requests_are_resent_after_a_broken_session() {
+        let h = HashRequests::default();
+        let a = HashRequest {
+            disk: 0,
+            offset: 0,
+            block_size: 4096,
+            blocks: 2,
+        };
+        let b = HashRequest { offset: 8192, ..a };
+        h.request(a);
+        h.request(b);
+        assert_eq!(h.take_unsent(), vec![a, b]);
+        assert!(h.answer(reply(&a)));
+        h.session_ended();
+        assert_eq!(h.take_unsent(), vec![b], "only the unanswered one again");
+        assert!(!h.answer(reply(&a)), "a stray answer is refused");
+        assert!(h.answer(reply(&b)));
+        assert_eq!(h.wait(0, 0, Duration::ZERO), Some(Ok(vec![7, 7])));
+        assert_eq!(h.wait(0, 8192, Duration::ZERO), Some(Ok(vec![7, 7])));
+        assert_eq!(h.wait(0, 8192, Duration::ZERO), None);
+        // A wrong answer is an error for the pass, not a wait forever.
+        h.request(a);
+        h.take_unsent();
+        assert!(h.answer(Hashes {
+            hashes: vec![1],
+            ..reply(&a)
+        }));
+        assert!(matches!(h.wait(0, 0, Duration::ZERO), Some(Err(_))));
+    }
+
+    #[test]
+    fn an_earlier_pass_answers_are_dropped() {
+        let h = HashRequests::default();
+        let a = HashRequest {
+            disk: 0,
+            offset: 0,
+            block_size: 4096,
+            blocks: 2,
+        };
+        h.request(a);
+        h.take_unsent();
+        h.new_pass();
+        h.request(a);
+        h.take_unsent();
+        let mut stale = reply(&a);
+        stale.hashes = vec![1, 1];
+        assert!(h.answer(stale), "the first answer is the first request's");
+        assert_eq!(h.wait(0, 0, Duration::ZERO), None, "and is dropped");
+        assert!(h.answer(reply(&a)));
+        assert_eq!(h.wait(0, 0, Duration::ZERO), Some(Ok(vec![7, 7])));
+    }
+}

@@ -1,0 +1,192 @@
+//! `rewind-bench`: the bench driver behind `scripts/bench.sh` (see `rewind_benches::driver`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use rewind_benches::driver::{self, agent, apply, cleanup, crash, failover, overhead, views};
+use rewind_benches::driver::{progress, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "scripts/bench.sh",
+    about = "Rewind benchmarks: rewind-mtd and rewind-agent against fio, qemu-nbd and plain loop \
+             baselines taken in the same run, on the same filesystem, with one \"bar\" line per \
+             target ratio",
+    disable_help_subcommand = true
+)]
+struct Cli {
+    #[command(flatten)]
+    env: EnvArgs,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+/// The environment every bench reads.
+#[derive(Args)]
+struct EnvArgs {
+    /// Runs of each measurement (the median is reported).
+    #[arg(long = "runs", env = "BENCH_RUNS", default_value_t = 3, global = true)]
+    bench_runs: usize,
+    /// Where the scratch directory goes.
+    #[arg(long, env = "BENCH_TMP", default_value = "/var/tmp", global = true)]
+    tmp: PathBuf,
+    /// Time cap of random-write runs, fio and the daemon alike (seconds).
+    #[arg(long, env = "BENCH_RAND_SECONDS", default_value_t = 20, global = true)]
+    rand_seconds: u64,
+    /// The source tree (scripts/bench.sh sets it).
+    #[arg(long, env = "REWIND_ROOT", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."), global = true)]
+    root: PathBuf,
+    /// Where cargo puts the binaries (default ROOT/target).
+    #[arg(long, env = "CARGO_TARGET_DIR", global = true)]
+    target_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// rewind-mtd durable-apply throughput against fio on the same filesystem (SIZE default
+    /// 256MiB, the quick CI-sized run; use 4GiB for real measurements)
+    Apply {
+        #[arg(default_value = "256MiB")]
+        size: String,
+    },
+    /// kill -9 the daemon under load ROUNDS times (default 100) per io engine and check that
+    /// every acknowledged write survived
+    Crash {
+        #[arg(default_value = "100")]
+        rounds: String,
+    },
+    /// rewind-agent: fio write overhead against a plain loop device, replication lag at 50 MB/s,
+    /// initial sync of a half-full ext4 image against zstd -1 -T1 (SIZE default 1GiB; the
+    /// issue's measuring size for the sync is 4GiB)
+    Agent {
+        #[arg(default_value = "1GiB")]
+        size: String,
+        /// Seconds of each write-overhead fio run.
+        #[arg(long, env = "AGENT_FIO_SECONDS", default_value_t = 10)]
+        fio_seconds: u64,
+        /// Seconds of each replication-lag run.
+        #[arg(long, env = "AGENT_LAG_SECONDS", default_value_t = 15)]
+        lag_seconds: u64,
+    },
+    /// nbdcopy of a view against qemu-nbd on the same bytes (merged, 10% and 50% in the
+    /// journal), FUSE+loop sequential read against a plain loop device, and the time to open a
+    /// point and read its first block with RECORDS (default 1000000) in the journal
+    Views {
+        #[arg(default_value = "256MiB")]
+        size: String,
+        #[arg(default_value_t = 1_000_000)]
+        records: u64,
+    },
+    /// time from `rewind failover test` to a readable NBD export (against qemu-nbd on the
+    /// source image), and the RTO of a two-VM recovery plan in test mode (against the same
+    /// boots from plain image files)
+    Failover { runs: Option<String> },
+    /// the agent's write overhead alone (agent/bench-overhead.sh; root only): fio on the
+    /// protected device against a plain loop device, medians and ratios
+    Overhead(OverheadArgs),
+}
+
+/// agent/bench-overhead.sh's environment.
+#[derive(Args)]
+struct OverheadArgs {
+    #[arg(long, env = "AGENT")]
+    agent: Option<PathBuf>,
+    #[arg(long, env = "MTD")]
+    mtd: Option<PathBuf>,
+    #[arg(long, env = "WORK_BASE", default_value = "/var/tmp")]
+    work_base: PathBuf,
+    #[arg(long = "overhead-runs", env = "RUNS", default_value_t = 3)]
+    overhead_runs: usize,
+    /// Seconds per fio run.
+    #[arg(long, env = "RUNTIME", default_value_t = 10)]
+    runtime: u64,
+    #[arg(long, env = "SIZE", default_value = "2G")]
+    size: String,
+    /// Extra `rewind-agent run` flags, e.g. "--io-engine sync".
+    #[arg(
+        long,
+        env = "AGENT_ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    agent_args: String,
+    /// "rand", "seq" or "rand seq".
+    #[arg(long, env = "JOBS", default_value = "rand seq")]
+    jobs: String,
+    /// 0 skips the plain loop runs.
+    #[arg(long, env = "PLAIN", default_value = "1")]
+    plain: String,
+}
+
+fn main() -> ExitCode {
+    cleanup::handle_signals();
+    let cli = Cli::parse();
+    let Some(cmd) = cli.cmd else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return ExitCode::SUCCESS;
+    };
+    let env = cli.env;
+    let settings = Settings {
+        target_dir: env.target_dir.unwrap_or_else(|| env.root.join("target")),
+        root: env.root,
+        runs: env.bench_runs,
+        tmp_base: env.tmp,
+        rand_seconds: env.rand_seconds,
+    };
+    progress::start();
+    let result = match cmd {
+        Cmd::Apply { size } => apply::run(&settings, &size).map(|()| ExitCode::SUCCESS),
+        Cmd::Crash { rounds } => crash::run(&settings, &rounds),
+        Cmd::Agent {
+            size,
+            fio_seconds,
+            lag_seconds,
+        } => {
+            let d = agent::Durations {
+                fio_seconds,
+                lag_seconds,
+            };
+            agent::run(&settings, &size, &d).map(|()| ExitCode::SUCCESS)
+        }
+        Cmd::Views { size, records } => {
+            views::run(&settings, &size, records).map(|()| ExitCode::SUCCESS)
+        }
+        Cmd::Failover { runs } => {
+            failover::run(&settings, runs.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Cmd::Overhead(o) => {
+            let o = overhead::Options {
+                agent: o.agent,
+                mtd: o.mtd,
+                work_base: o.work_base,
+                runs: o.overhead_runs,
+                runtime: o.runtime,
+                size: o.size,
+                agent_args: o.agent_args,
+                jobs: o.jobs,
+                plain: o.plain != "0",
+            };
+            overhead::run(&settings, &o).map(|()| ExitCode::SUCCESS)
+        }
+    };
+    progress::finish();
+    driver::cleanup::run();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

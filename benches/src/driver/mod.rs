@@ -1,0 +1,33 @@
+//! The bench driver behind `scripts/bench.sh` (binary `rewind-bench`): it builds what a bench
+//! needs, runs Rewind and its baselines (fio, qemu-nbd, a plain loop device, zstd, plain VM
+//! boots) interleaved run by run in one scratch directory, takes medians and their spread, and
+//! ends each bench with one `bar NAME: VALUE (want OP BAR)` line per target.
+//!
+//! - [`settings`]: the environment every bench reads (`BENCH_RUNS`, `BENCH_TMP`, ...).
+//! - [`cleanup`]: processes, loop devices, mounts and the scratch directory, undone on any exit.
+//! - [`progress`]: the `bench [+Ns]: ...` log lines under an indicatif spinner.
+//! - [`tools`]: external tools, cargo builds and running commands.
+//! - [`stats`]: series of run results, medians, spreads and ratios as the reports print them.
+//! - [`report`]: bar lines.
+//! - [`fio`]: fio jobs and their JSON results.
+//! - [`mtd`]: starting and stopping `rewind-mtd`, the `rewind` CLI, cold caches.
+//! - [`agentproc`]: starting `rewind-agent` and reading its status file.
+//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`overhead`]: the benches.
+
+pub mod agent;
+pub mod agentproc;
+pub mod apply;
+pub mod cleanup;
+pub mod crash;
+pub mod failover;
+pub mod fio;
+pub mod mtd;
+pub mod overhead;
+pub mod progress;
+pub mod report;
+pub mod settings;
+pub mod stats;
+pub mod tools;
+pub mod views;
+
+pub use settings::Settings;

@@ -1,0 +1,50 @@
+//! The test harness both crates' tests share: the real `rewind-mtd`, `rewind-agent`, `rewind`
+//! and `rewind-loadgen` binaries run as processes, and guards that undo what a test set up
+//! (processes by pid, mounts, loop devices) even when the test fails.
+//!
+//! - [`bins`]: where the workspace's binaries (and fsx) are.
+//! - [`cmd`]: running a command to completion, with or without asserting success.
+//! - [`procs`]: child processes stopped and reaped by pid.
+//! - [`scratch`]: scratch directories and what a test needs of the machine.
+//! - [`mtd`] and [`mtd_cli`]: a `rewind-mtd serve` process, and the CLI and control API against it.
+//! - [`agent`] and [`agent_status`]: a `rewind-agent run` process, and polling its status file.
+//! - [`mounts`] and [`loopdev`]: mounted filesystems and loop devices, undone on drop.
+//! - [`disk`]: test data written to and compared between devices and images.
+//! - [`sites`]: failover sites (a target with a view tree) and their reverse replication.
+//! - [`loadgen`]: `rewind-loadgen` workloads.
+//! - [`vm`]: a qemu test VM booting from what the target exposes.
+//!
+//! Everything here panics on failure: it is for tests only.
+
+pub mod agent;
+pub mod agent_status;
+pub mod bins;
+pub mod cmd;
+pub mod disk;
+pub mod loadgen;
+pub mod loopdev;
+pub mod mounts;
+pub mod mtd;
+pub mod mtd_cli;
+pub mod procs;
+pub mod scratch;
+pub mod sites;
+pub mod vm;
+
+pub use agent::Agent;
+/// The agent's status file, read (its layout is `rewind_formats::agent_status`).
+pub use agent_status::read_status;
+pub use agent_status::wait_caught_up_at;
+pub use bins::{bin, fsx_bin};
+pub use cmd::{assert_ok, run, run_ok};
+pub use disk::{
+    assert_fsck_clean, assert_same, open_direct, try_write_direct, write_random_mib, Rng,
+};
+pub use loadgen::{acked, Workload};
+pub use loopdev::Loop;
+pub use mounts::{umount_lazy, umount_or_lazy, Mount};
+pub use mtd::Mtd;
+pub use mtd_cli::{dump, group_json, inspect};
+pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
+pub use scratch::{can_run, have_tool, tempdir};
+pub use sites::{live_loop, reverse_log, reverse_state, site};

@@ -1,0 +1,38 @@
+//! Scratch directories, and what a test needs of the machine it runs on.
+
+use std::path::Path;
+use std::process::Command;
+
+/// A scratch directory under /var/tmp (a real filesystem: tmpfs has no O_DIRECT), removed on
+/// drop.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("rewind-test-")
+        .tempdir_in("/var/tmp")
+        .expect("temp dir")
+}
+
+/// Whether `tool` is on PATH.
+pub fn have_tool(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether the machine can run the agent's end-to-end tests: root, FUSE and the tools; says
+/// (loudly) why not when it cannot, so that the caller skips.
+pub fn can_run() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let fuse = Path::new("/dev/fuse").exists();
+    let tools = ["losetup", "mkfs.ext4", "e2fsck", "fsfreeze", "fio"]
+        .iter()
+        .all(|t| have_tool(t));
+    if !(root && fuse && tools) {
+        eprintln!(
+            "SKIPPED: needs root ({root}), /dev/fuse ({fuse}) and losetup, mkfs.ext4, e2fsck, fsfreeze, fio ({tools})"
+        );
+        return false;
+    }
+    true
+}

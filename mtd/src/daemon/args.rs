@@ -1,0 +1,123 @@
+//! The arguments of `rewind-mtd serve`, in one struct.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::store::engine::EngineKind;
+
+/// `rewind-mtd serve`: paths as given; [`super::serve::serve`] makes them absolute.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// TCP address for agents: mutual TLS with --tls-dir, or plain with --insecure on loopback.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// CA directory made by `rewind-mtd ca init`: agents must present a certificate from it.
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
+    /// FOR TESTS ONLY: accept plain TCP (no TLS) on a loopback --listen address. Any local
+    /// user can then connect and claim to be any agent.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Unix socket for agents on this host (root and --agent-uid only).
+    #[arg(long)]
+    pub unix: Option<PathBuf>,
+    /// A uid besides root that may speak for agents on --unix (repeat). Other members of
+    /// the access group are refused there.
+    #[arg(long = "agent-uid")]
+    pub agent_uids: Vec<u32>,
+    /// Open agent connections per listener; more are closed at once.
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_CONNS)]
+    pub max_agent_conns: usize,
+    /// Groups one agent may own; a HELLO that would create more is refused whole.
+    #[arg(long, default_value_t = 64)]
+    pub max_groups_per_agent: usize,
+    /// Disks in one group.
+    #[arg(long, default_value_t = 64)]
+    pub max_disks_per_group: usize,
+    /// Largest disk an agent may declare (an overlay keeps 1 bit per 4 KiB in memory).
+    #[arg(long, default_value = "8TiB", value_parser = parse_bytes)]
+    pub max_disk_size: u64,
+    /// Estimated extent-index memory of one group's unmerged journal; batches past it are
+    /// refused until the merger frees some.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    pub max_index_bytes_per_group: u64,
+    /// Journal bytes one group may spend padding records smaller than 4 KiB to a block.
+    #[arg(long, default_value = "4GiB", value_parser = parse_bytes)]
+    pub max_padding_bytes_per_group: u64,
+    /// How far ahead of this host's clock a batch may be stamped.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: Duration,
+    #[arg(long, value_enum, default_value = "uring")]
+    pub io_engine: EngineKind,
+    /// Retention window for groups created by a first HELLO (e.g. 24h, 30m).
+    #[arg(long, default_value = "24h", value_parser = crate::limits::parse_retention)]
+    pub retention: Duration,
+    /// Seal a journal segment at this size.
+    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    pub segment_size: u64,
+    /// Seal an open segment after this long even if not full (so it can expire and merge).
+    #[arg(long, default_value = "60s", value_parser = crate::limits::parse_interval)]
+    pub seal_after: Duration,
+    /// How often the merger looks for expired segments.
+    #[arg(long, default_value = "1s", value_parser = crate::limits::parse_interval)]
+    pub merge_interval: Duration,
+    /// NBD exports on TCP (off by default; "none" for off). TCP needs TLS: --nbd-tls-dir and
+    /// --nbd-clients (or --nbd-insecure on a loopback address, for tests).
+    #[arg(long)]
+    pub nbd_listen: Option<String>,
+    /// NBD exports on a unix socket ("none" for no unix listener): root may read and write
+    /// every export, members of the access group read them all.
+    #[arg(long, default_value = "/run/rewind/nbd.sock")]
+    pub nbd_unix: String,
+    /// CA directory made by `rewind-mtd ca init`: NBD clients on TCP must negotiate STARTTLS
+    /// and present a certificate from it.
+    #[arg(long)]
+    pub nbd_tls_dir: Option<PathBuf>,
+    /// TOML file naming what each NBD client certificate may read and write:
+    /// `[clients.NAME] read = ["GROUP" or "*"], write = ["GROUP"]`. Unnamed certificates get
+    /// nothing.
+    #[arg(long)]
+    pub nbd_clients: Option<PathBuf>,
+    /// TESTS ONLY: plain NBD on a loopback --nbd-listen address, no TLS; every local user may
+    /// then read and write every export over it.
+    #[arg(long)]
+    pub nbd_insecure: bool,
+    /// Members of the access group may also open writable NBD exports (overlays, @test,
+    /// @live) on the unix socket.
+    #[arg(long)]
+    pub nbd_group_writable: bool,
+    /// Connections per NBD listener; more are closed at once.
+    #[arg(long, default_value_t = 256)]
+    pub nbd_max_conns: usize,
+    /// An NBD client must finish its handshake (TLS included) within this.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub nbd_handshake_timeout: Duration,
+    /// Close a read-only NBD connection idle this long ("0" for never).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub nbd_idle_timeout: Duration,
+    /// Longest an NBD client may hold a read-only point open ("0" for no limit): past it the
+    /// point is released so retention can merge, and the client's requests fail with EIO.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub nbd_max_point_age: Duration,
+    /// Mount the FUSE view tree here (GROUP/DISK/latest.img, at/POINT.img, overlays/NAME.img).
+    #[arg(long)]
+    pub views: Option<PathBuf>,
+    /// The control API's unix socket (what the `rewind` CLI talks to).
+    #[arg(long, default_value = "/run/rewind/mtd.sock")]
+    pub control: PathBuf,
+    /// Members of this group may connect to the daemon's unix sockets (mode 0660, owner
+    /// root); created as a system group if missing. Nobody else may.
+    #[arg(long, default_value = crate::access::DEFAULT_GROUP)]
+    pub access_group: String,
+    /// Write the bound addresses here once listening (agents' first, then `nbd ADDR`,
+    /// `views PATH`, `control PATH`).
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// A size with an optional unit (`256MiB`, `8TiB`).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size::parse_size(s).map_err(|e| e.to_string())
+}

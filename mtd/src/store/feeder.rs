@@ -1,0 +1,58 @@
+//! Who feeds a group right now. The store keeps one slot per group and knows of its occupant
+//! only what it needs itself: a name for messages (a group being fed is not deleted or
+//! replaced), and whom to tell when the group is fenced. Sessions, frames and wire codes are
+//! the server's (`server::registry` fills the slot).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use super::fence::Fenced;
+use super::group::Group;
+
+/// The occupant of a group's feeder slot.
+pub(crate) trait Feeder: Send + Sync {
+    /// The agent feeding the group.
+    fn agent(&self) -> &str;
+    /// Where it is connected from (for messages and logs).
+    fn peer(&self) -> &str;
+    /// The group was fenced: its feeder must stop taking anything for it.
+    fn fenced(&self, why: &Fenced);
+    /// The occupant as its own type (the server reads back what it put in).
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl Group {
+    /// The current feeder, if any.
+    pub(crate) fn feeder(&self) -> Option<Arc<dyn Feeder>> {
+        self.feeder.lock().expect("feeder lock").clone()
+    }
+
+    /// Take the slot if it is free; otherwise return who holds it.
+    pub(crate) fn attach_feeder(&self, new: Arc<dyn Feeder>) -> Result<(), Arc<dyn Feeder>> {
+        let mut slot = self.feeder.lock().expect("feeder lock");
+        match slot.as_ref() {
+            Some(held) => Err(held.clone()),
+            None => {
+                *slot = Some(new);
+                Ok(())
+            }
+        }
+    }
+
+    /// Free the slot if `who` still holds it (a newer feeder may have taken it over).
+    pub(crate) fn detach_feeder(&self, who: &Arc<dyn Feeder>) {
+        let mut slot = self.feeder.lock().expect("feeder lock");
+        if slot.as_ref().is_some_and(|held| Arc::ptr_eq(held, who)) {
+            *slot = None;
+        }
+    }
+
+    /// What `delete_group` and `install_group` say when the group is being fed.
+    pub(crate) fn fed_by(&self) -> Option<(String, String)> {
+        self.feeder
+            .lock()
+            .expect("feeder lock")
+            .as_ref()
+            .map(|f| (f.agent().to_string(), f.peer().to_string()))
+    }
+}

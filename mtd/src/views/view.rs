@@ -1,0 +1,224 @@
+//! Views: a disk of a group as of one point, read from journal and base.
+//!
+//! NBD, FUSE and `dump` all read through `View::read_at`. A view pins its seq, so the merger never
+//! folds away history it reads.
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use rewind_formats::Seq;
+
+use crate::store::group::Group;
+use crate::store::index::Source;
+use crate::store::pins::PinGuard;
+use crate::store::points::PointSpec;
+use crate::store::{Result, Store, StoreError};
+
+pub struct View {
+    group: Arc<Group>,
+    disk: usize,
+    disk_name: String,
+    seq: Seq,
+    size_bytes: u64,
+    _pin: PinGuard,
+}
+
+impl View {
+    /// A read view of one disk of a group at a point. (Opening lives here, not on `Store`, so
+    /// that the store does not depend on the read path built over it.)
+    pub fn open(store: &Store, group: &str, disk: &str, spec: &PointSpec) -> Result<View> {
+        let g = store.group(group)?;
+        let (disk_ix, seq) = g.resolve_disk_ix(disk, spec)?;
+        View::new(g, disk_ix, seq)
+    }
+
+    pub fn new(group: Arc<Group>, disk: usize, seq: Seq) -> Result<View> {
+        let pin = group.pin(seq)?;
+        let (disk_name, size_bytes) = group.disk(disk);
+        Ok(View {
+            group,
+            disk,
+            disk_name,
+            seq,
+            size_bytes,
+            _pin: pin,
+        })
+    }
+
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    pub fn group(&self) -> &Arc<Group> {
+        &self.group
+    }
+
+    pub fn disk_name(&self) -> &str {
+        &self.disk_name
+    }
+
+    /// Fill `buf` with the disk's bytes at `offset` as of the view's seq.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|e| *e <= self.size_bytes)
+            .ok_or_else(|| StoreError::Invalid {
+                what: "read",
+                why: format!(
+                    "disk {}/{} offset {offset} length {} is past its end ({} bytes)",
+                    self.group.name,
+                    self.disk_name,
+                    buf.len(),
+                    self.size_bytes
+                ),
+            })?;
+        // Resolve under the lock, read after releasing it; cloned file handles stay valid even if
+        // the merger deletes a segment meanwhile.
+        let plan = self.group.read_plan(self.disk, offset, end, self.seq)?;
+        let (pieces, files, base) = (plan.pieces, plan.segments, plan.base);
+        for p in pieces {
+            let lo = (p.offset - offset) as usize;
+            let out = &mut buf[lo..lo + p.len as usize];
+            match p.source {
+                Source::Zero => out.fill(0),
+                Source::Base => read_full(&base, out, p.offset)
+                    .map_err(|e| self.read_error("base image", p.offset, e))?,
+                Source::Segment { segment_id, pos } => {
+                    let f = &files
+                        .iter()
+                        .find(|(id, _)| *id == segment_id)
+                        .expect("collected")
+                        .1;
+                    f.read_exact_at(out, pos)
+                        .map_err(|e| self.read_error("journal segment", p.offset, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_error(&self, what: &str, offset: u64, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            op: "read",
+            path: format!(
+                "{} of disk {}/{} at offset {offset}",
+                what, self.group.name, self.disk_name
+            )
+            .into(),
+            source,
+        }
+    }
+}
+
+/// pread that treats bytes past the end of a (sparse, short) file as zeroes.
+fn read_full(f: &std::fs::File, out: &mut [u8], pos: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < out.len() {
+        let n = f.read_at(&mut out[done..], pos + done as u64)?;
+        if n == 0 {
+            out[done..].fill(0);
+            break;
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// What a range of a disk holds, for NBD block status and FUSE's SEEK_DATA: data, or zeroes that
+/// cost nothing to read (a zero or trim record, or a hole in the sparse base image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allocation {
+    Data,
+    Zero,
+}
+
+/// One run of a disk with the same allocation, `[offset, offset + len)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub offset: u64,
+    pub len: u64,
+    pub allocation: Allocation,
+}
+
+impl View {
+    /// The allocation of `[offset, offset + len)` (clipped to the disk), adjacent runs merged.
+    pub fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
+        let end = offset.saturating_add(len).min(self.size_bytes);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let (pieces, base) = self.group.extent_plan(self.disk, offset, end, self.seq);
+        let mut out: Vec<Extent> = Vec::new();
+        for p in pieces {
+            match p.source {
+                Source::Zero => push_extent(&mut out, p.offset, p.len, Allocation::Zero),
+                Source::Segment { .. } => push_extent(&mut out, p.offset, p.len, Allocation::Data),
+                Source::Base => {
+                    for (o, l, a) in sparse_runs(&base, p.offset, p.len)
+                        .map_err(|e| self.read_error("base image", p.offset, e))?
+                    {
+                        push_extent(&mut out, o, l, a);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Append a run, merging it into the previous one when both have the same allocation.
+pub fn push_extent(out: &mut Vec<Extent>, offset: u64, len: u64, allocation: Allocation) {
+    if len == 0 {
+        return;
+    }
+    if let Some(last) = out.last_mut() {
+        if last.allocation == allocation && last.offset + last.len == offset {
+            last.len += len;
+            return;
+        }
+    }
+    out.push(Extent {
+        offset,
+        len,
+        allocation,
+    });
+}
+
+/// Data and hole runs of a sparse file in `[offset, offset + len)`, by SEEK_DATA / SEEK_HOLE. Bytes
+/// past the end of the file are holes.
+pub fn sparse_runs(
+    f: &std::fs::File,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<Vec<(u64, u64, Allocation)>> {
+    use nix::unistd::{lseek, Whence};
+    use std::os::fd::AsRawFd;
+    let end = offset + len;
+    let mut out = Vec::new();
+    let mut pos = offset;
+    while pos < end {
+        let data = match lseek(f.as_raw_fd(), pos as i64, Whence::SeekData) {
+            Ok(d) => (d as u64).min(end),
+            Err(nix::errno::Errno::ENXIO) => end,
+            Err(e) => return Err(e.into()),
+        };
+        if data > pos {
+            out.push((pos, data - pos, Allocation::Zero));
+        }
+        if data >= end {
+            break;
+        }
+        let hole = match lseek(f.as_raw_fd(), data as i64, Whence::SeekHole) {
+            Ok(h) => (h as u64).min(end),
+            Err(nix::errno::Errno::ENXIO) => end,
+            Err(e) => return Err(e.into()),
+        };
+        out.push((data, hole - data, Allocation::Data));
+        pos = hole;
+    }
+    Ok(out)
+}
