@@ -34,14 +34,14 @@ proptest! {
         for kind in FrameKind::ALL {
             let _ = Message::decode(kind, &data);
         }
-        rewind_formats::fuzzing::frame(&data);
+        fuzzing::frame(&data);
     }
 
     #[test]
     fn record_decoders_never_panic(data in vec(any::<u8>(), 0..1024), count in any::<u32>()) {
         let _ = parse_records(data.clone(), count);
         let _ = parse_records(data.clone(), count % 8);
-        rewind_formats::fuzzing::batch(&data);
+        fuzzing::batch(&data);
     }
 
     #[test]
@@ -52,7 +52,7 @@ proptest! {
         let _ = SegmentFooter::decode_trailer(&data, file_len);
         let t = Trailer { footer_offset: off, body_len: data.len() as u64, body_crc: crc32c::crc32c(&data) };
         let _ = SegmentFooter::decode_body(&data, &t);
-        rewind_formats::fuzzing::segment(&data);
+        fuzzing::segment(&data);
     }
 
     #[test]
@@ -64,7 +64,7 @@ proptest! {
         }
         let payload = damage(m.encode_payload(), &f);
         let _ = Message::decode(m.kind(), &payload);
-        rewind_formats::fuzzing::frame(&frame);
+        fuzzing::frame(&frame);
     }
 
     #[test]
@@ -73,7 +73,7 @@ proptest! {
         b.compressed = damage(b.compressed, &f);
         let _ = b.decode_records();
         let payload = damage(Message::Batch(b).encode_payload(), &f);
-        rewind_formats::fuzzing::batch(&payload);
+        fuzzing::batch(&payload);
     }
 
     #[test]
@@ -83,7 +83,7 @@ proptest! {
         write_records_chunk(&mut out, Seq(1), 0, 0, &r);
         let out = damage(out, &f);
         let _ = decode_chunk_header(&out);
-        rewind_formats::fuzzing::segment(&out);
+        fuzzing::segment(&out);
     }
 
     #[test]

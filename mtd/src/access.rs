@@ -214,7 +214,7 @@ pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Before binding a unix socket: remove a socket file left by a daemon that died (binding would
 /// fail on it), but refuse one a live server answers on, and anything that is not a socket.
 /// `what` names the socket and `flag` the option that moves it, for the error.
-async fn remove_stale_socket(path: &Path, what: &str, flag: &str) -> anyhow::Result<()> {
+async fn remove_stale_socket(path: &Path, what: &str, flag: &str) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = path.symlink_metadata() else {
         return Ok(());
@@ -225,7 +225,7 @@ async fn remove_stale_socket(path: &Path, what: &str, flag: &str) -> anyhow::Res
             path.display()
         );
     }
-    if tokio::net::UnixStream::connect(path).await.is_ok() {
+    if UnixStream::connect(path).await.is_ok() {
         anyhow::bail!(
             "another rewind-mtd serves the {what} socket {}; give this one another {flag}",
             path.display()

@@ -9,7 +9,6 @@ pub mod client;
 pub mod control;
 pub mod daemon;
 pub mod failover;
-pub mod fsutil;
 pub mod fusetree;
 pub mod jobs;
 pub mod limits;

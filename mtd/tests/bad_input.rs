@@ -503,11 +503,8 @@ fn resync_windows_are_not_recoverable() {
         .unwrap()
         < 8
     {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(30),
-            "no merge"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(t0.elapsed() < Duration::from_secs(30), "no merge");
+        std::thread::sleep(Duration::from_millis(100));
     }
     d.terminate();
     d.restart();
@@ -524,11 +521,8 @@ fn resync_windows_are_not_recoverable() {
     drop(c);
     let t0 = std::time::Instant::now();
     while group_json(&inspect(&d.data_dir), "r")["consistent"] != true {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(10),
-            "tag not durable"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(t0.elapsed() < Duration::from_secs(10), "tag not durable");
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(dump_err(&d, "latest"), None);
 }

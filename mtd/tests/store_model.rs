@@ -234,7 +234,7 @@ impl Harness {
         }
     }
 
-    fn check_view(&self, v: &rewind_mtd::views::view::View, disk: usize, seq: u64) {
+    fn check_view(&self, v: &View, disk: usize, seq: u64) {
         let mut buf = vec![0u8; DISK_SECTORS * SECTOR];
         v.read_at(&mut buf, 0).expect("read view");
         assert!(

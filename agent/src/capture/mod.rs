@@ -60,7 +60,7 @@ impl Capture {
                 disk: d.name.clone(),
                 op: "write (not sector-aligned)",
                 offset,
-                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
             });
         }
         if offset.checked_add(len).is_none_or(|end| end > d.size_bytes) {
@@ -68,7 +68,7 @@ impl Capture {
                 disk: d.name.clone(),
                 op: "write past the end",
                 offset,
-                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+                source: io::Error::from_raw_os_error(libc::ENOSPC),
             });
         }
         Ok(d)

@@ -304,7 +304,7 @@ fn check_names(s: &Settings) -> Result<()> {
 /// A group or disk name as given, checked against its kind's limit (the same error
 /// [`check_names`] gives).
 fn typed_name<T>(
-    kind: rewind_formats::NameKind,
+    kind: NameKind,
     n: String,
     new: impl FnOnce(String) -> std::result::Result<T, rewind_formats::DecodeError>,
 ) -> Result<T> {

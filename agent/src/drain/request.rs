@@ -64,7 +64,7 @@ impl DrainCtl {
     /// changes nothing; one for a drain already done has its tag sent again (the target waits
     /// for a tag that arrives after its request); a new name after a finished drain tags the
     /// same last seq again. Refused while a drain under another name runs.
-    pub fn request(&self, tag: &str) -> std::result::Result<(), String> {
+    pub fn request(&self, tag: &str) -> Result<(), String> {
         let mut st = self.lock();
         match &st.state {
             DrainState::Draining { tag: t } if t == tag => return Ok(()),

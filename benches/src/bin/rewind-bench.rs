@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use rewind_benches::driver::{self, agent, apply, cleanup, crash, failover, overhead, views};
+use rewind_benches::driver::{agent, apply, cleanup, crash, failover, overhead, views};
 use rewind_benches::driver::{progress, Settings};
 
 #[derive(Parser)]
@@ -172,7 +172,7 @@ fn main() -> ExitCode {
         }
     };
     progress::finish();
-    driver::cleanup::run();
+    cleanup::run();
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -188,12 +188,12 @@ pub fn quiet(cmd: &mut Command) {
 /// [`handle_signals`]).
 static WAKE: AtomicI32 = AtomicI32::new(-1);
 
-extern "C" fn on_signal(sig: nix::libc::c_int) {
+extern "C" fn on_signal(sig: libc::c_int) {
     let byte = sig as u8;
     // SAFETY: write(2) is async-signal-safe and `byte` is valid for one byte; a failed write
     // (no pipe yet) only loses the wake-up.
     unsafe {
-        nix::libc::write(WAKE.load(Ordering::Relaxed), (&raw const byte).cast(), 1);
+        libc::write(WAKE.load(Ordering::Relaxed), (&raw const byte).cast(), 1);
     }
 }
 

@@ -198,7 +198,7 @@ impl<'a> Summary<'a> {
 
 /// A human summary of a failover: each disk set with its exports and devices, the promotion,
 /// reverse replication, warnings, and the devices to boot from. Empty if there is none of it.
-fn describe(s: &Summary) -> String {
+fn describe(s: &Summary<'_>) -> String {
     let mut out = String::new();
     let sets = [
         ("test", s.test),

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::error::ApiError;
-use super::routes::{blocking, ApiResult, Ctl};
+use super::handler::{blocking, ApiResult, Ctl};
 use super::Control;
 use crate::api::attachments::{
     AttachRequest, Attachment, DetachRequest, MountRequest, UmountRequest,

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::Json;
 
 use super::error::ApiError;
+use super::handler::{blocking, ApiResult};
 use super::names::GroupName;
-use super::routes::{blocking, ApiResult};
 use super::Control;
 use crate::api::drain::{DrainReply, DrainRequest, FenceReply, FenceRequest};
 use crate::server::drain;

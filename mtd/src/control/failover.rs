@@ -9,8 +9,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::error::ApiError;
+use super::handler::{blocking, ApiResult, Ctl};
 use super::names::GroupName;
-use super::routes::{blocking, ApiResult, Ctl};
 use super::Control;
 use crate::api::failover::{
     AdoptRequest, ConfigureRequest, FailoverShow, GroupFailover, PointRequest, ReverseRequest,

@@ -9,8 +9,8 @@ use axum::extract::{Path as UrlPath, State};
 use axum::Json;
 
 use super::error::ApiError;
+use super::handler::{blocking, ApiResult, Ctl};
 use super::names::GroupName;
-use super::routes::{blocking, ApiResult, Ctl};
 use crate::api::groups::{Report, RetentionReply, RetentionRequest};
 use crate::api::Deleted;
 use crate::store::DeleteError;

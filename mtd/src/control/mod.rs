@@ -29,6 +29,7 @@ pub mod error;
 mod failover;
 pub mod fuzzing;
 mod groups;
+mod handler;
 pub mod names;
 mod overlays;
 mod plans;

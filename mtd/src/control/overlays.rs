@@ -7,8 +7,8 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 
 use super::error::ApiError;
+use super::handler::{blocking, ApiResult, Ctl};
 use super::names::OverlayPath;
-use super::routes::{blocking, ApiResult, Ctl};
 use super::Control;
 use crate::api::overlays::{OverlayCreate, OverlayInfo};
 use crate::api::Deleted;

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::error::ApiError;
-use super::routes::{blocking, ApiResult, Ctl};
+use super::handler::{blocking, ApiResult, Ctl};
 use super::Control;
 use crate::api::plans::{RunRequest, RunState, RunStatus};
 use crate::failover::plan_ops::FailoverPlanOps;

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::Json;
 use rewind_formats::message::TagKind;
 
+use super::handler::{blocking, ApiResult, Ctl};
 use super::names::GroupName;
-use super::routes::{blocking, ApiResult, Ctl};
 use crate::api::points::{PointsReport, TagReport};
 use crate::views::inspect;
 

@@ -1,26 +1,11 @@
-//! The control API's routes, and what every handler shares: anything that touches disks or runs
-//! commands goes through [`blocking`], never blocking a tokio worker.
+//! The control API's routes: which handler answers each path.
 
 use std::sync::Arc;
 
-use axum::extract::State;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Router;
 
-use super::error::ApiError;
 use super::Control;
-
-pub type Ctl = State<Arc<Control>>;
-
-pub type ApiResult<T> = Result<Json<T>, ApiError>;
-
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-}
 
 pub fn router(control: Arc<Control>) -> Router {
     Router::new()

@@ -76,7 +76,7 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     }
     if let Some(rf) = &opts.ready_file {
         let text = ready.join("\n") + "\n";
-        crate::fsutil::write_atomic(rf, text.as_bytes())
+        crate::store::files::write_atomic(rf, text.as_bytes())
             .with_context(|| format!("writing ready file {}", rf.display()))?;
     }
 

@@ -117,7 +117,7 @@ pub fn build_group_dir(
         out.sync_all()
             .with_context(|| format!("fsync {}", p.display()))?;
     }
-    crate::fsutil::sync_dir(&dir.join("base"))?;
+    crate::store::files::sync_dir(&dir.join("base"))?;
     let m = Manifest {
         version: MANIFEST_VERSION,
         group: group.into(),
@@ -140,7 +140,7 @@ pub fn build_group_dir(
         fenced_reason: None,
     };
     m.store(dir)?;
-    crate::fsutil::sync_dir(dir)?;
+    crate::store::files::sync_dir(dir)?;
     Ok(())
 }
 
@@ -385,7 +385,7 @@ pub fn offline(
         bar.set_position(d)
     })?;
     fs::rename(&dir, &dest).with_context(|| format!("moving into {}", dest.display()))?;
-    crate::fsutil::sync_dir(&data_dir.join("groups"))?;
+    crate::store::files::sync_dir(&data_dir.join("groups"))?;
     bar.finish_and_clear();
     eprintln!(
         "adopted {} disk(s) as group {group}: the first agent compares block hashes and sends only what differs",

@@ -134,13 +134,13 @@ pub fn save(dir: &Path, s: &GroupFailover) -> Result<()> {
     let p = state_path(dir, &s.group);
     if s.is_empty() {
         match std::fs::remove_file(&p) {
-            Ok(()) => crate::fsutil::sync_dir(dir)?,
+            Ok(()) => crate::store::files::sync_dir(dir)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
         }
         return Ok(());
     }
     let json = serde_json::to_vec_pretty(s)?;
-    crate::fsutil::write_atomic(&p, &json)?;
+    crate::store::files::write_atomic(&p, &json)?;
     Ok(())
 }

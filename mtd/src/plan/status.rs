@@ -142,7 +142,8 @@ pub fn status_path(log_dir: &Path) -> PathBuf {
 pub(crate) fn save(log_dir: &Path, status: &RunStatus) -> Result<()> {
     let path = status_path(log_dir);
     let json = serde_json::to_vec_pretty(status)?;
-    crate::fsutil::write_atomic(&path, &json).with_context(|| format!("saving {}", path.display()))
+    crate::store::files::write_atomic(&path, &json)
+        .with_context(|| format!("saving {}", path.display()))
 }
 
 /// The last status a run saved in `log_dir` (for a daemon that restarted since).

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use super::feeder::Feeder;
 use super::fence::Fenced;
+use super::files;
 use super::index::DiskIndex;
 use super::manifest::Manifest;
 use super::pins::Pins;
@@ -21,7 +22,6 @@ use super::points::Points;
 use super::replay::{add_segment, cut_history, list_segments, publish_chunk, remove_segment_files};
 use super::segment_file::{self, LoadMode};
 use super::{Result, StoreError};
-use crate::fsutil;
 
 /// What the group keeps about one journal segment.
 #[derive(Debug)]
@@ -134,10 +134,10 @@ impl Group {
                 .map_err(StoreError::io("size base image", &p))?;
             f.sync_all().map_err(StoreError::io("fsync", &p))?;
         }
-        fsutil::sync_dir(&dir.join("base"))?;
+        files::sync_dir(&dir.join("base"))?;
         manifest.store(&dir)?;
         if let Some(parent) = dir.parent() {
-            fsutil::sync_dir(parent)?;
+            files::sync_dir(parent)?;
         }
         Self::load(dir, LoadMode::Repair)
     }
@@ -149,7 +149,7 @@ impl Group {
         let manifest = Manifest::load(&dir)?;
         let name = manifest.group.clone();
         if mode == LoadMode::Repair {
-            fsutil::remove_stray_tmp(&dir)?;
+            files::remove_stray_tmp(&dir)?;
         }
         let mut bases = Vec::new();
         for d in &manifest.disks {

@@ -48,11 +48,11 @@ const ZERO_SEGMENT: u32 = u32::MAX;
 /// Upper estimate of the memory one record adds: a B-tree entry (key, inline version, node
 /// overhead), or a version spilled to the heap, plus its extent in the open segment's footer
 /// that the writer keeps until it seals. What the index quota counts (see `store::quota`).
-pub(crate) const EXTENT_COST_BYTES: usize = std::mem::size_of::<u64>()
-    + std::mem::size_of::<Versions>()
+pub(crate) const EXTENT_COST_BYTES: usize = size_of::<u64>()
+    + size_of::<Versions>()
     + 16
-    + std::mem::size_of::<Version>()
-    + std::mem::size_of::<rewind_formats::segment::FooterExtent>();
+    + size_of::<Version>()
+    + size_of::<rewind_formats::segment::FooterExtent>();
 
 /// The versions at one start offset, oldest first. Almost always one, which this keeps inline:
 /// no allocation per extent, and less memory.
@@ -177,14 +177,14 @@ impl DiskIndex {
     /// Estimated heap bytes: B-tree entries (key, inline versions, node overhead) plus the
     /// versions that spilled to the heap.
     pub(crate) fn memory_bytes(&self) -> usize {
-        let per_key = std::mem::size_of::<u64>() + std::mem::size_of::<Versions>() + 16;
+        let per_key = size_of::<u64>() + size_of::<Versions>() + 16;
         let spilled: usize = self
             .by_start
             .values()
             .filter(|v| v.spilled())
             .map(|v| v.capacity())
             .sum();
-        self.by_start.len() * per_key + spilled * std::mem::size_of::<Version>()
+        self.by_start.len() * per_key + spilled * size_of::<Version>()
     }
 }
 

@@ -8,8 +8,8 @@ use std::path::Path;
 use rewind_formats::message::TagInfo;
 use serde::{Deserialize, Serialize};
 
+use super::files;
 use super::{Result, StoreError};
-use crate::fsutil;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct DiskManifest {
@@ -74,7 +74,7 @@ impl Manifest {
 
     pub(crate) fn store(&self, dir: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).expect("manifest serialises");
-        fsutil::write_atomic(&dir.join(MANIFEST_FILE), &bytes)
+        files::write_atomic(&dir.join(MANIFEST_FILE), &bytes)
     }
 
     pub(crate) fn disk_index(&self, name: &str) -> Option<usize> {

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use rewind_formats::segment::FooterExtent;
 use rewind_formats::{RecordKind, Seq};
 
+use super::files;
 use super::group::{journal_dir, Group};
 use super::segment_file::{load_segment, LoadMode};
 use super::{Result, StoreError};
-use crate::fsutil;
 
 /// Merge the oldest sealed segments whose newest record is older than the retention window, as
 /// far as no view pins. Merges take whole segments, oldest first, so the base always holds one
@@ -129,7 +129,7 @@ fn merge_segments(group: &Arc<Group>, ids: &[u64], horizon: Seq, horizon_ms: u64
     for path in &paths {
         std::fs::remove_file(path).map_err(StoreError::io("remove merged segment", path))?;
     }
-    fsutil::sync_dir(&journal_dir(&group.dir))?;
+    files::sync_dir(&journal_dir(&group.dir))?;
     tracing::info!(group = %group.name, horizon = horizon.0, segments = ids.len(), bytes, "merged expired journal into the base images");
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod engine;
 mod error;
 pub(crate) mod feeder;
 pub(crate) mod fence;
+pub(crate) mod files;
 pub mod group;
 pub(crate) mod health;
 pub(crate) mod index;
@@ -202,7 +203,7 @@ impl Store {
             fs::rename(&dest, &trash).map_err(StoreError::io("move aside", &dest))?;
         }
         fs::rename(built, &dest).map_err(StoreError::io("move into place", &dest))?;
-        crate::fsutil::sync_dir(&groups_dir)?;
+        files::sync_dir(&groups_dir)?;
         let g = Group::load(dest, LoadMode::Repair)?;
         groups.insert(name.to_string(), g.clone());
         drop(groups);
@@ -282,8 +283,8 @@ impl Store {
         fs::rename(&g.dir, &trash)
             .map_err(StoreError::io("move aside", &g.dir))
             .map_err(restore)?;
-        crate::fsutil::sync_dir(&groups_dir)?;
-        crate::fsutil::sync_dir(&self.dir)?;
+        files::sync_dir(&groups_dir)?;
+        files::sync_dir(&self.dir)?;
         tracing::warn!(group = name, "group deleted");
         if let Err(e) = fs::remove_dir_all(&trash) {
             tracing::warn!(dir = %trash.display(), error = %e, "cannot remove a deleted group's directory; the next start retries");
@@ -318,7 +319,7 @@ fn finish_installs(dir: &Path) -> Result<()> {
             if built.join(manifest::MANIFEST_FILE).exists() && !dest.exists() {
                 tracing::warn!(group = %dest.display(), "finishing the install of an adopted group a crash cut short");
                 fs::rename(&built, &dest).map_err(StoreError::io("move into place", &dest))?;
-                crate::fsutil::sync_dir(&groups_dir)?;
+                files::sync_dir(&groups_dir)?;
             }
         }
     }

@@ -22,11 +22,11 @@ use rewind_formats::BLOCK;
 use tokio::sync::mpsc;
 
 use super::engine::{IoEngine, WriteOp};
+use super::files;
 use super::group::{journal_dir, Group, SegmentMeta};
 use super::health::Health;
 use super::segment_file::{self, add_chunk_to_footer};
 use super::{Result, StoreError};
-use crate::fsutil;
 use rewind_linux::aligned::AlignedBuf;
 use rewind_linux::clock::now_ms;
 
@@ -323,7 +323,7 @@ impl Writer {
             Ok(()) => {
                 tracing::info!(path = %tmp.display(), "removed a segment left half-created by a crash")
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::io("remove stale segment", &tmp)(e)),
         }
         let file = OpenOptions::new()
@@ -336,7 +336,7 @@ impl Writer {
         self.retry_on_enospc("write segment header", |_| file.write_all_at(&hdr, 0))?;
         file.sync_all().map_err(StoreError::io("fsync", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(StoreError::io("rename segment into place", &path))?;
-        fsutil::sync_dir(&dir)?;
+        files::sync_dir(&dir)?;
         let direct = open_direct(&path)?;
         let read = File::open(&path).map_err(StoreError::io("open segment", &path))?;
         group.add_open_segment(SegmentMeta {

@@ -76,7 +76,7 @@ impl Attachments {
 
     fn save(&self, list: &[Attachment]) -> Result<()> {
         let json = serde_json::to_vec_pretty(list)?;
-        crate::fsutil::write_atomic(&self.file, &json)?;
+        crate::store::files::write_atomic(&self.file, &json)?;
         Ok(())
     }
 

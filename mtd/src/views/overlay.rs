@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil;
+use crate::store::files;
 use crate::store::points::PointSpec;
 use crate::store::{Result, Store, StoreError};
 use crate::views::view::{push_extent, sparse_runs, Extent, View};
@@ -484,9 +484,9 @@ impl Overlays {
             .and_then(|_| File::open(&bitmap)?.sync_all())
             .map_err(StoreError::io("create", &bitmap))?;
         let json = serde_json::to_vec_pretty(&meta).expect("overlay meta serializes");
-        fsutil::write_atomic(&tmp.join("overlay.json"), &json)?;
+        files::write_atomic(&tmp.join("overlay.json"), &json)?;
         fs::rename(&tmp, &dir).map_err(StoreError::io("rename into place", &dir))?;
-        fsutil::sync_dir(&self.root)?;
+        files::sync_dir(&self.root)?;
         let o = Arc::new(self.open(dir, meta)?);
         map.insert(name.into(), o.clone());
         tracing::info!(
@@ -551,7 +551,7 @@ impl Overlays {
         let dir = o.dir.clone();
         drop(o);
         fs::remove_dir_all(&dir).map_err(StoreError::io("remove", &dir))?;
-        fsutil::sync_dir(&self.root)?;
+        files::sync_dir(&self.root)?;
         tracing::info!(overlay = name, "deleted overlay");
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! Durable publication of files for the store and its neighbours: `rewind_linux::atomic` with
+//! Durable publication of files for the store and its neighbours (views, failover): `rewind_linux::atomic` with
 //! errors as `StoreError`s, and the cleanup of what a crash in the middle leaves.
 
 use std::fs;
