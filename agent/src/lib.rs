@@ -20,7 +20,7 @@
 //!   target acknowledged: a target found below it lost data, and every region is compared)
 //! drain (drain/): CONTROL Drain from the target closes the capture to new writes (EROFS), lets
 //!   the admitted ones be recorded and a sync finish, and tags the last seq (Failover); a
-//!   StaleGeneration "fenced" refusal stops the sender for good, writes stay refused, and
+//!   Fenced refusal stops the sender for good, writes stay refused, and
 //!   STATE_DIR/GROUP.fenced keeps the agent from starting again as the group's source
 //! settings (config/): flags and/or a TOML file (config::file); stream::ratelimit caps the
 //!   sender's bandwidth; schedule inserts `auto-*` tags every N seconds, freezing filesystems

@@ -557,14 +557,14 @@ fn an_over_long_fence_reason_reaches_the_agent() {
     api.post::<FenceReply>("/v1/groups/f/fence", &FenceRequest { reason })
         .expect("fence");
     let e = c.error();
-    assert_eq!(e.code, ErrorCode::StaleGeneration, "{}", e.message);
+    assert_eq!(e.code, ErrorCode::Fenced, "{}", e.message);
     assert!(e.message.contains("fenced"), "{}", e.message);
     assert!(e.message.len() <= rewind_formats::MAX_MESSAGE_LEN);
     assert!(!d.log_text().contains("panicked"), "a task panicked");
     // And the next HELLO at the old generation is refused the same way.
     let mut c = Conn::open(&d);
     c.send(&hello("a", "f"));
-    assert_eq!(c.error().code, ErrorCode::StaleGeneration);
+    assert_eq!(c.error().code, ErrorCode::Fenced);
 }
 
 #[test]

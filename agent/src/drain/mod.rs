@@ -7,7 +7,7 @@
 //! queued after the last captured record. Once the target acknowledges it, the replica at the tag
 //! equals the disks here.
 //!
-//! Fencing: once the group fails over, the target refuses this agent with a StaleGeneration
+//! Fencing: once the group fails over, the target refuses this agent with a Fenced
 //! ERROR. The agent then stops reconnecting, keeps refusing writes, and leaves
 //! `STATE_DIR/GROUP.fenced` (the reason) so that it does not start again as the group's source
 //! ([`fence`]).
@@ -24,13 +24,19 @@ pub use request::{DrainCtl, DrainState};
 use crate::error::Error;
 use crate::state::StateDir;
 
-/// Whether a refusal from the target fences this agent: a StaleGeneration whose message says
-/// "fenced" (the target says so when the group is at a newer generation; an agent ahead of the
-/// target gets a StaleGeneration without it, and keeps retrying).
+/// Whether a refusal from the target fences this agent: ERROR Fenced (the group is at a newer
+/// generation: it failed over). A target from before that code sent StaleGeneration with
+/// "fenced" in the message, still understood; an agent ahead of the target gets a plain
+/// StaleGeneration and keeps retrying.
 pub fn is_fencing(e: &Error) -> Option<&str> {
+    use rewind_formats::ErrorCode;
     match e {
         Error::Remote {
-            code: rewind_formats::ErrorCode::StaleGeneration,
+            code: ErrorCode::Fenced,
+            message,
+        } => Some(message),
+        Error::Remote {
+            code: ErrorCode::StaleGeneration,
             message,
         } if message.contains("fenced") => Some(message),
         _ => None,

@@ -11,9 +11,9 @@ pub struct ErrorMsg {
     pub message: String,
 }
 
-/// Why an ERROR was sent. Wire u16: 1..=12 in declaration order; any other value decodes to
+/// Why an ERROR was sent. Wire u16: 1..=14 in declaration order; any other value decodes to
 /// `Other(n)`, so that a newer peer's new codes still reach an older one as errors.
-/// (`Other(n)` with n in 1..=12 encodes as the named code; build codes with `from_u16`.)
+/// (`Other(n)` with n in 1..=14 encodes as the named code; build codes with `from_u16`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     Protocol,
@@ -31,6 +31,9 @@ pub enum ErrorCode {
     /// The agent may not feed this group: it belongs to another agent identity, or the HELLO
     /// names an agent other than the one its certificate is for.
     Forbidden,
+    /// The group failed over: this source was fenced (its generation is older than the group's)
+    /// and must stop for good. The message says why (the operator's reason).
+    Fenced,
     Other(u16),
 }
 
@@ -51,6 +54,7 @@ impl ErrorCode {
             ErrorCode::StoreFailed => 11,
             ErrorCode::Internal => 12,
             ErrorCode::Forbidden => 13,
+            ErrorCode::Fenced => 14,
             ErrorCode::Other(n) => n,
         }
     }
@@ -71,6 +75,7 @@ impl ErrorCode {
             11 => ErrorCode::StoreFailed,
             12 => ErrorCode::Internal,
             13 => ErrorCode::Forbidden,
+            14 => ErrorCode::Fenced,
             n => ErrorCode::Other(n),
         }
     }

@@ -148,7 +148,9 @@ fn error_codes_map_to_wire_values_and_back() {
     }
     assert_eq!(ErrorCode::from_u16(0), ErrorCode::Other(0));
     assert_eq!(ErrorCode::from_u16(13), ErrorCode::Forbidden);
-    assert_eq!(ErrorCode::from_u16(14), ErrorCode::Other(14));
+    assert_eq!(ErrorCode::from_u16(14), ErrorCode::Fenced);
+    assert_eq!(ErrorCode::Fenced.as_u16(), 14);
+    assert_eq!(ErrorCode::from_u16(15), ErrorCode::Other(15));
     assert_eq!(ErrorCode::from_u16(8), ErrorCode::SeqGap);
 }
 

@@ -303,7 +303,7 @@ mod tests {
         let r = hello_group(&store, &group("g", 1, &["sda"]), "a")
             .err()
             .unwrap();
-        assert_eq!(r.code, ErrorCode::StaleGeneration);
+        assert_eq!(r.code, ErrorCode::Fenced);
         assert!(
             r.message.contains("fenced") && r.message.contains("planned failover"),
             "{}",

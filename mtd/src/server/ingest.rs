@@ -382,7 +382,7 @@ mod tests {
         let r = rt
             .block_on(f.batch(&store, &batch_ref(&b), &Quotas::default()))
             .unwrap_err();
-        assert_eq!(r.code, ErrorCode::StaleGeneration);
+        assert_eq!(r.code, ErrorCode::Fenced);
         assert!(r.message.contains("fenced"), "{}", r.message);
         assert_eq!(f.next_seq, Seq(1));
     }

@@ -21,11 +21,10 @@ pub(crate) fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// A fenced agent hears StaleGeneration with a message that says "fenced" (agents look for the
-/// word; see [`Fenced`]).
+/// A fenced agent hears its own code, Fenced, with the reason (see [`Fenced`]).
 impl From<Fenced> for Refusal {
     fn from(f: Fenced) -> Refusal {
-        refuse(ErrorCode::StaleGeneration, f.to_string())
+        refuse(ErrorCode::Fenced, f.to_string())
     }
 }
 

@@ -45,7 +45,7 @@ impl Feeder for Holder {
         &self.peer
     }
 
-    /// The session ends with a StaleGeneration ERROR saying it was fenced.
+    /// The session ends with a Fenced ERROR saying why.
     fn fenced(&self, why: &Fenced) {
         let r = Refusal::from(why.clone());
         self.stop.stop(r.code, r.message);
@@ -231,7 +231,7 @@ mod tests {
         send_control(&g, ControlOp::Drain, "pf").unwrap();
         assert_eq!(g.fence("planned failover at seq 7").unwrap(), 2);
         let (code, why) = block_on(stop.stopped());
-        assert_eq!(code, ErrorCode::StaleGeneration);
+        assert_eq!(code, ErrorCode::Fenced);
         assert!(
             why.contains("fenced") && why.contains("planned failover at seq 7"),
             "{why}"

@@ -4,8 +4,8 @@
 /// A request or a chunk from an older generation than the group's: its source was fenced.
 ///
 /// The text is what the agent is told (a HELLO refusal and the end of a fenced session say the
-/// same). Agents recognise fencing by the word "fenced" in a StaleGeneration ERROR, so every
-/// form of the message carries it.
+/// same). The server sends it with its own wire code, `ErrorCode::Fenced`; the text still
+/// carries the word "fenced" for agents from before that code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", fenced_message(.group, .reason.as_deref(), *.agent_generation, *.group_generation))]
 pub(crate) struct Fenced {

@@ -8,7 +8,7 @@
 //! target's CONTROL frames: a drain is recorded for the agent's drain thread (see [`crate::drain`]),
 //! and one that cannot be done is answered with an ERROR, which the sender sends.
 //!
-//! A StaleGeneration refusal that says "fenced" (the group failed over) ends the sender for good:
+//! A Fenced refusal (the group failed over) ends the sender for good:
 //! see [`crate::drain::fence`].
 //!
 //! What the rest of the agent learns from the link travels on channels ([`crate::stream::link`]):
