@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rewind_formats::frame::{FrameHeader, FrameKind, FRAME_HEADER_LEN};
+use rewind_formats::frame::{FrameHeader, FrameKind};
 use rewind_formats::message::*;
 use rewind_formats::{RecordKind, RecordRef, Seq, MAX_FRAME_PAYLOAD};
 use rewind_mtd::api::drain::{FenceReply, FenceRequest};
@@ -36,12 +36,7 @@ impl Conn {
 
     /// The next message, or None once the daemon closed the connection.
     fn recv(&mut self) -> Option<Message> {
-        let mut hdr = [0u8; FRAME_HEADER_LEN];
-        self.0.read_exact(&mut hdr).ok()?;
-        let h = FrameHeader::decode(&hdr).expect("daemon sends valid frames");
-        let mut payload = vec![0u8; h.payload_len as usize];
-        self.0.read_exact(&mut payload).expect("payload");
-        Some(Message::decode(h.kind, &payload).expect("daemon sends valid messages"))
+        recv_message(&mut self.0)
     }
 
     /// The WELCOME to `hello`.

@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use common::*;
-use rewind_formats::frame::{encode_frame, FrameHeader, FrameKind, FRAME_HEADER_LEN};
+use rewind_formats::frame::{encode_frame, FrameHeader, FrameKind};
 use rewind_formats::message::*;
 use rewind_formats::{RecordKind, RecordRef, Seq};
 
@@ -34,15 +34,7 @@ impl Conn {
 
     /// The next message, or None once the daemon closed the connection.
     fn recv(&mut self) -> Option<Message> {
-        let mut hdr = [0u8; FRAME_HEADER_LEN];
-        if self.0.read_exact(&mut hdr).is_err() {
-            return None;
-        }
-        let h = FrameHeader::decode(&hdr).expect("daemon sends valid frames");
-        let mut payload = vec![0u8; h.payload_len as usize];
-        self.0.read_exact(&mut payload).expect("payload");
-        h.verify_payload(&payload).unwrap();
-        Some(Message::decode(h.kind, &payload).unwrap())
+        recv_message(&mut self.0)
     }
 
     fn hello(&mut self, group: &str, generation: u64, size: u64) -> Option<Welcome> {
@@ -257,7 +249,8 @@ fn bad_input_is_refused_and_applies_nothing() {
     assert!(c.expect_error(ErrorCode::WrongDiskSize).contains("1048576"));
     let mut c = Conn::open(&d);
     c.send_msg(&hello("victim", 4, DISK));
-    assert!(c.expect_error(ErrorCode::StaleGeneration).contains("stale"));
+    // Older than the group: its source was fenced (its own code); newer: unknown here.
+    assert!(c.expect_error(ErrorCode::Fenced).contains("stale"));
     let mut c = Conn::open(&d);
     c.send_msg(&hello("victim", 6, DISK));
     c.expect_error(ErrorCode::StaleGeneration);

@@ -21,6 +21,7 @@ pub mod agent_status;
 pub mod bins;
 pub mod cmd;
 pub mod disk;
+pub mod frames;
 pub mod loadgen;
 pub mod loopdev;
 pub mod mounts;
@@ -40,6 +41,7 @@ pub use cmd::{assert_ok, run, run_ok};
 pub use disk::{
     assert_fsck_clean, assert_same, open_direct, try_write_direct, write_random_mib, Rng,
 };
+pub use frames::recv_message;
 pub use loadgen::{acked, Workload};
 pub use loopdev::Loop;
 pub use mounts::{umount_lazy, umount_or_lazy, Mount};

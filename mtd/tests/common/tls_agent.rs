@@ -1,12 +1,11 @@
 //! A blocking TLS agent client for the TLS and certificate tests: connect with a client
 //! configuration, send frames, read frames, say HELLO.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rewind_formats::frame::{FrameHeader, FRAME_HEADER_LEN};
 use rewind_formats::message::*;
 use rewind_formats::Seq;
 
@@ -33,12 +32,7 @@ pub fn send(s: &mut Tls, m: &Message) -> std::io::Result<()> {
 
 /// The next frame, or `None` once the connection is closed.
 pub fn recv(s: &mut Tls) -> Option<Message> {
-    let mut hdr = [0u8; FRAME_HEADER_LEN];
-    s.read_exact(&mut hdr).ok()?;
-    let h = FrameHeader::decode(&hdr).expect("valid frame");
-    let mut payload = vec![0u8; h.payload_len as usize];
-    s.read_exact(&mut payload).ok()?;
-    Some(Message::decode(h.kind, &payload).unwrap())
+    rewind_benches::harness::recv_message(s)
 }
 
 /// HELLO for one group with one 1 MiB disk `sda`, at generation 1.
