@@ -51,58 +51,32 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
     // so the load generator, which shares the two cores, costs the daemon as little as possible.
     let disk = format!("sda:{size}");
     let total = size.to_string();
-    let seq: Vec<String> = [
-        "--disk",
+    let seq = loadgen_args(
         &disk,
-        "--pattern",
         "seq",
-        "--record-size",
         "1MiB",
-        "--total",
         &total,
-        "--payload",
         "random",
-        "--compression",
-        "store",
-    ]
-    .map(String::from)
-    .to_vec();
+        &["--compression", "store"],
+    );
     // Random 4 KiB: like fio, SIZE bytes or BENCH_RAND_SECONDS, whichever comes first.
     let duration = format!("{}s", settings.rand_seconds);
-    let rand: Vec<String> = [
-        "--disk",
+    let rand = loadgen_args(
         &disk,
-        "--pattern",
         "random",
-        "--record-size",
         "4KiB",
-        "--total",
         &total,
-        "--duration",
-        &duration,
-        "--payload",
         "random",
-        "--compression",
-        "store",
-    ]
-    .map(String::from)
-    .to_vec();
-    let comp: Vec<String> = [
-        "--disk",
+        &["--duration", &duration, "--compression", "store"],
+    );
+    let comp = loadgen_args(
         &disk,
-        "--pattern",
         "seq",
-        "--record-size",
         "1MiB",
-        "--total",
         &total,
-        "--payload",
         "compressible",
-        "--threads",
-        "2",
-    ]
-    .map(String::from)
-    .to_vec();
+        &["--threads", "2"],
+    );
 
     progress::log("load generator ceiling (null target)");
     let null = [
@@ -332,4 +306,29 @@ fn null_run(bins: &Bins, work: &Path, workload: &[String]) -> Result<f64> {
     v["mb_per_s"]
         .as_f64()
         .context("rewind-loadgen --json: no mb_per_s")
+}
+
+/// The load generator's arguments for one workload: disk, pattern, record size, total and
+/// payload, then `extra`.
+fn loadgen_args(
+    disk: &str,
+    pattern: &str,
+    record_size: &str,
+    total: &str,
+    payload: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let base = [
+        "--disk",
+        disk,
+        "--pattern",
+        pattern,
+        "--record-size",
+        record_size,
+        "--total",
+        total,
+        "--payload",
+        payload,
+    ];
+    base.iter().chain(extra).map(|a| a.to_string()).collect()
 }
