@@ -15,6 +15,7 @@
 //! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`overhead`]: the benches.
 
 pub mod agent;
+pub mod agent_overhead;
 pub mod agentproc;
 pub mod apply;
 pub mod cleanup;
@@ -22,6 +23,7 @@ pub mod crash;
 pub mod failover;
 pub mod fio;
 pub mod mtd;
+pub mod nulltarget;
 pub mod overhead;
 pub mod progress;
 pub mod report;
