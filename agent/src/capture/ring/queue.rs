@@ -205,7 +205,9 @@ impl Queue {
         q.ring.submit()?;
         // A refused REGISTER completes at once; a good one stays with the kernel.
         let mut refused = None;
-        for c in ring_completions(&ring) {
+        let mut done = Vec::new();
+        take_completions(&ring, &mut done);
+        for c in done {
             if c.1 < 0 {
                 refused = Some(io::Error::from_raw_os_error(-c.1));
             }
@@ -243,6 +245,7 @@ impl Queue {
     pub fn run(&self, ring: Ring, mut ents: Vec<Ent>) {
         let wake_buf: &'static mut [u8; 8] = Box::leak(Box::new([0u8; 8]));
         let mut armed = false;
+        let mut done = Vec::with_capacity(2 * self.depth);
         loop {
             let mut q = Submit { ring: &ring };
             if !armed {
@@ -267,7 +270,8 @@ impl Queue {
                 tracing::error!(qid = self.qid, error = %e, "capture: FUSE queue ring");
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            for (ud, res) in ring_completions(&ring) {
+            take_completions(&ring, &mut done);
+            for &(ud, res) in &done {
                 let i = (ud & 0xffff_ffff) as usize;
                 match ud >> 32 {
                     WAKE => {
@@ -485,12 +489,11 @@ fn submit_wait(ring: &Ring) -> io::Result<()> {
     }
 }
 
-/// Takes every completion now in the ring: (user_data, result).
-fn ring_completions(ring: &Ring) -> Vec<(u64, i32)> {
+/// Replaces `into`'s contents with every completion now in the ring: (user_data, result).
+fn take_completions(ring: &Ring, into: &mut Vec<(u64, i32)>) {
+    into.clear();
     // SAFETY: only this thread reads the completion queue.
-    unsafe { ring.completion_shared() }
-        .map(|c| (c.user_data(), c.result()))
-        .collect()
+    into.extend(unsafe { ring.completion_shared() }.map(|c| (c.user_data(), c.result())));
 }
 
 /// Sets the SQE's `len` field, which io-uring's `UringCmd80` builder has no setter for; FUSE
