@@ -178,9 +178,9 @@ impl RingMount {
             let ready = ready_tx.clone();
             m.threads
                 .push(spawn("capture-ring", dir, move || match q.register() {
-                    Ok((ring, ents)) => {
+                    Ok(registered) => {
                         let _ = ready.send(Ok(()));
-                        q.run(ring, ents);
+                        q.run(registered);
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));

@@ -160,9 +160,18 @@ pub struct Queue {
 
 pub type Ring = IoUring<squeue::Entry128, cqueue::Entry>;
 
+/// A queue's ring and its entries, registered with the kernel.
+pub struct Registered {
+    ring: Ring,
+    ents: Vec<Ent>,
+    /// The payload buffers are the ring's fixed buffers (entry i is buffer i): the backing IO
+    /// then pins no pages per request.
+    fixed: bool,
+}
+
 impl Queue {
     /// Registers the queue's entries; returns the ring to [`Queue::run`], or why not.
-    pub fn register(&self) -> io::Result<(Ring, Vec<Ent>)> {
+    pub fn register(&self) -> io::Result<Registered> {
         // Affinity follows the kernel's routing (a request goes to its CPU's queue), so the
         // request's task work runs where it was issued. Best effort.
         // SAFETY: a zeroed cpu_set_t is empty; CPU_SET stays inside it (the qid is below the
@@ -197,6 +206,17 @@ impl Queue {
                 }
             })
             .collect();
+        let bufs: Vec<libc::iovec> = ents.iter().map(|e| e.iov[1]).collect();
+        // SAFETY: the payload buffers live in `ents`, which the ring's thread keeps (and never
+        // reallocates: boxed AlignedBufs) until the ring is dropped.
+        let fixed = match unsafe { ring.submitter().register_buffers(&bufs) } {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "capture: io_uring fixed buffers refused; \
+                    the backing IO pins its pages per request");
+                false
+            }
+        };
         let mut q = Submit { ring: &ring };
         for (i, e) in ents.iter_mut().enumerate() {
             let sqe = self.cmd(abi::URING_CMD_REGISTER, 0, Some(&e.iov), i);
@@ -215,7 +235,7 @@ impl Queue {
         if let Some(e) = refused {
             return Err(e);
         }
-        Ok((ring, ents))
+        Ok(Registered { ring, ents, fixed })
     }
 
     /// A FUSE command SQE for entry `ent`.
@@ -242,7 +262,12 @@ impl Queue {
     }
 
     /// Serves requests until the connection ends (or, after an unmount, `stop`).
-    pub fn run(&self, ring: Ring, mut ents: Vec<Ent>) {
+    pub fn run(&self, r: Registered) {
+        let Registered {
+            ring,
+            mut ents,
+            fixed,
+        } = r;
         let wake_buf: &'static mut [u8; 8] = Box::leak(Box::new([0u8; 8]));
         let mut armed = false;
         let mut done = Vec::with_capacity(2 * self.depth);
@@ -281,7 +306,7 @@ impl Queue {
                         }
                     }
                     CMD if res < 0 => self.refused(&mut q, &mut ents[i], i, res),
-                    CMD => self.request(&mut q, &mut ents[i], i),
+                    CMD => self.request(&mut q, &mut ents[i], i, fixed),
                     _ => self.io_done(&mut q, &mut ents[i], i, res),
                 }
             }
@@ -304,7 +329,7 @@ impl Queue {
     }
 
     /// A request arrived in entry `i`.
-    fn request(&self, q: &mut Submit<'_>, e: &mut Ent, i: usize) {
+    fn request(&self, q: &mut Submit<'_>, e: &mut Ent, i: usize, fixed: bool) {
         let Some(h) = InHeader::parse(&e.hdr[..abi::IN_HEADER_LEN]) else {
             return;
         };
@@ -317,11 +342,17 @@ impl Queue {
             Action::Nothing => self.commit(q, e, i, 0, Some(&[])),
             Action::Write { disk, offset, len } => match c.try_admit(disk, offset, len) {
                 Ok(Admission::Ready(a)) => {
-                    let sqe = opcode::Write::new(types::Fd(a.fd()), e.payload.as_ptr(), len as u32)
-                        .offset(offset)
-                        .build()
-                        .user_data(IO << 32 | i as u64);
-                    q.push(&sqe.into());
+                    let (fd, buf) = (types::Fd(a.fd()), e.payload.as_ptr());
+                    let sqe = if fixed {
+                        opcode::WriteFixed::new(fd, buf, len as u32, i as u16)
+                            .offset(offset)
+                            .build()
+                    } else {
+                        opcode::Write::new(fd, buf, len as u32)
+                            .offset(offset)
+                            .build()
+                    };
+                    q.push(&sqe.user_data(IO << 32 | i as u64).into());
                     // The record's own copy, made while the disk writes.
                     let mut buf = c.pool.get(len);
                     buf.copy_from_slice(&e.payload[..len]);
@@ -334,12 +365,17 @@ impl Queue {
                 Err(err) => self.commit(q, e, i, -error_errno(&err), None),
             },
             Action::Read { disk, offset, len } if len > 0 => {
-                let fd = c.disks[disk].direct_fd();
-                let sqe = opcode::Read::new(types::Fd(fd), e.payload.as_mut_ptr(), len as u32)
-                    .offset(offset)
-                    .build()
-                    .user_data(IO << 32 | i as u64);
-                q.push(&sqe.into());
+                let (fd, buf) = (types::Fd(c.disks[disk].direct_fd()), e.payload.as_mut_ptr());
+                let sqe = if fixed {
+                    opcode::ReadFixed::new(fd, buf, len as u32, i as u16)
+                        .offset(offset)
+                        .build()
+                } else {
+                    opcode::Read::new(fd, buf, len as u32)
+                        .offset(offset)
+                        .build()
+                };
+                q.push(&sqe.user_data(IO << 32 | i as u64).into());
                 e.state = State::Reading { disk, offset, len };
             }
             Action::Read { .. } => self.commit(q, e, i, 0, Some(&[])),
