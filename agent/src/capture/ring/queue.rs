@@ -11,7 +11,7 @@
 //!
 //! The thread never blocks on another write: a write that would wait (an overlapping write in
 //! flight, which this very thread must complete, or a sync holding the range) goes to the
-//! helper thread ([`Helper`]), which posts its reply back through an eventfd the ring reads.
+//! helper thread ([`helper`]), which posts its reply back through an eventfd the ring reads.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
