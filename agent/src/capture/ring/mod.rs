@@ -42,9 +42,12 @@ use queue::{HelperJob, Mailbox, Queue};
 
 /// The kernel's switch for FUSE over io_uring.
 pub const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
-/// Entries per queue: requests one CPU's queue holds at once (async direct IO sends up to
-/// `max_background` in all).
-const DEPTH: usize = 64;
+/// Entries of all queues together: each holds a 1 MiB payload buffer (pinned: the ring's
+/// fixed buffers), so this bounds the memory; async direct IO keeps up to `max_background`
+/// requests in flight, from whichever CPUs issue them.
+const ENTRIES: usize = 128;
+/// Entries per queue at least, however many CPUs there are.
+const MIN_DEPTH: usize = 4;
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -162,12 +165,13 @@ impl RingMount {
         })?);
         let (ready_tx, ready_rx) = mpsc::channel();
         let cpus = possible_cpus();
+        let depth = (ENTRIES / cpus).max(MIN_DEPTH);
         for qid in 0..cpus {
             let mailbox = Mailbox::new().map_err(mount_err(dir))?;
             m.mailboxes.push(Arc::clone(&mailbox));
             let q = Queue {
                 qid: qid as u16,
-                depth: DEPTH,
+                depth,
                 payload_len: devfuse::MAX_WRITE as usize,
                 fuse: Arc::clone(&fuse),
                 files: Arc::clone(&files),
@@ -199,7 +203,7 @@ impl RingMount {
                 }
             }
         }
-        tracing::info!(dir = %dir.display(), queues = cpus, depth = DEPTH,
+        tracing::info!(dir = %dir.display(), queues = cpus, depth,
             "capture: serving over FUSE over io_uring");
         Ok(m)
     }
