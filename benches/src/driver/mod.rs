@@ -12,7 +12,8 @@
 //! - [`fio`]: fio jobs and their JSON results.
 //! - [`mtd`]: starting and stopping `rewind-mtd`, the `rewind` CLI, cold caches.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
-//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`overhead`]: the benches.
+//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`]: the
+//!   benches.
 
 pub mod agent;
 pub mod agentproc;
@@ -22,6 +23,7 @@ pub mod crash;
 pub mod failover;
 pub mod fio;
 pub mod mtd;
+pub mod netfault;
 pub mod overhead;
 pub mod progress;
 pub mod report;
