@@ -23,7 +23,12 @@ fn session_ends(mtd: &Mtd) -> usize {
 
 #[test]
 fn silent_partition_is_detected_and_heals() {
-    if !can_run() {
+    if !can_run()
+        || !have_tools(
+            "silent_partition_is_detected_and_heals",
+            &["ip", "tc", "nbdcopy", "cmp"],
+        )
+    {
         return;
     }
     let work = tempdir();

@@ -53,6 +53,6 @@ pub use mtd::Mtd;
 pub use mtd_cli::{dump, group_json, inspect};
 pub use netns::NetNs;
 pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
-pub use scratch::{can_run, have_tool, tempdir};
+pub use scratch::{can_run, have_tool, have_tools, tempdir};
 pub use sites::{live_loop, reverse_log, reverse_state, site};
 pub use writer::Writer;
