@@ -5,7 +5,7 @@
 //!
 //! - [`sector`]: the block layout, written and parsed.
 //! - [`history`]: the writes in order; the disk after any prefix of them.
-//! - [`check`]: one view against the history.
+//! - [`mod@check`]: one view against the history.
 //! - [`workload`]: the writer on a protected device.
 
 pub mod check;

@@ -1,5 +1,5 @@
 //! The oracle's writer: writes of 1 to 8 blocks at random places on a device (O_DIRECT, one
-//! at a time, so the device sees them in seq order), each block stamped by [`sector::fill`],
+//! at a time, so the device sees them in seq order), each block stamped by [`super::sector::fill`],
 //! recorded in a [`History`] once the write returned.
 
 use std::fs::File;
