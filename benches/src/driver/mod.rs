@@ -11,6 +11,7 @@
 //! - [`report`]: bar lines.
 //! - [`fio`]: fio jobs and their JSON results.
 //! - [`mtd`]: starting and stopping `rewind-mtd`, the `rewind` CLI, cold caches.
+//! - [`suite_test`]: benches that run one test of the suite at length.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
 //! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`]: the
 //!   benches.
@@ -29,6 +30,7 @@ pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod stats;
+pub mod suite_test;
 pub mod tools;
 pub mod views;
 

@@ -6,12 +6,12 @@
 //! equals the source; it prints the faults injected by kind and
 //! `bar netfault-diverged: N (want <= 0)`.
 
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::settings::Settings;
-use super::{progress, tools};
+use super::{progress, suite_test};
 
 /// Runs the campaign; its exit code is the bench's.
 pub fn run(settings: &Settings, minutes_arg: &str) -> Result<ExitCode> {
@@ -27,31 +27,29 @@ pub fn run(settings: &Settings, minutes_arg: &str) -> Result<ExitCode> {
     progress::log(format!(
         "netfault: {minutes} min of random network faults between agent and target"
     ));
-    // The test runs the agent and daemon binaries from the same target directory.
-    if !tools::cargo(
+    suite_test::run(
         settings,
-        &["build", "-p", "rewind-agent", "-p", "rewind-mtd"],
-    )? {
-        bail!("build failed");
-    }
-    let status = progress::hidden(|| {
-        Command::new("cargo")
-            .args([
-                "test",
-                "-p",
-                "rewind-benches",
-                "--test",
-                "netfault",
-                "netfault_campaign",
-                "--",
-            ])
-            .args(["--nocapture", "--test-threads=1"])
-            .env("REWIND_NETFAULT_MINUTES", minutes.to_string())
-            .current_dir(&settings.root)
-            .status()
-    })
-    .context("running cargo test")?;
-    Ok(ExitCode::from(
-        status.code().unwrap_or(1).clamp(0, 255) as u8
-    ))
+        "netfault",
+        "netfault_campaign",
+        "REWIND_NETFAULT_MINUTES",
+        &minutes.to_string(),
+    )
+}
+
+/// `oracle ROUNDS`: the sector-header oracle (benches/tests/oracle.rs) with ROUNDS rounds of
+/// writes and tags, every tag and time and a sample of seqs read through NBD, FUSE and loop.
+pub fn oracle(settings: &Settings, rounds_arg: &str) -> Result<ExitCode> {
+    let rounds = rounds_arg
+        .parse::<u64>()
+        .ok()
+        .filter(|r| (1..=10_000).contains(r))
+        .with_context(|| format!("oracle: ROUNDS must be 1 to 10000, not {rounds_arg:?}"))?;
+    progress::log(format!("oracle: {rounds} rounds of self-describing writes"));
+    suite_test::run(
+        settings,
+        "oracle",
+        "every_point_is_a_prefix_of_the_writes",
+        "REWIND_ORACLE_ROUNDS",
+        &rounds.to_string(),
+    )
 }
