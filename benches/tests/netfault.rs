@@ -108,6 +108,27 @@ impl Rig {
         false
     }
 
+    /// Copies the agent's and the target's logs and the agent's status to a directory that
+    /// outlives the test (a divergence in a long run must be debuggable); returns it.
+    fn keep_evidence(&self, round: u64) -> PathBuf {
+        let dir = PathBuf::from(format!(
+            "/var/tmp/rewind-netfault-diverged-{}-{round}",
+            std::process::id()
+        ));
+        let _ = fs::create_dir_all(&dir);
+        let _ = fs::copy(&self.agent.log, dir.join("agent.log"));
+        let _ = fs::copy(&self.mtd.log, dir.join("mtd.log"));
+        let _ = fs::write(
+            dir.join("status.txt"),
+            format!(
+                "{:?}\n{}",
+                read_status(&self.agent.state),
+                self.proxy.counts()
+            ),
+        );
+        dir
+    }
+
     fn latest_equals_source(&self) -> bool {
         self.mtd
             .latest_equals(&self.group, "d0", &self.img, &self.scratch)
@@ -223,8 +244,10 @@ fn netfault_campaign() {
         let ok = rig.converged(Duration::from_secs(180)) && rig.latest_equals_source();
         if !ok {
             diverged += 1;
+            let kept = rig.keep_evidence(rounds);
             eprintln!(
-                "netfault: round {rounds} DIVERGED after {c}\nagent: {:?}\n{}",
+                "netfault: round {rounds} DIVERGED after {c} (logs kept in {})\nagent: {:?}\n{}",
+                kept.display(),
                 read_status(&rig.agent.state),
                 tail(&rig.agent.log_text(), 30)
             );
