@@ -19,6 +19,9 @@
 //! - [`stats`]: percentiles of ack latencies.
 //! - [`driver`]: the `rewind-bench` driver behind `scripts/bench.sh`: runs, baselines, bars.
 //!
+//! [`powercut`] is a FUSE file system that simulates power cuts (unsynced writes and directory
+//! entries dropped on command), for the power-cut campaigns.
+//!
 //! [`harness`] is the test harness of both the agent's and the master target's tests: the
 //! daemons, the CLI and the agent run as processes, and cleaned up after.
 
@@ -28,6 +31,7 @@ pub mod harness;
 pub mod image;
 pub mod model;
 pub mod pool;
+pub mod powercut;
 pub mod run;
 pub mod session;
 pub mod state;
