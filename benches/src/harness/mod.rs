@@ -12,6 +12,7 @@
 //! - [`disk`]: test data written to and compared between devices and images.
 //! - [`sites`]: failover sites (a target with a view tree) and their reverse replication.
 //! - [`loadgen`]: `rewind-loadgen` workloads.
+//! - [`powercut`]: power-cut campaigns' mounts, rounds and result lines.
 //! - [`vm`]: a qemu test VM booting from what the target exposes.
 //!
 //! Everything here panics on failure: it is for tests only.
@@ -27,6 +28,7 @@ pub mod loopdev;
 pub mod mounts;
 pub mod mtd;
 pub mod mtd_cli;
+pub mod powercut;
 pub mod procs;
 pub mod scratch;
 pub mod sites;
@@ -47,6 +49,7 @@ pub use loopdev::Loop;
 pub use mounts::{umount_lazy, umount_or_lazy, Mount};
 pub use mtd::Mtd;
 pub use mtd_cli::{dump, group_json, inspect};
+pub use powercut::{parse_powercut_result, powercut_mount, powercut_rounds, print_powercut_result};
 pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
 pub use scratch::{can_run, have_tool, tempdir};
 pub use sites::{live_loop, reverse_log, reverse_state, site};
