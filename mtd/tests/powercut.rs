@@ -202,6 +202,8 @@ fn overlay_bits_are_never_durable_before_their_data() {
     assert_ok(&dump(&d.data_dir, "g", "sda", "seq:256", &point), "dump");
     let point = std::fs::read(&point).unwrap();
     let file = views.join("g/sda/overlays/c1.img");
+    // Writes that land while a flush syncs the data complete before the sync returns.
+    pc.set_sync_delay(Duration::from_millis(20));
 
     for round in 0..powercut_rounds(4).min(6) {
         let written: Arc<Vec<AtomicU64>> =

@@ -270,7 +270,16 @@ impl Filesystem for PowercutFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.empty(reply, |s| s.fsync(ino.0));
+        let r = self.with(|s| s.fsync(ino.0).map(|()| s.sync_delay));
+        match r {
+            Ok(delay) => {
+                // Outside the lock: writes that arrive now complete before this fsync
+                // returns, yet were not covered by it (see `State::sync_delay`).
+                std::thread::sleep(delay);
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

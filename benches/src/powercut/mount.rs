@@ -14,7 +14,7 @@ use super::state::{CutReport, State};
 
 /// FUSE threads per mount: requests are applied one at a time anyway (one lock), but a thread
 /// blocked on a slow reply must not stall the others' replies.
-const THREADS: usize = 2;
+const THREADS: usize = 4;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A power-cut file system mounted at a directory, with its bytes in a backing directory;
@@ -107,6 +107,12 @@ impl PowercutMount {
     /// What a cut would drop now.
     pub fn unsynced(&self) -> CutReport {
         self.lock().unsynced()
+    }
+
+    /// Makes every fsync of a file wait `delay` after its bytes became durable (see
+    /// `State::sync_delay`).
+    pub fn set_sync_delay(&self, delay: Duration) {
+        self.lock().sync_delay = delay;
     }
 
     /// Cuts so far.

@@ -69,6 +69,11 @@ pub struct State {
     next_ino: u64,
     /// Bumped by every cut: requests of a session from before it are refused.
     pub epoch: u64,
+    /// How long a file's fsync waits, after its bytes became durable, before it returns. Writes
+    /// made meanwhile complete before the fsync does without being covered by it: what a
+    /// caller that assumes otherwise (a flush that writes "everything written so far" after
+    /// its data sync) gets wrong, made likely instead of rare.
+    pub sync_delay: std::time::Duration,
 }
 
 impl State {
@@ -96,6 +101,7 @@ impl State {
             tree: Tree::new(ROOT),
             next_ino: ROOT + 1,
             epoch: 0,
+            sync_delay: std::time::Duration::ZERO,
         })
     }
 
