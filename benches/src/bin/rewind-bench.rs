@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use rewind_benches::driver::{agent, apply, cleanup, crash, failover, overhead, views};
+use rewind_benches::driver::{agent, apply, cleanup, crash, failover, overhead, powercut, views};
 use rewind_benches::driver::{progress, Settings};
 
 #[derive(Parser)]
@@ -54,6 +54,13 @@ enum Cmd {
     /// every acknowledged write survived
     Crash {
         #[arg(default_value = "100")]
+        rounds: String,
+    },
+    /// power cuts (the power-cut FUSE fs) of the target's data dir under load, ROUNDS times
+    /// per io engine, and of the agent's state dir and disk, ROUNDS times (default 20): no
+    /// acknowledged write may be lost
+    Powercut {
+        #[arg(default_value = "20")]
         rounds: String,
     },
     /// rewind-agent: fio write overhead against a plain loop device, replication lag at 50 MB/s,
@@ -139,6 +146,7 @@ fn main() -> ExitCode {
     let result = match cmd {
         Cmd::Apply { size } => apply::run(&settings, &size).map(|()| ExitCode::SUCCESS),
         Cmd::Crash { rounds } => crash::run(&settings, &rounds),
+        Cmd::Powercut { rounds } => powercut::run(&settings, &rounds),
         Cmd::Agent {
             size,
             fio_seconds,

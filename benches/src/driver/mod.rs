@@ -12,7 +12,8 @@
 //! - [`fio`]: fio jobs and their JSON results.
 //! - [`mtd`]: starting and stopping `rewind-mtd`, the `rewind` CLI, cold caches.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
-//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`overhead`]: the benches.
+//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`overhead`], [`powercut`]: the
+//!   benches.
 
 pub mod agent;
 pub mod agentproc;
@@ -23,6 +24,7 @@ pub mod failover;
 pub mod fio;
 pub mod mtd;
 pub mod overhead;
+pub mod powercut;
 pub mod progress;
 pub mod report;
 pub mod settings;
