@@ -106,7 +106,7 @@ fn writer(dev: PathBuf, seed: u64, model: Arc<Mutex<BlockModel>>, stop: Arc<Atom
             return;
         }
         n += 1;
-        if n % WRITES_PER_FLUSH == 0 {
+        if n.is_multiple_of(WRITES_PER_FLUSH) {
             // Writes completed before the flush are what it covers.
             let covered: Vec<(usize, u64)> = {
                 let m = model.lock().unwrap();

@@ -48,7 +48,7 @@ impl FileData {
         })
     }
 
-    pub fn len(&self) -> io::Result<u64> {
+    pub fn size(&self) -> io::Result<u64> {
         Ok(self.live.metadata()?.len())
     }
 
@@ -63,7 +63,7 @@ impl FileData {
     }
 
     pub fn read(&self, offset: u64, size: u32) -> io::Result<Vec<u8>> {
-        let len = self.len()?;
+        let len = self.size()?;
         let end = offset.saturating_add(u64::from(size)).min(len);
         if offset >= end {
             return Ok(Vec::new());
@@ -82,7 +82,7 @@ impl FileData {
     /// ftruncate: what is cut off is dirty too (extending again must read zeros, and a power
     /// cut must bring the old bytes back).
     pub fn truncate(&mut self, size: u64) -> io::Result<()> {
-        let old = self.len()?;
+        let old = self.size()?;
         self.live.set_len(size)?;
         self.dirty.insert(size.min(old), size.max(old));
         Ok(())
@@ -92,7 +92,7 @@ impl FileData {
     /// preallocation changes no bytes; the others dirty their range, and a size change is
     /// undone by a cut like any other.
     pub fn fallocate(&mut self, offset: u64, len: u64, mode: i32) -> io::Result<()> {
-        let old = self.len()?;
+        let old = self.size()?;
         // SAFETY: fallocate on a descriptor this struct owns, with plain integer arguments.
         let r = unsafe { libc::fallocate(self.live.as_raw_fd(), mode, offset as i64, len as i64) };
         if r != 0 {
@@ -102,7 +102,7 @@ impl FileData {
         if changes_bytes {
             self.dirty.insert(offset, offset.saturating_add(len));
         }
-        let new = self.len()?;
+        let new = self.size()?;
         self.dirty.insert(old.min(new), old.max(new));
         Ok(())
     }
@@ -121,7 +121,7 @@ impl FileData {
     /// fsync/fdatasync: the live bytes and size become the durable ones.
     pub fn sync(&mut self) -> io::Result<()> {
         let durable = OpenOptions::new().write(true).open(&self.durable_path)?;
-        let len = self.len()?;
+        let len = self.size()?;
         durable.set_len(len)?;
         for (start, end) in self.dirty.iter() {
             copy_range(&self.live, &durable, start, end.min(len))?;

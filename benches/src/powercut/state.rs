@@ -127,7 +127,7 @@ impl State {
         let n = self.node(ino)?;
         let (dir, size, blocks) = match &n.kind {
             Kind::Dir => (true, 0, 0),
-            Kind::File(f) => (false, f.len().map_err(errno)?, f.blocks().map_err(errno)?),
+            Kind::File(f) => (false, f.size().map_err(errno)?, f.blocks().map_err(errno)?),
         };
         Ok(Stat {
             ino,
