@@ -5,7 +5,7 @@
 //! a power cut does, and the mount then shows only what was made durable.
 //!
 //! - [`ranges`]: the byte ranges of a file written since its last sync.
-//! - [`file`]: one file's live and durable bytes, synced and rolled back by those ranges.
+//! - [`file`](mod@file): one file's live and durable bytes, synced and rolled back by those ranges.
 //! - [`tree`]: the live and the durable directory entries, and the cut of the tree.
 //! - [`state`]: the whole file system without FUSE (inodes, operations, the cut).
 //! - [`fs`]: the FUSE requests, one [`state::State`] call each.
