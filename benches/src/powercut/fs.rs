@@ -39,6 +39,8 @@ fn attr(s: &Stat) -> FileAttr {
         crtime: s.mtime,
         kind: if s.dir {
             FileType::Directory
+        } else if s.socket {
+            FileType::Socket
         } else {
             FileType::RegularFile
         },
@@ -138,6 +140,20 @@ impl Filesystem for PowercutFs {
     ) {
         let (uid, gid) = (req.uid(), req.gid());
         self.entry(reply, |s| s.mkdir(parent.0, name, mode & !umask, uid, gid));
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (uid, gid) = (req.uid(), req.gid());
+        self.entry(reply, |s| s.mknod(parent.0, name, mode & !umask, uid, gid));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {

@@ -25,6 +25,8 @@ fn errno(e: io::Error) -> Errno {
 enum Kind {
     Dir,
     File(FileData),
+    /// A unix socket's name (bind(2) makes one; the kernel keeps the socket itself).
+    Socket,
 }
 
 struct Node {
@@ -42,6 +44,7 @@ struct Node {
 pub struct Stat {
     pub ino: u64,
     pub dir: bool,
+    pub socket: bool,
     pub size: u64,
     pub blocks: u64,
     /// Permission bits only.
@@ -113,6 +116,7 @@ impl State {
         match &mut self.nodes.get_mut(&ino).ok_or(Errno::ENOENT)?.kind {
             Kind::File(f) => Ok(f),
             Kind::Dir => Err(Errno::EISDIR),
+            Kind::Socket => Err(Errno::ENXIO),
         }
     }
 
@@ -120,18 +124,20 @@ impl State {
         match &self.node(ino)?.kind {
             Kind::File(f) => Ok(f),
             Kind::Dir => Err(Errno::EISDIR),
+            Kind::Socket => Err(Errno::ENXIO),
         }
     }
 
     pub fn stat(&self, ino: u64) -> Result<Stat> {
         let n = self.node(ino)?;
         let (dir, size, blocks) = match &n.kind {
-            Kind::Dir => (true, 0, 0),
+            Kind::Dir | Kind::Socket => (matches!(n.kind, Kind::Dir), 0, 0),
             Kind::File(f) => (false, f.size().map_err(errno)?, f.blocks().map_err(errno)?),
         };
         Ok(Stat {
             ino,
             dir,
+            socket: matches!(n.kind, Kind::Socket),
             size,
             blocks,
             mode: n.mode & 0o7777,
@@ -177,6 +183,8 @@ impl State {
         let kind = if is_dir {
             self.tree.add_dir(ino);
             Kind::Dir
+        } else if mode & libc::S_IFMT == libc::S_IFSOCK {
+            Kind::Socket
         } else {
             Kind::File(FileData::create(&self.backing, ino).map_err(errno)?)
         };
@@ -205,6 +213,14 @@ impl State {
         uid: u32,
         gid: u32,
     ) -> Result<Stat> {
+        self.new_node(dir, name, mode, uid, gid, false)
+    }
+
+    /// mknod: only unix sockets (what bind(2) asks for); other special files are refused.
+    pub fn mknod(&mut self, dir: u64, name: &OsStr, mode: u32, uid: u32, gid: u32) -> Result<Stat> {
+        if mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(Errno::EPERM);
+        }
         self.new_node(dir, name, mode, uid, gid, false)
     }
 
@@ -304,6 +320,7 @@ impl State {
         match self.nodes.remove(&ino).expect("present").kind {
             Kind::Dir => self.tree.drop_dir(ino),
             Kind::File(f) => f.remove().map_err(errno)?,
+            Kind::Socket => {}
         }
         Ok(())
     }
@@ -395,7 +412,7 @@ impl State {
             .values()
             .filter_map(|n| match &n.kind {
                 Kind::File(f) => Some(f.unsynced_bytes()),
-                Kind::Dir => None,
+                Kind::Dir | Kind::Socket => None,
             })
             .sum();
         let entries = self
