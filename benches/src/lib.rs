@@ -22,6 +22,8 @@
 //! [`faultproxy`] is a TCP proxy that injects network faults between agent and target.
 //!
 //! [`oracle`] is the sector-header oracle: views at points checked against what was written.
+//! [`powercut`] is a FUSE file system that simulates power cuts (unsynced writes and directory
+//! entries dropped on command), for the power-cut campaigns.
 //!
 //! [`harness`] is the test harness of both the agent's and the master target's tests: the
 //! daemons, the CLI and the agent run as processes, and cleaned up after.
@@ -34,6 +36,7 @@ pub mod image;
 pub mod model;
 pub mod oracle;
 pub mod pool;
+pub mod powercut;
 pub mod run;
 pub mod session;
 pub mod state;

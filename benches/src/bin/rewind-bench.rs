@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use rewind_benches::driver::{agent, apply, cleanup, crash, failover, netfault, overhead, views};
+use rewind_benches::driver::{
+    agent, apply, cleanup, crash, failover, netfault, overhead, powercut, views,
+};
 use rewind_benches::driver::{progress, Settings};
 
 #[derive(Parser)]
@@ -62,6 +64,13 @@ enum Cmd {
     /// the sector-header oracle: ROUNDS rounds of self-describing writes, then every tag, time
     /// and a sample of seqs read through NBD, FUSE and loop must be a prefix of the writes
     Oracle { rounds: String },
+    /// power cuts (the power-cut FUSE fs) of the target's data dir under load, ROUNDS times
+    /// per io engine, and of the agent's state dir and disk, ROUNDS times (default 20): no
+    /// acknowledged write may be lost
+    Powercut {
+        #[arg(default_value = "20")]
+        rounds: String,
+    },
     /// rewind-agent: fio write overhead against a plain loop device, replication lag at 50 MB/s,
     /// initial sync of a half-full ext4 image against zstd -1 -T1 (SIZE default 1GiB; the
     /// issue's measuring size for the sync is 4GiB)
@@ -147,6 +156,7 @@ fn main() -> ExitCode {
         Cmd::Crash { rounds } => crash::run(&settings, &rounds),
         Cmd::Netfault { minutes } => netfault::run(&settings, &minutes),
         Cmd::Oracle { rounds } => netfault::oracle(&settings, &rounds),
+        Cmd::Powercut { rounds } => powercut::run(&settings, &rounds),
         Cmd::Agent {
             size,
             fio_seconds,

@@ -13,7 +13,8 @@
 //! - [`mtd`]: starting and stopping `rewind-mtd`, the `rewind` CLI, cold caches.
 //! - [`suite_test`]: benches that run one test of the suite at length.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
-//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`]: the
+//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`],
+//!   [`powercut`]: the
 //!   benches.
 
 pub mod agent;
@@ -28,6 +29,7 @@ pub mod mtd;
 pub mod netfault;
 pub mod nulltarget;
 pub mod overhead;
+pub mod powercut;
 pub mod progress;
 pub mod report;
 pub mod settings;

@@ -13,6 +13,7 @@
 //! - [`sites`]: failover sites (a target with a view tree) and their reverse replication.
 //! - [`loadgen`]: `rewind-loadgen` workloads.
 //! - [`netns`]: a network namespace behind a veth pair, for partitions.
+//! - [`powercut`]: power-cut campaigns' mounts, rounds and result lines.
 //! - [`vm`]: a qemu test VM booting from what the target exposes.
 //! - [`writer`]: a background random-extent workload on a protected device.
 //!
@@ -30,6 +31,7 @@ pub mod mounts;
 pub mod mtd;
 pub mod mtd_cli;
 pub mod netns;
+pub mod powercut;
 pub mod procs;
 pub mod scratch;
 pub mod sites;
@@ -52,6 +54,7 @@ pub use mounts::{umount_lazy, umount_or_lazy, Mount};
 pub use mtd::Mtd;
 pub use mtd_cli::{dump, group_json, inspect};
 pub use netns::NetNs;
+pub use powercut::{parse_powercut_result, powercut_mount, powercut_rounds, print_powercut_result};
 pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
 pub use scratch::{can_run, have_tool, have_tools, tempdir};
 pub use sites::{live_loop, reverse_log, reverse_state, site};

@@ -26,6 +26,8 @@ use crate::store::{Result, Store, StoreError};
 use crate::views::view::{push_extent, sparse_runs, Extent, View};
 use rewind_linux::clock::now_ms;
 
+mod flush;
+
 /// The overlay's unit of copy-on-write.
 pub const OVERLAY_BLOCK: u64 = 4096;
 /// Bitmap bytes written back per dirty page at a flush.
@@ -60,6 +62,10 @@ pub struct Overlay {
     bits: Vec<AtomicU64>,
     /// Bitmap pages changed since the last flush.
     dirty_pages: Mutex<BTreeSet<usize>>,
+    /// Held for a whole flush (see [`Overlay::flush`]).
+    flushing: Mutex<()>,
+    /// An fsync of `data.img` failed once: every later flush fails too.
+    data_sync_failed: std::sync::atomic::AtomicBool,
     stripes: Vec<Mutex<()>>,
     /// NBD clients get it read-only: a live disk under reverse replication is written only
     /// through its loop device, by the agent that replicates every write.
@@ -241,39 +247,6 @@ impl Overlay {
         Ok(())
     }
 
-    /// Make every write so far durable: data first, then the bitmap pages that point at it.
-    pub fn flush(&self) -> Result<()> {
-        self.data.sync_data().map_err(self.io_error("fsync", 0))?;
-        let pages: Vec<usize> = std::mem::take(&mut *self.dirty_pages.lock().expect("dirty lock"))
-            .into_iter()
-            .collect();
-        if pages.is_empty() {
-            return Ok(());
-        }
-        let bytes = self.bitmap_bytes();
-        let path = self.dir.join("bitmap");
-        for p in &pages {
-            let lo = p * BITMAP_PAGE;
-            let hi = (lo + BITMAP_PAGE).min(bytes.len());
-            self.bitmap_file
-                .write_all_at(&bytes[lo..hi], lo as u64)
-                .map_err(StoreError::io("write", &path))?;
-        }
-        self.bitmap_file
-            .sync_data()
-            .map_err(StoreError::io("fsync", &path))
-    }
-
-    fn bitmap_bytes(&self) -> Vec<u8> {
-        let n = bitmap_len(self.meta.size_bytes);
-        let mut out = Vec::with_capacity(self.bits.len() * 8);
-        for w in &self.bits {
-            out.extend_from_slice(&w.load(Ordering::Acquire).to_le_bytes());
-        }
-        out.truncate(n);
-        out
-    }
-
     /// Allocation of `[offset, offset + len)`: overlay blocks by the holes of `data.img`, the rest
     /// from the point.
     pub fn extents(&self, offset: u64, len: u64) -> Result<Vec<Extent>> {
@@ -434,6 +407,8 @@ impl Overlays {
             bitmap_file,
             bits,
             dirty_pages: Mutex::new(BTreeSet::new()),
+            flushing: Mutex::new(()),
+            data_sync_failed: std::sync::atomic::AtomicBool::new(false),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             nbd_read_only: std::sync::atomic::AtomicBool::new(false),
         })
