@@ -1,7 +1,8 @@
-//! The control API: HTTP+JSON on a unix socket, used by the `rewind` CLI.
+//! The control API: HTTP+JSON on a unix socket, used by the `rewind` CLI, and optionally on TCP
+//! with mutual TLS for the configuration server ([`tcp`], `serve --control-listen`).
 //!
 //! Who may do what (`authorize`): root everything; members of the access group (`rewind`) only
-//! GET; anybody else nothing (403). Names in paths and bodies are checked by `names` before they
+//! GET; on TCP a site certificate everything; anybody else nothing (403). Names in paths and bodies are checked by `names` before they
 //! reach a path (400).
 //!
 //! Routes (all JSON, typed in `crate::api`; errors are `{"error": "..."}` with the status of
@@ -35,6 +36,7 @@ mod overlays;
 mod plans;
 mod points;
 mod routes;
+pub mod tcp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
