@@ -8,6 +8,7 @@
 //! Routes (all JSON, typed in `crate::api`; errors are `{"error": "..."}` with the status of
 //! their [`error::ApiError`]):
 //! - `GET /v1/groups`: groups, disks, segments, points, tags, horizon (the `inspect` report)
+//! - `GET /v1/events`: server-sent events, one JSON object each (`crate::events`)
 //! - `DELETE /v1/groups/{group}`: delete an idle group (`control/groups.rs`)
 //! - `GET /v1/groups/{group}/points`: the recovery points of one group
 //! - `POST /v1/groups/{group}/drain` `{"tag", "timeout_secs"}`: the agent stops writes, sends
@@ -27,6 +28,7 @@ mod attachments;
 mod authorize;
 mod drain;
 pub mod error;
+mod events;
 mod failover;
 pub mod fuzzing;
 mod groups;
