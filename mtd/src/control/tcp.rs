@@ -96,7 +96,7 @@ pub async fn start(
     Ok(local)
 }
 
-/// A TLS connection and its place among the [`MAX_CONNS`] (freed when it closes).
+/// A TLS connection and its place among the listener's connection slots (freed when it closes).
 pub struct Conn {
     tls: TlsStream<TcpStream>,
     _slot: tokio::sync::OwnedSemaphorePermit,
