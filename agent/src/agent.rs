@@ -23,6 +23,7 @@ use crate::config::{FuseTransport, IoEngine, Settings};
 use crate::drain::thread::Drainer;
 use crate::drain::{DrainCtl, WriteGate};
 use crate::error::{Error, Result};
+use crate::policy::PolicyCtl;
 use crate::state::report::{LinkView, StatusWriter};
 use crate::state::StateDir;
 use crate::stream::inflight::InFlight;
@@ -227,6 +228,10 @@ impl Agent {
         let (link_events, link_rx) = mpsc::channel();
         let progress: Arc<[SyncProgress]> = infos.iter().map(|_| SyncProgress::default()).collect();
         let sync_status = Arc::new(SyncStatus::default());
+        // Shared with the policy the target sends (level, bandwidth schedule).
+        let limit = Arc::new(RateLimit::new(settings.bandwidth_bytes_per_sec));
+        let levels = Arc::new(Levels::new(settings.level, !settings.fixed_level));
+        let policy = Arc::new(PolicyCtl::load(&state, limit.clone(), levels.clone()));
         agent.sender = Some(
             Sender {
                 settings: Arc::clone(&settings),
@@ -235,13 +240,14 @@ impl Agent {
                 queue: Arc::clone(&queue),
                 dirty: Arc::clone(&dirty),
                 hashes: Arc::clone(&hashes),
-                limit: RateLimit::new(settings.bandwidth_bytes_per_sec),
-                levels: Levels::new(settings.level, !settings.fixed_level),
+                limit,
+                levels,
                 acked_before: state.read_acked(),
                 control: sender::Control {
                     drain: Arc::clone(&drain),
                     gate: Arc::clone(&gate),
                     outbox: outbox.clone(),
+                    policy: policy.clone(),
                 },
                 answers,
                 sync_events,
@@ -284,6 +290,7 @@ impl Agent {
             drain: Arc::clone(&drain),
             gate: Arc::clone(&gate),
             link: LinkView::new(link_rx),
+            policy,
         };
         let st = Arc::clone(&stop);
         agent.status = Some(spawn("status", move || writer.run(&st))?);

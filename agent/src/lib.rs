@@ -50,6 +50,7 @@ pub mod control;
 pub mod drain;
 pub mod error;
 pub mod freeze;
+pub mod policy;
 pub mod schedule;
 pub mod state;
 pub mod stream;

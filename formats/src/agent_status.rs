@@ -89,6 +89,9 @@ pub struct Status {
     /// and the agent does not reconnect.
     #[serde(default)]
     pub fenced: Option<String>,
+    /// The replication policy the target sent, as `NAME vN` (none: no policy).
+    #[serde(default)]
+    pub policy: Option<String>,
     pub disks: Vec<DiskStatus>,
 }
 

@@ -25,6 +25,9 @@ pub fn status(state_dir: &Path, json: bool) -> Result<ExitCode> {
         },
         if alive { "" } else { "; agent not running" }
     );
+    if let Some(p) = &st.policy {
+        println!("  policy: {p}");
+    }
     if let Some(reason) = &st.fenced {
         println!("  fenced: {reason}");
         println!(

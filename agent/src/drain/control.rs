@@ -1,14 +1,26 @@
 //! The target's CONTROL frames, as the session's reader gets them: a drain or resume is
 //! recorded for the drain thread, anything that cannot be done is refused with an ERROR (which
-//! ends the session, so the target's waiter learns at once).
+//! ends the session, so the target's waiter learns at once); a policy goes to
+//! [`crate::policy`], and one it cannot apply is refused with an ERROR the target records
+//! without ending the session.
 
 use rewind_formats::{Control, ControlOp, ErrorCode};
 
+use rewind_formats::policy::REFUSED_PREFIX;
+
 use super::{DrainCtl, WriteGate};
+use crate::policy::PolicyCtl;
 use crate::stream::link::Outbox;
 
 /// Handles one CONTROL frame for `group` (the group this agent serves).
-pub fn control(c: Control, group: &str, drain: &DrainCtl, gate: &WriteGate, outbox: &Outbox) {
+pub fn control(
+    c: Control,
+    group: &str,
+    drain: &DrainCtl,
+    gate: &WriteGate,
+    outbox: &Outbox,
+    policy: &PolicyCtl,
+) {
     if c.group != group {
         outbox.send_error(
             ErrorCode::UnknownGroup,
@@ -47,6 +59,17 @@ pub fn control(c: Control, group: &str, drain: &DrainCtl, gate: &WriteGate, outb
                 );
             }
         }
+        // Refused with the prefix the target records without ending the session.
+        ControlOp::Policy => match policy.apply(&c.arg) {
+            Ok(label) => tracing::info!(group, policy = %label, "policy from the target applied"),
+            Err(why) => {
+                tracing::warn!(group, %why, "policy from the target refused");
+                outbox.send_error(
+                    ErrorCode::OutOfRange,
+                    format!("{REFUSED_PREFIX}{group}: {why}"),
+                );
+            }
+        },
         op => {
             tracing::info!(
                 group,

@@ -86,6 +86,11 @@ impl StateDir {
         self.group_file("dirty")
     }
 
+    /// The replication policy the target sent last (JSON, see `crate::policy`).
+    pub fn policy_file(&self) -> PathBuf {
+        self.group_file("policy")
+    }
+
     /// The disk spool.
     pub fn spool(&self) -> PathBuf {
         self.group_file("spool")

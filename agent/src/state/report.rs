@@ -71,6 +71,8 @@ pub struct StatusWriter {
     /// Tells whether the agent is fenced.
     pub gate: Arc<WriteGate>,
     pub link: LinkView,
+    /// The policy from the target: shown, and its bandwidth schedule followed.
+    pub policy: Arc<crate::policy::PolicyCtl>,
 }
 
 impl StatusWriter {
@@ -85,6 +87,7 @@ impl StatusWriter {
 
     pub fn write(&mut self) {
         self.link.update();
+        self.policy.tick();
         if let Err(e) = self.state.write_status(&self.status()) {
             tracing::warn!(error = %e, "writing the status file");
         }
@@ -169,6 +172,7 @@ impl StatusWriter {
             draining,
             drained,
             fenced: self.gate.fenced(),
+            policy: self.policy.label(),
             disks,
         }
     }

@@ -47,7 +47,8 @@ struct State {
 
 /// Shared by the sender's compression threads.
 pub struct Levels {
-    configured: i32,
+    /// The level asked for (`--level`, or a policy's, [`Levels::set_configured`]).
+    configured: std::sync::atomic::AtomicI32,
     adaptive: bool,
     state: Mutex<State>,
 }
@@ -55,7 +56,7 @@ pub struct Levels {
 impl Levels {
     pub fn new(configured: i32, adaptive: bool) -> Levels {
         Levels {
-            configured,
+            configured: std::sync::atomic::AtomicI32::new(configured),
             adaptive,
             state: Mutex::new(State {
                 link_bound: !adaptive,
@@ -68,21 +69,33 @@ impl Levels {
         }
     }
 
+    /// The level asked for.
+    pub fn configured(&self) -> i32 {
+        self.configured.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Ask for another level from the next batch on (a policy's `level`).
+    pub fn set_configured(&self, level: i32) {
+        self.configured
+            .store(level, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The level for the next batch.
     pub fn next(&self) -> i32 {
+        let configured = self.configured();
         if !self.adaptive {
-            return self.configured;
+            return configured;
         }
         let mut st = self.lock();
         if !st.link_bound {
             return FAST_LEVEL;
         }
         if st.skipping == 0 || st.skipping.is_multiple_of(RETRY_EVERY) {
-            return self.configured;
+            return configured;
         }
         st.skipping += 1;
         FAST_LEVEL
@@ -90,7 +103,7 @@ impl Levels {
 
     /// How a batch compressed at `level` came out.
     pub fn compressed(&self, level: i32, raw: usize, compressed: usize) {
-        if level != self.configured {
+        if level != self.configured() {
             return;
         }
         let mut st = self.lock();

@@ -51,7 +51,8 @@ impl Outbox {
     }
 
     /// Tells the target (in the current session) that something it asked for cannot be done;
-    /// the session then ends, as after any ERROR.
+    /// the session then ends, as after any ERROR (but a refused policy's: see
+    /// [`rewind_formats::policy::REFUSED_PREFIX`]).
     pub fn send_error(&self, code: ErrorCode, message: String) {
         // (A sender that has stopped has no session to answer in.)
         let _ = self.tx.send(Message::Error(ErrorMsg { code, message }));

@@ -5,16 +5,19 @@
 //! what the bucket has and goes into debt, sleeping first for its share of the rate, so the
 //! average holds either way. The bucket starts empty: the rate holds from the first byte.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Largest burst, as a fraction of a second's worth of rate.
 const BURST_SECS: f64 = 0.25;
 
-/// A bandwidth limit shared by whoever sends; `None` (unlimited) costs one branch per call.
+/// A bandwidth limit shared by whoever sends; unlimited costs one atomic load per call. A policy
+/// changes the rate while it runs ([`RateLimit::set`]).
 #[derive(Debug)]
 pub struct RateLimit {
-    bucket: Option<Mutex<Bucket>>,
+    limited: AtomicBool,
+    bucket: Mutex<Option<Bucket>>,
 }
 
 #[derive(Debug)]
@@ -29,27 +32,51 @@ struct Bucket {
 impl RateLimit {
     /// `None`, or `Some(0)` (which validation refuses anyway), is unlimited.
     pub fn new(bytes_per_sec: Option<u64>) -> RateLimit {
-        RateLimit {
-            bucket: bytes_per_sec.filter(|&r| r > 0).map(|r| {
-                let rate = r as f64;
-                Mutex::new(Bucket {
-                    bytes_per_sec: rate,
-                    burst: (rate * BURST_SECS).max(1.0),
-                    tokens: 0.0,
-                    refilled: Instant::now(),
-                })
-            }),
+        let l = RateLimit {
+            limited: AtomicBool::new(false),
+            bucket: Mutex::new(None),
+        };
+        l.set(bytes_per_sec);
+        l
+    }
+
+    /// The rate now in force (`None`: unlimited).
+    pub fn rate(&self) -> Option<u64> {
+        let b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        b.as_ref().map(|b| b.bytes_per_sec as u64)
+    }
+
+    /// Change the rate (`None` or 0: unlimited). The same rate again changes nothing; a new one
+    /// starts from an empty bucket.
+    pub fn set(&self, bytes_per_sec: Option<u64>) {
+        let want = bytes_per_sec.filter(|&r| r > 0);
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        if b.as_ref().map(|b| b.bytes_per_sec as u64) == want {
+            return;
         }
+        *b = want.map(|r| {
+            let rate = r as f64;
+            Bucket {
+                bytes_per_sec: rate,
+                burst: (rate * BURST_SECS).max(1.0),
+                tokens: 0.0,
+                refilled: Instant::now(),
+            }
+        });
+        self.limited.store(b.is_some(), Ordering::Relaxed);
     }
 
     /// Blocks until `bytes` may be sent.
     pub fn take(&self, bytes: u64) {
-        let Some(bucket) = &self.bucket else {
+        if !self.limited.load(Ordering::Relaxed) {
             return;
-        };
+        }
         // The lock is held while sleeping on purpose: concurrent senders queue behind each
         // other instead of all spending the same tokens.
-        let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(b) = guard.as_mut() else {
+            return;
+        };
         let now = Instant::now();
         let earned = now.duration_since(b.refilled).as_secs_f64() * b.bytes_per_sec;
         b.tokens = (b.tokens + earned).min(b.burst);
@@ -100,6 +127,21 @@ mod tests {
         let both = t0.elapsed();
         assert!(both >= Duration::from_millis(550), "{both:?}");
         assert!(both < Duration::from_millis(1500), "{both:?}");
+    }
+
+    #[test]
+    fn the_rate_changes_while_it_runs() {
+        let l = RateLimit::new(None);
+        l.set(Some(8 << 20));
+        assert_eq!(l.rate(), Some(8 << 20));
+        let t0 = Instant::now();
+        l.take(4 << 20);
+        assert!(t0.elapsed() >= Duration::from_millis(400));
+        l.set(None);
+        let t0 = Instant::now();
+        l.take(1 << 30);
+        assert!(t0.elapsed() < Duration::from_millis(50));
+        assert_eq!(l.rate(), None);
     }
 
     #[test]

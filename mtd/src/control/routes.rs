@@ -10,8 +10,13 @@ use super::Control;
 pub fn router(control: Arc<Control>) -> Router {
     Router::new()
         .route("/v1/groups", get(super::groups::groups))
+        .route("/v1/events", get(super::events::events))
         .route("/v1/groups/{group}", delete(super::groups::delete_group))
         .route("/v1/groups/{group}/points", get(super::points::points))
+        .route(
+            "/v1/groups/{group}/policy",
+            get(super::policy::get_policy).put(super::policy::put_policy),
+        )
         .route(
             "/v1/groups/{group}/retention",
             post(super::groups::retention),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rewind_formats::frame::FrameKind;
 use rewind_formats::message::{Ack, BatchRef, ErrorCode, ErrorMsg, Hashes, Message};
+use rewind_formats::policy::REFUSED_PREFIX;
 use rewind_formats::Seq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -98,6 +99,7 @@ pub(crate) async fn run<S>(
         out: out_tx.clone(),
         ended: ended_rx,
     };
+    let mut fed_groups = Served::default();
     let result = serve(
         &store,
         &quotas,
@@ -105,6 +107,7 @@ pub(crate) async fn run<S>(
         &session,
         &peer,
         identity.as_deref(),
+        &mut fed_groups,
     )
     .await;
     let end = match &result {
@@ -117,6 +120,13 @@ pub(crate) async fn run<S>(
             by_agent: f.by_agent,
         },
     };
+    for g in &fed_groups.groups {
+        store.events.emit(
+            "group.disconnected",
+            Some(g),
+            serde_json::json!({ "agent": fed_groups.agent, "host": peer, "reason": end.message }),
+        );
+    }
     ended_tx.send_replace(Some(end));
     match result {
         Ok(()) => tracing::info!(%peer, "session closed by peer"),
@@ -141,6 +151,13 @@ pub(crate) async fn run<S>(
     let _ = tokio::time::timeout(Duration::from_secs(5), sender).await;
 }
 
+/// The groups a session was admitted to feed, for its `group.disconnected` events.
+#[derive(Default)]
+struct Served {
+    agent: String,
+    groups: Vec<String>,
+}
+
 async fn serve<R: AsyncRead + Unpin>(
     store: &Arc<Store>,
     quotas: &Quotas,
@@ -148,6 +165,7 @@ async fn serve<R: AsyncRead + Unpin>(
     session: &SessionLink,
     peer: &str,
     identity: Option<&str>,
+    fed_groups: &mut Served,
 ) -> Result<(), Fault> {
     let out = &session.out;
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(rd)).await {
@@ -186,6 +204,16 @@ async fn serve<R: AsyncRead + Unpin>(
     out.send(Message::Welcome(admitted.welcome).to_frame())
         .await
         .map_err(|_| closed())?;
+    fed_groups.agent = hello.agent.clone();
+    for f in &fed {
+        fed_groups.groups.push(f.group.name.clone());
+        // HELLO carries no version: the site learns it from the agent's settings bundle.
+        store.events.emit(
+            "group.connected",
+            Some(&f.group.name),
+            serde_json::json!({ "agent": hello.agent, "host": peer, "version": null }),
+        );
+    }
     // A failed planned failover left the agent drained while it was away: writes again.
     for f in &fed {
         if let Some(tag) = f.group.take_resume_owed() {
@@ -197,6 +225,9 @@ async fn serve<R: AsyncRead + Unpin>(
             );
             out.send(resume).await.map_err(|_| closed())?;
         }
+    }
+    for f in &fed {
+        super::policy::send(store, &f.group, out).await;
     }
     let _acks = Tasks(
         fed.iter()
@@ -234,7 +265,10 @@ async fn serve<R: AsyncRead + Unpin>(
             continue;
         }
         match Message::decode(kind, payload).map_err(ReadError::from)? {
-            Message::Tag(t) => find(&mut fed, &t.group)?.tag(store, &t).await?,
+            Message::Tag(t) => {
+                find(&mut fed, &t.group)?.tag(store, &t).await?;
+                tag_event(store, &t);
+            }
             Message::Hashes(h) => {
                 let f = find(&mut fed, &h.group)?;
                 let group = f.group.clone();
@@ -246,6 +280,9 @@ async fn serve<R: AsyncRead + Unpin>(
                 out.send(Message::Hashes(reply).to_frame())
                     .await
                     .map_err(|_| closed())?;
+            }
+            Message::Error(e) if e.message.starts_with(REFUSED_PREFIX) => {
+                policy_refused(store, &fed, &e.message);
             }
             Message::Error(e) => {
                 return Err(Fault {
@@ -262,6 +299,42 @@ async fn serve<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// The agent could not apply the policy it was sent (`policy refused: GROUP: why`): recorded on
+/// the group, shown by `GET /v1/groups`; the session goes on with what the agent ran before.
+fn policy_refused(store: &Store, fed: &[super::ingest::Feed], message: &str) {
+    let rest = &message[REFUSED_PREFIX.len()..];
+    let (group, why) = rest.split_once(": ").unwrap_or(("", rest));
+    let Some(f) = fed.iter().find(|f| f.group.name == group) else {
+        tracing::warn!(
+            message,
+            "the agent refused a policy for a group it does not feed here"
+        );
+        return;
+    };
+    tracing::warn!(group, why, "the agent cannot apply the policy");
+    f.group.policy_refused(why.to_string());
+    store.events.emit(
+        "policy.refused",
+        Some(group),
+        serde_json::json!({ "reason": why }),
+    );
+}
+
+/// A tag's event: a resync's start or end, or a recovery point.
+fn tag_event(store: &Store, t: &rewind_formats::message::Tag) {
+    use rewind_formats::TagKind;
+    let kind = match t.tag.kind {
+        TagKind::SyncBegin => "sync.started",
+        TagKind::SyncEnd => "sync.finished",
+        _ => "point.tagged",
+    };
+    store.events.emit(
+        kind,
+        Some(&t.group),
+        serde_json::json!({ "seq": t.tag.seq.0, "name": t.tag.name, "tag_kind": t.tag.kind }),
+    );
 }
 
 fn closed() -> Fault {

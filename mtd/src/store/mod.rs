@@ -26,6 +26,7 @@ pub(crate) mod manifest;
 pub mod merger;
 pub(crate) mod pins;
 pub mod points;
+pub mod policy;
 pub mod quota;
 pub(crate) mod reads;
 mod replay;
@@ -87,6 +88,9 @@ pub struct Store {
     writer_tx: Option<mpsc::Sender<WriterMsg>>,
     opts: StoreOptions,
     _lock: Option<nix::fcntl::Flock<File>>,
+    /// What changed, for `GET /v1/events` (the store only carries it: sessions, jobs and the
+    /// control API emit).
+    pub events: Arc<crate::events::Events>,
 }
 
 impl Store {
@@ -120,6 +124,7 @@ impl Store {
             writer_tx: Some(tx.clone()),
             opts,
             _lock: Some(lock),
+            events: Arc::default(),
         });
         spawn_ticker(tx.downgrade());
         spawn_merger(Arc::downgrade(&store), store.opts.merge_interval);
@@ -146,6 +151,7 @@ impl Store {
             writer_tx: None,
             opts: StoreOptions::default(),
             _lock: None,
+            events: Arc::default(),
         })
     }
 

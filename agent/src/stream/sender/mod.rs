@@ -68,8 +68,8 @@ pub struct Sender {
     pub dirty: Arc<DirtyMap>,
     /// The resync's HASHES requests: sent here, answered to the ACK reader.
     pub hashes: Arc<HashRequests>,
-    pub limit: RateLimit,
-    pub levels: Levels,
+    pub limit: Arc<RateLimit>,
+    pub levels: Arc<Levels>,
     /// The last seq the target acknowledged in an earlier run (`STATE_DIR/GROUP.acked`, read at
     /// start before anything rewrites it).
     pub acked_before: Option<Seq>,
@@ -83,13 +83,15 @@ pub struct Sender {
     pub stop: Arc<AtomicBool>,
 }
 
-/// What the target's CONTROL frames act on: drains (see [`crate::drain`]).
+/// What the target's CONTROL frames act on: drains (see [`crate::drain`]) and policies.
 #[derive(Clone)]
 pub struct Control {
     pub drain: Arc<DrainCtl>,
     pub gate: Arc<WriteGate>,
     /// Refusals go back to the target through here.
     pub outbox: Outbox,
+    /// Where a CONTROL Policy goes (see [`crate::policy`]).
+    pub policy: Arc<crate::policy::PolicyCtl>,
 }
 
 impl Sender {
@@ -154,11 +156,17 @@ impl Sender {
              failed over); not reconnecting, and the disks refuse writes (EROFS)");
     }
 
-    /// Sends the answers to CONTROL frames; an ERROR ends the session (as the protocol says).
+    /// Sends the answers to CONTROL frames; an ERROR ends the session (as the protocol says),
+    /// except a refused policy's, which the target records and goes on from.
     fn send_outbox(&self, conn: &mut Conn) -> Result<()> {
         for m in self.answers.try_iter() {
             self.send(conn, &m.to_frame())?;
             if let Message::Error(e) = m {
+                if e.message
+                    .starts_with(rewind_formats::policy::REFUSED_PREFIX)
+                {
+                    continue;
+                }
                 return Err(Error::Connection {
                     addr: self.settings.target.to_string(),
                     why: format!(

@@ -61,6 +61,7 @@ impl Sender {
                             &control.drain,
                             &control.gate,
                             &control.outbox,
+                            &control.policy,
                         ),
                         Ok(Some(other)) => {
                             tracing::debug!(kind = other.kind().name(), "unexpected frame ignored");
