@@ -12,6 +12,7 @@ pub mod failover;
 pub mod fusetree;
 pub mod jobs;
 pub mod limits;
+pub mod metrics;
 pub mod listen;
 pub mod names;
 pub mod nbd;

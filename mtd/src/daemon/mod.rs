@@ -28,8 +28,10 @@ pub struct DaemonOptions {
     pub control: Option<PathBuf>,
     /// Who may connect to the unix sockets (agents, NBD, control).
     pub access: Arc<LocalAccess>,
+    /// Where to serve Prometheus metrics (none: not served).
+    pub metrics: Option<std::net::SocketAddr>,
     /// Written once everything listens: one address per line, agents' first, then
-    /// `nbd ADDR`, `views PATH`, `control PATH`.
+    /// `nbd ADDR`, `views PATH`, `control PATH`, `metrics ADDR`.
     pub ready_file: Option<PathBuf>,
 }
 
@@ -73,6 +75,10 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     if let Some(path) = &opts.control {
         control::start(control.clone(), path, &opts.access).await?;
         ready.push(format!("control {}", path.display()));
+    }
+    if let Some(addr) = opts.metrics {
+        let bound = crate::metrics::http::start(addr, crate::metrics::registry(&control)).await?;
+        ready.push(format!("metrics {bound}"));
     }
     if let Some(rf) = &opts.ready_file {
         let text = ready.join("\n") + "\n";

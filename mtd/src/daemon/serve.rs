@@ -89,6 +89,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         views: args.views,
         control: Some(args.control),
         access,
+        metrics: args.metrics_listen,
         ready_file: args.ready_file,
     };
     rt.block_on(super::run(store, opts))
