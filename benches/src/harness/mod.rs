@@ -11,6 +11,7 @@
 //! - [`mounts`] and [`loopdev`]: mounted filesystems and loop devices, undone on drop.
 //! - [`disk`]: test data written to and compared between devices and images.
 //! - [`sites`]: failover sites (a target with a view tree) and their reverse replication.
+//! - [`http`] and [`prometheus`]: GETs to `/metrics`, and a real Prometheus scraping them.
 //! - [`loadgen`]: `rewind-loadgen` workloads.
 //! - [`vm`]: a qemu test VM booting from what the target exposes.
 //!
@@ -22,12 +23,14 @@ pub mod bins;
 pub mod cmd;
 pub mod disk;
 pub mod frames;
+pub mod http;
 pub mod loadgen;
 pub mod loopdev;
 pub mod mounts;
 pub mod mtd;
 pub mod mtd_cli;
 pub mod procs;
+pub mod prometheus;
 pub mod scratch;
 pub mod sites;
 pub mod vm;
@@ -47,6 +50,7 @@ pub use loopdev::Loop;
 pub use mounts::{umount_lazy, umount_or_lazy, Mount};
 pub use mtd::Mtd;
 pub use mtd_cli::{dump, group_json, inspect};
+pub use prometheus::{have_prometheus, Prometheus};
 pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
 pub use scratch::{can_run, have_tool, tempdir};
 pub use sites::{live_loop, reverse_log, reverse_state, site};
