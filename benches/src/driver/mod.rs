@@ -12,12 +12,14 @@
 //! - [`fio`]: fio jobs and their JSON results.
 //! - [`mtd`]: starting and stopping `rewind-mtd`, the `rewind` CLI, cold caches.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
-//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`overhead`]: the benches.
+//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`overhead`], [`console`]: the
+//!   benches.
 
 pub mod agent;
 pub mod agentproc;
 pub mod apply;
 pub mod cleanup;
+pub mod console;
 pub mod crash;
 pub mod failover;
 pub mod fio;
