@@ -54,7 +54,10 @@ fn prometheus_scrapes_rpo_and_bytes_while_replication_runs() {
         "# TYPE rewind_capture_seconds histogram",
         "rewind_captured_bytes_total{group=\"g1\",disk=\"d0\"} ",
     ] {
-        assert!(text.contains(want), "agent /metrics lacks {want:?}:\n{text}");
+        assert!(
+            text.contains(want),
+            "agent /metrics lacks {want:?}:\n{text}"
+        );
     }
     let (status, text) = get(&mtd_metrics, "/metrics");
     assert_eq!(status, 200);
@@ -76,7 +79,10 @@ fn prometheus_scrapes_rpo_and_bytes_while_replication_runs() {
     // Both jobs up, each with its build_info.
     prom.wait_for("up == 1", LONG, |s| s.len() == 2);
     let builds = prom.query("rewind_build_info");
-    let mut components: Vec<&str> = builds.iter().map(|(l, _)| l["component"].as_str()).collect();
+    let mut components: Vec<&str> = builds
+        .iter()
+        .map(|(l, _)| l["component"].as_str())
+        .collect();
     components.sort_unstable();
     assert_eq!(components, ["agent", "mtd"]);
 
@@ -106,9 +112,11 @@ fn prometheus_scrapes_rpo_and_bytes_while_replication_runs() {
         LONG,
         |s| one(s).is_some_and(|v| v >= (16 << 20) as f64),
     );
-    prom.wait_for("rewind_backlog_bytes{group=\"g1\",disk=\"d0\"}", LONG, |s| {
-        one(s) == Some(0.0)
-    });
+    prom.wait_for(
+        "rewind_backlog_bytes{group=\"g1\",disk=\"d0\"}",
+        LONG,
+        |s| one(s) == Some(0.0),
+    );
     prom.wait_for("rewind_apply_seconds_count", LONG, |s| {
         one(s).is_some_and(|v| v > 0.0)
     });
@@ -128,9 +136,11 @@ fn prometheus_scrapes_rpo_and_bytes_while_replication_runs() {
         LONG,
         |s| one(s) == Some(1.0),
     );
-    prom.wait_for("rewind_state{group=\"g1\",state=\"disconnected\"}", LONG, |s| {
-        one(s) == Some(1.0)
-    });
+    prom.wait_for(
+        "rewind_state{group=\"g1\",state=\"disconnected\"}",
+        LONG,
+        |s| one(s) == Some(1.0),
+    );
     // The RPO alert's own expression sees it against the 60 s target only when over.
     assert!(prom
         .query("rewind_rpo_seconds > 0.75 * rewind_rpo_target_seconds")

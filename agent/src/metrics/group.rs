@@ -81,8 +81,8 @@ fn view(src: &Sources, connected: &AtomicBool) -> (View, crate::stream::queue::Q
         SyncState::Running | SyncState::Acking | SyncState::Bitmap | SyncState::Failed
     );
     let owing = q.overflow || pinned || syncing;
-    let now = Instant::now();
     let since = src.owed.update(owing, q.overflow_since);
+    let now = Instant::now();
     let age = |t: Option<Instant>| t.map_or(0.0, |t| now.duration_since(t).as_secs_f64());
     let rpo = age(q.oldest_unacked).max(age(since));
     let initial = sync.kind == Some("initial-sync") && (syncing || pinned);
@@ -151,12 +151,12 @@ pub fn encode(
         )?
         .gauge_at(&g, t)?;
     }
-    Family::gauge(enc, "rewind_state", "1 for the group's state at its source.")?.one_hot(
-        &g,
-        "state",
-        &STATES,
-        |s| s == v.state,
-    )?;
+    Family::gauge(
+        enc,
+        "rewind_state",
+        "1 for the group's state at its source.",
+    )?
+    .one_hot(&g, "state", &STATES, |s| s == v.state)?;
     Family::gauge(
         enc,
         "rewind_sync_reason",
@@ -230,7 +230,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(o.update(true, None), Some(first), "kept while owing");
         let older = first - Duration::from_secs(5);
-        assert_eq!(o.update(true, Some(older)), Some(older), "bitmap start is older");
+        assert_eq!(
+            o.update(true, Some(older)),
+            Some(older),
+            "bitmap start is older"
+        );
         assert!(o.update(false, None).is_none(), "settled");
         assert!(Owed::at_start(true).update(true, None).is_some());
     }

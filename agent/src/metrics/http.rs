@@ -22,7 +22,10 @@ pub fn spawn(
 ) -> Result<JoinHandle<()>> {
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(Error::path("binding the metrics listener", addr.to_string()))?;
+        .map_err(Error::path(
+            "binding the metrics listener",
+            addr.to_string(),
+        ))?;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "metrics are served on a non-loopback address: anyone who can \
             reach it reads group and disk names and figures");
@@ -73,6 +76,10 @@ fn scrape(registry: &Registry) -> axum::response::Response {
             text,
         )
             .into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding metrics failed\n",
+        )
+            .into_response(),
     }
 }

@@ -12,6 +12,9 @@ pub mod group;
 pub mod http;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 

@@ -4,9 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use rewind_benches::driver::{
-    agent, apply, cleanup, console, crash, failover, overhead, views,
-};
+use rewind_benches::driver::{agent, apply, cleanup, console, crash, failover, overhead, views};
 use rewind_benches::driver::{progress, Settings};
 
 #[derive(Parser)]

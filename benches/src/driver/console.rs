@@ -23,7 +23,9 @@ pub fn run(settings: &Settings, disks_arg: &str) -> Result<()> {
         .parse()
         .ok()
         .filter(|n| (1..=100_000).contains(n))
-        .with_context(|| format!("console: DISKS {disks_arg:?}: give a number of disks, 1 to 100000"))?;
+        .with_context(|| {
+            format!("console: DISKS {disks_arg:?}: give a number of disks, 1 to 100000")
+        })?;
     let bins = tools::build_target_side(settings)?;
     let work = settings.make_workdir()?;
     let data = work.join("data");
@@ -56,7 +58,12 @@ pub fn run(settings: &Settings, disks_arg: &str) -> Result<()> {
         cmd.args(["run", "--connect", &format!("tcp:{}", daemon.addr)])
             .args(["--group", &format!("c{g:05}"), "--seed", &g.to_string()])
             .args(["--pattern", "random", "--record-size", "4KiB"])
-            .args(["--total", &format!("{}KiB", 256 * n), "--compression", "store"])
+            .args([
+                "--total",
+                &format!("{}KiB", 256 * n),
+                "--compression",
+                "store",
+            ])
             .stdin(Stdio::null());
         for d in 0..n {
             cmd.args(["--disk", &format!("d{d:02}:64MiB")]);

@@ -50,7 +50,7 @@ pub use loopdev::Loop;
 pub use mounts::{umount_lazy, umount_or_lazy, Mount};
 pub use mtd::Mtd;
 pub use mtd_cli::{dump, group_json, inspect};
-pub use prometheus::{have_prometheus, Prometheus};
 pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
+pub use prometheus::{have_prometheus, Prometheus};
 pub use scratch::{can_run, have_tool, tempdir};
 pub use sites::{live_loop, reverse_log, reverse_state, site};

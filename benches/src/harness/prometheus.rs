@@ -56,7 +56,10 @@ impl Prometheus {
         let proc = Proc::spawn(
             Command::new("prometheus")
                 .arg(format!("--config.file={}", cfg.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("tsdb").display()
+                ))
                 .arg(format!("--web.listen-address={addr}"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -126,10 +129,7 @@ impl Prometheus {
             if ok(&s) {
                 return s;
             }
-            assert!(
-                t0.elapsed() < limit,
-                "{expr}: still {s:?} after {limit:?}"
-            );
+            assert!(t0.elapsed() < limit, "{expr}: still {s:?} after {limit:?}");
             std::thread::sleep(Duration::from_millis(250));
         }
     }

@@ -15,7 +15,11 @@ pub struct BuildInfo {
 
 impl Collector for BuildInfo {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        Family::info(&mut enc, "rewind_build", "The program and version serving these metrics.")?
-            .info_at(&[("component", self.component), ("version", self.version)])
+        Family::info(
+            &mut enc,
+            "rewind_build",
+            "The program and version serving these metrics.",
+        )?
+        .info_at(&[("component", self.component), ("version", self.version)])
     }
 }

@@ -38,7 +38,10 @@ impl Default for LatencyHistogram {
 impl LatencyHistogram {
     /// A histogram with these upper bounds (seconds, increasing).
     pub fn new(bounds: &'static [f64]) -> LatencyHistogram {
-        debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]), "bounds must increase");
+        debug_assert!(
+            bounds.windows(2).all(|w| w[0] < w[1]),
+            "bounds must increase"
+        );
         LatencyHistogram {
             bounds,
             bounds_ns: bounds.iter().map(|b| (b * 1e9) as u64).collect(),
@@ -61,7 +64,7 @@ impl LatencyHistogram {
     }
 
     /// Writes one histogram sample set (the caller has written the descriptor and labels).
-    pub fn encode(&self, mut m: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+    pub fn encode(&self, m: &mut MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
         // The encoder takes counts per bucket and sums them itself; `f64::MAX` is its +Inf.
         let mut count = 0;
         let mut buckets = Vec::with_capacity(self.counts.len());
@@ -111,7 +114,10 @@ mod tests {
             "t_seconds_count{k=\"v\"} 4",
             "t_seconds_sum{k=\"v\"} 3.0065",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line:?} missing in:\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in:\n{text}"
+            );
         }
     }
 }

@@ -33,7 +33,9 @@ static REJECTED: [AtomicU64; 15] = [const { AtomicU64::new(0) }; 15];
 fn slot(code: ErrorCode) -> usize {
     match code {
         ErrorCode::Other(_) => REASONS.len() - 1,
-        c => usize::from(c.as_u16()).saturating_sub(1).min(REASONS.len() - 1),
+        c => usize::from(c.as_u16())
+            .saturating_sub(1)
+            .min(REASONS.len() - 1),
     }
 }
 

@@ -39,7 +39,10 @@ struct Row {
 
 impl Row {
     fn state(&self) -> &'static str {
-        let promoted = self.failover.as_ref().is_some_and(|f| f.promotion.is_some());
+        let promoted = self
+            .failover
+            .as_ref()
+            .is_some_and(|f| f.promotion.is_some());
         match (promoted, self.facts.fed, &self.facts.open_sync) {
             (true, _, _) => "failed_over",
             (false, false, _) => "agent_not_seen",

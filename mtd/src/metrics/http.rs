@@ -50,6 +50,10 @@ async fn scrape(registry: Arc<Registry>) -> axum::response::Response {
             text,
         )
             .into_response(),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response(),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding metrics failed\n",
+        )
+            .into_response(),
     }
 }

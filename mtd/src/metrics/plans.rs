@@ -23,7 +23,13 @@ pub struct Plans(pub Parts);
 
 impl Collector for Plans {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let run = self.0 .0.plan.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let run = self
+            .0
+             .0
+            .plan
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let Some(run) = run else {
             return Ok(());
         };
@@ -48,7 +54,12 @@ impl Collector for Plans {
             "The step the plan run is at: its number (from 1) and kind; absent once finished.",
         )?;
         if let Some(step) = current {
-            let n = st.steps.iter().position(|s| std::ptr::eq(s, step)).unwrap_or(0) + 1;
+            let n = st
+                .steps
+                .iter()
+                .position(|s| std::ptr::eq(s, step))
+                .unwrap_or(0)
+                + 1;
             let kind = name_of(step.kind);
             f.gauge_at(&[labels[0], labels[1], ("kind", &kind)], n as u64)?;
         }
