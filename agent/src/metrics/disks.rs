@@ -8,7 +8,11 @@ use prometheus_client::encoding::DescriptorEncoder;
 use rewind_linux::metrics::Family;
 
 use super::Sources;
+use crate::stream::queue::DiskTally;
 use crate::sync::dirty::REGION;
+
+/// Reads one counter of a disk's tally.
+type Tally = fn(&DiskTally) -> u64;
 
 /// Writes the disks' families.
 pub fn encode(src: &Sources, enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -19,7 +23,7 @@ pub fn encode(src: &Sources, enc: &mut DescriptorEncoder<'_>) -> Result<(), std:
     let pinned = src.dirty.pinned_per_disk();
     let sync = src.sync.get();
     let labels = |i: usize| [("group", group), ("disk", names[i])];
-    let counters: [(&str, &str, fn(&crate::stream::queue::DiskTally) -> u64); 3] = [
+    let counters: [(&str, &str, Tally); 3] = [
         (
             "rewind_captured_bytes",
             "Bytes the workload wrote to the disk (dropped in bitmap mode or not).",
@@ -52,7 +56,6 @@ pub fn encode(src: &Sources, enc: &mut DescriptorEncoder<'_>) -> Result<(), std:
         let t = tally(i);
         f.gauge_at(&labels(i), t.queued.saturating_sub(t.acked))?;
     }
-    drop(f);
     let mut f = Family::gauge(
         enc,
         "rewind_out_of_sync_bytes",
@@ -63,7 +66,6 @@ pub fn encode(src: &Sources, enc: &mut DescriptorEncoder<'_>) -> Result<(), std:
         let n = pinned.get(i).copied().unwrap_or(0);
         f.gauge_at(&labels(i), n.saturating_mul(REGION))?;
     }
-    drop(f);
     // The pass's rate over all disks, for each disk's ETA.
     let (done_all, elapsed) = (
         src.progress
@@ -98,7 +100,6 @@ pub fn encode(src: &Sources, enc: &mut DescriptorEncoder<'_>) -> Result<(), std:
             None => None,
         });
     }
-    drop(ratio);
     let mut f = Family::gauge(
         enc,
         "rewind_sync_eta_seconds",

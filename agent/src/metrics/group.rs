@@ -208,7 +208,6 @@ pub fn encode(
     )?;
     f.counter_at(&[("group", group), ("encoding", "zstd")], wire)?;
     f.counter_at(&[("group", group), ("encoding", "none")], raw)?;
-    drop(f);
     Family::histogram(
         enc,
         "rewind_capture_seconds",

@@ -18,6 +18,9 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 10.0,
 ];
 
+/// The exemplars a histogram sample may carry: none here.
+type NoExemplars = HashMap<usize, Exemplar<Vec<(String, String)>, f64>>;
+
 /// Observations of durations, counted per bucket (see the module doc).
 #[derive(Debug)]
 pub struct LatencyHistogram {
@@ -74,7 +77,7 @@ impl LatencyHistogram {
             buckets.push((self.bounds.get(i).copied().unwrap_or(f64::MAX), n));
         }
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        let none: Option<&HashMap<usize, Exemplar<Vec<(String, String)>, f64>>> = None;
+        let none: Option<&NoExemplars> = None;
         m.encode_histogram(sum, count, &buckets, none)
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! - [`histogram`]: [`LatencyHistogram`], fixed buckets in atomics (no lock per observation,
 //!   unlike `prometheus_client`'s own histogram).
-//! - [`build_info`]: `rewind_build_info`.
+//! - [`build_info`]: the `rewind_build_info` collector.
 //! - [`family`]: [`Family`], one metric's descriptor and its labelled samples.
 
 pub mod build_info;

@@ -173,7 +173,6 @@ impl Collector for Groups {
             let s = r.state();
             f.one_hot(&[("group", &r.name)], "state", &STATES, |c| c == s)?;
         }
-        drop(f);
         let mut f = Family::gauge(
             &mut enc,
             "rewind_sync_reason",
@@ -184,7 +183,6 @@ impl Collector for Groups {
                 r.has_reason(c, health)
             })?;
         }
-        drop(f);
         let mut f = Family::gauge(
             &mut enc,
             "rewind_last_point_timestamp_seconds",
@@ -204,7 +202,6 @@ impl Collector for Groups {
                 }
             }
         }
-        drop(f);
         let drills = control.failovers.drills.all();
         let mut f = Family::gauge(
             &mut enc,
@@ -214,7 +211,6 @@ impl Collector for Groups {
         for (g, d) in &drills {
             f.gauge_at(&[("group", g)], seconds(d.timestamp_ms))?;
         }
-        drop(f);
         let mut f = Family::gauge(
             &mut enc,
             "rewind_last_test_failover_success",
@@ -223,14 +219,12 @@ impl Collector for Groups {
         for (g, d) in &drills {
             f.gauge_at(&[("group", g)], u32::from(d.ok))?;
         }
-        drop(f);
         let mut f = Family::gauge(&mut enc, "rewind_disk_size_bytes", "Size of each disk.")?;
         for r in &rows {
             for d in &r.facts.disks {
                 f.gauge_at(&[("group", &r.name), ("disk", &d.name)], d.size_bytes)?;
             }
         }
-        drop(f);
         let mut f = Family::counter(
             &mut enc,
             "rewind_applied_bytes",

@@ -61,7 +61,6 @@ impl Collector for NbdMetrics {
                 )?;
             }
         }
-        drop(f);
         let mut f = Family::counter(
             &mut enc,
             "rewind_nbd_bytes",

@@ -63,7 +63,6 @@ impl Collector for Plans {
             let kind = name_of(step.kind);
             f.gauge_at(&[labels[0], labels[1], ("kind", &kind)], n as u64)?;
         }
-        drop(f);
         Family::gauge(
             &mut enc,
             "rewind_plan_progress_ratio",

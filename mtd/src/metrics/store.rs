@@ -23,19 +23,19 @@ impl Collector for StoreMetrics {
         let store = &self.0 .0.exports.store;
         // statvfs of the data dir: what the journals and base images may still grow into.
         if let Ok(vfs) = nix::sys::statvfs::statvfs(&store.dir) {
-            let frag = vfs.fragment_size() as u64;
+            let frag = vfs.fragment_size();
             Family::gauge(
                 &mut enc,
                 "rewind_store_capacity_bytes",
                 "Size of the file system holding the data dir (every group's journal and base).",
             )?
-            .gauge_at(&[], vfs.blocks() as u64 * frag)?;
+            .gauge_at(&[], vfs.blocks().saturating_mul(frag))?;
             Family::gauge(
                 &mut enc,
                 "rewind_store_free_bytes",
                 "Bytes of that file system the daemon may still use (f_bavail).",
             )?
-            .gauge_at(&[], vfs.blocks_available() as u64 * frag)?;
+            .gauge_at(&[], vfs.blocks_available().saturating_mul(frag))?;
         }
         let health = store.health.state_name();
         Family::gauge(
