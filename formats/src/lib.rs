@@ -24,6 +24,7 @@ pub mod hash;
 pub mod magic;
 pub mod message;
 pub mod name;
+pub mod policy;
 pub mod records;
 pub mod segment;
 pub mod tag;

@@ -33,6 +33,8 @@ pub enum ControlOp {
     Resume = 3,
     TagRequest = 4,
     Resync = 5,
+    /// A replication policy to apply (`arg`: [`crate::policy::Policy`] as JSON).
+    Policy = 6,
 }
 
 impl ControlOp {
@@ -49,6 +51,7 @@ impl ControlOp {
             3 => Some(ControlOp::Resume),
             4 => Some(ControlOp::TagRequest),
             5 => Some(ControlOp::Resync),
+            6 => Some(ControlOp::Policy),
             _ => None,
         }
     }

@@ -173,6 +173,7 @@ pub fn message() -> impl Strategy<Value = Message> {
         Just(ControlOp::Resume),
         Just(ControlOp::TagRequest),
         Just(ControlOp::Resync),
+        Just(ControlOp::Policy),
     ];
     prop_oneof![
         hello().prop_map(Message::Hello),

@@ -1,0 +1,137 @@
+//! A replication policy: the settings a configuration server applies to a group, carried to the
+//! master target over its control API and from the target to the agent in a CONTROL frame (op 6,
+//! the policy as JSON in `arg`).
+//!
+//! One type on every side, so the site, the target and the agent cannot disagree on a field. The
+//! policy is validated once where it enters ([`Policy::validate`]); both ends of the wire call it
+//! again on decode because a CONTROL frame is input too.
+
+mod schedule;
+
+pub use schedule::{BandwidthSchedule, Rate, ScheduleError, Weekday};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Most filesystems one policy freezes for an app-consistent point.
+pub const MAX_FREEZE: usize = 16;
+/// Highest zstd level a policy may ask the agent for (above it the CPU cost is not worth it).
+pub const MAX_LEVEL: i32 = 19;
+
+/// Settings a configuration server gives a group; `version` grows on every change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The policy's name (validated like a group name).
+    pub name: String,
+    /// Grows by one on every change of the policy; 1 is the first.
+    pub version: u64,
+    /// The RPO the group should hold, in seconds (alerts fire above it).
+    pub rpo_target_secs: u64,
+    /// How far back the journal keeps every point, in seconds.
+    pub retention_secs: u64,
+    /// Seconds between app-consistent points (freeze, tag, thaw); 0 means none.
+    #[serde(default)]
+    pub app_consistent_every_secs: u64,
+    /// Mount points frozen for an app-consistent point.
+    #[serde(default)]
+    pub freeze: Vec<String>,
+    /// A script run before the freeze (absolute path), e.g. to quiesce a database.
+    #[serde(default)]
+    pub pre_hook: Option<String>,
+    /// A script run after the thaw (absolute path).
+    #[serde(default)]
+    pub post_hook: Option<String>,
+    /// zstd level for the stream (1..=MAX_LEVEL).
+    pub level: i32,
+    /// Bandwidth limit by time of week (UTC).
+    #[serde(default)]
+    pub bandwidth: BandwidthSchedule,
+    /// The agent's disk spool, in MiB (0: no spool, straight to bitmap mode when memory fills).
+    #[serde(default)]
+    pub spool_mib: u64,
+    /// When initial sync and resync may run and how fast (UTC); a rate of 0 holds them.
+    #[serde(default)]
+    pub initial_sync_window: BandwidthSchedule,
+}
+
+/// Why a policy was refused: the field and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("policy field {field}: {problem}")]
+pub struct PolicyError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+fn bad(field: &'static str, problem: impl fmt::Display) -> PolicyError {
+    PolicyError {
+        field,
+        problem: problem.to_string(),
+    }
+}
+
+impl Policy {
+    /// Checks every field; the error names the first one that is wrong.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        crate::validate_name(&self.name).map_err(|e| bad("name", e))?;
+        if self.version == 0 {
+            return Err(bad("version", "must be at least 1"));
+        }
+        if self.rpo_target_secs == 0 {
+            return Err(bad("rpo_target_secs", "must be at least 1 second"));
+        }
+        if self.retention_secs == 0 {
+            return Err(bad("retention_secs", "must be at least 1 second"));
+        }
+        if !(1..=MAX_LEVEL).contains(&self.level) {
+            return Err(bad(
+                "level",
+                format!("{} is not in 1..={MAX_LEVEL}", self.level),
+            ));
+        }
+        if self.freeze.len() > MAX_FREEZE {
+            return Err(bad("freeze", format!("at most {MAX_FREEZE} mount points")));
+        }
+        for path in &self.freeze {
+            check_path("freeze", path)?;
+        }
+        for (field, hook) in [("pre_hook", &self.pre_hook), ("post_hook", &self.post_hook)] {
+            if let Some(path) = hook {
+                check_path(field, path)?;
+            }
+        }
+        if self.app_consistent_every_secs > 0 && self.freeze.is_empty() {
+            return Err(bad(
+                "freeze",
+                "app-consistent points need at least one mount point to freeze",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The CONTROL frame's `arg`: the policy as JSON (it fits a frame text by construction).
+    pub fn to_control_arg(&self) -> String {
+        // Serialising a struct of strings and numbers cannot fail.
+        serde_json::to_string(self).expect("a policy serialises")
+    }
+
+    /// The policy in a CONTROL frame's `arg`, decoded and validated.
+    pub fn from_control_arg(arg: &str) -> Result<Policy, PolicyError> {
+        let policy: Policy = serde_json::from_str(arg).map_err(|e| bad("json", e))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+}
+
+fn check_path(field: &'static str, path: &str) -> Result<(), PolicyError> {
+    if !path.starts_with('/') {
+        return Err(bad(field, format!("{path:?} is not an absolute path")));
+    }
+    if path.len() > 1024 || path.contains('\0') || path.split('/').any(|c| c == "..") {
+        return Err(bad(field, format!("{path:?} is not a plain absolute path")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,73 @@
+use super::*;
+
+fn sample() -> Policy {
+    Policy {
+        name: "gold".into(),
+        version: 3,
+        rpo_target_secs: 30,
+        retention_secs: 86_400,
+        app_consistent_every_secs: 900,
+        freeze: vec!["/data".into()],
+        pre_hook: Some("/etc/rewind/pre.sh".into()),
+        post_hook: None,
+        level: 3,
+        bandwidth: "mon-fri 08:00-18:00=20MiB/s, *=unlimited".parse().unwrap(),
+        spool_mib: 4096,
+        initial_sync_window: BandwidthSchedule::default(),
+    }
+}
+
+#[test]
+fn a_policy_round_trips_through_a_control_arg() {
+    let p = sample();
+    p.validate().unwrap();
+    let arg = p.to_control_arg();
+    assert!(arg.len() < crate::MAX_MESSAGE_LEN, "{} bytes", arg.len());
+    assert_eq!(Policy::from_control_arg(&arg).unwrap(), p);
+    assert!(
+        arg.contains("\"mon-fri 08:00-18:00=20MiB/s, *=unlimited\""),
+        "{arg}"
+    );
+}
+
+/// A field a case expects to be named, and how the case breaks the sample.
+type Case = (&'static str, Box<dyn Fn(&mut Policy)>);
+
+#[test]
+fn bad_fields_are_named() {
+    let cases: Vec<Case> = vec![
+        ("name", Box::new(|p| p.name = "../x".into())),
+        ("version", Box::new(|p| p.version = 0)),
+        ("rpo_target_secs", Box::new(|p| p.rpo_target_secs = 0)),
+        ("retention_secs", Box::new(|p| p.retention_secs = 0)),
+        ("level", Box::new(|p| p.level = 0)),
+        ("level", Box::new(|p| p.level = 22)),
+        ("freeze", Box::new(|p| p.freeze = vec!["data".into()])),
+        ("freeze", Box::new(|p| p.freeze = vec!["/a/../b".into()])),
+        ("freeze", Box::new(|p| p.freeze.clear())),
+        ("pre_hook", Box::new(|p| p.pre_hook = Some("pre.sh".into()))),
+    ];
+    for (field, change) in cases {
+        let mut p = sample();
+        change(&mut p);
+        let err = p.validate().unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+    }
+}
+
+#[test]
+fn a_control_arg_that_is_not_a_policy_is_refused() {
+    assert_eq!(Policy::from_control_arg("{").unwrap_err().field, "json");
+    let mut v: serde_json::Value = serde_json::from_str(&sample().to_control_arg()).unwrap();
+    v["surprise"] = 1.into();
+    assert_eq!(
+        Policy::from_control_arg(&v.to_string()).unwrap_err().field,
+        "json"
+    );
+    v.as_object_mut().unwrap().remove("surprise");
+    v["level"] = 99.into();
+    assert_eq!(
+        Policy::from_control_arg(&v.to_string()).unwrap_err().field,
+        "level"
+    );
+}
