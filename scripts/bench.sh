@@ -6,6 +6,8 @@
 #
 #   scripts/bench.sh apply [SIZE]    durable-apply throughput (SIZE default 256MiB)
 #   scripts/bench.sh crash [ROUNDS]  the kill -9 crash test at length (default 100 rounds)
+#   scripts/bench.sh netfault MINUTES        random network faults between agent and target
+#   scripts/bench.sh oracle ROUNDS           views at many points checked by sector headers
 #   scripts/bench.sh views [SIZE] [RECORDS]  reading points: NBD, FUSE + loop, first block
 #   scripts/bench.sh agent [SIZE]            the agent: write overhead, lag, initial sync
 #   scripts/bench.sh failover [RUNS]         test failover to readable exports, two-VM plan RTO

@@ -16,9 +16,10 @@ use rewind_formats::DiskInfo;
 use crate::capture::backing::Backing;
 use crate::capture::fuse::CaptureMount;
 use crate::capture::loopdev::LoopDev;
+use crate::capture::ring::{self, RingMount};
 use crate::capture::uring::UringWriter;
 use crate::capture::Capture;
-use crate::config::{IoEngine, Settings};
+use crate::config::{FuseTransport, IoEngine, Settings};
 use crate::drain::thread::Drainer;
 use crate::drain::{DrainCtl, WriteGate};
 use crate::error::{Error, Result};
@@ -53,7 +54,7 @@ pub struct Agent {
     gate: Arc<WriteGate>,
     /// Set at shutdown; every background thread (the tag schedule too) watches it.
     stop: Arc<AtomicBool>,
-    mount: Option<CaptureMount>,
+    mount: Option<Mounted>,
     loops: Vec<LoopDev>,
     sender: Option<JoinHandle<()>>,
     /// Hands the status writer back for the last status at shutdown.
@@ -91,6 +92,50 @@ fn uring_engine(settings: &Settings) -> Option<UringWriter> {
         "capture: backing write engine"
     );
     uring
+}
+
+/// The capture files, on whichever FUSE transport serves them; unmounted when dropped.
+enum Mounted {
+    Ring(RingMount),
+    DevFuse(CaptureMount),
+}
+
+impl Mounted {
+    fn dir(&self) -> &std::path::Path {
+        match self {
+            Mounted::Ring(m) => m.dir(),
+            Mounted::DevFuse(m) => m.dir(),
+        }
+    }
+}
+
+/// Mounts the capture files: over io_uring where the settings and the kernel allow, else
+/// through fuser on `/dev/fuse` (saying why, once).
+fn mount_capture(settings: &Settings, capture: &Arc<Capture>) -> Result<Mounted> {
+    let dir = &settings.mount_dir;
+    let why_not = match settings.fuse_transport {
+        FuseTransport::DevFuse => None,
+        t => {
+            let tried = ring::available(std::path::Path::new(ring::ENABLE_URING))
+                .map_err(|why| Error::Mount {
+                    path: dir.clone(),
+                    source: std::io::Error::other(why),
+                })
+                .and_then(|()| RingMount::mount(Arc::clone(capture), dir));
+            match tried {
+                Ok(m) => return Ok(Mounted::Ring(m)),
+                Err(e) if t == FuseTransport::Uring => return Err(e),
+                Err(e) => Some(e),
+            }
+        }
+    };
+    if let Some(e) = why_not {
+        tracing::warn!(error = %e, "capture: FUSE over io_uring is not available; serving the \
+            capture files through /dev/fuse (slower: --fuse-transport dev-fuse silences this)");
+    }
+    let m = CaptureMount::mount(Arc::clone(capture), dir, settings.fuse_threads)?;
+    tracing::info!(dir = %dir.display(), "capture: serving through /dev/fuse (fuser)");
+    Ok(Mounted::DevFuse(m))
 }
 
 impl Agent {
@@ -156,14 +201,12 @@ impl Agent {
             _lock: lock,
         };
         // From here on, a failure drops `agent`, which undoes what was set up.
-        agent.mount = Some(CaptureMount::mount(
-            Arc::clone(&capture),
-            &settings.mount_dir,
-            settings.fuse_threads,
-        )?);
+        let mounted = mount_capture(&settings, &capture)?;
+        let files_dir = mounted.dir().to_path_buf();
+        agent.mount = Some(mounted);
         let mut devices = Vec::new();
         for d in &settings.disks {
-            let file = settings.mount_dir.join(d.name.as_str());
+            let file = files_dir.join(d.name.as_str());
             let mut dev = LoopDev::attach(&file)?;
             let link = settings
                 .links_dir

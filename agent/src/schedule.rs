@@ -172,6 +172,7 @@ mod tests {
             max_queue_bytes: 16 << 20,
             fuse_threads: 1,
             io_engine: Default::default(),
+            fuse_transport: Default::default(),
             bandwidth_bytes_per_sec: None,
             tag_every_secs: Some(1),
             metrics_listen: None,

@@ -19,14 +19,20 @@
 //! - [`stats`]: percentiles of ack latencies.
 //! - [`driver`]: the `rewind-bench` driver behind `scripts/bench.sh`: runs, baselines, bars.
 //!
+//! [`faultproxy`] is a TCP proxy that injects network faults between agent and target.
+//!
+//! [`oracle`] is the sector-header oracle: views at points checked against what was written.
+//!
 //! [`harness`] is the test harness of both the agent's and the master target's tests: the
 //! daemons, the CLI and the agent run as processes, and cleaned up after.
 
 pub mod driver;
 pub mod error;
+pub mod faultproxy;
 pub mod harness;
 pub mod image;
 pub mod model;
+pub mod oracle;
 pub mod pool;
 pub mod run;
 pub mod session;

@@ -15,6 +15,7 @@
 pub mod backing;
 pub mod fuse;
 pub mod loopdev;
+pub mod ring;
 pub mod uring;
 
 use std::io;
@@ -22,19 +23,50 @@ use std::sync::Arc;
 
 use rewind_formats::{RecordKind, MAX_RECORD_LEN, SECTOR};
 
+use crate::drain::gate::GatePass;
 use crate::drain::WriteGate;
 use crate::error::{Error, Result};
-use crate::stream::inflight::InFlight;
+use crate::stream::inflight::{Claim, InFlight};
 use crate::stream::queue::{Queue, Record};
 use crate::stream::seq::LocalSeq;
-use crate::sync::dirty::DirtyMap;
-use crate::sync::rangelock::RangeLocks;
+use crate::sync::dirty::{DirtyMap, Marked};
+use crate::sync::rangelock::{RangeLocks, ReadGuards};
 use backing::Backing;
 use rewind_linux::aligned::{AlignedBuf, Pool};
 use uring::UringWriter;
 
 /// Called once an asynchronous write is finished: the bytes written, or why it failed.
 pub type WriteDone = Box<dyn FnOnce(Result<u32>) + Send>;
+
+/// A write admitted to its backing disk without waiting ([`Capture::try_admit`]): it holds its
+/// gate pass, in-flight claim, the sync's range locks and its durable dirty mark until
+/// [`Capture::record`] has queued it.
+pub struct Admitted {
+    disk: usize,
+    offset: u64,
+    len: usize,
+    d: Arc<Backing>,
+    mark: Marked,
+    locks: ReadGuards,
+    claim: Claim,
+    pass: GatePass,
+}
+
+impl Admitted {
+    /// The backing disk's O_DIRECT descriptor, for the write itself.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.d.direct_fd()
+    }
+}
+
+/// What [`Capture::try_admit`] decided.
+pub enum Admission {
+    /// Go ahead: write the bytes, then [`Capture::record`].
+    Ready(Admitted),
+    /// Admitting now would wait (an overlapping write in flight, or the sync holds the range):
+    /// do the write with [`Capture::write`] on a thread that may block.
+    Busy,
+}
 
 /// The capture path of one group, shared by fuser's threads.
 pub struct Capture {
@@ -154,6 +186,61 @@ impl Capture {
             done(r.map(|_| len as u32));
         };
         uring.write(fd, offset, buf, Box::new(finish));
+    }
+
+    /// Admits a write of `len` bytes at `offset` of disk `disk` for a caller that must not
+    /// block (a FUSE ring thread that also completes the writes others wait for). Fails like
+    /// [`Capture::write`] (gate closed, bad range, dirty map); `len` is at most a record.
+    pub fn try_admit(&self, disk: usize, offset: u64, len: usize) -> Result<Admission> {
+        let pass = self.gate.enter()?;
+        self.check(disk, offset, len as u64)?;
+        if len == 0 || len > MAX_RECORD_LEN as usize {
+            return Ok(Admission::Busy);
+        }
+        // Same order as `write`: the claim, then the range locks; either busy: let go of both.
+        let Some(claim) = self.inflight.try_claim(disk as u16, offset, len as u64) else {
+            return Ok(Admission::Busy);
+        };
+        let Some(locks) = self.locks.try_read(disk as u16, offset, len as u64) else {
+            return Ok(Admission::Busy);
+        };
+        let mark = self.dirty.mark(disk, offset, len as u64)?;
+        Ok(Admission::Ready(Admitted {
+            disk,
+            offset,
+            len,
+            d: Arc::clone(&self.disks[disk]),
+            mark,
+            locks,
+            claim,
+            pass,
+        }))
+    }
+
+    /// Finishes an admitted write once its IO returned `r`: checks it (a short or refused
+    /// write is redone synchronously from `buf`, which holds the same bytes), records `buf`
+    /// and lets go of the claims. Returns the bytes written.
+    pub fn record(&self, a: Admitted, buf: AlignedBuf, r: io::Result<usize>) -> Result<u32> {
+        let Admitted {
+            disk,
+            offset,
+            len,
+            d,
+            mark,
+            locks,
+            claim,
+            pass,
+        } = a;
+        let r = complete(&d, &buf, offset, r).and_then(|()| {
+            let record = Record::new(disk as u16, RecordKind::Data, offset, len as u32, Some(buf));
+            mark.recorded(self.queue.push(record)?.seq());
+            Ok(len as u32)
+        });
+        // The seq is assigned: overlapping writes may go now.
+        drop(locks);
+        drop(claim);
+        drop(pass);
+        r
     }
 
     /// Reads `len` bytes at `offset` (cut at the end of the disk) into a pooled buffer.

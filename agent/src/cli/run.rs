@@ -8,7 +8,7 @@ use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use rewind_agent::agent::Agent;
 use rewind_agent::config::file::{RunConfig, RunOptions};
-use rewind_agent::config::{DiskSpec, IoEngine};
+use rewind_agent::config::{DiskSpec, FuseTransport, IoEngine};
 
 use super::progress;
 
@@ -86,6 +86,10 @@ pub struct RunArgs {
     /// kernels without io_uring) [default: uring]
     #[arg(long, value_enum)]
     io_engine: Option<IoEngine>,
+    /// How the kernel talks to the capture files: FUSE over io_uring where offered, else
+    /// /dev/fuse (auto); io_uring or fail (uring); /dev/fuse only (dev-fuse) [default: auto]
+    #[arg(long, value_enum)]
+    fuse_transport: Option<FuseTransport>,
     /// On stop, how long to wait for the target to acknowledge what is queued (seconds)
     /// [default: 30]
     #[arg(long)]
@@ -125,6 +129,7 @@ impl RunArgs {
             spool_mib: self.spool_mib,
             fuse_threads: self.fuse_threads,
             io_engine: self.io_engine,
+            fuse_transport: self.fuse_transport,
             drain_timeout: self.drain_timeout,
             bandwidth_mib: self.bandwidth_mib,
             tag_every_secs: self.tag_every,

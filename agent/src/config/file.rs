@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use rewind_formats::{DiskName, GroupName, NameKind};
 
-use crate::config::{Disk, DiskSpec, IoEngine, Settings, TargetAddr, TlsFiles};
+use crate::config::{Disk, DiskSpec, FuseTransport, IoEngine, Settings, TargetAddr, TlsFiles};
 use crate::error::{Error, Result};
 
 pub const DEFAULT_LEVEL: i32 = 1;
@@ -49,6 +49,7 @@ pub struct RunOptions {
     pub spool_mib: Option<u64>,
     pub fuse_threads: Option<usize>,
     pub io_engine: Option<IoEngine>,
+    pub fuse_transport: Option<FuseTransport>,
     /// Seconds.
     pub drain_timeout: Option<u64>,
     /// MiB per second.
@@ -115,6 +116,7 @@ impl RunOptions {
             spool_mib: flags.spool_mib.or(self.spool_mib),
             fuse_threads: flags.fuse_threads.or(self.fuse_threads),
             io_engine: flags.io_engine.or(self.io_engine),
+            fuse_transport: flags.fuse_transport.or(self.fuse_transport),
             drain_timeout: flags.drain_timeout.or(self.drain_timeout),
             bandwidth_mib: flags.bandwidth_mib.or(self.bandwidth_mib),
             tag_every_secs: flags.tag_every_secs.or(self.tag_every_secs),
@@ -203,6 +205,7 @@ impl RunOptions {
                 IoEngine::Sync => DEFAULT_FUSE_THREADS_SYNC,
             }),
             io_engine,
+            fuse_transport: self.fuse_transport.unwrap_or_default(),
             bandwidth_bytes_per_sec: self
                 .bandwidth_mib
                 .map(|n| mib("bandwidth MiB/s", n))

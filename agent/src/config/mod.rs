@@ -52,6 +52,9 @@ pub struct Settings {
     /// How captured writes reach the backing disks.
     #[serde(default)]
     pub io_engine: IoEngine,
+    /// How the kernel and the capture files talk (FUSE over io_uring or `/dev/fuse`).
+    #[serde(default)]
+    pub fuse_transport: FuseTransport,
     /// Compress every batch at `level`, rather than only while the link is the bottleneck
     /// (see [`crate::stream::levels`]).
     #[serde(default)]
@@ -127,6 +130,20 @@ pub enum IoEngine {
     Uring,
     /// A synchronous O_DIRECT pwrite on the FUSE thread (the queue depth is the thread count).
     Sync,
+}
+
+/// The FUSE transport of the capture files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FuseTransport {
+    /// FUSE over io_uring where the kernel offers it (the agent turns
+    /// `/sys/module/fuse/parameters/enable_uring` on), else `/dev/fuse` (logged once).
+    #[default]
+    Auto,
+    /// FUSE over io_uring or fail to start.
+    Uring,
+    /// `/dev/fuse` through fuser: a read and a write system call per request.
+    DevFuse,
 }
 
 /// One protected disk: its name and the block device or image file behind it.
@@ -442,6 +459,7 @@ mod tests {
             max_queue_bytes: 64 << 20,
             fuse_threads: 1,
             io_engine: IoEngine::Sync,
+            fuse_transport: FuseTransport::DevFuse,
             fixed_level: false,
             spool_bytes: 0,
             bandwidth_bytes_per_sec: None,

@@ -50,6 +50,26 @@ impl InFlight {
     }
 }
 
+impl InFlight {
+    /// [`InFlight::claim`] without waiting: `None` while an overlapping claim is held (for a
+    /// thread that must not block, such as one that also completes the holders' writes).
+    pub fn try_claim(self: &Arc<Self>, disk: u16, offset: u64, len: u64) -> Option<Claim> {
+        let end = offset.saturating_add(len);
+        let mut t = self.ranges.lock().unwrap_or_else(|e| e.into_inner());
+        if t.ranges
+            .iter()
+            .any(|r| r.0 == disk && r.1 < end && offset < r.2)
+        {
+            return None;
+        }
+        t.ranges.push((disk, offset, end));
+        Some(Claim {
+            table: Arc::clone(self),
+            range: (disk, offset, end),
+        })
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         let mut t = self.table.ranges.lock().unwrap_or_else(|e| e.into_inner());

@@ -102,6 +102,24 @@ impl RangeLocks {
         }
     }
 
+    /// [`RangeLocks::read`] without waiting: `None` while a sync holds one of the stripes.
+    pub fn try_read(self: &Arc<Self>, disk: u16, offset: u64, len: u64) -> Option<ReadGuards> {
+        let stripes = Self::stripes_of(disk, offset, len);
+        if !stripes.is_empty() {
+            let mut st = self.lock();
+            if stripes.iter().any(|&i| st[i].writer) {
+                return None;
+            }
+            for &i in &stripes {
+                st[i].readers += 1;
+            }
+        }
+        Some(ReadGuards {
+            locks: Arc::clone(self),
+            stripes,
+        })
+    }
+
     /// The exclusive lock of one sync chunk (chunk index `chunk` of `disk`): new writes to its
     /// stripe wait from now on, and this waits for the ones holding it to finish.
     pub fn chunk(&self, disk: u16, chunk: u64) -> ChunkGuard<'_> {

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use rewind_benches::driver::{agent, apply, cleanup, console, crash, failover, overhead, views};
+use rewind_benches::driver::{
+    agent, apply, cleanup, console, crash, failover, netfault, overhead, views,
+};
 use rewind_benches::driver::{progress, Settings};
 
 #[derive(Parser)]
@@ -56,6 +58,12 @@ enum Cmd {
         #[arg(default_value = "100")]
         rounds: String,
     },
+    /// random network faults (cut, stall, latency, bandwidth, truncate, duplicate, corrupt)
+    /// between agent and target for MINUTES; replication must converge after each round
+    Netfault { minutes: String },
+    /// the sector-header oracle: ROUNDS rounds of self-describing writes, then every tag, time
+    /// and a sample of seqs read through NBD, FUSE and loop must be a prefix of the writes
+    Oracle { rounds: String },
     /// rewind-agent: fio write overhead against a plain loop device, replication lag at 50 MB/s,
     /// initial sync of a half-full ext4 image against zstd -1 -T1 (SIZE default 1GiB; the
     /// issue's measuring size for the sync is 4GiB)
@@ -145,6 +153,8 @@ fn main() -> ExitCode {
     let result = match cmd {
         Cmd::Apply { size } => apply::run(&settings, &size).map(|()| ExitCode::SUCCESS),
         Cmd::Crash { rounds } => crash::run(&settings, &rounds),
+        Cmd::Netfault { minutes } => netfault::run(&settings, &minutes),
+        Cmd::Oracle { rounds } => netfault::oracle(&settings, &rounds),
         Cmd::Agent {
             size,
             fio_seconds,

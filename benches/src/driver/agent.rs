@@ -1,6 +1,7 @@
 //! `agent [SIZE]`: the source agent. Initial sync of a half-full ext4 image against `zstd -1
-//! -T1` on the same bytes; write overhead (fio on the protected device against a plain loop
-//! device, direct I/O, interleaved); replication lag under 50 MB/s of writes.
+//! -T1` on the same bytes; write and read overhead in three configurations (capture only, null
+//! target, real target: [`super::agent_overhead`]) against a plain loop device, direct I/O,
+//! interleaved; replication lag under 50 MB/s of writes.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -15,9 +16,9 @@ use super::cleanup;
 use super::mtd::{self, drop_caches};
 use super::report::{print_bars, Bar};
 use super::settings::{to_bytes, Settings};
-use super::stats::{fmt, ratio, ratio_text, Series};
+use super::stats::{fmt, ratio_text, Series};
 use super::tools::{self, Bins};
-use super::{fio, progress};
+use super::{agent_overhead, progress};
 
 /// Seconds of each overhead fio run (`AGENT_FIO_SECONDS`) and of each lag run
 /// (`AGENT_LAG_SECONDS`).
@@ -78,33 +79,14 @@ pub fn run(settings: &Settings, size_arg: &str, durations: &Durations) -> Result
     std::fs::remove_file(&img)?;
 
     progress::log(
-        "write overhead: fio on the protected device against a plain loop device (direct-io)",
+        "overhead: fio on protected devices (capture only, null target, real target) against a \
+         plain loop device (direct-io), interleaved",
     );
-    for name in ["prot.img", "plain.img"] {
-        File::create(work.join(name))?.set_len(size)?;
-    }
+    File::create(work.join("prot.img"))?.set_len(size)?;
     let agent = Agent::start(&bins, &work, "prot", &work.join("prot.img"), &[])?;
     agent.wait_synced(120)?;
-    let plain = tools::plain_loop(&work.join("plain.img"))?;
     let runs = settings.runs;
-    let mut w = [0, 1].map(|_| (Series::raw(), Series::raw(), Series::fixed(2)));
-    for run in 1..=runs {
-        for (mode, (ours_s, theirs_s, ratio_s)) in ["seq", "rand"].iter().zip(w.iter_mut()) {
-            let rand = *mode == "rand";
-            // Each run starts on a quiet machine: the agent caught up (a resync after bitmap
-            // mode would otherwise slow the baseline down).
-            agent.wait_synced(600)?;
-            let theirs = fio::write_mbs(&plain, rand, durations.fio_seconds, size)?;
-            agent.wait_synced(600)?;
-            let ours = fio::write_mbs(&agent.dev, rand, durations.fio_seconds, size)?;
-            ours_s.push(ours);
-            theirs_s.push(theirs);
-            ratio_s.push_some(ratio(Some(ours), Some(theirs)));
-            progress::log(format!(
-                "{mode} run {run}: protected {ours} MB/s, plain loop {theirs} MB/s"
-            ));
-        }
-    }
+    let over = agent_overhead::run(&bins, &work, &agent, size, durations.fio_seconds, runs)?;
     let dropped = agent.status_text("dropped_writes");
     progress::log(format!(
         "writes the overhead runs left to bitmap mode (memory and spool full): {dropped}"
@@ -131,8 +113,7 @@ pub fn run(settings: &Settings, size_arg: &str, durations: &Durations) -> Result
     agent.stop();
     progress::finish();
 
-    let [seq, rand] = w;
-    let row = |a: &str, b: String, c: String, d: String| println!("{a:<52} {b:>12} {c:>12} {d:>8}");
+    let row = |a: &str, b: String, c: String, d: String| println!("{a:<60} {b:>10} {c:>10} {d:>7}");
     println!();
     println!("agent benchmark: SIZE={size_arg}, {runs} runs each (median)");
     row(
@@ -141,17 +122,26 @@ pub fn run(settings: &Settings, size_arg: &str, durations: &Durations) -> Result
         "baseline".into(),
         "ratio".into(),
     );
-    for (label, (o, t, r)) in [
-        ("seq write 1MiB QD32 (MB/s) vs plain loop", &seq),
-        ("rand write 4KiB QD64 (MB/s) vs plain loop", &rand),
-    ] {
-        row(
-            label,
-            fmt(o.median(), 1),
-            fmt(t.median(), 1),
-            format!("{}x", r.median_text()),
-        );
+    for c in &over.configs {
+        for (label, (o, t, r)) in [
+            ("seq write 1MiB QD32 (MB/s)", &c.modes[0]),
+            ("rand write 4KiB QD64 (MB/s)", &c.modes[1]),
+        ] {
+            row(
+                &format!("{}: {label}", c.key),
+                fmt(o.median(), 1),
+                fmt(t.median(), 1),
+                format!("{}x", r.median_text()),
+            );
+        }
     }
+    let (ro, rt, rr) = &over.reads;
+    row(
+        "real: rand read 4KiB QD64 (MB/s)",
+        fmt(ro.median(), 1),
+        fmt(rt.median(), 1),
+        format!("{}x", rr.median_text()),
+    );
     let (s, sd, z) = (Some(sync_mbs), Some(sync_default_mbs), Some(zstd_mbs));
     let vs = |a| format!("{}x", ratio_text(a, z));
     row(
@@ -167,23 +157,40 @@ pub fn run(settings: &Settings, size_arg: &str, durations: &Durations) -> Result
         vs(sd),
     );
     println!("replication lag at 50 MB/s: p50 {} ms, p99 {} ms (median of {runs} runs; the agent measures each ack's oldest record)", p50.median_text(), p99.median_text());
-    println!("writes dropped to bitmap mode during the overhead runs: {dropped}");
+    println!("writes dropped to bitmap mode during the overhead runs (real target): {dropped}");
+    for c in &over.configs {
+        println!(
+            "{} ({}): bitmap mode and spool after each run:",
+            c.key, c.what
+        );
+        for n in &c.notes {
+            println!("  {n}");
+        }
+    }
     let spread = |s: &Series, unit: &str| Some(format!("{}{unit}", s.spread_text()));
+    let ratio_bar = |name: &'static str, s: &Series, want: &'static str| Bar {
+        name,
+        value: format!("{}x", s.median_text()),
+        want,
+        spread: spread(s, "x"),
+    };
+    let cfg = |key: &str, m: usize| {
+        over.configs
+            .iter()
+            .find(|c| c.key == key)
+            .map(|c| c.modes[m].2.clone())
+            .unwrap_or_else(Series::raw)
+    };
     print_bars(
         runs,
         &[
-            Bar {
-                name: "agent-seq-write",
-                value: format!("{}x", seq.2.median_text()),
-                want: ">= 0.8",
-                spread: spread(&seq.2, "x"),
-            },
-            Bar {
-                name: "agent-rand-write-4k",
-                value: format!("{}x", rand.2.median_text()),
-                want: ">= 0.5",
-                spread: spread(&rand.2, "x"),
-            },
+            ratio_bar("agent-capture-seq-write", &cfg("capture", 0), ">= 0.9"),
+            ratio_bar("agent-capture-rand-write-4k", &cfg("capture", 1), ">= 0.7"),
+            ratio_bar("agent-null-seq-write", &cfg("null", 0), ">= 0.8"),
+            ratio_bar("agent-null-rand-write-4k", &cfg("null", 1), ">= 0.6"),
+            ratio_bar("agent-seq-write", &cfg("real", 0), ">= 0.8"),
+            ratio_bar("agent-rand-write-4k", &cfg("real", 1), ">= 0.5"),
+            ratio_bar("agent-rand-read-4k", rr, ">= 0.8"),
             Bar {
                 name: "agent-lag-p99-ms",
                 value: p99.median_text(),

@@ -24,12 +24,26 @@ pub struct Agent {
 
 impl Agent {
     /// Starts an agent protecting `img` as group `name` (extra `rewind-agent run` flags in
-    /// `extra`) and waits up to 15 s for its device link.
+    /// `extra`), replicating to the daemon on `work/agents.sock`, and waits up to 15 s for its
+    /// device link.
     pub fn start(
         bins: &Bins,
         work: &Path,
         name: &str,
         img: &Path,
+        extra: &[&str],
+    ) -> Result<Agent> {
+        let target = format!("unix:{}", work.join("agents.sock").display());
+        Agent::start_to(bins, work, name, img, &target, extra)
+    }
+
+    /// [`Agent::start`] with another `--target`.
+    pub fn start_to(
+        bins: &Bins,
+        work: &Path,
+        name: &str,
+        img: &Path,
+        target: &str,
         extra: &[&str],
     ) -> Result<Agent> {
         let state = work.join(format!("agent-{name}"));
@@ -40,7 +54,7 @@ impl Agent {
             .args(["run", "--group", name, "--disk"])
             .arg(format!("sda={}", img.display()))
             .arg("--target")
-            .arg(format!("unix:{}", work.join("agents.sock").display()))
+            .arg(target)
             .arg("--state-dir")
             .arg(&state)
             .arg("--mount-dir")

@@ -100,3 +100,21 @@ pub fn write_mbs(dev: &str, rand: bool, seconds: u64, size: u64) -> Result<f64> 
     ]);
     mbs(&run(&args, &format!("fio on {dev}"))?, "write")
 }
+
+/// Random 4 KiB direct reads, QD64, for `seconds` over the first `size` bytes of a device: MB/s.
+pub fn randread_mbs(dev: &str, seconds: u64, size: u64) -> Result<f64> {
+    let args = [
+        "--name=randread".to_string(),
+        format!("--filename={dev}"),
+        "--ioengine=libaio".into(),
+        "--direct=1".into(),
+        "--rw=randread".into(),
+        "--bs=4k".into(),
+        "--iodepth=64".into(),
+        "--time_based".into(),
+        format!("--runtime={seconds}"),
+        format!("--size={size}"),
+        "--readonly".into(),
+    ];
+    mbs(&run(&args, &format!("fio randread of {dev}"))?, "read")
+}

@@ -11,11 +11,14 @@
 //! - [`report`]: bar lines.
 //! - [`fio`]: fio jobs and their JSON results.
 //! - [`mtd`]: starting and stopping `rewind-mtd`, the `rewind` CLI, cold caches.
+//! - [`suite_test`]: benches that run one test of the suite at length.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
-//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`overhead`], [`console`]: the
+//! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`],
+//!   [`console`]: the
 //!   benches.
 
 pub mod agent;
+pub mod agent_overhead;
 pub mod agentproc;
 pub mod apply;
 pub mod cleanup;
@@ -24,11 +27,14 @@ pub mod crash;
 pub mod failover;
 pub mod fio;
 pub mod mtd;
+pub mod netfault;
+pub mod nulltarget;
 pub mod overhead;
 pub mod progress;
 pub mod report;
 pub mod settings;
 pub mod stats;
+pub mod suite_test;
 pub mod tools;
 pub mod views;
 

@@ -13,7 +13,9 @@
 //! - [`sites`]: failover sites (a target with a view tree) and their reverse replication.
 //! - [`http`] and [`prometheus`]: GETs to `/metrics`, and a real Prometheus scraping them.
 //! - [`loadgen`]: `rewind-loadgen` workloads.
+//! - [`netns`]: a network namespace behind a veth pair, for partitions.
 //! - [`vm`]: a qemu test VM booting from what the target exposes.
+//! - [`writer`]: a background random-extent workload on a protected device.
 //!
 //! Everything here panics on failure: it is for tests only.
 
@@ -29,11 +31,13 @@ pub mod loopdev;
 pub mod mounts;
 pub mod mtd;
 pub mod mtd_cli;
+pub mod netns;
 pub mod procs;
 pub mod prometheus;
 pub mod scratch;
 pub mod sites;
 pub mod vm;
+pub mod writer;
 
 pub use agent::Agent;
 /// The agent's status file, read (its layout is `rewind_formats::agent_status`).
@@ -50,7 +54,9 @@ pub use loopdev::Loop;
 pub use mounts::{umount_lazy, umount_or_lazy, Mount};
 pub use mtd::Mtd;
 pub use mtd_cli::{dump, group_json, inspect};
+pub use netns::NetNs;
 pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
 pub use prometheus::{have_prometheus, Prometheus};
-pub use scratch::{can_run, have_tool, tempdir};
+pub use scratch::{can_run, have_tool, have_tools, tempdir};
 pub use sites::{live_loop, reverse_log, reverse_state, site};
+pub use writer::Writer;

@@ -188,6 +188,15 @@ impl Mtd {
             .collect()
     }
 
+    /// The agents' plain TCP address (`127.0.0.1:PORT`) of a daemon started with `--listen
+    /// 127.0.0.1:0 --insecure`.
+    pub fn agent_tcp(&self) -> String {
+        self.ready_lines()
+            .into_iter()
+            .find(|l| l.starts_with("127.0.0.1:"))
+            .expect("daemon reports an agent TCP address")
+    }
+
     /// The NBD TCP address (`127.0.0.1:PORT`).
     pub fn nbd_tcp(&self) -> String {
         self.ready_lines()

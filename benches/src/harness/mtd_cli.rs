@@ -79,6 +79,22 @@ impl Mtd {
         assert_ok(&o, &format!("rewind-mtd dump {group}/{disk} at {at}"));
     }
 
+    /// Whether `group/disk` at latest, read through the NBD unix socket (nbdcopy) while the
+    /// daemon runs, equals `source` byte for byte; the copy goes to `scratch`.
+    pub fn latest_equals(&self, group: &str, disk: &str, source: &Path, scratch: &Path) -> bool {
+        let _ = std::fs::remove_file(scratch);
+        let uri = self.nbd_uri(&format!("{group}/{disk}"));
+        assert_ok(
+            &run(Command::new("nbdcopy").arg(&uri).arg(scratch)),
+            &format!("nbdcopy {uri}"),
+        );
+        let same = run(Command::new("cmp").arg("-s").arg(scratch).arg(source))
+            .status
+            .success();
+        let _ = std::fs::remove_file(scratch);
+        same
+    }
+
     /// Stops the target, dumps `group/disk` at latest beside its data dir, and asserts it
     /// equals `source` byte for byte. Returns the dump's path.
     pub fn stop_and_check_latest(&mut self, group: &str, disk: &str, source: &Path) -> PathBuf {

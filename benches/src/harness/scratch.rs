@@ -36,3 +36,19 @@ pub fn can_run() -> bool {
     }
     true
 }
+
+/// Whether `tools` are all on PATH. When not, says so loudly and returns false (skip), unless
+/// `REWIND_REQUIRE_TOOLS` is set (scripts/test.sh sets it): then the test fails.
+pub fn have_tools(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have_tool(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let what = format!(
+        "{test} needs {} (scripts/test.sh installs them)",
+        missing.join(", ")
+    );
+    assert!(std::env::var_os("REWIND_REQUIRE_TOOLS").is_none(), "{what}");
+    eprintln!("SKIPPED {what}");
+    false
+}

@@ -1,0 +1,114 @@
+//! The capture files' two FUSE transports, end to end: FUSE over io_uring (our own server) and
+//! `/dev/fuse` (fuser), each under ext4, fio with verification and whole-device reads, and the
+//! target's copy compared byte for byte with the source.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const DISK_SIZE: u64 = 512 << 20;
+
+/// Whether this kernel has FUSE over io_uring (its module parameter exists). When it does not,
+/// says so and skips, unless `REWIND_REQUIRE_TOOLS` is set (the suite): then it fails.
+fn kernel_has_fuse_uring(test: &str) -> bool {
+    if Path::new("/sys/module/fuse/parameters/enable_uring").exists() {
+        return true;
+    }
+    let what = format!("{test} needs a kernel with CONFIG_FUSE_IO_URING");
+    assert!(std::env::var_os("REWIND_REQUIRE_TOOLS").is_none(), "{what}");
+    eprintln!("SKIPPED {what}");
+    false
+}
+
+/// fio with crc32c verification on `file`: `rw` at block size `bs`, queue depth 32.
+fn fio_verify(file: &Path, rw: &str, bs: &str) {
+    run_ok(
+        Command::new("fio")
+            .args([
+                "--name=verify",
+                "--ioengine=libaio",
+                "--direct=1",
+                "--iodepth=32",
+            ])
+            .args([&format!("--rw={rw}"), &format!("--bs={bs}"), "--size=96M"])
+            .args([
+                "--verify=crc32c",
+                "--verify_fatal=1",
+                "--verify_state_save=0",
+            ])
+            .arg(format!("--filename={}", file.display())),
+    );
+}
+
+/// mkfs.ext4 on the protected device, files, fio verify (random 4 KiB and sequential 1 MiB)
+/// inside it and on the raw device's tail, the whole device read back and compared with the
+/// backing image, e2fsck; then the target's latest equals the source byte for byte.
+fn workload(extra: &[&str], log_says: &str) {
+    let work = tempdir();
+    let w = work.path();
+    let img = w.join("disk.img");
+    fs::File::create(&img)
+        .and_then(|f| f.set_len(DISK_SIZE))
+        .expect("image");
+    let mut mtd = Mtd::start(w);
+    let mut agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), extra);
+    let log = agent.log_text();
+    assert!(
+        log.contains(log_says),
+        "the agent's log names its transport ({log_says:?}):\n{log}"
+    );
+    let dev = agent.link("d0");
+    run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev));
+    let mnt = w.join("m");
+    let mut mount = Mount::new(&dev, &mnt);
+    for i in 0..4u64 {
+        fs::write(
+            mnt.join(format!("f{i}")),
+            Rng::new(i).bytes((3 << 20) + 4096 * i as usize),
+        )
+        .expect("write a file");
+    }
+    fio_verify(&mnt.join("rand.dat"), "randwrite", "4k");
+    fio_verify(&mnt.join("seq.dat"), "write", "1M");
+    mount.umount();
+    run_ok(Command::new("e2fsck").args(["-fn"]).arg(&dev));
+    // Reads through the device return exactly what the backing image holds.
+    run_ok(Command::new("cmp").arg(&dev).arg(&img));
+    let st = agent.wait_caught_up(Duration::from_secs(120));
+    assert!(st.connected);
+    agent.stop();
+    let log = agent.log_text();
+    assert!(
+        !log.contains("requests arrive on /dev/fuse"),
+        "every request went through the transport asked for:\n{log}"
+    );
+    let latest = mtd.stop_and_check_latest("g1", "d0", &img);
+    assert_fsck_clean(&latest);
+}
+
+#[test]
+fn uring_transport_replicates_ext4_and_fio_exactly() {
+    if !can_run() || !kernel_has_fuse_uring("uring_transport_replicates_ext4_and_fio_exactly") {
+        return;
+    }
+    workload(
+        &["--fuse-transport", "uring"],
+        "serving over FUSE over io_uring",
+    );
+}
+
+#[test]
+fn dev_fuse_transport_replicates_ext4_and_fio_exactly() {
+    if !can_run() {
+        return;
+    }
+    workload(
+        &["--fuse-transport", "dev-fuse"],
+        "serving through /dev/fuse (fuser)",
+    );
+}

@@ -1,0 +1,166 @@
+//! The agent's overhead on the workload: fio on protected devices against a plain loop device,
+//! direct IO, interleaved run by run (each protected run right after its own baseline run).
+//!
+//! Configurations, each its own agent and image, all started before the first run:
+//! - `capture`: capture only, FUSE over io_uring. Its target does not exist, so nothing is
+//!   replicated; with no spool, the memory queue fills and the agent drops to bitmap mode (the
+//!   status says when), which is capture without a stream.
+//! - `capture-devfuse`: the same on the `/dev/fuse` transport (fuser), to compare transports.
+//! - `null`: replication to a null target ([`super::nulltarget`]) that acknowledges every batch
+//!   and applies nothing: the agent's whole cost, none of the target's.
+//! - `real`: replication to `rewind-mtd` on the same host.
+//!
+//! Random 4 KiB reads run against the real configuration's device.
+
+use anyhow::Result;
+
+use super::agentproc::Agent;
+use super::fio;
+use super::nulltarget::NullTarget;
+use super::progress;
+use super::stats::{ratio, Series};
+use super::tools::{self, Bins};
+use std::fs::File;
+use std::path::Path;
+
+/// One configuration's results: per mode (seq, rand) protected MB/s, baseline MB/s, ratio.
+pub struct ConfigResult {
+    pub key: &'static str,
+    pub what: &'static str,
+    pub modes: [(Series, Series, Series); 2],
+    /// What bitmap mode and the spool did, from the status after each run.
+    pub notes: Vec<String>,
+}
+
+pub struct Overhead {
+    pub configs: Vec<ConfigResult>,
+    /// Random 4 KiB reads: protected, baseline, ratio.
+    pub reads: (Series, Series, Series),
+}
+
+struct Config {
+    key: &'static str,
+    what: &'static str,
+    agent: Agent,
+    /// Whether it can catch up (has a target): each of its runs starts caught up.
+    replicates: bool,
+}
+
+/// Runs `runs` rounds; `real` is the agent replicating to the real target.
+pub fn run(
+    bins: &Bins,
+    work: &Path,
+    real: &Agent,
+    size: u64,
+    fio_seconds: u64,
+    runs: usize,
+) -> Result<Overhead> {
+    let null = NullTarget::start(&work.join("null.sock"))?;
+    let nowhere = format!("unix:{}", work.join("nowhere.sock").display());
+    let start = |name: &str, target: &str, extra: &[&str]| -> Result<Agent> {
+        let img = work.join(format!("{name}.img"));
+        File::create(&img)?.set_len(size)?;
+        Agent::start_to(bins, work, name, &img, target, extra)
+    };
+    let capture = start("capture", &nowhere, &["--spool-mib", "0"])?;
+    let devfuse = start(
+        "capturedevfuse",
+        &nowhere,
+        &["--spool-mib", "0", "--fuse-transport", "dev-fuse"],
+    )?;
+    let nulla = start("null", &null.target(), &[])?;
+    nulla.wait_synced(300)?;
+    let plain_img = work.join("plain.img");
+    File::create(&plain_img)?.set_len(size)?;
+    let plain = tools::plain_loop(&plain_img)?;
+    let mut configs = [
+        (
+            capture,
+            "capture",
+            "capture only (io_uring), no target",
+            false,
+        ),
+        (
+            devfuse,
+            "capture-devfuse",
+            "capture only (/dev/fuse), no target",
+            false,
+        ),
+        (nulla, "null", "replication to a null target", true),
+    ]
+    .map(|(agent, key, what, replicates)| Config {
+        key,
+        what,
+        agent,
+        replicates,
+    });
+    let mut results: Vec<ConfigResult> = configs
+        .iter()
+        .map(|c| (c.key, c.what))
+        .chain([("real", "replication to rewind-mtd (same host)")])
+        .map(|(key, what)| ConfigResult {
+            key,
+            what,
+            modes: [0, 1].map(|_| (Series::raw(), Series::raw(), Series::fixed(2))),
+            notes: Vec::new(),
+        })
+        .collect();
+    let mut reads = (Series::raw(), Series::raw(), Series::fixed(2));
+    for run in 1..=runs {
+        for (m, mode) in ["seq", "rand"].iter().enumerate() {
+            let rand = *mode == "rand";
+            for (i, r) in results.iter_mut().enumerate() {
+                let (agent, replicates) = match configs.get_mut(i) {
+                    Some(c) => (&c.agent, c.replicates),
+                    None => (real, true),
+                };
+                // Each run starts quiet: the agent caught up (a resync after bitmap mode would
+                // otherwise slow the baseline down).
+                if replicates {
+                    agent.wait_synced(600)?;
+                }
+                let theirs = fio::write_mbs(&plain, rand, fio_seconds, size)?;
+                if replicates {
+                    agent.wait_synced(600)?;
+                }
+                let ours = fio::write_mbs(&agent.dev, rand, fio_seconds, size)?;
+                let (o, t, q) = &mut r.modes[m];
+                o.push(ours);
+                t.push(theirs);
+                q.push_some(ratio(Some(ours), Some(theirs)));
+                let note = state_note(agent);
+                progress::log(format!(
+                    "{mode} run {run} {}: protected {ours} MB/s, plain loop {theirs} MB/s; {note}",
+                    r.key
+                ));
+                r.notes.push(format!("{mode} run {run}: {note}"));
+            }
+        }
+        let theirs = fio::randread_mbs(&plain, fio_seconds, size)?;
+        let ours = fio::randread_mbs(&real.dev, fio_seconds, size)?;
+        reads.0.push(ours);
+        reads.1.push(theirs);
+        reads.2.push_some(ratio(Some(ours), Some(theirs)));
+        progress::log(format!(
+            "rand read run {run}: protected {ours} MB/s, plain loop {theirs} MB/s"
+        ));
+    }
+    for c in configs {
+        c.agent.stop();
+    }
+    Ok(Overhead {
+        configs: results,
+        reads,
+    })
+}
+
+/// What bitmap mode and the spool are doing, from the agent's status.
+fn state_note(agent: &Agent) -> String {
+    format!(
+        "bitmap mode {}, dropped writes {}, spooled {} B, queued {} B",
+        agent.status_text("bitmap_mode"),
+        agent.status_text("dropped_writes"),
+        agent.status_text("spooled_bytes"),
+        agent.status_text("queued_bytes"),
+    )
+}
