@@ -10,9 +10,11 @@ fi
 
 # Packages the tests use: fio (baselines, and its nbd engine), e2fsprogs (mkfs.ext4, e2fsck),
 # util-linux (losetup, mount, fallocate), fdisk (sfdisk), fuse3, qemu-utils (qemu-img, qemu-io, qemu-nbd),
-# libnbd-bin (nbdinfo, nbdcopy) and python3-libnbd (nbdsh), jq, iproute2 (ip netns, tc); for the test VM (scripts/vm-image.sh,
-# scripts/vm-rootfs.sh) qemu-system-x86 and busybox-static.
+# libnbd-bin (nbdinfo, nbdcopy) and python3-libnbd (nbdsh), jq, iproute2 (ip netns, tc), prometheus
+# (the server and promtool, for the metrics and alert-rule tests); for the test VM
+# (scripts/vm-image.sh, scripts/vm-rootfs.sh) qemu-system-x86 and busybox-static.
 pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd jq iproute2 busybox-static qemu-system-x86)
+pkgs+=(prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

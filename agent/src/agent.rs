@@ -278,6 +278,26 @@ impl Agent {
         agent
             .threads
             .push(spawn("dirty-clear", move || clearer.run())?);
+        let link = LinkView::new(link_rx);
+        if let Some(addr) = settings.metrics_listen {
+            let sources = crate::metrics::Sources {
+                settings: Arc::clone(&settings),
+                queue: Arc::clone(&queue),
+                dirty: Arc::clone(&dirty),
+                progress: Arc::clone(&progress),
+                sync: Arc::clone(&sync_status),
+                drain: Arc::clone(&drain),
+                gate: Arc::clone(&gate),
+                connected: link.connected_flag(),
+                owed: crate::metrics::group::Owed::at_start(dirty.pinned_count() > 0),
+            };
+            let registry = crate::metrics::registry(sources);
+            agent.threads.push(crate::metrics::http::spawn(
+                addr,
+                registry,
+                Arc::clone(&stop),
+            )?);
+        }
         let writer = StatusWriter {
             settings: Arc::clone(&settings),
             state,
@@ -289,7 +309,7 @@ impl Agent {
             sync: Arc::clone(&sync_status),
             drain: Arc::clone(&drain),
             gate: Arc::clone(&gate),
-            link: LinkView::new(link_rx),
+            link,
             policy,
         };
         let st = Arc::clone(&stop);

@@ -22,6 +22,8 @@
 //!   the admitted ones be recorded and a sync finish, and tags the last seq (Failover); a
 //!   Fenced refusal stops the sender for good, writes stay refused, and
 //!   STATE_DIR/GROUP.fenced keeps the agent from starting again as the group's source
+//! metrics (metrics/): Prometheus `/metrics` with `--metrics-listen` (RPO, state, bytes per
+//!   disk, spool, capture latency), read at scrape time from the parts above
 //! settings (config/): flags and/or a TOML file (config::file); stream::ratelimit caps the
 //!   sender's bandwidth; schedule inserts `auto-*` tags every N seconds, freezing filesystems
 //!   around them (freeze)
@@ -50,6 +52,7 @@ pub mod control;
 pub mod drain;
 pub mod error;
 pub mod freeze;
+pub mod metrics;
 pub mod policy;
 pub mod schedule;
 pub mod state;

@@ -175,6 +175,8 @@ mod tests {
             fuse_transport: Default::default(),
             bandwidth_bytes_per_sec: None,
             tag_every_secs: Some(1),
+            metrics_listen: None,
+            rpo_target_secs: None,
             tag_freeze: vec![],
             spool_bytes: 0,
             fixed_level: false,

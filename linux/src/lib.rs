@@ -8,11 +8,14 @@
 //! - [`pem`]: certificates and keys from PEM files.
 //! - [`process`]: child commands in their own process group, and stopping those groups.
 //! - [`clock`]: wall-clock milliseconds.
+//! - [`metrics`]: Prometheus plumbing: a lock-free latency histogram and the helpers that write
+//!   a metric family computed at scrape time.
 
 pub mod aligned;
 pub mod atomic;
 pub mod clock;
 pub mod fuse_mount;
 pub mod loopdev;
+pub mod metrics;
 pub mod pem;
 pub mod process;

@@ -14,6 +14,7 @@ pub mod fusetree;
 pub mod jobs;
 pub mod limits;
 pub mod listen;
+pub mod metrics;
 pub mod names;
 pub mod nbd;
 pub mod plan;

@@ -215,13 +215,17 @@ impl Filesystem for CaptureFs {
             return reply.error(Errno::ENOENT);
         };
         // The reply travels with the write and is sent once it is on disk and recorded.
+        let started = Instant::now();
         self.capture.write_async(
             d,
             offset,
             data,
-            Box::new(move |r| match r {
-                Ok(n) => reply.written(n),
-                Err(e) => reply.error(errno(&e)),
+            Box::new(move |r| {
+                crate::metrics::capture::LATENCY.observe(started.elapsed());
+                match r {
+                    Ok(n) => reply.written(n),
+                    Err(e) => reply.error(errno(&e)),
+                }
             }),
         );
     }

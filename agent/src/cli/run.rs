@@ -104,6 +104,12 @@ pub struct RunArgs {
     /// for more (frozen in order, thawed in reverse)
     #[arg(long, value_name = "MOUNTPOINT")]
     tag_freeze: Vec<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (plain HTTP, read-only) [default: off]
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// The RPO the group should meet, for alerts (rewind_rpo_target_seconds) [default: none]
+    #[arg(long, value_name = "SECONDS")]
+    rpo_target: Option<u64>,
 }
 
 impl RunArgs {
@@ -127,6 +133,8 @@ impl RunArgs {
             drain_timeout: self.drain_timeout,
             bandwidth_mib: self.bandwidth_mib,
             tag_every_secs: self.tag_every,
+            metrics_listen: self.metrics_listen,
+            rpo_target_secs: self.rpo_target,
             tag_freeze: self.tag_freeze,
             tls_dir: self.tls_dir,
             tls_ca: self.tls_ca,

@@ -55,6 +55,10 @@ pub struct RunOptions {
     /// MiB per second.
     pub bandwidth_mib: Option<u64>,
     pub tag_every_secs: Option<u64>,
+    /// `HOST:PORT` for Prometheus metrics (`/metrics`); not given: off.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Seconds: the RPO the group should meet (for `rewind_rpo_target_seconds`).
+    pub rpo_target_secs: Option<u64>,
     /// Empty means "not given" (flags then leave the file's list alone).
     #[serde(default)]
     pub tag_freeze: Vec<PathBuf>,
@@ -116,6 +120,8 @@ impl RunOptions {
             drain_timeout: flags.drain_timeout.or(self.drain_timeout),
             bandwidth_mib: flags.bandwidth_mib.or(self.bandwidth_mib),
             tag_every_secs: flags.tag_every_secs.or(self.tag_every_secs),
+            metrics_listen: flags.metrics_listen.or(self.metrics_listen),
+            rpo_target_secs: flags.rpo_target_secs.or(self.rpo_target_secs),
             tag_freeze: or_list(flags.tag_freeze, self.tag_freeze),
             disks: or_list(flags.disks, self.disks),
             tls_dir: flags.tls_dir.or(self.tls_dir),
@@ -205,6 +211,8 @@ impl RunOptions {
                 .map(|n| mib("bandwidth MiB/s", n))
                 .transpose()?,
             tag_every_secs: self.tag_every_secs,
+            metrics_listen: self.metrics_listen,
+            rpo_target_secs: self.rpo_target_secs,
             tag_freeze: self.tag_freeze,
             tls,
             insecure: self.insecure.unwrap_or(false),

@@ -69,6 +69,13 @@ pub struct Settings {
     /// Insert an `auto-YYYYMMDD-HHMMSS` tag this often (seconds); `None` is never.
     #[serde(default)]
     pub tag_every_secs: Option<u64>,
+    /// Serve Prometheus metrics on http://ADDR/metrics; `None` is off.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// The RPO this group should meet (seconds), exported as `rewind_rpo_target_seconds` for
+    /// alerts; `None`: not exported.
+    #[serde(default)]
+    pub rpo_target_secs: Option<u64>,
     /// Mounted filesystems frozen (fsfreeze), in order, around each scheduled tag.
     #[serde(default)]
     pub tag_freeze: Vec<PathBuf>,
@@ -457,6 +464,8 @@ mod tests {
             spool_bytes: 0,
             bandwidth_bytes_per_sec: None,
             tag_every_secs: None,
+            metrics_listen: None,
+            rpo_target_secs: None,
             tag_freeze: vec![],
             tls: None,
             insecure: false,

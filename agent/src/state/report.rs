@@ -26,6 +26,8 @@ pub struct LinkView {
     events: Receiver<LinkEvent>,
     connected: bool,
     last_error: Option<String>,
+    /// `connected`, for the metrics (updated with the status file).
+    shared: Arc<AtomicBool>,
 }
 
 impl LinkView {
@@ -34,7 +36,13 @@ impl LinkView {
             events,
             connected: false,
             last_error: None,
+            shared: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// A flag that follows `connected` (as of the last status write).
+    pub fn connected_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.shared)
     }
 
     /// Applies every event sent so far, in order.
@@ -53,6 +61,7 @@ impl LinkView {
                 }
             }
         }
+        self.shared.store(self.connected, Ordering::Relaxed);
     }
 }
 

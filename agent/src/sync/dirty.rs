@@ -373,6 +373,15 @@ impl DirtyMap {
         }
     }
 
+    /// Pinned regions per disk (a walk over every region: for scrapes, not hot paths).
+    pub fn pinned_per_disk(&self) -> Vec<u64> {
+        let st = self.lock();
+        st.disks
+            .iter()
+            .map(|(_, regions)| regions.iter().filter(|r| r.pinned).count() as u64)
+            .collect()
+    }
+
     /// How many regions wait for a compare (cheap: a counter).
     pub fn pinned_count(&self) -> u64 {
         self.lock().pinned

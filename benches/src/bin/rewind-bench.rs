@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use rewind_benches::driver::{
-    agent, apply, cleanup, crash, failover, netfault, overhead, powercut, views,
+    agent, apply, cleanup, console, crash, failover, netfault, overhead, powercut, views,
 };
 use rewind_benches::driver::{progress, Settings};
 
@@ -97,6 +97,12 @@ enum Cmd {
     /// source image), and the RTO of a two-VM recovery plan in test mode (against the same
     /// boots from plain image files)
     Failover { runs: Option<String> },
+    /// what monitoring costs: for now the target's /metrics scrape time with DISKS disks
+    /// (default 1000), median of at least 5 scrapes
+    Console {
+        #[arg(default_value = "1000")]
+        disks: String,
+    },
     /// the agent's write overhead alone (agent/bench-overhead.sh; root only): fio on the
     /// protected device against a plain loop device, medians and ratios
     Overhead(OverheadArgs),
@@ -174,6 +180,7 @@ fn main() -> ExitCode {
         Cmd::Failover { runs } => {
             failover::run(&settings, runs.as_deref()).map(|()| ExitCode::SUCCESS)
         }
+        Cmd::Console { disks } => console::run(&settings, &disks).map(|()| ExitCode::SUCCESS),
         Cmd::Overhead(o) => {
             let o = overhead::Options {
                 agent: o.agent,

@@ -14,7 +14,7 @@
 //! - [`suite_test`]: benches that run one test of the suite at length.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
 //! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`],
-//!   [`powercut`]: the
+//!   [`powercut`], [`console`]: the
 //!   benches.
 
 pub mod agent;
@@ -22,6 +22,7 @@ pub mod agent_overhead;
 pub mod agentproc;
 pub mod apply;
 pub mod cleanup;
+pub mod console;
 pub mod crash;
 pub mod failover;
 pub mod fio;

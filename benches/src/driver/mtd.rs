@@ -49,6 +49,11 @@ impl Daemon {
 /// The apply bench's daemon: io_uring, TCP on a free port, no NBD, data in `dir` (its ready file
 /// and control socket beside it); output to `log`.
 pub fn start_tcp(bins: &Bins, dir: &Path, log: &Path) -> Result<Daemon> {
+    start_tcp_with(bins, dir, log, &[])
+}
+
+/// [`start_tcp`] with more `serve` flags.
+pub fn start_tcp_with(bins: &Bins, dir: &Path, log: &Path, extra: &[&str]) -> Result<Daemon> {
     std::fs::create_dir_all(dir)?;
     let ready = sibling(dir, ".ready");
     let _ = std::fs::remove_file(&ready);
@@ -68,6 +73,7 @@ pub fn start_tcp(bins: &Bins, dir: &Path, log: &Path) -> Result<Daemon> {
         .arg(sibling(dir, ".control.sock"))
         .arg("--ready-file")
         .arg(&ready)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
@@ -93,7 +99,7 @@ pub fn start_tcp(bins: &Bins, dir: &Path, log: &Path) -> Result<Daemon> {
 }
 
 /// `DIR` + suffix as a sibling path (`DIR.ready`).
-fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+pub fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let mut s = dir.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)

@@ -11,6 +11,7 @@
 //! - [`mounts`] and [`loopdev`]: mounted filesystems and loop devices, undone on drop.
 //! - [`disk`]: test data written to and compared between devices and images.
 //! - [`sites`]: failover sites (a target with a view tree) and their reverse replication.
+//! - [`http`] and [`prometheus`]: GETs to `/metrics`, and a real Prometheus scraping them.
 //! - [`loadgen`]: `rewind-loadgen` workloads.
 //! - [`netns`]: a network namespace behind a veth pair, for partitions.
 //! - [`powercut`]: power-cut campaigns' mounts, rounds and result lines.
@@ -25,6 +26,7 @@ pub mod bins;
 pub mod cmd;
 pub mod disk;
 pub mod frames;
+pub mod http;
 pub mod loadgen;
 pub mod loopdev;
 pub mod mounts;
@@ -33,6 +35,7 @@ pub mod mtd_cli;
 pub mod netns;
 pub mod powercut;
 pub mod procs;
+pub mod prometheus;
 pub mod scratch;
 pub mod sites;
 pub mod vm;
@@ -56,6 +59,7 @@ pub use mtd_cli::{dump, group_json, inspect};
 pub use netns::NetNs;
 pub use powercut::{parse_powercut_result, powercut_mount, powercut_rounds, print_powercut_result};
 pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
+pub use prometheus::{have_prometheus, Prometheus};
 pub use scratch::{can_run, have_tool, have_tools, tempdir};
 pub use sites::{live_loop, reverse_log, reverse_state, site};
 pub use writer::Writer;

@@ -207,6 +207,14 @@ impl Mtd {
             .to_string()
     }
 
+    /// The metrics address (`127.0.0.1:PORT`), when started with `--metrics-listen`.
+    pub fn metrics_addr(&self) -> String {
+        self.ready_lines()
+            .iter()
+            .find_map(|l| l.strip_prefix("metrics ").map(str::to_string))
+            .expect("daemon reports a metrics address (--metrics-listen)")
+    }
+
     /// `nbd+unix:///EXPORT?socket=...` for an export name.
     pub fn nbd_uri(&self, export: &str) -> String {
         format!("nbd+unix:///{export}?socket={}", self.nbd_sock.display())

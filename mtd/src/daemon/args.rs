@@ -115,8 +115,12 @@ pub struct ServeArgs {
     /// root); created as a system group if missing. Nobody else may.
     #[arg(long, default_value = crate::access::DEFAULT_GROUP)]
     pub access_group: String,
+    /// Serve Prometheus metrics on http://ADDR/metrics (plain HTTP, read-only; off unless
+    /// given). Port 0 picks a free port (the ready file says which).
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Write the bound addresses here once listening (agents' first, then `nbd ADDR`,
-    /// `views PATH`, `control PATH`).
+    /// `views PATH`, `control PATH`, `metrics ADDR`).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
 }

@@ -30,8 +30,10 @@ pub struct DaemonOptions {
     pub control_tcp: Option<(String, Arc<rustls::ServerConfig>)>,
     /// Who may connect to the unix sockets (agents, NBD, control).
     pub access: Arc<LocalAccess>,
+    /// Where to serve Prometheus metrics (none: not served).
+    pub metrics: Option<std::net::SocketAddr>,
     /// Written once everything listens: one address per line, agents' first, then
-    /// `nbd ADDR`, `views PATH`, `control PATH`, `control-tcp ADDR`.
+    /// `nbd ADDR`, `views PATH`, `control PATH`, `control-tcp ADDR`, `metrics ADDR`.
     pub ready_file: Option<PathBuf>,
 }
 
@@ -79,6 +81,10 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     if let Some((addr, tls)) = &opts.control_tcp {
         let bound = control::tcp::start(control.clone(), addr, tls.clone()).await?;
         ready.push(format!("control-tcp {bound}"));
+    }
+    if let Some(addr) = opts.metrics {
+        let bound = crate::metrics::http::start(addr, crate::metrics::registry(&control)).await?;
+        ready.push(format!("metrics {bound}"));
     }
     if let Some(rf) = &opts.ready_file {
         let text = ready.join("\n") + "\n";

@@ -99,6 +99,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         control: Some(args.control),
         control_tcp: args.control_listen.zip(control_tls),
         access,
+        metrics: args.metrics_listen,
         ready_file: args.ready_file,
     };
     rt.block_on(super::run(store, opts))

@@ -60,6 +60,8 @@ pub struct Failovers {
     pub attachments: Arc<Attachments>,
     pub jobs: Arc<Jobs>,
     pub boots: BootProcesses,
+    /// Each group's last test failover, for monitoring.
+    pub drills: crate::metrics::drills::Drills,
     /// `DATA_DIR/failover`.
     dir: PathBuf,
     /// The NBD server's bound addresses (`HOST:PORT`, `unix:PATH`), for the URIs handed out.
@@ -79,6 +81,7 @@ impl Failovers {
         nbd: Vec<String>,
     ) -> Result<Arc<Failovers>> {
         let dir = exports.store.dir.join("failover");
+        let drills = crate::metrics::drills::Drills::load(&exports.store.dir);
         let mut map = BTreeMap::new();
         for s in state::load_all(&dir)? {
             map.insert(s.group.clone(), s);
@@ -90,6 +93,7 @@ impl Failovers {
             attachments,
             jobs: Arc::new(Jobs::new(events)),
             boots: BootProcesses::default(),
+            drills,
             dir,
             nbd,
             rt: tokio::runtime::Handle::current(),

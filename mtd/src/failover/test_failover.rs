@@ -42,7 +42,9 @@ impl Failovers {
         let me = self.clone();
         let g = group.to_string();
         Ok(self.jobs.spawn("failover-test", group, move |job| {
-            me.run_test(&g, &point, seq, run_boot, job)
+            let r = me.run_test(&g, &point, seq, run_boot, job);
+            me.drills.record(&g, r.is_ok());
+            r
         })?)
     }
 

@@ -143,6 +143,7 @@ pub fn execute(c: &Conn, r: &Request, payload: Option<Buf>) -> Body {
         );
     };
     let v = &*v;
+    crate::metrics::nbd::request(&c.export, r.cmd, r.len);
     let fua = || {
         if r.flags & CMD_FLAG_FUA != 0 {
             v.flush()

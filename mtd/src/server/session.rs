@@ -133,6 +133,7 @@ pub(crate) async fn run<S>(
         Err(f) => {
             tracing::warn!(%peer, code = ?f.code, "closing session: {}", f.message);
             if let Some(code) = f.code {
+                crate::metrics::frames::rejected(code);
                 let _ = out_tx
                     .send(
                         Message::Error(ErrorMsg {

@@ -108,6 +108,8 @@ pub struct Group {
     /// Records and padding bytes admitted but not yet published (queued for the writer): the
     /// quotas count them, so a fast sender cannot outrun the check by keeping the queue full.
     pending: Mutex<Pending>,
+    /// Data bytes published per disk, for monitoring.
+    pub(super) applied: super::facts::AppliedBytes,
 }
 
 /// What batches admitted to the writer but not yet published will add (see `Group::pending`).
@@ -199,6 +201,7 @@ impl Group {
         }
         let durable = state.durable;
         let policy = super::policy::GroupPolicy::load(&dir)?;
+        let applied = super::facts::AppliedBytes::new(state.manifest.disks.len());
         Ok(Arc::new(Group {
             name,
             dir,
@@ -213,6 +216,7 @@ impl Group {
             queued_chunks: std::sync::atomic::AtomicU64::new(0),
             published_chunks: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(Pending::default()),
+            applied,
         }))
     }
 
@@ -269,6 +273,7 @@ impl Group {
     pub(crate) fn publish(&self, segment_id: u64, pos: u64, h: &ChunkHeader) {
         let mut st = self.state.write().expect("group lock");
         publish_chunk(&mut st, segment_id, pos, h);
+        self.applied.add(h);
         {
             // Now in the index and the segment's padding: no longer pending. (Chunks queued
             // without admission, e.g. by tests, were never counted: saturate.)

@@ -23,6 +23,15 @@ impl Default for Health {
 }
 
 impl Health {
+    /// The state's name for monitoring: `ok`, `no_space` or `failed`.
+    pub(crate) fn state_name(&self) -> &'static str {
+        match &*self.0.lock().expect("health lock") {
+            HealthState::Ok => "ok",
+            HealthState::NoSpace { .. } => "no_space",
+            HealthState::Failed { .. } => "failed",
+        }
+    }
+
     pub(crate) fn failed(&self) -> Option<String> {
         match &*self.0.lock().expect("health lock") {
             HealthState::Failed { detail } => Some(detail.clone()),

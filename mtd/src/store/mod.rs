@@ -16,6 +16,7 @@
 pub(crate) mod admit;
 pub mod engine;
 mod error;
+pub(crate) mod facts;
 pub(crate) mod feeder;
 pub(crate) mod fence;
 pub(crate) mod files;

@@ -170,6 +170,7 @@ impl Writer {
 
     /// Group commit: place, write, fdatasync, publish, then seal what is full.
     fn commit(&mut self, reqs: Vec<AppendReq>) -> Result<()> {
+        let started = Instant::now();
         let mut placed = Vec::with_capacity(reqs.len());
         for req in reqs {
             let p = self.place(req)?;
@@ -192,7 +193,10 @@ impl Writer {
                 })
                 .collect();
             engine.write_all(&ops)?;
-            engine.sync_all(&fds)
+            let synced = Instant::now();
+            engine.sync_all(&fds)?;
+            crate::metrics::store::FSYNC.observe(synced.elapsed());
+            Ok(())
         })
         .inspect_err(|_| leak(&mut placed))?;
 
@@ -217,6 +221,7 @@ impl Writer {
                 self.seal(&name)?;
             }
         }
+        crate::metrics::store::APPLY.observe(started.elapsed());
         Ok(())
     }
 

@@ -101,11 +101,29 @@ pub struct QueueStats {
     pub spooled_bytes: u64,
     pub spool_capacity: u64,
     pub overflow: bool,
+    /// When bitmap mode began.
+    pub overflow_since: Option<Instant>,
+    /// When the oldest record not yet acknowledged was recorded (None: all acknowledged).
+    pub oldest_unacked: Option<Instant>,
     pub dropped: u64,
     pub window_open: bool,
     /// Replication lag over the last [`LAG_WINDOW`] (ms from a write's completion on the
     /// source to the target's acknowledgement): p50, p99, max; `None` without acks.
     pub lag_ms: Option<(u32, u32, u32)>,
+}
+
+/// Bytes of one disk's records since the agent started (`len` of every record: zero ranges
+/// count the range they cover). Backlog = queued - acked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskTally {
+    /// Written by the workload (captured), dropped in bitmap mode or not.
+    pub captured: u64,
+    /// Put in the stream: captured writes not dropped, and sync copies.
+    pub queued: u64,
+    /// Handed to the sender (again after a reconnect).
+    pub sent: u64,
+    /// Acknowledged by the target.
+    pub acked: u64,
 }
 
 /// What became of a captured write offered to the queue.

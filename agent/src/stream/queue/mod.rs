@@ -38,7 +38,9 @@ use crate::error::{Error, Result};
 use crate::stream::seq::{LocalSeq, SeqBase};
 use crate::stream::spool::Spool;
 
-pub use entry::{Entry, PendingTag, Pushed, QueueStats, Record, ENTRY_OVERHEAD, LAG_WINDOW};
+pub use entry::{
+    DiskTally, Entry, PendingTag, Pushed, QueueStats, Record, ENTRY_OVERHEAD, LAG_WINDOW,
+};
 
 struct Inner {
     entries: VecDeque<Entry>,
@@ -61,6 +63,10 @@ struct Inner {
     overflow: bool,
     /// Records dropped in this run (bitmap mode).
     dropped: u64,
+    /// When bitmap mode began (None outside it).
+    overflow_since: Option<Instant>,
+    /// Bytes per disk, for monitoring (counted here, under the lock every write takes anyway).
+    tallies: Vec<DiskTally>,
     /// The next record recorded opens a resync window with a SyncBegin tag of this name.
     pending_begin: Option<String>,
     /// A SyncBegin went into the stream and its SyncEnd not yet.
@@ -103,6 +109,8 @@ impl Queue {
                 spool,
                 overflow: false,
                 dropped: 0,
+                overflow_since: None,
+                tallies: Vec::new(),
                 pending_begin: None,
                 window_open: false,
                 kicked: false,
@@ -149,6 +157,7 @@ impl Queue {
         if st.stopping {
             return Err(Error::Stopping);
         }
+        st.tally(record.disk).captured += u64::from(record.len);
         if !st.overflow && st.queued_bytes > 0 && st.queued_bytes + bytes > self.max_bytes {
             let pos = match (&mut st.spool, &record.data) {
                 (Some(spool), Some(data)) => spool.put(data),
@@ -167,6 +176,7 @@ impl Queue {
                          dirty regions and resynced once the target has caught up)"
                     );
                     st.overflow = true;
+                    st.overflow_since = Some(Instant::now());
                     // A sync waiting for memory gives up now (its copies would be dropped).
                     self.space.notify_all();
                 }
@@ -215,6 +225,7 @@ impl Queue {
         st.last_seq = st.last_seq.next();
         let seq = st.last_seq;
         st.queued_bytes += record.mem_bytes();
+        st.tally(record.disk).queued += u64::from(record.len);
         st.entries.push_back(Entry::Record {
             seq,
             record: Arc::new(record),
@@ -242,6 +253,7 @@ impl Queue {
             return false;
         }
         st.overflow = false;
+        st.overflow_since = None;
         true
     }
 
@@ -331,6 +343,11 @@ impl Queue {
             spooled_bytes: st.spool.as_ref().map_or(0, Spool::used),
             spool_capacity: st.spool.as_ref().map_or(0, Spool::capacity),
             overflow: st.overflow,
+            overflow_since: st.overflow_since,
+            oldest_unacked: st.entries.iter().find_map(|e| match e {
+                Entry::Record { record, .. } => Some(record.recorded_at),
+                Entry::Tag { .. } => None,
+            }),
             dropped: st.dropped,
             window_open: st.window_open || st.pending_begin.is_some(),
             lag_ms: None,
@@ -338,6 +355,24 @@ impl Queue {
         drop(st);
         stats.lag_ms = lag_percentiles(lag);
         stats
+    }
+}
+
+impl Inner {
+    /// The tally of `disk`, made on its first record (one allocation per disk per run).
+    fn tally(&mut self, disk: u16) -> &mut DiskTally {
+        let d = usize::from(disk);
+        if self.tallies.len() <= d {
+            self.tallies.resize(d + 1, DiskTally::default());
+        }
+        &mut self.tallies[d]
+    }
+}
+
+impl Queue {
+    /// Bytes per disk so far (index: disk number), for monitoring.
+    pub fn tallies(&self) -> Vec<DiskTally> {
+        self.lock().tallies.clone()
     }
 }
 

@@ -45,8 +45,10 @@ impl Queue {
                         break;
                     }
                     bytes += b;
+                    let (disk, len) = (record.disk, u64::from(record.len));
                     out.push(e.clone());
                     st.cursor += 1;
+                    st.tally(disk).sent += len;
                 }
             }
         }
@@ -85,6 +87,7 @@ impl Queue {
             match e {
                 Entry::Record { record, .. } => {
                     oldest.get_or_insert(record.recorded_at);
+                    st.tally(record.disk).acked += u64::from(record.len);
                     st.queued_bytes -= record.mem_bytes();
                     if let (Some(pos), Some(spool)) = (record.spooled, st.spool.as_mut()) {
                         spool.free(pos, u64::from(record.len));

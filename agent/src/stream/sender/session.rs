@@ -210,6 +210,7 @@ impl Sender {
                 self.limit.take(frame.len() as u64);
                 self.send(conn, frame)?;
                 self.levels.sent(*raw, frame.len(), t.elapsed());
+                crate::metrics::wire::sent(*raw, frame.len());
                 if matches!(group.first(), Some(Entry::Tag { .. })) {
                     self.queue.collect_sent_tags();
                 }
