@@ -11,8 +11,9 @@ fi
 # Packages the tests use: fio (baselines, and its nbd engine), e2fsprogs (mkfs.ext4, e2fsck),
 # util-linux (losetup, mount, fallocate), fdisk (sfdisk), fuse3, qemu-utils (qemu-img, qemu-io, qemu-nbd),
 # libnbd-bin (nbdinfo, nbdcopy) and python3-libnbd (nbdsh), jq; for the test VM (scripts/vm-image.sh,
-# scripts/vm-rootfs.sh) qemu-system-x86 and busybox-static.
-pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd jq busybox-static qemu-system-x86)
+# scripts/vm-rootfs.sh) qemu-system-x86 and busybox-static; postgresql (the site's tests start throwaway
+# clusters with its initdb and postgres).
+pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd jq busybox-static qemu-system-x86 postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
