@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use rewind_linux::clock::now_ms;
 
+use crate::events::Events;
+
 pub use crate::api::jobs::{JobInfo, JobResult, JobState};
 
 /// Jobs kept after they end, for `GET /v1/jobs`.
@@ -18,6 +20,7 @@ const KEEP_ENDED: usize = 200;
 /// The handle a job's body reports progress through.
 pub struct Job {
     info: Mutex<JobInfo>,
+    events: Arc<Events>,
 }
 
 impl Job {
@@ -26,6 +29,10 @@ impl Job {
         i.percent = percent.clamp(0.0, 100.0);
         i.message = message.into();
         tracing::info!(job = i.id, kind = %i.kind, group = %i.group, percent = i.percent, "{}", i.message);
+        emit(&self.events, "job.progress", &i);
+        if i.kind.starts_with("failover") {
+            emit(&self.events, "failover.step", &i);
+        }
     }
 
     pub fn info(&self) -> JobInfo {
@@ -33,10 +40,27 @@ impl Job {
     }
 }
 
+/// A job's event (see [`crate::events`]).
+fn emit(events: &Events, kind: &'static str, i: &JobInfo) {
+    events.emit(
+        kind,
+        Some(&i.group),
+        serde_json::json!({
+            "job": i.id,
+            "job_kind": i.kind,
+            "percent": i.percent,
+            "message": i.message,
+            "state": i.state,
+            "error": i.error,
+        }),
+    );
+}
+
 #[derive(Default)]
 pub struct Jobs {
     next: AtomicU64,
     map: Mutex<BTreeMap<u64, Arc<Job>>>,
+    events: Arc<Events>,
 }
 
 /// Refused because the group already has a running job.
@@ -50,6 +74,14 @@ pub struct Busy {
 }
 
 impl Jobs {
+    /// Jobs that report on `events`.
+    pub fn new(events: Arc<Events>) -> Jobs {
+        Jobs {
+            events,
+            ..Jobs::default()
+        }
+    }
+
     /// Start `body` on its own thread as a job of `group`.
     pub fn spawn(
         self: &Arc<Self>,
@@ -85,6 +117,7 @@ impl Jobs {
                     result: None,
                     error: None,
                 }),
+                events: self.events.clone(),
             });
             map.insert(id, job.clone());
             let ended: Vec<u64> = map
@@ -98,6 +131,7 @@ impl Jobs {
             job
         };
         let info = job.info();
+        emit(&self.events, "job.started", &info);
         let j = job.clone();
         std::thread::Builder::new()
             .name(format!("job-{}", info.id))
@@ -119,6 +153,7 @@ impl Jobs {
                         tracing::error!(job = i.id, kind = %i.kind, group = %i.group, "job failed: {e:#}");
                     }
                 }
+                emit(&j.events, "job.finished", &i);
             })
             .expect("spawn job thread");
         Ok(info)
@@ -191,5 +226,41 @@ mod tests {
         assert_eq!(ai.state, JobState::Succeeded);
         assert_eq!(ai.result, Some(JobResult::of("g1")));
         assert_eq!(jobs.list().len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_emit_started_progress_and_finished() {
+        let events = Arc::new(Events::default());
+        let mut sub = events.subscribe();
+        let jobs = Arc::new(Jobs::new(events));
+        let info = jobs
+            .spawn("failover-test", "g1", |job| {
+                job.progress(50.0, "booting");
+                Ok(JobResult::default())
+            })
+            .unwrap();
+        let mut got = Vec::new();
+        while got.last().map(|e: &Arc<crate::events::Event>| e.kind) != Some("job.finished") {
+            got.push(sub.next().await.unwrap());
+        }
+        let kinds: Vec<_> = got.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "job.started",
+                "job.progress",
+                "failover.step",
+                "job.finished"
+            ]
+        );
+        assert!(got.iter().all(|e| e.group.as_deref() == Some("g1")));
+        assert_eq!(got[1].fields["message"], "booting");
+        assert_eq!(got[3].fields["job"], info.id);
+        assert_eq!(got[3].fields["state"], "succeeded");
     }
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod control;
 pub mod daemon;
+pub mod events;
 pub mod failover;
 pub mod fusetree;
 pub mod jobs;

@@ -55,7 +55,7 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// The site CA: make it (`init`) and issue agent certificates (`issue`).
+    /// The site CA: make it (`init`) and issue certificates (`issue`).
     Ca {
         #[command(subcommand)]
         cmd: CaCmd,
@@ -86,8 +86,9 @@ enum CaCmd {
         #[arg(long, default_value_t = rewind_mtd::tls::ca::DEFAULT_CA_DAYS)]
         ca_days: u32,
     },
-    /// Issue a certificate for an agent (its name owns its groups) or an NBD client.
-    #[command(group(clap::ArgGroup::new("who").required(true).args(["agent", "client"])))]
+    /// Issue a certificate for an agent (its name owns its groups), an NBD client, the
+    /// configuration server (--site), or another master target of this site (--server).
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["agent", "client", "site", "server"])))]
     Issue {
         #[arg(long)]
         dir: PathBuf,
@@ -98,6 +99,18 @@ enum CaCmd {
         /// --out (default DIR/clients/NAME), as qemu's tls-creds-x509 and libnbd read them.
         #[arg(long)]
         client: Option<String>,
+        /// The configuration server's (rewind-site) certificate, the only kind the control API
+        /// takes over TCP (`serve --control-listen`): ca.crt, site.crt and site.key in --out
+        /// (default DIR/sites/NAME).
+        #[arg(long)]
+        site: Option<String>,
+        /// Another master target's server certificate: ca.crt, server.crt and server.key in
+        /// --out (default DIR/servers/NAME), what `rewind-mtd serve --tls-dir` takes there.
+        #[arg(long, requires = "hosts")]
+        server: Option<String>,
+        /// With --server: a DNS name or address that target is reached at (repeat).
+        #[arg(long = "host", requires = "server")]
+        hosts: Vec<String>,
         #[arg(long)]
         out: Option<PathBuf>,
         /// Validity in days.
@@ -238,17 +251,36 @@ fn ca(cmd: CaCmd) -> Result<()> {
             dir,
             agent,
             client,
+            site,
+            server,
+            hosts,
             out,
             days,
         } => {
-            let (kind, name) = match (agent, client) {
-                (Some(a), None) => (ca::Kind::Agent, a),
-                (None, Some(c)) => (ca::Kind::Client, c),
-                _ => anyhow::bail!("give one of --agent NAME and --client NAME"),
+            if let Some(name) = server {
+                let f = ca::issue_server(&dir, &name, &hosts, out.as_deref(), days)?;
+                issued(&f);
+                if let Some(parent) = f.cert.parent() {
+                    println!(
+                        "on {name}: rewind-mtd serve --tls-dir {} (copy {} there after every \
+                         `ca revoke`)",
+                        parent.display(),
+                        dir.join(ca::CRL).display()
+                    );
+                }
+                return Ok(());
+            }
+            let (kind, name) = match (agent, client, site) {
+                (Some(a), None, None) => (ca::Kind::Agent, a),
+                (None, Some(c), None) => (ca::Kind::Client, c),
+                (None, None, Some(s)) => (ca::Kind::Site, s),
+                _ => anyhow::bail!("give one of --agent, --client, --site and --server"),
             };
             let f = ca::issue(&dir, kind, &name, out.as_deref(), days)?;
             issued(&f);
-            if kind == ca::Kind::Agent {
+            if kind == ca::Kind::Site {
+                println!("rewind-site presents these to `rewind-mtd serve --control-listen`");
+            } else if kind == ca::Kind::Agent {
                 println!(
                     "give the agent these and {}",
                     dir.join(ca::CA_CERT).display()

@@ -1,6 +1,7 @@
 //! Who may do what on the control API: every accepted connection's peer is checked once
-//! (`SO_PEERCRED`, through [`LocalAccess::check`]) and the answer travels with each request as its
-//! connect info; [`authorize`] turns it into a 403 or lets the request through.
+//! (`SO_PEERCRED`, through [`LocalAccess::check`]; on TCP its certificate, `control::tcp`) and the
+//! answer travels with each request as its connect info; [`authorize`] turns it into a 403 or lets
+//! the request through.
 
 use std::sync::Arc;
 
@@ -23,6 +24,11 @@ pub enum Caller {
     Member {
         uid: u32,
         pid: i32,
+    },
+    /// A configuration server, by its site certificate on the TCP listener (`control::tcp`):
+    /// everything root may do.
+    Site {
+        name: String,
     },
     /// Neither: everything is refused (the message says why).
     Refused(String),
@@ -75,7 +81,7 @@ pub async fn authorize(
 ) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let refusal = match &caller {
-        Caller::Root => None,
+        Caller::Root | Caller::Site { .. } => None,
         Caller::Member { .. } if reads_only(&method) => None,
         Caller::Member { uid, pid } => Some(format!(
             "{method} {path}: uid {uid} (pid {pid}) is in the access group, which may only read; changes need root"

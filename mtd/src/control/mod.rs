@@ -1,12 +1,14 @@
-//! The control API: HTTP+JSON on a unix socket, used by the `rewind` CLI.
+//! The control API: HTTP+JSON on a unix socket, used by the `rewind` CLI, and optionally on TCP
+//! with mutual TLS for the configuration server ([`tcp`], `serve --control-listen`).
 //!
 //! Who may do what (`authorize`): root everything; members of the access group (`rewind`) only
-//! GET; anybody else nothing (403). Names in paths and bodies are checked by `names` before they
+//! GET; on TCP a site certificate everything; anybody else nothing (403). Names in paths and bodies are checked by `names` before they
 //! reach a path (400).
 //!
 //! Routes (all JSON, typed in `crate::api`; errors are `{"error": "..."}` with the status of
 //! their [`error::ApiError`]):
 //! - `GET /v1/groups`: groups, disks, segments, points, tags, horizon (the `inspect` report)
+//! - `GET /v1/events`: server-sent events, one JSON object each (`crate::events`)
 //! - `DELETE /v1/groups/{group}`: delete an idle group (`control/groups.rs`)
 //! - `GET /v1/groups/{group}/points`: the recovery points of one group
 //! - `POST /v1/groups/{group}/drain` `{"tag", "timeout_secs"}`: the agent stops writes, sends
@@ -26,6 +28,7 @@ mod attachments;
 mod authorize;
 mod drain;
 pub mod error;
+mod events;
 mod failover;
 pub mod fuzzing;
 mod groups;
@@ -35,6 +38,7 @@ mod overlays;
 mod plans;
 mod points;
 mod routes;
+pub mod tcp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use super::Control;
 pub fn router(control: Arc<Control>) -> Router {
     Router::new()
         .route("/v1/groups", get(super::groups::groups))
+        .route("/v1/events", get(super::events::events))
         .route("/v1/groups/{group}", delete(super::groups::delete_group))
         .route("/v1/groups/{group}/points", get(super::points::points))
         .route(

@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// The control API's unix socket (what the `rewind` CLI talks to).
     #[arg(long, default_value = "/run/rewind/mtd.sock")]
     pub control: PathBuf,
+    /// The control API on TCP too, for the configuration server (off unless given): mutual TLS
+    /// with the CA of --tls-dir, and only site certificates (`ca issue --site`) are served.
+    #[arg(long, requires = "tls_dir")]
+    pub control_listen: Option<String>,
     /// Members of this group may connect to the daemon's unix sockets (mode 0660, owner
     /// root); created as a system group if missing. Nobody else may.
     #[arg(long, default_value = crate::access::DEFAULT_GROUP)]

@@ -26,10 +26,12 @@ pub struct DaemonOptions {
     pub views: Option<PathBuf>,
     /// Unix socket of the control API.
     pub control: Option<PathBuf>,
+    /// The control API on TCP (address, TLS with site certificates only): `--control-listen`.
+    pub control_tcp: Option<(String, Arc<rustls::ServerConfig>)>,
     /// Who may connect to the unix sockets (agents, NBD, control).
     pub access: Arc<LocalAccess>,
     /// Written once everything listens: one address per line, agents' first, then
-    /// `nbd ADDR`, `views PATH`, `control PATH`.
+    /// `nbd ADDR`, `views PATH`, `control PATH`, `control-tcp ADDR`.
     pub ready_file: Option<PathBuf>,
 }
 
@@ -73,6 +75,10 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     if let Some(path) = &opts.control {
         control::start(control.clone(), path, &opts.access).await?;
         ready.push(format!("control {}", path.display()));
+    }
+    if let Some((addr, tls)) = &opts.control_tcp {
+        let bound = control::tcp::start(control.clone(), addr, tls.clone()).await?;
+        ready.push(format!("control-tcp {bound}"));
     }
     if let Some(rf) = &opts.ready_file {
         let text = ready.join("\n") + "\n";

@@ -32,6 +32,15 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .map(crate::tls::server_config)
         .transpose()
         .context("loading the NBD TLS files (--nbd-tls-dir)")?;
+    // Its own verifier (the agents' may be absent): the same CA and revocation list.
+    let control_tls = match (&args.control_listen, &args.tls_dir) {
+        (Some(_), Some(dir)) => Some(
+            crate::tls::server_config(dir)
+                .context("loading the TLS files for --control-listen (--tls-dir)")?,
+        ),
+        (Some(_), None) => anyhow::bail!("--control-listen needs --tls-dir (mutual TLS)"),
+        _ => None,
+    };
     let nbd_clients = args
         .nbd_clients
         .as_deref()
@@ -88,6 +97,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         },
         views: args.views,
         control: Some(args.control),
+        control_tcp: args.control_listen.zip(control_tls),
         access,
         ready_file: args.ready_file,
     };

@@ -83,11 +83,12 @@ impl Failovers {
         for s in state::load_all(&dir)? {
             map.insert(s.group.clone(), s);
         }
+        let events = exports.store.events.clone();
         Ok(Arc::new(Failovers {
             exports,
             views,
             attachments,
-            jobs: Arc::new(Jobs::default()),
+            jobs: Arc::new(Jobs::new(events)),
             boots: BootProcesses::default(),
             dir,
             nbd,

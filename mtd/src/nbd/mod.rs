@@ -451,7 +451,10 @@ async fn serve_tls(
             return;
         }
     };
+    // A site's certificate drives the control API; it is not an NBD client whatever its name.
+    let site = crate::tls::peer_kind(tls.get_ref().1) == Some(crate::tls::ca::Kind::Site);
     let grants = match crate::tls::peer_identity(tls.get_ref().1) {
+        Some(name) if site => Grants::nothing(format!("site certificate {name}")),
         Some(name) => clients.grants(&name),
         None => Grants::nothing("a certificate without a common name"),
     };

@@ -238,11 +238,19 @@ async fn tls_session(
         tracing::warn!(%peer, "client certificate has no common name; closing");
         return;
     };
-    // An NBD client's certificate (`ca issue --client`) may read exports, never feed a replica.
-    // Certificates without a kind predate kinds and were all agents'.
-    if crate::tls::peer_kind(stream.get_ref().1) == Some(crate::tls::ca::Kind::Client) {
-        tracing::warn!(%peer, name = %identity, "an NBD client certificate tried to speak as an agent; closing");
-        return;
+    // An NBD client's certificate (`ca issue --client`) may read exports, a site's drive the
+    // control API: neither feeds a replica. Certificates without a kind predate kinds and were
+    // all agents'.
+    match crate::tls::peer_kind(stream.get_ref().1) {
+        None | Some(crate::tls::ca::Kind::Agent) => {}
+        Some(crate::tls::ca::Kind::Client) => {
+            tracing::warn!(%peer, name = %identity, "an NBD client certificate tried to speak as an agent; closing");
+            return;
+        }
+        Some(kind) => {
+            tracing::warn!(%peer, name = %identity, %kind, "a {kind} certificate tried to speak as an agent; closing");
+            return;
+        }
     }
     tracing::info!(%peer, agent = %identity, "TLS session authenticated");
     session::run(store, quotas, stream, peer, Some(identity)).await;

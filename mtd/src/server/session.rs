@@ -98,6 +98,7 @@ pub(crate) async fn run<S>(
         out: out_tx.clone(),
         ended: ended_rx,
     };
+    let mut fed_groups = Fed::default();
     let result = serve(
         &store,
         &quotas,
@@ -105,6 +106,7 @@ pub(crate) async fn run<S>(
         &session,
         &peer,
         identity.as_deref(),
+        &mut fed_groups,
     )
     .await;
     let end = match &result {
@@ -117,6 +119,13 @@ pub(crate) async fn run<S>(
             by_agent: f.by_agent,
         },
     };
+    for g in &fed_groups.groups {
+        store.events.emit(
+            "group.disconnected",
+            Some(g),
+            serde_json::json!({ "agent": fed_groups.agent, "host": peer, "reason": end.message }),
+        );
+    }
     ended_tx.send_replace(Some(end));
     match result {
         Ok(()) => tracing::info!(%peer, "session closed by peer"),
@@ -141,6 +150,13 @@ pub(crate) async fn run<S>(
     let _ = tokio::time::timeout(Duration::from_secs(5), sender).await;
 }
 
+/// The groups a session was admitted to feed, for its `group.disconnected` events.
+#[derive(Default)]
+struct Fed {
+    agent: String,
+    groups: Vec<String>,
+}
+
 async fn serve<R: AsyncRead + Unpin>(
     store: &Arc<Store>,
     quotas: &Quotas,
@@ -148,6 +164,7 @@ async fn serve<R: AsyncRead + Unpin>(
     session: &SessionLink,
     peer: &str,
     identity: Option<&str>,
+    fed_groups: &mut Fed,
 ) -> Result<(), Fault> {
     let out = &session.out;
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(rd)).await {
@@ -186,6 +203,16 @@ async fn serve<R: AsyncRead + Unpin>(
     out.send(Message::Welcome(admitted.welcome).to_frame())
         .await
         .map_err(|_| closed())?;
+    fed_groups.agent = hello.agent.clone();
+    for f in &fed {
+        fed_groups.groups.push(f.group.name.clone());
+        // HELLO carries no version: the site learns it from the agent's settings bundle.
+        store.events.emit(
+            "group.connected",
+            Some(&f.group.name),
+            serde_json::json!({ "agent": hello.agent, "host": peer, "version": null }),
+        );
+    }
     // A failed planned failover left the agent drained while it was away: writes again.
     for f in &fed {
         if let Some(tag) = f.group.take_resume_owed() {
@@ -234,7 +261,10 @@ async fn serve<R: AsyncRead + Unpin>(
             continue;
         }
         match Message::decode(kind, payload).map_err(ReadError::from)? {
-            Message::Tag(t) => find(&mut fed, &t.group)?.tag(store, &t).await?,
+            Message::Tag(t) => {
+                find(&mut fed, &t.group)?.tag(store, &t).await?;
+                tag_event(store, &t);
+            }
             Message::Hashes(h) => {
                 let f = find(&mut fed, &h.group)?;
                 let group = f.group.clone();
@@ -262,6 +292,21 @@ async fn serve<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// A tag's event: a resync's start or end, or a recovery point.
+fn tag_event(store: &Store, t: &rewind_formats::message::Tag) {
+    use rewind_formats::TagKind;
+    let kind = match t.tag.kind {
+        TagKind::SyncBegin => "sync.started",
+        TagKind::SyncEnd => "sync.finished",
+        _ => "point.tagged",
+    };
+    store.events.emit(
+        kind,
+        Some(&t.group),
+        serde_json::json!({ "seq": t.tag.seq.0, "name": t.tag.name, "tag_kind": t.tag.kind }),
+    );
 }
 
 fn closed() -> Fault {

@@ -87,6 +87,9 @@ pub struct Store {
     writer_tx: Option<mpsc::Sender<WriterMsg>>,
     opts: StoreOptions,
     _lock: Option<nix::fcntl::Flock<File>>,
+    /// What changed, for `GET /v1/events` (the store only carries it: sessions, jobs and the
+    /// control API emit).
+    pub events: Arc<crate::events::Events>,
 }
 
 impl Store {
@@ -120,6 +123,7 @@ impl Store {
             writer_tx: Some(tx.clone()),
             opts,
             _lock: Some(lock),
+            events: Arc::default(),
         });
         spawn_ticker(tx.downgrade());
         spawn_merger(Arc::downgrade(&store), store.opts.merge_interval);
@@ -146,6 +150,7 @@ impl Store {
             writer_tx: None,
             opts: StoreOptions::default(),
             _lock: None,
+            events: Arc::default(),
         })
     }
 

@@ -6,13 +6,18 @@
 //! - `agents/NAME.crt`/`agents/NAME.key`: agent certificates (a year by default);
 //! - `clients/NAME/{ca-cert,client-cert,client-key}.pem`: NBD client certificates, in the layout
 //!   qemu (`--object tls-creds-x509,dir=...`) and libnbd (`nbd_set_tls_certificates`) read;
+//! - `sites/NAME/{ca.crt,site.crt,site.key}`: configuration server (`rewind-site`) certificates,
+//!   the only ones the TCP control listener (`serve --control-listen`) accepts;
+//! - `servers/NAME/{ca.crt,server.crt,server.key}`: server certificates for other master
+//!   targets of the same site ([`issue_server`]), a directory `serve --tls-dir` takes;
 //! - `issued.json`: every certificate issued (serial, name, kind, validity, revocation);
 //! - `crl.pem`: the revocation list, signed by the CA, rewritten by every `ca revoke`; the target
 //!   re-reads it at the next handshake (see [`super::RevocationCheck`]).
 //!
-//! A certificate's identity is its common name; its kind (agent or NBD client) is its
-//! organisational unit, so that an NBD client certificate is never mistaken for an agent's. A name
-//! belongs to one kind: issuing a client certificate under an agent's name is refused.
+//! A certificate's identity is its common name; its kind (agent, NBD client or site) is its
+//! organisational unit, so that an NBD client certificate is never mistaken for an agent's and
+//! only a site's opens the control API over TCP. A name belongs to one kind: issuing a client
+//! certificate under an agent's name is refused.
 //!
 //! Every command takes an exclusive lock on the directory (`.lock`), and every file is written
 //! whole to a temporary name, synced and renamed (a crash leaves the old file or the new one).
@@ -39,6 +44,9 @@ pub const ISSUED: &str = "issued.json";
 pub const CLIENT_CA: &str = "ca-cert.pem";
 pub const CLIENT_CERT: &str = "client-cert.pem";
 pub const CLIENT_KEY: &str = "client-key.pem";
+/// File names of a configuration server's directory (`sites/NAME/`, with a copy of `ca.crt`).
+pub const SITE_CERT: &str = "site.crt";
+pub const SITE_KEY: &str = "site.key";
 
 /// Validity of agent, client and server certificates unless `--days` says otherwise.
 pub const DEFAULT_DAYS: u32 = 365;
@@ -55,6 +63,7 @@ const BACKDATE: Duration = Duration::from_secs(3600);
 /// Organisational units marking a certificate's kind.
 pub const OU_AGENT: &str = "agent";
 pub const OU_CLIENT: &str = "nbd-client";
+pub const OU_SITE: &str = "site";
 
 /// What a certificate is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +73,15 @@ pub enum Kind {
     Server,
     Agent,
     Client,
+    /// The configuration server (`rewind-site`): the control API over TCP.
+    Site,
+}
+
+impl Kind {
+    /// Kinds issued to a name (`ca issue --agent|--client|--site`): the name owns the kind.
+    fn is_named(self) -> bool {
+        matches!(self, Kind::Agent | Kind::Client | Kind::Site)
+    }
 }
 
 impl std::fmt::Display for Kind {
@@ -73,6 +91,7 @@ impl std::fmt::Display for Kind {
             Kind::Server => "server",
             Kind::Agent => "agent",
             Kind::Client => "client",
+            Kind::Site => "site",
         })
     }
 }
@@ -139,11 +158,14 @@ macro_rules! x509_time {
 
 mod dir;
 mod serial;
+mod server;
 mod x509;
 
 use dir::{make_dir, write_atomic, write_new, CaDir, Register};
 use serial::unhex;
 pub use serial::{hex, normalise_serial};
+pub use server::{issue_server, SERVER_NAME};
+use server::{local_names, server_cert};
 use x509::{dn, leaf_key_usages, rfc3339, san, stamp};
 
 /// Make the site CA and this target's server certificate in `dir` (refuses to overwrite).
@@ -168,8 +190,14 @@ pub fn init(dir: &Path, names: &[String], validity: Validity) -> Result<Vec<Path
     let ca_expiry = humantime::parse_rfc3339(&ca_rec.not_after)?;
     let ca_cert = ca.self_signed(&ca_key)?;
 
-    let (server_cert, server_key, server_rec) =
-        server_cert(names, validity.days, &ca_cert, &ca_key, ca_expiry)?;
+    let (server_cert, server_key, server_rec) = server_cert(
+        SERVER_NAME,
+        &local_names(names),
+        validity.days,
+        &ca_cert,
+        &ca_key,
+        ca_expiry,
+    )?;
 
     let out = vec![
         dir.join(CA_CERT),
@@ -189,40 +217,20 @@ pub fn init(dir: &Path, names: &[String], validity: Validity) -> Result<Vec<Path
     Ok(out)
 }
 
-fn server_cert(
-    names: &[String],
-    days: u32,
-    ca_cert: &rcgen::Certificate,
-    ca_key: &KeyPair,
-    ca_expiry: SystemTime,
-) -> Result<(rcgen::Certificate, KeyPair, Issued)> {
-    let mut all: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    if let Ok(h) = nix::unistd::gethostname() {
-        if let Some(h) = h.to_str() {
-            all.push(h.to_string());
-        }
-    }
-    all.extend(names.iter().cloned());
-    all.dedup();
-    let key = KeyPair::generate()?;
-    let mut p = CertificateParams::default();
-    p.distinguished_name = dn("rewind-mtd", None);
-    p.subject_alt_names = all.iter().map(|n| san(n)).collect::<Result<_>>()?;
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    p.key_usages = leaf_key_usages();
-    let rec = stamp(&mut p, "rewind-mtd", Kind::Server, days, Some(ca_expiry))?;
-    let cert = p.signed_by(&key, ca_cert, ca_key)?;
-    Ok((cert, key, rec))
-}
-
-/// Where a certificate's files go: `(directory, cert file, key file, CA copy if any)`.
+/// Where a certificate's files go: `(directory, cert file, key file)`.
 fn layout(dir: &Path, kind: Kind, name: &str, out: Option<&Path>) -> (PathBuf, PathBuf, PathBuf) {
+    let own_dir = |sub: &str| {
+        out.map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.join(sub).join(name))
+    };
     match kind {
         Kind::Client => {
-            let d = out
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| dir.join("clients").join(name));
+            let d = own_dir("clients");
             (d.clone(), d.join(CLIENT_CERT), d.join(CLIENT_KEY))
+        }
+        Kind::Site => {
+            let d = own_dir("sites");
+            (d.clone(), d.join(SITE_CERT), d.join(SITE_KEY))
         }
         _ => {
             let d = out
@@ -243,14 +251,16 @@ pub struct IssuedFiles {
     pub record: Issued,
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// The CA certificate copied next to them (NBD clients' layout).
+    /// The CA certificate copied next to them (NBD clients', sites' and servers' layouts).
     pub ca: Option<PathBuf>,
 }
 
-/// Issue a certificate for agent or NBD client `name`, signed by the CA in `dir`. Agents' files
-/// go to `out` (default `dir/agents`) as NAME.crt/NAME.key; a client's to `out` (default
-/// `dir/clients/NAME`) as ca-cert.pem, client-cert.pem, client-key.pem. Refuses to overwrite
-/// (that is `renew`) and to give a name of one kind to the other.
+/// Issue a certificate for agent, NBD client or configuration server `name`, signed by the CA in
+/// `dir`. Agents' files go to `out` (default `dir/agents`) as NAME.crt/NAME.key; a client's to
+/// `out` (default `dir/clients/NAME`) as ca-cert.pem, client-cert.pem, client-key.pem; a site's to
+/// `out` (default `dir/sites/NAME`) as ca.crt, site.crt, site.key. Refuses to overwrite (that is
+/// `renew`), to give a name of one kind to another, and the kinds that are not issued to a name
+/// (CA, server: see [`issue_server`]).
 pub fn issue(
     dir: &Path,
     kind: Kind,
@@ -259,6 +269,9 @@ pub fn issue(
     days: u32,
 ) -> Result<IssuedFiles> {
     check_cert_name(name)?;
+    if !kind.is_named() {
+        bail!("a {kind} certificate is not issued by name (`ca init`, `ca issue --server`)");
+    }
     let ca = CaDir::open(dir)?;
     make(&ca, kind, name, out, days, false)
 }
@@ -274,7 +287,7 @@ pub fn renew(dir: &Path, name: &str, out: Option<&Path>, days: u32) -> Result<Is
         .certificates
         .iter()
         .rev()
-        .find(|c| c.name == name && matches!(c.kind, Kind::Agent | Kind::Client))
+        .find(|c| c.name == name && c.kind.is_named())
     {
         Some(c) => c.kind,
         None => bail!(
@@ -299,7 +312,7 @@ fn make(
     if let Some(other) = reg
         .certificates
         .iter()
-        .find(|c| c.name == name && matches!(c.kind, Kind::Agent | Kind::Client) && c.kind != kind)
+        .find(|c| c.name == name && c.kind.is_named() && c.kind != kind)
     {
         bail!(
             "{name} is already the name of an {} certificate (serial {}): use another name for \
@@ -308,7 +321,7 @@ fn make(
             other.serial
         );
     }
-    if kind == Kind::Client && ca.dir.join("agents").join(format!("{name}.crt")).exists() {
+    if kind != Kind::Agent && ca.dir.join("agents").join(format!("{name}.crt")).exists() {
         bail!("{name} is already the name of an agent certificate: use another name");
     }
     let (out_dir, cert_path, key_path) = layout(&ca.dir, kind, name, out);
@@ -328,6 +341,7 @@ fn make(
     let mut p = CertificateParams::default();
     let (ou, san_kind) = match kind {
         Kind::Client => (OU_CLIENT, "client"),
+        Kind::Site => (OU_SITE, "site"),
         _ => (OU_AGENT, "agent"),
     };
     p.distinguished_name = dn(name, Some(ou));
@@ -343,17 +357,18 @@ fn make(
     let record = stamp(&mut p, name, kind, days, Some(ca_expiry))?;
     let cert = p.signed_by(&key, &ca_cert, &ca_key)?;
 
-    make_dir(&out_dir, if kind == Kind::Client { 0o700 } else { 0o755 })?;
+    make_dir(&out_dir, if kind == Kind::Agent { 0o755 } else { 0o700 })?;
     // The key first: a reader that sees the new certificate also finds its key.
     write_atomic(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
     write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
-    let ca_copy = if kind == Kind::Client {
-        let p = out_dir.join(CLIENT_CA);
-        write_atomic(&p, ca.read(CA_CERT)?.as_bytes(), 0o644)?;
-        Some(p)
-    } else {
-        None
+    let ca_copy = match kind {
+        Kind::Client => Some(out_dir.join(CLIENT_CA)),
+        Kind::Site => Some(out_dir.join(CA_CERT)),
+        _ => None,
     };
+    if let Some(p) = &ca_copy {
+        write_atomic(p, ca.read(CA_CERT)?.as_bytes(), 0o644)?;
+    }
     reg.certificates.push(record.clone());
     ca.save(&reg)?;
     Ok(IssuedFiles {
@@ -369,7 +384,14 @@ pub fn renew_server(dir: &Path, names: &[String], days: u32) -> Result<IssuedFil
     let ca = CaDir::open(dir)?;
     let mut reg = ca.register()?;
     let (ca_cert, ca_key, ca_expiry) = ca.signer()?;
-    let (cert, key, record) = server_cert(names, days, &ca_cert, &ca_key, ca_expiry)?;
+    let (cert, key, record) = server_cert(
+        SERVER_NAME,
+        &local_names(names),
+        days,
+        &ca_cert,
+        &ca_key,
+        ca_expiry,
+    )?;
     write_atomic(&ca.path(SERVER_KEY), key.serialize_pem().as_bytes(), 0o600)?;
     write_atomic(&ca.path(SERVER_CERT), cert.pem().as_bytes(), 0o644)?;
     reg.certificates.push(record.clone());
@@ -385,7 +407,7 @@ pub fn renew_server(dir: &Path, names: &[String], days: u32) -> Result<IssuedFil
 /// Which certificates `revoke` revokes.
 #[derive(Debug, Clone)]
 pub enum RevokeWhat {
-    /// Every agent or client certificate issued to this name.
+    /// Every agent, client or site certificate issued to this name.
     Name(String),
     /// One certificate, by serial (hex, as `ca list` shows it).
     Serial(String),
@@ -403,14 +425,14 @@ pub fn revoke(dir: &Path, what: &RevokeWhat) -> Result<Vec<Issued>> {
         RevokeWhat::Serial(s) => (RevokeWhat::Serial(normalise_serial(s)?), ca.register()?),
     };
     let matches = |c: &Issued| match &what {
-        RevokeWhat::Name(n) => c.name == *n && matches!(c.kind, Kind::Agent | Kind::Client),
+        RevokeWhat::Name(n) => c.name == *n && c.kind.is_named(),
         RevokeWhat::Serial(s) => c.serial == *s,
     };
     let found: Vec<&Issued> = reg.certificates.iter().filter(|c| matches(c)).collect();
     if found.is_empty() {
         match &what {
             RevokeWhat::Name(n) => bail!(
-                "no agent or client certificate was issued to {n} in {} (see `rewind-mtd ca list`)",
+                "no agent, client or site certificate was issued to {n} in {} (see `rewind-mtd ca list`)",
                 dir.display()
             ),
             RevokeWhat::Serial(s) => bail!(

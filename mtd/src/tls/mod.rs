@@ -3,7 +3,7 @@
 //! The target presents `server.crt` and accepts a client only with a certificate signed by the
 //! site CA (`ca.crt`) and not revoked by `crl.pem` (re-read whenever it changes, see
 //! [`RevocationCheck`]). The peer's identity is that certificate's common name; its kind
-//! (agent or NBD client) its organisational unit ([`peer_kind`]).
+//! (agent, NBD client or configuration server) its organisational unit ([`peer_kind`]).
 
 pub mod ca;
 
@@ -85,8 +85,8 @@ pub fn peer_identity(conn: &rustls::ServerConnection) -> Option<String> {
 }
 
 /// The kind of certificate a verified peer presented, from its organisational unit
-/// (`ca issue --agent` or `--client`). `None` for certificates without one (issued before kinds
-/// existed: agents').
+/// (`ca issue --agent`, `--client` or `--site`). `None` for certificates without one (issued
+/// before kinds existed: agents').
 pub fn peer_kind(conn: &rustls::ServerConnection) -> Option<ca::Kind> {
     let cert = conn.peer_certificates()?.first()?;
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
@@ -100,6 +100,7 @@ pub fn peer_kind(conn: &rustls::ServerConnection) -> Option<ca::Kind> {
     match ou.as_str() {
         ca::OU_AGENT => Some(ca::Kind::Agent),
         ca::OU_CLIENT => Some(ca::Kind::Client),
+        ca::OU_SITE => Some(ca::Kind::Site),
         _ => None,
     }
 }
