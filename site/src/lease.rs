@@ -71,7 +71,7 @@ async fn became_leader(st: &AppState) {
         .db
         .event("site.leader", &st.instance, "took the lease")
         .await;
-    st.wake.notify_one();
+    st.ring();
 }
 
 fn lose(st: &AppState, why: &str) {

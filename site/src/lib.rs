@@ -2,7 +2,7 @@
 //! audit log in one database (SQLite or PostgreSQL), served over HTTPS.
 //!
 //! - [`db`]: the schema's tables, one file each; [`server`]: the API; [`api`]: its types.
-//! - [`lease`]: which instance leads; [`poll`] and [`push`]: what the leader runs.
+//! - [`lease`]: which instance leads; [`poll`], [`watch`] and [`push`]: what the leader runs.
 //! - [`cli`]: the `rewind-site` commands; [`https`]: the client they and the poller use.
 
 pub mod api;
@@ -24,3 +24,4 @@ pub mod server;
 pub mod state;
 pub mod targets;
 pub mod tls;
+pub mod watch;

@@ -15,7 +15,7 @@ pub async fn run(st: AppState, every: Duration) {
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = st.wake.notified() => {}
+            _ = st.poll_now.notified() => {}
         }
     }
 }

@@ -48,7 +48,7 @@ pub async fn init(state: &StateDir, db: &str, hosts: &[String]) -> Result<()> {
 fn issue_site_cert(ca_dir: &Path) -> Result<()> {
     ca::issue(
         ca_dir,
-        ca::Kind::Client,
+        ca::Kind::Site,
         SITE_CERT_NAME,
         None,
         ca::DEFAULT_DAYS,

@@ -62,6 +62,8 @@ pub enum Cmd {
     Policy(PolicyCmd),
     #[command(subcommand)]
     Group(GroupCmd),
+    /// Agents the targets reported: group, target, version, address.
+    Agents,
     /// Every group: state, target, policy, and whether the target runs an older version.
     Groups,
     /// Protect a host's disks: place the group, issue its certificate, write its bundle.
@@ -285,7 +287,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     .await?,
                 )
             }
-            UserCmd::List => p.users(&c.get("/v1/users").await?),
+            UserCmd::List => p.users(&c.get::<Vec<User>>("/v1/users").await?),
             UserCmd::Remove { name } => p.done(&c.delete(&format!("/v1/users/{name}")).await?),
         },
         Cmd::Token(t) => match t {
@@ -296,7 +298,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 println!("{}", r.token);
                 Ok(())
             }
-            TokenCmd::List => p.tokens(&c.get("/v1/tokens").await?),
+            TokenCmd::List => p.tokens(&c.get::<Vec<Token>>("/v1/tokens").await?),
             TokenCmd::Remove { name } => p.done(&c.delete(&format!("/v1/tokens/{name}")).await?),
         },
         Cmd::Target(t) => match t {
@@ -312,7 +314,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 )
                 .await?,
             ),
-            TargetCmd::List => p.targets(&c.get("/v1/targets").await?),
+            TargetCmd::List => p.targets(&c.get::<Vec<Target>>("/v1/targets").await?),
             TargetCmd::Remove { name } => p.done(&c.delete(&format!("/v1/targets/{name}")).await?),
         },
         Cmd::Policy(pc) => match pc {
@@ -329,7 +331,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?,
             ),
             PolicyCmd::Show { name } => p.policy(&c.get(&format!("/v1/policies/{name}")).await?),
-            PolicyCmd::List => p.policies(&c.get("/v1/policies").await?),
+            PolicyCmd::List => p.policies(&c.get::<Vec<rewind_formats::policy::Policy>>("/v1/policies").await?),
             PolicyCmd::Assign { name, group, label } => p.done(
                 &c.send(
                     "POST",
@@ -356,7 +358,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                     .await?,
             ),
         },
-        Cmd::Groups => p.groups(&c.get("/v1/groups").await?),
+        Cmd::Agents => p.raw(&c.get::<serde_json::Value>("/v1/agents").await?),
+        Cmd::Groups => p.groups(&c.get::<Vec<GroupView>>("/v1/groups").await?),
         Cmd::Protect {
             host,
             group,
@@ -388,8 +391,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?;
             p.protected(&r)
         }
-        Cmd::Audit { limit } => p.audit(&c.get(&format!("/v1/audit?limit={limit}")).await?),
-        Cmd::Events { limit } => p.events(&c.get(&format!("/v1/events?limit={limit}")).await?),
-        Cmd::Jobs { limit } => p.jobs(&c.get(&format!("/v1/jobs?limit={limit}")).await?),
+        Cmd::Audit { limit } => p.audit(&c.get::<Vec<AuditEntry>>(&format!("/v1/audit?limit={limit}")).await?),
+        Cmd::Events { limit } => p.events(&c.get::<Vec<Event>>(&format!("/v1/events?limit={limit}")).await?),
+        Cmd::Jobs { limit } => p.jobs(&c.get::<Vec<Job>>(&format!("/v1/jobs?limit={limit}")).await?),
     }
 }

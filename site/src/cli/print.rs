@@ -27,11 +27,17 @@ fn bytes(n: i64) -> String {
 }
 
 impl Printer {
-    fn json(&self, v: &impl Serialize) -> Result<bool> {
+    fn json<T: Serialize + ?Sized>(&self, v: &T) -> Result<bool> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(v)?);
         }
         Ok(self.json)
+    }
+
+    /// Any reply, as JSON (pretty).
+    pub fn raw(&self, v: &serde_json::Value) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
     }
 
     pub fn done(&self, d: &Done) -> Result<()> {
@@ -56,7 +62,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn users(&self, us: &Vec<User>) -> Result<()> {
+    pub fn users(&self, us: &[User]) -> Result<()> {
         if !self.json(us)? {
             for u in us {
                 let login = if u.has_password {
@@ -70,7 +76,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn tokens(&self, ts: &Vec<Token>) -> Result<()> {
+    pub fn tokens(&self, ts: &[Token]) -> Result<()> {
         if !self.json(ts)? {
             for t in ts {
                 println!(
@@ -85,7 +91,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn targets(&self, ts: &Vec<Target>) -> Result<()> {
+    pub fn targets(&self, ts: &[Target]) -> Result<()> {
         if !self.json(ts)? {
             println!(
                 "{:<16} {:<8} {:<28} {:>12} {:>12} reason",
@@ -106,7 +112,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn groups(&self, gs: &Vec<GroupView>) -> Result<()> {
+    pub fn groups(&self, gs: &[GroupView]) -> Result<()> {
         if !self.json(gs)? {
             println!(
                 "{:<20} {:<10} {:<14} {:<16} {:<8} {:<8} labels",
@@ -146,7 +152,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn policies(&self, ps: &Vec<Policy>) -> Result<()> {
+    pub fn policies(&self, ps: &[Policy]) -> Result<()> {
         if !self.json(ps)? {
             for p in ps {
                 println!(
@@ -173,7 +179,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn audit(&self, es: &Vec<AuditEntry>) -> Result<()> {
+    pub fn audit(&self, es: &[AuditEntry]) -> Result<()> {
         if !self.json(es)? {
             for e in es {
                 println!(
@@ -190,7 +196,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn events(&self, es: &Vec<Event>) -> Result<()> {
+    pub fn events(&self, es: &[Event]) -> Result<()> {
         if !self.json(es)? {
             for e in es {
                 println!(
@@ -205,7 +211,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn jobs(&self, js: &Vec<Job>) -> Result<()> {
+    pub fn jobs(&self, js: &[Job]) -> Result<()> {
         if !self.json(js)? {
             for j in js {
                 println!(

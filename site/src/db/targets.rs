@@ -236,10 +236,6 @@ impl Db {
                     .await?;
             }
         }
-        sqlx::query("DELETE FROM agents WHERE target = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
         for a in &seen.agents {
             sqlx::query(
                 "INSERT INTO agents (name, target, group_name, version, host, last_seen_ms) \
@@ -259,5 +255,38 @@ impl Db {
         }
         tx.commit().await?;
         Ok(was.is_some_and(|(s,)| s != "up"))
+    }
+}
+
+/// An agent as the targets reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub name: String,
+    pub target: String,
+    pub group: String,
+    pub version: String,
+    pub host: String,
+    pub last_seen_ms: i64,
+}
+
+impl Db {
+    pub async fn agents(&self) -> Result<Vec<AgentView>, ApiError> {
+        let rows = sqlx::query(
+            "SELECT name, target, group_name, version, host, last_seen_ms FROM agents ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgentView {
+                    name: text(r, "name")?,
+                    target: text(r, "target")?,
+                    group: text(r, "group_name")?,
+                    version: text(r, "version")?,
+                    host: text(r, "host")?,
+                    last_seen_ms: int(r, "last_seen_ms")?,
+                })
+            })
+            .collect()
     }
 }

@@ -150,7 +150,7 @@ impl Caller {
             .audit(&p.who, action, subject, detail, &result)
             .await?;
         if r.is_ok() {
-            st.wake.notify_one();
+            st.ring();
         }
         r
     }

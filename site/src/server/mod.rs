@@ -31,8 +31,18 @@ pub struct AppState {
     pub instance: String,
     /// Whether this instance holds the lease (runs polls, pushes and jobs).
     pub leader: Arc<AtomicBool>,
-    /// Rung after every change, so the leader's loops act at once.
+    /// Rung after every change, so the leader's policy pushes run at once.
     pub wake: Arc<Notify>,
+    /// Rung when a target reports an event or is registered: poll at once.
+    pub poll_now: Arc<Notify>,
+}
+
+impl AppState {
+    /// Wake the leader's loops (after a change).
+    pub fn ring(&self) {
+        self.wake.notify_one();
+        self.poll_now.notify_one();
+    }
 }
 
 impl AppState {
@@ -56,6 +66,7 @@ pub fn router(st: AppState) -> Router {
         )
         .route("/v1/targets", get(targets::list).post(targets::add))
         .route("/v1/targets/{name}", axum::routing::delete(targets::remove))
+        .route("/v1/agents", get(targets::agents))
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{group}/labels", post(groups::label))
         .route(

@@ -16,6 +16,14 @@ pub async fn list(st: State<AppState>, c: Caller) -> Result<Json<Vec<Target>>, A
     Ok(Json(st.db.targets().await?))
 }
 
+pub async fn agents(
+    st: State<AppState>,
+    c: Caller,
+) -> Result<Json<Vec<crate::db::targets::AgentView>>, ApiError> {
+    c.may_read(Role::Viewer, "agents")?;
+    Ok(Json(st.db.agents().await?))
+}
+
 pub async fn add(
     st: State<AppState>,
     c: Caller,
