@@ -28,10 +28,12 @@ fn target(work: &Path, state: &Path, name: &str) -> Target {
             .arg("--out")
             .arg(&tls),
     );
+    // Fixed ports, so that a restarted target is where the site and its agents knew it.
+    let (agents, control) = (free_addr(), free_addr());
     let mtd = Mtd::start_engine(
         &dir,
         "sync",
-        &["--listen", "127.0.0.1:0", "--tls-dir", tls.to_str().unwrap(), "--control-listen", "127.0.0.1:0"],
+        &["--listen", &agents, "--tls-dir", tls.to_str().unwrap(), "--control-listen", &control],
     );
     let lines = mtd.ready_lines();
     let control = lines
@@ -44,6 +46,11 @@ fn target(work: &Path, state: &Path, name: &str) -> Target {
         mtd,
         control,
     }
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    l.local_addr().expect("address").to_string()
 }
 
 /// Poll `f` every 100 ms until it is true; how long it took. Panics after `limit`.
@@ -117,6 +124,11 @@ fn site_with_targets(backend: &Backend) {
         wait(Duration::from_secs(30), "g1 seen on t1", || {
             let gs = site.json(&["groups"]);
             find(&gs, "g1").is_some_and(|g| g["target"] == "t1" && g["state"] == "ok" && g["disks"][0][0] == "d0")
+        });
+        // The agent, from t1's event stream (group.connected).
+        wait(Duration::from_secs(10), "agent recorded", || {
+            let agents = site.json(&["agents"]);
+            find(&agents, "test-agent").is_some_and(|a| a["target"] == "t1" && a["group"] == "g1")
         });
     }
 
