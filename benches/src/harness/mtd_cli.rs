@@ -48,6 +48,11 @@ impl Mtd {
         self.control_call("POST", path, Some(body))
     }
 
+    /// PUT `body` (JSON) to the control API at `path`; returns the HTTP status and the body.
+    pub fn control_put(&self, path: &str, body: &str) -> (u16, String) {
+        self.control_call("PUT", path, Some(body))
+    }
+
     /// GET from the control API at `path`; returns the HTTP status and the body.
     pub fn control_get(&self, path: &str) -> (u16, String) {
         self.control_call("GET", path, None)

@@ -15,6 +15,11 @@ use std::fmt;
 
 /// Most filesystems one policy freezes for an app-consistent point.
 pub const MAX_FREEZE: usize = 16;
+/// How an agent's ERROR frame begins when it cannot apply a policy it was sent, followed by the
+/// group's name, `: ` and why (`policy refused: web: policy field level: ...`). The target records
+/// it and the session goes on; any other ERROR from an agent ends its session.
+pub const REFUSED_PREFIX: &str = "policy refused: ";
+
 /// Highest zstd level a policy may ask the agent for (above it the CPU cost is not worth it).
 pub const MAX_LEVEL: i32 = 19;
 

@@ -17,3 +17,14 @@ pub struct RetentionReply {
     pub group: String,
     pub retention: String,
 }
+
+/// Who fed a group, for the inventory (`GET /v1/groups`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSeen {
+    pub agent: String,
+    /// The peer address (`IP:PORT`) or `unix` of its session.
+    pub host: String,
+    pub connected: bool,
+    /// Now while connected; when its session ended otherwise (milliseconds since 1970).
+    pub last_seen_ms: u64,
+}

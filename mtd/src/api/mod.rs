@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod overlays;
 pub mod plans;
 pub mod points;
+pub mod policy;
 
 use serde::{Deserialize, Serialize};
 

@@ -34,6 +34,17 @@ fn groups_table(r: &Report) -> String {
                 } else {
                     "resyncing".into()
                 },
+                match &g.policy {
+                    None => "-".into(),
+                    // The version the target runs, and the one the agent was last sent.
+                    Some(p) => format!(
+                        "{} v{} (agent: {})",
+                        p.name,
+                        p.version,
+                        p.delivered_version
+                            .map_or("not sent".to_string(), |v| format!("v{v}"))
+                    ),
+                },
             ]
         })
         .collect();
@@ -47,6 +58,7 @@ fn groups_table(r: &Report) -> String {
             "RETENTION",
             "JOURNAL",
             "STATE",
+            "POLICY",
         ],
         rows,
     )

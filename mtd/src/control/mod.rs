@@ -9,6 +9,7 @@
 //! their [`error::ApiError`]):
 //! - `GET /v1/groups`: groups, disks, segments, points, tags, horizon (the `inspect` report)
 //! - `GET /v1/events`: server-sent events, one JSON object each (`crate::events`)
+//! - `PUT|GET /v1/groups/{group}/policy`: the group's replication policy (`control/policy.rs`)
 //! - `DELETE /v1/groups/{group}`: delete an idle group (`control/groups.rs`)
 //! - `GET /v1/groups/{group}/points`: the recovery points of one group
 //! - `POST /v1/groups/{group}/drain` `{"tag", "timeout_secs"}`: the agent stops writes, sends
@@ -37,6 +38,7 @@ pub mod names;
 mod overlays;
 mod plans;
 mod points;
+mod policy;
 mod routes;
 pub mod tcp;
 

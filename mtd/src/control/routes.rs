@@ -14,6 +14,10 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/groups/{group}", delete(super::groups::delete_group))
         .route("/v1/groups/{group}/points", get(super::points::points))
         .route(
+            "/v1/groups/{group}/policy",
+            get(super::policy::get_policy).put(super::policy::put_policy),
+        )
+        .route(
             "/v1/groups/{group}/retention",
             post(super::groups::retention),
         )

@@ -10,6 +10,7 @@ pub mod admission;
 pub(crate) mod drain;
 pub(crate) mod framing;
 pub mod ingest;
+pub(crate) mod policy;
 mod refusal;
 pub(crate) mod registry;
 mod session;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rewind_formats::frame::FrameKind;
 use rewind_formats::message::{Ack, BatchRef, ErrorCode, ErrorMsg, Hashes, Message};
+use rewind_formats::policy::REFUSED_PREFIX;
 use rewind_formats::Seq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -98,7 +99,7 @@ pub(crate) async fn run<S>(
         out: out_tx.clone(),
         ended: ended_rx,
     };
-    let mut fed_groups = Fed::default();
+    let mut fed_groups = Served::default();
     let result = serve(
         &store,
         &quotas,
@@ -152,7 +153,7 @@ pub(crate) async fn run<S>(
 
 /// The groups a session was admitted to feed, for its `group.disconnected` events.
 #[derive(Default)]
-struct Fed {
+struct Served {
     agent: String,
     groups: Vec<String>,
 }
@@ -164,7 +165,7 @@ async fn serve<R: AsyncRead + Unpin>(
     session: &SessionLink,
     peer: &str,
     identity: Option<&str>,
-    fed_groups: &mut Fed,
+    fed_groups: &mut Served,
 ) -> Result<(), Fault> {
     let out = &session.out;
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(rd)).await {
@@ -225,6 +226,9 @@ async fn serve<R: AsyncRead + Unpin>(
             out.send(resume).await.map_err(|_| closed())?;
         }
     }
+    for f in &fed {
+        super::policy::send(store, &f.group, out).await;
+    }
     let _acks = Tasks(
         fed.iter()
             .map(|f| spawn_acks(f.group.clone(), f.next_seq, out.clone()))
@@ -277,6 +281,9 @@ async fn serve<R: AsyncRead + Unpin>(
                     .await
                     .map_err(|_| closed())?;
             }
+            Message::Error(e) if e.message.starts_with(REFUSED_PREFIX) => {
+                policy_refused(store, &fed, &e.message);
+            }
             Message::Error(e) => {
                 return Err(Fault {
                     code: None,
@@ -292,6 +299,27 @@ async fn serve<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// The agent could not apply the policy it was sent (`policy refused: GROUP: why`): recorded on
+/// the group, shown by `GET /v1/groups`; the session goes on with what the agent ran before.
+fn policy_refused(store: &Store, fed: &[super::ingest::Feed], message: &str) {
+    let rest = &message[REFUSED_PREFIX.len()..];
+    let (group, why) = rest.split_once(": ").unwrap_or(("", rest));
+    let Some(f) = fed.iter().find(|f| f.group.name == group) else {
+        tracing::warn!(
+            message,
+            "the agent refused a policy for a group it does not feed here"
+        );
+        return;
+    };
+    tracing::warn!(group, why, "the agent cannot apply the policy");
+    f.group.policy_refused(why.to_string());
+    store.events.emit(
+        "policy.refused",
+        Some(group),
+        serde_json::json!({ "reason": why }),
+    );
 }
 
 /// A tag's event: a resync's start or end, or a recovery point.

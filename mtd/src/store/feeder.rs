@@ -21,6 +21,8 @@ pub(crate) trait Feeder: Send + Sync {
     fn as_any(&self) -> &dyn Any;
 }
 
+pub use crate::api::groups::AgentSeen;
+
 impl Group {
     /// The current feeder, if any.
     pub(crate) fn feeder(&self) -> Option<Arc<dyn Feeder>> {
@@ -43,8 +45,28 @@ impl Group {
     pub(crate) fn detach_feeder(&self, who: &Arc<dyn Feeder>) {
         let mut slot = self.feeder.lock().expect("feeder lock");
         if slot.as_ref().is_some_and(|held| Arc::ptr_eq(held, who)) {
+            *self.last_feeder.lock().expect("last feeder lock") = Some(AgentSeen {
+                agent: who.agent().to_string(),
+                host: who.peer().to_string(),
+                connected: false,
+                last_seen_ms: rewind_linux::clock::now_ms(),
+            });
             *slot = None;
         }
+    }
+
+    /// The agent feeding the group now (seen now), or the last one that did (since this daemon
+    /// started).
+    pub fn agent_seen(&self) -> Option<AgentSeen> {
+        if let Some(f) = self.feeder.lock().expect("feeder lock").as_ref() {
+            return Some(AgentSeen {
+                agent: f.agent().to_string(),
+                host: f.peer().to_string(),
+                connected: true,
+                last_seen_ms: rewind_linux::clock::now_ms(),
+            });
+        }
+        self.last_feeder.lock().expect("last feeder lock").clone()
     }
 
     /// What `delete_group` and `install_group` say when the group is being fed.

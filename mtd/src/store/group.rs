@@ -89,10 +89,14 @@ pub struct Group {
     durable_tx: watch::Sender<Seq>,
     /// Who feeds this group now (one at a time; see `feeder.rs`).
     pub(super) feeder: Mutex<Option<Arc<dyn Feeder>>>,
+    /// The last feeder, once it left (in memory: since this daemon started).
+    pub(super) last_feeder: Mutex<Option<super::feeder::AgentSeen>>,
     /// A Resume a failed planned failover could not deliver (no agent was connected): kept
     /// here, where the next session finds it, so a drain never leaves the source read-only by
     /// mistake.
     resume_owed: Mutex<Option<String>>,
+    /// The group's replication policy and its delivery to the agent (`policy.rs`).
+    pub(super) policy: Mutex<super::policy::GroupPolicy>,
     /// Serialises manifest updates (sessions, merger).
     pub(super) manifest_lock: Mutex<()>,
     /// Chunks (batches and tags) handed to the writer, and chunks published after fdatasync. A new
@@ -194,6 +198,7 @@ impl Group {
             }
         }
         let durable = state.durable;
+        let policy = super::policy::GroupPolicy::load(&dir)?;
         Ok(Arc::new(Group {
             name,
             dir,
@@ -201,7 +206,9 @@ impl Group {
             pins: Mutex::new(Pins::default()),
             durable_tx: watch::channel(durable).0,
             feeder: Mutex::new(None),
+            last_feeder: Mutex::new(None),
             resume_owed: Mutex::new(None),
+            policy,
             manifest_lock: Mutex::new(()),
             queued_chunks: std::sync::atomic::AtomicU64::new(0),
             published_chunks: std::sync::atomic::AtomicU64::new(0),

@@ -26,6 +26,7 @@ pub(crate) mod manifest;
 pub mod merger;
 pub(crate) mod pins;
 pub mod points;
+pub mod policy;
 pub mod quota;
 pub(crate) mod reads;
 mod replay;

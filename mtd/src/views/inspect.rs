@@ -13,6 +13,20 @@ use crate::store::Store;
 pub struct Report {
     pub data_dir: String,
     pub groups: Vec<GroupReport>,
+    /// The file system of the data directory, where every journal lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space: Option<SpaceReport>,
+}
+
+/// Journal capacity and use, for placing new groups (the configuration server).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SpaceReport {
+    /// Size of the data directory's file system.
+    pub capacity_bytes: u64,
+    /// What unprivileged writers may still use there (`statvfs` f_bavail).
+    pub free_bytes: u64,
+    /// Journal bytes of every group.
+    pub journal_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -36,6 +50,13 @@ pub struct GroupReport {
     /// No resync is running: the newest point is recoverable.
     #[serde(default = "yes")]
     pub consistent: bool,
+    /// The replication policy the target runs for the group, and what its agent was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::api::policy::PolicySummary>,
+    /// The agent feeding the group, or the last one that did since the daemon started. Its
+    /// version is not known to the target (HELLO carries none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<crate::api::groups::AgentSeen>,
 }
 
 fn yes() -> bool {
@@ -85,9 +106,18 @@ pub struct TagReport {
 }
 
 pub fn report(store: &Store) -> Report {
+    let groups: Vec<GroupReport> = store.groups().iter().map(|g| group_report(g)).collect();
+    let space = nix::sys::statvfs::statvfs(&store.dir)
+        .ok()
+        .map(|s| SpaceReport {
+            capacity_bytes: s.blocks() * s.fragment_size(),
+            free_bytes: s.blocks_available() * s.fragment_size(),
+            journal_bytes: groups.iter().map(|g| g.journal_bytes).sum(),
+        });
     Report {
         data_dir: store.dir.display().to_string(),
-        groups: store.groups().iter().map(|g| group_report(g)).collect(),
+        groups,
+        space,
     }
 }
 
@@ -108,7 +138,19 @@ pub fn group_report(g: &Group) -> GroupReport {
             })
             .collect();
         let range = st.points.time_range();
+        let ps = g.policy_status();
+        let policy =
+            ps.name
+                .zip(ps.version)
+                .map(|(name, version)| crate::api::policy::PolicySummary {
+                    name,
+                    version,
+                    delivered_version: ps.delivered,
+                    agent_refused: ps.refused,
+                });
         GroupReport {
+            policy,
+            agent: g.agent_seen(),
             name: g.name.clone(),
             generation: st.manifest.generation,
             retention: humantime::format_duration(std::time::Duration::from_millis(
