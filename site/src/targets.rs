@@ -62,7 +62,8 @@ pub async fn poll(h: &Https) -> Result<Seen> {
     let mut seen = Seen {
         version: s(&report, "version"),
         free_bytes: report
-            .get("free_bytes")
+            .get("space")
+            .and_then(|s| s.get("free_bytes"))
             .and_then(Value::as_i64)
             .unwrap_or(-1),
         groups: Vec::new(),
@@ -94,15 +95,13 @@ pub async fn poll(h: &Https) -> Result<Seen> {
                 .unwrap_or_default(),
             name: name.clone(),
         });
-        if let Some(agents) = g.get("agents").and_then(Value::as_array) {
-            for a in agents {
-                seen.agents.push(SeenAgent {
-                    name: s(a, "name"),
-                    group: name.clone(),
-                    version: s(a, "version"),
-                    host: s(a, "host"),
-                });
-            }
+        if let Some(a) = g.get("agent").filter(|a| a.is_object()) {
+            seen.agents.push(SeenAgent {
+                name: s(a, "agent"),
+                group: name.clone(),
+                version: s(a, "version"),
+                host: s(a, "host"),
+            });
         }
     }
     Ok(seen)

@@ -23,7 +23,8 @@ pub async fn run(st: AppState) {
             Vec::new()
         };
         watching.retain(|name, (url, task)| {
-            let keep = !task.is_finished() && targets.iter().any(|t| &t.name == name && &t.url == url);
+            let keep =
+                !task.is_finished() && targets.iter().any(|t| &t.name == name && &t.url == url);
             if !keep {
                 task.abort();
             }
@@ -55,7 +56,9 @@ async fn follow(st: &AppState, name: &str, url: &str) -> Result<()> {
     let mut buf = String::new();
     while let Some(frame) = body.frame().await {
         let frame = frame?;
-        let Some(data) = frame.data_ref() else { continue };
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
         buf.push_str(&String::from_utf8_lossy(data));
         // Events end with a blank line; keep a partial one for the next chunk.
         while let Some(end) = buf.find("\n\n") {
@@ -100,11 +103,19 @@ async fn handle(st: &AppState, target: &str, v: &Value) {
     }
     if matches!(
         kind,
-        "group.connected" | "group.disconnected" | "sync.started" | "sync.finished" | "policy.applied"
+        "group.connected"
+            | "group.disconnected"
+            | "sync.started"
+            | "sync.finished"
+            | "policy.applied"
     ) {
         let _ = st
             .db
-            .event(&format!("target.{kind}"), group, &format!("on {target}: {v}"))
+            .event(
+                &format!("target.{kind}"),
+                group,
+                &format!("on {target}: {v}"),
+            )
             .await;
     }
     st.poll_now.notify_one();

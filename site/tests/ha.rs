@@ -24,14 +24,25 @@ fn standby_takes_over_within_ten_seconds_of_a_kill_9() {
     let sb = b.json(&["status"]);
     assert_eq!(sb["leader"], false, "two leaders: {sb}");
     // The standby serves reads and takes writes (the database is shared).
-    b.ok(&["policy", "create", "gold", "--rpo", "1m", "--retention", "1h"]);
+    b.ok(&[
+        "policy",
+        "create",
+        "gold",
+        "--rpo",
+        "1m",
+        "--retention",
+        "1h",
+    ]);
     assert_eq!(a.json(&["policy", "show", "gold"])["version"], 1);
 
     let killed = Instant::now();
     a.kill9();
     b.wait_leader(Duration::from_secs(10));
     let takeover = killed.elapsed();
-    eprintln!("bar site-takeover-s: {:.2} (want < 10)", takeover.as_secs_f64());
+    eprintln!(
+        "bar site-takeover-s: {:.2} (want < 10)",
+        takeover.as_secs_f64()
+    );
     assert!(takeover < Duration::from_secs(10), "{takeover:?}");
     let events = b.ok(&["events"]);
     assert_eq!(events.matches("site.leader").count(), 2, "{events}");

@@ -331,7 +331,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?,
             ),
             PolicyCmd::Show { name } => p.policy(&c.get(&format!("/v1/policies/{name}")).await?),
-            PolicyCmd::List => p.policies(&c.get::<Vec<rewind_formats::policy::Policy>>("/v1/policies").await?),
+            PolicyCmd::List => p.policies(
+                &c.get::<Vec<rewind_formats::policy::Policy>>("/v1/policies")
+                    .await?,
+            ),
             PolicyCmd::Assign { name, group, label } => p.done(
                 &c.send(
                     "POST",
@@ -391,8 +394,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?;
             p.protected(&r)
         }
-        Cmd::Audit { limit } => p.audit(&c.get::<Vec<AuditEntry>>(&format!("/v1/audit?limit={limit}")).await?),
-        Cmd::Events { limit } => p.events(&c.get::<Vec<Event>>(&format!("/v1/events?limit={limit}")).await?),
-        Cmd::Jobs { limit } => p.jobs(&c.get::<Vec<Job>>(&format!("/v1/jobs?limit={limit}")).await?),
+        Cmd::Audit { limit } => p.audit(
+            &c.get::<Vec<AuditEntry>>(&format!("/v1/audit?limit={limit}"))
+                .await?,
+        ),
+        Cmd::Events { limit } => p.events(
+            &c.get::<Vec<Event>>(&format!("/v1/events?limit={limit}"))
+                .await?,
+        ),
+        Cmd::Jobs { limit } => p.jobs(
+            &c.get::<Vec<Job>>(&format!("/v1/jobs?limit={limit}"))
+                .await?,
+        ),
     }
 }
