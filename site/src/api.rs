@@ -1,0 +1,121 @@
+//! Request and reply types of the site's HTTP API, shared by the server, the CLI and the tests.
+
+use serde::{Deserialize, Serialize};
+
+use crate::roles::Role;
+
+pub use crate::db::audit::{AuditEntry, Event};
+pub use crate::db::groups::{GroupView, Protection};
+pub use crate::db::jobs::Job;
+pub use crate::db::policies::Assignment;
+pub use crate::db::targets::Target;
+pub use crate::db::users::{Token, User};
+pub use crate::error::ErrorBody;
+
+/// `GET /v1/status`: which instance answered and whether it leads.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub instance: String,
+    pub leader: bool,
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    pub schema_versions: Vec<i64>,
+    /// The caller, as the audit log names it, and its role.
+    pub caller: String,
+    pub role: Role,
+}
+
+/// `POST /v1/users`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UserRequest {
+    pub name: String,
+    pub role: Role,
+    /// None: the user logs in with a client certificate only.
+    pub password: Option<String>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub name: String,
+    pub role: Role,
+}
+
+/// The new token, shown once.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TokenReply {
+    pub name: String,
+    pub token: String,
+}
+
+/// `POST /v1/targets`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TargetRequest {
+    pub name: String,
+    /// `https://HOST:PORT` of the target's control listener.
+    pub url: String,
+    /// Where its agents connect, `HOST:PORT` (what `protect` writes into bundles).
+    #[serde(default)]
+    pub agent_addr: Option<String>,
+}
+
+/// `POST /v1/policies` (every field the policy needs) and `PATCH /v1/policies/{name}` (only
+/// what changes). Durations as `15m`, `24h`; schedules in the weekly grammar.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    pub name: String,
+    pub rpo: Option<String>,
+    pub retention: Option<String>,
+    pub app_consistent_every: Option<String>,
+    pub freeze: Option<Vec<String>>,
+    pub pre_hook: Option<String>,
+    pub post_hook: Option<String>,
+    pub level: Option<i32>,
+    pub bandwidth: Option<String>,
+    pub spool_mib: Option<u64>,
+    pub initial_sync_window: Option<String>,
+}
+
+/// `POST /v1/policies/{name}/assign`: a group or a label (`KEY=VALUE`), one of them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AssignRequest {
+    pub group: Option<String>,
+    pub label: Option<String>,
+}
+
+/// `POST /v1/groups/{group}/labels`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LabelRequest {
+    pub key: String,
+    pub value: String,
+}
+
+/// `POST /v1/protect`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProtectRequest {
+    pub host: String,
+    pub group: String,
+    /// (disk name, path on the host).
+    pub disks: Vec<(String, String)>,
+    pub policy: String,
+    /// The master target; None: the site picks one.
+    pub target: Option<String>,
+    /// Where the bundle goes on the site's machine (default STATE/bundles/HOST-GROUP).
+    pub out: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProtectReply {
+    pub target: String,
+    /// The bundle directory.
+    pub bundle: String,
+    /// The agent TOML file in it.
+    pub config: String,
+}
+
+/// A reply that only says what was done.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Done {
+    pub done: String,
+}

@@ -1,0 +1,292 @@
+//! Master targets: where each one's control API is, whether it answers, and what it holds.
+
+use serde::{Deserialize, Serialize};
+
+use super::{int, now_ms, text, Db};
+use crate::error::ApiError;
+
+/// A master target as the site last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub name: String,
+    pub url: String,
+    /// Where agents connect (`HOST:PORT`, TLS), "" if not given.
+    pub agent_addr: String,
+    /// `up`, `down` (with `reason`) or `unknown` (not polled yet).
+    pub state: String,
+    pub reason: String,
+    /// The target's version as it reports it ("" until known).
+    pub version: String,
+    /// Bytes its groups' journals use.
+    pub journal_bytes: i64,
+    /// Bytes free on its data filesystem (-1: the target does not report it).
+    pub free_bytes: i64,
+    pub last_seen_ms: i64,
+    pub added_ms: i64,
+}
+
+/// What one poll of a target found.
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    pub version: String,
+    pub free_bytes: i64,
+    pub groups: Vec<SeenGroup>,
+    pub agents: Vec<SeenAgent>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SeenGroup {
+    pub name: String,
+    pub state: String,
+    pub generation: i64,
+    pub durable_seq: i64,
+    pub journal_bytes: i64,
+    pub retention: String,
+    pub running_policy: String,
+    pub running_version: i64,
+    pub disks: Vec<(String, i64)>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SeenAgent {
+    pub name: String,
+    pub group: String,
+    pub version: String,
+    pub host: String,
+}
+
+fn row_target(r: &sqlx::any::AnyRow) -> Result<Target, ApiError> {
+    Ok(Target {
+        name: text(r, "name")?,
+        url: text(r, "url")?,
+        agent_addr: text(r, "agent_addr")?,
+        state: text(r, "state")?,
+        reason: text(r, "reason")?,
+        version: text(r, "version")?,
+        journal_bytes: int(r, "journal_bytes")?,
+        free_bytes: int(r, "free_bytes")?,
+        last_seen_ms: int(r, "last_seen_ms")?,
+        added_ms: int(r, "added_ms")?,
+    })
+}
+
+const COLS: &str =
+    "name, url, agent_addr, state, reason, version, journal_bytes, free_bytes, last_seen_ms, added_ms";
+
+impl Db {
+    pub async fn add_target(
+        &self,
+        name: &str,
+        url: &str,
+        agent_addr: &str,
+    ) -> Result<(), ApiError> {
+        sqlx::query(
+            "INSERT INTO targets (name, url, agent_addr, state, reason, version, journal_bytes, \
+             free_bytes, last_seen_ms, added_ms) \
+             VALUES ($1, $2, $4, 'unknown', 'not polled yet', '', 0, -1, 0, $3)",
+        )
+        .bind(name)
+        .bind(url)
+        .bind(now_ms())
+        .bind(agent_addr)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| ApiError::from_insert(e, format!("target {name} is already registered")))?;
+        Ok(())
+    }
+
+    /// Remove a target and what the site knew of its groups (the groups' labels stay: a group
+    /// that reappears on another target keeps them).
+    pub async fn remove_target(&self, name: &str) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM targets WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(ApiError::not_found(format!(
+                "no target {name} (see `rewind-site target list`)"
+            )));
+        }
+        sqlx::query(
+            "DELETE FROM disks WHERE group_name IN (SELECT name FROM groups WHERE target = $1)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM groups WHERE target = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM agents WHERE target = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn targets(&self) -> Result<Vec<Target>, ApiError> {
+        let rows = sqlx::query(&format!("SELECT {COLS} FROM targets ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(row_target).collect()
+    }
+
+    pub async fn target(&self, name: &str) -> Result<Target, ApiError> {
+        let row = sqlx::query(&format!("SELECT {COLS} FROM targets WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => row_target(&r),
+            None => Err(ApiError::not_found(format!(
+                "no target {name} (see `rewind-site target list`)"
+            ))),
+        }
+    }
+
+    /// Mark a target down with the reason, and its groups `unknown`. Returns whether it was
+    /// not down already (an event worth logging).
+    pub async fn mark_down(&self, name: &str, reason: &str) -> Result<bool, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let was: Option<(String,)> = sqlx::query_as("SELECT state FROM targets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE targets SET state = 'down', reason = $2 WHERE name = $1")
+            .bind(name)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE groups SET state = 'unknown' WHERE target = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(was.is_some_and(|(s,)| s != "down"))
+    }
+
+    /// Record a successful poll: the target up, its groups, disks and agents as seen (groups it
+    /// no longer has are forgotten). Returns whether it was not up before.
+    pub async fn record_seen(&self, name: &str, seen: &Seen) -> Result<bool, ApiError> {
+        let now = now_ms();
+        let journal: i64 = seen.groups.iter().map(|g| g.journal_bytes).sum();
+        let mut tx = self.pool.begin().await?;
+        let was: Option<(String,)> = sqlx::query_as("SELECT state FROM targets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if was.is_none() {
+            // Removed while the poll ran.
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE targets SET state = 'up', reason = '', version = $2, journal_bytes = $3, \
+             free_bytes = $4, last_seen_ms = $5 WHERE name = $1",
+        )
+        .bind(name)
+        .bind(&seen.version)
+        .bind(journal)
+        .bind(seen.free_bytes)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM disks WHERE group_name IN (SELECT name FROM groups WHERE target = $1)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM groups WHERE target = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        for g in &seen.groups {
+            // A group of the same name on another target keeps its row: names are site-wide,
+            // the first target that reported it owns it.
+            let r = sqlx::query(
+                "INSERT INTO groups (name, target, state, generation, durable_seq, journal_bytes, \
+                 retention, running_policy, running_version, seen_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&g.name)
+            .bind(name)
+            .bind(&g.state)
+            .bind(g.generation)
+            .bind(g.durable_seq)
+            .bind(g.journal_bytes)
+            .bind(&g.retention)
+            .bind(&g.running_policy)
+            .bind(g.running_version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 0 {
+                tracing::warn!(target = name, group = %g.name, "group name already seen on another target; ignored");
+                continue;
+            }
+            for (disk, size) in &g.disks {
+                sqlx::query("INSERT INTO disks (group_name, name, size_bytes) VALUES ($1, $2, $3)")
+                    .bind(&g.name)
+                    .bind(disk)
+                    .bind(*size)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for a in &seen.agents {
+            sqlx::query(
+                "INSERT INTO agents (name, target, group_name, version, host, last_seen_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
+                 target = excluded.target, group_name = excluded.group_name, \
+                 version = excluded.version, host = excluded.host, \
+                 last_seen_ms = excluded.last_seen_ms",
+            )
+            .bind(&a.name)
+            .bind(name)
+            .bind(&a.group)
+            .bind(&a.version)
+            .bind(&a.host)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(was.is_some_and(|(s,)| s != "up"))
+    }
+}
+
+/// An agent as the targets reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub name: String,
+    pub target: String,
+    pub group: String,
+    pub version: String,
+    pub host: String,
+    pub last_seen_ms: i64,
+}
+
+impl Db {
+    pub async fn agents(&self) -> Result<Vec<AgentView>, ApiError> {
+        let rows = sqlx::query(
+            "SELECT name, target, group_name, version, host, last_seen_ms FROM agents ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AgentView {
+                    name: text(r, "name")?,
+                    target: text(r, "target")?,
+                    group: text(r, "group_name")?,
+                    version: text(r, "version")?,
+                    host: text(r, "host")?,
+                    last_seen_ms: int(r, "last_seen_ms")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,27 @@
+//! rewind-site, the configuration server: one site's master targets, groups, policies, users and
+//! audit log in one database (SQLite or PostgreSQL), served over HTTPS.
+//!
+//! - [`db`]: the schema's tables, one file each; [`server`]: the API; [`api`]: its types.
+//! - [`lease`]: which instance leads; [`poll`], [`watch`] and [`push`]: what the leader runs.
+//! - [`cli`]: the `rewind-site` commands; [`https`]: the client they and the poller use.
+
+pub mod api;
+pub mod bundle;
+pub mod cli;
+pub mod daemon;
+pub mod db;
+pub mod endpoint;
+pub mod error;
+pub mod https;
+pub mod lease;
+pub mod names;
+pub mod policy_spec;
+pub mod poll;
+pub mod push;
+pub mod roles;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod targets;
+pub mod tls;
+pub mod watch;

@@ -1,0 +1,18 @@
+//! `rewind-site`: parse the command line and run it (see [`rewind_site::cli`]).
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = rewind_site::cli::Cli::parse();
+    if let Err(e) = rewind_site::cli::run(cli).await {
+        eprintln!("rewind-site: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,108 @@
+//! Talking to master targets: the site's client certificate over mutual TLS to each target's
+//! control listener (`rewind-mtd serve --control-listen`), and reading what it reports.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::db::targets::{Seen, SeenAgent, SeenGroup};
+use crate::endpoint::Endpoint;
+use crate::https::Https;
+use crate::state::StateDir;
+
+/// A client for the target at `url`, presenting the site's certificate.
+pub fn client(state: &StateDir, url: &str, timeout: Duration) -> Result<Https> {
+    let (cert, key) = state.site_cert();
+    let tls = crate::tls::client_cert_config(&state.ca_cert(), &cert, &key)
+        .context("the site's client certificate (made by `rewind-site init`)")?;
+    let mut h = Https::new(Endpoint::parse(url)?, tls, None);
+    h.timeout = timeout;
+    Ok(h)
+}
+
+/// GET a JSON document; an error status is an error naming the target's message.
+pub async fn get_json(h: &Https, path: &str) -> Result<Value> {
+    let r = h.request("GET", path, None).await?;
+    body(r, "GET", path)
+}
+
+pub fn body(r: crate::https::Reply, method: &str, path: &str) -> Result<Value> {
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    if !(200..300).contains(&r.status) {
+        let msg = v
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| String::from_utf8_lossy(&r.body).into_owned());
+        bail!("{method} {path}: {} {msg}", r.status);
+    }
+    Ok(v)
+}
+
+fn i(v: &Value, k: &str) -> i64 {
+    v.get(k).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// What one poll learns: `GET /v1/groups` (the inspect report), read leniently so a target a
+/// version older or newer than the site still reports what both know.
+pub async fn poll(h: &Https) -> Result<Seen> {
+    let report = get_json(h, "/v1/groups").await?;
+    let groups = report
+        .get("groups")
+        .and_then(Value::as_array)
+        .context("GET /v1/groups: no groups in the reply")?;
+    let mut seen = Seen {
+        version: s(&report, "version"),
+        free_bytes: report
+            .get("space")
+            .and_then(|s| s.get("free_bytes"))
+            .and_then(Value::as_i64)
+            .unwrap_or(-1),
+        groups: Vec::new(),
+        agents: Vec::new(),
+    };
+    for g in groups {
+        let name = s(g, "name");
+        let policy = g.get("policy").cloned().unwrap_or(Value::Null);
+        seen.groups.push(SeenGroup {
+            state: if g.get("consistent").and_then(Value::as_bool) == Some(false) {
+                "syncing".into()
+            } else {
+                "ok".into()
+            },
+            generation: i(g, "generation"),
+            durable_seq: i(g, "durable_seq"),
+            journal_bytes: i(g, "journal_bytes"),
+            retention: s(g, "retention"),
+            running_policy: s(&policy, "name"),
+            running_version: i(&policy, "version"),
+            disks: g
+                .get("disks")
+                .and_then(Value::as_array)
+                .map(|ds| {
+                    ds.iter()
+                        .map(|d| (s(d, "name"), i(d, "size_bytes")))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            name: name.clone(),
+        });
+        if let Some(a) = g.get("agent").filter(|a| a.is_object()) {
+            seen.agents.push(SeenAgent {
+                name: s(a, "agent"),
+                group: name.clone(),
+                version: s(a, "version"),
+                host: s(a, "host"),
+            });
+        }
+    }
+    Ok(seen)
+}

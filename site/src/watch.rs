@@ -1,0 +1,122 @@
+//! The leader follows each target's event stream (`GET /v1/events`, server-sent events): an
+//! agent that connects is recorded with its version and address, and every event triggers an
+//! immediate poll, so the inventory follows the targets within moments rather than a poll
+//! interval. A stream that ends or cannot open is retried; polling goes on regardless.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+use crate::db::now_ms;
+use crate::server::AppState;
+
+/// Run forever: one watcher per registered target while this instance leads.
+pub async fn run(st: AppState) {
+    let mut watching: HashMap<String, (String, tokio::task::JoinHandle<()>)> = HashMap::new();
+    loop {
+        let targets = if st.is_leader() {
+            st.db.targets().await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        watching.retain(|name, (url, task)| {
+            let keep =
+                !task.is_finished() && targets.iter().any(|t| &t.name == name && &t.url == url);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for t in targets {
+            if watching.contains_key(&t.name) {
+                continue;
+            }
+            let (st2, name, url) = (st.clone(), t.name.clone(), t.url.clone());
+            let task = tokio::spawn(async move {
+                if let Err(e) = follow(&st2, &name, &url).await {
+                    tracing::debug!(target = %name, error = %format!("{e:#}"), "event stream ended");
+                }
+                // Let the next round (a second later) reopen it.
+            });
+            watching.insert(t.name, (t.url, task));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn follow(st: &AppState, name: &str, url: &str) -> Result<()> {
+    let h = crate::targets::client(&st.state, url, Duration::from_secs(5))?;
+    let (status, mut body) = h.stream("/v1/events").await?;
+    if status != 200 {
+        bail!("GET /v1/events: HTTP {status}");
+    }
+    let mut buf = String::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        buf.push_str(&String::from_utf8_lossy(data));
+        // Events end with a blank line; keep a partial one for the next chunk.
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            for line in event.lines() {
+                if let Some(json) = line.strip_prefix("data:") {
+                    if let Ok(v) = serde_json::from_str::<Value>(json.trim()) {
+                        handle(st, name, &v).await;
+                    }
+                }
+            }
+        }
+        if buf.len() > 1 << 20 {
+            bail!("event stream: an event over 1 MiB");
+        }
+    }
+    Ok(())
+}
+
+async fn handle(st: &AppState, target: &str, v: &Value) {
+    let kind = v["kind"].as_str().unwrap_or_default();
+    let group = v["group"].as_str().unwrap_or_default();
+    if kind == "group.connected" {
+        let agent = v["agent"].as_str().unwrap_or_default();
+        let r = sqlx::query(
+            "INSERT INTO agents (name, target, group_name, version, host, last_seen_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
+             target = excluded.target, group_name = excluded.group_name, \
+             version = excluded.version, host = excluded.host, last_seen_ms = excluded.last_seen_ms",
+        )
+        .bind(agent)
+        .bind(target)
+        .bind(group)
+        .bind(v["version"].as_str().unwrap_or_default())
+        .bind(v["host"].as_str().unwrap_or_default())
+        .bind(now_ms())
+        .execute(&st.db.pool)
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "recording agent {agent}");
+        }
+    }
+    if matches!(
+        kind,
+        "group.connected"
+            | "group.disconnected"
+            | "sync.started"
+            | "sync.finished"
+            | "policy.applied"
+    ) {
+        let _ = st
+            .db
+            .event(
+                &format!("target.{kind}"),
+                group,
+                &format!("on {target}: {v}"),
+            )
+            .await;
+    }
+    st.poll_now.notify_one();
+}

@@ -1,0 +1,259 @@
+//! The site with real master targets (`rewind-mtd serve --control-listen`, certificates from the
+//! site CA) and a real agent set up from the bundle `protect` wrote: placement, the inventory
+//! kept current, a target stopped (marked down, its groups unknown) and back.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::site::{init, scratch, Backend, Site};
+use rewind_benches::harness::{self, Agent, Mtd};
+
+/// A master target whose server certificate comes from the site's CA.
+struct Target {
+    mtd: Mtd,
+    control: String,
+    agents: String,
+}
+
+fn target(work: &Path, state: &Path, name: &str) -> Target {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tls = dir.join("tls");
+    harness::run_ok(
+        std::process::Command::new(harness::bin("rewind-mtd"))
+            .args([
+                "ca",
+                "issue",
+                "--server",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--dir",
+            ])
+            .arg(state.join("ca"))
+            .arg("--out")
+            .arg(&tls),
+    );
+    // Fixed ports, so that a restarted target is where the site and its agents knew it.
+    let (agents, control) = (free_addr(), free_addr());
+    let mtd = Mtd::start_engine(
+        &dir,
+        "sync",
+        &[
+            "--listen",
+            &agents,
+            "--tls-dir",
+            tls.to_str().unwrap(),
+            "--control-listen",
+            &control,
+        ],
+    );
+    let lines = mtd.ready_lines();
+    let control = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("control-tcp "))
+        .unwrap_or_else(|| panic!("no control-tcp line in {lines:?}"))
+        .to_string();
+    Target {
+        agents: lines[0].clone(),
+        mtd,
+        control,
+    }
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    l.local_addr().expect("address").to_string()
+}
+
+/// Poll `f` every 100 ms until it is true; how long it took. Panics after `limit`.
+fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+fn find<'a>(list: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    list.as_array()?.iter().find(|x| x["name"] == name)
+}
+
+fn site_with_targets(backend: &Backend) {
+    let work = scratch();
+    let state = work.path().join("state");
+    let db = backend.url(&state);
+    init(&state, &db);
+    assert!(
+        state.join("ca/sites/site/site.crt").exists(),
+        "init issues the site's certificate"
+    );
+    let site = Site::start(&state, &db, 0);
+    site.wait_leader(Duration::from_secs(10));
+    let mut t1 = target(work.path(), &state, "t1");
+    let t2 = target(work.path(), &state, "t2");
+    for (name, t) in [("t1", &t1), ("t2", &t2)] {
+        site.ok(&[
+            "target",
+            "add",
+            name,
+            "--url",
+            &format!("https://{}", t.control),
+            "--agents",
+            &t.agents,
+        ]);
+    }
+    let e = site.fails(&[
+        "target",
+        "add",
+        "t1",
+        "--url",
+        &format!("https://{}", t2.control),
+    ]);
+    assert!(e.contains("already registered"), "{e}");
+    let took = wait(Duration::from_secs(15), "both targets up", || {
+        let ts = site.json(&["target", "list"]);
+        ["t1", "t2"]
+            .iter()
+            .all(|n| find(&ts, n).is_some_and(|t| t["state"] == "up"))
+    });
+    eprintln!("targets up {took:?} after registration");
+
+    // Protect a host: placed on a target that is up, bundle written.
+    site.ok(&[
+        "policy",
+        "create",
+        "gold",
+        "--rpo",
+        "15m",
+        "--retention",
+        "24h",
+        "--level",
+        "2",
+    ]);
+    let image = work.path().join("disk0.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let r = site.json(&[
+        "protect",
+        "test-agent",
+        "--group",
+        "g1",
+        "--disk",
+        &format!("d0={}", image.display()),
+        "--policy",
+        "gold",
+        "--target",
+        "t1",
+    ]);
+    assert_eq!(r["target"], "t1");
+    let bundle = PathBuf::from(r["bundle"].as_str().unwrap());
+    for f in ["agent.toml", "ca.crt", "test-agent.crt", "test-agent.key"] {
+        assert!(bundle.join(f).exists(), "bundle lacks {f}");
+    }
+    let toml: toml::Table =
+        toml::from_str(&std::fs::read_to_string(bundle.join("agent.toml")).unwrap()).unwrap();
+    assert_eq!(
+        toml["target"].as_str(),
+        Some(format!("tcp:{}", t1.agents).as_str())
+    );
+    assert_eq!(toml["group"].as_str(), Some("g1"));
+    assert_eq!(toml["level"].as_integer(), Some(2));
+    let e = site.fails(&[
+        "protect",
+        "test-agent",
+        "--group",
+        "g1",
+        "--disk",
+        "d0=/dev/x",
+        "--policy",
+        "gold",
+    ]);
+    assert!(e.contains("group g1 exists already"), "{e}");
+    // Without --target: a target that is up.
+    let r2 = site.json(&[
+        "protect",
+        "other",
+        "--group",
+        "g2",
+        "--disk",
+        "d0=/dev/y",
+        "--policy",
+        "gold",
+    ]);
+    assert!(r2["target"] == "t1" || r2["target"] == "t2");
+    let groups = site.json(&["groups"]);
+    assert_eq!(find(&groups, "g1").unwrap()["state"], "protected");
+
+    // A real agent from the bundle: the group shows up on t1 through the poller.
+    let agent = harness::can_run().then(|| {
+        Agent::start(
+            &work.path().join("agent"),
+            "g1",
+            &[("d0", &image)],
+            &format!("tcp:{}", t1.agents),
+            &["--config", bundle.join("agent.toml").to_str().unwrap()],
+        )
+    });
+    if agent.is_some() {
+        wait(Duration::from_secs(30), "g1 seen on t1", || {
+            let gs = site.json(&["groups"]);
+            find(&gs, "g1").is_some_and(|g| {
+                g["target"] == "t1" && g["state"] == "ok" && g["disks"][0][0] == "d0"
+            })
+        });
+        // The agent, from t1's event stream (group.connected).
+        wait(Duration::from_secs(10), "agent recorded", || {
+            let agents = site.json(&["agents"]);
+            find(&agents, "test-agent").is_some_and(|a| a["target"] == "t1" && a["group"] == "g1")
+        });
+    }
+
+    // t1 stops: marked down with the reason, its groups unknown; back when it returns.
+    t1.mtd.stop();
+    let took = wait(Duration::from_secs(10), "t1 marked down", || {
+        find(&site.json(&["target", "list"]), "t1").is_some_and(|t| t["state"] == "down")
+    });
+    eprintln!("t1 marked down {took:?} after it stopped");
+    let t = site.json(&["target", "list"]);
+    let reason = find(&t, "t1").unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("connecting to https://"), "{reason}");
+    assert_eq!(find(&t, "t2").unwrap()["state"], "up");
+    if agent.is_some() {
+        let gs = site.json(&["groups"]);
+        assert_eq!(find(&gs, "g1").unwrap()["state"], "unknown", "{gs}");
+    }
+    let text = site.ok(&["groups"]);
+    assert!(text.contains("unknown") || agent.is_none(), "{text}");
+    t1.mtd.restart();
+    wait(Duration::from_secs(15), "t1 up again", || {
+        find(&site.json(&["target", "list"]), "t1").is_some_and(|t| t["state"] == "up")
+    });
+    if agent.is_some() {
+        wait(Duration::from_secs(30), "g1 ok again", || {
+            find(&site.json(&["groups"]), "g1").is_some_and(|g| g["state"] == "ok")
+        });
+    }
+    let events = site.ok(&["events"]);
+    assert!(
+        events.contains("target.down") && events.contains("target.up"),
+        "{events}"
+    );
+    drop(agent);
+}
+
+#[test]
+fn targets_placement_and_a_target_down_and_back_on_both_backends() {
+    for b in Backend::all() {
+        eprintln!("backend {}", b.name());
+        site_with_targets(&b);
+    }
+}
