@@ -97,9 +97,9 @@ impl Tree {
     }
 
     /// The power cut: the durable tree as reachable from `root` becomes the live one. Returns
-    /// every inode still reachable (the root included) and how many live entries were dropped.
+    /// every inode still reachable (the root included) and how many live entries were dropped
+    /// (unsynced ones, and every entry of a directory the cut made unreachable).
     pub fn cut(&mut self, root: u64) -> (HashSet<u64>, usize) {
-        let dropped: usize = self.live.keys().map(|&d| self.unsynced_entries(d)).sum();
         let mut reachable = HashSet::from([root]);
         let mut queue = VecDeque::from([root]);
         let mut live = HashMap::new();
@@ -117,6 +117,17 @@ impl Tree {
             });
             live.insert(dir, entries);
         }
+        let dropped = self
+            .live
+            .iter()
+            .map(|(dir, entries)| {
+                let kept = live.get(dir);
+                entries
+                    .iter()
+                    .filter(|(name, ino)| kept.and_then(|k| k.get(*name)) != Some(*ino))
+                    .count()
+            })
+            .sum();
         self.durable = live.clone();
         self.live = live;
         (reachable, dropped)
