@@ -107,7 +107,18 @@ fn scheduled_tags_reach_the_target() {
     random_file(&data, 1 << 20, 3);
     dd(&data, &agent.link("d0"), 1);
     agent.wait_caught_up(Duration::from_secs(60));
+    // At least two scheduled tags: polled, since a loaded machine may take longer than 1 s each.
+    let deadline = Instant::now() + Duration::from_secs(30);
     std::thread::sleep(Duration::from_millis(3500));
+    while target_tags(&mtd, "gtag")
+        .iter()
+        .filter(|t| t.starts_with("auto-"))
+        .count()
+        < 2
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
     agent.stop();
     let tags = target_tags(&mtd, "gtag");
     let auto: Vec<&String> = tags.iter().filter(|t| t.starts_with("auto-")).collect();
