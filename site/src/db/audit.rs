@@ -2,11 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{int, now_ms, text, Db};
+use super::{now_ms, Db};
 use crate::error::ApiError;
 
 /// One audited request or operation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AuditEntry {
     pub id: i64,
     pub at_ms: i64,
@@ -22,7 +22,7 @@ pub struct AuditEntry {
 }
 
 /// One state change: a target down or up, a policy applied, ...
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Event {
     pub id: i64,
     pub at_ms: i64,
@@ -57,27 +57,13 @@ impl Db {
 
     /// The newest `limit` entries, oldest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, ApiError> {
-        let rows = sqlx::query(
+        let mut out: Vec<AuditEntry> = sqlx::query_as(
             "SELECT id, at_ms, who, action, subject, detail, result FROM audit \
              ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    id: int(r, "id")?,
-                    at_ms: int(r, "at_ms")?,
-                    who: text(r, "who")?,
-                    action: text(r, "action")?,
-                    subject: text(r, "subject")?,
-                    detail: text(r, "detail")?,
-                    result: text(r, "result")?,
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
         out.reverse();
         Ok(out)
     }
@@ -95,24 +81,12 @@ impl Db {
 
     /// The newest `limit` events, oldest first.
     pub async fn events(&self, limit: i64) -> Result<Vec<Event>, ApiError> {
-        let rows = sqlx::query(
+        let mut out: Vec<Event> = sqlx::query_as(
             "SELECT id, at_ms, kind, subject, detail FROM events ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(Event {
-                    id: int(r, "id")?,
-                    at_ms: int(r, "at_ms")?,
-                    kind: text(r, "kind")?,
-                    subject: text(r, "subject")?,
-                    detail: text(r, "detail")?,
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
         out.reverse();
         Ok(out)
     }

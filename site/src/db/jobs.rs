@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{int, now_ms, text, Db};
+use super::{now_ms, Db};
 use crate::error::ApiError;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Job {
     pub id: i64,
     pub kind: String,
@@ -80,30 +80,13 @@ impl Db {
     }
 
     pub async fn jobs(&self, limit: i64) -> Result<Vec<Job>, ApiError> {
-        let rows = sqlx::query(
+        let mut out: Vec<Job> = sqlx::query_as(
             "SELECT id, kind, subject, state, done, total, detail, owner, created_ms, updated_ms \
              FROM jobs ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(Job {
-                    id: int(r, "id")?,
-                    kind: text(r, "kind")?,
-                    subject: text(r, "subject")?,
-                    state: text(r, "state")?,
-                    done: int(r, "done")?,
-                    total: int(r, "total")?,
-                    detail: text(r, "detail")?,
-                    owner: text(r, "owner")?,
-                    created_ms: int(r, "created_ms")?,
-                    updated_ms: int(r, "updated_ms")?,
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
         out.reverse();
         Ok(out)
     }
