@@ -17,9 +17,17 @@ pub fn detach(dir: &Path) -> nix::Result<()> {
     umount2(dir, MntFlags::MNT_DETACH)
 }
 
-/// Whether `dir` is a dead FUSE mount (stat fails with ENOTCONN).
+/// Whether `dir` is a dead FUSE mount: statfs (or stat) fails with ENOTCONN.
+///
+/// stat alone is not enough: the kernel answers it from the attributes it cached for the root
+/// (for the attribute TTL the server gave, a second in the view tree), even once the
+/// connection is gone. A daemon restarted within that second of being killed saw a live mount
+/// and refused to start. statfs is never cached: it always asks the server, and a dead
+/// connection fails it at once.
 pub fn is_dead(dir: &Path) -> bool {
-    matches!(std::fs::metadata(dir), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+    let enotconn = |e: nix::Error| e == nix::Error::ENOTCONN;
+    nix::sys::statfs::statfs(dir).is_err_and(enotconn)
+        || matches!(std::fs::metadata(dir), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
 }
 
 /// Detach every dead FUSE mount stacked at `dir` (a server killed more than once leaves one per
@@ -93,5 +101,127 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(!is_dead(dir.path()));
         clear_dead(dir.path(), "test").unwrap();
+    }
+
+    /// A FUSE mount whose server answered just enough for the kernel to cache the root's
+    /// attributes for an hour, then closed /dev/fuse, as a server killed with kill -9 does.
+    /// Detached when dropped (even if the test fails).
+    struct Abandoned(tempfile::TempDir);
+
+    impl Drop for Abandoned {
+        fn drop(&mut self) {
+            while is_mount_point(&self.0.path().canonicalize().unwrap()).unwrap_or(false) {
+                if detach(self.0.path()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    const FUSE_GETATTR: u32 = 3;
+    const FUSE_INIT: u32 = 26;
+    const FUSE_FORGET: u32 = 2;
+    const FUSE_BATCH_FORGET: u32 = 42;
+
+    /// A reply: fuse_out_header (len, error, unique) and `body`.
+    fn reply(unique: u64, error: i32, body: &[u8]) -> Vec<u8> {
+        let mut m = Vec::with_capacity(16 + body.len());
+        m.extend_from_slice(&(16 + body.len() as u32).to_le_bytes());
+        m.extend_from_slice(&error.to_le_bytes());
+        m.extend_from_slice(&unique.to_le_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// fuse_attr_out for the root: an hour of attribute validity, a 0755 directory.
+    fn root_attr_out() -> Vec<u8> {
+        let mut b = Vec::with_capacity(104);
+        b.extend_from_slice(&3600u64.to_le_bytes()); // attr_valid
+        b.extend_from_slice(&[0; 8]); // attr_valid_nsec, dummy
+        b.extend_from_slice(&1u64.to_le_bytes()); // ino
+        b.extend_from_slice(&[0; 8 * 5 + 4 * 3]); // size, blocks, [amc]time, [amc]timensec
+        for v in [0o40755u32, 2, 0, 0, 0, 4096, 0] {
+            // mode, nlink, uid, gid, rdev, blksize, flags
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    /// Mount a FUSE file system served by hand on this thread's helper until the kernel has
+    /// the root's attributes, then abandon it.
+    fn abandoned_mount() -> Abandoned {
+        use nix::mount::{mount, MsFlags};
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .expect("/dev/fuse");
+        let opts = format!("fd={},rootmode=40000,user_id=0,group_id=0", dev.as_raw_fd());
+        mount(
+            Some("rewind-test"),
+            dir.path(),
+            Some("fuse"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(opts.as_str()),
+        )
+        .expect("mounting a FUSE file system");
+        let mounted = Abandoned(dir);
+        let server = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = dev.read(&mut buf).expect("reading /dev/fuse");
+                assert!(n >= 40, "short FUSE request ({n} bytes)");
+                let opcode = u32::from_le_bytes(buf[4..8].try_into().unwrap());
+                let unique = u64::from_le_bytes(buf[8..16].try_into().unwrap());
+                let msg = match opcode {
+                    FUSE_INIT => {
+                        let mut init = vec![0u8; 64]; // fuse_init_out
+                        init[0..4].copy_from_slice(&7u32.to_le_bytes());
+                        init[4..8].copy_from_slice(&31u32.to_le_bytes());
+                        init[20..24].copy_from_slice(&4096u32.to_le_bytes()); // max_write
+                        init[24..28].copy_from_slice(&1u32.to_le_bytes()); // time_gran
+                        reply(unique, 0, &init)
+                    }
+                    FUSE_GETATTR => reply(unique, 0, &root_attr_out()),
+                    FUSE_FORGET | FUSE_BATCH_FORGET => continue,
+                    _ => reply(unique, -libc::ENOSYS, &[]),
+                };
+                assert_eq!(dev.write(&msg).expect("replying on /dev/fuse"), msg.len());
+                if opcode == FUSE_GETATTR {
+                    // Closing the only /dev/fuse descriptor aborts the connection.
+                    return;
+                }
+            }
+        });
+        std::fs::metadata(mounted.0.path()).expect("the root's attributes");
+        server.join().unwrap();
+        mounted
+    }
+
+    /// The kernel keeps answering stat of a dead mount's root from its attribute cache; a
+    /// restart within the TTL of a kill must still see the mount as dead and clear it.
+    #[test]
+    fn dead_mount_with_cached_root_attributes_is_dead() {
+        let ok = nix::unistd::geteuid().is_root() && Path::new("/dev/fuse").exists();
+        if !ok {
+            assert!(
+                std::env::var_os("REWIND_REQUIRE_TOOLS").is_none(),
+                "this test needs root and /dev/fuse"
+            );
+            eprintln!("SKIPPED: this test needs root and /dev/fuse");
+            return;
+        }
+        let m = abandoned_mount();
+        let dir = m.0.path().to_path_buf();
+        let canonical = dir.canonicalize().unwrap();
+        assert!(is_mount_point(&canonical).unwrap());
+        assert!(is_dead(&dir), "a mount with no server left is dead");
+        clear_dead(&dir, "test").unwrap();
+        assert!(!is_mount_point(&canonical).unwrap(), "cleared");
+        assert!(!is_dead(&dir));
     }
 }

@@ -632,6 +632,21 @@ fn dead_tree_is_replaced_and_a_busy_tree_detached_at_stop() {
     d.restart();
     assert!(mounted(&views));
     assert_eq!(names(&views), ["web01"]);
+
+    // A kill right after the tree was used, and a restart at once: for a second the kernel
+    // still answers stat of the dead root from its attribute cache, yet the restart must see
+    // the tree as dead, not refuse to start ("already a mount point").
+    for _ in 0..2 {
+        fs::metadata(&views).unwrap();
+    }
+    d.kill9();
+    eprintln!(
+        "stat of the dead tree right after the kill: {:?}",
+        fs::metadata(&views).map(|m| m.is_dir())
+    );
+    d.restart();
+    assert!(mounted(&views));
+    assert_eq!(names(&views), ["web01"]);
 }
 
 /// Points read through the tree (and through a loop device over one) stay exact while the load

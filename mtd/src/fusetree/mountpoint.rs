@@ -10,9 +10,10 @@ use rewind_linux::fuse_mount;
 
 /// Make `root` a directory fit to mount on; returns its canonical path.
 ///
-/// A daemon killed with its tree mounted leaves a dead FUSE mount there (stat fails with
-/// ENOTCONN): it is detached lazily. A live mount is refused (another daemon serving a tree
-/// there, or something else the tree would hide).
+/// A daemon killed with its tree mounted leaves a dead FUSE mount there (statfs fails with
+/// ENOTCONN; stat may still succeed for a second from the kernel's attribute cache): it is
+/// detached lazily. A live mount is refused (another daemon serving a tree there, or something
+/// else the tree would hide).
 pub fn prepare(root: &Path) -> Result<PathBuf> {
     fuse_mount::clear_dead(root, "view tree")
         .with_context(|| format!("unmounting the dead view tree at {}", root.display()))?;
