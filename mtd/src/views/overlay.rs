@@ -333,8 +333,21 @@ impl Overlays {
             if !dir.is_dir() {
                 continue;
             }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A create cut short by a crash or a power cut before its rename was durable:
+                // never acknowledged, so nothing depends on it. Opened, it would show an
+                // overlay that was never made.
+                tracing::info!(dir = %dir.display(), "removing a half-made overlay (its create did not finish)");
+                fs::remove_dir_all(&dir).map_err(StoreError::io("remove", &dir))?;
+                continue;
+            }
             let meta = match read_meta(&dir) {
-                Ok(m) => m,
+                Ok(m) if m.name == name => m,
+                Ok(m) => {
+                    tracing::error!(dir = %dir.display(), named = %m.name, "overlay.json names another overlay; left as it is");
+                    continue;
+                }
                 Err(err) => {
                     tracing::error!(dir = %dir.display(), error = %err, "cannot read overlay; left as it is");
                     continue;
@@ -566,5 +579,60 @@ mod tests {
         for bad in ["", ".x", "a/b", "..", "a:b"] {
             assert!(check_overlay_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        fs::create_dir(to).unwrap();
+        for e in fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+
+    /// A create cut short after its temporary directory was complete but before the rename
+    /// was durable (a crash, or a power cut that kept the files but not the rename) was never
+    /// acknowledged: the next start removes it instead of showing an overlay never made.
+    #[test]
+    fn a_half_made_overlay_is_removed_at_load() {
+        use crate::store::StoreOptions;
+        use rewind_formats::message::{DiskInfo, HelloGroup};
+        use rewind_formats::Seq;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path(), StoreOptions::default()).unwrap();
+        let hg = HelloGroup {
+            group: "g".into(),
+            generation: 1,
+            last_acked: Seq(0),
+            disks: vec![DiskInfo {
+                disk: "d".into(),
+                size_bytes: 1 << 20,
+            }],
+        };
+        crate::server::admission::hello_group(&store, &hg, "test").unwrap();
+        let overlays = Overlays::load(store.clone()).unwrap();
+        overlays.create("a", "g", "d", "seq:0", false).unwrap();
+        let root = overlays.root.clone();
+        drop(overlays);
+        // What `create("b", ...)` leaves when cut just before its rename.
+        let half = root.join(".b.tmp");
+        copy_dir(&root.join("a"), &half);
+        let mut meta = read_meta(&half).unwrap();
+        meta.name = "b".into();
+        fs::write(
+            half.join("overlay.json"),
+            serde_json::to_vec(&meta).unwrap(),
+        )
+        .unwrap();
+        // And a directory whose overlay.json names another overlay.
+        copy_dir(&root.join("a"), &root.join("c"));
+
+        let overlays = Overlays::load(store).unwrap();
+        let names: Vec<String> = overlays.list().into_iter().map(|o| o.meta.name).collect();
+        assert_eq!(names, ["a"]);
+        assert!(!half.exists(), "the half-made overlay is removed");
+        assert!(overlays.get("b").is_err());
+        // And `b` can be made now.
+        overlays.create("b", "g", "d", "seq:0", false).unwrap();
     }
 }
