@@ -335,10 +335,10 @@ impl Overlays {
             }
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') && name.ends_with(".tmp") {
-                // A create cut short by a crash or a power cut before its rename was durable:
-                // never acknowledged, so nothing depends on it. Opened, it would show an
-                // overlay that was never made.
-                tracing::info!(dir = %dir.display(), "removing a half-made overlay (its create did not finish)");
+                // A create cut short by a crash or a power cut before its rename was durable
+                // (never acknowledged, so nothing depends on it; opened, it would show an
+                // overlay that was never made), or a delete cut short after its rename.
+                tracing::info!(dir = %dir.display(), "removing an overlay whose create or delete did not finish");
                 fs::remove_dir_all(&dir).map_err(StoreError::io("remove", &dir))?;
                 continue;
             }
@@ -355,7 +355,7 @@ impl Overlays {
             };
             if meta.throwaway {
                 tracing::info!(overlay = %meta.name, "removing a throwaway overlay left by a previous run");
-                fs::remove_dir_all(&dir).map_err(StoreError::io("remove", &dir))?;
+                remove_atomically(&root, &name, &dir)?;
                 continue;
             }
             match overlays.open(dir.clone(), meta.clone()) {
@@ -538,11 +538,21 @@ impl Overlays {
         let o = map.remove(name).expect("present");
         let dir = o.dir.clone();
         drop(o);
-        fs::remove_dir_all(&dir).map_err(StoreError::io("remove", &dir))?;
-        files::sync_dir(&self.root)?;
+        remove_atomically(&self.root, name, &dir)?;
         tracing::info!(overlay = name, "deleted overlay");
         Ok(())
     }
+}
+
+/// Remove overlay `name`'s directory `dir` in one durable step: renamed to its temporary name
+/// (which [`Overlays::load`] removes) first, so a crash or power cut part way through leaves
+/// the whole overlay or nothing, never one with its data gone and its metadata left.
+fn remove_atomically(root: &Path, name: &str, dir: &Path) -> Result<()> {
+    let doomed = root.join(format!(".{name}.tmp"));
+    let _ = fs::remove_dir_all(&doomed);
+    fs::rename(dir, &doomed).map_err(StoreError::io("rename", dir))?;
+    files::sync_dir(root)?;
+    fs::remove_dir_all(&doomed).map_err(StoreError::io("remove", &doomed))
 }
 
 fn read_meta(dir: &Path) -> Result<OverlayMeta> {
@@ -632,7 +642,10 @@ mod tests {
         assert_eq!(names, ["a"]);
         assert!(!half.exists(), "the half-made overlay is removed");
         assert!(overlays.get("b").is_err());
-        // And `b` can be made now.
+        // And `b` can be made now; a delete leaves nothing behind.
         overlays.create("b", "g", "d", "seq:0", false).unwrap();
+        overlays.delete("b").unwrap();
+        assert!(!root.join("b").exists() && !half.exists());
+        assert_eq!(overlays.list().len(), 1);
     }
 }
