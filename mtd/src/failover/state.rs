@@ -115,7 +115,8 @@ pub fn state_path(dir: &Path, group: &str) -> PathBuf {
 }
 
 pub fn load_all(dir: &Path) -> Result<Vec<GroupFailover>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Durable: its files are fsynced, and a power cut must not drop them with the directory.
+    crate::store::files::create_dir_durable(dir)?;
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let p = e?.path();

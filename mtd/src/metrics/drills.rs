@@ -61,9 +61,9 @@ impl Drills {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(group.to_string(), d);
-        let saved = std::fs::create_dir_all(&self.dir)
-            .and_then(|()| crate::access::make_private_dir(&self.dir))
+        let saved = crate::store::files::create_dir_durable(&self.dir)
             .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(crate::access::make_private_dir(&self.dir)?))
             .and_then(|()| {
                 let json = serde_json::to_vec(&d)?;
                 crate::store::files::write_atomic(&self.dir.join(format!("{group}.json")), &json)

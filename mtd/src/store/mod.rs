@@ -99,8 +99,8 @@ impl Store {
     /// finishes interrupted merges, and starts the writer and merger threads.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Arc<Store>> {
         let groups_dir = dir.join("groups");
-        fs::create_dir_all(&groups_dir)
-            .map_err(StoreError::io("create data directory", &groups_dir))?;
+        // Durable: a power cut must not drop `groups` with every group in it.
+        files::create_dir_durable(&groups_dir)?;
         crate::access::make_private_dir(dir).map_err(StoreError::io("chmod 0700", dir))?;
         let lock = lock_dir(dir)?;
         finish_installs(dir)?;

@@ -321,7 +321,7 @@ impl Overlays {
     /// died with the previous daemon) are deleted.
     pub fn load(store: Arc<Store>) -> Result<Overlays> {
         let root = store.dir.join("overlays");
-        fs::create_dir_all(&root).map_err(StoreError::io("create directory", &root))?;
+        files::create_dir_durable(&root)?;
         let overlays = Overlays {
             root: root.clone(),
             store,
