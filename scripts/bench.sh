@@ -8,6 +8,7 @@
 #   scripts/bench.sh crash [ROUNDS]  the kill -9 crash test at length (default 100 rounds)
 #   scripts/bench.sh netfault MINUTES        random network faults between agent and target
 #   scripts/bench.sh oracle ROUNDS           views at many points checked by sector headers
+#   scripts/bench.sh soak MINUTES            the whole flow, memory/descriptors/journal sampled
 #   scripts/bench.sh powercut [ROUNDS]  power cuts of the target and the agent (default 20 rounds)
 #   scripts/bench.sh views [SIZE] [RECORDS]  reading points: NBD, FUSE + loop, first block
 #   scripts/bench.sh agent [SIZE]            the agent: write overhead, lag, initial sync

@@ -66,7 +66,10 @@ cargo build --workspace --all-targets
 log=$(mktemp /tmp/rewind-test.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+# A hung test must fail the suite, not outlive CI's limit with nothing said: the tests bound
+# every command they run (REWIND_CMD_TIMEOUT_SECS), and the whole run is bounded here.
+timeout -k 30 "${SUITE_TIMEOUT_SECS:-4200}" \
+  cargo test --workspace --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole suite (cargo prints one per test binary, the last often a doc-test
 # binary with nothing in it).
 passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::http::{free_port, get};
 use common::*;
 
 const DISK_SIZE: u64 = 512 << 20;
@@ -56,7 +57,10 @@ fn workload(extra: &[&str], log_says: &str) {
         .and_then(|f| f.set_len(DISK_SIZE))
         .expect("image");
     let mut mtd = Mtd::start(w);
-    let mut agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), extra);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut args = extra.to_vec();
+    args.extend(["--metrics-listen", &metrics]);
+    let mut agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), &args);
     let log = agent.log_text();
     assert!(
         log.contains(log_says),
@@ -81,6 +85,15 @@ fn workload(extra: &[&str], log_says: &str) {
     run_ok(Command::new("cmp").arg(&dev).arg(&img));
     let st = agent.wait_caught_up(Duration::from_secs(120));
     assert!(st.connected);
+    // Every transport times its writes for `rewind_capture_seconds`: thousands were made.
+    let (status, text) = get(&metrics, "/metrics");
+    assert_eq!(status, 200);
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rewind_capture_seconds_count{group=\"g1\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no capture latency count in:\n{text}"));
+    assert!(count >= 1000.0, "only {count} writes timed:\n{text}");
     agent.stop();
     let log = agent.log_text();
     assert!(

@@ -2,9 +2,9 @@
 //! target through the fault proxy (`rewind_benches::faultproxy`) over plain TCP (`--insecure`
 //! on loopback: through TLS a corrupted byte fails the record's MAC, which is a cut, so the
 //! protocol's own crc32c is tested on plain TCP). Under every fault kind, alone and mixed,
-//! replication converges, every corruption that reached the target is rejected (the target's
-//! `closing session: bad frame` log lines, its only counter of rejected frames today), and
-//! latest equals the source byte for byte.
+//! replication converges, every corruption that reached the target is rejected and counted
+//! (`rewind_frames_rejected_total` on its `/metrics`, checked against its `closing session: bad
+//! frame` log lines), and latest equals the source byte for byte.
 //!
 //! `netfault_campaign` is what `scripts/bench.sh netfault MINUTES` runs at length
 //! (REWIND_NETFAULT_MINUTES; the suite runs it for a few rounds).
@@ -24,6 +24,7 @@ struct Rig {
     agent: Agent,
     proxy: FaultProxy,
     mtd: Mtd,
+    metrics: String,
     img: PathBuf,
     scratch: PathBuf,
     group: String,
@@ -36,7 +37,17 @@ impl Rig {
         let w = work.path();
         let img = w.join("disk.img");
         fs::File::create(&img).unwrap().set_len(DISK).unwrap();
-        let mtd = Mtd::start_with(w, &["--listen", "127.0.0.1:0", "--insecure"]);
+        let metrics = format!("127.0.0.1:{}", http::free_port());
+        let mtd = Mtd::start_with(
+            w,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--insecure",
+                "--metrics-listen",
+                &metrics,
+            ],
+        );
         let upstream = mtd.agent_tcp().parse().expect("agent address");
         let plan = Plan::new(FaultKind::ALL.to_vec(), Duration::from_millis(400), seed);
         let proxy = FaultProxy::start(upstream, plan).expect("fault proxy");
@@ -48,6 +59,7 @@ impl Rig {
             agent,
             proxy,
             mtd,
+            metrics,
             img,
             scratch: w.join("latest.img"),
             group: group.into(),
@@ -55,13 +67,31 @@ impl Rig {
         }
     }
 
-    /// Frames the target rejected so far (bad checksum, bad magic, ...: a session ends on each).
+    /// Frames the target rejected so far (bad checksum, bad magic, ...: a session ends on each):
+    /// `rewind_frames_rejected_total` of reasons `bad_checksum` and `protocol`, which must count
+    /// at least every `closing session: bad frame` the log shows.
     fn rejected(&self) -> u64 {
-        self.mtd
+        let logged = self
+            .mtd
             .log_text()
             .lines()
             .filter(|l| l.contains("closing session: bad frame"))
-            .count() as u64
+            .count() as u64;
+        let (status, text) = http::get(&self.metrics, "/metrics");
+        assert_eq!(status, 200, "{text}");
+        let counted: f64 = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("rewind_frames_rejected_total{reason=\"bad_checksum\"}")
+                    || l.starts_with("rewind_frames_rejected_total{reason=\"protocol\"}")
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        assert!(
+            counted >= logged as f64,
+            "bad frames counted {counted}, logged {logged}:\n{text}"
+        );
+        counted as u64
     }
 
     /// Faults of `kinds` for at least `min` (and until `want` of them were injected, or 30 s)

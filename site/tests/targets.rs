@@ -214,6 +214,72 @@ fn site_with_targets(backend: &Backend) {
         });
     }
 
+    // A policy for a label reaches the target of every group carrying it, and each change after.
+    let on_target = |t: &Target, name: &str, want: u64| {
+        let (status, body) = t.mtd.control_get("/v1/groups/g1/policy");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        status == 200 && v["policy"]["name"] == name && v["policy"]["version"] == want
+    };
+    if agent.is_some() {
+        // What `protect --policy gold` assigned reaches the target (the first push found no
+        // group there yet, before the agent came: it is retried).
+        wait(Duration::from_secs(15), "gold v1 on t1", || {
+            on_target(&t1, "gold", 1)
+        });
+        site.ok(&[
+            "policy",
+            "create",
+            "silver",
+            "--rpo",
+            "5m",
+            "--retention",
+            "2h",
+            "--bandwidth",
+            "mon-fri 08:00-18:00=20MiB/s, *=unlimited",
+        ]);
+        site.ok(&["group", "label", "g1", "tier=gold"]);
+        site.ok(&["policy", "assign", "silver", "--label", "tier=gold"]);
+        // The group's own assignment wins over its label's ...
+        assert_eq!(
+            find(&site.json(&["groups"]), "g1").unwrap()["policy"],
+            "gold"
+        );
+        // ... until it is removed; then the label's applies.
+        let e = site.fails(&["policy", "unassign", "--group", "g2x"]);
+        assert!(e.contains("g2x"), "{e}");
+        site.ok(&["policy", "unassign", "--group", "g1"]);
+        let e = site.fails(&["policy", "unassign", "--group", "g1"]);
+        assert!(e.contains("no policy is assigned to group:g1"), "{e}");
+        assert_eq!(
+            find(&site.json(&["groups"]), "g1").unwrap()["policy"],
+            "silver"
+        );
+        let took = wait(Duration::from_secs(10), "silver v1 on t1", || {
+            on_target(&t1, "silver", 1)
+        });
+        eprintln!(
+            "bar policy-propagation-s: {:.2} (label assignment, want < 5)",
+            took.as_secs_f64()
+        );
+        assert!(took < Duration::from_secs(5));
+        site.ok(&["policy", "update", "silver", "--retention", "3h"]);
+        let took = wait(Duration::from_secs(10), "silver v2 on t1", || {
+            on_target(&t1, "silver", 2)
+        });
+        eprintln!(
+            "bar policy-propagation-s: {:.2} (update, want < 5)",
+            took.as_secs_f64()
+        );
+        assert!(took < Duration::from_secs(5));
+        let (_, body) = t1.mtd.control_get("/v1/groups/g1/policy");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["policy"]["retention_secs"], 10_800, "{v}");
+        wait(Duration::from_secs(10), "site sees v2 running", || {
+            find(&site.json(&["groups"]), "g1")
+                .is_some_and(|g| g["running_version"] == 2 && g["outdated"] == false)
+        });
+    }
+
     // t1 stops: marked down with the reason, its groups unknown; back when it returns.
     t1.mtd.stop();
     let took = wait(Duration::from_secs(10), "t1 marked down", || {
@@ -233,6 +299,13 @@ fn site_with_targets(backend: &Backend) {
     }
     let text = site.ok(&["groups"]);
     assert!(text.contains("unknown") || agent.is_none(), "{text}");
+    if agent.is_some() {
+        // A change while the target is down: shown as not yet running, pushed when it returns.
+        site.ok(&["policy", "update", "silver", "--level", "4"]);
+        let g = site.json(&["groups"]);
+        assert_eq!(find(&g, "g1").unwrap()["outdated"], true, "{g}");
+        assert!(site.ok(&["groups"]).contains("OLD"));
+    }
     t1.mtd.restart();
     wait(Duration::from_secs(15), "t1 up again", || {
         find(&site.json(&["target", "list"]), "t1").is_some_and(|t| t["state"] == "up")
@@ -241,6 +314,16 @@ fn site_with_targets(backend: &Backend) {
         wait(Duration::from_secs(30), "g1 ok again", || {
             find(&site.json(&["groups"]), "g1").is_some_and(|g| g["state"] == "ok")
         });
+        wait(
+            Duration::from_secs(10),
+            "silver v3 on t1 after its restart",
+            || on_target(&t1, "silver", 3),
+        );
+        let jobs = site.ok(&["jobs"]);
+        assert!(
+            jobs.contains("policy.push") && jobs.contains("done"),
+            "{jobs}"
+        );
     }
     let events = site.ok(&["events"]);
     assert!(

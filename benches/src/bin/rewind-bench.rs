@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use rewind_benches::driver::{
-    agent, apply, cleanup, console, crash, failover, netfault, overhead, powercut, views,
+    agent, apply, cleanup, console, crash, failover, netfault, overhead, powercut, soak, views,
 };
 use rewind_benches::driver::{progress, Settings};
 
@@ -64,6 +64,9 @@ enum Cmd {
     /// the sector-header oracle: ROUNDS rounds of self-describing writes, then every tag, time
     /// and a sample of seqs read through NBD, FUSE and loop must be a prefix of the writes
     Oracle { rounds: String },
+    /// the whole flow (ext4 workload, tags, merging, point reads, test failovers) for MINUTES,
+    /// with memory, descriptors and journal size sampled: none may keep growing
+    Soak { minutes: String },
     /// power cuts (the power-cut FUSE fs) of the target's data dir under load, ROUNDS times
     /// per io engine, and of the agent's state dir and disk, ROUNDS times (default 20): no
     /// acknowledged write may be lost
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
         Cmd::Crash { rounds } => crash::run(&settings, &rounds),
         Cmd::Netfault { minutes } => netfault::run(&settings, &minutes),
         Cmd::Oracle { rounds } => netfault::oracle(&settings, &rounds),
+        Cmd::Soak { minutes } => soak::run(&settings, &minutes),
         Cmd::Powercut { rounds } => powercut::run(&settings, &rounds),
         Cmd::Agent {
             size,

@@ -14,7 +14,7 @@
 //! - [`suite_test`]: benches that run one test of the suite at length.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
 //! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`],
-//!   [`powercut`], [`console`]: the
+//!   [`powercut`], [`console`], [`soak`]: the
 //!   benches.
 
 pub mod agent;
@@ -34,6 +34,7 @@ pub mod powercut;
 pub mod progress;
 pub mod report;
 pub mod settings;
+pub mod soak;
 pub mod stats;
 pub mod suite_test;
 pub mod tools;

@@ -164,6 +164,12 @@ pub async fn run<W: AsyncWrite + Unpin>(
             w.write_all(&batch).await?;
             batch.clear();
         }
+        // Nothing more queued: flush before waiting for the next reply. Over TLS, `write_all`
+        // returns once rustls holds the bytes, and when the socket is full (a client slower
+        // than us) up to 64 KiB of the last reply stay in rustls's buffer; nothing would send
+        // them until the next reply, which the client, waiting for this one, never asks for.
+        // (A no-op on plain TCP and unix sockets.)
+        w.flush().await?;
     }
     w.flush().await?;
     w.shutdown().await
@@ -244,5 +250,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.len(), 16 + 100_000 + 16);
+    }
+
+    #[tokio::test]
+    async fn a_reply_goes_out_before_the_writer_waits_for_the_next() {
+        // A stream that keeps written bytes until flushed, as tokio-rustls does when its socket
+        // is full: each reply must reach the client while the connection stays open.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (mut client, server) = tokio::io::duplex(1 << 22);
+        let writer = tokio::spawn(run(tokio::io::BufWriter::new(server), rx, false));
+        for (body, len) in [
+            (Body::Ok, SIMPLE_REPLY_LEN),
+            (
+                Body::Data(Buf::copy_from(&[7; 100_000])),
+                SIMPLE_REPLY_LEN + 100_000,
+            ),
+        ] {
+            tx.send(reply(body)).unwrap();
+            let mut got = vec![0u8; len];
+            let read = tokio::io::AsyncReadExt::read_exact(&mut client, &mut got);
+            tokio::time::timeout(std::time::Duration::from_secs(10), read)
+                .await
+                .expect("the reply stayed in the writer's buffer")
+                .unwrap();
+        }
+        drop(tx);
+        writer.await.unwrap().unwrap();
     }
 }

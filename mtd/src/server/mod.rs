@@ -36,6 +36,9 @@ use crate::listen::Acceptor;
 use crate::store::quota::Quotas;
 use crate::store::Store;
 
+/// How long sent data may stay unacknowledged before a session's socket gives up on its peer.
+const DEAD_PEER_AFTER: Duration = Duration::from_secs(30);
+
 pub struct AgentListeners {
     /// TCP address to listen on (`127.0.0.1:0` picks a free port).
     pub listen: Option<String>,
@@ -99,13 +102,20 @@ pub(crate) async fn start(
                 };
                 let _ = s.set_nodelay(true);
                 // A peer that vanished without a FIN (host crash, cut link) would hold
-                // its groups forever; keepalive ends such a session within ~25 s.
+                // its groups forever; keepalive ends an idle session within ~25 s. Keepalive
+                // never probes while sent data (an ACK frame) waits unacknowledged, and
+                // retransmission alone gives up only after ~15 minutes: TCP_USER_TIMEOUT
+                // bounds that case to 30 s.
                 let ka = socket2::TcpKeepalive::new()
                     .with_time(Duration::from_secs(10))
                     .with_interval(Duration::from_secs(5))
                     .with_retries(3);
-                if let Err(e) = socket2::SockRef::from(&s).set_tcp_keepalive(&ka) {
+                let sock = socket2::SockRef::from(&s);
+                if let Err(e) = sock.set_tcp_keepalive(&ka) {
                     tracing::warn!(%peer, error = %e, "cannot enable TCP keepalive");
+                }
+                if let Err(e) = sock.set_tcp_user_timeout(Some(DEAD_PEER_AFTER)) {
+                    tracing::warn!(%peer, error = %e, "cannot set TCP_USER_TIMEOUT");
                 }
                 let (store, quotas) = (store.clone(), quotas.clone());
                 match &tls {

@@ -90,6 +90,12 @@ pub(crate) async fn run<S>(
             if wr.write_all(&frame).await.is_err() {
                 break;
             }
+            // Over TLS the end of a frame may still sit in rustls's buffer after `write_all` (the
+            // socket was full): flush before waiting for the next frame, or the agent never gets
+            // it (see `nbd::reply::run`).
+            if out_rx.is_empty() && wr.flush().await.is_err() {
+                break;
+            }
         }
         let _ = wr.shutdown().await;
     });

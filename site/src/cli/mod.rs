@@ -204,6 +204,14 @@ pub enum PolicyCmd {
         #[arg(long)]
         label: Option<String>,
     },
+    /// Remove the policy assigned to a group or to a label.
+    Unassign {
+        #[arg(long, conflicts_with = "label", required_unless_present = "label")]
+        group: Option<String>,
+        /// KEY=VALUE
+        #[arg(long)]
+        label: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -342,6 +350,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                     &AssignRequest { group, label },
                 )
                 .await?,
+            ),
+            PolicyCmd::Unassign { group, label } => p.done(
+                &c.send("DELETE", "/v1/assignments", &AssignRequest { group, label })
+                    .await?,
             ),
         },
         Cmd::Group(g) => match g {

@@ -106,6 +106,15 @@ impl Db {
         Ok(())
     }
 
+    /// Removes the assignment to `selector`; how many there were (0 or 1).
+    pub async fn unassign(&self, selector: &str) -> Result<u64, ApiError> {
+        let r = sqlx::query("DELETE FROM assignments WHERE selector = $1")
+            .bind(selector)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn assignments(&self) -> Result<Vec<Assignment>, ApiError> {
         let rows = sqlx::query("SELECT id, policy, selector FROM assignments ORDER BY id")
             .fetch_all(&self.pool)

@@ -79,7 +79,10 @@ pub fn router(st: AppState) -> Router {
             get(policies::show).patch(policies::update),
         )
         .route("/v1/policies/{name}/assign", post(policies::assign))
-        .route("/v1/assignments", get(policies::assignments))
+        .route(
+            "/v1/assignments",
+            get(policies::assignments).delete(policies::unassign),
+        )
         .route("/v1/protect", post(protect::protect))
         .route("/v1/protections", get(protect::list))
         .with_state(st)

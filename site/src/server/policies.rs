@@ -81,17 +81,33 @@ pub async fn update(
     .await
 }
 
+/// `group:G` or `label:K=V`, for the audit record (validated by [`check_selector`]).
+fn selector_of(req: &AssignRequest) -> String {
+    match (&req.group, &req.label) {
+        (Some(g), None) => format!("group:{g}"),
+        (None, Some(l)) => format!("label:{l}"),
+        _ => String::new(),
+    }
+}
+
+/// One of a known group and a well-formed label.
+async fn check_selector(st: &AppState, req: &AssignRequest) -> Result<(), ApiError> {
+    match (&req.group, &req.label) {
+        (Some(g), None) => known(st, g).await,
+        (None, Some(l)) => names::label(l).map(|_| ()),
+        _ => Err(ApiError::bad_request(
+            "one of --group G and --label KEY=VALUE",
+        )),
+    }
+}
+
 pub async fn assign(
     st: State<AppState>,
     c: Caller,
     Path(name): Path<String>,
     Json(req): Json<AssignRequest>,
 ) -> Result<Json<Done>, ApiError> {
-    let selector = match (&req.group, &req.label) {
-        (Some(g), None) => format!("group:{g}"),
-        (None, Some(l)) => format!("label:{l}"),
-        _ => String::new(),
-    };
+    let selector = selector_of(&req);
     c.audited(
         &st,
         Role::Operator,
@@ -100,22 +116,42 @@ pub async fn assign(
         &selector,
         async {
             names::check("policy name", &name)?;
-            match (&req.group, &req.label) {
-                (Some(g), None) => known(&st, g).await?,
-                (None, Some(l)) => {
-                    names::label(l)?;
-                }
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "assign to one of --group G and --label KEY=VALUE",
-                    ))
-                }
-            }
+            check_selector(&st, &req).await?;
             // 404 for an unknown policy before anything is written.
             st.db.policy(&name).await?;
             st.db.assign(&name, &selector).await?;
             Ok(Json(Done {
                 done: format!("policy {name} assigned to {selector}"),
+            }))
+        },
+    )
+    .await
+}
+
+/// `DELETE /v1/assignments` (body: a group or a label): the group, or the groups with the
+/// label, fall back to what else applies (a label's policy, or none: a target keeps running
+/// the last policy it was given).
+pub async fn unassign(
+    st: State<AppState>,
+    c: Caller,
+    Json(req): Json<AssignRequest>,
+) -> Result<Json<Done>, ApiError> {
+    let selector = selector_of(&req);
+    c.audited(
+        &st,
+        Role::Operator,
+        "policy.unassign",
+        &selector,
+        "",
+        async {
+            check_selector(&st, &req).await?;
+            if st.db.unassign(&selector).await? == 0 {
+                return Err(ApiError::not_found(format!(
+                    "no policy is assigned to {selector}"
+                )));
+            }
+            Ok(Json(Done {
+                done: format!("{selector} has no policy of its own now"),
             }))
         },
     )

@@ -17,6 +17,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Instant;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
@@ -144,6 +145,9 @@ pub struct Ent {
     iov: Box<[libc::iovec; 2]>,
     unique: u64,
     state: State,
+    /// When its write request arrived: the reply feeds `rewind_capture_seconds`, as the
+    /// `/dev/fuse` transport's does.
+    write_started: Option<Instant>,
 }
 
 /// One queue's setup.
@@ -203,6 +207,7 @@ impl Queue {
                     iov,
                     unique: 0,
                     state: State::Fetching,
+                    write_started: None,
                 }
             })
             .collect();
@@ -337,7 +342,11 @@ impl Queue {
         let payload_sz = (abi::u32_at(&e.hdr, abi::RING_PAYLOAD_SZ) as usize).min(e.payload.len());
         let arg = &e.hdr[abi::RING_OP_IN..abi::RING_OP_IN + abi::RING_OP_IN_LEN];
         let c = &self.files.capture;
-        match self.files.decide(&h, arg, &e.payload[..payload_sz]) {
+        let action = self.files.decide(&h, arg, &e.payload[..payload_sz]);
+        if matches!(action, Action::Write { .. }) {
+            e.write_started = Some(Instant::now());
+        }
+        match action {
             Action::Reply(err, args) => self.commit(q, e, i, err, Some(&args)),
             Action::Nothing => self.commit(q, e, i, 0, Some(&[])),
             Action::Write { disk, offset, len } => match c.try_admit(disk, offset, len) {
@@ -482,6 +491,9 @@ impl Queue {
     }
 
     fn commit_with(&self, q: &mut Submit<'_>, e: &mut Ent, i: usize, err: i32, n: usize) {
+        if let Some(t) = e.write_started.take() {
+            crate::metrics::capture::LATENCY.observe(t.elapsed());
+        }
         e.hdr[..abi::OUT_HEADER_LEN].copy_from_slice(&abi::out_header(e.unique, err, n));
         e.hdr[abi::RING_PAYLOAD_SZ..abi::RING_PAYLOAD_SZ + 4]
             .copy_from_slice(&(n as u32).to_le_bytes());
