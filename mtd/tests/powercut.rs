@@ -219,6 +219,45 @@ fn data_dir_directories_survive_a_power_cut() {
     drop(pc);
 }
 
+/// A test failover started (acknowledged) before a power cut is still there after it, and
+/// refuses a second one: the failover state opens after a cut.
+#[test]
+fn a_test_failover_survives_a_power_cut() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let Some(mut pc) = powercut_mount(work.path(), "data") else {
+        return;
+    };
+    let views = work.path().join("views");
+    let mut d = Mtd::start_engine(work.path(), "sync", &["--views", views.to_str().unwrap()]);
+    let wl = Workload {
+        group: "g".into(),
+        disks: vec!["sda:4MiB".into()],
+        seed: 9,
+        pattern: "seq",
+        record_size: "4KiB",
+        payload: "random",
+    };
+    run_ok(&mut wl.run_cmd(&d.target(), "1MiB"));
+    let r = d.rewind_json(&["failover", "test", "g"]);
+    assert_eq!(r["test"]["seq"].as_u64(), Some(256), "{r}");
+    d.kill9();
+    pc.cut().expect("power cut");
+    restart(&mut d);
+    let st = d.rewind_json(&["failover", "status"]);
+    assert!(
+        st.to_string().contains("\"test\""),
+        "the test failover is gone after the cut: {st}"
+    );
+    let e = d.rewind_fails(&["failover", "test", "g"]);
+    assert!(e.contains("already has a test failover"), "{e}");
+    d.rewind(&["failover", "cleanup", "g"]);
+    drop(d);
+    drop(pc);
+}
+
 const BLOCKS: u64 = 4096; // the 16 MiB disk
 const WRITERS: u64 = 4;
 
