@@ -5,6 +5,7 @@
 //! - [`atomic`]: replacing a file whole (temporary file, fsync, rename, fsync the directory).
 //! - [`loopdev`]: `losetup` attach and detach, `partx`.
 //! - [`fuse_mount`]: mount points, and detaching the dead mount a killed FUSE server leaves.
+//! - [`memtrim`]: giving freed heap memory back to the kernel now and then.
 //! - [`pem`]: certificates and keys from PEM files.
 //! - [`process`]: child commands in their own process group, and stopping those groups.
 //! - [`clock`]: wall-clock milliseconds.
@@ -16,6 +17,7 @@ pub mod atomic;
 pub mod clock;
 pub mod fuse_mount;
 pub mod loopdev;
+pub mod memtrim;
 pub mod metrics;
 pub mod pem;
 pub mod process;

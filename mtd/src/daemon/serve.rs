@@ -161,10 +161,17 @@ fn canonical(p: &Path) -> Result<PathBuf> {
 /// Batches are megabytes each; by default glibc serves such sizes with fresh mmaps and returns them
 /// on free, so every batch paid for page faults and kernel zeroing (a fifth of the daemon's CPU).
 /// Keep them in the heap instead.
+///
+/// Kept for ever, though, the freed heap of every thread's arena only grew: the soak test saw
+/// 450 MiB held after 80 NBD point reads, 37 MiB of it in use. A trim every 10 s gives the free
+/// pages back; between trims, the hot path reuses what it freed.
 fn keep_freed_memory() {
     // SAFETY: mallopt only changes allocator tuning; it is called before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+    if let Err(e) = rewind_linux::memtrim::spawn(Duration::from_secs(10)) {
+        tracing::warn!(error = %e, "cannot start the memory trim thread: freed heap stays held");
     }
 }
