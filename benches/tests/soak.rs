@@ -271,8 +271,12 @@ fn soak_resources_stay_bounded() {
     ];
     // A steady climb shows in the slope before it shows in the maxima: after the warm-up,
     // neither daemon's memory may keep rising by more than 16 MiB a minute (the target's
-    // freed heap once grew by 90 MiB a minute under point reads).
+    // freed heap once grew by 90-100 MiB a minute under point reads). Over the suite's
+    // minute, the 10 s heap trim's sawtooth alone tilts the fit by up to about 17 MiB a
+    // minute, so a short run allows 48.
     let settled = &samples[third..];
+    let span = settled.last().map_or(0, |s| s.secs) - settled[0].secs;
+    let limit_mib: u32 = if span < 300 { 48 } else { 16 };
     let climbs = [
         ("target RSS", slope_per_min(settled, |s| s.mtd_rss)),
         ("agent RSS", slope_per_min(settled, |s| s.agent_rss)),
@@ -286,7 +290,7 @@ fn soak_resources_stay_bounded() {
     let checks = checks
         .into_iter()
         .chain(climbs.into_iter().map(|(what, slope)| {
-            if slope <= f64::from(16 << 20) {
+            if slope <= f64::from(limit_mib << 20) {
                 Ok(())
             } else {
                 Err(format!(
