@@ -15,15 +15,7 @@ use super::{progress, suite_test};
 
 /// Runs the campaign; its exit code is the bench's.
 pub fn run(settings: &Settings, minutes_arg: &str) -> Result<ExitCode> {
-    let minutes = minutes_arg
-        .parse::<f64>()
-        .ok()
-        .filter(|m| m.is_finite() && *m > 0.0 && *m <= 10_000.0)
-        .with_context(|| {
-            format!(
-                "netfault: MINUTES must be a number of minutes in (0, 10000], not {minutes_arg:?}"
-            )
-        })?;
+    let minutes = suite_test::minutes("netfault", minutes_arg)?;
     progress::log(format!(
         "netfault: {minutes} min of random network faults between agent and target"
     ));

@@ -6,19 +6,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::settings::Settings;
 use super::{progress, suite_test};
 
 pub fn run(settings: &Settings, minutes_arg: &str) -> Result<ExitCode> {
-    let minutes = minutes_arg
-        .parse::<f64>()
-        .ok()
-        .filter(|m| m.is_finite() && *m > 0.0 && *m <= 10_000.0)
-        .with_context(|| {
-            format!("soak: MINUTES must be a number of minutes in (0, 10000], not {minutes_arg:?}")
-        })?;
+    let minutes = suite_test::minutes("soak", minutes_arg)?;
     progress::log(format!("soak: {minutes} min of the whole flow, sampled"));
     suite_test::run(
         settings,

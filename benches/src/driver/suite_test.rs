@@ -37,3 +37,13 @@ pub fn run(
         status.code().unwrap_or(1).clamp(0, 255) as u8
     ))
 }
+
+/// A bench's MINUTES argument: a number of minutes in (0, 10000].
+pub fn minutes(bench: &str, arg: &str) -> Result<f64> {
+    arg.parse::<f64>()
+        .ok()
+        .filter(|m| m.is_finite() && *m > 0.0 && *m <= 10_000.0)
+        .with_context(|| {
+            format!("{bench}: MINUTES must be a number of minutes in (0, 10000], not {arg:?}")
+        })
+}
