@@ -13,9 +13,11 @@ fi
 # libnbd-bin (nbdinfo, nbdcopy) and python3-libnbd (nbdsh), jq, iproute2 (ip netns, tc), prometheus
 # (the server and promtool, for the metrics and alert-rule tests); for the test VM
 # (scripts/vm-image.sh, scripts/vm-rootfs.sh) qemu-system-x86 and busybox-static; postgresql (the
-# site's tests start throwaway clusters with its initdb and postgres).
+# site's tests start throwaway clusters with its initdb and postgres); python3-aiosmtpd (the SMTP
+# sink the site's alert-mail test sends to).
 pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd jq iproute2 busybox-static qemu-system-x86)
 pkgs+=(prometheus postgresql)
+pkgs+=(python3-aiosmtpd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -6,7 +6,8 @@
 //! | kind | fields besides `group` |
 //! |---|---|
 //! | `group.connected` | `agent`, `host` (the peer address), `version` (null: HELLO carries none) |
-//! | `group.disconnected` | `agent`, `host`, `reason` |
+//! | `group.disconnected` | `agent`, `host`, `reason`, `code` (the ERROR code sent, or null) |
+//! | `session.refused` | `agent`, `host`, `reason`, `code`: a HELLO naming the group was refused |
 //! | `sync.started`, `sync.finished` | `seq`, `name` (the SyncBegin / SyncEnd tag) |
 //! | `point.tagged` | `seq`, `name`, `tag_kind` |
 //! | `policy.applied` | `policy`, `version`, `by` (`target` or `agent`) |

@@ -4,13 +4,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::roles::Role;
 
+pub use crate::db::alerts::{Alert, Notice};
 pub use crate::db::audit::{AuditEntry, Event};
+pub use crate::db::channels::{Channel, Delivery};
 pub use crate::db::groups::{GroupView, Protection};
 pub use crate::db::jobs::Job;
 pub use crate::db::policies::Assignment;
 pub use crate::db::targets::Target;
 pub use crate::db::users::{Token, User};
 pub use crate::error::ErrorBody;
+pub use crate::notify::channel::ChannelRequest;
 
 /// `GET /v1/status`: which instance answered and whether it leads.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -42,12 +42,15 @@ pub async fn serve(a: ServeArgs) -> Result<()> {
         leader: Arc::new(AtomicBool::new(false)),
         wake: Arc::new(Notify::new()),
         poll_now: Arc::new(Notify::new()),
+        deliver_now: Arc::new(Notify::new()),
     };
     tracing::info!(listen = %bound, db = %crate::db::redact(&a.db), instance = %st.instance, "rewind-site serving");
     tokio::spawn(crate::lease::run(st.clone()));
     tokio::spawn(crate::poll::run(st.clone(), a.poll_every));
     tokio::spawn(crate::push::run(st.clone()));
     tokio::spawn(crate::watch::run(st.clone()));
+    tokio::spawn(crate::alerts::run(st.clone()));
+    tokio::spawn(crate::notify::run(st.clone()));
     if let Some(r) = &a.ready_file {
         rewind_linux::atomic::write(r, format!("{bound}\n").as_bytes())
             .with_context(|| format!("writing {}", r.display()))?;

@@ -2,9 +2,11 @@
 //! audit log in one database (SQLite or PostgreSQL), served over HTTPS.
 //!
 //! - [`db`]: the schema's tables, one file each; [`server`]: the API; [`api`]: its types.
-//! - [`lease`]: which instance leads; [`poll`], [`watch`] and [`push`]: what the leader runs.
+//! - [`lease`]: which instance leads; [`poll`], [`watch`], [`push`], [`alerts`] and [`notify`]:
+//!   what the leader runs.
 //! - [`cli`]: the `rewind-site` commands; [`https`]: the client they and the poller use.
 
+pub mod alerts;
 pub mod api;
 pub mod bundle;
 pub mod cli;
@@ -15,6 +17,7 @@ pub mod error;
 pub mod https;
 pub mod lease;
 pub mod names;
+pub mod notify;
 pub mod policy_spec;
 pub mod poll;
 pub mod push;

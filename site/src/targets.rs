@@ -66,12 +66,18 @@ pub async fn poll(h: &Https) -> Result<Seen> {
             .and_then(|s| s.get("free_bytes"))
             .and_then(Value::as_i64)
             .unwrap_or(-1),
+        capacity_bytes: report
+            .get("space")
+            .and_then(|s| s.get("capacity_bytes"))
+            .and_then(Value::as_i64)
+            .unwrap_or(-1),
         groups: Vec::new(),
         agents: Vec::new(),
     };
     for g in groups {
         let name = s(g, "name");
         let policy = g.get("policy").cloned().unwrap_or(Value::Null);
+        let agent = g.get("agent").filter(|a| a.is_object());
         seen.groups.push(SeenGroup {
             state: if g.get("consistent").and_then(Value::as_bool) == Some(false) {
                 "syncing".into()
@@ -93,9 +99,16 @@ pub async fn poll(h: &Https) -> Result<Seen> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            agent_connected: match agent.and_then(|a| a.get("connected")).and_then(Value::as_bool)
+            {
+                Some(true) => 1,
+                Some(false) => 0,
+                None => -1,
+            },
+            agent_seen_ms: agent.map_or(0, |a| i(a, "last_seen_ms")),
             name: name.clone(),
         });
-        if let Some(a) = g.get("agent").filter(|a| a.is_object()) {
+        if let Some(a) = agent {
             seen.agents.push(SeenAgent {
                 name: s(a, "agent"),
                 group: name.clone(),

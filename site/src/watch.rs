@@ -101,10 +101,19 @@ async fn handle(st: &AppState, target: &str, v: &Value) {
             tracing::warn!(error = %e, "recording agent {agent}");
         }
     }
+    if matches!(kind, "group.disconnected" | "session.refused") {
+        if let Some(code) = v["code"].as_str() {
+            let agent = v["agent"].as_str().unwrap_or_default();
+            if let Err(e) = st.db.record_refusal(target, group, agent, code).await {
+                tracing::warn!(error = %e, "recording a refusal of {agent}");
+            }
+        }
+    }
     if matches!(
         kind,
         "group.connected"
             | "group.disconnected"
+            | "session.refused"
             | "sync.started"
             | "sync.finished"
             | "policy.applied"

@@ -126,12 +126,29 @@ pub(crate) async fn run<S>(
             by_agent: f.by_agent,
         },
     };
+    // The refusal's code, so the site can count checksum and fencing refusals by kind.
+    let code = result
+        .as_ref()
+        .err()
+        .and_then(|f| f.code)
+        .map(|c| format!("{c:?}"));
     for g in &fed_groups.groups {
         store.events.emit(
             "group.disconnected",
             Some(g),
-            serde_json::json!({ "agent": fed_groups.agent, "host": peer, "reason": end.message }),
+            serde_json::json!({ "agent": fed_groups.agent, "host": peer, "reason": end.message, "code": code }),
         );
+    }
+    if fed_groups.groups.is_empty() && code.is_some() {
+        // Refused at HELLO (a fenced agent still trying, a stale generation): no session began,
+        // but whoever watches needs to see the attempts.
+        for g in &fed_groups.asked {
+            store.events.emit(
+                "session.refused",
+                Some(g),
+                serde_json::json!({ "agent": fed_groups.agent, "host": peer, "reason": end.message, "code": code }),
+            );
+        }
     }
     ended_tx.send_replace(Some(end));
     match result {
@@ -163,6 +180,8 @@ pub(crate) async fn run<S>(
 struct Served {
     agent: String,
     groups: Vec<String>,
+    /// The groups the HELLO named (for `session.refused` when admission fails).
+    asked: Vec<String>,
 }
 
 async fn serve<R: AsyncRead + Unpin>(
@@ -193,6 +212,8 @@ async fn serve<R: AsyncRead + Unpin>(
             }
         },
     };
+    fed_groups.agent = hello.agent.clone();
+    fed_groups.asked = hello.groups.iter().map(|g| g.group.clone()).collect();
     if let Some(id) = identity {
         if hello.agent != id {
             return Err(refuse(

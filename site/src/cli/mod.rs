@@ -1,6 +1,7 @@
 //! The `rewind-site` commands: `init` and `serve` act locally; every other command calls the
 //! API (see [`conn::ConnArgs`]).
 
+mod alerts;
 mod conn;
 mod init;
 mod print;
@@ -87,11 +88,16 @@ pub enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
-    /// State changes the site saw.
+    /// State changes the site saw; with --follow, then each new one as it happens (--json: one
+    /// object per line).
     Events {
         #[arg(long, default_value_t = 100)]
         limit: i64,
+        #[arg(long)]
+        follow: bool,
     },
+    /// Alerts the site evaluates: firing ones (--all: every one); ack, channels, deliveries.
+    Alerts(alerts::AlertsArgs),
     /// Site jobs and their progress.
     Jobs {
         #[arg(long, default_value_t = 100)]
@@ -410,7 +416,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             &c.get::<Vec<AuditEntry>>(&format!("/v1/audit?limit={limit}"))
                 .await?,
         ),
-        Cmd::Events { limit } => p.events(
+        Cmd::Events {
+            limit,
+            follow: true,
+        } => alerts::follow(c, &p, limit).await,
+        Cmd::Alerts(a) => alerts::run(c, &p, a).await,
+        Cmd::Events { limit, .. } => p.events(
             &c.get::<Vec<Event>>(&format!("/v1/events?limit={limit}"))
                 .await?,
         ),

@@ -10,7 +10,7 @@ pub struct Printer {
     pub json: bool,
 }
 
-fn time(ms: i64) -> String {
+pub(crate) fn time(ms: i64) -> String {
     if ms <= 0 {
         return "-".into();
     }

@@ -91,3 +91,25 @@ impl Db {
         Ok(out)
     }
 }
+
+impl Db {
+    /// The newest event's id (0: none yet).
+    pub async fn last_event_id(&self) -> Result<i64, ApiError> {
+        let r: (Option<i64>,) = sqlx::query_as("SELECT MAX(id) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.0.unwrap_or(0))
+    }
+
+    /// Up to `limit` events after id `after`, oldest first.
+    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, ApiError> {
+        Ok(sqlx::query_as(
+            "SELECT id, at_ms, kind, subject, detail FROM events WHERE id > $1 \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -8,7 +8,9 @@
 //! versions in `_sqlx_migrations` on both, so a site upgraded on one backend and moved to the
 //! other runs the same steps.
 
+pub mod alerts;
 pub mod audit;
+pub mod channels;
 pub mod groups;
 pub mod jobs;
 pub mod policies;

@@ -21,6 +21,9 @@ pub struct Target {
     pub journal_bytes: i64,
     /// Bytes free on its data filesystem (-1: the target does not report it).
     pub free_bytes: i64,
+    /// Size of its data file system (-1: not reported).
+    #[serde(default)]
+    pub capacity_bytes: i64,
     pub last_seen_ms: i64,
     pub added_ms: i64,
 }
@@ -30,6 +33,8 @@ pub struct Target {
 pub struct Seen {
     pub version: String,
     pub free_bytes: i64,
+    /// Size of its data file system (-1: not reported).
+    pub capacity_bytes: i64,
     pub groups: Vec<SeenGroup>,
     pub agents: Vec<SeenAgent>,
 }
@@ -45,6 +50,10 @@ pub struct SeenGroup {
     pub running_policy: String,
     pub running_version: i64,
     pub disks: Vec<(String, i64)>,
+    /// 1: its agent is connected; 0: it was and is not; -1: the target has not seen one.
+    pub agent_connected: i64,
+    /// When the agent was last connected (now while it is), ms since the epoch; 0: never.
+    pub agent_seen_ms: i64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -65,13 +74,15 @@ fn row_target(r: &sqlx::any::AnyRow) -> Result<Target, ApiError> {
         version: text(r, "version")?,
         journal_bytes: int(r, "journal_bytes")?,
         free_bytes: int(r, "free_bytes")?,
+        capacity_bytes: int(r, "capacity_bytes")?,
         last_seen_ms: int(r, "last_seen_ms")?,
         added_ms: int(r, "added_ms")?,
     })
 }
 
 const COLS: &str =
-    "name, url, agent_addr, state, reason, version, journal_bytes, free_bytes, last_seen_ms, added_ms";
+    "name, url, agent_addr, state, reason, version, journal_bytes, free_bytes, capacity_bytes, \
+     last_seen_ms, added_ms";
 
 impl Db {
     pub async fn add_target(
@@ -184,13 +195,14 @@ impl Db {
         }
         sqlx::query(
             "UPDATE targets SET state = 'up', reason = '', version = $2, journal_bytes = $3, \
-             free_bytes = $4, last_seen_ms = $5 WHERE name = $1",
+             free_bytes = $4, last_seen_ms = $5, capacity_bytes = $6 WHERE name = $1",
         )
         .bind(name)
         .bind(&seen.version)
         .bind(journal)
         .bind(seen.free_bytes)
         .bind(now)
+        .bind(seen.capacity_bytes)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -208,8 +220,10 @@ impl Db {
             // the first target that reported it owns it.
             let r = sqlx::query(
                 "INSERT INTO groups (name, target, state, generation, durable_seq, journal_bytes, \
-                 retention, running_policy, running_version, seen_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
+                 retention, running_policy, running_version, seen_ms, agent_connected, \
+                 agent_seen_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (name) DO NOTHING",
             )
             .bind(&g.name)
             .bind(name)
@@ -221,6 +235,8 @@ impl Db {
             .bind(&g.running_policy)
             .bind(g.running_version)
             .bind(now)
+            .bind(g.agent_connected)
+            .bind(g.agent_seen_ms)
             .execute(&mut *tx)
             .await?;
             if r.rows_affected() == 0 {

@@ -1,6 +1,8 @@
 //! The HTTPS API: TLS accept loop, shared state and the routes.
 
+mod alerts;
 pub mod auth;
+mod follow;
 mod groups;
 mod policies;
 mod protect;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     /// Rung when a target reports an event or is registered: poll at once.
     pub poll_now: Arc<Notify>,
+    /// Rung when an alert fires or resolves: deliver at once.
+    pub deliver_now: Arc<Notify>,
 }
 
 impl AppState {
@@ -56,6 +60,18 @@ pub fn router(st: AppState) -> Router {
         .route("/v1/status", get(reads::status))
         .route("/v1/audit", get(reads::audit))
         .route("/v1/events", get(reads::events))
+        .route("/v1/events/follow", get(follow::follow))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/{id}/ack", post(alerts::ack))
+        .route(
+            "/v1/channels",
+            get(alerts::channels).post(alerts::add_channel),
+        )
+        .route(
+            "/v1/channels/{name}",
+            axum::routing::delete(alerts::remove_channel),
+        )
+        .route("/v1/deliveries", get(alerts::deliveries))
         .route("/v1/jobs", get(reads::jobs))
         .route("/v1/users", get(users::list).post(users::add))
         .route("/v1/users/{name}", axum::routing::delete(users::remove))

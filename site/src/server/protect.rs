@@ -167,6 +167,7 @@ mod tests {
             version: String::new(),
             journal_bytes: used,
             free_bytes: free,
+            capacity_bytes: -1,
             last_seen_ms: 0,
             added_ms: 0,
         }

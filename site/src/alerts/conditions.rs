@@ -1,0 +1,305 @@
+//! The alert conditions, as one pure function of what the site knows (so they are tested without
+//! a database or a target): the same conditions as the Prometheus rules in `docs/prometheus/`,
+//! from the facts polls and event streams bring.
+//!
+//! | kind | subject | fires when |
+//! |---|---|---|
+//! | `target_down` | target | the target does not answer its poll |
+//! | `journal_full` | target | its data file system is over 90% full (critical over 95%) |
+//! | `agent_not_seen` | group | the target holds no session of the group's agent for [`AGENT_GRACE_MS`] |
+//! | `rpo_warning`, `rpo_breach` | group | the RPO bound is over 0.75x, 1x the policy's RPO target |
+//! | `resync` | group | a resync (initial sync, or after bitmap mode or a crash) is running |
+//! | `crc_rejects` | group | the target refused the agent's frames for a bad checksum lately |
+//! | `fenced_agent` | group | an agent fenced by a failover still tries to feed the group |
+//!
+//! The RPO the site can vouch for is a bound: the age of the oldest write the target does not
+//! hold is known only to the agent, which the site does not reach. What the site knows is since
+//! when no session has fed the group (the agent's session ended, or the target stopped
+//! answering): no write younger than that can be held, so that age bounds the RPO from above
+//! whenever the workload writes. Caught up and connected, the bound is 0.
+
+use std::collections::HashMap;
+
+/// A group's agent may be away this long (a reconnect) before it is an alert.
+pub const AGENT_GRACE_MS: i64 = 3_000;
+/// Refusals count towards `crc_rejects` and `fenced_agent` this long.
+pub const REFUSAL_WINDOW_MS: i64 = 120_000;
+/// The data file system's use that warns, and that is critical (fractions of its size).
+pub const JOURNAL_WARN: f64 = 0.90;
+pub const JOURNAL_CRITICAL: f64 = 0.95;
+
+/// A target as the inventory has it.
+#[derive(Clone, Debug, Default)]
+pub struct TargetFacts {
+    pub name: String,
+    /// `up`, `down` or `unknown`.
+    pub state: String,
+    pub reason: String,
+    pub last_seen_ms: i64,
+    pub free_bytes: i64,
+    pub capacity_bytes: i64,
+}
+
+/// A group as the inventory has it, with its policy's RPO target.
+#[derive(Clone, Debug, Default)]
+pub struct GroupFacts {
+    pub name: String,
+    pub target: String,
+    /// The group's state on the target when it last answered (`ok`, `syncing`, `unknown`).
+    pub state: String,
+    /// 1 connected, 0 not, -1 the target has not seen its agent since it started.
+    pub agent_connected: i64,
+    pub agent_seen_ms: i64,
+    /// None: no policy applies (no RPO alerts).
+    pub rpo_target_secs: Option<u64>,
+}
+
+/// Refusals in the window, per (group, code): code `BadChecksum` or `Fenced`, with the agents.
+pub type Refusals = HashMap<(String, String), (u64, Vec<String>)>;
+
+/// An alert that should be firing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Firing {
+    pub kind: &'static str,
+    pub subject: String,
+    /// `warning` or `critical`.
+    pub severity: &'static str,
+    pub summary: String,
+}
+
+fn firing(kind: &'static str, subject: &str, severity: &'static str, summary: String) -> Firing {
+    Firing {
+        kind,
+        subject: subject.to_string(),
+        severity,
+        summary,
+    }
+}
+
+/// Since when no session has fed the group (None: one feeds it now, or nothing is known).
+pub fn unfed_since(g: &GroupFacts, t: Option<&TargetFacts>) -> Option<i64> {
+    let t = t?;
+    if t.state != "up" {
+        // Whatever fed it then is cut off since the target stopped answering.
+        return match g.agent_connected {
+            1 if t.last_seen_ms > 0 => Some(t.last_seen_ms),
+            0 if g.agent_seen_ms > 0 => Some(g.agent_seen_ms.min(t.last_seen_ms.max(1))),
+            _ => None,
+        };
+    }
+    (g.agent_connected == 0 && g.agent_seen_ms > 0).then_some(g.agent_seen_ms)
+}
+
+/// Every alert that should be firing now.
+pub fn evaluate(
+    now_ms: i64,
+    targets: &[TargetFacts],
+    groups: &[GroupFacts],
+    refusals: &Refusals,
+) -> Vec<Firing> {
+    let mut out = Vec::new();
+    for t in targets {
+        if t.state == "down" {
+            out.push(firing(
+                "target_down",
+                &t.name,
+                "critical",
+                format!("target {} does not answer: {}", t.name, t.reason),
+            ));
+        }
+        if t.capacity_bytes > 0 && t.free_bytes >= 0 {
+            let used = 1.0 - t.free_bytes as f64 / t.capacity_bytes as f64;
+            if used >= JOURNAL_WARN {
+                out.push(firing(
+                    "journal_full",
+                    &t.name,
+                    if used >= JOURNAL_CRITICAL {
+                        "critical"
+                    } else {
+                        "warning"
+                    },
+                    format!(
+                        "target {}: data file system {:.1}% full ({} MiB free)",
+                        t.name,
+                        used * 100.0,
+                        t.free_bytes >> 20
+                    ),
+                ));
+            }
+        }
+    }
+    for g in groups {
+        let t = targets.iter().find(|t| t.name == g.target);
+        let target_up = t.is_some_and(|t| t.state == "up");
+        if target_up {
+            let away = match g.agent_connected {
+                0 => now_ms - g.agent_seen_ms,
+                // Never seen since the target started: away since then, as far as we know.
+                _ => 0,
+            };
+            if (g.agent_connected == 0 && away >= AGENT_GRACE_MS) || g.agent_connected == -1 {
+                out.push(firing(
+                    "agent_not_seen",
+                    &g.name,
+                    "warning",
+                    if g.agent_connected == 0 {
+                        format!(
+                            "group {}: no agent session on {} for {} s",
+                            g.name,
+                            g.target,
+                            away / 1000
+                        )
+                    } else {
+                        format!(
+                            "group {}: {} has seen no agent since it started",
+                            g.name, g.target
+                        )
+                    },
+                ));
+            }
+            if g.state == "syncing" {
+                out.push(firing(
+                    "resync",
+                    &g.name,
+                    "warning",
+                    format!(
+                        "group {}: resync running on {} (the newest point is not recoverable)",
+                        g.name, g.target
+                    ),
+                ));
+            }
+        }
+        if let (Some(rpo), Some(since)) = (g.rpo_target_secs, unfed_since(g, t)) {
+            let bound_ms = (now_ms - since).max(0);
+            let target_ms = rpo as i64 * 1000;
+            for (kind, severity, factor) in [
+                ("rpo_warning", "warning", 0.75),
+                ("rpo_breach", "critical", 1.0),
+            ] {
+                if bound_ms as f64 > target_ms as f64 * factor {
+                    out.push(firing(
+                        kind,
+                        &g.name,
+                        severity,
+                        format!(
+                            "group {}: RPO up to {} s (nothing fed since then), {}x of its {} s target",
+                            g.name,
+                            bound_ms / 1000,
+                            factor,
+                            rpo
+                        ),
+                    ));
+                }
+            }
+        }
+        for (code, kind, severity, what) in [
+            (
+                "BadChecksum",
+                "crc_rejects",
+                "warning",
+                "frames refused for a bad checksum",
+            ),
+            (
+                "Fenced",
+                "fenced_agent",
+                "critical",
+                "a fenced agent still tries to feed it",
+            ),
+        ] {
+            if let Some((n, agents)) = refusals.get(&(g.name.clone(), code.to_string())) {
+                out.push(firing(
+                    kind,
+                    &g.name,
+                    severity,
+                    format!(
+                        "group {}: {what} ({n} in {} s; agent {})",
+                        g.name,
+                        REFUSAL_WINDOW_MS / 1000,
+                        agents.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(state: &str) -> TargetFacts {
+        TargetFacts {
+            name: "t1".into(),
+            state: state.into(),
+            reason: "connection refused".into(),
+            last_seen_ms: 100_000,
+            free_bytes: 50 << 30,
+            capacity_bytes: 100 << 30,
+        }
+    }
+
+    fn group(connected: i64, seen: i64) -> GroupFacts {
+        GroupFacts {
+            name: "g1".into(),
+            target: "t1".into(),
+            state: "ok".into(),
+            agent_connected: connected,
+            agent_seen_ms: seen,
+            rpo_target_secs: Some(60),
+        }
+    }
+
+    fn kinds(f: &[Firing]) -> Vec<&str> {
+        f.iter().map(|f| f.kind).collect()
+    }
+
+    #[test]
+    fn healthy_is_silent_and_a_target_down_bounds_the_rpo() {
+        let none = Refusals::new();
+        assert!(evaluate(100_000, &[target("up")], &[group(1, 100_000)], &none).is_empty());
+        // Down 30 s: RPO bound 30 s of 60, no RPO alert yet.
+        let f = evaluate(130_000, &[target("down")], &[group(1, 100_000)], &none);
+        assert_eq!(kinds(&f), ["target_down"]);
+        let f = evaluate(146_000, &[target("down")], &[group(1, 100_000)], &none);
+        assert_eq!(kinds(&f), ["target_down", "rpo_warning"]);
+        let f = evaluate(161_000, &[target("down")], &[group(1, 100_000)], &none);
+        assert_eq!(kinds(&f), ["target_down", "rpo_warning", "rpo_breach"]);
+        assert!(f[2].summary.contains("RPO up to 61 s"), "{}", f[2].summary);
+        // No policy: no RPO alert.
+        let mut g = group(1, 100_000);
+        g.rpo_target_secs = None;
+        assert_eq!(
+            kinds(&evaluate(161_000, &[target("down")], &[g], &none)),
+            ["target_down"]
+        );
+    }
+
+    #[test]
+    fn agent_away_after_grace_resync_journal_and_refusals() {
+        let none = Refusals::new();
+        let t = [target("up")];
+        assert!(evaluate(101_000, &t, &[group(0, 100_000)], &none).is_empty());
+        let f = evaluate(104_000, &t, &[group(0, 100_000)], &none);
+        assert_eq!(kinds(&f), ["agent_not_seen"]);
+        assert_eq!(
+            kinds(&evaluate(104_000, &t, &[group(-1, 0)], &none)),
+            ["agent_not_seen"]
+        );
+        let mut g = group(1, 104_000);
+        g.state = "syncing".into();
+        assert_eq!(kinds(&evaluate(104_000, &t, &[g], &none)), ["resync"]);
+        let mut full = target("up");
+        full.free_bytes = 7 << 30;
+        let f = evaluate(104_000, &[full.clone()], &[], &none);
+        assert_eq!((f[0].kind, f[0].severity), ("journal_full", "warning"));
+        full.free_bytes = 4 << 30;
+        assert_eq!(evaluate(104_000, &[full], &[], &none)[0].severity, "critical");
+        let mut r = Refusals::new();
+        r.insert(("g1".into(), "Fenced".into()), (3, vec!["a1".into()]));
+        r.insert(("g1".into(), "BadChecksum".into()), (1, vec!["a1".into()]));
+        let f = evaluate(104_000, &t, &[group(1, 104_000)], &r);
+        assert_eq!(kinds(&f), ["crc_rejects", "fenced_agent"]);
+        assert!(f[1].summary.contains("3 in 120 s"), "{}", f[1].summary);
+    }
+}

@@ -1,0 +1,138 @@
+//! Alerts the site evaluates itself, without Prometheus: the leader gathers what polls and event
+//! streams recorded, [`conditions::evaluate`]s it once a second, fires what is newly true and
+//! resolves what no longer is. Firing and resolving queue the deliveries ([`crate::notify`]).
+
+pub mod conditions;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use conditions::{Firing, GroupFacts, Refusals, TargetFacts, REFUSAL_WINDOW_MS};
+
+use crate::db::now_ms;
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// How often the leader evaluates.
+pub const EVERY: Duration = Duration::from_secs(1);
+
+/// Run forever; idle while this instance does not lead.
+pub async fn run(st: AppState) {
+    loop {
+        if st.is_leader() {
+            if let Err(e) = once(&st).await {
+                tracing::warn!(error = %e, "evaluating alerts");
+            }
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}
+
+/// Evaluate once: fire and resolve. Returns (fired, resolved).
+pub async fn once(st: &AppState) -> Result<(usize, usize), ApiError> {
+    let now = now_ms();
+    let (targets, groups, refusals) = facts(st, now).await?;
+    let want = conditions::evaluate(now, &targets, &groups, &refusals);
+    let open = st.db.alerts(false, 100_000).await?;
+    let keys: HashSet<(&str, &str)> = want.iter().map(|f| (f.kind, f.subject.as_str())).collect();
+    let mut resolved = 0;
+    for a in &open {
+        if !keys.contains(&(a.kind.as_str(), a.subject.as_str()))
+            && st.db.resolve(a.id, &st.instance).await?.is_some()
+        {
+            tracing::info!(id = a.id, kind = %a.kind, subject = %a.subject, "alert resolved");
+            resolved += 1;
+        }
+    }
+    let mut fired = 0;
+    for Firing {
+        kind,
+        subject,
+        severity,
+        summary,
+    } in &want
+    {
+        if open.iter().any(|a| a.kind == *kind && a.subject == *subject) {
+            continue;
+        }
+        if let Some(a) = st
+            .db
+            .fire(kind, subject, severity, summary, &st.instance)
+            .await?
+        {
+            tracing::warn!(id = a.id, kind, subject = %subject, %summary, "alert fired");
+            fired += 1;
+        }
+    }
+    if fired + resolved > 0 {
+        st.deliver_now.notify_one();
+    }
+    Ok((fired, resolved))
+}
+
+/// What the conditions need, from the database.
+async fn facts(
+    st: &AppState,
+    now: i64,
+) -> Result<(Vec<TargetFacts>, Vec<GroupFacts>, Refusals), ApiError> {
+    let targets = st
+        .db
+        .targets()
+        .await?
+        .into_iter()
+        .map(|t| TargetFacts {
+            name: t.name,
+            state: t.state,
+            reason: t.reason,
+            last_seen_ms: t.last_seen_ms,
+            free_bytes: t.free_bytes,
+            capacity_bytes: t.capacity_bytes,
+        })
+        .collect();
+    let rpo: HashMap<String, u64> = st
+        .db
+        .policies()
+        .await?
+        .into_iter()
+        .map(|p| (p.name, p.rpo_target_secs))
+        .collect();
+    // The policy that applies to each group (assignments and labels resolved).
+    let policy: HashMap<String, String> = st
+        .db
+        .group_views()
+        .await?
+        .into_iter()
+        .map(|g| (g.name, g.policy))
+        .collect();
+    let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT name, target, state, agent_connected, agent_seen_ms FROM groups ORDER BY name",
+    )
+    .fetch_all(&st.db.pool)
+    .await?;
+    let groups = rows
+        .into_iter()
+        .map(|(name, target, state, agent_connected, agent_seen_ms)| GroupFacts {
+            rpo_target_secs: policy.get(&name).and_then(|p| rpo.get(p)).copied(),
+            name,
+            target,
+            state,
+            agent_connected,
+            agent_seen_ms,
+        })
+        .collect();
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT group_name, code, agent FROM refusals WHERE at_ms > $1 ORDER BY id",
+    )
+    .bind(now - REFUSAL_WINDOW_MS)
+    .fetch_all(&st.db.pool)
+    .await?;
+    let mut refusals = Refusals::new();
+    for (group, code, agent) in rows {
+        let e = refusals.entry((group, code)).or_default();
+        e.0 += 1;
+        if !e.1.contains(&agent) {
+            e.1.push(agent);
+        }
+    }
+    Ok((targets, groups, refusals))
+}

@@ -1,0 +1,318 @@
+//! Alerts the site evaluates itself, with real parts: a real master target stopped and
+//! restarted, a real agent killed; a webhook receiver that fails the first two POSTs (the site
+//! retries with backoff), signed bodies checked with HMAC-SHA256; acknowledgement refused to a
+//! viewer and audited; mail through a real SMTP sink (aiosmtpd); `events --follow --json`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::hook::Receiver;
+use common::site::{init, scratch, site_bin, Backend, Site};
+use common::smtp::SmtpSink;
+use common::target::{target, wait};
+use hmac::{Hmac, Mac};
+use rewind_benches::harness::{self, Agent};
+use serde_json::Value;
+
+const SECRET: &str = "a-shared-secret-of-some-length";
+
+/// `events --follow --json` in the background, its output in a file; killed by pid on drop.
+struct Follow {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Follow {
+    fn start(site: &Site, out: &Path) -> Follow {
+        let child = Command::new(site_bin())
+            .arg("--state")
+            .arg(&site.state)
+            .arg("--site")
+            .arg(&site.url)
+            .args(["--json", "events", "--follow", "--limit", "1"])
+            .env_remove("REWIND_SITE_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(out).expect("follow output"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn events --follow");
+        Follow {
+            child,
+            out: out.to_path_buf(),
+        }
+    }
+
+    /// Every event printed so far (each line must be one JSON object).
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {l:?}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn firing(site: &Site, kind: &str, subject: &str) -> Option<Value> {
+    site.json(&["alerts"])
+        .as_array()?
+        .iter()
+        .find(|a| a["kind"] == kind && a["subject"] == subject)
+        .cloned()
+}
+
+fn notice<'a>(n: &'a [Value], transition: &str, kind: &str) -> Option<&'a Value> {
+    n.iter()
+        .find(|n| n["transition"] == transition && n["alert"]["kind"] == kind)
+}
+
+fn alerts_end_to_end(backend: &Backend) {
+    let work = scratch();
+    let state = work.path().join("state");
+    let db = backend.url(&state);
+    init(&state, &db);
+    let site = Site::start(&state, &db, 0);
+    site.wait_leader(Duration::from_secs(10));
+
+    // Channels: checked at the edge, admin only, the secret never shown back.
+    let hook = Receiver::start(2);
+    let secret_file = work.path().join("hook.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let e = site.fails(&["alerts", "webhook", "bad", "--url", "ftp://x/"]);
+    assert!(e.contains("scheme"), "{e}");
+    let e = site.fails(&["alerts", "webhook", "bad", "--url", "https://u:p@x/"]);
+    assert!(e.contains("credentials"), "{e}");
+    let viewer = site.ok(&["token", "add", "watcher", "--role", "viewer"]);
+    let viewer = [("REWIND_SITE_TOKEN", viewer.trim())];
+    let out = site.cli_env(&["alerts", "webhook", "x", "--url", &hook.url], &viewer);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs the admin role"));
+    site.ok(&[
+        "alerts",
+        "webhook",
+        "hook",
+        "--url",
+        &hook.url,
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+    ]);
+    let smtp = SmtpSink::start(work.path());
+    if let Some(s) = &smtp {
+        site.ok(&[
+            "alerts",
+            "email",
+            "mail",
+            "--smtp",
+            &format!("smtp://127.0.0.1:{}", s.port),
+            "--from",
+            "rewind@site.example",
+            "--to",
+            "ops@example.com, oncall@example.com",
+        ]);
+    }
+    let chans = site.json(&["alerts", "channels"]);
+    assert_eq!(chans[0]["name"], "hook");
+    assert!(!chans.to_string().contains(SECRET), "{chans}");
+
+    // A target, a policy with a short RPO target, a protected group and its agent.
+    let mut t1 = target(work.path(), &state, "t1");
+    site.ok(&[
+        "target",
+        "add",
+        "t1",
+        "--url",
+        &format!("https://{}", t1.control),
+        "--agents",
+        &t1.agents,
+    ]);
+    site.ok(&[
+        "policy",
+        "create",
+        "fast",
+        "--rpo",
+        "6s",
+        "--retention",
+        "1h",
+    ]);
+    let image = work.path().join("disk0.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let r = site.json(&[
+        "protect",
+        "host1",
+        "--group",
+        "g1",
+        "--disk",
+        &format!("d0={}", image.display()),
+        "--policy",
+        "fast",
+        "--target",
+        "t1",
+    ]);
+    let bundle = PathBuf::from(r["bundle"].as_str().unwrap());
+    let mut agent = Agent::start(
+        &work.path().join("agent"),
+        "g1",
+        &[("d0", &image)],
+        &format!("tcp:{}", t1.agents),
+        &["--config", bundle.join("agent.toml").to_str().unwrap()],
+    );
+    wait(Duration::from_secs(60), "g1 ok and nothing firing", || {
+        let g = site.json(&["groups"]);
+        let ok = g
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "g1" && g["state"] == "ok");
+        ok && site.json(&["alerts"]).as_array().unwrap().is_empty()
+    });
+    let follow = Follow::start(&site, &work.path().join("follow.jsonl"));
+
+    // The target stops: target_down fires, then the RPO bound passes 0.75x and 1x of 6 s.
+    t1.mtd.stop();
+    let stopped = Instant::now();
+    wait(Duration::from_secs(15), "target_down firing", || {
+        firing(&site, "target_down", "t1").is_some()
+    });
+    wait(Duration::from_secs(20), "rpo_breach firing", || {
+        firing(&site, "rpo_breach", "g1").is_some()
+    });
+    let w = firing(&site, "rpo_warning", "g1").expect("rpo_warning fires with the breach");
+    assert_eq!(w["severity"], "warning");
+    let b = firing(&site, "rpo_breach", "g1").unwrap();
+    assert!(
+        b["summary"].as_str().unwrap().contains("of its 6 s target"),
+        "{b}"
+    );
+    let text = site.ok(&["alerts"]);
+    assert!(text.contains("target_down") && text.contains("critical"), "{text}");
+    // The webhook failed twice (HTTP 500), then took it: retried with backoff.
+    wait(Duration::from_secs(30), "webhook got target_down", || {
+        notice(&hook.notices(), "fired", "target_down").is_some()
+    });
+    eprintln!(
+        "target_down at the webhook {:.1} s after the target stopped (2 refusals first)",
+        stopped.elapsed().as_secs_f64()
+    );
+    let hits = hook.hits();
+    assert!(!hits[0].accepted && !hits[1].accepted && hits[2].accepted);
+    let gap = hits[2].at - hits[1].at;
+    assert!(gap >= Duration::from_millis(1500), "second retry after {gap:?}");
+    for h in &hits {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(&h.body);
+        let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(h.signature.as_deref(), Some(want.as_str()), "signature");
+    }
+    let ds = site.json(&["alerts", "deliveries"]);
+    let first = ds
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["channel"] == "hook")
+        .min_by_key(|d| d["id"].as_i64())
+        .unwrap();
+    assert_eq!((first["state"].as_str(), first["attempts"].as_i64()), (Some("delivered"), Some(3)), "{ds}");
+
+    // Acknowledge: refused to a viewer (and audited), done by the admin, once.
+    let id = firing(&site, "target_down", "t1").unwrap()["id"].to_string();
+    let out = site.cli_env(&["alerts", "ack", &id], &viewer);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(e.contains("needs the operator role") && e.contains("HTTP 403"), "{e}");
+    site.ok(&["alerts", "ack", &id]);
+    let e = site.fails(&["alerts", "ack", &id]);
+    assert!(e.contains("acknowledged already by cert admin"), "{e}");
+    assert_eq!(
+        firing(&site, "target_down", "t1").unwrap()["acked_by"],
+        "cert admin"
+    );
+    let audit = site.ok(&["audit"]);
+    assert!(audit.contains("alert.ack") && audit.contains("denied"), "{audit}");
+
+    // The target returns: everything resolves, and the webhook hears it.
+    t1.mtd.restart();
+    wait(Duration::from_secs(30), "all resolved", || {
+        site.json(&["alerts"]).as_array().unwrap().is_empty()
+    });
+    let all = site.json(&["alerts", "--all"]);
+    let td = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "target_down")
+        .unwrap();
+    assert_eq!(td["state"], "resolved");
+    assert!(td["resolved_ms"].as_i64().unwrap() >= td["fired_ms"].as_i64().unwrap());
+    wait(Duration::from_secs(15), "webhook got resolved", || {
+        let n = hook.notices();
+        notice(&n, "resolved", "target_down").is_some()
+            && notice(&n, "resolved", "rpo_breach").is_some()
+    });
+
+    // The agent is killed: agent_not_seen reaches the webhook within 10 s.
+    agent.kill9();
+    let killed = Instant::now();
+    let took = wait(Duration::from_secs(20), "agent_not_seen at the webhook", || {
+        notice(&hook.notices(), "fired", "agent_not_seen").is_some()
+    });
+    eprintln!(
+        "bar alert-delay-s: {:.2} (agent killed until the webhook has the alert, want < 10)",
+        took.as_secs_f64()
+    );
+    assert!(killed.elapsed() < Duration::from_secs(10), "{took:?}");
+
+    // Mail: the SMTP sink has the alerts, to both recipients.
+    if let Some(s) = &smtp {
+        wait(Duration::from_secs(20), "mail for target_down", || {
+            s.messages()
+                .iter()
+                .any(|m| m.contains("[rewind] FIRED critical target_down t1"))
+        });
+        let m = s.messages();
+        let td = m.iter().find(|m| m.contains("target_down t1")).unwrap();
+        assert!(
+            td.contains("ops@example.com") && td.contains("oncall@example.com"),
+            "{td}"
+        );
+        assert!(
+            m.iter()
+                .any(|m| m.contains("[rewind] RESOLVED critical target_down t1")),
+            "{m:?}"
+        );
+    }
+
+    // `events --follow --json`: the state changes as they happened, one JSON object a line.
+    wait(Duration::from_secs(10), "follow saw the alerts", || {
+        let ev = follow.events();
+        let has = |k: &str| ev.iter().any(|e| e["kind"] == k);
+        has("alert.fired") && has("alert.resolved") && has("target.down") && has("alert.acked")
+    });
+    let ev = follow.events();
+    let ids: Vec<i64> = ev.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, no repeats: {ids:?}");
+    drop(follow);
+    drop(agent);
+}
+
+#[test]
+fn alerts_fire_resolve_ack_and_reach_webhook_and_mail_on_both_backends() {
+    if !harness::can_run() {
+        return;
+    }
+    for b in Backend::all() {
+        eprintln!("backend {}", b.name());
+        alerts_end_to_end(&b);
+    }
+}

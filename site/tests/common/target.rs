@@ -1,0 +1,76 @@
+//! Master targets for site tests: `rewind-mtd serve --control-listen` with a server certificate
+//! from the site's CA, on fixed ports so a restarted target is where the site knew it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rewind_benches::harness::{self, Mtd};
+
+/// A master target whose server certificate comes from the site's CA.
+pub struct Target {
+    pub mtd: Mtd,
+    pub control: String,
+    pub agents: String,
+}
+
+pub fn target(work: &Path, state: &Path, name: &str) -> Target {
+    let dir = work.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tls = dir.join("tls");
+    harness::run_ok(
+        std::process::Command::new(harness::bin("rewind-mtd"))
+            .args([
+                "ca",
+                "issue",
+                "--server",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--dir",
+            ])
+            .arg(state.join("ca"))
+            .arg("--out")
+            .arg(&tls),
+    );
+    // Fixed ports, so that a restarted target is where the site and its agents knew it.
+    let (agents, control) = (free_addr(), free_addr());
+    let mtd = Mtd::start_engine(
+        &dir,
+        "sync",
+        &[
+            "--listen",
+            &agents,
+            "--tls-dir",
+            tls.to_str().unwrap(),
+            "--control-listen",
+            &control,
+        ],
+    );
+    let lines = mtd.ready_lines();
+    let control = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("control-tcp "))
+        .unwrap_or_else(|| panic!("no control-tcp line in {lines:?}"))
+        .to_string();
+    Target {
+        agents: lines[0].clone(),
+        mtd,
+        control,
+    }
+}
+
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+    l.local_addr().expect("address").to_string()
+}
+
+/// Poll `f` every 100 ms until it is true; how long it took. Panics after `limit`.
+pub fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
