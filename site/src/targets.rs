@@ -99,7 +99,9 @@ pub async fn poll(h: &Https) -> Result<Seen> {
                         .collect()
                 })
                 .unwrap_or_default(),
-            agent_connected: match agent.and_then(|a| a.get("connected")).and_then(Value::as_bool)
+            agent_connected: match agent
+                .and_then(|a| a.get("connected"))
+                .and_then(Value::as_bool)
             {
                 Some(true) => 1,
                 Some(false) => 0,

@@ -294,7 +294,10 @@ mod tests {
         let f = evaluate(104_000, &[full.clone()], &[], &none);
         assert_eq!((f[0].kind, f[0].severity), ("journal_full", "warning"));
         full.free_bytes = 4 << 30;
-        assert_eq!(evaluate(104_000, &[full], &[], &none)[0].severity, "critical");
+        assert_eq!(
+            evaluate(104_000, &[full], &[], &none)[0].severity,
+            "critical"
+        );
         let mut r = Refusals::new();
         r.insert(("g1".into(), "Fenced".into()), (3, vec!["a1".into()]));
         r.insert(("g1".into(), "BadChecksum".into()), (1, vec!["a1".into()]));

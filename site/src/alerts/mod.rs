@@ -52,7 +52,10 @@ pub async fn once(st: &AppState) -> Result<(usize, usize), ApiError> {
         summary,
     } in &want
     {
-        if open.iter().any(|a| a.kind == *kind && a.subject == *subject) {
+        if open
+            .iter()
+            .any(|a| a.kind == *kind && a.subject == *subject)
+        {
             continue;
         }
         if let Some(a) = st
@@ -111,21 +114,22 @@ async fn facts(
     .await?;
     let groups = rows
         .into_iter()
-        .map(|(name, target, state, agent_connected, agent_seen_ms)| GroupFacts {
-            rpo_target_secs: policy.get(&name).and_then(|p| rpo.get(p)).copied(),
-            name,
-            target,
-            state,
-            agent_connected,
-            agent_seen_ms,
-        })
+        .map(
+            |(name, target, state, agent_connected, agent_seen_ms)| GroupFacts {
+                rpo_target_secs: policy.get(&name).and_then(|p| rpo.get(p)).copied(),
+                name,
+                target,
+                state,
+                agent_connected,
+                agent_seen_ms,
+            },
+        )
         .collect();
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT group_name, code, agent FROM refusals WHERE at_ms > $1 ORDER BY id",
-    )
-    .bind(now - REFUSAL_WINDOW_MS)
-    .fetch_all(&st.db.pool)
-    .await?;
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT group_name, code, agent FROM refusals WHERE at_ms > $1 ORDER BY id")
+            .bind(now - REFUSAL_WINDOW_MS)
+            .fetch_all(&st.db.pool)
+            .await?;
     let mut refusals = Refusals::new();
     for (group, code, agent) in rows {
         let e = refusals.entry((group, code)).or_default();

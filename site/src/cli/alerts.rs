@@ -90,13 +90,14 @@ pub async fn run(c: &ConnArgs, p: &Printer, a: AlertsArgs) -> Result<()> {
             Ok(())
         }
         Some(AlertsCmd::Ack { id }) => {
-            let x: Alert = c
-                .send("POST", &format!("/v1/alerts/{id}/ack"), &())
-                .await?;
+            let x: Alert = c.send("POST", &format!("/v1/alerts/{id}/ack"), &()).await?;
             if p.json {
                 return p.raw(&serde_json::to_value(&x)?);
             }
-            println!("alert {} ({} on {}) acknowledged by {}", x.id, x.kind, x.subject, x.acked_by);
+            println!(
+                "alert {} ({} on {}) acknowledged by {}",
+                x.id, x.kind, x.subject, x.acked_by
+            );
             Ok(())
         }
         Some(AlertsCmd::Webhook {
@@ -238,7 +239,11 @@ async fn stream_once(h: &crate::https::Https, p: &Printer, last: &mut i64) -> Re
     };
     let (status, mut body) = h.stream(&path).await?;
     if status != 200 {
-        let b = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let b = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let msg = serde_json::from_slice::<ErrorBody>(&b)
             .map(|e| e.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&b).into_owned());

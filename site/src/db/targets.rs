@@ -205,6 +205,17 @@ impl Db {
         .bind(seen.capacity_bytes)
         .execute(&mut *tx)
         .await?;
+        // A restarted target has not seen any agent yet: what the site knew before stands (the
+        // agent last connected then), so the RPO bound and `agent_not_seen` go on from there.
+        let before: std::collections::HashMap<String, (i64, i64, i64)> = sqlx::query_as(
+            "SELECT name, agent_connected, agent_seen_ms, seen_ms FROM groups WHERE target = $1",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(n, c, a, s): (String, i64, i64, i64)| (n, (c, a, s)))
+        .collect();
         sqlx::query(
             "DELETE FROM disks WHERE group_name IN (SELECT name FROM groups WHERE target = $1)",
         )
@@ -216,6 +227,11 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         for g in &seen.groups {
+            let (agent_connected, agent_seen_ms) = match before.get(&g.name) {
+                Some(&(1, _, seen_ms)) if g.agent_connected == -1 => (0, seen_ms),
+                Some(&(0, at, _)) if g.agent_connected == -1 => (0, at),
+                _ => (g.agent_connected, g.agent_seen_ms),
+            };
             // A group of the same name on another target keeps its row: names are site-wide,
             // the first target that reported it owns it.
             let r = sqlx::query(
@@ -235,8 +251,8 @@ impl Db {
             .bind(&g.running_policy)
             .bind(g.running_version)
             .bind(now)
-            .bind(g.agent_connected)
-            .bind(g.agent_seen_ms)
+            .bind(agent_connected)
+            .bind(agent_seen_ms)
             .execute(&mut *tx)
             .await?;
             if r.rows_affected() == 0 {

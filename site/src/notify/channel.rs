@@ -64,7 +64,13 @@ pub fn check(r: &ChannelRequest) -> Result<(String, String, String, String, Stri
             if r.mail_from.is_some() || r.mail_to.is_some() {
                 return Err(bad("a webhook takes no mail_from or mail_to".into()));
             }
-            Ok(("webhook".into(), u.to_string(), secret, String::new(), String::new()))
+            Ok((
+                "webhook".into(),
+                u.to_string(),
+                secret,
+                String::new(),
+                String::new(),
+            ))
         }
         "email" => {
             super::email::parse(&r.url).map_err(|e| bad(format!("{e:#}")))?;

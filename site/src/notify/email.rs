@@ -32,7 +32,9 @@ pub fn parse(url: &str) -> Result<Smtp> {
         "smtp" => (Tls::None, 25),
         "smtp+starttls" => (Tls::StartTls, 587),
         "smtps" => (Tls::Implicit, 465),
-        s => anyhow::bail!("SMTP URL {url:?}: scheme {s:?}; give smtp://, smtp+starttls:// or smtps://"),
+        s => anyhow::bail!(
+            "SMTP URL {url:?}: scheme {s:?}; give smtp://, smtp+starttls:// or smtps://"
+        ),
     };
     let host = u
         .host_str()
@@ -128,9 +130,15 @@ mod tests {
     #[test]
     fn smtp_urls_are_checked() {
         let s = parse("smtp://127.0.0.1:2525").unwrap();
-        assert_eq!((s.tls, s.host.as_str(), s.port), (Tls::None, "127.0.0.1", 2525));
+        assert_eq!(
+            (s.tls, s.host.as_str(), s.port),
+            (Tls::None, "127.0.0.1", 2525)
+        );
         assert_eq!(parse("smtps://mail.example").unwrap().port, 465);
-        assert_eq!(parse("smtp+starttls://m.example").unwrap().tls, Tls::StartTls);
+        assert_eq!(
+            parse("smtp+starttls://m.example").unwrap().tls,
+            Tls::StartTls
+        );
         for bad in ["http://x", "smtp://u:p@x", "smtp://x/path", "smtp://"] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -51,7 +51,12 @@ pub async fn send(http: &reqwest::Client, d: &Due) -> Result<()> {
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
         let text: String = text.chars().take(200).collect();
-        bail!("POST {}: HTTP {} {}", d.channel.url, status.as_u16(), text.trim());
+        bail!(
+            "POST {}: HTTP {} {}",
+            d.channel.url,
+            status.as_u16(),
+            text.trim()
+        );
     }
     Ok(())
 }

@@ -16,6 +16,8 @@ pub struct Hit {
     /// Whether it was answered 200 (else 500).
     pub accepted: bool,
     pub signature: Option<String>,
+    /// `x-rewind-delivery`: the same for every attempt of one delivery.
+    pub delivery: String,
     pub body: Bytes,
     pub at: std::time::Instant,
 }
@@ -46,6 +48,11 @@ async fn hook(
             .get("x-rewind-signature")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        delivery: headers
+            .get("x-rewind-delivery")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
         body,
         at: std::time::Instant::now(),
     });

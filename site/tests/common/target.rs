@@ -73,4 +73,3 @@ pub fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duratio
     }
     start.elapsed()
 }
-
