@@ -128,6 +128,9 @@ fn alerts_end_to_end(backend: &Backend) {
         "--retention",
         "1h",
     ]);
+    wait(Duration::from_secs(15), "t1 up", || {
+        site.json(&["target", "list"])[0]["state"] == "up"
+    });
     let image = work.path().join("disk0.img");
     std::fs::File::create(&image)
         .unwrap()
@@ -281,7 +284,7 @@ fn alerts_end_to_end(backend: &Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|d| d["id"].to_string() == td[0].delivery)
+        .find(|d| d["id"].as_i64() == td[0].delivery.parse().ok())
         .unwrap_or_else(|| panic!("no delivery {} in {ds}", td[0].delivery));
     assert_eq!(first["channel"], "hook");
     assert_eq!(
@@ -397,4 +400,79 @@ fn alerts_fire_resolve_ack_and_reach_webhook_and_mail_on_both_backends() {
         eprintln!("backend {}", b.name());
         alerts_end_to_end(&b);
     }
+}
+
+/// Sessions a target refuses at HELLO reach the site through its event stream
+/// (`session.refused`, with the ERROR code): what `crc_rejects` and `fenced_agent` count. Our
+/// own agent stops for good once fenced (and will not start again), so the refusal here is an
+/// agent whose certificate names another host (`Forbidden`); the conditions themselves are
+/// unit-tested in `alerts::conditions`.
+#[test]
+fn refused_sessions_reach_the_site_with_their_code() {
+    if !harness::can_run() {
+        return;
+    }
+    let work = scratch();
+    let state = work.path().join("state");
+    let db = Backend::Sqlite.url(&state);
+    init(&state, &db);
+    let site = Site::start(&state, &db, 0);
+    site.wait_leader(Duration::from_secs(10));
+    let t1 = target(work.path(), &state, "t1");
+    site.ok(&[
+        "target",
+        "add",
+        "t1",
+        "--url",
+        &format!("https://{}", t1.control),
+        "--agents",
+        &t1.agents,
+    ]);
+    site.ok(&["policy", "create", "p", "--rpo", "1m", "--retention", "1h"]);
+    wait(Duration::from_secs(15), "t1 up", || {
+        site.json(&["target", "list"])[0]["state"] == "up"
+    });
+    let image = work.path().join("disk0.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let r = site.json(&[
+        "protect",
+        // The harness's agent says it is test-agent: its certificate says otherwise.
+        "other-host",
+        "--group",
+        "g1",
+        "--disk",
+        &format!("d0={}", image.display()),
+        "--policy",
+        "p",
+        "--target",
+        "t1",
+    ]);
+    let bundle = PathBuf::from(r["bundle"].as_str().unwrap());
+    let agent = Agent::start(
+        &work.path().join("agent"),
+        "g1",
+        &[("d0", &image)],
+        &format!("tcp:{}", t1.agents),
+        &["--config", bundle.join("agent.toml").to_str().unwrap()],
+    );
+    let took = wait(
+        Duration::from_secs(30),
+        "a refusal in the site's events",
+        || {
+            let ev = site.json(&["events"]);
+            ev.as_array().unwrap().iter().any(|e| {
+                e["kind"] == "target.session.refused"
+                    && e["subject"] == "g1"
+                    && e["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains("\"code\":\"Forbidden\"")
+            })
+        },
+    );
+    eprintln!("refusal seen by the site {took:?} after the agent started");
+    drop(agent);
 }
