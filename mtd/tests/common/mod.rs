@@ -6,4 +6,8 @@
 #[allow(dead_code)]
 pub mod tls_agent;
 
+// (Only the NBD-over-TLS tests use it.)
+#[allow(dead_code)]
+pub mod nbd_pki;
+
 pub use rewind_benches::harness::*;
