@@ -20,6 +20,8 @@ pub struct Agent {
     pub state: PathBuf,
     /// The protected block device the agent exposes.
     pub dev: String,
+    /// Its FUSE mount point.
+    mount: PathBuf,
 }
 
 impl Agent {
@@ -74,7 +76,12 @@ impl Agent {
             bail!("rewind-agent did not start: {}", tools::tail_file(&log, 5));
         }
         let dev = std::fs::canonicalize(&link)?.to_string_lossy().into_owned();
-        Ok(Agent { child, state, dev })
+        Ok(Agent {
+            child,
+            state,
+            dev,
+            mount,
+        })
     }
 
     /// SIGTERM and wait for it to exit.
@@ -85,6 +92,16 @@ impl Agent {
         );
         let _ = self.child.wait();
         cleanup::forget_proc(self.child.id());
+    }
+
+    /// kill -9 (a crash), then detach the loop device and the FUSE mount it left behind, as an
+    /// operator would before starting it again.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        cleanup::forget_proc(self.child.id());
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
     }
 
     /// The agent's `status.json`, `Null` while it cannot be read.

@@ -14,12 +14,12 @@
 //! - [`suite_test`]: benches that run one test of the suite at length.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
 //! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`],
-//!   [`powercut`], [`console`], [`soak`]: the
-//!   benches.
+//!   [`powercut`], [`console`] (with [`alert_delay`]), [`soak`]: the benches.
 
 pub mod agent;
 pub mod agent_overhead;
 pub mod agentproc;
+pub mod alert_delay;
 pub mod apply;
 pub mod cleanup;
 pub mod console;
