@@ -17,20 +17,11 @@ use serde_json::Value;
 use super::agentproc::Agent;
 use super::cleanup::{self, Stop};
 use super::stats::Series;
-use super::tools::{self, Bins};
+use super::tools;
 use super::{progress, Settings};
 
 /// When each `agent_not_seen` notice (fired) reached the receiver.
 type Arrivals = Arc<Mutex<Vec<Instant>>>;
-
-/// Builds the site as well as the daemon and the agent.
-fn build(settings: &Settings) -> Result<(Bins, PathBuf)> {
-    let bins = tools::build_agent_side(settings)?;
-    if !tools::cargo(settings, &["build", "--release", "-p", "rewind-site"])? {
-        bail!("release build of rewind-site failed");
-    }
-    Ok((bins, settings.release_bin("rewind-site")))
-}
 
 /// The webhook receiver: a hyper server on a loopback port, in its own thread and runtime.
 fn receiver(arrivals: Arrivals) -> Result<String> {
@@ -135,7 +126,8 @@ fn wait_file(path: &Path, what: &str, log: &Path) -> Result<String> {
 
 /// Measures `runs` agent deaths; seconds from each kill to the alert at the webhook.
 pub fn measure(settings: &Settings, runs: usize) -> Result<Series> {
-    let (bins, site_bin) = build(settings)?;
+    let bins = tools::build_alert_side(settings)?;
+    let site_bin = bins.site.clone();
     let work = settings.make_workdir()?;
     let state = work.join("site");
     let mut site = SiteCli {

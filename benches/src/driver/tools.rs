@@ -76,6 +76,7 @@ pub struct Bins {
     pub loadgen: PathBuf,
     pub null_target: PathBuf,
     pub agent: PathBuf,
+    pub site: PathBuf,
 }
 
 impl Bins {
@@ -86,67 +87,74 @@ impl Bins {
             loadgen: settings.release_bin("rewind-loadgen"),
             null_target: settings.release_bin("examples/null-target"),
             agent: settings.release_bin("rewind-agent"),
+            site: settings.release_bin("rewind-site"),
         }
+    }
+}
+
+/// `cargo build --release -p P ...` for `packages` (and `extra` flags), logged; an error if
+/// it fails.
+fn build_release(settings: &Settings, packages: &[&str], extra: &[&str]) -> Result<()> {
+    let mut args = vec!["build", "--release"];
+    for p in packages {
+        args.extend(["-p", p]);
+    }
+    args.extend(extra);
+    progress::log(format!(
+        "building release binaries (cargo {})",
+        args.join(" ")
+    ));
+    if !cargo(settings, &args)? {
+        bail!("release build failed: cargo {}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// An error naming the first of `paths` the build did not leave behind.
+fn check_built(paths: &[&PathBuf]) -> Result<()> {
+    match paths.iter().find(|p| !p.is_file()) {
+        Some(p) => bail!("{} not found after the build", p.display()),
+        None => Ok(()),
     }
 }
 
 /// Builds the daemon, the load generator and the null target (apply, views).
 pub fn build_target_side(settings: &Settings) -> Result<Bins> {
-    progress::log(
-        "building release binaries (cargo build --release -p rewind-mtd -p rewind-benches)",
-    );
-    let built = cargo(
-        settings,
-        &[
-            "build",
-            "--release",
-            "-p",
-            "rewind-mtd",
-            "-p",
-            "rewind-benches",
-        ],
-    )? && cargo(
-        settings,
-        &[
-            "build",
-            "--release",
-            "-p",
-            "rewind-benches",
-            "--example",
-            "null-target",
-        ],
-    )?;
-    if !built {
-        bail!("release build failed");
-    }
+    build_release(settings, &["rewind-mtd", "rewind-benches"], &[])?;
+    build_release(settings, &["rewind-benches"], &["--example", "null-target"])?;
     let bins = Bins::at(settings);
-    for bin in [&bins.mtd, &bins.loadgen, &bins.null_target] {
-        if !bin.is_file() {
-            bail!("{} not found after the build", bin.display());
-        }
-    }
+    check_built(&[&bins.mtd, &bins.loadgen, &bins.null_target])?;
     Ok(bins)
 }
 
 /// Builds the daemon and the agent (agent, failover).
 pub fn build_agent_side(settings: &Settings) -> Result<Bins> {
-    progress::log(
-        "building release binaries (cargo build --release -p rewind-mtd -p rewind-agent)",
-    );
-    if !cargo(
-        settings,
-        &[
-            "build",
-            "--release",
-            "-p",
-            "rewind-mtd",
-            "-p",
-            "rewind-agent",
-        ],
-    )? {
-        bail!("build failed");
-    }
+    build_release(settings, &["rewind-mtd", "rewind-agent"], &[])?;
     Ok(Bins::at(settings))
+}
+
+/// Builds the configuration server, the daemon and the load generator (site).
+pub fn build_site_side(settings: &Settings) -> Result<Bins> {
+    build_release(
+        settings,
+        &["rewind-site", "rewind-mtd", "rewind-benches"],
+        &[],
+    )?;
+    let bins = Bins::at(settings);
+    check_built(&[&bins.site, &bins.mtd, &bins.loadgen])?;
+    Ok(bins)
+}
+
+/// Builds the configuration server, the daemon and the agent (console's alert-delay).
+pub fn build_alert_side(settings: &Settings) -> Result<Bins> {
+    build_release(
+        settings,
+        &["rewind-site", "rewind-mtd", "rewind-agent"],
+        &[],
+    )?;
+    let bins = Bins::at(settings);
+    check_built(&[&bins.site, &bins.mtd, &bins.agent])?;
+    Ok(bins)
 }
 
 /// Runs `cmd` to the end with its output captured; an error with the tail of its stderr if it

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 pub mod hook;
-pub mod pg;
+// A throwaway PostgreSQL cluster: the bench driver starts one too, so it lives in the harness.
+pub use rewind_benches::harness::pg;
 pub mod site;
 pub mod smtp;
 pub mod target;
