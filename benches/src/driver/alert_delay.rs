@@ -199,6 +199,8 @@ pub fn measure(settings: &Settings, runs: usize) -> Result<Series> {
         "t1",
         "--url",
         &format!("https://{control}"),
+        "--agents",
+        &agents,
     ])?;
     site.run(&["policy", "create", "p", "--rpo", "1m", "--retention", "1h"])?;
     let arrivals: Arrivals = Arc::default();
