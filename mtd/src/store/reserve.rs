@@ -120,6 +120,26 @@ impl SpaceReserve {
         }
     }
 
+    /// Run `step`; if it fails for lack of space, run it again on the released reserve (and
+    /// take the reserve back after). For small steps that let space be freed (a manifest
+    /// change that shortens the retention).
+    pub(crate) fn spend_on_shortage<T>(
+        &self,
+        mut step: impl FnMut() -> super::Result<T>,
+    ) -> super::Result<T> {
+        match step() {
+            Err(e)
+                if super::shortage::Shortage::of(&e) == Some(super::shortage::Shortage::Space)
+                    && self.release() =>
+            {
+                let r = step();
+                self.restore();
+                r
+            }
+            r => r,
+        }
+    }
+
     /// Allocate up to `size` (fallocate: real blocks, not a sparse length). On ENOSPC the
     /// reserve keeps what it got; it grows at the next call.
     fn fill(&self) {

@@ -6,4 +6,8 @@
 #[allow(dead_code)]
 pub mod tls_agent;
 
+// (Only the shortage tests fill a small file system.)
+#[allow(dead_code)]
+pub mod smallfs;
+
 pub use rewind_benches::harness::*;
