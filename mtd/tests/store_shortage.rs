@@ -28,6 +28,12 @@ fn require_root(test: &str) -> bool {
     false
 }
 
+/// Where the harness's daemon keeps its data in `work` (the small file system goes there; the
+/// daemon's log and sockets stay beside it, so a full disk does not silence the log).
+fn data_dir(work: &tempfile::TempDir) -> std::path::PathBuf {
+    work.path().join("data")
+}
+
 fn workload(group: &str, disk_mib: u64) -> Workload {
     Workload {
         group: group.into(),
@@ -44,13 +50,32 @@ fn workload(group: &str, disk_mib: u64) -> Workload {
 fn send(d: &Mtd, wl: &Workload, total_mib: u64, state: &Path) -> Proc {
     Proc::spawn(
         wl.run_cmd(&d.target(), &format!("{total_mib}MiB"))
-            .args(["--batch-bytes", "256KiB", "--ack-timeout", "300s", "--state"])
+            .args([
+                "--batch-bytes",
+                "256KiB",
+                "--ack-timeout",
+                "300s",
+                "--state",
+            ])
             .arg(state),
     )
 }
 
 fn finish(lg: &mut Proc, d: &Mtd, what: &str) {
-    let status = lg.wait_timeout(Duration::from_secs(240));
+    let child = lg.0.as_mut().expect("running");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(240),
+            "load generator did not finish {what}; log:\n{}",
+            d.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    lg.0 = None;
     assert!(
         status.success(),
         "load generator failed {what}; log:\n{}",
@@ -105,10 +130,10 @@ fn no_inodes_for_a_new_segment_pauses_then_resumes() {
         return;
     }
     let work = tempdir();
-    let fs = SmallFs::new(work.path(), 128, &["-N", "128"]);
+    let fs = SmallFs::new(work.path(), 128, &["-N", "128"], &data_dir(&work));
     let metrics = format!("127.0.0.1:{}", free_port());
     let mut d = Mtd::start_engine(
-        &fs.dir,
+        work.path(),
         "uring",
         &["--segment-size", "1MiB", "--metrics-listen", &metrics],
     );
@@ -125,11 +150,16 @@ fn no_inodes_for_a_new_segment_pauses_then_resumes() {
             && l.contains("step=\"create segment\"")
             && l.contains("/journal/seg-")
     };
-    wait_for(&d, Duration::from_secs(60), "a writer pause on create segment", || {
-        metric_lines(&metrics, "rewind_store_paused{")
-            .iter()
-            .any(paused)
-    });
+    wait_for(
+        &d,
+        Duration::from_secs(60),
+        "a writer pause on create segment",
+        || {
+            metric_lines(&metrics, "rewind_store_paused{")
+                .iter()
+                .any(paused)
+        },
+    );
     assert!(
         metric_lines(&metrics, "rewind_store_health{")
             .contains(&"rewind_store_health{state=\"no_space\"} 1".to_string()),
@@ -144,8 +174,9 @@ fn no_inodes_for_a_new_segment_pauses_then_resumes() {
     finish(&mut lg, &d, "after inodes were freed");
     assert_eq!(acked(&state), (total << 20) / RECORD);
     assert!(metric_lines(&metrics, "rewind_store_paused{").is_empty());
-    assert!(metric_lines(&metrics, "rewind_store_pauses_total{resource=\"space\"}")[0]
-        .ends_with(" 1"));
+    assert!(
+        metric_lines(&metrics, "rewind_store_pauses_total{resource=\"space\"}")[0].ends_with(" 1")
+    );
     let log = d.log_text();
     assert!(!log.contains("store failed"), "{log}");
     verify_latest(&mut d, &wl, work.path(), (total << 20) / RECORD);
@@ -160,10 +191,10 @@ fn merger_frees_space_on_a_full_disk() {
         return;
     }
     let work = tempdir();
-    let fs = SmallFs::new(work.path(), 64, &[]);
+    let fs = SmallFs::new(work.path(), 64, &[], &data_dir(&work));
     let metrics = format!("127.0.0.1:{}", free_port());
     let mut d = Mtd::start_engine(
-        &fs.dir,
+        work.path(),
         "uring",
         &[
             "--segment-size",
@@ -199,6 +230,10 @@ fn merger_frees_space_on_a_full_disk() {
     assert_eq!(acked(&state), (total << 20) / RECORD);
     assert!(filler.exists());
     let log = d.log_text();
+    assert!(
+        log.contains("writer is paused"),
+        "the disk never stopped the writer: {log}"
+    );
     assert!(log.contains("released the space reserve"), "{log}");
     assert!(!log.contains("store failed"), "{log}");
     let reserve = metric_lines(&metrics, "rewind_store_space_reserve_bytes");
@@ -208,15 +243,29 @@ fn merger_frees_space_on_a_full_disk() {
 }
 
 fn open_fds(pid: i32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64
 }
 
-fn set_nofile(pid: i32, limit: u64) {
-    run_ok(Command::new("prlimit").args([
-        "--pid",
-        &pid.to_string(),
-        &format!("--nofile={limit}:{limit}"),
-    ]));
+/// Set the soft descriptor limit of `pid` (`prlimit --nofile=SOFT:`: the hard limit stays, so
+/// the soft one can be raised again without CAP_SYS_RESOURCE).
+fn set_nofile(pid: i32, soft: u64) {
+    run_ok(Command::new("prlimit").args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")]));
+}
+
+/// The (soft, hard) descriptor limits of `pid`, from /proc.
+fn nofile(pid: i32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (v[0], v[1])
 }
 
 /// The daemon's descriptor limit lowered to what it has open: the writer pauses when it next
@@ -228,29 +277,32 @@ fn descriptor_limit_pauses_then_resumes() {
     }
     assert!(have_tool("prlimit"), "prlimit (util-linux) is needed");
     let work = tempdir();
-    let fs = SmallFs::new(work.path(), 128, &[]);
-    let mut d = Mtd::start_engine(&fs.dir, "uring", &["--segment-size", "1MiB"]);
+    let _fs = SmallFs::new(work.path(), 128, &[], &data_dir(&work));
+    let mut d = Mtd::start_engine(work.path(), "uring", &["--segment-size", "1MiB"]);
     let wl = workload("fds", 16);
     let state = work.path().join("state");
     finish(&mut send(&d, &wl, 2, &state), &d, "before the limit");
     let total = 12;
     // Room for the agent's connection and nothing more: the writer runs out when it next
     // needs a file (sealing the full segment, or creating the next).
+    let (soft, _) = nofile(d.pid());
     set_nofile(d.pid(), open_fds(d.pid()) + 1);
+    assert_eq!(nofile(d.pid()).0, open_fds(d.pid()) + 1);
     let mut lg = send(&d, &wl, total, &state);
-    let writer_paused = |l: &str| {
-        l.contains("out of file descriptors")
-            && (l.contains("component=\"writer\"") || l.contains("component=writer"))
-    };
-    wait_for(&d, Duration::from_secs(60), "a writer descriptor pause", || {
-        d.log_text().lines().any(writer_paused)
-    });
+    let writer_paused =
+        |l: &str| l.contains("out of file descriptors") && l.contains("writer is paused");
+    wait_for(
+        &d,
+        Duration::from_secs(60),
+        "a writer descriptor pause",
+        || d.log_text().lines().any(writer_paused),
+    );
     let at = assert_acks_pause(&state, 2);
     assert!(at < (total << 20) / RECORD);
     let log = d.log_text();
     let line = log.lines().find(|l| writer_paused(l)).unwrap();
     eprintln!("paused: {line}");
-    set_nofile(d.pid(), 65536);
+    set_nofile(d.pid(), soft);
     finish(&mut lg, &d, "after the limit was raised");
     assert_eq!(acked(&state), (total << 20) / RECORD);
     let log = d.log_text();

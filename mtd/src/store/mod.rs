@@ -69,9 +69,12 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
-    /// The reserve one merge step may need with segments of `segment_size`.
+    /// The reserve one merge step may need with segments of `segment_size`: a segment holds
+    /// at most `segment_size` plus the chunk that crossed it (a chunk is one agent batch:
+    /// 4 MiB by default, at most a frame, 64 MiB), every byte of which may land in a hole of
+    /// the base, plus [`reserve::SLACK`] of metadata.
     pub fn reserve_for(segment_size: u64) -> u64 {
-        segment_size + reserve::SLACK
+        segment_size + segment_size.min(rewind_formats::MAX_FRAME_PAYLOAD as u64) + reserve::SLACK
     }
 }
 

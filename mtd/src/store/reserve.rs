@@ -10,8 +10,13 @@
 //! holes) or punching merged records out of a segment while views read it. A reserve keeps the
 //! layout and the read path as they are. One merge step (see `merger.rs`: one segment at a
 //! time) allocates at most the segment's record bytes plus a few blocks of metadata, so a
-//! reserve of one segment plus [`SLACK`] always lets it finish; the segment deleted after it
-//! frees at least as much as the base took, so the reserve can be taken back at once.
+//! reserve of one segment (with the chunk that may overshoot it, see `writer.rs`) plus
+//! [`SLACK`] always lets it finish; the segment deleted after it frees at least as much as the
+//! base took, so the reserve can be taken back at once.
+//!
+//! What it cannot do: make room where nothing has expired. A disk filled by history still
+//! inside the retention window stays full until an operator frees space or shortens the
+//! retention (which the control API does on the reserve too).
 //!
 //! While the reserve is spent (between [`SpaceReserve::release`] and [`SpaceReserve::restore`])
 //! the writer makes no tries (`may_write` is false): otherwise its next retry would take the

@@ -182,13 +182,34 @@ impl Writer {
     }
 
     /// Group commit: place, write, fdatasync, publish, then seal what is full.
+    ///
+    /// A commit is cut into rounds at segment boundaries: once a group's open segment is full,
+    /// what is placed so far is written, synced and published, the segment sealed, and the rest
+    /// goes to the next one. So a segment holds at most `segment_size` plus one chunk, whatever
+    /// the queue held (one merge step, and so the space reserve, stays bounded), and on a
+    /// nearly full disk each round needs one preallocation step, not the whole queue's.
     fn commit(&mut self, reqs: Vec<AppendReq>) -> Result<()> {
-        let started = Instant::now();
-        let mut placed = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            let p = self.place(req)?;
-            placed.push(p);
+        let mut rest = reqs.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut placed = Vec::new();
+            while let Some(req) = rest.peek() {
+                let full = self
+                    .open
+                    .get(&req.group.name)
+                    .is_some_and(|og| og.end >= self.cfg.segment_size);
+                if full && !placed.is_empty() {
+                    break;
+                }
+                let req = rest.next().expect("peeked");
+                placed.push(self.place(req)?);
+            }
+            self.commit_round(placed)?;
         }
+        Ok(())
+    }
+
+    fn commit_round(&mut self, mut placed: Vec<Placed>) -> Result<()> {
+        let started = Instant::now();
         let mut fds: Vec<RawFd> = placed.iter().map(|p| p.fd).collect();
         fds.sort_unstable();
         fds.dedup();
@@ -310,7 +331,7 @@ impl Writer {
                 .read(true)
                 .write(true)
                 .open(&og.path)
-                .map_err(StoreError::io("open segment", &og.path))?;
+                .map_err(StoreError::io("open segment to seal", &og.path))?;
             segment_file::seal(&file, &og.path, og.end, &mut og.footer)
         })?;
         let og = self.open.remove(name).expect("open");
@@ -362,7 +383,8 @@ fn create_segment(group: &Arc<Group>, first: &ChunkHeader) -> Result<OpenSegment
     let tmp = path.with_extension("rwj.tmp");
     match std::fs::remove_file(&tmp) {
         Ok(()) => {
-            tracing::info!(path = %tmp.display(), "removed a segment left half-created by a crash")
+            // (Also every retry after a shortage, hence debug.)
+            tracing::debug!(path = %tmp.display(), "removed a segment left half-created by a crash or a failed try")
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(StoreError::io("remove stale segment", &tmp)(e)),

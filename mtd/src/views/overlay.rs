@@ -461,7 +461,9 @@ impl Overlays {
         // Built under a temporary name and renamed: a crash leaves no half-made overlay.
         let tmp = self.root.join(format!(".{name}.tmp"));
         let _ = fs::remove_dir_all(&tmp);
-        if let Err(e) = build_overlay_dir(&tmp, &dir, &meta).and_then(|()| files::sync_dir(&self.root)) {
+        if let Err(e) =
+            build_overlay_dir(&tmp, &dir, &meta).and_then(|()| files::sync_dir(&self.root))
+        {
             // A full disk or no descriptors left (ENOSPC, EMFILE) fails this create and nothing
             // else: what was built is given back at once, not left for the next start.
             if !dir.exists() {

@@ -17,8 +17,9 @@ pub struct SmallFs {
 
 impl SmallFs {
     /// `size_mib` of ext4 with no blocks reserved for root (so "full" means full for the
-    /// daemon too), and `mkfs_args` (e.g. `-N 64` for few inodes), mounted at `work/mnt`.
-    pub fn new(work: &Path, size_mib: u64, mkfs_args: &[&str]) -> SmallFs {
+    /// daemon too), and `mkfs_args` (e.g. `-N 64` for few inodes), its image in `work`,
+    /// mounted at `at`.
+    pub fn new(work: &Path, size_mib: u64, mkfs_args: &[&str], at: &Path) -> SmallFs {
         let image = work.join("small.img");
         File::create(&image)
             .unwrap()
@@ -31,7 +32,7 @@ impl SmallFs {
                 .arg(&image),
         );
         let lp = Loop::attach(&image, &[]);
-        let dir = work.join("mnt");
+        let dir = at.to_path_buf();
         let mount = Mount::new(lp.path(), &dir);
         SmallFs {
             dir,
