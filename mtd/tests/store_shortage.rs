@@ -310,3 +310,86 @@ fn descriptor_limit_pauses_then_resumes() {
     assert!(!log.contains("store failed"), "{log}");
     verify_latest(&mut d, &wl, work.path(), (total << 20) / RECORD);
 }
+
+/// `qemu-io -f raw -c CMD... URI`: its output (qemu-io reports a failed command on stdout and
+/// still exits 0, so callers read the text).
+fn qemu_io(uri: &str, cmds: &[&str]) -> String {
+    let mut c = Command::new("qemu-io");
+    c.args(["-f", "raw"]);
+    for cmd in cmds {
+        c.args(["-c", cmd]);
+    }
+    let out = run(c.arg(uri));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// On a 100% full disk an overlay write through NBD fails with ENOSPC for that write only, an
+/// overlay create fails whole (nothing left behind), the writer pauses, and shortening the
+/// retention (on the space reserve) lets the merger free the journal: replication resumes,
+/// latest equals the source, and the overlay takes writes again.
+#[test]
+fn overlays_and_retention_on_a_full_disk() {
+    if !require_root("overlays_and_retention_on_a_full_disk") {
+        return;
+    }
+    assert!(have_tool("qemu-io"), "qemu-io (qemu-utils) is needed");
+    let work = tempdir();
+    let fs = SmallFs::new(work.path(), 64, &[], &data_dir(&work));
+    let mut d = Mtd::start_engine(
+        work.path(),
+        "uring",
+        &["--segment-size", "1MiB", "--merge-interval", "200ms"],
+    );
+    // 12 MiB of history over a 4 MiB disk: merging it frees 8 MiB more than the base takes.
+    // (The overlay pins its point: history after it stays until the overlay goes.)
+    let wl = workload("ov", 4);
+    let state = work.path().join("state");
+    finish(&mut send(&d, &wl, 12, &state), &d, "before the fill");
+    d.rewind(&["overlay", "create", "o1", "ov/sda@latest"]);
+    let filler = fs.fill("filler");
+    assert!(fs.avail() < 64 << 10, "not full: {} bytes free", fs.avail());
+
+    let o1 = d.nbd_uri("ov/sda@overlay:o1");
+    let out = qemu_io(&o1, &["write -P 0xab 0 4M"]);
+    assert!(out.contains("No space left on device"), "{out}");
+    let out = qemu_io(&o1, &["read 0 1M", "flush"]);
+    assert!(
+        !out.contains("failed"),
+        "the overlay still reads and flushes: {out}"
+    );
+
+    let err = d.rewind_fails(&["overlay", "create", "o2", "ov/sda@latest"]);
+    assert!(err.contains("No space left on device"), "{err}");
+    let overlays = d.data_dir.join("overlays");
+    let left: Vec<_> = std::fs::read_dir(&overlays)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["o1"], "a failed create leaves nothing behind");
+
+    let total = 16;
+    let mut lg = send(&d, &wl, total, &state);
+    wait_for(&d, Duration::from_secs(30), "the writer paused", || {
+        d.log_text().contains("writer is paused")
+    });
+    let at = assert_acks_pause(&state, 2);
+    assert!(at < (total << 20) / RECORD);
+    // What frees space here: a shorter retention, written on the reserve.
+    d.rewind(&["retention", "ov", "1s"]);
+    finish(&mut lg, &d, "after the retention was shortened");
+    assert_eq!(acked(&state), (total << 20) / RECORD);
+    assert!(filler.exists());
+
+    let out = qemu_io(&o1, &["write -P 0xcd 0 64k", "read -P 0xcd 0 64k", "flush"]);
+    assert!(
+        !out.contains("failed") && !out.contains("verification"),
+        "the overlay takes writes again: {out}"
+    );
+    let log = d.log_text();
+    assert!(!log.contains("store failed"), "{log}");
+    verify_latest(&mut d, &wl, work.path(), (total << 20) / RECORD);
+}

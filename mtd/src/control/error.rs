@@ -78,7 +78,16 @@ impl ApiError {
             StoreError::PointTooOld { .. } => ApiError::Gone(msg),
             StoreError::ReadOnly(_) => ApiError::Forbidden(msg),
             e if crate::store::shortage::Shortage::of(e).is_some() => {
-                ApiError::InsufficientStorage(msg)
+                // The errno is the point here (a bare "create directory X" says nothing).
+                let why = std::error::Error::source(e).map_or_else(String::new, |s| s.to_string());
+                let msg = if msg.contains(&why) {
+                    msg
+                } else {
+                    format!("{msg}: {why}")
+                };
+                ApiError::InsufficientStorage(format!(
+                    "{msg} (free space or file descriptors on the target, then retry)"
+                ))
             }
             _ => ApiError::Internal(msg),
         }
