@@ -8,6 +8,7 @@
 //! On disk:
 //! ```text
 //! DATA_DIR/LOCK                                  flock'd by the serving daemon
+//! DATA_DIR/space-reserve                         preallocated, no data: the merger's room on a full disk
 //! DATA_DIR/groups/GROUP/group.json               manifest (disks, generation, retention, horizon)
 //! DATA_DIR/groups/GROUP/base/DISK.img            base image: the disk as of the horizon (sparse)
 //! DATA_DIR/groups/GROUP/journal/seg-NNNNNNNN.rwj journal segments, every record since the horizon
