@@ -36,6 +36,8 @@ pub(crate) mod reserve;
 pub(crate) mod segment_file;
 pub(crate) mod shortage;
 pub mod writer;
+#[cfg(test)]
+mod writer_faults;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
