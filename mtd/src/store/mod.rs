@@ -93,6 +93,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long a group delete waits for the writer to seal the group's segment.
+const DELETE_WAIT: Duration = Duration::from_secs(30);
+
 /// Why a group was not deleted.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DeleteError {
@@ -307,10 +310,28 @@ impl Store {
                 done: done_tx,
             })
             .map_err(|_| restore(StoreError::Failed("journal writer stopped".into())))?;
-            done_rx
-                .recv()
-                .map_err(|_| restore(StoreError::Failed("journal writer stopped".into())))?
-                .map_err(restore)?;
+            // A writer paused by a shortage answers only once it resumes: refuse rather than
+            // hang the caller. (The queued Forget is still done later: sealing a live group's
+            // segment is harmless, its next chunk opens a new one.)
+            match done_rx.recv_timeout(DELETE_WAIT) {
+                Ok(r) => r.map_err(restore)?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    restore(StoreError::Failed(String::new()));
+                    let why = self.health.pauses().into_iter().next().map_or_else(
+                        || "the journal writer did not answer".to_string(),
+                        |p| {
+                            format!(
+                                "the journal writer is paused ({}: {} {})",
+                                p.detail, p.what, p.path
+                            )
+                        },
+                    );
+                    return Err(in_use(format!("{why}; retry once it resumes")));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(restore(StoreError::Failed("journal writer stopped".into())).into())
+                }
+            }
         }
         let groups_dir = self.dir.join("groups");
         let trash = self.dir.join(format!("deleted-{name}-{}", now_ms()));
