@@ -15,6 +15,7 @@
 #   scripts/bench.sh failover [RUNS]         test failover to readable exports, two-VM plan RTO
 #   scripts/bench.sh overhead                the agent's write overhead alone (agent/bench-overhead.sh)
 #   scripts/bench.sh console [DISKS]         the target's /metrics scrape time with DISKS disks (1000)
+#   scripts/bench.sh site [GROUPS]           the configuration server with GROUPS groups (1000)
 #   scripts/bench.sh --help                  every command, argument and environment variable
 #
 # Environment: BENCH_RUNS (default 3: median reported), BENCH_TMP (default /var/tmp),

@@ -8,11 +8,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::nbd_pki::{nbds, Pki};
 use common::*;
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
@@ -247,62 +248,6 @@ fn unix_socket_refuses_strangers_and_members_only_read() {
     assert_ok(&out, "root writes o1");
     assert_ok(&read_export(&uri, &after), "read o1");
     assert_eq!(&std::fs::read(&after).unwrap()[..4096], &[0xee; 4096][..]);
-}
-
-/// A CA, and a libnbd/qemu style certificate directory per client name.
-struct Pki {
-    ca: PathBuf,
-    root: PathBuf,
-}
-
-impl Pki {
-    fn new(work: &Path) -> Pki {
-        let ca = work.join("ca");
-        assert_ok(
-            &run(Command::new(bin("rewind-mtd"))
-                .args(["ca", "init", "--dir"])
-                .arg(&ca)),
-            "ca init",
-        );
-        Pki {
-            ca,
-            root: work.to_path_buf(),
-        }
-    }
-
-    /// `DIR/{ca-cert.pem, client-cert.pem, client-key.pem}` for client `name`.
-    fn client(&self, name: &str) -> PathBuf {
-        let issued = self.root.join(format!("issued-{name}"));
-        assert_ok(
-            &run(Command::new(bin("rewind-mtd"))
-                .args(["ca", "issue", "--dir"])
-                .arg(&self.ca)
-                .args(["--agent", name, "--out"])
-                .arg(&issued)),
-            "ca issue",
-        );
-        let dir = self.root.join(format!("pki-{name}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(self.ca.join("ca.crt"), dir.join("ca-cert.pem")).unwrap();
-        std::fs::copy(
-            issued.join(format!("{name}.crt")),
-            dir.join("client-cert.pem"),
-        )
-        .unwrap();
-        std::fs::copy(
-            issued.join(format!("{name}.key")),
-            dir.join("client-key.pem"),
-        )
-        .unwrap();
-        dir
-    }
-}
-
-fn nbds(addr: &str, export: &str, certs: &Path) -> String {
-    format!(
-        "nbds://{addr}/{export}?tls-certificates={}",
-        certs.display()
-    )
 }
 
 #[test]

@@ -4,11 +4,19 @@
 //! [`AppState::wake`]) and otherwise every second; a failed push is retried after
 //! [`RETRY_MS`].
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::db::now_ms;
+use crate::db::policies::PushOutcome;
 use crate::error::ApiError;
+use crate::https::Https;
 use crate::server::AppState;
+use rewind_formats::policy::Policy;
+
+/// Pushes in flight at once, across targets.
+const PARALLEL: usize = 16;
 
 /// Wait this long before pushing again to a group whose last push failed.
 pub const RETRY_MS: i64 = 5_000;
@@ -64,42 +72,56 @@ pub async fn once(st: &AppState) -> Result<(), ApiError> {
             &st.instance,
         )
         .await?;
-    let mut failed = Vec::new();
-    for (n, g) in todo.iter().enumerate() {
-        let policy = st.db.policy(&g.policy).await?;
-        let Some(t) = targets.iter().find(|t| t.name == g.target) else {
+    let policies: HashMap<String, Arc<Policy>> = st
+        .db
+        .policies()
+        .await?
+        .into_iter()
+        .map(|p| (p.name.clone(), Arc::new(p)))
+        .collect();
+    // One client per target (its TLS settings read once), shared by that target's pushes.
+    let mut clients: HashMap<String, Arc<Https>> = HashMap::new();
+    for t in &targets {
+        match crate::targets::client(&st.state, &t.url, Duration::from_secs(5)) {
+            Ok(h) => {
+                clients.insert(t.name.clone(), Arc::new(h));
+            }
+            Err(e) => tracing::warn!(target = %t.name, error = %format!("{e:#}"), "no client"),
+        }
+    }
+    // Pushes run PARALLEL at a time, so a round of a thousand groups takes seconds, not a
+    // thousand round trips; the outcomes are recorded in one transaction at the end.
+    let mut running = tokio::task::JoinSet::new();
+    let mut outcomes = Vec::with_capacity(todo.len());
+    let mut last_progress = Instant::now();
+    for g in &todo {
+        while running.len() >= PARALLEL {
+            if let Some(Ok(o)) = running.join_next().await {
+                outcomes.push(o);
+            }
+            progress(st, job, outcomes.len(), &mut last_progress).await?;
+        }
+        let Some(policy) = policies.get(&g.policy).cloned() else {
             continue;
         };
-        let path = format!("/v1/groups/{}/policy", g.name);
-        let r = async {
-            let h = crate::targets::client(&st.state, &t.url, Duration::from_secs(5))?;
-            let reply = h
-                .request("PUT", &path, Some(serde_json::to_vec(&policy)?))
-                .await?;
-            crate::targets::body(reply, "PUT", &path)
-        }
-        .await;
-        let err = match &r {
-            Ok(_) => String::new(),
-            Err(e) => format!("{e:#}"),
-        };
-        st.db
-            .record_push(&g.name, &t.name, &policy.name, policy.version, &err)
-            .await?;
-        if err.is_empty() {
-            st.db
-                .event(
-                    "policy.applied",
-                    &g.name,
-                    &format!("{} version {} on {}", policy.name, policy.version, t.name),
-                )
-                .await?;
-        } else {
-            tracing::warn!(group = %g.name, target = %t.name, error = %err, "policy push failed");
-            failed.push(format!("{}: {err}", g.name));
-        }
-        st.db.job_progress(job, n as i64 + 1, "running", "").await?;
+        let client = clients.get(&g.target).cloned();
+        let (group, target) = (g.name.clone(), g.target.clone());
+        running.spawn(async move { push_one(client, group, target, policy).await });
     }
+    while let Some(r) = running.join_next().await {
+        if let Ok(o) = r {
+            outcomes.push(o);
+        }
+    }
+    st.db.record_pushes(&outcomes).await?;
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.error.is_empty())
+        .map(|o| {
+            tracing::warn!(group = %o.group, target = %o.target, error = %o.error, "policy push failed");
+            format!("{}: {}", o.group, o.error)
+        })
+        .collect();
     let (state, detail) = if failed.is_empty() {
         ("done", String::new())
     } else {
@@ -108,5 +130,44 @@ pub async fn once(st: &AppState) -> Result<(), ApiError> {
     st.db
         .job_progress(job, todo.len() as i64, state, &detail)
         .await?;
+    Ok(())
+}
+
+/// `PUT /v1/groups/{G}/policy` on the group's target; what came of it.
+async fn push_one(
+    client: Option<Arc<Https>>,
+    group: String,
+    target: String,
+    policy: Arc<Policy>,
+) -> PushOutcome {
+    let path = format!("/v1/groups/{group}/policy");
+    let r = async {
+        let h = client.ok_or_else(|| anyhow::anyhow!("no client for target {target}"))?;
+        let reply = h
+            .request("PUT", &path, Some(serde_json::to_vec(&*policy)?))
+            .await?;
+        crate::targets::body(reply, "PUT", &path)
+    }
+    .await;
+    PushOutcome {
+        error: r.err().map(|e| format!("{e:#}")).unwrap_or_default(),
+        group,
+        target,
+        policy: policy.name.clone(),
+        version: policy.version,
+    }
+}
+
+/// The job's progress, written at most every quarter second (each write is a commit).
+async fn progress(
+    st: &AppState,
+    job: i64,
+    done: usize,
+    last: &mut Instant,
+) -> Result<(), ApiError> {
+    if last.elapsed() >= Duration::from_millis(250) {
+        st.db.job_progress(job, done as i64, "running", "").await?;
+        *last = Instant::now();
+    }
     Ok(())
 }

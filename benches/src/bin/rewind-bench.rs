@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use rewind_benches::driver::{
-    agent, apply, cleanup, console, crash, failover, netfault, overhead, powercut, soak, views,
+    agent, apply, cleanup, console, crash, failover, netfault, overhead, powercut, site, soak,
+    views,
 };
 use rewind_benches::driver::{progress, Settings};
 
@@ -106,6 +107,12 @@ enum Cmd {
         #[arg(default_value = "1000")]
         disks: String,
     },
+    /// the configuration server at scale: GROUPS groups (default 1000) over three targets,
+    /// on SQLite and PostgreSQL: listing p99, policy propagation, leader takeover
+    Site {
+        #[arg(default_value = "1000")]
+        groups: String,
+    },
     /// the agent's write overhead alone (agent/bench-overhead.sh; root only): fio on the
     /// protected device against a plain loop device, medians and ratios
     Overhead(OverheadArgs),
@@ -185,6 +192,7 @@ fn main() -> ExitCode {
             failover::run(&settings, runs.as_deref()).map(|()| ExitCode::SUCCESS)
         }
         Cmd::Console { disks } => console::run(&settings, &disks).map(|()| ExitCode::SUCCESS),
+        Cmd::Site { groups } => site::run(&settings, &groups).map(|()| ExitCode::SUCCESS),
         Cmd::Overhead(o) => {
             let o = overhead::Options {
                 agent: o.agent,

@@ -14,8 +14,8 @@
 //! - [`suite_test`]: benches that run one test of the suite at length.
 //! - [`agentproc`]: starting `rewind-agent` and reading its status file.
 //! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`],
-//!   [`powercut`], [`console`], [`soak`]: the
-//!   benches.
+//!   [`powercut`], [`console`], [`soak`], [`site`]: the benches.
+//! - [`site_proc`]: the configuration server and its master targets for the site bench.
 
 pub mod agent;
 pub mod agent_overhead;
@@ -34,6 +34,8 @@ pub mod powercut;
 pub mod progress;
 pub mod report;
 pub mod settings;
+pub mod site;
+pub mod site_proc;
 pub mod soak;
 pub mod stats;
 pub mod suite_test;

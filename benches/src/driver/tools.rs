@@ -76,6 +76,7 @@ pub struct Bins {
     pub loadgen: PathBuf,
     pub null_target: PathBuf,
     pub agent: PathBuf,
+    pub site: PathBuf,
 }
 
 impl Bins {
@@ -86,6 +87,7 @@ impl Bins {
             loadgen: settings.release_bin("rewind-loadgen"),
             null_target: settings.release_bin("examples/null-target"),
             agent: settings.release_bin("rewind-agent"),
+            site: settings.release_bin("rewind-site"),
         }
     }
 }
@@ -252,4 +254,34 @@ pub fn plain_loop(image: &Path) -> Result<String> {
     let dev = dev.trim().to_string();
     cleanup::add_loop(&dev);
     Ok(dev)
+}
+
+/// Builds the configuration server, the daemon and the load generator (site).
+pub fn build_site_side(settings: &Settings) -> Result<Bins> {
+    progress::log(
+        "building release binaries (cargo build --release -p rewind-site -p rewind-mtd -p rewind-benches)",
+    );
+    let built = cargo(
+        settings,
+        &[
+            "build",
+            "--release",
+            "-p",
+            "rewind-site",
+            "-p",
+            "rewind-mtd",
+            "-p",
+            "rewind-benches",
+        ],
+    )?;
+    if !built {
+        bail!("release build failed");
+    }
+    let bins = Bins::at(settings);
+    for bin in [&bins.site, &bins.mtd, &bins.loadgen] {
+        if !bin.is_file() {
+            bail!("{} not found after the build", bin.display());
+        }
+    }
+    Ok(bins)
 }

@@ -14,6 +14,7 @@
 //! - [`http`] and [`prometheus`]: GETs to `/metrics`, and a real Prometheus scraping them.
 //! - [`loadgen`]: `rewind-loadgen` workloads.
 //! - [`netns`]: a network namespace behind a veth pair, for partitions.
+//! - [`pg`]: a throwaway PostgreSQL cluster (the site's tests and its bench).
 //! - [`powercut`]: power-cut campaigns' mounts, rounds and result lines.
 //! - [`vm`]: a qemu test VM booting from what the target exposes.
 //! - [`writer`]: a background random-extent workload on a protected device.
@@ -33,6 +34,7 @@ pub mod mounts;
 pub mod mtd;
 pub mod mtd_cli;
 pub mod netns;
+pub mod pg;
 pub mod powercut;
 pub mod procs;
 pub mod prometheus;

@@ -6,6 +6,10 @@
 #[allow(dead_code)]
 pub mod tls_agent;
 
+// (Only the NBD-over-TLS tests use it.)
+#[allow(dead_code)]
+pub mod nbd_pki;
+
 // (Only the shortage tests fill a small file system.)
 #[allow(dead_code)]
 pub mod smallfs;

@@ -172,29 +172,43 @@ impl Db {
         Ok(out)
     }
 
-    /// Record what the target said to a policy push (`error` empty: it took it).
-    pub async fn record_push(
-        &self,
-        group: &str,
-        target: &str,
-        policy: &str,
-        version: u64,
-        error: &str,
-    ) -> Result<(), ApiError> {
-        sqlx::query(
-            "INSERT INTO pushes (group_name, target, policy, version, error, at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (group_name) DO UPDATE SET \
-             target = excluded.target, policy = excluded.policy, version = excluded.version, \
-             error = excluded.error, at_ms = excluded.at_ms",
-        )
-        .bind(group)
-        .bind(target)
-        .bind(policy)
-        .bind(version as i64)
-        .bind(error)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
+    /// Record what the targets said to a round of policy pushes, and an event for each push
+    /// they took, in one transaction: a round of a thousand groups is one commit, not two
+    /// thousand.
+    pub async fn record_pushes(&self, outcomes: &[PushOutcome]) -> Result<(), ApiError> {
+        let mut tx = self.pool.begin().await?;
+        let at = now_ms();
+        for o in outcomes {
+            sqlx::query(
+                "INSERT INTO pushes (group_name, target, policy, version, error, at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (group_name) DO UPDATE SET \
+                 target = excluded.target, policy = excluded.policy, version = excluded.version, \
+                 error = excluded.error, at_ms = excluded.at_ms",
+            )
+            .bind(&o.group)
+            .bind(&o.target)
+            .bind(&o.policy)
+            .bind(o.version as i64)
+            .bind(&o.error)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            if o.error.is_empty() {
+                sqlx::query(
+                    "INSERT INTO events (at_ms, kind, subject, detail) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(at)
+                .bind("policy.applied")
+                .bind(&o.group)
+                .bind(format!(
+                    "{} version {} on {}",
+                    o.policy, o.version, o.target
+                ))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -211,6 +225,16 @@ impl Db {
             .map(|(g, t, p, v, e, at)| (g, (t, p, v, e, at)))
             .collect())
     }
+}
+
+/// What one policy push came to.
+pub struct PushOutcome {
+    pub group: String,
+    pub target: String,
+    pub policy: String,
+    pub version: u64,
+    /// Empty: the target took it.
+    pub error: String,
 }
 
 fn parse_body(name: &str, body: &str) -> Result<Policy, ApiError> {
