@@ -61,8 +61,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = crate::limits::parse_interval)]
     pub seal_after: Duration,
     /// Space kept allocated (DATA_DIR/space-reserve) for the merger to spend when the disk is
-    /// full, so it can still fold history and free journal space. Default: one segment plus
-    /// 1 MiB, what one merge step may need; 0 turns it off.
+    /// full, so it can still fold history and free journal space. Default: what one merge step
+    /// may need, one segment, the chunk that may overshoot it (at most a segment or 64 MiB)
+    /// and 1 MiB; 0 turns it off.
     #[arg(long, value_parser = parse_bytes)]
     pub space_reserve: Option<u64>,
     /// How often the merger looks for expired segments.

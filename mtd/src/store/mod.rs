@@ -66,8 +66,8 @@ pub struct StoreOptions {
     pub default_retention: Duration,
     pub merge_interval: Duration,
     /// Bytes kept allocated for the merger to spend on a full disk (`reserve.rs`); 0 (the
-    /// default here, for tests and tools) disables it. The daemon keeps one segment plus
-    /// [`reserve::SLACK`], what one merge step may need ([`StoreOptions::reserve_for`]).
+    /// default here, for tests and tools) disables it. The daemon keeps what one merge step
+    /// may need ([`StoreOptions::reserve_for`]).
     pub space_reserve: u64,
 }
 
@@ -75,7 +75,7 @@ impl StoreOptions {
     /// The reserve one merge step may need with segments of `segment_size`: a segment holds
     /// at most `segment_size` plus the chunk that crossed it (a chunk is one agent batch:
     /// 4 MiB by default, at most a frame, 64 MiB), every byte of which may land in a hole of
-    /// the base, plus [`reserve::SLACK`] of metadata.
+    /// the base, plus `reserve::SLACK` (1 MiB) of metadata.
     pub fn reserve_for(segment_size: u64) -> u64 {
         segment_size + segment_size.min(rewind_formats::MAX_FRAME_PAYLOAD as u64) + reserve::SLACK
     }
