@@ -91,6 +91,7 @@ impl Harness {
             },
             default_retention: Duration::from_secs(3600),
             merge_interval: Duration::from_secs(3600),
+            space_reserve: 0,
         };
         let store = Store::open(&self.dir, opts).expect("open store");
         let hg = HelloGroup {

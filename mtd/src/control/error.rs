@@ -26,6 +26,9 @@ pub enum ApiError {
     Gone(String),
     /// 500: the daemon failed.
     Internal(String),
+    /// 507: the data dir's file system is full, or the daemon is out of file descriptors;
+    /// the same request succeeds once they are freed.
+    InsufficientStorage(String),
     /// 502: the agent's session ended before it answered.
     BadGateway(String),
     /// 504: the agent did not answer in time.
@@ -41,6 +44,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -54,6 +58,7 @@ impl ApiError {
             | ApiError::Conflict(m)
             | ApiError::Gone(m)
             | ApiError::Internal(m)
+            | ApiError::InsufficientStorage(m)
             | ApiError::BadGateway(m)
             | ApiError::GatewayTimeout(m) => m,
         }
@@ -72,6 +77,18 @@ impl ApiError {
             StoreError::BadPoint { .. } | StoreError::Invalid { .. } => ApiError::BadRequest(msg),
             StoreError::PointTooOld { .. } => ApiError::Gone(msg),
             StoreError::ReadOnly(_) => ApiError::Forbidden(msg),
+            e if crate::store::shortage::Shortage::of(e).is_some() => {
+                // The errno is the point here (a bare "create directory X" says nothing).
+                let why = std::error::Error::source(e).map_or_else(String::new, |s| s.to_string());
+                let msg = if msg.contains(&why) {
+                    msg
+                } else {
+                    format!("{msg}: {why}")
+                };
+                ApiError::InsufficientStorage(format!(
+                    "{msg} (free space or file descriptors on the target, then retry)"
+                ))
+            }
             _ => ApiError::Internal(msg),
         }
     }

@@ -30,8 +30,13 @@ pub async fn retention(
     let d = crate::limits::parse_retention(&req.retention).map_err(ApiError::BadRequest)?;
     blocking(move || {
         let g = c.exports.store.group(&group)?;
-        // Cannot truncate: parse_retention caps it far below u64::MAX ms.
-        g.set_retention(d.as_millis() as u64)?;
+        // Cannot truncate: parse_retention caps it far below u64::MAX ms. On a full disk the
+        // manifest is written on the space reserve: shortening the retention is how an
+        // operator lets the merger free space, so it must work when nothing else does.
+        let store = &c.exports.store;
+        store
+            .reserve
+            .spend_on_shortage(|| g.set_retention(d.as_millis() as u64))?;
         Ok(RetentionReply {
             group,
             retention: humantime::format_duration(d).to_string(),

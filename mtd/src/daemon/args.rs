@@ -60,6 +60,12 @@ pub struct ServeArgs {
     /// Seal an open segment after this long even if not full (so it can expire and merge).
     #[arg(long, default_value = "60s", value_parser = crate::limits::parse_interval)]
     pub seal_after: Duration,
+    /// Space kept allocated (DATA_DIR/space-reserve) for the merger to spend when the disk is
+    /// full, so it can still fold history and free journal space. Default: what one merge step
+    /// may need, one segment, the chunk that may overshoot it (at most a segment or 64 MiB)
+    /// and 1 MiB; 0 turns it off.
+    #[arg(long, value_parser = parse_bytes)]
+    pub space_reserve: Option<u64>,
     /// How often the merger looks for expired segments.
     #[arg(long, default_value = "1s", value_parser = crate::limits::parse_interval)]
     pub merge_interval: Duration,

@@ -134,6 +134,9 @@ impl ServeArgs {
             },
             default_retention: self.retention,
             merge_interval: self.merge_interval,
+            space_reserve: self
+                .space_reserve
+                .unwrap_or(StoreOptions::reserve_for(self.segment_size)),
         }
     }
 }

@@ -18,12 +18,13 @@ use crate::store::facts::GroupFacts;
 /// The states a group can be in here (`rewind_state{state}`).
 pub const STATES: [&str; 4] = ["replicating", "syncing", "agent_not_seen", "failed_over"];
 /// The reasons the target can see for a group not being in sync (`rewind_sync_reason`).
-pub const REASONS: [&str; 6] = [
+pub const REASONS: [&str; 7] = [
     "initial_sync",
     "resync",
     "agent_not_seen",
     "fenced",
     "target_no_space",
+    "target_no_descriptors",
     "target_failed",
 ];
 
@@ -59,6 +60,7 @@ impl Row {
             "agent_not_seen" => self.state() == "agent_not_seen",
             "fenced" => self.state() == "failed_over",
             "target_no_space" => health == "no_space",
+            "target_no_descriptors" => health == "no_descriptors",
             "target_failed" => health == "failed",
             _ => false,
         }

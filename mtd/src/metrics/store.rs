@@ -8,6 +8,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use rewind_linux::metrics::{Family, LatencyHistogram};
 
 use super::Parts;
+use crate::store::shortage::Shortage;
 
 /// One writer commit: placing a group commit's chunks, writing them, fdatasync, publishing.
 pub(crate) static APPLY: LazyLock<LatencyHistogram> = LazyLock::new(LatencyHistogram::default);
@@ -41,9 +42,45 @@ impl Collector for StoreMetrics {
         Family::gauge(
             &mut enc,
             "rewind_store_health",
-            "1 for the store's health: ok, no_space (acknowledgements paused) or failed.",
+            "1 for the store's health: ok, no_space or no_descriptors (acknowledgements paused), or failed.",
         )?
-        .one_hot(&[], "state", &["ok", "no_space", "failed"], |s| s == health)?;
+        .one_hot(
+            &[],
+            "state",
+            &["ok", "no_space", "no_descriptors", "failed"],
+            |s| s == health,
+        )?;
+        // What is paused, on what step and file: the answer to "why are acknowledgements held".
+        let mut f = Family::gauge(
+            &mut enc,
+            "rewind_store_paused",
+            "1 for each part of the store (writer, merger) paused by a shortage, with the step and the file it was on.",
+        )?;
+        for p in store.health.pauses() {
+            f.gauge_at(
+                &[
+                    ("component", p.component.name()),
+                    ("resource", p.shortage.resource()),
+                    ("step", &p.what),
+                    ("path", &p.path),
+                ],
+                1u32,
+            )?;
+        }
+        let mut f = Family::counter(
+            &mut enc,
+            "rewind_store_pauses",
+            "Pauses for lack of space or file descriptors since the daemon started.",
+        )?;
+        for s in [Shortage::Space, Shortage::Descriptors] {
+            f.counter_at(&[("resource", s.resource())], store.health.pauses_total(s))?;
+        }
+        Family::gauge(
+            &mut enc,
+            "rewind_store_space_reserve_bytes",
+            "Bytes the space reserve holds for the merger on a full disk (0 while a merge spends it).",
+        )?
+        .gauge_at(&[], store.reserve.held_bytes())?;
         Family::histogram(
             &mut enc,
             "rewind_apply_seconds",

@@ -7,7 +7,12 @@
 //! 3. the segments leave the in-memory state (index pruned) and their files are deleted.
 //!
 //! Replaying a segment into the base is idempotent, so after a crash between 1 and 3 start-up simply
-//! merges the segments at or below the horizon again.
+//! merges the segments at or below the horizon again; after a failed step at run time (a full
+//! disk) the next pass does the same, since segments at or below the horizon are always taken.
+//!
+//! Segments are merged one at a time, each step with its own horizon: a step then needs at most
+//! one segment's worth of new space (what the space reserve, `reserve.rs`, is sized for), and a
+//! step that fails leaves at most one segment below the horizon, not the whole batch.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -26,6 +31,15 @@ use super::{Result, StoreError};
 /// far as no view pins. Merges take whole segments, oldest first, so the base always holds one
 /// exact point. Returns the new horizon if it moved.
 pub fn merge_expired(group: &Arc<Group>, now_ms: u64) -> Result<Option<Seq>> {
+    merge_expired_upto(group, now_ms, usize::MAX)
+}
+
+/// [`merge_expired`], at most `max_segments` segments (a merge on the space reserve takes one).
+pub(crate) fn merge_expired_upto(
+    group: &Arc<Group>,
+    now_ms: u64,
+    max_segments: usize,
+) -> Result<Option<Seq>> {
     // (segment id, horizon after merging up to and including it, newest timestamp so far)
     let expired: Vec<(u64, Seq, u64)> = {
         let st = group.state.read().expect("group lock");
@@ -33,7 +47,11 @@ pub fn merge_expired(group: &Arc<Group>, now_ms: u64) -> Result<Option<Seq>> {
         let (mut horizon, mut newest) = (st.horizon(), st.manifest.horizon_ms);
         st.segments
             .values()
-            .take_while(|s| s.sealed && s.newest_ms < cutoff)
+            // Segments at or below the horizon are left by a step that failed part way: they
+            // are merged first whatever the retention says now (their records are no longer
+            // in any point a view may open).
+            .take_while(|s| s.sealed && (s.newest_ms < cutoff || s.max_seq <= st.horizon()))
+            .take(max_segments)
             .map(|s| {
                 // A segment holding only a tag mentions an older seq than the one before it.
                 horizon = horizon.max(s.max_seq);
@@ -46,8 +64,9 @@ pub fn merge_expired(group: &Arc<Group>, now_ms: u64) -> Result<Option<Seq>> {
     let Some((n, horizon)) = group.claim_merge(&prefix_horizons) else {
         return Ok(None);
     };
-    let ids: Vec<u64> = expired[..n].iter().map(|e| e.0).collect();
-    merge_segments(group, &ids, horizon, expired[n - 1].2)?;
+    for &(id, h, ms) in &expired[..n] {
+        merge_segments(group, &[id], h, ms)?;
+    }
     Ok(Some(horizon))
 }
 
@@ -117,11 +136,17 @@ fn merge_segments(group: &Arc<Group>, ids: &[u64], horizon: Seq, horizon_ms: u64
     // 3. Drop the merged segments from memory, then from disk.
     {
         let mut st = group.state.write().expect("group lock");
+        // Only these segments' records leave the index: a step that finishes a failed one may
+        // merge one of several segments below the horizon, and the others' records (not in
+        // the base yet) must still be read from their segments.
+        let mut merged_upto = Seq(0);
         for id in ids {
-            st.segments.remove(id);
+            if let Some(s) = st.segments.remove(id) {
+                merged_upto = merged_upto.max(s.max_seq);
+            }
         }
         for ix in &mut st.indexes {
-            ix.prune_upto(horizon);
+            ix.prune_upto(merged_upto.min(horizon));
         }
         st.points.prune_before(horizon);
         st.durable = st.durable.max(horizon);

@@ -8,6 +8,7 @@
 //! On disk:
 //! ```text
 //! DATA_DIR/LOCK                                  flock'd by the serving daemon
+//! DATA_DIR/space-reserve                         preallocated, no data: the merger's room on a full disk
 //! DATA_DIR/groups/GROUP/group.json               manifest (disks, generation, retention, horizon)
 //! DATA_DIR/groups/GROUP/base/DISK.img            base image: the disk as of the horizon (sparse)
 //! DATA_DIR/groups/GROUP/journal/seg-NNNNNNNN.rwj journal segments, every record since the horizon
@@ -31,8 +32,12 @@ pub mod policy;
 pub mod quota;
 pub(crate) mod reads;
 mod replay;
+pub(crate) mod reserve;
 pub(crate) mod segment_file;
+pub(crate) mod shortage;
 pub mod writer;
+#[cfg(test)]
+mod writer_faults;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -46,8 +51,10 @@ pub use error::{Result, StoreError};
 
 use self::engine::EngineKind;
 use self::group::Group;
-use self::health::Health;
+use self::health::{Component, Health};
+use self::reserve::SpaceReserve;
 use self::segment_file::LoadMode;
+use self::shortage::Shortage;
 use self::writer::{AppendReq, Writer, WriterConfig, WriterMsg};
 use rewind_linux::clock::now_ms;
 
@@ -58,6 +65,20 @@ pub struct StoreOptions {
     /// Retention window given to groups created by a first HELLO.
     pub default_retention: Duration,
     pub merge_interval: Duration,
+    /// Bytes kept allocated for the merger to spend on a full disk (`reserve.rs`); 0 (the
+    /// default here, for tests and tools) disables it. The daemon keeps what one merge step
+    /// may need ([`StoreOptions::reserve_for`]).
+    pub space_reserve: u64,
+}
+
+impl StoreOptions {
+    /// The reserve one merge step may need with segments of `segment_size`: a segment holds
+    /// at most `segment_size` plus the chunk that crossed it (a chunk is one agent batch:
+    /// 4 MiB by default, at most a frame, 64 MiB), every byte of which may land in a hole of
+    /// the base, plus `reserve::SLACK` (1 MiB) of metadata.
+    pub fn reserve_for(segment_size: u64) -> u64 {
+        segment_size + segment_size.min(rewind_formats::MAX_FRAME_PAYLOAD as u64) + reserve::SLACK
+    }
 }
 
 impl Default for StoreOptions {
@@ -67,9 +88,13 @@ impl Default for StoreOptions {
             writer: WriterConfig::default(),
             default_retention: Duration::from_secs(24 * 3600),
             merge_interval: Duration::from_secs(1),
+            space_reserve: 0,
         }
     }
 }
+
+/// How long a group delete waits for the writer to seal the group's segment.
+const DELETE_WAIT: Duration = Duration::from_secs(30);
 
 /// Why a group was not deleted.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +111,8 @@ pub struct Store {
     mode: LoadMode,
     groups: RwLock<BTreeMap<String, Arc<Group>>>,
     pub(crate) health: Arc<Health>,
+    /// Space the merger may spend when the disk is full.
+    pub(crate) reserve: Arc<SpaceReserve>,
     writer_tx: Option<mpsc::Sender<WriterMsg>>,
     opts: StoreOptions,
     _lock: Option<nix::fcntl::Flock<File>>,
@@ -105,14 +132,15 @@ impl Store {
         let lock = lock_dir(dir)?;
         finish_installs(dir)?;
         let groups = load_groups(&groups_dir, LoadMode::Repair)?;
+        let reserve = Arc::new(SpaceReserve::open(dir, opts.space_reserve));
         for g in groups.values() {
-            merger::finish_interrupted(g)?;
+            finish_merge_at_start(g, &reserve)?;
         }
         let engine = engine::make_engine(opts.engine)
             .map_err(StoreError::io("set up the io engine for", dir))?;
         let health = Arc::new(Health::default());
         let (tx, rx) = mpsc::channel(64);
-        let writer = Writer::new(engine, opts.writer.clone(), health.clone());
+        let writer = Writer::new(engine, opts.writer.clone(), health.clone(), reserve.clone());
         std::thread::Builder::new()
             .name("rewind-writer".into())
             .spawn(move || writer.run(rx))
@@ -122,6 +150,7 @@ impl Store {
             mode: LoadMode::Repair,
             groups: RwLock::new(groups),
             health,
+            reserve,
             writer_tx: Some(tx.clone()),
             opts,
             _lock: Some(lock),
@@ -149,6 +178,7 @@ impl Store {
             mode: LoadMode::ReadOnly,
             groups: RwLock::new(load_groups(&groups_dir, LoadMode::ReadOnly)?),
             health: Arc::new(Health::default()),
+            reserve: Arc::new(SpaceReserve::none(dir)),
             writer_tx: None,
             opts: StoreOptions::default(),
             _lock: None,
@@ -280,10 +310,28 @@ impl Store {
                 done: done_tx,
             })
             .map_err(|_| restore(StoreError::Failed("journal writer stopped".into())))?;
-            done_rx
-                .recv()
-                .map_err(|_| restore(StoreError::Failed("journal writer stopped".into())))?
-                .map_err(restore)?;
+            // A writer paused by a shortage answers only once it resumes: refuse rather than
+            // hang the caller. (The queued Forget is still done later: sealing a live group's
+            // segment is harmless, its next chunk opens a new one.)
+            match done_rx.recv_timeout(DELETE_WAIT) {
+                Ok(r) => r.map_err(restore)?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    restore(StoreError::Failed(String::new()));
+                    let why = self.health.pauses().into_iter().next().map_or_else(
+                        || "the journal writer did not answer".to_string(),
+                        |p| {
+                            format!(
+                                "the journal writer is paused ({}: {} {})",
+                                p.detail, p.what, p.path
+                            )
+                        },
+                    );
+                    return Err(in_use(format!("{why}; retry once it resumes")));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(restore(StoreError::Failed("journal writer stopped".into())).into())
+                }
+            }
         }
         let groups_dir = self.dir.join("groups");
         let trash = self.dir.join(format!("deleted-{name}-{}", now_ms()));
@@ -395,11 +443,69 @@ fn spawn_merger(store: Weak<Store>, interval: Duration) {
             if store.health.failed().is_some() {
                 continue;
             }
+            // Take back what a full disk left of the reserve before anyone else takes it.
+            store.reserve.restore();
             for g in store.groups() {
-                if let Err(e) = merger::merge_expired(&g, now_ms()) {
-                    tracing::error!(group = %g.name, error = %e, "merge failed; will retry");
-                }
+                merge_pass(&store, &g);
             }
         })
         .expect("spawn merger thread");
+}
+
+/// One merger pass over a group. A shortage pauses the merger (retried next pass); on a full
+/// disk the space reserve is spent on one merge step, which frees a segment, and taken back.
+/// Other errors are logged and retried too: a merge step is replayed whole (records rewritten
+/// before the base's fdatasync), so a retried sync vouches only for bytes written after it.
+fn merge_pass(store: &Store, g: &Arc<Group>) {
+    let health = &store.health;
+    let err = match merger::merge_expired(g, now_ms()) {
+        Ok(_) => return health.recovered(Component::Merger),
+        Err(e) => e,
+    };
+    match Shortage::of(&err) {
+        Some(Shortage::Space) => {
+            health.pause(Component::Merger, Shortage::Space, &err);
+            if !store.reserve.release() {
+                return;
+            }
+            let r = merger::merge_expired_upto(g, now_ms(), 1);
+            store.reserve.restore();
+            match r {
+                Ok(_) => health.recovered(Component::Merger),
+                Err(e) => {
+                    tracing::error!(group = %g.name, error = %e, "merge on the space reserve failed; will retry")
+                }
+            }
+        }
+        Some(s) => health.pause(Component::Merger, s, &err),
+        None => {
+            tracing::error!(group = %g.name, error = %err, "merge failed; will retry")
+        }
+    }
+}
+
+/// Finish a merge a crash cut short, at start. On a full disk the reserve is spent on it; if
+/// that is not enough either, the store starts anyway and the merger finishes it later (the
+/// segments stay readable until then: they are loaded and indexed like any other).
+fn finish_merge_at_start(g: &Arc<Group>, reserve: &SpaceReserve) -> Result<()> {
+    let Err(e) = merger::finish_interrupted(g) else {
+        return Ok(());
+    };
+    if Shortage::of(&e).is_none() {
+        return Err(e);
+    }
+    let retried = if reserve.release() {
+        let r = merger::finish_interrupted(g);
+        reserve.restore();
+        r
+    } else {
+        Err(e)
+    };
+    if let Err(e) = retried {
+        if Shortage::of(&e).is_none() {
+            return Err(e);
+        }
+        tracing::warn!(group = %g.name, error = %e, "cannot finish an interrupted merge now; the merger retries once space or descriptors come back");
+    }
+    Ok(())
 }

@@ -5,8 +5,10 @@
 //! segment once, and only then publishes the chunks to readers and advances the durable seq that
 //! sessions acknowledge. Segments are sealed when full or old.
 //!
-//! Failure policy: ENOSPC pauses (the same writes are retried at the same positions until space is
-//! freed; nothing is acknowledged meanwhile). Any other write or fsync error fails the store for good.
+//! Failure policy: a shortage (ENOSPC, EDQUOT, EMFILE, ENFILE; `shortage.rs`) at any step (segment
+//! create, header, rename, directory fsync, preallocation, append, fdatasync, seal) pauses: the
+//! step is retried from its start until the resource comes back, and nothing is acknowledged
+//! meanwhile. Any other write or fsync error fails the store for good.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -24,8 +26,10 @@ use tokio::sync::mpsc;
 use super::engine::{IoEngine, WriteOp};
 use super::files;
 use super::group::{journal_dir, Group, SegmentMeta};
-use super::health::Health;
+use super::health::{Component, Health};
+use super::reserve::SpaceReserve;
 use super::segment_file::{self, add_chunk_to_footer};
+use super::shortage::retry_while_short;
 use super::{Result, StoreError};
 use rewind_linux::aligned::AlignedBuf;
 use rewind_linux::clock::now_ms;
@@ -87,6 +91,8 @@ pub(crate) struct Writer {
     engine: Box<dyn IoEngine>,
     cfg: WriterConfig,
     health: Arc<Health>,
+    /// While a merge spends it, the writer makes no tries (they would eat its space).
+    reserve: Arc<SpaceReserve>,
     open: HashMap<String, OpenSegment>,
     groups: HashMap<String, Arc<Group>>,
 }
@@ -95,16 +101,23 @@ pub(crate) struct Writer {
 struct Placed {
     req: AppendReq,
     segment_id: u64,
+    path: PathBuf,
     pos: u64,
     fd: RawFd,
 }
 
 impl Writer {
-    pub(crate) fn new(engine: Box<dyn IoEngine>, cfg: WriterConfig, health: Arc<Health>) -> Writer {
+    pub(crate) fn new(
+        engine: Box<dyn IoEngine>,
+        cfg: WriterConfig,
+        health: Arc<Health>,
+        reserve: Arc<SpaceReserve>,
+    ) -> Writer {
         Writer {
             engine,
             cfg,
             health,
+            reserve,
             open: HashMap::new(),
             groups: HashMap::new(),
         }
@@ -169,21 +182,44 @@ impl Writer {
     }
 
     /// Group commit: place, write, fdatasync, publish, then seal what is full.
+    ///
+    /// A commit is cut into rounds at segment boundaries: once a group's open segment is full,
+    /// what is placed so far is written, synced and published, the segment sealed, and the rest
+    /// goes to the next one. So a segment holds at most `segment_size` plus one chunk, whatever
+    /// the queue held (one merge step, and so the space reserve, stays bounded), and on a
+    /// nearly full disk each round needs one preallocation step, not the whole queue's.
     fn commit(&mut self, reqs: Vec<AppendReq>) -> Result<()> {
-        let started = Instant::now();
-        let mut placed = Vec::with_capacity(reqs.len());
-        for req in reqs {
-            let p = self.place(req)?;
-            placed.push(p);
+        let mut rest = reqs.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut placed = Vec::new();
+            while let Some(req) = rest.peek() {
+                let full = self
+                    .open
+                    .get(&req.group.name)
+                    .is_some_and(|og| og.end >= self.cfg.segment_size);
+                if full && !placed.is_empty() {
+                    break;
+                }
+                let req = rest.next().expect("peeked");
+                placed.push(self.place(req)?);
+            }
+            self.commit_round(placed)?;
         }
+        Ok(())
+    }
+
+    fn commit_round(&mut self, mut placed: Vec<Placed>) -> Result<()> {
+        let started = Instant::now();
         let mut fds: Vec<RawFd> = placed.iter().map(|p| p.fd).collect();
         fds.sort_unstable();
         fds.dedup();
 
-        // Write and fdatasync as one step: if either reports ENOSPC, both are redone (rewriting the
-        // same bytes at the same positions is harmless), so a retried fsync never vouches for data
-        // that an earlier failed one may have dropped.
-        self.retry_on_enospc("append to journal", |engine| {
+        // Write and fdatasync as one step: if either reports a shortage, both are redone
+        // (rewriting the same bytes at the same positions is harmless), so a retried fsync never
+        // vouches for data that an earlier failed one may have dropped.
+        let where_ = placed.first().map(|p| p.path.clone()).unwrap_or_default();
+        let engine = &mut self.engine;
+        retry(&self.health, &self.reserve, || {
             let ops: Vec<WriteOp<'_>> = placed
                 .iter()
                 .map(|p| WriteOp {
@@ -192,9 +228,13 @@ impl Writer {
                     offset: p.pos,
                 })
                 .collect();
-            engine.write_all(&ops)?;
+            engine
+                .write_all(&ops)
+                .map_err(StoreError::io("append to journal", &where_))?;
             let synced = Instant::now();
-            engine.sync_all(&fds)?;
+            engine
+                .sync_all(&fds)
+                .map_err(StoreError::io("fdatasync journal", &where_))?;
             crate::metrics::store::FSYNC.observe(synced.elapsed());
             Ok(())
         })
@@ -225,34 +265,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Run an IO step; on ENOSPC report the pause and retry every second until it succeeds.
-    /// Any other error is fatal (an fsync error in particular is never retried).
-    fn retry_on_enospc(
-        &mut self,
-        what: &'static str,
-        mut f: impl FnMut(&mut dyn IoEngine) -> io::Result<()>,
-    ) -> Result<()> {
-        loop {
-            match f(self.engine.as_mut()) {
-                Ok(()) => {
-                    self.health.recovered();
-                    return Ok(());
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                    self.health.no_space(format!("{what}: {e}"));
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => {
-                    return Err(StoreError::Io {
-                        op: what,
-                        path: PathBuf::from("journal"),
-                        source: e,
-                    });
-                }
-            }
-        }
-    }
-
     /// Reserve space for a request at the end of its group's open segment.
     fn place(&mut self, req: AppendReq) -> Result<Placed> {
         let name = req.group.name.clone();
@@ -267,7 +279,10 @@ impl Writer {
             self.groups.remove(&name);
         }
         if !self.open.contains_key(&name) {
-            let og = self.open_segment(&req.group, &req.header)?;
+            // Safe to retry whole: see `create_segment`.
+            let og = retry(&self.health, &self.reserve, || {
+                create_segment(&req.group, &req.header)
+            })?;
             self.open.insert(name.clone(), og);
             self.groups.insert(name.clone(), req.group.clone());
         }
@@ -280,18 +295,14 @@ impl Writer {
                 (og.direct.as_raw_fd(), og.allocated, og.path.clone())
             };
             let new_alloc = need.max(from + step).div_ceil(BLOCK as u64) * BLOCK as u64;
-            self.retry_on_enospc("preallocate journal segment", |_| {
+            retry(&self.health, &self.reserve, || {
                 nix::fcntl::fallocate(
                     fd,
                     nix::fcntl::FallocateFlags::empty(),
                     from as i64,
                     (new_alloc - from) as i64,
                 )
-                .map_err(io::Error::from)
-            })
-            .map_err(|e| match e {
-                StoreError::Io { op, source, .. } => StoreError::Io { op, path, source },
-                e => e,
+                .map_err(|e| StoreError::io("preallocate journal segment", &path)(e.into()))
             })?;
             self.open.get_mut(&name).expect("open").allocated = new_alloc;
         }
@@ -300,86 +311,30 @@ impl Writer {
         og.end += len;
         Ok(Placed {
             segment_id: og.id,
+            path: og.path.clone(),
             pos,
             fd: og.direct.as_raw_fd(),
             req,
         })
     }
 
-    /// Create the next segment of a group: header written and durable, directory entry durable.
-    fn open_segment(&mut self, group: &Arc<Group>, first: &ChunkHeader) -> Result<OpenSegment> {
-        let id = group.next_segment_id();
-        let dir = journal_dir(&group.dir);
-        let path = dir.join(segment_file::segment_file_name(id));
-        let generation = first.generation;
-        let header = SegmentHeader {
-            segment_id: id,
-            group: group.name.clone(),
-            generation,
-            first_seq: first.first_seq,
-            created_ms: now_ms(),
-        };
-        // Written under a temporary name and renamed once its header is durable: a kill -9 between
-        // create and header write must not leave a headerless segment that start-up rejects. A
-        // temporary file left by such a kill has this same id (ids come from the named segments),
-        // so it is replaced here.
-        let tmp = path.with_extension("rwj.tmp");
-        match std::fs::remove_file(&tmp) {
-            Ok(()) => {
-                tracing::info!(path = %tmp.display(), "removed a segment left half-created by a crash")
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::io("remove stale segment", &tmp)(e)),
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(StoreError::io("create segment", &tmp))?;
-        let hdr = header.encode();
-        self.retry_on_enospc("write segment header", |_| file.write_all_at(&hdr, 0))?;
-        file.sync_all().map_err(StoreError::io("fsync", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(StoreError::io("rename segment into place", &path))?;
-        files::sync_dir(&dir)?;
-        let direct = open_direct(&path)?;
-        let read = File::open(&path).map_err(StoreError::io("open segment", &path))?;
-        group.add_open_segment(SegmentMeta {
-            id,
-            path: path.clone(),
-            file: Arc::new(read),
-            first_seq: first.first_seq,
-            last_seq: rewind_formats::Seq(0),
-            max_seq: rewind_formats::Seq(0),
-            len_bytes: BLOCK as u64,
-            sealed: false,
-            newest_ms: 0,
-            chunks: 0,
-            padding_bytes: 0,
-        });
-        tracing::debug!(group = %group.name, segment = id, "opened journal segment");
-        Ok(OpenSegment {
-            id,
-            path,
-            direct,
-            end: BLOCK as u64,
-            allocated: BLOCK as u64,
-            opened: Instant::now(),
-            footer: SegmentFooter::default(),
-        })
-    }
-
     /// Seal a group's open segment: footer written and durable; the next chunk opens a new one.
+    /// Retried whole on a shortage: the footer is written again at the same offset, the file cut
+    /// at the same length and fdatasynced, so a retried sync vouches only for bytes written
+    /// after the failed one (the chunks before the footer were synced by their commits).
     fn seal(&mut self, name: &str) -> Result<()> {
-        let Some(mut og) = self.open.remove(name) else {
+        let Some(og) = self.open.get_mut(name) else {
             return Ok(());
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&og.path)
-            .map_err(StoreError::io("open segment", &og.path))?;
-        let len = segment_file::seal(&file, &og.path, og.end, &mut og.footer)?;
+        let len = retry(&self.health, &self.reserve, || {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&og.path)
+                .map_err(StoreError::io("open segment to seal", &og.path))?;
+            segment_file::seal(&file, &og.path, og.end, &mut og.footer)
+        })?;
+        let og = self.open.remove(name).expect("open");
         if let Some(g) = self.groups.get(name) {
             g.mark_sealed(og.id, len);
         }
@@ -401,6 +356,81 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Create the next segment of a group: header written and durable, directory entry durable.
+///
+/// Safe to run again from its start after any failure (the writer retries it on a shortage):
+/// the id is the same until the segment is registered (last), a temporary file left by a failed
+/// try is removed and built anew (so a failed fsync of it vouches for nothing kept), and the
+/// rename replaces a header-only segment that a try published before failing.
+fn create_segment(group: &Arc<Group>, first: &ChunkHeader) -> Result<OpenSegment> {
+    let id = group.next_segment_id();
+    let dir = journal_dir(&group.dir);
+    let path = dir.join(segment_file::segment_file_name(id));
+    let generation = first.generation;
+    let header = SegmentHeader {
+        segment_id: id,
+        group: group.name.clone(),
+        generation,
+        first_seq: first.first_seq,
+        created_ms: now_ms(),
+    };
+    // Written under a temporary name and renamed once its header is durable: a kill -9 between
+    // create and header write must not leave a headerless segment that start-up rejects. A
+    // temporary file left by such a kill has this same id (ids come from the named segments),
+    // so it is replaced here.
+    let tmp = path.with_extension("rwj.tmp");
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {
+            // (Also every retry after a shortage, hence debug.)
+            tracing::debug!(path = %tmp.display(), "removed a segment left half-created by a crash or a failed try")
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StoreError::io("remove stale segment", &tmp)(e)),
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(StoreError::io("create segment", &tmp))?;
+    let hdr = header.encode();
+    file.write_all_at(&hdr, 0)
+        .map_err(StoreError::io("write segment header", &tmp))?;
+    file.sync_all().map_err(StoreError::io("fsync", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(StoreError::io("rename segment into place", &path))?;
+    files::sync_dir(&dir)?;
+    let direct = open_direct(&path)?;
+    let read = File::open(&path).map_err(StoreError::io("open segment", &path))?;
+    group.add_open_segment(SegmentMeta {
+        id,
+        path: path.clone(),
+        file: Arc::new(read),
+        first_seq: first.first_seq,
+        last_seq: rewind_formats::Seq(0),
+        max_seq: rewind_formats::Seq(0),
+        len_bytes: BLOCK as u64,
+        sealed: false,
+        newest_ms: 0,
+        chunks: 0,
+        padding_bytes: 0,
+    });
+    tracing::debug!(group = %group.name, segment = id, "opened journal segment");
+    Ok(OpenSegment {
+        id,
+        path,
+        direct,
+        end: BLOCK as u64,
+        allocated: BLOCK as u64,
+        opened: Instant::now(),
+        footer: SegmentFooter::default(),
+    })
+}
+
+/// Retry a writer step while it meets a shortage (and never while a merge spends the reserve).
+fn retry<T>(health: &Health, reserve: &SpaceReserve, step: impl FnMut() -> Result<T>) -> Result<T> {
+    retry_while_short(health, Component::Writer, &|| reserve.may_write(), step)
 }
 
 /// After a failed engine call, writes may still be in flight in the kernel: never free their buffers.

@@ -461,21 +461,25 @@ impl Overlays {
         // Built under a temporary name and renamed: a crash leaves no half-made overlay.
         let tmp = self.root.join(format!(".{name}.tmp"));
         let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir(&tmp).map_err(StoreError::io("create directory", &tmp))?;
-        let data = tmp.join("data.img");
-        File::create(&data)
-            .and_then(|f| f.set_len(meta.size_bytes).map(|_| f))
-            .and_then(|f| f.sync_all())
-            .map_err(StoreError::io("create", &data))?;
-        let bitmap = tmp.join("bitmap");
-        fs::write(&bitmap, vec![0u8; bitmap_len(meta.size_bytes)])
-            .and_then(|_| File::open(&bitmap)?.sync_all())
-            .map_err(StoreError::io("create", &bitmap))?;
-        let json = serde_json::to_vec_pretty(&meta).expect("overlay meta serializes");
-        files::write_atomic(&tmp.join("overlay.json"), &json)?;
-        fs::rename(&tmp, &dir).map_err(StoreError::io("rename into place", &dir))?;
-        files::sync_dir(&self.root)?;
-        let o = Arc::new(self.open(dir, meta)?);
+        if let Err(e) =
+            build_overlay_dir(&tmp, &dir, &meta).and_then(|()| files::sync_dir(&self.root))
+        {
+            // A full disk or no descriptors left (ENOSPC, EMFILE) fails this create and nothing
+            // else: what was built is given back at once, not left for the next start.
+            if !dir.exists() {
+                let _ = fs::remove_dir_all(&tmp);
+            }
+            return Err(e);
+        }
+        let o = match self.open(dir.clone(), meta) {
+            Ok(o) => Arc::new(o),
+            Err(e) => {
+                // (EMFILE opening its files, say): not left on disk unlisted, where neither a
+                // new create nor a delete could reach it before the next start.
+                let _ = remove_atomically(&self.root, name, &dir);
+                return Err(e);
+            }
+        };
         map.insert(name.into(), o.clone());
         tracing::info!(
             overlay = name,
@@ -542,6 +546,24 @@ impl Overlays {
         tracing::info!(overlay = name, "deleted overlay");
         Ok(())
     }
+}
+
+/// Build an overlay's files in `tmp` (sparse data, zeroed bitmap, `overlay.json`, each durable)
+/// and rename it to `dir`.
+fn build_overlay_dir(tmp: &Path, dir: &Path, meta: &OverlayMeta) -> Result<()> {
+    fs::create_dir(tmp).map_err(StoreError::io("create directory", tmp))?;
+    let data = tmp.join("data.img");
+    File::create(&data)
+        .and_then(|f| f.set_len(meta.size_bytes).map(|_| f))
+        .and_then(|f| f.sync_all())
+        .map_err(StoreError::io("create", &data))?;
+    let bitmap = tmp.join("bitmap");
+    fs::write(&bitmap, vec![0u8; bitmap_len(meta.size_bytes)])
+        .and_then(|_| File::open(&bitmap)?.sync_all())
+        .map_err(StoreError::io("create", &bitmap))?;
+    let json = serde_json::to_vec_pretty(meta).expect("overlay meta serializes");
+    files::write_atomic(&tmp.join("overlay.json"), &json)?;
+    fs::rename(tmp, dir).map_err(StoreError::io("rename into place", dir))
 }
 
 /// Remove overlay `name`'s directory `dir` in one durable step: renamed to its temporary name

@@ -10,4 +10,8 @@ pub mod tls_agent;
 #[allow(dead_code)]
 pub mod nbd_pki;
 
+// (Only the shortage tests fill a small file system.)
+#[allow(dead_code)]
+pub mod smallfs;
+
 pub use rewind_benches::harness::*;
