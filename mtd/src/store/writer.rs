@@ -53,12 +53,15 @@ pub struct AppendReq {
     pub(crate) header: ChunkHeader,
 }
 
+/// The first preallocation step of a segment (later ones grow, see `place`).
+const MIN_PREALLOC_STEP: u64 = 1 << 20;
+
 #[derive(Clone, Debug)]
 pub struct WriterConfig {
     pub segment_size: u64,
     pub seal_after: Duration,
-    /// Preallocate segments in steps of this many bytes (writes into a sized file are faster, and
-    /// ENOSPC then shows up at allocation, before any chunk is half written).
+    /// Preallocate segments in steps of up to this many bytes (writes into a sized file are
+    /// faster, and ENOSPC then shows up at allocation, before any chunk is half written).
     pub prealloc_step: u64,
     /// Most bytes taken into one group commit.
     pub max_commit_bytes: usize,
@@ -289,11 +292,19 @@ impl Writer {
         let len = req.buf.len() as u64;
         let need = self.open[&name].end + len;
         if need > self.open[&name].allocated {
-            let step = self.cfg.prealloc_step.max(len);
             let (fd, from, path) = {
                 let og = &self.open[&name];
                 (og.direct.as_raw_fd(), og.allocated, og.path.clone())
             };
+            // Steps grow with the segment: 1 MiB first, then as much as it already holds, up
+            // to `prealloc_step`. A busy group soon allocates in big steps; an idle one (a site
+            // may put thousands on a target) holds 1 MiB ahead, not 64.
+            let step = from
+                .clamp(
+                    MIN_PREALLOC_STEP,
+                    self.cfg.prealloc_step.max(MIN_PREALLOC_STEP),
+                )
+                .max(len);
             let new_alloc = need.max(from + step).div_ceil(BLOCK as u64) * BLOCK as u64;
             retry(&self.health, &self.reserve, || {
                 nix::fcntl::fallocate(
