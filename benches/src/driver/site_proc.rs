@@ -179,10 +179,6 @@ impl TargetProc {
                 "sync",
                 "--max-groups-per-agent",
                 "100000",
-                // An open segment preallocates up to its size (64 MiB by default): a thousand
-                // idle groups would hold 64 GiB.
-                "--segment-size",
-                "1MiB",
             ],
             30,
         )?;
