@@ -38,7 +38,7 @@ struct Registry {
     loops: Vec<String>,
     procs: Vec<(i32, Stop)>,
     mounts: Vec<PathBuf>,
-    workdir: Option<PathBuf>,
+    workdirs: Vec<PathBuf>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
@@ -46,7 +46,7 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     loops: Vec::new(),
     procs: Vec::new(),
     mounts: Vec::new(),
-    workdir: None,
+    workdirs: Vec::new(),
 });
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
@@ -84,21 +84,22 @@ pub fn add_mount(path: &Path) {
     registry().mounts.push(path.to_path_buf());
 }
 
-/// Removes `dir` and everything in it on exit.
+/// Removes `dir` and everything in it on exit (every directory registered: a bench that runs
+/// another, as `console` runs the alert delay, has one each).
 pub fn set_workdir(dir: &Path) {
-    registry().workdir = Some(dir.to_path_buf());
+    registry().workdirs.push(dir.to_path_buf());
 }
 
 /// Undoes everything registered, in the order the module documents.
 pub fn run() {
-    let (hooks, loops, procs, mounts, workdir) = {
+    let (hooks, loops, procs, mounts, workdirs) = {
         let mut r = registry();
         (
             std::mem::take(&mut r.hooks),
             std::mem::take(&mut r.loops),
             std::mem::take(&mut r.procs),
             std::mem::take(&mut r.mounts),
-            r.workdir.take(),
+            std::mem::take(&mut r.workdirs),
         )
     };
     for hook in hooks {
@@ -124,7 +125,7 @@ pub fn run() {
             let _ = waitpid(Pid::from_raw(pid), None);
         }
     }
-    if let Some(dir) = workdir {
+    for dir in workdirs {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
