@@ -24,6 +24,7 @@ pub mod push;
 pub mod roles;
 pub mod secrets;
 pub mod server;
+pub mod sse;
 pub mod state;
 pub mod targets;
 pub mod tls;

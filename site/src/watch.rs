@@ -53,26 +53,16 @@ async fn follow(st: &AppState, name: &str, url: &str) -> Result<()> {
     if status != 200 {
         bail!("GET /v1/events: HTTP {status}");
     }
-    let mut buf = String::new();
+    let mut sse = crate::sse::SseReader::default();
     while let Some(frame) = body.frame().await {
         let frame = frame?;
         let Some(data) = frame.data_ref() else {
             continue;
         };
-        buf.push_str(&String::from_utf8_lossy(data));
-        // Events end with a blank line; keep a partial one for the next chunk.
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            for line in event.lines() {
-                if let Some(json) = line.strip_prefix("data:") {
-                    if let Ok(v) = serde_json::from_str::<Value>(json.trim()) {
-                        handle(st, name, &v).await;
-                    }
-                }
+        for json in sse.push(data)? {
+            if let Ok(v) = serde_json::from_str::<Value>(&json) {
+                handle(st, name, &v).await;
             }
-        }
-        if buf.len() > 1 << 20 {
-            bail!("event stream: an event over 1 MiB");
         }
     }
     Ok(())

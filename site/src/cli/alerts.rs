@@ -195,13 +195,7 @@ fn print_event(p: &Printer, e: &Event) -> Result<()> {
         // One object per line (JSON Lines): what a script reads line by line.
         println!("{}", serde_json::to_string(e)?);
     } else {
-        println!(
-            "{} {:<16} {:<16} {}",
-            time(e.at_ms),
-            e.kind,
-            e.subject,
-            e.detail
-        );
+        println!("{}", super::print::event_line(e));
     }
     Ok(())
 }
@@ -249,28 +243,19 @@ async fn stream_once(h: &crate::https::Https, p: &Printer, last: &mut i64) -> Re
             .unwrap_or_else(|_| String::from_utf8_lossy(&b).into_owned());
         bail!("{msg} (HTTP {status})");
     }
-    let mut buf = String::new();
+    let mut sse = crate::sse::SseReader::default();
     while let Some(frame) = body.frame().await {
         let frame = frame?;
         let Some(data) = frame.data_ref() else {
             continue;
         };
-        buf.push_str(&String::from_utf8_lossy(data));
-        while let Some(end) = buf.find("\n\n") {
-            let chunk: String = buf.drain(..end + 2).collect();
-            for line in chunk.lines() {
-                if let Some(json) = line.strip_prefix("data:") {
-                    let e: Event = serde_json::from_str(json.trim())
-                        .with_context(|| format!("event {json:?}"))?;
-                    print_event(p, &e)?;
-                    *last = e.id;
-                }
-            }
-            std::io::stdout().flush()?;
+        for json in sse.push(data)? {
+            let e: Event =
+                serde_json::from_str(&json).with_context(|| format!("event {json:?}"))?;
+            print_event(p, &e)?;
+            *last = e.id;
         }
-        if buf.len() > 1 << 20 {
-            bail!("event stream: an event over 1 MiB");
-        }
+        std::io::stdout().flush()?;
     }
     Ok(())
 }

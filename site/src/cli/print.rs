@@ -199,13 +199,7 @@ impl Printer {
     pub fn events(&self, es: &[Event]) -> Result<()> {
         if !self.json(es)? {
             for e in es {
-                println!(
-                    "{} {:<16} {:<16} {}",
-                    time(e.at_ms),
-                    e.kind,
-                    e.subject,
-                    e.detail
-                );
+                println!("{}", event_line(e));
             }
         }
         Ok(())
@@ -222,4 +216,15 @@ impl Printer {
         }
         Ok(())
     }
+}
+
+/// An event as one line of text (`events`, and `events --follow`).
+pub fn event_line(e: &Event) -> String {
+    format!(
+        "{} {:<16} {:<16} {}",
+        time(e.at_ms),
+        e.kind,
+        e.subject,
+        e.detail
+    )
 }
