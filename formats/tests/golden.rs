@@ -175,6 +175,15 @@ fn control() -> Message {
     })
 }
 
+/// A CONTROL only version 2 has: the agent's report.
+fn control_report() -> Message {
+    Message::Control(Control {
+        group: "web".into(),
+        op: ControlOp::Report,
+        arg: r#"{"mode":"bitmap","rpo_seconds":2.5,"dirty_regions":3}"#.into(),
+    })
+}
+
 fn error() -> Message {
     Message::Error(ErrorMsg {
         code: ErrorCode::StaleGeneration,
@@ -349,6 +358,9 @@ const VECTORS: &[(&str, Make)] = &[
     ("frame-error-unknown-code-v2.bin", || {
         error_unknown_code().to_frame()
     }),
+    ("frame-control-report-v2.bin", || {
+        control_report().to_frame()
+    }),
     ("records.bin", || encode_records(&records_a(&data_a()))),
     ("segment-header.bin", || segment_header().encode().to_vec()),
     ("chunk-records.bin", chunk_a),
@@ -389,6 +401,7 @@ fn message_frames_decode_to_their_constants() {
         ("frame-control-v2.bin", control()),
         ("frame-error-v2.bin", error()),
         ("frame-error-unknown-code-v2.bin", error_unknown_code()),
+        ("frame-control-report-v2.bin", control_report()),
     ] {
         let bytes = read(file);
         let want_version = if file.ends_with("-v2.bin") { 2 } else { 1 };
@@ -417,6 +430,14 @@ fn version_2_differs_from_version_1_only_in_the_hello() {
     let v1 = read("frame-hello.bin");
     let v2 = read("frame-hello-v2.bin");
     assert_ne!(v1[24..], v2[24..]);
+    // The report CONTROL is version 2's: the same bytes under a version 1 header are refused.
+    let report = read("frame-control-report-v2.bin");
+    let Message::Control(c) = decode_one_frame(&report) else {
+        panic!("not a CONTROL")
+    };
+    let r = agent_report::AgentReport::parse(&c.arg).unwrap();
+    assert_eq!(r.mode, agent_report::AgentMode::Bitmap);
+    assert!(Message::decode_version(1, FrameKind::Control, &report[24..]).is_err());
 }
 
 #[test]

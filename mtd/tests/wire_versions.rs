@@ -1,7 +1,8 @@
 //! Frame versions on the wire: an agent of the previous build (frame version 1, no software
 //! version in its HELLO) is still served, in its own version; an agent of this build reports its
-//! software version, which the target shows in `GET /v1/groups`; a session that changes version
-//! mid-way, or a version this build does not know, is refused and applies nothing.
+//! software version and its view of the group (CONTROL op report), which the target shows in
+//! `GET /v1/groups`; a session that changes version mid-way, or a version this build does not
+//! know, is refused and applies nothing.
 
 mod common;
 
@@ -83,6 +84,18 @@ fn agent_seen(d: &Mtd, group: &str) -> serde_json::Value {
     g["agent"].clone()
 }
 
+/// Polls `f` until it returns something (10 s at most).
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < until, "timed out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn older_agents_are_served_in_their_version_and_newer_ones_say_theirs() {
     let work = tempdir();
@@ -121,8 +134,49 @@ fn older_agents_are_served_in_their_version_and_newer_ones_say_theirs() {
     assert_eq!(seen["version"], "9.8.7-test");
     assert_eq!(seen["connected"], true);
 
+    // Its reports (CONTROL op report, version 2 only): kept and shown; one with impossible
+    // numbers is dropped and the session goes on.
+    let report = |arg: &str| {
+        Message::Control(Control {
+            group: "g2".into(),
+            op: ControlOp::Report,
+            arg: arg.into(),
+        })
+    };
+    new.send(
+        &report(r#"{"mode":"bitmap","rpo_seconds":12.5,"dirty_regions":4,"at_ms":1}"#),
+        FRAME_VERSION,
+    );
+    new.send(
+        &report(r#"{"mode":"resync","sync_percent":250}"#),
+        FRAME_VERSION,
+    );
+    let seen = wait_for(|| {
+        let s = agent_seen(&d, "g2");
+        (!s["report"].is_null()).then_some(s)
+    });
+    assert_eq!(seen["report"]["mode"], "bitmap", "{seen}");
+    assert_eq!(seen["report"]["rpo_seconds"], 12.5);
+    assert_eq!(seen["report"]["dirty_regions"], 4);
+    assert!(
+        d.log_text().contains("dropping the agent's report"),
+        "the bad report is logged"
+    );
+    // The session is still up: a batch is acknowledged.
+    new.send(&batch("g2", 1, 0x21), FRAME_VERSION);
+    loop {
+        match new.recv().expect("an ACK") {
+            (_, Message::Ack(a)) => {
+                assert_eq!(a.durable, Seq(1));
+                break;
+            }
+            (_, Message::Control(_)) => continue,
+            (_, m) => panic!("expected ACK, got {m:?}"),
+        }
+    }
+
     // A version 1 frame in a version 2 session is refused, and its batch applies nothing.
-    new.send(&batch("g2", 1, 0x22), 1);
+    new.send(&batch("g2", 2, 0x22), 1);
     let (_, m) = new.recv().expect("an ERROR");
     let Message::Error(e) = m else {
         panic!("expected ERROR, got {m:?}")
@@ -137,7 +191,31 @@ fn older_agents_are_served_in_their_version_and_newer_ones_say_theirs() {
     let (code, body) = d.control_get("/v1/groups/g2/points");
     assert_eq!(code, 200, "{body}");
     let points: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(points["durable_seq"], 0, "nothing of g2 applied: {body}");
+    assert_eq!(
+        points["durable_seq"], 1,
+        "nothing of the bad frame applied: {body}"
+    );
+
+    // A version 1 session may not send a report: op 7 is version 2's.
+    let mut old2 = Conn::open(&d);
+    old2.send(&hello("old-agent-2", "g3", None), 1);
+    let (_, m) = old2.recv().expect("WELCOME");
+    assert!(matches!(m, Message::Welcome(_)), "{m:?}");
+    let r = Message::Control(Control {
+        group: "g3".into(),
+        op: ControlOp::Report,
+        arg: "{}".into(),
+    });
+    old2.send(&r, 1);
+    let e = loop {
+        match old2.recv().expect("an ERROR") {
+            (_, Message::Error(e)) => break e,
+            (_, Message::Control(_)) => continue,
+            (_, m) => panic!("expected ERROR, got {m:?}"),
+        }
+    };
+    assert_eq!(e.code, ErrorCode::Protocol, "{}", e.message);
+    assert!(e.message.contains("report"), "{}", e.message);
 
     // A version this build does not read: ERROR in version 1, which every agent reads.
     let mut future = Conn::open(&d);

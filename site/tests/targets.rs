@@ -150,6 +150,18 @@ fn site_with_targets(backend: &Backend) {
                     && a["version"] == env!("CARGO_PKG_VERSION")
             })
         });
+        // What the agent reports of itself reaches the site through t1: streaming, with the
+        // RPO it measured (caught up: well under a second).
+        wait(Duration::from_secs(20), "agent report on the site", || {
+            let gs = site.json(&["groups"]);
+            find(&gs, "g1").is_some_and(|g| {
+                g["agent_mode"] == "streaming"
+                    && g["agent_rpo_ms"]
+                        .as_i64()
+                        .is_some_and(|ms| (0..5_000).contains(&ms))
+                    && g["agent_report_ms"].as_i64().is_some_and(|t| t > 0)
+            })
+        });
     }
 
     // A policy for a label reaches the target of every group carrying it, and each change after.

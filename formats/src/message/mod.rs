@@ -128,7 +128,7 @@ impl Message {
             FrameKind::Tag => Message::Tag(Tag::read(&mut r)?),
             FrameKind::Ack => Message::Ack(Ack::read(&mut r)?),
             FrameKind::Hashes => Message::Hashes(hashes::read_hashes(&mut r)?),
-            FrameKind::Control => Message::Control(control::read_control(&mut r)?),
+            FrameKind::Control => Message::Control(control::read_control(&mut r, version)?),
             FrameKind::Error => Message::Error(ErrorMsg::read(&mut r)?),
         };
         r.finish(message_name(kind))?;

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rewind_formats::agent_report::AgentReport;
 use rewind_formats::frame::{restamp_version, FrameKind};
-use rewind_formats::message::{Ack, BatchRef, ErrorCode, ErrorMsg, Hashes, Message};
+use rewind_formats::message::{Ack, BatchRef, ControlOp, ErrorCode, ErrorMsg, Hashes, Message};
 use rewind_formats::policy::REFUSED_PREFIX;
 use rewind_formats::Seq;
 use rewind_formats::{FRAME_VERSION, FRAME_VERSION_MIN};
@@ -264,11 +265,8 @@ async fn serve<R: AsyncRead + Unpin>(
     for f in &fed {
         if let Some(tag) = f.group.take_resume_owed() {
             tracing::info!(group = %f.group.name, "telling the agent to resume writes after a failed drain");
-            let resume = rewind_formats::message::Control::frame(
-                &f.group.name,
-                rewind_formats::message::ControlOp::Resume,
-                &tag,
-            );
+            let resume =
+                rewind_formats::message::Control::frame(&f.group.name, ControlOp::Resume, &tag);
             out.send(resume).await.map_err(|_| closed())?;
         }
     }
@@ -310,7 +308,7 @@ async fn serve<R: AsyncRead + Unpin>(
             find(&mut fed, &b.group)?.batch(store, &b, quotas).await?;
             continue;
         }
-        match Message::decode(kind, payload).map_err(ReadError::from)? {
+        match Message::decode_version(wire_version, kind, payload).map_err(ReadError::from)? {
             Message::Tag(t) => {
                 find(&mut fed, &t.group)?.tag(store, &t).await?;
                 tag_event(store, &t);
@@ -326,6 +324,10 @@ async fn serve<R: AsyncRead + Unpin>(
                 out.send(Message::Hashes(reply).to_frame())
                     .await
                     .map_err(|_| closed())?;
+            }
+            Message::Control(c) if c.op == ControlOp::Report => {
+                let f = find(&mut fed, &c.group)?;
+                agent_report(store, &f.group, &c.arg);
             }
             Message::Error(e) if e.message.starts_with(REFUSED_PREFIX) => {
                 policy_refused(store, &fed, &e.message);
@@ -369,6 +371,34 @@ fn policy_refused(store: &Store, fed: &[super::ingest::Feed], message: &str) {
 }
 
 /// A tag's event: a resync's start or end, or a recovery point.
+/// Keeps the agent's report on a group (CONTROL op report), and tells whoever watches when its
+/// mode changed. A report with impossible numbers is dropped and logged: it is the agent's view,
+/// not the target's data, so the session goes on.
+fn agent_report(store: &Store, group: &Group, arg: &str) {
+    let r = match AgentReport::parse(arg) {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::warn!(group = %group.name, %why, "dropping the agent's report");
+            return;
+        }
+    };
+    let mode = r.mode;
+    let rpo = r.rpo_seconds;
+    let before = group.agent_reported(r);
+    if before != Some(mode) {
+        tracing::info!(group = %group.name, mode = mode.as_str(), "agent reports a new mode");
+        store.events.emit(
+            "agent.mode",
+            Some(&group.name),
+            serde_json::json!({
+                "mode": mode.as_str(),
+                "was": before.map(|m| m.as_str()),
+                "rpo_seconds": rpo,
+            }),
+        );
+    }
+}
+
 fn tag_event(store: &Store, t: &rewind_formats::message::Tag) {
     use rewind_formats::TagKind;
     let kind = match t.tag.kind {

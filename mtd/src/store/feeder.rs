@@ -6,6 +6,8 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use rewind_formats::agent_report::{AgentMode, AgentReport};
+
 use super::fence::Fenced;
 use super::group::Group;
 
@@ -51,6 +53,7 @@ impl Group {
                 agent: who.agent().to_string(),
                 host: who.peer().to_string(),
                 version: who.software().map(str::to_string),
+                report: self.agent_report(),
                 connected: false,
                 last_seen_ms: rewind_linux::clock::now_ms(),
             });
@@ -66,11 +69,24 @@ impl Group {
                 agent: f.agent().to_string(),
                 host: f.peer().to_string(),
                 version: f.software().map(str::to_string),
+                report: self.agent_report(),
                 connected: true,
                 last_seen_ms: rewind_linux::clock::now_ms(),
             });
         }
         self.last_feeder.lock().expect("last feeder lock").clone()
+    }
+
+    /// Keeps the agent's newest report on the group; returns the mode of the one before (None:
+    /// the first since this daemon started).
+    pub(crate) fn agent_reported(&self, r: AgentReport) -> Option<AgentMode> {
+        let mut slot = self.agent_report.lock().expect("agent report lock");
+        slot.replace(r).map(|old| old.mode)
+    }
+
+    /// The agent's newest report on the group, if it sent one since this daemon started.
+    pub fn agent_report(&self) -> Option<AgentReport> {
+        self.agent_report.lock().expect("agent report lock").clone()
     }
 
     /// What `delete_group` and `install_group` say when the group is being fed.
