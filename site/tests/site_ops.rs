@@ -100,7 +100,7 @@ timeout_secs = 150
 }
 
 #[test]
-fn site_operations_across_three_targets() {
+fn site_operations_across_three_targets_on_both_backends() {
     if !harness::can_run() {
         return;
     }
@@ -108,10 +108,17 @@ fn site_operations_across_three_targets() {
     if boot {
         vm::images();
     }
+    for b in Backend::all() {
+        eprintln!("backend {}", b.name());
+        scenario(&b, boot);
+    }
+}
+
+fn scenario(backend: &Backend, boot: bool) {
     let work = scratch();
     let w = work.path();
     let state = w.join("state");
-    let db = Backend::Sqlite.url(&state);
+    let db = backend.url(&state);
     init(&state, &db);
     let site = Site::start(&state, &db, 0);
     site.wait_leader(Duration::from_secs(10));
