@@ -1,4 +1,4 @@
-//! Site-wide group operations (the contract in docs/SITE.md, "Operations"): failover test,
+//! Site-wide group operations (docs/SITE_OPS.md): failover test,
 //! cleanup, planned, unplanned, commit, change-point and tag run as site jobs that drive the
 //! owning target's control API; the failover state and points are read through from it.
 //!
