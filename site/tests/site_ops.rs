@@ -425,6 +425,26 @@ fn scenario(backend: &Backend, boot: bool) {
         "{events}"
     );
 
+    // An unplanned failover: the site starts nothing and says what to run.
+    let out = rewind_ok(
+        &site,
+        &op,
+        &["failover", "unplanned", "g3", "--point", "latest"],
+    );
+    assert!(
+        out.contains("unplanned failover of g3") && out.contains("rewind adopt g3"),
+        "{out}"
+    );
+    let events = site.json(&["events", "--limit", "1000"]);
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "failover.advice" && e["subject"] == "g3"),
+        "{events}"
+    );
+
     t("t3").mtd.rewind(&["reverse", "g4", "--stop"]);
     for p in [&mut p1, &mut p2, &mut p3] {
         p.agent.stop();
