@@ -5,7 +5,7 @@
 //!
 //! | kind | fields besides `group` |
 //! |---|---|
-//! | `group.connected` | `agent`, `host` (the peer address), `version` (null: HELLO carries none) |
+//! | `group.connected` | `agent`, `host` (the peer address), `version` (the agent's software version from its HELLO; null from a frame version 1 agent) |
 //! | `group.disconnected` | `agent`, `host`, `reason`, `code` (the ERROR code sent, or null) |
 //! | `session.refused` | `agent`, `host`, `reason`, `code`: a HELLO naming the group was refused |
 //! | `sync.started`, `sync.finished` | `seq`, `name` (the SyncBegin / SyncEnd tag) |

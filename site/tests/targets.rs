@@ -140,10 +140,15 @@ fn site_with_targets(backend: &Backend) {
                 g["target"] == "t1" && g["state"] == "ok" && g["disks"][0][0] == "d0"
             })
         });
-        // The agent, from t1's event stream (group.connected).
+        // The agent with its software version (from its HELLO), from t1's event stream
+        // (group.connected) and its groups report.
         wait(Duration::from_secs(10), "agent recorded", || {
             let agents = site.json(&["agents"]);
-            find(&agents, "test-agent").is_some_and(|a| a["target"] == "t1" && a["group"] == "g1")
+            find(&agents, "test-agent").is_some_and(|a| {
+                a["target"] == "t1"
+                    && a["group"] == "g1"
+                    && a["version"] == env!("CARGO_PKG_VERSION")
+            })
         });
     }
 

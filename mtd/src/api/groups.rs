@@ -24,6 +24,10 @@ pub struct AgentSeen {
     pub agent: String,
     /// The peer address (`IP:PORT`) or `unix` of its session.
     pub host: String,
+    /// The agent's software version from its HELLO; None from an agent too old to say
+    /// (frame version 1).
+    #[serde(default)]
+    pub version: Option<String>,
     pub connected: bool,
     /// Now while connected; when its session ended otherwise (milliseconds since 1970).
     pub last_seen_ms: u64,

@@ -4,13 +4,15 @@
 //! record's disk and bounds) before anything of it goes to the writer, so a bad batch applies nothing.
 //! ACKs are driven by the group's durable seq, which the writer advances only after fdatasync.
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rewind_formats::frame::FrameKind;
+use rewind_formats::frame::{restamp_version, FrameKind};
 use rewind_formats::message::{Ack, BatchRef, ErrorCode, ErrorMsg, Hashes, Message};
 use rewind_formats::policy::REFUSED_PREFIX;
 use rewind_formats::Seq;
+use rewind_formats::{FRAME_VERSION, FRAME_VERSION_MIN};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -85,8 +87,16 @@ pub(crate) async fn run<S>(
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
+    // Every frame goes out in the version of the agent's HELLO, so that an agent of an older
+    // build can read it; until the HELLO is read, the oldest version (which every agent reads).
+    let version = Arc::new(AtomicU16::new(FRAME_VERSION_MIN));
+    let send_version = version.clone();
     let sender = tokio::spawn(async move {
-        while let Some(frame) = out_rx.recv().await {
+        while let Some(mut frame) = out_rx.recv().await {
+            let v = send_version.load(Ordering::Relaxed);
+            if v != FRAME_VERSION {
+                restamp_version(&mut frame, v);
+            }
             if wr.write_all(&frame).await.is_err() {
                 break;
             }
@@ -105,7 +115,10 @@ pub(crate) async fn run<S>(
         out: out_tx.clone(),
         ended: ended_rx,
     };
-    let mut fed_groups = Served::default();
+    let mut fed_groups = Served {
+        version,
+        ..Served::default()
+    };
     let result = serve(
         &store,
         &quotas,
@@ -175,13 +188,16 @@ pub(crate) async fn run<S>(
     let _ = tokio::time::timeout(Duration::from_secs(5), sender).await;
 }
 
-/// The groups a session was admitted to feed, for its `group.disconnected` events.
+/// What a session learned and served: its agent and groups (for its `group.disconnected`
+/// events), and the frame version it speaks.
 #[derive(Default)]
 struct Served {
     agent: String,
     groups: Vec<String>,
     /// The groups the HELLO named (for `session.refused` when admission fails).
     asked: Vec<String>,
+    /// The frame version the session's writer stamps on what it sends: the HELLO's, once read.
+    version: Arc<AtomicU16>,
 }
 
 async fn serve<R: AsyncRead + Unpin>(
@@ -194,7 +210,7 @@ async fn serve<R: AsyncRead + Unpin>(
     fed_groups: &mut Served,
 ) -> Result<(), Fault> {
     let out = &session.out;
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(rd)).await {
+    let (hello, wire_version) = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(rd)).await {
         Err(_) => {
             return Err(refuse(
                 ErrorCode::Protocol,
@@ -203,8 +219,8 @@ async fn serve<R: AsyncRead + Unpin>(
         }
         Ok(Err(ReadError::Closed)) => return Ok(()),
         Ok(r) => match r? {
-            Message::Hello(h) => h,
-            other => {
+            (Message::Hello(h), v) => (h, v),
+            (other, _) => {
                 return Err(refuse(
                     ErrorCode::Protocol,
                     format!("expected HELLO, got {}", other.kind().name()),
@@ -212,6 +228,7 @@ async fn serve<R: AsyncRead + Unpin>(
             }
         },
     };
+    fed_groups.version.store(wire_version, Ordering::Relaxed);
     fed_groups.agent = hello.agent.clone();
     fed_groups.asked = hello.groups.iter().map(|g| g.group.clone()).collect();
     if let Some(id) = identity {
@@ -228,18 +245,19 @@ async fn serve<R: AsyncRead + Unpin>(
     let stop = Arc::new(StopSignal::default());
     let admitted = super::admission::admit(store, quotas, &hello, peer, &stop, session).await?;
     let (fed, _claims) = (admitted.fed, admitted.claims);
-    tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "session started");
+    let software = hello.software.as_deref();
+    tracing::info!(%peer, agent = %hello.agent, software, wire_version, groups = fed.len(), "session started");
     out.send(Message::Welcome(admitted.welcome).to_frame())
         .await
         .map_err(|_| closed())?;
     fed_groups.agent = hello.agent.clone();
     for f in &fed {
         fed_groups.groups.push(f.group.name.clone());
-        // HELLO carries no version: the site learns it from the agent's settings bundle.
+        // The agent's software version (null from a version 1 HELLO, which has none).
         store.events.emit(
             "group.connected",
             Some(&f.group.name),
-            serde_json::json!({ "agent": hello.agent, "host": peer, "version": null }),
+            serde_json::json!({ "agent": hello.agent, "host": peer, "version": software }),
         );
     }
     // A failed planned failover left the agent drained while it was away: writes again.
@@ -270,7 +288,7 @@ async fn serve<R: AsyncRead + Unpin>(
             return Err(refuse(ErrorCode::StoreFailed, why));
         }
         let frame = tokio::select! {
-            r = read_frame(rd, &mut payload) => r,
+            r = read_frame(rd, &mut payload, wire_version) => r,
             (code, why) = stop.stopped() => return Err(refuse(code, why)),
         };
         let (kind, len) = match frame {

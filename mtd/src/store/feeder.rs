@@ -15,6 +15,8 @@ pub(crate) trait Feeder: Send + Sync {
     fn agent(&self) -> &str;
     /// Where it is connected from (for messages and logs).
     fn peer(&self) -> &str;
+    /// The agent's software version, when it said (for the inventory).
+    fn software(&self) -> Option<&str>;
     /// The group was fenced: its feeder must stop taking anything for it.
     fn fenced(&self, why: &Fenced);
     /// The occupant as its own type (the server reads back what it put in).
@@ -48,6 +50,7 @@ impl Group {
             *self.last_feeder.lock().expect("last feeder lock") = Some(AgentSeen {
                 agent: who.agent().to_string(),
                 host: who.peer().to_string(),
+                version: who.software().map(str::to_string),
                 connected: false,
                 last_seen_ms: rewind_linux::clock::now_ms(),
             });
@@ -62,6 +65,7 @@ impl Group {
             return Some(AgentSeen {
                 agent: f.agent().to_string(),
                 host: f.peer().to_string(),
+                version: f.software().map(str::to_string),
                 connected: true,
                 last_seen_ms: rewind_linux::clock::now_ms(),
             });

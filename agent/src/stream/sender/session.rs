@@ -36,6 +36,8 @@ impl Sender {
         let st = self.queue.stats();
         let hello = Hello {
             agent: s.agent.clone(),
+            // Our version, for the target's and the site's inventory (the same as build_info's).
+            software: Some(env!("CARGO_PKG_VERSION").to_string()),
             groups: vec![HelloGroup {
                 group: s.group.to_string(),
                 generation: s.generation,
