@@ -131,6 +131,15 @@ impl Db {
         Ok(id)
     }
 
+    /// Remove a run that never started (its first target refused it).
+    pub async fn delete_plan_run(&self, id: i64) -> Result<(), ApiError> {
+        sqlx::query("DELETE FROM plan_runs WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// A run's state, RTO and detail (ended now unless it is still running).
     pub async fn end_plan_run(
         &self,
