@@ -14,10 +14,11 @@ fi
 # (the server and promtool, for the metrics and alert-rule tests); for the test VM
 # (scripts/vm-image.sh, scripts/vm-rootfs.sh) qemu-system-x86 and busybox-static; postgresql (the
 # site's tests start throwaway clusters with its initdb and postgres); python3-aiosmtpd (the SMTP
-# sink the site's alert-mail test sends to).
+# sink the site's alert-mail test sends to); xfsprogs (mkfs.xfs, xfs_repair: flush-point replay on xfs).
 pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd jq iproute2 busybox-static qemu-system-x86)
 pkgs+=(prometheus postgresql)
 pkgs+=(python3-aiosmtpd)
+pkgs+=(xfsprogs)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

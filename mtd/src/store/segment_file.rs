@@ -6,6 +6,7 @@
 //! fails its checksum, which is where a crash tore the tail.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use rewind_formats::segment::{
 };
 use rewind_formats::{RecordKind, Seq, BLOCK};
 
+use super::engine::{IoEngine, SyncEngine};
 use super::{Result, StoreError};
 
 /// Whether loading may change the file (the daemon) or must only read it (inspect, dump).
@@ -147,7 +149,7 @@ pub(crate) fn load_segment(path: &Path, mode: LoadMode) -> Result<LoadedSegment>
             }
         }
         if !seg.footer.chunks.is_empty() {
-            seg.file_len = seal(&file, path, data_end, &mut seg.footer)?;
+            seg.file_len = seal(&mut SyncEngine, &file, path, data_end, &mut seg.footer)?;
             seg.sealed = true;
         }
     }
@@ -301,9 +303,11 @@ pub(crate) fn sort_extents(extents: &mut [FooterExtent]) {
     extents.sort_unstable_by_key(|e| (e.disk, e.offset, e.seq));
 }
 
-/// Write the footer at `data_end` (BLOCK aligned), cut the file there, and make it durable.
-/// Returns the new file length.
+/// Write the footer at `data_end` (BLOCK aligned), cut the file there, and make it durable, the
+/// write and the fdatasync through `engine` (the writer's, so tests can fail them). Returns the
+/// new file length.
 pub(crate) fn seal(
+    engine: &mut dyn IoEngine,
     file: &File,
     path: &Path,
     data_end: u64,
@@ -311,12 +315,14 @@ pub(crate) fn seal(
 ) -> Result<u64> {
     sort_extents(&mut footer.extents);
     let bytes = footer.encode(data_end);
-    file.write_all_at(&bytes, data_end)
+    engine
+        .write_at(file, &bytes, data_end)
         .map_err(StoreError::io("write footer", path))?;
     let len = data_end + bytes.len() as u64;
     file.set_len(len)
         .map_err(StoreError::io("truncate", path))?;
-    file.sync_data()
+    engine
+        .sync_all(&[file.as_raw_fd()])
         .map_err(StoreError::io("fdatasync", path))?;
     Ok(len)
 }

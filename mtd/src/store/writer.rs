@@ -24,7 +24,6 @@ use rewind_formats::BLOCK;
 use tokio::sync::mpsc;
 
 use super::engine::{IoEngine, WriteOp};
-use super::files;
 use super::group::{journal_dir, Group, SegmentMeta};
 use super::health::{Component, Health};
 use super::reserve::SpaceReserve;
@@ -283,8 +282,9 @@ impl Writer {
         }
         if !self.open.contains_key(&name) {
             // Safe to retry whole: see `create_segment`.
+            let engine = &mut self.engine;
             let og = retry(&self.health, &self.reserve, || {
-                create_segment(&req.group, &req.header)
+                create_segment(&mut **engine, &req.group, &req.header)
             })?;
             self.open.insert(name.clone(), og);
             self.groups.insert(name.clone(), req.group.clone());
@@ -337,13 +337,14 @@ impl Writer {
         let Some(og) = self.open.get_mut(name) else {
             return Ok(());
         };
+        let engine = &mut self.engine;
         let len = retry(&self.health, &self.reserve, || {
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(&og.path)
                 .map_err(StoreError::io("open segment to seal", &og.path))?;
-            segment_file::seal(&file, &og.path, og.end, &mut og.footer)
+            segment_file::seal(&mut **engine, &file, &og.path, og.end, &mut og.footer)
         })?;
         let og = self.open.remove(name).expect("open");
         if let Some(g) = self.groups.get(name) {
@@ -375,7 +376,11 @@ impl Writer {
 /// the id is the same until the segment is registered (last), a temporary file left by a failed
 /// try is removed and built anew (so a failed fsync of it vouches for nothing kept), and the
 /// rename replaces a header-only segment that a try published before failing.
-fn create_segment(group: &Arc<Group>, first: &ChunkHeader) -> Result<OpenSegment> {
+fn create_segment(
+    engine: &mut dyn IoEngine,
+    group: &Arc<Group>,
+    first: &ChunkHeader,
+) -> Result<OpenSegment> {
     let id = group.next_segment_id();
     let dir = journal_dir(&group.dir);
     let path = dir.join(segment_file::segment_file_name(id));
@@ -411,7 +416,9 @@ fn create_segment(group: &Arc<Group>, first: &ChunkHeader) -> Result<OpenSegment
         .map_err(StoreError::io("write segment header", &tmp))?;
     file.sync_all().map_err(StoreError::io("fsync", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(StoreError::io("rename segment into place", &path))?;
-    files::sync_dir(&dir)?;
+    engine
+        .sync_dir(&dir)
+        .map_err(StoreError::io("fsync directory", &dir))?;
     let direct = open_direct(&path)?;
     let read = File::open(&path).map_err(StoreError::io("open segment", &path))?;
     group.add_open_segment(SegmentMeta {

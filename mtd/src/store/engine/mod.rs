@@ -2,9 +2,16 @@
 //!
 //! Both run the same writer logic; the engine only decides how a set of positioned writes and the
 //! fdatasyncs that make them durable reach the kernel. Tests run both.
+//!
+//! The writer's other IO (a sealed segment's footer, the directory fsync that makes a new
+//! segment's name durable) is small and rare, so both engines do it with plain syscalls; it goes
+//! through the engine all the same, so that a test engine can fail exactly those steps.
 
+use std::fs::File;
 use std::io;
 use std::os::fd::RawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use rewind_linux::aligned::AlignedBuf;
 
@@ -27,6 +34,14 @@ pub(crate) trait IoEngine: Send {
     fn write_all(&mut self, ops: &[WriteOp<'_>]) -> io::Result<()>;
     /// fdatasync each file; all must succeed.
     fn sync_all(&mut self, fds: &[RawFd]) -> io::Result<()>;
+    /// Write all of `bytes` at `offset` of `file` (a sealed segment's footer).
+    fn write_at(&mut self, file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+        file.write_all_at(bytes, offset)
+    }
+    /// fsync a directory, so that the entries created or renamed in it are durable.
+    fn sync_dir(&mut self, dir: &Path) -> io::Result<()> {
+        rewind_linux::atomic::sync_dir(dir)
+    }
     fn name(&self) -> &'static str;
 }
 
