@@ -233,6 +233,7 @@ impl Agent {
         let levels = Arc::new(Levels::new(settings.level, !settings.fixed_level));
         let policy = Arc::new(PolicyCtl::load(&state, limit.clone(), levels.clone()));
         let reports = Arc::new(crate::metrics::report::ReportSlot::default());
+        let schedule_policy = policy.clone();
         agent.sender = Some(
             Sender {
                 settings: Arc::clone(&settings),
@@ -267,6 +268,7 @@ impl Agent {
             events: sync_rx,
             status: Arc::clone(&sync_status),
             progress: Arc::clone(&progress),
+            window: crate::sync::window::SyncWindow::new(policy.clone()),
             stop: Arc::clone(&stop),
             lost: false,
         };
@@ -330,9 +332,12 @@ impl Agent {
             stop: Arc::clone(&stop),
         };
         agent.threads.push(spawn("drain", move || drainer.run())?);
-        if let Some(t) = schedule::spawn(Arc::clone(&settings), queue, stop)? {
-            agent.threads.push(t);
-        }
+        agent.threads.push(schedule::spawn(
+            Arc::clone(&settings),
+            queue,
+            schedule_policy,
+            stop,
+        )?);
         Ok(agent)
     }
 
