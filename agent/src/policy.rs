@@ -10,8 +10,8 @@
 //!   force (0: no scheduled points);
 //! - `initial_sync_window`: when the initial sync and resyncs may read and send, and how fast
 //!   ([`crate::sync::window`]; a rate of 0 holds them);
-//! - `spool_mib`: kept with the policy but **not applied yet** (the spool is sized at start from
-//!   `--spool-mib`); the log says so;
+//! - `spool_mib`: the spool's size from now on (records it holds stay until sent; 0 takes no
+//!   more, so a full memory queue goes to bitmap mode), in place of `--spool-mib`;
 //! - `pre_hook`, `post_hook`: this agent runs no hooks, so a policy with one is refused (an ERROR
 //!   `policy refused: GROUP: policy field pre_hook: ...`), and the agent keeps what it ran before.
 //!
@@ -24,6 +24,7 @@ use rewind_formats::policy::{Policy, Rate};
 
 use crate::state::{files, StateDir};
 use crate::stream::levels::Levels;
+use crate::stream::queue::Queue;
 use crate::stream::ratelimit::RateLimit;
 
 /// The policy in force and what it drives.
@@ -31,17 +32,25 @@ pub struct PolicyCtl {
     file: PathBuf,
     limit: Arc<RateLimit>,
     levels: Arc<Levels>,
+    /// Its spool is sized by the policy.
+    queue: Arc<Queue>,
     current: Mutex<Option<Policy>>,
 }
 
 impl PolicyCtl {
     /// The policy kept in the state directory (if any) applied to `limit` and `levels`. One
     /// that no longer reads is logged and left aside: the target sends it again after WELCOME.
-    pub fn load(state: &StateDir, limit: Arc<RateLimit>, levels: Arc<Levels>) -> PolicyCtl {
+    pub fn load(
+        state: &StateDir,
+        limit: Arc<RateLimit>,
+        levels: Arc<Levels>,
+        queue: Arc<Queue>,
+    ) -> PolicyCtl {
         let ctl = PolicyCtl {
             file: state.policy_file(),
             limit,
             levels,
+            queue,
             current: Mutex::new(None),
         };
         if let Ok(text) = std::fs::read_to_string(&ctl.file) {
@@ -76,8 +85,8 @@ impl PolicyCtl {
             level = p.level,
             tag_every_secs = p.app_consistent_every_secs,
             spool_mib = p.spool_mib,
-            "policy applied: level, bandwidth, app-consistent interval, freeze and sync window \
-             now; the spool size is kept but not applied by this agent yet"
+            "policy applied: level, bandwidth, app-consistent interval, freeze, spool size and \
+             sync window now"
         );
         let l = label(&p);
         self.install(p);
@@ -86,6 +95,8 @@ impl PolicyCtl {
 
     fn install(&self, p: Policy) {
         self.levels.set_configured(p.level);
+        self.queue
+            .set_spool_capacity(p.spool_mib.saturating_mul(1 << 20));
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
         self.tick();
     }

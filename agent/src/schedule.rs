@@ -216,6 +216,7 @@ mod tests {
             &crate::state::StateDir::new(std::path::Path::new("/nonexistent-rewind-test"), "g"),
             Arc::new(crate::stream::ratelimit::RateLimit::new(None)),
             Arc::new(crate::stream::levels::Levels::new(1, false)),
+            Arc::clone(&queue),
         ));
         let mut none = settings.clone();
         none.tag_every_secs = None;

@@ -1,6 +1,7 @@
 //! A replication policy from the target reaching a real agent: `PUT /v1/groups/G/policy` on a
 //! running `rewind-mtd`, and within seconds the agent runs it (status `policy: NAME vN`, its
-//! bandwidth limit holds the stream to the schedule's rate, the level is the policy's), keeps it
+//! bandwidth limit holds the stream to the schedule's rate, the level and spool size are the
+//! policy's), keeps it
 //! in its state directory, and refuses one it cannot apply (a hook script) with an ERROR the
 //! target records while the session goes on.
 
@@ -66,6 +67,8 @@ fn the_agent_runs_the_policy_the_target_sends() {
         s.policy.as_deref() == Some("gold v1")
     });
     eprintln!("policy v1 shown by the agent after {:?}", t0.elapsed());
+    // The policy sizes the spool (64 MiB), whatever the command line said.
+    assert_eq!(agent.fresh_status().spool_capacity_bytes, 64 << 20);
     assert!(status_text(&agent.state).contains("policy: gold v1"));
     let kept = fs::read_to_string(agent.state.join(format!("{GROUP}.policy"))).unwrap();
     assert!(kept.contains("\"version\":1"), "{kept}");
