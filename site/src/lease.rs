@@ -67,6 +67,9 @@ async fn became_leader(st: &AppState) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not check the previous leader's jobs"),
     }
+    if let Err(e) = st.db.fail_orphaned_plan_runs(&st.instance).await {
+        tracing::warn!(error = %e, "could not check the previous leader's plan runs");
+    }
     let _ = st
         .db
         .event("site.leader", &st.instance, "took the lease")

@@ -3,7 +3,7 @@
 //!
 //! - [`db`]: the schema's tables, one file each; [`server`]: the API; [`api`]: its types.
 //! - [`lease`]: which instance leads; [`poll`], [`watch`], [`push`], [`alerts`] and [`notify`]:
-//!   what the leader runs.
+//!   what the leader runs; [`ops`]: failovers and recovery plans across targets.
 //! - [`cli`]: the `rewind-site` commands; [`https`]: the client they and the poller use.
 
 pub mod alerts;
@@ -19,6 +19,7 @@ pub mod https;
 pub mod lease;
 pub mod names;
 pub mod notify;
+pub mod ops;
 pub mod policy_spec;
 pub mod poll;
 pub mod push;

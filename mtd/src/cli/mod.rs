@@ -21,6 +21,7 @@ pub mod plan;
 pub mod points;
 pub mod retention;
 pub mod reverse;
+pub mod site;
 pub mod table;
 pub mod umount;
 
@@ -46,6 +47,10 @@ pub struct Cli {
     /// The control API socket of rewind-mtd.
     #[arg(long, global = true, env = "REWIND_CONTROL", default_value = DEFAULT_CONTROL)]
     control: PathBuf,
+    /// The configuration server, https://HOST:PORT: failover and plan commands go to it (with
+    /// REWIND_SITE_TOKEN) instead of --control; the other commands stay on --control.
+    #[arg(long, global = true, env = "REWIND_SITE")]
+    site: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -197,8 +202,19 @@ fn run(cli: &Cli) -> Result<String> {
         } => check_export_names(export)?,
         _ => {}
     }
-    let c = Client::new(&cli.control)?;
     let json = cli.json;
+    // Failover and plan commands go to the site when one is given; the rest are per target
+    // (so REWIND_SITE in the environment leaves `rewind groups` and the like on --control).
+    if let Some(url) = &cli.site {
+        match &cli.cmd {
+            Cmd::Failover { cmd } => {
+                return site::failover(&site::SiteClient::new(url)?, json, cmd)
+            }
+            Cmd::Plan { cmd } => return site::plan(&site::SiteClient::new(url)?, json, cmd),
+            _ => {}
+        }
+    }
+    let c = Client::new(&cli.control)?;
     match &cli.cmd {
         Cmd::Groups => groups::run(&c, json),
         Cmd::Points { group } => points::run(&c, json, group),

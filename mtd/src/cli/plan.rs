@@ -26,11 +26,17 @@ pub enum PlanCmd {
         detach: bool,
     },
     /// The current (or last) run: steps, machines, RTO.
-    Status,
+    Status {
+        /// With --site: the plan (the site keeps every plan's runs).
+        name: Option<String>,
+    },
     /// Go on past a manual step.
     Continue,
     /// Stop the run's machines and discard its test disks.
-    Cleanup,
+    Cleanup {
+        /// With --site: the plan whose last run to clean up on every target it ran on.
+        name: Option<String>,
+    },
 }
 
 pub fn run(c: &Client, json_out: bool, cmd: &PlanCmd) -> Result<String> {
@@ -56,12 +62,15 @@ pub fn run(c: &Client, json_out: bool, cmd: &PlanCmd) -> Result<String> {
                 follow(c, json_out)?
             }
         }
-        PlanCmd::Status => c.get("/v1/plans/current")?,
+        PlanCmd::Status { name: None } => c.get("/v1/plans/current")?,
         PlanCmd::Continue => {
             let _: RunStatus = c.post("/v1/plans/continue", &Empty {})?;
             follow(c, json_out)?
         }
-        PlanCmd::Cleanup => c.post("/v1/plans/cleanup", &Empty {})?,
+        PlanCmd::Cleanup { name: None } => c.post("/v1/plans/cleanup", &Empty {})?,
+        PlanCmd::Status { name: Some(_) } | PlanCmd::Cleanup { name: Some(_) } => {
+            bail!("a plan name is for --site (a target runs one plan: give no name)")
+        }
     };
     let out = if json_out {
         // In the run status's own field order, as this command has always printed it.

@@ -13,6 +13,8 @@ pub mod audit;
 pub mod channels;
 pub mod groups;
 pub mod jobs;
+pub mod ops;
+pub mod plans;
 pub mod policies;
 pub mod targets;
 pub mod users;

@@ -3,7 +3,9 @@
 mod alerts;
 pub mod auth;
 mod follow;
-mod groups;
+pub(crate) mod groups;
+mod ops;
+mod plans;
 mod policies;
 mod protect;
 mod reads;
@@ -101,8 +103,35 @@ pub fn router(st: AppState) -> Router {
         )
         .route("/v1/protect", post(protect::protect))
         .route("/v1/protections", get(protect::list))
+        .merge(ops_routes())
         .merge(crate::console::routes())
         .with_state(st)
+}
+
+/// Site-wide operations (`server/ops.rs`) and recovery plans (`server/plans.rs`).
+fn ops_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/jobs/{id}", get(ops::job))
+        .route("/v1/groups/{group}/failover", get(ops::show))
+        .route("/v1/groups/{group}/failover/test", post(ops::test))
+        .route("/v1/groups/{group}/failover/cleanup", post(ops::cleanup))
+        .route("/v1/groups/{group}/failover/planned", post(ops::planned))
+        .route(
+            "/v1/groups/{group}/failover/unplanned",
+            post(ops::unplanned),
+        )
+        .route("/v1/groups/{group}/failover/commit", post(ops::commit))
+        .route(
+            "/v1/groups/{group}/failover/change-point",
+            post(ops::change_point),
+        )
+        .route("/v1/groups/{group}/points", get(ops::points))
+        .route("/v1/groups/{group}/tag", post(ops::tag))
+        .route("/v1/plans", get(plans::list).post(plans::create))
+        .route("/v1/plans/{name}", get(plans::show).delete(plans::remove))
+        .route("/v1/plans/{name}/run", post(plans::run))
+        .route("/v1/plans/{name}/runs", get(plans::runs))
+        .route("/v1/plans/{name}/cleanup", post(plans::cleanup))
 }
 
 /// Serve the API on `listener` until the process ends.
