@@ -164,13 +164,15 @@ async function loadPlans() {
   if (!plans.length) { box.append(el("p", { class: "quiet" }, "No recovery plans.")); return; }
   const t = el("table", { id: "plan-list" });
   const head = el("tr");
-  ["Plan", "Groups", "Steps", ""].forEach((h) => head.append(el("th", {}, h)));
+  ["Plan", "Created by", "Definition", ""].forEach((h) => head.append(el("th", {}, h)));
   t.append(el("thead")); t.tHead.append(head);
   const tb = el("tbody"); t.append(tb);
   for (const p of plans) {
-    const name = p.name || String(p);
+    const name = p.name;
     const tr = el("tr", { "data-plan": name });
-    tr.append(el("td", {}, name), el("td", {}, (p.groups || []).join(", ")), el("td", {}, p.steps !== undefined ? (Array.isArray(p.steps) ? p.steps.length : p.steps) : ""));
+    const def = el("details"); def.append(el("summary", {}, "TOML"), el("pre", {}, p.text || ""));
+    const tdDef = el("td"); tdDef.append(def);
+    tr.append(el("td", {}, name), el("td", {}, p.created_by || ""), tdDef);
     const td = el("td");
     if (box.dataset.act) {
       const run = el("button", { class: "act", "data-method": "POST", "data-url": `/v1/plans/${encodeURIComponent(name)}/run`, "data-body": JSON.stringify({ mode: "test" }) }, "Run in test mode");
@@ -192,13 +194,17 @@ async function loadRuns() {
     const r = await api("GET", `/v1/plans/${encodeURIComponent(n)}/runs`);
     const runs = r.ok ? (Array.isArray(r.json) ? r.json : (r.json && r.json.runs) || []) : [];
     for (const run of runs) {
-      const d = el("div", { class: "run" });
-      const rto = run.rto_secs ?? run.rto_seconds ?? run.rto;
-      d.append(el("h3", {}, `${n}: ${run.mode || ""} ${run.state || ""}${rto !== undefined ? ` — RTO ${rto} s` : ""}`));
+      const d = el("div", { class: `run ${run.state}`, "data-run": String(run.id) });
+      const rto = run.rto_ms >= 0 ? ` — RTO ${(run.rto_ms / 1000).toFixed(1)} s` : "";
+      d.append(el("h3", {}, `${n} #${run.id}: ${run.mode} at ${run.point || "latest"}, ${run.state}${rto}`));
+      if (run.detail) d.append(el("p", {}, run.detail));
       const ol = el("ol", { class: "steps" });
       for (const s of run.steps || []) {
-        const secs = s.seconds ?? s.secs ?? "";
-        ol.append(el("li", { class: s.state || "" }, `${s.name || s.step || ""} ${s.state || ""} ${secs !== "" ? secs + " s" : ""} ${s.detail || ""}`));
+        const end = s.ended_ms > 0 ? s.ended_ms : Date.now();
+        const secs = ((end - s.started_ms) / 1000).toFixed(1);
+        const what = s.machine || s.boot_group || "";
+        ol.append(el("li", { class: s.outcome === "ok" ? "done" : s.outcome },
+          `${s.kind} ${what} on ${s.target}: ${s.outcome}, ${secs} s ${s.message || ""}`));
       }
       d.append(ol); out.push(d);
     }

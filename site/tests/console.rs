@@ -188,6 +188,16 @@ fn console_end_to_end() {
             .any(|g| g["name"] == "g1" && g["state"] == "ok")
     });
 
+    // Data through the agent: something to fail over to, and churn for the charts.
+    harness::write_random_mib(&agent.link("d0"), 0, 4, 7);
+    wait(Duration::from_secs(60), "g1 has replicated data", || {
+        site.json(&["groups"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "g1" && g["durable_seq"].as_i64() > Some(0))
+    });
+
     let b = Browser::start(work.path());
     // Signed out: every page leads to the login; a wrong password is refused.
     b.goto(&format!("{}/console/groups/g1", site.url));

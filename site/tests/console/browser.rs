@@ -35,6 +35,8 @@ pub struct Browser {
 
 impl Browser {
     pub fn start(work: &Path) -> Browser {
+        // Two providers are linked (ring, and aws-lc-rs through the WebDriver client): pick one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
