@@ -96,7 +96,7 @@ fn run_job(b: &Browser, form: &str, limit: Duration) -> String {
     let before = b.count(".job[data-job]");
     b.click(&format!("{form} button[type=submit]"));
     b.wait(Duration::from_secs(15), "the job to start", |b| {
-        b.count(".job[data-job]") > before || b.text("#result.failed") != ""
+        b.count(".job[data-job]") > before || !b.text("#result.failed").is_empty()
     });
     let failed = b.text("#result.failed");
     assert!(failed.is_empty(), "{form}: {failed}");

@@ -29,7 +29,7 @@ static LAST_BUCKET: AtomicI64 = AtomicI64::new(0);
 static LAST_FOLD: AtomicI64 = AtomicI64::new(0);
 
 /// One point of a chart.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Sample {
     pub at_ms: i64,
     pub res_s: i64,
@@ -156,7 +156,7 @@ pub async fn fold(db: &Db, now: i64) -> Result<(), ApiError> {
 
 /// A group's samples from `since_ms` on, oldest first (coarse ones, then fine).
 pub async fn series(db: &Db, group: &str, since_ms: i64) -> Result<Vec<Sample>, ApiError> {
-    let rows: Vec<(i64, i64, i64, i64, i64, i64, i64, i64)> = sqlx::query_as(
+    Ok(sqlx::query_as::<_, Sample>(
         "SELECT at_ms, res_s, rpo_ms, rpo_target_ms, journal_bytes, durable_seq, \
          applied_bytes, records FROM group_samples WHERE group_name = $1 AND at_ms >= $2 \
          ORDER BY at_ms, res_s",
@@ -164,20 +164,7 @@ pub async fn series(db: &Db, group: &str, since_ms: i64) -> Result<Vec<Sample>, 
     .bind(group)
     .bind(since_ms)
     .fetch_all(&db.pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Sample {
-            at_ms: r.0,
-            res_s: r.1,
-            rpo_ms: r.2,
-            rpo_target_ms: r.3,
-            journal_bytes: r.4,
-            durable_seq: r.5,
-            applied_bytes: r.6,
-            records: r.7,
-        })
-        .collect())
+    .await?)
 }
 
 #[cfg(test)]
