@@ -44,7 +44,8 @@ cleanup() {
 trap cleanup EXIT
 
 step "the site (rewind-site init): its CA signs the demo agent's and the target's certificates"
-site() { "$bin/rewind-site" --state "$work/site" "$@"; }
+site_url=
+site() { "$bin/rewind-site" --state "$work/site" ${site_url:+--site "$site_url"} "$@"; }
 site init --host 127.0.0.1 >/dev/null
 ca=$work/site/ca
 "$bin/rewind-mtd" ca issue --dir "$ca" --agent demo-host
@@ -65,9 +66,8 @@ site serve --listen 127.0.0.1:0 --ready-file "$work/site-ready" 2> "$work/site.l
 site_pid=$!
 for _ in $(seq 100); do [ -e "$work/site-ready" ] && break; sleep 0.1; done
 [ -e "$work/site-ready" ] || { cat "$work/site.log"; exit 1; }
+site_url=https://$(head -n 1 "$work/site-ready")
 site target add t1 --url "https://$(sed -n 's/^control-tcp //p' "$work/ready")" --agents "$(head -n 1 "$work/ready")"
-site policy create demo --rpo 30s --retention 1d
-site policy assign demo --group demo
 console_password=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')
 printf '%s\n' "$console_password" > "$work/console.password"
 site user add demo --role operator --password-from "$work/console.password"
@@ -84,7 +84,7 @@ step "protect a demo disk (a 256 MiB image) with the agent (rewind-agent run)"
 disk=$work/disk.img
 truncate -s 256M "$disk"
 mkdir -p "$work/agent"
-"$bin/rewind-agent" run --group demo --disk "sda=$disk" --target "$target" --tls-dir "$work/ca" \
+"$bin/rewind-agent" run --group demo --disk "sda=$disk" --target "$target" --tls-dir "$ca" \
   --agent-name demo-host --state-dir "$work/agent" --mount-dir "$work/agent-mnt" --links-dir "$work/dev" \
   2> "$work/agent.log" &
 agent_pid=$!
@@ -92,6 +92,9 @@ for _ in $(seq 100); do [ -e "$work/dev/demo/sda" ] && break; sleep 0.1; done
 [ -e "$work/dev/demo/sda" ] || { cat "$work/agent.log"; exit 1; }
 dev=$(readlink -f "$work/dev/demo/sda")
 echo "protected device: $work/dev/demo/sda -> $dev"
+for _ in $(seq 100); do site groups | grep -q '^demo' && break; sleep 0.1; done
+site policy create demo --rpo 30s --retention 1d >/dev/null
+site policy assign demo --group demo
 
 step "on the protected device: mkfs.ext4, write files, tag v1 (fsfreeze around the tag)"
 mkfs.ext4 -q -F -L demo "$dev"
@@ -150,7 +153,7 @@ step "the configuration server: the target and its group, seen through the site"
 site target list
 site groups
 echo
-echo "web console: $(cat "$work/site/site.url")/console/ (certificate from the demo's site CA: $ca/ca.crt)"
+echo "web console: $site_url/console/ (certificate from the demo's site CA: $ca/ca.crt)"
 echo "login:       user demo, password $console_password"
 if [ -t 0 ]; then
   read -r -p "press Enter to stop the demo and remove everything it made " _
