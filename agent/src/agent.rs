@@ -232,6 +232,7 @@ impl Agent {
         let limit = Arc::new(RateLimit::new(settings.bandwidth_bytes_per_sec));
         let levels = Arc::new(Levels::new(settings.level, !settings.fixed_level));
         let policy = Arc::new(PolicyCtl::load(&state, limit.clone(), levels.clone()));
+        let reports = Arc::new(crate::metrics::report::ReportSlot::default());
         agent.sender = Some(
             Sender {
                 settings: Arc::clone(&settings),
@@ -252,6 +253,7 @@ impl Agent {
                 answers,
                 sync_events,
                 link_events,
+                reports: Arc::clone(&reports),
                 stop: Arc::clone(&stop),
             }
             .spawn()?,
@@ -279,19 +281,20 @@ impl Agent {
             .threads
             .push(spawn("dirty-clear", move || clearer.run())?);
         let link = LinkView::new(link_rx);
+        // The group as the metrics and the report to the target see it.
+        let sources = Arc::new(crate::metrics::Sources {
+            settings: Arc::clone(&settings),
+            queue: Arc::clone(&queue),
+            dirty: Arc::clone(&dirty),
+            progress: Arc::clone(&progress),
+            sync: Arc::clone(&sync_status),
+            drain: Arc::clone(&drain),
+            gate: Arc::clone(&gate),
+            connected: link.connected_flag(),
+            owed: crate::metrics::group::Owed::at_start(dirty.pinned_count() > 0),
+        });
         if let Some(addr) = settings.metrics_listen {
-            let sources = crate::metrics::Sources {
-                settings: Arc::clone(&settings),
-                queue: Arc::clone(&queue),
-                dirty: Arc::clone(&dirty),
-                progress: Arc::clone(&progress),
-                sync: Arc::clone(&sync_status),
-                drain: Arc::clone(&drain),
-                gate: Arc::clone(&gate),
-                connected: link.connected_flag(),
-                owed: crate::metrics::group::Owed::at_start(dirty.pinned_count() > 0),
-            };
-            let registry = crate::metrics::registry(sources);
+            let registry = crate::metrics::registry(Arc::clone(&sources));
             agent.threads.push(crate::metrics::http::spawn(
                 addr,
                 registry,
@@ -311,6 +314,8 @@ impl Agent {
             gate: Arc::clone(&gate),
             link,
             policy,
+            sources,
+            reports,
         };
         let st = Arc::clone(&stop);
         agent.status = Some(spawn("status", move || writer.run(&st))?);

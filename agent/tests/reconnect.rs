@@ -112,6 +112,18 @@ fn target_outage_spools_then_catches_up() {
     mtd.stop_and_check_latest("g6", "d0", &img);
 }
 
+/// Polls `f` until it returns something.
+fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// With a spool too small for the outage, the agent goes to bitmap mode (the workload keeps its
 /// speed; writes are tracked as dirty regions), then resyncs those regions once the target is
 /// back, and converges; the target reports the points of the resync as not recoverable.
@@ -152,10 +164,33 @@ fn tiny_spool_goes_to_bitmap_mode_and_converges() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bitmap mode"), "{err}");
     mtd.restart();
+    // The agent reports its mode to the target (CONTROL op report), where a site sees it: what
+    // it owes first (bitmap mode, then the resync), streaming once converged.
+    let reported_mode = |mtd: &Mtd| {
+        let (_, body) = mtd.control_get("/v1/groups");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["groups"].as_array().and_then(|gs| {
+            gs.iter()
+                .find(|g| g["name"] == "g7")
+                .and_then(|g| g["agent"]["report"]["mode"].as_str().map(str::to_string))
+        })
+    };
+    let first = wait_until(Duration::from_secs(30), || reported_mode(&mtd));
+    assert!(
+        first == "bitmap" || first == "resync",
+        "the first report after the outage says what is owed: {first}"
+    );
     // Writes go on while the resync runs.
     write_random_mib(&agent.link("d0"), 150, 8, 3);
     let st = agent.wait_caught_up(Duration::from_secs(180));
     assert!(!st.bitmap_mode && st.pinned_regions == 0, "{st:?}");
+    wait_until(Duration::from_secs(15), || {
+        (reported_mode(&mtd).as_deref() == Some("streaming")).then_some(())
+    });
+    assert!(
+        mtd.log_text().contains("agent reports a new mode"),
+        "the target logs each change of mode"
+    );
     assert_eq!(st.sync_kind.as_deref(), Some("resync"), "{st:?}");
     assert!(
         st.disks[0].sync_sent_bytes < 128 << 20,

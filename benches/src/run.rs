@@ -107,6 +107,7 @@ pub fn build_hello(
 ) -> Hello {
     Hello {
         agent: agent.to_string(),
+        software: Some(env!("CARGO_PKG_VERSION").to_string()),
         groups: vec![HelloGroup {
             group: group.to_string(),
             generation,

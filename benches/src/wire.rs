@@ -178,7 +178,8 @@ fn read_error(e: ReadError) -> Error {
 
 /// Reads one whole frame. `Ok(None)` when the peer closed cleanly between frames.
 pub fn read_frame(r: &mut impl Read) -> Result<Option<(FrameKind, Vec<u8>)>> {
-    blocking::read_frame(r).map_err(read_error)
+    let frame = blocking::read_frame(r).map_err(read_error)?;
+    Ok(frame.map(|(head, payload)| (head.kind, payload)))
 }
 
 /// Reads and decodes one message. `Ok(None)` when the peer closed cleanly between frames.

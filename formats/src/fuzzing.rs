@@ -33,33 +33,36 @@ pub fn frame(data: &[u8]) {
         fixed[20..24].copy_from_slice(&crc.to_le_bytes());
         decode_stream(&fixed);
     }
-    // And every message decoder directly: first byte picks the kind, the rest is the payload.
+    // And every message decoder directly: the first byte picks the kind and the version, the
+    // rest is the payload.
     if let Some((&k, payload)) = data.split_first() {
         let kind = FrameKind::ALL[usize::from(k) % FrameKind::ALL.len()];
-        decode_message(kind, payload);
+        let versions = crate::FRAME_VERSION - crate::FRAME_VERSION_MIN + 1;
+        let version = crate::FRAME_VERSION_MIN + u16::from(k >> 4) % versions;
+        decode_message(version, kind, payload);
     }
 }
 
 /// Decodes frames back to back, as a receiver does, until an error or the end.
 fn decode_stream(mut buf: &[u8]) {
-    while let Ok(Some((kind, payload, used))) = decode_frame(buf) {
+    while let Ok(Some((head, payload, used))) = decode_frame(buf) {
         assert!(used >= FRAME_HEADER_LEN && used <= buf.len());
         if let Some(header) = buf.first_chunk::<FRAME_HEADER_LEN>() {
             let h = FrameHeader::decode(header).expect("decode_frame accepted this header");
             assert_eq!(h.encode(), *header, "frame header re-encodes differently");
         }
-        decode_message(kind, payload);
+        decode_message(head.version, head.kind, payload);
         buf = &buf[used..];
     }
 }
 
-fn decode_message(kind: FrameKind, payload: &[u8]) {
-    let Ok(m) = Message::decode(kind, payload) else {
+fn decode_message(version: u16, kind: FrameKind, payload: &[u8]) {
+    let Ok(m) = Message::decode_version(version, kind, payload) else {
         return;
     };
     assert_eq!(m.kind(), kind);
     assert_eq!(
-        m.encode_payload(),
+        m.encode_payload_version(version),
         payload,
         "message re-encodes differently"
     );

@@ -13,6 +13,7 @@
 //! at all (a name longer than its length prefix allows, say); each such case is documented.
 #![forbid(unsafe_code)]
 
+pub mod agent_report;
 pub mod agent_status;
 pub mod batch;
 mod bytes;

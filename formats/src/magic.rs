@@ -9,8 +9,11 @@
 
 /// Wire frame header magic: the bytes `RWF1`.
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"RWF1");
-/// Wire frame layout version (header and every message payload).
-pub const FRAME_VERSION: u16 = 1;
+/// Wire frame layout version (header and every message payload) that this build writes.
+/// Version 2 added the agent's software version to HELLO; nothing else changed.
+pub const FRAME_VERSION: u16 = 2;
+/// The oldest wire frame version this build still reads (and answers in, for older agents).
+pub const FRAME_VERSION_MIN: u16 = 1;
 
 /// Journal segment header magic: the bytes `RWJSEG01`.
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"RWJSEG01");
@@ -102,7 +105,7 @@ mod tests {
                 FOOTER_VERSION,
                 TRAILER_VERSION
             ),
-            (1, 1, 1, 1, 1)
+            (2, 1, 1, 1, 1)
         );
     }
 }

@@ -5,10 +5,10 @@ use rewind_formats::batch::{BatchBuilder, Compression, PartsBuilder};
 use rewind_formats::{decode_frame, Batch, FrameKind, Message, RecordKind, RecordRef, Seq};
 
 fn decode(frame: &[u8]) -> Batch {
-    let (kind, payload, used) = decode_frame(frame).unwrap().unwrap();
-    assert_eq!(kind, FrameKind::Batch);
+    let (head, payload, used) = decode_frame(frame).unwrap().unwrap();
+    assert_eq!(head.kind, FrameKind::Batch);
     assert_eq!(used, frame.len());
-    match Message::decode(kind, payload).unwrap() {
+    match Message::decode(head.kind, payload).unwrap() {
         Message::Batch(b) => b,
         other => panic!("not a batch: {other:?}"),
     }

@@ -1,5 +1,7 @@
-//! Golden vectors: files in `tests/vectors/` written by version 1 of each layout, which every
-//! later version of this crate must still read.
+//! Golden vectors: files in `tests/vectors/` written by each version of each layout, which every
+//! later version of this crate must still read. Frames have two versions: 1 (`frame-*.bin`) and
+//! 2 (`frame-*-v2.bin`, whose HELLO carries the agent's software version); the target still
+//! writes version 1 to agents that speak it, so both encoders must keep their bytes.
 //!
 //! Each file decodes to the constants below. A file is never rewritten: when a layout changes,
 //! its version is bumped, the new version's files are added beside the old ones (`-v2` before
@@ -69,9 +71,20 @@ fn records_b(b: &[u8]) -> Vec<RecordRef<'_>> {
     }]
 }
 
+/// The HELLO as version 1 carries it: no software version.
 fn hello() -> Message {
+    hello_with(None)
+}
+
+/// The HELLO of version 2.
+fn hello_v2() -> Message {
+    hello_with(Some("0.1.0+g0123abc".into()))
+}
+
+fn hello_with(software: Option<String>) -> Message {
     Message::Hello(Hello {
         agent: "host-01.example".into(),
+        software,
         groups: vec![
             HelloGroup {
                 group: "web".into(),
@@ -159,6 +172,15 @@ fn control() -> Message {
         group: "web".into(),
         op: ControlOp::TagRequest,
         arg: "nightly backup ✓".into(),
+    })
+}
+
+/// A CONTROL only version 2 has: the agent's report.
+fn control_report() -> Message {
+    Message::Control(Control {
+        group: "web".into(),
+        op: ControlOp::Report,
+        arg: r#"{"mode":"bitmap","rpo_seconds":2.5,"dirty_regions":3}"#.into(),
     })
 }
 
@@ -305,25 +327,39 @@ fn sealed_segment() -> Vec<u8> {
     f
 }
 
-fn batch_frame() -> Vec<u8> {
+fn batch_frame_version(version: u16) -> Vec<u8> {
     let a = data_a();
-    Message::Batch(Batch::build("web", 2, Seq(41), T0, &records_a(&a), 3)).to_frame()
+    Message::Batch(Batch::build("web", 2, Seq(41), T0, &records_a(&a), 3)).to_frame_version(version)
 }
 
 type Make = fn() -> Vec<u8>;
 
 /// Every vector file and how the current code writes it.
 const VECTORS: &[(&str, Make)] = &[
-    ("frame-hello.bin", || hello().to_frame()),
-    ("frame-welcome.bin", || welcome().to_frame()),
-    ("frame-batch.bin", batch_frame),
-    ("frame-tag.bin", || tag().to_frame()),
-    ("frame-ack.bin", || ack().to_frame()),
-    ("frame-hashes.bin", || hashes().to_frame()),
-    ("frame-control.bin", || control().to_frame()),
-    ("frame-error.bin", || error().to_frame()),
+    ("frame-hello.bin", || hello().to_frame_version(1)),
+    ("frame-welcome.bin", || welcome().to_frame_version(1)),
+    ("frame-batch.bin", || batch_frame_version(1)),
+    ("frame-tag.bin", || tag().to_frame_version(1)),
+    ("frame-ack.bin", || ack().to_frame_version(1)),
+    ("frame-hashes.bin", || hashes().to_frame_version(1)),
+    ("frame-control.bin", || control().to_frame_version(1)),
+    ("frame-error.bin", || error().to_frame_version(1)),
     ("frame-error-unknown-code.bin", || {
+        error_unknown_code().to_frame_version(1)
+    }),
+    ("frame-hello-v2.bin", || hello_v2().to_frame()),
+    ("frame-welcome-v2.bin", || welcome().to_frame()),
+    ("frame-batch-v2.bin", || batch_frame_version(2)),
+    ("frame-tag-v2.bin", || tag().to_frame()),
+    ("frame-ack-v2.bin", || ack().to_frame()),
+    ("frame-hashes-v2.bin", || hashes().to_frame()),
+    ("frame-control-v2.bin", || control().to_frame()),
+    ("frame-error-v2.bin", || error().to_frame()),
+    ("frame-error-unknown-code-v2.bin", || {
         error_unknown_code().to_frame()
+    }),
+    ("frame-control-report-v2.bin", || {
+        control_report().to_frame()
     }),
     ("records.bin", || encode_records(&records_a(&data_a()))),
     ("segment-header.bin", || segment_header().encode().to_vec()),
@@ -335,15 +371,15 @@ const VECTORS: &[(&str, Make)] = &[
 
 /// Layouts whose bytes the current encoder must reproduce exactly (all but zstd output).
 fn byte_stable(name: &str) -> bool {
-    name != "frame-batch.bin"
+    !name.starts_with("frame-batch")
 }
 
 // ---- the checks ----
 
 fn decode_one_frame(bytes: &[u8]) -> Message {
-    let (kind, payload, used) = decode_frame(bytes).unwrap().expect("a whole frame");
+    let (head, payload, used) = decode_frame(bytes).unwrap().expect("a whole frame");
     assert_eq!(used, bytes.len(), "one frame per file");
-    Message::decode(kind, payload).unwrap()
+    Message::decode_version(head.version, head.kind, payload).unwrap()
 }
 
 #[test]
@@ -357,23 +393,67 @@ fn message_frames_decode_to_their_constants() {
         ("frame-control.bin", control()),
         ("frame-error.bin", error()),
         ("frame-error-unknown-code.bin", error_unknown_code()),
+        ("frame-hello-v2.bin", hello_v2()),
+        ("frame-welcome-v2.bin", welcome()),
+        ("frame-tag-v2.bin", tag()),
+        ("frame-ack-v2.bin", ack()),
+        ("frame-hashes-v2.bin", hashes()),
+        ("frame-control-v2.bin", control()),
+        ("frame-error-v2.bin", error()),
+        ("frame-error-unknown-code-v2.bin", error_unknown_code()),
+        ("frame-control-report-v2.bin", control_report()),
     ] {
-        assert_eq!(decode_one_frame(&read(file)), want, "{file}");
+        let bytes = read(file);
+        let want_version = if file.ends_with("-v2.bin") { 2 } else { 1 };
+        assert_eq!(&bytes[4..6], &[want_version, 0], "{file}: version field");
+        assert_eq!(decode_one_frame(&bytes), want, "{file}");
     }
 }
 
 #[test]
-fn batch_frame_decodes_to_its_records() {
-    let bytes = read("frame-batch.bin");
-    let Message::Batch(b) = decode_one_frame(&bytes) else {
-        panic!("frame-batch.bin is not a BATCH");
+fn version_2_differs_from_version_1_only_in_the_hello() {
+    // Every message but HELLO keeps its payload: only the header's version and crc change.
+    for kind in [
+        "welcome",
+        "tag",
+        "ack",
+        "hashes",
+        "control",
+        "error",
+        "error-unknown-code",
+    ] {
+        let v1 = read(&format!("frame-{kind}.bin"));
+        let v2 = read(&format!("frame-{kind}-v2.bin"));
+        assert_eq!(v1[24..], v2[24..], "{kind}: payload");
+        assert_eq!(v1[6..20], v2[6..20], "{kind}: header fields");
+    }
+    let v1 = read("frame-hello.bin");
+    let v2 = read("frame-hello-v2.bin");
+    assert_ne!(v1[24..], v2[24..]);
+    // The report CONTROL is version 2's: the same bytes under a version 1 header are refused.
+    let report = read("frame-control-report-v2.bin");
+    let Message::Control(c) = decode_one_frame(&report) else {
+        panic!("not a CONTROL")
     };
-    assert_eq!(b, batch_fields(b.compressed.clone()));
-    assert_eq!(b.last_seq(), Seq(43));
-    let a = data_a();
-    let recs = b.decode_records().unwrap();
-    assert_eq!(recs.iter().collect::<Vec<_>>(), records_a(&a));
-    assert_eq!(recs.raw(), &read("records.bin")[..]);
+    let r = agent_report::AgentReport::parse(&c.arg).unwrap();
+    assert_eq!(r.mode, agent_report::AgentMode::Bitmap);
+    assert!(Message::decode_version(1, FrameKind::Control, &report[24..]).is_err());
+}
+
+#[test]
+fn batch_frame_decodes_to_its_records() {
+    for file in ["frame-batch.bin", "frame-batch-v2.bin"] {
+        let bytes = read(file);
+        let Message::Batch(b) = decode_one_frame(&bytes) else {
+            panic!("{file} is not a BATCH");
+        };
+        assert_eq!(b, batch_fields(b.compressed.clone()));
+        assert_eq!(b.last_seq(), Seq(43));
+        let a = data_a();
+        let recs = b.decode_records().unwrap();
+        assert_eq!(recs.iter().collect::<Vec<_>>(), records_a(&a));
+        assert_eq!(recs.raw(), &read("records.bin")[..]);
+    }
 }
 
 #[test]
@@ -486,9 +566,10 @@ fn sealed_segment_reads_both_ways() {
 }
 
 #[test]
-fn current_encoders_still_write_version_1_bytes() {
+fn current_encoders_still_write_every_vector() {
     // If this fails, a layout changed: bump its version, keep reading the old files, and add
-    // new files for the new version instead of rewriting these.
+    // new files for the new version instead of rewriting these. The version 1 frame encoder
+    // must stay too: the target answers version 1 agents in it.
     for (name, make) in VECTORS {
         if byte_stable(name) {
             assert!(

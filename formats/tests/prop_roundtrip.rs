@@ -12,11 +12,11 @@ proptest! {
     #[test]
     fn message_round_trips_through_a_frame(m in message()) {
         let frame = m.to_frame();
-        let (kind, payload, used) = decode_frame(&frame).unwrap().unwrap();
+        let (head, payload, used) = decode_frame(&frame).unwrap().unwrap();
         prop_assert_eq!(used, frame.len());
-        prop_assert_eq!(kind, m.kind());
+        prop_assert_eq!(head.kind, m.kind());
         prop_assert_eq!(payload, &m.encode_payload()[..]);
-        prop_assert_eq!(Message::decode(kind, payload), Ok(m));
+        prop_assert_eq!(Message::decode_version(head.version, head.kind, payload), Ok(m));
     }
 
     #[test]
@@ -26,14 +26,14 @@ proptest! {
         let cut = cut.index(stream.len());
         let mut got = Vec::new();
         let mut buf = &stream[..cut];
-        while let Some((kind, payload, used)) = decode_frame(buf).unwrap() {
-            got.push(Message::decode(kind, payload).unwrap());
+        while let Some((head, payload, used)) = decode_frame(buf).unwrap() {
+            got.push(Message::decode(head.kind, payload).unwrap());
             buf = &buf[used..];
         }
         let consumed = cut - buf.len();
         let mut rest = &stream[consumed..];
-        while let Some((kind, payload, used)) = decode_frame(rest).unwrap() {
-            got.push(Message::decode(kind, payload).unwrap());
+        while let Some((head, payload, used)) = decode_frame(rest).unwrap() {
+            got.push(Message::decode(head.kind, payload).unwrap());
             rest = &rest[used..];
         }
         prop_assert!(rest.is_empty());

@@ -5,9 +5,10 @@
 //!
 //! | kind | fields besides `group` |
 //! |---|---|
-//! | `group.connected` | `agent`, `host` (the peer address), `version` (null: HELLO carries none) |
+//! | `group.connected` | `agent`, `host` (the peer address), `version` (the agent's software version from its HELLO; null from a frame version 1 agent) |
 //! | `group.disconnected` | `agent`, `host`, `reason`, `code` (the ERROR code sent, or null) |
 //! | `session.refused` | `agent`, `host`, `reason`, `code`: a HELLO naming the group was refused |
+//! | `agent.mode` | `mode` (`streaming`, `bitmap`, `initial-sync`, `resync`), `was` (null: the first report since the target started), `rpo_seconds`: the agent's report changed mode |
 //! | `sync.started`, `sync.finished` | `seq`, `name` (the SyncBegin / SyncEnd tag) |
 //! | `point.tagged` | `seq`, `name`, `tag_kind` |
 //! | `policy.applied` | `policy`, `version`, `by` (`target` or `agent`) |

@@ -76,6 +76,7 @@ impl Conn {
 fn hello_many(agent: &str, groups: &[&str], disks: usize, size: u64) -> Message {
     Message::Hello(Hello {
         agent: agent.into(),
+        software: None,
         groups: groups
             .iter()
             .map(|g| HelloGroup {
@@ -201,10 +202,10 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 fn first_message(bytes: &[u8]) -> Message {
-    let (kind, payload, _) = rewind_formats::frame::decode_frame(bytes)
+    let (head, payload, _) = rewind_formats::frame::decode_frame(bytes)
         .expect("valid frame")
         .expect("a whole frame");
-    Message::decode(kind, payload).expect("valid message")
+    Message::decode_version(head.version, head.kind, payload).expect("valid message")
 }
 
 /// The test's directory must be reachable by `nobody`, so that what refuses it is the socket

@@ -81,6 +81,7 @@ impl Conn {
 fn hello(group: &str, generation: u64, size: u64) -> Message {
     Message::Hello(Hello {
         agent: "test-agent".into(),
+        software: None,
         groups: vec![HelloGroup {
             group: group.into(),
             generation,

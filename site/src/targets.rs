@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::db::targets::{Seen, SeenAgent, SeenGroup};
+use crate::db::targets::{Seen, SeenAgent, SeenGroup, SeenReport};
 use crate::endpoint::Endpoint;
 use crate::https::Https;
 use crate::state::StateDir;
@@ -42,6 +42,20 @@ pub fn body(r: crate::https::Reply, method: &str, path: &str) -> Result<Value> {
 
 fn i(v: &Value, k: &str) -> i64 {
     v.get(k).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// An agent report as the target relays it; None when it is absent or not an object.
+fn agent_report(r: &Value) -> Option<SeenReport> {
+    if !r.is_object() {
+        return None;
+    }
+    let f = |k: &str| r.get(k).and_then(Value::as_f64);
+    Some(SeenReport {
+        mode: s(r, "mode"),
+        rpo_ms: f("rpo_seconds").map_or(-1, |s| (s * 1000.0) as i64),
+        at_ms: i(r, "at_ms"),
+        sync_permille: f("sync_percent").map_or(-1, |p| (p * 10.0).round() as i64),
+    })
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -108,6 +122,7 @@ pub async fn poll(h: &Https) -> Result<Seen> {
                 None => -1,
             },
             agent_seen_ms: agent.map_or(0, |a| i(a, "last_seen_ms")),
+            report: agent.and_then(|a| a.get("report")).and_then(agent_report),
             name: name.clone(),
         });
         if let Some(a) = agent {

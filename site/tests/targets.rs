@@ -140,10 +140,27 @@ fn site_with_targets(backend: &Backend) {
                 g["target"] == "t1" && g["state"] == "ok" && g["disks"][0][0] == "d0"
             })
         });
-        // The agent, from t1's event stream (group.connected).
+        // The agent with its software version (from its HELLO), from t1's event stream
+        // (group.connected) and its groups report.
         wait(Duration::from_secs(10), "agent recorded", || {
             let agents = site.json(&["agents"]);
-            find(&agents, "test-agent").is_some_and(|a| a["target"] == "t1" && a["group"] == "g1")
+            find(&agents, "test-agent").is_some_and(|a| {
+                a["target"] == "t1"
+                    && a["group"] == "g1"
+                    && a["version"] == env!("CARGO_PKG_VERSION")
+            })
+        });
+        // What the agent reports of itself reaches the site through t1: streaming, with the
+        // RPO it measured (caught up: well under a second).
+        wait(Duration::from_secs(20), "agent report on the site", || {
+            let gs = site.json(&["groups"]);
+            find(&gs, "g1").is_some_and(|g| {
+                g["agent_mode"] == "streaming"
+                    && g["agent_rpo_ms"]
+                        .as_i64()
+                        .is_some_and(|ms| (0..5_000).contains(&ms))
+                    && g["agent_report_ms"].as_i64().is_some_and(|t| t > 0)
+            })
         });
     }
 

@@ -63,13 +63,16 @@ impl Owed {
 }
 
 /// One scrape's view of the group.
-struct View {
-    state: &'static str,
-    reasons: Vec<&'static str>,
-    rpo: f64,
+pub(super) struct View {
+    pub(super) state: &'static str,
+    pub(super) reasons: Vec<&'static str>,
+    pub(super) rpo: f64,
 }
 
-fn view(src: &Sources, connected: &AtomicBool) -> (View, crate::stream::queue::QueueStats) {
+pub(super) fn view(
+    src: &Sources,
+    connected: &AtomicBool,
+) -> (View, crate::stream::queue::QueueStats) {
     let q = src.queue.stats();
     let sync = src.sync.get();
     let pinned = src.dirty.pinned_count() > 0;

@@ -10,6 +10,7 @@ pub mod capture;
 pub mod disks;
 pub mod group;
 pub mod http;
+pub mod report;
 pub mod wire;
 
 #[cfg(test)]
@@ -52,7 +53,7 @@ impl std::fmt::Debug for Sources {
 }
 
 #[derive(Debug)]
-struct AgentCollector(Sources);
+struct AgentCollector(Arc<Sources>);
 
 impl Collector for AgentCollector {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -62,7 +63,7 @@ impl Collector for AgentCollector {
 }
 
 /// The agent's registry.
-pub fn registry(sources: Sources) -> Registry {
+pub fn registry(sources: Arc<Sources>) -> Registry {
     let mut r = Registry::default();
     r.register_collector(Box::new(BuildInfo {
         component: "agent",

@@ -53,7 +53,7 @@ fn a_write_shows_as_rpo_and_backlog_until_acknowledged() {
     }
     assert_eq!(dirty.pinned_count(), 0);
     let queue = Arc::new(Queue::new(1 << 20, None));
-    let reg = registry(Sources {
+    let sources = Arc::new(Sources {
         settings: Arc::new(settings()),
         queue: Arc::clone(&queue),
         dirty,
@@ -64,6 +64,7 @@ fn a_write_shows_as_rpo_and_backlog_until_acknowledged() {
         connected: Arc::new(AtomicBool::new(false)),
         owed: Owed::at_start(false),
     });
+    let reg = registry(Arc::clone(&sources));
     let page = || rewind_linux::metrics::render(&reg).unwrap();
 
     let p = page();

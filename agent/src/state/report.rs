@@ -82,6 +82,9 @@ pub struct StatusWriter {
     pub link: LinkView,
     /// The policy from the target: shown, and its bandwidth schedule followed.
     pub policy: Arc<crate::policy::PolicyCtl>,
+    /// What the metrics see of the group, and where the report for the target goes.
+    pub sources: Arc<crate::metrics::Sources>,
+    pub reports: Arc<crate::metrics::report::ReportSlot>,
 }
 
 impl StatusWriter {
@@ -99,6 +102,13 @@ impl StatusWriter {
         self.policy.tick();
         if let Err(e) = self.state.write_status(&self.status()) {
             tracing::warn!(error = %e, "writing the status file");
+        }
+        if self
+            .reports
+            .offer(crate::metrics::report::report(&self.sources))
+        {
+            // Wake the sender, which may be waiting for records.
+            self.queue.poke();
         }
     }
 

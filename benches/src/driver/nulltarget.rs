@@ -64,7 +64,7 @@ impl NullTarget {
 fn serve(mut conn: UnixStream, acked: &Acked) -> Result<()> {
     let mut r = conn.try_clone().context("cloning the session socket")?;
     loop {
-        let (kind, payload) = match read_frame(&mut r) {
+        let (head, payload) = match read_frame(&mut r) {
             Ok(Some(f)) => f,
             Ok(None) => return Ok(()),
             Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
@@ -72,7 +72,7 @@ fn serve(mut conn: UnixStream, acked: &Acked) -> Result<()> {
             }
             Err(e) => return Err(anyhow::anyhow!("reading a frame: {e}")),
         };
-        let reply = match kind {
+        let reply = match head.kind {
             FrameKind::Batch => {
                 let b = BatchRef::decode(&payload).context("decoding a BATCH")?;
                 let last = b.first_seq.0 + u64::from(b.record_count) - 1;
@@ -83,7 +83,9 @@ fn serve(mut conn: UnixStream, acked: &Acked) -> Result<()> {
                     durable: Seq(last),
                 }))
             }
-            _ => match Message::decode(kind, &payload).context("decoding a frame")? {
+            _ => match Message::decode_version(head.version, head.kind, &payload)
+                .context("decoding a frame")?
+            {
                 Message::Hello(h) => {
                     let a = acked.lock().unwrap_or_else(|e| e.into_inner());
                     let groups = h

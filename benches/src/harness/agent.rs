@@ -176,15 +176,12 @@ impl Agent {
     fn run_command(&self, disks: &[(&str, &Path)], target: &str, extra: &[&str]) -> Command {
         let mut cmd = Command::new(bin("rewind-agent"));
         cmd.arg("run")
-            .args([
-                "--group",
-                &self.group,
-                "--target",
-                target,
-                "--agent-name",
-                "test-agent",
-            ])
-            .arg("--state-dir")
+            .args(["--group", &self.group, "--target", target]);
+        // `extra` may name the agent itself (a certificate issued to another name).
+        if !extra.contains(&"--agent-name") {
+            cmd.args(["--agent-name", "test-agent"]);
+        }
+        cmd.arg("--state-dir")
             .arg(&self.state)
             .arg("--mount-dir")
             .arg(&self.mount_dir)

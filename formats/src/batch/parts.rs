@@ -212,6 +212,7 @@ impl<'a> PartsBuilder<'a> {
             (crc32c::crc32c_append(crc, &p[skip..]), at + p.len())
         });
         let header = FrameHeader {
+            version: crate::FRAME_VERSION,
             kind: FrameKind::Batch,
             payload_len: (frame.len - FRAME_HEADER_LEN) as u32,
             payload_crc: crc.0,

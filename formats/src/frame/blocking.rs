@@ -6,7 +6,7 @@
 
 use std::io::{self, Read};
 
-use super::{FrameHeader, FrameKind, FRAME_HEADER_LEN};
+use super::{FrameHeader, FRAME_HEADER_LEN};
 use crate::{DecodeError, Message};
 
 /// Why a frame could not be read.
@@ -88,22 +88,22 @@ pub fn read_payload(
 
 /// Reads one whole frame and verifies it (header checksum, length cap, payload checksum);
 /// `Ok(None)` when the stream closed cleanly between frames.
-pub fn read_frame(r: &mut impl Read) -> Result<Option<(FrameKind, Vec<u8>)>, ReadError> {
+pub fn read_frame(r: &mut impl Read) -> Result<Option<(FrameHeader, Vec<u8>)>, ReadError> {
     let Some(header) = read_header(r)? else {
         return Ok(None);
     };
     let mut payload = Vec::new();
     read_payload(r, &header, &mut payload)?;
-    Ok(Some((header.kind, payload)))
+    Ok(Some((header, payload)))
 }
 
 /// Reads, verifies and decodes one message; `Ok(None)` when the stream closed cleanly between
 /// frames.
 pub fn read_message(r: &mut impl Read) -> Result<Option<Message>, ReadError> {
-    let Some((kind, payload)) = read_frame(r)? else {
+    let Some((header, payload)) = read_frame(r)? else {
         return Ok(None);
     };
-    Message::decode(kind, &payload)
+    Message::decode_version(header.version, header.kind, &payload)
         .map(Some)
         .map_err(ReadError::Message)
 }
@@ -139,14 +139,12 @@ mod tests {
     #[test]
     fn reads_messages_until_a_clean_close() {
         let mut bytes = ack().to_frame();
-        bytes.extend_from_slice(&encode_frame(FrameKind::Tag, b"raw"));
+        bytes.extend_from_slice(&encode_frame(crate::FrameKind::Tag, b"raw"));
         for max in [1, 5, usize::MAX] {
             let mut r = Trickle { data: &bytes, max };
             assert_eq!(read_message(&mut r).unwrap(), Some(ack()));
-            assert_eq!(
-                read_frame(&mut r).unwrap(),
-                Some((FrameKind::Tag, b"raw".to_vec()))
-            );
+            let (h, payload) = read_frame(&mut r).unwrap().unwrap();
+            assert_eq!((h.kind, payload), (crate::FrameKind::Tag, b"raw".to_vec()));
             assert!(read_frame(&mut r).unwrap().is_none());
         }
     }
@@ -184,7 +182,7 @@ mod tests {
             read_frame(&mut &bad[..]),
             Err(ReadError::Payload(DecodeError::PayloadChecksum))
         ));
-        let bad = encode_frame(FrameKind::Ack, b"\x01g");
+        let bad = encode_frame(crate::FrameKind::Ack, b"\x01g");
         let e = read_message(&mut &bad[..]).unwrap_err();
         assert!(matches!(
             e,

@@ -6,7 +6,7 @@
 //! | off | size | field        | notes                                              |
 //! |----:|-----:|--------------|----------------------------------------------------|
 //! |   0 |    4 | magic        | `b"RWF1"` ([`FRAME_MAGIC`])                        |
-//! |   4 |    2 | version      | 1 ([`FRAME_VERSION`])                              |
+//! |   4 |    2 | version      | 1 or 2 ([`FRAME_VERSION_MIN`]..=[`FRAME_VERSION`]) |
 //! |   6 |    2 | kind         | [`FrameKind`]                                      |
 //! |   8 |    4 | payload_len  | <= [`MAX_FRAME_PAYLOAD`]                           |
 //! |  12 |    4 | payload_crc  | crc32c(payload)                                    |
@@ -16,11 +16,15 @@
 //! The header has its own crc so that a receiver can trust `payload_len` before it allocates
 //! and reads the payload; the payload crc then covers what it read. [`blocking`] reads whole
 //! frames from a `std::io::Read`.
+//!
+//! Every frame of a session carries the version of the agent's HELLO: an agent writes
+//! [`FRAME_VERSION`], and the target answers in whatever version the HELLO came in, so agents
+//! of an older build keep working against a newer target (upgrade targets first).
 
 pub mod blocking;
 
 use crate::bytes::{le_u16, le_u32};
-use crate::{DecodeError, FRAME_MAGIC, FRAME_VERSION, MAX_FRAME_PAYLOAD};
+use crate::{DecodeError, FRAME_MAGIC, FRAME_VERSION, FRAME_VERSION_MIN, MAX_FRAME_PAYLOAD};
 
 /// Bytes in a frame header.
 pub const FRAME_HEADER_LEN: usize = 24;
@@ -86,6 +90,8 @@ impl FrameKind {
 /// A decoded frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// The layout version of this frame's header and payload.
+    pub version: u16,
     pub kind: FrameKind,
     pub payload_len: u32,
     pub payload_crc: u32,
@@ -97,12 +103,26 @@ impl FrameHeader {
     /// # Panics
     /// If `payload` is longer than [`MAX_FRAME_PAYLOAD`]: no reader would accept the frame.
     pub fn for_payload(kind: FrameKind, payload: &[u8]) -> FrameHeader {
+        FrameHeader::for_payload_version(FRAME_VERSION, kind, payload)
+    }
+
+    /// The header for `payload` in layout `version` (the target answers an older agent in the
+    /// version of its HELLO).
+    ///
+    /// # Panics
+    /// As [`FrameHeader::for_payload`], and if this build cannot write `version`.
+    pub fn for_payload_version(version: u16, kind: FrameKind, payload: &[u8]) -> FrameHeader {
+        assert!(
+            (FRAME_VERSION_MIN..=FRAME_VERSION).contains(&version),
+            "frame version {version} is not one this build writes"
+        );
         assert!(
             payload.len() <= MAX_FRAME_PAYLOAD,
             "frame payload of {} bytes is over MAX_FRAME_PAYLOAD ({MAX_FRAME_PAYLOAD})",
             payload.len()
         );
         FrameHeader {
+            version,
             kind,
             payload_len: payload.len() as u32,
             payload_crc: crc32c::crc32c(payload),
@@ -113,7 +133,7 @@ impl FrameHeader {
     pub fn encode(&self) -> [u8; FRAME_HEADER_LEN] {
         let mut b = [0u8; FRAME_HEADER_LEN];
         b[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
-        b[4..6].copy_from_slice(&FRAME_VERSION.to_le_bytes());
+        b[4..6].copy_from_slice(&self.version.to_le_bytes());
         b[6..8].copy_from_slice(&self.kind.as_u16().to_le_bytes());
         b[8..12].copy_from_slice(&self.payload_len.to_le_bytes());
         b[12..16].copy_from_slice(&self.payload_crc.to_le_bytes());
@@ -134,7 +154,7 @@ impl FrameHeader {
             });
         }
         let version = le_u16(bytes, 4);
-        if version != FRAME_VERSION {
+        if !(FRAME_VERSION_MIN..=FRAME_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         if crc32c::crc32c(&bytes[0..20]) != le_u32(bytes, 20) {
@@ -158,6 +178,7 @@ impl FrameHeader {
             ));
         }
         Ok(FrameHeader {
+            version,
             kind,
             payload_len,
             payload_crc: le_u32(bytes, 12),
@@ -210,19 +231,50 @@ impl FrameHeader {
 /// # Panics
 /// If `payload` is longer than [`MAX_FRAME_PAYLOAD`].
 pub fn encode_frame(kind: FrameKind, payload: &[u8]) -> Vec<u8> {
-    let header = FrameHeader::for_payload(kind, payload);
+    encode_frame_version(FRAME_VERSION, kind, payload)
+}
+
+/// As [`encode_frame`], in layout `version` (see [`FrameHeader::for_payload_version`]).
+pub fn encode_frame_version(version: u16, kind: FrameKind, payload: &[u8]) -> Vec<u8> {
+    let header = FrameHeader::for_payload_version(version, kind, payload);
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
     out.extend_from_slice(&header.encode());
     out.extend_from_slice(payload);
     out
 }
 
-/// One decoded frame: its kind, its payload (borrowed from the input) and the bytes it took.
-pub type DecodedFrame<'a> = (FrameKind, &'a [u8], usize);
+/// Rewrites a whole frame's header to layout `version` (the version field and the header crc),
+/// leaving the payload as it is: how the target answers an agent whose HELLO came in an older
+/// version, for every frame it sends. Only HELLO's payload differs between versions, and the
+/// target never sends one.
+///
+/// # Panics
+/// If `frame` is shorter than a header, is a HELLO, or this build cannot write `version`.
+pub fn restamp_version(frame: &mut [u8], version: u16) {
+    assert!(
+        (FRAME_VERSION_MIN..=FRAME_VERSION).contains(&version),
+        "frame version {version} is not one this build writes"
+    );
+    let head = frame
+        .first_chunk_mut::<FRAME_HEADER_LEN>()
+        .expect("a whole frame header");
+    assert_ne!(
+        le_u16(head, 6),
+        FrameKind::Hello.as_u16(),
+        "a HELLO's payload depends on its version: encode it again instead"
+    );
+    head[4..6].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32c::crc32c(&head[0..20]);
+    head[20..24].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// One decoded frame: its header (kind and version), its payload (borrowed from the input) and
+/// the bytes it took.
+pub type DecodedFrame<'a> = (FrameHeader, &'a [u8], usize);
 
 /// Decodes one whole frame from the front of `buf`.
 ///
-/// Returns `Ok(Some((kind, payload, consumed)))`, or `Ok(None)` when more bytes are needed (the
+/// Returns `Ok(Some((header, payload, consumed)))`, or `Ok(None)` when more bytes are needed (the
 /// header or the payload is incomplete), or an error for a bad frame. After an error the stream
 /// cannot be resynchronised: the receiver sends an ERROR frame and closes the connection.
 pub fn decode_frame(buf: &[u8]) -> Result<Option<DecodedFrame<'_>>, DecodeError> {
@@ -235,7 +287,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<Option<DecodedFrame<'_>>, DecodeError>
         return Ok(None);
     };
     header.verify_payload(payload)?;
-    Ok(Some((header.kind, payload, end)))
+    Ok(Some((header, payload, end)))
 }
 
 #[cfg(test)]
@@ -247,7 +299,7 @@ mod tests {
         let h = FrameHeader::for_payload(FrameKind::Ack, b"abc");
         let b = h.encode();
         assert_eq!(&b[0..4], b"RWF1");
-        assert_eq!(&b[4..6], &[1, 0]);
+        assert_eq!(&b[4..6], &[2, 0]);
         assert_eq!(&b[6..8], &[5, 0]);
         assert_eq!(&b[8..12], &[3, 0, 0, 0]);
         assert_eq!(le_u32(&b, 12), crc32c::crc32c(b"abc"));
@@ -264,11 +316,34 @@ mod tests {
         }
         let mut two = f.clone();
         two.extend_from_slice(&f);
-        let (kind, payload, used) = decode_frame(&two).unwrap().unwrap();
+        let (header, payload, used) = decode_frame(&two).unwrap().unwrap();
         assert_eq!(
-            (kind, payload, used),
-            (FrameKind::Hello, &b"payload"[..], f.len())
+            (header.kind, header.version, payload, used),
+            (FrameKind::Hello, FRAME_VERSION, &b"payload"[..], f.len())
         );
+    }
+
+    #[test]
+    fn every_readable_version_round_trips() {
+        for v in FRAME_VERSION_MIN..=FRAME_VERSION {
+            let f = encode_frame_version(v, FrameKind::Ack, b"abc");
+            assert_eq!(&f[4..6], &v.to_le_bytes());
+            let (h, payload, _) = decode_frame(&f).unwrap().unwrap();
+            assert_eq!(
+                (h.version, h.kind, payload),
+                (v, FrameKind::Ack, &b"abc"[..])
+            );
+        }
+    }
+
+    #[test]
+    fn restamping_changes_only_the_version_and_the_header_crc() {
+        let mut f = encode_frame(FrameKind::Welcome, b"payload");
+        let v1 = encode_frame_version(1, FrameKind::Welcome, b"payload");
+        restamp_version(&mut f, 1);
+        assert_eq!(f, v1);
+        restamp_version(&mut f, FRAME_VERSION);
+        assert_eq!(f, encode_frame(FrameKind::Welcome, b"payload"));
     }
 
     #[test]
@@ -300,8 +375,12 @@ mod tests {
             })
         );
         assert_eq!(
-            damaged(|b| b[4] = 2),
-            Err(DecodeError::UnsupportedVersion(2))
+            damaged(|b| b[4] = 3),
+            Err(DecodeError::UnsupportedVersion(3))
+        );
+        assert_eq!(
+            damaged(|b| b[4] = 0),
+            Err(DecodeError::UnsupportedVersion(0))
         );
         assert_eq!(damaged(|b| b[9] ^= 1), Err(DecodeError::HeaderChecksum));
         assert!(matches!(

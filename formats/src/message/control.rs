@@ -1,10 +1,11 @@
-//! CONTROL: the target asks the agent for an operation on a group.
+//! CONTROL: the target asks the agent for an operation on a group; and (frame version 2 on) the
+//! agent reports on a group to the target ([`ControlOp::Report`]).
 
 use super::{truncate_text, Message};
 use crate::bytes::{Reader, Writer};
 use crate::DecodeError;
 
-/// target -> agent: an operation on a group.
+/// target -> agent: an operation on a group; agent -> target: a [`ControlOp::Report`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Control {
     pub group: String,
@@ -35,6 +36,9 @@ pub enum ControlOp {
     Resync = 5,
     /// A replication policy to apply (`arg`: [`crate::policy::Policy`] as JSON).
     Policy = 6,
+    /// agent -> target (frame version 2 on): how the group stands at the source (`arg`:
+    /// [`crate::agent_report::AgentReport`] as JSON).
+    Report = 7,
 }
 
 impl ControlOp {
@@ -52,6 +56,7 @@ impl ControlOp {
             4 => Some(ControlOp::TagRequest),
             5 => Some(ControlOp::Resync),
             6 => Some(ControlOp::Policy),
+            7 => Some(ControlOp::Report),
             _ => None,
         }
     }
@@ -65,11 +70,17 @@ impl Control {
     }
 }
 
-pub(super) fn read_control(r: &mut Reader<'_>) -> Result<Control, DecodeError> {
+pub(super) fn read_control(r: &mut Reader<'_>, version: u16) -> Result<Control, DecodeError> {
     let group = r.name("group name")?;
     let op_raw = r.u16()?;
     let op = ControlOp::from_u16(op_raw)
         .ok_or_else(|| DecodeError::invalid("control op", format!("unknown value {op_raw}")))?;
+    if op == ControlOp::Report && version < 2 {
+        return Err(DecodeError::invalid(
+            "control op",
+            format!("report (7) is not in frame version {version}"),
+        ));
+    }
     let arg = r.long_str("control arg")?;
     Ok(Control { group, op, arg })
 }

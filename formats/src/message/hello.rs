@@ -10,7 +10,32 @@ use crate::{DecodeError, Seq, SECTOR};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
     pub agent: String,
+    /// The agent's software version (e.g. `0.1.0`), for the inventory; `None` from a version 1
+    /// HELLO, which has no such field, or when the agent sent an empty one.
+    pub software: Option<String>,
     pub groups: Vec<HelloGroup>,
+}
+
+/// The longest software version a HELLO carries (bytes of printable ASCII).
+pub const MAX_SOFTWARE_LEN: usize = 64;
+
+/// Checks a software version as HELLO carries it: at most [`MAX_SOFTWARE_LEN`] bytes of printable
+/// ASCII without spaces, so that it can go into logs, events and the site's inventory verbatim.
+pub fn validate_software(s: &str) -> Result<(), DecodeError> {
+    if s.len() > MAX_SOFTWARE_LEN {
+        return Err(DecodeError::too_large(
+            "software version",
+            s.len() as u64,
+            MAX_SOFTWARE_LEN as u64,
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(DecodeError::invalid(
+            "software version",
+            format!("{s:?} holds {c:?}: only printable ASCII without spaces is allowed"),
+        ));
+    }
+    Ok(())
 }
 
 /// One group of a HELLO. Group names are unique within a HELLO.
@@ -56,8 +81,21 @@ pub enum ResumeStatus {
 }
 
 impl Hello {
-    pub(super) fn write(&self, w: &mut Writer) {
+    /// Writes the payload in frame layout `version` (1 has no software field).
+    ///
+    /// # Panics
+    /// If the software version does not pass [`validate_software`]: build it from this
+    /// binary's own version, never from outside input.
+    pub(super) fn write(&self, w: &mut Writer, version: u16) {
         w.name(&self.agent);
+        if version >= 2 {
+            let software = self.software.as_deref().unwrap_or("");
+            if let Err(e) = validate_software(software) {
+                panic!("HELLO software version: {e}");
+            }
+            w.u8(software.len() as u8);
+            w.bytes(software.as_bytes());
+        }
         w.u16(count_u16("HELLO groups", self.groups.len()));
         for g in &self.groups {
             w.name(&g.group);
@@ -89,8 +127,13 @@ const HELLO_GROUP_MIN: usize = 2 + 8 + 8 + 2;
 const DISK_MIN: usize = 2 + 8;
 const WELCOME_GROUP_MIN: usize = 2 + 8 + 1 + 8;
 
-pub(super) fn read_hello(r: &mut Reader<'_>) -> Result<Hello, DecodeError> {
+pub(super) fn read_hello(r: &mut Reader<'_>, version: u16) -> Result<Hello, DecodeError> {
     let agent = r.name("agent name")?;
+    let software = if version >= 2 {
+        read_software(r)?
+    } else {
+        None
+    };
     let n = u64::from(r.u16()?);
     let n = r.count("HELLO groups", n, HELLO_GROUP_MIN)?;
     let mut groups = Vec::with_capacity(n);
@@ -133,7 +176,20 @@ pub(super) fn read_hello(r: &mut Reader<'_>) -> Result<Hello, DecodeError> {
             disks,
         });
     }
-    Ok(Hello { agent, groups })
+    Ok(Hello {
+        agent,
+        software,
+        groups,
+    })
+}
+
+fn read_software(r: &mut Reader<'_>) -> Result<Option<String>, DecodeError> {
+    let len = usize::from(r.u8()?);
+    let bytes = r.bytes(len)?;
+    let s = std::str::from_utf8(bytes)
+        .map_err(|_| DecodeError::invalid("software version", "not UTF-8"))?;
+    validate_software(s)?;
+    Ok((!s.is_empty()).then(|| s.to_string()))
 }
 
 pub(super) fn read_welcome(r: &mut Reader<'_>) -> Result<Welcome, DecodeError> {

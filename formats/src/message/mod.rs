@@ -8,7 +8,7 @@
 //!
 //! | message  | payload, in order                                                                     |
 //! |----------|---------------------------------------------------------------------------------------|
-//! | HELLO    | agent name, u16 n, n x { group name, generation u64, last_acked u64, u16 m, m x { disk name, size_bytes u64 } } |
+//! | HELLO    | agent name, software (version 2 on: u8 length 0..=64 + printable ASCII), u16 n, n x { group name, generation u64, last_acked u64, u16 m, m x { disk name, size_bytes u64 } } |
 //! | WELCOME  | u16 n, n x { group name, generation u64, status u8 ([`ResumeStatus`]), durable u64 }  |
 //! | BATCH    | group name, generation u64, first_seq u64, record_count u32, timestamp_ms u64, uncompressed_len u32, compressed_len u32, compressed bytes |
 //! | TAG      | group name, generation u64, tag                                                       |
@@ -28,15 +28,18 @@ mod hashes;
 mod hello;
 
 use crate::bytes::{Reader, Writer};
-use crate::frame::{encode_frame, FrameKind};
-use crate::{DecodeError, MAX_MESSAGE_LEN};
+use crate::frame::{encode_frame_version, FrameKind};
+use crate::{DecodeError, FRAME_VERSION, FRAME_VERSION_MIN, MAX_MESSAGE_LEN};
 
 pub(crate) use batch::BATCH_FIXED_LEN;
 pub use batch::{Ack, Batch, BatchRef, Tag};
 pub use control::{Control, ControlOp};
 pub use error::{ErrorCode, ErrorMsg};
 pub use hashes::{Hashes, MAX_HASHES};
-pub use hello::{DiskInfo, Hello, HelloGroup, ResumeStatus, Welcome, WelcomeGroup};
+pub use hello::{
+    validate_software, DiskInfo, Hello, HelloGroup, ResumeStatus, Welcome, WelcomeGroup,
+    MAX_SOFTWARE_LEN,
+};
 
 pub use crate::tag::{TagInfo, TagKind};
 
@@ -78,9 +81,18 @@ impl Message {
     /// has no encoding. Validate input before building messages from it
     /// ([`crate::validate_name`]).
     pub fn encode_payload(&self) -> Vec<u8> {
+        self.encode_payload_version(FRAME_VERSION)
+    }
+
+    /// The payload bytes in frame layout `version` (only HELLO differs between versions: version
+    /// 1 has no software version).
+    ///
+    /// # Panics
+    /// As [`Message::encode_payload`].
+    pub fn encode_payload_version(&self, version: u16) -> Vec<u8> {
         let mut w = Writer::new();
         match self {
-            Message::Hello(m) => m.write(&mut w),
+            Message::Hello(m) => m.write(&mut w, version),
             Message::Welcome(m) => m.write(&mut w),
             Message::Batch(m) => m.write(&mut w),
             Message::Tag(m) => m.write(&mut w),
@@ -92,29 +104,53 @@ impl Message {
         w.into_vec()
     }
 
-    /// Decodes a payload of the given kind. Never panics; rejects trailing bytes.
+    /// Decodes a payload of the given kind in this build's frame layout ([`FRAME_VERSION`]).
+    /// Never panics; rejects trailing bytes.
     pub fn decode(kind: FrameKind, payload: &[u8]) -> Result<Message, DecodeError> {
+        Message::decode_version(FRAME_VERSION, kind, payload)
+    }
+
+    /// Decodes a payload of the given kind in frame layout `version` (the frame header's).
+    /// Never panics; rejects trailing bytes and versions this build does not read.
+    pub fn decode_version(
+        version: u16,
+        kind: FrameKind,
+        payload: &[u8],
+    ) -> Result<Message, DecodeError> {
+        if !(FRAME_VERSION_MIN..=FRAME_VERSION).contains(&version) {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
         let mut r = Reader::new(payload);
         let msg = match kind {
-            FrameKind::Hello => Message::Hello(hello::read_hello(&mut r)?),
+            FrameKind::Hello => Message::Hello(hello::read_hello(&mut r, version)?),
             FrameKind::Welcome => Message::Welcome(hello::read_welcome(&mut r)?),
             FrameKind::Batch => Message::Batch(batch::read_batch(&mut r)?.to_owned()),
             FrameKind::Tag => Message::Tag(Tag::read(&mut r)?),
             FrameKind::Ack => Message::Ack(Ack::read(&mut r)?),
             FrameKind::Hashes => Message::Hashes(hashes::read_hashes(&mut r)?),
-            FrameKind::Control => Message::Control(control::read_control(&mut r)?),
+            FrameKind::Control => Message::Control(control::read_control(&mut r, version)?),
             FrameKind::Error => Message::Error(ErrorMsg::read(&mut r)?),
         };
         r.finish(message_name(kind))?;
         Ok(msg)
     }
 
-    /// The whole frame: header + payload (see [`encode_frame`]).
+    /// The whole frame: header + payload (see [`crate::frame::encode_frame`]), in this build's
+    /// frame layout.
     ///
     /// # Panics
     /// As [`Message::encode_payload`], and if the payload is over [`crate::MAX_FRAME_PAYLOAD`].
     pub fn to_frame(&self) -> Vec<u8> {
-        encode_frame(self.kind(), &self.encode_payload())
+        self.to_frame_version(FRAME_VERSION)
+    }
+
+    /// The whole frame in layout `version`: how the target answers an agent whose HELLO came in
+    /// an older version.
+    ///
+    /// # Panics
+    /// As [`Message::to_frame`], and if this build cannot write `version`.
+    pub fn to_frame_version(&self, version: u16) -> Vec<u8> {
+        encode_frame_version(version, self.kind(), &self.encode_payload_version(version))
     }
 }
 

@@ -6,6 +6,7 @@ fn samples() -> Vec<Message> {
     vec![
         Message::Hello(Hello {
             agent: "host-a".into(),
+            software: Some("0.1.0+abc".into()),
             groups: vec![
                 HelloGroup {
                     group: "web".into(),
@@ -92,11 +93,70 @@ fn samples() -> Vec<Message> {
 fn every_message_round_trips_through_a_frame() {
     for m in samples() {
         let frame = m.to_frame();
-        let (kind, payload, used) = decode_frame(&frame).unwrap().unwrap();
+        let (head, payload, used) = decode_frame(&frame).unwrap().unwrap();
         assert_eq!(used, frame.len());
-        assert_eq!(kind, m.kind());
-        assert_eq!(Message::decode(kind, payload), Ok(m));
+        assert_eq!(head.kind, m.kind());
+        assert_eq!(
+            Message::decode_version(head.version, head.kind, payload),
+            Ok(m)
+        );
     }
+}
+
+#[test]
+fn version_1_hello_has_no_software_and_round_trips_without_it() {
+    let Message::Hello(mut h) = samples().remove(0) else {
+        panic!("the first sample is a HELLO");
+    };
+    let v2 = Message::Hello(h.clone()).to_frame_version(2);
+    let v1 = Message::Hello(h.clone()).to_frame_version(1);
+    // Version 2 adds one length byte and the text, right after the agent name.
+    assert_eq!(v2.len(), v1.len() + 1 + "0.1.0+abc".len());
+    let (head, payload, _) = decode_frame(&v1).unwrap().unwrap();
+    assert_eq!(head.version, 1);
+    h.software = None;
+    assert_eq!(
+        Message::decode_version(1, FrameKind::Hello, payload),
+        Ok(Message::Hello(h.clone()))
+    );
+    // A version 1 payload read as version 2 is damage, not a HELLO.
+    assert!(Message::decode_version(2, FrameKind::Hello, payload).is_err());
+    // No software in a version 2 HELLO is an empty field, read back as None.
+    let empty = Message::Hello(h.clone()).to_frame_version(2);
+    let (_, payload, _) = decode_frame(&empty).unwrap().unwrap();
+    assert_eq!(
+        Message::decode_version(2, FrameKind::Hello, payload),
+        Ok(Message::Hello(h))
+    );
+}
+
+#[test]
+fn hello_refuses_a_bad_software_version() {
+    assert!(validate_software("0.1.0-rc.1+g1234abc").is_ok());
+    assert!(validate_software("").is_ok());
+    assert!(validate_software("has space").is_err());
+    assert!(validate_software("tab\t").is_err());
+    assert!(validate_software("é").is_err());
+    assert!(validate_software(&"9".repeat(MAX_SOFTWARE_LEN + 1)).is_err());
+    // On the wire: an agent that sends a control character is refused at decode.
+    let mut payload = Message::Hello(Hello {
+        agent: "a".into(),
+        software: Some("v1".into()),
+        groups: vec![],
+    })
+    .encode_payload();
+    // agent name "a" is 2 bytes, then the software length (2) and "v1".
+    assert_eq!(&payload[2..5], b"\x02v1");
+    payload[4] = 0x07;
+    assert!(matches!(
+        Message::decode(FrameKind::Hello, &payload),
+        Err(DecodeError::Invalid { .. })
+    ));
+    // And versions this build does not read are refused before anything is decoded.
+    assert_eq!(
+        Message::decode_version(3, FrameKind::Ack, b""),
+        Err(DecodeError::UnsupportedVersion(3))
+    );
 }
 
 #[test]
@@ -164,6 +224,7 @@ fn hello_with(disks: Vec<DiskInfo>, groups: usize) -> Vec<u8> {
     };
     Message::Hello(Hello {
         agent: "a".into(),
+        software: None,
         groups: (0..groups).map(g).collect(),
     })
     .encode_payload()
@@ -191,10 +252,16 @@ fn hello_checks_disk_sizes_and_duplicates() {
 
 #[test]
 fn hello_count_cannot_force_a_big_allocation() {
-    // agent "a", then 65535 groups announced but no bytes for them.
-    let p = [1, b'a', 0xff, 0xff];
+    // agent "a", (version 2: an empty software version,) then 65535 groups announced but no
+    // bytes for them.
+    let p = [1, b'a', 0, 0xff, 0xff];
     assert!(matches!(
         Message::decode(FrameKind::Hello, &p),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    let p1 = [1, b'a', 0xff, 0xff];
+    assert!(matches!(
+        Message::decode_version(1, FrameKind::Hello, &p1),
         Err(DecodeError::TooLarge { .. })
     ));
 }
@@ -316,8 +383,8 @@ mod text_fields {
     fn check(s: &str) {
         for m in texts(s) {
             let frame = m.to_frame();
-            let (kind, payload, _) = decode_frame(&frame).unwrap().unwrap();
-            let back = Message::decode(kind, payload).unwrap();
+            let (head, payload, _) = decode_frame(&frame).unwrap().unwrap();
+            let back = Message::decode(head.kind, payload).unwrap();
             let got = text_of(&back);
             assert!(got.len() <= MAX_MESSAGE_LEN);
             assert!(s.starts_with(got));

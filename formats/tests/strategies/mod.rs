@@ -65,18 +65,22 @@ fn disks() -> impl Strategy<Value = Vec<DiskInfo>> {
 
 pub fn hello() -> impl Strategy<Value = Hello> {
     let group = (any::<u64>(), any::<u64>(), disks());
-    (name(), btree_map(group_name(), group, 0..4)).prop_map(|(agent, groups)| Hello {
-        agent,
-        groups: groups
-            .into_iter()
-            .map(|(group, (generation, acked, disks))| HelloGroup {
-                group,
-                generation,
-                last_acked: Seq(acked),
-                disks,
-            })
-            .collect(),
-    })
+    let software = proptest::option::of("[!-~]{1,64}");
+    (name(), software, btree_map(group_name(), group, 0..4)).prop_map(
+        |(agent, software, groups)| Hello {
+            agent,
+            software,
+            groups: groups
+                .into_iter()
+                .map(|(group, (generation, acked, disks))| HelloGroup {
+                    group,
+                    generation,
+                    last_acked: Seq(acked),
+                    disks,
+                })
+                .collect(),
+        },
+    )
 }
 
 pub fn welcome() -> impl Strategy<Value = Welcome> {

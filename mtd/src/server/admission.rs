@@ -87,6 +87,7 @@ pub(crate) async fn admit(
         let holder = Holder {
             peer: peer.to_string(),
             agent: hello.agent.clone(),
+            software: hello.software.clone(),
             stop: stop.clone(),
             link: session.clone(),
         };
@@ -154,6 +155,7 @@ pub fn hello_group(
 ) -> Result<(Arc<Group>, u64), Refusal> {
     let hello = Hello {
         agent: agent.to_string(),
+        software: None,
         groups: vec![hg.clone()],
     };
     let mut out = store.admit(&admission(&hello, &Quotas::default())?)?;

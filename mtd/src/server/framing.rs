@@ -56,14 +56,26 @@ async fn fill<R: AsyncRead + Unpin>(
 }
 
 /// Read and verify one frame into `payload` (reused across frames, so a session does not allocate
-/// and zero megabytes per batch); returns its kind and payload length.
+/// and zero megabytes per batch); returns its kind and payload length. Every frame of a session
+/// must carry `version`, the version of its HELLO.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     payload: &mut Vec<u8>,
+    version: u16,
 ) -> Result<(FrameKind, usize), ReadError> {
     let mut hdr = [0u8; FRAME_HEADER_LEN];
     fill(r, &mut hdr, 0, FRAME_HEADER_LEN).await?;
     let h = FrameHeader::decode(&hdr)?;
+    if h.version != version {
+        return Err(ReadError::Bad(DecodeError::Invalid {
+            what: "frame version",
+            why: format!(
+                "a version {} {} frame in a session whose HELLO was version {version}",
+                h.version,
+                h.kind.name()
+            ),
+        }));
+    }
     let len = h.payload_len as usize;
     let want = FRAME_HEADER_LEN + len;
     // payload_len is capped by FrameHeader::decode (MAX_FRAME_PAYLOAD), so this is bounded.
@@ -79,7 +91,10 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
 /// [`rewind_formats::frame::MAX_HELLO_PAYLOAD`] bytes. Nothing is known of the peer yet, so the header is checked before
 /// any payload is read, and the payload buffer grows with the bytes that actually arrive instead
 /// of being sized from the header: a bare header costs the target 24 bytes, not megabytes.
-pub(crate) async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Message, ReadError> {
+/// Returns the message and the frame version the session then speaks.
+pub(crate) async fn read_hello<R: AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<(Message, u16), ReadError> {
     let mut hdr = [0u8; FRAME_HEADER_LEN];
     fill(r, &mut hdr, 0, FRAME_HEADER_LEN).await?;
     let h = FrameHeader::decode(&hdr)?;
@@ -98,5 +113,6 @@ pub(crate) async fn read_hello<R: AsyncRead + Unpin>(r: &mut R) -> Result<Messag
         });
     }
     h.verify_payload(&payload)?;
-    Ok(Message::decode(h.kind, &payload)?)
+    let m = Message::decode_version(h.version, h.kind, &payload)?;
+    Ok((m, h.version))
 }

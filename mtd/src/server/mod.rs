@@ -198,11 +198,12 @@ fn unix_peer(
     tracing::warn!(peer = %label, "agent socket: refused: {why}");
     tokio::spawn(async move {
         let mut s = s;
+        // Before any HELLO: the oldest frame version, which every agent reads.
         let frame = Message::Error(ErrorMsg {
             code: ErrorCode::Forbidden,
             message: why,
         })
-        .to_frame();
+        .to_frame_version(rewind_formats::FRAME_VERSION_MIN);
         let _ = tokio::time::timeout(Duration::from_secs(5), s.write_all(&frame)).await;
         let _ = s.shutdown().await;
     });

@@ -23,6 +23,8 @@ const SUPERSEDE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Holder {
     pub(crate) peer: String,
     pub(crate) agent: String,
+    /// The agent's software version, from its HELLO (None: a version 1 HELLO has none).
+    pub(crate) software: Option<String>,
     pub(crate) stop: Arc<StopSignal>,
     pub(crate) link: SessionLink,
 }
@@ -43,6 +45,10 @@ impl Feeder for Holder {
 
     fn peer(&self) -> &str {
         &self.peer
+    }
+
+    fn software(&self) -> Option<&str> {
+        self.software.as_deref()
     }
 
     /// The session ends with a Fenced ERROR saying why.
@@ -208,6 +214,7 @@ mod tests {
         let h = Holder {
             peer: peer.into(),
             agent: agent.into(),
+            software: None,
             stop: Arc::new(StopSignal::default()),
             link: SessionLink { out, ended },
         };

@@ -4,13 +4,16 @@
 //! record's disk and bounds) before anything of it goes to the writer, so a bad batch applies nothing.
 //! ACKs are driven by the group's durable seq, which the writer advances only after fdatasync.
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rewind_formats::frame::FrameKind;
-use rewind_formats::message::{Ack, BatchRef, ErrorCode, ErrorMsg, Hashes, Message};
+use rewind_formats::agent_report::AgentReport;
+use rewind_formats::frame::{restamp_version, FrameKind};
+use rewind_formats::message::{Ack, BatchRef, ControlOp, ErrorCode, ErrorMsg, Hashes, Message};
 use rewind_formats::policy::REFUSED_PREFIX;
 use rewind_formats::Seq;
+use rewind_formats::{FRAME_VERSION, FRAME_VERSION_MIN};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -85,8 +88,16 @@ pub(crate) async fn run<S>(
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
+    // Every frame goes out in the version of the agent's HELLO, so that an agent of an older
+    // build can read it; until the HELLO is read, the oldest version (which every agent reads).
+    let version = Arc::new(AtomicU16::new(FRAME_VERSION_MIN));
+    let send_version = version.clone();
     let sender = tokio::spawn(async move {
-        while let Some(frame) = out_rx.recv().await {
+        while let Some(mut frame) = out_rx.recv().await {
+            let v = send_version.load(Ordering::Relaxed);
+            if v != FRAME_VERSION {
+                restamp_version(&mut frame, v);
+            }
             if wr.write_all(&frame).await.is_err() {
                 break;
             }
@@ -105,7 +116,10 @@ pub(crate) async fn run<S>(
         out: out_tx.clone(),
         ended: ended_rx,
     };
-    let mut fed_groups = Served::default();
+    let mut fed_groups = Served {
+        version,
+        ..Served::default()
+    };
     let result = serve(
         &store,
         &quotas,
@@ -175,13 +189,16 @@ pub(crate) async fn run<S>(
     let _ = tokio::time::timeout(Duration::from_secs(5), sender).await;
 }
 
-/// The groups a session was admitted to feed, for its `group.disconnected` events.
+/// What a session learned and served: its agent and groups (for its `group.disconnected`
+/// events), and the frame version it speaks.
 #[derive(Default)]
 struct Served {
     agent: String,
     groups: Vec<String>,
     /// The groups the HELLO named (for `session.refused` when admission fails).
     asked: Vec<String>,
+    /// The frame version the session's writer stamps on what it sends: the HELLO's, once read.
+    version: Arc<AtomicU16>,
 }
 
 async fn serve<R: AsyncRead + Unpin>(
@@ -194,7 +211,7 @@ async fn serve<R: AsyncRead + Unpin>(
     fed_groups: &mut Served,
 ) -> Result<(), Fault> {
     let out = &session.out;
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(rd)).await {
+    let (hello, wire_version) = match tokio::time::timeout(HELLO_TIMEOUT, read_hello(rd)).await {
         Err(_) => {
             return Err(refuse(
                 ErrorCode::Protocol,
@@ -203,8 +220,8 @@ async fn serve<R: AsyncRead + Unpin>(
         }
         Ok(Err(ReadError::Closed)) => return Ok(()),
         Ok(r) => match r? {
-            Message::Hello(h) => h,
-            other => {
+            (Message::Hello(h), v) => (h, v),
+            (other, _) => {
                 return Err(refuse(
                     ErrorCode::Protocol,
                     format!("expected HELLO, got {}", other.kind().name()),
@@ -212,6 +229,7 @@ async fn serve<R: AsyncRead + Unpin>(
             }
         },
     };
+    fed_groups.version.store(wire_version, Ordering::Relaxed);
     fed_groups.agent = hello.agent.clone();
     fed_groups.asked = hello.groups.iter().map(|g| g.group.clone()).collect();
     if let Some(id) = identity {
@@ -228,29 +246,27 @@ async fn serve<R: AsyncRead + Unpin>(
     let stop = Arc::new(StopSignal::default());
     let admitted = super::admission::admit(store, quotas, &hello, peer, &stop, session).await?;
     let (fed, _claims) = (admitted.fed, admitted.claims);
-    tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "session started");
+    let software = hello.software.as_deref();
+    tracing::info!(%peer, agent = %hello.agent, software, wire_version, groups = fed.len(), "session started");
     out.send(Message::Welcome(admitted.welcome).to_frame())
         .await
         .map_err(|_| closed())?;
     fed_groups.agent = hello.agent.clone();
     for f in &fed {
         fed_groups.groups.push(f.group.name.clone());
-        // HELLO carries no version: the site learns it from the agent's settings bundle.
+        // The agent's software version (null from a version 1 HELLO, which has none).
         store.events.emit(
             "group.connected",
             Some(&f.group.name),
-            serde_json::json!({ "agent": hello.agent, "host": peer, "version": null }),
+            serde_json::json!({ "agent": hello.agent, "host": peer, "version": software }),
         );
     }
     // A failed planned failover left the agent drained while it was away: writes again.
     for f in &fed {
         if let Some(tag) = f.group.take_resume_owed() {
             tracing::info!(group = %f.group.name, "telling the agent to resume writes after a failed drain");
-            let resume = rewind_formats::message::Control::frame(
-                &f.group.name,
-                rewind_formats::message::ControlOp::Resume,
-                &tag,
-            );
+            let resume =
+                rewind_formats::message::Control::frame(&f.group.name, ControlOp::Resume, &tag);
             out.send(resume).await.map_err(|_| closed())?;
         }
     }
@@ -270,7 +286,7 @@ async fn serve<R: AsyncRead + Unpin>(
             return Err(refuse(ErrorCode::StoreFailed, why));
         }
         let frame = tokio::select! {
-            r = read_frame(rd, &mut payload) => r,
+            r = read_frame(rd, &mut payload, wire_version) => r,
             (code, why) = stop.stopped() => return Err(refuse(code, why)),
         };
         let (kind, len) = match frame {
@@ -292,7 +308,7 @@ async fn serve<R: AsyncRead + Unpin>(
             find(&mut fed, &b.group)?.batch(store, &b, quotas).await?;
             continue;
         }
-        match Message::decode(kind, payload).map_err(ReadError::from)? {
+        match Message::decode_version(wire_version, kind, payload).map_err(ReadError::from)? {
             Message::Tag(t) => {
                 find(&mut fed, &t.group)?.tag(store, &t).await?;
                 tag_event(store, &t);
@@ -308,6 +324,10 @@ async fn serve<R: AsyncRead + Unpin>(
                 out.send(Message::Hashes(reply).to_frame())
                     .await
                     .map_err(|_| closed())?;
+            }
+            Message::Control(c) if c.op == ControlOp::Report => {
+                let f = find(&mut fed, &c.group)?;
+                agent_report(store, &f.group, &c.arg);
             }
             Message::Error(e) if e.message.starts_with(REFUSED_PREFIX) => {
                 policy_refused(store, &fed, &e.message);
@@ -351,6 +371,34 @@ fn policy_refused(store: &Store, fed: &[super::ingest::Feed], message: &str) {
 }
 
 /// A tag's event: a resync's start or end, or a recovery point.
+/// Keeps the agent's report on a group (CONTROL op report), and tells whoever watches when its
+/// mode changed. A report with impossible numbers is dropped and logged: it is the agent's view,
+/// not the target's data, so the session goes on.
+fn agent_report(store: &Store, group: &Group, arg: &str) {
+    let r = match AgentReport::parse(arg) {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::warn!(group = %group.name, %why, "dropping the agent's report");
+            return;
+        }
+    };
+    let mode = r.mode;
+    let rpo = r.rpo_seconds;
+    let before = group.agent_reported(r);
+    if before != Some(mode) {
+        tracing::info!(group = %group.name, mode = mode.as_str(), "agent reports a new mode");
+        store.events.emit(
+            "agent.mode",
+            Some(&group.name),
+            serde_json::json!({
+                "mode": mode.as_str(),
+                "was": before.map(|m| m.as_str()),
+                "rpo_seconds": rpo,
+            }),
+        );
+    }
+}
+
 fn tag_event(store: &Store, t: &rewind_formats::message::Tag) {
     use rewind_formats::TagKind;
     let kind = match t.tag.kind {

@@ -55,6 +55,7 @@ pub(crate) fn group(name: &str, generation: u64, disks: &[&str]) -> HelloGroup {
 pub(crate) fn hello(agent: &str, groups: Vec<HelloGroup>) -> Hello {
     Hello {
         agent: agent.into(),
+        software: None,
         groups,
     }
 }

@@ -6,6 +6,8 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use rewind_formats::agent_report::{AgentMode, AgentReport};
+
 use super::fence::Fenced;
 use super::group::Group;
 
@@ -15,6 +17,8 @@ pub(crate) trait Feeder: Send + Sync {
     fn agent(&self) -> &str;
     /// Where it is connected from (for messages and logs).
     fn peer(&self) -> &str;
+    /// The agent's software version, when it said (for the inventory).
+    fn software(&self) -> Option<&str>;
     /// The group was fenced: its feeder must stop taking anything for it.
     fn fenced(&self, why: &Fenced);
     /// The occupant as its own type (the server reads back what it put in).
@@ -48,6 +52,8 @@ impl Group {
             *self.last_feeder.lock().expect("last feeder lock") = Some(AgentSeen {
                 agent: who.agent().to_string(),
                 host: who.peer().to_string(),
+                version: who.software().map(str::to_string),
+                report: self.agent_report(),
                 connected: false,
                 last_seen_ms: rewind_linux::clock::now_ms(),
             });
@@ -62,11 +68,25 @@ impl Group {
             return Some(AgentSeen {
                 agent: f.agent().to_string(),
                 host: f.peer().to_string(),
+                version: f.software().map(str::to_string),
+                report: self.agent_report(),
                 connected: true,
                 last_seen_ms: rewind_linux::clock::now_ms(),
             });
         }
         self.last_feeder.lock().expect("last feeder lock").clone()
+    }
+
+    /// Keeps the agent's newest report on the group; returns the mode of the one before (None:
+    /// the first since this daemon started).
+    pub(crate) fn agent_reported(&self, r: AgentReport) -> Option<AgentMode> {
+        let mut slot = self.agent_report.lock().expect("agent report lock");
+        slot.replace(r).map(|old| old.mode)
+    }
+
+    /// The agent's newest report on the group, if it sent one since this daemon started.
+    pub fn agent_report(&self) -> Option<AgentReport> {
+        self.agent_report.lock().expect("agent report lock").clone()
     }
 
     /// What `delete_group` and `install_group` say when the group is being fed.

@@ -91,6 +91,8 @@ pub struct Group {
     pub(super) feeder: Mutex<Option<Arc<dyn Feeder>>>,
     /// The last feeder, once it left (in memory: since this daemon started).
     pub(super) last_feeder: Mutex<Option<super::feeder::AgentSeen>>,
+    /// What the group's agent last reported of it (CONTROL op report; in memory).
+    pub(super) agent_report: Mutex<Option<rewind_formats::agent_report::AgentReport>>,
     /// A Resume a failed planned failover could not deliver (no agent was connected): kept
     /// here, where the next session finds it, so a drain never leaves the source read-only by
     /// mistake.
@@ -210,6 +212,7 @@ impl Group {
             durable_tx: watch::channel(durable).0,
             feeder: Mutex::new(None),
             last_feeder: Mutex::new(None),
+            agent_report: Mutex::new(None),
             resume_owed: Mutex::new(None),
             policy,
             manifest_lock: Mutex::new(()),

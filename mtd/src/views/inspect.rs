@@ -53,8 +53,8 @@ pub struct GroupReport {
     /// The replication policy the target runs for the group, and what its agent was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<crate::api::policy::PolicySummary>,
-    /// The agent feeding the group, or the last one that did since the daemon started. Its
-    /// version is not known to the target (HELLO carries none).
+    /// The agent feeding the group, or the last one that did since the daemon started, with the
+    /// software version its HELLO gave.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<crate::api::groups::AgentSeen>,
 }

@@ -39,6 +39,7 @@ pub fn recv(s: &mut Tls) -> Option<Message> {
 pub fn hello(agent: &str, group: &str) -> Message {
     Message::Hello(Hello {
         agent: agent.into(),
+        software: None,
         groups: vec![HelloGroup {
             group: group.into(),
             generation: 1,

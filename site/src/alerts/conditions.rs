@@ -7,16 +7,20 @@
 //! | `target_down` | target | the target does not answer its poll |
 //! | `journal_full` | target | its data file system is over 90% full (critical over 95%) |
 //! | `agent_not_seen` | group | the target holds no session of the group's agent for [`AGENT_GRACE_MS`] |
-//! | `rpo_warning`, `rpo_breach` | group | the RPO bound is over 0.75x, 1x the policy's RPO target |
+//! | `rpo_warning`, `rpo_breach` | group | the RPO (the agent's, or the bound) is over 0.75x, 1x the policy's RPO target |
+//! | `bitmap_mode` | group | the agent reports bitmap mode (its spool is full: writes are only tracked) |
+//! | `sync_stalled` | group | the agent's sync has not moved for [`SYNC_STALL_MS`] (it is not converging) |
 //! | `resync` | group | a resync (initial sync, or after bitmap mode or a crash) is running |
 //! | `crc_rejects` | group | the target refused the agent's frames for a bad checksum lately |
 //! | `fenced_agent` | group | an agent fenced by a failover still tries to feed the group |
 //!
-//! The RPO the site can vouch for is a bound: the age of the oldest write the target does not
-//! hold is known only to the agent, which the site does not reach. What the site knows is since
-//! when no session has fed the group (the agent's session ended, or the target stopped
-//! answering): no write younger than that can be held, so that age bounds the RPO from above
-//! whenever the workload writes. Caught up and connected, the bound is 0.
+//! The age of the oldest write the target does not hold is known only to the agent, which the
+//! site does not reach: agents of frame version 2 report it to their target (CONTROL op report),
+//! and while such a report is fresh (made less than [`REPORT_FRESH_MS`] ago) and the agent is
+//! connected, that is the RPO. Otherwise the site falls back to a bound: since when no session
+//! has fed the group (the agent's session ended, or the target stopped answering). No write
+//! younger than that can be held, so that age bounds the RPO from above whenever the workload
+//! writes. Caught up and connected, the bound is 0.
 
 use std::collections::HashMap;
 
@@ -27,6 +31,11 @@ pub const REFUSAL_WINDOW_MS: i64 = 120_000;
 /// The data file system's use that warns, and that is critical (fractions of its size).
 pub const JOURNAL_WARN: f64 = 0.90;
 pub const JOURNAL_CRITICAL: f64 = 0.95;
+/// An agent report is the group's state while it is younger than this (agents report every
+/// 5 s; the site polls every few seconds).
+pub const REPORT_FRESH_MS: i64 = 30_000;
+/// A sync whose progress has not moved for this long is not converging.
+pub const SYNC_STALL_MS: i64 = 10 * 60_000;
 
 /// A target as the inventory has it.
 #[derive(Clone, Debug, Default)]
@@ -52,6 +61,22 @@ pub struct GroupFacts {
     pub agent_seen_ms: i64,
     /// None: no policy applies (no RPO alerts).
     pub rpo_target_secs: Option<u64>,
+    /// The agent's last report: its mode ("" none), RPO (ms, -1 none), when it was made, its
+    /// sync's progress (tenths of a percent, -1 none) and since when that progress stands.
+    pub agent_mode: String,
+    pub agent_rpo_ms: i64,
+    pub agent_report_ms: i64,
+    pub agent_sync_permille: i64,
+    pub agent_progress_ms: i64,
+}
+
+impl GroupFacts {
+    /// The agent's report, if it is recent enough to be the group's state.
+    fn fresh_report(&self, now_ms: i64) -> bool {
+        !self.agent_mode.is_empty()
+            && self.agent_report_ms > 0
+            && now_ms - self.agent_report_ms < REPORT_FRESH_MS
+    }
 }
 
 /// Refusals in the window, per (group, code): code `BadChecksum` or `Fenced`, with the agents.
@@ -169,8 +194,50 @@ pub fn evaluate(
                 ));
             }
         }
-        if let (Some(rpo), Some(since)) = (g.rpo_target_secs, unfed_since(g, t)) {
-            let bound_ms = (now_ms - since).max(0);
+        let fresh = g.fresh_report(now_ms);
+        if fresh && g.agent_mode == "bitmap" {
+            out.push(firing(
+                "bitmap_mode",
+                &g.name,
+                "warning",
+                format!(
+                    "group {}: the agent is in bitmap mode (its spool is full: writes are only \
+                     tracked, and a resync is owed)",
+                    g.name
+                ),
+            ));
+        }
+        let syncing = matches!(g.agent_mode.as_str(), "resync" | "initial-sync");
+        if fresh
+            && syncing
+            && g.agent_progress_ms > 0
+            && now_ms - g.agent_progress_ms >= SYNC_STALL_MS
+        {
+            out.push(firing(
+                "sync_stalled",
+                &g.name,
+                "warning",
+                format!(
+                    "group {}: the agent's {} has stood at {:.1}% for {} min (not converging)",
+                    g.name,
+                    g.agent_mode,
+                    g.agent_sync_permille.max(0) as f64 / 10.0,
+                    (now_ms - g.agent_progress_ms) / 60_000
+                ),
+            ));
+        }
+        // The agent's own RPO while its report is fresh and the target, which relays it, is up
+        // and fed by it; the bound otherwise; the larger when both are known.
+        let measured = (target_up && fresh && g.agent_connected == 1 && g.agent_rpo_ms >= 0)
+            .then_some((g.agent_rpo_ms, "as the agent measured it"));
+        let bound =
+            unfed_since(g, t).map(|since| ((now_ms - since).max(0), "nothing fed since then"));
+        let worst = match (measured, bound) {
+            (Some(m), Some(b)) => Some(if m.0 >= b.0 { m } else { b }),
+            (m, b) => m.or(b),
+        };
+        if let (Some(rpo), Some((rpo_ms, how))) = (g.rpo_target_secs, worst) {
+            let bound_ms = rpo_ms;
             let target_ms = rpo as i64 * 1000;
             for (kind, severity, factor) in [
                 ("rpo_warning", "warning", 0.75),
@@ -182,7 +249,7 @@ pub fn evaluate(
                         &g.name,
                         severity,
                         format!(
-                            "group {}: RPO up to {} s (nothing fed since then), {}x of its {} s target",
+                            "group {}: RPO {} s ({how}), over {}x of its {} s target",
                             g.name,
                             bound_ms / 1000,
                             factor,
@@ -247,7 +314,77 @@ mod tests {
             agent_connected: connected,
             agent_seen_ms: seen,
             rpo_target_secs: Some(60),
+            agent_rpo_ms: -1,
+            agent_sync_permille: -1,
+            ..GroupFacts::default()
         }
+    }
+
+    /// A connected group whose agent reported `mode` at `at`.
+    fn reported(mode: &str, at: i64, rpo_ms: i64, permille: i64, progress_ms: i64) -> GroupFacts {
+        GroupFacts {
+            agent_mode: mode.into(),
+            agent_report_ms: at,
+            agent_rpo_ms: rpo_ms,
+            agent_sync_permille: permille,
+            agent_progress_ms: progress_ms,
+            ..group(1, at)
+        }
+    }
+
+    #[test]
+    fn the_agents_report_gives_the_rpo_bitmap_mode_and_a_stalled_sync() {
+        let none = Refusals::new();
+        let up = [target("up")];
+        // Connected and streaming, but 50 s behind by the agent's own measure: a warning the
+        // bound (0 while connected) could never give.
+        let f = evaluate(
+            100_000,
+            &up,
+            &[reported("streaming", 99_000, 50_000, -1, 0)],
+            &none,
+        );
+        assert_eq!(kinds(&f), ["rpo_warning"]);
+        assert!(
+            f[0].summary.contains("as the agent measured it"),
+            "{}",
+            f[0].summary
+        );
+        // The target that relays reports stops: its last report no longer stands, the bound
+        // does (down since 100 s: 50 s bound at 150 s).
+        let mut down = target("down");
+        down.last_seen_ms = 100_000;
+        let f = evaluate(
+            150_000,
+            &[down],
+            &[reported("streaming", 140_000, 10, -1, 0)],
+            &none,
+        );
+        assert_eq!(kinds(&f), ["target_down", "rpo_warning"]);
+        assert!(f[1].summary.contains("nothing fed"), "{}", f[1].summary);
+        // A stale report is not the group's state: the bound (0) applies, nothing fires.
+        let f = evaluate(
+            200_000,
+            &up,
+            &[reported("bitmap", 99_000, 50_000, -1, 0)],
+            &none,
+        );
+        assert!(f.is_empty(), "{f:?}");
+        // Bitmap mode.
+        let f = evaluate(
+            100_000,
+            &up,
+            &[reported("bitmap", 99_000, 1_000, -1, 0)],
+            &none,
+        );
+        assert_eq!(kinds(&f), ["bitmap_mode"]);
+        // A resync that moves is fine; one that stood still for 10 min is not converging.
+        let moving = reported("resync", 700_000, 0, 420, 650_000);
+        assert!(evaluate(700_500, &up, &[moving], &none).is_empty());
+        let stuck = reported("resync", 700_000, 0, 420, 100_000);
+        let f = evaluate(700_500, &up, &[stuck], &none);
+        assert_eq!(kinds(&f), ["sync_stalled"]);
+        assert!(f[0].summary.contains("42.0%"), "{}", f[0].summary);
     }
 
     fn kinds(f: &[Firing]) -> Vec<&str> {
@@ -265,7 +402,11 @@ mod tests {
         assert_eq!(kinds(&f), ["target_down", "rpo_warning"]);
         let f = evaluate(161_000, &[target("down")], &[group(1, 100_000)], &none);
         assert_eq!(kinds(&f), ["target_down", "rpo_warning", "rpo_breach"]);
-        assert!(f[2].summary.contains("RPO up to 61 s"), "{}", f[2].summary);
+        assert!(
+            f[2].summary.contains("RPO 61 s (nothing fed"),
+            "{}",
+            f[2].summary
+        );
         // No policy: no RPO alert.
         let mut g = group(1, 100_000);
         g.rpo_target_secs = None;

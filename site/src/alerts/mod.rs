@@ -107,23 +107,28 @@ async fn facts(
         .into_iter()
         .map(|g| (g.name, g.policy))
         .collect();
-    let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-        "SELECT name, target, state, agent_connected, agent_seen_ms FROM groups ORDER BY name",
+    type Row = (String, String, String, i64, i64, String, i64, i64, i64, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT name, target, state, agent_connected, agent_seen_ms, agent_mode, agent_rpo_ms, \
+         agent_report_ms, agent_sync_permille, agent_progress_ms FROM groups ORDER BY name",
     )
     .fetch_all(&st.db.pool)
     .await?;
     let groups = rows
         .into_iter()
-        .map(
-            |(name, target, state, agent_connected, agent_seen_ms)| GroupFacts {
-                rpo_target_secs: policy.get(&name).and_then(|p| rpo.get(p)).copied(),
-                name,
-                target,
-                state,
-                agent_connected,
-                agent_seen_ms,
-            },
-        )
+        .map(|r| GroupFacts {
+            rpo_target_secs: policy.get(&r.0).and_then(|p| rpo.get(p)).copied(),
+            name: r.0,
+            target: r.1,
+            state: r.2,
+            agent_connected: r.3,
+            agent_seen_ms: r.4,
+            agent_mode: r.5,
+            agent_rpo_ms: r.6,
+            agent_report_ms: r.7,
+            agent_sync_permille: r.8,
+            agent_progress_ms: r.9,
+        })
         .collect();
     let rows: Vec<(String, String, String)> =
         sqlx::query_as("SELECT group_name, code, agent FROM refusals WHERE at_ms > $1 ORDER BY id")

@@ -115,17 +115,28 @@ impl Printer {
     pub fn groups(&self, gs: &[GroupView]) -> Result<()> {
         if !self.json(gs)? {
             println!(
-                "{:<20} {:<10} {:<14} {:<16} {:<8} {:<8} labels",
-                "GROUP", "STATE", "TARGET", "POLICY", "WANT", "RUNS"
+                "{:<20} {:<10} {:<14} {:<13} {:<8} {:<16} {:<8} {:<8} labels",
+                "GROUP", "STATE", "TARGET", "AGENT", "RPO", "POLICY", "WANT", "RUNS"
             );
             for g in gs {
                 let labels: Vec<String> =
                     g.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                // The agent's own view, from its last report (`-`: none known).
+                let (mode, rpo) = if g.agent_mode.is_empty() {
+                    ("-", "-".to_string())
+                } else {
+                    (
+                        g.agent_mode.as_str(),
+                        format!("{:.1}s", g.agent_rpo_ms.max(0) as f64 / 1000.0),
+                    )
+                };
                 println!(
-                    "{:<20} {:<10} {:<14} {:<16} {:<8} {:<8} {}{}",
+                    "{:<20} {:<10} {:<14} {:<13} {:<8} {:<16} {:<8} {:<8} {}{}",
                     g.name,
                     g.state,
                     g.target,
+                    mode,
+                    rpo,
                     if g.policy.is_empty() { "-" } else { &g.policy },
                     g.policy_version,
                     format!(

@@ -29,6 +29,14 @@ pub struct GroupView {
     pub outdated: bool,
     /// Why the last push failed ("" if it did not).
     pub push_error: String,
+    /// What the agent last reported (`streaming`, `bitmap`, `initial-sync`, `resync`; "" when
+    /// no report is known), its RPO in ms then (-1: no report), and when it made it.
+    #[serde(default)]
+    pub agent_mode: String,
+    #[serde(default)]
+    pub agent_rpo_ms: i64,
+    #[serde(default)]
+    pub agent_report_ms: i64,
 }
 
 /// A host protected through the site.
@@ -48,7 +56,8 @@ impl Db {
     pub async fn group_views(&self) -> Result<Vec<GroupView>, ApiError> {
         let rows = sqlx::query(
             "SELECT g.name, g.target, g.state, g.durable_seq, g.journal_bytes, g.retention, \
-             g.running_policy, g.running_version, t.state AS target_state \
+             g.running_policy, g.running_version, g.agent_mode, g.agent_rpo_ms, \
+             g.agent_report_ms, t.state AS target_state \
              FROM groups g LEFT JOIN targets t ON t.name = g.target ORDER BY g.name",
         )
         .fetch_all(&self.pool)
@@ -97,6 +106,9 @@ impl Db {
                 running_version: int(r, "running_version")?,
                 outdated: false,
                 push_error: String::new(),
+                agent_mode: text(r, "agent_mode")?,
+                agent_rpo_ms: int(r, "agent_rpo_ms")?,
+                agent_report_ms: int(r, "agent_report_ms")?,
                 name,
             });
         }
@@ -116,6 +128,9 @@ impl Db {
                     running_version: 0,
                     outdated: false,
                     push_error: String::new(),
+                    agent_mode: String::new(),
+                    agent_rpo_ms: -1,
+                    agent_report_ms: 0,
                 });
             }
         }

@@ -31,6 +31,15 @@ impl Db {
         .ok_or_else(|| ApiError::not_found(format!("no job {id} (see `rewind-site jobs`)")))
     }
 
+    /// Remove a job that never started (its target refused the operation).
+    pub async fn delete_job(&self, id: i64) -> Result<(), ApiError> {
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Record a job's progress and publish it as a `job.progress` event (subject: the job id).
     pub async fn job_step(
         &self,

@@ -131,6 +131,15 @@ impl Db {
         Ok(id)
     }
 
+    /// Remove a run that never started (its first target refused it).
+    pub async fn delete_plan_run(&self, id: i64) -> Result<(), ApiError> {
+        sqlx::query("DELETE FROM plan_runs WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// A run's state, RTO and detail (ended now unless it is still running).
     pub async fn end_plan_run(
         &self,
@@ -243,5 +252,57 @@ impl Db {
         .execute(&self.pool)
         .await?
         .rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_record_steps_and_a_new_leader_fails_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite:{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+        db.add_plan("p", "name = \"p\"", "user a").await.unwrap();
+        let e = db.add_plan("p", "x", "user a").await.unwrap_err();
+        assert_eq!(e.status, 409);
+        let run = db
+            .start_plan_run("p", "test", "", 7, "old:1", "t1,t2")
+            .await
+            .unwrap();
+        let step = |t: &str, m: &str| PlanStep {
+            target: t.into(),
+            kind: "boot".into(),
+            boot_group: "g".into(),
+            machine: m.into(),
+            started_ms: 1,
+            ended_ms: 2,
+            outcome: "ok".into(),
+            message: String::new(),
+        };
+        db.record_plan_steps(run, 0, &[step("t1", "m1")])
+            .await
+            .unwrap();
+        db.record_plan_steps(run, 1, &[step("t2", "m2")])
+            .await
+            .unwrap();
+        // A segment's steps are replaced as they change, the earlier segment's stay.
+        db.record_plan_steps(run, 1, &[step("t2", "m2"), step("t2", "m3")])
+            .await
+            .unwrap();
+        assert_eq!(db.fail_orphaned_plan_runs("old:1").await.unwrap(), 0);
+        assert_eq!(db.fail_orphaned_plan_runs("new:2").await.unwrap(), 1);
+        let runs = db.plan_runs("p", 10).await.unwrap();
+        assert_eq!(runs.len(), 1);
+        let r = &runs[0];
+        assert_eq!(r.state, "failed");
+        assert!(r.detail.contains("stopped leading (old:1)"), "{}", r.detail);
+        assert!(r.ended_ms > 0);
+        let machines: Vec<&str> = r.steps.iter().map(|s| s.machine.as_str()).collect();
+        assert_eq!(machines, ["m1", "m2", "m3"]);
+        db.remove_plan("p").await.unwrap();
+        assert_eq!(db.plan("p").await.unwrap_err().status, 404);
     }
 }

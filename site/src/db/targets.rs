@@ -54,6 +54,20 @@ pub struct SeenGroup {
     pub agent_connected: i64,
     /// When the agent was last connected (now while it is), ms since the epoch; 0: never.
     pub agent_seen_ms: i64,
+    /// What the agent last reported to the target (None: nothing, or an agent too old to).
+    pub report: Option<SeenReport>,
+}
+
+/// A group's agent report, as the target relays it (`formats/src/agent_report.rs`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeenReport {
+    /// `streaming`, `bitmap`, `initial-sync` or `resync`.
+    pub mode: String,
+    pub rpo_ms: i64,
+    /// When the agent made it (its clock, ms since 1970).
+    pub at_ms: i64,
+    /// The running sync's progress in tenths of a percent; -1: none runs.
+    pub sync_permille: i64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -216,6 +230,19 @@ impl Db {
         .into_iter()
         .map(|(n, c, a, s): (String, i64, i64, i64)| (n, (c, a, s)))
         .collect();
+        // The agents' reports as known before, so a restarted target (which has none yet) does
+        // not erase them, and a sync's last progress is carried from poll to poll.
+        let reports_before: std::collections::HashMap<String, KeptReport> = sqlx::query_as(
+            "SELECT name, agent_mode, agent_rpo_ms, agent_report_ms, agent_sync_permille,              agent_progress_ms FROM groups WHERE target = $1",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(n, mode, rpo_ms, at_ms, permille, progress_ms)| {
+            (n, KeptReport { mode, rpo_ms, at_ms, permille, progress_ms })
+        })
+        .collect();
         sqlx::query(
             "DELETE FROM disks WHERE group_name IN (SELECT name FROM groups WHERE target = $1)",
         )
@@ -232,14 +259,16 @@ impl Db {
                 Some(&(0, at, _)) if g.agent_connected == -1 => (0, at),
                 _ => (g.agent_connected, g.agent_seen_ms),
             };
+            let kept = KeptReport::next(reports_before.get(&g.name), g.report.as_ref(), now);
             // A group of the same name on another target keeps its row: names are site-wide,
             // the first target that reported it owns it.
             let r = sqlx::query(
                 "INSERT INTO groups (name, target, state, generation, durable_seq, journal_bytes, \
                  retention, running_policy, running_version, seen_ms, agent_connected, \
-                 agent_seen_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                 ON CONFLICT (name) DO NOTHING",
+                 agent_seen_ms, agent_mode, agent_rpo_ms, agent_report_ms, \
+                 agent_sync_permille, agent_progress_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17) ON CONFLICT (name) DO NOTHING",
             )
             .bind(&g.name)
             .bind(name)
@@ -253,6 +282,11 @@ impl Db {
             .bind(now)
             .bind(agent_connected)
             .bind(agent_seen_ms)
+            .bind(&kept.mode)
+            .bind(kept.rpo_ms)
+            .bind(kept.at_ms)
+            .bind(kept.permille)
+            .bind(kept.progress_ms)
             .execute(&mut *tx)
             .await?;
             if r.rows_affected() == 0 {
@@ -290,6 +324,44 @@ impl Db {
     }
 }
 
+/// A group's agent report as the site keeps it, with since when its sync last moved.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeptReport {
+    pub mode: String,
+    pub rpo_ms: i64,
+    pub at_ms: i64,
+    pub permille: i64,
+    pub progress_ms: i64,
+}
+
+impl KeptReport {
+    /// What to keep after a poll at `now`: the new report if the target has one (else the one
+    /// kept before), and since when the sync moves: reset when a sync starts or gains ground,
+    /// kept while it stands still.
+    pub fn next(before: Option<&KeptReport>, seen: Option<&SeenReport>, now: i64) -> KeptReport {
+        let Some(r) = seen else {
+            return before.cloned().unwrap_or(KeptReport {
+                rpo_ms: -1,
+                permille: -1,
+                ..KeptReport::default()
+            });
+        };
+        let syncing = r.sync_permille >= 0;
+        let progress_ms = match before {
+            Some(b) if syncing && b.permille >= 0 && r.sync_permille <= b.permille => b.progress_ms,
+            _ if syncing => now,
+            _ => 0,
+        };
+        KeptReport {
+            mode: r.mode.clone(),
+            rpo_ms: r.rpo_ms,
+            at_ms: r.at_ms,
+            permille: r.sync_permille,
+            progress_ms,
+        }
+    }
+}
+
 /// An agent as the targets reported it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentView {
@@ -320,5 +392,42 @@ impl Db {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(mode: &str, permille: i64) -> SeenReport {
+        SeenReport {
+            mode: mode.into(),
+            rpo_ms: 0,
+            at_ms: 1,
+            sync_permille: permille,
+        }
+    }
+
+    #[test]
+    fn a_sync_is_moving_while_its_progress_grows() {
+        // A sync starts: progress now.
+        let a = KeptReport::next(None, Some(&seen("resync", 10)), 1_000);
+        assert_eq!((a.permille, a.progress_ms), (10, 1_000));
+        // It gains ground: progress moves to now.
+        let b = KeptReport::next(Some(&a), Some(&seen("resync", 20)), 2_000);
+        assert_eq!(b.progress_ms, 2_000);
+        // It stands still: since when is kept.
+        let c = KeptReport::next(Some(&b), Some(&seen("resync", 20)), 9_000);
+        assert_eq!(c.progress_ms, 2_000);
+        // Done: no sync, no progress time.
+        let d = KeptReport::next(Some(&c), Some(&seen("streaming", -1)), 10_000);
+        assert_eq!((d.permille, d.progress_ms), (-1, 0));
+        // A target without a report (restarted) keeps what was known.
+        assert_eq!(KeptReport::next(Some(&c), None, 11_000), c);
+        let none = KeptReport::next(None, None, 11_000);
+        assert_eq!(
+            (none.mode.as_str(), none.rpo_ms, none.permille),
+            ("", -1, -1)
+        );
     }
 }

@@ -312,3 +312,28 @@ async fn run_segments(st: &AppState, s: &Started) -> Result<i64, String> {
     }
     Ok(rto_end - s.started_ms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_only_boot_groups_run_with_their_neighbours() {
+        let mut o = vec!["".to_string(), "a".into(), "".into(), "b".into(), "".into()];
+        fill_hook_only(&mut o);
+        assert_eq!(o, ["a", "a", "a", "b", "b"]);
+    }
+
+    #[test]
+    fn manual_steps_and_other_names_are_refused() {
+        let text = "name = \"p\"\n[[boot_group]]\nname = \"g\"\nmanual = \"check\"\n\
+                    [[boot_group.machine]]\nname = \"m\"\ngroup = \"x\"\nboot = \"true\"\n\
+                    health = { command = \"true\" }\n";
+        let e = parse("p", text).unwrap_err();
+        assert!(e.message.contains("manual step"), "{}", e.message);
+        let e = parse("q", text).unwrap_err();
+        assert!(e.message.contains("give the same name"), "{}", e.message);
+        let e = parse("p", "name = \"p\"\n[[boot_group]]\n").unwrap_err();
+        assert!(e.message.starts_with("plan p:"), "{}", e.message);
+    }
+}

@@ -71,18 +71,13 @@ fn reverse_tls(st: &AppState, group: &str) -> Result<PathBuf, String> {
     let ca = st.state.ca_dir();
     // An agent certificate of this name may exist from an earlier reverse: renew issues a new
     // one of the same name (it keeps owning what the old one owned).
-    let issued = rewind_mtd::tls::ca::issue(
-        &ca,
-        rewind_mtd::tls::ca::Kind::Agent,
-        &name,
-        Some(&agents),
-        rewind_mtd::tls::ca::DEFAULT_DAYS,
-    )
-    .or_else(|_| {
-        rewind_mtd::tls::ca::renew(&ca, &name, Some(&agents), rewind_mtd::tls::ca::DEFAULT_DAYS)
-    })
-    .map_err(|e| format!("issuing the certificate of {name}: {e:#}"))?;
-    drop(issued);
+    let days = rewind_mtd::tls::ca::DEFAULT_DAYS;
+    let kind = rewind_mtd::tls::ca::Kind::Agent;
+    if let Err(first) = rewind_mtd::tls::ca::issue(&ca, kind, &name, Some(&agents), days) {
+        rewind_mtd::tls::ca::renew(&ca, &name, Some(&agents), days).map_err(|again| {
+            format!("issuing the certificate of {name}: {first:#}; renewing it: {again:#}")
+        })?;
+    }
     std::fs::copy(st.state.ca_cert(), dir.join("ca.crt"))
         .map_err(|e| format!("copying ca.crt: {e}"))?;
     Ok(dir)

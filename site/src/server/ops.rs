@@ -1,4 +1,4 @@
-//! Site-wide group operations (the contract in docs/SITE.md, "Operations"): failover test,
+//! Site-wide group operations (docs/SITE_OPS.md): failover test,
 //! cleanup, planned, unplanned, commit, change-point and tag run as site jobs that drive the
 //! owning target's control API; the failover state and points are read through from it.
 //!
@@ -103,19 +103,20 @@ async fn start(
     c.audited(st, Role::Operator, &action, group, &detail, async {
         need_leader(st)?;
         let tc = TargetConn::of_group(st, group).await?;
-        let tj: JobInfo = tc
-            .call_as("POST", &format!("/v1/groups/{group}/{op}"), Some(&body))
-            .await?;
+        // The job is recorded before the target starts anything, so a target job never runs
+        // without its site job; a refusal removes it again (nothing changed).
         let total = steps * 100;
         let job = st.db.start_job(&action, group, total, &st.instance).await?;
-        st.db
-            .job_step(
-                job,
-                0,
-                "running",
-                &format!("target {} job {} started", tc.target.name, tj.id),
-            )
-            .await?;
+        let tj: JobInfo = match tc
+            .call_as("POST", &format!("/v1/groups/{group}/{op}"), Some(&body))
+            .await
+        {
+            Ok(tj) => tj,
+            Err(e) => {
+                st.db.delete_job(job).await?;
+                return Err(e);
+            }
+        };
         let (st2, group) = (st.clone(), group.to_string());
         tokio::spawn(async move {
             let r = async {

@@ -134,25 +134,17 @@ pub async fn run(
             conns.push((s, tc));
         }
         let started_ms = now_ms();
-        let (seg0, tc0) = &conns[0];
-        let req0 = plan::run_request(&name, seg0, mode, req.point.clone());
-        let first: RunStatus = tc0
-            .call_as(
-                "POST",
-                "/v1/plans/run",
-                Some(&serde_json::to_value(&req0).unwrap_or_default()),
-            )
-            .await?;
         let total = conns.len() as i64 * 100;
-        let job = st
-            .db
-            .start_job("plan.run", &name, total, &st.instance)
-            .await?;
         let targets = conns
             .iter()
             .map(|(s, _)| s.target.as_str())
             .collect::<Vec<_>>()
             .join(",");
+        // Recorded before the first target starts, removed again if it refuses.
+        let job = st
+            .db
+            .start_job("plan.run", &name, total, &st.instance)
+            .await?;
         let run = st
             .db
             .start_plan_run(
@@ -164,6 +156,23 @@ pub async fn run(
                 &targets,
             )
             .await?;
+        let (seg0, tc0) = &conns[0];
+        let req0 = plan::run_request(&name, seg0, mode, req.point.clone());
+        let first: RunStatus = match tc0
+            .call_as(
+                "POST",
+                "/v1/plans/run",
+                Some(&serde_json::to_value(&req0).unwrap_or_default()),
+            )
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                st.db.delete_plan_run(run).await?;
+                st.db.delete_job(job).await?;
+                return Err(e);
+            }
+        };
         tokio::spawn(plan::run(
             st.0.clone(),
             Started {

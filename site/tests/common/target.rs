@@ -14,6 +14,11 @@ pub struct Target {
 }
 
 pub fn target(work: &Path, state: &Path, name: &str) -> Target {
+    target_with(work, state, name, &[])
+}
+
+/// Like [`target`], with more `serve` flags (`--views DIR` for failovers' loop devices).
+pub fn target_with(work: &Path, state: &Path, name: &str, extra: &[&str]) -> Target {
     let dir = work.join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let tls = dir.join("tls");
@@ -34,18 +39,16 @@ pub fn target(work: &Path, state: &Path, name: &str) -> Target {
     );
     // Fixed ports, so that a restarted target is where the site and its agents knew it.
     let (agents, control) = (free_addr(), free_addr());
-    let mtd = Mtd::start_engine(
-        &dir,
-        "sync",
-        &[
-            "--listen",
-            &agents,
-            "--tls-dir",
-            tls.to_str().unwrap(),
-            "--control-listen",
-            &control,
-        ],
-    );
+    let mut args = vec![
+        "--listen",
+        &agents,
+        "--tls-dir",
+        tls.to_str().unwrap(),
+        "--control-listen",
+        &control,
+    ];
+    args.extend_from_slice(extra);
+    let mtd = Mtd::start_engine(&dir, "sync", &args);
     let lines = mtd.ready_lines();
     let control = lines
         .iter()

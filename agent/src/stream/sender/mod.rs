@@ -31,6 +31,7 @@ use rewind_formats::{DiskInfo, Hashes, Message, Seq};
 use crate::config::Settings;
 use crate::drain::{self, DrainCtl, WriteGate};
 use crate::error::{Error, Result};
+use crate::metrics::report::ReportSlot;
 use crate::state::StateDir;
 use crate::stream::levels::Levels;
 use crate::stream::link::{LinkEvent, Outbox, SyncEvent};
@@ -79,6 +80,9 @@ pub struct Sender {
     pub answers: mpsc::Receiver<Message>,
     pub sync_events: mpsc::Sender<SyncEvent>,
     pub link_events: mpsc::Sender<LinkEvent>,
+    /// The newest report on the group for the target (CONTROL op report), from the status
+    /// writer.
+    pub reports: Arc<ReportSlot>,
     /// Set at shutdown (with the queue stopped, which wakes the sender).
     pub stop: Arc<AtomicBool>,
 }
@@ -175,6 +179,19 @@ impl Sender {
                     ),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Sends the newest report on the group, if one waits (see [`crate::metrics::report`]).
+    fn send_report(&self, conn: &mut Conn) -> Result<()> {
+        if let Some(r) = self.reports.take() {
+            let frame = rewind_formats::message::Control::frame(
+                self.settings.group.as_str(),
+                rewind_formats::message::ControlOp::Report,
+                &r.to_arg(),
+            );
+            self.send(conn, &frame)?;
         }
         Ok(())
     }

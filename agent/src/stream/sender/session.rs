@@ -36,6 +36,8 @@ impl Sender {
         let st = self.queue.stats();
         let hello = Hello {
             agent: s.agent.clone(),
+            // Our version, for the target's and the site's inventory (the same as build_info's).
+            software: Some(env!("CARGO_PKG_VERSION").to_string()),
             groups: vec![HelloGroup {
                 group: s.group.to_string(),
                 generation: s.generation,
@@ -127,6 +129,7 @@ impl Sender {
         let dead = Arc::new(AtomicBool::new(false));
         let reader = self.spawn_reader(&conn, base, Arc::clone(&dead))?;
         self.link_event(LinkEvent::Connected);
+        self.reports.session_started();
         let r = self.stream(&mut conn, base, generation, &dead);
         conn.shutdown();
         let reader_err = reader.join().unwrap_or(None);
@@ -170,6 +173,7 @@ impl Sender {
             }
             self.send_hash_requests(conn)?;
             self.send_outbox(conn)?;
+            self.send_report(conn)?;
             let unsent = self.queue.wait_unsent(IDLE_WAIT);
             if unsent == 0 {
                 continue;
