@@ -14,8 +14,8 @@ CREATE TABLE console_sessions (
 CREATE INDEX console_sessions_expiry ON console_sessions (expires_ms);
 
 -- One sample per group per `res_s` seconds (10: the last day; 300: older, downsampled, kept 30
--- days), taken by the leader after its inventory poll. `rpo_ms` is the site's RPO bound (0 when
--- fed), `rpo_target_ms` the policy's (0: none); `journal_bytes` and `durable_seq` are the
+-- days), taken by the leader after its inventory poll. `rpo_ms` is the RPO as the alerts reckon it
+-- (the agent's, or the site's bound), `rpo_target_ms` the policy's (0: none); `journal_bytes` and `durable_seq` are the
 -- target's figures at `at_ms`; `applied_bytes` the journal's growth and `records` the records
 -- made durable since the previous sample (both 0 at the first).
 CREATE TABLE group_samples (

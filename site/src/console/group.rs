@@ -91,9 +91,10 @@ async fn body(st: &AppState, s: &Session, group: &str, window: &str) -> Result<M
     let pts = points(st, &g).await;
     Ok(html! {
         section.cards #stats data-live="stats" {
-            div class=(format!("card {}", g.health())) { span.value #rpo { (rpo_text(g.rpo_ms)) } span.label { "RPO (bound)" } }
+            div class=(format!("card {}", g.health())) { span.value #rpo { (rpo_text(g.rpo_ms)) } span.label { (if g.rpo_measured { "RPO (the agent's)" } else { "RPO (the site's bound)" }) } }
             div.card { span.value { (if g.rpo_target_ms > 0 { rpo_text(g.rpo_target_ms) } else { "none".into() }) } span.label { "RPO target" } }
             div.card { span.value #state { (g.state) } span.label { "state on " (g.target) } }
+            div.card { span.value { (if g.agent_mode.is_empty() { "—" } else { g.agent_mode.as_str() }) } span.label { "agent mode" } }
             div.card { span.value { (if g.policy.is_empty() { "none" } else { g.policy.as_str() }) } span.label { "policy" } }
             div.card { span.value { (fmt_bytes(g.journal_bytes as f64)) } span.label { "journal" } }
             div.card { span.value { (g.durable_seq) } span.label { "durable seq" } }
@@ -139,7 +140,7 @@ fn charts(series: &[Sample], from: i64, now: i64, g: &GroupRow) -> Markup {
         .collect();
     let target = (g.rpo_target_ms > 0).then(|| ("target", g.rpo_target_ms as f64 / 1000.0));
     html! {
-        (chart::chart("RPO over time", "s", from, now, &[Line { label: "RPO bound", class: "rpo", points: rpo }], target))
+        (chart::chart("RPO over time", "s", from, now, &[Line { label: "RPO", class: "rpo", points: rpo }], target))
         (chart::chart("Churn: bytes applied per second", "B", from, now, &[Line { label: "bytes applied / s", class: "applied", points: applied }], None))
         (chart::chart("Records made durable per second", "rec", from, now, &[Line { label: "records / s", class: "records", points: records }], None))
         (chart::chart("Journal size", "B", from, now, &[Line { label: "journal bytes", class: "journal", points: journal }], None))
