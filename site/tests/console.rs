@@ -20,6 +20,20 @@ use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery";
 
+/// One machine from g1; its "VM" is a shell that prints the line the health check waits for.
+const PLAN: &str = r#"name = "drill"
+
+[[boot_group]]
+name = "only"
+
+[[boot_group.machine]]
+name = "m1"
+group = "g1"
+boot = "echo rewind-vm: healthy; exec sleep 600"
+health = { console = "rewind-vm: healthy" }
+timeout_secs = 60
+"#;
+
 fn add_user(site: &Site, work: &std::path::Path, name: &str, role: &str) {
     let f = work.join(format!("{name}.password"));
     std::fs::write(&f, format!("{PASSWORD}\n")).unwrap();
@@ -260,6 +274,39 @@ fn console_end_to_end() {
     );
     visit(&b, &site, "/console/jobs", "Jobs", "jobs");
     assert!(b.count("tr[data-job].done") >= 2, "{}", b.text("main"));
+
+    // A recovery plan of one machine (its "VM" a shell that prints the health line), run in
+    // test mode from the plans page: its steps and RTO appear live, then it is cleaned up.
+    let csrf = b.js("return document.body.dataset.csrf;");
+    let plan = serde_json::json!({"name": "drill", "text": PLAN}).to_string();
+    let (status, body) = post(&b, &site, &sid, csrf.as_str(), "/v1/plans", &plan);
+    assert!(
+        (200..300).contains(&status),
+        "POST /v1/plans: {status} {body}"
+    );
+    visit(
+        &b,
+        &site,
+        "/console/plans",
+        "Recovery plans",
+        "plans-before-run",
+    );
+    b.wait(Duration::from_secs(10), "the plan listed", |b| {
+        b.count("tr[data-plan=drill] button.act") == 2
+    });
+    b.click("tr[data-plan=drill] button.act");
+    b.wait(Duration::from_secs(120), "the plan's run to end", |b| {
+        b.count("#runs .run.succeeded") + b.count("#runs .run.failed") >= 1
+    });
+    let run = b.text("#runs .run");
+    assert!(b.count("#runs .run.succeeded") == 1, "{run}");
+    assert!(run.contains("RTO") && run.contains("m1"), "{run}");
+    eprintln!("plan run on the page: {run}");
+    b.screenshot("plans-run");
+    b.click("tr[data-plan=drill] button.act:nth-of-type(2)");
+    b.wait(Duration::from_secs(60), "the plan cleaned up", |b| {
+        b.count("#runs .run.cleaned") == 1
+    });
 
     // The target stops: the overview shows the alert and a growing RPO without a reload.
     visit(&b, &site, "/console/", "Overview", "overview-before-stop");
