@@ -62,7 +62,9 @@ sed 's/^/listening: /' "$work/ready"
 target=tcp:$(head -n 1 "$work/ready")
 
 step "start the configuration server (rewind-site serve) and register the target with it"
-site serve --listen 127.0.0.1:0 --ready-file "$work/site-ready" 2> "$work/site.log" &
+# Run directly, not through the `site` function: $! must be rewind-site itself.
+"$bin/rewind-site" --state "$work/site" serve --listen 127.0.0.1:0 --ready-file "$work/site-ready" \
+  2> "$work/site.log" &
 site_pid=$!
 for _ in $(seq 100); do [ -e "$work/site-ready" ] && break; sleep 0.1; done
 [ -e "$work/site-ready" ] || { cat "$work/site.log"; exit 1; }
