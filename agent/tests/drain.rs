@@ -379,7 +379,7 @@ fn a_drain_the_agent_cannot_do_fails_fast_and_writes_go_on() {
     );
     assert_eq!(code, 409, "{body}");
     assert!(
-        body.contains("refused to drain") && body.contains("nothing has been written"),
+        body.contains("refused the drain") && body.contains("nothing has been written"),
         "{body}"
     );
     assert!(
@@ -553,5 +553,85 @@ fn a_drain_fails_when_the_session_ends_first() {
     assert!(
         took < Duration::from_secs(30),
         "the failed drain took {took:?}"
+    );
+}
+
+/// Tag now (`POST /v1/groups/G/tag`, what the site's console does): under a running workload the
+/// agent tags its current seq and writes go on; the tag is a User point at the target. With no
+/// agent the target refuses at once. Bad input changes nothing. (An agent's refusal, which does
+/// not end its session, is in `mtd/tests/tag_now.rs`.)
+#[test]
+fn tag_now_tags_under_a_workload_and_writes_go_on() {
+    if !can_run() {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let work = tempdir();
+    let mtd = Mtd::start(work.path());
+    let (mut agent, _img) = protected(work.path(), &mtd, &[]);
+    let sessions = sessions_started(&mtd);
+
+    // Under a workload: the tag comes back with its seq, and writes go on after it.
+    let dev = agent.link("d0");
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let workload = {
+        let (stop, written, dev) = (Arc::clone(&stop), Arc::clone(&written), dev.clone());
+        std::thread::spawn(move || {
+            let f = open_direct(&dev);
+            let mut buf = rewind_linux::aligned::AlignedBuf::new(1 << 20);
+            let mut rng = Rng::new(12);
+            while !stop.load(Ordering::SeqCst) {
+                rng.fill(&mut buf);
+                let at = (rng.next_u64() % (DISK_SIZE >> 20)) << 20;
+                f.write_all_at(&buf, at).expect("a write during tag now");
+                written.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let (code, body) = mtd.control_post(
+        &format!("/v1/groups/{GROUP}/tag"),
+        r#"{"tag": "now-1", "timeout_secs": 60}"#,
+    );
+    assert_eq!(code, 200, "{body}\n{}", agent.log_text());
+    let seq = seq_of(&body);
+    let after_tag = written.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    workload.join().expect("the workload failed");
+    assert!(
+        written.load(Ordering::SeqCst) > after_tag,
+        "writes stopped after the tag"
+    );
+    let (_, points) = mtd.control_get(&format!("/v1/groups/{GROUP}/points"));
+    let v: serde_json::Value = serde_json::from_str(&points).unwrap();
+    let tag = v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "now-1")
+        .unwrap_or_else(|| panic!("now-1 not among the points: {points}"));
+    assert_eq!(tag["seq"].as_u64(), Some(seq), "{points}");
+    assert_eq!(tag["kind"], "user", "{points}");
+    assert_eq!(sessions_started(&mtd), sessions, "the session was kept");
+
+    // Bad input and an unknown group change nothing; without an agent the target says so.
+    let (code, body) =
+        mtd.control_post(&format!("/v1/groups/{GROUP}/tag"), r#"{"tag": "bad/name"}"#);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = mtd.control_post("/v1/groups/nosuch/tag", r#"{"tag": "x"}"#);
+    assert_eq!(code, 404, "{body}");
+    agent.stop();
+    let (code, body) = mtd.control_post(
+        &format!("/v1/groups/{GROUP}/tag"),
+        r#"{"tag": "no-agent", "timeout_secs": 5}"#,
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("no agent is connected"), "{body}");
+    let (_, after) = mtd.control_get(&format!("/v1/groups/{GROUP}/points"));
+    assert!(
+        !after.contains("bad/name") && !after.contains("no-agent"),
+        "{after}"
     );
 }

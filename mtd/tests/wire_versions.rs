@@ -2,7 +2,8 @@
 //! version in its HELLO) is still served, in its own version; an agent of this build reports its
 //! software version and its view of the group (CONTROL op report), which the target shows in
 //! `GET /v1/groups`; a session that changes version mid-way, or a version this build does not
-//! know, is refused and applies nothing.
+//! know, is refused and applies nothing. And tag now (CONTROL tag request): the agent's tag
+//! answers it, and its refusal (which keeps the session) is passed on with why.
 
 mod common;
 
@@ -231,4 +232,96 @@ fn older_agents_are_served_in_their_version_and_newer_ones_say_theirs() {
     };
     assert_eq!(e.code, ErrorCode::Protocol, "{}", e.message);
     assert!(e.message.contains('3'), "{}", e.message);
+}
+
+/// The next frame that is not an ACK.
+fn next_not_ack(c: &mut Conn) -> Message {
+    loop {
+        match c.recv().expect("a frame") {
+            (_, Message::Ack(_)) => continue,
+            (_, m) => return m,
+        }
+    }
+}
+
+#[test]
+fn tag_now_is_answered_by_the_agents_tag_or_its_refusal() {
+    let work = tempdir();
+    let d = Mtd::start(work.path());
+    let mut agent = Conn::open(&d);
+    agent.send(&hello("tagging-agent", "g1", Some("1.0")), FRAME_VERSION);
+    assert!(matches!(next_not_ack(&mut agent), Message::Welcome(_)));
+    agent.send(&batch("g1", 1, 0x31), FRAME_VERSION);
+
+    // The agent refuses: the request fails with the agent's why, and the session goes on.
+    let ask = |name: &'static str| {
+        let control = d.control.clone();
+        std::thread::spawn(move || {
+            let out = std::process::Command::new("curl")
+                .args(["-sS", "--max-time", "60", "-X", "POST", "--unix-socket"])
+                .arg(&control)
+                .args([
+                    "-w",
+                    "\n%{http_code}",
+                    "-H",
+                    "Content-Type: application/json",
+                ])
+                .args(["-d", &format!(r#"{{"tag": "{name}", "timeout_secs": 30}}"#)])
+                .arg("http://localhost/v1/groups/g1/tag")
+                .output()
+                .expect("curl");
+            String::from_utf8_lossy(&out.stdout).to_string()
+        })
+    };
+    let req = ask("t1");
+    let c = match next_not_ack(&mut agent) {
+        Message::Control(c) => c,
+        m => panic!("expected the tag request, got {m:?}"),
+    };
+    assert_eq!(
+        (c.op, c.group.as_str(), c.arg.as_str()),
+        (ControlOp::TagRequest, "g1", "t1")
+    );
+    agent.send(
+        &Message::Error(ErrorMsg {
+            code: ErrorCode::Busy,
+            message: format!("{TAG_REFUSED_PREFIX}g1: t1: the agent is in bitmap mode"),
+        }),
+        FRAME_VERSION,
+    );
+    let answer = req.join().unwrap();
+    assert!(answer.ends_with("409"), "{answer}");
+    assert!(
+        answer.contains("refused the tag request") && answer.contains("bitmap mode"),
+        "{answer}"
+    );
+
+    // Still the same session: the agent's tag answers the next request with its seq.
+    let req = ask("t2");
+    let c = match next_not_ack(&mut agent) {
+        Message::Control(c) => c,
+        m => panic!("expected the tag request, got {m:?}"),
+    };
+    assert_eq!(c.arg, "t2");
+    agent.send(
+        &Message::Tag(Tag {
+            group: "g1".into(),
+            generation: 1,
+            tag: TagInfo {
+                seq: Seq(1),
+                kind: TagKind::User,
+                timestamp_ms: 2_000,
+                name: "t2".into(),
+            },
+        }),
+        FRAME_VERSION,
+    );
+    let answer = req.join().unwrap();
+    assert!(answer.ends_with("200"), "{answer}");
+    assert!(answer.contains(r#""seq":1"#), "{answer}");
+    assert_eq!(
+        d.log_text().matches("session started").count(),
+        1,
+        "the refusal ended the session"
+    );
 }

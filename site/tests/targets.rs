@@ -228,6 +228,11 @@ fn site_with_targets(backend: &Backend) {
             find(&site.json(&["groups"]), "g1")
                 .is_some_and(|g| g["running_version"] == 2 && g["outdated"] == false)
         });
+        // ... and the agent runs it too (the target passes it on, CONTROL policy).
+        let a = agent.as_ref().unwrap();
+        wait(Duration::from_secs(10), "the agent runs silver v2", || {
+            a.status().policy.as_deref() == Some("silver v2")
+        });
     }
 
     // t1 stops: marked down with the reason, its groups unknown; back when it returns.
@@ -251,7 +256,16 @@ fn site_with_targets(backend: &Backend) {
     assert!(text.contains("unknown") || agent.is_none(), "{text}");
     if agent.is_some() {
         // A change while the target is down: shown as not yet running, pushed when it returns.
-        site.ok(&["policy", "update", "silver", "--level", "4"]);
+        // (A bandwidth for every hour of the week, so that the agent's limit changes now.)
+        site.ok(&[
+            "policy",
+            "update",
+            "silver",
+            "--level",
+            "4",
+            "--bandwidth",
+            "*=20MiB/s",
+        ]);
         let g = site.json(&["groups"]);
         assert_eq!(find(&g, "g1").unwrap()["outdated"], true, "{g}");
         assert!(site.ok(&["groups"]).contains("OLD"));
@@ -269,6 +283,16 @@ fn site_with_targets(backend: &Backend) {
             "silver v3 on t1 after its restart",
             || on_target(&t1, "silver", 3),
         );
+        // The agent runs v3, and its bandwidth limit is the schedule's 20 MiB/s.
+        let a = agent.as_ref().unwrap();
+        wait(Duration::from_secs(15), "the agent runs silver v3", || {
+            a.status().policy.as_deref() == Some("silver v3")
+        });
+        wait(Duration::from_secs(10), "the agent's new bandwidth", || {
+            a.log_text().lines().any(|l| {
+                l.contains("bandwidth limit from the policy's schedule") && l.contains("20971520")
+            })
+        });
         let jobs = site.ok(&["jobs"]);
         assert!(
             jobs.contains("policy.push") && jobs.contains("done"),

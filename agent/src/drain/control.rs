@@ -4,13 +4,14 @@
 //! [`crate::policy`], and one it cannot apply is refused with an ERROR the target records
 //! without ending the session.
 
-use rewind_formats::{Control, ControlOp, ErrorCode};
+use rewind_formats::{Control, ControlOp, ErrorCode, TagKind, TAG_REFUSED_PREFIX};
 
 use rewind_formats::policy::REFUSED_PREFIX;
 
 use super::{DrainCtl, WriteGate};
 use crate::policy::PolicyCtl;
 use crate::stream::link::Outbox;
+use crate::stream::queue::Queue;
 
 /// Handles one CONTROL frame for `group` (the group this agent serves).
 pub fn control(
@@ -20,6 +21,7 @@ pub fn control(
     gate: &WriteGate,
     outbox: &Outbox,
     policy: &PolicyCtl,
+    queue: &Queue,
 ) {
     if c.group != group {
         outbox.send_error(
@@ -70,6 +72,29 @@ pub fn control(
                 );
             }
         },
+        // A user tag at the current seq, as `rewind-agent tag` inserts (the site's "tag now").
+        ControlOp::TagRequest => {
+            let r = rewind_formats::validate_name(&c.arg)
+                .map_err(|e| format!("bad tag name: {e}"))
+                .and_then(|()| match gate.fenced() {
+                    Some(_) => Err("this agent is fenced".to_string()),
+                    None => queue
+                        .push_tag(&c.arg, TagKind::User, crate::now_ms())
+                        .map_err(|e| e.to_string()),
+                });
+            match r {
+                Ok((_, seq)) => {
+                    tracing::info!(group, tag = %c.arg, ?seq, "the target asks for a tag: queued");
+                }
+                Err(why) => {
+                    tracing::warn!(group, tag = %c.arg, %why, "tag request refused");
+                    outbox.send_error(
+                        ErrorCode::Busy,
+                        format!("{TAG_REFUSED_PREFIX}{group}: {}: {why}", c.arg),
+                    );
+                }
+            }
+        }
         op => {
             tracing::info!(
                 group,

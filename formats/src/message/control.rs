@@ -5,6 +5,12 @@ use super::{truncate_text, Message};
 use crate::bytes::{Reader, Writer};
 use crate::DecodeError;
 
+/// How an agent's ERROR frame begins when it cannot insert the tag a CONTROL tag request asked
+/// for (frame version 2 on), followed by `GROUP: NAME: why` (`tag refused: web: nightly: the
+/// agent is in bitmap mode ...`). Like a refused policy's, it does not end the session: the
+/// target tells whoever asked.
+pub const TAG_REFUSED_PREFIX: &str = "tag refused: ";
+
 /// target -> agent: an operation on a group; agent -> target: a [`ControlOp::Report`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Control {
@@ -32,6 +38,8 @@ pub enum ControlOp {
     Drain = 1,
     Pause = 2,
     Resume = 3,
+    /// Insert a user tag named `arg` at the current seq, as `rewind-agent tag` does (refused
+    /// with [`TAG_REFUSED_PREFIX`] where no point can be tagged).
     TagRequest = 4,
     Resync = 5,
     /// A replication policy to apply (`arg`: [`crate::policy::Policy`] as JSON).

@@ -82,6 +82,14 @@ impl ErrorCode {
 }
 
 impl ErrorMsg {
+    /// Whether this ERROR from an agent ends its session: every one does but the refusal of a
+    /// policy ([`crate::policy::REFUSED_PREFIX`]) or of a tag request
+    /// ([`super::control::TAG_REFUSED_PREFIX`]), which the target records and goes on from.
+    pub fn ends_session(&self) -> bool {
+        !(self.message.starts_with(crate::policy::REFUSED_PREFIX)
+            || self.message.starts_with(super::control::TAG_REFUSED_PREFIX))
+    }
+
     pub(super) fn write(&self, w: &mut Writer) {
         w.u16(self.code.as_u16());
         w.long_str(truncate_text(&self.message));

@@ -1,4 +1,5 @@
-//! `POST /v1/groups/{group}/drain` and `POST /v1/groups/{group}/fence`.
+//! `POST /v1/groups/{group}/drain`, `POST /v1/groups/{group}/tag` (tag now: [`TagNowRequest`],
+//! answered with a [`DrainReply`] once the tag is durable) and `POST /v1/groups/{group}/fence`.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,14 @@ pub struct DrainRequest {
 pub struct DrainReply {
     /// The seq of the tag: the replica there equals the source.
     pub seq: u64,
+}
+
+/// Tag now: the agent inserts a User tag named `tag` at its current seq; writes go on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagNowRequest {
+    pub tag: String,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -163,7 +163,9 @@ impl From<DrainError> for ApiError {
         match e {
             DrainError::UnknownGroup(_) => ApiError::NotFound(msg),
             DrainError::BadTag { .. } => ApiError::BadRequest(msg),
-            DrainError::NotConnected(_) | DrainError::Refused { .. } => ApiError::Conflict(msg),
+            DrainError::NotConnected(_)
+            | DrainError::NotConnectedForTag(_)
+            | DrainError::Refused { .. } => ApiError::Conflict(msg),
             DrainError::SessionEnded { .. } => ApiError::BadGateway(msg),
             DrainError::Timeout { .. } => ApiError::GatewayTimeout(msg),
         }

@@ -22,6 +22,7 @@ pub fn router(control: Arc<Control>) -> Router {
             post(super::groups::retention),
         )
         .route("/v1/groups/{group}/drain", post(super::drain::drain_group))
+        .route("/v1/groups/{group}/tag", post(super::drain::tag_group))
         .route("/v1/groups/{group}/fence", post(super::drain::fence_group))
         .merge(super::overlays::router())
         .merge(super::attachments::router())

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use rewind_formats::agent_report::AgentReport;
 use rewind_formats::frame::{restamp_version, FrameKind};
-use rewind_formats::message::{Ack, BatchRef, ControlOp, ErrorCode, ErrorMsg, Hashes, Message};
+use rewind_formats::message::{
+    Ack, BatchRef, ControlOp, ErrorCode, ErrorMsg, Hashes, Message, TAG_REFUSED_PREFIX,
+};
 use rewind_formats::policy::REFUSED_PREFIX;
 use rewind_formats::Seq;
 use rewind_formats::{FRAME_VERSION, FRAME_VERSION_MIN};
@@ -332,6 +334,9 @@ async fn serve<R: AsyncRead + Unpin>(
             Message::Error(e) if e.message.starts_with(REFUSED_PREFIX) => {
                 policy_refused(store, &fed, &e.message);
             }
+            Message::Error(e) if e.message.starts_with(TAG_REFUSED_PREFIX) => {
+                tag_refused(&fed, &e.message);
+            }
             Message::Error(e) => {
                 return Err(Fault {
                     code: None,
@@ -346,6 +351,28 @@ async fn serve<R: AsyncRead + Unpin>(
                 ));
             }
         }
+    }
+}
+
+/// The agent could not insert the tag a tag request asked for (`tag refused: GROUP: NAME: why`):
+/// told to the request's waiter; the session goes on.
+fn tag_refused(fed: &[super::ingest::Feed], message: &str) {
+    let rest = &message[TAG_REFUSED_PREFIX.len()..];
+    let mut parts = rest.splitn(3, ": ");
+    let (group, tag, why) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(rest),
+    );
+    match fed.iter().find(|f| f.group.name == group) {
+        Some(f) => {
+            tracing::warn!(group, tag, why, "the agent refused a tag request");
+            f.group.tag_refused(tag, why);
+        }
+        None => tracing::warn!(
+            message,
+            "the agent refused a tag request for a group it does not feed here"
+        ),
     }
 }
 

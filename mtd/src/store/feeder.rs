@@ -84,6 +84,24 @@ impl Group {
         slot.replace(r).map(|old| old.mode)
     }
 
+    /// The agent refused the tag request named `tag` (its ERROR said why): kept for the
+    /// request's waiter, which takes it.
+    pub(crate) fn tag_refused(&self, tag: &str, why: &str) {
+        let mut r = self.tag_refusals.lock().expect("tag refusals lock");
+        // Bounded: a refusal nobody waits for any more is dropped with the oldest.
+        if r.len() >= 16 {
+            r.remove(0);
+        }
+        r.push((tag.to_string(), why.to_string()));
+    }
+
+    /// The refusal of the tag request named `tag`, if one came.
+    pub(crate) fn take_tag_refusal(&self, tag: &str) -> Option<String> {
+        let mut r = self.tag_refusals.lock().expect("tag refusals lock");
+        let i = r.iter().position(|(t, _)| t == tag)?;
+        Some(r.remove(i).1)
+    }
+
     /// The agent's newest report on the group, if it sent one since this daemon started.
     pub fn agent_report(&self) -> Option<AgentReport> {
         self.agent_report.lock().expect("agent report lock").clone()

@@ -93,6 +93,8 @@ pub struct Group {
     pub(super) last_feeder: Mutex<Option<super::feeder::AgentSeen>>,
     /// What the group's agent last reported of it (CONTROL op report; in memory).
     pub(super) agent_report: Mutex<Option<rewind_formats::agent_report::AgentReport>>,
+    /// Tag requests the agent refused, (name, why), until their waiter takes them.
+    pub(super) tag_refusals: Mutex<Vec<(String, String)>>,
     /// A Resume a failed planned failover could not deliver (no agent was connected): kept
     /// here, where the next session finds it, so a drain never leaves the source read-only by
     /// mistake.
@@ -213,6 +215,7 @@ impl Group {
             feeder: Mutex::new(None),
             last_feeder: Mutex::new(None),
             agent_report: Mutex::new(None),
+            tag_refusals: Mutex::new(Vec::new()),
             resume_owed: Mutex::new(None),
             policy,
             manifest_lock: Mutex::new(()),

@@ -161,14 +161,12 @@ impl Sender {
     }
 
     /// Sends the answers to CONTROL frames; an ERROR ends the session (as the protocol says),
-    /// except a refused policy's, which the target records and goes on from.
+    /// except a refused policy's or tag request's, which the target records and goes on from.
     fn send_outbox(&self, conn: &mut Conn) -> Result<()> {
         for m in self.answers.try_iter() {
             self.send(conn, &m.to_frame())?;
             if let Message::Error(e) = m {
-                if e.message
-                    .starts_with(rewind_formats::policy::REFUSED_PREFIX)
-                {
+                if !e.ends_session() {
                     continue;
                 }
                 return Err(Error::Connection {

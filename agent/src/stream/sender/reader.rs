@@ -62,6 +62,7 @@ impl Sender {
                             &control.gate,
                             &control.outbox,
                             &control.policy,
+                            &queue,
                         ),
                         Ok(Some(other)) => {
                             tracing::debug!(kind = other.kind().name(), "unexpected frame ignored");
