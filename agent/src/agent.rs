@@ -169,10 +169,8 @@ impl Agent {
             .collect();
         let sizes: Vec<u64> = disks.iter().map(|d| d.size_bytes).collect();
         let (dirty, dirty_valid) = DirtyMap::open(&state.dirty_map(), &sizes)?;
-        let spool = match settings.spool_bytes {
-            0 => None,
-            n => Some(Spool::create(&state.spool(), n)?),
-        };
+        // Always a spool file, if of size 0 (then it takes nothing): a policy may size it later.
+        let spool = Some(Spool::create(&state.spool(), settings.spool_bytes)?);
         let queue = Arc::new(Queue::new(settings.max_queue_bytes, spool));
         sync_thread::open_window_at_start(&settings.group, &queue, &dirty, dirty_valid, &state)?;
         let gate = Arc::new(WriteGate::default());
@@ -231,8 +229,14 @@ impl Agent {
         // Shared with the policy the target sends (level, bandwidth schedule).
         let limit = Arc::new(RateLimit::new(settings.bandwidth_bytes_per_sec));
         let levels = Arc::new(Levels::new(settings.level, !settings.fixed_level));
-        let policy = Arc::new(PolicyCtl::load(&state, limit.clone(), levels.clone()));
+        let policy = Arc::new(PolicyCtl::load(
+            &state,
+            limit.clone(),
+            levels.clone(),
+            Arc::clone(&queue),
+        ));
         let reports = Arc::new(crate::metrics::report::ReportSlot::default());
+        let schedule_policy = policy.clone();
         agent.sender = Some(
             Sender {
                 settings: Arc::clone(&settings),
@@ -267,6 +271,7 @@ impl Agent {
             events: sync_rx,
             status: Arc::clone(&sync_status),
             progress: Arc::clone(&progress),
+            window: crate::sync::window::SyncWindow::new(policy.clone()),
             stop: Arc::clone(&stop),
             lost: false,
         };
@@ -330,9 +335,12 @@ impl Agent {
             stop: Arc::clone(&stop),
         };
         agent.threads.push(spawn("drain", move || drainer.run())?);
-        if let Some(t) = schedule::spawn(Arc::clone(&settings), queue, stop)? {
-            agent.threads.push(t);
-        }
+        agent.threads.push(schedule::spawn(
+            Arc::clone(&settings),
+            queue,
+            schedule_policy,
+            stop,
+        )?);
         Ok(agent)
     }
 

@@ -1,5 +1,7 @@
-//! Scheduled tags (`--tag-every`, `--tag-freeze`): every N seconds, freeze the listed
-//! filesystems, insert a tag named `auto-YYYYMMDD-HHMMSS` (UTC), thaw.
+//! Scheduled tags: every N seconds, freeze the listed filesystems, insert a tag named
+//! `auto-YYYYMMDD-HHMMSS` (UTC), thaw. N and the filesystems come from the policy in force
+//! (`app_consistent_every_secs`, `freeze`; 0 means no scheduled points), else from `--tag-every`
+//! and `--tag-freeze`; a policy change takes effect at once.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,35 +15,58 @@ use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::freeze;
 use crate::now_ms;
+use crate::policy::PolicyCtl;
 use crate::stream::queue::Queue;
 
 /// How often a sleeping scheduler looks at `stop` (so shutdown never waits a whole period).
 const STOP_POLL: Duration = Duration::from_millis(100);
 
-/// Starts the scheduler thread; `Ok(None)` when no schedule is set. It ends soon after `stop`
-/// is set, or when the queue is stopping.
+/// Starts the scheduler thread. It ends soon after `stop` is set, or when the queue is
+/// stopping.
 pub fn spawn(
     settings: Arc<Settings>,
     queue: Arc<Queue>,
+    policy: Arc<PolicyCtl>,
     stop: Arc<AtomicBool>,
-) -> Result<Option<JoinHandle<()>>> {
-    let Some(every) = settings.tag_every_secs else {
-        return Ok(None);
-    };
-    let period = Duration::from_secs(every.max(1));
+) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("tag-schedule".into())
         .spawn(move || {
             // The period runs from the end of one tag to the next (not on a fixed clock), so
             // a slow freeze never makes two tags in the same second (their names would clash).
-            while sleep_unless_stopped(period, &stop) {
-                if !tag_once(&settings.tag_freeze, &queue) {
+            let mut last = Instant::now();
+            let mut was = None;
+            while sleep_unless_stopped(STOP_POLL, &stop) {
+                let now = schedule(&settings, &policy);
+                if now != was {
+                    tracing::info!(schedule = ?now, "scheduled points (every seconds, freeze)");
+                    was = now.clone();
+                }
+                let Some((every, freeze)) = now else {
+                    last = Instant::now();
+                    continue;
+                };
+                if last.elapsed() < Duration::from_secs(every.max(1)) {
+                    continue;
+                }
+                if !tag_once(&freeze, &queue) {
                     return;
                 }
+                last = Instant::now();
             }
         })
-        .map(Some)
         .map_err(Error::path("starting the tag schedule thread", "-"))
+}
+
+/// The schedule in force: the policy's while one is, else the command line's.
+fn schedule(settings: &Settings, policy: &PolicyCtl) -> Option<(u64, Vec<PathBuf>)> {
+    match policy.tag_schedule() {
+        Some(from_policy) => from_policy
+            .map(|(every, freeze)| (every, freeze.into_iter().map(PathBuf::from).collect())),
+        None => settings
+            .tag_every_secs
+            .map(|every| (every, settings.tag_freeze.clone())),
+    }
 }
 
 /// Sleeps `d` in small steps; false as soon as `stop` is set.
@@ -186,15 +211,25 @@ mod tests {
         };
         let queue = Arc::new(Queue::new(16 << 20, None));
         let stop = Arc::new(AtomicBool::new(false));
+        // No policy kept in this (absent) state dir: the command line's schedule applies.
+        let policy = Arc::new(PolicyCtl::load(
+            &crate::state::StateDir::new(std::path::Path::new("/nonexistent-rewind-test"), "g"),
+            Arc::new(crate::stream::ratelimit::RateLimit::new(None)),
+            Arc::new(crate::stream::levels::Levels::new(1, false)),
+            Arc::clone(&queue),
+        ));
         let mut none = settings.clone();
         none.tag_every_secs = None;
-        assert!(spawn(Arc::new(none), Arc::clone(&queue), Arc::clone(&stop))
-            .unwrap()
-            .is_none());
+        assert_eq!(schedule(&none, &policy), None);
+        assert_eq!(schedule(&settings, &policy), Some((1, vec![])));
         // Nothing written yet: the first period passes without a tag, and without ending.
-        let h = spawn(Arc::new(settings), Arc::clone(&queue), Arc::clone(&stop))
-            .unwrap()
-            .unwrap();
+        let h = spawn(
+            Arc::new(settings),
+            Arc::clone(&queue),
+            policy,
+            Arc::clone(&stop),
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(1300));
         assert_eq!(queue.stats().entries, 0);
         assert!(!h.is_finished());

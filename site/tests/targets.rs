@@ -170,7 +170,7 @@ fn site_with_targets(backend: &Backend) {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         status == 200 && v["policy"]["name"] == name && v["policy"]["version"] == want
     };
-    if agent.is_some() {
+    if let Some(a) = &agent {
         // What `protect --policy gold` assigned reaches the target (the first push found no
         // group there yet, before the agent came: it is retried).
         wait(Duration::from_secs(15), "gold v1 on t1", || {
@@ -229,7 +229,6 @@ fn site_with_targets(backend: &Backend) {
                 .is_some_and(|g| g["running_version"] == 2 && g["outdated"] == false)
         });
         // ... and the agent runs it too (the target passes it on, CONTROL policy).
-        let a = agent.as_ref().unwrap();
         wait(Duration::from_secs(10), "the agent runs silver v2", || {
             a.status().policy.as_deref() == Some("silver v2")
         });
@@ -274,7 +273,7 @@ fn site_with_targets(backend: &Backend) {
     wait(Duration::from_secs(15), "t1 up again", || {
         find(&site.json(&["target", "list"]), "t1").is_some_and(|t| t["state"] == "up")
     });
-    if agent.is_some() {
+    if let Some(a) = &agent {
         wait(Duration::from_secs(30), "g1 ok again", || {
             find(&site.json(&["groups"]), "g1").is_some_and(|g| g["state"] == "ok")
         });
@@ -284,7 +283,6 @@ fn site_with_targets(backend: &Backend) {
             || on_target(&t1, "silver", 3),
         );
         // The agent runs v3, and its bandwidth limit is the schedule's 20 MiB/s.
-        let a = agent.as_ref().unwrap();
         wait(Duration::from_secs(15), "the agent runs silver v3", || {
             a.status().policy.as_deref() == Some("silver v3")
         });

@@ -82,12 +82,19 @@ impl Spool {
         self.capacity
     }
 
-    /// Where `len` bytes would go, if they fit.
+    /// A new size (the policy's `spool_mib`; 0 takes nothing more). Records already held stay
+    /// where they are, also past a smaller size, until they are freed: the size only says where
+    /// new ones may go.
+    pub fn set_capacity(&mut self, capacity: u64) {
+        self.capacity = capacity;
+    }
+
+    /// Where `len` bytes would go, if they fit (within the capacity, which may have shrunk
+    /// below records still held).
     fn place(&self, len: u64) -> Option<u64> {
-        if self.used == 0 {
-            return (len <= self.capacity).then_some(0);
-        }
-        if !self.wrapped {
+        let pos = if self.used == 0 {
+            Some(0)
+        } else if !self.wrapped {
             if self.tail + len <= self.capacity {
                 Some(self.tail)
             } else {
@@ -95,7 +102,8 @@ impl Spool {
             }
         } else {
             (self.tail + len <= self.head).then_some(self.tail)
-        }
+        };
+        pos.filter(|p| p + len <= self.capacity)
     }
 
     /// Writes `data` into the spool; returns its position, or `None` when it does not fit (or
@@ -175,6 +183,31 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &link).unwrap();
         assert!(Spool::create(&link, 10).is_err());
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn a_new_size_applies_to_new_records_and_keeps_the_held_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::create(&dir.path().join("g.spool"), 10).unwrap();
+        let a = s.put(&[1; 4]).unwrap();
+        let b = s.put(&[2; 4]).unwrap();
+        // Shrunk below what is held: nothing new fits, the held records read back.
+        s.set_capacity(3);
+        assert_eq!(s.put(&[3; 1]), None);
+        s.free(a, 4);
+        // [0, 4) is free, but only [0, 3) is within the new size.
+        assert_eq!(s.put(&[3; 4]), None);
+        let c = s.put(&[3; 3]).unwrap();
+        assert_eq!(c, 0);
+        assert_eq!(read(&s.reader(), b, 4).unwrap(), vec![2; 4]);
+        s.free(b, 4);
+        s.free(c, 3);
+        // Off: nothing at all.
+        s.set_capacity(0);
+        assert_eq!(s.put(&[4; 1]), None);
+        // Grown: the whole new size.
+        s.set_capacity(20);
+        assert_eq!(s.put(&[5; 20]), Some(0));
     }
 
     #[test]

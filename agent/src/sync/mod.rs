@@ -15,3 +15,4 @@ pub mod pass;
 pub mod progress;
 pub mod rangelock;
 pub mod thread;
+pub mod window;

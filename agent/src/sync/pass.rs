@@ -61,6 +61,8 @@ pub struct Pass<'a> {
     pub hashes: &'a HashRequests,
     pub progress: &'a [SyncProgress],
     pub stop: &'a AtomicBool,
+    /// When and how fast the policy lets syncs run.
+    pub window: &'a crate::sync::window::SyncWindow,
 }
 
 impl Pass<'_> {
@@ -107,6 +109,7 @@ impl Pass<'_> {
             if self.stop.load(Ordering::SeqCst) {
                 return Err(Error::Stopping);
             }
+            self.window.admit(self.region_len(r), self.stop)?;
             let theirs = if fresh {
                 None
             } else {

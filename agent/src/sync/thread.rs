@@ -42,6 +42,8 @@ pub struct SyncThread {
     pub events: Receiver<SyncEvent>,
     pub status: Arc<SyncStatus>,
     pub progress: Arc<[SyncProgress]>,
+    /// The policy's sync window (see [`crate::sync::window`]).
+    pub window: crate::sync::window::SyncWindow,
     pub stop: Arc<AtomicBool>,
     /// A [`SyncEvent::TargetLost`] received and not yet acted on.
     pub lost: bool,
@@ -211,6 +213,7 @@ impl SyncThread {
                 hashes: &self.hashes,
                 progress: &self.progress,
                 stop: &self.stop,
+                window: &self.window,
             };
             if compare_all && self.queue().last_seq() == LocalSeq(0) {
                 if let Err(e) = pass.resend_first_block() {

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `target_down` | target | the target does not answer its poll |
 //! | `journal_full` | target | its data file system is over 90% full (critical over 95%) |
+//! | `journal_forecast` | target | it fills within 2 days at its recent rate (see [`super::forecast`]) |
 //! | `agent_not_seen` | group | the target holds no session of the group's agent for [`AGENT_GRACE_MS`] |
 //! | `rpo_warning`, `rpo_breach` | group | the RPO (the agent's, or the bound) is over 0.75x, 1x the policy's RPO target |
 //! | `bitmap_mode` | group | the agent reports bitmap mode (its spool is full: writes are only tracked) |

@@ -3,6 +3,7 @@
 //! resolves what no longer is. Firing and resolving queue the deliveries ([`crate::notify`]).
 
 pub mod conditions;
+pub mod forecast;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -18,9 +19,12 @@ pub const EVERY: Duration = Duration::from_secs(1);
 
 /// Run forever; idle while this instance does not lead.
 pub async fn run(st: AppState) {
+    // The journal forecasts' history: the leader's own, from its polls (a new leader starts
+    // again).
+    let mut forecasts = forecast::Forecasts::default();
     loop {
         if st.is_leader() {
-            if let Err(e) = once(&st).await {
+            if let Err(e) = once(&st, &mut forecasts).await {
                 tracing::warn!(error = %e, "evaluating alerts");
             }
         }
@@ -29,10 +33,14 @@ pub async fn run(st: AppState) {
 }
 
 /// Evaluate once: fire and resolve. Returns (fired, resolved).
-pub async fn once(st: &AppState) -> Result<(usize, usize), ApiError> {
+pub async fn once(
+    st: &AppState,
+    forecasts: &mut forecast::Forecasts,
+) -> Result<(usize, usize), ApiError> {
     let now = now_ms();
     let (targets, groups, refusals) = facts(st, now).await?;
-    let want = conditions::evaluate(now, &targets, &groups, &refusals);
+    let mut want = conditions::evaluate(now, &targets, &groups, &refusals);
+    want.extend(forecasts.evaluate(now, &targets));
     let open = st.db.alerts(false, 100_000).await?;
     let keys: HashSet<(&str, &str)> = want.iter().map(|f| (f.kind, f.subject.as_str())).collect();
     let mut resolved = 0;

@@ -124,6 +124,13 @@ impl Queue {
         }
     }
 
+    /// Resizes the spool (a policy's `spool_mib`; see [`Spool::set_capacity`]).
+    pub fn set_spool_capacity(&self, bytes: u64) {
+        if let Some(s) = self.lock().spool.as_mut() {
+            s.set_capacity(bytes);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
