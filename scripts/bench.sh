@@ -15,7 +15,8 @@
 #   scripts/bench.sh failover [RUNS]         test failover to readable exports, two-VM plan RTO
 #   scripts/bench.sh overhead                the agent's write overhead alone (agent/bench-overhead.sh)
 #   scripts/bench.sh console [DISKS]         the target's /metrics scrape time with DISKS disks (1000),
-#                                            and agent killed until the site's alert at a webhook
+#                                            agent killed until the site's alert at a webhook,
+#                                            the web console's overview with DISKS groups
 #   scripts/bench.sh site [GROUPS]           the configuration server with GROUPS groups (1000)
 #   scripts/bench.sh --help                  every command, argument and environment variable
 #

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rewind demo: build, replicate a demo ext4 disk to a master target on this host, list the recovery
 # points, mount an older point beside the latest to find a file that has since been deleted, and
-# export the latest over NBD for qemu.
+# export the latest over NBD for qemu; the configuration server (rewind-site, embedded SQLite)
+# manages the target, and its web console's address and a login are printed at the end.
 # Run as root (it loop-mounts images). Everything it makes is removed at the end, even on failure.
 #
 # The source agent (rewind-agent) protects a disk image on this host: the workload (mkfs, files)
@@ -18,13 +19,14 @@ done
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "build"
-cargo build --release -q -p rewind-mtd -p rewind-agent
+cargo build --release -q -p rewind-mtd -p rewind-agent -p rewind-site
 bin=$PWD/target/release
 rewind() { "$bin/rewind" --control "$work/control.sock" "$@"; }
 
 work=$(mktemp -d /var/tmp/rewind-demo.XXXXXX)
 mtd_pid=
 agent_pid=
+site_pid=
 mounts=()
 cleanup() {
   for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
@@ -32,6 +34,7 @@ cleanup() {
   # not through a function: $! must be the agent itself).
   if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null || true; fi
   mountpoint -q "$work/agent-mnt" 2>/dev/null && umount -l "$work/agent-mnt"
+  if [ -n "$site_pid" ]; then kill "$site_pid" 2>/dev/null; wait "$site_pid" 2>/dev/null || true; fi
   # On SIGTERM the daemon unmounts what `rewind mount` mounted, detaches its loop devices and
   # unmounts its view tree.
   if [ -n "$mtd_pid" ]; then kill "$mtd_pid" 2>/dev/null; wait "$mtd_pid" 2>/dev/null || true; fi
@@ -40,19 +43,36 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "the site CA, and a certificate for the demo agent (rewind-mtd ca init / ca issue)"
-"$bin/rewind-mtd" ca init --dir "$work/ca"
-"$bin/rewind-mtd" ca issue --dir "$work/ca" --agent demo-host
+step "the site (rewind-site init): its CA signs the demo agent's and the target's certificates"
+site_url=
+site() { "$bin/rewind-site" --state "$work/site" ${site_url:+--site "$site_url"} "$@"; }
+site init --host 127.0.0.1 >/dev/null
+ca=$work/site/ca
+"$bin/rewind-mtd" ca issue --dir "$ca" --agent demo-host
+"$bin/rewind-mtd" ca issue --dir "$ca" --server t1 --host 127.0.0.1 --out "$work/tls-t1"
 
 step "start the master target (rewind-mtd serve), agents over mutual TLS"
-"$bin/rewind-mtd" serve --data-dir "$work/data" --listen 127.0.0.1:0 --tls-dir "$work/ca" --ready-file "$work/ready" \
+"$bin/rewind-mtd" serve --data-dir "$work/data" --listen 127.0.0.1:0 --tls-dir "$work/tls-t1" --ready-file "$work/ready" \
   --views "$work/views" --nbd-unix "$work/nbd.sock" --nbd-listen none --control "$work/control.sock" \
-  2> "$work/mtd.log" &
+  --control-listen 127.0.0.1:0 2> "$work/mtd.log" &
 mtd_pid=$!
 for _ in $(seq 100); do [ -e "$work/ready" ] && break; sleep 0.1; done
 [ -e "$work/ready" ] || { cat "$work/mtd.log"; exit 1; }
 sed 's/^/listening: /' "$work/ready"
 target=tcp:$(head -n 1 "$work/ready")
+
+step "start the configuration server (rewind-site serve) and register the target with it"
+# Run directly, not through the `site` function: $! must be rewind-site itself.
+"$bin/rewind-site" --state "$work/site" serve --listen 127.0.0.1:0 --ready-file "$work/site-ready" \
+  2> "$work/site.log" &
+site_pid=$!
+for _ in $(seq 100); do [ -e "$work/site-ready" ] && break; sleep 0.1; done
+[ -e "$work/site-ready" ] || { cat "$work/site.log"; exit 1; }
+site_url=https://$(head -n 1 "$work/site-ready")
+site target add t1 --url "https://$(sed -n 's/^control-tcp //p' "$work/ready")" --agents "$(head -n 1 "$work/ready")"
+console_password=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')
+printf '%s\n' "$console_password" > "$work/console.password"
+site user add demo --role operator --password-from "$work/console.password"
 
 agent() { "$bin/rewind-agent" "$@"; }
 mount_dev() { # device dir
@@ -66,7 +86,7 @@ step "protect a demo disk (a 256 MiB image) with the agent (rewind-agent run)"
 disk=$work/disk.img
 truncate -s 256M "$disk"
 mkdir -p "$work/agent"
-"$bin/rewind-agent" run --group demo --disk "sda=$disk" --target "$target" --tls-dir "$work/ca" \
+"$bin/rewind-agent" run --group demo --disk "sda=$disk" --target "$target" --tls-dir "$ca" \
   --agent-name demo-host --state-dir "$work/agent" --mount-dir "$work/agent-mnt" --links-dir "$work/dev" \
   2> "$work/agent.log" &
 agent_pid=$!
@@ -74,6 +94,9 @@ for _ in $(seq 100); do [ -e "$work/dev/demo/sda" ] && break; sleep 0.1; done
 [ -e "$work/dev/demo/sda" ] || { cat "$work/agent.log"; exit 1; }
 dev=$(readlink -f "$work/dev/demo/sda")
 echo "protected device: $work/dev/demo/sda -> $dev"
+for _ in $(seq 100); do site groups | grep -q '^demo' && break; sleep 0.1; done
+site policy create demo --rpo 30s --retention 1d >/dev/null
+site policy assign demo --group demo
 
 step "on the protected device: mkfs.ext4, write files, tag v1 (fsfreeze around the tag)"
 mkfs.ext4 -q -F -L demo "$dev"
@@ -127,5 +150,15 @@ for _ in $(seq 100); do
   agent status --state-dir "$work/agent" --json | grep -q '"fenced": *"' && break; sleep 0.1
 done
 agent status --state-dir "$work/agent" | grep -e "fenced:" -e "drained:"
+
+step "the configuration server: the target and its group, seen through the site"
+site target list
+site groups
+echo
+echo "web console: $site_url/console/ (certificate from the demo's site CA: $ca/ca.crt)"
+echo "login:       user demo, password $console_password"
+if [ -t 0 ]; then
+  read -r -p "press Enter to stop the demo and remove everything it made " _
+fi
 
 step "done: cleaning up"

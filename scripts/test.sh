@@ -19,6 +19,8 @@ pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd 
 pkgs+=(prometheus postgresql)
 pkgs+=(python3-aiosmtpd)
 pkgs+=(xfsprogs)
+# The web console's browser tests drive a headless Chromium over WebDriver.
+pkgs+=(chromium chromium-driver)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

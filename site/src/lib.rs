@@ -10,6 +10,7 @@ pub mod alerts;
 pub mod api;
 pub mod bundle;
 pub mod cli;
+pub mod console;
 pub mod daemon;
 pub mod db;
 pub mod endpoint;

@@ -63,5 +63,7 @@ pub async fn once(st: &AppState, every: Duration) -> Result<(), crate::error::Ap
             tracing::warn!(error = %e, "recording a poll");
         }
     }
+    // The console's charts: a sample of every group per 10 s.
+    crate::console::samples::after_poll(&st.db).await;
     Ok(())
 }

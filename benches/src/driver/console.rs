@@ -2,7 +2,8 @@
 //! of a `GET /metrics` on a `rewind-mtd` holding DISKS disks (default 1,000: groups of ten, each
 //! given a little data by `rewind-loadgen`), median of at least five scrapes. `alert-delay-s`
 //! ([`super::alert_delay`]): an agent killed until a webhook has the site's alert, at least five
-//! runs. `console-overview-ms` measures the web console and is added with it.
+//! runs. `console-overview-ms` ([`super::console_overview`]): the web console's overview page on
+//! a site with DISKS groups.
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -103,7 +104,10 @@ pub fn run(settings: &Settings, disks_arg: &str) -> Result<()> {
     );
     progress::log("alert-delay-s: a site, a target and an agent (root: FUSE, loop devices)");
     let alerts = super::alert_delay::measure(settings, scrapes)?;
-    println!("console-overview-ms needs the web console: not measured here");
+    progress::log(format!(
+        "console-overview-ms: a site with {disks} groups on three targets"
+    ));
+    let overview = super::console_overview::measure(settings, disks, scrapes)?;
     print_bars(
         scrapes,
         &[
@@ -112,6 +116,12 @@ pub fn run(settings: &Settings, disks_arg: &str) -> Result<()> {
                 value: ms.median_text(),
                 want: "< 100",
                 spread: Some(ms.spread_text()),
+            },
+            Bar {
+                name: "console-overview-ms",
+                value: overview.median_text(),
+                want: "< 300",
+                spread: Some(overview.spread_text()),
             },
             Bar {
                 name: "alert-delay-s",

@@ -24,6 +24,7 @@ pub mod alert_delay;
 pub mod apply;
 pub mod cleanup;
 pub mod console;
+pub mod console_overview;
 pub mod crash;
 pub mod failover;
 pub mod fio;

@@ -203,7 +203,7 @@ fn backend(
 }
 
 /// `groups` groups spread over the targets, one 1 MiB disk each with 64 KiB written.
-fn make_groups(bins: &tools::Bins, targets: &[TargetProc], groups: usize) -> Result<()> {
+pub(super) fn make_groups(bins: &tools::Bins, targets: &[TargetProc], groups: usize) -> Result<()> {
     progress::log(format!("making {groups} groups (rewind-loadgen)"));
     let t0 = Instant::now();
     let mut running: Vec<(usize, std::process::Child)> = Vec::new();
@@ -305,7 +305,11 @@ fn running(site: &SiteProc, version: u64) -> Result<bool> {
 }
 
 /// Polls `ready` every 100 ms until it is true; fails after `limit` naming `what`.
-fn wait(limit: Duration, what: &str, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+pub(super) fn wait(
+    limit: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let t0 = Instant::now();
     loop {
         if ready().unwrap_or(false) {

@@ -107,6 +107,10 @@ async fn authenticate(parts: &Parts, st: &AppState) -> Result<Principal, ApiErro
             ))),
         };
     }
+    // The web console's session cookie (with its CSRF token on changes).
+    if let Some(r) = crate::console::session::api_principal(parts, st).await {
+        return r;
+    }
     Err(ApiError::unauthorized(
         "authenticate: a client certificate from the site CA, a bearer token or a user's password",
     ))

@@ -104,6 +104,7 @@ pub fn router(st: AppState) -> Router {
         .route("/v1/protect", post(protect::protect))
         .route("/v1/protections", get(protect::list))
         .merge(ops_routes())
+        .merge(crate::console::routes())
         .with_state(st)
 }
 

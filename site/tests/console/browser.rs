@@ -1,0 +1,254 @@
+//! A real headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`):
+//! chromedriver on a free port per test, killed by pid on drop; a fresh profile in the test's
+//! scratch directory; the site's certificate from the test's own temporary CA accepted with
+//! `--ignore-certificate-errors` (that CA exists only for the test). Calls are synchronous
+//! (each one blocks on a runtime the browser owns), like the rest of the site's tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Whether the browser can run: a failure under `REWIND_REQUIRE_TOOLS`, else a loud skip.
+pub fn available() -> bool {
+    let ok = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !ok {
+        let what = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)";
+        assert!(std::env::var_os("REWIND_REQUIRE_TOOLS").is_none(), "{what}");
+        eprintln!("SKIPPED: {what}");
+    }
+    ok
+}
+
+pub struct Browser {
+    pub rt: tokio::runtime::Runtime,
+    client: Option<Client>,
+    driver: Child,
+    /// Where screenshots go (the test's scratch directory).
+    pub shots: PathBuf,
+}
+
+impl Browser {
+    pub fn start(work: &Path) -> Browser {
+        // Two providers are linked (ring, and aws-lc-rs through the WebDriver client): pick one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let log = std::fs::File::create(work.join("chromedriver.log")).unwrap();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start chromedriver");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let profile = work.join("chromium-profile");
+        std::fs::create_dir_all(&profile).unwrap();
+        let shots = work.join("screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        let mut b = Browser {
+            rt,
+            client: None,
+            driver,
+            shots,
+        };
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--ignore-certificate-errors", "--window-size=1280,1400",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let caps: fantoccini::wd::Capabilities = caps.as_object().unwrap().clone();
+        let url = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        let client = loop {
+            let r = b.rt.block_on(async {
+                ClientBuilder::rustls()
+                    .expect("rustls client")
+                    .capabilities(caps.clone())
+                    .connect(&url)
+                    .await
+            });
+            match r {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(
+                        start.elapsed() < Duration::from_secs(30),
+                        "chromedriver on {url}: {e}\n{}",
+                        std::fs::read_to_string(work.join("chromedriver.log")).unwrap_or_default()
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        };
+        b.client = Some(client);
+        b
+    }
+
+    fn c(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.rt
+            .block_on(self.c().goto(url))
+            .unwrap_or_else(|e| panic!("goto {url}: {e}"));
+    }
+
+    /// Run `script` (a function body: `return ...`) in the page.
+    pub fn js(&self, script: &str) -> Value {
+        self.rt
+            .block_on(self.c().execute(script, vec![]))
+            .unwrap_or_else(|e| panic!("script {script}: {e}"))
+    }
+
+    /// The text of the first element matching `css` ("" if none).
+    pub fn text(&self, css: &str) -> String {
+        let s = format!(
+            "const e = document.querySelector({}); return e ? e.textContent : '';",
+            json!(css)
+        );
+        self.js(&s).as_str().unwrap_or_default().trim().to_string()
+    }
+
+    pub fn count(&self, css: &str) -> u64 {
+        self.js(&format!(
+            "return document.querySelectorAll({}).length;",
+            json!(css)
+        ))
+        .as_u64()
+        .unwrap_or(0)
+    }
+
+    pub fn fill(&self, css: &str, text: &str) {
+        self.rt.block_on(async {
+            let e = self.c().find(Locator::Css(css)).await.expect(css);
+            e.clear().await.expect("clear");
+            e.send_keys(text).await.expect("type");
+        });
+    }
+
+    pub fn select(&self, css: &str, value: &str) {
+        let ok = self.js(&format!(
+            "const e = document.querySelector({}); if (!e) return false; e.value = {}; return e.value === {};",
+            json!(css),
+            json!(value),
+            json!(value)
+        ));
+        assert_eq!(ok, json!(true), "select {value} in {css}");
+    }
+
+    pub fn click(&self, css: &str) {
+        self.rt.block_on(async {
+            let e = self.c().find(Locator::Css(css)).await.expect(css);
+            e.click().await.expect("click");
+        });
+    }
+
+    pub fn url(&self) -> String {
+        self.rt
+            .block_on(self.c().current_url())
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn cookie(&self, name: &str) -> fantoccini::cookies::Cookie<'static> {
+        self.rt
+            .block_on(self.c().get_named_cookie(name))
+            .unwrap_or_else(|e| panic!("cookie {name}: {e}"))
+    }
+
+    /// Wait for `f` (polled every 200 ms) up to `limit`.
+    pub fn wait(&self, limit: Duration, what: &str, mut f: impl FnMut(&Browser) -> bool) {
+        let start = Instant::now();
+        while !f(self) {
+            assert!(
+                start.elapsed() < limit,
+                "{what}: not within {limit:?}; page at {}:\n{}",
+                self.url(),
+                self.text("main")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Save a screenshot as `NAME.png` and check it is not blank: a decodable PNG of more than
+    /// one colour. Returns its path.
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.rt.block_on(self.c().screenshot()).expect("screenshot");
+        let path = self.shots.join(format!("{name}.png"));
+        std::fs::write(&path, &png).unwrap();
+        assert!(
+            distinct_colours(&png) > 1,
+            "screenshot {name} is blank: {}",
+            path.display()
+        );
+        path
+    }
+}
+
+/// How many distinct pixel values a PNG holds (stops counting at 16).
+pub fn distinct_colours(png_bytes: &[u8]) -> usize {
+    let decoder = png::Decoder::new(png_bytes);
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("PNG frame");
+    let px = info.color_type.samples()
+        * if info.bit_depth == png::BitDepth::Sixteen {
+            2
+        } else {
+            1
+        };
+    let mut seen: Vec<&[u8]> = Vec::new();
+    for p in buf[..info.buffer_size()].chunks(px) {
+        if !seen.contains(&p) {
+            seen.push(p);
+            if seen.len() >= 16 {
+                break;
+            }
+        }
+    }
+    seen.len()
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(10), c.close()).await });
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Copy the screenshots where CI keeps artifacts: `target/console-screenshots/`.
+pub fn keep_screenshots(from: &Path) {
+    let to = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("console-screenshots");
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let _ = std::fs::copy(e.path(), to.join(e.file_name()));
+    }
+}
