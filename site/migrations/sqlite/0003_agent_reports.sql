@@ -12,3 +12,7 @@ ALTER TABLE groups ADD COLUMN agent_report_ms BIGINT NOT NULL DEFAULT 0;
 -- moved forward (or the sync began): a sync that does not move is not converging.
 ALTER TABLE groups ADD COLUMN agent_sync_permille BIGINT NOT NULL DEFAULT -1;
 ALTER TABLE groups ADD COLUMN agent_progress_ms BIGINT NOT NULL DEFAULT 0;
+
+-- The login for an email channel's SMTP server ('' for none; its password is the channel's
+-- secret, never shown back).
+ALTER TABLE channels ADD COLUMN smtp_user TEXT NOT NULL DEFAULT '';

@@ -46,6 +46,12 @@ pub enum AlertsCmd {
         /// Recipients, comma-separated.
         #[arg(long)]
         to: String,
+        /// The SMTP login, if the server asks for one (sent only over TLS or to this host).
+        #[arg(long, requires = "password_file")]
+        user: Option<String>,
+        /// A file holding the SMTP password (its first line).
+        #[arg(long, requires = "user")]
+        password_file: Option<PathBuf>,
     },
     /// The notification channels.
     Channels,
@@ -128,14 +134,28 @@ pub async fn run(c: &ConnArgs, p: &Printer, a: AlertsArgs) -> Result<()> {
             smtp,
             from,
             to,
+            user,
+            password_file,
         }) => {
+            let password = match &password_file {
+                Some(f) => Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("reading the SMTP password from {}", f.display()))?
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                None => None,
+            };
             let req = ChannelRequest {
                 name,
                 kind: "email".into(),
                 url: smtp,
                 mail_from: Some(from),
                 mail_to: Some(to),
-                ..Default::default()
+                smtp_user: user,
+                secret: password,
             };
             p.done(&c.send("POST", "/v1/channels", &req).await?)
         }

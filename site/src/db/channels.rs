@@ -19,6 +19,9 @@ pub struct Channel {
     pub mail_from: String,
     /// Recipients, comma-separated.
     pub mail_to: String,
+    /// The SMTP login ("" for none); its password is the secret.
+    #[serde(default)]
+    pub smtp_user: String,
     pub created_ms: i64,
 }
 
@@ -47,6 +50,7 @@ fn row_channel(r: &sqlx::any::AnyRow) -> Result<Channel, ApiError> {
         signed: !text(r, "secret")?.is_empty(),
         mail_from: text(r, "mail_from")?,
         mail_to: text(r, "mail_to")?,
+        smtp_user: text(r, "smtp_user")?,
         created_ms: int(r, "created_ms")?,
     })
 }
@@ -98,26 +102,22 @@ pub(crate) async fn queue(
 }
 
 impl Db {
-    #[allow(clippy::too_many_arguments)]
     pub async fn add_channel(
         &self,
         name: &str,
-        kind: &str,
-        url: &str,
-        secret: &str,
-        mail_from: &str,
-        mail_to: &str,
+        c: &crate::notify::channel::Checked,
     ) -> Result<(), ApiError> {
         sqlx::query(
-            "INSERT INTO channels (name, kind, url, secret, mail_from, mail_to, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO channels (name, kind, url, secret, mail_from, mail_to, smtp_user, \
+             created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(name)
-        .bind(kind)
-        .bind(url)
-        .bind(secret)
-        .bind(mail_from)
-        .bind(mail_to)
+        .bind(&c.kind)
+        .bind(&c.url)
+        .bind(&c.secret)
+        .bind(&c.mail_from)
+        .bind(&c.mail_to)
+        .bind(&c.smtp_user)
         .bind(now_ms())
         .execute(&self.pool)
         .await
@@ -170,7 +170,7 @@ impl Db {
         let rows = sqlx::query(
             "SELECT d.id, d.alert_id, d.transition, d.channel, d.state, d.attempts, \
              d.last_error, d.next_ms, d.updated_ms, d.payload, c.name, c.kind, c.url, c.secret, \
-             c.mail_from, c.mail_to, c.created_ms \
+             c.mail_from, c.mail_to, c.smtp_user, c.created_ms \
              FROM deliveries d JOIN channels c ON c.name = d.channel \
              WHERE d.state = 'pending' AND d.next_ms <= $1 ORDER BY d.id LIMIT 100",
         )

@@ -25,6 +25,22 @@ pub enum Tls {
     Implicit,
 }
 
+impl Smtp {
+    /// Whether the connection is encrypted (STARTTLS or TLS from the first byte).
+    pub fn encrypted(&self) -> bool {
+        self.tls != Tls::None
+    }
+
+    /// Whether the server is on this host (`localhost` or a loopback address).
+    pub fn loopback(&self) -> bool {
+        self.host == "localhost"
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
 /// Parse `smtp://HOST[:PORT]`, `smtp+starttls://...`, `smtps://...` (no user, path or query).
 pub fn parse(url: &str) -> Result<Smtp> {
     let u = reqwest::Url::parse(url).with_context(|| format!("SMTP URL {url:?}"))?;
@@ -112,14 +128,28 @@ pub async fn send(d: &Due) -> Result<()> {
         Tls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)?,
         Tls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)?,
     };
+    let builder = if d.channel.smtp_user.is_empty() {
+        builder
+    } else {
+        builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            d.channel.smtp_user.clone(),
+            d.secret.clone(),
+        ))
+    };
     let mailer = builder
         .port(smtp.port)
         .timeout(Some(super::ATTEMPT_TIMEOUT))
         .build();
-    mailer
-        .send(message(d)?)
-        .await
-        .with_context(|| format!("sending mail through {}", d.channel.url))?;
+    // lettre's timeout bounds each read and write, not a server that stops answering mid-way
+    // (one that refuses a login and then says nothing, say): the whole attempt is bounded too.
+    match tokio::time::timeout(super::ATTEMPT_TIMEOUT, mailer.send(message(d)?)).await {
+        Ok(r) => r.with_context(|| format!("sending mail through {}", d.channel.url))?,
+        Err(_) => anyhow::bail!(
+            "sending mail through {}: no answer within {} s",
+            d.channel.url,
+            super::ATTEMPT_TIMEOUT.as_secs()
+        ),
+    };
     Ok(())
 }
 

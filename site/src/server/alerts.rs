@@ -75,12 +75,13 @@ pub async fn add_channel(
         req.secret.as_ref().is_some_and(|s| !s.is_empty())
     );
     c.audited(&st, Role::Admin, "channel.add", &req.name, &detail, async {
-        let (kind, url, secret, from, to) = crate::notify::channel::check(&req)?;
-        st.db
-            .add_channel(&req.name, &kind, &url, &secret, &from, &to)
-            .await?;
+        let checked = crate::notify::channel::check(&req)?;
+        st.db.add_channel(&req.name, &checked).await?;
         Ok(Json(Done {
-            done: format!("{kind} channel {} added ({url})", req.name),
+            done: format!(
+                "{} channel {} added ({})",
+                checked.kind, req.name, checked.url
+            ),
         }))
     })
     .await

@@ -1,5 +1,6 @@
 //! A local SMTP sink: Debian's python3-aiosmtpd with its Maildir handler on a free loopback
-//! port, each message a file under `DIR/new/`; killed by pid on drop.
+//! port, each message a file under `DIR/new/`; killed by pid on drop. With a login, the sink
+//! refuses mail from a client that has not authenticated with it (AUTH PLAIN or LOGIN).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,6 +26,15 @@ impl SmtpSink {
     /// The sink, or None (said loudly) when aiosmtpd is not installed; with
     /// REWIND_REQUIRE_TOOLS=1 a missing aiosmtpd fails the test.
     pub fn start(dir: &Path) -> Option<SmtpSink> {
+        SmtpSink::launch(dir, None)
+    }
+
+    /// A sink that requires this user and password.
+    pub fn start_with_login(dir: &Path, user: &str, password: &str) -> Option<SmtpSink> {
+        SmtpSink::launch(dir, Some((user, password)))
+    }
+
+    fn launch(dir: &Path, login: Option<(&str, &str)>) -> Option<SmtpSink> {
         let have = Command::new(python())
             .args(["-c", "import aiosmtpd"])
             .stderr(Stdio::null())
@@ -44,11 +54,25 @@ impl SmtpSink {
             .port();
         let maildir = dir.join("maildir");
         let log = dir.join("smtp.log");
-        let child = Command::new(python())
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
+        let mut cmd = Command::new(python());
+        match login {
+            None => {
+                cmd.args(["-m", "aiosmtpd", "-n", "-l"])
+                    .arg(format!("127.0.0.1:{port}"))
+                    .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                    .arg(&maildir);
+            }
+            Some((user, password)) => {
+                // (Plain text on loopback, as the site allows a login only there or over TLS.)
+                cmd.arg("-c")
+                    .arg(LOGIN_SINK)
+                    .arg(port.to_string())
+                    .arg(&maildir)
+                    .arg(user)
+                    .arg(password);
+            }
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("smtp log"))
@@ -89,6 +113,23 @@ impl SmtpSink {
             .collect()
     }
 }
+
+/// aiosmtpd's controller with an authenticator: argv port, maildir, user, password.
+const LOGIN_SINK: &str = r#"
+import signal, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, maildir, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+def check(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login.decode() == user and data.password.decode() == password
+    print("auth", mechanism, "ok" if ok else "refused", file=sys.stderr, flush=True)
+    return AuthResult(success=ok)
+c = Controller(Mailbox(maildir), hostname="127.0.0.1", port=port, authenticator=check,
+               auth_required=True, auth_require_tls=False)
+c.start()
+signal.pause()
+"#;
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
