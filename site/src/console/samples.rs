@@ -74,7 +74,7 @@ pub async fn record(db: &Db, bucket: i64, now: i64) -> Result<usize, ApiError> {
     .into_iter()
     .map(|(g, _, j, s)| (g, (j, s)))
     .collect();
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin().await?;
     for chunk in rows.chunks(BATCH) {
         let mut sql = String::from(
             "INSERT INTO group_samples (group_name, res_s, at_ms, rpo_ms, rpo_target_ms, \
@@ -129,7 +129,7 @@ pub async fn fold(db: &Db, now: i64) -> Result<(), ApiError> {
     let c = COARSE_S * 1000;
     // Whole coarse buckets only: none is ever folded half now and half later.
     let cutoff = (now - FINE_FOR_MS).div_euclid(c) * c;
-    let mut tx = db.pool.begin().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO group_samples (group_name, res_s, at_ms, rpo_ms, rpo_target_ms, \
          journal_bytes, durable_seq, applied_bytes, records) \

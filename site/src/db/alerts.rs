@@ -93,7 +93,7 @@ impl Db {
         site: &str,
     ) -> Result<Option<Alert>, ApiError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let r = sqlx::query(
             "INSERT INTO alerts (kind, subject, severity, state, summary, fired_ms, resolved_ms, \
              acked_by, acked_ms) VALUES ($1, $2, $3, 'firing', $4, $5, 0, '', 0) \
@@ -133,7 +133,7 @@ impl Db {
     /// Resolve a firing alert, queue its deliveries and write the event.
     pub async fn resolve(&self, id: i64, site: &str) -> Result<Option<Alert>, ApiError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let n = sqlx::query(
             "UPDATE alerts SET state = 'resolved', resolved_ms = $2 \
              WHERE id = $1 AND state = 'firing'",

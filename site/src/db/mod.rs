@@ -57,6 +57,19 @@ pub struct Db {
     pub url: String,
 }
 
+impl Db {
+    /// A transaction that writes. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting out the busy timeout): a deferred transaction that reads and then
+    /// writes fails with SQLITE_BUSY_SNAPSHOT, without waiting, when another connection wrote in
+    /// between (WAL), which the busy timeout does not cover.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+}
+
 /// Milliseconds since the epoch, as stored.
 pub fn now_ms() -> i64 {
     SystemTime::now()

@@ -171,7 +171,7 @@ impl Db {
         first: i64,
         steps: &[PlanStep],
     ) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM plan_steps WHERE run = $1 AND idx >= $2")
             .bind(run)
             .bind(first)

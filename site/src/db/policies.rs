@@ -91,7 +91,7 @@ impl Db {
 
     /// Assign `policy` to `selector`, replacing what it had.
     pub async fn assign(&self, policy: &str, selector: &str) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM assignments WHERE selector = $1")
             .bind(selector)
             .execute(&mut *tx)
@@ -176,7 +176,7 @@ impl Db {
     /// they took, in one transaction: a round of a thousand groups is one commit, not two
     /// thousand.
     pub async fn record_pushes(&self, outcomes: &[PushOutcome]) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let at = now_ms();
         for o in outcomes {
             sqlx::query(

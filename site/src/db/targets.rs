@@ -123,7 +123,7 @@ impl Db {
     /// Remove a target and what the site knew of its groups (the groups' labels stay: a group
     /// that reappears on another target keeps them).
     pub async fn remove_target(&self, name: &str) -> Result<(), ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let n = sqlx::query("DELETE FROM targets WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -175,7 +175,7 @@ impl Db {
     /// Mark a target down with the reason, and its groups `unknown`. Returns whether it was
     /// not down already (an event worth logging).
     pub async fn mark_down(&self, name: &str, reason: &str) -> Result<bool, ApiError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let was: Option<(String,)> = sqlx::query_as("SELECT state FROM targets WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
@@ -198,7 +198,7 @@ impl Db {
     pub async fn record_seen(&self, name: &str, seen: &Seen) -> Result<bool, ApiError> {
         let now = now_ms();
         let journal: i64 = seen.groups.iter().map(|g| g.journal_bytes).sum();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let was: Option<(String,)> = sqlx::query_as("SELECT state FROM targets WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)
