@@ -283,12 +283,7 @@ pub async fn show(
     Path(group): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     c.may_read(Role::Viewer, "failover state")?;
-    let tc = TargetConn::of_group(&st, &group).await?;
-    let mut v = tc
-        .call("GET", &format!("/v1/groups/{group}/failover"), None)
-        .await?;
-    v["target"] = json!(tc.target.name);
-    Ok(Json(v))
+    from_target(&st, &group, "failover").await
 }
 
 /// `GET /v1/groups/{group}/points`: the owning target's points report.
@@ -298,9 +293,14 @@ pub async fn points(
     Path(group): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     c.may_read(Role::Viewer, "points")?;
-    let tc = TargetConn::of_group(&st, &group).await?;
+    from_target(&st, &group, "points").await
+}
+
+/// The owning target's `GET /v1/groups/{group}/{what}`, with the target's name added.
+async fn from_target(st: &AppState, group: &str, what: &str) -> Result<Json<Value>, ApiError> {
+    let tc = TargetConn::of_group(st, group).await?;
     let mut v = tc
-        .call("GET", &format!("/v1/groups/{group}/points"), None)
+        .call("GET", &format!("/v1/groups/{group}/{what}"), None)
         .await?;
     v["target"] = json!(tc.target.name);
     Ok(Json(v))
