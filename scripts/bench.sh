@@ -6,6 +6,7 @@
 #
 #   scripts/bench.sh apply [SIZE]    durable-apply throughput (SIZE default 256MiB)
 #   scripts/bench.sh crash [ROUNDS]  the kill -9 crash test at length (default 100 rounds)
+#   scripts/bench.sh crash-agent [ROUNDS]    kill -9 of the agent at length (default 100 rounds)
 #   scripts/bench.sh netfault MINUTES        random network faults between agent and target
 #   scripts/bench.sh oracle ROUNDS           views at many points checked by sector headers
 #   scripts/bench.sh soak MINUTES            the whole flow, memory/descriptors/journal sampled

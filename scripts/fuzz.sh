@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz with cargo fuzz (libFuzzer), on the stable toolchain: the rewind-formats decoders
-# (formats/fuzz: frame, batch, segment) and what the target daemon parses from clients
-# (mtd/fuzz: nbd_handshake, nbd_request, control_body).
+# (formats/fuzz: frame, batch, segment, and the CONTROL arguments policy and agent_report), what
+# the target daemon parses from clients and operators (mtd/fuzz: nbd_handshake, nbd_request,
+# control_body, plan_toml) and the agent's settings file (agent/fuzz: agent_config).
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 30 seconds each for every target
 #   FUZZ_CMIN=1 scripts/fuzz.sh 60            ... then minimise each corpus (cargo fuzz cmin)
@@ -11,7 +12,8 @@
 # Targets run one after another (the machines have 2 cores, shared with builds). Each keeps its
 # corpus in <crate>/fuzz/corpus/<target>/ (committed, replayed by `cargo test` through
 # formats/tests/fuzz_corpus.rs and mtd/tests/fuzz_corpus.rs); an empty formats corpus is seeded
-# from formats/tests/vectors/, an mtd one from the handcrafted mtd/fuzz/seeds/<target>/. A crash
+# from formats/tests/vectors/ (the binary decoders) or from the handcrafted
+# <crate>/fuzz/seeds/<target>/ (the rest). A crash
 # leaves its input in <crate>/fuzz/artifacts/<target>/: fix the bug, keep the file (the replay
 # test runs it from then on).
 #
@@ -34,14 +36,16 @@ secs="${1:-30}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(frame batch segment nbd_handshake nbd_request control_body)
+    targets=(frame batch segment policy agent_report nbd_handshake nbd_request control_body plan_toml
+        agent_config)
 fi
 
 # The cargo-fuzz project that holds a target.
 project() {
     case "$1" in
-        frame|batch|segment) echo "$root/formats/fuzz" ;;
-        nbd_handshake|nbd_request|control_body) echo "$root/mtd/fuzz" ;;
+        frame|batch|segment|policy|agent_report) echo "$root/formats/fuzz" ;;
+        nbd_handshake|nbd_request|control_body|plan_toml) echo "$root/mtd/fuzz" ;;
+        agent_config) echo "$root/agent/fuzz" ;;
         *) echo "fuzz.sh: unknown target $1" >&2; exit 2 ;;
     esac
 }
@@ -82,9 +86,9 @@ seed() {
             { printf '\003\000\000\000'; cat "$vectors/records.bin"; } >"$dir/seed-records.bin" ;;
         segment)
             cp "$vectors"/segment-header.bin "$vectors"/chunk-*.bin "$vectors"/footer.bin "$dir"/ ;;
-        nbd_handshake|nbd_request|control_body)
+        nbd_handshake|nbd_request|control_body|plan_toml|policy|agent_report|agent_config)
             # Handcrafted, kept apart from the corpus (which cmin renames and prunes).
-            cp "$root/mtd/fuzz/seeds/$t"/* "$dir"/ ;;
+            cp "$(project "$t")/seeds/$t"/* "$dir"/ ;;
         *)
             echo "fuzz.sh: no seeds for target $t" >&2 ;;
     esac

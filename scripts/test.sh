@@ -19,8 +19,9 @@ pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd 
 pkgs+=(prometheus postgresql)
 pkgs+=(python3-aiosmtpd)
 pkgs+=(xfsprogs)
-# The web console's browser tests drive a headless Chromium over WebDriver.
-pkgs+=(chromium chromium-driver)
+# The web console's browser tests drive a headless Chromium and Firefox over WebDriver
+# (Firefox's driver, geckodriver, is not packaged by Debian: installed from crates.io below).
+pkgs+=(chromium chromium-driver firefox-esr)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -47,6 +48,10 @@ command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolcha
 if ! command -v fsx >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/fsx" ]; then
   echo "installing: fsx (cargo install fsx)"
   cargo install --locked -q fsx
+fi
+if ! command -v geckodriver >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/geckodriver" ]; then
+  echo "installing: geckodriver (cargo install geckodriver)"
+  cargo install --locked -q geckodriver
 fi
 # In the suite a missing tool fails its test rather than skipping it.
 export REWIND_REQUIRE_TOOLS=1

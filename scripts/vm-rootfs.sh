@@ -8,7 +8,7 @@
 #   rewind-vm: boot-count=N      (after adding one to /var/boot-count and syncing: the disk is writable)
 #   rewind-vm: healthy
 # then stays up until killed; with `rewind.poweroff` on the kernel command line it powers off
-# instead. If /var/boot-count cannot be written it prints `rewind-vm: cannot write /var/boot-count`
+# instead; with `rewind.shell` it runs a shell on the console (for drills' guest commands). If /var/boot-count cannot be written it prints `rewind-vm: cannot write /var/boot-count`
 # and powers off without saying healthy. MARKER_TEXT, if given, is written to /marker.
 # Built with mkfs.ext4 -d from a staging directory: no mount needed. IMG is replaced.
 set -euo pipefail
@@ -75,6 +75,12 @@ fi
 if grep -qw rewind.poweroff /proc/cmdline; then
   sync
   poweroff -f
+fi
+if grep -qw rewind.shell /proc/cmdline; then
+  # A shell on the console, restarted if it exits (init must never exit).
+  while :; do
+    sh
+  done
 fi
 while :; do
   sleep 3600

@@ -221,6 +221,7 @@ impl Agent {
 
         let hashes = Arc::new(HashRequests::default());
         let drain = Arc::new(DrainCtl::default());
+        let verify = Arc::new(crate::sync::verify::VerifyCtl::default());
         let (outbox, answers) = Outbox::new(Arc::clone(&queue));
         let (sync_events, sync_rx) = mpsc::channel();
         let (link_events, link_rx) = mpsc::channel();
@@ -253,6 +254,7 @@ impl Agent {
                     gate: Arc::clone(&gate),
                     outbox: outbox.clone(),
                     policy: policy.clone(),
+                    verify: Arc::clone(&verify),
                 },
                 answers,
                 sync_events,
@@ -262,6 +264,15 @@ impl Agent {
             }
             .spawn()?,
         );
+        let verifier = crate::sync::verify::VerifyThread {
+            group: settings.group.to_string(),
+            capture: Arc::clone(&capture),
+            hashes: Arc::clone(&hashes),
+            ctl: verify,
+            outbox: outbox.clone(),
+            stop: Arc::clone(&stop),
+        };
+        agent.threads.push(spawn("verify", move || verifier.run())?);
         let sync = SyncThread {
             group: settings.group.to_string(),
             state: state.clone(),

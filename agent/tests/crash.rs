@@ -18,6 +18,12 @@ use common::*;
 
 const DISK_SIZE: u64 = 128 << 20;
 
+/// The workload's pace, bytes per second, and the target's history: unpaced writes and a 24 h
+/// window would keep everything a campaign of 1000 rounds writes (100 GB and more). The check is
+/// at latest, which retention does not touch.
+const RATE: u64 = 16 << 20;
+const RETENTION: &str = "30s";
+
 /// Writes pseudo-random blocks (4 KiB to 256 KiB) through `dev` until it fails (the agent was
 /// killed) or `stop` is set; returns how many writes completed.
 fn writer(dev: PathBuf, seed: u64, stop: Arc<AtomicBool>) -> u64 {
@@ -33,7 +39,12 @@ fn writer(dev: PathBuf, seed: u64, stop: Arc<AtomicBool>) -> u64 {
     let mut rng = Rng::new(seed);
     let mut next = || rng.next_u64();
     let mut done = 0;
+    let (t0, mut written) = (Instant::now(), 0u64);
     while !stop.load(Ordering::SeqCst) {
+        let due = Duration::from_secs_f64(written as f64 / RATE as f64);
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(wait);
+        }
         let blocks = 1 + (next() % 64) as usize;
         let len = blocks * 4096;
         // Most writes land in a hot 16 MiB zone, some anywhere.
@@ -45,6 +56,7 @@ fn writer(dev: PathBuf, seed: u64, stop: Arc<AtomicBool>) -> u64 {
         if f.write_all_at(&buf[..len], off).is_err() {
             break;
         }
+        written += len as u64;
         done += 1;
     }
     done
@@ -63,7 +75,7 @@ fn kill9_at_random_moments_then_converge() {
     let w = work.path();
     let img = w.join("disk.img");
     fs::File::create(&img).unwrap().set_len(DISK_SIZE).unwrap();
-    let mut mtd = Mtd::start(w);
+    let mut mtd = Mtd::start_with(w, &["--retention", RETENTION]);
     let mut rng = (std::process::id() as u64) << 16 | 0x9e37;
     let mut rand = move |n: u64| {
         rng = rng

@@ -214,3 +214,34 @@ fn power_cuts_of_the_source_lose_no_flushed_write_and_converge() {
     drop(disk_fs);
     drop(state_fs);
 }
+
+/// A state directory an operator just made (its entry still only in the page cache) survives a
+/// power cut once an agent has locked it: the lock makes the entry durable in its parent, so
+/// the dirty-region map written in it is not lost with the directory.
+#[test]
+fn a_fresh_state_dir_survives_a_power_cut_once_locked() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let Some(mut fs_) = powercut_mount(work.path(), "state-parent") else {
+        return;
+    };
+    let fresh = fs_.dir().join("state");
+    fs::create_dir(&fresh).unwrap();
+    let lock = rewind_agent::state::StateDir::new(&fresh, "g")
+        .lock()
+        .unwrap();
+    drop(lock);
+    // Control, made after the lock: a directory never synced is gone after the cut.
+    let unsynced = fs_.dir().join("unsynced");
+    fs::create_dir(&unsynced).unwrap();
+    let cut = fs_.cut().expect("cut");
+    assert!(
+        !unsynced.exists(),
+        "the power-cut file system kept an unsynced directory (dropped {} entries)",
+        cut.entries
+    );
+    assert!(fresh.is_dir(), "the locked state dir was lost to the cut");
+    drop(fs_);
+}

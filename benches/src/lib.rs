@@ -35,6 +35,7 @@ pub mod harness;
 pub mod image;
 pub mod model;
 pub mod oracle;
+pub mod pace;
 pub mod pool;
 pub mod powercut;
 pub mod run;

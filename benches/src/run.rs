@@ -18,6 +18,7 @@ use rewind_formats::{
 
 use crate::error::{Error, Result};
 use crate::model::{Model, Workload};
+use crate::pace::Pacer;
 use crate::session::{Session, SessionLimits, SessionStats};
 use crate::state::{read_state, StateWriter};
 use crate::stats::percentile;
@@ -57,6 +58,9 @@ pub struct RunConfig {
     /// Stop sending this long after the first send (then wait for the acks), even if `total`
     /// is not reached.
     pub duration: Option<Duration>,
+    /// Send at most this many record bytes per second, over the whole run (None: as fast as
+    /// the target takes them).
+    pub rate: Option<u64>,
 }
 
 /// The run's result (the `--json` line).
@@ -208,6 +212,7 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
     let mut lost_at: Option<Instant> = None;
     let mut backoff = Duration::from_millis(50);
     let mut deadline = None;
+    let mut pacer = Pacer::new(cfg.rate);
     loop {
         let hello_msg = build_hello(&cfg.agent, &cfg.group, cfg.generation, acked, &disks);
         let (conn, durable) = match open(&cfg.addr, &hello_msg) {
@@ -267,6 +272,7 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
             },
             &mut deadline,
             &mut tags,
+            &mut pacer,
         );
         let stats = if res.is_ok() {
             session.finish()
@@ -354,6 +360,7 @@ fn pump(
     span: Span,
     deadline: &mut Option<Instant>,
     tags: &mut u64,
+    pacer: &mut Pacer,
 ) -> Result<()> {
     let Span { start, total, rpb } = span;
     let threads = cfg.threads.max(1);
@@ -392,6 +399,7 @@ fn pump(
                 .recv()
                 .map_err(|_| Error::Invalid("a batch producer thread stopped".into()))??;
             let n = built.last_seq - built.first_seq + 1;
+            pacer.wait(n * record_size);
             match built.frame {
                 Wire::Buf(frame) => {
                     session.send_batch(&frame, built.last_seq, n * record_size)?;

@@ -51,6 +51,7 @@ fn config(target: &FakeTarget, w: Workload, total: u64) -> RunConfig {
         threads: 2,
         ack_timeout: Duration::from_secs(20),
         duration: None,
+        rate: None,
     }
 }
 

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent_status::SyncState;
 
+/// The largest RPO a report may carry: a hundred years, in seconds.
+pub const MAX_RPO_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
+
 /// What an agent reports of one group.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -33,6 +36,16 @@ pub struct AgentReport {
     pub spool_capacity_bytes: u64,
     /// Regions written while in bitmap mode, to resync once the target has caught up.
     pub dirty_regions: u64,
+    /// Bytes the workload wrote to the group's disks since the agent started (its churn,
+    /// captured whether or not in bitmap mode). A counter: it starts again from 0 when the
+    /// agent restarts, and whoever takes differences treats a drop as a restart.
+    pub captured_bytes: u64,
+    /// Bytes of records handed to the sender since the agent started, before compression
+    /// (sent again after a reconnect, so it can exceed what was captured).
+    pub sent_bytes: u64,
+    /// Bytes of frames that went out on the link since the agent started (compressed
+    /// batches and tags): what the WAN carried.
+    pub wire_bytes: u64,
     /// When the agent made this report (ms since 1970, its clock).
     pub at_ms: u64,
 }
@@ -88,7 +101,8 @@ impl AgentReport {
                 return Err(format!("agent report: sync_percent {p} is not in 0..=100"));
             }
         }
-        if !self.rpo_seconds.is_finite() || self.rpo_seconds < 0.0 {
+        // An RPO past a century is no measurement (the agent's clock or its arithmetic is wrong).
+        if !self.rpo_seconds.is_finite() || !(0.0..=MAX_RPO_SECONDS).contains(&self.rpo_seconds) {
             return Err(format!(
                 "agent report: rpo_seconds {} is not a duration",
                 self.rpo_seconds
@@ -119,6 +133,9 @@ mod tests {
             spooled_bytes: 10,
             spool_capacity_bytes: 100,
             dirty_regions: 7,
+            captured_bytes: 1 << 30,
+            sent_bytes: 1 << 29,
+            wire_bytes: 1 << 27,
             at_ms: 1_764_115_200_000,
         };
         assert_eq!(AgentReport::parse(&r.to_arg()), Ok(r));
@@ -129,10 +146,19 @@ mod tests {
     }
 
     #[test]
+    fn floats_round_trip_exactly() {
+        // Found by the fuzzer: without serde_json's float_roundtrip, a long mantissa parsed
+        // one ULP away from what the report printed back.
+        let r = AgentReport::parse(r#"{"rpo_seconds":311111111.11111111111111111111}"#).unwrap();
+        assert_eq!(AgentReport::parse(&r.to_arg()), Ok(r));
+    }
+
+    #[test]
     fn impossible_numbers_are_refused() {
         for bad in [
             r#"{"sync_percent":101}"#,
             r#"{"rpo_seconds":-1}"#,
+            r#"{"rpo_seconds":1e38}"#,
             r#"{"sync_percent":-0.5}"#,
             r#"{"mode":"sideways"}"#,
             "not json",

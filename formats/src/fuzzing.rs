@@ -229,6 +229,38 @@ fn check_body(body: &[u8], t: &Trailer) {
     }
 }
 
+/// Target `policy`: a policy as it arrives in a CONTROL `arg` (JSON), decoded and validated;
+/// what is accepted must encode to a policy that decodes to the same value.
+pub fn policy(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(p) = crate::policy::Policy::from_control_arg(text) {
+        let again = crate::policy::Policy::from_control_arg(&p.to_control_arg());
+        assert_eq!(
+            again.as_ref(),
+            Ok(&p),
+            "a policy must survive its own encoding"
+        );
+    }
+}
+
+/// Target `agent_report`: an agent's report as it arrives in a CONTROL `arg` (JSON), read
+/// leniently and checked; what is accepted must survive its own encoding.
+pub fn agent_report(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(r) = crate::agent_report::AgentReport::parse(text) {
+        let again = crate::agent_report::AgentReport::parse(&r.to_arg());
+        assert_eq!(
+            again.as_ref(),
+            Ok(&r),
+            "a report must survive its own encoding"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

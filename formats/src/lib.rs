@@ -29,6 +29,7 @@ pub mod policy;
 pub mod records;
 pub mod segment;
 pub mod tag;
+pub mod verify;
 
 pub use error::DecodeError;
 pub use frame::*;

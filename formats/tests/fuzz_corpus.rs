@@ -10,6 +10,8 @@ const TARGETS: &[(&str, Target)] = &[
     ("frame", rewind_formats::fuzzing::frame),
     ("batch", rewind_formats::fuzzing::batch),
     ("segment", rewind_formats::fuzzing::segment),
+    ("policy", rewind_formats::fuzzing::policy),
+    ("agent_report", rewind_formats::fuzzing::agent_report),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -44,6 +46,24 @@ fn corpus_replays_without_panics() {
     for (name, run) in TARGETS {
         let n = replay(name, *run, &fuzz_dir().join("corpus").join(name));
         assert!(n > 0, "no corpus files for fuzz target {name}");
+    }
+}
+
+/// The handcrafted seeds of the JSON targets are accepted (a decoder that refused everything
+/// would replay "without panics" too), and replay like the corpus.
+#[test]
+fn json_seeds_are_accepted() {
+    for name in ["policy", "agent_report"] {
+        let seeds = files(&fuzz_dir().join("seeds").join(name));
+        assert!(!seeds.is_empty(), "no seeds for {name}");
+        for p in seeds {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let ok = match name {
+                "policy" => rewind_formats::policy::Policy::from_control_arg(text.trim()).is_ok(),
+                _ => rewind_formats::agent_report::AgentReport::parse(text.trim()).is_ok(),
+            };
+            assert!(ok, "seed {} is refused", p.display());
+        }
     }
 }
 

@@ -184,6 +184,23 @@ fn control_report() -> Message {
     })
 }
 
+/// CONTROL ops of online verify (frame version 2, added within it).
+fn control_verify_request() -> Message {
+    Message::Control(Control {
+        group: "web".into(),
+        op: ControlOp::VerifyRequest,
+        arg: r#"{"job":7,"point":1200,"deadline_secs":600,"repair":true}"#.into(),
+    })
+}
+
+fn control_verify_report() -> Message {
+    Message::Control(Control {
+        group: "web".into(),
+        op: ControlOp::VerifyReport,
+        arg: r#"{"job":7,"total_bytes":67108864,"compared_bytes":1048576,"ranges":[{"disk":1,"offset":8192,"len":4096,"seq":1200,"time_ms":1764115200000}],"done":false,"not_compared_bytes":0,"repaired":false,"error":null}"#.into(),
+    })
+}
+
 fn error() -> Message {
     Message::Error(ErrorMsg {
         code: ErrorCode::StaleGeneration,
@@ -361,6 +378,12 @@ const VECTORS: &[(&str, Make)] = &[
     ("frame-control-report-v2.bin", || {
         control_report().to_frame()
     }),
+    ("frame-control-verify-request-v2.bin", || {
+        control_verify_request().to_frame()
+    }),
+    ("frame-control-verify-report-v2.bin", || {
+        control_verify_report().to_frame()
+    }),
     ("records.bin", || encode_records(&records_a(&data_a()))),
     ("segment-header.bin", || segment_header().encode().to_vec()),
     ("chunk-records.bin", chunk_a),
@@ -402,6 +425,14 @@ fn message_frames_decode_to_their_constants() {
         ("frame-error-v2.bin", error()),
         ("frame-error-unknown-code-v2.bin", error_unknown_code()),
         ("frame-control-report-v2.bin", control_report()),
+        (
+            "frame-control-verify-request-v2.bin",
+            control_verify_request(),
+        ),
+        (
+            "frame-control-verify-report-v2.bin",
+            control_verify_report(),
+        ),
     ] {
         let bytes = read(file);
         let want_version = if file.ends_with("-v2.bin") { 2 } else { 1 };
@@ -438,6 +469,33 @@ fn version_2_differs_from_version_1_only_in_the_hello() {
     let r = agent_report::AgentReport::parse(&c.arg).unwrap();
     assert_eq!(r.mode, agent_report::AgentMode::Bitmap);
     assert!(Message::decode_version(1, FrameKind::Control, &report[24..]).is_err());
+    // So are verify's request and report; their args parse.
+    for (file, want) in [
+        (
+            "frame-control-verify-request-v2.bin",
+            ControlOp::VerifyRequest,
+        ),
+        (
+            "frame-control-verify-report-v2.bin",
+            ControlOp::VerifyReport,
+        ),
+    ] {
+        let bytes = read(file);
+        let Message::Control(c) = decode_one_frame(&bytes) else {
+            panic!("{file}: not a CONTROL")
+        };
+        assert_eq!(c.op, want, "{file}");
+        assert!(Message::decode_version(1, FrameKind::Control, &bytes[24..]).is_err());
+        if want == ControlOp::VerifyRequest {
+            assert_eq!(
+                verify::VerifyRequest::parse(&c.arg).unwrap().point,
+                Some(1200)
+            );
+        } else {
+            let r = verify::VerifyReport::parse(&c.arg).unwrap();
+            assert_eq!(r.ranges[0].offset, 8192);
+        }
+    }
 }
 
 #[test]

@@ -13,7 +13,11 @@
 //! | `point.tagged` | `seq`, `name`, `tag_kind` |
 //! | `policy.applied` | `policy`, `version`, `by` (`target` or `agent`) |
 //! | `job.started`, `job.progress`, `job.finished` | `job`, `job_kind`, `percent`, `message`, `state` |
+//! | `verify.mismatch` | `job`, `disk`, `offset`, `len`, `seq`, `time_ms`: an online verify found this range of the replica differs from the source (compared at `seq`, at `time_ms`) |
+//! | `verify.finished` | `job`, `mismatched_bytes`, `ranges`, `compared_bytes`, `not_compared_bytes`, `recompared_bytes`, `repaired` |
 //! | `failover.step` | `job`, `job_kind` (a `failover-*` job), `percent`, `message` |
+//! | `drill.done`, `drill.failed` | `seq`, `point`, `point_time_ms`, `scheduled`, `summary`, `evidence` (the run's directory) |
+//! | `drill.deferred` | `reason`, `retry_in_secs`: a scheduled drill could not start (a test failover is up, a job runs) |
 //! | `lagged` | `missed`: this reader fell behind and lost that many events |
 //!
 //! A bounded [`tokio::sync::broadcast`] channel carries them: sending never waits (the data path

@@ -1,5 +1,6 @@
 //! Replays the committed fuzz corpus of `mtd/fuzz` (its seeds, and any crash artifacts) through the same
-//! code the fuzz targets run (`rewind_mtd::nbd::fuzzing`, `rewind_mtd::control::fuzzing`), so
+//! code the fuzz targets run (`rewind_mtd::nbd::fuzzing`, `rewind_mtd::control::fuzzing`,
+//! `rewind_mtd::plan::fuzzing`), so
 //! every input the fuzzer kept, and every crash it found, is checked by plain `cargo test`.
 
 mod common;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rewind_mtd::nbd::fuzzing::Harness;
 
-const TARGETS: &[&str] = &["nbd_handshake", "nbd_request", "control_body"];
+const TARGETS: &[&str] = &["nbd_handshake", "nbd_request", "control_body", "plan_toml"];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -35,6 +36,7 @@ fn replay(target: &str, h: &Harness, dir: &Path) -> usize {
             "nbd_handshake" => h.handshake(&data),
             "nbd_request" => h.requests(&data),
             "control_body" => rewind_mtd::control::fuzzing::body(&data),
+            "plan_toml" => rewind_mtd::plan::fuzzing::plan(&data),
             other => panic!("no fuzz target {other}"),
         }));
         assert!(r.is_ok(), "target {target} panicked on {}", p.display());
@@ -66,6 +68,14 @@ fn every_fuzz_target_is_replayed() {
     let mut on_disk = on_disk;
     on_disk.sort();
     assert_eq!(on_disk, replayed);
+}
+
+/// The plan seed is a plan the parser accepts (a parser that refused everything would replay
+/// "without panics" too).
+#[test]
+fn the_plan_seed_parses() {
+    let text = std::fs::read_to_string(fuzz_dir().join("seeds/plan_toml/example.toml")).unwrap();
+    rewind_mtd::plan::Plan::parse(Path::new("example.toml"), &text).unwrap();
 }
 
 /// The seeds reach what they are for: a GO on `g/d` negotiates, a read runs. (A harness that

@@ -31,6 +31,7 @@ fn policy(version: u64, retention_secs: u64, level: i32) -> Policy {
         bandwidth: "mon-fri 08:00-18:00=20MiB/s, *=unlimited".parse().unwrap(),
         spool_mib: 256,
         initial_sync_window: Default::default(),
+        drill_every_secs: 0,
     }
 }
 

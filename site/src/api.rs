@@ -78,6 +78,9 @@ pub struct PolicySpec {
     pub bandwidth: Option<String>,
     pub spool_mib: Option<u64>,
     pub initial_sync_window: Option<String>,
+    /// How often the target drills each group (`7d`; `0` or `never`: no drills).
+    #[serde(default)]
+    pub drill_every: Option<String>,
 }
 
 /// `POST /v1/policies/{name}/assign`: a group or a label (`KEY=VALUE`), one of them.

@@ -47,6 +47,7 @@ pub fn create(spec: &PolicySpec) -> Result<Policy, ApiError> {
         bandwidth: BandwidthSchedule::default(),
         spool_mib: DEFAULT_SPOOL_MIB,
         initial_sync_window: BandwidthSchedule::default(),
+        drill_every_secs: 0,
     };
     if spec.rpo.is_none() {
         return Err(field("rpo", "required (e.g. --rpo 15m)"));
@@ -96,6 +97,13 @@ fn apply(mut p: Policy, spec: &PolicySpec) -> Result<Policy, ApiError> {
     if let Some(n) = spec.spool_mib {
         p.spool_mib = n;
     }
+    if let Some(s) = &spec.drill_every {
+        p.drill_every_secs = if s == "0" || s == "never" {
+            0
+        } else {
+            secs("drill_every", s)?
+        };
+    }
     if let Some(s) = &spec.initial_sync_window {
         p.initial_sync_window = schedule("initial_sync_window", s)?;
     }
@@ -138,6 +146,22 @@ mod tests {
             (u.version, u.retention_secs, u.rpo_target_secs),
             (2, 172_800, 900)
         );
+        let d = update(
+            &u,
+            &PolicySpec {
+                name: "gold".into(),
+                drill_every: Some("7d".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((d.version, d.drill_every_secs), (3, 7 * 86_400));
+        let off = PolicySpec {
+            name: "gold".into(),
+            drill_every: Some("never".into()),
+            ..Default::default()
+        };
+        assert_eq!(update(&d, &off).unwrap().drill_every_secs, 0);
         for (change, field) in [
             (
                 PolicySpec {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::db::targets::{Seen, SeenAgent, SeenGroup, SeenReport};
+use crate::db::targets::{AgentBytes, Seen, SeenAgent, SeenDrill, SeenGroup, SeenReport};
 use crate::endpoint::Endpoint;
 use crate::https::Https;
 use crate::state::StateDir;
@@ -50,12 +50,36 @@ fn agent_report(r: &Value) -> Option<SeenReport> {
         return None;
     }
     let f = |k: &str| r.get(k).and_then(Value::as_f64);
+    // A counter the report does not carry (an older agent), or one past i64, is unknown.
+    let counter = |k: &str| r.get(k).and_then(Value::as_i64).unwrap_or(-1);
     Some(SeenReport {
         mode: s(r, "mode"),
         rpo_ms: f("rpo_seconds").map_or(-1, |s| (s * 1000.0) as i64),
         at_ms: i(r, "at_ms"),
         sync_permille: f("sync_percent").map_or(-1, |p| (p * 10.0).round() as i64),
+        bytes: AgentBytes {
+            captured: counter("captured_bytes"),
+            sent: counter("sent_bytes"),
+            wire: counter("wire_bytes"),
+        },
     })
+}
+
+/// A group's last drill as the target reports it (`DrillBrief`).
+fn drill(d: &Value) -> SeenDrill {
+    let opt = |k: &str, none: i64| d.get(k).and_then(Value::as_i64).unwrap_or(none);
+    SeenDrill {
+        last_ok: match d.get("last_ok").and_then(Value::as_bool) {
+            Some(true) => 1,
+            Some(false) => 0,
+            None => -1,
+        },
+        last_ms: opt("last_ms", 0),
+        ok_ms: opt("verified_ms", 0),
+        verified_seq: opt("verified_seq", -1),
+        every_secs: opt("every_secs", 0),
+        summary: s(d, "last_summary"),
+    }
 }
 
 fn s(v: &Value, k: &str) -> String {
@@ -123,6 +147,7 @@ pub async fn poll(h: &Https) -> Result<Seen> {
             },
             agent_seen_ms: agent.map_or(0, |a| i(a, "last_seen_ms")),
             report: agent.and_then(|a| a.get("report")).and_then(agent_report),
+            drill: g.get("drill").filter(|d| d.is_object()).map(drill),
             name: name.clone(),
         });
         if let Some(a) = agent {

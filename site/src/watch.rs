@@ -99,11 +99,25 @@ async fn handle(st: &AppState, target: &str, v: &Value) {
             }
         }
     }
+    // A range an online verify found differing: counted like a refusal (by the alert
+    // `verify_mismatch`), with its job in place of an agent.
+    if kind == "verify.mismatch" {
+        let job = format!("{}", v["job"]);
+        if let Err(e) = st
+            .db
+            .record_refusal(target, group, &job, "VerifyMismatch")
+            .await
+        {
+            tracing::warn!(error = %e, "recording a verify mismatch of {group}");
+        }
+    }
     if matches!(
         kind,
         "group.connected"
             | "group.disconnected"
             | "session.refused"
+            | "verify.mismatch"
+            | "verify.finished"
             | "sync.started"
             | "sync.finished"
             | "policy.applied"

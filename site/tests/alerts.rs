@@ -1,7 +1,9 @@
 //! Alerts the site evaluates itself, with real parts: a real master target stopped and
 //! restarted, a real agent killed; a webhook receiver that fails the first two POSTs (the site
 //! retries with backoff), signed bodies checked with HMAC-SHA256; acknowledgement refused to a
-//! viewer and audited; mail through a real SMTP sink (aiosmtpd); `events --follow --json`.
+//! viewer and audited; mail through a real SMTP sink (aiosmtpd); `events --follow --json`;
+//! a policy's drill period makes the target drill by itself, and a drill that fails (no file
+//! system on the disk) raises `drill_failed` with the target's summary.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::hook::Receiver;
 use common::site::{init, scratch, site_bin, Backend, Site};
 use common::smtp::SmtpSink;
-use common::target::{target, wait};
+use common::target::{target, target_with, wait};
 use hmac::{Hmac, Mac};
 use rewind_benches::harness::{self, Agent};
 use serde_json::Value;
@@ -475,4 +477,104 @@ fn refused_sessions_reach_the_site_with_their_code() {
     );
     eprintln!("refusal seen by the site {took:?} after the agent started");
     drop(agent);
+}
+
+/// A policy with `--drill-every` reaches the target, which drills the group by itself; the disk
+/// holds random bytes (no file system), so the file system check fails, and the site, polling
+/// the target's `drill` field, fires `drill_failed` with the target's summary.
+#[test]
+fn a_failed_scheduled_drill_raises_an_alert_on_both_backends() {
+    if !harness::can_run() {
+        return;
+    }
+    for b in Backend::all() {
+        eprintln!("backend {}", b.name());
+        failed_drill_alert(&b);
+    }
+}
+
+fn failed_drill_alert(backend: &Backend) {
+    let work = scratch();
+    let state = work.path().join("state");
+    let db = backend.url(&state);
+    init(&state, &db);
+    let site = Site::start(&state, &db, 0);
+    site.wait_leader(Duration::from_secs(10));
+    let views = work.path().join("views");
+    let t1 = target_with(
+        work.path(),
+        &state,
+        "t1",
+        &["--views", views.to_str().unwrap()],
+    );
+    site.ok(&[
+        "target",
+        "add",
+        "t1",
+        "--url",
+        &format!("https://{}", t1.control),
+        "--agents",
+        &t1.agents,
+    ]);
+    let e = site.fails(&[
+        "policy",
+        "create",
+        "p",
+        "--rpo",
+        "1m",
+        "--retention",
+        "1h",
+        "--drill-every",
+        "soon",
+    ]);
+    assert!(e.contains("drill_every"), "{e}");
+    site.ok(&[
+        "policy",
+        "create",
+        "p",
+        "--rpo",
+        "1m",
+        "--retention",
+        "1h",
+        "--drill-every",
+        "2s",
+    ]);
+    wait(Duration::from_secs(15), "t1 up", || {
+        site.json(&["target", "list"])[0]["state"] == "up"
+    });
+    let image = work.path().join("disk0.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let r = site.json(&[
+        "protect",
+        "test-agent",
+        "--group",
+        "g1",
+        "--disk",
+        &format!("d0={}", image.display()),
+        "--policy",
+        "p",
+        "--target",
+        "t1",
+    ]);
+    let bundle = PathBuf::from(r["bundle"].as_str().unwrap());
+    let mut agent = Agent::start(
+        &work.path().join("agent"),
+        "g1",
+        &[("d0", &image)],
+        &format!("tcp:{}", t1.agents),
+        &["--config", bundle.join("agent.toml").to_str().unwrap()],
+    );
+    harness::write_random_mib(&agent.link("d0"), 0, 1, 17);
+    agent.wait_caught_up(Duration::from_secs(60));
+    let took = wait(Duration::from_secs(60), "drill_failed for g1", || {
+        firing(&site, "drill_failed", "g1").is_some()
+    });
+    let a = firing(&site, "drill_failed", "g1").unwrap();
+    let summary = a["summary"].as_str().unwrap();
+    assert!(summary.contains("probe fs-check d0 failed"), "{summary}");
+    eprintln!("drill_failed fired {took:?} after the agent caught up");
+    agent.stop();
 }

@@ -1,4 +1,4 @@
-//! The web console in a real headless Chromium (WebDriver), against a real site, a real master
+//! The web console in a real headless Chromium and Firefox (WebDriver), against a real site, a real master
 //! target and a real agent: sign in, watch a replicating group's RPO samples arrive live, run a
 //! test failover from the group's page and follow its job to the end, clean it up, see an alert
 //! fire when the target stops and resolve when it returns; a screenshot of every page, checked
@@ -12,7 +12,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use browser::Browser;
+use browser::{Browser, Kind};
 use common::site::{init, scratch, Backend, Site};
 use common::target::{target, wait};
 use rewind_benches::harness::{self, Agent};
@@ -136,7 +136,7 @@ fn run_job(b: &Browser, form: &str, limit: Duration) -> String {
     detail
 }
 
-fn console_end_to_end() {
+fn console_end_to_end(kind: Kind) {
     let work = scratch();
     let state = work.path().join("state");
     let db = Backend::Sqlite.url(&state);
@@ -212,7 +212,7 @@ fn console_end_to_end() {
             .any(|g| g["name"] == "g1" && g["durable_seq"].as_i64() > Some(0))
     });
 
-    let b = Browser::start(work.path());
+    let b = Browser::start(kind, work.path());
     // Signed out: every page leads to the login; a wrong password is refused.
     b.goto(&format!("{}/console/groups/g1", site.url));
     b.wait(Duration::from_secs(10), "login page", |b| {
@@ -252,6 +252,24 @@ fn console_end_to_end() {
         |b| samples(b) >= first + 2,
     );
     assert_eq!(b.text("#rpo"), "0.0 s", "a fed group's RPO bound is 0");
+    // Churn, bytes sent and bytes on the wire come from the agent's reports: each line has
+    // points once two samples carry them.
+    b.wait(Duration::from_secs(40), "churn, sent and wire lines", |b| {
+        ["captured", "sent", "wire"]
+            .iter()
+            .all(|c| b.count(&format!("polyline.series.{c}")) == 1)
+    });
+    assert!(b.text("#forecast h2").contains("journal forecast"));
+    assert!(
+        b.text("#verified").contains("No drill has verified"),
+        "{}",
+        b.text("#drills")
+    );
+    assert!(
+        b.text("#history-span").contains("of the policy"),
+        "{}",
+        b.text("#forecast")
+    );
     assert_eq!(b.js("return document.body.dataset.marker;"), "same page");
     assert!(b.count("#actions form.act-form") >= 7);
     b.screenshot("group");
@@ -422,8 +440,18 @@ fn console_end_to_end() {
 
 #[test]
 fn console_in_a_real_browser() {
-    if !harness::can_run() || !browser::available() {
+    if !harness::can_run() || !browser::available(Kind::Chromium) {
         return;
     }
-    console_end_to_end();
+    console_end_to_end(Kind::Chromium);
+}
+
+/// The same walk in Firefox: the console is plain HTML, CSS and one script of ours, and must
+/// work in both engines current Linux desktops ship.
+#[test]
+fn console_in_firefox() {
+    if !harness::can_run() || !browser::available(Kind::Firefox) {
+        return;
+    }
+    console_end_to_end(Kind::Firefox);
 }

@@ -2,6 +2,7 @@
 //! [`mod@file`]); it derives `Deserialize` and holds no clap types.
 
 pub mod file;
+pub mod fuzzing;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

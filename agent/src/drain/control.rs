@@ -1,28 +1,20 @@
 //! The target's CONTROL frames, as the session's reader gets them: a drain or resume is
-//! recorded for the drain thread, anything that cannot be done is refused with an ERROR (which
-//! ends the session, so the target's waiter learns at once); a policy goes to
-//! [`crate::policy`], and one it cannot apply is refused with an ERROR the target records
-//! without ending the session.
+//! recorded for the drain thread, a verify request for the verify thread, anything that cannot
+//! be done is refused with an ERROR (which ends the session, so the target's waiter learns at
+//! once); a policy goes to [`crate::policy`], and one it cannot apply is refused with an ERROR
+//! the target records without ending the session.
 
 use rewind_formats::{Control, ControlOp, ErrorCode, TagKind, TAG_REFUSED_PREFIX};
 
 use rewind_formats::policy::REFUSED_PREFIX;
 
-use super::{DrainCtl, WriteGate};
-use crate::policy::PolicyCtl;
-use crate::stream::link::Outbox;
 use crate::stream::queue::Queue;
+use crate::stream::sender::Control as ControlTargets;
 
 /// Handles one CONTROL frame for `group` (the group this agent serves).
-pub fn control(
-    c: Control,
-    group: &str,
-    drain: &DrainCtl,
-    gate: &WriteGate,
-    outbox: &Outbox,
-    policy: &PolicyCtl,
-    queue: &Queue,
-) {
+pub fn control(c: Control, group: &str, to: &ControlTargets, queue: &Queue) {
+    let (drain, gate, outbox, policy, verify) =
+        (&*to.drain, &*to.gate, &to.outbox, &*to.policy, &*to.verify);
     if c.group != group {
         outbox.send_error(
             ErrorCode::UnknownGroup,
@@ -95,6 +87,12 @@ pub fn control(
                 }
             }
         }
+        // The online verify runs on its own thread (see `crate::sync::verify`); a request that
+        // does not parse is dropped (the target's job times out and says so).
+        ControlOp::VerifyRequest => match rewind_formats::verify::VerifyRequest::parse(&c.arg) {
+            Ok(r) => verify.post(r),
+            Err(why) => tracing::warn!(group, %why, "verify request dropped"),
+        },
         op => {
             tracing::info!(
                 group,

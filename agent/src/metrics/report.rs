@@ -46,6 +46,11 @@ pub fn report(src: &Sources) -> AgentReport {
         (done as f64 * 100.0 / total as f64).min(100.0)
     };
     let dirty = src.dirty.stats();
+    let (captured, sent) = src
+        .queue
+        .tallies()
+        .iter()
+        .fold((0u64, 0u64), |(c, s), t| (c + t.captured, s + t.sent));
     AgentReport {
         mode,
         sync: Some(sync.state),
@@ -56,6 +61,9 @@ pub fn report(src: &Sources) -> AgentReport {
         spooled_bytes: q.spooled_bytes,
         spool_capacity_bytes: q.spool_capacity,
         dirty_regions: dirty.dirty,
+        captured_bytes: captured,
+        sent_bytes: sent,
+        wire_bytes: super::wire::totals().1,
         at_ms: now_ms(),
     }
 }

@@ -60,6 +60,13 @@ impl StateDir {
             });
         }
         files::make_private_dir(dir)?;
+        // The directory's own entry must survive a power cut before anything in it counts: an
+        // operator's fresh mkdir (or a reverse replication's) may still be only in the page
+        // cache, and losing it loses the dirty-region map with it.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            rewind_linux::atomic::sync_dir(parent)
+                .map_err(Error::path("fsync the state directory's parent", parent))?;
+        }
         let p = dir.join(LOCK_FILE);
         let f = File::create(&p).map_err(Error::path("creating", &p))?;
         // SAFETY: flock on a descriptor we own; no memory is involved.

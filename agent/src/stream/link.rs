@@ -50,6 +50,12 @@ impl Outbox {
         (Outbox { tx, queue }, rx)
     }
 
+    /// Sends `m` in the current session (a verify report); lost if the session ends first.
+    pub fn send(&self, m: Message) {
+        let _ = self.tx.send(m);
+        self.queue.poke();
+    }
+
     /// Tells the target (in the current session) that something it asked for cannot be done;
     /// the session then ends, as after any ERROR (but a refused policy's: see
     /// [`rewind_formats::policy::REFUSED_PREFIX`]).

@@ -304,6 +304,31 @@ impl DirtyMap {
         self.sync_to(gen)
     }
 
+    /// Whether region `region` of `disk` may hold a write the target's state at local seq
+    /// `seq` lacks: a write recorded after `seq`, one not yet recorded, or a pin (a write that
+    /// could not be queued, or a compare owed). The online verify compares only regions for
+    /// which this is false (see [`crate::sync::verify`]).
+    pub fn written_since(&self, disk: u16, region: u64, seq: LocalSeq) -> bool {
+        let st = self.lock();
+        let reg = &st.disks[disk as usize].1[region as usize];
+        reg.pinned || reg.pending > 0 || reg.last_seq > seq
+    }
+
+    /// Marks region `region` of `disk` dirty and pinned, durably: the resync compares it with
+    /// the target and sends what differs (the online verify's repair).
+    pub fn pin_region(&self, disk: u16, region: u64) -> Result<()> {
+        let (d, r) = (disk as usize, region as usize);
+        let mut st = self.lock();
+        st.set_bit(d, r, true);
+        st.pin(d, r);
+        self.write_bits_range(&st, d, r, r)?;
+        st.written_gen += 1;
+        let gen = st.written_gen;
+        st.disks[d].1[r].set_gen = gen;
+        drop(st);
+        self.sync_to(gen)
+    }
+
     /// The pinned regions, disk by disk, in order.
     pub fn pinned(&self) -> Vec<Pinned> {
         let st = self.lock();

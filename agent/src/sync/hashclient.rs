@@ -20,15 +20,26 @@ pub struct HashRequest {
     pub blocks: u32,
 }
 
+/// Who asked: the resync and the online verify ask through the same session, and each starts
+/// its passes without disturbing the other's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lane {
+    Sync = 0,
+    Verify = 1,
+}
+
 #[derive(Default)]
 struct Inner {
-    /// The current pass: answers to an earlier pass's requests are dropped (they may predate
-    /// bitmap mode or a target that lost data, where the resync's reasoning does not hold).
-    pass: u64,
-    to_send: VecDeque<HashRequest>,
-    /// Sent and not answered, oldest first, with the pass that asked.
-    sent: VecDeque<(HashRequest, u64)>,
-    answers: HashMap<(u16, u64), Result<Vec<u64>, String>>,
+    /// Each lane's current pass: answers to an earlier pass's requests are dropped (they may
+    /// predate bitmap mode or a target that lost data, where the resync's reasoning does not
+    /// hold).
+    pass: [u64; 2],
+    to_send: VecDeque<(HashRequest, Lane)>,
+    /// Sent and not answered, oldest first, with the lane and pass that asked. The target
+    /// answers in the order asked, so the oldest entry for a range is the one an answer is for,
+    /// whichever lane asked.
+    sent: VecDeque<(HashRequest, Lane, u64)>,
+    answers: HashMap<(Lane, u16, u64), Result<Vec<u64>, String>>,
 }
 
 #[derive(Default)]
@@ -44,15 +55,25 @@ impl HashRequests {
 
     /// A new resync pass: nothing asked before counts any more.
     pub fn new_pass(&self) {
+        self.new_pass_in(Lane::Sync);
+    }
+
+    /// A new pass of `lane`: nothing it asked before counts any more.
+    pub fn new_pass_in(&self, lane: Lane) {
         let mut st = self.lock();
-        st.pass += 1;
-        st.to_send.clear();
-        st.answers.clear();
+        st.pass[lane as usize] += 1;
+        st.to_send.retain(|(_, l)| *l != lane);
+        st.answers.retain(|(l, _, _), _| *l != lane);
     }
 
     /// Asks for the target's hashes of a range (the sender sends it at its next turn).
     pub fn request(&self, r: HashRequest) {
-        self.lock().to_send.push_back(r);
+        self.request_in(Lane::Sync, r);
+    }
+
+    /// [`HashRequests::request`] for `lane`.
+    pub fn request_in(&self, lane: Lane, r: HashRequest) {
+        self.lock().to_send.push_back((r, lane));
     }
 
     /// Waits up to `timeout` for the answer to the request at (`disk`, `offset`): the hashes,
@@ -63,10 +84,21 @@ impl HashRequests {
         offset: u64,
         timeout: Duration,
     ) -> Option<Result<Vec<u64>, String>> {
+        self.wait_in(Lane::Sync, disk, offset, timeout)
+    }
+
+    /// [`HashRequests::wait`] for `lane`.
+    pub fn wait_in(
+        &self,
+        lane: Lane,
+        disk: u16,
+        offset: u64,
+        timeout: Duration,
+    ) -> Option<Result<Vec<u64>, String>> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         loop {
-            if let Some(h) = st.answers.remove(&(disk, offset)) {
+            if let Some(h) = st.answers.remove(&(lane, disk, offset)) {
                 return Some(h);
             }
             let now = Instant::now();
@@ -85,9 +117,10 @@ impl HashRequests {
     pub fn take_unsent(&self) -> Vec<HashRequest> {
         let mut st = self.lock();
         let pass = st.pass;
-        let out: Vec<HashRequest> = st.to_send.drain(..).collect();
-        st.sent.extend(out.iter().map(|r| (*r, pass)));
-        out
+        let out: Vec<(HashRequest, Lane)> = st.to_send.drain(..).collect();
+        st.sent
+            .extend(out.iter().map(|(r, l)| (*r, *l, pass[*l as usize])));
+        out.into_iter().map(|(r, _)| r).collect()
     }
 
     /// The ACK reader's side: an answer arrived (answers come in the order asked). False if
@@ -97,12 +130,12 @@ impl HashRequests {
         let Some(i) = st
             .sent
             .iter()
-            .position(|(r, _)| r.disk == h.disk && r.offset == h.offset)
+            .position(|(r, _, _)| r.disk == h.disk && r.offset == h.offset)
         else {
             return false;
         };
-        let (r, pass) = st.sent.remove(i).expect("found above");
-        if pass != st.pass {
+        let (r, lane, pass) = st.sent.remove(i).expect("found above");
+        if pass != st.pass[lane as usize] {
             return true; // an earlier pass's: dropped
         }
         let answer = if h.hashes.len() != r.blocks as usize || h.block_size != r.block_size {
@@ -119,7 +152,7 @@ impl HashRequests {
         } else {
             Ok(h.hashes)
         };
-        st.answers.insert((h.disk, h.offset), answer);
+        st.answers.insert((lane, h.disk, h.offset), answer);
         self.answered.notify_all();
         true
     }
@@ -129,10 +162,10 @@ impl HashRequests {
     pub fn session_ended(&self) {
         let mut st = self.lock();
         let pass = st.pass;
-        let sent: Vec<(HashRequest, u64)> = st.sent.drain(..).collect();
-        for (r, p) in sent.into_iter().rev() {
-            if p == pass {
-                st.to_send.push_front(r);
+        let sent: Vec<(HashRequest, Lane, u64)> = st.sent.drain(..).collect();
+        for (r, lane, p) in sent.into_iter().rev() {
+            if p == pass[lane as usize] {
+                st.to_send.push_front((r, lane));
             }
         }
     }
@@ -181,6 +214,37 @@ mod tests {
             ..reply(&a)
         }));
         assert!(matches!(h.wait(0, 0, Duration::ZERO), Some(Err(_))));
+    }
+
+    #[test]
+    fn lanes_keep_their_answers_and_passes_apart() {
+        let h = HashRequests::default();
+        let a = HashRequest {
+            disk: 0,
+            offset: 0,
+            block_size: 4096,
+            blocks: 2,
+        };
+        h.request_in(Lane::Verify, a);
+        h.request(a);
+        assert_eq!(h.take_unsent(), vec![a, a]);
+        // A resync pass starting does not drop the verify's request.
+        h.new_pass();
+        let mut first = reply(&a);
+        first.hashes = vec![1, 1];
+        assert!(
+            h.answer(first),
+            "the first answer is the verify's (asked first)"
+        );
+        assert!(
+            h.answer(reply(&a)),
+            "the second is the old sync pass's: dropped"
+        );
+        assert_eq!(h.wait(0, 0, Duration::ZERO), None);
+        assert_eq!(
+            h.wait_in(Lane::Verify, 0, 0, Duration::ZERO),
+            Some(Ok(vec![1, 1]))
+        );
     }
 
     #[test]

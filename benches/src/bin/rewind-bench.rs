@@ -59,6 +59,12 @@ enum Cmd {
         #[arg(default_value = "100")]
         rounds: String,
     },
+    /// kill -9 the agent at random moments ROUNDS times (default 100) while a workload writes
+    /// through its protected device; after the last start the target must equal the source
+    CrashAgent {
+        #[arg(default_value = "100")]
+        rounds: String,
+    },
     /// random network faults (cut, stall, latency, bandwidth, truncate, duplicate, corrupt)
     /// between agent and target for MINUTES; replication must converge after each round
     Netfault { minutes: String },
@@ -170,6 +176,7 @@ fn main() -> ExitCode {
     let result = match cmd {
         Cmd::Apply { size } => apply::run(&settings, &size).map(|()| ExitCode::SUCCESS),
         Cmd::Crash { rounds } => crash::run(&settings, &rounds),
+        Cmd::CrashAgent { rounds } => crash::run_agent(&settings, &rounds),
         Cmd::Netfault { minutes } => netfault::run(&settings, &minutes),
         Cmd::Oracle { rounds } => netfault::oracle(&settings, &rounds),
         Cmd::Soak { minutes } => soak::run(&settings, &minutes),

@@ -126,6 +126,10 @@ struct RunArgs {
     /// Stop sending this long after the first send, even before --total (e.g. 5s).
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
+    /// Send at most this many record bytes per second over the run (e.g. 20MiB): a steady
+    /// churn, and a journal that long campaigns can keep on disk.
+    #[arg(long, value_parser = parse_size)]
+    rate: Option<u64>,
     /// Threads that build and compress batches.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -195,6 +199,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 threads: a.threads,
                 ack_timeout: a.send.ack_timeout,
                 duration: a.duration,
+                rate: a.rate,
             };
             let s = run(&cfg).with_context(|| format!("run against {}", cfg.addr))?;
             if a.send.json {

@@ -25,6 +25,7 @@ pub mod agent;
 pub mod agent_status;
 pub mod bins;
 pub mod cmd;
+pub mod corpus;
 pub mod disk;
 pub mod frames;
 pub mod http;

@@ -1,5 +1,5 @@
 //! CONTROL: the target asks the agent for an operation on a group; and (frame version 2 on) the
-//! agent reports on a group to the target ([`ControlOp::Report`]).
+//! agent reports on a group to the target ([`ControlOp::Report`], [`ControlOp::VerifyReport`]).
 
 use super::{truncate_text, Message};
 use crate::bytes::{Reader, Writer};
@@ -47,6 +47,12 @@ pub enum ControlOp {
     /// agent -> target (frame version 2 on): how the group stands at the source (`arg`:
     /// [`crate::agent_report::AgentReport`] as JSON).
     Report = 7,
+    /// target -> agent (frame version 2 on): run an online verify (`arg`:
+    /// [`crate::verify::VerifyRequest`] as JSON).
+    VerifyRequest = 8,
+    /// agent -> target (frame version 2 on): how a verify stands (`arg`:
+    /// [`crate::verify::VerifyReport`] as JSON).
+    VerifyReport = 9,
 }
 
 impl ControlOp {
@@ -65,6 +71,8 @@ impl ControlOp {
             5 => Some(ControlOp::Resync),
             6 => Some(ControlOp::Policy),
             7 => Some(ControlOp::Report),
+            8 => Some(ControlOp::VerifyRequest),
+            9 => Some(ControlOp::VerifyReport),
             _ => None,
         }
     }
@@ -83,10 +91,16 @@ pub(super) fn read_control(r: &mut Reader<'_>, version: u16) -> Result<Control, 
     let op_raw = r.u16()?;
     let op = ControlOp::from_u16(op_raw)
         .ok_or_else(|| DecodeError::invalid("control op", format!("unknown value {op_raw}")))?;
-    if op == ControlOp::Report && version < 2 {
+    let since_2 = match op {
+        ControlOp::Report => Some("report"),
+        ControlOp::VerifyRequest => Some("verify request"),
+        ControlOp::VerifyReport => Some("verify report"),
+        _ => None,
+    };
+    if let Some(name) = since_2.filter(|_| version < 2) {
         return Err(DecodeError::invalid(
             "control op",
-            format!("report (7) is not in frame version {version}"),
+            format!("{name} ({op_raw}) is not in frame version {version}"),
         ));
     }
     let arg = r.long_str("control arg")?;

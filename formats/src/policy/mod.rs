@@ -58,7 +58,19 @@ pub struct Policy {
     /// When initial sync and resync may run and how fast (UTC); a rate of 0 holds them.
     #[serde(default)]
     pub initial_sync_window: BandwidthSchedule,
+    /// Seconds between drills the target runs by itself (test failover of the newest
+    /// app-consistent point, boot, probes: docs/DRILLS.md); 0 means none. Left out of the JSON
+    /// when 0, so agents that predate it still take the policy.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub drill_every_secs: u64,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Longest period between drills (a year: a drill less often proves little).
+pub const MAX_DRILL_EVERY_SECS: u64 = 366 * 86_400;
 
 /// Why a policy was refused: the field and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +116,15 @@ impl Policy {
             if let Some(path) = hook {
                 check_path(field, path)?;
             }
+        }
+        if self.drill_every_secs > MAX_DRILL_EVERY_SECS {
+            return Err(bad(
+                "drill_every_secs",
+                format!(
+                    "{} is over {MAX_DRILL_EVERY_SECS} (a year); 0 turns drills off",
+                    self.drill_every_secs
+                ),
+            ));
         }
         if self.app_consistent_every_secs > 0 && self.freeze.is_empty() {
             return Err(bad(

@@ -14,6 +14,7 @@ fn sample() -> Policy {
         bandwidth: "mon-fri 08:00-18:00=20MiB/s, *=unlimited".parse().unwrap(),
         spool_mib: 4096,
         initial_sync_window: BandwidthSchedule::default(),
+        drill_every_secs: 0,
     }
 }
 
@@ -70,4 +71,20 @@ fn a_control_arg_that_is_not_a_policy_is_refused() {
         Policy::from_control_arg(&v.to_string()).unwrap_err().field,
         "level"
     );
+}
+
+#[test]
+fn drill_every_secs_defaults_to_off_is_left_out_when_off_and_is_bounded() {
+    let p = sample();
+    let arg = p.to_control_arg();
+    // Off: not in the JSON, so an agent that predates the field still takes the policy.
+    assert!(!arg.contains("drill_every_secs"), "{arg}");
+    assert_eq!(Policy::from_control_arg(&arg).unwrap().drill_every_secs, 0);
+    let mut d = sample();
+    d.drill_every_secs = 7 * 86_400;
+    let arg = d.to_control_arg();
+    assert!(arg.contains("\"drill_every_secs\":604800"), "{arg}");
+    assert_eq!(Policy::from_control_arg(&arg).unwrap(), d);
+    d.drill_every_secs = MAX_DRILL_EVERY_SECS + 1;
+    assert_eq!(d.validate().unwrap_err().field, "drill_every_secs");
 }

@@ -60,6 +60,12 @@ pub struct JobResult {
     pub stopped: Option<Reverse>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test: Option<DiskSet>,
+    /// A drill's record (`crate::drill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<Box<crate::drill::evidence::DrillRecord>>,
+    /// What an online verify found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<super::verify::VerifyResult>,
     /// What the operator should know about the live disks (e.g. no loop devices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warnings: Option<Vec<String>>,

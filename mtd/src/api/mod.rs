@@ -9,6 +9,7 @@
 
 pub mod attachments;
 pub mod drain;
+pub mod drill;
 pub mod error;
 pub mod failover;
 pub mod groups;
@@ -17,6 +18,7 @@ pub mod overlays;
 pub mod plans;
 pub mod points;
 pub mod policy;
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 

@@ -19,4 +19,10 @@ pub struct PointsReport {
     pub not_recoverable: Vec<UnrecoverableReport>,
     /// No resync is running.
     pub consistent: bool,
+    /// The last point a drill proved recoverable (`rewind drill run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<crate::api::drill::VerifiedPoint>,
+    /// The last drill, when it failed (a failed drill leaves `verified` as it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill_failed: Option<String>,
 }

@@ -10,6 +10,7 @@ pub mod adopt;
 pub mod attach;
 pub mod attachments;
 pub mod detach;
+pub mod drill;
 pub mod failover;
 pub mod group;
 pub mod groups;
@@ -24,6 +25,7 @@ pub mod reverse;
 pub mod site;
 pub mod table;
 pub mod umount;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -32,6 +34,7 @@ use clap::{Parser, Subcommand};
 
 use crate::client::{Client, DEFAULT_CONTROL};
 use crate::names::{parse_agent, parse_disk_source, parse_group};
+use drill::DrillCmd;
 use failover::FailoverCmd;
 use group::GroupCmd;
 use overlay::OverlayCmd;
@@ -112,6 +115,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: FailoverCmd,
     },
+    /// Drills: prove a group's points recoverable (test failover, boot in isolation, probes).
+    Drill {
+        #[command(subcommand)]
+        cmd: DrillCmd,
+    },
     /// Protect a committed failover's live disks and replicate them to another site.
     Reverse {
         #[arg(value_parser = parse_group)]
@@ -155,6 +163,22 @@ enum Cmd {
     Plan {
         #[command(subcommand)]
         cmd: PlanCmd,
+    },
+    /// Compare the source's disks with the replica while the workload runs; report (and with
+    /// --repair resend) the ranges that differ.
+    Verify {
+        #[arg(value_parser = parse_group)]
+        group: String,
+        /// Compare at this point first (latest, seq:N, tag:NAME, a time); regions written since
+        /// are compared at a later point.
+        #[arg(long)]
+        point: Option<String>,
+        /// Resend the differing ranges inside a resync window.
+        #[arg(long)]
+        repair: bool,
+        /// How long regions the workload keeps writing are retried [default: 600].
+        #[arg(long)]
+        deadline_secs: Option<u64>,
     },
     /// A job of the control API (failovers run as jobs): follow it to its end.
     Job { id: u64 },
@@ -235,6 +259,7 @@ fn run(cli: &Cli) -> Result<String> {
         } => mount::run(&c, json, export, dir, *partition, options.as_deref()),
         Cmd::Umount { dir } => umount::run(&c, json, dir),
         Cmd::Failover { cmd } => failover::run(&c, json, cmd),
+        Cmd::Drill { cmd } => drill::run(&c, json, cmd),
         Cmd::Reverse {
             group,
             to,
@@ -279,5 +304,11 @@ fn run(cli: &Cli) -> Result<String> {
         Cmd::Group { cmd } => group::run(&c, json, cmd),
         Cmd::Job { id } => job::run(&c, json, *id),
         Cmd::Jobs => jobs::run(&c, json),
+        Cmd::Verify {
+            group,
+            point,
+            repair,
+            deadline_secs,
+        } => verify::run(&c, json, group, point.as_deref(), *repair, *deadline_secs),
     }
 }

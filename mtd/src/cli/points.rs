@@ -44,6 +44,23 @@ fn points_table(r: &PointsReport) -> String {
             w.started
         );
     }
+    match &r.verified {
+        Some(v) => {
+            out += &format!(
+                "last verified point: seq {} ({}), verified {} by a drill: {} (evidence {})\n",
+                v.seq,
+                v.point_time_ms
+                    .map_or("-".into(), crate::store::points::format_ms),
+                crate::store::points::format_ms(v.verified_ms),
+                v.summary,
+                v.evidence.display()
+            )
+        }
+        None => out += "no verified point: no drill has passed (`rewind drill run`)\n",
+    }
+    if let Some(f) = &r.last_drill_failed {
+        out += &format!("LAST DRILL FAILED: {f}\n");
+    }
     if let Some(t) = &r.latest_app_consistent {
         out += &format!("latest app-consistent: tag:{} (seq {})\n", t.name, t.seq);
     }

@@ -18,7 +18,21 @@ use crate::views::inspect;
 
 pub async fn groups(State(c): Ctl) -> ApiResult<Report> {
     Ok(Json(
-        blocking(move || Ok(inspect::report(&c.exports.store))).await?,
+        blocking(move || {
+            let mut r = inspect::report(&c.exports.store);
+            for g in &mut r.groups {
+                let d = c.drills.status(&g.name);
+                if d.last.is_some() || d.verified.is_some() {
+                    let every = g
+                        .policy
+                        .as_ref()
+                        .map_or(0, |_| super::drill::show_of(&c, &g.name).every_secs);
+                    g.drill = Some(crate::api::drill::DrillBrief::of(&d, every));
+                }
+            }
+            Ok(r)
+        })
+        .await?,
     ))
 }
 
@@ -82,13 +96,17 @@ pub async fn delete_group(State(c): Ctl, UrlPath(group): UrlPath<String>) -> Api
         }
         if !c.failovers.get(&group).is_empty() {
             return Err(busy(
-                "it has a failover state (test disks, a promotion, reverse replication or a \
-                 boot command): see `rewind failover status`, clean it up first"
+                "it has a failover state (test disks, a promotion, reverse replication, a \
+                 boot command or a drill configuration): see `rewind failover status`, clean it \
+                 up first"
                     .into(),
             ));
         }
         match c.exports.store.delete_group(&group) {
-            Ok(()) => Ok(Deleted { deleted: group }),
+            Ok(()) => {
+                c.drills.evidence.forget(&group);
+                Ok(Deleted { deleted: group })
+            }
             Err(DeleteError::InUse { by, .. }) => Err(busy(by)),
             Err(DeleteError::Store(e)) => Err(e.into()),
         }

@@ -15,6 +15,8 @@
 //! - `POST /v1/groups/{group}/drain` `{"tag", "timeout_secs"}`: the agent stops writes, sends
 //!   everything and tags its last seq; answers `{"seq"}` once the tag is durable
 //! - `POST /v1/groups/{group}/fence` `{"reason"}`: bump the generation, refuse the old source
+//! - `POST /v1/groups/{group}/verify` `{"point", "repair", "deadline_secs"}`: an online verify,
+//!   as a job (`control/verify.rs`)
 //! - `GET|POST /v1/overlays`, `DELETE /v1/overlays/{name}`
 //! - `GET|POST /v1/attachments`, `POST /v1/detach`
 //! - `POST /v1/mounts`, `POST /v1/umount`
@@ -22,12 +24,15 @@
 //!   `GET /v1/groups/{group}/failover`, `POST /v1/groups/{group}/failover/{configure,test,cleanup,
 //!   planned,unplanned,change-point,commit}`, `POST|DELETE /v1/groups/{group}/reverse`,
 //!   `POST /v1/groups/{group}/adopt`
+//! - drills (`control/drill.rs`): `GET|POST /v1/groups/{group}/drill`,
+//!   `POST /v1/groups/{group}/drill/config`
 //! - recovery plans (`control/plans.rs`): `POST /v1/plans/run`, `GET /v1/plans/current`,
 //!   `POST /v1/plans/continue`, `POST /v1/plans/cleanup`
 
 mod attachments;
 mod authorize;
 mod drain;
+mod drill;
 pub mod error;
 mod events;
 mod failover;
@@ -41,6 +46,7 @@ mod points;
 mod policy;
 mod routes;
 pub mod tcp;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +67,9 @@ pub struct Control {
     pub failovers: Arc<Failovers>,
     /// The recovery plan run last (one at a time).
     pub plan: std::sync::Mutex<Option<Arc<crate::plan::PlanRun>>>,
+    /// Drills (`crate::drill`), and the thread that runs the scheduled ones.
+    pub drills: Arc<crate::drill::DrillRunner>,
+    drill_schedule: std::sync::Mutex<Option<crate::drill::schedule::Scheduler>>,
 }
 
 impl Control {
@@ -72,18 +81,36 @@ impl Control {
     ) -> Result<Arc<Control>> {
         let attachments = Arc::new(Attachments::load(&exports.store.dir)?);
         let failovers = Failovers::load(exports.clone(), views.clone(), attachments.clone(), nbd)?;
+        let drills = crate::drill::DrillRunner::new(failovers.clone());
         Ok(Arc::new(Control {
             exports,
             views,
             attachments,
             failovers,
             plan: std::sync::Mutex::new(None),
+            drills,
+            drill_schedule: std::sync::Mutex::new(None),
         }))
+    }
+
+    /// Start running the drills the groups' policies schedule (once the failovers resumed).
+    pub fn start_drill_schedule(&self) {
+        let s = crate::drill::schedule::Scheduler::start(self.drills.clone());
+        *self.drill_schedule.lock().expect("drill schedule lock") = Some(s);
     }
 
     /// Stop reverse agents and boot commands, then unmount, detach and drop everything
     /// `attach`, `mount` and failovers made (daemon shutdown).
     pub fn release_all(&self) {
+        // No new drill may start while things are torn down.
+        if let Some(mut s) = self
+            .drill_schedule
+            .lock()
+            .expect("drill schedule lock")
+            .take()
+        {
+            s.stop();
+        }
         // A test-mode plan's machines use the test disks: stop them first.
         let run = self.plan.lock().expect("plan lock").clone();
         if let Some(run) = run {

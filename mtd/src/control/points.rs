@@ -11,6 +11,7 @@ use crate::views::inspect;
 
 pub async fn points(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<PointsReport> {
     let r = blocking(move || {
+        let drills = c.drills.status(&group);
         let group = c.exports.store.group(&group)?;
         let g = inspect::group_report(&group);
         let latest_app_consistent = g
@@ -38,6 +39,12 @@ pub async fn points(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<Poi
                 .collect(),
             not_recoverable: g.not_recoverable,
             consistent: g.consistent,
+            last_drill_failed: drills
+                .last
+                .as_ref()
+                .filter(|d| !d.ok)
+                .map(|d| format!("{} ({})", d.summary(), d.evidence.display())),
+            verified: drills.verified,
         })
     })
     .await?;

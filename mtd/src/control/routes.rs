@@ -24,9 +24,14 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/groups/{group}/drain", post(super::drain::drain_group))
         .route("/v1/groups/{group}/tag", post(super::drain::tag_group))
         .route("/v1/groups/{group}/fence", post(super::drain::fence_group))
+        .route(
+            "/v1/groups/{group}/verify",
+            post(super::verify::verify_group),
+        )
         .merge(super::overlays::router())
         .merge(super::attachments::router())
         .merge(super::failover::router())
         .merge(super::plans::router())
+        .merge(super::drill::router())
         .with_state(control)
 }

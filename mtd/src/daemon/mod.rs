@@ -74,6 +74,8 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     // Failovers' loop devices and reverse agents need the tree.
     let c = control.clone();
     tokio::task::spawn_blocking(move || c.failovers.resume()).await?;
+    // Scheduled drills make test disks: only once the failovers are back.
+    control.start_drill_schedule();
     if let Some(path) = &opts.control {
         control::start(control.clone(), path, &opts.access).await?;
         ready.push(format!("control {}", path.display()));

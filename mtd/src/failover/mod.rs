@@ -16,7 +16,7 @@
 
 pub mod adopt;
 pub mod boot;
-mod disks;
+pub(crate) mod disks;
 pub mod plan_ops;
 mod promote;
 pub mod reverse;
@@ -268,8 +268,19 @@ impl Failovers {
         Ok(self.update(group, |s| s.boot = boot)?)
     }
 
+    /// Set (or clear, with None) the group's drill configuration (`crate::drill::config`),
+    /// kept beside its boot command. Validated by the caller.
+    pub fn set_drill(
+        &self,
+        group: &str,
+        drill: Option<crate::drill::config::DrillConfig>,
+    ) -> Result<GroupFailover, FailoverError> {
+        self.store().group(group)?;
+        Ok(self.update(group, |s| s.drill = drill)?)
+    }
+
     /// The group must exist: every operation starts here.
-    fn check_group(&self, group: &str) -> Result<(), Refused> {
+    pub(crate) fn check_group(&self, group: &str) -> Result<(), Refused> {
         self.store()
             .group(group)
             .map(|_| ())
@@ -278,7 +289,7 @@ impl Failovers {
 
     /// The seq a point names in a group, refused (with what to pick instead) if it is not
     /// recoverable, too old or unknown.
-    fn resolve(&self, group: &str, point: &str) -> Result<u64, Refused> {
+    pub(crate) fn resolve(&self, group: &str, point: &str) -> Result<u64, Refused> {
         let spec = PointSpec::parse(point).map_err(|e| Refused::Invalid(e.to_string()))?;
         let g = self
             .store()
@@ -302,6 +313,13 @@ impl Failovers {
             Some(path) => format!("nbd+unix:///{export}?socket={path}"),
             None => format!("nbd://{addr}/{export}"),
         })
+    }
+
+    /// The NBD URI of an export on the server's unix socket, if it has one (a VM in a network
+    /// namespace of its own reaches no TCP address of the host, but does reach a socket path).
+    pub(crate) fn nbd_unix_uri(&self, export: &str) -> Option<String> {
+        let path = self.nbd.iter().find_map(|a| a.strip_prefix("unix:"))?;
+        Some(format!("nbd+unix:///{export}?socket={path}"))
     }
 
     fn boot_log(&self, group: &str, what: &str) -> PathBuf {

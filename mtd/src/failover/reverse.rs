@@ -151,8 +151,7 @@ impl Failovers {
         let g = group.to_string();
         Ok(self.jobs.spawn("reverse", group, move |job| {
             job.progress(10.0, format!("starting the agent towards {}", r.target));
-            std::fs::create_dir_all(&r.state_dir)
-                .with_context(|| format!("creating {}", r.state_dir.display()))?;
+            crate::store::files::create_dir_durable(&r.state_dir)?;
             agent_only(&me, &g, true);
             let pid = match spawn_agent(&me, &g, &r) {
                 Ok(pid) => pid,
@@ -252,8 +251,9 @@ pub fn spawn_agent(f: &Failovers, group: &str, r: &Reverse) -> Result<u32> {
             .with_context(|| format!("{} has no loop device", d.export))?;
         cmd.arg("--disk").arg(format!("{}={dev}", d.disk));
     }
-    std::fs::create_dir_all(&r.state_dir)
-        .with_context(|| format!("creating {}", r.state_dir.display()))?;
+    // Durable in its parent: the reverse agent's dirty-region map lives in it, and a power cut
+    // of the target site must not take it away.
+    crate::store::files::create_dir_durable(&r.state_dir)?;
     let pid = f.boots.spawn(cmd, &r.state_dir.join("agent.log"))?;
     tracing::info!(group, pid, target = %r.target, "reverse replication agent started");
     Ok(pid)

@@ -99,6 +99,9 @@ pub struct GroupFailover {
     pub promotion: Option<Promotion>,
     #[serde(default)]
     pub reverse: Option<Reverse>,
+    /// The probes and network setting of the group's drills (`crate::drill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<crate::drill::config::DrillConfig>,
 }
 
 impl GroupFailover {
@@ -107,6 +110,7 @@ impl GroupFailover {
             && self.test.is_none()
             && self.promotion.is_none()
             && self.reverse.is_none()
+            && self.drill.is_none()
     }
 }
 

@@ -3,10 +3,11 @@
 //!
 //! Each file is one concept and one collector, computed at scrape time from where the facts
 //! live: the store's groups ([`groups`]), the store's disk and writer ([`store`]), refused
-//! frames ([`frames`]), NBD traffic ([`nbd`]), test failovers ([`drills`]) and recovery plans
-//! ([`plans`]). What hot paths count (frames, NBD requests, apply and fsync latency) sits in
-//! process-wide atomics declared in those files, so that counting costs an atomic add and
-//! needs no handle threaded through.
+//! frames ([`frames`]), NBD traffic ([`nbd`]), test failovers ([`drills`]), drills' verified
+//! points ([`verified`]), recovery plans ([`plans`]) and online verifies ([`verify`]). What hot
+//! paths count (frames, NBD requests, apply and fsync latency) sits in process-wide atomics
+//! declared in those files, so that counting costs an atomic add and needs no handle threaded
+//! through.
 
 pub mod drills;
 pub mod frames;
@@ -15,6 +16,8 @@ pub mod http;
 pub mod nbd;
 pub mod plans;
 pub mod store;
+pub mod verified;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -35,6 +38,8 @@ pub fn registry(control: &Arc<Control>) -> Registry {
     r.register_collector(Box::new(frames::Frames));
     r.register_collector(Box::new(nbd::NbdMetrics));
     r.register_collector(Box::new(plans::Plans(Parts(control.clone()))));
+    r.register_collector(Box::new(verified::Verified(Parts(control.clone()))));
+    r.register_collector(Box::new(verify::VerifyMetrics));
     r
 }
 

@@ -62,6 +62,7 @@
 
 mod console;
 mod file;
+pub mod fuzzing;
 mod hooks;
 mod machine;
 mod ops;

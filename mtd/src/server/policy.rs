@@ -19,7 +19,11 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Send `g`'s policy, if it has one, on `out` (its session's frames).
 pub(crate) async fn send(store: &Store, g: &Group, out: &mpsc::Sender<Vec<u8>>) -> bool {
-    let Some(p) = g.policy() else { return false };
+    let Some(mut p) = g.policy() else {
+        return false;
+    };
+    // Drills are the target's business: an agent that predates the field would refuse it.
+    p.drill_every_secs = 0;
     let frame = Control::frame(&g.name, ControlOp::Policy, &p.to_control_arg());
     match tokio::time::timeout(SEND_TIMEOUT, out.send(frame)).await {
         Ok(Ok(())) => {

@@ -331,6 +331,10 @@ async fn serve<R: AsyncRead + Unpin>(
                 let f = find(&mut fed, &c.group)?;
                 agent_report(store, &f.group, &c.arg);
             }
+            Message::Control(c) if c.op == ControlOp::VerifyReport => {
+                find(&mut fed, &c.group)?;
+                crate::verify::registry::deliver(&c.group, &c.arg);
+            }
             Message::Error(e) if e.message.starts_with(REFUSED_PREFIX) => {
                 policy_refused(store, &fed, &e.message);
             }
@@ -482,19 +486,39 @@ fn target_hashes(group: Arc<Group>, h: &Hashes) -> Result<Hashes, Fault> {
     let view = crate::views::view::View::new(group, h.disk as usize, durable)
         .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
     let mut buf = vec![0u8; span as usize];
-    view.read_at(&mut buf, h.offset)
-        .map_err(|e| refuse(ErrorCode::StoreFailed, e.to_string()))?;
+    let hashes = match view.read_at(&mut buf, h.offset) {
+        Ok(()) => buf
+            .chunks(bs as usize)
+            .map(rewind_formats::hash::block_hash)
+            .collect(),
+        // A block this target cannot read (an IO error in a segment or the base) gets a hash no
+        // block has, so the agent sees it differ: a resync resends it (a newer record then
+        // shadows the bad one) and a verify reports it. Ending the session instead would stop
+        // replication over one bad block, and the next resync would hit it again.
+        Err(e) => {
+            tracing::error!(group = %h.group, disk = h.disk, offset = h.offset, error = %e,
+                "cannot read the range a HASHES asks for: answering its unreadable blocks as differing");
+            buf.chunks_mut(bs as usize)
+                .enumerate()
+                .map(|(i, b)| match view.read_at(b, h.offset + i as u64 * bs) {
+                    Ok(()) => rewind_formats::hash::block_hash(b),
+                    Err(_) => UNREADABLE_HASH,
+                })
+                .collect()
+        }
+    };
     Ok(Hashes {
         group: h.group.clone(),
         disk: h.disk,
         offset: h.offset,
         block_size: h.block_size,
-        hashes: buf
-            .chunks(bs as usize)
-            .map(rewind_formats::hash::block_hash)
-            .collect(),
+        hashes,
     })
 }
+
+/// The hash an unreadable block is answered with: no real block is expected to hash to it (a
+/// 2^-64 chance), and the agent only compares hashes.
+const UNREADABLE_HASH: u64 = 0;
 
 /// Send an ACK whenever the group's durable seq moves past what this session last acknowledged.
 fn spawn_acks(group: Arc<Group>, next_seq: Seq, out: mpsc::Sender<Vec<u8>>) -> JoinHandle<()> {

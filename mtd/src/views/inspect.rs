@@ -57,6 +57,9 @@ pub struct GroupReport {
     /// software version its HELLO gave.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<crate::api::groups::AgentSeen>,
+    /// The group's last drill and last verified point (the control API fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<crate::api::drill::DrillBrief>,
 }
 
 fn yes() -> bool {
@@ -151,6 +154,7 @@ pub fn group_report(g: &Group) -> GroupReport {
         GroupReport {
             policy,
             agent: g.agent_seen(),
+            drill: None,
             name: g.name.clone(),
             generation: st.manifest.generation,
             retention: humantime::format_duration(std::time::Duration::from_millis(

@@ -25,6 +25,14 @@ impl SmallFs {
             .unwrap()
             .set_len(size_mib << 20)
             .unwrap();
+        // Allocated up front: a sparse image on a host file system that fills meanwhile would
+        // turn the loop device's writes into IO errors inside the small file system, a fault of
+        // the machine the test would then blame on the daemon (seen once, on a 100% full host).
+        run_ok(
+            Command::new("fallocate")
+                .args(["-l", &format!("{size_mib}MiB")])
+                .arg(&image),
+        );
         run_ok(
             Command::new("mkfs.ext4")
                 .args(["-q", "-F", "-m", "0"])

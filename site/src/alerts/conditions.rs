@@ -14,6 +14,9 @@
 //! | `resync` | group | a resync (initial sync, or after bitmap mode or a crash) is running |
 //! | `crc_rejects` | group | the target refused the agent's frames for a bad checksum lately |
 //! | `fenced_agent` | group | an agent fenced by a failover still tries to feed the group |
+//! | `drill_failed` | group | the group's last drill (test failover, boot, probes: the target's `rewind drill`) failed |
+//! | `drill_overdue` | group | no drill passed for [`DRILL_OVERDUE_MS`] (90 days), or twice the policy's drill period when it sets one |
+//! | `verify_mismatch` | group | an online verify found the replica differs from the source lately |
 //!
 //! The age of the oldest write the target does not hold is known only to the agent, which the
 //! site does not reach: agents of frame version 2 report it to their target (CONTROL op report),
@@ -50,6 +53,10 @@ pub struct TargetFacts {
     pub capacity_bytes: i64,
 }
 
+/// No passing drill for this long is an alert (what ASR asks of test failovers), unless the
+/// policy's drill period says otherwise (twice it).
+pub const DRILL_OVERDUE_MS: i64 = 90 * 86_400_000;
+
 /// A group as the inventory has it, with its policy's RPO target.
 #[derive(Clone, Debug, Default)]
 pub struct GroupFacts {
@@ -69,9 +76,24 @@ pub struct GroupFacts {
     pub agent_report_ms: i64,
     pub agent_sync_permille: i64,
     pub agent_progress_ms: i64,
+    /// The last drill as its target reports it: failed (false also when none is known); when
+    /// the last passing one ended (0: never); the drill period (0: none); its line.
+    pub drill_last_failed: bool,
+    pub drill_ok_ms: i64,
+    pub drill_every_secs: i64,
+    pub drill_summary: String,
 }
 
 impl GroupFacts {
+    /// How long the group may go without a passing drill.
+    fn drill_limit_ms(&self) -> i64 {
+        if self.drill_every_secs > 0 {
+            self.drill_every_secs.saturating_mul(2000)
+        } else {
+            DRILL_OVERDUE_MS
+        }
+    }
+
     /// The agent's report, if it is recent enough to be the group's state.
     fn fresh_report(&self, now_ms: i64) -> bool {
         !self.agent_mode.is_empty()
@@ -80,7 +102,8 @@ impl GroupFacts {
     }
 }
 
-/// Refusals in the window, per (group, code): code `BadChecksum` or `Fenced`, with the agents.
+/// Refusals in the window, per (group, code): code `BadChecksum` or `Fenced`, with the agents;
+/// and `VerifyMismatch` (a target's `verify.mismatch` event), with the verify jobs.
 pub type Refusals = HashMap<(String, String), (u64, Vec<String>)>;
 
 /// An alert that should be firing.
@@ -260,18 +283,53 @@ pub fn evaluate(
                 }
             }
         }
-        for (code, kind, severity, what) in [
+        if g.drill_last_failed {
+            out.push(firing(
+                "drill_failed",
+                &g.name,
+                "warning",
+                format!(
+                    "group {}: its last drill on {} failed: {}",
+                    g.name, g.target, g.drill_summary
+                ),
+            ));
+        }
+        // Overdue from the last passing drill. A group never drilled has nothing to be overdue
+        // from: its first scheduled drill runs at once, and fails loudly if it fails.
+        if g.drill_ok_ms > 0 && now_ms - g.drill_ok_ms > g.drill_limit_ms() {
+            out.push(firing(
+                "drill_overdue",
+                &g.name,
+                "warning",
+                format!(
+                    "group {}: no drill passed for {} days (want one within {} days)",
+                    g.name,
+                    (now_ms - g.drill_ok_ms) / 86_400_000,
+                    g.drill_limit_ms() as f64 / 86_400_000.0
+                ),
+            ));
+        }
+        for (code, kind, severity, what, who) in [
             (
                 "BadChecksum",
                 "crc_rejects",
                 "warning",
                 "frames refused for a bad checksum",
+                "agent",
             ),
             (
                 "Fenced",
                 "fenced_agent",
                 "critical",
                 "a fenced agent still tries to feed it",
+                "agent",
+            ),
+            (
+                "VerifyMismatch",
+                "verify_mismatch",
+                "critical",
+                "the replica differs from the source (`rewind verify --repair` resends it)",
+                "verify job",
             ),
         ] {
             if let Some((n, agents)) = refusals.get(&(g.name.clone(), code.to_string())) {
@@ -280,7 +338,7 @@ pub fn evaluate(
                     &g.name,
                     severity,
                     format!(
-                        "group {}: {what} ({n} in {} s; agent {})",
+                        "group {}: {what} ({n} in {} s; {who} {})",
                         g.name,
                         REFUSAL_WINDOW_MS / 1000,
                         agents.join(", ")
@@ -388,6 +446,41 @@ mod tests {
         assert!(f[0].summary.contains("42.0%"), "{}", f[0].summary);
     }
 
+    #[test]
+    fn a_failed_drill_and_an_overdue_one() {
+        let none = Refusals::new();
+        let up = [target("up")];
+        let day = 86_400_000;
+        let now = 200 * day;
+        let drilled = |ok: i64, ok_ms: i64, every: i64| GroupFacts {
+            drill_last_failed: ok == 0,
+            drill_ok_ms: ok_ms,
+            drill_every_secs: every,
+            drill_summary: "latest seq 9: 1/2 probes passed".into(),
+            ..group(1, now)
+        };
+        // Passed yesterday: quiet. Never drilled: quiet.
+        assert!(evaluate(now, &up, &[drilled(1, now - day, 0)], &none).is_empty());
+        assert!(evaluate(now, &up, &[drilled(-1, 0, 0)], &none).is_empty());
+        // The last one failed, the one before passed last week.
+        let f = evaluate(now, &up, &[drilled(0, now - 7 * day, 0)], &none);
+        assert_eq!(kinds(&f), ["drill_failed"]);
+        assert!(
+            f[0].summary.contains("1/2 probes passed"),
+            "{}",
+            f[0].summary
+        );
+        // 91 days since the last pass, no drill period: overdue.
+        let f = evaluate(now, &up, &[drilled(1, now - 91 * day, 0)], &none);
+        assert_eq!(kinds(&f), ["drill_overdue"]);
+        assert!(f[0].summary.contains("91 days"), "{}", f[0].summary);
+        // A weekly drill: overdue after two weeks.
+        let weekly = 7 * 86_400;
+        assert!(evaluate(now, &up, &[drilled(1, now - 13 * day, weekly)], &none).is_empty());
+        let f = evaluate(now, &up, &[drilled(1, now - 15 * day, weekly)], &none);
+        assert_eq!(kinds(&f), ["drill_overdue"]);
+    }
+
     fn kinds(f: &[Firing]) -> Vec<&str> {
         f.iter().map(|f| f.kind).collect()
     }
@@ -446,5 +539,20 @@ mod tests {
         let f = evaluate(104_000, &t, &[group(1, 104_000)], &r);
         assert_eq!(kinds(&f), ["crc_rejects", "fenced_agent"]);
         assert!(f[1].summary.contains("3 in 120 s"), "{}", f[1].summary);
+        r.insert(
+            ("g1".into(), "VerifyMismatch".into()),
+            (2, vec!["7".into()]),
+        );
+        let f = evaluate(104_000, &t, &[group(1, 104_000)], &r);
+        assert_eq!(
+            kinds(&f),
+            ["crc_rejects", "fenced_agent", "verify_mismatch"]
+        );
+        assert_eq!(f[2].severity, "critical");
+        assert!(
+            f[2].summary.contains("2 in 120 s; verify job 7"),
+            "{}",
+            f[2].summary
+        );
     }
 }

@@ -122,9 +122,23 @@ async fn facts(
     )
     .fetch_all(&st.db.pool)
     .await?;
+    // Each group's last drill (a query of its own: the row tuple above is at its size).
+    type DrillRow = (String, i64, i64, i64, String);
+    let drills: HashMap<String, DrillRow> = sqlx::query_as(
+        "SELECT name, drill_last_ok, drill_ok_ms, drill_every_secs, drill_summary FROM groups",
+    )
+    .fetch_all(&st.db.pool)
+    .await?
+    .into_iter()
+    .map(|r: DrillRow| (r.0.clone(), r))
+    .collect();
     let groups = rows
         .into_iter()
         .map(|r| GroupFacts {
+            drill_last_failed: drills.get(&r.0).is_some_and(|d| d.1 == 0),
+            drill_ok_ms: drills.get(&r.0).map_or(0, |d| d.2),
+            drill_every_secs: drills.get(&r.0).map_or(0, |d| d.3),
+            drill_summary: drills.get(&r.0).map(|d| d.4.clone()).unwrap_or_default(),
             rpo_target_secs: policy.get(&r.0).and_then(|p| rpo.get(p)).copied(),
             name: r.0,
             target: r.1,

@@ -182,6 +182,9 @@ pub struct PolicyFields {
     /// Weekly schedule for initial sync and resync.
     #[arg(long)]
     initial_sync_window: Option<String>,
+    /// How often each target drills its groups (test failover, boot, probes): 7d; 0 or never: off.
+    #[arg(long)]
+    drill_every: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -241,6 +244,7 @@ fn spec(name: &str, f: &PolicyFields) -> PolicySpec {
         bandwidth: f.bandwidth.clone(),
         spool_mib: f.spool_mib,
         initial_sync_window: f.initial_sync_window.clone(),
+        drill_every: f.drill_every.clone(),
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use crate::alerts::conditions::{unfed_since, GroupFacts, TargetFacts, REPORT_FRESH_MS};
 use crate::db::policies::effective;
+use crate::db::targets::AgentBytes;
 use crate::db::Db;
 use crate::error::ApiError;
 
@@ -33,6 +34,8 @@ pub struct GroupRow {
     /// 1 connected, 0 not, -1 never seen.
     pub agent_connected: i64,
     pub disks: i64,
+    /// The agent's byte counters as last reported (-1 each: unknown).
+    pub agent_bytes: AgentBytes,
 }
 
 impl GroupRow {
@@ -71,6 +74,9 @@ struct Row {
     agent_mode: String,
     agent_rpo_ms: i64,
     agent_report_ms: i64,
+    agent_captured_bytes: i64,
+    agent_sent_bytes: i64,
+    agent_wire_bytes: i64,
 }
 
 /// Every group the inventory holds (optionally one), sorted by name.
@@ -100,8 +106,8 @@ pub async fn groups(db: &Db, now: i64, only: Option<&str>) -> Result<Vec<GroupRo
     let assignments = db.assignments().await?;
     let labels = db.labels().await?;
     let sql = "SELECT name, target, state, journal_bytes, durable_seq, retention, \
-               agent_connected, agent_seen_ms, agent_mode, agent_rpo_ms, agent_report_ms \
-               FROM groups";
+               agent_connected, agent_seen_ms, agent_mode, agent_rpo_ms, agent_report_ms, \
+               agent_captured_bytes, agent_sent_bytes, agent_wire_bytes FROM groups";
     let rows: Vec<Row> = match only {
         Some(g) => {
             sqlx::query_as::<_, Row>(&format!("{sql} WHERE name = $1"))
@@ -166,6 +172,11 @@ pub async fn groups(db: &Db, now: i64, only: Option<&str>) -> Result<Vec<GroupRo
             durable_seq: r.durable_seq,
             retention: r.retention,
             agent_connected: r.agent_connected,
+            agent_bytes: AgentBytes {
+                captured: r.agent_captured_bytes,
+                sent: r.agent_sent_bytes,
+                wire: r.agent_wire_bytes,
+            },
         });
     }
     Ok(out)

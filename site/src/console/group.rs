@@ -1,6 +1,7 @@
-//! One group: its RPO over time against its target, bytes applied and the journal, the history
-//! window, the points timeline (tags, app-consistent marks), its disks, and the actions an
-//! operator may take (through the site's operation routes, each a job followed live).
+//! One group: its RPO over time against its target, churn against bytes sent and on the wire, the
+//! journal, the history window and journal forecast, the points timeline (tags, app-consistent
+//! marks), its disks, and the actions an operator may take (through the site's operation routes,
+//! each a job followed live).
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use serde::Deserialize;
 
 use super::chart::{self, fmt_bytes, Line};
 use super::facts::{self, GroupRow};
+use super::forecast;
 use super::layout;
 use super::overview::rpo_text;
 use super::samples::{self, Sample};
@@ -89,6 +91,21 @@ async fn body(st: &AppState, s: &Session, group: &str, window: &str) -> Result<M
             .fetch_all(&st.db.pool)
             .await?;
     let pts = points(st, &g).await;
+    let history_s = pts.as_ref().ok().and_then(|p| {
+        let (o, n) = (
+            ms_of(&p.oldest.as_ref()?.time)?,
+            ms_of(&p.newest.as_ref()?.time)?,
+        );
+        Some((n - o).max(0) / 1000)
+    });
+    let fc = forecast::gather(&st.db, &g, history_s, now).await?;
+    let drill: Option<(i64, i64, i64, i64, String)> = sqlx::query_as(
+        "SELECT drill_last_ok, drill_last_ms, drill_ok_ms, drill_verified_seq, drill_summary \
+         FROM groups WHERE name = $1",
+    )
+    .bind(group)
+    .fetch_optional(&st.db.pool)
+    .await?;
     Ok(html! {
         section.cards #stats data-live="stats" {
             div class=(format!("card {}", g.health())) { span.value #rpo { (rpo_text(g.rpo_ms)) } span.label { (if g.rpo_measured { "RPO (the agent's)" } else { "RPO (the site's bound)" }) } }
@@ -103,8 +120,10 @@ async fn body(st: &AppState, s: &Session, group: &str, window: &str) -> Result<M
             a class=(if w == window { "on" } else { "" }) href=(format!("?window={w}")) { (w) }
         } }
         section.charts #charts data-live="charts" { (charts(&series, from, now, &g)) }
+        @if let Some(d) = &drill { (drill_panel(d)) }
+        (forecast::panel(&fc, &g.target))
         section #history {
-            h2 { "History window and points" }
+            h2 { "Points" }
             @match &pts {
                 Err(why) => p.error { "The target does not answer: " (why) },
                 Ok(p) => (timeline(p, &g.retention)),
@@ -141,9 +160,42 @@ fn charts(series: &[Sample], from: i64, now: i64, g: &GroupRow) -> Markup {
     let target = (g.rpo_target_ms > 0).then(|| ("target", g.rpo_target_ms as f64 / 1000.0));
     html! {
         (chart::chart("RPO over time", "s", from, now, &[Line { label: "RPO", class: "rpo", points: rpo }], target))
-        (chart::chart("Churn: bytes applied per second", "B", from, now, &[Line { label: "bytes applied / s", class: "applied", points: applied }], None))
+        (chart::chart("Churn, bytes sent and bytes on the wire, per second", "B", from, now, &[
+            Line { label: "churn (written at the source) / s", class: "captured", points: samples::rates(series, |s| s.captured_total) },
+            Line { label: "sent (before compression) / s", class: "sent", points: samples::rates(series, |s| s.sent_total) },
+            Line { label: "on the wire / s", class: "wire", points: samples::rates(series, |s| s.wire_total) },
+            Line { label: "applied at the target / s", class: "applied", points: applied },
+        ], None))
         (chart::chart("Records made durable per second", "rec", from, now, &[Line { label: "records / s", class: "records", points: records }], None))
         (chart::chart("Journal size", "B", from, now, &[Line { label: "journal bytes", class: "journal", points: journal }], None))
+    }
+}
+
+/// The group's drills as its target reports them: the last verified point (the newest point a
+/// drill booted and probed successfully) and how the last drill went.
+fn drill_panel(
+    &(last_ok, last_ms, ok_ms, seq, ref summary): &(i64, i64, i64, i64, String),
+) -> Markup {
+    let when = |ms: i64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64))
+            .to_string()
+    };
+    html! {
+        section #drills {
+            h2 { "Drills" }
+            p #verified {
+                @if seq >= 0 && ok_ms > 0 {
+                    "Last verified point: seq " strong { (seq) } ", proved by a drill that ended " (when(ok_ms)) "."
+                } @else { "No drill has verified a point yet." }
+            }
+            @if last_ok >= 0 {
+                p #last-drill class=(if last_ok == 1 { "" } else { "warn" }) {
+                    (if last_ok == 1 { "Last drill passed" } else { "Last drill FAILED" })
+                    " (" (when(last_ms)) ")"
+                    @if !summary.is_empty() { ": " (summary) }
+                }
+            }
+        }
     }
 }
 
@@ -228,5 +280,25 @@ fn actions(group: &str, p: Option<&PointsReport>) -> Markup {
                 (action("Commit", &u("failover/commit"), Some(group), html! {}, "Commit"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drill_panel_shows_the_verified_point_and_a_failure() {
+        let day = 86_400_000;
+        let m = drill_panel(&(0, 2 * day, day, 42, "console probe: no match".into())).into_string();
+        assert!(m.contains("seq <strong>42</strong>"), "{m}");
+        assert!(m.contains("1970-01-02T00:00:00Z"), "{m}");
+        assert!(
+            m.contains("Last drill FAILED (1970-01-03T00:00:00Z): console probe"),
+            "{m}"
+        );
+        let none = drill_panel(&(-1, 0, 0, -1, String::new())).into_string();
+        assert!(none.contains("No drill has verified a point yet"), "{none}");
+        assert!(!none.contains("last-drill"), "{none}");
     }
 }

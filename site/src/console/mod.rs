@@ -6,12 +6,13 @@
 //!
 //! - [`session`]: login with the site's users, the session cookie and its CSRF token.
 //! - [`facts`]: each group's figures; [`samples`]: the time series the charts draw
-//!   ([`chart`]).
+//!   ([`chart`]); [`forecast`]: the group's history window and journal forecast.
 //! - [`overview`], [`group`], [`lists`] (targets, alerts, jobs, audit, groups), [`plans`]:
 //!   the pages; [`layout`]: their shell; [`login`]: the sign-in page.
 
 pub mod chart;
 pub mod facts;
+pub mod forecast;
 pub mod group;
 pub mod layout;
 pub mod lists;

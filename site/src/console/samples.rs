@@ -22,7 +22,7 @@ pub const FINE_FOR_MS: i64 = 24 * 3600 * 1000;
 /// How long any sample is kept.
 pub const KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// Rows per INSERT (9 values each: well under SQLite's bound on parameters).
+/// Rows per INSERT (12 values each: well under SQLite's bound on parameters).
 const BATCH: usize = 100;
 
 static LAST_BUCKET: AtomicI64 = AtomicI64::new(0);
@@ -39,6 +39,28 @@ pub struct Sample {
     pub durable_seq: i64,
     pub applied_bytes: i64,
     pub records: i64,
+    /// The agent's counters at this sample (-1: unknown): captured, sent before compression,
+    /// on the wire, since the agent started. [`rates`] turns them into bytes per second.
+    pub captured_total: i64,
+    pub sent_total: i64,
+    pub wire_total: i64,
+}
+
+/// A counter's growth per second between consecutive samples, one point per later sample:
+/// None where either is unknown; a drop (the agent restarted) counts from 0.
+pub fn rates(series: &[Sample], counter: fn(&Sample) -> i64) -> Vec<(i64, f64)> {
+    series
+        .windows(2)
+        .filter_map(|w| {
+            let (a, b) = (counter(&w[0]), counter(&w[1]));
+            let secs = (w[1].at_ms - w[0].at_ms) as f64 / 1000.0;
+            if a < 0 || b < 0 || secs <= 0.0 {
+                return None;
+            }
+            let grew = if b >= a { b - a } else { b };
+            Some((w[1].at_ms, grew as f64 / secs))
+        })
+        .collect()
 }
 
 /// Called by the leader after every poll: sample if a new bucket began, fold once a minute.
@@ -78,25 +100,15 @@ pub async fn record(db: &Db, bucket: i64, now: i64) -> Result<usize, ApiError> {
     for chunk in rows.chunks(BATCH) {
         let mut sql = String::from(
             "INSERT INTO group_samples (group_name, res_s, at_ms, rpo_ms, rpo_target_ms, \
-             journal_bytes, durable_seq, applied_bytes, records) VALUES ",
+             journal_bytes, durable_seq, applied_bytes, records, captured_total, sent_total, \
+             wire_total) VALUES ",
         );
         for i in 0..chunk.len() {
-            let b = i * 9;
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            ));
+            let row: Vec<String> = (1..=12).map(|k| format!("${}", i * 12 + k)).collect();
+            sql.push_str(&format!("({})", row.join(",")));
         }
         sql.push_str(" ON CONFLICT (group_name, res_s, at_ms) DO NOTHING");
         let mut q = sqlx::query(&sql);
@@ -116,7 +128,10 @@ pub async fn record(db: &Db, bucket: i64, now: i64) -> Result<usize, ApiError> {
                 .bind(g.journal_bytes)
                 .bind(g.durable_seq)
                 .bind(applied)
-                .bind(records);
+                .bind(records)
+                .bind(g.agent_bytes.captured)
+                .bind(g.agent_bytes.sent)
+                .bind(g.agent_bytes.wire);
         }
         q.execute(&mut *tx).await?;
     }
@@ -132,9 +147,11 @@ pub async fn fold(db: &Db, now: i64) -> Result<(), ApiError> {
     let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO group_samples (group_name, res_s, at_ms, rpo_ms, rpo_target_ms, \
-         journal_bytes, durable_seq, applied_bytes, records) \
+         journal_bytes, durable_seq, applied_bytes, records, captured_total, sent_total, \
+         wire_total) \
          SELECT group_name, $1, (at_ms / $2) * $2, MAX(rpo_ms), MAX(rpo_target_ms), \
-         MAX(journal_bytes), MAX(durable_seq), SUM(applied_bytes), SUM(records) \
+         MAX(journal_bytes), MAX(durable_seq), SUM(applied_bytes), SUM(records), \
+         MAX(captured_total), MAX(sent_total), MAX(wire_total) \
          FROM group_samples WHERE res_s = $3 AND at_ms < $4 GROUP BY group_name, at_ms / $2 \
          ON CONFLICT (group_name, res_s, at_ms) DO NOTHING",
     )
@@ -158,7 +175,7 @@ pub async fn fold(db: &Db, now: i64) -> Result<(), ApiError> {
 pub async fn series(db: &Db, group: &str, since_ms: i64) -> Result<Vec<Sample>, ApiError> {
     Ok(sqlx::query_as::<_, Sample>(
         "SELECT at_ms, res_s, rpo_ms, rpo_target_ms, journal_bytes, durable_seq, \
-         applied_bytes, records FROM group_samples WHERE group_name = $1 AND at_ms >= $2 \
+         applied_bytes, records, captured_total, sent_total, wire_total FROM group_samples WHERE group_name = $1 AND at_ms >= $2 \
          ORDER BY at_ms, res_s",
     )
     .bind(group)
@@ -192,6 +209,39 @@ mod tests {
         .execute(&db.pool)
         .await
         .unwrap();
+    }
+
+    fn at(at_ms: i64, captured: i64) -> Sample {
+        Sample {
+            at_ms,
+            res_s: RES_S,
+            rpo_ms: 0,
+            rpo_target_ms: 0,
+            journal_bytes: 0,
+            durable_seq: 0,
+            applied_bytes: 0,
+            records: 0,
+            captured_total: captured,
+            sent_total: -1,
+            wire_total: -1,
+        }
+    }
+
+    #[test]
+    fn rates_are_per_second_and_a_restart_counts_from_zero() {
+        let s = [
+            at(0, -1),
+            at(10_000, 1000),
+            at(20_000, 21_000),
+            at(30_000, 500),
+            at(40_000, 500),
+        ];
+        assert_eq!(
+            rates(&s, |s| s.captured_total),
+            [(20_000, 2000.0), (30_000, 50.0), (40_000, 0.0)],
+            "unknown before the first report; a drop is a restart"
+        );
+        assert!(rates(&s, |s| s.wire_total).is_empty());
     }
 
     #[tokio::test]

@@ -56,6 +56,21 @@ pub struct SeenGroup {
     pub agent_seen_ms: i64,
     /// What the agent last reported to the target (None: nothing, or an agent too old to).
     pub report: Option<SeenReport>,
+    /// The group's last drill as the target reports it (None: no drill, or a target too old).
+    pub drill: Option<SeenDrill>,
+}
+
+/// A group's last drill (`GET /v1/groups`, `drill`: the target's `DrillBrief`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenDrill {
+    /// 1 passed, 0 failed, -1 none.
+    pub last_ok: i64,
+    pub last_ms: i64,
+    /// When the last passing drill ended (0: none), and the seq it proved (-1: none).
+    pub ok_ms: i64,
+    pub verified_seq: i64,
+    pub every_secs: i64,
+    pub summary: String,
 }
 
 /// A group's agent report, as the target relays it (`formats/src/agent_report.rs`).
@@ -68,6 +83,26 @@ pub struct SeenReport {
     pub at_ms: i64,
     /// The running sync's progress in tenths of a percent; -1: none runs.
     pub sync_permille: i64,
+    pub bytes: AgentBytes,
+}
+
+/// What an agent reported it captured, handed to its sender (before compression) and put on
+/// the link since it started; -1 each: its report did not say (an older agent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentBytes {
+    pub captured: i64,
+    pub sent: i64,
+    pub wire: i64,
+}
+
+impl Default for AgentBytes {
+    fn default() -> Self {
+        AgentBytes {
+            captured: -1,
+            sent: -1,
+            wire: -1,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -233,15 +268,34 @@ impl Db {
         // The agents' reports as known before, so a restarted target (which has none yet) does
         // not erase them, and a sync's last progress is carried from poll to poll.
         let reports_before: std::collections::HashMap<String, KeptReport> = sqlx::query_as(
-            "SELECT name, agent_mode, agent_rpo_ms, agent_report_ms, agent_sync_permille,              agent_progress_ms FROM groups WHERE target = $1",
+            "SELECT name, agent_mode, agent_rpo_ms, agent_report_ms, agent_sync_permille, \
+             agent_progress_ms, agent_captured_bytes, agent_sent_bytes, agent_wire_bytes \
+             FROM groups WHERE target = $1",
         )
         .bind(name)
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
-        .map(|(n, mode, rpo_ms, at_ms, permille, progress_ms)| {
-            (n, KeptReport { mode, rpo_ms, at_ms, permille, progress_ms })
-        })
+        .map(
+            |(n, mode, rpo_ms, at_ms, permille, progress_ms, captured, sent, wire)| {
+                let bytes = AgentBytes {
+                    captured,
+                    sent,
+                    wire,
+                };
+                (
+                    n,
+                    KeptReport {
+                        mode,
+                        rpo_ms,
+                        at_ms,
+                        permille,
+                        progress_ms,
+                        bytes,
+                    },
+                )
+            },
+        )
         .collect();
         sqlx::query(
             "DELETE FROM disks WHERE group_name IN (SELECT name FROM groups WHERE target = $1)",
@@ -266,9 +320,10 @@ impl Db {
                 "INSERT INTO groups (name, target, state, generation, durable_seq, journal_bytes, \
                  retention, running_policy, running_version, seen_ms, agent_connected, \
                  agent_seen_ms, agent_mode, agent_rpo_ms, agent_report_ms, \
-                 agent_sync_permille, agent_progress_ms) \
+                 agent_sync_permille, agent_progress_ms, agent_captured_bytes, agent_sent_bytes, \
+                 agent_wire_bytes) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17) ON CONFLICT (name) DO NOTHING",
+                 $16, $17, $18, $19, $20) ON CONFLICT (name) DO NOTHING",
             )
             .bind(&g.name)
             .bind(name)
@@ -287,11 +342,30 @@ impl Db {
             .bind(kept.at_ms)
             .bind(kept.permille)
             .bind(kept.progress_ms)
+            .bind(kept.bytes.captured)
+            .bind(kept.bytes.sent)
+            .bind(kept.bytes.wire)
             .execute(&mut *tx)
             .await?;
             if r.rows_affected() == 0 {
                 tracing::warn!(target = name, group = %g.name, "group name already seen on another target; ignored");
                 continue;
+            }
+            if let Some(d) = &g.drill {
+                sqlx::query(
+                    "UPDATE groups SET drill_last_ok = $2, drill_last_ms = $3, drill_ok_ms = $4, \
+                     drill_verified_seq = $5, drill_every_secs = $6, drill_summary = $7 \
+                     WHERE name = $1",
+                )
+                .bind(&g.name)
+                .bind(d.last_ok)
+                .bind(d.last_ms)
+                .bind(d.ok_ms)
+                .bind(d.verified_seq)
+                .bind(d.every_secs)
+                .bind(&d.summary)
+                .execute(&mut *tx)
+                .await?;
             }
             for (disk, size) in &g.disks {
                 sqlx::query("INSERT INTO disks (group_name, name, size_bytes) VALUES ($1, $2, $3)")
@@ -332,6 +406,7 @@ pub struct KeptReport {
     pub at_ms: i64,
     pub permille: i64,
     pub progress_ms: i64,
+    pub bytes: AgentBytes,
 }
 
 impl KeptReport {
@@ -358,6 +433,7 @@ impl KeptReport {
             at_ms: r.at_ms,
             permille: r.sync_permille,
             progress_ms,
+            bytes: r.bytes,
         }
     }
 }
@@ -405,6 +481,7 @@ mod tests {
             rpo_ms: 0,
             at_ms: 1,
             sync_permille: permille,
+            bytes: AgentBytes::default(),
         }
     }
 

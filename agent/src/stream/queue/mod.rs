@@ -269,6 +269,16 @@ impl Queue {
         self.lock().last_seq
     }
 
+    /// The last local seq the target acknowledged.
+    pub fn acked(&self) -> LocalSeq {
+        self.lock().acked
+    }
+
+    /// The wire seq of local seq 0, once the target's first WELCOME gave it.
+    pub fn base(&self) -> Option<SeqBase> {
+        self.lock().base
+    }
+
     /// The bytes of a spooled record.
     pub fn read_spooled(&self, record: &Record) -> std::io::Result<Vec<u8>> {
         let (Some(file), Some(pos)) = (&self.spool_file, record.spooled) else {

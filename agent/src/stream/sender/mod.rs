@@ -96,6 +96,8 @@ pub struct Control {
     pub outbox: Outbox,
     /// Where a CONTROL Policy goes (see [`crate::policy`]).
     pub policy: Arc<crate::policy::PolicyCtl>,
+    /// Where a CONTROL verify request goes (see [`crate::sync::verify`]).
+    pub verify: Arc<crate::sync::verify::VerifyCtl>,
 }
 
 impl Sender {

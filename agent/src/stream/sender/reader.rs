@@ -55,15 +55,9 @@ impl Sender {
                                 message: e.message,
                             })
                         }
-                        Ok(Some(Message::Control(c))) => drain::control(
-                            c,
-                            &group,
-                            &control.drain,
-                            &control.gate,
-                            &control.outbox,
-                            &control.policy,
-                            &queue,
-                        ),
+                        Ok(Some(Message::Control(c))) => {
+                            drain::control(c, &group, &control, &queue)
+                        }
                         Ok(Some(other)) => {
                             tracing::debug!(kind = other.kind().name(), "unexpected frame ignored");
                         }
