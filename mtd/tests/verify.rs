@@ -128,7 +128,7 @@ fn verify_finds_corrupt_segment_and_base_blocks_and_repair_fixes_them() {
         .and_then(|f| f.set_len(DISK))
         .unwrap();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mtd = Mtd::start_with(w, &["--seal-after", "1s", "--metrics-listen", &metrics]);
+    let mut mtd = Mtd::start_with(w, &["--seal-after", "1s", "--metrics-listen", &metrics]);
     let agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), &[]);
     let dev = agent.link("d0");
     agent.wait_caught_up(LONG);
@@ -217,6 +217,29 @@ fn verify_finds_corrupt_segment_and_base_blocks_and_repair_fixes_them() {
         err.contains(&format!("g1/d0 offset {in_base} length 4096")),
         "{err}"
     );
+
+    // A restart of the target keeps the result: the metric and the group listing still say
+    // what differs (the site's alert stays) until a later verify repairs it.
+    mtd.stop();
+    mtd.restart();
+    let (_, text) = get(&metrics, "/metrics");
+    assert!(
+        text.contains("rewind_verify_mismatched_bytes{group=\"g1\"} 8192"),
+        "{text}"
+    );
+    let (status, body) = mtd.control_get("/v1/groups");
+    assert_eq!(status, 200, "{body}");
+    let groups: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let g1 = groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "g1")
+        .unwrap();
+    assert_eq!(g1["verify"]["mismatched_bytes"], 8192, "{g1}");
+    assert_eq!(g1["verify"]["ranges"], 2, "{g1}");
+    assert_eq!(g1["verify"]["repaired"], false, "{g1}");
+    agent.wait_caught_up(LONG);
 
     // Repair resends them; a second verify finds nothing and the replica equals the source.
     let v = mtd.rewind_json(&["verify", "g1", "--repair"]);

@@ -6,7 +6,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::db::targets::{AgentBytes, Seen, SeenAgent, SeenDrill, SeenGroup, SeenReport};
+use crate::db::targets::{
+    AgentBytes, Seen, SeenAgent, SeenDrill, SeenGroup, SeenReport, SeenVerify,
+};
 use crate::endpoint::Endpoint;
 use crate::https::Https;
 use crate::state::StateDir;
@@ -63,6 +65,19 @@ fn agent_report(r: &Value) -> Option<SeenReport> {
             wire: counter("wire_bytes"),
         },
     })
+}
+
+/// A group's last online verify as the target reports it (`LastVerify`): what it found
+/// differing counts only while not repaired.
+fn verify(v: &Value) -> SeenVerify {
+    let n = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
+    let repaired = v.get("repaired").and_then(Value::as_bool).unwrap_or(false);
+    SeenVerify {
+        job: n("job"),
+        ended_ms: n("ended_ms"),
+        differs_bytes: if repaired { 0 } else { n("mismatched_bytes") },
+        ranges: n("ranges"),
+    }
 }
 
 /// A group's last drill as the target reports it (`DrillBrief`).
@@ -148,6 +163,7 @@ pub async fn poll(h: &Https) -> Result<Seen> {
             agent_seen_ms: agent.map_or(0, |a| i(a, "last_seen_ms")),
             report: agent.and_then(|a| a.get("report")).and_then(agent_report),
             drill: g.get("drill").filter(|d| d.is_object()).map(drill),
+            verify: g.get("verify").filter(|v| v.is_object()).map(verify),
             name: name.clone(),
         });
         if let Some(a) = agent {
@@ -160,4 +176,23 @@ pub async fn poll(h: &Https) -> Result<Seen> {
         }
     }
     Ok(seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verify_differs_only_until_repaired() {
+        let found = serde_json::json!({"job": 7, "ended_ms": 5, "compared_bytes": 1,
+            "mismatched_bytes": 8192, "ranges": 2, "repaired": false});
+        let v = verify(&found);
+        assert_eq!(
+            (v.job, v.ended_ms, v.differs_bytes, v.ranges),
+            (7, 5, 8192, 2)
+        );
+        let mut repaired = found.clone();
+        repaired["repaired"] = true.into();
+        assert_eq!(verify(&repaired).differs_bytes, 0);
+    }
 }

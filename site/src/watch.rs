@@ -99,18 +99,8 @@ async fn handle(st: &AppState, target: &str, v: &Value) {
             }
         }
     }
-    // A range an online verify found differing: counted like a refusal (by the alert
-    // `verify_mismatch`), with its job in place of an agent.
-    if kind == "verify.mismatch" {
-        let job = format!("{}", v["job"]);
-        if let Err(e) = st
-            .db
-            .record_refusal(target, group, &job, "VerifyMismatch")
-            .await
-        {
-            tracing::warn!(error = %e, "recording a verify mismatch of {group}");
-        }
-    }
+    // A verify's result reaches the alert `verify_mismatch` through the poll below (the
+    // group's `verify` in `GET /v1/groups`), which the target keeps across its restarts.
     if matches!(
         kind,
         "group.connected"

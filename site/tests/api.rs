@@ -22,7 +22,7 @@ fn users_roles_audit_and_bad_input(backend: &Backend) {
     assert_eq!(status["leader"], true);
     assert_eq!(
         status["schema_versions"],
-        serde_json::json!([1, 2, 3, 4, 5, 6, 7])
+        serde_json::json!([1, 2, 3, 4, 5, 6, 7, 8])
     );
 
     // A viewer with a password; an operator token.

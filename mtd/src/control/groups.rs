@@ -29,6 +29,7 @@ pub async fn groups(State(c): Ctl) -> ApiResult<Report> {
                         .map_or(0, |_| super::drill::show_of(&c, &g.name).every_secs);
                     g.drill = Some(crate::api::drill::DrillBrief::of(&d, every));
                 }
+                g.verify = crate::verify::last::get(&g.name);
             }
             Ok(r)
         })
@@ -105,6 +106,7 @@ pub async fn delete_group(State(c): Ctl, UrlPath(group): UrlPath<String>) -> Api
         match c.exports.store.delete_group(&group) {
             Ok(()) => {
                 c.drills.evidence.forget(&group);
+                crate::verify::last::forget(&group);
                 Ok(Deleted { deleted: group })
             }
             Err(DeleteError::InUse { by, .. }) => Err(busy(by)),

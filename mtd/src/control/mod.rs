@@ -82,6 +82,7 @@ impl Control {
         let attachments = Arc::new(Attachments::load(&exports.store.dir)?);
         let failovers = Failovers::load(exports.clone(), views.clone(), attachments.clone(), nbd)?;
         let drills = crate::drill::DrillRunner::new(failovers.clone());
+        crate::verify::last::load(&exports.store.dir);
         Ok(Arc::new(Control {
             exports,
             views,

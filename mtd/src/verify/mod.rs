@@ -13,6 +13,7 @@
 //! failed verify. Reads of journal segments do not check the records' crc (views read data in
 //! place), so silent corruption of a sealed segment is found only by a compare like this one.
 
+pub mod last;
 pub(crate) mod registry;
 
 use std::sync::Arc;
@@ -179,7 +180,17 @@ fn run(
             ),
         );
     }
-    crate::metrics::verify::record(group, result.mismatched_bytes);
+    last::record(
+        group,
+        last::LastVerify {
+            job: id,
+            ended_ms: rewind_linux::clock::now_ms(),
+            compared_bytes: result.compared_bytes,
+            mismatched_bytes: result.mismatched_bytes,
+            ranges: result.ranges.len(),
+            repaired: result.repaired,
+        },
+    );
     store.events.emit(
         "verify.finished",
         Some(group),

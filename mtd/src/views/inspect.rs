@@ -60,6 +60,9 @@ pub struct GroupReport {
     /// The group's last drill and last verified point (the control API fills it in).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drill: Option<crate::api::drill::DrillBrief>,
+    /// The group's last online verify (the control API fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::verify::last::LastVerify>,
 }
 
 fn yes() -> bool {
@@ -155,6 +158,7 @@ pub fn group_report(g: &Group) -> GroupReport {
             policy,
             agent: g.agent_seen(),
             drill: None,
+            verify: None,
             name: g.name.clone(),
             generation: st.manifest.generation,
             retention: humantime::format_duration(std::time::Duration::from_millis(

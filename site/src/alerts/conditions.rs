@@ -16,7 +16,7 @@
 //! | `fenced_agent` | group | an agent fenced by a failover still tries to feed the group |
 //! | `drill_failed` | group | the group's last drill (test failover, boot, probes: the target's `rewind drill`) failed |
 //! | `drill_overdue` | group | no drill passed for [`DRILL_OVERDUE_MS`] (90 days), or twice the policy's drill period when it sets one |
-//! | `verify_mismatch` | group | an online verify found the replica differs from the source lately |
+//! | `verify_mismatch` | group | the group's last online verify found the replica differs from the source and did not repair it (stays until a later verify finds nothing or repairs) |
 //!
 //! The age of the oldest write the target does not hold is known only to the agent, which the
 //! site does not reach: agents of frame version 2 report it to their target (CONTROL op report),
@@ -82,6 +82,11 @@ pub struct GroupFacts {
     pub drill_ok_ms: i64,
     pub drill_every_secs: i64,
     pub drill_summary: String,
+    /// The last online verify: its job on the target, the bytes it found differing and did
+    /// not repair (0: none), in how many ranges.
+    pub verify_job: i64,
+    pub verify_differs_bytes: i64,
+    pub verify_ranges: i64,
 }
 
 impl GroupFacts {
@@ -102,8 +107,7 @@ impl GroupFacts {
     }
 }
 
-/// Refusals in the window, per (group, code): code `BadChecksum` or `Fenced`, with the agents;
-/// and `VerifyMismatch` (a target's `verify.mismatch` event), with the verify jobs.
+/// Refusals in the window, per (group, code): code `BadChecksum` or `Fenced`, with the agents.
 pub type Refusals = HashMap<(String, String), (u64, Vec<String>)>;
 
 /// An alert that should be firing.
@@ -309,6 +313,20 @@ pub fn evaluate(
                 ),
             ));
         }
+        // Stays until a later verify finds nothing or repairs what it found (the target keeps
+        // the last result across restarts).
+        if g.verify_differs_bytes > 0 {
+            out.push(firing(
+                "verify_mismatch",
+                &g.name,
+                "critical",
+                format!(
+                    "group {}: the replica differs from the source in {} bytes ({} ranges, \
+                     verify job {} on {}; `rewind verify {} --repair` resends them)",
+                    g.name, g.verify_differs_bytes, g.verify_ranges, g.verify_job, g.target, g.name
+                ),
+            ));
+        }
         for (code, kind, severity, what, who) in [
             (
                 "BadChecksum",
@@ -323,13 +341,6 @@ pub fn evaluate(
                 "critical",
                 "a fenced agent still tries to feed it",
                 "agent",
-            ),
-            (
-                "VerifyMismatch",
-                "verify_mismatch",
-                "critical",
-                "the replica differs from the source (`rewind verify --repair` resends it)",
-                "verify job",
             ),
         ] {
             if let Some((n, agents)) = refusals.get(&(g.name.clone(), code.to_string())) {
@@ -539,20 +550,21 @@ mod tests {
         let f = evaluate(104_000, &t, &[group(1, 104_000)], &r);
         assert_eq!(kinds(&f), ["crc_rejects", "fenced_agent"]);
         assert!(f[1].summary.contains("3 in 120 s"), "{}", f[1].summary);
-        r.insert(
-            ("g1".into(), "VerifyMismatch".into()),
-            (2, vec!["7".into()]),
-        );
-        let f = evaluate(104_000, &t, &[group(1, 104_000)], &r);
-        assert_eq!(
-            kinds(&f),
-            ["crc_rejects", "fenced_agent", "verify_mismatch"]
-        );
-        assert_eq!(f[2].severity, "critical");
+        // A verify's unrepaired differences fire however long ago it ran; a clean or
+        // repaired verify (0 bytes differing) is quiet.
+        let mut g = group(1, 104_000);
+        g.verify_job = 7;
+        g.verify_differs_bytes = 8192;
+        g.verify_ranges = 2;
+        let f = evaluate(104_000, &t, &[g.clone()], &none);
+        assert_eq!(kinds(&f), ["verify_mismatch"]);
+        assert_eq!(f[0].severity, "critical");
         assert!(
-            f[2].summary.contains("2 in 120 s; verify job 7"),
+            f[0].summary.contains("8192 bytes (2 ranges, verify job 7"),
             "{}",
-            f[2].summary
+            f[0].summary
         );
+        g.verify_differs_bytes = 0;
+        assert!(evaluate(104_000, &t, &[g], &none).is_empty());
     }
 }

@@ -132,9 +132,21 @@ async fn facts(
     .into_iter()
     .map(|r: DrillRow| (r.0.clone(), r))
     .collect();
+    // Each group's last online verify: its job, bytes still differing, in how many ranges.
+    type VerifyRow = (String, i64, i64, i64);
+    let verifies: HashMap<String, VerifyRow> =
+        sqlx::query_as("SELECT name, verify_job, verify_differs_bytes, verify_ranges FROM groups")
+            .fetch_all(&st.db.pool)
+            .await?
+            .into_iter()
+            .map(|r: VerifyRow| (r.0.clone(), r))
+            .collect();
     let groups = rows
         .into_iter()
         .map(|r| GroupFacts {
+            verify_job: verifies.get(&r.0).map_or(0, |v| v.1),
+            verify_differs_bytes: verifies.get(&r.0).map_or(0, |v| v.2),
+            verify_ranges: verifies.get(&r.0).map_or(0, |v| v.3),
             drill_last_failed: drills.get(&r.0).is_some_and(|d| d.1 == 0),
             drill_ok_ms: drills.get(&r.0).map_or(0, |d| d.2),
             drill_every_secs: drills.get(&r.0).map_or(0, |d| d.3),

@@ -58,6 +58,19 @@ pub struct SeenGroup {
     pub report: Option<SeenReport>,
     /// The group's last drill as the target reports it (None: no drill, or a target too old).
     pub drill: Option<SeenDrill>,
+    /// The group's last online verify as the target reports it (None: none, or a target too
+    /// old to say).
+    pub verify: Option<SeenVerify>,
+}
+
+/// A group's last online verify (`GET /v1/groups`, `verify`: the target's `LastVerify`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenVerify {
+    pub job: i64,
+    pub ended_ms: i64,
+    /// Bytes found differing and not repaired (0: none, or repaired).
+    pub differs_bytes: i64,
+    pub ranges: i64,
 }
 
 /// A group's last drill (`GET /v1/groups`, `drill`: the target's `DrillBrief`).
@@ -364,6 +377,19 @@ impl Db {
                 .bind(d.verified_seq)
                 .bind(d.every_secs)
                 .bind(&d.summary)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(v) = &g.verify {
+                sqlx::query(
+                    "UPDATE groups SET verify_ms = $2, verify_job = $3, \
+                     verify_differs_bytes = $4, verify_ranges = $5 WHERE name = $1",
+                )
+                .bind(&g.name)
+                .bind(v.ended_ms)
+                .bind(v.job)
+                .bind(v.differs_bytes)
+                .bind(v.ranges)
                 .execute(&mut *tx)
                 .await?;
             }
