@@ -22,6 +22,9 @@ pkgs+=(xfsprogs)
 # The web console's browser tests drive a headless Chromium and Firefox over WebDriver
 # (Firefox's driver, geckodriver, is not packaged by Debian: installed from crates.io below).
 pkgs+=(chromium chromium-driver firefox-esr)
+# Packaging: systemd-analyze verify looks up each unit's man pages (man-db); cargo-deb (below)
+# builds the Debian packages, checked with dpkg-deb.
+pkgs+=(man-db systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -48,6 +51,10 @@ command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolcha
 if ! command -v fsx >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/fsx" ]; then
   echo "installing: fsx (cargo install fsx)"
   cargo install --locked -q fsx
+fi
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "installing: cargo-deb (cargo install cargo-deb)"
+  cargo install --locked -q cargo-deb --version 3.8.0
 fi
 if ! command -v geckodriver >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/geckodriver" ]; then
   echo "installing: geckodriver (cargo install geckodriver)"

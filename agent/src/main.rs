@@ -8,6 +8,7 @@ fn main() -> std::process::ExitCode {
     // Before anything is created: the spool and state files hold captured writes.
     // SAFETY: umask only changes this process's file-creation mask; no memory is involved.
     unsafe { libc::umask(0o077) };
+    rewind_linux::clidocs::generate_if_asked(<cli::Args as clap::CommandFactory>::command());
     let args = cli::Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

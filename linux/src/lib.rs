@@ -14,6 +14,7 @@
 
 pub mod aligned;
 pub mod atomic;
+pub mod clidocs;
 pub mod clock;
 pub mod fuse_mount;
 pub mod loopdev;

@@ -160,6 +160,7 @@ fn main() -> Result<()> {
     // otherwise on purpose (sockets are chmodded by `access`, the view tree has its own modes).
     // SAFETY: umask only changes this process's file-creation mask; no memory is involved.
     unsafe { libc::umask(0o077) };
+    rewind_linux::clidocs::generate_if_asked(<Cli as clap::CommandFactory>::command());
     let cli = Cli::parse();
     // The daemon logs its work; the offline tools only warnings (their output is the point).
     let default_level = if matches!(cli.cmd, Cmd::Serve(_)) {

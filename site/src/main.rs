@@ -10,6 +10,9 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    rewind_linux::clidocs::generate_if_asked(
+        <rewind_site::cli::Cli as clap::CommandFactory>::command(),
+    );
     let cli = rewind_site::cli::Cli::parse();
     if let Err(e) = rewind_site::cli::run(cli).await {
         eprintln!("rewind-site: {e:#}");

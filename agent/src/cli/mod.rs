@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "rewind-agent",
+    version,
     about = "Rewind source agent: capture, sync and stream protected disks"
 )]
 pub struct Args {

@@ -198,6 +198,7 @@ fn parse_retention(s: &str) -> Result<String, String> {
 
 /// Parse the command line, run it, print what it says; on an error, say it and exit 1.
 pub fn main() {
+    rewind_linux::clidocs::generate_if_asked(<Cli as clap::CommandFactory>::command());
     let cli = Cli::parse();
     match run(&cli) {
         Ok(out) => print!("{out}"),
