@@ -128,7 +128,7 @@ impl Relay {
     /// A counter or gauge from its metrics page.
     fn metric(&self, name: &str) -> u64 {
         let addr = self.metrics.as_ref().expect("metrics address");
-        let body = rewind_benches::harness::http::get(addr, "/metrics").1;
+        let body = http::get(addr, "/metrics").1;
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())

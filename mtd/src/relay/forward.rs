@@ -149,14 +149,10 @@ async fn session(
     tracing::info!(group = %g.name, upstream = %up.label, durable = durable.0, "upstream session started");
 
     let sent = Arc::new(AtomicU64::new(0));
-    let start = g
-        .log
-        .lock()
-        .expect("log lock")
-        .segments
-        .first()
-        .map(|s| s.base)
-        .unwrap_or_else(|| g.end());
+    let start = {
+        let log = g.log.lock().expect("log lock");
+        log.segments.first().map_or(log.end, |s| s.base)
+    };
     sent.store(start, Ordering::Relaxed);
     let reader = {
         let (g, sent) = (g.clone(), sent.clone());
@@ -165,8 +161,9 @@ async fn session(
     let reader = AbortOnDrop(reader);
     let mut cursor = Cursor::new(start);
     let mut synced = g.synced.subscribe();
+    // Written since the last flush (over TLS the end of a frame may wait in rustls's buffer).
+    let mut wrote = false;
     loop {
-        let mut wrote = false;
         // Out-of-band frames whose place in the stream has come.
         loop {
             let next = {
@@ -215,6 +212,7 @@ async fn session(
         }
         if wrote {
             wr.flush().await?;
+            wrote = false;
         }
         if reader.0.is_finished() {
             return Err(anyhow!("the master target closed the session"));

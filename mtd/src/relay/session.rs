@@ -243,11 +243,8 @@ async fn serve<R: AsyncRead + Unpin>(
     let send = |f: Vec<u8>| async move { out.send(f).await.map_err(|_| gone()) };
     send(Message::Welcome(Welcome { groups: welcome }).to_frame()).await?;
     for f in &fed {
-        send(super::durable::frame(
-            &f.g.name,
-            *f.g.target_durable.borrow(),
-        ))
-        .await?;
+        let td = *f.g.target_durable.borrow();
+        send(super::durable::frame(&f.g.name, td)).await?;
         let policy = f.g.policy.lock().expect("policy lock").clone();
         if let Some(p) = policy {
             send(p).await?;
@@ -435,9 +432,13 @@ async fn upstream_state(g: &RelayGroup, generation: u64) -> Upstream {
         }
         _ => false,
     };
-    match tokio::time::timeout(UPSTREAM_WAIT, rx.wait_for(decided)).await {
-        Ok(Ok(u)) => u.clone(),
-        _ => {
+    let got = match tokio::time::timeout(UPSTREAM_WAIT, rx.wait_for(decided)).await {
+        Ok(Ok(u)) => Some(u.clone()),
+        _ => None,
+    };
+    match got {
+        Some(u) => u,
+        None => {
             let u = g.upstream.borrow().clone();
             match u {
                 // A refusal or welcome for another generation says nothing about this one.
