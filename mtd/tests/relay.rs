@@ -277,6 +277,24 @@ fn replication_through_the_relay_converges_byte_for_byte() {
         || target_durable(&mtd, "g1") >= st.last_seq,
         &|| relay.log_text(),
     );
+    // The agent learns both: its ACKs (the relay's cache) and what the target holds.
+    let both = agent.wait_status(LONG, |s| {
+        s.acked_seq == st.last_seq && s.target_durable_seq == Some(st.last_seq)
+    });
+    assert!(both.caught_up, "{both:?}");
+    let out = run_ok(
+        Command::new(bin("rewind-agent"))
+            .args(["status", "--state-dir"])
+            .arg(&agent.state),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "through a relay: {0} durable in the relay's cache, {0} durable at the master target",
+            st.last_seq
+        )),
+        "{text}"
+    );
     // The relay forwarded every byte it took in (frames restamped, not re-encoded).
     assert!(relay.metric("rewind_relay_bytes_in_total") > 24 << 20 >> 4);
     assert!(
@@ -467,11 +485,18 @@ fn a_planned_failover_through_the_relay_loses_nothing_and_fences_the_agent() {
     agent.kill9();
     drop(agent);
     // An agent of the fenced generation that comes back through the relay (a fresh state dir:
-    // it does not know locally that it was fenced) is refused with the reason.
+    // it does not know locally that it was fenced) is refused with the target's reason, and
+    // stops for good (it stays up, refusing writes, as fenced agents do).
     let again = w.join("again");
     fs::create_dir_all(&again).unwrap();
-    let text = Agent::start_refused(&again, "db", &[("data", &src)], &relay.target(), &[]);
-    assert!(text.contains("fenced"), "{text}");
+    let back = Agent::start(&again, "db", &[("data", &src)], &relay.target(), &[]);
+    let st = back.wait_status(Duration::from_secs(60), |s| s.fenced.is_some());
+    let why = st.fenced.unwrap();
+    assert!(
+        why.contains("failed over") && why.contains("generation 2"),
+        "{why}"
+    );
+    drop(back);
     mtd.stop();
 }
 
