@@ -223,7 +223,7 @@ mod tests {
         fs::write(segment_path(d.path(), Seq(1)), &seg1).unwrap();
         // The second segment ends in half a frame: what a crash mid-append leaves.
         let mut seg2 = c.clone();
-        seg2.extend(&batch_frame(4)[..100]);
+        seg2.extend(&batch_frame(4)[..50]);
         fs::write(segment_path(d.path(), Seq(3)), &seg2).unwrap();
         let segs = scan(d.path()).unwrap();
         assert_eq!(segs.len(), 2);

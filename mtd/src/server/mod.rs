@@ -15,7 +15,7 @@ mod refusal;
 pub(crate) mod registry;
 mod session;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use refusal::Refusal;
 
