@@ -644,3 +644,61 @@ fn over_tls_a_trusted_relay_speaks_for_verified_agents_only() {
     drop(agent);
     mtd.stop_and_check_latest("g1", "d0", &src);
 }
+
+/// With `--recompress-level`, the relay sends the target fewer bytes than it took in (the
+/// agent's fast level 1 compressed again at 19), and the replica is still exactly the model.
+#[test]
+fn recompressed_upstream_sends_fewer_bytes_and_the_replica_is_exact() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let wl = workload("squeeze", 14);
+    let mut mtd = Mtd::start(w);
+    let sock = w.join("relay.sock");
+    let relay = Relay::start_with(
+        w,
+        &mtd.target(),
+        "1GiB",
+        &format!("unix:{}", sock.display()),
+        &["--recompress-level", "19"],
+    );
+    let state = w.join("loadgen.state");
+    let mut lg = Proc::spawn(
+        wl.run_cmd(&relay.target(), "16MiB")
+            .args(["--batch-bytes", "256KiB", "--state"])
+            .arg(&state)
+            .stdout(Stdio::null()),
+    );
+    assert!(lg.wait_timeout(LONG).success(), "{}", relay.log_text());
+    let acked = acked(&state);
+    wait_until(
+        "the target to hold everything",
+        LONG,
+        || target_durable(&mtd, "squeeze") >= acked,
+        &|| relay.log_text(),
+    );
+    let (bytes_in, bytes_out) = (
+        relay.metric("rewind_relay_bytes_in_total"),
+        relay.metric("rewind_relay_bytes_out_total"),
+    );
+    eprintln!(
+        "relay bytes in {bytes_in}, out {bytes_out} (ratio {:.3})",
+        bytes_out as f64 / bytes_in as f64
+    );
+    assert!(bytes_out < bytes_in, "in {bytes_in}, out {bytes_out}");
+    mtd.stop();
+    let img = w.join("check.img");
+    assert_ok(
+        &dump(
+            &mtd.data_dir,
+            "squeeze",
+            "sda",
+            &format!("seq:{acked}"),
+            &img,
+        ),
+        "dump",
+    );
+    assert_ok(&wl.verify(&img, 0, acked), "verify");
+}

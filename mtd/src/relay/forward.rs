@@ -39,11 +39,16 @@ enum End {
     Refused,
 }
 
-pub(crate) fn spawn(g: Arc<RelayGroup>, up: Shared, metrics: Arc<super::metrics::Counters>) {
+pub(crate) fn spawn(
+    g: Arc<RelayGroup>,
+    up: Shared,
+    metrics: Arc<super::metrics::Counters>,
+    recompress_level: i32,
+) {
     tokio::spawn(async move {
         let mut wait = RETRY_MIN;
         loop {
-            let r = session(&g, &up, &metrics).await;
+            let r = session(&g, &up, &metrics, recompress_level).await;
             wait = match r {
                 Ok(End::Again) => RETRY_MIN,
                 Ok(End::Refused) => RETRY_REFUSED,
@@ -72,6 +77,7 @@ async fn session(
     g: &Arc<RelayGroup>,
     up: &Shared,
     metrics: &super::metrics::Counters,
+    recompress_level: i32,
 ) -> Result<End> {
     let meta = g.meta.lock().expect("meta lock").clone();
     let stream = up.connect().await?;
@@ -192,7 +198,8 @@ async fn session(
                 frame[..FRAME_HEADER_LEN].try_into().expect("header"),
             )?;
             let td = *g.target_durable.borrow();
-            let skip = match entry(h.kind, h.version, &frame[FRAME_HEADER_LEN..]) {
+            let e = entry(h.kind, h.version, &frame[FRAME_HEADER_LEN..]);
+            let skip = match e {
                 // The target has it (the agent's earlier session, or this relay's before a crash).
                 Some(Entry::Batch { last, .. }) => last <= td,
                 // A tag is followed in the stream by the batches after the seq it labels: if one
@@ -202,6 +209,15 @@ async fn session(
                 None => bail!("a {} frame in the cache log", h.kind.name()),
             };
             if !skip {
+                if recompress_level > 0 && matches!(e, Some(Entry::Batch { .. })) {
+                    let (f, level) = (frame, recompress_level);
+                    let (f, smaller) = tokio::task::spawn_blocking(move || {
+                        let s = super::recompress::batch_frame(&f, level);
+                        (f, s)
+                    })
+                    .await?;
+                    frame = smaller?.unwrap_or(f);
+                }
                 restamp(&mut frame);
                 metrics.out(frame.len() as u64);
                 wr.write_all(&frame).await?;

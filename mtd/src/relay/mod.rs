@@ -16,6 +16,7 @@
 //! - `forward`: a group's session with the master target, sending the cache in seq order;
 //! - `upstream`: how the relay connects to the master target;
 //! - `durable`: telling the agent what the master target holds (CONTROL target-durable);
+//! - `recompress`: batches compressed again at a higher zstd level on their way upstream;
 //! - `listen`: the agents' listeners; `metrics`: bytes in and out.
 
 pub(crate) mod durable;
@@ -25,6 +26,7 @@ mod listen;
 pub(crate) mod log;
 pub(crate) mod meta;
 pub(crate) mod metrics;
+mod recompress;
 pub(crate) mod session;
 pub(crate) mod space;
 pub mod upstream;
@@ -68,6 +70,10 @@ pub struct RelayArgs {
     /// FOR TESTS ONLY: plain TCP (no TLS) to agents and to the master target, loopback only.
     #[arg(long)]
     pub insecure: bool,
+    /// Compress batches again at this zstd level (1-22) before sending them upstream, keeping
+    /// the smaller; 0 sends them as the agent compressed them.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub recompress_level: i32,
     /// Serve Prometheus metrics (bytes in and out, cache use) on this address.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -85,6 +91,7 @@ pub(crate) struct Relay {
     pub(crate) metrics: Arc<metrics::Counters>,
     sessions: AtomicU64,
     segment_bytes: u64,
+    recompress_level: i32,
 }
 
 /// Make `dir` (and parents) private to the relay's user.
@@ -173,7 +180,12 @@ impl Relay {
             self.segment_bytes,
         )
         .map_err(|e| (ErrorCode::StoreFailed, format!("the relay's cache: {e:#}")))?;
-        forward::spawn(g.clone(), self.upstream.clone(), self.metrics.clone());
+        forward::spawn(
+            g.clone(),
+            self.upstream.clone(),
+            self.metrics.clone(),
+            self.recompress_level,
+        );
         groups.insert(hg.group.clone(), g.clone());
         Ok(g)
     }
@@ -216,6 +228,7 @@ async fn serve(args: RelayArgs) -> Result<()> {
         metrics: metrics.clone(),
         sessions: AtomicU64::new(1),
         segment_bytes: segment_bytes(args.cache_size),
+        recompress_level: args.recompress_level,
     });
     // What an earlier run left: every group's cache is read back and forwarded.
     let mut used = 0;
@@ -231,7 +244,12 @@ async fn serve(args: RelayArgs) -> Result<()> {
             .with_context(|| format!("reopening the cache of group {name}"))?;
         used += g.cached_bytes();
         tracing::info!(group = %name, cached_bytes = g.cached_bytes(), holds = g.holds().0, "reopened a group's cache");
-        forward::spawn(g.clone(), upstream.clone(), metrics.clone());
+        forward::spawn(
+            g.clone(),
+            upstream.clone(),
+            metrics.clone(),
+            args.recompress_level,
+        );
         relay.groups.lock().expect("groups lock").insert(name, g);
     }
     space.account(used);
