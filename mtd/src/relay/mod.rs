@@ -197,7 +197,11 @@ pub fn run(args: RelayArgs) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(serve(args))
+    let r = rt.block_on(serve(args));
+    // A cache write blocked on a slow disk must not hold the exit: everything acknowledged is
+    // synced already, and what is not was never acknowledged.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    r
 }
 
 /// A cache segment: 1/16 of the cache (so that freeing keeps up with a small cache), between 1
