@@ -36,8 +36,13 @@ pub struct Status {
     pub last_error: Option<String>,
     /// Last seq recorded (wire numbering once the target's base is known).
     pub last_seq: u64,
-    /// Last seq the target acknowledged as durable.
+    /// Last seq the target acknowledged as durable (through a relay: durable in the relay's
+    /// cache).
     pub acked_seq: u64,
+    /// Through a relay: the last seq durable at the master target, as the relay said (absent
+    /// when the agent talks to the master target directly: then it is `acked_seq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_durable_seq: Option<u64>,
     /// Everything recorded (records and tags) is acknowledged by the target.
     pub caught_up: bool,
     /// Captured data held in memory, waiting to be sent or acknowledged.

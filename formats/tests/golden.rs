@@ -201,6 +201,16 @@ fn control_verify_report() -> Message {
     })
 }
 
+/// The relay's CONTROL telling the agent what the master target holds (frame version 2, added
+/// within it).
+fn control_target_durable() -> Message {
+    Message::Control(Control {
+        group: "web".into(),
+        op: ControlOp::TargetDurable,
+        arg: "1200".into(),
+    })
+}
+
 fn error() -> Message {
     Message::Error(ErrorMsg {
         code: ErrorCode::StaleGeneration,
@@ -384,6 +394,9 @@ const VECTORS: &[(&str, Make)] = &[
     ("frame-control-verify-report-v2.bin", || {
         control_verify_report().to_frame()
     }),
+    ("frame-control-target-durable-v2.bin", || {
+        control_target_durable().to_frame()
+    }),
     ("records.bin", || encode_records(&records_a(&data_a()))),
     ("segment-header.bin", || segment_header().encode().to_vec()),
     ("chunk-records.bin", chunk_a),
@@ -432,6 +445,10 @@ fn message_frames_decode_to_their_constants() {
         (
             "frame-control-verify-report-v2.bin",
             control_verify_report(),
+        ),
+        (
+            "frame-control-target-durable-v2.bin",
+            control_target_durable(),
         ),
     ] {
         let bytes = read(file);

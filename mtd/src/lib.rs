@@ -20,6 +20,7 @@ pub mod names;
 pub mod nbd;
 pub mod plan;
 pub mod refused;
+pub mod relay;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -23,6 +23,9 @@ struct Cli {
 enum Cmd {
     /// Accept agent sessions and keep their replicas.
     Serve(ServeArgs),
+    /// The process server: take agents' batches into a local cache, acknowledge them once
+    /// durable there, and forward them to the master target in seq order.
+    Relay(rewind_mtd::relay::RelayArgs),
     /// Make a group from existing disks (the old source disks after a failover), with the daemon
     /// stopped: replication into it then only sends the blocks that differ (`rewind adopt` does
     /// the same through a running daemon).
@@ -88,7 +91,7 @@ enum CaCmd {
     },
     /// Issue a certificate for an agent (its name owns its groups), an NBD client, the
     /// configuration server (--site), or another master target of this site (--server).
-    #[command(group(clap::ArgGroup::new("who").required(true).args(["agent", "client", "site", "server"])))]
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["agent", "client", "site", "relay", "server"])))]
     Issue {
         #[arg(long)]
         dir: PathBuf,
@@ -104,6 +107,12 @@ enum CaCmd {
         /// (default DIR/sites/NAME).
         #[arg(long)]
         site: Option<String>,
+        /// A relay's (`rewind-mtd relay`) certificate for its sessions with master targets that
+        /// trust it (`serve --trusted-relay NAME`): ca.crt, relay.crt and relay.key in --out
+        /// (default DIR/relays/NAME). Add the relay's server certificate for its agents with
+        /// `--server NAME-agents --host HOST --out DIR/relays/NAME`.
+        #[arg(long)]
+        relay: Option<String>,
         /// Another master target's server certificate: ca.crt, server.crt and server.key in
         /// --out (default DIR/servers/NAME), what `rewind-mtd serve --tls-dir` takes there.
         #[arg(long, requires = "hosts")]
@@ -163,7 +172,7 @@ fn main() -> Result<()> {
     rewind_linux::clidocs::generate_if_asked(<Cli as clap::CommandFactory>::command());
     let cli = Cli::parse();
     // The daemon logs its work; the offline tools only warnings (their output is the point).
-    let default_level = if matches!(cli.cmd, Cmd::Serve(_)) {
+    let default_level = if matches!(cli.cmd, Cmd::Serve(_) | Cmd::Relay(_)) {
         "info"
     } else {
         "warn"
@@ -177,6 +186,7 @@ fn main() -> Result<()> {
         .init();
     match cli.cmd {
         Cmd::Serve(args) => rewind_mtd::daemon::serve::serve(args),
+        Cmd::Relay(args) => rewind_mtd::relay::run(args),
         Cmd::Adopt {
             data_dir,
             group,
@@ -253,6 +263,7 @@ fn ca(cmd: CaCmd) -> Result<()> {
             agent,
             client,
             site,
+            relay,
             server,
             hosts,
             out,
@@ -271,16 +282,22 @@ fn ca(cmd: CaCmd) -> Result<()> {
                 }
                 return Ok(());
             }
-            let (kind, name) = match (agent, client, site) {
-                (Some(a), None, None) => (ca::Kind::Agent, a),
-                (None, Some(c), None) => (ca::Kind::Client, c),
-                (None, None, Some(s)) => (ca::Kind::Site, s),
-                _ => anyhow::bail!("give one of --agent, --client, --site and --server"),
+            let (kind, name) = match (agent, client, site, relay) {
+                (Some(a), None, None, None) => (ca::Kind::Agent, a),
+                (None, Some(c), None, None) => (ca::Kind::Client, c),
+                (None, None, Some(s), None) => (ca::Kind::Site, s),
+                (None, None, None, Some(r)) => (ca::Kind::Relay, r),
+                _ => anyhow::bail!("give one of --agent, --client, --site, --relay and --server"),
             };
             let f = ca::issue(&dir, kind, &name, out.as_deref(), days)?;
             issued(&f);
             if kind == ca::Kind::Site {
                 println!("rewind-site presents these to `rewind-mtd serve --control-listen`");
+            } else if kind == ca::Kind::Relay {
+                println!(
+                    "the relay presents these upstream (`rewind-mtd relay --tls-dir`); the master \
+                     target must trust it: `rewind-mtd serve --trusted-relay {name}`"
+                );
             } else if kind == ca::Kind::Agent {
                 println!(
                     "give the agent these and {}",

@@ -55,6 +55,12 @@ pub fn status(state_dir: &Path, json: bool) -> Result<ExitCode> {
         st.spooled_bytes,
         st.spool_capacity_bytes,
     );
+    if let Some(t) = st.target_durable_seq {
+        println!(
+            "  through a relay: {} durable in the relay's cache, {t} durable at the master target",
+            st.acked_seq
+        );
+    }
     if let (Some(p50), Some(p99), Some(max)) = (st.lag_ms_p50, st.lag_ms_p99, st.lag_ms_max) {
         println!("  lag (last 10 s): p50 {p50} ms, p99 {p99} ms, max {max} ms");
     }

@@ -93,6 +93,11 @@ pub fn control(c: Control, group: &str, to: &ControlTargets, queue: &Queue) {
             Ok(r) => verify.post(r),
             Err(why) => tracing::warn!(group, %why, "verify request dropped"),
         },
+        // Behind a relay: what the master target holds (the relay's ACKs say what it holds).
+        ControlOp::TargetDurable => match c.arg.parse::<u64>() {
+            Ok(seq) => queue.target_durable(rewind_formats::Seq(seq)),
+            Err(_) => tracing::warn!(group, arg = %c.arg, "target-durable with a bad seq ignored"),
+        },
         op => {
             tracing::info!(
                 group,

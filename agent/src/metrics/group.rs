@@ -87,7 +87,11 @@ pub(super) fn view(
     let since = src.owed.update(owing, q.overflow_since);
     let now = Instant::now();
     let age = |t: Option<Instant>| t.map_or(0.0, |t| now.duration_since(t).as_secs_f64());
-    let rpo = age(q.oldest_unacked).max(age(since));
+    // Through a relay, a record the relay acknowledged is still at risk until the master target
+    // holds it: the RPO is measured to the target.
+    let rpo = age(q.oldest_unacked)
+        .max(age(q.oldest_not_at_target))
+        .max(age(since));
     let initial = sync.kind == Some("initial-sync") && (syncing || pinned);
     let resync = !initial && (syncing || pinned);
     let state = if fenced {
@@ -178,6 +182,20 @@ pub fn encode(
         "1 while the agent has a session with its target.",
     )?
     .gauge_at(&g, u32::from(connected.load(Ordering::Relaxed)))?;
+    if let Some(t) = q.target_durable {
+        Family::gauge(
+            enc,
+            "rewind_target_durable_seq",
+            "Through a relay: the last seq durable at the master target (the relay's ACKs say what its cache holds).",
+        )?
+        .gauge_at(&g, t.0)?;
+        Family::gauge(
+            enc,
+            "rewind_relay_durable_seq",
+            "Through a relay: the last seq durable in the relay's cache.",
+        )?
+        .gauge_at(&g, q.base.map_or(0, |b| b.wire(q.acked_seq).0))?;
+    }
     Family::gauge(
         enc,
         "rewind_queue_bytes",

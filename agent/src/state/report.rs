@@ -173,6 +173,7 @@ impl StatusWriter {
             last_error: self.link.last_error.clone(),
             last_seq: base.wire(q.last_seq).0,
             acked_seq: base.wire(q.acked_seq).0,
+            target_durable_seq: q.target_durable.map(|s| s.0),
             caught_up: q.base.is_some() && q.entries == 0,
             queued_bytes: q.queued_bytes,
             spooled_bytes: q.spooled_bytes,

@@ -52,6 +52,15 @@ impl Mtd {
         Mtd::launch(work, Some(tls_dir), &["--nbd-listen", "none"])
     }
 
+    /// Like [`Mtd::start_tls`], with more `serve` flags (`--trusted-relay NAME`).
+    pub fn start_tls_with(work: &Path, tls_dir: &Path, extra: &[&str]) -> Mtd {
+        Mtd::launch(
+            work,
+            Some(tls_dir),
+            &[&["--nbd-listen", "none"], extra].concat(),
+        )
+    }
+
     /// With `--io-engine engine` and `extra`; NBD also on plain TCP (a free loopback port)
     /// unless `extra` gives its own `--nbd-listen`.
     pub fn start_engine(work: &Path, engine: &str, extra: &[&str]) -> Mtd {

@@ -53,6 +53,10 @@ pub enum ControlOp {
     /// agent -> target (frame version 2 on): how a verify stands (`arg`:
     /// [`crate::verify::VerifyReport`] as JSON).
     VerifyReport = 9,
+    /// relay -> agent (frame version 2 on): the master target holds the group up to the seq in
+    /// `arg` (decimal). A relay's ACKs say what its cache holds; this says what the target holds,
+    /// which the agent's RPO is measured against. Sent after WELCOME and at every target ACK.
+    TargetDurable = 10,
 }
 
 impl ControlOp {
@@ -73,6 +77,7 @@ impl ControlOp {
             7 => Some(ControlOp::Report),
             8 => Some(ControlOp::VerifyRequest),
             9 => Some(ControlOp::VerifyReport),
+            10 => Some(ControlOp::TargetDurable),
             _ => None,
         }
     }
@@ -95,6 +100,7 @@ pub(super) fn read_control(r: &mut Reader<'_>, version: u16) -> Result<Control, 
         ControlOp::Report => Some("report"),
         ControlOp::VerifyRequest => Some("verify request"),
         ControlOp::VerifyReport => Some("verify report"),
+        ControlOp::TargetDurable => Some("target durable"),
         _ => None,
     };
     if let Some(name) = since_2.filter(|_| version < 2) {

@@ -331,7 +331,7 @@ fn unknown_enum_values_are_invalid() {
         arg: String::new(),
     })
     .encode_payload();
-    p[2] = 10; // (1..=9 are ops)
+    p[2] = 11; // (1..=10 are ops)
     assert!(matches!(
         Message::decode(FrameKind::Control, &p),
         Err(DecodeError::Invalid { .. })

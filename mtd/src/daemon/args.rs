@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// the access group are refused there.
     #[arg(long = "agent-uid")]
     pub agent_uids: Vec<u32>,
+    /// A relay (`rewind-mtd relay`, its certificate from `ca issue --relay NAME`) that may speak
+    /// for the agents it relays (repeat). Relay certificates of other names are refused.
+    #[arg(long = "trusted-relay", value_parser = crate::names::parse_agent)]
+    pub trusted_relays: Vec<String>,
     /// Open agent connections per listener; more are closed at once.
     #[arg(long, default_value_t = crate::server::DEFAULT_MAX_CONNS)]
     pub max_agent_conns: usize,

@@ -71,6 +71,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             tls,
             insecure: args.insecure,
             agent_uids: args.agent_uids,
+            trusted_relays: args.trusted_relays,
             max_conns: args.max_agent_conns,
             quotas: Quotas {
                 max_groups_per_agent: args.max_groups_per_agent,

@@ -15,7 +15,7 @@ mod refusal;
 pub(crate) mod registry;
 mod session;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use refusal::Refusal;
 
@@ -53,6 +53,8 @@ pub struct AgentListeners {
     /// them connect (the group also serves NBD and the control API), but the HELLO's agent name
     /// is all that identifies an agent there, so only trusted uids may say one.
     pub agent_uids: Vec<u32>,
+    /// Relays (by certificate name) that may speak for the agents they relay (`--trusted-relay`).
+    pub trusted_relays: Vec<String>,
     /// Open connections per listener (`--max-agent-conns`); more are closed at once.
     pub max_conns: usize,
     /// What one agent may make the target hold.
@@ -93,6 +95,7 @@ pub(crate) async fn start(
         let store = store.clone();
         let quotas = quotas.clone();
         let slots = Arc::new(Semaphore::new(opts.max_conns));
+        let relays = Arc::new(opts.trusted_relays.clone());
         tokio::spawn(async move {
             let mut l = Acceptor::new(l, "agent", "TCP");
             loop {
@@ -127,8 +130,10 @@ pub(crate) async fn start(
                     }
                     Some(acceptor) => {
                         let acceptor = acceptor.clone();
+                        let relays = relays.clone();
                         tokio::spawn(async move {
-                            tls_session(store, quotas, acceptor, s, peer.to_string()).await;
+                            tls_session(store, quotas, acceptor, s, peer.to_string(), &relays)
+                                .await;
                             drop(slot);
                         });
                     }
@@ -234,6 +239,7 @@ async fn tls_session(
     acceptor: tokio_rustls::TlsAcceptor,
     s: tokio::net::TcpStream,
     peer: String,
+    trusted_relays: &[String],
 ) {
     let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(s)).await {
         Ok(Ok(stream)) => stream,
@@ -257,6 +263,29 @@ async fn tls_session(
         None | Some(crate::tls::ca::Kind::Agent) => {}
         Some(crate::tls::ca::Kind::Client) => {
             tracing::warn!(%peer, name = %identity, "an NBD client certificate tried to speak as an agent; closing");
+            return;
+        }
+        // A relay speaks for the agents whose certificates it verified (see docs/SECURITY.md):
+        // the HELLO's agent name is taken as the relay says, and the ownership checks apply to
+        // it as to the agent itself. Only relays this target was told to trust.
+        Some(crate::tls::ca::Kind::Relay) if trusted_relays.contains(&identity) => {
+            tracing::info!(%peer, relay = %identity, "TLS session of a trusted relay");
+            session::run(store, quotas, stream, peer, None).await;
+            return;
+        }
+        Some(crate::tls::ca::Kind::Relay) => {
+            let why = format!(
+                "relay {identity} is not trusted by this target: start it with --trusted-relay {identity}"
+            );
+            tracing::warn!(%peer, relay = %identity, "refused: {why}");
+            let mut stream = stream;
+            let frame = Message::Error(ErrorMsg {
+                code: ErrorCode::Forbidden,
+                message: why,
+            })
+            .to_frame_version(rewind_formats::FRAME_VERSION_MIN);
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&frame)).await;
+            let _ = stream.shutdown().await;
             return;
         }
         Some(kind) => {

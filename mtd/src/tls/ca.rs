@@ -64,6 +64,11 @@ const BACKDATE: Duration = Duration::from_secs(3600);
 pub const OU_AGENT: &str = "agent";
 pub const OU_CLIENT: &str = "nbd-client";
 pub const OU_SITE: &str = "site";
+/// A relay's (`rewind-mtd relay`) certificate for its sessions with the master target.
+pub const OU_RELAY: &str = "relay";
+/// File names of a relay's directory (`relays/NAME/`, with a copy of `ca.crt`).
+pub const RELAY_CERT: &str = "relay.crt";
+pub const RELAY_KEY: &str = "relay.key";
 
 /// What a certificate is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,12 +80,15 @@ pub enum Kind {
     Client,
     /// The configuration server (`rewind-site`): the control API over TCP.
     Site,
+    /// A relay (`rewind-mtd relay`): speaks upstream for the agents whose certificates it
+    /// verified, at targets that trust it by name (`serve --trusted-relay`).
+    Relay,
 }
 
 impl Kind {
     /// Kinds issued to a name (`ca issue --agent|--client|--site`): the name owns the kind.
     fn is_named(self) -> bool {
-        matches!(self, Kind::Agent | Kind::Client | Kind::Site)
+        matches!(self, Kind::Agent | Kind::Client | Kind::Site | Kind::Relay)
     }
 }
 
@@ -92,6 +100,7 @@ impl std::fmt::Display for Kind {
             Kind::Agent => "agent",
             Kind::Client => "client",
             Kind::Site => "site",
+            Kind::Relay => "relay",
         })
     }
 }
@@ -232,6 +241,10 @@ fn layout(dir: &Path, kind: Kind, name: &str, out: Option<&Path>) -> (PathBuf, P
             let d = own_dir("sites");
             (d.clone(), d.join(SITE_CERT), d.join(SITE_KEY))
         }
+        Kind::Relay => {
+            let d = own_dir("relays");
+            (d.clone(), d.join(RELAY_CERT), d.join(RELAY_KEY))
+        }
         _ => {
             let d = out
                 .map(Path::to_path_buf)
@@ -342,6 +355,7 @@ fn make(
     let (ou, san_kind) = match kind {
         Kind::Client => (OU_CLIENT, "client"),
         Kind::Site => (OU_SITE, "site"),
+        Kind::Relay => (OU_RELAY, "relay"),
         _ => (OU_AGENT, "agent"),
     };
     p.distinguished_name = dn(name, Some(ou));
@@ -363,7 +377,7 @@ fn make(
     write_atomic(&cert_path, cert.pem().as_bytes(), 0o644)?;
     let ca_copy = match kind {
         Kind::Client => Some(out_dir.join(CLIENT_CA)),
-        Kind::Site => Some(out_dir.join(CA_CERT)),
+        Kind::Site | Kind::Relay => Some(out_dir.join(CA_CERT)),
         _ => None,
     };
     if let Some(p) = &ca_copy {

@@ -101,6 +101,7 @@ pub fn peer_kind(conn: &rustls::ServerConnection) -> Option<ca::Kind> {
         ca::OU_AGENT => Some(ca::Kind::Agent),
         ca::OU_CLIENT => Some(ca::Kind::Client),
         ca::OU_SITE => Some(ca::Kind::Site),
+        ca::OU_RELAY => Some(ca::Kind::Relay),
         _ => None,
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rewind_formats::{RecordKind, TagKind};
+use rewind_formats::{RecordKind, Seq, TagKind};
 
 use crate::stream::seq::{LocalSeq, SeqBase};
 use rewind_linux::aligned::AlignedBuf;
@@ -110,6 +110,11 @@ pub struct QueueStats {
     /// Replication lag over the last [`LAG_WINDOW`] (ms from a write's completion on the
     /// source to the target's acknowledgement): p50, p99, max; `None` without acks.
     pub lag_ms: Option<(u32, u32, u32)>,
+    /// Behind a relay: the master target's durable seq (wire), as the relay last said.
+    pub target_durable: Option<Seq>,
+    /// Behind a relay: when the oldest record the relay acknowledged and the target does not
+    /// hold yet was written.
+    pub oldest_not_at_target: Option<Instant>,
 }
 
 /// Bytes of one disk's records since the agent started (`len` of every record: zero ranges

@@ -23,6 +23,7 @@
 //! open: the point it would name is not the state it stands for, or not recoverable.
 
 mod entry;
+mod relayed;
 mod send;
 mod tags;
 #[cfg(test)]
@@ -78,6 +79,8 @@ struct Inner {
     stopping: bool,
     /// Threads waiting on `changed`.
     waiting: usize,
+    /// Behind a relay: what the master target holds (see [`relayed`]).
+    relayed: relayed::Relayed,
 }
 
 /// The bounded, ordered stream shared by the capture threads, the sync and the sender.
@@ -117,6 +120,7 @@ impl Queue {
                 lag: VecDeque::new(),
                 stopping: false,
                 waiting: 0,
+                relayed: Default::default(),
             }),
             space: Condvar::new(),
             changed: Condvar::new(),
@@ -368,6 +372,8 @@ impl Queue {
             dropped: st.dropped,
             window_open: st.window_open || st.pending_begin.is_some(),
             lag_ms: None,
+            target_durable: st.relayed.target,
+            oldest_not_at_target: st.relayed.waiting.front().map(|(_, t)| *t),
         };
         drop(st);
         stats.lag_ms = lag_percentiles(lag);

@@ -100,6 +100,8 @@ impl Queue {
         }
         // One sample per acknowledgement: its oldest record's wait (the worst in it).
         if let Some(t) = oldest {
+            let acked = st.acked;
+            st.relayed.relay_acked(acked, t);
             let now = Instant::now();
             let ms = now.duration_since(t).as_millis().min(u128::from(u32::MAX)) as u32;
             st.lag.push_back((now, ms));

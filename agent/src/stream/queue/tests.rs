@@ -225,3 +225,30 @@ fn a_rebase_renumbers_and_the_window_starts_at_the_first_unacknowledged_record()
     assert!(q.ack(base.local(Seq(2))));
     assert!(q.wait_drained(Duration::ZERO));
 }
+
+#[test]
+fn behind_a_relay_the_rpo_runs_until_the_target_holds_what_the_relay_acknowledged() {
+    let q = Queue::new(1 << 20, None);
+    q.set_base(Seq(100));
+    // Without a relay, an ACK is the target's: nothing waits for the target.
+    seq(q.push(rec(4096)));
+    assert!(q.ack(LocalSeq(1)));
+    assert_eq!(q.stats().oldest_not_at_target, None);
+    assert_eq!(q.stats().target_durable, None);
+    // A relay says what the target holds; what the relay acknowledges after that waits for it.
+    q.target_durable(Seq(101));
+    seq(q.push(rec(4096)));
+    seq(q.push(rec(4096)));
+    assert!(q.ack(LocalSeq(3)));
+    let st = q.stats();
+    assert_eq!(st.oldest_unacked, None, "the relay holds everything");
+    assert!(st.oldest_not_at_target.is_some(), "the target does not");
+    q.target_durable(Seq(102));
+    assert!(
+        q.stats().oldest_not_at_target.is_some(),
+        "seq 103 is not there yet"
+    );
+    q.target_durable(Seq(103));
+    assert_eq!(q.stats().oldest_not_at_target, None);
+    assert_eq!(q.stats().target_durable, Some(Seq(103)));
+}

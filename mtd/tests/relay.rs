@@ -1,0 +1,704 @@
+//! The process server (`rewind-mtd relay`) end to end: a real agent (or the load generator) feeds
+//! a real relay that forwards to a real master target, every one a process stopped by pid.
+//! Replication through the relay converges byte for byte; kill -9 of the relay under load loses
+//! nothing the agent saw acknowledged; with the target stopped the relay keeps acknowledging and
+//! the target catches up after; a full cache pushes back without loss; a planned failover
+//! through the relay loses nothing; a fenced agent is refused through the relay with the reason.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// `rewind-mtd relay` in `work`: agents on `work/relay.sock`, the cache in `work/relay-cache`,
+/// its log in `work/relay.log`; restartable on the same paths.
+struct Relay {
+    child: Option<Child>,
+    cache: PathBuf,
+    log: PathBuf,
+    ready: PathBuf,
+    upstream: String,
+    cache_size: String,
+    metrics: Option<String>,
+    /// `--listen` (default: the unix socket) and more flags (`--tls-dir`).
+    listen: String,
+    extra: Vec<String>,
+    /// Where agents connect, from the ready file.
+    addr: String,
+}
+
+impl Relay {
+    fn start(work: &Path, upstream: &str, cache_size: &str) -> Relay {
+        let sock = work.join("relay.sock");
+        Relay::start_with(
+            work,
+            upstream,
+            cache_size,
+            &format!("unix:{}", sock.display()),
+            &[],
+        )
+    }
+
+    fn start_with(
+        work: &Path,
+        upstream: &str,
+        cache_size: &str,
+        listen: &str,
+        extra: &[&str],
+    ) -> Relay {
+        let mut r = Relay {
+            child: None,
+            cache: work.join("relay-cache"),
+            log: work.join("relay.log"),
+            ready: work.join("relay.ready"),
+            upstream: upstream.to_string(),
+            cache_size: cache_size.to_string(),
+            metrics: None,
+            listen: listen.to_string(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            addr: String::new(),
+        };
+        r.restart();
+        r
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "relay still running");
+        let _ = fs::remove_file(&self.ready);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut child = Command::new(bin("rewind-mtd"))
+            .arg("relay")
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(["--cache-size", &self.cache_size])
+            .args(["--listen", &self.listen])
+            .args(["--upstream", &self.upstream])
+            .args(&self.extra)
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .arg("--ready-file")
+            .arg(&self.ready)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rewind-mtd relay");
+        let text = || fs::read_to_string(&self.log).unwrap_or_default();
+        wait_for_path(&mut child, &self.ready, LONG, "rewind-mtd relay", &text);
+        self.child = Some(child);
+        let ready = fs::read_to_string(&self.ready).unwrap();
+        self.metrics = ready
+            .lines()
+            .find_map(|l| l.strip_prefix("metrics ").map(str::to_string));
+        let first = ready.lines().next().expect("a listener in the ready file");
+        self.addr = if first.starts_with("unix:") {
+            first.to_string()
+        } else {
+            format!("tcp:{first}")
+        };
+    }
+
+    fn target(&self) -> String {
+        self.addr.clone()
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A counter or gauge from its metrics page.
+    fn metric(&self, name: &str) -> u64 {
+        let addr = self.metrics.as_ref().expect("metrics address");
+        let body = http::get(addr, "/metrics").1;
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    }
+
+    /// Bytes in the cache directory's segment files.
+    fn cached_bytes(&self) -> u64 {
+        let mut n = 0;
+        for g in fs::read_dir(&self.cache).into_iter().flatten().flatten() {
+            for f in fs::read_dir(g.path()).into_iter().flatten().flatten() {
+                if f.path().extension().is_some_and(|x| x == "seg") {
+                    n += f.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// What the master target holds of `group` (its durable seq; 0 before the group exists).
+fn target_durable(mtd: &Mtd, group: &str) -> u64 {
+    let (code, body) = mtd.control_get(&format!("/v1/groups/{group}/points"));
+    if code != 200 {
+        return 0;
+    }
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["durable_seq"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool, log: &dyn Fn() -> String) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < limit,
+            "timed out waiting for {what}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn image(path: &Path, mib: u64) {
+    fs::File::create(path)
+        .and_then(|f| f.set_len(mib << 20))
+        .unwrap();
+}
+
+/// The load generator's workload for the crash and outage tests.
+fn workload(group: &str, seed: u64) -> Workload {
+    Workload {
+        group: group.into(),
+        disks: vec!["sda:32MiB".into()],
+        seed,
+        pattern: "random",
+        record_size: "4KiB",
+        payload: "compressible",
+    }
+}
+
+fn loadgen(wl: &Workload, target: &str, state: &Path, rate: &str) -> Proc {
+    Proc::spawn(
+        wl.run_cmd(target, "1TiB")
+            .args([
+                "--reconnect",
+                "--reconnect-timeout",
+                "120s",
+                "--batch-bytes",
+                "256KiB",
+                "--rate",
+                rate,
+                "--state",
+            ])
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
+
+/// Stops the load generator, waits until the target holds everything it saw acknowledged, stops
+/// the target and checks the replica at that seq against the workload's model.
+fn stop_and_verify(
+    mut lg: Proc,
+    state: &Path,
+    wl: &Workload,
+    mtd: &mut Mtd,
+    relay: &Relay,
+    work: &Path,
+) {
+    drop(lg.0.take().map(|mut c| {
+        let _ = c.kill();
+        c.wait()
+    }));
+    let acked = acked(state);
+    assert!(acked > 0, "nothing acknowledged");
+    wait_until(
+        &format!("the target to hold seq {acked}"),
+        LONG,
+        || target_durable(mtd, &wl.group) >= acked,
+        &|| relay.log_text(),
+    );
+    mtd.stop();
+    let img = work.join("check.img");
+    assert_ok(
+        &dump(
+            &mtd.data_dir,
+            &wl.group,
+            "sda",
+            &format!("seq:{acked}"),
+            &img,
+        ),
+        "dump",
+    );
+    assert_ok(
+        &wl.verify(&img, 0, acked),
+        &format!("verify at seq {acked}"),
+    );
+}
+
+#[test]
+fn replication_through_the_relay_converges_byte_for_byte() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let src = w.join("src.img");
+    image(&src, 64);
+    let mut mtd = Mtd::start(w);
+    let relay = Relay::start(w, &mtd.target(), "1GiB");
+    let agent = Agent::start(w, "g1", &[("d0", &src)], &relay.target(), &[]);
+    let dev = agent.link("d0");
+    write_random_mib(&dev, 0, 24, 7);
+    write_random_mib(&dev, 40, 8, 8);
+    let st = agent.wait_caught_up(LONG);
+    wait_until(
+        "the target to hold what the relay acknowledged",
+        LONG,
+        || target_durable(&mtd, "g1") >= st.last_seq,
+        &|| relay.log_text(),
+    );
+    // The agent learns both: its ACKs (the relay's cache) and what the target holds.
+    let both = agent.wait_status(LONG, |s| {
+        s.acked_seq == st.last_seq && s.target_durable_seq == Some(st.last_seq)
+    });
+    assert!(both.caught_up, "{both:?}");
+    let out = run_ok(
+        Command::new(bin("rewind-agent"))
+            .args(["status", "--state-dir"])
+            .arg(&agent.state),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "through a relay: {0} durable in the relay's cache, {0} durable at the master target",
+            st.last_seq
+        )),
+        "{text}"
+    );
+    // The relay forwarded every byte it took in (frames restamped, not re-encoded).
+    assert!(relay.metric("rewind_relay_bytes_in_total") > 24 << 20 >> 4);
+    assert!(
+        relay.metric("rewind_relay_bytes_out_total") >= relay.metric("rewind_relay_bytes_in_total")
+    );
+    drop(agent);
+    mtd.stop_and_check_latest("g1", "d0", &src);
+}
+
+#[test]
+fn kill9_of_the_relay_under_load_loses_nothing_acknowledged() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let wl = workload("crash", 11);
+    let mut mtd = Mtd::start(w);
+    let mut relay = Relay::start(w, &mtd.target(), "1GiB");
+    let state = w.join("loadgen.state");
+    let lg = loadgen(&wl, &relay.target(), &state, "16MiB");
+    wait_until("a first ack", LONG, || acked(&state) > 0, &|| {
+        relay.log_text()
+    });
+    let mut before = Vec::new();
+    for round in 0..5u64 {
+        std::thread::sleep(Duration::from_millis(300 + 150 * round));
+        relay.kill9();
+        let a = acked(&state);
+        before.push(a);
+        relay.restart();
+        // Nothing the relay acknowledged is gone: its WELCOME to the reconnecting load generator
+        // resumes at or after it (the load generator refuses to go back), and the target gets it.
+        wait_until(
+            &format!("round {round}: the target to hold seq {a}"),
+            LONG,
+            || target_durable(&mtd, "crash") >= a,
+            &|| relay.log_text(),
+        );
+    }
+    let last = *before.last().unwrap();
+    wait_until(
+        "progress after the last restart",
+        LONG,
+        || acked(&state) > last,
+        &|| relay.log_text(),
+    );
+    assert_eq!(relay.log_text().matches("relay ready").count(), 6);
+    stop_and_verify(lg, &state, &wl, &mut mtd, &relay, w);
+}
+
+#[test]
+fn with_the_target_stopped_the_relay_keeps_acknowledging_then_the_target_catches_up() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let wl = workload("outage", 12);
+    let mut mtd = Mtd::start(w);
+    let relay = Relay::start(w, &mtd.target(), "1GiB");
+    let state = w.join("loadgen.state");
+    let lg = loadgen(&wl, &relay.target(), &state, "8MiB");
+    wait_until(
+        "a first ack",
+        LONG,
+        || target_durable(&mtd, "outage") > 0,
+        &|| relay.log_text(),
+    );
+    mtd.stop();
+    let down = acked(&state);
+    std::thread::sleep(Duration::from_secs(3));
+    let during = acked(&state);
+    assert!(
+        during > down,
+        "the relay must keep acknowledging with the target down ({down} -> {during})\n{}",
+        relay.log_text()
+    );
+    assert!(relay.cached_bytes() > 0, "the batches wait in the cache");
+    mtd.restart();
+    stop_and_verify(lg, &state, &wl, &mut mtd, &relay, w);
+    // Acknowledged by the target, the cache is freed (all but the segment being written).
+    assert!(relay.cached_bytes() <= 64 << 20, "{}", relay.cached_bytes());
+}
+
+#[test]
+fn a_full_cache_pushes_back_without_loss() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let wl = workload("full", 13);
+    let mut mtd = Mtd::start(w);
+    let relay = Relay::start(w, &mtd.target(), "4MiB");
+    let state = w.join("loadgen.state");
+    let lg = loadgen(&wl, &relay.target(), &state, "16MiB");
+    wait_until(
+        "a first ack",
+        LONG,
+        || target_durable(&mtd, "full") > 0,
+        &|| relay.log_text(),
+    );
+    mtd.stop();
+    // The cache fills, then the relay stops acknowledging.
+    wait_until(
+        "the cache to fill",
+        LONG,
+        || relay.metric("rewind_relay_cache_full_total") > 0,
+        &|| relay.log_text(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let stalled = acked(&state);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        acked(&state),
+        stalled,
+        "a full cache must stop acknowledging"
+    );
+    // Never more than the limit plus one frame being taken in.
+    assert!(
+        relay.cached_bytes() <= (4 << 20) + (1 << 20),
+        "{}",
+        relay.cached_bytes()
+    );
+    mtd.restart();
+    wait_until(
+        "acks again once the target drains the cache",
+        LONG,
+        || acked(&state) > stalled,
+        &|| relay.log_text(),
+    );
+    stop_and_verify(lg, &state, &wl, &mut mtd, &relay, w);
+}
+
+#[test]
+fn a_planned_failover_through_the_relay_loses_nothing_and_fences_the_agent() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let mut mtd = site(w, "dr");
+    let relay = Relay::start(w, &mtd.target(), "1GiB");
+    let src = w.join("src.img");
+    image(&src, 64);
+    let mut agent = Agent::start(w, "db", &[("data", &src)], &relay.target(), &[]);
+    let dev = agent.link("data");
+    write_random_mib(&dev, 0, 16, 1);
+    agent.wait_caught_up(LONG);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (dev, stop) = (dev.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let f = open_direct(&dev);
+            let mut buf = rewind_linux::aligned::AlignedBuf::new(64 << 10);
+            let mut rng = Rng::new(99);
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                rng.fill(&mut buf);
+                let off = (rng.next_u64() % (64 * 16)) * (64 << 10);
+                if let Err(e) = f.write_all_at(&buf, off) {
+                    return (n, Some(e));
+                }
+                n += 1;
+            }
+            (n, None)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let r = mtd.rewind_json(&["failover", "planned", "db"]);
+    stop.store(true, Ordering::SeqCst);
+    let (writes, err) = writer.join().unwrap();
+    assert!(writes > 0);
+    err.expect("writes after the drain must be refused");
+    assert_eq!(r["promotion"]["kind"], "planned");
+    // Zero data loss: the promoted disk is the source disk, byte for byte.
+    assert_same(&live_loop(&r), &src);
+    // The fence reaches the agent through the relay, with the target's reason.
+    wait_until(
+        "the agent to learn it is fenced",
+        Duration::from_secs(60),
+        || agent.log_text().contains("fenced"),
+        &|| agent.log_text(),
+    );
+    agent.kill9();
+    drop(agent);
+    // An agent of the fenced generation that comes back through the relay (a fresh state dir:
+    // it does not know locally that it was fenced) is refused with the target's reason, and
+    // stops for good (it stays up, refusing writes, as fenced agents do).
+    let again = w.join("again");
+    fs::create_dir_all(&again).unwrap();
+    let back = Agent::start(&again, "db", &[("data", &src)], &relay.target(), &[]);
+    let st = back.wait_status(Duration::from_secs(60), |s| s.fenced.is_some());
+    let why = st.fenced.unwrap();
+    assert!(
+        why.contains("failed over") && why.contains("generation 2"),
+        "{why}"
+    );
+    drop(back);
+    mtd.stop();
+}
+
+fn mtd_cmd(args: &[&str], dir: &Path) {
+    run_ok(
+        Command::new(bin("rewind-mtd"))
+            .args(args)
+            .arg("--dir")
+            .arg(dir),
+    );
+}
+
+/// A site CA with agent certificates, and relay `relay`'s directory: its relay certificate and
+/// a server certificate for its agents on 127.0.0.1.
+fn site_ca(site: &Path, agents: &[&str], relay: &str) -> PathBuf {
+    mtd_cmd(&["ca", "init"], site);
+    for a in agents {
+        mtd_cmd(&["ca", "issue", "--agent", a], site);
+    }
+    let dir = site.join("relays").join(relay);
+    mtd_cmd(&["ca", "issue", "--relay", relay], site);
+    let agents_name = format!("{relay}-agents");
+    let out = dir.to_str().unwrap().to_string();
+    mtd_cmd(
+        &[
+            "ca",
+            "issue",
+            "--server",
+            &agents_name,
+            "--host",
+            "127.0.0.1",
+            "--out",
+            &out,
+        ],
+        site,
+    );
+    dir
+}
+
+/// Over mutual TLS at both hops: the relay accepts only agents whose certificate names the
+/// HELLO's agent, and a target accepts the relay only when it trusts it by name; then data
+/// replicates through it.
+#[test]
+fn over_tls_a_trusted_relay_speaks_for_verified_agents_only() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let site = w.join("ca");
+    let relay_dir = site_ca(&site, &["test-agent", "other-agent"], "r1");
+    let src = w.join("src.img");
+    image(&src, 32);
+    let site_s = site.to_str().unwrap();
+
+    // A target that does not trust r1: the agent is refused, with the reason.
+    let untrusting = w.join("untrusting");
+    fs::create_dir_all(&untrusting).unwrap();
+    let mut mtd = Mtd::start_tls(&untrusting, &site);
+    let relay = Relay::start_with(
+        w,
+        &mtd.target(),
+        "1GiB",
+        "tcp:127.0.0.1:0",
+        &["--tls-dir", relay_dir.to_str().unwrap()],
+    );
+    let agent = Agent::start(
+        w,
+        "g1",
+        &[("d0", &src)],
+        &relay.target(),
+        &["--tls-dir", site_s],
+    );
+    wait_until(
+        "the agent to be told the relay is not trusted",
+        LONG,
+        || {
+            read_status(&agent.state)
+                .ok()
+                .and_then(|s| s.last_error)
+                .is_some_and(|e| e.contains("not trusted") && e.contains("--trusted-relay r1"))
+        },
+        &|| format!("{}\n{}", agent.log_text(), relay.log_text()),
+    );
+    drop(agent);
+    drop(relay);
+    mtd.stop();
+    drop(mtd);
+
+    // A target that trusts r1: replication goes through, byte for byte.
+    let trusting = w.join("trusting");
+    fs::create_dir_all(&trusting).unwrap();
+    let mut mtd = Mtd::start_tls_with(&trusting, &site, &["--trusted-relay", "r1"]);
+    let cache = w.join("relay-cache");
+    let _ = fs::remove_dir_all(&cache);
+    let relay = Relay::start_with(
+        w,
+        &mtd.target(),
+        "1GiB",
+        "tcp:127.0.0.1:0",
+        &["--tls-dir", relay_dir.to_str().unwrap()],
+    );
+    // An agent whose certificate is another agent's name is refused at the relay.
+    let other = w.join("other");
+    fs::create_dir_all(&other).unwrap();
+    let f = |p: PathBuf| p.to_str().unwrap().to_string();
+    let forged = [
+        "--tls-ca".to_string(),
+        f(site.join("ca.crt")),
+        "--tls-cert".into(),
+        f(site.join("agents/other-agent.crt")),
+        "--tls-key".into(),
+        f(site.join("agents/other-agent.key")),
+    ];
+    let forged: Vec<&str> = forged.iter().map(String::as_str).collect();
+    let rogue = Agent::start(&other, "g1", &[("d0", &src)], &relay.target(), &forged);
+    wait_until(
+        "the relay to refuse a certificate of another name",
+        LONG,
+        || {
+            read_status(&rogue.state)
+                .ok()
+                .and_then(|s| s.last_error)
+                .is_some_and(|e| e.contains("certificate is for agent other-agent"))
+        },
+        &|| rogue.log_text(),
+    );
+    drop(rogue);
+    let agent = Agent::start(
+        w,
+        "g1",
+        &[("d0", &src)],
+        &relay.target(),
+        &["--tls-dir", site_s],
+    );
+    let dev = agent.link("d0");
+    write_random_mib(&dev, 0, 8, 21);
+    let st = agent.wait_caught_up(LONG);
+    wait_until(
+        "the target to hold what the relay acknowledged",
+        LONG,
+        || target_durable(&mtd, "g1") >= st.last_seq,
+        &|| relay.log_text(),
+    );
+    drop(agent);
+    mtd.stop_and_check_latest("g1", "d0", &src);
+}
+
+/// With `--recompress-level`, the relay sends the target fewer bytes than it took in (the
+/// agent's fast level 1 compressed again at 19), and the replica is still exactly the model.
+#[test]
+fn recompressed_upstream_sends_fewer_bytes_and_the_replica_is_exact() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let wl = workload("squeeze", 14);
+    let mut mtd = Mtd::start(w);
+    let sock = w.join("relay.sock");
+    let relay = Relay::start_with(
+        w,
+        &mtd.target(),
+        "1GiB",
+        &format!("unix:{}", sock.display()),
+        &["--recompress-level", "19"],
+    );
+    let state = w.join("loadgen.state");
+    let mut lg = Proc::spawn(
+        wl.run_cmd(&relay.target(), "16MiB")
+            .args(["--batch-bytes", "256KiB", "--state"])
+            .arg(&state)
+            .stdout(Stdio::null()),
+    );
+    assert!(lg.wait_timeout(LONG).success(), "{}", relay.log_text());
+    let acked = acked(&state);
+    wait_until(
+        "the target to hold everything",
+        LONG,
+        || target_durable(&mtd, "squeeze") >= acked,
+        &|| relay.log_text(),
+    );
+    let (bytes_in, bytes_out) = (
+        relay.metric("rewind_relay_bytes_in_total"),
+        relay.metric("rewind_relay_bytes_out_total"),
+    );
+    eprintln!(
+        "relay bytes in {bytes_in}, out {bytes_out} (ratio {:.3})",
+        bytes_out as f64 / bytes_in as f64
+    );
+    assert!(bytes_out < bytes_in, "in {bytes_in}, out {bytes_out}");
+    mtd.stop();
+    let img = w.join("check.img");
+    assert_ok(
+        &dump(
+            &mtd.data_dir,
+            "squeeze",
+            "sda",
+            &format!("seq:{acked}"),
+            &img,
+        ),
+        "dump",
+    );
+    assert_ok(&wl.verify(&img, 0, acked), "verify");
+}
