@@ -14,6 +14,7 @@ pub mod failover;
 pub mod fusetree;
 pub mod jobs;
 pub mod limits;
+pub mod ltr;
 pub mod listen;
 pub mod metrics;
 pub mod names;

@@ -48,6 +48,9 @@ pub fn create(spec: &PolicySpec) -> Result<Policy, ApiError> {
         spool_mib: DEFAULT_SPOOL_MIB,
         initial_sync_window: BandwidthSchedule::default(),
         drill_every_secs: 0,
+        ltr_hourly_days: 0,
+        ltr_daily_weeks: 0,
+        ltr_monthly_months: 0,
     };
     if spec.rpo.is_none() {
         return Err(field("rpo", "required (e.g. --rpo 15m)"));

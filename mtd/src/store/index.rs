@@ -158,6 +158,22 @@ impl DiskIndex {
         pieces
     }
 
+    /// The ranges written by records with seq in `(after, upto]`, in start order (overlaps
+    /// kept: callers only ask which chunks they touch).
+    pub(crate) fn written_in(&self, after: Seq, upto: Seq) -> Vec<(u64, u64)> {
+        self.by_start
+            .iter()
+            .filter_map(|(&s, versions)| {
+                let len = versions
+                    .iter()
+                    .filter(|v| v.seq > after.0 && v.seq <= upto.0)
+                    .map(|v| u64::from(v.len))
+                    .max()?;
+                Some((s, len))
+            })
+            .collect()
+    }
+
     /// Forget every version at or before `horizon`: the base image now holds them.
     pub(crate) fn prune_upto(&mut self, horizon: Seq) {
         let mut removed = 0;
