@@ -169,6 +169,9 @@ mod tests {
         let mut name = sample();
         name.group = "../x".into();
         assert!(matches!(name.validate(), Err(e) if e.field == "group"));
-        assert_eq!(LtrManifest::key("g", "d", 7), "points/g/d/00000000000000000007.json");
+        assert_eq!(
+            LtrManifest::key("g", "d", 7),
+            "points/g/d/00000000000000000007.json"
+        );
     }
 }

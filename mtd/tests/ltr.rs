@@ -154,11 +154,9 @@ fn nbd_read(mtd: &Mtd, export: &str, out: &Path) -> std::process::Output {
 /// with its round's files.
 fn check_rounds(mtd: &Mtd, src: &Source, group: &str, w: &Path) {
     let first = src.rounds[0].0;
-    wait_until(
-        "the horizon to pass the first round's point",
-        LONG,
-        || points(mtd, group)["horizon_seq"].as_u64().unwrap() > first,
-    );
+    wait_until("the horizon to pass the first round's point", LONG, || {
+        points(mtd, group)["horizon_seq"].as_u64().unwrap() > first
+    });
     let lt = long_term_seqs(mtd, group);
     let horizon = points(mtd, group)["horizon_seq"].as_u64().unwrap();
     let out = w.join("read.img");
@@ -179,7 +177,10 @@ fn check_rounds(mtd: &Mtd, src: &Source, group: &str, w: &Path) {
             "long-term point seq {seq} differs from the disk as it was"
         );
     }
-    assert!(outlived >= 1, "no kept point is older than the horizon {horizon}");
+    assert!(
+        outlived >= 1,
+        "no kept point is older than the horizon {horizon}"
+    );
     // A point between two kept ones, older than the horizon, resolves to the older kept point.
     let (s0, b0, name0, content0) = &src.rounds[0];
     let r = nbd_read(mtd, &format!("{group}/d0@seq:{}", s0 + 1), &out);
@@ -191,9 +192,23 @@ fn check_rounds(mtd: &Mtd, src: &Source, group: &str, w: &Path) {
     let mnt = w.join(format!("lt-{group}"));
     fs::create_dir_all(&mnt).unwrap();
     let _g = RewindMount(mtd, mnt.clone());
-    run_ok(mtd.rewind_cmd().args(["mount", &format!("{group}/d0@seq:{s0}")]).arg(&mnt));
+    run_ok(
+        mtd.rewind_cmd()
+            .args(["mount", &format!("{group}/d0@seq:{s0}")])
+            .arg(&mnt),
+    );
     assert_eq!(fs::read(mnt.join(name0)).unwrap(), *content0);
     assert!(!mnt.join(&src.rounds[1].2).exists());
+
+    // A test failover to it: the test disk is a writable copy of the long-term point.
+    let r = mtd.rewind_json(&["failover", "test", group, "--point", &format!("seq:{s0}")]);
+    assert_eq!(r["test"]["seq"].as_u64(), Some(*s0), "{r}");
+    let uri = r["test"]["disks"][0]["nbd_uri"].as_str().unwrap().to_string();
+    let copy = w.join("test-failover.img");
+    let _ = fs::remove_file(&copy);
+    run_ok(Command::new("nbdcopy").arg(&uri).arg(&copy));
+    assert!(fs::read(&copy).unwrap() == *b0, "the test disk differs from the kept point");
+    mtd.rewind(&["failover", "cleanup", group]);
 }
 
 /// `rewind umount` when dropped.
@@ -232,7 +247,11 @@ fn referenced(root: &Path) -> BTreeSet<String> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter_map(|c| c.as_str().filter(|c| !c.is_empty()).map(|c| format!("chunks/{c}")))
+                .filter_map(|c| {
+                    c.as_str()
+                        .filter(|c| !c.is_empty())
+                        .map(|c| format!("chunks/{c}"))
+                })
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -302,16 +321,29 @@ fn two_groups_with_the_same_data_store_it_once() {
         .and_then(|f| f.set_len(DISK))
         .unwrap();
     run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&seed));
-    run_ok(Command::new("dd")
-        .arg(format!("of={}", seed.display()))
-        .args(["if=/dev/urandom", "bs=1M", "count=2", "seek=8", "conv=notrunc", "status=none"]));
+    run_ok(
+        Command::new("dd")
+            .arg(format!("of={}", seed.display()))
+            .args([
+                "if=/dev/urandom",
+                "bs=1M",
+                "count=2",
+                "seek=8",
+                "conv=notrunc",
+                "status=none",
+            ]),
+    );
     let _a = Source::start(w, &mtd, "ga", Some(&seed));
     set_policy(&mtd, "ga", 3600);
-    wait_until("a kept point of ga", LONG, || !long_term_seqs(&mtd, "ga").is_empty());
+    wait_until("a kept point of ga", LONG, || {
+        !long_term_seqs(&mtd, "ga").is_empty()
+    });
     let after_a = store_files(&root, "chunks");
     let _b = Source::start(w, &mtd, "gb", Some(&seed));
     set_policy(&mtd, "gb", 3600);
-    wait_until("a kept point of gb", LONG, || !long_term_seqs(&mtd, "gb").is_empty());
+    wait_until("a kept point of gb", LONG, || {
+        !long_term_seqs(&mtd, "gb").is_empty()
+    });
     let gb = store_files(&root, "points")
         .into_iter()
         .find(|k| k.starts_with("points/gb/"))
@@ -321,9 +353,17 @@ fn two_groups_with_the_same_data_store_it_once() {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|c| c.as_str().filter(|c| !c.is_empty()).map(|c| format!("chunks/{c}")))
+        .filter_map(|c| {
+            c.as_str()
+                .filter(|c| !c.is_empty())
+                .map(|c| format!("chunks/{c}"))
+        })
         .collect();
-    assert!(needed.len() >= 32, "the point holds the 2 MiB of data: {}", needed.len());
+    assert!(
+        needed.len() >= 32,
+        "the point holds the 2 MiB of data: {}",
+        needed.len()
+    );
     assert!(
         needed.is_subset(&after_a),
         "gb's point stored {} chunks ga had already stored",
@@ -382,12 +422,16 @@ fn garbage_collection_deletes_what_no_manifest_needs_and_nothing_else() {
     // Once the first round's points expire (12 s after their periods), its chunks are garbage.
     wait_until("the first round's point to expire", LONG, || {
         let gc = mtd.rewind_json(&["ltr", "gc", "--grace", "0s"]);
-        gc["manifests_deleted"].as_u64().unwrap() > 0 && !long_term_seqs(&mtd, "g1").contains(&first)
+        gc["manifests_deleted"].as_u64().unwrap() > 0
+            && !long_term_seqs(&mtd, "g1").contains(&first)
     });
     let gc = mtd.rewind_json(&["ltr", "gc", "--grace", "0s"]);
     let chunks = store_files(&root, "chunks");
     let refs = referenced(&root);
-    assert_eq!(chunks, refs, "after a collection with no grace, exactly the named chunks remain ({gc})");
+    assert_eq!(
+        chunks, refs,
+        "after a collection with no grace, exactly the named chunks remain ({gc})"
+    );
     // What is kept still reads back exactly.
     let (seq, bytes, _, _) = src.rounds.last().unwrap();
     assert!(long_term_seqs(&mtd, "g1").contains(seq));

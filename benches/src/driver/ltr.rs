@@ -86,7 +86,11 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
     b.push("open", &img, None)?;
     b.policy("open", 3, r#""ltr_hourly_days":1"#)?;
     b.archive_secs("open")?;
-    let seq = b.long_term("open")?.into_iter().next_back().context("no long-term point")?;
+    let seq = b
+        .long_term("open")?
+        .into_iter()
+        .next_back()
+        .context("no long-term point")?;
     // Wait until the journal no longer holds it: the mount reads the object store.
     if !tools::poll(600, Duration::from_millis(100), || {
         b.rw.json(&["points", "open"])
@@ -107,7 +111,11 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
         daemon = b.start()?;
         drop_caches()?;
         let t0 = Instant::now();
-        b.rw.run(&["mount", &format!("open/d0@seq:{seq}"), &mnt.to_string_lossy()])?;
+        b.rw.run(&[
+            "mount",
+            &format!("open/d0@seq:{seq}"),
+            &mnt.to_string_lossy(),
+        ])?;
         let got = std::fs::read(mnt.join("probe.bin"))?;
         let s = t0.elapsed().as_secs_f64();
         if got != probe {
@@ -117,7 +125,9 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
         progress::log(format!("run {r}: {:.3} s", open.push(s)));
     }
 
-    progress::log(format!("{DAYS} daily points with 5% daily churn (a day is {DAY_MS} ms)"));
+    progress::log(format!(
+        "{DAYS} daily points with 5% daily churn (a day is {DAY_MS} ms)"
+    ));
     let (mixed, uniform) = b.dedup(size)?;
 
     let moto = if tools::on_path("moto_server") {
@@ -132,14 +142,42 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
     progress::finish();
 
     println!("{:<58} {:>10} {:>16}", "", "median", "min-max");
-    println!("{:<58} {:>10} {:>16}", "archive a full image to file:// (MB/s)", up.median_text(), up.spread_text());
-    println!("{:<58} {:>10} {:>16}", "  baseline: cp + fsync of the image file (MB/s)", cp.median_text(), cp.spread_text());
+    println!(
+        "{:<58} {:>10} {:>16}",
+        "archive a full image to file:// (MB/s)",
+        up.median_text(),
+        up.spread_text()
+    );
+    println!(
+        "{:<58} {:>10} {:>16}",
+        "  baseline: cp + fsync of the image file (MB/s)",
+        cp.median_text(),
+        cp.spread_text()
+    );
     if let Some(m) = &moto {
-        println!("{:<58} {:>10} {:>16}", "archive a full image to moto S3 (MB/s, information)", m.median_text(), m.spread_text());
+        println!(
+            "{:<58} {:>10} {:>16}",
+            "archive a full image to moto S3 (MB/s, information)",
+            m.median_text(),
+            m.spread_text()
+        );
     }
-    println!("{:<58} {:>10} {:>16}", "mount a long-term point, cold caches (s)", open.median_text(), open.spread_text());
-    println!("{:<58} {:>10}", "dedup, mixed-size churn: 30 copies / stored", format!("{mixed:.2}"));
-    println!("{:<58} {:>10}", "dedup, uniform 4 KiB churn (information)", format!("{uniform:.2}"));
+    println!(
+        "{:<58} {:>10} {:>16}",
+        "mount a long-term point, cold caches (s)",
+        open.median_text(),
+        open.spread_text()
+    );
+    println!(
+        "{:<58} {:>10}",
+        "dedup, mixed-size churn: 30 copies / stored",
+        format!("{mixed:.2}")
+    );
+    println!(
+        "{:<58} {:>10}",
+        "dedup, uniform 4 KiB churn (information)",
+        format!("{uniform:.2}")
+    );
     print_bars(
         runs,
         &[
@@ -203,14 +241,29 @@ impl Bench<'_> {
     fn push(&self, group: &str, img: &Path, since: Option<&Path>) -> Result<()> {
         let sock = format!("unix:{}", self.work.join("agents.sock").display());
         let mut c = Command::new(&self.bins.loadgen);
-        c.args(["image", "--connect", &sock, "--group", group, "--disk", "d0", "--file"])
-            .arg(img);
+        c.args([
+            "image",
+            "--connect",
+            &sock,
+            "--group",
+            group,
+            "--disk",
+            "d0",
+            "--file",
+        ])
+        .arg(img);
         if let Some(s) = since {
             c.arg("--since").arg(s);
         }
-        let out = c.stdin(Stdio::null()).output().context("rewind-loadgen image")?;
+        let out = c
+            .stdin(Stdio::null())
+            .output()
+            .context("rewind-loadgen image")?;
         if !out.status.success() {
-            bail!("rewind-loadgen image: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "rewind-loadgen image: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -220,13 +273,24 @@ impl Bench<'_> {
             r#"{{"name":"bench","version":1,"rpo_target_secs":60,"retention_secs":{retention_secs},"level":1,{tiers}}}"#
         );
         let out = Command::new("curl")
-            .args(["-sSf", "-X", "PUT", "-H", "Content-Type: application/json", "-d", &body])
+            .args([
+                "-sSf",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                &body,
+            ])
             .arg("--unix-socket")
             .arg(self.work.join("control.sock"))
             .arg(format!("http://localhost/v1/groups/{group}/policy"))
             .output()?;
         if !out.status.success() {
-            bail!("setting the policy of {group}: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "setting the policy of {group}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -247,7 +311,11 @@ impl Bench<'_> {
         let t0 = Instant::now();
         loop {
             let jobs = self.rw.json(&["jobs"])?;
-            let list = jobs.as_array().or_else(|| jobs["jobs"].as_array()).cloned().unwrap_or_default();
+            let list = jobs
+                .as_array()
+                .or_else(|| jobs["jobs"].as_array())
+                .cloned()
+                .unwrap_or_default();
             if let Some(j) = list
                 .iter()
                 .filter(|j| j["group"] == key.as_str() && j["kind"] == "ltr-archive")
@@ -256,7 +324,9 @@ impl Bench<'_> {
                 match j["state"].as_str() {
                     Some("succeeded") => {
                         let (s, e) = (j["started_ms"].as_u64(), j["ended_ms"].as_u64());
-                        let (Some(s), Some(e)) = (s, e) else { bail!("job without times: {j}") };
+                        let (Some(s), Some(e)) = (s, e) else {
+                            bail!("job without times: {j}")
+                        };
                         return Ok(((e - s) as f64 / 1000.0).max(0.001));
                     }
                     Some("failed") => bail!("archive of {group} failed: {}", j["error"]),
@@ -349,7 +419,8 @@ fn stored_bytes(root: &Path, group: &str) -> Result<u64> {
 
 /// Fill `buf` with half random bytes, half text, per 8 KiB.
 fn fill_mixed(buf: &mut [u8], rng: &mut Xoshiro256PlusPlus) {
-    const TEXT: &[u8] = b"2026-12-05T06:30:00Z INFO rewind: replicated batch seq=123456 bytes=4194304 lag_ms=12\n";
+    const TEXT: &[u8] =
+        b"2026-12-05T06:30:00Z INFO rewind: replicated batch seq=123456 bytes=4194304 lag_ms=12\n";
     for (i, block) in buf.chunks_mut(4096).enumerate() {
         if i % 2 == 0 {
             rng.fill_bytes(block);
@@ -382,7 +453,12 @@ fn churn(path: &Path, size: u64, uniform: bool, rng: &mut Xoshiro256PlusPlus) ->
     let sizes = [4u64 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20];
     let mut buf = vec![0u8; 1 << 20];
     while left > 0 {
-        let len = if uniform { 4096 } else { sizes[rng.gen_range(0..sizes.len())] }.min(left);
+        let len = if uniform {
+            4096
+        } else {
+            sizes[rng.gen_range(0..sizes.len())]
+        }
+        .min(left);
         let off = rng.gen_range(0..(size - len) / 4096) * 4096;
         fill_mixed(&mut buf[..len as usize], rng);
         f.write_all_at(&buf[..len as usize], off)?;
@@ -395,16 +471,22 @@ fn churn(path: &Path, size: u64, uniform: bool, rng: &mut Xoshiro256PlusPlus) ->
 /// An ext4 image of SIZE with `probe.bin` (4 MiB, random) and other files; returns the probe.
 fn make_fs_image(img: &Path, size: u64, mnt: &Path) -> Result<Vec<u8>> {
     std::fs::File::create(img)?.set_len(size)?;
-    tools::stdout_of(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(img), "mkfs.ext4")?;
+    tools::stdout_of(
+        Command::new("mkfs.ext4").args(["-q", "-F"]).arg(img),
+        "mkfs.ext4",
+    )?;
     std::fs::create_dir_all(mnt)?;
     cleanup::add_mount(mnt);
-    tools::stdout_of(Command::new("mount").args(["-o", "loop"]).arg(img).arg(mnt), "mount")?;
+    tools::stdout_of(
+        Command::new("mount").args(["-o", "loop"]).arg(img).arg(mnt),
+        "mount",
+    )?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(99);
     let mut probe = vec![0u8; 4 << 20];
     rng.fill_bytes(&mut probe);
     std::fs::write(mnt.join("probe.bin"), &probe)?;
     let mut buf = vec![0u8; 1 << 20];
-    for i in 0..(size / 2 >> 20).saturating_sub(8) {
+    for i in 0..((size / 2) >> 20).saturating_sub(8) {
         fill_mixed(&mut buf, &mut rng);
         std::fs::write(mnt.join(format!("file-{i}.bin")), &buf)?;
     }
@@ -416,7 +498,9 @@ fn make_fs_image(img: &Path, size: u64, mnt: &Path) -> Result<Vec<u8>> {
 fn s3_upload(bins: &Bins, work: &Path, size: u64) -> Result<Series> {
     let dir = work.join("s3");
     std::fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let log = tools::append_file(&dir.join("moto.log"))?;
     let moto = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -431,7 +515,9 @@ fn s3_upload(bins: &Bins, work: &Path, size: u64) -> Result<Series> {
         bail!("moto_server did not listen");
     }
     tools::stdout_of(
-        Command::new("curl").args(["-sSf", "-X", "PUT"]).arg(format!("http://127.0.0.1:{port}/bench")),
+        Command::new("curl")
+            .args(["-sSf", "-X", "PUT"])
+            .arg(format!("http://127.0.0.1:{port}/bench")),
         "creating the bucket",
     )?;
     let b = Bench {

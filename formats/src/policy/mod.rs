@@ -146,8 +146,18 @@ impl Policy {
             ));
         }
         for (field, value, max, unit) in [
-            ("ltr_hourly_days", self.ltr_hourly_days, MAX_LTR_HOURLY_DAYS, "days"),
-            ("ltr_daily_weeks", self.ltr_daily_weeks, MAX_LTR_DAILY_WEEKS, "weeks"),
+            (
+                "ltr_hourly_days",
+                self.ltr_hourly_days,
+                MAX_LTR_HOURLY_DAYS,
+                "days",
+            ),
+            (
+                "ltr_daily_weeks",
+                self.ltr_daily_weeks,
+                MAX_LTR_DAILY_WEEKS,
+                "weeks",
+            ),
             (
                 "ltr_monthly_months",
                 self.ltr_monthly_months,

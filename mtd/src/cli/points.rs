@@ -92,12 +92,20 @@ fn points_table(r: &PointsReport) -> String {
                     p.disk.clone(),
                     p.time.clone(),
                     p.keep_until.clone(),
-                    if p.app_consistent { "app-consistent" } else { "crash-consistent" }.into(),
+                    if p.app_consistent {
+                        "app-consistent"
+                    } else {
+                        "crash-consistent"
+                    }
+                    .into(),
                     p.tags.join(","),
                 ]
             })
             .collect();
-        out += &table(&["POINT", "DISK", "TIME", "KEPT UNTIL", "KIND", "TAGS"], rows);
+        out += &table(
+            &["POINT", "DISK", "TIME", "KEPT UNTIL", "KIND", "TAGS"],
+            rows,
+        );
     }
     out
 }

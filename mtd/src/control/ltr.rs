@@ -10,11 +10,9 @@ use crate::api::ltr::GcRequest;
 use crate::ltr::gc::GcStats;
 
 pub async fn gc(State(c): Ctl, Json(req): Json<GcRequest>) -> ApiResult<GcStats> {
-    let ltr = c
-        .exports
-        .store
-        .ltr()
-        .ok_or_else(|| ApiError::Conflict("long-term retention is off (--ltr-store none)".into()))?;
+    let ltr = c.exports.store.ltr().ok_or_else(|| {
+        ApiError::Conflict("long-term retention is off (--ltr-store none)".into())
+    })?;
     let grace_ms = match &req.grace {
         Some(g) => humantime::parse_duration(g)
             .map_err(|e| ApiError::BadRequest(format!("grace {g:?}: {e}")))?

@@ -52,7 +52,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     keep_freed_memory();
     let store = Store::open(&args.data_dir, args.store_options())
         .with_context(|| format!("opening store {}", args.data_dir.display()))?;
-    let ltr = args.ltr_options().map(crate::ltr::Ltr::open).transpose()
+    let ltr = args
+        .ltr_options()
+        .map(crate::ltr::Ltr::open)
+        .transpose()
         .context("opening the long-term store (--ltr-store)")?;
     if let Some(l) = &ltr {
         store.set_ltr(l.clone());

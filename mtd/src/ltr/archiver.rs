@@ -41,6 +41,9 @@ pub struct ArchiveStats {
 /// compressed bytes.
 type Done = (Option<Hash>, Option<Vec<u8>>);
 
+/// The previous kept point's hashes and the ranges written since it.
+type Reuse = (Vec<Option<Hash>>, Vec<(u64, u64)>);
+
 impl Ltr {
     /// Archive `point` of disk `ix` of `group`, kept until `keep_until_ms`. `progress` is told
     /// the percent done.
@@ -80,7 +83,9 @@ impl Ltr {
                 }
             }
         }
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(8);
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(8);
         for start in (0..n).step_by(BATCH) {
             let end = (start + BATCH).min(n);
             let lo = start as u64 * cs;
@@ -142,8 +147,10 @@ impl Ltr {
                 .collect(),
         };
         // Last: a manifest only ever names chunks that are stored.
-        self.objects
-            .put(&LtrManifest::key(&group.name, &disk, point.seq.0), m.to_json())?;
+        self.objects.put(
+            &LtrManifest::key(&group.name, &disk, point.seq.0),
+            m.to_json(),
+        )?;
         self.catalog
             .lock()
             .expect("catalog lock")
@@ -179,7 +186,7 @@ impl Ltr {
         disk: &str,
         seq: Seq,
         size: u64,
-    ) -> Result<Option<(Vec<Option<Hash>>, Vec<(u64, u64)>)>> {
+    ) -> Result<Option<Reuse>> {
         let prev = self
             .catalog
             .lock()
@@ -197,11 +204,17 @@ impl Ltr {
         let hashes = m
             .chunks
             .iter()
-            .map(|c| if c.is_empty() { Ok(None) } else {
-                chunk::from_hex(c).map(Some).ok_or_else(|| LtrError::Corrupt {
-                    key: prev.key(),
-                    why: format!("chunk entry {c:?} is not a hash"),
-                })
+            .map(|c| {
+                if c.is_empty() {
+                    Ok(None)
+                } else {
+                    chunk::from_hex(c)
+                        .map(Some)
+                        .ok_or_else(|| LtrError::Corrupt {
+                            key: prev.key(),
+                            why: format!("chunk entry {c:?} is not a hash"),
+                        })
+                }
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Some((hashes, dirty)))

@@ -72,7 +72,10 @@ impl Catalog {
 
     /// The newest point of `group/disk` older than `seq`.
     pub fn before(&self, group: &str, disk: &str, seq: u64) -> Option<&KeptPoint> {
-        self.disk(group, disk)?.range(..seq).next_back().map(|(_, p)| p)
+        self.disk(group, disk)?
+            .range(..seq)
+            .next_back()
+            .map(|(_, p)| p)
     }
 
     /// Every point of a group (all disks), oldest first per disk.
@@ -138,6 +141,6 @@ mod tests {
         assert_eq!(seq(PointSpec::Latest), None);
         assert_eq!(c.before("g", "d", 20).map(|p| p.seq), Some(10));
         c.remove("g", "d", 10);
-        assert_eq!(seq(PointSpec::Time(1999)), None);
+        assert_eq!(c.resolve("g", "d", &PointSpec::Time(1999)), None);
     }
 }

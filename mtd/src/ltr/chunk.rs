@@ -68,7 +68,9 @@ mod tests {
         assert_eq!(from_hex(&to_hex(&h)), Some(h));
         let mut other = plain.clone();
         other[7] ^= 1;
-        let err = decode(&h, &compress(&other), 65536).unwrap_err().to_string();
+        let err = decode(&h, &compress(&other), 65536)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&key(&h)), "{err}");
         assert!(decode(&h, b"garbage", 65536).is_err());
         assert!(is_zero(&[0; 100]));

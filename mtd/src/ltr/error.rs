@@ -10,7 +10,7 @@ pub enum LtrError {
         op: &'static str,
         key: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A chunk or manifest whose bytes do not match what names it: never handed out as data.
     #[error("corrupt long-term object {key}: {why}")]
@@ -25,11 +25,20 @@ pub enum LtrError {
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
     #[error(transparent)]
-    Group(#[from] crate::store::StoreError),
+    Group(Box<crate::store::StoreError>),
+}
+
+impl From<crate::store::StoreError> for LtrError {
+    fn from(e: crate::store::StoreError) -> LtrError {
+        LtrError::Group(Box::new(e))
+    }
 }
 
 impl LtrError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LtrError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> LtrError {
         let path = path.into();
         move |source| LtrError::Io { op, path, source }
     }

@@ -33,10 +33,12 @@ impl ArchivedImage {
                 if c.is_empty() {
                     Ok(None)
                 } else {
-                    chunk::from_hex(c).map(Some).ok_or_else(|| LtrError::Corrupt {
-                        key: LtrManifest::key(&m.group, &m.disk, m.seq),
-                        why: format!("chunk entry {c:?} is not a hash"),
-                    })
+                    chunk::from_hex(c)
+                        .map(Some)
+                        .ok_or_else(|| LtrError::Corrupt {
+                            key: LtrManifest::key(&m.group, &m.disk, m.seq),
+                            why: format!("chunk entry {c:?} is not a hash"),
+                        })
                 }
             })
             .collect::<Result<Vec<_>>>()?;

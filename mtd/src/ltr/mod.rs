@@ -90,7 +90,9 @@ impl Ltr {
             }
             match self.manifest_at(&o.key) {
                 Ok(m) => catalog.insert(KeptPoint::of(&m)),
-                Err(e) => tracing::error!(key = %o.key, error = %e, "a long-term manifest is unreadable: its point is not offered"),
+                Err(e) => {
+                    tracing::error!(key = %o.key, error = %e, "a long-term manifest is unreadable: its point is not offered")
+                }
             }
         }
         let known: HashSet<Hash> = self

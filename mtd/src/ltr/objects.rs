@@ -53,8 +53,9 @@ impl Objects {
             let (base, query) = url.split_once('?').unwrap_or((url, ""));
             let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(base);
             for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-                let key: object_store::aws::AmazonS3ConfigKey =
-                    k.parse().map_err(|e| invalid(format!("setting {k:?}: {e}")))?;
+                let key: object_store::aws::AmazonS3ConfigKey = k
+                    .parse()
+                    .map_err(|e| invalid(format!("setting {k:?}: {e}")))?;
                 b = b.with_config(key, v.into_owned());
             }
             Arc::new(b.build().map_err(|e| invalid(e.to_string()))?)
@@ -81,9 +82,12 @@ impl Objects {
     /// Run `fut` on the store's runtime and wait for it.
     fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.rt.as_ref().expect("runtime until drop").spawn(async move {
-            let _ = tx.send(fut.await);
-        });
+        self.rt
+            .as_ref()
+            .expect("runtime until drop")
+            .spawn(async move {
+                let _ = tx.send(fut.await);
+            });
         rx.recv().expect("the object store runtime answers")
     }
 
@@ -93,7 +97,7 @@ impl Objects {
             url,
             op,
             key,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -126,7 +130,7 @@ impl Objects {
                         url: url.clone(),
                         op: "put",
                         key,
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
@@ -172,7 +176,7 @@ impl Objects {
                 let m = m?;
                 out.push(ObjectInfo {
                     key: m.location.to_string(),
-                    size: m.size as u64,
+                    size: m.size,
                     modified_ms: m.last_modified.timestamp_millis().max(0) as u64,
                 });
             }
@@ -203,4 +207,3 @@ impl Drop for Objects {
         }
     }
 }
-

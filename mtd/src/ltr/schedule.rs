@@ -71,7 +71,13 @@ pub fn periods(p: &Policy, now_ms: u64, clock: &Clock) -> Vec<Period> {
     if clock.calendar() {
         months(&mut out, p.ltr_monthly_months, now_ms);
     } else {
-        fixed(&mut out, "monthly", 30 * d, p.ltr_monthly_months * 30 * d, now_ms);
+        fixed(
+            &mut out,
+            "monthly",
+            30 * d,
+            p.ltr_monthly_months * 30 * d,
+            now_ms,
+        );
     }
     out.sort_by_key(|p| (p.end_ms, p.keep_until_ms));
     out
@@ -178,9 +184,15 @@ mod tests {
         let monthly: Vec<_> = ps.iter().filter(|p| p.tier == "monthly").collect();
         assert_eq!(monthly.len(), 2);
         // November 2026 ended on December 1st and is kept until February 1st 2027.
-        let nov = monthly.iter().find(|p| p.end_ms == 20_788 * DAY_MS).unwrap();
+        let nov = monthly
+            .iter()
+            .find(|p| p.end_ms == 20_788 * DAY_MS)
+            .unwrap();
         assert_eq!(nov.start_ms, days_from_civil(2026, 11, 1) as u64 * DAY_MS);
-        assert_eq!(nov.keep_until_ms, days_from_civil(2027, 2, 1) as u64 * DAY_MS);
+        assert_eq!(
+            nov.keep_until_ms,
+            days_from_civil(2027, 2, 1) as u64 * DAY_MS
+        );
         assert!(periods(&policy(0, 0, 0), now, &Clock::real()).is_empty());
         let test = Clock { hour_ms: 2000 };
         let ps = periods(&policy(1, 0, 0), 100_000, &test);

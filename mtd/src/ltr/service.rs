@@ -103,7 +103,12 @@ fn tick(g: &Arc<Group>, ltr: &Arc<Ltr>, jobs: &Arc<Jobs>, clock: &Clock) {
     let mut extend = Vec::new();
     for (ix, (disk, _)) in g.disks().into_iter().enumerate() {
         for (seq, (pp, keep)) in &want {
-            match ltr.catalog.lock().expect("catalog lock").get(&g.name, &disk, *seq) {
+            match ltr
+                .catalog
+                .lock()
+                .expect("catalog lock")
+                .get(&g.name, &disk, *seq)
+            {
                 Some(k) if k.keep_until_ms >= *keep => {}
                 Some(k) => extend.push((k.clone(), *keep)),
                 None => archive.push((ix, disk.clone(), pp.clone(), *keep)),

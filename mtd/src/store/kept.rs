@@ -31,12 +31,14 @@ impl Group {
             .iter()
             .rev()
             .find(|t| {
-                t.kind == TagKind::AppConsistent
-                    && (start_ms..end_ms).contains(&t.timestamp_ms)
+                t.kind == TagKind::AppConsistent && (start_ms..end_ms).contains(&t.timestamp_ms)
             })
             .map(|t| t.seq);
         let seq = match app {
-            Some(s) => st.points.resolve(&PointSpec::Seq(s), durable, horizon).ok()?,
+            Some(s) => st
+                .points
+                .resolve(&PointSpec::Seq(s), durable, horizon)
+                .ok()?,
             None => st
                 .points
                 .resolve(&PointSpec::Time(end_ms.checked_sub(1)?), durable, horizon)
@@ -53,7 +55,12 @@ impl Group {
 
     /// The ranges of disk `ix` written by records with seq in `(after, upto]`, if the journal
     /// still holds all of them (the horizon is at or before `after`); None otherwise.
-    pub(crate) fn written_between(&self, ix: usize, after: Seq, upto: Seq) -> Option<Vec<(u64, u64)>> {
+    pub(crate) fn written_between(
+        &self,
+        ix: usize,
+        after: Seq,
+        upto: Seq,
+    ) -> Option<Vec<(u64, u64)>> {
         let st = self.state.read().expect("group lock");
         if st.horizon() > after {
             return None;

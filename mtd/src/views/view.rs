@@ -44,7 +44,10 @@ impl View {
             .and_then(|(disk_ix, seq)| View::new(g.clone(), disk_ix, seq));
         match in_journal {
             Err(e @ (StoreError::PointTooOld { .. } | StoreError::PointNotFound { .. })) => {
-                match store.ltr().and_then(|l| Some((l.resolve(group, disk, spec)?, l))) {
+                match store
+                    .ltr()
+                    .and_then(|l| Some((l.resolve(group, disk, spec)?, l)))
+                {
                     Some((kept, ltr)) => View::long_term(g, disk, ltr, kept.seq),
                     None => Err(e),
                 }
