@@ -203,11 +203,17 @@ fn check_rounds(mtd: &Mtd, src: &Source, group: &str, w: &Path) {
     // A test failover to it: the test disk is a writable copy of the long-term point.
     let r = mtd.rewind_json(&["failover", "test", group, "--point", &format!("seq:{s0}")]);
     assert_eq!(r["test"]["seq"].as_u64(), Some(*s0), "{r}");
-    let uri = r["test"]["disks"][0]["nbd_uri"].as_str().unwrap().to_string();
+    let uri = r["test"]["disks"][0]["nbd_uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let copy = w.join("test-failover.img");
     let _ = fs::remove_file(&copy);
     run_ok(Command::new("nbdcopy").arg(&uri).arg(&copy));
-    assert!(fs::read(&copy).unwrap() == *b0, "the test disk differs from the kept point");
+    assert!(
+        fs::read(&copy).unwrap() == *b0,
+        "the test disk differs from the kept point"
+    );
     mtd.rewind(&["failover", "cleanup", group]);
 }
 

@@ -34,10 +34,10 @@ use crate::jobs::Jobs;
 use crate::refused::Refused;
 use crate::store::points::PointSpec;
 use crate::store::{Store, StoreError};
-use rewind_formats::Seq;
 use crate::views::attach::Attachments;
 use crate::views::exports::Exports;
 use boot::BootProcesses;
+use rewind_formats::Seq;
 use state::GroupFailover;
 
 /// Why a failover operation did not start (or, for `configure`, did not change) anything; the
@@ -299,10 +299,9 @@ impl Failovers {
         let seq = match g.resolve(&spec) {
             Ok(seq) => seq,
             // Older than the window: a long-term point kept for every disk of the group.
-            Err(e @ (StoreError::PointTooOld { .. } | StoreError::PointNotFound { .. })) => {
-                self.long_term_seq(&g, &spec)
-                    .ok_or_else(|| Refused::Conflict(format!("group {group}: {e}")))?
-            }
+            Err(e @ (StoreError::PointTooOld { .. } | StoreError::PointNotFound { .. })) => self
+                .long_term_seq(&g, &spec)
+                .ok_or_else(|| Refused::Conflict(format!("group {group}: {e}")))?,
             Err(e) => return Err(Refused::Conflict(format!("group {group}: {e}"))),
         };
         if seq.0 == 0 {

@@ -214,6 +214,21 @@ mod tests {
     }
 
     #[test]
+    fn written_in_names_the_ranges_of_records_in_a_seq_range() {
+        let mut ix = DiskIndex::default();
+        ix.insert(0, 4096, Seq(1), seg(0));
+        ix.insert(65536, 8192, Seq(2), seg(4096));
+        ix.insert(0, 16384, Seq(3), Source::Zero);
+        ix.insert(1 << 20, 4096, Seq(4), seg(8192));
+        assert_eq!(
+            ix.written_in(Seq(1), Seq(3)),
+            vec![(0, 16384), (65536, 8192)]
+        );
+        assert_eq!(ix.written_in(Seq(3), Seq(4)), vec![(1 << 20, 4096)]);
+        assert_eq!(ix.written_in(Seq(4), Seq(9)), vec![]);
+    }
+
+    #[test]
     fn newest_wins_and_gaps_are_base() {
         let mut ix = DiskIndex::default();
         ix.insert(0, 8192, Seq(1), seg(0));
