@@ -32,7 +32,7 @@ use anyhow::Result;
 
 use crate::jobs::Jobs;
 use crate::refused::Refused;
-use crate::store::points::PointSpec;
+use crate::store::points::{long_term_may_answer, PointSpec};
 use crate::store::{Store, StoreError};
 use crate::views::attach::Attachments;
 use crate::views::exports::Exports;
@@ -299,7 +299,7 @@ impl Failovers {
         let seq = match g.resolve(&spec) {
             Ok(seq) => seq,
             // Older than the window: a long-term point kept for every disk of the group.
-            Err(e @ (StoreError::PointTooOld { .. } | StoreError::PointNotFound { .. })) => self
+            Err(e) if long_term_may_answer(&e, &spec) => self
                 .long_term_seq(&g, &spec)
                 .ok_or_else(|| Refused::Conflict(format!("group {group}: {e}")))?,
             Err(e) => return Err(Refused::Conflict(format!("group {group}: {e}"))),

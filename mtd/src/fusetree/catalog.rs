@@ -7,8 +7,8 @@ use rewind_formats::message::TagKind;
 use rewind_formats::Seq;
 
 use crate::store::group::Group;
-use crate::store::points::PointSpec;
-use crate::store::{Result, StoreError};
+use crate::store::points::{long_term_may_answer, PointSpec};
+use crate::store::Result;
 use crate::views::exports::Exports;
 use crate::views::overlay::OverlayMeta;
 
@@ -77,7 +77,7 @@ impl Catalog {
                 size_bytes: p.size_bytes,
             }),
             // Older than the window: the kept long-term point at or before it, if any.
-            Err(e @ (StoreError::PointTooOld { .. } | StoreError::PointNotFound { .. })) => {
+            Err(e) if long_term_may_answer(&e, &spec) => {
                 match store.ltr().and_then(|l| l.resolve(group, disk, &spec)) {
                     Some(k) => Ok(Point {
                         seq: k.seq,

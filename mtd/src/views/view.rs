@@ -14,7 +14,7 @@ use crate::ltr::Ltr;
 use crate::store::group::Group;
 use crate::store::index::Source;
 use crate::store::pins::PinGuard;
-use crate::store::points::PointSpec;
+use crate::store::points::{long_term_may_answer, PointSpec};
 use crate::store::{Result, Store, StoreError};
 
 pub struct View {
@@ -43,7 +43,7 @@ impl View {
             .resolve_disk_ix(disk, spec)
             .and_then(|(disk_ix, seq)| View::new(g.clone(), disk_ix, seq));
         match in_journal {
-            Err(e @ (StoreError::PointTooOld { .. } | StoreError::PointNotFound { .. })) => {
+            Err(e) if long_term_may_answer(&e, spec) => {
                 match store
                     .ltr()
                     .and_then(|l| Some((l.resolve(group, disk, spec)?, l)))
