@@ -18,6 +18,8 @@
 #   scripts/bench.sh console [DISKS]         the target's /metrics scrape time with DISKS disks (1000),
 #                                            agent killed until the site's alert at a webhook,
 #                                            the web console's overview with DISKS groups
+#   scripts/bench.sh ltr [SIZE]              long-term retention: archive MB/s, cold open of a
+#                                            long-term point, dedup of 30 daily points (256MiB)
 #   scripts/bench.sh site [GROUPS]           the configuration server with GROUPS groups (1000)
 #   scripts/bench.sh --help                  every command, argument and environment variable
 #

@@ -60,6 +60,11 @@ if ! command -v geckodriver >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bi
   echo "installing: geckodriver (cargo install geckodriver)"
   cargo install --locked -q geckodriver
 fi
+# moto's S3 server: the long-term retention tests store points in a real S3-compatible server.
+if ! command -v moto_server >/dev/null; then
+  echo "installing: moto[server] (pip)"
+  pip install -q 'moto[server]'
+fi
 # In the suite a missing tool fails its test rather than skipping it.
 export REWIND_REQUIRE_TOOLS=1
 

@@ -22,6 +22,7 @@ pub mod error;
 pub mod frame;
 pub mod fuzzing;
 pub mod hash;
+pub mod ltr;
 pub mod magic;
 pub mod message;
 pub mod name;

@@ -15,6 +15,7 @@ pub mod fusetree;
 pub mod jobs;
 pub mod limits;
 pub mod listen;
+pub mod ltr;
 pub mod metrics;
 pub mod names;
 pub mod nbd;

@@ -32,6 +32,9 @@ fn policy(version: u64, retention_secs: u64, level: i32) -> Policy {
         spool_mib: 256,
         initial_sync_window: Default::default(),
         drill_every_secs: 0,
+        ltr_hourly_days: 0,
+        ltr_daily_weeks: 0,
+        ltr_monthly_months: 0,
     }
 }
 

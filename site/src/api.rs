@@ -81,6 +81,15 @@ pub struct PolicySpec {
     /// How often the target drills each group (`7d`; `0` or `never`: no drills).
     #[serde(default)]
     pub drill_every: Option<String>,
+    /// Long-term retention: hourly points kept this many days (0: off).
+    #[serde(default)]
+    pub ltr_hourly_days: Option<u64>,
+    /// Daily points kept this many weeks (0: off).
+    #[serde(default)]
+    pub ltr_daily_weeks: Option<u64>,
+    /// Monthly points kept this many months (0: off).
+    #[serde(default)]
+    pub ltr_monthly_months: Option<u64>,
 }
 
 /// `POST /v1/policies/{name}/assign`: a group or a label (`KEY=VALUE`), one of them.

@@ -48,6 +48,9 @@ pub fn create(spec: &PolicySpec) -> Result<Policy, ApiError> {
         spool_mib: DEFAULT_SPOOL_MIB,
         initial_sync_window: BandwidthSchedule::default(),
         drill_every_secs: 0,
+        ltr_hourly_days: 0,
+        ltr_daily_weeks: 0,
+        ltr_monthly_months: 0,
     };
     if spec.rpo.is_none() {
         return Err(field("rpo", "required (e.g. --rpo 15m)"));
@@ -103,6 +106,15 @@ fn apply(mut p: Policy, spec: &PolicySpec) -> Result<Policy, ApiError> {
         } else {
             secs("drill_every", s)?
         };
+    }
+    if let Some(n) = spec.ltr_hourly_days {
+        p.ltr_hourly_days = n;
+    }
+    if let Some(n) = spec.ltr_daily_weeks {
+        p.ltr_daily_weeks = n;
+    }
+    if let Some(n) = spec.ltr_monthly_months {
+        p.ltr_monthly_months = n;
     }
     if let Some(s) = &spec.initial_sync_window {
         p.initial_sync_window = schedule("initial_sync_window", s)?;
@@ -162,6 +174,23 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(update(&d, &off).unwrap().drill_every_secs, 0);
+        let lt = update(
+            &d,
+            &PolicySpec {
+                name: "gold".into(),
+                ltr_daily_weeks: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((lt.ltr_daily_weeks, lt.ltr_hourly_days), (5, 0));
+        let too_long = PolicySpec {
+            name: "gold".into(),
+            ltr_monthly_months: Some(5000),
+            ..Default::default()
+        };
+        let e = update(&d, &too_long).unwrap_err();
+        assert!(e.message.contains("ltr_monthly_months"), "{}", e.message);
         for (change, field) in [
             (
                 PolicySpec {

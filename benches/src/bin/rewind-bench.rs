@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use rewind_benches::driver::{
-    agent, apply, cleanup, console, crash, failover, netfault, overhead, powercut, site, soak,
+    agent, apply, cleanup, console, crash, failover, ltr, netfault, overhead, powercut, site, soak,
     views,
 };
 use rewind_benches::driver::{progress, Settings};
@@ -107,6 +107,12 @@ enum Cmd {
     /// source image), and the RTO of a two-VM recovery plan in test mode (against the same
     /// boots from plain image files)
     Failover { runs: Option<String> },
+    /// Long-term retention: archive throughput, opening a long-term point cold, dedup of 30
+    /// daily points.
+    Ltr {
+        #[arg(default_value = "256MiB")]
+        size: String,
+    },
     /// what monitoring costs: for now the target's /metrics scrape time with DISKS disks
     /// (default 1000), median of at least 5 scrapes
     Console {
@@ -198,6 +204,7 @@ fn main() -> ExitCode {
         Cmd::Failover { runs } => {
             failover::run(&settings, runs.as_deref()).map(|()| ExitCode::SUCCESS)
         }
+        Cmd::Ltr { size } => ltr::run(&settings, &size).map(|()| ExitCode::SUCCESS),
         Cmd::Console { disks } => console::run(&settings, &disks).map(|()| ExitCode::SUCCESS),
         Cmd::Site { groups } => site::run(&settings, &groups).map(|()| ExitCode::SUCCESS),
         Cmd::Overhead(o) => {

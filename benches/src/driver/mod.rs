@@ -28,6 +28,7 @@ pub mod console_overview;
 pub mod crash;
 pub mod failover;
 pub mod fio;
+pub mod ltr;
 pub mod mtd;
 pub mod netfault;
 pub mod nulltarget;

@@ -63,6 +63,18 @@ pub struct Policy {
     /// when 0, so agents that predate it still take the policy.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub drill_every_secs: u64,
+    /// Long-term retention (the target's business, like drills; left out of the JSON when 0):
+    /// keep one point per hour for this many days (0: off). The kept point of an hour is the
+    /// newest point at or before its end, or the newest app-consistent point in the hour if
+    /// there is one (docs/LTR.md).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ltr_hourly_days: u64,
+    /// Keep one point per day (UTC) for this many weeks (0: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ltr_daily_weeks: u64,
+    /// Keep one point per calendar month (UTC) for this many months (0: off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ltr_monthly_months: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -71,6 +83,13 @@ fn is_zero(n: &u64) -> bool {
 
 /// Longest period between drills (a year: a drill less often proves little).
 pub const MAX_DRILL_EVERY_SECS: u64 = 366 * 86_400;
+
+/// Most days of hourly long-term points (a year).
+pub const MAX_LTR_HOURLY_DAYS: u64 = 366;
+/// Most weeks of daily long-term points (ten years).
+pub const MAX_LTR_DAILY_WEEKS: u64 = 522;
+/// Most months of monthly long-term points (a hundred years).
+pub const MAX_LTR_MONTHLY_MONTHS: u64 = 1200;
 
 /// Why a policy was refused: the field and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -126,6 +145,33 @@ impl Policy {
                 ),
             ));
         }
+        for (field, value, max, unit) in [
+            (
+                "ltr_hourly_days",
+                self.ltr_hourly_days,
+                MAX_LTR_HOURLY_DAYS,
+                "days",
+            ),
+            (
+                "ltr_daily_weeks",
+                self.ltr_daily_weeks,
+                MAX_LTR_DAILY_WEEKS,
+                "weeks",
+            ),
+            (
+                "ltr_monthly_months",
+                self.ltr_monthly_months,
+                MAX_LTR_MONTHLY_MONTHS,
+                "months",
+            ),
+        ] {
+            if value > max {
+                return Err(bad(
+                    field,
+                    format!("{value} is over {max} {unit}; 0 turns the tier off"),
+                ));
+            }
+        }
         if self.app_consistent_every_secs > 0 && self.freeze.is_empty() {
             return Err(bad(
                 "freeze",
@@ -136,6 +182,11 @@ impl Policy {
     }
 
     /// The CONTROL frame's `arg`: the policy as JSON (it fits a frame text by construction).
+    /// Whether any long-term retention tier is on.
+    pub fn ltr_on(&self) -> bool {
+        self.ltr_hourly_days + self.ltr_daily_weeks + self.ltr_monthly_months > 0
+    }
+
     pub fn to_control_arg(&self) -> String {
         // Serialising a struct of strings and numbers cannot fail.
         serde_json::to_string(self).expect("a policy serialises")

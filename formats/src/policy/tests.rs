@@ -15,6 +15,9 @@ fn sample() -> Policy {
         spool_mib: 4096,
         initial_sync_window: BandwidthSchedule::default(),
         drill_every_secs: 0,
+        ltr_hourly_days: 0,
+        ltr_daily_weeks: 0,
+        ltr_monthly_months: 0,
     }
 }
 
@@ -87,4 +90,19 @@ fn drill_every_secs_defaults_to_off_is_left_out_when_off_and_is_bounded() {
     assert_eq!(Policy::from_control_arg(&arg).unwrap(), d);
     d.drill_every_secs = MAX_DRILL_EVERY_SECS + 1;
     assert_eq!(d.validate().unwrap_err().field, "drill_every_secs");
+}
+
+#[test]
+fn ltr_tiers_default_off_are_left_out_when_off_and_are_bounded() {
+    let mut p = sample();
+    let arg = p.to_control_arg();
+    assert!(!arg.contains("ltr_"), "{arg}");
+    assert!(!p.ltr_on());
+    p.ltr_hourly_days = 2;
+    p.ltr_monthly_months = 12;
+    let back = Policy::from_control_arg(&p.to_control_arg()).unwrap();
+    assert_eq!((back.ltr_hourly_days, back.ltr_monthly_months), (2, 12));
+    assert!(back.ltr_on());
+    p.ltr_daily_weeks = MAX_LTR_DAILY_WEEKS + 1;
+    assert_eq!(p.validate().unwrap_err().field, "ltr_daily_weeks");
 }

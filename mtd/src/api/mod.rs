@@ -14,6 +14,7 @@ pub mod error;
 pub mod failover;
 pub mod groups;
 pub mod jobs;
+pub mod ltr;
 pub mod overlays;
 pub mod plans;
 pub mod points;

@@ -25,4 +25,20 @@ pub struct PointsReport {
     /// The last drill, when it failed (a failed drill leaves `verified` as it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drill_failed: Option<String>,
+    /// Long-term points (older than the window or not), kept in object storage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub long_term: Vec<LongTermPoint>,
+}
+
+/// One long-term point of one disk: open it as `seq:N` (or any time or seq from it until the
+/// next kept point, once the journal no longer holds them).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LongTermPoint {
+    pub disk: String,
+    pub seq: u64,
+    pub time: String,
+    pub keep_until: String,
+    pub app_consistent: bool,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }

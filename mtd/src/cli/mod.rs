@@ -16,6 +16,7 @@ pub mod group;
 pub mod groups;
 pub mod job;
 pub mod jobs;
+pub mod ltr;
 pub mod mount;
 pub mod overlay;
 pub mod plan;
@@ -62,6 +63,16 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+enum LtrCmd {
+    /// Delete expired long-term points, then chunks no point names (older than the grace).
+    Gc {
+        /// Keep unreferenced chunks younger than this (default: the daemon's --ltr-gc-grace).
+        #[arg(long)]
+        grace: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Protection groups, their disks, durable seq and retention horizon.
     Groups,
@@ -69,6 +80,11 @@ enum Cmd {
     Points {
         #[arg(value_parser = parse_group)]
         group: String,
+    },
+    /// Long-term retention: points kept in object storage past the window.
+    Ltr {
+        #[command(subcommand)]
+        cmd: LtrCmd,
     },
     /// Change a group's retention window (e.g. 24h); older history is merged into the base.
     Retention {
@@ -243,6 +259,9 @@ fn run(cli: &Cli) -> Result<String> {
     match &cli.cmd {
         Cmd::Groups => groups::run(&c, json),
         Cmd::Points { group } => points::run(&c, json, group),
+        Cmd::Ltr {
+            cmd: LtrCmd::Gc { grace },
+        } => ltr::gc(&c, json, grace.as_deref()),
         Cmd::Retention { group, retention } => retention::run(&c, json, group, retention),
         Cmd::Overlay { cmd } => overlay::run(&c, json, cmd),
         Cmd::Attach {

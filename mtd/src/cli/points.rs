@@ -81,5 +81,31 @@ fn points_table(r: &PointsReport) -> String {
     } else {
         out += &table(&["POINT", "SEQ", "TIME", "KIND"], rows);
     }
+    if !r.long_term.is_empty() {
+        out += "long-term points (LT: kept in object storage, readable after the window):\n";
+        let rows = r
+            .long_term
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("LT seq:{}", p.seq),
+                    p.disk.clone(),
+                    p.time.clone(),
+                    p.keep_until.clone(),
+                    if p.app_consistent {
+                        "app-consistent"
+                    } else {
+                        "crash-consistent"
+                    }
+                    .into(),
+                    p.tags.join(","),
+                ]
+            })
+            .collect();
+        out += &table(
+            &["POINT", "DISK", "TIME", "KEPT UNTIL", "KIND", "TAGS"],
+            rows,
+        );
+    }
     out
 }

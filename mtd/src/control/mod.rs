@@ -39,6 +39,7 @@ mod failover;
 pub mod fuzzing;
 mod groups;
 mod handler;
+mod ltr;
 pub mod names;
 mod overlays;
 mod plans;

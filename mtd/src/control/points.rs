@@ -6,7 +6,8 @@ use rewind_formats::message::TagKind;
 
 use super::handler::{blocking, ApiResult, Ctl};
 use super::names::GroupName;
-use crate::api::points::{PointsReport, TagReport};
+use crate::api::points::{LongTermPoint, PointsReport, TagReport};
+use crate::store::points::format_ms;
 use crate::views::inspect;
 
 pub async fn points(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<PointsReport> {
@@ -45,6 +46,22 @@ pub async fn points(State(c): Ctl, GroupName(group): GroupName) -> ApiResult<Poi
                 .filter(|d| !d.ok)
                 .map(|d| format!("{} ({})", d.summary(), d.evidence.display())),
             verified: drills.verified,
+            long_term: c
+                .exports
+                .store
+                .ltr()
+                .map(|l| l.points_of(&group.name))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| LongTermPoint {
+                    disk: p.disk,
+                    seq: p.seq,
+                    time: format_ms(p.time_ms),
+                    keep_until: format_ms(p.keep_until_ms),
+                    app_consistent: p.app_consistent,
+                    tags: p.tags,
+                })
+                .collect(),
         })
     })
     .await?;

@@ -13,6 +13,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/v1/events", get(super::events::events))
         .route("/v1/groups/{group}", delete(super::groups::delete_group))
         .route("/v1/groups/{group}/points", get(super::points::points))
+        .route("/v1/ltr/gc", post(super::ltr::gc))
         .route(
             "/v1/groups/{group}/policy",
             get(super::policy::get_policy).put(super::policy::put_policy),

@@ -129,6 +129,32 @@ pub struct ServeArgs {
     /// given). Port 0 picks a free port (the ready file says which).
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Long-term retention's object store: `file:///DIR` or `s3://BUCKET?endpoint=...&region=...`
+    /// (S3 credentials from the standard AWS_* environment variables). Default:
+    /// file://DATA_DIR/ltr. "none" turns long-term retention off.
+    #[arg(long)]
+    pub ltr_store: Option<String>,
+    /// Local cache of chunks read from the long-term store. Default: DATA_DIR/ltr-cache.
+    #[arg(long)]
+    pub ltr_cache: Option<PathBuf>,
+    /// Most bytes the long-term chunk cache holds.
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    pub ltr_cache_size: u64,
+    /// Chunk uploads in flight at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub ltr_parallel: u64,
+    /// How often long-term retention looks for points to archive.
+    #[arg(long, default_value = "30s", value_parser = crate::limits::parse_interval)]
+    pub ltr_interval: Duration,
+    /// How often long-term garbage is collected.
+    #[arg(long, default_value = "1h", value_parser = crate::limits::parse_interval)]
+    pub ltr_gc_interval: Duration,
+    /// Chunks no manifest names are deleted only once older than this.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub ltr_gc_grace: Duration,
+    /// TESTS ONLY: an "hour" of the long-term tiers lasts this long (a day 24 of them).
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    pub ltr_test_hour: Option<Duration>,
     /// Write the bound addresses here once listening (agents' first, then `nbd ADDR`,
     /// `views PATH`, `control PATH`, `metrics ADDR`).
     #[arg(long)]

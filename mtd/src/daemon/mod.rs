@@ -76,6 +76,9 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     tokio::task::spawn_blocking(move || c.failovers.resume()).await?;
     // Scheduled drills make test disks: only once the failovers are back.
     control.start_drill_schedule();
+    let ltr_service = store.ltr().map(|l| {
+        crate::ltr::service::Service::start(store.clone(), l, control.failovers.jobs.clone())
+    });
     if let Some(path) = &opts.control {
         control::start(control.clone(), path, &opts.access).await?;
         ready.push(format!("control {}", path.display()));
@@ -98,6 +101,9 @@ pub async fn run(store: Arc<Store>, opts: DaemonOptions) -> Result<()> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
         _ = term.recv() => tracing::info!("terminated; stopping"),
+    }
+    if let Some(mut s) = ltr_service {
+        tokio::task::spawn_blocking(move || s.stop()).await?;
     }
     let c = control.clone();
     tokio::task::spawn_blocking(move || c.release_all()).await?;

@@ -52,6 +52,14 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     keep_freed_memory();
     let store = Store::open(&args.data_dir, args.store_options())
         .with_context(|| format!("opening store {}", args.data_dir.display()))?;
+    let ltr = args
+        .ltr_options()
+        .map(crate::ltr::Ltr::open)
+        .transpose()
+        .context("opening the long-term store (--ltr-store)")?;
+    if let Some(l) = &ltr {
+        store.set_ltr(l.clone());
+    }
     let rt = tokio::runtime::Runtime::new().context("starting tokio")?;
     let access = LocalAccess::init(&args.access_group)?;
     let nbd_unix = Some(PathBuf::from(&args.nbd_unix)).filter(|p| p != Path::new("none"));
@@ -121,7 +129,30 @@ impl ServeArgs {
         self.views = opt(self.views)?;
         self.control = canonical(&self.control)?;
         self.ready_file = opt(self.ready_file)?;
+        self.ltr_cache = opt(self.ltr_cache)?;
         Ok(self)
+    }
+
+    /// Long-term retention's setup (None: `--ltr-store none`).
+    fn ltr_options(&self) -> Option<crate::ltr::LtrOptions> {
+        let url = match self.ltr_store.as_deref() {
+            Some("none") => return None,
+            Some(u) => u.to_string(),
+            None => format!("file://{}", self.data_dir.join("ltr").display()),
+        };
+        Some(crate::ltr::LtrOptions {
+            url,
+            cache_dir: self
+                .ltr_cache
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("ltr-cache")),
+            cache_bytes: self.ltr_cache_size,
+            parallel: self.ltr_parallel as usize,
+            gc_grace: self.ltr_gc_grace,
+            interval: self.ltr_interval,
+            gc_interval: self.ltr_gc_interval,
+            test_hour: self.ltr_test_hour,
+        })
     }
 
     fn store_options(&self) -> StoreOptions {

@@ -32,11 +32,12 @@ use anyhow::Result;
 
 use crate::jobs::Jobs;
 use crate::refused::Refused;
-use crate::store::points::PointSpec;
-use crate::store::Store;
+use crate::store::points::{long_term_may_answer, PointSpec};
+use crate::store::{Store, StoreError};
 use crate::views::attach::Attachments;
 use crate::views::exports::Exports;
 use boot::BootProcesses;
+use rewind_formats::Seq;
 use state::GroupFailover;
 
 /// Why a failover operation did not start (or, for `configure`, did not change) anything; the
@@ -49,7 +50,7 @@ pub enum FailoverError {
     #[error(transparent)]
     Busy(#[from] crate::jobs::Busy),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] StoreError),
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -295,15 +296,32 @@ impl Failovers {
             .store()
             .group(group)
             .map_err(|e| Refused::NotFound(e.to_string()))?;
-        let seq = g
-            .resolve(&spec)
-            .map_err(|e| Refused::Conflict(format!("group {group}: {e}")))?;
+        let seq = match g.resolve(&spec) {
+            Ok(seq) => seq,
+            // Older than the window: a long-term point kept for every disk of the group.
+            Err(e) if long_term_may_answer(&e, &spec) => self
+                .long_term_seq(&g, &spec)
+                .ok_or_else(|| Refused::Conflict(format!("group {group}: {e}")))?,
+            Err(e) => return Err(Refused::Conflict(format!("group {group}: {e}"))),
+        };
         if seq.0 == 0 {
             return Err(Refused::Conflict(format!(
                 "group {group} holds no replicated data yet: nothing to fail over to"
             )));
         }
         Ok(seq.0)
+    }
+
+    /// The long-term point `spec` names on every disk of `g`, if all disks resolve to one seq
+    /// (the archiver keeps each point for every disk).
+    fn long_term_seq(&self, g: &crate::store::group::Group, spec: &PointSpec) -> Option<Seq> {
+        let ltr = self.store().ltr()?;
+        let seqs: std::collections::BTreeSet<u64> = g
+            .disk_names()
+            .iter()
+            .map(|d| ltr.resolve(&g.name, d, spec).map(|k| k.seq))
+            .collect::<Option<_>>()?;
+        (seqs.len() == 1).then(|| Seq(*seqs.first().expect("one")))
     }
 
     /// The NBD URI of an export, on the first address the NBD server listens on.

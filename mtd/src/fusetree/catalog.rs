@@ -7,7 +7,7 @@ use rewind_formats::message::TagKind;
 use rewind_formats::Seq;
 
 use crate::store::group::Group;
-use crate::store::points::PointSpec;
+use crate::store::points::{long_term_may_answer, PointSpec};
 use crate::store::Result;
 use crate::views::exports::Exports;
 use crate::views::overlay::OverlayMeta;
@@ -69,16 +69,26 @@ impl Catalog {
     /// Resolve a point spec of one disk, as an open would (without pinning it).
     pub fn point(&self, group: &str, disk: &str, spec: &str) -> Result<Point> {
         let spec = PointSpec::parse(spec)?;
-        let p = self
-            .exports
-            .store
-            .group(group)?
-            .resolve_on_disk(disk, &spec)?;
-        Ok(Point {
-            seq: p.seq.0,
-            time_ms: p.time_ms,
-            size_bytes: p.size_bytes,
-        })
+        let store = &self.exports.store;
+        match store.group(group)?.resolve_on_disk(disk, &spec) {
+            Ok(p) => Ok(Point {
+                seq: p.seq.0,
+                time_ms: p.time_ms,
+                size_bytes: p.size_bytes,
+            }),
+            // Older than the window: the kept long-term point at or before it, if any.
+            Err(e) if long_term_may_answer(&e, &spec) => {
+                match store.ltr().and_then(|l| l.resolve(group, disk, &spec)) {
+                    Some(k) => Ok(Point {
+                        seq: k.seq,
+                        time_ms: Some(k.time_ms),
+                        size_bytes: k.disk_size,
+                    }),
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The source time of a seq of a group.

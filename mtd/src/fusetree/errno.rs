@@ -10,9 +10,10 @@ pub fn errno(e: &StoreError) -> Errno {
             Some(code @ (libc::ENOSPC | libc::EDQUOT | libc::EROFS)) => Errno::from_i32(code),
             _ => Errno::EIO,
         },
-        StoreError::Corrupt { .. } | StoreError::Manifest { .. } | StoreError::Failed(_) => {
-            Errno::EIO
-        }
+        StoreError::Corrupt { .. }
+        | StoreError::Manifest { .. }
+        | StoreError::Failed(_)
+        | StoreError::LongTerm(_) => Errno::EIO,
         StoreError::UnknownGroup(_)
         | StoreError::UnknownDisk { .. }
         | StoreError::BadPoint { .. }

@@ -24,6 +24,8 @@ pub(crate) async fn send(store: &Store, g: &Group, out: &mpsc::Sender<Vec<u8>>) 
     };
     // Drills are the target's business: an agent that predates the field would refuse it.
     p.drill_every_secs = 0;
+    // So is long-term retention.
+    (p.ltr_hourly_days, p.ltr_daily_weeks, p.ltr_monthly_months) = (0, 0, 0);
     let frame = Control::frame(&g.name, ControlOp::Policy, &p.to_control_arg());
     match tokio::time::timeout(SEND_TIMEOUT, out.send(frame)).await {
         Ok(Ok(())) => {

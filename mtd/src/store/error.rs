@@ -50,6 +50,9 @@ pub enum StoreError {
     OverlayInUse { name: String, users: usize },
     #[error("read-only: {0}")]
     ReadOnly(String),
+    /// Reading a long-term point failed (a chunk missing or corrupt, the object store down).
+    #[error("long-term point: {0}")]
+    LongTerm(String),
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
 }

@@ -158,6 +158,22 @@ impl DiskIndex {
         pieces
     }
 
+    /// The ranges written by records with seq in `(after, upto]`, in start order (overlaps
+    /// kept: callers only ask which chunks they touch).
+    pub(crate) fn written_in(&self, after: Seq, upto: Seq) -> Vec<(u64, u64)> {
+        self.by_start
+            .iter()
+            .filter_map(|(&s, versions)| {
+                let len = versions
+                    .iter()
+                    .filter(|v| v.seq > after.0 && v.seq <= upto.0)
+                    .map(|v| u64::from(v.len))
+                    .max()?;
+                Some((s, len))
+            })
+            .collect()
+    }
+
     /// Forget every version at or before `horizon`: the base image now holds them.
     pub(crate) fn prune_upto(&mut self, horizon: Seq) {
         let mut removed = 0;
@@ -195,6 +211,21 @@ mod tests {
 
     fn seg(pos: u64) -> Source {
         Source::Segment { segment_id: 1, pos }
+    }
+
+    #[test]
+    fn written_in_names_the_ranges_of_records_in_a_seq_range() {
+        let mut ix = DiskIndex::default();
+        ix.insert(0, 4096, Seq(1), seg(0));
+        ix.insert(65536, 8192, Seq(2), seg(4096));
+        ix.insert(0, 16384, Seq(3), Source::Zero);
+        ix.insert(1 << 20, 4096, Seq(4), seg(8192));
+        assert_eq!(
+            ix.written_in(Seq(1), Seq(3)),
+            vec![(0, 16384), (65536, 8192)]
+        );
+        assert_eq!(ix.written_in(Seq(3), Seq(4)), vec![(1 << 20, 4096)]);
+        assert_eq!(ix.written_in(Seq(4), Seq(9)), vec![]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub(crate) mod files;
 pub mod group;
 pub(crate) mod health;
 pub(crate) mod index;
+pub(crate) mod kept;
 pub(crate) mod manifest;
 pub mod merger;
 pub(crate) mod pins;
@@ -119,6 +120,8 @@ pub struct Store {
     /// What changed, for `GET /v1/events` (the store only carries it: sessions, jobs and the
     /// control API emit).
     pub events: Arc<crate::events::Events>,
+    /// Long-term retention, when the daemon set it up (`Store::set_ltr`).
+    ltr: std::sync::OnceLock<Arc<crate::ltr::Ltr>>,
 }
 
 impl Store {
@@ -155,6 +158,7 @@ impl Store {
             opts,
             _lock: Some(lock),
             events: Arc::default(),
+            ltr: std::sync::OnceLock::new(),
         });
         spawn_ticker(tx.downgrade());
         spawn_merger(Arc::downgrade(&store), store.opts.merge_interval);
@@ -183,7 +187,18 @@ impl Store {
             opts: StoreOptions::default(),
             _lock: None,
             events: Arc::default(),
+            ltr: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Long-term retention, if set up: views of points older than the window read from it.
+    pub fn ltr(&self) -> Option<Arc<crate::ltr::Ltr>> {
+        self.ltr.get().cloned()
+    }
+
+    /// Set up long-term retention (once, at daemon start).
+    pub fn set_ltr(&self, ltr: Arc<crate::ltr::Ltr>) {
+        let _ = self.ltr.set(ltr);
     }
 
     pub fn groups(&self) -> Vec<Arc<Group>> {

@@ -84,6 +84,18 @@ impl fmt::Display for PointSpec {
     }
 }
 
+/// Whether a long-term point may answer a spec the journal could not: one older than the window,
+/// or a tag or time the journal no longer holds. (Not a seq past the newest: that is no point.)
+pub(crate) fn long_term_may_answer(e: &StoreError, spec: &PointSpec) -> bool {
+    match e {
+        StoreError::PointTooOld { .. } => true,
+        StoreError::PointNotFound { .. } => {
+            matches!(spec, PointSpec::Tag(_) | PointSpec::Time(_))
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn format_ms(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
@@ -321,6 +333,30 @@ mod tests {
         );
         assert!(PointSpec::parse_at("yesterday", now).is_err());
         assert!(PointSpec::parse_at("seq:x", now).is_err());
+    }
+
+    #[test]
+    fn long_term_answers_old_points_tags_and_times_but_not_future_seqs() {
+        let too_old = StoreError::PointTooOld {
+            spec: "seq:1".into(),
+            horizon: 5,
+            detail: String::new(),
+        };
+        let not_found = StoreError::PointNotFound {
+            spec: "x".into(),
+            why: String::new(),
+        };
+        assert!(long_term_may_answer(&too_old, &PointSpec::Seq(Seq(1))));
+        assert!(long_term_may_answer(
+            &not_found,
+            &PointSpec::Tag("t".into())
+        ));
+        assert!(long_term_may_answer(&not_found, &PointSpec::Time(5)));
+        assert!(!long_term_may_answer(&not_found, &PointSpec::Seq(Seq(99))));
+        assert!(!long_term_may_answer(
+            &StoreError::UnknownGroup("g".into()),
+            &PointSpec::Time(5)
+        ));
     }
 
     #[test]

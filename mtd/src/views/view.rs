@@ -1,17 +1,20 @@
 //! Views: a disk of a group as of one point, read from journal and base.
 //!
 //! NBD, FUSE and `dump` all read through `View::read_at`. A view pins its seq, so the merger never
-//! folds away history it reads.
+//! folds away history it reads. A point older than the journal window is read from its
+//! long-term image (`crate::ltr`) when one is kept: the same view, another source.
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use rewind_formats::Seq;
 
+use crate::ltr::image::ArchivedImage;
+use crate::ltr::Ltr;
 use crate::store::group::Group;
 use crate::store::index::Source;
 use crate::store::pins::PinGuard;
-use crate::store::points::PointSpec;
+use crate::store::points::{long_term_may_answer, PointSpec};
 use crate::store::{Result, Store, StoreError};
 
 pub struct View {
@@ -20,7 +23,15 @@ pub struct View {
     disk_name: String,
     seq: Seq,
     size_bytes: u64,
-    _pin: PinGuard,
+    backing: Backing,
+}
+
+/// Where a view's bytes come from.
+enum Backing {
+    /// The journal and base image, the seq pinned.
+    Journal(#[allow(dead_code)] PinGuard),
+    /// A long-term point's image in object storage.
+    LongTerm(ArchivedImage),
 }
 
 impl View {
@@ -28,8 +39,46 @@ impl View {
     /// that the store does not depend on the read path built over it.)
     pub fn open(store: &Store, group: &str, disk: &str, spec: &PointSpec) -> Result<View> {
         let g = store.group(group)?;
-        let (disk_ix, seq) = g.resolve_disk_ix(disk, spec)?;
-        View::new(g, disk_ix, seq)
+        let in_journal = g
+            .resolve_disk_ix(disk, spec)
+            .and_then(|(disk_ix, seq)| View::new(g.clone(), disk_ix, seq));
+        match in_journal {
+            Err(e) if long_term_may_answer(&e, spec) => {
+                match store
+                    .ltr()
+                    .and_then(|l| Some((l.resolve(group, disk, spec)?, l)))
+                {
+                    Some((kept, ltr)) => View::long_term(g, disk, ltr, kept.seq),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// A view of the long-term point `seq` of `disk`.
+    pub fn long_term(group: Arc<Group>, disk: &str, ltr: Arc<Ltr>, seq: u64) -> Result<View> {
+        let ix = group
+            .disk_index(disk)
+            .ok_or_else(|| StoreError::UnknownDisk {
+                group: group.name.clone(),
+                disk: disk.into(),
+            })?;
+        let image = ArchivedImage::open(ltr, &group.name, disk, seq)
+            .map_err(|e| StoreError::LongTerm(e.to_string()))?;
+        Ok(View {
+            disk: ix,
+            disk_name: disk.to_string(),
+            seq: Seq(seq),
+            size_bytes: image.disk_size,
+            backing: Backing::LongTerm(image),
+            group,
+        })
+    }
+
+    /// Whether the view reads a long-term point (not the journal).
+    pub fn is_long_term(&self) -> bool {
+        matches!(self.backing, Backing::LongTerm(_))
     }
 
     pub fn new(group: Arc<Group>, disk: usize, seq: Seq) -> Result<View> {
@@ -41,7 +90,7 @@ impl View {
             disk_name,
             seq,
             size_bytes,
-            _pin: pin,
+            backing: Backing::Journal(pin),
         })
     }
 
@@ -76,6 +125,14 @@ impl View {
                     self.size_bytes
                 ),
             })?;
+        if let Backing::LongTerm(image) = &self.backing {
+            return image.read_at(buf, offset).map_err(|e| {
+                StoreError::LongTerm(format!(
+                    "disk {}/{} seq {} at offset {offset}: {e}",
+                    self.group.name, self.disk_name, self.seq.0
+                ))
+            });
+        }
         // Resolve under the lock, read after releasing it; cloned file handles stay valid even if
         // the merger deletes a segment meanwhile.
         let plan = self.group.read_plan(self.disk, offset, end, self.seq)?;
@@ -150,6 +207,22 @@ impl View {
         let end = offset.saturating_add(len).min(self.size_bytes);
         if offset >= end {
             return Ok(Vec::new());
+        }
+        if let Backing::LongTerm(image) = &self.backing {
+            let mut out = Vec::new();
+            let cs = image.chunk_size();
+            let mut pos = offset;
+            while pos < end {
+                let next = ((pos / cs + 1) * cs).min(end);
+                let a = if image.is_zero_at(pos) {
+                    Allocation::Zero
+                } else {
+                    Allocation::Data
+                };
+                push_extent(&mut out, pos, next - pos, a);
+                pos = next;
+            }
+            return Ok(out);
         }
         let (pieces, base) = self.group.extent_plan(self.disk, offset, end, self.seq);
         let mut out: Vec<Extent> = Vec::new();

@@ -185,6 +185,15 @@ pub struct PolicyFields {
     /// How often each target drills its groups (test failover, boot, probes): 7d; 0 or never: off.
     #[arg(long)]
     drill_every: Option<String>,
+    /// Long-term retention: keep an hourly point for this many days (0: off).
+    #[arg(long)]
+    ltr_hourly_days: Option<u64>,
+    /// Keep a daily point for this many weeks (0: off).
+    #[arg(long)]
+    ltr_daily_weeks: Option<u64>,
+    /// Keep a monthly point for this many months (0: off).
+    #[arg(long)]
+    ltr_monthly_months: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -245,6 +254,9 @@ fn spec(name: &str, f: &PolicyFields) -> PolicySpec {
         spool_mib: f.spool_mib,
         initial_sync_window: f.initial_sync_window.clone(),
         drill_every: f.drill_every.clone(),
+        ltr_hourly_days: f.ltr_hourly_days,
+        ltr_daily_weeks: f.ltr_daily_weeks,
+        ltr_monthly_months: f.ltr_monthly_months,
     }
 }
 

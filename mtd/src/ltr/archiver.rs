@@ -1,0 +1,266 @@
+//! Archiving one kept point of one disk: while the point is still in the journal window, pin it
+//! (a view does), cut the disk as of its seq into chunks, store the chunks the store lacks, and
+//! write the manifest last; the pin goes when the view does, once the manifest is stored.
+//!
+//! Incremental when it can be: if the previous kept point of the disk is archived and the
+//! journal still holds every record after it, only chunks those records touch are read; the
+//! others take the previous manifest's hashes. Otherwise every chunk is read (zero ranges known
+//! from the view's extent map are not).
+
+use std::sync::Arc;
+
+use rewind_formats::ltr::{LtrManifest, LTR_CHUNK_SIZE, LTR_MANIFEST_VERSION};
+use rewind_formats::Seq;
+
+use super::catalog::KeptPoint;
+use super::chunk::{self, Hash};
+use super::error::{LtrError, Result};
+use super::Ltr;
+use crate::store::group::Group;
+use crate::store::kept::PeriodPoint;
+use crate::views::view::{Allocation, View};
+
+/// Chunks handled per step: read, hashed and compressed on all cores, then uploaded together.
+const BATCH: usize = 64;
+
+/// What an archive did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ArchiveStats {
+    pub chunks: u64,
+    /// Chunks read from the journal and base (the rest were reused or known zero).
+    pub read: u64,
+    /// Chunks that took the previous manifest's hash unread.
+    pub reused: u64,
+    pub zero: u64,
+    /// Chunks the store lacked, and their compressed bytes.
+    pub uploaded: u64,
+    pub uploaded_bytes: u64,
+}
+
+/// One chunk after reading: its hash (None for zeroes) and, if it must be uploaded, its
+/// compressed bytes.
+type Done = (Option<Hash>, Option<Vec<u8>>);
+
+/// The previous kept point's hashes and the ranges written since it.
+type Reuse = (Vec<Option<Hash>>, Vec<(u64, u64)>);
+
+impl Ltr {
+    /// Archive `point` of disk `ix` of `group`, kept until `keep_until_ms`. `progress` is told
+    /// the percent done.
+    pub fn archive(
+        &self,
+        group: &Arc<Group>,
+        ix: usize,
+        point: &PeriodPoint,
+        keep_until_ms: u64,
+        progress: &dyn Fn(f64),
+    ) -> Result<ArchiveStats> {
+        let _x = self.exclusive.lock().expect("ltr exclusive lock");
+        // The view pins the seq: the merger cannot fold past it until the manifest is stored.
+        let view = View::new(group.clone(), ix, point.seq)?;
+        let (disk, size) = (view.disk_name().to_string(), view.size_bytes());
+        let cs = u64::from(LTR_CHUNK_SIZE);
+        let n = LtrManifest::chunk_count(size, LTR_CHUNK_SIZE) as usize;
+        let prev = self.reusable(group, ix, &disk, point.seq, size)?;
+        let mut hashes: Vec<Option<Hash>> = vec![None; n];
+        let mut need = vec![true; n];
+        let mut stats = ArchiveStats {
+            chunks: n as u64,
+            ..Default::default()
+        };
+        if let Some((prev_hashes, dirty)) = prev {
+            need.fill(false);
+            for (off, len) in dirty {
+                let (a, b) = (off / cs, (off + len).div_ceil(cs).min(n as u64));
+                for i in a..b {
+                    need[i as usize] = true;
+                }
+            }
+            for ((h, prev), need) in hashes.iter_mut().zip(prev_hashes).zip(&need) {
+                if !need {
+                    *h = prev;
+                    stats.reused += 1;
+                }
+            }
+        }
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(8);
+        for start in (0..n).step_by(BATCH) {
+            let end = (start + BATCH).min(n);
+            let lo = start as u64 * cs;
+            let hi = (end as u64 * cs).min(size);
+            // Chunks wholly in zero runs (trimmed, zeroed, holes of the base) are not read.
+            let mut zero = vec![false; end - start];
+            for e in view.extents(lo, hi - lo)? {
+                if e.allocation != Allocation::Zero {
+                    continue;
+                }
+                let e_end = e.offset + e.len;
+                for i in (e.offset / cs) as usize..(e_end.div_ceil(cs) as usize).min(end) {
+                    let (c_lo, c_hi) = (i as u64 * cs, ((i as u64 + 1) * cs).min(size));
+                    if i >= start && e.offset <= c_lo && c_hi <= e_end {
+                        zero[i - start] = true;
+                    }
+                }
+            }
+            let todo: Vec<usize> = (start..end)
+                .filter(|&i| need[i] && !zero[i - start])
+                .collect();
+            for i in (start..end).filter(|&i| need[i] && zero[i - start]) {
+                hashes[i] = None;
+                stats.zero += 1;
+            }
+            let done = self.read_chunks(&view, &todo, cs, size, threads)?;
+            stats.read += todo.len() as u64;
+            let mut puts = Vec::new();
+            let mut fresh = Vec::new();
+            for (&i, (h, stored)) in todo.iter().zip(done) {
+                hashes[i] = h;
+                if let (Some(h), Some(bytes)) = (h, stored) {
+                    if !fresh.contains(&h) {
+                        stats.uploaded += 1;
+                        stats.uploaded_bytes += bytes.len() as u64;
+                        puts.push((chunk::key(&h), bytes));
+                        fresh.push(h);
+                    }
+                }
+            }
+            self.objects.put_many(puts, self.opts.parallel)?;
+            self.known.lock().expect("known lock").extend(fresh);
+            progress(100.0 * end as f64 / n.max(1) as f64);
+        }
+        let m = LtrManifest {
+            version: LTR_MANIFEST_VERSION,
+            group: group.name.clone(),
+            disk: disk.clone(),
+            seq: point.seq.0,
+            time_ms: point.time_ms,
+            disk_size: size,
+            chunk_size: LTR_CHUNK_SIZE,
+            keep_until_ms,
+            app_consistent: point.app_consistent,
+            tags: point.tags.clone(),
+            chunks: hashes
+                .iter()
+                .map(|h| h.as_ref().map_or_else(String::new, chunk::to_hex))
+                .collect(),
+        };
+        // Last: a manifest only ever names chunks that are stored.
+        self.objects.put(
+            &LtrManifest::key(&group.name, &disk, point.seq.0),
+            m.to_json(),
+        )?;
+        self.catalog
+            .lock()
+            .expect("catalog lock")
+            .insert(KeptPoint::of(&m));
+        drop(view);
+        tracing::info!(group = %group.name, disk = %disk, seq = point.seq.0, ?stats, "archived a long-term point");
+        Ok(stats)
+    }
+
+    /// Keep an archived point longer (it is also the kept point of a later period): its
+    /// manifest is written again with the later expiry.
+    pub fn extend(&self, p: &KeptPoint, keep_until_ms: u64) -> Result<()> {
+        let _x = self.exclusive.lock().expect("ltr exclusive lock");
+        let mut m = self.manifest(&p.group, &p.disk, p.seq)?;
+        if m.keep_until_ms >= keep_until_ms {
+            return Ok(());
+        }
+        m.keep_until_ms = keep_until_ms;
+        self.objects.put(&p.key(), m.to_json())?;
+        self.catalog
+            .lock()
+            .expect("catalog lock")
+            .insert(KeptPoint::of(&m));
+        Ok(())
+    }
+
+    /// The previous kept point's hashes and the ranges written since it, when an incremental
+    /// archive is possible.
+    fn reusable(
+        &self,
+        group: &Group,
+        ix: usize,
+        disk: &str,
+        seq: Seq,
+        size: u64,
+    ) -> Result<Option<Reuse>> {
+        let prev = self
+            .catalog
+            .lock()
+            .expect("catalog lock")
+            .before(&group.name, disk, seq.0)
+            .cloned();
+        let Some(prev) = prev.filter(|p| p.disk_size == size && p.chunk_size == LTR_CHUNK_SIZE)
+        else {
+            return Ok(None);
+        };
+        let Some(dirty) = group.written_between(ix, Seq(prev.seq), seq) else {
+            return Ok(None);
+        };
+        let m = self.manifest(&group.name, disk, prev.seq)?;
+        let hashes = m
+            .chunks
+            .iter()
+            .map(|c| {
+                if c.is_empty() {
+                    Ok(None)
+                } else {
+                    chunk::from_hex(c)
+                        .map(Some)
+                        .ok_or_else(|| LtrError::Corrupt {
+                            key: prev.key(),
+                            why: format!("chunk entry {c:?} is not a hash"),
+                        })
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((hashes, dirty)))
+    }
+
+    /// Read, hash and (when the store lacks them) compress the chunks `todo`, on `threads`.
+    fn read_chunks(
+        &self,
+        view: &View,
+        todo: &[usize],
+        cs: u64,
+        size: u64,
+        threads: usize,
+    ) -> Result<Vec<Done>> {
+        let per = todo.len().div_ceil(threads.max(1)).max(1);
+        let known = &self.known;
+        std::thread::scope(|s| {
+            let handles: Vec<_> = todo
+                .chunks(per)
+                .map(|part| {
+                    s.spawn(move || -> Result<Vec<Done>> {
+                        let mut out = Vec::with_capacity(part.len());
+                        let mut buf = vec![0u8; cs as usize];
+                        for &i in part {
+                            let off = i as u64 * cs;
+                            let len = (size - off).min(cs) as usize;
+                            view.read_at(&mut buf[..len], off)?;
+                            let plain = &buf[..len];
+                            if chunk::is_zero(plain) {
+                                out.push((None, None));
+                                continue;
+                            }
+                            let h = chunk::hash(plain);
+                            let stored = (!known.lock().expect("known lock").contains(&h))
+                                .then(|| chunk::compress(plain));
+                            out.push((Some(h), stored));
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(todo.len());
+            for h in handles {
+                all.extend(h.join().expect("chunk worker")?);
+            }
+            Ok(all)
+        })
+    }
+}

@@ -1,0 +1,209 @@
+//! The object store behind long-term retention, with a blocking face: views read from NBD and
+//! FUSE threads, the archiver from a job thread. `object_store` is async, so the store runs on a
+//! small runtime of its own and callers wait on a channel (which works from any thread, inside
+//! another runtime or not, where `block_on` would panic).
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, PutPayload};
+
+use super::error::{LtrError, Result};
+
+/// One object as a listing shows it.
+#[derive(Clone, Debug)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub modified_ms: u64,
+}
+
+pub struct Objects {
+    store: Arc<dyn ObjectStore>,
+    /// The URL as given, for messages (never carries a secret: credentials come from the
+    /// environment, see `open`).
+    url: String,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Objects {
+    /// `file:///abs/dir` (made 0700 if missing) or `s3://BUCKET[/PREFIX]?key=value&...` where
+    /// the keys are `object_store`'s S3 settings (`endpoint`, `region`, `allow_http`, ...) and
+    /// credentials come from the standard `AWS_*` environment variables.
+    pub fn open(url: &str) -> Result<Objects> {
+        let invalid = |why: String| LtrError::Invalid {
+            what: "long-term store URL",
+            why: format!("{url}: {why}"),
+        };
+        let store: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
+            let dir = Path::new(path);
+            if !dir.is_absolute() {
+                return Err(invalid("a file:// URL needs an absolute path".into()));
+            }
+            std::fs::create_dir_all(dir).map_err(LtrError::io("create", dir))?;
+            crate::access::make_private_dir(dir).map_err(LtrError::io("chmod 0700", dir))?;
+            Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| invalid(e.to_string()))?,
+            )
+        } else if url.starts_with("s3://") {
+            let (base, query) = url.split_once('?').unwrap_or((url, ""));
+            let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(base);
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                let key: object_store::aws::AmazonS3ConfigKey = k
+                    .parse()
+                    .map_err(|e| invalid(format!("setting {k:?}: {e}")))?;
+                b = b.with_config(key, v.into_owned());
+            }
+            Arc::new(b.build().map_err(|e| invalid(e.to_string()))?)
+        } else {
+            return Err(invalid("expected file:///DIR or s3://BUCKET".into()));
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rewind-ltr-io")
+            .enable_all()
+            .build()
+            .map_err(LtrError::io("start the object store runtime for", url))?;
+        Ok(Objects {
+            store,
+            url: url.split('?').next().unwrap_or(url).to_string(),
+            rt: Some(rt),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Run `fut` on the store's runtime and wait for it.
+    fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.rt
+            .as_ref()
+            .expect("runtime until drop")
+            .spawn(async move {
+                let _ = tx.send(fut.await);
+            });
+        rx.recv().expect("the object store runtime answers")
+    }
+
+    fn err(&self, op: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> LtrError {
+        let (url, key) = (self.url.clone(), key.to_string());
+        move |source| LtrError::Store {
+            url,
+            op,
+            key,
+            source: Box::new(source),
+        }
+    }
+
+    pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.put_many(vec![(key.to_string(), bytes)], 1)
+    }
+
+    /// Store every (key, bytes), at most `parallel` at a time.
+    pub fn put_many(&self, items: Vec<(String, Vec<u8>)>, parallel: usize) -> Result<()> {
+        let store = self.store.clone();
+        let url = self.url.clone();
+        self.run(async move {
+            let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+            let mut set = tokio::task::JoinSet::new();
+            for (key, bytes) in items {
+                let permit = sem.clone().acquire_owned().await.expect("semaphore open");
+                let store = store.clone();
+                set.spawn(async move {
+                    let r = store
+                        .put(&Key::from(key.as_str()), PutPayload::from(bytes))
+                        .await;
+                    drop(permit);
+                    r.map(|_| ()).map_err(|e| (key, e))
+                });
+            }
+            let mut first = None;
+            while let Some(r) = set.join_next().await {
+                if let Err((key, source)) = r.expect("put task") {
+                    first.get_or_insert(LtrError::Store {
+                        url: url.clone(),
+                        op: "put",
+                        key,
+                        source: Box::new(source),
+                    });
+                }
+            }
+            first.map_or(Ok(()), Err)
+        })
+    }
+
+    /// The object's bytes, or None if there is none.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let store = self.store.clone();
+        let k = Key::from(key);
+        let r = self.run(async move {
+            match store.get(&k).await {
+                Ok(g) => g.bytes().await.map(|b| Some(b.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        r.map_err(self.err("get", key))
+    }
+
+    pub fn exists(&self, key: &str) -> Result<bool> {
+        let store = self.store.clone();
+        let k = Key::from(key);
+        let r = self.run(async move {
+            match store.head(&k).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        });
+        r.map_err(self.err("head", key))
+    }
+
+    /// Every object under `prefix` (a folder: `chunks`, `points/G`).
+    pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let store = self.store.clone();
+        let p = Key::from(prefix);
+        let r = self.run(async move {
+            let mut out = Vec::new();
+            let mut s = store.list(Some(&p));
+            while let Some(m) = s.next().await {
+                let m = m?;
+                out.push(ObjectInfo {
+                    key: m.location.to_string(),
+                    size: m.size,
+                    modified_ms: m.last_modified.timestamp_millis().max(0) as u64,
+                });
+            }
+            Ok(out)
+        });
+        r.map_err(self.err("list", prefix))
+    }
+
+    /// Delete an object (one already gone is not an error).
+    pub fn delete(&self, key: &str) -> Result<()> {
+        let store = self.store.clone();
+        let k = Key::from(key);
+        let r = self.run(async move {
+            match store.delete(&k).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        });
+        r.map_err(self.err("delete", key))
+    }
+}
+
+impl Drop for Objects {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one's context panics; this never waits.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! Long-term retention end to end: a real `rewind-mtd serve` and `rewind-agent run` on an ext4
+//! disk, a retention window of seconds and a test-only tier clock (`--ltr-test-hour`: an "hour"
+//! lasts 2 s, so hourly points come every 2 s and a "day" of them is kept 48 s).
+//!
+//! A model records the protected disk after each round of file writes (each round followed by
+//! quiet periods, so that a period's kept point is exactly the state after the round). Kept
+//! points outlive the journal window (their seqs fall below the horizon) and read back
+//! byte-exact through NBD, and mounted (`rewind mount`) their files are those of their round.
+//! Against a `file://` store and against moto's S3 server. Two groups with the same data store
+//! its chunks once; garbage collection deletes exactly the chunks no manifest names; a damaged
+//! chunk is an error naming it, never data.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::http::free_port;
+use common::*;
+use serde_json::Value;
+
+const DISK: u64 = 32 << 20;
+const LONG: Duration = Duration::from_secs(120);
+/// The test's "hour" (and so the period between kept points).
+const HOUR: &str = "2s";
+const HOUR_MS: u64 = 2000;
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A target with a view tree, a tier clock of `HOUR`, archiving checked every second.
+fn target(w: &Path, store: &str, extra: &[&str]) -> Mtd {
+    let views = w.join("views");
+    let args: Vec<&str> = [
+        &[
+            "--views",
+            views.to_str().unwrap(),
+            "--seal-after",
+            "1s",
+            "--ltr-store",
+            store,
+            "--ltr-interval",
+            "1s",
+            "--ltr-test-hour",
+            HOUR,
+        ][..],
+        extra,
+    ]
+    .concat();
+    Mtd::start_with(w, &args)
+}
+
+/// Retention `window_secs`, hourly points for one (test) day.
+fn set_policy(mtd: &Mtd, group: &str, window_secs: u64) {
+    let policy = format!(
+        r#"{{"name":"ltr","version":1,"rpo_target_secs":60,"retention_secs":{window_secs},
+        "level":3,"ltr_hourly_days":1}}"#
+    );
+    let (code, body) = mtd.control_put(&format!("/v1/groups/{group}/policy"), &policy);
+    assert_eq!(code, 200, "{body}");
+}
+
+/// One protected ext4 disk and what it held after each round.
+struct Source {
+    agent: Agent,
+    dir: PathBuf,
+    /// (seq at the end of the round, the disk's bytes then, the round's file name and content)
+    rounds: Vec<(u64, Vec<u8>, String, Vec<u8>)>,
+}
+
+impl Source {
+    fn start(w: &Path, mtd: &Mtd, group: &str, seed_img: Option<&Path>) -> Source {
+        let dir = w.join(group);
+        fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("disk.img");
+        match seed_img {
+            Some(s) => {
+                fs::copy(s, &img).unwrap();
+            }
+            None => {
+                fs::File::create(&img)
+                    .and_then(|f| f.set_len(DISK))
+                    .unwrap();
+                run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img));
+            }
+        }
+        let agent = Agent::start(&dir, group, &[("d0", &img)], &mtd.target(), &[]);
+        agent.wait_caught_up(LONG);
+        Source {
+            agent,
+            dir,
+            rounds: Vec::new(),
+        }
+    }
+
+    /// Write `round-N.bin` (seeded random bytes) through the protected device, wait until the
+    /// target has it, and record the disk.
+    fn round(&mut self, mtd: &Mtd, group: &str, seed: u64) {
+        let name = format!("round-{seed}.bin");
+        let content = Rng::new(seed * 2 + 1).bytes(300 << 10);
+        let mnt = self.dir.join("mnt");
+        let mut m = Mount::new(&self.agent.link("d0"), &mnt);
+        fs::write(mnt.join(&name), &content).unwrap();
+        m.umount();
+        self.agent.wait_caught_up(LONG);
+        let seq = points(mtd, group)["newest"]["seq"].as_u64().unwrap();
+        let bytes = read_direct(&self.agent.link("d0"), &self.dir.join("model.img"));
+        self.rounds.push((seq, bytes, name, content));
+        // Quiet for more than a period: the next period's kept point is this state.
+        std::thread::sleep(Duration::from_millis(2 * HOUR_MS + 500));
+    }
+}
+
+/// The device's bytes, read past the page cache (ext4 writes file data around the block
+/// device's cache, so a buffered read could be stale).
+fn read_direct(dev: &Path, tmp: &Path) -> Vec<u8> {
+    run_ok(
+        Command::new("dd")
+            .arg(format!("if={}", dev.display()))
+            .arg(format!("of={}", tmp.display()))
+            .args(["bs=1M", "iflag=direct", "status=none"]),
+    );
+    let b = fs::read(tmp).unwrap();
+    fs::remove_file(tmp).unwrap();
+    b
+}
+
+fn points(mtd: &Mtd, group: &str) -> Value {
+    mtd.rewind_json(&["points", group])
+}
+
+fn long_term_seqs(mtd: &Mtd, group: &str) -> BTreeSet<u64> {
+    points(mtd, group)["long_term"]
+        .as_array()
+        .map(|a| a.iter().map(|p| p["seq"].as_u64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+/// The disk at `point` read through NBD (nbdcopy) into `out`.
+fn nbd_read(mtd: &Mtd, export: &str, out: &Path) -> std::process::Output {
+    let _ = fs::remove_file(out);
+    run(Command::new("nbdcopy").arg(mtd.nbd_uri(export)).arg(out))
+}
+
+/// Every round's kept point outlives the window and reads back exactly; an old one mounts
+/// with its round's files.
+fn check_rounds(mtd: &Mtd, src: &Source, group: &str, w: &Path) {
+    let first = src.rounds[0].0;
+    wait_until("the horizon to pass the first round's point", LONG, || {
+        points(mtd, group)["horizon_seq"].as_u64().unwrap() > first
+    });
+    let lt = long_term_seqs(mtd, group);
+    let horizon = points(mtd, group)["horizon_seq"].as_u64().unwrap();
+    let out = w.join("read.img");
+    let mut outlived = 0;
+    for (seq, bytes, _, _) in &src.rounds {
+        assert!(
+            lt.contains(seq),
+            "round point seq {seq} was not kept: {lt:?}\n{}",
+            mtd.log_tail(40)
+        );
+        if *seq < horizon {
+            outlived += 1;
+        }
+        let r = nbd_read(mtd, &format!("{group}/d0@seq:{seq}"), &out);
+        assert!(r.status.success(), "nbdcopy seq:{seq}: {r:?}");
+        assert!(
+            fs::read(&out).unwrap() == *bytes,
+            "long-term point seq {seq} differs from the disk as it was"
+        );
+    }
+    assert!(
+        outlived >= 1,
+        "no kept point is older than the horizon {horizon}"
+    );
+    // A point between two kept ones, older than the horizon, resolves to the older kept point.
+    let (s0, b0, name0, content0) = &src.rounds[0];
+    let r = nbd_read(mtd, &format!("{group}/d0@seq:{}", s0 + 1), &out);
+    assert!(r.status.success(), "nbdcopy seq:{}: {r:?}", s0 + 1);
+    if s0 + 1 < src.rounds[1].0 && s0 + 1 < horizon {
+        assert!(fs::read(&out).unwrap() == *b0);
+    }
+    // Mounted: the first round's file is there, the second's is not.
+    let mnt = w.join(format!("lt-{group}"));
+    fs::create_dir_all(&mnt).unwrap();
+    let _g = RewindMount(mtd, mnt.clone());
+    run_ok(
+        mtd.rewind_cmd()
+            .args(["mount", &format!("{group}/d0@seq:{s0}")])
+            .arg(&mnt),
+    );
+    assert_eq!(fs::read(mnt.join(name0)).unwrap(), *content0);
+    assert!(!mnt.join(&src.rounds[1].2).exists());
+
+    // A test failover to it: the test disk is a writable copy of the long-term point.
+    let r = mtd.rewind_json(&["failover", "test", group, "--point", &format!("seq:{s0}")]);
+    assert_eq!(r["test"]["seq"].as_u64(), Some(*s0), "{r}");
+    let uri = r["test"]["disks"][0]["nbd_uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let copy = w.join("test-failover.img");
+    let _ = fs::remove_file(&copy);
+    run_ok(Command::new("nbdcopy").arg(&uri).arg(&copy));
+    assert!(
+        fs::read(&copy).unwrap() == *b0,
+        "the test disk differs from the kept point"
+    );
+    mtd.rewind(&["failover", "cleanup", group]);
+}
+
+/// `rewind umount` when dropped.
+struct RewindMount<'a>(&'a Mtd, PathBuf);
+impl Drop for RewindMount<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.rewind_cmd().arg("umount").arg(&self.1).output();
+        umount_lazy(&self.1);
+    }
+}
+
+/// Chunk and manifest files of a `file://` store.
+fn store_files(root: &Path, sub: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![root.join(sub)];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Chunk hashes the manifests of a `file://` store name.
+fn referenced(root: &Path) -> BTreeSet<String> {
+    store_files(root, "points")
+        .iter()
+        .flat_map(|m| {
+            let v: Value = serde_json::from_slice(&fs::read(root.join(m)).unwrap()).unwrap();
+            v["chunks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|c| {
+                    c.as_str()
+                        .filter(|c| !c.is_empty())
+                        .map(|c| format!("chunks/{c}"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A damaged chunk is an error that names it, never data (the cache is cold after a restart).
+fn corrupt_chunk_is_reported(mtd: &mut Mtd, src: &Source, root: &Path, w: &Path) {
+    let seq = src.rounds[0].0;
+    let manifest = format!("points/g1/d0/{seq:020}.json");
+    let v: Value = serde_json::from_slice(&fs::read(root.join(&manifest)).unwrap()).unwrap();
+    let hash = v["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str())
+        .find(|c| !c.is_empty())
+        .unwrap()
+        .to_string();
+    mtd.stop();
+    let chunk = root.join("chunks").join(&hash);
+    let mut b = fs::read(&chunk).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x5a;
+    fs::write(&chunk, &b).unwrap();
+    mtd.restart();
+    let r = nbd_read(mtd, &format!("g1/d0@seq:{seq}"), &w.join("bad.img"));
+    assert!(!r.status.success(), "a corrupt chunk was served as data");
+    let log = mtd.log_text();
+    assert!(
+        log.contains(&format!("chunks/{hash}")),
+        "the error does not name the chunk: {}",
+        mtd.log_tail(30)
+    );
+}
+
+#[test]
+fn a_file_store_keeps_points_and_reports_a_corrupt_chunk() {
+    if !can_run() || !have_tools("ltr_corrupt", &["nbdcopy", "mkfs.ext4"]) {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let root = w.join("ltr-store");
+    let mut mtd = target(w, &format!("file://{}", root.display()), &[]);
+    let mut src = Source::start(w, &mtd, "g1", None);
+    set_policy(&mtd, "g1", 6);
+    for seed in 1..=3 {
+        src.round(&mtd, "g1", seed);
+    }
+    check_rounds(&mtd, &src, "g1", w);
+    assert!(referenced(&root).is_subset(&store_files(&root, "chunks")));
+    corrupt_chunk_is_reported(&mut mtd, &src, &root, w);
+}
+
+#[test]
+fn two_groups_with_the_same_data_store_it_once() {
+    if !can_run() || !have_tools("ltr_dedup", &["mkfs.ext4"]) {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let root = w.join("ltr-store");
+    let mtd = target(w, &format!("file://{}", root.display()), &[]);
+    // One ext4 image with 2 MiB of data, protected twice.
+    let seed = w.join("seed.img");
+    fs::File::create(&seed)
+        .and_then(|f| f.set_len(DISK))
+        .unwrap();
+    run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&seed));
+    run_ok(
+        Command::new("dd")
+            .arg(format!("of={}", seed.display()))
+            .args([
+                "if=/dev/urandom",
+                "bs=1M",
+                "count=2",
+                "seek=8",
+                "conv=notrunc",
+                "status=none",
+            ]),
+    );
+    let _a = Source::start(w, &mtd, "ga", Some(&seed));
+    set_policy(&mtd, "ga", 3600);
+    wait_until("a kept point of ga", LONG, || {
+        !long_term_seqs(&mtd, "ga").is_empty()
+    });
+    let after_a = store_files(&root, "chunks");
+    let _b = Source::start(w, &mtd, "gb", Some(&seed));
+    set_policy(&mtd, "gb", 3600);
+    wait_until("a kept point of gb", LONG, || {
+        !long_term_seqs(&mtd, "gb").is_empty()
+    });
+    let gb = store_files(&root, "points")
+        .into_iter()
+        .find(|k| k.starts_with("points/gb/"))
+        .unwrap();
+    let v: Value = serde_json::from_slice(&fs::read(root.join(&gb)).unwrap()).unwrap();
+    let needed: BTreeSet<String> = v["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| {
+            c.as_str()
+                .filter(|c| !c.is_empty())
+                .map(|c| format!("chunks/{c}"))
+        })
+        .collect();
+    assert!(
+        needed.len() >= 32,
+        "the point holds the 2 MiB of data: {}",
+        needed.len()
+    );
+    assert!(
+        needed.is_subset(&after_a),
+        "gb's point stored {} chunks ga had already stored",
+        needed.difference(&after_a).count()
+    );
+}
+
+#[test]
+fn garbage_collection_deletes_what_no_manifest_needs_and_nothing_else() {
+    if !can_run() || !have_tools("ltr_gc", &["nbdcopy", "mkfs.ext4"]) {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let root = w.join("ltr-store");
+    // An "hour" of 500 ms: hourly points are kept for 12 s.
+    let views = w.join("views");
+    let mtd = Mtd::start_with(
+        w,
+        &[
+            "--views",
+            views.to_str().unwrap(),
+            "--seal-after",
+            "1s",
+            "--ltr-store",
+            &format!("file://{}", root.display()),
+            "--ltr-interval",
+            "1s",
+            "--ltr-test-hour",
+            "500ms",
+        ],
+    );
+    let mut src = Source::start(w, &mtd, "g1", None);
+    set_policy(&mtd, "g1", 4);
+    // Each round replaces the last round's file: its chunks are needed only by its points.
+    let mnt = src.dir.join("mnt");
+    for seed in 10..13u64 {
+        {
+            let mut m = Mount::new(&src.agent.link("d0"), &mnt);
+            for old in fs::read_dir(&mnt).unwrap().flatten() {
+                if old.file_name().to_string_lossy().starts_with("round-") {
+                    fs::remove_file(old.path()).unwrap();
+                }
+            }
+            m.umount();
+        }
+        src.round(&mtd, "g1", seed);
+    }
+    let first = src.rounds[0].0;
+    wait_until("the first round's point to be kept", LONG, || {
+        long_term_seqs(&mtd, "g1").contains(&first)
+    });
+    // Within the grace period nothing unreferenced goes.
+    let gc = mtd.rewind_json(&["ltr", "gc"]);
+    assert_eq!(gc["chunks_deleted"], 0, "{gc}");
+    // Once the first round's points expire (12 s after their periods), its chunks are garbage.
+    wait_until("the first round's point to expire", LONG, || {
+        let gc = mtd.rewind_json(&["ltr", "gc", "--grace", "0s"]);
+        gc["manifests_deleted"].as_u64().unwrap() > 0
+            && !long_term_seqs(&mtd, "g1").contains(&first)
+    });
+    let gc = mtd.rewind_json(&["ltr", "gc", "--grace", "0s"]);
+    let chunks = store_files(&root, "chunks");
+    let refs = referenced(&root);
+    assert_eq!(
+        chunks, refs,
+        "after a collection with no grace, exactly the named chunks remain ({gc})"
+    );
+    // What is kept still reads back exactly.
+    let (seq, bytes, _, _) = src.rounds.last().unwrap();
+    assert!(long_term_seqs(&mtd, "g1").contains(seq));
+    let out = w.join("last.img");
+    let r = nbd_read(&mtd, &format!("g1/d0@seq:{seq}"), &out);
+    assert!(r.status.success(), "{r:?}");
+    assert!(fs::read(&out).unwrap() == *bytes);
+}
+
+/// moto's S3 server on a free loopback port, stopped by pid when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start(w: &Path) -> Moto {
+        let port = free_port();
+        let log = fs::File::create(w.join("moto.log")).unwrap();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start moto_server");
+        let m = Moto { child, port };
+        wait_until("moto to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let out = run(Command::new("curl")
+            .args(["-sf", "-X", "PUT"])
+            .arg(format!("http://127.0.0.1:{port}/rewind-ltr")));
+        assert!(out.status.success(), "creating the bucket: {out:?}");
+        m
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "s3://rewind-ltr?endpoint=http://127.0.0.1:{}&allow_http=true&region=us-east-1\
+             &access_key_id=test&secret_access_key=test",
+            self.port
+        )
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child);
+    }
+}
+
+#[test]
+fn kept_points_outlive_the_window_on_s3() {
+    if !can_run() || !have_tools("ltr_s3", &["nbdcopy", "mkfs.ext4", "moto_server", "curl"]) {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let moto = Moto::start(w);
+    let mtd = target(w, &moto.url(), &[]);
+    let mut src = Source::start(w, &mtd, "g1", None);
+    set_policy(&mtd, "g1", 6);
+    for seed in 1..=3 {
+        src.round(&mtd, "g1", seed);
+    }
+    check_rounds(&mtd, &src, "g1", w);
+    // Collection against S3 keeps every point's chunks (nothing has expired).
+    let gc = mtd.rewind_json(&["ltr", "gc", "--grace", "0s"]);
+    assert_eq!(gc["manifests_deleted"], 0, "{gc}");
+    let (seq, bytes, _, _) = &src.rounds[0];
+    let r = nbd_read(&mtd, &format!("g1/d0@seq:{seq}"), &w.join("again.img"));
+    assert!(r.status.success(), "{r:?}");
+    assert!(fs::read(w.join("again.img")).unwrap() == *bytes);
+}
