@@ -167,7 +167,9 @@ fn power_cuts_of_the_source_lose_no_flushed_write_and_converge() {
             std::thread::spawn(move || writer(dev, round as u64 + 1, model, stop))
         };
         std::thread::sleep(Duration::from_millis(300 + rng.next_u64() % 1500));
-        let st = agent.status();
+        // The last cut dropped the unsynced status file; on a loaded machine the new agent may
+        // not have written its first one yet: wait for it rather than read a file not there.
+        let st = agent.fresh_status();
         agent.kill9();
         stop.store(true, Ordering::SeqCst);
         t.join().expect("writer");
