@@ -53,7 +53,11 @@ fn full_disk_pauses_then_resumes_losing_nothing() {
             .arg(&filler),
     );
 
-    let mut d = Mtd::start_engine(&mnt, "uring", &["--segment-size", "2MiB"]);
+    let mut d = Mtd::start_engine(
+        &mnt,
+        "uring",
+        &["--segment-size", "2MiB", "--ltr-store", "none"],
+    );
     let wl = Workload {
         group: "full".into(),
         disks: vec!["sda:32MiB".into()],
