@@ -3,36 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::smallfs::SmallFs;
 use common::*;
-
-/// A loop-mounted file system, unmounted (and its loop device released) on drop.
-struct LoopMount(PathBuf);
-
-impl LoopMount {
-    fn new(image: &Path, mnt: &Path, size_mib: u64) -> LoopMount {
-        let f = std::fs::File::create(image).unwrap();
-        f.set_len(size_mib << 20).unwrap();
-        run_ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
-        std::fs::create_dir_all(mnt).unwrap();
-        run_ok(
-            Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(image)
-                .arg(mnt),
-        );
-        LoopMount(mnt.to_path_buf())
-    }
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        umount_or_lazy(&self.0);
-    }
-}
 
 #[test]
 fn full_disk_pauses_then_resumes_losing_nothing() {
@@ -41,23 +16,18 @@ fn full_disk_pauses_then_resumes_losing_nothing() {
         return;
     }
     let work = tempdir();
-    let mnt = work.path().join("mnt");
-    let _fs = LoopMount::new(&work.path().join("small.img"), &mnt, 96);
-    let st = nix::sys::statvfs::statvfs(&mnt).unwrap();
-    let avail = st.blocks_available() as u64 * st.fragment_size() as u64;
-    let filler = mnt.join("filler");
+    // The data directory is the small file system; the daemon's log and sockets stay beside
+    // it in `work`, so the full disk does not silence the log the test reads.
+    let fs = SmallFs::new(work.path(), 96, &[], &work.path().join("data"));
+    let filler = fs.dir.join("filler");
     let keep_free = 6u64 << 20;
     run_ok(
         Command::new("fallocate")
-            .args(["-l", &(avail - keep_free).to_string()])
+            .args(["-l", &(fs.avail() - keep_free).to_string()])
             .arg(&filler),
     );
 
-    let mut d = Mtd::start_engine(
-        &mnt,
-        "uring",
-        &["--segment-size", "2MiB", "--ltr-store", "none"],
-    );
+    let mut d = Mtd::start_engine(work.path(), "uring", &["--segment-size", "2MiB"]);
     let wl = Workload {
         group: "full".into(),
         disks: vec!["sda:32MiB".into()],

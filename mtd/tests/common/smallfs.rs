@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rewind_benches::harness::{run_ok, Loop, Mount};
+use rewind_benches::harness::{run, run_ok, Loop, Mount};
 
 pub struct SmallFs {
     pub dir: PathBuf,
@@ -62,31 +62,42 @@ impl SmallFs {
             .files_available()
     }
 
-    /// Take every free byte into `name` (fallocate most of it, then 4 KiB appends until
-    /// ENOSPC, for what fallocate's own metadata left). Returns the filler's path.
+    /// Take every free byte into `name` (fallocate most of it, then appends of 4 KiB, then of
+    /// one file system block, until ENOSPC: 4 KiB steps alone leave up to three 1 KiB blocks
+    /// free, room for a small file that a test expects to fail). Returns the filler's path.
     pub fn fill(&self, name: &str) -> PathBuf {
         let p = self.dir.join(name);
-        let avail = self.avail();
-        if avail > 1 << 20 {
-            run_ok(
-                Command::new("fallocate")
-                    .args(["-l", &(avail - (512 << 10)).to_string()])
-                    .arg(&p),
-            );
+        // The daemon may allocate meanwhile (a segment, a merge): a fallocate that finds less
+        // room than measured fails, and is tried again with a wider margin.
+        for margin in [512u64 << 10, 4 << 20, 16 << 20] {
+            let avail = self.avail();
+            if avail <= margin + (1 << 20) {
+                break;
+            }
+            let out = run(Command::new("fallocate")
+                .args(["-l", &(avail - margin).to_string()])
+                .arg(&p));
+            if out.status.success() {
+                break;
+            }
         }
         let mut f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&p)
             .unwrap();
-        let block = [0xa5u8; 4096];
-        loop {
-            match f.write_all(&block).and_then(|()| f.sync_data()) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-                Err(e) => panic!("filling {}: {e}", p.display()),
+        let fs_block = nix::sys::statvfs::statvfs(&self.dir).unwrap().block_size() as usize;
+        for step in [4096, fs_block.min(4096)] {
+            let block = vec![0xa5u8; step];
+            loop {
+                match f.write_all(&block).and_then(|()| f.sync_data()) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => panic!("filling {}: {e}", p.display()),
+                }
             }
         }
+        assert_eq!(self.avail(), 0, "{} is not full", self.dir.display());
         p
     }
 
