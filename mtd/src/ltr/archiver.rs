@@ -7,6 +7,7 @@
 //! others take the previous manifest's hashes. Otherwise every chunk is read (zero ranges known
 //! from the view's extent map are not).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use rewind_formats::ltr::{LtrManifest, LTR_CHUNK_SIZE, LTR_MANIFEST_VERSION};
@@ -15,12 +16,14 @@ use rewind_formats::Seq;
 use super::catalog::KeptPoint;
 use super::chunk::{self, Hash};
 use super::error::{LtrError, Result};
+use super::objects::Pending;
 use super::Ltr;
 use crate::store::group::Group;
 use crate::store::kept::PeriodPoint;
 use crate::views::view::{Allocation, View};
 
-/// Chunks handled per step: read, hashed and compressed on all cores, then uploaded together.
+/// Chunks handled per step: read, hashed and compressed on all cores, then stored while the
+/// next step is read.
 const BATCH: usize = 64;
 
 /// What an archive did.
@@ -86,6 +89,9 @@ impl Ltr {
         let threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .min(8);
+        // Chunks this archive has put (or is putting): each is stored once.
+        let mut queued: HashSet<Hash> = HashSet::new();
+        let mut in_flight: Option<(Pending, Vec<Hash>)> = None;
         for start in (0..n).step_by(BATCH) {
             let end = (start + BATCH).min(n);
             let lo = start as u64 * cs;
@@ -118,7 +124,7 @@ impl Ltr {
             for (&i, (h, stored)) in todo.iter().zip(done) {
                 hashes[i] = h;
                 if let (Some(h), Some(bytes)) = (h, stored) {
-                    if !fresh.contains(&h) {
+                    if queued.insert(h) {
                         stats.uploaded += 1;
                         stats.uploaded_bytes += bytes.len() as u64;
                         puts.push((chunk::key(&h), bytes));
@@ -126,9 +132,19 @@ impl Ltr {
                     }
                 }
             }
-            self.objects.put_many(puts, self.opts.parallel)?;
-            self.known.lock().expect("known lock").extend(fresh);
+            // One batch is stored while the next is read and compressed. A chunk counts as
+            // known only once its put succeeded: an archive that fails part way must not
+            // leave the next one skipping a chunk that was never stored.
+            if let Some((p, f)) = in_flight.take() {
+                p.wait()?;
+                self.known.lock().expect("known lock").extend(f);
+            }
+            in_flight = Some((self.objects.put_many_start(puts, self.opts.parallel), fresh));
             progress(100.0 * end as f64 / n.max(1) as f64);
+        }
+        if let Some((p, f)) = in_flight.take() {
+            p.wait()?;
+            self.known.lock().expect("known lock").extend(f);
         }
         let m = LtrManifest {
             version: LTR_MANIFEST_VERSION,
@@ -146,11 +162,13 @@ impl Ltr {
                 .map(|h| h.as_ref().map_or_else(String::new, chunk::to_hex))
                 .collect(),
         };
-        // Last: a manifest only ever names chunks that are stored.
+        // Last: a manifest only ever names chunks that are stored, durably.
+        self.objects.flush()?;
         self.objects.put(
             &LtrManifest::key(&group.name, &disk, point.seq.0),
             m.to_json(),
         )?;
+        self.objects.flush()?;
         self.catalog
             .lock()
             .expect("catalog lock")
@@ -170,6 +188,7 @@ impl Ltr {
         }
         m.keep_until_ms = keep_until_ms;
         self.objects.put(&p.key(), m.to_json())?;
+        self.objects.flush()?;
         self.catalog
             .lock()
             .expect("catalog lock")

@@ -55,6 +55,11 @@ impl Ltr {
             stats.manifests_kept += 1;
             referenced.extend(m.chunks.iter().filter_map(|c| chunk::from_hex(c)));
         }
+        // The expired manifests' deletions are durable before any chunk they named goes: a
+        // power cut must not bring back a manifest whose chunks are gone.
+        if stats.manifests_deleted > 0 {
+            self.objects.flush()?;
+        }
         for o in self.objects.list("chunks")? {
             let Some(h) = o.key.strip_prefix("chunks/").and_then(chunk::from_hex) else {
                 continue;

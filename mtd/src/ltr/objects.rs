@@ -21,11 +21,24 @@ pub struct ObjectInfo {
     pub modified_ms: u64,
 }
 
+/// Puts under way ([`Objects::put_many_start`]).
+pub struct Pending(std::sync::mpsc::Receiver<Result<()>>);
+
+impl Pending {
+    /// Wait until every put is done: the first error, if any.
+    pub fn wait(self) -> Result<()> {
+        self.0.recv().expect("the object store runtime answers")
+    }
+}
+
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
     /// The URL as given, for messages (never carries a secret: credentials come from the
     /// environment, see `open`).
     url: String,
+    /// The directory of a `file://` store: `object_store` writes its files without fsync, so
+    /// [`Objects::flush`] makes them durable itself.
+    local_root: Option<std::path::PathBuf>,
     rt: Option<tokio::runtime::Runtime>,
 }
 
@@ -38,6 +51,7 @@ impl Objects {
             what: "long-term store URL",
             why: format!("{url}: {why}"),
         };
+        let mut local_root = None;
         let store: Arc<dyn ObjectStore> = if let Some(path) = url.strip_prefix("file://") {
             let dir = Path::new(path);
             if !dir.is_absolute() {
@@ -45,6 +59,7 @@ impl Objects {
             }
             std::fs::create_dir_all(dir).map_err(LtrError::io("create", dir))?;
             crate::access::make_private_dir(dir).map_err(LtrError::io("chmod 0700", dir))?;
+            local_root = Some(dir.to_path_buf());
             Arc::new(
                 object_store::local::LocalFileSystem::new_with_prefix(dir)
                     .map_err(|e| invalid(e.to_string()))?,
@@ -71,6 +86,7 @@ impl Objects {
         Ok(Objects {
             store,
             url: url.split('?').next().unwrap_or(url).to_string(),
+            local_root,
             rt: Some(rt),
         })
     }
@@ -79,8 +95,32 @@ impl Objects {
         &self.url
     }
 
+    /// Make every object stored so far durable. An S3 PUT is durable once answered; a `file://`
+    /// store's files and renames are only in the page cache until this `syncfs` of its file
+    /// system (one call for a whole archive's chunks, where an fsync per chunk file would cost
+    /// thousands). Called before a manifest is written, so that a power cut never leaves a
+    /// manifest naming chunks that were lost, and after it.
+    pub fn flush(&self) -> Result<()> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let dir = std::fs::File::open(root).map_err(LtrError::io("open", root))?;
+        nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir))
+            .map_err(|e| LtrError::io("syncfs", root)(std::io::Error::from(e)))
+    }
+
     /// Run `fut` on the store's runtime and wait for it.
     fn run<T: Send + 'static>(&self, fut: impl Future<Output = T> + Send + 'static) -> T {
+        self.start(fut)
+            .recv()
+            .expect("the object store runtime answers")
+    }
+
+    /// Start `fut` on the store's runtime; its result comes on the channel.
+    fn start<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = T> + Send + 'static,
+    ) -> std::sync::mpsc::Receiver<T> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.rt
             .as_ref()
@@ -88,7 +128,7 @@ impl Objects {
             .spawn(async move {
                 let _ = tx.send(fut.await);
             });
-        rx.recv().expect("the object store runtime answers")
+        rx
     }
 
     fn err(&self, op: &'static str, key: &str) -> impl FnOnce(object_store::Error) -> LtrError {
@@ -107,9 +147,16 @@ impl Objects {
 
     /// Store every (key, bytes), at most `parallel` at a time.
     pub fn put_many(&self, items: Vec<(String, Vec<u8>)>, parallel: usize) -> Result<()> {
+        self.put_many_start(items, parallel).wait()
+    }
+
+    /// Like [`Objects::put_many`], without waiting: the caller goes on (reads and compresses the
+    /// next chunks) while these are stored, and waits on the [`Pending`] before it counts on
+    /// them.
+    pub fn put_many_start(&self, items: Vec<(String, Vec<u8>)>, parallel: usize) -> Pending {
         let store = self.store.clone();
         let url = self.url.clone();
-        self.run(async move {
+        Pending(self.start(async move {
             let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
             let mut set = tokio::task::JoinSet::new();
             for (key, bytes) in items {
@@ -135,7 +182,7 @@ impl Objects {
                 }
             }
             first.map_or(Ok(()), Err)
-        })
+        }))
     }
 
     /// The object's bytes, or None if there is none.
