@@ -188,6 +188,18 @@ fn check_rounds(mtd: &Mtd, src: &Source, group: &str, w: &Path) {
     if s0 + 1 < src.rounds[1].0 && s0 + 1 < horizon {
         assert!(fs::read(&out).unwrap() == *b0);
     }
+    // The FUSE tree lists the kept point in the disk's at/ and reads it as it was.
+    let at = mtd.views.as_ref().unwrap().join(group).join("d0/at");
+    let listed: BTreeSet<String> = fs::read_dir(&at)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let name = format!("seq:{s0}.img");
+    assert!(listed.contains(&name), "{name} not in {at:?}: {listed:?}");
+    assert!(
+        fs::read(at.join(&name)).unwrap() == *b0,
+        "{name} read through FUSE differs from the disk as it was"
+    );
     // Mounted: the first round's file is there, the second's is not.
     let mnt = w.join(format!("lt-{group}"));
     fs::create_dir_all(&mnt).unwrap();

@@ -96,9 +96,11 @@ impl Catalog {
         self.group(group)?.time_of(Seq(seq))
     }
 
-    /// What `at/` lists: `tag:NAME` for every tag in the window (once per name), then
-    /// `latest-app-consistent` when there is an app-consistent tag.
-    pub fn listed_points(&self, group: &str) -> Vec<String> {
+    /// What a disk's `at/` lists: `tag:NAME` for every tag in the window (once per name), then
+    /// `latest-app-consistent` when there is an app-consistent tag, then `seq:N` for every
+    /// long-term point kept of the disk (older ones first), so that history past the window is
+    /// found by listing, not only by a name the user must already know.
+    pub fn listed_points(&self, group: &str, disk: &str) -> Vec<String> {
         let Some(g) = self.group(group) else {
             return Vec::new();
         };
@@ -117,6 +119,17 @@ impl Catalog {
         }
         if app {
             out.push(LATEST_APP_CONSISTENT.to_string());
+        }
+        if let Some(ltr) = self.exports.store.ltr() {
+            let mut kept: Vec<u64> = ltr
+                .points_of(group)
+                .into_iter()
+                .filter(|k| k.disk == disk)
+                .map(|k| k.seq)
+                .collect();
+            kept.sort_unstable();
+            kept.dedup();
+            out.extend(kept.into_iter().map(|seq| format!("seq:{seq}")));
         }
         out
     }

@@ -86,7 +86,7 @@ impl TreeFs {
                 out.push((Node::Overlays(d.clone()), "overlays".into()));
             }
             Node::At(d) => {
-                for spec in self.catalog.listed_points(&d.group) {
+                for spec in self.catalog.listed_points(&d.group, &d.disk) {
                     let name = format!("{spec}.img");
                     out.push((Node::Image(d.clone(), Image::Point(spec)), name));
                 }
