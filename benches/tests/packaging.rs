@@ -13,18 +13,23 @@ use std::process::Command;
 
 use rewind_benches::harness::*;
 
-/// Each package: its crate, its binaries, its unit file.
-const PACKAGES: [(&str, &[&str], &str); 3] = [
-    ("mtd", &["rewind-mtd", "rewind"], "rewind-mtd.service"),
-    ("agent", &["rewind-agent"], "rewind-agent@.service"),
-    ("site", &["rewind-site"], "rewind-site.service"),
+/// Each package: its crate, its binaries, its unit files.
+const PACKAGES: [(&str, &[&str], &[&str]); 3] = [
+    (
+        "mtd",
+        &["rewind-mtd", "rewind"],
+        &["rewind-mtd.service", "rewind-relay.service"],
+    ),
+    ("agent", &["rewind-agent"], &["rewind-agent@.service"]),
+    ("site", &["rewind-site"], &["rewind-site.service"]),
 ];
 
 /// The highest `systemd-analyze security` exposure each unit may have (measured 5.2, 5.0 and
 /// 1.5 when written: the target and the agent keep CAP_SYS_ADMIN for mounts, FUSE and loop
 /// devices; the site keeps no capability at all).
-const MAX_EXPOSURE: [(&str, f64); 3] = [
+const MAX_EXPOSURE: [(&str, f64); 4] = [
     ("rewind-mtd.service", 5.3),
+    ("rewind-relay.service", 1.6),
     ("rewind-agent@.service", 5.1),
     ("rewind-site.service", 1.6),
 ];
@@ -108,21 +113,23 @@ fn units_pass_systemd_analyze_verify_and_stay_hardened() {
         }
     }
     let mut manpath = Vec::new();
-    for (krate, bins, unit) in PACKAGES {
+    for (krate, bins, unit_files) in PACKAGES {
         for b in bins {
             place(&bin(b), &root.join("usr/bin").join(b));
             let docs = tmp.path().join("docs").join(b);
             generate_docs(b, &docs);
             manpath.push(docs.join("man").display().to_string());
         }
-        fs::copy(
-            workspace().join(krate).join("systemd").join(unit),
-            units.join(unit),
-        )
-        .unwrap();
+        for unit in unit_files {
+            fs::copy(
+                workspace().join(krate).join("systemd").join(unit),
+                units.join(unit),
+            )
+            .unwrap();
+        }
     }
     let manpath = manpath.join(":");
-    for (_, _, unit) in PACKAGES {
+    for unit in PACKAGES.iter().flat_map(|(_, _, u)| u.iter()) {
         let (ok, text) = run(Command::new("systemd-analyze")
             .arg("verify")
             .arg(format!("--root={}", root.display()))
@@ -175,7 +182,7 @@ fn debian_packages_hold_binaries_units_docs_and_make_the_group() {
     // cargo-deb takes the assets from the target directory (`target/release/...` in the
     // metadata is the selected profile's directory): the docs go where the metadata says.
     let target = bin("rewind").parent().unwrap().to_path_buf();
-    for (krate, bins, unit) in PACKAGES {
+    for (krate, bins, unit_files) in PACKAGES {
         for b in bins {
             generate_docs(b, &target.join("docs").join(b));
         }
@@ -197,7 +204,10 @@ fn debian_packages_hold_binaries_units_docs_and_make_the_group() {
             .unwrap_or_else(|| panic!("no rewind-{krate} package in {text}"));
         let (ok, files) = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
         assert!(ok, "{files}");
-        let mut want = vec![format!("./usr/lib/systemd/system/{unit}")];
+        let mut want: Vec<String> = unit_files
+            .iter()
+            .map(|u| format!("./usr/lib/systemd/system/{u}"))
+            .collect();
         for b in bins {
             want.push(format!("./usr/bin/{b}"));
             want.push(format!("./usr/share/man/man1/{b}.1"));
@@ -218,14 +228,25 @@ fn debian_packages_hold_binaries_units_docs_and_make_the_group() {
         )));
         assert!(ok, "{postinst}");
         assert!(postinst.contains("addgroup --system rewind"), "{postinst}");
-        // A unit is enabled at install; a template has no instance to enable until a group
-        // is pushed (`rewind-agent@GROUP`), so systemd only reloads.
+        // The package's own unit is enabled at install; a template has no instance to enable
+        // until a group is pushed (`rewind-agent@GROUP`), so systemd only reloads; the relay's
+        // is shipped, not enabled (a host is a relay only when configured as one).
+        let unit = unit_files[0];
         let wanted = if unit.contains('@') {
             "systemctl --system daemon-reload".to_string()
         } else {
             format!("deb-systemd-helper enable {unit}")
         };
         assert!(postinst.contains(&wanted), "{postinst}");
+        for other in &unit_files[1..] {
+            // dh_installsystemd's form for a unit not enabled by default: it is enabled again
+            // only where an administrator had enabled it before an upgrade.
+            let guard = format!("deb-systemd-helper debian-installed {other}");
+            assert!(
+                postinst.contains(&guard),
+                "{other} must not be enabled at install: {postinst}"
+            );
+        }
         let (_, control) = run(Command::new("dpkg-deb")
             .args(["-f"])
             .arg(&deb)
