@@ -702,3 +702,60 @@ fn recompressed_upstream_sends_fewer_bytes_and_the_replica_is_exact() {
     );
     assert_ok(&wl.verify(&img, 0, acked), "verify");
 }
+
+/// A bandwidth limit paces what the relay sends the target, not what it takes from the agent:
+/// with the upstream limited to 1 MiB/s the relay keeps acknowledging the load generator at its
+/// own pace while the target falls behind, the relay's bytes out stay within the limit (plus the
+/// second the bucket holds), and once the load stops the target catches up exactly.
+#[test]
+fn a_bandwidth_limit_paces_the_upstream_not_the_agent() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    // Random payload: compression cannot shrink what the limit is measured on.
+    let wl = Workload {
+        payload: "random",
+        ..workload("paced", 15)
+    };
+    let mut mtd = Mtd::start(w);
+    let sock = w.join("relay.sock");
+    let relay = Relay::start_with(
+        w,
+        &mtd.target(),
+        "1GiB",
+        &format!("unix:{}", sock.display()),
+        &["--bandwidth-limit", "1MiB/s"],
+    );
+    let state = w.join("loadgen.state");
+    let lg = loadgen(&wl, &relay.target(), &state, "3MiB");
+    wait_until("a first ack", LONG, || acked(&state) > 0, &|| {
+        relay.log_text()
+    });
+    let t0 = Instant::now();
+    let out0 = relay.metric("rewind_relay_bytes_out_total");
+    std::thread::sleep(Duration::from_secs(5));
+    let secs = t0.elapsed().as_secs_f64();
+    let out = relay.metric("rewind_relay_bytes_out_total") - out0;
+    let (relay_acked, target_has) = (acked(&state), target_durable(&mtd, "paced"));
+    eprintln!(
+        "in {secs:.1} s: {out} bytes out; relay acked seq {relay_acked}, target holds {target_has}"
+    );
+    let mib = (1u64 << 20) as f64;
+    assert!(
+        out as f64 <= (secs + 1.5) * mib,
+        "{out} bytes out in {secs:.1} s over a 1 MiB/s limit\n{}",
+        relay.log_text()
+    );
+    assert!(
+        out as f64 >= (secs - 2.0) * mib * 0.8,
+        "the limit is not used: {out} bytes out in {secs:.1} s"
+    );
+    assert!(
+        relay_acked > target_has + 256,
+        "the agent must not be held to the upstream's pace (relay acked {relay_acked}, target \
+         holds {target_has})"
+    );
+    stop_and_verify(lg, &state, &wl, &mut mtd, &relay, w);
+}

@@ -19,6 +19,7 @@ use rewind_formats::message::{
 use rewind_formats::{Seq, FRAME_VERSION};
 use tokio::io::{AsyncWriteExt, ReadHalf};
 
+use super::bandwidth::Limiter;
 use super::group::{RelayGroup, Upstream};
 use super::log::{entry, Cursor, Entry};
 use super::upstream::{BoxStream, Shared};
@@ -44,11 +45,12 @@ pub(crate) fn spawn(
     up: Shared,
     metrics: Arc<super::metrics::Counters>,
     recompress_level: i32,
+    limiter: Arc<Limiter>,
 ) {
     tokio::spawn(async move {
         let mut wait = RETRY_MIN;
         loop {
-            let r = session(&g, &up, &metrics, recompress_level).await;
+            let r = session(&g, &up, &metrics, recompress_level, &limiter).await;
             wait = match r {
                 Ok(End::Again) => RETRY_MIN,
                 Ok(End::Refused) => RETRY_REFUSED,
@@ -78,6 +80,7 @@ async fn session(
     up: &Shared,
     metrics: &super::metrics::Counters,
     recompress_level: i32,
+    limiter: &Limiter,
 ) -> Result<End> {
     let meta = g.meta.lock().expect("meta lock").clone();
     let stream = up.connect().await?;
@@ -219,6 +222,9 @@ async fn session(
                     frame = smaller?.unwrap_or(f);
                 }
                 restamp(&mut frame);
+                limiter
+                    .acquire(frame.len() as u64, g.behind_rpo_target())
+                    .await;
                 metrics.out(frame.len() as u64);
                 wr.write_all(&frame).await?;
                 wrote = true;
@@ -340,9 +346,14 @@ async fn read_upstream(g: Arc<RelayGroup>, mut rd: ReadHalf<BoxStream>, sent: Ar
             }
             Message::Control(c) => {
                 if c.op == ControlOp::Policy {
-                    // Sent by the target when a session starts: kept for the agent's next one.
+                    // Sent by the target when a session starts: kept for the agent's next one,
+                    // and its RPO target for the bandwidth limit's priority.
                     *g.policy.lock().expect("policy lock") =
                         Some(Control::frame(&c.group, c.op, &c.arg));
+                    if let Ok(p) = rewind_formats::policy::Policy::from_control_arg(&c.arg) {
+                        g.rpo_target_secs
+                            .store(p.rpo_target_secs, Ordering::Relaxed);
+                    }
                 }
                 if !g.to_agent(Message::Control(c.clone()).to_frame()).await {
                     tracing::warn!(group = %g.name, op = ?c.op, "a CONTROL from the master target, but no agent is connected to the relay");

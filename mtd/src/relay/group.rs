@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 use std::fs;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rewind_formats::message::ErrorCode;
@@ -107,6 +109,11 @@ pub(crate) struct RelayGroup {
     /// The last policy the target sent (at the start of the relay's session), for each new agent
     /// session.
     pub(crate) policy: Mutex<Option<Vec<u8>>>,
+    /// The RPO target of that policy, seconds (0: not known yet).
+    pub(crate) rpo_target_secs: AtomicU64,
+    /// Since when the relay has held a batch the target has not acknowledged (None: the target
+    /// holds everything): how far this leg is behind, as an upper bound.
+    pending_since: Mutex<Option<Instant>>,
 }
 
 impl RelayGroup {
@@ -154,6 +161,8 @@ impl RelayGroup {
             redo_hello: Notify::new(),
             space,
             policy: Mutex::new(None),
+            rpo_target_secs: AtomicU64::new(0),
+            pending_since: Mutex::new((last > floor).then(Instant::now)),
         });
         let w = g.clone();
         std::thread::Builder::new()
@@ -182,6 +191,25 @@ impl RelayGroup {
 
     pub(crate) fn cache_empty(&self) -> bool {
         self.log.lock().expect("log lock").segments.is_empty()
+    }
+
+    /// The relay has made batches up to `seq` durable (the cache writer says so).
+    pub(crate) fn relay_synced(&self, seq: Seq) {
+        if seq > *self.target_durable.borrow() {
+            self.pending_since
+                .lock()
+                .expect("pending lock")
+                .get_or_insert_with(Instant::now);
+        }
+        self.relay_durable.send_replace(seq);
+    }
+
+    /// Whether what the target lacks has waited at the relay longer than the group's RPO
+    /// target: the bandwidth limit then serves this group first.
+    pub(crate) fn behind_rpo_target(&self) -> bool {
+        let target = self.rpo_target_secs.load(Ordering::Relaxed);
+        let since = *self.pending_since.lock().expect("pending lock");
+        target > 0 && since.is_some_and(|t| t.elapsed().as_secs() >= target)
     }
 
     /// Queue a frame for the cache (its room already taken from [`Space`]).
@@ -236,6 +264,9 @@ impl RelayGroup {
             }
             moved
         });
+        if durable >= *self.relay_durable.borrow() {
+            *self.pending_since.lock().expect("pending lock") = None;
+        }
         let freeable: Vec<Segment> = {
             let log = self.log.lock().expect("log lock");
             let n = log.segments.len();

@@ -19,6 +19,7 @@
 //! - `recompress`: batches compressed again at a higher zstd level on their way upstream;
 //! - `listen`: the agents' listeners; `metrics`: bytes in and out.
 
+pub mod bandwidth;
 pub(crate) mod durable;
 pub(crate) mod forward;
 pub(crate) mod group;
@@ -74,6 +75,16 @@ pub struct RelayArgs {
     /// the smaller; 0 sends them as the agent compressed them.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=22))]
     pub recompress_level: i32,
+    /// The most the relay sends to the master target per second (e.g. 50MiB), outside the
+    /// windows of --bandwidth-window; default unlimited. Groups share it in turn; a group
+    /// behind its RPO target goes first.
+    #[arg(long, value_parser = bandwidth::parse_rate_arg)]
+    pub bandwidth_limit: Option<bandwidth::Rate>,
+    /// A weekly window with its own limit, in UTC: "DAYS HH:MM-HH:MM RATE", e.g.
+    /// "mon-fri 08:00-18:00 10MiB" or "sat,sun 00:00-24:00 unlimited". Repeat for several;
+    /// the first that holds the time applies.
+    #[arg(long, value_parser = bandwidth::parse_window_arg)]
+    pub bandwidth_window: Vec<bandwidth::Window>,
     /// Serve Prometheus metrics (bytes in and out, cache use) on this address.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -92,6 +103,7 @@ pub(crate) struct Relay {
     sessions: AtomicU64,
     segment_bytes: u64,
     recompress_level: i32,
+    limiter: Arc<bandwidth::Limiter>,
 }
 
 /// Make `dir` (and parents) private to the relay's user.
@@ -185,6 +197,7 @@ impl Relay {
             self.upstream.clone(),
             self.metrics.clone(),
             self.recompress_level,
+            self.limiter.clone(),
         );
         groups.insert(hg.group.clone(), g.clone());
         Ok(g)
@@ -224,6 +237,14 @@ async fn serve(args: RelayArgs) -> Result<()> {
     private_dir(&args.cache_dir)?;
     let space = Arc::new(Space::new(args.cache_size, 0));
     let metrics = Arc::new(metrics::Counters::default());
+    let schedule = bandwidth::Schedule::new(
+        args.bandwidth_limit.and_then(|r| r.0),
+        args.bandwidth_window.clone(),
+    );
+    if !schedule.is_unlimited() {
+        tracing::info!(?schedule, "upstream bandwidth limited");
+    }
+    let limiter = Arc::new(bandwidth::Limiter::new(schedule));
     let relay = Arc::new(Relay {
         cache_dir: args.cache_dir.clone(),
         groups: Mutex::new(HashMap::new()),
@@ -233,6 +254,7 @@ async fn serve(args: RelayArgs) -> Result<()> {
         sessions: AtomicU64::new(1),
         segment_bytes: segment_bytes(args.cache_size),
         recompress_level: args.recompress_level,
+        limiter: limiter.clone(),
     });
     // What an earlier run left: every group's cache is read back and forwarded.
     let mut used = 0;
@@ -253,6 +275,7 @@ async fn serve(args: RelayArgs) -> Result<()> {
             upstream.clone(),
             metrics.clone(),
             args.recompress_level,
+            limiter.clone(),
         );
         relay.groups.lock().expect("groups lock").insert(name, g);
     }

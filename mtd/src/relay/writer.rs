@@ -69,7 +69,7 @@ fn rounds(g: &RelayGroup, rx: &Receiver<Append>) -> Result<()> {
         let end = g.log.lock().expect("log lock").end;
         g.synced.send_replace(end);
         if let Some(s) = last_batch {
-            g.relay_durable.send_replace(s);
+            g.relay_synced(s);
         }
     }
     Ok(())
