@@ -12,7 +12,7 @@ use rewind_linux::clock::now_ms;
 
 use crate::events::Events;
 
-pub use crate::api::jobs::{JobInfo, JobResult, JobState};
+pub use crate::api::jobs::{JobInfo, JobResult, JobState, JobStep, STEPS_KEPT};
 
 /// Jobs kept after they end, for `GET /v1/jobs`.
 const KEEP_ENDED: usize = 200;
@@ -27,7 +27,21 @@ impl Job {
     pub fn progress(&self, percent: f64, message: impl Into<String>) {
         let mut i = self.info.lock().expect("job lock");
         i.percent = percent.clamp(0.0, 100.0);
-        i.message = message.into();
+        let message = message.into();
+        // A new step when the message changes (a percent moving within a step is not one).
+        if i.steps.last().is_none_or(|s| s.message != message) {
+            let n = i.steps.last().map_or(1, |s| s.n + 1);
+            if i.steps.len() == STEPS_KEPT {
+                i.steps.remove(0);
+            }
+            let percent = i.percent;
+            i.steps.push(JobStep {
+                n,
+                percent,
+                message: message.clone(),
+            });
+        }
+        i.message = message;
         tracing::info!(job = i.id, kind = %i.kind, group = %i.group, percent = i.percent, "{}", i.message);
         emit(&self.events, "job.progress", &i);
         if i.kind.starts_with("failover") {
@@ -112,6 +126,11 @@ impl Jobs {
                     state: JobState::Running,
                     percent: 0.0,
                     message: "starting".into(),
+                    steps: vec![JobStep {
+                        n: 1,
+                        percent: 0.0,
+                        message: "starting".into(),
+                    }],
                     started_ms: now_ms(),
                     ended_ms: None,
                     result: None,
@@ -226,6 +245,49 @@ mod tests {
         assert_eq!(ai.state, JobState::Succeeded);
         assert_eq!(ai.result, Some(JobResult::of("g1")));
         assert_eq!(jobs.list().len(), 2);
+    }
+
+    #[test]
+    fn steps_keep_every_message_once_and_the_newest_when_many() {
+        let jobs = Arc::new(Jobs::default());
+        let j = jobs
+            .spawn("steps", "g", |j| {
+                j.progress(10.0, "draining");
+                j.progress(20.0, "draining");
+                j.progress(50.0, "promoting");
+                for k in 0..100 {
+                    j.progress(60.0, format!("copying {k}"));
+                }
+                Ok(JobResult::of("g"))
+            })
+            .unwrap();
+        let i = wait(&jobs, j.id);
+        let msgs: Vec<&str> = i.steps.iter().map(|s| s.message.as_str()).collect();
+        assert_eq!(i.steps.len(), STEPS_KEPT);
+        assert_eq!(i.steps.last().unwrap().n, 103);
+        assert_eq!(msgs.last(), Some(&"copying 99"));
+        let j = jobs
+            .spawn("few", "g", |j| {
+                j.progress(10.0, "draining");
+                j.progress(20.0, "draining");
+                j.progress(50.0, "promoting");
+                Ok(JobResult::of("g"))
+            })
+            .unwrap();
+        let i = wait(&jobs, j.id);
+        let steps: Vec<(u64, f64, &str)> = i
+            .steps
+            .iter()
+            .map(|s| (s.n, s.percent, s.message.as_str()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                (1, 0.0, "starting"),
+                (2, 10.0, "draining"),
+                (3, 50.0, "promoting")
+            ]
+        );
     }
 }
 

@@ -15,6 +15,17 @@ pub enum JobState {
     Failed,
 }
 
+/// How many steps a job keeps in [`JobInfo::steps`].
+pub const STEPS_KEPT: usize = 64;
+
+/// One step of a job: its number (from 1), the percent done when it began, what it does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobStep {
+    pub n: u64,
+    pub percent: f64,
+    pub message: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobInfo {
     pub id: u64,
@@ -25,6 +36,10 @@ pub struct JobInfo {
     pub percent: f64,
     /// The step it is on (or ended with).
     pub message: String,
+    /// The steps so far, oldest first (the last [`STEPS_KEPT`]): a follower polling the job
+    /// prints the ones it did not see, however fast they went by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<JobStep>,
     pub started_ms: u64,
     pub ended_ms: Option<u64>,
     /// Set once the job succeeded.

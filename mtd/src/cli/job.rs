@@ -27,7 +27,9 @@ pub fn follow(c: &Client, id: u64, quiet: bool) -> Result<Option<JobResult>> {
         );
         b
     });
-    let mut last_msg = String::new();
+    // The last step printed: every later one is printed, also those that came and went
+    // between two polls (a fast job would otherwise show only its first and last).
+    let mut printed = 0u64;
     loop {
         let j: JobInfo = c.get(&format!("/v1/jobs/{id}"))?;
         let pct = j.percent;
@@ -36,12 +38,18 @@ pub fn follow(c: &Client, id: u64, quiet: bool) -> Result<Option<JobResult>> {
                 b.set_position(pct as u64);
                 b.set_message(j.message.clone());
             }
-            None if !quiet && j.message != last_msg && j.state == JobState::Running => {
-                eprintln!("[{pct:>3.0}%] {}", j.message);
+            None if !quiet => {
+                for s in j.steps.iter().filter(|s| s.n > printed) {
+                    // The step a job ended on is its result's to tell.
+                    if j.state != JobState::Running && s.message == j.message {
+                        continue;
+                    }
+                    eprintln!("[{:>3.0}%] {}", s.percent, s.message);
+                }
             }
             None => {}
         }
-        last_msg = j.message;
+        printed = j.steps.last().map_or(printed, |s| s.n);
         match j.state {
             JobState::Running => std::thread::sleep(Duration::from_millis(100)),
             JobState::Succeeded => {
