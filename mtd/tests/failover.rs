@@ -7,10 +7,9 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::refused_writer::RefusedWriter;
 use common::*;
 use serde_json::Value;
 
@@ -143,31 +142,10 @@ fn planned_failover_loses_nothing_and_fences_the_source() {
     agent.wait_caught_up(CATCH_UP);
 
     // A workload that keeps writing until its writes are refused.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let dev = dev.clone();
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            use std::os::unix::fs::FileExt;
-            let f = open_direct(&dev);
-            let mut buf = rewind_linux::aligned::AlignedBuf::new(64 << 10);
-            let mut rng = Rng::new(99);
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                rng.fill(&mut buf);
-                let off = (rng.next_u64() % (64 * 16)) * (64 << 10);
-                if let Err(e) = f.write_all_at(&buf, off) {
-                    return (n, Some(e));
-                }
-                n += 1;
-            }
-            (n, None)
-        })
-    };
+    let writer = RefusedWriter::start(&dev);
     std::thread::sleep(Duration::from_millis(500));
     let r = mtd.rewind_json(&["failover", "planned", "db"]);
-    stop.store(true, Ordering::SeqCst);
-    let (writes, err) = writer.join().unwrap();
+    let (writes, err) = writer.stop();
     assert!(writes > 0);
     let err = err.expect("writes after the drain must be refused");
     eprintln!("{writes} writes, then: {err}");

@@ -10,10 +10,9 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::refused_writer::RefusedWriter;
 use common::*;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -346,6 +345,28 @@ fn kill9_of_the_relay_under_load_loses_nothing_acknowledged() {
     stop_and_verify(lg, &state, &wl, &mut mtd, &relay, w);
 }
 
+/// A master target in `w`, a relay in front of it with a cache of `cache_size`, and the load
+/// generator sending `wl` through the relay at `rate` (its state in `w/loadgen.state`), once the
+/// target holds a first batch of it: (the target, the relay, the load generator, its state file).
+fn fed_through_a_relay(
+    w: &Path,
+    wl: &Workload,
+    cache_size: &str,
+    rate: &str,
+) -> (Mtd, Relay, Proc, PathBuf) {
+    let mtd = Mtd::start(w);
+    let relay = Relay::start(w, &mtd.target(), cache_size);
+    let state = w.join("loadgen.state");
+    let lg = loadgen(wl, &relay.target(), &state, rate);
+    wait_until(
+        "a first ack",
+        LONG,
+        || target_durable(&mtd, &wl.group) > 0,
+        &|| relay.log_text(),
+    );
+    (mtd, relay, lg, state)
+}
+
 #[test]
 fn with_the_target_stopped_the_relay_keeps_acknowledging_then_the_target_catches_up() {
     if !can_run() {
@@ -354,16 +375,7 @@ fn with_the_target_stopped_the_relay_keeps_acknowledging_then_the_target_catches
     let work = tempdir();
     let w = work.path();
     let wl = workload("outage", 12);
-    let mut mtd = Mtd::start(w);
-    let relay = Relay::start(w, &mtd.target(), "1GiB");
-    let state = w.join("loadgen.state");
-    let lg = loadgen(&wl, &relay.target(), &state, "8MiB");
-    wait_until(
-        "a first ack",
-        LONG,
-        || target_durable(&mtd, "outage") > 0,
-        &|| relay.log_text(),
-    );
+    let (mut mtd, relay, lg, state) = fed_through_a_relay(w, &wl, "1GiB", "8MiB");
     mtd.stop();
     let down = acked(&state);
     std::thread::sleep(Duration::from_secs(3));
@@ -388,16 +400,7 @@ fn a_full_cache_pushes_back_without_loss() {
     let work = tempdir();
     let w = work.path();
     let wl = workload("full", 13);
-    let mut mtd = Mtd::start(w);
-    let relay = Relay::start(w, &mtd.target(), "4MiB");
-    let state = w.join("loadgen.state");
-    let lg = loadgen(&wl, &relay.target(), &state, "16MiB");
-    wait_until(
-        "a first ack",
-        LONG,
-        || target_durable(&mtd, "full") > 0,
-        &|| relay.log_text(),
-    );
+    let (mut mtd, relay, lg, state) = fed_through_a_relay(w, &wl, "4MiB", "16MiB");
     mtd.stop();
     // The cache fills, then the relay stops acknowledging.
     wait_until(
@@ -446,30 +449,10 @@ fn a_planned_failover_through_the_relay_loses_nothing_and_fences_the_agent() {
     write_random_mib(&dev, 0, 16, 1);
     agent.wait_caught_up(LONG);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (dev, stop) = (dev.clone(), stop.clone());
-        std::thread::spawn(move || {
-            use std::os::unix::fs::FileExt;
-            let f = open_direct(&dev);
-            let mut buf = rewind_linux::aligned::AlignedBuf::new(64 << 10);
-            let mut rng = Rng::new(99);
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                rng.fill(&mut buf);
-                let off = (rng.next_u64() % (64 * 16)) * (64 << 10);
-                if let Err(e) = f.write_all_at(&buf, off) {
-                    return (n, Some(e));
-                }
-                n += 1;
-            }
-            (n, None)
-        })
-    };
+    let writer = RefusedWriter::start(&dev);
     std::thread::sleep(Duration::from_millis(500));
     let r = mtd.rewind_json(&["failover", "planned", "db"]);
-    stop.store(true, Ordering::SeqCst);
-    let (writes, err) = writer.join().unwrap();
+    let (writes, err) = writer.stop();
     assert!(writes > 0);
     err.expect("writes after the drain must be refused");
     assert_eq!(r["promotion"]["kind"], "planned");

@@ -49,6 +49,19 @@ fn find_block(dir: &Path, needle: &[u8]) -> Option<(PathBuf, u64)> {
     None
 }
 
+/// A master target in `w` started with the `serve` flags, and an agent protecting a fresh image
+/// `w/disk.img` of `DISK` bytes as g1's disk d0, caught up: (the image, the target, the agent).
+fn one_disk_caught_up(w: &Path, serve: &[&str]) -> (PathBuf, Mtd, Agent) {
+    let img = w.join("disk.img");
+    fs::File::create(&img)
+        .and_then(|f| f.set_len(DISK))
+        .unwrap();
+    let mtd = Mtd::start_with(w, serve);
+    let agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), &[]);
+    agent.wait_caught_up(LONG);
+    (img, mtd, agent)
+}
+
 /// Flips one byte of `file` at `at`, durably (the target reads it as it is on disk).
 fn corrupt(file: &Path, at: u64) {
     let f = fs::OpenOptions::new()
@@ -123,15 +136,10 @@ fn verify_finds_corrupt_segment_and_base_blocks_and_repair_fixes_them() {
     }
     let work = tempdir();
     let w = work.path();
-    let img = w.join("disk.img");
-    fs::File::create(&img)
-        .and_then(|f| f.set_len(DISK))
-        .unwrap();
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut mtd = Mtd::start_with(w, &["--seal-after", "1s", "--metrics-listen", &metrics]);
-    let agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), &[]);
+    let (img, mut mtd, agent) =
+        one_disk_caught_up(w, &["--seal-after", "1s", "--metrics-listen", &metrics]);
     let dev = agent.link("d0");
-    agent.wait_caught_up(LONG);
     let group_dir = mtd.data_dir.join("groups/g1");
 
     // A block that the merger folds into the base image, then corrupted there.
@@ -321,14 +329,8 @@ fn an_unreadable_segment_block_is_reported_as_differing_and_repaired() {
     }
     let work = tempdir();
     let w = work.path();
-    let img = w.join("disk.img");
-    fs::File::create(&img)
-        .and_then(|f| f.set_len(DISK))
-        .unwrap();
-    let mtd = Mtd::start_with(w, &["--seal-after", "1s"]);
-    let agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), &[]);
+    let (img, mtd, agent) = one_disk_caught_up(w, &["--seal-after", "1s"]);
     let dev = agent.link("d0");
-    agent.wait_caught_up(LONG);
     let journal = mtd.data_dir.join("groups/g1/journal");
 
     let x = 17 * (1 << 20) + 5 * 4096;
@@ -382,13 +384,7 @@ fn verify_refuses_bad_requests_with_what_is_wrong() {
     }
     let work = tempdir();
     let w = work.path();
-    let img = w.join("disk.img");
-    fs::File::create(&img)
-        .and_then(|f| f.set_len(DISK))
-        .unwrap();
-    let mtd = Mtd::start(w);
-    let mut agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), &[]);
-    agent.wait_caught_up(LONG);
+    let (_img, mtd, mut agent) = one_disk_caught_up(w, &[]);
     for (path, body, status, says) in [
         ("/v1/groups/nope/verify", "{}", 404, "nope"),
         (

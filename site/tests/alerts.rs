@@ -12,11 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::hook::Receiver;
-use common::site::{init, scratch, site_bin, Backend, Site};
+use common::protect::{fast_g1_on_t1, protect_g1_with_agent};
+use common::site::{scratch, site_bin, start_fresh, Backend, Site};
 use common::smtp::SmtpSink;
-use common::target::{target, target_with, wait};
+use common::target::{add_target, target, target_with, wait, wait_first_up};
 use hmac::{Hmac, Mac};
-use rewind_benches::harness::{self, Agent};
+use rewind_benches::harness;
 use serde_json::Value;
 
 const SECRET: &str = "a-shared-secret-of-some-length";
@@ -91,11 +92,7 @@ fn notice<'a>(n: &'a [Value], transition: &str, kind: &str) -> Option<&'a Value>
 
 fn alerts_end_to_end(backend: &Backend) {
     let work = scratch();
-    let state = work.path().join("state");
-    let db = backend.url(&state);
-    init(&state, &db);
-    let site = Site::start(&state, &db, 0);
-    site.wait_leader(Duration::from_secs(10));
+    let site = start_fresh(work.path(), backend);
 
     // Channels: checked at the edge, admin only, the secret never shown back.
     let hook = Receiver::start(2);
@@ -111,54 +108,7 @@ fn alerts_end_to_end(backend: &Backend) {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs the admin role"));
     // A target, a policy with a short RPO target, a protected group and its agent.
-    let mut t1 = target(work.path(), &state, "t1");
-    site.ok(&[
-        "target",
-        "add",
-        "t1",
-        "--url",
-        &format!("https://{}", t1.control),
-        "--agents",
-        &t1.agents,
-    ]);
-    site.ok(&[
-        "policy",
-        "create",
-        "fast",
-        "--rpo",
-        "6s",
-        "--retention",
-        "1h",
-    ]);
-    wait(Duration::from_secs(15), "t1 up", || {
-        site.json(&["target", "list"])[0]["state"] == "up"
-    });
-    let image = work.path().join("disk0.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    let r = site.json(&[
-        "protect",
-        // The harness's agent calls itself this (its certificate must say the same).
-        "test-agent",
-        "--group",
-        "g1",
-        "--disk",
-        &format!("d0={}", image.display()),
-        "--policy",
-        "fast",
-        "--target",
-        "t1",
-    ]);
-    let bundle = PathBuf::from(r["bundle"].as_str().unwrap());
-    let mut agent = Agent::start(
-        &work.path().join("agent"),
-        "g1",
-        &[("d0", &image)],
-        &format!("tcp:{}", t1.agents),
-        &["--config", bundle.join("agent.toml").to_str().unwrap()],
-    );
+    let (mut t1, mut agent) = fast_g1_on_t1(&site, work.path());
     let start = Instant::now();
     loop {
         let g = site.json(&["groups"]);
@@ -415,51 +365,13 @@ fn refused_sessions_reach_the_site_with_their_code() {
         return;
     }
     let work = scratch();
-    let state = work.path().join("state");
-    let db = Backend::Sqlite.url(&state);
-    init(&state, &db);
-    let site = Site::start(&state, &db, 0);
-    site.wait_leader(Duration::from_secs(10));
-    let t1 = target(work.path(), &state, "t1");
-    site.ok(&[
-        "target",
-        "add",
-        "t1",
-        "--url",
-        &format!("https://{}", t1.control),
-        "--agents",
-        &t1.agents,
-    ]);
+    let site = start_fresh(work.path(), &Backend::Sqlite);
+    let t1 = target(work.path(), &site.state, "t1");
+    add_target(&site, "t1", &t1);
     site.ok(&["policy", "create", "p", "--rpo", "1m", "--retention", "1h"]);
-    wait(Duration::from_secs(15), "t1 up", || {
-        site.json(&["target", "list"])[0]["state"] == "up"
-    });
-    let image = work.path().join("disk0.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    let r = site.json(&[
-        "protect",
-        // The harness's agent says it is test-agent: its certificate says otherwise.
-        "other-host",
-        "--group",
-        "g1",
-        "--disk",
-        &format!("d0={}", image.display()),
-        "--policy",
-        "p",
-        "--target",
-        "t1",
-    ]);
-    let bundle = PathBuf::from(r["bundle"].as_str().unwrap());
-    let agent = Agent::start(
-        &work.path().join("agent"),
-        "g1",
-        &[("d0", &image)],
-        &format!("tcp:{}", t1.agents),
-        &["--config", bundle.join("agent.toml").to_str().unwrap()],
-    );
+    wait_first_up(&site, "t1");
+    // The harness's agent says it is test-agent: its certificate says otherwise.
+    let agent = protect_g1_with_agent(&site, work.path(), "other-host", "p", "t1", &t1);
     let took = wait(
         Duration::from_secs(30),
         "a refusal in the site's events",
@@ -495,27 +407,15 @@ fn a_failed_scheduled_drill_raises_an_alert_on_both_backends() {
 
 fn failed_drill_alert(backend: &Backend) {
     let work = scratch();
-    let state = work.path().join("state");
-    let db = backend.url(&state);
-    init(&state, &db);
-    let site = Site::start(&state, &db, 0);
-    site.wait_leader(Duration::from_secs(10));
+    let site = start_fresh(work.path(), backend);
     let views = work.path().join("views");
     let t1 = target_with(
         work.path(),
-        &state,
+        &site.state,
         "t1",
         &["--views", views.to_str().unwrap()],
     );
-    site.ok(&[
-        "target",
-        "add",
-        "t1",
-        "--url",
-        &format!("https://{}", t1.control),
-        "--agents",
-        &t1.agents,
-    ]);
+    add_target(&site, "t1", &t1);
     let e = site.fails(&[
         "policy",
         "create",
@@ -539,34 +439,8 @@ fn failed_drill_alert(backend: &Backend) {
         "--drill-every",
         "2s",
     ]);
-    wait(Duration::from_secs(15), "t1 up", || {
-        site.json(&["target", "list"])[0]["state"] == "up"
-    });
-    let image = work.path().join("disk0.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    let r = site.json(&[
-        "protect",
-        "test-agent",
-        "--group",
-        "g1",
-        "--disk",
-        &format!("d0={}", image.display()),
-        "--policy",
-        "p",
-        "--target",
-        "t1",
-    ]);
-    let bundle = PathBuf::from(r["bundle"].as_str().unwrap());
-    let mut agent = Agent::start(
-        &work.path().join("agent"),
-        "g1",
-        &[("d0", &image)],
-        &format!("tcp:{}", t1.agents),
-        &["--config", bundle.join("agent.toml").to_str().unwrap()],
-    );
+    wait_first_up(&site, "t1");
+    let mut agent = protect_g1_with_agent(&site, work.path(), "test-agent", "p", "t1", &t1);
     harness::write_random_mib(&agent.link("d0"), 0, 1, 17);
     agent.wait_caught_up(Duration::from_secs(60));
     let took = wait(Duration::from_secs(60), "drill_failed for g1", || {

@@ -9,13 +9,13 @@
 mod browser;
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use browser::{Browser, Kind};
-use common::site::{init, scratch, Backend, Site};
-use common::target::{target, wait};
-use rewind_benches::harness::{self, Agent};
+use common::protect::fast_g1_on_t1;
+use common::site::{scratch, start_fresh, Backend, Site};
+use common::target::wait;
+use rewind_benches::harness;
 use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery";
@@ -138,62 +138,12 @@ fn run_job(b: &Browser, form: &str, limit: Duration) -> String {
 
 fn console_end_to_end(kind: Kind) {
     let work = scratch();
-    let state = work.path().join("state");
-    let db = Backend::Sqlite.url(&state);
-    init(&state, &db);
-    let site = Site::start(&state, &db, 0);
-    site.wait_leader(Duration::from_secs(10));
+    let site = start_fresh(work.path(), &Backend::Sqlite);
     add_user(&site, work.path(), "olivia", "operator");
     add_user(&site, work.path(), "victor", "viewer");
 
     // A target, a policy with a short RPO target, a protected group and its agent.
-    let mut t1 = target(work.path(), &state, "t1");
-    site.ok(&[
-        "target",
-        "add",
-        "t1",
-        "--url",
-        &format!("https://{}", t1.control),
-        "--agents",
-        &t1.agents,
-    ]);
-    site.ok(&[
-        "policy",
-        "create",
-        "fast",
-        "--rpo",
-        "6s",
-        "--retention",
-        "1h",
-    ]);
-    wait(Duration::from_secs(15), "t1 up", || {
-        site.json(&["target", "list"])[0]["state"] == "up"
-    });
-    let image = work.path().join("disk0.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    let r = site.json(&[
-        "protect",
-        "test-agent",
-        "--group",
-        "g1",
-        "--disk",
-        &format!("d0={}", image.display()),
-        "--policy",
-        "fast",
-        "--target",
-        "t1",
-    ]);
-    let bundle = PathBuf::from(r["bundle"].as_str().unwrap());
-    let agent = Agent::start(
-        &work.path().join("agent"),
-        "g1",
-        &[("d0", &image)],
-        &format!("tcp:{}", t1.agents),
-        &["--config", bundle.join("agent.toml").to_str().unwrap()],
-    );
+    let (mut t1, agent) = fast_g1_on_t1(&site, work.path());
     wait(Duration::from_secs(60), "g1 ok", || {
         site.json(&["groups"])
             .as_array()

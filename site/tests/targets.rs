@@ -7,9 +7,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::protect::{disk_image, g1_agent, protect_g1};
 use common::site::{init, scratch, Backend, Site};
-use common::target::{target, wait, Target};
-use rewind_benches::harness::{self, Agent};
+use common::target::{add_target, target, wait, Target};
+use rewind_benches::harness;
 
 fn find<'a>(list: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
     list.as_array()?.iter().find(|x| x["name"] == name)
@@ -29,15 +30,7 @@ fn site_with_targets(backend: &Backend) {
     let mut t1 = target(work.path(), &state, "t1");
     let t2 = target(work.path(), &state, "t2");
     for (name, t) in [("t1", &t1), ("t2", &t2)] {
-        site.ok(&[
-            "target",
-            "add",
-            name,
-            "--url",
-            &format!("https://{}", t.control),
-            "--agents",
-            &t.agents,
-        ]);
+        add_target(&site, name, t);
     }
     let e = site.fails(&[
         "target",
@@ -67,23 +60,8 @@ fn site_with_targets(backend: &Backend) {
         "--level",
         "2",
     ]);
-    let image = work.path().join("disk0.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    let r = site.json(&[
-        "protect",
-        "test-agent",
-        "--group",
-        "g1",
-        "--disk",
-        &format!("d0={}", image.display()),
-        "--policy",
-        "gold",
-        "--target",
-        "t1",
-    ]);
+    let image = disk_image(work.path());
+    let r = protect_g1(&site, "test-agent", &image, "gold", "t1");
     assert_eq!(r["target"], "t1");
     let bundle = PathBuf::from(r["bundle"].as_str().unwrap());
     for f in ["agent.toml", "ca.crt", "test-agent.crt", "test-agent.key"] {
@@ -124,15 +102,7 @@ fn site_with_targets(backend: &Backend) {
     assert_eq!(find(&groups, "g1").unwrap()["state"], "protected");
 
     // A real agent from the bundle: the group shows up on t1 through the poller.
-    let agent = harness::can_run().then(|| {
-        Agent::start(
-            &work.path().join("agent"),
-            "g1",
-            &[("d0", &image)],
-            &format!("tcp:{}", t1.agents),
-            &["--config", bundle.join("agent.toml").to_str().unwrap()],
-        )
-    });
+    let agent = harness::can_run().then(|| g1_agent(work.path(), &image, &bundle, &t1));
     if agent.is_some() {
         wait(Duration::from_secs(30), "g1 seen on t1", || {
             let gs = site.json(&["groups"]);

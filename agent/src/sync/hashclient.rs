@@ -175,6 +175,16 @@ impl HashRequests {
 mod tests {
     use super::*;
 
+    /// The request every test starts from: the first two 4 KiB blocks of disk 0.
+    fn first_two_blocks() -> HashRequest {
+        HashRequest {
+            disk: 0,
+            offset: 0,
+            block_size: 4096,
+            blocks: 2,
+        }
+    }
+
     fn reply(r: &HashRequest) -> Hashes {
         Hashes {
             group: "g".into(),
@@ -188,12 +198,7 @@ mod tests {
     #[test]
     fn requests_are_resent_after_a_broken_session() {
         let h = HashRequests::default();
-        let a = HashRequest {
-            disk: 0,
-            offset: 0,
-            block_size: 4096,
-            blocks: 2,
-        };
+        let a = first_two_blocks();
         let b = HashRequest { offset: 8192, ..a };
         h.request(a);
         h.request(b);
@@ -219,12 +224,7 @@ mod tests {
     #[test]
     fn lanes_keep_their_answers_and_passes_apart() {
         let h = HashRequests::default();
-        let a = HashRequest {
-            disk: 0,
-            offset: 0,
-            block_size: 4096,
-            blocks: 2,
-        };
+        let a = first_two_blocks();
         h.request_in(Lane::Verify, a);
         h.request(a);
         assert_eq!(h.take_unsent(), vec![a, a]);
@@ -250,12 +250,7 @@ mod tests {
     #[test]
     fn an_earlier_pass_answers_are_dropped() {
         let h = HashRequests::default();
-        let a = HashRequest {
-            disk: 0,
-            offset: 0,
-            block_size: 4096,
-            blocks: 2,
-        };
+        let a = first_two_blocks();
         h.request(a);
         h.take_unsent();
         h.new_pass();

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rewind_formats::frame::{encode_frame, restamp_version, FrameKind};
+use rewind_formats::frame::{encode_frame, FrameKind};
 use rewind_formats::message::{
     Ack, BatchRef, ControlOp, ErrorCode, ErrorMsg, Message, ResumeStatus, Welcome, WelcomeGroup,
 };
-use rewind_formats::{Seq, FRAME_VERSION, FRAME_VERSION_MIN};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use rewind_formats::Seq;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -21,6 +21,7 @@ use super::group::{AgentLink, RelayGroup, Upstream};
 use super::log::Entry;
 use super::writer::Append;
 use super::Relay;
+use crate::server::frame_sender;
 use crate::server::framing::{read_frame, read_hello, ReadError};
 use crate::server::registry::StopSignal;
 
@@ -68,25 +69,8 @@ pub(crate) async fn run<S>(relay: Arc<Relay>, stream: S, peer: String, identity:
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
-    let version = Arc::new(AtomicU16::new(FRAME_VERSION_MIN));
-    let send_version = version.clone();
-    let sender = tokio::spawn(async move {
-        while let Some(mut frame) = out_rx.recv().await {
-            let v = send_version.load(Ordering::Relaxed);
-            if v != FRAME_VERSION {
-                restamp_version(&mut frame, v);
-            }
-            if wr.write_all(&frame).await.is_err() {
-                break;
-            }
-            if out_rx.is_empty() && wr.flush().await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    let (mut rd, wr) = tokio::io::split(stream);
+    let (out_tx, version, sender) = frame_sender::start(wr);
     let stop = Arc::new(StopSignal::default());
     let id = relay.next_session();
     let mut held: Vec<Arc<RelayGroup>> = Vec::new();

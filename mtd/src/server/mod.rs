@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub(crate) mod drain;
+pub(crate) mod frame_sender;
 pub(crate) mod framing;
 pub mod ingest;
 pub(crate) mod policy;

@@ -9,17 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rewind_formats::agent_report::AgentReport;
-use rewind_formats::frame::{restamp_version, FrameKind};
+use rewind_formats::frame::FrameKind;
 use rewind_formats::message::{
     Ack, BatchRef, ControlOp, ErrorCode, ErrorMsg, Hashes, Message, TAG_REFUSED_PREFIX,
 };
 use rewind_formats::policy::REFUSED_PREFIX;
 use rewind_formats::Seq;
-use rewind_formats::{FRAME_VERSION, FRAME_VERSION_MIN};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::frame_sender;
 use super::framing::{read_frame, read_hello, ReadError};
 use super::ingest::find;
 use super::refusal::Refusal;
@@ -88,30 +88,9 @@ pub(crate) async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(256);
-    // Every frame goes out in the version of the agent's HELLO, so that an agent of an older
-    // build can read it; until the HELLO is read, the oldest version (which every agent reads).
-    let version = Arc::new(AtomicU16::new(FRAME_VERSION_MIN));
-    let send_version = version.clone();
-    let sender = tokio::spawn(async move {
-        while let Some(mut frame) = out_rx.recv().await {
-            let v = send_version.load(Ordering::Relaxed);
-            if v != FRAME_VERSION {
-                restamp_version(&mut frame, v);
-            }
-            if wr.write_all(&frame).await.is_err() {
-                break;
-            }
-            // Over TLS the end of a frame may still sit in rustls's buffer after `write_all` (the
-            // socket was full): flush before waiting for the next frame, or the agent never gets
-            // it (see `nbd::reply::run`).
-            if out_rx.is_empty() && wr.flush().await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    let (mut rd, wr) = tokio::io::split(stream);
+    // Every frame goes out in the version of the agent's HELLO (see `frame_sender`).
+    let (out_tx, version, sender) = frame_sender::start(wr);
     // Whoever waits on this session (a drain) learns here that it ended, and why.
     let (ended_tx, ended_rx) = watch::channel(None);
     let session = SessionLink {

@@ -10,6 +10,10 @@ pub mod tls_agent;
 #[allow(dead_code)]
 pub mod nbd_pki;
 
+// (Only the planned failover tests, at the target and through a relay, use it.)
+#[allow(dead_code)]
+pub mod refused_writer;
+
 // (Only the shortage tests fill a small file system.)
 #[allow(dead_code)]
 pub mod smallfs;

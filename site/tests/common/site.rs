@@ -24,6 +24,17 @@ pub fn init(state: &Path, db: &str) {
     );
 }
 
+/// A fresh site on `backend` for one test: its state under `work/state`, initialised, serving
+/// and leading (within 10 s).
+pub fn start_fresh(work: &Path, backend: &Backend) -> Site {
+    let state = work.join("state");
+    let db = backend.url(&state);
+    init(&state, &db);
+    let site = Site::start(&state, &db, 0);
+    site.wait_leader(Duration::from_secs(10));
+    site
+}
+
 /// One `rewind-site serve`.
 pub struct Site {
     pub state: PathBuf,

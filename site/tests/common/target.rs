@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use rewind_benches::harness::{self, Mtd};
 
+use super::site::Site;
+
 /// A master target whose server certificate comes from the site's CA.
 pub struct Target {
     pub mtd: Mtd,
@@ -60,6 +62,27 @@ pub fn target_with(work: &Path, state: &Path, name: &str, extra: &[&str]) -> Tar
         mtd,
         control,
     }
+}
+
+/// `target add NAME --url https://CONTROL --agents AGENTS`: `t` registered with `site`.
+pub fn add_target(site: &Site, name: &str, t: &Target) {
+    site.ok(&[
+        "target",
+        "add",
+        name,
+        "--url",
+        &format!("https://{}", t.control),
+        "--agents",
+        &t.agents,
+    ]);
+}
+
+/// Wait (15 s at most) until the site's first target, `name` (the only one the test
+/// registered), is up.
+pub fn wait_first_up(site: &Site, name: &str) {
+    wait(Duration::from_secs(15), &format!("{name} up"), || {
+        site.json(&["target", "list"])[0]["state"] == "up"
+    });
 }
 
 pub fn free_addr() -> String {
