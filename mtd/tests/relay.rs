@@ -36,13 +36,18 @@ struct Relay {
 
 impl Relay {
     fn start(work: &Path, upstream: &str, cache_size: &str) -> Relay {
+        Relay::start_flags(work, upstream, cache_size, &[])
+    }
+
+    /// Like [`Relay::start`], with more flags.
+    fn start_flags(work: &Path, upstream: &str, cache_size: &str, extra: &[&str]) -> Relay {
         let sock = work.join("relay.sock");
         Relay::start_with(
             work,
             upstream,
             cache_size,
             &format!("unix:{}", sock.display()),
-            &[],
+            extra,
         )
     }
 
@@ -639,14 +644,7 @@ fn recompressed_upstream_sends_fewer_bytes_and_the_replica_is_exact() {
     let w = work.path();
     let wl = workload("squeeze", 14);
     let mut mtd = Mtd::start(w);
-    let sock = w.join("relay.sock");
-    let relay = Relay::start_with(
-        w,
-        &mtd.target(),
-        "1GiB",
-        &format!("unix:{}", sock.display()),
-        &["--recompress-level", "19"],
-    );
+    let relay = Relay::start_flags(w, &mtd.target(), "1GiB", &["--recompress-level", "19"]);
     let state = w.join("loadgen.state");
     let mut lg = Proc::spawn(
         wl.run_cmd(&relay.target(), "16MiB")
@@ -703,14 +701,7 @@ fn a_bandwidth_limit_paces_the_upstream_not_the_agent() {
         ..workload("paced", 15)
     };
     let mut mtd = Mtd::start(w);
-    let sock = w.join("relay.sock");
-    let relay = Relay::start_with(
-        w,
-        &mtd.target(),
-        "1GiB",
-        &format!("unix:{}", sock.display()),
-        &["--bandwidth-limit", "1MiB/s"],
-    );
+    let relay = Relay::start_flags(w, &mtd.target(), "1GiB", &["--bandwidth-limit", "1MiB/s"]);
     let state = w.join("loadgen.state");
     let lg = loadgen(&wl, &relay.target(), &state, "3MiB");
     wait_until("a first ack", LONG, || acked(&state) > 0, &|| {
