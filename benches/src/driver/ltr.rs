@@ -38,6 +38,8 @@ use super::tools::{self, Bins};
 const HOUR_MS: u64 = 100;
 const DAY_MS: u64 = 24 * HOUR_MS;
 const DAYS: usize = 30;
+/// The tier the upload runs archive with (see `run`).
+const UPLOAD_TIER: &str = r#""ltr_daily_weeks":1"#;
 
 struct Bench<'a> {
     bins: &'a Bins,
@@ -74,7 +76,9 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
         std::fs::remove_file(work.join("copy.img"))?;
         let group = format!("up{r}");
         b.push(&group, &img, None)?;
-        b.policy(&group, 3600, r#""ltr_hourly_days":1"#)?;
+        // One "day" (2.4 s) holds the whole push: the archive job stores one point, the
+        // image. (An hourly tier's 100 ms periods would cut the push into several points.)
+        b.policy(&group, 3600, UPLOAD_TIER)?;
         let secs = b.archive_secs(&group)?;
         let (u, c) = (up.push(mb(size) / secs), cp.push(mb(size) / copy_s));
         progress::log(format!("run {r}: archive {u} MB/s, cp {c} MB/s"));
@@ -84,13 +88,28 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
     let img = work.join("fs.img");
     let probe = make_fs_image(&img, size, &work.join("mnt-src"))?;
     b.push("open", &img, None)?;
+    // The image as pushed whole: a test "hour" is 100 ms, so the push spans several, and the
+    // kept points of the earlier ones are the image half written (no file system to mount).
+    let seq = b.rw.json(&["points", "open"])?["newest"]["seq"]
+        .as_u64()
+        .context("no newest point after the push")?;
     b.policy("open", 3, r#""ltr_hourly_days":1"#)?;
     b.archive_secs("open")?;
-    let seq = b
-        .long_term("open")?
-        .into_iter()
-        .next_back()
-        .context("no long-term point")?;
+    if !tools::poll(600, Duration::from_millis(100), || {
+        b.long_term("open").is_ok_and(|lt| lt.contains(&seq))
+    }) {
+        bail!("the pushed image's point seq {seq} was never archived");
+    }
+    // One more write (a block past the file system's last use, in the image's last 4 KiB), so
+    // that the point is no longer the newest and the merger can fold it.
+    let img2 = work.join("fs2.img");
+    std::fs::copy(&img, &img2)?;
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&img2)?;
+        f.write_all_at(&[0x5a; 4096], size - 4096)?;
+    }
+    b.push("open", &img2, Some(&img))?;
     // Wait until the journal no longer holds it: the mount reads the object store.
     if !tools::poll(600, Duration::from_millis(100), || {
         b.rw.json(&["points", "open"])
@@ -535,7 +554,7 @@ fn s3_upload(bins: &Bins, work: &Path, size: u64) -> Result<Series> {
         write_mixed_image(&img, size, 500 + r)?;
         let g = format!("s3up{r}");
         b.push(&g, &img, None)?;
-        b.policy(&g, 3600, r#""ltr_hourly_days":1"#)?;
+        b.policy(&g, 3600, UPLOAD_TIER)?;
         s.push(mb(size) / b.archive_secs(&g)?);
     }
     cleanup::terminate(d.id() as i32, GRACE);
