@@ -701,7 +701,7 @@ fn a_bandwidth_limit_paces_the_upstream_not_the_agent() {
         ..workload("paced", 15)
     };
     let mut mtd = Mtd::start(w);
-    let relay = Relay::start_flags(w, &mtd.target(), "1GiB", &["--bandwidth-limit", "1MiB/s"]);
+    let relay = Relay::start_flags(w, &mtd.target(), "1GiB", &["--bandwidth", "*=1MiB/s"]);
     let state = w.join("loadgen.state");
     let lg = loadgen(&wl, &relay.target(), &state, "3MiB");
     wait_until("a first ack", LONG, || acked(&state) > 0, &|| {

@@ -75,16 +75,12 @@ pub struct RelayArgs {
     /// the smaller; 0 sends them as the agent compressed them.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=22))]
     pub recompress_level: i32,
-    /// The most the relay sends to the master target per second (e.g. 50MiB), outside the
-    /// windows of --bandwidth-window; default unlimited. Groups share it in turn; a group
-    /// behind its RPO target goes first.
-    #[arg(long, value_parser = bandwidth::parse_rate_arg)]
-    pub bandwidth_limit: Option<bandwidth::Rate>,
-    /// A weekly window with its own limit, in UTC: "DAYS HH:MM-HH:MM RATE", e.g.
-    /// "mon-fri 08:00-18:00 10MiB" or "sat,sun 00:00-24:00 unlimited". Repeat for several;
-    /// the first that holds the time applies.
-    #[arg(long, value_parser = bandwidth::parse_window_arg)]
-    pub bandwidth_window: Vec<bandwidth::Window>,
+    /// What the relay may send the master target per second, as a weekly schedule in UTC with
+    /// the policies' syntax: "*=50MiB/s", or "mon-fri 08:00-18:00=10MiB/s, *=unlimited" (the
+    /// first rule that holds the time applies; 0 holds). Default unlimited. Groups share it in
+    /// turn; a group behind its RPO target goes first.
+    #[arg(long, default_value = "", value_parser = bandwidth::parse_schedule_arg)]
+    pub bandwidth: rewind_formats::policy::BandwidthSchedule,
     /// Serve Prometheus metrics (bytes in and out, cache use) on this address.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -237,14 +233,10 @@ async fn serve(args: RelayArgs) -> Result<()> {
     private_dir(&args.cache_dir)?;
     let space = Arc::new(Space::new(args.cache_size, 0));
     let metrics = Arc::new(metrics::Counters::default());
-    let schedule = bandwidth::Schedule::new(
-        args.bandwidth_limit.and_then(|r| r.0),
-        args.bandwidth_window.clone(),
-    );
-    if !schedule.is_unlimited() {
-        tracing::info!(?schedule, "upstream bandwidth limited");
+    if !args.bandwidth.is_unlimited() {
+        tracing::info!(schedule = %args.bandwidth, "upstream bandwidth limited");
     }
-    let limiter = Arc::new(bandwidth::Limiter::new(schedule));
+    let limiter = Arc::new(bandwidth::Limiter::new(args.bandwidth.clone()));
     let relay = Arc::new(Relay {
         cache_dir: args.cache_dir.clone(),
         groups: Mutex::new(HashMap::new()),
