@@ -15,6 +15,7 @@ fn serve(mut conn: TcpStream) -> std::io::Result<()> {
         return Ok(());
     };
     let welcome = Welcome {
+        dedup_window: 0,
         groups: hello
             .groups
             .iter()

@@ -112,6 +112,7 @@ pub fn build_hello(
     Hello {
         agent: agent.to_string(),
         software: Some(env!("CARGO_PKG_VERSION").to_string()),
+        dedup_window: 0,
         groups: vec![HelloGroup {
             group: group.to_string(),
             generation,

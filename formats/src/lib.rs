@@ -17,6 +17,7 @@ pub mod agent_report;
 pub mod agent_status;
 pub mod batch;
 mod bytes;
+pub mod dedup;
 pub mod dirty_map;
 pub mod error;
 pub mod frame;

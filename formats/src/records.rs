@@ -7,7 +7,7 @@
 //! |----:|-----:|----------|---------------------------------------------------------------|
 //! |   0 |    2 | disk     | index into the group's disk list, in HELLO order              |
 //! |   2 |    1 | kind     | [`RecordKind`]: 0 data, 1 zero, 2 trim                        |
-//! |   3 |    1 | reserved | 0                                                             |
+//! |   3 |    1 | encoding | data records: 0 plain, 1 deduplicated ([`crate::dedup`]); else 0 |
 //! |   4 |    4 | len      | bytes; multiple of [`SECTOR`], 1..=[`MAX_RECORD_LEN`]         |
 //! |   8 |    8 | offset   | bytes; multiple of [`SECTOR`]; offset + len does not overflow |
 //! |  16 |  len | data     | only for kind data                                            |
@@ -15,13 +15,32 @@
 //! The record at index i has seq `first_seq + i`. The whole payload is compressed as one zstd
 //! frame; decompression is bounded by the batch's `uncompressed_len` (itself capped by
 //! [`MAX_BATCH_UNCOMPRESSED`]) and must produce exactly that many bytes.
+//!
+//! A deduplicated data record (encoding 1, only in a session that agreed on a dedup window, and
+//! only with `len` a multiple of [`BLOCK`]) carries instead of its data one entry per 4 KiB
+//! block: a tag byte, then 4096 bytes (tag 0, literal) or the u64 number of a block in the
+//! session's window and the block's u64 xxh3 (tag 1, reference; see [`crate::hash`]). Decoding resolves the references, so what a caller
+//! sees is always plain data records.
 
 use crate::bytes::{Reader, Writer};
+use crate::dedup::DedupWindow;
+use crate::hash::block_hash;
 use crate::message::{Batch, BatchRef};
-use crate::{DecodeError, Seq, MAX_BATCH_RECORDS, MAX_BATCH_UNCOMPRESSED, MAX_RECORD_LEN, SECTOR};
+use crate::{
+    DecodeError, Seq, BLOCK, MAX_BATCH_RECORDS, MAX_BATCH_UNCOMPRESSED, MAX_RECORD_LEN, SECTOR,
+};
 
 /// Bytes of a record header.
 pub const RECORD_HEADER_LEN: usize = 16;
+
+/// Header byte 3 of a data record whose data travels as it is.
+const ENCODING_PLAIN: u8 = 0;
+/// Header byte 3 of a data record whose body is one entry per block (literal or reference).
+const ENCODING_DEDUP: u8 = 1;
+/// Entry tag: 4096 bytes of data follow.
+const ENTRY_LITERAL: u8 = 0;
+/// Entry tag: a u64 block number in the session's dedup window follows, then the block's hash.
+const ENTRY_REF: u8 = 1;
 
 /// What a record writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -151,7 +170,28 @@ pub(crate) fn check_data_matches(i: usize, r: &RecordRef<'_>) {
 impl BatchRef<'_> {
     /// As [`Batch::decode_records`], reading the compressed bytes in place.
     pub fn decode_records(&self) -> Result<DecodedRecords, DecodeError> {
-        decompress_records(self.compressed, self.uncompressed_len, self.record_count)
+        decompress_records(
+            self.compressed,
+            self.uncompressed_len,
+            self.record_count,
+            None,
+        )
+    }
+
+    /// As [`BatchRef::decode_records`] in a session with a dedup window (`None`: without):
+    /// references are resolved against `window`, and the batch's literal blocks go into it.
+    /// A batch that fails to decode leaves the window in a state the sender's is not in: the
+    /// session must end (every refusal ends it).
+    pub fn decode_records_in(
+        &self,
+        window: Option<&mut DedupWindow>,
+    ) -> Result<DecodedRecords, DecodeError> {
+        decompress_records(
+            self.compressed,
+            self.uncompressed_len,
+            self.record_count,
+            window,
+        )
     }
 
     /// As [`Batch::last_seq`].
@@ -176,25 +216,66 @@ impl Batch {
         records: &[RecordRef<'_>],
         level: i32,
     ) -> Batch {
-        assert!(!records.is_empty(), "a batch holds at least one record");
-        assert!(
-            records.len() <= MAX_BATCH_RECORDS as usize,
-            "{} records in one batch, over MAX_BATCH_RECORDS",
-            records.len()
-        );
+        check_build_count(records);
         let raw = encode_records(records);
+        Batch::from_raw(
+            group,
+            generation,
+            first_seq,
+            timestamp_ms,
+            records.len(),
+            &raw,
+            level,
+        )
+    }
+
+    /// As [`Batch::build`], with the data records' 4 KiB blocks deduplicated against the
+    /// sender's `window` of the session the batch goes out on (see [`crate::dedup`]). The batch
+    /// must then be sent on that session, after every batch built against the window before it.
+    pub fn build_dedup(
+        group: &str,
+        generation: u64,
+        first_seq: Seq,
+        timestamp_ms: u64,
+        records: &[RecordRef<'_>],
+        level: i32,
+        window: &mut DedupWindow,
+    ) -> (Batch, DedupStats) {
+        check_build_count(records);
+        let (raw, stats) = encode_records_dedup(records, window);
+        let b = Batch::from_raw(
+            group,
+            generation,
+            first_seq,
+            timestamp_ms,
+            records.len(),
+            &raw,
+            level,
+        );
+        (b, stats)
+    }
+
+    fn from_raw(
+        group: &str,
+        generation: u64,
+        first_seq: Seq,
+        timestamp_ms: u64,
+        record_count: usize,
+        raw: &[u8],
+        level: i32,
+    ) -> Batch {
         assert!(
             raw.len() <= MAX_BATCH_UNCOMPRESSED as usize,
             "batch payload of {} bytes, over MAX_BATCH_UNCOMPRESSED",
             raw.len()
         );
         // Compressing an in-memory buffer fails only on allocation failure (which aborts anyway).
-        let compressed = zstd::bulk::compress(&raw, level).expect("zstd compression failed");
+        let compressed = zstd::bulk::compress(raw, level).expect("zstd compression failed");
         Batch {
             group: group.to_owned(),
             generation,
             first_seq,
-            record_count: records.len() as u32,
+            record_count: record_count as u32,
             timestamp_ms,
             uncompressed_len: raw.len() as u32,
             compressed,
@@ -205,7 +286,25 @@ impl Batch {
     /// parses the records; checks that the payload decompresses to exactly `uncompressed_len`
     /// bytes, that it holds `record_count` valid records and nothing after them.
     pub fn decode_records(&self) -> Result<DecodedRecords, DecodeError> {
-        decompress_records(&self.compressed, self.uncompressed_len, self.record_count)
+        decompress_records(
+            &self.compressed,
+            self.uncompressed_len,
+            self.record_count,
+            None,
+        )
+    }
+
+    /// As [`BatchRef::decode_records_in`].
+    pub fn decode_records_in(
+        &self,
+        window: Option<&mut DedupWindow>,
+    ) -> Result<DecodedRecords, DecodeError> {
+        decompress_records(
+            &self.compressed,
+            self.uncompressed_len,
+            self.record_count,
+            window,
+        )
     }
 
     /// The seq of the last record: `first_seq + record_count - 1` (saturating, so a batch that
@@ -303,6 +402,7 @@ fn decompress_records(
     compressed: &[u8],
     uncompressed_len: u32,
     record_count: u32,
+    window: Option<&mut DedupWindow>,
 ) -> Result<DecodedRecords, DecodeError> {
     check_count(record_count)?;
     if uncompressed_len > MAX_BATCH_UNCOMPRESSED {
@@ -332,7 +432,10 @@ fn decompress_records(
             "decompressed to {got} bytes, batch says {want}"
         )));
     }
-    parse_records(raw, record_count)
+    match window {
+        None => parse_records(raw, record_count),
+        Some(w) => parse_records_dedup(&raw, record_count, w),
+    }
 }
 
 /// Parses an already-decompressed record payload holding exactly `record_count` records
@@ -353,13 +456,21 @@ pub fn parse_records(raw: Vec<u8>, record_count: u32) -> Result<DecodedRecords, 
         for i in 0..n {
             let disk = r.u16()?;
             let kind = RecordKind::decode("batch record", r.u8()?)?;
-            let reserved = r.u8()?;
+            let encoding = r.u8()?;
             let len = r.u32()?;
             let offset = r.u64()?;
-            if reserved != 0 {
+            if encoding == ENCODING_DEDUP && kind == RecordKind::Data {
                 return Err(DecodeError::invalid(
                     "batch record",
-                    format!("record {i}: reserved byte is {reserved}"),
+                    format!(
+                        "record {i} is deduplicated, but the session agreed on no dedup window"
+                    ),
+                ));
+            }
+            if encoding != ENCODING_PLAIN {
+                return Err(DecodeError::invalid(
+                    "batch record",
+                    format!("record {i}: encoding byte is {encoding}"),
                 ));
             }
             check_range("batch record", format_args!("record {i}"), offset, len)?;
@@ -381,9 +492,203 @@ pub fn parse_records(raw: Vec<u8>, record_count: u32) -> Result<DecodedRecords, 
     Ok(DecodedRecords { raw, metas })
 }
 
+fn check_build_count(records: &[RecordRef<'_>]) {
+    assert!(!records.is_empty(), "a batch holds at least one record");
+    assert!(
+        records.len() <= MAX_BATCH_RECORDS as usize,
+        "{} records in one batch, over MAX_BATCH_RECORDS",
+        records.len()
+    );
+}
+
+/// What deduplication did to a batch's data blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DedupStats {
+    /// Blocks sent as they are (and put in the window).
+    pub literal_blocks: u64,
+    /// Blocks sent as a reference to an earlier one.
+    pub ref_blocks: u64,
+}
+
+/// As [`encode_records`], with each data record whose `len` is a multiple of [`BLOCK`] looked
+/// up block by block in the sender's `window`: a record with at least one repeated block goes
+/// deduplicated (encoding 1), others plain. Every literal block goes into the window, in order.
+///
+/// # Panics
+/// As [`encode_records`].
+pub fn encode_records_dedup(
+    records: &[RecordRef<'_>],
+    window: &mut DedupWindow,
+) -> (Vec<u8>, DedupStats) {
+    let mut stats = DedupStats::default();
+    let mut w = Writer::with_capacity(
+        records
+            .iter()
+            .map(|r| RECORD_HEADER_LEN + r.data.len())
+            .sum(),
+    );
+    // Per block of the record at hand: None for a literal, Some(n) for a reference.
+    let mut plan: Vec<Option<u64>> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        check_data_matches(i, r);
+        if r.kind != RecordKind::Data || !(r.len as usize).is_multiple_of(BLOCK) {
+            w.bytes(&r.encode_header());
+            w.bytes(r.data);
+            continue;
+        }
+        plan.clear();
+        for block in r.data.chunks_exact(BLOCK) {
+            let found = window.find(block);
+            if found.is_none() {
+                window.push(block);
+            }
+            plan.push(found);
+        }
+        let refs = plan.iter().filter(|p| p.is_some()).count() as u64;
+        stats.ref_blocks += refs;
+        stats.literal_blocks += plan.len() as u64 - refs;
+        let mut header = r.encode_header();
+        if refs == 0 {
+            w.bytes(&header);
+            w.bytes(r.data);
+            continue;
+        }
+        header[3] = ENCODING_DEDUP;
+        w.bytes(&header);
+        for (block, p) in r.data.chunks_exact(BLOCK).zip(&plan) {
+            match p {
+                None => {
+                    w.u8(ENTRY_LITERAL);
+                    w.bytes(block);
+                }
+                Some(n) => {
+                    w.u8(ENTRY_REF);
+                    w.u64(*n);
+                    w.u64(block_hash(block));
+                }
+            }
+        }
+    }
+    (w.into_vec(), stats)
+}
+
+/// Parses a decompressed record payload in a session with a dedup window: references are
+/// resolved against `window` and literal blocks go into it (the rule in [`crate::dedup`]). The
+/// records come back plain, in a new buffer no larger than [`MAX_BATCH_UNCOMPRESSED`].
+pub fn parse_records_dedup(
+    raw: &[u8],
+    record_count: u32,
+    window: &mut DedupWindow,
+) -> Result<DecodedRecords, DecodeError> {
+    check_count(record_count)?;
+    let limit = MAX_BATCH_UNCOMPRESSED as usize;
+    let mut out = Writer::with_capacity(raw.len());
+    let mut metas = Vec::new();
+    let mut r = Reader::new(raw);
+    let n = r.count("batch records", u64::from(record_count), RECORD_HEADER_LEN)?;
+    for i in 0..n {
+        let disk = r.u16()?;
+        let kind = RecordKind::decode("batch record", r.u8()?)?;
+        let encoding = r.u8()?;
+        let len = r.u32()?;
+        let offset = r.u64()?;
+        check_range("batch record", format_args!("record {i}"), offset, len)?;
+        let dedup = match (kind, encoding) {
+            (_, ENCODING_PLAIN) => false,
+            (RecordKind::Data, ENCODING_DEDUP) if (len as usize).is_multiple_of(BLOCK) => true,
+            _ => {
+                return Err(DecodeError::invalid(
+                    "batch record",
+                    format!(
+                        "record {i}: encoding byte {encoding} on a {kind:?} record of {len} bytes"
+                    ),
+                ))
+            }
+        };
+        let body = if kind == RecordKind::Data {
+            len as usize
+        } else {
+            0
+        };
+        if out.len() + RECORD_HEADER_LEN + body > limit {
+            return Err(DecodeError::too_large(
+                "batch records, deduplication resolved",
+                (out.len() + RECORD_HEADER_LEN + body) as u64,
+                limit as u64,
+            ));
+        }
+        let header = RecordRef {
+            disk,
+            kind,
+            offset,
+            len,
+            data: &[],
+        }
+        .encode_header();
+        out.bytes(&header);
+        let data_start = out.len();
+        if kind == RecordKind::Data && !dedup {
+            let data = r.bytes(body)?;
+            if body.is_multiple_of(BLOCK) {
+                data.chunks_exact(BLOCK).for_each(|b| window.push(b));
+            }
+            out.bytes(data);
+        } else if dedup {
+            for k in 0..body / BLOCK {
+                match r.u8()? {
+                    ENTRY_LITERAL => {
+                        let block = r.bytes(BLOCK)?;
+                        window.push(block);
+                        out.bytes(block);
+                    }
+                    ENTRY_REF => {
+                        let n = r.u64()?;
+                        let hash = r.u64()?;
+                        let at = |e| {
+                            DecodeError::invalid(
+                                "deduplicated record",
+                                format!("record {i} block {k}: {e}"),
+                            )
+                        };
+                        let block = window.block(n).map_err(|e| at(e.to_string()))?;
+                        // Both windows follow the same rule; the hash makes a bug that broke
+                        // that an error instead of another block's data on the replica.
+                        if block_hash(block) != hash {
+                            return Err(at(format!(
+                                "window block {n} does not hash to {hash:#x}: the windows are \
+                                 out of step"
+                            )));
+                        }
+                        out.bytes(block);
+                    }
+                    t => {
+                        return Err(DecodeError::invalid(
+                            "deduplicated record",
+                            format!("record {i} block {k}: unknown entry tag {t}"),
+                        ))
+                    }
+                }
+            }
+        }
+        metas.push(RecordMeta {
+            disk,
+            kind,
+            offset,
+            len,
+            data_start,
+        });
+    }
+    r.finish("batch records")?;
+    Ok(DecodedRecords {
+        raw: out.into_vec(),
+        metas,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dedup::DedupWindow;
 
     fn sample<'a>(data: &'a [u8]) -> Vec<RecordRef<'a>> {
         vec![
@@ -518,5 +823,89 @@ mod tests {
             serde_json::to_string(&RecordKind::Trim).unwrap(),
             "\"trim\""
         );
+    }
+
+    /// Blocks drawn from a small alphabet, so that batches repeat blocks within and across.
+    fn blocks(seed: u64, n: usize) -> Vec<u8> {
+        (0..n)
+            .flat_map(|k| {
+                let v = ((seed.wrapping_mul(31).wrapping_add(k as u64 * 7)) % 5) as u8;
+                vec![v; BLOCK]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn deduplicated_batches_decode_to_what_was_sent_in_lockstep() {
+        let mut tx = DedupWindow::sender(4);
+        let mut rx = DedupWindow::receiver(4);
+        let mut refs = 0;
+        for seq in 0..20u64 {
+            let a = blocks(seq, 3);
+            let b = blocks(seq * 3 + 1, 2);
+            let odd = vec![7u8; 1024]; // not a whole block: travels plain, not in the window
+            let recs = vec![
+                RecordRef {
+                    disk: 0,
+                    kind: RecordKind::Data,
+                    offset: seq * 65536,
+                    len: a.len() as u32,
+                    data: &a,
+                },
+                RecordRef {
+                    disk: 0,
+                    kind: RecordKind::Data,
+                    offset: 512,
+                    len: 1024,
+                    data: &odd,
+                },
+                RecordRef {
+                    disk: 1,
+                    kind: RecordKind::Trim,
+                    offset: 0,
+                    len: 4096,
+                    data: &[],
+                },
+                RecordRef {
+                    disk: 1,
+                    kind: RecordKind::Data,
+                    offset: 8192,
+                    len: b.len() as u32,
+                    data: &b,
+                },
+            ];
+            let (batch, stats) = Batch::build_dedup("g", 1, Seq(seq * 4 + 1), 0, &recs, 3, &mut tx);
+            refs += stats.ref_blocks;
+            assert_eq!(stats.literal_blocks + stats.ref_blocks, 5);
+            let got = batch.decode_records_in(Some(&mut rx)).unwrap();
+            assert_eq!(got.iter().collect::<Vec<_>>(), recs, "batch {seq}");
+            assert_eq!(rx.next(), tx.next());
+        }
+        assert!(refs > 30, "a 5-block alphabet repeats: {refs} references");
+    }
+
+    #[test]
+    fn a_deduplicated_batch_is_refused_without_its_window() {
+        let mut tx = DedupWindow::sender(8);
+        let a = [vec![1u8; BLOCK], vec![1u8; BLOCK]].concat();
+        let recs = [RecordRef {
+            disk: 0,
+            kind: RecordKind::Data,
+            offset: 0,
+            len: a.len() as u32,
+            data: &a,
+        }];
+        let (batch, stats) = Batch::build_dedup("g", 1, Seq(1), 0, &recs, 3, &mut tx);
+        assert_eq!((stats.literal_blocks, stats.ref_blocks), (1, 1));
+        let e = batch.decode_records().unwrap_err().to_string();
+        assert!(e.contains("no dedup window"), "{e}");
+        // A receiver that missed the block the reference names (a window out of step).
+        let mut rx = DedupWindow::receiver(8);
+        rx.push(&[9u8; BLOCK]);
+        let e = batch
+            .decode_records_in(Some(&mut rx))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("out of step"), "{e}");
     }
 }

@@ -1,7 +1,10 @@
 //! Golden vectors: files in `tests/vectors/` written by each version of each layout, which every
-//! later version of this crate must still read. Frames have two versions: 1 (`frame-*.bin`) and
-//! 2 (`frame-*-v2.bin`, whose HELLO carries the agent's software version); the target still
-//! writes version 1 to agents that speak it, so both encoders must keep their bytes.
+//! later version of this crate must still read. Frames have three versions: 1 (`frame-*.bin`),
+//! 2 (`frame-*-v2.bin`, whose HELLO carries the agent's software version) and 3 (`-v3`, whose
+//! HELLO and WELCOME carry the dedup window; other messages are version 2's under a version 3
+//! header, so only those two have version 3 files); the target still writes versions 1 and 2 to
+//! agents that speak them, so every encoder must keep its bytes. `records-dedup.bin` is a
+//! deduplicated record payload (version 3 sessions with a dedup window).
 //!
 //! Each file decodes to the constants below. A file is never rewritten: when a layout changes,
 //! its version is bumped, the new version's files are added beside the old ones (`-v2` before
@@ -81,10 +84,28 @@ fn hello_v2() -> Message {
     hello_with(Some("0.1.0+g0123abc".into()))
 }
 
+/// The HELLO of version 3: a relay asking for a dedup window.
+fn hello_v3() -> Message {
+    let Message::Hello(mut h) = hello_with(Some("relay-0.1.0".into())) else {
+        unreachable!()
+    };
+    h.dedup_window = 8192;
+    Message::Hello(h)
+}
+
+fn welcome_v3() -> Message {
+    let Message::Welcome(mut w) = welcome() else {
+        unreachable!()
+    };
+    w.dedup_window = 4096;
+    Message::Welcome(w)
+}
+
 fn hello_with(software: Option<String>) -> Message {
     Message::Hello(Hello {
         agent: "host-01.example".into(),
         software,
+        dedup_window: 0,
         groups: vec![
             HelloGroup {
                 group: "web".into(),
@@ -116,6 +137,7 @@ fn hello_with(software: Option<String>) -> Message {
 
 fn welcome() -> Message {
     Message::Welcome(Welcome {
+        dedup_window: 0,
         groups: vec![
             WelcomeGroup {
                 group: "web".into(),
@@ -359,6 +381,52 @@ fn batch_frame_version(version: u16) -> Vec<u8> {
     Message::Batch(Batch::build("web", 2, Seq(41), T0, &records_a(&a), 3)).to_frame_version(version)
 }
 
+/// Blocks X, Y, Z of the deduplicated payload.
+fn block(v: u8) -> Vec<u8> {
+    (0..BLOCK as u32).map(|i| (i as u8) ^ v).collect()
+}
+
+/// Records whose blocks repeat: [X Y] at 0, [Y X] at 1 MiB, a zero record, [Z X Z] on disk 1.
+fn dedup_data() -> [Vec<u8>; 3] {
+    let (x, y, z) = (block(0x11), block(0x22), block(0x33));
+    [
+        [x.clone(), y.clone()].concat(),
+        [y, x.clone()].concat(),
+        [z.clone(), x, z].concat(),
+    ]
+}
+
+fn dedup_records(d: &[Vec<u8>; 3]) -> Vec<RecordRef<'_>> {
+    fn data(disk: u16, offset: u64, data: &[u8]) -> RecordRef<'_> {
+        RecordRef {
+            disk,
+            kind: RecordKind::Data,
+            offset,
+            len: data.len() as u32,
+            data,
+        }
+    }
+    vec![
+        data(0, 0, &d[0]),
+        data(0, 1 << 20, &d[1]),
+        RecordRef {
+            disk: 0,
+            kind: RecordKind::Zero,
+            offset: 8192,
+            len: 4096,
+            data: &[],
+        },
+        data(1, 4096, &d[2]),
+    ]
+}
+
+/// The payload a sender writes for [`dedup_records`] with a fresh window.
+fn records_dedup() -> Vec<u8> {
+    let d = dedup_data();
+    let mut w = dedup::DedupWindow::sender(16);
+    encode_records_dedup(&dedup_records(&d), &mut w).0
+}
+
 type Make = fn() -> Vec<u8>;
 
 /// Every vector file and how the current code writes it.
@@ -374,29 +442,32 @@ const VECTORS: &[(&str, Make)] = &[
     ("frame-error-unknown-code.bin", || {
         error_unknown_code().to_frame_version(1)
     }),
-    ("frame-hello-v2.bin", || hello_v2().to_frame()),
-    ("frame-welcome-v2.bin", || welcome().to_frame()),
+    ("frame-hello-v2.bin", || hello_v2().to_frame_version(2)),
+    ("frame-welcome-v2.bin", || welcome().to_frame_version(2)),
     ("frame-batch-v2.bin", || batch_frame_version(2)),
-    ("frame-tag-v2.bin", || tag().to_frame()),
-    ("frame-ack-v2.bin", || ack().to_frame()),
-    ("frame-hashes-v2.bin", || hashes().to_frame()),
-    ("frame-control-v2.bin", || control().to_frame()),
-    ("frame-error-v2.bin", || error().to_frame()),
+    ("frame-tag-v2.bin", || tag().to_frame_version(2)),
+    ("frame-ack-v2.bin", || ack().to_frame_version(2)),
+    ("frame-hashes-v2.bin", || hashes().to_frame_version(2)),
+    ("frame-control-v2.bin", || control().to_frame_version(2)),
+    ("frame-error-v2.bin", || error().to_frame_version(2)),
     ("frame-error-unknown-code-v2.bin", || {
-        error_unknown_code().to_frame()
+        error_unknown_code().to_frame_version(2)
     }),
     ("frame-control-report-v2.bin", || {
-        control_report().to_frame()
+        control_report().to_frame_version(2)
     }),
     ("frame-control-verify-request-v2.bin", || {
-        control_verify_request().to_frame()
+        control_verify_request().to_frame_version(2)
     }),
     ("frame-control-verify-report-v2.bin", || {
-        control_verify_report().to_frame()
+        control_verify_report().to_frame_version(2)
     }),
     ("frame-control-target-durable-v2.bin", || {
-        control_target_durable().to_frame()
+        control_target_durable().to_frame_version(2)
     }),
+    ("frame-hello-v3.bin", || hello_v3().to_frame_version(3)),
+    ("frame-welcome-v3.bin", || welcome_v3().to_frame_version(3)),
+    ("records-dedup.bin", records_dedup),
     ("records.bin", || encode_records(&records_a(&data_a()))),
     ("segment-header.bin", || segment_header().encode().to_vec()),
     ("chunk-records.bin", chunk_a),
@@ -438,6 +509,8 @@ fn message_frames_decode_to_their_constants() {
         ("frame-error-v2.bin", error()),
         ("frame-error-unknown-code-v2.bin", error_unknown_code()),
         ("frame-control-report-v2.bin", control_report()),
+        ("frame-hello-v3.bin", hello_v3()),
+        ("frame-welcome-v3.bin", welcome_v3()),
         (
             "frame-control-verify-request-v2.bin",
             control_verify_request(),
@@ -452,7 +525,13 @@ fn message_frames_decode_to_their_constants() {
         ),
     ] {
         let bytes = read(file);
-        let want_version = if file.ends_with("-v2.bin") { 2 } else { 1 };
+        let want_version = if file.ends_with("-v3.bin") {
+            3
+        } else if file.ends_with("-v2.bin") {
+            2
+        } else {
+            1
+        };
         assert_eq!(&bytes[4..6], &[want_version, 0], "{file}: version field");
         assert_eq!(decode_one_frame(&bytes), want, "{file}");
     }
@@ -529,6 +608,51 @@ fn batch_frame_decodes_to_its_records() {
         assert_eq!(recs.iter().collect::<Vec<_>>(), records_a(&a));
         assert_eq!(recs.raw(), &read("records.bin")[..]);
     }
+}
+
+#[test]
+fn deduplicated_records_resolve_to_their_constants() {
+    let raw = read("records-dedup.bin");
+    // Record 0 plain (X, Y: blocks 0 and 1), record 1 two references (1, 0), the zero record,
+    // record 3 literal Z (block 2), then references 0 and 2.
+    assert_eq!(raw[3], 0, "record 0 is plain");
+    let r1 = 16 + 8192;
+    assert_eq!(raw[r1 + 3], 1, "record 1 is deduplicated");
+    let entry = |n: u64, b: &[u8]| {
+        [
+            &[1u8][..],
+            &n.to_le_bytes(),
+            &hash::block_hash(b).to_le_bytes(),
+        ]
+        .concat()
+    };
+    let want = [entry(1, &block(0x22)), entry(0, &block(0x11))].concat();
+    assert_eq!(&raw[r1 + 16..r1 + 16 + 34], &want[..]);
+    let d = dedup_data();
+    let mut w = dedup::DedupWindow::receiver(16);
+    let recs = parse_records_dedup(&raw, 4, &mut w).unwrap();
+    assert_eq!(recs.iter().collect::<Vec<_>>(), dedup_records(&d));
+    assert_eq!(w.next(), 3, "X, Y and Z went into the window");
+    // Without a window, and with one too small to hold what record 3 names, it is refused.
+    let e = parse_records(raw.clone(), 4).unwrap_err().to_string();
+    assert!(e.contains("no dedup window"), "{e}");
+    let mut small = dedup::DedupWindow::receiver(1);
+    let e = parse_records_dedup(&raw, 4, &mut small)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("window holds"), "{e}");
+}
+
+#[test]
+fn version_3_adds_the_dedup_window_to_hello_and_welcome_only() {
+    let (v2, v3) = (read("frame-hello-v2.bin"), read("frame-hello-v3.bin"));
+    assert_ne!(v2[24..], v3[24..]);
+    let (v2, v3) = (read("frame-welcome-v2.bin"), read("frame-welcome-v3.bin"));
+    // The same groups, then the u32 window.
+    assert_eq!(v2[24..], v3[24..v3.len() - 4]);
+    assert_eq!(v3[v3.len() - 4..], 4096u32.to_le_bytes());
+    // A version 2 reader has no such field: the same bytes are refused as trailing.
+    assert!(Message::decode_version(2, FrameKind::Welcome, &v3[24..]).is_err());
 }
 
 #[test]

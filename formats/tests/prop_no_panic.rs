@@ -41,6 +41,11 @@ proptest! {
     fn record_decoders_never_panic(data in vec(any::<u8>(), 0..1024), count in any::<u32>()) {
         let _ = parse_records(data.clone(), count);
         let _ = parse_records(data.clone(), count % 8);
+        // A window holding a few blocks, so that references can resolve.
+        let mut w = dedup::DedupWindow::receiver(4);
+        let _ = encode_records_dedup(&[RecordRef { disk: 0, kind: RecordKind::Data, offset: 0, len: 8192, data: &[3u8; 8192] }], &mut w);
+        let _ = parse_records_dedup(&data, count, &mut w);
+        let _ = parse_records_dedup(&data, count % 8, &mut w);
         fuzzing::batch(&data);
     }
 

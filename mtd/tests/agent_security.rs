@@ -77,6 +77,7 @@ fn hello_many(agent: &str, groups: &[&str], disks: usize, size: u64) -> Message 
     Message::Hello(Hello {
         agent: agent.into(),
         software: None,
+        dedup_window: 0,
         groups: groups
             .iter()
             .map(|g| HelloGroup {

@@ -82,6 +82,7 @@ fn hello(group: &str, generation: u64, size: u64) -> Message {
     Message::Hello(Hello {
         agent: "test-agent".into(),
         software: None,
+        dedup_window: 0,
         groups: vec![HelloGroup {
             group: group.into(),
             generation,

@@ -269,7 +269,8 @@ fn replication_through_the_relay_converges_byte_for_byte() {
     let src = w.join("src.img");
     image(&src, 64);
     let mut mtd = Mtd::start(w);
-    let relay = Relay::start(w, &mtd.target(), "1GiB");
+    // Without deduplication: frames go upstream as the agent made them (bytes counted below).
+    let relay = Relay::start_flags(w, &mtd.target(), "1GiB", &["--dedup-window", "0"]);
     let agent = Agent::start(w, "g1", &[("d0", &src)], &relay.target(), &[]);
     let dev = agent.link("d0");
     write_random_mib(&dev, 0, 24, 7);
@@ -631,6 +632,58 @@ fn over_tls_a_trusted_relay_speaks_for_verified_agents_only() {
     );
     drop(agent);
     mtd.stop_and_check_latest("g1", "d0", &src);
+}
+
+/// Blocks the relay sent before go upstream as references (the dedup window, on by default):
+/// the same 4 MiB of random data written at three places costs the WAN about one copy, and the
+/// replica, rebuilt by the target from the references, is exactly the source.
+#[test]
+fn repeated_blocks_go_upstream_as_references_and_the_replica_is_exact() {
+    if !can_run() {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let src = w.join("src.img");
+    image(&src, 64);
+    let mut mtd = Mtd::start(w);
+    let relay = Relay::start(w, &mtd.target(), "1GiB");
+    let agent = Agent::start(w, "dd", &[("d0", &src)], &relay.target(), &[]);
+    let dev = agent.link("d0");
+    let settle = |what: &str| {
+        let st = agent.wait_caught_up(LONG);
+        wait_until(
+            &format!("the target to hold {what}"),
+            LONG,
+            || target_durable(&mtd, "dd") >= st.last_seq,
+            &|| relay.log_text(),
+        );
+    };
+    write_random_mib(&dev, 0, 4, 21);
+    settle("the first copy");
+    let (in0, out0) = (
+        relay.metric("rewind_relay_bytes_in_total"),
+        relay.metric("rewind_relay_bytes_out_total"),
+    );
+    write_random_mib(&dev, 16, 4, 21);
+    write_random_mib(&dev, 40, 4, 21);
+    settle("the copies");
+    let (bytes_in, bytes_out) = (
+        relay.metric("rewind_relay_bytes_in_total") - in0,
+        relay.metric("rewind_relay_bytes_out_total") - out0,
+    );
+    let refs = relay.metric("rewind_relay_dedup_blocks_total");
+    eprintln!("copies: relay bytes in {bytes_in}, out {bytes_out}, {refs} blocks as references");
+    // 2 x 1024 blocks repeat what was sent; random data leaves zstd nothing to find.
+    assert!(
+        refs >= 2 * 1024,
+        "{refs} blocks deduplicated\n{}",
+        relay.log_text()
+    );
+    assert!(bytes_in > 8 << 20, "in {bytes_in}");
+    assert!(bytes_out < bytes_in / 20, "in {bytes_in}, out {bytes_out}");
+    drop(agent);
+    mtd.stop_and_check_latest("dd", "d0", &src);
 }
 
 /// With `--recompress-level`, the relay sends the target fewer bytes than it took in (the

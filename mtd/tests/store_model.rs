@@ -118,6 +118,7 @@ impl Harness {
             generation,
             next_seq: Seq(durable.0 + 1),
             disk_sizes: vec![(DISK_SECTORS * SECTOR) as u64; 2],
+            dedup: None,
         });
         self.store = Some(store);
     }

@@ -46,6 +46,7 @@ fn hello(agent: &str, group: &str, software: Option<&str>) -> Message {
     Message::Hello(Hello {
         agent: agent.into(),
         software: software.map(str::to_string),
+        dedup_window: 0,
         groups: vec![HelloGroup {
             group: group.into(),
             generation: 1,
@@ -221,7 +222,7 @@ fn older_agents_are_served_in_their_version_and_newer_ones_say_theirs() {
     // A version this build does not read: ERROR in version 1, which every agent reads.
     let mut future = Conn::open(&d);
     let mut f = encode_frame_version(1, FrameKind::Hello, &[]);
-    f[4] = 3;
+    f[4] = FRAME_VERSION as u8 + 1;
     let crc = crc32c::crc32c(&f[..20]);
     f[20..24].copy_from_slice(&crc.to_le_bytes());
     future.0.write_all(&f).unwrap();
@@ -231,7 +232,22 @@ fn older_agents_are_served_in_their_version_and_newer_ones_say_theirs() {
         panic!("expected ERROR, got {m:?}")
     };
     assert_eq!(e.code, ErrorCode::Protocol, "{}", e.message);
-    assert!(e.message.contains('3'), "{}", e.message);
+    assert!(
+        e.message.contains(&(FRAME_VERSION + 1).to_string()),
+        "{}",
+        e.message
+    );
+
+    // An agent of version 2 (before the dedup window): its WELCOME is version 2's, which has
+    // no window field (a version 3 WELCOME restamped would carry 4 bytes it cannot read).
+    let mut v2 = Conn::open(&d);
+    v2.send(&hello("v2-agent", "g4", Some("0.2")), 2);
+    let (head, m) = v2.recv().expect("an answer to the HELLO");
+    assert_eq!(head.version, 2);
+    let Message::Welcome(w) = m else {
+        panic!("expected WELCOME, got {m:?}")
+    };
+    assert_eq!((w.groups.len(), w.dedup_window), (1, 0));
 }
 
 /// The next frame that is not an ACK.

@@ -98,7 +98,10 @@ fn serve(mut conn: UnixStream, acked: &Acked) -> Result<()> {
                             status: ResumeStatus::Resume,
                         })
                         .collect();
-                    Some(Message::Welcome(Welcome { groups }))
+                    Some(Message::Welcome(Welcome {
+                        groups,
+                        dedup_window: 0,
+                    }))
                 }
                 Message::Hashes(h) => Some(Message::Hashes(Hashes {
                     hashes: vec![0; h.hashes.len()],

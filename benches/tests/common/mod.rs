@@ -92,7 +92,10 @@ fn serve(mut conn: TcpStream, st: &Mutex<TargetState>) {
         Ok(Some(Message::Hello(h))) => h,
         _ => return refuse(&mut conn, ErrorCode::Protocol, "expected HELLO".into()),
     };
-    let mut welcome = Welcome { groups: Vec::new() };
+    let mut welcome = Welcome {
+        groups: Vec::new(),
+        dedup_window: 0,
+    };
     {
         let mut s = st.lock().unwrap();
         s.agents.push(hello.agent.clone());

@@ -6,7 +6,7 @@
 //! | off | size | field        | notes                                              |
 //! |----:|-----:|--------------|----------------------------------------------------|
 //! |   0 |    4 | magic        | `b"RWF1"` ([`FRAME_MAGIC`])                        |
-//! |   4 |    2 | version      | 1 or 2 ([`FRAME_VERSION_MIN`]..=[`FRAME_VERSION`]) |
+//! |   4 |    2 | version      | 1..=3 ([`FRAME_VERSION_MIN`]..=[`FRAME_VERSION`])  |
 //! |   6 |    2 | kind         | [`FrameKind`]                                      |
 //! |   8 |    4 | payload_len  | <= [`MAX_FRAME_PAYLOAD`]                           |
 //! |  12 |    4 | payload_crc  | crc32c(payload)                                    |
@@ -249,7 +249,8 @@ pub fn encode_frame_version(version: u16, kind: FrameKind, payload: &[u8]) -> Ve
 /// target never sends one.
 ///
 /// # Panics
-/// If `frame` is shorter than a header, is a HELLO, or this build cannot write `version`.
+/// If `frame` is shorter than a header, is a HELLO or WELCOME of another version, or this build
+/// cannot write `version`.
 pub fn restamp_version(frame: &mut [u8], version: u16) {
     assert!(
         (FRAME_VERSION_MIN..=FRAME_VERSION).contains(&version),
@@ -258,10 +259,13 @@ pub fn restamp_version(frame: &mut [u8], version: u16) {
     let head = frame
         .first_chunk_mut::<FRAME_HEADER_LEN>()
         .expect("a whole frame header");
-    assert_ne!(
-        le_u16(head, 6),
-        FrameKind::Hello.as_u16(),
-        "a HELLO's payload depends on its version: encode it again instead"
+    if le_u16(head, 4) == version {
+        return;
+    }
+    let kind = le_u16(head, 6);
+    assert!(
+        kind != FrameKind::Hello.as_u16() && kind != FrameKind::Welcome.as_u16(),
+        "a HELLO's or WELCOME's payload depends on its version: encode it again instead"
     );
     head[4..6].copy_from_slice(&version.to_le_bytes());
     let crc = crc32c::crc32c(&head[0..20]);
@@ -299,7 +303,7 @@ mod tests {
         let h = FrameHeader::for_payload(FrameKind::Ack, b"abc");
         let b = h.encode();
         assert_eq!(&b[0..4], b"RWF1");
-        assert_eq!(&b[4..6], &[2, 0]);
+        assert_eq!(&b[4..6], &[3, 0]);
         assert_eq!(&b[6..8], &[5, 0]);
         assert_eq!(&b[8..12], &[3, 0, 0, 0]);
         assert_eq!(le_u32(&b, 12), crc32c::crc32c(b"abc"));
@@ -338,12 +342,16 @@ mod tests {
 
     #[test]
     fn restamping_changes_only_the_version_and_the_header_crc() {
-        let mut f = encode_frame(FrameKind::Welcome, b"payload");
-        let v1 = encode_frame_version(1, FrameKind::Welcome, b"payload");
+        let mut f = encode_frame(FrameKind::Ack, b"payload");
+        let v1 = encode_frame_version(1, FrameKind::Ack, b"payload");
         restamp_version(&mut f, 1);
         assert_eq!(f, v1);
         restamp_version(&mut f, FRAME_VERSION);
-        assert_eq!(f, encode_frame(FrameKind::Welcome, b"payload"));
+        assert_eq!(f, encode_frame(FrameKind::Ack, b"payload"));
+        // A WELCOME already in the version asked for is left as it is.
+        let mut w = encode_frame_version(2, FrameKind::Welcome, b"payload");
+        restamp_version(&mut w, 2);
+        assert_eq!(w, encode_frame_version(2, FrameKind::Welcome, b"payload"));
     }
 
     #[test]
@@ -375,8 +383,8 @@ mod tests {
             })
         );
         assert_eq!(
-            damaged(|b| b[4] = 3),
-            Err(DecodeError::UnsupportedVersion(3))
+            damaged(|b| b[4] = 4),
+            Err(DecodeError::UnsupportedVersion(4))
         );
         assert_eq!(
             damaged(|b| b[4] = 0),

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use super::count_u16;
 use crate::bytes::{Reader, Writer};
+use crate::dedup::MAX_DEDUP_WINDOW_BLOCKS;
 use crate::{DecodeError, Seq, SECTOR};
 
 /// agent -> target, first frame of a session: who I am, my groups and where I stand.
@@ -13,6 +14,9 @@ pub struct Hello {
     /// The agent's software version (e.g. `0.1.0`), for the inventory; `None` from a version 1
     /// HELLO, which has no such field, or when the agent sent an empty one.
     pub software: Option<String>,
+    /// Version 3 on: the dedup window the sender asks for, in 4 KiB blocks (0: none; at most
+    /// [`MAX_DEDUP_WINDOW_BLOCKS`]). A relay asks; agents send 0.
+    pub dedup_window: u32,
     pub groups: Vec<HelloGroup>,
 }
 
@@ -60,6 +64,9 @@ pub struct DiskInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Welcome {
     pub groups: Vec<WelcomeGroup>,
+    /// Version 3 on: the dedup window the target grants, in blocks (0: none, never more than
+    /// the HELLO asked). From then on both ends keep a window of this size per group.
+    pub dedup_window: u32,
 }
 
 /// One group of a WELCOME.
@@ -96,6 +103,14 @@ impl Hello {
             w.u8(software.len() as u8);
             w.bytes(software.as_bytes());
         }
+        if version >= 3 {
+            w.u32(self.dedup_window);
+        } else {
+            assert_eq!(
+                self.dedup_window, 0,
+                "a version {version} HELLO has no dedup window"
+            );
+        }
         w.u16(count_u16("HELLO groups", self.groups.len()));
         for g in &self.groups {
             w.name(&g.group);
@@ -111,7 +126,7 @@ impl Hello {
 }
 
 impl Welcome {
-    pub(super) fn write(&self, w: &mut Writer) {
+    pub(super) fn write(&self, w: &mut Writer, version: u16) {
         w.u16(count_u16("WELCOME groups", self.groups.len()));
         for g in &self.groups {
             w.name(&g.group);
@@ -119,7 +134,31 @@ impl Welcome {
             w.u8(g.status as u8);
             w.u64(g.durable.0);
         }
+        if version >= 3 {
+            w.u32(self.dedup_window);
+        } else {
+            assert_eq!(
+                self.dedup_window, 0,
+                "a version {version} WELCOME has no dedup window"
+            );
+        }
     }
+}
+
+/// Reads a dedup window (HELLO and WELCOME, version 3 on), at most [`MAX_DEDUP_WINDOW_BLOCKS`].
+fn read_dedup_window(r: &mut Reader<'_>, version: u16) -> Result<u32, DecodeError> {
+    if version < 3 {
+        return Ok(0);
+    }
+    let n = r.u32()?;
+    if n > MAX_DEDUP_WINDOW_BLOCKS {
+        return Err(DecodeError::too_large(
+            "dedup window blocks",
+            u64::from(n),
+            u64::from(MAX_DEDUP_WINDOW_BLOCKS),
+        ));
+    }
+    Ok(n)
 }
 
 // Smallest encodings, used to cap counts before allocating: name = 2 bytes (len + 1 char).
@@ -134,6 +173,7 @@ pub(super) fn read_hello(r: &mut Reader<'_>, version: u16) -> Result<Hello, Deco
     } else {
         None
     };
+    let dedup_window = read_dedup_window(r, version)?;
     let n = u64::from(r.u16()?);
     let n = r.count("HELLO groups", n, HELLO_GROUP_MIN)?;
     let mut groups = Vec::with_capacity(n);
@@ -179,6 +219,7 @@ pub(super) fn read_hello(r: &mut Reader<'_>, version: u16) -> Result<Hello, Deco
     Ok(Hello {
         agent,
         software,
+        dedup_window,
         groups,
     })
 }
@@ -192,7 +233,7 @@ fn read_software(r: &mut Reader<'_>) -> Result<Option<String>, DecodeError> {
     Ok((!s.is_empty()).then(|| s.to_string()))
 }
 
-pub(super) fn read_welcome(r: &mut Reader<'_>) -> Result<Welcome, DecodeError> {
+pub(super) fn read_welcome(r: &mut Reader<'_>, version: u16) -> Result<Welcome, DecodeError> {
     let n = u64::from(r.u16()?);
     let n = r.count("WELCOME groups", n, WELCOME_GROUP_MIN)?;
     let mut groups = Vec::with_capacity(n);
@@ -217,5 +258,9 @@ pub(super) fn read_welcome(r: &mut Reader<'_>) -> Result<Welcome, DecodeError> {
             durable,
         });
     }
-    Ok(Welcome { groups })
+    let dedup_window = read_dedup_window(r, version)?;
+    Ok(Welcome {
+        groups,
+        dedup_window,
+    })
 }

@@ -8,8 +8,8 @@
 //!
 //! | message  | payload, in order                                                                     |
 //! |----------|---------------------------------------------------------------------------------------|
-//! | HELLO    | agent name, software (version 2 on: u8 length 0..=64 + printable ASCII), u16 n, n x { group name, generation u64, last_acked u64, u16 m, m x { disk name, size_bytes u64 } } |
-//! | WELCOME  | u16 n, n x { group name, generation u64, status u8 ([`ResumeStatus`]), durable u64 }  |
+//! | HELLO    | agent name, software (version 2 on: u8 length 0..=64 + printable ASCII), dedup_window u32 (version 3 on, <= 65536), u16 n, n x { group name, generation u64, last_acked u64, u16 m, m x { disk name, size_bytes u64 } } |
+//! | WELCOME  | u16 n, n x { group name, generation u64, status u8 ([`ResumeStatus`]), durable u64 }, dedup_window u32 (version 3 on) |
 //! | BATCH    | group name, generation u64, first_seq u64, record_count u32, timestamp_ms u64, uncompressed_len u32, compressed_len u32, compressed bytes |
 //! | TAG      | group name, generation u64, tag                                                       |
 //! | ACK      | group name, durable u64                                                               |
@@ -84,8 +84,8 @@ impl Message {
         self.encode_payload_version(FRAME_VERSION)
     }
 
-    /// The payload bytes in frame layout `version` (only HELLO differs between versions: version
-    /// 1 has no software version).
+    /// The payload bytes in frame layout `version` (only HELLO and WELCOME differ between
+    /// versions: version 1 has no software version, versions 1 and 2 no dedup window).
     ///
     /// # Panics
     /// As [`Message::encode_payload`].
@@ -93,7 +93,7 @@ impl Message {
         let mut w = Writer::new();
         match self {
             Message::Hello(m) => m.write(&mut w, version),
-            Message::Welcome(m) => m.write(&mut w),
+            Message::Welcome(m) => m.write(&mut w, version),
             Message::Batch(m) => m.write(&mut w),
             Message::Tag(m) => m.write(&mut w),
             Message::Ack(m) => m.write(&mut w),
@@ -123,7 +123,7 @@ impl Message {
         let mut r = Reader::new(payload);
         let msg = match kind {
             FrameKind::Hello => Message::Hello(hello::read_hello(&mut r, version)?),
-            FrameKind::Welcome => Message::Welcome(hello::read_welcome(&mut r)?),
+            FrameKind::Welcome => Message::Welcome(hello::read_welcome(&mut r, version)?),
             FrameKind::Batch => Message::Batch(batch::read_batch(&mut r)?.to_owned()),
             FrameKind::Tag => Message::Tag(Tag::read(&mut r)?),
             FrameKind::Ack => Message::Ack(Ack::read(&mut r)?),

@@ -7,6 +7,7 @@ fn samples() -> Vec<Message> {
         Message::Hello(Hello {
             agent: "host-a".into(),
             software: Some("0.1.0+abc".into()),
+            dedup_window: 0,
             groups: vec![
                 HelloGroup {
                     group: "web".into(),
@@ -32,6 +33,7 @@ fn samples() -> Vec<Message> {
             ],
         }),
         Message::Welcome(Welcome {
+            dedup_window: 0,
             groups: vec![
                 WelcomeGroup {
                     group: "web".into(),
@@ -142,6 +144,7 @@ fn hello_refuses_a_bad_software_version() {
     let mut payload = Message::Hello(Hello {
         agent: "a".into(),
         software: Some("v1".into()),
+        dedup_window: 0,
         groups: vec![],
     })
     .encode_payload();
@@ -154,8 +157,8 @@ fn hello_refuses_a_bad_software_version() {
     ));
     // And versions this build does not read are refused before anything is decoded.
     assert_eq!(
-        Message::decode_version(3, FrameKind::Ack, b""),
-        Err(DecodeError::UnsupportedVersion(3))
+        Message::decode_version(4, FrameKind::Ack, b""),
+        Err(DecodeError::UnsupportedVersion(4))
     );
 }
 
@@ -225,6 +228,7 @@ fn hello_with(disks: Vec<DiskInfo>, groups: usize) -> Vec<u8> {
     Message::Hello(Hello {
         agent: "a".into(),
         software: None,
+        dedup_window: 0,
         groups: (0..groups).map(g).collect(),
     })
     .encode_payload()
@@ -252,9 +256,9 @@ fn hello_checks_disk_sizes_and_duplicates() {
 
 #[test]
 fn hello_count_cannot_force_a_big_allocation() {
-    // agent "a", (version 2: an empty software version,) then 65535 groups announced but no
-    // bytes for them.
-    let p = [1, b'a', 0, 0xff, 0xff];
+    // agent "a", (version 2: an empty software version, version 3: no dedup window,) then
+    // 65535 groups announced but no bytes for them.
+    let p = [1, b'a', 0, 0, 0, 0, 0, 0xff, 0xff];
     assert!(matches!(
         Message::decode(FrameKind::Hello, &p),
         Err(DecodeError::TooLarge { .. })
@@ -337,6 +341,7 @@ fn unknown_enum_values_are_invalid() {
         Err(DecodeError::Invalid { .. })
     ));
     let mut p = Message::Welcome(Welcome {
+        dedup_window: 0,
         groups: vec![WelcomeGroup {
             group: "g".into(),
             generation: 0,

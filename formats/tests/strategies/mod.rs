@@ -66,10 +66,17 @@ fn disks() -> impl Strategy<Value = Vec<DiskInfo>> {
 pub fn hello() -> impl Strategy<Value = Hello> {
     let group = (any::<u64>(), any::<u64>(), disks());
     let software = proptest::option::of("[!-~]{1,64}");
-    (name(), software, btree_map(group_name(), group, 0..4)).prop_map(
-        |(agent, software, groups)| Hello {
+    let window = 0..=dedup::MAX_DEDUP_WINDOW_BLOCKS;
+    (
+        name(),
+        software,
+        window,
+        btree_map(group_name(), group, 0..4),
+    )
+        .prop_map(|(agent, software, dedup_window, groups)| Hello {
             agent,
             software,
+            dedup_window,
             groups: groups
                 .into_iter()
                 .map(|(group, (generation, acked, disks))| HelloGroup {
@@ -79,8 +86,7 @@ pub fn hello() -> impl Strategy<Value = Hello> {
                     disks,
                 })
                 .collect(),
-        },
-    )
+        })
 }
 
 pub fn welcome() -> impl Strategy<Value = Welcome> {
@@ -93,7 +99,11 @@ pub fn welcome() -> impl Strategy<Value = Welcome> {
             durable: Seq(d),
         },
     );
-    vec(group, 0..5).prop_map(|groups| Welcome { groups })
+    let window = 0..=dedup::MAX_DEDUP_WINDOW_BLOCKS;
+    (vec(group, 0..5), window).prop_map(|(groups, dedup_window)| Welcome {
+        groups,
+        dedup_window,
+    })
 }
 
 pub fn record_kind() -> impl Strategy<Value = RecordKind> {

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// How far ahead of this host's clock a batch may be stamped.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub max_clock_skew: Duration,
+    /// Largest dedup window a relay may have per group (memory the target spends on each
+    /// relayed group; 0 refuses deduplication). At most 256MiB.
+    #[arg(long, default_value = "32MiB", value_parser = parse_dedup_window)]
+    pub max_dedup_window: u32,
     #[arg(long, value_enum, default_value = "uring")]
     pub io_engine: EngineKind,
     /// Retention window for groups created by a first HELLO (e.g. 24h, 30m).
@@ -164,4 +168,34 @@ pub struct ServeArgs {
 /// A size with an optional unit (`256MiB`, `8TiB`).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     parse_size::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// A dedup window as a size (`32MiB`; 0 for none): a multiple of 4 KiB, at most 256 MiB. In
+/// blocks, what HELLO and WELCOME carry.
+pub fn parse_dedup_window(s: &str) -> Result<u32, String> {
+    use rewind_formats::dedup::MAX_DEDUP_WINDOW_BLOCKS;
+    let bytes = parse_bytes(s)?;
+    let block = rewind_formats::BLOCK as u64;
+    let max = u64::from(MAX_DEDUP_WINDOW_BLOCKS) * block;
+    if bytes % block != 0 || bytes > max {
+        return Err(format!(
+            "bad dedup window {s:?}: give a multiple of 4KiB up to {}MiB (0 for none)",
+            max >> 20
+        ));
+    }
+    Ok((bytes / block) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_windows_are_whole_blocks_up_to_the_maximum() {
+        assert_eq!(parse_dedup_window("32MiB"), Ok(8192));
+        assert_eq!(parse_dedup_window("0"), Ok(0));
+        assert!(parse_dedup_window("4097").is_err());
+        assert!(parse_dedup_window("257MiB").is_err());
+        assert!(parse_dedup_window("lots").is_err());
+    }
 }

@@ -88,6 +88,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 max_index_bytes_per_group: args.max_index_bytes_per_group,
                 max_padding_bytes_per_group: args.max_padding_bytes_per_group,
                 max_clock_skew: args.max_clock_skew,
+                max_dedup_window_blocks: args.max_dedup_window,
             },
         },
         nbd: NbdOptions {

@@ -19,9 +19,12 @@ use rewind_formats::message::{
 use rewind_formats::{Seq, FRAME_VERSION};
 use tokio::io::{AsyncWriteExt, ReadHalf};
 
+use rewind_formats::dedup::DedupWindow;
+
 use super::bandwidth::Limiter;
 use super::group::{RelayGroup, Upstream};
 use super::log::{entry, Cursor, Entry};
+use super::recompress::Optimise;
 use super::upstream::{BoxStream, Shared};
 use crate::server::framing::read_frame;
 
@@ -44,13 +47,13 @@ pub(crate) fn spawn(
     g: Arc<RelayGroup>,
     up: Shared,
     metrics: Arc<super::metrics::Counters>,
-    recompress_level: i32,
+    optimise: Optimise,
     limiter: Arc<Limiter>,
 ) {
     tokio::spawn(async move {
         let mut wait = RETRY_MIN;
         loop {
-            let r = session(&g, &up, &metrics, recompress_level, &limiter).await;
+            let r = session(&g, &up, &metrics, optimise, &limiter).await;
             wait = match r {
                 Ok(End::Again) => RETRY_MIN,
                 Ok(End::Refused) => RETRY_REFUSED,
@@ -79,7 +82,7 @@ async fn session(
     g: &Arc<RelayGroup>,
     up: &Shared,
     metrics: &super::metrics::Counters,
-    recompress_level: i32,
+    optimise: Optimise,
     limiter: &Limiter,
 ) -> Result<End> {
     let meta = g.meta.lock().expect("meta lock").clone();
@@ -88,6 +91,7 @@ async fn session(
     let hello = Message::Hello(Hello {
         agent: meta.agent.clone(),
         software: Some(format!("relay-{}", env!("CARGO_PKG_VERSION"))),
+        dedup_window: optimise.dedup_window,
         groups: vec![HelloGroup {
             group: g.name.clone(),
             generation: meta.generation,
@@ -120,6 +124,10 @@ async fn session(
         .find(|x| x.group == g.name)
         .ok_or_else(|| anyhow!("the WELCOME does not name group {}", g.name))?;
     let durable = wg.durable;
+    // The target keeps a window of what it granted; references never reach further back than
+    // the smaller of the two. A window lives exactly as long as this session.
+    let granted = w.dedup_window.min(optimise.dedup_window);
+    let mut window = (granted > 0).then(|| DedupWindow::sender(granted));
     {
         if let Some(first) = first_batch_seq(g) {
             if first.0 > durable.0 + 1 {
@@ -155,7 +163,7 @@ async fn session(
         durable,
         resync: wg.status == ResumeStatus::ResyncNeeded,
     });
-    tracing::info!(group = %g.name, upstream = %up.label, durable = durable.0, "upstream session started");
+    tracing::info!(group = %g.name, upstream = %up.label, durable = durable.0, dedup_window_blocks = granted, "upstream session started");
 
     let sent = Arc::new(AtomicU64::new(0));
     let start = {
@@ -212,8 +220,20 @@ async fn session(
                 None => bail!("a {} frame in the cache log", h.kind.name()),
             };
             if !skip {
-                if recompress_level > 0 && matches!(e, Some(Entry::Batch { .. })) {
-                    let (f, level) = (frame, recompress_level);
+                let is_batch = matches!(e, Some(Entry::Batch { .. }));
+                if let Some(mut w) = window.take_if(|_| is_batch) {
+                    let (f, level) = (frame, optimise.level);
+                    let (out, w) = tokio::task::spawn_blocking(move || {
+                        let out = super::recompress::dedup_frame(&f, level, &mut w);
+                        (out, w)
+                    })
+                    .await?;
+                    let (f, stats) = out?;
+                    frame = f;
+                    window = Some(w);
+                    metrics.dedup(stats.ref_blocks);
+                } else if is_batch && optimise.level > 0 {
+                    let (f, level) = (frame, optimise.level);
                     let (f, smaller) = tokio::task::spawn_blocking(move || {
                         let s = super::recompress::batch_frame(&f, level);
                         (f, s)

@@ -1,5 +1,5 @@
-//! What the relay counts: bytes taken in from agents (frames cached) and bytes sent to the
-//! master target, shown on `--metrics-listen` as Prometheus text.
+//! What the relay counts: bytes taken in from agents (frames cached), bytes sent to the master
+//! target and blocks deduplicated on the way, shown on `--metrics-listen` as Prometheus text.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,6 +9,7 @@ pub(crate) struct Counters {
     bytes_out: AtomicU64,
     frames_in: AtomicU64,
     full_waits: AtomicU64,
+    dedup_blocks: AtomicU64,
 }
 
 impl Counters {
@@ -19,6 +20,11 @@ impl Counters {
 
     pub(crate) fn out(&self, n: u64) {
         self.bytes_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Blocks sent upstream as references to earlier ones.
+    pub(crate) fn dedup(&self, blocks: u64) {
+        self.dedup_blocks.fetch_add(blocks, Ordering::Relaxed);
     }
 
     pub(crate) fn full(&self) {
@@ -41,6 +47,9 @@ impl Counters {
              # HELP rewind_relay_cache_full_total Times an agent's frame waited for room in the cache.\n\
              # TYPE rewind_relay_cache_full_total counter\n\
              rewind_relay_cache_full_total {}\n\
+             # HELP rewind_relay_dedup_blocks_total 4 KiB blocks sent upstream as references to blocks sent before.\n\
+             # TYPE rewind_relay_dedup_blocks_total counter\n\
+             rewind_relay_dedup_blocks_total {}\n\
              # HELP rewind_relay_cache_bytes Bytes the cache holds.\n\
              # TYPE rewind_relay_cache_bytes gauge\n\
              rewind_relay_cache_bytes {cache_used}\n\
@@ -51,6 +60,7 @@ impl Counters {
             v(&self.bytes_out),
             v(&self.frames_in),
             v(&self.full_waits),
+            v(&self.dedup_blocks),
         )
     }
 }

@@ -16,7 +16,8 @@
 //! - `forward`: a group's session with the master target, sending the cache in seq order;
 //! - `upstream`: how the relay connects to the master target;
 //! - `durable`: telling the agent what the master target holds (CONTROL target-durable);
-//! - `recompress`: batches compressed again at a higher zstd level on their way upstream;
+//! - `recompress`: batches compressed again at a higher zstd level on their way upstream, and
+//!   their repeated 4 KiB blocks sent as references (the dedup window);
 //! - `listen`: the agents' listeners; `metrics`: bytes in and out.
 
 pub mod bandwidth;
@@ -75,6 +76,13 @@ pub struct RelayArgs {
     /// the smaller; 0 sends them as the agent compressed them.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=22))]
     pub recompress_level: i32,
+    /// Send a 4 KiB block the relay sent for the same group within this much data before as a
+    /// reference to it (per group, in memory on the relay and on the master target, which
+    /// grants at most its `--max-dedup-window`). 0 turns it off, which a master target older
+    /// than wire version 3 needs. With it on, batches are compressed again (at
+    /// `--recompress-level`, or zstd's default 3 when that is 0).
+    #[arg(long, default_value = "32MiB", value_parser = crate::daemon::args::parse_dedup_window)]
+    pub dedup_window: u32,
     /// What the relay may send the master target per second, as a weekly schedule in UTC with
     /// the policies' syntax: "*=50MiB/s", or "mon-fri 08:00-18:00=10MiB/s, *=unlimited" (the
     /// first rule that holds the time applies; 0 holds). Default unlimited. Groups share it in
@@ -98,7 +106,7 @@ pub(crate) struct Relay {
     pub(crate) metrics: Arc<metrics::Counters>,
     sessions: AtomicU64,
     segment_bytes: u64,
-    recompress_level: i32,
+    optimise: recompress::Optimise,
     limiter: Arc<bandwidth::Limiter>,
 }
 
@@ -192,7 +200,7 @@ impl Relay {
             g.clone(),
             self.upstream.clone(),
             self.metrics.clone(),
-            self.recompress_level,
+            self.optimise,
             self.limiter.clone(),
         );
         groups.insert(hg.group.clone(), g.clone());
@@ -237,6 +245,10 @@ async fn serve(args: RelayArgs) -> Result<()> {
         tracing::info!(schedule = %args.bandwidth, "upstream bandwidth limited");
     }
     let limiter = Arc::new(bandwidth::Limiter::new(args.bandwidth.clone()));
+    let optimise = recompress::Optimise {
+        level: args.recompress_level,
+        dedup_window: args.dedup_window,
+    };
     let relay = Arc::new(Relay {
         cache_dir: args.cache_dir.clone(),
         groups: Mutex::new(HashMap::new()),
@@ -245,7 +257,7 @@ async fn serve(args: RelayArgs) -> Result<()> {
         metrics: metrics.clone(),
         sessions: AtomicU64::new(1),
         segment_bytes: segment_bytes(args.cache_size),
-        recompress_level: args.recompress_level,
+        optimise,
         limiter: limiter.clone(),
     });
     // What an earlier run left: every group's cache is read back and forwarded.
@@ -266,7 +278,7 @@ async fn serve(args: RelayArgs) -> Result<()> {
             g.clone(),
             upstream.clone(),
             metrics.clone(),
-            args.recompress_level,
+            optimise,
             limiter.clone(),
         );
         relay.groups.lock().expect("groups lock").insert(name, g);

@@ -8,11 +8,54 @@
 //! range and seq: it reads the same, costs the WAN nothing, and the target stores no zeros for
 //! it. (A record is one seq, so only whole records can change kind; zero blocks inside a record
 //! with data stay data, which zstd squeezes to almost nothing anyway.)
+//!
+//! With a dedup window (`--dedup-window`, granted by the target's WELCOME), every batch is
+//! encoded against the session's window: a 4 KiB block the relay sent within the window goes
+//! as a 17-byte reference (see `rewind_formats::dedup`). Then the batch is always sent as
+//! re-encoded, even when not smaller, since the target's window follows what it receives.
 
 use anyhow::{Context, Result};
+use rewind_formats::dedup::DedupWindow;
 use rewind_formats::frame::FRAME_HEADER_LEN;
 use rewind_formats::message::{Batch, BatchRef, Message};
-use rewind_formats::records::{RecordKind, RecordRef};
+use rewind_formats::records::{DedupStats, RecordKind, RecordRef};
+
+/// zstd level for batches re-encoded for deduplication when `--recompress-level` is 0.
+const DEDUP_LEVEL: i32 = 3;
+
+/// What the relay does to batches on their way upstream.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Optimise {
+    /// zstd level to compress again at (0: keep the agent's frame, unless deduplicating).
+    pub(crate) level: i32,
+    /// Dedup window to ask the target for, in blocks (0: none).
+    pub(crate) dedup_window: u32,
+}
+
+/// The BATCH `frame` encoded against the session's sender `window` (and zero records elided),
+/// compressed at `level` (or [`DEDUP_LEVEL`]); what deduplication did.
+pub(crate) fn dedup_frame(
+    frame: &[u8],
+    level: i32,
+    window: &mut DedupWindow,
+) -> Result<(Vec<u8>, DedupStats)> {
+    let b = BatchRef::decode(&frame[FRAME_HEADER_LEN..]).context("a cached BATCH")?;
+    let records = b
+        .decode_records()
+        .with_context(|| format!("the records of cached batch {}", b.first_seq))?;
+    let refs: Vec<RecordRef<'_>> = records.iter().map(elide_zeros).collect();
+    let level = if level > 0 { level } else { DEDUP_LEVEL };
+    let (again, stats) = Batch::build_dedup(
+        &b.group,
+        b.generation,
+        b.first_seq,
+        b.timestamp_ms,
+        &refs,
+        level,
+        window,
+    );
+    Ok((Message::Batch(again).to_frame(), stats))
+}
 
 /// The BATCH `frame` with its records compressed at `level`, or None when that is not smaller.
 pub(crate) fn batch_frame(frame: &[u8], level: i32) -> Result<Option<Vec<u8>>> {
@@ -63,6 +106,39 @@ mod tests {
         let again = BatchRef::decode(&smaller[FRAME_HEADER_LEN..]).unwrap();
         assert_eq!(again.first_seq, b.first_seq);
         assert_eq!(again.decode_records().unwrap(), b.decode_records().unwrap());
+    }
+
+    #[test]
+    fn a_repeated_block_goes_as_a_reference_the_target_resolves() {
+        let block: Vec<u8> = (0..4096u32).map(|i| (i * 13) as u8).collect();
+        let data = [block.clone(), block.clone(), block.clone()].concat();
+        let rec = |offset| RecordRef {
+            disk: 0,
+            kind: RecordKind::Data,
+            offset,
+            len: data.len() as u32,
+            data: &data,
+        };
+        let (mut tx, mut rx) = (DedupWindow::sender(64), DedupWindow::receiver(64));
+        for (i, seq) in [1u64, 3].into_iter().enumerate() {
+            let b = Batch::build(
+                "g",
+                1,
+                rewind_formats::Seq(seq),
+                0,
+                &[rec(0), rec(1 << 20)],
+                1,
+            );
+            let frame = Message::Batch(b.clone()).to_frame();
+            let (out, stats) = dedup_frame(&frame, 0, &mut tx).unwrap();
+            // One literal in all: the first block of the first batch.
+            assert_eq!(stats.literal_blocks, u64::from(i == 0));
+            assert_eq!(stats.ref_blocks, 6 - u64::from(i == 0));
+            assert!(out.len() < 1024, "{} bytes for 24 KiB", out.len());
+            let again = BatchRef::decode(&out[FRAME_HEADER_LEN..]).unwrap();
+            let got = again.decode_records_in(Some(&mut rx)).unwrap();
+            assert_eq!(got, b.decode_records().unwrap());
+        }
     }
 
     #[test]

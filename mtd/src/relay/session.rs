@@ -225,7 +225,13 @@ async fn serve<R: AsyncRead + Unpin>(
     }
     tracing::info!(%peer, agent = %hello.agent, groups = fed.len(), "agent session started at the relay");
     let send = |f: Vec<u8>| async move { out.send(f).await.map_err(|_| gone()) };
-    send(Message::Welcome(Welcome { groups: welcome }).to_frame()).await?;
+    // The relay resolves no references in what it caches: agents get no dedup window.
+    let welcome = Welcome {
+        groups: welcome,
+        dedup_window: 0,
+    };
+    // In the HELLO's version (WELCOME's payload differs between versions).
+    send(Message::Welcome(welcome).to_frame_version(wire_version)).await?;
     for f in &fed {
         let td = *f.g.target_durable.borrow();
         send(super::durable::frame(&f.g.name, td)).await?;

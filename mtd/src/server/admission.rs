@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rewind_formats::dedup::DedupWindow;
 use rewind_formats::message::{ErrorCode, Hello, HelloGroup, ResumeStatus, Welcome, WelcomeGroup};
 use rewind_formats::Seq;
 
@@ -82,6 +83,8 @@ pub(crate) async fn admit(
     let mut fed = Vec::new();
     let mut claims = Vec::new();
     let mut groups = Vec::new();
+    // The window a relay asked for, up to what this target spends per group.
+    let dedup_window = hello.dedup_window.min(quotas.max_dedup_window_blocks);
     for (hg, a) in hello.groups.iter().zip(admitted) {
         let (group, generation) = (a.group, a.generation);
         let holder = Holder {
@@ -116,6 +119,7 @@ pub(crate) async fn admit(
             generation,
             next_seq: Seq(durable.0 + 1),
             disk_sizes,
+            dedup: (dedup_window > 0).then(|| DedupWindow::receiver(dedup_window)),
         });
         groups.push(WelcomeGroup {
             group: hg.group.clone(),
@@ -127,7 +131,10 @@ pub(crate) async fn admit(
     Ok(Admitted {
         fed,
         claims,
-        welcome: Welcome { groups },
+        welcome: Welcome {
+            groups,
+            dedup_window,
+        },
     })
 }
 
@@ -156,6 +163,7 @@ pub fn hello_group(
     let hello = Hello {
         agent: agent.to_string(),
         software: None,
+        dedup_window: 0,
         groups: vec![hg.clone()],
     };
     let mut out = store.admit(&admission(&hello, &Quotas::default())?)?;
@@ -371,5 +379,23 @@ mod tests {
             s.admitted.welcome.groups[0].status,
             ResumeStatus::ResyncNeeded
         );
+    }
+
+    #[test]
+    fn a_relay_gets_the_dedup_window_it_asks_for_up_to_the_quota() {
+        let (_d, store) = store();
+        let rt = runtime();
+        let mut h = hello("relay", vec![group("g", 1, &["sda"])]);
+        for (asked, granted) in [
+            (0, 0),
+            (100, 100),
+            (60_000, Quotas::default().max_dedup_window_blocks),
+        ] {
+            h.dedup_window = asked;
+            let s = rt.block_on(session(&store, &h)).unwrap();
+            assert_eq!(s.admitted.welcome.dedup_window, granted, "asked {asked}");
+            let w = s.admitted.fed[0].dedup.as_ref().map(|w| w.capacity());
+            assert_eq!(w, (granted > 0).then_some(granted), "asked {asked}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use rewind_formats::dedup::DedupWindow;
 use rewind_formats::message::{BatchRef, ErrorCode, Tag};
 use rewind_formats::segment::{
     records_chunk_len, tag_chunk_len, write_records_chunk, write_tag_chunk,
@@ -24,6 +25,9 @@ pub struct Feed {
     /// Seq the next batch must start at.
     pub next_seq: Seq,
     pub disk_sizes: Vec<u64>,
+    /// The session's dedup window for this group, when the HELLO asked for one (a relay's):
+    /// every batch goes through it, in order; a refused batch ends the session with it.
+    pub dedup: Option<DedupWindow>,
 }
 
 impl Feed {
@@ -123,7 +127,7 @@ impl Feed {
 
     /// Validate a batch completely (generation, seq continuity, decompression, every record's
     /// disk and bounds) and encode it as a journal chunk. Nothing of a bad batch gets through.
-    pub fn batch_chunk(&self, b: &BatchRef<'_>) -> Result<AppendReq, Refusal> {
+    pub fn batch_chunk(&mut self, b: &BatchRef<'_>) -> Result<AppendReq, Refusal> {
         let g = &self.group.name;
         if b.generation != self.generation {
             return Err(refuse(
@@ -143,7 +147,7 @@ impl Feed {
                 ),
             ));
         }
-        let records = b.decode_records().map_err(|e| {
+        let records = b.decode_records_in(self.dedup.as_mut()).map_err(|e| {
             refuse(
                 ErrorCode::Protocol,
                 format!("batch for group {g} at seq {}: {e}", b.first_seq.0),
@@ -251,6 +255,7 @@ mod tests {
             generation: 1,
             next_seq: Seq(1),
             disk_sizes: vec![1 << 20],
+            dedup: None,
         };
         (dir, f)
     }
@@ -314,6 +319,7 @@ mod tests {
             generation,
             next_seq: Seq(1),
             disk_sizes: vec![crate::server::testing::DISK],
+            dedup: None,
         };
         (dir, store, f)
     }

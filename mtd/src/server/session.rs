@@ -229,7 +229,9 @@ async fn serve<R: AsyncRead + Unpin>(
     let (fed, _claims) = (admitted.fed, admitted.claims);
     let software = hello.software.as_deref();
     tracing::info!(%peer, agent = %hello.agent, software, wire_version, groups = fed.len(), "session started");
-    out.send(Message::Welcome(admitted.welcome).to_frame())
+    // In the HELLO's version: WELCOME's payload differs between versions (version 3's dedup
+    // window), so it cannot be written in this build's and restamped as other frames are.
+    out.send(Message::Welcome(admitted.welcome).to_frame_version(wire_version))
         .await
         .map_err(|_| closed())?;
     fed_groups.agent = hello.agent.clone();

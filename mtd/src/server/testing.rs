@@ -56,6 +56,7 @@ pub(crate) fn hello(agent: &str, groups: Vec<HelloGroup>) -> Hello {
     Hello {
         agent: agent.into(),
         software: None,
+        dedup_window: 0,
         groups,
     }
 }

@@ -34,7 +34,14 @@ pub struct Quotas {
     /// segment expires by its newest timestamp, and the merger takes segments oldest first, so
     /// one batch stamped in 2100 would stop merging for its group for good.
     pub max_clock_skew: Duration,
+    /// Largest dedup window granted to a relay's session, in 4 KiB blocks, per group
+    /// (`--max-dedup-window`): the target keeps that many blocks in memory per group a relay
+    /// feeds. 0 grants none.
+    pub max_dedup_window_blocks: u32,
 }
+
+/// 32 MiB of blocks per relayed group.
+pub const DEFAULT_DEDUP_WINDOW_BLOCKS: u32 = 8192;
 
 impl Default for Quotas {
     fn default() -> Self {
@@ -45,6 +52,7 @@ impl Default for Quotas {
             max_index_bytes_per_group: 256 << 20,
             max_padding_bytes_per_group: 4 << 30,
             max_clock_skew: Duration::from_secs(300),
+            max_dedup_window_blocks: DEFAULT_DEDUP_WINDOW_BLOCKS,
         }
     }
 }

@@ -40,6 +40,7 @@ pub fn hello(agent: &str, group: &str) -> Message {
     Message::Hello(Hello {
         agent: agent.into(),
         software: None,
+        dedup_window: 0,
         groups: vec![HelloGroup {
             group: group.into(),
             generation: 1,

@@ -38,6 +38,7 @@ impl Sender {
             agent: s.agent.clone(),
             // Our version, for the target's and the site's inventory (the same as build_info's).
             software: Some(env!("CARGO_PKG_VERSION").to_string()),
+            dedup_window: 0,
             groups: vec![HelloGroup {
                 group: s.group.to_string(),
                 generation: s.generation,
