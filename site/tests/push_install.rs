@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::protect::disk_image;
 use common::site::{scratch, start_fresh, Backend, Site};
-use common::target::{add_target, free_addr, target, wait_first_up};
+use common::target::{add_target, free_addr, target_with, wait_first_up};
 use rewind_benches::harness::{self, bin, kill_and_reap};
 
 const GROUP: &str = "g1";
@@ -232,15 +232,30 @@ fn build_deb(out: &Path, version: Option<&str>) -> PathBuf {
         .unwrap_or_else(|| panic!("no .deb in {}", out.display()))
 }
 
+/// stdout and stderr (shown, for the test's log).
 fn text(o: &Output) -> (String, String) {
-    (
+    let (out, err) = (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    );
+    eprintln!("push-install ({}):\n{out}{err}", o.status);
+    (out, err)
 }
 
 /// `push-install` with the test's flags and `extra`.
 fn push(site: &Site, sshd: &Sshd, image: &Path, deb: &Path, root: &Path, extra: &[&str]) -> Output {
+    push_group(site, sshd, image, deb, root, GROUP, extra)
+}
+
+fn push_group(
+    site: &Site,
+    sshd: &Sshd,
+    image: &Path,
+    deb: &Path,
+    root: &Path,
+    group: &str,
+    extra: &[&str],
+) -> Output {
     let ssh = format!("root@127.0.0.1:{}", sshd.port);
     let disk = format!("d0={}", image.display());
     let mut args = vec![
@@ -251,7 +266,7 @@ fn push(site: &Site, sshd: &Sshd, image: &Path, deb: &Path, root: &Path, extra: 
         "--identity",
         sshd.key.to_str().unwrap(),
         "--group",
-        GROUP,
+        group,
         "--disk",
         &disk,
         "--policy",
@@ -300,7 +315,9 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     let deb2 = build_deb(&w.join("deb2"), Some("99.0.0-1"));
     let sshd = Sshd::start(&w.join("sshd"));
     let site = start_fresh(w, &Backend::Sqlite);
-    let t1 = target(w, &site.state, "t1");
+    // (A view tree, to attach g1/d0 there and compare it with the source.)
+    let views = w.join("views");
+    let t1 = target_with(w, &site.state, "t1", &["--views", views.to_str().unwrap()]);
     add_target(&site, "t1", &t1);
     site.ok(&[
         "policy",
@@ -339,7 +356,7 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     bad = push(&site, &sshd, Path::new("rel.img"), &deb1, &root, &[]);
     assert!(!bad.status.success());
     assert!(text(&bad).1.contains("is not absolute"), "{}", text(&bad).1);
-    bad = push(&site, &sshd, &image, &deb1, &root, &["--group", "g/1"]);
+    bad = push_group(&site, &sshd, &image, &deb1, &root, "g/1", &[]);
     assert!(text(&bad).1.contains("group name"), "{}", text(&bad).1);
 
     // An unknown host key: refused, nothing installed, nothing protected.
@@ -371,6 +388,7 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     );
     for step in [
         "[1/7] connect: root@127.0.0.1",
+        "(host key new, learnt)",
         "[2/7] protect: group g1 on target t1 (new)",
         "[3/7] copy package",
         "[4/7] install: rewind-agent 0.",
@@ -425,6 +443,7 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     let o = push(&site, &sshd, &image, &deb1, &root, &[]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("(host key known)"), "{out}");
     assert!(out.contains("[3/7] copy package: skipped"), "{out}");
     assert!(out.contains("[6/7] start: nothing to do"), "{out}");
     assert!(
@@ -450,6 +469,23 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     assert_ne!(pid2, pid);
     assert!(!alive(pid), "the old agent {pid} still runs");
     assert!(alive(pid2));
+    // The WELCOME push-install saw was the new agent's: its own status says it is connected.
+    let t0 = Instant::now();
+    loop {
+        let st = harness::read_status(&installed.state());
+        if st
+            .as_ref()
+            .is_ok_and(|s| s.pid == pid2 as u32 && s.connected)
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "agent {pid2} is not connected: {st:?}\n{}",
+            installed.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
         fs::read_to_string(root.join("var/lib/rewind-push/rewind-agent.version"))
             .unwrap()

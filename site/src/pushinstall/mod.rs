@@ -247,6 +247,7 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
         format!("{}.crt", req.host),
         format!("{}.key", req.host),
     ];
+    let known = ssh.host_known();
     let probe = ssh.script("connect", &layout.probe_script(&expected))?;
     let found = remote::parse_probe(&probe.stdout)?;
     if !layout.test_root() && !found.systemd {
@@ -260,8 +261,9 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
     steps.say(
         "connect",
         &format!(
-            "{} (host key known); installed: {}",
+            "{} (host key {}); installed: {}",
             req.ssh.display(),
+            if known { "known" } else { "new, learnt" },
             if found.version.is_empty() {
                 "none"
             } else {
@@ -358,7 +360,6 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
     // 6. start (restart after a change).
     let restart = found.running && (upgrade || settings_changed);
     let start_needed = !found.running || restart;
-    let before_start = crate::db::now_ms();
     if start_needed {
         let exec = if layout.test_root() {
             let unit = ssh
@@ -391,8 +392,10 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
         steps.say("start", &format!("nothing to do: {} runs", layout.unit()));
     }
 
-    // 7. WELCOME: a poll after the start says the group's agent is connected.
-    let waited = wait_welcome(conn, &req.group, &target, before_start, req.wait).await?;
+    // 7. WELCOME: a poll made after the start (a stopped agent exited by then) says the group's
+    // agent is connected.
+    let since = crate::db::now_ms();
+    let waited = wait_welcome(conn, &req.group, &target, since, req.wait).await?;
     steps.say(
         "welcome",
         &format!(
