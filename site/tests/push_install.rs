@@ -127,11 +127,13 @@ impl Drop for Sshd {
 /// session), stopped by the pid it wrote, and what it left behind undone, on drop.
 struct Installed {
     root: PathBuf,
+    group: &'static str,
 }
 
 impl Installed {
     fn pid_file(&self) -> PathBuf {
-        self.root.join(format!("run/rewind-agent@{GROUP}.pid"))
+        self.root
+            .join(format!("run/rewind-agent@{}.pid", self.group))
     }
 
     fn pid(&self) -> i32 {
@@ -143,12 +145,15 @@ impl Installed {
     }
 
     fn state(&self) -> PathBuf {
-        self.root.join("var/lib/rewind-agent").join(GROUP)
+        self.root.join("var/lib/rewind-agent").join(self.group)
     }
 
     fn log_text(&self) -> String {
-        fs::read_to_string(self.root.join(format!("var/log/rewind-agent@{GROUP}.log")))
-            .unwrap_or_default()
+        fs::read_to_string(
+            self.root
+                .join(format!("var/log/rewind-agent@{}.log", self.group)),
+        )
+        .unwrap_or_default()
     }
 }
 
@@ -185,7 +190,7 @@ impl Drop for Installed {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        let mount = self.root.join("run/rewind/agent").join(GROUP);
+        let mount = self.root.join("run/rewind/agent").join(self.group);
         for d in &devices {
             harness::loopdev::detach_if_backed_under(d, &mount);
         }
@@ -331,7 +336,14 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     wait_first_up(&site, "t1");
     let image = disk_image(w);
     let root = w.join("root");
-    let installed = Installed { root: root.clone() };
+    let installed = Installed {
+        root: root.clone(),
+        group: GROUP,
+    };
+    let broken = Installed {
+        root: root.clone(),
+        group: "g2",
+    };
 
     // Bad input: refused before any connection, with what and where.
     let mut bad = site.cli(&[
@@ -492,4 +504,21 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
             .trim(),
         "99.0.0-1"
     );
+
+    // An agent that cannot start (its disk does not exist): the start step fails and says why,
+    // with the end of the agent's log.
+    let o = push_group(
+        &site,
+        &sshd,
+        Path::new("/nonexistent/disk.img"),
+        &deb2,
+        &root,
+        broken.group,
+        &[],
+    );
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("[5/7] settings"), "{out}");
+    assert!(err.contains("the agent exited at once"), "{err}");
+    assert!(err.contains("/nonexistent/disk.img"), "{err}");
 }

@@ -395,7 +395,14 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
     // 7. WELCOME: a poll made after the start (a stopped agent exited by then) says the group's
     // agent is connected.
     let since = crate::db::now_ms();
-    let waited = wait_welcome(conn, &req.group, &target, since, req.wait).await?;
+    let log = if layout.test_root() {
+        layout.log_file()
+    } else {
+        format!("journalctl -u {}", layout.unit())
+    };
+    let waited = wait_welcome(conn, &req.group, &target, since, req.wait)
+        .await
+        .with_context(|| format!("welcome (the agent's log on {}: {log})", req.ssh.display()))?;
     steps.say(
         "welcome",
         &format!(
@@ -526,9 +533,8 @@ async fn wait_welcome(
         }
         if t0.elapsed() >= limit {
             bail!(
-                "welcome: the agent of group {group} did not connect to target {target} within \
-                 {limit:?} (see `rewind-site groups`, and the agent's log on the host: \
-                 journalctl -u rewind-agent@{group})"
+                "the agent of group {group} did not connect to target {target} within {limit:?} \
+                 (see `rewind-site groups`)"
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
