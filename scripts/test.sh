@@ -19,6 +19,8 @@ pkgs=(fio e2fsprogs util-linux fdisk fuse3 qemu-utils libnbd-bin python3-libnbd 
 pkgs+=(prometheus postgresql)
 pkgs+=(python3-aiosmtpd)
 pkgs+=(xfsprogs)
+# openssh-server: push-install's test runs its own sshd (its key, a loopback port), not the service.
+pkgs+=(openssh-server)
 # The web console's browser tests drive a headless Chromium and Firefox over WebDriver
 # (Firefox's driver, geckodriver, is not packaged by Debian: installed from crates.io below).
 pkgs+=(chromium chromium-driver firefox-esr)

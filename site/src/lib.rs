@@ -4,7 +4,7 @@
 //! - [`db`]: the schema's tables, one file each; [`server`]: the API; [`api`]: its types.
 //! - [`lease`]: which instance leads; [`poll`], [`watch`], [`push`], [`alerts`] and [`notify`]:
 //!   what the leader runs; [`ops`]: failovers and recovery plans across targets.
-//! - [`cli`]: the `rewind-site` commands; [`https`]: the client they and the poller use.
+//! - [`cli`]: the `rewind-site` commands ([`pushinstall`]: an agent installed over SSH); [`https`]: the client they and the poller use.
 
 pub mod alerts;
 pub mod api;
@@ -23,6 +23,7 @@ pub mod ops;
 pub mod policy_spec;
 pub mod poll;
 pub mod push;
+pub mod pushinstall;
 pub mod roles;
 pub mod secrets;
 pub mod server;

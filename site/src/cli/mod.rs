@@ -83,6 +83,11 @@ pub enum Cmd {
         #[arg(long)]
         out: Option<String>,
     },
+    /// Install and start a host's agent over SSH: protect the group (or reuse its protection),
+    /// copy and install the rewind-agent package, write its settings and certificate, start
+    /// rewind-agent@GROUP and wait for its first WELCOME. Run on the site's machine; a second
+    /// run does only what changed.
+    PushInstall(PushInstallArgs),
     /// The audit log: who did what, when, and the result.
     Audit {
         #[arg(long, default_value_t = 100)]
@@ -103,6 +108,42 @@ pub enum Cmd {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+}
+
+/// `push-install`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct PushInstallArgs {
+    /// The host's name at the site (its agent's and certificate's name).
+    host: String,
+    /// How to reach it: USER@HOST[:PORT] (a user other than root needs sudo without password).
+    #[arg(long)]
+    ssh: String,
+    /// The SSH private key (default: ssh's own).
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    /// Learn the key of a host seen for the first time (STATE/ssh/known_hosts); a changed key
+    /// is refused still.
+    #[arg(long)]
+    accept_new_host_key: bool,
+    #[arg(long)]
+    group: String,
+    /// NAME=PATH (repeat, in order).
+    #[arg(long = "disk", required = true)]
+    disks: Vec<String>,
+    #[arg(long)]
+    policy: String,
+    #[arg(long)]
+    target: Option<String>,
+    /// The rewind-agent .deb to install (`scripts/package.sh` builds it).
+    #[arg(long)]
+    package: PathBuf,
+    /// How long to wait for the agent's first WELCOME, e.g. 2m.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    wait: Duration,
+    /// Tests only: every path on the host under DIR, the package unpacked (dpkg-deb -x) and the
+    /// unit's command started with setsid instead of systemd.
+    #[arg(long, hide = true, value_name = "DIR")]
+    install_root: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -427,6 +468,22 @@ pub async fn run(cli: Cli) -> Result<()> {
                 )
                 .await?;
             p.protected(&r)
+        }
+        Cmd::PushInstall(a) => {
+            let req = crate::pushinstall::Request {
+                ssh: crate::pushinstall::ssh::Dest::parse(&a.ssh)?,
+                disks: crate::pushinstall::parse_disks(&a.disks)?,
+                host: a.host,
+                identity: a.identity,
+                accept_new_host_key: a.accept_new_host_key,
+                group: a.group,
+                policy: a.policy,
+                target: a.target,
+                package: a.package,
+                install_root: a.install_root.unwrap_or_default(),
+                wait: a.wait,
+            };
+            crate::pushinstall::run(c, req).await
         }
         Cmd::Audit { limit } => p.audit(
             &c.get::<Vec<AuditEntry>>(&format!("/v1/audit?limit={limit}"))

@@ -37,6 +37,14 @@ pub struct GroupView {
     pub agent_rpo_ms: i64,
     #[serde(default)]
     pub agent_report_ms: i64,
+    /// 1: the target says the group's agent is connected; 0: it was and is not; -1: none seen
+    /// (what `push-install` waits on).
+    #[serde(default = "not_seen")]
+    pub agent_connected: i64,
+}
+
+fn not_seen() -> i64 {
+    -1
 }
 
 /// A host protected through the site.
@@ -57,7 +65,7 @@ impl Db {
         let rows = sqlx::query(
             "SELECT g.name, g.target, g.state, g.durable_seq, g.journal_bytes, g.retention, \
              g.running_policy, g.running_version, g.agent_mode, g.agent_rpo_ms, \
-             g.agent_report_ms, t.state AS target_state \
+             g.agent_report_ms, g.agent_connected, t.state AS target_state \
              FROM groups g LEFT JOIN targets t ON t.name = g.target ORDER BY g.name",
         )
         .fetch_all(&self.pool)
@@ -109,6 +117,7 @@ impl Db {
                 agent_mode: text(r, "agent_mode")?,
                 agent_rpo_ms: int(r, "agent_rpo_ms")?,
                 agent_report_ms: int(r, "agent_report_ms")?,
+                agent_connected: int(r, "agent_connected")?,
                 name,
             });
         }
@@ -131,6 +140,7 @@ impl Db {
                     agent_mode: String::new(),
                     agent_rpo_ms: -1,
                     agent_report_ms: 0,
+                    agent_connected: -1,
                 });
             }
         }
