@@ -52,11 +52,11 @@ impl Retain {
 }
 
 /// How far past `keep_until_ms` a chunk written or extended at `now_ms` is locked: a quarter
-/// of the retention still ahead (at least a minute). A chunk stays locked at most that long
+/// of the retention still ahead (at least a second). A chunk stays locked at most that long
 /// after the last point that needs it expires; in exchange a chunk every point reuses is
 /// extended about four times per retention period, not at every archive.
 pub fn slack_ms(keep_until_ms: u64, now_ms: u64) -> u64 {
-    (keep_until_ms.saturating_sub(now_ms) / 4).max(60_000)
+    (keep_until_ms.saturating_sub(now_ms) / 4).max(1000)
 }
 
 /// Until when each chunk is known to be locked (a lower bound: see the module comment).
@@ -98,8 +98,8 @@ mod tests {
         };
         assert_eq!(r.date(), "2025-12-05T00:00:01Z");
         assert_eq!(slack_ms(400_000_000, 0), 100_000_000);
-        assert_eq!(slack_ms(1000, 0), 60_000);
-        assert_eq!(slack_ms(0, 5000), 60_000);
+        assert_eq!(slack_ms(1000, 0), 1000);
+        assert_eq!(slack_ms(0, 5000), 1000);
     }
 
     #[test]

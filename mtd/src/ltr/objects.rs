@@ -41,8 +41,9 @@ pub struct Objects {
     /// The directory of a `file://` store: `object_store` writes its files without fsync, so
     /// [`Objects::flush`] makes them durable itself.
     local_root: Option<std::path::PathBuf>,
-    /// An S3 store's settings, for the requests `object_store` cannot make ([`SignedS3`]).
-    s3: Option<object_store::aws::AmazonS3Builder>,
+    /// An S3 store's settings and bucket, for the requests `object_store` cannot make
+    /// ([`SignedS3`]).
+    s3: Option<(object_store::aws::AmazonS3Builder, String)>,
     /// Set by [`Objects::require_object_lock`]: writes that lock, versioned deletes.
     signed: Option<Arc<SignedS3>>,
     rt: Option<tokio::runtime::Runtime>,
@@ -90,7 +91,9 @@ impl Objects {
                 b = b.with_config(key, v.into_owned());
             }
             let store = b.clone().build().map_err(|e| invalid(e.to_string()))?;
-            s3 = Some(b);
+            // `with_url` is only parsed by `build`: the bucket is the URL's host.
+            let bucket = base["s3://".len()..].split('/').next().unwrap_or_default();
+            s3 = Some((b, bucket.to_string()));
             Arc::new(store)
         } else {
             return Err(invalid("expected file:///DIR or s3://BUCKET".into()));
@@ -119,7 +122,7 @@ impl Objects {
             what: "--ltr-object-lock",
             why,
         };
-        let Some(b) = &self.s3 else {
+        let Some((b, bucket)) = &self.s3 else {
             return Err(invalid(format!(
                 "{} is not an S3 store: only an S3 bucket with Object Lock enabled can lock \
                  objects",
@@ -127,7 +130,8 @@ impl Objects {
             )));
         };
         let signed = Arc::new(
-            SignedS3::from_builder(b).map_err(|why| invalid(format!("{}: {why}", self.url)))?,
+            SignedS3::from_builder(b, bucket)
+                .map_err(|why| invalid(format!("{}: {why}", self.url)))?,
         );
         let s = signed.clone();
         let enabled = self

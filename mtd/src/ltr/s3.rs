@@ -57,12 +57,15 @@ impl S3Failure {
 }
 
 impl SignedS3 {
-    /// From the store's builder, after `with_url` and the URL's settings. Object Lock needs
+    /// From the store's builder (with the URL's settings) and its bucket. Object Lock needs
     /// static credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional
     /// `AWS_SESSION_TOKEN`, or the URL's `access_key_id` / `secret_access_key`).
-    pub fn from_builder(b: &AmazonS3Builder) -> Result<SignedS3, String> {
+    pub fn from_builder(b: &AmazonS3Builder, bucket: &str) -> Result<SignedS3, String> {
         let get = |k: AmazonS3ConfigKey| b.get_config_value(&k).filter(|v| !v.is_empty());
-        let bucket = get(AmazonS3ConfigKey::Bucket).ok_or("the URL names no bucket")?;
+        if bucket.is_empty() {
+            return Err("the URL names no bucket".into());
+        }
+        let bucket = bucket.to_string();
         let region = get(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".into());
         let (Some(key), Some(secret)) = (
             get(AmazonS3ConfigKey::AccessKeyId),
