@@ -271,10 +271,10 @@ impl Ltr {
             until_ms: keep_until_ms + slack_ms(keep_until_ms, now_ms()),
         };
         let keys = short.iter().map(chunk::key).collect();
-        self.objects.retain_many(keys, self.opts.parallel, retain)?;
+        let until = self.objects.retain_many(keys, self.opts.parallel, retain)?;
         let mut ends = self.lock_ends.lock().expect("lock ends lock");
-        for h in &short {
-            ends.raise(*h, retain.until_ms);
+        for (h, t) in short.iter().zip(until) {
+            ends.raise(*h, t);
         }
         tracing::info!(chunks = short.len(), until = %retain.date(), "extended the lock of reused long-term chunks");
         Ok(short.len() as u64)

@@ -280,23 +280,30 @@ impl Objects {
         }))
     }
 
-    /// Lock each of `keys` (its current version) as `retain` says, at most `parallel` at a
-    /// time (Object Lock on). The first failure, naming its object.
-    pub fn retain_many(&self, keys: Vec<String>, parallel: usize, retain: Retain) -> Result<()> {
+    /// Lock each of `keys` (its current version) at least as long as `retain` says, at most
+    /// `parallel` at a time (Object Lock on): until when each is locked, in order, or the first
+    /// failure, naming its object.
+    pub fn retain_many(
+        &self,
+        keys: Vec<String>,
+        parallel: usize,
+        retain: Retain,
+    ) -> Result<Vec<u64>> {
         let Some(signed) = self.signed.clone() else {
-            return Ok(());
+            return Ok(vec![0; keys.len()]);
         };
+        let n = keys.len();
         let url = self.url.clone();
         self.run(async move {
             let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
             let mut set = tokio::task::JoinSet::new();
-            for key in keys {
+            for (i, key) in keys.into_iter().enumerate() {
                 let permit = sem.clone().acquire_owned().await.expect("semaphore open");
                 let (signed, url) = (signed.clone(), url.clone());
                 set.spawn(async move {
-                    let r = signed.put_retention(&key, retain).await;
+                    let r = signed.extend_retention(&key, retain).await;
                     drop(permit);
-                    r.map_err(|source| LtrError::S3 {
+                    r.map(|until| (i, until)).map_err(|source| LtrError::S3 {
                         url,
                         op: "extend the lock of",
                         key,
@@ -305,12 +312,16 @@ impl Objects {
                 });
             }
             let mut first = None;
+            let mut until = vec![0; n];
             while let Some(r) = set.join_next().await {
-                if let Err(e) = r.expect("retention task") {
-                    first.get_or_insert(e);
+                match r.expect("retention task") {
+                    Ok((i, t)) => until[i] = t,
+                    Err(e) => {
+                        first.get_or_insert(e);
+                    }
                 }
             }
-            first.map_or(Ok(()), Err)
+            first.map_or(Ok(until), Err)
         })
     }
 

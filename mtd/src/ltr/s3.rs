@@ -107,7 +107,7 @@ impl SignedS3 {
             .send(Method::GET, "", "object-lock", vec![], vec![])
             .await
         {
-            Ok((_, body)) => Ok(body.contains("<ObjectLockEnabled>Enabled</ObjectLockEnabled>")),
+            Ok((_, _, body)) => Ok(body.contains("<ObjectLockEnabled>Enabled</ObjectLockEnabled>")),
             Err(S3Failure::Refused { code, .. })
                 if code == "ObjectLockConfigurationNotFoundError" =>
             {
@@ -152,6 +152,35 @@ impl SignedS3 {
         Ok(())
     }
 
+    /// Lengthen the lock of `key`'s current version to `retain`. S3 refuses to shorten one: if
+    /// it was already locked longer (its exact date was not known here, only a bound), that
+    /// is no failure. Until when the version is locked.
+    pub async fn extend_retention(&self, key: &str, retain: Retain) -> Result<u64, S3Failure> {
+        match self.put_retention(key, retain).await {
+            Ok(()) => Ok(retain.until_ms),
+            Err(e) if e.is_locked() => match self.lock_until(key).await? {
+                Some(t) if t >= retain.until_ms => Ok(t),
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The retain-until date (ms) of `key`'s current version, if it is locked.
+    pub async fn lock_until(&self, key: &str) -> Result<Option<u64>, S3Failure> {
+        let (_, headers, _) = self.send(Method::HEAD, key, "", vec![], vec![]).await?;
+        let Some(date) = headers.get("x-amz-object-lock-retain-until-date") else {
+            return Ok(None);
+        };
+        let date = date.to_str().unwrap_or_default();
+        let t = humantime::parse_rfc3339_weak(date)
+            .map_err(|e| S3Failure::Request(format!("retain-until date {date:?}: {e}")))?;
+        let ms = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Ok(Some(ms))
+    }
+
     /// Delete one version of `key` (the data, where a plain delete would only hide it behind a
     /// delete marker). A version still locked is refused ([`S3Failure::is_locked`]).
     pub async fn delete_version(&self, key: &str, version: &str) -> Result<(), S3Failure> {
@@ -164,7 +193,7 @@ impl SignedS3 {
     }
 
     /// Sign and send one request, retrying transport errors and 5xx answers; the answer's
-    /// status and body, or why it failed.
+    /// status, headers and body, or why it failed.
     async fn send(
         &self,
         method: Method,
@@ -172,7 +201,7 @@ impl SignedS3 {
         query: &str,
         headers: Vec<(&'static str, String)>,
         body: Vec<u8>,
-    ) -> Result<(u16, String), S3Failure> {
+    ) -> Result<(u16, reqwest::header::HeaderMap, String), S3Failure> {
         let mut url = self.base.clone();
         if !key.is_empty() {
             url.push('/');
@@ -196,12 +225,13 @@ impl SignedS3 {
                 }
             };
             let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
             let text = resp
                 .text()
                 .await
                 .map_err(|e| S3Failure::Request(e.to_string()))?;
             if (200..300).contains(&status) {
-                return Ok((status, text));
+                return Ok((status, headers, text));
             }
             let refused = S3Failure::Refused {
                 status,
