@@ -486,16 +486,31 @@ impl Moto {
         wait_until("moto to listen", Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        let out = run(Command::new("curl")
-            .args(["-sf", "-X", "PUT"])
-            .arg(format!("http://127.0.0.1:{port}/rewind-ltr")));
-        assert!(out.status.success(), "creating the bucket: {out:?}");
+        m.create_bucket("rewind-ltr", false);
         m
     }
 
+    /// Create `bucket`, with Object Lock enabled (which makes it versioned) if `lock`.
+    fn create_bucket(&self, bucket: &str, lock: bool) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sf", "-X", "PUT"]);
+        if lock {
+            cmd.args(["-H", "x-amz-bucket-object-lock-enabled: true"]);
+        }
+        let out = run(cmd.arg(format!("http://127.0.0.1:{}/{bucket}", self.port)));
+        assert!(
+            out.status.success(),
+            "creating the bucket {bucket}: {out:?}"
+        );
+    }
+
     fn url(&self) -> String {
+        self.url_of("rewind-ltr")
+    }
+
+    fn url_of(&self, bucket: &str) -> String {
         format!(
-            "s3://rewind-ltr?endpoint=http://127.0.0.1:{}&allow_http=true&region=us-east-1\
+            "s3://{bucket}?endpoint=http://127.0.0.1:{}&allow_http=true&region=us-east-1\
              &access_key_id=test&secret_access_key=test",
             self.port
         )
@@ -530,4 +545,381 @@ fn kept_points_outlive_the_window_on_s3() {
     let r = nbd_read(&mtd, &format!("g1/d0@seq:{seq}"), &w.join("again.img"));
     assert!(r.status.success(), "{r:?}");
     assert!(fs::read(w.join("again.img")).unwrap() == *bytes);
+}
+
+/// One answer of moto's S3 API to a request signed like any S3 client's (curl's SigV4).
+struct S3Answer {
+    status: u16,
+    /// Header names in lower case.
+    headers: std::collections::BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl S3Answer {
+    /// The object's lock: its mode and retain-until (ms since the epoch).
+    fn lock(&self) -> Option<(String, u64)> {
+        let mode = self.headers.get("x-amz-object-lock-mode")?.clone();
+        let until = self.headers.get("x-amz-object-lock-retain-until-date")?;
+        let t = humantime::parse_rfc3339(until).unwrap_or_else(|e| panic!("{until}: {e}"));
+        let ms = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        Some((mode, ms))
+    }
+}
+
+/// `METHOD http://moto/BUCKET/PATH` with `headers` and `body`, signed with the test's keys.
+fn s3_call(
+    moto: &Moto,
+    w: &Path,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&[u8]>,
+) -> S3Answer {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-i",
+        "--aws-sigv4",
+        "aws:amz:us-east-1:s3",
+        "--user",
+        "test:test",
+    ]);
+    if method == "HEAD" {
+        cmd.arg("-I");
+    } else {
+        cmd.args(["-X", method]);
+    }
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let f = w.join(format!("s3-body-{n}"));
+        fs::write(&f, b).unwrap();
+        cmd.arg("--data-binary").arg(format!("@{}", f.display()));
+    }
+    let out = run_ok(cmd.arg(format!("http://127.0.0.1:{}/{path}", moto.port)));
+    let mut rest: &[u8] = &out.stdout;
+    // Skip interim answers (100 Continue), then split the head from the body.
+    loop {
+        let end = rest
+            .windows(4)
+            .position(|x| x == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("{method} {path}: no HTTP head in {:?}", out));
+        let head = String::from_utf8_lossy(&rest[..end]).to_string();
+        rest = &rest[end + 4..];
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{method} {path}: {head}"));
+        if status == 100 {
+            continue;
+        }
+        let headers = head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        return S3Answer {
+            status,
+            headers,
+            body: rest.to_vec(),
+        };
+    }
+}
+
+/// The keys under `prefix` of the bucket (moto answers up to 1000 at once: enough here).
+fn s3_keys(moto: &Moto, w: &Path, bucket: &str, prefix: &str) -> BTreeSet<String> {
+    let a = s3_call(
+        moto,
+        w,
+        "GET",
+        &format!("{bucket}?list-type=2&prefix={prefix}"),
+        &[],
+        None,
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let xml = String::from_utf8_lossy(&a.body).to_string();
+    assert!(
+        !xml.contains("<IsTruncated>true"),
+        "more keys than one listing"
+    );
+    xml.split("<Key>")
+        .skip(1)
+        .filter_map(|s| s.split_once("</Key>").map(|(k, _)| k.to_string()))
+        .collect()
+}
+
+/// A manifest's expiry and the chunk keys it names.
+fn s3_manifest(moto: &Moto, w: &Path, bucket: &str, key: &str) -> (u64, BTreeSet<String>) {
+    let a = s3_call(moto, w, "GET", &format!("{bucket}/{key}"), &[], None);
+    assert_eq!(a.status, 200, "GET {key}");
+    let v: Value = serde_json::from_slice(&a.body).unwrap();
+    let chunks = v["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c.as_str().filter(|c| !c.is_empty()))
+        .map(|c| format!("chunks/{c}"))
+        .collect();
+    (v["keep_until_ms"].as_u64().unwrap(), chunks)
+}
+
+/// Every manifest in the bucket and every chunk it names are locked in governance mode until
+/// at least the manifest's expiry. The chunks' retain-until, by key.
+fn check_locks(moto: &Moto, w: &Path, bucket: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut until = std::collections::BTreeMap::new();
+    let manifests = s3_keys(moto, w, bucket, "points/");
+    assert!(!manifests.is_empty());
+    for m in &manifests {
+        let (keep, chunks) = s3_manifest(moto, w, bucket, m);
+        let lock = s3_call(moto, w, "HEAD", &format!("{bucket}/{m}"), &[], None).lock();
+        let (mode, t) = lock.unwrap_or_else(|| panic!("manifest {m} is not locked"));
+        assert_eq!(mode, "GOVERNANCE", "{m}");
+        assert!(
+            t >= keep,
+            "manifest {m} locked until {t}, kept until {keep}"
+        );
+        assert!(!chunks.is_empty(), "{m} names no chunk");
+        for c in &chunks {
+            let a = s3_call(moto, w, "HEAD", &format!("{bucket}/{c}"), &[], None);
+            assert_eq!(a.status, 200, "{c} named by {m} is missing");
+            let (mode, t) = a
+                .lock()
+                .unwrap_or_else(|| panic!("chunk {c} is not locked"));
+            assert_eq!(mode, "GOVERNANCE", "{c}");
+            assert!(
+                t >= keep,
+                "chunk {c} locked until {t}, but {m} needs it until {keep}"
+            );
+            until.insert(c.clone(), t);
+        }
+    }
+    until
+}
+
+/// `rewind-mtd serve ... --ltr-object-lock governance` with `store` (None: the default
+/// file:// store) must refuse to start: its stderr.
+fn refused_start(w: &Path, name: &str, store: Option<&str>) -> String {
+    let d = w.join(name);
+    fs::create_dir_all(&d).unwrap();
+    let mut cmd = Command::new(bin("rewind-mtd"));
+    cmd.arg("serve")
+        .arg("--data-dir")
+        .arg(d.join("data"))
+        .arg("--unix")
+        .arg(d.join("mtd.sock"))
+        .arg("--nbd-unix")
+        .arg(d.join("nbd.sock"))
+        .arg("--control")
+        .arg(d.join("control.sock"))
+        .args(["--nbd-listen", "none", "--ltr-object-lock", "governance"]);
+    if let Some(s) = store {
+        cmd.args(["--ltr-store", s]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            kill_and_reap(&mut child);
+            panic!("rewind-mtd {store:?} --ltr-object-lock did not refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{store:?}: {err}");
+    err
+}
+
+#[test]
+fn ltr_s3_object_lock() {
+    if !can_run() || !have_tools("ltr_lock", &["nbdcopy", "mkfs.ext4", "moto_server", "curl"]) {
+        return;
+    }
+    let work = tempdir();
+    let w = work.path();
+    let moto = Moto::start(w);
+    let bucket = "rewind-lock";
+    moto.create_bucket(bucket, true);
+
+    // Refused at the edge, each with a message that says why.
+    let err = refused_start(
+        w,
+        "file",
+        Some(&format!("file://{}", w.join("st").display())),
+    );
+    assert!(
+        err.contains("--ltr-object-lock") && err.contains("file://") && err.contains("S3"),
+        "{err}"
+    );
+    let err = refused_start(w, "default", None);
+    assert!(err.contains("file://DATA_DIR/ltr"), "{err}");
+    let err = refused_start(w, "nolock", Some(&moto.url()));
+    assert!(
+        err.contains("bucket rewind-ltr") && err.contains("does not have Object Lock enabled"),
+        "{err}"
+    );
+
+    // An "hour" of 500 ms: hourly points are kept 12 s; chunks are locked about 3 s longer.
+    let views = w.join("views");
+    let url = moto.url_of(bucket);
+    let mtd = Mtd::start_with(
+        w,
+        &[
+            "--views",
+            views.to_str().unwrap(),
+            "--seal-after",
+            "1s",
+            "--ltr-store",
+            &url,
+            "--ltr-interval",
+            "1s",
+            "--ltr-test-hour",
+            "500ms",
+            "--ltr-object-lock",
+            "governance",
+        ],
+    );
+    let mut src = Source::start(w, &mtd, "g1", None);
+    set_policy(&mtd, "g1", 4);
+    src.round(&mtd, "g1", 1);
+    let first = src.rounds[0].0;
+    wait_until("the first round's point to be kept", LONG, || {
+        long_term_seqs(&mtd, "g1").contains(&first)
+    });
+    let manifest1 = format!("points/g1/d0/{first:020}.json");
+    let locks1 = check_locks(&moto, w, bucket);
+
+    // The data cannot be deleted: S3 refuses a delete of the manifest's version.
+    let head = s3_call(
+        &moto,
+        w,
+        "HEAD",
+        &format!("{bucket}/{manifest1}"),
+        &[],
+        None,
+    );
+    let version = head.headers.get("x-amz-version-id").cloned().unwrap();
+    let del = s3_call(
+        &moto,
+        w,
+        "DELETE",
+        &format!("{bucket}/{manifest1}?versionId={version}"),
+        &[],
+        None,
+    );
+    let why = String::from_utf8_lossy(&del.body);
+    assert_eq!(del.status, 403, "a locked version was deleted: {why}");
+    assert!(why.contains("AccessDenied"), "{why}");
+    let again = s3_call(
+        &moto,
+        w,
+        "HEAD",
+        &format!("{bucket}/{manifest1}"),
+        &[],
+        None,
+    );
+    assert_eq!(again.status, 200);
+
+    // A second round: its point reuses most chunks, kept later than their locks first ran;
+    // the locks are extended (by that archive, or by the first point kept longer meanwhile).
+    src.round(&mtd, "g1", 2);
+    let second = src.rounds[1].0;
+    wait_until("the second round's point to be kept", LONG, || {
+        long_term_seqs(&mtd, "g1").contains(&second)
+    });
+    let extended = regex::Regex::new(r"the lock of [1-9][0-9]* (reused )?chunks extended").unwrap();
+    wait_until("a job to extend chunk locks", LONG, || {
+        extended.is_match(&mtd.control_get("/v1/jobs").1)
+    });
+    let locks2 = check_locks(&moto, w, bucket);
+    let longer = locks2
+        .iter()
+        .filter(|(k, t)| locks1.get(*k).is_some_and(|t1| *t > t1))
+        .count();
+    assert!(longer > 0, "no reused chunk's lock was extended");
+
+    // An unreferenced object still locked: collection counts it and goes on.
+    let orphan = format!("chunks/{}", "ab".repeat(32));
+    let until = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + LONG);
+    let md5 = {
+        use base64::Engine;
+        use md5::Digest;
+        base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(b"x"))
+    };
+    let put = s3_call(
+        &moto,
+        w,
+        "PUT",
+        &format!("{bucket}/{orphan}"),
+        &[
+            "x-amz-object-lock-mode: GOVERNANCE",
+            &format!("x-amz-object-lock-retain-until-date: {until}"),
+            &format!("content-md5: {md5}"),
+        ],
+        Some(b"x"),
+    );
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+    let gc = mtd.rewind_json(&["ltr", "gc", "--grace", "0s"]);
+    assert!(gc["chunks_locked"].as_u64().unwrap() >= 1, "{gc}");
+    assert!(s3_keys(&moto, w, bucket, "chunks/").contains(&orphan));
+
+    // Once the first point expires, collection deletes its manifest, every version of it
+    // (a plain delete would leave them behind a delete marker), then, as their locks end,
+    // the chunks no manifest names.
+    wait_until("the first point's manifest to be collected", LONG, || {
+        mtd.rewind_json(&["ltr", "gc", "--grace", "0s"]);
+        s3_call(
+            &moto,
+            w,
+            "HEAD",
+            &format!("{bucket}/{manifest1}"),
+            &[],
+            None,
+        )
+        .status
+            == 404
+    });
+    let versions = s3_call(
+        &moto,
+        w,
+        "GET",
+        &format!("{bucket}?versions&prefix={manifest1}"),
+        &[],
+        None,
+    );
+    let xml = String::from_utf8_lossy(&versions.body);
+    assert!(
+        !xml.contains("<Version>") && !xml.contains("<DeleteMarker>"),
+        "versions of {manifest1} remain: {xml}"
+    );
+    wait_until("the garbage chunks to be collected", LONG, || {
+        mtd.rewind_json(&["ltr", "gc", "--grace", "0s"]);
+        let mut named = BTreeSet::new();
+        for m in s3_keys(&moto, w, bucket, "points/") {
+            named.extend(s3_manifest(&moto, w, bucket, &m).1);
+        }
+        named.insert(orphan.clone());
+        s3_keys(&moto, w, bucket, "chunks/") == named
+    });
+    check_locks(&moto, w, bucket);
+
+    // The kept point reads back exactly from locked objects.
+    let (seq, bytes, _, _) = src.rounds.last().unwrap();
+    let out = w.join("locked.img");
+    let r = nbd_read(&mtd, &format!("g1/d0@seq:{seq}"), &out);
+    assert!(r.status.success(), "{r:?}");
+    assert!(fs::read(&out).unwrap() == *bytes);
 }

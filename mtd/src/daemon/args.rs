@@ -156,6 +156,11 @@ pub struct ServeArgs {
     /// Chunks no manifest names are deleted only once older than this.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub ltr_gc_grace: Duration,
+    /// Lock every object long-term archives write with S3 Object Lock, in this mode, until
+    /// its point's expiry (chunks a little longer); reused chunks are extended. Needs an s3://
+    /// store whose bucket has Object Lock enabled, and static AWS_* credentials. Off by default.
+    #[arg(long, value_enum)]
+    pub ltr_object_lock: Option<crate::ltr::lock::LockMode>,
     /// TESTS ONLY: an "hour" of the long-term tiers lasts this long (a day 24 of them).
     #[arg(long, hide = true, value_parser = humantime::parse_duration)]
     pub ltr_test_hour: Option<Duration>,

@@ -49,6 +49,17 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     if args.nbd_max_conns == 0 {
         anyhow::bail!("--nbd-max-conns 0 would refuse every NBD client");
     }
+    if let Some(mode) = args.ltr_object_lock {
+        let store = args.ltr_store.as_deref();
+        if !store.is_some_and(|u| u.starts_with("s3://")) {
+            anyhow::bail!(
+                "--ltr-object-lock {}: only an S3 bucket with Object Lock enabled can lock \
+                 objects, and the long-term store is {} (give --ltr-store s3://BUCKET?...)",
+                mode.s3_name().to_lowercase(),
+                store.unwrap_or("the default file://DATA_DIR/ltr")
+            );
+        }
+    }
     keep_freed_memory();
     let store = Store::open(&args.data_dir, args.store_options())
         .with_context(|| format!("opening store {}", args.data_dir.display()))?;
@@ -153,6 +164,7 @@ impl ServeArgs {
             interval: self.ltr_interval,
             gc_interval: self.ltr_gc_interval,
             test_hour: self.ltr_test_hour,
+            object_lock: self.ltr_object_lock,
         })
     }
 

@@ -6,16 +6,21 @@
 //! journal still holds every record after it, only chunks those records touch are read; the
 //! others take the previous manifest's hashes. Otherwise every chunk is read (zero ranges known
 //! from the view's extent map are not).
+//!
+//! With Object Lock on, every object an archive writes is locked, and reused chunks whose lock
+//! ends too early are extended before the manifest is written (see [`super::lock`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use rewind_formats::ltr::{LtrManifest, LTR_CHUNK_SIZE, LTR_MANIFEST_VERSION};
 use rewind_formats::Seq;
+use rewind_linux::clock::now_ms;
 
 use super::catalog::KeptPoint;
 use super::chunk::{self, Hash};
 use super::error::{LtrError, Result};
+use super::lock::{slack_ms, Retain};
 use super::objects::Pending;
 use super::Ltr;
 use crate::store::group::Group;
@@ -38,6 +43,10 @@ pub struct ArchiveStats {
     /// Chunks the store lacked, and their compressed bytes.
     pub uploaded: u64,
     pub uploaded_bytes: u64,
+    /// Object Lock on: objects written locked (the uploaded chunks and the manifest), and
+    /// reused chunks whose lock was extended to cover this point.
+    pub locked: u64,
+    pub lock_extended: u64,
 }
 
 /// One chunk after reading: its hash (None for zeroes) and, if it must be uploaded, its
@@ -86,6 +95,12 @@ impl Ltr {
                 }
             }
         }
+        // Object Lock: new chunks are locked past the point's expiry by the slack, so that the
+        // next points reusing them seldom need to extend them.
+        let chunk_retain = self.opts.object_lock.map(|mode| Retain {
+            mode,
+            until_ms: keep_until_ms + slack_ms(keep_until_ms, now_ms()),
+        });
         let threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .min(8);
@@ -137,15 +152,22 @@ impl Ltr {
             // leave the next one skipping a chunk that was never stored.
             if let Some((p, f)) = in_flight.take() {
                 p.wait()?;
-                self.known.lock().expect("known lock").extend(f);
+                self.stored(f, chunk_retain);
             }
-            in_flight = Some((self.objects.put_many_start(puts, self.opts.parallel), fresh));
+            in_flight = Some((
+                self.objects
+                    .put_many_start(puts, self.opts.parallel, chunk_retain),
+                fresh,
+            ));
             progress(100.0 * end as f64 / n.max(1) as f64);
         }
         if let Some((p, f)) = in_flight.take() {
             p.wait()?;
-            self.known.lock().expect("known lock").extend(f);
+            self.stored(f, chunk_retain);
         }
+        // Every chunk the manifest names is locked at least until the point's expiry before
+        // the manifest is written: one that cannot be extended fails the archive.
+        stats.lock_extended = self.extend_locks(hashes.iter().flatten().copied(), keep_until_ms)?;
         let m = LtrManifest {
             version: LTR_MANIFEST_VERSION,
             group: group.name.clone(),
@@ -167,8 +189,12 @@ impl Ltr {
         self.objects.put(
             &LtrManifest::key(&group.name, &disk, point.seq.0),
             m.to_json(),
+            self.manifest_retain(keep_until_ms),
         )?;
         self.objects.flush()?;
+        if chunk_retain.is_some() {
+            stats.locked = stats.uploaded + 1;
+        }
         self.catalog
             .lock()
             .expect("catalog lock")
@@ -179,21 +205,79 @@ impl Ltr {
     }
 
     /// Keep an archived point longer (it is also the kept point of a later period): its
-    /// manifest is written again with the later expiry.
-    pub fn extend(&self, p: &KeptPoint, keep_until_ms: u64) -> Result<()> {
+    /// manifest is written again with the later expiry (after its chunks' locks, with Object
+    /// Lock on, are extended to cover it). The number of chunks whose lock was extended.
+    pub fn extend(&self, p: &KeptPoint, keep_until_ms: u64) -> Result<u64> {
         let _x = self.exclusive.lock().expect("ltr exclusive lock");
         let mut m = self.manifest(&p.group, &p.disk, p.seq)?;
         if m.keep_until_ms >= keep_until_ms {
-            return Ok(());
+            return Ok(0);
         }
+        let extended = self.extend_locks(
+            m.chunks.iter().filter_map(|c| chunk::from_hex(c)),
+            keep_until_ms,
+        )?;
         m.keep_until_ms = keep_until_ms;
-        self.objects.put(&p.key(), m.to_json())?;
+        self.objects
+            .put(&p.key(), m.to_json(), self.manifest_retain(keep_until_ms))?;
         self.objects.flush()?;
         self.catalog
             .lock()
             .expect("catalog lock")
             .insert(KeptPoint::of(&m));
-        Ok(())
+        Ok(extended)
+    }
+
+    /// Chunks whose put succeeded: known from now on (an archive that fails part way must not
+    /// leave the next one skipping a chunk never stored), and locked until `retain`'s date.
+    fn stored(&self, fresh: Vec<Hash>, retain: Option<Retain>) {
+        if let Some(r) = retain {
+            let mut ends = self.lock_ends.lock().expect("lock ends lock");
+            for h in &fresh {
+                ends.raise(*h, r.until_ms);
+            }
+        }
+        self.known.lock().expect("known lock").extend(fresh);
+    }
+
+    /// How a manifest kept until `keep_until_ms` is locked (None: Object Lock off).
+    fn manifest_retain(&self, keep_until_ms: u64) -> Option<Retain> {
+        self.opts.object_lock.map(|mode| Retain {
+            mode,
+            until_ms: keep_until_ms,
+        })
+    }
+
+    /// Object Lock on: extend the lock of each of `names` known to end before `keep_until_ms`
+    /// to that plus the slack, `--ltr-parallel` at a time. How many were extended.
+    fn extend_locks(
+        &self,
+        names: impl IntoIterator<Item = Hash>,
+        keep_until_ms: u64,
+    ) -> Result<u64> {
+        let Some(mode) = self.opts.object_lock else {
+            return Ok(0);
+        };
+        let short = self
+            .lock_ends
+            .lock()
+            .expect("lock ends lock")
+            .short_of(names, keep_until_ms);
+        if short.is_empty() {
+            return Ok(0);
+        }
+        let retain = Retain {
+            mode,
+            until_ms: keep_until_ms + slack_ms(keep_until_ms, now_ms()),
+        };
+        let keys = short.iter().map(chunk::key).collect();
+        let until = self.objects.retain_many(keys, self.opts.parallel, retain)?;
+        let mut ends = self.lock_ends.lock().expect("lock ends lock");
+        for (h, t) in short.iter().zip(until) {
+            ends.raise(*h, t);
+        }
+        tracing::info!(chunks = short.len(), until = %retain.date(), "extended the lock of reused long-term chunks");
+        Ok(short.len() as u64)
     }
 
     /// The previous kept point's hashes and the ranges written since it, when an incremental

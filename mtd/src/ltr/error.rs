@@ -12,6 +12,15 @@ pub enum LtrError {
         #[source]
         source: Box<object_store::Error>,
     },
+    /// A request `object_store` cannot make (Object Lock's: see `s3.rs`).
+    #[error("object store {url}: {op} {key}: {source}")]
+    S3 {
+        url: String,
+        op: &'static str,
+        key: String,
+        #[source]
+        source: super::s3::S3Failure,
+    },
     /// A chunk or manifest whose bytes do not match what names it: never handed out as data.
     #[error("corrupt long-term object {key}: {why}")]
     Corrupt { key: String, why: String },

@@ -3,11 +3,17 @@
 //! grace period. The grace keeps a chunk another target's archive (sharing the store) has just
 //! uploaded but not yet named in a manifest; within this daemon archives and collections never
 //! overlap.
+//!
+//! With Object Lock on, deletes remove every version of an object (an Object Lock bucket is
+//! versioned: a plain delete would leave the data behind a delete marker). S3 refuses to delete
+//! a version still locked: that object is counted, logged and left for a later collection, and
+//! a manifest left so keeps its chunks.
 
 use std::collections::HashSet;
 
 use super::chunk::{self, Hash};
 use super::error::Result;
+use super::objects::Deleted;
 use super::Ltr;
 
 /// What a collection did.
@@ -20,6 +26,12 @@ pub struct GcStats {
     pub chunks_kept: u64,
     /// Unreferenced chunks younger than the grace period, left for a later collection.
     pub chunks_in_grace: u64,
+    /// Object Lock on: expired manifests and unreferenced chunks S3 refused to delete because
+    /// their lock has not ended yet (the chunks' lock runs past their last point's expiry).
+    #[serde(default)]
+    pub manifests_locked: u64,
+    #[serde(default)]
+    pub chunks_locked: u64,
 }
 
 impl Ltr {
@@ -43,16 +55,25 @@ impl Ltr {
                 }
             };
             if m.keep_until_ms < now_ms {
-                self.objects.delete(&o.key)?;
-                self.catalog
-                    .lock()
-                    .expect("catalog lock")
-                    .remove(&m.group, &m.disk, m.seq);
-                stats.manifests_deleted += 1;
-                tracing::info!(group = %m.group, disk = %m.disk, seq = m.seq, "long-term point expired");
-                continue;
+                match self.objects.delete_versions(&o.key)? {
+                    Deleted::Gone => {
+                        self.catalog
+                            .lock()
+                            .expect("catalog lock")
+                            .remove(&m.group, &m.disk, m.seq);
+                        stats.manifests_deleted += 1;
+                        tracing::info!(group = %m.group, disk = %m.disk, seq = m.seq, "long-term point expired");
+                        continue;
+                    }
+                    Deleted::Locked => {
+                        // Still in the store: its chunks stay with it.
+                        stats.manifests_locked += 1;
+                        tracing::info!(key = %o.key, "an expired long-term manifest is still locked: left for a later collection");
+                    }
+                }
+            } else {
+                stats.manifests_kept += 1;
             }
-            stats.manifests_kept += 1;
             referenced.extend(m.chunks.iter().filter_map(|c| chunk::from_hex(c)));
         }
         // The expired manifests' deletions are durable before any chunk they named goes: a
@@ -71,10 +92,26 @@ impl Ltr {
             } else {
                 // Out of the known set first: no archive may count on it from now on.
                 self.known.lock().expect("known lock").remove(&h);
-                self.objects.delete(&o.key)?;
-                stats.chunks_deleted += 1;
-                stats.chunk_bytes_deleted += o.size;
+                match self.objects.delete_versions(&o.key)? {
+                    Deleted::Gone => {
+                        self.lock_ends.lock().expect("lock ends lock").forget(&h);
+                        stats.chunks_deleted += 1;
+                        stats.chunk_bytes_deleted += o.size;
+                    }
+                    Deleted::Locked => {
+                        // Still stored, so usable again (a point reusing it extends its
+                        // lock as needed).
+                        self.known.lock().expect("known lock").insert(h);
+                        stats.chunks_locked += 1;
+                    }
+                }
             }
+        }
+        if stats.chunks_locked > 0 {
+            tracing::info!(
+                chunks = stats.chunks_locked,
+                "unreferenced long-term chunks are still locked: left for a later collection"
+            );
         }
         tracing::info!(?stats, "long-term garbage collected");
         Ok(stats)

@@ -6,6 +6,7 @@
 //! - [`catalog`]: which points are archived; [`image`]: reading one as a disk.
 //! - [`schedule`]: which points the policy's tiers keep; [`archiver`]: storing one;
 //!   [`gc`]: deleting what no tier keeps; [`service`]: the daemon's periodic pass.
+//! - [`lock`]: S3 Object Lock of what archives write; [`s3`]: the signed S3 requests it needs.
 //!
 //! Object layout: `chunks/<blake3 hex>` (zstd), `points/<group>/<disk>/<seq:020>.json`.
 
@@ -16,7 +17,9 @@ pub mod chunk;
 mod error;
 pub mod gc;
 pub mod image;
+pub mod lock;
 pub mod objects;
+mod s3;
 pub mod schedule;
 pub mod service;
 
@@ -32,6 +35,7 @@ pub use error::{LtrError, Result};
 use self::cache::Cache;
 use self::catalog::{Catalog, KeptPoint};
 use self::chunk::Hash;
+use self::lock::{LockEnds, LockMode};
 use self::objects::Objects;
 
 /// How the daemon's long-term retention is set up (`rewind-mtd serve --ltr-*`).
@@ -50,6 +54,8 @@ pub struct LtrOptions {
     pub gc_interval: Duration,
     /// TESTS ONLY: an "hour" of the retention tiers lasts this long (see [`schedule`]).
     pub test_hour: Option<Duration>,
+    /// Lock every object archives write (S3 Object Lock), in this mode (see [`lock`]).
+    pub object_lock: Option<LockMode>,
 }
 
 pub struct Ltr {
@@ -61,13 +67,18 @@ pub struct Ltr {
     /// Archiving and garbage collection never overlap: a collection must not delete a chunk an
     /// archive has just found in `known` and is about to name in its manifest.
     exclusive: Mutex<()>,
+    /// Object Lock on: until when each chunk is known to be locked (see [`lock`]).
+    lock_ends: Mutex<LockEnds>,
     pub opts: LtrOptions,
 }
 
 impl Ltr {
     /// Open the store: read every manifest into the catalog and list the stored chunks.
     pub fn open(opts: LtrOptions) -> Result<Arc<Ltr>> {
-        let objects = Objects::open(&opts.url)?;
+        let mut objects = Objects::open(&opts.url)?;
+        if opts.object_lock.is_some() {
+            objects.require_object_lock()?;
+        }
         let cache = Cache::open(&opts.cache_dir, opts.cache_bytes)?;
         let ltr = Ltr {
             objects,
@@ -75,6 +86,7 @@ impl Ltr {
             catalog: Mutex::default(),
             known: Mutex::default(),
             exclusive: Mutex::new(()),
+            lock_ends: Mutex::default(),
             opts,
         };
         ltr.reload()?;
@@ -84,12 +96,22 @@ impl Ltr {
     /// Read the catalog and the known chunks from the store again.
     pub fn reload(&self) -> Result<()> {
         let mut catalog = Catalog::default();
+        let mut lock_ends = LockEnds::default();
         for o in self.objects.list("points")? {
             if !o.key.ends_with(".json") {
                 continue;
             }
             match self.manifest_at(&o.key) {
-                Ok(m) => catalog.insert(KeptPoint::of(&m)),
+                Ok(m) => {
+                    if self.opts.object_lock.is_some() {
+                        // Each chunk was locked at least until the expiry of every point
+                        // naming it when that point was archived or extended.
+                        for h in m.chunks.iter().filter_map(|c| chunk::from_hex(c)) {
+                            lock_ends.raise(h, m.keep_until_ms);
+                        }
+                    }
+                    catalog.insert(KeptPoint::of(&m))
+                }
                 Err(e) => {
                     tracing::error!(key = %o.key, error = %e, "a long-term manifest is unreadable: its point is not offered")
                 }
@@ -104,6 +126,7 @@ impl Ltr {
         tracing::info!(url = %self.objects.url(), points = catalog.all().len(), chunks = known.len(), "long-term store opened");
         *self.catalog.lock().expect("catalog lock") = catalog;
         *self.known.lock().expect("known lock") = known;
+        *self.lock_ends.lock().expect("lock ends lock") = lock_ends;
         Ok(())
     }
 

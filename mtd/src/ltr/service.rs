@@ -122,15 +122,35 @@ fn tick(g: &Arc<Group>, ltr: &Arc<Ltr>, jobs: &Arc<Jobs>, clock: &Clock) {
     let key = format!("ltr/{}", g.name);
     let r = jobs.spawn("ltr-archive", &key, move |job| {
         for (k, keep) in &extend {
-            l2.extend(k, *keep)?;
+            let extended = l2.extend(k, *keep)?;
+            if extended > 0 {
+                job.progress(
+                    0.0,
+                    format!(
+                        "kept {}/{} seq {} longer: the lock of {extended} chunks extended",
+                        k.group, k.disk, k.seq
+                    ),
+                );
+            }
         }
         let total = archive.len().max(1) as f64;
         for (n, (ix, disk, pp, keep)) in archive.iter().enumerate() {
             let msg = format!("archiving {}/{disk} seq {}", g2.name, pp.seq.0);
             job.progress(100.0 * n as f64 / total, msg.clone());
-            l2.archive(&g2, *ix, pp, *keep, &|pct| {
+            let s = l2.archive(&g2, *ix, pp, *keep, &|pct| {
                 job.progress(100.0 * (n as f64 + pct / 100.0) / total, msg.clone())
             })?;
+            let mut done = format!(
+                "archived {}/{disk} seq {}: {} chunks, {} uploaded ({} bytes)",
+                g2.name, pp.seq.0, s.chunks, s.uploaded, s.uploaded_bytes
+            );
+            if l2.opts.object_lock.is_some() {
+                done += &format!(
+                    ", {} objects locked, the lock of {} reused chunks extended",
+                    s.locked, s.lock_extended
+                );
+            }
+            job.progress(100.0 * (n + 1) as f64 / total, done);
         }
         Ok(JobResult::of(g2.name.clone()))
     });
