@@ -170,12 +170,7 @@ pub(crate) fn check_data_matches(i: usize, r: &RecordRef<'_>) {
 impl BatchRef<'_> {
     /// As [`Batch::decode_records`], reading the compressed bytes in place.
     pub fn decode_records(&self) -> Result<DecodedRecords, DecodeError> {
-        decompress_records(
-            self.compressed,
-            self.uncompressed_len,
-            self.record_count,
-            None,
-        )
+        self.decode_records_in(None)
     }
 
     /// As [`BatchRef::decode_records`] in a session with a dedup window (`None`: without):
@@ -286,12 +281,7 @@ impl Batch {
     /// parses the records; checks that the payload decompresses to exactly `uncompressed_len`
     /// bytes, that it holds `record_count` valid records and nothing after them.
     pub fn decode_records(&self) -> Result<DecodedRecords, DecodeError> {
-        decompress_records(
-            &self.compressed,
-            self.uncompressed_len,
-            self.record_count,
-            None,
-        )
+        self.decode_records_in(None)
     }
 
     /// As [`BatchRef::decode_records_in`].
