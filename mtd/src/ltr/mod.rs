@@ -6,7 +6,7 @@
 //! - [`catalog`]: which points are archived; [`image`]: reading one as a disk.
 //! - [`schedule`]: which points the policy's tiers keep; [`archiver`]: storing one;
 //!   [`gc`]: deleting what no tier keeps; [`service`]: the daemon's periodic pass.
-//! - [`lock`]: S3 Object Lock of what archives write; [`s3`]: the signed S3 requests it needs.
+//! - [`lock`]: S3 Object Lock of what archives write; `s3`: the signed S3 requests it needs.
 //!
 //! Object layout: `chunks/<blake3 hex>` (zstd), `points/<group>/<disk>/<seq:020>.json`.
 
