@@ -22,13 +22,14 @@ pub struct Relay {
 
 impl Relay {
     /// Starts a relay caching in `dir` (at most `cache_size`), listening on loopback and sending
-    /// to `upstream` (`HOST:PORT`, plain TCP on loopback); output to `log`.
+    /// to `upstream` (`HOST:PORT`, plain TCP on loopback), with `extra` flags; output to `log`.
     pub fn start(
         bins: &Bins,
         dir: &Path,
         upstream: &str,
         cache_size: u64,
         log: &Path,
+        extra: &[&str],
     ) -> Result<Relay> {
         std::fs::create_dir_all(dir)?;
         let ready = mtd::sibling(dir, ".ready");
@@ -42,6 +43,7 @@ impl Relay {
             .args(["--listen", "tcp:127.0.0.1:0", "--insecure"])
             .args(["--upstream", &format!("tcp:{upstream}")])
             .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(extra)
             .arg("--ready-file")
             .arg(&ready)
             .stdin(Stdio::null())
