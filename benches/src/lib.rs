@@ -19,7 +19,8 @@
 //! - [`stats`]: percentiles of ack latencies.
 //! - [`driver`]: the `rewind-bench` driver behind `scripts/bench.sh`: runs, baselines, bars.
 //!
-//! [`faultproxy`] is a TCP proxy that injects network faults between agent and target.
+//! [`faultproxy`] is a TCP proxy that injects network faults between agent and target;
+//! [`delayproxy`] one that adds latency (a WAN round trip) and nothing else.
 //!
 //! [`oracle`] is the sector-header oracle: views at points checked against what was written.
 //! [`powercut`] is a FUSE file system that simulates power cuts (unsynced writes and directory
@@ -28,6 +29,7 @@
 //! [`harness`] is the test harness of both the agent's and the master target's tests: the
 //! daemons, the CLI and the agent run as processes, and cleaned up after.
 
+pub mod delayproxy;
 pub mod driver;
 pub mod error;
 pub mod faultproxy;

@@ -16,6 +16,11 @@ use crate::model::hash3;
 /// Default pool size. Never change it: recorded runs are verified against this.
 pub const POOL_LEN: usize = 64 << 20;
 
+/// The [`Payload::Fs`] pool's size: 131072 blocks, so that a 32 MiB dedup window (8192 records)
+/// sees a block of the pool again only about 6% of the time besides the common blocks, which
+/// repeat by design (a 64 MiB pool would repeat 39%: more dedup than the data means).
+pub const FS_POOL_LEN: usize = 512 << 20;
+
 /// Record positions in the pool are multiples of this.
 const POOL_ALIGN: usize = 512;
 
@@ -28,6 +33,16 @@ const SALT_POOL_POS: u64 = 0x706f_6f6c_706f_7321; // "poolpos!"
 const ZERO_BLOCK_PCT: u32 = 31;
 const TEXT_BLOCK_PCT: u32 = 49;
 
+/// File-system-like pool mix, per 4 KiB block, in percent: all zero, text-like, a copy of one
+/// of [`FS_COMMON_BLOCKS`] common blocks (the same library or file in many places), the rest
+/// random (compressed media, encrypted files).
+const FS_ZERO_PCT: u32 = 10;
+const FS_TEXT_PCT: u32 = 40;
+const FS_COMMON_PCT: u32 = 25;
+/// Distinct common blocks (4 MiB of them): few enough to repeat within a relay's dedup window,
+/// many enough that one zstd frame of a batch rarely holds two copies.
+const FS_COMMON_BLOCKS: usize = 1024;
+
 /// What record payloads look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Payload {
@@ -35,6 +50,10 @@ pub enum Payload {
     Random,
     /// A mix of zero runs, text-like words and random bytes: about 3:1 with zstd -1.
     Compressible,
+    /// File system data: zero, text-like, repeated and random 4 KiB blocks (see `FS_*_PCT`),
+    /// records placed on 4 KiB boundaries of the pool so that a repeated block is a repeated
+    /// 4 KiB record block.
+    Fs,
 }
 
 impl FromStr for Payload {
@@ -43,7 +62,10 @@ impl FromStr for Payload {
         match s {
             "random" => Ok(Payload::Random),
             "compressible" => Ok(Payload::Compressible),
-            _ => Err(format!("payload {s:?}: expected random or compressible")),
+            "fs" => Ok(Payload::Fs),
+            _ => Err(format!(
+                "payload {s:?}: expected random, compressible or fs"
+            )),
         }
     }
 }
@@ -53,6 +75,7 @@ impl fmt::Display for Payload {
         f.write_str(match self {
             Payload::Random => "random",
             Payload::Compressible => "compressible",
+            Payload::Fs => "fs",
         })
     }
 }
@@ -60,13 +83,20 @@ impl fmt::Display for Payload {
 /// A pregenerated block of bytes that record data is sliced from.
 pub struct DataPool {
     seed: u64,
+    /// Record positions are multiples of this ([`POOL_ALIGN`], or 4 KiB for [`Payload::Fs`]).
+    align: usize,
     bytes: Vec<u8>,
 }
 
 impl DataPool {
-    /// The standard pool ([`POOL_LEN`] bytes) for this seed and payload.
+    /// The standard pool ([`POOL_LEN`] bytes, [`FS_POOL_LEN`] for [`Payload::Fs`]) for this
+    /// seed and payload.
     pub fn new(seed: u64, payload: Payload) -> DataPool {
-        DataPool::with_len(seed, payload, POOL_LEN)
+        let len = match payload {
+            Payload::Fs => FS_POOL_LEN,
+            Payload::Random | Payload::Compressible => POOL_LEN,
+        };
+        DataPool::with_len(seed, payload, len)
     }
 
     /// A pool of `len` bytes (rounded up to 4 KiB); tests use small ones.
@@ -77,8 +107,13 @@ impl DataPool {
         match payload {
             Payload::Random => rng.fill_bytes(&mut bytes),
             Payload::Compressible => fill_compressible(&mut rng, &mut bytes),
+            Payload::Fs => fill_fs(&mut rng, &mut bytes),
         }
-        DataPool { seed, bytes }
+        let align = match payload {
+            Payload::Fs => 4096,
+            Payload::Random | Payload::Compressible => POOL_ALIGN,
+        };
+        DataPool { seed, align, bytes }
     }
 
     /// Pool size in bytes.
@@ -99,8 +134,8 @@ impl DataPool {
             len <= self.bytes.len(),
             "record of {len} bytes exceeds the data pool"
         );
-        let slots = ((self.bytes.len() - len) / POOL_ALIGN + 1) as u64;
-        (hash3(self.seed, SALT_POOL_POS, seq) % slots) as usize * POOL_ALIGN
+        let slots = ((self.bytes.len() - len) / self.align + 1) as u64;
+        (hash3(self.seed, SALT_POOL_POS, seq) % slots) as usize * self.align
     }
 
     /// The data of record `seq`, `len` bytes.
@@ -112,16 +147,7 @@ impl DataPool {
 
 /// Fills `out` (a multiple of 4 KiB) with ext4-like content.
 fn fill_compressible(rng: &mut Xoshiro256PlusPlus, out: &mut [u8]) {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_/.";
-    const SEPARATORS: &[u8] = b"        \n=:,";
-    let vocab: Vec<Vec<u8>> = (0..1024)
-        .map(|_| {
-            let n = rng.gen_range(2..=12);
-            (0..n)
-                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())])
-                .collect()
-        })
-        .collect();
+    let vocab = vocabulary(rng);
     for block in out.chunks_mut(4096) {
         let r = rng.gen_range(0..100);
         if r < ZERO_BLOCK_PCT {
@@ -131,18 +157,65 @@ fn fill_compressible(rng: &mut Xoshiro256PlusPlus, out: &mut [u8]) {
             rng.fill_bytes(block);
             continue;
         }
-        // Text-like words up to a random length, then a zero tail (like a partly used block).
-        let used = rng.gen_range(1024..=block.len());
-        let mut i = 0;
-        while i < used {
-            let w = &vocab[rng.gen_range(0..vocab.len())];
-            let n = w.len().min(used - i);
-            block[i..i + n].copy_from_slice(&w[..n]);
-            i += n;
-            if i < used {
-                block[i] = SEPARATORS[rng.gen_range(0..SEPARATORS.len())];
-                i += 1;
+        fill_text(rng, &vocab, block);
+    }
+}
+
+/// Fills `out` (a multiple of 4 KiB) with file-system-like blocks (the `FS_*` mix).
+fn fill_fs(rng: &mut Xoshiro256PlusPlus, out: &mut [u8]) {
+    let vocab = vocabulary(rng);
+    // Common blocks: half text-like (configuration, scripts), half random (binaries).
+    let common: Vec<[u8; 4096]> = (0..FS_COMMON_BLOCKS)
+        .map(|i| {
+            let mut b = [0u8; 4096];
+            if i % 2 == 0 {
+                fill_text(rng, &vocab, &mut b);
+            } else {
+                rng.fill_bytes(&mut b);
             }
+            b
+        })
+        .collect();
+    for block in out.chunks_mut(4096) {
+        let r = rng.gen_range(0..100);
+        if r < FS_ZERO_PCT {
+            continue;
+        } else if r < FS_ZERO_PCT + FS_TEXT_PCT {
+            fill_text(rng, &vocab, block);
+        } else if r < FS_ZERO_PCT + FS_TEXT_PCT + FS_COMMON_PCT {
+            block.copy_from_slice(&common[rng.gen_range(0..FS_COMMON_BLOCKS)]);
+        } else {
+            rng.fill_bytes(block);
+        }
+    }
+}
+
+/// 1024 random words of 2 to 12 characters.
+fn vocabulary(rng: &mut Xoshiro256PlusPlus) -> Vec<Vec<u8>> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789_/.";
+    (0..1024)
+        .map(|_| {
+            let n = rng.gen_range(2..=12);
+            (0..n)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())])
+                .collect()
+        })
+        .collect()
+}
+
+/// Text-like words up to a random length of `block`, then a zero tail (a partly used block).
+fn fill_text(rng: &mut Xoshiro256PlusPlus, vocab: &[Vec<u8>], block: &mut [u8]) {
+    const SEPARATORS: &[u8] = b"        \n=:,";
+    let used = rng.gen_range(1024..=block.len());
+    let mut i = 0;
+    while i < used {
+        let w = &vocab[rng.gen_range(0..vocab.len())];
+        let n = w.len().min(used - i);
+        block[i..i + n].copy_from_slice(&w[..n]);
+        i += n;
+        if i < used {
+            block[i] = SEPARATORS[rng.gen_range(0..SEPARATORS.len())];
+            i += 1;
         }
     }
 }
@@ -199,6 +272,37 @@ mod tests {
         let pool = DataPool::with_len(3, Payload::Random, 16 << 20);
         let r = ratio(&pool, 4096, 1 << 20);
         assert!(r < 1.05, "ratio {r}");
+    }
+
+    #[test]
+    fn fs_payload_repeats_whole_blocks_and_compresses_some() {
+        // (A 64 MiB pool, not the standard 512 MiB one: quicker, and repeats show better.)
+        let pool = DataPool::with_len(3, Payload::Fs, 64 << 20);
+        assert_eq!(
+            pool.bytes,
+            DataPool::with_len(3, Payload::Fs, 64 << 20).bytes
+        );
+        for seq in 1..1000 {
+            assert_eq!(pool.position(seq, 4096) % 4096, 0);
+        }
+        // 8192 records (32 MiB, a relay's default dedup window) from the 16384 blocks of the
+        // pool: most of the common quarter repeats a block seen before, and a record drawn
+        // from a block position drawn before repeats it too (about 1700 of the rest).
+        let mut seen = std::collections::HashSet::new();
+        let (mut repeats, mut zero) = (0, 0);
+        for seq in 1..=8192 {
+            let d = pool.record_data(seq, 4096);
+            if d.iter().all(|&b| b == 0) {
+                zero += 1;
+            } else if !seen.insert(d.to_vec()) {
+                repeats += 1;
+            }
+        }
+        let r = ratio(&pool, 4096, 1 << 20);
+        eprintln!("fs, 4 KiB records: zstd -1 ratio {r:.2}, {repeats} repeats, {zero} zero");
+        assert!((1.4..3.0).contains(&r), "ratio {r}");
+        assert!((2000..3200).contains(&repeats), "{repeats} repeated blocks");
+        assert!((600..1100).contains(&zero), "{zero} zero blocks");
     }
 
     #[test]

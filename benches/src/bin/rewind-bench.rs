@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use rewind_benches::driver::{
     agent, apply, cleanup, console, crash, failover, ltr, netfault, overhead, powercut, site, soak,
-    views,
+    views, wan,
 };
 use rewind_benches::driver::{progress, Settings};
 
@@ -125,6 +125,14 @@ enum Cmd {
         #[arg(default_value = "1000")]
         groups: String,
     },
+    /// the relay over a WAN (100 Mbit/s tbf, 40 ms round trip, agent and target in network
+    /// namespaces; root only): WAN bytes per agent byte and lag at 60% of the link, a burst at
+    /// 120%, and 8 agents through one relay against straight to the target (SIZE default
+    /// 256MiB per phase)
+    Wan {
+        #[arg(default_value = "256MiB")]
+        size: String,
+    },
     /// the agent's write overhead alone (agent/bench-overhead.sh; root only): fio on the
     /// protected device against a plain loop device, medians and ratios
     Overhead(OverheadArgs),
@@ -206,6 +214,7 @@ fn main() -> ExitCode {
         }
         Cmd::Ltr { size } => ltr::run(&settings, &size).map(|()| ExitCode::SUCCESS),
         Cmd::Console { disks } => console::run(&settings, &disks).map(|()| ExitCode::SUCCESS),
+        Cmd::Wan { size } => wan::run(&settings, &size).map(|()| ExitCode::SUCCESS),
         Cmd::Site { groups } => site::run(&settings, &groups).map(|()| ExitCode::SUCCESS),
         Cmd::Overhead(o) => {
             let o = overhead::Options {

@@ -42,7 +42,7 @@ struct WorkloadArgs {
     pattern: Pattern,
     #[arg(long, default_value = "4KiB", value_parser = parse_size)]
     record_size: u64,
-    /// random | compressible
+    /// random | compressible | fs
     #[arg(long, default_value = "random")]
     payload: Payload,
 }

@@ -16,6 +16,8 @@
 //! - [`apply`], [`views`], [`agent`], [`failover`], [`crash`], [`netfault`], [`overhead`],
 //!   [`powercut`], [`console`] (with [`alert_delay`]), [`soak`], [`site`]: the benches.
 //! - [`site_proc`]: the configuration server and its master targets for the site bench.
+//! - [`wan`]: the relay over a WAN, with [`wan_net`] (namespaces, veth, tbf) and [`wan_procs`]
+//!   (the relay, the target's durable seq, load generators).
 
 pub mod agent;
 pub mod agent_overhead;
@@ -44,5 +46,8 @@ pub mod stats;
 pub mod suite_test;
 pub mod tools;
 pub mod views;
+pub mod wan;
+pub mod wan_net;
+pub mod wan_procs;
 
 pub use settings::Settings;

@@ -54,11 +54,17 @@ pub fn start_tcp(bins: &Bins, dir: &Path, log: &Path) -> Result<Daemon> {
 
 /// [`start_tcp`] with more `serve` flags.
 pub fn start_tcp_with(bins: &Bins, dir: &Path, log: &Path, extra: &[&str]) -> Result<Daemon> {
+    start_tcp_as(Command::new(&bins.mtd), dir, log, extra)
+}
+
+/// [`start_tcp_with`] with `rewind-mtd` run by `mtd`, e.g. `ip netns exec NS rewind-mtd` (its
+/// loopback is the namespace's then).
+pub fn start_tcp_as(mut mtd: Command, dir: &Path, log: &Path, extra: &[&str]) -> Result<Daemon> {
     std::fs::create_dir_all(dir)?;
     let ready = sibling(dir, ".ready");
     let _ = std::fs::remove_file(&ready);
     let out = tools::log_file(log)?;
-    let mut child = Command::new(&bins.mtd)
+    let mut child = mtd
         .arg("serve")
         .arg("--data-dir")
         .arg(dir)
