@@ -213,7 +213,7 @@ impl Batch {
     ) -> Batch {
         check_build_count(records);
         let raw = encode_records(records);
-        Batch::from_raw(
+        Batch::from_payload(
             group,
             generation,
             first_seq,
@@ -238,7 +238,7 @@ impl Batch {
     ) -> (Batch, DedupStats) {
         check_build_count(records);
         let (raw, stats) = encode_records_dedup(records, window);
-        let b = Batch::from_raw(
+        let b = Batch::from_payload(
             group,
             generation,
             first_seq,
@@ -250,7 +250,12 @@ impl Batch {
         (b, stats)
     }
 
-    fn from_raw(
+    /// A batch of a record payload already encoded (by [`encode_records`] or
+    /// [`encode_records_dedup`]) holding `record_count` records, compressed at `level`.
+    ///
+    /// # Panics
+    /// If `raw` is larger than [`MAX_BATCH_UNCOMPRESSED`].
+    pub fn from_payload(
         group: &str,
         generation: u64,
         first_seq: Seq,

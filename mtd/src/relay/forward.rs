@@ -224,7 +224,7 @@ async fn session(
                 if let Some(mut w) = window.take_if(|_| is_batch) {
                     let (f, level) = (frame, optimise.level);
                     let (out, w) = tokio::task::spawn_blocking(move || {
-                        let out = super::recompress::dedup_frame(&f, level, &mut w);
+                        let out = super::recompress::dedup_frame(f, level, &mut w);
                         (out, w)
                     })
                     .await?;

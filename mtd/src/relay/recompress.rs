@@ -11,14 +11,15 @@
 //!
 //! With a dedup window (`--dedup-window`, granted by the target's WELCOME), every batch is
 //! encoded against the session's window: a 4 KiB block the relay sent within the window goes
-//! as a 17-byte reference (see `rewind_formats::dedup`). Then the batch is always sent as
-//! re-encoded, even when not smaller, since the target's window follows what it receives.
+//! as a 17-byte reference (see `rewind_formats::dedup`). A batch with a reference (or an elided
+//! zero record) is sent re-encoded, even when not smaller, since the target's window follows
+//! what it receives; one that nothing changed goes as the agent's frame unless a level is set.
 
 use anyhow::{Context, Result};
 use rewind_formats::dedup::DedupWindow;
 use rewind_formats::frame::FRAME_HEADER_LEN;
 use rewind_formats::message::{Batch, BatchRef, Message};
-use rewind_formats::records::{DedupStats, RecordKind, RecordRef};
+use rewind_formats::records::{encode_records_dedup, DedupStats, RecordKind, RecordRef};
 
 /// zstd level for batches re-encoded for deduplication when `--recompress-level` is 0.
 const DEDUP_LEVEL: i32 = 3;
@@ -33,9 +34,12 @@ pub(crate) struct Optimise {
 }
 
 /// The BATCH `frame` encoded against the session's sender `window` (and zero records elided),
-/// compressed at `level` (or [`DEDUP_LEVEL`]); what deduplication did.
+/// compressed at `level` (or [`DEDUP_LEVEL`]); what deduplication did. A batch that neither
+/// deduplication nor zero elision changed goes as the agent's frame when no level is asked
+/// for: the target's window takes the same blocks from either, and zstd is most of the
+/// relay's CPU.
 pub(crate) fn dedup_frame(
-    frame: &[u8],
+    frame: Vec<u8>,
     level: i32,
     window: &mut DedupWindow,
 ) -> Result<(Vec<u8>, DedupStats)> {
@@ -44,15 +48,23 @@ pub(crate) fn dedup_frame(
         .decode_records()
         .with_context(|| format!("the records of cached batch {}", b.first_seq))?;
     let refs: Vec<RecordRef<'_>> = records.iter().map(elide_zeros).collect();
+    let elided = refs
+        .iter()
+        .zip(records.iter())
+        .any(|(a, r)| a.kind != r.kind);
+    let (raw, stats) = encode_records_dedup(&refs, window);
+    if stats.ref_blocks == 0 && !elided && level == 0 {
+        return Ok((frame, stats));
+    }
     let level = if level > 0 { level } else { DEDUP_LEVEL };
-    let (again, stats) = Batch::build_dedup(
+    let again = Batch::from_payload(
         &b.group,
         b.generation,
         b.first_seq,
         b.timestamp_ms,
-        &refs,
+        refs.len(),
+        &raw,
         level,
-        window,
     );
     Ok((Message::Batch(again).to_frame(), stats))
 }
@@ -130,7 +142,7 @@ mod tests {
                 1,
             );
             let frame = Message::Batch(b.clone()).to_frame();
-            let (out, stats) = dedup_frame(&frame, 0, &mut tx).unwrap();
+            let (out, stats) = dedup_frame(frame, 0, &mut tx).unwrap();
             // One literal in all: the first block of the first batch.
             assert_eq!(stats.literal_blocks, u64::from(i == 0));
             assert_eq!(stats.ref_blocks, 6 - u64::from(i == 0));
@@ -139,6 +151,63 @@ mod tests {
             let got = again.decode_records_in(Some(&mut rx)).unwrap();
             assert_eq!(got, b.decode_records().unwrap());
         }
+    }
+
+    #[test]
+    fn a_batch_with_nothing_to_deduplicate_goes_as_the_agent_made_it() {
+        fn rec(data: &[u8], offset: u64) -> RecordRef<'_> {
+            RecordRef {
+                disk: 0,
+                kind: RecordKind::Data,
+                offset,
+                len: 4096,
+                data,
+            }
+        }
+        let (a, b, c) = (&[1u8; 4096][..], &[2u8; 4096][..], &[3u8; 4096][..]);
+        let frame = Message::Batch(Batch::build(
+            "g",
+            1,
+            rewind_formats::Seq(1),
+            0,
+            &[rec(a, 0), rec(b, 4096)],
+            1,
+        ))
+        .to_frame();
+        let (mut tx, mut rx) = (DedupWindow::sender(8), DedupWindow::receiver(8));
+        let (out, stats) = dedup_frame(frame.clone(), 0, &mut tx).unwrap();
+        assert_eq!((out == frame, stats.ref_blocks), (true, 0));
+        // The target's window took the same two blocks from the agent's frame: a reference to
+        // either resolves.
+        let again = BatchRef::decode(&out[FRAME_HEADER_LEN..]).unwrap();
+        again.decode_records_in(Some(&mut rx)).unwrap();
+        let next = Message::Batch(Batch::build(
+            "g",
+            1,
+            rewind_formats::Seq(3),
+            0,
+            &[rec(b, 8192)],
+            1,
+        ))
+        .to_frame();
+        let (out, stats) = dedup_frame(next, 0, &mut tx).unwrap();
+        assert_eq!(stats.ref_blocks, 1);
+        let again = BatchRef::decode(&out[FRAME_HEADER_LEN..]).unwrap();
+        let got = again.decode_records_in(Some(&mut rx)).unwrap();
+        assert_eq!(got.get(0).data, b);
+        // With a level asked for, the batch is compressed again even with nothing found.
+        let f = Message::Batch(Batch::build(
+            "g",
+            1,
+            rewind_formats::Seq(4),
+            0,
+            &[rec(c, 0)],
+            1,
+        ))
+        .to_frame();
+        let (out, stats) = dedup_frame(f.clone(), 19, &mut tx).unwrap();
+        assert_eq!(stats.ref_blocks, 0);
+        assert_ne!(out, f);
     }
 
     #[test]
