@@ -67,6 +67,12 @@ if ! command -v moto_server >/dev/null; then
   echo "installing: moto[server] (pip)"
   pip install -q 'moto[server]'
 fi
+# s3s-fs checks SigV4 signatures (moto does not): ltr_s3_sigv4_verified sends Object Lock's
+# signed requests to it. About 4 minutes to build.
+if ! command -v s3s-fs >/dev/null; then
+  echo "installing: s3s-fs (cargo install s3s-fs)"
+  cargo install --locked -q s3s-fs --version 0.14.1 --features binary
+fi
 # In the suite a missing tool fails its test rather than skipping it.
 export REWIND_REQUIRE_TOOLS=1
 

@@ -923,3 +923,166 @@ fn ltr_s3_object_lock() {
     assert!(r.status.success(), "{r:?}");
     assert!(fs::read(&out).unwrap() == *bytes);
 }
+
+/// s3s-fs (the s3s project's S3 server over a directory) with SigV4 checking on. moto does not
+/// check signatures; s3s verifies every signed request's signature (and, as the body is read,
+/// its payload hash) before it routes it, so Object Lock's own signed requests are proven here.
+struct S3sFs {
+    child: Child,
+    port: u16,
+    root: PathBuf,
+}
+
+const S3S_KEY: &str = "AKIDREWINDTEST";
+const S3S_SECRET: &str = "rewind-test-secret/+key";
+
+impl S3sFs {
+    /// With the bucket `bucket` (a directory of its root).
+    fn start(w: &Path, bucket: &str) -> S3sFs {
+        let root = w.join("s3s");
+        fs::create_dir_all(root.join(bucket)).unwrap();
+        let port = free_port();
+        let log = fs::File::create(w.join("s3s-fs.log")).unwrap();
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3S_KEY, "--secret-key", S3S_SECRET])
+            .arg(&root)
+            .env("RUST_LOG", "s3s=debug")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start s3s-fs");
+        let s = S3sFs { child, port, root };
+        wait_until("s3s-fs to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        s
+    }
+
+    /// Our Object Lock client for `bucket`, signing with `secret`.
+    fn client(&self, bucket: &str, secret: &str) -> rewind_mtd::ltr::s3::SignedS3 {
+        let b = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(format!("http://127.0.0.1:{}", self.port))
+            .with_allow_http(true)
+            .with_region("eu-west-3")
+            .with_access_key_id(S3S_KEY)
+            .with_secret_access_key(secret);
+        rewind_mtd::ltr::s3::SignedS3::from_builder(&b, bucket).unwrap()
+    }
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        kill_and_reap(&mut self.child);
+    }
+}
+
+/// Each of Object Lock's four signed requests (locked put, PutObjectRetention, version delete,
+/// GetObjectLockConfiguration), sent by our client (`mtd/src/ltr/s3.rs`) to a server that checks
+/// SigV4, is accepted: a wrong canonical request (an unsigned or mangled header, the `?retention`
+/// query, the key's encoding, the payload hash) would be `SignatureDoesNotMatch` there, as on AWS.
+/// The same requests with a wrong secret are refused, so that acceptance means something.
+#[test]
+fn ltr_s3_sigv4_verified() {
+    use rewind_mtd::ltr::lock::{LockMode, Retain};
+    use rewind_mtd::ltr::s3::S3Failure;
+
+    if !have_tools("ltr_sigv4", &["s3s-fs"]) {
+        return;
+    }
+    let tmp = tempdir();
+    let w = tmp.path();
+    let bucket = "rewind-lock";
+    let server = S3sFs::start(w, bucket);
+    let good = server.client(bucket, S3S_SECRET);
+    let bad = server.client(bucket, "not-the-secret");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let retain = Retain {
+        mode: LockMode::Compliance,
+        until_ms: 4_102_444_800_123, // 2100-01-01, rounded up to the second when sent
+    };
+    // A key that needs percent-encoding in the path (the canonical URI must match the wire).
+    let key = "points/g 1/d0/00000000000000000042.json";
+    let stored = server.root.join(bucket).join(key);
+    let log = || fs::read_to_string(w.join("s3s-fs.log")).unwrap_or_default();
+    let signature_refused = |what: &str, r: Result<(), S3Failure>| match r {
+        Err(S3Failure::Refused {
+            status: 403, code, ..
+        }) if code == "SignatureDoesNotMatch" => {}
+        other => panic!("{what} with a wrong secret: {other:?}, want 403 SignatureDoesNotMatch"),
+    };
+    // s3s answers an operation s3s-fs does not implement with 501 NotImplemented "<Op> is not
+    // implemented yet" from the operation itself, which s3s only calls after the signature was
+    // verified (s3s ops/mod.rs `prepare`: the SigV4 check, then the route, the access check
+    // and the full body, parsed as the operation's input, then the call). So that answer, and
+    // only it, proves the signature of a request for that operation was accepted.
+    let not_implemented = |what: &str, op: &str, r: Result<(), S3Failure>| match r {
+        Err(S3Failure::Refused {
+            status: 501,
+            code,
+            message,
+        }) if code == "NotImplemented" && message == format!("{op} is not implemented yet") => {}
+        other => panic!(
+            "{what}: {other:?}, want 501 NotImplemented from {op} (its signature accepted)\n{}",
+            log()
+        ),
+    };
+
+    // Locked put: Content-MD5 and the two x-amz-object-lock-* headers signed, the body's hash.
+    // s3s-fs implements PutObject: the object is stored, byte-exact.
+    let bytes = b"{\"seq\":42,\"chunks\":[]}".to_vec();
+    signature_refused(
+        "locked put",
+        rt.block_on(bad.put_locked(key, bytes.clone(), retain)),
+    );
+    assert!(
+        !stored.exists(),
+        "a refused put stored {}",
+        stored.display()
+    );
+    rt.block_on(good.put_locked(key, bytes.clone(), retain))
+        .unwrap_or_else(|e| panic!("locked put: {e}\n{}", log()));
+    assert_eq!(fs::read(&stored).unwrap(), bytes);
+
+    // PutObjectRetention: `PUT ?retention` (an empty query value) with an XML body.
+    signature_refused(
+        "PutObjectRetention",
+        rt.block_on(bad.put_retention(key, retain)),
+    );
+    not_implemented(
+        "PutObjectRetention",
+        "PutObjectRetention",
+        rt.block_on(good.put_retention(key, retain)),
+    );
+
+    // GetObjectLockConfiguration: `GET ?object-lock` on the bucket.
+    signature_refused(
+        "GetObjectLockConfiguration",
+        rt.block_on(bad.lock_enabled()).map(|_| ()),
+    );
+    not_implemented(
+        "GetObjectLockConfiguration",
+        "GetObjectLockConfiguration",
+        rt.block_on(good.lock_enabled()).map(|_| ()),
+    );
+
+    // Version delete: a real version id has `/`, `+` and `=`, all percent-encoded in the
+    // canonical query. s3s-fs has no versions: it deletes the object, which shows the request
+    // was carried out, not only let through.
+    let version = "3/L4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQ==";
+    signature_refused(
+        "version delete",
+        rt.block_on(bad.delete_version(key, version)),
+    );
+    assert!(
+        stored.exists(),
+        "a refused delete removed {}",
+        stored.display()
+    );
+    rt.block_on(good.delete_version(key, version))
+        .unwrap_or_else(|e| panic!("version delete: {e}\n{}", log()));
+    assert!(!stored.exists(), "the delete left {}", stored.display());
+}

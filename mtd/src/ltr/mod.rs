@@ -19,7 +19,7 @@ pub mod gc;
 pub mod image;
 pub mod lock;
 pub mod objects;
-mod s3;
+pub mod s3;
 pub mod schedule;
 pub mod service;
 
