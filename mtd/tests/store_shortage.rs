@@ -393,3 +393,33 @@ fn overlays_and_retention_on_a_full_disk() {
     assert!(!log.contains("store failed"), "{log}");
     verify_latest(&mut d, &wl, work.path(), (total << 20) / RECORD);
 }
+
+/// A merge step that moved the horizon but did not write the base yet (a stop, a crash, or a
+/// full disk in between) leaves segments at or below the horizon: a reader indexes them, so the
+/// latest point still reads what was written. Here `dump` reads it (it opens the store
+/// read-only and finishes no merge). Found by `merger_frees_space_on_a_full_disk`, whose stop
+/// of the daemon can fall in that gap.
+#[test]
+fn a_merge_interrupted_after_its_horizon_still_reads_latest() {
+    let work = tempdir();
+    let mut d = Mtd::start_engine(
+        work.path(),
+        "uring",
+        &["--segment-size", "1MiB", "--seal-after", "1s"],
+    );
+    let wl = workload("interrupted", 4);
+    let state = work.path().join("state");
+    let total = 12;
+    finish(&mut send(&d, &wl, total, &state), &d, "the writes");
+    d.terminate();
+    // Step 1 of a merge alone: the horizon moved past every record, the base untouched.
+    let manifest = d.data_dir.join("groups/interrupted/group.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let records = (total << 20) / RECORD;
+    m["horizon_seq"] = records.into();
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let img = work.path().join("latest.img");
+    assert_ok(&dump(&d.data_dir, &wl.group, "sda", "latest", &img), "dump");
+    assert_ok(&wl.verify(&img, 0, records), "latest equals the source");
+}

@@ -113,9 +113,10 @@ pub(super) fn apply_footer(
 ) -> Result<()> {
     let ndisks = st.indexes.len();
     for e in &footer.extents {
-        if e.seq <= horizon {
-            continue; // already in the base image (merge finished but segment not yet deleted)
-        }
+        // Extents at or below the horizon are indexed too: their segment still exists because
+        // a merge step did not finish (a crash, a stop, a full disk between the horizon and
+        // the base's fdatasync), so the base may not hold them yet. Reading them from the
+        // journal gives the same bytes the finished merge will; the merge prunes them.
         let disk = usize::from(e.disk);
         if disk >= ndisks {
             return Err(StoreError::Invalid {
