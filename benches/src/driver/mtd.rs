@@ -86,20 +86,32 @@ pub fn start_tcp_as(mut mtd: Command, dir: &Path, log: &Path, extra: &[&str]) ->
         .spawn()
         .context("starting rewind-mtd")?;
     cleanup::add_proc(child.id(), Stop::Kill);
+    let addr = wait_ready(&mut child, log, "rewind-mtd", || tools::first_line(&ready))?;
+    Ok(Daemon { child, addr })
+}
+
+/// Polls `ready` every 100 ms until it gives the daemon's addresses (at most 30 s); fails with
+/// the end of `log` if `child` exits first or the time runs out.
+pub fn wait_ready<T>(
+    child: &mut Child,
+    log: &Path,
+    what: &str,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Result<T> {
     for _ in 0..300 {
-        if let Some(addr) = tools::first_line(&ready) {
-            return Ok(Daemon { child, addr });
+        if let Some(v) = ready() {
+            return Ok(v);
         }
         if !matches!(child.try_wait(), Ok(None)) {
             bail!(
-                "rewind-mtd exited during start-up: {}",
+                "{what} exited during start-up: {}",
                 tools::tail_file(log, 20)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     bail!(
-        "rewind-mtd did not become ready within 30s: {}",
+        "{what} did not become ready within 30s: {}",
         tools::tail_file(log, 20)
     )
 }

@@ -52,31 +52,17 @@ impl Relay {
             .spawn()
             .context("starting rewind-mtd relay")?;
         cleanup::add_proc(child.id(), Stop::Term(GRACE));
-        for _ in 0..300 {
+        let (addr, metrics) = mtd::wait_ready(&mut child, log, "the relay", || {
             let text = std::fs::read_to_string(&ready).unwrap_or_default();
-            let metrics = text.lines().find_map(|l| l.strip_prefix("metrics "));
-            if let (Some(first), Some(metrics)) = (text.lines().next(), metrics) {
-                let addr = first.trim().strip_prefix("tcp:").unwrap_or(first.trim());
-                return Ok(Relay {
-                    daemon: Daemon {
-                        addr: addr.to_string(),
-                        child,
-                    },
-                    metrics: metrics.trim().to_string(),
-                });
-            }
-            if !matches!(child.try_wait(), Ok(None)) {
-                bail!(
-                    "the relay exited during start-up: {}",
-                    tools::tail_file(log, 20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        bail!(
-            "the relay did not become ready within 30s: {}",
-            tools::tail_file(log, 20)
-        )
+            let metrics = text.lines().find_map(|l| l.strip_prefix("metrics "))?;
+            let first = text.lines().next()?.trim();
+            let addr = first.strip_prefix("tcp:").unwrap_or(first);
+            Some((addr.to_string(), metrics.trim().to_string()))
+        })?;
+        Ok(Relay {
+            daemon: Daemon { addr, child },
+            metrics,
+        })
     }
 
     /// A counter or gauge of the relay's metrics page.
