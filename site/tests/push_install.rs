@@ -465,6 +465,27 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     assert_eq!(installed.pid(), pid);
     assert!(alive(pid));
 
+    // With --json: one object per step, its percent rising to 100, then the summary.
+    let o = push(&site, &sshd, &image, &deb1, &root, &["--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 8, "{out}");
+    let percents: Vec<u64> = lines[..7]
+        .iter()
+        .map(|l| l["percent"].as_u64().unwrap())
+        .collect();
+    assert!(percents.windows(2).all(|w| w[0] < w[1]), "{percents:?}");
+    assert_eq!(percents[6], 100);
+    assert_eq!(lines[0]["name"], "connect");
+    assert_eq!(lines[6]["name"], "welcome");
+    assert_eq!(lines[7]["changed"], false, "{out}");
+    assert_eq!(lines[7]["host"], HOST);
+    assert_eq!(installed.pid(), pid);
+
     // A new version: upgraded, the agent restarted (a new pid) and connected again.
     let o = push(&site, &sshd, &image, &deb2, &root, &[]);
     let (out, err) = text(&o);

@@ -137,9 +137,11 @@ pub fn package_version(deb: &Path) -> Result<String> {
     Ok(version)
 }
 
-/// One progress line per step.
+/// One progress line per step: `[n/7] step: detail`, or with `--json` one JSON object per line
+/// (the step, its percent of the whole, the detail) for a console or a script to follow.
 struct Steps {
     n: usize,
+    json: bool,
 }
 
 const STEPS: usize = 7;
@@ -147,7 +149,36 @@ const STEPS: usize = 7;
 impl Steps {
     fn say(&mut self, what: &str, how: &str) {
         self.n += 1;
-        println!("[{}/{STEPS}] {what}: {how}", self.n);
+        if self.json {
+            let line = serde_json::json!({
+                "step": self.n,
+                "of": STEPS,
+                "percent": self.n * 100 / STEPS,
+                "name": what,
+                "detail": how,
+            });
+            println!("{line}");
+        } else {
+            println!("[{}/{STEPS}] {what}: {how}", self.n);
+        }
+    }
+
+    /// The last line: whether anything was changed, and how long it took.
+    fn finish(&self, host: &str, changed: bool, summary: &str, seconds: f64) {
+        if self.json {
+            let line = serde_json::json!({
+                "host": host,
+                "done": true,
+                "changed": changed,
+                "seconds": (seconds * 10.0).round() / 10.0,
+                "summary": summary,
+            });
+            println!("{line}");
+        } else if changed {
+            println!("push-install {host}: done in {seconds:.1} s");
+        } else {
+            println!("push-install {host}: nothing to do ({summary})");
+        }
     }
 }
 
@@ -237,7 +268,10 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
         root: req.install_root.clone(),
         group: req.group.clone(),
     };
-    let mut steps = Steps { n: 0 };
+    let mut steps = Steps {
+        n: 0,
+        json: conn.json,
+    };
     let started = Instant::now();
 
     // 1. connect (the host key is checked before anything else is done).
@@ -411,20 +445,24 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
             waited.as_secs_f64()
         ),
     );
-    if !upgrade && !settings_changed && !start_needed && !fresh {
-        println!(
-            "push-install {}: nothing to do (rewind-agent {version} installed, settings \
-             unchanged, {} running and connected)",
-            req.host,
+    let changed = upgrade || settings_changed || start_needed || fresh;
+    let summary = if changed {
+        format!(
+            "rewind-agent {version} installed and {} connected",
             layout.unit()
-        );
+        )
     } else {
-        println!(
-            "push-install {}: done in {:.1} s",
-            req.host,
-            started.elapsed().as_secs_f64()
-        );
-    }
+        format!(
+            "rewind-agent {version} installed, settings unchanged, {} running and connected",
+            layout.unit()
+        )
+    };
+    steps.finish(
+        &req.host,
+        changed,
+        &summary,
+        started.elapsed().as_secs_f64(),
+    );
     Ok(())
 }
 
