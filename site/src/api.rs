@@ -134,3 +134,31 @@ pub struct ProtectReply {
 pub struct Done {
     pub done: String,
 }
+
+/// `POST /v1/jobs`: a job a client runs itself (`push-install`), shown with the site's own jobs
+/// so that the console and `rewind-site jobs` follow it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientJobStart {
+    /// What runs: one of [`CLIENT_JOB_KINDS`].
+    pub kind: String,
+    /// What it runs on (a host's name).
+    pub subject: String,
+    /// Steps in all (1..=[`MAX_CLIENT_JOB_STEPS`]).
+    pub total: i64,
+}
+
+/// `POST /v1/jobs/{id}/progress`: a client job's step.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClientJobProgress {
+    /// Steps done (0..=total).
+    pub done: i64,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// The step, or why it failed (at most [`MAX_CLIENT_JOB_DETAIL`] bytes).
+    pub detail: String,
+}
+
+/// The jobs a client may report.
+pub const CLIENT_JOB_KINDS: &[&str] = &["push-install"];
+pub const MAX_CLIENT_JOB_STEPS: i64 = 1000;
+pub const MAX_CLIENT_JOB_DETAIL: usize = 2000;

@@ -12,6 +12,12 @@ pub async fn run(st: AppState, every: Duration) {
             if let Err(e) = once(&st, every).await {
                 tracing::warn!(error = %e, "inventory poll failed");
             }
+            let quiet = crate::server::client_jobs::CLIENT_JOB_QUIET_MS;
+            match st.db.fail_stale_client_jobs(quiet).await {
+                Ok(n) if n > 0 => tracing::warn!(jobs = n, "clients' jobs gone quiet failed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not check clients' jobs"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

@@ -3,7 +3,9 @@
 
 mod common;
 
+use common::api::call;
 use common::site::{init, scratch, Backend, Site};
+use serde_json::json;
 
 fn count(v: &serde_json::Value) -> usize {
     v.as_array().expect("array").len()
@@ -120,6 +122,8 @@ fn users_roles_audit_and_bad_input(backend: &Backend) {
         0,
         "a target was added"
     );
+
+    client_jobs(&site, &token);
 
     // Bad input: a clear error naming what and where, and nothing changed.
     for (args, want) in [
@@ -335,4 +339,109 @@ fn users_roles_audit_and_bad_input_on_both_backends() {
         eprintln!("backend {}", b.name());
         users_roles_audit_and_bad_input(&b);
     }
+}
+
+/// Jobs a client reports (`push-install`'s): started by an operator, stepped only by that
+/// caller up to its total, validated at the edge; a viewer can do neither.
+fn client_jobs(site: &Site, operator: &str) {
+    let viewer = site
+        .ok(&["token", "add", "eyes", "--role", "viewer"])
+        .trim()
+        .to_string();
+    let other = site
+        .ok(&["token", "add", "ci2", "--role", "operator"])
+        .trim()
+        .to_string();
+    let start =
+        |token: &str, body: serde_json::Value| call(site, token, "POST", "/v1/jobs", Some(body));
+    let job = json!({"kind": "push-install", "subject": "web01", "total": 7});
+    let (s, j) = start(&viewer, job.clone());
+    assert_eq!(s, 403, "{j}");
+    for (bad, want) in [
+        (
+            json!({"kind": "failover", "subject": "web01", "total": 7}),
+            "a client may report only push-install",
+        ),
+        (
+            json!({"kind": "push-install", "subject": "a/b", "total": 7}),
+            "job subject \"a/b\"",
+        ),
+        (
+            json!({"kind": "push-install", "subject": "web01", "total": 0}),
+            "give 1 to 1000 steps",
+        ),
+    ] {
+        let (s, e) = start(operator, bad);
+        assert_eq!(s, 400, "{e}");
+        assert!(e["error"].as_str().unwrap().contains(want), "{e}");
+    }
+    let (s, j) = start(operator, job);
+    assert_eq!(s, 200, "{j}");
+    assert_eq!(
+        (j["state"].as_str(), j["owner"].as_str()),
+        (Some("running"), Some("client:token ci"))
+    );
+    let id = j["id"].as_i64().unwrap();
+    let step = |token: &str, body: serde_json::Value| {
+        call(
+            site,
+            token,
+            "POST",
+            &format!("/v1/jobs/{id}/progress"),
+            Some(body),
+        )
+    };
+    let (s, j) = step(
+        operator,
+        json!({"done": 2, "state": "running", "detail": "protect: ok"}),
+    );
+    assert_eq!((s, j["done"].as_i64()), (200, Some(2)), "{j}");
+    for (token, body, code) in [
+        (
+            &viewer,
+            json!({"done": 3, "state": "running", "detail": "x"}),
+            403,
+        ),
+        (
+            &other,
+            json!({"done": 3, "state": "running", "detail": "x"}),
+            409,
+        ),
+        (
+            &operator.to_string(),
+            json!({"done": 8, "state": "running", "detail": "x"}),
+            409,
+        ),
+        (
+            &operator.to_string(),
+            json!({"done": 3, "state": "paused", "detail": "x"}),
+            400,
+        ),
+        (
+            &operator.to_string(),
+            json!({"done": 3, "state": "running", "detail": "a\nb"}),
+            400,
+        ),
+    ] {
+        let (s, e) = step(token, body.clone());
+        assert_eq!(s, code, "{body}: {e}");
+    }
+    let (s, j) = step(
+        operator,
+        json!({"done": 7, "state": "done", "detail": "welcome: ok"}),
+    );
+    assert_eq!((s, j["state"].as_str()), (200, Some("done")), "{j}");
+    let (s, e) = step(
+        operator,
+        json!({"done": 7, "state": "running", "detail": "again"}),
+    );
+    assert_eq!(s, 409, "a finished job took a step: {e}");
+    let jobs = site.json(&["jobs"]);
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == id && j["detail"] == "welcome: ok"),
+        "{jobs}"
+    );
 }

@@ -381,6 +381,18 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     );
     assert!(!root.exists(), "something was installed");
     assert_eq!(site.json(&["groups"]), serde_json::json!([]));
+    // Bad input made no site job; the refused key failed one, at its first step.
+    let jobs = push_jobs(&site);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        (jobs[0]["state"].as_str(), jobs[0]["done"].as_i64()),
+        (Some("failed"), Some(0))
+    );
+    let why = jobs[0]["detail"].as_str().unwrap();
+    assert!(
+        why.starts_with("connect: ") && why.contains("host key"),
+        "{why}"
+    );
 
     // Accepted: every step, the agent started and connected.
     let o = push(
@@ -410,6 +422,21 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     ] {
         assert!(out.contains(step), "no {step:?} in:\n{out}");
     }
+    // The site job of this run: done, 7 of 7 steps, the last one named.
+    let job = push_jobs(&site).pop().unwrap();
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(
+        (job["done"].as_i64(), job["total"].as_i64()),
+        (Some(7), Some(7))
+    );
+    assert!(
+        job["detail"].as_str().unwrap().starts_with("welcome: "),
+        "{job}"
+    );
+    assert!(
+        job["owner"].as_str().unwrap().starts_with("client:"),
+        "{job}"
+    );
     let known = fs::read_to_string(site.state.join("ssh/known_hosts")).unwrap();
     assert!(
         known.contains(&format!("[127.0.0.1]:{}", sshd.port)),
@@ -484,6 +511,9 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     assert_eq!(lines[6]["name"], "welcome");
     assert_eq!(lines[7]["changed"], false, "{out}");
     assert_eq!(lines[7]["host"], HOST);
+    let job = push_jobs(&site).pop().unwrap();
+    assert_eq!(lines[7]["job"], job["id"]);
+    assert_eq!(job["state"], "done", "{job}");
     assert_eq!(installed.pid(), pid);
 
     // A new version: upgraded, the agent restarted (a new pid) and connected again.
@@ -542,4 +572,26 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     assert!(out.contains("[5/7] settings"), "{out}");
     assert!(err.contains("the agent exited at once"), "{err}");
     assert!(err.contains("/nonexistent/disk.img"), "{err}");
+    // Its site job failed at the start step, with the reason.
+    let job = push_jobs(&site).pop().unwrap();
+    assert_eq!(
+        (job["state"].as_str(), job["done"].as_i64()),
+        (Some("failed"), Some(5))
+    );
+    let why = job["detail"].as_str().unwrap();
+    assert!(
+        why.starts_with("start: ") && why.contains("/nonexistent/disk.img"),
+        "{why}"
+    );
+}
+
+/// The site's push-install jobs, oldest first (`rewind-site jobs --json`).
+fn push_jobs(site: &Site) -> Vec<serde_json::Value> {
+    let all = site.json(&["jobs"]);
+    all.as_array()
+        .unwrap_or_else(|| panic!("{all}"))
+        .iter()
+        .filter(|j| j["kind"] == "push-install")
+        .cloned()
+        .collect()
 }

@@ -50,6 +50,12 @@ impl Db {
     ) -> Result<(), ApiError> {
         self.job_progress(id, done, state, detail).await?;
         let j = self.job(id).await?;
+        self.publish_progress(j).await
+    }
+
+    /// A job's state as a `job.progress` event (subject: the job id).
+    pub async fn publish_progress(&self, j: Job) -> Result<(), ApiError> {
+        let id = j.id;
         let p = JobProgress {
             job: j.id,
             kind: j.kind,

@@ -18,6 +18,7 @@
 
 pub mod remote;
 pub mod ssh;
+mod steps;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ use crate::names;
 use crate::state::StateDir;
 use remote::Layout;
 use ssh::{Dest, Ssh};
+use steps::Steps;
 
 /// What to install where (validated by [`Request::check`]).
 pub struct Request {
@@ -137,51 +139,6 @@ pub fn package_version(deb: &Path) -> Result<String> {
     Ok(version)
 }
 
-/// One progress line per step: `[n/7] step: detail`, or with `--json` one JSON object per line
-/// (the step, its percent of the whole, the detail) for a console or a script to follow.
-struct Steps {
-    n: usize,
-    json: bool,
-}
-
-const STEPS: usize = 7;
-
-impl Steps {
-    fn say(&mut self, what: &str, how: &str) {
-        self.n += 1;
-        if self.json {
-            let line = serde_json::json!({
-                "step": self.n,
-                "of": STEPS,
-                "percent": self.n * 100 / STEPS,
-                "name": what,
-                "detail": how,
-            });
-            println!("{line}");
-        } else {
-            println!("[{}/{STEPS}] {what}: {how}", self.n);
-        }
-    }
-
-    /// The last line: whether anything was changed, and how long it took.
-    fn finish(&self, host: &str, changed: bool, summary: &str, seconds: f64) {
-        if self.json {
-            let line = serde_json::json!({
-                "host": host,
-                "done": true,
-                "changed": changed,
-                "seconds": (seconds * 10.0).round() / 10.0,
-                "summary": summary,
-            });
-            println!("{line}");
-        } else if changed {
-            println!("push-install {host}: done in {seconds:.1} s");
-        } else {
-            println!("push-install {host}: nothing to do ({summary})");
-        }
-    }
-}
-
 /// The agent.toml written on the host: the bundle's, with the host's paths for the TLS files
 /// and state (and, under a test root, the mount and links directories too).
 fn host_toml(bundle_toml: &str, layout: &Layout, bundle: &Path) -> Result<(String, Vec<String>)> {
@@ -253,10 +210,25 @@ fn known_hosts(state: &StateDir) -> Result<PathBuf> {
     Ok(dir.join("known_hosts"))
 }
 
-/// Runs the push installation; prints each step.
+/// Runs the push installation; prints each step and reports it as a site job (`push-install`
+/// of HOST, 7 steps), failed with the reason when a step fails.
 pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
     req.check()?;
     let version = package_version(&req.package)?;
+    let mut steps = Steps::start(conn, &req.host).await?;
+    let r = install(conn, &req, &version, &mut steps).await;
+    if let Err(e) = &r {
+        steps.fail(&format!("{e:#}")).await;
+    }
+    r
+}
+
+async fn install(
+    conn: &ConnArgs,
+    req: &Request,
+    version: &str,
+    steps: &mut Steps<'_>,
+) -> Result<()> {
     let state = StateDir::new(&conn.state);
     let ssh = Ssh {
         dest: req.ssh.clone(),
@@ -267,10 +239,6 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
     let layout = Layout {
         root: req.install_root.clone(),
         group: req.group.clone(),
-    };
-    let mut steps = Steps {
-        n: 0,
-        json: conn.json,
     };
     let started = Instant::now();
 
@@ -292,32 +260,36 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
             layout.unit()
         );
     }
-    steps.say(
-        "connect",
-        &format!(
-            "{} (host key {}); installed: {}",
-            req.ssh.display(),
-            if known { "known" } else { "new, learnt" },
-            if found.version.is_empty() {
-                "none"
-            } else {
-                &found.version
-            }
-        ),
-    );
+    steps
+        .say(
+            "connect",
+            &format!(
+                "{} (host key {}); installed: {}",
+                req.ssh.display(),
+                if known { "known" } else { "new, learnt" },
+                if found.version.is_empty() {
+                    "none"
+                } else {
+                    &found.version
+                }
+            ),
+        )
+        .await;
 
     // 2. protect (or find the protection made before).
-    let (bundle, target, fresh) = protect(conn, &req).await?;
-    steps.say(
-        "protect",
-        &format!(
-            "group {} on target {} ({}); bundle {}",
-            req.group,
-            target,
-            if fresh { "new" } else { "protected already" },
-            bundle.display()
-        ),
-    );
+    let (bundle, target, fresh) = protect(conn, req).await?;
+    steps
+        .say(
+            "protect",
+            &format!(
+                "group {} on target {} ({}); bundle {}",
+                req.group,
+                target,
+                if fresh { "new" } else { "protected already" },
+                bundle.display()
+            ),
+        )
+        .await;
 
     // 3-4. the package.
     let upgrade = found.version != version;
@@ -330,29 +302,37 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
         let size = std::fs::metadata(&req.package)
             .map(|m| m.len())
             .unwrap_or(0);
-        steps.say(
-            "copy package",
-            &format!(
-                "{} ({:.1} MiB) to {dir}",
-                req.package.display(),
-                size as f64 / 1048576.0
-            ),
-        );
-        ssh.script("install", &layout.install_script(&dir, &version))?;
-        steps.say(
-            "install",
-            &if found.version.is_empty() {
-                format!("rewind-agent {version} installed")
-            } else {
-                format!("rewind-agent upgraded from {} to {version}", found.version)
-            },
-        );
+        steps
+            .say(
+                "copy package",
+                &format!(
+                    "{} ({:.1} MiB) to {dir}",
+                    req.package.display(),
+                    size as f64 / 1048576.0
+                ),
+            )
+            .await;
+        ssh.script("install", &layout.install_script(&dir, version))?;
+        steps
+            .say(
+                "install",
+                &if found.version.is_empty() {
+                    format!("rewind-agent {version} installed")
+                } else {
+                    format!("rewind-agent upgraded from {} to {version}", found.version)
+                },
+            )
+            .await;
     } else {
-        steps.say("copy package", &format!("skipped: {version} is installed"));
-        steps.say(
-            "install",
-            &format!("nothing to do: rewind-agent {version} is installed"),
-        );
+        steps
+            .say("copy package", &format!("skipped: {version} is installed"))
+            .await;
+        steps
+            .say(
+                "install",
+                &format!("nothing to do: rewind-agent {version} is installed"),
+            )
+            .await;
     }
 
     // 5. the settings.
@@ -372,23 +352,27 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
     let settings_changed = want.iter().any(|(n, s)| found.sums.get(n) != Some(s));
     if settings_changed {
         ssh.script("settings", &layout.settings_script(&files))?;
-        steps.say(
-            "settings",
-            &format!(
-                "{} written to {} (0700, files 0600)",
-                files
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                layout.settings_dir()
-            ),
-        );
+        steps
+            .say(
+                "settings",
+                &format!(
+                    "{} written to {} (0700, files 0600)",
+                    files
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    layout.settings_dir()
+                ),
+            )
+            .await;
     } else {
-        steps.say(
-            "settings",
-            &format!("unchanged in {}", layout.settings_dir()),
-        );
+        steps
+            .say(
+                "settings",
+                &format!("unchanged in {}", layout.settings_dir()),
+            )
+            .await;
     }
 
     // 6. start (restart after a change).
@@ -421,9 +405,11 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
                 if restart { "restarted" } else { "started" }
             ),
         };
-        steps.say("start", &how);
+        steps.say("start", &how).await;
     } else {
-        steps.say("start", &format!("nothing to do: {} runs", layout.unit()));
+        steps
+            .say("start", &format!("nothing to do: {} runs", layout.unit()))
+            .await;
     }
 
     // 7. WELCOME: a poll made after the start (a stopped agent exited by then) says the group's
@@ -437,14 +423,16 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
     let waited = wait_welcome(conn, &req.group, &target, since, req.wait)
         .await
         .with_context(|| format!("welcome (the agent's log on {}: {log})", req.ssh.display()))?;
-    steps.say(
-        "welcome",
-        &format!(
-            "the agent of {} is connected to target {target} (seen after {:.1} s)",
-            req.group,
-            waited.as_secs_f64()
-        ),
-    );
+    steps
+        .say(
+            "welcome",
+            &format!(
+                "the agent of {} is connected to target {target} (seen after {:.1} s)",
+                req.group,
+                waited.as_secs_f64()
+            ),
+        )
+        .await;
     let changed = upgrade || settings_changed || start_needed || fresh;
     let summary = if changed {
         format!(
@@ -457,12 +445,14 @@ pub async fn run(conn: &ConnArgs, req: Request) -> Result<()> {
             layout.unit()
         )
     };
-    steps.finish(
-        &req.host,
-        changed,
-        &summary,
-        started.elapsed().as_secs_f64(),
-    );
+    steps
+        .finish(
+            &req.host,
+            changed,
+            &summary,
+            started.elapsed().as_secs_f64(),
+        )
+        .await;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod alerts;
 pub mod auth;
+pub mod client_jobs;
 mod follow;
 pub(crate) mod groups;
 mod ops;
@@ -74,7 +75,8 @@ pub fn router(st: AppState) -> Router {
             axum::routing::delete(alerts::remove_channel),
         )
         .route("/v1/deliveries", get(alerts::deliveries))
-        .route("/v1/jobs", get(reads::jobs))
+        .route("/v1/jobs", get(reads::jobs).post(client_jobs::start))
+        .route("/v1/jobs/{id}/progress", post(client_jobs::progress))
         .route("/v1/users", get(users::list).post(users::add))
         .route("/v1/users/{name}", axum::routing::delete(users::remove))
         .route("/v1/tokens", get(users::tokens).post(users::add_token))
