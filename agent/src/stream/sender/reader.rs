@@ -36,6 +36,7 @@ impl Sender {
                 let why = loop {
                     match read_message(&mut rconn, &addr) {
                         Ok(Some(Message::Ack(a))) if a.group == group => {
+                            queue.peer_acked();
                             let ok = queue.ack(base.local(a.durable));
                             if !ok {
                                 break Some(Error::Protocol(format!(

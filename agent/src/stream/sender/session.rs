@@ -124,6 +124,7 @@ impl Sender {
             )));
         }
         self.queue.rewind_cursor();
+        self.queue.session_began();
         conn.set_read_timeout(None).map_err(io_err)?;
         tracing::info!(group = %s.group, target = %addr, %durable, %base, "session started");
 
