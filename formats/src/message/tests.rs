@@ -250,7 +250,9 @@ fn error_codes_map_to_wire_values_and_back() {
     assert_eq!(ErrorCode::from_u16(13), ErrorCode::Forbidden);
     assert_eq!(ErrorCode::from_u16(14), ErrorCode::Fenced);
     assert_eq!(ErrorCode::Fenced.as_u16(), 14);
-    assert_eq!(ErrorCode::from_u16(15), ErrorCode::Other(15));
+    assert_eq!(ErrorCode::from_u16(15), ErrorCode::StaleEpoch);
+    assert_eq!(ErrorCode::StaleEpoch.as_u16(), 15);
+    assert_eq!(ErrorCode::from_u16(16), ErrorCode::Other(16));
     assert_eq!(ErrorCode::from_u16(8), ErrorCode::SeqGap);
 }
 
