@@ -21,7 +21,7 @@ impl Sender {
         base: SeqBase,
         dead: Arc<AtomicBool>,
     ) -> Result<JoinHandle<Option<Error>>> {
-        let addr = self.settings.target.to_string();
+        let addr = self.targets.current().to_string();
         let mut rconn = conn.try_clone().map_err(|e| Error::Connection {
             addr: addr.clone(),
             why: format!("cloning the socket: {e}"),
