@@ -194,8 +194,8 @@ fn hello_refuses_a_bad_software_version() {
     ));
     // And versions this build does not read are refused before anything is decoded.
     assert_eq!(
-        Message::decode_version(crate::FRAME_VERSION + 1, FrameKind::Ack, b""),
-        Err(DecodeError::UnsupportedVersion(crate::FRAME_VERSION + 1))
+        Message::decode_version(FRAME_VERSION + 1, FrameKind::Ack, b""),
+        Err(DecodeError::UnsupportedVersion(FRAME_VERSION + 1))
     );
 }
 
