@@ -3,7 +3,8 @@
 //! down) and is killed -9 with them in its cache; the agent moves to relay B and the replica
 //! converges byte for byte with the source. Relay A, started again on its old cache, is refused
 //! by the target (its session is of an older epoch: counted as a stale-epoch refusal) and the
-//! replica still equals the source.
+//! replica still equals the source. When B dies in turn, the agent goes back to A, which drops
+//! its stale cache, and the replica still converges.
 
 mod common;
 
@@ -38,7 +39,7 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
     std::fs::create_dir_all(&dir_a).unwrap();
     std::fs::create_dir_all(&dir_b).unwrap();
     let mut relay_a = Relay::start(&dir_a, &mtd.target(), "1GiB");
-    let relay_b = Relay::start(&dir_b, &mtd.target(), "1GiB");
+    let mut relay_b = Relay::start(&dir_b, &mtd.target(), "1GiB");
     let (a, b) = (relay_a.target(), relay_b.target());
     let agent = Agent::start(w, "g1", &[("d0", &src)], &a, &["--target", &b]);
     // (By path: relay A is killed and restarted while this is in use.)
@@ -148,6 +149,26 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
         LONG,
         || target_durable(&mtd, "g1") >= last.last_seq,
         &logs,
+    );
+
+    // Relay B dies in turn: the agent goes back to A with a newer epoch, and A drops the cache
+    // it kept (the target would refuse it) instead of forwarding it.
+    relay_b.kill9();
+    agent.wait_status(LONG, |s| s.target == a && s.connected);
+    write_random_mib(&dev, 50, 2, 6);
+    let back = agent.wait_status(LONG, |s| {
+        s.caught_up && s.target == a && s.target_durable_seq == Some(s.last_seq)
+    });
+    wait_until(
+        "the target to hold what came back through A",
+        LONG,
+        || target_durable(&mtd, "g1") >= back.last_seq,
+        &logs,
+    );
+    let text = relay_a.log_text();
+    assert!(
+        text.contains("the agent moved on since this cache was filled: dropping it"),
+        "{text}"
     );
     drop(agent);
     drop(relay_a);
