@@ -21,19 +21,19 @@ use super::group::RelayGroup;
 /// Whether `epoch` (an agent's HELLO) is newer than the epoch `g`'s cache was filled under;
 /// refused (the text for the agent) when it is older. Another agent's group is not this
 /// check's business (the caller refuses it).
-pub(crate) fn newer(g: &RelayGroup, epoch: &u64, agent: &str) -> Result<bool, String> {
+pub(crate) fn newer(g: &RelayGroup, epoch: u64, agent: &str) -> Result<bool, String> {
     let m = g.meta.lock().expect("meta lock");
     if m.agent != agent {
         return Ok(false);
     }
-    if *epoch < m.epoch {
+    if epoch < m.epoch {
         return Err(format!(
             "group {}: the agent's epoch {epoch} is older than epoch {} of this relay's cache: \
              the agent's state directory went back",
             g.name, m.epoch
         ));
     }
-    Ok(*epoch > m.epoch)
+    Ok(epoch > m.epoch)
 }
 
 impl RelayGroup {
@@ -62,16 +62,22 @@ pub(crate) fn drop_cache(g: &RelayGroup, cache_dir: &Path, epoch: u64) -> Result
             g.name
         ),
     );
-    // Out of the way first (one rename), so the new group's directory can be made at once.
+    // Out of the way first (one rename, durable), so the new group's directory can be made at
+    // once. (Gone already: an earlier attempt moved it and failed after.)
     let aside = cache_dir.join(format!(".dropped-{}-epoch-{old}", g.name));
-    if aside.exists() {
-        fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
+    if g.dir.exists() {
+        if aside.exists() {
+            fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
+        }
+        fs::rename(&g.dir, &aside).with_context(|| format!("moving {} aside", g.dir.display()))?;
+        fs::File::open(cache_dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", cache_dir.display()))?;
+        g.space.give_back(bytes);
     }
-    fs::rename(&g.dir, &aside).with_context(|| format!("moving {} aside", g.dir.display()))?;
-    fs::File::open(cache_dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", cache_dir.display()))?;
-    fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
-    g.space.give_back(bytes);
+    // What is left of it goes at the next start if this fails.
+    if let Err(e) = fs::remove_dir_all(&aside) {
+        tracing::warn!(dir = %aside.display(), error = %e, "removing a dropped cache");
+    }
     Ok(())
 }

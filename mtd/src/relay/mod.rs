@@ -148,7 +148,7 @@ impl Relay {
             .collect();
         let mut groups = self.groups.lock().expect("groups lock");
         if let Some(g) = groups.get(&hg.group).cloned() {
-            if epoch::newer(&g, &hg.epoch, agent).map_err(|m| (ErrorCode::StaleEpoch, m))? {
+            if epoch::newer(&g, hg.epoch, agent).map_err(|m| (ErrorCode::StaleEpoch, m))? {
                 // The cache was filled under an epoch the agent has left: drop it, start anew.
                 epoch::drop_cache(&g, &self.cache_dir, hg.epoch)
                     .map_err(|e| (ErrorCode::StoreFailed, format!("the relay's cache: {e:#}")))?;
