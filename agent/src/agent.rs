@@ -240,6 +240,7 @@ impl Agent {
         let schedule_policy = policy.clone();
         agent.sender = Some(
             Sender {
+                targets: sender::targets::Targets::new(settings.targets()),
                 settings: Arc::clone(&settings),
                 state: state.clone(),
                 disks: infos,

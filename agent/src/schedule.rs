@@ -189,6 +189,7 @@ mod tests {
             group: rewind_formats::GroupName::new("g").unwrap(),
             disks: vec![],
             target: crate::config::TargetAddr::Unix("/x".into()),
+            more_targets: vec![],
             state_dir: "/s".into(),
             level: 1,
             generation: 1,

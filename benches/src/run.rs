@@ -117,6 +117,7 @@ pub fn build_hello(
             group: group.to_string(),
             generation,
             last_acked: Seq(last_acked),
+            epoch: 0,
             disks: disks
                 .iter()
                 .map(|(d, size)| DiskInfo {

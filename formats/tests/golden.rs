@@ -1,8 +1,9 @@
 //! Golden vectors: files in `tests/vectors/` written by each version of each layout, which every
-//! later version of this crate must still read. Frames have three versions: 1 (`frame-*.bin`),
+//! later version of this crate must still read. Frames have four versions: 1 (`frame-*.bin`),
 //! 2 (`frame-*-v2.bin`, whose HELLO carries the agent's software version) and 3 (`-v3`, whose
 //! HELLO and WELCOME carry the dedup window; other messages are version 2's under a version 3
-//! header, so only those two have version 3 files); the target still writes versions 1 and 2 to
+//! header, so only those two have version 3 files), and 4 (`-v4`, whose HELLO carries each
+//! group's epoch: only HELLO has a version 4 file); the target still writes versions 1 and 2 to
 //! agents that speak them, so every encoder must keep its bytes. `records-dedup.bin` is a
 //! deduplicated record payload (version 3 sessions with a dedup window).
 //!
@@ -93,6 +94,16 @@ fn hello_v3() -> Message {
     Message::Hello(h)
 }
 
+/// The HELLO of version 4: as version 3's, each group with its epoch.
+fn hello_v4() -> Message {
+    let Message::Hello(mut h) = hello_v3() else {
+        unreachable!()
+    };
+    h.groups[0].epoch = 5;
+    h.groups[1].epoch = 1 << 40;
+    Message::Hello(h)
+}
+
 fn welcome_v3() -> Message {
     let Message::Welcome(mut w) = welcome() else {
         unreachable!()
@@ -111,6 +122,7 @@ fn hello_with(software: Option<String>) -> Message {
                 group: "web".into(),
                 generation: 2,
                 last_acked: Seq(41),
+                epoch: 0,
                 disks: vec![
                     DiskInfo {
                         disk: "sda".into(),
@@ -126,6 +138,7 @@ fn hello_with(software: Option<String>) -> Message {
                 group: "db:main".into(),
                 generation: 0,
                 last_acked: Seq(0),
+                epoch: 0,
                 disks: vec![DiskInfo {
                     disk: "vda".into(),
                     size_bytes: 1 << 40,
@@ -467,6 +480,7 @@ const VECTORS: &[(&str, Make)] = &[
     }),
     ("frame-hello-v3.bin", || hello_v3().to_frame_version(3)),
     ("frame-welcome-v3.bin", || welcome_v3().to_frame_version(3)),
+    ("frame-hello-v4.bin", || hello_v4().to_frame_version(4)),
     ("records-dedup.bin", records_dedup),
     ("records.bin", || encode_records(&records_a(&data_a()))),
     ("segment-header.bin", || segment_header().encode().to_vec()),
@@ -511,6 +525,7 @@ fn message_frames_decode_to_their_constants() {
         ("frame-control-report-v2.bin", control_report()),
         ("frame-hello-v3.bin", hello_v3()),
         ("frame-welcome-v3.bin", welcome_v3()),
+        ("frame-hello-v4.bin", hello_v4()),
         (
             "frame-control-verify-request-v2.bin",
             control_verify_request(),
@@ -525,7 +540,9 @@ fn message_frames_decode_to_their_constants() {
         ),
     ] {
         let bytes = read(file);
-        let want_version = if file.ends_with("-v3.bin") {
+        let want_version = if file.ends_with("-v4.bin") {
+            4
+        } else if file.ends_with("-v3.bin") {
             3
         } else if file.ends_with("-v2.bin") {
             2
@@ -653,6 +670,27 @@ fn version_3_adds_the_dedup_window_to_hello_and_welcome_only() {
     assert_eq!(v3[v3.len() - 4..], 4096u32.to_le_bytes());
     // A version 2 reader has no such field: the same bytes are refused as trailing.
     assert!(Message::decode_version(2, FrameKind::Welcome, &v3[24..]).is_err());
+}
+
+#[test]
+fn version_4_adds_each_groups_epoch_to_hello_only() {
+    let (v3, v4) = (read("frame-hello-v3.bin"), read("frame-hello-v4.bin"));
+    // Two groups: eight bytes each, right after each group's last_acked.
+    assert_eq!(v4.len(), v3.len() + 16);
+    let Message::Hello(h) = decode_one_frame(&v4) else {
+        panic!("not a HELLO")
+    };
+    assert_eq!(
+        h.groups.iter().map(|g| g.epoch).collect::<Vec<_>>(),
+        [5, 1 << 40]
+    );
+    // A version 3 HELLO means epoch 0 for every group.
+    let Message::Hello(h) = decode_one_frame(&v3) else {
+        panic!("not a HELLO")
+    };
+    assert!(h.groups.iter().all(|g| g.epoch == 0));
+    // A version 3 reader has no such field: the same bytes are not a version 3 HELLO.
+    assert!(Message::decode_version(3, FrameKind::Hello, &v4[24..]).is_err());
 }
 
 #[test]

@@ -84,6 +84,7 @@ fn hello_many(agent: &str, groups: &[&str], disks: usize, size: u64) -> Message 
                 group: g.to_string(),
                 generation: 1,
                 last_acked: Seq(0),
+                epoch: 0,
                 disks: (0..disks)
                     .map(|i| DiskInfo {
                         disk: format!("sd{}", (b'a' + i as u8) as char),

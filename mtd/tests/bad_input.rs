@@ -87,6 +87,7 @@ fn hello(group: &str, generation: u64, size: u64) -> Message {
             group: group.into(),
             generation,
             last_acked: Seq(0),
+            epoch: 0,
             disks: vec![DiskInfo {
                 disk: "sda".into(),
                 size_bytes: size,

@@ -98,6 +98,7 @@ impl Harness {
             group: "g".into(),
             generation: 1,
             last_acked: Seq(0),
+            epoch: 0,
             disks: DISKS
                 .iter()
                 .map(|d| DiskInfo {

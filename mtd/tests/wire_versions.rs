@@ -51,6 +51,7 @@ fn hello(agent: &str, group: &str, software: Option<&str>) -> Message {
             group: group.into(),
             generation: 1,
             last_acked: Seq(0),
+            epoch: 0,
             disks: vec![DiskInfo {
                 disk: "sda".into(),
                 size_bytes: DISK,

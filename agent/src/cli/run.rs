@@ -23,9 +23,11 @@ pub struct RunArgs {
     /// A disk of the group: NAME=PATH (a block device or an image file); repeat for more
     #[arg(long = "disk", value_name = "NAME=PATH")]
     disks: Vec<String>,
-    /// The master target: unix:PATH or tcp:HOST:PORT (TCP needs TLS, or --insecure on loopback)
+    /// The master target, or a relay in front of it: unix:PATH or tcp:HOST:PORT (TCP needs TLS,
+    /// or --insecure on loopback). Repeat for several: tried in order, the agent moves to the
+    /// next after 3 failed attempts in a row and wraps around
     #[arg(long)]
-    target: Option<String>,
+    target: Vec<String>,
     /// TLS files in the layout `rewind-mtd ca` writes: DIR/ca.crt, DIR/agents/AGENT.crt and
     /// DIR/agents/AGENT.key (AGENT: the agent name); --tls-ca/--tls-cert/--tls-key override one
     #[arg(long, value_name = "DIR")]
@@ -118,7 +120,8 @@ impl RunArgs {
         Ok(RunOptions {
             agent_name: self.agent_name,
             group: self.group,
-            target: self.target,
+            target: None,
+            targets: (!self.target.is_empty()).then_some(self.target),
             state_dir: self.state_dir,
             level: self.level,
             fixed_level: self.fixed_level.then_some(true),

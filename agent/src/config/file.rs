@@ -35,6 +35,9 @@ pub struct RunOptions {
     pub group: Option<String>,
     /// `unix:PATH` or `tcp:HOST:PORT`.
     pub target: Option<String>,
+    /// Several targets (relays, or the master target), tried in order: the agent moves to the
+    /// next after repeated failures. After `target` if both are given.
+    pub targets: Option<Vec<String>>,
     pub state_dir: Option<PathBuf>,
     pub level: Option<i32>,
     /// Compress every batch at `level` (default: only while the link is the bottleneck).
@@ -105,7 +108,13 @@ impl RunOptions {
         RunOptions {
             agent_name: flags.agent_name.or(self.agent_name),
             group: flags.group.or(self.group),
-            target: flags.target.or(self.target),
+            // The flags' targets replace the file's whole (like every list).
+            target: flags.target.clone().or(self
+                .target
+                .filter(|_| flags.target.is_none() && flags.targets.is_none())),
+            targets: flags.targets.clone().or(self
+                .targets
+                .filter(|_| flags.target.is_none() && flags.targets.is_none())),
             state_dir: flags.state_dir.or(self.state_dir),
             level: flags.level.or(self.level),
             fixed_level: flags.fixed_level.or(self.fixed_level),
@@ -142,7 +151,16 @@ impl RunOptions {
             key: self.tls_key.clone(),
         };
         let group = required(self.group, "group", "--group", "group = \"NAME\"")?;
-        let target = required(self.target, "target", "--target", "target = \"unix:PATH\"")?;
+        let mut targets: Vec<String> = self.target.into_iter().collect();
+        targets.extend(self.targets.unwrap_or_default());
+        let mut targets = targets.iter().map(|t| TargetAddr::parse(t));
+        let target = targets.next().ok_or_else(|| Error::Config {
+            what: "target",
+            why: "not given: --target ADDR (repeat for several), or target = \"unix:PATH\" \
+                  or targets = [...] in the config file"
+                .into(),
+        })??;
+        let more_targets = targets.collect::<Result<Vec<_>>>()?;
         let state_dir = required(
             self.state_dir,
             "state dir",
@@ -187,7 +205,8 @@ impl RunOptions {
                 .unwrap_or_else(|| Path::new(DEFAULT_MOUNT_ROOT).join(group.as_str())),
             group,
             disks,
-            target: TargetAddr::parse(&target)?,
+            target,
+            more_targets,
             state_dir,
             level: self.level.unwrap_or(DEFAULT_LEVEL),
             fixed_level: self.fixed_level.unwrap_or(false),
@@ -457,6 +476,57 @@ mod tests {
         );
         assert_eq!(s.mount_dir, PathBuf::from("/run/rewind/agent/g"));
         assert_eq!(s.fuse_threads, DEFAULT_FUSE_THREADS_URING);
+    }
+
+    #[test]
+    fn several_targets_come_in_order_and_flags_replace_the_files_list() {
+        let file = RunOptions::parse(
+            r#"
+            agent_name = "a"
+            group = "g"
+            targets = ["unix:/relay-a.sock", "unix:/relay-b.sock", "unix:/mtd.sock"]
+            state_dir = "/s"
+            [[disk]]
+            name = "d0"
+            path = "/dev/vdb"
+            "#,
+            Path::new("a.toml"),
+        )
+        .unwrap();
+        let s = file.clone().into_config(no_host).unwrap().settings;
+        assert_eq!(
+            s.targets()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["unix:/relay-a.sock", "unix:/relay-b.sock", "unix:/mtd.sock"]
+        );
+        // `--target` given twice on the command line: those two, nothing of the file's.
+        let flags = RunOptions {
+            targets: Some(vec!["unix:/x".into(), "unix:/y".into()]),
+            ..RunOptions::default()
+        };
+        let s = file
+            .clone()
+            .overridden_by(flags)
+            .into_config(no_host)
+            .unwrap()
+            .settings;
+        assert_eq!(
+            s.targets(),
+            [TargetAddr::Unix("/x".into()), TargetAddr::Unix("/y".into())]
+        );
+        // A bad one anywhere in the list is refused, naming it.
+        let flags = RunOptions {
+            targets: Some(vec!["unix:/x".into(), "udp:1".into()]),
+            ..RunOptions::default()
+        };
+        let e = file
+            .overridden_by(flags)
+            .into_config(no_host)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("udp:1"), "{e}");
     }
 
     #[test]

@@ -31,8 +31,12 @@ pub struct Settings {
     pub group: GroupName,
     /// The group's disks, in order: a record's disk index is the position here.
     pub disks: Vec<Disk>,
-    /// Where the master target listens.
+    /// Where the master target listens (or a relay in front of it): the first target tried.
     pub target: TargetAddr,
+    /// More targets (relays, or the master target), tried in order after `target` when it
+    /// fails (see `stream::sender::targets`).
+    #[serde(default)]
+    pub more_targets: Vec<TargetAddr>,
     /// Status file, control socket and markers live here.
     pub state_dir: PathBuf,
     /// zstd level for batches (1..=22, or -7..=-1 for zstd's fast levels).
@@ -264,6 +268,14 @@ impl DiskSpec {
 }
 
 impl Settings {
+    /// Every target, in the order they are tried.
+    pub fn targets(&self) -> Vec<TargetAddr> {
+        std::iter::once(&self.target)
+            .chain(&self.more_targets)
+            .cloned()
+            .collect()
+    }
+
     /// Checks what can be checked without touching the system: names, counts, the level.
     pub fn validate(&self) -> Result<()> {
         let name = |what: &'static str, n: &str| {
@@ -348,11 +360,16 @@ impl Settings {
     /// TLS for TCP targets; plain TCP only when asked for (`--insecure`) and on loopback; unix
     /// sockets are plain (their file permissions guard them), so TLS files with one are a mistake.
     fn validate_transport(&self) -> Result<()> {
+        self.targets()
+            .iter()
+            .try_for_each(|t| self.validate_target(t))
+    }
+
+    fn validate_target(&self, t: &TargetAddr) -> Result<()> {
         let bad = |why: String| Error::Config {
             what: "--target",
             why,
         };
-        let t = &self.target;
         match t {
             TargetAddr::Unix(_) if self.tls.is_some() => Err(bad(format!(
                 "{t} is a unix socket, which is never TLS: drop the TLS files, or use a \
@@ -452,6 +469,7 @@ mod tests {
                 path: "/dev/null".into(),
             }],
             target: TargetAddr::parse(target).unwrap(),
+            more_targets: vec![],
             state_dir: "/tmp".into(),
             level: 1,
             generation: 1,

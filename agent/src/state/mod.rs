@@ -10,8 +10,10 @@
 //! GROUP.window   present while a resync window may be open at the target
 //! GROUP.acked    the last wire seq the target acknowledged
 //! GROUP.fenced   the target fenced this agent for the group: the reason
+//! GROUP.epoch    the group's epoch and the target address it was taken for (epoch)
 //! ```
 
+pub mod epoch;
 pub mod files;
 pub mod report;
 pub mod status;

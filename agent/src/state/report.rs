@@ -26,6 +26,8 @@ pub struct LinkView {
     events: Receiver<LinkEvent>,
     connected: bool,
     last_error: Option<String>,
+    /// The target the sender tries now (None: the first, before any attempt).
+    target: Option<String>,
     /// `connected`, for the metrics (updated with the status file).
     shared: Arc<AtomicBool>,
 }
@@ -36,6 +38,7 @@ impl LinkView {
             events,
             connected: false,
             last_error: None,
+            target: None,
             shared: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -53,6 +56,7 @@ impl LinkView {
                     self.connected = true;
                     self.last_error = None;
                 }
+                LinkEvent::Target(t) => self.target = Some(t),
                 LinkEvent::Disconnected(why) => {
                     self.connected = false;
                     if why.is_some() {
@@ -166,7 +170,12 @@ impl StatusWriter {
         let s = &self.settings;
         Status {
             group: s.group.to_string(),
-            target: s.target.to_string(),
+            // The one in use, of the several the agent may list.
+            target: self
+                .link
+                .target
+                .clone()
+                .unwrap_or_else(|| s.target.to_string()),
             pid: std::process::id(),
             updated_ms: now_ms(),
             connected: self.link.connected,

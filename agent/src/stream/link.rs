@@ -32,6 +32,8 @@ pub enum LinkEvent {
     Connected,
     /// The session ended; with why, if it failed (or the agent was fenced).
     Disconnected(Option<String>),
+    /// The sender tries this target now (one of several, see `stream::sender::targets`).
+    Target(String),
 }
 
 /// Frames for the sender to send in the current session: answers to the target's CONTROL

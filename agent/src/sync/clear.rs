@@ -1,6 +1,8 @@
 //! Clearing the dirty-region map behind the target's acknowledgements: the acknowledged seq is
 //! written to the state dir first, durably, and only then are the regions it covers cleared (a
-//! target found below it later has lost acknowledged data).
+//! target found below it later has lost acknowledged data). Behind a relay, "acknowledged" is
+//! what the master target holds, not what the relay cached: a relay that dies before forwarding
+//! leaves those writes only on the source disk, and their regions dirty is how they come back.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,10 +35,10 @@ impl Clearer {
         while !self.stop.load(Ordering::SeqCst) {
             std::thread::sleep(CLEAR_INTERVAL);
             let q = self.queue.stats();
-            acked_history.push_back(q.acked_seq);
+            acked_history.push_back(q.target_acked);
             // First the acknowledged seq, durably; only then regions it covers may be cleared.
             if let Some(base) = q.base {
-                let wire = base.wire(q.acked_seq);
+                let wire = base.wire(q.target_acked);
                 if written != Some(wire) {
                     match self.state.write_acked(wire) {
                         Ok(()) => written = Some(wire),
@@ -66,8 +68,8 @@ impl Clearer {
 pub fn save_at_exit(state: &StateDir, queue: &Queue, dirty: &DirtyMap) -> Result<()> {
     let q = queue.stats();
     if let Some(base) = q.base {
-        state.write_acked(base.wire(q.acked_seq))?;
-        dirty.clear_acked(q.acked_seq)?;
+        state.write_acked(base.wire(q.target_acked))?;
+        dirty.clear_acked(q.target_acked)?;
     }
     dirty.sync()
 }

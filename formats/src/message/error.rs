@@ -11,9 +11,9 @@ pub struct ErrorMsg {
     pub message: String,
 }
 
-/// Why an ERROR was sent. Wire u16: 1..=14 in declaration order; any other value decodes to
+/// Why an ERROR was sent. Wire u16: 1..=15 in declaration order; any other value decodes to
 /// `Other(n)`, so that a newer peer's new codes still reach an older one as errors.
-/// (`Other(n)` with n in 1..=14 encodes as the named code; build codes with `from_u16`.)
+/// (`Other(n)` with n in 1..=15 encodes as the named code; build codes with `from_u16`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     Protocol,
@@ -34,6 +34,10 @@ pub enum ErrorCode {
     /// The group failed over: this source was fenced (its generation is older than the group's)
     /// and must stop for good. The message says why (the operator's reason).
     Fenced,
+    /// The session comes with an older epoch than the group's (frame version 4): it comes
+    /// through a path (a relay) the agent has since left, and what it carries is stale. Not
+    /// the end of the agent: it goes on through its current path (unlike [`ErrorCode::Fenced`]).
+    StaleEpoch,
     Other(u16),
 }
 
@@ -55,6 +59,7 @@ impl ErrorCode {
             ErrorCode::Internal => 12,
             ErrorCode::Forbidden => 13,
             ErrorCode::Fenced => 14,
+            ErrorCode::StaleEpoch => 15,
             ErrorCode::Other(n) => n,
         }
     }
@@ -76,6 +81,7 @@ impl ErrorCode {
             12 => ErrorCode::Internal,
             13 => ErrorCode::Forbidden,
             14 => ErrorCode::Fenced,
+            15 => ErrorCode::StaleEpoch,
             n => ErrorCode::Other(n),
         }
     }

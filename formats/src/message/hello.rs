@@ -49,6 +49,11 @@ pub struct HelloGroup {
     pub generation: u64,
     /// The last seq the agent saw acknowledged (0: none).
     pub last_acked: Seq,
+    /// Version 4 on (0 before): the agent's epoch for this group, bumped whenever it moves to
+    /// another target address (another relay, or the target itself). The master target keeps
+    /// the highest it has seen and refuses a session below it, so a relay that comes back with
+    /// a cache of an older epoch cannot apply it over what came after through another path.
+    pub epoch: u64,
     /// The group's disks; a record's `disk` is an index into this list. Names unique.
     pub disks: Vec<DiskInfo>,
 }
@@ -116,6 +121,11 @@ impl Hello {
             w.name(&g.group);
             w.u64(g.generation);
             w.u64(g.last_acked.0);
+            if version >= 4 {
+                w.u64(g.epoch);
+            } else {
+                assert_eq!(g.epoch, 0, "a version {version} HELLO has no epoch");
+            }
             w.u16(count_u16("HELLO disks", g.disks.len()));
             for d in &g.disks {
                 w.name(&d.disk);
@@ -161,7 +171,8 @@ fn read_dedup_window(r: &mut Reader<'_>, version: u16) -> Result<u32, DecodeErro
     Ok(n)
 }
 
-// Smallest encodings, used to cap counts before allocating: name = 2 bytes (len + 1 char).
+// Smallest encodings (of the oldest version), used to cap counts before allocating: name = 2
+// bytes (len + 1 char).
 const HELLO_GROUP_MIN: usize = 2 + 8 + 8 + 2;
 const DISK_MIN: usize = 2 + 8;
 const WELCOME_GROUP_MIN: usize = 2 + 8 + 1 + 8;
@@ -182,6 +193,7 @@ pub(super) fn read_hello(r: &mut Reader<'_>, version: u16) -> Result<Hello, Deco
         let group = r.name("group name")?;
         let generation = r.u64()?;
         let last_acked = Seq(r.u64()?);
+        let epoch = if version >= 4 { r.u64()? } else { 0 };
         let m = u64::from(r.u16()?);
         let m = r.count("HELLO disks", m, DISK_MIN)?;
         let mut disks = Vec::with_capacity(m);
@@ -213,6 +225,7 @@ pub(super) fn read_hello(r: &mut Reader<'_>, version: u16) -> Result<Hello, Deco
             group,
             generation,
             last_acked,
+            epoch,
             disks,
         });
     }

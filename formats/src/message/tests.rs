@@ -13,6 +13,7 @@ fn samples() -> Vec<Message> {
                     group: "web".into(),
                     generation: 3,
                     last_acked: Seq(99),
+                    epoch: 0,
                     disks: vec![
                         DiskInfo {
                             disk: "sda".into(),
@@ -28,6 +29,7 @@ fn samples() -> Vec<Message> {
                     group: "db".into(),
                     generation: 0,
                     last_acked: Seq(0),
+                    epoch: 0,
                     disks: vec![],
                 },
             ],
@@ -133,6 +135,41 @@ fn version_1_hello_has_no_software_and_round_trips_without_it() {
 }
 
 #[test]
+fn version_4_hello_carries_each_groups_epoch_and_older_ones_mean_0() {
+    let Message::Hello(mut h) = samples().remove(0) else {
+        panic!("the first sample is a HELLO");
+    };
+    let v3 = Message::Hello(h.clone()).encode_payload_version(3);
+    h.groups[0].epoch = 7;
+    h.groups[1].epoch = u64::MAX;
+    let v4 = Message::Hello(h.clone()).encode_payload_version(4);
+    // Eight bytes per group, nothing else.
+    assert_eq!(v4.len(), v3.len() + 8 * h.groups.len());
+    assert_eq!(
+        Message::decode_version(4, FrameKind::Hello, &v4),
+        Ok(Message::Hello(h.clone()))
+    );
+    // An older HELLO has no epoch: it reads as 0.
+    let Ok(Message::Hello(old)) = Message::decode_version(3, FrameKind::Hello, &v3) else {
+        panic!("a version 3 HELLO decodes");
+    };
+    assert!(old.groups.iter().all(|g| g.epoch == 0));
+    // The two layouts are not interchangeable.
+    assert!(Message::decode_version(3, FrameKind::Hello, &v4).is_err());
+    assert!(Message::decode_version(4, FrameKind::Hello, &v3).is_err());
+}
+
+#[test]
+#[should_panic(expected = "has no epoch")]
+fn an_epoch_cannot_be_written_in_a_version_without_it() {
+    let Message::Hello(mut h) = samples().remove(0) else {
+        panic!("the first sample is a HELLO");
+    };
+    h.groups[0].epoch = 1;
+    Message::Hello(h).encode_payload_version(3);
+}
+
+#[test]
 fn hello_refuses_a_bad_software_version() {
     assert!(validate_software("0.1.0-rc.1+g1234abc").is_ok());
     assert!(validate_software("").is_ok());
@@ -157,8 +194,8 @@ fn hello_refuses_a_bad_software_version() {
     ));
     // And versions this build does not read are refused before anything is decoded.
     assert_eq!(
-        Message::decode_version(4, FrameKind::Ack, b""),
-        Err(DecodeError::UnsupportedVersion(4))
+        Message::decode_version(FRAME_VERSION + 1, FrameKind::Ack, b""),
+        Err(DecodeError::UnsupportedVersion(FRAME_VERSION + 1))
     );
 }
 
@@ -213,7 +250,9 @@ fn error_codes_map_to_wire_values_and_back() {
     assert_eq!(ErrorCode::from_u16(13), ErrorCode::Forbidden);
     assert_eq!(ErrorCode::from_u16(14), ErrorCode::Fenced);
     assert_eq!(ErrorCode::Fenced.as_u16(), 14);
-    assert_eq!(ErrorCode::from_u16(15), ErrorCode::Other(15));
+    assert_eq!(ErrorCode::from_u16(15), ErrorCode::StaleEpoch);
+    assert_eq!(ErrorCode::StaleEpoch.as_u16(), 15);
+    assert_eq!(ErrorCode::from_u16(16), ErrorCode::Other(16));
     assert_eq!(ErrorCode::from_u16(8), ErrorCode::SeqGap);
 }
 
@@ -223,6 +262,7 @@ fn hello_with(disks: Vec<DiskInfo>, groups: usize) -> Vec<u8> {
         group: "g".into(),
         generation: 1,
         last_acked: Seq(0),
+        epoch: 0,
         disks: disks.clone(),
     };
     Message::Hello(Hello {

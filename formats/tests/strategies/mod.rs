@@ -64,7 +64,7 @@ fn disks() -> impl Strategy<Value = Vec<DiskInfo>> {
 }
 
 pub fn hello() -> impl Strategy<Value = Hello> {
-    let group = (any::<u64>(), any::<u64>(), disks());
+    let group = (any::<u64>(), any::<u64>(), any::<u64>(), disks());
     let software = proptest::option::of("[!-~]{1,64}");
     let window = 0..=dedup::MAX_DEDUP_WINDOW_BLOCKS;
     (
@@ -79,10 +79,11 @@ pub fn hello() -> impl Strategy<Value = Hello> {
             dedup_window,
             groups: groups
                 .into_iter()
-                .map(|(group, (generation, acked, disks))| HelloGroup {
+                .map(|(group, (generation, acked, epoch, disks))| HelloGroup {
                     group,
                     generation,
                     last_acked: Seq(acked),
+                    epoch,
                     disks,
                 })
                 .collect(),

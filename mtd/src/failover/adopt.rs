@@ -138,6 +138,7 @@ pub fn build_group_dir(
         history_end: None,
         adopted: true,
         fenced_reason: None,
+        epoch: 0,
     };
     m.store(dir)?;
     crate::store::files::sync_dir(dir)?;

@@ -1,6 +1,7 @@
 //! `rewind_frames_rejected_total{reason}`: sessions the target ended with an ERROR frame, by
 //! its code. A bad checksum (`bad_checksum`) means corruption on the way; `fenced` means an
-//! agent fenced by a failover is still trying to feed its old group.
+//! agent fenced by a failover is still trying to feed its old group; `stale_epoch` that a relay
+//! the agent has left came back with what it cached (refused, not applied).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,8 +10,8 @@ use prometheus_client::encoding::DescriptorEncoder;
 use rewind_formats::message::ErrorCode;
 use rewind_linux::metrics::Family;
 
-/// Every reason, in wire-code order (1..=14), then `other`.
-const REASONS: [&str; 15] = [
+/// Every reason, in wire-code order (1..=15), then `other`.
+const REASONS: [&str; 16] = [
     "protocol",
     "bad_checksum",
     "unknown_group",
@@ -25,10 +26,11 @@ const REASONS: [&str; 15] = [
     "internal",
     "forbidden",
     "fenced",
+    "stale_epoch",
     "other",
 ];
 
-static REJECTED: [AtomicU64; 15] = [const { AtomicU64::new(0) }; 15];
+static REJECTED: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
 
 fn slot(code: ErrorCode) -> usize {
     match code {
@@ -70,6 +72,7 @@ mod tests {
     fn codes_map_to_their_reason() {
         assert_eq!(REASONS[slot(ErrorCode::BadChecksum)], "bad_checksum");
         assert_eq!(REASONS[slot(ErrorCode::Fenced)], "fenced");
+        assert_eq!(REASONS[slot(ErrorCode::StaleEpoch)], "stale_epoch");
         assert_eq!(REASONS[slot(ErrorCode::Protocol)], "protocol");
         assert_eq!(REASONS[slot(ErrorCode::Other(999))], "other");
     }

@@ -53,6 +53,10 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         let mut wait = RETRY_MIN;
         loop {
+            if g.is_retired() {
+                tracing::info!(group = %g.name, "forwarder of a dropped cache ends");
+                return;
+            }
             let r = session(&g, &up, &metrics, optimise, &limiter).await;
             wait = match r {
                 Ok(End::Again) => RETRY_MIN,
@@ -96,6 +100,7 @@ async fn session(
             group: g.name.clone(),
             generation: meta.generation,
             last_acked: *g.target_durable.borrow(),
+            epoch: meta.epoch,
             disks: meta.disk_infos(),
         }],
     });
@@ -181,6 +186,10 @@ async fn session(
     // Written since the last flush (over TLS the end of a frame may wait in rustls's buffer).
     let mut wrote = false;
     loop {
+        if g.is_retired() {
+            let _ = wr.shutdown().await;
+            return Ok(End::Again);
+        }
         // Out-of-band frames whose place in the stream has come.
         loop {
             let next = {

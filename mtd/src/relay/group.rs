@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::fs;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -114,6 +114,9 @@ pub(crate) struct RelayGroup {
     /// Since when the relay has held a batch the target has not acknowledged (None: the target
     /// holds everything): how far this leg is behind, as an upper bound.
     pending_since: Mutex<Option<Instant>>,
+    /// The cache was dropped (an agent came with a newer epoch): the forwarder ends, nothing
+    /// more is appended (see [`super::epoch`]).
+    pub(crate) retired: AtomicBool,
 }
 
 impl RelayGroup {
@@ -163,6 +166,7 @@ impl RelayGroup {
             policy: Mutex::new(None),
             rpo_target_secs: AtomicU64::new(0),
             pending_since: Mutex::new((last > floor).then(Instant::now)),
+            retired: AtomicBool::new(false),
         });
         let w = g.clone();
         std::thread::Builder::new()

@@ -1,6 +1,6 @@
 //! What the relay keeps about a group besides its frames (`GROUP/meta.json`): the agent that
 //! feeds it (the identity its certificate proved), its disks and generation (what the relay's
-//! own HELLO upstream says), and the last seq the master target acknowledged.
+//! own HELLO upstream says), the agent's epoch, and the last seq the master target acknowledged.
 //!
 //! `target_durable` is written (synced, renamed) before any cached segment is freed: at any
 //! time the relay holds every seq it acknowledged, either in its cache or known durable at the
@@ -24,6 +24,10 @@ pub(crate) struct Meta {
     pub(crate) disks: Vec<(String, u64)>,
     /// The last seq the master target acknowledged (0: none known).
     pub(crate) target_durable: u64,
+    /// The agent's epoch the cache was filled under (see [`super::epoch`]); 0 in metadata from
+    /// before epochs.
+    #[serde(default)]
+    pub(crate) epoch: u64,
 }
 
 impl Meta {

@@ -22,6 +22,7 @@
 
 pub mod bandwidth;
 pub(crate) mod durable;
+mod epoch;
 pub(crate) mod forward;
 pub(crate) mod group;
 mod listen;
@@ -146,7 +147,14 @@ impl Relay {
             .map(|d| (d.disk.clone(), d.size_bytes))
             .collect();
         let mut groups = self.groups.lock().expect("groups lock");
-        if let Some(g) = groups.get(&hg.group) {
+        if let Some(g) = groups.get(&hg.group).cloned() {
+            if epoch::newer(&g, hg.epoch, agent).map_err(|m| (ErrorCode::StaleEpoch, m))? {
+                // The cache was filled under an epoch the agent has left: drop it, start anew.
+                epoch::drop_cache(&g, &self.cache_dir, hg.epoch)
+                    .map_err(|e| (ErrorCode::StoreFailed, format!("the relay's cache: {e:#}")))?;
+                groups.remove(&hg.group);
+                return self.new_group(&mut groups, agent, hg, disks);
+            }
             let mut m = g.meta.lock().expect("meta lock");
             if m.agent != agent {
                 return Err((
@@ -182,11 +190,24 @@ impl Relay {
             }
             return Ok(g.clone());
         }
+        self.new_group(&mut groups, agent, hg, disks)
+    }
+
+    /// Makes the relay's group for a HELLO group the relay does not hold (a cache directory and
+    /// a forwarder), and lists it.
+    fn new_group(
+        self: &Arc<Self>,
+        groups: &mut HashMap<String, Arc<RelayGroup>>,
+        agent: &str,
+        hg: &HelloGroup,
+        disks: Vec<(String, u64)>,
+    ) -> Result<Arc<RelayGroup>, (ErrorCode, String)> {
         let m = Meta {
             agent: agent.to_string(),
             generation: hg.generation,
             disks,
             target_durable: 0,
+            epoch: hg.epoch,
         };
         let g = RelayGroup::open(
             self.cache_dir.join(&hg.group),
@@ -267,6 +288,12 @@ async fn serve(args: RelayArgs) -> Result<()> {
     {
         let e = e?;
         let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with(".dropped-") && e.file_type()?.is_dir() {
+            // A cache dropped for a newer epoch whose removal a crash cut short.
+            fs::remove_dir_all(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+            continue;
+        }
         if !e.file_type()?.is_dir() || !e.path().join(meta::META).exists() {
             continue;
         }

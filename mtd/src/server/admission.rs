@@ -87,6 +87,17 @@ pub(crate) async fn admit(
     let dedup_window = hello.dedup_window.min(quotas.max_dedup_window_blocks);
     for (hg, a) in hello.groups.iter().zip(admitted) {
         let (group, generation) = (a.group, a.generation);
+        // Before the claim: a stale path must not end the session of the current one. A new
+        // epoch is written to the manifest (an fsync): never on a tokio worker.
+        let took_over = {
+            let (group, epoch) = (group.clone(), hg.epoch);
+            tokio::task::spawn_blocking(move || group.admit_epoch(epoch))
+                .await
+                .map_err(|e| refuse(ErrorCode::Internal, format!("admitting the epoch: {e}")))??
+        };
+        if took_over {
+            tracing::info!(group = %hg.group, epoch = hg.epoch, %peer, "a newer epoch: this session takes the group over");
+        }
         let holder = Holder {
             peer: peer.to_string(),
             agent: hello.agent.clone(),
@@ -95,6 +106,8 @@ pub(crate) async fn admit(
             link: session.clone(),
         };
         claims.push(registry::claim(&group, holder).await?);
+        // A newer epoch may have come while this session waited for its claim.
+        group.check_epoch(hg.epoch)?;
         // A previous session's batches may still be in the writer's queue: resume after them.
         let durable = match tokio::time::timeout(DRAIN_TIMEOUT, group.drained()).await {
             Ok(durable) => durable,
@@ -351,6 +364,74 @@ mod tests {
         let other = hello("b", vec![group("g", 1, &["sda"])]);
         let r = rt.block_on(session(&store, &other)).err().unwrap();
         assert_eq!(r.code, ErrorCode::Forbidden);
+    }
+
+    fn at_epoch(epoch: u64) -> Hello {
+        let mut g = group("g", 1, &["sda"]);
+        g.epoch = epoch;
+        hello("a", vec![g])
+    }
+
+    #[test]
+    fn a_session_of_an_older_epoch_is_refused_and_leaves_the_current_one_alone() {
+        let (_d, store) = store();
+        let rt = runtime();
+        let current = rt.block_on(session(&store, &at_epoch(2))).unwrap();
+        let g = &current.admitted.fed[0].group;
+        assert_eq!(g.epoch(), 2, "kept before the WELCOME");
+        let r = rt.block_on(session(&store, &at_epoch(1))).err().unwrap();
+        assert_eq!(r.code, ErrorCode::StaleEpoch);
+        assert!(
+            r.message.contains("group g")
+                && r.message.contains("epoch 1")
+                && r.message.contains("epoch 2"),
+            "{}",
+            r.message
+        );
+        // The current session was not asked to stop, and still holds the group.
+        let stopped = rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(100), current.stop.stopped())
+                .await
+                .is_ok()
+        });
+        assert!(!stopped, "a stale session must not end the current one");
+        assert!(registry::connected(g));
+        // An older build's HELLO (no epoch: 0) is as stale.
+        let r = rt.block_on(session(&store, &at_epoch(0))).err().unwrap();
+        assert_eq!(r.code, ErrorCode::StaleEpoch);
+    }
+
+    #[test]
+    fn a_session_of_a_newer_epoch_takes_the_group_over() {
+        let (_d, store) = store();
+        let rt = runtime();
+        let old = rt.block_on(session(&store, &at_epoch(1))).unwrap();
+        let h5 = at_epoch(5);
+        let new = rt.block_on(async {
+            let release = async {
+                let (code, why) = old.stop.stopped().await;
+                assert_eq!(code, ErrorCode::Busy);
+                assert!(why.contains("superseded"), "{why}");
+                drop(old);
+            };
+            tokio::join!(session(&store, &h5), release).0
+        });
+        let new = new.unwrap();
+        let g = &new.admitted.fed[0].group;
+        assert_eq!(g.epoch(), 5);
+        // The same epoch reconnecting is the same path: it supersedes as before epochs.
+        let again = rt.block_on(async {
+            let release = async {
+                new.stop.stopped().await;
+                drop(new);
+            };
+            tokio::join!(session(&store, &h5), release).0
+        });
+        assert!(again.is_ok());
+        // And the old path, coming back, is refused.
+        drop(again);
+        let r = rt.block_on(session(&store, &at_epoch(1))).err().unwrap();
+        assert_eq!(r.code, ErrorCode::StaleEpoch);
     }
 
     #[test]

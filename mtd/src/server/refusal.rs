@@ -4,6 +4,7 @@
 use rewind_formats::message::ErrorCode;
 
 use crate::store::admit::AdmitError;
+use crate::store::epoch::{EpochRefused, StaleEpoch};
 use crate::store::fence::Fenced;
 use crate::store::StoreError;
 
@@ -25,6 +26,26 @@ pub(crate) fn refuse(code: ErrorCode, message: impl Into<String>) -> Refusal {
 impl From<Fenced> for Refusal {
     fn from(f: Fenced) -> Refusal {
         refuse(ErrorCode::Fenced, f.to_string())
+    }
+}
+
+/// A session through a path the agent has left (an older epoch): what it carries is stale. Its
+/// own code, not Fenced: an agent that hears it (through a relay) must not stop for good.
+impl From<StaleEpoch> for Refusal {
+    fn from(s: StaleEpoch) -> Refusal {
+        refuse(ErrorCode::StaleEpoch, s.to_string())
+    }
+}
+
+impl From<EpochRefused> for Refusal {
+    fn from(e: EpochRefused) -> Refusal {
+        match e {
+            EpochRefused::Stale(s) => s.into(),
+            EpochRefused::Failed(e) => refuse(
+                ErrorCode::StoreFailed,
+                format!("recording the session's epoch: {e}"),
+            ),
+        }
     }
 }
 

@@ -42,6 +42,7 @@ pub(crate) fn group(name: &str, generation: u64, disks: &[&str]) -> HelloGroup {
         group: name.into(),
         generation,
         last_acked: Seq(0),
+        epoch: 0,
         disks: disks
             .iter()
             .map(|d| DiskInfo {

@@ -191,6 +191,7 @@ impl Store {
             history_end: None,
             adopted: false,
             fenced_reason: None,
+            epoch: 0,
         };
         let g = Group::create(self.dir.join("groups").join(&r.group), manifest)?;
         tracing::info!(group = %r.group, disks = r.disks.len(), agent, "created group");

@@ -333,7 +333,7 @@ impl Group {
 
     /// Change the manifest: durable on disk before anyone reads the change; one change at a
     /// time. Returns the new manifest.
-    fn update_manifest(&self, f: impl FnOnce(&mut Manifest)) -> Result<Manifest> {
+    pub(super) fn update_manifest(&self, f: impl FnOnce(&mut Manifest)) -> Result<Manifest> {
         let _l = self.manifest_lock.lock().expect("manifest lock");
         let mut m = self.state.read().expect("group lock").manifest.clone();
         f(&mut m);
@@ -450,6 +450,7 @@ pub(crate) fn test_group() -> (tempfile::TempDir, Arc<Group>) {
         history_end: None,
         adopted: false,
         fenced_reason: None,
+        epoch: 0,
     };
     let g = Group::create(dir.path().join("g"), m).unwrap();
     (dir, g)

@@ -50,6 +50,10 @@ pub(crate) struct Manifest {
     /// generation when they are refused.
     #[serde(default)]
     pub(crate) fenced_reason: Option<String>,
+    /// The highest epoch a session of the group has come with (see [`super::epoch`]): sessions
+    /// below it are refused. 0 in manifests from before epochs.
+    #[serde(default)]
+    pub(crate) epoch: u64,
 }
 
 pub(crate) const MANIFEST_VERSION: u32 = 1;

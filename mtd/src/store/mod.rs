@@ -16,6 +16,7 @@
 
 pub(crate) mod admit;
 pub mod engine;
+pub(crate) mod epoch;
 mod error;
 pub(crate) mod facts;
 pub(crate) mod feeder;

@@ -636,6 +636,7 @@ mod tests {
             group: "g".into(),
             generation: 1,
             last_acked: Seq(0),
+            epoch: 0,
             disks: vec![DiskInfo {
                 disk: "d".into(),
                 size_bytes: 1 << 20,

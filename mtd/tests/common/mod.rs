@@ -18,4 +18,8 @@ pub mod refused_writer;
 #[allow(dead_code)]
 pub mod smallfs;
 
+// (Only the relay tests run relays.)
+#[allow(dead_code)]
+pub mod relay;
+
 pub use rewind_benches::harness::*;

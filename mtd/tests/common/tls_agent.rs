@@ -45,6 +45,7 @@ pub fn hello(agent: &str, group: &str) -> Message {
             group: group.into(),
             generation: 1,
             last_acked: Seq(0),
+            epoch: 0,
             disks: vec![DiskInfo {
                 disk: "sda".into(),
                 size_bytes: 1 << 20,

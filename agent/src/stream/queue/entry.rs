@@ -115,6 +115,9 @@ pub struct QueueStats {
     /// Behind a relay: when the oldest record the relay acknowledged and the target does not
     /// hold yet was written.
     pub oldest_not_at_target: Option<Instant>,
+    /// What the master target holds, in local numbering: `acked_seq`, or behind a relay the
+    /// target's durable seq if lower. The dirty-region map clears only up to this.
+    pub target_acked: LocalSeq,
 }
 
 /// Bytes of one disk's records since the agent started (`len` of every record: zero ranges

@@ -308,6 +308,8 @@ impl Queue {
         let base = SeqBase::at(durable, st.acked);
         st.base = Some(base);
         let acked = st.acked;
+        // What the target holds is now what it said (local seqs keep their numbers).
+        st.relayed.target_local = st.relayed.target_local.map(|t| t.min(acked));
         let before = st.entries.len();
         let cursor = st.cursor;
         let mut kept = VecDeque::with_capacity(before);
@@ -374,6 +376,10 @@ impl Queue {
             lag_ms: None,
             target_durable: st.relayed.target,
             oldest_not_at_target: st.relayed.waiting.front().map(|(_, t)| *t),
+            target_acked: st
+                .relayed
+                .target_local
+                .map_or(st.acked, |t| t.min(st.acked)),
         };
         drop(st);
         stats.lag_ms = lag_percentiles(lag);

@@ -252,3 +252,40 @@ fn behind_a_relay_the_rpo_runs_until_the_target_holds_what_the_relay_acknowledge
     assert_eq!(q.stats().oldest_not_at_target, None);
     assert_eq!(q.stats().target_durable, Some(Seq(103)));
 }
+
+#[test]
+fn behind_a_relay_only_what_the_target_holds_counts_for_the_dirty_map() {
+    let q = Queue::new(1 << 20, None);
+    q.set_base(Seq(100));
+    for _ in 0..3 {
+        seq(q.push(rec(4096)));
+    }
+    // A relay session: it says what the target holds before it acknowledges anything.
+    q.session_began();
+    q.target_durable(Seq(101));
+    q.peer_acked();
+    assert!(q.ack(LocalSeq(3)));
+    let st = q.stats();
+    assert_eq!(st.acked_seq, LocalSeq(3), "the relay holds all three");
+    assert_eq!(st.target_acked, LocalSeq(1), "the target only the first");
+    // The next session's peer acknowledges without a word about the target: it is the target.
+    q.session_began();
+    assert_eq!(q.stats().target_acked, LocalSeq(1), "not before it says so");
+    q.peer_acked();
+    assert!(q.ack(LocalSeq(3)));
+    let st = q.stats();
+    assert_eq!(st.target_acked, LocalSeq(3));
+    assert_eq!(st.target_durable, None);
+}
+
+#[test]
+fn a_target_durable_seq_before_this_run_covers_nothing_of_it() {
+    let q = Queue::new(1 << 20, None);
+    // The relay held up to 200 at the first WELCOME; the target only 150.
+    q.set_base(Seq(200));
+    seq(q.push(rec(4096)));
+    q.session_began();
+    q.target_durable(Seq(150));
+    assert!(q.ack(LocalSeq(1)));
+    assert_eq!(q.stats().target_acked, LocalSeq(0));
+}

@@ -18,6 +18,7 @@
 mod frame;
 mod reader;
 mod session;
+pub mod targets;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +62,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// The sender thread and what it works with.
 pub struct Sender {
     pub settings: Arc<Settings>,
+    /// The targets to try, and the one in use.
+    pub targets: targets::Targets,
     /// Where the fence is recorded.
     pub state: StateDir,
     pub disks: Vec<DiskInfo>,
@@ -133,9 +136,17 @@ impl Sender {
             match r {
                 Ok(()) => self.link_event(LinkEvent::Disconnected(None)),
                 Err(e) => {
-                    tracing::warn!(group = %self.settings.group, target = %self.settings.target,
+                    tracing::warn!(group = %self.settings.group, target = %self.targets.current(),
                         error = %e, retry_in_ms = backoff.as_millis() as u64, "session with the target ended");
                     self.link_event(LinkEvent::Disconnected(Some(e.to_string())));
+                    if let Some(next) = self.targets.failed() {
+                        tracing::warn!(group = %self.settings.group, %next,
+                            attempts = targets::ATTEMPTS_PER_TARGET,
+                            "the target failed repeatedly: moving to the next one");
+                        self.link_event(LinkEvent::Target(next.to_string()));
+                        backoff = BACKOFF_MIN;
+                        continue;
+                    }
                 }
             }
             // A session that lasted a while was healthy: start the backoff over.
@@ -156,7 +167,7 @@ impl Sender {
         let s = &self.settings;
         drain::fence(&self.control.gate, &self.state, &s.group, reason);
         self.link_event(LinkEvent::Disconnected(Some(format!("fenced: {reason}"))));
-        tracing::error!(group = %s.group, target = %s.target, %reason,
+        tracing::error!(group = %s.group, target = %self.targets.current(), %reason,
             file = %self.state.fenced_file().display(),
             "FENCED: the target no longer takes this agent as the group's source (the group \
              failed over); not reconnecting, and the disks refuse writes (EROFS)");
@@ -172,7 +183,7 @@ impl Sender {
                     continue;
                 }
                 return Err(Error::Connection {
-                    addr: self.settings.target.to_string(),
+                    addr: self.targets.current().to_string(),
                     why: format!(
                         "closed after refusing the target's request ({:?}: {})",
                         e.code, e.message
@@ -216,7 +227,7 @@ impl Sender {
     /// Writes one frame; a failure is the connection's.
     fn send(&self, conn: &mut Conn, frame: &[u8]) -> Result<()> {
         conn.write_all(frame).map_err(|e| Error::Connection {
-            addr: self.settings.target.to_string(),
+            addr: self.targets.current().to_string(),
             why: format!("sending: {e}"),
         })
     }

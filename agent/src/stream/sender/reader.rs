@@ -21,7 +21,7 @@ impl Sender {
         base: SeqBase,
         dead: Arc<AtomicBool>,
     ) -> Result<JoinHandle<Option<Error>>> {
-        let addr = self.settings.target.to_string();
+        let addr = self.targets.current().to_string();
         let mut rconn = conn.try_clone().map_err(|e| Error::Connection {
             addr: addr.clone(),
             why: format!("cloning the socket: {e}"),
@@ -36,6 +36,7 @@ impl Sender {
                 let why = loop {
                     match read_message(&mut rconn, &addr) {
                         Ok(Some(Message::Ack(a))) if a.group == group => {
+                            queue.peer_acked();
                             let ok = queue.ack(base.local(a.durable));
                             if !ok {
                                 break Some(Error::Protocol(format!(

@@ -25,8 +25,12 @@ impl Sender {
         let s = &self.settings;
         // An answer meant for an earlier session is not this one's business.
         self.answers.try_iter().for_each(drop);
-        let addr = s.target.to_string();
-        let mut conn = Conn::connect(&s.target, s.tls_client.as_ref())?;
+        let target = self.targets.current().clone();
+        let addr = target.to_string();
+        self.link_event(LinkEvent::Target(addr.clone()));
+        let mut conn = Conn::connect(&target, s.tls_client.as_ref())?;
+        // Another address than the last session's: a new epoch, durable before the HELLO.
+        let epoch = self.state.epoch_for(&addr)?;
         let io_err = |e: std::io::Error| Error::Connection {
             addr: addr.clone(),
             why: e.to_string(),
@@ -43,6 +47,7 @@ impl Sender {
                 group: s.group.to_string(),
                 generation: s.generation,
                 last_acked: st.base.map_or(Seq(0), |b| b.wire(st.acked_seq)),
+                epoch,
                 disks: self.disks.clone(),
             }],
         };
@@ -124,8 +129,10 @@ impl Sender {
             )));
         }
         self.queue.rewind_cursor();
+        self.queue.session_began();
         conn.set_read_timeout(None).map_err(io_err)?;
-        tracing::info!(group = %s.group, target = %addr, %durable, %base, "session started");
+        self.targets.welcomed();
+        tracing::info!(group = %s.group, target = %addr, epoch, %durable, %base, "session started");
 
         let dead = Arc::new(AtomicBool::new(false));
         let reader = self.spawn_reader(&conn, base, Arc::clone(&dead))?;
@@ -168,7 +175,7 @@ impl Sender {
             }
             if dead.load(Ordering::SeqCst) {
                 return Err(Error::Connection {
-                    addr: s.target.to_string(),
+                    addr: self.targets.current().to_string(),
                     why: "the connection closed".into(),
                 });
             }
