@@ -4,7 +4,8 @@
 //! converges byte for byte with the source. Relay A, started again on its old cache, is refused
 //! by the target (its session is of an older epoch: counted as a stale-epoch refusal) and the
 //! replica still equals the source. When B dies in turn, the agent goes back to A, which drops
-//! its stale cache, and the replica still converges.
+//! its stale cache, and the replica still converges. An agent whose epoch went back is refused
+//! by A, moves past the epoch A names, and goes on.
 
 mod common;
 
@@ -41,14 +42,15 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
     let mut relay_a = Relay::start(&dir_a, &mtd.target(), "1GiB");
     let mut relay_b = Relay::start(&dir_b, &mtd.target(), "1GiB");
     let (a, b) = (relay_a.target(), relay_b.target());
-    let agent = Agent::start(w, "g1", &[("d0", &src)], &a, &["--target", &b]);
+    let mut agent = Agent::start(w, "g1", &[("d0", &src)], &a, &["--target", &b]);
     // (By path: relay A is killed and restarted while this is in use.)
     let (log_a, log_b) = (relay_a.log.clone(), relay_b.log.clone());
+    let log_agent = agent.log.clone();
     let logs = || {
         let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
         format!(
             "--- agent\n{}\n--- relay A\n{}\n--- relay B\n{}",
-            agent.log_text(),
+            read(&log_agent),
             read(&log_a),
             read(&log_b)
         )
@@ -170,6 +172,26 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
         text.contains("the agent moved on since this cache was filled: dropping it"),
         "{text}"
     );
+
+    // The agent's epoch goes back (its state directory restored from an older copy, say): A
+    // refuses it as older than its cache's, the agent moves past that epoch, and replication
+    // goes on through A.
+    agent.stop();
+    std::fs::remove_file(agent.state.join("g1.epoch")).unwrap();
+    let agent = Agent::start(w, "g1", &[("d0", &src)], &a, &["--target", &b]);
+    let dev = agent.link("d0");
+    write_random_mib(&dev, 40, 2, 7);
+    let again = agent.wait_status(LONG, |s| {
+        s.caught_up && s.target == a && s.target_durable_seq == Some(s.last_seq)
+    });
+    wait_until(
+        "the target to hold what the agent sent after its epoch went back",
+        LONG,
+        || target_durable(&mtd, "g1") >= again.last_seq,
+        &logs,
+    );
+    let text = agent.log_text();
+    assert!(text.contains("moving past it"), "{text}");
     drop(agent);
     drop(relay_a);
     drop(relay_b);

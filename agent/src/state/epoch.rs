@@ -60,6 +60,23 @@ impl StateDir {
             "a new target address: the group's epoch moves on");
         Ok(next)
     }
+
+    /// A target or relay refused our epoch as older than `held`: this state directory went
+    /// back (made anew, or restored), while the agent is still the group's source. The epoch
+    /// moves past `held` for `addr`, durably, so that the next HELLO is the current path.
+    /// Relays never do this: only the source may say which path is current.
+    pub fn move_past_epoch(&self, addr: &str, held: u64) -> Result<u64> {
+        let (epoch, _) = self.read_epoch()?;
+        let next = epoch.max(held) + 1;
+        files::replace(
+            &self.epoch_file(),
+            format!("{next} {addr}\n").as_bytes(),
+            true,
+        )?;
+        tracing::warn!(group = %self.group, old_epoch = epoch, held, epoch = next, target = addr,
+            "our epoch was older than the group's (this state directory went back): moving past it");
+        Ok(next)
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +101,21 @@ mod tests {
             StateDir::new(dir.path(), "h").epoch_for("tcp:a:1").unwrap(),
             1
         );
+    }
+
+    #[test]
+    fn a_refused_epoch_moves_past_the_one_held_for_the_same_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path(), "g");
+        assert_eq!(st.epoch_for("tcp:a:1").unwrap(), 1);
+        assert_eq!(st.move_past_epoch("tcp:a:1", 6).unwrap(), 7);
+        assert_eq!(
+            st.epoch_for("tcp:a:1").unwrap(),
+            7,
+            "kept for the same address"
+        );
+        // Never backwards, whatever a refusal says.
+        assert_eq!(st.move_past_epoch("tcp:a:1", 2).unwrap(), 8);
     }
 
     #[test]

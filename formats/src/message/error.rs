@@ -41,6 +41,20 @@ pub enum ErrorCode {
     Other(u16),
 }
 
+/// The words before the held epoch in a [`ErrorCode::StaleEpoch`] message (`... is older than
+/// epoch N ...`): the target's and the relay's refusals both say it, so that an agent whose
+/// state went back (a new state directory) can move its epoch past N.
+pub const STALE_EPOCH_HELD: &str = "older than epoch ";
+
+/// The epoch held, from a [`ErrorCode::StaleEpoch`] message (see [`STALE_EPOCH_HELD`]).
+pub fn stale_epoch_held(message: &str) -> Option<u64> {
+    let (_, rest) = message.split_once(STALE_EPOCH_HELD)?;
+    let digits: &str = &rest[..rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len())];
+    digits.parse().ok()
+}
+
 impl ErrorCode {
     /// The wire value.
     pub fn as_u16(self) -> u16 {
@@ -106,5 +120,23 @@ impl ErrorMsg {
             code: ErrorCode::from_u16(r.u16()?),
             message: r.long_str("error message")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod stale_epoch_tests {
+    use super::*;
+
+    #[test]
+    fn the_held_epoch_is_read_from_a_stale_epoch_message() {
+        let m = "group g: this session's epoch 1 is older than epoch 12, which the target has";
+        assert_eq!(stale_epoch_held(m), Some(12));
+        assert_eq!(stale_epoch_held("older than epoch 7"), Some(7));
+        assert_eq!(stale_epoch_held("group g: older than epoch x"), None);
+        assert_eq!(stale_epoch_held("busy"), None);
+        assert_eq!(
+            stale_epoch_held("older than epoch 99999999999999999999999"),
+            None
+        );
     }
 }

@@ -34,7 +34,7 @@ use crate::{DecodeError, FRAME_VERSION, FRAME_VERSION_MIN, MAX_MESSAGE_LEN};
 pub(crate) use batch::BATCH_FIXED_LEN;
 pub use batch::{Ack, Batch, BatchRef, Tag};
 pub use control::{Control, ControlOp, TAG_REFUSED_PREFIX};
-pub use error::{ErrorCode, ErrorMsg};
+pub use error::{stale_epoch_held, ErrorCode, ErrorMsg, STALE_EPOCH_HELD};
 pub use hashes::{Hashes, MAX_HASHES};
 pub use hello::{
     validate_software, DiskInfo, Hello, HelloGroup, ResumeStatus, Welcome, WelcomeGroup,

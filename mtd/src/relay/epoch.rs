@@ -27,10 +27,13 @@ pub(crate) fn newer(g: &RelayGroup, epoch: u64, agent: &str) -> Result<bool, Str
         return Ok(false);
     }
     if epoch < m.epoch {
+        // The agent reads the held epoch after STALE_EPOCH_HELD, to move past it.
         return Err(format!(
-            "group {}: the agent's epoch {epoch} is older than epoch {} of this relay's cache: \
-             the agent's state directory went back",
-            g.name, m.epoch
+            "group {}: the agent's epoch {epoch} is {}{} of this relay's cache: the agent's \
+             state directory went back",
+            g.name,
+            rewind_formats::STALE_EPOCH_HELD,
+            m.epoch
         ));
     }
     Ok(epoch > m.epoch)

@@ -388,6 +388,8 @@ mod tests {
             "{}",
             r.message
         );
+        // An agent whose state went back reads the held epoch from it, to move past it.
+        assert_eq!(rewind_formats::stale_epoch_held(&r.message), Some(2));
         // The current session was not asked to stop, and still holds the group.
         let stopped = rt.block_on(async {
             tokio::time::timeout(Duration::from_millis(100), current.stop.stopped())

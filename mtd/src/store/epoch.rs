@@ -116,6 +116,7 @@ mod tests {
             !m.contains("fenced"),
             "agents stop for good at that word: {m}"
         );
+        assert_eq!(rewind_formats::stale_epoch_held(&m), Some(3), "{m}");
         assert_eq!(g.epoch(), 3, "a refused epoch changes nothing");
         assert!(!g.admit_epoch(3).unwrap(), "the current path may reconnect");
         assert!(g.check_epoch(3).is_ok());

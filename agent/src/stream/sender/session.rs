@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rewind_formats::{Hello, HelloGroup, Message, ResumeStatus, Seq};
+use rewind_formats::{stale_epoch_held, ErrorCode, Hello, HelloGroup, Message, ResumeStatus, Seq};
 
 use super::frame::Framer;
 use super::{
@@ -56,10 +56,17 @@ impl Sender {
         let welcome = match read_message(&mut conn, &addr)? {
             Some(Message::Welcome(w)) => w,
             Some(Message::Error(e)) => {
+                // Our epoch is older than the group's: our state went back (the path we
+                // left would not be this agent). Move past it; the retry is the current path.
+                if e.code == ErrorCode::StaleEpoch {
+                    if let Some(held) = stale_epoch_held(&e.message) {
+                        self.state.move_past_epoch(&addr, held)?;
+                    }
+                }
                 return Err(Error::Remote {
                     code: e.code,
                     message: e.message,
-                })
+                });
             }
             Some(other) => {
                 return Err(Error::Protocol(format!(
