@@ -192,7 +192,10 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
     );
     row("mtd apply seq 1MiB, random (stored)", &seq_bar);
     row("mtd apply rand 4KiB (stored) vs fio seq 1MiB", &rand_bar);
-    row("mtd apply rand 4KiB (stored) vs fio rand 4KiB", &rand_vs_rand);
+    row(
+        "mtd apply rand 4KiB (stored) vs fio rand 4KiB",
+        &rand_vs_rand,
+    );
     row(
         "mtd apply seq 1MiB, compressible (zstd -1) vs fio",
         &comp_bar,
