@@ -4,14 +4,17 @@
 # "bar NAME: VALUE (want OP BAR)" line per target. The work is done by the Rust bench driver
 # (benches/src/driver/, binary rewind-bench); this wrapper builds it in release and runs it.
 #
-#   scripts/bench.sh apply [SIZE]    durable-apply throughput (SIZE default 256MiB)
+#   scripts/bench.sh apply [SIZE]    durable-apply throughput (SIZE default 256MiB) and p99 of
+#                                    random 4 KiB reads of a point in the journal
 #   scripts/bench.sh crash [ROUNDS]  the kill -9 crash test at length (default 100 rounds)
 #   scripts/bench.sh crash-agent [ROUNDS]    kill -9 of the agent at length (default 100 rounds)
 #   scripts/bench.sh netfault MINUTES        random network faults between agent and target
 #   scripts/bench.sh oracle ROUNDS           views at many points checked by sector headers
 #   scripts/bench.sh soak MINUTES            the whole flow, memory/descriptors/journal sampled
 #   scripts/bench.sh powercut [ROUNDS]  power cuts of the target and the agent (default 20 rounds)
-#   scripts/bench.sh views [SIZE] [RECORDS]  reading points: NBD, FUSE + loop, first block
+#   scripts/bench.sh views [SIZE] [RECORDS]  reading points: NBD, FUSE + loop, dump of a point
+#                                            with SIZE of random 4 KiB writes in its journal
+#                                            (dump-rand-journal, against cp), first block
 #   scripts/bench.sh agent [SIZE]            the agent: write overhead, lag, initial sync
 #   scripts/bench.sh failover [RUNS]         test failover to readable exports, two-VM plan RTO
 #   scripts/bench.sh overhead                the agent's write overhead alone (agent/bench-overhead.sh)
@@ -25,7 +28,7 @@
 #   scripts/bench.sh site [GROUPS]           the configuration server with GROUPS groups (1000)
 #   scripts/bench.sh --help                  every command, argument and environment variable
 #
-# Environment: BENCH_RUNS (default 3: median reported), BENCH_TMP (default /var/tmp),
+# Environment: BENCH_RUNS (default 3, 5 for apply and views: median reported), BENCH_TMP (default /var/tmp),
 # BENCH_RAND_SECONDS (random-write time cap for fio and the daemon, default 20), CARGO_TARGET_DIR
 # (default target/); AGENT_FIO_SECONDS and AGENT_LAG_SECONDS for `agent`; REWIND_VM_DIR for
 # `failover`.

@@ -28,9 +28,9 @@ struct Cli {
 /// The environment every bench reads.
 #[derive(Args)]
 struct EnvArgs {
-    /// Runs of each measurement (the median is reported).
-    #[arg(long = "runs", env = "BENCH_RUNS", default_value_t = 3, global = true)]
-    bench_runs: usize,
+    /// Runs of each measurement (the median is reported) [default: 3; 5 for apply and views]
+    #[arg(long = "runs", env = "BENCH_RUNS", global = true)]
+    bench_runs: Option<usize>,
     /// Where the scratch directory goes.
     #[arg(long, env = "BENCH_TMP", default_value = "/var/tmp", global = true)]
     tmp: PathBuf,
@@ -182,7 +182,8 @@ fn main() -> ExitCode {
     let settings = Settings {
         target_dir: env.target_dir.unwrap_or_else(|| env.root.join("target")),
         root: env.root,
-        runs: env.bench_runs,
+        runs: env.bench_runs.unwrap_or(3),
+        runs_given: env.bench_runs.is_some(),
         tmp_base: env.tmp,
         rand_seconds: env.rand_seconds,
     };

@@ -31,10 +31,30 @@ pub fn mbs(report: &Value, dir: &str) -> Result<f64> {
     Ok(field(report, dir, "bw_bytes")? / 1e6)
 }
 
+/// The apply bench's baseline figures of one run.
+pub struct ApplyBaseline {
+    /// Sequential 1 MiB QD32 writes of incompressible bytes, MB/s.
+    pub seq_mbs: f64,
+    /// Random 4 KiB QD64 writes, MB/s and IOPS.
+    pub rand_mbs: f64,
+    pub rand_iops: f64,
+    /// Sequential 1 MiB QD32 writes of about 3:1 compressible bytes (as the load generator's
+    /// compressible payload), MB/s: the file system stores them as they are.
+    pub comp_mbs: f64,
+    /// p99 of random 4 KiB O_DIRECT reads at QD1 of the written file, ms.
+    pub read_p99_ms: f64,
+}
+
 /// The apply bench's baseline, one run: sequential 1 MiB QD32 writes of `size` bytes, then random
-/// 4 KiB QD64 writes over the same (now fully written) file, capped at `rand_seconds`.
-/// Returns (sequential MB/s, random MB/s, random IOPS).
-pub fn apply_baseline(file: &Path, size: u64, rand_seconds: u64) -> Result<(f64, f64, f64)> {
+/// 4 KiB QD64 writes over the same (now fully written) file, capped at `rand_seconds`, then
+/// random 4 KiB reads of it for `read_seconds`; then the sequential writes again into a new file
+/// with compressible bytes.
+pub fn apply_baseline(
+    file: &Path,
+    size: u64,
+    rand_seconds: u64,
+    read_seconds: u64,
+) -> Result<ApplyBaseline> {
     let _ = std::fs::remove_file(file);
     let common = [
         format!("--filename={}", file.display()),
@@ -42,25 +62,73 @@ pub fn apply_baseline(file: &Path, size: u64, rand_seconds: u64) -> Result<(f64,
         "--direct=1".to_string(),
         format!("--size={size}"),
     ];
-    let mut seq: Vec<String> = vec!["--name=seq1m".into()];
-    seq.extend(common.iter().cloned());
-    seq.extend(["--rw=write", "--bs=1M", "--iodepth=32", "--end_fsync=1"].map(String::from));
-    let seq = run(&seq, "fio")?;
-    let mut rand: Vec<String> = vec!["--name=rand4k".into()];
-    rand.extend(common.iter().cloned());
-    rand.extend(["--rw=randwrite", "--bs=4k", "--iodepth=64"].map(String::from));
-    rand.extend([
-        format!("--runtime={rand_seconds}"),
-        "--randrepeat=0".into(),
-        "--end_fsync=1".into(),
-    ]);
-    let rand = run(&rand, "fio")?;
+    let job = |name: &str, args: &[&str]| -> Vec<String> {
+        let mut v = vec![format!("--name={name}")];
+        v.extend(common.iter().cloned());
+        v.extend(args.iter().map(|a| a.to_string()));
+        v
+    };
+    let seq_args = ["--rw=write", "--bs=1M", "--iodepth=32", "--end_fsync=1"];
+    let seq = run(&job("seq1m", &seq_args), "fio")?;
+    let rand_runtime = format!("--runtime={rand_seconds}");
+    let rand = run(
+        &job(
+            "rand4k",
+            &[
+                "--rw=randwrite",
+                "--bs=4k",
+                "--iodepth=64",
+                &rand_runtime,
+                "--randrepeat=0",
+                "--end_fsync=1",
+            ],
+        ),
+        "fio",
+    )?;
+    let file_arg = [
+        format!("--filename={}", file.display()),
+        "--ioengine=libaio".to_string(),
+        "--direct=1".to_string(),
+    ];
+    let read_p99_ms = randread_p99_ms(&file_arg, size, read_seconds)?;
     let _ = std::fs::remove_file(file);
-    Ok((
-        mbs(&seq, "write")?,
-        mbs(&rand, "write")?,
-        field(&rand, "write", "iops")?,
-    ))
+    // zstd -1 makes about 3:1 of the load generator's compressible payload; fio's
+    // buffer_compress_percentage=67 makes buffers of about the same ratio.
+    let mut comp_args = seq_args.to_vec();
+    comp_args.extend(["--buffer_compress_percentage=67", "--refill_buffers"]);
+    let comp = run(&job("comp1m", &comp_args), "fio")?;
+    let _ = std::fs::remove_file(file);
+    Ok(ApplyBaseline {
+        seq_mbs: mbs(&seq, "write")?,
+        rand_mbs: mbs(&rand, "write")?,
+        rand_iops: field(&rand, "write", "iops")?,
+        comp_mbs: mbs(&comp, "write")?,
+        read_p99_ms,
+    })
+}
+
+/// The p99 completion latency (ms) of random 4 KiB reads at queue depth 1 for `seconds` over the
+/// first `size` bytes of what `target` names: a file or device (`--filename=F --direct=1
+/// --ioengine=libaio`) or an NBD export (`--ioengine=nbd --uri=URI`). QD1, so each read's
+/// latency is its own and not its place in a queue.
+pub fn randread_p99_ms(target: &[String], size: u64, seconds: u64) -> Result<f64> {
+    let mut args = vec!["--name=randread4k".to_string()];
+    args.extend(target.iter().cloned());
+    args.extend([
+        "--rw=randread".into(),
+        "--bs=4k".into(),
+        "--iodepth=1".into(),
+        "--time_based".into(),
+        format!("--runtime={seconds}"),
+        format!("--size={size}"),
+        "--randrepeat=0".into(),
+        "--readonly".into(),
+    ]);
+    let report = run(&args, &format!("fio random reads of {}", target.join(" ")))?;
+    report["jobs"][0]["read"]["clat_ns"]["percentile"]["99.000000"]
+        .as_f64()
+        .map(|ns| ns / 1e6)
+        .context("fio's report has no jobs[0].read.clat_ns.percentile.99")
 }
 
 /// Sequential 1 MiB QD16 direct reads of the first `size` bytes of a block device, MB/s.

@@ -59,7 +59,32 @@ pub fn start_tcp_with(bins: &Bins, dir: &Path, log: &Path, extra: &[&str]) -> Re
 
 /// [`start_tcp_with`] with `rewind-mtd` run by `mtd`, e.g. `ip netns exec NS rewind-mtd` (its
 /// loopback is the namespace's then).
-pub fn start_tcp_as(mut mtd: Command, dir: &Path, log: &Path, extra: &[&str]) -> Result<Daemon> {
+pub fn start_tcp_as(mtd: Command, dir: &Path, log: &Path, extra: &[&str]) -> Result<Daemon> {
+    start_tcp_serving(mtd, dir, log, "none", extra)
+}
+
+/// [`start_tcp`] also serving NBD on the unix socket `DIR.nbd.sock` (returned), for benches that
+/// read back what they applied.
+pub fn start_tcp_nbd(bins: &Bins, dir: &Path, log: &Path) -> Result<(Daemon, PathBuf)> {
+    let sock = sibling(dir, ".nbd.sock");
+    let daemon = start_tcp_serving(
+        Command::new(&bins.mtd),
+        dir,
+        log,
+        &sock.to_string_lossy(),
+        &[],
+    )?;
+    Ok((daemon, sock))
+}
+
+/// [`start_tcp_as`] with NBD on unix socket `nbd_unix` (or `none`).
+fn start_tcp_serving(
+    mut mtd: Command,
+    dir: &Path,
+    log: &Path,
+    nbd_unix: &str,
+    extra: &[&str],
+) -> Result<Daemon> {
     std::fs::create_dir_all(dir)?;
     let ready = sibling(dir, ".ready");
     let _ = std::fs::remove_file(&ready);
@@ -75,7 +100,7 @@ pub fn start_tcp_as(mut mtd: Command, dir: &Path, log: &Path, extra: &[&str]) ->
             "--io-engine",
             "uring",
         ])
-        .args(["--nbd-listen", "none", "--nbd-unix", "none", "--control"])
+        .args(["--nbd-listen", "none", "--nbd-unix", nbd_unix, "--control"])
         .arg(sibling(dir, ".control.sock"))
         .arg("--ready-file")
         .arg(&ready)

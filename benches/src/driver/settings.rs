@@ -11,8 +11,10 @@ use super::cleanup;
 pub struct Settings {
     /// The source tree (cargo builds run there, scripts/ is found there).
     pub root: PathBuf,
-    /// `BENCH_RUNS`: runs of each measurement; the median is reported.
+    /// `BENCH_RUNS` (default 3): runs of each measurement; the median is reported.
     pub runs: usize,
+    /// Whether `BENCH_RUNS` was given (a bench may have a default of its own, [`Settings::runs_or`]).
+    pub runs_given: bool,
     /// `BENCH_TMP`: where the scratch directory goes.
     pub tmp_base: PathBuf,
     /// `BENCH_RAND_SECONDS`: the time cap of random-write runs (fio and the daemon alike).
@@ -22,6 +24,15 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// `BENCH_RUNS` if it was given, else `default`.
+    pub fn runs_or(&self, default: usize) -> usize {
+        if self.runs_given {
+            self.runs
+        } else {
+            default
+        }
+    }
+
     /// A release binary of the workspace.
     pub fn release_bin(&self, name: &str) -> PathBuf {
         self.target_dir.join("release").join(name)

@@ -92,6 +92,42 @@ impl Series {
     }
 }
 
+/// One measurement against its baseline, run by run: both series and each run's ratio (ours /
+/// theirs), whose median and spread a bar reports.
+#[derive(Clone, Debug)]
+pub struct Versus {
+    pub ours: Series,
+    pub theirs: Series,
+    pub ratio: Series,
+}
+
+impl Versus {
+    pub fn new(ours: Series, theirs: Series) -> Versus {
+        Versus {
+            ours,
+            theirs,
+            ratio: Series::fixed(2),
+        }
+    }
+
+    /// Adds one run; returns both figures as written down.
+    pub fn push(&mut self, ours: f64, theirs: f64) -> (f64, f64) {
+        let (o, t) = (self.ours.push(ours), self.theirs.push(theirs));
+        self.ratio.push_some(ratio(Some(o), Some(t)));
+        (o, t)
+    }
+
+    /// The median ratio as bars print it (`1.23x`).
+    pub fn ratio_text(&self) -> String {
+        format!("{}x", self.ratio.median_text())
+    }
+
+    /// The ratio's spread as bars print it (`0.98-1.30x`), if any run had one.
+    pub fn ratio_spread(&self) -> Option<String> {
+        (!self.ratio.is_empty()).then(|| format!("{}x", self.ratio.spread_text()))
+    }
+}
+
 /// `v` rounded to `decimals` places (as printf would print it).
 pub fn round(v: f64, decimals: usize) -> f64 {
     format!("{v:.decimals$}").parse().unwrap_or(v)

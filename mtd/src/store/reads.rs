@@ -26,6 +26,18 @@ pub(crate) struct ReadPlan {
     pub(crate) base: Arc<File>,
 }
 
+impl ReadPlan {
+    /// The file of segment `id`, which one of the plan's pieces names.
+    pub(crate) fn segment(&self, id: u64) -> &Arc<File> {
+        &self
+            .segments
+            .iter()
+            .find(|(sid, _)| *sid == id)
+            .expect("the plan holds every segment its pieces name")
+            .1
+    }
+}
+
 /// A point of one disk a spec resolved to.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DiskPoint {

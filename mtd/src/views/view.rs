@@ -12,9 +12,10 @@ use rewind_formats::Seq;
 use crate::ltr::image::ArchivedImage;
 use crate::ltr::Ltr;
 use crate::store::group::Group;
-use crate::store::index::Source;
+use crate::store::index::{Piece, Source};
 use crate::store::pins::PinGuard;
 use crate::store::points::{long_term_may_answer, PointSpec};
+use crate::store::reads::ReadPlan;
 use crate::store::{Result, Store, StoreError};
 
 pub struct View {
@@ -133,32 +134,43 @@ impl View {
                 ))
             });
         }
-        // Resolve under the lock, read after releasing it; cloned file handles stay valid even if
-        // the merger deletes a segment meanwhile.
         let plan = self.group.read_plan(self.disk, offset, end, self.seq)?;
-        let (pieces, files, base) = (plan.pieces, plan.segments, plan.base);
-        for p in pieces {
+        for p in &plan.pieces {
             let lo = (p.offset - offset) as usize;
-            let out = &mut buf[lo..lo + p.len as usize];
-            match p.source {
-                Source::Zero => out.fill(0),
-                Source::Base => read_full(&base, out, p.offset)
-                    .map_err(|e| self.read_error("base image", p.offset, e))?,
-                Source::Segment { segment_id, pos } => {
-                    let f = &files
-                        .iter()
-                        .find(|(id, _)| *id == segment_id)
-                        .expect("collected")
-                        .1;
-                    f.read_exact_at(out, pos)
-                        .map_err(|e| self.read_error("journal segment", p.offset, e))?;
-                }
-            }
+            self.read_piece(&plan, p, &mut buf[lo..lo + p.len as usize])?;
         }
         Ok(())
     }
 
-    fn read_error(&self, what: &str, offset: u64, source: std::io::Error) -> StoreError {
+    /// Where the bytes of `[offset, end)` are, for readers that order their reads themselves
+    /// (`dump`); `None` for a long-term view. Resolved under the lock, read after releasing it:
+    /// the plan's cloned file handles stay valid even if the merger deletes a segment meanwhile.
+    pub(crate) fn plan(&self, offset: u64, end: u64) -> Result<Option<ReadPlan>> {
+        match self.backing {
+            Backing::LongTerm(_) => Ok(None),
+            Backing::Journal(_) => self
+                .group
+                .read_plan(self.disk, offset, end, self.seq)
+                .map(Some),
+        }
+    }
+
+    /// Fills `out` (the piece's length) with the bytes of piece `p` of `plan`.
+    pub(crate) fn read_piece(&self, plan: &ReadPlan, p: &Piece, out: &mut [u8]) -> Result<()> {
+        match p.source {
+            Source::Zero => out.fill(0),
+            Source::Base => read_full(&plan.base, out, p.offset)
+                .map_err(|e| self.read_error("base image", p.offset, e))?,
+            Source::Segment { segment_id, pos } => plan
+                .segment(segment_id)
+                .read_exact_at(out, pos)
+                .map_err(|e| self.read_error("journal segment", p.offset, e))?,
+        }
+        Ok(())
+    }
+
+    /// The error of a failed read of the journal or base image at disk offset `offset`.
+    pub(crate) fn read_error(&self, what: &str, offset: u64, source: std::io::Error) -> StoreError {
         StoreError::Io {
             op: "read",
             path: format!(
