@@ -214,6 +214,27 @@ impl Bench<'_> {
         ])
     }
 
+    /// `total` bytes of random 4 KiB records (stored, incompressible) to disk sda of `group`,
+    /// `disk_size` bytes.
+    fn random_4k(&self, group: &str, disk_size: u64, total: u64) -> Result<()> {
+        self.loadgen(&[
+            "--group",
+            group,
+            "--disk",
+            &format!("sda:{disk_size}"),
+            "--pattern",
+            "random",
+            "--record-size",
+            "4KiB",
+            "--payload",
+            "random",
+            "--compression",
+            "store",
+            "--total",
+            &total.to_string(),
+        ])
+    }
+
     fn loadgen(&self, args: &[&str]) -> Result<()> {
         let sock = format!("unix:{}", self.work.join("agents.sock").display());
         let out = Command::new(&self.bins.loadgen)
@@ -258,22 +279,7 @@ impl Bench<'_> {
     /// into a new file and synced (dump syncs its output), RUNS times, alternating, cold caches:
     /// MB/s of the disk's size.
     fn dump_vs_cp(&self) -> Result<Versus> {
-        self.loadgen(&[
-            "--group",
-            "dr",
-            "--disk",
-            &format!("sda:{}", self.size),
-            "--pattern",
-            "random",
-            "--record-size",
-            "4KiB",
-            "--payload",
-            "random",
-            "--compression",
-            "store",
-            "--total",
-            &self.size.to_string(),
-        ])?;
+        self.random_4k("dr", self.size, self.size)?;
         let raw = self.work.join("dr.img");
         self.dump("dr", &raw)?;
         let out = self.work.join("dr-out.img");
@@ -407,22 +413,7 @@ impl Bench<'_> {
     /// times opening a random point of it and reading its first block, 3 * RUNS times; ms.
     fn first_block(&self, views: &Path, records: u64) -> Result<Series> {
         let fb_size = records * 4096 / 8;
-        self.loadgen(&[
-            "--group",
-            "fb",
-            "--disk",
-            &format!("sda:{fb_size}"),
-            "--pattern",
-            "random",
-            "--record-size",
-            "4KiB",
-            "--payload",
-            "random",
-            "--compression",
-            "store",
-            "--total",
-            &(records * 4096).to_string(),
-        ])?;
+        self.random_4k("fb", fb_size, records * 4096)?;
         let mut ms = Series::fixed(2);
         let mut rng = rand::thread_rng();
         for _ in 0..self.settings.runs * 3 {
