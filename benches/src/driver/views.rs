@@ -196,36 +196,33 @@ pub fn run(settings: &Settings, size_arg: &str, records: u64) -> Result<()> {
 impl Bench<'_> {
     /// Sequential 1 MiB records to group bench, disk sda, up to `total` bytes written in all.
     fn write(&self, total: u64) -> Result<()> {
-        self.loadgen(&[
-            "--group",
-            "bench",
-            "--disk",
-            &format!("sda:{}", self.size),
-            "--pattern",
-            "seq",
-            "--record-size",
-            "1MiB",
-            "--payload",
-            "random",
-            "--compression",
-            "store",
-            "--total",
-            &total.to_string(),
-        ])
+        self.stored_records("bench", self.size, "seq", "1MiB", total)
     }
 
-    /// `total` bytes of random 4 KiB records (stored, incompressible) to disk sda of `group`,
-    /// `disk_size` bytes.
+    /// `total` bytes of random 4 KiB records to disk sda of `group`, `disk_size` bytes.
     fn random_4k(&self, group: &str, disk_size: u64, total: u64) -> Result<()> {
+        self.stored_records(group, disk_size, "random", "4KiB", total)
+    }
+
+    /// `total` bytes of incompressible records (sent stored) of `record_size` in `pattern`
+    /// order to disk sda of `group`, `disk_size` bytes.
+    fn stored_records(
+        &self,
+        group: &str,
+        disk_size: u64,
+        pattern: &str,
+        record_size: &str,
+        total: u64,
+    ) -> Result<()> {
         self.loadgen(&[
             "--group",
             group,
             "--disk",
             &format!("sda:{disk_size}"),
             "--pattern",
-            "random",
+            pattern,
             "--record-size",
-            "4KiB",
+            record_size,
             "--payload",
             "random",
             "--compression",
