@@ -20,7 +20,8 @@ pkgs+=(prometheus postgresql)
 pkgs+=(python3-aiosmtpd)
 pkgs+=(xfsprogs)
 # openssh-server: push-install's test runs its own sshd (its key, a loopback port), not the service.
-pkgs+=(openssh-server)
+# sudo: the same test installs as a user other than root, through `sudo -n`.
+pkgs+=(openssh-server sudo)
 # The web console's browser tests drive a headless Chromium and Firefox over WebDriver
 # (Firefox's driver, geckodriver, is not packaged by Debian: installed from crates.io below).
 pkgs+=(chromium chromium-driver firefox-esr)

@@ -12,7 +12,8 @@
 //! Checked: bad input refused before anything is done; an unknown host key refused with nothing
 //! installed and nothing protected; with `--accept-new-host-key` the install, settings 0700/0600,
 //! WELCOME and replication; a second run does nothing and says so (the same agent runs on); a new
-//! package version upgrades and restarts the agent, which connects again.
+//! package version upgrades and restarts the agent, which connects again, installed by a user
+//! other than root through `sudo -n` (refused, with the reason, before it has sudo rights).
 
 mod common;
 
@@ -71,6 +72,7 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {pid}\n\
                  AuthorizedKeysFile {auth}\nUsePAM no\nPermitRootLogin prohibit-password\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n\
+                 AuthorizedKeysCommand /bin/cat {auth}\nAuthorizedKeysCommandUser root\n\
                  Subsystem sftp internal-sftp\n",
                 hk = dir.join("host_key").display(),
                 pid = dir.join("sshd.pid").display(),
@@ -120,6 +122,56 @@ impl Drop for Sshd {
         if let Some(mut c) = self.child.take() {
             kill_and_reap(&mut c);
         }
+    }
+}
+
+/// A login user other than root, for the `sudo -n` path: made with useradd (no home, a password
+/// field of `*`, so not locked yet no password works), given passwordless sudo by `grant`; the
+/// sudoers file and the user are removed on drop.
+struct SudoUser {
+    name: String,
+    sudoers: PathBuf,
+}
+
+impl SudoUser {
+    fn create() -> SudoUser {
+        let name = format!("rwpush{}", std::process::id());
+        harness::run_ok(
+            Command::new("useradd")
+                .args(["--no-create-home", "--shell", "/bin/sh", "--password", "*"])
+                .arg(&name),
+        );
+        SudoUser {
+            sudoers: PathBuf::from("/etc/sudoers.d").join(&name),
+            name,
+        }
+    }
+
+    /// Passwordless sudo to root, checked by visudo before it counts.
+    fn grant(&self) {
+        fs::write(
+            &self.sudoers,
+            format!("{} ALL=(root) NOPASSWD: ALL\n", self.name),
+        )
+        .unwrap();
+        fs::set_permissions(&self.sudoers, fs::Permissions::from_mode(0o440)).unwrap();
+        harness::run_ok(
+            Command::new("visudo")
+                .arg("-c")
+                .arg("-f")
+                .arg(&self.sudoers),
+        );
+    }
+}
+
+impl Drop for SudoUser {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.sudoers);
+        let _ = Command::new("userdel")
+            .arg(&self.name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -261,7 +313,22 @@ fn push_group(
     group: &str,
     extra: &[&str],
 ) -> Output {
-    let ssh = format!("root@127.0.0.1:{}", sshd.port);
+    push_as(site, sshd, "root", image, deb, root, group, extra)
+}
+
+/// `push-install` logging in as `user` (anyone but root goes through `sudo -n`).
+#[allow(clippy::too_many_arguments)]
+fn push_as(
+    site: &Site,
+    sshd: &Sshd,
+    user: &str,
+    image: &Path,
+    deb: &Path,
+    root: &Path,
+    group: &str,
+    extra: &[&str],
+) -> Output {
+    let ssh = format!("{user}@127.0.0.1:{}", sshd.port);
     let disk = format!("d0={}", image.display());
     let mut args = vec![
         "push-install",
@@ -516,8 +583,33 @@ fn push_install_over_ssh_installs_starts_and_is_idempotent() {
     assert_eq!(job["state"], "done", "{job}");
     assert_eq!(installed.pid(), pid);
 
-    // A new version: upgraded, the agent restarted (a new pid) and connected again.
-    let o = push(&site, &sshd, &image, &deb2, &root, &[]);
+    // A login other than root without sudo rights: refused at the first step, saying what the
+    // user lacks; nothing changed on the host.
+    let user = SudoUser::create();
+    let o = push_as(&site, &sshd, &user.name, &image, &deb2, &root, GROUP, &[]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        err.contains(&format!(
+            "{} cannot run commands as root without a password",
+            user.name
+        )),
+        "{err}\nsshd log:\n{}",
+        sshd.log_text()
+    );
+    assert!(
+        fs::read_to_string(root.join("var/lib/rewind-push/rewind-agent.version"))
+            .unwrap()
+            .starts_with("0."),
+        "the package changed"
+    );
+    assert_eq!(installed.pid(), pid);
+    assert!(alive(pid));
+
+    // A new version, by that user with passwordless sudo: every root step goes through
+    // `sudo -n`; upgraded, the agent restarted (a new pid) and connected again.
+    user.grant();
+    let o = push_as(&site, &sshd, &user.name, &image, &deb2, &root, GROUP, &[]);
     let (out, err) = text(&o);
     assert!(
         o.status.success(),

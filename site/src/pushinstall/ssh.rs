@@ -230,6 +230,13 @@ impl Ssh {
         if out.status.code() == Some(255) {
             bail!("{what}: ssh to {d} failed: {stderr}");
         }
+        if self.dest.user != "root" && sudo_refused(&stderr) {
+            bail!(
+                "{what} on {d}: {} cannot run commands as root without a password (`sudo -n`): \
+                 give it passwordless sudo on the host, or connect as root@\n{stderr}",
+                self.dest.user
+            );
+        }
         bail!(
             "{what} on {d} failed ({}): {stderr}{}{}",
             out.status,
@@ -237,6 +244,20 @@ impl Ssh {
             stdout.trim()
         );
     }
+}
+
+/// Whether `stderr` is `sudo -n` failing instead of asking: a password needed, no rights, or
+/// no sudo on the host (its own messages, and the shell's when it is missing).
+fn sudo_refused(stderr: &str) -> bool {
+    [
+        "sudo: a password is required",
+        "is not in the sudoers file",
+        "is not allowed to execute",
+        "sudo: not found",
+        "sudo: command not found",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m))
 }
 
 /// `s` quoted for a POSIX shell.
@@ -247,6 +268,18 @@ pub fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sudo_refusals_are_recognised() {
+        assert!(sudo_refused("sudo: a password is required"));
+        assert!(sudo_refused(
+            "deploy is not in the sudoers file.  This incident will be reported."
+        ));
+        assert!(sudo_refused("sh: 1: sudo: not found"));
+        assert!(!sudo_refused(
+            "sudo: unable to resolve host web01\ndpkg: error processing archive"
+        ));
+    }
 
     #[test]
     fn destinations() {
