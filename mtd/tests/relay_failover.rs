@@ -1,7 +1,8 @@
 //! Relays replacing each other, end to end: one master target, two relays, a real agent that
 //! lists relay A then relay B. Relay A acknowledges batches it cannot forward (the target is
-//! down) and is killed -9 with them in its cache; the agent moves to relay B and the replica
-//! converges byte for byte with the source. Relay A, started again on its old cache, is refused
+//! down) and is killed -9 with them in its cache; the agent moves to relay B, resends the
+//! regions its dirty-region map still holds (the target kept all it had: no compare of every
+//! region) and the replica converges byte for byte with the source. Relay A, started again on its old cache, is refused
 //! by the target (its session is of an older epoch: counted as a stale-epoch refusal) and the
 //! replica still equals the source. When B dies in turn, the agent goes back to A, which drops
 //! its stale cache, and the replica still converges. An agent whose epoch went back is refused
@@ -95,6 +96,11 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
         "the regions stay dirty until the target holds them: {later:?}"
     );
 
+    assert_eq!(
+        later.compared_regions, 0,
+        "an initial sync compares nothing"
+    );
+
     // Relay A dies with them; the target comes back; the agent moves to relay B.
     relay_a.kill9();
     mtd.restart();
@@ -124,6 +130,31 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
         mtd.latest_equals("g1", "d0", &src, &scratch),
         "the replica equals the source after the move\n{}",
         logs()
+    );
+    // B's durable seq was not below what the target held: resending the dirty regions was
+    // enough, and no region was compared with the target's hashes.
+    assert_eq!(
+        done.last_loss_repair.as_deref(),
+        Some("resend"),
+        "{done:?}\n{}",
+        logs()
+    );
+    assert_eq!(done.compared_regions, 0, "no HASHES compare: {done:?}");
+    assert!(
+        done.resent_regions > 0 && done.resent_regions <= later.dirty_regions,
+        "only the dirty regions ({}) were resent: {done:?}",
+        later.dirty_regions
+    );
+    eprintln!(
+        "failover to B: {} of {} dirty regions resent (disk: 64 regions), none compared",
+        done.resent_regions, later.dirty_regions
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("the dirty regions will be resent"),
+        "the path taken is logged\n{}",
+        agent.log_text()
     );
 
     // Relay A comes back on its old cache: the target refuses its stale session.
