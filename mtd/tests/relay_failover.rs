@@ -2,9 +2,10 @@
 //! lists relay A then relay B. Relay A acknowledges batches it cannot forward (the target is
 //! down) and is killed -9 with them in its cache; the agent moves to relay B, resends the
 //! regions its dirty-region map still holds (the target kept all it had: no compare of every
-//! region) and the replica converges byte for byte with the source. Relay A, started again on its old cache, is refused
-//! by the target (its session is of an older epoch: counted as a stale-epoch refusal) and the
-//! replica still equals the source. When B dies in turn, the agent goes back to A, which drops
+//! region) and the replica converges byte for byte with the source. Relay A, started again on
+//! its old cache (which reaches seqs past everything B sent, so it would have batches to
+//! forward), is refused by the target (its session is of an older epoch: counted as a
+//! stale-epoch refusal) and the replica still equals the source. When B dies in turn, the agent goes back to A, which drops
 //! its stale cache, and the replica still converges. An agent whose epoch went back is refused
 //! by A, moves past the epoch A names, and goes on.
 
@@ -70,10 +71,12 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
     );
     let before_outage = target_durable(&mtd, "g1");
 
-    // The target goes down: relay A acknowledges what it cannot forward.
+    // The target goes down: relay A acknowledges what it cannot forward. Regions written
+    // twice make A's cache hold more seqs than the resend of those regions takes through B.
     mtd.stop();
     write_random_mib(&dev, 16, 8, 2);
     write_random_mib(&dev, 0, 2, 3);
+    write_random_mib(&dev, 16, 8, 8);
     let held = agent.wait_status(LONG, |s| {
         s.caught_up && s.target == a && s.acked_seq > before_outage
     });
@@ -111,8 +114,8 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
         "the move is logged\n{}",
         agent.log_text()
     );
-    // Everything comes through B: the agent resyncs what A held from the source disk.
-    write_random_mib(&dev, 40, 4, 4);
+    // Everything comes through B: the agent resends what A held from the source disk. (No
+    // new writes until A is back: B's stream must stay shorter than A's cache, see below.)
     let done = agent.wait_status(LONG, |s| {
         s.caught_up
             && s.pinned_regions == 0
@@ -157,6 +160,20 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
         agent.log_text()
     );
 
+    // A's cache reaches past everything B sent: seqs the target has not had through B. Without
+    // the epoch, A's forwarder would send its batches after B's last seq as the next ones, and
+    // the replica would go back to what A held.
+    eprintln!(
+        "relay A's cache reaches seq {}, B's stream seq {}",
+        held.acked_seq, done.last_seq
+    );
+    assert!(
+        held.acked_seq > done.last_seq,
+        "relay A's cache (to seq {}) reaches beyond B's stream (to seq {})",
+        held.acked_seq,
+        done.last_seq
+    );
+
     // Relay A comes back on its old cache: the target refuses its stale session.
     let refused_before = rejected(&mtd, "stale_epoch");
     relay_a.restart();
@@ -173,6 +190,12 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
     );
     // Nothing it held was applied: the replica still equals the source, and B still feeds it.
     std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        mtd.latest_equals("g1", "d0", &src, &scratch),
+        "relay A's stale cache did not reach the replica\n{}",
+        logs()
+    );
+    write_random_mib(&dev, 40, 4, 4);
     write_random_mib(&dev, 8, 2, 5);
     let last = agent.wait_status(LONG, |s| {
         s.caught_up && s.target == b && s.target_durable_seq == Some(s.last_seq)
