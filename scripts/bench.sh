@@ -25,6 +25,7 @@
 #                                            long-term point, dedup of 30 daily points (256MiB)
 #   scripts/bench.sh wan [SIZE]              the relay over a 100 Mbit/s, 40 ms WAN: bytes on the
 #                                            link, lag, a burst, 8-agent fan-in (256MiB; root)
+#   scripts/bench.sh wan --fanin-only [SIZE] the 8-agent fan-in alone, on loopback
 #   scripts/bench.sh site [GROUPS]           the configuration server with GROUPS groups (1000)
 #   scripts/bench.sh --help                  every command, argument and environment variable
 #

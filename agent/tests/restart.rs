@@ -211,6 +211,12 @@ fn a_target_that_lost_acknowledged_data_is_resynced() {
         "the lost 8 MiB were sent again: {st:?} (before: {before:?})"
     );
     assert!(agent.log_text().contains("lost acknowledged"));
+    // Below what it had acknowledged as durable: every region is compared, not only the dirty.
+    assert_eq!(st.last_loss_repair.as_deref(), Some("compare"), "{st:?}");
+    assert!(
+        st.compared_regions >= DISK_SIZE >> 20 && st.resent_regions == 0,
+        "{st:?}"
+    );
     agent.stop();
     drop(agent);
     mtd.stop_and_check_latest("gl", "d0", &img);
@@ -223,6 +229,8 @@ fn a_target_that_lost_acknowledged_data_is_resynced() {
     let st = agent.wait_caught_up(Duration::from_secs(120));
     assert_eq!(st.sync_kind.as_deref(), Some("resync"), "{st:?}");
     assert!(st.disks[0].sync_sent_bytes >= 8 << 20, "{st:?}");
+    assert_eq!(st.last_loss_repair.as_deref(), Some("compare"), "{st:?}");
+    assert!(st.compared_regions >= DISK_SIZE >> 20, "{st:?}");
     drop(agent);
     mtd.stop_and_check_latest("gl", "d0", &img);
 }

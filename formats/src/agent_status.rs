@@ -64,6 +64,17 @@ pub struct Status {
     /// Regions waiting for a compare with the target.
     #[serde(default)]
     pub pinned_regions: u64,
+    /// Regions compared with the target's block hashes by the sync passes of this run.
+    #[serde(default)]
+    pub compared_regions: u64,
+    /// Regions resent whole, without a compare, since the agent started: after a relay lost
+    /// batches it acknowledged while the master target kept all it held.
+    #[serde(default)]
+    pub resent_regions: u64,
+    /// How the last loss of acknowledged data was repaired in this run: `resend` (the dirty
+    /// regions) or `compare` (every region, by hashes); absent if none was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_loss_repair: Option<String>,
     /// Replication lag over the last 10 s, in ms from a write's completion on the source to
     /// the target's acknowledgement (each acknowledgement counts its oldest record): p50, p99
     /// and max; absent when nothing was acknowledged in that time.

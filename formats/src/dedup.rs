@@ -17,11 +17,39 @@
 //! refused batch) takes both windows with it, so they can never drift apart across sessions.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::{DecodeError, BLOCK};
 
 /// The largest window a HELLO may ask for, in blocks (256 MiB of data on each side).
 pub const MAX_DEDUP_WINDOW_BLOCKS: u32 = 1 << 16;
+
+/// The index's keys are xxh3-128 hashes of the blocks already: the map takes their low 64
+/// bits as they are instead of hashing them again (SipHash of every block's key showed in the
+/// relay's profile).
+#[derive(Default)]
+struct KeyIsHash(u64);
+
+impl Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // (Only u128 keys go in; this folds anything else rather than ignoring it.)
+        for c in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type Index = HashMap<u128, u64, BuildHasherDefault<KeyIsHash>>;
 
 /// One session's window (sender or receiver).
 pub struct DedupWindow {
@@ -32,7 +60,7 @@ pub struct DedupWindow {
     next: u64,
     /// Sender only: xxh3-128 of a block -> its number. `hashes[slot]` says which key a slot
     /// holds, so that evicting the slot removes the key it owns and no other.
-    index: Option<(HashMap<u128, u64>, Vec<u128>)>,
+    index: Option<(Index, Vec<u128>)>,
 }
 
 impl DedupWindow {
@@ -55,7 +83,7 @@ impl DedupWindow {
             capacity: capacity as usize,
             ring: Vec::new(),
             next: 0,
-            index: indexed.then(|| (HashMap::new(), Vec::new())),
+            index: indexed.then(|| (Index::default(), Vec::new())),
         }
     }
 
@@ -71,12 +99,33 @@ impl DedupWindow {
 
     /// Puts a literal block in, evicting the oldest when full.
     pub(crate) fn push(&mut self, block: &[u8]) {
-        debug_assert_eq!(block.len(), BLOCK);
-        let slot = (self.next % self.capacity as u64) as usize;
         let hash = self
             .index
             .as_ref()
             .map(|_| xxhash_rust::xxh3::xxh3_128(block));
+        self.push_hashed(block, hash);
+    }
+
+    /// Sender: the number of a block in the window with exactly these bytes; if there is none,
+    /// puts the block in (as [`DedupWindow::push`]) and returns None. The block is hashed once
+    /// for both.
+    pub(crate) fn find_or_push(&mut self, block: &[u8]) -> Option<u64> {
+        let hash = xxhash_rust::xxh3::xxh3_128(block);
+        if let Some((map, _)) = &self.index {
+            if let Some(&n) = map.get(&hash) {
+                if self.block(n).is_ok_and(|b| b == block) {
+                    return Some(n);
+                }
+            }
+        }
+        self.push_hashed(block, self.index.as_ref().map(|_| hash));
+        None
+    }
+
+    /// Puts a block whose hash is `hash` (a sender's) in.
+    fn push_hashed(&mut self, block: &[u8], hash: Option<u128>) {
+        debug_assert_eq!(block.len(), BLOCK);
+        let slot = (self.next % self.capacity as u64) as usize;
         if slot == self.ring.len() {
             self.ring.push(block.into());
         } else {
@@ -97,7 +146,9 @@ impl DedupWindow {
         self.next += 1;
     }
 
-    /// Sender: the number of a block in the window with exactly these bytes, if any.
+    /// Sender: the number of a block in the window with exactly these bytes, if any (the
+    /// encoder uses [`DedupWindow::find_or_push`]).
+    #[cfg(test)]
     pub(crate) fn find(&self, block: &[u8]) -> Option<u64> {
         let (map, _) = self.index.as_ref()?;
         let n = *map.get(&xxhash_rust::xxh3::xxh3_128(block))?;

@@ -515,42 +515,59 @@ pub fn encode_records_dedup(
     records: &[RecordRef<'_>],
     window: &mut DedupWindow,
 ) -> (Vec<u8>, DedupStats) {
+    let (raw, stats) = encode_records_dedup_if_any(records, window);
+    (raw.unwrap_or_else(|| encode_records(records)), stats)
+}
+
+/// As [`encode_records_dedup`], but without building the payload when no block was found in
+/// the window (None: the records encode as [`encode_records`] does). The window takes the
+/// literal blocks either way. A relay forwarding batches that nothing repeats keeps the
+/// agent's frame: building a payload only to throw it away was most of its copying.
+pub fn encode_records_dedup_if_any(
+    records: &[RecordRef<'_>],
+    window: &mut DedupWindow,
+) -> (Option<Vec<u8>>, DedupStats) {
     let mut stats = DedupStats::default();
+    let dedupable =
+        |r: &RecordRef<'_>| r.kind == RecordKind::Data && (r.len as usize).is_multiple_of(BLOCK);
+    // Per block of every dedupable record, in order: None for a literal, Some(n) for a
+    // reference.
+    let mut plan: Vec<Option<u64>> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        check_data_matches(i, r);
+        if dedupable(r) {
+            plan.extend(r.data.chunks_exact(BLOCK).map(|b| window.find_or_push(b)));
+        }
+    }
+    stats.ref_blocks = plan.iter().filter(|p| p.is_some()).count() as u64;
+    stats.literal_blocks = plan.len() as u64 - stats.ref_blocks;
+    if stats.ref_blocks == 0 {
+        return (None, stats);
+    }
     let mut w = Writer::with_capacity(
         records
             .iter()
             .map(|r| RECORD_HEADER_LEN + r.data.len())
             .sum(),
     );
-    // Per block of the record at hand: None for a literal, Some(n) for a reference.
-    let mut plan: Vec<Option<u64>> = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        check_data_matches(i, r);
-        if r.kind != RecordKind::Data || !(r.len as usize).is_multiple_of(BLOCK) {
+    let mut rest = &plan[..];
+    for r in records {
+        if !dedupable(r) {
             w.bytes(&r.encode_header());
             w.bytes(r.data);
             continue;
         }
-        plan.clear();
-        for block in r.data.chunks_exact(BLOCK) {
-            let found = window.find(block);
-            if found.is_none() {
-                window.push(block);
-            }
-            plan.push(found);
-        }
-        let refs = plan.iter().filter(|p| p.is_some()).count() as u64;
-        stats.ref_blocks += refs;
-        stats.literal_blocks += plan.len() as u64 - refs;
+        let (mine, after) = rest.split_at(r.data.len() / BLOCK);
+        rest = after;
         let mut header = r.encode_header();
-        if refs == 0 {
+        if mine.iter().all(Option::is_none) {
             w.bytes(&header);
             w.bytes(r.data);
             continue;
         }
         header[3] = ENCODING_DEDUP;
         w.bytes(&header);
-        for (block, p) in r.data.chunks_exact(BLOCK).zip(&plan) {
+        for (block, p) in r.data.chunks_exact(BLOCK).zip(mine) {
             match p {
                 None => {
                     w.u8(ENTRY_LITERAL);
@@ -564,7 +581,7 @@ pub fn encode_records_dedup(
             }
         }
     }
-    (w.into_vec(), stats)
+    (Some(w.into_vec()), stats)
 }
 
 /// Parses a decompressed record payload in a session with a dedup window: references are

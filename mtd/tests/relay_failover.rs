@@ -1,9 +1,11 @@
 //! Relays replacing each other, end to end: one master target, two relays, a real agent that
 //! lists relay A then relay B. Relay A acknowledges batches it cannot forward (the target is
-//! down) and is killed -9 with them in its cache; the agent moves to relay B and the replica
-//! converges byte for byte with the source. Relay A, started again on its old cache, is refused
-//! by the target (its session is of an older epoch: counted as a stale-epoch refusal) and the
-//! replica still equals the source. When B dies in turn, the agent goes back to A, which drops
+//! down) and is killed -9 with them in its cache; the agent moves to relay B, resends the
+//! regions its dirty-region map still holds (the target kept all it had: no compare of every
+//! region) and the replica converges byte for byte with the source. Relay A, started again on
+//! its old cache (which reaches seqs past everything B sent, so it would have batches to
+//! forward), is refused by the target (its session is of an older epoch: counted as a
+//! stale-epoch refusal) and the replica still equals the source. When B dies in turn, the agent goes back to A, which drops
 //! its stale cache, and the replica still converges. An agent whose epoch went back is refused
 //! by A, moves past the epoch A names, and goes on.
 
@@ -69,10 +71,12 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
     );
     let before_outage = target_durable(&mtd, "g1");
 
-    // The target goes down: relay A acknowledges what it cannot forward.
+    // The target goes down: relay A acknowledges what it cannot forward. Regions written
+    // twice make A's cache hold more seqs than the resend of those regions takes through B.
     mtd.stop();
     write_random_mib(&dev, 16, 8, 2);
     write_random_mib(&dev, 0, 2, 3);
+    write_random_mib(&dev, 16, 8, 8);
     let held = agent.wait_status(LONG, |s| {
         s.caught_up && s.target == a && s.acked_seq > before_outage
     });
@@ -95,6 +99,11 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
         "the regions stay dirty until the target holds them: {later:?}"
     );
 
+    assert_eq!(
+        later.compared_regions, 0,
+        "an initial sync compares nothing"
+    );
+
     // Relay A dies with them; the target comes back; the agent moves to relay B.
     relay_a.kill9();
     mtd.restart();
@@ -105,8 +114,8 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
         "the move is logged\n{}",
         agent.log_text()
     );
-    // Everything comes through B: the agent resyncs what A held from the source disk.
-    write_random_mib(&dev, 40, 4, 4);
+    // Everything comes through B: the agent resends what A held from the source disk. (No
+    // new writes until A is back: B's stream must stay shorter than A's cache, see below.)
     let done = agent.wait_status(LONG, |s| {
         s.caught_up
             && s.pinned_regions == 0
@@ -125,6 +134,45 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
         "the replica equals the source after the move\n{}",
         logs()
     );
+    // B's durable seq was not below what the target held: resending the dirty regions was
+    // enough, and no region was compared with the target's hashes.
+    assert_eq!(
+        done.last_loss_repair.as_deref(),
+        Some("resend"),
+        "{done:?}\n{}",
+        logs()
+    );
+    assert_eq!(done.compared_regions, 0, "no HASHES compare: {done:?}");
+    assert!(
+        done.resent_regions > 0 && done.resent_regions <= later.dirty_regions,
+        "only the dirty regions ({}) were resent: {done:?}",
+        later.dirty_regions
+    );
+    eprintln!(
+        "failover to B: {} of {} dirty regions resent (disk: 64 regions), none compared",
+        done.resent_regions, later.dirty_regions
+    );
+    assert!(
+        agent
+            .log_text()
+            .contains("the dirty regions will be resent"),
+        "the path taken is logged\n{}",
+        agent.log_text()
+    );
+
+    // A's cache reaches past everything B sent: seqs the target has not had through B. Without
+    // the epoch, A's forwarder would send its batches after B's last seq as the next ones, and
+    // the replica would go back to what A held.
+    eprintln!(
+        "relay A's cache reaches seq {}, B's stream seq {}",
+        held.acked_seq, done.last_seq
+    );
+    assert!(
+        held.acked_seq > done.last_seq,
+        "relay A's cache (to seq {}) reaches beyond B's stream (to seq {})",
+        held.acked_seq,
+        done.last_seq
+    );
 
     // Relay A comes back on its old cache: the target refuses its stale session.
     let refused_before = rejected(&mtd, "stale_epoch");
@@ -142,6 +190,12 @@ fn a_dead_relays_acknowledged_batches_come_through_the_next_and_its_stale_cache_
     );
     // Nothing it held was applied: the replica still equals the source, and B still feeds it.
     std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        mtd.latest_equals("g1", "d0", &src, &scratch),
+        "relay A's stale cache did not reach the replica\n{}",
+        logs()
+    );
+    write_random_mib(&dev, 40, 4, 4);
     write_random_mib(&dev, 8, 2, 5);
     let last = agent.wait_status(LONG, |s| {
         s.caught_up && s.target == b && s.target_durable_seq == Some(s.last_seq)

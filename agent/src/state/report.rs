@@ -191,6 +191,17 @@ impl StatusWriter {
             dropped_writes: q.dropped,
             dirty_regions: dirty.dirty,
             pinned_regions: dirty.pinned,
+            compared_regions: self
+                .progress
+                .iter()
+                .map(|p| p.compared_regions.load(Ordering::Relaxed))
+                .sum(),
+            resent_regions: self
+                .progress
+                .iter()
+                .map(|p| p.resent_regions.load(Ordering::Relaxed))
+                .sum(),
+            last_loss_repair: sync.last_loss.map(|r| r.name().to_string()),
             lag_ms_p50: q.lag_ms.map(|l| l.0),
             lag_ms_p99: q.lag_ms.map(|l| l.1),
             lag_ms_max: q.lag_ms.map(|l| l.2),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use rewind_formats::{ErrorCode, ErrorMsg, Message, Seq};
 
+use crate::stream::loss::Repair;
 use crate::stream::queue::Queue;
 
 /// From the sender to the sync thread.
@@ -21,8 +22,9 @@ pub enum SyncEvent {
     /// with nothing durable; a fresh initial sync, which skips zero blocks, would be wrong).
     Welcomed { durable: Seq, compare_all: bool },
     /// The target turned out to have lost acknowledged records: the sender renumbered the
-    /// stream, pinned every region and opened the window; the sync thread runs the compare.
-    TargetLost,
+    /// stream, pinned every region (or, for a relay's lost stretch, the dirty ones) and opened
+    /// the window; the sync thread runs the pass.
+    TargetLost(Repair),
 }
 
 /// From the sender to the status writer.

@@ -4,6 +4,7 @@
 pub mod inflight;
 pub mod levels;
 pub mod link;
+pub mod loss;
 pub mod queue;
 pub mod ratelimit;
 pub mod sender;

@@ -39,6 +39,8 @@ struct Region {
     pinned: bool,
     /// Bumped at every pin: a resync unpins only the pin it saw.
     pin_gen: u32,
+    /// Pinned only to be resent whole (see [`DirtyMap::pin_dirty_for_resend`]), not compared.
+    resend: bool,
     /// The last local seq recorded for this region: clean once the target acknowledged it.
     last_seq: LocalSeq,
     /// The `written_gen` that wrote this region's bit as set: the bit is durable once `durable`
@@ -70,6 +72,7 @@ impl State {
             self.pinned += 1;
         }
         reg.pinned = true;
+        reg.resend = false;
         reg.pin_gen = reg.pin_gen.wrapping_add(1);
     }
 
@@ -99,6 +102,8 @@ pub struct DirtyMap {
 pub struct Pinned {
     pub disk: u16,
     pub region: u64,
+    /// Resend it whole: the target lacks records of it, nothing else (no compare needed).
+    pub resend: bool,
     gen: u32,
 }
 
@@ -304,6 +309,31 @@ impl DirtyMap {
         self.sync_to(gen)
     }
 
+    /// Pins every dirty region to be resent whole, without a compare; returns how many are
+    /// pinned. For a path that lost records it acknowledged (a relay that never forwarded
+    /// them) while the target kept everything it held: every record it lacks touched a region
+    /// whose bit is still set, as bits clear only once the master target holds their records.
+    /// A region already pinned for a compare stays so. No I/O: the bits are durable already.
+    pub fn pin_dirty_for_resend(&self) -> u64 {
+        let mut st = self.lock();
+        let mut n = 0;
+        for d in 0..st.disks.len() {
+            for r in 0..st.disks[d].1.len() {
+                if !st.bit(d, r) {
+                    continue;
+                }
+                let compare = {
+                    let reg = &st.disks[d].1[r];
+                    reg.pinned && !reg.resend
+                };
+                st.pin(d, r);
+                st.disks[d].1[r].resend = !compare;
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Whether region `region` of `disk` may hold a write the target's state at local seq
     /// `seq` lacks: a write recorded after `seq`, one not yet recorded, or a pin (a write that
     /// could not be queued, or a compare owed). The online verify compares only regions for
@@ -339,6 +369,7 @@ impl DirtyMap {
                     out.push(Pinned {
                         disk: d as u16,
                         region: r as u64,
+                        resend: reg.resend,
                         gen: reg.pin_gen,
                     });
                 }
@@ -355,6 +386,7 @@ impl DirtyMap {
         let reg = &mut st.disks[p.disk as usize].1[p.region as usize];
         if reg.pinned && reg.pin_gen == p.gen {
             reg.pinned = false;
+            reg.resend = false;
             reg.last_seq = reg.last_seq.max(seq);
             st.pinned -= 1;
         }
@@ -508,5 +540,40 @@ mod tests {
         let (m, valid) = DirtyMap::open(&p, &[10 * REGION]).unwrap();
         assert!(!valid);
         assert_eq!(m.stats().pinned, 10);
+    }
+
+    #[test]
+    fn a_lost_relay_stretch_pins_the_dirty_regions_for_a_resend_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("g.dirty");
+        let (m, _) = DirtyMap::open(&p, &[8 * REGION]).unwrap();
+        for p in m.pinned() {
+            m.unpin(p, LocalSeq(0));
+        }
+        m.clear_acked(LocalSeq(0)).unwrap();
+        // Regions 2 and 5 hold records a relay acknowledged; 6 waits for a compare already.
+        m.mark(0, 2 * REGION, 4096)
+            .unwrap()
+            .recorded(Some(LocalSeq(4)));
+        m.mark(0, 5 * REGION, 4096)
+            .unwrap()
+            .recorded(Some(LocalSeq(5)));
+        m.pin_region(0, 6).unwrap();
+        assert_eq!(m.pin_dirty_for_resend(), 3);
+        let pinned: Vec<(u64, bool)> = m.pinned().iter().map(|p| (p.region, p.resend)).collect();
+        assert_eq!(
+            pinned,
+            vec![(2, true), (5, true), (6, false)],
+            "only the dirty regions, and a compare owed stays a compare"
+        );
+        // A pin for a compare (bitmap mode, a write that failed) overrides the resend.
+        m.pin_region(0, 2).unwrap();
+        assert!(!m.pinned()[0].resend);
+        // Unpinned by the resend, a region is clean once its copy is acknowledged.
+        for p in m.pinned() {
+            m.unpin(p, LocalSeq(9));
+        }
+        assert_eq!(m.clear_acked(LocalSeq(8)).unwrap(), 0);
+        assert_eq!(m.clear_acked(LocalSeq(9)).unwrap(), 3);
     }
 }

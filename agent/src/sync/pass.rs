@@ -4,6 +4,10 @@
 //! - A *fresh* pass (the target holds nothing for the group: the initial sync) sends every
 //!   region's data; holes (SEEK_DATA) and all-zero 4 KiB blocks are skipped, as the target's
 //!   base reads as zeros.
+//! - A region pinned only to be *resent* (a relay acknowledged its records and never forwarded
+//!   them, while the target kept all it held: see [`crate::stream::loss`]) is sent whole, zero
+//!   blocks as zero records, without asking the target: the target lacks records of it, and
+//!   a compare of every region would cost more than sending the few that are dirty.
 //! - A *compare* pass (after an agent crash, a host reboot, bitmap mode, or a state dir the
 //!   target does not know) asks the target for its block hashes of each region (HASHES) and
 //!   sends only the blocks that differ. The same component serves reverse replication.
@@ -91,7 +95,8 @@ impl Pass<'_> {
         });
     }
 
-    /// Brings `regions` level with the disks: `fresh` sends data without asking the target.
+    /// Brings `regions` level with the disks: `fresh` sends data without asking the target, as
+    /// does a region pinned to be resent.
     pub fn run(&self, regions: &[Pinned], fresh: bool) -> Result<Outcome> {
         for p in self.progress {
             p.done_bytes.store(0, Ordering::Relaxed);
@@ -111,20 +116,32 @@ impl Pass<'_> {
             }
             self.window.admit(self.region_len(r), self.stop)?;
             let theirs = if fresh {
-                None
+                Against::Zeros
+            } else if r.resend {
+                Against::Nothing
             } else {
                 while asked < regions.len() && asked < i + PIPELINE {
-                    self.request(&regions[asked]);
+                    if !regions[asked].resend {
+                        self.request(&regions[asked]);
+                    }
                     asked += 1;
                 }
                 self.capture.queue.poke();
                 match self.wait_answer(r)? {
-                    Some(h) => Some(h),
+                    Some(h) => Against::Hashes(h),
                     None => return Ok(Outcome::Overflow),
                 }
             };
-            if !self.region(r, theirs.as_deref())? {
+            if !self.region(r, &theirs)? {
                 return Ok(Outcome::Overflow);
+            }
+            let counter = match theirs {
+                Against::Zeros => None,
+                Against::Nothing => Some(&self.progress[r.disk as usize].resent_regions),
+                Against::Hashes(_) => Some(&self.progress[r.disk as usize].compared_regions),
+            };
+            if let Some(c) = counter {
+                c.fetch_add(1, Ordering::Relaxed);
             }
             self.progress[r.disk as usize]
                 .done_bytes
@@ -170,7 +187,7 @@ impl Pass<'_> {
     }
 
     /// Compares and queues one region; false when bitmap mode turned the copy away.
-    fn region(&self, p: &Pinned, theirs: Option<&[u64]>) -> Result<bool> {
+    fn region(&self, p: &Pinned, theirs: &Against) -> Result<bool> {
         let disk = p.disk as usize;
         let d = &self.capture.disks[disk];
         let start = p.region * REGION;
@@ -178,7 +195,9 @@ impl Pass<'_> {
         let q = &self.capture.queue;
         // A fresh pass skips holes without reading them (or taking the lock: a hole that a
         // write fills meanwhile gets that write's own record, with a later seq).
-        if theirs.is_none() && d.next_data(start).is_none_or(|data| data >= start + len) {
+        if matches!(theirs, Against::Zeros)
+            && d.next_data(start).is_none_or(|data| data >= start + len)
+        {
             self.dirty.unpin(*p, q.last_seq());
             return Ok(true);
         }
@@ -215,17 +234,28 @@ impl Pass<'_> {
     }
 }
 
-/// The runs of `buf` to send, as `(offset, len, kind)`: with `theirs` (the target's hashes of
-/// its `bs`-byte blocks), the blocks that differ, zero records for all-zero ones; without (a
-/// fresh target, which reads as zeros), the blocks that are not all zero. Adjacent blocks of the
-/// same kind are merged.
-fn runs(buf: &[u8], bs: usize, theirs: Option<&[u64]>) -> Vec<(usize, usize, RecordKind)> {
+/// What a region is sent against: what the target is known to hold of it.
+enum Against {
+    /// A fresh target: it reads as zeros.
+    Zeros,
+    /// The target's hashes of its blocks.
+    Hashes(Vec<u64>),
+    /// Unknown, and not asked: everything is sent.
+    Nothing,
+}
+
+/// The runs of `buf` to send, as `(offset, len, kind)`: against the target's hashes of its
+/// `bs`-byte blocks, the blocks that differ, zero records for all-zero ones; against a fresh
+/// target (zeros), the blocks that are not all zero; against nothing, every block. Adjacent
+/// blocks of the same kind are merged.
+fn runs(buf: &[u8], bs: usize, theirs: &Against) -> Vec<(usize, usize, RecordKind)> {
     let mut out: Vec<(usize, usize, RecordKind)> = Vec::new();
     for (i, block) in buf.chunks(bs).enumerate() {
         let zero = block.iter().all(|&b| b == 0);
         let send = match theirs {
-            Some(h) => h.get(i) != Some(&block_hash(block)),
-            None => !zero,
+            Against::Hashes(h) => h.get(i) != Some(&block_hash(block)),
+            Against::Zeros => !zero,
+            Against::Nothing => true,
         };
         if !send {
             continue;
@@ -255,13 +285,13 @@ mod tests {
         b[4 * BLOCK + 9] = 1;
         b[5 * BLOCK + 1] = 1;
         assert_eq!(
-            runs(&b, BLOCK, None),
+            runs(&b, BLOCK, &Against::Zeros),
             vec![
                 (BLOCK, 2 * BLOCK, RecordKind::Data),
                 (4 * BLOCK, BLOCK + 512, RecordKind::Data)
             ]
         );
-        assert!(runs(&[0u8; 8192], BLOCK, None).is_empty());
+        assert!(runs(&[0u8; 8192], BLOCK, &Against::Zeros).is_empty());
     }
 
     #[test]
@@ -274,13 +304,29 @@ mod tests {
         target[2 * BLOCK] = 9; // block 2 differs
         let theirs: Vec<u64> = target.chunks(BLOCK).map(block_hash).collect();
         assert_eq!(
-            runs(&ours, BLOCK, Some(&theirs)),
+            runs(&ours, BLOCK, &Against::Hashes(theirs)),
             vec![
                 (BLOCK, BLOCK, RecordKind::Zero),
                 (2 * BLOCK, BLOCK, RecordKind::Data)
             ]
         );
         let same: Vec<u64> = ours.chunks(BLOCK).map(block_hash).collect();
-        assert!(runs(&ours, BLOCK, Some(&same)).is_empty());
+        assert!(runs(&ours, BLOCK, &Against::Hashes(same)).is_empty());
+    }
+
+    #[test]
+    fn resent_runs_cover_every_block_zeros_as_zero_records() {
+        let mut b = vec![0u8; 4 * BLOCK];
+        b[BLOCK..2 * BLOCK].fill(7);
+        b[3 * BLOCK] = 1;
+        assert_eq!(
+            runs(&b, BLOCK, &Against::Nothing),
+            vec![
+                (0, BLOCK, RecordKind::Zero),
+                (BLOCK, BLOCK, RecordKind::Data),
+                (2 * BLOCK, BLOCK, RecordKind::Zero),
+                (3 * BLOCK, BLOCK, RecordKind::Data)
+            ]
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::state::status::SyncState;
+use crate::stream::loss::Repair;
 
 /// Progress of one disk's current pass, read by the status writer.
 #[derive(Default)]
@@ -16,6 +17,10 @@ pub struct SyncProgress {
     pub total_bytes: AtomicU64,
     /// Bytes of data queued by every pass of this run (holes, zeros and equal blocks are not).
     pub sent_bytes: AtomicU64,
+    /// Regions compared with the target's hashes (HASHES) by every pass of this run.
+    pub compared_regions: AtomicU64,
+    /// Regions resent whole without a compare (after a relay lost what it acknowledged).
+    pub resent_regions: AtomicU64,
 }
 
 /// The sync thread's state, as others see it.
@@ -27,6 +32,8 @@ pub struct SyncInfo {
     /// When the pass started reading, and when it finished (for its rate).
     pub started: Option<Instant>,
     pub ended: Option<Instant>,
+    /// How the last loss at the target was repaired (see [`crate::stream::loss`]).
+    pub last_loss: Option<Repair>,
 }
 
 /// [`SyncInfo`] behind a lock: one snapshot for each reader.
@@ -39,6 +46,7 @@ impl Default for SyncStatus {
             kind: None,
             started: None,
             ended: None,
+            last_loss: None,
         }))
     }
 }
@@ -54,6 +62,11 @@ impl SyncStatus {
 
     pub fn set_state(&self, state: SyncState) {
         self.lock().state = state;
+    }
+
+    /// The sender found a loss at the target, to be repaired so.
+    pub fn target_lost(&self, repair: Repair) {
+        self.lock().last_loss = Some(repair);
     }
 
     /// A pass of `kind` starts reading.

@@ -94,7 +94,8 @@ impl SyncThread {
                 durable,
                 compare_all,
             } => Some((durable, compare_all)),
-            SyncEvent::TargetLost => {
+            SyncEvent::TargetLost(repair) => {
+                self.status.target_lost(repair);
                 self.lost = true;
                 None
             }

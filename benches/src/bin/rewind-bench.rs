@@ -132,6 +132,9 @@ enum Cmd {
     Wan {
         #[arg(default_value = "256MiB")]
         size: String,
+        /// only the 8-agent fan-in on loopback (no WAN phases, no network namespaces)
+        #[arg(long)]
+        fanin_only: bool,
     },
     /// the agent's write overhead alone (agent/bench-overhead.sh; root only): fio on the
     /// protected device against a plain loop device, medians and ratios
@@ -215,7 +218,9 @@ fn main() -> ExitCode {
         }
         Cmd::Ltr { size } => ltr::run(&settings, &size).map(|()| ExitCode::SUCCESS),
         Cmd::Console { disks } => console::run(&settings, &disks).map(|()| ExitCode::SUCCESS),
-        Cmd::Wan { size } => wan::run(&settings, &size).map(|()| ExitCode::SUCCESS),
+        Cmd::Wan { size, fanin_only } => {
+            wan::run(&settings, &size, fanin_only).map(|()| ExitCode::SUCCESS)
+        }
         Cmd::Site { groups } => site::run(&settings, &groups).map(|()| ExitCode::SUCCESS),
         Cmd::Overhead(o) => {
             let o = overhead::Options {

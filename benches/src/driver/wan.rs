@@ -18,6 +18,7 @@
 //!   of data durable at the target; also through a relay without dedup (printed, no bar).
 //!
 //! SIZE (default 256MiB) is the record bytes of each WAN phase and of each fan-in run.
+//! `--fanin-only` runs the fan-in alone (loopback only: no namespaces, no root needed for it).
 
 use std::path::Path;
 use std::process::Child;
@@ -64,19 +65,23 @@ struct Figures {
     relay_cores: Series,
 }
 
-pub fn run(settings: &Settings, size: &str) -> Result<()> {
+pub fn run(settings: &Settings, size: &str, fanin_only: bool) -> Result<()> {
     let bytes = to_bytes(size)?;
     if bytes < 16 << 20 {
         bail!("SIZE must be at least 16MiB");
     }
-    super::wan_net::check()?;
+    if !fanin_only {
+        super::wan_net::check()?;
+    }
     progress::log("building rewind-mtd and rewind-loadgen (release)");
     let bins = tools::build_target_side(settings)?;
     let work = settings.make_workdir()?;
     let raw_per_wire = zstd1_ratio()?;
-    progress::log(format!(
-        "fs payload: {raw_per_wire:.2} record bytes per zstd -1 byte (1 MiB batches)"
-    ));
+    if !fanin_only {
+        progress::log(format!(
+            "fs payload: {raw_per_wire:.2} record bytes per zstd -1 byte (1 MiB batches)"
+        ));
+    }
     let mut f = Figures {
         bytes_ratio: Series::fixed(3),
         tc_ratio: Series::fixed(3),
@@ -93,11 +98,17 @@ pub fn run(settings: &Settings, size: &str) -> Result<()> {
         fanin_ratio: Series::fixed(2),
         relay_cores: Series::fixed(2),
     };
-    let net = WanNet::new(LINK_RATE)?;
+    let net = if fanin_only {
+        None
+    } else {
+        Some(WanNet::new(LINK_RATE)?)
+    };
     for r in 0..settings.runs {
-        let dir = work.join(format!("wan{r}"));
-        wan_run(&bins, &net, &dir, r as u64, bytes, raw_per_wire, &mut f)?;
-        let _ = std::fs::remove_dir_all(&dir);
+        if let Some(net) = &net {
+            let dir = work.join(format!("wan{r}"));
+            wan_run(&bins, net, &dir, r as u64, bytes, raw_per_wire, &mut f)?;
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         // Interleaved: the relay first on even runs, straight to the target first on odd ones.
         let order = if r % 2 == 0 {
             [Fanin::Relay, Fanin::Direct, Fanin::PassThrough]
@@ -127,7 +138,7 @@ pub fn run(settings: &Settings, size: &str) -> Result<()> {
         f.fanin_ratio.push_some(ratio(Some(got[0]), Some(got[1])));
     }
     drop(net);
-    report(settings.runs, raw_per_wire, &f);
+    report(settings.runs, raw_per_wire, &f, fanin_only);
     Ok(())
 }
 
@@ -529,8 +540,22 @@ fn fanin_run(bins: &Bins, dir: &Path, bytes: u64, mode: Fanin) -> Result<(f64, f
     Ok((mbs, cores))
 }
 
-fn report(runs: usize, raw_per_wire: f64, f: &Figures) {
+fn report(runs: usize, raw_per_wire: f64, f: &Figures, fanin_only: bool) {
     println!();
+    if fanin_only {
+        report_fanin(f);
+        let s = &f.relay_mbs;
+        print_bars(
+            runs,
+            &[Bar {
+                name: "relay-fanin-mbps",
+                value: s.median_text(),
+                want: ">= 800",
+                spread: (!s.is_empty()).then(|| s.spread_text()),
+            }],
+        );
+        return;
+    }
     println!(
         "wan: 100 Mbit/s tbf, 40 ms round trip; fs payload ({raw_per_wire:.2}:1 at zstd -1), \
          medians of {runs} runs"
@@ -551,15 +576,7 @@ fn report(runs: usize, raw_per_wire: f64, f: &Figures) {
         f.cache_peak_mib.median_text(),
         f.burst_lag_p99.median_text()
     );
-    println!(
-        "  fan-in of {FANIN_AGENTS}: {} MB/s through the relay (relay {} cores; {} MB/s without \
-         dedup and recompression), {} MB/s straight to the target, ratio {}",
-        f.relay_mbs.median_text(),
-        f.relay_cores.median_text(),
-        f.passthrough_mbs.median_text(),
-        f.direct_mbs.median_text(),
-        f.fanin_ratio.median_text()
-    );
+    report_fanin(f);
     let bar = |name, s: &Series, want| Bar {
         name,
         value: s.median_text(),
@@ -580,5 +597,22 @@ fn report(runs: usize, raw_per_wire: f64, f: &Figures) {
             },
             bar("relay-fanin-mbps", &f.relay_mbs, ">= 800"),
         ],
+    );
+}
+
+fn report_fanin(f: &Figures) {
+    println!(
+        "  fan-in of {FANIN_AGENTS}: {} MB/s through the relay (spread {}; relay {} cores; {} \
+         MB/s without dedup and recompression, spread {}), {} MB/s straight to the target \
+         (spread {}), ratio {} (spread {})",
+        f.relay_mbs.median_text(),
+        f.relay_mbs.spread_text(),
+        f.relay_cores.median_text(),
+        f.passthrough_mbs.median_text(),
+        f.passthrough_mbs.spread_text(),
+        f.direct_mbs.median_text(),
+        f.direct_mbs.spread_text(),
+        f.fanin_ratio.median_text(),
+        f.fanin_ratio.spread_text()
     );
 }

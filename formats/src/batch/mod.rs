@@ -23,6 +23,7 @@ use std::str::FromStr;
 
 pub use builder::BatchBuilder;
 pub use parts::{PartsBuilder, PartsFrame};
+pub use stored::stored_frame;
 
 use crate::frame::FRAME_HEADER_LEN;
 use crate::message::BATCH_FIXED_LEN;

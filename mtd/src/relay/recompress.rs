@@ -19,7 +19,9 @@ use anyhow::{Context, Result};
 use rewind_formats::dedup::DedupWindow;
 use rewind_formats::frame::FRAME_HEADER_LEN;
 use rewind_formats::message::{Batch, BatchRef, Message};
-use rewind_formats::records::{encode_records_dedup, DedupStats, RecordKind, RecordRef};
+use rewind_formats::records::{
+    encode_records, encode_records_dedup_if_any, DedupStats, RecordKind, RecordRef,
+};
 
 /// zstd level for batches re-encoded for deduplication when `--recompress-level` is 0.
 const DEDUP_LEVEL: i32 = 3;
@@ -52,21 +54,43 @@ pub(crate) fn dedup_frame(
         .iter()
         .zip(records.iter())
         .any(|(a, r)| a.kind != r.kind);
-    let (raw, stats) = encode_records_dedup(&refs, window);
-    if stats.ref_blocks == 0 && !elided && level == 0 {
+    let (raw, stats) = encode_records_dedup_if_any(&refs, window);
+    if raw.is_none() && !elided && level == 0 {
         return Ok((frame, stats));
     }
-    let level = if level > 0 { level } else { DEDUP_LEVEL };
-    let again = Batch::from_payload(
-        &b.group,
-        b.generation,
-        b.first_seq,
-        b.timestamp_ms,
-        refs.len(),
-        &raw,
-        level,
-    );
+    let raw = raw.unwrap_or_else(|| encode_records(&refs));
+    let again = if level == 0 && incompressible(&b) {
+        // The agent found nothing to compress: zstd would spend most of the relay's CPU to
+        // find nothing either (the fan-in's profile: level 3 on every batch with one
+        // reference). Its blocks go stored, as the agent's did.
+        Batch {
+            group: b.group.to_string(),
+            generation: b.generation,
+            first_seq: b.first_seq,
+            record_count: refs.len() as u32,
+            timestamp_ms: b.timestamp_ms,
+            uncompressed_len: raw.len() as u32,
+            compressed: rewind_formats::batch::stored_frame(&raw),
+        }
+    } else {
+        let level = if level > 0 { level } else { DEDUP_LEVEL };
+        Batch::from_payload(
+            &b.group,
+            b.generation,
+            b.first_seq,
+            b.timestamp_ms,
+            refs.len(),
+            &raw,
+            level,
+        )
+    };
     Ok((Message::Batch(again).to_frame(), stats))
+}
+
+/// Whether the agent's batch `b` did not compress (its zstd frame is within 2% of the records'
+/// bytes: stored blocks, or data zstd could not shrink).
+fn incompressible(b: &BatchRef<'_>) -> bool {
+    b.compressed.len() as u64 * 100 >= u64::from(b.uncompressed_len) * 98
 }
 
 /// The BATCH `frame` with its records compressed at `level`, or None when that is not smaller.
@@ -150,6 +174,58 @@ mod tests {
             let again = BatchRef::decode(&out[FRAME_HEADER_LEN..]).unwrap();
             let got = again.decode_records_in(Some(&mut rx)).unwrap();
             assert_eq!(got, b.decode_records().unwrap());
+        }
+    }
+
+    #[test]
+    fn an_incompressible_batch_with_a_reference_is_stored_not_compressed_again() {
+        // Random blocks (what zstd cannot shrink); the second batch repeats the first's block.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let data: Vec<u8> = (0..9 * 4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let second = [&data[4096..], &data[..4096]].concat();
+        let rec = |data: &[u8]| {
+            Batch::build(
+                "g",
+                1,
+                rewind_formats::Seq(1),
+                0,
+                &[RecordRef {
+                    disk: 0,
+                    kind: RecordKind::Data,
+                    offset: 0,
+                    len: data.len() as u32,
+                    data,
+                }],
+                1,
+            )
+        };
+        let (mut tx, mut rx) = (DedupWindow::sender(64), DedupWindow::receiver(64));
+        for (i, d) in [&data[..4096], &second[..]].into_iter().enumerate() {
+            let b = rec(d);
+            assert!(b.compressed.len() >= d.len(), "zstd -1 left it as it was");
+            let frame = Message::Batch(b.clone()).to_frame();
+            let (out, stats) = dedup_frame(frame.clone(), 0, &mut tx).unwrap();
+            assert_eq!(stats.ref_blocks, i as u64);
+            let again = BatchRef::decode(&out[FRAME_HEADER_LEN..]).unwrap();
+            if i == 1 {
+                // Stored: the records' bytes plus zstd's frame and block headers.
+                assert_eq!(
+                    again.compressed.len(),
+                    again.uncompressed_len as usize + 9 + 3
+                );
+                assert!(out.len() < frame.len() - 4000, "one block less");
+            }
+            assert_eq!(
+                again.decode_records_in(Some(&mut rx)).unwrap(),
+                b.decode_records().unwrap()
+            );
         }
     }
 

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::stream::link::{LinkEvent, SyncEvent};
+use crate::stream::loss::{judge, Known, Repair};
 use crate::stream::queue::Entry;
 use crate::stream::seq::SeqBase;
 use crate::stream::wire::{read_message, Conn};
@@ -93,20 +94,37 @@ impl Sender {
         // The base is set at the first WELCOME of this run, and only then.
         let first = st.base.is_none();
         // Has the target lost records it acknowledged? In this run (its durable seq is below
-        // what it acknowledged, or it says so), or since the last run (below the seq kept in
-        // the state dir).
-        let lost_now = wg.status == ResumeStatus::ResyncNeeded
-            || st.base.is_some_and(|b| durable < b.wire(st.acked_seq));
-        let lost_before =
-            first && durable > Seq(0) && self.acked_before.is_some_and(|a| durable < a);
-        if lost_now || lost_before {
-            tracing::error!(group = %s.group, %durable, acked_before = self.acked_before.map(|a| a.0),
-                "the target lost acknowledged data: every region will be compared with it");
+        // what the last peer acknowledged, or it says so), or since the last run (below the
+        // seq kept in the state dir). Behind a relay, what the master target held decides
+        // whether the dirty regions are enough (see `stream::loss`).
+        let loss = judge(
+            durable,
+            Known {
+                resync_needed: wg.status == ResumeStatus::ResyncNeeded,
+                this_run: st
+                    .base
+                    .map(|b| (b.wire(st.acked_seq), b.wire(st.target_acked))),
+                acked_before: first.then_some(self.acked_before).flatten(),
+            },
+        );
+        if let Some(l) = &loss {
             // Before anything is renumbered or cleared: if this fails, the next session finds
             // the loss again.
-            self.dirty.pin_all()?;
+            match l.repair {
+                Repair::Compare => {
+                    tracing::error!(group = %s.group, %durable, repair = l.repair.name(), why = %l.why,
+                        "the target lost acknowledged data: every region will be compared with it");
+                    self.dirty.pin_all()?;
+                }
+                Repair::Resend => {
+                    let regions = self.dirty.pin_dirty_for_resend();
+                    tracing::warn!(group = %s.group, %durable, repair = l.repair.name(), why = %l.why,
+                        regions, "the last path lost what it acknowledged: the dirty regions will \
+                        be resent, no compare needed");
+                }
+            }
         }
-        let base = if lost_now && st.base.is_some() {
+        let base = if loss.is_some() && st.base.is_some() {
             // Renumber so that what is queued follows the target's durable seq.
             self.queue.rebase(durable)
         } else {
@@ -119,11 +137,11 @@ impl Sender {
                 compare_all: durable == Seq(0) && wg.status == ResumeStatus::ResyncNeeded,
             });
         }
-        if lost_now || lost_before {
+        if let Some(l) = &loss {
             // Everything queued goes out again inside the window; the sync thread runs the
             // compare and records the window.
             self.queue.open_window_at_unacked(RESYNC_TAG);
-            let _ = self.sync_events.send(SyncEvent::TargetLost);
+            let _ = self.sync_events.send(SyncEvent::TargetLost(l.repair));
         } else if first && durable == Seq(0) {
             // An empty target: what was captured before this first contact is part of the
             // initial sync's window too.
