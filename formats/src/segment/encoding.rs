@@ -64,29 +64,35 @@ pub fn frame_range(len: u32, i: usize) -> (usize, usize) {
     (start, (start + FRAME_SPAN).min(len as usize))
 }
 
-/// Encodes `data` (a record's plain bytes) as table ++ frames into `out` (cleared first), with
-/// `c` (a reused compressor: its level is the caller's). Returns false, with `out` unspecified,
-/// when encoding would not save at least one BLOCK on disk: the record is then stored raw.
+/// Appends `data` (a record's plain bytes) encoded as table ++ frames to `out`, with `c` (a
+/// reused compressor: its level is the caller's). Returns false, with `out` as it was, when
+/// encoding would not save at least one BLOCK on disk, or when the frames so far save less than
+/// 1/16 of their plain bytes (incompressible data costs one frame of effort, not a record's):
+/// the record is then stored raw.
 pub fn encode_record(c: &mut zstd::bulk::Compressor<'_>, data: &[u8], out: &mut Vec<u8>) -> bool {
     assert!(
         !data.is_empty() && data.len() <= MAX_RECORD_LEN as usize,
         "a record is 1..=MAX_RECORD_LEN bytes"
     );
+    let base = out.len();
     let raw_stored = data.len().div_ceil(BLOCK) * BLOCK;
-    // Past this the encoding saves less than a BLOCK: stop compressing early.
-    let budget = raw_stored - BLOCK;
+    // Past this the encoding saves less than a BLOCK.
+    let budget = raw_stored.saturating_sub(BLOCK);
     let n = frame_count(data.len() as u32);
-    out.clear();
-    out.resize(4 * n, 0);
+    out.resize(base + 4 * n, 0);
     for (i, span) in data.chunks(FRAME_SPAN).enumerate() {
         let start = out.len();
         out.resize(start + MAX_FRAME_LEN as usize, 0);
         let Ok(clen) = c.compress_to_buffer(span, &mut out[start..]) else {
+            out.truncate(base);
             return false;
         };
         out.truncate(start + clen);
-        out[4 * i..4 * i + 4].copy_from_slice(&(clen as u32).to_le_bytes());
-        if out.len() > budget {
+        out[base + 4 * i..base + 4 * i + 4].copy_from_slice(&(clen as u32).to_le_bytes());
+        let stored = out.len() - base;
+        let plain = (i * FRAME_SPAN + span.len()).min(data.len());
+        if stored > budget || stored > plain - plain / 16 {
+            out.truncate(base);
             return false;
         }
     }
@@ -213,8 +219,14 @@ mod tests {
 
     fn encode(data: &[u8]) -> Option<Vec<u8>> {
         let mut c = zstd::bulk::Compressor::new(1).unwrap();
-        let mut out = Vec::new();
-        encode_record(&mut c, data, &mut out).then_some(out)
+        // Appends after what `out` holds, and leaves it as it was when it gives up.
+        let mut out = vec![9u8; 3];
+        let done = encode_record(&mut c, data, &mut out);
+        assert_eq!(&out[..3], &[9, 9, 9]);
+        if !done {
+            assert_eq!(out.len(), 3);
+        }
+        done.then(|| out.split_off(3))
     }
 
     fn padded(mut v: Vec<u8>) -> Vec<u8> {

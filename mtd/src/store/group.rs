@@ -114,6 +114,8 @@ pub struct Group {
     pending: Mutex<Pending>,
     /// Data bytes published per disk, for monitoring.
     pub(super) applied: super::facts::AppliedBytes,
+    /// Decompressed hot frames of encoded journal records (`frames.rs`).
+    pub(crate) frames: super::frames::FrameCache,
 }
 
 /// What batches admitted to the writer but not yet published will add (see `Group::pending`).
@@ -223,6 +225,7 @@ impl Group {
             published_chunks: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(Pending::default()),
             applied,
+            frames: super::frames::FrameCache::new(super::frames::CACHED_FRAMES),
         }))
     }
 
