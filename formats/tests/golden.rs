@@ -400,7 +400,7 @@ fn chunk_z() -> Vec<u8> {
     let r = records_z(&z);
     let mut c = zstd::bulk::Compressor::new(3).unwrap();
     let mut enc = Vec::new();
-    assert!(segment::encoding::encode_record(&mut c, &z, &mut enc));
+    assert!(encoding::encode_record(&mut c, &z, &mut enc));
     let encoded = [Some(&enc[..]), None];
     let mut out = vec![0; records_chunk_len_with(&r, &encoded)];
     write_records_chunk_with(&mut out, Seq(60), T0, 2, &r, &encoded);
@@ -815,7 +815,7 @@ fn encoded_chunk_decodes_to_its_constants() {
     let mut d = zstd::bulk::Decompressor::new().unwrap();
     let mut out = vec![0; r.len as usize];
     let region = &chunk[r.data_pos as usize..];
-    segment::encoding::decode_record(&mut d, r.len, r.data_crc, region, &mut out).unwrap();
+    encoding::decode_record(&mut d, r.len, r.data_crc, region, &mut out).unwrap();
     assert_eq!(out, z);
 }
 

@@ -30,7 +30,7 @@ pub struct Feed {
     /// every batch goes through it, in order; a refused batch ends the session with it.
     pub dedup: Option<DedupWindow>,
     /// Compresses data records into the journal (`--journal-compression`), None when off.
-    pub(crate) compressor: Option<RecordCompressor>,
+    pub compressor: Option<RecordCompressor>,
 }
 
 impl Feed {

@@ -61,7 +61,7 @@ impl fmt::Display for JournalCompression {
 
 impl JournalCompression {
     /// A compressor for one session, or None when compression is off.
-    pub(crate) fn compressor(self) -> Option<RecordCompressor> {
+    pub fn compressor(self) -> Option<RecordCompressor> {
         match self {
             JournalCompression::Off => None,
             JournalCompression::Zstd { level } => RecordCompressor::new(level)
@@ -73,7 +73,7 @@ impl JournalCompression {
 
 /// A session's zstd context and the buffer its batches' encodings go to, both reused batch
 /// after batch: no allocation per record.
-pub(crate) struct RecordCompressor {
+pub struct RecordCompressor {
     c: zstd::bulk::Compressor<'static>,
     out: Vec<u8>,
     ranges: Vec<Option<Range<usize>>>,
@@ -108,7 +108,7 @@ impl RecordCompressor {
             let encoded = r.kind == RecordKind::Data
                 && r.data.len() > rewind_formats::BLOCK
                 && encode_record(&mut self.c, r.data, &mut self.out);
-            self.ranges.push(encoded.then(|| start..self.out.len()));
+            self.ranges.push(encoded.then_some(start..self.out.len()));
         }
         self.ranges
             .iter()
