@@ -95,8 +95,15 @@ pub(super) fn add_segment(st: &mut GroupState, id: u64, seg: LoadedSegment) -> R
                 .footer
                 .extents
                 .iter()
-                .filter(|e| e.kind == RecordKind::Data)
+                .filter(|e| e.kind == RecordKind::Data && e.encoding == Encoding::Raw)
                 .map(|e| super::quota::pad(u64::from(e.len)))
+                .sum(),
+            plain_bytes: seg
+                .footer
+                .extents
+                .iter()
+                .filter(|e| e.kind == RecordKind::Data)
+                .map(|e| u64::from(e.len))
                 .sum(),
         },
     );
@@ -190,5 +197,11 @@ pub(super) fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &
         meta.newest_ms = meta.newest_ms.max(h.timestamp_ms);
         meta.chunks += 1;
         meta.padding_bytes += super::quota::padding_of(h);
+        meta.plain_bytes += h
+            .records
+            .iter()
+            .filter(|r| r.kind == RecordKind::Data)
+            .map(|r| u64::from(r.len))
+            .sum::<u64>();
     }
 }

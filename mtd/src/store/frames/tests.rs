@@ -200,6 +200,17 @@ fn compressed_points_read_back_exactly_and_cost_less_disk() {
         stored * 3 < plain,
         "compressed journal {stored} bytes vs {plain} raw"
     );
+    // Plain bytes are the same in both; only what they take differs.
+    let plain_bytes = |s: &Store| {
+        let st = s.group("g").unwrap();
+        let st = st.state.read().unwrap();
+        (st.journal_plain_bytes(), st.journal_bytes())
+    };
+    let ((p_on, j_on), (p_off, j_off)) = (plain_bytes(&store), plain_bytes(&raw));
+    assert_eq!(p_on, p_off);
+    let sent = (256 + 48 + 64 + 40 + 140 + 200) * K + 512;
+    assert_eq!(p_on, sent as u64, "the data records of every batch");
+    assert!(j_on < p_on / 3 && j_off > p_off, "{p_on} {j_on} {j_off}");
     // The accounting is the files: a sealed segment's file is as long as counted (the open
     // one is preallocated ahead, 1 MiB at least, in both stores).
     let journal = crate::store::group::journal_dir(&g.dir);
@@ -225,6 +236,11 @@ fn compressed_points_read_back_exactly_and_cost_less_disk() {
 
     // What a restart loads: sealed footers and the open segment's scan.
     let again = Store::open_readonly(on.path()).unwrap();
+    assert_eq!(
+        plain_bytes(&again),
+        (p_on, j_on),
+        "counted alike from footers and scans"
+    );
     check_points(&again, &points);
 }
 
