@@ -20,9 +20,11 @@
 //! verify. Sealing writes the footer so that a reader can load the extent index in one read.
 
 mod chunk;
+pub mod encoding;
 mod footer;
 mod header;
 
 pub use chunk::*;
+pub use encoding::Encoding;
 pub use footer::*;
 pub use header::*;

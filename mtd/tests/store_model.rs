@@ -11,6 +11,7 @@ use rewind_formats::message::{BatchRef, DiskInfo, HelloGroup, Tag, TagInfo, TagK
 use rewind_formats::{Batch, RecordKind, RecordRef, Seq};
 use rewind_mtd::server::admission::hello_group;
 use rewind_mtd::server::ingest::Feed;
+use rewind_mtd::store::compression::JournalCompression;
 use rewind_mtd::store::engine::EngineKind;
 use rewind_mtd::store::points::PointSpec;
 use rewind_mtd::store::writer::WriterConfig;
@@ -92,6 +93,7 @@ impl Harness {
             default_retention: Duration::from_secs(3600),
             merge_interval: Duration::from_secs(3600),
             space_reserve: 0,
+            journal_compression: JournalCompression::default(),
         };
         let store = Store::open(&self.dir, opts).expect("open store");
         let hg = HelloGroup {
@@ -120,6 +122,8 @@ impl Harness {
             next_seq: Seq(durable.0 + 1),
             disk_sizes: vec![(DISK_SECTORS * SECTOR) as u64; 2],
             dedup: None,
+            // Records of one repeated byte: those over a block are stored zstd-encoded.
+            compressor: JournalCompression::default().compressor(),
         });
         self.store = Some(store);
     }

@@ -6,8 +6,9 @@
 //! The random 4 KiB bar is measured against fio's *sequential* bandwidth: the journal turns
 //! random writes into sequential ones, so the device's sequential bandwidth is its ceiling (the
 //! ratio to fio's random writes is printed too). The compressible bar is against fio writing
-//! bytes as compressible as the load generator's; today the target stores raw bytes, so it is
-//! bounded by the sequential bar until the journal keeps them compressed.
+//! bytes as compressible as the load generator's; the target keeps them zstd-compressed in its
+//! journal (`--journal-compression`, on by default). The point-read bar reads the compressible
+//! run's point back (its data in compressed frames); the raw point's p99 is printed too.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -107,6 +108,8 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
     let mut rand_vs_rand = Versus::new(Series::raw(), Series::raw());
     let mut comp_bar = Versus::new(Series::raw(), Series::raw());
     let mut read_p99 = Versus::new(Series::fixed(3), Series::fixed(3));
+    // The same reads of the compressible run's point: its data sits in zstd journal frames.
+    let mut comp_read_p99 = Series::fixed(3);
     let runs = settings.runs;
     for run in 1..=runs {
         progress::log(format!("run {run}/{runs}: fio"));
@@ -132,8 +135,11 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
         progress::log(format!(
             "run {run}/{runs}: rewind-mtd seq 1MiB compressible"
         ));
-        let (ours, _) = mtd_run(&bins, &work, "comp1m", run, &comp, &mut c, None)?;
+        let (ours, p99) = mtd_run(&bins, &work, "comp1m", run, &comp, &mut c, Some(size))?;
         comp_bar.push(ours, f.comp_mbs);
+        if let Some(p99) = p99 {
+            comp_read_p99.push(p99);
+        }
     }
     progress::finish();
 
@@ -201,9 +207,10 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
         &comp_bar,
     );
     println!(
-        "random 4KiB reads QD1, p99 (ms): {} over NBD of the point in the journal, {} fio \
-         O_DIRECT on its file",
+        "random 4KiB reads QD1, p99 (ms): {} over NBD of the point in the journal (raw), {} of \
+         the compressible point (zstd frames), {} fio O_DIRECT on its file",
         read_p99.ours.median_text(),
+        comp_read_p99.median_text(),
         read_p99.theirs.median_text()
     );
     println!();
@@ -245,11 +252,12 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
                 want: ">= 1.5",
                 spread: comp_bar.ratio_spread(),
             },
+            // Issue 16: reads of a point whose data sits in compressed journal frames.
             Bar {
                 name: "point-read-4k-p99-ms",
-                value: read_p99.ours.median_text(),
+                value: comp_read_p99.median_text(),
                 want: "< 1",
-                spread: ms_spread(&read_p99.ours),
+                spread: ms_spread(&comp_read_p99),
             },
         ],
     );

@@ -9,7 +9,7 @@
 //! | off | size | field        | notes                                                        |
 //! |----:|-----:|--------------|--------------------------------------------------------------|
 //! |   0 |    4 | magic        | `b"RWJC"` ([`CHUNK_MAGIC`])                                  |
-//! |   4 |    2 | version      | 1 ([`CHUNK_VERSION`])                                        |
+//! |   4 |    2 | version      | 1 ([`CHUNK_VERSION`]); 2 if any record is encoded            |
 //! |   6 |    2 | kind         | [`ChunkKind`]: 1 records, 2 tag                              |
 //! |   8 |    4 | header_len   | prefix + entries, before padding                             |
 //! |  12 |    4 | entry_count  | records: number of entries; tag: 1                           |
@@ -28,14 +28,17 @@
 //! |   0 |    8 | seq             |                                                           |
 //! |   8 |    2 | disk            | index into the group's disk list                          |
 //! |  10 |    1 | kind            | [`RecordKind`]                                            |
-//! |  11 |    1 | reserved        | 0                                                         |
+//! |  11 |    1 | encoding        | [`Encoding`]: 0 raw, 1 zstd (version 2 only; else 0)      |
 //! |  12 |    4 | len             | multiple of SECTOR, 1..=MAX_RECORD_LEN                    |
 //! |  16 |    8 | offset          | multiple of SECTOR                                        |
-//! |  24 |    4 | data_crc        | crc32c(data); 0 for zero/trim                             |
+//! |  24 |    4 | data_crc        | crc32c(data as stored); 0 for zero/trim                   |
 //! |  28 |    4 | data_pos_blocks | data position from chunk start, in BLOCKs; 0 for zero/trim|
 //!
 //! Tag entry: one [`TagInfo`] (seq u64, kind u8, timestamp_ms u64, name u8 len + bytes);
 //! `header_len` = 64 + 18 + name length, `total_len` = BLOCK.
+//!
+//! A zstd record's data region is a frame table and independent frames (see [`super::encoding`]);
+//! its stored length follows from its table, so the header bounds it by the next region.
 //!
 //! The header crc covers the entries so that one read of the header region tells whether the
 //! chunk's index is whole; each record's data has its own crc so that a torn data block is
@@ -49,7 +52,12 @@ use crate::{
     MAX_NAME_LEN,
 };
 
+use super::encoding::{verify_encoded, Encoding};
 use super::footer::{ChunkSummary, FooterExtent};
+
+/// Chunk version of a chunk with at least one encoded record (a version-1 reader refuses it
+/// instead of reading frames as plain bytes).
+pub const CHUNK_VERSION_ENCODED: u16 = 2;
 
 /// Bytes of a chunk prefix.
 pub const CHUNK_PREFIX_LEN: usize = 64;
@@ -97,6 +105,8 @@ pub struct ChunkRecord {
     pub data_crc: u32,
     /// Bytes from chunk start, multiple of BLOCK (0 for zero/trim).
     pub data_pos: u64,
+    /// How the data is stored (raw for zero/trim).
+    pub encoding: Encoding,
 }
 
 impl ChunkRecord {
@@ -108,6 +118,7 @@ impl ChunkRecord {
             offset: self.offset,
             len: self.len,
             seq: self.seq,
+            encoding: self.encoding,
             data_pos: match self.kind {
                 RecordKind::Data => chunk_pos + self.data_pos,
                 RecordKind::Zero | RecordKind::Trim => 0,
@@ -149,6 +160,7 @@ impl ChunkHeader {
 /// (`header_len` bytes) and to skip to the next chunk (`total_len`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkPrefix {
+    pub version: u16,
     pub kind: ChunkKind,
     pub header_len: u32,
     pub total_len: u64,
@@ -173,7 +185,7 @@ pub fn peek_chunk(prefix: &[u8]) -> Result<ChunkPrefix, DecodeError> {
         });
     }
     let version = le_u16(b, 4);
-    if version != CHUNK_VERSION {
+    if version != CHUNK_VERSION && version != CHUNK_VERSION_ENCODED {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let kind_raw = le_u16(b, 6);
@@ -262,6 +274,7 @@ pub fn peek_chunk(prefix: &[u8]) -> Result<ChunkPrefix, DecodeError> {
         ));
     }
     Ok(ChunkPrefix {
+        version,
         kind,
         header_len,
         total_len,
@@ -302,10 +315,16 @@ pub fn decode_chunk_header(buf: &[u8]) -> Result<ChunkHeader, DecodeError> {
             records.reserve_exact(n);
             let mut next_free = header_len_padded;
             for i in 0..n as u64 {
-                let rec = read_entry(&mut r, Seq(p.first_seq.0 + i))?;
+                let rec = read_entry(&mut r, Seq(p.first_seq.0 + i), p.version)?;
                 if rec.kind == RecordKind::Data {
+                    // An encoded region's length is in its table: here it takes at least a
+                    // BLOCK, and verify_chunk_data bounds it by the next region.
+                    let stored = match rec.encoding {
+                        Encoding::Raw => u64::from(rec.len),
+                        Encoding::Zstd => BLOCK as u64,
+                    };
                     // len <= MAX_RECORD_LEN and data_pos <= u32::MAX * BLOCK: no overflow.
-                    let end = rec.data_pos + round_up_block(u64::from(rec.len)).unwrap_or(u64::MAX);
+                    let end = rec.data_pos + round_up_block(stored).unwrap_or(u64::MAX);
                     if rec.data_pos < next_free || end > p.total_len {
                         return Err(DecodeError::invalid(
                             "chunk entry",
@@ -345,7 +364,7 @@ pub fn decode_chunk_header(buf: &[u8]) -> Result<ChunkHeader, DecodeError> {
     })
 }
 
-fn read_entry(r: &mut Reader<'_>, want_seq: Seq) -> Result<ChunkRecord, DecodeError> {
+fn read_entry(r: &mut Reader<'_>, want_seq: Seq, version: u16) -> Result<ChunkRecord, DecodeError> {
     let seq = Seq(r.u64()?);
     let disk = r.u16()?;
     let kind = RecordKind::decode("chunk entry", r.u8()?)?;
@@ -360,17 +379,20 @@ fn read_entry(r: &mut Reader<'_>, want_seq: Seq) -> Result<ChunkRecord, DecodeEr
             format!("seq {seq} where {want_seq} was due"),
         ));
     }
-    if reserved != 0 {
+    if version == CHUNK_VERSION && reserved != 0 {
         return Err(DecodeError::invalid(
             "chunk entry",
-            format!("seq {seq}: reserved byte is {reserved}"),
+            format!("seq {seq}: reserved byte is {reserved} in a version {version} chunk"),
         ));
     }
+    let encoding = Encoding::decode("chunk entry", reserved)?;
     check_range("chunk entry", format_args!("seq {seq}"), offset, len)?;
-    if kind != RecordKind::Data && (data_crc != 0 || data_pos_blocks != 0) {
+    if kind != RecordKind::Data
+        && (data_crc != 0 || data_pos_blocks != 0 || encoding != Encoding::Raw)
+    {
         return Err(DecodeError::invalid(
             "chunk entry",
-            format!("seq {seq}: {kind:?} record with data_crc/data_pos set"),
+            format!("seq {seq}: {kind:?} record with data_crc/data_pos/encoding set"),
         ));
     }
     Ok(ChunkRecord {
@@ -381,6 +403,7 @@ fn read_entry(r: &mut Reader<'_>, want_seq: Seq) -> Result<ChunkRecord, DecodeEr
         len,
         data_crc,
         data_pos: u64::from(data_pos_blocks) * BLOCK as u64,
+        encoding,
     })
 }
 
@@ -394,10 +417,20 @@ fn padded(n: usize) -> usize {
 
 /// Length of the chunk that will hold these records (header padded + each data padded).
 pub fn records_chunk_len(records: &[RecordRef<'_>]) -> usize {
+    records_chunk_len_with(records, &[])
+}
+
+/// [`records_chunk_len`] where `encoded[i]`, if given, is record i's table ++ frames (from
+/// [`super::encoding::encode_record`]); `encoded` is empty (all raw) or one per record.
+pub fn records_chunk_len_with(records: &[RecordRef<'_>], encoded: &[Option<&[u8]>]) -> usize {
     let data: usize = records
         .iter()
-        .filter(|r| r.kind == RecordKind::Data)
-        .map(|r| padded(r.len as usize))
+        .enumerate()
+        .filter(|(_, r)| r.kind == RecordKind::Data)
+        .map(|(i, r)| match encoded.get(i).copied().flatten() {
+            Some(e) => padded(e.len()),
+            None => padded(r.len as usize),
+        })
         .sum();
     padded(header_len_for(records.len())) + data
 }
@@ -418,7 +451,29 @@ pub fn write_records_chunk(
     generation: u64,
     records: &[RecordRef<'_>],
 ) -> ChunkHeader {
+    write_records_chunk_with(out, first_seq, timestamp_ms, generation, records, &[])
+}
+
+/// [`write_records_chunk`] with encoded records: `encoded` as in [`records_chunk_len_with`]
+/// (`out` is that long). The chunk is version 2 if any record is encoded, else version 1.
+///
+/// # Panics
+/// As [`write_records_chunk`], and if `encoded` is neither empty nor one per record, or names
+/// a record that is not data.
+pub fn write_records_chunk_with(
+    out: &mut [u8],
+    first_seq: Seq,
+    timestamp_ms: u64,
+    generation: u64,
+    records: &[RecordRef<'_>],
+    encoded: &[Option<&[u8]>],
+) -> ChunkHeader {
     let n = records.len();
+    assert!(
+        encoded.is_empty() || encoded.len() == n,
+        "encoded holds {} entries for {n} records",
+        encoded.len()
+    );
     assert!(
         (1..=MAX_BATCH_RECORDS as usize).contains(&n),
         "a records chunk holds 1..={MAX_BATCH_RECORDS} records, not {n}"
@@ -428,7 +483,7 @@ pub fn write_records_chunk(
         .0
         .checked_add(n as u64 - 1)
         .expect("chunk seqs overflow u64"));
-    let total_len = records_chunk_len(records);
+    let total_len = records_chunk_len_with(records, encoded);
     assert_eq!(
         out.len(),
         total_len,
@@ -447,16 +502,25 @@ pub fn write_records_chunk(
     for (i, rec) in records.iter().enumerate() {
         check_data_matches(i, rec);
         let seq = Seq(first_seq.0 + i as u64);
-        let (data_crc, data_pos) = if rec.kind == RecordKind::Data {
-            let end = pos + rec.data.len();
-            let pad_end = pos + padded(rec.data.len());
-            out[pos..end].copy_from_slice(rec.data);
+        let enc = encoded.get(i).copied().flatten();
+        assert!(
+            enc.is_none() || rec.kind == RecordKind::Data,
+            "record {i} is encoded but holds no data"
+        );
+        let (data_crc, data_pos, encoding) = if rec.kind == RecordKind::Data {
+            let (stored, encoding) = match enc {
+                Some(e) => (e, Encoding::Zstd),
+                None => (rec.data, Encoding::Raw),
+            };
+            let end = pos + stored.len();
+            let pad_end = pos + padded(stored.len());
+            out[pos..end].copy_from_slice(stored);
             out[end..pad_end].fill(0);
             let at = pos;
             pos = pad_end;
-            (crc32c::crc32c(rec.data), at as u64)
+            (crc32c::crc32c(stored), at as u64, encoding)
         } else {
-            (0, 0)
+            (0, 0, Encoding::Raw)
         };
         entries.push(ChunkRecord {
             seq,
@@ -466,6 +530,7 @@ pub fn write_records_chunk(
             len: rec.len,
             data_crc,
             data_pos,
+            encoding,
         });
     }
     debug_assert_eq!(pos, total_len);
@@ -475,7 +540,7 @@ pub fn write_records_chunk(
         b[0..8].copy_from_slice(&e.seq.0.to_le_bytes());
         b[8..10].copy_from_slice(&e.disk.to_le_bytes());
         b[10] = e.kind.as_u8();
-        b[11] = 0;
+        b[11] = e.encoding.as_u8();
         b[12..16].copy_from_slice(&e.len.to_le_bytes());
         b[16..24].copy_from_slice(&e.offset.to_le_bytes());
         b[24..28].copy_from_slice(&e.data_crc.to_le_bytes());
@@ -484,6 +549,11 @@ pub fn write_records_chunk(
         b[28..32].copy_from_slice(&blocks.to_le_bytes());
     }
     out[header_len..header_len_padded].fill(0);
+    let version = if entries.iter().any(|e| e.encoding != Encoding::Raw) {
+        CHUNK_VERSION_ENCODED
+    } else {
+        CHUNK_VERSION
+    };
     let header = ChunkHeader {
         kind: ChunkKind::Records,
         first_seq,
@@ -495,7 +565,7 @@ pub fn write_records_chunk(
         records: entries,
         tag: None,
     };
-    write_prefix(&mut out[..header_len], &header, n as u32);
+    write_prefix(&mut out[..header_len], &header, n as u32, version);
     header
 }
 
@@ -535,16 +605,16 @@ pub fn write_tag_chunk(
         records: Vec::new(),
         tag: Some(tag.clone()),
     };
-    write_prefix(&mut out[..header_len], &header, 1);
+    write_prefix(&mut out[..header_len], &header, 1, CHUNK_VERSION);
     header
 }
 
 /// Writes the prefix into `head` (prefix + entries, entries already in place) and its crc.
-fn write_prefix(head: &mut [u8], h: &ChunkHeader, entry_count: u32) {
+fn write_prefix(head: &mut [u8], h: &ChunkHeader, entry_count: u32, version: u16) {
     let header_len = head.len() as u32;
     let b = &mut head[..CHUNK_PREFIX_LEN];
     b[0..4].copy_from_slice(&CHUNK_MAGIC.to_le_bytes());
-    b[4..6].copy_from_slice(&CHUNK_VERSION.to_le_bytes());
+    b[4..6].copy_from_slice(&version.to_le_bytes());
     b[6..8].copy_from_slice(&h.kind.as_u16().to_le_bytes());
     b[8..12].copy_from_slice(&header_len.to_le_bytes());
     b[12..16].copy_from_slice(&entry_count.to_le_bytes());
@@ -558,11 +628,51 @@ fn write_prefix(head: &mut [u8], h: &ChunkHeader, entry_count: u32) {
     head[CRC_OFF..CHUNK_PREFIX_LEN].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Checks every data record of a whole chunk (`chunk`: its `total_len` bytes) against its crc;
+/// an encoded record's table and frames must also fill its region (up to the next record's
+/// data, or the chunk's end) but for the zero padding to a BLOCK.
+pub fn verify_chunk_data(h: &ChunkHeader, chunk: &[u8]) -> Result<(), DecodeError> {
+    let data: Vec<&ChunkRecord> = h
+        .records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Data)
+        .collect();
+    for (i, r) in data.iter().enumerate() {
+        let start = r.data_pos as usize;
+        let end = data.get(i + 1).map_or(h.total_len, |next| next.data_pos) as usize;
+        let Some(region) = chunk.get(start..end) else {
+            return Err(DecodeError::Truncated {
+                need: end,
+                have: chunk.len(),
+            });
+        };
+        match r.encoding {
+            Encoding::Raw => verify_record_data(r, region)?,
+            Encoding::Zstd => verify_encoded(r.len, r.data_crc, region)?,
+        }
+    }
+    Ok(())
+}
+
 /// Checks one record's data against its crc. `data` may be longer than the record (a whole
-/// padded block range read in place); only the first `len` bytes are checked. Zero and trim
-/// records have no data and always pass.
+/// padded block range read in place); only the first `len` bytes are checked (of an encoded
+/// record: its table and frames). Zero and trim records have no data and always pass.
 pub fn verify_record_data(rec: &ChunkRecord, data: &[u8]) -> Result<(), DecodeError> {
     if rec.kind != RecordKind::Data {
+        return Ok(());
+    }
+    if rec.encoding == Encoding::Zstd {
+        let table = super::encoding::read_table(rec.len, data)?;
+        let stored = super::encoding::stored_len(rec.len, &table);
+        let Some(d) = data.get(..stored) else {
+            return Err(DecodeError::Truncated {
+                need: stored,
+                have: data.len(),
+            });
+        };
+        if crc32c::crc32c(d) != rec.data_crc {
+            return Err(DecodeError::PayloadChecksum);
+        }
         return Ok(());
     }
     let len = rec.len as usize;

@@ -12,7 +12,7 @@
 //! | off | size | field        | notes                                                     |
 //! |----:|-----:|--------------|-----------------------------------------------------------|
 //! |   0 |    4 | magic        | `b"RWJF"` ([`FOOTER_MAGIC`])                              |
-//! |   4 |    2 | version      | 1 ([`FOOTER_VERSION`])                                    |
+//! |   4 |    2 | version      | 1 ([`FOOTER_VERSION`]); 2 if any extent is encoded        |
 //! |   6 |    2 | reserved     | 0                                                         |
 //! |   8 |    4 | chunk_count  | then chunk_count x 33-byte chunk summaries:               |
 //! |     |    8 |   pos        |   file offset of the chunk; BLOCK-aligned, increasing     |
@@ -24,7 +24,7 @@
 //! |     |    8 | extent_count | then extent_count x 32-byte extents, sorted by (disk, offset, seq): |
 //! |     |    2 |   disk       |                                                           |
 //! |     |    1 |   kind       |   [`RecordKind`]                                          |
-//! |     |    1 |   reserved   |   0                                                       |
+//! |     |    1 |   encoding   |   [`Encoding`] (version 2 only; else 0)                   |
 //! |     |    4 |   len        |                                                           |
 //! |     |    8 |   offset     |   on the disk                                             |
 //! |     |    8 |   seq        |                                                           |
@@ -53,6 +53,10 @@ use crate::{
 };
 
 use super::chunk::ChunkKind;
+use super::encoding::Encoding;
+
+/// Footer version of a footer with at least one encoded extent.
+pub const FOOTER_VERSION_ENCODED: u16 = 2;
 
 /// Bytes of the trailer.
 pub const TRAILER_LEN: usize = 64;
@@ -84,6 +88,8 @@ pub struct FooterExtent {
     pub seq: Seq,
     /// Absolute file offset of the data (BLOCK-aligned); 0 for zero/trim.
     pub data_pos: u64,
+    /// How the data is stored (raw for zero/trim).
+    pub encoding: Encoding,
 }
 
 /// A sealed segment's footer. `extents` must be sorted by (disk, offset, seq) (see
@@ -120,7 +126,12 @@ impl SegmentFooter {
             + self.extents.len() * EXTENT_LEN;
         let mut w = Writer::with_capacity(size);
         w.u32(FOOTER_MAGIC);
-        w.u16(FOOTER_VERSION);
+        let encoded = self.extents.iter().any(|e| e.encoding != Encoding::Raw);
+        w.u16(if encoded {
+            FOOTER_VERSION_ENCODED
+        } else {
+            FOOTER_VERSION
+        });
         w.u16(0);
         w.u32(u32::try_from(self.chunks.len()).expect("chunk count over u32"));
         for c in &self.chunks {
@@ -138,7 +149,7 @@ impl SegmentFooter {
         for e in &self.extents {
             w.u16(e.disk);
             w.u8(e.kind.as_u8());
-            w.u8(0);
+            w.u8(e.encoding.as_u8());
             w.u32(e.len);
             w.u64(e.offset);
             w.u64(e.seq.0);
@@ -270,7 +281,7 @@ impl SegmentFooter {
             });
         }
         let version = r.u16()?;
-        if version != FOOTER_VERSION {
+        if version != FOOTER_VERSION && version != FOOTER_VERSION_ENCODED {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         if r.u16()? != 0 {
@@ -307,7 +318,7 @@ impl SegmentFooter {
         let n = r.count("footer extents", n, EXTENT_LEN)?;
         let mut extents = Vec::with_capacity(n);
         for i in 0..n {
-            let e = read_extent(&mut r, i, limit)?;
+            let e = read_extent(&mut r, i, limit, version)?;
             if let Some(p) = extents.last() {
                 let p: &FooterExtent = p;
                 if (p.disk, p.offset, p.seq) >= (e.disk, e.offset, e.seq) {
@@ -366,7 +377,12 @@ fn read_chunk_summary(r: &mut Reader<'_>) -> Result<ChunkSummary, DecodeError> {
     })
 }
 
-fn read_extent(r: &mut Reader<'_>, i: usize, limit: u64) -> Result<FooterExtent, DecodeError> {
+fn read_extent(
+    r: &mut Reader<'_>,
+    i: usize,
+    limit: u64,
+    version: u16,
+) -> Result<FooterExtent, DecodeError> {
     let disk = r.u16()?;
     let kind = RecordKind::decode("footer extent", r.u8()?)?;
     let reserved = r.u8()?;
@@ -374,10 +390,17 @@ fn read_extent(r: &mut Reader<'_>, i: usize, limit: u64) -> Result<FooterExtent,
     let offset = r.u64()?;
     let seq = Seq(r.u64()?);
     let data_pos = r.u64()?;
-    if reserved != 0 {
+    if version == FOOTER_VERSION && reserved != 0 {
         return Err(DecodeError::invalid(
             "footer extent",
-            format!("extent {i}: reserved byte is {reserved}"),
+            format!("extent {i}: reserved byte is {reserved} in a version {version} footer"),
+        ));
+    }
+    let encoding = Encoding::decode("footer extent", reserved)?;
+    if kind != RecordKind::Data && encoding != Encoding::Raw {
+        return Err(DecodeError::invalid(
+            "footer extent",
+            format!("extent {i}: {kind:?} record with an encoding"),
         ));
     }
     check_range("footer extent", format_args!("extent {i}"), offset, len)?;
@@ -389,7 +412,12 @@ fn read_extent(r: &mut Reader<'_>, i: usize, limit: u64) -> Result<FooterExtent,
     }
     let placed = match kind {
         RecordKind::Data => {
-            let end = round_up_block(u64::from(len)).and_then(|l| data_pos.checked_add(l));
+            // An encoded record takes at least a BLOCK; its table says how much more.
+            let stored = match encoding {
+                Encoding::Raw => u64::from(len),
+                Encoding::Zstd => BLOCK as u64,
+            };
+            let end = round_up_block(stored).and_then(|l| data_pos.checked_add(l));
             data_pos >= BLOCK as u64
                 && data_pos % BLOCK as u64 == 0
                 && end.is_some_and(|e| e <= limit)
@@ -409,6 +437,7 @@ fn read_extent(r: &mut Reader<'_>, i: usize, limit: u64) -> Result<FooterExtent,
         len,
         seq,
         data_pos,
+        encoding,
     })
 }
 

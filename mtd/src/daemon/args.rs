@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Seal a journal segment at this size.
     #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
     pub segment_size: u64,
+    /// How the journal stores data records: `off` (raw), `zstd` (level 1) or `zstd:LEVEL`
+    /// (1..=19). Records that do not save a 4 KiB block stay raw either way.
+    #[arg(long, default_value = "zstd")]
+    pub journal_compression: crate::store::compression::JournalCompression,
     /// Seal an open segment after this long even if not full (so it can expire and merge).
     #[arg(long, default_value = "60s", value_parser = crate::limits::parse_interval)]
     pub seal_after: Duration,

@@ -179,6 +179,7 @@ impl ServeArgs {
             },
             default_retention: self.retention,
             merge_interval: self.merge_interval,
+            journal_compression: self.journal_compression,
             space_reserve: self
                 .space_reserve
                 .unwrap_or(StoreOptions::reserve_for(self.segment_size)),

@@ -139,6 +139,12 @@ impl Collector for Groups {
         )?;
         gauge(
             &mut enc,
+            "rewind_journal_plain_bytes",
+            "Plain bytes of the data records in the group's journal (before zstd encoding).",
+            &|r| Some(r.facts.journal_plain_bytes as f64),
+        )?;
+        gauge(
+            &mut enc,
             "rewind_durable_seq",
             "The group's newest durable (acknowledgeable) sequence number.",
             &|r| Some(r.facts.durable_seq as f64),

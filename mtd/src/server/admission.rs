@@ -133,6 +133,7 @@ pub(crate) async fn admit(
             next_seq: Seq(durable.0 + 1),
             disk_sizes,
             dedup: (dedup_window > 0).then(|| DedupWindow::receiver(dedup_window)),
+            compressor: store.journal_compression().compressor(),
         });
         groups.push(WelcomeGroup {
             group: hg.group.clone(),

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use rewind_formats::dedup::DedupWindow;
 use rewind_formats::message::{BatchRef, ErrorCode, Tag};
 use rewind_formats::segment::{
-    records_chunk_len, tag_chunk_len, write_records_chunk, write_tag_chunk,
+    records_chunk_len_with, tag_chunk_len, write_records_chunk_with, write_tag_chunk,
 };
 use rewind_formats::Seq;
 
 use super::refusal::{refuse, Refusal};
+use crate::store::compression::RecordCompressor;
 use crate::store::group::Group;
 use crate::store::quota::{padding_of, Quotas};
 use crate::store::writer::AppendReq;
@@ -28,6 +29,8 @@ pub struct Feed {
     /// The session's dedup window for this group, when the HELLO asked for one (a relay's):
     /// every batch goes through it, in order; a refused batch ends the session with it.
     pub dedup: Option<DedupWindow>,
+    /// Compresses data records into the journal (`--journal-compression`), None when off.
+    pub compressor: Option<RecordCompressor>,
 }
 
 impl Feed {
@@ -176,14 +179,21 @@ impl Feed {
                 ));
             }
         }
-        let len = records_chunk_len(&refs);
+        // Compressed here, on the session's thread: each session's batches in parallel, and the
+        // writer appends fewer bytes.
+        let encoded = match self.compressor.as_mut() {
+            Some(c) => c.encode(&refs),
+            None => Vec::new(),
+        };
+        let len = records_chunk_len_with(&refs, &encoded);
         let mut buf = crate::aligned::pooled(len);
-        let header = write_records_chunk(
+        let header = write_records_chunk_with(
             &mut buf[..len],
             b.first_seq,
             b.timestamp_ms,
             self.generation,
             &refs,
+            &encoded,
         );
         Ok(AppendReq {
             group: self.group.clone(),
@@ -256,6 +266,7 @@ mod tests {
             next_seq: Seq(1),
             disk_sizes: vec![1 << 20],
             dedup: None,
+            compressor: None,
         };
         (dir, f)
     }
@@ -320,6 +331,7 @@ mod tests {
             next_seq: Seq(1),
             disk_sizes: vec![crate::server::testing::DISK],
             dedup: None,
+            compressor: store.journal_compression().compressor(),
         };
         (dir, store, f)
     }

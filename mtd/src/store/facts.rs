@@ -54,6 +54,8 @@ pub(crate) struct GroupFacts {
     pub(crate) newest_ms: Option<u64>,
     pub(crate) durable_seq: u64,
     pub(crate) journal_bytes: u64,
+    /// Plain bytes of the journal's data records (`journal_bytes` is what they take on disk).
+    pub(crate) journal_plain_bytes: u64,
     /// The name of a sync window still open (`initial-sync`, `resync`): the newest points are
     /// not recoverable until it ends.
     pub(crate) open_sync: Option<String>,
@@ -105,6 +107,7 @@ impl Group {
             newest_ms: range.map(|(_, (_, t))| t),
             durable_seq: st.durable.0,
             journal_bytes: st.journal_bytes(),
+            journal_plain_bytes: st.journal_plain_bytes(),
             open_sync,
             last_tag_ms,
             fed,

@@ -43,6 +43,9 @@ pub(crate) struct SegmentMeta {
     pub(crate) chunks: usize,
     /// Journal bytes spent padding sub-block data records to whole blocks (`quota::padding_of`).
     pub(crate) padding_bytes: u64,
+    /// Plain bytes of the segment's data records (before any zstd encoding): with `len_bytes`,
+    /// what compression saves.
+    pub(crate) plain_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -62,6 +65,11 @@ impl GroupState {
 
     pub(crate) fn journal_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.len_bytes).sum()
+    }
+
+    /// Plain bytes of the data records in the journal segments.
+    pub(crate) fn journal_plain_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.plain_bytes).sum()
     }
 
     pub(crate) fn segment_file(&self, id: u64) -> Option<Arc<File>> {
@@ -114,6 +122,8 @@ pub struct Group {
     pending: Mutex<Pending>,
     /// Data bytes published per disk, for monitoring.
     pub(super) applied: super::facts::AppliedBytes,
+    /// Decompressed hot frames of encoded journal records (`frames.rs`).
+    pub(crate) frames: super::frames::FrameCache,
 }
 
 /// What batches admitted to the writer but not yet published will add (see `Group::pending`).
@@ -223,6 +233,7 @@ impl Group {
             published_chunks: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(Pending::default()),
             applied,
+            frames: super::frames::FrameCache::new(super::frames::CACHED_FRAMES),
         }))
     }
 

@@ -20,6 +20,26 @@ pub(crate) enum Source {
     Zero,
     /// Journal segment `segment_id`, at file position `pos`.
     Segment { segment_id: u64, pos: u64 },
+    /// A zstd-encoded record of journal segment `segment_id` (its data at `data_pos`, `len`
+    /// plain bytes), from plain byte `skip` of the record on (see `store::frames`).
+    Encoded {
+        segment_id: u64,
+        data_pos: u64,
+        len: u32,
+        skip: u64,
+    },
+}
+
+impl Source {
+    /// The journal segment the bytes are in, if any.
+    pub(crate) fn segment_id(&self) -> Option<u64> {
+        match *self {
+            Source::Segment { segment_id, .. } | Source::Encoded { segment_id, .. } => {
+                Some(segment_id)
+            }
+            Source::Base | Source::Zero => None,
+        }
+    }
 }
 
 /// A contiguous part of a looked-up range with one source.
@@ -38,12 +58,15 @@ struct Version {
     seq: u64,
     /// Position of the data in the segment (unused for zero records).
     pos: u64,
-    /// Segment id, or `ZERO_SEGMENT` for zero and trim records.
+    /// Segment id, or `ZERO_SEGMENT` for zero and trim records; `ENCODED` set for a
+    /// zstd-encoded record (`pos` is then its data_pos): no bigger than a raw version.
     segment: u32,
     len: u32,
 }
 
 const ZERO_SEGMENT: u32 = u32::MAX;
+/// Flag bit of `Version::segment`: the record is encoded. Segment ids stay below it.
+const ENCODED: u32 = 1 << 31;
 
 /// Upper estimate of the memory one record adds: a B-tree entry (key, inline version, node
 /// overhead), or a version spilled to the heap, plus its extent in the open segment's footer
@@ -69,11 +92,19 @@ pub(crate) struct DiskIndex {
 impl DiskIndex {
     /// Add a record. Callers insert in seq order, which keeps every version list sorted.
     pub(crate) fn insert(&mut self, offset: u64, len: u32, seq: Seq, source: Source) {
+        let id = |segment_id: u64| {
+            u32::try_from(segment_id)
+                .ok()
+                .filter(|id| id & ENCODED == 0)
+                .expect("segment ids stay below 2^31")
+        };
         let (segment, pos) = match source {
-            Source::Segment { segment_id, pos } => (
-                u32::try_from(segment_id).expect("segment ids stay below 2^32"),
-                pos,
-            ),
+            Source::Segment { segment_id, pos } => (id(segment_id), pos),
+            Source::Encoded {
+                segment_id,
+                data_pos,
+                ..
+            } => (id(segment_id) | ENCODED, data_pos),
             Source::Zero | Source::Base => (ZERO_SEGMENT, 0),
         };
         let versions = self.by_start.entry(offset).or_default();
@@ -125,6 +156,13 @@ impl DiskIndex {
                 }
                 let source = if v.segment == ZERO_SEGMENT {
                     Source::Zero
+                } else if v.segment & ENCODED != 0 {
+                    Source::Encoded {
+                        segment_id: u64::from(v.segment & !ENCODED),
+                        data_pos: v.pos,
+                        len: v.len,
+                        skip: ps - cs,
+                    }
                 } else {
                     Source::Segment {
                         segment_id: u64::from(v.segment),
@@ -285,6 +323,40 @@ mod tests {
                 seq: Seq(1)
             }
         );
+    }
+
+    #[test]
+    fn encoded_versions_name_their_record_and_the_skip_into_it() {
+        let mut ix = DiskIndex::default();
+        let enc = |data_pos, len| Source::Encoded {
+            segment_id: 7,
+            data_pos,
+            len,
+            skip: 0,
+        };
+        ix.insert(0, 65536, Seq(1), enc(8192, 65536));
+        ix.insert(4096, 4096, Seq(2), seg(100));
+        let p = ix.lookup(0, 65536, Seq(2));
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0].source, enc(8192, 65536));
+        assert_eq!(p[1].source, seg(100));
+        assert_eq!(
+            p[2],
+            Piece {
+                offset: 8192,
+                len: 65536 - 8192,
+                source: Source::Encoded {
+                    segment_id: 7,
+                    data_pos: 8192,
+                    len: 65536,
+                    skip: 8192
+                },
+                seq: Seq(1)
+            }
+        );
+        assert_eq!(p[2].source.segment_id(), Some(7));
+        // No more memory than a raw version.
+        assert_eq!(size_of::<Version>(), 24);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use rewind_formats::segment::FooterExtent;
+use rewind_formats::segment::{Encoding, FooterExtent};
 use rewind_formats::{RecordKind, Seq};
 
 use super::files;
@@ -148,6 +148,8 @@ fn merge_segments(group: &Arc<Group>, ids: &[u64], horizon: Seq, horizon_ms: u64
         for ix in &mut st.indexes {
             ix.prune_upto(merged_upto.min(horizon));
         }
+        // Their ids may be given to new segments: no cached frame may outlive them.
+        group.frames.forget_all();
         st.points.prune_before(horizon);
         st.durable = st.durable.max(horizon);
     }
@@ -182,8 +184,11 @@ fn replay(
         match e.kind {
             RecordKind::Data => {
                 buf.resize(e.len as usize, 0);
-                seg.read_exact_at(&mut buf, e.data_pos)
-                    .map_err(StoreError::io("read segment", path))?;
+                match e.encoding {
+                    Encoding::Raw => seg.read_exact_at(&mut buf, e.data_pos),
+                    Encoding::Zstd => super::frames::read_whole(seg, e.data_pos, e.len, &mut buf),
+                }
+                .map_err(StoreError::io("read segment", path))?;
                 base.write_all_at(&buf, e.offset)
                     .map_err(StoreError::io("write base image", path))?;
                 bytes += u64::from(e.len);

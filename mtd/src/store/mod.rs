@@ -15,6 +15,7 @@
 //! ```
 
 pub(crate) mod admit;
+pub mod compression;
 pub mod engine;
 pub(crate) mod epoch;
 mod error;
@@ -22,6 +23,7 @@ pub(crate) mod facts;
 pub(crate) mod feeder;
 pub(crate) mod fence;
 pub(crate) mod files;
+pub(crate) mod frames;
 pub mod group;
 pub(crate) mod health;
 pub(crate) mod index;
@@ -71,6 +73,8 @@ pub struct StoreOptions {
     /// default here, for tests and tools) disables it. The daemon keeps what one merge step
     /// may need ([`StoreOptions::reserve_for`]).
     pub space_reserve: u64,
+    /// How sessions store data records in the journal (`--journal-compression`).
+    pub journal_compression: compression::JournalCompression,
 }
 
 impl StoreOptions {
@@ -91,6 +95,7 @@ impl Default for StoreOptions {
             default_retention: Duration::from_secs(24 * 3600),
             merge_interval: Duration::from_secs(1),
             space_reserve: 0,
+            journal_compression: compression::JournalCompression::default(),
         }
     }
 }
@@ -218,6 +223,11 @@ impl Store {
             .get(name)
             .cloned()
             .ok_or_else(|| StoreError::UnknownGroup(name.into()))
+    }
+
+    /// How sessions store data records in the journal.
+    pub(crate) fn journal_compression(&self) -> compression::JournalCompression {
+        self.opts.journal_compression
     }
 
     /// The retention given to new groups.

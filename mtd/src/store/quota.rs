@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use rewind_formats::segment::ChunkHeader;
+use rewind_formats::segment::{ChunkHeader, Encoding};
 use rewind_formats::{RecordKind, BLOCK};
 
 use super::index::EXTENT_COST_BYTES;
@@ -76,7 +76,8 @@ impl Quotas {
 pub(crate) fn padding_of(h: &ChunkHeader) -> u64 {
     h.records
         .iter()
-        .filter(|r| r.kind == RecordKind::Data)
+        // An encoded record is never smaller than a BLOCK, and saves at least one.
+        .filter(|r| r.kind == RecordKind::Data && r.encoding == Encoding::Raw)
         .map(|r| pad(u64::from(r.len)))
         .sum()
 }

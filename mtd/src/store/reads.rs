@@ -10,7 +10,7 @@ use rewind_formats::message::TagInfo;
 use rewind_formats::Seq;
 
 use super::group::Group;
-use super::index::{Piece, Source};
+use super::index::Piece;
 use super::manifest::Manifest;
 use super::points::{PointSpec, Points};
 use super::{Result, StoreError};
@@ -24,6 +24,8 @@ pub(crate) struct ReadPlan {
     pub(crate) segments: Vec<(u64, Arc<File>)>,
     /// The disk's base image.
     pub(crate) base: Arc<File>,
+    /// The group's frame cache generation when the plan was made (see `frames::FrameCache`).
+    pub(crate) frame_generation: u64,
 }
 
 impl ReadPlan {
@@ -213,7 +215,7 @@ impl Group {
         let pieces = st.indexes[ix].lookup(offset, end, seq);
         let mut segments = Vec::new();
         for p in &pieces {
-            if let Source::Segment { segment_id, .. } = p.source {
+            if let Some(segment_id) = p.source.segment_id() {
                 if !segments.iter().any(|(id, _)| *id == segment_id) {
                     let f = st
                         .segment_file(segment_id)
@@ -232,6 +234,7 @@ impl Group {
             pieces,
             segments,
             base: st.bases[ix].clone(),
+            frame_generation: self.frames.generation(),
         })
     }
 

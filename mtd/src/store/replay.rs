@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rewind_formats::segment::{ChunkHeader, ChunkKind, SegmentFooter};
+use rewind_formats::segment::{ChunkHeader, ChunkKind, Encoding, SegmentFooter};
 use rewind_formats::{RecordKind, Seq};
 
 use super::group::{GroupState, SegmentMeta};
@@ -95,8 +95,15 @@ pub(super) fn add_segment(st: &mut GroupState, id: u64, seg: LoadedSegment) -> R
                 .footer
                 .extents
                 .iter()
-                .filter(|e| e.kind == RecordKind::Data)
+                .filter(|e| e.kind == RecordKind::Data && e.encoding == Encoding::Raw)
                 .map(|e| super::quota::pad(u64::from(e.len)))
+                .sum(),
+            plain_bytes: seg
+                .footer
+                .extents
+                .iter()
+                .filter(|e| e.kind == RecordKind::Data)
+                .map(|e| u64::from(e.len))
                 .sum(),
         },
     );
@@ -127,13 +134,7 @@ pub(super) fn apply_footer(
                 ),
             });
         }
-        let source = match e.kind {
-            RecordKind::Data => Source::Segment {
-                segment_id: id,
-                pos: e.data_pos,
-            },
-            RecordKind::Zero | RecordKind::Trim => Source::Zero,
-        };
+        let source = data_source(id, e.kind, e.encoding, e.data_pos, e.len);
         st.indexes[disk].insert(e.offset, e.len, e.seq, source);
     }
     for c in &footer.chunks {
@@ -149,17 +150,34 @@ pub(super) fn apply_footer(
     Ok(())
 }
 
+/// Where the index reads a record of `segment_id` whose data (if any) is at `data_pos`.
+fn data_source(
+    segment_id: u64,
+    kind: RecordKind,
+    encoding: Encoding,
+    data_pos: u64,
+    len: u32,
+) -> Source {
+    match (kind, encoding) {
+        (RecordKind::Data, Encoding::Raw) => Source::Segment {
+            segment_id,
+            pos: data_pos,
+        },
+        (RecordKind::Data, Encoding::Zstd) => Source::Encoded {
+            segment_id,
+            data_pos,
+            len,
+            skip: 0,
+        },
+        (RecordKind::Zero | RecordKind::Trim, _) => Source::Zero,
+    }
+}
+
 pub(super) fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &ChunkHeader) {
     match h.kind {
         ChunkKind::Records => {
             for r in &h.records {
-                let source = match r.kind {
-                    RecordKind::Data => Source::Segment {
-                        segment_id,
-                        pos: pos + r.data_pos,
-                    },
-                    RecordKind::Zero | RecordKind::Trim => Source::Zero,
-                };
+                let source = data_source(segment_id, r.kind, r.encoding, pos + r.data_pos, r.len);
                 st.indexes[usize::from(r.disk)].insert(r.offset, r.len, r.seq, source);
             }
             st.points.record_time(h.last_seq, h.timestamp_ms);
@@ -179,5 +197,11 @@ pub(super) fn publish_chunk(st: &mut GroupState, segment_id: u64, pos: u64, h: &
         meta.newest_ms = meta.newest_ms.max(h.timestamp_ms);
         meta.chunks += 1;
         meta.padding_bytes += super::quota::padding_of(h);
+        meta.plain_bytes += h
+            .records
+            .iter()
+            .filter(|r| r.kind == RecordKind::Data)
+            .map(|r| u64::from(r.len))
+            .sum::<u64>();
     }
 }

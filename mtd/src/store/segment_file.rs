@@ -11,10 +11,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rewind_formats::segment::{
-    decode_chunk_header, peek_chunk, verify_record_data, ChunkHeader, ChunkKind, ChunkSummary,
-    FooterExtent, SegmentFooter, SegmentHeader, CHUNK_PREFIX_LEN, TRAILER_LEN,
+    decode_chunk_header, peek_chunk, ChunkHeader, ChunkKind, ChunkSummary, FooterExtent,
+    SegmentFooter, SegmentHeader, CHUNK_PREFIX_LEN, TRAILER_LEN,
 };
-use rewind_formats::{RecordKind, Seq, BLOCK};
+use rewind_formats::{Seq, BLOCK};
 
 use super::engine::{IoEngine, SyncEngine};
 use super::{Result, StoreError};
@@ -234,7 +234,7 @@ fn scan_chunks(
                 break;
             }
         };
-        if let Err(e) = verify_chunk_data(&h, &chunk) {
+        if let Err(e) = rewind_formats::segment::verify_chunk_data(&h, &chunk) {
             stop = Some(format!("record data: {e}"));
             break;
         }
@@ -255,20 +255,6 @@ fn scan_chunks(
     Ok((footer, pos, stop))
 }
 
-fn verify_chunk_data(
-    h: &ChunkHeader,
-    chunk: &[u8],
-) -> std::result::Result<(), rewind_formats::DecodeError> {
-    for r in &h.records {
-        if r.kind == RecordKind::Data {
-            let start = r.data_pos as usize;
-            let data = &chunk[start..start + r.len as usize];
-            verify_record_data(r, data)?;
-        }
-    }
-    Ok(())
-}
-
 /// Fold one chunk (at file position `pos`) into a footer under construction.
 pub(crate) fn add_chunk_to_footer(footer: &mut SegmentFooter, h: &ChunkHeader, pos: u64) {
     footer.chunks.push(ChunkSummary {
@@ -284,18 +270,7 @@ pub(crate) fn add_chunk_to_footer(footer: &mut SegmentFooter, h: &ChunkHeader, p
     if h.kind == ChunkKind::Records {
         footer
             .extents
-            .extend(h.records.iter().map(|r| FooterExtent {
-                disk: r.disk,
-                kind: r.kind,
-                offset: r.offset,
-                len: r.len,
-                seq: r.seq,
-                data_pos: if r.kind == RecordKind::Data {
-                    pos + r.data_pos
-                } else {
-                    0
-                },
-            }));
+            .extend(h.records.iter().map(|r| r.extent(pos)));
     }
 }
 

@@ -433,6 +433,7 @@ fn create_segment(
         newest_ms: 0,
         chunks: 0,
         padding_bytes: 0,
+        plain_bytes: 0,
     });
     tracing::debug!(group = %group.name, segment = id, "opened journal segment");
     Ok(OpenSegment {

@@ -13,9 +13,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::os::unix::fs::FileExt;
+use rewind_formats::segment::{write_records_chunk_with, Encoding};
 
-use rewind_formats::segment::write_records_chunk;
+const RECORD_LEN: usize = 65536;
 use rewind_formats::{RecordKind, RecordRef, Seq, BLOCK};
 use tokio::sync::mpsc;
 
@@ -109,19 +109,24 @@ fn start_with(
     (g, health, calls, tx)
 }
 
-/// One 4 KiB record at seq `seq`.
+/// One 64 KiB record at seq `seq`, zstd-encoded as sessions store it (into one BLOCK).
 fn record(g: &Arc<Group>, seq: u64) -> WriterMsg {
-    let data = vec![seq as u8; 4096];
+    let data = vec![seq as u8; RECORD_LEN];
     let refs = [RecordRef {
         disk: 0,
         kind: RecordKind::Data,
         offset: 0,
-        len: 4096,
+        len: RECORD_LEN as u32,
         data: &data,
     }];
-    let len = rewind_formats::segment::records_chunk_len(&refs);
+    let mut c = crate::store::compression::JournalCompression::default()
+        .compressor()
+        .unwrap();
+    let encoded = c.encode(&refs);
+    assert!(encoded[0].is_some(), "a run of one byte compresses");
+    let len = rewind_formats::segment::records_chunk_len_with(&refs, &encoded);
     let mut buf = crate::aligned::pooled(len);
-    let header = write_records_chunk(&mut buf[..len], Seq(seq), 1, 1, &refs);
+    let header = write_records_chunk_with(&mut buf[..len], Seq(seq), 1, 1, &refs, &encoded);
     WriterMsg::Append(AppendReq {
         group: g.clone(),
         buf,
@@ -205,18 +210,19 @@ fn marked_sealed(g: &Group, id: u64) -> bool {
 }
 
 /// Segment `id` as start-up reads it (read-only): sealed or not, and holding seq 1's record
-/// (one 4 KiB block of 1s at disk offset 0) either way.
+/// (64 KiB of 1s at disk offset 0, encoded) either way.
 fn read_back(g: &Group, id: u64) -> LoadedSegment {
     let path = journal_dir(&g.dir).join(segment_file_name(id));
     let seg = load_segment(&path, LoadMode::ReadOnly).unwrap();
     assert_eq!(seg.last_seq(), Some(Seq(1)), "{seg:?}");
     assert_eq!(seg.footer.extents.len(), 1, "{seg:?}");
     let e = &seg.footer.extents[0];
-    assert_eq!((e.disk, e.offset, e.len, e.seq), (0, 0, 4096, Seq(1)));
-    let mut data = vec![0u8; 4096];
-    File::open(&path)
-        .unwrap()
-        .read_exact_at(&mut data, e.data_pos)
+    assert_eq!(
+        (e.disk, e.offset, e.len, e.seq, e.encoding),
+        (0, 0, RECORD_LEN as u32, Seq(1), Encoding::Zstd)
+    );
+    let mut data = vec![0u8; RECORD_LEN];
+    crate::store::frames::read_whole(&File::open(&path).unwrap(), e.data_pos, e.len, &mut data)
         .unwrap();
     assert!(data.iter().all(|&b| b == 1), "seq 1's data");
     seg

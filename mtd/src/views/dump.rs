@@ -153,7 +153,11 @@ impl Dumper<'_> {
                     continue;
                 }
                 Source::Base if !base_data => {}
-                Source::Base | Source::Zero => self.view.read_piece(&plan, p, out)?,
+                // Encoded pieces decompress their frames in place (through the frame cache):
+                // there is no run of plain bytes on disk to batch.
+                Source::Base | Source::Zero | Source::Encoded { .. } => {
+                    self.view.read_piece(&plan, p, out)?
+                }
             }
             self.bar.inc(p.len);
         }

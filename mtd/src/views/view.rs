@@ -165,6 +165,19 @@ impl View {
                 .segment(segment_id)
                 .read_exact_at(out, pos)
                 .map_err(|e| self.read_error("journal segment", p.offset, e))?,
+            Source::Encoded {
+                segment_id,
+                data_pos,
+                len,
+                skip,
+            } => crate::store::frames::Record {
+                file: plan.segment(segment_id),
+                segment_id,
+                data_pos,
+                len,
+            }
+            .read_at(out, skip, &self.group.frames, plan.frame_generation)
+            .map_err(|e| self.read_error("encoded journal record", p.offset, e))?,
         }
         Ok(())
     }
@@ -241,7 +254,9 @@ impl View {
         for p in pieces {
             match p.source {
                 Source::Zero => push_extent(&mut out, p.offset, p.len, Allocation::Zero),
-                Source::Segment { .. } => push_extent(&mut out, p.offset, p.len, Allocation::Data),
+                Source::Segment { .. } | Source::Encoded { .. } => {
+                    push_extent(&mut out, p.offset, p.len, Allocation::Data)
+                }
                 Source::Base => {
                     for (o, l, a) in sparse_runs(&base, p.offset, p.len)
                         .map_err(|e| self.read_error("base image", p.offset, e))?

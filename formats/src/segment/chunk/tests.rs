@@ -155,8 +155,8 @@ fn prefix_damage_kinds() {
     b[0] = b'X';
     assert!(matches!(peek_chunk(&b), Err(DecodeError::BadMagic { .. })));
     let mut b = good.clone();
-    b[4] = 2;
-    assert_eq!(peek_chunk(&b), Err(DecodeError::UnsupportedVersion(2)));
+    b[4] = 3;
+    assert_eq!(peek_chunk(&b), Err(DecodeError::UnsupportedVersion(3)));
     let mut b = good.clone();
     b[6] = 3;
     assert_eq!(peek_chunk(&b), Err(DecodeError::UnknownKind(3)));
@@ -217,4 +217,138 @@ fn wrong_buffer_length_panics() {
     let r = recs(&[0; 512]);
     let mut out = vec![0; records_chunk_len(&r) - 1];
     write_records_chunk(&mut out, Seq(1), 0, 0, &r);
+}
+
+/// A chunk of two data records (the first encoded, compressible), a trim, and a raw one.
+fn build_encoded(z: &[u8], raw: &[u8]) -> (Vec<u8>, ChunkHeader, Vec<u8>) {
+    let r = vec![
+        RecordRef {
+            disk: 0,
+            kind: RecordKind::Data,
+            offset: 0,
+            len: z.len() as u32,
+            data: z,
+        },
+        RecordRef {
+            disk: 0,
+            kind: RecordKind::Trim,
+            offset: 1 << 20,
+            len: 4096,
+            data: &[],
+        },
+        RecordRef {
+            disk: 0,
+            kind: RecordKind::Data,
+            offset: 4096,
+            len: raw.len() as u32,
+            data: raw,
+        },
+    ];
+    let mut c = zstd::bulk::Compressor::new(1).unwrap();
+    let mut enc = Vec::new();
+    assert!(super::super::encoding::encode_record(&mut c, z, &mut enc));
+    let encoded = [Some(&enc[..]), None, None];
+    let mut out = vec![0xee; records_chunk_len_with(&r, &encoded)];
+    let h = write_records_chunk_with(&mut out, Seq(7), 1, 1, &r, &encoded);
+    (out, h, enc)
+}
+
+fn compressible(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i / 100) % 3) as u8).collect()
+}
+
+#[test]
+fn encoded_chunk_round_trips_as_version_2() {
+    let z = compressible(100 * 1024);
+    let raw: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+    let (out, h, enc) = build_encoded(&z, &raw);
+    assert_eq!(u16::from_le_bytes([out[4], out[5]]), CHUNK_VERSION_ENCODED);
+    assert_eq!(out[CHUNK_PREFIX_LEN + 11], Encoding::Zstd.as_u8());
+    // Header, the encoded record padded, the raw one: much less than 25 raw blocks.
+    assert_eq!(out.len(), BLOCK + enc.len().div_ceil(BLOCK) * BLOCK + BLOCK);
+    assert_eq!(decode_chunk_header(&out), Ok(h.clone()));
+    assert_eq!(h.records[0].encoding, Encoding::Zstd);
+    assert_eq!(h.records[2].encoding, Encoding::Raw);
+    assert_eq!(h.records[0].extent(BLOCK as u64).encoding, Encoding::Zstd);
+    verify_chunk_data(&h, &out).unwrap();
+    let r = &h.records[0];
+    verify_record_data(r, &out[r.data_pos as usize..]).unwrap();
+    let mut d = zstd::bulk::Decompressor::new().unwrap();
+    let mut plain = vec![0; z.len()];
+    super::super::encoding::decode_record(
+        &mut d,
+        r.len,
+        r.data_crc,
+        &out[r.data_pos as usize..],
+        &mut plain,
+    )
+    .unwrap();
+    assert_eq!(plain, z);
+}
+
+#[test]
+fn damaged_encoded_records_are_refused() {
+    let z = compressible(64 * 1024);
+    let (out, h, enc) = build_encoded(&z, &[9u8; 512]);
+    let at = h.records[0].data_pos as usize;
+
+    // A frame byte: the record's crc.
+    let mut bad = out.clone();
+    bad[at + enc.len() - 1] ^= 0x40;
+    assert_eq!(
+        verify_chunk_data(&h, &bad),
+        Err(DecodeError::PayloadChecksum)
+    );
+    // The table: a length out of bounds is named.
+    let mut bad = out.clone();
+    bad[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let e = verify_chunk_data(&h, &bad).unwrap_err().to_string();
+    assert!(
+        e.contains("frame table") && e.contains("frame 0 of 2"),
+        "{e}"
+    );
+    // The region longer than its table says (the table claims one byte less).
+    let mut bad = out.clone();
+    let l0 = u32::from_le_bytes(bad[at..at + 4].try_into().unwrap());
+    bad[at..at + 4].copy_from_slice(&(l0 - 1).to_le_bytes());
+    assert!(verify_chunk_data(&h, &bad).is_err());
+    // An encoding byte a version 1 chunk may not carry, or no reader knows.
+    let mut v1 = out.clone();
+    v1[4..6].copy_from_slice(&CHUNK_VERSION.to_le_bytes());
+    resign(&mut v1, h.records.len());
+    let e = decode_chunk_header(&v1).unwrap_err().to_string();
+    assert!(e.contains("reserved byte is 1 in a version 1 chunk"), "{e}");
+    let mut unknown = out.clone();
+    unknown[CHUNK_PREFIX_LEN + 11] = 9;
+    resign(&mut unknown, h.records.len());
+    let e = decode_chunk_header(&unknown).unwrap_err().to_string();
+    assert!(e.contains("unknown encoding 9"), "{e}");
+    // A trim record with an encoding.
+    let mut trim = out.clone();
+    trim[CHUNK_PREFIX_LEN + CHUNK_RECORD_ENTRY_LEN + 11] = 1;
+    resign(&mut trim, h.records.len());
+    assert!(decode_chunk_header(&trim).is_err());
+    // A version no reader knows.
+    let mut v3 = out.clone();
+    v3[4..6].copy_from_slice(&3u16.to_le_bytes());
+    assert_eq!(peek_chunk(&v3), Err(DecodeError::UnsupportedVersion(3)));
+}
+
+#[test]
+fn raw_only_chunks_stay_version_1() {
+    let data = vec![5u8; 4096];
+    let (out, h) = build(&data);
+    assert_eq!(u16::from_le_bytes([out[4], out[5]]), CHUNK_VERSION);
+    assert!(h.records.iter().all(|r| r.encoding == Encoding::Raw));
+    verify_chunk_data(&h, &out).unwrap();
+}
+
+/// Recomputes the header crc after a test edited the prefix or entries.
+fn resign(out: &mut [u8], n: usize) {
+    let header_len = CHUNK_PREFIX_LEN + CHUNK_RECORD_ENTRY_LEN * n;
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&out[..CRC_OFF]),
+        &out[CHUNK_PREFIX_LEN..header_len],
+    );
+    out[CRC_OFF..CHUNK_PREFIX_LEN].copy_from_slice(&crc.to_le_bytes());
 }

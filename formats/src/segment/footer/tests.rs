@@ -33,6 +33,7 @@ fn sample() -> SegmentFooter {
                 len: 512,
                 seq: Seq(11),
                 data_pos: 0,
+                encoding: Encoding::Raw,
             },
             FooterExtent {
                 disk: 0,
@@ -41,6 +42,7 @@ fn sample() -> SegmentFooter {
                 len: 4096,
                 seq: Seq(10),
                 data_pos: 2 * 4096,
+                encoding: Encoding::Raw,
             },
         ],
     };
@@ -98,6 +100,7 @@ fn body_that_fills_a_block_exactly_gets_another_block() {
             len: 512,
             seq: Seq(i + 1),
             data_pos: 0,
+            encoding: Encoding::Raw,
         });
     }
     let (bytes, file_len) = sealed(&f);
@@ -223,4 +226,43 @@ fn body_damage() {
         SegmentFooter::decode_body(&b, &trailer_for(&b)),
         Err(DecodeError::TooLarge { .. })
     ));
+}
+
+#[test]
+fn encoded_extents_make_a_version_2_footer() {
+    let decode = |bytes: &[u8], file_len: u64| {
+        let t = SegmentFooter::decode_trailer(&bytes[bytes.len() - TRAILER_LEN..], file_len)?;
+        SegmentFooter::decode_body(&bytes[..t.body_len as usize], &t)
+    };
+    let mut f = sample();
+    let (bytes, file_len) = sealed(&f);
+    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), FOOTER_VERSION);
+    // Which extent is data after sorting: (disk 0, ...) first.
+    let ix = f
+        .extents
+        .iter()
+        .position(|e| e.kind == RecordKind::Data)
+        .unwrap();
+    f.extents[ix].encoding = Encoding::Zstd;
+    let (bytes, file_len2) = sealed(&f);
+    assert_eq!(file_len, file_len2);
+    assert_eq!(
+        u16::from_le_bytes([bytes[4], bytes[5]]),
+        FOOTER_VERSION_ENCODED
+    );
+    assert_eq!(decode(&bytes, file_len).unwrap(), f);
+
+    // The same bytes claiming version 1: the encoding byte is refused, not ignored.
+    let mut v1 = f.encode_body();
+    v1[4..6].copy_from_slice(&FOOTER_VERSION.to_le_bytes());
+    let t = Trailer {
+        footer_offset: FOOTER_AT,
+        body_len: v1.len() as u64,
+        body_crc: crc32c::crc32c(&v1),
+    };
+    let e = SegmentFooter::decode_body(&v1, &t).unwrap_err().to_string();
+    assert!(
+        e.contains("reserved byte is 1 in a version 1 footer"),
+        "{e}"
+    );
 }

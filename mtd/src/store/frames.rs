@@ -1,0 +1,227 @@
+//! Reading zstd-encoded journal records (see `rewind_formats::segment::encoding`): the one place
+//! that turns a record's frame table and frames back into plain bytes, for views (NBD, FUSE,
+//! verify, dump), the merger and the tests.
+//!
+//! A piece read fetches the record's table, then only the frames the piece covers, in one read,
+//! and decompresses them. Hot frames (and tables) stay decompressed in the group's
+//! [`FrameCache`], so repeated small reads of one region cost a copy.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+
+use hashlink::LruCache;
+use rewind_formats::segment::encoding::{
+    decode_frame, decode_record, frame_offset, frame_range, read_table, stored_len, table_len,
+    FRAME_SPAN,
+};
+use rewind_formats::DecodeError;
+
+/// Frames a group's cache keeps: 1024 x 32 KiB = 32 MiB of decompressed bytes per group, enough
+/// for a few views' working sets without letting many groups pin much memory.
+pub(crate) const CACHED_FRAMES: usize = 1024;
+
+/// (segment id, record data_pos, frame index or [`TABLE`]).
+type Key = (u64, u64, u32);
+
+/// The frame index under which a record's table is cached.
+const TABLE: u32 = u32::MAX;
+
+/// A group's LRU of decompressed frames and frame tables.
+///
+/// Segment ids may be reused once every segment of a group has been merged away, so the merger
+/// calls [`FrameCache::forget_all`] when it deletes segments: that empties the cache and bumps
+/// its generation. A read carries the generation its plan was made at (under the group lock) and
+/// its frames are not cached if a merge ran since, so no frame of a deleted segment survives.
+pub(crate) struct FrameCache {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    generation: u64,
+    lru: LruCache<Key, Arc<[u8]>>,
+}
+
+impl FrameCache {
+    pub(crate) fn new(frames: usize) -> FrameCache {
+        FrameCache {
+            inner: Mutex::new(Inner {
+                generation: 0,
+                lru: LruCache::new(frames.max(1)),
+            }),
+        }
+    }
+
+    /// The generation a read plan records.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.lock().expect("frame cache lock").generation
+    }
+
+    /// Drops everything (segments were deleted).
+    pub(crate) fn forget_all(&self) {
+        let mut g = self.inner.lock().expect("frame cache lock");
+        g.generation += 1;
+        g.lru.clear();
+    }
+
+    fn get(&self, key: Key) -> Option<Arc<[u8]>> {
+        self.inner
+            .lock()
+            .expect("frame cache lock")
+            .lru
+            .get(&key)
+            .cloned()
+    }
+
+    fn put(&self, generation: u64, key: Key, value: Arc<[u8]>) {
+        let mut g = self.inner.lock().expect("frame cache lock");
+        if g.generation == generation {
+            g.lru.insert(key, value);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().expect("frame cache lock").lru.len()
+    }
+}
+
+thread_local! {
+    /// One decompression context per thread: creating one per read would cost more than the
+    /// decompression of a frame.
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> Result<T, DecodeError>,
+) -> io::Result<T> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        f(d.as_mut().expect("just set")).map_err(invalid)
+    })
+}
+
+fn invalid(e: DecodeError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Where an encoded record is: its segment's file and id, and the cache it reads through.
+pub(crate) struct Record<'a> {
+    pub(crate) file: &'a File,
+    pub(crate) segment_id: u64,
+    pub(crate) data_pos: u64,
+    pub(crate) len: u32,
+}
+
+impl Record<'_> {
+    /// Fills `out` with the record's plain bytes from `skip` on (`skip + out.len() <= len`).
+    pub(crate) fn read_at(
+        &self,
+        out: &mut [u8],
+        skip: u64,
+        cache: &FrameCache,
+        generation: u64,
+    ) -> io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let end = skip + out.len() as u64;
+        if end > u64::from(self.len) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "bytes {skip}..{end} of an encoded record of {} bytes",
+                    self.len
+                ),
+            ));
+        }
+        let first = (skip / FRAME_SPAN as u64) as usize;
+        let last = ((end - 1) / FRAME_SPAN as u64) as usize;
+        let key = |i: usize| (self.segment_id, self.data_pos, i as u32);
+
+        let mut frames: Vec<Option<Arc<[u8]>>> =
+            (first..=last).map(|i| cache.get(key(i))).collect();
+        if frames.iter().any(Option::is_none) {
+            let table = self.table(cache, generation)?;
+            // One read from the first missing frame to the last one.
+            let lo = frames.iter().position(Option::is_none).expect("one is") + first;
+            let hi = last
+                - frames
+                    .iter()
+                    .rev()
+                    .position(Option::is_none)
+                    .expect("one is");
+            let start = frame_offset(self.len, &table, lo);
+            let stop = frame_offset(self.len, &table, hi) + table[hi] as usize;
+            let mut buf = vec![0u8; stop - start];
+            self.file
+                .read_exact_at(&mut buf, self.data_pos + start as u64)?;
+            for i in lo..=hi {
+                if frames[i - first].is_some() {
+                    continue;
+                }
+                let at = frame_offset(self.len, &table, i) - start;
+                let (s, e) = frame_range(self.len, i);
+                let mut plain = vec![0u8; e - s];
+                with_decompressor(|d| {
+                    decode_frame(d, &buf[at..at + table[i] as usize], &mut plain).map_err(|e| {
+                        DecodeError::Decompress(format!(
+                            "frame {i} of the record at {}: {e}",
+                            self.data_pos
+                        ))
+                    })
+                })?;
+                let plain: Arc<[u8]> = plain.into();
+                cache.put(generation, key(i), plain.clone());
+                frames[i - first] = Some(plain);
+            }
+        }
+        for (k, f) in frames.iter().enumerate() {
+            let f = f.as_ref().expect("every frame read");
+            let (s, e) = frame_range(self.len, first + k);
+            let (lo, hi) = ((s as u64).max(skip), (e as u64).min(end));
+            out[(lo - skip) as usize..(hi - skip) as usize]
+                .copy_from_slice(&f[(lo - s as u64) as usize..(hi - s as u64) as usize]);
+        }
+        Ok(())
+    }
+
+    /// The record's frame table, through the cache.
+    fn table(&self, cache: &FrameCache, generation: u64) -> io::Result<Vec<u32>> {
+        let key = (self.segment_id, self.data_pos, TABLE);
+        let bytes = match cache.get(key) {
+            Some(b) => b,
+            None => {
+                let mut b = vec![0u8; table_len(self.len)];
+                self.file.read_exact_at(&mut b, self.data_pos)?;
+                let b: Arc<[u8]> = b.into();
+                // Checked before it is cached.
+                read_table(self.len, &b).map_err(invalid)?;
+                cache.put(generation, key, b.clone());
+                b
+            }
+        };
+        read_table(self.len, &bytes).map_err(invalid)
+    }
+}
+
+/// The whole encoded record of `len` plain bytes at `data_pos` of `file` into `out` (exactly
+/// `len` bytes), for the merger. Bypasses the cache: each record is merged once.
+pub(crate) fn read_whole(file: &File, data_pos: u64, len: u32, out: &mut [u8]) -> io::Result<()> {
+    let mut t = vec![0u8; table_len(len)];
+    file.read_exact_at(&mut t, data_pos)?;
+    let table = read_table(len, &t).map_err(invalid)?;
+    let mut region = vec![0u8; stored_len(len, &table)];
+    file.read_exact_at(&mut region, data_pos)?;
+    // The footer keeps no crc: the frames' own zstd checksums catch damage here.
+    let crc = crc32c::crc32c(&region);
+    with_decompressor(|d| decode_record(d, len, crc, &region, out))
+}
+
+#[cfg(test)]
+mod tests;
