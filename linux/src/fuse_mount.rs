@@ -61,6 +61,30 @@ pub fn is_mount_point(dir: &Path) -> io::Result<bool> {
     Ok(mount_points()?.iter().any(|m| m == dir))
 }
 
+/// The file system type and source of the FUSE mount on top at `dir` (a canonical path), if
+/// the mount on top there is a FUSE one (`fuse`, `fuse.NAME`, `fuseblk`).
+///
+/// Only a FUSE mount means a server is serving there. Other mounts at a path are normal: a
+/// service manager's sandbox bind-mounts a directory onto itself to make it writable under a
+/// read-only /usr (systemd's `ReadWritePaths=`, `RuntimeDirectory=` with `ProtectSystem=`).
+pub fn fuse_mounted_at(dir: &Path) -> io::Result<Option<(String, String)>> {
+    let text = std::fs::read("/proc/self/mountinfo")?;
+    Ok(text
+        .split(|&b| b == b'\n')
+        .filter_map(|line| {
+            let line = String::from_utf8_lossy(line);
+            let (head, tail) = line.split_once(" - ")?;
+            let point = head.split(' ').nth(4)?;
+            let mut tail = tail.split(' ');
+            let (fstype, source) = (tail.next()?, tail.next().unwrap_or(""));
+            (Path::new(&OsString::from_vec(unescape(point.as_bytes()))) == dir)
+                .then(|| (fstype.to_string(), source.to_string()))
+        })
+        // mountinfo lists mounts in the order they were made: the last at a path is on top.
+        .next_back()
+        .filter(|(fstype, _)| fstype.starts_with("fuse")))
+}
+
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 fn unescape(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
@@ -93,6 +117,31 @@ mod tests {
         assert_eq!(unescape(br"/x\134y"), b"/x\\y".to_vec());
         assert_eq!(unescape(br"/plain"), b"/plain".to_vec());
         assert_eq!(unescape(br"/end\04"), b"/end\\04".to_vec());
+    }
+
+    #[test]
+    fn a_bind_mount_is_not_a_fuse_mount() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: bind mounts need root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let canonical = dir.path().canonicalize().unwrap();
+        assert_eq!(fuse_mounted_at(&canonical).unwrap(), None);
+        // What systemd's ReadWritePaths= does to a directory: a bind mount onto itself.
+        nix::mount::mount(
+            Some(&canonical),
+            &canonical,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        let mounted = is_mount_point(&canonical).unwrap();
+        let fuse = fuse_mounted_at(&canonical).unwrap();
+        detach(&canonical).unwrap();
+        assert!(mounted, "the bind mount is a mount point");
+        assert_eq!(fuse, None, "but not a FUSE one");
     }
 
     #[test]

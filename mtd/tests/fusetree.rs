@@ -649,6 +649,66 @@ fn dead_tree_is_replaced_and_a_busy_tree_detached_at_stop() {
     assert_eq!(names(&views), ["web01"]);
 }
 
+/// A bind mount of a directory onto itself, undone on drop: what systemd's sandbox makes of a
+/// unit's `ReadWritePaths=` and `RuntimeDirectory=`.
+struct SelfBind(PathBuf);
+
+impl Drop for SelfBind {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The view tree mounts on a directory that is itself a bind mount (as under the packaged
+/// systemd unit, where it once refused to start: "already a mount point"), and a second daemon
+/// on a live tree is still refused, naming the FUSE mount in its way.
+#[test]
+fn a_bind_mounted_views_dir_is_taken_and_a_live_tree_refused() {
+    if !is_root("a_bind_mounted_views_dir_is_taken_and_a_live_tree_refused") {
+        return;
+    }
+    let work = tempdir();
+    let views = work.path().join("views");
+    fs::create_dir_all(&views).unwrap();
+    let views = views.canonicalize().unwrap();
+    nix::mount::mount(
+        Some(&views),
+        &views,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    let _bind = SelfBind(views.clone());
+    let d = Mtd::start_engine(work.path(), "uring", &["--views", views.to_str().unwrap()]);
+    let wl = workload("web01", &["sda:8MiB"]);
+    run_ok(&mut wl.run_cmd(&d.target(), "1MiB"));
+    assert_eq!(names(&views), ["web01"]);
+
+    let other = work.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    let out = run(Command::new(bin("rewind-mtd"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(other.join("data"))
+        .arg("--unix")
+        .arg(other.join("mtd.sock"))
+        .arg("--nbd-unix")
+        .arg(other.join("nbd.sock"))
+        .arg("--control")
+        .arg(other.join("control.sock"))
+        .args(["--nbd-listen", "none", "--views"])
+        .arg(&views));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a second daemon served the same tree"
+    );
+    assert!(err.contains("live FUSE file system"), "{err}");
+    // The first one's tree is untouched.
+    assert_eq!(names(&views), ["web01"]);
+}
+
 /// Points read through the tree (and through a loop device over one) stay exact while the load
 /// generator keeps streaming into the same group.
 #[test]

@@ -1,5 +1,5 @@
 //! The mount point: made ready before mounting (a dead tree left by a killed daemon is detached
-//! lazily, a live mount refused).
+//! lazily, a live FUSE mount refused).
 
 use std::fs;
 use std::io;
@@ -12,8 +12,7 @@ use rewind_linux::fuse_mount;
 ///
 /// A daemon killed with its tree mounted leaves a dead FUSE mount there (statfs fails with
 /// ENOTCONN; stat may still succeed for a second from the kernel's attribute cache): it is
-/// detached lazily. A live mount is refused (another daemon serving a tree there, or something
-/// else the tree would hide).
+/// detached lazily. A live FUSE mount is refused (another daemon serving a tree there).
 pub fn prepare(root: &Path) -> Result<PathBuf> {
     fuse_mount::clear_dead(root, "view tree")
         .with_context(|| format!("unmounting the dead view tree at {}", root.display()))?;
@@ -33,11 +32,14 @@ pub fn prepare(root: &Path) -> Result<PathBuf> {
     let canonical = root
         .canonicalize()
         .with_context(|| format!("view tree mount point {}", root.display()))?;
-    let mounted = fuse_mount::is_mount_point(&canonical).context("reading /proc/self/mountinfo")?;
-    if mounted {
+    // Only a live FUSE mount is refused: a bind mount of the directory onto itself is what
+    // systemd's sandbox makes of the unit's `ReadWritePaths=` and `RuntimeDirectory=`.
+    let fuse = fuse_mount::fuse_mounted_at(&canonical).context("reading /proc/self/mountinfo")?;
+    if let Some((fstype, source)) = fuse {
         bail!(
-            "{} is already a mount point (another rewind-mtd serving its view tree there?); \
-             unmount it or choose another --views directory",
+            "{} is already a mount point of a live FUSE file system ({fstype}, source {source}: \
+             another rewind-mtd serving its view tree there?); unmount it or choose another \
+             --views directory",
             canonical.display()
         );
     }
