@@ -28,6 +28,9 @@ pkgs+=(chromium chromium-driver firefox-esr)
 # Packaging: systemd-analyze verify looks up each unit's man pages (man-db); cargo-deb (below)
 # builds the Debian packages, checked with dpkg-deb.
 pkgs+=(man-db systemd)
+# The packages under a real systemd: a Debian root (debootstrap, scripts/systemd-root.sh) booted
+# with systemd-nspawn (systemd-container), since this machine's PID 1 is not systemd.
+pkgs+=(debootstrap systemd-container)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -80,6 +83,8 @@ export REWIND_REQUIRE_TOOLS=1
 # The test VM's kernel and initramfs (cached in /var/cache/rewind-vm): built once here, so tests
 # that boot VMs do not all wait on the first one to download the kernel package.
 scripts/vm-image.sh
+# The root file system the packages' test boots with systemd (cached in /var/cache/rewind-systemd-root).
+scripts/systemd-root.sh
 
 # Habits the suite holds every change to: formatted, clippy-clean and rustdoc-clean with warnings
 # denied.

@@ -8,21 +8,13 @@
 //! not the release build, which `scripts/package.sh` makes.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use rewind_benches::harness::packages::{
+    build_deb, generate_docs, have_cargo_deb, workspace, PACKAGES,
+};
 use rewind_benches::harness::*;
-
-/// Each package: its crate, its binaries, its unit files.
-const PACKAGES: [(&str, &[&str], &[&str]); 3] = [
-    (
-        "mtd",
-        &["rewind-mtd", "rewind"],
-        &["rewind-mtd.service", "rewind-relay.service"],
-    ),
-    ("agent", &["rewind-agent"], &["rewind-agent@.service"]),
-    ("site", &["rewind-site"], &["rewind-site.service"]),
-];
 
 /// The highest `systemd-analyze security` exposure each unit may have (measured 5.2, 5.0 and
 /// 1.5 when written: the target and the agent keep CAP_SYS_ADMIN for mounts, FUSE and loop
@@ -34,27 +26,15 @@ const MAX_EXPOSURE: [(&str, f64); 4] = [
     ("rewind-site.service", 1.6),
 ];
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+/// Runs `cmd`: whether it succeeded, and its stdout and stderr.
+fn run_text(cmd: &mut Command) -> (bool, String) {
+    let out = run(cmd);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-/// Runs `name` with `REWIND_GENERATE_DOCS=dir`.
-fn generate_docs(name: &str, dir: &Path) {
-    let (ok, text) = run(Command::new(bin(name)).env("REWIND_GENERATE_DOCS", dir));
-    assert!(ok, "{name} REWIND_GENERATE_DOCS={}: {text}", dir.display());
 }
 
 #[test]
@@ -82,7 +62,8 @@ fn every_binary_writes_its_man_pages_and_completions() {
         }
     }
     // A directory it cannot write is an error, not a silent success.
-    let (ok, text) = run(Command::new(bin("rewind")).env("REWIND_GENERATE_DOCS", "/proc/nope"));
+    let (ok, text) =
+        run_text(Command::new(bin("rewind")).env("REWIND_GENERATE_DOCS", "/proc/nope"));
     assert!(!ok && text.contains("/proc/nope"), "{text}");
 }
 
@@ -130,18 +111,22 @@ fn units_pass_systemd_analyze_verify_and_stay_hardened() {
     }
     let manpath = manpath.join(":");
     for unit in PACKAGES.iter().flat_map(|(_, _, u)| u.iter()) {
-        let (ok, text) = run(Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(format!("--root={}", root.display()))
-            .arg(format!("/usr/lib/systemd/system/{unit}"))
-            .env("MANPATH", &manpath));
+        let (ok, text) = run_text(
+            Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(format!("--root={}", root.display()))
+                .arg(format!("/usr/lib/systemd/system/{unit}"))
+                .env("MANPATH", &manpath),
+        );
         assert!(ok && text.trim().is_empty(), "{unit}: {text}");
     }
     for (unit, max) in MAX_EXPOSURE {
-        let (_, text) = run(Command::new("systemd-analyze")
-            .args(["security", "--offline=true", "--no-pager"])
-            .arg(format!("--root={}", root.display()))
-            .arg(format!("/usr/lib/systemd/system/{unit}")));
+        let (_, text) = run_text(
+            Command::new("systemd-analyze")
+                .args(["security", "--offline=true", "--no-pager"])
+                .arg(format!("--root={}", root.display()))
+                .arg(format!("/usr/lib/systemd/system/{unit}")),
+        );
         let level: f64 = text
             .lines()
             .find_map(|l| l.split("Overall exposure level for ").nth(1))
@@ -154,10 +139,12 @@ fn units_pass_systemd_analyze_verify_and_stay_hardened() {
     // A unit that is wrong fails verify: the check can fail.
     let bad = units.join("rewind-bad.service");
     fs::write(&bad, "[Service]\nExecStart=/usr/bin/rewind-nope serve\n").unwrap();
-    let (ok, text) = run(Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(format!("--root={}", root.display()))
-        .arg("/usr/lib/systemd/system/rewind-bad.service"));
+    let (ok, text) = run_text(
+        Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(format!("--root={}", root.display()))
+            .arg("/usr/lib/systemd/system/rewind-bad.service"),
+    );
     assert!(!ok && text.contains("rewind-nope"), "{text}");
 }
 
@@ -166,43 +153,13 @@ fn debian_packages_hold_binaries_units_docs_and_make_the_group() {
     if !have_tools("packages", &["dpkg-deb"]) {
         return;
     }
-    let has_cargo_deb = Command::new("cargo")
-        .args(["deb", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_cargo_deb {
-        assert!(
-            std::env::var_os("REWIND_REQUIRE_TOOLS").is_none(),
-            "cargo-deb is not installed (scripts/test.sh installs it)"
-        );
-        eprintln!("SKIPPED: cargo-deb is not installed");
+    if !have_cargo_deb() {
         return;
     }
     let tmp = tempdir();
-    // cargo-deb takes the assets from the target directory (`target/release/...` in the
-    // metadata is the selected profile's directory): the docs go where the metadata says.
-    let target = bin("rewind").parent().unwrap().to_path_buf();
     for (krate, bins, unit_files) in PACKAGES {
-        for b in bins {
-            generate_docs(b, &target.join("docs").join(b));
-        }
-        let (ok, text) = run(Command::new("cargo")
-            .current_dir(workspace())
-            .args(["deb", "-p", &format!("rewind-{krate}")])
-            .args(["--no-build", "--profile", "dev", "--fast", "-o"])
-            .arg(tmp.path()));
-        assert!(ok, "cargo deb -p rewind-{krate}: {text}");
-        let deb = fs::read_dir(tmp.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&format!("rewind-{krate}_")))
-            })
-            .unwrap_or_else(|| panic!("no rewind-{krate} package in {text}"));
-        let (ok, files) = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
+        let deb = build_deb(krate, tmp.path());
+        let (ok, files) = run_text(Command::new("dpkg-deb").arg("-c").arg(&deb));
         assert!(ok, "{files}");
         let mut want: Vec<String> = unit_files
             .iter()
@@ -222,7 +179,7 @@ fn debian_packages_hold_binaries_units_docs_and_make_the_group() {
                 deb.display()
             );
         }
-        let (ok, postinst) = run(Command::new("sh").arg("-c").arg(format!(
+        let (ok, postinst) = run_text(Command::new("sh").arg("-c").arg(format!(
             "dpkg-deb --ctrl-tarfile '{}' | tar -xOf - ./postinst",
             deb.display()
         )));
@@ -247,10 +204,12 @@ fn debian_packages_hold_binaries_units_docs_and_make_the_group() {
                 "{other} must not be enabled at install: {postinst}"
             );
         }
-        let (_, control) = run(Command::new("dpkg-deb")
-            .args(["-f"])
-            .arg(&deb)
-            .arg("Depends"));
+        let (_, control) = run_text(
+            Command::new("dpkg-deb")
+                .args(["-f"])
+                .arg(&deb)
+                .arg("Depends"),
+        );
         assert!(control.contains("adduser"), "{control}");
     }
 }

@@ -17,6 +17,8 @@
 //! - [`pg`]: a throwaway PostgreSQL cluster (the site's tests and its bench).
 //! - [`powercut`]: power-cut campaigns' mounts, rounds and result lines.
 //! - [`vm`]: a qemu test VM booting from what the target exposes.
+//! - [`container`]: a Debian root booted with systemd as PID 1, for the packages' units.
+//! - [`packages`]: the Debian packages, built with cargo-deb from the debug binaries.
 //! - [`writer`]: a background random-extent workload on a protected device.
 //!
 //! Everything here panics on failure: it is for tests only.
@@ -25,6 +27,7 @@ pub mod agent;
 pub mod agent_status;
 pub mod bins;
 pub mod cmd;
+pub mod container;
 pub mod corpus;
 pub mod disk;
 pub mod frames;
@@ -35,6 +38,7 @@ pub mod mounts;
 pub mod mtd;
 pub mod mtd_cli;
 pub mod netns;
+pub mod packages;
 pub mod pg;
 pub mod powercut;
 pub mod procs;
