@@ -14,41 +14,20 @@ use std::time::{Duration, Instant};
 
 use super::cmd::{assert_ok, run_ok, run_within};
 use super::procs::sigterm_and_wait;
-use super::scratch::{have_tool, tempdir};
+use super::scratch::{have_tools, tempdir};
 
 pub const DEFAULT_ROOT_DIR: &str = "/var/cache/rewind-systemd-root";
 
 const TOOLS: [&str; 4] = ["systemd-nspawn", "nsenter", "debootstrap", "flock"];
 
-/// What this machine lacks to boot containers; empty when nothing is missing.
-fn missing() -> Vec<String> {
-    let mut missing = Vec::new();
-    if !nix::unistd::geteuid().is_root() {
-        missing.push("root".to_string());
-    }
-    missing.extend(
-        TOOLS
-            .iter()
-            .filter(|t| !have_tool(t))
-            .map(|t| t.to_string()),
-    );
-    missing
-}
-
-/// Whether containers can boot here. When they cannot, says so loudly and returns false (skip),
-/// unless `REWIND_REQUIRE_TOOLS` is set (scripts/test.sh sets it): then a missing tool fails.
+/// Whether containers can boot here: root and [`TOOLS`]. When not, says so and returns false
+/// (skip), unless `REWIND_REQUIRE_TOOLS` is set: then a missing tool fails (as [`have_tools`]).
 pub fn can_boot(test: &str) -> bool {
-    let missing = missing();
-    if missing.is_empty() {
-        return true;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED {test}: needs root (systemd-nspawn)");
+        return false;
     }
-    let what = format!(
-        "{test} needs {} (scripts/test.sh installs systemd-container and debootstrap)",
-        missing.join(", ")
-    );
-    assert!(std::env::var_os("REWIND_REQUIRE_TOOLS").is_none(), "{what}");
-    eprintln!("SKIPPED {what}");
-    false
+    have_tools(test, &TOOLS)
 }
 
 /// The cached root (built by scripts/systemd-root.sh on `REWIND_SYSTEMD_ROOT_DIR`, default
