@@ -16,6 +16,7 @@ fn serve(mut conn: TcpStream) -> std::io::Result<()> {
     };
     let welcome = Welcome {
         dedup_window: 0,
+        framed_records: false,
         groups: hello
             .groups
             .iter()

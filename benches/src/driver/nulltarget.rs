@@ -101,6 +101,7 @@ fn serve(mut conn: UnixStream, acked: &Acked) -> Result<()> {
                     Some(Message::Welcome(Welcome {
                         groups,
                         dedup_window: 0,
+                        framed_records: false,
                     }))
                 }
                 Message::Hashes(h) => Some(Message::Hashes(Hashes {
