@@ -190,7 +190,7 @@ impl FramePool {
     /// whole spans at a span boundary and encoding saves at least a BLOCK (as a journal
     /// writer would store them); returns false, `out` as it was, otherwise.
     pub fn encode(&self, pos: usize, len: usize, out: &mut Vec<u8>) -> bool {
-        if pos % FRAME_SPAN != 0 || len % FRAME_SPAN != 0 || len == 0 {
+        if !pos.is_multiple_of(FRAME_SPAN) || !len.is_multiple_of(FRAME_SPAN) || len == 0 {
             return false;
         }
         let (first, n) = (pos / FRAME_SPAN, len / FRAME_SPAN);

@@ -232,7 +232,7 @@ pub fn parse_records_framed(
                             raw.len() - data_start
                         ))
                     })?;
-                    check_frames(len, crc, bytes).map_err(|why| bad(why))?;
+                    check_frames(len, crc, bytes).map_err(bad)?;
                 }
                 _ => {}
             }
