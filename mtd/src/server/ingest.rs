@@ -471,6 +471,64 @@ mod tests {
     }
 
     #[test]
+    fn framed_records_are_stored_as_sent_and_damaged_ones_refused_naming_group_and_seq() {
+        use crate::server::testing::{batch_ref, runtime};
+        use rewind_formats::framed::{encode_records_framed, FramedRecord};
+        use rewind_formats::message::Batch;
+        use rewind_formats::records::RecordKind;
+        use rewind_formats::segment::encoding::encode_record;
+        let (_d, store, mut f) = fed();
+        let rt = runtime();
+        let plain: Vec<u8> = (0..65536u32).map(|i| (i / 300) as u8).collect();
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        c.include_checksum(true).unwrap();
+        let mut enc = Vec::new();
+        assert!(encode_record(&mut c, &plain, &mut enc));
+        let framed_batch = |crc: u32| {
+            let rec = FramedRecord {
+                record: RecordRef {
+                    disk: 0,
+                    kind: RecordKind::Data,
+                    offset: 0,
+                    len: plain.len() as u32,
+                    data: &[],
+                },
+                encoded: Some((&enc, crc)),
+            };
+            Batch::from_payload("g", 1, Seq(1), 0, 1, &encode_records_framed(&[rec]), 1)
+        };
+        let good = framed_batch(crc32c::crc32c(&enc));
+        // A session that was not granted framed records refuses them.
+        let r = rt
+            .block_on(f.batch_in(&store, &batch_ref(&good), &Quotas::default(), false))
+            .unwrap_err();
+        assert!(
+            r.message.contains("not granted framed records"),
+            "{}",
+            r.message
+        );
+        // A wrong crc: refused, naming the group, the seq and what.
+        let bad = framed_batch(crc32c::crc32c(&enc) ^ 1);
+        let r = rt
+            .block_on(f.batch_in(&store, &batch_ref(&bad), &Quotas::default(), true))
+            .unwrap_err();
+        assert_eq!(r.code, ErrorCode::Protocol);
+        for want in ["group g", "seq 1", "crc32c"] {
+            assert!(r.message.contains(want), "{want}: {}", r.message);
+        }
+        // The good one goes into the chunk as it came: its table and frames, encoded.
+        let req = f.framed_batch_chunk(&batch_ref(&good)).unwrap();
+        let e = &req.header.records[0];
+        assert_eq!(
+            e.encoding,
+            rewind_formats::segment::encoding::Encoding::Zstd
+        );
+        let at = e.data_pos as usize;
+        assert_eq!(&req.buf[at..at + enc.len()], &enc[..]);
+        assert_eq!(e.data_crc, crc32c::crc32c(&enc));
+    }
+
+    #[test]
     fn a_batch_for_a_group_the_hello_did_not_name_is_refused() {
         let (_d, _store, f) = fed();
         let mut fed = vec![f];
