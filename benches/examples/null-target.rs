@@ -16,6 +16,8 @@ fn serve(mut conn: TcpStream) -> std::io::Result<()> {
     };
     let welcome = Welcome {
         dedup_window: 0,
+        // Batches are not decoded here: framed ones cost it nothing either.
+        framed_records: hello.framed_records,
         groups: hello
             .groups
             .iter()

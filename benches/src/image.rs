@@ -211,7 +211,7 @@ pub fn send_image(cfg: &ImageConfig) -> Result<ImageSummary> {
         0,
         &[(cfg.disk.clone(), size)],
     );
-    let (conn, durable) = open(&cfg.addr, &hello_msg)?;
+    let (conn, durable, _) = open(&cfg.addr, &hello_msg)?;
     if durable > 0 && cfg.since.is_none() {
         eprintln!(
             "rewind-loadgen: warning: group {} is already at seq {durable}; without --since, \

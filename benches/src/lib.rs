@@ -50,7 +50,7 @@ pub mod wire;
 
 pub use error::{Error, Result};
 pub use model::{Model, Pattern, Workload};
-pub use pool::{DataPool, Payload};
+pub use pool::{DataPool, FramePool, Payload};
 /// The batch builders live in `rewind-formats`; re-exported for the loadgen's users.
 pub use rewind_formats::batch;
 pub use units::{parse_size, Addr, DiskSpec};

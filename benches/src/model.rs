@@ -181,6 +181,15 @@ impl Model {
             .record_data(seq, self.workload.record_size as usize)
     }
 
+    /// Where record `seq`'s data starts in the pool.
+    pub fn data_pos(&self, seq: u64) -> usize {
+        self.pool.position(seq, self.workload.record_size as usize)
+    }
+
+    pub fn pool(&self) -> &DataPool {
+        &self.pool
+    }
+
     /// Record `seq` as it goes on the wire.
     pub fn record(&self, seq: u64) -> RecordRef<'_> {
         let p = self.workload.placement(seq);

@@ -11,6 +11,9 @@ use std::str::FromStr;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use rewind_formats::segment::encoding::FRAME_SPAN;
+use rewind_formats::BLOCK;
+
 use crate::model::hash3;
 
 /// Default pool size. Never change it: recorded runs are verified against this.
@@ -50,6 +53,11 @@ pub enum Payload {
     Random,
     /// A mix of zero runs, text-like words and random bytes: about 3:1 with zstd -1.
     Compressible,
+    /// The [`Payload::Compressible`] pool, records placed on 32 KiB boundaries of it
+    /// ([`FRAME_SPAN`]): a record of whole 32 KiB spans is made of pool frames that a
+    /// [`FramePool`] encodes once, so a load generator sending framed records compresses
+    /// nothing per record.
+    CompressibleFrames,
     /// File system data: zero, text-like, repeated and random 4 KiB blocks (see `FS_*_PCT`),
     /// records placed on 4 KiB boundaries of the pool so that a repeated block is a repeated
     /// 4 KiB record block.
@@ -62,9 +70,10 @@ impl FromStr for Payload {
         match s {
             "random" => Ok(Payload::Random),
             "compressible" => Ok(Payload::Compressible),
+            "compressible-frames" => Ok(Payload::CompressibleFrames),
             "fs" => Ok(Payload::Fs),
             _ => Err(format!(
-                "payload {s:?}: expected random, compressible or fs"
+                "payload {s:?}: expected random, compressible, compressible-frames or fs"
             )),
         }
     }
@@ -75,6 +84,7 @@ impl fmt::Display for Payload {
         f.write_str(match self {
             Payload::Random => "random",
             Payload::Compressible => "compressible",
+            Payload::CompressibleFrames => "compressible-frames",
             Payload::Fs => "fs",
         })
     }
@@ -94,7 +104,7 @@ impl DataPool {
     pub fn new(seed: u64, payload: Payload) -> DataPool {
         let len = match payload {
             Payload::Fs => FS_POOL_LEN,
-            Payload::Random | Payload::Compressible => POOL_LEN,
+            Payload::Random | Payload::Compressible | Payload::CompressibleFrames => POOL_LEN,
         };
         DataPool::with_len(seed, payload, len)
     }
@@ -106,11 +116,14 @@ impl DataPool {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ SALT_POOL_FILL);
         match payload {
             Payload::Random => rng.fill_bytes(&mut bytes),
-            Payload::Compressible => fill_compressible(&mut rng, &mut bytes),
+            Payload::Compressible | Payload::CompressibleFrames => {
+                fill_compressible(&mut rng, &mut bytes)
+            }
             Payload::Fs => fill_fs(&mut rng, &mut bytes),
         }
         let align = match payload {
             Payload::Fs => 4096,
+            Payload::CompressibleFrames => FRAME_SPAN,
             Payload::Random | Payload::Compressible => POOL_ALIGN,
         };
         DataPool { seed, align, bytes }
@@ -142,6 +155,57 @@ impl DataPool {
     pub fn record_data(&self, seq: u64, len: usize) -> &[u8] {
         let pos = self.position(seq, len);
         &self.bytes[pos..pos + len]
+    }
+
+    /// The pool's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Every [`FRAME_SPAN`] of a pool encoded once as a journal frame (zstd with its checksum):
+/// what a framed record of whole spans at a span boundary of the pool is made of.
+pub struct FramePool {
+    /// The frames back to back.
+    frames: Vec<u8>,
+    /// Start of frame i in `frames`; one more entry for the end.
+    starts: Vec<usize>,
+}
+
+impl FramePool {
+    /// Encodes every whole span of `pool` at zstd `level`.
+    pub fn new(pool: &DataPool, level: i32) -> std::io::Result<FramePool> {
+        let mut c = zstd::bulk::Compressor::new(level)?;
+        c.include_checksum(true)?;
+        let mut frames = Vec::new();
+        let mut starts = vec![0];
+        for span in pool.bytes.chunks_exact(FRAME_SPAN) {
+            frames.extend_from_slice(&c.compress(span)?);
+            starts.push(frames.len());
+        }
+        Ok(FramePool { frames, starts })
+    }
+
+    /// Appends the table ++ frames of the `len` pool bytes at `pos` to `out` when they are
+    /// whole spans at a span boundary and encoding saves at least a BLOCK (as a journal
+    /// writer would store them); returns false, `out` as it was, otherwise.
+    pub fn encode(&self, pos: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        if !pos.is_multiple_of(FRAME_SPAN) || !len.is_multiple_of(FRAME_SPAN) || len == 0 {
+            return false;
+        }
+        let (first, n) = (pos / FRAME_SPAN, len / FRAME_SPAN);
+        if first + n >= self.starts.len() {
+            return false;
+        }
+        let (start, end) = (self.starts[first], self.starts[first + n]);
+        if 4 * n + end - start + BLOCK > len {
+            return false;
+        }
+        for i in first..first + n {
+            out.extend_from_slice(&((self.starts[i + 1] - self.starts[i]) as u32).to_le_bytes());
+        }
+        out.extend_from_slice(&self.frames[start..end]);
+        true
     }
 }
 
@@ -265,6 +329,40 @@ mod tests {
         let distinct: std::collections::HashSet<usize> =
             (1..1000).map(|s| pool.position(s, 4096)).collect();
         assert!((740..840).contains(&distinct.len()), "{}", distinct.len());
+    }
+
+    #[test]
+    fn frame_pool_encodings_are_what_the_journal_checks_and_decode_to_the_pool() {
+        let pool = DataPool::with_len(5, Payload::CompressibleFrames, 4 << 20);
+        let frames = FramePool::new(&pool, 1).unwrap();
+        let mut d = zstd::bulk::Decompressor::new().unwrap();
+        let mut encoded = 0;
+        for seq in 1..200 {
+            let len = 256 << 10;
+            let pos = pool.position(seq, len);
+            assert_eq!(pos % FRAME_SPAN, 0);
+            let mut out = Vec::new();
+            if !frames.encode(pos, len, &mut out) {
+                continue;
+            }
+            encoded += 1;
+            let crc = crc32c::crc32c(&out);
+            rewind_formats::framed::check_frames(len as u32, crc, &out).unwrap();
+            let mut plain = vec![0; len];
+            let mut region = out.clone();
+            region.resize(out.len().div_ceil(BLOCK) * BLOCK, 0);
+            rewind_formats::segment::encoding::decode_record(
+                &mut d, len as u32, crc, &region, &mut plain,
+            )
+            .unwrap();
+            assert_eq!(plain, pool.record_data(seq, len));
+        }
+        assert!(encoded > 150, "{encoded} of 199 records encoded");
+        // Not whole spans, or not at a span boundary: the caller encodes them itself.
+        let mut out = Vec::new();
+        assert!(!frames.encode(0, FRAME_SPAN + 4096, &mut out));
+        assert!(!frames.encode(4096, FRAME_SPAN, &mut out));
+        assert!(out.is_empty());
     }
 
     #[test]

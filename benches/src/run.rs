@@ -12,13 +12,17 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rewind_formats::batch::{BatchBuilder, Compression, PartsBuilder, PartsFrame};
+use rewind_formats::framed::FramedRecord;
+use rewind_formats::segment::encoding::encode_record;
 use rewind_formats::{
-    DiskInfo, Hello, HelloGroup, ResumeStatus, Seq, Tag, TagInfo, TagKind, RECORD_HEADER_LEN,
+    DiskInfo, Hello, HelloGroup, RecordRef, ResumeStatus, Seq, Tag, TagInfo, TagKind, BLOCK,
+    RECORD_HEADER_LEN,
 };
 
 use crate::error::{Error, Result};
 use crate::model::{Model, Workload};
 use crate::pace::Pacer;
+use crate::pool::FramePool;
 use crate::session::{Session, SessionLimits, SessionStats};
 use crate::state::{read_state, StateWriter};
 use crate::stats::percentile;
@@ -47,6 +51,10 @@ pub struct RunConfig {
     /// Send a user TAG `t<seq>` at every multiple of this seq (0: never).
     pub tag_every: u64,
     pub compression: Compression,
+    /// Ask for framed records ([`rewind_formats::framed`]); when the target grants them,
+    /// records go journal-encoded (at the `Zstd` level of `compression`, 1 for `Store`),
+    /// in stored zstd blocks.
+    pub framed: bool,
     pub state: Option<PathBuf>,
     pub reconnect: bool,
     pub reconnect_timeout: Duration,
@@ -90,6 +98,8 @@ pub struct RunSummary {
     pub pattern: String,
     pub payload: String,
     pub compression: String,
+    /// The target granted framed records (in the last session).
+    pub framed: bool,
 }
 
 /// Records per batch for this record size and batch size.
@@ -113,6 +123,7 @@ pub fn build_hello(
         agent: agent.to_string(),
         software: Some(env!("CARGO_PKG_VERSION").to_string()),
         dedup_window: 0,
+        framed_records: false,
         groups: vec![HelloGroup {
             group: group.to_string(),
             generation,
@@ -129,8 +140,9 @@ pub fn build_hello(
     }
 }
 
-/// Connects, says HELLO and returns the connection with the group's durable seq.
-pub fn open(addr: &Addr, hello_msg: &Hello) -> Result<(Conn, u64)> {
+/// Connects, says HELLO and returns the connection with the group's durable seq and whether
+/// the WELCOME granted framed records.
+pub fn open(addr: &Addr, hello_msg: &Hello) -> Result<(Conn, u64, bool)> {
     let group = &hello_msg.groups[0].group;
     let mut conn = connect(addr)?;
     // A target that never answers HELLO must not hang us.
@@ -149,7 +161,7 @@ pub fn open(addr: &Addr, hello_msg: &Hello) -> Result<(Conn, u64)> {
             "group {group}: the target asks for a resync, which the load generator cannot do"
         )));
     }
-    Ok((conn, wg.durable.0))
+    Ok((conn, wg.durable.0, welcome.framed_records))
 }
 
 #[derive(Default)]
@@ -215,9 +227,18 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
     let mut backoff = Duration::from_millis(50);
     let mut deadline = None;
     let mut pacer = Pacer::new(cfg.rate);
+    // Whether the last session's WELCOME granted framed records (set at every HELLO).
+    let mut framed;
+    // Every span of the pool encoded once, before the clock starts.
+    let frames = cfg
+        .framed
+        .then(|| FramePool::new(model.pool(), framed_level(cfg.compression)))
+        .transpose()
+        .map_err(Error::io("encoding the data pool's frames"))?;
     loop {
-        let hello_msg = build_hello(&cfg.agent, &cfg.group, cfg.generation, acked, &disks);
-        let (conn, durable) = match open(&cfg.addr, &hello_msg) {
+        let mut hello_msg = build_hello(&cfg.agent, &cfg.group, cfg.generation, acked, &disks);
+        hello_msg.framed_records = cfg.framed;
+        let (conn, durable, granted) = match open(&cfg.addr, &hello_msg) {
             Ok(x) => x,
             Err(e) if cfg.reconnect && e.is_connection_lost() => {
                 let since = *lost_at.get_or_insert_with(Instant::now);
@@ -241,6 +262,7 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
             );
         }
         backoff = Duration::from_millis(50);
+        framed = granted && cfg.framed;
         if durable < acked {
             return Err(Error::LostAck {
                 group: cfg.group.clone(),
@@ -265,7 +287,10 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
         )?;
         let res = pump(
             cfg,
-            model,
+            Source {
+                model,
+                frames: frames.as_ref().filter(|_| granted),
+            },
             &mut session,
             Span {
                 start: durable + 1,
@@ -322,7 +347,12 @@ pub fn run_with_model(cfg: &RunConfig, model: &Model) -> Result<RunSummary> {
         record_size: w.record_size,
         pattern: w.pattern.to_string(),
         payload: w.payload.to_string(),
-        compression: cfg.compression.to_string(),
+        compression: if cfg.framed {
+            format!("framed-{}", cfg.compression)
+        } else {
+            cfg.compression.to_string()
+        },
+        framed,
     })
 }
 
@@ -339,10 +369,72 @@ enum Wire<'a> {
     Parts(PartsFrame<'a>),
 }
 
-/// Either builder, per the configured compression.
+/// Either builder, per the configured compression (framed: when the target granted it).
 enum Builder<'a> {
     Zstd(BatchBuilder),
     Parts(PartsBuilder<'a>),
+    Framed(Framed<'a>),
+}
+
+/// Where records come from: the model, and the pool's frames when the session takes framed
+/// records.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    model: &'a Model,
+    frames: Option<&'a FramePool>,
+}
+
+/// The zstd level of framed records: the configured one (1 when batches are stored).
+fn framed_level(c: Compression) -> i32 {
+    match c {
+        Compression::Zstd(level) => level,
+        Compression::Store => 1,
+    }
+}
+
+/// Builds batches of framed records: a record of whole pool frames is copied from the
+/// [`FramePool`]; any other is encoded here (with one reused context), or sent plain when
+/// encoding saves no block, as an agent does. The payload goes as stored zstd blocks.
+struct Framed<'a> {
+    batch: BatchBuilder,
+    frames: &'a FramePool,
+    zstd: zstd::bulk::Compressor<'static>,
+    encoded: Vec<u8>,
+}
+
+impl<'a> Framed<'a> {
+    fn new(cfg: &RunConfig, frames: &'a FramePool) -> std::io::Result<Framed<'a>> {
+        let mut zstd = zstd::bulk::Compressor::new(framed_level(cfg.compression))?;
+        zstd.include_checksum(true)?;
+        Ok(Framed {
+            batch: BatchBuilder::new(&cfg.group, cfg.generation, Compression::Store)?,
+            frames,
+            zstd,
+            encoded: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, model: &Model, seq: u64) {
+        let rec = model.record(seq);
+        self.encoded.clear();
+        let done = self
+            .frames
+            .encode(model.data_pos(seq), rec.data.len(), &mut self.encoded)
+            || (rec.data.len() > BLOCK
+                && encode_record(&mut self.zstd, rec.data, &mut self.encoded));
+        if !done {
+            self.batch.push_framed(&FramedRecord {
+                record: rec,
+                encoded: None,
+            });
+            return;
+        }
+        let crc = crc32c::crc32c(&self.encoded);
+        self.batch.push_framed(&FramedRecord {
+            record: RecordRef { data: &[], ..rec },
+            encoded: Some((&self.encoded, crc)),
+        });
+    }
 }
 
 /// The seqs one session sends: `start..=total`, `rpb` records per batch.
@@ -357,7 +449,7 @@ struct Span {
 /// sets if the run has a duration) and waits for the last ack.
 fn pump(
     cfg: &RunConfig,
-    model: &Model,
+    src: Source<'_>,
     session: &mut Session,
     span: Span,
     deadline: &mut Option<Instant>,
@@ -367,7 +459,7 @@ fn pump(
     let Span { start, total, rpb } = span;
     let threads = cfg.threads.max(1);
     let nbatches = (total - start + 1).div_ceil(rpb);
-    let record_size = u64::from(model.workload().record_size);
+    let record_size = u64::from(src.model.workload().record_size);
     let free: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         let mut queues: Vec<Receiver<Result<Built<'_>>>> = Vec::with_capacity(threads);
@@ -380,7 +472,7 @@ fn pump(
                 .spawn_scoped(s, move || {
                     produce(
                         cfg,
-                        model,
+                        src,
                         tx,
                         free,
                         start,
@@ -446,7 +538,7 @@ fn pump(
 #[allow(clippy::too_many_arguments)]
 fn produce<'a>(
     cfg: &RunConfig,
-    model: &'a Model,
+    src: Source<'a>,
     tx: SyncSender<Result<Built<'a>>>,
     free: &Mutex<Vec<Vec<u8>>>,
     start: u64,
@@ -455,9 +547,17 @@ fn produce<'a>(
     worker: u64,
     threads: u64,
 ) {
-    let mut builder = match cfg.compression {
-        Compression::Store => Builder::Parts(PartsBuilder::new(&cfg.group, cfg.generation)),
-        c => match BatchBuilder::new(&cfg.group, cfg.generation, c) {
+    let model = src.model;
+    let mut builder = match (src.frames, cfg.compression) {
+        (Some(frames), _) => match Framed::new(cfg, frames) {
+            Ok(b) => Builder::Framed(b),
+            Err(e) => {
+                let _ = tx.send(Err(Error::io("a framed batch builder")(e)));
+                return;
+            }
+        },
+        (None, Compression::Store) => Builder::Parts(PartsBuilder::new(&cfg.group, cfg.generation)),
+        (None, c) => match BatchBuilder::new(&cfg.group, cfg.generation, c) {
             Ok(b) => Builder::Zstd(b),
             Err(e) => {
                 let _ = tx.send(Err(Error::io(format!("zstd level {c}"))(e)));
@@ -480,6 +580,20 @@ fn produce<'a>(
                 Ok(Wire::Parts(
                     b.finish(Seq(first), rewind_linux::clock::now_ms()),
                 ))
+            }
+            Builder::Framed(f) => {
+                for seq in first..=last {
+                    f.push(model, seq);
+                }
+                let buf = free
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop()
+                    .unwrap_or_default();
+                f.batch
+                    .finish(buf, Seq(first), rewind_linux::clock::now_ms())
+                    .map(Wire::Buf)
+                    .map_err(Error::io("a framed batch"))
             }
             Builder::Zstd(b) => {
                 for seq in first..=last {

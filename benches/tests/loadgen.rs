@@ -44,6 +44,7 @@ fn config(target: &FakeTarget, w: Workload, total: u64) -> RunConfig {
         batch_bytes: 64 << 10,
         tag_every: 0,
         compression: Compression::Zstd(1),
+        framed: false,
         state: None,
         reconnect: false,
         reconnect_timeout: Duration::from_secs(10),

@@ -21,6 +21,7 @@ pub mod dedup;
 pub mod dirty_map;
 pub mod error;
 pub mod frame;
+pub mod framed;
 pub mod fuzzing;
 pub mod hash;
 pub mod ltr;
@@ -31,6 +32,7 @@ pub mod policy;
 pub mod records;
 pub mod segment;
 pub mod tag;
+pub mod testing;
 pub mod verify;
 
 pub use error::DecodeError;

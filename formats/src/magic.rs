@@ -12,9 +12,10 @@ pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"RWF1");
 /// Wire frame layout version (header and every message payload) that this build writes.
 /// Version 2 added the agent's software version to HELLO; version 3 the dedup window to HELLO
 /// and WELCOME (and with it deduplicated data records, see [`crate::dedup`]); version 4 a
-/// per-group epoch to HELLO (which relay's session of a group is the current one); nothing else
-/// changed.
-pub const FRAME_VERSION: u16 = 4;
+/// per-group epoch to HELLO (which relay's session of a group is the current one); version 5 a
+/// flags byte to HELLO and WELCOME (framed records asked and granted, see [`crate::framed`]);
+/// nothing else changed.
+pub const FRAME_VERSION: u16 = 5;
 /// The oldest wire frame version this build still reads (and answers in, for older agents).
 pub const FRAME_VERSION_MIN: u16 = 1;
 
@@ -108,7 +109,7 @@ mod tests {
                 FOOTER_VERSION,
                 TRAILER_VERSION
             ),
-            (4, 1, 1, 1, 1)
+            (5, 1, 1, 1, 1)
         );
     }
 }

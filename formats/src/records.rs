@@ -7,7 +7,7 @@
 //! |----:|-----:|----------|---------------------------------------------------------------|
 //! |   0 |    2 | disk     | index into the group's disk list, in HELLO order              |
 //! |   2 |    1 | kind     | [`RecordKind`]: 0 data, 1 zero, 2 trim                        |
-//! |   3 |    1 | encoding | data records: 0 plain, 1 deduplicated ([`crate::dedup`]); else 0 |
+//! |   3 |    1 | encoding | data records: 0 plain, 1 deduplicated ([`crate::dedup`]), 2 framed ([`crate::framed`]); else 0 |
 //! |   4 |    4 | len      | bytes; multiple of [`SECTOR`], 1..=[`MAX_RECORD_LEN`]         |
 //! |   8 |    8 | offset   | bytes; multiple of [`SECTOR`]; offset + len does not overflow |
 //! |  16 |  len | data     | only for kind data                                            |
@@ -34,9 +34,9 @@ use crate::{
 pub const RECORD_HEADER_LEN: usize = 16;
 
 /// Header byte 3 of a data record whose data travels as it is.
-const ENCODING_PLAIN: u8 = 0;
+pub(crate) const ENCODING_PLAIN: u8 = 0;
 /// Header byte 3 of a data record whose body is one entry per block (literal or reference).
-const ENCODING_DEDUP: u8 = 1;
+pub(crate) const ENCODING_DEDUP: u8 = 1;
 /// Entry tag: 4096 bytes of data follow.
 const ENTRY_LITERAL: u8 = 0;
 /// Entry tag: a u64 block number in the session's dedup window follows, then the block's hash.
@@ -309,14 +309,14 @@ impl Batch {
     }
 }
 
-fn last_seq(first_seq: Seq, record_count: u32) -> Seq {
+pub(crate) fn last_seq(first_seq: Seq, record_count: u32) -> Seq {
     Seq(first_seq
         .0
         .saturating_add(u64::from(record_count))
         .saturating_sub(1))
 }
 
-fn check_count(record_count: u32) -> Result<(), DecodeError> {
+pub(crate) fn check_count(record_count: u32) -> Result<(), DecodeError> {
     if record_count == 0 {
         return Err(DecodeError::invalid("batch record_count", "0"));
     }
@@ -399,6 +399,20 @@ fn decompress_records(
     record_count: u32,
     window: Option<&mut DedupWindow>,
 ) -> Result<DecodedRecords, DecodeError> {
+    let raw = decompress_payload(compressed, uncompressed_len, record_count)?;
+    match window {
+        None => parse_records(raw, record_count),
+        Some(w) => parse_records_dedup(&raw, record_count, w),
+    }
+}
+
+/// Decompresses a batch's record payload: exactly `uncompressed_len` bytes (capped by
+/// [`MAX_BATCH_UNCOMPRESSED`], and room for `record_count` headers), never more.
+pub(crate) fn decompress_payload(
+    compressed: &[u8],
+    uncompressed_len: u32,
+    record_count: u32,
+) -> Result<Vec<u8>, DecodeError> {
     check_count(record_count)?;
     if uncompressed_len > MAX_BATCH_UNCOMPRESSED {
         return Err(DecodeError::too_large(
@@ -427,10 +441,7 @@ fn decompress_records(
             "decompressed to {got} bytes, batch says {want}"
         )));
     }
-    match window {
-        None => parse_records(raw, record_count),
-        Some(w) => parse_records_dedup(&raw, record_count, w),
-    }
+    Ok(raw)
 }
 
 /// Parses an already-decompressed record payload holding exactly `record_count` records
@@ -459,6 +470,15 @@ pub fn parse_records(raw: Vec<u8>, record_count: u32) -> Result<DecodedRecords, 
                     "batch record",
                     format!(
                         "record {i} is deduplicated, but the session agreed on no dedup window"
+                    ),
+                ));
+            }
+            if encoding == crate::framed::ENCODING_FRAMED && kind == RecordKind::Data {
+                return Err(DecodeError::invalid(
+                    "batch record",
+                    format!(
+                        "record {i} is framed (journal-encoded), but the session was not granted \
+                         framed records"
                     ),
                 ));
             }

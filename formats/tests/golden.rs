@@ -3,9 +3,11 @@
 //! 2 (`frame-*-v2.bin`, whose HELLO carries the agent's software version) and 3 (`-v3`, whose
 //! HELLO and WELCOME carry the dedup window; other messages are version 2's under a version 3
 //! header, so only those two have version 3 files), and 4 (`-v4`, whose HELLO carries each
-//! group's epoch: only HELLO has a version 4 file); the target still writes versions 1 and 2 to
-//! agents that speak them, so every encoder must keep its bytes. `records-dedup.bin` is a
-//! deduplicated record payload (version 3 sessions with a dedup window).
+//! group's epoch: only HELLO has a version 4 file), and 5 (`-v5`, whose HELLO and WELCOME
+//! carry a flags byte: framed records asked and granted); the target still writes versions 1
+//! and 2 to agents that speak them, so every encoder must keep its bytes. `records-dedup.bin`
+//! is a deduplicated record payload (version 3 sessions with a dedup window);
+//! `records-framed-zstd.bin` a payload with a framed record (sessions granted framed records).
 //!
 //! Each file decodes to the constants below. A file is never rewritten: when a layout changes,
 //! its version is bumped, the new version's files are added beside the old ones (`-v2` before
@@ -104,6 +106,25 @@ fn hello_v4() -> Message {
     Message::Hello(h)
 }
 
+/// The HELLO of version 5: as version 4's, asking for framed records.
+fn hello_v5() -> Message {
+    let Message::Hello(mut h) = hello_v4() else {
+        unreachable!()
+    };
+    h.dedup_window = 0;
+    h.framed_records = true;
+    Message::Hello(h)
+}
+
+/// The WELCOME of version 5: framed records granted.
+fn welcome_v5() -> Message {
+    let Message::Welcome(mut w) = welcome() else {
+        unreachable!()
+    };
+    w.framed_records = true;
+    Message::Welcome(w)
+}
+
 fn welcome_v3() -> Message {
     let Message::Welcome(mut w) = welcome() else {
         unreachable!()
@@ -117,6 +138,7 @@ fn hello_with(software: Option<String>) -> Message {
         agent: "host-01.example".into(),
         software,
         dedup_window: 0,
+        framed_records: false,
         groups: vec![
             HelloGroup {
                 group: "web".into(),
@@ -151,6 +173,7 @@ fn hello_with(software: Option<String>) -> Message {
 fn welcome() -> Message {
     Message::Welcome(Welcome {
         dedup_window: 0,
+        framed_records: false,
         groups: vec![
             WelcomeGroup {
                 group: "web".into(),
@@ -407,6 +430,47 @@ fn chunk_z() -> Vec<u8> {
     out
 }
 
+/// A framed record payload: data_z framed (level 3, checksummed frames), data_b plain, a
+/// zero record.
+fn records_framed() -> Vec<u8> {
+    let (z, b) = (data_z(), data_b());
+    let mut c = zstd::bulk::Compressor::new(3).unwrap();
+    c.include_checksum(true).unwrap();
+    let mut enc = Vec::new();
+    assert!(encoding::encode_record(&mut c, &z, &mut enc));
+    let crc = crc32c::crc32c(&enc);
+    framed::encode_records_framed(&framed_records(&z, &b, Some((&enc, crc))))
+}
+
+fn framed_records<'a>(
+    z: &'a [u8],
+    b: &'a [u8],
+    encoded: Option<(&'a [u8], u32)>,
+) -> Vec<framed::FramedRecord<'a>> {
+    let mut zr = records_z(z)[0];
+    zr.data = &[];
+    vec![
+        framed::FramedRecord {
+            record: zr,
+            encoded,
+        },
+        framed::FramedRecord {
+            record: RecordRef {
+                disk: 1,
+                kind: RecordKind::Data,
+                offset: 8192,
+                len: b.len() as u32,
+                data: b,
+            },
+            encoded: None,
+        },
+        framed::FramedRecord {
+            record: records_z(z)[1],
+            encoded: None,
+        },
+    ]
+}
+
 fn chunk_b() -> Vec<u8> {
     let b = data_b();
     let r = records_b(&b);
@@ -524,6 +588,9 @@ const VECTORS: &[(&str, Make)] = &[
     ("frame-hello-v3.bin", || hello_v3().to_frame_version(3)),
     ("frame-welcome-v3.bin", || welcome_v3().to_frame_version(3)),
     ("frame-hello-v4.bin", || hello_v4().to_frame_version(4)),
+    ("frame-hello-v5.bin", || hello_v5().to_frame_version(5)),
+    ("frame-welcome-v5.bin", || welcome_v5().to_frame_version(5)),
+    ("records-framed-zstd.bin", records_framed),
     ("records-dedup.bin", records_dedup),
     ("records.bin", || encode_records(&records_a(&data_a()))),
     ("segment-header.bin", || segment_header().encode().to_vec()),
@@ -735,6 +802,50 @@ fn version_4_adds_each_groups_epoch_to_hello_only() {
     assert!(h.groups.iter().all(|g| g.epoch == 0));
     // A version 3 reader has no such field: the same bytes are not a version 3 HELLO.
     assert!(Message::decode_version(3, FrameKind::Hello, &v4[24..]).is_err());
+}
+
+#[test]
+fn version_5_adds_a_flags_byte_to_hello_and_welcome_only() {
+    let (v4, v5) = (read("frame-hello-v4.bin"), read("frame-hello-v5.bin"));
+    // Version 4's HELLO asked for a dedup window (a relay's); version 5's asks for framed
+    // records instead (an agent's): one flags byte after the window.
+    assert_eq!(v5.len(), v4.len() + 1);
+    let Message::Hello(h) = decode_one_frame(&v5) else {
+        panic!("not a HELLO")
+    };
+    assert_eq!(Message::Hello(h.clone()), hello_v5());
+    let Message::Hello(h4) = decode_one_frame(&v4) else {
+        panic!("not a HELLO")
+    };
+    assert!(!h4.framed_records, "older HELLOs never ask");
+    let (v3, v5) = (read("frame-welcome-v3.bin"), read("frame-welcome-v5.bin"));
+    // The same groups, the u32 window (0 here), then the flags.
+    assert_eq!(v3[24..v3.len() - 4], v5[24..v5.len() - 5]);
+    assert_eq!(v5[v5.len() - 5..], [0, 0, 0, 0, 1]);
+    assert_eq!(decode_one_frame(&v5), welcome_v5());
+    assert!(Message::decode_version(4, FrameKind::Welcome, &v5[24..]).is_err());
+}
+
+#[test]
+fn framed_records_decode_to_their_constants() {
+    let (z, b) = (data_z(), data_b());
+    let recs = framed::parse_records_framed(read("records-framed-zstd.bin"), 3, Seq(70)).unwrap();
+    let got: Vec<_> = recs.iter().collect();
+    let (enc, crc) = got[0].encoded.expect("the first record is framed");
+    assert_eq!(got, framed_records(&z, &b, Some((enc, crc))));
+    // Its table and frames are the journal's encoding of data_z.
+    let mut region = enc.to_vec();
+    region.resize(enc.len().div_ceil(BLOCK) * BLOCK, 0);
+    encoding::verify_encoded(z.len() as u32, crc, &region).unwrap();
+    let mut d = zstd::bulk::Decompressor::new().unwrap();
+    let mut out = vec![0; z.len()];
+    encoding::decode_record(&mut d, z.len() as u32, crc, &region, &mut out).unwrap();
+    assert_eq!(out, z);
+    // Outside a session granted framed records the same payload is refused.
+    let e = parse_records(read("records-framed-zstd.bin"), 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not granted framed records"), "{e}");
 }
 
 #[test]

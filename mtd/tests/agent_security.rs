@@ -78,6 +78,7 @@ fn hello_many(agent: &str, groups: &[&str], disks: usize, size: u64) -> Message 
         agent: agent.into(),
         software: None,
         dedup_window: 0,
+        framed_records: false,
         groups: groups
             .iter()
             .map(|g| HelloGroup {

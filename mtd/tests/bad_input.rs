@@ -83,6 +83,7 @@ fn hello(group: &str, generation: u64, size: u64) -> Message {
         agent: "test-agent".into(),
         software: None,
         dedup_window: 0,
+        framed_records: false,
         groups: vec![HelloGroup {
             group: group.into(),
             generation,

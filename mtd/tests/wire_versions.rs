@@ -47,6 +47,7 @@ fn hello(agent: &str, group: &str, software: Option<&str>) -> Message {
         agent: agent.into(),
         software: software.map(str::to_string),
         dedup_window: 0,
+        framed_records: false,
         groups: vec![HelloGroup {
             group: group.into(),
             generation: 1,

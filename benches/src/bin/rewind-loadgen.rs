@@ -51,6 +51,7 @@ impl SendArgs {
     fn compression(&self) -> Compression {
         match self.compression.as_str() {
             "store" => Compression::Store,
+            // framed: records at this level, when the target takes them.
             _ => Compression::Zstd(self.level),
         }
     }
@@ -89,8 +90,10 @@ struct SendArgs {
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     level: i32,
     /// zstd | store (stored zstd blocks: what zstd makes of incompressible data, at a fraction
-    /// of the load generator's CPU).
-    #[arg(long, default_value = "zstd", value_parser = ["zstd", "store"])]
+    /// of the load generator's CPU) | framed (records compressed as the target's journal stores
+    /// them, at --level, when its WELCOME grants it, else zstd; with --payload
+    /// compressible-frames every 32 KiB of the data pool is compressed once, before the run).
+    #[arg(long, default_value = "zstd", value_parser = ["zstd", "store", "framed"])]
     compression: String,
     /// Most record bytes sent but not acked.
     #[arg(long, default_value = "64MiB", value_parser = parse_size)]
@@ -192,6 +195,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 batch_bytes: a.send.batch_bytes,
                 tag_every: a.tag_every,
                 compression,
+                framed: a.send.compression == "framed",
                 state: a.state,
                 reconnect: a.reconnect,
                 reconnect_timeout: a.reconnect_timeout,
@@ -242,6 +246,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Image(a) => {
+            if a.send.compression == "framed" {
+                anyhow::bail!("--compression framed is for `run`; `image` sends zstd or store");
+            }
             let compression = a.send.compression();
             let cfg = ImageConfig {
                 addr: a.send.connect,

@@ -85,14 +85,29 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
         "random",
         &["--duration", &duration, "--compression", "store"],
     );
-    let comp = loadgen_args(
-        &disk,
-        "seq",
-        "1MiB",
-        &total,
-        "compressible",
-        &["--threads", "2"],
-    );
+    // Compressible records travel framed: compressed as the journal stores them (each 32 KiB
+    // of the pool once, before the run), stored by the target as they come. With
+    // BENCH_APPLY_UNFRAMED set, as before framed records: one zstd frame per batch, which the
+    // target decompresses and compresses again record by record.
+    let comp = if std::env::var_os("BENCH_APPLY_UNFRAMED").is_some() {
+        loadgen_args(
+            &disk,
+            "seq",
+            "1MiB",
+            &total,
+            "compressible",
+            &["--threads", "2"],
+        )
+    } else {
+        loadgen_args(
+            &disk,
+            "seq",
+            "1MiB",
+            &total,
+            "compressible-frames",
+            &["--threads", "2", "--compression", "framed"],
+        )
+    };
 
     progress::log("load generator ceiling (null target)");
     let null = [

@@ -88,6 +88,7 @@ fn serve(mut conn: UnixStream, acked: &Acked) -> Result<()> {
             {
                 Message::Hello(h) => {
                     let a = acked.lock().unwrap_or_else(|e| e.into_inner());
+                    let framed_records = h.framed_records;
                     let groups = h
                         .groups
                         .into_iter()
@@ -101,6 +102,7 @@ fn serve(mut conn: UnixStream, acked: &Acked) -> Result<()> {
                     Some(Message::Welcome(Welcome {
                         groups,
                         dedup_window: 0,
+                        framed_records,
                     }))
                 }
                 Message::Hashes(h) => Some(Message::Hashes(Hashes {

@@ -95,6 +95,7 @@ fn serve(mut conn: TcpStream, st: &Mutex<TargetState>) {
     let mut welcome = Welcome {
         groups: Vec::new(),
         dedup_window: 0,
+        framed_records: false,
     };
     {
         let mut s = st.lock().unwrap();

@@ -5,6 +5,7 @@ use std::io::{self, Cursor};
 use super::stored::{self, BLOCK_HEADER_LEN, MAX_BLOCK};
 use super::{check_caps, check_group, prefix_len, Compression, Fields};
 use crate::frame::{FrameHeader, FrameKind, FRAME_HEADER_LEN};
+use crate::framed::FramedRecord;
 use crate::records::{check_data_matches, RecordRef};
 use crate::Seq;
 
@@ -145,6 +146,18 @@ impl BatchBuilder {
         check_data_matches(self.count as usize, rec);
         self.write(&rec.encode_header());
         self.write(rec.data);
+        self.count += 1;
+    }
+
+    /// Appends one record of a batch for a session granted framed records
+    /// ([`crate::framed`]): as [`BatchBuilder::push`] when it is plain, else its header, the
+    /// framed prefix and its table ++ frames.
+    ///
+    /// # Panics
+    /// As [`crate::framed::put_framed_record`].
+    pub fn push_framed(&mut self, rec: &FramedRecord<'_>) {
+        let i = self.count as usize;
+        crate::framed::put_framed_record(i, rec, |b| self.write(b));
         self.count += 1;
     }
 

@@ -6,7 +6,7 @@
 //! | off | size | field        | notes                                              |
 //! |----:|-----:|--------------|----------------------------------------------------|
 //! |   0 |    4 | magic        | `b"RWF1"` ([`FRAME_MAGIC`])                        |
-//! |   4 |    2 | version      | 1..=4 ([`FRAME_VERSION_MIN`]..=[`FRAME_VERSION`])  |
+//! |   4 |    2 | version      | 1..=5 ([`FRAME_VERSION_MIN`]..=[`FRAME_VERSION`])  |
 //! |   6 |    2 | kind         | [`FrameKind`]                                      |
 //! |   8 |    4 | payload_len  | <= [`MAX_FRAME_PAYLOAD`]                           |
 //! |  12 |    4 | payload_crc  | crc32c(payload)                                    |
@@ -303,7 +303,7 @@ mod tests {
         let h = FrameHeader::for_payload(FrameKind::Ack, b"abc");
         let b = h.encode();
         assert_eq!(&b[0..4], b"RWF1");
-        assert_eq!(&b[4..6], &[4, 0]);
+        assert_eq!(&b[4..6], &[5, 0]);
         assert_eq!(&b[6..8], &[5, 0]);
         assert_eq!(&b[8..12], &[3, 0, 0, 0]);
         assert_eq!(le_u32(&b, 12), crc32c::crc32c(b"abc"));
@@ -383,8 +383,8 @@ mod tests {
             })
         );
         assert_eq!(
-            damaged(|b| b[4] = 5),
-            Err(DecodeError::UnsupportedVersion(5))
+            damaged(|b| b[4] = 6),
+            Err(DecodeError::UnsupportedVersion(6))
         );
         assert_eq!(
             damaged(|b| b[4] = 0),

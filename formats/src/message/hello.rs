@@ -17,6 +17,9 @@ pub struct Hello {
     /// Version 3 on: the dedup window the sender asks for, in 4 KiB blocks (0: none; at most
     /// [`MAX_DEDUP_WINDOW_BLOCKS`]). A relay asks; agents send 0.
     pub dedup_window: u32,
+    /// Version 5 on (false before): the sender can send framed records ([`crate::framed`]) and
+    /// asks for them. An agent asks; a relay does not.
+    pub framed_records: bool,
     pub groups: Vec<HelloGroup>,
 }
 
@@ -72,6 +75,9 @@ pub struct Welcome {
     /// Version 3 on: the dedup window the target grants, in blocks (0: none, never more than
     /// the HELLO asked). From then on both ends keep a window of this size per group.
     pub dedup_window: u32,
+    /// Version 5 on (false before): the target takes framed records ([`crate::framed`]) in this
+    /// session; never true unless the HELLO asked.
+    pub framed_records: bool,
 }
 
 /// One group of a WELCOME.
@@ -116,6 +122,7 @@ impl Hello {
                 "a version {version} HELLO has no dedup window"
             );
         }
+        write_flags(w, version, self.framed_records, "HELLO");
         w.u16(count_u16("HELLO groups", self.groups.len()));
         for g in &self.groups {
             w.name(&g.group);
@@ -152,7 +159,42 @@ impl Welcome {
                 "a version {version} WELCOME has no dedup window"
             );
         }
+        write_flags(w, version, self.framed_records, "WELCOME");
     }
+}
+
+/// Flags byte bit 0 (HELLO and WELCOME, version 5 on): framed records asked / granted.
+const FLAG_FRAMED_RECORDS: u8 = 1;
+
+fn write_flags(w: &mut Writer, version: u16, framed_records: bool, what: &str) {
+    if version >= 5 {
+        w.u8(if framed_records {
+            FLAG_FRAMED_RECORDS
+        } else {
+            0
+        });
+    } else {
+        assert!(
+            !framed_records,
+            "a version {version} {what} has no framed records flag"
+        );
+    }
+}
+
+/// Reads the flags byte (version 5 on; false before): whether framed records are asked or
+/// granted. Bits this build does not know are refused: the peer means something we cannot do.
+fn read_flags(r: &mut Reader<'_>, version: u16, what: &'static str) -> Result<bool, DecodeError> {
+    if version < 5 {
+        return Ok(false);
+    }
+    let flags = r.u8()?;
+    if flags & !FLAG_FRAMED_RECORDS != 0 {
+        return Err(DecodeError::invalid(
+            what,
+            format!("flags {flags:#04x}: only bit 0 (framed records) is defined"),
+        ));
+    }
+    Ok(flags & FLAG_FRAMED_RECORDS != 0)
 }
 
 /// Reads a dedup window (HELLO and WELCOME, version 3 on), at most [`MAX_DEDUP_WINDOW_BLOCKS`].
@@ -185,6 +227,7 @@ pub(super) fn read_hello(r: &mut Reader<'_>, version: u16) -> Result<Hello, Deco
         None
     };
     let dedup_window = read_dedup_window(r, version)?;
+    let framed_records = read_flags(r, version, "HELLO flags")?;
     let n = u64::from(r.u16()?);
     let n = r.count("HELLO groups", n, HELLO_GROUP_MIN)?;
     let mut groups = Vec::with_capacity(n);
@@ -233,6 +276,7 @@ pub(super) fn read_hello(r: &mut Reader<'_>, version: u16) -> Result<Hello, Deco
         agent,
         software,
         dedup_window,
+        framed_records,
         groups,
     })
 }
@@ -272,8 +316,10 @@ pub(super) fn read_welcome(r: &mut Reader<'_>, version: u16) -> Result<Welcome, 
         });
     }
     let dedup_window = read_dedup_window(r, version)?;
+    let framed_records = read_flags(r, version, "WELCOME flags")?;
     Ok(Welcome {
         groups,
         dedup_window,
+        framed_records,
     })
 }

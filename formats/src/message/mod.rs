@@ -8,8 +8,8 @@
 //!
 //! | message  | payload, in order                                                                     |
 //! |----------|---------------------------------------------------------------------------------------|
-//! | HELLO    | agent name, software (version 2 on: u8 length 0..=64 + printable ASCII), dedup_window u32 (version 3 on, <= 65536), u16 n, n x { group name, generation u64, last_acked u64, epoch u64 (version 4 on), u16 m, m x { disk name, size_bytes u64 } } |
-//! | WELCOME  | u16 n, n x { group name, generation u64, status u8 ([`ResumeStatus`]), durable u64 }, dedup_window u32 (version 3 on) |
+//! | HELLO    | agent name, software (version 2 on: u8 length 0..=64 + printable ASCII), dedup_window u32 (version 3 on, <= 65536), flags u8 (version 5 on: bit 0 framed records asked, other bits 0), u16 n, n x { group name, generation u64, last_acked u64, epoch u64 (version 4 on), u16 m, m x { disk name, size_bytes u64 } } |
+//! | WELCOME  | u16 n, n x { group name, generation u64, status u8 ([`ResumeStatus`]), durable u64 }, dedup_window u32 (version 3 on), flags u8 (version 5 on: bit 0 framed records granted, other bits 0) |
 //! | BATCH    | group name, generation u64, first_seq u64, record_count u32, timestamp_ms u64, uncompressed_len u32, compressed_len u32, compressed bytes |
 //! | TAG      | group name, generation u64, tag                                                       |
 //! | ACK      | group name, durable u64                                                               |
@@ -85,7 +85,8 @@ impl Message {
     }
 
     /// The payload bytes in frame layout `version` (only HELLO and WELCOME differ between
-    /// versions: version 1 has no software version, versions 1 and 2 no dedup window).
+    /// versions: version 1 has no software version, versions 1 and 2 no dedup window, versions
+    /// before 5 no flags).
     ///
     /// # Panics
     /// As [`Message::encode_payload`].

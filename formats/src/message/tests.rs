@@ -8,6 +8,7 @@ fn samples() -> Vec<Message> {
             agent: "host-a".into(),
             software: Some("0.1.0+abc".into()),
             dedup_window: 0,
+            framed_records: false,
             groups: vec![
                 HelloGroup {
                     group: "web".into(),
@@ -36,6 +37,7 @@ fn samples() -> Vec<Message> {
         }),
         Message::Welcome(Welcome {
             dedup_window: 0,
+            framed_records: false,
             groups: vec![
                 WelcomeGroup {
                     group: "web".into(),
@@ -160,6 +162,53 @@ fn version_4_hello_carries_each_groups_epoch_and_older_ones_mean_0() {
 }
 
 #[test]
+fn version_5_hello_and_welcome_carry_the_framed_records_flag() {
+    let mut samples = samples();
+    let Message::Welcome(mut w) = samples.remove(1) else {
+        panic!("the second sample is a WELCOME");
+    };
+    let Message::Hello(mut h) = samples.remove(0) else {
+        panic!("the first sample is a HELLO");
+    };
+    let h4 = Message::Hello(h.clone()).encode_payload_version(4);
+    let w4 = Message::Welcome(w.clone()).encode_payload_version(4);
+    h.framed_records = true;
+    w.framed_records = true;
+    let h5 = Message::Hello(h.clone()).encode_payload_version(5);
+    let w5 = Message::Welcome(w.clone()).encode_payload_version(5);
+    // One byte each, nothing else.
+    assert_eq!((h5.len(), w5.len()), (h4.len() + 1, w4.len() + 1));
+    assert_eq!(
+        Message::decode_version(5, FrameKind::Hello, &h5),
+        Ok(Message::Hello(h.clone()))
+    );
+    assert_eq!(
+        Message::decode_version(5, FrameKind::Welcome, &w5),
+        Ok(Message::Welcome(w.clone()))
+    );
+    // Older versions have no flag: it reads as false.
+    let Ok(Message::Welcome(old)) = Message::decode_version(4, FrameKind::Welcome, &w4) else {
+        panic!("a version 4 WELCOME decodes");
+    };
+    assert!(!old.framed_records);
+    // Bits this build does not know are refused.
+    let mut unknown = w5.clone();
+    *unknown.last_mut().unwrap() = 3;
+    let e = Message::decode_version(5, FrameKind::Welcome, &unknown).unwrap_err();
+    assert!(e.to_string().contains("only bit 0"), "{e}");
+}
+
+#[test]
+#[should_panic(expected = "has no framed records flag")]
+fn framed_records_cannot_be_granted_in_a_version_without_them() {
+    let Message::Welcome(mut w) = samples().remove(1) else {
+        panic!("the second sample is a WELCOME");
+    };
+    w.framed_records = true;
+    Message::Welcome(w).encode_payload_version(4);
+}
+
+#[test]
 #[should_panic(expected = "has no epoch")]
 fn an_epoch_cannot_be_written_in_a_version_without_it() {
     let Message::Hello(mut h) = samples().remove(0) else {
@@ -182,6 +231,7 @@ fn hello_refuses_a_bad_software_version() {
         agent: "a".into(),
         software: Some("v1".into()),
         dedup_window: 0,
+        framed_records: false,
         groups: vec![],
     })
     .encode_payload();
@@ -269,6 +319,7 @@ fn hello_with(disks: Vec<DiskInfo>, groups: usize) -> Vec<u8> {
         agent: "a".into(),
         software: None,
         dedup_window: 0,
+        framed_records: false,
         groups: (0..groups).map(g).collect(),
     })
     .encode_payload()
@@ -296,9 +347,9 @@ fn hello_checks_disk_sizes_and_duplicates() {
 
 #[test]
 fn hello_count_cannot_force_a_big_allocation() {
-    // agent "a", (version 2: an empty software version, version 3: no dedup window,) then
-    // 65535 groups announced but no bytes for them.
-    let p = [1, b'a', 0, 0, 0, 0, 0, 0xff, 0xff];
+    // agent "a", (version 2: an empty software version, version 3: no dedup window, version
+    // 5: no flags,) then 65535 groups announced but no bytes for them.
+    let p = [1, b'a', 0, 0, 0, 0, 0, 0, 0xff, 0xff];
     assert!(matches!(
         Message::decode(FrameKind::Hello, &p),
         Err(DecodeError::TooLarge { .. })
@@ -382,6 +433,7 @@ fn unknown_enum_values_are_invalid() {
     ));
     let mut p = Message::Welcome(Welcome {
         dedup_window: 0,
+        framed_records: false,
         groups: vec![WelcomeGroup {
             group: "g".into(),
             generation: 0,

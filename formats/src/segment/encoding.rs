@@ -152,10 +152,15 @@ pub fn decode_frame(
     }
 }
 
-/// Checks an encoded record's region (`region`: from the record's data_pos to the end of its
-/// padded region): the table, that table ++ frames fit and their crc is `data_crc`, and that
-/// the padding after them is zero and shorter than a BLOCK.
-pub fn verify_encoded(len: u32, data_crc: u32, region: &[u8]) -> Result<(), DecodeError> {
+/// The checks every reader of a whole encoded record makes: its table (each length in
+/// 1..=[`MAX_FRAME_LEN`]), that table ++ frames fit in `region` (which starts at the record's
+/// data and may run past them) and that their crc is `data_crc`. Returns the table and the
+/// stored bytes (table ++ frames), so nothing damaged is decompressed.
+pub fn checked_frames(
+    len: u32,
+    data_crc: u32,
+    region: &[u8],
+) -> Result<(Vec<u32>, &[u8]), DecodeError> {
     let table = read_table(len, region)?;
     let stored = stored_len(len, &table);
     let Some(bytes) = region.get(..stored) else {
@@ -167,12 +172,30 @@ pub fn verify_encoded(len: u32, data_crc: u32, region: &[u8]) -> Result<(), Deco
     if crc32c::crc32c(bytes) != data_crc {
         return Err(DecodeError::PayloadChecksum);
     }
+    Ok((table, bytes))
+}
+
+/// Checks an encoded record's region (`region`: from the record's data_pos to the end of its
+/// padded region): [`checked_frames`], and that the padding after them is shorter than a BLOCK
+/// and zero.
+pub fn verify_encoded(len: u32, data_crc: u32, region: &[u8]) -> Result<(), DecodeError> {
+    let (_, bytes) = checked_frames(len, data_crc, region)?;
+    let stored = bytes.len();
     if region.len() != stored.div_ceil(BLOCK) * BLOCK {
         return Err(DecodeError::invalid(
             "encoded record",
             format!(
                 "{stored} bytes of table and frames in a region of {} bytes",
                 region.len()
+            ),
+        ));
+    }
+    if let Some(at) = region[stored..].iter().position(|&b| b != 0) {
+        return Err(DecodeError::invalid(
+            "encoded record",
+            format!(
+                "padding byte {} (after {stored} bytes of table and frames) is not zero",
+                stored + at
             ),
         ));
     }
@@ -189,17 +212,7 @@ pub fn decode_record(
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
     assert_eq!(out.len(), len as usize, "output is not the record's length");
-    let table = read_table(len, region)?;
-    let stored = stored_len(len, &table);
-    let Some(bytes) = region.get(..stored) else {
-        return Err(DecodeError::Truncated {
-            need: stored,
-            have: region.len(),
-        });
-    };
-    if crc32c::crc32c(bytes) != data_crc {
-        return Err(DecodeError::PayloadChecksum);
-    }
+    let (table, bytes) = checked_frames(len, data_crc, region)?;
     let mut at = table_len(len);
     for (i, &clen) in table.iter().enumerate() {
         let (s, e) = frame_range(len, i);
@@ -267,15 +280,7 @@ mod tests {
 
     #[test]
     fn incompressible_or_small_records_stay_raw() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let random: Vec<u8> = (0..65536)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let random = crate::testing::random_bytes(65536, 0x9E37_79B9_7F4A_7C15);
         assert!(encode(&random).is_none());
         // One BLOCK can never save a BLOCK.
         assert!(encode(&compressible(BLOCK)).is_none());

@@ -71,23 +71,27 @@ pub fn hello() -> impl Strategy<Value = Hello> {
         name(),
         software,
         window,
+        any::<bool>(),
         btree_map(group_name(), group, 0..4),
     )
-        .prop_map(|(agent, software, dedup_window, groups)| Hello {
-            agent,
-            software,
-            dedup_window,
-            groups: groups
-                .into_iter()
-                .map(|(group, (generation, acked, epoch, disks))| HelloGroup {
-                    group,
-                    generation,
-                    last_acked: Seq(acked),
-                    epoch,
-                    disks,
-                })
-                .collect(),
-        })
+        .prop_map(
+            |(agent, software, dedup_window, framed_records, groups)| Hello {
+                agent,
+                software,
+                dedup_window,
+                framed_records,
+                groups: groups
+                    .into_iter()
+                    .map(|(group, (generation, acked, epoch, disks))| HelloGroup {
+                        group,
+                        generation,
+                        last_acked: Seq(acked),
+                        epoch,
+                        disks,
+                    })
+                    .collect(),
+            },
+        )
 }
 
 pub fn welcome() -> impl Strategy<Value = Welcome> {
@@ -101,9 +105,12 @@ pub fn welcome() -> impl Strategy<Value = Welcome> {
         },
     );
     let window = 0..=dedup::MAX_DEDUP_WINDOW_BLOCKS;
-    (vec(group, 0..5), window).prop_map(|(groups, dedup_window)| Welcome {
-        groups,
-        dedup_window,
+    (vec(group, 0..5), window, any::<bool>()).prop_map(|(groups, dedup_window, framed_records)| {
+        Welcome {
+            groups,
+            dedup_window,
+            framed_records,
+        }
     })
 }
 

@@ -96,6 +96,8 @@ async fn session(
         agent: meta.agent.clone(),
         software: Some(format!("relay-{}", env!("CARGO_PKG_VERSION"))),
         dedup_window: optimise.dedup_window,
+        // The relay dedups and recompresses plain records: it never asks for framed ones.
+        framed_records: false,
         groups: vec![HelloGroup {
             group: g.name.clone(),
             generation: meta.generation,

@@ -180,15 +180,7 @@ mod tests {
     #[test]
     fn an_incompressible_batch_with_a_reference_is_stored_not_compressed_again() {
         // Random blocks (what zstd cannot shrink); the second batch repeats the first's block.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let data: Vec<u8> = (0..9 * 4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = rewind_formats::testing::random_bytes(9 * 4096, 0x9e37_79b9_7f4a_7c15);
         let second = [&data[4096..], &data[..4096]].concat();
         let rec = |data: &[u8]| {
             Batch::build(

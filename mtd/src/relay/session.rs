@@ -229,6 +229,7 @@ async fn serve<R: AsyncRead + Unpin>(
     let welcome = Welcome {
         groups: welcome,
         dedup_window: 0,
+        framed_records: false,
     };
     // In the HELLO's version (WELCOME's payload differs between versions).
     send(Message::Welcome(welcome).to_frame_version(wire_version)).await?;

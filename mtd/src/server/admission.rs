@@ -12,6 +12,7 @@ use super::ingest::Feed;
 use super::refusal::{refuse, Refusal};
 use super::registry::{self, Claim, Holder, SessionLink, StopSignal};
 use crate::store::admit::{Admission, GroupRequest};
+use crate::store::compression::JournalCompression;
 use crate::store::group::Group;
 use crate::store::quota::Quotas;
 use crate::store::Store;
@@ -85,6 +86,13 @@ pub(crate) async fn admit(
     let mut groups = Vec::new();
     // The window a relay asked for, up to what this target spends per group.
     let dedup_window = hello.dedup_window.min(quotas.max_dedup_window_blocks);
+    // Framed records (journal-encoded by the agent) are stored as they come: granted when the
+    // journal stores records compressed. With `--journal-compression off` the agent is not
+    // granted them and sends plain records, which are stored raw. A session with a dedup
+    // window (a relay's) resolves references in plain records: never both.
+    let framed_records = hello.framed_records
+        && dedup_window == 0
+        && store.journal_compression() != JournalCompression::Off;
     for (hg, a) in hello.groups.iter().zip(admitted) {
         let (group, generation) = (a.group, a.generation);
         // Before the claim: a stale path must not end the session of the current one. A new
@@ -148,6 +156,7 @@ pub(crate) async fn admit(
         welcome: Welcome {
             groups,
             dedup_window,
+            framed_records,
         },
     })
 }
@@ -178,6 +187,7 @@ pub fn hello_group(
         agent: agent.to_string(),
         software: None,
         dedup_window: 0,
+        framed_records: false,
         groups: vec![hg.clone()],
     };
     let mut out = store.admit(&admission(&hello, &Quotas::default())?)?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rewind_formats::dedup::DedupWindow;
 use rewind_formats::message::{BatchRef, ErrorCode, Tag};
+use rewind_formats::records::RecordRef;
 use rewind_formats::segment::{
     records_chunk_len_with, tag_chunk_len, write_records_chunk_with, write_tag_chunk,
 };
@@ -34,17 +35,35 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Check a batch completely and queue it for the writer; the next batch must follow it.
-    /// Nothing of a refused batch is queued.
+    /// [`Feed::batch_in`] for a session of plain records.
+    #[cfg(test)]
     pub(crate) async fn batch(
         &mut self,
         store: &Store,
         b: &BatchRef<'_>,
         q: &Quotas,
     ) -> Result<(), Refusal> {
+        self.batch_in(store, b, q, false).await
+    }
+
+    /// Check a batch completely and queue it for the writer; the next batch must follow it.
+    /// Nothing of a refused batch is queued. `framed`: the session was granted framed records
+    /// ([`rewind_formats::framed`]), whose batches' records come journal-encoded (or plain when
+    /// they did not compress) and are stored as they come.
+    pub(crate) async fn batch_in(
+        &mut self,
+        store: &Store,
+        b: &BatchRef<'_>,
+        q: &Quotas,
+        framed: bool,
+    ) -> Result<(), Refusal> {
         // The quotas that the header alone decides, before the records are decompressed.
         self.check_quotas(b, q, now_ms())?;
-        let req = self.batch_chunk(b)?;
+        let req = if framed {
+            self.framed_batch_chunk(b)?
+        } else {
+            self.batch_chunk(b)?
+        };
         let padding = self.check_padding(&req, q)?;
         // A group fenced while this session feeds it takes nothing more from it (the session
         // is also told to stop; this closes the gap until it notices).
@@ -131,6 +150,39 @@ impl Feed {
     /// Validate a batch completely (generation, seq continuity, decompression, every record's
     /// disk and bounds) and encode it as a journal chunk. Nothing of a bad batch gets through.
     pub fn batch_chunk(&mut self, b: &BatchRef<'_>) -> Result<AppendReq, Refusal> {
+        self.check_header(b)?;
+        let records = b
+            .decode_records_in(self.dedup.as_mut())
+            .map_err(|e| bad_batch(&self.group.name, b, e))?;
+        let refs: Vec<_> = records.iter().collect();
+        self.check_bounds(b, &refs)?;
+        // Compressed here, on the session's thread: each session's batches in parallel, and the
+        // writer appends fewer bytes.
+        let encoded = match self.compressor.as_mut() {
+            Some(c) => c.encode(&refs),
+            None => Vec::new(),
+        };
+        Ok(chunk(&self.group, self.generation, b, &refs, &encoded))
+    }
+
+    /// As [`Feed::batch_chunk`] for a batch of framed records: what the agent encoded is
+    /// checked without decompressing (table, lengths, crc, frame headers: see
+    /// [`rewind_formats::framed`]) and stored as it came.
+    pub fn framed_batch_chunk(&mut self, b: &BatchRef<'_>) -> Result<AppendReq, Refusal> {
+        self.check_header(b)?;
+        let records = b
+            .decode_framed()
+            .map_err(|e| bad_batch(&self.group.name, b, e))?;
+        let (refs, encoded): (Vec<_>, Vec<_>) = records
+            .iter()
+            .map(|r| (r.record, r.encoded.map(|(e, _)| e)))
+            .unzip();
+        self.check_bounds(b, &refs)?;
+        Ok(chunk(&self.group, self.generation, b, &refs, &encoded))
+    }
+
+    /// A batch's generation and first seq are the session's.
+    fn check_header(&self, b: &BatchRef<'_>) -> Result<(), Refusal> {
         let g = &self.group.name;
         if b.generation != self.generation {
             return Err(refuse(
@@ -150,13 +202,12 @@ impl Feed {
                 ),
             ));
         }
-        let records = b.decode_records_in(self.dedup.as_mut()).map_err(|e| {
-            refuse(
-                ErrorCode::Protocol,
-                format!("batch for group {g} at seq {}: {e}", b.first_seq.0),
-            )
-        })?;
-        let refs: Vec<_> = records.iter().collect();
+        Ok(())
+    }
+
+    /// Every record's disk is one of the group's and its range inside that disk.
+    fn check_bounds(&self, b: &BatchRef<'_>, refs: &[RecordRef<'_>]) -> Result<(), Refusal> {
+        let g = &self.group.name;
         for (i, r) in refs.iter().enumerate() {
             let seq = b.first_seq.0 + i as u64;
             let Some(&size) = self.disk_sizes.get(usize::from(r.disk)) else {
@@ -179,27 +230,7 @@ impl Feed {
                 ));
             }
         }
-        // Compressed here, on the session's thread: each session's batches in parallel, and the
-        // writer appends fewer bytes.
-        let encoded = match self.compressor.as_mut() {
-            Some(c) => c.encode(&refs),
-            None => Vec::new(),
-        };
-        let len = records_chunk_len_with(&refs, &encoded);
-        let mut buf = crate::aligned::pooled(len);
-        let header = write_records_chunk_with(
-            &mut buf[..len],
-            b.first_seq,
-            b.timestamp_ms,
-            self.generation,
-            &refs,
-            &encoded,
-        );
-        Ok(AppendReq {
-            group: self.group.clone(),
-            buf,
-            header,
-        })
+        Ok(())
     }
 
     /// Validate a tag (it must label a seq already sent) and encode it as a journal chunk.
@@ -232,6 +263,40 @@ impl Feed {
             header,
         })
     }
+}
+
+/// The journal chunk of a checked batch: `encoded[i]`, if any, is record i's table ++
+/// frames (empty: all raw).
+fn chunk(
+    group: &Arc<Group>,
+    generation: u64,
+    b: &BatchRef<'_>,
+    refs: &[RecordRef<'_>],
+    encoded: &[Option<&[u8]>],
+) -> AppendReq {
+    let len = records_chunk_len_with(refs, encoded);
+    let mut buf = crate::aligned::pooled(len);
+    let header = write_records_chunk_with(
+        &mut buf[..len],
+        b.first_seq,
+        b.timestamp_ms,
+        generation,
+        refs,
+        encoded,
+    );
+    AppendReq {
+        group: group.clone(),
+        buf,
+        header,
+    }
+}
+
+/// A batch whose records do not decode: the refusal names the group, the seq and what.
+fn bad_batch(g: &str, b: &BatchRef<'_>, e: rewind_formats::DecodeError) -> Refusal {
+    refuse(
+        ErrorCode::Protocol,
+        format!("batch for group {g} at seq {}: {e}", b.first_seq.0),
+    )
 }
 
 /// The feed of `group` among a session's.
@@ -403,6 +468,64 @@ mod tests {
         assert_eq!(r.code, ErrorCode::Fenced);
         assert!(r.message.contains("fenced"), "{}", r.message);
         assert_eq!(f.next_seq, Seq(1));
+    }
+
+    #[test]
+    fn framed_records_are_stored_as_sent_and_damaged_ones_refused_naming_group_and_seq() {
+        use crate::server::testing::{batch_ref, runtime};
+        use rewind_formats::framed::{encode_records_framed, FramedRecord};
+        use rewind_formats::message::Batch;
+        use rewind_formats::records::RecordKind;
+        use rewind_formats::segment::encoding::encode_record;
+        let (_d, store, mut f) = fed();
+        let rt = runtime();
+        let plain: Vec<u8> = (0..65536u32).map(|i| (i / 300) as u8).collect();
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        c.include_checksum(true).unwrap();
+        let mut enc = Vec::new();
+        assert!(encode_record(&mut c, &plain, &mut enc));
+        let framed_batch = |crc: u32| {
+            let rec = FramedRecord {
+                record: RecordRef {
+                    disk: 0,
+                    kind: RecordKind::Data,
+                    offset: 0,
+                    len: plain.len() as u32,
+                    data: &[],
+                },
+                encoded: Some((&enc, crc)),
+            };
+            Batch::from_payload("g", 1, Seq(1), 0, 1, &encode_records_framed(&[rec]), 1)
+        };
+        let good = framed_batch(crc32c::crc32c(&enc));
+        // A session that was not granted framed records refuses them.
+        let r = rt
+            .block_on(f.batch_in(&store, &batch_ref(&good), &Quotas::default(), false))
+            .unwrap_err();
+        assert!(
+            r.message.contains("not granted framed records"),
+            "{}",
+            r.message
+        );
+        // A wrong crc: refused, naming the group, the seq and what.
+        let bad = framed_batch(crc32c::crc32c(&enc) ^ 1);
+        let r = rt
+            .block_on(f.batch_in(&store, &batch_ref(&bad), &Quotas::default(), true))
+            .unwrap_err();
+        assert_eq!(r.code, ErrorCode::Protocol);
+        for want in ["group g", "seq 1", "crc32c"] {
+            assert!(r.message.contains(want), "{want}: {}", r.message);
+        }
+        // The good one goes into the chunk as it came: its table and frames, encoded.
+        let req = f.framed_batch_chunk(&batch_ref(&good)).unwrap();
+        let e = &req.header.records[0];
+        assert_eq!(
+            e.encoding,
+            rewind_formats::segment::encoding::Encoding::Zstd
+        );
+        let at = e.data_pos as usize;
+        assert_eq!(&req.buf[at..at + enc.len()], &enc[..]);
+        assert_eq!(e.data_crc, crc32c::crc32c(&enc));
     }
 
     #[test]

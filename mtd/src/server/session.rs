@@ -227,8 +227,9 @@ async fn serve<R: AsyncRead + Unpin>(
     let stop = Arc::new(StopSignal::default());
     let admitted = super::admission::admit(store, quotas, &hello, peer, &stop, session).await?;
     let (fed, _claims) = (admitted.fed, admitted.claims);
+    let framed = admitted.welcome.framed_records;
     let software = hello.software.as_deref();
-    tracing::info!(%peer, agent = %hello.agent, software, wire_version, groups = fed.len(), "session started");
+    tracing::info!(%peer, agent = %hello.agent, software, wire_version, framed, groups = fed.len(), "session started");
     // In the HELLO's version: WELCOME's payload differs between versions (version 3's dedup
     // window), so it cannot be written in this build's and restamped as other frames are.
     out.send(Message::Welcome(admitted.welcome).to_frame_version(wire_version))
@@ -288,7 +289,9 @@ async fn serve<R: AsyncRead + Unpin>(
         if kind == FrameKind::Batch {
             // Batches are decoded in place: their records are read straight from the payload.
             let b = BatchRef::decode(payload).map_err(ReadError::from)?;
-            find(&mut fed, &b.group)?.batch(store, &b, quotas).await?;
+            find(&mut fed, &b.group)?
+                .batch_in(store, &b, quotas, framed)
+                .await?;
             continue;
         }
         match Message::decode_version(wire_version, kind, payload).map_err(ReadError::from)? {

@@ -58,6 +58,7 @@ pub(crate) fn hello(agent: &str, groups: Vec<HelloGroup>) -> Hello {
         agent: agent.into(),
         software: None,
         dedup_window: 0,
+        framed_records: false,
         groups,
     }
 }

@@ -41,6 +41,7 @@ pub fn hello(agent: &str, group: &str) -> Message {
         agent: agent.into(),
         software: None,
         dedup_window: 0,
+        framed_records: false,
         groups: vec![HelloGroup {
             group: group.into(),
             generation: 1,

@@ -44,6 +44,8 @@ impl Sender {
             // Our version, for the target's and the site's inventory (the same as build_info's).
             software: Some(env!("CARGO_PKG_VERSION").to_string()),
             dedup_window: 0,
+            // Records compressed as the target's journal stores them, when it takes them.
+            framed_records: true,
             groups: vec![HelloGroup {
                 group: s.group.to_string(),
                 generation: s.generation,
@@ -157,13 +159,14 @@ impl Sender {
         self.queue.session_began();
         conn.set_read_timeout(None).map_err(io_err)?;
         self.targets.welcomed();
-        tracing::info!(group = %s.group, target = %addr, epoch, %durable, %base, "session started");
+        tracing::info!(group = %s.group, target = %addr, epoch, %durable, %base,
+            framed = welcome.framed_records, "session started");
 
         let dead = Arc::new(AtomicBool::new(false));
         let reader = self.spawn_reader(&conn, base, Arc::clone(&dead))?;
         self.link_event(LinkEvent::Connected);
         self.reports.session_started();
-        let r = self.stream(&mut conn, base, generation, &dead);
+        let r = self.stream(&mut conn, base, generation, welcome.framed_records, &dead);
         conn.shutdown();
         let reader_err = reader.join().unwrap_or(None);
         self.hashes.session_ended();
@@ -179,6 +182,7 @@ impl Sender {
         conn: &mut Conn,
         base: SeqBase,
         generation: u64,
+        framed: bool,
         dead: &AtomicBool,
     ) -> Result<()> {
         let s = &self.settings;
@@ -193,6 +197,7 @@ impl Sender {
             base,
             queue: &self.queue,
             levels: &self.levels,
+            framed,
         };
         loop {
             if self.stopping() {
