@@ -8,7 +8,9 @@
 //! ratio to fio's random writes is printed too). The compressible bar is against fio writing
 //! bytes as compressible as the load generator's; the target keeps them zstd-compressed in its
 //! journal (`--journal-compression`, on by default). The point-read bar reads the compressible
-//! run's point back (its data in compressed frames); the raw point's p99 is printed too.
+//! run's point back (its data in compressed frames); the raw point's p99 is printed too, and so
+//! are two baselines: fio O_DIRECT on a file (the disk alone) and qemu-nbd serving a raw file to
+//! the same fio NBD engine (the disk plus a plain NBD server and libnbd: what NBD itself costs).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -57,6 +59,7 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
     };
     let size = whole_mib_size(size_arg, 16)?;
     tools::need_tool("fio", "fio")?;
+    tools::need_tool("qemu-nbd", "qemu-utils")?;
     let bins = tools::build_target_side(settings)?;
     let work = settings.make_workdir()?;
     let df = tools::df("source,fstype", &work)?;
@@ -125,6 +128,8 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
     let mut read_p99 = Versus::new(Series::fixed(3), Series::fixed(3));
     // The same reads of the compressible run's point: its data sits in zstd journal frames.
     let mut comp_read_p99 = Series::fixed(3);
+    // The same reads of a raw file qemu-nbd serves.
+    let mut qemu_read_p99 = Series::fixed(3);
     let runs = settings.runs;
     for run in 1..=runs {
         progress::log(format!("run {run}/{runs}: fio"));
@@ -135,6 +140,8 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
             POINT_READ_SECONDS,
         )?;
         fio_iops.push(f.rand_iops);
+        progress::log(format!("run {run}/{runs}: qemu-nbd random 4KiB reads"));
+        qemu_read_p99.push(qemu_nbd_read_p99(&work, size)?);
         progress::log(format!("run {run}/{runs}: rewind-mtd seq 1MiB"));
         let (ours, _) = mtd_run(&bins, &work, "seq1m", run, &seq, &mut s, None)?;
         seq_bar.push(ours, f.seq_mbs);
@@ -223,10 +230,12 @@ pub fn run(settings: &Settings, size_arg: &str) -> Result<()> {
     );
     println!(
         "random 4KiB reads QD1, p99 (ms): {} over NBD of the point in the journal (raw), {} of \
-         the compressible point (zstd frames), {} fio O_DIRECT on its file",
+         the compressible point (zstd frames); baselines: {} fio O_DIRECT on its file, {} \
+         qemu-nbd serving a raw file (fio's NBD engine, cold cache)",
         read_p99.ours.median_text(),
         comp_read_p99.median_text(),
-        read_p99.theirs.median_text()
+        read_p99.theirs.median_text(),
+        qemu_read_p99.median_text()
     );
     println!();
     daemon(
@@ -354,6 +363,52 @@ fn mtd_run(
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok((mbs, p99))
+}
+
+/// The baseline of the point-read bar's NBD part: random 4 KiB reads at QD1 (fio's NBD engine, as
+/// for the daemon) of a raw file of `size` random bytes that qemu-nbd serves from a cold page
+/// cache, p99 in ms.
+fn qemu_nbd_read_p99(work: &Path, size: u64) -> Result<f64> {
+    let raw = work.join("qemu-nbd-read.raw");
+    let sock = work.join("qemu-nbd-read.sock");
+    let _ = std::fs::remove_file(&sock);
+    let fill = [
+        "--name=fill".to_string(),
+        format!("--filename={}", raw.display()),
+        "--ioengine=io_uring".into(),
+        "--direct=1".into(),
+        "--rw=write".into(),
+        "--bs=1M".into(),
+        "--iodepth=32".into(),
+        format!("--size={size}"),
+        "--end_fsync=1".into(),
+    ];
+    fio::run(&fill, "fio writing qemu-nbd's file")?;
+    let mut qemu = Command::new("qemu-nbd")
+        .args(["--read-only", "--format=raw", "--persistent"])
+        .arg(format!("--socket={}", sock.display()))
+        .arg(&raw)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting qemu-nbd")?;
+    cleanup::add_proc(qemu.id(), Stop::Kill);
+    let p99 = (|| {
+        if !tools::poll(100, Duration::from_millis(50), || sock.exists()) {
+            bail!("qemu-nbd did not start");
+        }
+        mtd::drop_caches()?;
+        let target = [
+            "--ioengine=nbd".to_string(),
+            format!("--uri=nbd+unix:///?socket={}", sock.display()),
+        ];
+        fio::randread_p99_ms(&target, size, POINT_READ_SECONDS)
+    })();
+    cleanup::terminate(qemu.id() as i32, mtd::GRACE);
+    let _ = qemu.wait();
+    cleanup::forget_proc(qemu.id());
+    let _ = std::fs::remove_file(&raw);
+    let _ = std::fs::remove_file(&sock);
+    p99
 }
 
 /// Runs `rewind-loadgen run --json` against a daemon (its one-line JSON summary on stdout).

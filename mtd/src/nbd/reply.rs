@@ -1,16 +1,20 @@
-//! Replies and the single writer task that sends them.
+//! Replies and the writer task that sends them.
 //!
 //! Requests complete out of order on blocking threads; each sends its `Reply` over a channel to
-//! one writer, which owns the socket's write half. The writer drains whatever is queued before
-//! writing, so many small replies (4 KiB random reads, write acks) go out in one syscall, while a
-//! large READ payload goes out with its header in one vectored write straight from the buffer it
-//! was read into (no copy).
+//! one writer task. The writer drains whatever is queued before writing, so many small replies
+//! (4 KiB random reads, write acks) go out in one syscall, while a large READ payload goes out
+//! with its header in one vectored write straight from the buffer it was read into (no copy).
+//!
+//! The write half sits behind a mutex: a request the reader served itself (nothing else in
+//! flight, see `transmission`) goes out with [`send_one`] right away, sparing the wakeup of the
+//! writer task, which is a scheduling delay on a loaded machine.
 
 use std::io::{self, IoSlice};
+use std::sync::Arc;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Mutex, OwnedSemaphorePermit};
 
 use super::proto::*;
 use rewind_linux::aligned::AlignedBuf as Buf;
@@ -138,19 +142,36 @@ async fn write_two<W: AsyncWrite + Unpin>(w: &mut W, mut a: &[u8], mut b: &[u8])
     Ok(())
 }
 
+/// The connection's write half, shared by the writer task and the reader (`send_one`).
+pub type Writer<W> = Arc<Mutex<W>>;
+
+/// Send one reply now and flush it (see `run` on why the flush), then drop it (its permits).
+pub async fn send_one<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    r: Reply,
+    structured: bool,
+) -> io::Result<()> {
+    let mut head = Vec::with_capacity(64 + COPY_MAX);
+    let big = encode(&r, structured, &mut head).unwrap_or(&[]);
+    write_two(w, &head, big).await?;
+    w.flush().await
+}
+
 /// Send replies until every sender is gone (the reader stopped and all requests finished), then
 /// shut the write side down. Returns early on a write error (the client went away).
 pub async fn run<W: AsyncWrite + Unpin>(
-    mut w: W,
+    w: Writer<W>,
     mut rx: UnboundedReceiver<Reply>,
     structured: bool,
 ) -> io::Result<()> {
     let mut batch: Vec<u8> = Vec::with_capacity(BATCH_MAX + 64 * 1024);
     while let Some(first) = rx.recv().await {
+        let mut w = w.lock().await;
+        let w = &mut *w;
         let mut next = Some(first);
         while let Some(r) = next.take() {
             if let Some(big) = encode(&r, structured, &mut batch) {
-                write_two(&mut w, &batch, big).await?;
+                write_two(w, &batch, big).await?;
                 batch.clear();
             } else if batch.len() >= BATCH_MAX {
                 w.write_all(&batch).await?;
@@ -171,6 +192,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
         // (A no-op on plain TCP and unix sockets.)
         w.flush().await?;
     }
+    let mut w = w.lock().await;
     w.flush().await?;
     w.shutdown().await
 }
@@ -178,7 +200,6 @@ pub async fn run<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use tokio::sync::Semaphore;
 
     fn permits() -> Permits {
@@ -244,7 +265,7 @@ mod tests {
             .unwrap();
         tx.send(reply(Body::Ok)).unwrap();
         drop(tx);
-        run(server, rx, false).await.unwrap();
+        run(Arc::new(Mutex::new(server)), rx, false).await.unwrap();
         let mut got = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut client, &mut got)
             .await
@@ -258,7 +279,8 @@ mod tests {
         // is full: each reply must reach the client while the connection stays open.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let (mut client, server) = tokio::io::duplex(1 << 22);
-        let writer = tokio::spawn(run(tokio::io::BufWriter::new(server), rx, false));
+        let server = Arc::new(Mutex::new(tokio::io::BufWriter::new(server)));
+        let writer = tokio::spawn(run(server, rx, false));
         for (body, len) in [
             (Body::Ok, SIMPLE_REPLY_LEN),
             (
@@ -276,5 +298,33 @@ mod tests {
         }
         drop(tx);
         writer.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn send_one_puts_a_whole_reply_on_the_wire_at_once() {
+        // Through a buffering stream (as rustls is): the reply must be flushed, not kept.
+        let (mut client, server) = tokio::io::duplex(1 << 22);
+        let mut w = tokio::io::BufWriter::new(server);
+        for (body, len) in [
+            (
+                Body::Data(Buf::copy_from(&[5; 4096])),
+                STRUCTURED_REPLY_LEN + 8 + 4096,
+            ),
+            (
+                Body::Data(Buf::copy_from(&[6; 100_000])),
+                STRUCTURED_REPLY_LEN + 8 + 100_000,
+            ),
+        ] {
+            send_one(&mut w, reply(body), true).await.unwrap();
+            let mut got = vec![0u8; len];
+            let read = tokio::io::AsyncReadExt::read_exact(&mut client, &mut got);
+            tokio::time::timeout(std::time::Duration::from_secs(10), read)
+                .await
+                .expect("the reply stayed in the writer's buffer")
+                .unwrap();
+            assert_eq!(&got[8..16], &9u64.to_be_bytes(), "the handle");
+            assert_eq!(&got[20..28], &4096u64.to_be_bytes(), "the offset");
+            assert_eq!(got[len - 1], got[28], "the payload follows the header");
+        }
     }
 }

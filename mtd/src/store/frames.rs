@@ -22,11 +22,15 @@ use rewind_formats::DecodeError;
 /// for a few views' working sets without letting many groups pin much memory.
 pub(crate) const CACHED_FRAMES: usize = 1024;
 
-/// (segment id, record data_pos, frame index or [`TABLE`]).
+/// Frame tables a group's cache keeps: a table is 4 bytes per frame (128 for a 1 MiB record),
+/// so 16384 of them cost a few MiB and cover 16 GiB of 1 MiB records.
+pub(crate) const CACHED_TABLES: usize = 16384;
+
+/// (segment id, record data_pos, frame index).
 type Key = (u64, u64, u32);
 
-/// The frame index under which a record's table is cached.
-const TABLE: u32 = u32::MAX;
+/// (segment id, record data_pos).
+type TableKey = (u64, u64);
 
 /// A group's LRU of decompressed frames and frame tables.
 ///
@@ -41,14 +45,17 @@ pub(crate) struct FrameCache {
 struct Inner {
     generation: u64,
     lru: LruCache<Key, Arc<[u8]>>,
+    /// Checked, parsed frame tables.
+    tables: LruCache<TableKey, Arc<[u32]>>,
 }
 
 impl FrameCache {
-    pub(crate) fn new(frames: usize) -> FrameCache {
+    pub(crate) fn new(frames: usize, tables: usize) -> FrameCache {
         FrameCache {
             inner: Mutex::new(Inner {
                 generation: 0,
                 lru: LruCache::new(frames.max(1)),
+                tables: LruCache::new(tables.max(1)),
             }),
         }
     }
@@ -63,6 +70,7 @@ impl FrameCache {
         let mut g = self.inner.lock().expect("frame cache lock");
         g.generation += 1;
         g.lru.clear();
+        g.tables.clear();
     }
 
     fn get(&self, key: Key) -> Option<Arc<[u8]>> {
@@ -79,6 +87,27 @@ impl FrameCache {
         if g.generation == generation {
             g.lru.insert(key, value);
         }
+    }
+
+    fn get_table(&self, key: TableKey) -> Option<Arc<[u32]>> {
+        self.inner
+            .lock()
+            .expect("frame cache lock")
+            .tables
+            .get(&key)
+            .cloned()
+    }
+
+    fn put_table(&self, generation: u64, key: TableKey, value: Arc<[u32]>) {
+        let mut g = self.inner.lock().expect("frame cache lock");
+        if g.generation == generation {
+            g.tables.insert(key, value);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn tables_len(&self) -> usize {
+        self.inner.lock().expect("frame cache lock").tables.len()
     }
 
     #[cfg(test)]
@@ -191,22 +220,17 @@ impl Record<'_> {
         Ok(())
     }
 
-    /// The record's frame table, through the cache.
-    fn table(&self, cache: &FrameCache, generation: u64) -> io::Result<Vec<u32>> {
-        let key = (self.segment_id, self.data_pos, TABLE);
-        let bytes = match cache.get(key) {
-            Some(b) => b,
-            None => {
-                let mut b = vec![0u8; table_len(self.len)];
-                self.file.read_exact_at(&mut b, self.data_pos)?;
-                let b: Arc<[u8]> = b.into();
-                // Checked before it is cached.
-                read_table(self.len, &b).map_err(invalid)?;
-                cache.put(generation, key, b.clone());
-                b
-            }
-        };
-        read_table(self.len, &bytes).map_err(invalid)
+    /// The record's frame table, through the cache (checked before it is cached).
+    fn table(&self, cache: &FrameCache, generation: u64) -> io::Result<Arc<[u32]>> {
+        let key = (self.segment_id, self.data_pos);
+        if let Some(t) = cache.get_table(key) {
+            return Ok(t);
+        }
+        let mut b = vec![0u8; table_len(self.len)];
+        self.file.read_exact_at(&mut b, self.data_pos)?;
+        let t: Arc<[u32]> = read_table(self.len, &b).map_err(invalid)?.into();
+        cache.put_table(generation, key, t.clone());
+        Ok(t)
     }
 }
 

@@ -233,7 +233,10 @@ impl Group {
             published_chunks: std::sync::atomic::AtomicU64::new(0),
             pending: Mutex::new(Pending::default()),
             applied,
-            frames: super::frames::FrameCache::new(super::frames::CACHED_FRAMES),
+            frames: super::frames::FrameCache::new(
+                super::frames::CACHED_FRAMES,
+                super::frames::CACHED_TABLES,
+            ),
         }))
     }
 

@@ -232,6 +232,7 @@ fn compressed_points_read_back_exactly_and_cost_less_disk() {
     check_points(&raw, &points);
     // Again: now through the frame cache.
     assert!(g.frames.len() > 0, "frames were cached");
+    assert!(g.frames.tables_len() > 0, "tables were cached");
     check_points(&store, &points);
 
     // What a restart loads: sealed footers and the open segment's scan.
@@ -276,4 +277,25 @@ fn a_read_of_a_damaged_frame_is_an_error_not_wrong_bytes() {
     let mut out = vec![0u8; 4096];
     let e = v.read_at(&mut out, 0).unwrap_err().to_string();
     assert!(e.contains("encoded journal record"), "{e}");
+}
+
+#[test]
+fn tables_outlive_frame_churn_but_not_a_merge() {
+    let c = FrameCache::new(2, 4);
+    let generation = c.generation();
+    c.put_table(generation, (1, 0), vec![10, 20].into());
+    for i in 0..10 {
+        c.put(generation, (1, 0, i), vec![0u8; 8].into());
+    }
+    assert_eq!(c.len(), 2, "the frame LRU stays at its size");
+    assert_eq!(
+        c.get_table((1, 0)).as_deref(),
+        Some(&[10u32, 20][..]),
+        "frames do not evict tables"
+    );
+    c.forget_all();
+    assert_eq!((c.len(), c.tables_len()), (0, 0));
+    // A read planned before the merge must not cache a table of a segment that may be gone.
+    c.put_table(generation, (1, 0), vec![10, 20].into());
+    assert_eq!(c.tables_len(), 0);
 }
