@@ -20,7 +20,7 @@ pub const DEFAULT_ROOT_DIR: &str = "/var/cache/rewind-systemd-root";
 
 const TOOLS: [&str; 4] = ["systemd-nspawn", "nsenter", "debootstrap", "flock"];
 
-/// Whether containers can boot here: root and [`TOOLS`]. When not, says so and returns false
+/// Whether containers can boot here: root and its tools. When not, says so and returns false
 /// (skip), unless `REWIND_REQUIRE_TOOLS` is set: then a missing tool fails (as [`have_tools`]).
 pub fn can_boot(test: &str) -> bool {
     if !nix::unistd::geteuid().is_root() {
