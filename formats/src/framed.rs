@@ -26,11 +26,11 @@
 use crate::bytes::{Reader, Writer};
 use crate::message::{Batch, BatchRef};
 use crate::records::{
-    check_count, check_data_matches, check_range, decompress_payload, RecordKind, RecordRef,
+    check_data_matches, check_payload, check_range, decompress_payload, RecordKind, RecordRef,
     ENCODING_DEDUP, ENCODING_PLAIN, RECORD_HEADER_LEN,
 };
 use crate::segment::encoding::{frame_range, read_table, stored_len};
-use crate::{DecodeError, Seq, MAX_BATCH_UNCOMPRESSED};
+use crate::{DecodeError, Seq};
 
 /// Header byte 3 of a data record that travels framed.
 pub(crate) const ENCODING_FRAMED: u8 = 2;
@@ -183,14 +183,7 @@ pub fn parse_records_framed(
     record_count: u32,
     first_seq: Seq,
 ) -> Result<FramedRecords, DecodeError> {
-    if raw.len() > MAX_BATCH_UNCOMPRESSED as usize {
-        return Err(DecodeError::too_large(
-            "batch records",
-            raw.len() as u64,
-            u64::from(MAX_BATCH_UNCOMPRESSED),
-        ));
-    }
-    check_count(record_count)?;
+    check_payload(&raw, record_count)?;
     let mut metas;
     {
         let mut r = Reader::new(&raw);

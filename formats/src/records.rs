@@ -444,9 +444,8 @@ pub(crate) fn decompress_payload(
     Ok(raw)
 }
 
-/// Parses an already-decompressed record payload holding exactly `record_count` records
-/// (exposed for fuzzing and for readers that decompress themselves).
-pub fn parse_records(raw: Vec<u8>, record_count: u32) -> Result<DecodedRecords, DecodeError> {
+/// A decompressed record payload's size and record count, checked before parsing it.
+pub(crate) fn check_payload(raw: &[u8], record_count: u32) -> Result<(), DecodeError> {
     if raw.len() > MAX_BATCH_UNCOMPRESSED as usize {
         return Err(DecodeError::too_large(
             "batch records",
@@ -454,7 +453,13 @@ pub fn parse_records(raw: Vec<u8>, record_count: u32) -> Result<DecodedRecords, 
             u64::from(MAX_BATCH_UNCOMPRESSED),
         ));
     }
-    check_count(record_count)?;
+    check_count(record_count)
+}
+
+/// Parses an already-decompressed record payload holding exactly `record_count` records
+/// (exposed for fuzzing and for readers that decompress themselves).
+pub fn parse_records(raw: Vec<u8>, record_count: u32) -> Result<DecodedRecords, DecodeError> {
+    check_payload(&raw, record_count)?;
     let metas = {
         let mut r = Reader::new(&raw);
         let n = r.count("batch records", u64::from(record_count), RECORD_HEADER_LEN)?;

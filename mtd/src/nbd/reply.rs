@@ -289,15 +289,21 @@ mod tests {
             ),
         ] {
             tx.send(reply(body)).unwrap();
-            let mut got = vec![0u8; len];
-            let read = tokio::io::AsyncReadExt::read_exact(&mut client, &mut got);
-            tokio::time::timeout(std::time::Duration::from_secs(10), read)
-                .await
-                .expect("the reply stayed in the writer's buffer")
-                .unwrap();
+            read_reply(&mut client, len).await;
         }
         drop(tx);
         writer.await.unwrap().unwrap();
+    }
+
+    /// The next `len` bytes the client gets, failing if they do not come within 10 s.
+    async fn read_reply(client: &mut tokio::io::DuplexStream, len: usize) -> Vec<u8> {
+        let mut got = vec![0u8; len];
+        let read = tokio::io::AsyncReadExt::read_exact(client, &mut got);
+        tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .expect("the reply stayed in the writer's buffer")
+            .unwrap();
+        got
     }
 
     #[tokio::test]
@@ -316,12 +322,7 @@ mod tests {
             ),
         ] {
             send_one(&mut w, reply(body), true).await.unwrap();
-            let mut got = vec![0u8; len];
-            let read = tokio::io::AsyncReadExt::read_exact(&mut client, &mut got);
-            tokio::time::timeout(std::time::Duration::from_secs(10), read)
-                .await
-                .expect("the reply stayed in the writer's buffer")
-                .unwrap();
+            let got = read_reply(&mut client, len).await;
             assert_eq!(&got[8..16], &9u64.to_be_bytes(), "the handle");
             assert_eq!(&got[20..28], &4096u64.to_be_bytes(), "the offset");
             assert_eq!(got[len - 1], got[28], "the payload follows the header");

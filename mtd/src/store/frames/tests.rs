@@ -29,18 +29,6 @@ fn compressible(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn random(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// One record: `data` at `offset`, or zeroes (`None`, a zero record of `len`).
 struct Rec {
     offset: usize,
@@ -62,7 +50,7 @@ fn batches() -> Vec<Vec<Rec>> {
         vec![
             data(0, compressible(1, 256 * K)),
             data(300 * K, compressible(2, 48 * K)),
-            data(512 * K, random(3, 64 * K)),
+            data(512 * K, rewind_formats::testing::random_bytes(64 * K, 3)),
             Rec {
                 offset: 600 * K,
                 data: None,
