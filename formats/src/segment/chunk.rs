@@ -469,11 +469,43 @@ pub fn write_records_chunk_with(
     records: &[RecordRef<'_>],
     encoded: &[Option<&[u8]>],
 ) -> ChunkHeader {
+    write_records_chunk_with_crcs(
+        out,
+        first_seq,
+        timestamp_ms,
+        generation,
+        records,
+        encoded,
+        &[],
+    )
+}
+
+/// [`write_records_chunk_with`] where the caller already has the crc32c of some encoded
+/// records (a target that checked what an agent sent, see `crate::framed`): `crcs[i]`, if any,
+/// is taken as `encoded[i]`'s instead of computing it again over every byte.
+///
+/// # Panics
+/// As [`write_records_chunk_with`], and if `crcs` is neither empty nor one per record, or gives
+/// a crc for a record that is not encoded. In debug builds, if a given crc is wrong.
+pub fn write_records_chunk_with_crcs(
+    out: &mut [u8],
+    first_seq: Seq,
+    timestamp_ms: u64,
+    generation: u64,
+    records: &[RecordRef<'_>],
+    encoded: &[Option<&[u8]>],
+    crcs: &[Option<u32>],
+) -> ChunkHeader {
     let n = records.len();
     assert!(
         encoded.is_empty() || encoded.len() == n,
         "encoded holds {} entries for {n} records",
         encoded.len()
+    );
+    assert!(
+        crcs.is_empty() || crcs.len() == n,
+        "crcs holds {} entries for {n} records",
+        crcs.len()
     );
     assert!(
         (1..=MAX_BATCH_RECORDS as usize).contains(&n),
@@ -503,6 +535,11 @@ pub fn write_records_chunk_with(
     for (i, rec) in records.iter().enumerate() {
         let seq = Seq(first_seq.0 + i as u64);
         let enc = encoded.get(i).copied().flatten();
+        let known_crc = crcs.get(i).copied().flatten();
+        assert!(
+            known_crc.is_none() || enc.is_some(),
+            "record {i} has a crc given but is not encoded"
+        );
         // An encoded record may come without its plain bytes (a target storing what an agent
         // encoded, see `crate::framed`): only its encoding is written.
         if enc.is_none() || !rec.data.is_empty() {
@@ -523,7 +560,14 @@ pub fn write_records_chunk_with(
             out[end..pad_end].fill(0);
             let at = pos;
             pos = pad_end;
-            (crc32c::crc32c(stored), at as u64, encoding)
+            let crc = match known_crc {
+                Some(c) => {
+                    debug_assert_eq!(c, crc32c::crc32c(stored), "record {i}'s given crc");
+                    c
+                }
+                None => crc32c::crc32c(stored),
+            };
+            (crc, at as u64, encoding)
         } else {
             (0, 0, Encoding::Raw)
         };

@@ -8,7 +8,7 @@ use rewind_formats::dedup::DedupWindow;
 use rewind_formats::message::{BatchRef, ErrorCode, Tag};
 use rewind_formats::records::RecordRef;
 use rewind_formats::segment::{
-    records_chunk_len_with, tag_chunk_len, write_records_chunk_with, write_tag_chunk,
+    records_chunk_len_with, tag_chunk_len, write_records_chunk_with_crcs, write_tag_chunk,
 };
 use rewind_formats::Seq;
 
@@ -162,7 +162,7 @@ impl Feed {
             Some(c) => c.encode(&refs),
             None => Vec::new(),
         };
-        Ok(chunk(&self.group, self.generation, b, &refs, &encoded))
+        Ok(chunk(&self.group, self.generation, b, &refs, &encoded, &[]))
     }
 
     /// As [`Feed::batch_chunk`] for a batch of framed records: what the agent encoded is
@@ -177,8 +177,20 @@ impl Feed {
             .iter()
             .map(|r| (r.record, r.encoded.map(|(e, _)| e)))
             .unzip();
+        // Checked against the bytes at the edge: the chunk takes them rather than a second pass.
+        let crcs: Vec<_> = records
+            .iter()
+            .map(|r| r.encoded.map(|(_, crc)| crc))
+            .collect();
         self.check_bounds(b, &refs)?;
-        Ok(chunk(&self.group, self.generation, b, &refs, &encoded))
+        Ok(chunk(
+            &self.group,
+            self.generation,
+            b,
+            &refs,
+            &encoded,
+            &crcs,
+        ))
     }
 
     /// A batch's generation and first seq are the session's.
@@ -266,23 +278,25 @@ impl Feed {
 }
 
 /// The journal chunk of a checked batch: `encoded[i]`, if any, is record i's table ++
-/// frames (empty: all raw).
+/// frames (empty: all raw), and `crcs[i]`, if any, its crc32c already checked (empty: none).
 fn chunk(
     group: &Arc<Group>,
     generation: u64,
     b: &BatchRef<'_>,
     refs: &[RecordRef<'_>],
     encoded: &[Option<&[u8]>],
+    crcs: &[Option<u32>],
 ) -> AppendReq {
     let len = records_chunk_len_with(refs, encoded);
     let mut buf = crate::aligned::pooled(len);
-    let header = write_records_chunk_with(
+    let header = write_records_chunk_with_crcs(
         &mut buf[..len],
         b.first_seq,
         b.timestamp_ms,
         generation,
         refs,
         encoded,
+        crcs,
     );
     AppendReq {
         group: group.clone(),

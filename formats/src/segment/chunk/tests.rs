@@ -352,3 +352,34 @@ fn resign(out: &mut [u8], n: usize) {
     );
     out[CRC_OFF..CHUNK_PREFIX_LEN].copy_from_slice(&crc.to_le_bytes());
 }
+
+#[test]
+fn a_given_crc_is_written_as_the_encoded_records_crc() {
+    let z = compressible(100 * 1024);
+    let raw: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+    let (want, h, enc) = build_encoded(&z, &raw);
+    let mut r: Vec<RecordRef<'_>> = Vec::new();
+    for (e, data) in h.records.iter().zip([&z[..], &[], &raw[..]]) {
+        r.push(RecordRef {
+            disk: e.disk,
+            kind: e.kind,
+            offset: e.offset,
+            len: e.len,
+            data,
+        });
+    }
+    let encoded = [Some(&enc[..]), None, None];
+    let crcs = [Some(crc32c::crc32c(&enc)), None, None];
+    let mut out = vec![0xee; want.len()];
+    let got = write_records_chunk_with_crcs(&mut out, Seq(7), 1, 1, &r, &encoded, &crcs);
+    assert_eq!((got, out), (h, want), "the same chunk as computing the crc");
+}
+
+#[test]
+#[should_panic(expected = "has a crc given but is not encoded")]
+fn a_crc_for_a_raw_record_panics() {
+    let r = recs(&[0; 512]);
+    let mut out = vec![0; records_chunk_len(&r)];
+    let crcs: Vec<Option<u32>> = (0..r.len()).map(|i| (i == 0).then_some(1)).collect();
+    write_records_chunk_with_crcs(&mut out, Seq(1), 0, 0, &r, &[], &crcs);
+}
