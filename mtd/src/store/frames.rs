@@ -16,6 +16,7 @@ use rewind_formats::segment::encoding::{
     decode_frame, decode_record, frame_offset, frame_range, read_table, stored_len, table_len,
     FRAME_SPAN,
 };
+use rewind_formats::segment::{ChunkHeader, Encoding};
 use rewind_formats::DecodeError;
 
 /// Frames a group's cache keeps: 1024 x 32 KiB = 32 MiB of decompressed bytes per group, enough
@@ -102,6 +103,30 @@ impl FrameCache {
         let mut g = self.inner.lock().expect("frame cache lock");
         if g.generation == generation {
             g.tables.insert(key, value);
+        }
+    }
+
+    /// Caches the frame tables of a chunk's encoded records as the writer publishes it (the
+    /// chunk at `pos` of segment `segment_id`, its bytes in `chunk`): the writer has them in
+    /// hand, and a table missing from the cache costs the first read of its record a second
+    /// disk read. A table that does not parse is left for the read to find and report.
+    pub(crate) fn remember_tables(&self, segment_id: u64, pos: u64, h: &ChunkHeader, chunk: &[u8]) {
+        let mut encoded = h
+            .records
+            .iter()
+            .filter(|r| r.encoding == Encoding::Zstd)
+            .peekable();
+        if encoded.peek().is_none() {
+            return;
+        }
+        let mut g = self.inner.lock().expect("frame cache lock");
+        for r in encoded {
+            let region = usize::try_from(r.data_pos)
+                .ok()
+                .and_then(|at| chunk.get(at..));
+            if let Some(Ok(t)) = region.map(|region| read_table(r.len, region)) {
+                g.tables.insert((segment_id, pos + r.data_pos), t.into());
+            }
         }
     }
 

@@ -250,6 +250,10 @@ impl Writer {
                 .expect("placed group has an open segment");
             add_chunk_to_footer(&mut og.footer, &p.req.header, p.pos);
             p.req.group.publish(p.segment_id, p.pos, &p.req.header);
+            p.req
+                .group
+                .frames
+                .remember_tables(p.segment_id, p.pos, &p.req.header, &p.req.buf);
             if !touched.contains(&p.req.group.name) {
                 touched.push(p.req.group.name.clone());
             }

@@ -287,3 +287,39 @@ fn tables_outlive_frame_churn_but_not_a_merge() {
     c.put_table(generation, (1, 0), vec![10, 20].into());
     assert_eq!(c.tables_len(), 0);
 }
+
+#[test]
+fn tables_of_applied_records_are_cached_before_any_read() {
+    let on = tempfile::tempdir().unwrap();
+    let store = store_with(on.path(), JournalCompression::default());
+    let points = send_all(&store);
+    let g = store.group("g").unwrap();
+    assert_eq!(g.frames.len(), 0, "nothing read yet");
+    assert!(g.frames.tables_len() > 0, "the writer cached the tables");
+
+    // Zero seq 1's first record's table on disk, behind the cache's back: a read still finds
+    // its frames (through the table the writer cached), until the cache is emptied.
+    let (seq, want) = &points[0];
+    let v = View::open(&store, "g", "sda", &PointSpec::Seq(*seq)).unwrap();
+    let plan = v.plan(0, 4096).unwrap().unwrap();
+    let Source::Encoded {
+        segment_id,
+        data_pos,
+        len,
+        ..
+    } = plan.pieces[0].source
+    else {
+        panic!("seq 1's first record is encoded: {:?}", plan.pieces[0]);
+    };
+    let path = crate::store::group::journal_dir(&g.dir)
+        .join(crate::store::segment_file::segment_file_name(segment_id));
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let table = table_len(len);
+    file.write_all_at(&vec![0u8; table], data_pos).unwrap();
+    let mut out = vec![0u8; 4096];
+    v.read_at(&mut out, 0).unwrap();
+    assert!(out == want[..4096], "read through the cached table");
+    g.frames.forget_all();
+    let e = v.read_at(&mut out, 0).unwrap_err().to_string();
+    assert!(e.contains("encoded journal record"), "{e}");
+}
