@@ -34,6 +34,7 @@ pub mod segment;
 pub mod tag;
 pub mod testing;
 pub mod verify;
+pub mod zstd_context;
 
 pub use error::DecodeError;
 pub use frame::*;

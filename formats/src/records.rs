@@ -431,35 +431,16 @@ pub(crate) fn decompress_payload(
     let mut raw = Vec::with_capacity(want);
     // decompress_to_buffer writes into the Vec's spare capacity and fails if the frame
     // holds more: the announced length bounds the memory a hostile batch can take.
-    let got = with_decompressor(|z| z.decompress_to_buffer(compressed, &mut raw))
-        .map_err(|e| DecodeError::Decompress(e.to_string()))?;
+    let got =
+        crate::zstd_context::with_decompressor(|z| z.decompress_to_buffer(compressed, &mut raw))
+            .and_then(|r| r)
+            .map_err(|e| DecodeError::Decompress(e.to_string()))?;
     if got != want {
         return Err(DecodeError::Decompress(format!(
             "decompressed to {got} bytes, batch says {want}"
         )));
     }
     Ok(raw)
-}
-
-thread_local! {
-    /// One decompression context per thread, reused batch after batch: making one per batch
-    /// showed in a receiving target's profile (`ZSTD_createDCtx`, about 1% at 2 GB/s).
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Runs `f` with this thread's decompressor (made on first use). A context is reset at the
-/// start of every frame, so what a bad batch left in it does not reach the next.
-fn with_decompressor<T>(
-    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<T>,
-) -> std::io::Result<T> {
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        f(d.as_mut().expect("just set"))
-    })
 }
 
 /// A decompressed record payload's size and record count, checked before parsing it.

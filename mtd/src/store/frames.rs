@@ -141,23 +141,11 @@ impl FrameCache {
     }
 }
 
-thread_local! {
-    /// One decompression context per thread: creating one per read would cost more than the
-    /// decompression of a frame.
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
+/// Runs `f` with this thread's zstd decompressor (`rewind_formats::zstd_context`).
 fn with_decompressor<T>(
     f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> Result<T, DecodeError>,
 ) -> io::Result<T> {
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        f(d.as_mut().expect("just set")).map_err(invalid)
-    })
+    rewind_formats::zstd_context::with_decompressor(f)?.map_err(invalid)
 }
 
 fn invalid(e: DecodeError) -> io::Error {
