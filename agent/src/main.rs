@@ -10,13 +10,7 @@ fn main() -> std::process::ExitCode {
     unsafe { libc::umask(0o077) };
     rewind_linux::clidocs::generate_if_asked(<cli::Args as clap::CommandFactory>::command());
     let args = cli::Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    rewind_linux::logging::init("info");
     match cli::main(args) {
         Ok(code) => code,
         Err(e) => {

@@ -17,6 +17,7 @@ pub mod atomic;
 pub mod clidocs;
 pub mod clock;
 pub mod fuse_mount;
+pub mod logging;
 pub mod loopdev;
 pub mod memtrim;
 pub mod metrics;

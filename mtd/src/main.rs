@@ -177,13 +177,7 @@ fn main() -> Result<()> {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    rewind_linux::logging::init(default_level);
     match cli.cmd {
         Cmd::Serve(args) => rewind_mtd::daemon::serve::serve(args),
         Cmd::Relay(args) => rewind_mtd::relay::run(args),

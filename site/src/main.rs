@@ -4,12 +4,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    rewind_linux::logging::init("info");
     rewind_linux::clidocs::generate_if_asked(
         <rewind_site::cli::Cli as clap::CommandFactory>::command(),
     );
