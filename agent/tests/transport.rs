@@ -125,3 +125,72 @@ fn dev_fuse_transport_replicates_ext4_and_fio_exactly() {
         "serving through /dev/fuse (fuser)",
     );
 }
+
+/// The capture files unmounted under a running agent (here by hand: loop device detached, then
+/// `umount`) end the threads that serve them. An agent that can no longer capture must not go
+/// on as if it did: it exits at once with status 70 and says why. (On the io_uring transport
+/// the same watch covers a queue thread that panics, which would otherwise leave every write
+/// from its CPU waiting for ever.)
+fn capture_ends_under_the_agent(extra: &[&str]) {
+    let work = tempdir();
+    let w = work.path();
+    let img = w.join("disk.img");
+    fs::File::create(&img)
+        .and_then(|f| f.set_len(64 << 20))
+        .expect("image");
+    let mut mtd = Mtd::start(w);
+    let mut agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), extra);
+    let dev = fs::canonicalize(agent.link("d0")).expect("the agent's device");
+    run_ok(
+        Command::new("dd")
+            .arg("if=/dev/urandom")
+            .arg(format!("of={}", dev.display()))
+            .args(["bs=1M", "count=4", "oflag=direct", "status=none"]),
+    );
+    agent.wait_caught_up(Duration::from_secs(60));
+    run_ok(Command::new("losetup").arg("-d").arg(&dev));
+    // Detaching is asynchronous: wait until the loop device lets the file go.
+    let t0 = std::time::Instant::now();
+    while Command::new("umount")
+        .arg(&agent.mount_dir)
+        .status()
+        .is_ok_and(|s| !s.success())
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the capture files stay busy"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = agent.wait_exit(Duration::from_secs(20)).unwrap_or_else(|| {
+        panic!(
+            "the agent runs on without its capture:\n{}",
+            agent.log_text()
+        )
+    });
+    assert_eq!(status.code(), Some(70), "{}", agent.log_text());
+    assert!(
+        agent
+            .log_text()
+            .contains("ended while the capture files are mounted"),
+        "{}",
+        agent.log_text()
+    );
+    mtd.stop();
+}
+
+#[test]
+fn an_agent_whose_uring_capture_ends_under_it_exits() {
+    if !can_run() || !kernel_has_fuse_uring("an_agent_whose_uring_capture_ends_under_it_exits") {
+        return;
+    }
+    capture_ends_under_the_agent(&["--fuse-transport", "uring"]);
+}
+
+#[test]
+fn an_agent_whose_dev_fuse_capture_ends_under_it_exits() {
+    if !can_run() {
+        return;
+    }
+    capture_ends_under_the_agent(&["--fuse-transport", "dev-fuse"]);
+}

@@ -21,6 +21,7 @@ use fuser::{
 
 use rewind_linux::fuse_mount;
 
+use super::end_watch::{EndWatch, Phase};
 use super::Capture;
 use crate::error::{Error, Result};
 
@@ -349,6 +350,8 @@ impl CaptureFs {
 /// The mounted capture file system; unmounted when dropped.
 pub struct CaptureMount {
     dir: PathBuf,
+    /// Whether the session's end loses the capture ([`super::end_watch`]).
+    phase: Phase,
     unmounter: Option<SessionUnmounter>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -382,12 +385,23 @@ impl CaptureMount {
             source,
         })?;
         let unmounter = session.unmount_callable();
+        let phase = Phase::default();
+        let watch = EndWatch {
+            phase: phase.clone(),
+            thread: "capture-fuse".into(),
+            dir: dir.to_path_buf(),
+        };
         let thread = std::thread::Builder::new()
             .name("capture-fuse".into())
-            .spawn(move || session.run())
+            .spawn(move || {
+                let _watch = watch;
+                session.run()
+            })
             .map_err(Error::path("starting the FUSE threads for", dir))?;
+        phase.serving();
         Ok(CaptureMount {
             dir: dir.to_path_buf(),
+            phase,
             unmounter: Some(unmounter),
             thread: Some(thread),
         })
@@ -406,6 +420,8 @@ impl Drop for CaptureMount {
             return;
         };
         let dir = self.dir.display().to_string();
+        // Before the unmount: the session may end before it returns.
+        self.phase.closing();
         match unmounter.unmount() {
             Ok(()) => {
                 if let Some(t) = self.thread.take() {

@@ -13,6 +13,7 @@
 //! later; and the reply comes only after both.
 
 pub mod backing;
+pub mod end_watch;
 pub mod fuse;
 pub mod loopdev;
 pub mod ring;

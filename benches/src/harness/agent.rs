@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::agent_status::read_status;
@@ -230,6 +230,24 @@ impl Agent {
                 "rewind-agent exited with {s}:\n{}",
                 self.log_text()
             );
+        }
+    }
+
+    /// Waits up to `limit` for the agent to exit by itself, then undoes what it left behind:
+    /// its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let t0 = Instant::now();
+        loop {
+            let c = self.child.as_mut()?;
+            if let Some(s) = c.try_wait().expect("waiting for rewind-agent") {
+                self.child = None;
+                self.cleanup();
+                return Some(s);
+            }
+            if t0.elapsed() >= limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

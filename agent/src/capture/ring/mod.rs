@@ -35,6 +35,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use rewind_linux::fuse_mount;
 
+use super::end_watch::{EndWatch, Phase};
 use super::Capture;
 use crate::error::{Error, Result};
 use ops::Files;
@@ -90,6 +91,8 @@ fn possible_cpus() -> usize {
 /// The mounted capture files on the io_uring transport; unmounted when dropped.
 pub struct RingMount {
     dir: PathBuf,
+    /// Starting, serving or closing: whether a thread's end loses the capture.
+    phase: Phase,
     stop: Arc<AtomicBool>,
     mailboxes: Vec<Arc<Mailbox>>,
     threads: Vec<JoinHandle<()>>,
@@ -136,6 +139,7 @@ impl RingMount {
         let stop = Arc::new(AtomicBool::new(false));
         let mut m = RingMount {
             dir: dir.to_path_buf(),
+            phase: Phase::default(),
             stop: Arc::clone(&stop),
             mailboxes: Vec::new(),
             threads: Vec::new(),
@@ -143,7 +147,7 @@ impl RingMount {
         // From here a failure drops `m`, which unmounts.
         let (init_tx, init_rx) = mpsc::channel();
         let (f, fd) = (Arc::clone(&files), Arc::clone(&fuse));
-        m.threads.push(spawn("capture-devfuse", dir, move || {
+        m.threads.push(m.spawn("capture-devfuse", move || {
             devfuse::serve(&fd, &f, true, init_tx)
         })?);
         let init = init_rx
@@ -160,9 +164,8 @@ impl RingMount {
         }
         let (helper_tx, helper_rx) = mpsc::channel::<HelperJob>();
         let f = Arc::clone(&files);
-        m.threads.push(spawn("capture-helper", dir, move || {
-            queue::helper(&f, helper_rx)
-        })?);
+        m.threads
+            .push(m.spawn("capture-helper", move || queue::helper(&f, helper_rx))?);
         let (ready_tx, ready_rx) = mpsc::channel();
         let cpus = possible_cpus();
         let depth = (ENTRIES / cpus).max(MIN_DEPTH);
@@ -180,16 +183,16 @@ impl RingMount {
                 stop: Arc::clone(&stop),
             };
             let ready = ready_tx.clone();
-            m.threads
-                .push(spawn("capture-ring", dir, move || match q.register() {
-                    Ok(registered) => {
-                        let _ = ready.send(Ok(()));
-                        q.run(registered);
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                    }
-                })?);
+            let thread = m.spawn("capture-ring", move || match q.register() {
+                Ok(registered) => {
+                    let _ = ready.send(Ok(()));
+                    q.run(registered);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            })?;
+            m.threads.push(thread);
         }
         drop(helper_tx);
         for _ in 0..cpus {
@@ -203,6 +206,7 @@ impl RingMount {
                 }
             }
         }
+        m.phase.serving();
         tracing::info!(dir = %dir.display(), queues = cpus, depth,
             "capture: serving over FUSE over io_uring");
         Ok(m)
@@ -211,13 +215,22 @@ impl RingMount {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
 
-fn spawn(name: &str, dir: &Path, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(body)
-        .map_err(Error::path("starting the FUSE threads for", dir))
+    /// Starts one of the mount's threads, watched for an end while serving ([`super::end_watch`]).
+    fn spawn(&self, name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+        let watch = EndWatch {
+            phase: self.phase.clone(),
+            thread: name.into(),
+            dir: self.dir.clone(),
+        };
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let _watch = watch;
+                body()
+            })
+            .map_err(Error::path("starting the FUSE threads for", &self.dir))
+    }
 }
 
 impl Drop for RingMount {
@@ -225,6 +238,8 @@ impl Drop for RingMount {
     /// mounted), detaches lazily instead and leaves the threads serving until it lets go.
     fn drop(&mut self) {
         let dir = self.dir.display().to_string();
+        // Before the unmount: the threads may see the connection end before it returns.
+        self.phase.closing();
         if let Err(e) = umount2(&self.dir, MntFlags::empty()) {
             tracing::warn!(dir, error = %e, "capture file system busy; detaching it lazily");
             let _ = fuse_mount::detach(&self.dir);
