@@ -27,20 +27,24 @@ pub struct Durations {
     pub lag_seconds: u64,
 }
 
+/// Free space the run needs in the scratch directory, as a multiple of SIZE.
+const FREE_TIMES_SIZE: u64 = 25;
+
 pub fn run(settings: &Settings, size_arg: &str, durations: &Durations) -> Result<()> {
     let size = to_bytes(size_arg)?;
     if size < 64 << 20 {
         bail!("SIZE must be at least 64MiB");
     }
-    // Images, spool, the target's bases and a journal that keeps every overhead run (a short
-    // retention would have the target merging during the runs): about 12 times SIZE.
+    // Images, spools, the target's bases and a journal that keeps every overhead run (a short
+    // retention would have the target merging during the runs). A 1 GiB run of 5 rounds filled
+    // more than 12 times SIZE, and a full disk there stalls the runs: ask for 25 times SIZE.
     let fs = nix::sys::statvfs::statvfs(&settings.tmp_base)
         .with_context(|| format!("statvfs {}", settings.tmp_base.display()))?;
     let free_kb = fs.blocks_available() as u64 * fs.fragment_size() as u64 / 1024;
-    if free_kb * 1024 < 12 * size {
+    if free_kb * 1024 < FREE_TIMES_SIZE * size {
         bail!(
             "bench agent {size_arg} needs about {} GiB free in {}; {} GiB are",
-            (12 * size) >> 30,
+            (FREE_TIMES_SIZE * size) >> 30,
             settings.tmp_base.display(),
             free_kb >> 20
         );
@@ -82,7 +86,7 @@ pub fn run(settings: &Settings, size_arg: &str, durations: &Durations) -> Result
         "overhead: fio on protected devices (capture only, null target, real target) against a \
          plain loop device (direct-io), interleaved",
     );
-    File::create(work.join("prot.img"))?.set_len(size)?;
+    tools::allocated_image(&work.join("prot.img"), size)?;
     let agent = Agent::start(&bins, &work, "prot", &work.join("prot.img"), &[])?;
     agent.wait_synced(120)?;
     let runs = settings.runs;

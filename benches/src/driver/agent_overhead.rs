@@ -11,6 +11,10 @@
 //! - `real`: replication to `rewind-mtd` on the same host.
 //!
 //! Random 4 KiB reads run against the real configuration's device.
+//!
+//! Every image is allocated (written with zeros) before its agent starts, as a disk is, and
+//! every run starts with all replicating agents caught up, so that no agent's catching up or
+//! the target's apply runs beside another configuration's measurement.
 
 use anyhow::Result;
 
@@ -20,7 +24,6 @@ use super::nulltarget::NullTarget;
 use super::progress;
 use super::stats::{ratio, Series};
 use super::tools::{self, Bins};
-use std::fs::File;
 use std::path::Path;
 
 /// One configuration's results: per mode (seq, rand) protected MB/s, baseline MB/s, ratio.
@@ -59,7 +62,7 @@ pub fn run(
     let nowhere = format!("unix:{}", work.join("nowhere.sock").display());
     let start = |name: &str, target: &str, extra: &[&str]| -> Result<Agent> {
         let img = work.join(format!("{name}.img"));
-        File::create(&img)?.set_len(size)?;
+        tools::allocated_image(&img, size)?;
         Agent::start_to(bins, work, name, &img, target, extra)
     };
     let capture = start("capture", &nowhere, &["--spool-mib", "0"])?;
@@ -71,9 +74,9 @@ pub fn run(
     let nulla = start("null", &null.target(), &[])?;
     nulla.wait_synced(300)?;
     let plain_img = work.join("plain.img");
-    File::create(&plain_img)?.set_len(size)?;
+    tools::allocated_image(&plain_img, size)?;
     let plain = tools::plain_loop(&plain_img)?;
-    let mut configs = [
+    let configs = [
         (
             capture,
             "capture",
@@ -110,19 +113,16 @@ pub fn run(
         for (m, mode) in ["seq", "rand"].iter().enumerate() {
             let rand = *mode == "rand";
             for (i, r) in results.iter_mut().enumerate() {
-                let (agent, replicates) = match configs.get_mut(i) {
-                    Some(c) => (&c.agent, c.replicates),
-                    None => (real, true),
+                let agent = match configs.get(i) {
+                    Some(c) => &c.agent,
+                    None => real,
                 };
-                // Each run starts quiet: the agent caught up (a resync after bitmap mode would
-                // otherwise slow the baseline down).
-                if replicates {
-                    agent.wait_synced(600)?;
-                }
+                // Each run starts quiet: every replicating agent caught up (a resync after
+                // bitmap mode, or the target applying another agent's backlog, would otherwise
+                // slow the run down).
+                all_synced(&configs, real)?;
                 let theirs = fio::write_mbs(&plain, rand, fio_seconds, size)?;
-                if replicates {
-                    agent.wait_synced(600)?;
-                }
+                all_synced(&configs, real)?;
                 let ours = fio::write_mbs(&agent.dev, rand, fio_seconds, size)?;
                 let (o, t, q) = &mut r.modes[m];
                 o.push(ours);
@@ -136,7 +136,9 @@ pub fn run(
                 r.notes.push(format!("{mode} run {run}: {note}"));
             }
         }
+        all_synced(&configs, real)?;
         let theirs = fio::randread_mbs(&plain, fio_seconds, size)?;
+        all_synced(&configs, real)?;
         let ours = fio::randread_mbs(&real.dev, fio_seconds, size)?;
         reads.0.push(ours);
         reads.1.push(theirs);
@@ -152,6 +154,14 @@ pub fn run(
         configs: results,
         reads,
     })
+}
+
+/// Waits until every agent that has a target has caught up.
+fn all_synced(configs: &[Config], real: &Agent) -> Result<()> {
+    for c in configs.iter().filter(|c| c.replicates) {
+        c.agent.wait_synced(600)?;
+    }
+    real.wait_synced(600)
 }
 
 /// What bitmap mode and the spool are doing, from the agent's status.

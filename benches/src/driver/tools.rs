@@ -248,6 +248,23 @@ pub fn write_file(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// An image of `size` bytes, every block written (zeros) and synced: allocated, as a disk is.
+/// Random writes into a sparse file measure ext4's allocator instead, which lays the new
+/// blocks out one after the other and turns random writes into sequential ones.
+pub fn allocated_image(path: &Path, size: u64) -> Result<()> {
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])
+            .with_context(|| format!("writing {}", path.display()))?;
+        left -= n as u64;
+    }
+    f.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))
+}
+
 /// A plain loop device (direct IO) over `image`, the baseline the protected device is measured
 /// against; detached by the cleanup.
 pub fn plain_loop(image: &Path) -> Result<String> {
