@@ -54,9 +54,31 @@ pub struct Admitted {
 }
 
 impl Admitted {
+    /// The write's length in bytes.
+    pub fn bytes(&self) -> usize {
+        self.len
+    }
+
     /// The backing disk's O_DIRECT descriptor, for the write itself.
     pub fn fd(&self) -> std::os::fd::RawFd {
         self.d.direct_fd()
+    }
+}
+
+/// An admitted write's bytes, for [`Capture::record`]: already copied into a buffer of its
+/// own, or still in the caller's buffer, to be copied only if the record is kept (not in
+/// bitmap mode).
+pub enum WriteBytes<'a> {
+    Copied(AlignedBuf),
+    InPlace(&'a [u8]),
+}
+
+impl WriteBytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            WriteBytes::Copied(b) => b,
+            WriteBytes::InPlace(s) => s,
+        }
     }
 }
 
@@ -219,9 +241,9 @@ impl Capture {
     }
 
     /// Finishes an admitted write once its IO returned `r`: checks it (a short or refused
-    /// write is redone synchronously from `buf`, which holds the same bytes), records `buf`
-    /// and lets go of the claims. Returns the bytes written.
-    pub fn record(&self, a: Admitted, buf: AlignedBuf, r: io::Result<usize>) -> Result<u32> {
+    /// write is redone synchronously from `bytes`, which hold the same bytes), records the
+    /// bytes and lets go of the claims. Returns the bytes written.
+    pub fn record(&self, a: Admitted, bytes: WriteBytes<'_>, r: io::Result<usize>) -> Result<u32> {
         let Admitted {
             disk,
             offset,
@@ -232,7 +254,23 @@ impl Capture {
             claim,
             pass,
         } = a;
-        let r = complete(&d, &buf, offset, r).and_then(|()| {
+        let r = complete(&d, bytes.as_slice(), offset, r).and_then(|()| {
+            let buf = match bytes {
+                WriteBytes::Copied(buf) => buf,
+                // In bitmap mode the record would be dropped: no copy. The region stays
+                // dirty (pinned), as for any dropped write.
+                WriteBytes::InPlace(_)
+                    if self.queue.drop_if_overflowing(disk as u16, len as u32) =>
+                {
+                    mark.recorded(None);
+                    return Ok(len as u32);
+                }
+                WriteBytes::InPlace(data) => {
+                    let mut buf = self.pool.get(data.len());
+                    buf.copy_from_slice(data);
+                    buf
+                }
+            };
             let record = Record::new(disk as u16, RecordKind::Data, offset, len as u32, Some(buf));
             mark.recorded(self.queue.push(record)?.seq());
             Ok(len as u32)
@@ -242,6 +280,12 @@ impl Capture {
         drop(claim);
         drop(pass);
         r
+    }
+
+    /// Whether the stream is in bitmap mode now, where a write's record is dropped: a hint
+    /// to defer copying its bytes ([`WriteBytes::InPlace`]).
+    pub fn dropping_records(&self) -> bool {
+        self.queue.overflowing()
     }
 
     /// Reads `len` bytes at `offset` (cut at the end of the disk) into a pooled buffer.

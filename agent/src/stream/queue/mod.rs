@@ -256,6 +256,19 @@ impl Queue {
         self.lock().overflow
     }
 
+    /// In bitmap mode, counts a captured write of `len` bytes to `disk` as dropped, as
+    /// [`Queue::push`] would, without its bytes (so the caller need not copy them): true.
+    /// Outside bitmap mode (or when stopping) false: push the record as usual.
+    pub fn drop_if_overflowing(&self, disk: u16, len: u32) -> bool {
+        let mut st = self.lock();
+        if !st.overflow || st.stopping {
+            return false;
+        }
+        st.tally(disk).captured += u64::from(len);
+        st.dropped += 1;
+        true
+    }
+
     /// Leaves bitmap mode once everything recorded is acknowledged (the resync takes over from
     /// here; the caller opens its window first). False if not drained yet.
     pub fn end_overflow(&self) -> bool {

@@ -142,9 +142,17 @@ fn full_memory_spills_to_the_spool_then_bitmap_mode() {
         Pushed::Dropped,
         "bitmap mode lasts until the resync takes over"
     );
+    let captured = |q: &Queue| q.tallies()[0].captured;
+    let before = captured(&q);
+    assert!(
+        q.drop_if_overflowing(0, 4096),
+        "bitmap mode: a write is counted as dropped without its bytes"
+    );
+    assert_eq!(captured(&q), before + 4096);
     assert!(q.end_overflow());
+    assert!(!q.drop_if_overflowing(0, 4096), "out of bitmap mode");
     assert_eq!(seq(q.push(rec(4096))), 5);
-    assert_eq!(q.stats().dropped, 2);
+    assert_eq!(q.stats().dropped, 3);
 }
 
 #[test]
