@@ -39,6 +39,15 @@ impl Phase {
         self.0.store(CLOSING, Ordering::Release);
     }
 
+    /// The watch for one thread of this mount, to be held by that thread for as long as it runs.
+    pub fn watch(&self, thread: &str, dir: &std::path::Path) -> EndWatch {
+        EndWatch {
+            phase: self.clone(),
+            thread: thread.into(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
     fn is_serving(&self) -> bool {
         self.0.load(Ordering::Acquire) == SERVING
     }
@@ -46,9 +55,9 @@ impl Phase {
 
 /// Held by each thread serving the capture files for as long as it runs; see the module's doc.
 pub struct EndWatch {
-    pub phase: Phase,
-    pub thread: String,
-    pub dir: PathBuf,
+    phase: Phase,
+    thread: String,
+    dir: PathBuf,
 }
 
 /// The agent's exit status when its capture ended under it (EX_SOFTWARE).
@@ -83,18 +92,10 @@ impl Drop for EndWatch {
 mod tests {
     use super::*;
 
-    fn watch(phase: &Phase) -> EndWatch {
-        EndWatch {
-            phase: phase.clone(),
-            thread: "capture-ring".into(),
-            dir: "/nowhere".into(),
-        }
-    }
-
     #[test]
     fn only_an_end_while_serving_loses_the_capture() {
         let phase = Phase::default();
-        let w = watch(&phase);
+        let w = phase.watch("capture-ring", std::path::Path::new("/nowhere"));
         assert!(!w.loses_capture(), "starting: the mount falls back instead");
         phase.serving();
         assert!(w.loses_capture());

@@ -21,7 +21,7 @@ use fuser::{
 
 use rewind_linux::fuse_mount;
 
-use super::end_watch::{EndWatch, Phase};
+use super::end_watch::Phase;
 use super::Capture;
 use crate::error::{Error, Result};
 
@@ -386,11 +386,7 @@ impl CaptureMount {
         })?;
         let unmounter = session.unmount_callable();
         let phase = Phase::default();
-        let watch = EndWatch {
-            phase: phase.clone(),
-            thread: "capture-fuse".into(),
-            dir: dir.to_path_buf(),
-        };
+        let watch = phase.watch("capture-fuse", dir);
         let thread = std::thread::Builder::new()
             .name("capture-fuse".into())
             .spawn(move || {

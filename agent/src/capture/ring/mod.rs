@@ -35,7 +35,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use rewind_linux::fuse_mount;
 
-use super::end_watch::{EndWatch, Phase};
+use super::end_watch::Phase;
 use super::Capture;
 use crate::error::{Error, Result};
 use ops::Files;
@@ -218,11 +218,7 @@ impl RingMount {
 
     /// Starts one of the mount's threads, watched for an end while serving ([`super::end_watch`]).
     fn spawn(&self, name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
-        let watch = EndWatch {
-            phase: self.phase.clone(),
-            thread: name.into(),
-            dir: self.dir.clone(),
-        };
+        let watch = self.phase.watch(name, &self.dir);
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
