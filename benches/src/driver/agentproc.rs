@@ -20,6 +20,8 @@ pub struct Agent {
     pub state: PathBuf,
     /// The protected block device the agent exposes.
     pub dev: String,
+    /// The image it protects.
+    pub img: PathBuf,
     /// Its FUSE mount point.
     mount: PathBuf,
 }
@@ -80,6 +82,7 @@ impl Agent {
             child,
             state,
             dev,
+            img: img.to_path_buf(),
             mount,
         })
     }
