@@ -53,9 +53,7 @@ fn workload(extra: &[&str], log_says: &str) {
     let work = tempdir();
     let w = work.path();
     let img = w.join("disk.img");
-    fs::File::create(&img)
-        .and_then(|f| f.set_len(DISK_SIZE))
-        .expect("image");
+    sparse_image(&img, DISK_SIZE);
     let mut mtd = Mtd::start(w);
     let metrics = format!("127.0.0.1:{}", free_port());
     let mut args = extra.to_vec();
@@ -135,9 +133,7 @@ fn capture_ends_under_the_agent(extra: &[&str]) {
     let work = tempdir();
     let w = work.path();
     let img = w.join("disk.img");
-    fs::File::create(&img)
-        .and_then(|f| f.set_len(64 << 20))
-        .expect("image");
+    sparse_image(&img, 64 << 20);
     let mut mtd = Mtd::start(w);
     let mut agent = Agent::start(w, "g1", &[("d0", &img)], &mtd.target(), extra);
     let dev = fs::canonicalize(agent.link("d0")).expect("the agent's device");

@@ -16,9 +16,7 @@ fn an_agent_whose_log_cannot_be_written_captures_and_replicates() {
     let work = tempdir();
     let w = work.path();
     let img = w.join("disk.img");
-    fs::File::create(&img)
-        .and_then(|f| f.set_len(64 << 20))
-        .expect("image");
+    sparse_image(&img, 64 << 20);
     let mut mtd = Mtd::start(w);
     // The harness appends the agent's stderr to work/agent.log: make that /dev/full.
     std::os::unix::fs::symlink("/dev/full", w.join("agent.log")).expect("symlink the log");

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::fs;
 use std::time::Duration;
 
 use common::*;
@@ -27,9 +26,7 @@ fn prometheus_scrapes_rpo_and_bytes_while_replication_runs() {
     let work = tempdir();
     let w = work.path();
     let img = w.join("disk.img");
-    fs::File::create(&img)
-        .and_then(|f| f.set_len(64 << 20))
-        .expect("image");
+    sparse_image(&img, 64 << 20);
     let mtd_metrics = format!("127.0.0.1:{}", free_port());
     let mut mtd = Mtd::start_with(w, &["--metrics-listen", &mtd_metrics]);
     assert_eq!(mtd.metrics_addr(), mtd_metrics, "the ready file names it");

@@ -257,15 +257,13 @@ impl Capture {
         let r = complete(&d, bytes.as_slice(), offset, r).and_then(|()| {
             let buf = match bytes {
                 WriteBytes::Copied(buf) => buf,
-                // In bitmap mode the record would be dropped: no copy. The region stays
-                // dirty (pinned), as for any dropped write.
-                WriteBytes::InPlace(_)
-                    if self.queue.drop_if_overflowing(disk as u16, len as u32) =>
-                {
-                    mark.recorded(None);
-                    return Ok(len as u32);
-                }
                 WriteBytes::InPlace(data) => {
+                    // In bitmap mode the record would be dropped: no copy. The region stays
+                    // dirty (pinned), as for any dropped write.
+                    if self.queue.drop_if_overflowing(disk as u16, len as u32) {
+                        mark.recorded(None);
+                        return Ok(len as u32);
+                    }
                     let mut buf = self.pool.get(data.len());
                     buf.copy_from_slice(data);
                     buf

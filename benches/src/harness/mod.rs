@@ -67,6 +67,6 @@ pub use netns::NetNs;
 pub use powercut::{parse_powercut_result, powercut_mount, powercut_rounds, print_powercut_result};
 pub use procs::{kill_and_reap, sigterm_and_wait, wait_for_path, wait_or_kill, Proc};
 pub use prometheus::{have_prometheus, Prometheus};
-pub use scratch::{can_run, have_tool, have_tools, tempdir};
+pub use scratch::{can_run, have_tool, have_tools, sparse_image, tempdir};
 pub use sites::{live_loop, reverse_log, reverse_state, site};
 pub use writer::Writer;

@@ -12,6 +12,13 @@ pub fn tempdir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// A sparse image file of `bytes` bytes at `path`, for a test's disk.
+pub fn sparse_image(path: &Path, bytes: u64) {
+    std::fs::File::create(path)
+        .and_then(|f| f.set_len(bytes))
+        .unwrap_or_else(|e| panic!("creating the image {}: {e}", path.display()));
+}
+
 /// Whether `tool` is on PATH.
 pub fn have_tool(tool: &str) -> bool {
     Command::new("sh")
