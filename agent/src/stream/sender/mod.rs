@@ -19,6 +19,7 @@ mod frame;
 mod reader;
 mod session;
 pub mod targets;
+mod welcomed;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,17 +9,17 @@ use std::time::Instant;
 use rewind_formats::{stale_epoch_held, ErrorCode, Hello, HelloGroup, Message, ResumeStatus, Seq};
 
 use super::frame::Framer;
+use super::welcomed::{open_window_then_tell, Welcomed};
 use super::{
     Sender, BATCH_MAX_BYTES, BATCH_MAX_RECORDS, IDLE_WAIT, LINGER, LINGER_RECORDS, MAX_COMPRESSORS,
     WELCOME_TIMEOUT,
 };
 use crate::error::{Error, Result};
-use crate::stream::link::{LinkEvent, SyncEvent};
+use crate::stream::link::LinkEvent;
 use crate::stream::loss::{judge, Known, Repair};
 use crate::stream::queue::Entry;
 use crate::stream::seq::SeqBase;
 use crate::stream::wire::{read_message, Conn};
-use crate::sync::pass::{RESYNC_TAG, SYNC_TAG};
 
 impl Sender {
     pub(super) fn session(&self) -> Result<()> {
@@ -132,23 +132,16 @@ impl Sender {
         } else {
             self.queue.set_base(durable)
         };
-        if first {
-            // The sync thread decides what to do once the base is set.
-            let _ = self.sync_events.send(SyncEvent::Welcomed {
-                durable,
-                compare_all: durable == Seq(0) && wg.status == ResumeStatus::ResyncNeeded,
-            });
-        }
-        if let Some(l) = &loss {
-            // Everything queued goes out again inside the window; the sync thread runs the
-            // compare and records the window.
-            self.queue.open_window_at_unacked(RESYNC_TAG);
-            let _ = self.sync_events.send(SyncEvent::TargetLost(l.repair));
-        } else if first && durable == Seq(0) {
-            // An empty target: what was captured before this first contact is part of the
-            // initial sync's window too.
-            self.queue.open_window_at_unacked(SYNC_TAG);
-        }
+        let welcomed = Welcomed {
+            first,
+            durable,
+            compare_all: durable == Seq(0) && wg.status == ResumeStatus::ResyncNeeded,
+            loss: loss.as_ref().map(|l| l.repair),
+        };
+        // The sync thread decides what to do once the base is set.
+        open_window_then_tell(&self.queue, &welcomed, |e| {
+            let _ = self.sync_events.send(e);
+        });
         if !self.queue.ack(base.local(durable)) {
             return Err(Error::Protocol(format!(
                 "the target's durable seq {durable} is beyond the last seq {} recorded",
