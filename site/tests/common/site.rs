@@ -189,6 +189,14 @@ impl Site {
 impl Drop for Site {
     fn drop(&mut self) {
         self.kill9();
+        // A failed test's reader needs what the site said (polls that failed, targets marked
+        // down) more than the assertion alone.
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            eprintln!("--- last lines of {} ---\n{tail}", self.log.display());
+        }
     }
 }
 

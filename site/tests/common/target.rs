@@ -90,6 +90,22 @@ pub fn free_addr() -> String {
     l.local_addr().expect("address").to_string()
 }
 
+/// Poll `f` every 100 ms until it returns `Ok`; how long it took. Panics after `limit` with what
+/// `f` said last, so a timeout shows the state the test was waiting on, not only that it waited.
+pub fn wait_ok(limit: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) -> Duration {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(()) => return start.elapsed(),
+            Err(last) => assert!(
+                start.elapsed() < limit,
+                "{what}: not within {limit:?}; last seen: {last}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Poll `f` every 100 ms until it is true; how long it took. Panics after `limit`.
 pub fn wait(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
