@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Setup that fails says at which step and with how much disk left (CI keeps little of its output).
+step() { echo "test.sh: $(date -u +%H:%M:%S) $*; $(df -h --output=avail . | tail -n 1 | tr -d ' ') free here"; }
+trap 'echo "test.sh: failed at line $LINENO (exit $?)" >&2' ERR
+step "setting up"
+
 if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh: run as root (tests loop-mount file systems); root-only tests will skip" >&2
 fi
@@ -31,6 +36,7 @@ pkgs+=(man-db systemd)
 # The packages under a real systemd: a Debian root (debootstrap, scripts/systemd-root.sh) booted
 # with systemd-nspawn (systemd-container), since this machine's PID 1 is not systemd.
 pkgs+=(debootstrap systemd-container)
+step "Debian packages"
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -52,11 +58,12 @@ if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_opts[@]}" "${install[@]}" >/dev/null
 fi
+step "tools from crates.io and PyPI"
 command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup)" >&2; exit 1; }
 # fsx (file system exerciser) runs on overlay files of the view tree.
 if ! command -v fsx >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/fsx" ]; then
   echo "installing: fsx (cargo install fsx)"
-  cargo install --locked -q fsx
+  cargo install --locked -q fsx --version 0.3.2
 fi
 if ! cargo deb --version >/dev/null 2>&1; then
   echo "installing: cargo-deb (cargo install cargo-deb)"
@@ -64,12 +71,12 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 if ! command -v geckodriver >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/geckodriver" ]; then
   echo "installing: geckodriver (cargo install geckodriver)"
-  cargo install --locked -q geckodriver
+  cargo install --locked -q geckodriver --version 0.37.1
 fi
 # moto's S3 server: the long-term retention tests store points in a real S3-compatible server.
 if ! command -v moto_server >/dev/null; then
   echo "installing: moto[server] (pip)"
-  pip install -q 'moto[server]'
+  pip install -q 'moto[server]==5.2.1'
 fi
 # s3s-fs checks SigV4 signatures (moto does not): ltr_s3_sigv4_verified sends Object Lock's
 # signed requests to it. About 4 minutes to build.
@@ -82,6 +89,7 @@ export REWIND_REQUIRE_TOOLS=1
 
 # The test VM's kernel and initramfs (cached in /var/cache/rewind-vm): built once here, so tests
 # that boot VMs do not all wait on the first one to download the kernel package.
+step "test VM images"
 scripts/vm-image.sh
 # The root file system the packages' test boots with systemd (cached in /var/cache/rewind-systemd-root).
 scripts/systemd-root.sh
@@ -91,6 +99,7 @@ scripts/systemd-root.sh
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
+step "format, lints, docs"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 # API docs build without warnings (broken intra-doc links are how moved code shows up).
@@ -98,7 +107,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 
 # One build profile for everything: the dev profile (opt-level 1), shared by all crates' tests.
 # --workspace builds every binary (rewind-mtd, rewind-loadgen) that the process-level tests run.
+step "build"
 cargo build --workspace --all-targets
+step "tests"
 log=$(mktemp /tmp/rewind-test.XXXXXX.log)
 trap 'rm -f "$log"' EXIT
 status=0
