@@ -5,6 +5,7 @@
 //! - [`atomic`]: replacing a file whole (temporary file, fsync, rename, fsync the directory).
 //! - [`loopdev`]: `losetup` attach and detach, `partx`.
 //! - [`fuse_mount`]: mount points, and detaching the dead mount a killed FUSE server leaves.
+//! - [`huge_pages`]: IO buffers in huge pages, one device segment each.
 //! - [`memtrim`]: giving freed heap memory back to the kernel now and then.
 //! - [`pem`]: certificates and keys from PEM files.
 //! - [`process`]: child commands in their own process group, and stopping those groups.
@@ -17,6 +18,7 @@ pub mod atomic;
 pub mod clidocs;
 pub mod clock;
 pub mod fuse_mount;
+pub mod huge_pages;
 pub mod logging;
 pub mod loopdev;
 pub mod memtrim;

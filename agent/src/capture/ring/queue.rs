@@ -22,6 +22,7 @@ use std::time::Instant;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use rewind_linux::aligned::AlignedBuf;
+use rewind_linux::huge_pages::{HugeRegion, HugeSlice};
 
 use super::abi::{self, InHeader, Out};
 use super::ops::{error_errno, Action, Files};
@@ -141,7 +142,8 @@ enum State {
 pub struct Ent {
     /// struct fuse_uring_req_header.
     hdr: AlignedBuf,
-    payload: AlignedBuf,
+    /// In a huge page: a backing write from it is one device request (see [`HugeRegion`]).
+    payload: HugeSlice,
     /// iov[0] the header, iov[1] the payload: what REGISTER hands the kernel.
     iov: Box<[libc::iovec; 2]>,
     unique: u64,
@@ -188,10 +190,11 @@ impl Queue {
         }
         let sq = (2 * self.depth + 2).next_power_of_two() as u32;
         let ring: Ring = IoUring::builder().setup_cqsize(2 * sq).build(sq)?;
-        let mut ents: Vec<Ent> = (0..self.depth)
-            .map(|_| {
+        let payloads = HugeRegion::slices(self.depth, self.payload_len)?;
+        let mut ents: Vec<Ent> = payloads
+            .into_iter()
+            .map(|mut payload| {
                 let mut hdr = AlignedBuf::new(abi::RING_HEADER_LEN);
-                let mut payload = AlignedBuf::new(self.payload_len);
                 let iov = Box::new([
                     libc::iovec {
                         iov_base: hdr.as_mut_ptr().cast(),
