@@ -35,8 +35,8 @@ impl HugeRegion {
     /// `count` zeroed buffers of `each` bytes (a multiple of 4096), laid out back to back in one
     /// region that starts on a huge page boundary and is asked to be backed by huge pages. When
     /// `each` divides the huge page size (1 MiB, say), no buffer straddles two huge pages.
-    /// Pages are faulted in now, so that the huge pages are taken while the caller starts, not
-    /// on its first IO.
+    /// Pages come at first touch (or when the buffers are pinned, as io_uring's registration
+    /// does), huge ones where the kernel has them.
     pub fn slices(count: usize, each: usize) -> io::Result<Vec<HugeSlice>> {
         if each == 0 || !each.is_multiple_of(4096) || count == 0 {
             return Err(io::Error::new(
@@ -74,11 +74,6 @@ impl HugeRegion {
         let advised = unsafe { libc::madvise(start.as_ptr().cast(), len, libc::MADV_HUGEPAGE) };
         if advised != 0 {
             tracing::debug!(error = %io::Error::last_os_error(), "MADV_HUGEPAGE refused");
-        }
-        // Fault every page in now (a huge page at the first touch of each 2 MiB, if granted).
-        for off in (0..len).step_by(4096) {
-            // SAFETY: off < len: inside the region, which nothing else uses yet.
-            unsafe { start.as_ptr().add(off).write_volatile(0) };
         }
         Ok((0..count)
             .map(|i| HugeSlice {

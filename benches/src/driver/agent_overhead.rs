@@ -25,14 +25,12 @@
 use anyhow::Result;
 
 use super::agentproc::Agent;
-use super::cleanup;
 use super::fio;
 use super::nulltarget::NullTarget;
 use super::progress;
 use super::stats::{ratio, Series};
 use super::tools::{self, Bins};
 use std::path::Path;
-use std::process::Command;
 
 /// One configuration's results: per mode (seq, rand) protected MB/s, baseline MB/s, ratio.
 pub struct ConfigResult {
@@ -160,8 +158,7 @@ pub fn run(
         ));
     }
     for dev in &plains {
-        tools::output(Command::new("losetup").args(["-d", dev]), "losetup -d")?;
-        cleanup::forget_loop(dev);
+        tools::detach_loop(dev)?;
     }
     for c in configs {
         c.agent.stop();

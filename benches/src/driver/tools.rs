@@ -278,3 +278,11 @@ pub fn plain_loop(image: &Path) -> Result<String> {
     cleanup::add_loop(&dev);
     Ok(dev)
 }
+
+/// Detaches a loop device the bench attached and gave to the exit cleanup ([`plain_loop`], say),
+/// and takes it back from that cleanup.
+pub fn detach_loop(dev: &str) -> Result<()> {
+    rewind_linux::loopdev::detach(dev).with_context(|| format!("losetup -d {dev}"))?;
+    cleanup::forget_loop(dev);
+    Ok(())
+}

@@ -400,8 +400,7 @@ impl Bench<'_> {
         }
         self.rw.run(&["detach", &dev])?;
         cleanup::forget_loop(&dev);
-        tools::output(Command::new("losetup").args(["-d", &base]), "losetup -d")?;
-        cleanup::forget_loop(&base);
+        tools::detach_loop(&base)?;
         let _ = std::fs::remove_file(&raw);
         Ok(v)
     }

@@ -61,7 +61,7 @@ pub use frames::recv_message;
 pub use loadgen::{acked, Workload};
 pub use loopdev::Loop;
 pub use mounts::{umount_lazy, umount_or_lazy, Mount};
-pub use mtd::Mtd;
+pub use mtd::{tail, Mtd};
 pub use mtd_cli::{dump, group_json, inspect};
 pub use netns::NetNs;
 pub use powercut::{parse_powercut_result, powercut_mount, powercut_rounds, print_powercut_result};

@@ -239,7 +239,8 @@ impl Mtd {
     }
 }
 
-fn tail(text: &str, n: usize) -> String {
+/// The last `n` lines of `text` (a daemon's log, for a failure message).
+pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

@@ -192,9 +192,7 @@ impl Drop for Site {
         // A failed test's reader needs what the site said (polls that failed, targets marked
         // down) more than the assertion alone.
         if std::thread::panicking() {
-            let text = self.log_text();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            let tail = rewind_benches::harness::tail(&self.log_text(), 60);
             eprintln!("--- last lines of {} ---\n{tail}", self.log.display());
         }
     }
